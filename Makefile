@@ -1,0 +1,125 @@
+# parbench build. `make` builds ./bench and prints what it found.
+#   CUDA ?= auto   (1: require the CUDA backend, 0: build the stub)
+#   MPI  ?= auto   (recorded now; the multi-process strategies use it)
+#   CUDA_HOME, NCCL_HOME, CUBLAS_HOME, NVCC_GENCODE are overridable, because
+#   cuBLAS and NCCL sometimes live in a Python environment's nvidia packages.
+#   SAN=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer.
+
+CUDA ?= auto
+MPI ?= auto
+SAN ?= 0
+CUDA_HOME ?= /usr/local/cuda
+NCCL_HOME ?= $(CUDA_HOME)
+CUBLAS_HOME ?= $(CUDA_HOME)
+NVCC_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+
+BUILD := build
+CC ?= cc
+CFLAGS ?= -O3 -g
+CFLAGS += -std=c11 -Wall -Wextra -pthread -MMD -MP
+LDLIBS := -lm -lpthread -ldl
+
+ifeq ($(SAN),1)
+CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# --- OpenBLAS (the CPU backend always builds) -------------------------------
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null)
+ifeq ($(BLAS_LIBS),)
+BLAS_LIBS := -lopenblas
+BLAS_FOUND := no (trying -lopenblas)
+else
+BLAS_FOUND := OpenBLAS $(shell pkg-config --modversion openblas)
+endif
+CFLAGS += $(BLAS_CFLAGS)
+LDLIBS += $(BLAS_LIBS)
+
+# --- NVTX v3 (header only) ---------------------------------------------------
+NVTX_DIR := $(firstword $(foreach d,$(CUDA_HOME)/include /usr/include /usr/local/include,$(if $(wildcard $(d)/nvtx3/nvToolsExt.h),$(d))))
+ifneq ($(NVTX_DIR),)
+CFLAGS += -DPB_HAVE_NVTX -I$(NVTX_DIR)
+NVTX_FOUND := $(NVTX_DIR)/nvtx3
+else
+NVTX_FOUND := no (ranges compile to no-ops)
+endif
+
+# --- CUDA --------------------------------------------------------------------
+NVCC := $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+ifeq ($(CUDA),auto)
+CUDA_ON := $(if $(NVCC),1,0)
+else
+CUDA_ON := $(CUDA)
+endif
+ifeq ($(CUDA_ON),1)
+ifeq ($(NVCC),)
+$(error CUDA=1 but nvcc was not found under CUDA_HOME=$(CUDA_HOME) or on PATH)
+endif
+NVCCFLAGS ?= -O3 -g
+NVCCFLAGS += -std=c++17 $(NVCC_GENCODE) -Xcompiler -Wall,-Wextra -MMD -MP -I$(CUBLAS_HOME)/include -I$(NCCL_HOME)/include
+CUDA_LIBDIRS := $(sort $(wildcard $(CUDA_HOME)/lib64 $(CUBLAS_HOME)/lib64 $(CUBLAS_HOME)/lib $(NCCL_HOME)/lib $(NCCL_HOME)/lib64))
+LDFLAGS += $(foreach d,$(CUDA_LIBDIRS),-L$(d) -Wl,-rpath,$(d))
+LDLIBS += -lcublasLt -lcublas -lnccl -lcudart -lstdc++
+CUDA_SRC := $(wildcard kernels/cuda/*.cu)
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+CUDA_FOUND := yes ($(NVCC), $(NVCC_GENCODE))
+else
+CUDA_SRC :=
+CUDA_OBJ := $(BUILD)/kernels/cuda/backend_cuda_stub.o
+CUDA_FOUND := no (stub: "built without CUDA")
+endif
+
+# --- MPI ---------------------------------------------------------------------
+MPICC := $(shell command -v mpicc 2>/dev/null)
+ifeq ($(MPI),auto)
+MPI_ON := $(if $(MPICC),1,0)
+else
+MPI_ON := $(MPI)
+endif
+MPI_FOUND := $(if $(filter 1,$(MPI_ON)),$(shell mpicc --showme:version 2>/dev/null | head -1),no)
+
+# --- sources -----------------------------------------------------------------
+GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+LIB_SRC := $(wildcard harness/*.c strategies/*.c workloads/*.c kernels/cpu/*.c)
+LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
+MAIN_OBJ := $(BUILD)/harness/main.o
+
+.PHONY: all summary test test-gpu bench-cpu clean
+all: bench summary
+
+summary:
+	@echo "parbench build: BLAS: $(BLAS_FOUND) | NVTX: $(NVTX_FOUND) | CUDA: $(CUDA_FOUND) | MPI: $(MPI_FOUND)"
+
+bench: $(MAIN_OBJ) $(BUILD)/libparbench.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libparbench.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# The revision is a generated header that changes only when the revision
+# does, so a commit rebuilds env.o and nothing else.
+$(BUILD)/git_rev.h: FORCE
+	@mkdir -p $(BUILD)
+	@echo '#define PB_GIT_REV "$(GIT_REV)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/harness/env.o: $(BUILD)/git_rev.h
+$(BUILD)/harness/env.o: CFLAGS += -include $(BUILD)/git_rev.h
+FORCE:
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+include tests/tests.mk
+
+clean:
+	rm -rf $(BUILD) bench
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,326 @@
+/* Flag table, parser and validation. One table drives parsing, range checks
+ * and --help, so a flag's default and its allowed range are stated once. */
+#define _POSIX_C_SOURCE 200809L
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "registry.h"
+#include "results.h"
+
+static const char *const precision_names[PB_PRECISION_COUNT] = {"fp32", "tf32", "bf16"};
+static const char *const optimizer_names[PB_OPTIMIZER_COUNT] = {"sgd", "adamw"};
+
+const char *pb_precision_name(pb_precision p) { return p < PB_PRECISION_COUNT ? precision_names[p] : "?"; }
+const char *pb_optimizer_name(pb_optimizer o) { return o < PB_OPTIMIZER_COUNT ? optimizer_names[o] : "?"; }
+
+typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER } flag_kind;
+
+typedef struct flag {
+    const char *name;
+    flag_kind kind;
+    size_t offset;
+    double min, max; /* inclusive range for numbers */
+    const char *metavar;
+    const char *help;
+} flag;
+
+#define OFF(field) offsetof(pb_config, field)
+
+static const flag flags[] = {
+    {"--strategy", F_NAME, OFF(strategy), 0, 0, "NAME", "how a step is split across devices"},
+    {"--backend", F_NAME, OFF(backend), 0, 0, "NAME", "compute device kind; auto picks cuda when usable, else cpu"},
+    {"--comm", F_NAME, OFF(comm), 0, 0, "NAME", "collectives library; auto picks per strategy and backend"},
+    {"--workload", F_NAME, OFF(workload), 0, 0, "NAME", "model preset (bench list shows the shapes)"},
+    {"--gpus", F_INT, OFF(devices), 1, 4096, "N", "devices the strategy uses"},
+    {"--in", F_INT, OFF(shape.in), 1, 1 << 20, "N", "input features (default: the workload's)"},
+    {"--hidden", F_INT, OFF(shape.hidden), 1, 1 << 20, "N", "hidden width (default: the workload's)"},
+    {"--layers", F_INT, OFF(shape.layers), 1, 256, "N", "Linear layers (default: the workload's)"},
+    {"--classes", F_INT, OFF(shape.classes), 2, 1 << 20, "N", "output classes (default: the workload's)"},
+    {"--batch", F_INT, OFF(shape.batch), 1, 1 << 24, "N", "global batch, split across devices (default: the workload's)"},
+    {"--precision", F_PRECISION, OFF(precision), 0, 0, "P", "fp32, tf32 or bf16 (tf32/bf16: cuda only)"},
+    {"--optimizer", F_OPTIMIZER, OFF(optimizer), 0, 0, "NAME", "sgd (with momentum) or adamw"},
+    {"--lr", F_DOUBLE, OFF(lr), 0, 10, "X", "learning rate (default: 0.01 for sgd, 0.001 for adamw)"},
+    {"--momentum", F_DOUBLE, OFF(momentum), 0, 0.999999, "X", "SGD momentum"},
+    {"--weight-decay", F_DOUBLE, OFF(weight_decay), 0, 1, "X", "SGD L2 penalty / AdamW decoupled decay"},
+    {"--beta1", F_DOUBLE, OFF(beta1), 0, 0.999999, "X", "AdamW first-moment decay"},
+    {"--beta2", F_DOUBLE, OFF(beta2), 0, 0.999999, "X", "AdamW second-moment decay"},
+    {"--eps", F_DOUBLE, OFF(eps), 1e-30, 1, "X", "AdamW epsilon"},
+    {"--iters", F_INT, OFF(iters), 1, 1000000, "N", "measured steps"},
+    {"--warmup", F_INT, OFF(warmup), 0, 1000000, "N", "steps run before measuring (excluded)"},
+    {"--seed", F_U64, OFF(seed), 0, 0, "N", "seed of parameters and data"},
+    {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)"},
+    {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)"},
+    {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to"},
+    {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy"},
+    {"--quiet", F_BOOL, OFF(quiet), 0, 0, NULL, "no progress lines on stderr"},
+};
+
+#define N_FLAGS (sizeof flags / sizeof flags[0])
+
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+void pb_config_defaults(pb_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->strategy, sizeof cfg->strategy, "single");
+    snprintf(cfg->backend, sizeof cfg->backend, "auto");
+    snprintf(cfg->comm, sizeof cfg->comm, "auto");
+    snprintf(cfg->workload, sizeof cfg->workload, "mlp-s");
+    cfg->shape = pb_find_workload("mlp-s")->shape;
+    cfg->devices = 1;
+    cfg->precision = PB_FP32;
+    cfg->optimizer = PB_OPT_SGD;
+    cfg->lr = NAN; /* resolved from the optimizer unless given */
+    cfg->momentum = 0.9;
+    cfg->weight_decay = 0.0;
+    cfg->beta1 = 0.9;
+    cfg->beta2 = 0.999;
+    cfg->eps = 1e-8;
+    cfg->iters = 20;
+    cfg->warmup = 3;
+    cfg->seed = 1234;
+    cfg->threads = online_cpus();
+    snprintf(cfg->out, sizeof cfg->out, "results/runs.csv");
+}
+
+static void default_text(const flag *f, const pb_config *d, char *buf, size_t len)
+{
+    const char *p = (const char *)d + f->offset;
+    switch (f->kind) {
+    case F_INT: snprintf(buf, len, "%d", *(const int *)p); break;
+    case F_U64: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+    case F_DOUBLE:
+        if (isnan(*(const double *)p)) snprintf(buf, len, "by optimizer");
+        else snprintf(buf, len, "%g", *(const double *)p);
+        break;
+    case F_NAME:
+    case F_PATH: snprintf(buf, len, "%s", *p ? p : "off"); break;
+    case F_BOOL: snprintf(buf, len, "%s", *(const bool *)p ? "on" : "off"); break;
+    case F_PRECISION: snprintf(buf, len, "%s", pb_precision_name(*(const pb_precision *)p)); break;
+    case F_OPTIMIZER: snprintf(buf, len, "%s", pb_optimizer_name(*(const pb_optimizer *)p)); break;
+    }
+}
+
+static const char *allowed_names(const flag *f)
+{
+    if (strcmp(f->name, "--strategy") == 0) return pb_strategy_names();
+    if (strcmp(f->name, "--backend") == 0) return pb_backend_names();
+    if (strcmp(f->name, "--comm") == 0) return pb_comm_names();
+    if (strcmp(f->name, "--workload") == 0) return pb_workload_names();
+    if (f->kind == F_PRECISION) return "fp32, tf32, bf16";
+    if (f->kind == F_OPTIMIZER) return "sgd, adamw";
+    return "";
+}
+
+void pb_config_print_help(const char *prog)
+{
+    pb_config d;
+    pb_config_defaults(&d);
+    printf("usage: %s [run] [flags]       train a workload under a strategy, append a CSV row\n"
+           "       %s list                strategies, backends, comms, workloads, devices\n"
+           "       %s help                this text\n\nflags (default in brackets):\n",
+           prog, prog, prog);
+    for (size_t i = 0; i < N_FLAGS; i++) {
+        const flag *f = &flags[i];
+        char left[64], def[64];
+        snprintf(left, sizeof left, "%s%s%s", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
+        default_text(f, &d, def, sizeof def);
+        const char *allowed = allowed_names(f);
+        printf("  %-22s %s [%s]%s%s\n", left, f->help, def, *allowed ? "; one of: " : "", allowed);
+    }
+    printf("  %-22s %s\n", "--help", "this text");
+}
+
+static const flag *find_flag(const char *name)
+{
+    for (size_t i = 0; i < N_FLAGS; i++)
+        if (strcmp(flags[i].name, name) == 0) return &flags[i];
+    return NULL;
+}
+
+static pb_status parse_number(const flag *f, const char *text, void *dst)
+{
+    char *end = NULL;
+    errno = 0;
+    if (f->kind == F_DOUBLE) {
+        double v = strtod(text, &end);
+        if (end == text || *end || errno || !isfinite(v))
+            return pb_usage_error("%s: '%s' is not a number; allowed: %g to %g", f->name, text, f->min, f->max);
+        if (v < f->min || v > f->max)
+            return pb_usage_error("%s: %s is out of range; allowed: %g to %g", f->name, text, f->min, f->max);
+        *(double *)dst = v;
+        return PB_OK;
+    }
+    if (f->kind == F_U64) {
+        if (text[0] == '-' || text[0] == '+')
+            return pb_usage_error("%s: '%s' is not a non-negative integer; allowed: 0 to %llu", f->name,
+                                  text, (unsigned long long)UINT64_MAX);
+        unsigned long long v = strtoull(text, &end, 10);
+        if (end == text || *end || errno)
+            return pb_usage_error("%s: '%s' is not a non-negative integer; allowed: 0 to %llu", f->name,
+                                  text, (unsigned long long)UINT64_MAX);
+        *(uint64_t *)dst = (uint64_t)v;
+        return PB_OK;
+    }
+    long long v = strtoll(text, &end, 10);
+    if (end == text || *end || errno == EINVAL)
+        return pb_usage_error("%s: '%s' is not an integer; allowed: %.0f to %.0f", f->name, text, f->min, f->max);
+    if (errno == ERANGE || v < (long long)f->min || v > (long long)f->max)
+        return pb_usage_error("%s: %s is out of range; allowed: %.0f to %.0f", f->name, text, f->min, f->max);
+    *(int *)dst = (int)v;
+    return PB_OK;
+}
+
+static pb_status parse_value(pb_config *cfg, const flag *f, const char *text, bool *shape_given)
+{
+    char *dst = (char *)cfg + f->offset;
+    switch (f->kind) {
+    case F_INT:
+    case F_U64:
+    case F_DOUBLE: {
+        pb_status st = parse_number(f, text, dst);
+        if (st == PB_OK && f->offset >= OFF(shape) && f->offset < OFF(shape) + sizeof(pb_shape))
+            *shape_given = true;
+        return st;
+    }
+    case F_NAME: {
+        bool known = (strcmp(f->name, "--strategy") == 0 && pb_find_strategy(text)) ||
+                     (strcmp(f->name, "--backend") == 0 && (strcmp(text, "auto") == 0 || pb_find_backend(text))) ||
+                     (strcmp(f->name, "--comm") == 0 &&
+                      (strcmp(text, "auto") == 0 || strcmp(text, "none") == 0 || pb_find_comm(text))) ||
+                     (strcmp(f->name, "--workload") == 0 && pb_find_workload(text));
+        if (!known || strlen(text) >= 32)
+            return pb_usage_error("%s: unknown '%s'; allowed: %s", f->name, text, allowed_names(f));
+        snprintf(dst, 32, "%s", text);
+        return PB_OK;
+    }
+    case F_PATH:
+        if (!*text) return pb_usage_error("%s: empty path", f->name);
+        if (strlen(text) >= sizeof cfg->out) return pb_usage_error("%s: path longer than %zu bytes", f->name, sizeof cfg->out - 1);
+        snprintf(dst, sizeof cfg->out, "%s", text);
+        return PB_OK;
+    case F_PRECISION:
+    case F_OPTIMIZER: {
+        const char *const *names = f->kind == F_PRECISION ? precision_names : optimizer_names;
+        int count = f->kind == F_PRECISION ? PB_PRECISION_COUNT : PB_OPTIMIZER_COUNT;
+        for (int i = 0; i < count; i++)
+            if (strcmp(names[i], text) == 0) {
+                *(int *)dst = i;
+                return PB_OK;
+            }
+        return pb_usage_error("%s: unknown '%s'; allowed: %s", f->name, text, allowed_names(f));
+    }
+    case F_BOOL: break;
+    }
+    return pb_error(PB_ERR_INTERNAL, "flag %s has no parser", f->name);
+}
+
+pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
+{
+    /* Shape flags override the workload's preset whatever their order, so
+     * the preset is applied first and the flags again on top. */
+    bool shape_given = false;
+    *help = false;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < argc; i++) {
+            const char *arg = argv[i];
+            if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+                *help = true;
+                return PB_OK;
+            }
+            char name[64];
+            const char *value = NULL;
+            const char *eq = strchr(arg, '=');
+            if (strncmp(arg, "--", 2) == 0 && eq && (size_t)(eq - arg) < sizeof name) {
+                snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
+                value = eq + 1;
+            } else {
+                snprintf(name, sizeof name, "%s", arg);
+            }
+            const flag *f = find_flag(name);
+            if (!f) {
+                if (strncmp(arg, "--", 2) == 0)
+                    return pb_usage_error("unknown flag '%s'; see --help for the flags", arg);
+                return pb_usage_error("unexpected argument '%s'; see --help", arg);
+            }
+            if (f->kind == F_BOOL) {
+                if (value) return pb_usage_error("%s takes no value", f->name);
+                *(bool *)((char *)cfg + f->offset) = true;
+                continue;
+            }
+            if (!value) {
+                if (i + 1 >= argc) return pb_usage_error("%s needs a value (%s)", f->name, f->metavar);
+                value = argv[++i];
+            }
+            bool is_shape = f->offset >= OFF(shape) && f->offset < OFF(shape) + sizeof(pb_shape);
+            if (pass == 0 && is_shape) {
+                pb_config scratch = *cfg;
+                pb_status st = parse_value(&scratch, f, value, &shape_given);
+                if (st != PB_OK) return st;
+                continue;
+            }
+            if (pass == 1 && !is_shape) continue;
+            pb_status st = parse_value(cfg, f, value, &shape_given);
+            if (st != PB_OK) return st;
+        }
+        if (pass == 0) cfg->shape = pb_find_workload(cfg->workload)->shape;
+    }
+    if (shape_given && memcmp(&cfg->shape, &pb_find_workload(cfg->workload)->shape, sizeof cfg->shape) != 0)
+        snprintf(cfg->workload, sizeof cfg->workload, "custom");
+    if (isnan(cfg->lr)) cfg->lr = cfg->optimizer == PB_OPT_ADAMW ? 1e-3 : 1e-2;
+    return PB_OK;
+}
+
+pb_status pb_config_validate(pb_config *cfg)
+{
+    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    if (cfg->shape.batch % cfg->devices != 0)
+        return pb_usage_error("--batch %d is not divisible by --gpus %d; the global batch is split evenly "
+                              "across devices",
+                              cfg->shape.batch, cfg->devices);
+    pb_layout layout;
+    pb_status st = pb_mlp_layout(&cfg->shape, &layout);
+    if (st != PB_OK) return st;
+    if ((st = strategy->validate(cfg, &layout)) != PB_OK) return st;
+
+    if (strcmp(cfg->backend, "auto") == 0) {
+        cfg->backend_auto = true;
+        char why[256] = "";
+        if (pb_backend_cuda.device_count(why, sizeof why) > 0) {
+            snprintf(cfg->backend, sizeof cfg->backend, "cuda");
+        } else {
+            snprintf(cfg->backend, sizeof cfg->backend, "cpu");
+            if (!cfg->quiet) pb_log_info("backend auto: using cpu (no usable CUDA device: %s)", why);
+        }
+    } else if (strcmp(cfg->backend, "cuda") == 0) {
+        char why[256] = "";
+        int n = pb_backend_cuda.device_count(why, sizeof why);
+        if (n <= 0) return pb_user_error(PB_ERR_UNAVAILABLE, "--backend cuda: no usable CUDA device: %s", why);
+        if (cfg->devices > n)
+            return pb_usage_error("--gpus %d: only %d CUDA device%s present", cfg->devices, n, n == 1 ? "" : "s");
+    }
+    if (strcmp(cfg->backend, "cpu") == 0 && cfg->precision != PB_FP32)
+        return pb_usage_error("--precision %s is not supported on the cpu backend; allowed there: fp32",
+                              pb_precision_name(cfg->precision));
+    if (strcmp(cfg->backend, "cpu") == 0 && cfg->cuda_graph)
+        return pb_usage_error("--cuda-graph needs the cuda backend");
+    if (strcmp(cfg->comm, "auto") == 0)
+        snprintf(cfg->comm, sizeof cfg->comm, "none");
+    if (strcmp(cfg->comm, "none") != 0 && strategy->procs == PB_PROC_ONE && cfg->devices == 1)
+        return pb_usage_error("--comm %s: strategy %s on 1 device uses no collectives; allowed: auto, none",
+                              cfg->comm, cfg->strategy);
+    return pb_results_check_target(cfg->out);
+}

@@ -1,0 +1,80 @@
+/* The run's configuration: every flag, its parsed value, and validation.
+ *
+ * Parsed and validated completely before any MPI or CUDA initialisation, so a
+ * usage error costs nothing and writes nothing. */
+#ifndef PB_CONFIG_H
+#define PB_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum pb_precision { PB_FP32 = 0, PB_TF32, PB_BF16, PB_PRECISION_COUNT } pb_precision;
+typedef enum pb_optimizer { PB_OPT_SGD = 0, PB_OPT_ADAMW, PB_OPTIMIZER_COUNT } pb_optimizer;
+
+const char *pb_precision_name(pb_precision p);
+const char *pb_optimizer_name(pb_optimizer o);
+
+/* Shape of an MLP workload. batch is always the global batch. */
+typedef struct pb_shape {
+    int in;      /* input features */
+    int hidden;  /* width of hidden layers */
+    int layers;  /* number of Linear layers (>= 1) */
+    int classes; /* output classes */
+    int batch;   /* global batch, split across devices */
+} pb_shape;
+
+typedef struct pb_config {
+    /* plugin names, resolved against the registry by the parser */
+    char strategy[32];
+    char backend[32];  /* after resolution: "cpu" or "cuda" (never "auto") */
+    char comm[32];
+    char workload[32];
+    bool backend_auto; /* --backend auto was given or defaulted */
+
+    pb_shape shape;
+    int devices; /* --gpus: devices the strategy uses */
+
+    pb_precision precision;
+    pb_optimizer optimizer;
+    double lr;
+    double momentum;     /* SGD momentum */
+    double weight_decay; /* AdamW decoupled weight decay, SGD L2 */
+    double beta1, beta2, eps;
+
+    int iters;
+    int warmup;
+    uint64_t seed;
+    int threads; /* BLAS / host threads per device (cpu backend) */
+
+    bool cuda_graph;
+
+    char out[4096];  /* CSV appended to */
+    char dump[4096]; /* --dump DIR, "" when off */
+    bool quiet;
+} pb_config;
+
+/* Defaults for every field (the values --help prints). */
+void pb_config_defaults(pb_config *cfg);
+
+/* Parses argv (after the subcommand, if any). On a usage error returns
+ * PB_ERR_USAGE with a one-line message naming the flag and what is allowed.
+ * *help is set when --help was asked for. */
+pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help);
+
+/* Cross-field checks that need the registry (strategy constraints, batch
+ * divisibility, backend availability). */
+pb_status pb_config_validate(pb_config *cfg);
+
+/* Prints the flag table with defaults to stdout. */
+void pb_config_print_help(const char *prog);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PB_CONFIG_H */

@@ -1,0 +1,61 @@
+#define _POSIX_C_SOURCE 200809L
+#include "env.h"
+
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../kernels/cpu/blas_info.h"
+
+#ifndef PB_GIT_REV
+#define PB_GIT_REV "unknown"
+#endif
+
+static void compiler_text(char *out, size_t len)
+{
+#if defined(__clang__)
+    snprintf(out, len, "clang %s", __clang_version__);
+#elif defined(__GNUC__)
+    snprintf(out, len, "gcc %d.%d.%d", __GNUC__, __GNUC_MINOR__, __GNUC_PATCHLEVEL__);
+#else
+    snprintf(out, len, "unknown");
+#endif
+}
+
+void pb_env_fill(pb_record *r, const char *backend, const pb_device_info *dev, int gpu_count)
+{
+    char buf[256];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    pb_record_set(r, PB_COL_TIME_UTC, "%s", buf);
+
+    if (gethostname(buf, sizeof buf) != 0) snprintf(buf, sizeof buf, "unknown");
+    buf[sizeof buf - 1] = '\0';
+    pb_record_set(r, PB_COL_HOST, "%s", buf);
+    pb_cpu_model(buf, sizeof buf);
+    pb_record_set(r, PB_COL_CPU_MODEL, "%s", buf);
+    compiler_text(buf, sizeof buf);
+    pb_record_set(r, PB_COL_COMPILER, "%s", buf);
+    pb_record_set(r, PB_COL_GIT_REV, "%s", PB_GIT_REV);
+
+    if (strcmp(backend, "cuda") == 0) {
+        pb_record_set(r, PB_COL_GPU_NAME, "%s", dev->name);
+        pb_record_set(r, PB_COL_GPU_COUNT, "%d", gpu_count);
+        pb_record_set(r, PB_COL_DRIVER, "%s", dev->driver);
+        pb_record_set(r, PB_COL_CUDA_RUNTIME, "%s", dev->runtime);
+        pb_record_set(r, PB_COL_CUBLAS, "%s", dev->blas_version);
+    } else {
+        pb_record_set(r, PB_COL_BLAS, "%s", dev->blas);
+        pb_record_set(r, PB_COL_BLAS_VERSION, "%s", dev->blas_version);
+    }
+}
+
+double pb_host_rss_mb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+}

@@ -1,0 +1,18 @@
+/* Logs go to stderr; stdout carries only what the user asked for. Errors are
+ * prefixed with rank and host once a run has several ranks. */
+#ifndef PB_LOG_H
+#define PB_LOG_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void pb_log_set_rank(int rank, int ranks);
+void pb_log_set_quiet(int quiet);
+void pb_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void pb_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PB_LOG_H */

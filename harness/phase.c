@@ -1,0 +1,85 @@
+#include "phase.h"
+
+#include <string.h>
+
+#include "nvtx.h"
+
+static const char *const phase_names[PB_PHASE_COUNT] = {
+    [PB_PHASE_LOAD] = "load",       [PB_PHASE_H2D] = "h2d",
+    [PB_PHASE_FWD] = "fwd",         [PB_PHASE_BWD] = "bwd",
+    [PB_PHASE_COMM] = "comm",       [PB_PHASE_SYNC] = "sync",
+    [PB_PHASE_OPT] = "opt",         [PB_PHASE_SCATTER] = "scatter",
+    [PB_PHASE_REPLICATE] = "replicate", [PB_PHASE_GATHER] = "gather",
+    [PB_PHASE_REDUCE] = "reduce",   [PB_PHASE_P2P] = "p2p",
+    [PB_PHASE_BUBBLE] = "bubble",
+};
+
+const char *pb_phase_name(pb_phase p)
+{
+    return (p >= 0 && p < PB_PHASE_COUNT) ? phase_names[p] : "unknown";
+}
+
+pb_status pb_phase_timer_init(pb_phase_timer *t, const pb_backend *be, pb_device *dev)
+{
+    memset(t, 0, sizeof *t);
+    t->be = be;
+    t->dev = dev;
+    t->open = -1;
+    for (int i = 0; i < 2 * PB_MAX_PHASE_SPANS; i++) {
+        pb_status st = be->mark_create(dev, &t->marks[i]);
+        if (st != PB_OK) {
+            pb_phase_timer_destroy(t);
+            return st;
+        }
+    }
+    return PB_OK;
+}
+
+void pb_phase_timer_destroy(pb_phase_timer *t)
+{
+    for (int i = 0; i < 2 * PB_MAX_PHASE_SPANS; i++)
+        if (t->marks[i]) t->be->mark_destroy(t->dev, t->marks[i]);
+    memset(t, 0, sizeof *t);
+    t->open = -1;
+}
+
+void pb_phase_timer_reset(pb_phase_timer *t)
+{
+    t->spans = 0;
+    t->open = -1;
+}
+
+pb_status pb_phase_begin(pb_phase_timer *t, pb_phase p)
+{
+    if (t->open >= 0)
+        return pb_error(PB_ERR_INTERNAL, "phase %s begun inside phase %s", pb_phase_name(p),
+                        pb_phase_name(t->phase[t->open]));
+    if (t->spans >= PB_MAX_PHASE_SPANS)
+        return pb_error(PB_ERR_INTERNAL, "more than %d phase spans in one step", PB_MAX_PHASE_SPANS);
+    int i = t->spans++;
+    t->phase[i] = p;
+    t->open = i;
+    pb_nvtx_push(pb_phase_name(p));
+    return t->be->mark_record(t->dev, t->marks[2 * i]);
+}
+
+pb_status pb_phase_end(pb_phase_timer *t)
+{
+    if (t->open < 0) return pb_error(PB_ERR_INTERNAL, "phase ended with none open");
+    int i = t->open;
+    t->open = -1;
+    pb_status st = t->be->mark_record(t->dev, t->marks[2 * i + 1]);
+    pb_nvtx_pop();
+    return st;
+}
+
+pb_status pb_phase_timer_collect(pb_phase_timer *t, pb_step_times *out)
+{
+    for (int i = 0; i < t->spans; i++) {
+        double ms = 0.0;
+        pb_status st = t->be->mark_elapsed_ms(t->dev, t->marks[2 * i], t->marks[2 * i + 1], &ms);
+        if (st != PB_OK) return st;
+        out->ms[t->phase[i]] += ms;
+    }
+    return PB_OK;
+}

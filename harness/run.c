@@ -1,0 +1,245 @@
+#define _POSIX_C_SOURCE 200809L
+#include "run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "env.h"
+#include "log.h"
+#include "npy.h"
+#include "nvtx.h"
+#include "registry.h"
+#include "results.h"
+#include "stats.h"
+#include "timer.h"
+
+/* Defined by the allocation-counting library the benchmarks preload
+ * (tests/alloc_count.c); absent otherwise. */
+extern unsigned long pb_alloc_count(void) __attribute__((weak));
+
+typedef struct run_state {
+    const pb_config *cfg;
+    const pb_backend *be;
+    const pb_strategy *strategy;
+    pb_layout layout;
+    float *params;     /* host: initial, later final parameters */
+    float *prototypes; /* host: data class prototypes */
+    float *x;          /* host (pinned): one global batch */
+    int32_t *labels;
+    void *strategy_state;
+    double *step_ms, *scratch;
+    pb_step_times phase_sum;
+    double loss_first, loss_last;
+    pb_device_info info;
+    bool have_info;
+} run_state;
+
+static pb_status dump_array(const pb_config *cfg, const char *name, const char *dtype, const void *data,
+                            size_t elem, int ndim, const size_t *shape)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", cfg->dump, name);
+    return pb_npy_write(path, dtype, data, elem, ndim, shape);
+}
+
+static pb_status prepare_dump(const pb_config *cfg)
+{
+    if (!cfg->dump[0]) return PB_OK;
+    if (mkdir(cfg->dump, 0755) != 0 && errno != EEXIST)
+        return pb_error(PB_ERR_IO, "--dump %s: cannot create: %s", cfg->dump, strerror(errno));
+    return PB_OK;
+}
+
+static pb_status setup(run_state *rs)
+{
+    pb_status st = PB_OK;
+    const pb_config *cfg = rs->cfg;
+    int b = cfg->shape.batch;
+    PB_TRY(pb_mlp_layout(&cfg->shape, &rs->layout));
+    PB_ALLOC(rs->params, rs->layout.n_params);
+    PB_ALLOC(rs->prototypes, (size_t)rs->layout.classes * (size_t)rs->layout.in);
+    PB_ALLOC(rs->step_ms, cfg->iters);
+    PB_ALLOC(rs->scratch, cfg->iters);
+    PB_TRY(rs->be->host_alloc(NULL, (size_t)b * (size_t)rs->layout.in * sizeof(float), (void **)&rs->x));
+    PB_TRY(rs->be->host_alloc(NULL, (size_t)b * sizeof(int32_t), (void **)&rs->labels));
+    pb_mlp_init_params(&rs->layout, cfg->seed, rs->params);
+    pb_data_prototypes(&rs->layout, cfg->seed, rs->prototypes);
+    PB_TRY(prepare_dump(cfg));
+    if (cfg->dump[0]) {
+        size_t n = rs->layout.n_params;
+        PB_TRY(dump_array(cfg, "params_init.npy", "<f4", rs->params, sizeof(float), 1, &n));
+    }
+    pb_strategy_ctx ctx = {.cfg = cfg, .be = rs->be, .layout = &rs->layout, .init_params = rs->params};
+    static pb_strategy_ctx ctx_store; /* strategies keep a pointer to it */
+    ctx_store = ctx;
+    PB_TRY(rs->strategy->init(&ctx_store, &rs->strategy_state));
+    if (rs->strategy->device_info(rs->strategy_state, &rs->info) == PB_OK) rs->have_info = true;
+cleanup:
+    return st;
+}
+
+static pb_status train(run_state *rs)
+{
+    pb_status st = PB_OK;
+    const pb_config *cfg = rs->cfg;
+    int total = cfg->warmup + cfg->iters;
+    int b = cfg->shape.batch;
+    unsigned long allocs_before = 0;
+    char label[32];
+
+    for (int s = 0; s < total; s++) {
+        if (s == cfg->warmup && pb_alloc_count) allocs_before = pb_alloc_count();
+        pb_step_result res;
+        snprintf(label, sizeof label, "step %d", s);
+        pb_nvtx_push(label);
+        double t0 = pb_now_ms();
+        pb_nvtx_push("load");
+        pb_data_fill(&rs->layout, cfg->seed, s, 0, b, rs->prototypes, rs->x, rs->labels);
+        pb_nvtx_pop();
+        double load_ms = pb_now_ms() - t0;
+        pb_batch batch = {.step = s, .count = b, .x = rs->x, .labels = rs->labels};
+        st = rs->strategy->step(rs->strategy_state, &batch, &res);
+        double step_ms = pb_now_ms() - t0;
+        pb_nvtx_pop();
+        if (st != PB_OK) return st;
+        if (!isfinite(res.loss))
+            return pb_user_error(PB_ERR_NUMERIC, "loss is %s at step %d; the run is invalid (try a smaller --lr)",
+                                 isnan(res.loss) ? "NaN" : "infinite", s);
+        if (s == 0) {
+            rs->loss_first = res.loss;
+            if (cfg->dump[0]) {
+                size_t xs[2] = {(size_t)b, (size_t)rs->layout.in}, ls = (size_t)b;
+                PB_TRY(dump_array(cfg, "batch0_x.npy", "<f4", rs->x, sizeof(float), 2, xs));
+                PB_TRY(dump_array(cfg, "batch0_labels.npy", "<i4", rs->labels, sizeof(int32_t), 1, &ls));
+            }
+        }
+        rs->loss_last = res.loss;
+        if (s < cfg->warmup) continue;
+        int i = s - cfg->warmup;
+        rs->step_ms[i] = step_ms;
+        res.t.ms[PB_PHASE_LOAD] = load_ms;
+        for (int p = 0; p < PB_PHASE_COUNT; p++) rs->phase_sum.ms[p] += res.t.ms[p];
+        if (!cfg->quiet && (i + 1 == cfg->iters || (i + 1) % 10 == 0))
+            pb_log_info("step %d/%d  %.2f ms  loss %.4f", i + 1, cfg->iters, step_ms, res.loss);
+    }
+    if (pb_alloc_count)
+        fprintf(stderr, "bench: allocations during measured steps: %lu\n", pb_alloc_count() - allocs_before);
+cleanup:
+    return st;
+}
+
+static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *layout)
+{
+    pb_record_set(r, PB_COL_STRATEGY, "%s", cfg->strategy);
+    pb_record_set(r, PB_COL_BACKEND, "%s", cfg->backend);
+    pb_record_set(r, PB_COL_COMM, "%s", cfg->comm);
+    pb_record_set(r, PB_COL_WORKLOAD, "%s", cfg->workload);
+    pb_record_set(r, PB_COL_IN, "%d", cfg->shape.in);
+    pb_record_set(r, PB_COL_HIDDEN, "%d", cfg->shape.hidden);
+    pb_record_set(r, PB_COL_LAYERS, "%d", cfg->shape.layers);
+    pb_record_set(r, PB_COL_CLASSES, "%d", cfg->shape.classes);
+    pb_record_set(r, PB_COL_PARAMS, "%zu", layout->n_params);
+    pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", cfg->shape.batch);
+    pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d", cfg->shape.batch / cfg->devices);
+    pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
+    pb_record_set(r, PB_COL_RANKS, "%d", 1);
+    pb_record_set(r, PB_COL_OVERSUBSCRIBED, "0");
+    pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
+    pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
+    pb_record_num(r, PB_COL_LR, cfg->lr);
+    pb_record_set(r, PB_COL_ITERS, "%d", cfg->iters);
+    pb_record_set(r, PB_COL_WARMUP, "%d", cfg->warmup);
+    pb_record_set(r, PB_COL_SEED, "%llu", (unsigned long long)cfg->seed);
+    pb_record_set(r, PB_COL_THREADS, "%d", cfg->threads);
+    pb_record_set(r, PB_COL_CUDA_GRAPH, "%d", cfg->cuda_graph ? 1 : 0);
+}
+
+static void fill_results(pb_record *r, run_state *rs)
+{
+    const pb_config *cfg = rs->cfg;
+    pb_stats s;
+    pb_stats_compute(rs->step_ms, (size_t)cfg->iters, rs->scratch, &s);
+    pb_record_num(r, PB_COL_STEP_MS_MIN, s.min);
+    pb_record_num(r, PB_COL_STEP_MS_P50, s.p50);
+    pb_record_num(r, PB_COL_STEP_MS_MEAN, s.mean);
+    pb_record_num(r, PB_COL_STEP_MS_P95, s.p95);
+    pb_record_num(r, PB_COL_STEP_MS_MAX, s.max);
+    pb_record_num(r, PB_COL_STEP_MS_CV, s.cv);
+    /* throughput over the whole measured time, so slow outliers count */
+    pb_record_num(r, PB_COL_SAMPLES_PER_S, cfg->shape.batch * 1e3 / s.mean);
+    pb_record_num(r, PB_COL_MODEL_TFLOPS, pb_mlp_step_flops(&rs->layout, cfg->shape.batch) / (s.mean * 1e-3) / 1e12);
+    static const pb_column phase_col[PB_PHASE_COUNT] = {
+        PB_COL_LOAD_MS, PB_COL_H2D_MS, PB_COL_FWD_MS, PB_COL_BWD_MS, PB_COL_COMM_MS,
+        PB_COL_SYNC_MS, PB_COL_OPT_MS, PB_COL_SCATTER_MS, PB_COL_REPLICATE_MS,
+        PB_COL_GATHER_MS, PB_COL_REDUCE_MS, PB_COL_P2P_MS, PB_COL_BUBBLE_MS,
+    };
+    for (int p = 0; p < PB_PHASE_COUNT; p++)
+        pb_record_num(r, phase_col[p], rs->phase_sum.ms[p] / cfg->iters);
+    pb_record_num(r, PB_COL_LOSS_FIRST, rs->loss_first);
+    pb_record_num(r, PB_COL_LOSS_LAST, rs->loss_last);
+    pb_memory_report mem = {0};
+    if (rs->strategy->memory(rs->strategy_state, &mem) == PB_OK) {
+        pb_record_num(r, PB_COL_PEAK_MEM_MB, mem.peak_mb_max);
+        pb_record_num(r, PB_COL_PEAK_MEM_MB_DEV0, mem.peak_mb_dev0);
+    }
+    pb_record_num(r, PB_COL_HOST_RSS_MB, pb_host_rss_mb());
+}
+
+static pb_status finish_dump(run_state *rs)
+{
+    if (!rs->cfg->dump[0]) return PB_OK;
+    pb_status st = rs->strategy->get_params(rs->strategy_state, rs->params);
+    if (st != PB_OK) return st;
+    size_t n = rs->layout.n_params;
+    return dump_array(rs->cfg, "params_final.npy", "<f4", rs->params, sizeof(float), 1, &n);
+}
+
+pb_status pb_run(const pb_config *cfg)
+{
+    run_state rs = {.cfg = cfg};
+    pb_status st = PB_OK;
+    pb_record *rec = calloc(1, sizeof *rec);
+    if (!rec) return pb_error(PB_ERR_NOMEM, "host allocation of %zu bytes failed", sizeof *rec);
+    rs.be = pb_find_backend(cfg->backend);
+    rs.strategy = pb_find_strategy(cfg->strategy);
+    PB_REQUIRE(rs.be && rs.strategy, PB_ERR_INTERNAL, "unresolved backend or strategy");
+
+    st = setup(&rs);
+    if (st == PB_OK) st = train(&rs);
+    if (st == PB_OK) st = finish_dump(&rs);
+
+    fill_config(rec, cfg, &rs.layout);
+    if (!rs.have_info) pb_backend_cpu.info(NULL, &rs.info); /* host facts still apply */
+    pb_env_fill(rec, cfg->backend, &rs.info, cfg->devices);
+    if (st == PB_OK) {
+        pb_record_set(rec, PB_COL_STATUS, "ok");
+        fill_results(rec, &rs);
+    } else {
+        /* keep the config and the reason, but no figures that could pass
+         * for a measurement */
+        pb_record_set(rec, PB_COL_STATUS, "failed");
+        pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
+    }
+    pb_status wst = pb_results_append(cfg->out, rec);
+    if (st == PB_OK) st = wst;
+    if (wst == PB_OK && st == PB_OK && !cfg->quiet)
+        pb_log_info("%s on %s: %s samples/s, step p50 %s ms; row appended to %s", cfg->strategy,
+                    cfg->backend, rec->v[PB_COL_SAMPLES_PER_S], rec->v[PB_COL_STEP_MS_P50], cfg->out);
+cleanup:
+    if (rs.strategy_state) rs.strategy->destroy(rs.strategy_state);
+    const pb_backend *hb = pb_find_backend(cfg->backend);
+    if (hb) {
+        hb->host_free(NULL, rs.x);
+        hb->host_free(NULL, rs.labels);
+    }
+    free(rs.params);
+    free(rs.prototypes);
+    free(rs.step_ms);
+    free(rs.scratch);
+    free(rec);
+    return st;
+}

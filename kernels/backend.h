@@ -1,0 +1,145 @@
+/* Backend: one compute device as an ops table (memory, copies, the fused
+ * layer kernels, the loss, the optimizers, timing marks).
+ *
+ * `cpu` (CBLAS + C loops) always builds; `cuda` (cuBLASLt + CUDA kernels)
+ * builds when nvcc is found, otherwise its stub reports "built without CUDA".
+ * All compute calls are enqueued on the device's stream; on the CPU they run
+ * synchronously. Parameters, gradients and optimizer state are fp32; the
+ * activation storage type follows the precision (bf16 on cuda --precision
+ * bf16, fp32 otherwise), so activation buffers are sized with act_bytes(). */
+#ifndef PB_BACKEND_H
+#define PB_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../harness/config.h"
+#include "../harness/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pb_device pb_device; /* opaque, one per backend */
+typedef struct pb_mark pb_mark;     /* a timestamp on the device's stream */
+
+/* One Linear layer's tensors for a (micro)batch of m rows.
+ * Layout: x [m, k] row-major, w [n, k] row-major (PyTorch's nn.Linear),
+ * b [n], y [m, n]; y = x w^T + b, then ReLU when relu. */
+typedef struct pb_linear {
+    int m, n, k;
+    const void *x;     /* activation type */
+    const void *w;     /* compute copy of the weights (act type); fp32 on cpu */
+    const float *b;
+    void *y;           /* activation type */
+    void *aux;         /* ReLU mask storage from aux_bytes(); may be NULL on cpu */
+    bool relu;
+} pb_linear;
+
+/* Backward of one Linear layer given dy = dL/d(pre-activation) [m, n]. */
+typedef struct pb_linear_grad {
+    int m, n, k;
+    const void *dy;    /* [m, n] activation type */
+    const void *x;     /* [m, k] the layer's input (post-ReLU of the previous layer) */
+    const void *w;     /* [n, k] */
+    float *dw;         /* [n, k] fp32, overwritten */
+    float *db;         /* [n] fp32, overwritten; NULL when already produced */
+    void *dx;          /* [m, k] activation type, NULL to skip (first layer) */
+    /* When the input came through a ReLU: dx becomes dL/d(pre-activation) of
+     * the previous layer (masked by x > 0 / x_aux), and db_prev its column
+     * sum, fusing what cuBLASLt's DRELU_BGRAD epilogue does. */
+    bool x_relu;
+    const void *x_aux;
+    float *db_prev;
+} pb_linear_grad;
+
+typedef struct pb_opt_args {
+    pb_optimizer kind;
+    size_t n;
+    float *params;        /* fp32 master */
+    const float *grads;
+    float *m;             /* SGD momentum buffer / AdamW first moment */
+    float *v;             /* AdamW second moment (NULL for SGD) */
+    void *params_compute; /* refreshed compute copy, NULL when same as params */
+    float lr, momentum, weight_decay, beta1, beta2, eps;
+    int step;             /* 1-based optimizer step (AdamW bias correction) */
+} pb_opt_args;
+
+typedef struct pb_device_info {
+    char name[128];
+    char driver[32];
+    char runtime[32];
+    char blas[64];
+    char blas_version[64];
+    double total_mem_mb;
+} pb_device_info;
+
+typedef struct pb_backend {
+    const char *name;
+    const char *description;
+
+    /* Usable devices; 0 with a reason in why when none. Never fails hard. */
+    int (*device_count)(char *why, size_t why_len);
+    pb_status (*open)(const pb_config *cfg, int ordinal, pb_device **dev);
+    void (*close)(pb_device *dev);
+    pb_status (*info)(pb_device *dev, pb_device_info *out);
+
+    /* memory; sizes in bytes. alloc zero-fills. */
+    size_t (*act_bytes)(const pb_device *dev, size_t elems);
+    size_t (*aux_bytes)(const pb_device *dev, int m, int n);
+    pb_status (*alloc)(pb_device *dev, size_t bytes, void **ptr);
+    void (*free)(pb_device *dev, void *ptr);
+    /* pinned host memory; dev may be NULL (the loader allocates before any
+     * device is open) */
+    pb_status (*host_alloc)(pb_device *dev, size_t bytes, void **ptr);
+    void (*host_free)(pb_device *dev, void *ptr);
+    pb_status (*zero)(pb_device *dev, void *ptr, size_t bytes);
+    pb_status (*upload)(pb_device *dev, void *dst, const void *src, size_t bytes);
+    pb_status (*download)(pb_device *dev, void *dst, const void *src, size_t bytes);
+    /* fp32 host values into activation-type device storage and back */
+    pb_status (*upload_act)(pb_device *dev, void *dst, const float *src, size_t elems);
+    pb_status (*download_act)(pb_device *dev, float *dst, const void *src, size_t elems);
+    double (*peak_mem_mb)(const pb_device *dev);
+
+    /* compute */
+    pb_status (*linear_fwd)(pb_device *dev, const pb_linear *l);
+    pb_status (*linear_bwd)(pb_device *dev, const pb_linear_grad *g);
+    /* Softmax cross-entropy over m rows of c logits. Adds scale * sum of row
+     * losses to *loss_sum (device fp32 scalar) and writes
+     * dlogits = scale * (softmax - onehot). scale = 1 / global batch, so the
+     * shards of a split batch sum to the global mean. */
+    pb_status (*softmax_xent)(pb_device *dev, int m, int c, const void *logits,
+                              const int32_t *labels, float scale, float *loss_sum,
+                              void *dlogits);
+    pb_status (*optimizer)(pb_device *dev, const pb_opt_args *a);
+    /* y += alpha * x over n fp32 values (gradient reduction, averaging) */
+    pb_status (*axpy)(pb_device *dev, size_t n, float alpha, const float *x, float *y);
+    /* fp32 -> compute-copy conversion (replicating weights) */
+    pb_status (*cast_params)(pb_device *dev, void *dst, const float *src, size_t n);
+
+    /* timing: marks on the device's stream */
+    pb_status (*mark_create)(pb_device *dev, pb_mark **mark);
+    void (*mark_destroy)(pb_device *dev, pb_mark *mark);
+    pb_status (*mark_record)(pb_device *dev, pb_mark *mark);
+    /* ms between two recorded marks; valid after synchronize */
+    pb_status (*mark_elapsed_ms)(pb_device *dev, const pb_mark *a, const pb_mark *b, double *ms);
+    pb_status (*synchronize)(pb_device *dev);
+
+    /* optional (NULL where unsupported): capture the work enqueued between
+     * begin and end once, then replay it (CUDA graphs, --cuda-graph) */
+    pb_status (*capture_begin)(pb_device *dev);
+    pb_status (*capture_end)(pb_device *dev);
+    pb_status (*replay)(pb_device *dev);
+} pb_backend;
+
+extern const pb_backend pb_backend_cpu;
+extern const pb_backend pb_backend_cuda; /* stub when built without CUDA */
+
+/* True when this binary was built with the CUDA backend compiled in. */
+bool pb_cuda_built(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PB_BACKEND_H */

@@ -1,0 +1,44 @@
+/* Comm: collectives between the devices of a run, as an ops table.
+ *
+ * `nccl` (GPUs), `mpi` (CPU ranks, host-staged GPU fallback) and `local`
+ * (devices driven by threads of one process) fill it. Operations are
+ * asynchronous: each returns a request that wait() completes before a
+ * deadline. The `single` strategy uses no comm (column value "none"). */
+#ifndef PB_COMM_H
+#define PB_COMM_H
+
+#include <stddef.h>
+
+#include "../harness/status.h"
+#include "backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pb_comm_ctx pb_comm_ctx; /* one per participant */
+typedef struct pb_comm_req pb_comm_req;
+
+typedef struct pb_comm {
+    const char *name;
+    const char *description;
+    pb_status (*init)(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank,
+                      int ranks, pb_comm_ctx **ctx);
+    void (*destroy)(pb_comm_ctx *ctx);
+    /* In-place sum over participants of n fp32 values, then scaled by scale. */
+    pb_status (*allreduce)(pb_comm_ctx *ctx, float *buf, size_t n, float scale, pb_comm_req **req);
+    pb_status (*broadcast)(pb_comm_ctx *ctx, void *buf, size_t bytes, int root, pb_comm_req **req);
+    pb_status (*reduce)(pb_comm_ctx *ctx, float *buf, size_t n, int root, pb_comm_req **req);
+    pb_status (*send)(pb_comm_ctx *ctx, const void *buf, size_t bytes, int peer, pb_comm_req **req);
+    pb_status (*recv)(pb_comm_ctx *ctx, void *buf, size_t bytes, int peer, pb_comm_req **req);
+    pb_status (*allgather)(pb_comm_ctx *ctx, const void *in, void *out, size_t bytes, pb_comm_req **req);
+    pb_status (*reduce_scatter)(pb_comm_ctx *ctx, const float *in, float *out, size_t n, pb_comm_req **req);
+    /* Completes a request, failing with PB_ERR_COMM after deadline_s without progress. */
+    pb_status (*wait)(pb_comm_ctx *ctx, pb_comm_req *req, double deadline_s);
+    const char *(*version)(void); /* library version loaded at run time */
+} pb_comm;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PB_COMM_H */

@@ -1,0 +1,13 @@
+/* What the CPU backend needs to know about its BLAS and processor: thread
+ * control and the names/versions recorded in each CSV row. */
+#ifndef PB_BLAS_INFO_H
+#define PB_BLAS_INFO_H
+
+#include <stddef.h>
+
+void pb_blas_set_threads(int threads);
+const char *pb_blas_name(void);    /* "OpenBLAS (Haswell)" */
+const char *pb_blas_version(void); /* "0.3.21" */
+void pb_cpu_model(char *out, size_t len);
+
+#endif /* PB_BLAS_INFO_H */

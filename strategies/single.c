@@ -1,0 +1,122 @@
+/* `single`: one process, one device, the whole model. The reference every
+ * other strategy must reproduce. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness/phase.h"
+#include "replica.h"
+#include "strategy.h"
+
+typedef struct single_state {
+    const pb_strategy_ctx *ctx;
+    pb_device *dev;
+    pb_replica rep;
+    pb_phase_timer timer;
+} single_state;
+
+static pb_status single_validate(const pb_config *cfg, const pb_layout *layout)
+{
+    (void)layout;
+    if (cfg->devices != 1)
+        return pb_usage_error("--gpus %d: strategy single uses exactly 1 device; use dp, ddp or mp "
+                              "for more",
+                              cfg->devices);
+    return PB_OK;
+}
+
+static void single_destroy(void *state)
+{
+    single_state *s = state;
+    if (!s) return;
+    if (s->timer.be) pb_phase_timer_destroy(&s->timer);
+    pb_replica_destroy(&s->rep);
+    if (s->dev) s->ctx->be->close(s->dev);
+    free(s);
+}
+
+static pb_status single_init(const pb_strategy_ctx *ctx, void **state)
+{
+    pb_status st = PB_OK;
+    single_state *s = NULL;
+    PB_ALLOC(s, 1);
+    s->ctx = ctx;
+    PB_TRY(ctx->be->open(ctx->cfg, 0, &s->dev));
+    PB_TRY(pb_replica_init(&s->rep, ctx->be, s->dev, ctx->cfg, ctx->layout, 0,
+                           ctx->layout->n_layers, ctx->cfg->shape.batch, ctx->init_params));
+    PB_TRY(pb_phase_timer_init(&s->timer, ctx->be, s->dev));
+    *state = s;
+    return PB_OK;
+cleanup:
+    single_destroy(s);
+    return st;
+}
+
+static pb_status single_step(void *state, const pb_batch *batch, pb_step_result *out)
+{
+    single_state *s = state;
+    const pb_backend *be = s->ctx->be;
+    pb_replica *r = &s->rep;
+    pb_status st = PB_OK;
+    int m = batch->count;
+    float loss = 0.0f;
+
+    pb_phase_timer_reset(&s->timer);
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
+    PB_TRY(be->upload_act(s->dev, r->act[0], batch->x, (size_t)m * (size_t)s->ctx->layout->in));
+    PB_TRY(be->upload(s->dev, r->labels, batch->labels, (size_t)m * sizeof(int32_t)));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
+    PB_TRY(be->zero(s->dev, r->loss_sum, sizeof(float)));
+    PB_TRY(pb_replica_forward(r, m));
+    PB_TRY(pb_replica_loss(r, m, 1.0f / (float)m));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
+    PB_TRY(pb_replica_backward(r, m, NULL, NULL, NULL));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
+    PB_TRY(pb_replica_optimize(r));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(be->download(s->dev, &loss, r->loss_sum, sizeof loss));
+    PB_TRY(be->synchronize(s->dev));
+    memset(out, 0, sizeof *out);
+    PB_TRY(pb_phase_timer_collect(&s->timer, &out->t));
+    out->loss = loss;
+cleanup:
+    return st;
+}
+
+static pb_status single_get_params(void *state, float *host_params)
+{
+    single_state *s = state;
+    return pb_replica_download_params(&s->rep, host_params);
+}
+
+static pb_status single_memory(void *state, pb_memory_report *out)
+{
+    single_state *s = state;
+    out->peak_mb_max = out->peak_mb_dev0 = s->ctx->be->peak_mem_mb(s->dev);
+    return PB_OK;
+}
+
+static pb_status single_device_info(void *state, pb_device_info *out)
+{
+    single_state *s = state;
+    return s->ctx->be->info(s->dev, out);
+}
+
+const pb_strategy pb_strategy_single = {
+    .name = "single",
+    .description = "one device, the whole model: the reference",
+    .procs = PB_PROC_ONE,
+    .validate = single_validate,
+    .init = single_init,
+    .step = single_step,
+    .get_params = single_get_params,
+    .memory = single_memory,
+    .device_info = single_device_info,
+    .destroy = single_destroy,
+};

@@ -1,0 +1,71 @@
+/* Strategy: how one training step is split across devices.
+ *
+ * A strategy declares its process model, validates the configuration (usage
+ * errors only, before any device or MPI initialisation), and runs a step on a
+ * global batch handed to it in host memory, reporting its phase times. Every
+ * strategy computes the same training as `single` on the same global batch. */
+#ifndef PB_STRATEGY_H
+#define PB_STRATEGY_H
+
+#include <stdint.h>
+
+#include "../harness/config.h"
+#include "../harness/phase.h"
+#include "../kernels/backend.h"
+#include "../workloads/workload.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum pb_process_model {
+    PB_PROC_ONE = 0,       /* one process drives all its devices */
+    PB_PROC_PER_DEVICE,    /* one MPI rank per device */
+} pb_process_model;
+
+/* The global batch of one step, in (pinned) host memory. */
+typedef struct pb_batch {
+    int64_t step;
+    int count;
+    const float *x;        /* [count, in] */
+    const int32_t *labels; /* [count] */
+} pb_batch;
+
+typedef struct pb_strategy_ctx {
+    const pb_config *cfg;
+    const pb_backend *be;
+    const pb_layout *layout;
+    const float *init_params; /* host, layout->n_params */
+} pb_strategy_ctx;
+
+typedef struct pb_step_result {
+    pb_step_times t; /* phases other than load, which the harness times */
+    double loss;     /* mean loss over the global batch */
+} pb_step_result;
+
+typedef struct pb_memory_report {
+    double peak_mb_max;  /* the largest peak over devices */
+    double peak_mb_dev0; /* device 0's peak */
+} pb_memory_report;
+
+typedef struct pb_strategy {
+    const char *name;
+    const char *description;
+    pb_process_model procs;
+
+    pb_status (*validate)(const pb_config *cfg, const pb_layout *layout);
+    pb_status (*init)(const pb_strategy_ctx *ctx, void **state);
+    /* Runs one step; returns after the devices are synchronised. */
+    pb_status (*step)(void *state, const pb_batch *batch, pb_step_result *out);
+    pb_status (*get_params)(void *state, float *host_params);
+    pb_status (*memory)(void *state, pb_memory_report *out);
+    pb_status (*device_info)(void *state, pb_device_info *out);
+    void (*destroy)(void *state);
+} pb_strategy;
+
+extern const pb_strategy pb_strategy_single;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PB_STRATEGY_H */
