@@ -1,11 +1,18 @@
-# Unit and CLI tests (cmocka), run by `make test`. GPU tests: `make test-gpu`.
+# Tests, run by `make test` (no GPU needed) and `make test-gpu`.
+#  - tests/unit/test_*.c: cmocka programs linked against libparbench.a; the
+#    CLI tests among them run ./bench as a child process.
+#  - tests/*/module.mk: extra pieces a test needs (e.g. the NVTX recorder)
+#    add their targets to TEST_DEPS.
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+TEST_DEPS :=
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libparbench.a
+-include $(wildcard tests/*/module.mk)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libparbench.a tests/unit/test_util.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(TEST_LIBS) $(LDLIBS)
 
-test: bench $(TEST_BIN) $(TEST_EXTRA)
+test: bench $(TEST_BIN) $(TEST_DEPS)
 	@tests/run_tests.sh $(TEST_BIN)

@@ -1,0 +1,116 @@
+/* Shared helpers for the cmocka tests: run ./bench as a child process and
+ * capture its exit code, stdout and stderr; temporary folders; file reads. */
+#ifndef PB_TEST_UTIL_H
+#define PB_TEST_UTIL_H
+
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+typedef struct bench_result {
+    int exit_code; /* -signal when killed */
+    char out[1 << 16];
+    char err[1 << 16];
+} bench_result;
+
+/* Path of the bench binary under test ($BENCH, default ./bench). */
+static inline const char *bench_path(void)
+{
+    const char *p = getenv("BENCH");
+    return p && *p ? p : "./bench";
+}
+
+static inline void read_all(int fd, char *buf, size_t len)
+{
+    size_t n = 0;
+    ssize_t got;
+    while (n + 1 < len && (got = read(fd, buf + n, len - 1 - n)) > 0) n += (size_t)got;
+    buf[n] = '\0';
+    char sink[4096];
+    while (read(fd, sink, sizeof sink) > 0) {
+    }
+}
+
+/* Runs bench with a NULL-terminated argument list (without argv[0]) and
+ * optional extra environment ("NAME=value", NULL-terminated, may be NULL). */
+static inline void run_bench_env(bench_result *r, char *const env_add[], char *const args[])
+{
+    char out_tmpl[] = "/tmp/pb_out_XXXXXX", err_tmpl[] = "/tmp/pb_err_XXXXXX";
+    int out_fd = mkstemp(out_tmpl), err_fd = mkstemp(err_tmpl);
+    assert_true(out_fd >= 0 && err_fd >= 0);
+    unlink(out_tmpl);
+    unlink(err_tmpl);
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = (char *)bench_path();
+    for (int i = 0; args[i] && argc < 63; i++) argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out_fd, 1);
+        dup2(err_fd, 2);
+        for (int i = 0; env_add && env_add[i]; i++) putenv(env_add[i]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    lseek(out_fd, 0, SEEK_SET);
+    lseek(err_fd, 0, SEEK_SET);
+    read_all(out_fd, r->out, sizeof r->out);
+    read_all(err_fd, r->err, sizeof r->err);
+    close(out_fd);
+    close(err_fd);
+}
+
+static inline void run_bench(bench_result *r, char *const args[]) { run_bench_env(r, NULL, args); }
+
+/* Fresh empty folder under /tmp; caller owns the returned string. */
+static inline char *make_temp_dir(void)
+{
+    char *tmpl = strdup("/tmp/pb_test_XXXXXX");
+    assert_non_null(mkdtemp(tmpl));
+    return tmpl;
+}
+
+static inline int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+/* Whole file into a malloc'd string (NULL when missing). */
+static inline char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static inline int file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+#endif /* PB_TEST_UTIL_H */
