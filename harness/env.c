@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "env.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>

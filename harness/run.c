@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "env.h"
+#include "loader.h"
 #include "log.h"
 #include "npy.h"
 #include "nvtx.h"
@@ -26,10 +27,8 @@ typedef struct run_state {
     const pb_backend *be;
     const pb_strategy *strategy;
     pb_layout layout;
-    float *params;     /* host: initial, later final parameters */
-    float *prototypes; /* host: data class prototypes */
-    float *x;          /* host (pinned): one global batch */
-    int32_t *labels;
+    float *params; /* host: initial, later final parameters */
+    pb_loader *loader;
     void *strategy_state;
     double *step_ms, *scratch;
     pb_step_times phase_sum;
@@ -58,16 +57,11 @@ static pb_status setup(run_state *rs)
 {
     pb_status st = PB_OK;
     const pb_config *cfg = rs->cfg;
-    int b = cfg->shape.batch;
     PB_TRY(pb_mlp_layout(&cfg->shape, &rs->layout));
     PB_ALLOC(rs->params, rs->layout.n_params);
-    PB_ALLOC(rs->prototypes, (size_t)rs->layout.classes * (size_t)rs->layout.in);
     PB_ALLOC(rs->step_ms, cfg->iters);
     PB_ALLOC(rs->scratch, cfg->iters);
-    PB_TRY(rs->be->host_alloc(NULL, (size_t)b * (size_t)rs->layout.in * sizeof(float), (void **)&rs->x));
-    PB_TRY(rs->be->host_alloc(NULL, (size_t)b * sizeof(int32_t), (void **)&rs->labels));
     pb_mlp_init_params(&rs->layout, cfg->seed, rs->params);
-    pb_data_prototypes(&rs->layout, cfg->seed, rs->prototypes);
     PB_TRY(prepare_dump(cfg));
     if (cfg->dump[0]) {
         size_t n = rs->layout.n_params;
@@ -78,6 +72,9 @@ static pb_status setup(run_state *rs)
     ctx_store = ctx;
     PB_TRY(rs->strategy->init(&ctx_store, &rs->strategy_state));
     if (rs->strategy->device_info(rs->strategy_state, &rs->info) == PB_OK) rs->have_info = true;
+    /* started last, so its thread does not compete with setup */
+    PB_TRY(pb_loader_create(rs->be, &rs->layout, cfg->seed, cfg->shape.batch,
+                            (int64_t)cfg->warmup + cfg->iters, &rs->loader));
 cleanup:
     return st;
 }
@@ -94,15 +91,15 @@ static pb_status train(run_state *rs)
     for (int s = 0; s < total; s++) {
         if (s == cfg->warmup && pb_alloc_count) allocs_before = pb_alloc_count();
         pb_step_result res;
+        pb_batch batch;
         snprintf(label, sizeof label, "step %d", s);
         pb_nvtx_push(label);
         double t0 = pb_now_ms();
         pb_nvtx_push("load");
-        pb_data_fill(&rs->layout, cfg->seed, s, 0, b, rs->prototypes, rs->x, rs->labels);
+        st = pb_loader_next(rs->loader, s, &batch);
         pb_nvtx_pop();
         double load_ms = pb_now_ms() - t0;
-        pb_batch batch = {.step = s, .count = b, .x = rs->x, .labels = rs->labels};
-        st = rs->strategy->step(rs->strategy_state, &batch, &res);
+        if (st == PB_OK) st = rs->strategy->step(rs->strategy_state, &batch, &res);
         double step_ms = pb_now_ms() - t0;
         pb_nvtx_pop();
         if (st != PB_OK) return st;
@@ -113,8 +110,8 @@ static pb_status train(run_state *rs)
             rs->loss_first = res.loss;
             if (cfg->dump[0]) {
                 size_t xs[2] = {(size_t)b, (size_t)rs->layout.in}, ls = (size_t)b;
-                PB_TRY(dump_array(cfg, "batch0_x.npy", "<f4", rs->x, sizeof(float), 2, xs));
-                PB_TRY(dump_array(cfg, "batch0_labels.npy", "<i4", rs->labels, sizeof(int32_t), 1, &ls));
+                PB_TRY(dump_array(cfg, "batch0_x.npy", "<f4", batch.x, sizeof(float), 2, xs));
+                PB_TRY(dump_array(cfg, "batch0_labels.npy", "<i4", batch.labels, sizeof(int32_t), 1, &ls));
             }
         }
         rs->loss_last = res.loss;
@@ -230,14 +227,9 @@ pb_status pb_run(const pb_config *cfg)
         pb_log_info("%s on %s: %s samples/s, step p50 %s ms; row appended to %s", cfg->strategy,
                     cfg->backend, rec->v[PB_COL_SAMPLES_PER_S], rec->v[PB_COL_STEP_MS_P50], cfg->out);
 cleanup:
+    pb_loader_destroy(rs.loader);
     if (rs.strategy_state) rs.strategy->destroy(rs.strategy_state);
-    const pb_backend *hb = pb_find_backend(cfg->backend);
-    if (hb) {
-        hb->host_free(NULL, rs.x);
-        hb->host_free(NULL, rs.labels);
-    }
     free(rs.params);
-    free(rs.prototypes);
     free(rs.step_ms);
     free(rs.scratch);
     free(rec);

@@ -1,0 +1,113 @@
+#define _POSIX_C_SOURCE 200809L
+#include "loader.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#define SLOTS 2
+
+typedef struct slot {
+    float *x;
+    int32_t *labels;
+    int64_t step; /* the step it holds, -1 when free */
+} slot;
+
+struct pb_loader {
+    const pb_backend *be;
+    const pb_layout *layout;
+    uint64_t seed;
+    int batch;
+    int64_t steps;
+    float *prototypes;
+    slot slots[SLOTS];
+    int64_t released; /* slots holding steps below this may be refilled */
+    bool stop;
+    bool thread_started;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static void *produce(void *arg)
+{
+    pb_loader *l = arg;
+    for (int64_t t = 0; t < l->steps; t++) {
+        slot *s = &l->slots[t % SLOTS];
+        pthread_mutex_lock(&l->mu);
+        /* the slot last held step t - SLOTS; wait until that step is done */
+        while (!l->stop && t - SLOTS >= l->released) pthread_cond_wait(&l->cv, &l->mu);
+        bool stop = l->stop;
+        pthread_mutex_unlock(&l->mu);
+        if (stop) break;
+        pb_data_fill(l->layout, l->seed, t, 0, l->batch, l->prototypes, s->x, s->labels);
+        pthread_mutex_lock(&l->mu);
+        s->step = t;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+    }
+    return NULL;
+}
+
+pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64_t seed, int batch,
+                           int64_t steps, pb_loader **out)
+{
+    pb_status st = PB_OK;
+    pb_loader *l = NULL;
+    PB_ALLOC(l, 1);
+    l->be = be;
+    l->layout = layout;
+    l->seed = seed;
+    l->batch = batch;
+    l->steps = steps;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    PB_ALLOC(l->prototypes, (size_t)layout->classes * (size_t)layout->in);
+    pb_data_prototypes(layout, seed, l->prototypes);
+    for (int i = 0; i < SLOTS; i++) {
+        l->slots[i].step = -1;
+        PB_TRY(be->host_alloc(NULL, (size_t)batch * (size_t)layout->in * sizeof(float), (void **)&l->slots[i].x));
+        PB_TRY(be->host_alloc(NULL, (size_t)batch * sizeof(int32_t), (void **)&l->slots[i].labels));
+    }
+    PB_REQUIRE(pthread_create(&l->thread, NULL, produce, l) == 0, PB_ERR_INTERNAL,
+               "cannot start the loader thread");
+    l->thread_started = true;
+    *out = l;
+    return PB_OK;
+cleanup:
+    pb_loader_destroy(l);
+    return st;
+}
+
+pb_status pb_loader_next(pb_loader *l, int64_t step, pb_batch *out)
+{
+    if (step < 0 || step >= l->steps) return pb_error(PB_ERR_INTERNAL, "loader asked for step %lld", (long long)step);
+    slot *s = &l->slots[step % SLOTS];
+    pthread_mutex_lock(&l->mu);
+    l->released = step; /* every earlier step has finished with its slot */
+    pthread_cond_broadcast(&l->cv);
+    while (s->step != step) pthread_cond_wait(&l->cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    *out = (pb_batch){.step = step, .count = l->batch, .x = s->x, .labels = s->labels};
+    return PB_OK;
+}
+
+void pb_loader_destroy(pb_loader *l)
+{
+    if (!l) return;
+    if (l->thread_started) {
+        pthread_mutex_lock(&l->mu);
+        l->stop = true;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->thread, NULL);
+    }
+    for (int i = 0; i < SLOTS; i++) {
+        l->be->host_free(NULL, l->slots[i].x);
+        l->be->host_free(NULL, l->slots[i].labels);
+    }
+    free(l->prototypes);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    free(l);
+}

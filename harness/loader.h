@@ -1,0 +1,25 @@
+/* The data loader: fills the global batch of each step into (pinned) host
+ * buffers on a background thread, one step ahead, like a DataLoader worker.
+ * The `load` phase is the time a step waits for its batch. Two slots: the
+ * step in flight reads one while the thread fills the next; no allocation
+ * after creation. */
+#ifndef PB_LOADER_H
+#define PB_LOADER_H
+
+#include <stdint.h>
+
+#include "../kernels/backend.h"
+#include "../strategies/strategy.h"
+#include "../workloads/workload.h"
+
+typedef struct pb_loader pb_loader;
+
+/* Prepares batches for steps [0, steps) of `batch` samples each. */
+pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64_t seed, int batch,
+                           int64_t steps, pb_loader **out);
+/* Waits for step's batch (steps are taken in order) and releases the slot of
+ * the previous step for refilling. */
+pb_status pb_loader_next(pb_loader *l, int64_t step, pb_batch *out);
+void pb_loader_destroy(pb_loader *l);
+
+#endif /* PB_LOADER_H */
