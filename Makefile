@@ -4,6 +4,7 @@
 #   CUDA_HOME, NCCL_HOME, CUBLAS_HOME, NVCC_GENCODE are overridable, because
 #   cuBLAS and NCCL sometimes live in a Python environment's nvidia packages.
 #   SAN=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer.
+#   WERROR=1 turns warnings into errors (CI).
 
 CUDA ?= auto
 MPI ?= auto
@@ -18,6 +19,12 @@ CC ?= cc
 CFLAGS ?= -O3 -g
 CFLAGS += -std=c11 -Wall -Wextra -pthread -MMD -MP
 LDLIBS := -lm -lpthread -ldl
+
+# CI builds with WERROR=1: the build must stay free of warnings.
+ifeq ($(WERROR),1)
+CFLAGS += -Werror
+NVCC_WERROR := -Werror all-warnings -Xcompiler -Werror
+endif
 
 ifeq ($(SAN),1)
 CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
@@ -57,7 +64,7 @@ ifeq ($(NVCC),)
 $(error CUDA=1 but nvcc was not found under CUDA_HOME=$(CUDA_HOME) or on PATH)
 endif
 NVCCFLAGS ?= -O3 -g
-NVCCFLAGS += -std=c++17 $(NVCC_GENCODE) -Xcompiler -Wall,-Wextra -MMD -MP -I$(CUBLAS_HOME)/include -I$(NCCL_HOME)/include
+NVCCFLAGS += -std=c++17 $(NVCC_WERROR) $(NVCC_GENCODE) -Xcompiler -Wall,-Wextra -MMD -MP -I$(CUBLAS_HOME)/include -I$(NCCL_HOME)/include
 CUDA_LIBDIRS := $(sort $(wildcard $(CUDA_HOME)/lib64 $(CUBLAS_HOME)/lib64 $(CUBLAS_HOME)/lib $(NCCL_HOME)/lib $(NCCL_HOME)/lib64))
 LDFLAGS += $(foreach d,$(CUDA_LIBDIRS),-L$(d) -Wl,-rpath,$(d))
 LDLIBS += -lcublasLt -lcublas -lnccl -lcudart -lstdc++
