@@ -58,9 +58,13 @@ pb_status pb_phase_begin(pb_phase_timer *t, pb_phase p)
         return pb_error(PB_ERR_INTERNAL, "more than %d phase spans in one step", PB_MAX_PHASE_SPANS);
     int i = t->spans++;
     t->phase[i] = p;
+    /* the range is pushed only once the mark is in, so a failed begin leaves
+     * no range open to unbalance the step's */
+    pb_status st = t->be->mark_record(t->dev, t->marks[2 * i]);
+    if (st != PB_OK) return st;
     t->open = i;
     pb_nvtx_push(pb_phase_name(p));
-    return t->be->mark_record(t->dev, t->marks[2 * i]);
+    return PB_OK;
 }
 
 pb_status pb_phase_end(pb_phase_timer *t)
