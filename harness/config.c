@@ -228,6 +228,19 @@ static pb_status parse_value(pb_config *cfg, const flag *f, const char *text, bo
     return pb_error(PB_ERR_INTERNAL, "flag %s has no parser", f->name);
 }
 
+static pb_status missing_value(const flag *f)
+{
+    const char *names = allowed_names(f);
+    if (*names) return pb_usage_error("%s needs a value; allowed: %s", f->name, names);
+    if (f->kind == F_INT)
+        return pb_usage_error("%s needs a value; allowed: %.0f to %.0f", f->name, f->min, f->max);
+    if (f->kind == F_DOUBLE)
+        return pb_usage_error("%s needs a value; allowed: %g to %g", f->name, f->min, f->max);
+    if (f->kind == F_U64)
+        return pb_usage_error("%s needs a value; allowed: 0 to %llu", f->name, (unsigned long long)UINT64_MAX);
+    return pb_usage_error("%s needs a value; allowed: a %s", f->name, f->kind == F_PATH ? "path" : "value");
+}
+
 pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
 {
     /* Shape flags override the workload's preset whatever their order, so
@@ -262,7 +275,9 @@ pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
                 continue;
             }
             if (!value) {
-                if (i + 1 >= argc) return pb_usage_error("%s needs a value (%s)", f->name, f->metavar);
+                /* "--iters --out x" is a forgotten value, not --iters "--out" */
+                if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
+                    return missing_value(f);
                 value = argv[++i];
             }
             bool is_shape = f->offset >= OFF(shape) && f->offset < OFF(shape) + sizeof(pb_shape);
@@ -296,6 +311,9 @@ pb_status pb_config_validate(pb_config *cfg)
     if (st != PB_OK) return st;
     if ((st = strategy->validate(cfg, &layout)) != PB_OK) return st;
 
+    /* the auto-backend notice is printed only once the whole config is
+     * valid, so a usage error stays one line */
+    char auto_note[320] = "";
     if (strcmp(cfg->backend, "auto") == 0) {
         cfg->backend_auto = true;
         char why[256] = "";
@@ -303,7 +321,7 @@ pb_status pb_config_validate(pb_config *cfg)
             snprintf(cfg->backend, sizeof cfg->backend, "cuda");
         } else {
             snprintf(cfg->backend, sizeof cfg->backend, "cpu");
-            if (!cfg->quiet) pb_log_info("backend auto: using cpu (no usable CUDA device: %s)", why);
+            snprintf(auto_note, sizeof auto_note, "backend auto: using cpu (no usable CUDA device: %s)", why);
         }
     } else if (strcmp(cfg->backend, "cuda") == 0) {
         char why[256] = "";
@@ -322,5 +340,7 @@ pb_status pb_config_validate(pb_config *cfg)
     if (strcmp(cfg->comm, "none") != 0 && strategy->procs == PB_PROC_ONE && cfg->devices == 1)
         return pb_usage_error("--comm %s: strategy %s on 1 device uses no collectives; allowed: auto, none",
                               cfg->comm, cfg->strategy);
-    return pb_results_check_target(cfg->out);
+    if ((st = pb_results_check_target(cfg->out)) != PB_OK) return st;
+    if (auto_note[0] && !cfg->quiet) pb_log_info("%s", auto_note);
+    return PB_OK;
 }

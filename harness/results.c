@@ -130,10 +130,22 @@ pb_status pb_results_check_target(const char *path)
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", path);
     const char *dir = dirname(copy);
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    if (stat(dir, &sb) != 0)
         return pb_usage_error("--out %s: folder '%s' does not exist", path, dir);
+    if (!S_ISDIR(sb.st_mode)) return pb_usage_error("--out %s: '%s' is not a folder", path, dir);
     if (access(dir, W_OK | X_OK) != 0)
         return pb_usage_error("--out %s: folder '%s' is not writable", path, dir);
+    /* access() says yes to root almost everywhere (even /proc): create a
+     * probe file beside the target and remove it, so a run never ends unable
+     * to write its row. Not the target itself: a concurrent run may be
+     * creating that one. */
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.parbench-probe-XXXXXX", dir);
+    int fd = mkstemp(probe);
+    if (fd < 0)
+        return pb_usage_error("--out %s: cannot create a file in folder '%s' (%s)", path, dir, strerror(errno));
+    close(fd);
+    unlink(probe);
     return PB_OK;
 }
 

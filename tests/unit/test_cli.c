@@ -1,0 +1,741 @@
+/* The command line as a user meets it: ./bench run as a child process.
+ *
+ * Bad input (issue: "one line naming the flag and what is allowed, exit code
+ * 2, nothing written"): every case is its own test, run twice with --out in a
+ * fresh temp folder: once where the CSV does not exist (it must not be
+ * created) and once over a valid CSV (it must stay byte-for-byte the same).
+ * Then --help, `bench list`, a minimal successful run and two run-time
+ * failures; and pb_config_parse directly for shape overrides and --lr
+ * defaults.
+ *
+ * Unwritable --out: the tests run as root, and root ignores permission bits,
+ * so a chmod'ed folder would not stop it. They use paths nothing can write
+ * even as root: a folder under /proc (procfs refuses to create files), a
+ * path that is a directory, and a file "inside" a regular file. */
+#include "tests/unit/test_util.h"
+
+#include <math.h>
+
+#include "harness/config.h"
+#include "harness/registry.h"
+#include "harness/results.h"
+
+/* ------------------------------------------------------------------------ */
+/* helpers                                                                   */
+
+/* Fields of one CSV line (RFC 4180: commas inside quotes do not count);
+ * -1 when the line is malformed (an unbalanced quote). */
+static int csv_field_count(const char *line, size_t len)
+{
+    int fields = 1;
+    bool quoted = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = line[i];
+        if (quoted) {
+            if (c == '"') {
+                if (i + 1 < len && line[i + 1] == '"') i++;
+                else quoted = false;
+            }
+        } else if (c == '"') {
+            quoted = true;
+        } else if (c == ',') {
+            fields++;
+        }
+    }
+    return quoted ? -1 : fields;
+}
+
+/* The n-th (0-based) field of a CSV line without quotes, into out. */
+static void csv_field(const char *line, int n, char *out, size_t out_len)
+{
+    int f = 0;
+    bool quoted = false;
+    size_t k = 0;
+    for (const char *p = line; *p && *p != '\n'; p++) {
+        if (quoted) {
+            if (*p == '"' && p[1] == '"') {
+                p++;
+            } else if (*p == '"') {
+                quoted = false;
+                continue;
+            }
+        } else if (*p == '"') {
+            quoted = true;
+            continue;
+        } else if (*p == ',') {
+            if (f++ == n) break;
+            continue;
+        }
+        if (f == n && k + 1 < out_len) out[k++] = *p;
+    }
+    out[k] = '\0';
+}
+
+static char *header_text(void)
+{
+    static char buf[8192];
+    pb_results_header(buf, sizeof buf);
+    return buf;
+}
+
+/* A valid results file: this build's header and one row. */
+static void write_valid_csv(const char *path)
+{
+    pb_record *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    pb_record_set(r, PB_COL_TIME_UTC, "2026-01-01T00:00:00Z");
+    pb_record_set(r, PB_COL_STATUS, "ok");
+    pb_record_set(r, PB_COL_STRATEGY, "single");
+    pb_record_set(r, PB_COL_STEP_MS_P50, "1.5");
+    char row[1 << 16];
+    size_t n = pb_results_format(r, row, sizeof row);
+    assert_true(n > 0);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(header_text(), f);
+    fputs(row, f);
+    fclose(f);
+    free(r);
+}
+
+static void remove_tree(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static bench_result *new_result(void)
+{
+    bench_result *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    return r;
+}
+
+/* Builds argv: "@OUT" in args becomes out; when args has no "@OUT",
+ * "--out out" is put first. */
+static void build_args(char **argv, int max, const char *const *args, const char *out)
+{
+    int n = 0;
+    bool has_out = false;
+    for (int i = 0; args[i]; i++) has_out |= strcmp(args[i], "@OUT") == 0;
+    if (!has_out) {
+        argv[n++] = "--out";
+        argv[n++] = (char *)out;
+    }
+    for (int i = 0; args[i] && n < max - 1; i++) argv[n++] = strcmp(args[i], "@OUT") == 0 ? (char *)out : (char *)args[i];
+    argv[n] = NULL;
+}
+
+static void print_on_failure(const bench_result *r)
+{
+    print_message("exit %d\nstdout: %s\nstderr: %s\n", r->exit_code, r->out, r->err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* bad input: exit 2, one line on stderr naming the flag and what is allowed */
+
+typedef struct usage_case {
+    const char *args[16]; /* NULL-terminated; "@OUT" = the temp --out path */
+    const char *flag;     /* the flag the message must name */
+    const char *allowed;  /* what the message must say is allowed */
+    const char *also;     /* another phrase the message must hold, or NULL */
+    bool out_given;       /* the case sets its own --out: no "existing CSV" pass */
+} usage_case;
+
+static void check_usage_error(const usage_case *c, const char *out, bench_result *r)
+{
+    char *argv[40];
+    build_args(argv, 40, c->args, out);
+    run_bench(r, argv);
+    if (r->exit_code != 2 || count_lines(r->err) != 1 || !strstr(r->err, c->flag) ||
+        !strstr(r->err, c->allowed) || (c->also && !strstr(r->err, c->also)) || r->out[0])
+        print_on_failure(r);
+    assert_int_equal(r->exit_code, 2);
+    assert_int_equal(count_lines(r->err), 1);
+    assert_int_equal(r->err[strlen(r->err) - 1], '\n');
+    assert_non_null(strstr(r->err, c->flag));
+    assert_non_null(strstr(r->err, c->allowed));
+    if (c->also) assert_non_null(strstr(r->err, c->also));
+    assert_string_equal(r->out, ""); /* stdout carries only what was asked for */
+}
+
+static void test_usage(void **state)
+{
+    const usage_case *c = *state;
+    char *dir = make_temp_dir();
+    char out[4200];
+    snprintf(out, sizeof out, "%s/runs.csv", dir);
+    bench_result *r = new_result();
+
+    /* 1. no results file yet: none is created, the folder stays empty */
+    check_usage_error(c, out, r);
+    if (!c->out_given) {
+        assert_false(file_exists(out));
+        char cmd[4400];
+        snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", dir);
+        assert_int_equal(system(cmd), 0);
+    }
+
+    /* 2. an existing valid results file is left byte-for-byte unchanged */
+    if (!c->out_given) {
+        write_valid_csv(out);
+        char *before = read_file(out);
+        check_usage_error(c, out, r);
+        char *after = read_file(out);
+        assert_non_null(after);
+        assert_string_equal(before, after);
+        free(before);
+        free(after);
+    }
+    free(r);
+    remove_tree(dir);
+    free(dir);
+}
+
+#define ARGS(...) {__VA_ARGS__, NULL}
+
+static const usage_case unknown_strategy = {ARGS("--strategy", "nosuch"), "--strategy", "allowed: single", "nosuch", false};
+static const usage_case unknown_workload = {ARGS("--workload", "mlp-xxl"), "--workload", "allowed: mlp-xs, mlp-s", "mlp-xxl", false};
+static const usage_case unknown_backend = {ARGS("--backend", "tpu"), "--backend", "allowed: auto, cpu, cuda", "tpu", false};
+static const usage_case unknown_comm = {ARGS("--comm", "gloo"), "--comm", "allowed: auto, none", "gloo", false};
+static const usage_case unknown_precision = {ARGS("--precision", "fp8"), "--precision", "allowed: fp32, tf32, bf16", "fp8", false};
+static const usage_case unknown_optimizer = {ARGS("--optimizer", "adam"), "--optimizer", "allowed: sgd, adamw", "adam", false};
+/* an unknown flag or stray word: the message points at --help for what is allowed */
+static const usage_case unknown_flag = {ARGS("--iterations", "5"), "--iterations", "see --help", "unknown flag", false};
+static const usage_case stray_positional = {ARGS("--iters", "2", "fast"), "'fast'", "see --help", "unexpected argument", false};
+static const usage_case unknown_subcommand = {ARGS("frobnicate", "--out", "@OUT"), "'frobnicate'", "allowed: run, list, help", NULL, false};
+static const usage_case iters_not_number = {ARGS("--iters", "abc"), "--iters", "allowed: 1 to 1000000", "not an integer", false};
+static const usage_case iters_trailing_junk = {ARGS("--iters", "5x"), "--iters", "allowed: 1 to 1000000", "not an integer", false};
+static const usage_case iters_zero = {ARGS("--iters", "0"), "--iters", "allowed: 1 to 1000000", "out of range", false};
+static const usage_case iters_negative = {ARGS("--iters", "-3"), "--iters", "allowed: 1 to 1000000", "out of range", false};
+static const usage_case iters_overflow = {ARGS("--iters", "99999999999999999999"), "--iters", "allowed: 1 to 1000000", NULL, false};
+static const usage_case warmup_negative = {ARGS("--warmup", "-1"), "--warmup", "allowed: 0 to", NULL, false};
+static const usage_case batch_zero = {ARGS("--batch", "0"), "--batch", "allowed: 1 to", "out of range", false};
+static const usage_case hidden_negative = {ARGS("--hidden", "-1"), "--hidden", "allowed: 1 to", "out of range", false};
+static const usage_case in_zero = {ARGS("--in", "0"), "--in", "allowed: 1 to", NULL, false};
+static const usage_case classes_one = {ARGS("--classes", "1"), "--classes", "allowed: 2 to", NULL, false};
+static const usage_case layers_too_many = {ARGS("--layers", "1000"), "--layers", "allowed: 1 to 256", "out of range", false};
+static const usage_case lr_nan = {ARGS("--lr", "nan"), "--lr", "allowed: 0 to 10", "not a number", false};
+static const usage_case lr_inf = {ARGS("--lr", "inf"), "--lr", "allowed: 0 to 10", "not a number", false};
+static const usage_case lr_negative = {ARGS("--lr", "-1"), "--lr", "allowed: 0 to 10", "out of range", false};
+static const usage_case seed_negative = {ARGS("--seed", "-5"), "--seed", "allowed: 0 to 18446744073709551615", NULL, false};
+static const usage_case threads_zero = {ARGS("--threads", "0"), "--threads", "allowed: 1 to", NULL, false};
+/* --gpus N on single: the divisibility check runs first (mlp-s has batch 256,
+ * not divisible by 3), so each message is reached with its own inputs */
+static const usage_case gpus_3_single = {ARGS("--gpus", "3"), "--gpus 3", "split evenly across devices", "--batch 256", false};
+static const usage_case gpus_2_single = {ARGS("--gpus", "2"), "--gpus 2", "exactly 1 device", "strategy single", false};
+static const usage_case gpus_3_batch_66 = {ARGS("--batch", "66", "--gpus", "3"), "--gpus 3", "exactly 1 device", "strategy single", false};
+static const usage_case batch_64_gpus_3 = {ARGS("--batch", "64", "--gpus", "3"), "--gpus 3", "split evenly across devices", "--batch 64 is not divisible", false};
+static const usage_case gpus_zero = {ARGS("--gpus", "0"), "--gpus", "allowed: 1 to", NULL, false};
+static const usage_case missing_value_last = {ARGS("--iters"), "--iters", "allowed: 1 to 1000000", "needs a value", false};
+/* "--iters --warmup 0" must not read "--warmup" as the value of --iters */
+static const usage_case missing_value_before_flag = {ARGS("--iters", "--warmup", "0"), "--iters", "allowed: 1 to 1000000", "needs a value", false};
+static const usage_case missing_value_name = {ARGS("--workload"), "--workload", "allowed: mlp-xs", "needs a value", false};
+static const usage_case bool_with_value = {ARGS("--quiet=yes"), "--quiet", "takes no value", NULL, false};
+static const usage_case out_missing_folder = {ARGS("--out", "/nonexistent-parbench/sub/runs.csv"), "--out", "does not exist", "/nonexistent-parbench/sub", true};
+static const usage_case out_is_directory = {ARGS("--out", "/tmp"), "--out", "give a CSV file path", "is a directory", true};
+static const usage_case out_in_a_file = {ARGS("--out", "/dev/null/runs.csv"), "--out", "is not a folder", "/dev/null", true};
+static const usage_case out_in_procfs = {ARGS("--out", "/proc/parbench-runs.csv"), "--out", "cannot create a file", "/proc", true};
+static const usage_case out_empty = {ARGS("--out", ""), "--out", "empty path", NULL, true};
+static const usage_case bf16_on_cpu = {ARGS("--precision", "bf16", "--backend", "cpu"), "--precision bf16", "allowed there: fp32", "cpu backend", false};
+static const usage_case cuda_graph_on_cpu = {ARGS("--cuda-graph", "--backend", "cpu"), "--cuda-graph", "needs the cuda backend", NULL, false};
+static const usage_case list_with_argument = {ARGS("list", "--out", "@OUT"), "list", "takes no arguments", NULL, false};
+
+/* The cuda backend on a machine without a usable CUDA device (or a build
+ * without nvcc): exit 2 and the cause, no row. */
+static void test_usage_cuda_unavailable(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    if (pb_backend_cuda.device_count(why, sizeof why) > 0) skip(); /* a GPU is here: not an error */
+    static const usage_case c = {ARGS("--backend", "cuda"), "--backend cuda", "no usable CUDA device", NULL, false};
+    const usage_case *cp = &c;
+    void *s = (void *)cp;
+    test_usage(&s);
+    /* the message carries the cause the backend gave */
+    bench_result *r = new_result();
+    char *dir = make_temp_dir();
+    char out[4200];
+    snprintf(out, sizeof out, "%s/runs.csv", dir);
+    char *argv[] = {"--backend", "cuda", "--out", out, NULL};
+    run_bench(r, argv);
+    assert_non_null(strstr(r->err, why));
+    free(r);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* A results file written by another schema is refused with exit 2 and the
+ * first differing column named, and is left as it was. */
+static void test_usage_header_differs(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[4200];
+    snprintf(out, sizeof out, "%s/old.csv", dir);
+    FILE *f = fopen(out, "wb");
+    assert_non_null(f);
+    fputs("time_utc,status,strategy_name,backend\n2026-01-01T00:00:00Z,ok,single,cpu\n", f);
+    fclose(f);
+    char *before = read_file(out);
+    bench_result *r = new_result();
+    char *argv[] = {"--workload", "mlp-xs", "--iters", "1", "--warmup", "0", "--backend", "cpu", "--out", out, NULL};
+    run_bench(r, argv);
+    if (r->exit_code != 2) print_on_failure(r);
+    assert_int_equal(r->exit_code, 2);
+    assert_int_equal(count_lines(r->err), 1);
+    assert_non_null(strstr(r->err, "--out"));
+    assert_non_null(strstr(r->err, "column 3"));
+    assert_non_null(strstr(r->err, "'strategy_name', expected 'strategy'"));
+    char *after = read_file(out);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    free(r);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* --help and list                                                           */
+
+typedef struct flag_default {
+    const char *flag;
+    char def[4200];
+} flag_default;
+
+static void test_help_lists_every_flag_with_default(void **state)
+{
+    (void)state;
+    pb_config d;
+    pb_config_defaults(&d);
+    flag_default want[] = {
+        {"--strategy", ""}, {"--backend", ""}, {"--comm", ""}, {"--workload", ""}, {"--gpus", ""},
+        {"--in", ""}, {"--hidden", ""}, {"--layers", ""}, {"--classes", ""}, {"--batch", ""},
+        {"--precision", "fp32"}, {"--optimizer", "sgd"}, {"--lr", "by optimizer"}, {"--momentum", ""},
+        {"--weight-decay", ""}, {"--beta1", ""}, {"--beta2", ""}, {"--eps", ""}, {"--iters", ""},
+        {"--warmup", ""}, {"--seed", ""}, {"--threads", ""}, {"--cuda-graph", "off"}, {"--out", ""},
+        {"--dump", "off"}, {"--quiet", "off"},
+    };
+    snprintf(want[0].def, sizeof want[0].def, "%s", d.strategy);
+    snprintf(want[1].def, sizeof want[1].def, "%s", d.backend);
+    snprintf(want[2].def, sizeof want[2].def, "%s", d.comm);
+    snprintf(want[3].def, sizeof want[3].def, "%s", d.workload);
+    snprintf(want[4].def, sizeof want[4].def, "%d", d.devices);
+    snprintf(want[5].def, sizeof want[5].def, "%d", d.shape.in);
+    snprintf(want[6].def, sizeof want[6].def, "%d", d.shape.hidden);
+    snprintf(want[7].def, sizeof want[7].def, "%d", d.shape.layers);
+    snprintf(want[8].def, sizeof want[8].def, "%d", d.shape.classes);
+    snprintf(want[9].def, sizeof want[9].def, "%d", d.shape.batch);
+    snprintf(want[13].def, sizeof want[13].def, "%g", d.momentum);
+    snprintf(want[14].def, sizeof want[14].def, "%g", d.weight_decay);
+    snprintf(want[15].def, sizeof want[15].def, "%g", d.beta1);
+    snprintf(want[16].def, sizeof want[16].def, "%g", d.beta2);
+    snprintf(want[17].def, sizeof want[17].def, "%g", d.eps);
+    snprintf(want[18].def, sizeof want[18].def, "%d", d.iters);
+    snprintf(want[19].def, sizeof want[19].def, "%d", d.warmup);
+    snprintf(want[20].def, sizeof want[20].def, "%llu", (unsigned long long)d.seed);
+    snprintf(want[21].def, sizeof want[21].def, "%d", d.threads);
+    snprintf(want[23].def, sizeof want[23].def, "%s", d.out);
+
+    const char *spellings[] = {"--help", "help", "-h"};
+    for (size_t s = 0; s < sizeof spellings / sizeof spellings[0]; s++) {
+        bench_result *r = new_result();
+        char *argv[] = {(char *)spellings[s], NULL};
+        run_bench(r, argv);
+        assert_int_equal(r->exit_code, 0);
+        assert_string_equal(r->err, "");
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+            /* the flag's own line: "  --name[ METAVAR]  help [default]..." */
+            char start[64];
+            snprintf(start, sizeof start, "\n  %s ", want[i].flag);
+            const char *line = strstr(r->out, start);
+            if (!line) print_message("--help does not list %s\n", want[i].flag);
+            assert_non_null(line);
+            line++;
+            size_t len = strcspn(line, "\n");
+            char text[1024];
+            snprintf(text, sizeof text, "%.*s", (int)len, line);
+            char bracket[4300];
+            snprintf(bracket, sizeof bracket, "[%s]", want[i].def);
+            if (!strstr(text, bracket)) print_message("%s: want %s in: %s\n", want[i].flag, bracket, text);
+            assert_non_null(strstr(text, bracket));
+        }
+        /* every flag line --help prints (flags added later too) has a
+         * default in brackets, and the parser knows the flag */
+        int flags_seen = 0;
+        for (const char *p = strstr(r->out, "\n  --"); p; p = strstr(p + 1, "\n  --")) {
+            char name[64];
+            assert_int_equal(sscanf(p + 3, "%63s", name), 1);
+            if (strcmp(name, "--help") == 0) continue;
+            flags_seen++;
+            size_t len = strcspn(p + 1, "\n");
+            char text[1024];
+            snprintf(text, sizeof text, "%.*s", (int)len, p + 1);
+            const char *lb = strchr(text, '['), *rb = lb ? strchr(lb, ']') : NULL;
+            if (!rb) print_message("no [default] on: %s\n", text);
+            assert_non_null(rb);
+            pb_config cfg;
+            pb_config_defaults(&cfg);
+            bool help = false;
+            char *args[] = {name, NULL};
+            pb_error_clear();
+            pb_status st = pb_config_parse(&cfg, 1, args, &help);
+            if (st != PB_OK) assert_null(strstr(pb_error_message(), "unknown flag"));
+            pb_error_clear();
+        }
+        assert_true(flags_seen >= (int)(sizeof want / sizeof want[0]));
+        free(r);
+    }
+}
+
+static void test_list(void **state)
+{
+    (void)state;
+    bench_result *r = new_result();
+    char *argv[] = {"list", NULL};
+    run_bench(r, argv);
+    assert_int_equal(r->exit_code, 0);
+    assert_string_equal(r->err, "");
+    const char *strategies = strstr(r->out, "strategies:\n");
+    const char *backends = strstr(r->out, "backends:\n");
+    const char *comms = strstr(r->out, "comms:\n");
+    const char *workloads = strstr(r->out, "workloads:");
+    assert_non_null(strategies);
+    assert_non_null(backends);
+    assert_non_null(comms);
+    assert_non_null(workloads);
+    assert_true(strategies < backends && backends < comms && comms < workloads);
+    assert_non_null(strstr(strategies, "\n  single "));
+    /* each backend with the devices it found (or why none) */
+    const char *cpu = strstr(backends, "\n  cpu "), *cuda = strstr(backends, "\n  cuda ");
+    assert_non_null(cpu);
+    assert_non_null(cuda);
+    assert_true(cpu < comms && cuda < comms);
+    char line[1024];
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(cpu + 1, "\n"), cpu + 1);
+    assert_non_null(strstr(line, "device"));
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(cuda + 1, "\n"), cuda + 1);
+    assert_non_null(strstr(line, "device"));
+
+    /* every workload with its shape: in hidden layers classes batch */
+    assert_non_null(strstr(workloads, "\n  mlp-s "));
+    char names[512];
+    snprintf(names, sizeof names, "%s", pb_workload_names());
+    int count = 0;
+    for (char *save = NULL, *name = strtok_r(names, ", ", &save); name; name = strtok_r(NULL, ", ", &save)) {
+        char start[64];
+        snprintf(start, sizeof start, "\n  %s ", name);
+        const char *p = strstr(workloads, start);
+        if (!p) print_message("bench list does not show workload %s\n", name);
+        assert_non_null(p);
+        char got_name[64];
+        int in, hidden, layers, classes, batch;
+        assert_int_equal(sscanf(p + 1, "%63s %d %d %d %d %d", got_name, &in, &hidden, &layers, &classes, &batch), 6);
+        const pb_shape *s = &pb_find_workload(name)->shape;
+        assert_int_equal(in, s->in);
+        assert_int_equal(hidden, s->hidden);
+        assert_int_equal(layers, s->layers);
+        assert_int_equal(classes, s->classes);
+        assert_int_equal(batch, s->batch);
+        if (strcmp(name, "mlp-s") == 0) {
+            assert_int_equal(in, 1024);
+            assert_int_equal(hidden, 1024);
+            assert_int_equal(layers, 4);
+            assert_int_equal(classes, 1000);
+            assert_int_equal(batch, 256);
+        }
+        count++;
+    }
+    assert_true(count >= 5);
+    free(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* runs                                                                      */
+
+static void check_rows(const char *text, int want_rows)
+{
+    const char *hdr = header_text();
+    assert_int_equal(count_lines(text), want_rows + 1);
+    assert_memory_equal(text, hdr, strlen(hdr));
+    const char *p = text;
+    int headers = 0;
+    for (int i = 0; i <= want_rows; i++) {
+        size_t len = strcspn(p, "\n");
+        assert_int_equal(p[len], '\n');
+        headers += (len + 1 == strlen(hdr) && memcmp(p, hdr, len) == 0);
+        assert_int_equal(csv_field_count(p, len), PB_COL_COUNT);
+        if (i > 0) {
+            char status[64];
+            csv_field(p, PB_COL_STATUS, status, sizeof status);
+            assert_string_equal(status, "ok");
+        }
+        p += len + 1;
+    }
+    assert_int_equal(headers, 1);
+}
+
+static void test_run_minimal_appends_one_row(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[4200];
+    snprintf(out, sizeof out, "%s/runs.csv", dir);
+    char *argv[] = {"--workload", "mlp-xs", "--iters", "2", "--warmup", "0", "--backend", "cpu", "--threads", "1",
+                    "--out", out, NULL};
+    bench_result *r = new_result();
+    run_bench(r, argv);
+    if (r->exit_code != 0) print_on_failure(r);
+    assert_int_equal(r->exit_code, 0);
+    assert_string_equal(r->out, ""); /* progress and the summary go to stderr */
+    char *text = read_file(out);
+    assert_non_null(text);
+    check_rows(text, 1);
+    char field[PB_FIELD_MAX];
+    csv_field(strchr(text, '\n') + 1, PB_COL_WORKLOAD, field, sizeof field);
+    assert_string_equal(field, "mlp-xs");
+    csv_field(strchr(text, '\n') + 1, PB_COL_ITERS, field, sizeof field);
+    assert_string_equal(field, "2");
+    csv_field(strchr(text, '\n') + 1, PB_COL_STEP_MS_P50, field, sizeof field);
+    assert_true(field[0] != '\0');
+    free(text);
+
+    /* a second run appends exactly one line, and no second header; --quiet
+     * leaves stderr empty */
+    char *argv2[] = {"--workload", "mlp-xs", "--iters", "2", "--warmup", "0", "--backend", "cpu", "--threads", "1",
+                     "--quiet", "--out", out, NULL};
+    run_bench(r, argv2);
+    if (r->exit_code != 0) print_on_failure(r);
+    assert_int_equal(r->exit_code, 0);
+    assert_string_equal(r->out, "");
+    assert_string_equal(r->err, "");
+    text = read_file(out);
+    check_rows(text, 2);
+    free(text);
+    free(r);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* A run-time failure: exit 1, one clear message, and a row that cannot pass
+ * for a measurement (status "failed", no timing, the error kept). */
+static void check_failed_run(char **argv, const char *out, const char *phrase)
+{
+    bench_result *r = new_result();
+    char *env[] = {"ASAN_OPTIONS=allocator_may_return_null=1", NULL};
+    run_bench_env(r, env, argv);
+    if (r->exit_code != 1 || !strstr(r->err, phrase)) print_on_failure(r);
+    assert_int_equal(r->exit_code, 1);
+    assert_string_equal(r->out, "");
+    /* --quiet: the error alone (a sanitizer build may add its own lines) */
+    int bench_lines = 0;
+    for (const char *l = r->err; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] == '\n')) {
+        if (strncmp(l, "bench", 5) == 0) bench_lines++;
+        else assert_true(strstr(l, "Sanitizer") && strstr(l, "Sanitizer") < l + strcspn(l, "\n"));
+    }
+    assert_int_equal(bench_lines, 1);
+    assert_non_null(strstr(r->err, phrase));
+    char *text = read_file(out);
+    assert_non_null(text);
+    assert_int_equal(count_lines(text), 2);
+    const char *row = strchr(text, '\n') + 1;
+    assert_int_equal(csv_field_count(row, strcspn(row, "\n")), PB_COL_COUNT);
+    char field[PB_FIELD_MAX];
+    csv_field(row, PB_COL_STATUS, field, sizeof field);
+    assert_string_equal(field, "failed");
+    static const pb_column figures[] = {PB_COL_STEP_MS_MIN, PB_COL_STEP_MS_P50, PB_COL_STEP_MS_MEAN, PB_COL_STEP_MS_MAX,
+                                        PB_COL_SAMPLES_PER_S, PB_COL_MODEL_TFLOPS, PB_COL_LOSS_LAST};
+    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
+        csv_field(row, figures[i], field, sizeof field);
+        assert_string_equal(field, "");
+    }
+    csv_field(row, PB_COL_ERROR, field, sizeof field);
+    assert_non_null(strstr(field, phrase));
+    free(text);
+    free(r);
+}
+
+static void test_run_nan_loss_fails(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[4200];
+    snprintf(out, sizeof out, "%s/runs.csv", dir);
+    /* lr 10 diverges on mlp-xs within a few steps */
+    char *argv[] = {"--workload", "mlp-xs", "--lr", "10", "--iters", "50", "--warmup", "0", "--backend", "cpu",
+                    "--threads", "1", "--quiet", "--out", out, NULL};
+    check_failed_run(argv, out, "loss is");
+    remove_tree(dir);
+    free(dir);
+}
+
+static void test_run_allocation_failure_fails(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[4200];
+    snprintf(out, sizeof out, "%s/runs.csv", dir);
+    /* within every flag's range, but ~1 PB of parameters */
+    char *argv[] = {"--workload", "mlp-xs", "--hidden", "1048576", "--layers", "256", "--iters", "1", "--warmup", "0",
+                    "--backend", "cpu", "--threads", "1", "--quiet", "--out", out, NULL};
+    check_failed_run(argv, out, "allocation");
+    remove_tree(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* pb_config_parse directly                                                  */
+
+static pb_config parse_ok(int argc, char **argv)
+{
+    pb_config cfg;
+    pb_config_defaults(&cfg);
+    bool help = true;
+    pb_error_clear();
+    pb_status st = pb_config_parse(&cfg, argc, argv, &help);
+    if (st != PB_OK) print_message("parse failed: %s\n", pb_error_message());
+    assert_int_equal(st, PB_OK);
+    assert_false(help);
+    return cfg;
+}
+
+static void test_parse_shape_override_makes_custom(void **state)
+{
+    (void)state;
+    char *a[] = {"--workload", "mlp-s", "--hidden", "2048"};
+    pb_config cfg = parse_ok(4, a);
+    assert_int_equal(cfg.shape.hidden, 2048);
+    assert_int_equal(cfg.shape.in, 1024); /* the rest is mlp-s's */
+    assert_int_equal(cfg.shape.layers, 4);
+    assert_int_equal(cfg.shape.classes, 1000);
+    assert_int_equal(cfg.shape.batch, 256);
+    assert_string_equal(cfg.workload, "custom");
+}
+
+static void test_parse_shape_override_order_independent(void **state)
+{
+    (void)state;
+    char *a[] = {"--hidden", "2048", "--workload", "mlp-xs"};
+    pb_config cfg = parse_ok(4, a);
+    assert_int_equal(cfg.shape.hidden, 2048);
+    assert_int_equal(cfg.shape.in, 256); /* the rest is mlp-xs's */
+    assert_int_equal(cfg.shape.batch, 64);
+    assert_string_equal(cfg.workload, "custom");
+
+    char *b[] = {"--batch=32", "--workload=mlp-xs"};
+    cfg = parse_ok(2, b);
+    assert_int_equal(cfg.shape.batch, 32);
+    assert_int_equal(cfg.shape.hidden, 256);
+    assert_string_equal(cfg.workload, "custom");
+}
+
+static void test_parse_preset_unchanged_keeps_name(void **state)
+{
+    (void)state;
+    char *a[] = {"--workload", "mlp-xs"};
+    pb_config cfg = parse_ok(2, a);
+    assert_string_equal(cfg.workload, "mlp-xs");
+    assert_memory_equal(&cfg.shape, &pb_find_workload("mlp-xs")->shape, sizeof cfg.shape);
+    /* a shape flag equal to the preset's value leaves the preset's name */
+    char *b[] = {"--workload", "mlp-xs", "--hidden", "256"};
+    cfg = parse_ok(4, b);
+    assert_string_equal(cfg.workload, "mlp-xs");
+}
+
+static void test_parse_lr_default_by_optimizer(void **state)
+{
+    (void)state;
+    pb_config cfg = parse_ok(0, NULL);
+    assert_int_equal(cfg.optimizer, PB_OPT_SGD);
+    assert_true(fabs(cfg.lr - 0.01) < 1e-15);
+    char *a[] = {"--optimizer", "adamw"};
+    cfg = parse_ok(2, a);
+    assert_int_equal(cfg.optimizer, PB_OPT_ADAMW);
+    assert_true(fabs(cfg.lr - 0.001) < 1e-15);
+    /* a given --lr wins whatever the order */
+    char *b[] = {"--lr", "0.5", "--optimizer", "adamw"};
+    cfg = parse_ok(4, b);
+    assert_true(fabs(cfg.lr - 0.5) < 1e-15);
+}
+
+static void test_parse_errors_are_usage(void **state)
+{
+    (void)state;
+    pb_config cfg;
+    bool help;
+    char *a[] = {"--iters", "abc"};
+    pb_config_defaults(&cfg);
+    pb_error_clear();
+    assert_int_equal(pb_config_parse(&cfg, 2, a, &help), PB_ERR_USAGE);
+    assert_int_equal(pb_status_exit_code(PB_ERR_USAGE), 2);
+    assert_non_null(strstr(pb_error_message(), "--iters"));
+    assert_null(strchr(pb_error_message(), '\n'));
+    pb_error_clear();
+}
+
+/* ------------------------------------------------------------------------ */
+
+#define USAGE_TEST(c) {"usage_" #c, test_usage, NULL, NULL, (void *)&c}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        USAGE_TEST(unknown_strategy),
+        USAGE_TEST(unknown_workload),
+        USAGE_TEST(unknown_backend),
+        USAGE_TEST(unknown_comm),
+        USAGE_TEST(unknown_precision),
+        USAGE_TEST(unknown_optimizer),
+        USAGE_TEST(unknown_flag),
+        USAGE_TEST(stray_positional),
+        USAGE_TEST(unknown_subcommand),
+        USAGE_TEST(iters_not_number),
+        USAGE_TEST(iters_trailing_junk),
+        USAGE_TEST(iters_zero),
+        USAGE_TEST(iters_negative),
+        USAGE_TEST(iters_overflow),
+        USAGE_TEST(warmup_negative),
+        USAGE_TEST(batch_zero),
+        USAGE_TEST(hidden_negative),
+        USAGE_TEST(in_zero),
+        USAGE_TEST(classes_one),
+        USAGE_TEST(layers_too_many),
+        USAGE_TEST(lr_nan),
+        USAGE_TEST(lr_inf),
+        USAGE_TEST(lr_negative),
+        USAGE_TEST(seed_negative),
+        USAGE_TEST(threads_zero),
+        USAGE_TEST(gpus_3_single),
+        USAGE_TEST(gpus_2_single),
+        USAGE_TEST(gpus_3_batch_66),
+        USAGE_TEST(batch_64_gpus_3),
+        USAGE_TEST(gpus_zero),
+        USAGE_TEST(missing_value_last),
+        USAGE_TEST(missing_value_before_flag),
+        USAGE_TEST(missing_value_name),
+        USAGE_TEST(bool_with_value),
+        USAGE_TEST(out_missing_folder),
+        USAGE_TEST(out_is_directory),
+        USAGE_TEST(out_in_a_file),
+        USAGE_TEST(out_in_procfs),
+        USAGE_TEST(out_empty),
+        USAGE_TEST(bf16_on_cpu),
+        USAGE_TEST(cuda_graph_on_cpu),
+        USAGE_TEST(list_with_argument),
+        cmocka_unit_test(test_usage_cuda_unavailable),
+        cmocka_unit_test(test_usage_header_differs),
+        cmocka_unit_test(test_help_lists_every_flag_with_default),
+        cmocka_unit_test(test_list),
+        cmocka_unit_test(test_run_minimal_appends_one_row),
+        cmocka_unit_test(test_run_nan_loss_fails),
+        cmocka_unit_test(test_run_allocation_failure_fails),
+        cmocka_unit_test(test_parse_shape_override_makes_custom),
+        cmocka_unit_test(test_parse_shape_override_order_independent),
+        cmocka_unit_test(test_parse_preset_unchanged_keeps_name),
+        cmocka_unit_test(test_parse_lr_default_by_optimizer),
+        cmocka_unit_test(test_parse_errors_are_usage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
