@@ -10,6 +10,7 @@ pb_status pb_npy_write(const char *path, const char *dtype, const void *data, si
     char dict[256];
     size_t count = 1;
     int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", dtype);
+    if (ndim < 1 || ndim > 8) return pb_error(PB_ERR_INTERNAL, "npy: %d dimensions (1 to 8 supported)", ndim);
     for (int i = 0; i < ndim; i++) {
         n += snprintf(dict + n, sizeof dict - (size_t)n, "%zu%s", shape[i], ndim == 1 ? "," : (i + 1 < ndim ? ", " : ""));
         count *= shape[i];

@@ -127,7 +127,7 @@ static void test_single_ranges_through_injection(void **state)
     free(text);
     free(r);
     free(lib);
-    free(dir);
+    remove_temp_dir(dir);
 }
 
 /* Negative control: without NVTX_INJECTION64_PATH nothing loads the
@@ -149,7 +149,7 @@ static void test_no_injection_no_record(void **state)
     assert_int_equal(r->exit_code, 0);
     assert_false(file_exists(rec_path));
     free(r);
-    free(dir);
+    remove_temp_dir(dir);
 }
 
 /* A tool that declines to attach (here: no record file named) must leave
@@ -175,7 +175,7 @@ static void test_declined_injection_leaves_run_intact(void **state)
     free(csv);
     free(r);
     free(lib);
-    free(dir);
+    remove_temp_dir(dir);
 }
 
 /* The checker itself must reject each kind of wrong record, or the test

@@ -3,7 +3,9 @@
 #ifndef PB_TEST_UTIL_H
 #define PB_TEST_UTIL_H
 
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* also set by tests.mk, so any include order works */
+#endif
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <ftw.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -83,6 +86,22 @@ static inline char *make_temp_dir(void)
     char *tmpl = strdup("/tmp/pb_test_XXXXXX");
     assert_non_null(mkdtemp(tmpl));
     return tmpl;
+}
+
+static inline int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Removes a folder made by make_temp_dir and everything in it, and frees it. */
+static inline void remove_temp_dir(char *dir)
+{
+    if (!dir) return;
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
 }
 
 static inline int count_lines(const char *s)
