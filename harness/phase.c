@@ -87,3 +87,12 @@ pb_status pb_phase_timer_collect(pb_phase_timer *t, pb_step_times *out)
     }
     return PB_OK;
 }
+
+pb_status pb_phase_timer_replayed(pb_phase_timer *t, const pb_phase *phases, int first, int count)
+{
+    if (t->open >= 0 || t->spans != first || first + count > PB_MAX_PHASE_SPANS)
+        return pb_error(PB_ERR_INTERNAL, "graph replay does not line up with the phase timer");
+    for (int i = 0; i < count; i++) t->phase[first + i] = phases[i];
+    t->spans = first + count;
+    return PB_OK;
+}

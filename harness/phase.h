@@ -53,6 +53,11 @@ void pb_phase_timer_destroy(pb_phase_timer *t);
 void pb_phase_timer_reset(pb_phase_timer *t);
 pb_status pb_phase_begin(pb_phase_timer *t, pb_phase p);
 pb_status pb_phase_end(pb_phase_timer *t);
+/* CUDA-graph replay: a graph captured while spans [first, first+count) were
+ * recorded re-records the same marks when replayed, so after a replay the
+ * timer only needs those spans back in its list. */
+pb_status pb_phase_timer_replayed(pb_phase_timer *t, const pb_phase *phases, int first, int count);
+
 /* Adds each span's duration to out->ms[phase]. Call after synchronize. */
 pb_status pb_phase_timer_collect(pb_phase_timer *t, pb_step_times *out);
 
