@@ -1,0 +1,8 @@
+# make test-gpu: CUDA kernels and `single` against the CPU backend on a GPU.
+# Exits 77 with "skipped: no CUDA device" where there is none.
+$(BUILD)/tests/test_gpu: tests/gpu/test_gpu.c $(BUILD)/libparbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -D_GNU_SOURCE -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(TEST_LIBS) $(LDLIBS)
+
+test-gpu: bench $(BUILD)/tests/test_gpu
+	@$(BUILD)/tests/test_gpu

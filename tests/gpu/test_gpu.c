@@ -1,0 +1,329 @@
+/* make test-gpu: every CUDA kernel against the CPU backend on the same
+ * inputs, in fp32, tf32 and bf16, then a full mlp-s step and a 20-step loss
+ * trajectory of `single` on both backends. Exits 77 ("skipped") when no CUDA
+ * device is usable.
+ *
+ * Errors are norm-wise, ||gpu - cpu|| / ||cpu||. Tolerances per precision:
+ * fp32 1e-5 (only summation order differs), tf32 3e-3 (10-bit mantissa
+ * operands), bf16 2e-2 (8-bit mantissa operands and activations). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness/config.h"
+#include "harness/registry.h"
+#include "kernels/backend.h"
+#include "strategies/strategy.h"
+#include "workloads/workload.h"
+
+static pb_precision precision; /* set per group of tests */
+
+static double tolerance(pb_precision p)
+{
+    return p == PB_FP32 ? 1e-5 : p == PB_TF32 ? 3e-3 : 2e-2;
+}
+
+static uint64_t rng_state = 0x1234567;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)(rng_state >> 40) * 0x1p-23f - 1.0f;
+}
+
+static void fill(float *v, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++) v[i] = scale * frand();
+}
+
+static double rel_err(const float *got, const float *want, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) return INFINITY;
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+#define CHECK(expr) assert_int_equal((expr), PB_OK)
+
+/* One device of each backend with the same config but precision. */
+typedef struct pair {
+    pb_config cpu_cfg, gpu_cfg;
+    pb_device *cpu, *gpu;
+} pair;
+
+static void pair_open(pair *p)
+{
+    pb_config_defaults(&p->cpu_cfg);
+    p->cpu_cfg.threads = 1;
+    snprintf(p->cpu_cfg.backend, sizeof p->cpu_cfg.backend, "cpu");
+    p->gpu_cfg = p->cpu_cfg;
+    snprintf(p->gpu_cfg.backend, sizeof p->gpu_cfg.backend, "cuda");
+    p->gpu_cfg.precision = precision;
+    CHECK(pb_backend_cpu.open(&p->cpu_cfg, 0, &p->cpu));
+    CHECK(pb_backend_cuda.open(&p->gpu_cfg, 0, &p->gpu));
+}
+
+static void pair_close(pair *p)
+{
+    pb_backend_cpu.close(p->cpu);
+    pb_backend_cuda.close(p->gpu);
+}
+
+/* Device buffers holding host fp32 values: fp32 storage, or the activation
+ * type when act is set. */
+static void *gpu_put(pair *p, const float *host, size_t n, bool act)
+{
+    const pb_backend *be = &pb_backend_cuda;
+    void *d = NULL;
+    CHECK(be->alloc(p->gpu, act ? be->act_bytes(p->gpu, n) : n * sizeof(float), &d));
+    if (act) CHECK(be->upload_act(p->gpu, d, host, n));
+    else CHECK(be->upload(p->gpu, d, host, n * sizeof(float)));
+    return d;
+}
+
+static void gpu_get(pair *p, float *host, const void *d, size_t n, bool act)
+{
+    const pb_backend *be = &pb_backend_cuda;
+    if (act) CHECK(be->download_act(p->gpu, host, d, n));
+    else CHECK(be->download(p->gpu, host, d, n * sizeof(float)));
+    CHECK(be->synchronize(p->gpu));
+}
+
+static void expect_close(const char *what, const float *got, const float *want, size_t n)
+{
+    double e = rel_err(got, want, n);
+    print_message("  %-5s %-22s rel err %.2e (tol %.0e)\n", pb_precision_name(precision), what, e,
+                  tolerance(precision));
+    assert_true(e <= tolerance(precision));
+}
+
+/* Forward of one layer (relu on and off) and the backward of a second
+ * layer on top of it, using the first layer's ReLU (mask) for dx. */
+static void test_linear(void **state)
+{
+    (void)state;
+    pair p;
+    pair_open(&p);
+    const pb_backend *cb = &pb_backend_cpu, *gb = &pb_backend_cuda;
+    const int m = 64, k = 96, n = 128, n2 = 80;
+    size_t nx = (size_t)m * k, nw = (size_t)n * k, ny = (size_t)m * n, nw2 = (size_t)n2 * n, ny2 = (size_t)m * n2;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(n * 4), *w2 = malloc(nw2 * 4),
+          *dy2 = malloc(ny2 * 4);
+    float *y_c = calloc(ny, 4), *y_g = calloc(ny, 4);
+    fill(x, nx, 1.0f), fill(w, nw, 0.1f), fill(b, n, 0.1f), fill(w2, nw2, 0.1f), fill(dy2, ny2, 0.01f);
+
+    for (int relu = 0; relu <= 1; relu++) {
+        pb_linear lc = {m, n, k, x, w, b, y_c, NULL, relu != 0};
+        CHECK(cb->linear_fwd(p.cpu, &lc));
+        void *dx = gpu_put(&p, x, nx, true), *dw = NULL, *db = gpu_put(&p, b, n, false);
+        CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, nw), &dw));
+        float *w32 = gpu_put(&p, w, nw, false);
+        CHECK(gb->cast_params(p.gpu, dw, w32, nw));
+        void *dyv = NULL, *aux = NULL;
+        CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, ny), &dyv));
+        size_t aux_bytes = gb->aux_bytes(p.gpu, m, n);
+        if (relu && aux_bytes) CHECK(gb->alloc(p.gpu, aux_bytes, &aux));
+        pb_linear lg = {m, n, k, dx, dw, db, dyv, aux, relu != 0};
+        CHECK(gb->linear_fwd(p.gpu, &lg));
+        gpu_get(&p, y_g, dyv, ny, true);
+        expect_close(relu ? "linear_fwd relu" : "linear_fwd", y_g, y_c, ny);
+
+        if (relu) {
+            /* backward of layer 2 (n -> n2) whose input came through the ReLU */
+            float *dw2_c = calloc(nw2, 4), *db2_c = calloc(n2, 4), *dx_c = calloc(ny, 4), *dbp_c = calloc(n, 4);
+            pb_linear_grad gc = {m, n2, n, dy2, y_c, w2, dw2_c, db2_c, dx_c, true, NULL, dbp_c};
+            CHECK(cb->linear_bwd(p.cpu, &gc));
+            void *g_dy = gpu_put(&p, dy2, ny2, true), *g_w2c = NULL, *g_dx = NULL;
+            float *g_w2 = gpu_put(&p, w2, nw2, false), *g_dw2 = NULL, *g_db2 = NULL, *g_dbp = NULL;
+            CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, nw2), &g_w2c));
+            CHECK(gb->cast_params(p.gpu, g_w2c, g_w2, nw2));
+            CHECK(gb->alloc(p.gpu, nw2 * 4, (void **)&g_dw2));
+            CHECK(gb->alloc(p.gpu, n2 * 4, (void **)&g_db2));
+            CHECK(gb->alloc(p.gpu, n * 4, (void **)&g_dbp));
+            CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, ny), &g_dx));
+            pb_linear_grad gg = {m, n2, n, g_dy, dyv, g_w2c, g_dw2, g_db2, g_dx, true, aux, g_dbp};
+            CHECK(gb->linear_bwd(p.gpu, &gg));
+            float *h = calloc(ny > nw2 ? ny : nw2, 4);
+            gpu_get(&p, h, g_dw2, nw2, false);
+            expect_close("linear_bwd dW", h, dw2_c, nw2);
+            gpu_get(&p, h, g_db2, n2, false);
+            expect_close("linear_bwd db", h, db2_c, n2);
+            gpu_get(&p, h, g_dx, ny, true);
+            expect_close("linear_bwd dx (drelu)", h, dx_c, ny);
+            gpu_get(&p, h, g_dbp, n, false);
+            expect_close("linear_bwd db_prev", h, dbp_c, n);
+            /* the same without the mask: the kernel must fall back to x > 0 */
+            gg.x_aux = NULL;
+            CHECK(gb->linear_bwd(p.gpu, &gg));
+            gpu_get(&p, h, g_dx, ny, true);
+            expect_close("linear_bwd dx (x>0)", h, dx_c, ny);
+            free(h), free(dw2_c), free(db2_c), free(dx_c), free(dbp_c);
+            gb->free(p.gpu, g_dy), gb->free(p.gpu, g_w2c), gb->free(p.gpu, g_dx), gb->free(p.gpu, g_w2);
+            gb->free(p.gpu, g_dw2), gb->free(p.gpu, g_db2), gb->free(p.gpu, g_dbp);
+        }
+        gb->free(p.gpu, dx), gb->free(p.gpu, dw), gb->free(p.gpu, db), gb->free(p.gpu, w32);
+        gb->free(p.gpu, dyv), gb->free(p.gpu, aux);
+    }
+    free(x), free(w), free(b), free(w2), free(dy2), free(y_c), free(y_g);
+    pair_close(&p);
+}
+
+static void test_softmax_xent(void **state)
+{
+    (void)state;
+    pair p;
+    pair_open(&p);
+    const int m = 96, c = 1000;
+    size_t n = (size_t)m * c;
+    float *z = malloc(n * 4), *d_c = calloc(n, 4), *d_g = calloc(n, 4);
+    int32_t *labels = malloc(m * 4);
+    fill(z, n, 4.0f);
+    for (int i = 0; i < m; i++) labels[i] = (int32_t)((unsigned)(i * 7919) % c);
+    float loss_c = 0.0f, loss_g = 0.0f;
+    CHECK(pb_backend_cpu.softmax_xent(p.cpu, m, c, z, labels, 1.0f / m, &loss_c, d_c));
+    const pb_backend *gb = &pb_backend_cuda;
+    void *gz = gpu_put(&p, z, n, true), *gd = NULL;
+    int32_t *gl = NULL;
+    float *gloss = NULL;
+    CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, n), &gd));
+    CHECK(gb->alloc(p.gpu, m * 4, (void **)&gl));
+    CHECK(gb->alloc(p.gpu, 4, (void **)&gloss));
+    CHECK(gb->upload(p.gpu, gl, labels, m * 4));
+    CHECK(gb->softmax_xent(p.gpu, m, c, gz, gl, 1.0f / m, gloss, gd));
+    gpu_get(&p, &loss_g, gloss, 1, false);
+    gpu_get(&p, d_g, gd, n, true);
+    /* with bf16 logits the CPU reference sees the same rounded inputs only
+     * approximately, so the loss is held to the precision's tolerance */
+    expect_close("softmax_xent loss", &loss_g, &loss_c, 1);
+    expect_close("softmax_xent dlogits", d_g, d_c, n);
+    gb->free(p.gpu, gz), gb->free(p.gpu, gd), gb->free(p.gpu, gl), gb->free(p.gpu, gloss);
+    free(z), free(d_c), free(d_g), free(labels);
+    pair_close(&p);
+}
+
+static void run_optimizer(pb_optimizer kind)
+{
+    pair p;
+    pair_open(&p);
+    const pb_backend *gb = &pb_backend_cuda;
+    const size_t n = 100003; /* odd: exercises vector tails */
+    float *pc = malloc(n * 4), *g = malloc(n * 4), *mc = calloc(n, 4), *vc = calloc(n, 4), *out = malloc(n * 4);
+    fill(pc, n, 1.0f);
+    float *gp = gpu_put(&p, pc, n, false), *gm = NULL, *gv = NULL, *gg = NULL;
+    void *gcomp = NULL;
+    CHECK(gb->alloc(p.gpu, n * 4, (void **)&gm));
+    CHECK(gb->alloc(p.gpu, n * 4, (void **)&gv));
+    CHECK(gb->alloc(p.gpu, n * 4, (void **)&gg));
+    CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, n), &gcomp));
+    for (int step = 1; step <= 3; step++) {
+        fill(g, n, 0.1f);
+        CHECK(gb->upload(p.gpu, gg, g, n * 4));
+        pb_opt_args a = {kind, n, pc, g, mc, vc, NULL, 0.01f, 0.9f, 0.01f, 0.9f, 0.999f, 1e-8f, step};
+        CHECK(pb_backend_cpu.optimizer(p.cpu, &a));
+        pb_opt_args b = {kind, n, gp, gg, gm, gv, gcomp, 0.01f, 0.9f, 0.01f, 0.9f, 0.999f, 1e-8f, step};
+        CHECK(gb->optimizer(p.gpu, &b));
+    }
+    /* master weights are fp32 in every precision: only rounding of the same
+     * formula differs (expf/sqrtf, FMA contraction) */
+    gpu_get(&p, out, gp, n, false);
+    double e = rel_err(out, pc, n);
+    print_message("  %-5s %-22s rel err %.2e (tol 1e-6)\n", pb_precision_name(precision),
+                  kind == PB_OPT_SGD ? "sgd params" : "adamw params", e);
+    assert_true(e <= 1e-6);
+    gpu_get(&p, out, gcomp, n, true);
+    expect_close("optimizer compute copy", out, pc, n);
+    gb->free(p.gpu, gp), gb->free(p.gpu, gm), gb->free(p.gpu, gv), gb->free(p.gpu, gg), gb->free(p.gpu, gcomp);
+    free(pc), free(g), free(mc), free(vc), free(out);
+    pair_close(&p);
+}
+
+static void test_sgd(void **state) { (void)state; run_optimizer(PB_OPT_SGD); }
+static void test_adamw(void **state) { (void)state; run_optimizer(PB_OPT_ADAMW); }
+
+/* `single` on mlp-s on both backends from the same parameters and data: the
+ * parameters after one step, and the loss over 20 steps. */
+static void test_single_mlp_s(void **state)
+{
+    (void)state;
+    pb_config cc, gc;
+    pb_config_defaults(&cc);
+    cc.threads = 2;
+    snprintf(cc.backend, sizeof cc.backend, "cpu");
+    gc = cc;
+    snprintf(gc.backend, sizeof gc.backend, "cuda");
+    gc.precision = precision;
+    pb_layout layout;
+    CHECK(pb_mlp_layout(&cc.shape, &layout));
+    float *params = malloc(layout.n_params * 4), *pc = malloc(layout.n_params * 4),
+          *pg = malloc(layout.n_params * 4), *proto = malloc((size_t)layout.classes * layout.in * 4),
+          *x = malloc((size_t)cc.shape.batch * layout.in * 4);
+    int32_t *labels = malloc((size_t)cc.shape.batch * 4);
+    pb_mlp_init_params(&layout, cc.seed, params);
+    pb_data_prototypes(&layout, cc.seed, proto);
+    pb_strategy_ctx ctx_c = {&cc, &pb_backend_cpu, &layout, params};
+    pb_strategy_ctx ctx_g = {&gc, &pb_backend_cuda, &layout, params};
+    void *sc = NULL, *sg = NULL;
+    CHECK(pb_strategy_single.init(&ctx_c, &sc));
+    CHECK(pb_strategy_single.init(&ctx_g, &sg));
+    double worst_loss = 0.0;
+    for (int s = 0; s < 20; s++) {
+        pb_data_fill(&layout, cc.seed, s, 0, cc.shape.batch, proto, x, labels);
+        pb_batch batch = {s, cc.shape.batch, x, labels};
+        pb_step_result rc, rg;
+        CHECK(pb_strategy_single.step(sc, &batch, &rc));
+        CHECK(pb_strategy_single.step(sg, &batch, &rg));
+        double e = fabs(rg.loss - rc.loss) / rc.loss;
+        if (e > worst_loss) worst_loss = e;
+        if (s == 0) {
+            CHECK(pb_strategy_single.get_params(sc, pc));
+            CHECK(pb_strategy_single.get_params(sg, pg));
+            expect_close("mlp-s params, 1 step", pg, pc, layout.n_params);
+        }
+        if (s == 19) print_message("  %-5s loss step 20: cpu %.5f gpu %.5f\n", pb_precision_name(precision), rc.loss, rg.loss);
+    }
+    print_message("  %-5s %-22s rel err %.2e (tol %.0e)\n", pb_precision_name(precision), "mlp-s loss, 20 steps",
+                  worst_loss, tolerance(precision));
+    assert_true(worst_loss <= tolerance(precision));
+    pb_strategy_single.destroy(sc);
+    pb_strategy_single.destroy(sg);
+    free(params), free(pc), free(pg), free(proto), free(x), free(labels);
+}
+
+static int set_fp32(void **s) { (void)s; precision = PB_FP32; return 0; }
+static int set_tf32(void **s) { (void)s; precision = PB_TF32; return 0; }
+static int set_bf16(void **s) { (void)s; precision = PB_BF16; return 0; }
+
+#define GROUP(name, setup)                                                    \
+    const struct CMUnitTest name[] = {                                        \
+        cmocka_unit_test(test_linear), cmocka_unit_test(test_softmax_xent),   \
+        cmocka_unit_test(test_sgd), cmocka_unit_test(test_adamw),             \
+        cmocka_unit_test(test_single_mlp_s),                                  \
+    }
+
+int main(void)
+{
+    char why[256] = "";
+    if (pb_backend_cuda.device_count(why, sizeof why) <= 0) {
+        printf("skipped: no CUDA device (%s)\n", why);
+        return 77;
+    }
+    GROUP(fp32, set_fp32);
+    GROUP(tf32, set_tf32);
+    GROUP(bf16, set_bf16);
+    int failed = 0;
+    failed += cmocka_run_group_tests_name("cuda fp32", fp32, set_fp32, NULL);
+    failed += cmocka_run_group_tests_name("cuda tf32", tf32, set_tf32, NULL);
+    failed += cmocka_run_group_tests_name("cuda bf16", bf16, set_bf16, NULL);
+    return failed ? 1 : 0;
+}
