@@ -58,6 +58,7 @@ static const flag flags[] = {
     {"--warmup", F_INT, OFF(warmup), 0, 1000000, "N", "steps run before measuring (excluded)"},
     {"--seed", F_U64, OFF(seed), 0, 0, "N", "seed of parameters and data"},
     {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)"},
+    {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, up to 8 on cuda"},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)"},
     {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to"},
     {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy"},

@@ -50,7 +50,8 @@ typedef struct pb_config {
     int iters;
     int warmup;
     uint64_t seed;
-    int threads; /* BLAS / host threads per device (cpu backend) */
+    int threads;        /* BLAS / host threads per device (cpu backend) */
+    int loader_threads; /* 0: auto (1 on cpu, more on cuda) */
 
     bool cuda_graph;
 

@@ -6,12 +6,22 @@
 #include <stdlib.h>
 
 #define SLOTS 2
+#define MAX_WORKERS 64
 
 typedef struct slot {
     float *x;
     int32_t *labels;
-    int64_t step; /* the step it holds, -1 when free */
+    int64_t step; /* the step it holds, -1 while free or being filled */
+    int done;     /* workers finished with the step being filled */
 } slot;
+
+struct pb_loader;
+
+typedef struct worker {
+    struct pb_loader *l;
+    int index;
+    pthread_t thread;
+} worker;
 
 struct pb_loader {
     const pb_backend *be;
@@ -23,15 +33,21 @@ struct pb_loader {
     slot slots[SLOTS];
     int64_t released; /* slots holding steps below this may be refilled */
     bool stop;
-    bool thread_started;
-    pthread_t thread;
+    int n_workers, started;
+    worker workers[MAX_WORKERS];
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
 
+/* Each worker fills its share of rows of every step's batch; the last to
+ * finish a step publishes it. Samples are pure functions of (seed, step,
+ * index), so the split changes nothing in the data. */
 static void *produce(void *arg)
 {
-    pb_loader *l = arg;
+    worker *w = arg;
+    pb_loader *l = w->l;
+    int first = (int)((int64_t)l->batch * w->index / l->n_workers);
+    int last = (int)((int64_t)l->batch * (w->index + 1) / l->n_workers);
     for (int64_t t = 0; t < l->steps; t++) {
         slot *s = &l->slots[t % SLOTS];
         pthread_mutex_lock(&l->mu);
@@ -40,17 +56,21 @@ static void *produce(void *arg)
         bool stop = l->stop;
         pthread_mutex_unlock(&l->mu);
         if (stop) break;
-        pb_data_fill(l->layout, l->seed, t, 0, l->batch, l->prototypes, s->x, s->labels);
+        pb_data_fill(l->layout, l->seed, t, first, last - first, l->prototypes,
+                     s->x + (size_t)first * l->layout->in, s->labels + first);
         pthread_mutex_lock(&l->mu);
-        s->step = t;
-        pthread_cond_broadcast(&l->cv);
+        if (++s->done == l->n_workers) {
+            s->done = 0;
+            s->step = t;
+            pthread_cond_broadcast(&l->cv);
+        }
         pthread_mutex_unlock(&l->mu);
     }
     return NULL;
 }
 
 pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64_t seed, int batch,
-                           int64_t steps, pb_loader **out)
+                           int64_t steps, int workers, pb_loader **out)
 {
     pb_status st = PB_OK;
     pb_loader *l = NULL;
@@ -60,6 +80,8 @@ pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64
     l->seed = seed;
     l->batch = batch;
     l->steps = steps;
+    l->n_workers = workers < 1 ? 1 : workers > MAX_WORKERS ? MAX_WORKERS : workers;
+    if (l->n_workers > batch) l->n_workers = batch;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     PB_ALLOC(l->prototypes, (size_t)layout->classes * (size_t)layout->in);
@@ -69,9 +91,12 @@ pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64
         PB_TRY(be->host_alloc(NULL, (size_t)batch * (size_t)layout->in * sizeof(float), (void **)&l->slots[i].x));
         PB_TRY(be->host_alloc(NULL, (size_t)batch * sizeof(int32_t), (void **)&l->slots[i].labels));
     }
-    PB_REQUIRE(pthread_create(&l->thread, NULL, produce, l) == 0, PB_ERR_INTERNAL,
-               "cannot start the loader thread");
-    l->thread_started = true;
+    for (int i = 0; i < l->n_workers; i++) {
+        l->workers[i] = (worker){.l = l, .index = i};
+        PB_REQUIRE(pthread_create(&l->workers[i].thread, NULL, produce, &l->workers[i]) == 0,
+                   PB_ERR_INTERNAL, "cannot start loader thread %d", i);
+        l->started++;
+    }
     *out = l;
     return PB_OK;
 cleanup:
@@ -92,16 +117,28 @@ pb_status pb_loader_next(pb_loader *l, int64_t step, pb_batch *out)
     return PB_OK;
 }
 
+bool pb_loader_peek(pb_loader *l, int64_t step, const float **x, const int32_t **labels)
+{
+    if (step < 0 || step >= l->steps) return false;
+    slot *s = &l->slots[step % SLOTS];
+    pthread_mutex_lock(&l->mu);
+    bool ready = s->step == step;
+    pthread_mutex_unlock(&l->mu);
+    if (ready) {
+        *x = s->x;
+        *labels = s->labels;
+    }
+    return ready;
+}
+
 void pb_loader_destroy(pb_loader *l)
 {
     if (!l) return;
-    if (l->thread_started) {
-        pthread_mutex_lock(&l->mu);
-        l->stop = true;
-        pthread_cond_broadcast(&l->cv);
-        pthread_mutex_unlock(&l->mu);
-        pthread_join(l->thread, NULL);
-    }
+    pthread_mutex_lock(&l->mu);
+    l->stop = true;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    for (int i = 0; i < l->started; i++) pthread_join(l->workers[i].thread, NULL);
     for (int i = 0; i < SLOTS; i++) {
         l->be->host_free(NULL, l->slots[i].x);
         l->be->host_free(NULL, l->slots[i].labels);

@@ -6,6 +6,7 @@
 #ifndef PB_LOADER_H
 #define PB_LOADER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../kernels/backend.h"
@@ -14,12 +15,16 @@
 
 typedef struct pb_loader pb_loader;
 
-/* Prepares batches for steps [0, steps) of `batch` samples each. */
+/* Prepares batches for steps [0, steps) of `batch` samples each, with
+ * `workers` threads splitting each batch's rows. */
 pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64_t seed, int batch,
-                           int64_t steps, pb_loader **out);
+                           int64_t steps, int workers, pb_loader **out);
 /* Waits for step's batch (steps are taken in order) and releases the slot of
  * the previous step for refilling. */
 pb_status pb_loader_next(pb_loader *l, int64_t step, pb_batch *out);
+/* The batch of a later step if it is already filled, without waiting; its
+ * slot stays valid until pb_loader_next(step + 1) returns. */
+bool pb_loader_peek(pb_loader *l, int64_t step, const float **x, const int32_t **labels);
 void pb_loader_destroy(pb_loader *l);
 
 #endif /* PB_LOADER_H */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "env.h"
 #include "loader.h"
@@ -53,6 +54,16 @@ static pb_status prepare_dump(const pb_config *cfg)
     return PB_OK;
 }
 
+/* One thread on the CPU backend leaves the cores to the BLAS; a GPU step is
+ * fast enough that the host must fill batches in parallel to keep up. */
+static int loader_workers(const pb_config *cfg)
+{
+    if (cfg->loader_threads > 0) return cfg->loader_threads;
+    if (strcmp(cfg->backend, "cpu") == 0) return 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 9 ? 8 : cores > 1 ? (int)cores - 1 : 1;
+}
+
 static pb_status setup(run_state *rs)
 {
     pb_status st = PB_OK;
@@ -74,7 +85,7 @@ static pb_status setup(run_state *rs)
     if (rs->strategy->device_info(rs->strategy_state, &rs->info) == PB_OK) rs->have_info = true;
     /* started last, so its thread does not compete with setup */
     PB_TRY(pb_loader_create(rs->be, &rs->layout, cfg->seed, cfg->shape.batch,
-                            (int64_t)cfg->warmup + cfg->iters, &rs->loader));
+                            (int64_t)cfg->warmup + cfg->iters, loader_workers(cfg), &rs->loader));
 cleanup:
     return st;
 }
@@ -91,7 +102,7 @@ static pb_status train(run_state *rs)
     for (int s = 0; s < total; s++) {
         if (s == cfg->warmup && pb_alloc_count) allocs_before = pb_alloc_count();
         pb_step_result res;
-        pb_batch batch;
+        pb_batch batch = {0};
         snprintf(label, sizeof label, "step %d", s);
         pb_nvtx_push(label);
         double t0 = pb_now_ms();
@@ -99,7 +110,10 @@ static pb_status train(run_state *rs)
         st = pb_loader_next(rs->loader, s, &batch);
         pb_nvtx_pop();
         double load_ms = pb_now_ms() - t0;
-        if (st == PB_OK) st = rs->strategy->step(rs->strategy_state, &batch, &res);
+        if (st == PB_OK) {
+            pb_loader_peek(rs->loader, s + 1, &batch.next_x, &batch.next_labels);
+            st = rs->strategy->step(rs->strategy_state, &batch, &res);
+        }
         double step_ms = pb_now_ms() - t0;
         pb_nvtx_pop();
         if (st != PB_OK) return st;

@@ -29,6 +29,10 @@ typedef struct pb_batch {
     int count;
     const float *x;        /* [count, in] */
     const int32_t *labels; /* [count] */
+    /* The next step's batch when the loader already has it (else NULL), so
+     * a strategy can start copying it while this step computes. */
+    const float *next_x;
+    const int32_t *next_labels;
 } pb_batch;
 
 typedef struct pb_strategy_ctx {

@@ -330,6 +330,23 @@ static void test_deterministic(void **state)
     npy_free(&b);
 }
 
+/* Splitting each batch over several loader threads changes nothing: the
+ * samples are pure functions of (seed, step, index). */
+static void test_loader_threads_same_training(void **state)
+{
+    expect_exit(sgd_run, 0);
+    char *const extra[] = {"--loader-threads", "3", NULL};
+    run *split = keep(state, bench_train(extra));
+    expect_exit(split, 0);
+    npy a, b;
+    npy_load(&a, sgd_run->dump, "params_final.npy");
+    npy_load(&b, split->dump, "params_final.npy");
+    assert_int_equal(a.size, b.size);
+    assert_memory_equal(a.bytes, b.bytes, a.size);
+    npy_free(&a);
+    npy_free(&b);
+}
+
 static void test_adamw_loss_falls(void **state)
 {
     char *const extra[] = {"--optimizer", "adamw", NULL};
@@ -378,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_csv_row),
         cmocka_unit_test(test_dump),
         cmocka_unit_test_setup_teardown(test_deterministic, setup_runs, teardown_runs),
+        cmocka_unit_test_setup_teardown(test_loader_threads_same_training, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_adamw_loss_falls, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_divergence_fails, setup_runs, teardown_runs),
     };
