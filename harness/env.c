@@ -48,6 +48,7 @@ void pb_env_fill(pb_record *r, const char *backend, const pb_device_info *dev, i
         pb_record_set(r, PB_COL_DRIVER, "%s", dev->driver);
         pb_record_set(r, PB_COL_CUDA_RUNTIME, "%s", dev->runtime);
         pb_record_set(r, PB_COL_CUBLAS, "%s", dev->blas_version);
+        pb_record_set(r, PB_COL_NCCL, "%s", dev->nccl);
     } else {
         pb_record_set(r, PB_COL_BLAS, "%s", dev->blas);
         pb_record_set(r, PB_COL_BLAS_VERSION, "%s", dev->blas_version);

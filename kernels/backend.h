@@ -72,12 +72,16 @@ typedef struct pb_device_info {
     char runtime[32];
     char blas[64];
     char blas_version[64];
+    char nccl[32]; /* NCCL loaded at run time (cuda), "" otherwise */
     double total_mem_mb;
 } pb_device_info;
 
 typedef struct pb_backend {
     const char *name;
     const char *description;
+    /* Device memory is host memory (the CPU): a strategy may read the
+     * loader's buffers in place instead of copying them. */
+    bool host_is_device;
 
     /* Usable devices; 0 with a reason in why when none. Never fails hard. */
     int (*device_count)(char *why, size_t why_len);
@@ -97,6 +101,15 @@ typedef struct pb_backend {
     pb_status (*zero)(pb_device *dev, void *ptr, size_t bytes);
     pb_status (*upload)(pb_device *dev, void *dst, const void *src, size_t bytes);
     pb_status (*download)(pb_device *dev, void *dst, const void *src, size_t bytes);
+    /* device to device on the compute stream */
+    pb_status (*copy)(pb_device *dev, void *dst, const void *src, size_t bytes);
+    /* Host (pinned) to device on a separate copy stream, overlapping the
+     * compute stream's work; prefetch_wait makes the compute stream wait for
+     * every prefetch issued so far. The source must stay unchanged until then.
+     * The CPU has no copy engine: its prefetch is a synchronous copy (and
+     * strategies there read the loader's buffers in place). */
+    pb_status (*prefetch)(pb_device *dev, void *dst, const void *src, size_t bytes);
+    pb_status (*prefetch_wait)(pb_device *dev);
     /* fp32 host values into activation-type device storage and back */
     pb_status (*upload_act)(pb_device *dev, void *dst, const float *src, size_t elems);
     pb_status (*download_act)(pb_device *dev, float *dst, const void *src, size_t elems);
@@ -125,6 +138,17 @@ typedef struct pb_backend {
     /* ms between two recorded marks; valid after synchronize */
     pb_status (*mark_elapsed_ms)(pb_device *dev, const pb_mark *a, const pb_mark *b, double *ms);
     pb_status (*synchronize)(pb_device *dev);
+
+    /* Measured GEMM peak in TFLOP/s at the device's precision, from large
+     * square GEMMs on random data (MFU is reported against this, not a
+     * datasheet). */
+    pb_status (*calibrate)(pb_device *dev, double *tflops);
+    /* Median ms of one training step's GEMMs called alone: per layer the
+     * forward, weight-gradient and (above layer 0) input-gradient GEMM of
+     * the same shapes, types and transposes the step uses, without
+     * epilogues or any other kernel; `reps` timed sets. */
+    pb_status (*gemm_reference)(pb_device *dev, int n_layers, const int *in, const int *out, int m,
+                                int reps, double *ms);
 
     /* optional (NULL where unsupported): capture the work enqueued between
      * begin and end once, then replay it (CUDA graphs, --cuda-graph) */

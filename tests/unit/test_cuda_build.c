@@ -1,0 +1,73 @@
+/* The CUDA backend is compiled and linked whenever the build found nvcc
+ * (PB_EXPECT_CUDA=1), also on machines with no GPU such as CI's; without a
+ * usable device it reports a cause instead of failing. */
+#include "test_util.h"
+
+#include "kernels/backend.h"
+
+#ifndef PB_EXPECT_CUDA
+#error "tests.mk passes PB_EXPECT_CUDA"
+#endif
+
+static void test_backend_built_as_configured(void **state)
+{
+    (void)state;
+    assert_int_equal(pb_cuda_built(), PB_EXPECT_CUDA);
+    assert_string_equal(pb_backend_cuda.name, "cuda");
+    if (PB_EXPECT_CUDA) {
+        /* the real backend fills every compute slot; the stub has none */
+        assert_non_null(pb_backend_cuda.linear_fwd);
+        assert_non_null(pb_backend_cuda.linear_bwd);
+        assert_non_null(pb_backend_cuda.softmax_xent);
+        assert_non_null(pb_backend_cuda.optimizer);
+        assert_non_null(pb_backend_cuda.calibrate);
+        assert_non_null(pb_backend_cuda.capture_begin);
+    } else {
+        assert_null(pb_backend_cuda.linear_fwd);
+    }
+}
+
+/* Without a usable device: a count of 0 and a cause that names it, never a
+ * crash. A built backend must not blame the build. */
+static void test_no_device_has_a_cause(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    int n = pb_backend_cuda.device_count(why, sizeof why);
+    if (n > 0) skip();
+    assert_int_equal(n, 0);
+    assert_true(strlen(why) > 10);
+    if (PB_EXPECT_CUDA) assert_null(strstr(why, "built without CUDA"));
+    else assert_non_null(strstr(why, "built without CUDA"));
+}
+
+/* --backend cuda without a device: exit 2, one line naming the cause. */
+static void test_backend_cuda_without_device(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    if (pb_backend_cuda.device_count(why, sizeof why) > 0) skip();
+    bench_result *r = calloc(1, sizeof *r);
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/r.csv", dir);
+    char *args[] = {"--backend", "cuda", "--workload", "mlp-xs", "--out", out, NULL};
+    run_bench(r, args);
+    assert_int_equal(r->exit_code, 2);
+    assert_int_equal(count_lines(r->err), 1);
+    assert_non_null(strstr(r->err, "--backend cuda"));
+    assert_non_null(strstr(r->err, why));
+    assert_false(file_exists(out));
+    remove_temp_dir(dir);
+    free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backend_built_as_configured),
+        cmocka_unit_test(test_no_device_has_a_cause),
+        cmocka_unit_test(test_backend_cuda_without_device),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
