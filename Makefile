@@ -125,6 +125,7 @@ $(BUILD)/%.o: %.cu
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 include tests/tests.mk
+-include benchmarks/module.mk
 
 clean:
 	rm -rf $(BUILD) bench

@@ -16,12 +16,19 @@ PB_HD float pb_relu(float z) { return z > 0.0f ? z : 0.0f; }
 /* dL/dz for z -> relu(z), given the stored output a = relu(z): a > 0 <=> z > 0 */
 PB_HD float pb_relu_backward(float grad_out, float a) { return a > 0.0f ? grad_out : 0.0f; }
 
-/* One softmax cross-entropy gradient element:
- * scale * (exp(z - max) / sum - [j == label]). */
+/* One softmax cross-entropy gradient element, from e = exp(z - max) already
+ * computed (the CPU loop computes it once for the sum and the gradient):
+ * scale * (e / sum - [j == label]). */
+PB_HD float pb_xent_grad_exp(float e, float inv_sum, int is_label, float scale)
+{
+    float p = e * inv_sum;
+    return scale * (p - (is_label ? 1.0f : 0.0f));
+}
+
+/* The same from the logit: e = exp(z - max). */
 PB_HD float pb_xent_grad(float z, float row_max, float inv_sum, int is_label, float scale)
 {
-    float p = expf(z - row_max) * inv_sum;
-    return scale * (p - (is_label ? 1.0f : 0.0f));
+    return pb_xent_grad_exp(expf(z - row_max), inv_sum, is_label, scale);
 }
 
 /* SGD with momentum and L2 weight decay, PyTorch's torch.optim.SGD

@@ -2,12 +2,26 @@
  * timing. Everything runs synchronously on the calling thread; the BLAS uses
  * cfg->threads threads. Activations are fp32. */
 #define _GNU_SOURCE
+/* a*b + c stays two roundings everywhere in this file, whatever the flags
+ * (GNU C modes fuse it by default, and the AVX-512 clones below have FMA):
+ * every clone of a loop must give the plain loop's bits. Set before the
+ * includes so that the inline functions of elementwise.h get it too. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include <cblas.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "../../harness/timer.h"
 #include "../backend.h"
@@ -83,10 +97,23 @@ static size_t cpu_aux_bytes(const pb_device *dev, int m, int n)
     return 0;
 }
 
+/* Blocks of 2 MB and more are 2 MB aligned and asked to be backed by
+ * transparent huge pages: the optimizer streams every parameter, gradient
+ * and moment each step, and the GEMMs walk the weights, so fewer TLB misses
+ * pay off (a no-op where THP is off; "always" gives them anyway). */
+#define CPU_HUGE_PAGE ((size_t)2 << 20)
+
 static pb_status cpu_alloc(pb_device *dev, size_t bytes, void **ptr)
 {
     size_t total = sizeof(block_header) + ((bytes + CPU_ALIGN - 1) / CPU_ALIGN) * CPU_ALIGN;
-    block_header *h = aligned_alloc(CPU_ALIGN, total);
+    block_header *h;
+    if (total >= CPU_HUGE_PAGE) {
+        total = (total + CPU_HUGE_PAGE - 1) / CPU_HUGE_PAGE * CPU_HUGE_PAGE;
+        h = aligned_alloc(CPU_HUGE_PAGE, total);
+        if (h) (void)madvise(h, total, MADV_HUGEPAGE); /* advice only */
+    } else {
+        h = aligned_alloc(CPU_ALIGN, total);
+    }
     if (!h) {
         long avail = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
         return pb_error(PB_ERR_NOMEM, "host allocation of %zu bytes failed (%.0f MB free)", bytes,
@@ -124,6 +151,14 @@ static pb_status cpu_copy(pb_device *dev, void *dst, const void *src, size_t byt
     return PB_OK;
 }
 
+/* The CPU has no copy engine: a prefetch is a synchronous copy, done when it
+ * returns. */
+static pb_status cpu_prefetch_wait(pb_device *dev)
+{
+    (void)dev;
+    return PB_OK;
+}
+
 static pb_status cpu_copy_act_in(pb_device *dev, void *dst, const float *src, size_t elems)
 {
     return cpu_copy(dev, dst, src, elems * sizeof(float));
@@ -136,25 +171,64 @@ static pb_status cpu_copy_act_out(pb_device *dev, float *dst, const void *src, s
 
 static double cpu_peak_mem_mb(const pb_device *dev) { return (double)dev->bytes_peak / 1048576.0; }
 
+/* --- the step's kernels ----------------------------------------------------
+ *
+ * The build targets baseline x86-64 (SSE2), so the loops that gain from wider
+ * vectors are compiled again for AVX-512 and AVX2 and the best clone the CPU
+ * supports is picked when the library loads. Each clone applies the same
+ * operations to each element in the same order (no reassociation: column and
+ * row sums still add rows in order), so results are bitwise those of the
+ * plain loops, whichever clone runs (benchmarks/cpu_exact.c checks this). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CPU_X86 1
+#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CPU_X86 0
+#define SIMD_CLONES
+#endif
+
+SIMD_CLONES static void relu_inplace(size_t n, float *restrict y)
+{
+    for (size_t i = 0; i < n; i++) y[i] = pb_relu(y[i]);
+}
+
+/* The three GEMMs of a Linear layer, exactly as the step issues them; the
+ * GEMM-alone reference (cpu_gemm_reference) calls the same functions.
+ * y[m,n] (+)= x[m,k] w[n,k]^T; beta 1 accumulates onto a bias prefill. */
+static void gemm_forward(int m, int n, int k, const float *x, const float *w, float *y)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 1.0f, y, n);
+}
+
+/* dw[n,k] = dy[m,n]^T x[m,k] */
+static void gemm_weight_grad(int m, int n, int k, const float *dy, const float *x, float *dw)
+{
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0f, dy, n, x, k, 0.0f, dw, k);
+}
+
+/* dx[m,k] = dy[m,n] w[n,k] */
+static void gemm_input_grad(int m, int n, int k, const float *dy, const float *w, float *dx)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0f, dy, n, w, k, 0.0f, dx, k);
+}
+
 static pb_status cpu_linear_fwd(pb_device *dev, const pb_linear *l)
 {
     (void)dev;
     float *restrict y = l->y;
     const float *restrict b = l->b;
     /* Pre-fill y with the bias and let the GEMM accumulate (beta = 1): the
-     * bias costs one streaming write instead of an extra read-modify-write. */
+     * bias costs one streaming write instead of an extra read-modify-write
+     * (and OpenBLAS would clear C in a pass of its own for beta = 0). */
     for (int i = 0; i < l->m; i++) memcpy(y + (size_t)i * l->n, b, (size_t)l->n * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->m, l->n, l->k, 1.0f, l->x, l->k, l->w,
-                l->k, 1.0f, y, l->n);
-    if (l->relu) {
-        size_t total = (size_t)l->m * (size_t)l->n;
-        for (size_t i = 0; i < total; i++) y[i] = pb_relu(y[i]);
-    }
+    gemm_forward(l->m, l->n, l->k, l->x, l->w, y);
+    /* y was just written by the GEMM: the ReLU pass runs in cache */
+    if (l->relu) relu_inplace((size_t)l->m * (size_t)l->n, y);
     return PB_OK;
 }
 
-/* out[j] = sum over rows of a[i, j] */
-static void column_sums(int m, int n, const float *restrict a, float *restrict out)
+/* out[j] = sum over rows of a[i, j], rows added in order */
+SIMD_CLONES static void column_sums(int m, int n, const float *restrict a, float *restrict out)
 {
     memset(out, 0, (size_t)n * sizeof(float));
     for (int i = 0; i < m; i++) {
@@ -163,76 +237,303 @@ static void column_sums(int m, int n, const float *restrict a, float *restrict o
     }
 }
 
+/* DRELU_BGRAD: dx masked by the ReLU of the layer below (its stored output
+ * x), and that layer's bias gradient db[j] = sum over rows of the masked dx,
+ * in one pass over dx while it is still in cache from the GEMM. */
+SIMD_CLONES static void drelu_bgrad(int m, int k, float *restrict dx, const float *restrict x,
+                                    float *restrict db)
+{
+    if (!db) {
+        for (size_t i = 0; i < (size_t)m * (size_t)k; i++) dx[i] = pb_relu_backward(dx[i], x[i]);
+        return;
+    }
+    memset(db, 0, (size_t)k * sizeof(float));
+    for (int i = 0; i < m; i++) {
+        float *restrict row = dx + (size_t)i * k;
+        const float *restrict xr = x + (size_t)i * k;
+        for (int j = 0; j < k; j++) {
+            float v = pb_relu_backward(row[j], xr[j]);
+            row[j] = v;
+            db[j] += v;
+        }
+    }
+}
+
 static pb_status cpu_linear_bwd(pb_device *dev, const pb_linear_grad *g)
 {
     (void)dev;
     const float *dy = g->dy;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->n, g->k, g->m, 1.0f, dy, g->n, g->x,
-                g->k, 0.0f, g->dw, g->k);
+    gemm_weight_grad(g->m, g->n, g->k, dy, g->x, g->dw);
     if (g->db) column_sums(g->m, g->n, dy, g->db);
     if (!g->dx) return PB_OK;
-    float *restrict dx = g->dx;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->m, g->k, g->n, 1.0f, dy, g->n, g->w,
-                g->k, 0.0f, dx, g->k);
-    if (!g->x_relu) return PB_OK;
-    /* DRELU_BGRAD: mask by the previous layer's ReLU and sum its bias grad in
-     * the same pass over dx. */
-    const float *restrict x = g->x;
-    float *restrict dbp = g->db_prev;
-    if (dbp) memset(dbp, 0, (size_t)g->k * sizeof(float));
-    for (int i = 0; i < g->m; i++) {
-        float *restrict row = dx + (size_t)i * g->k;
-        const float *restrict xr = x + (size_t)i * g->k;
-        for (int j = 0; j < g->k; j++) row[j] = pb_relu_backward(row[j], xr[j]);
-        if (dbp)
-            for (int j = 0; j < g->k; j++) dbp[j] += row[j];
-    }
+    gemm_input_grad(g->m, g->n, g->k, dy, g->w, g->dx);
+    if (g->x_relu) drelu_bgrad(g->m, g->k, g->dx, g->x, g->db_prev);
     return PB_OK;
 }
 
+/* exp(z[j] - mx) over a row: the softmax's transcendental work.
+ *
+ * On x86-64 with AVX2 and FMA, glibc's expf is __expf_fma: the algorithm of
+ * ARM's optimized-routines (exp2f_data: x*32/ln2 = k + r, 2^(k/32) from a
+ * 32-entry table of doubles, a cubic in r, all in double, rounded once to
+ * float). It is written out below with the same constants and the same
+ * fused multiply-adds, so that it vectorises; the results are bitwise those
+ * of expf (benchmarks/cpu_exact.c compares all 2^32 floats). Arguments with
+ * |x| >= 88 or NaN, glibc's special cases, are handed to expf itself, as is
+ * a row's tail of fewer than 16. Other CPUs call expf. */
+#if CPU_X86
+#define EXPF_BITS 5
+#define EXPF_N (1 << EXPF_BITS)
+/* asuint64(2^(i/32)) - (i << 47); k's high bits supply the exponent */
+static const uint64_t expf_tab[EXPF_N] __attribute__((aligned(64))) = {
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
+};
+#define EXPF_INVLN2N (0x1.71547652b82fep+0 * EXPF_N)
+#define EXPF_SHIFT 0x1.8p+52
+#define EXPF_C0 (0x1.c6af84b912394p-5 / EXPF_N / EXPF_N / EXPF_N)
+#define EXPF_C1 (0x1.ebfce50fac4f3p-3 / EXPF_N / EXPF_N)
+#define EXPF_C2 (0x1.62e42ff0c52d6p-1 / EXPF_N)
+#define EXPF_SPECIAL 0x42b /* top 12 bits of |x| from 88.0f up, and inf/NaN */
+
+static inline uint32_t expf_abstop(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u >> 20) & 0x7ff;
+}
+
+/* Lanes of a block whose |x| >= 88 or NaN, glibc's special cases, by glibc.
+ * Called before the block is stored, so z is intact even when e == z. */
+static void exp_block_special(const float *z, float mx, float *out, int n)
+{
+    for (int k = 0; k < n; k++) {
+        float x = z[k] - mx;
+        if (expf_abstop(x) >= EXPF_SPECIAL) out[k] = expf(x);
+    }
+}
+
+#define EXPF_BLOCK 16
+
+/* AVX2 + FMA: the algorithm in C, vectorised by the compiler, 16 at a time */
+__attribute__((target("avx2,fma"))) static void exp_row_avx2(const float *z, float mx, float *e, int c)
+{
+    int j = 0;
+    for (; j + EXPF_BLOCK <= c; j += EXPF_BLOCK) {
+        float out[EXPF_BLOCK];
+        uint32_t special = 0;
+        for (int k = 0; k < EXPF_BLOCK; k++) {
+            float x = z[j + k] - mx;
+            special |= expf_abstop(x) >= EXPF_SPECIAL;
+            double xd = (double)x;
+            double kd = __builtin_fma(EXPF_INVLN2N, xd, EXPF_SHIFT); /* x*N/ln2 rounded to k */
+            uint64_t ki;
+            memcpy(&ki, &kd, sizeof ki);
+            kd -= EXPF_SHIFT;
+            double r = __builtin_fma(EXPF_INVLN2N, xd, -kd);
+            uint64_t t = expf_tab[ki % EXPF_N] + (ki << (52 - EXPF_BITS));
+            double s;
+            memcpy(&s, &t, sizeof s);
+            double p = __builtin_fma(EXPF_C0, r, EXPF_C1);
+            double r2 = r * r;
+            double y = __builtin_fma(EXPF_C2, r, 1.0);
+            y = __builtin_fma(p, r2, y);
+            out[k] = (float)(y * s);
+        }
+        if (special) exp_block_special(z + j, mx, out, EXPF_BLOCK);
+        memcpy(e + j, out, sizeof out);
+    }
+    for (; j < c; j++) e[j] = expf(z[j] - mx); /* the tail */
+}
+
+/* AVX-512: the same operations on 8 doubles at a time, the table looked up
+ * with two-register permutes instead of gathers */
+__attribute__((target("avx512f"))) static __m256 exp8_avx512(__m256 xf, const __m512d tab[4])
+{
+    const __m512d invln2n = _mm512_set1_pd(EXPF_INVLN2N), shift = _mm512_set1_pd(EXPF_SHIFT);
+    __m512d xd = _mm512_cvtps_pd(xf);
+    __m512d kd = _mm512_fmadd_pd(invln2n, xd, shift);
+    __m512i ki = _mm512_castpd_si512(kd);
+    kd = _mm512_sub_pd(kd, shift);
+    __m512d r = _mm512_fmsub_pd(invln2n, xd, kd);
+    __m512d t_lo = _mm512_permutex2var_pd(tab[0], ki, tab[1]); /* entries 0..15 by bits 0..3 */
+    __m512d t_hi = _mm512_permutex2var_pd(tab[2], ki, tab[3]); /* entries 16..31 */
+    __mmask8 upper = _mm512_test_epi64_mask(ki, _mm512_set1_epi64(16));
+    __m512i t = _mm512_castpd_si512(_mm512_mask_blend_pd(upper, t_lo, t_hi));
+    t = _mm512_add_epi64(t, _mm512_slli_epi64(ki, 52 - EXPF_BITS));
+    __m512d p = _mm512_fmadd_pd(_mm512_set1_pd(EXPF_C0), r, _mm512_set1_pd(EXPF_C1));
+    __m512d r2 = _mm512_mul_pd(r, r);
+    __m512d y = _mm512_fmadd_pd(_mm512_set1_pd(EXPF_C2), r, _mm512_set1_pd(1.0));
+    y = _mm512_fmadd_pd(p, r2, y);
+    y = _mm512_mul_pd(y, _mm512_castsi512_pd(t));
+    return _mm512_cvtpd_ps(y);
+}
+
+__attribute__((target("avx512f"))) static void exp_row_avx512(const float *z, float mx, float *e, int c)
+{
+    const __m512d tab[4] = {_mm512_load_pd((const double *)expf_tab), _mm512_load_pd((const double *)expf_tab + 8),
+                            _mm512_load_pd((const double *)expf_tab + 16),
+                            _mm512_load_pd((const double *)expf_tab + 24)};
+    const __m512 vmx = _mm512_set1_ps(mx);
+    const __m512i top_mask = _mm512_set1_epi32(0x7ff), top_special = _mm512_set1_epi32(EXPF_SPECIAL);
+    int j = 0;
+    for (; j + EXPF_BLOCK <= c; j += EXPF_BLOCK) {
+        __m512 x = _mm512_sub_ps(_mm512_loadu_ps(z + j), vmx);
+        __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 20), top_mask);
+        __mmask16 special = _mm512_cmpge_epu32_mask(top, top_special);
+        __m256 lo = exp8_avx512(_mm512_castps512_ps256(x), tab);
+        __m256 hi = exp8_avx512(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)), tab);
+        if (special) {
+            float out[EXPF_BLOCK];
+            _mm256_storeu_ps(out, lo);
+            _mm256_storeu_ps(out + 8, hi);
+            exp_block_special(z + j, mx, out, EXPF_BLOCK);
+            memcpy(e + j, out, sizeof out);
+        } else {
+            _mm256_storeu_ps(e + j, lo);
+            _mm256_storeu_ps(e + j + 8, hi);
+        }
+    }
+    for (; j < c; j++) e[j] = expf(z[j] - mx); /* the tail */
+}
+
+/* e may be z (the softmax in place): each block reads z before it stores */
+static void exp_row(const float *z, float mx, float *e, int c)
+{
+    if (__builtin_cpu_supports("avx512f")) {
+        exp_row_avx512(z, mx, e, c);
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        exp_row_avx2(z, mx, e, c);
+    } else {
+        for (int j = 0; j < c; j++) e[j] = expf(z[j] - mx);
+    }
+}
+#else
+static void exp_row(const float *z, float mx, float *e, int c)
+{
+    for (int j = 0; j < c; j++) e[j] = expf(z[j] - mx);
+}
+#endif
+
+/* Row maximum with the sequential scan's comparison `z > mx ? z : mx`, in
+ * 16 independent lanes that start at z[0] like the scan (GCC vector
+ * extensions: a compare and a bitwise select, on any ISA). The maximum is the
+ * same value; only the sign of a zero maximum may differ, which no later use
+ * can see (z - mx, log(sum) - (z - mx)). NaNs are skipped as by the scan,
+ * and a NaN z[0] fills every lane as it sticks in the scan. */
+#define XENT_LANES 16
+typedef float lanes_f __attribute__((vector_size(XENT_LANES * sizeof(float))));
+typedef int32_t lanes_i __attribute__((vector_size(XENT_LANES * sizeof(float))));
+
+SIMD_CLONES static float row_max(const float *restrict z, int c)
+{
+    float mx = z[0];
+    int j = 0;
+    if (c >= XENT_LANES) {
+        lanes_f acc;
+        for (int k = 0; k < XENT_LANES; k++) acc[k] = mx;
+        for (; j + XENT_LANES <= c; j += XENT_LANES) {
+            lanes_f v;
+            memcpy(&v, z + j, sizeof v);
+            lanes_i gt = v > acc; /* -1 where z > acc: false for NaNs */
+            acc = (lanes_f)(((lanes_i)v & gt) | ((lanes_i)acc & ~gt));
+        }
+        for (int k = 0; k < XENT_LANES; k++) mx = acc[k] > mx ? acc[k] : mx;
+    }
+    for (; j < c; j++) mx = z[j] > mx ? z[j] : mx;
+    return mx;
+}
+
+/* Rows handled together: each row's sum is still added in order (bitwise
+ * the sequential sum), but the rows' chains are independent, so the adds do
+ * not wait on each other's latency. */
+#define XENT_ROWS 8
+
+SIMD_CLONES static void row_sums(int rows, int c, float *const *d, float *sum)
+{
+    if (rows == XENT_ROWS) {
+        for (int j = 0; j < c; j++)
+            for (int r = 0; r < XENT_ROWS; r++) sum[r] += d[r][j];
+    } else {
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < c; j++) sum[r] += d[r][j];
+    }
+}
+
+SIMD_CLONES static void xent_grad_row(int c, float *restrict d, float inv, float scale)
+{
+    for (int j = 0; j < c; j++) d[j] = pb_xent_grad_exp(d[j], inv, 0, scale);
+}
+
+/* Softmax cross-entropy: per row exp(z - max) once (kept in dlogits), its
+ * sum, the loss, and dlogits = scale * (e / sum - onehot) in place. */
 static pb_status cpu_softmax_xent(pb_device *dev, int m, int c, const void *logits,
                                   const int32_t *labels, float scale, float *loss_sum,
                                   void *dlogits)
 {
     (void)dev;
+    for (int i = 0; i < m; i++)
+        if (labels[i] < 0 || labels[i] >= c)
+            return pb_error(PB_ERR_INTERNAL, "label %d of row %d outside [0, %d)", labels[i], i, c);
     double loss = 0.0;
-    for (int i = 0; i < m; i++) {
-        const float *restrict z = (const float *)logits + (size_t)i * c;
-        float *restrict d = (float *)dlogits + (size_t)i * c;
-        int label = labels[i];
-        if (label < 0 || label >= c)
-            return pb_error(PB_ERR_INTERNAL, "label %d of row %d outside [0, %d)", label, i, c);
-        float mx = z[0];
-        for (int j = 1; j < c; j++) mx = z[j] > mx ? z[j] : mx;
-        float sum = 0.0f;
-        for (int j = 0; j < c; j++) sum += expf(z[j] - mx);
-        float inv = 1.0f / sum;
-        loss += (double)(logf(sum) - (z[label] - mx));
-        for (int j = 0; j < c; j++) d[j] = pb_xent_grad(z[j], mx, inv, j == label, scale);
+    for (int i0 = 0; i0 < m; i0 += XENT_ROWS) {
+        int rows = m - i0 < XENT_ROWS ? m - i0 : XENT_ROWS;
+        float sum[XENT_ROWS] = {0}, z_label[XENT_ROWS]; /* z[label] - max */
+        float *d[XENT_ROWS];
+        for (int r = 0; r < rows; r++) {
+            const float *z = (const float *)logits + (size_t)(i0 + r) * c;
+            d[r] = (float *)dlogits + (size_t)(i0 + r) * c;
+            float mx = row_max(z, c);
+            z_label[r] = z[labels[i0 + r]] - mx; /* before exp_row: dlogits may be logits */
+            exp_row(z, mx, d[r], c);
+        }
+        row_sums(rows, c, d, sum);
+        for (int r = 0; r < rows; r++) { /* rows in order: the loss adds up as before */
+            int label = labels[i0 + r];
+            float inv = 1.0f / sum[r];
+            loss += (double)(logf(sum[r]) - z_label[r]);
+            float e_label = d[r][label];
+            xent_grad_row(c, d[r], inv, scale);
+            d[r][label] = pb_xent_grad_exp(e_label, inv, 1, scale);
+        }
     }
     *loss_sum += (float)(loss * scale);
     return PB_OK;
 }
 
+/* The optimizers stream params, grads and state once: memory bound. */
+SIMD_CLONES static void sgd_loop(size_t n, float *restrict p, float *restrict m, const float *restrict g,
+                                 float lr, float mu, float wd)
+{
+    for (size_t i = 0; i < n; i++) pb_sgd_momentum(&p[i], &m[i], g[i], lr, mu, wd);
+}
+
+SIMD_CLONES static void adamw_loop(size_t n, float *restrict p, float *restrict m, float *restrict v,
+                                   const float *restrict g, float lr, float wd, float b1, float b2,
+                                   float eps, float bc1, float bc2)
+{
+    for (size_t i = 0; i < n; i++) pb_adamw(&p[i], &m[i], &v[i], g[i], lr, wd, b1, b2, eps, bc1, bc2);
+}
+
 static pb_status cpu_optimizer(pb_device *dev, const pb_opt_args *a)
 {
     (void)dev;
-    float *restrict p = a->params;
-    float *restrict m = a->m;
-    const float *restrict g = a->grads;
     if (a->kind == PB_OPT_SGD) {
-        for (size_t i = 0; i < a->n; i++)
-            pb_sgd_momentum(&p[i], &m[i], g[i], a->lr, a->momentum, a->weight_decay);
+        sgd_loop(a->n, a->params, a->m, a->grads, a->lr, a->momentum, a->weight_decay);
     } else {
-        float *restrict v = a->v;
         float bc1 = (float)(1.0 - pow(a->beta1, a->step));
         float bc2 = (float)(1.0 - pow(a->beta2, a->step));
-        for (size_t i = 0; i < a->n; i++)
-            pb_adamw(&p[i], &m[i], &v[i], g[i], a->lr, a->weight_decay, a->beta1, a->beta2, a->eps,
-                     bc1, bc2);
+        adamw_loop(a->n, a->params, a->m, a->v, a->grads, a->lr, a->weight_decay, a->beta1, a->beta2,
+                   a->eps, bc1, bc2);
     }
-    if (a->params_compute && a->params_compute != (void *)p)
-        memcpy(a->params_compute, p, a->n * sizeof(float));
+    if (a->params_compute && a->params_compute != (void *)a->params)
+        memcpy(a->params_compute, a->params, a->n * sizeof(float));
     return PB_OK;
 }
 
@@ -281,8 +582,126 @@ static pb_status cpu_synchronize(pb_device *dev)
     return PB_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* calibration and the GEMM-alone reference                                 */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Random values in [-1, 1): never time on zeros (or let values decay to
+ * denormals), which would flatter or slow the GEMMs. */
+static void fill_uniform(float *p, size_t n, uint64_t seed)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        p[i] = (float)(z >> 40) * 0x1p-23f - 1.0f;
+    }
+}
+
+/* One training step's GEMMs alone, in the order and with the ping-pong
+ * buffers of strategies/replica.c; the top gradient comes from a fixed
+ * buffer so repeated sets cannot shrink into denormals. */
+typedef struct gemm_bufs {
+    float *w, *dw, *x, *y, *top, *dz[2];
+} gemm_bufs;
+
+static void gemm_step(const gemm_bufs *b, int n_layers, const int *in, const int *out, int m)
+{
+    for (int l = 0; l < n_layers; l++) gemm_forward(m, out[l], in[l], b->x, b->w, b->y);
+    int cur = 0;
+    for (int l = n_layers - 1; l >= 0; l--) {
+        const float *dy = l == n_layers - 1 ? b->top : b->dz[cur];
+        gemm_weight_grad(m, out[l], in[l], dy, b->x, b->dw);
+        if (l == 0) break; /* no input gradient below the first layer */
+        gemm_input_grad(m, out[l], in[l], dy, b->w, b->dz[cur ^ 1]);
+        cur ^= 1;
+    }
+}
+
+static pb_status cpu_gemm_reference(pb_device *dev, int n_layers, const int *in, const int *out, int m,
+                                    int reps, double *ms)
+{
+    pb_status st = PB_OK;
+    gemm_bufs b = {0};
+    size_t wmax = 0, amax = 0;
+    double t[64];
+    if (reps < 1) reps = 1;
+    if (reps > 64) reps = 64;
+    for (int l = 0; l < n_layers; l++) {
+        if ((size_t)in[l] * out[l] > wmax) wmax = (size_t)in[l] * out[l];
+        if ((size_t)in[l] > amax) amax = (size_t)in[l];
+        if ((size_t)out[l] > amax) amax = (size_t)out[l];
+    }
+    size_t act = (size_t)m * amax;
+    /* the step's allocator, so both sides get the same page placement */
+    PB_TRY(cpu_alloc(dev, wmax * sizeof(float), (void **)&b.w));
+    PB_TRY(cpu_alloc(dev, wmax * sizeof(float), (void **)&b.dw));
+    PB_TRY(cpu_alloc(dev, act * sizeof(float), (void **)&b.x));
+    PB_TRY(cpu_alloc(dev, act * sizeof(float), (void **)&b.y));
+    PB_TRY(cpu_alloc(dev, act * sizeof(float), (void **)&b.top));
+    PB_TRY(cpu_alloc(dev, act * sizeof(float), (void **)&b.dz[0]));
+    PB_TRY(cpu_alloc(dev, act * sizeof(float), (void **)&b.dz[1]));
+    fill_uniform(b.w, wmax, 1);
+    fill_uniform(b.x, act, 2);
+    fill_uniform(b.y, act, 3);
+    fill_uniform(b.top, act, 4);
+    gemm_step(&b, n_layers, in, out, m); /* warm-up: pages, BLAS buffers */
+    for (int i = 0; i < reps; i++) {
+        double t0 = pb_now_ms();
+        gemm_step(&b, n_layers, in, out, m);
+        t[i] = pb_now_ms() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+    *ms = t[reps / 2];
+cleanup:
+    cpu_free(dev, b.w);
+    cpu_free(dev, b.dw);
+    cpu_free(dev, b.x);
+    cpu_free(dev, b.y);
+    cpu_free(dev, b.top);
+    cpu_free(dev, b.dz[0]);
+    cpu_free(dev, b.dz[1]);
+    return st;
+}
+
+/* Square sgemm with the device's threads; 1024 is large enough for OpenBLAS
+ * to reach its steady rate and small enough to take well under a second. */
+static pb_status cpu_calibrate(pb_device *dev, double *tflops)
+{
+    pb_status st = PB_OK;
+    const int n = 1024, reps = 5;
+    float *a = NULL, *b = NULL, *c = NULL;
+    double t[reps];
+    size_t elems = (size_t)n * n;
+    PB_TRY(cpu_alloc(dev, elems * sizeof(float), (void **)&a));
+    PB_TRY(cpu_alloc(dev, elems * sizeof(float), (void **)&b));
+    PB_TRY(cpu_alloc(dev, elems * sizeof(float), (void **)&c));
+    fill_uniform(a, elems, 5);
+    fill_uniform(b, elems, 6);
+    for (int i = -1; i < reps; i++) {
+        double t0 = pb_now_ms();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        if (i >= 0) t[i] = pb_now_ms() - t0;
+    }
+    qsort(t, reps, sizeof t[0], cmp_double);
+    *tflops = 2.0 * n * (double)n * n / (t[reps / 2] * 1e-3) / 1e12;
+cleanup:
+    cpu_free(dev, a);
+    cpu_free(dev, b);
+    cpu_free(dev, c);
+    return st;
+}
+
 const pb_backend pb_backend_cpu = {
     .name = "cpu",
+    .host_is_device = true,
     .description = "host CPU: CBLAS GEMMs (OpenBLAS), C loops, CLOCK_MONOTONIC timing",
     .device_count = cpu_device_count,
     .open = cpu_open,
@@ -297,6 +716,9 @@ const pb_backend pb_backend_cpu = {
     .zero = cpu_zero,
     .upload = cpu_copy,
     .download = cpu_copy,
+    .copy = cpu_copy,
+    .prefetch = cpu_copy,
+    .prefetch_wait = cpu_prefetch_wait,
     .upload_act = cpu_copy_act_in,
     .download_act = cpu_copy_act_out,
     .peak_mem_mb = cpu_peak_mem_mb,
@@ -311,4 +733,6 @@ const pb_backend pb_backend_cpu = {
     .mark_record = cpu_mark_record,
     .mark_elapsed_ms = cpu_mark_elapsed,
     .synchronize = cpu_synchronize,
+    .calibrate = cpu_calibrate,
+    .gemm_reference = cpu_gemm_reference,
 };
