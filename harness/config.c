@@ -59,6 +59,7 @@ static const flag flags[] = {
     {"--seed", F_U64, OFF(seed), 0, 0, "N", "seed of parameters and data"},
     {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)"},
     {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, up to 8 on cuda"},
+    {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)"},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)"},
     {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to"},
     {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy"},
@@ -132,8 +133,9 @@ void pb_config_print_help(const char *prog)
     pb_config_defaults(&d);
     printf("usage: %s [run] [flags]       train a workload under a strategy, append a CSV row\n"
            "       %s list                strategies, backends, comms, workloads, devices\n"
+           "       %s calibrate [flags]   measured GEMM peak and the workload's GEMMs alone\n"
            "       %s help                this text\n\nflags (default in brackets):\n",
-           prog, prog, prog);
+           prog, prog, prog, prog);
     for (size_t i = 0; i < N_FLAGS; i++) {
         const flag *f = &flags[i];
         char left[64], def[64];

@@ -54,6 +54,7 @@ typedef struct pb_config {
     int loader_threads; /* 0: auto (1 on cpu, more on cuda) */
 
     bool cuda_graph;
+    bool calibrate; /* measure GEMM peak and GEMMs-alone time (always on cuda) */
 
     char out[4096];  /* CSV appended to */
     char dump[4096]; /* --dump DIR, "" when off */

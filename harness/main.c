@@ -1,7 +1,9 @@
 /* bench: the command table (like git.c's) and the only exit(). */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "calibrate.h"
 #include "config.h"
 #include "log.h"
 #include "registry.h"
@@ -20,20 +22,50 @@ static int report(pb_status st)
     return pb_status_exit_code(st);
 }
 
+/* Parses and validates the flags of a command that takes the run's flags.
+ * *help is set (and help printed) for --help. */
+static pb_status load_config(pb_config *cfg, int argc, char **argv, bool *help)
+{
+    pb_config_defaults(cfg);
+    pb_status st = pb_config_parse(cfg, argc, argv, help);
+    if (st == PB_OK && *help) {
+        pb_config_print_help("bench");
+        return PB_OK;
+    }
+    pb_log_set_quiet(cfg->quiet);
+    return st == PB_OK ? pb_config_validate(cfg) : st;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     pb_config cfg;
     bool help = false;
-    pb_config_defaults(&cfg);
-    pb_status st = pb_config_parse(&cfg, argc, argv, &help);
-    if (st == PB_OK && help) {
-        pb_config_print_help("bench");
-        return 0;
-    }
-    pb_log_set_quiet(cfg.quiet);
-    if (st == PB_OK) st = pb_config_validate(&cfg);
-    if (st == PB_OK) st = pb_run(&cfg);
+    pb_status st = load_config(&cfg, argc, argv, &help);
+    if (st == PB_OK && !help) st = pb_run(&cfg);
     return report(st);
+}
+
+/* bench calibrate [flags]: the device's GEMM peak at --precision and the
+ * --workload step's GEMMs alone, printed on stdout. */
+static int cmd_calibrate(int argc, char **argv)
+{
+    pb_config cfg;
+    bool help = false;
+    pb_layout layout;
+    pb_calibration cal;
+    pb_status st = load_config(&cfg, argc, argv, &help);
+    if (st == PB_OK && help) return 0;
+    if (st == PB_OK) st = pb_mlp_layout(&cfg.shape, &layout);
+    if (st == PB_OK) st = pb_calibrate(&cfg, &layout, &cal);
+    if (st != PB_OK) return report(st);
+    printf("device %s (%s, %s)\n", cal.device, cfg.backend, pb_precision_name(cfg.precision));
+    if (!isnan(cal.peak_tflops)) printf("gemm_peak_tflops %.2f\n", cal.peak_tflops);
+    if (!isnan(cal.gemm_ms)) {
+        double flops = pb_mlp_step_flops(&layout, cfg.shape.batch / cfg.devices);
+        printf("%s_step_gemms_ms %.4f (%.2f TFLOP/s, per-device batch %d)\n", cfg.workload, cal.gemm_ms,
+               flops / (cal.gemm_ms * 1e-3) / 1e12, cfg.shape.batch / cfg.devices);
+    }
+    return 0;
 }
 
 static int cmd_list(int argc, char **argv)
@@ -55,6 +87,7 @@ static int cmd_help(int argc, char **argv)
 static const command commands[] = {
     {"run", cmd_run, "train and append a CSV row (the default)"},
     {"list", cmd_list, "plugins, workload shapes and devices found"},
+    {"calibrate", cmd_calibrate, "measured GEMM peak and the workload's GEMMs alone"},
     {"help", cmd_help, "flags and their defaults"},
 };
 
@@ -63,7 +96,7 @@ int main(int argc, char **argv)
     if (argc > 1 && argv[1][0] != '-') {
         for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
             if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 2, argv + 2);
-        pb_log_error("unknown command '%s'; allowed: run, list, help (or flags for run)", argv[1]);
+        pb_log_error("unknown command '%s'; allowed: run, list, calibrate, help (or flags for run)", argv[1]);
         return 2;
     }
     return cmd_run(argc - 1, argv + 1);

@@ -50,6 +50,7 @@ extern "C" {
     X(MODEL_TFLOPS, "model_tflops")                                           \
     X(PEAK_TFLOPS, "peak_tflops")                                             \
     X(MFU, "mfu")                                                             \
+    X(GEMM_MS, "gemm_ms")                                                     \
     X(LOAD_MS, "load_ms")                                                     \
     X(H2D_MS, "h2d_ms")                                                       \
     X(FWD_MS, "fwd_ms")                                                       \

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "calibrate.h"
 #include "env.h"
 #include "loader.h"
 #include "log.h"
@@ -36,6 +37,7 @@ typedef struct run_state {
     double loss_first, loss_last;
     pb_device_info info;
     bool have_info;
+    pb_calibration cal;
 } run_state;
 
 static pb_status dump_array(const pb_config *cfg, const char *name, const char *dtype, const void *data,
@@ -78,6 +80,9 @@ static pb_status setup(run_state *rs)
         size_t n = rs->layout.n_params;
         PB_TRY(dump_array(cfg, "params_init.npy", "<f4", rs->params, sizeof(float), 1, &n));
     }
+    rs->cal.peak_tflops = rs->cal.gemm_ms = NAN;
+    /* before the strategy's devices exist, so it measures an idle device */
+    if (cfg->calibrate || strcmp(cfg->backend, "cuda") == 0) PB_TRY(pb_calibrate(cfg, &rs->layout, &rs->cal));
     pb_strategy_ctx ctx = {.cfg = cfg, .be = rs->be, .layout = &rs->layout, .init_params = rs->params};
     static pb_strategy_ctx ctx_store; /* strategies keep a pointer to it */
     ctx_store = ctx;
@@ -90,6 +95,28 @@ cleanup:
     return st;
 }
 
+pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *state, int64_t step,
+                        pb_batch *batch, pb_step_result *res, double *step_ms)
+{
+    char label[32];
+    snprintf(label, sizeof label, "step %lld", (long long)step);
+    memset(batch, 0, sizeof *batch);
+    pb_nvtx_push(label);
+    double t0 = pb_now_ms();
+    pb_nvtx_push("load");
+    pb_status st = pb_loader_next(loader, step, batch);
+    pb_nvtx_pop();
+    double load_ms = pb_now_ms() - t0;
+    if (st == PB_OK) {
+        pb_loader_peek(loader, step + 1, &batch->next_x, &batch->next_labels);
+        st = strategy->step(state, batch, res);
+    }
+    *step_ms = pb_now_ms() - t0;
+    pb_nvtx_pop();
+    res->t.ms[PB_PHASE_LOAD] = load_ms;
+    return st;
+}
+
 static pb_status train(run_state *rs)
 {
     pb_status st = PB_OK;
@@ -97,25 +124,13 @@ static pb_status train(run_state *rs)
     int total = cfg->warmup + cfg->iters;
     int b = cfg->shape.batch;
     unsigned long allocs_before = 0;
-    char label[32];
 
     for (int s = 0; s < total; s++) {
         if (s == cfg->warmup && pb_alloc_count) allocs_before = pb_alloc_count();
         pb_step_result res;
-        pb_batch batch = {0};
-        snprintf(label, sizeof label, "step %d", s);
-        pb_nvtx_push(label);
-        double t0 = pb_now_ms();
-        pb_nvtx_push("load");
-        st = pb_loader_next(rs->loader, s, &batch);
-        pb_nvtx_pop();
-        double load_ms = pb_now_ms() - t0;
-        if (st == PB_OK) {
-            pb_loader_peek(rs->loader, s + 1, &batch.next_x, &batch.next_labels);
-            st = rs->strategy->step(rs->strategy_state, &batch, &res);
-        }
-        double step_ms = pb_now_ms() - t0;
-        pb_nvtx_pop();
+        pb_batch batch;
+        double step_ms = 0.0;
+        st = pb_timed_step(rs->loader, rs->strategy, rs->strategy_state, s, &batch, &res, &step_ms);
         if (st != PB_OK) return st;
         if (!isfinite(res.loss))
             return pb_user_error(PB_ERR_NUMERIC, "loss is %s at step %d; the run is invalid (try a smaller --lr)",
@@ -132,7 +147,6 @@ static pb_status train(run_state *rs)
         if (s < cfg->warmup) continue;
         int i = s - cfg->warmup;
         rs->step_ms[i] = step_ms;
-        res.t.ms[PB_PHASE_LOAD] = load_ms;
         for (int p = 0; p < PB_PHASE_COUNT; p++) rs->phase_sum.ms[p] += res.t.ms[p];
         if (!cfg->quiet && (i + 1 == cfg->iters || (i + 1) % 10 == 0))
             pb_log_info("step %d/%d  %.2f ms  loss %.4f", i + 1, cfg->iters, step_ms, res.loss);
@@ -182,7 +196,12 @@ static void fill_results(pb_record *r, run_state *rs)
     pb_record_num(r, PB_COL_STEP_MS_CV, s.cv);
     /* throughput over the whole measured time, so slow outliers count */
     pb_record_num(r, PB_COL_SAMPLES_PER_S, cfg->shape.batch * 1e3 / s.mean);
-    pb_record_num(r, PB_COL_MODEL_TFLOPS, pb_mlp_step_flops(&rs->layout, cfg->shape.batch) / (s.mean * 1e-3) / 1e12);
+    double tflops = pb_mlp_step_flops(&rs->layout, cfg->shape.batch) / (s.mean * 1e-3) / 1e12;
+    pb_record_num(r, PB_COL_MODEL_TFLOPS, tflops);
+    /* MFU against the peak measured on this device, per device */
+    pb_record_num(r, PB_COL_PEAK_TFLOPS, rs->cal.peak_tflops);
+    pb_record_num(r, PB_COL_MFU, tflops / cfg->devices / rs->cal.peak_tflops);
+    pb_record_num(r, PB_COL_GEMM_MS, rs->cal.gemm_ms);
     static const pb_column phase_col[PB_PHASE_COUNT] = {
         PB_COL_LOAD_MS, PB_COL_H2D_MS, PB_COL_FWD_MS, PB_COL_BWD_MS, PB_COL_COMM_MS,
         PB_COL_SYNC_MS, PB_COL_OPT_MS, PB_COL_SCATTER_MS, PB_COL_REPLICATE_MS,

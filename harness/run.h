@@ -3,10 +3,18 @@
 #ifndef PB_RUN_H
 #define PB_RUN_H
 
+#include "../strategies/strategy.h"
 #include "config.h"
+#include "loader.h"
 
 /* cfg must have passed pb_config_validate. Writes one CSV row: status ok
  * with the figures, or status failed with the error and no figures. */
 pb_status pb_run(const pb_config *cfg);
+
+/* One step exactly as a run times it: the NVTX step range, waiting for the
+ * batch (the load phase, stored in res), a look at the next batch, the
+ * strategy's step; *step_ms is the whole, wall clock. */
+pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *state, int64_t step,
+                        pb_batch *batch, pb_step_result *res, double *step_ms);
 
 #endif /* PB_RUN_H */

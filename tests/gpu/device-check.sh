@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Device check: on a machine with one NVIDIA GPU, in one go and in well under
+# 8 minutes: build for that GPU, make test-gpu, single-GPU runs of mlp-s,
+# mlp-m and mlp-l in fp32, tf32 and bf16, --cuda-graph on mlp-s, bench
+# calibrate, and the GEMM-alone reference; writes the CSV, logs and a short
+# summary into the folder given as the argument.
+#
+#   tests/gpu/device-check.sh OUT_DIR
+#
+# The CUDA libraries may sit in a Python environment's nvidia packages rather
+# than under CUDA_HOME; this script looks in both. OpenBLAS and cmocka (for
+# the CPU reference in test-gpu) come from .device/debs when the machine has
+# no Debian packages of its own (unpacked into a private folder, not /).
+set -uo pipefail
+out=${1:?usage: tests/gpu/device-check.sh OUT_DIR}
+mkdir -p "$out"
+cd "$(dirname "$0")/../.."
+log() { printf '[device-check %s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$out/summary.txt"; }
+t_start=$(date +%s)
+
+# --- toolchain and libraries --------------------------------------------------
+export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+[ -x "$CUDA_HOME/bin/nvcc" ] || CUDA_HOME=$(dirname "$(dirname "$(command -v nvcc)")")
+export PATH="$CUDA_HOME/bin:$PATH"
+find_lib_home() { # $1: library file, $2: header; prints a folder with lib/ (or lib64/) and include/
+    for d in "$CUDA_HOME" /usr/local/cuda /usr; do
+        if { [ -e "$d/lib64/$1" ] || [ -e "$d/lib/$1" ] || [ -e "$d/lib/x86_64-linux-gnu/$1" ]; } && [ -e "$d/include/$2" ]; then echo "$d"; return; fi
+    done
+    local py; py=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
+    for sp in $py /opt/torch/.venv/lib/python3*/site-packages; do
+        for d in "$sp"/nvidia/*; do
+            if [ -e "$d/lib/$1" ] && [ -e "$d/include/$2" ]; then echo "$d"; return; fi
+        done
+    done
+}
+fix_soname() { # wheels ship libX.so.N only; the linker wants libX.so
+    local home=$1 name=$2
+    [ -e "$home/lib/$name.so" ] || [ -e "$home/lib64/$name.so" ] && return
+    local real; real=$(ls "$home"/lib/"$name".so.* 2>/dev/null | head -1)
+    [ -n "$real" ] && mkdir -p /tmp/pb_libs && ln -sf "$real" "/tmp/pb_libs/$name.so"
+}
+CUBLAS_HOME=$(find_lib_home libcublasLt.so.13 cublasLt.h)
+[ -n "$CUBLAS_HOME" ] || CUBLAS_HOME=$(find_lib_home libcublasLt.so.12 cublasLt.h)
+NCCL_HOME=$(find_lib_home libnccl.so.2 nccl.h)
+log "nvcc: $(nvcc --version | tail -1); CUBLAS_HOME=$CUBLAS_HOME NCCL_HOME=$NCCL_HOME"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$out/summary.txt"
+for n in libcublasLt libcublas libnccl libcudart; do
+    for h in "$CUBLAS_HOME" "$NCCL_HOME" "$CUDA_HOME"; do [ -n "$h" ] && fix_soname "$h" "$n"; done
+done
+
+extra_cflags="" extra_ldflags="-L/tmp/pb_libs -Wl,-rpath,/tmp/pb_libs"
+if ! echo '#include <cblas.h>' | cc -E -x c - >/dev/null 2>&1 || ! echo '#include <cmocka.h>' | cc -E -x c - -include stdarg.h -include stddef.h -include setjmp.h -include stdint.h >/dev/null 2>&1; then
+    root=/tmp/pb_sysroot
+    mkdir -p "$root"
+    for f in .device/debs/*.deb; do dpkg-deb -x "$f" "$root"; done
+    ob=$root/usr/lib/x86_64-linux-gnu
+    ln -sf "$ob/openblas-pthread/libopenblas.so.0" "$ob/libopenblas.so"
+    ln -sf "$ob/libcmocka.so.0" "$ob/libcmocka.so" 2>/dev/null
+    extra_cflags="-I$root/usr/include -I$root/usr/include/x86_64-linux-gnu/openblas-pthread"
+    extra_ldflags="$extra_ldflags -L$ob -L$ob/openblas-pthread -Wl,-rpath,$ob -Wl,-rpath,$ob/openblas-pthread"
+    export LD_LIBRARY_PATH="$ob:$ob/openblas-pthread:${LD_LIBRARY_PATH:-}"
+    log "OpenBLAS/cmocka unpacked from .device/debs into $root"
+fi
+export LD_LIBRARY_PATH="/tmp/pb_libs:$CUBLAS_HOME/lib:$NCCL_HOME/lib:${LD_LIBRARY_PATH:-}"
+
+# --- build --------------------------------------------------------------------
+cc_major=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
+gencode="-gencode arch=compute_${cc_major},code=sm_${cc_major}"
+log "building for sm_$cc_major"
+if ! CFLAGS="-O3 -g $extra_cflags" LDFLAGS="$extra_ldflags" make -j"$(nproc)" CUDA=1 WERROR=1 \
+        CUDA_HOME="$CUDA_HOME" CUBLAS_HOME="${CUBLAS_HOME:-$CUDA_HOME}" NCCL_HOME="${NCCL_HOME:-$CUDA_HOME}" \
+        NVCC_GENCODE="$gencode" bench build/tests/test_gpu >"$out/build.log" 2>&1; then
+    log "BUILD FAILED (tail of build.log follows)"; tail -40 "$out/build.log"; exit 1
+fi
+log "build ok in $(( $(date +%s) - t_start )) s"
+./bench list 2>&1 | tee -a "$out/summary.txt" | grep -A2 backends
+
+# --- make test-gpu --------------------------------------------------------------
+timeout 240 build/tests/test_gpu >"$out/test-gpu.log" 2>&1
+rc=$?
+grep -E "rel err|loss step|PASSED|FAILED|skipped" "$out/test-gpu.log" | tee -a "$out/summary.txt"
+log "test-gpu exit code $rc"
+
+# --- runs ------------------------------------------------------------------------
+csv="$out/gpu.csv"
+run() { timeout 120 ./bench --backend cuda --quiet --out "$csv" "$@" 2>>"$out/runs.log" || log "run FAILED ($?): $*"; }
+for wl in mlp-s mlp-m mlp-l; do
+    for p in fp32 tf32 bf16; do run --workload "$wl" --precision "$p" --iters 20 --warmup 5; done
+done
+run --workload mlp-s --precision fp32 --iters 50 --warmup 5
+run --workload mlp-s --precision fp32 --iters 50 --warmup 5 --cuda-graph
+timeout 120 ./bench calibrate --precision bf16 >>"$out/summary.txt" 2>&1 || log "calibrate FAILED"
+timeout 120 ./bench gemm-ref --workload mlp-l --precision bf16 >>"$out/summary.txt" 2>&1 || log "gemm-ref FAILED"
+
+# --- summary -------------------------------------------------------------------------
+python3 - "$csv" <<'PY' | tee -a "$out/summary.txt"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+cols = ["workload", "precision", "cuda_graph", "status", "step_ms_p50", "step_ms_cv", "samples_per_s",
+        "model_tflops", "peak_tflops", "mfu", "load_ms", "h2d_ms", "fwd_ms", "bwd_ms", "opt_ms", "loss_first", "loss_last", "peak_mem_mb"]
+print(" ".join(f"{c[:12]:>12}" for c in cols))
+for r in rows:
+    print(" ".join(f"{(r.get(c) or '')[:12]:>12}" for c in cols))
+PY
+log "done in $(( $(date +%s) - t_start )) s"
