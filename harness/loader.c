@@ -5,7 +5,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#define SLOTS 2
+/* Three slots: the step in flight reads one, the next is complete and can be
+ * copied to the device during the current step, the one after is filling. */
+#define SLOTS 3
 #define MAX_WORKERS 64
 
 typedef struct slot {

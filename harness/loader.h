@@ -1,7 +1,8 @@
 /* The data loader: fills the global batch of each step into (pinned) host
- * buffers on a background thread, one step ahead, like a DataLoader worker.
- * The `load` phase is the time a step waits for its batch. Two slots: the
- * step in flight reads one while the thread fills the next; no allocation
+ * buffers on background threads, up to two steps ahead, like DataLoader
+ * workers. The `load` phase is the time a step waits for its batch. Three
+ * slots: the step in flight reads one, the next step's batch is ready to be
+ * copied to the device meanwhile, the thread fills the third; no allocation
  * after creation. */
 #ifndef PB_LOADER_H
 #define PB_LOADER_H

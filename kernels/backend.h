@@ -126,6 +126,11 @@ typedef struct pb_backend {
                               const int32_t *labels, float scale, float *loss_sum,
                               void *dlogits);
     pb_status (*optimizer)(pb_device *dev, const pb_opt_args *a);
+    /* optional: the optimizer on a side stream, ordered after the work
+     * enqueued so far, overlapping what is enqueued later; join_side makes
+     * the compute stream wait for every side update */
+    pb_status (*optimizer_side)(pb_device *dev, const pb_opt_args *a);
+    pb_status (*join_side)(pb_device *dev);
     /* y += alpha * x over n fp32 values (gradient reduction, averaging) */
     pb_status (*axpy)(pb_device *dev, size_t n, float alpha, const float *x, float *y);
     /* fp32 -> compute-copy conversion (replicating weights) */

@@ -143,19 +143,37 @@ pb_status pb_replica_backward(pb_replica *r, int m, void **dx_out, pb_grad_ready
     return PB_OK;
 }
 
-pb_status pb_replica_optimize(pb_replica *r)
+/* The optimizer over params[off, off+len) of the replica, at the step the
+ * last pb_replica_optimize/pb_replica_next_opt_step counted. */
+static pb_status optimize_span(pb_replica *r, size_t off, size_t len, bool side)
 {
     const pb_config *cfg = r->cfg;
     pb_opt_args a = {
-        .kind = cfg->optimizer, .n = r->p_len,
-        .params = r->params, .grads = r->grads, .m = r->m, .v = r->v,
-        .params_compute = r->params_c,
+        .kind = cfg->optimizer, .n = len,
+        .params = r->params + off, .grads = r->grads + off, .m = r->m + off,
+        .v = r->v ? r->v + off : NULL,
+        .params_compute = r->params_c ? (char *)r->params_c + r->be->act_bytes(r->dev, off) : NULL,
         .lr = (float)cfg->lr, .momentum = (float)cfg->momentum,
         .weight_decay = (float)cfg->weight_decay, .beta1 = (float)cfg->beta1,
         .beta2 = (float)cfg->beta2, .eps = (float)cfg->eps,
-        .step = ++r->opt_steps,
+        .step = r->opt_steps,
     };
-    return r->be->optimizer(r->dev, &a);
+    return side ? r->be->optimizer_side(r->dev, &a) : r->be->optimizer(r->dev, &a);
+}
+
+pb_status pb_replica_optimize(pb_replica *r)
+{
+    r->opt_steps++;
+    return optimize_span(r, 0, r->p_len, false);
+}
+
+void pb_replica_next_opt_step(pb_replica *r) { r->opt_steps++; }
+
+pb_status pb_replica_optimize_layer_side(pb_replica *r, int l)
+{
+    const pb_layer_desc *d = &r->layout->layer[l];
+    size_t off = d->w_off - r->p_off;
+    return optimize_span(r, off, d->b_off + (size_t)d->out - d->w_off, true);
 }
 
 pb_status pb_replica_download_params(pb_replica *r, float *host_params)

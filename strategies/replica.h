@@ -55,6 +55,11 @@ void *pb_replica_top_grad(pb_replica *r);
 pb_status pb_replica_backward(pb_replica *r, int m, void **dx_out, pb_grad_ready_fn ready,
                               void *ready_arg);
 pb_status pb_replica_optimize(pb_replica *r);
+/* Optimizer in backward: count the step once, then update each layer on the
+ * backend's side stream as soon as its gradients are complete (backward has
+ * already used its weights), overlapping the layers still to go back through. */
+void pb_replica_next_opt_step(pb_replica *r);
+pb_status pb_replica_optimize_layer_side(pb_replica *r, int l);
 /* Copies the replica's parameter slice to host_params (full-size buffer). */
 pb_status pb_replica_download_params(pb_replica *r, float *host_params);
 

@@ -110,6 +110,11 @@ cleanup:
     return st;
 }
 
+static pb_status optimize_layer(void *replica, int layer)
+{
+    return pb_replica_optimize_layer_side(replica, layer);
+}
+
 /* fwd (with the loss), bwd and opt: everything after h2d */
 static pb_status compute(single_state *s, int m)
 {
@@ -122,12 +127,17 @@ static pb_status compute(single_state *s, int m)
     PB_TRY(pb_replica_loss(r, m, 1.0f / (float)m));
     PB_TRY(pb_phase_end(&s->timer));
 
+    /* With a side stream the optimizer runs in backward, layer by layer, and
+     * the opt phase is the part of it left exposed after backward (as sync
+     * is for communication); otherwise it is a pass of its own. */
+    bool overlap = be->optimizer_side && be->join_side;
+    if (overlap) pb_replica_next_opt_step(r);
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
-    PB_TRY(pb_replica_backward(r, m, NULL, NULL, NULL));
+    PB_TRY(pb_replica_backward(r, m, NULL, overlap ? optimize_layer : NULL, r));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
-    PB_TRY(pb_replica_optimize(r));
+    PB_TRY(overlap ? be->join_side(s->dev) : pb_replica_optimize(r));
     PB_TRY(pb_phase_end(&s->timer));
 cleanup:
     return st;

@@ -105,6 +105,11 @@ struct pb_device {
      * the event the compute stream waits on for them */
     cudaStream_t copy_stream;
     cudaEvent_t prefetched;
+    /* optimizer_side: updates on a side stream that overlap the rest of
+     * backward; fork orders each after its gradients, join ends them */
+    cudaStream_t side_stream;
+    cudaEvent_t side_fork, side_join;
+    bool side_pending;
     cublasLtHandle_t lt;
     void *workspace;
 
@@ -820,6 +825,7 @@ static void cuda_close(pb_device *dev)
         cudaGraphDestroy(g);
     if (dev->stream) (void)cudaStreamSynchronize(dev->stream);
     if (dev->copy_stream) (void)cudaStreamSynchronize(dev->copy_stream);
+    if (dev->side_stream) (void)cudaStreamSynchronize(dev->side_stream);
     for (int i = 0; i < PLAN_CAP; i++)
         if (dev->plans[i].used) plan_release(&dev->plans[i]);
     if (dev->graph) cudaGraphExecDestroy(dev->graph);
@@ -832,6 +838,9 @@ static void cuda_close(pb_device *dev)
     if (dev->lt) cublasLtDestroy(dev->lt);
     if (dev->prefetched) cudaEventDestroy(dev->prefetched);
     if (dev->copy_stream) cudaStreamDestroy(dev->copy_stream);
+    if (dev->side_fork) cudaEventDestroy(dev->side_fork);
+    if (dev->side_join) cudaEventDestroy(dev->side_join);
+    if (dev->side_stream) cudaStreamDestroy(dev->side_stream);
     if (dev->stream) cudaStreamDestroy(dev->stream);
     (void)cudaGetLastError();
     free(dev);
@@ -866,6 +875,9 @@ static pb_status cuda_open(const pb_config *cfg, int ordinal, pb_device **out)
     PB_CUDA_CHECK(cudaStreamCreateWithFlags(&dev->stream, cudaStreamNonBlocking));
     PB_CUDA_CHECK(cudaStreamCreateWithFlags(&dev->copy_stream, cudaStreamNonBlocking));
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->prefetched, cudaEventDisableTiming));
+    PB_CUDA_CHECK(cudaStreamCreateWithFlags(&dev->side_stream, cudaStreamNonBlocking));
+    PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->side_fork, cudaEventDisableTiming));
+    PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->side_join, cudaEventDisableTiming));
     PB_CUBLAS_CHECK(cublasLtCreate(&dev->lt));
     PB_CUDA_CHECK(cudaMalloc(&dev->workspace, WORKSPACE_BYTES));
     if (is_bf16(dev)) {
@@ -1377,6 +1389,38 @@ cleanup:
     return st;
 }
 
+/* The optimizer on the side stream, after everything enqueued so far on the
+ * compute stream (this layer's gradients): memory-bound updates overlap the
+ * compute-bound GEMMs of the layers still to go back through. The launcher
+ * enqueues on dev->stream, so it is pointed at the side stream for the call. */
+static pb_status cuda_optimizer_side(pb_device *dev, const pb_opt_args *a)
+{
+    pb_status st = PB_OK;
+    cudaStream_t compute = dev->stream;
+    PB_TRY(use_device(dev));
+    PB_CUDA_CHECK(cudaEventRecord(dev->side_fork, compute));
+    PB_CUDA_CHECK(cudaStreamWaitEvent(dev->side_stream, dev->side_fork, 0));
+    dev->stream = dev->side_stream;
+    st = cuda_optimizer(dev, a);
+    dev->stream = compute;
+    PB_TRY(st);
+    dev->side_pending = true;
+cleanup:
+    return st;
+}
+
+static pb_status cuda_join_side(pb_device *dev)
+{
+    pb_status st = PB_OK;
+    if (!dev->side_pending) return PB_OK;
+    PB_TRY(use_device(dev));
+    PB_CUDA_CHECK(cudaEventRecord(dev->side_join, dev->side_stream));
+    PB_CUDA_CHECK(cudaStreamWaitEvent(dev->stream, dev->side_join, 0));
+    dev->side_pending = false;
+cleanup:
+    return st;
+}
+
 static pb_status cuda_axpy(pb_device *dev, size_t n, float alpha, const float *x, float *y)
 {
     pb_status st = PB_OK;
@@ -1699,6 +1743,8 @@ const pb_backend pb_backend_cuda = {
     .linear_bwd = cuda_linear_bwd,
     .softmax_xent = cuda_softmax_xent,
     .optimizer = cuda_optimizer,
+    .optimizer_side = cuda_optimizer_side,
+    .join_side = cuda_join_side,
     .axpy = cuda_axpy,
     .cast_params = cuda_cast_params,
     .mark_create = cuda_mark_create,
