@@ -30,10 +30,19 @@
 
 #define CPU_ALIGN 64
 
+/* Buffers of the GEMM-alone reference, kept between calls so that a
+ * benchmark alternating steps and reference sets does not map and unmap
+ * tens of megabytes every round (which slowed both sides by half). */
+typedef struct gemm_bufs {
+    float *w, *dw, *x, *y, *top, *dz[2];
+    size_t w_elems, act_elems;
+} gemm_bufs;
+
 struct pb_device {
     int ordinal;
     int threads;
     size_t bytes_now, bytes_peak;
+    gemm_bufs ref;
 };
 
 struct pb_mark {
@@ -68,7 +77,14 @@ static pb_status cpu_open(const pb_config *cfg, int ordinal, pb_device **out)
     return PB_OK;
 }
 
-static void cpu_close(pb_device *dev) { free(dev); }
+static void free_gemm_bufs(pb_device *dev);
+
+static void cpu_close(pb_device *dev)
+{
+    if (!dev) return;
+    free_gemm_bufs(dev);
+    free(dev);
+}
 
 static pb_status cpu_info(pb_device *dev, pb_device_info *out)
 {
@@ -608,9 +624,6 @@ static void fill_uniform(float *p, size_t n, uint64_t seed)
 /* One training step's GEMMs alone, in the order and with the ping-pong
  * buffers of strategies/replica.c; the top gradient comes from a fixed
  * buffer so repeated sets cannot shrink into denormals. */
-typedef struct gemm_bufs {
-    float *w, *dw, *x, *y, *top, *dz[2];
-} gemm_bufs;
 
 static void gemm_step(const gemm_bufs *b, int n_layers, const int *in, const int *out, int m)
 {
@@ -625,11 +638,46 @@ static void gemm_step(const gemm_bufs *b, int n_layers, const int *in, const int
     }
 }
 
+static void free_gemm_bufs(pb_device *dev)
+{
+    gemm_bufs *b = &dev->ref;
+    float **all[] = {&b->w, &b->dw, &b->x, &b->y, &b->top, &b->dz[0], &b->dz[1]};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        cpu_free(dev, *all[i]);
+        *all[i] = NULL;
+    }
+    b->w_elems = b->act_elems = 0;
+}
+
+/* Random-filled buffers at least this large, reused when they fit. */
+static pb_status ensure_gemm_bufs(pb_device *dev, size_t w_elems, size_t act_elems)
+{
+    pb_status st = PB_OK;
+    gemm_bufs *b = &dev->ref;
+    if (b->w_elems >= w_elems && b->act_elems >= act_elems) return PB_OK;
+    free_gemm_bufs(dev);
+    /* the step's allocator, so both sides get the same page placement */
+    PB_TRY(cpu_alloc(dev, w_elems * sizeof(float), (void **)&b->w));
+    PB_TRY(cpu_alloc(dev, w_elems * sizeof(float), (void **)&b->dw));
+    float **acts[] = {&b->x, &b->y, &b->top, &b->dz[0], &b->dz[1]};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        PB_TRY(cpu_alloc(dev, act_elems * sizeof(float), (void **)acts[i]));
+    fill_uniform(b->w, w_elems, 1);
+    fill_uniform(b->x, act_elems, 2);
+    fill_uniform(b->y, act_elems, 3);
+    fill_uniform(b->top, act_elems, 4);
+    b->w_elems = w_elems;
+    b->act_elems = act_elems;
+    return PB_OK;
+cleanup:
+    free_gemm_bufs(dev);
+    return st;
+}
+
 static pb_status cpu_gemm_reference(pb_device *dev, int n_layers, const int *in, const int *out, int m,
                                     int reps, double *ms)
 {
     pb_status st = PB_OK;
-    gemm_bufs b = {0};
     size_t wmax = 0, amax = 0;
     double t[64];
     if (reps < 1) reps = 1;
@@ -639,35 +687,17 @@ static pb_status cpu_gemm_reference(pb_device *dev, int n_layers, const int *in,
         if ((size_t)in[l] > amax) amax = (size_t)in[l];
         if ((size_t)out[l] > amax) amax = (size_t)out[l];
     }
-    size_t act = (size_t)m * amax;
-    /* the step's allocator, so both sides get the same page placement */
-    PB_TRY(cpu_alloc(dev, wmax * sizeof(float), (void **)&b.w));
-    PB_TRY(cpu_alloc(dev, wmax * sizeof(float), (void **)&b.dw));
-    PB_TRY(cpu_alloc(dev, act * sizeof(float), (void **)&b.x));
-    PB_TRY(cpu_alloc(dev, act * sizeof(float), (void **)&b.y));
-    PB_TRY(cpu_alloc(dev, act * sizeof(float), (void **)&b.top));
-    PB_TRY(cpu_alloc(dev, act * sizeof(float), (void **)&b.dz[0]));
-    PB_TRY(cpu_alloc(dev, act * sizeof(float), (void **)&b.dz[1]));
-    fill_uniform(b.w, wmax, 1);
-    fill_uniform(b.x, act, 2);
-    fill_uniform(b.y, act, 3);
-    fill_uniform(b.top, act, 4);
-    gemm_step(&b, n_layers, in, out, m); /* warm-up: pages, BLAS buffers */
+    bool fresh = dev->ref.w_elems < wmax || dev->ref.act_elems < (size_t)m * amax;
+    PB_TRY(ensure_gemm_bufs(dev, wmax, (size_t)m * amax));
+    if (fresh) gemm_step(&dev->ref, n_layers, in, out, m); /* warm-up: pages, BLAS buffers */
     for (int i = 0; i < reps; i++) {
         double t0 = pb_now_ms();
-        gemm_step(&b, n_layers, in, out, m);
+        gemm_step(&dev->ref, n_layers, in, out, m);
         t[i] = pb_now_ms() - t0;
     }
     qsort(t, (size_t)reps, sizeof t[0], cmp_double);
     *ms = t[reps / 2];
 cleanup:
-    cpu_free(dev, b.w);
-    cpu_free(dev, b.dw);
-    cpu_free(dev, b.x);
-    cpu_free(dev, b.y);
-    cpu_free(dev, b.top);
-    cpu_free(dev, b.dz[0]);
-    cpu_free(dev, b.dz[1]);
     return st;
 }
 
