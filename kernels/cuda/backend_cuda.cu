@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../harness/env.h"
 #include "../backend.h"
 #include "../elementwise.h"
 #include "cuda_check.h"
@@ -896,26 +897,15 @@ cleanup:
     return st;
 }
 
-/* "580.159.04" from /proc/driver/nvidia/version ("... Kernel Module  580.159.04  ..."). */
+/* The kernel module's version from /proc/driver/nvidia/version (parsed by
+ * pb_parse_driver_version, which the CPU tests exercise). */
 static bool driver_module_version(char *out, size_t len)
 {
     char line[512];
     bool found = false;
     FILE *f = fopen("/proc/driver/nvidia/version", "r");
     if (!f) return false;
-    if (fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "Kernel Module");
-        if (p) {
-            p += strlen("Kernel Module");
-            while (*p == ' ' || *p == '\t') p++;
-            size_t n = strcspn(p, " \t\n");
-            if (n > 0 && n < len) {
-                memcpy(out, p, n);
-                out[n] = '\0';
-                found = true;
-            }
-        }
-    }
+    if (fgets(line, sizeof line, f)) found = pb_parse_driver_version(line, out, len);
     fclose(f);
     return found;
 }

@@ -3,6 +3,7 @@
  * usable device it reports a cause instead of failing. */
 #include "test_util.h"
 
+#include "harness/env.h"
 #include "kernels/backend.h"
 
 #ifndef PB_EXPECT_CUDA
@@ -62,12 +63,31 @@ static void test_backend_cuda_without_device(void **state)
     free(r);
 }
 
+/* The driver column: the kernel module's version, from the line formats the
+ * open and the proprietary modules print (the first seen on an H200 here). */
+static void test_driver_version_parsed(void **state)
+{
+    (void)state;
+    char v[32];
+    assert_true(pb_parse_driver_version(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  "
+        "(dvs-builder@U16-I3-B03-4-3)  Thu Oct  9 2025\n", v, sizeof v));
+    assert_string_equal(v, "580.159.04");
+    assert_true(pb_parse_driver_version(
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n", v, sizeof v));
+    assert_string_equal(v, "535.104.05");
+    assert_false(pb_parse_driver_version("no module here\n", v, sizeof v));
+    assert_false(pb_parse_driver_version("NVIDIA UNIX Kernel Module for x86_64 Release\n", v, sizeof v));
+    assert_false(pb_parse_driver_version("Kernel Module 580.159.04\n", v, 4)); /* too long for out */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backend_built_as_configured),
         cmocka_unit_test(test_no_device_has_a_cause),
         cmocka_unit_test(test_backend_cuda_without_device),
+        cmocka_unit_test(test_driver_version_parsed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
