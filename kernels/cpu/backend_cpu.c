@@ -34,8 +34,8 @@
  * benchmark alternating steps and reference sets does not map and unmap
  * tens of megabytes every round (which slowed both sides by half). */
 typedef struct gemm_bufs {
-    float *w, *dw, *x, *y, *top, *dz[2];
-    size_t w_elems, act_elems;
+    float *w, *dw, *act, *top, *dz[2];
+    size_t w_elems, act_elems, dz_elems;
 } gemm_bufs;
 
 struct pb_device {
@@ -621,19 +621,29 @@ static void fill_uniform(float *p, size_t n, uint64_t seed)
     }
 }
 
-/* One training step's GEMMs alone, in the order and with the ping-pong
- * buffers of strategies/replica.c; the top gradient comes from a fixed
- * buffer so repeated sets cannot shrink into denormals. */
-
-static void gemm_step(const gemm_bufs *b, int n_layers, const int *in, const int *out, int m)
+/* One training step's GEMMs alone, in the order and on buffers laid out as
+ * the step's: every layer its own weights and gradients, every activation
+ * its own buffer, the ping-pong gradients of strategies/replica.c (sharing
+ * one weight buffer would let it sit in cache and flatter the reference).
+ * The top gradient comes from a fixed buffer so repeated sets cannot shrink
+ * into denormals. */
+static void gemm_step(const gemm_bufs *b, int n, const int *in, const int *out, int m)
 {
-    for (int l = 0; l < n_layers; l++) gemm_forward(m, out[l], in[l], b->x, b->w, b->y);
+    size_t wo = 0, ao = 0;
+    for (int l = 0; l < n; l++) {
+        float *x = b->act + ao;
+        gemm_forward(m, out[l], in[l], x, b->w + wo, x + (size_t)m * in[l]);
+        wo += (size_t)in[l] * out[l];
+        ao += (size_t)m * in[l];
+    }
     int cur = 0;
-    for (int l = n_layers - 1; l >= 0; l--) {
-        const float *dy = l == n_layers - 1 ? b->top : b->dz[cur];
-        gemm_weight_grad(m, out[l], in[l], dy, b->x, b->dw);
+    for (int l = n - 1; l >= 0; l--) {
+        wo -= (size_t)in[l] * out[l];
+        ao -= (size_t)m * in[l];
+        const float *dy = l == n - 1 ? b->top : b->dz[cur];
+        gemm_weight_grad(m, out[l], in[l], dy, b->act + ao, b->dw + wo);
         if (l == 0) break; /* no input gradient below the first layer */
-        gemm_input_grad(m, out[l], in[l], dy, b->w, b->dz[cur ^ 1]);
+        gemm_input_grad(m, out[l], in[l], dy, b->w + wo, b->dz[cur ^ 1]);
         cur ^= 1;
     }
 }
@@ -641,33 +651,34 @@ static void gemm_step(const gemm_bufs *b, int n_layers, const int *in, const int
 static void free_gemm_bufs(pb_device *dev)
 {
     gemm_bufs *b = &dev->ref;
-    float **all[] = {&b->w, &b->dw, &b->x, &b->y, &b->top, &b->dz[0], &b->dz[1]};
+    float **all[] = {&b->w, &b->dw, &b->act, &b->top, &b->dz[0], &b->dz[1]};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         cpu_free(dev, *all[i]);
         *all[i] = NULL;
     }
-    b->w_elems = b->act_elems = 0;
+    b->w_elems = b->act_elems = b->dz_elems = 0;
 }
 
 /* Random-filled buffers at least this large, reused when they fit. */
-static pb_status ensure_gemm_bufs(pb_device *dev, size_t w_elems, size_t act_elems)
+static pb_status ensure_gemm_bufs(pb_device *dev, size_t w_elems, size_t act_elems, size_t dz_elems)
 {
     pb_status st = PB_OK;
     gemm_bufs *b = &dev->ref;
-    if (b->w_elems >= w_elems && b->act_elems >= act_elems) return PB_OK;
+    if (b->w_elems >= w_elems && b->act_elems >= act_elems && b->dz_elems >= dz_elems) return PB_OK;
     free_gemm_bufs(dev);
     /* the step's allocator, so both sides get the same page placement */
     PB_TRY(cpu_alloc(dev, w_elems * sizeof(float), (void **)&b->w));
     PB_TRY(cpu_alloc(dev, w_elems * sizeof(float), (void **)&b->dw));
-    float **acts[] = {&b->x, &b->y, &b->top, &b->dz[0], &b->dz[1]};
-    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
-        PB_TRY(cpu_alloc(dev, act_elems * sizeof(float), (void **)acts[i]));
+    PB_TRY(cpu_alloc(dev, act_elems * sizeof(float), (void **)&b->act));
+    float **grads[] = {&b->top, &b->dz[0], &b->dz[1]};
+    for (size_t i = 0; i < sizeof grads / sizeof grads[0]; i++)
+        PB_TRY(cpu_alloc(dev, dz_elems * sizeof(float), (void **)grads[i]));
     fill_uniform(b->w, w_elems, 1);
-    fill_uniform(b->x, act_elems, 2);
-    fill_uniform(b->y, act_elems, 3);
-    fill_uniform(b->top, act_elems, 4);
+    fill_uniform(b->act, act_elems, 2);
+    fill_uniform(b->top, dz_elems, 4);
     b->w_elems = w_elems;
     b->act_elems = act_elems;
+    b->dz_elems = dz_elems;
     return PB_OK;
 cleanup:
     free_gemm_bufs(dev);
@@ -678,21 +689,24 @@ static pb_status cpu_gemm_reference(pb_device *dev, int n_layers, const int *in,
                                     int reps, double *ms)
 {
     pb_status st = PB_OK;
-    size_t wmax = 0, amax = 0;
+    size_t w_total = 0, act_total = 0, widest = 0;
     double t[64];
     if (reps < 1) reps = 1;
     if (reps > 64) reps = 64;
     for (int l = 0; l < n_layers; l++) {
-        if ((size_t)in[l] * out[l] > wmax) wmax = (size_t)in[l] * out[l];
-        if ((size_t)in[l] > amax) amax = (size_t)in[l];
-        if ((size_t)out[l] > amax) amax = (size_t)out[l];
+        w_total += (size_t)in[l] * out[l];
+        act_total += (size_t)m * in[l];
+        if ((size_t)in[l] > widest) widest = (size_t)in[l];
+        if ((size_t)out[l] > widest) widest = (size_t)out[l];
     }
-    bool fresh = dev->ref.w_elems < wmax || dev->ref.act_elems < (size_t)m * amax;
-    PB_TRY(ensure_gemm_bufs(dev, wmax, (size_t)m * amax));
-    if (fresh) gemm_step(&dev->ref, n_layers, in, out, m); /* warm-up: pages, BLAS buffers */
+    act_total += (size_t)m * out[n_layers - 1];
+    gemm_bufs *b = &dev->ref;
+    bool fresh = b->w_elems < w_total || b->act_elems < act_total || b->dz_elems < (size_t)m * widest;
+    PB_TRY(ensure_gemm_bufs(dev, w_total, act_total, (size_t)m * widest));
+    if (fresh) gemm_step(b, n_layers, in, out, m); /* warm-up: pages, BLAS buffers */
     for (int i = 0; i < reps; i++) {
         double t0 = pb_now_ms();
-        gemm_step(&dev->ref, n_layers, in, out, m);
+        gemm_step(b, n_layers, in, out, m);
         t[i] = pb_now_ms() - t0;
     }
     qsort(t, (size_t)reps, sizeof t[0], cmp_double);

@@ -1649,32 +1649,46 @@ cleanup:
 typedef struct step_args {
     int n_layers, m;
     const int *in, *out;
-    void *x, *y, *w; /* activation type */
+    void *act, *w, *top, *dz[2]; /* activation type */
     float *dw;
 } step_args;
 
 /* The step's GEMMs exactly as linear_fwd/linear_bwd issue them (same keys),
- * with the default epilogue. */
+ * with the default epilogue, on buffers laid out as the step's: every layer
+ * its own weights, gradients and activations (one shared weight buffer
+ * could sit in L2 and flatter the reference). */
 static pb_status step_set(pb_device *dev, void *arg)
 {
     pb_status st = PB_OK;
     step_args *a = (step_args *)arg;
     cudaDataType_t act = act_type(dev);
+    size_t es = is_bf16(dev) ? sizeof(bf16) : sizeof(float);
+    char *acts = (char *)a->act, *ws = (char *)a->w;
+    size_t wo = 0, ao = 0;
+    int cur = 0;
     for (int l = 0; l < a->n_layers; l++) {
         int k = a->in[l], n = a->out[l], m = a->m;
-        mm_key key = make_key(dev, n, m, k, true, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, a->w, k,
-                              a->x, k, a->y, n, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, a->w, a->x, a->y, "forward"));
+        void *x = acts + ao * es, *y = acts + (ao + (size_t)m * k) * es, *w = ws + wo * es;
+        mm_key key = make_key(dev, n, m, k, true, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, w, k, x, k,
+                              y, n, NULL, -1, NULL, 0);
+        PB_TRY(matmul_plain(dev, key, w, x, y, "forward"));
+        wo += (size_t)k * n;
+        ao += (size_t)m * k;
     }
     for (int l = a->n_layers - 1; l >= 0; l--) {
         int k = a->in[l], n = a->out[l], m = a->m;
-        mm_key key = make_key(dev, k, n, m, false, true, act, CUDA_R_32F, CUBLASLT_EPILOGUE_DEFAULT,
-                              a->x, k, a->y, n, a->dw, k, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, a->x, a->y, a->dw, "weight-gradient"));
+        wo -= (size_t)k * n;
+        ao -= (size_t)m * k;
+        void *x = acts + ao * es, *w = ws + wo * es, *dy = l == a->n_layers - 1 ? a->top : a->dz[cur];
+        float *dw = a->dw + wo;
+        mm_key key = make_key(dev, k, n, m, false, true, act, CUDA_R_32F, CUBLASLT_EPILOGUE_DEFAULT, x, k,
+                              dy, n, dw, k, NULL, -1, NULL, 0);
+        PB_TRY(matmul_plain(dev, key, x, dy, dw, "weight-gradient"));
         if (l == 0) break;
-        key = make_key(dev, k, m, n, false, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, a->w, k, a->y,
-                       n, a->x, k, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, a->w, a->y, a->x, "input-gradient"));
+        key = make_key(dev, k, m, n, false, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, w, k, dy, n,
+                       a->dz[cur ^ 1], k, NULL, -1, NULL, 0);
+        PB_TRY(matmul_plain(dev, key, w, dy, a->dz[cur ^ 1], "input-gradient"));
+        cur ^= 1;
     }
 cleanup:
     return st;
@@ -1684,24 +1698,29 @@ static pb_status cuda_gemm_reference(pb_device *dev, int n_layers, const int *in
                                      int m, int reps, double *ms)
 {
     pb_status st = PB_OK;
-    size_t wmax = 0, amax = 0;
-    step_args a = {n_layers, m, in, out, NULL, NULL, NULL, NULL};
+    size_t w_total = 0, act_total = 0, widest = 0;
+    step_args a = {n_layers, m, in, out, NULL, NULL, NULL, {NULL, NULL}, NULL};
     for (int l = 0; l < n_layers; l++) {
-        size_t w = (size_t)in[l] * out[l];
-        if (w > wmax) wmax = w;
-        if ((size_t)in[l] > amax) amax = (size_t)in[l];
-        if ((size_t)out[l] > amax) amax = (size_t)out[l];
+        w_total += (size_t)in[l] * out[l];
+        act_total += (size_t)m * in[l];
+        if ((size_t)in[l] > widest) widest = (size_t)in[l];
+        if ((size_t)out[l] > widest) widest = (size_t)out[l];
     }
+    act_total += (size_t)m * out[n_layers - 1];
     PB_TRY(use_device(dev));
-    PB_TRY(random_act(dev, (size_t)m * amax, &a.x));
-    PB_TRY(random_act(dev, (size_t)m * amax, &a.y));
-    PB_TRY(random_act(dev, wmax, &a.w));
-    PB_CUDA_CHECK(cudaMalloc((void **)&a.dw, wmax * sizeof(float)));
+    PB_TRY(random_act(dev, act_total, &a.act));
+    PB_TRY(random_act(dev, w_total, &a.w));
+    PB_TRY(random_act(dev, (size_t)m * widest, &a.top));
+    PB_TRY(random_act(dev, (size_t)m * widest, &a.dz[0]));
+    PB_TRY(random_act(dev, (size_t)m * widest, &a.dz[1]));
+    PB_CUDA_CHECK(cudaMalloc((void **)&a.dw, w_total * sizeof(float)));
     PB_TRY(time_sets(dev, step_set, &a, reps, ms));
 cleanup:
-    cudaFree(a.x);
-    cudaFree(a.y);
+    cudaFree(a.act);
     cudaFree(a.w);
+    cudaFree(a.top);
+    cudaFree(a.dz[0]);
+    cudaFree(a.dz[1]);
     cudaFree(a.dw);
     return st;
 }
