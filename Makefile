@@ -5,6 +5,7 @@
 #   cuBLAS and NCCL sometimes live in a Python environment's nvidia packages.
 #   SAN=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer.
 #   WERROR=1 turns warnings into errors (CI).
+#   NVTX=0 builds without the NVTX headers (ranges become no-ops).
 
 CUDA ?= auto
 MPI ?= auto
@@ -43,8 +44,11 @@ endif
 CFLAGS += $(BLAS_CFLAGS)
 LDLIBS += $(BLAS_LIBS)
 
-# --- NVTX v3 (header only) ---------------------------------------------------
+# --- NVTX v3 (header only; NVTX=0 builds the no-op wrappers) ----------------
+NVTX ?= auto
+ifneq ($(NVTX),0)
 NVTX_DIR := $(firstword $(foreach d,$(CUDA_HOME)/include /usr/include /usr/local/include,$(if $(wildcard $(d)/nvtx3/nvToolsExt.h),$(d))))
+endif
 ifneq ($(NVTX_DIR),)
 CFLAGS += -DPB_HAVE_NVTX -I$(NVTX_DIR)
 NVTX_FOUND := $(NVTX_DIR)/nvtx3
