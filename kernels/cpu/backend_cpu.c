@@ -26,6 +26,7 @@
 #include "../../harness/timer.h"
 #include "../backend.h"
 #include "../elementwise.h"
+#include "../gemm_ref.h"
 #include "blas_info.h"
 
 #define CPU_ALIGN 64
@@ -689,20 +690,13 @@ static pb_status cpu_gemm_reference(pb_device *dev, int n_layers, const int *in,
                                     int reps, double *ms)
 {
     pb_status st = PB_OK;
-    size_t w_total = 0, act_total = 0, widest = 0;
     double t[64];
     if (reps < 1) reps = 1;
     if (reps > 64) reps = 64;
-    for (int l = 0; l < n_layers; l++) {
-        w_total += (size_t)in[l] * out[l];
-        act_total += (size_t)m * in[l];
-        if ((size_t)in[l] > widest) widest = (size_t)in[l];
-        if ((size_t)out[l] > widest) widest = (size_t)out[l];
-    }
-    act_total += (size_t)m * out[n_layers - 1];
+    pb_gemm_ref_sizes z = pb_gemm_ref_size(n_layers, in, out, m);
     gemm_bufs *b = &dev->ref;
-    bool fresh = b->w_elems < w_total || b->act_elems < act_total || b->dz_elems < (size_t)m * widest;
-    PB_TRY(ensure_gemm_bufs(dev, w_total, act_total, (size_t)m * widest));
+    bool fresh = b->w_elems < z.w_total || b->act_elems < z.act_total || b->dz_elems < z.grad;
+    PB_TRY(ensure_gemm_bufs(dev, z.w_total, z.act_total, z.grad));
     if (fresh) gemm_step(b, n_layers, in, out, m); /* warm-up: pages, BLAS buffers */
     for (int i = 0; i < reps; i++) {
         double t0 = pb_now_ms();

@@ -40,6 +40,7 @@
 #include "../../harness/env.h"
 #include "../backend.h"
 #include "../elementwise.h"
+#include "../gemm_ref.h"
 #include "cuda_check.h"
 
 /* cuBLASLt's recommended workspace on Hopper; also ample for Ampere. */
@@ -1698,22 +1699,15 @@ static pb_status cuda_gemm_reference(pb_device *dev, int n_layers, const int *in
                                      int m, int reps, double *ms)
 {
     pb_status st = PB_OK;
-    size_t w_total = 0, act_total = 0, widest = 0;
     step_args a = {n_layers, m, in, out, NULL, NULL, NULL, {NULL, NULL}, NULL};
-    for (int l = 0; l < n_layers; l++) {
-        w_total += (size_t)in[l] * out[l];
-        act_total += (size_t)m * in[l];
-        if ((size_t)in[l] > widest) widest = (size_t)in[l];
-        if ((size_t)out[l] > widest) widest = (size_t)out[l];
-    }
-    act_total += (size_t)m * out[n_layers - 1];
+    pb_gemm_ref_sizes z = pb_gemm_ref_size(n_layers, in, out, m);
     PB_TRY(use_device(dev));
-    PB_TRY(random_act(dev, act_total, &a.act));
-    PB_TRY(random_act(dev, w_total, &a.w));
-    PB_TRY(random_act(dev, (size_t)m * widest, &a.top));
-    PB_TRY(random_act(dev, (size_t)m * widest, &a.dz[0]));
-    PB_TRY(random_act(dev, (size_t)m * widest, &a.dz[1]));
-    PB_CUDA_CHECK(cudaMalloc((void **)&a.dw, w_total * sizeof(float)));
+    PB_TRY(random_act(dev, z.act_total, &a.act));
+    PB_TRY(random_act(dev, z.w_total, &a.w));
+    PB_TRY(random_act(dev, z.grad, &a.top));
+    PB_TRY(random_act(dev, z.grad, &a.dz[0]));
+    PB_TRY(random_act(dev, z.grad, &a.dz[1]));
+    PB_CUDA_CHECK(cudaMalloc((void **)&a.dw, z.w_total * sizeof(float)));
     PB_TRY(time_sets(dev, step_set, &a, reps, ms));
 cleanup:
     cudaFree(a.act);

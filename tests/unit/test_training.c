@@ -316,18 +316,23 @@ static void test_dump(void **state)
 
 /* The same command twice gives bitwise identical final parameters: data and
  * init are pure functions of the seed and one BLAS thread sums in order. */
+static void assert_same_final_params(const run *x, const run *y)
+{
+    npy a, b;
+    npy_load(&a, x->dump, "params_final.npy");
+    npy_load(&b, y->dump, "params_final.npy");
+    assert_int_equal(a.size, b.size);
+    assert_memory_equal(a.bytes, b.bytes, a.size);
+    npy_free(&a);
+    npy_free(&b);
+}
+
 static void test_deterministic(void **state)
 {
     expect_exit(sgd_run, 0);
     run *again = keep(state, bench_train(NULL));
     expect_exit(again, 0);
-    npy a, b;
-    npy_load(&a, sgd_run->dump, "params_final.npy");
-    npy_load(&b, again->dump, "params_final.npy");
-    assert_int_equal(a.size, b.size);
-    assert_memory_equal(a.bytes, b.bytes, a.size);
-    npy_free(&a);
-    npy_free(&b);
+    assert_same_final_params(sgd_run, again);
 }
 
 /* Splitting each batch over several loader threads changes nothing: the
@@ -338,13 +343,7 @@ static void test_loader_threads_same_training(void **state)
     char *const extra[] = {"--loader-threads", "3", NULL};
     run *split = keep(state, bench_train(extra));
     expect_exit(split, 0);
-    npy a, b;
-    npy_load(&a, sgd_run->dump, "params_final.npy");
-    npy_load(&b, split->dump, "params_final.npy");
-    assert_int_equal(a.size, b.size);
-    assert_memory_equal(a.bytes, b.bytes, a.size);
-    npy_free(&a);
-    npy_free(&b);
+    assert_same_final_params(sgd_run, split);
 }
 
 static void test_adamw_loss_falls(void **state)
