@@ -1,0 +1,1014 @@
+#define _POSIX_C_SOURCE 200809L
+#include "compare.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "results.h"
+
+/* ------------------------------------------------------------------------ */
+/* statistics                                                                */
+
+/* Continued fraction of the incomplete beta function (modified Lentz). */
+static double betacf(double a, double b, double x)
+{
+    const double tiny = 1e-300, eps = 1e-15;
+    double qab = a + b, qap = a + 1.0, qam = a - 1.0;
+    double c = 1.0, d = 1.0 - qab * x / qap;
+    if (fabs(d) < tiny) d = tiny;
+    d = 1.0 / d;
+    double h = d;
+    for (int m = 1; m <= 10000; m++) {
+        double m2 = 2.0 * m;
+        double aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if (fabs(d) < tiny) d = tiny;
+        c = 1.0 + aa / c;
+        if (fabs(c) < tiny) c = tiny;
+        d = 1.0 / d;
+        h *= d * c;
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if (fabs(d) < tiny) d = tiny;
+        c = 1.0 + aa / c;
+        if (fabs(c) < tiny) c = tiny;
+        d = 1.0 / d;
+        double del = d * c;
+        h *= del;
+        if (fabs(del - 1.0) < eps) break;
+    }
+    return h;
+}
+
+double pb_compare_incbeta(double a, double b, double x)
+{
+    if (!(a > 0) || !(b > 0) || isnan(x)) return NAN;
+    if (x <= 0) return 0.0;
+    if (x >= 1) return 1.0;
+    double bt = exp(lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log1p(-x));
+    /* the fraction converges fast on the side of the distribution's mean */
+    if (x < (a + 1.0) / (a + b + 2.0)) return bt * betacf(a, b, x) / a;
+    return 1.0 - bt * betacf(b, a, 1.0 - x) / b;
+}
+
+double pb_compare_t_cdf(double t, double df)
+{
+    if (isnan(t) || isnan(df) || !(df > 0)) return NAN;
+    if (isinf(t)) return t > 0 ? 1.0 : 0.0;
+    /* beyond a million degrees of freedom t is normal to about 1e-6 */
+    if (df > 1e6) return 0.5 * erfc(-t / sqrt(2.0));
+    double tail = 0.5 * pb_compare_incbeta(df / 2.0, 0.5, df / (df + t * t)); /* P(T > |t|) */
+    return t > 0 ? 1.0 - tail : tail;
+}
+
+bool pb_compare_welch(const pb_compare_side *base, const pb_compare_side *cur, double *t, double *df)
+{
+    *t = NAN;
+    *df = NAN;
+    if (!(base->df > 0) || !(cur->df > 0)) return false;
+    double s = base->se2 + cur->se2, d = cur->mean - base->mean;
+    if (s == 0) {
+        *t = d == 0 ? 0.0 : copysign(INFINITY, d);
+        *df = base->df + cur->df;
+        return true;
+    }
+    *t = d / sqrt(s);
+    /* Welch-Satterthwaite, scaled so that large variances do not overflow */
+    double fb = base->se2 / s, fc = cur->se2 / s;
+    double den = fb * fb / base->df + fc * fc / cur->df;
+    *df = den > 0 ? 1.0 / den : base->df + cur->df;
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* names                                                                     */
+
+static const struct {
+    const char *name;
+    bool higher_better;
+} metrics[] = {
+    {"samples_per_s", true}, {"model_tflops", true}, {"mfu", true},
+    {"step_ms_mean", false}, {"step_ms_p50", false}, {"step_ms_p95", false},
+};
+#define N_METRICS (sizeof metrics / sizeof metrics[0])
+
+size_t pb_compare_metric_count(void) { return N_METRICS; }
+const char *pb_compare_metric_name(size_t i) { return i < N_METRICS ? metrics[i].name : NULL; }
+
+int pb_compare_metric_higher_better(const char *name)
+{
+    for (size_t i = 0; i < N_METRICS; i++)
+        if (strcmp(metrics[i].name, name) == 0) return metrics[i].higher_better ? 1 : 0;
+    return -1;
+}
+
+static const char *const verdict_names[PB_VERDICT_COUNT] = {
+    [PB_VERDICT_SAME] = "same",
+    [PB_VERDICT_REGRESSION] = "regression",
+    [PB_VERDICT_IMPROVEMENT] = "improvement",
+    [PB_VERDICT_NOISE] = "noise",
+    [PB_VERDICT_NO_SPREAD] = "no-spread",
+    [PB_VERDICT_ONLY_BASELINE] = "only-baseline",
+    [PB_VERDICT_ONLY_CURRENT] = "only-current",
+};
+
+const char *pb_verdict_name(pb_verdict v) { return (v >= 0 && v < PB_VERDICT_COUNT) ? verdict_names[v] : "?"; }
+
+void pb_compare_defaults(pb_compare_opts *o)
+{
+    o->metric = "samples_per_s";
+    o->threshold_pct = 5.0;
+    o->alpha = 0.01;
+    o->format = PB_COMPARE_TEXT;
+}
+
+/* The configuration: rows with equal values in these columns are runs of
+ * one configuration. Not in it: time_utc, status; params and
+ * batch_per_device (follow from the shape); iters, warmup, seed (how long
+ * and on which data a run was measured, not what was measured);
+ * oversubscribed (a property of the machine: shown with the environment).
+ * `required`: compare refuses a file without it; the others pair rows when
+ * both files have them (older schemas lack some). `label`: always shown. */
+static const struct {
+    const char *name;
+    bool required, label;
+} key_cols[] = {
+    {"strategy", true, true},      {"backend", true, true},   {"comm", false, false},
+    {"workload", true, true},      {"in", true, false},       {"hidden", true, false},
+    {"layers", true, false},       {"classes", true, false},  {"batch_global", true, false},
+    {"devices", true, false},      {"ranks", false, false},   {"microbatches", false, false},
+    {"bucket_mb", false, false},   {"precision", true, true}, {"optimizer", false, false},
+    {"lr", false, false},          {"threads", false, false}, {"cuda_graph", false, false},
+};
+#define N_KEY_COLS (sizeof key_cols / sizeof key_cols[0])
+_Static_assert(N_KEY_COLS <= PB_COMPARE_KEY_MAX, "PB_COMPARE_KEY_MAX too small");
+
+/* Environment columns whose differences are printed above the table. */
+static const char *const env_cols[] = {
+    "gpu_name", "driver", "cuda_runtime", "cublas", "nccl",     "mpi",     "blas",
+    "blas_version", "host", "cpu_model", "compiler", "git_rev", "oversubscribed",
+};
+#define N_ENV_COLS (sizeof env_cols / sizeof env_cols[0])
+_Static_assert(N_ENV_COLS <= PB_COMPARE_ENV_MAX, "PB_COMPARE_ENV_MAX too small");
+
+/* Other columns compare needs besides the metric and the required keys. */
+static const char *const other_required[] = {"status", "iters", "step_ms_cv"};
+
+/* ------------------------------------------------------------------------ */
+/* reading values                                                            */
+
+/* A whole field as a finite number. */
+static bool parse_num(const char *s, double *v)
+{
+    if (!*s) return false;
+    char *end = NULL;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || *end || !isfinite(x)) return false;
+    *v = x;
+    return true;
+}
+
+/* A comparable row: status ok and the metric present. */
+typedef struct item {
+    char *key; /* canonical configuration */
+    size_t row;
+    double value;
+    double cv;    /* NaN when empty */
+    double iters; /* 0 when empty */
+} item;
+
+typedef struct group {
+    size_t first, count; /* items[first .. first+count) */
+    size_t row;          /* first row of the group in its file */
+    size_t match;        /* group on the other side, SIZE_MAX if none */
+} group;
+
+typedef struct side {
+    const pb_csv *csv;
+    const char *name;
+    item *items;
+    size_t nitems;
+    group *groups;
+    size_t ngroups;
+    int metric, status, iters, cv;
+} side;
+
+/* Numbers in canonical form ("1" == "1.0"), other text as is. */
+static const char *canonical(const char *v, char *buf, size_t len)
+{
+    double x;
+    if (parse_num(v, &x)) {
+        snprintf(buf, len, "%.15g", x);
+        return buf;
+    }
+    return v;
+}
+
+static pb_status check_columns(const pb_csv *c, const char *name, const char *metric)
+{
+    char missing[600] = "";
+    size_t n = 0, m = 0;
+    for (size_t i = 0; i < N_KEY_COLS + 4; i++) {
+        const char *col = i < N_KEY_COLS ? (key_cols[i].required ? key_cols[i].name : NULL)
+                          : i < N_KEY_COLS + 3 ? other_required[i - N_KEY_COLS]
+                                               : metric;
+        if (!col || pb_csv_find(c, col) >= 0) continue;
+        if (n < sizeof missing)
+            n += (size_t)snprintf(missing + n, sizeof missing - n, "%s%s", m ? ", " : "", col);
+        m++;
+    }
+    if (!m) return PB_OK;
+    size_t known = 0;
+    for (size_t i = 0; i < c->ncols; i++) known += pb_column_find(pb_csv_name(c, i)) >= 0;
+    char ex[64];
+    if (!known)
+        return pb_user_error(PB_ERR_SCHEMA,
+                             "%s:1: not a parbench results CSV: no known column in its header (it starts with '%s')",
+                             name, pb_csv_excerpt(pb_csv_name(c, 0), ex, sizeof ex));
+    return pb_user_error(PB_ERR_SCHEMA, "%s:1: the header lacks column%s that compare needs: %s", name,
+                         m > 1 ? "s" : "", missing);
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c) return c;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+typedef struct ordered {
+    size_t row, group;
+} ordered;
+
+static int cmp_ordered(const void *a, const void *b)
+{
+    const ordered *x = a, *y = b;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* Collects the comparable rows of one file, with their keys, sorted and
+ * grouped by configuration. */
+static pb_status load_side(side *s, const pb_compare_result *r, bool is_base, size_t *ignored)
+{
+    pb_status st = PB_OK;
+    const pb_csv *c = s->csv;
+    char ex[64];
+    PB_ALLOC(s->items, c->nrows + 1);
+    PB_ALLOC(s->groups, c->nrows + 1);
+    for (size_t row = 0; row < c->nrows; row++) {
+        const char *status = pb_csv_get(c, row, (size_t)s->status);
+        if (strcmp(status, "ok") != 0) {
+            if (strcmp(status, "status") != 0) (*ignored)++; /* a repeated header is no row */
+            continue;
+        }
+        const char *mv = pb_csv_get(c, row, (size_t)s->metric);
+        if (!*mv) {
+            (*ignored)++;
+            continue;
+        }
+        item *it = &s->items[s->nitems];
+        memset(it, 0, sizeof *it);
+        it->row = row;
+        if (!parse_num(mv, &it->value) || !(it->value > 0)) {
+            st = pb_user_error(PB_ERR_USAGE, "%s:%zu: %s '%s' is not a positive number", s->name, c->line[row],
+                               pb_csv_name(c, (size_t)s->metric), pb_csv_excerpt(mv, ex, sizeof ex));
+            goto cleanup;
+        }
+        const char *cv = pb_csv_get(c, row, (size_t)s->cv), *iters = pb_csv_get(c, row, (size_t)s->iters);
+        it->cv = NAN;
+        if (*cv && (!parse_num(cv, &it->cv) || it->cv < 0)) {
+            st = pb_user_error(PB_ERR_USAGE, "%s:%zu: step_ms_cv '%s' is not a non-negative number", s->name,
+                               c->line[row], pb_csv_excerpt(cv, ex, sizeof ex));
+            goto cleanup;
+        }
+        if (*iters && (!parse_num(iters, &it->iters) || it->iters < 0 || it->iters != floor(it->iters))) {
+            st = pb_user_error(PB_ERR_USAGE, "%s:%zu: iters '%s' is not a whole number", s->name, c->line[row],
+                               pb_csv_excerpt(iters, ex, sizeof ex));
+            goto cleanup;
+        }
+        /* the key: "len:value;" per configuration column, so no value can
+         * run into the next */
+        size_t len = 1;
+        char num[64];
+        for (size_t k = 0; k < r->nkey; k++) {
+            const char *col = pb_csv_get(c, row, (size_t)(is_base ? r->key_base[k] : r->key_cur[k]));
+            len += strlen(canonical(col, num, sizeof num)) + 24;
+        }
+        PB_ALLOC(it->key, len);
+        s->nitems++; /* owns the key from here, freed with the side */
+        size_t n = 0;
+        for (size_t k = 0; k < r->nkey; k++) {
+            const char *col = pb_csv_get(c, row, (size_t)(is_base ? r->key_base[k] : r->key_cur[k]));
+            const char *v = canonical(col, num, sizeof num);
+            n += (size_t)snprintf(it->key + n, len - n, "%zu:%s;", strlen(v), v);
+        }
+    }
+    if (s->nitems) qsort(s->items, s->nitems, sizeof *s->items, cmp_item);
+    for (size_t i = 0; i < s->nitems; i++) {
+        if (i == 0 || strcmp(s->items[i].key, s->items[i - 1].key) != 0)
+            s->groups[s->ngroups++] = (group){i, 0, s->items[i].row, SIZE_MAX};
+        s->groups[s->ngroups - 1].count++;
+    }
+cleanup:
+    return st;
+}
+
+static void free_side(side *s)
+{
+    for (size_t i = 0; i < s->nitems; i++) free(s->items[i].key);
+    free(s->items);
+    free(s->groups);
+}
+
+/* Mean, squared standard error and degrees of freedom of one group. */
+static pb_compare_side summarise(const side *s, const group *g)
+{
+    pb_compare_side out = {g->count, g->row, 0, 0, 0};
+    const item *it = s->items + g->first;
+    if (g->count == 1) {
+        /* one run: the per-step distribution it recorded; the metric's
+         * relative standard error is that of the mean step time */
+        out.mean = it->value;
+        if (it->iters >= 2 && isfinite(it->cv)) {
+            double sd = it->value * it->cv;
+            out.se2 = sd * sd / it->iters;
+            out.df = it->iters - 1;
+        }
+        return out;
+    }
+    /* repeats: the runs' values are the sample (Welford) */
+    double mean = 0, m2 = 0;
+    for (size_t i = 0; i < g->count; i++) {
+        double x = it[i].value, d = x - mean;
+        mean += d / (double)(i + 1);
+        m2 += d * (x - mean);
+    }
+    out.mean = mean;
+    out.se2 = m2 / (double)(g->count - 1) / (double)g->count;
+    out.df = (double)g->count - 1;
+    return out;
+}
+
+static void decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_better)
+{
+    p->change_pct = 100.0 * (p->cur.mean - p->base.mean) / p->base.mean;
+    bool tested = pb_compare_welch(&p->base, &p->cur, &p->t, &p->df);
+    /* positive when the change is for the worse */
+    double worse = higher_better ? -p->change_pct : p->change_pct;
+    double cdf = tested ? pb_compare_t_cdf(p->t, p->df) : NAN;
+    double p_worse = higher_better ? cdf : (tested ? pb_compare_t_cdf(-p->t, p->df) : NAN);
+    double p_better = higher_better ? (tested ? pb_compare_t_cdf(-p->t, p->df) : NAN) : cdf;
+    p->p = worse > 0 ? p_worse : p_better;
+    if (!(fabs(p->change_pct) > o->threshold_pct)) p->verdict = PB_VERDICT_SAME;
+    else if (!tested) p->verdict = PB_VERDICT_NO_SPREAD;
+    else if (!(p->p < o->alpha)) p->verdict = PB_VERDICT_NOISE;
+    else p->verdict = worse > 0 ? PB_VERDICT_REGRESSION : PB_VERDICT_IMPROVEMENT;
+}
+
+static void notices(const pb_csv *c, const char *name, size_t ignored, const char *metric)
+{
+    char why[128];
+    for (size_t i = 0; i < c->nskipped && i < PB_CSV_SKIP_KEPT; i++)
+        pb_log_info("compare: %s:%zu: skipped (%s)", name, c->skip[i].line,
+                    pb_csv_skip_text(&c->skip[i], c->ncols, why, sizeof why));
+    if (c->nskipped > PB_CSV_SKIP_KEPT)
+        pb_log_info("compare: %s: and %zu more malformed lines skipped", name, c->nskipped - PB_CSV_SKIP_KEPT);
+    if (ignored)
+        pb_log_info("compare: %s: %zu row%s not compared (status not ok, or no %s)", name, ignored,
+                    ignored == 1 ? "" : "s", metric);
+}
+
+/* A row of the pair (BASELINE's when it has one) and a key column's value. */
+static const char *key_value(const pb_compare_result *r, const pb_compare_pair *p, size_t k)
+{
+    if (p->base.runs) return pb_csv_get(r->base, p->base.row, (size_t)r->key_base[k]);
+    return pb_csv_get(r->cur, p->cur.row, (size_t)r->key_cur[k]);
+}
+
+/* Appends "len:value;" to a growing string; on failure frees it and
+ * leaves *buf NULL. */
+static void append_canonical(char **buf, size_t *len, size_t *cap, const char *v)
+{
+    char num[64];
+    if (*len && !*buf) return; /* an earlier append failed */
+    v = canonical(v, num, sizeof num);
+    size_t need = *len + strlen(v) + 32;
+    if (need > *cap) {
+        size_t want = need * 2;
+        char *p = realloc(*buf, want);
+        if (!p) {
+            free(*buf);
+            *buf = NULL;
+            *len = 1;
+            return;
+        }
+        *buf = p;
+        *cap = want;
+    }
+    *len += (size_t)snprintf(*buf + *len, *cap - *len, "%zu:%s;", strlen(v), v);
+}
+
+static bool always_labelled(const char *name);
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* Distinct strings in v[0..n), sorted in place. */
+static size_t count_distinct(char **v, size_t n)
+{
+    if (n) qsort(v, n, sizeof *v, cmp_str);
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++) d += i == 0 || strcmp(v[i], v[i - 1]) != 0;
+    return d;
+}
+
+/* Distinct keys made of the label columns and, when extra < nkey, column
+ * `extra`. SIZE_MAX when out of memory. */
+static size_t distinct_keys(const pb_compare_result *r, char **v, size_t extra)
+{
+    size_t n = r->npairs, d = SIZE_MAX;
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 0, cap = 0;
+        v[i] = NULL;
+        for (size_t j = 0; j < r->nkey; j++)
+            if (always_labelled(r->key_name[j]) || j == extra)
+                append_canonical(&v[i], &len, &cap, key_value(r, &r->pairs[i], j));
+        ok = ok && v[i];
+    }
+    if (ok) d = count_distinct(v, n);
+    for (size_t i = 0; i < n; i++) free(v[i]);
+    return d;
+}
+
+/* A configuration column is shown in labels when the label columns
+ * (strategy, backend, workload, precision) do not tell configurations
+ * apart but it does: threads=1 against threads=2, devices=1 against
+ * devices=4, the shapes of two "custom" workloads. */
+static pb_status mark_varying(pb_compare_result *r)
+{
+    pb_status st = PB_OK;
+    char **v = NULL;
+    PB_ALLOC(v, r->npairs + 1);
+    size_t labels = distinct_keys(r, v, SIZE_MAX);
+    PB_REQUIRE(labels != SIZE_MAX, PB_ERR_NOMEM, "host allocation for labels failed");
+    for (size_t k = 0; k < r->nkey; k++) {
+        r->key_varies[k] = false;
+        if (always_labelled(r->key_name[k])) continue;
+        size_t d = distinct_keys(r, v, k);
+        PB_REQUIRE(d != SIZE_MAX, PB_ERR_NOMEM, "host allocation for labels failed");
+        r->key_varies[k] = d > labels;
+    }
+cleanup:
+    free(v);
+    return st;
+}
+
+
+/* The distinct values of column col over a side's compared rows, sorted. */
+static size_t distinct(const side *s, int col, const char **v)
+{
+    for (size_t i = 0; i < s->nitems; i++) v[i] = pb_csv_get(s->csv, s->items[i].row, (size_t)col);
+    qsort(v, s->nitems, sizeof *v, cmp_str);
+    size_t n = 0;
+    for (size_t i = 0; i < s->nitems; i++)
+        if (n == 0 || strcmp(v[n - 1], v[i]) != 0) v[n++] = v[i];
+    return n;
+}
+
+/* "a, b (+3 more)" into buf at *n, control characters as '?'. */
+static void join_values(char *buf, size_t len, size_t *n, const char **v, size_t count)
+{
+    char ex[64];
+    for (size_t i = 0; i < count && i < 4; i++)
+        if (*n < len)
+            *n += (size_t)snprintf(buf + *n, len - *n, "%s%s", i ? ", " : "",
+                                   *v[i] ? pb_csv_excerpt(v[i], ex, sizeof ex) : "(empty)");
+    if (count > 4 && *n < len) *n += (size_t)snprintf(buf + *n, len - *n, " (+%zu more)", count - 4);
+}
+
+static pb_status env_diffs(pb_compare_result *r, const side *sb, const side *sc)
+{
+    pb_status st = PB_OK;
+    const char **vb = NULL, **vc = NULL;
+    PB_ALLOC(vb, sb->nitems + 1);
+    PB_ALLOC(vc, sc->nitems + 1);
+    for (size_t e = 0; e < N_ENV_COLS; e++) {
+        int cb = pb_csv_find(sb->csv, env_cols[e]), cc = pb_csv_find(sc->csv, env_cols[e]);
+        if (cb < 0 || cc < 0) continue;
+        size_t nb = distinct(sb, cb, vb), nc = distinct(sc, cc, vc);
+        bool same = nb == nc;
+        for (size_t i = 0; same && i < nb; i++) same = strcmp(vb[i], vc[i]) == 0;
+        if (same) continue;
+        char *line = NULL;
+        PB_ALLOC(line, PB_COMPARE_ENV_LINE);
+        r->env[r->nenv++] = line;
+        size_t n = (size_t)snprintf(line, PB_COMPARE_ENV_LINE, "%s: ", env_cols[e]);
+        join_values(line, PB_COMPARE_ENV_LINE, &n, vb, nb);
+        if (n < PB_COMPARE_ENV_LINE) n += (size_t)snprintf(line + n, PB_COMPARE_ENV_LINE - n, " -> ");
+        join_values(line, PB_COMPARE_ENV_LINE, &n, vc, nc);
+    }
+cleanup:
+    free(vb);
+    free(vc);
+    return st;
+}
+
+pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_csv *cur, const char *cur_name,
+                            const pb_compare_opts *o, pb_compare_result *r)
+{
+    pb_status st = PB_OK;
+    side sb, sc;
+    ordered *order = NULL;
+    memset(&sb, 0, sizeof sb);
+    memset(&sc, 0, sizeof sc);
+    memset(r, 0, sizeof *r);
+    r->base = base;
+    r->cur = cur;
+    int hb = pb_compare_metric_higher_better(o->metric);
+    if (hb < 0) return pb_usage_error("--metric: unknown '%s'", o->metric);
+    r->higher_better = hb == 1;
+
+    PB_TRY(check_columns(base, base_name, o->metric));
+    PB_TRY(check_columns(cur, cur_name, o->metric));
+    const struct {
+        const pb_csv *c;
+        const char *name;
+    } files[2] = {{base, base_name}, {cur, cur_name}};
+    for (int f = 0; f < 2; f++) {
+        const pb_csv *c = files[f].c;
+        if (c->nrows) continue;
+        if (c->nskipped)
+            st = pb_user_error(PB_ERR_USAGE,
+                               "%s: no complete rows: %zu malformed line%s skipped, the first at line %zu",
+                               files[f].name, c->nskipped, c->nskipped == 1 ? "" : "s", c->skip[0].line);
+        else
+            st = pb_user_error(PB_ERR_USAGE, "%s: no rows after the header", files[f].name);
+        goto cleanup;
+    }
+
+    char only[2][400] = {"", ""};
+    size_t nonly[2] = {0, 0}, lonly[2] = {0, 0};
+    for (size_t k = 0; k < N_KEY_COLS; k++) {
+        int ib = pb_csv_find(base, key_cols[k].name), ic = pb_csv_find(cur, key_cols[k].name);
+        if (ib < 0 || ic < 0) {
+            int f = ib >= 0 ? 0 : 1;
+            if ((ib >= 0 || ic >= 0) && lonly[f] < sizeof only[f])
+                lonly[f] += (size_t)snprintf(only[f] + lonly[f], sizeof only[f] - lonly[f], "%s%s",
+                                             nonly[f]++ ? ", " : "", key_cols[k].name);
+            continue;
+        }
+        r->key_name[r->nkey] = key_cols[k].name;
+        r->key_base[r->nkey] = ib;
+        r->key_cur[r->nkey] = ic;
+        r->nkey++;
+    }
+    for (int f = 0; f < 2; f++)
+        if (nonly[f])
+            pb_log_info("compare: %s only in %s: %s; rows are paired without %s",
+                        nonly[f] == 1 ? "a configuration column is" : "configuration columns are", files[f].name,
+                        only[f], nonly[f] == 1 ? "it" : "them");
+
+    sb.csv = base;
+    sb.name = base_name;
+    sc.csv = cur;
+    sc.name = cur_name;
+    side *sides[2] = {&sb, &sc};
+    for (int f = 0; f < 2; f++) {
+        side *s = sides[f];
+        s->status = pb_csv_find(s->csv, "status");
+        s->metric = pb_csv_find(s->csv, o->metric);
+        s->iters = pb_csv_find(s->csv, "iters");
+        s->cv = pb_csv_find(s->csv, "step_ms_cv");
+    }
+    PB_TRY(load_side(&sb, r, true, &r->ignored_base));
+    PB_TRY(load_side(&sc, r, false, &r->ignored_cur));
+    notices(base, base_name, r->ignored_base, o->metric);
+    notices(cur, cur_name, r->ignored_cur, o->metric);
+
+    /* match groups: both lists are in key order */
+    for (size_t i = 0, j = 0; i < sb.ngroups && j < sc.ngroups;) {
+        int c = strcmp(sb.items[sb.groups[i].first].key, sc.items[sc.groups[j].first].key);
+        if (c == 0) {
+            sb.groups[i].match = j;
+            sc.groups[j].match = i;
+            i++;
+            j++;
+        } else if (c < 0) {
+            i++;
+        } else {
+            j++;
+        }
+    }
+    /* report in file order: BASELINE's configurations, then those only in
+     * CURRENT; an order array, so the match indices stay valid */
+    PB_ALLOC(order, sb.ngroups + sc.ngroups + 1);
+    size_t norder = 0;
+    for (size_t i = 0; i < sb.ngroups; i++) order[norder++] = (ordered){sb.groups[i].row, i};
+    qsort(order, norder, sizeof *order, cmp_ordered);
+    size_t nb = norder;
+    for (size_t j = 0; j < sc.ngroups; j++)
+        if (sc.groups[j].match == SIZE_MAX) order[norder++] = (ordered){sc.groups[j].row, j};
+    qsort(order + nb, norder - nb, sizeof *order, cmp_ordered);
+
+    PB_ALLOC(r->pairs, norder + 1);
+    for (size_t k = 0; k < norder; k++) {
+        pb_compare_pair *p = &r->pairs[r->npairs++];
+        p->t = p->df = p->p = p->change_pct = NAN;
+        if (k >= nb) {
+            p->cur = summarise(&sc, &sc.groups[order[k].group]);
+            p->verdict = PB_VERDICT_ONLY_CURRENT;
+            continue;
+        }
+        const group *g = &sb.groups[order[k].group];
+        p->base = summarise(&sb, g);
+        if (g->match == SIZE_MAX) {
+            p->verdict = PB_VERDICT_ONLY_BASELINE;
+            continue;
+        }
+        p->cur = summarise(&sc, &sc.groups[g->match]);
+        decide(p, o, r->higher_better);
+    }
+    for (size_t i = 0; i < r->npairs; i++) r->count[r->pairs[i].verdict]++;
+    PB_TRY(mark_varying(r));
+    if (sb.nitems && sc.nitems) PB_TRY(env_diffs(r, &sb, &sc));
+cleanup:
+    free(order);
+    free_side(&sb);
+    free_side(&sc);
+    if (st != PB_OK) pb_compare_free(r);
+    return st;
+}
+
+void pb_compare_free(pb_compare_result *r)
+{
+    for (size_t i = 0; i < r->nenv; i++) free(r->env[i]);
+    r->nenv = 0;
+    free(r->pairs);
+    r->pairs = NULL;
+    r->npairs = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* output                                                                    */
+
+enum { C_CONFIG, C_RUNS, C_BASE, C_CUR, C_CHANGE, C_P, C_VERDICT, N_CELLS };
+#define CELL 512
+static const char *const cell_head[N_CELLS] = {"config", "runs", "baseline", "current", "change", "p", "verdict"};
+
+static bool always_labelled(const char *name)
+{
+    for (size_t i = 0; i < N_KEY_COLS; i++)
+        if (strcmp(key_cols[i].name, name) == 0) return key_cols[i].label;
+    return false;
+}
+
+/* "single cpu mlp-s fp32 devices=2": the label columns, then the other
+ * configuration columns that differ between configurations. */
+static void label(const pb_compare_result *r, const pb_compare_pair *p, char *buf, size_t len)
+{
+    size_t n = 0;
+    char ex[64];
+    buf[0] = '\0';
+    for (size_t k = 0; k < r->nkey && n < len; k++) {
+        bool always = always_labelled(r->key_name[k]);
+        if (!always && !r->key_varies[k]) continue;
+        const char *v = pb_csv_excerpt(key_value(r, p, k), ex, sizeof ex);
+        if (always) n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? " " : "", *v ? v : "-");
+        else n += (size_t)snprintf(buf + n, len - n, "%s%s=%s", n ? " " : "", r->key_name[k], v);
+    }
+}
+
+static void fmt_num(char *buf, size_t len, double v, const char *fmt)
+{
+    if (isnan(v)) snprintf(buf, len, "-");
+    else snprintf(buf, len, fmt, v);
+}
+
+static void fmt_p(char *buf, size_t len, double p)
+{
+    if (isnan(p)) snprintf(buf, len, "-");
+    else if (p < 1e-4) snprintf(buf, len, "<0.0001");
+    else snprintf(buf, len, "%.4f", p);
+}
+
+static void make_cells(const pb_compare_result *r, const pb_compare_pair *p, char cell[N_CELLS][CELL])
+{
+    label(r, p, cell[C_CONFIG], CELL);
+    snprintf(cell[C_RUNS], CELL, "%zu/%zu", p->base.runs, p->cur.runs);
+    fmt_num(cell[C_BASE], CELL, p->base.mean, "%.6g");
+    fmt_num(cell[C_CUR], CELL, p->cur.mean, "%.6g");
+    fmt_num(cell[C_CHANGE], CELL, p->change_pct, "%+.1f%%");
+    fmt_p(cell[C_P], CELL, p->p);
+    snprintf(cell[C_VERDICT], CELL, "%s", pb_verdict_name(p->verdict));
+}
+
+static bool paired(const pb_compare_pair *p) { return p->base.runs && p->cur.runs; }
+
+static void summary(FILE *f, const pb_compare_result *r, const pb_compare_opts *o)
+{
+    const size_t *n = r->count;
+    fprintf(f,
+            "%s (%s is better), threshold %g%%, one-sided Welch t-test at alpha %g: %zu regression%s, "
+            "%zu improvement%s, %zu same, %zu noise, %zu no-spread; %zu only in baseline, %zu only in current\n",
+            o->metric, r->higher_better ? "higher" : "lower", o->threshold_pct, o->alpha, n[PB_VERDICT_REGRESSION],
+            n[PB_VERDICT_REGRESSION] == 1 ? "" : "s", n[PB_VERDICT_IMPROVEMENT],
+            n[PB_VERDICT_IMPROVEMENT] == 1 ? "" : "s", n[PB_VERDICT_SAME], n[PB_VERDICT_NOISE],
+            n[PB_VERDICT_NO_SPREAD], n[PB_VERDICT_ONLY_BASELINE], n[PB_VERDICT_ONLY_CURRENT]);
+}
+
+static void one_sided(FILE *f, const pb_compare_result *r, const pb_compare_opts *o, const char *prefix)
+{
+    char lab[CELL];
+    bool any = false;
+    for (size_t i = 0; i < r->npairs; i++) {
+        const pb_compare_pair *p = &r->pairs[i];
+        if (paired(p)) continue;
+        if (!any) fputc('\n', f);
+        any = true;
+        const pb_compare_side *s = p->base.runs ? &p->base : &p->cur;
+        label(r, p, lab, sizeof lab);
+        fprintf(f, "%sonly in %s: %s (%zu run%s, %s %.6g)\n", prefix, p->base.runs ? "baseline" : "current", lab,
+                s->runs, s->runs == 1 ? "" : "s", o->metric, s->mean);
+    }
+}
+
+static void print_text(FILE *f, const pb_compare_result *r, const pb_compare_opts *o, bool md)
+{
+    for (size_t i = 0; i < r->nenv; i++) fprintf(f, "%senv: %s\n", md ? "- " : "", r->env[i]);
+    if (r->nenv) fputc('\n', f);
+    static char cell[N_CELLS][CELL];
+    size_t width[N_CELLS];
+    size_t npaired = 0;
+    for (int c = 0; c < N_CELLS; c++) width[c] = strlen(cell_head[c]);
+    for (size_t i = 0; i < r->npairs; i++) {
+        if (!paired(&r->pairs[i])) continue;
+        npaired++;
+        make_cells(r, &r->pairs[i], cell);
+        for (int c = 0; c < N_CELLS; c++)
+            if (strlen(cell[c]) > width[c]) width[c] = strlen(cell[c]);
+    }
+    if (!npaired) {
+        fprintf(f, "%sno configuration is in both files\n", md ? "- " : "");
+    } else if (md) {
+        fprintf(f, "|");
+        for (int c = 0; c < N_CELLS; c++) fprintf(f, " %s |", cell_head[c]);
+        fprintf(f, "\n|:---|---:|---:|---:|---:|---:|:---|\n");
+        for (size_t i = 0; i < r->npairs; i++) {
+            if (!paired(&r->pairs[i])) continue;
+            make_cells(r, &r->pairs[i], cell);
+            fprintf(f, "|");
+            for (int c = 0; c < N_CELLS; c++) {
+                fputc(' ', f);
+                for (const char *q = cell[c]; *q; q++) {
+                    if (*q == '|') fputc('\\', f);
+                    fputc(*q, f);
+                }
+                fprintf(f, " |");
+            }
+            fputc('\n', f);
+        }
+    } else {
+        for (int c = 0; c < N_CELLS; c++) {
+            if (c + 1 == N_CELLS) fprintf(f, "%s\n", cell_head[c]);
+            else fprintf(f, c == C_CONFIG ? "%-*s  " : "%*s  ", (int)width[c], cell_head[c]);
+        }
+        for (size_t i = 0; i < r->npairs; i++) {
+            if (!paired(&r->pairs[i])) continue;
+            make_cells(r, &r->pairs[i], cell);
+            for (int c = 0; c < N_CELLS; c++) {
+                if (c + 1 == N_CELLS) fprintf(f, "%s\n", cell[c]); /* no trailing blanks */
+                else fprintf(f, c == C_CONFIG ? "%-*s  " : "%*s  ", (int)width[c], cell[c]);
+            }
+        }
+    }
+    one_sided(f, r, o, md ? "- " : "");
+    fputc('\n', f);
+    summary(f, r, o);
+}
+
+static void csv_field(FILE *f, const char *v, bool last)
+{
+    if (strpbrk(v, ",\"\r\n")) {
+        fputc('"', f);
+        for (const char *q = v; *q; q++) {
+            if (*q == '"') fputc('"', f);
+            fputc(*q, f);
+        }
+        fputc('"', f);
+    } else {
+        fputs(v, f);
+    }
+    fputc(last ? '\n' : ',', f);
+}
+
+static void csv_num(FILE *f, double v, bool last)
+{
+    char buf[64] = "";
+    if (!isnan(v)) snprintf(buf, sizeof buf, "%.9g", v);
+    csv_field(f, buf, last);
+}
+
+static void print_csv(FILE *f, const pb_compare_result *r, const pb_compare_opts *o)
+{
+    for (size_t i = 0; i < r->nenv; i++) pb_log_info("compare: env: %s", r->env[i]);
+    static const char *const tail[] = {"metric", "runs_baseline", "runs_current", "baseline", "current",
+                                       "change_pct", "t", "df", "p", "verdict"};
+    for (size_t k = 0; k < r->nkey; k++) csv_field(f, r->key_name[k], false);
+    const size_t ntail = sizeof tail / sizeof tail[0];
+    for (size_t i = 0; i < ntail; i++) csv_field(f, tail[i], i + 1 == ntail);
+    for (size_t i = 0; i < r->npairs; i++) {
+        const pb_compare_pair *p = &r->pairs[i];
+        for (size_t k = 0; k < r->nkey; k++) csv_field(f, key_value(r, p, k), false);
+        char runs[32];
+        csv_field(f, o->metric, false);
+        snprintf(runs, sizeof runs, "%zu", p->base.runs);
+        csv_field(f, runs, false);
+        snprintf(runs, sizeof runs, "%zu", p->cur.runs);
+        csv_field(f, runs, false);
+        csv_num(f, p->base.runs ? p->base.mean : NAN, false);
+        csv_num(f, p->cur.runs ? p->cur.mean : NAN, false);
+        csv_num(f, p->change_pct, false);
+        csv_num(f, p->t, false);
+        csv_num(f, p->df, false);
+        csv_num(f, p->p, false);
+        csv_field(f, pb_verdict_name(p->verdict), true);
+    }
+}
+
+void pb_compare_print(FILE *f, const pb_compare_result *r, const pb_compare_opts *o)
+{
+    if (o->format == PB_COMPARE_CSV) print_csv(f, r, o);
+    else print_text(f, r, o, o->format == PB_COMPARE_MD);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the command                                                               */
+
+static void print_help(void)
+{
+    printf("usage: bench compare BASELINE.csv CURRENT.csv [flags]\n"
+           "Pairs the ok rows of two results CSVs by configuration and prints, per configuration,\n"
+           "baseline, current, change and verdict. A configuration regresses when its metric is worse\n"
+           "by more than the threshold and a one-sided Welch t-test on the runs' spread (repeats, or\n"
+           "the per-step distribution of a single run) finds the change significant (docs/compare.md).\n"
+           "Exit code: 0 no regression, 1 regression, 2 bad input.\n\n");
+    printf("  %-22s %s\n", "--threshold PCT", "smallest change that counts, percent [5]; 0 to 1000");
+    printf("  %-22s %s", "--metric NAME", "column compared [samples_per_s]; one of:");
+    for (size_t i = 0; i < N_METRICS; i++) printf("%s %s", i ? "," : "", metrics[i].name);
+    printf("\n  %-22s %s\n", "--alpha A", "significance level of the one-sided test [0.01]; 1e-06 to 0.5");
+    printf("  %-22s %s\n", "--format FMT", "output [text]; one of: text, md, csv");
+    printf("  %-22s %s\n", "--help", "this text");
+}
+
+static const char *metric_list(void)
+{
+    static char buf[256];
+    size_t n = 0;
+    for (size_t i = 0; i < N_METRICS && n < sizeof buf; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", i ? ", " : "", metrics[i].name);
+    return buf;
+}
+
+static pb_status parse_double(const char *flag, const char *text, double lo, double hi, const char *unit, double *out)
+{
+    char tmp[64];
+    char ex[64];
+    size_t n = strlen(text);
+    /* "--threshold 5%" reads as 5 */
+    if (unit && n > 0 && n < sizeof tmp && text[n - 1] == '%') {
+        memcpy(tmp, text, n - 1);
+        tmp[n - 1] = '\0';
+    } else {
+        snprintf(tmp, sizeof tmp, "%s", n < sizeof tmp ? text : "x");
+    }
+    double v;
+    if (!parse_num(tmp, &v))
+        return pb_usage_error("%s: '%s' is not a number; allowed: %g to %g%s", flag,
+                              pb_csv_excerpt(text, ex, sizeof ex), lo, hi, unit ? unit : "");
+    if (v < lo || v > hi)
+        return pb_usage_error("%s: %s is out of range; allowed: %g to %g%s", flag, pb_csv_excerpt(text, ex, sizeof ex),
+                              lo, hi, unit ? unit : "");
+    *out = v;
+    return PB_OK;
+}
+
+static pb_status parse_args(int argc, char **argv, pb_compare_opts *o, const char **files, bool *help)
+{
+    size_t nfiles = 0;
+    char ex[64];
+    *help = false;
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            *help = true;
+            return PB_OK;
+        }
+        if (arg[0] != '-' || strcmp(arg, "-") == 0) {
+            if (nfiles == 2)
+                return pb_usage_error("compare: unexpected argument '%s'; it takes two files, BASELINE.csv and "
+                                      "CURRENT.csv, then flags",
+                                      pb_csv_excerpt(arg, ex, sizeof ex));
+            files[nfiles++] = arg;
+            continue;
+        }
+        char name[32];
+        const char *value = NULL, *eq = strchr(arg, '=');
+        if (eq && (size_t)(eq - arg) < sizeof name) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
+            value = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", strlen(arg) < sizeof name ? arg : "?");
+        }
+        static const char *const known[] = {"--threshold", "--metric", "--alpha", "--format"};
+        int which = -1;
+        for (int k = 0; k < 4; k++)
+            if (strcmp(name, known[k]) == 0) which = k;
+        if (which < 0)
+            return pb_usage_error(
+                "compare: unknown flag '%s'; allowed: --threshold, --metric, --alpha, --format, --help",
+                pb_csv_excerpt(arg, ex, sizeof ex));
+        if (!value) {
+            /* "--threshold --metric x" is a forgotten value; "-5" is a value */
+            if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) value = argv[++i];
+        }
+        if (!value || (which != 0 && which != 2 && !*value)) {
+            switch (which) {
+            case 0: return pb_usage_error("--threshold needs a value; allowed: 0 to 1000 (percent)");
+            case 1: return pb_usage_error("--metric needs a value; allowed: %s", metric_list());
+            case 2: return pb_usage_error("--alpha needs a value; allowed: 1e-06 to 0.5");
+            default: return pb_usage_error("--format needs a value; allowed: text, md, csv");
+            }
+        }
+        pb_status st = PB_OK;
+        switch (which) {
+        case 0: st = parse_double("--threshold", value, 0, 1000, " (percent)", &o->threshold_pct); break;
+        case 1: {
+            bool found = false;
+            for (size_t m = 0; m < N_METRICS && !found; m++)
+                if (strcmp(value, metrics[m].name) == 0) {
+                    o->metric = metrics[m].name;
+                    found = true;
+                }
+            if (!found)
+                return pb_usage_error("--metric: unknown '%s'; allowed: %s", pb_csv_excerpt(value, ex, sizeof ex),
+                                      metric_list());
+            break;
+        }
+        case 2: st = parse_double("--alpha", value, 1e-6, 0.5, NULL, &o->alpha); break;
+        default:
+            if (strcmp(value, "text") == 0) o->format = PB_COMPARE_TEXT;
+            else if (strcmp(value, "md") == 0) o->format = PB_COMPARE_MD;
+            else if (strcmp(value, "csv") == 0) o->format = PB_COMPARE_CSV;
+            else
+                return pb_usage_error("--format: unknown '%s'; allowed: text, md, csv",
+                                      pb_csv_excerpt(value, ex, sizeof ex));
+        }
+        if (st != PB_OK) return st;
+    }
+    if (nfiles < 2)
+        return pb_usage_error("compare needs two files: bench compare BASELINE.csv CURRENT.csv [--threshold PCT] "
+                              "[--metric NAME] [--alpha A] [--format text|md|csv]; got %zu",
+                              nfiles);
+    return PB_OK;
+}
+
+int pb_cmd_compare(int argc, char **argv)
+{
+    pb_compare_opts o;
+    pb_compare_defaults(&o);
+    const char *files[2] = {NULL, NULL};
+    bool help = false;
+    pb_csv base, cur;
+    pb_compare_result r;
+    memset(&base, 0, sizeof base);
+    memset(&cur, 0, sizeof cur);
+    memset(&r, 0, sizeof r);
+    pb_status st = parse_args(argc, argv, &o, files, &help);
+    if (st == PB_OK && help) {
+        print_help();
+        return 0;
+    }
+    if (st == PB_OK) st = pb_csv_load(files[0], &base);
+    if (st == PB_OK) st = pb_csv_load(files[1], &cur);
+    if (st == PB_OK) st = pb_compare_tables(&base, files[0], &cur, files[1], &o, &r);
+    int code = pb_status_exit_code(st);
+    if (st != PB_OK) {
+        pb_log_error("%s", pb_error_message());
+    } else {
+        size_t npaired = r.npairs - r.count[PB_VERDICT_ONLY_BASELINE] - r.count[PB_VERDICT_ONLY_CURRENT];
+        if (!npaired) pb_log_info("compare: no configuration is in both files; nothing was compared");
+        pb_compare_print(stdout, &r, &o);
+        fflush(stdout);
+        code = r.count[PB_VERDICT_REGRESSION] ? 1 : 0;
+    }
+    pb_compare_free(&r);
+    pb_csv_free(&base);
+    pb_csv_free(&cur);
+    return code;
+}

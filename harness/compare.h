@@ -1,0 +1,117 @@
+/* bench compare BASELINE.csv CURRENT.csv: pairs ok rows by configuration and
+ * says, per configuration, whether CURRENT regressed against BASELINE.
+ *
+ * A configuration regresses when its metric changed by more than the
+ * threshold in the bad direction AND a one-sided Welch t-test on the runs'
+ * measured spread says the change is significant (docs/compare.md has the
+ * test exactly). Exit 0: no regression; 1: at least one; 2: bad input. */
+#ifndef PB_COMPARE_H
+#define PB_COMPARE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "csv_read.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The command: argv holds what follows "compare". Prints its own errors
+ * (pb_log_error) and returns the process exit code. */
+int pb_cmd_compare(int argc, char **argv);
+
+typedef enum pb_compare_format { PB_COMPARE_TEXT, PB_COMPARE_MD, PB_COMPARE_CSV } pb_compare_format;
+
+typedef struct pb_compare_opts {
+    const char *metric;   /* a column of pb_compare_metrics() */
+    double threshold_pct; /* smallest change that counts, in percent */
+    double alpha;         /* significance level of the one-sided test */
+    pb_compare_format format;
+} pb_compare_opts;
+
+void pb_compare_defaults(pb_compare_opts *o);
+
+/* Metrics --metric accepts, and whether larger is better for each. */
+size_t pb_compare_metric_count(void);
+const char *pb_compare_metric_name(size_t i);
+/* -1: unknown metric; 1: higher is better; 0: lower is better. */
+int pb_compare_metric_higher_better(const char *name);
+
+typedef enum pb_verdict {
+    PB_VERDICT_SAME,          /* |change| within the threshold */
+    PB_VERDICT_REGRESSION,    /* worse by more than the threshold, significant */
+    PB_VERDICT_IMPROVEMENT,   /* better by more than the threshold, significant */
+    PB_VERDICT_NOISE,         /* beyond the threshold, not significant */
+    PB_VERDICT_NO_SPREAD,     /* beyond the threshold, no spread to test it with */
+    PB_VERDICT_ONLY_BASELINE, /* the configuration is in BASELINE only */
+    PB_VERDICT_ONLY_CURRENT,  /* the configuration is in CURRENT only */
+    PB_VERDICT_COUNT
+} pb_verdict;
+
+const char *pb_verdict_name(pb_verdict v);
+
+/* One side of a comparison: the runs of one configuration in one file,
+ * summarised as the mean of the metric, the squared standard error of that
+ * mean and its degrees of freedom (0: spread unknown). */
+typedef struct pb_compare_side {
+    size_t runs;  /* rows of this configuration; 0: none on this side */
+    size_t row;   /* the first of them (row index in its file) */
+    double mean;  /* mean of the runs' metric values */
+    double se2;   /* squared standard error of mean */
+    double df;    /* degrees of freedom of se2 */
+} pb_compare_side;
+
+typedef struct pb_compare_pair {
+    pb_compare_side base, cur;
+    double change_pct; /* 100 * (cur - base) / base */
+    double t, df;      /* Welch's t of cur - base, Welch-Satterthwaite df */
+    double p;          /* one-sided p-value in the direction of the change */
+    pb_verdict verdict;
+} pb_compare_pair;
+
+#define PB_COMPARE_KEY_MAX 24
+#define PB_COMPARE_ENV_MAX 16
+#define PB_COMPARE_ENV_LINE 1024
+
+typedef struct pb_compare_result {
+    const pb_csv *base, *cur;
+    pb_compare_pair *pairs; /* pairs in BASELINE order, then CURRENT-only ones */
+    size_t npairs;
+    size_t count[PB_VERDICT_COUNT];
+    /* configuration columns used to pair rows (present in both files) */
+    size_t nkey;
+    const char *key_name[PB_COMPARE_KEY_MAX];
+    int key_base[PB_COMPARE_KEY_MAX], key_cur[PB_COMPARE_KEY_MAX];
+    bool key_varies[PB_COMPARE_KEY_MAX]; /* differs between configurations */
+    bool higher_better;
+    /* environment differences, "column: baseline values -> current values" */
+    char *env[PB_COMPARE_ENV_MAX];
+    size_t nenv;
+    size_t ignored_base, ignored_cur; /* rows not ok, or without a value */
+} pb_compare_result;
+
+/* Pairs the ok rows of two parsed results files and tests each pair. Bad
+ * input (a needed column missing, a value that is not a number, no rows)
+ * is PB_ERR_USAGE/PB_ERR_SCHEMA with a message naming the file. */
+pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_csv *cur, const char *cur_name,
+                            const pb_compare_opts *o, pb_compare_result *r);
+/* Environment differences and the table (text, md or csv) on f. */
+void pb_compare_print(FILE *f, const pb_compare_result *r, const pb_compare_opts *o);
+void pb_compare_free(pb_compare_result *r);
+
+/* Statistics, exported for the tests. */
+/* Regularized incomplete beta I_x(a, b), a, b > 0, 0 <= x <= 1. */
+double pb_compare_incbeta(double a, double b, double x);
+/* CDF of Student's t with df > 0 degrees of freedom (df may be fractional). */
+double pb_compare_t_cdf(double t, double df);
+/* Welch's t of cur.mean - base.mean and its Welch-Satterthwaite degrees of
+ * freedom; false when either side has no spread (df 0). */
+bool pb_compare_welch(const pb_compare_side *base, const pb_compare_side *cur, double *t, double *df);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PB_COMPARE_H */

@@ -1,0 +1,1140 @@
+/* bench compare and the CSV reader under it.
+ *
+ * 1. The reader (pb_csv_parse): RFC 4180 quoting, CRLF, blank lines, torn
+ *    rows (a trailing partial line, a torn row mid-file) skipped, garbage
+ *    refused with "FILE:LINE", and a deterministic fuzz loop that must never
+ *    crash (run it under `make SAN=1 test`).
+ * 2. The statistics: the regularized incomplete beta and Student's t CDF
+ *    against closed forms and table quantiles; Welch's t and df by hand.
+ * 3. Pairing (pb_compare_tables): repeats, one-sided configurations,
+ *    canonical numbers, rows not ok, older schemas, verdicts, env diffs.
+ * 4. The command as a user meets it: ./bench compare on CSVs written here
+ *    with pb_results_format (so they carry this build's header exactly):
+ *    identical -> 0; 20% slower with cv 0.01 over 20 steps -> 1; 20% slower
+ *    with cv 0.5 -> 0; bad files and bad flags -> 2 with one line naming
+ *    the file or flag; text, md and csv output. */
+#include "tests/unit/test_util.h"
+
+#include <math.h>
+#include <stdbool.h>
+
+#include "harness/compare.h"
+#include "harness/csv_read.h"
+#include "harness/results.h"
+
+#ifndef FIXTURE_DIR
+#define FIXTURE_DIR "tests/compare"
+#endif
+
+static int setup_clear(void **state)
+{
+    (void)state;
+    pb_error_clear();
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* rows                                                                      */
+
+typedef struct rowspec {
+    const char *workload; /* NULL: mlp-xs */
+    int threads;          /* 0: 1 */
+    double sps;           /* samples_per_s */
+    double cv;            /* step_ms_cv; NaN: empty */
+    int iters;            /* 0: 20 */
+    const char *status;   /* NULL: ok */
+    const char *driver;   /* NULL: 550.54.15 */
+} rowspec;
+
+static void fill_record(pb_record *r, const rowspec *s)
+{
+    pb_record_clear(r);
+    bool xs = !s->workload || strcmp(s->workload, "mlp-xs") == 0;
+    int batch = xs ? 64 : 256;
+    pb_record_set(r, PB_COL_TIME_UTC, "2026-01-02T03:04:05Z");
+    pb_record_set(r, PB_COL_STATUS, "%s", s->status ? s->status : "ok");
+    pb_record_set(r, PB_COL_STRATEGY, "single");
+    pb_record_set(r, PB_COL_BACKEND, "cuda");
+    pb_record_set(r, PB_COL_COMM, "none");
+    pb_record_set(r, PB_COL_WORKLOAD, "%s", xs ? "mlp-xs" : s->workload);
+    pb_record_set(r, PB_COL_IN, "%d", xs ? 256 : 1024);
+    pb_record_set(r, PB_COL_HIDDEN, "%d", xs ? 256 : 1024);
+    pb_record_set(r, PB_COL_LAYERS, "%d", xs ? 3 : 4);
+    pb_record_set(r, PB_COL_CLASSES, "%d", xs ? 10 : 1000);
+    pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", batch);
+    pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d", batch);
+    pb_record_set(r, PB_COL_DEVICES, "1");
+    pb_record_set(r, PB_COL_RANKS, "1");
+    pb_record_set(r, PB_COL_OVERSUBSCRIBED, "0");
+    pb_record_set(r, PB_COL_PRECISION, "fp32");
+    pb_record_set(r, PB_COL_OPTIMIZER, "sgd");
+    pb_record_num(r, PB_COL_LR, 0.01);
+    pb_record_set(r, PB_COL_ITERS, "%d", s->iters ? s->iters : 20);
+    pb_record_set(r, PB_COL_WARMUP, "5");
+    pb_record_set(r, PB_COL_SEED, "1234");
+    pb_record_set(r, PB_COL_THREADS, "%d", s->threads ? s->threads : 1);
+    pb_record_set(r, PB_COL_CUDA_GRAPH, "0");
+    if (!s->status || strcmp(s->status, "ok") == 0) {
+        double ms = batch * 1e3 / s->sps;
+        pb_record_num(r, PB_COL_STEP_MS_MEAN, ms);
+        pb_record_num(r, PB_COL_STEP_MS_P50, ms);
+        pb_record_num(r, PB_COL_STEP_MS_P95, ms * 1.1);
+        pb_record_num(r, PB_COL_STEP_MS_CV, s->cv);
+        pb_record_num(r, PB_COL_SAMPLES_PER_S, s->sps);
+        pb_record_num(r, PB_COL_MODEL_TFLOPS, s->sps * 1e-6);
+    }
+    pb_record_set(r, PB_COL_HOST, "node-a");
+    pb_record_set(r, PB_COL_GPU_NAME, "NVIDIA H100 80GB HBM3");
+    pb_record_set(r, PB_COL_DRIVER, "%s", s->driver ? s->driver : "550.54.15");
+    pb_record_set(r, PB_COL_CUDA_RUNTIME, "12.4");
+    pb_record_set(r, PB_COL_COMPILER, "gcc 12.2.0");
+    pb_record_set(r, PB_COL_GIT_REV, "abc1234");
+    if (s->status && strcmp(s->status, "failed") == 0) pb_record_set(r, PB_COL_ERROR, "out of memory");
+}
+
+/* This build's header and the rows, as text (malloc'd). */
+static char *csv_text(const rowspec *rows, size_t n)
+{
+    size_t cap = 8192 + n * 4096, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    len = pb_results_header(buf, cap);
+    pb_record *r = malloc(sizeof *r);
+    assert_non_null(r);
+    for (size_t i = 0; i < n; i++) {
+        fill_record(r, &rows[i]);
+        size_t got = pb_results_format(r, buf + len, cap - len);
+        assert_true(got > 0);
+        len += got;
+    }
+    free(r);
+    return buf;
+}
+
+static void write_text(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void write_rows(const char *path, const rowspec *rows, size_t n)
+{
+    char *t = csv_text(rows, n);
+    write_text(path, t, strlen(t));
+    free(t);
+}
+
+static void parse_ok(const char *text, pb_csv *c)
+{
+    pb_error_clear();
+    pb_status st = pb_csv_parse("t.csv", text, strlen(text), c);
+    if (st != PB_OK) print_message("%s\n", pb_error_message());
+    assert_int_equal(st, PB_OK);
+}
+
+/* The error of parsing text, which must fail with exit code 2. */
+static const char *parse_fails(const char *text, size_t len)
+{
+    pb_csv c;
+    pb_error_clear();
+    pb_status st = pb_csv_parse("t.csv", text, len, &c);
+    assert_int_not_equal(st, PB_OK);
+    assert_int_equal(pb_status_exit_code(st), 2);
+    assert_null(c.text);
+    assert_int_equal(c.nrows, 0);
+    return pb_error_message();
+}
+
+#define NOCV NAN
+/* a string literal, its embedded NULs included */
+#define PARSE_FAILS(lit) parse_fails((lit), sizeof(lit) - 1)
+
+/* ------------------------------------------------------------------------ */
+/* 1. the reader                                                             */
+
+static void test_csv_quoting(void **state)
+{
+    (void)state;
+    pb_csv c;
+    parse_ok("a,b,c,d\n"
+             "\"x,1\",\"he said \"\"hi\"\"\",,\"\"\n"
+             "plain,\"\"\"\",3,\"a\"\"b,c\"\n",
+             &c);
+    assert_int_equal(c.ncols, 4);
+    assert_int_equal(c.nrows, 2);
+    assert_int_equal(c.nskipped, 0);
+    assert_string_equal(pb_csv_name(&c, 2), "c");
+    assert_string_equal(pb_csv_get(&c, 0, 0), "x,1");
+    assert_string_equal(pb_csv_get(&c, 0, 1), "he said \"hi\"");
+    assert_string_equal(pb_csv_get(&c, 0, 2), "");
+    assert_string_equal(pb_csv_get(&c, 0, 3), "");
+    assert_string_equal(pb_csv_get(&c, 1, 1), "\"");
+    assert_string_equal(pb_csv_get(&c, 1, 3), "a\"b,c");
+    assert_int_equal(c.line[0], 2);
+    assert_int_equal(c.line[1], 3);
+    assert_int_equal(pb_csv_find(&c, "d"), 3);
+    assert_int_equal(pb_csv_find(&c, "e"), -1);
+    pb_csv_free(&c);
+}
+
+static void test_csv_crlf_and_blank_lines(void **state)
+{
+    (void)state;
+    pb_csv c;
+    parse_ok("a,b\r\n1,2\r\n\r\n\n3,4\r\n", &c);
+    assert_int_equal(c.nrows, 2);
+    assert_int_equal(c.nskipped, 0);
+    assert_string_equal(pb_csv_name(&c, 1), "b");
+    assert_string_equal(pb_csv_get(&c, 0, 1), "2");
+    assert_string_equal(pb_csv_get(&c, 1, 0), "3");
+    assert_int_equal(c.line[1], 5);
+    pb_csv_free(&c);
+}
+
+static void test_csv_our_rows_round_trip(void **state)
+{
+    (void)state;
+    rowspec rows[] = {{.sps = 1000, .cv = 0.01}, {.workload = "mlp-s", .sps = 50, .cv = 0.02, .status = "failed"}};
+    char *t = csv_text(rows, 2);
+    pb_csv c;
+    parse_ok(t, &c);
+    assert_int_equal(c.ncols, PB_COL_COUNT);
+    for (int k = 0; k < PB_COL_COUNT; k++)
+        assert_string_equal(pb_csv_name(&c, (size_t)k), pb_column_name((pb_column)k));
+    assert_int_equal(c.nrows, 2);
+    assert_string_equal(pb_csv_get(&c, 0, PB_COL_GPU_NAME), "NVIDIA H100 80GB HBM3");
+    assert_string_equal(pb_csv_get(&c, 1, PB_COL_ERROR), "out of memory");
+    assert_string_equal(pb_csv_get(&c, 0, PB_COL_SAMPLES_PER_S), "1000");
+    pb_csv_free(&c);
+    free(t);
+}
+
+static void test_csv_trailing_partial_line_skipped(void **state)
+{
+    (void)state;
+    pb_csv c;
+    /* no final newline: skipped whatever it holds, even a full field count */
+    parse_ok("a,b,c\n1,2,3\n4,5", &c);
+    assert_int_equal(c.nrows, 1);
+    assert_int_equal(c.nskipped, 1);
+    assert_int_equal(c.skip[0].line, 3);
+    assert_int_equal(c.skip[0].reason, PB_CSV_SKIP_NO_NEWLINE);
+    pb_csv_free(&c);
+    parse_ok("a,b,c\n1,2,3\n4,5,6", &c);
+    assert_int_equal(c.nrows, 1);
+    assert_int_equal(c.skip[0].reason, PB_CSV_SKIP_NO_NEWLINE);
+    pb_csv_free(&c);
+    /* torn inside a quoted field, no newline */
+    parse_ok("a,b,c\n1,2,3\n4,\"x,", &c);
+    assert_int_equal(c.nrows, 1);
+    assert_int_equal(c.nskipped, 1);
+    pb_csv_free(&c);
+    /* a short last line with its newline */
+    parse_ok("a,b,c\n1,2,3\n4,5\n", &c);
+    assert_int_equal(c.nrows, 1);
+    assert_int_equal(c.skip[0].reason, PB_CSV_SKIP_SHORT);
+    assert_int_equal(c.skip[0].fields, 2);
+    char why[128];
+    assert_non_null(strstr(pb_csv_skip_text(&c.skip[0], c.ncols, why, sizeof why), "2 of 3 fields"));
+    pb_csv_free(&c);
+}
+
+/* The appender ends a torn line before the next row, so a torn row can sit
+ * mid-file: skipped, the rows around it kept. */
+static void test_csv_torn_row_mid_file_skipped(void **state)
+{
+    (void)state;
+    pb_csv c;
+    parse_ok("a,b,c\n1,2,3\n4,\"5\n7,8,9\n10,11\n12,13,14\n", &c);
+    assert_int_equal(c.nrows, 3);
+    assert_int_equal(c.nskipped, 2);
+    assert_int_equal(c.skip[0].line, 3);
+    assert_int_equal(c.skip[0].reason, PB_CSV_SKIP_OPEN_QUOTE);
+    assert_int_equal(c.skip[1].line, 5);
+    assert_int_equal(c.skip[1].reason, PB_CSV_SKIP_SHORT);
+    assert_string_equal(pb_csv_get(&c, 1, 0), "7");
+    assert_string_equal(pb_csv_get(&c, 2, 2), "14");
+    assert_int_equal(c.line[2], 6);
+    pb_csv_free(&c);
+}
+
+static void test_csv_garbage_refused(void **state)
+{
+    (void)state;
+    const char *m;
+    m = PARSE_FAILS("");
+    assert_non_null(strstr(m, "t.csv: empty file"));
+    m = PARSE_FAILS("a,b\n1,2\n3\0,4\n");
+    assert_non_null(strstr(m, "t.csv:3: binary data"));
+    m = PARSE_FAILS("a,b\n1,2\n3,4,5\n");
+    assert_non_null(strstr(m, "t.csv:3: more fields than the header's 2"));
+    m = PARSE_FAILS("a,b\n1,x\"y\"\n");
+    assert_non_null(strstr(m, "t.csv:2: malformed CSV in field 2 (column 'b')"));
+    m = PARSE_FAILS("a,b\n\"1\"2,3\n");
+    assert_non_null(strstr(m, "t.csv:2: malformed CSV in field 1"));
+    m = PARSE_FAILS("a,b,a\n1,2,3\n");
+    assert_non_null(strstr(m, "t.csv:1: header names column 'a' twice"));
+    m = PARSE_FAILS("a,,c\n1,2,3\n");
+    assert_non_null(strstr(m, "t.csv:1: header column 2 has no name"));
+    m = PARSE_FAILS("a,\"b\n1,2\n");
+    assert_non_null(strstr(m, "t.csv:1: malformed header"));
+    m = PARSE_FAILS("\n1,2\n");
+    assert_non_null(strstr(m, "t.csv:1: header column 1 has no name"));
+    /* every message is one line */
+    assert_null(strchr(m, '\n'));
+}
+
+static void test_csv_header_only_and_limits(void **state)
+{
+    (void)state;
+    pb_csv c;
+    parse_ok("a,b", &c); /* a header without newline is still the header */
+    assert_int_equal(c.ncols, 2);
+    assert_int_equal(c.nrows, 0);
+    pb_csv_free(&c);
+    /* more columns than the reader takes */
+    size_t n = (PB_CSV_MAX_COLS + 1) * 2;
+    char *wide = malloc(n + 1);
+    assert_non_null(wide);
+    for (size_t i = 0; i < n; i += 2) {
+        wide[i] = 'a';
+        wide[i + 1] = ',';
+    }
+    wide[n - 1] = '\n';
+    const char *m = parse_fails(wide, n);
+    assert_non_null(strstr(m, "more than 4096 columns"));
+    free(wide);
+}
+
+static void test_csv_load_errors(void **state)
+{
+    (void)state;
+    pb_csv c;
+    pb_error_clear();
+    assert_int_equal(pb_csv_load("/nonexistent/x.csv", &c), PB_ERR_USAGE);
+    assert_non_null(strstr(pb_error_message(), "/nonexistent/x.csv: cannot open (No such file or directory)"));
+    pb_error_clear();
+    assert_int_equal(pb_csv_load("/tmp", &c), PB_ERR_USAGE);
+    assert_non_null(strstr(pb_error_message(), "/tmp: is a directory"));
+    pb_error_clear();
+    assert_int_equal(pb_csv_load(FIXTURE_DIR "/old_schema.csv", &c), PB_OK);
+    assert_int_equal(c.nrows, 3);
+    assert_int_equal(c.nskipped, 1);
+    assert_int_equal(c.skip[0].line, 5);
+    assert_string_equal(pb_csv_get(&c, 0, (size_t)pb_csv_find(&c, "cpu_model")), "Intel(R) Xeon(R) \"Gold\" 6338");
+    pb_csv_free(&c);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Random bytes, and random mutations of a valid results file: any input
+ * returns a status, and on success every stored row has the header's
+ * field count and readable NUL-terminated fields. */
+static void test_csv_fuzz_no_crash(void **state)
+{
+    (void)state;
+    rowspec rows[] = {{.sps = 1000, .cv = 0.01}, {.workload = "mlp-s", .sps = 50, .cv = NOCV}, {.sps = 900, .cv = 0.2}};
+    char *valid = csv_text(rows, 3);
+    size_t vlen = strlen(valid);
+    char *buf = malloc(vlen + 64);
+    assert_non_null(buf);
+    static const char alphabet[] = {',', '"', '\n', '\r', 'a', '1', '\0', ' ', '.', '\x1b'};
+    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    size_t ok = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t len;
+        if (iter % 4 == 0) { /* short random buffers from CSV's alphabet */
+            len = rng_next(&seed) % 48;
+            for (size_t i = 0; i < len; i++) buf[i] = alphabet[rng_next(&seed) % sizeof alphabet];
+        } else { /* a valid file, truncated and with a few bytes changed */
+            len = 1 + rng_next(&seed) % vlen;
+            memcpy(buf, valid, len);
+            int flips = (int)(rng_next(&seed) % 4);
+            for (int k = 0; k < flips; k++) buf[rng_next(&seed) % len] = alphabet[rng_next(&seed) % sizeof alphabet];
+        }
+        pb_csv c;
+        pb_error_clear();
+        pb_status st = pb_csv_parse("fuzz.csv", buf, len, &c);
+        if (st != PB_OK) {
+            assert_true(pb_status_exit_code(st) == 2);
+            assert_non_null(strstr(pb_error_message(), "fuzz.csv"));
+            assert_null(strchr(pb_error_message(), '\n'));
+            continue;
+        }
+        ok++;
+        assert_true(c.ncols >= 1);
+        size_t total = 0;
+        for (size_t r = 0; r < c.nrows; r++) {
+            assert_true(c.line[r] >= 2);
+            for (size_t k = 0; k < c.ncols; k++) total += strlen(pb_csv_get(&c, r, k));
+        }
+        assert_true(total <= len);
+        pb_csv_free(&c);
+    }
+    assert_true(ok > 1000); /* the mutations did not all fail */
+    free(buf);
+    free(valid);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 2. statistics                                                             */
+
+static void test_incbeta_closed_forms(void **state)
+{
+    (void)state;
+    for (double x = 0.05; x < 1; x += 0.1) {
+        assert_float_equal(pb_compare_incbeta(1, 1, x), x, 1e-12);
+        assert_float_equal(pb_compare_incbeta(2, 1, x), x * x, 1e-12);
+        assert_float_equal(pb_compare_incbeta(1, 3, x), 1 - pow(1 - x, 3), 1e-12);
+        /* I_x(2,2) = 3x^2 - 2x^3 */
+        assert_float_equal(pb_compare_incbeta(2, 2, x), 3 * x * x - 2 * x * x * x, 1e-12);
+        /* symmetry */
+        assert_float_equal(pb_compare_incbeta(3.5, 0.5, x), 1 - pb_compare_incbeta(0.5, 3.5, 1 - x), 1e-12);
+    }
+    assert_float_equal(pb_compare_incbeta(7.3, 7.3, 0.5), 0.5, 1e-12);
+    assert_float_equal(pb_compare_incbeta(2, 3, 0), 0, 0);
+    assert_float_equal(pb_compare_incbeta(2, 3, 1), 1, 0);
+    assert_true(isnan(pb_compare_incbeta(0, 1, 0.5)));
+    assert_true(isnan(pb_compare_incbeta(1, 1, NAN)));
+}
+
+static void test_t_cdf_known_values(void **state)
+{
+    (void)state;
+    const double pi = 3.14159265358979323846;
+    for (double t = -6; t <= 6; t += 0.37) {
+        /* df 1 is Cauchy; df 2, 3 and 4 have closed forms */
+        assert_float_equal(pb_compare_t_cdf(t, 1), 0.5 + atan(t) / pi, 1e-10);
+        assert_float_equal(pb_compare_t_cdf(t, 2), 0.5 + t / (2 * sqrt(2 + t * t)), 1e-10);
+        double u = t / sqrt(3);
+        assert_float_equal(pb_compare_t_cdf(t, 3), 0.5 + (u / (1 + u * u) + atan(u)) / pi, 1e-10);
+        double q = 1 + t * t / 4;
+        assert_float_equal(pb_compare_t_cdf(t, 4), 0.5 + 0.375 * (t / sqrt(q)) * (1 - t * t / (12 * q)), 1e-10);
+        /* symmetric about 0 */
+        assert_float_equal(pb_compare_t_cdf(t, 7.5) + pb_compare_t_cdf(-t, 7.5), 1.0, 1e-12);
+    }
+    /* quantiles from Student's t tables (6-7 significant digits) */
+    assert_float_equal(pb_compare_t_cdf(2.763769, 10), 0.99, 1e-7);
+    assert_float_equal(pb_compare_t_cdf(2.042272, 30), 0.975, 1e-7);
+    assert_float_equal(pb_compare_t_cdf(4.032143, 5), 0.995, 1e-7);
+    assert_float_equal(pb_compare_t_cdf(3.551808, 20), 0.999, 1e-7);
+    assert_float_equal(pb_compare_t_cdf(-2.527977, 20), 0.01, 1e-7);
+    assert_float_equal(pb_compare_t_cdf(2.364217, 100), 0.99, 1e-7);
+    /* fractional df, against mpmath's betainc at 30 digits */
+    assert_float_equal(pb_compare_t_cdf(-2.5, 7.3), 0.019825117332800225, 1e-12);
+    assert_float_equal(pb_compare_t_cdf(-1.397, 36.2), 0.085459561591855779, 1e-12);
+    assert_float_equal(pb_compare_t_cdf(-4.0, 2.5), 0.019506487920659125, 1e-12);
+    assert_float_equal(pb_compare_t_cdf(-1, 0.5), 0.30112161084132208, 1e-12);
+    assert_float_equal(pb_compare_t_cdf(0.7, 123.4), 0.75737755818580682, 1e-12);
+    assert_float_equal(pb_compare_t_cdf(-3, 1000), 0.0013833545221191229, 1e-14);
+    assert_float_equal(pb_compare_t_cdf(-10, 50) / 8.038667344167707e-14, 1, 1e-9);
+    /* large df tends to the normal */
+    assert_float_equal(pb_compare_t_cdf(1.959964, 1e5), 0.975, 1e-5);
+    assert_float_equal(pb_compare_t_cdf(1.959964, 1e9), 0.975, 1e-7);
+    assert_float_equal(pb_compare_t_cdf(-2.326348, 2e6), 0.01, 1e-6);
+    /* fractional df lies between its neighbours */
+    double lo = pb_compare_t_cdf(-2.0, 3), mid = pb_compare_t_cdf(-2.0, 3.5), hi = pb_compare_t_cdf(-2.0, 4);
+    assert_true(lo > mid && mid > hi);
+    /* tails and edges */
+    assert_true(pb_compare_t_cdf(-70, 36) < 1e-30);
+    assert_float_equal(pb_compare_t_cdf(INFINITY, 3), 1, 0);
+    assert_float_equal(pb_compare_t_cdf(-INFINITY, 3), 0, 0);
+    assert_float_equal(pb_compare_t_cdf(0, 3), 0.5, 1e-15);
+    assert_true(isnan(pb_compare_t_cdf(1, 0)));
+    assert_true(isnan(pb_compare_t_cdf(NAN, 3)));
+}
+
+static void test_welch_by_hand(void **state)
+{
+    (void)state;
+    pb_compare_side b = {.runs = 10, .mean = 10, .se2 = 1, .df = 9};
+    pb_compare_side c = {.runs = 5, .mean = 12, .se2 = 4, .df = 4};
+    double t, df;
+    assert_true(pb_compare_welch(&b, &c, &t, &df));
+    assert_float_equal(t, 2 / sqrt(5), 1e-12);
+    assert_float_equal(df, 25 / (1.0 / 9 + 16.0 / 4), 1e-10);
+    /* equal variances and sizes: df = 2(n-1) */
+    pb_compare_side e1 = {.mean = 1, .se2 = 0.5, .df = 9}, e2 = {.mean = 2, .se2 = 0.5, .df = 9};
+    assert_true(pb_compare_welch(&e1, &e2, &t, &df));
+    assert_float_equal(t, 1, 1e-12);
+    assert_float_equal(df, 18, 1e-10);
+    /* no spread on one side: not testable */
+    pb_compare_side none = {.mean = 12, .se2 = 0, .df = 0};
+    assert_false(pb_compare_welch(&b, &none, &t, &df));
+    assert_true(isnan(t));
+    /* zero spread, a difference: infinitely significant */
+    pb_compare_side z1 = {.mean = 1, .se2 = 0, .df = 3}, z2 = {.mean = 2, .se2 = 0, .df = 3};
+    assert_true(pb_compare_welch(&z1, &z2, &t, &df));
+    assert_true(isinf(t) && t > 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 3. pairing                                                                */
+
+typedef struct compared {
+    pb_csv base, cur;
+    pb_compare_result r;
+} compared;
+
+static void compare_rows(compared *c, const rowspec *b, size_t nb, const rowspec *cu, size_t nc, const char *metric,
+                         double threshold)
+{
+    char *tb = csv_text(b, nb), *tc = csv_text(cu, nc);
+    parse_ok(tb, &c->base);
+    parse_ok(tc, &c->cur);
+    free(tb);
+    free(tc);
+    pb_compare_opts o;
+    pb_compare_defaults(&o);
+    if (metric) o.metric = metric;
+    if (threshold >= 0) o.threshold_pct = threshold;
+    pb_status st = pb_compare_tables(&c->base, "base.csv", &c->cur, "cur.csv", &o, &c->r);
+    if (st != PB_OK) print_message("%s\n", pb_error_message());
+    assert_int_equal(st, PB_OK);
+}
+
+static void compared_free(compared *c)
+{
+    pb_compare_free(&c->r);
+    pb_csv_free(&c->base);
+    pb_csv_free(&c->cur);
+}
+
+static void test_pairing_repeats_and_one_sided(void **state)
+{
+    (void)state;
+    rowspec b[] = {
+        {.sps = 1000, .cv = 0.01},                              /* A */
+        {.workload = "mlp-s", .sps = 50, .cv = 0.01},           /* B: baseline only */
+        {.sps = 1010, .cv = 0.01, .iters = 50},                 /* A again: iters differ, still A */
+        {.workload = "mlp-s", .sps = 1, .status = "failed"},    /* not compared */
+        {.threads = 2, .sps = 1500, .cv = 0.01},                /* C */
+    };
+    rowspec c[] = {
+        {.threads = 4, .sps = 2000, .cv = 0.01}, /* D: current only */
+        {.sps = 990, .cv = 0.01},                /* A */
+        {.sps = 1000, .cv = 0.01},
+        {.sps = 1005, .cv = 0.01},
+        {.threads = 2, .sps = 1510, .cv = 0.01}, /* C */
+    };
+    compared x;
+    compare_rows(&x, b, 5, c, 5, NULL, -1);
+    pb_compare_result *r = &x.r;
+    assert_int_equal(r->npairs, 4);
+    assert_int_equal(r->ignored_base, 1);
+    assert_int_equal(r->ignored_cur, 0);
+    /* baseline order, then current-only */
+    assert_int_equal(r->pairs[0].base.runs, 2);
+    assert_int_equal(r->pairs[0].cur.runs, 3);
+    assert_int_equal(r->pairs[0].base.row, 0);
+    assert_int_equal(r->pairs[0].cur.row, 1);
+    assert_float_equal(r->pairs[0].base.mean, 1005, 1e-9);
+    assert_float_equal(r->pairs[0].cur.mean, 998.333333333, 1e-6);
+    assert_float_equal(r->pairs[0].base.df, 1, 0);
+    assert_float_equal(r->pairs[0].base.se2, 50.0 / 2, 1e-9); /* s^2 = 50, n = 2 */
+    assert_int_equal(r->pairs[0].verdict, PB_VERDICT_SAME);
+    assert_int_equal(r->pairs[1].verdict, PB_VERDICT_ONLY_BASELINE);
+    assert_int_equal(r->pairs[1].base.row, 1);
+    assert_int_equal(r->pairs[1].cur.runs, 0);
+    assert_int_equal(r->pairs[2].verdict, PB_VERDICT_SAME);
+    assert_int_equal(r->pairs[2].base.row, 4);
+    assert_int_equal(r->pairs[3].verdict, PB_VERDICT_ONLY_CURRENT);
+    assert_int_equal(r->pairs[3].cur.row, 0);
+    assert_int_equal(r->count[PB_VERDICT_SAME], 2);
+    /* threads tells A from C from D, so labels show it; the shape does not */
+    for (size_t k = 0; k < r->nkey; k++) {
+        if (strcmp(r->key_name[k], "threads") == 0) assert_true(r->key_varies[k]);
+        if (strcmp(r->key_name[k], "hidden") == 0) assert_false(r->key_varies[k]);
+    }
+    /* one run: the per-step spread, se^2 = (value * cv)^2 / iters */
+    assert_float_equal(r->pairs[2].base.se2, 15.0 * 15.0 / 20, 1e-9);
+    assert_float_equal(r->pairs[2].base.df, 19, 0);
+    compared_free(&x);
+}
+
+static void test_pairing_canonical_numbers(void **state)
+{
+    (void)state;
+    /* "0.010" and "0.01", "1" and "1.0" are the same configuration */
+    const char *hdr;
+    char *t = csv_text((rowspec[]){{.sps = 1000, .cv = 0.01}}, 1);
+    pb_csv b, c;
+    parse_ok(t, &b);
+    char *edited = malloc(strlen(t) + 16);
+    assert_non_null(edited);
+    hdr = strchr(t, '\n') + 1;
+    size_t hl = (size_t)(hdr - t);
+    memcpy(edited, t, hl);
+    char *row = strdup(hdr);
+    char *lr = strstr(row, ",0.01,");
+    assert_non_null(lr);
+    *lr = '\0';
+    sprintf(edited + hl, "%s,0.010,%s", row, lr + 6);
+    parse_ok(edited, &c);
+    pb_compare_opts o;
+    pb_compare_defaults(&o);
+    pb_compare_result r;
+    assert_int_equal(pb_compare_tables(&b, "b", &c, "c", &o, &r), PB_OK);
+    assert_int_equal(r.npairs, 1);
+    assert_int_equal(r.pairs[0].verdict, PB_VERDICT_SAME);
+    pb_compare_free(&r);
+    pb_csv_free(&b);
+    pb_csv_free(&c);
+    free(row);
+    free(edited);
+    free(t);
+}
+
+static void test_verdicts(void **state)
+{
+    (void)state;
+    compared x;
+    /* 20% slower, tight: regression */
+    compare_rows(&x, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1, (rowspec[]){{.sps = 800, .cv = 0.01}}, 1, NULL, -1);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_REGRESSION);
+    assert_float_equal(x.r.pairs[0].change_pct, -20, 1e-9);
+    assert_true(x.r.pairs[0].p < 1e-10);
+    compared_free(&x);
+    /* 20% slower, noisy (cv 0.5 over 20 steps): noise */
+    compare_rows(&x, (rowspec[]){{.sps = 1000, .cv = 0.5}}, 1, (rowspec[]){{.sps = 800, .cv = 0.5}}, 1, NULL, -1);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_NOISE);
+    assert_true(x.r.pairs[0].p > 0.05 && x.r.pairs[0].p < 0.2);
+    compared_free(&x);
+    /* 20% faster: improvement */
+    compare_rows(&x, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1, (rowspec[]){{.sps = 1200, .cv = 0.01}}, 1, NULL, -1);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_IMPROVEMENT);
+    compared_free(&x);
+    /* significant but within the threshold: same */
+    compare_rows(&x, (rowspec[]){{.sps = 1000, .cv = 0.001}}, 1, (rowspec[]){{.sps = 970, .cv = 0.001}}, 1, NULL, -1);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_SAME);
+    assert_true(x.r.pairs[0].p < 0.01);
+    compared_free(&x);
+    /* threshold 25: 20% slower is within it */
+    compare_rows(&x, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1, (rowspec[]){{.sps = 800, .cv = 0.01}}, 1, NULL, 25);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_SAME);
+    compared_free(&x);
+    /* a single step measured (iters 1): no spread to test with */
+    compare_rows(&x, (rowspec[]){{.sps = 1000, .cv = 0, .iters = 1}}, 1, (rowspec[]){{.sps = 800, .cv = 0.01}}, 1,
+                 NULL, -1);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_NO_SPREAD);
+    compared_free(&x);
+    /* lower is better: step_ms_mean up 25% is the same regression */
+    compare_rows(&x, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1, (rowspec[]){{.sps = 800, .cv = 0.01}}, 1,
+                 "step_ms_mean", -1);
+    assert_false(x.r.higher_better);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_REGRESSION);
+    assert_float_equal(x.r.pairs[0].change_pct, 25, 1e-6);
+    compared_free(&x);
+}
+
+static void test_repeats_use_run_to_run_spread(void **state)
+{
+    (void)state;
+    compared x;
+    rowspec b[] = {{.sps = 1000, .cv = 0.01}, {.sps = 1010, .cv = 0.01}, {.sps = 990, .cv = 0.01}};
+    rowspec tight[] = {{.sps = 800, .cv = 0.01}, {.sps = 810, .cv = 0.01}, {.sps = 790, .cv = 0.01}};
+    rowspec loose[] = {{.sps = 500, .cv = 0.01}, {.sps = 1300, .cv = 0.01}, {.sps = 600, .cv = 0.01}};
+    compare_rows(&x, b, 3, tight, 3, NULL, -1);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_REGRESSION);
+    /* Welch by hand: means 1000 and 800, s^2 = 100 on both sides, n = 3 */
+    assert_float_equal(x.r.pairs[0].t, -200 / sqrt(100.0 / 3 + 100.0 / 3), 1e-9);
+    assert_float_equal(x.r.pairs[0].df, 4, 1e-9);
+    compared_free(&x);
+    /* the same mean drop, but the runs disagree: the steps' cv does not
+     * rescue it, the run-to-run spread decides */
+    compare_rows(&x, b, 3, loose, 3, NULL, -1);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_NOISE);
+    compared_free(&x);
+    /* repeats on one side, one run on the other */
+    compare_rows(&x, b, 3, (rowspec[]){{.sps = 800, .cv = 0.01}}, 1, NULL, -1);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_REGRESSION);
+    assert_float_equal(x.r.pairs[0].cur.se2, 8.0 * 8.0 / 20, 1e-9);
+    compared_free(&x);
+}
+
+static void test_env_differences(void **state)
+{
+    (void)state;
+    compared x;
+    compare_rows(&x, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1,
+                 (rowspec[]){{.sps = 1000, .cv = 0.01, .driver = "560.35.03"}}, 1, NULL, -1);
+    assert_int_equal(x.r.nenv, 1);
+    assert_string_equal(x.r.env[0], "driver: 550.54.15 -> 560.35.03");
+    compared_free(&x);
+    compare_rows(&x, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1, NULL, -1);
+    assert_int_equal(x.r.nenv, 0);
+    compared_free(&x);
+}
+
+static void test_tables_bad_values(void **state)
+{
+    (void)state;
+    char *t = csv_text((rowspec[]){{.sps = 1000, .cv = 0.01}}, 1);
+    pb_csv good, bad;
+    parse_ok(t, &good);
+    /* samples_per_s "1000" -> "fast" */
+    char *e = strdup(t), *p = strstr(strchr(e, '\n'), ",1000,");
+    assert_non_null(p);
+    memcpy(p + 1, "fast", 4);
+    parse_ok(e, &bad);
+    pb_compare_opts o;
+    pb_compare_defaults(&o);
+    pb_compare_result r;
+    pb_error_clear();
+    assert_int_equal(pb_compare_tables(&good, "good.csv", &bad, "bad.csv", &o, &r), PB_ERR_USAGE);
+    assert_non_null(strstr(pb_error_message(), "bad.csv:2: samples_per_s 'fast' is not a positive number"));
+    assert_null(r.pairs);
+    pb_csv_free(&bad);
+    free(e);
+    /* a header only */
+    char *hdr = strndup(t, (size_t)(strchr(t, '\n') - t + 1));
+    parse_ok(hdr, &bad);
+    free(hdr);
+    pb_error_clear();
+    assert_int_equal(pb_compare_tables(&good, "good.csv", &bad, "bad.csv", &o, &r), PB_ERR_USAGE);
+    assert_string_equal(pb_error_message(), "bad.csv: no rows after the header");
+    pb_csv_free(&bad);
+    pb_csv_free(&good);
+    free(t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 4. the command                                                            */
+
+typedef struct cli {
+    char *dir;
+    char base[4200], cur[4200], other[4200];
+    bench_result *r;
+} cli;
+
+static int cli_setup(void **state)
+{
+    pb_error_clear();
+    cli *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->dir = make_temp_dir();
+    snprintf(c->base, sizeof c->base, "%s/baseline.csv", c->dir);
+    snprintf(c->cur, sizeof c->cur, "%s/current.csv", c->dir);
+    snprintf(c->other, sizeof c->other, "%s/other.csv", c->dir);
+    c->r = calloc(1, sizeof *c->r);
+    assert_non_null(c->r);
+    *state = c;
+    return 0;
+}
+
+static int cli_teardown(void **state)
+{
+    cli *c = *state;
+    remove_temp_dir(c->dir);
+    free(c->r);
+    free(c);
+    return 0;
+}
+
+static void show(const bench_result *r)
+{
+    print_message("exit %d\nstdout:\n%s\nstderr:\n%s\n", r->exit_code, r->out, r->err);
+}
+
+/* bench compare BASE CUR [extra...] */
+static bench_result *run_compare(cli *c, const char *base, const char *cur, const char *const *extra)
+{
+    char *argv[24];
+    memset(c->r, 0, sizeof *c->r);
+    int n = 0;
+    argv[n++] = "compare";
+    argv[n++] = (char *)base;
+    argv[n++] = (char *)cur;
+    for (int i = 0; extra && extra[i] && n < 23; i++) argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    run_bench(c->r, argv);
+    return c->r;
+}
+
+static void expect_exit(const bench_result *r, int code)
+{
+    if (r->exit_code != code) show(r);
+    assert_int_equal(r->exit_code, code);
+}
+
+/* Exit 2, nothing on stdout, one line on stderr holding every phrase. */
+static void expect_bad_input(const bench_result *r, const char *const *phrases)
+{
+    bool ok = r->exit_code == 2 && !r->out[0] && count_lines(r->err) == 1;
+    for (int i = 0; phrases[i]; i++) ok = ok && strstr(r->err, phrases[i]);
+    if (!ok) {
+        show(r);
+        for (int i = 0; phrases[i]; i++) print_message("expected: %s\n", phrases[i]);
+    }
+    assert_int_equal(r->exit_code, 2);
+    assert_string_equal(r->out, "");
+    assert_int_equal(count_lines(r->err), 1);
+    for (int i = 0; phrases[i]; i++) assert_non_null(strstr(r->err, phrases[i]));
+}
+
+#define PHRASES(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define FLAGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static const rowspec two_configs[] = {{.sps = 1000, .cv = 0.01}, {.threads = 2, .sps = 1800, .cv = 0.01}};
+
+static void test_cli_identical_exits_0(void **state)
+{
+    cli *c = *state;
+    write_rows(c->base, two_configs, 2);
+    bench_result *r = run_compare(c, c->base, c->base, NULL);
+    expect_exit(r, 0);
+    assert_string_equal(r->err, "");
+    assert_non_null(strstr(r->out, "config"));
+    assert_non_null(strstr(r->out, "single cuda mlp-xs fp32 threads=1"));
+    assert_non_null(strstr(r->out, "1/1"));
+    assert_non_null(strstr(r->out, "+0.0%"));
+    assert_non_null(strstr(r->out, "0 regressions, 0 improvements, 2 same"));
+    assert_null(strstr(r->out, "env:"));
+    /* no trailing blanks on any line */
+    assert_null(strstr(r->out, " \n"));
+}
+
+static void test_cli_20pct_slower_tight_exits_1(void **state)
+{
+    cli *c = *state;
+    write_rows(c->base, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1);
+    write_rows(c->cur, (rowspec[]){{.sps = 800, .cv = 0.01}}, 1);
+    bench_result *r = run_compare(c, c->base, c->cur, NULL);
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->out, "-20.0%"));
+    assert_non_null(strstr(r->out, "<0.0001"));
+    assert_non_null(strstr(r->out, "regression\n"));
+    assert_non_null(strstr(r->out, "1 regression,"));
+    assert_string_equal(r->err, "");
+}
+
+static void test_cli_20pct_slower_in_noise_exits_0(void **state)
+{
+    cli *c = *state;
+    write_rows(c->base, (rowspec[]){{.sps = 1000, .cv = 0.5}}, 1);
+    write_rows(c->cur, (rowspec[]){{.sps = 800, .cv = 0.5}}, 1);
+    bench_result *r = run_compare(c, c->base, c->cur, NULL);
+    expect_exit(r, 0);
+    assert_non_null(strstr(r->out, "-20.0%"));
+    assert_non_null(strstr(r->out, "noise\n"));
+    assert_non_null(strstr(r->out, "0 regressions"));
+}
+
+static void test_cli_threshold_and_metric(void **state)
+{
+    cli *c = *state;
+    write_rows(c->base, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1);
+    write_rows(c->cur, (rowspec[]){{.sps = 800, .cv = 0.01}}, 1);
+    expect_exit(run_compare(c, c->base, c->cur, FLAGS("--threshold", "25")), 0);
+    expect_exit(run_compare(c, c->base, c->cur, FLAGS("--threshold=25%")), 0);
+    expect_exit(run_compare(c, c->base, c->cur, FLAGS("--threshold", "19.9")), 1);
+    bench_result *r = run_compare(c, c->base, c->cur, FLAGS("--metric", "step_ms_mean"));
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->out, "+25.0%"));
+    assert_non_null(strstr(r->out, "step_ms_mean (lower is better)"));
+    r = run_compare(c, c->base, c->cur, FLAGS("--metric", "model_tflops", "--alpha", "0.001"));
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->out, "alpha 0.001"));
+    /* improvements do not fail */
+    expect_exit(run_compare(c, c->cur, c->base, NULL), 0);
+}
+
+static void test_cli_env_and_one_sided_rows(void **state)
+{
+    cli *c = *state;
+    write_rows(c->base, (rowspec[]){{.sps = 1000, .cv = 0.01}, {.workload = "mlp-s", .sps = 50, .cv = 0.01}}, 2);
+    write_rows(c->cur,
+               (rowspec[]){{.sps = 1001, .cv = 0.01, .driver = "560.35.03"},
+                           {.threads = 8, .sps = 3000, .cv = 0.01, .driver = "560.35.03"}},
+               2);
+    bench_result *r = run_compare(c, c->base, c->cur, NULL);
+    expect_exit(r, 0);
+    /* environment first, then the table, then the one-sided rows */
+    assert_int_equal(strncmp(r->out, "env: driver: 550.54.15 -> 560.35.03\n", 36), 0);
+    const char *table = strstr(r->out, "config"), *only_b = strstr(r->out, "only in baseline: single cuda mlp-s fp32");
+    const char *only_c =
+        strstr(r->out, "only in current: single cuda mlp-xs fp32 threads=8 (1 run, samples_per_s 3000)");
+    assert_non_null(table);
+    assert_non_null(only_b);
+    assert_non_null(only_c);
+    assert_true(table < only_b && only_b < only_c);
+    assert_non_null(strstr(r->out, "1 only in baseline, 1 only in current"));
+}
+
+static void test_cli_format_md(void **state)
+{
+    cli *c = *state;
+    write_rows(c->base, two_configs, 2);
+    write_rows(c->cur,
+               (rowspec[]){{.sps = 800, .cv = 0.01, .driver = "560"},
+                           {.threads = 2, .sps = 1800, .cv = 0.01, .driver = "560"}},
+               2);
+    bench_result *r = run_compare(c, c->base, c->cur, FLAGS("--format", "md"));
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->out, "- env: driver: 550.54.15 -> 560\n"));
+    /* a table: header, separator, one line per pair, every line with the
+     * same number of cells */
+    int table_lines = 0, pipes = -1;
+    for (const char *line = r->out; *line;) {
+        const char *end = strchr(line, '\n');
+        assert_non_null(end);
+        if (*line == '|') {
+            int n = 0;
+            for (const char *q = line; q < end; q++) n += *q == '|' && (q == line || q[-1] != '\\');
+            if (pipes < 0) pipes = n;
+            assert_int_equal(n, pipes);
+            assert_int_equal(end[-1], '|');
+            table_lines++;
+        }
+        line = end + 1;
+    }
+    assert_int_equal(pipes, 8);
+    assert_int_equal(table_lines, 4);
+    assert_non_null(strstr(r->out, "| config | runs | baseline | current | change | p | verdict |\n|:---|"));
+    assert_non_null(strstr(r->out, " | regression |\n"));
+}
+
+static void test_cli_format_csv(void **state)
+{
+    cli *c = *state;
+    write_rows(c->base, (rowspec[]){{.sps = 1000, .cv = 0.01}, {.workload = "mlp-s", .sps = 50, .cv = 0.01}}, 2);
+    write_rows(c->cur, (rowspec[]){{.sps = 800, .cv = 0.01, .driver = "560"}}, 1);
+    bench_result *r = run_compare(c, c->base, c->cur, FLAGS("--format=csv"));
+    expect_exit(r, 1);
+    /* stdout is CSV only; the environment went to stderr */
+    assert_non_null(strstr(r->err, "env: driver: 550.54.15 -> 560"));
+    pb_csv out;
+    parse_ok(r->out, &out);
+    assert_int_equal(out.nrows, 2);
+    assert_int_equal(out.nskipped, 0);
+    int verdict = pb_csv_find(&out, "verdict"), change = pb_csv_find(&out, "change_pct");
+    int p = pb_csv_find(&out, "p"), wl = pb_csv_find(&out, "workload"), rb = pb_csv_find(&out, "runs_baseline");
+    assert_true(verdict >= 0 && change >= 0 && p >= 0 && wl >= 0 && rb >= 0);
+    assert_string_equal(pb_csv_get(&out, 0, (size_t)verdict), "regression");
+    assert_float_equal(strtod(pb_csv_get(&out, 0, (size_t)change), NULL), -20, 1e-6);
+    assert_true(strtod(pb_csv_get(&out, 0, (size_t)p), NULL) < 1e-10);
+    assert_string_equal(pb_csv_get(&out, 1, (size_t)wl), "mlp-s");
+    assert_string_equal(pb_csv_get(&out, 1, (size_t)verdict), "only-baseline");
+    assert_string_equal(pb_csv_get(&out, 1, (size_t)change), "");
+    assert_string_equal(pb_csv_get(&out, 1, (size_t)rb), "1");
+    pb_csv_free(&out);
+}
+
+static void test_cli_old_schema_and_torn_line(void **state)
+{
+    cli *c = *state;
+    write_rows(c->cur, (rowspec[]){{.sps = 100000, .cv = 0.01}}, 1);
+    bench_result *r = run_compare(c, FIXTURE_DIR "/old_schema.csv", c->cur, NULL);
+    expect_exit(r, 0);
+    /* cpu rows against cuda rows: different configurations, listed */
+    assert_non_null(strstr(r->out, "only in baseline: single cpu mlp-xs fp32"));
+    assert_non_null(strstr(r->out, "only in current: single cuda mlp-xs fp32"));
+    assert_non_null(strstr(r->err, "old_schema.csv:5: skipped (the last line has no final newline"));
+    assert_non_null(strstr(r->err, "old_schema.csv: 1 row not compared"));
+    assert_non_null(strstr(r->err, "configuration columns are only in"));
+    assert_non_null(strstr(r->err, "nothing was compared"));
+    /* against itself: pairs, and the torn row does not fail it */
+    r = run_compare(c, FIXTURE_DIR "/old_schema.csv", FIXTURE_DIR "/old_schema.csv", NULL);
+    expect_exit(r, 0);
+    assert_non_null(strstr(r->out, "2 same"));
+}
+
+static void test_cli_trailing_partial_line_skipped(void **state)
+{
+    cli *c = *state;
+    char *t = csv_text((rowspec[]){{.sps = 1000, .cv = 0.01}, {.sps = 700, .cv = 0.01}}, 2);
+    size_t len = strlen(t);
+    write_text(c->base, t, len - 40); /* the second row torn */
+    write_rows(c->cur, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1);
+    bench_result *r = run_compare(c, c->base, c->cur, NULL);
+    expect_exit(r, 0);
+    assert_non_null(strstr(r->out, "1/1"));
+    assert_non_null(strstr(r->err, "baseline.csv:3: skipped"));
+    free(t);
+}
+
+static void test_cli_bad_files_exit_2(void **state)
+{
+    cli *c = *state;
+    write_rows(c->cur, two_configs, 2);
+    char *good = csv_text(two_configs, 2);
+
+    /* empty file */
+    write_text(c->base, "", 0);
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL), PHRASES(c->base, "empty file"));
+    /* the other side empty too: the file named is the empty one */
+    expect_bad_input(run_compare(c, c->cur, c->base, NULL), PHRASES(c->base, "empty file"));
+
+    /* garbage text */
+    const char *garbage = "Lorem ipsum dolor sit amet\nconsectetur adipiscing elit\n";
+    write_text(c->base, garbage, strlen(garbage));
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL), PHRASES(c->base, ":1: not a parbench results CSV"));
+
+    /* binary garbage */
+    const char bin[] = "\x7f" "ELF\x02\x01\x01\0\0\0\0\0";
+    write_text(c->base, bin, sizeof bin - 1);
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL), PHRASES(c->base, ":1: binary data"));
+
+    /* a valid header, then garbage lines */
+    char *hdr = strndup(good, (size_t)(strchr(good, '\n') - good + 1));
+    static char text[1 << 16];
+    snprintf(text, sizeof text, "%shello\nworld\n", hdr);
+    write_text(c->base, text, strlen(text));
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL),
+                     PHRASES(c->base, "no complete rows: 2 malformed lines skipped, the first at line 2"));
+
+    /* a header and no rows */
+    write_text(c->base, hdr, strlen(hdr));
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL), PHRASES(c->base, "no rows after the header"));
+
+    /* mismatched header: another tool's CSV */
+    const char *other = "name,value\nx,1\n";
+    write_text(c->base, other, strlen(other));
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL),
+                     PHRASES(c->base, "not a parbench results CSV: no known column in its header",
+                             "(it starts with 'name')"));
+
+    /* mismatched header: a needed column renamed */
+    char *renamed = strdup(good);
+    char *col = strstr(renamed, "samples_per_s");
+    memcpy(col, "samples_per_x", 13);
+    write_text(c->base, renamed, strlen(renamed));
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL),
+                     PHRASES(c->base, ":1: the header lacks column that compare needs: samples_per_s"));
+    /* ... which --metric does not need */
+    expect_exit(run_compare(c, c->base, c->cur, FLAGS("--metric", "model_tflops")), 0);
+
+    /* missing columns: a header cut after `precision` */
+    const char *cut = "time_utc,status,strategy,backend,comm,workload,in,hidden,layers,classes,params,"
+                      "batch_global,batch_per_device,devices,ranks,microbatches,bucket_mb,oversubscribed,precision\n"
+                      "2026-01-01T00:00:00Z,ok,single,cpu,none,mlp-xs,256,256,3,10,134154,64,64,1,1,,,0,fp32\n";
+    write_text(c->base, cut, strlen(cut));
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL),
+                     PHRASES(c->base, "lacks columns that compare needs: iters, step_ms_cv, samples_per_s"));
+
+    /* mismatched header: rows of a wider schema under a narrower header */
+    static char wider[1 << 16];
+    const char *row1 = strchr(good, '\n') + 1;
+    snprintf(wider, sizeof wider, "%.*s%.*s,extra\n", (int)(row1 - good), good, (int)(strchr(row1, '\n') - row1), row1);
+    write_text(c->base, wider, strlen(wider));
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL),
+                     PHRASES(c->base, ":2: more fields than the header's"));
+
+    /* a figure that is not a number */
+    char *word = strdup(good);
+    char *v = strstr(strchr(word, '\n'), ",1000,");
+    memcpy(v + 1, "fast", 4);
+    write_text(c->base, word, strlen(word));
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL),
+                     PHRASES(c->base, ":2: samples_per_s 'fast' is not a positive number"));
+
+    /* a stray quote */
+    char *quote = strdup(good);
+    char *q = strstr(strchr(quote, '\n'), ",single,");
+    q[3] = '"';
+    write_text(c->base, quote, strlen(quote));
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL),
+                     PHRASES(c->base, ":2: malformed CSV in field 3 (column 'strategy')"));
+
+    /* missing file, directory */
+    expect_bad_input(run_compare(c, c->cur, "/nonexistent/current.csv", NULL),
+                     PHRASES("/nonexistent/current.csv: cannot open"));
+    expect_bad_input(run_compare(c, c->dir, c->cur, NULL), PHRASES(c->dir, "is a directory"));
+
+    free(quote);
+    free(word);
+    free(renamed);
+    free(hdr);
+    free(good);
+}
+
+static void test_cli_bad_flags_exit_2(void **state)
+{
+    cli *c = *state;
+    write_rows(c->base, two_configs, 2);
+    const struct {
+        const char *args[6];
+        const char *phrase[3];
+    } cases[] = {
+        {{"--threshold", "abc"}, {"--threshold: 'abc' is not a number", "allowed: 0 to 1000 (percent)"}},
+        {{"--threshold", "-1"}, {"--threshold: -1 is out of range", "allowed: 0 to 1000"}},
+        {{"--threshold", "2000"}, {"--threshold: 2000 is out of range", "allowed: 0 to 1000"}},
+        {{"--threshold", "nan"}, {"--threshold: 'nan' is not a number", "allowed"}},
+        {{"--threshold"}, {"--threshold needs a value", "allowed: 0 to 1000"}},
+        {{"--threshold", "--metric", "mfu"}, {"--threshold needs a value", "allowed"}},
+        {{"--metric", "speed"},
+         {"--metric: unknown 'speed'", "allowed: samples_per_s, model_tflops, mfu, step_ms_mean"}},
+        {{"--metric="}, {"--metric needs a value", "allowed: samples_per_s"}},
+        {{"--format", "xml"}, {"--format: unknown 'xml'", "allowed: text, md, csv"}},
+        {{"--alpha", "0"}, {"--alpha: 0 is out of range", "allowed: 1e-06 to 0.5"}},
+        {{"--alpha", "0.9"}, {"--alpha: 0.9 is out of range", "allowed"}},
+        {{"--frobnicate"}, {"unknown flag '--frobnicate'", "allowed: --threshold, --metric, --alpha, --format"}},
+        {{"third.csv"}, {"unexpected argument 'third.csv'", "two files"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bench_result *r = run_compare(c, c->base, c->base, cases[i].args);
+        expect_bad_input(r, PHRASES(cases[i].phrase[0], cases[i].phrase[1]));
+    }
+    /* flags are checked before the files are read */
+    expect_bad_input(run_compare(c, "/nonexistent/a.csv", "/nonexistent/b.csv", FLAGS("--format", "xml")),
+                     PHRASES("--format: unknown 'xml'"));
+    /* one file, none */
+    char *one[] = {"compare", c->base, NULL};
+    run_bench(c->r, one);
+    expect_bad_input(c->r, PHRASES("compare needs two files", "BASELINE.csv CURRENT.csv", "got 1"));
+    char *none[] = {"compare", NULL};
+    run_bench(c->r, none);
+    expect_bad_input(c->r, PHRASES("compare needs two files", "got 0"));
+    /* --help */
+    char *help[] = {"compare", "--help", NULL};
+    run_bench(c->r, help);
+    expect_exit(c->r, 0);
+    assert_non_null(strstr(c->r->out, "usage: bench compare BASELINE.csv CURRENT.csv"));
+    assert_non_null(strstr(c->r->out, "--threshold PCT"));
+    assert_non_null(strstr(c->r->out, "[5]"));
+    assert_string_equal(c->r->err, "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_csv_quoting, setup_clear),
+        cmocka_unit_test_setup(test_csv_crlf_and_blank_lines, setup_clear),
+        cmocka_unit_test_setup(test_csv_our_rows_round_trip, setup_clear),
+        cmocka_unit_test_setup(test_csv_trailing_partial_line_skipped, setup_clear),
+        cmocka_unit_test_setup(test_csv_torn_row_mid_file_skipped, setup_clear),
+        cmocka_unit_test_setup(test_csv_garbage_refused, setup_clear),
+        cmocka_unit_test_setup(test_csv_header_only_and_limits, setup_clear),
+        cmocka_unit_test_setup(test_csv_load_errors, setup_clear),
+        cmocka_unit_test_setup(test_csv_fuzz_no_crash, setup_clear),
+        cmocka_unit_test_setup(test_incbeta_closed_forms, setup_clear),
+        cmocka_unit_test_setup(test_t_cdf_known_values, setup_clear),
+        cmocka_unit_test_setup(test_welch_by_hand, setup_clear),
+        cmocka_unit_test_setup(test_pairing_repeats_and_one_sided, setup_clear),
+        cmocka_unit_test_setup(test_pairing_canonical_numbers, setup_clear),
+        cmocka_unit_test_setup(test_verdicts, setup_clear),
+        cmocka_unit_test_setup(test_repeats_use_run_to_run_spread, setup_clear),
+        cmocka_unit_test_setup(test_env_differences, setup_clear),
+        cmocka_unit_test_setup(test_tables_bad_values, setup_clear),
+        cmocka_unit_test_setup_teardown(test_cli_identical_exits_0, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_20pct_slower_tight_exits_1, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_20pct_slower_in_noise_exits_0, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_threshold_and_metric, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_env_and_one_sided_rows, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_format_md, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_format_csv, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_old_schema_and_torn_line, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_trailing_partial_line_skipped, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_bad_files_exit_2, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_bad_flags_exit_2, cli_setup, cli_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
