@@ -1,0 +1,1643 @@
+/* bench plot: read the results CSV, group its rows per configuration, write
+ * each plot's figures as a .dat file and draw it with a plots/ *.gp script
+ * (docs/plots.md). gnuplot is run with posix_spawn, never through a shell;
+ * strings reach it as single-quoted gnuplot literals. */
+#define _POSIX_C_SOURCE 200809L
+#include "plot.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "status.h"
+
+extern char **environ;
+
+#define TEXT_MAX 512
+#define DIM_MAX 96
+
+/* ------------------------------------------------------------------------ */
+/* growable arrays and strings                                               */
+
+typedef struct strv {
+    char **v;
+    int n, cap;
+} strv;
+
+static bool strv_push(strv *s, char *str)
+{
+    if (!str) return false;
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 16;
+        char **v = realloc(s->v, (size_t)cap * sizeof *v);
+        if (!v) return false;
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = str;
+    return true;
+}
+
+static void strv_free(strv *s)
+{
+    for (int i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} sbuf;
+
+static void sb_putc(sbuf *b, char c)
+{
+    if (b->oom) return;
+    if (b->n + 2 > b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 256;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    b->p[b->n++] = c;
+    b->p[b->n] = '\0';
+}
+
+static void sb_puts(sbuf *b, const char *s)
+{
+    for (; *s; s++) sb_putc(b, *s);
+}
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    char tmp[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    sb_puts(b, tmp);
+}
+
+static char *sb_take(sbuf *b)
+{
+    if (b->oom) {
+        free(b->p);
+        return NULL;
+    }
+    char *p = b->p ? b->p : strdup("");
+    b->p = NULL;
+    b->n = b->cap = 0;
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the CSV                                                                   */
+
+typedef struct table {
+    const char *path;
+    int ncols;
+    char **head;
+    int nrows;
+    char ***rows; /* rows with status ok, ncols fields each */
+    int cap;
+    int not_ok, malformed;
+    bool partial_tail;
+} table;
+
+/* One RFC 4180 record from s[*pos..len) into fields. Returns false at the
+ * end of the buffer. *bad: a quote inside an unquoted field, text after a
+ * closing quote, or an unterminated quote; *ended: it ended with a newline. */
+static bool next_record(const char *s, size_t len, size_t *pos, strv *fields, bool *bad, bool *ended,
+                        bool *oom)
+{
+    size_t p = *pos;
+    if (p >= len) return false;
+    strv_free(fields);
+    *bad = *ended = false;
+    sbuf f = {0};
+    bool quoted = false, was_quoted = false;
+    for (;;) {
+        if (p >= len) {
+            if (quoted) *bad = true;
+            break;
+        }
+        char c = s[p++];
+        if (quoted) {
+            if (c == '"') {
+                if (p < len && s[p] == '"') {
+                    sb_putc(&f, '"');
+                    p++;
+                } else {
+                    quoted = false;
+                }
+            } else {
+                sb_putc(&f, c);
+            }
+            continue;
+        }
+        if (c == '\r' && p < len && s[p] == '\n') continue;
+        if (c == '\n') {
+            *ended = true;
+            break;
+        }
+        if (c == ',') {
+            if (!strv_push(fields, sb_take(&f))) *oom = true;
+            was_quoted = false;
+            continue;
+        }
+        if (c == '"') {
+            if (f.n == 0 && !was_quoted)
+                quoted = was_quoted = true;
+            else
+                *bad = true;
+            continue;
+        }
+        if (was_quoted) {
+            *bad = true;
+            continue;
+        }
+        sb_putc(&f, c);
+    }
+    if (!strv_push(fields, sb_take(&f))) *oom = true;
+    *pos = p;
+    return true;
+}
+
+static int table_col(const table *t, const char *name)
+{
+    for (int i = 0; i < t->ncols; i++)
+        if (strcmp(t->head[i], name) == 0) return i;
+    return -1;
+}
+
+/* Field `name` of row r, "" when the file has no such column. */
+static const char *fv(const table *t, int r, const char *name)
+{
+    int c = table_col(t, name);
+    return c < 0 ? "" : t->rows[r][c];
+}
+
+static double num(const char *s)
+{
+    if (!s || !*s) return NAN;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v)) return NAN;
+    return v;
+}
+
+static void table_free(table *t)
+{
+    for (int i = 0; i < t->ncols; i++) free(t->head[i]);
+    free(t->head);
+    for (int r = 0; r < t->nrows; r++) {
+        for (int i = 0; i < t->ncols; i++) free(t->rows[r][i]);
+        free(t->rows[r]);
+    }
+    free(t->rows);
+    memset(t, 0, sizeof *t);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    sbuf b = {0};
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        for (size_t i = 0; i < got; i++) sb_putc(&b, chunk[i]);
+    int err = ferror(f);
+    fclose(f);
+    if (err || b.oom) {
+        free(b.p);
+        errno = err ? EIO : ENOMEM;
+        return NULL;
+    }
+    *len = b.n;
+    return sb_take(&b);
+}
+
+static pb_status table_read(table *t, const char *path)
+{
+    memset(t, 0, sizeof *t);
+    t->path = path;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return pb_usage_error("plot: cannot read %s: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return pb_usage_error("plot: %s is a folder, not a CSV file", path);
+    size_t len = 0;
+    char *text = slurp(path, &len);
+    if (!text) return pb_usage_error("plot: cannot read %s: %s", path, strerror(errno));
+
+    pb_status st = PB_OK;
+    strv fields = {0};
+    size_t pos = 0;
+    bool bad, ended, oom = false;
+    if (!next_record(text, len, &pos, &fields, &bad, &ended, &oom) || bad) {
+        st = pb_usage_error("plot: %s is empty or its header is not CSV", path);
+        goto cleanup;
+    }
+    t->ncols = fields.n;
+    t->head = fields.v;
+    fields = (strv){0};
+    static const char *const needed[] = {"status", "strategy", "backend", "workload", "devices"};
+    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
+        if (table_col(t, needed[i]) < 0) {
+            st = pb_usage_error("plot: %s is not a parbench results CSV (its header has no '%s' column)", path,
+                                needed[i]);
+            goto cleanup;
+        }
+    int status_col = table_col(t, "status");
+    while (!oom && next_record(text, len, &pos, &fields, &bad, &ended, &oom)) {
+        if (fields.n == 1 && !fields.v[0][0]) continue; /* blank line */
+        if (!ended) {
+            t->partial_tail = true; /* rows end in '\n'; this one was cut */
+            continue;
+        }
+        if (bad || fields.n != t->ncols) {
+            t->malformed++;
+            continue;
+        }
+        if (strcmp(fields.v[status_col], "ok") != 0) {
+            t->not_ok++;
+            continue;
+        }
+        if (t->nrows == t->cap) {
+            int cap = t->cap ? 2 * t->cap : 64;
+            char ***rows = realloc(t->rows, (size_t)cap * sizeof *rows);
+            if (!rows) {
+                oom = true;
+                break;
+            }
+            t->rows = rows;
+            t->cap = cap;
+        }
+        t->rows[t->nrows++] = fields.v;
+        fields = (strv){0};
+    }
+    if (oom) st = pb_error(PB_ERR_NOMEM, "plot: out of memory reading %s", path);
+cleanup:
+    strv_free(&fields);
+    free(text);
+    if (st != PB_OK) table_free(t);
+    return st;
+}
+
+static void table_notices(const table *t)
+{
+    if (t->not_ok) pb_log_info("plot: %s: skipped %d row(s) whose status is not ok", t->path, t->not_ok);
+    if (t->malformed) pb_log_info("plot: %s: skipped %d malformed row(s)", t->path, t->malformed);
+    if (t->partial_tail) pb_log_info("plot: %s: skipped a partial last line", t->path);
+}
+
+/* ------------------------------------------------------------------------ */
+/* configurations: rows grouped by everything that defines a run but the   */
+/* measurement itself                                                        */
+
+enum dim {
+    D_WORKLOAD,
+    D_BACKEND,
+    D_STRATEGY,
+    D_COMM,
+    D_PRECISION,
+    D_OPTIMIZER,
+    D_THREADS,
+    D_BATCH, /* per device (weak scaling) or global (strong scaling, compare) */
+    D_MICRO,
+    D_BUCKET,
+    D_GRAPH,
+    D_SHAPE,
+    D_DEVICES,
+    D_COUNT
+};
+
+typedef struct config {
+    char dim[D_COUNT][DIM_MAX];
+    int devices;
+    const table *t;
+    int *rows;
+    int nrows, cap;
+    char batch_per_device[DIM_MAX], batch_global[DIM_MAX]; /* for labels */
+    int series; /* index among the distinct dims-but-devices */
+    char label[TEXT_MAX];        /* "ddp x4, bf16": one line */
+    char series_label[TEXT_MAX]; /* "ddp, bf16": without the devices */
+    char tic1[TEXT_MAX / 2];     /* "ddp x4": first line of a bar's label */
+    char tic2[TEXT_MAX / 2];     /* "bf16": its second line, maybe empty */
+} config;
+
+typedef struct cfgset {
+    config *c;
+    int n, cap;
+} cfgset;
+
+static void cfgset_free(cfgset *s)
+{
+    for (int i = 0; i < s->n; i++) free(s->c[i].rows);
+    free(s->c);
+    memset(s, 0, sizeof *s);
+}
+
+static void dims_of_row(const table *t, int r, bool per_device_batch, char dim[D_COUNT][DIM_MAX])
+{
+    snprintf(dim[D_WORKLOAD], DIM_MAX, "%s", fv(t, r, "workload"));
+    snprintf(dim[D_BACKEND], DIM_MAX, "%s", fv(t, r, "backend"));
+    snprintf(dim[D_STRATEGY], DIM_MAX, "%s", fv(t, r, "strategy"));
+    snprintf(dim[D_COMM], DIM_MAX, "%s", fv(t, r, "comm"));
+    snprintf(dim[D_PRECISION], DIM_MAX, "%s", fv(t, r, "precision"));
+    snprintf(dim[D_OPTIMIZER], DIM_MAX, "%s", fv(t, r, "optimizer"));
+    snprintf(dim[D_THREADS], DIM_MAX, "%s", fv(t, r, "threads"));
+    snprintf(dim[D_BATCH], DIM_MAX, "%s", fv(t, r, per_device_batch ? "batch_per_device" : "batch_global"));
+    snprintf(dim[D_MICRO], DIM_MAX, "%s", fv(t, r, "microbatches"));
+    snprintf(dim[D_BUCKET], DIM_MAX, "%s", fv(t, r, "bucket_mb"));
+    snprintf(dim[D_GRAPH], DIM_MAX, "%s", fv(t, r, "cuda_graph"));
+    snprintf(dim[D_SHAPE], DIM_MAX, "%.20s:%.20s:%.20s:%.20s", fv(t, r, "in"), fv(t, r, "hidden"),
+             fv(t, r, "layers"), fv(t, r, "classes"));
+    snprintf(dim[D_DEVICES], DIM_MAX, "%s", fv(t, r, "devices"));
+}
+
+static bool same_dims(const char a[D_COUNT][DIM_MAX], const char b[D_COUNT][DIM_MAX], bool but_devices)
+{
+    for (int d = 0; d < D_COUNT; d++) {
+        if (but_devices && d == D_DEVICES) continue;
+        if (strcmp(a[d], b[d]) != 0) return false;
+    }
+    return true;
+}
+
+/* Rows of t (of one workload and backend unless NULL) grouped per config. */
+static pb_status group_rows(const table *t, const char *workload, const char *backend, bool per_device_batch,
+                            cfgset *out)
+{
+    char dim[D_COUNT][DIM_MAX];
+    for (int r = 0; r < t->nrows; r++) {
+        if (workload && strcmp(fv(t, r, "workload"), workload) != 0) continue;
+        if (backend && strcmp(fv(t, r, "backend"), backend) != 0) continue;
+        double devices = num(fv(t, r, "devices"));
+        if (isnan(devices) || devices < 1) continue;
+        dims_of_row(t, r, per_device_batch, dim);
+        int i = 0;
+        while (i < out->n && !same_dims(out->c[i].dim, dim, false)) i++;
+        if (i == out->n) {
+            if (out->n == out->cap) {
+                int cap = out->cap ? 2 * out->cap : 16;
+                config *c = realloc(out->c, (size_t)cap * sizeof *c);
+                if (!c) return pb_error(PB_ERR_NOMEM, "plot: out of memory");
+                out->c = c;
+                out->cap = cap;
+            }
+            config *c = &out->c[out->n++];
+            memset(c, 0, sizeof *c);
+            memcpy(c->dim, dim, sizeof dim);
+            c->devices = (int)devices;
+            c->t = t;
+            snprintf(c->batch_per_device, DIM_MAX, "%s", fv(t, r, "batch_per_device"));
+            snprintf(c->batch_global, DIM_MAX, "%s", fv(t, r, "batch_global"));
+        }
+        config *c = &out->c[i];
+        if (c->nrows == c->cap) {
+            int cap = c->cap ? 2 * c->cap : 4;
+            int *rows = realloc(c->rows, (size_t)cap * sizeof *rows);
+            if (!rows) return pb_error(PB_ERR_NOMEM, "plot: out of memory");
+            c->rows = rows;
+            c->cap = cap;
+        }
+        c->rows[c->nrows++] = r;
+    }
+    return PB_OK;
+}
+
+/* Mean of a column over a config's rows, NaN when none has a number. */
+static double cmean(const config *c, const char *col)
+{
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; i < c->nrows; i++) {
+        double v = num(fv(c->t, c->rows[i], col));
+        if (!isnan(v)) {
+            sum += v;
+            n++;
+        }
+    }
+    return n ? sum / n : NAN;
+}
+
+static int strategy_rank(const char *s)
+{
+    static const char *const order[] = {"single", "dp", "ddp", "mp"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, order[i]) == 0) return i;
+    return 4;
+}
+
+/* Numbers compare as numbers, other text as text. */
+static int value_cmp(const char *a, const char *b)
+{
+    double x = num(a), y = num(b);
+    if (!isnan(x) && !isnan(y)) return (x > y) - (x < y);
+    return strcmp(a, b);
+}
+
+static int config_cmp(const void *pa, const void *pb)
+{
+    const config *a = pa, *b = pb;
+    int d = strcmp(a->dim[D_WORKLOAD], b->dim[D_WORKLOAD]);
+    if (!d) d = strcmp(a->dim[D_BACKEND], b->dim[D_BACKEND]);
+    if (!d) d = strategy_rank(a->dim[D_STRATEGY]) - strategy_rank(b->dim[D_STRATEGY]);
+    if (!d) d = strcmp(a->dim[D_STRATEGY], b->dim[D_STRATEGY]);
+    for (int k = D_COMM; !d && k < D_DEVICES; k++) d = value_cmp(a->dim[k], b->dim[k]);
+    if (!d) d = a->devices - b->devices;
+    return d;
+}
+
+static void dim_text(int d, const char *v, bool per_device_batch, char *buf, size_t len)
+{
+    switch (d) {
+    case D_THREADS:
+        snprintf(buf, len, "%s thread%s", v, strcmp(v, "1") == 0 ? "" : "s");
+        break;
+    case D_BATCH:
+        snprintf(buf, len, "%s %s", per_device_batch ? "batch/dev" : "batch", v);
+        break;
+    case D_MICRO:
+        snprintf(buf, len, "m=%s", v);
+        break;
+    case D_BUCKET:
+        snprintf(buf, len, "bucket %s MB", v);
+        break;
+    case D_GRAPH:
+        snprintf(buf, len, "%s", strcmp(v, "1") == 0 ? "graph" : "no graph");
+        break;
+    case D_SHAPE:
+        snprintf(buf, len, "shape %s", v);
+        break;
+    default:
+        snprintf(buf, len, "%s", v);
+    }
+}
+
+/* A config's value of dim d as its label shows it: the batch per device or
+ * the global batch, whichever the plot names (the devices tell the other). */
+static const char *label_value(const config *c, int d, bool per_device_batch)
+{
+    if (d == D_BATCH) return per_device_batch ? c->batch_per_device : c->batch_global;
+    return c->dim[d];
+}
+
+/* Does dim d take more than one value among the configs in idx that share
+ * c's strategy (and workload and backend)? */
+static bool dim_varies(const cfgset *s, const int *idx, int n, const config *c, int d, bool per_device_batch)
+{
+    for (int i = 0; i < n; i++) {
+        const config *o = &s->c[idx[i]];
+        if (strcmp(o->dim[D_STRATEGY], c->dim[D_STRATEGY]) != 0) continue;
+        if (d != D_WORKLOAD && d != D_BACKEND &&
+            (strcmp(o->dim[D_WORKLOAD], c->dim[D_WORKLOAD]) != 0 || strcmp(o->dim[D_BACKEND], c->dim[D_BACKEND]) != 0))
+            continue;
+        if (strcmp(label_value(o, d, per_device_batch), label_value(c, d, per_device_batch)) != 0) return true;
+    }
+    return false;
+}
+
+static bool dim_varies_all(const cfgset *s, const int *idx, int n, int d, bool per_device_batch)
+{
+    for (int i = 1; i < n; i++)
+        if (strcmp(label_value(&s->c[idx[i]], d, per_device_batch), label_value(&s->c[idx[0]], d, per_device_batch)) != 0)
+            return true;
+    return false;
+}
+
+/* Labels name the strategy (and the devices) and whatever else tells the
+ * configs of a strategy apart; workload and backend when they differ. */
+static void make_labels(cfgset *s, const int *idx, int n, bool per_device_batch)
+{
+    bool wl = dim_varies_all(s, idx, n, D_WORKLOAD, false), be = dim_varies_all(s, idx, n, D_BACKEND, false);
+    for (int i = 0; i < n; i++) {
+        config *c = &s->c[idx[i]];
+        char head[3 * DIM_MAX + 4], rest[TEXT_MAX], part[DIM_MAX + 32];
+        snprintf(head, sizeof head, "%s%s%s%s%s", wl ? c->dim[D_WORKLOAD] : "", wl ? " " : "",
+                 be ? c->dim[D_BACKEND] : "", be ? " " : "", c->dim[D_STRATEGY]);
+        size_t len = 0;
+        rest[0] = '\0';
+        for (int d = D_COMM; d < D_DEVICES; d++) {
+            const char *v = label_value(c, d, per_device_batch);
+            if (!v[0] || strcmp(v, "none") == 0) continue;
+            if (!dim_varies(s, idx, n, c, d, per_device_batch)) continue;
+            dim_text(d, v, per_device_batch, part, sizeof part);
+            len += (size_t)snprintf(rest + len, len < sizeof rest ? sizeof rest - len : 0, ", %s", part);
+        }
+        snprintf(c->series_label, TEXT_MAX, "%.200s%.280s", head, rest);
+        snprintf(c->label, TEXT_MAX, "%.200s x%d%.280s", head, c->devices, rest);
+        snprintf(c->tic1, sizeof c->tic1, "%.200s x%d", head, c->devices);
+        snprintf(c->tic2, sizeof c->tic2, "%.240s", rest[0] ? rest + 2 : "");
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* titles                                                                    */
+
+static void add_distinct(strv *v, const char *s)
+{
+    if (!*s) return;
+    for (int i = 0; i < v->n; i++)
+        if (strcmp(v->v[i], s) == 0) return;
+    strv_push(v, strdup(s));
+}
+
+/* "<device>, <date>" of the rows of the configs in idx. */
+static void device_and_date(const cfgset *s, const int *idx, int n, char *buf, size_t len)
+{
+    strv devs = {0};
+    char first[16] = "", last[16] = "";
+    for (int i = 0; i < n; i++) {
+        const config *c = &s->c[idx[i]];
+        for (int k = 0; k < c->nrows; k++) {
+            const char *gpu = fv(c->t, c->rows[k], "gpu_name");
+            add_distinct(&devs, *gpu ? gpu : fv(c->t, c->rows[k], "cpu_model"));
+            char day[16];
+            snprintf(day, sizeof day, "%.10s", fv(c->t, c->rows[k], "time_utc"));
+            if (!day[0]) continue;
+            if (!first[0] || strcmp(day, first) < 0) snprintf(first, sizeof first, "%s", day);
+            if (!last[0] || strcmp(day, last) > 0) snprintf(last, sizeof last, "%s", day);
+        }
+    }
+    char dev[TEXT_MAX];
+    if (devs.n == 0)
+        snprintf(dev, sizeof dev, "unknown device");
+    else if (devs.n == 1)
+        snprintf(dev, sizeof dev, "%.400s", devs.v[0]);
+    else
+        snprintf(dev, sizeof dev, "%.400s and %d other device%s", devs.v[0], devs.n - 1, devs.n > 2 ? "s" : "");
+    strv_free(&devs);
+    if (!first[0])
+        snprintf(buf, len, "%.440s", dev);
+    else if (strcmp(first, last) == 0)
+        snprintf(buf, len, "%.440s, %s", dev, first);
+    else
+        snprintf(buf, len, "%.440s, %s to %s", dev, first, last);
+}
+
+/* The settings every plotted config shares, for the second title line. */
+static void shared_settings(const cfgset *s, const int *idx, int n, bool per_device_batch, char *buf, size_t len)
+{
+    static const int dims[] = {D_PRECISION, D_OPTIMIZER, D_THREADS, D_BATCH, D_GRAPH};
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
+        int d = dims[k];
+        const char *v = label_value(&s->c[idx[0]], d, per_device_batch);
+        if (!*v || dim_varies_all(s, idx, n, d, per_device_batch)) continue;
+        if (d == D_GRAPH && strcmp(v, "1") != 0) continue;
+        if (d == D_THREADS && strcmp(s->c[idx[0]].dim[D_BACKEND], "cpu") != 0) continue;
+        char part[DIM_MAX + 32];
+        dim_text(d, v, per_device_batch, part, sizeof part);
+        used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s", used ? ", " : "", part);
+    }
+    bool over = false;
+    for (int i = 0; i < n; i++) {
+        const config *c = &s->c[idx[i]];
+        for (int k = 0; k < c->nrows; k++) over |= strcmp(fv(c->t, c->rows[k], "oversubscribed"), "1") == 0;
+    }
+    if (over)
+        snprintf(buf + used, used < len ? len - used : 0, "%soversubscribed runs (devices share hardware)",
+                 used ? "; " : "");
+}
+
+/* ------------------------------------------------------------------------ */
+/* files, paths, gnuplot                                                     */
+
+typedef struct plot_opts {
+    const char *csv, *base, *cur;
+    const char *out, *workload, *backend, *metric, *plots_dir;
+    bool compare, strong, keep_data, quiet;
+} plot_opts;
+
+typedef struct ctx {
+    plot_opts o;
+    char gnuplot[PATH_MAX];
+    char outdir[PATH_MAX]; /* --out without trailing slashes */
+    char plotdir[PATH_MAX];
+    char datadir[PATH_MAX];
+    bool made_tmp;
+    strv tmpfiles;
+    int written, failed;
+} ctx;
+
+static bool is_exec_file(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && access(path, X_OK) == 0;
+}
+
+static bool find_on_path(const char *name, char *out, size_t len)
+{
+    const char *path = getenv("PATH");
+    if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+    for (const char *p = path;;) {
+        const char *colon = strchr(p, ':');
+        size_t n = colon ? (size_t)(colon - p) : strlen(p);
+        int w = n ? snprintf(out, len, "%.*s/%s", (int)n, p, name) : snprintf(out, len, "./%s", name);
+        if (w > 0 && (size_t)w < len && is_exec_file(out)) return true;
+        if (!colon) break;
+        p = colon + 1;
+    }
+    return false;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static pb_status mkdir_p(const char *dir)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return pb_usage_error("plot: --out: path longer than %d bytes", PATH_MAX - 1);
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char keep = *p;
+            *p = '\0';
+            if (mkdir(path, 0777) != 0 && errno != EEXIST)
+                return pb_usage_error("plot: --out %s: cannot create %s: %s", dir, path, strerror(errno));
+            *p = keep;
+            if (!keep) break;
+        }
+    }
+    if (!is_dir(dir)) return pb_usage_error("plot: --out %s: not a folder", dir);
+    if (access(dir, W_OK) != 0) return pb_usage_error("plot: --out %s: not writable", dir);
+    return PB_OK;
+}
+
+/* The folder of the gnuplot scripts: --plots-dir, else plots/ beside the
+ * bench binary, else ./plots. */
+static pb_status find_plot_dir(ctx *x)
+{
+    char probe[PATH_MAX + 32];
+    if (x->o.plots_dir) {
+        snprintf(probe, sizeof probe, "%s/common.gp", x->o.plots_dir);
+        if (access(probe, R_OK) != 0)
+            return pb_usage_error("plot: --plots-dir %s: no gnuplot scripts there (common.gp missing)", x->o.plots_dir);
+        snprintf(x->plotdir, sizeof x->plotdir, "%s", x->o.plots_dir);
+        return PB_OK;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(probe, sizeof probe, "%s/plots/common.gp", exe);
+            if (access(probe, R_OK) == 0) {
+                snprintf(x->plotdir, sizeof x->plotdir, "%.*s/plots", PATH_MAX - 8, exe);
+                return PB_OK;
+            }
+        }
+    }
+    if (access("plots/common.gp", R_OK) == 0) {
+        snprintf(x->plotdir, sizeof x->plotdir, "plots");
+        return PB_OK;
+    }
+    return pb_usage_error("plot: the gnuplot scripts (plots/*.gp) were not found beside the bench binary or in "
+                          "./plots; pass --plots-dir DIR");
+}
+
+/* name=value as a gnuplot string literal: single quotes, '' for a quote,
+ * control characters dropped. */
+static void gp_str(sbuf *b, const char *name, const char *value)
+{
+    sb_printf(b, "%s='", name);
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) continue;
+        if (*p == '\'') sb_putc(b, '\'');
+        sb_putc(b, (char)*p);
+    }
+    sb_puts(b, "'; ");
+}
+
+static void gp_num(sbuf *b, const char *name, double v) { sb_printf(b, "%s=%.9g; ", name, isfinite(v) ? v : 0.0); }
+
+/* A label inside a .dat file: double-quoted, so no double quotes inside. */
+static void dat_label(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        fputc(*p == '"' ? '\'' : (*p < 0x20 || *p == 0x7f) ? ' ' : *p, f);
+    fputc('"', f);
+}
+
+/* The two lines of a bar's label as the .dat files' first two columns. */
+static void dat_tics(FILE *f, const config *c)
+{
+    dat_label(f, c->tic1);
+    fputc(' ', f);
+    dat_label(f, c->tic2);
+}
+
+static void dat_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, " %.6g", v);
+    else
+        fputs(" NaN", f);
+}
+
+/* Opens <datadir>/<name>.dat for writing; *path gets its path. */
+static FILE *dat_open(ctx *x, const char *name, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s.dat", x->datadir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        pb_log_error("plot: cannot write %s: %s", path, strerror(errno));
+        x->failed++;
+        return NULL;
+    }
+    if (!x->o.keep_data) strv_push(&x->tmpfiles, strdup(path));
+    return f;
+}
+
+static bool dat_close(ctx *x, FILE *f, const char *path)
+{
+    if (ferror(f) | (fclose(f) != 0)) {
+        pb_log_error("plot: cannot write %s", path);
+        x->failed++;
+        return false;
+    }
+    return true;
+}
+
+static bool nonempty_file(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
+}
+
+/* Runs `gnuplot -d -e VARS plots/SCRIPT.gp`, which writes OUTBASE.png and
+ * OUTBASE.svg; prints their paths. vars gets plotdir, datafile, outbase,
+ * ptitle and psub added. */
+static void draw(ctx *x, const char *script, const char *datafile, const char *outname, const char *title,
+                 const char *sub, sbuf *vars)
+{
+    char outbase[PATH_MAX], script_path[PATH_MAX + 32], png[PATH_MAX + 8], svg[PATH_MAX + 8];
+    snprintf(outbase, sizeof outbase, "%.3800s/%.250s", x->outdir, outname);
+    snprintf(script_path, sizeof script_path, "%s/%s.gp", x->plotdir, script);
+    snprintf(png, sizeof png, "%s.png", outbase);
+    snprintf(svg, sizeof svg, "%s.svg", outbase);
+    gp_str(vars, "plotdir", x->plotdir);
+    gp_str(vars, "datafile", datafile);
+    gp_str(vars, "outbase", outbase);
+    gp_str(vars, "ptitle", title);
+    gp_str(vars, "psub", sub);
+    char *assign = sb_take(vars);
+    if (!assign) {
+        pb_log_error("plot: out of memory");
+        x->failed++;
+        return;
+    }
+    remove(png);
+    remove(svg);
+
+    char *argv[] = {x->gnuplot, "-d", "-e", assign, script_path, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, 2, 1); /* stdout carries only our paths */
+    pid_t pid;
+    int err = posix_spawn(&pid, x->gnuplot, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    free(assign);
+    if (err) {
+        pb_log_error("plot: cannot run %s: %s", x->gnuplot, strerror(err));
+        x->failed++;
+        return;
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (WIFEXITED(status))
+            pb_log_error("plot: gnuplot failed on %s (exit %d)", script_path, WEXITSTATUS(status));
+        else
+            pb_log_error("plot: gnuplot was killed by signal %d on %s", WTERMSIG(status), script_path);
+        x->failed++;
+        return;
+    }
+    if (!nonempty_file(png) || !nonempty_file(svg)) {
+        pb_log_error("plot: gnuplot ran %s but did not write %s and %s", script_path, png, svg);
+        x->failed++;
+        return;
+    }
+    printf("%s\n%s\n", png, svg);
+    fflush(stdout);
+    x->written++;
+}
+
+static void skip(const ctx *x, const char *what, const char *why)
+{
+    (void)x;
+    pb_log_info("plot: skipped %s: %s", what, why);
+}
+
+/* Comma-separated distinct device counts of the configs in idx ("1,2,4"). */
+static void device_tics(const cfgset *s, const int *idx, int n, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    int last = 0;
+    for (;;) {
+        int next = INT_MAX;
+        for (int i = 0; i < n; i++)
+            if (s->c[idx[i]].devices > last && s->c[idx[i]].devices < next) next = s->c[idx[i]].devices;
+        if (next == INT_MAX) break;
+        used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%d", used ? "," : "", next);
+        last = next;
+    }
+}
+
+static int xtic_angle(const cfgset *s, const int *idx, int n)
+{
+    size_t longest = 0;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(s->c[idx[i]].tic1), l2 = strlen(s->c[idx[i]].tic2);
+        if (l2 > l) l = l2;
+        if (l > longest) longest = l;
+    }
+    if (n <= 12 && longest * (size_t)n <= 110) return 0;
+    return n <= 12 ? 30 : n <= 30 ? 60 : 90; /* steeper as the bars get narrower */
+}
+
+/* ------------------------------------------------------------------------ */
+/* the plots of one CSV                                                      */
+
+typedef struct selection {
+    cfgset set;
+    int *all; /* 0..n-1 in plot order */
+    int n;
+    char workload[DIM_MAX], backend[DIM_MAX];
+    char prefix[2 * DIM_MAX + 4]; /* "<workload>-<backend>-", file-name safe */
+    bool per_device_batch;
+} selection;
+
+static void safe_name(char *s)
+{
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.') *s = '_';
+}
+
+static void title_of(const selection *sel, const int *idx, int n, const char *what, char *buf, size_t len)
+{
+    char dd[TEXT_MAX];
+    device_and_date(&sel->set, idx, n, dd, sizeof dd);
+    snprintf(buf, len, "%s: %s, %s, %s", what, sel->workload, sel->backend, dd);
+}
+
+static void sub_of(const selection *sel, const int *idx, int n, const char *extra, char *buf, size_t len)
+{
+    char shared[TEXT_MAX];
+    shared_settings(&sel->set, idx, n, sel->per_device_batch, shared, sizeof shared);
+    if (extra && *extra)
+        snprintf(buf, len, "%s%s%s", extra, shared[0] ? "; " : "", shared);
+    else
+        snprintf(buf, len, "%s", shared);
+}
+
+static const char *const stack_phases[] = {"load", "h2d", "scatter", "replicate", "fwd", "gather",
+                                           "bwd",  "reduce", "p2p", "bubble",    "sync", "opt"};
+#define N_STACK (int)(sizeof stack_phases / sizeof stack_phases[0])
+
+static void plot_breakdown(ctx *x, selection *sel)
+{
+    int n = sel->n;
+    double (*ph)[N_STACK + 1] = calloc((size_t)n, sizeof *ph);
+    double *step = calloc((size_t)n, sizeof *step);
+    if (!ph || !step) {
+        pb_log_error("plot: out of memory");
+        x->failed++;
+        goto cleanup;
+    }
+    /* A phase is drawn when it is at least 0.1 % of some config's step (or
+     * there is no step time to compare with); "other" is the rest of the step
+     * the drawn phases do not cover, when that is at least 0.5 %. */
+    bool used[N_STACK + 1] = {false};
+    for (int i = 0; i < n; i++) {
+        const config *c = &sel->set.c[sel->all[i]];
+        step[i] = cmean(c, "step_ms_mean");
+        for (int p = 0; p < N_STACK; p++) {
+            char col[32];
+            snprintf(col, sizeof col, "%s_ms", stack_phases[p]);
+            double v = cmean(c, col);
+            ph[i][p] = isnan(v) || v < 0 ? 0 : v;
+            if (ph[i][p] > 0 && (isnan(step[i]) || ph[i][p] >= 0.001 * step[i])) used[p] = true;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        double sum = 0;
+        for (int p = 0; p < N_STACK; p++)
+            if (used[p]) sum += ph[i][p];
+        double other = isnan(step[i]) ? 0 : step[i] - sum;
+        ph[i][N_STACK] = other > 0 ? other : 0;
+        if (other > 0.001 && other >= 0.005 * step[i]) used[N_STACK] = true;
+    }
+    int ncols = 0;
+    for (int p = 0; p <= N_STACK; p++) ncols += used[p];
+    if (ncols == 0) {
+        skip(x, "the step breakdown", "no phase times in the rows");
+        goto cleanup;
+    }
+    char name[sizeof sel->prefix + 32], path[PATH_MAX + 64];
+    snprintf(name, sizeof name, "%sbreakdown", sel->prefix);
+    FILE *f = dat_open(x, name, path, sizeof path);
+    if (!f) goto cleanup;
+    fputs("\"config\" \"settings\"", f);
+    for (int p = 0; p < N_STACK; p++)
+        if (used[p]) fprintf(f, " \"%s\"", strcmp(stack_phases[p], "sync") == 0 ? "sync (exposed comm)" : stack_phases[p]);
+    if (used[N_STACK]) fputs(" \"other (rest of the step)\"", f);
+    fputs(" \"step (mean)\"\n", f);
+    for (int i = 0; i < n; i++) {
+        dat_tics(f, &sel->set.c[sel->all[i]]);
+        for (int p = 0; p <= N_STACK; p++)
+            if (used[p]) dat_num(f, ph[i][p]);
+        dat_num(f, step[i]);
+        fputc('\n', f);
+    }
+    if (!dat_close(x, f, path)) goto cleanup;
+    char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
+    title_of(sel, sel->all, n, "Step time by phase", title, sizeof title);
+    sub_of(sel, sel->all, n, "mean per measured step", sub, sizeof sub);
+    sbuf v = {0};
+    sbuf lts = {0};
+    for (int p = 0; p <= N_STACK; p++)
+        if (used[p]) sb_printf(&lts, "%s%d", lts.n ? " " : "", 11 + p); /* plots/common.gp's phase colours */
+    char *lt = sb_take(&lts);
+    gp_str(&v, "phaselt", lt ? lt : "");
+    free(lt);
+    gp_num(&v, "nphases", ncols);
+    gp_num(&v, "xrot", xtic_angle(&sel->set, sel->all, n));
+    draw(x, "breakdown", path, name, title, sub, &v);
+cleanup:
+    free(ph);
+    free(step);
+}
+
+/* The 1-device reference of a series: `single` with the same settings, else
+ * the series' own 1-device config; -1 when neither ran. */
+static int reference_of(const selection *sel, const config *c)
+{
+    static const int match[] = {D_PRECISION, D_OPTIMIZER, D_THREADS, D_BATCH, D_GRAPH, D_SHAPE};
+    int own = -1;
+    for (int i = 0; i < sel->n; i++) {
+        const config *r = &sel->set.c[sel->all[i]];
+        if (r->devices != 1) continue;
+        if (r->series == c->series) own = sel->all[i];
+        if (strcmp(r->dim[D_STRATEGY], "single") != 0) continue;
+        bool same = true;
+        for (size_t k = 0; k < sizeof match / sizeof match[0]; k++) same &= strcmp(r->dim[match[k]], c->dim[match[k]]) == 0;
+        if (same && !isnan(cmean(r, "samples_per_s"))) return sel->all[i];
+    }
+    return own >= 0 && !isnan(cmean(&sel->set.c[own], "samples_per_s")) ? own : -1;
+}
+
+static void plot_scaling(ctx *x, selection *sel)
+{
+    int n = sel->n, nseries = 0, multi = 0;
+    for (int i = 0; i < n; i++) {
+        const config *c = &sel->set.c[sel->all[i]];
+        if (c->series + 1 > nseries) nseries = c->series + 1;
+        if (c->devices > 1 && !isnan(cmean(c, "samples_per_s"))) multi++;
+    }
+    if (!multi) {
+        skip(x, "throughput and scaling efficiency", "no ok rows on more than one device");
+        return;
+    }
+    int *ref = malloc((size_t)nseries * sizeof *ref);
+    int *first = malloc((size_t)nseries * sizeof *first); /* a config of each series */
+    int *maxdev = calloc((size_t)nseries, sizeof *maxdev);
+    if (!ref || !first || !maxdev) {
+        pb_log_error("plot: out of memory");
+        x->failed++;
+        goto cleanup;
+    }
+    for (int s = 0; s < nseries; s++) first[s] = -1;
+    for (int i = 0; i < n; i++) {
+        const config *c = &sel->set.c[sel->all[i]];
+        if (first[c->series] < 0) first[c->series] = sel->all[i];
+        if (c->devices > maxdev[c->series]) maxdev[c->series] = c->devices;
+    }
+    for (int s = 0; s < nseries; s++) ref[s] = reference_of(sel, &sel->set.c[first[s]]);
+
+    const char *mode = sel->per_device_batch ? "weak scaling (same batch per device)"
+                                             : "strong scaling (same global batch)";
+    char tics[256];
+    device_tics(&sel->set, sel->all, n, tics, sizeof tics);
+
+    /* throughput: a block per series, then a block per distinct reference */
+    char name[sizeof sel->prefix + 32], path[PATH_MAX + 64];
+    snprintf(name, sizeof name, "%sthroughput", sel->prefix);
+    FILE *f = dat_open(x, name, path, sizeof path);
+    if (!f) goto cleanup;
+    for (int s = 0; s < nseries; s++) {
+        if (s) fputs("\n\n", f);
+        dat_label(f, sel->set.c[first[s]].series_label);
+        fputs(" \"samples/s\"\n", f);
+        for (int i = 0; i < n; i++) {
+            const config *c = &sel->set.c[sel->all[i]];
+            if (c->series != s) continue;
+            fprintf(f, "%d", c->devices);
+            dat_num(f, cmean(c, "samples_per_s"));
+            fputc('\n', f);
+        }
+    }
+    int nideal = 0, distinct_refs = 0;
+    for (int s = 0; s < nseries; s++) {
+        bool seen = false;
+        for (int k = 0; k < s; k++) seen |= ref[k] == ref[s];
+        if (ref[s] >= 0 && !seen) distinct_refs++;
+    }
+    for (int s = 0; s < nseries; s++) {
+        if (ref[s] < 0) continue;
+        bool seen = false;
+        for (int k = 0; k < s; k++) seen |= ref[k] == ref[s];
+        if (seen) continue;
+        int top = 1;
+        for (int k = 0; k < nseries; k++)
+            if (ref[k] == ref[s] && maxdev[k] > top) top = maxdev[k];
+        if (top < 2) continue;
+        const config *r = &sel->set.c[ref[s]];
+        double t1 = cmean(r, "samples_per_s");
+        char label[TEXT_MAX + 32];
+        snprintf(label, sizeof label, "ideal: N x %s", r->label);
+        fputs("\n\n", f);
+        dat_label(f, label);
+        fputs(" \"samples/s\" \"lt\"\n", f);
+        int lt = distinct_refs == 1 ? 9 : s % 8 + 1;
+        fprintf(f, "1 %.6g %d\n%d %.6g %d\n", t1, lt, top, t1 * top, lt);
+        nideal++;
+    }
+    if (!dat_close(x, f, path)) goto cleanup;
+    char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
+    title_of(sel, sel->all, n, "Throughput", title, sizeof title);
+    sub_of(sel, sel->all, n, mode, sub, sizeof sub);
+    sbuf v = {0};
+    gp_num(&v, "nseries", nseries);
+    gp_num(&v, "nideal", nideal);
+    gp_str(&v, "devtics", tics);
+    draw(x, "throughput", path, name, title, sub, &v);
+
+    /* efficiency: series with a reference */
+    snprintf(name, sizeof name, "%sefficiency", sel->prefix);
+    f = dat_open(x, name, path, sizeof path);
+    if (!f) goto cleanup;
+    int blocks = 0, beyond_one = 0;
+    double ymax = 110;
+    for (int s = 0; s < nseries; s++) {
+        if (ref[s] < 0) {
+            pb_log_info("plot: efficiency: no 1-device run to compare %s with; left out",
+                        sel->set.c[first[s]].series_label);
+            continue;
+        }
+        double t1 = cmean(&sel->set.c[ref[s]], "samples_per_s");
+        if (blocks++) fputs("\n\n", f);
+        dat_label(f, sel->set.c[first[s]].series_label);
+        fputs(" \"%\"\n", f);
+        for (int i = 0; i < n; i++) {
+            const config *c = &sel->set.c[sel->all[i]];
+            if (c->series != s) continue;
+            double e = 100.0 * cmean(c, "samples_per_s") / (c->devices * t1);
+            if (isfinite(e) && e * 1.1 > ymax) ymax = e * 1.1;
+            if (isfinite(e) && c->devices > 1) beyond_one++;
+            fprintf(f, "%d", c->devices);
+            dat_num(f, e);
+            fputc('\n', f);
+        }
+    }
+    if (!dat_close(x, f, path)) goto cleanup;
+    if (!beyond_one) {
+        skip(x, "scaling efficiency", "no run on more than one device has a 1-device run with the same settings");
+        goto cleanup;
+    }
+    title_of(sel, sel->all, n, "Scaling efficiency", title, sizeof title);
+    char extra[TEXT_MAX];
+    snprintf(extra, sizeof extra, "%s; throughput(N) / (N x throughput of the 1-device run)", mode);
+    sub_of(sel, sel->all, n, extra, sub, sizeof sub);
+    v = (sbuf){0};
+    gp_num(&v, "nseries", blocks);
+    gp_num(&v, "ymax", ymax);
+    gp_str(&v, "devtics", tics);
+    draw(x, "efficiency", path, name, title, sub, &v);
+cleanup:
+    free(ref);
+    free(first);
+    free(maxdev);
+}
+
+/* Indices (into sel->set) of the configs of one strategy, in plot order. */
+static int of_strategy(const selection *sel, const char *strategy, int *idx)
+{
+    int n = 0;
+    for (int i = 0; i < sel->n; i++)
+        if (strcmp(sel->set.c[sel->all[i]].dim[D_STRATEGY], strategy) == 0) idx[n++] = sel->all[i];
+    return n;
+}
+
+static void plot_ddp(ctx *x, selection *sel, int *idx)
+{
+    int n = of_strategy(sel, "ddp", idx), m = 0;
+    for (int i = 0; i < n; i++)
+        if (!isnan(cmean(&sel->set.c[idx[i]], "comm_ms"))) idx[m++] = idx[i];
+    if (!m) {
+        skip(x, "ddp exposed vs hidden communication", n ? "no comm_ms in the ddp rows" : "no ddp rows");
+        return;
+    }
+    char name[sizeof sel->prefix + 32], path[PATH_MAX + 64];
+    snprintf(name, sizeof name, "%sddp-comm", sel->prefix);
+    FILE *f = dat_open(x, name, path, sizeof path);
+    if (!f) return;
+    fputs("\"config\" \"settings\" \"exposed (sync)\" \"hidden behind backward\" \"overlap (%, right axis)\"\n", f);
+    for (int i = 0; i < m; i++) {
+        const config *c = &sel->set.c[idx[i]];
+        double comm = cmean(c, "comm_ms"), sync = cmean(c, "sync_ms"), overlap = cmean(c, "overlap_pct");
+        if (isnan(sync)) sync = isnan(overlap) ? comm : comm * (1 - overlap / 100);
+        double hidden = comm - sync;
+        if (hidden < 0) hidden = 0;
+        if (isnan(overlap)) overlap = comm > 0 ? 100 * hidden / comm : NAN;
+        dat_tics(f, c);
+        dat_num(f, sync);
+        dat_num(f, hidden);
+        dat_num(f, overlap);
+        fputc('\n', f);
+    }
+    if (!dat_close(x, f, path)) return;
+    char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
+    title_of(sel, idx, m, "DDP gradient all-reduce, exposed vs hidden", title, sizeof title);
+    sub_of(sel, idx, m, "mean per step; hidden = comm_ms - sync_ms", sub, sizeof sub);
+    sbuf v = {0};
+    gp_num(&v, "xrot", xtic_angle(&sel->set, idx, m));
+    draw(x, "ddp_comm", path, name, title, sub, &v);
+}
+
+static void plot_bubble(ctx *x, selection *sel, int *idx)
+{
+    int n = of_strategy(sel, "mp", idx), m = 0;
+    for (int i = 0; i < n; i++) {
+        const config *c = &sel->set.c[idx[i]];
+        if (!isnan(cmean(c, "bubble_frac")) || !isnan(cmean(c, "bubble_frac_theory"))) idx[m++] = idx[i];
+    }
+    if (!m) {
+        skip(x, "mp pipeline bubble", n ? "no bubble_frac in the mp rows" : "no mp rows");
+        return;
+    }
+    char name[sizeof sel->prefix + 32], path[PATH_MAX + 64];
+    snprintf(name, sizeof name, "%smp-bubble", sel->prefix);
+    FILE *f = dat_open(x, name, path, sizeof path);
+    if (!f) return;
+    fputs("\"config\" \"settings\" \"measured\" \"theory (p-1)/(m+p-1)\"\n", f);
+    for (int i = 0; i < m; i++) {
+        const config *c = &sel->set.c[idx[i]];
+        config shown = *c;
+        /* the microbatch count always shows here: it is the point */
+        if (c->dim[D_MICRO][0] && !strstr(c->tic2, "m="))
+            snprintf(shown.tic2, sizeof shown.tic2, "m=%.60s%s%.160s", c->dim[D_MICRO], c->tic2[0] ? ", " : "",
+                     c->tic2);
+        dat_tics(f, &shown);
+        dat_num(f, 100 * cmean(c, "bubble_frac"));
+        dat_num(f, 100 * cmean(c, "bubble_frac_theory"));
+        fputc('\n', f);
+    }
+    if (!dat_close(x, f, path)) return;
+    char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
+    title_of(sel, idx, m, "Pipeline bubble (mp)", title, sizeof title);
+    sub_of(sel, idx, m, "share of the step a stage waits; GPipe theory with p stages, m microbatches", sub,
+           sizeof sub);
+    sbuf v = {0};
+    gp_num(&v, "xrot", xtic_angle(&sel->set, idx, m));
+    draw(x, "bubble", path, name, title, sub, &v);
+}
+
+/* The most frequent value of a column among rows (optionally of one
+ * workload); ties go to the first seen. */
+static void most_frequent(const table *t, const char *col, const char *workload, char *out, size_t len)
+{
+    strv seen = {0};
+    int *count = calloc((size_t)t->nrows + 1, sizeof *count);
+    int c = table_col(t, col), w = table_col(t, "workload"), best = -1;
+    out[0] = '\0';
+    for (int r = 0; count && c >= 0 && r < t->nrows; r++) {
+        if (workload && strcmp(t->rows[r][w], workload) != 0) continue;
+        int k = 0;
+        while (k < seen.n && strcmp(seen.v[k], t->rows[r][c]) != 0) k++;
+        if (k == seen.n && !strv_push(&seen, strdup(t->rows[r][c]))) break;
+        if (++count[k] > (best < 0 ? 0 : count[best])) best = k;
+    }
+    if (best >= 0) snprintf(out, len, "%s", seen.v[best]);
+    free(count);
+    strv_free(&seen);
+}
+
+static void others_notice(const table *t, const char *col, const char *chosen, const char *workload,
+                          const char *flag)
+{
+    strv others = {0};
+    for (int r = 0; r < t->nrows; r++) {
+        if (workload && strcmp(fv(t, r, "workload"), workload) != 0) continue;
+        if (strcmp(fv(t, r, col), chosen) != 0) add_distinct(&others, fv(t, r, col));
+    }
+    if (others.n) {
+        sbuf b = {0};
+        for (int i = 0; i < others.n; i++) sb_printf(&b, "%s%s", i ? ", " : "", others.v[i]);
+        char *list = sb_take(&b);
+        pb_log_info("plot: plotting %s %s; the CSV also has %s (pick with %s)", col, chosen, list ? list : "?", flag);
+        free(list);
+    }
+    strv_free(&others);
+}
+
+static int plot_csv(ctx *x)
+{
+    table t;
+    pb_status st = table_read(&t, x->o.csv);
+    if (st != PB_OK) {
+        pb_log_error("%s", pb_error_message());
+        return pb_status_exit_code(st);
+    }
+    table_notices(&t);
+    selection sel;
+    memset(&sel, 0, sizeof sel);
+    sel.per_device_batch = !x->o.strong;
+    int rc = 0;
+    int *idx = NULL;
+    if (t.nrows == 0) {
+        pb_log_error("plot: %s has no rows with status ok; nothing to plot", t.path);
+        rc = 1;
+        goto cleanup;
+    }
+    if (x->o.workload) {
+        snprintf(sel.workload, sizeof sel.workload, "%s", x->o.workload);
+    } else {
+        most_frequent(&t, "workload", NULL, sel.workload, sizeof sel.workload);
+        others_notice(&t, "workload", sel.workload, NULL, "--workload");
+    }
+    if (x->o.backend) {
+        snprintf(sel.backend, sizeof sel.backend, "%s", x->o.backend);
+    } else {
+        most_frequent(&t, "backend", sel.workload, sel.backend, sizeof sel.backend);
+        others_notice(&t, "backend", sel.backend, sel.workload, "--backend");
+    }
+    st = group_rows(&t, sel.workload, sel.backend, sel.per_device_batch, &sel.set);
+    if (st != PB_OK) {
+        pb_log_error("%s", pb_error_message());
+        rc = 1;
+        goto cleanup;
+    }
+    if (sel.set.n == 0) {
+        pb_log_error("plot: %s has no ok rows of workload '%s' on backend '%s'", t.path, sel.workload, sel.backend);
+        rc = 2;
+        goto cleanup;
+    }
+    qsort(sel.set.c, (size_t)sel.set.n, sizeof *sel.set.c, config_cmp);
+    sel.n = sel.set.n;
+    sel.all = malloc((size_t)sel.n * sizeof *sel.all);
+    idx = malloc((size_t)sel.n * sizeof *idx);
+    if (!sel.all || !idx) {
+        pb_log_error("plot: out of memory");
+        rc = 1;
+        goto cleanup;
+    }
+    for (int i = 0; i < sel.n; i++) sel.all[i] = i;
+    make_labels(&sel.set, sel.all, sel.n, sel.per_device_batch);
+    int nseries = 0;
+    for (int i = 0; i < sel.n; i++) {
+        config *c = &sel.set.c[i];
+        c->series = -1;
+        for (int k = 0; k < i && c->series < 0; k++)
+            if (same_dims(sel.set.c[k].dim, c->dim, true)) c->series = sel.set.c[k].series;
+        if (c->series < 0) c->series = nseries++;
+    }
+    snprintf(sel.prefix, sizeof sel.prefix, "%s-%s-", sel.workload, sel.backend);
+    safe_name(sel.prefix);
+
+    plot_scaling(x, &sel);
+    plot_breakdown(x, &sel);
+    plot_ddp(x, &sel, idx);
+    plot_bubble(x, &sel, idx);
+    rc = x->failed ? 1 : 0;
+cleanup:
+    free(idx);
+    free(sel.all);
+    cfgset_free(&sel.set);
+    table_free(&t);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* baseline vs current                                                       */
+
+static const char *unit_of(const char *col)
+{
+    size_t n = strlen(col);
+#define ENDS(s) (n >= strlen(s) && strcmp(col + n - strlen(s), s) == 0)
+    if (strcmp(col, "samples_per_s") == 0) return "samples/s";
+    if (ENDS("_ms") || strstr(col, "_ms_")) return "ms";
+    if (ENDS("_pct")) return "%";
+    if (ENDS("tflops")) return "TFLOP/s";
+    if (ENDS("_gbps")) return "GB/s";
+    if (ENDS("_mb") || strstr(col, "_mb_")) return "MB";
+    if (ENDS("_bytes_per_step")) return "bytes/step";
+#undef ENDS
+    return "";
+}
+
+static bool higher_is_better(const char *col)
+{
+    return strcmp(col, "samples_per_s") == 0 || strstr(col, "tflops") || strcmp(col, "mfu") == 0 ||
+           strstr(col, "gbps") || strcmp(col, "overlap_pct") == 0;
+}
+
+static int plot_compare(ctx *x)
+{
+    table base, cur;
+    pb_status st = table_read(&base, x->o.base);
+    if (st != PB_OK) {
+        pb_log_error("%s", pb_error_message());
+        return pb_status_exit_code(st);
+    }
+    st = table_read(&cur, x->o.cur);
+    if (st != PB_OK) {
+        pb_log_error("%s", pb_error_message());
+        table_free(&base);
+        return pb_status_exit_code(st);
+    }
+    table_notices(&base);
+    table_notices(&cur);
+    const char *metric = x->o.metric ? x->o.metric : "samples_per_s";
+    cfgset bs = {0}, cs = {0};
+    int *bi = NULL, *ci = NULL;
+    int rc = 0;
+    if (table_col(&base, metric) < 0 || table_col(&cur, metric) < 0) {
+        pb_log_error("plot: --metric %s: no such column in %s", metric,
+                     table_col(&base, metric) < 0 ? base.path : cur.path);
+        rc = 2;
+        goto cleanup;
+    }
+    st = group_rows(&base, NULL, NULL, false, &bs);
+    if (st == PB_OK) st = group_rows(&cur, NULL, NULL, false, &cs);
+    if (st != PB_OK) {
+        pb_log_error("%s", pb_error_message());
+        rc = 1;
+        goto cleanup;
+    }
+    bi = malloc(((size_t)bs.n + 1) * sizeof *bi);
+    ci = malloc(((size_t)bs.n + 1) * sizeof *ci);
+    if (!bi || !ci) {
+        pb_log_error("plot: out of memory");
+        rc = 1;
+        goto cleanup;
+    }
+    qsort(bs.c, (size_t)bs.n, sizeof *bs.c, config_cmp);
+    int m = 0, only_base = 0, only_cur = 0, no_metric = 0;
+    for (int i = 0; i < bs.n; i++) {
+        int match = -1;
+        for (int k = 0; k < cs.n && match < 0; k++)
+            if (same_dims(bs.c[i].dim, cs.c[k].dim, false)) match = k;
+        if (match < 0) {
+            only_base++;
+            continue;
+        }
+        if (isnan(cmean(&bs.c[i], metric)) || isnan(cmean(&cs.c[match], metric))) {
+            no_metric++;
+            continue;
+        }
+        bi[m] = i;
+        ci[m] = match;
+        m++;
+    }
+    for (int k = 0; k < cs.n; k++) {
+        bool matched = false;
+        for (int i = 0; i < bs.n && !matched; i++) matched = same_dims(bs.c[i].dim, cs.c[k].dim, false);
+        only_cur += !matched;
+    }
+    if (only_base) pb_log_info("plot: %d configuration(s) only in %s, not plotted", only_base, base.path);
+    if (only_cur) pb_log_info("plot: %d configuration(s) only in %s, not plotted", only_cur, cur.path);
+    if (no_metric) pb_log_info("plot: %d configuration(s) without %s in one file, not plotted", no_metric, metric);
+    if (!m) {
+        pb_log_error("plot: %s and %s share no configuration with %s to compare", base.path, cur.path, metric);
+        rc = 1;
+        goto cleanup;
+    }
+    make_labels(&bs, bi, m, true);
+
+    char name[64 + DIM_MAX], path[PATH_MAX + 64];
+    snprintf(name, sizeof name, "compare-%s", metric);
+    safe_name(name);
+    FILE *f = dat_open(x, name, path, sizeof path);
+    if (!f) {
+        rc = 1;
+        goto cleanup;
+    }
+    fputs("\"config\" \"settings\" \"baseline\" \"current\" \"change\"\n", f);
+    for (int i = 0; i < m; i++) {
+        double b = cmean(&bs.c[bi[i]], metric), c = cmean(&cs.c[ci[i]], metric);
+        dat_tics(f, &bs.c[bi[i]]);
+        dat_num(f, b);
+        dat_num(f, c);
+        dat_num(f, b != 0 ? 100 * (c - b) / fabs(b) : NAN);
+        fputc('\n', f);
+    }
+    if (!dat_close(x, f, path)) {
+        rc = 1;
+        goto cleanup;
+    }
+    char bdd[TEXT_MAX], cdd[TEXT_MAX], title[TEXT_MAX * 2], sub[TEXT_MAX * 3], ylabel[TEXT_MAX];
+    device_and_date(&bs, bi, m, bdd, sizeof bdd);
+    device_and_date(&cs, ci, m, cdd, sizeof cdd);
+    /* workload and backend in the title when every config shares them */
+    bool wl = dim_varies_all(&bs, bi, m, D_WORKLOAD, false), be = dim_varies_all(&bs, bi, m, D_BACKEND, false);
+    snprintf(title, sizeof title, "Baseline vs current, %s: %s, %s, %s", metric,
+             wl ? "several workloads" : bs.c[bi[0]].dim[D_WORKLOAD],
+             be ? "several backends" : bs.c[bi[0]].dim[D_BACKEND], cdd);
+    snprintf(sub, sizeof sub, "baseline %.200s (%.200s); current %.200s; %s is better", base.path, bdd, cur.path,
+             higher_is_better(metric) ? "higher" : "lower");
+    const char *unit = unit_of(metric);
+    snprintf(ylabel, sizeof ylabel, "%s%s%s%s", metric, *unit ? " (" : "", unit, *unit ? ")" : "");
+    sbuf v = {0};
+    gp_str(&v, "ylab", ylabel);
+    gp_num(&v, "xrot", xtic_angle(&bs, bi, m));
+    draw(x, "compare", path, name, title, sub, &v);
+    rc = x->failed ? 1 : 0;
+cleanup:
+    free(bi);
+    free(ci);
+    cfgset_free(&bs);
+    cfgset_free(&cs);
+    table_free(&base);
+    table_free(&cur);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the command                                                               */
+
+static void usage(FILE *f)
+{
+    fputs("usage: bench plot CSV [flags]\n"
+          "       bench plot --compare BASELINE.csv CURRENT.csv [flags]\n"
+          "\n"
+          "Draws PNG and SVG plots of a results CSV with gnuplot (docs/plots.md): throughput and\n"
+          "scaling efficiency vs devices, the step's phases, ddp's exposed vs hidden communication,\n"
+          "mp's pipeline bubble; or, with --compare, a metric per configuration in two CSVs.\n"
+          "Prints the paths written on stdout.\n"
+          "\n"
+          "flags (default in brackets):\n"
+          "  --out DIR          folder the images go to [plots/out]\n"
+          "  --workload NAME    workload to plot [the CSV's most frequent]\n"
+          "  --backend NAME     backend to plot [the workload's most frequent]\n"
+          "  --scaling MODE     weak (same batch per device) or strong (same global batch) [weak]\n"
+          "  --compare          plot BASELINE vs CURRENT per configuration [off]\n"
+          "  --metric COLUMN    the --compare metric [samples_per_s]\n"
+          "  --plots-dir DIR    the gnuplot scripts [plots/ beside bench, else ./plots]\n"
+          "  --keep-data        keep the .dat files gnuplot read, in --out [off]\n"
+          "  --quiet            no notices on stderr [off]\n"
+          "  --help             this text\n",
+          f);
+}
+
+static pb_status parse_args(plot_opts *o, int argc, char **argv, bool *help)
+{
+    const char *pos[3] = {NULL, NULL, NULL};
+    int npos = 0;
+    o->out = "plots/out";
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            *help = true;
+            return PB_OK;
+        } else if (strcmp(a, "--compare") == 0) {
+            o->compare = true;
+            continue;
+        } else if (strcmp(a, "--keep-data") == 0) {
+            o->keep_data = true;
+            continue;
+        } else if (strcmp(a, "--quiet") == 0) {
+            o->quiet = true;
+            continue;
+        } else if (strcmp(a, "--out") == 0) {
+            dst = &o->out;
+        } else if (strcmp(a, "--workload") == 0) {
+            dst = &o->workload;
+        } else if (strcmp(a, "--backend") == 0) {
+            dst = &o->backend;
+        } else if (strcmp(a, "--metric") == 0) {
+            dst = &o->metric;
+        } else if (strcmp(a, "--plots-dir") == 0) {
+            dst = &o->plots_dir;
+        } else if (strcmp(a, "--scaling") == 0) {
+            if (i + 1 >= argc) return pb_usage_error("plot: --scaling needs a value; allowed: weak, strong");
+            const char *v = argv[++i];
+            if (strcmp(v, "weak") != 0 && strcmp(v, "strong") != 0)
+                return pb_usage_error("plot: --scaling: unknown '%s'; allowed: weak, strong", v);
+            o->strong = strcmp(v, "strong") == 0;
+            continue;
+        } else if (a[0] == '-' && a[1]) {
+            return pb_usage_error("plot: unknown flag '%s'; allowed: --out, --workload, --backend, --scaling, "
+                                  "--compare, --metric, --plots-dir, --keep-data, --quiet, --help",
+                                  a);
+        } else {
+            if (npos == 3) return pb_usage_error("plot: too many files ('%s')", a);
+            pos[npos++] = a;
+            continue;
+        }
+        if (i + 1 >= argc || !argv[i + 1][0]) return pb_usage_error("plot: %s needs a value", a);
+        *dst = argv[++i];
+    }
+    if (o->compare) {
+        if (npos != 2) return pb_usage_error("plot: --compare takes two CSV files, BASELINE and CURRENT (%d given)", npos);
+        o->base = pos[0];
+        o->cur = pos[1];
+        if (o->workload || o->backend || o->strong)
+            return pb_usage_error("plot: --workload, --backend and --scaling do not apply to --compare");
+    } else {
+        if (npos != 1)
+            return pb_usage_error("plot: takes one CSV file (%d given); usage: bench plot CSV [--out DIR]", npos);
+        if (o->metric) return pb_usage_error("plot: --metric applies to --compare only");
+        o->csv = pos[0];
+    }
+    return PB_OK;
+}
+
+int pb_cmd_plot(int argc, char **argv)
+{
+    ctx x;
+    memset(&x, 0, sizeof x);
+    bool help = false;
+    pb_status st = parse_args(&x.o, argc, argv, &help);
+    if (st != PB_OK) {
+        pb_log_error("%s", pb_error_message());
+        return pb_status_exit_code(st);
+    }
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (x.o.quiet) pb_log_set_quiet(1);
+    if (!find_on_path("gnuplot", x.gnuplot, sizeof x.gnuplot)) {
+        pb_log_error("plot: gnuplot not found on PATH; install it (Debian: apt-get install gnuplot-nox)");
+        return 2;
+    }
+    st = find_plot_dir(&x);
+    if (st == PB_OK) {
+        const char *in = x.o.compare ? x.o.base : x.o.csv;
+        if (access(in, R_OK) != 0) st = pb_usage_error("plot: cannot read %s: %s", in, strerror(errno));
+    }
+    if (st == PB_OK && x.o.compare && access(x.o.cur, R_OK) != 0)
+        st = pb_usage_error("plot: cannot read %s: %s", x.o.cur, strerror(errno));
+    if (st == PB_OK) st = mkdir_p(x.o.out);
+    if (st == PB_OK && snprintf(x.outdir, sizeof x.outdir, "%s", x.o.out) >= (int)sizeof x.outdir)
+        st = pb_usage_error("plot: --out: path longer than %d bytes", PATH_MAX - 1);
+    for (size_t n = strlen(x.outdir); n > 1 && x.outdir[n - 1] == '/'; n--) x.outdir[n - 1] = '\0';
+    if (st != PB_OK) {
+        pb_log_error("%s", pb_error_message());
+        return pb_status_exit_code(st);
+    }
+    if (x.o.keep_data) {
+        snprintf(x.datadir, sizeof x.datadir, "%s", x.outdir);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(x.datadir, sizeof x.datadir, "%s/pb_plot_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(x.datadir)) {
+            pb_log_error("plot: cannot create a temporary folder %s: %s", x.datadir, strerror(errno));
+            return 1;
+        }
+        x.made_tmp = true;
+    }
+
+    int rc = x.o.compare ? plot_compare(&x) : plot_csv(&x);
+    if (rc == 0 && x.written == 0) {
+        pb_log_error("plot: no plot had data to draw");
+        rc = 1;
+    }
+
+    for (int i = 0; i < x.tmpfiles.n; i++) remove(x.tmpfiles.v[i]);
+    strv_free(&x.tmpfiles);
+    if (x.made_tmp) rmdir(x.datadir);
+    return rc;
+}

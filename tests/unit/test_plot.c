@@ -1,0 +1,377 @@
+/* bench plot: PNG and SVG from a crafted results CSV (rows written through
+ * harness/results.h, fake dp/ddp/mp rows at 1, 2 and 4 devices so every plot
+ * has data), plots skipped with a notice when their rows are missing, the
+ * baseline-vs-current comparison, and the errors: gnuplot not on PATH, a
+ * missing CSV, a file that is not a results CSV, bad flags.
+ *
+ * The tests that draw need gnuplot on PATH (scripts/run-tests.sh installs
+ * gnuplot-nox); without it they are skipped, and the not-found test runs. */
+#include "tests/unit/test_util.h"
+
+#include <math.h>
+#include <stdbool.h>
+
+#include "harness/results.h"
+
+static const char *const all_plots[] = {"throughput", "efficiency", "breakdown", "ddp-comm", "mp-bubble"};
+#define N_PLOTS (sizeof all_plots / sizeof all_plots[0])
+
+/* ------------------------------------------------------------------------ */
+/* helpers                                                                   */
+
+static bool have_gnuplot(void)
+{
+    const char *path = getenv("PATH");
+    if (!path) return false;
+    char *copy = strdup(path);
+    bool found = false;
+    for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+        char exe[4096];
+        snprintf(exe, sizeof exe, "%s/gnuplot", dir);
+        found = access(exe, X_OK) == 0;
+    }
+    free(copy);
+    return found;
+}
+
+typedef struct fake {
+    const char *strategy;
+    int devices;
+    double samples_per_s;
+    const char *status;
+} fake;
+
+/* One row of the fake mlp-s study on an H100 whose name needs CSV quoting
+ * (a comma, double quotes) and gnuplot quoting (an apostrophe). */
+static void fake_record(pb_record *r, const fake *f, const char *day)
+{
+    pb_record_clear(r);
+    pb_record_set(r, PB_COL_TIME_UTC, "%sT10:00:00Z", day);
+    pb_record_set(r, PB_COL_STATUS, "%s", f->status);
+    pb_record_set(r, PB_COL_STRATEGY, "%s", f->strategy);
+    pb_record_set(r, PB_COL_BACKEND, "cuda");
+    pb_record_set(r, PB_COL_COMM, "%s", strcmp(f->strategy, "single") == 0 ? "none" : "nccl");
+    pb_record_set(r, PB_COL_WORKLOAD, "mlp-s");
+    pb_record_set(r, PB_COL_IN, "1024");
+    pb_record_set(r, PB_COL_HIDDEN, "1024");
+    pb_record_set(r, PB_COL_LAYERS, "4");
+    pb_record_set(r, PB_COL_CLASSES, "1000");
+    pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", 256 * f->devices);
+    pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "256");
+    pb_record_set(r, PB_COL_DEVICES, "%d", f->devices);
+    pb_record_set(r, PB_COL_RANKS, "%d", strcmp(f->strategy, "ddp") == 0 ? f->devices : 1);
+    pb_record_set(r, PB_COL_OVERSUBSCRIBED, "0");
+    pb_record_set(r, PB_COL_PRECISION, "bf16");
+    pb_record_set(r, PB_COL_OPTIMIZER, "sgd");
+    pb_record_set(r, PB_COL_THREADS, "2");
+    pb_record_set(r, PB_COL_CUDA_GRAPH, "0");
+    pb_record_set(r, PB_COL_GPU_NAME, "NVIDIA \"H100\" 80GB, it's SXM");
+    pb_record_set(r, PB_COL_CPU_MODEL, "Intel Xeon");
+    if (strcmp(f->status, "ok") != 0) {
+        pb_record_set(r, PB_COL_ERROR, "out of memory");
+        return;
+    }
+    double step = 256.0 * f->devices / f->samples_per_s * 1e3;
+    pb_record_num(r, PB_COL_STEP_MS_MEAN, step);
+    pb_record_num(r, PB_COL_STEP_MS_P50, step);
+    pb_record_num(r, PB_COL_SAMPLES_PER_S, f->samples_per_s);
+    pb_record_num(r, PB_COL_LOAD_MS, 0.01 * step);
+    pb_record_num(r, PB_COL_H2D_MS, 0.02 * step);
+    pb_record_num(r, PB_COL_FWD_MS, 0.3 * step);
+    pb_record_num(r, PB_COL_BWD_MS, 0.5 * step);
+    pb_record_num(r, PB_COL_OPT_MS, 0.1 * step);
+    pb_record_num(r, PB_COL_COMM_MS, 0);
+    pb_record_num(r, PB_COL_SYNC_MS, 0);
+    if (strcmp(f->strategy, "dp") == 0) {
+        pb_record_num(r, PB_COL_SCATTER_MS, 0.01 * step);
+        pb_record_num(r, PB_COL_REPLICATE_MS, 0.02 * step);
+        pb_record_num(r, PB_COL_GATHER_MS, 0.01 * step);
+        pb_record_num(r, PB_COL_REDUCE_MS, 0.02 * step);
+    } else if (strcmp(f->strategy, "ddp") == 0) {
+        pb_record_num(r, PB_COL_COMM_MS, 0.2 * step);
+        pb_record_num(r, PB_COL_SYNC_MS, 0.04 * step);
+        pb_record_num(r, PB_COL_OVERLAP_PCT, 80);
+        pb_record_set(r, PB_COL_BUCKET_MB, "25");
+    } else if (strcmp(f->strategy, "mp") == 0) {
+        int m = 4, p = f->devices;
+        pb_record_set(r, PB_COL_MICROBATCHES, "%d", m);
+        pb_record_num(r, PB_COL_P2P_MS, 0.02 * step);
+        pb_record_num(r, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
+        pb_record_num(r, PB_COL_BUBBLE_FRAC, 1.1 * (p - 1.0) / (m + p - 1.0));
+        pb_record_num(r, PB_COL_BUBBLE_MS, 1.1 * (p - 1.0) / (m + p - 1.0) * step);
+    }
+}
+
+/* A results CSV of the rows in f (n of them), each throughput scaled by
+ * `scale`; optionally ending in a partial line as a killed writer leaves. */
+static void write_csv(const char *path, const fake *f, int n, double scale, const char *day, bool partial_tail)
+{
+    FILE *out = fopen(path, "wb");
+    assert_non_null(out);
+    char *buf = malloc(1 << 17);
+    pb_record *r = malloc(sizeof *r);
+    assert_non_null(buf);
+    assert_non_null(r);
+    size_t len = pb_results_header(buf, 1 << 17);
+    assert_true(len > 0);
+    fwrite(buf, 1, len, out);
+    for (int i = 0; i < n; i++) {
+        fake g = f[i];
+        g.samples_per_s *= scale;
+        fake_record(r, &g, day);
+        len = pb_results_format(r, buf, 1 << 17);
+        assert_true(len > 0);
+        fwrite(buf, 1, len, out);
+    }
+    if (partial_tail) fputs("2026-01-02T10:00:00Z,ok,ddp,cuda,nccl,mlp-s,1024,10", out);
+    free(r);
+    free(buf);
+    assert_int_equal(fclose(out), 0);
+}
+
+static const fake study[] = {
+    {"single", 1, 10000, "ok"}, {"single", 1, 10200, "ok"}, /* a repeat: averaged */
+    {"single", 1, 0, "failed"},                             /* skipped */
+    {"dp", 1, 9500, "ok"},      {"dp", 2, 14000, "ok"},      {"dp", 4, 24000, "ok"},
+    {"ddp", 1, 9800, "ok"},     {"ddp", 2, 19000, "ok"},     {"ddp", 4, 37000, "ok"},
+    {"mp", 1, 9600, "ok"},      {"mp", 2, 12000, "ok"},      {"mp", 4, 17000, "ok"},
+};
+#define N_STUDY (int)(sizeof study / sizeof study[0])
+
+static void path_of(char *buf, size_t len, const char *dir, const char *name, const char *ext)
+{
+    snprintf(buf, len, "%s/%s.%s", dir, name, ext);
+}
+
+static void assert_png(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("%s was not written", path);
+    unsigned char magic[8] = {0};
+    size_t got = fread(magic, 1, sizeof magic, f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    assert_int_equal(got, 8);
+    assert_memory_equal(magic, png_magic, 8);
+    assert_true(size > 1000);
+}
+
+static void assert_svg(const char *path)
+{
+    char *text = read_file(path);
+    if (!text) fail_msg("%s was not written", path);
+    assert_true(strlen(text) > 1000);
+    assert_non_null(strstr(text, "<svg"));
+    assert_non_null(strstr(text, "</svg>"));
+    free(text);
+}
+
+/* ------------------------------------------------------------------------ */
+/* tests                                                                     */
+
+static void test_plot_writes_every_plot(void **state)
+{
+    (void)state;
+    if (!have_gnuplot()) skip();
+    char *dir = make_temp_dir();
+    char csv[512], out[512];
+    snprintf(csv, sizeof csv, "%s/runs.csv", dir);
+    snprintf(out, sizeof out, "%s/img/sub", dir); /* created, parents too */
+    write_csv(csv, study, N_STUDY, 1.0, "2026-01-02", true);
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, (char *[]){"plot", csv, "--out", out, NULL});
+    if (r->exit_code != 0) fail_msg("exit %d\nstdout:\n%s\nstderr:\n%s", r->exit_code, r->out, r->err);
+    /* one PNG and one SVG per plot, their paths on stdout, nothing else */
+    assert_int_equal(count_lines(r->out), 2 * (int)N_PLOTS);
+    for (size_t i = 0; i < N_PLOTS; i++) {
+        char name[128], png[1024], svg[1024];
+        snprintf(name, sizeof name, "mlp-s-cuda-%s", all_plots[i]);
+        path_of(png, sizeof png, out, name, "png");
+        path_of(svg, sizeof svg, out, name, "svg");
+        assert_png(png);
+        assert_svg(svg);
+        assert_non_null(strstr(r->out, png));
+        assert_non_null(strstr(r->out, svg));
+    }
+    /* the rows it could not use are named, not silently dropped */
+    assert_non_null(strstr(r->err, "skipped 1 row(s) whose status is not ok"));
+    assert_non_null(strstr(r->err, "partial last line"));
+    assert_null(strstr(r->err, "error"));
+    /* titles name workload, backend, device and date; axes carry units */
+    char svg[1024];
+    path_of(svg, sizeof svg, out, "mlp-s-cuda-throughput", "svg");
+    char *text = read_file(svg);
+    assert_non_null(text);
+    /* quotes and an apostrophe reach the title as they are in the CSV */
+    assert_non_null(strstr(text, "Throughput: mlp-s, cuda, NVIDIA \"H100\" 80GB, it's SXM, 2026-01-02"));
+    assert_non_null(strstr(text, "samples/s"));
+    assert_non_null(strstr(text, "ideal: N x single x1"));
+    free(text);
+    free(r);
+    remove_temp_dir(dir);
+}
+
+static void test_plot_skips_plots_without_data(void **state)
+{
+    (void)state;
+    if (!have_gnuplot()) skip();
+    char *dir = make_temp_dir();
+    char csv[512];
+    snprintf(csv, sizeof csv, "%s/single.csv", dir);
+    static const fake only_single[] = {{"single", 1, 10000, "ok"}};
+    write_csv(csv, only_single, 1, 1.0, "2026-01-02", false);
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, (char *[]){"plot", csv, "--out", dir, NULL});
+    if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
+    assert_int_equal(count_lines(r->out), 2);
+    char png[1024], svg[1024];
+    path_of(png, sizeof png, dir, "mlp-s-cuda-breakdown", "png");
+    path_of(svg, sizeof svg, dir, "mlp-s-cuda-breakdown", "svg");
+    assert_png(png);
+    assert_svg(svg);
+    assert_non_null(strstr(r->err, "skipped throughput and scaling efficiency: no ok rows on more than one device"));
+    assert_non_null(strstr(r->err, "skipped ddp exposed vs hidden communication: no ddp rows"));
+    assert_non_null(strstr(r->err, "skipped mp pipeline bubble: no mp rows"));
+    path_of(png, sizeof png, dir, "mlp-s-cuda-ddp-comm", "png");
+    assert_false(file_exists(png));
+    /* --quiet keeps the notices off stderr, the paths on stdout */
+    run_bench(r, (char *[]){"plot", csv, "--out", dir, "--quiet", NULL});
+    assert_int_equal(r->exit_code, 0);
+    assert_string_equal(r->err, "");
+    assert_int_equal(count_lines(r->out), 2);
+    free(r);
+    remove_temp_dir(dir);
+}
+
+static void test_plot_compare(void **state)
+{
+    (void)state;
+    if (!have_gnuplot()) skip();
+    char *dir = make_temp_dir();
+    char base[512], cur[512];
+    snprintf(base, sizeof base, "%s/base.csv", dir);
+    snprintf(cur, sizeof cur, "%s/cur.csv", dir);
+    write_csv(base, study, N_STUDY, 1.0, "2026-01-02", false);
+    write_csv(cur, study, N_STUDY - 3, 0.95, "2026-01-09", false); /* no mp rows: 3 configs only in base */
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, NULL});
+    if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
+    char png[1024], svg[1024];
+    path_of(png, sizeof png, dir, "compare-samples_per_s", "png");
+    path_of(svg, sizeof svg, dir, "compare-samples_per_s", "svg");
+    assert_png(png);
+    assert_svg(svg);
+    assert_int_equal(count_lines(r->out), 2);
+    assert_non_null(strstr(r->err, "3 configuration(s) only in"));
+    char *text = read_file(svg);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "-5.0 %"));
+    assert_non_null(strstr(text, "samples_per_s (samples/s)"));
+    free(text);
+
+    /* another metric; one that is not a column is a usage error */
+    run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--metric", "step_ms_p50", NULL});
+    assert_int_equal(r->exit_code, 0);
+    path_of(png, sizeof png, dir, "compare-step_ms_p50", "png");
+    assert_png(png);
+    run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--metric", "nope", NULL});
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "--metric nope"));
+    /* --compare takes two files */
+    run_bench(r, (char *[]){"plot", "--compare", base, "--out", dir, NULL});
+    assert_int_equal(r->exit_code, 2);
+    free(r);
+    remove_temp_dir(dir);
+}
+
+static void test_plot_gnuplot_missing(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir(); /* an empty folder: PATH without gnuplot */
+    char csv[512], out[512], path_env[600];
+    snprintf(csv, sizeof csv, "%s/runs.csv", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(path_env, sizeof path_env, "PATH=%s", dir);
+    write_csv(csv, study, N_STUDY, 1.0, "2026-01-02", false);
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench_env(r, (char *[]){path_env, NULL}, (char *[]){"plot", csv, "--out", out, NULL});
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "gnuplot not found on PATH; install it (Debian: apt-get install gnuplot-nox)"));
+    assert_int_equal(count_lines(r->err), 1);
+    assert_string_equal(r->out, "");
+    assert_false(file_exists(out));
+    free(r);
+    remove_temp_dir(dir);
+}
+
+static void test_plot_bad_input(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char missing[512], other[512], out[512];
+    snprintf(missing, sizeof missing, "%s/nope.csv", dir);
+    snprintf(other, sizeof other, "%s/other.csv", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    bench_result *r = calloc(1, sizeof *r);
+
+    if (have_gnuplot()) {
+        run_bench(r, (char *[]){"plot", missing, "--out", out, NULL});
+        assert_int_equal(r->exit_code, 2);
+        assert_non_null(strstr(r->err, "nope.csv"));
+        assert_int_equal(count_lines(r->err), 1);
+        assert_string_equal(r->out, "");
+
+        FILE *f = fopen(other, "w");
+        assert_non_null(f);
+        fputs("a,b\n1,2\n", f);
+        fclose(f);
+        run_bench(r, (char *[]){"plot", other, "--out", out, NULL});
+        assert_int_equal(r->exit_code, 2);
+        assert_non_null(strstr(r->err, "not a parbench results CSV"));
+
+        /* only failed rows: nothing to plot */
+        static const fake failed[] = {{"single", 1, 0, "failed"}};
+        write_csv(other, failed, 1, 1.0, "2026-01-02", false);
+        run_bench(r, (char *[]){"plot", other, "--out", out, NULL});
+        assert_int_equal(r->exit_code, 1);
+        assert_non_null(strstr(r->err, "no rows with status ok"));
+
+        /* a workload the CSV does not have */
+        write_csv(other, study, N_STUDY, 1.0, "2026-01-02", false);
+        run_bench(r, (char *[]){"plot", other, "--out", out, "--workload", "mlp-l", NULL});
+        assert_int_equal(r->exit_code, 2);
+        assert_non_null(strstr(r->err, "mlp-l"));
+    }
+
+    run_bench(r, (char *[]){"plot", NULL});
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "takes one CSV file"));
+    run_bench(r, (char *[]){"plot", missing, "--bogus", NULL});
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "--bogus"));
+    run_bench(r, (char *[]){"plot", missing, "--scaling", "linear", NULL});
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "weak, strong"));
+    run_bench(r, (char *[]){"plot", missing, "--out", NULL});
+    assert_int_equal(r->exit_code, 2);
+    run_bench(r, (char *[]){"plot", "--help", NULL});
+    assert_int_equal(r->exit_code, 0);
+    assert_non_null(strstr(r->out, "--compare"));
+    assert_non_null(strstr(r->out, "[plots/out]"));
+    free(r);
+    remove_temp_dir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plot_writes_every_plot),
+        cmocka_unit_test(test_plot_skips_plots_without_data),
+        cmocka_unit_test(test_plot_compare),
+        cmocka_unit_test(test_plot_gnuplot_missing),
+        cmocka_unit_test(test_plot_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
