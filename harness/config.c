@@ -131,11 +131,8 @@ void pb_config_print_help(const char *prog)
 {
     pb_config d;
     pb_config_defaults(&d);
-    printf("usage: %s [run] [flags]       train a workload under a strategy, append a CSV row\n"
-           "       %s list                strategies, backends, comms, workloads, devices\n"
-           "       %s calibrate [flags]   measured GEMM peak and the workload's GEMMs alone\n"
-           "       %s help                this text\n\nflags (default in brackets):\n",
-           prog, prog, prog, prog);
+    (void)prog;
+    printf("flags of run and calibrate (default in brackets):\n");
     for (size_t i = 0; i < N_FLAGS; i++) {
         const flag *f = &flags[i];
         char left[64], def[64];

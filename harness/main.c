@@ -4,11 +4,15 @@
 #include <string.h>
 
 #include "calibrate.h"
+#include "compare.h"
 #include "config.h"
 #include "log.h"
+#include "plot.h"
 #include "registry.h"
 #include "run.h"
 #include "status.h"
+
+static void print_usage(void);
 
 typedef struct command {
     const char *name;
@@ -29,7 +33,7 @@ static pb_status load_config(pb_config *cfg, int argc, char **argv, bool *help)
     pb_config_defaults(cfg);
     pb_status st = pb_config_parse(cfg, argc, argv, help);
     if (st == PB_OK && *help) {
-        pb_config_print_help("bench");
+        print_usage();
         return PB_OK;
     }
     pb_log_set_quiet(cfg->quiet);
@@ -80,7 +84,7 @@ static int cmd_help(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    pb_config_print_help("bench");
+    print_usage();
     return 0;
 }
 
@@ -88,15 +92,38 @@ static const command commands[] = {
     {"run", cmd_run, "train and append a CSV row (the default)"},
     {"list", cmd_list, "plugins, workload shapes and devices found"},
     {"calibrate", cmd_calibrate, "measured GEMM peak and the workload's GEMMs alone"},
-    {"help", cmd_help, "flags and their defaults"},
+    {"compare", pb_cmd_compare, "two results CSVs: per configuration, change and regression verdict"},
+    {"plot", pb_cmd_plot, "PNG and SVG plots of a results CSV, or two compared (gnuplot)"},
+    {"help", cmd_help, "this text: commands, flags and their defaults"},
 };
+static const size_t n_commands = sizeof commands / sizeof commands[0];
+
+/* The commands (from the table, so a new one is listed without more
+ * edits), then run's flags. */
+static void print_usage(void)
+{
+    printf("usage: bench [run] [flags]\n       bench COMMAND [args]\n\ncommands:\n");
+    for (size_t i = 0; i < n_commands; i++) printf("  %-10s %s\n", commands[i].name, commands[i].help);
+    printf("\n");
+    pb_config_print_help("bench");
+}
+
+/* "run, list, ...": the allowed commands for an error message */
+static const char *command_names(void)
+{
+    static char buf[256];
+    size_t n = 0;
+    for (size_t i = 0; i < n_commands && n < sizeof buf; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", i ? ", " : "", commands[i].name);
+    return buf;
+}
 
 int main(int argc, char **argv)
 {
     if (argc > 1 && argv[1][0] != '-') {
         for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
             if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 2, argv + 2);
-        pb_log_error("unknown command '%s'; allowed: run, list, calibrate, help (or flags for run)", argv[1]);
+        pb_log_error("unknown command '%s'; allowed: %s (or flags for run)", argv[1], command_names());
         return 2;
     }
     return cmd_run(argc - 1, argv + 1);
