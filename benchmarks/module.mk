@@ -26,7 +26,9 @@ $(BENCH_CPU): benchmarks/bench_cpu.c $(BUILD)/libparbench.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(LDLIBS)
 
-# includes kernels/cpu/backend_cpu.c to reach its static kernels
+# includes kernels/cpu/backend_cpu.c to reach its static kernels, so it is
+# built with that file's flags
+$(CPU_EXACT): CFLAGS += -fno-math-errno
 $(CPU_EXACT): benchmarks/cpu_exact.c kernels/cpu/backend_cpu.c $(BUILD)/libparbench.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(LDLIBS)
