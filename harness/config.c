@@ -22,7 +22,7 @@ static const char *const optimizer_names[PB_OPTIMIZER_COUNT] = {"sgd", "adamw"};
 const char *pb_precision_name(pb_precision p) { return p < PB_PRECISION_COUNT ? precision_names[p] : "?"; }
 const char *pb_optimizer_name(pb_optimizer o) { return o < PB_OPTIMIZER_COUNT ? optimizer_names[o] : "?"; }
 
-typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER } flag_kind;
+typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER, F_LIST } flag_kind;
 
 typedef struct flag {
     const char *name;
@@ -31,42 +31,57 @@ typedef struct flag {
     double min, max; /* inclusive range for numbers */
     const char *metavar;
     const char *help;
+    const char *only; /* "mp", "ddp,dp": strategies the flag applies to; NULL: all */
 } flag;
 
 #define OFF(field) offsetof(pb_config, field)
 
 static const flag flags[] = {
-    {"--strategy", F_NAME, OFF(strategy), 0, 0, "NAME", "how a step is split across devices"},
-    {"--backend", F_NAME, OFF(backend), 0, 0, "NAME", "compute device kind; auto picks cuda when usable, else cpu"},
-    {"--comm", F_NAME, OFF(comm), 0, 0, "NAME", "collectives library; auto picks per strategy and backend"},
-    {"--workload", F_NAME, OFF(workload), 0, 0, "NAME", "model preset (bench list shows the shapes)"},
-    {"--gpus", F_INT, OFF(devices), 1, 4096, "N", "devices the strategy uses"},
-    {"--in", F_INT, OFF(shape.in), 1, 1 << 20, "N", "input features (default: the workload's)"},
-    {"--hidden", F_INT, OFF(shape.hidden), 1, 1 << 20, "N", "hidden width (default: the workload's)"},
-    {"--layers", F_INT, OFF(shape.layers), 1, 256, "N", "Linear layers (default: the workload's)"},
-    {"--classes", F_INT, OFF(shape.classes), 2, 1 << 20, "N", "output classes (default: the workload's)"},
-    {"--batch", F_INT, OFF(shape.batch), 1, 1 << 24, "N", "global batch, split across devices (default: the workload's)"},
-    {"--precision", F_PRECISION, OFF(precision), 0, 0, "P", "fp32, tf32 or bf16 (tf32/bf16: cuda only)"},
-    {"--optimizer", F_OPTIMIZER, OFF(optimizer), 0, 0, "NAME", "sgd (with momentum) or adamw"},
-    {"--lr", F_DOUBLE, OFF(lr), 0, 10, "X", "learning rate (default: 0.01 for sgd, 0.001 for adamw)"},
-    {"--momentum", F_DOUBLE, OFF(momentum), 0, 0.999999, "X", "SGD momentum"},
-    {"--weight-decay", F_DOUBLE, OFF(weight_decay), 0, 1, "X", "SGD L2 penalty / AdamW decoupled decay"},
-    {"--beta1", F_DOUBLE, OFF(beta1), 0, 0.999999, "X", "AdamW first-moment decay"},
-    {"--beta2", F_DOUBLE, OFF(beta2), 0, 0.999999, "X", "AdamW second-moment decay"},
-    {"--eps", F_DOUBLE, OFF(eps), 1e-30, 1, "X", "AdamW epsilon"},
-    {"--iters", F_INT, OFF(iters), 1, 1000000, "N", "measured steps"},
-    {"--warmup", F_INT, OFF(warmup), 0, 1000000, "N", "steps run before measuring (excluded)"},
-    {"--seed", F_U64, OFF(seed), 0, 0, "N", "seed of parameters and data"},
-    {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)"},
-    {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, up to 8 on cuda"},
-    {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)"},
-    {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)"},
-    {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to"},
-    {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy"},
-    {"--quiet", F_BOOL, OFF(quiet), 0, 0, NULL, "no progress lines on stderr"},
+    {"--strategy", F_NAME, OFF(strategy), 0, 0, "NAME", "how a step is split across devices", NULL},
+    {"--backend", F_NAME, OFF(backend), 0, 0, "NAME", "compute device kind; auto picks cuda when usable, else cpu", NULL},
+    {"--comm", F_NAME, OFF(comm), 0, 0, "NAME", "collectives library; auto picks per strategy and backend", NULL},
+    {"--workload", F_NAME, OFF(workload), 0, 0, "NAME", "model preset (bench list shows the shapes)", NULL},
+    {"--gpus", F_INT, OFF(devices), 1, 4096, "N", "devices the strategy uses", NULL},
+    {"--in", F_INT, OFF(shape.in), 1, 1 << 20, "N", "input features (default: the workload's)", NULL},
+    {"--hidden", F_INT, OFF(shape.hidden), 1, 1 << 20, "N", "hidden width (default: the workload's)", NULL},
+    {"--layers", F_INT, OFF(shape.layers), 1, 256, "N", "Linear layers (default: the workload's)", NULL},
+    {"--classes", F_INT, OFF(shape.classes), 2, 1 << 20, "N", "output classes (default: the workload's)", NULL},
+    {"--batch", F_INT, OFF(shape.batch), 1, 1 << 24, "N", "global batch, split across devices (default: the workload's)", NULL},
+    {"--precision", F_PRECISION, OFF(precision), 0, 0, "P", "fp32, tf32 or bf16 (tf32/bf16: cuda only)", NULL},
+    {"--optimizer", F_OPTIMIZER, OFF(optimizer), 0, 0, "NAME", "sgd (with momentum) or adamw", NULL},
+    {"--lr", F_DOUBLE, OFF(lr), 0, 10, "X", "learning rate (default: 0.01 for sgd, 0.001 for adamw)", NULL},
+    {"--momentum", F_DOUBLE, OFF(momentum), 0, 0.999999, "X", "SGD momentum", NULL},
+    {"--weight-decay", F_DOUBLE, OFF(weight_decay), 0, 1, "X", "SGD L2 penalty / AdamW decoupled decay", NULL},
+    {"--beta1", F_DOUBLE, OFF(beta1), 0, 0.999999, "X", "AdamW first-moment decay", NULL},
+    {"--beta2", F_DOUBLE, OFF(beta2), 0, 0.999999, "X", "AdamW second-moment decay", NULL},
+    {"--eps", F_DOUBLE, OFF(eps), 1e-30, 1, "X", "AdamW epsilon", NULL},
+    {"--iters", F_INT, OFF(iters), 1, 1000000, "N", "measured steps", NULL},
+    {"--warmup", F_INT, OFF(warmup), 0, 1000000, "N", "steps run before measuring (excluded)", NULL},
+    {"--seed", F_U64, OFF(seed), 0, 0, "N", "seed of parameters and data", NULL},
+    {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)", NULL},
+    {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, up to 8 on cuda", NULL},
+    {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)", NULL},
+    {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "GPipe microbatches per step; 1 is the plain layer split", "mp"},
+    {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", "mp"},
+    {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", "ddp"},
+    {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", "ddp"},
+    {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity)", "dp,mp"},
+    {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the final parameters with single's (exit 1 beyond tolerance)", NULL},
+    {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a collective may wait without progress before the run fails", NULL},
+    {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
+    {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to", NULL},
+    {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy", NULL},
+    {"--quiet", F_BOOL, OFF(quiet), 0, 0, NULL, "no progress lines on stderr", NULL},
 };
 
 #define N_FLAGS (sizeof flags / sizeof flags[0])
+_Static_assert(N_FLAGS <= 64, "pb_config.given has a bit per flag");
+/* parse_list stores a list's count in the int after its array */
+_Static_assert(offsetof(pb_config, n_split) == offsetof(pb_config, split) + sizeof(int) * PB_MAX_STAGES,
+               "n_split follows split");
+_Static_assert(offsetof(pb_config, n_device_map) ==
+                   offsetof(pb_config, device_map) + sizeof(int) * PB_MAX_STAGES,
+               "n_device_map follows device_map");
 
 static int online_cpus(void)
 {
@@ -95,6 +110,9 @@ void pb_config_defaults(pb_config *cfg)
     cfg->warmup = 3;
     cfg->seed = 1234;
     cfg->threads = online_cpus();
+    cfg->microbatches = 1;
+    cfg->bucket_mb = 25.0;
+    cfg->timeout_s = 300.0;
     snprintf(cfg->out, sizeof cfg->out, "results/runs.csv");
 }
 
@@ -111,6 +129,7 @@ static void default_text(const flag *f, const pb_config *d, char *buf, size_t le
     case F_NAME:
     case F_PATH: snprintf(buf, len, "%s", *p ? p : "off"); break;
     case F_BOOL: snprintf(buf, len, "%s", *(const bool *)p ? "on" : "off"); break;
+    case F_LIST: snprintf(buf, len, "off"); break;
     case F_PRECISION: snprintf(buf, len, "%s", pb_precision_name(*(const pb_precision *)p)); break;
     case F_OPTIMIZER: snprintf(buf, len, "%s", pb_optimizer_name(*(const pb_optimizer *)p)); break;
     }
@@ -139,7 +158,8 @@ void pb_config_print_help(const char *prog)
         snprintf(left, sizeof left, "%s%s%s", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
         default_text(f, &d, def, sizeof def);
         const char *allowed = allowed_names(f);
-        printf("  %-22s %s [%s]%s%s\n", left, f->help, def, *allowed ? "; one of: " : "", allowed);
+        printf("  %-22s %s [%s]%s%s%s%s\n", left, f->help, def, *allowed ? "; one of: " : "", allowed,
+               f->only ? "; strategies: " : "", f->only ? f->only : "");
     }
     printf("  %-22s %s\n", "--help", "this text");
 }
@@ -184,6 +204,34 @@ static pb_status parse_number(const flag *f, const char *text, void *dst)
     return PB_OK;
 }
 
+/* "2,5,7": comma-separated integers in [min, max] into the int array at the
+ * flag's offset, its count into the int right after the array. */
+static pb_status parse_list(pb_config *cfg, const flag *f, const char *text)
+{
+    int *out = (int *)((char *)cfg + f->offset);
+    int *count = out + PB_MAX_STAGES;
+    int n = 0;
+    const char *p = text;
+    while (*p) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || (*end && *end != ','))
+            return pb_usage_error("%s: '%s' is not a comma-separated list of integers; allowed: %.0f to %.0f each",
+                                  f->name, text, f->min, f->max);
+        if (v < f->min || v > f->max)
+            return pb_usage_error("%s: %ld is out of range; allowed: %.0f to %.0f each", f->name, v, f->min, f->max);
+        if (n >= PB_MAX_STAGES)
+            return pb_usage_error("%s: more than %d entries", f->name, PB_MAX_STAGES);
+        out[n++] = (int)v;
+        p = *end ? end + 1 : end;
+        if (*end == ',' && !*p) return pb_usage_error("%s: '%s' ends with a comma", f->name, text);
+    }
+    if (n == 0) return pb_usage_error("%s: empty list", f->name);
+    *count = n;
+    return PB_OK;
+}
+
 static pb_status parse_value(pb_config *cfg, const flag *f, const char *text, bool *shape_given)
 {
     char *dst = (char *)cfg + f->offset;
@@ -223,6 +271,7 @@ static pb_status parse_value(pb_config *cfg, const flag *f, const char *text, bo
             }
         return pb_usage_error("%s: unknown '%s'; allowed: %s", f->name, text, allowed_names(f));
     }
+    case F_LIST: return parse_list(cfg, f, text);
     case F_BOOL: break;
     }
     return pb_error(PB_ERR_INTERNAL, "flag %s has no parser", f->name);
@@ -269,6 +318,7 @@ pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
                     return pb_usage_error("unknown flag '%s'; see --help for the flags", arg);
                 return pb_usage_error("unexpected argument '%s'; see --help", arg);
             }
+            cfg->given |= 1ULL << (f - flags);
             if (f->kind == F_BOOL) {
                 if (value) return pb_usage_error("%s takes no value", f->name);
                 *(bool *)((char *)cfg + f->offset) = true;
@@ -299,9 +349,32 @@ pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
     return PB_OK;
 }
 
+/* A strategy's option given to another strategy is a mistake worth a
+ * message, not a silently ignored flag. */
+static pb_status check_strategy_flags(const pb_config *cfg)
+{
+    for (size_t i = 0; i < N_FLAGS; i++) {
+        const char *only = flags[i].only;
+        if (!only || !(cfg->given & (1ULL << i))) continue;
+        bool ok = false;
+        size_t n = strlen(cfg->strategy);
+        for (const char *p = only; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+            if (strcspn(p, ",") == n && strncmp(p, cfg->strategy, n) == 0) ok = true;
+        }
+        if (!ok)
+            return pb_usage_error("%s applies to --strategy %s, not %s", flags[i].name, only, cfg->strategy);
+    }
+    if (cfg->n_device_map && cfg->n_device_map != cfg->devices)
+        return pb_usage_error("--device-map has %d entries; allowed: one per device (--gpus %d)", cfg->n_device_map,
+                              cfg->devices);
+    return PB_OK;
+}
+
 pb_status pb_config_validate(pb_config *cfg)
 {
     const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    pb_status fst = check_strategy_flags(cfg);
+    if (fst != PB_OK) return fst;
     if (cfg->shape.batch % cfg->devices != 0)
         return pb_usage_error("--batch %d is not divisible by --gpus %d; the global batch is split evenly "
                               "across devices",

@@ -14,6 +14,8 @@
 extern "C" {
 #endif
 
+#define PB_MAX_STAGES 64 /* devices a single-process strategy drives */
+
 typedef enum pb_precision { PB_FP32 = 0, PB_TF32, PB_BF16, PB_PRECISION_COUNT } pb_precision;
 typedef enum pb_optimizer { PB_OPT_SGD = 0, PB_OPT_ADAMW, PB_OPTIMIZER_COUNT } pb_optimizer;
 
@@ -53,12 +55,24 @@ typedef struct pb_config {
     int threads;        /* BLAS / host threads per device (cpu backend) */
     int loader_threads; /* 0: auto (1 on cpu, more on cuda) */
 
+    /* strategy options (each applies to the strategies its flag names) */
+    int microbatches;      /* mp: GPipe microbatches; 1 is the naive layer split */
+    int split[PB_MAX_STAGES]; /* mp --split: first layer of stages 1.., n_split of them */
+    int n_split;           /* 0: stages balanced by FLOPs */
+    double bucket_mb;      /* ddp: gradient bucket size */
+    bool no_overlap;       /* ddp: one all-reduce after backward instead of buckets during it */
+    int device_map[PB_MAX_STAGES]; /* logical device -> physical ordinal */
+    int n_device_map;      /* 0: identity */
+    bool verify;           /* compare the final parameters with `single` */
+    double timeout_s;      /* a collective wait fails after this long without progress */
+
     bool cuda_graph;
     bool calibrate; /* measure GEMM peak and GEMMs-alone time (always on cuda) */
 
     char out[4096];  /* CSV appended to */
     char dump[4096]; /* --dump DIR, "" when off */
     bool quiet;
+    uint64_t given; /* bit i: flag i of the flag table was on the command line */
 } pb_config;
 
 /* Defaults for every field (the values --help prints). */

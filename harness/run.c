@@ -173,6 +173,8 @@ static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *lay
     pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
     pb_record_set(r, PB_COL_RANKS, "%d", 1);
     pb_record_set(r, PB_COL_OVERSUBSCRIBED, "0");
+    if (strcmp(cfg->strategy, "mp") == 0) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
+    if (strcmp(cfg->strategy, "ddp") == 0) pb_record_num(r, PB_COL_BUCKET_MB, cfg->no_overlap ? NAN : cfg->bucket_mb);
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
     pb_record_num(r, PB_COL_LR, cfg->lr);
@@ -217,15 +219,73 @@ static void fill_results(pb_record *r, run_state *rs)
         pb_record_num(r, PB_COL_PEAK_MEM_MB_DEV0, mem.peak_mb_dev0);
     }
     pb_record_num(r, PB_COL_HOST_RSS_MB, pb_host_rss_mb());
+    if (rs->strategy->report) rs->strategy->report(rs->strategy_state, cfg->iters, r);
 }
 
 static pb_status finish_dump(run_state *rs)
 {
-    if (!rs->cfg->dump[0]) return PB_OK;
+    if (!rs->cfg->dump[0] && !rs->cfg->verify) return PB_OK;
     pb_status st = rs->strategy->get_params(rs->strategy_state, rs->params);
-    if (st != PB_OK) return st;
+    if (st != PB_OK || !rs->cfg->dump[0]) return st;
     size_t n = rs->layout.n_params;
     return dump_array(rs->cfg, "params_final.npy", "<f4", rs->params, sizeof(float), 1, &n);
+}
+
+double pb_verify_tolerance(pb_precision p)
+{
+    /* fp32 differs from single only in summation order (split batches,
+     * reductions), amplified over the steps; tf32/bf16 GEMMs round their
+     * operands, and a different split rounds different partial sums */
+    return p == PB_FP32 ? 1e-4 : p == PB_TF32 ? 5e-3 : 5e-2;
+}
+
+double pb_max_rel_diff(const float *got, const float *want, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]) / (fabs((double)want[i]) + PB_VERIFY_FLOOR);
+        if (!(d <= worst)) worst = d; /* also takes NaN */
+    }
+    return worst;
+}
+
+/* --verify: train `single` on the same backend, precision, seed and global
+ * batch for as many steps, in this process, and compare final parameters. */
+static pb_status verify_against_single(run_state *rs, double *max_rel)
+{
+    pb_status st = PB_OK;
+    pb_config ref = *rs->cfg;
+    snprintf(ref.strategy, sizeof ref.strategy, "single");
+    snprintf(ref.comm, sizeof ref.comm, "none");
+    ref.devices = 1;
+    ref.n_device_map = 0;
+    ref.cuda_graph = false;
+    ref.dump[0] = '\0';
+    size_t n = rs->layout.n_params;
+    float *init = NULL, *final = NULL;
+    void *state = NULL;
+    pb_loader *loader = NULL;
+    int64_t total = (int64_t)ref.warmup + ref.iters;
+    PB_ALLOC(init, n);
+    PB_ALLOC(final, n);
+    pb_mlp_init_params(&rs->layout, ref.seed, init);
+    pb_strategy_ctx ctx = {.cfg = &ref, .be = rs->be, .layout = &rs->layout, .init_params = init};
+    PB_TRY(pb_strategy_single.init(&ctx, &state));
+    PB_TRY(pb_loader_create(rs->be, &rs->layout, ref.seed, ref.shape.batch, total, loader_workers(&ref), &loader));
+    for (int64_t s = 0; s < total; s++) {
+        pb_batch batch;
+        pb_step_result res;
+        double ms;
+        PB_TRY(pb_timed_step(loader, &pb_strategy_single, state, s, &batch, &res, &ms));
+    }
+    PB_TRY(pb_strategy_single.get_params(state, final));
+    *max_rel = pb_max_rel_diff(rs->params, final, n);
+cleanup:
+    pb_loader_destroy(loader);
+    if (state) pb_strategy_single.destroy(state);
+    free(init);
+    free(final);
+    return st;
 }
 
 pb_status pb_run(const pb_config *cfg)
@@ -238,16 +298,31 @@ pb_status pb_run(const pb_config *cfg)
     rs.strategy = pb_find_strategy(cfg->strategy);
     PB_REQUIRE(rs.be && rs.strategy, PB_ERR_INTERNAL, "unresolved backend or strategy");
 
+    double max_rel = NAN;
+    bool invalid = false;
     st = setup(&rs);
     if (st == PB_OK) st = train(&rs);
     if (st == PB_OK) st = finish_dump(&rs);
+    if (st == PB_OK && cfg->verify) {
+        st = verify_against_single(&rs, &max_rel);
+        invalid = st == PB_OK && !(max_rel <= pb_verify_tolerance(cfg->precision));
+    }
 
     fill_config(rec, cfg, &rs.layout);
     if (!rs.have_info) pb_backend_cpu.info(NULL, &rs.info); /* host facts still apply */
     pb_env_fill(rec, cfg->backend, &rs.info, cfg->devices);
     if (st == PB_OK) {
-        pb_record_set(rec, PB_COL_STATUS, "ok");
+        pb_record_set(rec, PB_COL_STATUS, invalid ? "invalid" : "ok");
         fill_results(rec, &rs);
+        pb_record_num(rec, PB_COL_VERIFY_MAX_REL_ERR, max_rel);
+        if (invalid) {
+            /* the timings were measured, but of a computation that is wrong */
+            st = pb_user_error(PB_ERR_INVALID,
+                               "--verify: final parameters differ from single's by up to %.3g (relative), "
+                               "beyond the %s tolerance %.0e",
+                               max_rel, pb_precision_name(cfg->precision), pb_verify_tolerance(cfg->precision));
+            pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
+        }
     } else {
         /* keep the config and the reason, but no figures that could pass
          * for a measurement */
@@ -256,6 +331,9 @@ pb_status pb_run(const pb_config *cfg)
     }
     pb_status wst = pb_results_append(cfg->out, rec);
     if (st == PB_OK) st = wst;
+    if (wst == PB_OK && st == PB_OK && cfg->verify && !cfg->quiet)
+        pb_log_info("--verify: final parameters within %.3g of single's (tolerance %.0e)", max_rel,
+                    pb_verify_tolerance(cfg->precision));
     if (wst == PB_OK && st == PB_OK && !cfg->quiet)
         pb_log_info("%s on %s: %s samples/s, step p50 %s ms; row appended to %s", cfg->strategy,
                     cfg->backend, rec->v[PB_COL_SAMPLES_PER_S], rec->v[PB_COL_STEP_MS_P50], cfg->out);

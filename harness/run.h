@@ -17,4 +17,11 @@ pb_status pb_run(const pb_config *cfg);
 pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *state, int64_t step,
                         pb_batch *batch, pb_step_result *res, double *step_ms);
 
+/* --verify: the largest relative difference between two parameter sets,
+ * |got - want| / (|want| + PB_VERIFY_FLOOR), and the tolerance it must stay
+ * within for a precision (docs/strategies.md). */
+#define PB_VERIFY_FLOOR 1e-3
+double pb_max_rel_diff(const float *got, const float *want, size_t n);
+double pb_verify_tolerance(pb_precision p);
+
 #endif /* PB_RUN_H */

@@ -11,6 +11,7 @@
 
 #include "../harness/config.h"
 #include "../harness/phase.h"
+#include "../harness/results.h"
 #include "../kernels/backend.h"
 #include "../workloads/workload.h"
 
@@ -64,6 +65,10 @@ typedef struct pb_strategy {
     pb_status (*get_params)(void *state, float *host_params);
     pb_status (*memory)(void *state, pb_memory_report *out);
     pb_status (*device_info)(void *state, pb_device_info *out);
+    /* optional: the strategy's own columns (bucket_mb, overlap_pct,
+     * comm_bytes_per_step, algbw/busbw, bubble_frac, ...), after the
+     * measured steps; steps is the number of measured steps reported */
+    void (*report)(void *state, int steps, pb_record *row);
     void (*destroy)(void *state);
 } pb_strategy;
 
