@@ -103,6 +103,11 @@ typedef struct pb_backend {
     pb_status (*download)(pb_device *dev, void *dst, const void *src, size_t bytes);
     /* device to device on the compute stream */
     pb_status (*copy)(pb_device *dev, void *dst, const void *src, size_t bytes);
+    /* From another device of the same backend (stage to stage, replica to
+     * replica): ordered after the work enqueued so far on src_dev, and
+     * before the work enqueued later on dst_dev. Both devices may be the
+     * same physical device (--device-map 0,0). */
+    pb_status (*copy_peer)(pb_device *dst_dev, void *dst, pb_device *src_dev, const void *src, size_t bytes);
     /* Host (pinned) to device on a separate copy stream, overlapping the
      * compute stream's work; prefetch_wait makes the compute stream wait for
      * every prefetch issued so far. The source must stay unchanged until then.

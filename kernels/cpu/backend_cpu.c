@@ -168,6 +168,13 @@ static pb_status cpu_copy(pb_device *dev, void *dst, const void *src, size_t byt
     return PB_OK;
 }
 
+/* Every CPU "device" is host memory, and calls are synchronous. */
+static pb_status cpu_copy_peer(pb_device *dst_dev, void *dst, pb_device *src_dev, const void *src, size_t bytes)
+{
+    (void)src_dev;
+    return cpu_copy(dst_dev, dst, src, bytes);
+}
+
 /* The CPU has no copy engine: a prefetch is a synchronous copy, done when it
  * returns. */
 static pb_status cpu_prefetch_wait(pb_device *dev)
@@ -755,6 +762,7 @@ const pb_backend pb_backend_cpu = {
     .upload = cpu_copy,
     .download = cpu_copy,
     .copy = cpu_copy,
+    .copy_peer = cpu_copy_peer,
     .prefetch = cpu_copy,
     .prefetch_wait = cpu_prefetch_wait,
     .upload_act = cpu_copy_act_in,

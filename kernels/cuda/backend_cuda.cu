@@ -112,6 +112,8 @@ struct pb_device {
     cudaStream_t side_stream;
     cudaEvent_t side_fork, side_join;
     bool side_pending;
+    /* copy_peer: ordering between this device's stream and another's */
+    cudaEvent_t peer_ready, peer_done;
     cublasLtHandle_t lt;
     void *workspace;
 
@@ -840,6 +842,8 @@ static void cuda_close(pb_device *dev)
     if (dev->lt) cublasLtDestroy(dev->lt);
     if (dev->prefetched) cudaEventDestroy(dev->prefetched);
     if (dev->copy_stream) cudaStreamDestroy(dev->copy_stream);
+    if (dev->peer_ready) cudaEventDestroy(dev->peer_ready);
+    if (dev->peer_done) cudaEventDestroy(dev->peer_done);
     if (dev->side_fork) cudaEventDestroy(dev->side_fork);
     if (dev->side_join) cudaEventDestroy(dev->side_join);
     if (dev->side_stream) cudaStreamDestroy(dev->side_stream);
@@ -880,6 +884,8 @@ static pb_status cuda_open(const pb_config *cfg, int ordinal, pb_device **out)
     PB_CUDA_CHECK(cudaStreamCreateWithFlags(&dev->side_stream, cudaStreamNonBlocking));
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->side_fork, cudaEventDisableTiming));
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->side_join, cudaEventDisableTiming));
+    PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->peer_ready, cudaEventDisableTiming));
+    PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->peer_done, cudaEventDisableTiming));
     PB_CUBLAS_CHECK(cublasLtCreate(&dev->lt));
     PB_CUDA_CHECK(cudaMalloc(&dev->workspace, WORKSPACE_BYTES));
     if (is_bf16(dev)) {
@@ -1093,6 +1099,30 @@ static pb_status cuda_download(pb_device *dev, void *dst, const void *src, size_
 static pb_status cuda_copy(pb_device *dev, void *dst, const void *src, size_t bytes)
 {
     return copy_on(dev, dst, src, bytes, cudaMemcpyDeviceToDevice, dev->stream, false);
+}
+
+/* Peer copy on the destination's stream after the source's stream has
+ * reached this point (an event recorded there); cudaMemcpyPeerAsync goes over
+ * NVLink/PCIe directly where peer access is possible, else through the host. */
+static pb_status cuda_copy_peer(pb_device *dst_dev, void *dst, pb_device *src_dev, const void *src, size_t bytes)
+{
+    pb_status st = PB_OK;
+    if (bytes == 0) return PB_OK;
+    PB_TRY(use_device(src_dev));
+    PB_CUDA_CHECK(cudaEventRecord(src_dev->peer_ready, src_dev->stream));
+    PB_TRY(use_device(dst_dev));
+    PB_CUDA_CHECK(cudaStreamWaitEvent(dst_dev->stream, src_dev->peer_ready, 0));
+    if (dst_dev->ordinal == src_dev->ordinal)
+        PB_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, dst_dev->stream));
+    else
+        PB_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev->ordinal, src, src_dev->ordinal, bytes, dst_dev->stream));
+    /* the source may be overwritten by its device's next work only after
+     * the copy has read it */
+    PB_CUDA_CHECK(cudaEventRecord(dst_dev->peer_done, dst_dev->stream));
+    PB_TRY(use_device(src_dev));
+    PB_CUDA_CHECK(cudaStreamWaitEvent(src_dev->stream, dst_dev->peer_done, 0));
+cleanup:
+    return st;
 }
 
 /* Only pinned sources overlap (pageable ones are staged synchronously by the
@@ -1737,6 +1767,7 @@ const pb_backend pb_backend_cuda = {
     .upload = cuda_upload,
     .download = cuda_download,
     .copy = cuda_copy,
+    .copy_peer = cuda_copy_peer,
     .prefetch = cuda_prefetch,
     .prefetch_wait = cuda_prefetch_wait,
     .upload_act = cuda_upload_act,
