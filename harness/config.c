@@ -63,11 +63,8 @@ static const flag flags[] = {
     {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)", NULL},
     {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "GPipe microbatches per step; 1 is the plain layer split", "mp"},
     {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", "mp"},
-    {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", "ddp"},
-    {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", "ddp"},
     {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity)", "dp,mp"},
     {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the final parameters with single's (exit 1 beyond tolerance)", NULL},
-    {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a collective may wait without progress before the run fails", NULL},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
     {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to", NULL},
     {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy", NULL},
@@ -111,8 +108,6 @@ void pb_config_defaults(pb_config *cfg)
     cfg->seed = 1234;
     cfg->threads = online_cpus();
     cfg->microbatches = 1;
-    cfg->bucket_mb = 25.0;
-    cfg->timeout_s = 300.0;
     snprintf(cfg->out, sizeof cfg->out, "results/runs.csv");
 }
 

@@ -174,7 +174,6 @@ static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *lay
     pb_record_set(r, PB_COL_RANKS, "%d", 1);
     pb_record_set(r, PB_COL_OVERSUBSCRIBED, "0");
     if (strcmp(cfg->strategy, "mp") == 0) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
-    if (strcmp(cfg->strategy, "ddp") == 0) pb_record_num(r, PB_COL_BUCKET_MB, cfg->no_overlap ? NAN : cfg->bucket_mb);
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
     pb_record_num(r, PB_COL_LR, cfg->lr);
