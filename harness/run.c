@@ -38,6 +38,7 @@ typedef struct run_state {
     pb_device_info info;
     bool have_info;
     pb_calibration cal;
+    pb_strategy_ctx ctx; /* the strategy keeps a pointer to it */
 } run_state;
 
 static pb_status dump_array(const pb_config *cfg, const char *name, const char *dtype, const void *data,
@@ -83,10 +84,8 @@ static pb_status setup(run_state *rs)
     rs->cal.peak_tflops = rs->cal.gemm_ms = NAN;
     /* before the strategy's devices exist, so it measures an idle device */
     if (cfg->calibrate || strcmp(cfg->backend, "cuda") == 0) PB_TRY(pb_calibrate(cfg, &rs->layout, &rs->cal));
-    pb_strategy_ctx ctx = {.cfg = cfg, .be = rs->be, .layout = &rs->layout, .init_params = rs->params};
-    static pb_strategy_ctx ctx_store; /* strategies keep a pointer to it */
-    ctx_store = ctx;
-    PB_TRY(rs->strategy->init(&ctx_store, &rs->strategy_state));
+    rs->ctx = (pb_strategy_ctx){.cfg = cfg, .be = rs->be, .layout = &rs->layout, .init_params = rs->params};
+    PB_TRY(rs->strategy->init(&rs->ctx, &rs->strategy_state));
     if (rs->strategy->device_info(rs->strategy_state, &rs->info) == PB_OK) rs->have_info = true;
     /* started last, so its thread does not compete with setup */
     PB_TRY(pb_loader_create(rs->be, &rs->layout, cfg->seed, cfg->shape.batch,
