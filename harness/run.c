@@ -229,12 +229,16 @@ static pb_status finish_dump(run_state *rs)
     return dump_array(rs->cfg, "params_final.npy", "<f4", rs->params, sizeof(float), 1, &n);
 }
 
-double pb_verify_tolerance(pb_precision p)
+double pb_verify_tolerance(pb_precision p, pb_optimizer o)
 {
     /* fp32 differs from single only in summation order (split batches,
      * reductions), amplified over the steps; tf32/bf16 GEMMs round their
-     * operands, and a different split rounds different partial sums */
-    return p == PB_FP32 ? 1e-4 : p == PB_TF32 ? 5e-3 : 5e-2;
+     * operands, and a different split rounds different partial sums. AdamW
+     * moves a parameter by about lr whatever its gradient's size, so where
+     * a gradient is near zero a rounding difference can flip an update:
+     * it gets a looser bound (measured: dp on 4 CPU devices, 7.9e-4). */
+    double t = p == PB_FP32 ? 1e-4 : p == PB_TF32 ? 5e-3 : 5e-2;
+    return o == PB_OPT_ADAMW ? (t < 5e-3 ? 5e-3 : t) : t;
 }
 
 double pb_max_rel_diff(const float *got, const float *want, size_t n)
@@ -303,7 +307,7 @@ pb_status pb_run(const pb_config *cfg)
     if (st == PB_OK) st = finish_dump(&rs);
     if (st == PB_OK && cfg->verify) {
         st = verify_against_single(&rs, &max_rel);
-        invalid = st == PB_OK && !(max_rel <= pb_verify_tolerance(cfg->precision));
+        invalid = st == PB_OK && !(max_rel <= pb_verify_tolerance(cfg->precision, cfg->optimizer));
     }
 
     fill_config(rec, cfg, &rs.layout);
@@ -318,7 +322,7 @@ pb_status pb_run(const pb_config *cfg)
             st = pb_user_error(PB_ERR_INVALID,
                                "--verify: final parameters differ from single's by up to %.3g (relative), "
                                "beyond the %s tolerance %.0e",
-                               max_rel, pb_precision_name(cfg->precision), pb_verify_tolerance(cfg->precision));
+                               max_rel, pb_precision_name(cfg->precision), pb_verify_tolerance(cfg->precision, cfg->optimizer));
             pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
         }
     } else {
@@ -331,7 +335,7 @@ pb_status pb_run(const pb_config *cfg)
     if (st == PB_OK) st = wst;
     if (wst == PB_OK && st == PB_OK && cfg->verify && !cfg->quiet)
         pb_log_info("--verify: final parameters within %.3g of single's (tolerance %.0e)", max_rel,
-                    pb_verify_tolerance(cfg->precision));
+                    pb_verify_tolerance(cfg->precision, cfg->optimizer));
     if (wst == PB_OK && st == PB_OK && !cfg->quiet)
         pb_log_info("%s on %s: %s samples/s, step p50 %s ms; row appended to %s", cfg->strategy,
                     cfg->backend, rec->v[PB_COL_SAMPLES_PER_S], rec->v[PB_COL_STEP_MS_P50], cfg->out);

@@ -19,9 +19,9 @@ pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *st
 
 /* --verify: the largest relative difference between two parameter sets,
  * |got - want| / (|want| + PB_VERIFY_FLOOR), and the tolerance it must stay
- * within for a precision (docs/strategies.md). */
+ * within for a precision and optimizer (docs/strategies.md). */
 #define PB_VERIFY_FLOOR 1e-3
 double pb_max_rel_diff(const float *got, const float *want, size_t n);
-double pb_verify_tolerance(pb_precision p);
+double pb_verify_tolerance(pb_precision p, pb_optimizer o);
 
 #endif /* PB_RUN_H */
