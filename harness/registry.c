@@ -7,7 +7,7 @@ static const pb_backend *const backends[] = {&pb_backend_cpu, &pb_backend_cuda};
 /* Filled by the strategies issue (nccl, mpi, local). */
 static const pb_comm *const comms[] = {NULL};
 
-static const pb_strategy *const strategies[] = {&pb_strategy_single};
+static const pb_strategy *const strategies[] = {&pb_strategy_single, &pb_strategy_dp, &pb_strategy_mp};
 
 static const pb_workload workloads[] = {
     {"mlp-xs", "tiny MLP for tests", {256, 256, 3, 10, 64}},

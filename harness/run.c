@@ -168,7 +168,9 @@ static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *lay
     pb_record_set(r, PB_COL_CLASSES, "%d", cfg->shape.classes);
     pb_record_set(r, PB_COL_PARAMS, "%zu", layout->n_params);
     pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", cfg->shape.batch);
-    pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d", cfg->shape.batch / cfg->devices);
+    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d",
+                  strategy && !strategy->splits_batch ? cfg->shape.batch : cfg->shape.batch / cfg->devices);
     pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
     pb_record_set(r, PB_COL_RANKS, "%d", 1);
     pb_record_set(r, PB_COL_OVERSUBSCRIBED, "0");

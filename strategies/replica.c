@@ -14,6 +14,13 @@ pb_status pb_replica_init(pb_replica *r, const pb_backend *be, pb_device *dev,
                           const pb_config *cfg, const pb_layout *layout, int l0, int l1, int max_m,
                           const float *init_params_host)
 {
+    return pb_replica_init_opt(r, be, dev, cfg, layout, l0, l1, max_m, init_params_host, true);
+}
+
+pb_status pb_replica_init_opt(pb_replica *r, const pb_backend *be, pb_device *dev,
+                              const pb_config *cfg, const pb_layout *layout, int l0, int l1,
+                              int max_m, const float *init_params_host, bool optimizer_state)
+{
     pb_status st = PB_OK;
     memset(r, 0, sizeof *r);
     r->be = be;
@@ -30,8 +37,8 @@ pb_status pb_replica_init(pb_replica *r, const pb_backend *be, pb_device *dev,
 
     PB_TRY(be->alloc(dev, pbytes, (void **)&r->params));
     PB_TRY(be->alloc(dev, pbytes, (void **)&r->grads));
-    PB_TRY(be->alloc(dev, pbytes, (void **)&r->m));
-    if (cfg->optimizer == PB_OPT_ADAMW) PB_TRY(be->alloc(dev, pbytes, (void **)&r->v));
+    if (optimizer_state) PB_TRY(be->alloc(dev, pbytes, (void **)&r->m));
+    if (optimizer_state && cfg->optimizer == PB_OPT_ADAMW) PB_TRY(be->alloc(dev, pbytes, (void **)&r->v));
     PB_TRY(be->upload(dev, r->params, init_params_host + r->p_off, pbytes));
     /* A narrower activation type needs its own copy of the weights. */
     if (be->act_bytes(dev, 1) != sizeof(float)) {

@@ -35,6 +35,12 @@ typedef pb_status (*pb_grad_ready_fn)(void *arg, int layer);
 pb_status pb_replica_init(pb_replica *r, const pb_backend *be, pb_device *dev,
                           const pb_config *cfg, const pb_layout *layout, int l0, int l1, int max_m,
                           const float *init_params_host);
+/* As pb_replica_init; without optimizer_state, m and v are not allocated (a
+ * replica that only runs forward/backward, e.g. dp's devices 1..N-1, whose
+ * parameters are overwritten from device 0 every step): never optimize it. */
+pb_status pb_replica_init_opt(pb_replica *r, const pb_backend *be, pb_device *dev,
+                              const pb_config *cfg, const pb_layout *layout, int l0, int l1,
+                              int max_m, const float *init_params_host, bool optimizer_state);
 void pb_replica_destroy(pb_replica *r);
 
 /* Views of layer l's slices (l in [l0, l1)). */

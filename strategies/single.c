@@ -230,6 +230,7 @@ const pb_strategy pb_strategy_single = {
     .name = "single",
     .description = "one device, the whole model: the reference",
     .procs = PB_PROC_ONE,
+    .splits_batch = true,
     .validate = single_validate,
     .init = single_init,
     .step = single_step,

@@ -57,6 +57,9 @@ typedef struct pb_strategy {
     const char *name;
     const char *description;
     pb_process_model procs;
+    /* Each device takes a shard of the global batch (single, dp, ddp), so
+     * the batch must divide by the devices; mp stages all see every sample. */
+    bool splits_batch;
 
     pb_status (*validate)(const pb_config *cfg, const pb_layout *layout);
     pb_status (*init)(const pb_strategy_ctx *ctx, void **state);
@@ -73,6 +76,8 @@ typedef struct pb_strategy {
 } pb_strategy;
 
 extern const pb_strategy pb_strategy_single;
+extern const pb_strategy pb_strategy_dp;
+extern const pb_strategy pb_strategy_mp;
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,436 @@
+/* `dp`: one process, N devices, a host thread per device, like
+ * torch.nn.DataParallel. Every step device 0
+ *   h2d        takes the whole global batch (as `single` does),
+ *   scatter    copies each device its rows of the inputs,
+ *   replicate  copies its parameters (and the compute copy) to every device,
+ *   fwd        all devices run forward on their shard in parallel,
+ *   gather     copies every device's logits into a full-batch buffer,
+ *   fwd        the loss over the full batch (scale 1/B) on device 0, a second
+ *              span of fwd, which writes dL/dlogits,
+ *   scatter    copies each device its rows of dL/dlogits,
+ *   bwd        all devices run backward in parallel,
+ *   reduce     copies every device's gradients to a scratch buffer on device
+ *              0 and adds them into device 0's (a plain sum: the loss already
+ *              carries 1/B of the global batch),
+ *   opt        runs the optimizer on device 0 only.
+ * Labels stay on device 0, where the loss is computed (DataParallel scatters
+ * only the module's inputs). Devices 1..N-1 hold parameters, gradients and
+ * activations but no optimizer state, so the row's per-device peak memory
+ * shows device 0's extra share: the optimizer state, the full-batch inputs,
+ * logits and their gradient, and the reduction scratch.
+ *
+ * Threads: the calling thread drives device 0 (and every copy and the loss);
+ * a persistent worker thread per other device runs its forward and backward,
+ * woken per phase through a condition variable. A parallel phase's span, on
+ * device 0's timer, ends once every device has finished (workers synchronise
+ * their device before reporting done). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness/phase.h"
+#include "replica.h"
+#include "strategy.h"
+
+typedef enum dp_job { DP_JOB_FWD, DP_JOB_BWD, DP_JOB_QUIT } dp_job;
+
+struct dp_state;
+
+typedef struct dp_worker {
+    struct dp_state *s;
+    int index;
+    pthread_t thread;
+    bool started;
+    pb_status st;
+    char err[512];
+} dp_worker;
+
+typedef struct dp_state {
+    const pb_strategy_ctx *ctx;
+    int n;     /* devices */
+    int shard; /* rows per device */
+    int top;   /* index of the replica's output activation (n_layers) */
+    pb_device *dev[PB_MAX_STAGES];
+    pb_replica rep[PB_MAX_STAGES];
+    pb_phase_timer timer; /* device 0's */
+
+    /* device 0's full-batch buffers */
+    void *x_full;      /* act type [B, in]; NULL when reading in place */
+    int32_t *labels;   /* [B]; NULL when reading in place */
+    void *logits;      /* act type [B, classes]: replica 0 writes its rows here */
+    void *dlogits;     /* act type [B, classes] */
+    float *loss_sum;
+    float *grad_scratch; /* n_params: one device's gradients at a time */
+    float *x_stage[2];   /* fp32 staging, two slots for the prefetch */
+    int32_t *label_stage[2];
+    int64_t prefetched; /* step whose batch is in flight to its slot, -1 none */
+    bool in_place;      /* host_is_device and fp32: read the loader's buffers */
+
+    /* workers: devices 1..n-1 */
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    bool sync_ready;
+    dp_job job;
+    unsigned gen;
+    int pending;
+    dp_worker w[PB_MAX_STAGES];
+} dp_state;
+
+static int dp_ordinal(const pb_config *cfg, int i) { return cfg->n_device_map ? cfg->device_map[i] : i; }
+
+static pb_status dp_validate(const pb_config *cfg, const pb_layout *layout)
+{
+    (void)layout;
+    if (cfg->devices < 2 || cfg->devices > PB_MAX_STAGES)
+        return pb_usage_error("--gpus %d: strategy dp uses 2 to %d devices; use single for 1", cfg->devices,
+                              PB_MAX_STAGES);
+    if (cfg->shape.batch % cfg->devices != 0)
+        return pb_usage_error("--batch %d is not divisible by --gpus %d; dp splits the global batch evenly "
+                              "across devices",
+                              cfg->shape.batch, cfg->devices);
+    if (cfg->cuda_graph) return pb_usage_error("--cuda-graph applies to --strategy single, not dp");
+    return PB_OK;
+}
+
+/* --- workers ---------------------------------------------------------------- */
+
+static pb_status run_job(dp_state *s, int i, dp_job job)
+{
+    pb_replica *r = &s->rep[i];
+    return job == DP_JOB_FWD ? pb_replica_forward(r, s->shard) : pb_replica_backward(r, s->shard, NULL, NULL, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+    dp_worker *w = arg;
+    dp_state *s = w->s;
+    unsigned seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->gen == seen) pthread_cond_wait(&s->go, &s->mu);
+        seen = s->gen;
+        dp_job job = s->job;
+        pthread_mutex_unlock(&s->mu);
+        if (job == DP_JOB_QUIT) break;
+
+        pb_status st = run_job(s, w->index, job);
+        if (st == PB_OK) st = s->ctx->be->synchronize(s->dev[w->index]);
+        if (st != PB_OK) {
+            /* the message is thread-local: hand it to the driving thread */
+            snprintf(w->err, sizeof w->err, "%s", pb_error_message());
+            pb_error_clear();
+        }
+        pthread_mutex_lock(&s->mu);
+        w->st = st;
+        if (--s->pending == 0) pthread_cond_signal(&s->done);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+/* Runs job on every device at once: devices 1..n-1 on their workers, device 0
+ * here; returns when all of them have finished. */
+static pb_status run_parallel(dp_state *s, dp_job job)
+{
+    pthread_mutex_lock(&s->mu);
+    s->job = job;
+    s->pending = s->n - 1;
+    s->gen++;
+    pthread_cond_broadcast(&s->go);
+    pthread_mutex_unlock(&s->mu);
+
+    pb_status st = run_job(s, 0, job);
+
+    pthread_mutex_lock(&s->mu);
+    while (s->pending > 0) pthread_cond_wait(&s->done, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    if (st != PB_OK) return st;
+    for (int i = 1; i < s->n; i++)
+        if (s->w[i].st != PB_OK) return pb_error(s->w[i].st, "dp device %d: %s", i, s->w[i].err);
+    return PB_OK;
+}
+
+/* --- set-up and tear-down ---------------------------------------------------- */
+
+static void dp_destroy(void *state)
+{
+    dp_state *s = state;
+    if (!s) return;
+    const pb_backend *be = s->ctx->be;
+    if (s->sync_ready) {
+        pthread_mutex_lock(&s->mu);
+        s->job = DP_JOB_QUIT;
+        s->gen++;
+        pthread_cond_broadcast(&s->go);
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 1; i < s->n; i++)
+            if (s->w[i].started) pthread_join(s->w[i].thread, NULL);
+        pthread_cond_destroy(&s->go);
+        pthread_cond_destroy(&s->done);
+        pthread_mutex_destroy(&s->mu);
+    }
+    if (s->timer.be) pb_phase_timer_destroy(&s->timer);
+    if (s->dev[0]) {
+        for (int i = 0; i < 2; i++) {
+            be->free(s->dev[0], s->x_stage[i]);
+            be->free(s->dev[0], s->label_stage[i]);
+        }
+        be->free(s->dev[0], s->x_full);
+        be->free(s->dev[0], s->labels);
+        be->free(s->dev[0], s->logits);
+        be->free(s->dev[0], s->dlogits);
+        be->free(s->dev[0], s->loss_sum);
+        be->free(s->dev[0], s->grad_scratch);
+    }
+    /* replica 0's input and output are views of the buffers above */
+    if (s->rep[0].be) {
+        s->rep[0].act[0] = NULL;
+        s->rep[0].act[s->top] = NULL;
+    }
+    for (int i = 0; i < s->n; i++) {
+        pb_replica_destroy(&s->rep[i]);
+        if (s->dev[i]) be->close(s->dev[i]);
+    }
+    free(s);
+}
+
+static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
+{
+    pb_status st = PB_OK;
+    dp_state *s = NULL;
+    const pb_backend *be = ctx->be;
+    const pb_config *cfg = ctx->cfg;
+    const pb_layout *layout = ctx->layout;
+    PB_ALLOC(s, 1);
+    s->ctx = ctx;
+    s->n = cfg->devices;
+    s->shard = cfg->shape.batch / cfg->devices;
+    s->top = layout->n_layers;
+    s->prefetched = -1;
+    PB_REQUIRE(s->n >= 2 && s->n <= PB_MAX_STAGES && s->shard * s->n == cfg->shape.batch, PB_ERR_INTERNAL,
+               "dp: %d devices for a batch of %d", s->n, cfg->shape.batch);
+
+    for (int i = 0; i < s->n; i++) {
+        PB_TRY(be->open(cfg, dp_ordinal(cfg, i), &s->dev[i]));
+        /* only device 0 keeps optimizer state: the others' parameters are
+         * overwritten by replicate every step */
+        PB_TRY(pb_replica_init_opt(&s->rep[i], be, s->dev[i], cfg, layout, 0, layout->n_layers, s->shard,
+                                   ctx->init_params, i == 0));
+        /* the labels are needed only by the loss, on device 0's full batch */
+        be->free(s->dev[i], s->rep[i].labels);
+        s->rep[i].labels = NULL;
+    }
+
+    /* Device 0: replica 0 reads its rows of the full-batch input in place and
+     * writes its logits into the full-batch logits (its own buffers go). */
+    pb_device *d0 = s->dev[0];
+    pb_replica *r0 = &s->rep[0];
+    size_t b = (size_t)cfg->shape.batch, in = (size_t)layout->in, c = (size_t)layout->layer[s->top - 1].out;
+    be->free(d0, r0->act[0]);
+    r0->act[0] = NULL;
+    be->free(d0, r0->act[s->top]);
+    r0->act[s->top] = NULL;
+    s->in_place = be->host_is_device && !r0->params_c;
+    if (!s->in_place) {
+        PB_TRY(be->alloc(d0, be->act_bytes(d0, b * in), &s->x_full));
+        PB_TRY(be->alloc(d0, b * sizeof(int32_t), (void **)&s->labels));
+        for (int i = 0; i < 2; i++) {
+            PB_TRY(be->alloc(d0, b * in * sizeof(float), (void **)&s->x_stage[i]));
+            PB_TRY(be->alloc(d0, b * sizeof(int32_t), (void **)&s->label_stage[i]));
+        }
+        r0->act[0] = s->x_full;
+    }
+    PB_TRY(be->alloc(d0, be->act_bytes(d0, b * c), &s->logits));
+    r0->act[s->top] = s->logits;
+    PB_TRY(be->alloc(d0, be->act_bytes(d0, b * c), &s->dlogits));
+    PB_TRY(be->alloc(d0, sizeof(float), (void **)&s->loss_sum));
+    PB_TRY(be->alloc(d0, r0->p_len * sizeof(float), (void **)&s->grad_scratch));
+    PB_TRY(pb_phase_timer_init(&s->timer, be, d0));
+
+    PB_REQUIRE(pthread_mutex_init(&s->mu, NULL) == 0, PB_ERR_INTERNAL, "dp: pthread_mutex_init failed");
+    if (pthread_cond_init(&s->go, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        PB_REQUIRE(false, PB_ERR_INTERNAL, "dp: pthread_cond_init failed");
+    }
+    if (pthread_cond_init(&s->done, NULL) != 0) {
+        pthread_cond_destroy(&s->go);
+        pthread_mutex_destroy(&s->mu);
+        PB_REQUIRE(false, PB_ERR_INTERNAL, "dp: pthread_cond_init failed");
+    }
+    s->sync_ready = true;
+    for (int i = 1; i < s->n; i++) {
+        s->w[i].s = s;
+        s->w[i].index = i;
+        int rc = pthread_create(&s->w[i].thread, NULL, worker_main, &s->w[i]);
+        PB_REQUIRE(rc == 0, PB_ERR_INTERNAL, "dp: could not start the thread of device %d (error %d)", i, rc);
+        s->w[i].started = true;
+    }
+    *state = s;
+    return PB_OK;
+cleanup:
+    dp_destroy(s);
+    return st;
+}
+
+/* --- the step ---------------------------------------------------------------- */
+
+/* The batch into device 0's full-batch input: wait for its prefetch (or copy
+ * it now), then convert to the activation type. */
+static pb_status stage_inputs(dp_state *s, const pb_batch *batch, int slot)
+{
+    const pb_backend *be = s->ctx->be;
+    pb_device *d0 = s->dev[0];
+    pb_status st = PB_OK;
+    size_t m = (size_t)batch->count, n_x = m * (size_t)s->ctx->layout->in;
+    if (s->prefetched != batch->step) {
+        PB_TRY(be->prefetch(d0, s->x_stage[slot], batch->x, n_x * sizeof(float)));
+        PB_TRY(be->prefetch(d0, s->label_stage[slot], batch->labels, m * sizeof(int32_t)));
+    }
+    PB_TRY(be->prefetch_wait(d0));
+    PB_TRY(be->cast_params(d0, s->x_full, s->x_stage[slot], n_x));
+    PB_TRY(be->copy(d0, s->labels, s->label_stage[slot], m * sizeof(int32_t)));
+cleanup:
+    return st;
+}
+
+static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out)
+{
+    dp_state *s = state;
+    const pb_backend *be = s->ctx->be;
+    const pb_layout *layout = s->ctx->layout;
+    pb_device *d0 = s->dev[0];
+    pb_replica *r0 = &s->rep[0];
+    pb_status st = PB_OK;
+    int bsz = batch->count, m = s->shard;
+    size_t in = (size_t)layout->in, c = (size_t)layout->layer[s->top - 1].out;
+    size_t x_rows = be->act_bytes(d0, (size_t)m * in), y_rows = be->act_bytes(d0, (size_t)m * c);
+    size_t pbytes = r0->p_len * sizeof(float);
+    int slot = (int)(batch->step & 1);
+    float loss = 0.0f;
+    PB_REQUIRE(bsz == m * s->n, PB_ERR_INTERNAL, "dp: batch of %d rows, expected %d", bsz, m * s->n);
+
+    pb_phase_timer_reset(&s->timer);
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
+    const char *x_full;
+    const int32_t *labels;
+    if (s->in_place) {
+        x_full = (const char *)batch->x;
+        labels = batch->labels;
+        r0->act[0] = (void *)batch->x;
+    } else {
+        PB_TRY(stage_inputs(s, batch, slot));
+        x_full = s->x_full;
+        labels = s->labels;
+    }
+    PB_TRY(pb_phase_end(&s->timer));
+
+    /* device 0's rows are read where they are; the others get theirs */
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SCATTER));
+    for (int i = 1; i < s->n; i++)
+        PB_TRY(be->copy_peer(s->dev[i], s->rep[i].act[0], d0, x_full + (size_t)i * x_rows, x_rows));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_REPLICATE));
+    for (int i = 1; i < s->n; i++) {
+        PB_TRY(be->copy_peer(s->dev[i], s->rep[i].params, d0, r0->params, pbytes));
+        if (r0->params_c)
+            PB_TRY(be->copy_peer(s->dev[i], s->rep[i].params_c, d0, r0->params_c, be->act_bytes(d0, r0->p_len)));
+    }
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
+    PB_TRY(run_parallel(s, DP_JOB_FWD));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    /* replica 0 wrote its logits into the full-batch buffer already */
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_GATHER));
+    for (int i = 1; i < s->n; i++)
+        PB_TRY(be->copy_peer(d0, (char *)s->logits + (size_t)i * y_rows, s->dev[i], s->rep[i].act[s->top], y_rows));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    /* the loss over the global batch: the second span of fwd */
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
+    PB_TRY(be->zero(d0, s->loss_sum, sizeof(float)));
+    PB_TRY(be->softmax_xent(d0, bsz, (int)c, s->logits, labels, 1.0f / (float)bsz, s->loss_sum, s->dlogits));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SCATTER));
+    PB_TRY(be->copy(d0, pb_replica_top_grad(r0), s->dlogits, y_rows));
+    for (int i = 1; i < s->n; i++)
+        PB_TRY(be->copy_peer(s->dev[i], pb_replica_top_grad(&s->rep[i]), d0, (char *)s->dlogits + (size_t)i * y_rows,
+                             y_rows));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
+    PB_TRY(run_parallel(s, DP_JOB_BWD));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    /* sum, not mean: each shard's gradient already carries 1/B */
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_REDUCE));
+    for (int i = 1; i < s->n; i++) {
+        PB_TRY(be->copy_peer(d0, s->grad_scratch, s->dev[i], s->rep[i].grads, pbytes));
+        PB_TRY(be->axpy(d0, r0->p_len, 1.0f, s->grad_scratch, r0->grads));
+    }
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
+    PB_TRY(pb_replica_optimize(r0));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    /* start copying the next batch to device 0, overlapping this step */
+    s->prefetched = -1;
+    if (batch->next_x && !s->in_place) {
+        size_t n_x = (size_t)bsz * in;
+        PB_TRY(be->prefetch(d0, s->x_stage[slot ^ 1], batch->next_x, n_x * sizeof(float)));
+        PB_TRY(be->prefetch(d0, s->label_stage[slot ^ 1], batch->next_labels, (size_t)bsz * sizeof(int32_t)));
+        s->prefetched = batch->step + 1;
+    }
+
+    PB_TRY(be->download(d0, &loss, s->loss_sum, sizeof loss));
+    PB_TRY(be->synchronize(d0));
+    memset(out, 0, sizeof *out);
+    PB_TRY(pb_phase_timer_collect(&s->timer, &out->t));
+    out->loss = loss;
+cleanup:
+    return st;
+}
+
+static pb_status dp_get_params(void *state, float *host_params)
+{
+    dp_state *s = state;
+    return pb_replica_download_params(&s->rep[0], host_params);
+}
+
+static pb_status dp_memory(void *state, pb_memory_report *out)
+{
+    dp_state *s = state;
+    const pb_backend *be = s->ctx->be;
+    out->peak_mb_dev0 = be->peak_mem_mb(s->dev[0]);
+    out->peak_mb_max = out->peak_mb_dev0;
+    for (int i = 1; i < s->n; i++) {
+        double mb = be->peak_mem_mb(s->dev[i]);
+        if (mb > out->peak_mb_max) out->peak_mb_max = mb;
+    }
+    return PB_OK;
+}
+
+static pb_status dp_device_info(void *state, pb_device_info *out)
+{
+    dp_state *s = state;
+    return s->ctx->be->info(s->dev[0], out);
+}
+
+const pb_strategy pb_strategy_dp = {
+    .name = "dp",
+    .description = "DataParallel: scatter, replicate, parallel fwd/bwd, gather and reduce on device 0",
+    .procs = PB_PROC_ONE,
+    .splits_batch = true,
+    .validate = dp_validate,
+    .init = dp_init,
+    .step = dp_step,
+    .get_params = dp_get_params,
+    .memory = dp_memory,
+    .device_info = dp_device_info,
+    .destroy = dp_destroy,
+};

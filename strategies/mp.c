@@ -1,0 +1,599 @@
+/* `mp`: layer-split model parallelism, one process driving N devices.
+ *
+ * The layers are split into N contiguous stages (balanced by FLOPs, or at the
+ * --split boundaries), one stage per device. With --microbatches M the global
+ * batch is cut into M microbatches of batch/M rows and pipelined with the
+ * GPipe schedule: every stage runs all its forwards (microbatch 0..M-1), then
+ * all its backwards in reverse order (M-1..0), then its optimizer. M = 1 is
+ * the naive layer split of the classic two-GPU example. The batch itself is
+ * not split across devices: every stage sees every row.
+ *
+ * Each stage has a host thread (a persistent worker), so the stages really
+ * overlap on the CPU backend (whose calls are synchronous) and enqueue their
+ * own streams on CUDA. A stage's replica is sized for the whole batch, so
+ * every microbatch keeps its activations until its backward: microbatch j
+ * lives in rows [j*mb, (j+1)*mb) of the replica's activation buffers, and is
+ * run through a "view" of the replica whose pointers are offset to those
+ * rows (with its own ReLU-mask storage). Backward overwrites weight
+ * gradients, so microbatch M-1 (the first one back) writes the stage's
+ * gradients and the others write a scratch buffer that is added in with
+ * axpy. The loss uses scale 1/global batch on every microbatch, so the sums
+ * are the global mean, as in `single`.
+ *
+ * Stage to stage (phase p2p), pulled by the receiver with copy_peer once the
+ * sender has enqueued the data: activations from the previous stage's output
+ * rows (never overwritten within a step), and input gradients from the next
+ * stage's send buffer (backward's own gradient buffers are reused by the next
+ * microbatch, so a stage copies its input gradient there first).
+ *
+ * Phase accounting: each stage times its spans (h2d, fwd, p2p, bwd, opt) with
+ * marks on its own device, so their sum is the stage's busy time. The step
+ * time T is the host's wall time of the strategy's step (all stages
+ * synchronised). A stage's bubble is T minus its busy time: the time it
+ * waited on the other stages. The row's phases are the mean over stages, and
+ * bubble_ms the mean bubble, so h2d + fwd + p2p + bwd + opt + bubble = T: the
+ * phases tile the step exactly, and with load the harness's step. The last
+ * stage's loss is timed in bwd (GPipe computes each microbatch's loss
+ * gradient when that microbatch's backward starts). bubble_frac is the mean
+ * bubble over the mean T of the measured steps; bubble_frac_theory is GPipe's
+ * (p-1)/(m+p-1). On CUDA a receiver's p2p span also holds its stream's wait
+ * for the sender's data (copy_peer waits and copies in one call), so there
+ * p2p is an upper bound and bubble a lower bound; on the CPU, where a stage
+ * waits on the host before its span begins, they are exact. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness/nvtx.h"
+#include "../harness/phase.h"
+#include "../harness/timer.h"
+#include "replica.h"
+#include "strategy.h"
+
+/* Spans of one stage's step, with marks created once for the most a step can
+ * record (per microbatch: receive + fwd, receive + bwd). */
+typedef struct span_log {
+    const pb_backend *be;
+    pb_device *dev;
+    pb_mark **marks; /* 2 * cap */
+    pb_phase *phase; /* cap */
+    int cap, n;
+} span_log;
+
+typedef struct mp_state mp_state;
+
+typedef struct mp_stage {
+    mp_state *s;
+    int idx;
+    int nl;          /* layers in the stage */
+    pb_device *dev;
+    pb_replica rep;  /* sized for the whole batch */
+    span_log log;
+    void **aux;      /* [M * nl] ReLU masks per microbatch, when M > 1 */
+    float *gscratch; /* p_len: gradients of microbatches after the first back (M > 1) */
+    void *gsend;     /* [batch, in of the stage] input gradients for the previous stage */
+    pthread_t thread;
+    bool thread_started;
+    /* one step's outcome, written by the worker */
+    pb_status st;
+    bool aborted;    /* stopped because another stage failed */
+    char err[1024];  /* the error text (thread-local in the worker) */
+    pb_step_times t;
+    double busy_ms;
+    float loss;
+} mp_stage;
+
+struct mp_state {
+    const pb_strategy_ctx *ctx;
+    int p, m, mb;
+    int first[PB_MAX_STAGES + 1]; /* stage i has layers [first[i], first[i+1]) */
+    mp_stage stage[PB_MAX_STAGES];
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool sync_ready;
+    int64_t gen;   /* bumped to start a step */
+    int done;      /* stages finished the current step */
+    bool quit;
+    bool failed;   /* a stage failed this step: the others stop waiting */
+    int fwd_ready[PB_MAX_STAGES]; /* microbatches whose forward output is enqueued */
+    int bwd_ready[PB_MAX_STAGES]; /* microbatches whose input gradient is in gsend */
+    const pb_batch *batch;
+
+    /* measured steps, for the report */
+    int measured;
+    double sum_step_ms, sum_bubble_ms;
+};
+
+/* --- stage boundaries ---------------------------------------------------- */
+
+static double layer_flops(const pb_layout *layout, int l)
+{
+    return (double)layout->layer[l].in * (double)layout->layer[l].out;
+}
+
+/* Contiguous, non-empty stages with roughly equal FLOPs: boundary k goes
+ * where the running sum comes closest to k/p of the total. */
+static void balanced_split(const pb_layout *layout, int p, int *first)
+{
+    int n = layout->n_layers;
+    double total = 0.0;
+    for (int l = 0; l < n; l++) total += layer_flops(layout, l);
+    first[0] = 0;
+    first[p] = n;
+    double run = 0.0;
+    int l = 0;
+    for (int k = 1; k < p; k++) {
+        double target = total * k / p;
+        int lo = first[k - 1] + 1, hi = n - (p - k);
+        /* advance to lo */
+        while (l < lo) run += layer_flops(layout, l++);
+        int best = lo;
+        double best_d = run > target ? run - target : target - run;
+        double r = run;
+        for (int b = lo + 1; b <= hi; b++) {
+            r += layer_flops(layout, b - 1);
+            double d = r > target ? r - target : target - r;
+            if (d < best_d) {
+                best_d = d;
+                best = b;
+            }
+        }
+        while (l < best) run += layer_flops(layout, l++);
+        first[k] = best;
+    }
+}
+
+static void stage_bounds(const pb_config *cfg, const pb_layout *layout, int *first)
+{
+    int p = cfg->devices;
+    if (cfg->n_split) {
+        first[0] = 0;
+        for (int i = 0; i < cfg->n_split; i++) first[i + 1] = cfg->split[i];
+        first[p] = layout->n_layers;
+    } else {
+        balanced_split(layout, p, first);
+    }
+}
+
+static pb_status mp_validate(const pb_config *cfg, const pb_layout *layout)
+{
+    int p = cfg->devices, n = layout->n_layers;
+    if (p < 2)
+        return pb_usage_error("--gpus %d: strategy mp splits the layers over at least 2 devices; use single "
+                              "for 1",
+                              p);
+    if (p > PB_MAX_STAGES)
+        return pb_usage_error("--gpus %d: strategy mp drives at most %d devices", p, PB_MAX_STAGES);
+    if (p > n)
+        return pb_usage_error("--gpus %d: more stages than layers (%d); mp puts at least one layer on "
+                              "each device",
+                              p, n);
+    if (cfg->shape.batch % cfg->microbatches != 0)
+        return pb_usage_error("--batch %d is not divisible by --microbatches %d; mp does not split the batch "
+                              "across devices, each microbatch is batch/microbatches rows",
+                              cfg->shape.batch, cfg->microbatches);
+    if (cfg->cuda_graph) return pb_usage_error("--cuda-graph: allowed with --strategy single only");
+    if (cfg->n_split) {
+        if (cfg->n_split != p - 1)
+            return pb_usage_error("--split has %d entr%s; allowed: %d (the first layer of each stage after "
+                                  "the first, --gpus %d minus 1)",
+                                  cfg->n_split, cfg->n_split == 1 ? "y" : "ies", p - 1, p);
+        for (int i = 0; i < cfg->n_split; i++) {
+            int v = cfg->split[i];
+            if (v < 1 || v > n - 1)
+                return pb_usage_error("--split %d: allowed: layer indices in [1, %d] (--layers %d)", v, n - 1, n);
+            if (i > 0 && v <= cfg->split[i - 1])
+                return pb_usage_error("--split %d after %d: allowed: strictly increasing layer indices", v,
+                                      cfg->split[i - 1]);
+        }
+    }
+    return PB_OK;
+}
+
+/* --- span log -------------------------------------------------------------- */
+
+static void span_log_destroy(span_log *g)
+{
+    if (g->marks)
+        for (int i = 0; i < 2 * g->cap; i++)
+            if (g->marks[i]) g->be->mark_destroy(g->dev, g->marks[i]);
+    free(g->marks);
+    free(g->phase);
+    memset(g, 0, sizeof *g);
+}
+
+static pb_status span_log_init(span_log *g, const pb_backend *be, pb_device *dev, int cap)
+{
+    pb_status st = PB_OK;
+    memset(g, 0, sizeof *g);
+    g->be = be;
+    g->dev = dev;
+    g->cap = cap;
+    g->marks = calloc((size_t)2 * cap, sizeof *g->marks);
+    g->phase = calloc((size_t)cap, sizeof *g->phase);
+    PB_REQUIRE(g->marks && g->phase, PB_ERR_NOMEM, "host allocation for %d phase spans failed", cap);
+    for (int i = 0; i < 2 * cap; i++) PB_TRY(be->mark_create(dev, &g->marks[i]));
+    return PB_OK;
+cleanup:
+    span_log_destroy(g);
+    return st;
+}
+
+static pb_status span_begin(span_log *g, pb_phase p)
+{
+    if (g->n >= g->cap) return pb_error(PB_ERR_INTERNAL, "more than %d phase spans in one mp step", g->cap);
+    g->phase[g->n] = p;
+    pb_status st = g->be->mark_record(g->dev, g->marks[2 * g->n]);
+    if (st == PB_OK) pb_nvtx_push(pb_phase_name(p));
+    return st;
+}
+
+static pb_status span_end(span_log *g)
+{
+    pb_status st = g->be->mark_record(g->dev, g->marks[2 * g->n + 1]);
+    pb_nvtx_pop();
+    g->n++;
+    return st;
+}
+
+/* --- microbatch views -------------------------------------------------------- */
+
+/* The replica with its activation pointers at microbatch j's rows. */
+static void view_of(const mp_stage *g, int j, pb_replica *v)
+{
+    const mp_state *s = g->s;
+    const pb_backend *be = s->ctx->be;
+    const pb_layout *layout = s->ctx->layout;
+    size_t rows = (size_t)j * (size_t)s->mb;
+    *v = g->rep;
+    v->max_m = s->mb;
+    for (int i = 0; i <= g->nl; i++) {
+        size_t w = (size_t)(i == 0 ? layout->layer[g->rep.l0].in : layout->layer[g->rep.l0 + i - 1].out);
+        v->act[i] = (char *)g->rep.act[i] + be->act_bytes(g->dev, rows * w);
+    }
+    if (g->aux)
+        for (int i = 0; i < g->nl; i++) v->aux[i] = g->aux[(size_t)j * (size_t)g->nl + (size_t)i];
+    v->labels = g->rep.labels + rows;
+}
+
+/* --- a stage's step ------------------------------------------------------------ */
+
+/* Waits until *counter >= want; false when another stage failed. */
+static bool wait_for(mp_state *s, const int *counter, int want)
+{
+    pthread_mutex_lock(&s->mu);
+    while (*counter < want && !s->failed) pthread_cond_wait(&s->cv, &s->mu);
+    bool ok = !s->failed;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+static void publish(mp_state *s, int *counter, int value)
+{
+    pthread_mutex_lock(&s->mu);
+    *counter = value;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static pb_status stage_step(mp_stage *g)
+{
+    mp_state *s = g->s;
+    const pb_backend *be = s->ctx->be;
+    const pb_layout *layout = s->ctx->layout;
+    const pb_batch *batch = s->batch;
+    pb_replica *r = &g->rep;
+    pb_status st = PB_OK;
+    int k = g->idx, last = s->p - 1, M = s->m, mb = s->mb;
+    size_t B = (size_t)s->ctx->cfg->shape.batch;
+    size_t w_in = (size_t)layout->layer[r->l0].in, w_out = (size_t)layout->layer[r->l1 - 1].out;
+    pb_replica v;
+    g->log.n = 0;
+    g->loss = 0.0f;
+    g->aborted = false;
+
+    if (k == 0 || k == last) {
+        PB_TRY(span_begin(&g->log, PB_PHASE_H2D));
+        if (k == 0) PB_TRY(be->upload_act(g->dev, r->act[0], batch->x, B * w_in));
+        if (k == last) {
+            PB_TRY(be->upload(g->dev, r->labels, batch->labels, B * sizeof(int32_t)));
+            PB_TRY(be->zero(g->dev, r->loss_sum, sizeof(float)));
+        }
+        PB_TRY(span_end(&g->log));
+    }
+
+    /* GPipe: every forward ... */
+    for (int j = 0; j < M; j++) {
+        view_of(g, j, &v);
+        if (k > 0) {
+            mp_stage *prev = &s->stage[k - 1];
+            if (!wait_for(s, &s->fwd_ready[k - 1], j + 1)) goto cleanup;
+            size_t off = be->act_bytes(g->dev, (size_t)j * mb * w_in);
+            PB_TRY(span_begin(&g->log, PB_PHASE_P2P));
+            PB_TRY(be->copy_peer(g->dev, v.act[0], prev->dev, (char *)prev->rep.act[prev->nl] + off,
+                                 be->act_bytes(g->dev, (size_t)mb * w_in)));
+            PB_TRY(span_end(&g->log));
+        }
+        PB_TRY(span_begin(&g->log, PB_PHASE_FWD));
+        PB_TRY(pb_replica_forward(&v, mb));
+        PB_TRY(span_end(&g->log));
+        if (k < last) publish(s, &s->fwd_ready[k], j + 1);
+    }
+
+    /* ... then every backward, last microbatch first */
+    for (int j = M - 1; j >= 0; j--) {
+        view_of(g, j, &v);
+        if (k < last) {
+            mp_stage *next = &s->stage[k + 1];
+            if (!wait_for(s, &s->bwd_ready[k + 1], M - j)) goto cleanup;
+            size_t off = be->act_bytes(g->dev, (size_t)j * mb * w_out);
+            PB_TRY(span_begin(&g->log, PB_PHASE_P2P));
+            PB_TRY(be->copy_peer(g->dev, r->dz[0], next->dev, (char *)next->gsend + off,
+                                 be->act_bytes(g->dev, (size_t)mb * w_out)));
+            PB_TRY(span_end(&g->log));
+        }
+        PB_TRY(span_begin(&g->log, PB_PHASE_BWD));
+        if (k == last) PB_TRY(pb_replica_loss(&v, mb, 1.0f / (float)B));
+        bool first_back = j == M - 1;
+        if (!first_back) v.grads = g->gscratch;
+        void *dx = NULL;
+        PB_TRY(pb_replica_backward(&v, mb, k > 0 ? &dx : NULL, NULL, NULL));
+        if (!first_back) PB_TRY(be->axpy(g->dev, r->p_len, 1.0f, g->gscratch, r->grads));
+        if (k > 0)
+            PB_TRY(be->copy(g->dev, (char *)g->gsend + be->act_bytes(g->dev, (size_t)j * mb * w_in), dx,
+                            be->act_bytes(g->dev, (size_t)mb * w_in)));
+        PB_TRY(span_end(&g->log));
+        if (k > 0) publish(s, &s->bwd_ready[k], M - j);
+    }
+
+    PB_TRY(span_begin(&g->log, PB_PHASE_OPT));
+    PB_TRY(pb_replica_optimize(r));
+    PB_TRY(span_end(&g->log));
+
+    if (k == last) PB_TRY(be->download(g->dev, &g->loss, r->loss_sum, sizeof g->loss));
+    PB_TRY(be->synchronize(g->dev));
+    memset(&g->t, 0, sizeof g->t);
+    g->busy_ms = 0.0;
+    for (int i = 0; i < g->log.n; i++) {
+        double ms = 0.0;
+        PB_TRY(be->mark_elapsed_ms(g->dev, g->log.marks[2 * i], g->log.marks[2 * i + 1], &ms));
+        g->t.ms[g->log.phase[i]] += ms;
+        g->busy_ms += ms;
+    }
+    return PB_OK;
+cleanup:
+    /* reached with st == PB_OK only when another stage failed first */
+    if (st == PB_OK) {
+        g->aborted = true;
+        st = PB_ERR_INTERNAL;
+    }
+    return st;
+}
+
+static void *stage_worker(void *arg)
+{
+    mp_stage *g = arg;
+    mp_state *s = g->s;
+    int64_t seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->gen == seen && !s->quit) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->quit) {
+            pthread_mutex_unlock(&s->mu);
+            return NULL;
+        }
+        seen = s->gen;
+        pthread_mutex_unlock(&s->mu);
+
+        pb_status st = stage_step(g);
+        if (st != PB_OK) {
+            snprintf(g->err, sizeof g->err, "%s", pb_error_message());
+            pb_error_clear();
+        }
+
+        pthread_mutex_lock(&s->mu);
+        g->st = st;
+        if (st != PB_OK) s->failed = true;
+        s->done++;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* --- ops ------------------------------------------------------------------------ */
+
+static void mp_destroy(void *state)
+{
+    mp_state *s = state;
+    if (!s) return;
+    if (s->sync_ready) {
+        pthread_mutex_lock(&s->mu);
+        s->quit = true;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+    for (int k = 0; k < s->p; k++)
+        if (s->stage[k].thread_started) pthread_join(s->stage[k].thread, NULL);
+    const pb_backend *be = s->ctx->be;
+    for (int k = 0; k < s->p; k++) {
+        mp_stage *g = &s->stage[k];
+        if (!g->dev) continue;
+        if (g->log.be) span_log_destroy(&g->log);
+        if (g->aux) {
+            for (size_t i = 0; i < (size_t)s->m * (size_t)g->nl; i++)
+                if (g->aux[i]) be->free(g->dev, g->aux[i]);
+            free(g->aux);
+        }
+        if (g->gscratch) be->free(g->dev, g->gscratch);
+        if (g->gsend) be->free(g->dev, g->gsend);
+        pb_replica_destroy(&g->rep);
+        be->close(g->dev);
+    }
+    if (s->sync_ready) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+    }
+    free(s);
+}
+
+static pb_status stage_init(mp_state *s, int k)
+{
+    const pb_strategy_ctx *ctx = s->ctx;
+    const pb_config *cfg = ctx->cfg;
+    const pb_backend *be = ctx->be;
+    const pb_layout *layout = ctx->layout;
+    mp_stage *g = &s->stage[k];
+    pb_status st = PB_OK;
+    int B = cfg->shape.batch;
+    g->s = s;
+    g->idx = k;
+    g->nl = s->first[k + 1] - s->first[k];
+    int ordinal = cfg->n_device_map ? cfg->device_map[k] : k;
+    PB_TRY(be->open(cfg, ordinal, &g->dev));
+    PB_TRY(pb_replica_init(&g->rep, be, g->dev, cfg, layout, s->first[k], s->first[k + 1], B, ctx->init_params));
+    PB_TRY(span_log_init(&g->log, be, g->dev, 4 * s->m + 4));
+    if (s->m > 1) {
+        size_t n = (size_t)s->m * (size_t)g->nl;
+        g->aux = calloc(n, sizeof *g->aux);
+        PB_REQUIRE(g->aux, PB_ERR_NOMEM, "host allocation of %zu pointers failed", n);
+        for (int j = 0; j < s->m; j++)
+            for (int i = 0; i < g->nl; i++) {
+                const pb_layer_desc *d = &layout->layer[s->first[k] + i];
+                size_t bytes = d->relu ? be->aux_bytes(g->dev, s->mb, d->out) : 0;
+                if (bytes) PB_TRY(be->alloc(g->dev, bytes, &g->aux[(size_t)j * (size_t)g->nl + (size_t)i]));
+            }
+        PB_TRY(be->alloc(g->dev, g->rep.p_len * sizeof(float), (void **)&g->gscratch));
+    }
+    if (k > 0)
+        PB_TRY(be->alloc(g->dev, be->act_bytes(g->dev, (size_t)B * (size_t)layout->layer[s->first[k]].in),
+                         &g->gsend));
+cleanup:
+    return st;
+}
+
+static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
+{
+    pb_status st = PB_OK;
+    mp_state *s = NULL;
+    PB_ALLOC(s, 1);
+    s->ctx = ctx;
+    s->p = ctx->cfg->devices;
+    s->m = ctx->cfg->microbatches;
+    s->mb = ctx->cfg->shape.batch / s->m;
+    stage_bounds(ctx->cfg, ctx->layout, s->first);
+    PB_REQUIRE(pthread_mutex_init(&s->mu, NULL) == 0, PB_ERR_INTERNAL, "pthread_mutex_init failed");
+    if (pthread_cond_init(&s->cv, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        PB_REQUIRE(false, PB_ERR_INTERNAL, "pthread_cond_init failed");
+    }
+    s->sync_ready = true;
+    for (int k = 0; k < s->p; k++) PB_TRY(stage_init(s, k));
+    for (int k = 0; k < s->p; k++) {
+        PB_REQUIRE(pthread_create(&s->stage[k].thread, NULL, stage_worker, &s->stage[k]) == 0, PB_ERR_INTERNAL,
+                   "cannot start the worker thread of stage %d", k);
+        s->stage[k].thread_started = true;
+    }
+    *state = s;
+    return PB_OK;
+cleanup:
+    mp_destroy(s);
+    return st;
+}
+
+static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out)
+{
+    mp_state *s = state;
+    double t0 = pb_now_ms();
+    pthread_mutex_lock(&s->mu);
+    s->batch = batch;
+    memset(s->fwd_ready, 0, sizeof s->fwd_ready);
+    memset(s->bwd_ready, 0, sizeof s->bwd_ready);
+    s->done = 0;
+    s->failed = false;
+    s->gen++;
+    pthread_cond_broadcast(&s->cv);
+    while (s->done < s->p) pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    double step_ms = pb_now_ms() - t0;
+
+    /* a failed stage is the cause; the others stopped waiting for it. The
+     * error text was recorded on the worker's thread: record it here. */
+    for (int k = 0; k < s->p; k++) {
+        const mp_stage *g = &s->stage[k];
+        if (g->st != PB_OK && !g->aborted) return pb_user_error(g->st, "mp stage %d: %s", k, g->err);
+    }
+
+    memset(out, 0, sizeof *out);
+    double bubble = 0.0;
+    for (int k = 0; k < s->p; k++) {
+        const mp_stage *g = &s->stage[k];
+        for (int ph = 0; ph < PB_PHASE_COUNT; ph++) out->t.ms[ph] += g->t.ms[ph] / s->p;
+        double idle = step_ms - g->busy_ms;
+        bubble += (idle > 0.0 ? idle : 0.0) / s->p;
+    }
+    out->t.ms[PB_PHASE_BUBBLE] = bubble;
+    out->loss = s->stage[s->p - 1].loss;
+    if (batch->step >= s->ctx->cfg->warmup) {
+        s->measured++;
+        s->sum_step_ms += step_ms;
+        s->sum_bubble_ms += bubble;
+    }
+    return PB_OK;
+}
+
+static pb_status mp_get_params(void *state, float *host_params)
+{
+    mp_state *s = state;
+    for (int k = 0; k < s->p; k++) {
+        pb_status st = pb_replica_download_params(&s->stage[k].rep, host_params);
+        if (st != PB_OK) return st;
+    }
+    return PB_OK;
+}
+
+static pb_status mp_memory(void *state, pb_memory_report *out)
+{
+    mp_state *s = state;
+    out->peak_mb_max = 0.0;
+    for (int k = 0; k < s->p; k++) {
+        double mb = s->ctx->be->peak_mem_mb(s->stage[k].dev);
+        if (mb > out->peak_mb_max) out->peak_mb_max = mb;
+    }
+    out->peak_mb_dev0 = s->ctx->be->peak_mem_mb(s->stage[0].dev);
+    return PB_OK;
+}
+
+static pb_status mp_device_info(void *state, pb_device_info *out)
+{
+    mp_state *s = state;
+    return s->ctx->be->info(s->stage[0].dev, out);
+}
+
+static void mp_report(void *state, int steps, pb_record *row)
+{
+    mp_state *s = state;
+    (void)steps;
+    double p = s->p, m = s->m;
+    if (s->measured > 0 && s->sum_step_ms > 0.0)
+        pb_record_num(row, PB_COL_BUBBLE_FRAC, s->sum_bubble_ms / s->sum_step_ms);
+    pb_record_num(row, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
+    pb_record_set(row, PB_COL_MICROBATCHES, "%d", s->m);
+}
+
+const pb_strategy pb_strategy_mp = {
+    .name = "mp",
+    .description = "layers split into contiguous stages, one per device; --microbatches pipelines them (GPipe)",
+    .procs = PB_PROC_ONE,
+    .splits_batch = false,
+    .validate = mp_validate,
+    .init = mp_init,
+    .step = mp_step,
+    .get_params = mp_get_params,
+    .memory = mp_memory,
+    .device_info = mp_device_info,
+    .report = mp_report,
+    .destroy = mp_destroy,
+};

@@ -1,0 +1,254 @@
+/* Strategy dp (DataParallel) through ./bench on the cpu backend: it trains
+ * exactly as single does on 2, 3 and 4 devices (--verify), rejects a batch it
+ * cannot split, and its row times scatter/replicate/gather/reduce as phases
+ * of their own that add up to the step, with device 0's peak memory. */
+#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+
+#include <math.h>
+#include <stdbool.h>
+
+#define MAX_FIELDS 128
+
+/* One CSV line (RFC 4180 quoting, as results.c writes it) into fields in
+ * place; returns the count. */
+static int split_csv(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *r = line, *w = line;
+    while (n < max) {
+        fields[n++] = w;
+        bool quoted = *r == '"';
+        if (quoted) r++;
+        for (; *r; r++) {
+            if (quoted && *r == '"') {
+                if (r[1] == '"') {
+                    *w++ = '"';
+                    r++;
+                    continue;
+                }
+                quoted = false;
+                continue;
+            }
+            if (!quoted && (*r == ',' || *r == '\n')) break;
+            *w++ = *r;
+        }
+        char end = *r;
+        *w++ = '\0';
+        if (end != ',') break;
+        r++;
+    }
+    return n;
+}
+
+typedef struct csv {
+    char *text;
+    int rows, cols;
+    char *head[MAX_FIELDS];
+    char *row[MAX_FIELDS]; /* the last data row */
+} csv;
+
+static void csv_load(csv *c, const char *path)
+{
+    memset(c, 0, sizeof *c);
+    c->text = read_file(path);
+    if (!c->text) fail_msg("%s was not written", path);
+    char *save = NULL;
+    char *line = strtok_r(c->text, "\n", &save);
+    assert_non_null(line);
+    c->cols = split_csv(line, c->head, MAX_FIELDS);
+    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        c->rows++;
+        assert_int_equal(split_csv(line, c->row, MAX_FIELDS), c->cols);
+    }
+}
+
+static const char *csv_get(const csv *c, const char *name)
+{
+    for (int i = 0; i < c->cols; i++)
+        if (strcmp(c->head[i], name) == 0) return c->row[i];
+    fail_msg("no column '%s' in the CSV header", name);
+    return NULL;
+}
+
+static double csv_num(const csv *c, const char *name)
+{
+    const char *v = csv_get(c, name);
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (!*v || *end) fail_msg("column %s: '%s' is not a number", name, v);
+    return d;
+}
+
+/* bench --strategy dp --backend cpu --workload mlp-xs --iters 10 --warmup 0
+ *       --threads 1 --quiet --out DIR/r.csv --gpus N --batch B [extra...] */
+typedef struct dp_run {
+    char *dir;
+    char csv_path[256];
+    bench_result res;
+} dp_run;
+
+static dp_run *run_dp(int gpus, int batch, char *const extra[])
+{
+    dp_run *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->dir = make_temp_dir();
+    snprintf(r->csv_path, sizeof r->csv_path, "%s/r.csv", r->dir);
+    char g[16], b[16];
+    snprintf(g, sizeof g, "%d", gpus);
+    snprintf(b, sizeof b, "%d", batch);
+    char *args[48] = {"--strategy", "dp", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "10",
+                      "--warmup", "0", "--threads", "1", "--quiet", "--out", r->csv_path,
+                      "--gpus", g, "--batch", b};
+    int n = 19;
+    for (int i = 0; extra && extra[i] && n < 47; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    run_bench(&r->res, args);
+    return r;
+}
+
+static void run_free(dp_run *r)
+{
+    if (!r) return;
+    remove_temp_dir(r->dir);
+    free(r);
+}
+
+/* the test's run, freed by the teardown even when an assertion fails */
+static int setup(void **state)
+{
+    *state = NULL;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    run_free(*state);
+    return 0;
+}
+
+static dp_run *keep(void **state, dp_run *r)
+{
+    run_free(*state);
+    *state = r;
+    return r;
+}
+
+static void expect_exit(const dp_run *r, int code)
+{
+    if (r->res.exit_code != code)
+        fail_msg("bench exited %d, expected %d; stderr:\n%s", r->res.exit_code, code, r->res.err);
+}
+
+/* After 10 steps the parameters match single's on the same global batch. */
+static void check_matches_single(void **state, int gpus, int batch, const char *optimizer)
+{
+    char *extra[] = {"--verify", "--optimizer", (char *)optimizer, NULL};
+    dp_run *r = keep(state, run_dp(gpus, batch, extra));
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "status"), "ok");
+    assert_string_equal(csv_get(&c, "strategy"), "dp");
+    assert_int_equal((int)csv_num(&c, "devices"), gpus);
+    assert_int_equal((int)csv_num(&c, "batch_per_device"), batch / gpus);
+    double err = csv_num(&c, "verify_max_rel_err");
+    if (!(err < 1e-4)) fail_msg("dp on %d devices, %s: max relative error %g vs single", gpus, optimizer, err);
+    free(c.text);
+}
+
+/* AdamW divides by the gradient's own scale, so where a coordinate's
+ * gradient is near zero the rounding of a split batch (shard sums added on
+ * device 0 instead of one GEMM over all rows) shows in its update: on mlp-xs
+ * the error stays near 1e-5 at batch 48 but reaches a few 1e-4 at 96 and
+ * 192 (one weight of thousands). SGD stays near 1e-6 at every batch. */
+static void test_2_devices_sgd(void **state) { check_matches_single(state, 2, 96, "sgd"); }
+static void test_2_devices_adamw(void **state) { check_matches_single(state, 2, 48, "adamw"); }
+static void test_3_devices_sgd(void **state) { check_matches_single(state, 3, 96, "sgd"); }
+static void test_3_devices_adamw(void **state) { check_matches_single(state, 3, 48, "adamw"); }
+static void test_4_devices_sgd(void **state) { check_matches_single(state, 4, 96, "sgd"); }
+static void test_4_devices_adamw(void **state) { check_matches_single(state, 4, 48, "adamw"); }
+
+/* A usage error: exit 2, one line naming both numbers, no row. */
+static void check_usage_error(void **state, int gpus, int batch, const char *want)
+{
+    dp_run *r = keep(state, run_dp(gpus, batch, NULL));
+    expect_exit(r, 2);
+    assert_int_equal(count_lines(r->res.err), 1);
+    if (!strstr(r->res.err, want)) fail_msg("stderr lacks '%s':\n%s", want, r->res.err);
+    assert_false(file_exists(r->csv_path));
+}
+
+static void test_batch_not_divisible(void **state) { check_usage_error(state, 3, 50, "not divisible by --gpus 3"); }
+static void test_one_device(void **state) { check_usage_error(state, 1, 48, "--gpus 1"); }
+
+/* The DataParallel phases are timed on their own, every phase of the step is
+ * accounted for, and device 0 (optimizer state, full-batch logits) has the
+ * largest peak memory. */
+static void test_row_phases_and_memory(void **state)
+{
+    dp_run *r = keep(state, run_dp(4, 96, NULL));
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_string_equal(csv_get(&c, "status"), "ok");
+    static const char *const own[] = {"scatter_ms", "replicate_ms", "gather_ms", "reduce_ms", "fwd_ms",
+                                      "bwd_ms", "opt_ms"};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (!(csv_num(&c, own[i]) > 0.0)) fail_msg("%s is %s, expected > 0", own[i], csv_get(&c, own[i]));
+    /* no collectives: dp copies between devices */
+    assert_true(csv_num(&c, "comm_ms") == 0.0);
+
+    static const char *const phases[] = {"load_ms", "h2d_ms", "scatter_ms", "replicate_ms", "fwd_ms",
+                                         "gather_ms", "bwd_ms", "reduce_ms", "opt_ms"};
+    double sum = 0.0;
+    for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) sum += csv_num(&c, phases[i]);
+    double step = csv_num(&c, "step_ms_mean");
+    if (!(fabs(sum - step) <= 0.05 * step))
+        fail_msg("phases add up to %.4f ms, the step mean is %.4f ms", sum, step);
+
+    double peak = csv_num(&c, "peak_mem_mb"), dev0 = csv_num(&c, "peak_mem_mb_dev0");
+    assert_true(dev0 > 0.0);
+    if (peak != dev0) fail_msg("peak_mem_mb %g, device 0's %g: device 0 should hold the most", peak, dev0);
+    free(c.text);
+}
+
+/* Only device 0 keeps optimizer state: AdamW's second moment (one fp32 copy
+ * of the parameters more than SGD's momentum) grows device 0's peak by
+ * exactly that, and the peak over devices is still device 0's. */
+static void test_adamw_state_on_device_0(void **state)
+{
+    char *adamw[] = {"--optimizer", "adamw", NULL};
+    dp_run *a = run_dp(2, 48, adamw);
+    dp_run *s = keep(state, run_dp(2, 48, NULL));
+    expect_exit(s, 0);
+    int a_exit = a->res.exit_code;
+    csv ca, cs;
+    csv_load(&ca, a->csv_path);
+    run_free(a);
+    assert_int_equal(a_exit, 0);
+    csv_load(&cs, s->csv_path);
+    /* mlp-xs: 134154 parameters, 0.51 MB per fp32 copy */
+    double grow = csv_num(&ca, "peak_mem_mb_dev0") - csv_num(&cs, "peak_mem_mb_dev0");
+    if (fabs(grow - 134154.0 * 4 / 1048576.0) > 0.01) fail_msg("AdamW added %g MB on device 0", grow);
+    assert_true(csv_num(&ca, "peak_mem_mb") == csv_num(&ca, "peak_mem_mb_dev0"));
+    free(ca.text);
+    free(cs.text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_2_devices_sgd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_2_devices_adamw, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_3_devices_sgd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_3_devices_adamw, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_4_devices_sgd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_4_devices_adamw, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_not_divisible, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_device, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_row_phases_and_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adamw_state_on_device_0, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

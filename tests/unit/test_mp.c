@@ -1,0 +1,230 @@
+/* Strategy mp through ./bench (CPU backend): the layer split with and without
+ * GPipe microbatches trains exactly what `single` trains (--verify) on 2, 3
+ * and 4 devices with SGD and AdamW, an uneven --split too; usage errors are
+ * one line with exit 2; the row reports microbatches, the theoretical and
+ * measured bubble, p2p time, and phases that add up to the step. */
+#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+
+#include <math.h>
+#include <stdbool.h>
+
+#define MAX_FIELDS 160
+
+/* Splits one CSV line (RFC 4180 quoting, as results.c writes it) into fields
+ * in place; returns the count. */
+static int split_csv(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *r = line, *w = line;
+    while (n < max) {
+        fields[n++] = w;
+        bool quoted = *r == '"';
+        if (quoted) r++;
+        for (; *r; r++) {
+            if (quoted && *r == '"') {
+                if (r[1] == '"') {
+                    *w++ = '"';
+                    r++;
+                    continue;
+                }
+                quoted = false;
+                continue;
+            }
+            if (!quoted && (*r == ',' || *r == '\n')) break;
+            *w++ = *r;
+        }
+        char end = *r;
+        *w++ = '\0';
+        if (end != ',') break;
+        r++;
+    }
+    return n;
+}
+
+typedef struct csv {
+    char *text;
+    int rows, cols;
+    char *head[MAX_FIELDS];
+    char *row[MAX_FIELDS]; /* the last data row */
+} csv;
+
+static void csv_load(csv *c, const char *path)
+{
+    memset(c, 0, sizeof *c);
+    c->text = read_file(path);
+    assert_non_null(c->text);
+    char *save = NULL;
+    char *line = strtok_r(c->text, "\n", &save);
+    assert_non_null(line);
+    c->cols = split_csv(line, c->head, MAX_FIELDS);
+    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        c->rows++;
+        assert_int_equal(split_csv(line, c->row, MAX_FIELDS), c->cols);
+    }
+}
+
+static const char *csv_get(const csv *c, const char *name)
+{
+    for (int i = 0; i < c->cols; i++)
+        if (strcmp(c->head[i], name) == 0) return c->row[i];
+    fail_msg("no column '%s' in the CSV header", name);
+    return NULL;
+}
+
+static double csv_num(const csv *c, const char *name)
+{
+    const char *v = csv_get(c, name);
+    if (!v[0]) fail_msg("column '%s' is empty", name);
+    return strtod(v, NULL);
+}
+
+/* One mp run on a custom MLP; extra args NULL-terminated. Leaves the row in
+ * c (the caller frees c->text) and returns the exit code. */
+static int run_mp(csv *c, bench_result *r, int layers, int batch, int gpus, int micro, const char *opt,
+                  char *const extra[])
+{
+    char *dir = make_temp_dir();
+    char out[512], s_layers[16], s_batch[16], s_gpus[16], s_micro[16], s_opt[16];
+    snprintf(out, sizeof out, "%s/r.csv", dir);
+    snprintf(s_layers, sizeof s_layers, "%d", layers);
+    snprintf(s_batch, sizeof s_batch, "%d", batch);
+    snprintf(s_gpus, sizeof s_gpus, "%d", gpus);
+    snprintf(s_micro, sizeof s_micro, "%d", micro);
+    snprintf(s_opt, sizeof s_opt, "%s", opt);
+    char *args[64] = {"--strategy", "mp", "--backend", "cpu", "--workload", "custom", "--in", "256",
+                      "--hidden", "256", "--classes", "10", "--layers", s_layers, "--batch", s_batch,
+                      "--gpus", s_gpus, "--microbatches", s_micro, "--optimizer", s_opt,
+                      "--threads", "1", "--iters", "10", "--warmup", "1", "--verify", "--quiet",
+                      "--out", out};
+    int n = 32;
+    for (int i = 0; extra && extra[i] && n < 63; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    run_bench(r, args);
+    memset(c, 0, sizeof *c);
+    if (file_exists(out)) csv_load(c, out);
+    remove_temp_dir(dir);
+    return r->exit_code;
+}
+
+static bench_result res;
+
+/* every device count, M = 1 and 4, both optimizers: --verify passes */
+static void check_matches_single(const char *opt)
+{
+    for (int gpus = 2; gpus <= 4; gpus++) {
+        for (int micro = 1; micro <= 4; micro += 3) {
+            /* 4 layers so 4 stages fit; the batch divisible by the devices
+             * (the harness's rule) and by the microbatches */
+            int batch = gpus == 3 ? 96 : 64;
+            csv c;
+            int rc = run_mp(&c, &res, 4, batch, gpus, micro, opt, NULL);
+            if (rc != 0) fail_msg("mp --gpus %d --microbatches %d --optimizer %s: exit %d: %s", gpus, micro, opt, rc, res.err);
+            assert_int_equal(c.rows, 1);
+            assert_string_equal(csv_get(&c, "status"), "ok");
+            assert_string_equal(csv_get(&c, "strategy"), "mp");
+            double err = csv_num(&c, "verify_max_rel_err");
+            if (!(err < 1e-4)) fail_msg("--gpus %d --microbatches %d %s: verify error %g", gpus, micro, opt, err);
+            free(c.text);
+        }
+    }
+}
+
+static void test_matches_single_sgd(void **state)
+{
+    (void)state;
+    check_matches_single("sgd");
+}
+
+static void test_matches_single_adamw(void **state)
+{
+    (void)state;
+    check_matches_single("adamw");
+}
+
+/* stages of 1, 3 and 1 layers */
+static void test_uneven_split(void **state)
+{
+    (void)state;
+    char *extra[] = {"--split", "1,4", NULL};
+    for (int micro = 1; micro <= 2; micro++) {
+        csv c;
+        int rc = run_mp(&c, &res, 5, 48, 3, micro, "sgd", extra);
+        if (rc != 0) fail_msg("--split 1,4: exit %d: %s", rc, res.err);
+        assert_string_equal(csv_get(&c, "status"), "ok");
+        assert_true(csv_num(&c, "verify_max_rel_err") < 1e-4);
+        free(c.text);
+    }
+}
+
+/* The row: microbatches, GPipe's theoretical bubble, a measured bubble, p2p
+ * time, and phases that tile the step. */
+static void test_row(void **state)
+{
+    (void)state;
+    static const int cases[][2] = {{2, 1}, {2, 4}, {4, 4}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int p = cases[k][0], m = cases[k][1];
+        csv c;
+        assert_int_equal(run_mp(&c, &res, 4, 64, p, m, "sgd", NULL), 0);
+        assert_int_equal((int)csv_num(&c, "microbatches"), m);
+        assert_int_equal((int)csv_num(&c, "devices"), p);
+        double theory = (p - 1.0) / (m + p - 1.0);
+        assert_true(fabs(csv_num(&c, "bubble_frac_theory") - theory) < 1e-6 * theory);
+        assert_true(csv_num(&c, "p2p_ms") > 0.0);
+        double frac = csv_num(&c, "bubble_frac");
+        assert_true(frac >= 0.0 && frac <= 1.0);
+        assert_true(csv_num(&c, "bubble_ms") >= 0.0);
+        static const char *const phases[] = {"load_ms", "h2d_ms", "fwd_ms", "bwd_ms",
+                                             "p2p_ms",  "opt_ms", "bubble_ms"};
+        double sum = 0.0;
+        for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
+            double ms = csv_num(&c, phases[i]);
+            assert_true(ms >= 0.0);
+            sum += ms;
+        }
+        double mean = csv_num(&c, "step_ms_mean");
+        if (fabs(sum - mean) > 0.05 * mean)
+            fail_msg("--gpus %d --microbatches %d: phases sum to %g ms, step mean is %g ms", p, m, sum, mean);
+        free(c.text);
+    }
+}
+
+/* a usage error: exit 2, one line on stderr naming what is wrong, no row */
+static void expect_usage(int layers, int batch, int gpus, int micro, char *const extra[], const char *want1,
+                         const char *want2)
+{
+    csv c;
+    int rc = run_mp(&c, &res, layers, batch, gpus, micro, "sgd", extra);
+    if (rc != 2) fail_msg("exit %d, expected 2: %s", rc, res.err);
+    assert_int_equal(count_lines(res.err), 1);
+    if (!strstr(res.err, want1) || !strstr(res.err, want2))
+        fail_msg("stderr lacks '%s' / '%s': %s", want1, want2, res.err);
+    assert_null(c.text);
+}
+
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    expect_usage(4, 64, 2, 3, NULL, "--batch", "--microbatches");
+    expect_usage(4, 64, 2, 3, NULL, "not divisible", "64");
+    expect_usage(3, 64, 4, 1, NULL, "--gpus 4", "more stages than layers (3)");
+    char *count[] = {"--split", "1,2", NULL};
+    expect_usage(4, 64, 2, 1, count, "--split", "allowed");
+    char *order[] = {"--split", "3,2", NULL};
+    expect_usage(4, 48, 3, 1, order, "--split", "increasing");
+    char *range[] = {"--split", "4", NULL};
+    expect_usage(4, 64, 2, 1, range, "--split 4", "[1, 3]");
+    expect_usage(4, 64, 1, 1, NULL, "--gpus 1", "at least 2");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matches_single_sgd),
+        cmocka_unit_test(test_matches_single_adamw),
+        cmocka_unit_test(test_uneven_split),
+        cmocka_unit_test(test_row),
+        cmocka_unit_test(test_usage_errors),
+    };
+    return cmocka_run_group_tests_name("mp", tests, NULL, NULL);
+}
