@@ -1,6 +1,6 @@
 # parbench build. `make` builds ./bench and prints what it found.
 #   CUDA ?= auto   (1: require the CUDA backend, 0: build the stub)
-#   MPI  ?= auto   (recorded now; the multi-process strategies use it)
+#   MPI  ?= auto   (1: require MPI for ddp, 0: build the stub: "built without MPI")
 #   CUDA_HOME, NCCL_HOME, CUBLAS_HOME, NVCC_GENCODE are overridable, because
 #   cuBLAS and NCCL sometimes live in a Python environment's nvidia packages.
 #   SAN=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer.
@@ -88,12 +88,26 @@ MPI_ON := $(if $(MPICC),1,0)
 else
 MPI_ON := $(MPI)
 endif
-MPI_FOUND := $(if $(filter 1,$(MPI_ON)),$(shell mpicc --showme:version 2>/dev/null | head -1),no)
+ifeq ($(MPI_ON),1)
+ifeq ($(MPICC),)
+$(error MPI=1 but mpicc was not found on PATH)
+endif
+# mpicc's own flags (Open MPI's --showme), with the project's compiler
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+CFLAGS += -DPB_HAVE_MPI $(MPI_CFLAGS)
+LDLIBS += $(MPI_LIBS)
+MPI_SRC := kernels/comm_mpi.c
+MPI_FOUND := $(shell mpicc --showme:version 2>&1 | head -1)
+else
+MPI_SRC := kernels/comm_mpi_stub.c
+MPI_FOUND := no (stub: "built without MPI")
+endif
 
 # --- sources -----------------------------------------------------------------
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LIB_SRC := $(wildcard harness/*.c strategies/*.c workloads/*.c kernels/cpu/*.c)
-LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC))
+LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) $(MPI_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 MAIN_OBJ := $(BUILD)/harness/main.o
 

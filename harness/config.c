@@ -63,8 +63,11 @@ static const flag flags[] = {
     {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)", NULL},
     {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "GPipe microbatches per step; 1 is the plain layer split", "mp"},
     {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", "mp"},
+    {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", "ddp"},
+    {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", "ddp"},
     {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity)", "dp,mp"},
     {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the final parameters with single's (exit 1 beyond tolerance)", NULL},
+    {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a collective may wait without progress before the run fails", NULL},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
     {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to", NULL},
     {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy", NULL},
@@ -108,6 +111,8 @@ void pb_config_defaults(pb_config *cfg)
     cfg->seed = 1234;
     cfg->threads = online_cpus();
     cfg->microbatches = 1;
+    cfg->bucket_mb = 25.0;
+    cfg->timeout_s = 300.0;
     snprintf(cfg->out, sizeof cfg->out, "results/runs.csv");
 }
 
@@ -395,7 +400,9 @@ pb_status pb_config_validate(pb_config *cfg)
         char why[256] = "";
         int n = pb_backend_cuda.device_count(why, sizeof why);
         if (n <= 0) return pb_user_error(PB_ERR_UNAVAILABLE, "--backend cuda: no usable CUDA device: %s", why);
-        if (cfg->devices > n)
+        /* a rank-per-device strategy may span nodes: each rank opens its
+         * node-local device */
+        if (cfg->devices > n && strategy->procs == PB_PROC_ONE)
             return pb_usage_error("--gpus %d: only %d CUDA device%s present", cfg->devices, n, n == 1 ? "" : "s");
     }
     if (strcmp(cfg->backend, "cpu") == 0 && cfg->precision != PB_FP32)
@@ -404,7 +411,10 @@ pb_status pb_config_validate(pb_config *cfg)
     if (strcmp(cfg->backend, "cpu") == 0 && cfg->cuda_graph)
         return pb_usage_error("--cuda-graph needs the cuda backend");
     if (strcmp(cfg->comm, "auto") == 0)
-        snprintf(cfg->comm, sizeof cfg->comm, "none");
+        snprintf(cfg->comm, sizeof cfg->comm, "%s", strategy->procs == PB_PROC_PER_DEVICE ? "mpi" : "none");
+    if (strategy->procs == PB_PROC_PER_DEVICE && strcmp(cfg->comm, "mpi") != 0)
+        return pb_usage_error("--comm %s: strategy %s runs one MPI rank per device; allowed: auto, mpi", cfg->comm,
+                              cfg->strategy);
     if (strcmp(cfg->comm, "none") != 0 && strategy->procs == PB_PROC_ONE && cfg->devices == 1)
         return pb_usage_error("--comm %s: strategy %s on 1 device uses no collectives; allowed: auto, none",
                               cfg->comm, cfg->strategy);

@@ -59,9 +59,12 @@ typedef struct pb_config {
     int microbatches;      /* mp: GPipe microbatches; 1 is the naive layer split */
     int split[PB_MAX_STAGES]; /* mp --split: first layer of stages 1.., n_split of them */
     int n_split;           /* 0: stages balanced by FLOPs */
+    double bucket_mb;      /* ddp: gradient bucket size */
+    bool no_overlap;       /* ddp: one all-reduce after backward instead of buckets during it */
     int device_map[PB_MAX_STAGES]; /* logical device -> physical ordinal */
     int n_device_map;      /* 0: identity */
     bool verify;           /* compare the final parameters with `single` */
+    double timeout_s;      /* a collective wait fails after this long without progress */
 
     bool cuda_graph;
     bool calibrate; /* measure GEMM peak and GEMMs-alone time (always on cuda) */

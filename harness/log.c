@@ -19,7 +19,7 @@ static void emit(const char *level, const char *fmt, va_list ap)
 {
     char line[2048];
     int n = 0;
-    if (log_ranks > 1) {
+    if (log_ranks > 1 && *level) { /* errors say which rank and host */
         char host[256] = "?";
         gethostname(host, sizeof host);
         host[sizeof host - 1] = '\0';

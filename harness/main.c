@@ -6,6 +6,7 @@
 #include "calibrate.h"
 #include "compare.h"
 #include "config.h"
+#include "launch.h"
 #include "log.h"
 #include "plot.h"
 #include "registry.h"
@@ -40,11 +41,18 @@ static pb_status load_config(pb_config *cfg, int argc, char **argv, bool *help)
     return st == PB_OK ? pb_config_validate(cfg) : st;
 }
 
+/* The whole command line, for the launcher's re-execution. */
+static int main_argc;
+static char **main_argv;
+
 static int cmd_run(int argc, char **argv)
 {
     pb_config cfg;
     bool help = false;
     pb_status st = load_config(&cfg, argc, argv, &help);
+    /* a rank per device: re-executed under mpirun unless already launched */
+    if (st == PB_OK && !help && pb_find_strategy(cfg.strategy)->procs == PB_PROC_PER_DEVICE)
+        st = pb_launch(&cfg, main_argc, main_argv);
     if (st == PB_OK && !help) st = pb_run(&cfg);
     return report(st);
 }
@@ -120,6 +128,8 @@ static const char *command_names(void)
 
 int main(int argc, char **argv)
 {
+    main_argc = argc;
+    main_argv = argv;
     if (argc > 1 && argv[1][0] != '-') {
         for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
             if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 2, argv + 2);

@@ -2,12 +2,14 @@
 
 #include <string.h>
 
+#include "../kernels/comm_mpi.h"
+
 static const pb_backend *const backends[] = {&pb_backend_cpu, &pb_backend_cuda};
 
-/* Filled by the strategies issue (nccl, mpi, local). */
-static const pb_comm *const comms[] = {NULL};
+/* nccl and local come later */
+static const pb_comm *const comms[] = {&pb_comm_mpi};
 
-static const pb_strategy *const strategies[] = {&pb_strategy_single, &pb_strategy_dp, &pb_strategy_mp};
+static const pb_strategy *const strategies[] = {&pb_strategy_single, &pb_strategy_dp, &pb_strategy_ddp, &pb_strategy_mp};
 
 static const pb_workload workloads[] = {
     {"mlp-xs", "tiny MLP for tests", {256, 256, 3, 10, 64}},

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../kernels/comm_mpi.h"
 #include "calibrate.h"
 #include "env.h"
 #include "loader.h"
@@ -39,7 +40,13 @@ typedef struct run_state {
     bool have_info;
     pb_calibration cal;
     pb_strategy_ctx ctx; /* the strategy keeps a pointer to it */
+    /* rank-per-device strategies: the MPI world; rank 0 alone dumps,
+     * verifies and writes the row */
+    bool multi;
+    pb_world world;
 } run_state;
+
+static bool is_writer(const run_state *rs) { return !rs->multi || rs->world.rank == 0; }
 
 static pb_status dump_array(const pb_config *cfg, const char *name, const char *dtype, const void *data,
                             size_t elem, int ndim, const size_t *shape)
@@ -76,15 +83,23 @@ static pb_status setup(run_state *rs)
     PB_ALLOC(rs->step_ms, cfg->iters);
     PB_ALLOC(rs->scratch, cfg->iters);
     pb_mlp_init_params(&rs->layout, cfg->seed, rs->params);
-    PB_TRY(prepare_dump(cfg));
-    if (cfg->dump[0]) {
+    if (is_writer(rs)) PB_TRY(prepare_dump(cfg));
+    if (cfg->dump[0] && is_writer(rs)) {
         size_t n = rs->layout.n_params;
         PB_TRY(dump_array(cfg, "params_init.npy", "<f4", rs->params, sizeof(float), 1, &n));
     }
     rs->cal.peak_tflops = rs->cal.gemm_ms = NAN;
     /* before the strategy's devices exist, so it measures an idle device */
     if (cfg->calibrate || strcmp(cfg->backend, "cuda") == 0) PB_TRY(pb_calibrate(cfg, &rs->layout, &rs->cal));
-    rs->ctx = (pb_strategy_ctx){.cfg = cfg, .be = rs->be, .layout = &rs->layout, .init_params = rs->params};
+    rs->ctx = (pb_strategy_ctx){.cfg = cfg, .be = rs->be, .layout = &rs->layout, .init_params = rs->params,
+                                .rank = 0, .ranks = 1, .local_rank = 0};
+    if (rs->multi) {
+        rs->ctx.rank = rs->world.rank;
+        rs->ctx.ranks = rs->world.ranks;
+        rs->ctx.local_rank = rs->world.local_rank;
+        rs->ctx.comm = pb_find_comm(cfg->comm);
+        PB_REQUIRE(rs->ctx.comm, PB_ERR_INTERNAL, "comm %s is not registered", cfg->comm);
+    }
     PB_TRY(rs->strategy->init(&rs->ctx, &rs->strategy_state));
     if (rs->strategy->device_info(rs->strategy_state, &rs->info) == PB_OK) rs->have_info = true;
     /* started last, so its thread does not compete with setup */
@@ -136,7 +151,7 @@ static pb_status train(run_state *rs)
                                  isnan(res.loss) ? "NaN" : "infinite", s);
         if (s == 0) {
             rs->loss_first = res.loss;
-            if (cfg->dump[0]) {
+            if (cfg->dump[0] && is_writer(rs)) {
                 size_t xs[2] = {(size_t)b, (size_t)rs->layout.in}, ls = (size_t)b;
                 PB_TRY(dump_array(cfg, "batch0_x.npy", "<f4", batch.x, sizeof(float), 2, xs));
                 PB_TRY(dump_array(cfg, "batch0_labels.npy", "<i4", batch.labels, sizeof(int32_t), 1, &ls));
@@ -156,7 +171,7 @@ cleanup:
     return st;
 }
 
-static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *layout)
+static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *layout, const run_state *rs)
 {
     pb_record_set(r, PB_COL_STRATEGY, "%s", cfg->strategy);
     pb_record_set(r, PB_COL_BACKEND, "%s", cfg->backend);
@@ -172,8 +187,8 @@ static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *lay
     pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d",
                   strategy && !strategy->splits_batch ? cfg->shape.batch : cfg->shape.batch / cfg->devices);
     pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
-    pb_record_set(r, PB_COL_RANKS, "%d", 1);
-    pb_record_set(r, PB_COL_OVERSUBSCRIBED, "0");
+    pb_record_set(r, PB_COL_RANKS, "%d", rs->multi ? rs->world.ranks : 1);
+    pb_record_set(r, PB_COL_OVERSUBSCRIBED, "%d", rs->multi && rs->world.oversubscribed ? 1 : 0);
     if (strcmp(cfg->strategy, "mp") == 0) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
@@ -224,7 +239,8 @@ static void fill_results(pb_record *r, run_state *rs)
 
 static pb_status finish_dump(run_state *rs)
 {
-    if (!rs->cfg->dump[0] && !rs->cfg->verify) return PB_OK;
+    /* ranks hold the same parameters after the all-reduce: rank 0's do */
+    if ((!rs->cfg->dump[0] && !rs->cfg->verify) || !is_writer(rs)) return PB_OK;
     pb_status st = rs->strategy->get_params(rs->strategy_state, rs->params);
     if (st != PB_OK || !rs->cfg->dump[0]) return st;
     size_t n = rs->layout.n_params;
@@ -292,6 +308,31 @@ cleanup:
     return st;
 }
 
+/* Multi-rank: every rank times every step; rank 0 keeps, per step, the
+ * slowest rank's time (an elementwise MAX over the ranks' arrays, once after
+ * the steps, so no extra collective runs between steps). The phase columns
+ * are rank 0's. */
+static pb_status gather_slowest(run_state *rs)
+{
+    if (!rs->multi) return PB_OK;
+    return pb_world_max_to_root(rs->step_ms, rs->cfg->iters);
+}
+
+/* A rank that failed while the others may be inside a collective with it:
+ * say why (prefixed with rank and host), let rank 0 keep the failed row, and
+ * end every rank (MPI_Abort). Returns only without MPI. */
+static void abort_ranks(run_state *rs, pb_record *rec, pb_status st)
+{
+    if (is_writer(rs)) {
+        pb_record_set(rec, PB_COL_STATUS, "failed");
+        pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
+        pb_results_append(rs->cfg->out, rec);
+    }
+    pb_log_error("%s", pb_error_message());
+    pb_log_error("ending all %d ranks", rs->world.ranks);
+    pb_world_abort(pb_status_exit_code(st));
+}
+
 pb_status pb_run(const pb_config *cfg)
 {
     run_state rs = {.cfg = cfg};
@@ -301,49 +342,76 @@ pb_status pb_run(const pb_config *cfg)
     rs.be = pb_find_backend(cfg->backend);
     rs.strategy = pb_find_strategy(cfg->strategy);
     PB_REQUIRE(rs.be && rs.strategy, PB_ERR_INTERNAL, "unresolved backend or strategy");
+    rs.multi = rs.strategy->procs == PB_PROC_PER_DEVICE;
+    if (rs.multi) {
+        PB_TRY(pb_world_init(&rs.world));
+        pb_log_set_rank(rs.world.rank, rs.world.ranks);
+        /* the launcher checked the environment's count; this is MPI's own */
+        PB_REQUIRE(rs.world.ranks == cfg->devices, PB_ERR_USAGE,
+                   "--gpus %d, but this MPI launch has %d ranks; strategy %s runs one rank per device",
+                   cfg->devices, rs.world.ranks, cfg->strategy);
+    }
 
     double max_rel = NAN;
     bool invalid = false;
     st = setup(&rs);
     if (st == PB_OK) st = train(&rs);
+    if (st == PB_OK) st = gather_slowest(&rs);
     if (st == PB_OK) st = finish_dump(&rs);
-    if (st == PB_OK && cfg->verify) {
+
+    fill_config(rec, cfg, &rs.layout, &rs);
+    if (!rs.have_info) pb_backend_cpu.info(NULL, &rs.info); /* host facts still apply */
+    pb_env_fill(rec, cfg->backend, &rs.info, cfg->devices);
+    if (rs.multi) pb_record_set(rec, PB_COL_MPI, "%s", rs.world.version);
+    if (st != PB_OK && rs.multi && rs.world.ranks > 1) abort_ranks(&rs, rec, st);
+
+    /* --verify: rank 0 trains single itself; the other ranks wait for its
+     * verdict without spinning (pb_world_bcast_int_lazy) */
+    if (st == PB_OK && cfg->verify && is_writer(&rs)) {
         st = verify_against_single(&rs, &max_rel);
         invalid = st == PB_OK && !(max_rel <= pb_verify_tolerance(cfg->precision, cfg->optimizer));
     }
 
-    fill_config(rec, cfg, &rs.layout);
-    if (!rs.have_info) pb_backend_cpu.info(NULL, &rs.info); /* host facts still apply */
-    pb_env_fill(rec, cfg->backend, &rs.info, cfg->devices);
-    if (st == PB_OK) {
-        pb_record_set(rec, PB_COL_STATUS, invalid ? "invalid" : "ok");
-        fill_results(rec, &rs);
-        pb_record_num(rec, PB_COL_VERIFY_MAX_REL_ERR, max_rel);
-        if (invalid) {
-            /* the timings were measured, but of a computation that is wrong */
-            st = pb_user_error(PB_ERR_INVALID,
-                               "--verify: final parameters differ from single's by up to %.3g (relative), "
-                               "beyond the %s tolerance %.0e",
-                               max_rel, pb_precision_name(cfg->precision), pb_verify_tolerance(cfg->precision, cfg->optimizer));
+    if (is_writer(&rs)) {
+        if (st == PB_OK) {
+            pb_record_set(rec, PB_COL_STATUS, invalid ? "invalid" : "ok");
+            fill_results(rec, &rs);
+            pb_record_num(rec, PB_COL_VERIFY_MAX_REL_ERR, max_rel);
+            if (invalid) {
+                /* the timings were measured, but of a computation that is wrong */
+                st = pb_user_error(PB_ERR_INVALID,
+                                   "--verify: final parameters differ from single's by up to %.3g (relative), "
+                                   "beyond the %s tolerance %.0e",
+                                   max_rel, pb_precision_name(cfg->precision),
+                                   pb_verify_tolerance(cfg->precision, cfg->optimizer));
+                pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
+            }
+        } else {
+            /* keep the config and the reason, but no figures that could pass
+             * for a measurement */
+            pb_record_set(rec, PB_COL_STATUS, "failed");
             pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
         }
-    } else {
-        /* keep the config and the reason, but no figures that could pass
-         * for a measurement */
-        pb_record_set(rec, PB_COL_STATUS, "failed");
-        pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
+        pb_status wst = pb_results_append(cfg->out, rec);
+        if (st == PB_OK) st = wst;
+        if (wst == PB_OK && st == PB_OK && cfg->verify && !cfg->quiet)
+            pb_log_info("--verify: final parameters within %.3g of single's (tolerance %.0e)", max_rel,
+                        pb_verify_tolerance(cfg->precision, cfg->optimizer));
+        if (wst == PB_OK && st == PB_OK && !cfg->quiet)
+            pb_log_info("%s on %s: %s samples/s, step p50 %s ms; row appended to %s", cfg->strategy,
+                        cfg->backend, rec->v[PB_COL_SAMPLES_PER_S], rec->v[PB_COL_STEP_MS_P50], cfg->out);
     }
-    pb_status wst = pb_results_append(cfg->out, rec);
-    if (st == PB_OK) st = wst;
-    if (wst == PB_OK && st == PB_OK && cfg->verify && !cfg->quiet)
-        pb_log_info("--verify: final parameters within %.3g of single's (tolerance %.0e)", max_rel,
-                    pb_verify_tolerance(cfg->precision, cfg->optimizer));
-    if (wst == PB_OK && st == PB_OK && !cfg->quiet)
-        pb_log_info("%s on %s: %s samples/s, step p50 %s ms; row appended to %s", cfg->strategy,
-                    cfg->backend, rec->v[PB_COL_SAMPLES_PER_S], rec->v[PB_COL_STEP_MS_P50], cfg->out);
+    if (rs.multi && rs.world.ranks > 1) {
+        /* rank 0's outcome, so no rank finalizes while rank 0 still works;
+         * the others exit 0 and mpirun reports rank 0's code */
+        int code = pb_status_exit_code(st);
+        pb_status bst = pb_world_bcast_int_lazy(&code);
+        if (bst != PB_OK && st == PB_OK) st = bst;
+    }
 cleanup:
     pb_loader_destroy(rs.loader);
     if (rs.strategy_state) rs.strategy->destroy(rs.strategy_state);
+    if (rs.multi) pb_world_finalize();
     free(rs.params);
     free(rs.step_ms);
     free(rs.scratch);

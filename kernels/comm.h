@@ -36,6 +36,10 @@ typedef struct pb_comm {
     /* Completes a request, failing with PB_ERR_COMM after deadline_s without progress. */
     pb_status (*wait)(pb_comm_ctx *ctx, pb_comm_req *req, double deadline_s);
     const char *(*version)(void); /* library version loaded at run time */
+    /* optional: ms the operation itself ran (not its time queued), once
+     * waited; the request stays readable until the next operation is issued
+     * on its slot */
+    double (*req_ms)(const pb_comm_req *req);
 } pb_comm;
 
 #ifdef __cplusplus

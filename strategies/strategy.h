@@ -41,6 +41,11 @@ typedef struct pb_strategy_ctx {
     const pb_backend *be;
     const pb_layout *layout;
     const float *init_params; /* host, layout->n_params */
+    /* rank-per-device strategies: this rank, the run's ranks, the rank's
+     * index on its node (its device), and the comm, initialised by pb_run;
+     * 0, 1, 0 and NULL for one-process strategies */
+    int rank, ranks, local_rank;
+    const struct pb_comm *comm;
 } pb_strategy_ctx;
 
 typedef struct pb_step_result {
@@ -77,6 +82,7 @@ typedef struct pb_strategy {
 
 extern const pb_strategy pb_strategy_single;
 extern const pb_strategy pb_strategy_dp;
+extern const pb_strategy pb_strategy_ddp;
 extern const pb_strategy pb_strategy_mp;
 
 #ifdef __cplusplus

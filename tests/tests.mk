@@ -12,7 +12,7 @@ TEST_DEPS :=
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libparbench.a tests/unit/test_util.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -D_GNU_SOURCE -DPB_EXPECT_CUDA=$(CUDA_ON) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(TEST_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -D_GNU_SOURCE -DPB_EXPECT_CUDA=$(CUDA_ON) -DPB_EXPECT_MPI=$(MPI_ON) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(TEST_LIBS) $(LDLIBS)
 
 test: bench $(TEST_BIN) $(TEST_DEPS)
 	@tests/run_tests.sh $(TEST_BIN)

@@ -1,0 +1,126 @@
+#define _POSIX_C_SOURCE 200809L
+#include "launch.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Set in the environment of the re-executed ranks: a rank that finds it but
+ * no launch variables would re-execute forever, so it stops instead. */
+#define REEXEC_MARK "PB_LAUNCHED_BY_BENCH"
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+bool pb_launch_inside(void)
+{
+    return env("OMPI_COMM_WORLD_SIZE") || env("PMI_SIZE") || env("PMIX_RANK") ||
+           (env("SLURM_NTASKS") && env("SLURM_PROCID"));
+}
+
+static int env_int(const char *const *names)
+{
+    for (; *names; names++) {
+        const char *v = env(*names);
+        if (!v) continue;
+        char *end = NULL;
+        long n = strtol(v, &end, 10);
+        if (end != v && !*end && n >= 0 && n <= INT_MAX) return (int)n;
+    }
+    return -1;
+}
+
+int pb_launch_size(void)
+{
+    static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
+    int n = env_int(names);
+    if (n < 0 && env("SLURM_PROCID")) {
+        static const char *const slurm[] = {"SLURM_NTASKS", NULL};
+        n = env_int(slurm);
+    }
+    return n;
+}
+
+int pb_launch_rank(void)
+{
+    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID", NULL};
+    return env_int(names);
+}
+
+int pb_launch_backstop_s(const pb_config *cfg)
+{
+    /* set-up, every step and --verify each get a full collective deadline */
+    double s = cfg->timeout_s * ((double)cfg->warmup + cfg->iters + 4) + 60.0;
+    return s > INT_MAX ? INT_MAX : (int)s;
+}
+
+static int online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
+{
+    if (pb_launch_inside()) {
+        int size = pb_launch_size(), rank = pb_launch_rank();
+        if (size > 0) pb_log_set_rank(rank < 0 ? 0 : rank, size);
+        if (size > 0 && size != cfg->devices)
+            return pb_usage_error("--gpus %d, but this MPI launch has %d rank%s; strategy %s runs one rank per "
+                                  "device: give --gpus %d, or launch %d ranks",
+                                  cfg->devices, size, size == 1 ? "" : "s", cfg->strategy, size, cfg->devices);
+        return PB_OK;
+    }
+    if (env(REEXEC_MARK))
+        return pb_error(PB_ERR_INTERNAL, "re-executed under mpirun, but no MPI launch variables are set "
+                                         "(OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK, SLURM_PROCID)");
+
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return pb_error(PB_ERR_IO, "cannot find this program through /proc/self/exe: %s", strerror(errno));
+    self[len] = '\0';
+
+    char np[16], backstop[16];
+    snprintf(np, sizeof np, "%d", cfg->devices);
+    snprintf(backstop, sizeof backstop, "%d", pb_launch_backstop_s(cfg));
+    bool oversubscribe = cfg->devices > online_cores();
+    char **args = calloc((size_t)argc + 16, sizeof *args);
+    if (!args) return pb_error(PB_ERR_NOMEM, "host allocation for mpirun's arguments failed");
+    int n = 0;
+    args[n++] = "mpirun";
+    if (geteuid() == 0) args[n++] = "--allow-run-as-root";
+    if (oversubscribe) args[n++] = "--oversubscribe";
+    args[n++] = "--timeout";
+    args[n++] = backstop;
+    args[n++] = "-np";
+    args[n++] = np;
+    args[n++] = self;
+    for (int i = 1; i < argc; i++) args[n++] = argv[i];
+    args[n] = NULL;
+
+    if (!cfg->quiet) {
+        char line[1024];
+        size_t used = 0;
+        for (int i = 0; i < 8 && args[i] && used < sizeof line; i++)
+            used += (size_t)snprintf(line + used, sizeof line - used, "%s%s", i ? " " : "", args[i]);
+        pb_log_info("%s: %d rank%s%s; running: %s ...", cfg->strategy, cfg->devices, cfg->devices == 1 ? "" : "s",
+                    oversubscribe ? " (more than the cores: oversubscribed)" : "", line);
+    }
+    setenv(REEXEC_MARK, "1", 1);
+    fflush(stdout);
+    fflush(stderr);
+    execvp("mpirun", args);
+    int e = errno;
+    free(args);
+    unsetenv(REEXEC_MARK);
+    return pb_user_error(PB_ERR_UNAVAILABLE, "strategy %s: cannot run mpirun: %s (is Open MPI installed and on PATH?)",
+                         cfg->strategy, strerror(e));
+}

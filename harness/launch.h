@@ -1,0 +1,36 @@
+/* The launcher of rank-per-device strategies (ddp).
+ *
+ * Started outside an MPI launch, `bench --strategy ddp --gpus N ...`
+ * re-executes itself as `mpirun -np N [--allow-run-as-root]
+ * [--oversubscribe] --timeout T /proc/self/exe ARGS...`. Started inside one
+ * (mpirun, srun), it uses the launcher's ranks, and --gpus must equal their
+ * number. Called after the configuration is validated, so a usage error
+ * costs no launch. */
+#ifndef PB_LAUNCH_H
+#define PB_LAUNCH_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "status.h"
+
+/* True inside an MPI launch: OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK, or
+ * SLURM_NTASKS together with SLURM_PROCID is set. */
+bool pb_launch_inside(void);
+/* The launch's size and this process's rank from the environment; -1 when
+ * the launcher does not say (PMIx only: known after MPI_Init). */
+int pb_launch_size(void);
+int pb_launch_rank(void);
+
+/* mpirun's own wall-clock backstop for a run of cfg: the collectives' own
+ * deadline (--timeout) per step and then some, so it only fires when a
+ * rank hangs outside any collective. */
+int pb_launch_backstop_s(const pb_config *cfg);
+
+/* For a rank-per-device strategy: inside a launch, checks --gpus against its
+ * size and returns PB_OK (the caller runs as one rank); outside one, replaces
+ * this process with mpirun running argv (argv[0] is replaced by our own
+ * binary) and returns only on failure. */
+pb_status pb_launch(const pb_config *cfg, int argc, char **argv);
+
+#endif /* PB_LAUNCH_H */

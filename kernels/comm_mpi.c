@@ -1,0 +1,405 @@
+/* `mpi`: collectives between the ranks of a run over MPI, on host memory
+ * (a GPU backend stages device buffers through the host; NCCL comes later).
+ *
+ * Asynchrony: operations are queued to a comm thread that runs them one at a
+ * time, in the order issued, with blocking MPI calls on a communicator of its
+ * own. Every rank issues the same operations in the same order, so they
+ * match. The comm thread is what makes a bucket's all-reduce progress while
+ * the calling thread computes the rest of backward: on the CPU backend that
+ * thread is busy in BLAS and would not call MPI_Test between layers. wait()
+ * sleeps on a condition variable until the operation is done or its deadline
+ * has passed; a blocking MPI call cannot be cancelled, so a missed deadline
+ * is an error the caller ends the run on (pb_world_abort). */
+#define _POSIX_C_SOURCE 200809L
+#include "comm_mpi.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <mpi.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../harness/timer.h"
+
+#define MAX_REQS 4096
+#define CHUNK (1 << 30) /* elements per MPI call: counts are ints */
+
+/* An MPI call's error as a status with file:line and MPI's own words. */
+#define MPI_TRY(call)                                                            \
+    do {                                                                         \
+        int rc_ = (call);                                                        \
+        if (rc_ != MPI_SUCCESS) {                                                \
+            char msg_[MPI_MAX_ERROR_STRING];                                     \
+            int len_ = 0;                                                        \
+            MPI_Error_string(rc_, msg_, &len_);                                  \
+            st = pb_error(PB_ERR_COMM, "%s failed: %.*s", #call, len_, msg_);    \
+            goto cleanup;                                                        \
+        }                                                                        \
+    } while (0)
+
+bool pb_mpi_available(void) { return true; }
+
+static bool world_up;
+
+static int online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+pb_status pb_world_init(pb_world *w)
+{
+    pb_status st = PB_OK;
+    MPI_Comm node = MPI_COMM_NULL;
+    memset(w, 0, sizeof *w);
+    int provided = 0;
+    MPI_TRY(MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided));
+    world_up = true;
+    /* errors come back as codes, turned into statuses here */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    PB_REQUIRE(provided >= MPI_THREAD_SERIALIZED, PB_ERR_COMM,
+               "MPI provides thread level %d; the mpi comm needs MPI_THREAD_SERIALIZED (%d)", provided,
+               MPI_THREAD_SERIALIZED);
+    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank));
+    MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &w->ranks));
+    MPI_TRY(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &node));
+    MPI_TRY(MPI_Comm_rank(node, &w->local_rank));
+    MPI_TRY(MPI_Comm_size(node, &w->local_ranks));
+    w->oversubscribed = w->local_ranks > online_cores();
+    if (gethostname(w->host, sizeof w->host) != 0) snprintf(w->host, sizeof w->host, "unknown");
+    w->host[sizeof w->host - 1] = '\0';
+    snprintf(w->version, sizeof w->version, "%s", pb_comm_mpi.version());
+cleanup:
+    if (node != MPI_COMM_NULL) MPI_Comm_free(&node);
+    return st;
+}
+
+void pb_world_finalize(void)
+{
+    if (world_up) MPI_Finalize();
+    world_up = false;
+}
+
+pb_status pb_world_max_to_root(double *v, int n)
+{
+    pb_status st = PB_OK;
+    int rank = 0;
+    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    MPI_TRY(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : v, v, n, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD));
+cleanup:
+    return st;
+}
+
+pb_status pb_world_bcast_int_lazy(int *value)
+{
+    pb_status st = PB_OK;
+    MPI_Request req = MPI_REQUEST_NULL;
+    int done = 0;
+    MPI_TRY(MPI_Ibcast(value, 1, MPI_INT, 0, MPI_COMM_WORLD, &req));
+    for (;;) {
+        MPI_TRY(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+        if (done) break;
+        struct timespec ts = {0, 1000000}; /* 1 ms */
+        nanosleep(&ts, NULL);
+    }
+cleanup:
+    return st;
+}
+
+void pb_world_abort(int code)
+{
+    if (world_up) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+/* --- the comm ----------------------------------------------------------------- */
+
+typedef enum op_kind { OP_ALLREDUCE, OP_BCAST, OP_REDUCE, OP_SEND, OP_RECV, OP_ALLGATHER, OP_REDUCE_SCATTER } op_kind;
+
+static const char *const op_names[] = {"allreduce", "broadcast", "reduce", "send", "recv", "allgather",
+                                       "reduce_scatter"};
+
+struct pb_comm_req {
+    op_kind kind;
+    void *buf;
+    const void *in;
+    size_t n; /* elements (floats) or bytes, per kind */
+    float scale;
+    int peer; /* root or peer */
+    bool in_use, done;
+    pb_status st;
+    double ms;
+    char err[512];
+};
+
+struct pb_comm_ctx {
+    MPI_Comm comm;
+    int rank, ranks;
+    char host[256];
+    pthread_t thread;
+    bool thread_started, quit;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    unsigned long issued, taken; /* operations queued / started by the thread */
+    pb_comm_req *queue[MAX_REQS];
+    pb_comm_req slots[MAX_REQS];
+    unsigned long next_slot;
+};
+
+static pb_status run_op(pb_comm_ctx *c, pb_comm_req *r)
+{
+    pb_status st = PB_OK;
+    char *p = r->buf;
+    switch (r->kind) {
+    case OP_ALLREDUCE:
+        for (size_t off = 0; off < r->n; off += CHUNK) {
+            int cnt = (int)(r->n - off < CHUNK ? r->n - off : CHUNK);
+            MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, (float *)r->buf + off, cnt, MPI_FLOAT, MPI_SUM, c->comm));
+        }
+        if (r->scale != 1.0f)
+            for (size_t i = 0; i < r->n; i++) ((float *)r->buf)[i] *= r->scale;
+        break;
+    case OP_BCAST:
+        for (size_t off = 0; off < r->n; off += CHUNK) {
+            int cnt = (int)(r->n - off < CHUNK ? r->n - off : CHUNK);
+            MPI_TRY(MPI_Bcast(p + off, cnt, MPI_BYTE, r->peer, c->comm));
+        }
+        break;
+    case OP_REDUCE:
+        for (size_t off = 0; off < r->n; off += CHUNK) {
+            int cnt = (int)(r->n - off < CHUNK ? r->n - off : CHUNK);
+            float *b = (float *)r->buf + off;
+            MPI_TRY(MPI_Reduce(c->rank == r->peer ? MPI_IN_PLACE : b, b, cnt, MPI_FLOAT, MPI_SUM, r->peer, c->comm));
+        }
+        break;
+    case OP_SEND:
+        for (size_t off = 0; off < r->n; off += CHUNK) {
+            int cnt = (int)(r->n - off < CHUNK ? r->n - off : CHUNK);
+            MPI_TRY(MPI_Send((const char *)r->in + off, cnt, MPI_BYTE, r->peer, 0, c->comm));
+        }
+        break;
+    case OP_RECV:
+        for (size_t off = 0; off < r->n; off += CHUNK) {
+            int cnt = (int)(r->n - off < CHUNK ? r->n - off : CHUNK);
+            MPI_TRY(MPI_Recv(p + off, cnt, MPI_BYTE, r->peer, 0, c->comm, MPI_STATUS_IGNORE));
+        }
+        break;
+    case OP_ALLGATHER:
+        PB_REQUIRE(r->n <= INT_MAX, PB_ERR_COMM, "allgather of %zu bytes per rank: at most %d", r->n, INT_MAX);
+        MPI_TRY(MPI_Allgather(r->in, (int)r->n, MPI_BYTE, r->buf, (int)r->n, MPI_BYTE, c->comm));
+        break;
+    case OP_REDUCE_SCATTER:
+        PB_REQUIRE(r->n <= INT_MAX, PB_ERR_COMM, "reduce_scatter of %zu floats per rank: at most %d", r->n, INT_MAX);
+        MPI_TRY(MPI_Reduce_scatter_block(r->in, r->buf, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm));
+        break;
+    }
+cleanup:
+    return st;
+}
+
+static void *comm_thread(void *arg)
+{
+    pb_comm_ctx *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        while (c->taken == c->issued && !c->quit) pthread_cond_wait(&c->work, &c->mu);
+        if (c->taken == c->issued) { /* quit, nothing left */
+            pthread_mutex_unlock(&c->mu);
+            break;
+        }
+        pb_comm_req *r = c->queue[c->taken % MAX_REQS];
+        c->taken++;
+        pthread_mutex_unlock(&c->mu);
+
+        double t0 = pb_now_ms();
+        pb_status st = run_op(c, r);
+        double ms = pb_now_ms() - t0;
+        pthread_mutex_lock(&c->mu);
+        r->st = st;
+        r->ms = ms;
+        if (st != PB_OK) { /* the message is thread-local: hand it over */
+            snprintf(r->err, sizeof r->err, "%s", pb_error_message());
+            pb_error_clear();
+        }
+        r->done = true;
+        pthread_cond_broadcast(&c->done);
+        pthread_mutex_unlock(&c->mu);
+    }
+    return NULL;
+}
+
+static void mpi_destroy(pb_comm_ctx *c)
+{
+    if (!c) return;
+    if (c->thread_started) {
+        pthread_mutex_lock(&c->mu);
+        c->quit = true;
+        pthread_cond_broadcast(&c->work);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+        pthread_cond_destroy(&c->work);
+        pthread_cond_destroy(&c->done);
+        pthread_mutex_destroy(&c->mu);
+    }
+    if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
+    free(c);
+}
+
+static pb_status mpi_init(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank, int ranks,
+                          pb_comm_ctx **out)
+{
+    (void)cfg;
+    (void)be;
+    (void)dev;
+    pb_status st = PB_OK;
+    pb_comm_ctx *c = NULL;
+    int world_rank = -1, world_size = 0;
+    *out = NULL;
+    PB_REQUIRE(world_up, PB_ERR_INTERNAL, "mpi comm: pb_world_init was not called");
+    PB_ALLOC(c, 1);
+    c->comm = MPI_COMM_NULL;
+    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
+    MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &world_size));
+    PB_REQUIRE(world_rank == rank && world_size == ranks, PB_ERR_INTERNAL,
+               "mpi comm: rank %d of %d asked for, but this is rank %d of %d", rank, ranks, world_rank, world_size);
+    c->rank = rank;
+    c->ranks = ranks;
+    if (gethostname(c->host, sizeof c->host) != 0) snprintf(c->host, sizeof c->host, "unknown");
+    c->host[sizeof c->host - 1] = '\0';
+    MPI_TRY(MPI_Comm_dup(MPI_COMM_WORLD, &c->comm));
+    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    PB_REQUIRE(pthread_mutex_init(&c->mu, NULL) == 0, PB_ERR_INTERNAL, "mpi comm: pthread_mutex_init failed");
+    pthread_cond_init(&c->work, NULL);
+    pthread_cond_init(&c->done, NULL);
+    int rc = pthread_create(&c->thread, NULL, comm_thread, c);
+    if (rc != 0) {
+        pthread_cond_destroy(&c->work);
+        pthread_cond_destroy(&c->done);
+        pthread_mutex_destroy(&c->mu);
+        PB_REQUIRE(false, PB_ERR_INTERNAL, "mpi comm: could not start the comm thread (error %d)", rc);
+    }
+    c->thread_started = true;
+    *out = c;
+    return PB_OK;
+cleanup:
+    mpi_destroy(c);
+    return st;
+}
+
+static pb_status submit(pb_comm_ctx *c, op_kind kind, void *buf, const void *in, size_t n, float scale, int peer,
+                        pb_comm_req **out)
+{
+    pthread_mutex_lock(&c->mu);
+    pb_comm_req *r = &c->slots[c->next_slot % MAX_REQS];
+    if (r->in_use || c->issued - c->taken >= MAX_REQS) {
+        pthread_mutex_unlock(&c->mu);
+        return pb_error(PB_ERR_COMM, "mpi comm: more than %d operations outstanding", MAX_REQS);
+    }
+    c->next_slot++;
+    *r = (pb_comm_req){.kind = kind, .buf = buf, .in = in, .n = n, .scale = scale, .peer = peer, .in_use = true};
+    c->queue[c->issued % MAX_REQS] = r;
+    c->issued++;
+    pthread_cond_signal(&c->work);
+    pthread_mutex_unlock(&c->mu);
+    *out = r;
+    return PB_OK;
+}
+
+static pb_status mpi_allreduce(pb_comm_ctx *c, float *buf, size_t n, float scale, pb_comm_req **req)
+{
+    return submit(c, OP_ALLREDUCE, buf, NULL, n, scale, 0, req);
+}
+static pb_status mpi_broadcast(pb_comm_ctx *c, void *buf, size_t bytes, int root, pb_comm_req **req)
+{
+    return submit(c, OP_BCAST, buf, NULL, bytes, 1.0f, root, req);
+}
+static pb_status mpi_reduce(pb_comm_ctx *c, float *buf, size_t n, int root, pb_comm_req **req)
+{
+    return submit(c, OP_REDUCE, buf, NULL, n, 1.0f, root, req);
+}
+static pb_status mpi_send(pb_comm_ctx *c, const void *buf, size_t bytes, int peer, pb_comm_req **req)
+{
+    return submit(c, OP_SEND, NULL, buf, bytes, 1.0f, peer, req);
+}
+static pb_status mpi_recv(pb_comm_ctx *c, void *buf, size_t bytes, int peer, pb_comm_req **req)
+{
+    return submit(c, OP_RECV, buf, NULL, bytes, 1.0f, peer, req);
+}
+static pb_status mpi_allgather(pb_comm_ctx *c, const void *in, void *out, size_t bytes, pb_comm_req **req)
+{
+    return submit(c, OP_ALLGATHER, out, in, bytes, 1.0f, 0, req);
+}
+static pb_status mpi_reduce_scatter(pb_comm_ctx *c, const float *in, float *out, size_t n, pb_comm_req **req)
+{
+    return submit(c, OP_REDUCE_SCATTER, out, in, n, 1.0f, 0, req);
+}
+
+static pb_status mpi_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    double whole = (double)(time_t)deadline_s;
+    until.tv_sec += (time_t)deadline_s;
+    until.tv_nsec += (long)((deadline_s - whole) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    int rc = 0;
+    while (!r->done && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&c->done, &c->mu, &until);
+    bool done = r->done;
+    pb_status st = r->st;
+    char err[512];
+    snprintf(err, sizeof err, "%s", r->err);
+    if (done) r->in_use = false;
+    pthread_mutex_unlock(&c->mu);
+    if (!done)
+        return pb_error(PB_ERR_COMM,
+                        "rank %d of %d on %s: %s of %zu %s did not complete within %g s (--timeout): "
+                        "another rank stopped or is stuck",
+                        c->rank, c->ranks, c->host, op_names[r->kind], r->n,
+                        r->kind == OP_ALLREDUCE || r->kind == OP_REDUCE || r->kind == OP_REDUCE_SCATTER ? "floats"
+                                                                                                        : "bytes",
+                        deadline_s);
+    if (st != PB_OK) return pb_error(st, "rank %d of %d on %s: %s", c->rank, c->ranks, c->host, err);
+    return PB_OK;
+}
+
+static double mpi_req_ms(const pb_comm_req *r) { return r->ms; }
+
+static const char *mpi_version(void)
+{
+    static char v[256];
+    if (!v[0]) {
+        char lib[MPI_MAX_LIBRARY_VERSION_STRING];
+        int len = 0;
+        if (MPI_Get_library_version(lib, &len) != MPI_SUCCESS) len = 0;
+        lib[len < MPI_MAX_LIBRARY_VERSION_STRING ? len : MPI_MAX_LIBRARY_VERSION_STRING - 1] = '\0';
+        size_t first = strcspn(lib, "\n");
+        while (first > 0 && (lib[first - 1] == ' ' || lib[first - 1] == ',')) first--;
+        snprintf(v, sizeof v, "%.*s", (int)(first < sizeof v - 1 ? first : sizeof v - 1), lib);
+    }
+    return v;
+}
+
+const pb_comm pb_comm_mpi = {
+    .name = "mpi",
+    .description = "MPI collectives on host memory, run by a comm thread (GPU buffers staged through the host)",
+    .init = mpi_init,
+    .destroy = mpi_destroy,
+    .allreduce = mpi_allreduce,
+    .broadcast = mpi_broadcast,
+    .reduce = mpi_reduce,
+    .send = mpi_send,
+    .recv = mpi_recv,
+    .allgather = mpi_allgather,
+    .reduce_scatter = mpi_reduce_scatter,
+    .wait = mpi_wait,
+    .version = mpi_version,
+    .req_ms = mpi_req_ms,
+};

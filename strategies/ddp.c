@@ -1,0 +1,383 @@
+/* `ddp`: one MPI rank per device, like torch DistributedDataParallel. Every
+ * rank holds a full replica and, each step,
+ *   h2d   takes its shard of the global batch, rows [r*B/N, (r+1)*B/N),
+ *   fwd   runs forward and the loss scaled by 1/B (the global batch), so
+ *         the sum over ranks of their gradients is the global batch's
+ *         gradient: the all-reduce is a plain SUM (the same as averaging
+ *         per-rank means over equal shards),
+ *   bwd   runs backward; as each layer's gradients are complete (the
+ *         replica's ready callback) every bucket now wholly complete is
+ *         handed to the comm to all-reduce, while backward goes on,
+ *   sync  waits for the buckets still in flight (the exposed communication),
+ *   opt   runs the optimizer on the summed gradients (identical on every
+ *         rank, so the replicas stay equal without a broadcast).
+ *
+ * Buckets are byte ranges of at most --bucket-mb laid over the flat gradient
+ * buffer from its end: layers are stored in order with each layer's W and b
+ * contiguous, so backward completes the buffer from the top down, and a
+ * bucket is ready once backward has passed its lowest offset. A bucket may
+ * span several layers or be a piece of one (--bucket-mb 0.01). --no-overlap:
+ * one all-reduce of the whole buffer after backward.
+ *
+ * Progress: the `mpi` comm runs the all-reduces on a comm thread of its own
+ * (MPI_THREAD_SERIALIZED: only that thread is inside MPI during the step),
+ * so a bucket progresses while this thread is busy in BLAS with the layers
+ * below it; polling MPI_Test between layers would leave each bucket waiting
+ * for a whole layer's GEMMs.
+ *
+ * Timing: comm is the time the collectives themselves ran (the comm thread's
+ * clock), sync the time this thread waited for them after backward;
+ * overlap_pct = 100 (1 - sync/comm).
+ *
+ * GPUs: host-staged for now (each bucket is downloaded before its all-reduce
+ * and uploaded after); NCCL on device buffers comes later. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness/phase.h"
+#include "../kernels/comm.h"
+#include "../kernels/comm_mpi.h"
+#include "replica.h"
+#include "strategy.h"
+
+#define DDP_MAX_BUCKETS 4000
+
+typedef struct ddp_bucket {
+    size_t lo, hi; /* [lo, hi) of the flat gradient buffer */
+    pb_comm_req *req;
+} ddp_bucket;
+
+typedef struct ddp_state {
+    const pb_strategy_ctx *ctx;
+    int rank, ranks;
+    int row0, shard; /* this rank's rows of the global batch: [row0, row0 + shard) */
+    pb_device *dev;
+    pb_replica rep;
+    pb_phase_timer timer;
+    pb_comm_ctx *comm;
+
+    ddp_bucket *bucket; /* bucket 0 at the top of the buffer */
+    int n_buckets;
+    int launched;       /* buckets handed to the comm this step */
+    bool staged;        /* device memory is not host memory: stage grads */
+    float *host_grads;  /* staging, n_params (staged only) */
+
+    float loss_host;
+    pb_comm_req *loss_req;
+
+    /* inputs: read in place on a host device, else staged like single's */
+    bool in_place;
+    float *x_stage[2];
+    int32_t *label_stage[2];
+    int64_t prefetched;
+    void *own_input;
+    int32_t *own_labels;
+
+    /* measured steps only */
+    double comm_ms, sync_ms;
+    int measured;
+} ddp_state;
+
+static size_t bucket_floats(const pb_config *cfg)
+{
+    double f = cfg->bucket_mb * 1048576.0 / sizeof(float);
+    return f < 1.0 ? 1 : (size_t)f;
+}
+
+/* Rank r's rows of a batch of b over n ranks: [r*b/n, (r+1)*b/n), so shards
+ * differ by at most one row when n does not divide b. */
+static void shard_rows(int b, int n, int r, int *row0, int *rows)
+{
+    int64_t lo = (int64_t)r * b / n, hi = (int64_t)(r + 1) * b / n;
+    *row0 = (int)lo;
+    *rows = (int)(hi - lo);
+}
+
+static pb_status ddp_validate(const pb_config *cfg, const pb_layout *layout)
+{
+    if (!pb_mpi_available())
+        return pb_user_error(PB_ERR_UNAVAILABLE,
+                             "strategy ddp: built without MPI (install Open MPI so `make` finds mpicc, and rebuild)");
+    if (cfg->cuda_graph) return pb_usage_error("--cuda-graph applies to --strategy single, not ddp");
+    if (cfg->shape.batch < cfg->devices)
+        return pb_usage_error("--batch %d is smaller than --gpus %d; ddp gives every rank at least one row",
+                              cfg->shape.batch, cfg->devices);
+    if (!cfg->no_overlap) {
+        size_t per = bucket_floats(cfg), n = (layout->n_params + per - 1) / per;
+        if (n > DDP_MAX_BUCKETS)
+            return pb_usage_error("--bucket-mb %g makes %zu buckets of the %zu-parameter model; allowed: at most %d "
+                                  "(a larger --bucket-mb)",
+                                  cfg->bucket_mb, n, layout->n_params, DDP_MAX_BUCKETS);
+    }
+    return PB_OK;
+}
+
+static void ddp_destroy(void *state)
+{
+    ddp_state *s = state;
+    if (!s) return;
+    const pb_backend *be = s->ctx->be;
+    if (s->comm) s->ctx->comm->destroy(s->comm);
+    if (s->timer.be) pb_phase_timer_destroy(&s->timer);
+    if (s->dev) {
+        for (int i = 0; i < 2; i++) {
+            be->free(s->dev, s->x_stage[i]);
+            be->free(s->dev, s->label_stage[i]);
+        }
+    }
+    if (s->in_place && s->rep.be) { /* give the replica back its own buffers to free */
+        s->rep.act[0] = s->own_input;
+        s->rep.labels = s->own_labels;
+    }
+    pb_replica_destroy(&s->rep);
+    if (s->dev) be->close(s->dev);
+    free(s->host_grads);
+    free(s->bucket);
+    free(s);
+}
+
+static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
+{
+    pb_status st = PB_OK;
+    ddp_state *s = NULL;
+    const pb_backend *be = ctx->be;
+    const pb_config *cfg = ctx->cfg;
+    const pb_layout *layout = ctx->layout;
+    PB_ALLOC(s, 1);
+    s->ctx = ctx;
+    s->rank = ctx->rank;
+    s->ranks = ctx->ranks;
+    s->prefetched = -1;
+    PB_REQUIRE(ctx->comm && s->ranks >= 1 && s->ranks == cfg->devices && cfg->shape.batch >= s->ranks,
+               PB_ERR_INTERNAL, "ddp: %d ranks for --gpus %d and a batch of %d", s->ranks, cfg->devices,
+               cfg->shape.batch);
+    shard_rows(cfg->shape.batch, s->ranks, s->rank, &s->row0, &s->shard);
+
+    PB_TRY(be->open(cfg, ctx->local_rank, &s->dev));
+    PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, layout, 0, layout->n_layers, s->shard, ctx->init_params));
+    PB_TRY(pb_phase_timer_init(&s->timer, be, s->dev));
+    PB_TRY(ctx->comm->init(cfg, be, s->dev, s->rank, s->ranks, &s->comm));
+
+    size_t n = s->rep.p_len, per = cfg->no_overlap ? n : bucket_floats(cfg);
+    s->n_buckets = (int)((n + per - 1) / per);
+    PB_ALLOC(s->bucket, s->n_buckets);
+    for (int i = 0; i < s->n_buckets; i++) {
+        s->bucket[i].hi = n - (size_t)i * per;
+        s->bucket[i].lo = s->bucket[i].hi > per ? s->bucket[i].hi - per : 0;
+    }
+    s->staged = !be->host_is_device;
+    if (s->staged) PB_ALLOC(s->host_grads, n);
+
+    s->in_place = be->host_is_device && !s->rep.params_c;
+    s->own_input = s->rep.act[0];
+    s->own_labels = s->rep.labels;
+    size_t m = (size_t)s->shard;
+    for (int i = 0; i < 2 && !s->in_place; i++) {
+        PB_TRY(be->alloc(s->dev, m * (size_t)layout->in * sizeof(float), (void **)&s->x_stage[i]));
+        PB_TRY(be->alloc(s->dev, m * sizeof(int32_t), (void **)&s->label_stage[i]));
+    }
+    *state = s;
+    return PB_OK;
+cleanup:
+    ddp_destroy(s);
+    return st;
+}
+
+/* --- buckets ------------------------------------------------------------------ */
+
+static float *grad_buf(ddp_state *s) { return s->staged ? s->host_grads : s->rep.grads; }
+
+static pb_status launch_bucket(ddp_state *s, ddp_bucket *b)
+{
+    pb_status st = PB_OK;
+    size_t len = b->hi - b->lo;
+    if (s->staged)
+        PB_TRY(s->ctx->be->download(s->dev, s->host_grads + b->lo, s->rep.grads + b->lo, len * sizeof(float)));
+    PB_TRY(s->ctx->comm->allreduce(s->comm, grad_buf(s) + b->lo, len, 1.0f, &b->req));
+cleanup:
+    return st;
+}
+
+/* Backward has completed layer `layer` (and every layer above it): launch
+ * each bucket that lies wholly at or above the layer's first offset. */
+static pb_status grads_ready(void *arg, int layer)
+{
+    ddp_state *s = arg;
+    size_t frontier = s->ctx->layout->layer[layer].w_off;
+    while (s->launched < s->n_buckets && s->bucket[s->launched].lo >= frontier) {
+        pb_status st = launch_bucket(s, &s->bucket[s->launched]);
+        if (st != PB_OK) return st;
+        s->launched++;
+    }
+    return PB_OK;
+}
+
+/* --- the step ------------------------------------------------------------------ */
+
+static pb_status stage_inputs(ddp_state *s, const pb_batch *batch, const float *x, const int32_t *labels, int slot)
+{
+    const pb_backend *be = s->ctx->be;
+    pb_status st = PB_OK;
+    size_t m = (size_t)s->shard, n_x = m * (size_t)s->ctx->layout->in;
+    if (s->prefetched != batch->step) {
+        PB_TRY(be->prefetch(s->dev, s->x_stage[slot], x, n_x * sizeof(float)));
+        PB_TRY(be->prefetch(s->dev, s->label_stage[slot], labels, m * sizeof(int32_t)));
+    }
+    PB_TRY(be->prefetch_wait(s->dev));
+    PB_TRY(be->cast_params(s->dev, s->rep.act[0], s->x_stage[slot], n_x));
+    PB_TRY(be->copy(s->dev, s->rep.labels, s->label_stage[slot], m * sizeof(int32_t)));
+cleanup:
+    return st;
+}
+
+/* A failed wait's message (it names rank and host) with the step. */
+static pb_status with_step(pb_status st, int64_t step)
+{
+    if (st == PB_OK) return st;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", pb_error_message());
+    pb_error_clear();
+    return pb_user_error(st, "ddp step %lld: %s", (long long)step, msg);
+}
+
+static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *out)
+{
+    ddp_state *s = state;
+    const pb_backend *be = s->ctx->be;
+    const pb_comm *comm = s->ctx->comm;
+    const pb_config *cfg = s->ctx->cfg;
+    pb_replica *r = &s->rep;
+    pb_status st = PB_OK;
+    int m = s->shard, bsz = batch->count;
+    size_t in = (size_t)s->ctx->layout->in, row0 = (size_t)s->row0;
+    int slot = (int)(batch->step & 1);
+    double comm_ms = 0.0;
+    PB_REQUIRE(bsz == cfg->shape.batch, PB_ERR_INTERNAL, "ddp: batch of %d rows, expected %d", bsz,
+               cfg->shape.batch);
+
+    pb_phase_timer_reset(&s->timer);
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
+    if (s->in_place) {
+        r->act[0] = (void *)(batch->x + row0 * in);
+        r->labels = (int32_t *)(batch->labels + row0);
+    } else {
+        PB_TRY(stage_inputs(s, batch, batch->x + row0 * in, batch->labels + row0, slot));
+    }
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
+    PB_TRY(be->zero(s->dev, r->loss_sum, sizeof(float)));
+    PB_TRY(pb_replica_forward(r, m));
+    PB_TRY(pb_replica_loss(r, m, 1.0f / (float)bsz));
+    PB_TRY(pb_phase_end(&s->timer));
+    /* the global loss: this rank's share, summed over ranks during backward */
+    PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
+    PB_TRY(comm->allreduce(s->comm, &s->loss_host, 1, 1.0f, &s->loss_req));
+
+    s->launched = 0;
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
+    PB_TRY(pb_replica_backward(r, m, NULL, cfg->no_overlap ? NULL : grads_ready, s));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    /* what backward did not hide: the buckets still to launch (all of them
+     * with --no-overlap) and those still in flight */
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SYNC));
+    for (; s->launched < s->n_buckets; s->launched++) PB_TRY(launch_bucket(s, &s->bucket[s->launched]));
+    for (int i = 0; i < s->n_buckets; i++) {
+        ddp_bucket *b = &s->bucket[i];
+        PB_TRY(with_step(comm->wait(s->comm, b->req, cfg->timeout_s), batch->step));
+        if (comm->req_ms) comm_ms += comm->req_ms(b->req);
+        if (s->staged)
+            PB_TRY(be->upload(s->dev, r->grads + b->lo, s->host_grads + b->lo, (b->hi - b->lo) * sizeof(float)));
+    }
+    PB_TRY(with_step(comm->wait(s->comm, s->loss_req, cfg->timeout_s), batch->step));
+    if (comm->req_ms) comm_ms += comm->req_ms(s->loss_req);
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
+    PB_TRY(pb_replica_optimize(r));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    s->prefetched = -1;
+    if (batch->next_x && !s->in_place) {
+        PB_TRY(be->prefetch(s->dev, s->x_stage[slot ^ 1], batch->next_x + row0 * in, (size_t)m * in * sizeof(float)));
+        PB_TRY(be->prefetch(s->dev, s->label_stage[slot ^ 1], batch->next_labels + row0,
+                            (size_t)m * sizeof(int32_t)));
+        s->prefetched = batch->step + 1;
+    }
+
+    PB_TRY(be->synchronize(s->dev));
+    memset(out, 0, sizeof *out);
+    PB_TRY(pb_phase_timer_collect(&s->timer, &out->t));
+    out->t.ms[PB_PHASE_COMM] = comm_ms;
+    out->loss = s->loss_host;
+    if (batch->step >= cfg->warmup) {
+        s->comm_ms += comm_ms;
+        s->sync_ms += out->t.ms[PB_PHASE_SYNC];
+        s->measured++;
+    }
+cleanup:
+    return st;
+}
+
+static pb_status ddp_get_params(void *state, float *host_params)
+{
+    ddp_state *s = state;
+    return pb_replica_download_params(&s->rep, host_params);
+}
+
+static pb_status ddp_memory(void *state, pb_memory_report *out)
+{
+    ddp_state *s = state;
+    out->peak_mb_max = out->peak_mb_dev0 = s->ctx->be->peak_mem_mb(s->dev);
+    return PB_OK;
+}
+
+static pb_status ddp_device_info(void *state, pb_device_info *out)
+{
+    ddp_state *s = state;
+    return s->ctx->be->info(s->dev, out);
+}
+
+/* nccl-tests' measures of the all-reduce: algbw = bytes / time, busbw =
+ * algbw * 2(n-1)/n, over the gradient bytes of a step and its comm time */
+static void ddp_report(void *state, int steps, pb_record *row)
+{
+    ddp_state *s = state;
+    (void)steps;
+    const pb_config *cfg = s->ctx->cfg;
+    double bytes = (double)s->rep.p_len * sizeof(float);
+    double comm = s->measured ? s->comm_ms / s->measured : NAN;
+    double sync = s->measured ? s->sync_ms / s->measured : NAN;
+    double algbw = comm > 0 ? bytes / (comm * 1e-3) / 1e9 : NAN;
+    int n = s->ranks;
+    /* the largest shard: n need not divide the batch */
+    pb_record_set(row, PB_COL_BATCH_PER_DEVICE, "%d", (cfg->shape.batch + n - 1) / n);
+    pb_record_num(row, PB_COL_BUCKET_MB, cfg->no_overlap ? NAN : cfg->bucket_mb);
+    /* sync also holds the hand-offs to the comm thread, which on a busy
+     * (oversubscribed) host can exceed the collectives' own time: clamped */
+    double overlap = comm > 0 ? 100.0 * (1.0 - sync / comm) : NAN;
+    pb_record_num(row, PB_COL_OVERLAP_PCT, overlap < 0 ? 0 : overlap);
+    pb_record_set(row, PB_COL_COMM_BYTES_PER_STEP, "%zu", s->rep.p_len * sizeof(float));
+    pb_record_num(row, PB_COL_ALGBW_GBPS, algbw);
+    pb_record_num(row, PB_COL_BUSBW_GBPS, algbw * 2.0 * (n - 1) / n);
+}
+
+const pb_strategy pb_strategy_ddp = {
+    .name = "ddp",
+    .description = "DistributedDataParallel: a rank per device, gradient buckets all-reduced during backward",
+    .procs = PB_PROC_PER_DEVICE,
+    /* shards may differ by a row (batch not divisible by the ranks) */
+    .splits_batch = false,
+    .validate = ddp_validate,
+    .init = ddp_init,
+    .step = ddp_step,
+    .get_params = ddp_get_params,
+    .memory = ddp_memory,
+    .device_info = ddp_device_info,
+    .report = ddp_report,
+    .destroy = ddp_destroy,
+};

@@ -1,0 +1,354 @@
+/* Strategy ddp through ./bench on the cpu backend: the launcher re-executes
+ * bench under mpirun (oversubscribing the cores when asked for more ranks
+ * than there are), the ranks train exactly as single does on 2, 3 and 4
+ * ranks with SGD and AdamW (--verify), with buckets smaller than a layer and
+ * larger than the model, and with --no-overlap; an already-launched bench
+ * uses the launch's ranks and rejects a --gpus that disagrees; rank 0 alone
+ * writes exactly one row with ranks, comm and bandwidth columns. */
+#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+
+#include <math.h>
+#include <stdbool.h>
+
+#include "harness/run.h"
+
+#define MAX_FIELDS 128
+
+#if PB_EXPECT_MPI /* the rows are read only where ddp can run */
+/* One CSV line (RFC 4180 quoting, as results.c writes it) into fields in
+ * place; returns the count. */
+static int split_csv(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *r = line, *w = line;
+    while (n < max) {
+        fields[n++] = w;
+        bool quoted = *r == '"';
+        if (quoted) r++;
+        for (; *r; r++) {
+            if (quoted && *r == '"') {
+                if (r[1] == '"') {
+                    *w++ = '"';
+                    r++;
+                    continue;
+                }
+                quoted = false;
+                continue;
+            }
+            if (!quoted && (*r == ',' || *r == '\n')) break;
+            *w++ = *r;
+        }
+        char end = *r;
+        *w++ = '\0';
+        if (end != ',') break;
+        r++;
+    }
+    return n;
+}
+
+typedef struct csv {
+    char *text;
+    int rows, cols;
+    char *head[MAX_FIELDS];
+    char *row[MAX_FIELDS]; /* the last data row */
+} csv;
+
+static void csv_load(csv *c, const char *path)
+{
+    memset(c, 0, sizeof *c);
+    c->text = read_file(path);
+    if (!c->text) fail_msg("%s was not written", path);
+    char *save = NULL;
+    char *line = strtok_r(c->text, "\n", &save);
+    assert_non_null(line);
+    c->cols = split_csv(line, c->head, MAX_FIELDS);
+    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        c->rows++;
+        assert_int_equal(split_csv(line, c->row, MAX_FIELDS), c->cols);
+    }
+}
+
+static const char *csv_get(const csv *c, const char *name)
+{
+    for (int i = 0; i < c->cols; i++)
+        if (strcmp(c->head[i], name) == 0) return c->row[i];
+    fail_msg("no column '%s' in the CSV header", name);
+    return NULL;
+}
+
+static double csv_num(const csv *c, const char *name)
+{
+    const char *v = csv_get(c, name);
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (!*v || *end) fail_msg("column %s: '%s' is not a number", name, v);
+    return d;
+}
+#endif
+
+/* Runs argv (argv[0] looked up on PATH) with stdout/stderr captured. */
+static void run_cmd(bench_result *r, char *const argv[])
+{
+    char out_tmpl[] = "/tmp/pb_out_XXXXXX", err_tmpl[] = "/tmp/pb_err_XXXXXX";
+    int out_fd = mkstemp(out_tmpl), err_fd = mkstemp(err_tmpl);
+    assert_true(out_fd >= 0 && err_fd >= 0);
+    unlink(out_tmpl);
+    unlink(err_tmpl);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out_fd, 1);
+        dup2(err_fd, 2);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    lseek(out_fd, 0, SEEK_SET);
+    lseek(err_fd, 0, SEEK_SET);
+    read_all(out_fd, r->out, sizeof r->out);
+    read_all(err_fd, r->err, sizeof r->err);
+    close(out_fd);
+    close(err_fd);
+}
+
+typedef struct ddp_run {
+    char *dir;
+    char csv_path[256];
+    bench_result res;
+} ddp_run;
+
+/* [mpirun --allow-run-as-root --oversubscribe -np NP] bench --strategy ddp
+ * --backend cpu --workload mlp-xs --iters 10 --warmup 0 --threads 1 --quiet
+ * --out DIR/r.csv --gpus N [extra...]; launched_np 0: bench alone. */
+static ddp_run *run_ddp(int launched_np, int gpus, char *const extra[])
+{
+    ddp_run *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->dir = make_temp_dir();
+    snprintf(r->csv_path, sizeof r->csv_path, "%s/r.csv", r->dir);
+    char g[16], np[16];
+    snprintf(g, sizeof g, "%d", gpus);
+    snprintf(np, sizeof np, "%d", launched_np);
+    char *args[64];
+    int n = 0;
+    if (launched_np > 0) {
+        char *pre[] = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", np};
+        for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++) args[n++] = pre[i];
+    }
+    char *base[] = {(char *)bench_path(), "--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs",
+                    "--iters", "10", "--warmup", "0", "--threads", "1", "--quiet", "--out", r->csv_path,
+                    "--gpus", g};
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) args[n++] = base[i];
+    for (int i = 0; extra && extra[i] && n < 63; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    run_cmd(&r->res, args);
+    return r;
+}
+
+static void run_free(ddp_run *r)
+{
+    if (!r) return;
+    remove_temp_dir(r->dir);
+    free(r);
+}
+
+/* the test's run, freed by the teardown even when an assertion fails */
+static int setup(void **state)
+{
+    *state = NULL;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    run_free(*state);
+    return 0;
+}
+
+static ddp_run *keep(void **state, ddp_run *r)
+{
+    run_free(*state);
+    *state = r;
+    return r;
+}
+
+static void expect_exit(const ddp_run *r, int code)
+{
+    if (r->res.exit_code != code)
+        fail_msg("exited %d, expected %d; stderr:\n%s", r->res.exit_code, code, r->res.err);
+}
+
+#if PB_EXPECT_MPI
+static int cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* Exit 0, exactly one row, status ok, within --verify's tolerance, and the
+ * rank and communication columns filled. */
+static void check_row(const ddp_run *r, int ranks, double tol)
+{
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "status"), "ok");
+    assert_string_equal(csv_get(&c, "strategy"), "ddp");
+    assert_string_equal(csv_get(&c, "comm"), "mpi");
+    assert_int_equal((int)csv_num(&c, "ranks"), ranks);
+    assert_int_equal((int)csv_num(&c, "devices"), ranks);
+    assert_int_equal((int)csv_num(&c, "oversubscribed"), ranks > cores() ? 1 : 0);
+    double err = csv_num(&c, "verify_max_rel_err");
+    if (!(err < tol)) fail_msg("ddp on %d ranks: max relative error %g vs single, tolerance %g", ranks, err, tol);
+    if (!(csv_num(&c, "comm_ms") > 0)) fail_msg("comm_ms is %s", csv_get(&c, "comm_ms"));
+    if (!(csv_num(&c, "busbw_gbps") > 0)) fail_msg("busbw_gbps is %s", csv_get(&c, "busbw_gbps"));
+    assert_true(csv_num(&c, "comm_bytes_per_step") > 0);
+    double overlap = csv_num(&c, "overlap_pct");
+    assert_true(overlap >= 0 && overlap <= 100);
+    if (!strstr(csv_get(&c, "mpi"), "MPI")) fail_msg("mpi column is '%s'", csv_get(&c, "mpi"));
+    free(c.text);
+}
+
+static void check_matches(void **state, int ranks, const char *optimizer, const char *bucket_mb)
+{
+    char *extra[] = {"--verify", "--optimizer", (char *)optimizer, "--bucket-mb", (char *)bucket_mb, NULL};
+    ddp_run *r = keep(state, run_ddp(0, ranks, extra));
+    pb_optimizer o = strcmp(optimizer, "adamw") == 0 ? PB_OPT_ADAMW : PB_OPT_SGD;
+    check_row(r, ranks, pb_verify_tolerance(PB_FP32, o));
+}
+
+/* started outside mpirun: re-executed with N ranks; mlp-xs's batch of 64
+ * gives 3 ranks shards of 21, 21 and 22 rows. Buckets of 0.01 MB cut every
+ * layer into pieces; 1000 MB is one bucket for the whole model. */
+static void test_2_ranks_sgd(void **state) { check_matches(state, 2, "sgd", "0.01"); }
+static void test_3_ranks_sgd(void **state) { check_matches(state, 3, "sgd", "1000"); }
+static void test_4_ranks_sgd(void **state) { check_matches(state, 4, "sgd", "0.01"); }
+static void test_2_ranks_adamw(void **state) { check_matches(state, 2, "adamw", "1000"); }
+static void test_3_ranks_adamw(void **state) { check_matches(state, 3, "adamw", "0.01"); }
+static void test_4_ranks_adamw(void **state) { check_matches(state, 4, "adamw", "25"); }
+
+/* --no-overlap (one all-reduce after backward) trains exactly as buckets
+ * during backward: on 2 ranks each sum has two terms, so the final
+ * parameters are bit for bit the same whatever the bucketing. */
+static char *read_bytes(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("%s was not written", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(n > 0 ? (size_t)n : 1);
+    assert_non_null(buf);
+    *len = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    return buf;
+}
+
+static void test_no_overlap_equals_overlap(void **state)
+{
+    char *bytes[2] = {NULL, NULL};
+    size_t len[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        char *dir = make_temp_dir();
+        char *extra_overlap[] = {"--verify", "--bucket-mb", "0.01", "--dump", dir, NULL};
+        char *extra_none[] = {"--verify", "--no-overlap", "--dump", dir, NULL};
+        ddp_run *r = keep(state, run_ddp(0, 2, i == 0 ? extra_overlap : extra_none));
+        check_row(r, 2, 1e-4);
+        if (i == 1) {
+            csv c;
+            csv_load(&c, r->csv_path);
+            assert_string_equal(csv_get(&c, "bucket_mb"), ""); /* no buckets */
+            free(c.text);
+        }
+        char path[512];
+        snprintf(path, sizeof path, "%s/params_final.npy", dir);
+        bytes[i] = read_bytes(path, &len[i]);
+        remove_temp_dir(dir);
+    }
+    assert_true(len[0] > 128 && len[0] == len[1]);
+    if (memcmp(bytes[0], bytes[1], len[0]) != 0) fail_msg("--no-overlap's final parameters differ from buckets'");
+    free(bytes[0]);
+    free(bytes[1]);
+}
+
+/* Already launched (mpirun -np 2 bench ...): the launch's ranks are used. */
+static void test_already_launched(void **state)
+{
+    char *extra[] = {"--verify", NULL};
+    ddp_run *r = keep(state, run_ddp(2, 2, extra));
+    check_row(r, 2, 1e-4);
+}
+
+/* A --gpus that disagrees with the launch is a usage error on every rank:
+ * exit 2, a message naming both numbers, no row. */
+static void test_gpus_disagree_with_launch(void **state)
+{
+    ddp_run *r = keep(state, run_ddp(2, 3, NULL));
+    expect_exit(r, 2);
+    if (!strstr(r->res.err, "--gpus 3") || !strstr(r->res.err, "2 ranks"))
+        fail_msg("stderr lacks the two counts:\n%s", r->res.err);
+    assert_false(file_exists(r->csv_path));
+}
+
+/* Usage errors are found before any launch: exit 2, one line, no row. */
+static void test_usage_errors_before_launch(void **state)
+{
+    char *tiny[] = {"--bucket-mb", "0.0001", NULL};
+    ddp_run *r = keep(state, run_ddp(0, 2, tiny));
+    expect_exit(r, 2);
+    assert_int_equal(count_lines(r->res.err), 1);
+    assert_non_null(strstr(r->res.err, "--bucket-mb"));
+    assert_false(file_exists(r->csv_path));
+
+    char *comm[] = {"--comm", "none", NULL};
+    r = keep(state, run_ddp(0, 2, comm));
+    expect_exit(r, 2);
+    assert_int_equal(count_lines(r->res.err), 1);
+    assert_non_null(strstr(r->res.err, "--comm none"));
+
+    /* --bucket-mb and --no-overlap are ddp's */
+    bench_result *b = calloc(1, sizeof *b);
+    assert_non_null(b);
+    char *args[] = {"--strategy", "single", "--backend", "cpu", "--no-overlap", "--out", "/tmp/pb_never.csv", NULL};
+    run_bench(b, args);
+    assert_int_equal(b->exit_code, 2);
+    assert_non_null(strstr(b->err, "--no-overlap applies to --strategy ddp"));
+    free(b);
+}
+
+#else
+/* A build without MPI still knows ddp, and says why it cannot run it. */
+static void test_without_mpi(void **state)
+{
+    ddp_run *r = keep(state, run_ddp(0, 2, NULL));
+    expect_exit(r, 2);
+    assert_non_null(strstr(r->res.err, "built without MPI"));
+    assert_false(file_exists(r->csv_path));
+}
+#endif
+
+int main(void)
+{
+#if PB_EXPECT_MPI
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_2_ranks_sgd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_3_ranks_sgd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_4_ranks_sgd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_2_ranks_adamw, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_3_ranks_adamw, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_4_ranks_adamw, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_overlap_equals_overlap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_already_launched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_errors_before_launch, setup, teardown),
+    };
+#else
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_without_mpi, setup, teardown),
+    };
+#endif
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
