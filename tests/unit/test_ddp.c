@@ -5,85 +5,15 @@
  * larger than the model, and with --no-overlap; an already-launched bench
  * uses the launch's ranks and rejects a --gpus that disagrees; rank 0 alone
  * writes exactly one row with ranks, comm and bandwidth columns. */
-#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 #include <stdbool.h>
 
 #include "harness/run.h"
 
-#define MAX_FIELDS 128
 
 #if PB_EXPECT_MPI /* the rows are read only where ddp can run */
-/* One CSV line (RFC 4180 quoting, as results.c writes it) into fields in
- * place; returns the count. */
-static int split_csv(char *line, char **fields, int max)
-{
-    int n = 0;
-    char *r = line, *w = line;
-    while (n < max) {
-        fields[n++] = w;
-        bool quoted = *r == '"';
-        if (quoted) r++;
-        for (; *r; r++) {
-            if (quoted && *r == '"') {
-                if (r[1] == '"') {
-                    *w++ = '"';
-                    r++;
-                    continue;
-                }
-                quoted = false;
-                continue;
-            }
-            if (!quoted && (*r == ',' || *r == '\n')) break;
-            *w++ = *r;
-        }
-        char end = *r;
-        *w++ = '\0';
-        if (end != ',') break;
-        r++;
-    }
-    return n;
-}
-
-typedef struct csv {
-    char *text;
-    int rows, cols;
-    char *head[MAX_FIELDS];
-    char *row[MAX_FIELDS]; /* the last data row */
-} csv;
-
-static void csv_load(csv *c, const char *path)
-{
-    memset(c, 0, sizeof *c);
-    c->text = read_file(path);
-    if (!c->text) fail_msg("%s was not written", path);
-    char *save = NULL;
-    char *line = strtok_r(c->text, "\n", &save);
-    assert_non_null(line);
-    c->cols = split_csv(line, c->head, MAX_FIELDS);
-    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        c->rows++;
-        assert_int_equal(split_csv(line, c->row, MAX_FIELDS), c->cols);
-    }
-}
-
-static const char *csv_get(const csv *c, const char *name)
-{
-    for (int i = 0; i < c->cols; i++)
-        if (strcmp(c->head[i], name) == 0) return c->row[i];
-    fail_msg("no column '%s' in the CSV header", name);
-    return NULL;
-}
-
-static double csv_num(const csv *c, const char *name)
-{
-    const char *v = csv_get(c, name);
-    char *end = NULL;
-    double d = strtod(v, &end);
-    if (!*v || *end) fail_msg("column %s: '%s' is not a number", name, v);
-    return d;
-}
 #endif
 
 /* Runs argv (argv[0] looked up on PATH) with stdout/stderr captured. */
@@ -209,7 +139,7 @@ static void check_row(const ddp_run *r, int ranks, double tol)
     double overlap = csv_num(&c, "overlap_pct");
     assert_true(overlap >= 0 && overlap <= 100);
     if (!strstr(csv_get(&c, "mpi"), "MPI")) fail_msg("mpi column is '%s'", csv_get(&c, "mpi"));
-    free(c.text);
+    csv_free(&c);
 }
 
 static void check_matches(void **state, int ranks, const char *optimizer, const char *bucket_mb)
@@ -261,7 +191,7 @@ static void test_no_overlap_equals_overlap(void **state)
             csv c;
             csv_load(&c, r->csv_path);
             assert_string_equal(csv_get(&c, "bucket_mb"), ""); /* no buckets */
-            free(c.text);
+            csv_free(&c);
         }
         char path[512];
         snprintf(path, sizeof path, "%s/params_final.npy", dir);

@@ -2,82 +2,12 @@
  * exactly as single does on 2, 3 and 4 devices (--verify), rejects a batch it
  * cannot split, and its row times scatter/replicate/gather/reduce as phases
  * of their own that add up to the step, with device 0's peak memory. */
-#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 #include <stdbool.h>
 
-#define MAX_FIELDS 128
 
-/* One CSV line (RFC 4180 quoting, as results.c writes it) into fields in
- * place; returns the count. */
-static int split_csv(char *line, char **fields, int max)
-{
-    int n = 0;
-    char *r = line, *w = line;
-    while (n < max) {
-        fields[n++] = w;
-        bool quoted = *r == '"';
-        if (quoted) r++;
-        for (; *r; r++) {
-            if (quoted && *r == '"') {
-                if (r[1] == '"') {
-                    *w++ = '"';
-                    r++;
-                    continue;
-                }
-                quoted = false;
-                continue;
-            }
-            if (!quoted && (*r == ',' || *r == '\n')) break;
-            *w++ = *r;
-        }
-        char end = *r;
-        *w++ = '\0';
-        if (end != ',') break;
-        r++;
-    }
-    return n;
-}
-
-typedef struct csv {
-    char *text;
-    int rows, cols;
-    char *head[MAX_FIELDS];
-    char *row[MAX_FIELDS]; /* the last data row */
-} csv;
-
-static void csv_load(csv *c, const char *path)
-{
-    memset(c, 0, sizeof *c);
-    c->text = read_file(path);
-    if (!c->text) fail_msg("%s was not written", path);
-    char *save = NULL;
-    char *line = strtok_r(c->text, "\n", &save);
-    assert_non_null(line);
-    c->cols = split_csv(line, c->head, MAX_FIELDS);
-    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        c->rows++;
-        assert_int_equal(split_csv(line, c->row, MAX_FIELDS), c->cols);
-    }
-}
-
-static const char *csv_get(const csv *c, const char *name)
-{
-    for (int i = 0; i < c->cols; i++)
-        if (strcmp(c->head[i], name) == 0) return c->row[i];
-    fail_msg("no column '%s' in the CSV header", name);
-    return NULL;
-}
-
-static double csv_num(const csv *c, const char *name)
-{
-    const char *v = csv_get(c, name);
-    char *end = NULL;
-    double d = strtod(v, &end);
-    if (!*v || *end) fail_msg("column %s: '%s' is not a number", name, v);
-    return d;
-}
 
 /* bench --strategy dp --backend cpu --workload mlp-xs --iters 10 --warmup 0
  *       --threads 1 --quiet --out DIR/r.csv --gpus N --batch B [extra...] */
@@ -154,7 +84,7 @@ static void check_matches_single(void **state, int gpus, int batch, const char *
     assert_int_equal((int)csv_num(&c, "batch_per_device"), batch / gpus);
     double err = csv_num(&c, "verify_max_rel_err");
     if (!(err < 1e-4)) fail_msg("dp on %d devices, %s: max relative error %g vs single", gpus, optimizer, err);
-    free(c.text);
+    csv_free(&c);
 }
 
 /* AdamW divides by the gradient's own scale, so where a coordinate's
@@ -210,7 +140,7 @@ static void test_row_phases_and_memory(void **state)
     double peak = csv_num(&c, "peak_mem_mb"), dev0 = csv_num(&c, "peak_mem_mb_dev0");
     assert_true(dev0 > 0.0);
     if (peak != dev0) fail_msg("peak_mem_mb %g, device 0's %g: device 0 should hold the most", peak, dev0);
-    free(c.text);
+    csv_free(&c);
 }
 
 /* Only device 0 keeps optimizer state: AdamW's second moment (one fp32 copy
@@ -232,8 +162,8 @@ static void test_adamw_state_on_device_0(void **state)
     double grow = csv_num(&ca, "peak_mem_mb_dev0") - csv_num(&cs, "peak_mem_mb_dev0");
     if (fabs(grow - 134154.0 * 4 / 1048576.0) > 0.01) fail_msg("AdamW added %g MB on device 0", grow);
     assert_true(csv_num(&ca, "peak_mem_mb") == csv_num(&ca, "peak_mem_mb_dev0"));
-    free(ca.text);
-    free(cs.text);
+    csv_free(&ca);
+    csv_free(&cs);
 }
 
 int main(void)

@@ -3,80 +3,12 @@
  * and 4 devices with SGD and AdamW, an uneven --split too; usage errors are
  * one line with exit 2; the row reports microbatches, the theoretical and
  * measured bubble, p2p time, and phases that add up to the step. */
-#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 #include <stdbool.h>
 
-#define MAX_FIELDS 160
 
-/* Splits one CSV line (RFC 4180 quoting, as results.c writes it) into fields
- * in place; returns the count. */
-static int split_csv(char *line, char **fields, int max)
-{
-    int n = 0;
-    char *r = line, *w = line;
-    while (n < max) {
-        fields[n++] = w;
-        bool quoted = *r == '"';
-        if (quoted) r++;
-        for (; *r; r++) {
-            if (quoted && *r == '"') {
-                if (r[1] == '"') {
-                    *w++ = '"';
-                    r++;
-                    continue;
-                }
-                quoted = false;
-                continue;
-            }
-            if (!quoted && (*r == ',' || *r == '\n')) break;
-            *w++ = *r;
-        }
-        char end = *r;
-        *w++ = '\0';
-        if (end != ',') break;
-        r++;
-    }
-    return n;
-}
-
-typedef struct csv {
-    char *text;
-    int rows, cols;
-    char *head[MAX_FIELDS];
-    char *row[MAX_FIELDS]; /* the last data row */
-} csv;
-
-static void csv_load(csv *c, const char *path)
-{
-    memset(c, 0, sizeof *c);
-    c->text = read_file(path);
-    assert_non_null(c->text);
-    char *save = NULL;
-    char *line = strtok_r(c->text, "\n", &save);
-    assert_non_null(line);
-    c->cols = split_csv(line, c->head, MAX_FIELDS);
-    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        c->rows++;
-        assert_int_equal(split_csv(line, c->row, MAX_FIELDS), c->cols);
-    }
-}
-
-static const char *csv_get(const csv *c, const char *name)
-{
-    for (int i = 0; i < c->cols; i++)
-        if (strcmp(c->head[i], name) == 0) return c->row[i];
-    fail_msg("no column '%s' in the CSV header", name);
-    return NULL;
-}
-
-static double csv_num(const csv *c, const char *name)
-{
-    const char *v = csv_get(c, name);
-    if (!v[0]) fail_msg("column '%s' is empty", name);
-    return strtod(v, NULL);
-}
 
 /* One mp run on a custom MLP; extra args NULL-terminated. Leaves the row in
  * c (the caller frees c->text) and returns the exit code. */
@@ -124,7 +56,7 @@ static void check_matches_single(const char *opt)
             assert_string_equal(csv_get(&c, "strategy"), "mp");
             double err = csv_num(&c, "verify_max_rel_err");
             if (!(err < 1e-4)) fail_msg("--gpus %d --microbatches %d %s: verify error %g", gpus, micro, opt, err);
-            free(c.text);
+            csv_free(&c);
         }
     }
 }
@@ -152,7 +84,7 @@ static void test_uneven_split(void **state)
         if (rc != 0) fail_msg("--split 1,4: exit %d: %s", rc, res.err);
         assert_string_equal(csv_get(&c, "status"), "ok");
         assert_true(csv_num(&c, "verify_max_rel_err") < 1e-4);
-        free(c.text);
+        csv_free(&c);
     }
 }
 
@@ -185,7 +117,7 @@ static void test_row(void **state)
         double mean = csv_num(&c, "step_ms_mean");
         if (fabs(sum - mean) > 0.05 * mean)
             fail_msg("--gpus %d --microbatches %d: phases sum to %g ms, step mean is %g ms", p, m, sum, mean);
-        free(c.text);
+        csv_free(&c);
     }
 }
 
@@ -199,7 +131,7 @@ static void expect_usage(int layers, int batch, int gpus, int micro, char *const
     assert_int_equal(count_lines(res.err), 1);
     if (!strstr(res.err, want1) || !strstr(res.err, want2))
         fail_msg("stderr lacks '%s' / '%s': %s", want1, want2, res.err);
-    assert_null(c.text);
+    assert_int_equal(c.rows, 0); /* no row written */
 }
 
 static void test_usage_errors(void **state)

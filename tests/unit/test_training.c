@@ -1,7 +1,7 @@
 /* End-to-end training through ./bench as a child process: the CSV row, the
  * phase accounting, the --dump arrays against the library's own generator,
  * determinism, AdamW, and a diverging run that must fail cleanly. */
-#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <dirent.h>
 #include <math.h>
@@ -14,78 +14,7 @@
 
 /* --- CSV: the header row names the columns ------------------------------ */
 
-#define MAX_FIELDS 128
 
-/* Splits one CSV line (RFC 4180 quoting, as results.c writes it) into fields
- * in place; returns the count. */
-static int split_csv(char *line, char **fields, int max)
-{
-    int n = 0;
-    char *r = line, *w = line;
-    while (n < max) {
-        fields[n++] = w;
-        bool quoted = *r == '"';
-        if (quoted) r++;
-        for (; *r; r++) {
-            if (quoted && *r == '"') {
-                if (r[1] == '"') {
-                    *w++ = '"';
-                    r++;
-                    continue;
-                }
-                quoted = false;
-                continue;
-            }
-            if (!quoted && (*r == ',' || *r == '\n')) break;
-            *w++ = *r;
-        }
-        char end = *r;
-        *w++ = '\0';
-        if (end != ',') break;
-        r++;
-    }
-    return n;
-}
-
-typedef struct csv {
-    char *text; /* owns the fields */
-    int rows;   /* data rows */
-    int cols;
-    char *head[MAX_FIELDS];
-    char *row[MAX_FIELDS]; /* the last data row */
-} csv;
-
-static void csv_load(csv *c, const char *path)
-{
-    memset(c, 0, sizeof *c);
-    c->text = read_file(path);
-    assert_non_null(c->text);
-    char *save = NULL;
-    char *line = strtok_r(c->text, "\n", &save);
-    assert_non_null(line);
-    c->cols = split_csv(line, c->head, MAX_FIELDS);
-    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        c->rows++;
-        assert_int_equal(split_csv(line, c->row, MAX_FIELDS), c->cols);
-    }
-}
-
-static const char *csv_get(const csv *c, const char *name)
-{
-    for (int i = 0; i < c->cols; i++)
-        if (strcmp(c->head[i], name) == 0) return c->row[i];
-    fail_msg("no column '%s' in the CSV header", name);
-    return NULL;
-}
-
-static double csv_num(const csv *c, const char *name)
-{
-    const char *v = csv_get(c, name);
-    char *end = NULL;
-    double d = strtod(v, &end);
-    if (!*v || *end) fail_msg("column %s: '%s' is not a number", name, v);
-    return d;
-}
 
 /* --- .npy: header dict and data ------------------------------------------ */
 
@@ -264,7 +193,7 @@ static void test_csv_row(void **state)
     double mean = csv_num(&c, "step_ms_mean");
     if (fabs(sum - mean) > 0.05 * mean)
         fail_msg("phases sum to %g ms, step mean is %g ms", sum, mean);
-    free(c.text);
+    csv_free(&c);
 }
 
 /* The dump holds what the run used: params_init from pb_mlp_init_params,
@@ -359,7 +288,7 @@ static void test_adamw_loss_falls(void **state)
     assert_true(csv_num(&c, "lr") == 0.001); /* adamw's default */
     double first = csv_num(&c, "loss_first"), last = csv_num(&c, "loss_last");
     if (!(last < 0.9 * first)) fail_msg("adamw loss did not fall: %g -> %g", first, last);
-    free(c.text);
+    csv_free(&c);
 }
 
 /* lr 10 with heavy momentum diverges within ~10 steps on mlp-xs. The run
@@ -380,7 +309,7 @@ static void test_divergence_fails(void **state)
         assert_string_equal(csv_get(&c, "step_ms_p50"), "");
         assert_string_equal(csv_get(&c, "samples_per_s"), "");
         assert_true(strlen(csv_get(&c, "error")) > 0);
-        free(c.text);
+        csv_free(&c);
     }
     /* a failed run has no final parameters to offer */
     char path[512];
