@@ -104,10 +104,20 @@ MPI_SRC := kernels/comm_mpi_stub.c
 MPI_FOUND := no (stub: "built without MPI")
 endif
 
+# --- NCCL comm: needs the CUDA backend and MPI (which bootstraps NCCL) --------
+ifeq ($(CUDA_ON)$(MPI_ON),11)
+NCCL_SRC := kernels/cuda/comm_nccl.c
+NCCL_FOUND := yes (comm nccl)
+$(BUILD)/kernels/cuda/comm_nccl.o: CFLAGS += -I$(CUDA_HOME)/include -I$(CUBLAS_HOME)/include -I$(NCCL_HOME)/include
+else
+NCCL_SRC := kernels/comm_nccl_stub.c
+NCCL_FOUND := no (stub: needs CUDA and MPI)
+endif
+
 # --- sources -----------------------------------------------------------------
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LIB_SRC := $(wildcard harness/*.c strategies/*.c workloads/*.c kernels/cpu/*.c)
-LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) $(MPI_SRC)
+LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) $(MPI_SRC) $(NCCL_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 MAIN_OBJ := $(BUILD)/harness/main.o
 
@@ -115,7 +125,7 @@ MAIN_OBJ := $(BUILD)/harness/main.o
 all: bench summary
 
 summary:
-	@echo "parbench build: BLAS: $(BLAS_FOUND) | NVTX: $(NVTX_FOUND) | CUDA: $(CUDA_FOUND) | MPI: $(MPI_FOUND)"
+	@echo "parbench build: BLAS: $(BLAS_FOUND) | NVTX: $(NVTX_FOUND) | CUDA: $(CUDA_FOUND) | MPI: $(MPI_FOUND) | NCCL: $(NCCL_FOUND)"
 
 bench: $(MAIN_OBJ) $(BUILD)/libparbench.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

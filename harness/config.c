@@ -401,22 +401,35 @@ pb_status pb_config_validate(pb_config *cfg)
         int n = pb_backend_cuda.device_count(why, sizeof why);
         if (n <= 0) return pb_user_error(PB_ERR_UNAVAILABLE, "--backend cuda: no usable CUDA device: %s", why);
         /* a rank-per-device strategy may span nodes: each rank opens its
-         * node-local device */
-        if (cfg->devices > n && strategy->procs == PB_PROC_ONE)
-            return pb_usage_error("--gpus %d: only %d CUDA device%s present", cfg->devices, n, n == 1 ? "" : "s");
+         * node-local device; a device map may put several logical devices
+         * on one physical device */
+        for (int i = 0; i < cfg->n_device_map; i++)
+            if (cfg->device_map[i] >= n)
+                return pb_usage_error("--device-map: device %d does not exist; allowed: 0 to %d", cfg->device_map[i],
+                                      n - 1);
+        if (cfg->devices > n && strategy->procs == PB_PROC_ONE && !cfg->n_device_map)
+            return pb_usage_error("--gpus %d: only %d CUDA device%s present (--device-map can share one)", cfg->devices,
+                                  n, n == 1 ? "" : "s");
     }
     if (strcmp(cfg->backend, "cpu") == 0 && cfg->precision != PB_FP32)
         return pb_usage_error("--precision %s is not supported on the cpu backend; allowed there: fp32",
                               pb_precision_name(cfg->precision));
     if (strcmp(cfg->backend, "cpu") == 0 && cfg->cuda_graph)
         return pb_usage_error("--cuda-graph needs the cuda backend");
+    /* rank-per-device strategies: NCCL between GPUs when it was built, MPI
+     * otherwise (host-staged on GPUs); one-process strategies move data with
+     * the backend's own peer copies and take no comm */
+    bool on_gpu = strcmp(cfg->backend, "cuda") == 0, nccl_built = pb_find_comm("nccl")->allreduce != NULL;
     if (strcmp(cfg->comm, "auto") == 0)
-        snprintf(cfg->comm, sizeof cfg->comm, "%s", strategy->procs == PB_PROC_PER_DEVICE ? "mpi" : "none");
-    if (strategy->procs == PB_PROC_PER_DEVICE && strcmp(cfg->comm, "mpi") != 0)
-        return pb_usage_error("--comm %s: strategy %s runs one MPI rank per device; allowed: auto, mpi", cfg->comm,
-                              cfg->strategy);
-    if (strcmp(cfg->comm, "none") != 0 && strategy->procs == PB_PROC_ONE && cfg->devices == 1)
-        return pb_usage_error("--comm %s: strategy %s on 1 device uses no collectives; allowed: auto, none",
+        snprintf(cfg->comm, sizeof cfg->comm, "%s",
+                 strategy->procs == PB_PROC_ONE ? "none" : on_gpu && nccl_built ? "nccl" : "mpi");
+    if (strategy->procs == PB_PROC_PER_DEVICE && strcmp(cfg->comm, "mpi") != 0 && strcmp(cfg->comm, "nccl") != 0)
+        return pb_usage_error("--comm %s: strategy %s runs one MPI rank per device; allowed: auto, mpi, nccl",
+                              cfg->comm, cfg->strategy);
+    if (strcmp(cfg->comm, "nccl") == 0 && !on_gpu)
+        return pb_usage_error("--comm nccl needs --backend cuda; allowed on %s: auto, mpi", cfg->backend);
+    if (strategy->procs == PB_PROC_ONE && strcmp(cfg->comm, "none") != 0)
+        return pb_usage_error("--comm %s: strategy %s moves data with the backend's peer copies; allowed: auto, none",
                               cfg->comm, cfg->strategy);
     if ((st = pb_results_check_target(cfg->out)) != PB_OK) return st;
     if (auto_note[0] && !cfg->quiet) pb_log_info("%s", auto_note);

@@ -3,11 +3,12 @@
 #include <string.h>
 
 #include "../kernels/comm_mpi.h"
+#include "../kernels/comm_nccl.h"
 
 static const pb_backend *const backends[] = {&pb_backend_cpu, &pb_backend_cuda};
 
-/* nccl and local come later */
-static const pb_comm *const comms[] = {&pb_comm_mpi};
+/* local comes later */
+static const pb_comm *const comms[] = {&pb_comm_mpi, &pb_comm_nccl};
 
 static const pb_strategy *const strategies[] = {&pb_strategy_single, &pb_strategy_dp, &pb_strategy_ddp, &pb_strategy_mp};
 

@@ -171,6 +171,16 @@ cleanup:
     return st;
 }
 
+/* Logical devices sharing a physical one (--device-map 0,0) share its
+ * compute and memory: the row is labelled oversubscribed. */
+static bool device_map_shares(const pb_config *cfg)
+{
+    for (int i = 0; i < cfg->n_device_map; i++)
+        for (int j = 0; j < i; j++)
+            if (cfg->device_map[i] == cfg->device_map[j]) return true;
+    return false;
+}
+
 static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *layout, const run_state *rs)
 {
     pb_record_set(r, PB_COL_STRATEGY, "%s", cfg->strategy);
@@ -188,7 +198,8 @@ static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *lay
                   strategy && !strategy->splits_batch ? cfg->shape.batch : cfg->shape.batch / cfg->devices);
     pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
     pb_record_set(r, PB_COL_RANKS, "%d", rs->multi ? rs->world.ranks : 1);
-    pb_record_set(r, PB_COL_OVERSUBSCRIBED, "%d", rs->multi && rs->world.oversubscribed ? 1 : 0);
+    pb_record_set(r, PB_COL_OVERSUBSCRIBED, "%d",
+                  (rs->multi && rs->world.oversubscribed) || device_map_shares(cfg) ? 1 : 0);
     if (strcmp(cfg->strategy, "mp") == 0) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));

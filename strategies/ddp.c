@@ -29,8 +29,10 @@
  * clock), sync the time this thread waited for them after backward;
  * overlap_pct = 100 (1 - sync/comm).
  *
- * GPUs: host-staged for now (each bucket is downloaded before its all-reduce
- * and uploaded after); NCCL on device buffers comes later. */
+ * GPUs: with --comm nccl the buckets (and the loss) are all-reduced in place
+ * on the device, on the comm's own stream; with --comm mpi they are
+ * host-staged (each bucket is downloaded before its all-reduce and uploaded
+ * after). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,6 +64,7 @@ typedef struct ddp_state {
     ddp_bucket *bucket; /* bucket 0 at the top of the buffer */
     int n_buckets;
     int launched;       /* buckets handed to the comm this step */
+    bool dev_comm;      /* the comm works on device buffers (nccl) */
     bool staged;        /* device memory is not host memory: stage grads */
     float *host_grads;  /* staging, n_params (staged only) */
 
@@ -168,7 +171,8 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
         s->bucket[i].hi = n - (size_t)i * per;
         s->bucket[i].lo = s->bucket[i].hi > per ? s->bucket[i].hi - per : 0;
     }
-    s->staged = !be->host_is_device;
+    s->dev_comm = !be->host_is_device && strcmp(ctx->comm->name, "nccl") == 0;
+    s->staged = !be->host_is_device && !s->dev_comm;
     if (s->staged) PB_ALLOC(s->host_grads, n);
 
     s->in_place = be->host_is_device && !s->rep.params_c;
@@ -274,8 +278,12 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     PB_TRY(pb_replica_loss(r, m, 1.0f / (float)bsz));
     PB_TRY(pb_phase_end(&s->timer));
     /* the global loss: this rank's share, summed over ranks during backward */
-    PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
-    PB_TRY(comm->allreduce(s->comm, &s->loss_host, 1, 1.0f, &s->loss_req));
+    if (s->dev_comm) {
+        PB_TRY(comm->allreduce(s->comm, r->loss_sum, 1, 1.0f, &s->loss_req));
+    } else {
+        PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
+        PB_TRY(comm->allreduce(s->comm, &s->loss_host, 1, 1.0f, &s->loss_req));
+    }
 
     s->launched = 0;
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
@@ -295,6 +303,7 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     }
     PB_TRY(with_step(comm->wait(s->comm, s->loss_req, cfg->timeout_s), batch->step));
     if (comm->req_ms) comm_ms += comm->req_ms(s->loss_req);
+    if (s->dev_comm) PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));

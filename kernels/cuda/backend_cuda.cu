@@ -42,6 +42,7 @@
 #include "../elementwise.h"
 #include "../gemm_ref.h"
 #include "cuda_check.h"
+#include "cuda_device.h"
 
 /* cuBLASLt's recommended workspace on Hopper; also ample for Ampere. */
 #define WORKSPACE_BYTES ((size_t)32 << 20)
@@ -1794,3 +1795,7 @@ const pb_backend pb_backend_cuda = {
 };
 
 bool pb_cuda_built(void) { return true; }
+
+int pb_cuda_ordinal(const pb_device *dev) { return dev->ordinal; }
+
+cudaStream_t pb_cuda_stream(const pb_device *dev) { return dev->stream; }

@@ -11,6 +11,25 @@
 # than under CUDA_HOME; this script looks in both. OpenBLAS and cmocka (for
 # the CPU reference in test-gpu) come from .device/debs when the machine has
 # no Debian packages of its own (unpacked into a private folder, not /).
+#
+# Strategies on the one GPU: dp and mp on 2 logical devices both mapped onto
+# it (--device-map 0,0) with --verify on mlp-s in fp32 and bf16; ddp with one
+# rank (the launcher's mpirun -np 1) and --verify, through NCCL (--comm nccl)
+# and through the host-staged --comm mpi. All rows go into the same CSV and
+# the summary table.
+#
+# Open MPI: the device machine may have neither mpicc nor mpirun (it has no
+# Debian packages). Without them `make` builds the MPI and NCCL stubs and the
+# ddp runs are skipped with a message. To carry Open MPI, download its debs
+# beside the OpenBLAS ones on a Debian 12 machine with network, e.g.
+#   cd .device/debs && apt-get download openmpi-bin openmpi-common \
+#       libopenmpi-dev libopenmpi3 libhwloc15 libevent-core-2.1-7 \
+#       libevent-pthreads-2.1-7 libpmix2 libfabric1 libucx0 libibverbs1 \
+#       librdmacm1 libpsm2-2 libpsm-infinipath1 libnl-3-200 libnl-route-3-200 \
+#       libxnvctrl0 libmunge2 libltdl7 libnuma1 zlib1g
+# (check `apt-cache depends --recurse` for the exact closure). This script
+# unpacks them into the same private root and points OPAL_PREFIX at it, so
+# mpicc --showme and mpirun find their relocated files.
 set -uo pipefail
 out=${1:?usage: tests/gpu/device-check.sh OUT_DIR}
 mkdir -p "$out"
@@ -62,6 +81,23 @@ if ! ldconfig -p | grep -q 'libopenblas.so.0 ' || ! ldconfig -p | grep -q 'libcm
     export LD_LIBRARY_PATH="$ob:$ob/openblas-pthread:${LD_LIBRARY_PATH:-}"
     log "OpenBLAS/cmocka unpacked from .device/debs into $root"
 fi
+# Open MPI from .device/debs when the machine has none (see the header)
+if ! command -v mpicc >/dev/null 2>&1 && ls .device/debs/openmpi-bin_*.deb >/dev/null 2>&1; then
+    root=/tmp/pb_sysroot
+    mkdir -p "$root"
+    for f in .device/debs/*.deb; do dpkg-deb -x "$f" "$root"; done
+    export OPAL_PREFIX="$root/usr"
+    export PATH="$root/usr/bin:$PATH"
+    export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu/openmpi/lib:${LD_LIBRARY_PATH:-}"
+    log "Open MPI unpacked from .device/debs into $root (OPAL_PREFIX=$OPAL_PREFIX)"
+fi
+if command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
+    have_mpi=1
+    log "MPI: $(mpirun --version 2>&1 | head -1)"
+else
+    have_mpi=0
+    log "MPI: none (no mpicc/mpirun): ddp runs will be skipped"
+fi
 for h in "$CUBLAS_HOME" "$NCCL_HOME" "$CUDA_HOME"; do
     [ -n "$h" ] && export LD_LIBRARY_PATH="$h/lib:$h/lib64:${LD_LIBRARY_PATH:-}"
 done
@@ -87,6 +123,7 @@ else
     log "build ok in $(( $(date +%s) - t_start )) s"
 fi
 ./bench list 2>&1 | grep -A2 backends | tee -a "$out/summary.txt"
+./bench list 2>&1 | grep -A4 comms | tee -a "$out/summary.txt"
 
 # --- make test-gpu --------------------------------------------------------------
 timeout 150 build/tests/test_gpu >"$out/test-gpu.log" 2>&1
@@ -104,13 +141,37 @@ run --workload mlp-s --precision fp32 --iters 50 --warmup 5
 run --workload mlp-s --precision fp32 --iters 50 --warmup 5 --cuda-graph
 timeout 120 ./bench calibrate --workload mlp-l --precision bf16 --backend cuda >>"$out/summary.txt" 2>&1 || log "calibrate mlp-l FAILED"
 
+# --- strategies on the one GPU ----------------------------------------------------
+# dp and mp: 2 logical devices sharing physical device 0. Such rows should
+# say oversubscribed=1 (devices share hardware); check the column.
+for p in fp32 bf16; do
+    for s in dp mp; do
+        run --strategy "$s" --gpus 2 --device-map 0,0 --workload mlp-s --precision "$p" --iters 20 --warmup 5 --verify
+    done
+done
+# ddp, one rank: NCCL on device buffers, then the host-staged MPI fallback.
+# The launcher re-executes under mpirun -np 1 (--allow-run-as-root as root).
+if [ "$have_mpi" = 1 ] && ./bench list 2>&1 | grep -q "MPI collectives on host"; then
+    if ./bench list 2>&1 | grep -q "nccl .*on GPU buffers, on a comm stream"; then
+        run --strategy ddp --gpus 1 --workload mlp-s --precision fp32 --iters 20 --warmup 5 --verify --comm nccl
+        run --strategy ddp --gpus 1 --workload mlp-s --precision bf16 --iters 20 --warmup 5 --verify --comm nccl
+    else
+        log "ddp through NCCL skipped: this build has the nccl stub (needs CUDA and MPI)"
+    fi
+    run --strategy ddp --gpus 1 --workload mlp-s --precision fp32 --iters 20 --warmup 5 --verify --comm mpi
+else
+    log "ddp skipped: no mpirun/mpicc here, or bench was built without MPI (see the header: Open MPI debs)"
+fi
+grep -E "error|abort" "$out/runs.log" 2>/dev/null | tail -20 | tee -a "$out/summary.txt"
+
 # --- summary -------------------------------------------------------------------------
 python3 - "$csv" <<'PY' | tee -a "$out/summary.txt"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-cols = ["workload", "precision", "cuda_graph", "status", "step_ms_p50", "gemm_ms", "step/gemm", "step_ms_cv",
+cols = ["strategy", "devices", "comm", "oversubscribed", "workload", "precision", "cuda_graph", "status",
+        "verify_max_rel_err", "step_ms_p50", "gemm_ms", "step/gemm", "step_ms_cv",
         "samples_per_s", "model_tflops", "peak_tflops", "mfu", "load_ms", "h2d_ms", "fwd_ms", "bwd_ms", "opt_ms",
-        "loss_first", "loss_last", "peak_mem_mb"]
+        "comm_ms", "sync_ms", "loss_first", "loss_last", "peak_mem_mb"]
 def val(r, c):
     if c == "step/gemm":
         try: return "%.3f" % (float(r["step_ms_p50"]) / float(r["gemm_ms"]))

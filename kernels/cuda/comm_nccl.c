@@ -1,0 +1,484 @@
+/* `nccl`: collectives between the ranks of a run with NCCL, on device
+ * buffers of the cuda backend (one MPI rank per GPU).
+ *
+ * Bootstrap: rank 0 calls ncclGetUniqueId and broadcasts it over
+ * MPI_COMM_WORLD (from the main thread, while no other comm is active);
+ * every rank then calls ncclCommInitRank on its own device. A rank that does
+ * not arrive leaves the others blocked in init: the launcher's --timeout
+ * bounds that.
+ *
+ * Asynchrony: every operation is issued on a comm stream of this comm's own,
+ * ordered after the work already queued on the device's compute stream (an
+ * event recorded there, waited on by the comm stream), so a bucket's
+ * all-reduce runs while the compute stream goes on with the rest of
+ * backward. Each request records a start and an end event around its
+ * operation; wait() polls the end event and ncclCommGetAsyncError with
+ * short sleeps. On an asynchronous NCCL error, a CUDA fault or the deadline,
+ * the communicator is aborted (ncclCommAbort) and wait() fails with
+ * PB_ERR_COMM naming the rank, host, device and operation; the strategy
+ * then ends every rank (pb_world_abort: MPI_Abort).
+ *
+ * send/recv are grouped: they are held back and issued together inside
+ * ncclGroupStart/End when one of them is waited on or another operation is
+ * issued, so a pair of ranks that both send and then receive does not
+ * deadlock. Every rank must issue the same operations in the same order.
+ *
+ * Compiled only when the build has both the CUDA backend and MPI (see the
+ * Makefile); kernels/comm_nccl_stub.c otherwise. */
+#define _POSIX_C_SOURCE 200809L
+#include <cuda_runtime_api.h>
+#include <mpi.h>
+#include <nccl.h>
+
+#include "../comm_nccl.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../harness/timer.h"
+#include "../comm_mpi.h"
+#include "cuda_check.h"
+#include "cuda_device.h"
+
+#define MAX_REQS 4096    /* requests outstanding at once (ddp: buckets + loss) */
+#define MAX_PENDING 256  /* send/recv held back for one group */
+
+/* An MPI call's error as a status with file:line and MPI's own words. */
+#define MPI_TRY(call)                                                            \
+    do {                                                                         \
+        int rc_ = (call);                                                        \
+        if (rc_ != MPI_SUCCESS) {                                                \
+            char msg_[MPI_MAX_ERROR_STRING];                                     \
+            int len_ = 0;                                                        \
+            MPI_Error_string(rc_, msg_, &len_);                                  \
+            st = pb_error(PB_ERR_COMM, "%s failed: %.*s", #call, len_, msg_);    \
+            goto cleanup;                                                        \
+        }                                                                        \
+    } while (0)
+
+typedef enum op_kind { OP_ALLREDUCE, OP_BCAST, OP_REDUCE, OP_SEND, OP_RECV, OP_ALLGATHER, OP_REDUCE_SCATTER } op_kind;
+
+static const char *const op_names[] = {"allreduce", "broadcast", "reduce", "send", "recv", "allgather",
+                                       "reduce_scatter"};
+
+struct pb_comm_req {
+    op_kind kind;
+    void *buf;       /* send/recv held back: their buffer */
+    size_t n;        /* floats or bytes, per kind */
+    int peer;        /* root or peer */
+    cudaEvent_t start, end;
+    bool have_events;
+    bool in_use;     /* issued (or held back) and not yet waited */
+    bool issued;     /* on the comm stream (false: a held-back send/recv) */
+    double ms;
+};
+
+struct pb_comm_ctx {
+    ncclComm_t comm;
+    bool comm_up, aborted;
+    int rank, ranks, ordinal;
+    char host[256];
+    cudaStream_t compute; /* the device's: not ours to destroy */
+    cudaStream_t stream;
+    cudaEvent_t ready;
+    bool have_stream, have_ready;
+    pb_comm_req slots[MAX_REQS];
+    unsigned long next_slot;
+    pb_comm_req *pending[MAX_PENDING];
+    int n_pending;
+};
+
+static const char *unit(op_kind k)
+{
+    return k == OP_ALLREDUCE || k == OP_REDUCE || k == OP_REDUCE_SCATTER ? "floats" : "bytes";
+}
+
+/* Ends the communicator's outstanding work after a failure: no later
+ * operation or ncclCommDestroy may touch it. */
+static void abort_comm(pb_comm_ctx *c)
+{
+    if (c->comm_up) ncclCommAbort(c->comm);
+    c->comm_up = false;
+    c->aborted = true;
+}
+
+static pb_status use_device(const pb_comm_ctx *c)
+{
+    pb_status st = PB_OK;
+    int cur = -1;
+    PB_CUDA_CHECK(cudaGetDevice(&cur));
+    if (cur != c->ordinal) PB_CUDA_CHECK(cudaSetDevice(c->ordinal));
+cleanup:
+    return st;
+}
+
+static void nccl_destroy(pb_comm_ctx *c)
+{
+    if (!c) return;
+    (void)use_device(c);
+    bool outstanding = c->n_pending > 0;
+    for (int i = 0; i < MAX_REQS && !outstanding; i++) outstanding = c->slots[i].in_use;
+    if (c->comm_up) {
+        if (outstanding) { /* a failed step: do not wait on peers that may be gone */
+            abort_comm(c);
+        } else {
+            ncclCommFinalize(c->comm);
+            ncclCommDestroy(c->comm);
+            c->comm_up = false;
+        }
+    }
+    for (int i = 0; i < MAX_REQS; i++)
+        if (c->slots[i].have_events) {
+            cudaEventDestroy(c->slots[i].start);
+            cudaEventDestroy(c->slots[i].end);
+        }
+    if (c->have_ready) cudaEventDestroy(c->ready);
+    if (c->have_stream) cudaStreamDestroy(c->stream);
+    free(c);
+}
+
+static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank, int ranks,
+                           pb_comm_ctx **out)
+{
+    (void)cfg;
+    pb_status st = PB_OK;
+    pb_comm_ctx *c = NULL;
+    int mpi_up = 0, world_rank = -1, world_size = 0;
+    struct {
+        int ok;
+        ncclUniqueId id;
+    } boot;
+    *out = NULL;
+    if (be->host_is_device || strcmp(be->name, "cuda") != 0)
+        return pb_user_error(PB_ERR_USAGE, "comm nccl works on GPU buffers: it needs --backend cuda (not %s)",
+                             be->name);
+    MPI_TRY(MPI_Initialized(&mpi_up));
+    PB_REQUIRE(mpi_up, PB_ERR_INTERNAL, "nccl comm: pb_world_init was not called");
+    PB_ALLOC(c, 1);
+    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
+    MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &world_size));
+    PB_REQUIRE(world_rank == rank && world_size == ranks, PB_ERR_INTERNAL,
+               "nccl comm: rank %d of %d asked for, but this is rank %d of %d", rank, ranks, world_rank, world_size);
+    c->rank = rank;
+    c->ranks = ranks;
+    c->ordinal = pb_cuda_ordinal(dev);
+    c->compute = pb_cuda_stream(dev);
+    if (gethostname(c->host, sizeof c->host) != 0) snprintf(c->host, sizeof c->host, "unknown");
+    c->host[sizeof c->host - 1] = '\0';
+
+    /* rank 0 always broadcasts, with a flag, so that a failed
+     * ncclGetUniqueId does not leave the other ranks in MPI_Bcast */
+    memset(&boot, 0, sizeof boot);
+    if (rank == 0) boot.ok = ncclGetUniqueId(&boot.id) == ncclSuccess;
+    MPI_TRY(MPI_Bcast(&boot, (int)sizeof boot, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (!boot.ok) {
+        const char *why = rank == 0 ? ncclGetLastError(NULL) : "";
+        PB_REQUIRE(false, PB_ERR_COMM, "nccl comm: ncclGetUniqueId failed on rank 0%s%s", why && *why ? ": " : "",
+                   why ? why : "");
+    }
+    PB_TRY(use_device(c));
+    PB_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    c->have_stream = true;
+    PB_CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
+    c->have_ready = true;
+    PB_NCCL_CHECK(ncclCommInitRank(&c->comm, ranks, boot.id, rank));
+    c->comm_up = true;
+    *out = c;
+    return PB_OK;
+cleanup:
+    nccl_destroy(c);
+    return st;
+}
+
+/* --- issuing -------------------------------------------------------------------- */
+
+static pb_status take_slot(pb_comm_ctx *c, op_kind kind, void *buf, size_t n, int peer, pb_comm_req **out)
+{
+    pb_status st = PB_OK;
+    PB_REQUIRE(!c->aborted, PB_ERR_COMM, "rank %d of %d on %s: nccl communicator was aborted by an earlier failure",
+               c->rank, c->ranks, c->host);
+    pb_comm_req *r = &c->slots[c->next_slot % MAX_REQS];
+    PB_REQUIRE(!r->in_use, PB_ERR_COMM, "nccl comm: more than %d operations outstanding", MAX_REQS);
+    if (!r->have_events) {
+        PB_TRY(use_device(c));
+        PB_CUDA_CHECK(cudaEventCreate(&r->start));
+        if (cudaEventCreate(&r->end) != cudaSuccess) {
+            cudaEventDestroy(r->start);
+            PB_REQUIRE(false, PB_ERR_BACKEND, "nccl comm: cudaEventCreate failed");
+        }
+        r->have_events = true;
+    }
+    c->next_slot++;
+    r->kind = kind;
+    r->buf = buf;
+    r->n = n;
+    r->peer = peer;
+    r->in_use = true;
+    r->issued = false;
+    r->ms = 0.0;
+    *out = r;
+cleanup:
+    return st;
+}
+
+/* NCCL reads and writes device memory only: a host pointer would fault on
+ * the comm stream, far from its cause. */
+static pb_status check_device_ptr(const pb_comm_ctx *c, const void *p, op_kind kind)
+{
+    pb_status st = PB_OK;
+    struct cudaPointerAttributes a;
+    PB_CUDA_CHECK(cudaPointerGetAttributes(&a, p));
+    PB_REQUIRE(a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged, PB_ERR_INTERNAL,
+               "nccl comm: %s on %p, which is not device memory (the nccl comm needs GPU buffers)", op_names[kind],
+               p);
+    PB_REQUIRE(a.type == cudaMemoryTypeManaged || a.device == c->ordinal, PB_ERR_INTERNAL,
+               "nccl comm: %s on memory of cuda:%d, but the communicator is on cuda:%d", op_names[kind], a.device,
+               c->ordinal);
+cleanup:
+    return st;
+}
+
+/* The comm stream waits for what the compute stream has queued so far
+ * (the gradients a bucket holds). */
+static pb_status after_compute(pb_comm_ctx *c)
+{
+    pb_status st = PB_OK;
+    PB_TRY(use_device(c));
+    PB_CUDA_CHECK(cudaEventRecord(c->ready, c->compute));
+    PB_CUDA_CHECK(cudaStreamWaitEvent(c->stream, c->ready, 0));
+cleanup:
+    return st;
+}
+
+/* Issues the held-back send/recv as one group. */
+static pb_status flush_p2p(pb_comm_ctx *c)
+{
+    pb_status st = PB_OK;
+    bool in_group = false;
+    if (c->n_pending == 0) return PB_OK;
+    PB_TRY(after_compute(c));
+    for (int i = 0; i < c->n_pending; i++) PB_CUDA_CHECK(cudaEventRecord(c->pending[i]->start, c->stream));
+    PB_NCCL_CHECK(ncclGroupStart());
+    in_group = true;
+    for (int i = 0; i < c->n_pending; i++) {
+        pb_comm_req *r = c->pending[i];
+        if (r->kind == OP_SEND)
+            PB_NCCL_CHECK(ncclSend(r->buf, r->n, ncclUint8, r->peer, c->comm, c->stream));
+        else
+            PB_NCCL_CHECK(ncclRecv(r->buf, r->n, ncclUint8, r->peer, c->comm, c->stream));
+    }
+    in_group = false;
+    PB_NCCL_CHECK(ncclGroupEnd());
+    for (int i = 0; i < c->n_pending; i++) {
+        PB_CUDA_CHECK(cudaEventRecord(c->pending[i]->end, c->stream));
+        c->pending[i]->issued = true;
+    }
+    c->n_pending = 0;
+cleanup:
+    if (in_group) ncclGroupEnd();
+    if (st != PB_OK) abort_comm(c);
+    return st;
+}
+
+/* A collective: after the held-back send/recv and the compute stream's work,
+ * between the request's start and end events. */
+static pb_status issue(pb_comm_ctx *c, op_kind kind, const void *in, void *buf, size_t n, float scale, int peer,
+                       pb_comm_req **out)
+{
+    pb_status st = PB_OK;
+    pb_comm_req *r = NULL;
+    ncclRedOp_t op = ncclSum;
+    bool own_op = false;
+    *out = NULL;
+    PB_TRY(flush_p2p(c));
+    PB_TRY(take_slot(c, kind, buf, n, peer, &r));
+    if (n > 0) {
+        PB_TRY(check_device_ptr(c, buf, kind));
+        if (in && in != buf) PB_TRY(check_device_ptr(c, in, kind));
+    }
+    PB_TRY(after_compute(c));
+    PB_CUDA_CHECK(cudaEventRecord(r->start, c->stream));
+    switch (kind) {
+    case OP_ALLREDUCE:
+        /* sum, then scale: folded into one pass as a pre-multiplied sum
+         * (sum of scale * x_i), the scalar read now from the host */
+        if (scale != 1.0f) {
+            PB_NCCL_CHECK(ncclRedOpCreatePreMulSum(&op, &scale, ncclFloat32, ncclScalarHostImmediate, c->comm));
+            own_op = true;
+        }
+        PB_NCCL_CHECK(ncclAllReduce(buf, buf, n, ncclFloat32, op, c->comm, c->stream));
+        break;
+    case OP_BCAST:
+        PB_NCCL_CHECK(ncclBroadcast(buf, buf, n, ncclUint8, peer, c->comm, c->stream));
+        break;
+    case OP_REDUCE:
+        PB_NCCL_CHECK(ncclReduce(buf, buf, n, ncclFloat32, ncclSum, peer, c->comm, c->stream));
+        break;
+    case OP_ALLGATHER:
+        PB_NCCL_CHECK(ncclAllGather(in, buf, n, ncclUint8, c->comm, c->stream));
+        break;
+    case OP_REDUCE_SCATTER:
+        PB_NCCL_CHECK(ncclReduceScatter(in, buf, n, ncclFloat32, ncclSum, c->comm, c->stream));
+        break;
+    case OP_SEND:
+    case OP_RECV:
+        PB_REQUIRE(false, PB_ERR_INTERNAL, "nccl comm: %s is issued grouped", op_names[kind]);
+    }
+    PB_CUDA_CHECK(cudaEventRecord(r->end, c->stream));
+    r->issued = true;
+    *out = r;
+cleanup:
+    /* an operator may be destroyed once the call that used it returned */
+    if (own_op && c->comm_up) ncclRedOpDestroy(op, c->comm);
+    if (st != PB_OK) {
+        if (r) r->in_use = false;
+        abort_comm(c);
+    }
+    return st;
+}
+
+static pb_status hold_p2p(pb_comm_ctx *c, op_kind kind, void *buf, size_t bytes, int peer, pb_comm_req **out)
+{
+    pb_status st = PB_OK;
+    pb_comm_req *r = NULL;
+    *out = NULL;
+    PB_REQUIRE(peer >= 0 && peer < c->ranks && peer != c->rank, PB_ERR_INTERNAL,
+               "nccl comm: %s with peer %d on rank %d of %d", op_names[kind], peer, c->rank, c->ranks);
+    if (c->n_pending == MAX_PENDING) PB_TRY(flush_p2p(c));
+    PB_TRY(take_slot(c, kind, buf, bytes, peer, &r));
+    if (bytes > 0) {
+        pb_status ck = check_device_ptr(c, buf, kind);
+        if (ck != PB_OK) {
+            r->in_use = false;
+            return ck;
+        }
+    }
+    c->pending[c->n_pending++] = r;
+    *out = r;
+cleanup:
+    return st;
+}
+
+static pb_status nccl_allreduce(pb_comm_ctx *c, float *buf, size_t n, float scale, pb_comm_req **req)
+{
+    return issue(c, OP_ALLREDUCE, NULL, buf, n, scale, 0, req);
+}
+static pb_status nccl_broadcast(pb_comm_ctx *c, void *buf, size_t bytes, int root, pb_comm_req **req)
+{
+    return issue(c, OP_BCAST, NULL, buf, bytes, 1.0f, root, req);
+}
+static pb_status nccl_reduce(pb_comm_ctx *c, float *buf, size_t n, int root, pb_comm_req **req)
+{
+    return issue(c, OP_REDUCE, NULL, buf, n, 1.0f, root, req);
+}
+static pb_status nccl_send(pb_comm_ctx *c, const void *buf, size_t bytes, int peer, pb_comm_req **req)
+{
+    return hold_p2p(c, OP_SEND, (void *)(uintptr_t)buf, bytes, peer, req);
+}
+static pb_status nccl_recv(pb_comm_ctx *c, void *buf, size_t bytes, int peer, pb_comm_req **req)
+{
+    return hold_p2p(c, OP_RECV, buf, bytes, peer, req);
+}
+static pb_status nccl_allgather(pb_comm_ctx *c, const void *in, void *out, size_t bytes, pb_comm_req **req)
+{
+    return issue(c, OP_ALLGATHER, in, out, bytes, 1.0f, 0, req);
+}
+static pb_status nccl_reduce_scatter(pb_comm_ctx *c, const float *in, float *out, size_t n, pb_comm_req **req)
+{
+    return issue(c, OP_REDUCE_SCATTER, in, out, n, 1.0f, 0, req);
+}
+
+/* --- waiting ---------------------------------------------------------------------- */
+
+static pb_status nccl_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
+{
+    pb_status st = PB_OK;
+    double t0 = pb_now_ms();
+    PB_REQUIRE(r && r->in_use, PB_ERR_INTERNAL, "nccl comm: wait on a request not outstanding");
+    if (!r->issued) PB_TRY(flush_p2p(c));
+    PB_REQUIRE(!c->aborted, PB_ERR_COMM, "rank %d of %d on %s: nccl communicator was aborted by an earlier failure",
+               c->rank, c->ranks, c->host);
+    PB_TRY(use_device(c));
+    for (long polls = 0;; polls++) {
+        cudaError_t e = cudaEventQuery(r->end);
+        if (e == cudaSuccess) break;
+        if (e != cudaErrorNotReady) {
+            abort_comm(c);
+            PB_REQUIRE(false, PB_ERR_COMM, "rank %d of %d on %s (cuda:%d): nccl %s of %zu %s: %s (%s); communicator aborted",
+                       c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind),
+                       cudaGetErrorString(e), cudaGetErrorName(e));
+        }
+        ncclResult_t async = ncclSuccess;
+        ncclResult_t q = ncclCommGetAsyncError(c->comm, &async);
+        if (q != ncclSuccess || (async != ncclSuccess && async != ncclInProgress)) {
+            ncclResult_t bad = q != ncclSuccess ? q : async;
+            const char *last = ncclGetLastError(c->comm);
+            char why[512];
+            snprintf(why, sizeof why, "%s%s%s", ncclGetErrorString(bad), last && *last ? ": " : "", last ? last : "");
+            abort_comm(c);
+            PB_REQUIRE(false, PB_ERR_COMM,
+                       "rank %d of %d on %s (cuda:%d): nccl %s of %zu %s: NCCL error %s; communicator aborted",
+                       c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind), why);
+        }
+        if (pb_now_ms() - t0 > deadline_s * 1e3) {
+            abort_comm(c);
+            PB_REQUIRE(false, PB_ERR_COMM,
+                       "rank %d of %d on %s (cuda:%d): nccl %s of %zu %s did not complete within %g s (--timeout): "
+                       "another rank stopped or is stuck; communicator aborted",
+                       c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind), deadline_s);
+        }
+        /* spin briefly (a bucket usually lands within microseconds of the
+         * end of backward), then sleep so a stuck peer costs no core */
+        if (polls > 1000) {
+            struct timespec ts = {0, 20000}; /* 20 us */
+            nanosleep(&ts, NULL);
+        }
+    }
+    float ms = 0.0f;
+    PB_CUDA_CHECK(cudaEventElapsedTime(&ms, r->start, r->end));
+    r->ms = ms;
+    r->in_use = false;
+cleanup:
+    if (st != PB_OK && r) r->in_use = false;
+    return st;
+}
+
+static double nccl_req_ms(const pb_comm_req *r) { return r->ms; }
+
+static const char *nccl_version(void)
+{
+    static char v[64];
+    if (!v[0]) {
+        int code = 0;
+        if (ncclGetVersion(&code) != ncclSuccess || code <= 0) {
+            snprintf(v, sizeof v, "NCCL (version unknown)");
+        } else if (code >= 10000) { /* 2.9 and later: MMmmpp */
+            snprintf(v, sizeof v, "NCCL %d.%d.%d", code / 10000, code / 100 % 100, code % 100);
+        } else { /* before 2.9: Mmpp */
+            snprintf(v, sizeof v, "NCCL %d.%d.%d", code / 1000, code / 100 % 10, code % 100);
+        }
+    }
+    return v;
+}
+
+const pb_comm pb_comm_nccl = {
+    .name = "nccl",
+    .description = "NCCL collectives on GPU buffers, on a comm stream of their own (bootstrapped over MPI)",
+    .init = nccl_init,
+    .destroy = nccl_destroy,
+    .allreduce = nccl_allreduce,
+    .broadcast = nccl_broadcast,
+    .reduce = nccl_reduce,
+    .send = nccl_send,
+    .recv = nccl_recv,
+    .allgather = nccl_allgather,
+    .reduce_scatter = nccl_reduce_scatter,
+    .wait = nccl_wait,
+    .version = nccl_version,
+    .req_ms = nccl_req_ms,
+};
