@@ -60,3 +60,54 @@ else
 	echo "  allocations during measured steps: $$n (target 0) $$v"; \
 	[ "$$n" -eq 0 ]
 endif
+
+# --- bench-comm ----------------------------------------------------------------
+#   make bench-comm  the `mpi` comm's all-reduce (allreduce + wait, as ddp
+#                    issues a bucket) against a bare MPI_Allreduce of the same
+#                    buffer, 2 ranks under mpirun, ABBA rounds, per size
+#                    (BENCH_COMM_SIZES: MiB of floats or presets' exact
+#                    gradients), verdict busbw ratio >= BENCH_COMM_LIMIT; then
+#                    ./bench ddp (--gpus 2 --threads 1) overlap on vs
+#                    --no-overlap on mlp-s (BENCH_COMM_REPEATS alternating
+#                    repeats each) and mlp-m (BENCH_COMM_M_REPEATS; 0 skips it),
+#                    summarised from a temporary CSV by bench_comm --summarise.
+#   BENCH_COMM_ROUNDS / BENCH_COMM_WARMUP  timed / warm-up rounds per size;
+#   BENCH_STRICT=1 makes a ratio under the limit fail the target.
+.PHONY: bench-comm
+BENCH_COMM_SIZES ?= 1 4 16 64 mlp-s mlp-m
+BENCH_COMM_ROUNDS ?= 20
+BENCH_COMM_WARMUP ?= 3
+BENCH_COMM_LIMIT ?= 0.9
+BENCH_COMM_REPEATS ?= 3
+BENCH_COMM_M_REPEATS ?= 1
+BENCH_COMM_S_BUCKET_MB ?= 4
+BENCH_COMM_MPIRUN := mpirun $(if $(filter 0,$(shell id -u)),--allow-run-as-root) \
+	$(if $(shell [ "$$(nproc)" -lt 2 ] && echo y),--oversubscribe) -np 2
+
+BENCH_COMM := $(BUILD)/benchmarks/bench_comm
+
+$(BENCH_COMM): benchmarks/bench_comm.c $(BUILD)/libparbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(LDLIBS)
+
+bench-comm: bench $(BENCH_COMM)
+ifneq ($(MPI_ON),1)
+	@echo "bench-comm: needs MPI (this build has the stub)"; exit 1
+endif
+	@$(BENCH_COMM_MPIRUN) $(BENCH_COMM) --rounds $(BENCH_COMM_ROUNDS) --warmup $(BENCH_COMM_WARMUP) \
+		--limit $(BENCH_COMM_LIMIT) $(if $(filter 1,$(BENCH_STRICT)),--strict) $(BENCH_COMM_SIZES)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	run() { ./bench --strategy ddp --gpus 2 --threads 1 --backend cpu --quiet --out "$$tmp/ddp.csv" "$$@" \
+		>"$$tmp/log" 2>&1 || { cat "$$tmp/log"; exit 1; }; } && \
+	echo "ddp overlap on vs off: ./bench --strategy ddp --gpus 2 --threads 1 (mlp-s: --iters 10 --warmup 2," \
+		"$(BENCH_COMM_REPEATS) repeats each; mlp-m: --iters 2 --warmup 1, $(BENCH_COMM_M_REPEATS) each; alternating)" && \
+	for i in $$(seq 1 $(BENCH_COMM_REPEATS)); do \
+		run --workload mlp-s --iters 10 --warmup 2 && \
+		run --workload mlp-s --iters 10 --warmup 2 --no-overlap && \
+		$(if $(BENCH_COMM_S_BUCKET_MB),run --workload mlp-s --iters 10 --warmup 2 --bucket-mb $(BENCH_COMM_S_BUCKET_MB) &&) true || exit 1; \
+	done && \
+	for i in $$(seq 1 $(BENCH_COMM_M_REPEATS)); do \
+		run --workload mlp-m --iters 2 --warmup 1 && \
+		run --workload mlp-m --iters 2 --warmup 1 --no-overlap || exit 1; \
+	done && \
+	$(BENCH_COMM) --summarise "$$tmp/ddp.csv"
