@@ -42,6 +42,7 @@
 #include "../harness/phase.h"
 #include "../kernels/comm.h"
 #include "../kernels/comm_mpi.h"
+#include "input.h"
 #include "replica.h"
 #include "strategy.h"
 
@@ -71,11 +72,9 @@ typedef struct ddp_state {
     float loss_host;
     pb_comm_req *loss_req;
 
-    /* inputs: read in place on a host device, else staged like single's */
-    bool in_place;
-    float *x_stage[2];
-    int32_t *label_stage[2];
-    int64_t prefetched;
+    /* the rank's rows of each batch; the replica's own input buffers,
+     * which in-place reading replaces during steps */
+    pb_input input;
     void *own_input;
     int32_t *own_labels;
 
@@ -125,13 +124,8 @@ static void ddp_destroy(void *state)
     const pb_backend *be = s->ctx->be;
     if (s->comm) s->ctx->comm->destroy(s->comm);
     if (s->timer.be) pb_phase_timer_destroy(&s->timer);
-    if (s->dev) {
-        for (int i = 0; i < 2; i++) {
-            be->free(s->dev, s->x_stage[i]);
-            be->free(s->dev, s->label_stage[i]);
-        }
-    }
-    if (s->in_place && s->rep.be) { /* give the replica back its own buffers to free */
+    pb_input_destroy(&s->input);
+    if (s->rep.be) { /* give the replica back its own buffers to free */
         s->rep.act[0] = s->own_input;
         s->rep.labels = s->own_labels;
     }
@@ -153,7 +147,6 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
     s->ctx = ctx;
     s->rank = ctx->rank;
     s->ranks = ctx->ranks;
-    s->prefetched = -1;
     PB_REQUIRE(ctx->comm && s->ranks >= 1 && s->ranks == cfg->devices && cfg->shape.batch >= s->ranks,
                PB_ERR_INTERNAL, "ddp: %d ranks for --gpus %d and a batch of %d", s->ranks, cfg->devices,
                cfg->shape.batch);
@@ -175,14 +168,10 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
     s->staged = !be->host_is_device && !s->dev_comm;
     if (s->staged) PB_ALLOC(s->host_grads, n);
 
-    s->in_place = be->host_is_device && !s->rep.params_c;
     s->own_input = s->rep.act[0];
     s->own_labels = s->rep.labels;
-    size_t m = (size_t)s->shard;
-    for (int i = 0; i < 2 && !s->in_place; i++) {
-        PB_TRY(be->alloc(s->dev, m * (size_t)layout->in * sizeof(float), (void **)&s->x_stage[i]));
-        PB_TRY(be->alloc(s->dev, m * sizeof(int32_t), (void **)&s->label_stage[i]));
-    }
+    PB_TRY(pb_input_init(&s->input, be, s->dev, (size_t)s->row0, (size_t)s->shard, (size_t)layout->in,
+                         be->host_is_device && !s->rep.params_c));
     *state = s;
     return PB_OK;
 cleanup:
@@ -221,22 +210,6 @@ static pb_status grads_ready(void *arg, int layer)
 
 /* --- the step ------------------------------------------------------------------ */
 
-static pb_status stage_inputs(ddp_state *s, const pb_batch *batch, const float *x, const int32_t *labels, int slot)
-{
-    const pb_backend *be = s->ctx->be;
-    pb_status st = PB_OK;
-    size_t m = (size_t)s->shard, n_x = m * (size_t)s->ctx->layout->in;
-    if (s->prefetched != batch->step) {
-        PB_TRY(be->prefetch(s->dev, s->x_stage[slot], x, n_x * sizeof(float)));
-        PB_TRY(be->prefetch(s->dev, s->label_stage[slot], labels, m * sizeof(int32_t)));
-    }
-    PB_TRY(be->prefetch_wait(s->dev));
-    PB_TRY(be->cast_params(s->dev, s->rep.act[0], s->x_stage[slot], n_x));
-    PB_TRY(be->copy(s->dev, s->rep.labels, s->label_stage[slot], m * sizeof(int32_t)));
-cleanup:
-    return st;
-}
-
 /* A failed wait's message (it names rank and host) with the step. */
 static pb_status with_step(pb_status st, int64_t step)
 {
@@ -256,20 +229,15 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     pb_replica *r = &s->rep;
     pb_status st = PB_OK;
     int m = s->shard, bsz = batch->count;
-    size_t in = (size_t)s->ctx->layout->in, row0 = (size_t)s->row0;
-    int slot = (int)(batch->step & 1);
     double comm_ms = 0.0;
     PB_REQUIRE(bsz == cfg->shape.batch, PB_ERR_INTERNAL, "ddp: batch of %d rows, expected %d", bsz,
                cfg->shape.batch);
 
     pb_phase_timer_reset(&s->timer);
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
-    if (s->in_place) {
-        r->act[0] = (void *)(batch->x + row0 * in);
-        r->labels = (int32_t *)(batch->labels + row0);
-    } else {
-        PB_TRY(stage_inputs(s, batch, batch->x + row0 * in, batch->labels + row0, slot));
-    }
+    r->act[0] = s->own_input;
+    r->labels = s->own_labels;
+    PB_TRY(pb_input_load(&s->input, batch, &r->act[0], &r->labels));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
@@ -310,13 +278,7 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     PB_TRY(pb_replica_optimize(r));
     PB_TRY(pb_phase_end(&s->timer));
 
-    s->prefetched = -1;
-    if (batch->next_x && !s->in_place) {
-        PB_TRY(be->prefetch(s->dev, s->x_stage[slot ^ 1], batch->next_x + row0 * in, (size_t)m * in * sizeof(float)));
-        PB_TRY(be->prefetch(s->dev, s->label_stage[slot ^ 1], batch->next_labels + row0,
-                            (size_t)m * sizeof(int32_t)));
-        s->prefetched = batch->step + 1;
-    }
+    PB_TRY(pb_input_prefetch_next(&s->input, batch));
 
     PB_TRY(be->synchronize(s->dev));
     memset(out, 0, sizeof *out);

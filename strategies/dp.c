@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "../harness/phase.h"
+#include "input.h"
 #include "replica.h"
 #include "strategy.h"
 
@@ -62,10 +63,7 @@ typedef struct dp_state {
     void *dlogits;     /* act type [B, classes] */
     float *loss_sum;
     float *grad_scratch; /* n_params: one device's gradients at a time */
-    float *x_stage[2];   /* fp32 staging, two slots for the prefetch */
-    int32_t *label_stage[2];
-    int64_t prefetched; /* step whose batch is in flight to its slot, -1 none */
-    bool in_place;      /* host_is_device and fp32: read the loader's buffers */
+    pb_input input;      /* the global batch onto device 0 */
 
     /* workers: devices 1..n-1 */
     pthread_mutex_t mu;
@@ -172,10 +170,7 @@ static void dp_destroy(void *state)
     }
     if (s->timer.be) pb_phase_timer_destroy(&s->timer);
     if (s->dev[0]) {
-        for (int i = 0; i < 2; i++) {
-            be->free(s->dev[0], s->x_stage[i]);
-            be->free(s->dev[0], s->label_stage[i]);
-        }
+        pb_input_destroy(&s->input);
         be->free(s->dev[0], s->x_full);
         be->free(s->dev[0], s->labels);
         be->free(s->dev[0], s->logits);
@@ -207,7 +202,6 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
     s->n = cfg->devices;
     s->shard = cfg->shape.batch / cfg->devices;
     s->top = layout->n_layers;
-    s->prefetched = -1;
     PB_REQUIRE(s->n >= 2 && s->n <= PB_MAX_STAGES && s->shard * s->n == cfg->shape.batch, PB_ERR_INTERNAL,
                "dp: %d devices for a batch of %d", s->n, cfg->shape.batch);
 
@@ -231,14 +225,11 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
     r0->act[0] = NULL;
     be->free(d0, r0->act[s->top]);
     r0->act[s->top] = NULL;
-    s->in_place = be->host_is_device && !r0->params_c;
-    if (!s->in_place) {
+    bool in_place = be->host_is_device && !r0->params_c;
+    PB_TRY(pb_input_init(&s->input, be, d0, 0, b, in, in_place));
+    if (!s->input.in_place) {
         PB_TRY(be->alloc(d0, be->act_bytes(d0, b * in), &s->x_full));
         PB_TRY(be->alloc(d0, b * sizeof(int32_t), (void **)&s->labels));
-        for (int i = 0; i < 2; i++) {
-            PB_TRY(be->alloc(d0, b * in * sizeof(float), (void **)&s->x_stage[i]));
-            PB_TRY(be->alloc(d0, b * sizeof(int32_t), (void **)&s->label_stage[i]));
-        }
         r0->act[0] = s->x_full;
     }
     PB_TRY(be->alloc(d0, be->act_bytes(d0, b * c), &s->logits));
@@ -275,25 +266,6 @@ cleanup:
 
 /* --- the step ---------------------------------------------------------------- */
 
-/* The batch into device 0's full-batch input: wait for its prefetch (or copy
- * it now), then convert to the activation type. */
-static pb_status stage_inputs(dp_state *s, const pb_batch *batch, int slot)
-{
-    const pb_backend *be = s->ctx->be;
-    pb_device *d0 = s->dev[0];
-    pb_status st = PB_OK;
-    size_t m = (size_t)batch->count, n_x = m * (size_t)s->ctx->layout->in;
-    if (s->prefetched != batch->step) {
-        PB_TRY(be->prefetch(d0, s->x_stage[slot], batch->x, n_x * sizeof(float)));
-        PB_TRY(be->prefetch(d0, s->label_stage[slot], batch->labels, m * sizeof(int32_t)));
-    }
-    PB_TRY(be->prefetch_wait(d0));
-    PB_TRY(be->cast_params(d0, s->x_full, s->x_stage[slot], n_x));
-    PB_TRY(be->copy(d0, s->labels, s->label_stage[slot], m * sizeof(int32_t)));
-cleanup:
-    return st;
-}
-
 static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out)
 {
     dp_state *s = state;
@@ -306,23 +278,16 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
     size_t in = (size_t)layout->in, c = (size_t)layout->layer[s->top - 1].out;
     size_t x_rows = be->act_bytes(d0, (size_t)m * in), y_rows = be->act_bytes(d0, (size_t)m * c);
     size_t pbytes = r0->p_len * sizeof(float);
-    int slot = (int)(batch->step & 1);
     float loss = 0.0f;
     PB_REQUIRE(bsz == m * s->n, PB_ERR_INTERNAL, "dp: batch of %d rows, expected %d", bsz, m * s->n);
 
     pb_phase_timer_reset(&s->timer);
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
-    const char *x_full;
-    const int32_t *labels;
-    if (s->in_place) {
-        x_full = (const char *)batch->x;
-        labels = batch->labels;
-        r0->act[0] = (void *)batch->x;
-    } else {
-        PB_TRY(stage_inputs(s, batch, slot));
-        x_full = s->x_full;
-        labels = s->labels;
-    }
+    void *x_in = s->x_full;
+    int32_t *labels = s->labels;
+    PB_TRY(pb_input_load(&s->input, batch, &x_in, &labels));
+    const char *x_full = x_in;
+    r0->act[0] = x_in;
     PB_TRY(pb_phase_end(&s->timer));
 
     /* device 0's rows are read where they are; the others get theirs */
@@ -379,13 +344,7 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
     PB_TRY(pb_phase_end(&s->timer));
 
     /* start copying the next batch to device 0, overlapping this step */
-    s->prefetched = -1;
-    if (batch->next_x && !s->in_place) {
-        size_t n_x = (size_t)bsz * in;
-        PB_TRY(be->prefetch(d0, s->x_stage[slot ^ 1], batch->next_x, n_x * sizeof(float)));
-        PB_TRY(be->prefetch(d0, s->label_stage[slot ^ 1], batch->next_labels, (size_t)bsz * sizeof(int32_t)));
-        s->prefetched = batch->step + 1;
-    }
+    PB_TRY(pb_input_prefetch_next(&s->input, batch));
 
     PB_TRY(be->download(d0, &loss, s->loss_sum, sizeof loss));
     PB_TRY(be->synchronize(d0));

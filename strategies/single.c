@@ -5,6 +5,7 @@
 
 #include "../harness/nvtx.h"
 #include "../harness/phase.h"
+#include "input.h"
 #include "replica.h"
 #include "strategy.h"
 
@@ -21,14 +22,9 @@ typedef struct single_state {
     pb_phase_timer timer;
     int steps_done;
     bool graph_ready;
-    /* inputs staged on the device in fp32, two slots so the next step's
-     * batch can be copied in while this step computes */
-    float *x_stage[2];
-    int32_t *label_stage[2];
-    int64_t prefetched; /* step whose batch is in flight to its slot, -1 none */
-    /* On a device that is host memory, fp32 inputs are read where the loader
-     * wrote them: there is no transfer to make. */
-    bool in_place;
+    pb_input input;
+    /* the replica's own input buffers, which in-place reading replaces
+     * during steps and destroy gives back */
     void *own_input;
     int32_t *own_labels;
 } single_state;
@@ -52,14 +48,9 @@ static void single_destroy(void *state)
     single_state *s = state;
     if (!s) return;
     if (s->timer.be) pb_phase_timer_destroy(&s->timer);
-    for (int i = 0; i < 2; i++) {
-        if (s->x_stage[i]) s->ctx->be->free(s->dev, s->x_stage[i]);
-        if (s->label_stage[i]) s->ctx->be->free(s->dev, s->label_stage[i]);
-    }
-    if (s->in_place) { /* give the replica back its own buffers to free */
-        s->rep.act[0] = s->own_input;
-        s->rep.labels = s->own_labels;
-    }
+    pb_input_destroy(&s->input);
+    s->rep.act[0] = s->own_input;
+    s->rep.labels = s->own_labels;
     pb_replica_destroy(&s->rep);
     if (s->dev) s->ctx->be->close(s->dev);
     free(s);
@@ -75,38 +66,14 @@ static pb_status single_init(const pb_strategy_ctx *ctx, void **state)
     PB_TRY(pb_replica_init(&s->rep, ctx->be, s->dev, ctx->cfg, ctx->layout, 0,
                            ctx->layout->n_layers, ctx->cfg->shape.batch, ctx->init_params));
     PB_TRY(pb_phase_timer_init(&s->timer, ctx->be, s->dev));
-    size_t m = (size_t)ctx->cfg->shape.batch;
-    s->in_place = ctx->be->host_is_device && !s->rep.params_c && !ctx->cfg->cuda_graph;
-    for (int i = 0; i < 2 && !s->in_place; i++) {
-        PB_TRY(ctx->be->alloc(s->dev, m * (size_t)ctx->layout->in * sizeof(float), (void **)&s->x_stage[i]));
-        PB_TRY(ctx->be->alloc(s->dev, m * sizeof(int32_t), (void **)&s->label_stage[i]));
-    }
-    s->prefetched = -1;
     s->own_input = s->rep.act[0];
     s->own_labels = s->rep.labels;
+    PB_TRY(pb_input_init(&s->input, ctx->be, s->dev, 0, (size_t)ctx->cfg->shape.batch, (size_t)ctx->layout->in,
+                         ctx->be->host_is_device && !s->rep.params_c && !ctx->cfg->cuda_graph));
     *state = s;
     return PB_OK;
 cleanup:
     single_destroy(s);
-    return st;
-}
-
-/* The batch into the replica's input: wait for its prefetch (or copy it
- * now), then convert to the activation type on the device. */
-static pb_status stage_inputs(single_state *s, const pb_batch *batch, int slot)
-{
-    const pb_backend *be = s->ctx->be;
-    pb_replica *r = &s->rep;
-    pb_status st = PB_OK;
-    size_t m = (size_t)batch->count, n_x = m * (size_t)s->ctx->layout->in;
-    if (s->prefetched != batch->step) {
-        PB_TRY(be->prefetch(s->dev, s->x_stage[slot], batch->x, n_x * sizeof(float)));
-        PB_TRY(be->prefetch(s->dev, s->label_stage[slot], batch->labels, m * sizeof(int32_t)));
-    }
-    PB_TRY(be->prefetch_wait(s->dev));
-    PB_TRY(be->cast_params(s->dev, r->act[0], s->x_stage[slot], n_x));
-    PB_TRY(be->copy(s->dev, r->labels, s->label_stage[slot], m * sizeof(int32_t)));
-cleanup:
     return st;
 }
 
@@ -152,19 +119,13 @@ static pb_status single_step(void *state, const pb_batch *batch, pb_step_result 
     int m = batch->count;
     float loss = 0.0f;
 
-    size_t n_x = (size_t)m * (size_t)s->ctx->layout->in;
-    int slot = (int)(batch->step & 1);
-
-    /* h2d: the batch is usually already on its way (prefetched during the
-     * previous step); wait for it and convert it to the activation type */
+    /* h2d: the batch is usually already on the device (copied during the
+     * previous step): wait for it and convert it to the activation type */
     pb_phase_timer_reset(&s->timer);
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
-    if (s->in_place) {
-        r->act[0] = (void *)batch->x;
-        r->labels = (int32_t *)batch->labels;
-    } else {
-        PB_TRY(stage_inputs(s, batch, slot));
-    }
+    r->act[0] = s->own_input;
+    r->labels = s->own_labels;
+    PB_TRY(pb_input_load(&s->input, batch, &r->act[0], &r->labels));
     PB_TRY(pb_phase_end(&s->timer));
 
     if (s->graph_ready) {
@@ -189,14 +150,8 @@ static pb_status single_step(void *state, const pb_batch *batch, pb_step_result 
     }
     s->steps_done++;
 
-    /* start copying the next batch on the copy stream, overlapping this
-     * step's work */
-    s->prefetched = -1;
-    if (batch->next_x && !s->in_place) {
-        PB_TRY(be->prefetch(s->dev, s->x_stage[slot ^ 1], batch->next_x, n_x * sizeof(float)));
-        PB_TRY(be->prefetch(s->dev, s->label_stage[slot ^ 1], batch->next_labels, (size_t)m * sizeof(int32_t)));
-        s->prefetched = batch->step + 1;
-    }
+    /* start copying the next batch, overlapping this step's work */
+    PB_TRY(pb_input_prefetch_next(&s->input, batch));
 
     PB_TRY(be->download(s->dev, &loss, r->loss_sum, sizeof loss));
     PB_TRY(be->synchronize(s->dev));

@@ -275,6 +275,19 @@ static void test_loader_threads_same_training(void **state)
     assert_same_final_params(sgd_run, split);
 }
 
+/* The staged input path (copy slots, prefetch, conversion) that GPUs take
+ * trains exactly as reading the loader's buffers in place does; the CPU
+ * takes it only when the test-only PB_TEST_STAGE_INPUTS asks. */
+static void test_staged_inputs_same_training(void **state)
+{
+    expect_exit(sgd_run, 0);
+    setenv("PB_TEST_STAGE_INPUTS", "1", 1);
+    run *staged = keep(state, bench_train(NULL));
+    unsetenv("PB_TEST_STAGE_INPUTS");
+    expect_exit(staged, 0);
+    assert_same_final_params(sgd_run, staged);
+}
+
 static void test_adamw_loss_falls(void **state)
 {
     char *const extra[] = {"--optimizer", "adamw", NULL};
@@ -324,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_dump),
         cmocka_unit_test_setup_teardown(test_deterministic, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_loader_threads_same_training, setup_runs, teardown_runs),
+        cmocka_unit_test_setup_teardown(test_staged_inputs_same_training, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_adamw_loss_falls, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_divergence_fails, setup_runs, teardown_runs),
     };

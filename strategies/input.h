@@ -1,0 +1,43 @@
+/* A device's rows of each step's batch, from the loader's (pinned) host
+ * buffers to the device: staged through two fp32 device slots, the next
+ * step's rows copied on the copy stream while this step computes, then
+ * converted to the activation type; or, where device memory is host memory
+ * (the CPU) and activations are fp32, read in place with no copy at all.
+ * Shared by every strategy that feeds a device from the loader. */
+#ifndef PB_INPUT_H
+#define PB_INPUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../kernels/backend.h"
+#include "strategy.h"
+
+typedef struct pb_input {
+    const pb_backend *be;
+    pb_device *dev;
+    size_t row0, rows, features; /* rows [row0, row0+rows) of the global batch */
+    bool in_place;
+    float *x_stage[2];
+    int32_t *label_stage[2];
+    int64_t prefetched; /* step whose rows are in flight to their slot, -1 none */
+} pb_input;
+
+/* in_place: the caller's choice (be->host_is_device, fp32 activations, no
+ * graph that would bake in one address). The test-only environment variable
+ * PB_TEST_STAGE_INPUTS=1 forces staging, so the CPU tests cover that path. */
+pb_status pb_input_init(pb_input *in, const pb_backend *be, pb_device *dev, size_t row0, size_t rows,
+                        size_t features, bool in_place);
+void pb_input_destroy(pb_input *in);
+
+/* This step's rows. In place, *x and *labels are pointed into the loader's
+ * batch; otherwise the rows arrive (waiting for their prefetch, or copied
+ * now) and are converted into *x (activation type) and copied into
+ * *labels, the caller's device buffers. */
+pb_status pb_input_load(pb_input *in, const pb_batch *batch, void **x, int32_t **labels);
+
+/* Starts copying the next step's rows when the loader already has them. */
+pb_status pb_input_prefetch_next(pb_input *in, const pb_batch *batch);
+
+#endif /* PB_INPUT_H */
