@@ -343,7 +343,12 @@ pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
         }
         if (pass == 0) cfg->shape = pb_find_workload(cfg->workload)->shape;
     }
-    if (shape_given && memcmp(&cfg->shape, &pb_find_workload(cfg->workload)->shape, sizeof cfg->shape) != 0)
+    /* a different model is another workload; a different batch is the same
+     * model run differently (weak scaling grows it with the devices), and
+     * the batch has its own column */
+    const pb_shape *preset = &pb_find_workload(cfg->workload)->shape;
+    if (shape_given && (cfg->shape.in != preset->in || cfg->shape.hidden != preset->hidden ||
+                        cfg->shape.layers != preset->layers || cfg->shape.classes != preset->classes))
         snprintf(cfg->workload, sizeof cfg->workload, "custom");
     if (isnan(cfg->lr)) cfg->lr = cfg->optimizer == PB_OPT_ADAMW ? 1e-3 : 1e-2;
     return PB_OK;

@@ -12,6 +12,7 @@
 #include "registry.h"
 #include "run.h"
 #include "status.h"
+#include "sweep.h"
 
 static void print_usage(void);
 
@@ -102,6 +103,7 @@ static const command commands[] = {
     {"calibrate", cmd_calibrate, "measured GEMM peak and the workload's GEMMs alone"},
     {"compare", pb_cmd_compare, "two results CSVs: per configuration, change and regression verdict"},
     {"plot", pb_cmd_plot, "PNG and SVG plots of a results CSV, or two compared (gnuplot)"},
+    {"sweep", pb_cmd_sweep, "every strategy x device count as its own run, resumable; a scaling table"},
     {"help", cmd_help, "this text: commands, flags and their defaults"},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];

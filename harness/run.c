@@ -171,14 +171,18 @@ cleanup:
     return st;
 }
 
-/* Logical devices sharing a physical one (--device-map 0,0) share its
- * compute and memory: the row is labelled oversubscribed. */
-static bool device_map_shares(const pb_config *cfg)
+/* Devices that share hardware are labelled oversubscribed: logical devices
+ * mapped onto one physical device (--device-map 0,0), and on the CPU
+ * backend more threads (devices x BLAS threads) than cores. */
+static bool shares_hardware(const pb_config *cfg)
 {
     for (int i = 0; i < cfg->n_device_map; i++)
         for (int j = 0; j < i; j++)
             if (cfg->device_map[i] == cfg->device_map[j]) return true;
-    return false;
+    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return strcmp(cfg->backend, "cpu") == 0 && strategy && strategy->procs == PB_PROC_ONE && cores > 0 &&
+           (long)cfg->devices * cfg->threads > cores;
 }
 
 static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *layout, const run_state *rs)
@@ -199,7 +203,7 @@ static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *lay
     pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
     pb_record_set(r, PB_COL_RANKS, "%d", rs->multi ? rs->world.ranks : 1);
     pb_record_set(r, PB_COL_OVERSUBSCRIBED, "%d",
-                  (rs->multi && rs->world.oversubscribed) || device_map_shares(cfg) ? 1 : 0);
+                  (rs->multi && rs->world.oversubscribed) || shares_hardware(cfg) ? 1 : 0);
     if (strcmp(cfg->strategy, "mp") == 0) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));

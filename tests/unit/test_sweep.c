@@ -1,0 +1,244 @@
+/* bench sweep, run as a user runs it (./bench as a child process):
+ *
+ * 1. bad sweep flags: exit 2, one line on stderr, nothing on stdout, no CSV;
+ * 2. progress is plain lines (no \r, no escapes) when stderr is not a
+ *    terminal, and the table is on stdout;
+ * 3. resume: a sweep killed (SIGKILL to its process group) after its first
+ *    row leaves whole rows only; the same command again runs only the rest
+ *    and says how many it skipped; every combination then has exactly R ok
+ *    rows, the header once, and the earlier rows unchanged;
+ * 4. the baseline: a fresh run of the default CPU study compared with
+ *    results/baselines/cpu-mlp-xs.csv at --threshold 90 passes, and the same
+ *    run made 20x slower on paper fails, so the check is real. */
+#include "tests/unit/test_csv.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <time.h>
+
+#define BASELINE "results/baselines/cpu-mlp-xs.csv"
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void test_bad_flags_exit_2(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    char *const cases[][8] = {
+        {"sweep", "--strategies", "single,bogus", "--out", out, NULL},
+        {"sweep", "--gpus", "1,x", "--out", out, NULL},
+        {"sweep", "--scaling", "medium", "--out", out, NULL},
+        {"sweep", "--repeats", "0", "--out", out, NULL},
+        {"sweep", "--frobnicate", "--out", out, NULL},
+        {"sweep", "--out", out, "--", "--gpus", "4", NULL},
+        {"sweep", "--out", out, "--iters", "0", NULL},
+        {"sweep", "--strategies", "dp", "--gpus", "1", "--out", out, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bench_result r;
+        run_bench(&r, cases[i]);
+        if (r.exit_code != 2) fail_msg("case %zu: exit %d, stderr: %s", i, r.exit_code, r.err);
+        assert_string_equal(r.out, "");
+        assert_non_null(strstr(r.err, "bench: error: "));
+        /* one line: the error (the last case also has its skip notice) */
+        if (i + 1 < sizeof cases / sizeof cases[0]) assert_int_equal(count_lines(r.err), 1);
+        assert_false(file_exists(out));
+    }
+    remove_temp_dir(dir);
+}
+
+static void test_plain_progress_and_table(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    bench_result r;
+    run_bench(&r, (char *const[]){"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "5", "--threads",
+                                  "1", "--backend", "cpu", "--out", out, NULL});
+    if (r.exit_code != 0) fail_msg("exit %d: %s", r.exit_code, r.err);
+    assert_null(strchr(r.err, '\r'));
+    assert_null(strchr(r.err, '\033'));
+    assert_non_null(strstr(r.err, "[1/2] single x1 batch 64, repeat 1/1: ok"));
+    assert_non_null(strstr(r.err, "[2/2] dp x2 batch 128, repeat 1/1: ok"));
+    assert_non_null(strstr(r.err, "skipping single x2"));
+    assert_non_null(strstr(r.out, "weak scaling of mlp-xs on cpu"));
+    assert_non_null(strstr(r.out, "efficiency"));
+    assert_non_null(strstr(r.out, "100.0%"));
+    csv c;
+    csv_load(&c, out);
+    assert_int_equal(c.rows, 2);
+    csv_free(&c);
+    remove_temp_dir(dir);
+}
+
+static int count_str(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+static void test_resume_after_kill(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    /* 4 combinations x 2 repeats; the single x1 rows come first */
+    char *const args[] = {"sweep", "--strategies", "single,dp,mp,ddp", "--gpus", "1,2", "--repeats", "2",
+                          "--iters", "20", "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
+    char *argv[32];
+    int n = 0;
+    argv[n++] = (char *)bench_path();
+    for (int i = 0; args[i]; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setpgid(0, 0);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    /* kill the sweep and its child as soon as the first row is in */
+    bool killed = false;
+    for (int waited = 0; waited < 60000; waited++) {
+        char *text = read_file(out);
+        int lines = text ? count_lines(text) : 0;
+        free(text);
+        if (lines >= 2) {
+            kill(-pid, SIGKILL);
+            killed = true;
+            break;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) fail_msg("the sweep ended before it was killed");
+        sleep_ms(1);
+    }
+    assert_true(killed);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+    sleep_ms(100); /* a straggler would write now */
+
+    char *before = read_file(out);
+    assert_non_null(before);
+    size_t before_len = strlen(before);
+    assert_true(before_len > 0 && before[before_len - 1] == '\n'); /* no partial line */
+    csv c;
+    csv_load(&c, out); /* fails on a torn row */
+    int k = c.rows;
+    csv_free(&c);
+    assert_true(k >= 1 && k < 8);
+
+    bench_result r;
+    run_bench(&r, args);
+    if (r.exit_code != 0) fail_msg("resumed sweep: exit %d: %s", r.exit_code, r.err);
+    char expect[768];
+    snprintf(expect, sizeof expect, "%d of 8 runs already in %s with status ok: skipped", k, out);
+    if (!strstr(r.err, expect)) fail_msg("expected '%s' on stderr, got: %s", expect, r.err);
+
+    char *after = read_file(out);
+    assert_non_null(after);
+    assert_memory_equal(after, before, before_len); /* earlier rows intact */
+    assert_int_equal(count_str(after, "time_utc,"), 1); /* header once */
+    csv_load(&c, out);
+    assert_int_equal(c.rows, 8);
+    int scol = pb_csv_find(&c.data, "strategy"), dcol = pb_csv_find(&c.data, "devices"),
+        okcol = pb_csv_find(&c.data, "status");
+    const char *want[4][2] = {{"single", "1"}, {"dp", "2"}, {"mp", "2"}, {"ddp", "2"}};
+    for (int w = 0; w < 4; w++) {
+        int seen = 0;
+        for (size_t row = 0; row < c.data.nrows; row++)
+            if (strcmp(pb_csv_get(&c.data, row, (size_t)scol), want[w][0]) == 0 &&
+                strcmp(pb_csv_get(&c.data, row, (size_t)dcol), want[w][1]) == 0 &&
+                strcmp(pb_csv_get(&c.data, row, (size_t)okcol), "ok") == 0)
+                seen++;
+        if (seen != 2) fail_msg("%s x%s: %d ok rows, want 2", want[w][0], want[w][1], seen);
+    }
+    csv_free(&c);
+
+    /* a third run has nothing left to do */
+    run_bench(&r, args);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.err, "8 of 8 runs already in"));
+    free(before);
+    free(after);
+    remove_temp_dir(dir);
+}
+
+/* Writes src to dst with every field quoted and samples_per_s divided by
+ * `slow`: the same runs, `slow` times slower on paper. */
+static void write_slowed(const char *src, const char *dst, double slow)
+{
+    pb_csv t;
+    if (pb_csv_load(src, &t) != PB_OK) fail_msg("%s: %s", src, pb_error_message());
+    int sps = pb_csv_find(&t, "samples_per_s");
+    assert_true(sps >= 0);
+    FILE *f = fopen(dst, "w");
+    assert_non_null(f);
+    for (size_t col = 0; col < t.ncols; col++) fprintf(f, "%s%s", col ? "," : "", pb_csv_name(&t, col));
+    fputc('\n', f);
+    for (size_t row = 0; row < t.nrows; row++) {
+        for (size_t col = 0; col < t.ncols; col++) {
+            const char *v = pb_csv_get(&t, row, col);
+            fputs(col ? ",\"" : "\"", f);
+            if ((int)col == sps && *v) fprintf(f, "%.6g", strtod(v, NULL) / slow);
+            else
+                for (const char *p = v; *p; p++) fputs(*p == '"' ? "\"\"" : (char[]){*p, 0}, f);
+            fputc('"', f);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    pb_csv_free(&t);
+}
+
+static void test_fresh_run_against_baseline(void **state)
+{
+    (void)state;
+    assert_true(file_exists(BASELINE));
+    char *dir = make_temp_dir();
+    char fresh[512], slowed[512];
+    snprintf(fresh, sizeof fresh, "%s/fresh.csv", dir);
+    snprintf(slowed, sizeof slowed, "%s/slowed.csv", dir);
+    /* the default CPU study (docs/sweep.md), one repeat */
+    bench_result r;
+    run_bench(&r, (char *const[]){"sweep", "--strategies", "single,dp,mp,ddp", "--gpus", "1,2", "--workload",
+                                  "mlp-xs", "--backend", "cpu", "--iters", "20", "--threads", "1", "--quiet", "--out",
+                                  fresh, NULL});
+    if (r.exit_code != 0) fail_msg("fresh sweep: exit %d: %s", r.exit_code, r.err);
+
+    run_bench(&r, (char *const[]){"compare", BASELINE, fresh, "--threshold", "90", NULL});
+    if (r.exit_code != 0) fail_msg("compare: exit %d\n%s%s", r.exit_code, r.out, r.err);
+    /* every fresh configuration found its baseline */
+    assert_non_null(strstr(r.out, "0 only in current"));
+    assert_non_null(strstr(r.out, ": 0 regression"));
+
+    /* 20x slower on paper: the same comparison fails */
+    write_slowed(fresh, slowed, 20.0);
+    run_bench(&r, (char *const[]){"compare", BASELINE, slowed, "--threshold", "90", NULL});
+    if (r.exit_code != 1) fail_msg("compare of a 20x slowdown: exit %d\n%s%s", r.exit_code, r.out, r.err);
+    remove_temp_dir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_flags_exit_2),
+        cmocka_unit_test(test_plain_progress_and_table),
+        cmocka_unit_test(test_resume_after_kill),
+        cmocka_unit_test(test_fresh_run_against_baseline),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
