@@ -11,6 +11,7 @@
 #include "plot.h"
 #include "registry.h"
 #include "run.h"
+#include "signals.h"
 #include "status.h"
 #include "sweep.h"
 
@@ -51,10 +52,26 @@ static int cmd_run(int argc, char **argv)
     pb_config cfg;
     bool help = false;
     pb_status st = load_config(&cfg, argc, argv, &help);
-    /* a rank per device: re-executed under mpirun unless already launched */
-    if (st == PB_OK && !help && pb_find_strategy(cfg.strategy)->procs == PB_PROC_PER_DEVICE)
+    /* a rank per device: re-executed under mpirun unless already launched;
+     * this process stays as mpirun's parent, passing SIGINT/SIGTERM on and
+     * ending with the run's code (128 + the signal when interrupted) */
+    if (st == PB_OK && !help && pb_find_strategy(cfg.strategy)->procs == PB_PROC_PER_DEVICE) {
+        if (!pb_launch_inside()) {
+            bool parent = false;
+            int code = pb_signals_supervise(&parent);
+            if (parent) return code;
+        }
         st = pb_launch(&cfg, main_argc, main_argv);
-    if (st == PB_OK && !help) st = pb_run(&cfg);
+    }
+    /* a signal stops the run at a step boundary; it writes no row */
+    if (st == PB_OK && !help) {
+        pb_signals_install();
+        st = pb_run(&cfg);
+        if (pb_signals_caught()) {
+            if (st != PB_OK) pb_log_error("%s", pb_error_message());
+            return pb_signals_exit_code();
+        }
+    }
     return report(st);
 }
 

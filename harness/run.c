@@ -12,12 +12,14 @@
 #include "../kernels/comm_mpi.h"
 #include "calibrate.h"
 #include "env.h"
+#include "fault.h"
 #include "loader.h"
 #include "log.h"
 #include "npy.h"
 #include "nvtx.h"
 #include "registry.h"
 #include "results.h"
+#include "signals.h"
 #include "stats.h"
 #include "timer.h"
 
@@ -44,6 +46,7 @@ typedef struct run_state {
      * verifies and writes the row */
     bool multi;
     pb_world world;
+    int interrupted; /* SIGINT/SIGTERM agreed on: stop, write nothing */
 } run_state;
 
 static bool is_writer(const run_state *rs) { return !rs->multi || rs->world.rank == 0; }
@@ -131,6 +134,65 @@ pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *st
     return st;
 }
 
+/* Multi-rank: every rank passes the signal it caught and adopts the
+ * largest, so all stop before the same step (one Iallreduce of a long per
+ * step, outside the timed step). */
+static pb_status stop_requested(run_state *rs, int64_t step)
+{
+    int sig = pb_signals_caught();
+    if (rs->multi && rs->world.ranks > 1) {
+        pb_status st = pb_signals_agree(&sig, rs->cfg->timeout_s, step);
+        if (st != PB_OK) return st;
+        if (sig && !pb_signals_caught()) pb_signals_set(sig);
+    }
+    if (sig && !rs->interrupted) {
+        rs->interrupted = sig;
+        if (is_writer(rs))
+            pb_log_error("interrupted by %s before step %lld of %d: stopping; no row written (an interrupted run "
+                         "writes nothing)",
+                         sig == 2 ? "SIGINT" : sig == 15 ? "SIGTERM" : "a signal", (long long)step,
+                         rs->cfg->warmup + rs->cfg->iters);
+    }
+    return PB_OK;
+}
+
+/* Multi-rank, before the first step: the ranks' configurations must agree
+ * (a hash of what shapes the training and its collectives). */
+static pb_status check_config_agreement(const run_state *rs)
+{
+    if (!rs->multi || rs->world.ranks <= 1) return PB_OK;
+    const pb_config *c = rs->cfg;
+    uint64_t h = PB_HASH_INIT;
+#define H(field) h = pb_hash_bytes(h, &c->field, sizeof c->field)
+    h = pb_hash_bytes(h, c->strategy, strlen(c->strategy) + 1);
+    h = pb_hash_bytes(h, c->backend, strlen(c->backend) + 1);
+    h = pb_hash_bytes(h, c->comm, strlen(c->comm) + 1);
+    h = pb_hash_bytes(h, c->workload, strlen(c->workload) + 1);
+    H(shape.in);
+    H(shape.hidden);
+    H(shape.layers);
+    H(shape.classes);
+    H(shape.batch);
+    H(devices);
+    H(precision);
+    H(optimizer);
+    H(lr);
+    H(momentum);
+    H(weight_decay);
+    H(beta1);
+    H(beta2);
+    H(eps);
+    H(iters);
+    H(warmup);
+    H(seed);
+    H(bucket_mb);
+    H(no_overlap);
+    H(verify);
+    H(timeout_s);
+#undef H
+    return pb_signals_agree_hash(h, c->timeout_s);
+}
+
 static pb_status train(run_state *rs)
 {
     pb_status st = PB_OK;
@@ -139,13 +201,19 @@ static pb_status train(run_state *rs)
     int b = cfg->shape.batch;
     unsigned long allocs_before = 0;
 
-    for (int s = 0; s < total; s++) {
+    for (int s = 0; s <= total; s++) {
+        /* a step boundary: stop here on SIGINT/SIGTERM (every rank at the
+         * same one), also after the last step */
+        PB_TRY(stop_requested(rs, s));
+        if (rs->interrupted || s == total) break;
         if (s == cfg->warmup && pb_alloc_count) allocs_before = pb_alloc_count();
         pb_step_result res;
         pb_batch batch;
         double step_ms = 0.0;
+        pb_fault_set_step(s);
         st = pb_timed_step(rs->loader, rs->strategy, rs->strategy_state, s, &batch, &res, &step_ms);
         if (st != PB_OK) return st;
+        if (pb_fault_nan_step()) res.loss = NAN; /* PB_FAULT kind=nan (test-only) */
         if (!isfinite(res.loss))
             return pb_user_error(PB_ERR_NUMERIC, "loss is %s at step %d; the run is invalid (try a smaller --lr)",
                                  isnan(res.loss) ? "NaN" : "infinite", s);
@@ -358,19 +426,26 @@ pb_status pb_run(const pb_config *cfg)
     rs.strategy = pb_find_strategy(cfg->strategy);
     PB_REQUIRE(rs.be && rs.strategy, PB_ERR_INTERNAL, "unresolved backend or strategy");
     rs.multi = rs.strategy->procs == PB_PROC_PER_DEVICE;
+    PB_TRY(pb_fault_init());
     if (rs.multi) {
         PB_TRY(pb_world_init(&rs.world));
         pb_log_set_rank(rs.world.rank, rs.world.ranks);
+        pb_fault_set_rank(rs.world.rank);
         /* the launcher checked the environment's count; this is MPI's own */
         PB_REQUIRE(rs.world.ranks == cfg->devices, PB_ERR_USAGE,
                    "--gpus %d, but this MPI launch has %d ranks; strategy %s runs one rank per device",
                    cfg->devices, rs.world.ranks, cfg->strategy);
+        /* a mismatch ends every rank cleanly (exit 2, no row) */
+        PB_TRY(check_config_agreement(&rs));
     }
 
     double max_rel = NAN;
     bool invalid = false;
     st = setup(&rs);
     if (st == PB_OK) st = train(&rs);
+    /* interrupted: every rank stopped at the same boundary; nothing is
+     * gathered, dumped or written, and the caller exits 128 + the signal */
+    if (st == PB_OK && rs.interrupted) goto cleanup;
     if (st == PB_OK) st = gather_slowest(&rs);
     if (st == PB_OK) st = finish_dump(&rs);
 

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../harness/fault.h"
 #include "../harness/phase.h"
 #include "../kernels/comm.h"
 #include "../kernels/comm_mpi.h"
@@ -77,6 +78,8 @@ typedef struct ddp_state {
     pb_input input;
     void *own_input;
     int32_t *own_labels;
+
+    bool poison; /* PB_FAULT kind=nan fired this step (test-only) */
 
     /* measured steps only */
     double comm_ms, sync_ms;
@@ -183,12 +186,23 @@ cleanup:
 
 static float *grad_buf(ddp_state *s) { return s->staged ? s->host_grads : s->rep.grads; }
 
+/* A phase begins: also the test-only fault hook (PB_FAULT), which may end
+ * or stall this rank here, or ask for NaN: the loss and gradients this rank
+ * contributes from here on in the step are poisoned, so the all-reduces
+ * spread it to every rank as a real overflow would. */
+static pb_status phase_begin(ddp_state *s, pb_phase p)
+{
+    if (pb_fault_at(p)) s->poison = true;
+    return pb_phase_begin(&s->timer, p);
+}
+
 static pb_status launch_bucket(ddp_state *s, ddp_bucket *b)
 {
     pb_status st = PB_OK;
     size_t len = b->hi - b->lo;
     if (s->staged)
         PB_TRY(s->ctx->be->download(s->dev, s->host_grads + b->lo, s->rep.grads + b->lo, len * sizeof(float)));
+    if (s->poison && (s->staged || s->ctx->be->host_is_device)) grad_buf(s)[b->lo] = NAN;
     PB_TRY(s->ctx->comm->allreduce(s->comm, grad_buf(s) + b->lo, len, 1.0f, &b->req));
 cleanup:
     return st;
@@ -234,13 +248,14 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
                cfg->shape.batch);
 
     pb_phase_timer_reset(&s->timer);
-    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
+    s->poison = false;
+    PB_TRY(phase_begin(s, PB_PHASE_H2D));
     r->act[0] = s->own_input;
     r->labels = s->own_labels;
     PB_TRY(pb_input_load(&s->input, batch, &r->act[0], &r->labels));
     PB_TRY(pb_phase_end(&s->timer));
 
-    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
+    PB_TRY(phase_begin(s, PB_PHASE_FWD));
     PB_TRY(be->zero(s->dev, r->loss_sum, sizeof(float)));
     PB_TRY(pb_replica_forward(r, m));
     PB_TRY(pb_replica_loss(r, m, 1.0f / (float)bsz));
@@ -250,17 +265,18 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
         PB_TRY(comm->allreduce(s->comm, r->loss_sum, 1, 1.0f, &s->loss_req));
     } else {
         PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
+        if (s->poison) s->loss_host = NAN;
         PB_TRY(comm->allreduce(s->comm, &s->loss_host, 1, 1.0f, &s->loss_req));
     }
 
     s->launched = 0;
-    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
+    PB_TRY(phase_begin(s, PB_PHASE_BWD));
     PB_TRY(pb_replica_backward(r, m, NULL, cfg->no_overlap ? NULL : grads_ready, s));
     PB_TRY(pb_phase_end(&s->timer));
 
     /* what backward did not hide: the buckets still to launch (all of them
      * with --no-overlap) and those still in flight */
-    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SYNC));
+    PB_TRY(phase_begin(s, PB_PHASE_SYNC));
     for (; s->launched < s->n_buckets; s->launched++) PB_TRY(launch_bucket(s, &s->bucket[s->launched]));
     for (int i = 0; i < s->n_buckets; i++) {
         ddp_bucket *b = &s->bucket[i];
@@ -274,7 +290,7 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     if (s->dev_comm) PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
     PB_TRY(pb_phase_end(&s->timer));
 
-    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
+    PB_TRY(phase_begin(s, PB_PHASE_OPT));
     PB_TRY(pb_replica_optimize(r));
     PB_TRY(pb_phase_end(&s->timer));
 

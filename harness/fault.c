@@ -1,0 +1,104 @@
+#define _POSIX_C_SOURCE 200809L
+#include "fault.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct {
+    pb_fault_kind kind;
+    int rank;
+    int64_t step;
+    pb_phase phase;
+} fault;
+
+static int my_rank;
+static int64_t cur_step = -1;
+static int64_t nan_step = -1;
+
+static const char *const kind_names[] = {[PB_FAULT_DIE] = "die", [PB_FAULT_HANG] = "hang", [PB_FAULT_NAN] = "nan"};
+
+static bool parse_long(const char *v, long lo, long hi, long *out)
+{
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < lo || n > hi) return false;
+    *out = n;
+    return true;
+}
+
+pb_status pb_fault_init(void)
+{
+    memset(&fault, 0, sizeof fault);
+    const char *env = getenv("PB_FAULT");
+    if (!env || !*env) return PB_OK;
+    char buf[256];
+    if (strlen(env) >= sizeof buf) return pb_usage_error("PB_FAULT is too long (test-only; docs/reliability.md)");
+    snprintf(buf, sizeof buf, "%s", env);
+    fault.phase = PB_PHASE_BWD;
+    pb_fault_kind kind = PB_FAULT_NONE;
+    char *save = NULL;
+    for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        if (!eq) return pb_usage_error("PB_FAULT: '%s' is not KEY=VALUE (keys: rank, step, phase, kind)", item);
+        *eq = '\0';
+        const char *key = item, *val = eq + 1;
+        long n = 0;
+        if (strcmp(key, "rank") == 0) {
+            if (!parse_long(val, 0, 1 << 20, &n)) return pb_usage_error("PB_FAULT: rank=%s is not a rank", val);
+            fault.rank = (int)n;
+        } else if (strcmp(key, "step") == 0) {
+            if (!parse_long(val, 0, 1L << 40, &n)) return pb_usage_error("PB_FAULT: step=%s is not a step", val);
+            fault.step = n;
+        } else if (strcmp(key, "phase") == 0) {
+            int p = 0;
+            while (p < PB_PHASE_COUNT && strcmp(pb_phase_name((pb_phase)p), val) != 0) p++;
+            if (p == PB_PHASE_COUNT) return pb_usage_error("PB_FAULT: phase=%s is not a phase name", val);
+            fault.phase = (pb_phase)p;
+        } else if (strcmp(key, "kind") == 0) {
+            for (int k = PB_FAULT_DIE; k <= PB_FAULT_NAN; k++)
+                if (strcmp(kind_names[k], val) == 0) kind = (pb_fault_kind)k;
+            if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan", val);
+        } else {
+            return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, step, phase, kind)", key);
+        }
+    }
+    if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan");
+    fault.kind = kind;
+    return PB_OK;
+}
+
+void pb_fault_set_rank(int rank) { my_rank = rank; }
+void pb_fault_set_step(int64_t step) { cur_step = step; }
+
+bool pb_fault_at(pb_phase phase)
+{
+    if (fault.kind == PB_FAULT_NONE || phase != fault.phase || cur_step != fault.step || my_rank != fault.rank)
+        return false;
+    char host[256] = "unknown";
+    gethostname(host, sizeof host - 1);
+    fprintf(stderr, "bench: PB_FAULT (test-only): rank %d on %s: %s at step %lld, phase %s\n", my_rank, host,
+            kind_names[fault.kind], (long long)cur_step, pb_phase_name(phase));
+    fflush(stderr);
+    switch (fault.kind) {
+    case PB_FAULT_DIE:
+        raise(SIGKILL);
+        _exit(137);
+    case PB_FAULT_HANG:
+        for (;;) {
+            struct timespec ts = {3600, 0};
+            nanosleep(&ts, NULL);
+        }
+    case PB_FAULT_NAN:
+        nan_step = cur_step;
+        return true;
+    case PB_FAULT_NONE:
+        break;
+    }
+    return false;
+}
+
+bool pb_fault_nan_step(void) { return nan_step >= 0 && nan_step == cur_step; }

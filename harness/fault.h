@@ -1,0 +1,37 @@
+/* Fault injection for the reliability tests: TEST-ONLY.
+ *
+ * PB_FAULT="rank=R,step=S,phase=P,kind=K" makes rank R (0 for a
+ * one-process run; default 0) at step S (counted from 0 over warmup and
+ * measured steps; default 0), on entering phase P (a phase name: h2d, fwd,
+ * bwd, sync, opt, ...; default bwd)
+ *   kind=die   end at once, as if killed (SIGKILL);
+ *   kind=hang  stop making progress (sleeps until killed);
+ *   kind=nan   make this rank's step go NaN: the strategy poisons a gradient
+ *              (so an all-reduce spreads it) where it has a hook, and the
+ *              harness replaces the step's loss with NaN.
+ * Parsed once (pb_fault_init); a malformed value is a usage error. Not a
+ * user feature: docs/reliability.md. */
+#ifndef PB_FAULT_H
+#define PB_FAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "phase.h"
+#include "status.h"
+
+typedef enum pb_fault_kind { PB_FAULT_NONE = 0, PB_FAULT_DIE, PB_FAULT_HANG, PB_FAULT_NAN } pb_fault_kind;
+
+/* Reads PB_FAULT (absent or empty: no fault). */
+pb_status pb_fault_init(void);
+/* This process's rank, and the step about to run (set by the harness). */
+void pb_fault_set_rank(int rank);
+void pb_fault_set_step(int64_t step);
+/* At a phase boundary: dies or hangs here when the fault says so; returns
+ * true when this rank should poison this phase's result with NaN. */
+bool pb_fault_at(pb_phase phase);
+/* True when a nan fault fired during the current step (the harness then
+ * reports the step's loss as NaN). */
+bool pb_fault_nan_step(void);
+
+#endif /* PB_FAULT_H */

@@ -1,0 +1,348 @@
+/* Reliability through ./bench on the cpu backend: SIGINT stops a run at a
+ * step boundary and it writes nothing (exit 130, an existing CSV unchanged),
+ * for one process and for the ddp launcher (bench re-executed under mpirun,
+ * 2 ranks: no orphan processes left); the test-only fault switch PB_FAULT
+ * makes rank 1 produce NaN (exit 1, a failed row at most), die or hang
+ * (the job ends within --timeout + 10 s, naming a rank, no orphans); ranks
+ * started with different configurations stop before the first step (exit
+ * 2, no row); a malformed PB_FAULT is a usage error. Each run's time is
+ * bounded. docs/reliability.md. */
+#include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct job {
+    char *dir;
+    char csv_path[256];
+    char err_path[256];
+    pid_t pid;
+    int exit_code; /* -signal when killed */
+    double seconds;
+    char *err;
+} job;
+
+static int setup(void **state)
+{
+    job *j = calloc(1, sizeof *j);
+    assert_non_null(j);
+    j->dir = make_temp_dir();
+    snprintf(j->csv_path, sizeof j->csv_path, "%s/r.csv", j->dir);
+    snprintf(j->err_path, sizeof j->err_path, "%s/stderr", j->dir);
+    *state = j;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    job *j = *state;
+    if (j->pid > 0) { /* a failed assertion left it running */
+        kill(j->pid, SIGKILL);
+        waitpid(j->pid, NULL, 0);
+    }
+    remove_temp_dir(j->dir);
+    free(j->err);
+    free(j);
+    return 0;
+}
+
+/* Starts bench with args (without argv[0]), stdout and stderr to files,
+ * env_add ("NAME=value", NULL-terminated, may be NULL) added. */
+static void start(job *j, char *const env_add[], char *const args[])
+{
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = (char *)bench_path();
+    for (int i = 0; args[i] && argc < 63; i++) argv[argc++] = args[i];
+    argv[argc] = NULL;
+    j->seconds = now_s();
+    j->pid = fork();
+    assert_true(j->pid >= 0);
+    if (j->pid == 0) {
+        int fd = open(j->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int null = open("/dev/null", O_RDWR);
+        if (fd < 0 || null < 0) _exit(127);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(fd, 2);
+        for (int i = 0; env_add && env_add[i]; i++) putenv(env_add[i]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+}
+
+/* Waits for the job (killing it after limit_s, which fails the test). */
+static void finish(job *j, double limit_s)
+{
+    int status = 0;
+    for (;;) {
+        pid_t got = waitpid(j->pid, &status, WNOHANG);
+        if (got == j->pid) break;
+        if (now_s() - j->seconds > limit_s) {
+            kill(j->pid, SIGKILL);
+            waitpid(j->pid, &status, 0);
+            j->pid = 0;
+            fail_msg("bench did not end within %g s", limit_s);
+        }
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    j->pid = 0;
+    j->seconds = now_s() - j->seconds;
+    j->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    free(j->err);
+    j->err = read_file(j->err_path);
+    if (!j->err) j->err = strdup("");
+}
+
+/* Waits until the job's stderr holds text (the run is stepping). */
+static void wait_for(job *j, const char *text, double limit_s)
+{
+    double t0 = now_s();
+    for (;;) {
+        char *e = read_file(j->err_path);
+        bool found = e && strstr(e, text);
+        free(e);
+        if (found) return;
+        if (now_s() - t0 > limit_s) fail_msg("'%s' did not appear on stderr within %g s", text, limit_s);
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Processes other than this one whose command line holds s. */
+static int processes_with(const char *s)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end = NULL;
+        long pid = strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end || pid == getpid()) continue;
+        char path[64], buf[8192];
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < len; i++)
+            if (!buf[i]) buf[i] = ' ';
+        buf[len] = '\0';
+        if (strstr(buf, s)) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* No process of the run (its unique --out path) is left, within 3 s. */
+static void expect_no_orphans(const job *j)
+{
+    double t0 = now_s();
+    while (processes_with(j->csv_path) > 0) {
+        if (now_s() - t0 > 3.0) fail_msg("%d processes of the run are left", processes_with(j->csv_path));
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void expect_exit(const job *j, int code)
+{
+    if (j->exit_code != code) fail_msg("exited %d, expected %d; stderr:\n%s", j->exit_code, code, j->err);
+}
+
+static void expect_err(const job *j, const char *text)
+{
+    if (!strstr(j->err, text)) fail_msg("stderr lacks '%s':\n%s", text, j->err);
+}
+
+/* Every row (if any) has status failed. */
+static void expect_no_ok_row(const job *j)
+{
+    if (!file_exists(j->csv_path)) return;
+    csv c;
+    csv_load(&c, j->csv_path);
+    int col = pb_csv_find(&c.data, "status");
+    assert_true(col >= 0);
+    for (size_t r = 0; r < c.data.nrows; r++)
+        if (strcmp(pb_csv_get(&c.data, r, (size_t)col), "failed") != 0)
+            fail_msg("row %zu has status %s, expected failed", r, pb_csv_get(&c.data, r, (size_t)col));
+    csv_free(&c);
+}
+
+static void test_sigint_single(void **state)
+{
+    job *j = *state;
+    /* a finished run's row first: it must stay exactly as it is */
+    char *first[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "2",
+                     "--warmup", "0", "--threads", "1", "--quiet", "--out", j->csv_path, NULL};
+    start(j, NULL, first);
+    finish(j, 30);
+    expect_exit(j, 0);
+    char *before = read_file(j->csv_path);
+    assert_non_null(before);
+
+    char *args[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-s", "--iters", "100000",
+                    "--warmup", "0", "--threads", "1", "--out", j->csv_path, NULL};
+    start(j, NULL, args);
+    wait_for(j, "step 10/", 20);
+    double t0 = now_s();
+    kill(j->pid, SIGINT);
+    finish(j, 30);
+    expect_exit(j, 130);
+    expect_err(j, "interrupted by SIGINT");
+    expect_err(j, "no row written");
+    if (now_s() - t0 > 5.0) fail_msg("took %.1f s to stop after SIGINT", now_s() - t0);
+    char *after = read_file(j->csv_path);
+    assert_non_null(after);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
+static void test_usage_error_bad_fault(void **state)
+{
+    job *j = *state;
+    char *env[] = {"PB_FAULT=rank=1,kind=explode", NULL};
+    char *args[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "2",
+                    "--quiet", "--out", j->csv_path, NULL};
+    start(j, env, args);
+    finish(j, 30);
+    expect_exit(j, 2);
+    expect_err(j, "PB_FAULT");
+    assert_false(file_exists(j->csv_path));
+}
+
+#if PB_EXPECT_MPI
+/* bench --strategy ddp --gpus 2 (re-executed under mpirun) with extra args */
+static void start_ddp(job *j, char *const env_add[], const char *workload, const char *iters, char *const extra[])
+{
+    char *args[64];
+    int n = 0;
+    char *base[] = {"--strategy", "ddp", "--backend", "cpu", "--workload", (char *)workload, "--iters",
+                    (char *)iters, "--warmup", "0", "--threads", "1", "--gpus", "2", "--out", j->csv_path};
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) args[n++] = base[i];
+    for (int i = 0; extra && extra[i] && n < 63; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    start(j, env_add, args);
+}
+
+static void test_sigint_ddp_launcher(void **state)
+{
+    job *j = *state;
+    start_ddp(j, NULL, "mlp-s", "100000", NULL);
+    wait_for(j, "step 10/", 30);
+    double t0 = now_s();
+    kill(j->pid, SIGINT); /* the launcher alone, as a scheduler would */
+    finish(j, 30);
+    if (now_s() - t0 > 8.0) fail_msg("took %.1f s to stop after SIGINT", now_s() - t0);
+    expect_exit(j, 130);
+    expect_err(j, "interrupted by");
+    assert_false(file_exists(j->csv_path));
+    expect_no_orphans(j);
+}
+
+static void test_nan_rank1(void **state)
+{
+    job *j = *state;
+    char *env[] = {"PB_FAULT=rank=1,step=2,phase=fwd,kind=nan", NULL};
+    char *extra[] = {"--quiet", NULL};
+    start_ddp(j, env, "mlp-xs", "10", extra);
+    finish(j, 30);
+    expect_exit(j, 1);
+    expect_err(j, "NaN");
+    expect_err(j, "step 2");
+    expect_no_ok_row(j);
+    expect_no_orphans(j);
+}
+
+static void test_fault_ends_job(job *j, const char *kind)
+{
+    char fault[128];
+    snprintf(fault, sizeof fault, "PB_FAULT=rank=1,step=3,phase=bwd,kind=%s", kind);
+    char *env[] = {fault, NULL};
+    char *extra[] = {"--quiet", "--timeout", "3", NULL};
+    start_ddp(j, env, "mlp-xs", "10", extra);
+    finish(j, 3 + 10);
+    if (j->exit_code == 0) fail_msg("kind=%s: exited 0; stderr:\n%s", kind, j->err);
+    expect_err(j, "rank 1");
+    expect_no_ok_row(j);
+    expect_no_orphans(j);
+}
+
+static void test_die_rank1(void **state)
+{
+    job *j = *state;
+    test_fault_ends_job(j, "die");
+}
+
+static void test_hang_rank1(void **state)
+{
+    job *j = *state;
+    test_fault_ends_job(j, "hang");
+    /* the rank that noticed names itself, its host and the step */
+    expect_err(j, "did not complete within 3 s");
+    expect_err(j, "step 3");
+}
+
+/* mpirun -np 1 bench ... --seed 1 : -np 1 bench ... --seed 2 */
+static void test_config_mismatch(void **state)
+{
+    job *j = *state;
+    const char *b = bench_path();
+    char *argv[64];
+    int n = 0;
+    char *pre[] = {"mpirun", "--allow-run-as-root", "--oversubscribe"};
+    for (size_t i = 0; i < 3; i++) argv[n++] = pre[i];
+    for (int r = 0; r < 2; r++) {
+        char *one[] = {"-np", "1", (char *)b, "--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs",
+                       "--iters", "2", "--threads", "1", "--gpus", "2", "--quiet", "--out", j->csv_path,
+                       "--seed", r ? "2" : "1"};
+        if (r) argv[n++] = ":";
+        for (size_t i = 0; i < sizeof one / sizeof one[0]; i++) argv[n++] = one[i];
+    }
+    argv[n] = NULL;
+    j->seconds = now_s();
+    j->pid = fork();
+    assert_true(j->pid >= 0);
+    if (j->pid == 0) {
+        int fd = open(j->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) _exit(127);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    finish(j, 30);
+    expect_exit(j, 2);
+    expect_err(j, "different configurations");
+    assert_false(file_exists(j->csv_path));
+}
+#endif
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_sigint_single, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_error_bad_fault, setup, teardown),
+#if PB_EXPECT_MPI
+        cmocka_unit_test_setup_teardown(test_sigint_ddp_launcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nan_rank1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_die_rank1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hang_rank1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_mismatch, setup, teardown),
+#endif
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
