@@ -3,7 +3,9 @@
 #   MPI  ?= auto   (1: require MPI for ddp, 0: build the stub: "built without MPI")
 #   CUDA_HOME, NCCL_HOME, CUBLAS_HOME, NVCC_GENCODE are overridable, because
 #   cuBLAS and NCCL sometimes live in a Python environment's nvidia packages.
-#   SAN=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer.
+#   SAN=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer, into
+#   build-san/ (bench: build-san/bench), so the normal build stays as it is;
+#   `make SAN=1 test` runs the tests against that bench.
 #   WERROR=1 turns warnings into errors (CI).
 #   NVTX=0 builds without the NVTX headers (ranges become no-ops).
 
@@ -16,6 +18,7 @@ CUBLAS_HOME ?= $(CUDA_HOME)
 NVCC_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 
 BUILD := build
+BENCH_BIN := bench
 CC ?= cc
 CFLAGS ?= -O3 -g
 CFLAGS += -std=c11 -Wall -Wextra -pthread -MMD -MP
@@ -30,6 +33,13 @@ endif
 ifeq ($(SAN),1)
 CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
+BUILD := build-san
+BENCH_BIN := $(BUILD)/bench
+# a leak or undefined behaviour fails the test that caused it; leaks inside
+# third-party libraries (Open MPI, OpenBLAS) are suppressed by tests/san.supp
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:protect_shadow_gap=0 \
+	LSAN_OPTIONS=suppressions=$(abspath tests/san.supp):print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 endif
 
 # --- OpenBLAS (the CPU backend always builds) -------------------------------
@@ -122,12 +132,12 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 MAIN_OBJ := $(BUILD)/harness/main.o
 
 .PHONY: all summary test test-gpu bench-cpu clean
-all: bench summary
+all: $(BENCH_BIN) summary
 
 summary:
 	@echo "parbench build: BLAS: $(BLAS_FOUND) | NVTX: $(NVTX_FOUND) | CUDA: $(CUDA_FOUND) | MPI: $(MPI_FOUND) | NCCL: $(NCCL_FOUND)"
 
-bench: $(MAIN_OBJ) $(BUILD)/libparbench.a
+$(BENCH_BIN): $(MAIN_OBJ) $(BUILD)/libparbench.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/libparbench.a: $(LIB_OBJ)
@@ -160,6 +170,6 @@ include tests/tests.mk
 -include benchmarks/module.mk
 
 clean:
-	rm -rf $(BUILD) bench
+	rm -rf $(BUILD) $(BENCH_BIN)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

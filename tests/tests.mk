@@ -14,5 +14,5 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libparbench.a tests/unit/test_util.h t
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -D_GNU_SOURCE -DPB_EXPECT_CUDA=$(CUDA_ON) -DPB_EXPECT_MPI=$(MPI_ON) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(TEST_LIBS) $(LDLIBS)
 
-test: bench $(TEST_BIN) $(TEST_DEPS)
-	@tests/run_tests.sh $(TEST_BIN)
+test: $(BENCH_BIN) $(TEST_BIN) $(TEST_DEPS)
+	@BENCH=$(if $(filter /%,$(BENCH_BIN)),,./)$(BENCH_BIN) $(SAN_ENV) tests/run_tests.sh $(TEST_BIN)
