@@ -9,8 +9,9 @@
  *   kind=nan   make this rank's step go NaN: the strategy poisons a gradient
  *              (so an all-reduce spreads it) where it has a hook, and the
  *              harness replaces the step's loss with NaN.
- * Parsed once (pb_fault_init); a malformed value is a usage error. Not a
- * user feature: docs/reliability.md. */
+ * Checked in pb_phase_begin, so it fires in every strategy. Parsed once
+ * (pb_fault_init); a malformed value is a usage error. Not a user feature:
+ * docs/reliability.md. */
 #ifndef PB_FAULT_H
 #define PB_FAULT_H
 

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "fault.h"
 #include "nvtx.h"
 
 static const char *const phase_names[PB_PHASE_COUNT] = {
@@ -56,6 +57,9 @@ pb_status pb_phase_begin(pb_phase_timer *t, pb_phase p)
                         pb_phase_name(t->phase[t->open]));
     if (t->spans >= PB_MAX_PHASE_SPANS)
         return pb_error(PB_ERR_INTERNAL, "more than %d phase spans in one step", PB_MAX_PHASE_SPANS);
+    /* the test-only fault hook (PB_FAULT) sits where every strategy passes:
+     * it may end or stall this process here, or mark the step NaN */
+    pb_fault_at(p);
     int i = t->spans++;
     t->phase[i] = p;
     /* the range is pushed only once the mark is in, so a failed begin leaves

@@ -186,14 +186,15 @@ cleanup:
 
 static float *grad_buf(ddp_state *s) { return s->staged ? s->host_grads : s->rep.grads; }
 
-/* A phase begins: also the test-only fault hook (PB_FAULT), which may end
- * or stall this rank here, or ask for NaN: the loss and gradients this rank
- * contributes from here on in the step are poisoned, so the all-reduces
- * spread it to every rank as a real overflow would. */
+/* A phase begins. The test-only fault hook (PB_FAULT) in pb_phase_begin may
+ * end or stall this rank there, or ask for NaN: then the loss and gradients
+ * this rank contributes from here on in the step are poisoned, so the
+ * all-reduces spread it to every rank as a real overflow would. */
 static pb_status phase_begin(ddp_state *s, pb_phase p)
 {
-    if (pb_fault_at(p)) s->poison = true;
-    return pb_phase_begin(&s->timer, p);
+    pb_status st = pb_phase_begin(&s->timer, p);
+    if (pb_fault_nan_step()) s->poison = true;
+    return st;
 }
 
 static pb_status launch_bucket(ddp_state *s, ddp_bucket *b)

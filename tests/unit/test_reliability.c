@@ -224,6 +224,30 @@ static void test_usage_error_bad_fault(void **state)
     assert_false(file_exists(j->csv_path));
 }
 
+/* The fault hook sits in the phase timer, so it reaches every strategy:
+ * NaN in a single run fails it like a real overflow; a dp device dying
+ * ends the process. */
+static void test_fault_in_one_process_strategies(void **state)
+{
+    job *j = *state;
+    char *nan_env[] = {"PB_FAULT=step=2,phase=fwd,kind=nan", NULL};
+    char *single[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "5",
+                      "--warmup", "0", "--threads", "1", "--quiet", "--out", j->csv_path, NULL};
+    start(j, nan_env, single);
+    finish(j, 30);
+    expect_exit(j, 1);
+    expect_err(j, "NaN at step 2");
+    expect_no_ok_row(j);
+
+    char *die_env[] = {"PB_FAULT=step=1,phase=bwd,kind=die", NULL};
+    char *dp[] = {"--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "5",
+                  "--warmup", "0", "--threads", "1", "--quiet", "--out", j->csv_path, NULL};
+    start(j, die_env, dp);
+    finish(j, 30);
+    expect_exit(j, -SIGKILL);
+    expect_err(j, "PB_FAULT (test-only): rank 0");
+}
+
 #if PB_EXPECT_MPI
 /* bench --strategy ddp --gpus 2 (re-executed under mpirun) with extra args */
 static void start_ddp(job *j, char *const env_add[], const char *workload, const char *iters, char *const extra[])
@@ -336,6 +360,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sigint_single, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_error_bad_fault, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_in_one_process_strategies, setup, teardown),
 #if PB_EXPECT_MPI
         cmocka_unit_test_setup_teardown(test_sigint_ddp_launcher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_rank1, setup, teardown),
