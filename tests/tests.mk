@@ -10,7 +10,7 @@ TEST_DEPS :=
 
 -include $(wildcard tests/*/module.mk)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libparbench.a tests/unit/test_util.h tests/unit/test_csv.h
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libparbench.a tests/unit/test_util.h tests/unit/test_csv.h tests/unit/test_run.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -D_GNU_SOURCE -DPB_EXPECT_CUDA=$(CUDA_ON) -DPB_EXPECT_MPI=$(MPI_ON) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(TEST_LIBS) $(LDLIBS)
 

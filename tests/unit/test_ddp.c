@@ -5,7 +5,7 @@
  * larger than the model, and with --no-overlap; an already-launched bench
  * uses the launch's ranks and rejects a --gpus that disagrees; rank 0 alone
  * writes exactly one row with ranks, comm and bandwidth columns. */
-#include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 #include <stdbool.h>
@@ -43,21 +43,12 @@ static void run_cmd(bench_result *r, char *const argv[])
     close(err_fd);
 }
 
-typedef struct ddp_run {
-    char *dir;
-    char csv_path[256];
-    bench_result res;
-} ddp_run;
-
 /* [mpirun --allow-run-as-root --oversubscribe -np NP] bench --strategy ddp
  * --backend cpu --workload mlp-xs --iters 10 --warmup 0 --threads 1 --quiet
  * --out DIR/r.csv --gpus N [extra...]; launched_np 0: bench alone. */
-static ddp_run *run_ddp(int launched_np, int gpus, char *const extra[])
+static bench_run *run_ddp(int launched_np, int gpus, char *const extra[])
 {
-    ddp_run *r = calloc(1, sizeof *r);
-    assert_non_null(r);
-    r->dir = make_temp_dir();
-    snprintf(r->csv_path, sizeof r->csv_path, "%s/r.csv", r->dir);
+    bench_run *r = bench_run_new();
     char g[16], np[16];
     snprintf(g, sizeof g, "%d", gpus);
     snprintf(np, sizeof np, "%d", launched_np);
@@ -77,39 +68,6 @@ static ddp_run *run_ddp(int launched_np, int gpus, char *const extra[])
     return r;
 }
 
-static void run_free(ddp_run *r)
-{
-    if (!r) return;
-    remove_temp_dir(r->dir);
-    free(r);
-}
-
-/* the test's run, freed by the teardown even when an assertion fails */
-static int setup(void **state)
-{
-    *state = NULL;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    run_free(*state);
-    return 0;
-}
-
-static ddp_run *keep(void **state, ddp_run *r)
-{
-    run_free(*state);
-    *state = r;
-    return r;
-}
-
-static void expect_exit(const ddp_run *r, int code)
-{
-    if (r->res.exit_code != code)
-        fail_msg("exited %d, expected %d; stderr:\n%s", r->res.exit_code, code, r->res.err);
-}
-
 #if PB_EXPECT_MPI
 static int cores(void)
 {
@@ -119,7 +77,7 @@ static int cores(void)
 
 /* Exit 0, exactly one row, status ok, within --verify's tolerance, and the
  * rank and communication columns filled. */
-static void check_row(const ddp_run *r, int ranks, double tol)
+static void check_row(const bench_run *r, int ranks, double tol)
 {
     expect_exit(r, 0);
     csv c;
@@ -145,7 +103,7 @@ static void check_row(const ddp_run *r, int ranks, double tol)
 static void check_matches(void **state, int ranks, const char *optimizer, const char *bucket_mb)
 {
     char *extra[] = {"--verify", "--optimizer", (char *)optimizer, "--bucket-mb", (char *)bucket_mb, NULL};
-    ddp_run *r = keep(state, run_ddp(0, ranks, extra));
+    bench_run *r = keep(state, run_ddp(0, ranks, extra));
     pb_optimizer o = strcmp(optimizer, "adamw") == 0 ? PB_OPT_ADAMW : PB_OPT_SGD;
     check_row(r, ranks, pb_verify_tolerance(PB_FP32, o));
 }
@@ -185,7 +143,7 @@ static void test_no_overlap_equals_overlap(void **state)
         char *dir = make_temp_dir();
         char *extra_overlap[] = {"--verify", "--bucket-mb", "0.01", "--dump", dir, NULL};
         char *extra_none[] = {"--verify", "--no-overlap", "--dump", dir, NULL};
-        ddp_run *r = keep(state, run_ddp(0, 2, i == 0 ? extra_overlap : extra_none));
+        bench_run *r = keep(state, run_ddp(0, 2, i == 0 ? extra_overlap : extra_none));
         check_row(r, 2, 1e-4);
         if (i == 1) {
             csv c;
@@ -208,7 +166,7 @@ static void test_no_overlap_equals_overlap(void **state)
 static void test_already_launched(void **state)
 {
     char *extra[] = {"--verify", NULL};
-    ddp_run *r = keep(state, run_ddp(2, 2, extra));
+    bench_run *r = keep(state, run_ddp(2, 2, extra));
     check_row(r, 2, 1e-4);
 }
 
@@ -216,7 +174,7 @@ static void test_already_launched(void **state)
  * exit 2, a message naming both numbers, no row. */
 static void test_gpus_disagree_with_launch(void **state)
 {
-    ddp_run *r = keep(state, run_ddp(2, 3, NULL));
+    bench_run *r = keep(state, run_ddp(2, 3, NULL));
     expect_exit(r, 2);
     if (!strstr(r->res.err, "--gpus 3") || !strstr(r->res.err, "2 ranks"))
         fail_msg("stderr lacks the two counts:\n%s", r->res.err);
@@ -227,7 +185,7 @@ static void test_gpus_disagree_with_launch(void **state)
 static void test_usage_errors_before_launch(void **state)
 {
     char *tiny[] = {"--bucket-mb", "0.0001", NULL};
-    ddp_run *r = keep(state, run_ddp(0, 2, tiny));
+    bench_run *r = keep(state, run_ddp(0, 2, tiny));
     expect_exit(r, 2);
     assert_int_equal(count_lines(r->res.err), 1);
     assert_non_null(strstr(r->res.err, "--bucket-mb"));
@@ -253,7 +211,7 @@ static void test_usage_errors_before_launch(void **state)
 /* A build without MPI still knows ddp, and says why it cannot run it. */
 static void test_without_mpi(void **state)
 {
-    ddp_run *r = keep(state, run_ddp(0, 2, NULL));
+    bench_run *r = keep(state, run_ddp(0, 2, NULL));
     expect_exit(r, 2);
     assert_non_null(strstr(r->res.err, "built without MPI"));
     assert_false(file_exists(r->csv_path));
@@ -264,20 +222,20 @@ int main(void)
 {
 #if PB_EXPECT_MPI
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_2_ranks_sgd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_3_ranks_sgd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_4_ranks_sgd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_2_ranks_adamw, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_3_ranks_adamw, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_4_ranks_adamw, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_overlap_equals_overlap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_already_launched, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_usage_errors_before_launch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_2_ranks_sgd, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_3_ranks_sgd, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_4_ranks_sgd, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_2_ranks_adamw, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_3_ranks_adamw, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_4_ranks_adamw, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_no_overlap_equals_overlap, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_already_launched, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_errors_before_launch, run_setup, run_teardown),
     };
 #else
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_without_mpi, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_without_mpi, run_setup, run_teardown),
     };
 #endif
     return cmocka_run_group_tests(tests, NULL, NULL);

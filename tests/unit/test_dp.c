@@ -2,7 +2,7 @@
  * exactly as single does on 2, 3 and 4 devices (--verify), rejects a batch it
  * cannot split, and its row times scatter/replicate/gather/reduce as phases
  * of their own that add up to the step, with device 0's peak memory. */
-#include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 #include <stdbool.h>
@@ -11,18 +11,9 @@
 
 /* bench --strategy dp --backend cpu --workload mlp-xs --iters 10 --warmup 0
  *       --threads 1 --quiet --out DIR/r.csv --gpus N --batch B [extra...] */
-typedef struct dp_run {
-    char *dir;
-    char csv_path[256];
-    bench_result res;
-} dp_run;
-
-static dp_run *run_dp(int gpus, int batch, char *const extra[])
+static bench_run *run_dp(int gpus, int batch, char *const extra[])
 {
-    dp_run *r = calloc(1, sizeof *r);
-    assert_non_null(r);
-    r->dir = make_temp_dir();
-    snprintf(r->csv_path, sizeof r->csv_path, "%s/r.csv", r->dir);
+    bench_run *r = bench_run_new();
     char g[16], b[16];
     snprintf(g, sizeof g, "%d", gpus);
     snprintf(b, sizeof b, "%d", batch);
@@ -36,44 +27,11 @@ static dp_run *run_dp(int gpus, int batch, char *const extra[])
     return r;
 }
 
-static void run_free(dp_run *r)
-{
-    if (!r) return;
-    remove_temp_dir(r->dir);
-    free(r);
-}
-
-/* the test's run, freed by the teardown even when an assertion fails */
-static int setup(void **state)
-{
-    *state = NULL;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    run_free(*state);
-    return 0;
-}
-
-static dp_run *keep(void **state, dp_run *r)
-{
-    run_free(*state);
-    *state = r;
-    return r;
-}
-
-static void expect_exit(const dp_run *r, int code)
-{
-    if (r->res.exit_code != code)
-        fail_msg("bench exited %d, expected %d; stderr:\n%s", r->res.exit_code, code, r->res.err);
-}
-
 /* After 10 steps the parameters match single's on the same global batch. */
 static void check_matches_single(void **state, int gpus, int batch, const char *optimizer)
 {
     char *extra[] = {"--verify", "--optimizer", (char *)optimizer, NULL};
-    dp_run *r = keep(state, run_dp(gpus, batch, extra));
+    bench_run *r = keep(state, run_dp(gpus, batch, extra));
     expect_exit(r, 0);
     csv c;
     csv_load(&c, r->csv_path);
@@ -102,7 +60,7 @@ static void test_4_devices_adamw(void **state) { check_matches_single(state, 4, 
 /* A usage error: exit 2, one line naming both numbers, no row. */
 static void check_usage_error(void **state, int gpus, int batch, const char *want)
 {
-    dp_run *r = keep(state, run_dp(gpus, batch, NULL));
+    bench_run *r = keep(state, run_dp(gpus, batch, NULL));
     expect_exit(r, 2);
     assert_int_equal(count_lines(r->res.err), 1);
     if (!strstr(r->res.err, want)) fail_msg("stderr lacks '%s':\n%s", want, r->res.err);
@@ -117,7 +75,7 @@ static void test_one_device(void **state) { check_usage_error(state, 1, 48, "--g
  * largest peak memory. */
 static void test_row_phases_and_memory(void **state)
 {
-    dp_run *r = keep(state, run_dp(4, 96, NULL));
+    bench_run *r = keep(state, run_dp(4, 96, NULL));
     expect_exit(r, 0);
     csv c;
     csv_load(&c, r->csv_path);
@@ -149,13 +107,13 @@ static void test_row_phases_and_memory(void **state)
 static void test_adamw_state_on_device_0(void **state)
 {
     char *adamw[] = {"--optimizer", "adamw", NULL};
-    dp_run *a = run_dp(2, 48, adamw);
-    dp_run *s = keep(state, run_dp(2, 48, NULL));
+    bench_run *a = run_dp(2, 48, adamw);
+    bench_run *s = keep(state, run_dp(2, 48, NULL));
     expect_exit(s, 0);
     int a_exit = a->res.exit_code;
     csv ca, cs;
     csv_load(&ca, a->csv_path);
-    run_free(a);
+    bench_run_free(a);
     assert_int_equal(a_exit, 0);
     csv_load(&cs, s->csv_path);
     /* mlp-xs: 134154 parameters, 0.51 MB per fp32 copy */
@@ -169,16 +127,16 @@ static void test_adamw_state_on_device_0(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_2_devices_sgd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_2_devices_adamw, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_3_devices_sgd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_3_devices_adamw, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_4_devices_sgd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_4_devices_adamw, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batch_not_divisible, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_one_device, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_row_phases_and_memory, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_adamw_state_on_device_0, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_2_devices_sgd, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_2_devices_adamw, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_3_devices_sgd, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_3_devices_adamw, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_4_devices_sgd, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_4_devices_adamw, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_not_divisible, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_one_device, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_row_phases_and_memory, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_adamw_state_on_device_0, run_setup, run_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
