@@ -4,6 +4,7 @@
 
 #include "fault.h"
 #include "nvtx.h"
+#include "progress.h"
 
 static const char *const phase_names[PB_PHASE_COUNT] = {
     [PB_PHASE_LOAD] = "load",       [PB_PHASE_H2D] = "h2d",
@@ -57,6 +58,10 @@ pb_status pb_phase_begin(pb_phase_timer *t, pb_phase p)
                         pb_phase_name(t->phase[t->open]));
     if (t->spans >= PB_MAX_PHASE_SPANS)
         return pb_error(PB_ERR_INTERNAL, "more than %d phase spans in one step", PB_MAX_PHASE_SPANS);
+    /* a rank's progress, for the others' deadline messages (a null check
+     * outside a multi-rank run); published before the fault hook, so a
+     * rank stalled there reads as stuck in this phase */
+    pb_progress_phase_begin(p);
     /* the test-only fault hook (PB_FAULT) sits where every strategy passes:
      * it may end or stall this process here, or mark the step NaN */
     pb_fault_at(p);
@@ -76,6 +81,7 @@ pb_status pb_phase_end(pb_phase_timer *t)
     if (t->open < 0) return pb_error(PB_ERR_INTERNAL, "phase ended with none open");
     int i = t->open;
     t->open = -1;
+    pb_progress_phase_end();
     pb_status st = t->be->mark_record(t->dev, t->marks[2 * i + 1]);
     pb_nvtx_pop();
     return st;
