@@ -9,7 +9,9 @@
  * thread is busy in BLAS and would not call MPI_Test between layers. wait()
  * sleeps on a condition variable until the operation is done or its deadline
  * has passed; a blocking MPI call cannot be cancelled, so a missed deadline
- * is an error the caller ends the run on (pb_world_abort). */
+ * is an error the caller ends the run on (pb_world_abort). Its message
+ * names the ranks of this node that are behind (their phase and step, read
+ * from the progress slots the world shares over the node: progress_open). */
 #define _POSIX_C_SOURCE 200809L
 #include "comm_mpi.h"
 
@@ -24,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../harness/progress.h"
 #include "../harness/timer.h"
 
 #define MAX_REQS 4096
@@ -46,6 +49,57 @@ bool pb_mpi_available(void) { return true; }
 
 static bool world_up;
 
+/* The progress slots of this node's ranks (harness/progress.h): one
+ * MPI-3 shared-memory window over the node's communicator, locked for the
+ * whole run (MPI_Win_lock_all), so that reading a rank's slot never needs
+ * that rank, nor any MPI call: the deadline that fires may be on a thread
+ * other than the one inside MPI. */
+static MPI_Comm node_comm = MPI_COMM_NULL;
+static MPI_Win progress_win = MPI_WIN_NULL;
+
+/* Best effort: without the window, deadline messages stay generic. Every
+ * rank of the node calls it (the window's calls are collective on it). */
+static void progress_open(const pb_world *w)
+{
+    void *mine = NULL;
+    void **where = NULL;
+    MPI_Aint bytes = (MPI_Aint)pb_progress_slot_bytes();
+    if (MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, node_comm, &mine, &progress_win) != MPI_SUCCESS) {
+        progress_win = MPI_WIN_NULL;
+        MPI_Barrier(node_comm); /* the one the others reach below */
+        return;
+    }
+    MPI_Win_set_errhandler(progress_win, MPI_ERRORS_RETURN);
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, progress_win);
+    where = calloc((size_t)w->local_ranks, sizeof *where);
+    bool ok = where != NULL;
+    for (int i = 0; ok && i < w->local_ranks; i++) {
+        MPI_Aint size = 0;
+        int disp = 0;
+        ok = MPI_Win_shared_query(progress_win, i, &size, &disp, &where[i]) == MPI_SUCCESS && where[i] &&
+             size >= bytes;
+    }
+    if (ok && pb_progress_attach(where, w->local_ranks, w->local_rank, w->rank, w->ranks, w->host) != PB_OK) {
+        pb_error_clear(); /* the run goes on, with generic messages */
+        pb_progress_detach();
+    }
+    free(where);
+    /* every rank's slot initialised before any rank reads one */
+    MPI_Win_sync(progress_win);
+    MPI_Barrier(node_comm);
+    MPI_Win_sync(progress_win);
+}
+
+static void progress_close(void)
+{
+    pb_progress_detach();
+    if (progress_win != MPI_WIN_NULL) {
+        MPI_Win_unlock_all(progress_win);
+        MPI_Win_free(&progress_win);
+    }
+    progress_win = MPI_WIN_NULL;
+}
+
 static int online_cores(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -55,7 +109,6 @@ static int online_cores(void)
 pb_status pb_world_init(pb_world *w)
 {
     pb_status st = PB_OK;
-    MPI_Comm node = MPI_COMM_NULL;
     memset(w, 0, sizeof *w);
     int provided = 0;
     MPI_TRY(MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided));
@@ -67,21 +120,25 @@ pb_status pb_world_init(pb_world *w)
                MPI_THREAD_SERIALIZED);
     MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank));
     MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &w->ranks));
-    MPI_TRY(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &node));
-    MPI_TRY(MPI_Comm_rank(node, &w->local_rank));
-    MPI_TRY(MPI_Comm_size(node, &w->local_ranks));
+    MPI_TRY(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &node_comm));
+    MPI_TRY(MPI_Comm_rank(node_comm, &w->local_rank));
+    MPI_TRY(MPI_Comm_size(node_comm, &w->local_ranks));
     w->oversubscribed = w->local_ranks > online_cores();
     if (gethostname(w->host, sizeof w->host) != 0) snprintf(w->host, sizeof w->host, "unknown");
     w->host[sizeof w->host - 1] = '\0';
     snprintf(w->version, sizeof w->version, "%s", pb_comm_mpi.version());
+    progress_open(w);
 cleanup:
-    if (node != MPI_COMM_NULL) MPI_Comm_free(&node);
     return st;
 }
 
 void pb_world_finalize(void)
 {
-    if (world_up) MPI_Finalize();
+    if (world_up) {
+        progress_close();
+        if (node_comm != MPI_COMM_NULL) MPI_Comm_free(&node_comm);
+        MPI_Finalize();
+    }
     world_up = false;
 }
 
@@ -358,14 +415,19 @@ static pb_status mpi_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
     snprintf(err, sizeof err, "%s", r->err);
     if (done) r->in_use = false;
     pthread_mutex_unlock(&c->mu);
-    if (!done)
-        return pb_error(PB_ERR_COMM,
-                        "rank %d of %d on %s: %s of %zu %s did not complete within %g s (--timeout): "
-                        "another rank stopped or is stuck",
-                        c->rank, c->ranks, c->host, op_names[r->kind], r->n,
-                        r->kind == OP_ALLREDUCE || r->kind == OP_REDUCE || r->kind == OP_REDUCE_SCATTER ? "floats"
-                                                                                                        : "bytes",
-                        deadline_s);
+    if (!done) {
+        /* who holds it up, read from the node's progress slots (no MPI
+         * call: the comm thread may be inside MPI_Allreduce right now) */
+        char why[640];
+        pb_progress_describe(why, sizeof why);
+        return pb_user_error(PB_ERR_COMM,
+                             "rank %d of %d on %s: %s of %zu %s did not complete within %g s (--timeout): %s",
+                             c->rank, c->ranks, c->host, op_names[r->kind], r->n,
+                             r->kind == OP_ALLREDUCE || r->kind == OP_REDUCE || r->kind == OP_REDUCE_SCATTER
+                                 ? "floats"
+                                 : "bytes",
+                             deadline_s, why);
+    }
     if (st != PB_OK) return pb_error(st, "rank %d of %d on %s: %s", c->rank, c->ranks, c->host, err);
     return PB_OK;
 }

@@ -30,7 +30,10 @@ typedef struct pb_world {
 } pb_world;
 
 bool pb_mpi_available(void);
-/* MPI_Init_thread (SERIALIZED) and the rank's place in the world. */
+/* MPI_Init_thread (SERIALIZED) and the rank's place in the world; also
+ * the node's shared progress slots (harness/progress.h), which the `mpi`
+ * comm's deadline messages read to name a stuck rank. Best effort: without
+ * them the messages are generic. pb_world_finalize frees them. */
 pb_status pb_world_init(pb_world *w);
 void pb_world_finalize(void);
 /* Elementwise MAX of n doubles over ranks into rank 0's v (in place). */

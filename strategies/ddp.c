@@ -41,6 +41,7 @@
 
 #include "../harness/fault.h"
 #include "../harness/phase.h"
+#include "../harness/progress.h"
 #include "../kernels/comm.h"
 #include "../kernels/comm_mpi.h"
 #include "input.h"
@@ -248,6 +249,9 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     PB_REQUIRE(bsz == cfg->shape.batch, PB_ERR_INTERNAL, "ddp: batch of %d rows, expected %d", bsz,
                cfg->shape.batch);
 
+    /* where this rank is, for the others' deadline messages (the phase
+     * timer publishes the phases) */
+    pb_progress_set_step(batch->step);
     pb_phase_timer_reset(&s->timer);
     s->poison = false;
     PB_TRY(phase_begin(s, PB_PHASE_H2D));
