@@ -3,17 +3,23 @@
  * for one process and for the ddp launcher (bench re-executed under mpirun,
  * 2 ranks: no orphan processes left); the test-only fault switch PB_FAULT
  * makes rank 1 produce NaN (exit 1, a failed row at most), die or hang
- * (the job ends within --timeout + 10 s, naming a rank, no orphans); ranks
- * started with different configurations stop before the first step (exit
- * 2, no row); a malformed PB_FAULT is a usage error. Each run's time is
- * bounded. docs/reliability.md. */
+ * (the job ends within --timeout + 10 s, naming a rank, no orphans; a hang,
+ * with 2 and with 3 ranks, is named by the ranks that waited for it: rank
+ * 1, its host, pid, phase and step); ranks started with different
+ * configurations stop before the first step (exit 2, no row); a malformed
+ * PB_FAULT is a usage error. Each run's time is bounded. The progress
+ * slots behind those messages (harness/progress.c) are also tested alone,
+ * with a second process as the stuck rank. docs/reliability.md. */
 #include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/mman.h>
 #include <time.h>
+
+#include "harness/progress.h"
 
 static double now_s(void)
 {
@@ -248,18 +254,124 @@ static void test_fault_in_one_process_strategies(void **state)
     expect_err(j, "PB_FAULT (test-only): rank 0");
 }
 
+/* One rank's events up to a point of step 3: the phases of ddp's step
+ * until `last` begins. */
+static void progress_to(pb_phase last)
+{
+    static const pb_phase order[] = {PB_PHASE_H2D, PB_PHASE_FWD, PB_PHASE_BWD, PB_PHASE_SYNC, PB_PHASE_OPT};
+    pb_progress_set_step(2);
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        pb_progress_phase_begin(order[i]);
+        pb_progress_phase_end();
+    }
+    pb_progress_set_step(3);
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        pb_progress_phase_begin(order[i]);
+        if (order[i] == last) return;
+        pb_progress_phase_end();
+    }
+}
+
+static void expect_text(const char *text, const char *want)
+{
+    if (!strstr(text, want)) fail_msg("'%s' lacks '%s'", text, want);
+}
+
+static void expect_no_text(const char *text, const char *unwanted)
+{
+    if (strstr(text, unwanted)) fail_msg("'%s' has '%s'", text, unwanted);
+}
+
+/* Three slots of one node (of a 4-rank world) in shared memory: local rank
+ * 1 is another process, stuck in bwd of step 3; local ranks 2 and 0 (this
+ * process, attached as each in turn) wait in sync. Rank 0 names rank 1
+ * alone, then, once it is gone, says it exited; a slot its owner never
+ * initialised and the rank on another node are counted, not guessed at. */
+static void test_progress_names_the_rank_behind(void **state)
+{
+    (void)state;
+    size_t bytes = pb_progress_slot_bytes();
+    char *mem = mmap(NULL, 3 * bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(mem != MAP_FAILED);
+    void *where[3] = {mem, mem + bytes, mem + 2 * bytes};
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        if (pb_progress_attach(where, 3, 1, 1, 4, "node-a") != PB_OK) _exit(1);
+        progress_to(PB_PHASE_BWD);
+        if (write(ready[1], "x", 1) != 1) _exit(1);
+        for (;;) pause(); /* stuck, until killed */
+    }
+    char x;
+    assert_int_equal(read(ready[0], &x, 1), 1);
+    close(ready[0]);
+    close(ready[1]);
+
+    assert_int_equal(pb_progress_attach(where, 3, 2, 2, 4, "node-a"), PB_OK);
+    progress_to(PB_PHASE_SYNC);
+    assert_int_equal(pb_progress_attach(where, 3, 0, 0, 4, "node-a"), PB_OK);
+    progress_to(PB_PHASE_SYNC);
+    char text[640], want[128];
+    assert_int_equal(pb_progress_describe(text, sizeof text), 1);
+    snprintf(want, sizeof want, "rank 1 on node-a (pid %d) is stuck in phase bwd of step 3 (no progress for ",
+             (int)child);
+    expect_text(text, want);
+    expect_no_text(text, "rank 2 on");
+    expect_no_text(text, "another rank stopped");
+    expect_text(text, "; 1 rank on another node could not be inspected");
+
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    assert_int_equal(pb_progress_describe(text, sizeof text), 1);
+    snprintf(want, sizeof want, "rank 1 on node-a (pid %d) has exited; it was last in phase bwd of step 3, ",
+             (int)child);
+    expect_text(text, want);
+
+    /* rank 1 (here now) catches up to sync; a rank that finished the
+     * step is not behind either */
+    assert_int_equal(pb_progress_attach(where, 3, 1, 1, 4, "node-a"), PB_OK);
+    progress_to(PB_PHASE_SYNC);
+    assert_int_equal(pb_progress_attach(where, 3, 2, 2, 4, "node-a"), PB_OK);
+    progress_to(PB_PHASE_OPT);
+    pb_progress_phase_end();
+    assert_int_equal(pb_progress_attach(where, 3, 0, 0, 4, "node-a"), PB_OK);
+    progress_to(PB_PHASE_SYNC);
+    assert_int_equal(pb_progress_describe(text, sizeof text), 0);
+    expect_text(text, "another rank stopped or is stuck: no rank on this node (node-a) is behind this one "
+                      "(in phase sync of step 3); 1 rank on another node could not be inspected");
+
+    memset(where[2], 0, bytes); /* its owner never attached */
+    pb_progress_describe(text, sizeof text);
+    expect_text(text, "; 1 rank on this node published no progress");
+
+    pb_progress_detach();
+    assert_int_equal(pb_progress_describe(text, sizeof text), 0);
+    assert_string_equal(text, "another rank stopped or is stuck");
+    pb_progress_set_step(4); /* detached: nothing is written */
+    pb_progress_phase_begin(PB_PHASE_FWD);
+    munmap(mem, 3 * bytes);
+}
+
 #if PB_EXPECT_MPI
-/* bench --strategy ddp --gpus 2 (re-executed under mpirun) with extra args */
-static void start_ddp(job *j, char *const env_add[], const char *workload, const char *iters, char *const extra[])
+/* bench --strategy ddp --gpus N (re-executed under mpirun) with extra args */
+static void start_ddp_n(job *j, char *const env_add[], const char *workload, const char *iters, const char *gpus,
+                        char *const extra[])
 {
     char *args[64];
     int n = 0;
     char *base[] = {"--strategy", "ddp", "--backend", "cpu", "--workload", (char *)workload, "--iters",
-                    (char *)iters, "--warmup", "0", "--threads", "1", "--gpus", "2", "--out", j->csv_path};
+                    (char *)iters, "--warmup", "0", "--threads", "1", "--gpus", (char *)gpus, "--out", j->csv_path};
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) args[n++] = base[i];
     for (int i = 0; extra && extra[i] && n < 63; i++) args[n++] = extra[i];
     args[n] = NULL;
     start(j, env_add, args);
+}
+
+static void start_ddp(job *j, char *const env_add[], const char *workload, const char *iters, char *const extra[])
+{
+    start_ddp_n(j, env_add, workload, iters, "2", extra);
 }
 
 static void test_sigint_ddp_launcher(void **state)
@@ -291,13 +403,13 @@ static void test_nan_rank1(void **state)
     expect_no_orphans(j);
 }
 
-static void test_fault_ends_job(job *j, const char *kind)
+static void test_fault_ends_job(job *j, const char *kind, const char *gpus)
 {
     char fault[128];
     snprintf(fault, sizeof fault, "PB_FAULT=rank=1,step=3,phase=bwd,kind=%s", kind);
     char *env[] = {fault, NULL};
     char *extra[] = {"--quiet", "--timeout", "3", NULL};
-    start_ddp(j, env, "mlp-xs", "10", extra);
+    start_ddp_n(j, env, "mlp-xs", "10", gpus, extra);
     finish(j, 3 + 10);
     if (j->exit_code == 0) fail_msg("kind=%s: exited 0; stderr:\n%s", kind, j->err);
     expect_err(j, "rank 1");
@@ -308,16 +420,42 @@ static void test_fault_ends_job(job *j, const char *kind)
 static void test_die_rank1(void **state)
 {
     job *j = *state;
-    test_fault_ends_job(j, "die");
+    test_fault_ends_job(j, "die", "2");
+}
+
+/* The ranks whose deadline passed name the rank that holds them up, from
+ * its progress slot: its rank, host and pid, its phase and step, and how
+ * long it has not moved; and never a rank that waits with them. */
+static void expect_hang_named(const job *j, int ranks)
+{
+    char host[256] = "unknown", want[512];
+    gethostname(host, sizeof host - 1);
+    expect_err(j, "ddp step 3: rank ");
+    expect_err(j, "did not complete within 3 s (--timeout): ");
+    snprintf(want, sizeof want, "rank 1 on %s (pid ", host);
+    expect_err(j, want);
+    expect_err(j, ") is stuck in phase bwd of step 3 (no progress for ");
+    for (int r = 0; r < ranks; r++) {
+        if (r == 1) continue;
+        snprintf(want, sizeof want, "rank %d on %s (pid ", r, host);
+        if (strstr(j->err, want)) fail_msg("rank %d, which waited, is named as behind:\n%s", r, j->err);
+    }
+    if (strstr(j->err, "another rank stopped or is stuck"))
+        fail_msg("a generic message where rank 1 could be named:\n%s", j->err);
 }
 
 static void test_hang_rank1(void **state)
 {
     job *j = *state;
-    test_fault_ends_job(j, "hang");
-    /* the rank that noticed names itself, its host and the step */
-    expect_err(j, "did not complete within 3 s");
-    expect_err(j, "step 3");
+    test_fault_ends_job(j, "hang", "2");
+    expect_hang_named(j, 2);
+}
+
+static void test_hang_rank1_of_3(void **state)
+{
+    job *j = *state;
+    test_fault_ends_job(j, "hang", "3");
+    expect_hang_named(j, 3);
 }
 
 /* mpirun -np 1 bench ... --seed 1 : -np 1 bench ... --seed 2 */
@@ -361,11 +499,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigint_single, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_error_bad_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_in_one_process_strategies, setup, teardown),
+        cmocka_unit_test(test_progress_names_the_rank_behind),
 #if PB_EXPECT_MPI
         cmocka_unit_test_setup_teardown(test_sigint_ddp_launcher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_rank1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_die_rank1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_rank1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hang_rank1_of_3, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_mismatch, setup, teardown),
 #endif
     };
