@@ -126,6 +126,7 @@ static void wait_for(job *j, const char *text, double limit_s)
     }
 }
 
+#if PB_EXPECT_MPI /* the ddp runs' helpers (unused, and a warning, without MPI) */
 /* Processes other than this one whose command line holds s. */
 static int processes_with(const char *s)
 {
@@ -162,6 +163,7 @@ static void expect_no_orphans(const job *j)
         nanosleep(&ts, NULL);
     }
 }
+#endif
 
 static void expect_exit(const job *j, int code)
 {
