@@ -2,13 +2,13 @@
 
 #include <string.h>
 
+#include "../kernels/comm_local.h"
 #include "../kernels/comm_mpi.h"
 #include "../kernels/comm_nccl.h"
 
 static const pb_backend *const backends[] = {&pb_backend_cpu, &pb_backend_cuda};
 
-/* local comes later */
-static const pb_comm *const comms[] = {&pb_comm_mpi, &pb_comm_nccl};
+static const pb_comm *const comms[] = {&pb_comm_mpi, &pb_comm_nccl, &pb_comm_local};
 
 static const pb_strategy *const strategies[] = {&pb_strategy_single, &pb_strategy_dp, &pb_strategy_ddp, &pb_strategy_mp};
 

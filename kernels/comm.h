@@ -40,6 +40,10 @@ typedef struct pb_comm {
      * waited; the request stays readable until the next operation is issued
      * on its slot */
     double (*req_ms)(const pb_comm_req *req);
+    /* optional: fails the operations outstanding and to come on every
+     * participant of ctx's group at once, so the others stop waiting for a
+     * participant that failed instead of running into their deadlines */
+    void (*abort)(pb_comm_ctx *ctx);
 } pb_comm;
 
 #ifdef __cplusplus

@@ -1,0 +1,647 @@
+/* `local`: collectives between the devices of one process (comm_local.h).
+ *
+ * The participants of a group share one struct: a ring of slots for the
+ * collectives and one per ordered (sender, receiver) pair for messages. A
+ * post fills the caller's part of its slot; the post that completes the slot
+ * runs the operation right there, outside the group's lock, on the
+ * participants' own buffers, with the backend's own calls:
+ *
+ * - where device memory is host memory (the cpu backend) every buffer is
+ *   readable by every thread, so a reduction adds the peers' buffers straight
+ *   into the root's (axpy) and a copy is a memcpy: nothing is staged;
+ * - otherwise (cuda) a peer's values reach the root with copy_peer into a
+ *   scratch buffer on the root's device, which axpy then adds in; copies are
+ *   ordered on the devices' streams, so "done" means enqueued there, ahead of
+ *   whatever each device enqueues after its wait returns. Single-process NCCL
+ *   would be the faster way on GPUs; this path needs nothing but the backend.
+ *
+ * Sums go in participant order (root first, then the others ascending), so a
+ * result does not depend on which thread ran it. Waits sleep on the group's
+ * condition variable (CLOCK_MONOTONIC) until the operation has run, the
+ * group was aborted, or the deadline passed; then they name the operation
+ * and the participants that never posted it. Steps allocate nothing: the
+ * slots are allocated with the group, and the cuda scratch grows on first
+ * use (in warm-up). */
+#define _POSIX_C_SOURCE 200809L
+#include "comm_local.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../harness/timer.h"
+
+#define DEPTH PB_COMM_LOCAL_DEPTH
+
+typedef enum op_kind { OP_ALLREDUCE, OP_BCAST, OP_REDUCE, OP_ALLGATHER, OP_REDUCE_SCATTER, OP_P2P } op_kind;
+
+static const char *const op_names[] = {"allreduce", "broadcast", "reduce", "allgather", "reduce_scatter", "send/recv"};
+
+/* units of an operation's n, for messages */
+static const char *op_units(op_kind k) { return k == OP_ALLREDUCE || k == OP_REDUCE || k == OP_REDUCE_SCATTER ? "floats" : "bytes"; }
+
+typedef struct slot slot;
+typedef struct group group;
+
+/* A participant's handle on one operation, in the participant's own ring:
+ * it outlives the slot (reused once the operation has run), so it carries
+ * what a wait reports. */
+struct pb_comm_req {
+    slot *slot;       /* the operation's slot, while it has not run */
+    op_kind kind;
+    size_t n;
+    int64_t seq;
+    int root, peer;
+    bool pending;     /* posted and not yet waited for */
+    bool done;        /* ran (its outcome in st and ms) */
+    pb_status st;
+    double ms;
+};
+
+/* One participant's side of an operation. */
+typedef struct part {
+    void *buf;       /* the buffer written (recv, in-place collectives, out) */
+    const void *in;  /* the buffer read (send, allgather, reduce_scatter) */
+    bool posted;
+    pb_comm_req *req;
+} part;
+
+/* One operation: collective k lives in coll[k % DEPTH], message k from a to
+ * b in the pair's ring. Zeroed memory is a free slot; a slot is free again
+ * once its operation has run. */
+struct slot {
+    int64_t seq1;     /* the instance held, plus 1; 0: never used */
+    op_kind kind;
+    size_t n;         /* floats or bytes (op_units) */
+    int root;         /* broadcast/reduce root; messages: the sender */
+    int peer;         /* messages: the receiver */
+    float scale;
+    int width;        /* parts: the group's ranks, or 2 (sender, receiver) */
+    int posted;
+    bool done;
+    part *part;
+};
+
+struct pb_comm_ctx {
+    group *g;
+    const pb_backend *be;
+    pb_device *dev;
+    int rank;
+    int64_t coll_seq;   /* collectives posted */
+    int64_t *send_seq;  /* [ranks]: messages posted to each peer */
+    int64_t *recv_seq;  /* [ranks]: receives posted from each peer */
+    pb_comm_req *reqs;  /* ring of n_reqs: as many as the slot rings can hold */
+    size_t n_reqs;
+    uint64_t next_req;
+    void *scratch;      /* on dev: a peer's values on their way into a sum (cuda) */
+    size_t scratch_bytes;
+};
+
+struct group {
+    group *next; /* the list of groups still forming */
+    const pb_config *cfg;
+    const pb_backend *be;
+    int ranks, joined, members;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* an operation ran, or the group was aborted */
+    pb_comm_ctx **member; /* [ranks] */
+    slot *coll;           /* [DEPTH] */
+    slot *p2p;            /* [ranks * ranks * DEPTH]: pair (a, b) at (a * ranks + b) * DEPTH */
+    part *parts;
+    bool aborted;
+    char why[1024];   /* why it was aborted */
+    char op_err[1024]; /* the first failed operation's error */
+};
+
+/* Groups whose members are still joining, and the lock that orders joining
+ * and leaving (taken before any group's own lock). */
+static group *forming;
+static pthread_mutex_t forming_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* --- groups ------------------------------------------------------------------ */
+
+static void group_free(group *g)
+{
+    if (!g) return;
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+    free(g->member);
+    free(g->coll);
+    free(g->p2p);
+    free(g->parts);
+    free(g);
+}
+
+/* The slots and parts for every operation the group can have outstanding,
+ * allocated once: calloc leaves the pages of unused pairs untouched. */
+static pb_status group_create(const pb_config *cfg, const pb_backend *be, int ranks, group **out)
+{
+    pb_status st = PB_OK;
+    group *g = NULL;
+    bool mu = false;
+    size_t r = (size_t)ranks, n_p2p = r * r * DEPTH;
+    *out = NULL;
+    PB_ALLOC(g, 1);
+    PB_ALLOC(g->member, r);
+    PB_ALLOC(g->coll, DEPTH);
+    PB_ALLOC(g->p2p, n_p2p);
+    PB_ALLOC(g->parts, DEPTH * r + 2 * n_p2p);
+    g->cfg = cfg;
+    g->be = be;
+    g->ranks = ranks;
+    for (size_t i = 0; i < DEPTH; i++) g->coll[i].part = g->parts + i * r;
+    for (size_t i = 0; i < n_p2p; i++) g->p2p[i].part = g->parts + DEPTH * r + 2 * i;
+    PB_REQUIRE(pthread_mutex_init(&g->mu, NULL) == 0, PB_ERR_INTERNAL, "comm local: pthread_mutex_init failed");
+    mu = true;
+    pthread_condattr_t attr;
+    PB_REQUIRE(pthread_condattr_init(&attr) == 0, PB_ERR_INTERNAL, "comm local: pthread_condattr_init failed");
+    /* deadlines on the monotonic clock: a wall-clock jump neither fires nor delays them */
+    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0) rc = pthread_cond_init(&g->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    PB_REQUIRE(rc == 0, PB_ERR_INTERNAL, "comm local: pthread_cond_init failed (error %d)", rc);
+    *out = g;
+    return PB_OK;
+cleanup:
+    if (g) {
+        if (mu) pthread_mutex_destroy(&g->mu);
+        free(g->member);
+        free(g->coll);
+        free(g->p2p);
+        free(g->parts);
+        free(g);
+    }
+    return st;
+}
+
+/* With g->mu held: the first reason wins; every waiter wakes up and fails. */
+static void abort_locked(group *g, const char *why)
+{
+    if (!g->aborted) {
+        g->aborted = true;
+        snprintf(g->why, sizeof g->why, "%s", why);
+    }
+    pthread_cond_broadcast(&g->cv);
+}
+
+static void local_destroy(pb_comm_ctx *c)
+{
+    if (!c) return;
+    group *g = c->g;
+    bool last = false;
+    if (g) {
+        pthread_mutex_lock(&forming_mu);
+        pthread_mutex_lock(&g->mu);
+        g->member[c->rank] = NULL;
+        g->members--;
+        last = g->members == 0;
+        if (g->joined < g->ranks) {
+            g->joined--; /* still forming: another may take this rank */
+        } else if (!last) {
+            char why[64];
+            snprintf(why, sizeof why, "participant %d left the group", c->rank);
+            abort_locked(g, why);
+        }
+        pthread_mutex_unlock(&g->mu);
+        if (last)
+            for (group **p = &forming; *p; p = &(*p)->next)
+                if (*p == g) {
+                    *p = g->next;
+                    break;
+                }
+        pthread_mutex_unlock(&forming_mu);
+    }
+    if (c->scratch) c->be->free(c->dev, c->scratch);
+    if (last) group_free(g);
+    free(c->send_seq);
+    free(c->recv_seq);
+    free(c->reqs);
+    free(c);
+}
+
+static pb_status local_init(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank, int ranks,
+                            pb_comm_ctx **out)
+{
+    pb_status st = PB_OK;
+    pb_comm_ctx *c = NULL;
+    bool locked = false;
+    *out = NULL;
+    PB_REQUIRE(ranks >= 1 && ranks <= PB_MAX_STAGES && rank >= 0 && rank < ranks, PB_ERR_INTERNAL,
+               "comm local: participant %d of %d (allowed: 1 to %d participants)", rank, ranks, PB_MAX_STAGES);
+    PB_ALLOC(c, 1);
+    PB_ALLOC(c->send_seq, ranks);
+    PB_ALLOC(c->recv_seq, ranks);
+    /* a collective ring, and a send and a recv ring per peer */
+    c->n_reqs = (size_t)DEPTH * (2 * (size_t)ranks + 1);
+    PB_ALLOC(c->reqs, c->n_reqs);
+    c->be = be;
+    c->dev = dev;
+    c->rank = rank;
+
+    pthread_mutex_lock(&forming_mu);
+    locked = true;
+    group *g = forming;
+    for (; g; g = g->next) {
+        pthread_mutex_lock(&g->mu);
+        bool fits = g->cfg == cfg && g->ranks == ranks && !g->member[rank] && !g->aborted;
+        pthread_mutex_unlock(&g->mu);
+        if (fits) break;
+    }
+    if (!g) {
+        PB_TRY(group_create(cfg, be, ranks, &g));
+        g->next = forming;
+        forming = g;
+    }
+    PB_REQUIRE(g->be == be, PB_ERR_INTERNAL, "comm local: participant %d is on backend %s, the group's on %s", rank,
+               be->name, g->be->name);
+    pthread_mutex_lock(&g->mu);
+    g->member[rank] = c;
+    g->joined++;
+    g->members++;
+    c->g = g;
+    bool complete = g->joined == g->ranks;
+    pthread_mutex_unlock(&g->mu);
+    if (complete)
+        for (group **p = &forming; *p; p = &(*p)->next)
+            if (*p == g) {
+                *p = g->next;
+                break;
+            }
+    pthread_mutex_unlock(&forming_mu);
+    *out = c;
+    return PB_OK;
+cleanup:
+    if (locked) pthread_mutex_unlock(&forming_mu);
+    local_destroy(c);
+    return st;
+}
+
+/* --- running an operation ----------------------------------------------------- */
+
+static pb_device *dev_of(const group *g, int rank) { return g->member[rank]->dev; }
+
+/* src's n floats at p as participant dst can read them: in place where
+ * device memory is host memory, else copied into dst's scratch. */
+static pb_status readable_by(group *g, int dst, int src, const float *p, size_t n, const float **out)
+{
+    pb_status st = PB_OK;
+    if (g->be->host_is_device) {
+        *out = p;
+        return PB_OK;
+    }
+    pb_comm_ctx *d = g->member[dst];
+    size_t bytes = n * sizeof(float);
+    if (d->scratch_bytes < bytes) {
+        if (d->scratch) g->be->free(d->dev, d->scratch);
+        d->scratch = NULL;
+        d->scratch_bytes = 0;
+        PB_TRY(g->be->alloc(d->dev, bytes, &d->scratch));
+        d->scratch_bytes = bytes;
+    }
+    PB_TRY(g->be->copy_peer(d->dev, d->scratch, dev_of(g, src), p, bytes));
+    *out = d->scratch;
+cleanup:
+    return st;
+}
+
+/* dst[0..n) += every other participant's src[0..n), in participant order */
+static pb_status sum_into(group *g, int root, float *dst, const float *const *src, size_t n)
+{
+    pb_status st = PB_OK;
+    for (int r = 0; r < g->ranks; r++) {
+        if (r == root) continue;
+        const float *x = NULL;
+        PB_TRY(readable_by(g, root, r, src[r], n, &x));
+        PB_TRY(g->be->axpy(dev_of(g, root), n, 1.0f, x, dst));
+    }
+cleanup:
+    return st;
+}
+
+static pb_status copy_between(group *g, int dst, void *to, int src, const void *from, size_t bytes)
+{
+    if (dst == src) return g->be->copy(dev_of(g, dst), to, from, bytes);
+    return g->be->copy_peer(dev_of(g, dst), to, dev_of(g, src), from, bytes);
+}
+
+static pb_status run_coll(group *g, slot *s)
+{
+    pb_status st = PB_OK;
+    const pb_backend *be = g->be;
+    int ranks = g->ranks;
+    size_t n = s->n;
+    const float *src[PB_MAX_STAGES];
+    if (n == 0) return PB_OK;
+    switch (s->kind) {
+    case OP_BCAST:
+        for (int r = 0; r < ranks; r++)
+            if (r != s->root) PB_TRY(copy_between(g, r, s->part[r].buf, s->root, s->part[s->root].buf, n));
+        break;
+    case OP_REDUCE:
+        for (int r = 0; r < ranks; r++) src[r] = s->part[r].buf;
+        PB_TRY(sum_into(g, s->root, s->part[s->root].buf, src, n));
+        break;
+    case OP_ALLREDUCE: {
+        float *sum = s->part[0].buf;
+        for (int r = 0; r < ranks; r++) src[r] = s->part[r].buf;
+        PB_TRY(sum_into(g, 0, sum, src, n));
+        if (s->scale != 1.0f) {
+            if (be->host_is_device)
+                for (size_t i = 0; i < n; i++) sum[i] *= s->scale;
+            else /* the backend has no scale: y += (scale - 1) y */
+                PB_TRY(be->axpy(dev_of(g, 0), n, s->scale - 1.0f, sum, sum));
+        }
+        for (int r = 1; r < ranks; r++) PB_TRY(copy_between(g, r, s->part[r].buf, 0, sum, n * sizeof(float)));
+        break;
+    }
+    case OP_ALLGATHER:
+        for (int p = 0; p < ranks; p++)
+            for (int r = 0; r < ranks; r++)
+                PB_TRY(copy_between(g, p, (char *)s->part[p].buf + (size_t)r * n, r, s->part[r].in, n));
+        break;
+    case OP_REDUCE_SCATTER:
+        /* participant r's out: the sum of everyone's chunk r, from participant 0's up */
+        for (int r = 0; r < ranks; r++) {
+            float *out = s->part[r].buf;
+            for (int p = 0; p < ranks; p++) src[p] = (const float *)s->part[p].in + (size_t)r * n;
+            PB_TRY(copy_between(g, r, out, 0, src[0], n * sizeof(float)));
+            for (int p = 1; p < ranks; p++) {
+                const float *x = NULL;
+                if (p == r) {
+                    x = src[p];
+                } else {
+                    PB_TRY(readable_by(g, r, p, src[p], n, &x));
+                }
+                PB_TRY(be->axpy(dev_of(g, r), n, 1.0f, x, out));
+            }
+        }
+        break;
+    case OP_P2P:
+        PB_TRY(copy_between(g, s->peer, s->part[1].buf, s->root, s->part[0].in, n));
+        break;
+    }
+cleanup:
+    return st;
+}
+
+/* Runs a slot whose last part was just posted, on the poster's thread. */
+static void run_slot(group *g, slot *s)
+{
+    double t0 = pb_now_ms();
+    pb_status st = run_coll(g, s);
+    double ms = pb_now_ms() - t0;
+    char err[1024] = "";
+    if (st != PB_OK) { /* the message is this thread's: hand it to the waiters */
+        snprintf(err, sizeof err, "%s", pb_error_message());
+        pb_error_clear();
+    }
+    pthread_mutex_lock(&g->mu);
+    for (int i = 0; i < s->width; i++) {
+        pb_comm_req *r = s->part[i].req;
+        r->st = st;
+        r->ms = ms;
+        r->done = true;
+        r->slot = NULL;
+    }
+    if (st != PB_OK && !g->op_err[0]) snprintf(g->op_err, sizeof g->op_err, "%s", err);
+    s->done = true;
+    pthread_mutex_unlock(&g->mu);
+    /* after unlocking, so a waiter that wakes does not block on the lock */
+    pthread_cond_broadcast(&g->cv);
+}
+
+/* --- posting ------------------------------------------------------------------- */
+
+/* An operation for messages: "allreduce #3 of 10 floats" */
+static void describe(op_kind kind, int64_t seq, size_t n, int root, int peer, char *buf, size_t len)
+{
+    if (kind == OP_P2P)
+        snprintf(buf, len, "message #%lld of %zu bytes from participant %d to %d", (long long)seq, n, root, peer);
+    else
+        snprintf(buf, len, "%s #%lld of %zu %s", op_names[kind], (long long)seq, n, op_units(kind));
+}
+
+typedef struct post_args {
+    op_kind kind;
+    void *buf;
+    const void *in;
+    size_t n;
+    float scale;
+    int root, peer; /* messages: sender and receiver */
+    bool is_recv;
+} post_args;
+
+/* Posts the caller's part of its next operation of a's kind; runs the
+ * operation when it is the last part. */
+static pb_status post(pb_comm_ctx *c, const post_args *a, pb_comm_req **out)
+{
+    group *g = c->g;
+    bool p2p = a->kind == OP_P2P;
+    int width = p2p ? 2 : g->ranks;
+    char msg[1024];
+    pb_status fail = PB_OK;
+    *out = NULL;
+    if (p2p ? a->root < 0 || a->root >= g->ranks || a->peer < 0 || a->peer >= g->ranks
+            : a->root < 0 || a->root >= g->ranks)
+        return pb_error(PB_ERR_COMM, "comm local: participant %d: %s with peer or root %d; allowed: 0 to %d", c->rank,
+                        p2p ? (a->is_recv ? "recv" : "send") : op_names[a->kind], p2p ? (a->is_recv ? a->root : a->peer) : a->root,
+                        g->ranks - 1);
+    int64_t *seq = !p2p ? &c->coll_seq : a->is_recv ? &c->recv_seq[a->root] : &c->send_seq[a->peer];
+    int64_t k = *seq;
+    slot *s = !p2p ? &g->coll[k % DEPTH]
+                   : &g->p2p[((size_t)a->root * (size_t)g->ranks + (size_t)a->peer) * DEPTH + (size_t)(k % DEPTH)];
+    int me = p2p ? (a->is_recv ? 1 : 0) : c->rank;
+    pb_comm_req *r = &c->reqs[c->next_req % c->n_reqs];
+
+    pthread_mutex_lock(&g->mu);
+    if (r->pending) {
+        snprintf(msg, sizeof msg, "comm local: participant %d: more than %zu operations outstanding (wait for some)",
+                 c->rank, c->n_reqs);
+        fail = PB_ERR_COMM;
+    } else if (g->aborted) {
+        snprintf(msg, sizeof msg, "comm local: participant %d cannot post %s: the group was aborted (%.800s)", c->rank,
+                 p2p ? (a->is_recv ? "a recv" : "a send") : op_names[a->kind], g->why);
+        fail = PB_ERR_COMM;
+    } else if (s->seq1 != k + 1) {
+        if (s->seq1 != 0 && !(s->seq1 == k + 1 - DEPTH && s->done)) {
+            if (p2p)
+                snprintf(msg, sizeof msg,
+                         "comm local: more than %d messages from participant %d to %d outstanding (post fewer "
+                         "before waiting)",
+                         DEPTH, a->root, a->peer);
+            else
+                snprintf(msg, sizeof msg,
+                         "comm local: participant %d: more than %d collectives outstanding (post fewer before "
+                         "waiting)",
+                         c->rank, DEPTH);
+            fail = PB_ERR_COMM;
+        } else {
+            part *parts = s->part;
+            *s = (slot){.seq1 = k + 1, .kind = a->kind, .n = a->n, .root = a->root, .peer = a->peer,
+                        .scale = a->scale, .width = width, .part = parts};
+            memset(parts, 0, (size_t)width * sizeof *parts);
+        }
+    } else if (s->kind != a->kind || s->n != a->n || s->root != a->root || s->scale != a->scale) {
+        char have[160];
+        describe(s->kind, s->seq1 - 1, s->n, s->root, s->peer, have, sizeof have);
+        if (p2p)
+            snprintf(msg, sizeof msg, "comm local: participant %d %s %zu bytes as %s", c->rank,
+                     a->is_recv ? "receives" : "sends", a->n, have);
+        else
+            snprintf(msg, sizeof msg,
+                     "comm local: participant %d posted %s of %zu %s (root %d, scale %g) as %s (root %d, scale %g) "
+                     "of another participant",
+                     c->rank, op_names[a->kind], a->n, op_units(a->kind), a->root, (double)a->scale, have, s->root,
+                     (double)s->scale);
+        abort_locked(g, msg);
+        fail = PB_ERR_COMM;
+    }
+    if (fail != PB_OK) {
+        pthread_mutex_unlock(&g->mu);
+        return pb_error(fail, "%s", msg);
+    }
+    part *p = &s->part[me];
+    p->buf = a->buf;
+    p->in = a->in;
+    p->posted = true;
+    *r = (pb_comm_req){.slot = s, .kind = a->kind, .n = a->n, .seq = k, .root = a->root, .peer = a->peer,
+                       .pending = true};
+    p->req = r;
+    c->next_req++;
+    (*seq)++;
+    bool last = ++s->posted == s->width;
+    pthread_mutex_unlock(&g->mu);
+    *out = r;
+    if (last) run_slot(g, s);
+    return PB_OK;
+}
+
+static pb_status local_allreduce(pb_comm_ctx *c, float *buf, size_t n, float scale, pb_comm_req **req)
+{
+    return post(c, &(post_args){.kind = OP_ALLREDUCE, .buf = buf, .n = n, .scale = scale}, req);
+}
+static pb_status local_broadcast(pb_comm_ctx *c, void *buf, size_t bytes, int root, pb_comm_req **req)
+{
+    return post(c, &(post_args){.kind = OP_BCAST, .buf = buf, .n = bytes, .scale = 1.0f, .root = root}, req);
+}
+static pb_status local_reduce(pb_comm_ctx *c, float *buf, size_t n, int root, pb_comm_req **req)
+{
+    return post(c, &(post_args){.kind = OP_REDUCE, .buf = buf, .n = n, .scale = 1.0f, .root = root}, req);
+}
+static pb_status local_send(pb_comm_ctx *c, const void *buf, size_t bytes, int peer, pb_comm_req **req)
+{
+    return post(c, &(post_args){.kind = OP_P2P, .in = buf, .n = bytes, .scale = 1.0f, .root = c->rank, .peer = peer},
+                req);
+}
+static pb_status local_recv(pb_comm_ctx *c, void *buf, size_t bytes, int peer, pb_comm_req **req)
+{
+    return post(c,
+                &(post_args){.kind = OP_P2P, .buf = buf, .n = bytes, .scale = 1.0f, .root = peer, .peer = c->rank,
+                             .is_recv = true},
+                req);
+}
+static pb_status local_allgather(pb_comm_ctx *c, const void *in, void *out, size_t bytes, pb_comm_req **req)
+{
+    return post(c, &(post_args){.kind = OP_ALLGATHER, .buf = out, .in = in, .n = bytes, .scale = 1.0f}, req);
+}
+static pb_status local_reduce_scatter(pb_comm_ctx *c, const float *in, float *out, size_t n, pb_comm_req **req)
+{
+    return post(c, &(post_args){.kind = OP_REDUCE_SCATTER, .buf = out, .in = in, .n = n, .scale = 1.0f}, req);
+}
+
+/* --- waiting ---------------------------------------------------------------------- */
+
+/* With g->mu held: who has not posted s, as "participants 2, 3 never posted it". */
+static void missing(const group *g, const slot *s, char *buf, size_t len)
+{
+    if (s->kind == OP_P2P) {
+        if (!s->part[0].posted)
+            snprintf(buf, len, "participant %d never posted its send to %d", s->root, s->peer);
+        else
+            snprintf(buf, len, "participant %d never posted its recv from %d", s->peer, s->root);
+        return;
+    }
+    int count = 0;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int r = 0; r < g->ranks; r++) {
+        if (s->part[r].posted) continue;
+        int w = snprintf(buf + used, len - used, "%s%d", count ? ", " : "", r);
+        if (w > 0 && (size_t)w < len - used) used += (size_t)w;
+        count++;
+    }
+    char who[256];
+    snprintf(who, sizeof who, "%s", buf);
+    snprintf(buf, len, "participant%s %s never posted it", count == 1 ? "" : "s", who);
+}
+
+static pb_status local_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
+{
+    group *g = c->g;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    double whole = (double)(time_t)deadline_s;
+    until.tv_sec += (time_t)deadline_s;
+    until.tv_nsec += (long)((deadline_s - whole) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    char what[160], who[320] = "", err[1024];
+    pthread_mutex_lock(&g->mu);
+    int rc = 0;
+    while (!r->done && !g->aborted && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&g->cv, &g->mu, &until);
+    bool done = r->done, aborted = g->aborted;
+    pb_status st = r->st;
+    describe(r->kind, r->seq, r->n, r->root, r->peer, what, sizeof what);
+    if (done) {
+        r->pending = false;
+        snprintf(err, sizeof err, "%s", st != PB_OK ? g->op_err : "");
+    } else {
+        missing(g, r->slot, who, sizeof who); /* the slot holds it until it runs */
+        snprintf(err, sizeof err, "%s", g->why);
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (done) return st == PB_OK ? PB_OK : pb_error(st, "comm local: participant %d's %s: %s", c->rank, what, err);
+    if (aborted)
+        return pb_error(PB_ERR_COMM, "comm local: participant %d's %s was abandoned: the group was aborted (%s)",
+                        c->rank, what, err);
+    return pb_error(PB_ERR_COMM, "comm local: participant %d's %s did not complete within %g s (--timeout): %s",
+                    c->rank, what, deadline_s, who);
+}
+
+static double local_req_ms(const pb_comm_req *r) { return r->ms; }
+
+static void local_abort(pb_comm_ctx *c)
+{
+    char why[64];
+    snprintf(why, sizeof why, "participant %d failed", c->rank);
+    pthread_mutex_lock(&c->g->mu);
+    abort_locked(c->g, why);
+    pthread_mutex_unlock(&c->g->mu);
+}
+
+/* No library: the process's own threads and the backend's copies. */
+static const char *local_version(void) { return ""; }
+
+const pb_comm pb_comm_local = {
+    .name = "local",
+    .description = "devices driven by threads of one process: shared memory on cpu, peer copies on cuda",
+    .init = local_init,
+    .destroy = local_destroy,
+    .allreduce = local_allreduce,
+    .broadcast = local_broadcast,
+    .reduce = local_reduce,
+    .send = local_send,
+    .recv = local_recv,
+    .allgather = local_allgather,
+    .reduce_scatter = local_reduce_scatter,
+    .wait = local_wait,
+    .version = local_version,
+    .req_ms = local_req_ms,
+    .abort = local_abort,
+};

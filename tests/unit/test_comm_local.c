@@ -1,0 +1,505 @@
+/* The `local` comm (kernels/comm_local.c) on the cpu backend, against
+ * hand-computed results (integer-valued floats, so every sum is exact):
+ *
+ * 1. with 2, 3 and 4 participants, each on a thread of its own that also
+ *    joins the group itself: allreduce (scaled), broadcast, reduce, messages
+ *    around a ring (three per pair, of different sizes, matched in order),
+ *    allgather and reduce_scatter;
+ * 2. the same with one thread posting every participant's part, as NCCL's
+ *    single-process groups allow;
+ * 3. both again on a "staged" copy of the cpu backend that claims its device
+ *    memory is not host memory, so the path cuda takes (peers' values
+ *    copied into the root's scratch, then added) runs here too;
+ * 4. a wait whose deadline passes because a participant never posted: it
+ *    fails in about the deadline, naming the operation and who is missing,
+ *    and the request can be waited for again once the last part arrives;
+ * 5. an abort wakes a waiting participant at once; mismatched collectives
+ *    and too many outstanding operations are errors, not hangs. */
+#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "harness/config.h"
+#include "harness/timer.h"
+#include "kernels/comm_local.h"
+
+#define MAXP 4
+#define N 5        /* floats per participant (per chunk) */
+#define MSGS 3     /* messages per (sender, receiver) pair */
+#define WAIT_S 20.0
+
+static pb_backend staged_backend; /* pb_backend_cpu with host_is_device false */
+
+typedef struct bufs {
+    float a[MAXP * N];
+    float in[MAXP * N];
+    float out[MAXP * N];
+    float msg_out[MSGS][(MSGS + 1) * 2];
+    float msg_in[MSGS][(MSGS + 1) * 2];
+} bufs;
+
+typedef struct world {
+    const pb_backend *be;
+    pb_config cfg;
+    int n;
+    pb_device *dev[MAXP];
+    pb_comm_ctx *cc[MAXP];
+    bufs b[MAXP];
+    /* threaded runs */
+    pthread_barrier_t barrier;
+    char err[MAXP][1024];
+} world;
+
+static const pb_comm *const C = &pb_comm_local;
+
+static void world_open(world *w, const pb_backend *be, int n)
+{
+    memset(w, 0, sizeof *w);
+    w->be = be;
+    w->n = n;
+    pb_config_defaults(&w->cfg);
+    w->cfg.threads = 1;
+    for (int r = 0; r < n; r++) assert_int_equal(be->open(&w->cfg, r, &w->dev[r]), PB_OK);
+}
+
+static void world_join(world *w)
+{
+    for (int r = 0; r < w->n; r++) assert_int_equal(C->init(&w->cfg, w->be, w->dev[r], r, w->n, &w->cc[r]), PB_OK);
+}
+
+static void world_close(world *w)
+{
+    for (int r = 0; r < w->n; r++) {
+        C->destroy(w->cc[r]);
+        w->cc[r] = NULL;
+    }
+    for (int r = 0; r < w->n; r++) w->be->close(w->dev[r]);
+    pb_error_clear();
+}
+
+/* --- the operations, as steps every participant runs ---------------------- */
+
+enum { ST_ALLREDUCE, ST_BCAST, ST_REDUCE, ST_P2P, ST_ALLGATHER, ST_REDUCE_SCATTER, ST_COUNT };
+static const char *const step_names[] = {"allreduce", "broadcast", "reduce", "send/recv", "allgather", "reduce_scatter"};
+
+static size_t msg_floats(int m) { return (size_t)(m + 1) * 2; }
+
+/* not participant 0, where one exists: a root other than the first */
+static int reduce_root(int n) { return n > 1 ? 1 : 0; }
+
+/* Fills participant r's buffers for the step and posts its part(s). */
+static pb_status post_step(world *w, int step, int r, pb_comm_req **req, int *nreq)
+{
+    int n = w->n;
+    bufs *b = &w->b[r];
+    pb_status st = PB_OK;
+    *nreq = 0;
+    switch (step) {
+    case ST_ALLREDUCE:
+        for (int i = 0; i < N; i++) b->a[i] = (float)((r + 1) * (i + 1));
+        return C->allreduce(w->cc[r], b->a, N, 0.5f, &req[(*nreq)++]);
+    case ST_BCAST:
+        for (int i = 0; i < N; i++) b->a[i] = r == n - 1 ? (float)(7 * (i + 1)) : -1.0f;
+        return C->broadcast(w->cc[r], b->a, N * sizeof(float), n - 1, &req[(*nreq)++]);
+    case ST_REDUCE:
+        for (int i = 0; i < N; i++) b->a[i] = (float)((r + 1) * (i + 1));
+        return C->reduce(w->cc[r], b->a, N, reduce_root(n), &req[(*nreq)++]);
+    case ST_P2P: {
+        /* a ring: three messages of growing size to the next, three from the previous */
+        int next = (r + 1) % n, prev = (r + n - 1) % n;
+        for (int m = 0; m < MSGS; m++) {
+            for (size_t i = 0; i < msg_floats(m); i++) {
+                b->msg_out[m][i] = (float)(100 * r + 10 * m + (int)i);
+                b->msg_in[m][i] = -1.0f;
+            }
+            st = C->send(w->cc[r], b->msg_out[m], msg_floats(m) * sizeof(float), next, &req[(*nreq)++]);
+            if (st != PB_OK) return st;
+            st = C->recv(w->cc[r], b->msg_in[m], msg_floats(m) * sizeof(float), prev, &req[(*nreq)++]);
+            if (st != PB_OK) return st;
+        }
+        return PB_OK;
+    }
+    case ST_ALLGATHER:
+        for (int i = 0; i < N; i++) b->in[i] = (float)(10 * r + i);
+        for (int i = 0; i < n * N; i++) b->out[i] = -1.0f;
+        return C->allgather(w->cc[r], b->in, b->out, N * sizeof(float), &req[(*nreq)++]);
+    case ST_REDUCE_SCATTER:
+        for (int i = 0; i < n * N; i++) b->in[i] = (float)((r + 1) * (i + 1));
+        for (int i = 0; i < N; i++) b->out[i] = -1.0f;
+        return C->reduce_scatter(w->cc[r], b->in, b->out, N, &req[(*nreq)++]);
+    }
+    return PB_ERR_INTERNAL;
+}
+
+/* What participant r's buffers must hold after the step; "" when they do. */
+static void check_step(const world *w, int step, int r, char *err, size_t len)
+{
+    int n = w->n;
+    const bufs *b = &w->b[r];
+    float tri = (float)(n * (n + 1) / 2); /* sum of r + 1 over participants */
+    err[0] = '\0';
+#define EXPECT(got, want, ...)                                                                                   \
+    do {                                                                                                         \
+        if ((got) != (want)) {                                                                                   \
+            char where_[128];                                                                                    \
+            snprintf(where_, sizeof where_, __VA_ARGS__);                                                        \
+            snprintf(err, len, "%d participants, %s, participant %d, %s: got %g, want %g", n, step_names[step], r, \
+                     where_, (double)(got), (double)(want));                                                     \
+            return;                                                                                              \
+        }                                                                                                        \
+    } while (0)
+    switch (step) {
+    case ST_ALLREDUCE:
+        for (int i = 0; i < N; i++) EXPECT(b->a[i], 0.5f * tri * (float)(i + 1), "a[%d]", i);
+        break;
+    case ST_BCAST:
+        for (int i = 0; i < N; i++) EXPECT(b->a[i], (float)(7 * (i + 1)), "a[%d]", i);
+        break;
+    case ST_REDUCE:
+        for (int i = 0; i < N; i++)
+            EXPECT(b->a[i], r == reduce_root(n) ? tri * (float)(i + 1) : (float)((r + 1) * (i + 1)), "a[%d]", i);
+        break;
+    case ST_P2P: {
+        int prev = (r + n - 1) % n;
+        for (int m = 0; m < MSGS; m++)
+            for (size_t i = 0; i < msg_floats(m); i++)
+                EXPECT(b->msg_in[m][i], (float)(100 * prev + 10 * m + (int)i), "message %d [%zu]", m, i);
+        break;
+    }
+    case ST_ALLGATHER:
+        for (int q = 0; q < n; q++)
+            for (int i = 0; i < N; i++) EXPECT(b->out[q * N + i], (float)(10 * q + i), "out[%d]", q * N + i);
+        break;
+    case ST_REDUCE_SCATTER:
+        for (int i = 0; i < N; i++) EXPECT(b->out[i], tri * (float)(r * N + i + 1), "out[%d]", i);
+        break;
+    }
+#undef EXPECT
+}
+
+/* --- 1: a thread per participant ------------------------------------------------ */
+
+typedef struct participant {
+    world *w;
+    int r;
+} participant;
+
+static void *participant_main(void *arg)
+{
+    participant *p = arg;
+    world *w = p->w;
+    int r = p->r;
+    char *err = w->err[r];
+    pb_comm_req *req[2 * MSGS];
+    int nreq = 0;
+    /* joining from threads at once: the group forms whatever the order */
+    if (C->init(&w->cfg, w->be, w->dev[r], r, w->n, &w->cc[r]) != PB_OK)
+        snprintf(err, 1024, "init: %s", pb_error_message());
+    pthread_barrier_wait(&w->barrier);
+    /* every thread reaches every barrier; one that failed aborts the group,
+     * so the others fail at once instead of at their deadlines */
+    for (int step = 0; step < ST_COUNT; step++) {
+        if (!err[0]) {
+            pb_status st = post_step(w, step, r, req, &nreq);
+            for (int i = 0; st == PB_OK && i < nreq; i++) st = C->wait(w->cc[r], req[i], WAIT_S);
+            if (st != PB_OK)
+                snprintf(err, 1024, "%s: %s", step_names[step], pb_error_message());
+            else
+                check_step(w, step, r, err, 1024);
+            if (err[0] && w->cc[r]) C->abort(w->cc[r]);
+        }
+        /* the next step refills buffers the others may still read */
+        pthread_barrier_wait(&w->barrier);
+    }
+    return NULL;
+}
+
+static void run_threaded(const pb_backend *be, int n)
+{
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, be, n);
+    assert_int_equal(pthread_barrier_init(&w->barrier, NULL, (unsigned)n), 0);
+    pthread_t t[MAXP];
+    participant p[MAXP];
+    for (int r = 0; r < n; r++) {
+        p[r] = (participant){w, r};
+        assert_int_equal(pthread_create(&t[r], NULL, participant_main, &p[r]), 0);
+    }
+    for (int r = 0; r < n; r++) pthread_join(t[r], NULL);
+    pthread_barrier_destroy(&w->barrier);
+    for (int r = 0; r < n; r++)
+        if (w->err[r][0]) fail_msg("%s backend, %d threads: %s", be == &pb_backend_cpu ? "cpu" : "staged", n, w->err[r]);
+    world_close(w);
+    free(w);
+}
+
+/* --- 2: one thread posts for everyone ----------------------------------------------- */
+
+static void run_single_thread(const pb_backend *be, int n)
+{
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, be, n);
+    world_join(w);
+    for (int step = 0; step < ST_COUNT; step++) {
+        pb_comm_req *req[MAXP][2 * MSGS];
+        int nreq[MAXP];
+        for (int r = 0; r < n; r++)
+            if (post_step(w, step, r, req[r], &nreq[r]) != PB_OK)
+                fail_msg("%s, participant %d: %s", step_names[step], r, pb_error_message());
+        for (int r = 0; r < n; r++)
+            for (int i = 0; i < nreq[r]; i++)
+                if (C->wait(w->cc[r], req[r][i], WAIT_S) != PB_OK)
+                    fail_msg("%s, participant %d: %s", step_names[step], r, pb_error_message());
+        for (int r = 0; r < n; r++) {
+            char err[1024];
+            check_step(w, step, r, err, sizeof err);
+            if (err[0]) fail_msg("one thread, %s backend: %s", be == &pb_backend_cpu ? "cpu" : "staged", err);
+        }
+    }
+    world_close(w);
+    free(w);
+}
+
+static void test_threads_cpu(void **state)
+{
+    (void)state;
+    for (int n = 2; n <= 4; n++) run_threaded(&pb_backend_cpu, n);
+}
+
+static void test_one_thread_cpu(void **state)
+{
+    (void)state;
+    for (int n = 2; n <= 4; n++) run_single_thread(&pb_backend_cpu, n);
+}
+
+static void test_threads_staged(void **state)
+{
+    (void)state;
+    for (int n = 2; n <= 4; n++) run_threaded(&staged_backend, n);
+}
+
+static void test_one_thread_staged(void **state)
+{
+    (void)state;
+    for (int n = 2; n <= 4; n++) run_single_thread(&staged_backend, n);
+}
+
+/* A single participant is a group too: every operation is a copy or nothing. */
+static void test_one_participant(void **state)
+{
+    (void)state;
+    run_single_thread(&pb_backend_cpu, 1);
+}
+
+/* --- 4: deadlines ------------------------------------------------------------------ */
+
+static void expect_in(const char *msg, const char *want)
+{
+    if (!strstr(msg, want)) fail_msg("message lacks '%s': %s", want, msg);
+}
+
+static void test_deadline_names_missing_participant(void **state)
+{
+    (void)state;
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, &pb_backend_cpu, 3);
+    world_join(w);
+    pb_comm_req *req[3];
+    for (int r = 0; r < 2; r++) {
+        for (int i = 0; i < N; i++) w->b[r].a[i] = (float)(r + 1);
+        assert_int_equal(C->allreduce(w->cc[r], w->b[r].a, N, 1.0f, &req[r]), PB_OK);
+    }
+    pb_error_clear();
+    double t0 = pb_now_ms();
+    pb_status st = C->wait(w->cc[0], req[0], 0.2);
+    double waited = pb_now_ms() - t0;
+    assert_int_equal(st, PB_ERR_COMM);
+    if (waited < 195.0 || waited > 2000.0) fail_msg("a 0.2 s deadline returned after %.1f ms", waited);
+    const char *msg = pb_error_message();
+    expect_in(msg, "allreduce #0 of 5 floats");
+    expect_in(msg, "within 0.2 s");
+    expect_in(msg, "participant 2 never posted it");
+    expect_in(msg, "participant 0's");
+    pb_error_clear();
+
+    /* the late participant arrives: the same request completes */
+    for (int i = 0; i < N; i++) w->b[2].a[i] = 3.0f;
+    assert_int_equal(C->allreduce(w->cc[2], w->b[2].a, N, 1.0f, &req[2]), PB_OK);
+    for (int r = 0; r < 3; r++) assert_int_equal(C->wait(w->cc[r], req[r], WAIT_S), PB_OK);
+    for (int r = 0; r < 3; r++) assert_true(w->b[r].a[0] == 6.0f && w->b[r].a[N - 1] == 6.0f);
+    assert_true(C->req_ms(req[0]) >= 0.0);
+    world_close(w);
+    free(w);
+}
+
+static void test_deadline_lists_every_missing_participant(void **state)
+{
+    (void)state;
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, &pb_backend_cpu, 4);
+    world_join(w);
+    pb_comm_req *req = NULL;
+    assert_int_equal(C->broadcast(w->cc[0], w->b[0].a, 8, 0, &req), PB_OK);
+    pb_error_clear();
+    assert_int_equal(C->wait(w->cc[0], req, 0.05), PB_ERR_COMM);
+    expect_in(pb_error_message(), "broadcast #0 of 8 bytes");
+    expect_in(pb_error_message(), "participants 1, 2, 3 never posted it");
+    world_close(w);
+    free(w);
+}
+
+static void test_deadline_of_a_message(void **state)
+{
+    (void)state;
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, &pb_backend_cpu, 2);
+    world_join(w);
+    pb_comm_req *req = NULL;
+    assert_int_equal(C->send(w->cc[0], w->b[0].a, 12, 1, &req), PB_OK);
+    pb_error_clear();
+    assert_int_equal(C->wait(w->cc[0], req, 0.05), PB_ERR_COMM);
+    expect_in(pb_error_message(), "message #0 of 12 bytes from participant 0 to 1");
+    expect_in(pb_error_message(), "participant 1 never posted its recv from 0");
+    pb_error_clear();
+    assert_int_equal(C->recv(w->cc[0], w->b[0].in, 8, 1, &req), PB_OK);
+    pb_error_clear();
+    assert_int_equal(C->wait(w->cc[0], req, 0.05), PB_ERR_COMM);
+    expect_in(pb_error_message(), "message #0 of 8 bytes from participant 1 to 0");
+    expect_in(pb_error_message(), "participant 1 never posted its send to 0");
+    world_close(w);
+    free(w);
+}
+
+/* --- 5: abort, mismatch, too many outstanding ------------------------------------------ */
+
+typedef struct waiter {
+    world *w;
+    pb_comm_req *req;
+    pb_status st;
+    double ms;
+    char msg[1024];
+} waiter;
+
+static void *wait_main(void *arg)
+{
+    waiter *x = arg;
+    double t0 = pb_now_ms();
+    x->st = C->wait(x->w->cc[1], x->req, 30.0);
+    x->ms = pb_now_ms() - t0;
+    snprintf(x->msg, sizeof x->msg, "%s", pb_error_message());
+    pb_error_clear();
+    return NULL;
+}
+
+static void test_abort_wakes_waiters(void **state)
+{
+    (void)state;
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, &pb_backend_cpu, 3);
+    world_join(w);
+    waiter x = {.w = w};
+    assert_int_equal(C->allreduce(w->cc[1], w->b[1].a, N, 1.0f, &x.req), PB_OK);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_main, &x), 0);
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    C->abort(w->cc[0]);
+    pthread_join(t, NULL);
+    assert_int_equal(x.st, PB_ERR_COMM);
+    if (x.ms > 5000.0) fail_msg("the abort took %.0f ms to reach the waiter", x.ms);
+    expect_in(x.msg, "aborted");
+    expect_in(x.msg, "participant 0 failed");
+    /* later posts fail at once */
+    pb_comm_req *req = NULL;
+    assert_int_equal(C->send(w->cc[2], w->b[2].a, 4, 0, &req), PB_ERR_COMM);
+    expect_in(pb_error_message(), "aborted");
+    world_close(w);
+    free(w);
+}
+
+static void test_mismatched_collectives_fail(void **state)
+{
+    (void)state;
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, &pb_backend_cpu, 2);
+    world_join(w);
+    pb_comm_req *req = NULL, *other = NULL;
+    assert_int_equal(C->allreduce(w->cc[0], w->b[0].a, N, 1.0f, &req), PB_OK);
+    assert_int_equal(C->reduce(w->cc[1], w->b[1].a, N, 0, &other), PB_ERR_COMM);
+    expect_in(pb_error_message(), "participant 1 posted reduce of 5 floats");
+    expect_in(pb_error_message(), "allreduce #0 of 5 floats");
+    pb_error_clear();
+    assert_int_equal(C->wait(w->cc[0], req, 5.0), PB_ERR_COMM);
+    expect_in(pb_error_message(), "aborted");
+    world_close(w);
+    free(w);
+}
+
+static void test_too_many_outstanding(void **state)
+{
+    (void)state;
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, &pb_backend_cpu, 2);
+    world_join(w);
+    pb_comm_req *req = NULL;
+    for (int k = 0; k < PB_COMM_LOCAL_DEPTH; k++)
+        assert_int_equal(C->broadcast(w->cc[0], w->b[0].a, 4, 0, &req), PB_OK);
+    assert_int_equal(C->broadcast(w->cc[0], w->b[0].a, 4, 0, &req), PB_ERR_COMM);
+    expect_in(pb_error_message(), "more than 16 collectives outstanding");
+    pb_error_clear();
+    for (int k = 0; k < PB_COMM_LOCAL_DEPTH; k++)
+        assert_int_equal(C->send(w->cc[1], w->b[1].a, 4, 0, &req), PB_OK);
+    assert_int_equal(C->send(w->cc[1], w->b[1].a, 4, 0, &req), PB_ERR_COMM);
+    expect_in(pb_error_message(), "more than 16 messages from participant 1 to 0");
+    world_close(w);
+    free(w);
+}
+
+/* The table is complete: every slot a strategy may call is filled. */
+static void test_ops_table(void **state)
+{
+    (void)state;
+    assert_string_equal(C->name, "local");
+    assert_non_null(C->allreduce);
+    assert_non_null(C->broadcast);
+    assert_non_null(C->reduce);
+    assert_non_null(C->send);
+    assert_non_null(C->recv);
+    assert_non_null(C->allgather);
+    assert_non_null(C->reduce_scatter);
+    assert_non_null(C->wait);
+    assert_non_null(C->version);
+    assert_non_null(C->req_ms);
+    assert_non_null(C->abort);
+}
+
+int main(void)
+{
+    staged_backend = pb_backend_cpu;
+    staged_backend.name = "staged";
+    staged_backend.host_is_device = false;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ops_table),
+        cmocka_unit_test(test_threads_cpu),
+        cmocka_unit_test(test_one_thread_cpu),
+        cmocka_unit_test(test_threads_staged),
+        cmocka_unit_test(test_one_thread_staged),
+        cmocka_unit_test(test_one_participant),
+        cmocka_unit_test(test_deadline_names_missing_participant),
+        cmocka_unit_test(test_deadline_lists_every_missing_participant),
+        cmocka_unit_test(test_deadline_of_a_message),
+        cmocka_unit_test(test_abort_wakes_waiters),
+        cmocka_unit_test(test_mismatched_collectives_fail),
+        cmocka_unit_test(test_too_many_outstanding),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
