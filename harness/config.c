@@ -422,20 +422,26 @@ pb_status pb_config_validate(pb_config *cfg)
     if (strcmp(cfg->backend, "cpu") == 0 && cfg->cuda_graph)
         return pb_usage_error("--cuda-graph needs the cuda backend");
     /* rank-per-device strategies: NCCL between GPUs when it was built, MPI
-     * otherwise (host-staged on GPUs); one-process strategies move data with
-     * the backend's own peer copies and take no comm */
+     * otherwise (host-staged on GPUs). One process driving several devices
+     * (dp, mp): `local`, its threads moving data between the devices; one
+     * device (single): no comm. */
     bool on_gpu = strcmp(cfg->backend, "cuda") == 0, nccl_built = pb_find_comm("nccl")->allreduce != NULL;
+    bool one_proc = strategy->procs == PB_PROC_ONE, one_dev = one_proc && cfg->devices == 1;
     if (strcmp(cfg->comm, "auto") == 0)
         snprintf(cfg->comm, sizeof cfg->comm, "%s",
-                 strategy->procs == PB_PROC_ONE ? "none" : on_gpu && nccl_built ? "nccl" : "mpi");
-    if (strategy->procs == PB_PROC_PER_DEVICE && strcmp(cfg->comm, "mpi") != 0 && strcmp(cfg->comm, "nccl") != 0)
+                 one_dev ? "none" : one_proc ? "local" : on_gpu && nccl_built ? "nccl" : "mpi");
+    if (one_dev && strcmp(cfg->comm, "none") != 0)
+        return pb_usage_error("--comm %s: strategy %s on 1 device moves no data between devices; allowed: auto, none",
+                              cfg->comm, cfg->strategy);
+    if (one_proc && !one_dev && strcmp(cfg->comm, "local") != 0)
+        return pb_usage_error("--comm %s: strategy %s drives its %d devices from threads of one process; allowed: "
+                              "auto, local",
+                              cfg->comm, cfg->strategy, cfg->devices);
+    if (!one_proc && strcmp(cfg->comm, "mpi") != 0 && strcmp(cfg->comm, "nccl") != 0)
         return pb_usage_error("--comm %s: strategy %s runs one MPI rank per device; allowed: auto, mpi, nccl",
                               cfg->comm, cfg->strategy);
     if (strcmp(cfg->comm, "nccl") == 0 && !on_gpu)
         return pb_usage_error("--comm nccl needs --backend cuda; allowed on %s: auto, mpi", cfg->backend);
-    if (strategy->procs == PB_PROC_ONE && strcmp(cfg->comm, "none") != 0)
-        return pb_usage_error("--comm %s: strategy %s moves data with the backend's peer copies; allowed: auto, none",
-                              cfg->comm, cfg->strategy);
     if ((st = pb_results_check_target(cfg->out)) != PB_OK) return st;
     if (auto_note[0] && !cfg->quiet) pb_log_info("%s", auto_note);
     return PB_OK;

@@ -100,6 +100,10 @@ static pb_status setup(run_state *rs)
         rs->ctx.rank = rs->world.rank;
         rs->ctx.ranks = rs->world.ranks;
         rs->ctx.local_rank = rs->world.local_rank;
+    }
+    /* rank-per-device strategies init it for their rank; one-process ones
+     * for each of their devices */
+    if (strcmp(cfg->comm, "none") != 0) {
         rs->ctx.comm = pb_find_comm(cfg->comm);
         PB_REQUIRE(rs->ctx.comm, PB_ERR_INTERNAL, "comm %s is not registered", cfg->comm);
     }

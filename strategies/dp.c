@@ -9,15 +9,23 @@
  *              span of fwd, which writes dL/dlogits,
  *   scatter    copies each device its rows of dL/dlogits,
  *   bwd        all devices run backward in parallel,
- *   reduce     copies every device's gradients to a scratch buffer on device
- *              0 and adds them into device 0's (a plain sum: the loss already
- *              carries 1/B of the global batch),
+ *   reduce     sums every device's gradients into device 0's (a plain sum:
+ *              the loss already carries 1/B of the global batch),
  *   opt        runs the optimizer on device 0 only.
  * Labels stay on device 0, where the loss is computed (DataParallel scatters
  * only the module's inputs). Devices 1..N-1 hold parameters, gradients and
  * activations but no optimizer state, so the row's per-device peak memory
  * shows device 0's extra share: the optimizer state, the full-batch inputs,
- * logits and their gradient, and the reduction scratch.
+ * logits and their gradient (and on cuda the comm's reduction scratch).
+ *
+ * Data between devices moves through the run's comm (`local`, one
+ * participant per device, all posted by the calling thread as NCCL's
+ * single-process groups allow): replicate is a broadcast from device 0,
+ * reduce a reduce to device 0, and scatter and gather are send/recv pairs
+ * between device 0 and each other device. The comm table has no scatter or
+ * gather, and rows to or from device 0 are exactly n-1 messages: on the cpu
+ * each is one memcpy, as the copies they replaced, and a faster comm (NCCL
+ * groups) would move them too.
  *
  * Threads: the calling thread drives device 0 (and every copy and the loss);
  * a persistent worker thread per other device runs its forward and backward,
@@ -30,6 +38,7 @@
 #include <string.h>
 
 #include "../harness/phase.h"
+#include "../kernels/comm.h"
 #include "input.h"
 #include "replica.h"
 #include "strategy.h"
@@ -62,8 +71,12 @@ typedef struct dp_state {
     void *logits;      /* act type [B, classes]: replica 0 writes its rows here */
     void *dlogits;     /* act type [B, classes] */
     float *loss_sum;
-    float *grad_scratch; /* n_params: one device's gradients at a time */
     pb_input input;      /* the global batch onto device 0 */
+
+    /* the comm: participant i is device i */
+    const pb_comm *comm;
+    pb_comm_ctx *cc[PB_MAX_STAGES];
+    pb_comm_req *req[2 * PB_MAX_STAGES];
 
     /* workers: devices 1..n-1 */
     pthread_mutex_t mu;
@@ -168,6 +181,9 @@ static void dp_destroy(void *state)
         pthread_cond_destroy(&s->done);
         pthread_mutex_destroy(&s->mu);
     }
+    /* before the devices close: a participant may hold scratch on its device */
+    for (int i = 0; i < s->n; i++)
+        if (s->cc[i]) s->comm->destroy(s->cc[i]);
     if (s->timer.be) pb_phase_timer_destroy(&s->timer);
     if (s->dev[0]) {
         pb_input_destroy(&s->input);
@@ -176,7 +192,6 @@ static void dp_destroy(void *state)
         be->free(s->dev[0], s->logits);
         be->free(s->dev[0], s->dlogits);
         be->free(s->dev[0], s->loss_sum);
-        be->free(s->dev[0], s->grad_scratch);
     }
     /* replica 0's input and output are views of the buffers above */
     if (s->rep[0].be) {
@@ -236,8 +251,11 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
     r0->act[s->top] = s->logits;
     PB_TRY(be->alloc(d0, be->act_bytes(d0, b * c), &s->dlogits));
     PB_TRY(be->alloc(d0, sizeof(float), (void **)&s->loss_sum));
-    PB_TRY(be->alloc(d0, r0->p_len * sizeof(float), (void **)&s->grad_scratch));
     PB_TRY(pb_phase_timer_init(&s->timer, be, d0));
+
+    PB_REQUIRE(ctx->comm, PB_ERR_INTERNAL, "dp: no comm to move data between its devices (--comm local)");
+    s->comm = ctx->comm;
+    for (int i = 0; i < s->n; i++) PB_TRY(s->comm->init(cfg, be, s->dev[i], i, s->n, &s->cc[i]));
 
     PB_REQUIRE(pthread_mutex_init(&s->mu, NULL) == 0, PB_ERR_INTERNAL, "dp: pthread_mutex_init failed");
     if (pthread_cond_init(&s->go, NULL) != 0) {
@@ -264,6 +282,73 @@ cleanup:
     return st;
 }
 
+/* --- moving data: the comm ------------------------------------------------- */
+
+/* Waits for every device's request of a collective (req[i]: device i's). */
+static pb_status wait_all(dp_state *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        pb_status st = s->comm->wait(s->cc[i], s->req[i], s->ctx->cfg->timeout_s);
+        if (st != PB_OK) return st;
+    }
+    return PB_OK;
+}
+
+/* Rows between device 0's full-batch buffer and the other devices: device
+ * i's rows are bytes at full + i * bytes; peer[i] is device i's buffer.
+ * Each pair of a send and a recv runs when its second half is posted. */
+static pb_status move_rows(dp_state *s, bool to_root, char *full, void *const *peer, size_t bytes)
+{
+    pb_status st = PB_OK;
+    const pb_comm *cm = s->comm;
+    /* req[i]: device i's half; req[n + i]: device 0's half of pair i */
+    for (int i = 1; i < s->n; i++) {
+        char *rows = full + (size_t)i * bytes;
+        if (to_root) {
+            PB_TRY(cm->send(s->cc[i], peer[i], bytes, 0, &s->req[i]));
+            PB_TRY(cm->recv(s->cc[0], rows, bytes, i, &s->req[s->n + i]));
+        } else {
+            PB_TRY(cm->send(s->cc[0], rows, bytes, i, &s->req[s->n + i]));
+            PB_TRY(cm->recv(s->cc[i], peer[i], bytes, 0, &s->req[i]));
+        }
+    }
+    for (int i = 1; i < s->n; i++) {
+        PB_TRY(cm->wait(s->cc[i], s->req[i], s->ctx->cfg->timeout_s));
+        PB_TRY(cm->wait(s->cc[0], s->req[s->n + i], s->ctx->cfg->timeout_s));
+    }
+cleanup:
+    return st;
+}
+
+/* Device 0's parameters (and their compute copy) to every device. */
+static pb_status replicate(dp_state *s)
+{
+    pb_status st = PB_OK;
+    const pb_backend *be = s->ctx->be;
+    pb_replica *r0 = &s->rep[0];
+    for (int i = 0; i < s->n; i++)
+        PB_TRY(s->comm->broadcast(s->cc[i], s->rep[i].params, r0->p_len * sizeof(float), 0, &s->req[i]));
+    PB_TRY(wait_all(s));
+    if (r0->params_c) {
+        for (int i = 0; i < s->n; i++)
+            PB_TRY(s->comm->broadcast(s->cc[i], s->rep[i].params_c, be->act_bytes(s->dev[0], r0->p_len), 0,
+                                      &s->req[i]));
+        PB_TRY(wait_all(s));
+    }
+cleanup:
+    return st;
+}
+
+/* Every device's gradients summed into device 0's. */
+static pb_status reduce_grads(dp_state *s)
+{
+    pb_status st = PB_OK;
+    for (int i = 0; i < s->n; i++) PB_TRY(s->comm->reduce(s->cc[i], s->rep[i].grads, s->rep[0].p_len, 0, &s->req[i]));
+    PB_TRY(wait_all(s));
+cleanup:
+    return st;
+}
+
 /* --- the step ---------------------------------------------------------------- */
 
 static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out)
@@ -277,7 +362,7 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
     int bsz = batch->count, m = s->shard;
     size_t in = (size_t)layout->in, c = (size_t)layout->layer[s->top - 1].out;
     size_t x_rows = be->act_bytes(d0, (size_t)m * in), y_rows = be->act_bytes(d0, (size_t)m * c);
-    size_t pbytes = r0->p_len * sizeof(float);
+    void *peer[PB_MAX_STAGES];
     float loss = 0.0f;
     PB_REQUIRE(bsz == m * s->n, PB_ERR_INTERNAL, "dp: batch of %d rows, expected %d", bsz, m * s->n);
 
@@ -286,22 +371,17 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
     void *x_in = s->x_full;
     int32_t *labels = s->labels;
     PB_TRY(pb_input_load(&s->input, batch, &x_in, &labels));
-    const char *x_full = x_in;
     r0->act[0] = x_in;
     PB_TRY(pb_phase_end(&s->timer));
 
     /* device 0's rows are read where they are; the others get theirs */
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SCATTER));
-    for (int i = 1; i < s->n; i++)
-        PB_TRY(be->copy_peer(s->dev[i], s->rep[i].act[0], d0, x_full + (size_t)i * x_rows, x_rows));
+    for (int i = 1; i < s->n; i++) peer[i] = s->rep[i].act[0];
+    PB_TRY(move_rows(s, false, (char *)x_in, peer, x_rows));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_REPLICATE));
-    for (int i = 1; i < s->n; i++) {
-        PB_TRY(be->copy_peer(s->dev[i], s->rep[i].params, d0, r0->params, pbytes));
-        if (r0->params_c)
-            PB_TRY(be->copy_peer(s->dev[i], s->rep[i].params_c, d0, r0->params_c, be->act_bytes(d0, r0->p_len)));
-    }
+    PB_TRY(replicate(s));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
@@ -310,8 +390,8 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
 
     /* replica 0 wrote its logits into the full-batch buffer already */
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_GATHER));
-    for (int i = 1; i < s->n; i++)
-        PB_TRY(be->copy_peer(d0, (char *)s->logits + (size_t)i * y_rows, s->dev[i], s->rep[i].act[s->top], y_rows));
+    for (int i = 1; i < s->n; i++) peer[i] = s->rep[i].act[s->top];
+    PB_TRY(move_rows(s, true, s->logits, peer, y_rows));
     PB_TRY(pb_phase_end(&s->timer));
 
     /* the loss over the global batch: the second span of fwd */
@@ -322,9 +402,8 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SCATTER));
     PB_TRY(be->copy(d0, pb_replica_top_grad(r0), s->dlogits, y_rows));
-    for (int i = 1; i < s->n; i++)
-        PB_TRY(be->copy_peer(s->dev[i], pb_replica_top_grad(&s->rep[i]), d0, (char *)s->dlogits + (size_t)i * y_rows,
-                             y_rows));
+    for (int i = 1; i < s->n; i++) peer[i] = pb_replica_top_grad(&s->rep[i]);
+    PB_TRY(move_rows(s, false, s->dlogits, peer, y_rows));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
@@ -333,10 +412,7 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
 
     /* sum, not mean: each shard's gradient already carries 1/B */
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_REDUCE));
-    for (int i = 1; i < s->n; i++) {
-        PB_TRY(be->copy_peer(d0, s->grad_scratch, s->dev[i], s->rep[i].grads, pbytes));
-        PB_TRY(be->axpy(d0, r0->p_len, 1.0f, s->grad_scratch, r0->grads));
-    }
+    PB_TRY(reduce_grads(s));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));

@@ -41,10 +41,13 @@ typedef struct pb_strategy_ctx {
     const pb_backend *be;
     const pb_layout *layout;
     const float *init_params; /* host, layout->n_params */
-    /* rank-per-device strategies: this rank, the run's ranks, the rank's
-     * index on its node (its device), and the comm, initialised by pb_run;
-     * 0, 1, 0 and NULL for one-process strategies */
+    /* rank-per-device strategies: this rank, the run's ranks and the rank's
+     * index on its node (its device), initialised by pb_run; 0, 1 and 0 for
+     * one-process strategies */
     int rank, ranks, local_rank;
+    /* the run's comm (--comm), NULL for "none": a rank-per-device strategy
+     * inits it for its rank, a one-process strategy on several devices for
+     * each device (participant i of the devices) */
     const struct pb_comm *comm;
 } pb_strategy_ctx;
 

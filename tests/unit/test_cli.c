@@ -240,6 +240,12 @@ static const usage_case out_in_procfs = {ARGS("--out", "/proc/parbench-runs.csv"
 static const usage_case out_empty = {ARGS("--out", ""), "--out", "empty path", NULL, true};
 static const usage_case bf16_on_cpu = {ARGS("--precision", "bf16", "--backend", "cpu"), "--precision bf16", "allowed there: fp32", "cpu backend", false};
 static const usage_case cuda_graph_on_cpu = {ARGS("--cuda-graph", "--backend", "cpu"), "--cuda-graph", "needs the cuda backend", NULL, false};
+/* the comm follows the process model: `local` for one process on several
+ * devices, none for one device (ddp's are in test_ddp.c) */
+static const usage_case comm_none_on_dp = {ARGS("--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--comm", "none"), "--comm none", "allowed: auto, local", "strategy dp", false};
+static const usage_case comm_mpi_on_mp = {ARGS("--strategy", "mp", "--gpus", "2", "--backend", "cpu", "--comm", "mpi"), "--comm mpi", "allowed: auto, local", "strategy mp", false};
+static const usage_case comm_nccl_on_dp = {ARGS("--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--comm", "nccl"), "--comm nccl", "allowed: auto, local", NULL, false};
+static const usage_case comm_local_on_single = {ARGS("--comm", "local", "--backend", "cpu"), "--comm local", "allowed: auto, none", "strategy single", false};
 static const usage_case list_with_argument = {ARGS("list", "--out", "@OUT"), "list", "takes no arguments", NULL, false};
 
 /* The cuda backend on a machine without a usable CUDA device (or a build
@@ -413,6 +419,10 @@ static void test_list(void **state)
     assert_non_null(cpu);
     assert_non_null(cuda);
     assert_true(cpu < comms && cuda < comms);
+    /* every comm, `local` among them */
+    const char *local = strstr(comms, "\n  local ");
+    assert_non_null(local);
+    assert_true(local < workloads);
     char line[1024];
     snprintf(line, sizeof line, "%.*s", (int)strcspn(cpu + 1, "\n"), cpu + 1);
     assert_non_null(strstr(line, "device"));
@@ -725,6 +735,10 @@ int main(void)
         USAGE_TEST(out_empty),
         USAGE_TEST(bf16_on_cpu),
         USAGE_TEST(cuda_graph_on_cpu),
+        USAGE_TEST(comm_none_on_dp),
+        USAGE_TEST(comm_mpi_on_mp),
+        USAGE_TEST(comm_nccl_on_dp),
+        USAGE_TEST(comm_local_on_single),
         USAGE_TEST(list_with_argument),
         cmocka_unit_test(test_usage_cuda_unavailable),
         cmocka_unit_test(test_usage_header_differs),

@@ -197,6 +197,15 @@ static void test_usage_errors_before_launch(void **state)
     assert_int_equal(count_lines(r->res.err), 1);
     assert_non_null(strstr(r->res.err, "--comm none"));
 
+    /* `local` joins the devices of one process; ddp has a process per device */
+    char *local[] = {"--comm", "local", NULL};
+    r = keep(state, run_ddp(0, 2, local));
+    expect_exit(r, 2);
+    assert_int_equal(count_lines(r->res.err), 1);
+    assert_non_null(strstr(r->res.err, "--comm local"));
+    assert_non_null(strstr(r->res.err, "allowed: auto, mpi, nccl"));
+    assert_false(file_exists(r->csv_path));
+
     /* --bucket-mb and --no-overlap are ddp's */
     bench_result *b = calloc(1, sizeof *b);
     assert_non_null(b);

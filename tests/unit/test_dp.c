@@ -1,7 +1,8 @@
 /* Strategy dp (DataParallel) through ./bench on the cpu backend: it trains
- * exactly as single does on 2, 3 and 4 devices (--verify), rejects a batch it
- * cannot split, and its row times scatter/replicate/gather/reduce as phases
- * of their own that add up to the step, with device 0's peak memory. */
+ * exactly as single does on 2, 3 and 4 devices (--verify), with its data
+ * moved by the `local` comm (auto or named), rejects a batch it cannot
+ * split, and its row times scatter/replicate/gather/reduce as phases of
+ * their own that add up to the step, with device 0's peak memory. */
 #include "test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
@@ -67,6 +68,19 @@ static void check_usage_error(void **state, int gpus, int batch, const char *wan
     assert_false(file_exists(r->csv_path));
 }
 
+/* --comm local, named rather than picked by auto, trains the same */
+static void test_comm_local_named(void **state)
+{
+    char *extra[] = {"--comm", "local", "--verify", NULL};
+    bench_run *r = keep(state, run_dp(3, 48, extra));
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_string_equal(csv_get(&c, "comm"), "local");
+    assert_true(csv_num(&c, "verify_max_rel_err") < 1e-4);
+    csv_free(&c);
+}
+
 static void test_batch_not_divisible(void **state) { check_usage_error(state, 3, 50, "not divisible by --gpus 3"); }
 static void test_one_device(void **state) { check_usage_error(state, 1, 48, "--gpus 1"); }
 
@@ -84,7 +98,9 @@ static void test_row_phases_and_memory(void **state)
                                       "bwd_ms", "opt_ms"};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
         if (!(csv_num(&c, own[i]) > 0.0)) fail_msg("%s is %s, expected > 0", own[i], csv_get(&c, own[i]));
-    /* no collectives: dp copies between devices */
+    /* its data moves through the `local` comm, timed in the phases above;
+     * comm_ms would count that time twice */
+    assert_string_equal(csv_get(&c, "comm"), "local");
     assert_true(csv_num(&c, "comm_ms") == 0.0);
 
     static const char *const phases[] = {"load_ms", "h2d_ms", "scatter_ms", "replicate_ms", "fwd_ms",
@@ -133,6 +149,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_3_devices_adamw, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_4_devices_sgd, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_4_devices_adamw, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_comm_local_named, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_batch_not_divisible, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_one_device, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_row_phases_and_memory, run_setup, run_teardown),
