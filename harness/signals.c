@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "progress.h"
 #include "timer.h"
 
 static volatile sig_atomic_t caught;
@@ -134,12 +135,14 @@ pb_status pb_signals_agree(int *sig, double deadline_s, int64_t step)
     if (st != PB_OK) return st;
     if (late) {
         int rank = 0, ranks = 0;
-        char host[256];
+        char host[256], why[640];
         who(&rank, &ranks, host, sizeof host);
-        return pb_error(PB_ERR_COMM,
-                        "rank %d of %d on %s: the ranks did not all reach the boundary before step %lld within "
-                        "%g s (--timeout): another rank stopped or is stuck",
-                        rank, ranks, host, (long long)step, deadline_s);
+        /* who holds the boundary up, from the node's progress slots */
+        pb_progress_describe(why, sizeof why);
+        return pb_user_error(PB_ERR_COMM,
+                             "rank %d of %d on %s: the ranks did not all reach the boundary before step %lld "
+                             "within %g s (--timeout): %s",
+                             rank, ranks, host, (long long)step, deadline_s, why);
     }
     *sig = (int)out;
     return PB_OK;

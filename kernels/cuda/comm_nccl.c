@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../harness/progress.h"
 #include "../../harness/timer.h"
 #include "../comm_mpi.h"
 #include "cuda_check.h"
@@ -426,11 +427,16 @@ static pb_status nccl_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
                        c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind), why);
         }
         if (pb_now_ms() - t0 > deadline_s * 1e3) {
+            /* who holds it up, from the node's progress slots (read before
+             * the abort, which may take a while) */
+            char why[640];
+            pb_progress_describe(why, sizeof why);
             abort_comm(c);
             PB_REQUIRE(false, PB_ERR_COMM,
                        "rank %d of %d on %s (cuda:%d): nccl %s of %zu %s did not complete within %g s (--timeout): "
-                       "another rank stopped or is stuck; communicator aborted",
-                       c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind), deadline_s);
+                       "%s; communicator aborted",
+                       c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind), deadline_s,
+                       why);
         }
         /* spin briefly (a bucket usually lands within microseconds of the
          * end of backward), then sleep so a stuck peer costs no core */

@@ -460,6 +460,29 @@ static void test_hang_rank1_of_3(void **state)
     expect_hang_named(j, 3);
 }
 
+/* A rank stuck outside any collective (opt, after the last bucket) is
+ * caught by the agreement before the next step, which names it too. */
+static void test_hang_in_opt_named_at_boundary(void **state)
+{
+    job *j = *state;
+    char *env[] = {"PB_FAULT=rank=1,step=3,phase=opt,kind=hang", NULL};
+    char *extra[] = {"--quiet", "--timeout", "3", NULL};
+    char host[256] = "unknown", want[512];
+    gethostname(host, sizeof host - 1);
+    start_ddp_n(j, env, "mlp-xs", "10", "2", extra);
+    finish(j, 3 + 10);
+    if (j->exit_code == 0) fail_msg("exited 0; stderr:\n%s", j->err);
+    expect_err(j, "rank 0 of 2 on ");
+    expect_err(j, "the ranks did not all reach the boundary before step 4 within 3 s (--timeout): ");
+    snprintf(want, sizeof want, "rank 1 on %s (pid ", host);
+    expect_err(j, want);
+    expect_err(j, ") is stuck in phase opt of step 3 (no progress for ");
+    if (strstr(j->err, "another rank stopped or is stuck"))
+        fail_msg("a generic message where rank 1 could be named:\n%s", j->err);
+    expect_no_ok_row(j);
+    expect_no_orphans(j);
+}
+
 /* mpirun -np 1 bench ... --seed 1 : -np 1 bench ... --seed 2 */
 static void test_config_mismatch(void **state)
 {
@@ -508,6 +531,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_die_rank1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_rank1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_rank1_of_3, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hang_in_opt_named_at_boundary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_mismatch, setup, teardown),
 #endif
     };
