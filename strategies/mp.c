@@ -20,11 +20,21 @@
  * axpy. The loss uses scale 1/global batch on every microbatch, so the sums
  * are the global mean, as in `single`.
  *
- * Stage to stage (phase p2p), pulled by the receiver with copy_peer once the
- * sender has enqueued the data: activations from the previous stage's output
- * rows (never overwritten within a step), and input gradients from the next
- * stage's send buffer (backward's own gradient buffers are reused by the next
- * microbatch, so a stage copies its input gradient there first).
+ * Stage to stage (phase p2p), send/recv of the run's comm (`local`: stage k
+ * is participant k) per microbatch: activations from the sender's output
+ * rows (never overwritten within a step), and input gradients from the
+ * sender's send buffer (backward's own gradient buffers are reused by the
+ * next microbatch, so a stage copies its input gradient there first). The
+ * local comm runs a message when its second half is posted, on that
+ * poster's thread; the sender posts its send and then bumps a counter the
+ * receiver waits on (outside its spans: bubble), so the receiver always
+ * posts second and the copy runs inside its own p2p span, as a pulled copy
+ * would. Were the receiver to post first and wait in the comm, the sender
+ * would run the copy and wake the receiver inside the sender's span, and on
+ * a busy host p2p would hold the sender's wait for a core. Sends are waited
+ * for lazily (their rows stay put until the next step), at most SEND_WINDOW
+ * outstanding per direction. A stage that fails stops the others' waits:
+ * the counters' and, by an abort, the comm's.
  *
  * Phase accounting: each stage times its spans (h2d, fwd, p2p, bwd, opt) with
  * marks on its own device, so their sum is the stage's busy time. The step
@@ -49,6 +59,7 @@
 #include "../harness/nvtx.h"
 #include "../harness/phase.h"
 #include "../harness/timer.h"
+#include "../kernels/comm_local.h"
 #include "replica.h"
 #include "strategy.h"
 
@@ -64,6 +75,10 @@ typedef struct span_log {
 
 typedef struct mp_state mp_state;
 
+/* Sends a stage may have posted and not yet waited for, per direction:
+ * what the `local` comm holds per (sender, receiver) pair. */
+#define SEND_WINDOW PB_COMM_LOCAL_DEPTH
+
 typedef struct mp_stage {
     mp_state *s;
     int idx;
@@ -74,11 +89,12 @@ typedef struct mp_stage {
     void **aux;      /* [M * nl] ReLU masks per microbatch, when M > 1 */
     float *gscratch; /* p_len: gradients of microbatches after the first back (M > 1) */
     void *gsend;     /* [batch, in of the stage] input gradients for the previous stage */
+    pb_comm_ctx *cc; /* participant idx of the comm */
+    pb_comm_req **sreq; /* [2 * M]: forward sends, then backward sends, in posting order */
     pthread_t thread;
     bool thread_started;
     /* one step's outcome, written by the worker */
     pb_status st;
-    bool aborted;    /* stopped because another stage failed */
     char err[1024];  /* the error text (thread-local in the worker) */
     pb_step_times t;
     double busy_ms;
@@ -87,6 +103,7 @@ typedef struct mp_stage {
 
 struct mp_state {
     const pb_strategy_ctx *ctx;
+    const pb_comm *comm;
     int p, m, mb;
     int first[PB_MAX_STAGES + 1]; /* stage i has layers [first[i], first[i+1]) */
     mp_stage stage[PB_MAX_STAGES];
@@ -98,8 +115,9 @@ struct mp_state {
     int done;      /* stages finished the current step */
     bool quit;
     bool failed;   /* a stage failed this step: the others stop waiting */
-    int fwd_ready[PB_MAX_STAGES]; /* microbatches whose forward output is enqueued */
-    int bwd_ready[PB_MAX_STAGES]; /* microbatches whose input gradient is in gsend */
+    int cause;     /* the stage that failed first this step, -1 none */
+    int fwd_ready[PB_MAX_STAGES]; /* microbatches whose forward output is posted */
+    int bwd_ready[PB_MAX_STAGES]; /* microbatches whose input gradient is posted */
     const pb_batch *batch;
 
     /* measured steps, for the report */
@@ -279,6 +297,48 @@ static void publish(mp_state *s, int *counter, int value)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* The next message from stage `from` into buf, its send already posted:
+ * the recv runs the copy, in this stage's p2p span. */
+static pb_status receive(mp_stage *g, void *buf, size_t bytes, int from)
+{
+    pb_status st = PB_OK;
+    const pb_comm *cm = g->s->comm;
+    pb_comm_req *req = NULL;
+    PB_TRY(span_begin(&g->log, PB_PHASE_P2P));
+    PB_TRY(cm->recv(g->cc, buf, bytes, from, &req));
+    PB_TRY(cm->wait(g->cc, req, g->s->ctx->cfg->timeout_s));
+    PB_TRY(span_end(&g->log));
+cleanup:
+    return st;
+}
+
+/* Posts send i (sreq[i]) of buf to stage `to`, then lets it know (counter
+ * = value); first waits for the send SEND_WINDOW before it in the same
+ * direction (base: the direction's first index). Outside the spans: it
+ * only registers the message. */
+static pb_status post_send(mp_stage *g, const void *buf, size_t bytes, int to, int base, int i, int *counter,
+                           int value)
+{
+    pb_status st = PB_OK;
+    const pb_comm *cm = g->s->comm;
+    if (i - base >= SEND_WINDOW) PB_TRY(cm->wait(g->cc, g->sreq[i - SEND_WINDOW], g->s->ctx->cfg->timeout_s));
+    PB_TRY(cm->send(g->cc, buf, bytes, to, &g->sreq[i]));
+    publish(g->s, counter, value);
+cleanup:
+    return st;
+}
+
+/* Waits for the sends [base, end) that post_send has not waited for: the
+ * last SEND_WINDOW of them. */
+static pb_status drain_sends(mp_stage *g, int base, int end)
+{
+    pb_status st = PB_OK;
+    for (int i = end - SEND_WINDOW > base ? end - SEND_WINDOW : base; i < end; i++)
+        PB_TRY(g->s->comm->wait(g->cc, g->sreq[i], g->s->ctx->cfg->timeout_s));
+cleanup:
+    return st;
+}
+
 static pb_status stage_step(mp_stage *g)
 {
     mp_state *s = g->s;
@@ -290,10 +350,10 @@ static pb_status stage_step(mp_stage *g)
     int k = g->idx, last = s->p - 1, M = s->m, mb = s->mb;
     size_t B = (size_t)s->ctx->cfg->shape.batch;
     size_t w_in = (size_t)layout->layer[r->l0].in, w_out = (size_t)layout->layer[r->l1 - 1].out;
+    size_t in_mb = be->act_bytes(g->dev, (size_t)mb * w_in), out_mb = be->act_bytes(g->dev, (size_t)mb * w_out);
     pb_replica v;
     g->log.n = 0;
     g->loss = 0.0f;
-    g->aborted = false;
 
     if (k == 0 || k == last) {
         PB_TRY(span_begin(&g->log, PB_PHASE_H2D));
@@ -309,31 +369,24 @@ static pb_status stage_step(mp_stage *g)
     for (int j = 0; j < M; j++) {
         view_of(g, j, &v);
         if (k > 0) {
-            mp_stage *prev = &s->stage[k - 1];
-            if (!wait_for(s, &s->fwd_ready[k - 1], j + 1)) goto cleanup;
-            size_t off = be->act_bytes(g->dev, (size_t)j * mb * w_in);
-            PB_TRY(span_begin(&g->log, PB_PHASE_P2P));
-            PB_TRY(be->copy_peer(g->dev, v.act[0], prev->dev, (char *)prev->rep.act[prev->nl] + off,
-                                 be->act_bytes(g->dev, (size_t)mb * w_in)));
-            PB_TRY(span_end(&g->log));
+            if (!wait_for(s, &s->fwd_ready[k - 1], j + 1)) goto aborted;
+            PB_TRY(receive(g, v.act[0], in_mb, k - 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_FWD));
         PB_TRY(pb_replica_forward(&v, mb));
         PB_TRY(span_end(&g->log));
-        if (k < last) publish(s, &s->fwd_ready[k], j + 1);
+        if (k < last) PB_TRY(post_send(g, v.act[g->nl], out_mb, k + 1, 0, j, &s->fwd_ready[k], j + 1));
     }
+    /* costs no time: the next stage receives every forward before it sends
+     * the first gradient back */
+    if (k < last) PB_TRY(drain_sends(g, 0, M));
 
     /* ... then every backward, last microbatch first */
     for (int j = M - 1; j >= 0; j--) {
         view_of(g, j, &v);
         if (k < last) {
-            mp_stage *next = &s->stage[k + 1];
-            if (!wait_for(s, &s->bwd_ready[k + 1], M - j)) goto cleanup;
-            size_t off = be->act_bytes(g->dev, (size_t)j * mb * w_out);
-            PB_TRY(span_begin(&g->log, PB_PHASE_P2P));
-            PB_TRY(be->copy_peer(g->dev, r->dz[0], next->dev, (char *)next->gsend + off,
-                                 be->act_bytes(g->dev, (size_t)mb * w_out)));
-            PB_TRY(span_end(&g->log));
+            if (!wait_for(s, &s->bwd_ready[k + 1], M - j)) goto aborted;
+            PB_TRY(receive(g, r->dz[0], out_mb, k + 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_BWD));
         if (k == last) PB_TRY(pb_replica_loss(&v, mb, 1.0f / (float)B));
@@ -342,16 +395,17 @@ static pb_status stage_step(mp_stage *g)
         void *dx = NULL;
         PB_TRY(pb_replica_backward(&v, mb, k > 0 ? &dx : NULL, NULL, NULL));
         if (!first_back) PB_TRY(be->axpy(g->dev, r->p_len, 1.0f, g->gscratch, r->grads));
-        if (k > 0)
-            PB_TRY(be->copy(g->dev, (char *)g->gsend + be->act_bytes(g->dev, (size_t)j * mb * w_in), dx,
-                            be->act_bytes(g->dev, (size_t)mb * w_in)));
+        void *send_rows = k > 0 ? (char *)g->gsend + be->act_bytes(g->dev, (size_t)j * mb * w_in) : NULL;
+        if (k > 0) PB_TRY(be->copy(g->dev, send_rows, dx, in_mb));
         PB_TRY(span_end(&g->log));
-        if (k > 0) publish(s, &s->bwd_ready[k], M - j);
+        if (k > 0) PB_TRY(post_send(g, send_rows, in_mb, k - 1, M, M + (M - 1 - j), &s->bwd_ready[k], M - j));
     }
 
     PB_TRY(span_begin(&g->log, PB_PHASE_OPT));
     PB_TRY(pb_replica_optimize(r));
     PB_TRY(span_end(&g->log));
+    /* the previous stage has these by the time it finishes its backward */
+    if (k > 0) PB_TRY(drain_sends(g, M, 2 * M));
 
     if (k == last) PB_TRY(be->download(g->dev, &g->loss, r->loss_sum, sizeof g->loss));
     PB_TRY(be->synchronize(g->dev));
@@ -363,14 +417,10 @@ static pb_status stage_step(mp_stage *g)
         g->t.ms[g->log.phase[i]] += ms;
         g->busy_ms += ms;
     }
-    return PB_OK;
 cleanup:
-    /* reached with st == PB_OK only when another stage failed first */
-    if (st == PB_OK) {
-        g->aborted = true;
-        st = PB_ERR_INTERNAL;
-    }
     return st;
+aborted: /* another stage failed first: its error is the step's */
+    return PB_ERR_COMM;
 }
 
 static void *stage_worker(void *arg)
@@ -389,14 +439,22 @@ static void *stage_worker(void *arg)
         pthread_mutex_unlock(&s->mu);
 
         pb_status st = stage_step(g);
+        bool first = false;
         if (st != PB_OK) {
             snprintf(g->err, sizeof g->err, "%s", pb_error_message());
             pb_error_clear();
+            /* the cause is recorded before the others are stopped */
+            pthread_mutex_lock(&s->mu);
+            first = s->cause < 0;
+            if (first) s->cause = g->idx;
+            s->failed = true;
+            pthread_cond_broadcast(&s->cv);
+            pthread_mutex_unlock(&s->mu);
+            if (first && s->comm->abort) s->comm->abort(g->cc);
         }
 
         pthread_mutex_lock(&s->mu);
         g->st = st;
-        if (st != PB_OK) s->failed = true;
         s->done++;
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
@@ -429,6 +487,8 @@ static void mp_destroy(void *state)
         }
         if (g->gscratch) be->free(g->dev, g->gscratch);
         if (g->gsend) be->free(g->dev, g->gsend);
+        if (g->cc) s->comm->destroy(g->cc);
+        free(g->sreq);
         pb_replica_destroy(&g->rep);
         be->close(g->dev);
     }
@@ -470,6 +530,8 @@ static pb_status stage_init(mp_state *s, int k)
     if (k > 0)
         PB_TRY(be->alloc(g->dev, be->act_bytes(g->dev, (size_t)B * (size_t)layout->layer[s->first[k]].in),
                          &g->gsend));
+    PB_ALLOC(g->sreq, 2 * (size_t)s->m);
+    PB_TRY(s->comm->init(cfg, be, g->dev, k, s->p, &g->cc));
 cleanup:
     return st;
 }
@@ -480,6 +542,8 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
     mp_state *s = NULL;
     PB_ALLOC(s, 1);
     s->ctx = ctx;
+    s->comm = ctx->comm;
+    PB_REQUIRE(s->comm, PB_ERR_INTERNAL, "mp: no comm to move data between its stages (--comm local)");
     s->p = ctx->cfg->devices;
     s->m = ctx->cfg->microbatches;
     s->mb = ctx->cfg->shape.batch / s->m;
@@ -513,17 +577,19 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
     memset(s->bwd_ready, 0, sizeof s->bwd_ready);
     s->done = 0;
     s->failed = false;
+    s->cause = -1;
     s->gen++;
     pthread_cond_broadcast(&s->cv);
     while (s->done < s->p) pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     double step_ms = pb_now_ms() - t0;
 
-    /* a failed stage is the cause; the others stopped waiting for it. The
-     * error text was recorded on the worker's thread: record it here. */
-    for (int k = 0; k < s->p; k++) {
-        const mp_stage *g = &s->stage[k];
-        if (g->st != PB_OK && !g->aborted) return pb_user_error(g->st, "mp stage %d: %s", k, g->err);
+    /* the stage that failed first is the cause; the others stopped waiting
+     * for it. The error text was recorded on the worker's thread: record
+     * it here. */
+    if (s->cause >= 0) {
+        const mp_stage *g = &s->stage[s->cause];
+        return pb_user_error(g->st, "mp stage %d: %s", s->cause, g->err);
     }
 
     memset(out, 0, sizeof *out);

@@ -99,6 +99,7 @@ static void test_row(void **state)
         csv c;
         assert_int_equal(run_mp(&c, &res, 4, 64, p, m, "sgd", NULL), 0);
         assert_int_equal((int)csv_num(&c, "microbatches"), m);
+        assert_string_equal(csv_get(&c, "comm"), "local");
         assert_int_equal((int)csv_num(&c, "devices"), p);
         double theory = (p - 1.0) / (m + p - 1.0);
         assert_true(fabs(csv_num(&c, "bubble_frac_theory") - theory) < 1e-6 * theory);
