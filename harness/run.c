@@ -37,6 +37,9 @@ typedef struct run_state {
     void *strategy_state;
     double *step_ms, *scratch;
     pb_step_times phase_sum;
+    /* rank-per-device: each measured step's phases ([iters][PB_PHASE_COUNT]),
+     * so the row can carry the slowest rank's, step by step */
+    double *phase_steps;
     double loss_first, loss_last;
     pb_device_info info;
     bool have_info;
@@ -85,6 +88,7 @@ static pb_status setup(run_state *rs)
     PB_ALLOC(rs->params, rs->layout.n_params);
     PB_ALLOC(rs->step_ms, cfg->iters);
     PB_ALLOC(rs->scratch, cfg->iters);
+    if (rs->multi) PB_ALLOC(rs->phase_steps, (size_t)cfg->iters * PB_PHASE_COUNT);
     pb_mlp_init_params(&rs->layout, cfg->seed, rs->params);
     if (is_writer(rs)) PB_TRY(prepare_dump(cfg));
     if (cfg->dump[0] && is_writer(rs)) {
@@ -234,6 +238,8 @@ static pb_status train(run_state *rs)
         int i = s - cfg->warmup;
         rs->step_ms[i] = step_ms;
         for (int p = 0; p < PB_PHASE_COUNT; p++) rs->phase_sum.ms[p] += res.t.ms[p];
+        if (rs->phase_steps)
+            memcpy(rs->phase_steps + (size_t)i * PB_PHASE_COUNT, res.t.ms, sizeof res.t.ms);
         if (!cfg->quiet && (i + 1 == cfg->iters || (i + 1) % 10 == 0))
             pb_log_info("step %d/%d  %.2f ms  loss %.4f", i + 1, cfg->iters, step_ms, res.loss);
     }
@@ -395,14 +401,22 @@ cleanup:
     return st;
 }
 
-/* Multi-rank: every rank times every step; rank 0 keeps, per step, the
- * slowest rank's time (an elementwise MAX over the ranks' arrays, once after
- * the steps, so no extra collective runs between steps). The phase columns
- * are rank 0's. */
+/* Ranks: each step's time is the slowest rank's (the step ends for the job
+ * when its last rank is done), and so are that step's phase times, taken
+ * from the same rank, so the phase columns add up to the step columns
+ * (rank 0's alone would not when another rank is slower). One gather after
+ * the steps: no extra collective runs between them. */
 static pb_status gather_slowest(run_state *rs)
 {
     if (!rs->multi) return PB_OK;
-    return pb_world_max_to_root(rs->step_ms, rs->cfg->iters);
+    int iters = rs->cfg->iters;
+    pb_status st = pb_world_slowest_to_root(rs->step_ms, rs->phase_steps, iters, PB_PHASE_COUNT);
+    if (st != PB_OK || !is_writer(rs)) return st;
+    memset(&rs->phase_sum, 0, sizeof rs->phase_sum);
+    for (int i = 0; i < iters; i++)
+        for (int p = 0; p < PB_PHASE_COUNT; p++)
+            rs->phase_sum.ms[p] += rs->phase_steps[(size_t)i * PB_PHASE_COUNT + p];
+    return PB_OK;
 }
 
 /* A rank that failed while the others may be inside a collective with it:
@@ -509,6 +523,7 @@ cleanup:
     free(rs.params);
     free(rs.step_ms);
     free(rs.scratch);
+    free(rs.phase_steps);
     free(rec);
     return st;
 }

@@ -152,6 +152,33 @@ cleanup:
     return st;
 }
 
+pb_status pb_world_slowest_to_root(double *v, double *rows, int n, int width)
+{
+    pb_status st = PB_OK;
+    int rank = 0;
+    struct {
+        double ms;
+        int rank;
+    } *who = NULL;
+    PB_ALLOC(who, n > 0 ? n : 1);
+    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    for (int i = 0; i < n; i++) {
+        who[i].ms = v[i];
+        who[i].rank = rank;
+    }
+    MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, who, n, MPI_DOUBLE_INT, MPI_MAXLOC, MPI_COMM_WORLD));
+    /* every rank keeps only the rows it was slowest for; summing the rows
+     * over ranks then moves each slowest row to rank 0 exactly (x + 0) */
+    for (int i = 0; i < n; i++) {
+        v[i] = who[i].ms;
+        if (who[i].rank != rank) memset(rows + (size_t)i * (size_t)width, 0, (size_t)width * sizeof *rows);
+    }
+    MPI_TRY(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : rows, rows, n * width, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD));
+cleanup:
+    free(who);
+    return st;
+}
+
 pb_status pb_world_bcast_int_lazy(int *value)
 {
     pb_status st = PB_OK;

@@ -38,6 +38,10 @@ pb_status pb_world_init(pb_world *w);
 void pb_world_finalize(void);
 /* Elementwise MAX of n doubles over ranks into rank 0's v (in place). */
 pb_status pb_world_max_to_root(double *v, int n);
+/* Per step i of n, the slowest rank: rank 0's v[i] becomes the MAX over
+ * ranks and rank 0's rows[i*width .. +width) that rank's row (ties: the
+ * lowest rank), so a row's parts still add up to its step. In place. */
+pb_status pb_world_slowest_to_root(double *v, double *rows, int n, int width);
 /* Rank 0's *value to every rank; the others poll with short sleeps, so a
  * rank 0 busy with long work (--verify) is not slowed by spinning ranks. */
 pb_status pb_world_bcast_int_lazy(int *value);

@@ -23,6 +23,15 @@ pb_status pb_world_max_to_root(double *v, int n)
     return pb_user_error(PB_ERR_UNAVAILABLE, NO_MPI);
 }
 
+pb_status pb_world_slowest_to_root(double *v, double *rows, int n, int width)
+{
+    (void)v;
+    (void)rows;
+    (void)n;
+    (void)width;
+    return pb_user_error(PB_ERR_UNAVAILABLE, NO_MPI);
+}
+
 pb_status pb_world_bcast_int_lazy(int *value)
 {
     (void)value;

@@ -265,6 +265,11 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     PB_TRY(pb_replica_forward(r, m));
     PB_TRY(pb_replica_loss(r, m, 1.0f / (float)bsz));
     PB_TRY(pb_phase_end(&s->timer));
+
+    /* backward's span starts with handing the loss to the comm (a wake-up
+     * of its thread on the CPU), so that time is not left between phases */
+    s->launched = 0;
+    PB_TRY(phase_begin(s, PB_PHASE_BWD));
     /* the global loss: this rank's share, summed over ranks during backward */
     if (s->dev_comm) {
         PB_TRY(comm->allreduce(s->comm, r->loss_sum, 1, 1.0f, &s->loss_req));
@@ -274,8 +279,6 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
         PB_TRY(comm->allreduce(s->comm, &s->loss_host, 1, 1.0f, &s->loss_req));
     }
 
-    s->launched = 0;
-    PB_TRY(phase_begin(s, PB_PHASE_BWD));
     PB_TRY(pb_replica_backward(r, m, NULL, cfg->no_overlap ? NULL : grads_ready, s));
     PB_TRY(pb_phase_end(&s->timer));
 

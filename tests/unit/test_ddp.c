@@ -162,6 +162,31 @@ static void test_no_overlap_equals_overlap(void **state)
     free(bytes[1]);
 }
 
+/* The row's phases add up to its step (5%): each step's time is the slowest
+ * rank's, and so are that step's phases, taken from the same rank. Rank 0's
+ * phases alone fell short of a step held up by rank 1. */
+static void test_phases_add_up(void **state)
+{
+    char *extra[] = {"--iters", "40", NULL};
+    bench_run *r = keep(state, run_ddp(0, 2, extra));
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    static const char *const phases[] = {"load_ms", "h2d_ms", "fwd_ms", "bwd_ms", "sync_ms", "opt_ms"};
+    double sum = 0.0;
+    for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
+        double v = csv_num(&c, phases[i]);
+        if (!(v >= 0.0)) fail_msg("%s is '%s'", phases[i], csv_get(&c, phases[i]));
+        sum += v;
+    }
+    double step = csv_num(&c, "step_ms_mean");
+    if (!(fabs(sum - step) <= 0.05 * step))
+        fail_msg("phases add up to %.4f ms, the step mean is %.4f ms", sum, step);
+    /* exposed communication is part of all communication */
+    assert_true(csv_num(&c, "sync_ms") <= csv_num(&c, "comm_ms") + 1e-9 || csv_num(&c, "overlap_pct") == 0.0);
+    csv_free(&c);
+}
+
 /* Already launched (mpirun -np 2 bench ...): the launch's ranks are used. */
 static void test_already_launched(void **state)
 {
@@ -238,6 +263,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_3_ranks_adamw, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_4_ranks_adamw, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_no_overlap_equals_overlap, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_phases_add_up, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_already_launched, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_usage_errors_before_launch, run_setup, run_teardown),
