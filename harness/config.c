@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "launch.h"
 #include "log.h"
 #include "registry.h"
 #include "results.h"
@@ -375,6 +376,28 @@ static pb_status check_strategy_flags(const pb_config *cfg)
     return PB_OK;
 }
 
+pb_status pb_config_check_cuda_devices(const pb_config *cfg, int present, int per_node)
+{
+    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    bool per_rank = strategy && strategy->procs == PB_PROC_PER_DEVICE;
+    /* a device map may put several logical devices on one physical device */
+    for (int i = 0; i < cfg->n_device_map; i++)
+        if (cfg->device_map[i] >= present)
+            return pb_usage_error("--device-map: device %d does not exist; allowed: 0 to %d", cfg->device_map[i],
+                                  present - 1);
+    if (per_node <= present || cfg->n_device_map) return PB_OK;
+    if (!per_rank)
+        return pb_usage_error("--gpus %d: only %d CUDA device%s present (--device-map can share one)", cfg->devices,
+                              present, present == 1 ? "" : "s");
+    if (per_node == cfg->devices)
+        return pb_usage_error("--gpus %d: only %d CUDA device%s present on this node; strategy %s runs one rank "
+                              "per device (launch across nodes with mpirun or srun)",
+                              cfg->devices, present, present == 1 ? "" : "s", cfg->strategy);
+    return pb_usage_error("--gpus %d: this node runs %d ranks but has only %d CUDA device%s; strategy %s runs one "
+                          "rank per device",
+                          cfg->devices, per_node, present, present == 1 ? "" : "s", cfg->strategy);
+}
+
 pb_status pb_config_validate(pb_config *cfg)
 {
     const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
@@ -405,16 +428,12 @@ pb_status pb_config_validate(pb_config *cfg)
         char why[256] = "";
         int n = pb_backend_cuda.device_count(why, sizeof why);
         if (n <= 0) return pb_user_error(PB_ERR_UNAVAILABLE, "--backend cuda: no usable CUDA device: %s", why);
-        /* a rank-per-device strategy may span nodes: each rank opens its
-         * node-local device; a device map may put several logical devices
-         * on one physical device */
-        for (int i = 0; i < cfg->n_device_map; i++)
-            if (cfg->device_map[i] >= n)
-                return pb_usage_error("--device-map: device %d does not exist; allowed: 0 to %d", cfg->device_map[i],
-                                      n - 1);
-        if (cfg->devices > n && strategy->procs == PB_PROC_ONE && !cfg->n_device_map)
-            return pb_usage_error("--gpus %d: only %d CUDA device%s present (--device-map can share one)", cfg->devices,
-                                  n, n == 1 ? "" : "s");
+        /* a rank-per-device strategy may span nodes, each rank opening a
+         * device of its node: inside a launch, how many ranks share this
+         * node is known only once MPI has started (harness/run.c) */
+        int per_node = strategy->procs == PB_PROC_ONE || !pb_launch_inside() ? cfg->devices : 0;
+        pb_status dst = pb_config_check_cuda_devices(cfg, n, per_node);
+        if (dst != PB_OK) return dst;
     }
     if (strcmp(cfg->backend, "cpu") == 0 && cfg->precision != PB_FP32)
         return pb_usage_error("--precision %s is not supported on the cpu backend; allowed there: fp32",

@@ -86,6 +86,13 @@ pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help);
 /* Cross-field checks that need the registry (strategy constraints, batch
  * divisibility, backend availability). */
 pb_status pb_config_validate(pb_config *cfg);
+/* --gpus and --device-map against the `present` CUDA devices of this node
+ * (present > 0), of which `per_node` logical devices are to be driven here:
+ * all of a one-process run's, or a rank-per-device run's ranks on this node
+ * (0: not known yet; checked again once MPI says). A usage error names the
+ * counts. pb_config_validate calls it with the devices it finds; tests call
+ * it with any count. */
+pb_status pb_config_check_cuda_devices(const pb_config *cfg, int present, int per_node);
 
 /* Prints the flag table with defaults to stdout. */
 void pb_config_print_help(const char *prog);

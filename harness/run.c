@@ -453,6 +453,16 @@ pb_status pb_run(const pb_config *cfg)
         PB_REQUIRE(rs.world.ranks == cfg->devices, PB_ERR_USAGE,
                    "--gpus %d, but this MPI launch has %d ranks; strategy %s runs one rank per device",
                    cfg->devices, rs.world.ranks, cfg->strategy);
+        /* every rank drives a GPU of its node: a node given more ranks than
+         * it has GPUs fails on all its ranks alike (exit 2), before any work */
+        if (strcmp(cfg->backend, "cuda") == 0) {
+            char why[256] = "";
+            int present = rs.be->device_count(why, sizeof why);
+            st = present > 0 ? pb_config_check_cuda_devices(cfg, present, rs.world.local_ranks)
+                             : pb_user_error(PB_ERR_UNAVAILABLE, "--backend cuda: no usable CUDA device on this "
+                                                                 "node: %s", why);
+            if (st != PB_OK) goto cleanup;
+        }
         /* a mismatch ends every rank cleanly (exit 2, no row) */
         PB_TRY(check_config_agreement(&rs));
     }

@@ -272,6 +272,52 @@ static void test_usage_cuda_unavailable(void **state)
     free(dir);
 }
 
+/* --gpus against the CUDA devices present, with the count given (this
+ * machine has no GPU): more devices than GPUs is a usage error (exit 2)
+ * naming both counts, for one-process strategies unless a device map shares
+ * GPUs, and for ddp whether the launcher places the ranks (outside a
+ * launch) or a node was given more ranks than it has GPUs (inside one). */
+static void expect_devices(const char *strategy, const char *gpus, const char *map, int present, int per_node,
+                           const char *want)
+{
+    pb_config cfg;
+    pb_config_defaults(&cfg);
+    char *argv[8] = {"--strategy", (char *)strategy, "--gpus", (char *)gpus, NULL};
+    int argc = 4;
+    if (map) {
+        argv[argc++] = "--device-map";
+        argv[argc++] = (char *)map;
+    }
+    bool help = false;
+    assert_int_equal(pb_config_parse(&cfg, argc, argv, &help), PB_OK);
+    pb_error_clear();
+    pb_status st = pb_config_check_cuda_devices(&cfg, present, per_node);
+    if (!want) {
+        if (st != PB_OK) fail_msg("%s --gpus %s on %d GPUs: %s", strategy, gpus, present, pb_error_message());
+        return;
+    }
+    assert_int_equal(pb_status_exit_code(st), 2);
+    if (!strstr(pb_error_message(), want))
+        fail_msg("%s --gpus %s on %d GPUs: '%s' lacks '%s'", strategy, gpus, present, pb_error_message(), want);
+    assert_null(strchr(pb_error_message(), '\n'));
+}
+
+static void test_gpus_beyond_cuda_devices(void **state)
+{
+    (void)state;
+    expect_devices("dp", "2", NULL, 2, 2, NULL);
+    expect_devices("dp", "4", NULL, 2, 4, "--gpus 4: only 2 CUDA devices present (--device-map can share one)");
+    expect_devices("mp", "2", NULL, 1, 2, "--gpus 2: only 1 CUDA device present");
+    expect_devices("mp", "2", "0,0", 1, 2, NULL);
+    expect_devices("dp", "2", "0,1", 1, 2, "--device-map: device 1 does not exist; allowed: 0 to 0");
+    expect_devices("ddp", "2", NULL, 2, 2, NULL);
+    expect_devices("ddp", "4", NULL, 2, 4,
+                   "--gpus 4: only 2 CUDA devices present on this node; strategy ddp runs one rank per device");
+    expect_devices("ddp", "16", NULL, 8, 0, NULL); /* inside a launch: not known before MPI */
+    expect_devices("ddp", "16", NULL, 4, 8, "--gpus 16: this node runs 8 ranks but has only 4 CUDA devices");
+    expect_devices("ddp", "16", NULL, 8, 8, NULL);
+}
+
 /* A results file written by another schema is refused with exit 2 and the
  * first differing column named, and is left as it was. */
 static void test_usage_header_differs(void **state)
@@ -741,6 +787,7 @@ int main(void)
         USAGE_TEST(comm_local_on_single),
         USAGE_TEST(list_with_argument),
         cmocka_unit_test(test_usage_cuda_unavailable),
+        cmocka_unit_test(test_gpus_beyond_cuda_devices),
         cmocka_unit_test(test_usage_header_differs),
         cmocka_unit_test(test_help_lists_every_flag_with_default),
         cmocka_unit_test(test_list),
