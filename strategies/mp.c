@@ -377,9 +377,6 @@ static pb_status stage_step(mp_stage *g)
         PB_TRY(span_end(&g->log));
         if (k < last) PB_TRY(post_send(g, v.act[g->nl], out_mb, k + 1, 0, j, &s->fwd_ready[k], j + 1));
     }
-    /* costs no time: the next stage receives every forward before it sends
-     * the first gradient back */
-    if (k < last) PB_TRY(drain_sends(g, 0, M));
 
     /* ... then every backward, last microbatch first */
     for (int j = M - 1; j >= 0; j--) {
@@ -404,7 +401,10 @@ static pb_status stage_step(mp_stage *g)
     PB_TRY(span_begin(&g->log, PB_PHASE_OPT));
     PB_TRY(pb_replica_optimize(r));
     PB_TRY(span_end(&g->log));
-    /* the previous stage has these by the time it finishes its backward */
+    /* the sends' rows stay put until the next step, and the other stages
+     * have long taken them: waiting here, not between the phases, spares a
+     * wake-up in the middle of their compute */
+    if (k < last) PB_TRY(drain_sends(g, 0, M));
     if (k > 0) PB_TRY(drain_sends(g, M, 2 * M));
 
     if (k == last) PB_TRY(be->download(g->dev, &g->loss, r->loss_sum, sizeof g->loss));
