@@ -3,7 +3,8 @@
 #
 #   make bench-cpu   the CPU step against its GEMMs alone (--threads 1, mlp-s
 #                    and mlp-m, ABAB rounds), then the allocation check of
-#                    ./bench's measured steps with tests/alloc_count.c preloaded.
+#                    ./bench's measured steps with tests/alloc_count.c preloaded
+#                    (single, and dp and mp with their comm).
 #   make bench-cpu-exact   the optimised CPU kernels against the plain loops
 #                    they replaced, bit for bit (and the row exp against expf
 #                    over all 2^32 floats per implementation; ~2 minutes).
@@ -49,7 +50,8 @@ ifeq ($(SAN),1)
 	@echo "allocation check: skipped under SAN=1 (AddressSanitizer's allocator must come first and would hide the counter's)"
 else
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	cmd="./bench --workload mlp-s --threads 1 --iters 5 --warmup 2 --backend cpu --out $$tmp/run.csv" && \
+	for strat in "single" "dp --gpus 2" "mp --gpus 2 --microbatches 4"; do \
+	cmd="./bench --strategy $$strat --workload mlp-s --threads 1 --iters 5 --warmup 2 --backend cpu --out $$tmp/run.csv" && \
 	LD_PRELOAD=$(abspath $(ALLOC_COUNT_LIB)) $$cmd 2>"$$tmp/err" || { cat "$$tmp/err"; exit 1; }; \
 	n=$$(sed -n 's/^bench: allocations during measured steps: \([0-9]*\)$$/\1/p' "$$tmp/err"); \
 	if [ -z "$$n" ]; then \
@@ -58,7 +60,8 @@ else
 	echo "allocation check: LD_PRELOAD=$(ALLOC_COUNT_LIB) $$cmd"; \
 	if [ "$$n" -eq 0 ]; then v=PASS; else v=FAIL; fi; \
 	echo "  allocations during measured steps: $$n (target 0) $$v"; \
-	[ "$$n" -eq 0 ]
+	[ "$$n" -eq 0 ] || exit 1; \
+	done
 endif
 
 # --- bench-comm ----------------------------------------------------------------
