@@ -6,6 +6,7 @@
 #   SAN=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer, into
 #   build-san/ (bench: build-san/bench), so the normal build stays as it is;
 #   `make SAN=1 test` runs the tests against that bench, leak checking on.
+#   `make valgrind` runs each strategy once under valgrind (normal build).
 #   WERROR=1 turns warnings into errors (CI).
 #   NVTX=0 builds without the NVTX headers (ranges become no-ops).
 
@@ -183,6 +184,19 @@ $(BUILD)/%.o: %.cu
 
 include tests/tests.mk
 -include benchmarks/module.mk
+
+# make valgrind: the normal build of bench, then one short run of each
+# strategy (cpu backend, mlp-xs) under valgrind's memcheck with full leak
+# checking: tests/valgrind/run.sh, suppressions in tests/valgrind.supp.
+# Not with SAN=1: valgrind cannot run a sanitizer build.
+.PHONY: valgrind
+ifeq ($(SAN),1)
+valgrind:
+	@echo "make valgrind: not with SAN=1 (valgrind runs the normal build)" >&2; exit 2
+else
+valgrind: $(BENCH_BIN)
+	@tests/valgrind/run.sh ./$(BENCH_BIN)
+endif
 
 clean:
 	rm -rf $(BUILD) $(BENCH_BIN)

@@ -14,6 +14,7 @@ PB_PACKAGES=(
     openmpi-bin       # mpirun: multi-process strategies
     libopenmpi-dev    # mpicc and MPI headers
     gnuplot-nox       # scaling plots
+    valgrind          # make valgrind: memcheck of one run per strategy (CI)
     git               # the revision recorded in each row
 )
 
