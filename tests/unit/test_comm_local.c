@@ -298,7 +298,7 @@ static void test_one_participant(void **state)
 
 static void expect_in(const char *msg, const char *want)
 {
-    if (!strstr(msg, want)) fail_msg("message lacks '%s': %s", want, msg);
+    if (!msg || !strstr(msg, want)) fail_msg("message lacks '%s': %s", want, msg ? msg : "(no message)");
 }
 
 static void test_deadline_names_missing_participant(void **state)
