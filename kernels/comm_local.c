@@ -567,16 +567,14 @@ static void missing(const group *g, const slot *s, char *buf, size_t len)
     }
     int count = 0;
     size_t used = 0;
-    buf[0] = '\0';
+    char list[200] = "";
     for (int r = 0; r < g->ranks; r++) {
         if (s->part[r].posted) continue;
-        int w = snprintf(buf + used, len - used, "%s%d", count ? ", " : "", r);
-        if (w > 0 && (size_t)w < len - used) used += (size_t)w;
+        int w = snprintf(list + used, sizeof list - used, "%s%d", count ? ", " : "", r);
+        if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
         count++;
     }
-    char who[256];
-    snprintf(who, sizeof who, "%s", buf);
-    snprintf(buf, len, "participant%s %s never posted it", count == 1 ? "" : "s", who);
+    snprintf(buf, len, "participant%s %s never posted it", count == 1 ? "" : "s", list);
 }
 
 static pb_status local_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
