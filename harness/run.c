@@ -327,7 +327,11 @@ static void fill_results(pb_record *r, run_state *rs)
         pb_record_num(r, PB_COL_PEAK_MEM_MB_DEV0, mem.peak_mb_dev0);
     }
     pb_record_num(r, PB_COL_HOST_RSS_MB, pb_host_rss_mb());
-    if (rs->strategy->report) rs->strategy->report(rs->strategy_state, cfg->iters, r);
+    if (rs->strategy->report) {
+        pb_step_times mean;
+        for (int p = 0; p < PB_PHASE_COUNT; p++) mean.ms[p] = rs->phase_sum.ms[p] / cfg->iters;
+        rs->strategy->report(rs->strategy_state, &mean, r);
+    }
 }
 
 static pb_status finish_dump(run_state *rs)

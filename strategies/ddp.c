@@ -82,9 +82,6 @@ typedef struct ddp_state {
 
     bool poison; /* PB_FAULT kind=nan fired this step (test-only) */
 
-    /* measured steps only */
-    double comm_ms, sync_ms;
-    int measured;
 } ddp_state;
 
 static size_t bucket_floats(const pb_config *cfg)
@@ -309,11 +306,6 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     PB_TRY(pb_phase_timer_collect(&s->timer, &out->t));
     out->t.ms[PB_PHASE_COMM] = comm_ms;
     out->loss = s->loss_host;
-    if (batch->step >= cfg->warmup) {
-        s->comm_ms += comm_ms;
-        s->sync_ms += out->t.ms[PB_PHASE_SYNC];
-        s->measured++;
-    }
 cleanup:
     return st;
 }
@@ -339,14 +331,15 @@ static pb_status ddp_device_info(void *state, pb_device_info *out)
 
 /* nccl-tests' measures of the all-reduce: algbw = bytes / time, busbw =
  * algbw * 2(n-1)/n, over the gradient bytes of a step and its comm time */
-static void ddp_report(void *state, int steps, pb_record *row)
+static void ddp_report(void *state, const pb_step_times *mean, pb_record *row)
 {
     ddp_state *s = state;
-    (void)steps;
     const pb_config *cfg = s->ctx->cfg;
     double bytes = (double)s->rep.p_len * sizeof(float);
-    double comm = s->measured ? s->comm_ms / s->measured : NAN;
-    double sync = s->measured ? s->sync_ms / s->measured : NAN;
+    /* the row's own comm and sync (the slowest rank's, step by step), so
+     * overlap and bandwidth agree with the columns beside them */
+    double comm = mean->ms[PB_PHASE_COMM];
+    double sync = mean->ms[PB_PHASE_SYNC];
     double algbw = comm > 0 ? bytes / (comm * 1e-3) / 1e9 : NAN;
     int n = s->ranks;
     /* the largest shard: n need not divide the batch */

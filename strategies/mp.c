@@ -638,10 +638,10 @@ static pb_status mp_device_info(void *state, pb_device_info *out)
     return s->ctx->be->info(s->stage[0].dev, out);
 }
 
-static void mp_report(void *state, int steps, pb_record *row)
+static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
 {
     mp_state *s = state;
-    (void)steps;
+    (void)mean;
     double p = s->p, m = s->m;
     if (s->measured > 0 && s->sum_step_ms > 0.0)
         pb_record_num(row, PB_COL_BUBBLE_FRAC, s->sum_bubble_ms / s->sum_step_ms);

@@ -78,8 +78,9 @@ typedef struct pb_strategy {
     pb_status (*device_info)(void *state, pb_device_info *out);
     /* optional: the strategy's own columns (bucket_mb, overlap_pct,
      * comm_bytes_per_step, algbw/busbw, bubble_frac, ...), after the
-     * measured steps; steps is the number of measured steps reported */
-    void (*report)(void *state, int steps, pb_record *row);
+     * measured steps; mean holds the row's phase times per measured step
+     * (for ranks, the slowest rank's), so derived columns agree with them */
+    void (*report)(void *state, const pb_step_times *mean, pb_record *row);
     void (*destroy)(void *state);
 } pb_strategy;
 
