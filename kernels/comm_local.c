@@ -580,15 +580,7 @@ static void missing(const group *g, const slot *s, char *buf, size_t len)
 static pb_status local_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
 {
     group *g = c->g;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    double whole = (double)(time_t)deadline_s;
-    until.tv_sec += (time_t)deadline_s;
-    until.tv_nsec += (long)((deadline_s - whole) * 1e9);
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = pb_time_after(CLOCK_MONOTONIC, deadline_s); /* the condition's clock */
     char what[160], who[320] = "", err[1024];
     pthread_mutex_lock(&g->mu);
     int rc = 0;

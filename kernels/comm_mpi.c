@@ -424,15 +424,7 @@ static pb_status mpi_reduce_scatter(pb_comm_ctx *c, const float *in, float *out,
 
 static pb_status mpi_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    double whole = (double)(time_t)deadline_s;
-    until.tv_sec += (time_t)deadline_s;
-    until.tv_nsec += (long)((deadline_s - whole) * 1e9);
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = pb_time_after(CLOCK_REALTIME, deadline_s); /* the condition's clock */
     pthread_mutex_lock(&c->mu);
     int rc = 0;
     while (!r->done && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&c->done, &c->mu, &until);

@@ -78,6 +78,23 @@ static void world_close(world *w)
     pb_error_clear();
 }
 
+/* n participants on the cpu backend, joined in one group (the tests of
+ * failures: deadlines, aborts, misuse); cpu_world_free ends any world */
+static world *cpu_world(int n)
+{
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, &pb_backend_cpu, n);
+    world_join(w);
+    return w;
+}
+
+static void cpu_world_free(world *w)
+{
+    world_close(w);
+    free(w);
+}
+
 /* --- the operations, as steps every participant runs ---------------------- */
 
 enum { ST_ALLREDUCE, ST_BCAST, ST_REDUCE, ST_P2P, ST_ALLGATHER, ST_REDUCE_SCATTER, ST_COUNT };
@@ -231,8 +248,7 @@ static void run_threaded(const pb_backend *be, int n)
     pthread_barrier_destroy(&w->barrier);
     for (int r = 0; r < n; r++)
         if (w->err[r][0]) fail_msg("%s backend, %d threads: %s", be == &pb_backend_cpu ? "cpu" : "staged", n, w->err[r]);
-    world_close(w);
-    free(w);
+    cpu_world_free(w);
 }
 
 /* --- 2: one thread posts for everyone ----------------------------------------------- */
@@ -259,8 +275,7 @@ static void run_single_thread(const pb_backend *be, int n)
             if (err[0]) fail_msg("one thread, %s backend: %s", be == &pb_backend_cpu ? "cpu" : "staged", err);
         }
     }
-    world_close(w);
-    free(w);
+    cpu_world_free(w);
 }
 
 static void test_threads_cpu(void **state)
@@ -304,10 +319,7 @@ static void expect_in(const char *msg, const char *want)
 static void test_deadline_names_missing_participant(void **state)
 {
     (void)state;
-    world *w = calloc(1, sizeof *w);
-    assert_non_null(w);
-    world_open(w, &pb_backend_cpu, 3);
-    world_join(w);
+    world *w = cpu_world(3);
     pb_comm_req *req[3];
     for (int r = 0; r < 2; r++) {
         for (int i = 0; i < N; i++) w->b[r].a[i] = (float)(r + 1);
@@ -332,34 +344,26 @@ static void test_deadline_names_missing_participant(void **state)
     for (int r = 0; r < 3; r++) assert_int_equal(C->wait(w->cc[r], req[r], WAIT_S), PB_OK);
     for (int r = 0; r < 3; r++) assert_true(w->b[r].a[0] == 6.0f && w->b[r].a[N - 1] == 6.0f);
     assert_true(C->req_ms(req[0]) >= 0.0);
-    world_close(w);
-    free(w);
+    cpu_world_free(w);
 }
 
 static void test_deadline_lists_every_missing_participant(void **state)
 {
     (void)state;
-    world *w = calloc(1, sizeof *w);
-    assert_non_null(w);
-    world_open(w, &pb_backend_cpu, 4);
-    world_join(w);
+    world *w = cpu_world(4);
     pb_comm_req *req = NULL;
     assert_int_equal(C->broadcast(w->cc[0], w->b[0].a, 8, 0, &req), PB_OK);
     pb_error_clear();
     assert_int_equal(C->wait(w->cc[0], req, 0.05), PB_ERR_COMM);
     expect_in(pb_error_message(), "broadcast #0 of 8 bytes");
     expect_in(pb_error_message(), "participants 1, 2, 3 never posted it");
-    world_close(w);
-    free(w);
+    cpu_world_free(w);
 }
 
 static void test_deadline_of_a_message(void **state)
 {
     (void)state;
-    world *w = calloc(1, sizeof *w);
-    assert_non_null(w);
-    world_open(w, &pb_backend_cpu, 2);
-    world_join(w);
+    world *w = cpu_world(2);
     pb_comm_req *req = NULL;
     assert_int_equal(C->send(w->cc[0], w->b[0].a, 12, 1, &req), PB_OK);
     pb_error_clear();
@@ -372,8 +376,7 @@ static void test_deadline_of_a_message(void **state)
     assert_int_equal(C->wait(w->cc[0], req, 0.05), PB_ERR_COMM);
     expect_in(pb_error_message(), "message #0 of 8 bytes from participant 1 to 0");
     expect_in(pb_error_message(), "participant 1 never posted its send to 0");
-    world_close(w);
-    free(w);
+    cpu_world_free(w);
 }
 
 /* --- 5: abort, mismatch, too many outstanding ------------------------------------------ */
@@ -400,10 +403,7 @@ static void *wait_main(void *arg)
 static void test_abort_wakes_waiters(void **state)
 {
     (void)state;
-    world *w = calloc(1, sizeof *w);
-    assert_non_null(w);
-    world_open(w, &pb_backend_cpu, 3);
-    world_join(w);
+    world *w = cpu_world(3);
     waiter x = {.w = w};
     assert_int_equal(C->allreduce(w->cc[1], w->b[1].a, N, 1.0f, &x.req), PB_OK);
     pthread_t t;
@@ -420,17 +420,13 @@ static void test_abort_wakes_waiters(void **state)
     pb_comm_req *req = NULL;
     assert_int_equal(C->send(w->cc[2], w->b[2].a, 4, 0, &req), PB_ERR_COMM);
     expect_in(pb_error_message(), "aborted");
-    world_close(w);
-    free(w);
+    cpu_world_free(w);
 }
 
 static void test_mismatched_collectives_fail(void **state)
 {
     (void)state;
-    world *w = calloc(1, sizeof *w);
-    assert_non_null(w);
-    world_open(w, &pb_backend_cpu, 2);
-    world_join(w);
+    world *w = cpu_world(2);
     pb_comm_req *req = NULL, *other = NULL;
     assert_int_equal(C->allreduce(w->cc[0], w->b[0].a, N, 1.0f, &req), PB_OK);
     assert_int_equal(C->reduce(w->cc[1], w->b[1].a, N, 0, &other), PB_ERR_COMM);
@@ -439,17 +435,13 @@ static void test_mismatched_collectives_fail(void **state)
     pb_error_clear();
     assert_int_equal(C->wait(w->cc[0], req, 5.0), PB_ERR_COMM);
     expect_in(pb_error_message(), "aborted");
-    world_close(w);
-    free(w);
+    cpu_world_free(w);
 }
 
 static void test_too_many_outstanding(void **state)
 {
     (void)state;
-    world *w = calloc(1, sizeof *w);
-    assert_non_null(w);
-    world_open(w, &pb_backend_cpu, 2);
-    world_join(w);
+    world *w = cpu_world(2);
     pb_comm_req *req = NULL;
     for (int k = 0; k < PB_COMM_LOCAL_DEPTH; k++)
         assert_int_equal(C->broadcast(w->cc[0], w->b[0].a, 4, 0, &req), PB_OK);
@@ -460,8 +452,7 @@ static void test_too_many_outstanding(void **state)
         assert_int_equal(C->send(w->cc[1], w->b[1].a, 4, 0, &req), PB_OK);
     assert_int_equal(C->send(w->cc[1], w->b[1].a, 4, 0, &req), PB_ERR_COMM);
     expect_in(pb_error_message(), "more than 16 messages from participant 1 to 0");
-    world_close(w);
-    free(w);
+    cpu_world_free(w);
 }
 
 /* The table is complete: every slot a strategy may call is filled. */
