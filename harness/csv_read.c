@@ -173,7 +173,7 @@ pb_status pb_csv_parse(const char *name, const char *data, size_t len, pb_csv *o
 
     size_t cap = len + 1; /* decoded fields never outgrow the raw text plus one NUL */
     c.text = malloc(cap);
-    PB_REQUIRE(c.text, PB_ERR_NOMEM, "host allocation of %zu bytes failed", cap);
+    PB_CHECK_ALLOC(c.text, cap);
 
     size_t pos = 0, lineno = 0;
     while (pos < len) {
@@ -287,7 +287,7 @@ pb_status pb_csv_load(const char *path, pb_csv *out)
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     pb_status st = PB_OK;
-    PB_REQUIRE(buf, PB_ERR_NOMEM, "host allocation of %zu bytes failed", cap);
+    PB_CHECK_ALLOC(buf, cap);
     for (;;) {
         if (n == cap) {
             if (cap > PB_CSV_MAX_BYTES) {
@@ -297,7 +297,7 @@ pb_status pb_csv_load(const char *path, pb_csv *out)
             }
             size_t want = cap * 2;
             char *p = realloc(buf, want);
-            PB_REQUIRE(p, PB_ERR_NOMEM, "host allocation of %zu bytes failed", want);
+            PB_CHECK_ALLOC(p, want);
             buf = p;
             cap = want;
         }

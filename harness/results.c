@@ -154,7 +154,7 @@ pb_status pb_results_append(const char *path, const pb_record *r)
     pb_status st = PB_OK;
     char *line = malloc(ROW_MAX + 8192 + 1);
     int fd = -1;
-    PB_REQUIRE(line, PB_ERR_NOMEM, "host allocation of %d bytes failed", ROW_MAX + 8192 + 1);
+    PB_CHECK_ALLOC(line, (size_t)ROW_MAX + 8192 + 1);
     fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     PB_REQUIRE(fd >= 0, PB_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     PB_REQUIRE(flock(fd, LOCK_EX) == 0, PB_ERR_IO, "cannot lock %s: %s", path, strerror(errno));

@@ -443,7 +443,7 @@ pb_status pb_run(const pb_config *cfg)
     run_state rs = {.cfg = cfg};
     pb_status st = PB_OK;
     pb_record *rec = calloc(1, sizeof *rec);
-    if (!rec) return pb_error(PB_ERR_NOMEM, "host allocation of %zu bytes failed", sizeof *rec);
+    if (!rec) return pb_host_nomem(sizeof *rec);
     rs.be = pb_find_backend(cfg->backend);
     rs.strategy = pb_find_strategy(cfg->strategy);
     PB_REQUIRE(rs.be && rs.strategy, PB_ERR_INTERNAL, "unresolved backend or strategy");

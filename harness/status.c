@@ -1,8 +1,10 @@
+#define _GNU_SOURCE /* _SC_AVPHYS_PAGES */
 #include "status.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const status_names[PB_STATUS_COUNT] = {
     [PB_OK] = "ok",
@@ -64,6 +66,14 @@ pb_status pb_user_error(pb_status s, const char *fmt, ...)
     record(s, "", fmt, ap);
     va_end(ap);
     return s;
+}
+
+pb_status pb_host_nomem(size_t bytes)
+{
+    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double avail_mb = pages > 0 && page > 0 ? (double)pages * (double)page / 1048576.0 : 0.0;
+    return pb_user_error(PB_ERR_NOMEM, "out of host memory: allocating %zu bytes (%.1f MiB) failed with %.0f MiB available",
+                         bytes, (double)bytes / 1048576.0, avail_mb);
 }
 
 const char *pb_error_message(void) { return error_text; }

@@ -46,6 +46,9 @@ pb_status pb_error_at(pb_status s, const char *file, int line, const char *fmt, 
  * file:line, just what is wrong and what is allowed. */
 pb_status pb_user_error(pb_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define pb_usage_error(...) pb_user_error(PB_ERR_USAGE, __VA_ARGS__)
+/* A failed host allocation: PB_ERR_NOMEM with the size asked for and the
+ * host memory still available (exit 1). */
+pb_status pb_host_nomem(size_t bytes);
 
 const char *pb_error_message(void); /* "" when none recorded */
 pb_status pb_error_status(void);
@@ -68,13 +71,21 @@ void pb_error_clear(void);
     } while (0)
 
 /* Allocation that fails with the size requested in the message. */
+/* After malloc/realloc of bytes into ptr: a NULL ptr is pb_host_nomem. */
+#define PB_CHECK_ALLOC(ptr, bytes)                                           \
+    do {                                                                     \
+        if (!(ptr)) {                                                        \
+            st = pb_host_nomem(bytes);                                       \
+            goto cleanup;                                                    \
+        }                                                                    \
+    } while (0)
+
 #define PB_ALLOC(ptr, count)                                                 \
     do {                                                                     \
         size_t pb_alloc_n_ = (size_t)(count) * sizeof(*(ptr));               \
         (ptr) = pb_alloc_n_ ? calloc(1, pb_alloc_n_) : NULL;                 \
         if (pb_alloc_n_ && !(ptr)) {                                         \
-            st = pb_error(PB_ERR_NOMEM, "host allocation of %zu bytes failed", \
-                          pb_alloc_n_);                                      \
+            st = pb_host_nomem(pb_alloc_n_);                                 \
             goto cleanup;                                                    \
         }                                                                    \
     } while (0)

@@ -131,11 +131,7 @@ static pb_status cpu_alloc(pb_device *dev, size_t bytes, void **ptr)
     } else {
         h = aligned_alloc(CPU_ALIGN, total);
     }
-    if (!h) {
-        long avail = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-        return pb_error(PB_ERR_NOMEM, "host allocation of %zu bytes failed (%.0f MB free)", bytes,
-                        avail > 0 ? (double)avail * (double)page / 1048576.0 : 0.0);
-    }
+    if (!h) return pb_host_nomem(bytes);
     memset(h, 0, total);
     h->bytes = bytes;
     if (dev) { /* host_alloc may be called before any device is open */

@@ -868,7 +868,7 @@ static pb_status cuda_open(const pb_config *cfg, int ordinal, pb_device **out)
                "cuda device %d asked for, but %d visible", ordinal, count);
     /* PB_ALLOC's void* assignment is C, not C++ */
     dev = (pb_device *)calloc(1, sizeof *dev);
-    PB_REQUIRE(dev, PB_ERR_NOMEM, "host allocation of %zu bytes failed", sizeof *dev);
+    PB_CHECK_ALLOC(dev, sizeof *dev);
     dev->ordinal = ordinal;
     dev->precision = cfg ? cfg->precision : PB_FP32;
     PB_CUDA_CHECK(cudaSetDevice(ordinal));
@@ -984,7 +984,7 @@ static pb_status cuda_alloc(pb_device *dev, size_t bytes, void **ptr)
     if (dev->n_allocs == dev->cap_allocs) {
         size_t cap = dev->cap_allocs ? dev->cap_allocs * 2 : 64;
         alloc_rec *grown = (alloc_rec *)realloc(dev->allocs, cap * sizeof *grown);
-        PB_REQUIRE(grown, PB_ERR_NOMEM, "host allocation of %zu bytes failed", cap * sizeof *grown);
+        PB_CHECK_ALLOC(grown, cap * sizeof *grown);
         dev->allocs = grown;
         dev->cap_allocs = cap;
     }
@@ -1482,7 +1482,7 @@ static pb_status cuda_mark_create(pb_device *dev, pb_mark **mark)
     *mark = NULL;
     PB_TRY(use_device(dev));
     mk = (pb_mark *)calloc(1, sizeof *mk);
-    PB_REQUIRE(mk, PB_ERR_NOMEM, "host allocation of %zu bytes failed", sizeof *mk);
+    PB_CHECK_ALLOC(mk, sizeof *mk);
     PB_CUDA_CHECK(cudaEventCreate(&mk->ev));
     *mark = mk;
     mk = NULL;
