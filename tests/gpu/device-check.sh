@@ -162,6 +162,15 @@ if [ "$have_mpi" = 1 ] && ./bench list 2>&1 | grep -q "MPI collectives on host";
 else
     log "ddp skipped: no mpirun/mpicc here, or bench was built without MPI (see the header: Open MPI debs)"
 fi
+# More devices than this machine's GPUs, without a device map: exit 2, one
+# line, before any work (dp, and ddp before its launch).
+ngpu=$(nvidia-smi -L | wc -l)
+for s in dp ddp; do
+    msg=$(timeout 60 ./bench --backend cuda --strategy "$s" --gpus $((ngpu + 1)) --workload mlp-xs --quiet \
+          --out "$out/never.csv" 2>&1); rc=$?
+    if [ "$rc" = 2 ] && [ ! -e "$out/never.csv" ]; then log "$s --gpus $((ngpu + 1)) on $ngpu GPU(s): exit 2 ok: $msg"
+    else log "$s --gpus $((ngpu + 1)) on $ngpu GPU(s): expected exit 2 and no file, got $rc: $msg"; fi
+done
 grep -E "error|abort" "$out/runs.log" 2>/dev/null | tail -20 | tee -a "$out/summary.txt"
 
 # --- summary -------------------------------------------------------------------------
