@@ -31,6 +31,15 @@
 # unpacks them into the same private root and points OPAL_PREFIX at it, so
 # mpicc --showme and mpirun find their relocated files.
 set -uo pipefail
+# Prebuilt binaries (.device/prebuilt/bench and test_gpu, built here for
+# sm_80 and sm_90 to save device time) are used only when they were built
+# from these very sources: the device machine has no .git, so
+# .device/prebuilt/SOURCES holds what `device-check.sh --source-hash` printed
+# when they were built.
+src_hash() { find harness strategies kernels workloads tests/gpu tests/unit -type f \
+    \( -name '*.c' -o -name '*.h' -o -name '*.cu' \) | LC_ALL=C sort | xargs cat Makefile ./*.mk tests/*.mk 2>/dev/null \
+    | sha1sum | cut -c1-16; }
+if [ "${1:-}" = --source-hash ]; then cd "$(dirname "$0")/../.." && src_hash; exit 0; fi
 out=${1:?usage: tests/gpu/device-check.sh OUT_DIR}
 mkdir -p "$out"
 cd "$(dirname "$0")/../.."
@@ -108,7 +117,8 @@ export LD_LIBRARY_PATH="/tmp/pb_libs:${LD_LIBRARY_PATH:-}"
 cc_major=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
 gencode="-gencode arch=compute_${cc_major},code=sm_${cc_major}"
 mkdir -p build/tests
-if [ -x .device/prebuilt/bench ] && ! LD_LIBRARY_PATH=$LD_LIBRARY_PATH ldd .device/prebuilt/bench | grep -q "not found" \
+if [ -x .device/prebuilt/bench ] && [ "$(cat .device/prebuilt/SOURCES 2>/dev/null)" = "$(src_hash)" ] \
+        && ! LD_LIBRARY_PATH=$LD_LIBRARY_PATH ldd .device/prebuilt/bench | grep -q "not found" \
         && ! ldd .device/prebuilt/test_gpu | grep -q "not found"; then
     cp .device/prebuilt/bench ./bench
     cp .device/prebuilt/test_gpu build/tests/test_gpu
