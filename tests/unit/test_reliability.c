@@ -219,37 +219,6 @@ static void test_sigint_single(void **state)
     free(after);
 }
 
-/* Out of host memory: the size asked for and the memory available, exit 1,
- * and at most a failed row with no performance figures. The model (400 TB
- * of parameters) is beyond any address space, so the allocation fails
- * whatever the overcommit policy; under AddressSanitizer its allocator is
- * told to return NULL as libc does. */
-static void test_host_out_of_memory(void **state)
-{
-    job *j = *state;
-    static char asan[1024];
-    const char *was = getenv("ASAN_OPTIONS");
-    snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%sallocator_may_return_null=1", was ? was : "",
-             was && *was ? ":" : "");
-    char *env[] = {asan, NULL};
-    char *args[] = {"--strategy", "single", "--backend", "cpu", "--in", "1048576", "--hidden", "1048576",
-                    "--layers", "100", "--classes", "10", "--batch", "64", "--iters", "2", "--quiet",
-                    "--out", j->csv_path, NULL};
-    start(j, env, args);
-    finish(j, 30);
-    expect_exit(j, 1);
-    expect_err(j, "out of host memory: allocating 435407061778472 bytes (415236532.0 MiB) failed with ");
-    expect_err(j, " MiB available");
-    expect_no_ok_row(j);
-    csv c;
-    csv_load(&c, j->csv_path);
-    assert_int_equal(c.data.nrows, 1);
-    int col = pb_csv_find(&c.data, "step_ms_p50");
-    assert_true(col >= 0);
-    assert_string_equal(pb_csv_get(&c.data, 0, (size_t)col), "");
-    csv_free(&c);
-}
-
 static void test_usage_error_bad_fault(void **state)
 {
     job *j = *state;
@@ -564,7 +533,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hang_rank1_of_3, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_in_opt_named_at_boundary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_mismatch, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_host_out_of_memory, setup, teardown),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
