@@ -166,7 +166,7 @@ static pb_status stop_requested(run_state *rs, int64_t step)
 
 /* Multi-rank, before the first step: the ranks' configurations must agree
  * (a hash of what shapes the training and its collectives). */
-static pb_status check_config_agreement(const run_state *rs)
+static pb_status check_config_agreement(const run_state *rs, bool usable)
 {
     if (!rs->multi || rs->world.ranks <= 1) return PB_OK;
     const pb_config *c = rs->cfg;
@@ -198,7 +198,7 @@ static pb_status check_config_agreement(const run_state *rs)
     H(verify);
     H(timeout_s);
 #undef H
-    return pb_signals_agree_hash(h, c->timeout_s);
+    return pb_signals_agree_hash(h, usable, c->timeout_s);
 }
 
 static pb_status train(run_state *rs)
@@ -458,17 +458,25 @@ pb_status pb_run(const pb_config *cfg)
                    "--gpus %d, but this MPI launch has %d ranks; strategy %s runs one rank per device",
                    cfg->devices, rs.world.ranks, cfg->strategy);
         /* every rank drives a GPU of its node: a node given more ranks than
-         * it has GPUs fails on all its ranks alike (exit 2), before any work */
+         * it has GPUs cannot run; it says so (exit 2), and the agreement
+         * below stops every other rank with it, before any work */
+        pb_status node_st = PB_OK;
         if (strcmp(cfg->backend, "cuda") == 0) {
             char why[256] = "";
             int present = rs.be->device_count(why, sizeof why);
-            st = present > 0 ? pb_config_check_cuda_devices(cfg, present, rs.world.local_ranks)
-                             : pb_user_error(PB_ERR_UNAVAILABLE, "--backend cuda: no usable CUDA device on this "
-                                                                 "node: %s", why);
-            if (st != PB_OK) goto cleanup;
+            node_st = present > 0 ? pb_config_check_cuda_devices(cfg, present, rs.world.local_ranks)
+                                  : pb_user_error(PB_ERR_UNAVAILABLE, "--backend cuda: no usable CUDA device on "
+                                                                      "this node: %s", why);
         }
-        /* a mismatch ends every rank cleanly (exit 2, no row) */
-        PB_TRY(check_config_agreement(&rs));
+        /* a mismatch ends every rank cleanly (exit 2, no row); a rank that
+         * never joins leaves the others nothing to finalize with: abort */
+        st = check_config_agreement(&rs, node_st == PB_OK);
+        if (st == PB_ERR_COMM) {
+            pb_log_error("%s", pb_error_message());
+            pb_world_abort(pb_status_exit_code(st));
+        }
+        if (node_st != PB_OK) st = node_st;
+        if (st != PB_OK) goto cleanup;
     }
 
     double max_rel = NAN;

@@ -148,13 +148,14 @@ pb_status pb_signals_agree(int *sig, double deadline_s, int64_t step)
     return PB_OK;
 }
 
-pb_status pb_signals_agree_hash(uint64_t hash, double deadline_s)
+pb_status pb_signals_agree_hash(uint64_t hash, bool usable, double deadline_s)
 {
-    /* two halves of 32 bits each fit a long everywhere: MIN and MAX of each */
-    long v[2] = {(long)(hash >> 32), (long)(hash & 0xffffffffUL)}, lo[2], hi[2];
+    /* two halves of 32 bits each fit a long everywhere: MIN and MAX of each,
+     * and the MIN of usable */
+    long v[3] = {(long)(hash >> 32), (long)(hash & 0xffffffffUL), usable ? 1 : 0}, lo[3], hi[3];
     bool late = false;
-    pb_status st = iallreduce_deadline(v, lo, 2, MPI_MIN, deadline_s, &late);
-    if (st == PB_OK && !late) st = iallreduce_deadline(v, hi, 2, MPI_MAX, deadline_s, &late);
+    pb_status st = iallreduce_deadline(v, lo, 3, MPI_MIN, deadline_s, &late);
+    if (st == PB_OK && !late) st = iallreduce_deadline(v, hi, 3, MPI_MAX, deadline_s, &late);
     if (st != PB_OK) return st;
     int rank = 0, ranks = 0;
     char host[256];
@@ -163,6 +164,9 @@ pb_status pb_signals_agree_hash(uint64_t hash, double deadline_s)
         return pb_error(PB_ERR_COMM,
                         "rank %d of %d on %s: the ranks did not all compare configurations within %g s (--timeout)",
                         rank, ranks, host, deadline_s);
+    if (!lo[2])
+        return pb_usage_error("rank %d of %d on %s: another rank cannot run (it says why); every rank stops",
+                              rank, ranks, host);
     if (lo[0] != hi[0] || lo[1] != hi[1])
         return pb_usage_error("rank %d of %d on %s: the ranks were started with different configurations "
                               "(configuration hash %016llx here); every rank needs the same flags",
@@ -180,9 +184,10 @@ pb_status pb_signals_agree(int *sig, double deadline_s, int64_t step)
     return PB_OK;
 }
 
-pb_status pb_signals_agree_hash(uint64_t hash, double deadline_s)
+pb_status pb_signals_agree_hash(uint64_t hash, bool usable, double deadline_s)
 {
     (void)hash;
+    (void)usable;
     (void)deadline_s;
     return PB_OK;
 }

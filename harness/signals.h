@@ -32,8 +32,11 @@ int pb_signals_exit_code(void);
 pb_status pb_signals_agree(int *sig, double deadline_s, int64_t step);
 
 /* Multi-rank: fails with a usage error on every rank when the ranks' hashes
- * differ (their MIN and MAX over the ranks). */
-pb_status pb_signals_agree_hash(uint64_t hash, double deadline_s);
+ * differ (their MIN and MAX over the ranks), or when any rank says it cannot
+ * run (usable false: it has recorded why), so that every rank stops
+ * together instead of waiting for it; PB_ERR_COMM when a rank does not join
+ * within deadline_s (the caller must then abort the ranks). */
+pb_status pb_signals_agree_hash(uint64_t hash, bool usable, double deadline_s);
 
 /* FNV-1a, for configuration hashes. */
 uint64_t pb_hash_bytes(uint64_t h, const void *data, size_t n);
