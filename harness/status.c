@@ -68,10 +68,24 @@ pb_status pb_user_error(pb_status s, const char *fmt, ...)
     return s;
 }
 
+/* MiB the kernel could give without swapping: MemAvailable (free memory
+ * plus reclaimable caches), else free memory alone. */
+static double host_available_mib(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+    if (f) fclose(f);
+    if (kb >= 0) return (double)kb / 1024.0;
+    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (double)pages * (double)page / 1048576.0 : 0.0;
+}
+
 pb_status pb_host_nomem(size_t bytes)
 {
-    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    double avail_mb = pages > 0 && page > 0 ? (double)pages * (double)page / 1048576.0 : 0.0;
+    double avail_mb = host_available_mib();
     return pb_user_error(PB_ERR_NOMEM, "out of host memory: allocating %zu bytes (%.1f MiB) failed with %.0f MiB available",
                          bytes, (double)bytes / 1048576.0, avail_mb);
 }

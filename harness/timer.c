@@ -14,6 +14,10 @@ struct timespec pb_time_after(clockid_t clock, double seconds)
 {
     struct timespec t;
     clock_gettime(clock, &t);
+    /* a bad or huge deadline must not make an invalid or overflowing time:
+     * at most ten years, at least now */
+    if (!(seconds > 0.0)) seconds = 0.0;
+    if (seconds > 3.2e8) seconds = 3.2e8;
     double whole = (double)(time_t)seconds;
     t.tv_sec += (time_t)seconds;
     t.tv_nsec += (long)((seconds - whole) * 1e9);

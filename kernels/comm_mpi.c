@@ -358,7 +358,13 @@ static pb_status mpi_init(const pb_config *cfg, const pb_backend *be, pb_device 
     MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
     PB_REQUIRE(pthread_mutex_init(&c->mu, NULL) == 0, PB_ERR_INTERNAL, "mpi comm: pthread_mutex_init failed");
     pthread_cond_init(&c->work, NULL);
-    pthread_cond_init(&c->done, NULL);
+    /* waits on done have deadlines: on the monotonic clock, so a step of
+     * the wall clock neither fires nor delays them */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->done, &attr);
+    pthread_condattr_destroy(&attr);
     int rc = pthread_create(&c->thread, NULL, comm_thread, c);
     if (rc != 0) {
         pthread_cond_destroy(&c->work);
@@ -424,10 +430,10 @@ static pb_status mpi_reduce_scatter(pb_comm_ctx *c, const float *in, float *out,
 
 static pb_status mpi_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
 {
-    struct timespec until = pb_time_after(CLOCK_REALTIME, deadline_s); /* the condition's clock */
+    struct timespec until = pb_time_after(CLOCK_MONOTONIC, deadline_s); /* done's clock */
     pthread_mutex_lock(&c->mu);
     int rc = 0;
-    while (!r->done && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&c->done, &c->mu, &until);
+    while (!r->done && rc == 0) rc = pthread_cond_timedwait(&c->done, &c->mu, &until); /* ETIMEDOUT, or an error: stop */
     bool done = r->done;
     pb_status st = r->st;
     char err[512];
