@@ -31,7 +31,14 @@ typedef struct pb_comm {
     pb_status (*reduce)(pb_comm_ctx *ctx, float *buf, size_t n, int root, pb_comm_req **req);
     pb_status (*send)(pb_comm_ctx *ctx, const void *buf, size_t bytes, int peer, pb_comm_req **req);
     pb_status (*recv)(pb_comm_ctx *ctx, void *buf, size_t bytes, int peer, pb_comm_req **req);
+    /* out: ranks * bytes, participant r's in at out + r * bytes. Keep in
+     * and out disjoint: in place (NCCL's in == out + rank * bytes) works on
+     * `local` and `nccl` only (`mpi` hands both to MPI, which forbids
+     * aliased buffers); `local` fails any other overlap with PB_ERR_COMM. */
     pb_status (*allgather)(pb_comm_ctx *ctx, const void *in, void *out, size_t bytes, pb_comm_req **req);
+    /* in: ranks * n floats; out: n, the sum of everyone's chunk `rank`.
+     * Same rule: disjoint, or in place as NCCL (out == in + rank * n) on
+     * `local` and `nccl` only. */
     pb_status (*reduce_scatter)(pb_comm_ctx *ctx, const float *in, float *out, size_t n, pb_comm_req **req);
     /* Completes a request, failing with PB_ERR_COMM after deadline_s without progress. */
     pb_status (*wait)(pb_comm_ctx *ctx, pb_comm_req *req, double deadline_s);

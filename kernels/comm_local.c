@@ -18,10 +18,21 @@
  * Sums go in participant order (root first, then the others ascending), so a
  * result does not depend on which thread ran it. Waits sleep on the group's
  * condition variable (CLOCK_MONOTONIC) until the operation has run, the
- * group was aborted, or the deadline passed; then they name the operation
- * and the participants that never posted it. Steps allocate nothing: the
- * slots are allocated with the group, and the cuda scratch grows on first
- * use (in warm-up). */
+ * group was aborted, or the deadline passed without progress; then they
+ * name the operation and the participants that never posted it. Once every
+ * participant has posted, the operation is running on the last poster's
+ * thread and a wait sees it through, deadline or abort, so no buffer is in
+ * use after a wait returns. A participant's state is not freed while an
+ * operation runs (the group counts them).
+ *
+ * Each request has a fixed place in its participant's array, matching its
+ * slot's ring (collectives; sends to each peer; recvs from each peer), so
+ * requests may be waited for in any order: the only limit is DEPTH
+ * outstanding per ring. Steps allocate nothing: the slots and requests are
+ * allocated with the group, and a scratch buffer (cuda: a peer's values on
+ * their way into a sum; any backend: an in-place reduce_scatter's own chunk)
+ * grows in post(), on the thread of the participant it belongs to, the
+ * first time an operation needs more (in warm-up), while no operation runs. */
 #define _POSIX_C_SOURCE 200809L
 #include "comm_local.h"
 
@@ -94,10 +105,13 @@ struct pb_comm_ctx {
     int64_t coll_seq;   /* collectives posted */
     int64_t *send_seq;  /* [ranks]: messages posted to each peer */
     int64_t *recv_seq;  /* [ranks]: receives posted from each peer */
-    pb_comm_req *reqs;  /* ring of n_reqs: as many as the slot rings can hold */
-    size_t n_reqs;
-    uint64_t next_req;
-    void *scratch;      /* on dev: a peer's values on their way into a sum (cuda) */
+    /* [DEPTH * (1 + 2 * ranks)]: ring 0 the collectives, 1 + peer the sends
+     * to peer, 1 + ranks + peer the recvs from peer; request k of a ring at
+     * k % DEPTH, as its slot */
+    pb_comm_req *reqs;
+    /* on dev: a peer's values on their way into a sum (not host_is_device),
+     * then an in-place reduce_scatter's own chunk; only grows, in post() */
+    void *scratch;
     size_t scratch_bytes;
 };
 
@@ -112,6 +126,7 @@ struct group {
     slot *coll;           /* [DEPTH] */
     slot *p2p;            /* [ranks * ranks * DEPTH]: pair (a, b) at (a * ranks + b) * DEPTH */
     part *parts;
+    int running;      /* operations running outside the lock: members stay until 0 */
     bool aborted;
     char why[1024];   /* why it was aborted */
     char op_err[1024]; /* the first failed operation's error */
@@ -196,6 +211,9 @@ static void local_destroy(pb_comm_ctx *c)
     if (g) {
         pthread_mutex_lock(&forming_mu);
         pthread_mutex_lock(&g->mu);
+        /* an operation running on another thread reads this participant's
+         * device, buffers and scratch and writes its requests */
+        while (g->running > 0) pthread_cond_wait(&g->cv, &g->mu);
         g->member[c->rank] = NULL;
         g->members--;
         last = g->members == 0;
@@ -236,8 +254,7 @@ static pb_status local_init(const pb_config *cfg, const pb_backend *be, pb_devic
     PB_ALLOC(c->send_seq, ranks);
     PB_ALLOC(c->recv_seq, ranks);
     /* a collective ring, and a send and a recv ring per peer */
-    c->n_reqs = (size_t)DEPTH * (2 * (size_t)ranks + 1);
-    PB_ALLOC(c->reqs, c->n_reqs);
+    PB_ALLOC(c->reqs, (size_t)DEPTH * (2 * (size_t)ranks + 1));
     c->be = be;
     c->dev = dev;
     c->rank = rank;
@@ -295,13 +312,9 @@ static pb_status readable_by(group *g, int dst, int src, const float *p, size_t 
     }
     pb_comm_ctx *d = g->member[dst];
     size_t bytes = n * sizeof(float);
-    if (d->scratch_bytes < bytes) {
-        if (d->scratch) g->be->free(d->dev, d->scratch);
-        d->scratch = NULL;
-        d->scratch_bytes = 0;
-        PB_TRY(g->be->alloc(d->dev, bytes, &d->scratch));
-        d->scratch_bytes = bytes;
-    }
+    /* post() grew it, on dst's own thread: none is allocated here */
+    PB_REQUIRE(d->scratch_bytes >= bytes, PB_ERR_INTERNAL,
+               "comm local: participant %d's scratch holds %zu bytes, %zu needed", dst, d->scratch_bytes, bytes);
     PB_TRY(g->be->copy_peer(d->dev, d->scratch, dev_of(g, src), p, bytes));
     *out = d->scratch;
 cleanup:
@@ -324,6 +337,7 @@ cleanup:
 
 static pb_status copy_between(group *g, int dst, void *to, int src, const void *from, size_t bytes)
 {
+    if (to == from) return PB_OK; /* in place: memcpy onto itself is undefined */
     if (dst == src) return g->be->copy(dev_of(g, dst), to, from, bytes);
     return g->be->copy_peer(dev_of(g, dst), to, dev_of(g, src), from, bytes);
 }
@@ -368,6 +382,14 @@ static pb_status run_coll(group *g, slot *s)
         for (int r = 0; r < ranks; r++) {
             float *out = s->part[r].buf;
             for (int p = 0; p < ranks; p++) src[p] = (const float *)s->part[p].in + (size_t)r * n;
+            if (r > 0 && out == src[r]) {
+                /* in place: chunk 0 lands on r's own chunk, which the sum
+                 * still needs; set it aside (post() sized the scratch) */
+                pb_comm_ctx *d = g->member[r];
+                float *own = (float *)d->scratch + (be->host_is_device ? 0 : n);
+                PB_TRY(be->copy(d->dev, own, out, n * sizeof(float)));
+                src[r] = own;
+            }
             PB_TRY(copy_between(g, r, out, 0, src[0], n * sizeof(float)));
             for (int p = 1; p < ranks; p++) {
                 const float *x = NULL;
@@ -388,7 +410,8 @@ cleanup:
     return st;
 }
 
-/* Runs a slot whose last part was just posted, on the poster's thread. */
+/* Runs a slot whose last part was just posted, on the poster's thread
+ * (post() counted it in g->running). */
 static void run_slot(group *g, slot *s)
 {
     double t0 = pb_now_ms();
@@ -409,6 +432,7 @@ static void run_slot(group *g, slot *s)
     }
     if (st != PB_OK && !g->op_err[0]) snprintf(g->op_err, sizeof g->op_err, "%s", err);
     s->done = true;
+    g->running--;
     pthread_mutex_unlock(&g->mu);
     /* after unlocking, so a waiter that wakes does not block on the lock */
     pthread_cond_broadcast(&g->cv);
@@ -435,6 +459,51 @@ typedef struct post_args {
     bool is_recv;
 } post_args;
 
+/* [a, a + an) and [b, b + bn) share a byte (device addresses compare too) */
+static bool overlaps(const void *a, size_t an, const void *b, size_t bn)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return an > 0 && bn > 0 && x < y + bn && y < x + an;
+}
+
+/* The scratch participant c needs for its part of a's operation, in bytes:
+ * where device memory is not host memory, n floats where peers' values are
+ * summed into c's buffer (allreduce on participant 0, reduce on its root,
+ * reduce_scatter everywhere); and n floats more (any backend) to set aside
+ * c's own chunk of an in-place reduce_scatter. */
+static size_t scratch_need(const pb_comm_ctx *c, const post_args *a)
+{
+    const group *g = c->g;
+    size_t floats = 0;
+    bool sums = (a->kind == OP_ALLREDUCE && c->rank == 0) || (a->kind == OP_REDUCE && c->rank == a->root) ||
+                a->kind == OP_REDUCE_SCATTER;
+    if (g->ranks > 1 && sums && !g->be->host_is_device) floats += a->n;
+    if (g->ranks > 1 && a->kind == OP_REDUCE_SCATTER && c->rank > 0 &&
+        (const float *)a->buf == (const float *)a->in + (size_t)c->rank * a->n)
+        floats += a->n;
+    return floats * sizeof(float);
+}
+
+/* Grows c's scratch to bytes, on c's own (posting) thread: its device's
+ * allocations stay on the thread that makes them. Operations running on
+ * other threads may be reading the old one, so it waits for none to run;
+ * no other can start meanwhile (they start under the lock). Pending
+ * operations read the scratch when they run, and it only grows. */
+static pb_status grow_scratch(pb_comm_ctx *c, size_t bytes)
+{
+    pb_status st = PB_OK;
+    group *g = c->g;
+    pthread_mutex_lock(&g->mu);
+    while (g->running > 0) pthread_cond_wait(&g->cv, &g->mu);
+    if (c->scratch) g->be->free(c->dev, c->scratch);
+    c->scratch = NULL;
+    c->scratch_bytes = 0;
+    st = g->be->alloc(c->dev, bytes, &c->scratch);
+    if (st == PB_OK) c->scratch_bytes = bytes;
+    pthread_mutex_unlock(&g->mu);
+    return st;
+}
+
 /* Posts the caller's part of its next operation of a's kind; runs the
  * operation when it is the last part. */
 static pb_status post(pb_comm_ctx *c, const post_args *a, pb_comm_req **out)
@@ -450,41 +519,58 @@ static pb_status post(pb_comm_ctx *c, const post_args *a, pb_comm_req **out)
         return pb_error(PB_ERR_COMM, "comm local: participant %d: %s with peer or root %d; allowed: 0 to %d", c->rank,
                         p2p ? (a->is_recv ? "recv" : "send") : op_names[a->kind], p2p ? (a->is_recv ? a->root : a->peer) : a->root,
                         g->ranks - 1);
+    /* in place is out = in + rank * n (as NCCL has it); any other overlap
+     * would be read after it was written */
+    size_t ranks = (size_t)g->ranks;
+    if (a->kind == OP_REDUCE_SCATTER && overlaps(a->in, ranks * a->n * sizeof(float), a->buf, a->n * sizeof(float)) &&
+        (const float *)a->buf != (const float *)a->in + (size_t)c->rank * a->n)
+        return pb_error(PB_ERR_COMM,
+                        "comm local: participant %d: reduce_scatter's out overlaps its in; allowed: disjoint, or in "
+                        "place (out = in + rank * n)",
+                        c->rank);
+    if (a->kind == OP_ALLGATHER && overlaps(a->in, a->n, a->buf, ranks * a->n) &&
+        (const char *)a->in != (const char *)a->buf + (size_t)c->rank * a->n)
+        return pb_error(PB_ERR_COMM,
+                        "comm local: participant %d: allgather's in overlaps its out; allowed: disjoint, or in place "
+                        "(in = out + rank * bytes)",
+                        c->rank);
+    size_t need = scratch_need(c, a);
+    if (need > c->scratch_bytes) {
+        pb_status st = grow_scratch(c, need);
+        if (st != PB_OK) return st;
+    }
     int64_t *seq = !p2p ? &c->coll_seq : a->is_recv ? &c->recv_seq[a->root] : &c->send_seq[a->peer];
     int64_t k = *seq;
     slot *s = !p2p ? &g->coll[k % DEPTH]
-                   : &g->p2p[((size_t)a->root * (size_t)g->ranks + (size_t)a->peer) * DEPTH + (size_t)(k % DEPTH)];
+                   : &g->p2p[((size_t)a->root * ranks + (size_t)a->peer) * DEPTH + (size_t)(k % DEPTH)];
     int me = p2p ? (a->is_recv ? 1 : 0) : c->rank;
-    pb_comm_req *r = &c->reqs[c->next_req % c->n_reqs];
+    /* the request's place mirrors the slot's: request k - DEPTH of the same
+     * ring still pending is the only way it can be taken */
+    size_t ring = !p2p ? 0 : a->is_recv ? 1 + ranks + (size_t)a->root : 1 + (size_t)a->peer;
+    pb_comm_req *r = &c->reqs[ring * DEPTH + (size_t)(k % DEPTH)];
 
     pthread_mutex_lock(&g->mu);
-    if (r->pending) {
-        snprintf(msg, sizeof msg, "comm local: participant %d: more than %zu operations outstanding (wait for some)",
-                 c->rank, c->n_reqs);
+    if (r->pending || (s->seq1 != k + 1 && s->seq1 != 0 && !(s->seq1 == k + 1 - DEPTH && s->done))) {
+        if (p2p)
+            snprintf(msg, sizeof msg,
+                     "comm local: more than %d messages from participant %d to %d outstanding (wait for some "
+                     "before posting more)",
+                     DEPTH, a->root, a->peer);
+        else
+            snprintf(msg, sizeof msg,
+                     "comm local: participant %d: more than %d collectives outstanding (wait for some before "
+                     "posting more)",
+                     c->rank, DEPTH);
         fail = PB_ERR_COMM;
     } else if (g->aborted) {
         snprintf(msg, sizeof msg, "comm local: participant %d cannot post %s: the group was aborted (%.800s)", c->rank,
                  p2p ? (a->is_recv ? "a recv" : "a send") : op_names[a->kind], g->why);
         fail = PB_ERR_COMM;
-    } else if (s->seq1 != k + 1) {
-        if (s->seq1 != 0 && !(s->seq1 == k + 1 - DEPTH && s->done)) {
-            if (p2p)
-                snprintf(msg, sizeof msg,
-                         "comm local: more than %d messages from participant %d to %d outstanding (post fewer "
-                         "before waiting)",
-                         DEPTH, a->root, a->peer);
-            else
-                snprintf(msg, sizeof msg,
-                         "comm local: participant %d: more than %d collectives outstanding (post fewer before "
-                         "waiting)",
-                         c->rank, DEPTH);
-            fail = PB_ERR_COMM;
-        } else {
-            part *parts = s->part;
-            *s = (slot){.seq1 = k + 1, .kind = a->kind, .n = a->n, .root = a->root, .peer = a->peer,
-                        .scale = a->scale, .width = width, .part = parts};
-            memset(parts, 0, (size_t)width * sizeof *parts);
-        }
+    } else if (s->seq1 != k + 1) { /* the first part of instance k: the slot is free */
+        part *parts = s->part;
+        *s = (slot){.seq1 = k + 1, .kind = a->kind, .n = a->n, .root = a->root, .peer = a->peer,
+                    .scale = a->scale, .width = width, .part = parts};
+        memset(parts, 0, (size_t)width * sizeof *parts);
     } else if (s->kind != a->kind || s->n != a->n || s->root != a->root || s->scale != a->scale) {
         char have[160];
         describe(s->kind, s->seq1 - 1, s->n, s->root, s->peer, have, sizeof have);
@@ -511,9 +597,9 @@ static pb_status post(pb_comm_ctx *c, const post_args *a, pb_comm_req **out)
     *r = (pb_comm_req){.slot = s, .kind = a->kind, .n = a->n, .seq = k, .root = a->root, .peer = a->peer,
                        .pending = true};
     p->req = r;
-    c->next_req++;
     (*seq)++;
     bool last = ++s->posted == s->width;
+    if (last) g->running++; /* counted before any member can leave */
     pthread_mutex_unlock(&g->mu);
     *out = r;
     if (last) run_slot(g, s);
@@ -584,7 +670,18 @@ static pb_status local_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
     char what[160], who[320] = "", err[1024];
     pthread_mutex_lock(&g->mu);
     int rc = 0;
-    while (!r->done && !g->aborted && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&g->cv, &g->mu, &until);
+    for (;;) {
+        if (r->done) break;
+        if (r->slot->posted == r->slot->width) {
+            /* running on the last poster's thread: that is progress, and it
+             * ends; returning now would blame a participant that posted and
+             * leave the operation using the caller's buffers */
+            pthread_cond_wait(&g->cv, &g->mu);
+            continue;
+        }
+        if (g->aborted || rc != 0) break;
+        rc = pthread_cond_timedwait(&g->cv, &g->mu, &until);
+    }
     bool done = r->done, aborted = g->aborted;
     pb_status st = r->st;
     describe(r->kind, r->seq, r->n, r->root, r->peer, what, sizeof what);
@@ -600,6 +697,9 @@ static pb_status local_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
     if (aborted)
         return pb_error(PB_ERR_COMM, "comm local: participant %d's %s was abandoned: the group was aborted (%s)",
                         c->rank, what, err);
+    if (rc != ETIMEDOUT) /* EINVAL: a deadline the clock cannot wait for; waiting on would spin */
+        return pb_error(PB_ERR_INTERNAL, "comm local: participant %d's %s: pthread_cond_timedwait failed (error %d)",
+                        c->rank, what, rc);
     return pb_error(PB_ERR_COMM, "comm local: participant %d's %s did not complete within %g s (--timeout): %s",
                     c->rank, what, deadline_s, who);
 }

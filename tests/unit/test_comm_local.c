@@ -14,10 +14,20 @@
  *    fails in about the deadline, naming the operation and who is missing,
  *    and the request can be waited for again once the last part arrives;
  * 5. an abort wakes a waiting participant at once; mismatched collectives
- *    and too many outstanding operations are errors, not hangs. */
+ *    and too many outstanding operations are errors, not hangs;
+ * 6. requests waited for out of order, as mp waits its sends: far more
+ *    operations than one ring holds, only DEPTH outstanding per ring;
+ * 7. in-place reduce_scatter and allgather (out = in + rank * n, and
+ *    in = out + rank * bytes), and other overlaps rejected;
+ * 8. on a "slow" cpu backend whose peer copies take a while: a wait whose
+ *    deadline passes while the operation runs sees it through, and destroy
+ *    waits for an operation running on another thread;
+ * 9. the staged backend's scratch is allocated on the participant's own
+ *    thread, and not at all once the sizes have been seen (warm-up). */
 #include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "harness/config.h"
@@ -30,6 +40,34 @@
 #define WAIT_S 20.0
 
 static pb_backend staged_backend; /* pb_backend_cpu with host_is_device false */
+static pb_backend slow_backend;   /* pb_backend_cpu whose peer copies take SLOW_MS */
+
+/* staged allocations: the participant whose thread runs (-1: not one of
+ * run_threaded's), its allocations, and whether one was for another's device */
+static _Thread_local int tl_rank = -1;
+static _Thread_local int tl_allocs;
+static pb_device *owner_dev[4];
+static atomic_int foreign_allocs;
+
+static pb_status staged_alloc(pb_device *dev, size_t bytes, void **ptr)
+{
+    tl_allocs++;
+    if (tl_rank >= 0 && owner_dev[tl_rank] != dev) atomic_fetch_add(&foreign_allocs, 1);
+    return pb_backend_cpu.alloc(dev, bytes, ptr);
+}
+
+#define SLOW_MS 300
+static atomic_int slow_started, slow_finished;
+
+static pb_status slow_copy_peer(pb_device *dst_dev, void *dst, pb_device *src_dev, const void *src, size_t bytes)
+{
+    atomic_store(&slow_started, 1);
+    struct timespec ts = {0, SLOW_MS * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    pb_status st = pb_backend_cpu.copy_peer(dst_dev, dst, src_dev, src, bytes);
+    atomic_store(&slow_finished, 1);
+    return st;
+}
 
 typedef struct bufs {
     float a[MAXP * N];
@@ -210,25 +248,33 @@ static void *participant_main(void *arg)
     char *err = w->err[r];
     pb_comm_req *req[2 * MSGS];
     int nreq = 0;
+    tl_rank = w->be == &staged_backend ? r : -1;
+    tl_allocs = 0;
     /* joining from threads at once: the group forms whatever the order */
     if (C->init(&w->cfg, w->be, w->dev[r], r, w->n, &w->cc[r]) != PB_OK)
         snprintf(err, 1024, "init: %s", pb_error_message());
     pthread_barrier_wait(&w->barrier);
     /* every thread reaches every barrier; one that failed aborts the group,
      * so the others fail at once instead of at their deadlines */
-    for (int step = 0; step < ST_COUNT; step++) {
+    /* twice: the second round, like a step after warm-up, allocates nothing */
+    int warm_allocs = 0;
+    for (int step = 0; step < 2 * ST_COUNT; step++) {
+        if (step == ST_COUNT) warm_allocs = tl_allocs;
         if (!err[0]) {
-            pb_status st = post_step(w, step, r, req, &nreq);
+            pb_status st = post_step(w, step % ST_COUNT, r, req, &nreq);
             for (int i = 0; st == PB_OK && i < nreq; i++) st = C->wait(w->cc[r], req[i], WAIT_S);
             if (st != PB_OK)
-                snprintf(err, 1024, "%s: %s", step_names[step], pb_error_message());
+                snprintf(err, 1024, "%s: %s", step_names[step % ST_COUNT], pb_error_message());
             else
-                check_step(w, step, r, err, 1024);
+                check_step(w, step % ST_COUNT, r, err, 1024);
             if (err[0] && w->cc[r]) C->abort(w->cc[r]);
         }
         /* the next step refills buffers the others may still read */
         pthread_barrier_wait(&w->barrier);
     }
+    if (!err[0] && tl_allocs != warm_allocs)
+        snprintf(err, 1024, "%d allocations after the first round", tl_allocs - warm_allocs);
+    tl_rank = -1;
     return NULL;
 }
 
@@ -237,6 +283,8 @@ static void run_threaded(const pb_backend *be, int n)
     world *w = calloc(1, sizeof *w);
     assert_non_null(w);
     world_open(w, be, n);
+    for (int r = 0; r < n; r++) owner_dev[r] = w->dev[r];
+    atomic_store(&foreign_allocs, 0);
     assert_int_equal(pthread_barrier_init(&w->barrier, NULL, (unsigned)n), 0);
     pthread_t t[MAXP];
     participant p[MAXP];
@@ -248,6 +296,9 @@ static void run_threaded(const pb_backend *be, int n)
     pthread_barrier_destroy(&w->barrier);
     for (int r = 0; r < n; r++)
         if (w->err[r][0]) fail_msg("%s backend, %d threads: %s", be == &pb_backend_cpu ? "cpu" : "staged", n, w->err[r]);
+    /* each device's scratch is allocated by its own thread, never by the last poster's */
+    if (atomic_load(&foreign_allocs) != 0)
+        fail_msg("%d threads: %d allocations on another participant's device", n, atomic_load(&foreign_allocs));
     cpu_world_free(w);
 }
 
@@ -455,6 +506,190 @@ static void test_too_many_outstanding(void **state)
     cpu_world_free(w);
 }
 
+/* --- 6: requests in any order ------------------------------------------------------------ */
+
+/* mp's pattern: sends waited DEPTH behind, while recvs and collectives come
+ * and go; many times what the rings hold in all */
+static void test_out_of_order_waits(void **state)
+{
+    (void)state;
+    world *w = cpu_world(2);
+    enum { K = 5 * PB_COMM_LOCAL_DEPTH };
+    static float src[K], dst[K];
+    pb_comm_req *send[K], *req = NULL, *req1 = NULL;
+    for (int i = 0; i < K; i++) {
+        if (i >= PB_COMM_LOCAL_DEPTH) assert_int_equal(C->wait(w->cc[0], send[i - PB_COMM_LOCAL_DEPTH], WAIT_S), PB_OK);
+        src[i] = (float)i;
+        dst[i] = -1.0f;
+        if (C->send(w->cc[0], &src[i], sizeof(float), 1, &send[i]) != PB_OK) fail_msg("send %d: %s", i, pb_error_message());
+        assert_int_equal(C->recv(w->cc[1], &dst[i], sizeof(float), 0, &req), PB_OK);
+        assert_int_equal(C->wait(w->cc[1], req, WAIT_S), PB_OK);
+        /* a message back and a collective each time, on other rings */
+        if (C->send(w->cc[1], &dst[i], sizeof(float), 0, &req1) != PB_OK) fail_msg("send back %d: %s", i, pb_error_message());
+        assert_int_equal(C->recv(w->cc[0], &w->b[0].in[0], sizeof(float), 1, &req), PB_OK);
+        assert_int_equal(C->wait(w->cc[0], req, WAIT_S), PB_OK);
+        assert_int_equal(C->wait(w->cc[1], req1, WAIT_S), PB_OK);
+        assert_true(w->b[0].in[0] == (float)i);
+        /* enough that the pending sends span more posts than all the rings hold */
+        pb_comm_req *bc[4][2];
+        for (int k = 0; k < 4; k++)
+            for (int r = 0; r < 2; r++) assert_int_equal(C->broadcast(w->cc[r], w->b[r].a, 4, 0, &bc[k][r]), PB_OK);
+        for (int r = 0; r < 2; r++) /* the last first */
+            for (int k = 3; k >= 0; k--) assert_int_equal(C->wait(w->cc[r], bc[k][r], WAIT_S), PB_OK);
+    }
+    for (int i = K - PB_COMM_LOCAL_DEPTH; i < K; i++) assert_int_equal(C->wait(w->cc[0], send[i], WAIT_S), PB_OK);
+    for (int i = 0; i < K; i++) assert_true(dst[i] == (float)i);
+    cpu_world_free(w);
+}
+
+/* --- 7: in place --------------------------------------------------------------------------- */
+
+static void run_in_place(const pb_backend *be, int n)
+{
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, be, n);
+    world_join(w);
+    pb_comm_req *req[MAXP];
+    float tri = (float)(n * (n + 1) / 2);
+    /* reduce_scatter: out is r's own chunk of in */
+    for (int round = 0; round < 2; round++) {
+        for (int r = 0; r < n; r++) {
+            for (int i = 0; i < n * N; i++) w->b[r].in[i] = (float)((r + 1) * (i + 1));
+            float *in = w->b[r].in;
+            if (C->reduce_scatter(w->cc[r], in, in + r * N, N, &req[r]) != PB_OK)
+                fail_msg("reduce_scatter, participant %d: %s", r, pb_error_message());
+        }
+        for (int r = 0; r < n; r++) assert_int_equal(C->wait(w->cc[r], req[r], WAIT_S), PB_OK);
+        for (int r = 0; r < n; r++)
+            for (int i = 0; i < N; i++)
+                if (w->b[r].in[r * N + i] != tri * (float)(r * N + i + 1))
+                    fail_msg("%d participants, in-place reduce_scatter, participant %d [%d]: got %g, want %g", n, r, i,
+                             (double)w->b[r].in[r * N + i], (double)(tri * (float)(r * N + i + 1)));
+    }
+    /* allgather: in is r's own chunk of out */
+    for (int r = 0; r < n; r++) {
+        for (int i = 0; i < n * N; i++) w->b[r].out[i] = i / N == r ? (float)(10 * r + i % N) : -1.0f;
+        assert_int_equal(C->allgather(w->cc[r], w->b[r].out + r * N, w->b[r].out, N * sizeof(float), &req[r]), PB_OK);
+    }
+    for (int r = 0; r < n; r++) assert_int_equal(C->wait(w->cc[r], req[r], WAIT_S), PB_OK);
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < n * N; i++) assert_true(w->b[r].out[i] == (float)(10 * (i / N) + i % N));
+    cpu_world_free(w);
+}
+
+static void test_in_place(void **state)
+{
+    (void)state;
+    for (int n = 1; n <= 4; n++) {
+        run_in_place(&pb_backend_cpu, n);
+        run_in_place(&staged_backend, n);
+    }
+}
+
+static void test_overlap_rejected(void **state)
+{
+    (void)state;
+    world *w = cpu_world(2);
+    pb_comm_req *req = NULL;
+    float *in = w->b[0].in;
+    assert_int_equal(C->reduce_scatter(w->cc[0], in, in + 1, 2, &req), PB_ERR_COMM);
+    expect_in(pb_error_message(), "reduce_scatter's out overlaps its in");
+    pb_error_clear();
+    assert_int_equal(C->reduce_scatter(w->cc[0], in, in + 2, 2, &req), PB_ERR_COMM); /* participant 1's chunk */
+    pb_error_clear();
+    assert_int_equal(C->allgather(w->cc[1], in + 1, in, 2 * sizeof(float), &req), PB_ERR_COMM);
+    expect_in(pb_error_message(), "allgather's in overlaps its out");
+    pb_error_clear();
+    /* nothing was posted: the group still works */
+    pb_comm_req *r0 = NULL, *r1 = NULL;
+    assert_int_equal(C->allgather(w->cc[0], w->b[0].in, w->b[0].out, 4, &r0), PB_OK);
+    assert_int_equal(C->allgather(w->cc[1], w->b[1].in, w->b[1].out, 4, &r1), PB_OK);
+    assert_int_equal(C->wait(w->cc[0], r0, WAIT_S), PB_OK);
+    assert_int_equal(C->wait(w->cc[1], r1, WAIT_S), PB_OK);
+    cpu_world_free(w);
+}
+
+/* --- 8: running operations ------------------------------------------------------------------- */
+
+typedef struct poster {
+    world *w;
+    pb_status post_st, wait_st;
+    char msg[1024];
+} poster;
+
+/* participant 1's recv from 0: the last part, so this thread runs the slow copy */
+static void *recv_main(void *arg)
+{
+    poster *x = arg;
+    pb_comm_req *req = NULL;
+    x->post_st = C->recv(x->w->cc[1], x->w->b[1].in, N * sizeof(float), 0, &req);
+    x->wait_st = x->post_st == PB_OK ? C->wait(x->w->cc[1], req, WAIT_S) : x->post_st;
+    snprintf(x->msg, sizeof x->msg, "%s", pb_error_message());
+    pb_error_clear();
+    return NULL;
+}
+
+static world *slow_world(void)
+{
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    world_open(w, &slow_backend, 2);
+    world_join(w);
+    atomic_store(&slow_started, 0);
+    atomic_store(&slow_finished, 0);
+    return w;
+}
+
+static void wait_started(void)
+{
+    struct timespec ts = {0, 1000 * 1000};
+    for (int i = 0; i < 10000 && !atomic_load(&slow_started); i++) nanosleep(&ts, NULL);
+    assert_true(atomic_load(&slow_started));
+}
+
+static void test_deadline_while_running(void **state)
+{
+    (void)state;
+    world *w = slow_world();
+    pb_comm_req *req = NULL;
+    for (int i = 0; i < N; i++) w->b[0].a[i] = (float)i;
+    assert_int_equal(C->send(w->cc[0], w->b[0].a, N * sizeof(float), 1, &req), PB_OK);
+    poster x = {.w = w};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, recv_main, &x), 0);
+    wait_started();
+    /* every part is posted: the deadline is not the operation's to miss */
+    double t0 = pb_now_ms();
+    if (C->wait(w->cc[0], req, 0.02) != PB_OK) fail_msg("a running operation timed out: %s", pb_error_message());
+    double waited = pb_now_ms() - t0;
+    assert_true(atomic_load(&slow_finished));
+    if (waited > 5000.0) fail_msg("waited %.0f ms", waited);
+    pthread_join(t, NULL);
+    if (x.wait_st != PB_OK) fail_msg("receiver: %s", x.msg);
+    for (int i = 0; i < N; i++) assert_true(w->b[1].in[i] == (float)i);
+    cpu_world_free(w);
+}
+
+static void test_destroy_waits_for_running(void **state)
+{
+    (void)state;
+    world *w = slow_world();
+    pb_comm_req *req = NULL;
+    assert_int_equal(C->send(w->cc[0], w->b[0].a, N * sizeof(float), 1, &req), PB_OK);
+    poster x = {.w = w};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, recv_main, &x), 0);
+    wait_started();
+    /* the copy reads participant 0's device and writes its request */
+    C->destroy(w->cc[0]);
+    w->cc[0] = NULL;
+    assert_true(atomic_load(&slow_finished));
+    pthread_join(t, NULL);
+    if (x.wait_st != PB_OK) fail_msg("receiver: %s", x.msg);
+    cpu_world_free(w);
+}
+
 /* The table is complete: every slot a strategy may call is filled. */
 static void test_ops_table(void **state)
 {
@@ -478,6 +713,10 @@ int main(void)
     staged_backend = pb_backend_cpu;
     staged_backend.name = "staged";
     staged_backend.host_is_device = false;
+    staged_backend.alloc = staged_alloc;
+    slow_backend = pb_backend_cpu;
+    slow_backend.name = "slow";
+    slow_backend.copy_peer = slow_copy_peer;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ops_table),
         cmocka_unit_test(test_threads_cpu),
@@ -491,6 +730,11 @@ int main(void)
         cmocka_unit_test(test_abort_wakes_waiters),
         cmocka_unit_test(test_mismatched_collectives_fail),
         cmocka_unit_test(test_too_many_outstanding),
+        cmocka_unit_test(test_out_of_order_waits),
+        cmocka_unit_test(test_in_place),
+        cmocka_unit_test(test_overlap_rejected),
+        cmocka_unit_test(test_deadline_while_running),
+        cmocka_unit_test(test_destroy_waits_for_running),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

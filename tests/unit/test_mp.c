@@ -1,8 +1,10 @@
 /* Strategy mp through ./bench (CPU backend): the layer split with and without
  * GPipe microbatches trains exactly what `single` trains (--verify) on 2, 3
- * and 4 devices with SGD and AdamW, an uneven --split too; usage errors are
- * one line with exit 2; the row reports microbatches, the theoretical and
- * measured bubble, p2p time, and phases that add up to the step. */
+ * and 4 devices with SGD and AdamW, an uneven --split too, and with many
+ * microbatches (far more messages than the comm holds outstanding per pair);
+ * usage errors are one line with exit 2; the row reports microbatches, the
+ * theoretical and measured bubble, p2p time, and phases that add up to the
+ * step. */
 #include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
@@ -122,6 +124,25 @@ static void test_row(void **state)
     }
 }
 
+/* More microbatches than the local comm holds outstanding per ring (16 per
+ * (sender, receiver) pair) several times over: forward sends stay pending
+ * through the backward, and requests are waited for out of posting order. */
+static void test_many_microbatches(void **state)
+{
+    (void)state;
+    static const int cases[][2] = {{3, 41}, {2, 65}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int p = cases[k][0], m = cases[k][1];
+        csv c;
+        int rc = run_mp(&c, &res, 3, 2 * m, p, m, "sgd", NULL);
+        if (rc != 0) fail_msg("--gpus %d --microbatches %d: exit %d: %s", p, m, rc, res.err);
+        assert_string_equal(csv_get(&c, "status"), "ok");
+        double err = csv_num(&c, "verify_max_rel_err");
+        if (!(err < 1e-4)) fail_msg("--gpus %d --microbatches %d: verify error %g", p, m, err);
+        csv_free(&c);
+    }
+}
+
 /* a usage error: exit 2, one line on stderr naming what is wrong, no row */
 static void expect_usage(int layers, int batch, int gpus, int micro, char *const extra[], const char *want1,
                          const char *want2)
@@ -157,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_matches_single_adamw),
         cmocka_unit_test(test_uneven_split),
         cmocka_unit_test(test_row),
+        cmocka_unit_test(test_many_microbatches),
         cmocka_unit_test(test_usage_errors),
     };
     return cmocka_run_group_tests_name("mp", tests, NULL, NULL);
