@@ -16,7 +16,9 @@
  *
  * One thread at a time posts and waits for a given participant. Up to
  * PB_COMM_LOCAL_DEPTH collectives per participant, and as many messages per
- * (sender, receiver) pair, may be posted before being waited for. */
+ * (sender, receiver) pair, may be posted before being waited for, and they
+ * may be waited for in any order. A deadline counts time without progress:
+ * a wait sees an operation that every participant has posted through. */
 #ifndef PB_COMM_LOCAL_H
 #define PB_COMM_LOCAL_H
 
