@@ -113,6 +113,11 @@ struct pb_device {
     cudaStream_t side_stream;
     cudaEvent_t side_fork, side_join;
     bool side_pending;
+    /* experiments (environment, see side_experiment): the side stream's
+     * grid cap (0: the usual) and whether it yields to the compute stream */
+    unsigned side_blocks;
+    bool side_low_priority;
+    unsigned grid_cap; /* while set, grid_for's cap (0: sm_count x 16) */
     /* copy_peer: ordering between this device's stream and another's */
     cudaEvent_t peer_ready, peer_done;
     cublasLtHandle_t lt;
@@ -413,7 +418,7 @@ static int64_t aux_ld(int rows) { return ((int64_t)rows + 127) / 128 * 128; }
 static unsigned grid_for(const pb_device *dev, size_t work)
 {
     size_t blocks = (work + THREADS - 1) / THREADS;
-    size_t cap = (size_t)(dev->sm_count > 0 ? dev->sm_count : 1) * 16;
+    size_t cap = dev->grid_cap ? dev->grid_cap : (size_t)(dev->sm_count > 0 ? dev->sm_count : 1) * 16;
     if (blocks > cap) blocks = cap;
     if (blocks == 0) blocks = 1;
     return (unsigned)blocks;
@@ -853,6 +858,25 @@ static void cuda_close(pb_device *dev)
     free(dev);
 }
 
+/* Experiments on the optimizer that overlaps backward on the side stream,
+ * for tests/gpu/device-check.sh to measure on mlp-l bf16 (docs/gpu.md):
+ * PB_CUDA_SIDE_BLOCKS=N caps its kernels' grid at N blocks so they stream
+ * memory on a few SMs instead of displacing the GEMMs; PB_CUDA_SIDE_PRIORITY=low
+ * gives the compute stream the higher priority. Not recorded in the row, so
+ * a run that sets either says so on stderr; unset, nothing changes. */
+static void side_experiment(pb_device *dev)
+{
+    const char *blocks = getenv("PB_CUDA_SIDE_BLOCKS"), *prio = getenv("PB_CUDA_SIDE_PRIORITY");
+    char *end = NULL;
+    long n = blocks ? strtol(blocks, &end, 10) : 0;
+    if (blocks && end && *end == '\0' && n > 0 && n <= 1 << 20) dev->side_blocks = (unsigned)n;
+    dev->side_low_priority = prio && strcmp(prio, "low") == 0;
+    if (dev->side_blocks || dev->side_low_priority)
+        fprintf(stderr, "bench: cuda:%d side-stream optimizer experiment: %u blocks (0: usual), %s priority "
+                        "(PB_CUDA_SIDE_BLOCKS/PB_CUDA_SIDE_PRIORITY; not recorded in the row)\n",
+                dev->ordinal, dev->side_blocks, dev->side_low_priority ? "low" : "equal");
+}
+
 static pb_status cuda_open(const pb_config *cfg, int ordinal, pb_device **out)
 {
     pb_status st = PB_OK;
@@ -878,11 +902,19 @@ static pb_status cuda_open(const pb_config *cfg, int ordinal, pb_device **out)
                "--precision %s needs compute capability 8.0 or newer; cuda:%d (%s) is %d.%d",
                pb_precision_name(dev->precision), ordinal, prop.name, prop.major, prop.minor);
     dev->sm_count = prop.multiProcessorCount;
+    side_experiment(dev);
     /* non-blocking: never serialised behind the legacy default stream */
-    PB_CUDA_CHECK(cudaStreamCreateWithFlags(&dev->stream, cudaStreamNonBlocking));
+    if (dev->side_low_priority) {
+        int least = 0, greatest = 0;
+        PB_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+        PB_CUDA_CHECK(cudaStreamCreateWithPriority(&dev->stream, cudaStreamNonBlocking, greatest));
+        PB_CUDA_CHECK(cudaStreamCreateWithPriority(&dev->side_stream, cudaStreamNonBlocking, least));
+    } else {
+        PB_CUDA_CHECK(cudaStreamCreateWithFlags(&dev->stream, cudaStreamNonBlocking));
+        PB_CUDA_CHECK(cudaStreamCreateWithFlags(&dev->side_stream, cudaStreamNonBlocking));
+    }
     PB_CUDA_CHECK(cudaStreamCreateWithFlags(&dev->copy_stream, cudaStreamNonBlocking));
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->prefetched, cudaEventDisableTiming));
-    PB_CUDA_CHECK(cudaStreamCreateWithFlags(&dev->side_stream, cudaStreamNonBlocking));
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->side_fork, cudaEventDisableTiming));
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->side_join, cudaEventDisableTiming));
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->peer_ready, cudaEventDisableTiming));
@@ -1423,7 +1455,9 @@ static pb_status cuda_optimizer_side(pb_device *dev, const pb_opt_args *a)
     PB_CUDA_CHECK(cudaEventRecord(dev->side_fork, compute));
     PB_CUDA_CHECK(cudaStreamWaitEvent(dev->side_stream, dev->side_fork, 0));
     dev->stream = dev->side_stream;
+    dev->grid_cap = dev->side_blocks;
     st = cuda_optimizer(dev, a);
+    dev->grid_cap = 0;
     dev->stream = compute;
     PB_TRY(st);
     dev->side_pending = true;

@@ -155,6 +155,19 @@ run --workload mlp-s --precision fp32 --iters 50 --warmup 5
 run --workload mlp-s --precision fp32 --iters 50 --warmup 5 --cuda-graph
 timeout 120 ./bench calibrate --workload mlp-l --precision bf16 --backend cuda >>"$out/summary.txt" 2>&1 || log "calibrate mlp-l FAILED"
 
+# The side-stream optimizer experiments (docs/gpu.md) on mlp-l bf16, where
+# it takes SMs from the backward GEMMs: the usual grid, a capped grid, and a
+# lower priority than the compute stream. Rows go to side.csv (the knobs are
+# not columns), in the order listed in the summary.
+sm=$(nvidia-smi --query-gpu=multiprocessor_count --format=csv,noheader 2>/dev/null | head -1)
+case "$sm" in ''|*[!0-9]*) sm=132 ;; esac
+for v in "" "PB_CUDA_SIDE_BLOCKS=$((sm / 4))" "PB_CUDA_SIDE_BLOCKS=$sm" "PB_CUDA_SIDE_PRIORITY=low" \
+         "PB_CUDA_SIDE_PRIORITY=low PB_CUDA_SIDE_BLOCKS=$((sm / 4))"; do
+    env $v timeout 120 ./bench --backend cuda --quiet --out "$out/side.csv" --workload mlp-l --precision bf16 \
+        --iters 20 --warmup 5 2>>"$out/runs.log" || log "side experiment FAILED: $v"
+    log "side experiment: ${v:-usual} -> step p50 $(tail -1 "$out/side.csv" | python3 -c 'import csv,sys; h=next(csv.reader(open(sys.argv[1]))); r=next(csv.reader(sys.stdin)); d=dict(zip(h,r)); print(d["step_ms_p50"], "ms, bwd", d["bwd_ms"], "opt", d["opt_ms"], "gemm", d["gemm_ms"])' "$out/side.csv" 2>/dev/null)"
+done
+
 # --- strategies on the one GPU ----------------------------------------------------
 # dp and mp: 2 logical devices sharing physical device 0. Such rows should
 # say oversubscribed=1 (devices share hardware); check the column.
