@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@ typedef struct slot {
     /* written once before magic, read-only after */
     int32_t rank;
     int32_t pid;
+    uint64_t pidns; /* its PID namespace (inode of /proc/self/ns/pid), 0 unknown */
     char host[256];
 } slot;
 
@@ -39,6 +41,7 @@ typedef struct slot {
 typedef struct snap {
     int64_t step, seq, beat_ns;
     int32_t phase, in_phase, rank, pid;
+    uint64_t pidns;
     const char *host;
 } snap;
 
@@ -53,6 +56,12 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static uint64_t pid_namespace(void)
+{
+    struct stat st;
+    return stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
 size_t pb_progress_slot_bytes(void) { return sizeof(slot); }
@@ -91,6 +100,7 @@ static bool read_slot(slot *s, snap *out)
     }
     out->rank = s->rank;
     out->pid = s->pid;
+    out->pidns = s->pidns;
     out->host = s->host;
     return true;
 }
@@ -117,6 +127,7 @@ pb_status pb_progress_attach(void *const *where, int n, int mine, int rank, int 
     for (int i = 0; i < n; i++) slots[i] = where[i];
     s->rank = rank;
     s->pid = (int32_t)getpid();
+    s->pidns = pid_namespace();
     snprintf(s->host, sizeof s->host, "%s", host && *host ? host : "unknown");
     cur_step = -1;
     cur_seq = 0;
@@ -187,7 +198,14 @@ static void add(char *buf, size_t len, size_t *used, const char *fmt, ...)
     if (n > 0) *used = *used + (size_t)n < len ? *used + (size_t)n : len - 1;
 }
 
-static bool exited(int32_t pid) { return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH; }
+/* Whether the rank of slot o has exited. Its pid means something here only
+ * in our own PID namespace (ranks of one node may live in containers of
+ * their own that share memory); elsewhere it cannot be told. */
+static bool exited(const snap *o, const snap *me)
+{
+    if (o->pid <= 0 || !o->pidns || o->pidns != me->pidns) return false;
+    return kill((pid_t)o->pid, 0) != 0 && errno == ESRCH;
+}
 
 int pb_progress_describe(char *buf, size_t len)
 {
@@ -217,7 +235,7 @@ int pb_progress_describe(char *buf, size_t len)
         where(&o, at, sizeof at);
         double idle_s = (double)(now - o.beat_ns) * 1e-9;
         add(buf, len, &used, "%srank %d on %s (pid %d) ", named ? "; " : "", o.rank, o.host, o.pid);
-        if (exited(o.pid))
+        if (exited(&o, &me))
             add(buf, len, &used, "has exited; it was last %s, %.1f s ago", at, idle_s);
         else
             add(buf, len, &used, "is stuck %s (no progress for %.1f s)", at, idle_s);
