@@ -291,6 +291,18 @@ static pb_status missing_value(const flag *f)
     return pb_usage_error("%s needs a value; allowed: a %s", f->name, f->kind == F_PATH ? "path" : "value");
 }
 
+void pb_flag_split(const char *arg, char *name, size_t len, const char **value)
+{
+    const char *eq = strchr(arg, '=');
+    *value = NULL;
+    if (strncmp(arg, "--", 2) == 0 && eq && (size_t)(eq - arg) < len) {
+        snprintf(name, len, "%.*s", (int)(eq - arg), arg);
+        *value = eq + 1;
+    } else {
+        snprintf(name, len, "%s", arg);
+    }
+}
+
 pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
 {
     /* Shape flags override the workload's preset whatever their order, so
@@ -306,13 +318,7 @@ pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
             }
             char name[64];
             const char *value = NULL;
-            const char *eq = strchr(arg, '=');
-            if (strncmp(arg, "--", 2) == 0 && eq && (size_t)(eq - arg) < sizeof name) {
-                snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
-                value = eq + 1;
-            } else {
-                snprintf(name, sizeof name, "%s", arg);
-            }
+            pb_flag_split(arg, name, sizeof name, &value);
             const flag *f = find_flag(name);
             if (!f) {
                 if (strncmp(arg, "--", 2) == 0)

@@ -82,6 +82,9 @@ void pb_config_defaults(pb_config *cfg);
  * PB_ERR_USAGE with a one-line message naming the flag and what is allowed.
  * *help is set when --help was asked for. */
 pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help);
+/* "--name=value" into name and *value; any other argument into name whole,
+ * with *value NULL. Shared by every parser of flags. */
+void pb_flag_split(const char *arg, char *name, size_t len, const char **value);
 
 /* Cross-field checks that need the registry (strategy constraints, batch
  * divisibility, backend availability). */

@@ -187,13 +187,8 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
         }
         char name[64];
         const char *value = NULL;
-        const char *eq = strchr(arg, '=');
-        if (strncmp(arg, "--", 2) == 0 && eq && (size_t)(eq - arg) < sizeof name) {
-            snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
-            value = eq + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", arg);
-        }
+        pb_flag_split(arg, name, sizeof name, &value);
+        bool inline_value = value != NULL; /* "--flag=value", one argument */
         bool is_bool = strcmp(name, "--force") == 0 || strcmp(name, "--oversubscribe") == 0 ||
                        strcmp(name, "--quiet") == 0;
         bool known = is_bool || strcmp(name, "--strategies") == 0 || strcmp(name, "--gpus") == 0 ||
@@ -237,8 +232,8 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
         } else {
             /* a run flag: handed on as "--flag value", checked by the run's parser */
             if (o->n_fwd + 2 > MAX_FWD) return pb_usage_error("sweep: more than %d run arguments", MAX_FWD);
-            o->fwd[o->n_fwd++] = argv[i - (eq ? 0 : 1)];
-            if (!eq) o->fwd[o->n_fwd++] = argv[i];
+            o->fwd[o->n_fwd++] = argv[i - (inline_value ? 0 : 1)];
+            if (!inline_value) o->fwd[o->n_fwd++] = argv[i];
         }
         if (st != PB_OK) return st;
     }

@@ -12,37 +12,6 @@
 
 #include "harness/run.h"
 
-
-#if PB_EXPECT_MPI /* the rows are read only where ddp can run */
-#endif
-
-/* Runs argv (argv[0] looked up on PATH) with stdout/stderr captured. */
-static void run_cmd(bench_result *r, char *const argv[])
-{
-    char out_tmpl[] = "/tmp/pb_out_XXXXXX", err_tmpl[] = "/tmp/pb_err_XXXXXX";
-    int out_fd = mkstemp(out_tmpl), err_fd = mkstemp(err_tmpl);
-    assert_true(out_fd >= 0 && err_fd >= 0);
-    unlink(out_tmpl);
-    unlink(err_tmpl);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(out_fd, 1);
-        dup2(err_fd, 2);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-    lseek(out_fd, 0, SEEK_SET);
-    lseek(err_fd, 0, SEEK_SET);
-    read_all(out_fd, r->out, sizeof r->out);
-    read_all(err_fd, r->err, sizeof r->err);
-    close(out_fd);
-    close(err_fd);
-}
-
 /* [mpirun --allow-run-as-root --oversubscribe -np NP] bench --strategy ddp
  * --backend cpu --workload mlp-xs --iters 10 --warmup 0 --threads 1 --quiet
  * --out DIR/r.csv --gpus N [extra...]; launched_np 0: bench alone. */
@@ -64,7 +33,7 @@ static bench_run *run_ddp(int launched_np, int gpus, char *const extra[])
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) args[n++] = base[i];
     for (int i = 0; extra && extra[i] && n < 63; i++) args[n++] = extra[i];
     args[n] = NULL;
-    run_cmd(&r->res, args);
+    run_argv_env(&r->res, NULL, args);
     return r;
 }
 

@@ -44,27 +44,23 @@ static inline void read_all(int fd, char *buf, size_t len)
     }
 }
 
-/* Runs bench with a NULL-terminated argument list (without argv[0]) and
- * optional extra environment ("NAME=value", NULL-terminated, may be NULL). */
-static inline void run_bench_env(bench_result *r, char *const env_add[], char *const args[])
+/* Runs argv (argv[0] a path, or a name looked up on PATH) with stdout and
+ * stderr captured and optional extra environment ("NAME=value",
+ * NULL-terminated, may be NULL). */
+static inline void run_argv_env(bench_result *r, char *const env_add[], char *const argv[])
 {
     char out_tmpl[] = "/tmp/pb_out_XXXXXX", err_tmpl[] = "/tmp/pb_err_XXXXXX";
     int out_fd = mkstemp(out_tmpl), err_fd = mkstemp(err_tmpl);
     assert_true(out_fd >= 0 && err_fd >= 0);
     unlink(out_tmpl);
     unlink(err_tmpl);
-    char *argv[64];
-    int argc = 0;
-    argv[argc++] = (char *)bench_path();
-    for (int i = 0; args[i] && argc < 63; i++) argv[argc++] = args[i];
-    argv[argc] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         dup2(out_fd, 1);
         dup2(err_fd, 2);
         for (int i = 0; env_add && env_add[i]; i++) putenv(env_add[i]);
-        execv(argv[0], argv);
+        execvp(argv[0], argv);
         _exit(127);
     }
     int status = 0;
@@ -76,6 +72,18 @@ static inline void run_bench_env(bench_result *r, char *const env_add[], char *c
     read_all(err_fd, r->err, sizeof r->err);
     close(out_fd);
     close(err_fd);
+}
+
+/* Runs bench with a NULL-terminated argument list (without argv[0]) and
+ * optional extra environment (as run_argv_env). */
+static inline void run_bench_env(bench_result *r, char *const env_add[], char *const args[])
+{
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = (char *)bench_path();
+    for (int i = 0; args[i] && argc < 63; i++) argv[argc++] = args[i];
+    argv[argc] = NULL;
+    run_argv_env(r, env_add, argv);
 }
 
 static inline void run_bench(bench_result *r, char *const args[]) { run_bench_env(r, NULL, args); }
