@@ -12,7 +12,7 @@ TEST_DEPS :=
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libparbench.a tests/unit/test_util.h tests/unit/test_csv.h tests/unit/test_run.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -D_GNU_SOURCE -DPB_EXPECT_CUDA=$(CUDA_ON) -DPB_EXPECT_MPI=$(MPI_ON) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(TEST_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -D_GNU_SOURCE -DPB_EXPECT_CUDA=$(CUDA_ON) -DPB_EXPECT_MPI=$(MPI_ON) -DPB_TEST_GPU_BIN=\"$(BUILD)/tests/test_gpu\" -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(TEST_LIBS) $(LDLIBS)
 
 test: $(BENCH_BIN) $(TEST_BIN) $(TEST_DEPS)
 	@BENCH=$(if $(filter /%,$(BENCH_BIN)),,./)$(BENCH_BIN) $(SAN_ENV) tests/run_tests.sh $(TEST_BIN)

@@ -287,8 +287,8 @@ static void test_single_mlp_s(void **state)
     int32_t *labels = malloc((size_t)cc.shape.batch * 4);
     pb_mlp_init_params(&layout, cc.seed, params);
     pb_data_prototypes(&layout, cc.seed, proto);
-    pb_strategy_ctx ctx_c = {&cc, &pb_backend_cpu, &layout, params};
-    pb_strategy_ctx ctx_g = {&gc, &pb_backend_cuda, &layout, params};
+    pb_strategy_ctx ctx_c = {.cfg = &cc, .be = &pb_backend_cpu, .layout = &layout, .init_params = params, .ranks = 1};
+    pb_strategy_ctx ctx_g = {.cfg = &gc, .be = &pb_backend_cuda, .layout = &layout, .init_params = params, .ranks = 1};
     void *sc = NULL, *sg = NULL;
     CHECK(pb_strategy_single.init(&ctx_c, &sc));
     CHECK(pb_strategy_single.init(&ctx_g, &sg));

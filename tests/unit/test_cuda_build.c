@@ -63,6 +63,21 @@ static void test_backend_cuda_without_device(void **state)
     free(r);
 }
 
+/* make test-gpu where there is no device: "skipped: no CUDA device" and
+ * exit 77 (automake's "skipped"), so a CI job can run it unconditionally. */
+static void test_gpu_tests_skip_without_device(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    if (!PB_EXPECT_CUDA || pb_backend_cuda.device_count(why, sizeof why) > 0) skip();
+    bench_result *r = calloc(1, sizeof *r);
+    char *argv[] = {PB_TEST_GPU_BIN, NULL};
+    run_argv_env(r, NULL, argv);
+    assert_int_equal(r->exit_code, 77);
+    assert_non_null(strstr(r->out, "skipped: no CUDA device"));
+    free(r);
+}
+
 /* The driver column: the kernel module's version, from the line formats the
  * open and the proprietary modules print (the first seen on an H200 here). */
 static void test_driver_version_parsed(void **state)
@@ -87,6 +102,7 @@ int main(void)
         cmocka_unit_test(test_backend_built_as_configured),
         cmocka_unit_test(test_no_device_has_a_cause),
         cmocka_unit_test(test_backend_cuda_without_device),
+        cmocka_unit_test(test_gpu_tests_skip_without_device),
         cmocka_unit_test(test_driver_version_parsed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -210,6 +210,40 @@ static void test_usage_errors_before_launch(void **state)
     free(b);
 }
 
+/* The command the launcher re-executes itself with, read by an `mpirun` on
+ * PATH that only records its arguments: the rank count, a backstop, the
+ * program, the user's flags unchanged, and no binding (Open MPI would bind
+ * each of 2 ranks to one core, squeezing the rank's loader, comm and BLAS
+ * threads onto it). */
+static void test_reexec_command(void **state)
+{
+    bench_run *r = keep(state, bench_run_new());
+    char script[600], path_env[4200], args_file[600];
+    snprintf(args_file, sizeof args_file, "%s/args", r->dir);
+    snprintf(script, sizeof script, "%s/mpirun", r->dir);
+    FILE *f = fopen(script, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\necho \"$@\" > '%s'\n", args_file);
+    fclose(f);
+    assert_int_equal(chmod(script, 0755), 0);
+    const char *path = getenv("PATH");
+    snprintf(path_env, sizeof path_env, "PATH=%s:%s", r->dir, path ? path : "/usr/bin:/bin");
+    char *env_add[] = {path_env, NULL};
+    char *argv[] = {(char *)bench_path(), "--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs",
+                    "--gpus", "2", "--iters", "3", "--quiet", "--out", r->csv_path, NULL};
+    run_argv_env(&r->res, env_add, argv);
+    expect_exit(r, 0);
+    char *got = read_file(args_file);
+    assert_non_null(got);
+    assert_non_null(strstr(got, "--bind-to none"));
+    assert_non_null(strstr(got, "-np 2 "));
+    assert_non_null(strstr(got, "--timeout "));
+    assert_non_null(strstr(got, "--strategy ddp --backend cpu --workload mlp-xs --gpus 2 --iters 3 --quiet"));
+    assert_int_equal(strstr(got, "--allow-run-as-root") != NULL, geteuid() == 0);
+    assert_false(file_exists(r->csv_path));
+    free(got);
+}
+
 #else
 /* A build without MPI still knows ddp, and says why it cannot run it. */
 static void test_without_mpi(void **state)
@@ -234,6 +268,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_overlap_equals_overlap, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_phases_add_up, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_already_launched, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_reexec_command, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_usage_errors_before_launch, run_setup, run_teardown),
     };
