@@ -110,7 +110,11 @@ struct pb_comm_ctx {
      * k % DEPTH, as its slot */
     pb_comm_req *reqs;
     /* on dev: a peer's values on their way into a sum (not host_is_device),
-     * then an in-place reduce_scatter's own chunk; only grows, in post() */
+     * then an in-place reduce_scatter's own chunk; only grows, in post().
+     * One operation at a time uses it: collectives run one after another
+     * (collective k runs inside its last part's post, and that participant
+     * posts k + 1 only afterwards; on cuda each is enqueued on the device's
+     * stream before the next starts), and messages never use it. */
     void *scratch;
     size_t scratch_bytes;
 };
