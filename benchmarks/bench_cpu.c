@@ -8,8 +8,9 @@
  *       by the very function run.c's train() uses, pb_timed_step;
  *   (b) the same GEMMs alone: the backend's gemm_reference, which calls the
  *       GEMM functions its Linear layers call (forward y = x W^T with beta 1
- *       per layer; dW = dy^T x per layer and dX = dy W for every layer but
- *       the first), on buffers of the same sizes from the same allocator;
+ *       per layer; dW = dy^T x per layer, with SGD's momentum as beta as the
+ *       step accumulates it, and dX = dy W for every layer but the first),
+ *       on buffers of the same sizes from the same allocator;
  * alternating (a) and (b) round by round (ABAB...) so that machine noise
  * falls on both alike. It prints the medians, their ratio, the median of the
  * per-round ratios, and the verdict against the limit (default 1.10).
@@ -34,6 +35,7 @@
 #include "../harness/stats.h"
 #include "../harness/timer.h"
 #include "../kernels/cpu/blas_info.h"
+#include "../strategies/replica.h"
 
 #define MAX_JOBS 8
 
@@ -116,7 +118,8 @@ static pb_status measure(const job *jb, int warmup, const char *tmp_csv, result 
         /* (b) the step's GEMMs alone: the backend's own reference, which
          * calls the very GEMM functions its Linear layers call */
         double t_gemm = 0.0;
-        PB_TRY(be->gemm_reference(gdev, layout.n_layers, in, outs, cfg.shape.batch, 1, &t_gemm));
+        PB_TRY(be->gemm_reference(gdev, layout.n_layers, in, outs, cfg.shape.batch,
+                                  pb_momentum_wgrad_beta(&cfg, be), 1, &t_gemm));
 
         if (s < warmup) continue;
         int i = s - warmup;

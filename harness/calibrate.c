@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "registry.h"
+#include "../strategies/replica.h"
 
 /* Timed sets of the step's GEMMs: enough for a stable median, few enough
  * that a slow CPU run of mlp-m stays in seconds. */
@@ -28,7 +29,10 @@ pb_status pb_calibrate(const pb_config *cfg, const pb_layout *layout, pb_calibra
             in[l] = layout->layer[l].in;
             outs[l] = layout->layer[l].out;
         }
-        PB_TRY(be->gemm_reference(dev, layout->n_layers, in, outs, cfg->shape.batch / cfg->devices,
+        /* as the step calls them: `single` accumulates SGD's momentum in
+         * the weight-gradient GEMM where the backend prefers that */
+        float dw_beta = strcmp(cfg->strategy, "single") == 0 ? pb_momentum_wgrad_beta(cfg, be) : 0.0f;
+        PB_TRY(be->gemm_reference(dev, layout->n_layers, in, outs, cfg->shape.batch / cfg->devices, dw_beta,
                                   GEMM_SETS, &out->gemm_ms));
     }
 cleanup:

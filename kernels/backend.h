@@ -43,7 +43,12 @@ typedef struct pb_linear_grad {
     const void *dy;    /* [m, n] activation type */
     const void *x;     /* [m, k] the layer's input (post-ReLU of the previous layer) */
     const void *w;     /* [n, k] */
-    float *dw;         /* [n, k] fp32, overwritten */
+    float *dw;         /* [n, k] fp32: dy^T x + dw_beta * dw */
+    /* 0: dw is overwritten. The momentum in SGD's weight-gradient GEMM:
+     * dw pointing at the momentum buffer and dw_beta = momentum leaves
+     * mu*m + g there, so the gradient is never stored or read back (see
+     * pb_opt_args.momentum_ready) */
+    float dw_beta;
     float *db;         /* [n] fp32, overwritten; NULL when already produced */
     void *dx;          /* [m, k] activation type, NULL to skip (first layer) */
     /* When the input came through a ReLU: dx becomes dL/d(pre-activation) of
@@ -64,6 +69,9 @@ typedef struct pb_opt_args {
     void *params_compute; /* refreshed compute copy, NULL when same as params */
     float lr, momentum, weight_decay, beta1, beta2, eps;
     int step;             /* 1-based optimizer step (AdamW bias correction) */
+    /* SGD only: m already holds mu*m + g (the weight-gradient GEMM put it
+     * there with dw_beta = momentum); grads is not read */
+    bool momentum_ready;
 } pb_opt_args;
 
 typedef struct pb_device_info {
@@ -82,6 +90,11 @@ typedef struct pb_backend {
     /* Device memory is host memory (the CPU): a strategy may read the
      * loader's buffers in place instead of copying them. */
     bool host_is_device;
+    /* SGD's momentum is cheaper accumulated by the weight-gradient GEMM
+     * (dw_beta) than read back from a stored gradient: true on the CPU, where
+     * OpenBLAS clears a beta-0 output in a pass of its own; false on cuda,
+     * where an H100 ran mlp-l bf16 slower that way (docs/gpu.md) */
+    bool momentum_in_wgrad;
 
     /* Usable devices; 0 with a reason in why when none. Never fails hard. */
     int (*device_count)(char *why, size_t why_len);
@@ -155,10 +168,12 @@ typedef struct pb_backend {
     pb_status (*calibrate)(pb_device *dev, double *tflops);
     /* Median ms of one training step's GEMMs called alone: per layer the
      * forward, weight-gradient and (above layer 0) input-gradient GEMM of
-     * the same shapes, types and transposes the step uses, without
-     * epilogues or any other kernel; `reps` timed sets. */
+     * the same shapes, types and transposes the step uses, the weight
+     * gradient with the step's dw_beta (0, or the momentum where the step
+     * accumulates it there), without epilogues or any other kernel; `reps`
+     * timed sets. */
     pb_status (*gemm_reference)(pb_device *dev, int n_layers, const int *in, const int *out, int m,
-                                int reps, double *ms);
+                                float dw_beta, int reps, double *ms);
 
     /* optional (NULL where unsupported): capture the work enqueued between
      * begin and end once, then replay it (CUDA graphs, --cuda-graph) */

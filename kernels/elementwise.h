@@ -42,6 +42,17 @@ PB_HD void pb_sgd_momentum(float *p, float *m, float g, float lr, float mu, floa
     *p -= lr * *m;
 }
 
+/* The same update when the weight-gradient GEMM has already accumulated the
+ * gradient into the momentum buffer (m = mu*m + g, pb_linear_grad.dw_beta):
+ * m += wd*p; p -= lr*m. The same SGD to a rounding: the GEMM may fuse
+ * mu*m + g into one multiply-add, and the decay is added after the sum
+ * rather than before it. */
+PB_HD void pb_sgd_momentum_ready(float *p, float *m, float lr, float wd)
+{
+    if (wd != 0.0f) *m += wd * *p;
+    *p -= lr * *m;
+}
+
 /* AdamW, PyTorch's torch.optim.AdamW: p -= lr*wd*p (decoupled decay); then
  * m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
  * p -= lr * (m / bc1) / (sqrt(v / bc2) + eps), bc = 1 - beta^step. */

@@ -132,7 +132,8 @@ pb_status pb_replica_backward(pb_replica *r, int m, void **dx_out, pb_grad_ready
         pb_linear_grad g = {
             .m = m, .n = d->out, .k = d->in,
             .dy = r->dz[cur], .x = r->act[i], .w = compute_weight(r, l),
-            .dw = pb_replica_weight_grad(r, l),
+            .dw = r->momentum_in_wgrad ? r->m + (d->w_off - r->p_off) : pb_replica_weight_grad(r, l),
+            .dw_beta = r->momentum_in_wgrad ? pb_momentum_wgrad_beta(r->cfg, r->be) : 0.0f,
             /* The top layer of the replica receives dL/dz and sums its own
              * bias gradient; lower layers get it fused from the layer above. */
             .db = l == r->l1 - 1 ? pb_replica_bias_grad(r, l) : NULL,
@@ -150,9 +151,20 @@ pb_status pb_replica_backward(pb_replica *r, int m, void **dx_out, pb_grad_ready
     return PB_OK;
 }
 
+float pb_momentum_wgrad_beta(const pb_config *cfg, const pb_backend *be)
+{
+    return cfg->optimizer == PB_OPT_SGD && be->momentum_in_wgrad ? (float)cfg->momentum : 0.0f;
+}
+
+void pb_replica_fuse_momentum(pb_replica *r)
+{
+    r->momentum_in_wgrad = r->m && pb_momentum_wgrad_beta(r->cfg, r->be) != 0.0f;
+}
+
 /* The optimizer over params[off, off+len) of the replica, at the step the
- * last pb_replica_optimize/pb_replica_next_opt_step counted. */
-static pb_status optimize_span(pb_replica *r, size_t off, size_t len, bool side)
+ * last pb_replica_optimize/pb_replica_next_opt_step counted; ready: the span
+ * is weights whose momentum backward has already accumulated. */
+static pb_status optimize_span(pb_replica *r, size_t off, size_t len, bool side, bool ready)
 {
     const pb_config *cfg = r->cfg;
     pb_opt_args a = {
@@ -163,25 +175,36 @@ static pb_status optimize_span(pb_replica *r, size_t off, size_t len, bool side)
         .lr = (float)cfg->lr, .momentum = (float)cfg->momentum,
         .weight_decay = (float)cfg->weight_decay, .beta1 = (float)cfg->beta1,
         .beta2 = (float)cfg->beta2, .eps = (float)cfg->eps,
-        .step = r->opt_steps,
+        .step = r->opt_steps, .momentum_ready = ready,
     };
     return side ? r->be->optimizer_side(r->dev, &a) : r->be->optimizer(r->dev, &a);
+}
+
+/* Layer l's update: weights then bias (contiguous), one span unless the
+ * weights' momentum is already accumulated. */
+static pb_status optimize_layer(pb_replica *r, int l, bool side)
+{
+    const pb_layer_desc *d = &r->layout->layer[l];
+    size_t w = d->w_off - r->p_off, b = d->b_off - r->p_off;
+    if (!r->momentum_in_wgrad) return optimize_span(r, w, b + (size_t)d->out - w, side, false);
+    pb_status st = optimize_span(r, w, b - w, side, true);
+    return st != PB_OK ? st : optimize_span(r, b, (size_t)d->out, side, false);
 }
 
 pb_status pb_replica_optimize(pb_replica *r)
 {
     r->opt_steps++;
-    return optimize_span(r, 0, r->p_len, false);
+    if (!r->momentum_in_wgrad) return optimize_span(r, 0, r->p_len, false, false);
+    for (int l = r->l0; l < r->l1; l++) {
+        pb_status st = optimize_layer(r, l, false);
+        if (st != PB_OK) return st;
+    }
+    return PB_OK;
 }
 
 void pb_replica_next_opt_step(pb_replica *r) { r->opt_steps++; }
 
-pb_status pb_replica_optimize_layer_side(pb_replica *r, int l)
-{
-    const pb_layer_desc *d = &r->layout->layer[l];
-    size_t off = d->w_off - r->p_off;
-    return optimize_span(r, off, d->b_off + (size_t)d->out - d->w_off, true);
-}
+pb_status pb_replica_optimize_layer_side(pb_replica *r, int l) { return optimize_layer(r, l, true); }
 
 pb_status pb_replica_download_params(pb_replica *r, float *host_params)
 {

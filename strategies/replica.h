@@ -26,6 +26,9 @@ typedef struct pb_replica {
     int32_t *labels;  /* max_m, last stage only */
     float *loss_sum;  /* device scalar */
     int opt_steps;
+    /* SGD's momentum accumulated by the weight-gradient GEMM (dw_beta), see
+     * pb_replica_fuse_momentum */
+    bool momentum_in_wgrad;
 } pb_replica;
 
 /* Called after layer l's gradients are complete during backward (ddp starts
@@ -61,6 +64,18 @@ void *pb_replica_top_grad(pb_replica *r);
 pb_status pb_replica_backward(pb_replica *r, int m, void **dx_out, pb_grad_ready_fn ready,
                               void *ready_arg);
 pb_status pb_replica_optimize(pb_replica *r);
+/* For a replica whose gradients nobody else reads (single: no reduction
+ * between backward and the optimizer), with SGD: backward's weight-gradient
+ * GEMM accumulates into the momentum buffer (m = momentum * m + dW, its beta
+ * doing the scaling), and the optimizer only applies m. A step then moves
+ * 8 bytes a weight less (the gradient is neither written nor read back, and
+ * OpenBLAS's clearing pass over it goes). Bias gradients stay as they are.
+ * Does nothing for AdamW or a replica without optimizer state. */
+void pb_replica_fuse_momentum(pb_replica *r);
+/* The weight-gradient GEMMs' beta in a replica that pb_replica_fuse_momentum
+ * would set up for cfg on be (the momentum, or 0); the GEMM-alone reference
+ * of a `single` run calls them the same way. */
+float pb_momentum_wgrad_beta(const pb_config *cfg, const pb_backend *be);
 /* Optimizer in backward: count the step once, then update each layer on the
  * backend's side stream as soon as its gradients are complete (backward has
  * already used its weights), overlapping the layers still to go back through. */

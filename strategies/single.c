@@ -65,6 +65,8 @@ static pb_status single_init(const pb_strategy_ctx *ctx, void **state)
     PB_TRY(ctx->be->open(ctx->cfg, 0, &s->dev));
     PB_TRY(pb_replica_init(&s->rep, ctx->be, s->dev, ctx->cfg, ctx->layout, 0,
                            ctx->layout->n_layers, ctx->cfg->shape.batch, ctx->init_params));
+    /* nothing reads the gradients between backward and the optimizer */
+    pb_replica_fuse_momentum(&s->rep);
     PB_TRY(pb_phase_timer_init(&s->timer, ctx->be, s->dev));
     s->own_input = s->rep.act[0];
     s->own_labels = s->rep.labels;

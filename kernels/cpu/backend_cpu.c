@@ -220,10 +220,12 @@ static void gemm_forward(int m, int n, int k, const float *x, const float *w, fl
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 1.0f, y, n);
 }
 
-/* dw[n,k] = dy[m,n]^T x[m,k] */
-static void gemm_weight_grad(int m, int n, int k, const float *dy, const float *x, float *dw)
+/* dw[n,k] = dy[m,n]^T x[m,k] + beta dw. With beta 0 OpenBLAS clears dw in
+ * a pass of its own first; with SGD's momentum as beta it scales the
+ * momentum buffer in that pass instead, and the gradient is never stored. */
+static void gemm_weight_grad(int m, int n, int k, const float *dy, const float *x, float beta, float *dw)
 {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0f, dy, n, x, k, 0.0f, dw, k);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0f, dy, n, x, k, beta, dw, k);
 }
 
 /* dx[m,k] = dy[m,n] w[n,k] */
@@ -283,7 +285,7 @@ static pb_status cpu_linear_bwd(pb_device *dev, const pb_linear_grad *g)
 {
     (void)dev;
     const float *dy = g->dy;
-    gemm_weight_grad(g->m, g->n, g->k, dy, g->x, g->dw);
+    gemm_weight_grad(g->m, g->n, g->k, dy, g->x, g->dw_beta, g->dw);
     if (g->db) column_sums(g->m, g->n, dy, g->db);
     if (!g->dx) return PB_OK;
     gemm_input_grad(g->m, g->n, g->k, dy, g->w, g->dx);
@@ -534,6 +536,11 @@ SIMD_CLONES static void sgd_loop(size_t n, float *restrict p, float *restrict m,
     for (size_t i = 0; i < n; i++) pb_sgd_momentum(&p[i], &m[i], g[i], lr, mu, wd);
 }
 
+SIMD_CLONES static void sgd_ready_loop(size_t n, float *restrict p, float *restrict m, float lr, float wd)
+{
+    for (size_t i = 0; i < n; i++) pb_sgd_momentum_ready(&p[i], &m[i], lr, wd);
+}
+
 SIMD_CLONES static void adamw_loop(size_t n, float *restrict p, float *restrict m, float *restrict v,
                                    const float *restrict g, float lr, float wd, float b1, float b2,
                                    float eps, float bc1, float bc2)
@@ -544,7 +551,9 @@ SIMD_CLONES static void adamw_loop(size_t n, float *restrict p, float *restrict 
 static pb_status cpu_optimizer(pb_device *dev, const pb_opt_args *a)
 {
     (void)dev;
-    if (a->kind == PB_OPT_SGD) {
+    if (a->kind == PB_OPT_SGD && a->momentum_ready) {
+        sgd_ready_loop(a->n, a->params, a->m, a->lr, a->weight_decay);
+    } else if (a->kind == PB_OPT_SGD) {
         sgd_loop(a->n, a->params, a->m, a->grads, a->lr, a->momentum, a->weight_decay);
     } else {
         float bc1 = (float)(1.0 - pow(a->beta1, a->step));
@@ -631,7 +640,7 @@ static void fill_uniform(float *p, size_t n, uint64_t seed)
  * one weight buffer would let it sit in cache and flatter the reference).
  * The top gradient comes from a fixed buffer so repeated sets cannot shrink
  * into denormals. */
-static void gemm_step(const gemm_bufs *b, int n, const int *in, const int *out, int m)
+static void gemm_step(const gemm_bufs *b, int n, const int *in, const int *out, int m, float dw_beta)
 {
     size_t wo = 0, ao = 0;
     for (int l = 0; l < n; l++) {
@@ -645,7 +654,7 @@ static void gemm_step(const gemm_bufs *b, int n, const int *in, const int *out, 
         wo -= (size_t)in[l] * out[l];
         ao -= (size_t)m * in[l];
         const float *dy = l == n - 1 ? b->top : b->dz[cur];
-        gemm_weight_grad(m, out[l], in[l], dy, b->act + ao, b->dw + wo);
+        gemm_weight_grad(m, out[l], in[l], dy, b->act + ao, dw_beta, b->dw + wo);
         if (l == 0) break; /* no input gradient below the first layer */
         gemm_input_grad(m, out[l], in[l], dy, b->w + wo, b->dz[cur ^ 1]);
         cur ^= 1;
@@ -690,7 +699,7 @@ cleanup:
 }
 
 static pb_status cpu_gemm_reference(pb_device *dev, int n_layers, const int *in, const int *out, int m,
-                                    int reps, double *ms)
+                                    float dw_beta, int reps, double *ms)
 {
     pb_status st = PB_OK;
     double t[64];
@@ -700,10 +709,10 @@ static pb_status cpu_gemm_reference(pb_device *dev, int n_layers, const int *in,
     gemm_bufs *b = &dev->ref;
     bool fresh = b->w_elems < z.w_total || b->act_elems < z.act_total || b->dz_elems < z.grad;
     PB_TRY(ensure_gemm_bufs(dev, z.w_total, z.act_total, z.grad));
-    if (fresh) gemm_step(b, n_layers, in, out, m); /* warm-up: pages, BLAS buffers */
+    if (fresh) gemm_step(b, n_layers, in, out, m, dw_beta); /* warm-up: pages, BLAS buffers */
     for (int i = 0; i < reps; i++) {
         double t0 = pb_now_ms();
-        gemm_step(b, n_layers, in, out, m);
+        gemm_step(b, n_layers, in, out, m, dw_beta);
         t[i] = pb_now_ms() - t0;
     }
     qsort(t, (size_t)reps, sizeof t[0], cmp_double);
@@ -743,6 +752,7 @@ cleanup:
 const pb_backend pb_backend_cpu = {
     .name = "cpu",
     .host_is_device = true,
+    .momentum_in_wgrad = true,
     .description = "host CPU: CBLAS GEMMs (OpenBLAS), C loops, CLOCK_MONOTONIC timing",
     .device_count = cpu_device_count,
     .open = cpu_open,

@@ -315,10 +315,14 @@ typedef struct opt_hparams {
     float lr, momentum, wd, b1, b2, eps, bc1, bc2;
 } opt_hparams;
 
-template <pb_optimizer K>
+/* READY: SGD whose momentum the weight-gradient GEMM already accumulated
+ * (pb_opt_args.momentum_ready); g is not read */
+template <pb_optimizer K, bool READY>
 __device__ __forceinline__ void opt_elem(float *p, float *m, float *v, float g, const opt_hparams &h)
 {
-    if (K == PB_OPT_SGD)
+    if (K == PB_OPT_SGD && READY)
+        pb_sgd_momentum_ready(p, m, h.lr, h.wd);
+    else if (K == PB_OPT_SGD)
         pb_sgd_momentum(p, m, g, h.lr, h.momentum, h.wd);
     else
         pb_adamw(p, m, v, g, h.lr, h.wd, h.b1, h.b2, h.eps, h.bc1, h.bc2);
@@ -328,7 +332,7 @@ __device__ __forceinline__ void opt_elem(float *p, float *m, float *v, float g, 
  * (AdamW moves 7 words per parameter: p, g, m, v in, p, m, v out), so fusing
  * the compute-copy refresh saves a full extra read of p. VEC loads float4
  * when every fp32 stream is 16-byte aligned. */
-template <pb_optimizer K, typename C, bool VEC>
+template <pb_optimizer K, typename C, bool VEC, bool READY>
 __global__ void optimizer_kernel(size_t n, float *p, const float *g, float *m, float *v, C *pc,
                                  opt_hparams h)
 {
@@ -352,17 +356,17 @@ __global__ void optimizer_kernel(size_t n, float *p, const float *g, float *m, f
             for (int u = 0; u < 2; u++) {
                 if (!live[u]) continue;
                 P[u] = p4[idx[u]];
-                G[u] = g4[idx[u]];
+                G[u] = READY ? make_float4(0.f, 0.f, 0.f, 0.f) : g4[idx[u]];
                 M[u] = m4[idx[u]];
                 V[u] = K == PB_OPT_ADAMW ? v4[idx[u]] : make_float4(0.f, 0.f, 0.f, 0.f);
             }
 #pragma unroll
             for (int u = 0; u < 2; u++) {
                 if (!live[u]) continue;
-                opt_elem<K>(&P[u].x, &M[u].x, &V[u].x, G[u].x, h);
-                opt_elem<K>(&P[u].y, &M[u].y, &V[u].y, G[u].y, h);
-                opt_elem<K>(&P[u].z, &M[u].z, &V[u].z, G[u].z, h);
-                opt_elem<K>(&P[u].w, &M[u].w, &V[u].w, G[u].w, h);
+                opt_elem<K, READY>(&P[u].x, &M[u].x, &V[u].x, G[u].x, h);
+                opt_elem<K, READY>(&P[u].y, &M[u].y, &V[u].y, G[u].y, h);
+                opt_elem<K, READY>(&P[u].z, &M[u].z, &V[u].z, G[u].z, h);
+                opt_elem<K, READY>(&P[u].w, &M[u].w, &V[u].w, G[u].w, h);
                 p4[idx[u]] = P[u];
                 m4[idx[u]] = M[u];
                 if (K == PB_OPT_ADAMW) v4[idx[u]] = V[u];
@@ -378,7 +382,7 @@ __global__ void optimizer_kernel(size_t n, float *p, const float *g, float *m, f
     }
     for (size_t i = done + tid; i < n; i += stride) {
         float P = p[i], M = m ? m[i] : 0.0f, V = K == PB_OPT_ADAMW ? v[i] : 0.0f;
-        opt_elem<K>(&P, &M, &V, g[i], h);
+        opt_elem<K, READY>(&P, &M, &V, READY ? 0.0f : g[i], h);
         p[i] = P;
         if (m) m[i] = M;
         if (K == PB_OPT_ADAMW) v[i] = V;
@@ -554,18 +558,18 @@ cleanup:
     return st;
 }
 
-template <pb_optimizer K, typename C>
+template <pb_optimizer K, typename C, bool READY>
 static pb_status launch_optimizer_t(pb_device *dev, const pb_opt_args *a, const opt_hparams &h)
 {
     pb_status st = PB_OK;
     C *pc = (C *)a->params_compute;
-    bool vec = aligned16(a->params) && aligned16(a->grads) && a->m && aligned16(a->m) &&
+    bool vec = aligned16(a->params) && (READY || aligned16(a->grads)) && a->m && aligned16(a->m) &&
                (K == PB_OPT_SGD || aligned16(a->v));
     if (vec) {
-        optimizer_kernel<K, C, true><<<grid_for(dev, a->n / 4), THREADS, 0, dev->stream>>>(
+        optimizer_kernel<K, C, true, READY><<<grid_for(dev, a->n / 4), THREADS, 0, dev->stream>>>(
             a->n, a->params, a->grads, a->m, a->v, pc, h);
     } else {
-        optimizer_kernel<K, C, false><<<grid_for(dev, a->n), THREADS, 0, dev->stream>>>(
+        optimizer_kernel<K, C, false, READY><<<grid_for(dev, a->n), THREADS, 0, dev->stream>>>(
             a->n, a->params, a->grads, a->m, a->v, pc, h);
     }
     PB_CUDA_CHECK_LAUNCH("optimizer_kernel");
@@ -729,11 +733,12 @@ cleanup:
     return st;
 }
 
+/* D = op(A) op(B) + beta D (beta 0: D is overwritten, never read) */
 static pb_status plan_run(pb_device *dev, mm_plan *p, const void *a, const void *b, void *d,
-                         const void *bias, const void *aux)
+                         const void *bias, const void *aux, float beta)
 {
     pb_status st = PB_OK;
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f;
     /* same alignment class as when the plan was built (it is in the key) */
     if (bias)
         PB_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
@@ -750,7 +755,7 @@ cleanup:
 /* D = op(A) op(B) with the key's epilogue. *ran is false, and nothing is
  * enqueued, when cuBLASLt has no algorithm for the combination. */
 static pb_status matmul(pb_device *dev, const mm_key *key, const void *a, const void *b, void *d,
-                        const void *bias, const void *aux, bool *ran, cublasStatus_t *why)
+                        const void *bias, const void *aux, float beta, bool *ran, cublasStatus_t *why)
 {
     pb_status st = PB_OK;
     mm_plan *p = NULL;
@@ -761,7 +766,7 @@ static pb_status matmul(pb_device *dev, const mm_key *key, const void *a, const 
         if (why) *why = p->why;
         goto cleanup;
     }
-    PB_TRY(plan_run(dev, p, a, b, d, bias, aux));
+    PB_TRY(plan_run(dev, p, a, b, d, bias, aux, beta));
     *ran = true;
 cleanup:
     return st;
@@ -769,7 +774,7 @@ cleanup:
 
 /* The last resort of every fallback chain: a plain GEMM must exist. */
 static pb_status matmul_plain(pb_device *dev, mm_key key, const void *a, const void *b, void *d,
-                              const char *what)
+                              float beta, const char *what)
 {
     pb_status st = PB_OK;
     bool ran = false;
@@ -779,7 +784,7 @@ static pb_status matmul_plain(pb_device *dev, mm_key key, const void *a, const v
     key.align_bias = 0;
     key.align_aux = 0;
     key.aux_ld = 0;
-    PB_TRY(matmul(dev, &key, a, b, d, NULL, NULL, &ran, &why));
+    PB_TRY(matmul(dev, &key, a, b, d, NULL, NULL, beta, &ran, &why));
     PB_REQUIRE(ran, PB_ERR_BACKEND,
                "cuBLASLt has no algorithm for the %s GEMM (m=%d n=%d k=%d, %s): %s", what, key.m,
                key.n, key.k, pb_precision_name(dev->precision), cublasLtGetStatusString(why));
@@ -1290,14 +1295,14 @@ static pb_status cuda_linear_fwd(pb_device *dev, const pb_linear *l)
         PB_TRY(plan_get(dev, &key, bias, aux, &p));
         if (!p->supported) continue;
         if (tries[i].bias16) PB_TRY(launch_to_act(dev, (size_t)l->n, l->b, dev->bias16));
-        PB_TRY(plan_run(dev, p, l->w, l->x, l->y, bias, aux));
+        PB_TRY(plan_run(dev, p, l->w, l->x, l->y, bias, aux, 0.0f));
         ran = true;
         wrote_aux = aux != NULL;
     }
     if (!ran) {
         key = make_key(dev, l->n, l->m, l->k, true, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, l->w,
                        l->k, l->x, l->k, l->y, l->n, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, l->w, l->x, l->y, "forward"));
+        PB_TRY(matmul_plain(dev, key, l->w, l->x, l->y, 0.0f, "forward"));
         if (l->b || l->relu) PB_TRY(launch_bias_act(dev, l->m, l->n, l->y, l->b, l->relu));
     }
     /* a mask we were asked for but did not write must never be read */
@@ -1329,12 +1334,12 @@ static pb_status cuda_linear_bwd(pb_device *dev, const pb_linear_grad *g)
     if (g->db) {
         key = make_key(dev, g->k, g->n, g->m, false, true, act, CUDA_R_32F, CUBLASLT_EPILOGUE_BGRADB,
                        g->x, g->k, g->dy, g->n, g->dw, g->k, g->db, -1, NULL, 0);
-        PB_TRY(matmul(dev, &key, g->x, g->dy, g->dw, g->db, NULL, &ran, NULL));
+        PB_TRY(matmul(dev, &key, g->x, g->dy, g->dw, g->db, NULL, g->dw_beta, &ran, NULL));
     }
     if (!ran) {
         key = make_key(dev, g->k, g->n, g->m, false, true, act, CUDA_R_32F, CUBLASLT_EPILOGUE_DEFAULT,
                        g->x, g->k, g->dy, g->n, g->dw, g->k, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, g->x, g->dy, g->dw, "weight-gradient"));
+        PB_TRY(matmul_plain(dev, key, g->x, g->dy, g->dw, g->dw_beta, "weight-gradient"));
         if (g->db) PB_TRY(launch_colsum_mask(dev, g->m, g->n, (void *)g->dy, NULL, g->db));
     }
 
@@ -1360,7 +1365,7 @@ static pb_status cuda_linear_bwd(pb_device *dev, const pb_linear_grad *g)
                            g->x_aux, aux_ld(g->k));
             PB_TRY(plan_get(dev, &key, bias, g->x_aux, &p));
             if (!p->supported) continue;
-            PB_TRY(plan_run(dev, p, g->w, g->dy, g->dx, bias, g->x_aux));
+            PB_TRY(plan_run(dev, p, g->w, g->dy, g->dx, bias, g->x_aux, 0.0f));
             if (tries[i].bias16)
                 PB_TRY(launch_from_act(dev, (size_t)g->k, dev->bias16, g->db_prev));
             else if (!bias && g->db_prev)
@@ -1371,7 +1376,7 @@ static pb_status cuda_linear_bwd(pb_device *dev, const pb_linear_grad *g)
     if (!ran) {
         key = make_key(dev, g->k, g->m, g->n, false, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, g->w,
                        g->k, g->dy, g->n, g->dx, g->k, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, g->w, g->dy, g->dx, "input-gradient"));
+        PB_TRY(matmul_plain(dev, key, g->w, g->dy, g->dx, 0.0f, "input-gradient"));
         /* mask by x > 0 (x is the previous layer's ReLU output) and sum */
         if (g->x_relu)
             PB_TRY(launch_colsum_mask(dev, g->m, g->k, g->dx, g->x, g->db_prev));
@@ -1408,7 +1413,7 @@ static pb_status cuda_optimizer(pb_device *dev, const pb_opt_args *a)
     bool bf16_copy = is_bf16(dev);
 
     if (a->n == 0) return PB_OK;
-    PB_REQUIRE(a->params && a->grads, PB_ERR_INTERNAL, "optimizer: NULL params or grads");
+    PB_REQUIRE(a->params && (a->grads || a->momentum_ready), PB_ERR_INTERNAL, "optimizer: NULL params or grads");
     PB_TRY(use_device(dev));
     memset(&h, 0, sizeof h);
     h.lr = a->lr;
@@ -1417,9 +1422,14 @@ static pb_status cuda_optimizer(pb_device *dev, const pb_opt_args *a)
     h.b1 = a->beta1;
     h.b2 = a->beta2;
     h.eps = a->eps;
-    if (a->kind == PB_OPT_SGD) {
-        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_SGD, bf16>(dev, a, h)));
-        else PB_TRY((launch_optimizer_t<PB_OPT_SGD, float>(dev, a, h)));
+    PB_REQUIRE(!a->momentum_ready || a->kind == PB_OPT_SGD, PB_ERR_INTERNAL,
+               "optimizer: momentum_ready is for SGD only");
+    if (a->kind == PB_OPT_SGD && a->momentum_ready) {
+        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_SGD, bf16, true>(dev, a, h)));
+        else PB_TRY((launch_optimizer_t<PB_OPT_SGD, float, true>(dev, a, h)));
+    } else if (a->kind == PB_OPT_SGD) {
+        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_SGD, bf16, false>(dev, a, h)));
+        else PB_TRY((launch_optimizer_t<PB_OPT_SGD, float, false>(dev, a, h)));
     } else if (a->kind == PB_OPT_ADAMW) {
         PB_REQUIRE(a->m && a->v && a->step >= 1, PB_ERR_INTERNAL,
                    "optimizer: AdamW needs both moments and a step >= 1 (step %d)", a->step);
@@ -1427,8 +1437,8 @@ static pb_status cuda_optimizer(pb_device *dev, const pb_opt_args *a)
          * long before it underflows its range */
         h.bc1 = (float)(1.0 - pow((double)a->beta1, (double)a->step));
         h.bc2 = (float)(1.0 - pow((double)a->beta2, (double)a->step));
-        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_ADAMW, bf16>(dev, a, h)));
-        else PB_TRY((launch_optimizer_t<PB_OPT_ADAMW, float>(dev, a, h)));
+        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_ADAMW, bf16, false>(dev, a, h)));
+        else PB_TRY((launch_optimizer_t<PB_OPT_ADAMW, float, false>(dev, a, h)));
     } else {
         st = pb_error(PB_ERR_INTERNAL, "optimizer: unknown kind %d", (int)a->kind);
     }
@@ -1677,7 +1687,7 @@ static pb_status square_set(pb_device *dev, void *arg)
     cudaDataType_t act = act_type(dev);
     mm_key key = make_key(dev, q->n, q->n, q->n, false, false, act, act, CUBLASLT_EPILOGUE_DEFAULT,
                           q->a, q->n, q->b, q->n, q->d, q->n, NULL, -1, NULL, 0);
-    for (int i = 0; i < q->reps; i++) PB_TRY(matmul_plain(dev, key, q->a, q->b, q->d, "calibration"));
+    for (int i = 0; i < q->reps; i++) PB_TRY(matmul_plain(dev, key, q->a, q->b, q->d, 0.0f, "calibration"));
 cleanup:
     return st;
 }
@@ -1708,6 +1718,7 @@ typedef struct step_args {
     const int *in, *out;
     void *act, *w, *top, *dz[2]; /* activation type */
     float *dw;
+    float dw_beta;
 } step_args;
 
 /* The step's GEMMs exactly as linear_fwd/linear_bwd issue them (same keys),
@@ -1728,7 +1739,7 @@ static pb_status step_set(pb_device *dev, void *arg)
         void *x = acts + ao * es, *y = acts + (ao + (size_t)m * k) * es, *w = ws + wo * es;
         mm_key key = make_key(dev, n, m, k, true, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, w, k, x, k,
                               y, n, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, w, x, y, "forward"));
+        PB_TRY(matmul_plain(dev, key, w, x, y, 0.0f, "forward"));
         wo += (size_t)k * n;
         ao += (size_t)m * k;
     }
@@ -1740,11 +1751,11 @@ static pb_status step_set(pb_device *dev, void *arg)
         float *dw = a->dw + wo;
         mm_key key = make_key(dev, k, n, m, false, true, act, CUDA_R_32F, CUBLASLT_EPILOGUE_DEFAULT, x, k,
                               dy, n, dw, k, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, x, dy, dw, "weight-gradient"));
+        PB_TRY(matmul_plain(dev, key, x, dy, dw, a->dw_beta, "weight-gradient"));
         if (l == 0) break;
         key = make_key(dev, k, m, n, false, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, w, k, dy, n,
                        a->dz[cur ^ 1], k, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, w, dy, a->dz[cur ^ 1], "input-gradient"));
+        PB_TRY(matmul_plain(dev, key, w, dy, a->dz[cur ^ 1], 0.0f, "input-gradient"));
         cur ^= 1;
     }
 cleanup:
@@ -1752,10 +1763,10 @@ cleanup:
 }
 
 static pb_status cuda_gemm_reference(pb_device *dev, int n_layers, const int *in, const int *out,
-                                     int m, int reps, double *ms)
+                                     int m, float dw_beta, int reps, double *ms)
 {
     pb_status st = PB_OK;
-    step_args a = {n_layers, m, in, out, NULL, NULL, NULL, {NULL, NULL}, NULL};
+    step_args a = {n_layers, m, in, out, NULL, NULL, NULL, {NULL, NULL}, NULL, dw_beta};
     pb_gemm_ref_sizes z = pb_gemm_ref_size(n_layers, in, out, m);
     PB_TRY(use_device(dev));
     PB_TRY(random_act(dev, z.act_total, &a.act));
@@ -1764,6 +1775,7 @@ static pb_status cuda_gemm_reference(pb_device *dev, int n_layers, const int *in
     PB_TRY(random_act(dev, z.grad, &a.dz[0]));
     PB_TRY(random_act(dev, z.grad, &a.dz[1]));
     PB_CUDA_CHECK(cudaMalloc((void **)&a.dw, z.w_total * sizeof(float)));
+    PB_CUDA_CHECK(cudaMemset(a.dw, 0, z.w_total * sizeof(float))); /* read when dw_beta != 0 */
     PB_TRY(time_sets(dev, step_set, &a, reps, ms));
 cleanup:
     cudaFree(a.act);
@@ -1779,6 +1791,7 @@ const pb_backend pb_backend_cuda = {
     .name = "cuda",
     .description = "NVIDIA GPUs: cuBLASLt GEMMs with fused bias epilogues, CUDA kernels",
     .host_is_device = false,
+    .momentum_in_wgrad = false,
     .device_count = cuda_device_count,
     .open = cuda_open,
     .close = cuda_close,

@@ -157,7 +157,8 @@ static void test_linear(void **state)
             float *w2_r = malloc(nw2 * 4), *dy2_r = malloc(ny2 * 4);
             round_trip(&p, w2, w2_r, nw2);
             round_trip(&p, dy2, dy2_r, ny2);
-            pb_linear_grad gc = {m, n2, n, dy2_r, y_g, w2_r, dw2_c, db2_c, dx_c, true, NULL, dbp_c};
+            pb_linear_grad gc = {.m = m, .n = n2, .k = n, .dy = dy2_r, .x = y_g, .w = w2_r, .dw = dw2_c,
+                                 .db = db2_c, .dx = dx_c, .x_relu = true, .db_prev = dbp_c};
             CHECK(cb->linear_bwd(p.cpu, &gc));
             void *g_dy = gpu_put(&p, dy2, ny2, true), *g_w2c = NULL, *g_dx = NULL;
             float *g_w2 = gpu_put(&p, w2, nw2, false), *g_dw2 = NULL, *g_db2 = NULL, *g_dbp = NULL;
@@ -167,7 +168,8 @@ static void test_linear(void **state)
             CHECK(gb->alloc(p.gpu, n2 * 4, (void **)&g_db2));
             CHECK(gb->alloc(p.gpu, n * 4, (void **)&g_dbp));
             CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, ny), &g_dx));
-            pb_linear_grad gg = {m, n2, n, g_dy, dyv, g_w2c, g_dw2, g_db2, g_dx, true, aux, g_dbp};
+            pb_linear_grad gg = {.m = m, .n = n2, .k = n, .dy = g_dy, .x = dyv, .w = g_w2c, .dw = g_dw2,
+                                 .db = g_db2, .dx = g_dx, .x_relu = true, .x_aux = aux, .db_prev = g_dbp};
             CHECK(gb->linear_bwd(p.gpu, &gg));
             float *h = calloc(ny > nw2 ? ny : nw2, 4);
             gpu_get(&p, h, g_dw2, nw2, false);
@@ -183,6 +185,13 @@ static void test_linear(void **state)
             CHECK(gb->linear_bwd(p.gpu, &gg));
             gpu_get(&p, h, g_dx, ny, true);
             expect_close("linear_bwd dx (x>0)", h, dx_c, ny);
+            /* dW accumulated onto what dw holds (SGD's momentum in the GEMM):
+             * both now hold dW, so the result is 1.9 dW */
+            gc.dw_beta = gg.dw_beta = 0.9f;
+            CHECK(cb->linear_bwd(p.cpu, &gc));
+            CHECK(gb->linear_bwd(p.gpu, &gg));
+            gpu_get(&p, h, g_dw2, nw2, false);
+            expect_close("linear_bwd dW + 0.9 dw", h, dw2_c, nw2);
             free(h), free(dw2_c), free(db2_c), free(dx_c), free(dbp_c), free(w2_r), free(dy2_r);
             gb->free(p.gpu, g_dy), gb->free(p.gpu, g_w2c), gb->free(p.gpu, g_dx), gb->free(p.gpu, g_w2);
             gb->free(p.gpu, g_dw2), gb->free(p.gpu, g_db2), gb->free(p.gpu, g_dbp);
@@ -227,7 +236,8 @@ static void test_softmax_xent(void **state)
     pair_close(&p);
 }
 
-static void run_optimizer(pb_optimizer kind)
+/* ready: SGD with momentum_ready (m already holds mu*m + g); g unused */
+static void run_optimizer(pb_optimizer kind, bool ready)
 {
     pair p;
     pair_open(&p);
@@ -244,9 +254,16 @@ static void run_optimizer(pb_optimizer kind)
     for (int step = 1; step <= 3; step++) {
         fill(g, n, 0.1f);
         CHECK(gb->upload(p.gpu, gg, g, n * 4));
-        pb_opt_args a = {kind, n, pc, g, mc, vc, NULL, 0.01f, 0.9f, 0.01f, 0.9f, 0.999f, 1e-8f, step};
+        if (ready) { /* as the weight-gradient GEMM would leave it */
+            for (size_t i = 0; i < n; i++) mc[i] = 0.9f * mc[i] + g[i];
+            CHECK(gb->upload(p.gpu, gm, mc, n * 4));
+        }
+        pb_opt_args a = {.kind = kind, .n = n, .params = pc, .grads = g, .m = mc, .v = vc, .lr = 0.01f,
+                         .momentum = 0.9f, .weight_decay = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f,
+                         .eps = 1e-8f, .step = step, .momentum_ready = ready};
         CHECK(pb_backend_cpu.optimizer(p.cpu, &a));
-        pb_opt_args b = {kind, n, gp, gg, gm, gv, gcomp, 0.01f, 0.9f, 0.01f, 0.9f, 0.999f, 1e-8f, step};
+        pb_opt_args b = a;
+        b.params = gp, b.grads = ready ? NULL : gg, b.m = gm, b.v = gv, b.params_compute = gcomp;
         CHECK(gb->optimizer(p.gpu, &b));
     }
     /* master weights are fp32 in every precision: only rounding of the same
@@ -254,7 +271,7 @@ static void run_optimizer(pb_optimizer kind)
     gpu_get(&p, out, gp, n, false);
     double e = rel_err(out, pc, n);
     print_message("  %-5s %-22s rel err %.2e (tol 1e-6)\n", pb_precision_name(precision),
-                  kind == PB_OPT_SGD ? "sgd params" : "adamw params", e);
+                  kind == PB_OPT_SGD ? (ready ? "sgd (ready) params" : "sgd params") : "adamw params", e);
     assert_true(e <= 1e-6);
     gpu_get(&p, out, gcomp, n, true);
     expect_close("optimizer compute copy", out, pc, n);
@@ -263,8 +280,9 @@ static void run_optimizer(pb_optimizer kind)
     pair_close(&p);
 }
 
-static void test_sgd(void **state) { (void)state; run_optimizer(PB_OPT_SGD); }
-static void test_adamw(void **state) { (void)state; run_optimizer(PB_OPT_ADAMW); }
+static void test_sgd(void **state) { (void)state; run_optimizer(PB_OPT_SGD, false); }
+static void test_sgd_ready(void **state) { (void)state; run_optimizer(PB_OPT_SGD, true); }
+static void test_adamw(void **state) { (void)state; run_optimizer(PB_OPT_ADAMW, false); }
 
 /* `single` on mlp-s on both backends from the same parameters and data: the
  * parameters after one step, and the loss over 20 steps. */
@@ -323,7 +341,8 @@ static int set_bf16(void **s) { (void)s; precision = PB_BF16; return 0; }
 #define GROUP(name, setup)                                                    \
     const struct CMUnitTest name[] = {                                        \
         cmocka_unit_test(test_linear), cmocka_unit_test(test_softmax_xent),   \
-        cmocka_unit_test(test_sgd), cmocka_unit_test(test_adamw),             \
+        cmocka_unit_test(test_sgd), cmocka_unit_test(test_sgd_ready),         \
+        cmocka_unit_test(test_adamw),                                         \
         cmocka_unit_test(test_single_mlp_s),                                  \
     }
 

@@ -200,6 +200,23 @@ static void check_one_layer(pb_device *dev, bool relu)
     for (int i = 0; i < N * K; i++) check_grad("dW", i, dw[i], central_diff(dev, t, &t->w2[i]));
     for (int i = 0; i < N; i++) check_grad("db", i, db[i], central_diff(dev, t, &t->b2[i]));
     for (int i = 0; i < M * K; i++) check_grad("dx", i, dx[i], central_diff(dev, t, &t->x[i]));
+
+    /* dw_beta accumulates onto what dw holds (SGD's momentum): from
+     * m = i / 7 it leaves 0.9 m + dW (to a rounding: the GEMM may fuse the
+     * multiply-add) */
+    float m[N * K], want[N * K];
+    for (int i = 0; i < N * K; i++) {
+        m[i] = (float)i / 7.0f;
+        want[i] = 0.9f * m[i] + dw[i];
+    }
+    g.dw = m;
+    g.dw_beta = 0.9f;
+    g.db = NULL;
+    g.dx = NULL;
+    assert_int_equal(be->linear_bwd(dev, &g), PB_OK);
+    for (int i = 0; i < N * K; i++)
+        if (fabsf(m[i] - want[i]) > 2e-7f * (1.0f + fabsf(want[i])))
+            fail_msg("dW + 0.9 m, element %d: %.9g, expected %.9g", i, m[i], want[i]);
     free(t);
 }
 
@@ -402,6 +419,38 @@ static void test_sgd_momentum(void **state)
     assert_memory_equal(pc, p, sizeof p);
 }
 
+/* The same SGD when backward's GEMM has already accumulated the momentum
+ * (momentum_ready: m = mu * m + g before each call, grads unused): the same
+ * parameters and momentum, the decay being added after the gradient's sum
+ * rather than before (a rounding apart); and with no decay, bit for bit the
+ * values of the plain update. */
+static void test_sgd_momentum_ready(void **state)
+{
+    pb_device *dev = *state;
+    static const double want_p[NP] = {0.480640389, -0.959260779, 1.93957357, -0.28026005, -0.2485987};
+    static const double want_m[NP] = {-0.060798895, -0.09860221, 0.27658432, 1.3531005, -0.0067655025};
+    for (int decay = 1; decay >= 0; decay--) {
+        float p[NP], m[NP] = {0}, pc[NP] = {0}, p_plain[NP], m_plain[NP] = {0};
+        pb_opt_args a = {.kind = PB_OPT_SGD, .lr = 0.1f, .momentum = 0.9f, .weight_decay = decay ? 0.01f : 0.0f};
+        memcpy(p, p_start, sizeof p_start);
+        for (int s = 0; s < 3; s++) {
+            for (int i = 0; i < NP; i++) m[i] = 0.9f * m[i] + grads[s][i];
+            pb_opt_args r = a;
+            r.n = NP, r.params = p, r.m = m, r.params_compute = pc, r.step = s + 1, r.momentum_ready = true;
+            assert_int_equal(be->optimizer(dev, &r), PB_OK);
+        }
+        assert_memory_equal(pc, p, sizeof p);
+        if (decay) {
+            assert_close(p, want_p, 1e-6);
+            assert_close(m, want_m, 1e-6);
+        } else {
+            run_optimizer(dev, a, p_plain, m_plain, NULL, NULL);
+            assert_memory_equal(p, p_plain, sizeof p);
+            assert_memory_equal(m, m_plain, sizeof m);
+        }
+    }
+}
+
 /* torch.optim.AdamW(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
  *   p *= 1 - lr * wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
  *   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) */
@@ -493,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_linear_grad_fused_relu_top_relu),
         cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_sgd_momentum),
+        cmocka_unit_test(test_sgd_momentum_ready),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_axpy_and_zero),
         cmocka_unit_test(test_peak_memory),
