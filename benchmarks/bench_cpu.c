@@ -13,7 +13,8 @@
  *       on buffers of the same sizes from the same allocator;
  * alternating (a) and (b) round by round (ABAB...) so that machine noise
  * falls on both alike. It prints the medians, their ratio, the median of the
- * per-round ratios, and the verdict against the limit (default 1.10).
+ * per-round ratios, and the verdict of the latter against the limit
+ * (default 1.10): it holds when the machine's speed drifts during the run.
  *
  * Usage: bench_cpu [--warmup N] [--limit X] [--strict] [--verbose] [WORKLOAD[:ROUNDS]...]
  *   (default: mlp-s:30 mlp-m:7; --verbose: a line per round on stderr)
@@ -254,7 +255,11 @@ int main(int argc, char **argv)
             continue;
         }
         const result *r = &res[j];
-        bool pass = r->ratio <= limit;
+        /* the paired ratio: a step and its GEMMs are timed back to back, so
+         * when the machine's speed drifts mid-run (this VM's does, by up to
+         * 60%) both sides of a round move together, while the two medians
+         * can land in different phases */
+        bool pass = r->paired_p50 <= limit;
         if (!pass && strict) rc = 1;
         printf("  %-7s %6d %12.2f %12.2f %12.2f %12.2f %7.4f %13.4f  %s (<= %.2f)\n", jobs[j].name,
                jobs[j].rounds, r->step_p50, r->gemm_p50, r->step_min, r->gemm_min, r->ratio, r->paired_p50,
@@ -268,5 +273,7 @@ int main(int argc, char **argv)
         printf("\n");
         fflush(stdout);
     }
+    printf("  verdict on paired_ratio (the median of per-round step / GEMMs, each round timed back to back); "
+           "ratio = step_ms_p50 / gemm_ms_p50\n");
     return rc;
 }
