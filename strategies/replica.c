@@ -132,8 +132,8 @@ pb_status pb_replica_backward(pb_replica *r, int m, void **dx_out, pb_grad_ready
         pb_linear_grad g = {
             .m = m, .n = d->out, .k = d->in,
             .dy = r->dz[cur], .x = r->act[i], .w = compute_weight(r, l),
-            .dw = r->momentum_in_wgrad ? r->m + (d->w_off - r->p_off) : pb_replica_weight_grad(r, l),
-            .dw_beta = r->momentum_in_wgrad ? pb_momentum_wgrad_beta(r->cfg, r->be) : 0.0f,
+            .dw = r->wgrad_beta != 0.0f ? r->m + (d->w_off - r->p_off) : pb_replica_weight_grad(r, l),
+            .dw_beta = r->wgrad_beta,
             /* The top layer of the replica receives dL/dz and sums its own
              * bias gradient; lower layers get it fused from the layer above. */
             .db = l == r->l1 - 1 ? pb_replica_bias_grad(r, l) : NULL,
@@ -158,7 +158,7 @@ float pb_momentum_wgrad_beta(const pb_config *cfg, const pb_backend *be)
 
 void pb_replica_fuse_momentum(pb_replica *r)
 {
-    r->momentum_in_wgrad = r->m && pb_momentum_wgrad_beta(r->cfg, r->be) != 0.0f;
+    r->wgrad_beta = r->m ? pb_momentum_wgrad_beta(r->cfg, r->be) : 0.0f;
 }
 
 /* The optimizer over params[off, off+len) of the replica, at the step the
@@ -186,7 +186,7 @@ static pb_status optimize_layer(pb_replica *r, int l, bool side)
 {
     const pb_layer_desc *d = &r->layout->layer[l];
     size_t w = d->w_off - r->p_off, b = d->b_off - r->p_off;
-    if (!r->momentum_in_wgrad) return optimize_span(r, w, b + (size_t)d->out - w, side, false);
+    if (r->wgrad_beta == 0.0f) return optimize_span(r, w, b + (size_t)d->out - w, side, false);
     pb_status st = optimize_span(r, w, b - w, side, true);
     return st != PB_OK ? st : optimize_span(r, b, (size_t)d->out, side, false);
 }
@@ -194,7 +194,7 @@ static pb_status optimize_layer(pb_replica *r, int l, bool side)
 pb_status pb_replica_optimize(pb_replica *r)
 {
     r->opt_steps++;
-    if (!r->momentum_in_wgrad) return optimize_span(r, 0, r->p_len, false, false);
+    if (r->wgrad_beta == 0.0f) return optimize_span(r, 0, r->p_len, false, false);
     for (int l = r->l0; l < r->l1; l++) {
         pb_status st = optimize_layer(r, l, false);
         if (st != PB_OK) return st;

@@ -26,9 +26,9 @@ typedef struct pb_replica {
     int32_t *labels;  /* max_m, last stage only */
     float *loss_sum;  /* device scalar */
     int opt_steps;
-    /* SGD's momentum accumulated by the weight-gradient GEMM (dw_beta), see
-     * pb_replica_fuse_momentum */
-    bool momentum_in_wgrad;
+    /* the weight-gradient GEMMs' beta: SGD's momentum when they accumulate
+     * it into m (pb_replica_fuse_momentum), 0 when they store gradients */
+    float wgrad_beta;
 } pb_replica;
 
 /* Called after layer l's gradients are complete during backward (ddp starts

@@ -116,16 +116,19 @@ static void world_close(world *w)
     pb_error_clear();
 }
 
-/* n participants on the cpu backend, joined in one group (the tests of
- * failures: deadlines, aborts, misuse); cpu_world_free ends any world */
-static world *cpu_world(int n)
+/* n participants on be, joined in one group by this thread;
+ * cpu_world_free ends any world */
+static world *joined_world(const pb_backend *be, int n)
 {
     world *w = calloc(1, sizeof *w);
     assert_non_null(w);
-    world_open(w, &pb_backend_cpu, n);
+    world_open(w, be, n);
     world_join(w);
     return w;
 }
+
+/* on the cpu backend (the tests of failures: deadlines, aborts, misuse) */
+static world *cpu_world(int n) { return joined_world(&pb_backend_cpu, n); }
 
 static void cpu_world_free(world *w)
 {
@@ -306,10 +309,7 @@ static void run_threaded(const pb_backend *be, int n)
 
 static void run_single_thread(const pb_backend *be, int n)
 {
-    world *w = calloc(1, sizeof *w);
-    assert_non_null(w);
-    world_open(w, be, n);
-    world_join(w);
+    world *w = joined_world(be, n);
     for (int step = 0; step < ST_COUNT; step++) {
         pb_comm_req *req[MAXP][2 * MSGS];
         int nreq[MAXP];
@@ -546,10 +546,7 @@ static void test_out_of_order_waits(void **state)
 
 static void run_in_place(const pb_backend *be, int n)
 {
-    world *w = calloc(1, sizeof *w);
-    assert_non_null(w);
-    world_open(w, be, n);
-    world_join(w);
+    world *w = joined_world(be, n);
     pb_comm_req *req[MAXP];
     float tri = (float)(n * (n + 1) / 2);
     /* reduce_scatter: out is r's own chunk of in */
@@ -632,10 +629,7 @@ static void *recv_main(void *arg)
 
 static world *slow_world(void)
 {
-    world *w = calloc(1, sizeof *w);
-    assert_non_null(w);
-    world_open(w, &slow_backend, 2);
-    world_join(w);
+    world *w = joined_world(&slow_backend, 2);
     atomic_store(&slow_started, 0);
     atomic_store(&slow_finished, 0);
     return w;
