@@ -468,6 +468,6 @@ pb_status pb_config_validate(pb_config *cfg)
     if (strcmp(cfg->comm, "nccl") == 0 && !on_gpu)
         return pb_usage_error("--comm nccl needs --backend cuda; allowed on %s: auto, mpi", cfg->backend);
     if ((st = pb_results_check_target(cfg->out)) != PB_OK) return st;
-    if (auto_note[0] && !cfg->quiet) pb_log_info("%s", auto_note);
+    if (auto_note[0] && !cfg->quiet && !pb_launch_reexecuted()) pb_log_info("%s", auto_note);
     return PB_OK;
 }

@@ -68,11 +68,18 @@ static int online_cores(void)
     return n > 0 ? (int)n : 1;
 }
 
+void pb_launch_set_log_rank(void)
+{
+    int size = pb_launch_inside() ? pb_launch_size() : -1, rank = pb_launch_rank();
+    if (size > 0) pb_log_set_rank(rank < 0 ? 0 : rank, size);
+}
+
+bool pb_launch_reexecuted(void) { return pb_launch_inside() && env(REEXEC_MARK); }
+
 pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
 {
     if (pb_launch_inside()) {
-        int size = pb_launch_size(), rank = pb_launch_rank();
-        if (size > 0) pb_log_set_rank(rank < 0 ? 0 : rank, size);
+        int size = pb_launch_size();
         if (size > 0 && size != cfg->devices)
             return pb_usage_error("--gpus %d, but this MPI launch has %d rank%s; strategy %s runs one rank per "
                                   "device: give --gpus %d, or launch %d ranks",

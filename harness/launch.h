@@ -21,6 +21,13 @@ bool pb_launch_inside(void);
  * the launcher does not say (PMIx only: known after MPI_Init). */
 int pb_launch_size(void);
 int pb_launch_rank(void);
+/* Inside a launch whose size the environment gives: the log's rank and
+ * size from it, so that only rank 0 logs from the first line on (MPI, which
+ * knows them too, starts only once the configuration is valid). */
+void pb_launch_set_log_rank(void);
+/* True in a rank that `bench` itself re-executed under mpirun: the parent
+ * has already said what it resolved (the auto backend). */
+bool pb_launch_reexecuted(void);
 
 /* mpirun's own wall-clock backstop for a run of cfg: the collectives' own
  * deadline (--timeout) per step and then some, so it only fires when a

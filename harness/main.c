@@ -40,6 +40,7 @@ static pb_status load_config(pb_config *cfg, int argc, char **argv, bool *help)
         return PB_OK;
     }
     pb_log_set_quiet(cfg->quiet);
+    pb_launch_set_log_rank();
     return st == PB_OK ? pb_config_validate(cfg) : st;
 }
 

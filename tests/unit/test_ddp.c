@@ -175,6 +175,28 @@ static void test_gpus_disagree_with_launch(void **state)
     assert_false(file_exists(r->csv_path));
 }
 
+/* Informational lines come from rank 0 alone, and once: the auto-backend
+ * notice (which every rank resolves before MPI starts), the progress and
+ * the row's line, whether bench re-executes itself (its parent has said the
+ * notice) or was launched. On a machine with a GPU, auto picks cuda and
+ * says nothing, hence "at most once". */
+static void test_info_lines_once(void **state)
+{
+    for (int launched = 0; launched < 2; launched++) {
+        bench_run *r = keep(state, bench_run_new());
+        char *argv[] = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2",
+                        (char *)bench_path(), "--strategy", "ddp", "--backend", "auto", "--workload", "mlp-xs",
+                        "--gpus", "2", "--iters", "2", "--warmup", "0", "--threads", "1", "--out", r->csv_path,
+                        NULL};
+        run_argv_env(&r->res, NULL, launched ? argv : argv + 5);
+        expect_exit(r, 0);
+        if (count_substr(r->res.err, "row appended to") != 1 || count_substr(r->res.err, "backend auto: using") > 1 ||
+            count_substr(r->res.err, "step 2/2") != 1)
+            fail_msg("%s: an informational line missing or repeated:\n%s", launched ? "launched" : "re-executed",
+                     r->res.err);
+    }
+}
+
 /* Usage errors are found before any launch: exit 2, one line, no row. */
 static void test_usage_errors_before_launch(void **state)
 {
@@ -269,6 +291,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_already_launched, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_reexec_command, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_info_lines_once, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_usage_errors_before_launch, run_setup, run_teardown),
     };
 #else

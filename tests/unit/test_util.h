@@ -119,6 +119,15 @@ static inline int count_lines(const char *s)
     return n;
 }
 
+/* How many times needle (not empty) occurs in s, without overlaps. */
+static inline int count_substr(const char *s, const char *needle)
+{
+    int n = 0;
+    size_t len = strlen(needle);
+    for (const char *p = strstr(s, needle); p; p = strstr(p + len, needle)) n++;
+    return n;
+}
+
 /* Whole file into a malloc'd string (NULL when missing). */
 static inline char *read_file(const char *path)
 {
