@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../kernels/comm_mpi.h"
@@ -367,7 +368,9 @@ double pb_max_rel_diff(const float *got, const float *want, size_t n)
 }
 
 /* --verify: train `single` on the same backend, precision, seed and global
- * batch for as many steps, in this process, and compare final parameters. */
+ * batch for as many steps, in this process, and compare final parameters.
+ * A signal stops it at a step boundary (*max_rel stays NaN; the caller
+ * sees pb_signals_caught()). */
 static pb_status verify_against_single(run_state *rs, double *max_rel)
 {
     pb_status st = PB_OK;
@@ -389,10 +392,12 @@ static pb_status verify_against_single(run_state *rs, double *max_rel)
     pb_strategy_ctx ctx = {.cfg = &ref, .be = rs->be, .layout = &rs->layout, .init_params = init};
     PB_TRY(pb_strategy_single.init(&ctx, &state));
     PB_TRY(pb_loader_create(rs->be, &rs->layout, ref.seed, ref.shape.batch, total, loader_workers(&ref), &loader));
+    if (!ref.quiet) pb_log_info("--verify: training single on the same %lld batches", (long long)total);
     for (int64_t s = 0; s < total; s++) {
         pb_batch batch;
         pb_step_result res;
         double ms;
+        if (pb_signals_caught()) goto cleanup;
         PB_TRY(pb_timed_step(loader, &pb_strategy_single, state, s, &batch, &res, &ms));
     }
     PB_TRY(pb_strategy_single.get_params(state, final));
@@ -435,6 +440,13 @@ static void abort_ranks(run_state *rs, pb_record *rec, pb_status st)
     }
     pb_log_error("%s", pb_error_message());
     pb_log_error("ending all %d ranks", rs->world.ranks);
+    /* when every rank fails at once (a NaN loss, which the all-reduce gives
+     * them all), the first MPI_Abort ends the job: the others give rank 0 a
+     * second to append its failed row first */
+    if (!is_writer(rs)) {
+        struct timespec grace = {1, 0};
+        nanosleep(&grace, NULL);
+    }
     pb_world_abort(pb_status_exit_code(st));
 }
 
@@ -501,8 +513,17 @@ pb_status pb_run(const pb_config *cfg)
         st = verify_against_single(&rs, &max_rel);
         invalid = st == PB_OK && !(max_rel <= pb_verify_tolerance(cfg->precision, cfg->optimizer));
     }
+    /* a signal after the last step boundary (during --verify, the gather or
+     * the dump) stops the run here, as one between steps: no row; the other
+     * ranks (which got the signal too) still learn rank 0's code below */
+    int late_sig = pb_signals_caught();
+    if (late_sig && is_writer(&rs))
+        pb_log_error("interrupted by %s after the last step%s: stopping; no row written (an interrupted run writes "
+                     "nothing)",
+                     late_sig == 2 ? "SIGINT" : late_sig == 15 ? "SIGTERM" : "a signal",
+                     cfg->verify ? " (during --verify)" : "");
 
-    if (is_writer(&rs)) {
+    if (is_writer(&rs) && !late_sig) {
         if (st == PB_OK) {
             pb_record_set(rec, PB_COL_STATUS, invalid ? "invalid" : "ok");
             fill_results(rec, &rs);

@@ -68,9 +68,23 @@ int pb_signals_supervise(bool *is_parent)
     *is_parent = false;
     fflush(stdout);
     fflush(stderr);
+    /* waitpid needs SIGCHLD's default action: inherited as ignored (some
+     * job runners do that), the child would be reaped unseen and its exit
+     * code lost */
+    signal(SIGCHLD, SIG_DFL);
+    /* SIGINT/SIGTERM held until the parent's handler is in place, so one
+     * that comes right after the fork is passed on, not fatal to the parent
+     * alone (the child starts with none pending) */
+    sigset_t hold, old;
+    sigemptyset(&hold);
+    sigaddset(&hold, SIGINT);
+    sigaddset(&hold, SIGTERM);
+    sigprocmask(SIG_BLOCK, &hold, &old);
     pid_t pid = fork();
-    if (pid < 0) return 0; /* no parent to stay: the caller just goes on */
-    if (pid == 0) return 0;
+    if (pid <= 0) { /* the child, or no parent to stay: the caller just goes on */
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return 0;
+    }
     *is_parent = true;
     child_pid = pid;
     struct sigaction sa;
@@ -80,8 +94,15 @@ int pb_signals_supervise(bool *is_parent)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    pid_t got;
+    while ((got = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+    }
+    if (got < 0) {
+        fprintf(stderr, "bench: error: waiting for mpirun (pid %d) failed: %s; its outcome is unknown\n", (int)pid,
+                strerror(errno));
+        return 1;
     }
     if (caught) return 128 + caught;
     if (WIFEXITED(status)) return WEXITSTATUS(status);

@@ -34,6 +34,7 @@ typedef struct job {
     char err_path[256];
     pid_t pid;
     int exit_code; /* -signal when killed */
+    bool ignore_sigchld; /* started with SIGCHLD ignored, as some job runners do */
     double seconds;
     char *err;
 } job;
@@ -81,6 +82,7 @@ static void start(job *j, char *const env_add[], char *const args[])
         dup2(null, 0);
         dup2(null, 1);
         dup2(fd, 2);
+        if (j->ignore_sigchld) signal(SIGCHLD, SIG_IGN); /* kept across exec */
         for (int i = 0; env_add && env_add[i]; i++) putenv(env_add[i]);
         execv(argv[0], argv);
         _exit(127);
@@ -189,6 +191,20 @@ static void expect_no_ok_row(const job *j)
     csv_free(&c);
 }
 
+/* Once text appears on the job's stderr (within wait_s), SIGINT: the run
+ * exits 130 saying it wrote no row. Returns the seconds it took to stop. */
+static double interrupt_at(job *j, const char *text, double wait_s)
+{
+    wait_for(j, text, wait_s);
+    double t0 = now_s();
+    kill(j->pid, SIGINT);
+    finish(j, 30);
+    expect_exit(j, 130);
+    expect_err(j, "interrupted by SIGINT");
+    expect_err(j, "no row written");
+    return now_s() - t0;
+}
+
 static void test_sigint_single(void **state)
 {
     job *j = *state;
@@ -204,19 +220,27 @@ static void test_sigint_single(void **state)
     char *args[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-s", "--iters", "100000",
                     "--warmup", "0", "--threads", "1", "--out", j->csv_path, NULL};
     start(j, NULL, args);
-    wait_for(j, "step 10/", 20);
-    double t0 = now_s();
-    kill(j->pid, SIGINT);
-    finish(j, 30);
-    expect_exit(j, 130);
-    expect_err(j, "interrupted by SIGINT");
-    expect_err(j, "no row written");
-    if (now_s() - t0 > 5.0) fail_msg("took %.1f s to stop after SIGINT", now_s() - t0);
+    double took = interrupt_at(j, "step 10/", 20);
+    if (took > 5.0) fail_msg("took %.1f s to stop after SIGINT", took);
     char *after = read_file(j->csv_path);
     assert_non_null(after);
     assert_string_equal(before, after);
     free(before);
     free(after);
+}
+
+/* A signal during --verify (after the last step) stops it within a step of
+ * single and writes no row: the run was interrupted, whatever came before. */
+static void test_sigint_during_verify(void **state)
+{
+    job *j = *state;
+    char *args[] = {"--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--workload", "mlp-s", "--iters", "40",
+                    "--warmup", "0", "--threads", "1", "--verify", "--out", j->csv_path, NULL};
+    start(j, NULL, args);
+    double took = interrupt_at(j, "--verify: training single", 60);
+    expect_err(j, "interrupted by SIGINT after the last step (during --verify)");
+    if (took > 2.0) fail_msg("took %.1f s to stop after SIGINT (40 steps of single take ~3 s)", took);
+    assert_false(file_exists(j->csv_path));
 }
 
 static void test_usage_error_bad_fault(void **state)
@@ -402,6 +426,15 @@ static void test_nan_rank1(void **state)
     expect_err(j, "NaN");
     expect_err(j, "step 2");
     expect_no_ok_row(j);
+    /* every rank fails at once; rank 0's failed row, with the reason, still
+     * lands (the other ranks give it a second before their MPI_Abort) */
+    if (!file_exists(j->csv_path)) fail_msg("no failed row; stderr:\n%s", j->err);
+    csv c;
+    csv_load(&c, j->csv_path);
+    assert_int_equal((int)c.data.nrows, 1);
+    const char *why = pb_csv_get(&c.data, 0, (size_t)pb_csv_find(&c.data, "error"));
+    if (!strstr(why, "NaN")) fail_msg("the failed row's error is '%s'", why);
+    csv_free(&c);
     expect_no_orphans(j);
 }
 
@@ -422,6 +455,16 @@ static void test_fault_ends_job(job *j, const char *kind, const char *gpus)
 static void test_die_rank1(void **state)
 {
     job *j = *state;
+    test_fault_ends_job(j, "die", "2");
+}
+
+/* The launcher's parent reports the job's failure even when it was started
+ * with SIGCHLD ignored (whose children are reaped unseen unless it resets
+ * it): a dying rank must not read as exit 0. */
+static void test_die_rank1_sigchld_ignored(void **state)
+{
+    job *j = *state;
+    j->ignore_sigchld = true;
     test_fault_ends_job(j, "die", "2");
 }
 
@@ -522,6 +565,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sigint_single, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_during_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_error_bad_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_in_one_process_strategies, setup, teardown),
         cmocka_unit_test(test_progress_names_the_rank_behind),
@@ -529,6 +573,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigint_ddp_launcher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_rank1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_die_rank1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_die_rank1_sigchld_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_rank1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_rank1_of_3, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_in_opt_named_at_boundary, setup, teardown),
