@@ -20,10 +20,23 @@ static const char *env(const char *name)
     return v && *v ? v : NULL;
 }
 
+/* A task of an srun job step: a numeric step id. An sbatch script (the
+ * batch step) and salloc's shell carry the job's SLURM_NTASKS, and may
+ * carry SLURM_PROCID, but no step id of their own; there bench launches
+ * its own ranks with mpirun. */
+static bool slurm_step_task(void)
+{
+    const char *id = env("SLURM_STEP_ID");
+    if (!id) id = env("SLURM_STEPID");
+    if (!id || !env("SLURM_PROCID")) return false;
+    char *end = NULL;
+    long v = strtol(id, &end, 10);
+    return end != id && !*end && v >= 0; /* slurmd sets it only for a real step (id >= 0) */
+}
+
 bool pb_launch_inside(void)
 {
-    return env("OMPI_COMM_WORLD_SIZE") || env("PMI_SIZE") || env("PMIX_RANK") ||
-           (env("SLURM_NTASKS") && env("SLURM_PROCID"));
+    return env("OMPI_COMM_WORLD_SIZE") || env("PMI_SIZE") || env("PMIX_RANK") || slurm_step_task();
 }
 
 static int env_int(const char *const *names)
@@ -42,8 +55,8 @@ int pb_launch_size(void)
 {
     static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
     int n = env_int(names);
-    if (n < 0 && env("SLURM_PROCID")) {
-        static const char *const slurm[] = {"SLURM_NTASKS", NULL};
+    if (n < 0 && slurm_step_task()) {
+        static const char *const slurm[] = {"SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", NULL};
         n = env_int(slurm);
     }
     return n;
@@ -51,14 +64,24 @@ int pb_launch_size(void)
 
 int pb_launch_rank(void)
 {
-    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID", NULL};
-    return env_int(names);
+    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", NULL};
+    int r = env_int(names);
+    if (r < 0 && slurm_step_task()) {
+        static const char *const slurm[] = {"SLURM_PROCID", NULL};
+        r = env_int(slurm);
+    }
+    return r;
 }
 
 int pb_launch_backstop_s(const pb_config *cfg)
 {
-    /* set-up, every step and --verify each get a full collective deadline */
-    double s = cfg->timeout_s * ((double)cfg->warmup + cfg->iters + 4) + 60.0;
+    /* A step may outlast --timeout (which bounds a wait, not a step), so
+     * each gets --timeout plus a minute; --verify's single trains the whole
+     * global batch on rank 0 (up to N times a rank's work per step) while
+     * the others wait; set-up gets four steps' worth */
+    double steps = (double)cfg->warmup + cfg->iters;
+    if (cfg->verify) steps *= 1.0 + cfg->devices;
+    double s = (cfg->timeout_s + 60.0) * (steps + 4) + 60.0;
     return s > INT_MAX ? INT_MAX : (int)s;
 }
 
@@ -88,7 +111,7 @@ pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
     }
     if (env(REEXEC_MARK))
         return pb_error(PB_ERR_INTERNAL, "re-executed under mpirun, but no MPI launch variables are set "
-                                         "(OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK, SLURM_PROCID)");
+                                         "(OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK, SLURM_STEP_ID)");
 
     char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);

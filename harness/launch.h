@@ -14,11 +14,13 @@
 #include "config.h"
 #include "status.h"
 
-/* True inside an MPI launch: OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK, or
- * SLURM_NTASKS together with SLURM_PROCID is set. */
+/* True inside an MPI launch: OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK is
+ * set, or this is a task of an srun step (a numeric SLURM_STEP_ID and
+ * SLURM_PROCID; an sbatch script has no step id and is not a launch). */
 bool pb_launch_inside(void);
 /* The launch's size and this process's rank from the environment; -1 when
- * the launcher does not say (PMIx only: known after MPI_Init). */
+ * the launcher does not say (PMIx only: known after MPI_Init). Under srun:
+ * SLURM_STEP_NUM_TASKS (else SLURM_NTASKS) and SLURM_PROCID. */
 int pb_launch_size(void);
 int pb_launch_rank(void);
 /* Inside a launch whose size the environment gives: the log's rank and
@@ -29,9 +31,11 @@ void pb_launch_set_log_rank(void);
  * has already said what it resolved (the auto backend). */
 bool pb_launch_reexecuted(void);
 
-/* mpirun's own wall-clock backstop for a run of cfg: the collectives' own
- * deadline (--timeout) per step and then some, so it only fires when a
- * rank hangs outside any collective. */
+/* mpirun's own wall-clock backstop for a run of cfg, for a rank that hangs
+ * where no deadline reaches (MPI's set-up, rank 0's --verify):
+ * (--timeout + 60 s) x (steps x (1 + N with --verify) + 4) + 60 s, so a
+ * healthy run whose steps take up to a minute longer than --timeout is
+ * never cut short. */
 int pb_launch_backstop_s(const pb_config *cfg);
 
 /* For a rank-per-device strategy: inside a launch, checks --gpus against its
