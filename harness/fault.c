@@ -11,11 +11,13 @@
 static struct {
     pb_fault_kind kind;
     int rank;
+    int device; /* -1: the process's main thread (device 0 in dp) */
     int64_t step;
     pb_phase phase;
 } fault;
 
 static int my_rank;
+static _Thread_local int my_device = -1; /* the device this thread drives */
 static int64_t cur_step = -1;
 static int64_t nan_step = -1;
 
@@ -39,17 +41,22 @@ pb_status pb_fault_init(void)
     if (strlen(env) >= sizeof buf) return pb_usage_error("PB_FAULT is too long (test-only; docs/reliability.md)");
     snprintf(buf, sizeof buf, "%s", env);
     fault.phase = PB_PHASE_BWD;
+    fault.device = -1;
     pb_fault_kind kind = PB_FAULT_NONE;
     char *save = NULL;
     for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(item, '=');
-        if (!eq) return pb_usage_error("PB_FAULT: '%s' is not KEY=VALUE (keys: rank, step, phase, kind)", item);
+        if (!eq)
+            return pb_usage_error("PB_FAULT: '%s' is not KEY=VALUE (keys: rank, device, step, phase, kind)", item);
         *eq = '\0';
         const char *key = item, *val = eq + 1;
         long n = 0;
         if (strcmp(key, "rank") == 0) {
             if (!parse_long(val, 0, 1 << 20, &n)) return pb_usage_error("PB_FAULT: rank=%s is not a rank", val);
             fault.rank = (int)n;
+        } else if (strcmp(key, "device") == 0) {
+            if (!parse_long(val, 0, 1 << 20, &n)) return pb_usage_error("PB_FAULT: device=%s is not a device", val);
+            fault.device = (int)n;
         } else if (strcmp(key, "step") == 0) {
             if (!parse_long(val, 0, 1L << 40, &n)) return pb_usage_error("PB_FAULT: step=%s is not a step", val);
             fault.step = n;
@@ -63,7 +70,7 @@ pb_status pb_fault_init(void)
                 if (strcmp(kind_names[k], val) == 0) kind = (pb_fault_kind)k;
             if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan", val);
         } else {
-            return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, step, phase, kind)", key);
+            return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, device, step, phase, kind)", key);
         }
     }
     if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan");
@@ -72,15 +79,19 @@ pb_status pb_fault_init(void)
 }
 
 void pb_fault_set_rank(int rank) { my_rank = rank; }
+void pb_fault_set_device(int device) { my_device = device; }
 void pb_fault_set_step(int64_t step) { cur_step = step; }
 
 bool pb_fault_at(pb_phase phase)
 {
     if (fault.kind == PB_FAULT_NONE || phase != fault.phase || cur_step != fault.step || my_rank != fault.rank)
         return false;
-    char host[256] = "unknown";
+    /* without device=, the thread that drives no device or device 0 */
+    if (fault.device < 0 ? my_device > 0 : my_device != fault.device) return false;
+    char host[256] = "unknown", dev[32] = "";
     gethostname(host, sizeof host - 1);
-    fprintf(stderr, "bench: PB_FAULT (test-only): rank %d on %s: %s at step %lld, phase %s\n", my_rank, host,
+    if (fault.device >= 0) snprintf(dev, sizeof dev, " (device %d)", fault.device);
+    fprintf(stderr, "bench: PB_FAULT (test-only): rank %d on %s%s: %s at step %lld, phase %s\n", my_rank, host, dev,
             kind_names[fault.kind], (long long)cur_step, pb_phase_name(phase));
     fflush(stderr);
     switch (fault.kind) {

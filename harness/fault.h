@@ -1,15 +1,17 @@
 /* Fault injection for the reliability tests: TEST-ONLY.
  *
- * PB_FAULT="rank=R,step=S,phase=P,kind=K" makes rank R (0 for a
- * one-process run; default 0) at step S (counted from 0 over warmup and
- * measured steps; default 0), on entering phase P (a phase name: h2d, fwd,
- * bwd, sync, opt, ...; default bwd)
+ * PB_FAULT="rank=R,device=D,step=S,phase=P,kind=K" makes rank R (0 for a
+ * one-process run; default 0), on the thread that drives device D (dp's and
+ * mp's device threads; default: the main thread, device 0 in dp), at step S
+ * (counted from 0 over warmup and measured steps; default 0), on entering
+ * phase P (a phase name: h2d, fwd, bwd, sync, opt, ...; default bwd)
  *   kind=die   end at once, as if killed (SIGKILL);
  *   kind=hang  stop making progress (sleeps until killed);
  *   kind=nan   make this rank's step go NaN: the strategy poisons a gradient
  *              (so an all-reduce spreads it) where it has a hook, and the
  *              harness replaces the step's loss with NaN.
- * Checked in pb_phase_begin, so it fires in every strategy. Parsed once
+ * Checked in pb_phase_begin, so it fires in every strategy, and where dp's
+ * and mp's device threads begin their work. Parsed once
  * (pb_fault_init); a malformed value is a usage error. Not a user feature:
  * docs/reliability.md. */
 #ifndef PB_FAULT_H
@@ -27,6 +29,8 @@ typedef enum pb_fault_kind { PB_FAULT_NONE = 0, PB_FAULT_DIE, PB_FAULT_HANG, PB_
 pb_status pb_fault_init(void);
 /* This process's rank, and the step about to run (set by the harness). */
 void pb_fault_set_rank(int rank);
+/* The device the calling thread drives (thread-local; unset: -1). */
+void pb_fault_set_device(int device);
 void pb_fault_set_step(int64_t step);
 /* At a phase boundary: dies or hangs here when the fault says so; returns
  * true when this rank should poison this phase's result with NaN. */

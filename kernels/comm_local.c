@@ -176,12 +176,7 @@ static pb_status group_create(const pb_config *cfg, const pb_backend *be, int ra
     for (size_t i = 0; i < n_p2p; i++) g->p2p[i].part = g->parts + DEPTH * r + 2 * i;
     PB_REQUIRE(pthread_mutex_init(&g->mu, NULL) == 0, PB_ERR_INTERNAL, "comm local: pthread_mutex_init failed");
     mu = true;
-    pthread_condattr_t attr;
-    PB_REQUIRE(pthread_condattr_init(&attr) == 0, PB_ERR_INTERNAL, "comm local: pthread_condattr_init failed");
-    /* deadlines on the monotonic clock: a wall-clock jump neither fires nor delays them */
-    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0) rc = pthread_cond_init(&g->cv, &attr);
-    pthread_condattr_destroy(&attr);
+    int rc = pb_cond_init_monotonic(&g->cv); /* its waits have deadlines */
     PB_REQUIRE(rc == 0, PB_ERR_INTERNAL, "comm local: pthread_cond_init failed (error %d)", rc);
     *out = g;
     return PB_OK;

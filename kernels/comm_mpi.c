@@ -362,13 +362,7 @@ static pb_status mpi_init(const pb_config *cfg, const pb_backend *be, pb_device 
     MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
     PB_REQUIRE(pthread_mutex_init(&c->mu, NULL) == 0, PB_ERR_INTERNAL, "mpi comm: pthread_mutex_init failed");
     pthread_cond_init(&c->work, NULL);
-    /* waits on done have deadlines: on the monotonic clock, so a step of
-     * the wall clock neither fires nor delays them */
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->done, &attr);
-    pthread_condattr_destroy(&attr);
+    pb_cond_init_monotonic(&c->done); /* waits on done have deadlines */
     int rc = pthread_create(&c->thread, NULL, comm_thread, c);
     if (rc != 0) {
         pthread_cond_destroy(&c->work);

@@ -37,7 +37,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../harness/fault.h"
 #include "../harness/phase.h"
+#include "../harness/timer.h"
 #include "../kernels/comm.h"
 #include "input.h"
 #include "replica.h"
@@ -52,6 +54,7 @@ typedef struct dp_worker {
     int index;
     pthread_t thread;
     bool started;
+    bool busy; /* on the current job (under the state's mutex) */
     pb_status st;
     char err[512];
 } dp_worker;
@@ -82,6 +85,7 @@ typedef struct dp_state {
     pthread_mutex_t mu;
     pthread_cond_t go, done;
     bool sync_ready;
+    bool stuck; /* a worker never came back from a job: left to the process's exit */
     dp_job job;
     unsigned gen;
     int pending;
@@ -117,14 +121,17 @@ static void *worker_main(void *arg)
     dp_worker *w = arg;
     dp_state *s = w->s;
     unsigned seen = 0;
+    pb_fault_set_device(w->index);
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (s->gen == seen) pthread_cond_wait(&s->go, &s->mu);
         seen = s->gen;
         dp_job job = s->job;
+        w->busy = job != DP_JOB_QUIT;
         pthread_mutex_unlock(&s->mu);
         if (job == DP_JOB_QUIT) break;
 
+        pb_fault_at(job == DP_JOB_FWD ? PB_PHASE_FWD : PB_PHASE_BWD); /* tests' PB_FAULT device=i */
         pb_status st = run_job(s, w->index, job);
         if (st == PB_OK) st = s->ctx->be->synchronize(s->dev[w->index]);
         if (st != PB_OK) {
@@ -134,6 +141,7 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_lock(&s->mu);
         w->st = st;
+        w->busy = false;
         if (--s->pending == 0) pthread_cond_signal(&s->done);
         pthread_mutex_unlock(&s->mu);
     }
@@ -141,8 +149,9 @@ static void *worker_main(void *arg)
 }
 
 /* Runs job on every device at once: devices 1..n-1 on their workers, device 0
- * here; returns when all of them have finished. */
-static pb_status run_parallel(dp_state *s, dp_job job)
+ * here; returns when all of them have finished, or fails when one has not
+ * within --timeout of device 0 (a hung device: it is left stuck). */
+static pb_status run_parallel(dp_state *s, dp_job job, int64_t step)
 {
     pthread_mutex_lock(&s->mu);
     s->job = job;
@@ -153,9 +162,19 @@ static pb_status run_parallel(dp_state *s, dp_job job)
 
     pb_status st = run_job(s, 0, job);
 
+    double limit = s->ctx->cfg->timeout_s;
+    struct timespec until = pb_time_after(CLOCK_MONOTONIC, limit);
+    int rc = 0, late = -1;
     pthread_mutex_lock(&s->mu);
-    while (s->pending > 0) pthread_cond_wait(&s->done, &s->mu);
+    while (s->pending > 0 && rc == 0) rc = pthread_cond_timedwait(&s->done, &s->mu, &until);
+    for (int i = 1; i < s->n && s->pending > 0 && late < 0; i++)
+        if (s->w[i].busy) late = i;
+    s->stuck = s->pending > 0;
     pthread_mutex_unlock(&s->mu);
+    if (s->stuck)
+        return pb_user_error(PB_ERR_COMM, "dp step %lld: device %d did not finish its %s within %g s of device 0 "
+                                          "(--timeout): it made no progress (stuck or hung device)",
+                             (long long)step, late, job == DP_JOB_FWD ? "forward" : "backward", limit);
     if (st != PB_OK) return st;
     for (int i = 1; i < s->n; i++)
         if (s->w[i].st != PB_OK) return pb_error(s->w[i].st, "dp device %d: %s", i, s->w[i].err);
@@ -169,6 +188,9 @@ static void dp_destroy(void *state)
     dp_state *s = state;
     if (!s) return;
     const pb_backend *be = s->ctx->be;
+    /* a stuck worker would never join, and may still use its device: all
+     * is left as it is for the process's exit, which the failed run goes to */
+    if (s->stuck) return;
     if (s->sync_ready) {
         pthread_mutex_lock(&s->mu);
         s->job = DP_JOB_QUIT;
@@ -262,7 +284,7 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
         pthread_mutex_destroy(&s->mu);
         PB_REQUIRE(false, PB_ERR_INTERNAL, "dp: pthread_cond_init failed");
     }
-    if (pthread_cond_init(&s->done, NULL) != 0) {
+    if (pb_cond_init_monotonic(&s->done) != 0) { /* its wait has a deadline */
         pthread_cond_destroy(&s->go);
         pthread_mutex_destroy(&s->mu);
         PB_REQUIRE(false, PB_ERR_INTERNAL, "dp: pthread_cond_init failed");
@@ -385,7 +407,7 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
-    PB_TRY(run_parallel(s, DP_JOB_FWD));
+    PB_TRY(run_parallel(s, DP_JOB_FWD, batch->step));
     PB_TRY(pb_phase_end(&s->timer));
 
     /* replica 0 wrote its logits into the full-batch buffer already */
@@ -407,7 +429,7 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
-    PB_TRY(run_parallel(s, DP_JOB_BWD));
+    PB_TRY(run_parallel(s, DP_JOB_BWD, batch->step));
     PB_TRY(pb_phase_end(&s->timer));
 
     /* sum, not mean: each shard's gradient already carries 1/B */

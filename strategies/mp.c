@@ -56,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../harness/fault.h"
 #include "../harness/nvtx.h"
 #include "../harness/phase.h"
 #include "../harness/timer.h"
@@ -115,6 +116,8 @@ struct mp_state {
     int done;      /* stages finished the current step */
     bool quit;
     bool failed;   /* a stage failed this step: the others stop waiting */
+    bool stuck;    /* a stage never came back from a failed step: its thread
+                    * and what it uses are left to the process's exit */
     int cause;     /* the stage that failed first this step, -1 none */
     int fwd_ready[PB_MAX_STAGES]; /* microbatches whose forward output is posted */
     int bwd_ready[PB_MAX_STAGES]; /* microbatches whose input gradient is posted */
@@ -243,6 +246,7 @@ cleanup:
 static pb_status span_begin(span_log *g, pb_phase p)
 {
     if (g->n >= g->cap) return pb_error(PB_ERR_INTERNAL, "more than %d phase spans in one mp step", g->cap);
+    pb_fault_at(p); /* tests' PB_FAULT (device=k: stage k); a nan one shows in the step's loss */
     g->phase[g->n] = p;
     pb_status st = g->be->mark_record(g->dev, g->marks[2 * g->n]);
     if (st == PB_OK) pb_nvtx_push(pb_phase_name(p));
@@ -279,14 +283,26 @@ static void view_of(const mp_stage *g, int j, pb_replica *v)
 
 /* --- a stage's step ------------------------------------------------------------ */
 
-/* Waits until *counter >= want; false when another stage failed. */
-static bool wait_for(mp_state *s, const int *counter, int want)
+/* Waits until stage `from` has posted its `what` of microbatch `mb`
+ * (*counter >= want), at most --timeout: a stage that stops making progress
+ * (a hung device) fails the step instead of stalling it. Returns PB_OK,
+ * PB_ERR_COMM with that message, or PB_ERR_COMM without one (*aborted:
+ * another stage failed first, and its error is the step's). */
+static pb_status wait_for(mp_state *s, const int *counter, int want, int from, const char *what, int mb,
+                          bool *aborted)
 {
+    double limit = s->ctx->cfg->timeout_s;
+    struct timespec until = pb_time_after(CLOCK_MONOTONIC, limit);
+    int rc = 0;
     pthread_mutex_lock(&s->mu);
-    while (*counter < want && !s->failed) pthread_cond_wait(&s->cv, &s->mu);
-    bool ok = !s->failed;
+    while (*counter < want && !s->failed && rc == 0) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
+    bool arrived = *counter >= want;
+    *aborted = s->failed;
     pthread_mutex_unlock(&s->mu);
-    return ok;
+    if (arrived || *aborted) return *aborted ? PB_ERR_COMM : PB_OK;
+    return pb_user_error(PB_ERR_COMM, "waited %g s (--timeout) for stage %d's %s of microbatch %d of %d: stage %d "
+                                      "made no progress (stuck or hung device)",
+                         limit, from, what, mb + 1, s->m, from);
 }
 
 static void publish(mp_state *s, int *counter, int value)
@@ -369,7 +385,10 @@ static pb_status stage_step(mp_stage *g)
     for (int j = 0; j < M; j++) {
         view_of(g, j, &v);
         if (k > 0) {
-            if (!wait_for(s, &s->fwd_ready[k - 1], j + 1)) goto aborted;
+            bool aborted = false;
+            st = wait_for(s, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j, &aborted);
+            if (aborted) goto aborted;
+            PB_TRY(st);
             PB_TRY(receive(g, v.act[0], in_mb, k - 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_FWD));
@@ -382,7 +401,10 @@ static pb_status stage_step(mp_stage *g)
     for (int j = M - 1; j >= 0; j--) {
         view_of(g, j, &v);
         if (k < last) {
-            if (!wait_for(s, &s->bwd_ready[k + 1], M - j)) goto aborted;
+            bool aborted = false;
+            st = wait_for(s, &s->bwd_ready[k + 1], M - j, k + 1, "input gradients", j, &aborted);
+            if (aborted) goto aborted;
+            PB_TRY(st);
             PB_TRY(receive(g, r->dz[0], out_mb, k + 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_BWD));
@@ -428,6 +450,7 @@ static void *stage_worker(void *arg)
     mp_stage *g = arg;
     mp_state *s = g->s;
     int64_t seen = 0;
+    pb_fault_set_device(g->idx);
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (s->gen == seen && !s->quit) pthread_cond_wait(&s->cv, &s->mu);
@@ -473,6 +496,9 @@ static void mp_destroy(void *state)
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
     }
+    /* a stuck stage would never join, and may still use its buffers: all is
+     * left as it is for the process's exit, which the failed run goes to */
+    if (s->stuck) return;
     for (int k = 0; k < s->p; k++)
         if (s->stage[k].thread_started) pthread_join(s->stage[k].thread, NULL);
     const pb_backend *be = s->ctx->be;
@@ -549,7 +575,7 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
     s->mb = ctx->cfg->shape.batch / s->m;
     stage_bounds(ctx->cfg, ctx->layout, s->first);
     PB_REQUIRE(pthread_mutex_init(&s->mu, NULL) == 0, PB_ERR_INTERNAL, "pthread_mutex_init failed");
-    if (pthread_cond_init(&s->cv, NULL) != 0) {
+    if (pb_cond_init_monotonic(&s->cv) != 0) { /* waits with deadlines */
         pthread_mutex_destroy(&s->mu);
         PB_REQUIRE(false, PB_ERR_INTERNAL, "pthread_cond_init failed");
     }
@@ -580,7 +606,21 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
     s->cause = -1;
     s->gen++;
     pthread_cond_broadcast(&s->cv);
-    while (s->done < s->p) pthread_cond_wait(&s->cv, &s->mu);
+    /* once a stage has failed, the others get --timeout to come back (each
+     * stops at its next wait); one that does not is stuck (it never got to
+     * a wait: a hung device) */
+    struct timespec until;
+    bool failing = false;
+    int rc = 0;
+    while (s->done < s->p && rc == 0) {
+        if (s->failed && !failing) {
+            failing = true;
+            until = pb_time_after(CLOCK_MONOTONIC, s->ctx->cfg->timeout_s);
+        }
+        if (failing) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
+        else pthread_cond_wait(&s->cv, &s->mu);
+    }
+    s->stuck = s->done < s->p;
     pthread_mutex_unlock(&s->mu);
     double step_ms = pb_now_ms() - t0;
 
@@ -589,7 +629,7 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
      * it here. */
     if (s->cause >= 0) {
         const mp_stage *g = &s->stage[s->cause];
-        return pb_user_error(g->st, "mp stage %d: %s", s->cause, g->err);
+        return pb_user_error(g->st, "mp step %lld, stage %d: %s", (long long)batch->step, s->cause, g->err);
     }
 
     memset(out, 0, sizeof *out);

@@ -280,6 +280,49 @@ static void test_fault_in_one_process_strategies(void **state)
     expect_err(j, "PB_FAULT (test-only): rank 0");
 }
 
+/* A device thread of a one-process strategy that hangs (a hung GPU) fails
+ * the run within --timeout instead of stalling it: mp's neighbour stage
+ * waits no longer than that for its activations, dp's device 0 no longer for
+ * the other devices; exit 1, a failed row naming what was waited for, and
+ * the stuck thread goes with the process. */
+static void expect_stuck_device_fails(job *j, const char *fault, char *const args[], const char *why)
+{
+    char env_fault[128];
+    snprintf(env_fault, sizeof env_fault, "PB_FAULT=%s", fault);
+    char *env[] = {env_fault, NULL};
+    remove(j->csv_path);
+    start(j, env, args);
+    finish(j, 2 + 10);
+    expect_exit(j, 1);
+    expect_err(j, "PB_FAULT (test-only): rank 0 on ");
+    expect_err(j, why);
+    csv c;
+    csv_load(&c, j->csv_path);
+    assert_int_equal((int)c.data.nrows, 1);
+    assert_string_equal(pb_csv_get(&c.data, 0, (size_t)pb_csv_find(&c.data, "status")), "failed");
+    const char *err = pb_csv_get(&c.data, 0, (size_t)pb_csv_find(&c.data, "error"));
+    if (!strstr(err, why)) fail_msg("the failed row's error is '%s'", err);
+    csv_free(&c);
+}
+
+static void test_stuck_device_one_process(void **state)
+{
+    job *j = *state;
+    char *mp[] = {"--strategy", "mp", "--gpus", "2", "--microbatches", "2", "--backend", "cpu", "--workload",
+                  "mlp-xs", "--iters", "5", "--warmup", "0", "--threads", "1", "--timeout", "2", "--quiet", "--out",
+                  j->csv_path, NULL};
+    expect_stuck_device_fails(j, "device=0,step=2,phase=fwd,kind=hang", mp,
+                              "mp step 2, stage 1: waited 2 s (--timeout) for stage 0's forward activations of "
+                              "microbatch 1 of 2");
+    expect_stuck_device_fails(j, "device=1,step=3,phase=bwd,kind=hang", mp,
+                              "mp step 3, stage 0: waited 2 s (--timeout) for stage 1's input gradients of "
+                              "microbatch 2 of 2");
+    char *dp[] = {"--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "5",
+                  "--warmup", "0", "--threads", "1", "--timeout", "2", "--quiet", "--out", j->csv_path, NULL};
+    expect_stuck_device_fails(j, "device=1,step=2,phase=bwd,kind=hang", dp,
+                              "dp step 2: device 1 did not finish its backward within 2 s of device 0 (--timeout)");
+}
+
 /* One rank's events up to a point of step 3: the phases of ddp's step
  * until `last` begins. */
 static void progress_to(pb_phase last)
@@ -568,6 +611,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigint_during_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_error_bad_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_in_one_process_strategies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stuck_device_one_process, setup, teardown),
         cmocka_unit_test(test_progress_names_the_rank_behind),
 #if PB_EXPECT_MPI
         cmocka_unit_test_setup_teardown(test_sigint_ddp_launcher, setup, teardown),
