@@ -143,6 +143,8 @@ pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *st
     return st;
 }
 
+static const char *signal_name(int sig) { return sig == 2 ? "SIGINT" : sig == 15 ? "SIGTERM" : "a signal"; }
+
 /* Multi-rank: every rank passes the signal it caught and adopts the
  * largest, so all stop before the same step (one Iallreduce of a long per
  * step, outside the timed step). */
@@ -159,8 +161,7 @@ static pb_status stop_requested(run_state *rs, int64_t step)
         if (is_writer(rs))
             pb_log_error("interrupted by %s before step %lld of %d: stopping; no row written (an interrupted run "
                          "writes nothing)",
-                         sig == 2 ? "SIGINT" : sig == 15 ? "SIGTERM" : "a signal", (long long)step,
-                         rs->cfg->warmup + rs->cfg->iters);
+                         signal_name(sig), (long long)step, rs->cfg->warmup + rs->cfg->iters);
     }
     return PB_OK;
 }
@@ -520,8 +521,7 @@ pb_status pb_run(const pb_config *cfg)
     if (late_sig && is_writer(&rs))
         pb_log_error("interrupted by %s after the last step%s: stopping; no row written (an interrupted run writes "
                      "nothing)",
-                     late_sig == 2 ? "SIGINT" : late_sig == 15 ? "SIGTERM" : "a signal",
-                     cfg->verify ? " (during --verify)" : "");
+                     signal_name(late_sig), cfg->verify ? " (during --verify)" : "");
 
     if (is_writer(&rs) && !late_sig) {
         if (st == PB_OK) {

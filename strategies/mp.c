@@ -285,21 +285,20 @@ static void view_of(const mp_stage *g, int j, pb_replica *v)
 
 /* Waits until stage `from` has posted its `what` of microbatch `mb`
  * (*counter >= want), at most --timeout: a stage that stops making progress
- * (a hung device) fails the step instead of stalling it. Returns PB_OK,
- * PB_ERR_COMM with that message, or PB_ERR_COMM without one (*aborted:
- * another stage failed first, and its error is the step's). */
-static pb_status wait_for(mp_state *s, const int *counter, int want, int from, const char *what, int mb,
-                          bool *aborted)
+ * (a hung device) fails the step instead of stalling it, with that message.
+ * PB_ERR_COMM without a message: another stage failed first, and its error
+ * is the step's. */
+static pb_status wait_for(mp_state *s, const int *counter, int want, int from, const char *what, int mb)
 {
     double limit = s->ctx->cfg->timeout_s;
     struct timespec until = pb_time_after(CLOCK_MONOTONIC, limit);
     int rc = 0;
     pthread_mutex_lock(&s->mu);
     while (*counter < want && !s->failed && rc == 0) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
-    bool arrived = *counter >= want;
-    *aborted = s->failed;
+    bool arrived = *counter >= want, aborted = s->failed;
     pthread_mutex_unlock(&s->mu);
-    if (arrived || *aborted) return *aborted ? PB_ERR_COMM : PB_OK;
+    if (aborted) return PB_ERR_COMM;
+    if (arrived) return PB_OK;
     return pb_user_error(PB_ERR_COMM, "waited %g s (--timeout) for stage %d's %s of microbatch %d of %d: stage %d "
                                       "made no progress (stuck or hung device)",
                          limit, from, what, mb + 1, s->m, from);
@@ -385,10 +384,7 @@ static pb_status stage_step(mp_stage *g)
     for (int j = 0; j < M; j++) {
         view_of(g, j, &v);
         if (k > 0) {
-            bool aborted = false;
-            st = wait_for(s, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j, &aborted);
-            if (aborted) goto aborted;
-            PB_TRY(st);
+            PB_TRY(wait_for(s, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j));
             PB_TRY(receive(g, v.act[0], in_mb, k - 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_FWD));
@@ -401,10 +397,7 @@ static pb_status stage_step(mp_stage *g)
     for (int j = M - 1; j >= 0; j--) {
         view_of(g, j, &v);
         if (k < last) {
-            bool aborted = false;
-            st = wait_for(s, &s->bwd_ready[k + 1], M - j, k + 1, "input gradients", j, &aborted);
-            if (aborted) goto aborted;
-            PB_TRY(st);
+            PB_TRY(wait_for(s, &s->bwd_ready[k + 1], M - j, k + 1, "input gradients", j));
             PB_TRY(receive(g, r->dz[0], out_mb, k + 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_BWD));
@@ -441,8 +434,6 @@ static pb_status stage_step(mp_stage *g)
     }
 cleanup:
     return st;
-aborted: /* another stage failed first: its error is the step's */
-    return PB_ERR_COMM;
 }
 
 static void *stage_worker(void *arg)
