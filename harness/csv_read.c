@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "paths.h"
+
 typedef enum line_result {
     LINE_OK,
     LINE_OPEN_QUOTE, /* ended inside a quoted field */
@@ -277,12 +279,20 @@ cleanup:
 pb_status pb_csv_load(const char *path, pb_csv *out)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO with no writer must not wait for one; it
+     * is refused below with the other files that are not regular */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return pb_user_error(PB_ERR_USAGE, "%s: cannot open (%s)", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    pb_status fst = PB_OK;
+    if (fstat(fd, &sb) != 0)
+        fst = pb_user_error(PB_ERR_USAGE, "%s: cannot stat (%s)", path, strerror(errno));
+    else if (!S_ISREG(sb.st_mode))
+        fst = pb_user_error(PB_ERR_USAGE, "%s: is %s; give a results CSV file (regular files only)", path,
+                            pb_path_kind(sb.st_mode));
+    if (fst != PB_OK) {
         close(fd);
-        return pb_user_error(PB_ERR_USAGE, "%s: is a directory; give a results CSV file", path);
+        return fst;
     }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);

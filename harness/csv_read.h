@@ -66,9 +66,10 @@ typedef struct pb_csv {
  * header with no rows is not an error here; the caller decides. */
 pb_status pb_csv_parse(const char *name, const char *text, size_t len, pb_csv *out);
 
-/* Reads the file at path (a regular file or a pipe, at most
- * PB_CSV_MAX_BYTES) and parses it. Missing, unreadable, a directory, too
- * large: PB_ERR_USAGE naming the path. */
+/* Reads the file at path (a regular file, at most PB_CSV_MAX_BYTES) and
+ * parses it. Missing, unreadable, not a regular file (a directory, a FIFO,
+ * a device: refused without blocking), too large: PB_ERR_USAGE naming the
+ * path. */
 pb_status pb_csv_load(const char *path, pb_csv *out);
 
 void pb_csv_free(pb_csv *c);

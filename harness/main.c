@@ -1,5 +1,6 @@
 /* bench: the command table (like git.c's) and the only exit(). */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -150,6 +151,10 @@ int main(int argc, char **argv)
 {
     main_argc = argc;
     main_argv = argv;
+    /* past the file size limit (ulimit -f) a write fails with EFBIG, as on
+     * a full disk, and the writers undo it (no torn row, no truncated .npy)
+     * instead of the process dying mid-write */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc > 1 && argv[1][0] != '-') {
         for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
             if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 2, argv + 2);

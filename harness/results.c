@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "paths.h"
+
 #define PB_COLUMN_NAME(id, name) name,
 static const char *const column_names[PB_COL_COUNT] = {PB_COLUMNS(PB_COLUMN_NAME)};
 #undef PB_COLUMN_NAME
@@ -83,22 +85,32 @@ size_t pb_results_format(const pb_record *r, char *buf, size_t len)
     return n;
 }
 
-/* Reads the first line of fd into buf; false when the file is empty. */
-static bool first_line(int fd, char *buf, size_t len)
+/* Reads the first line of fd into buf (without its line ending); false when
+ * the file is empty. *crlf: the line ends in "\r\n" (a file saved on
+ * Windows or by a spreadsheet). */
+static bool first_line(int fd, char *buf, size_t len, bool *crlf)
 {
+    *crlf = false;
     ssize_t got = pread(fd, buf, len - 1, 0);
     if (got <= 0) return false;
     buf[got] = '\0';
-    buf[strcspn(buf, "\n")] = '\0';
+    size_t n = strcspn(buf, "\n");
+    if (n > 0 && buf[n - 1] == '\r') {
+        *crlf = buf[n] == '\n';
+        n--;
+    }
+    buf[n] = '\0';
     return true;
 }
 
-static pb_status header_matches(const char *path, int fd)
+/* The file's header is this build's; *crlf: its lines end in "\r\n", so an
+ * appended row does too (readers strip the '\r'). */
+static pb_status header_matches(const char *path, int fd, bool *crlf)
 {
     char expect[8192], found[8192];
     pb_results_header(expect, sizeof expect);
     expect[strcspn(expect, "\n")] = '\0';
-    if (!first_line(fd, found, sizeof found)) return PB_OK; /* empty: gets the header */
+    if (!first_line(fd, found, sizeof found, crlf)) return PB_OK; /* empty: gets the header */
     if (strcmp(found, expect) == 0) return PB_OK;
     /* name the first column that differs so the user sees why */
     char *a = found, *b = expect;
@@ -116,69 +128,139 @@ static pb_status header_matches(const char *path, int fd)
                          path, col, (int)strcspn(a, ","), a, (int)strcspn(b, ","), b);
 }
 
+static pb_status not_regular(const char *path, mode_t mode)
+{
+    return pb_usage_error("--out %s: is %s; rows are appended to regular files only, give a CSV file path", path,
+                          pb_path_kind(mode));
+}
+
 pb_status pb_results_check_target(const char *path)
 {
     struct stat sb;
     if (stat(path, &sb) == 0) {
         if (S_ISDIR(sb.st_mode)) return pb_usage_error("--out %s: is a directory; give a CSV file path", path);
-        int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+        if (!S_ISREG(sb.st_mode)) return not_regular(path, sb.st_mode);
+        int fd = open(path, O_RDWR | O_APPEND | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) return pb_usage_error("--out %s: not writable (%s)", path, strerror(errno));
-        pb_status st = header_matches(path, fd);
+        bool crlf;
+        pb_status st = header_matches(path, fd, &crlf);
         close(fd);
         return st;
     }
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", path);
-    const char *dir = dirname(copy);
-    if (stat(dir, &sb) != 0)
-        return pb_usage_error("--out %s: folder '%s' does not exist", path, dir);
-    if (!S_ISDIR(sb.st_mode)) return pb_usage_error("--out %s: '%s' is not a folder", path, dir);
-    if (access(dir, W_OK | X_OK) != 0)
-        return pb_usage_error("--out %s: folder '%s' is not writable", path, dir);
-    /* access() says yes to root almost everywhere (even /proc): create a
-     * probe file beside the target and remove it, so a run never ends unable
-     * to write its row. Not the target itself: a concurrent run may be
-     * creating that one. */
-    char probe[4200];
-    snprintf(probe, sizeof probe, "%s/.parbench-probe-XXXXXX", dir);
-    int fd = mkstemp(probe);
-    if (fd < 0)
-        return pb_usage_error("--out %s: cannot create a file in folder '%s' (%s)", path, dir, strerror(errno));
-    close(fd);
-    unlink(probe);
-    return PB_OK;
+    return pb_path_check_folder("--out", path, dirname(copy));
+}
+
+/* Opens path for appending, creating it when missing (*created), and takes
+ * its lock. A file unlinked while this call waited for the lock (by a
+ * writer that created it and failed: undo_append) is opened again, so no
+ * row goes to a file nobody can see. O_NONBLOCK: opening a FIFO must not
+ * wait for a reader. */
+static pb_status open_locked(const char *path, int *out, bool *created)
+{
+    const int flags = O_RDWR | O_APPEND | O_NONBLOCK | O_CLOEXEC;
+    for (int tries = 0; tries < 100; tries++) {
+        *created = false;
+        int fd = open(path, flags);
+        if (fd < 0 && errno == ENOENT) {
+            fd = open(path, flags | O_CREAT | O_EXCL, 0644);
+            *created = fd >= 0;
+            struct stat lsb;
+            if (fd < 0 && errno == EEXIST) {
+                /* a dangling symlink: create its target, never remove it */
+                if (lstat(path, &lsb) != 0 || !S_ISLNK(lsb.st_mode)) continue; /* another writer won */
+                fd = open(path, flags | O_CREAT, 0644);
+            }
+        }
+        if (fd < 0) return pb_user_error(PB_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        struct stat sb;
+        pb_status st = PB_OK;
+        if (fstat(fd, &sb) != 0) st = pb_user_error(PB_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
+        else if (!S_ISREG(sb.st_mode)) st = not_regular(path, sb.st_mode);
+        else if (flock(fd, LOCK_EX) != 0) st = pb_user_error(PB_ERR_IO, "cannot lock %s: %s", path, strerror(errno));
+        if (st != PB_OK) {
+            close(fd);
+            return st;
+        }
+        if (fstat(fd, &sb) == 0 && sb.st_nlink == 0) {
+            close(fd);
+            continue;
+        }
+        *out = fd;
+        return PB_OK;
+    }
+    return pb_user_error(PB_ERR_IO, "cannot open %s: it was removed again and again while waiting for its lock", path);
+}
+
+/* write() until all n bytes are written or one fails; the bytes written. */
+static size_t write_all(int fd, const char *p, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = ENOSPC;
+            break;
+        }
+        done += (size_t)w;
+    }
+    return done;
+}
+
+/* A failed append leaves the file as it was, still under the lock: cut back
+ * to its old size, and a file this call created is removed (writers that
+ * wait for its lock see it unlinked and open the path again). */
+static pb_status undo_append(const char *path, int fd, off_t old_size, bool created, size_t done, size_t n, int err)
+{
+    bool cut = ftruncate(fd, old_size) == 0;
+    int cut_err = errno;
+    if (cut && created && old_size == 0) unlink(path);
+    if (cut)
+        return pb_user_error(PB_ERR_IO, "cannot append the row to %s: %s (%zu of %zu bytes written); the file is left "
+                             "as it was%s",
+                             path, strerror(err), done, n, created && old_size == 0 ? " (not created)" : "");
+    return pb_user_error(PB_ERR_IO, "cannot append the row to %s: %s (%zu of %zu bytes written), and cutting it back "
+                         "to %lld bytes failed (%s): its last line is torn (readers skip it)",
+                         path, strerror(err), done, n, (long long)old_size, strerror(cut_err));
 }
 
 pb_status pb_results_append(const char *path, const pb_record *r)
 {
     pb_status st = PB_OK;
-    char *line = malloc(ROW_MAX + 8192 + 1);
+    const size_t cap = ROW_MAX + 8192 + 2;
+    char *line = malloc(cap);
     int fd = -1;
-    PB_CHECK_ALLOC(line, (size_t)ROW_MAX + 8192 + 1);
-    fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    PB_REQUIRE(fd >= 0, PB_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    PB_REQUIRE(flock(fd, LOCK_EX) == 0, PB_ERR_IO, "cannot lock %s: %s", path, strerror(errno));
+    bool created = false, crlf = false;
+    PB_CHECK_ALLOC(line, cap);
+    PB_TRY(open_locked(path, &fd, &created));
 
     struct stat sb;
     PB_REQUIRE(fstat(fd, &sb) == 0, PB_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
     size_t n = 0;
     if (sb.st_size == 0) {
-        n = pb_results_header(line, ROW_MAX + 8192);
+        n = pb_results_header(line, cap);
     } else {
-        PB_TRY(header_matches(path, fd));
+        PB_TRY(header_matches(path, fd, &crlf));
         /* A writer killed mid-line left a partial row: end it so ours starts
          * on its own line (readers skip the malformed one). */
         char last = '\n';
         PB_REQUIRE(pread(fd, &last, 1, sb.st_size - 1) == 1, PB_ERR_IO, "cannot read %s: %s", path,
                    strerror(errno));
-        if (last != '\n') line[n++] = '\n';
+        if (last != '\n') n += (size_t)snprintf(line, cap, "%s", crlf ? "\r\n" : "\n");
     }
-    size_t row = pb_results_format(r, line + n, ROW_MAX + 8192 + 1 - n);
+    size_t row = pb_results_format(r, line + n, cap - 1 - n);
     PB_REQUIRE(row > 0, PB_ERR_INTERNAL, "row longer than %d bytes", ROW_MAX);
     n += row;
-    ssize_t wrote = write(fd, line, n);
-    PB_REQUIRE(wrote == (ssize_t)n, PB_ERR_IO, "short write to %s (%zd of %zu bytes): %s", path, wrote,
-               n, wrote < 0 ? strerror(errno) : "disk full?");
+    if (crlf) { /* the file's own line ending */
+        line[n - 1] = '\r';
+        line[n++] = '\n';
+    }
+    /* one write() in practice; a short one (a full disk, a file size limit)
+     * is retried for the rest, and a failure undone */
+    size_t done = write_all(fd, line, n);
+    if (done < n) st = undo_append(path, fd, sb.st_size, created, done, n, errno);
 cleanup:
     if (fd >= 0) close(fd); /* releases the lock */
     free(line);

@@ -1,6 +1,7 @@
 /* The results CSV: a fixed header (docs/csv-schema.md), one row per run,
  * appended by one write() under flock so concurrent writers interleave whole
- * lines only. Columns not applicable to a run stay empty. */
+ * lines only, and undone when it fails. Columns not applicable to a run stay
+ * empty. */
 #ifndef PB_RESULTS_H
 #define PB_RESULTS_H
 
@@ -116,10 +117,14 @@ size_t pb_results_header(char *buf, size_t len);
 size_t pb_results_format(const pb_record *r, char *buf, size_t len);
 
 /* Checks before a run that `path` can take a row: its folder exists and is
- * writable, and an existing file has exactly this build's header. */
+ * writable, and an existing file is a regular file (not a FIFO or device)
+ * with exactly this build's header (a "\r\n" line end is accepted). */
 pb_status pb_results_check_target(const char *path);
 /* Appends the row (and the header when the file is new) with one write()
- * under an exclusive flock. */
+ * under an exclusive flock, ending it as the file's header line ends ("\n",
+ * or "\r\n" in a file saved with CRLF). A write that fails (a full disk, a
+ * file size limit) is undone under the lock: the file is cut back to its
+ * old size, and one this call created is removed. */
 pb_status pb_results_append(const char *path, const pb_record *r);
 
 #ifdef __cplusplus
