@@ -14,6 +14,7 @@
 
 #include "launch.h"
 #include "log.h"
+#include "paths.h"
 #include "registry.h"
 #include "results.h"
 
@@ -467,7 +468,9 @@ pb_status pb_config_validate(pb_config *cfg)
                               cfg->comm, cfg->strategy);
     if (strcmp(cfg->comm, "nccl") == 0 && !on_gpu)
         return pb_usage_error("--comm nccl needs --backend cuda; allowed on %s: auto, mpi", cfg->backend);
-    if ((st = pb_results_check_target(cfg->out)) != PB_OK) return st;
+    /* the files the command writes ("" when it writes none: bench calibrate) */
+    if (cfg->out[0] && (st = pb_results_check_target(cfg->out)) != PB_OK) return st;
+    if (cfg->dump[0] && (st = pb_path_check_dump(cfg->dump)) != PB_OK) return st;
     if (auto_note[0] && !cfg->quiet && !pb_launch_reexecuted()) pb_log_info("%s", auto_note);
     return PB_OK;
 }

@@ -69,7 +69,7 @@ typedef struct pb_config {
     bool cuda_graph;
     bool calibrate; /* measure GEMM peak and GEMMs-alone time (always on cuda) */
 
-    char out[4096];  /* CSV appended to */
+    char out[4096];  /* CSV appended to; "" when the command writes no row (bench calibrate) */
     char dump[4096]; /* --dump DIR, "" when off */
     bool quiet;
     uint64_t given; /* bit i: flag i of the flag table was on the command line */
@@ -87,7 +87,8 @@ pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help);
 void pb_flag_split(const char *arg, char *name, size_t len, const char **value);
 
 /* Cross-field checks that need the registry (strategy constraints, batch
- * divisibility, backend availability). */
+ * divisibility, backend availability), and the files the command writes:
+ * --out (unless "") and --dump can be written, else a usage error. */
 pb_status pb_config_validate(pb_config *cfg);
 /* --gpus and --device-map against the `present` CUDA devices of this node
  * (present > 0), of which `per_node` logical devices are to be driven here:

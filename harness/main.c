@@ -31,8 +31,10 @@ static int report(pb_status st)
 }
 
 /* Parses and validates the flags of a command that takes the run's flags.
- * *help is set (and help printed) for --help. */
-static pb_status load_config(pb_config *cfg, int argc, char **argv, bool *help)
+ * *help is set (and help printed) for --help. A command that writes no
+ * files (!writes) ignores --out and --dump: they are not checked, so it
+ * runs from any folder. */
+static pb_status load_config(pb_config *cfg, int argc, char **argv, bool writes, bool *help)
 {
     pb_config_defaults(cfg);
     pb_status st = pb_config_parse(cfg, argc, argv, help);
@@ -40,6 +42,7 @@ static pb_status load_config(pb_config *cfg, int argc, char **argv, bool *help)
         print_usage();
         return PB_OK;
     }
+    if (!writes) cfg->out[0] = cfg->dump[0] = '\0';
     pb_log_set_quiet(cfg->quiet);
     pb_launch_set_log_rank();
     return st == PB_OK ? pb_config_validate(cfg) : st;
@@ -53,7 +56,7 @@ static int cmd_run(int argc, char **argv)
 {
     pb_config cfg;
     bool help = false;
-    pb_status st = load_config(&cfg, argc, argv, &help);
+    pb_status st = load_config(&cfg, argc, argv, true, &help);
     /* a rank per device: re-executed under mpirun unless already launched;
      * this process stays as mpirun's parent, passing SIGINT/SIGTERM on and
      * ending with the run's code (128 + the signal when interrupted) */
@@ -78,14 +81,15 @@ static int cmd_run(int argc, char **argv)
 }
 
 /* bench calibrate [flags]: the device's GEMM peak at --precision and the
- * --workload step's GEMMs alone, printed on stdout. */
+ * --workload step's GEMMs alone, printed on stdout. It writes no file, so
+ * --out and --dump are ignored (and not checked). */
 static int cmd_calibrate(int argc, char **argv)
 {
     pb_config cfg;
     bool help = false;
     pb_layout layout;
     pb_calibration cal;
-    pb_status st = load_config(&cfg, argc, argv, &help);
+    pb_status st = load_config(&cfg, argc, argv, false, &help);
     if (st == PB_OK && help) return 0;
     if (st == PB_OK) st = pb_mlp_layout(&cfg.shape, &layout);
     if (st == PB_OK) st = pb_calibrate(&cfg, &layout, &cal);
