@@ -218,9 +218,10 @@ static pb_status undo_append(const char *path, int fd, off_t old_size, bool crea
     int cut_err = errno;
     if (cut && created && old_size == 0) unlink(path);
     if (cut)
-        return pb_user_error(PB_ERR_IO, "cannot append the row to %s: %s (%zu of %zu bytes written); the file is left "
-                             "as it was%s",
-                             path, strerror(err), done, n, created && old_size == 0 ? " (not created)" : "");
+        return pb_user_error(PB_ERR_IO, "cannot append the row to %s: %s (%zu of %zu bytes written); %s", path,
+                             strerror(err), done, n,
+                             created && old_size == 0 ? "no file is left (the run would have created it)"
+                                                      : "the file is left as it was");
     return pb_user_error(PB_ERR_IO, "cannot append the row to %s: %s (%zu of %zu bytes written), and cutting it back "
                          "to %lld bytes failed (%s): its last line is torn (readers skip it)",
                          path, strerror(err), done, n, (long long)old_size, strerror(cut_err));
