@@ -406,7 +406,8 @@ static void last_line(int fd, char *buf, size_t len)
 }
 
 /* Runs one child to its end; returns its exit code (128 + signal when
- * killed, -1 when it could not start) and its last stderr line in why. */
+ * killed, -1 when it could not start) and, in why, the line of its stderr
+ * that says why (last_line). */
 static int run_child(const char *self, char *const args[], char *why, size_t why_len)
 {
     char tmpl[] = "/tmp/pb_sweep_XXXXXX";
