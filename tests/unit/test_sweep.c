@@ -93,19 +93,14 @@ static int count_str(const char *s, const char *needle)
     return n;
 }
 
-static void test_resume_after_kill(void **state)
+/* Starts bench with args (without argv[0]) in the background, stdout and
+ * stderr to /dev/null, in a process group of its own; returns its pid. */
+static pid_t spawn_bench(char *const args[])
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char out[512];
-    snprintf(out, sizeof out, "%s/s.csv", dir);
-    /* 4 combinations x 2 repeats; the single x1 rows come first */
-    char *const args[] = {"sweep", "--strategies", "single,dp,mp,ddp", "--gpus", "1,2", "--repeats", "2",
-                          "--iters", "20", "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
     char *argv[32];
     int n = 0;
     argv[n++] = (char *)bench_path();
-    for (int i = 0; args[i]; i++) argv[n++] = args[i];
+    for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
     argv[n] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -118,6 +113,19 @@ static void test_resume_after_kill(void **state)
         _exit(127);
     }
     setpgid(pid, pid);
+    return pid;
+}
+
+static void test_resume_after_kill(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    /* 4 combinations x 2 repeats; the single x1 rows come first */
+    char *const args[] = {"sweep", "--strategies", "single,dp,mp,ddp", "--gpus", "1,2", "--repeats", "2",
+                          "--iters", "20", "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
+    pid_t pid = spawn_bench(args);
     /* kill the sweep and its child as soon as the first row is in */
     bool killed = false;
     for (int waited = 0; waited < 60000; waited++) {
@@ -294,25 +302,11 @@ static void test_two_sweeps_into_one_file(void **state)
 {
     (void)state;
     char *dir = make_temp_dir();
-    char out[512], first_err[512];
+    char out[512];
     snprintf(out, sizeof out, "%s/s.csv", dir);
-    snprintf(first_err, sizeof first_err, "%s/first.err", dir);
     char *const args[] = {"sweep", "--strategies", "single", "--gpus", "1", "--repeats", "3", "--iters", "20",
                           "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
-    char *argv[32];
-    int n = 0;
-    argv[n++] = (char *)bench_path();
-    for (int i = 0; args[i]; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY), err = open(first_err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(null, 1);
-        dup2(err, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+    pid_t pid = spawn_bench(args);
     /* the second starts once the first is under way (its file exists) */
     for (int waited = 0; !file_exists(out) && waited < 30000; waited++) sleep_ms(1);
     assert_true(file_exists(out));
