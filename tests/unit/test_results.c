@@ -331,6 +331,30 @@ static void test_fill_config_and_key_values(void **state)
     assert_int_equal(pb_key_value_cmp("sgd", "sgd"), 0);
     assert_true(pb_key_uses(PB_KEY_SWEEP, PB_COL_ITERS) && !pb_key_uses(PB_KEY_PAIR, PB_COL_ITERS));
     assert_true(pb_key_uses(PB_KEY_PAIR, PB_COL_MOMENTUM) && !pb_key_uses(PB_KEY_SWEEP, PB_COL_PARAMS));
+
+    /* rows differing in one key column only, the first or the last of the
+     * key, are other configurations; in iters only, the same pair */
+    static const pb_column vary[] = {PB_COL_STRATEGY, PB_COL_DEVICE_MAP, PB_COL_ITERS};
+    for (size_t i = 0; i < sizeof vary / sizeof vary[0]; i++) {
+        static char text[1 << 16];
+        size_t n = pb_results_header(text, sizeof text);
+        r = calloc(1, sizeof *r);
+        assert_non_null(r);
+        pb_record_fill_config(r, &cfg);
+        n += pb_results_format(r, text + n, sizeof text - n);
+        pb_record_set(r, vary[i], "9");
+        n += pb_results_format(r, text + n, sizeof text - n);
+        free(r);
+        pb_csv t;
+        assert_int_equal(pb_csv_parse("k.csv", text, n, &t), PB_OK);
+        pb_key pair, sweep;
+        pb_key_init(&pair, PB_KEY_PAIR, &t, NULL);
+        pb_key_init(&sweep, PB_KEY_SWEEP, &t, NULL);
+        assert_int_equal(pb_key_cmp(&pair, &t, 0, &t, 0), 0);
+        assert_int_equal(pb_key_cmp(&pair, &t, 0, &t, 1) != 0, vary[i] != PB_COL_ITERS);
+        assert_true(pb_key_cmp(&sweep, &t, 0, &t, 1) != 0);
+        pb_csv_free(&t);
+    }
 }
 
 /* ------------------------------------------------------------------------ */

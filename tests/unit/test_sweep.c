@@ -11,9 +11,9 @@
  *    results/baselines/cpu-mlp-xs.csv at --threshold 90 passes, and the same
  *    run made 20x slower on paper fails, so the check is real;
  * 5. resume keys on every configuration column: a changed --lr, --batch,
- *    --threads, or run flag after -- (--momentum, --weight-decay,
- *    --calibrate) is a new configuration, an unchanged one (--lr 0.010 for
- *    0.01 too) is skipped;
+ *    --threads, --iters, --seed, or run flag after -- (--momentum,
+ *    --weight-decay, --calibrate) is a new configuration, an unchanged one
+ *    (--lr 0.010 for 0.01 too) is skipped, a failed row is run again;
  * 6. two sweeps into one file at once run its rows once: the second waits
  *    for the first, says so, and then finds them done;
  * 7. a failed ddp child is reported by its own error line, not by the Open
@@ -248,9 +248,10 @@ static void test_fresh_run_against_baseline(void **state)
     remove_temp_dir(dir);
 }
 
-/* Runs the small sweep with extra arguments; returns its exit code and
- * whether it said that it skipped the one run as already in the file. */
-static bool sweep_skipped(const char *out, char *const extra[], int *code)
+/* Runs the small sweep with extra arguments (and environment, may be
+ * NULL), which must exit with `code`; returns whether it said that it
+ * skipped the one run as already in the file. */
+static bool sweep_skipped(const char *out, char *const env[], char *const extra[], int code)
 {
     char *args[32] = {"sweep", "--strategies", "single", "--gpus", "1", "--iters", "5", "--threads", "1",
                       "--backend", "cpu", "--quiet", "--out", (char *)out};
@@ -258,9 +259,8 @@ static bool sweep_skipped(const char *out, char *const extra[], int *code)
     for (int i = 0; extra[i]; i++) args[n++] = extra[i];
     args[n] = NULL;
     bench_result *r = calloc(1, sizeof *r);
-    run_bench(r, args);
-    *code = r->exit_code;
-    if (r->exit_code != 0) fail_msg("sweep: exit %d: %s", r->exit_code, r->err);
+    run_bench_env(r, env, args);
+    if (r->exit_code != code) fail_msg("sweep: exit %d, not %d: %s", r->exit_code, code, r->err);
     bool skipped = strstr(r->err, "1 of 1 runs already in") != NULL;
     free(r);
     return skipped;
@@ -272,16 +272,18 @@ static void test_resume_keys_on_every_flag(void **state)
     char *dir = make_temp_dir();
     char out[512];
     snprintf(out, sizeof out, "%s/s.csv", dir);
-    int code;
-    assert_false(sweep_skipped(out, (char *[]){NULL}, &code));
-    /* each changes the numbers: a new configuration, run and appended */
+    /* a failed row is no run of it: the next sweep runs it */
+    assert_false(sweep_skipped(out, (char *[]){"PB_FAULT=step=2,kind=nan", NULL}, (char *[]){NULL}, 1));
+    assert_false(sweep_skipped(out, NULL, (char *[]){NULL}, 0));
+    /* each changes the numbers or the measurement: a new configuration */
     char *const changed[][4] = {
-        {"--lr", "0.02", NULL},          {"--", "--momentum", "0.5", NULL}, {"--", "--weight-decay", "0.01", NULL},
-        {"--", "--calibrate", NULL},     {"--batch", "32", NULL},           {"--threads", "2", NULL},
+        {"--lr", "0.02", NULL},      {"--", "--momentum", "0.5", NULL}, {"--", "--weight-decay", "0.01", NULL},
+        {"--", "--calibrate", NULL}, {"--batch", "32", NULL},           {"--threads", "2", NULL},
+        {"--iters", "6", NULL},      {"--seed", "7", NULL},
     };
-    int rows = 1;
+    int rows = 2;
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
-        bool skipped = sweep_skipped(out, changed[i], &code);
+        bool skipped = sweep_skipped(out, NULL, changed[i], 0);
         if (skipped) fail_msg("%s %s: resumed from the rows of another configuration", changed[i][0], changed[i][1]);
         csv c;
         csv_load(&c, out);
@@ -289,8 +291,8 @@ static void test_resume_keys_on_every_flag(void **state)
         csv_free(&c);
     }
     /* the first configuration again, its lr spelled otherwise: skipped */
-    assert_true(sweep_skipped(out, (char *[]){"--lr", "0.010", NULL}, &code));
-    assert_true(sweep_skipped(out, (char *[]){"--", "--momentum", "0.5", NULL}, &code));
+    assert_true(sweep_skipped(out, NULL, (char *[]){"--lr", "0.010", NULL}, 0));
+    assert_true(sweep_skipped(out, NULL, (char *[]){"--", "--momentum", "0.5", NULL}, 0));
     csv c;
     csv_load(&c, out);
     assert_int_equal(c.rows, rows);
