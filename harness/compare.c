@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "key.h"
 #include "log.h"
 #include "results.h"
 
@@ -114,6 +115,7 @@ static const char *const verdict_names[PB_VERDICT_COUNT] = {
     [PB_VERDICT_NO_SPREAD] = "no-spread",
     [PB_VERDICT_ONLY_BASELINE] = "only-baseline",
     [PB_VERDICT_ONLY_CURRENT] = "only-current",
+    [PB_VERDICT_FAILED_CURRENT] = "failed-in-current",
 };
 
 const char *pb_verdict_name(pb_verdict v) { return (v >= 0 && v < PB_VERDICT_COUNT) ? verdict_names[v] : "?"; }
@@ -126,26 +128,21 @@ void pb_compare_defaults(pb_compare_opts *o)
     o->format = PB_COMPARE_TEXT;
 }
 
-/* The configuration: rows with equal values in these columns are runs of
- * one configuration. Not in it: time_utc, status; params and
- * batch_per_device (follow from the shape); iters, warmup, seed (how long
- * and on which data a run was measured, not what was measured);
- * oversubscribed (a property of the machine: shown with the environment).
- * `required`: compare refuses a file without it; the others pair rows when
- * both files have them (older schemas lack some). `label`: always shown. */
-static const struct {
-    const char *name;
-    bool required, label;
-} key_cols[] = {
-    {"strategy", true, true},      {"backend", true, true},   {"comm", false, false},
-    {"workload", true, true},      {"in", true, false},       {"hidden", true, false},
-    {"layers", true, false},       {"classes", true, false},  {"batch_global", true, false},
-    {"devices", true, false},      {"ranks", false, false},   {"microbatches", false, false},
-    {"bucket_mb", false, false},   {"precision", true, true}, {"optimizer", false, false},
-    {"lr", false, false},          {"threads", false, false}, {"cuda_graph", false, false},
-};
-#define N_KEY_COLS (sizeof key_cols / sizeof key_cols[0])
-_Static_assert(N_KEY_COLS <= PB_COMPARE_KEY_MAX, "PB_COMPARE_KEY_MAX too small");
+/* The configuration: rows are runs of one configuration when they agree
+ * on every configuration column of the pairing key (harness/key.h: the
+ * PB_KEY_ALL columns of harness/results.h) that both files have; older
+ * schemas lack some. Not in it: iters, warmup, seed (how long and on which
+ * data a run was measured, not what was measured); params,
+ * batch_per_device, ranks (follow from the key); oversubscribed (a
+ * property of the machine: shown with the environment). Of the key,
+ * compare refuses a file without a `required` column, and always shows the
+ * `labelled` ones; the others appear in a label when they tell two
+ * configurations apart. */
+static const char *const required_cols[] = {"strategy", "backend",      "workload", "in",        "hidden",
+                                            "layers",   "classes",      "batch_global", "devices", "precision"};
+#define N_REQUIRED (sizeof required_cols / sizeof required_cols[0])
+static const char *const labelled_cols[] = {"strategy", "backend", "workload", "precision"};
+_Static_assert(PB_COL_COUNT <= PB_COMPARE_KEY_MAX, "PB_COMPARE_KEY_MAX too small");
 
 /* Environment columns whose differences are printed above the table. */
 static const char *const env_cols[] = {
@@ -175,7 +172,6 @@ static bool parse_num(const char *s, double *v)
 
 /* A comparable row: status ok and the metric present. */
 typedef struct item {
-    char *key; /* canonical configuration */
     size_t row;
     double value;
     double cv;    /* NaN when empty */
@@ -193,29 +189,21 @@ typedef struct side {
     const char *name;
     item *items;
     size_t nitems;
+    size_t *failed; /* rows whose status is failed or invalid */
+    size_t nfailed;
+    pb_key key; /* the pairing key, both indices into this file */
     group *groups;
     size_t ngroups;
     int metric, status, iters, cv;
 } side;
 
-/* Numbers in canonical form ("1" == "1.0"), other text as is. */
-static const char *canonical(const char *v, char *buf, size_t len)
-{
-    double x;
-    if (parse_num(v, &x)) {
-        snprintf(buf, len, "%.15g", x);
-        return buf;
-    }
-    return v;
-}
-
 static pb_status check_columns(const pb_csv *c, const char *name, const char *metric)
 {
     char missing[600] = "";
     size_t n = 0, m = 0;
-    for (size_t i = 0; i < N_KEY_COLS + 4; i++) {
-        const char *col = i < N_KEY_COLS ? (key_cols[i].required ? key_cols[i].name : NULL)
-                          : i < N_KEY_COLS + 3 ? other_required[i - N_KEY_COLS]
+    for (size_t i = 0; i < N_REQUIRED + 4; i++) {
+        const char *col = i < N_REQUIRED ? required_cols[i]
+                          : i < N_REQUIRED + 3 ? other_required[i - N_REQUIRED]
                                                : metric;
         if (!col || pb_csv_find(c, col) >= 0) continue;
         if (n < sizeof missing)
@@ -234,10 +222,13 @@ static pb_status check_columns(const pb_csv *c, const char *name, const char *me
                          m > 1 ? "s" : "", missing);
 }
 
+/* qsort has no context: the side being sorted */
+static const struct side *sorting;
+
 static int cmp_item(const void *a, const void *b)
 {
     const item *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
+    int c = pb_key_cmp(&sorting->key, sorting->csv, x->row, sorting->csv, y->row);
     if (c) return c;
     return x->row < y->row ? -1 : x->row > y->row;
 }
@@ -254,17 +245,19 @@ static int cmp_ordered(const void *a, const void *b)
 
 /* Collects the comparable rows of one file, with their keys, sorted and
  * grouped by configuration. */
-static pb_status load_side(side *s, const pb_compare_result *r, bool is_base, size_t *ignored)
+static pb_status load_side(side *s, size_t *ignored)
 {
     pb_status st = PB_OK;
     const pb_csv *c = s->csv;
     char ex[64];
     PB_ALLOC(s->items, c->nrows + 1);
     PB_ALLOC(s->groups, c->nrows + 1);
+    PB_ALLOC(s->failed, c->nrows + 1);
     for (size_t row = 0; row < c->nrows; row++) {
         const char *status = pb_csv_get(c, row, (size_t)s->status);
         if (strcmp(status, "ok") != 0) {
             if (strcmp(status, "status") != 0) (*ignored)++; /* a repeated header is no row */
+            if (strcmp(status, "failed") == 0 || strcmp(status, "invalid") == 0) s->failed[s->nfailed++] = row;
             continue;
         }
         const char *mv = pb_csv_get(c, row, (size_t)s->metric);
@@ -292,26 +285,12 @@ static pb_status load_side(side *s, const pb_compare_result *r, bool is_base, si
                                pb_csv_excerpt(iters, ex, sizeof ex));
             goto cleanup;
         }
-        /* the key: "len:value;" per configuration column, so no value can
-         * run into the next */
-        size_t len = 1;
-        char num[64];
-        for (size_t k = 0; k < r->nkey; k++) {
-            const char *col = pb_csv_get(c, row, (size_t)(is_base ? r->key_base[k] : r->key_cur[k]));
-            len += strlen(canonical(col, num, sizeof num)) + 24;
-        }
-        PB_ALLOC(it->key, len);
-        s->nitems++; /* owns the key from here, freed with the side */
-        size_t n = 0;
-        for (size_t k = 0; k < r->nkey; k++) {
-            const char *col = pb_csv_get(c, row, (size_t)(is_base ? r->key_base[k] : r->key_cur[k]));
-            const char *v = canonical(col, num, sizeof num);
-            n += (size_t)snprintf(it->key + n, len - n, "%zu:%s;", strlen(v), v);
-        }
+        s->nitems++;
     }
+    sorting = s;
     if (s->nitems) qsort(s->items, s->nitems, sizeof *s->items, cmp_item);
     for (size_t i = 0; i < s->nitems; i++) {
-        if (i == 0 || strcmp(s->items[i].key, s->items[i - 1].key) != 0)
+        if (i == 0 || pb_key_cmp(&s->key, c, s->items[i].row, c, s->items[i - 1].row) != 0)
             s->groups[s->ngroups++] = (group){i, 0, s->items[i].row, SIZE_MAX};
         s->groups[s->ngroups - 1].count++;
     }
@@ -321,8 +300,8 @@ cleanup:
 
 static void free_side(side *s)
 {
-    for (size_t i = 0; i < s->nitems; i++) free(s->items[i].key);
     free(s->items);
+    free(s->failed);
     free(s->groups);
 }
 
@@ -397,7 +376,7 @@ static void append_canonical(char **buf, size_t *len, size_t *cap, const char *v
 {
     char num[64];
     if (*len && !*buf) return; /* an earlier append failed */
-    v = canonical(v, num, sizeof num);
+    v = pb_key_canonical(v, num, sizeof num);
     size_t need = *len + strlen(v) + 32;
     if (need > *cap) {
         size_t want = need * 2;
@@ -554,18 +533,21 @@ pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_
 
     char only[2][400] = {"", ""};
     size_t nonly[2] = {0, 0}, lonly[2] = {0, 0};
-    for (size_t k = 0; k < N_KEY_COLS; k++) {
-        int ib = pb_csv_find(base, key_cols[k].name), ic = pb_csv_find(cur, key_cols[k].name);
-        if (ib < 0 || ic < 0) {
-            int f = ib >= 0 ? 0 : 1;
-            if ((ib >= 0 || ic >= 0) && lonly[f] < sizeof only[f])
-                lonly[f] += (size_t)snprintf(only[f] + lonly[f], sizeof only[f] - lonly[f], "%s%s",
-                                             nonly[f]++ ? ", " : "", key_cols[k].name);
-            continue;
-        }
-        r->key_name[r->nkey] = key_cols[k].name;
-        r->key_base[r->nkey] = ib;
-        r->key_cur[r->nkey] = ic;
+    for (int k = 0; k < PB_COL_COUNT; k++) {
+        const char *name = pb_column_name((pb_column)k);
+        int ib = pb_csv_find(base, name), ic = pb_csv_find(cur, name);
+        if (!pb_key_uses(PB_KEY_PAIR, (pb_column)k) || (ib < 0) == (ic < 0)) continue;
+        int f = ib >= 0 ? 0 : 1;
+        if (lonly[f] < sizeof only[f])
+            lonly[f] += (size_t)snprintf(only[f] + lonly[f], sizeof only[f] - lonly[f], "%s%s", nonly[f]++ ? ", " : "",
+                                         name);
+    }
+    pb_key key;
+    pb_key_init(&key, PB_KEY_PAIR, base, cur);
+    for (size_t k = 0; k < key.n; k++) {
+        r->key_name[r->nkey] = pb_column_name(key.col[k]);
+        r->key_base[r->nkey] = key.ia[k];
+        r->key_cur[r->nkey] = key.ib[k];
         r->nkey++;
     }
     for (int f = 0; f < 2; f++)
@@ -585,15 +567,29 @@ pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_
         s->metric = pb_csv_find(s->csv, o->metric);
         s->iters = pb_csv_find(s->csv, "iters");
         s->cv = pb_csv_find(s->csv, "step_ms_cv");
+        /* rows of one file compare through its own indices */
+        s->key = key;
+        for (size_t k = 0; k < key.n; k++) {
+            if (f == 0) s->key.ib[k] = key.ia[k];
+            else s->key.ia[k] = key.ib[k];
+        }
     }
-    PB_TRY(load_side(&sb, r, true, &r->ignored_base));
-    PB_TRY(load_side(&sc, r, false, &r->ignored_cur));
+    PB_TRY(load_side(&sb, &r->ignored_base));
+    PB_TRY(load_side(&sc, &r->ignored_cur));
+    /* nothing ok to compare against: no verdict can pass (one line, as any bad input) */
+    if (!sb.nitems) {
+        st = pb_user_error(PB_ERR_USAGE, "%s: no row with status ok and a %s value (%zu not compared); nothing to "
+                                         "compare against",
+                           base_name, o->metric, r->ignored_base);
+        goto cleanup;
+    }
     notices(base, base_name, r->ignored_base, o->metric);
     notices(cur, cur_name, r->ignored_cur, o->metric);
+    r->ok_cur = sc.nitems;
 
     /* match groups: both lists are in key order */
     for (size_t i = 0, j = 0; i < sb.ngroups && j < sc.ngroups;) {
-        int c = strcmp(sb.items[sb.groups[i].first].key, sc.items[sc.groups[j].first].key);
+        int c = pb_key_cmp(&key, base, sb.items[sb.groups[i].first].row, cur, sc.items[sc.groups[j].first].row);
         if (c == 0) {
             sb.groups[i].match = j;
             sc.groups[j].match = i;
@@ -628,7 +624,14 @@ pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_
         const group *g = &sb.groups[order[k].group];
         p->base = summarise(&sb, g);
         if (g->match == SIZE_MAX) {
-            p->verdict = PB_VERDICT_ONLY_BASELINE;
+            /* ok in BASELINE, and CURRENT ran it but has no ok row of it:
+             * what broke is a regression, not a configuration left out */
+            for (size_t f = 0; f < sc.nfailed; f++)
+                if (pb_key_cmp(&key, base, g->row, cur, sc.failed[f]) == 0) {
+                    if (!p->cur_failed) p->cur_failed_row = sc.failed[f];
+                    p->cur_failed++;
+                }
+            p->verdict = p->cur_failed ? PB_VERDICT_FAILED_CURRENT : PB_VERDICT_ONLY_BASELINE;
             continue;
         }
         p->cur = summarise(&sc, &sc.groups[g->match]);
@@ -663,8 +666,8 @@ static const char *const cell_head[N_CELLS] = {"config", "runs", "baseline", "cu
 
 static bool always_labelled(const char *name)
 {
-    for (size_t i = 0; i < N_KEY_COLS; i++)
-        if (strcmp(key_cols[i].name, name) == 0) return key_cols[i].label;
+    for (size_t i = 0; i < sizeof labelled_cols / sizeof labelled_cols[0]; i++)
+        if (strcmp(labelled_cols[i], name) == 0) return true;
     return false;
 }
 
@@ -710,32 +713,52 @@ static void make_cells(const pb_compare_result *r, const pb_compare_pair *p, cha
 
 static bool paired(const pb_compare_pair *p) { return p->base.runs && p->cur.runs; }
 
+/* Regressions: slower, or ok before and failed now. */
+static size_t regressions(const pb_compare_result *r)
+{
+    return r->count[PB_VERDICT_REGRESSION] + r->count[PB_VERDICT_FAILED_CURRENT];
+}
+
 static void summary(FILE *f, const pb_compare_result *r, const pb_compare_opts *o)
 {
     const size_t *n = r->count;
+    char failed[64] = "";
+    if (n[PB_VERDICT_FAILED_CURRENT])
+        snprintf(failed, sizeof failed, " (%zu failed in current)", n[PB_VERDICT_FAILED_CURRENT]);
     fprintf(f,
-            "%s (%s is better), threshold %g%%, one-sided Welch t-test at alpha %g: %zu regression%s, "
+            "%s (%s is better), threshold %g%%, one-sided Welch t-test at alpha %g: %zu regression%s%s, "
             "%zu improvement%s, %zu same, %zu noise, %zu no-spread; %zu only in baseline, %zu only in current\n",
-            o->metric, r->higher_better ? "higher" : "lower", o->threshold_pct, o->alpha, n[PB_VERDICT_REGRESSION],
-            n[PB_VERDICT_REGRESSION] == 1 ? "" : "s", n[PB_VERDICT_IMPROVEMENT],
+            o->metric, r->higher_better ? "higher" : "lower", o->threshold_pct, o->alpha, regressions(r),
+            regressions(r) == 1 ? "" : "s", failed, n[PB_VERDICT_IMPROVEMENT],
             n[PB_VERDICT_IMPROVEMENT] == 1 ? "" : "s", n[PB_VERDICT_SAME], n[PB_VERDICT_NOISE],
             n[PB_VERDICT_NO_SPREAD], n[PB_VERDICT_ONLY_BASELINE], n[PB_VERDICT_ONLY_CURRENT]);
 }
 
 static void one_sided(FILE *f, const pb_compare_result *r, const pb_compare_opts *o, const char *prefix)
 {
-    char lab[CELL];
+    char lab[CELL], ex[64];
     bool any = false;
-    for (size_t i = 0; i < r->npairs; i++) {
-        const pb_compare_pair *p = &r->pairs[i];
-        if (paired(p)) continue;
-        if (!any) fputc('\n', f);
-        any = true;
-        const pb_compare_side *s = p->base.runs ? &p->base : &p->cur;
-        label(r, p, lab, sizeof lab);
-        fprintf(f, "%sonly in %s: %s (%zu run%s, %s %.6g)\n", prefix, p->base.runs ? "baseline" : "current", lab,
-                s->runs, s->runs == 1 ? "" : "s", o->metric, s->mean);
-    }
+    int err = pb_csv_find(r->cur, "error");
+    /* the configurations that broke first: they are the regressions */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < r->npairs; i++) {
+            const pb_compare_pair *p = &r->pairs[i];
+            bool broke = p->verdict == PB_VERDICT_FAILED_CURRENT;
+            if (paired(p) || broke != (pass == 0)) continue;
+            if (!any) fputc('\n', f);
+            any = true;
+            const pb_compare_side *s = p->base.runs ? &p->base : &p->cur;
+            label(r, p, lab, sizeof lab);
+            if (broke)
+                fprintf(f, "%sfailed in current: %s (baseline %zu ok run%s, %s %.6g; current %zu failed, none ok%s%s%s)\n",
+                        prefix, lab, s->runs, s->runs == 1 ? "" : "s", o->metric, s->mean, p->cur_failed,
+                        err >= 0 ? ": '" : "",
+                        err >= 0 ? pb_csv_excerpt(pb_csv_get(r->cur, p->cur_failed_row, (size_t)err), ex, sizeof ex) : "",
+                        err >= 0 ? "'" : "");
+            else
+                fprintf(f, "%sonly in %s: %s (%zu run%s, %s %.6g)\n", prefix, p->base.runs ? "baseline" : "current",
+                        lab, s->runs, s->runs == 1 ? "" : "s", o->metric, s->mean);
+        }
 }
 
 static void print_text(FILE *f, const pb_compare_result *r, const pb_compare_opts *o, bool md)
@@ -1001,11 +1024,19 @@ int pb_cmd_compare(int argc, char **argv)
     if (st != PB_OK) {
         pb_log_error("%s", pb_error_message());
     } else {
-        size_t npaired = r.npairs - r.count[PB_VERDICT_ONLY_BASELINE] - r.count[PB_VERDICT_ONLY_CURRENT];
+        size_t npaired = r.npairs - r.count[PB_VERDICT_ONLY_BASELINE] - r.count[PB_VERDICT_ONLY_CURRENT] -
+                         r.count[PB_VERDICT_FAILED_CURRENT];
         if (!npaired) pb_log_info("compare: no configuration is in both files; nothing was compared");
         pb_compare_print(stdout, &r, &o);
         fflush(stdout);
-        code = r.count[PB_VERDICT_REGRESSION] ? 1 : 0;
+        code = regressions(&r) ? 1 : 0;
+        /* every current run failed: whatever the pairing, not a pass */
+        if (!r.ok_cur) {
+            pb_log_error("compare: %s: no row with status ok and a %s value (%zu not compared); every current run "
+                         "failed",
+                         files[1], o.metric, r.ignored_cur);
+            code = 1;
+        }
     }
     pb_compare_free(&r);
     pb_csv_free(&base);

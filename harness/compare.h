@@ -48,6 +48,7 @@ typedef enum pb_verdict {
     PB_VERDICT_NO_SPREAD,     /* beyond the threshold, no spread to test it with */
     PB_VERDICT_ONLY_BASELINE, /* the configuration is in BASELINE only */
     PB_VERDICT_ONLY_CURRENT,  /* the configuration is in CURRENT only */
+    PB_VERDICT_FAILED_CURRENT, /* ok in BASELINE, only failed or invalid rows in CURRENT: a regression */
     PB_VERDICT_COUNT
 } pb_verdict;
 
@@ -70,9 +71,11 @@ typedef struct pb_compare_pair {
     double t, df;      /* Welch's t of cur - base, Welch-Satterthwaite df */
     double p;          /* one-sided p-value in the direction of the change */
     pb_verdict verdict;
+    size_t cur_failed;     /* PB_VERDICT_FAILED_CURRENT: CURRENT's failed or invalid rows of it */
+    size_t cur_failed_row; /* the first of them */
 } pb_compare_pair;
 
-#define PB_COMPARE_KEY_MAX 24
+#define PB_COMPARE_KEY_MAX 128
 #define PB_COMPARE_ENV_MAX 16
 #define PB_COMPARE_ENV_LINE 1024
 
@@ -91,11 +94,13 @@ typedef struct pb_compare_result {
     char *env[PB_COMPARE_ENV_MAX];
     size_t nenv;
     size_t ignored_base, ignored_cur; /* rows not ok, or without a value */
+    size_t ok_cur;                    /* CURRENT's rows compared (0: every run failed) */
 } pb_compare_result;
 
 /* Pairs the ok rows of two parsed results files and tests each pair. Bad
- * input (a needed column missing, a value that is not a number, no rows)
- * is PB_ERR_USAGE/PB_ERR_SCHEMA with a message naming the file. */
+ * input (a needed column missing, a value that is not a number, no rows,
+ * no ok row in BASELINE) is PB_ERR_USAGE/PB_ERR_SCHEMA with a message
+ * naming the file. */
 pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_csv *cur, const char *cur_name,
                             const pb_compare_opts *o, pb_compare_result *r);
 /* Environment differences and the table (text, md or csv) on f. */

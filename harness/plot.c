@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -20,7 +21,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "csv_read.h"
+#include "key.h"
 #include "log.h"
+#include "results.h"
 #include "status.h"
 
 extern char **environ;
@@ -112,88 +116,35 @@ static char *sb_take(sbuf *b)
 /* ------------------------------------------------------------------------ */
 /* the CSV                                                                   */
 
+/* A results CSV read by harness/csv_read.c (the reader and rules compare
+ * uses: NUL bytes, duplicate or empty column names, stray quotes refused,
+ * torn rows skipped with a notice), and the rows plot uses: status ok and
+ * every figure it draws a finite number. */
 typedef struct table {
     const char *path;
-    int ncols;
-    char **head;
+    pb_csv csv;
+    int col[PB_COL_COUNT]; /* each schema column's index, -1 when absent */
+    int *rows;             /* the usable rows (indices into csv) */
     int nrows;
-    char ***rows; /* rows with status ok, ncols fields each */
-    int cap;
-    int not_ok, malformed;
-    bool partial_tail;
+    int not_ok, dropped;
+    pb_key key;    /* the configuration key (harness/key.h) */
+    pb_key series; /* the key but what changes with the device count */
 } table;
 
-/* One RFC 4180 record from s[*pos..len) into fields. Returns false at the
- * end of the buffer. *bad: a quote inside an unquoted field, text after a
- * closing quote, or an unterminated quote; *ended: it ended with a newline. */
-static bool next_record(const char *s, size_t len, size_t *pos, strv *fields, bool *bad, bool *ended,
-                        bool *oom)
+/* Field `c` of usable row r, "" when the file has no such column. */
+static const char *tv(const table *t, int r, pb_column c)
 {
-    size_t p = *pos;
-    if (p >= len) return false;
-    strv_free(fields);
-    *bad = *ended = false;
-    sbuf f = {0};
-    bool quoted = false, was_quoted = false;
-    for (;;) {
-        if (p >= len) {
-            if (quoted) *bad = true;
-            break;
-        }
-        char c = s[p++];
-        if (quoted) {
-            if (c == '"') {
-                if (p < len && s[p] == '"') {
-                    sb_putc(&f, '"');
-                    p++;
-                } else {
-                    quoted = false;
-                }
-            } else {
-                sb_putc(&f, c);
-            }
-            continue;
-        }
-        if (c == '\r' && p < len && s[p] == '\n') continue;
-        if (c == '\n') {
-            *ended = true;
-            break;
-        }
-        if (c == ',') {
-            if (!strv_push(fields, sb_take(&f))) *oom = true;
-            was_quoted = false;
-            continue;
-        }
-        if (c == '"') {
-            if (f.n == 0 && !was_quoted)
-                quoted = was_quoted = true;
-            else
-                *bad = true;
-            continue;
-        }
-        if (was_quoted) {
-            *bad = true;
-            continue;
-        }
-        sb_putc(&f, c);
-    }
-    if (!strv_push(fields, sb_take(&f))) *oom = true;
-    *pos = p;
-    return true;
+    return t->col[c] < 0 ? "" : pb_csv_get(&t->csv, (size_t)t->rows[r], (size_t)t->col[c]);
 }
 
-static int table_col(const table *t, const char *name)
-{
-    for (int i = 0; i < t->ncols; i++)
-        if (strcmp(t->head[i], name) == 0) return i;
-    return -1;
-}
-
-/* Field `name` of row r, "" when the file has no such column. */
+/* Field `name` of usable row r, "" when absent (columns outside the schema
+ * too, e.g. a --compare metric of an older file). */
 static const char *fv(const table *t, int r, const char *name)
 {
-    int c = table_col(t, name);
-    return c < 0 ? "" : t->rows[r][c];
+    int c = pb_column_find(name);
+    if (c >= 0) return tv(t, r, (pb_column)c);
+    c = pb_csv_find(&t->csv, name);
+    return c < 0 ? "" : pb_csv_get(&t->csv, (size_t)t->rows[r], (size_t)c);
 }
 
 static double num(const char *s)
@@ -208,137 +159,119 @@ static double num(const char *s)
 
 static void table_free(table *t)
 {
-    for (int i = 0; i < t->ncols; i++) free(t->head[i]);
-    free(t->head);
-    for (int r = 0; r < t->nrows; r++) {
-        for (int i = 0; i < t->ncols; i++) free(t->rows[r][i]);
-        free(t->rows[r]);
-    }
+    pb_csv_free(&t->csv);
     free(t->rows);
     memset(t, 0, sizeof *t);
 }
 
-static char *slurp(const char *path, size_t *len)
+/* The figures the plots draw: a row with one that is not a finite number
+ * (inf, nan, text) is dropped, and the notice names it. */
+static const char *const drawn[] = {"samples_per_s", "step_ms_mean", "load_ms", "h2d_ms", "fwd_ms", "bwd_ms",
+                                    "comm_ms", "sync_ms", "opt_ms", "scatter_ms", "replicate_ms", "gather_ms",
+                                    "reduce_ms", "p2p_ms", "bubble_ms", "overlap_pct", "bubble_frac",
+                                    "bubble_frac_theory"};
+
+static bool finite_field(const char *v) { return !*v || !isnan(num(v)); }
+
+/* Why row `row` of t cannot be plotted, "" when it can. */
+static void row_problem(const table *t, size_t row, const char *metric, char *why, size_t len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    sbuf b = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        for (size_t i = 0; i < got; i++) sb_putc(&b, chunk[i]);
-    int err = ferror(f);
-    fclose(f);
-    if (err || b.oom) {
-        free(b.p);
-        errno = err ? EIO : ENOMEM;
-        return NULL;
+    char ex[64];
+    why[0] = '\0';
+    const char *d = pb_csv_get(&t->csv, row, (size_t)t->col[PB_COL_DEVICES]);
+    if (!(num(d) >= 1)) {
+        snprintf(why, len, "devices '%s' is not a device count", pb_csv_excerpt(d, ex, sizeof ex));
+        return;
     }
-    *len = b.n;
-    return sb_take(&b);
+    for (size_t i = 0; i <= sizeof drawn / sizeof drawn[0]; i++) {
+        const char *name = i < sizeof drawn / sizeof drawn[0] ? drawn[i] : metric;
+        int c = name ? pb_csv_find(&t->csv, name) : -1;
+        if (c < 0) continue;
+        const char *v = pb_csv_get(&t->csv, row, (size_t)c);
+        if (finite_field(v)) continue;
+        snprintf(why, len, "%s '%s' is not a finite number", name, pb_csv_excerpt(v, ex, sizeof ex));
+        return;
+    }
 }
 
-static pb_status table_read(table *t, const char *path)
+static pb_status table_read(table *t, const char *path, const char *metric)
 {
     memset(t, 0, sizeof *t);
     t->path = path;
-    struct stat sb;
-    if (stat(path, &sb) != 0) return pb_usage_error("plot: cannot read %s: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode)) return pb_usage_error("plot: %s is a folder, not a CSV file", path);
-    size_t len = 0;
-    char *text = slurp(path, &len);
-    if (!text) return pb_usage_error("plot: cannot read %s: %s", path, strerror(errno));
-
-    pb_status st = PB_OK;
-    strv fields = {0};
-    size_t pos = 0;
-    bool bad, ended, oom = false;
-    if (!next_record(text, len, &pos, &fields, &bad, &ended, &oom) || bad) {
-        st = pb_usage_error("plot: %s is empty or its header is not CSV", path);
-        goto cleanup;
-    }
-    t->ncols = fields.n;
-    t->head = fields.v;
-    fields = (strv){0};
-    static const char *const needed[] = {"status", "strategy", "backend", "workload", "devices"};
+    pb_status st = pb_csv_load(path, &t->csv);
+    if (st != PB_OK) return st;
+    for (int c = 0; c < PB_COL_COUNT; c++) t->col[c] = pb_csv_find(&t->csv, pb_column_name((pb_column)c));
+    static const pb_column needed[] = {PB_COL_STATUS, PB_COL_STRATEGY, PB_COL_BACKEND, PB_COL_WORKLOAD,
+                                       PB_COL_DEVICES};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
-        if (table_col(t, needed[i]) < 0) {
+        if (t->col[needed[i]] < 0) {
             st = pb_usage_error("plot: %s is not a parbench results CSV (its header has no '%s' column)", path,
-                                needed[i]);
+                                pb_column_name(needed[i]));
             goto cleanup;
         }
-    int status_col = table_col(t, "status");
-    while (!oom && next_record(text, len, &pos, &fields, &bad, &ended, &oom)) {
-        if (fields.n == 1 && !fields.v[0][0]) continue; /* blank line */
-        if (!ended) {
-            t->partial_tail = true; /* rows end in '\n'; this one was cut */
-            continue;
-        }
-        if (bad || fields.n != t->ncols) {
-            t->malformed++;
-            continue;
-        }
-        if (strcmp(fields.v[status_col], "ok") != 0) {
+    t->rows = malloc((t->csv.nrows + 1) * sizeof *t->rows);
+    if (!t->rows) {
+        st = pb_error(PB_ERR_NOMEM, "plot: out of memory reading %s", path);
+        goto cleanup;
+    }
+    char why[160];
+    for (size_t r = 0; r < t->csv.nrows; r++) {
+        const char *status = pb_csv_get(&t->csv, r, (size_t)t->col[PB_COL_STATUS]);
+        if (strcmp(status, "status") == 0) continue; /* a repeated header (files joined) */
+        if (strcmp(status, "ok") != 0) {
             t->not_ok++;
             continue;
         }
-        if (t->nrows == t->cap) {
-            int cap = t->cap ? 2 * t->cap : 64;
-            char ***rows = realloc(t->rows, (size_t)cap * sizeof *rows);
-            if (!rows) {
-                oom = true;
-                break;
-            }
-            t->rows = rows;
-            t->cap = cap;
+        row_problem(t, r, metric, why, sizeof why);
+        if (why[0]) {
+            if (t->dropped++ < PB_CSV_SKIP_KEPT)
+                pb_log_info("plot: %s:%zu: skipped: %s", path, t->csv.line[r], why);
+            continue;
         }
-        t->rows[t->nrows++] = fields.v;
-        fields = (strv){0};
+        t->rows[t->nrows++] = (int)r;
     }
-    if (oom) st = pb_error(PB_ERR_NOMEM, "plot: out of memory reading %s", path);
+    pb_key_init(&t->key, PB_KEY_PAIR, &t->csv, NULL);
+    /* a line over device counts: these change with the count itself (and
+     * the global batch in weak scaling, compared per device instead) */
+    t->series = t->key;
+    static const pb_column per_count[] = {PB_COL_DEVICES, PB_COL_DEVICE_MAP, PB_COL_SPLIT, PB_COL_BATCH_GLOBAL};
+    for (size_t i = 0; i < sizeof per_count / sizeof per_count[0]; i++) pb_key_drop(&t->series, per_count[i]);
 cleanup:
-    strv_free(&fields);
-    free(text);
     if (st != PB_OK) table_free(t);
     return st;
 }
 
 static void table_notices(const table *t)
 {
+    char why[128];
     if (t->not_ok) pb_log_info("plot: %s: skipped %d row(s) whose status is not ok", t->path, t->not_ok);
-    if (t->malformed) pb_log_info("plot: %s: skipped %d malformed row(s)", t->path, t->malformed);
-    if (t->partial_tail) pb_log_info("plot: %s: skipped a partial last line", t->path);
+    if (t->dropped > PB_CSV_SKIP_KEPT)
+        pb_log_info("plot: %s: and %d more row(s) skipped for figures that are not finite numbers", t->path,
+                    t->dropped - PB_CSV_SKIP_KEPT);
+    for (size_t i = 0; i < t->csv.nskipped && i < PB_CSV_SKIP_KEPT; i++) {
+        const pb_csv_skip *s = &t->csv.skip[i];
+        if (s->reason == PB_CSV_SKIP_NO_NEWLINE)
+            pb_log_info("plot: %s: skipped a partial last line (line %zu has no final newline, a row cut short)",
+                        t->path, s->line);
+        else
+            pb_log_info("plot: %s:%zu: skipped (%s)", t->path, s->line,
+                        pb_csv_skip_text(s, t->csv.ncols, why, sizeof why));
+    }
+    if (t->csv.nskipped > PB_CSV_SKIP_KEPT)
+        pb_log_info("plot: %s: and %zu more malformed lines skipped", t->path, t->csv.nskipped - PB_CSV_SKIP_KEPT);
 }
 
 /* ------------------------------------------------------------------------ */
-/* configurations: rows grouped by everything that defines a run but the   */
-/* measurement itself                                                        */
-
-enum dim {
-    D_WORKLOAD,
-    D_BACKEND,
-    D_STRATEGY,
-    D_COMM,
-    D_PRECISION,
-    D_OPTIMIZER,
-    D_THREADS,
-    D_BATCH, /* per device (weak scaling) or global (strong scaling, compare) */
-    D_MICRO,
-    D_BUCKET,
-    D_GRAPH,
-    D_SHAPE,
-    D_DEVICES,
-    D_COUNT
-};
+/* configurations: rows that agree on the configuration key (harness/key.h),*/
+/* the runs of one configuration                                             */
 
 typedef struct config {
-    char dim[D_COUNT][DIM_MAX];
-    int devices;
     const table *t;
+    int row; /* its first row (index into t's usable rows) */
+    int devices;
     int *rows;
     int nrows, cap;
-    char batch_per_device[DIM_MAX], batch_global[DIM_MAX]; /* for labels */
-    int series; /* index among the distinct dims-but-devices */
+    int series; /* index among the distinct keys but the device count */
     char label[TEXT_MAX];        /* "ddp x4, bf16": one line */
     char series_label[TEXT_MAX]; /* "ddp, bf16": without the devices */
     char tic1[TEXT_MAX / 2];     /* "ddp x4": first line of a bar's label */
@@ -357,46 +290,39 @@ static void cfgset_free(cfgset *s)
     memset(s, 0, sizeof *s);
 }
 
-static void dims_of_row(const table *t, int r, bool per_device_batch, char dim[D_COUNT][DIM_MAX])
+/* A configuration's value of column c. */
+static const char *cv(const config *c, pb_column col) { return tv(c->t, c->row, col); }
+
+/* Its batch as the plot names it: per device with weak scaling, global
+ * with strong scaling and in --compare (the devices tell the other). */
+static const char *batch_of(const config *c, bool per_device_batch)
 {
-    snprintf(dim[D_WORKLOAD], DIM_MAX, "%s", fv(t, r, "workload"));
-    snprintf(dim[D_BACKEND], DIM_MAX, "%s", fv(t, r, "backend"));
-    snprintf(dim[D_STRATEGY], DIM_MAX, "%s", fv(t, r, "strategy"));
-    snprintf(dim[D_COMM], DIM_MAX, "%s", fv(t, r, "comm"));
-    snprintf(dim[D_PRECISION], DIM_MAX, "%s", fv(t, r, "precision"));
-    snprintf(dim[D_OPTIMIZER], DIM_MAX, "%s", fv(t, r, "optimizer"));
-    snprintf(dim[D_THREADS], DIM_MAX, "%s", fv(t, r, "threads"));
-    snprintf(dim[D_BATCH], DIM_MAX, "%s", fv(t, r, per_device_batch ? "batch_per_device" : "batch_global"));
-    snprintf(dim[D_MICRO], DIM_MAX, "%s", fv(t, r, "microbatches"));
-    snprintf(dim[D_BUCKET], DIM_MAX, "%s", fv(t, r, "bucket_mb"));
-    snprintf(dim[D_GRAPH], DIM_MAX, "%s", fv(t, r, "cuda_graph"));
-    snprintf(dim[D_SHAPE], DIM_MAX, "%.20s:%.20s:%.20s:%.20s", fv(t, r, "in"), fv(t, r, "hidden"),
-             fv(t, r, "layers"), fv(t, r, "classes"));
-    snprintf(dim[D_DEVICES], DIM_MAX, "%s", fv(t, r, "devices"));
+    return cv(c, per_device_batch ? PB_COL_BATCH_PER_DEVICE : PB_COL_BATCH_GLOBAL);
 }
 
-static bool same_dims(const char a[D_COUNT][DIM_MAX], const char b[D_COUNT][DIM_MAX], bool but_devices)
+/* The value column col shows in labels; the batch as above. */
+static const char *label_value(const config *c, pb_column col, bool per_device_batch)
 {
-    for (int d = 0; d < D_COUNT; d++) {
-        if (but_devices && d == D_DEVICES) continue;
-        if (strcmp(a[d], b[d]) != 0) return false;
-    }
-    return true;
+    return col == PB_COL_BATCH_GLOBAL ? batch_of(c, per_device_batch) : cv(c, col);
+}
+
+/* Same line of a scaling plot: the key but the device count. */
+static bool same_series(const config *a, const config *b, bool per_device_batch)
+{
+    return pb_key_cmp(&a->t->series, &a->t->csv, (size_t)a->t->rows[a->row], &b->t->csv,
+                      (size_t)b->t->rows[b->row]) == 0 &&
+           pb_key_value_cmp(batch_of(a, per_device_batch), batch_of(b, per_device_batch)) == 0;
 }
 
 /* Rows of t (of one workload and backend unless NULL) grouped per config. */
-static pb_status group_rows(const table *t, const char *workload, const char *backend, bool per_device_batch,
-                            cfgset *out)
+static pb_status group_rows(const table *t, const char *workload, const char *backend, cfgset *out)
 {
-    char dim[D_COUNT][DIM_MAX];
     for (int r = 0; r < t->nrows; r++) {
-        if (workload && strcmp(fv(t, r, "workload"), workload) != 0) continue;
-        if (backend && strcmp(fv(t, r, "backend"), backend) != 0) continue;
-        double devices = num(fv(t, r, "devices"));
-        if (isnan(devices) || devices < 1) continue;
-        dims_of_row(t, r, per_device_batch, dim);
+        if (workload && strcmp(tv(t, r, PB_COL_WORKLOAD), workload) != 0) continue;
+        if (backend && strcmp(tv(t, r, PB_COL_BACKEND), backend) != 0) continue;
         int i = 0;
-        while (i < out->n && !same_dims(out->c[i].dim, dim, false)) i++;
+        while (i < out->n && pb_key_cmp(&t->key, &t->csv, (size_t)t->rows[out->c[i].row], &t->csv, (size_t)t->rows[r]))
+            i++;
         if (i == out->n) {
             if (out->n == out->cap) {
                 int cap = out->cap ? 2 * out->cap : 16;
@@ -407,11 +333,9 @@ static pb_status group_rows(const table *t, const char *workload, const char *ba
             }
             config *c = &out->c[out->n++];
             memset(c, 0, sizeof *c);
-            memcpy(c->dim, dim, sizeof dim);
-            c->devices = (int)devices;
             c->t = t;
-            snprintf(c->batch_per_device, DIM_MAX, "%s", fv(t, r, "batch_per_device"));
-            snprintf(c->batch_global, DIM_MAX, "%s", fv(t, r, "batch_global"));
+            c->row = r;
+            c->devices = (int)num(tv(t, r, PB_COL_DEVICES));
         }
         config *c = &out->c[i];
         if (c->nrows == c->cap) {
@@ -449,100 +373,89 @@ static int strategy_rank(const char *s)
     return 4;
 }
 
-/* Numbers compare as numbers, other text as text. */
-static int value_cmp(const char *a, const char *b)
-{
-    double x = num(a), y = num(b);
-    if (!isnan(x) && !isnan(y)) return (x > y) - (x < y);
-    return strcmp(a, b);
-}
-
+/* Plot order: workload, backend, strategy, the rest of the key, devices. */
 static int config_cmp(const void *pa, const void *pb)
 {
     const config *a = pa, *b = pb;
-    int d = strcmp(a->dim[D_WORKLOAD], b->dim[D_WORKLOAD]);
-    if (!d) d = strcmp(a->dim[D_BACKEND], b->dim[D_BACKEND]);
-    if (!d) d = strategy_rank(a->dim[D_STRATEGY]) - strategy_rank(b->dim[D_STRATEGY]);
-    if (!d) d = strcmp(a->dim[D_STRATEGY], b->dim[D_STRATEGY]);
-    for (int k = D_COMM; !d && k < D_DEVICES; k++) d = value_cmp(a->dim[k], b->dim[k]);
+    int d = strcmp(cv(a, PB_COL_WORKLOAD), cv(b, PB_COL_WORKLOAD));
+    if (!d) d = strcmp(cv(a, PB_COL_BACKEND), cv(b, PB_COL_BACKEND));
+    if (!d) d = strategy_rank(cv(a, PB_COL_STRATEGY)) - strategy_rank(cv(b, PB_COL_STRATEGY));
+    if (!d)
+        d = pb_key_cmp(&a->t->series, &a->t->csv, (size_t)a->t->rows[a->row], &b->t->csv,
+                       (size_t)b->t->rows[b->row]);
+    if (!d) d = pb_key_value_cmp(cv(a, PB_COL_BATCH_GLOBAL), cv(b, PB_COL_BATCH_GLOBAL));
     if (!d) d = a->devices - b->devices;
     return d;
 }
 
-static void dim_text(int d, const char *v, bool per_device_batch, char *buf, size_t len)
+/* The key columns a label may show, beyond the strategy and devices. */
+static bool labelled(pb_column col)
 {
-    switch (d) {
-    case D_THREADS:
-        snprintf(buf, len, "%s thread%s", v, strcmp(v, "1") == 0 ? "" : "s");
-        break;
-    case D_BATCH:
-        snprintf(buf, len, "%s %s", per_device_batch ? "batch/dev" : "batch", v);
-        break;
-    case D_MICRO:
-        snprintf(buf, len, "m=%s", v);
-        break;
-    case D_BUCKET:
-        snprintf(buf, len, "bucket %s MB", v);
-        break;
-    case D_GRAPH:
-        snprintf(buf, len, "%s", strcmp(v, "1") == 0 ? "graph" : "no graph");
-        break;
-    case D_SHAPE:
-        snprintf(buf, len, "shape %s", v);
-        break;
-    default:
-        snprintf(buf, len, "%s", v);
+    return pb_column_key(col) == PB_KEY_ALL && col != PB_COL_STRATEGY && col != PB_COL_WORKLOAD &&
+           col != PB_COL_BACKEND && col != PB_COL_DEVICES;
+}
+
+static void dim_text(pb_column col, const char *v, bool per_device_batch, char *buf, size_t len)
+{
+    switch (col) {
+    case PB_COL_THREADS: snprintf(buf, len, "%s thread%s", v, strcmp(v, "1") == 0 ? "" : "s"); break;
+    case PB_COL_BATCH_GLOBAL: snprintf(buf, len, "%s %s", per_device_batch ? "batch/dev" : "batch", v); break;
+    case PB_COL_MICROBATCHES: snprintf(buf, len, "m=%s", v); break;
+    case PB_COL_BUCKET_MB: snprintf(buf, len, "bucket %s MB", v); break;
+    case PB_COL_CUDA_GRAPH: snprintf(buf, len, "%s", strcmp(v, "1") == 0 ? "graph" : "no graph"); break;
+    case PB_COL_COMM:
+    case PB_COL_PRECISION:
+    case PB_COL_OPTIMIZER: snprintf(buf, len, "%s", v); break;
+    default: snprintf(buf, len, "%s=%s", pb_column_name(col), v);
     }
 }
 
-/* A config's value of dim d as its label shows it: the batch per device or
- * the global batch, whichever the plot names (the devices tell the other). */
-static const char *label_value(const config *c, int d, bool per_device_batch)
-{
-    if (d == D_BATCH) return per_device_batch ? c->batch_per_device : c->batch_global;
-    return c->dim[d];
-}
-
-/* Does dim d take more than one value among the configs in idx that share
- * c's strategy (and workload and backend)? */
-static bool dim_varies(const cfgset *s, const int *idx, int n, const config *c, int d, bool per_device_batch)
+/* Does column col take more than one value among the configs in idx that
+ * share c's strategy (and workload and backend)? */
+static bool dim_varies(const cfgset *s, const int *idx, int n, const config *c, pb_column col, bool per_device_batch)
 {
     for (int i = 0; i < n; i++) {
         const config *o = &s->c[idx[i]];
-        if (strcmp(o->dim[D_STRATEGY], c->dim[D_STRATEGY]) != 0) continue;
-        if (d != D_WORKLOAD && d != D_BACKEND &&
-            (strcmp(o->dim[D_WORKLOAD], c->dim[D_WORKLOAD]) != 0 || strcmp(o->dim[D_BACKEND], c->dim[D_BACKEND]) != 0))
+        if (strcmp(cv(o, PB_COL_STRATEGY), cv(c, PB_COL_STRATEGY)) != 0) continue;
+        if (col != PB_COL_WORKLOAD && col != PB_COL_BACKEND &&
+            (strcmp(cv(o, PB_COL_WORKLOAD), cv(c, PB_COL_WORKLOAD)) != 0 ||
+             strcmp(cv(o, PB_COL_BACKEND), cv(c, PB_COL_BACKEND)) != 0))
             continue;
-        if (strcmp(label_value(o, d, per_device_batch), label_value(c, d, per_device_batch)) != 0) return true;
+        if (pb_key_value_cmp(label_value(o, col, per_device_batch), label_value(c, col, per_device_batch)) != 0)
+            return true;
     }
     return false;
 }
 
-static bool dim_varies_all(const cfgset *s, const int *idx, int n, int d, bool per_device_batch)
+static bool dim_varies_all(const cfgset *s, const int *idx, int n, pb_column col, bool per_device_batch)
 {
     for (int i = 1; i < n; i++)
-        if (strcmp(label_value(&s->c[idx[i]], d, per_device_batch), label_value(&s->c[idx[0]], d, per_device_batch)) != 0)
+        if (pb_key_value_cmp(label_value(&s->c[idx[i]], col, per_device_batch),
+                             label_value(&s->c[idx[0]], col, per_device_batch)) != 0)
             return true;
     return false;
 }
 
-/* Labels name the strategy (and the devices) and whatever else tells the
- * configs of a strategy apart; workload and backend when they differ. */
+/* Labels name the strategy (and the devices) and whatever else of the key
+ * tells the configs of a strategy apart; workload and backend when they
+ * differ. */
 static void make_labels(cfgset *s, const int *idx, int n, bool per_device_batch)
 {
-    bool wl = dim_varies_all(s, idx, n, D_WORKLOAD, false), be = dim_varies_all(s, idx, n, D_BACKEND, false);
+    bool wl = dim_varies_all(s, idx, n, PB_COL_WORKLOAD, false), be = dim_varies_all(s, idx, n, PB_COL_BACKEND, false);
     for (int i = 0; i < n; i++) {
         config *c = &s->c[idx[i]];
-        char head[3 * DIM_MAX + 4], rest[TEXT_MAX], part[DIM_MAX + 32];
-        snprintf(head, sizeof head, "%s%s%s%s%s", wl ? c->dim[D_WORKLOAD] : "", wl ? " " : "",
-                 be ? c->dim[D_BACKEND] : "", be ? " " : "", c->dim[D_STRATEGY]);
+        char head[3 * DIM_MAX + 4], rest[TEXT_MAX], part[DIM_MAX + 64];
+        snprintf(head, sizeof head, "%.90s%s%.90s%s%.90s", wl ? cv(c, PB_COL_WORKLOAD) : "", wl ? " " : "",
+                 be ? cv(c, PB_COL_BACKEND) : "", be ? " " : "", cv(c, PB_COL_STRATEGY));
         size_t len = 0;
         rest[0] = '\0';
-        for (int d = D_COMM; d < D_DEVICES; d++) {
-            const char *v = label_value(c, d, per_device_batch);
+        for (int col = 0; col < PB_COL_COUNT; col++) {
+            if (!labelled((pb_column)col) || c->t->col[col] < 0) continue;
+            char v[DIM_MAX];
+            snprintf(v, sizeof v, "%s", label_value(c, (pb_column)col, per_device_batch));
             if (!v[0] || strcmp(v, "none") == 0) continue;
-            if (!dim_varies(s, idx, n, c, d, per_device_batch)) continue;
-            dim_text(d, v, per_device_batch, part, sizeof part);
+            if (!dim_varies(s, idx, n, c, (pb_column)col, per_device_batch)) continue;
+            dim_text((pb_column)col, v, per_device_batch, part, sizeof part);
             len += (size_t)snprintf(rest + len, len < sizeof rest ? sizeof rest - len : 0, ", %s", part);
         }
         snprintf(c->series_label, TEXT_MAX, "%.200s%.280s", head, rest);
@@ -599,15 +512,16 @@ static void device_and_date(const cfgset *s, const int *idx, int n, char *buf, s
 /* The settings every plotted config shares, for the second title line. */
 static void shared_settings(const cfgset *s, const int *idx, int n, bool per_device_batch, char *buf, size_t len)
 {
-    static const int dims[] = {D_PRECISION, D_OPTIMIZER, D_THREADS, D_BATCH, D_GRAPH};
+    static const pb_column dims[] = {PB_COL_PRECISION, PB_COL_OPTIMIZER, PB_COL_THREADS, PB_COL_BATCH_GLOBAL,
+                                     PB_COL_CUDA_GRAPH};
     size_t used = 0;
     buf[0] = '\0';
     for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
-        int d = dims[k];
+        pb_column d = dims[k];
         const char *v = label_value(&s->c[idx[0]], d, per_device_batch);
         if (!*v || dim_varies_all(s, idx, n, d, per_device_batch)) continue;
-        if (d == D_GRAPH && strcmp(v, "1") != 0) continue;
-        if (d == D_THREADS && strcmp(s->c[idx[0]].dim[D_BACKEND], "cpu") != 0) continue;
+        if (d == PB_COL_CUDA_GRAPH && strcmp(v, "1") != 0) continue;
+        if (d == PB_COL_THREADS && strcmp(cv(&s->c[idx[0]], PB_COL_BACKEND), "cpu") != 0) continue;
         char part[DIM_MAX + 32];
         dim_text(d, v, per_device_batch, part, sizeof part);
         used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s", used ? ", " : "", part);
@@ -625,6 +539,11 @@ static void shared_settings(const cfgset *s, const int *idx, int n, bool per_dev
 /* ------------------------------------------------------------------------ */
 /* files, paths, gnuplot                                                     */
 
+/* SIGINT/SIGTERM: recorded here; the main path stops drawing, removes its
+ * temporary files and folder, and exits 128 + the signal. */
+static volatile sig_atomic_t plot_signal;
+static void on_plot_signal(int sig) { plot_signal = sig; }
+
 typedef struct plot_opts {
     const char *csv, *base, *cur;
     const char *out, *workload, *backend, *metric, *plots_dir;
@@ -639,6 +558,7 @@ typedef struct ctx {
     char datadir[PATH_MAX];
     bool made_tmp;
     strv tmpfiles;
+    char partial[2][PATH_MAX + 300]; /* the images gnuplot is writing */
     int written, failed;
 } ctx;
 
@@ -793,20 +713,33 @@ static bool nonempty_file(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
 }
 
+/* Removes the images gnuplot was writing (under their temporary names). */
+static void drop_partial(ctx *x)
+{
+    remove(x->partial[0]);
+    remove(x->partial[1]);
+}
+
 /* Runs `gnuplot -d -e VARS plots/SCRIPT.gp`, which writes OUTBASE.png and
  * OUTBASE.svg; prints their paths. vars gets plotdir, datafile, outbase,
- * ptitle and psub added. */
+ * ptitle and psub added. gnuplot writes under a hidden temporary name in
+ * --out, renamed when both images are complete: a gnuplot that fails (on
+ * values it cannot draw) or is stopped leaves no empty or half image. */
 static void draw(ctx *x, const char *script, const char *datafile, const char *outname, const char *title,
                  const char *sub, sbuf *vars)
 {
-    char outbase[PATH_MAX], script_path[PATH_MAX + 32], png[PATH_MAX + 8], svg[PATH_MAX + 8];
+    char outbase[PATH_MAX], tmpbase[PATH_MAX], script_path[PATH_MAX + 32], png[PATH_MAX + 8], svg[PATH_MAX + 8];
+    if (plot_signal) return; /* stopping: draw nothing more */
     snprintf(outbase, sizeof outbase, "%.3800s/%.250s", x->outdir, outname);
+    snprintf(tmpbase, sizeof tmpbase, "%.3800s/.%.250s.partial", x->outdir, outname);
     snprintf(script_path, sizeof script_path, "%s/%s.gp", x->plotdir, script);
     snprintf(png, sizeof png, "%s.png", outbase);
     snprintf(svg, sizeof svg, "%s.svg", outbase);
+    snprintf(x->partial[0], sizeof x->partial[0], "%s.png", tmpbase);
+    snprintf(x->partial[1], sizeof x->partial[1], "%s.svg", tmpbase);
     gp_str(vars, "plotdir", x->plotdir);
     gp_str(vars, "datafile", datafile);
-    gp_str(vars, "outbase", outbase);
+    gp_str(vars, "outbase", tmpbase);
     gp_str(vars, "ptitle", title);
     gp_str(vars, "psub", sub);
     char *assign = sb_take(vars);
@@ -815,6 +748,7 @@ static void draw(ctx *x, const char *script, const char *datafile, const char *o
         x->failed++;
         return;
     }
+    /* a stale image of an earlier run must not pass for this one */
     remove(png);
     remove(svg);
 
@@ -832,9 +766,15 @@ static void draw(ctx *x, const char *script, const char *datafile, const char *o
         return;
     }
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    if (plot_signal) kill(pid, SIGTERM);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        if (plot_signal) kill(pid, SIGTERM); /* SIGINT/SIGTERM: gnuplot stops with us */
+    if (plot_signal) {
+        drop_partial(x);
+        return;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        drop_partial(x);
         if (WIFEXITED(status))
             pb_log_error("plot: gnuplot failed on %s (exit %d)", script_path, WEXITSTATUS(status));
         else
@@ -842,8 +782,16 @@ static void draw(ctx *x, const char *script, const char *datafile, const char *o
         x->failed++;
         return;
     }
-    if (!nonempty_file(png) || !nonempty_file(svg)) {
+    if (!nonempty_file(x->partial[0]) || !nonempty_file(x->partial[1])) {
+        drop_partial(x);
         pb_log_error("plot: gnuplot ran %s but did not write %s and %s", script_path, png, svg);
+        x->failed++;
+        return;
+    }
+    if (rename(x->partial[0], png) != 0 || rename(x->partial[1], svg) != 0) {
+        pb_log_error("plot: cannot write %s and %s: %s", png, svg, strerror(errno));
+        drop_partial(x);
+        remove(png);
         x->failed++;
         return;
     }
@@ -999,22 +947,27 @@ cleanup:
     free(step);
 }
 
-/* The 1-device reference of a series: `single` with the same settings, else
- * the series' own 1-device config; -1 when neither ran. */
+/* The 1-device reference of a series: `single` with the same settings
+ * (the key but the strategy's own columns and what changes with the device
+ * count), else the series' own 1-device config; -1 when neither ran. */
 static int reference_of(const selection *sel, const config *c)
 {
-    static const int match[] = {D_PRECISION, D_OPTIMIZER, D_THREADS, D_BATCH, D_GRAPH, D_SHAPE};
-    int own = -1;
+    pb_key same = c->t->series;
+    static const pb_column own[] = {PB_COL_STRATEGY, PB_COL_COMM,       PB_COL_MICROBATCHES,
+                                    PB_COL_BUCKET_MB, PB_COL_NO_OVERLAP};
+    for (size_t k = 0; k < sizeof own / sizeof own[0]; k++) pb_key_drop(&same, own[k]);
+    int mine = -1;
     for (int i = 0; i < sel->n; i++) {
         const config *r = &sel->set.c[sel->all[i]];
         if (r->devices != 1) continue;
-        if (r->series == c->series) own = sel->all[i];
-        if (strcmp(r->dim[D_STRATEGY], "single") != 0) continue;
-        bool same = true;
-        for (size_t k = 0; k < sizeof match / sizeof match[0]; k++) same &= strcmp(r->dim[match[k]], c->dim[match[k]]) == 0;
-        if (same && !isnan(cmean(r, "samples_per_s"))) return sel->all[i];
+        if (r->series == c->series) mine = sel->all[i];
+        if (strcmp(cv(r, PB_COL_STRATEGY), "single") != 0) continue;
+        bool match = pb_key_cmp(&same, &r->t->csv, (size_t)r->t->rows[r->row], &c->t->csv,
+                                (size_t)c->t->rows[c->row]) == 0 &&
+                     pb_key_value_cmp(batch_of(r, sel->per_device_batch), batch_of(c, sel->per_device_batch)) == 0;
+        if (match && !isnan(cmean(r, "samples_per_s"))) return sel->all[i];
     }
-    return own >= 0 && !isnan(cmean(&sel->set.c[own], "samples_per_s")) ? own : -1;
+    return mine >= 0 && !isnan(cmean(&sel->set.c[mine], "samples_per_s")) ? mine : -1;
 }
 
 static void plot_scaling(ctx *x, selection *sel)
@@ -1155,7 +1108,7 @@ static int of_strategy(const selection *sel, const char *strategy, int *idx)
 {
     int n = 0;
     for (int i = 0; i < sel->n; i++)
-        if (strcmp(sel->set.c[sel->all[i]].dim[D_STRATEGY], strategy) == 0) idx[n++] = sel->all[i];
+        if (strcmp(cv(&sel->set.c[sel->all[i]], PB_COL_STRATEGY), strategy) == 0) idx[n++] = sel->all[i];
     return n;
 }
 
@@ -1215,8 +1168,8 @@ static void plot_bubble(ctx *x, selection *sel, int *idx)
         const config *c = &sel->set.c[idx[i]];
         config shown = *c;
         /* the microbatch count always shows here: it is the point */
-        if (c->dim[D_MICRO][0] && !strstr(c->tic2, "m="))
-            snprintf(shown.tic2, sizeof shown.tic2, "m=%.60s%s%.160s", c->dim[D_MICRO], c->tic2[0] ? ", " : "",
+        if (cv(c, PB_COL_MICROBATCHES)[0] && !strstr(c->tic2, "m="))
+            snprintf(shown.tic2, sizeof shown.tic2, "m=%.60s%s%.160s", cv(c, PB_COL_MICROBATCHES), c->tic2[0] ? ", " : "",
                      c->tic2);
         dat_tics(f, &shown);
         dat_num(f, 100 * cmean(c, "bubble_frac"));
@@ -1235,17 +1188,17 @@ static void plot_bubble(ctx *x, selection *sel, int *idx)
 
 /* The most frequent value of a column among rows (optionally of one
  * workload); ties go to the first seen. */
-static void most_frequent(const table *t, const char *col, const char *workload, char *out, size_t len)
+static void most_frequent(const table *t, pb_column col, const char *workload, char *out, size_t len)
 {
     strv seen = {0};
     int *count = calloc((size_t)t->nrows + 1, sizeof *count);
-    int c = table_col(t, col), w = table_col(t, "workload"), best = -1;
+    int best = -1;
     out[0] = '\0';
-    for (int r = 0; count && c >= 0 && r < t->nrows; r++) {
-        if (workload && strcmp(t->rows[r][w], workload) != 0) continue;
+    for (int r = 0; count && r < t->nrows; r++) {
+        if (workload && strcmp(tv(t, r, PB_COL_WORKLOAD), workload) != 0) continue;
         int k = 0;
-        while (k < seen.n && strcmp(seen.v[k], t->rows[r][c]) != 0) k++;
-        if (k == seen.n && !strv_push(&seen, strdup(t->rows[r][c]))) break;
+        while (k < seen.n && strcmp(seen.v[k], tv(t, r, col)) != 0) k++;
+        if (k == seen.n && !strv_push(&seen, strdup(tv(t, r, col)))) break;
         if (++count[k] > (best < 0 ? 0 : count[best])) best = k;
     }
     if (best >= 0) snprintf(out, len, "%s", seen.v[best]);
@@ -1274,7 +1227,7 @@ static void others_notice(const table *t, const char *col, const char *chosen, c
 static int plot_csv(ctx *x)
 {
     table t;
-    pb_status st = table_read(&t, x->o.csv);
+    pb_status st = table_read(&t, x->o.csv, NULL);
     if (st != PB_OK) {
         pb_log_error("%s", pb_error_message());
         return pb_status_exit_code(st);
@@ -1286,23 +1239,28 @@ static int plot_csv(ctx *x)
     int rc = 0;
     int *idx = NULL;
     if (t.nrows == 0) {
-        pb_log_error("plot: %s has no rows with status ok; nothing to plot", t.path);
+        if (t.dropped)
+            pb_log_error("plot: %s has no rows with status ok and finite figures (%d skipped for those); nothing to "
+                         "plot",
+                         t.path, t.dropped);
+        else
+            pb_log_error("plot: %s has no rows with status ok; nothing to plot", t.path);
         rc = 1;
         goto cleanup;
     }
     if (x->o.workload) {
         snprintf(sel.workload, sizeof sel.workload, "%s", x->o.workload);
     } else {
-        most_frequent(&t, "workload", NULL, sel.workload, sizeof sel.workload);
+        most_frequent(&t, PB_COL_WORKLOAD, NULL, sel.workload, sizeof sel.workload);
         others_notice(&t, "workload", sel.workload, NULL, "--workload");
     }
     if (x->o.backend) {
         snprintf(sel.backend, sizeof sel.backend, "%s", x->o.backend);
     } else {
-        most_frequent(&t, "backend", sel.workload, sel.backend, sizeof sel.backend);
+        most_frequent(&t, PB_COL_BACKEND, sel.workload, sel.backend, sizeof sel.backend);
         others_notice(&t, "backend", sel.backend, sel.workload, "--backend");
     }
-    st = group_rows(&t, sel.workload, sel.backend, sel.per_device_batch, &sel.set);
+    st = group_rows(&t, sel.workload, sel.backend, &sel.set);
     if (st != PB_OK) {
         pb_log_error("%s", pb_error_message());
         rc = 1;
@@ -1329,7 +1287,7 @@ static int plot_csv(ctx *x)
         config *c = &sel.set.c[i];
         c->series = -1;
         for (int k = 0; k < i && c->series < 0; k++)
-            if (same_dims(sel.set.c[k].dim, c->dim, true)) c->series = sel.set.c[k].series;
+            if (same_series(&sel.set.c[k], c, sel.per_device_batch)) c->series = sel.set.c[k].series;
         if (c->series < 0) c->series = nseries++;
     }
     snprintf(sel.prefix, sizeof sel.prefix, "%s-%s-", sel.workload, sel.backend);
@@ -1372,15 +1330,22 @@ static bool higher_is_better(const char *col)
            strstr(col, "gbps") || strcmp(col, "overlap_pct") == 0;
 }
 
+/* A configuration of BASELINE and one of CURRENT: the same one? */
+static bool same_config(const pb_key *pair, const config *b, const config *c)
+{
+    return pb_key_cmp(pair, &b->t->csv, (size_t)b->t->rows[b->row], &c->t->csv, (size_t)c->t->rows[c->row]) == 0;
+}
+
 static int plot_compare(ctx *x)
 {
     table base, cur;
-    pb_status st = table_read(&base, x->o.base);
+    const char *metric = x->o.metric ? x->o.metric : "samples_per_s";
+    pb_status st = table_read(&base, x->o.base, metric);
     if (st != PB_OK) {
         pb_log_error("%s", pb_error_message());
         return pb_status_exit_code(st);
     }
-    st = table_read(&cur, x->o.cur);
+    st = table_read(&cur, x->o.cur, metric);
     if (st != PB_OK) {
         pb_log_error("%s", pb_error_message());
         table_free(&base);
@@ -1388,18 +1353,17 @@ static int plot_compare(ctx *x)
     }
     table_notices(&base);
     table_notices(&cur);
-    const char *metric = x->o.metric ? x->o.metric : "samples_per_s";
     cfgset bs = {0}, cs = {0};
     int *bi = NULL, *ci = NULL;
     int rc = 0;
-    if (table_col(&base, metric) < 0 || table_col(&cur, metric) < 0) {
-        pb_log_error("plot: --metric %s: no such column in %s", metric,
-                     table_col(&base, metric) < 0 ? base.path : cur.path);
+    bool in_base = pb_csv_find(&base.csv, metric) >= 0;
+    if (!in_base || pb_csv_find(&cur.csv, metric) < 0) {
+        pb_log_error("plot: --metric %s: no such column in %s", metric, !in_base ? base.path : cur.path);
         rc = 2;
         goto cleanup;
     }
-    st = group_rows(&base, NULL, NULL, false, &bs);
-    if (st == PB_OK) st = group_rows(&cur, NULL, NULL, false, &cs);
+    st = group_rows(&base, NULL, NULL, &bs);
+    if (st == PB_OK) st = group_rows(&cur, NULL, NULL, &cs);
     if (st != PB_OK) {
         pb_log_error("%s", pb_error_message());
         rc = 1;
@@ -1413,11 +1377,14 @@ static int plot_compare(ctx *x)
         goto cleanup;
     }
     qsort(bs.c, (size_t)bs.n, sizeof *bs.c, config_cmp);
+    /* the key columns both files have, as bench compare pairs them */
+    pb_key pair;
+    pb_key_init(&pair, PB_KEY_PAIR, &base.csv, &cur.csv);
     int m = 0, only_base = 0, only_cur = 0, no_metric = 0;
     for (int i = 0; i < bs.n; i++) {
         int match = -1;
         for (int k = 0; k < cs.n && match < 0; k++)
-            if (same_dims(bs.c[i].dim, cs.c[k].dim, false)) match = k;
+            if (same_config(&pair, &bs.c[i], &cs.c[k])) match = k;
         if (match < 0) {
             only_base++;
             continue;
@@ -1432,7 +1399,7 @@ static int plot_compare(ctx *x)
     }
     for (int k = 0; k < cs.n; k++) {
         bool matched = false;
-        for (int i = 0; i < bs.n && !matched; i++) matched = same_dims(bs.c[i].dim, cs.c[k].dim, false);
+        for (int i = 0; i < bs.n && !matched; i++) matched = same_config(&pair, &bs.c[i], &cs.c[k]);
         only_cur += !matched;
     }
     if (only_base) pb_log_info("plot: %d configuration(s) only in %s, not plotted", only_base, base.path);
@@ -1470,10 +1437,10 @@ static int plot_compare(ctx *x)
     device_and_date(&bs, bi, m, bdd, sizeof bdd);
     device_and_date(&cs, ci, m, cdd, sizeof cdd);
     /* workload and backend in the title when every config shares them */
-    bool wl = dim_varies_all(&bs, bi, m, D_WORKLOAD, false), be = dim_varies_all(&bs, bi, m, D_BACKEND, false);
-    snprintf(title, sizeof title, "Baseline vs current, %s: %s, %s, %s", metric,
-             wl ? "several workloads" : bs.c[bi[0]].dim[D_WORKLOAD],
-             be ? "several backends" : bs.c[bi[0]].dim[D_BACKEND], cdd);
+    bool wl = dim_varies_all(&bs, bi, m, PB_COL_WORKLOAD, false), be = dim_varies_all(&bs, bi, m, PB_COL_BACKEND, false);
+    snprintf(title, sizeof title, "Baseline vs current, %s: %.100s, %.100s, %s", metric,
+             wl ? "several workloads" : cv(&bs.c[bi[0]], PB_COL_WORKLOAD),
+             be ? "several backends" : cv(&bs.c[bi[0]], PB_COL_BACKEND), cdd);
     snprintf(sub, sizeof sub, "baseline %.200s (%.200s); current %.200s; %s is better", base.path, bdd, cur.path,
              higher_is_better(metric) ? "higher" : "lower");
     const char *unit = unit_of(metric);
@@ -1618,6 +1585,13 @@ int pb_cmd_plot(int argc, char **argv)
         pb_log_error("%s", pb_error_message());
         return pb_status_exit_code(st);
     }
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_plot_signal; /* no SA_RESTART: the wait for gnuplot returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    int rc = 1;
     if (x.o.keep_data) {
         snprintf(x.datadir, sizeof x.datadir, "%s", x.outdir);
     } else {
@@ -1625,19 +1599,26 @@ int pb_cmd_plot(int argc, char **argv)
         snprintf(x.datadir, sizeof x.datadir, "%s/pb_plot_XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(x.datadir)) {
             pb_log_error("plot: cannot create a temporary folder %s: %s", x.datadir, strerror(errno));
-            return 1;
+            goto cleanup;
         }
         x.made_tmp = true;
     }
 
-    int rc = x.o.compare ? plot_compare(&x) : plot_csv(&x);
-    if (rc == 0 && x.written == 0) {
+    rc = x.o.compare ? plot_compare(&x) : plot_csv(&x);
+    if (rc == 0 && x.written == 0 && !plot_signal) {
         pb_log_error("plot: no plot had data to draw");
         rc = 1;
     }
-
+cleanup:
     for (int i = 0; i < x.tmpfiles.n; i++) remove(x.tmpfiles.v[i]);
     strv_free(&x.tmpfiles);
     if (x.made_tmp) rmdir(x.datadir);
+    if (plot_signal) {
+        pb_log_error("plot: interrupted by %s; stopped, no image left half-written",
+                     plot_signal == SIGINT ? "SIGINT" : "SIGTERM");
+        rc = 128 + (int)plot_signal;
+    }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     return rc;
 }

@@ -13,16 +13,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "paths.h"
+#include "registry.h"
 
-#define PB_COLUMN_NAME(id, name) name,
+#define PB_COLUMN_NAME(id, name, kind, key) name,
 static const char *const column_names[PB_COL_COUNT] = {PB_COLUMNS(PB_COLUMN_NAME)};
 #undef PB_COLUMN_NAME
+#define PB_COLUMN_KIND(id, name, kind, key) PB_KIND_##kind,
+static const pb_column_kind column_kinds[PB_COL_COUNT] = {PB_COLUMNS(PB_COLUMN_KIND)};
+#undef PB_COLUMN_KIND
+#define PB_COLUMN_KEY(id, name, kind, key) PB_KEY_##key,
+static const pb_key_role column_keys[PB_COL_COUNT] = {PB_COLUMNS(PB_COLUMN_KEY)};
+#undef PB_COLUMN_KEY
 
 /* A row is at most this long: every field full and quoted. */
 #define ROW_MAX (PB_COL_COUNT * (2 * PB_FIELD_MAX + 3) + 2)
 
 const char *pb_column_name(pb_column c) { return c < PB_COL_COUNT ? column_names[c] : "?"; }
+
+pb_column_kind pb_column_kind_of(pb_column c) { return c < PB_COL_COUNT ? column_kinds[c] : PB_KIND_METRIC; }
+
+pb_key_role pb_column_key(pb_column c)
+{
+    /* a key column that is not configuration would be a schema bug */
+    return c < PB_COL_COUNT && column_kinds[c] == PB_KIND_CONFIG ? column_keys[c] : PB_KEY_NONE;
+}
 
 int pb_column_find(const char *name)
 {
@@ -48,6 +64,67 @@ void pb_record_num(pb_record *r, pb_column c, double v)
 {
     if (isfinite(v)) pb_record_set(r, c, "%.6g", v);
     else r->v[c][0] = '\0';
+}
+
+/* "2,5,7": a list flag as given. */
+static void set_list(pb_record *r, pb_column c, const int *v, int n)
+{
+    size_t used = 0;
+    r->v[c][0] = '\0';
+    for (int i = 0; i < n && used < PB_FIELD_MAX; i++)
+        used += (size_t)snprintf(r->v[c] + used, PB_FIELD_MAX - used, "%s%d", i ? "," : "", v[i]);
+}
+
+void pb_record_fill_config(pb_record *r, const pb_config *cfg)
+{
+    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    bool per_rank = strategy && strategy->procs == PB_PROC_PER_DEVICE;
+    bool is_mp = strcmp(cfg->strategy, "mp") == 0, is_ddp = strcmp(cfg->strategy, "ddp") == 0;
+    bool sgd = cfg->optimizer == PB_OPT_SGD;
+    pb_record_set(r, PB_COL_STRATEGY, "%s", cfg->strategy);
+    pb_record_set(r, PB_COL_BACKEND, "%s", cfg->backend);
+    pb_record_set(r, PB_COL_COMM, "%s", cfg->comm);
+    pb_record_set(r, PB_COL_WORKLOAD, "%s", cfg->workload);
+    pb_record_set(r, PB_COL_IN, "%d", cfg->shape.in);
+    pb_record_set(r, PB_COL_HIDDEN, "%d", cfg->shape.hidden);
+    pb_record_set(r, PB_COL_LAYERS, "%d", cfg->shape.layers);
+    pb_record_set(r, PB_COL_CLASSES, "%d", cfg->shape.classes);
+    pb_layout layout;
+    if (pb_mlp_layout(&cfg->shape, &layout) == PB_OK) pb_record_set(r, PB_COL_PARAMS, "%zu", layout.n_params);
+    else pb_error_clear(); /* validation refused such a shape already */
+    pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", cfg->shape.batch);
+    /* ranks need not divide the batch: the largest shard */
+    int b = cfg->shape.batch, d = cfg->devices > 0 ? cfg->devices : 1;
+    pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d",
+                  per_rank ? (b + d - 1) / d : strategy && strategy->splits_batch ? b / d : b);
+    pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
+    pb_record_set(r, PB_COL_RANKS, "%d", per_rank ? cfg->devices : 1);
+    if (is_mp) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
+    /* without overlap there are no buckets: one all-reduce of everything */
+    if (is_ddp && !cfg->no_overlap) pb_record_num(r, PB_COL_BUCKET_MB, cfg->bucket_mb);
+    if (is_ddp) pb_record_set(r, PB_COL_NO_OVERLAP, "%d", cfg->no_overlap ? 1 : 0);
+    pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
+    pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
+    pb_record_num(r, PB_COL_LR, cfg->lr);
+    pb_record_set(r, PB_COL_ITERS, "%d", cfg->iters);
+    pb_record_set(r, PB_COL_WARMUP, "%d", cfg->warmup);
+    pb_record_set(r, PB_COL_SEED, "%llu", (unsigned long long)cfg->seed);
+    pb_record_set(r, PB_COL_THREADS, "%d", cfg->threads);
+    pb_record_set(r, PB_COL_CUDA_GRAPH, "%d", cfg->cuda_graph ? 1 : 0);
+    /* each optimizer's own hyperparameters; weight decay is both's */
+    if (sgd) pb_record_num(r, PB_COL_MOMENTUM, cfg->momentum);
+    pb_record_num(r, PB_COL_WEIGHT_DECAY, cfg->weight_decay);
+    if (!sgd) {
+        pb_record_num(r, PB_COL_BETA1, cfg->beta1);
+        pb_record_num(r, PB_COL_BETA2, cfg->beta2);
+        pb_record_num(r, PB_COL_EPS, cfg->eps);
+    }
+    /* as given (0: auto), so auto runs on hosts of different core counts pair */
+    pb_record_set(r, PB_COL_LOADER_THREADS, "%d", cfg->loader_threads);
+    /* cuda always calibrates (harness/run.c) */
+    pb_record_set(r, PB_COL_CALIBRATE, "%d", cfg->calibrate || strcmp(cfg->backend, "cuda") == 0 ? 1 : 0);
+    set_list(r, PB_COL_SPLIT, cfg->split, cfg->n_split);
+    set_list(r, PB_COL_DEVICE_MAP, cfg->device_map, cfg->n_device_map);
 }
 
 size_t pb_results_header(char *buf, size_t len)

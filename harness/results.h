@@ -13,86 +13,109 @@
 extern "C" {
 #endif
 
-/* X(enum suffix, column name). Order is the file's column order. */
+/* X(enum suffix, column name, kind, key). Order is the file's column order.
+ *
+ * kind (DESIGN.md "Results"): CONFIG, what was run (a run's flags, resolved);
+ * METRIC, what the run measured and how it ended (status, error); ENV, where
+ * and when it ran.
+ * key: where a configuration column tells configurations apart, one
+ * definition for every tool that reads rows back (harness/key.h):
+ *   ALL    sweep's resume, compare's pairing and plot's grouping;
+ *   RESUME sweep's resume only: how long and on which data a configuration
+ *          was measured (iters, warmup, seed); compare and plot pool runs
+ *          that differ only there;
+ *   NONE   not a key: follows from key columns (params, batch_per_device,
+ *          ranks), or not configuration.
+ * docs/csv-schema.md explains each column, and why a flag has none. */
 #define PB_COLUMNS(X)                                                         \
-    X(TIME_UTC, "time_utc")                                                   \
-    X(STATUS, "status")                                                       \
-    X(STRATEGY, "strategy")                                                   \
-    X(BACKEND, "backend")                                                     \
-    X(COMM, "comm")                                                           \
-    X(WORKLOAD, "workload")                                                   \
-    X(IN, "in")                                                               \
-    X(HIDDEN, "hidden")                                                       \
-    X(LAYERS, "layers")                                                       \
-    X(CLASSES, "classes")                                                     \
-    X(PARAMS, "params")                                                       \
-    X(BATCH_GLOBAL, "batch_global")                                           \
-    X(BATCH_PER_DEVICE, "batch_per_device")                                   \
-    X(DEVICES, "devices")                                                     \
-    X(RANKS, "ranks")                                                         \
-    X(MICROBATCHES, "microbatches")                                           \
-    X(BUCKET_MB, "bucket_mb")                                                 \
-    X(OVERSUBSCRIBED, "oversubscribed")                                       \
-    X(PRECISION, "precision")                                                 \
-    X(OPTIMIZER, "optimizer")                                                 \
-    X(LR, "lr")                                                               \
-    X(ITERS, "iters")                                                         \
-    X(WARMUP, "warmup")                                                       \
-    X(SEED, "seed")                                                           \
-    X(THREADS, "threads")                                                     \
-    X(CUDA_GRAPH, "cuda_graph")                                               \
-    X(STEP_MS_MIN, "step_ms_min")                                             \
-    X(STEP_MS_P50, "step_ms_p50")                                             \
-    X(STEP_MS_MEAN, "step_ms_mean")                                           \
-    X(STEP_MS_P95, "step_ms_p95")                                             \
-    X(STEP_MS_MAX, "step_ms_max")                                             \
-    X(STEP_MS_CV, "step_ms_cv")                                               \
-    X(SAMPLES_PER_S, "samples_per_s")                                         \
-    X(MODEL_TFLOPS, "model_tflops")                                           \
-    X(PEAK_TFLOPS, "peak_tflops")                                             \
-    X(MFU, "mfu")                                                             \
-    X(GEMM_MS, "gemm_ms")                                                     \
-    X(LOAD_MS, "load_ms")                                                     \
-    X(H2D_MS, "h2d_ms")                                                       \
-    X(FWD_MS, "fwd_ms")                                                       \
-    X(BWD_MS, "bwd_ms")                                                       \
-    X(COMM_MS, "comm_ms")                                                     \
-    X(SYNC_MS, "sync_ms")                                                     \
-    X(OPT_MS, "opt_ms")                                                       \
-    X(SCATTER_MS, "scatter_ms")                                               \
-    X(REPLICATE_MS, "replicate_ms")                                           \
-    X(GATHER_MS, "gather_ms")                                                 \
-    X(REDUCE_MS, "reduce_ms")                                                 \
-    X(P2P_MS, "p2p_ms")                                                       \
-    X(BUBBLE_MS, "bubble_ms")                                                 \
-    X(OVERLAP_PCT, "overlap_pct")                                             \
-    X(COMM_BYTES_PER_STEP, "comm_bytes_per_step")                             \
-    X(ALGBW_GBPS, "algbw_gbps")                                               \
-    X(BUSBW_GBPS, "busbw_gbps")                                               \
-    X(BUBBLE_FRAC, "bubble_frac")                                             \
-    X(BUBBLE_FRAC_THEORY, "bubble_frac_theory")                               \
-    X(VERIFY_MAX_REL_ERR, "verify_max_rel_err")                               \
-    X(LOSS_FIRST, "loss_first")                                               \
-    X(LOSS_LAST, "loss_last")                                                 \
-    X(PEAK_MEM_MB, "peak_mem_mb")                                             \
-    X(PEAK_MEM_MB_DEV0, "peak_mem_mb_dev0")                                   \
-    X(HOST_RSS_MB, "host_rss_mb")                                             \
-    X(HOST, "host")                                                           \
-    X(CPU_MODEL, "cpu_model")                                                 \
-    X(GPU_NAME, "gpu_name")                                                   \
-    X(GPU_COUNT, "gpu_count")                                                 \
-    X(DRIVER, "driver")                                                       \
-    X(CUDA_RUNTIME, "cuda_runtime")                                           \
-    X(CUBLAS, "cublas")                                                       \
-    X(NCCL, "nccl")                                                           \
-    X(MPI, "mpi")                                                             \
-    X(BLAS, "blas")                                                           \
-    X(BLAS_VERSION, "blas_version")                                           \
-    X(COMPILER, "compiler")                                                   \
-    X(GIT_REV, "git_rev")                                                     \
-    X(ERROR, "error")
+    X(TIME_UTC, "time_utc", ENV, NONE)                                        \
+    X(STATUS, "status", METRIC, NONE)                                         \
+    X(STRATEGY, "strategy", CONFIG, ALL)                                      \
+    X(BACKEND, "backend", CONFIG, ALL)                                        \
+    X(COMM, "comm", CONFIG, ALL)                                              \
+    X(WORKLOAD, "workload", CONFIG, ALL)                                      \
+    X(IN, "in", CONFIG, ALL)                                                  \
+    X(HIDDEN, "hidden", CONFIG, ALL)                                          \
+    X(LAYERS, "layers", CONFIG, ALL)                                          \
+    X(CLASSES, "classes", CONFIG, ALL)                                        \
+    X(PARAMS, "params", CONFIG, NONE)                                         \
+    X(BATCH_GLOBAL, "batch_global", CONFIG, ALL)                              \
+    X(BATCH_PER_DEVICE, "batch_per_device", CONFIG, NONE)                     \
+    X(DEVICES, "devices", CONFIG, ALL)                                        \
+    X(RANKS, "ranks", CONFIG, NONE)                                           \
+    X(MICROBATCHES, "microbatches", CONFIG, ALL)                              \
+    X(BUCKET_MB, "bucket_mb", CONFIG, ALL)                                    \
+    X(OVERSUBSCRIBED, "oversubscribed", ENV, NONE)                            \
+    X(PRECISION, "precision", CONFIG, ALL)                                    \
+    X(OPTIMIZER, "optimizer", CONFIG, ALL)                                    \
+    X(LR, "lr", CONFIG, ALL)                                                  \
+    X(ITERS, "iters", CONFIG, RESUME)                                         \
+    X(WARMUP, "warmup", CONFIG, RESUME)                                       \
+    X(SEED, "seed", CONFIG, RESUME)                                           \
+    X(THREADS, "threads", CONFIG, ALL)                                        \
+    X(CUDA_GRAPH, "cuda_graph", CONFIG, ALL)                                  \
+    X(MOMENTUM, "momentum", CONFIG, ALL)                                      \
+    X(WEIGHT_DECAY, "weight_decay", CONFIG, ALL)                              \
+    X(BETA1, "beta1", CONFIG, ALL)                                            \
+    X(BETA2, "beta2", CONFIG, ALL)                                            \
+    X(EPS, "eps", CONFIG, ALL)                                                \
+    X(LOADER_THREADS, "loader_threads", CONFIG, ALL)                          \
+    X(CALIBRATE, "calibrate", CONFIG, ALL)                                    \
+    X(NO_OVERLAP, "no_overlap", CONFIG, ALL)                                  \
+    X(SPLIT, "split", CONFIG, ALL)                                            \
+    X(DEVICE_MAP, "device_map", CONFIG, ALL)                                  \
+    X(STEP_MS_MIN, "step_ms_min", METRIC, NONE)                               \
+    X(STEP_MS_P50, "step_ms_p50", METRIC, NONE)                               \
+    X(STEP_MS_MEAN, "step_ms_mean", METRIC, NONE)                             \
+    X(STEP_MS_P95, "step_ms_p95", METRIC, NONE)                               \
+    X(STEP_MS_MAX, "step_ms_max", METRIC, NONE)                               \
+    X(STEP_MS_CV, "step_ms_cv", METRIC, NONE)                                 \
+    X(SAMPLES_PER_S, "samples_per_s", METRIC, NONE)                           \
+    X(MODEL_TFLOPS, "model_tflops", METRIC, NONE)                             \
+    X(PEAK_TFLOPS, "peak_tflops", METRIC, NONE)                               \
+    X(MFU, "mfu", METRIC, NONE)                                               \
+    X(GEMM_MS, "gemm_ms", METRIC, NONE)                                       \
+    X(LOAD_MS, "load_ms", METRIC, NONE)                                       \
+    X(H2D_MS, "h2d_ms", METRIC, NONE)                                         \
+    X(FWD_MS, "fwd_ms", METRIC, NONE)                                         \
+    X(BWD_MS, "bwd_ms", METRIC, NONE)                                         \
+    X(COMM_MS, "comm_ms", METRIC, NONE)                                       \
+    X(SYNC_MS, "sync_ms", METRIC, NONE)                                       \
+    X(OPT_MS, "opt_ms", METRIC, NONE)                                         \
+    X(SCATTER_MS, "scatter_ms", METRIC, NONE)                                 \
+    X(REPLICATE_MS, "replicate_ms", METRIC, NONE)                             \
+    X(GATHER_MS, "gather_ms", METRIC, NONE)                                   \
+    X(REDUCE_MS, "reduce_ms", METRIC, NONE)                                   \
+    X(P2P_MS, "p2p_ms", METRIC, NONE)                                         \
+    X(BUBBLE_MS, "bubble_ms", METRIC, NONE)                                   \
+    X(OVERLAP_PCT, "overlap_pct", METRIC, NONE)                               \
+    X(COMM_BYTES_PER_STEP, "comm_bytes_per_step", METRIC, NONE)               \
+    X(ALGBW_GBPS, "algbw_gbps", METRIC, NONE)                                 \
+    X(BUSBW_GBPS, "busbw_gbps", METRIC, NONE)                                 \
+    X(BUBBLE_FRAC, "bubble_frac", METRIC, NONE)                               \
+    X(BUBBLE_FRAC_THEORY, "bubble_frac_theory", METRIC, NONE)                 \
+    X(VERIFY_MAX_REL_ERR, "verify_max_rel_err", METRIC, NONE)                 \
+    X(LOSS_FIRST, "loss_first", METRIC, NONE)                                 \
+    X(LOSS_LAST, "loss_last", METRIC, NONE)                                   \
+    X(PEAK_MEM_MB, "peak_mem_mb", METRIC, NONE)                               \
+    X(PEAK_MEM_MB_DEV0, "peak_mem_mb_dev0", METRIC, NONE)                     \
+    X(HOST_RSS_MB, "host_rss_mb", METRIC, NONE)                               \
+    X(HOST, "host", ENV, NONE)                                                \
+    X(CPU_MODEL, "cpu_model", ENV, NONE)                                      \
+    X(GPU_NAME, "gpu_name", ENV, NONE)                                        \
+    X(GPU_COUNT, "gpu_count", ENV, NONE)                                      \
+    X(DRIVER, "driver", ENV, NONE)                                            \
+    X(CUDA_RUNTIME, "cuda_runtime", ENV, NONE)                                \
+    X(CUBLAS, "cublas", ENV, NONE)                                            \
+    X(NCCL, "nccl", ENV, NONE)                                                \
+    X(MPI, "mpi", ENV, NONE)                                                  \
+    X(BLAS, "blas", ENV, NONE)                                                \
+    X(BLAS_VERSION, "blas_version", ENV, NONE)                                \
+    X(COMPILER, "compiler", ENV, NONE)                                        \
+    X(GIT_REV, "git_rev", ENV, NONE)                                          \
+    X(ERROR, "error", METRIC, NONE)
 
-#define PB_COLUMN_ENUM(id, name) PB_COL_##id,
+#define PB_COLUMN_ENUM(id, name, kind, key) PB_COL_##id,
 typedef enum pb_column { PB_COLUMNS(PB_COLUMN_ENUM) PB_COL_COUNT } pb_column;
 #undef PB_COLUMN_ENUM
 
@@ -103,13 +126,26 @@ typedef struct pb_record {
     char v[PB_COL_COUNT][PB_FIELD_MAX];
 } pb_record;
 
+typedef enum pb_column_kind { PB_KIND_CONFIG, PB_KIND_METRIC, PB_KIND_ENV } pb_column_kind;
+typedef enum pb_key_role { PB_KEY_NONE, PB_KEY_RESUME, PB_KEY_ALL } pb_key_role;
+
 const char *pb_column_name(pb_column c);
+pb_column_kind pb_column_kind_of(pb_column c);
+pb_key_role pb_column_key(pb_column c);
 int pb_column_find(const char *name); /* -1 when unknown */
 
 void pb_record_clear(pb_record *r);
 void pb_record_set(pb_record *r, pb_column c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A number with enough digits to compare runs, "" when not finite. */
 void pb_record_num(pb_record *r, pb_column c, double v);
+
+struct pb_config;
+/* Fills every configuration column from a validated configuration, as the
+ * run records it (run.c) and as sweep looks for it in --out: the one place
+ * that says how a flag appears in the row. Columns a strategy does not use
+ * stay empty (microbatches but for mp, momentum but for sgd, ...). Not
+ * oversubscribed: a property of the machine (run.c sets it). */
+void pb_record_fill_config(pb_record *r, const struct pb_config *cfg);
 
 /* The header line (with '\n'); returns its length. */
 size_t pb_results_header(char *buf, size_t len);

@@ -265,34 +265,11 @@ static bool shares_hardware(const pb_config *cfg)
            (long)cfg->devices * cfg->threads > cores;
 }
 
-static void fill_config(pb_record *r, const pb_config *cfg, const pb_layout *layout, const run_state *rs)
+static void fill_config(pb_record *r, const pb_config *cfg, const run_state *rs)
 {
-    pb_record_set(r, PB_COL_STRATEGY, "%s", cfg->strategy);
-    pb_record_set(r, PB_COL_BACKEND, "%s", cfg->backend);
-    pb_record_set(r, PB_COL_COMM, "%s", cfg->comm);
-    pb_record_set(r, PB_COL_WORKLOAD, "%s", cfg->workload);
-    pb_record_set(r, PB_COL_IN, "%d", cfg->shape.in);
-    pb_record_set(r, PB_COL_HIDDEN, "%d", cfg->shape.hidden);
-    pb_record_set(r, PB_COL_LAYERS, "%d", cfg->shape.layers);
-    pb_record_set(r, PB_COL_CLASSES, "%d", cfg->shape.classes);
-    pb_record_set(r, PB_COL_PARAMS, "%zu", layout->n_params);
-    pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", cfg->shape.batch);
-    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
-    pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d",
-                  strategy && !strategy->splits_batch ? cfg->shape.batch : cfg->shape.batch / cfg->devices);
-    pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
-    pb_record_set(r, PB_COL_RANKS, "%d", rs->multi ? rs->world.ranks : 1);
+    pb_record_fill_config(r, cfg);
     pb_record_set(r, PB_COL_OVERSUBSCRIBED, "%d",
                   (rs->multi && rs->world.oversubscribed) || shares_hardware(cfg) ? 1 : 0);
-    if (strcmp(cfg->strategy, "mp") == 0) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
-    pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
-    pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
-    pb_record_num(r, PB_COL_LR, cfg->lr);
-    pb_record_set(r, PB_COL_ITERS, "%d", cfg->iters);
-    pb_record_set(r, PB_COL_WARMUP, "%d", cfg->warmup);
-    pb_record_set(r, PB_COL_SEED, "%llu", (unsigned long long)cfg->seed);
-    pb_record_set(r, PB_COL_THREADS, "%d", cfg->threads);
-    pb_record_set(r, PB_COL_CUDA_GRAPH, "%d", cfg->cuda_graph ? 1 : 0);
 }
 
 static void fill_results(pb_record *r, run_state *rs)
@@ -502,7 +479,7 @@ pb_status pb_run(const pb_config *cfg)
     if (st == PB_OK) st = gather_slowest(&rs);
     if (st == PB_OK) st = finish_dump(&rs);
 
-    fill_config(rec, cfg, &rs.layout, &rs);
+    fill_config(rec, cfg, &rs);
     if (!rs.have_info) pb_backend_cpu.info(NULL, &rs.info); /* host facts still apply */
     pb_env_fill(rec, cfg->backend, &rs.info, cfg->devices);
     if (rs.multi) pb_record_set(rec, PB_COL_MPI, "%s", rs.world.version);

@@ -1,7 +1,7 @@
 /* bench sweep: runs every strategy x device-count combination as a child
  * `bench run`, resumes from the ok rows already in --out, and prints a
  * scaling table from --out (docs/sweep.md). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* memmem, F_OFD_SETLK */
 #include "sweep.h"
 
 #include <errno.h>
@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "csv_read.h"
+#include "key.h"
 #include "log.h"
 #include "registry.h"
 #include "results.h"
@@ -270,88 +271,78 @@ static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[2][
 
 /* ---- rows already in --out ---------------------------------------------- */
 
-static bool same_num(const char *field, double want)
+/* --out as read back: its rows, and where status and samples/s are. */
+typedef struct out_rows {
+    pb_csv t;
+    int status, sps;
+} out_rows;
+
+/* The row a run of cfg would write, as a one-row table: the key sweep looks
+ * for, through the same code (pb_record_fill_config, the row formatter and
+ * the reader) as the rows it is compared with. */
+static pb_status wanted_row(const pb_config *cfg, pb_csv *want)
 {
-    char *end = NULL;
-    double v = strtod(field, &end);
-    return *field && !*end && fabs(v - want) <= 1e-9 * fmax(1.0, fabs(want));
+    static pb_record rec;
+    static char text[2 * 65536];
+    pb_record_clear(&rec);
+    pb_record_fill_config(&rec, cfg);
+    pb_record_set(&rec, PB_COL_STATUS, "ok");
+    size_t n = pb_results_header(text, sizeof text);
+    size_t m = n < sizeof text ? pb_results_format(&rec, text + n, sizeof text - n) : 0;
+    if (!m) return pb_error(PB_ERR_INTERNAL, "sweep: a row of this build does not fit %zu bytes", sizeof text);
+    return pb_csv_parse("sweep's key", text, n + m, want);
 }
 
-typedef struct cols {
-    int status, strategy, backend, workload, in, hidden, layers, classes, batch, devices, precision, optimizer,
-        iters, warmup, seed, threads, microbatches, bucket_mb, sps;
-} cols;
-
-static bool find_cols(const pb_csv *t, cols *k)
-{
-    int *f = &k->status;
-    static const char *const names[] = {"status",    "strategy",  "backend",      "workload",  "in",
-                                        "hidden",    "layers",    "classes",      "batch_global", "devices",
-                                        "precision", "optimizer", "iters",        "warmup",    "seed",
-                                        "threads",   "microbatches", "bucket_mb", "samples_per_s"};
-    _Static_assert(sizeof names / sizeof *names == sizeof(cols) / sizeof(int), "a name per column");
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if ((f[i] = pb_csv_find(t, names[i])) < 0) return false;
-    return true;
-}
-
-/* Is row r an ok run of cfg? The configuration columns that a run's flags
- * set must agree (numbers as numbers). */
-static bool row_matches(const pb_csv *t, const cols *k, size_t r, const pb_config *cfg)
-{
-#define GET(col) pb_csv_get(t, r, (size_t)k->col)
-    if (strcmp(GET(status), "ok") != 0) return false;
-    if (strcmp(GET(strategy), cfg->strategy) || strcmp(GET(backend), cfg->backend) ||
-        strcmp(GET(workload), cfg->workload) || strcmp(GET(precision), pb_precision_name(cfg->precision)) ||
-        strcmp(GET(optimizer), pb_optimizer_name(cfg->optimizer)))
-        return false;
-    if (!same_num(GET(in), cfg->shape.in) || !same_num(GET(hidden), cfg->shape.hidden) ||
-        !same_num(GET(layers), cfg->shape.layers) || !same_num(GET(classes), cfg->shape.classes) ||
-        !same_num(GET(batch), cfg->shape.batch) || !same_num(GET(devices), cfg->devices) ||
-        !same_num(GET(iters), cfg->iters) || !same_num(GET(warmup), cfg->warmup) ||
-        !same_num(GET(seed), (double)cfg->seed) || !same_num(GET(threads), cfg->threads))
-        return false;
-    if (strcmp(cfg->strategy, "mp") == 0 && !same_num(GET(microbatches), cfg->microbatches)) return false;
-    if (strcmp(cfg->strategy, "ddp") == 0 && !same_num(GET(bucket_mb), cfg->bucket_mb)) return false;
-    return true;
-#undef GET
-}
-
-/* Loads --out when it exists and has rows; false (and t empty) otherwise. */
-static bool load_out(const char *path, pb_csv *t, cols *k, bool *bad)
-{
-    struct stat sb;
-    memset(t, 0, sizeof *t);
-    *bad = false;
-    if (stat(path, &sb) != 0 || sb.st_size == 0) return false;
-    if (pb_csv_load(path, t) != PB_OK) {
-        *bad = true;
-        return false;
-    }
-    if (!find_cols(t, k)) {
-        pb_csv_free(t);
-        *bad = true;
-        pb_usage_error("sweep: %s is not a results CSV of this build (bench sweep appends to it)", path);
-        return false;
-    }
-    return true;
-}
-
-/* Mean samples/s and count of the ok rows of cfg in t. */
-static double mean_sps(const pb_csv *t, const cols *k, const pb_config *cfg, int *runs)
+/* Mean samples/s and count of the ok rows of cfg in o: rows whose every
+ * configuration column (harness/key.h, the sweep's key: with iters, warmup
+ * and seed) equals the run's, numbers as numbers. */
+static double mean_sps(const out_rows *o, const pb_config *cfg, int *runs)
 {
     double sum = 0;
     *runs = 0;
-    for (size_t r = 0; r < t->nrows; r++) {
-        if (!row_matches(t, k, r, cfg)) continue;
+    pb_csv want;
+    if (wanted_row(cfg, &want) != PB_OK) {
+        pb_error_clear();
+        return NAN;
+    }
+    pb_key k;
+    pb_key_init(&k, PB_KEY_SWEEP, &o->t, &want);
+    for (size_t r = 0; r < o->t.nrows; r++) {
+        if (strcmp(pb_csv_get(&o->t, r, (size_t)o->status), "ok") != 0) continue;
+        if (pb_key_cmp(&k, &o->t, r, &want, 0) != 0) continue;
         char *end = NULL;
-        const char *v = pb_csv_get(t, r, (size_t)k->sps);
+        const char *v = pb_csv_get(&o->t, r, (size_t)o->sps);
         double x = strtod(v, &end);
         if (!*v || *end || !(x > 0)) continue;
         sum += x;
         (*runs)++;
     }
+    pb_csv_free(&want);
     return *runs ? sum / *runs : NAN;
+}
+
+/* Loads --out when it exists and has rows; false (and o empty) otherwise.
+ * *bad: it cannot be read, or lacks a column of this build's key. */
+static bool load_out(const char *path, out_rows *o, bool *bad)
+{
+    struct stat sb;
+    memset(o, 0, sizeof *o);
+    *bad = false;
+    if (stat(path, &sb) != 0 || sb.st_size == 0) return false;
+    if (pb_csv_load(path, &o->t) != PB_OK) {
+        *bad = true;
+        return false;
+    }
+    bool all = (o->status = pb_csv_find(&o->t, "status")) >= 0 && (o->sps = pb_csv_find(&o->t, "samples_per_s")) >= 0;
+    for (int c = 0; c < PB_COL_COUNT && all; c++)
+        if (pb_key_uses(PB_KEY_SWEEP, (pb_column)c)) all = pb_csv_find(&o->t, pb_column_name((pb_column)c)) >= 0;
+    if (!all) {
+        pb_csv_free(&o->t);
+        *bad = true;
+        pb_usage_error("sweep: %s is not a results CSV of this build (bench sweep appends to it)", path);
+        return false;
+    }
+    return true;
 }
 
 /* ---- running a child ------------------------------------------------------ */
@@ -372,6 +363,11 @@ static void note(const char *fmt, ...)
 static volatile sig_atomic_t got_signal;
 static void on_signal(int sig) { got_signal = sig; }
 
+/* The line of a failed child's stderr (its last 8 KiB) that says why: its
+ * own first error line ("bench: error: ..." or a rank's "bench[rank 1 on
+ * host]: error: ..."), not what follows it (a rank's "ending all 2 ranks",
+ * Open MPI's boxed notices); without one, the last line that is not a rule
+ * of dashes. */
 static void last_line(int fd, char *buf, size_t len)
 {
     char text[8192];
@@ -382,17 +378,36 @@ static void last_line(int fd, char *buf, size_t len)
     ssize_t n = read(fd, text, sizeof text - 1);
     if (n <= 0) return;
     text[n] = '\0';
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) text[--n] = '\0';
-    char *start = strrchr(text, '\n');
-    const char *src = start ? start + 1 : text;
-    size_t m = strlen(src);
-    if (m >= len) m = len - 1;
-    memcpy(buf, src, m);
-    buf[m] = '\0';
+    const char *pick = NULL, *last = NULL;
+    size_t pick_len = 0, last_len = 0;
+    /* the first line may be cut by the 8 KiB window: start after it then */
+    for (char *line = from > 0 ? strchr(text, '\n') : text; line && *line;) {
+        if (*line == '\n') line++;
+        size_t m = strcspn(line, "\n");
+        while (m > 0 && line[m - 1] == '\r') m--;
+        if (!pick && strncmp(line, "bench", 5) == 0 && memmem(line, m, "error:", 6)) {
+            pick = line;
+            pick_len = m;
+        }
+        if (m && strspn(line, "-") < m) {
+            last = line;
+            last_len = m;
+        }
+        line = strchr(line, '\n');
+    }
+    if (!pick) {
+        pick = last;
+        pick_len = last_len;
+    }
+    if (!pick) return;
+    if (pick_len >= len) pick_len = len - 1;
+    memcpy(buf, pick, pick_len);
+    buf[pick_len] = '\0';
 }
 
 /* Runs one child to its end; returns its exit code (128 + signal when
- * killed, -1 when it could not start) and its last stderr line in why. */
+ * killed, -1 when it could not start) and, in why, the line of its stderr
+ * that says why (last_line). */
 static int run_child(const char *self, char *const args[], char *why, size_t why_len)
 {
     char tmpl[] = "/tmp/pb_sweep_XXXXXX";
@@ -476,15 +491,14 @@ static void clear_bar(bool tty)
 
 static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_config *ref, bool have_ref)
 {
-    pb_csv t;
-    cols k;
+    static out_rows t;
     bool bad;
-    if (!load_out(o->out, &t, &k, &bad)) {
+    if (!load_out(o->out, &t, &bad)) {
         pb_error_clear();
         return;
     }
     int ref_runs = 0;
-    double ref_sps = have_ref ? mean_sps(&t, &k, ref, &ref_runs) : NAN;
+    double ref_sps = have_ref ? mean_sps(&t, ref, &ref_runs) : NAN;
     if (have_ref && ref_runs)
         printf("%s scaling of %s on %s: efficiency = samples/s(N) / (N x samples/s of single x1, batch %d)\n",
                o->strong ? "strong" : "weak", o->workload, cs[0].cfg.backend, ref->shape.batch);
@@ -497,7 +511,7 @@ static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_co
     bool any_over = false;
     for (int i = 0; i < n; i++) {
         int runs = 0;
-        double sps = mean_sps(&t, &k, &cs[i].cfg, &runs);
+        double sps = mean_sps(&t, &cs[i].cfg, &runs);
         char dev[16], s[32] = "-", sp[32] = "-", eff[32] = "-";
         snprintf(dev, sizeof dev, "%d%s", cs[i].devices, cs[i].oversubscribed ? "*" : "");
         any_over |= cs[i].oversubscribed;
@@ -509,7 +523,7 @@ static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_co
         printf("%-8s %7s %7d %4d %12s %8s %10s\n", cs[i].strategy, dev, cs[i].batch, runs, s, sp, eff);
     }
     if (any_over) printf("* oversubscribed: more devices than present (cpu: than cores), they share hardware\n");
-    pb_csv_free(&t);
+    pb_csv_free(&t.t);
 }
 
 /* Validates a combination's run in-process, as the child will. */
@@ -523,6 +537,160 @@ static pb_status validate(const sweep_opts *o, combo *c)
     pb_status st = pb_config_parse(&c->cfg, n - 1, args + 1, &help);
     if (st != PB_OK) return st;
     return pb_config_validate(&c->cfg);
+}
+
+/* ---- one sweep at a time per --out ---------------------------------------- */
+
+/* Two sweeps into one file must not both run the rows it lacks: each holds
+ * an open-file-description lock (fcntl F_OFD_SETLK) on one byte of --out far
+ * beyond any row, from before it reads the file until it has printed its
+ * table. The rows' writers lock the file with flock, which this lock does
+ * not touch, so the sweep's own children still append. A second sweep says
+ * so and waits, then resumes from the rows the first one wrote. The lock
+ * goes with the open file, so a killed sweep leaves none behind. */
+#define SWEEP_LOCK_AT ((off_t)1 << 62)
+
+/* Opens --out (creating it empty when missing: the lock needs a file) and
+ * takes the lock, waiting for another sweep's. Returns the descriptor; -1 on
+ * an error (recorded), -2 when a signal came while waiting. */
+static int lock_out(const char *path, bool *created)
+{
+    for (;;) {
+        *created = false;
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) {
+            fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            if (fd < 0 && errno == EEXIST) continue; /* another sweep made it first */
+            *created = fd >= 0;
+        }
+        if (fd < 0) {
+            pb_user_error(PB_ERR_IO, "sweep: cannot open %s: %s", path, strerror(errno));
+            return -1;
+        }
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = SWEEP_LOCK_AT, .l_len = 1};
+        if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+            if (errno == EINVAL) { /* no OFD locks here (an old kernel, some network file systems) */
+                note("%s: cannot lock it (%s); do not run a second sweep into it at the same time", path,
+                     strerror(errno));
+                return fd;
+            }
+            if (errno != EAGAIN && errno != EACCES) {
+                pb_user_error(PB_ERR_IO, "sweep: cannot lock %s: %s", path, strerror(errno));
+                close(fd);
+                return -1;
+            }
+            note("another sweep is running into %s: waiting for it to end, then resuming from its rows", path);
+            while (fcntl(fd, F_OFD_SETLKW, &fl) != 0) {
+                if (errno == EINTR && !got_signal) continue;
+                int e = errno;
+                close(fd);
+                if (got_signal) return -2;
+                pb_user_error(PB_ERR_IO, "sweep: cannot lock %s: %s", path, strerror(e));
+                return -1;
+            }
+        }
+        /* the sweep waited for may have removed the file it made and wrote
+         * no row to (unlock_out): lock the file the path names now */
+        struct stat held, now;
+        if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_dev == now.st_dev && held.st_ino == now.st_ino)
+            return fd;
+        close(fd);
+    }
+}
+
+/* Releases the lock; a file this sweep created and no run wrote to is
+ * removed, so a sweep that ran nothing leaves nothing behind. */
+static void unlock_out(int fd, const char *path, bool created)
+{
+    struct stat sb;
+    if (created && fstat(fd, &sb) == 0 && sb.st_size == 0) unlink(path);
+    close(fd);
+}
+
+/* The runs --out lacks, then the table; under the sweep's lock on --out. */
+static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, char *self)
+{
+    /* what --out already holds */
+    int total = 0, have_total = 0;
+    {
+        static out_rows t;
+        bool bad;
+        bool loaded = load_out(o->out, &t, &bad);
+        if (bad) {
+            pb_log_error("%s", pb_error_message());
+            return 2;
+        }
+        if (loaded && t.t.nskipped)
+            note("%s: %zu torn line%s skipped (a writer was killed mid-row)", o->out, t.t.nskipped,
+                         t.t.nskipped == 1 ? "" : "s");
+        for (int i = 0; i < n; i++) {
+            int runs = 0;
+            if (loaded) (void)mean_sps(&t, &cs[i].cfg, &runs);
+            cs[i].have = o->force ? 0 : (runs < o->repeats ? runs : o->repeats);
+            cs[i].todo = o->repeats - cs[i].have;
+            total += cs[i].todo;
+            have_total += cs[i].have;
+        }
+        if (loaded) pb_csv_free(&t.t);
+    }
+    if (have_total)
+        note("%d of %d runs already in %s with status ok: skipped (--force runs them again)",
+                     have_total, have_total + total, o->out);
+    else if (o->force && !o->quiet)
+        pb_log_info("sweep: --force: running every combination again");
+
+    bool tty = isatty(2) && !o->quiet;
+    int done = 0, failed = 0;
+    double t0 = now_s();
+    for (int i = 0; i < n && !got_signal; i++) {
+        combo *c = &cs[i];
+        for (int r = c->have; r < o->repeats && !got_signal; r++) {
+            char label[96], eta_s[32], why[512];
+            snprintf(label, sizeof label, "%.31s x%d%s batch %d, repeat %d/%d", c->strategy, c->devices,
+                     c->oversubscribed ? " (oversubscribed)" : "", c->batch, r + 1, o->repeats);
+            double elapsed = now_s() - t0;
+            draw_bar(tty, done, total, label, done ? elapsed / done * (total - done) : NAN);
+            char *args[MAX_FWD + 24], bufs[2][16];
+            child_args(o, c, args + 1, bufs);
+            args[0] = self;
+            double start = now_s();
+            int rc = run_child(self, args, why, sizeof why);
+            double took = now_s() - start;
+            done++;
+            elapsed = now_s() - t0;
+            fmt_time(elapsed / done * (total - done), eta_s, sizeof eta_s);
+            clear_bar(tty);
+            if (rc != 0) {
+                failed++;
+                pb_log_error("sweep: [%d/%d] %s failed (exit %d)%s%s", done, total, label, rc, why[0] ? ": " : "",
+                             why);
+            } else if (!tty && !o->quiet) {
+                fprintf(stderr, "bench: sweep: [%d/%d] %s: ok in %.1f s; eta %s\n", done, total, label, took, eta_s);
+            }
+        }
+    }
+    if (tty) {
+        draw_bar(tty, done, total, "done", 0);
+        fprintf(stderr, "\n");
+    }
+    if (got_signal) {
+        pb_log_error("sweep: interrupted after %d of %d runs; the same command resumes it", done, total);
+        return 128 + (int)got_signal;
+    }
+    if (!o->quiet)
+        pb_log_info("sweep: %d run%s, %d failed, %.1f s; rows in %s", done, done == 1 ? "" : "s", failed,
+                    now_s() - t0, o->out);
+
+    /* the reference: single on 1 device at the batch that scaling keeps */
+    combo ref;
+    memset(&ref, 0, sizeof ref);
+    snprintf(ref.strategy, sizeof ref.strategy, "single");
+    ref.devices = 1;
+    ref.batch = per_device;
+    bool have_ref = validate(o, &ref) == PB_OK;
+    pb_error_clear();
+    print_table(o, cs, n, &ref.cfg, have_ref);
+    return failed ? 1 : 0;
 }
 
 int pb_cmd_sweep(int argc, char **argv)
@@ -635,95 +803,26 @@ int pb_cmd_sweep(int argc, char **argv)
         return 2;
     }
 
-    /* what --out already holds */
-    int total = 0, have_total = 0;
-    {
-        pb_csv t;
-        cols k;
-        bool bad;
-        bool loaded = load_out(o.out, &t, &k, &bad);
-        if (bad) {
-            pb_log_error("%s", pb_error_message());
-            return 2;
-        }
-        if (loaded && t.nskipped)
-            note("%s: %zu torn line%s skipped (a writer was killed mid-row)", o.out, t.nskipped,
-                         t.nskipped == 1 ? "" : "s");
-        for (int i = 0; i < n; i++) {
-            int runs = 0;
-            if (loaded) (void)mean_sps(&t, &k, &cs[i].cfg, &runs);
-            cs[i].have = o.force ? 0 : (runs < o.repeats ? runs : o.repeats);
-            cs[i].todo = o.repeats - cs[i].have;
-            total += cs[i].todo;
-            have_total += cs[i].have;
-        }
-        if (loaded) pb_csv_free(&t);
-    }
-    if (have_total)
-        note("%d of %d runs already in %s with status ok: skipped (--force runs them again)",
-                     have_total, have_total + total, o.out);
-    else if (o.force && !o.quiet)
-        pb_log_info("sweep: --force: running every combination again");
-
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal; /* no SA_RESTART: waitpid returns EINTR */
+    sa.sa_handler = on_signal; /* no SA_RESTART: waitpid and the lock's wait return EINTR */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-
-    bool tty = isatty(2) && !o.quiet;
-    int done = 0, failed = 0;
-    double t0 = now_s();
-    for (int i = 0; i < n && !got_signal; i++) {
-        combo *c = &cs[i];
-        for (int r = c->have; r < o.repeats && !got_signal; r++) {
-            char label[96], eta_s[32], why[512];
-            snprintf(label, sizeof label, "%s x%d%s batch %d, repeat %d/%d", c->strategy, c->devices,
-                     c->oversubscribed ? " (oversubscribed)" : "", c->batch, r + 1, o.repeats);
-            double elapsed = now_s() - t0;
-            draw_bar(tty, done, total, label, done ? elapsed / done * (total - done) : NAN);
-            char *args[MAX_FWD + 24], bufs[2][16];
-            child_args(&o, c, args + 1, bufs);
-            args[0] = self;
-            double start = now_s();
-            int rc = run_child(self, args, why, sizeof why);
-            double took = now_s() - start;
-            done++;
-            elapsed = now_s() - t0;
-            fmt_time(elapsed / done * (total - done), eta_s, sizeof eta_s);
-            clear_bar(tty);
-            if (rc != 0) {
-                failed++;
-                pb_log_error("sweep: [%d/%d] %s failed (exit %d)%s%s", done, total, label, rc, why[0] ? ": " : "",
-                             why);
-            } else if (!tty && !o.quiet) {
-                fprintf(stderr, "bench: sweep: [%d/%d] %s: ok in %.1f s; eta %s\n", done, total, label, took, eta_s);
-            }
-        }
-    }
-    if (tty) {
-        draw_bar(tty, done, total, "done", 0);
-        fprintf(stderr, "\n");
+    bool created = false;
+    int rc;
+    int lock = lock_out(o.out, &created);
+    if (lock == -2) {
+        pb_log_error("sweep: interrupted while waiting for the other sweep into %s; nothing run", o.out);
+        rc = 128 + (int)got_signal;
+    } else if (lock < 0) {
+        pb_log_error("%s", pb_error_message());
+        rc = 1;
+    } else {
+        rc = sweep_runs(&o, cs, n, per_device, self);
+        unlock_out(lock, o.out, created);
     }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (got_signal) {
-        pb_log_error("sweep: interrupted after %d of %d runs; the same command resumes it", done, total);
-        return 128 + (int)got_signal;
-    }
-    if (!o.quiet)
-        pb_log_info("sweep: %d run%s, %d failed, %.1f s; rows in %s", done, done == 1 ? "" : "s", failed,
-                    now_s() - t0, o.out);
-
-    /* the reference: single on 1 device at the batch that scaling keeps */
-    combo ref;
-    memset(&ref, 0, sizeof ref);
-    snprintf(ref.strategy, sizeof ref.strategy, "single");
-    ref.devices = 1;
-    ref.batch = per_device;
-    bool have_ref = validate(&o, &ref) == PB_OK;
-    pb_error_clear();
-    print_table(&o, cs, n, &ref.cfg, have_ref);
-    return failed ? 1 : 0;
+    return rc;
 }

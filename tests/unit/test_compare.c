@@ -1103,6 +1103,47 @@ static void test_cli_bad_flags_exit_2(void **state)
     assert_string_equal(c->r->err, "");
 }
 
+/* A configuration ok in BASELINE whose every CURRENT run failed is a
+ * regression, named as such; a CURRENT with no ok row never passes; a
+ * BASELINE with none is nothing to compare against (exit 2). */
+static void test_cli_failed_in_current(void **state)
+{
+    cli *c = *state;
+    write_rows(c->base, (rowspec[]){{.sps = 1000, .cv = 0.01}, {.workload = "mlp-s", .sps = 500, .cv = 0.01}}, 2);
+    write_rows(c->cur, (rowspec[]){{.sps = 1000, .cv = 0.01}, {.workload = "mlp-s", .status = "failed"}}, 2);
+    bench_result *r = run_compare(c, c->base, c->cur, NULL);
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->out, "failed in current: single cuda mlp-s fp32 (baseline 1 ok run, samples_per_s 500; "
+                                   "current 1 failed, none ok: 'out of memory')"));
+    assert_non_null(strstr(r->out, ": 1 regression (1 failed in current), 0 improvements, 1 same"));
+    r = run_compare(c, c->base, c->cur, (const char *[]){"--format", "csv", NULL});
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->out, ",failed-in-current\n"));
+
+    /* every current run failed: exit 1, whether or not they pair */
+    write_rows(c->cur, (rowspec[]){{.status = "failed"}, {.workload = "mlp-s", .status = "failed"}}, 2);
+    r = run_compare(c, c->base, c->cur, NULL);
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->out, ": 2 regressions (2 failed in current)"));
+    assert_non_null(strstr(r->err, "every current run failed"));
+    write_rows(c->cur, (rowspec[]){{.workload = "mlp-m", .status = "failed"}}, 1);
+    r = run_compare(c, c->base, c->cur, NULL);
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->err, "no row with status ok and a samples_per_s value (1 not compared); every current "
+                                   "run failed"));
+
+    /* failed in BASELINE, ok now: fixed, not a regression */
+    write_rows(c->cur, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1);
+    write_rows(c->base, (rowspec[]){{.sps = 1000, .cv = 0.01}, {.workload = "mlp-s", .status = "failed"}}, 2);
+    write_rows(c->cur, (rowspec[]){{.sps = 1000, .cv = 0.01}, {.workload = "mlp-s", .sps = 500, .cv = 0.01}}, 2);
+    r = run_compare(c, c->base, c->cur, NULL);
+    expect_exit(r, 0);
+    /* a baseline with no ok row */
+    write_rows(c->base, (rowspec[]){{.status = "failed"}}, 1);
+    r = run_compare(c, c->base, c->cur, NULL);
+    expect_bad_input(r, (const char *[]){"baseline.csv: no row with status ok", "nothing to compare against", NULL});
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1132,6 +1173,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cli_format_md, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_format_csv, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_old_schema_and_torn_line, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_failed_in_current, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_trailing_partial_line_skipped, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_bad_files_exit_2, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_bad_flags_exit_2, cli_setup, cli_teardown),

@@ -2,13 +2,18 @@
  * harness/results.h, fake dp/ddp/mp rows at 1, 2 and 4 devices so every plot
  * has data), plots skipped with a notice when their rows are missing, the
  * baseline-vs-current comparison, and the errors: gnuplot not on PATH, a
- * missing CSV, a file that is not a results CSV, bad flags.
+ * missing CSV, a file that is not a results CSV, bad flags; the reader's
+ * rules (those of bench compare), no image left empty or partial when
+ * gnuplot fails, and SIGTERM removing the temporary folder.
  *
  * The tests that draw need gnuplot on PATH (scripts/run-tests.sh installs
  * gnuplot-nox); without it they are skipped, and the not-found test runs. */
 #include "tests/unit/test_util.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 
 #include "harness/results.h"
@@ -364,6 +369,180 @@ static void test_plot_bad_input(void **state)
     remove_temp_dir(dir);
 }
 
+/* Appends one row of f to path with column col set to value as text. */
+static void append_with(const char *path, const fake *f, pb_column col, const char *value)
+{
+    pb_record *r = malloc(sizeof *r);
+    char *buf = malloc(1 << 17);
+    assert_non_null(r);
+    assert_non_null(buf);
+    fake_record(r, f, "2026-01-02");
+    pb_record_set(r, col, "%s", value);
+    size_t len = pb_results_format(r, buf, 1 << 17);
+    assert_true(len > 0);
+    FILE *out = fopen(path, "ab");
+    assert_non_null(out);
+    fwrite(buf, 1, len, out);
+    assert_int_equal(fclose(out), 0);
+    free(buf);
+    free(r);
+}
+
+/* Nothing but the images: no file named like a partial one, none empty. */
+static void assert_no_partial_or_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return; /* not even created */
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        assert_int_equal(stat(path, &sb), 0);
+        if (strstr(e->d_name, "partial") || sb.st_size == 0) fail_msg("%s left behind (%lld bytes)", path,
+                                                                        (long long)sb.st_size);
+    }
+    closedir(d);
+}
+
+/* The same reader and rules as bench compare: a NUL byte and a column
+ * named twice are refused (exit 2, one line naming the file); rows with an
+ * inf or NaN figure are dropped and the notice says which figure. */
+static void test_plot_reader_rules(void **state)
+{
+    (void)state;
+    if (!have_gnuplot()) skip();
+    char *dir = make_temp_dir();
+    char csv[512], out[512];
+    snprintf(csv, sizeof csv, "%s/runs.csv", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    bench_result *r = calloc(1, sizeof *r);
+
+    write_csv(csv, study, N_STUDY, 1.0, "2026-01-02", false);
+    FILE *f = fopen(csv, "r+b");
+    assert_non_null(f);
+    fseek(f, -20, SEEK_END);
+    fputc('\0', f);
+    fclose(f);
+    run_bench(r, (char *[]){"plot", csv, "--out", out, NULL});
+    assert_int_equal(r->exit_code, 2);
+    assert_int_equal(count_lines(r->err), 1);
+    assert_non_null(strstr(r->err, "runs.csv:13: binary data (a NUL byte)"));
+    assert_string_equal(r->out, "");
+
+    char *text = read_file(csv);
+    f = fopen(csv, "wb");
+    assert_non_null(f);
+    fprintf(f, "status,%s", strchr(text, ',') + 1); /* time_utc renamed: status twice */
+    fclose(f);
+    free(text);
+    run_bench(r, (char *[]){"plot", csv, "--out", out, NULL});
+    assert_int_equal(r->exit_code, 2);
+    assert_int_equal(count_lines(r->err), 1);
+    assert_non_null(strstr(r->err, "header names column 'status' twice"));
+
+    /* dp x8 at inf samples/s, ddp x8 at NaN ms: dropped, said why */
+    write_csv(csv, study, N_STUDY, 1.0, "2026-01-02", false);
+    append_with(csv, &(fake){"dp", 8, 1000, "ok"}, PB_COL_SAMPLES_PER_S, "inf");
+    append_with(csv, &(fake){"ddp", 8, 1000, "ok"}, PB_COL_FWD_MS, "nan");
+    run_bench(r, (char *[]){"plot", csv, "--out", out, "--keep-data", NULL});
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    assert_non_null(strstr(r->err, "runs.csv:14: skipped: samples_per_s 'inf' is not a finite number"));
+    assert_non_null(strstr(r->err, "runs.csv:15: skipped: fwd_ms 'nan' is not a finite number"));
+    char dat[1024];
+    snprintf(dat, sizeof dat, "%s/mlp-s-cuda-throughput.dat", out);
+    text = read_file(dat);
+    assert_non_null(text);
+    assert_null(strstr(text, "\n8 ")); /* no point at 8 devices */
+    free(text);
+    free(r);
+    remove_temp_dir(dir);
+}
+
+/* gnuplot failing on values it cannot draw (negative throughput in an axis
+ * from 0) leaves no image, empty or partial, under any name. */
+static void test_plot_failed_gnuplot_leaves_no_file(void **state)
+{
+    (void)state;
+    if (!have_gnuplot()) skip();
+    char *dir = make_temp_dir();
+    char csv[512], out[512], png[1024];
+    snprintf(csv, sizeof csv, "%s/neg.csv", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    static const fake negative[] = {{"single", 1, -100, "ok"}, {"dp", 2, -50, "ok"}};
+    write_csv(csv, negative, 2, 1.0, "2026-01-02", false);
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, (char *[]){"plot", "--compare", csv, csv, "--out", out, NULL});
+    assert_int_equal(r->exit_code, 1);
+    assert_non_null(strstr(r->err, "gnuplot failed on"));
+    path_of(png, sizeof png, out, "compare-samples_per_s", "png");
+    assert_false(file_exists(png));
+    assert_no_partial_or_empty(out);
+    run_bench(r, (char *[]){"plot", csv, "--out", out, NULL});
+    assert_int_equal(r->exit_code, 1);
+    path_of(png, sizeof png, out, "mlp-s-cuda-throughput", "png");
+    assert_false(file_exists(png));
+    assert_no_partial_or_empty(out);
+    free(r);
+    remove_temp_dir(dir);
+}
+
+/* SIGTERM while gnuplot runs: gnuplot is stopped, the /tmp/pb_plot_*
+ * folder and the partial images are removed, exit 128 + 15. */
+static void test_plot_sigterm_cleans_up(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char csv[512], out[512], bin[512], tmp[512], gp[600], marker[600];
+    snprintf(csv, sizeof csv, "%s/runs.csv", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(bin, sizeof bin, "%s/bin", dir);
+    snprintf(tmp, sizeof tmp, "%s/tmp", dir);
+    snprintf(gp, sizeof gp, "%s/gnuplot", bin);
+    snprintf(marker, sizeof marker, "%s/gnuplot.pid", dir);
+    assert_int_equal(mkdir(bin, 0755), 0);
+    assert_int_equal(mkdir(tmp, 0755), 0);
+    write_csv(csv, study, N_STUDY, 1.0, "2026-01-02", false);
+    /* a gnuplot that says its pid and hangs */
+    FILE *f = fopen(gp, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\necho $$ > %s.tmp\nmv %s.tmp %s\nexec sleep 30\n", marker, marker, marker);
+    fclose(f);
+    assert_int_equal(chmod(gp, 0755), 0);
+    char path_env[1200], tmp_env[600];
+    snprintf(path_env, sizeof path_env, "PATH=%s:/usr/bin:/bin", bin);
+    snprintf(tmp_env, sizeof tmp_env, "TMPDIR=%s", tmp);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        putenv(path_env);
+        putenv(tmp_env);
+        execl(bench_path(), bench_path(), "plot", csv, "--out", out, "--plots-dir", "plots", (char *)NULL);
+        _exit(127);
+    }
+    char *text = NULL;
+    for (int waited = 0; !(text = read_file(marker)) && waited < 10000; waited++) usleep(1000);
+    assert_non_null(text);
+    pid_t gnuplot = (pid_t)atoi(text);
+    free(text);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 128 + SIGTERM);
+    assert_true(kill(gnuplot, 0) != 0); /* stopped and reaped */
+    DIR *d = opendir(tmp);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (strncmp(e->d_name, "pb_plot_", 8) == 0) fail_msg("%s/%s left behind", tmp, e->d_name);
+    closedir(d);
+    assert_no_partial_or_empty(out);
+    remove_temp_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +551,9 @@ int main(void)
         cmocka_unit_test(test_plot_compare),
         cmocka_unit_test(test_plot_gnuplot_missing),
         cmocka_unit_test(test_plot_bad_input),
+        cmocka_unit_test(test_plot_reader_rules),
+        cmocka_unit_test(test_plot_failed_gnuplot_leaves_no_file),
+        cmocka_unit_test(test_plot_sigterm_cleans_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,8 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "harness/config.h"
+#include "harness/key.h"
 #include "harness/results.h"
 
 #ifndef GOLDEN_DIR
@@ -256,6 +258,105 @@ static void test_format_too_small_buffer(void **state)
     free(r);
 }
 
+/* Each column's kind and key role (harness/results.h) are the ones
+ * docs/csv-schema.md states: it is listed in the section of its kind, the
+ * measurement-length columns key sweep's resume only, and the key columns
+ * are configuration columns. */
+static void test_columns_kinds_documented(void **state)
+{
+    (void)state;
+    char *doc = read_file("docs/csv-schema.md");
+    if (!doc) print_message("cannot read docs/csv-schema.md (run from the repository root)\n");
+    assert_non_null(doc);
+    char *cfg = strstr(doc, "### Configuration"), *res = strstr(doc, "### Results"), *env = strstr(doc, "### Environment");
+    assert_true(cfg && res && env && cfg < res && res < env);
+    for (int c = 0; c < PB_COL_COUNT; c++) {
+        const char *name = pb_column_name((pb_column)c);
+        pb_column_kind kind = pb_column_kind_of((pb_column)c);
+        const char *from = kind == PB_KIND_CONFIG ? cfg : kind == PB_KIND_METRIC ? res : env;
+        const char *to = kind == PB_KIND_CONFIG ? res : kind == PB_KIND_METRIC ? env : doc + strlen(doc);
+        char quoted[96], stem[96];
+        snprintf(quoted, sizeof quoted, "`%s`", name);
+        /* the phases share one row: `<phase>_ms` ... `fwd`, `bwd` */
+        snprintf(stem, sizeof stem, "`%.*s`", (int)(strlen(name) > 3 ? strlen(name) - 3 : 0), name);
+        const char *at = strstr(from, quoted);
+        if (!at || at >= to) at = strstr(from, stem);
+        if (!at || at >= to) fail_msg("column %s is not in the %s section of docs/csv-schema.md", name,
+                                      kind == PB_KIND_CONFIG ? "Configuration" : kind == PB_KIND_METRIC ? "Results"
+                                                                                                      : "Environment");
+        if (pb_column_key((pb_column)c) != PB_KEY_NONE) assert_int_equal(kind, PB_KIND_CONFIG);
+    }
+    assert_int_equal(pb_column_key(PB_COL_ITERS), PB_KEY_RESUME);
+    assert_int_equal(pb_column_key(PB_COL_SEED), PB_KEY_RESUME);
+    assert_int_equal(pb_column_key(PB_COL_LR), PB_KEY_ALL);
+    assert_int_equal(pb_column_key(PB_COL_PARAMS), PB_KEY_NONE);
+    assert_int_equal(pb_column_kind_of(PB_COL_SAMPLES_PER_S), PB_KIND_METRIC);
+    assert_int_equal(pb_column_kind_of(PB_COL_DRIVER), PB_KIND_ENV);
+    free(doc);
+}
+
+/* The configuration columns as a run records them, and the key's value
+ * comparison: numbers as numbers, other text as text. */
+static void test_fill_config_and_key_values(void **state)
+{
+    (void)state;
+    pb_config cfg;
+    pb_config_defaults(&cfg);
+    bool help = false;
+    char *args[] = {"--strategy", "mp", "--gpus", "2", "--split", "2", "--workload", "mlp-xs", "--backend", "cpu",
+                    "--lr", "0.02", "--momentum", "0.5"};
+    assert_int_equal(pb_config_parse(&cfg, 14, args, &help), PB_OK);
+    pb_record *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    pb_record_fill_config(r, &cfg);
+    assert_string_equal(r->v[PB_COL_STRATEGY], "mp");
+    assert_string_equal(r->v[PB_COL_LR], "0.02");
+    assert_string_equal(r->v[PB_COL_MOMENTUM], "0.5");
+    assert_string_equal(r->v[PB_COL_BETA1], ""); /* sgd has none */
+    assert_string_equal(r->v[PB_COL_SPLIT], "2");
+    assert_string_equal(r->v[PB_COL_DEVICE_MAP], "");
+    assert_string_equal(r->v[PB_COL_MICROBATCHES], "1");
+    assert_string_equal(r->v[PB_COL_BUCKET_MB], ""); /* ddp's */
+    assert_string_equal(r->v[PB_COL_CALIBRATE], "0");
+    assert_string_equal(r->v[PB_COL_OVERSUBSCRIBED], ""); /* the machine's, set by the run */
+    free(r);
+
+    assert_int_equal(pb_key_value_cmp("0.01", "0.010"), 0);
+    assert_int_equal(pb_key_value_cmp("1", "1.0"), 0);
+    assert_int_equal(pb_key_value_cmp("-0", "0"), 0);
+    assert_true(pb_key_value_cmp("2", "10") < 0); /* not as text */
+    assert_true(pb_key_value_cmp("", "0") != 0);
+    assert_true(pb_key_value_cmp("0.9", "0.5") > 0);
+    assert_true(pb_key_value_cmp("5", "abc") < 0 && pb_key_value_cmp("abc", "5") > 0);
+    assert_int_equal(pb_key_value_cmp("sgd", "sgd"), 0);
+    assert_true(pb_key_uses(PB_KEY_SWEEP, PB_COL_ITERS) && !pb_key_uses(PB_KEY_PAIR, PB_COL_ITERS));
+    assert_true(pb_key_uses(PB_KEY_PAIR, PB_COL_MOMENTUM) && !pb_key_uses(PB_KEY_SWEEP, PB_COL_PARAMS));
+
+    /* rows differing in one key column only, the first or the last of the
+     * key, are other configurations; in iters only, the same pair */
+    static const pb_column vary[] = {PB_COL_STRATEGY, PB_COL_DEVICE_MAP, PB_COL_ITERS};
+    for (size_t i = 0; i < sizeof vary / sizeof vary[0]; i++) {
+        static char text[1 << 16];
+        size_t n = pb_results_header(text, sizeof text);
+        r = calloc(1, sizeof *r);
+        assert_non_null(r);
+        pb_record_fill_config(r, &cfg);
+        n += pb_results_format(r, text + n, sizeof text - n);
+        pb_record_set(r, vary[i], "9");
+        n += pb_results_format(r, text + n, sizeof text - n);
+        free(r);
+        pb_csv t;
+        assert_int_equal(pb_csv_parse("k.csv", text, n, &t), PB_OK);
+        pb_key pair, sweep;
+        pb_key_init(&pair, PB_KEY_PAIR, &t, NULL);
+        pb_key_init(&sweep, PB_KEY_SWEEP, &t, NULL);
+        assert_int_equal(pb_key_cmp(&pair, &t, 0, &t, 0), 0);
+        assert_int_equal(pb_key_cmp(&pair, &t, 0, &t, 1) != 0, vary[i] != PB_COL_ITERS);
+        assert_true(pb_key_cmp(&sweep, &t, 0, &t, 1) != 0);
+        pb_csv_free(&t);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* appending                                                                 */
 
@@ -494,6 +595,8 @@ int main(void)
         cmocka_unit_test_setup(test_header_matches_golden, setup_clear),
         cmocka_unit_test_setup(test_columns_are_well_named, setup_clear),
         cmocka_unit_test_setup(test_row_matches_golden, setup_clear),
+        cmocka_unit_test_setup(test_columns_kinds_documented, setup_clear),
+        cmocka_unit_test_setup(test_fill_config_and_key_values, setup_clear),
         cmocka_unit_test_setup(test_format_too_small_buffer, setup_clear),
         cmocka_unit_test_setup(test_append_new_file_writes_header_and_row, setup_clear),
         cmocka_unit_test_setup(test_append_other_schema_refused, setup_clear),

@@ -9,7 +9,15 @@
  *    rows, the header once, and the earlier rows unchanged;
  * 4. the baseline: a fresh run of the default CPU study compared with
  *    results/baselines/cpu-mlp-xs.csv at --threshold 90 passes, and the same
- *    run made 20x slower on paper fails, so the check is real. */
+ *    run made 20x slower on paper fails, so the check is real;
+ * 5. resume keys on every configuration column: a changed --lr, --batch,
+ *    --threads, --iters, --seed, or run flag after -- (--momentum,
+ *    --weight-decay, --calibrate) is a new configuration, an unchanged one
+ *    (--lr 0.010 for 0.01 too) is skipped, a failed row is run again;
+ * 6. two sweeps into one file at once run its rows once: the second waits
+ *    for the first, says so, and then finds them done;
+ * 7. a failed ddp child is reported by its own error line, not by the Open
+ *    MPI notice that follows it. */
 #include "tests/unit/test_csv.h"
 
 #include <fcntl.h>
@@ -85,19 +93,14 @@ static int count_str(const char *s, const char *needle)
     return n;
 }
 
-static void test_resume_after_kill(void **state)
+/* Starts bench with args (without argv[0]) in the background, stdout and
+ * stderr to /dev/null, in a process group of its own; returns its pid. */
+static pid_t spawn_bench(char *const args[])
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char out[512];
-    snprintf(out, sizeof out, "%s/s.csv", dir);
-    /* 4 combinations x 2 repeats; the single x1 rows come first */
-    char *const args[] = {"sweep", "--strategies", "single,dp,mp,ddp", "--gpus", "1,2", "--repeats", "2",
-                          "--iters", "20", "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
     char *argv[32];
     int n = 0;
     argv[n++] = (char *)bench_path();
-    for (int i = 0; args[i]; i++) argv[n++] = args[i];
+    for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
     argv[n] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -110,6 +113,19 @@ static void test_resume_after_kill(void **state)
         _exit(127);
     }
     setpgid(pid, pid);
+    return pid;
+}
+
+static void test_resume_after_kill(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    /* 4 combinations x 2 repeats; the single x1 rows come first */
+    char *const args[] = {"sweep", "--strategies", "single,dp,mp,ddp", "--gpus", "1,2", "--repeats", "2",
+                          "--iters", "20", "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
+    pid_t pid = spawn_bench(args);
     /* kill the sweep and its child as soon as the first row is in */
     bool killed = false;
     for (int waited = 0; waited < 60000; waited++) {
@@ -232,6 +248,111 @@ static void test_fresh_run_against_baseline(void **state)
     remove_temp_dir(dir);
 }
 
+/* Runs the small sweep with extra arguments (and environment, may be
+ * NULL), which must exit with `code`; returns whether it said that it
+ * skipped the one run as already in the file. */
+static bool sweep_skipped(const char *out, char *const env[], char *const extra[], int code)
+{
+    char *args[32] = {"sweep", "--strategies", "single", "--gpus", "1", "--iters", "5", "--threads", "1",
+                      "--backend", "cpu", "--quiet", "--out", (char *)out};
+    int n = 14;
+    for (int i = 0; extra[i]; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench_env(r, env, args);
+    if (r->exit_code != code) fail_msg("sweep: exit %d, not %d: %s", r->exit_code, code, r->err);
+    bool skipped = strstr(r->err, "1 of 1 runs already in") != NULL;
+    free(r);
+    return skipped;
+}
+
+static void test_resume_keys_on_every_flag(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    /* a failed row is no run of it: the next sweep runs it */
+    assert_false(sweep_skipped(out, (char *[]){"PB_FAULT=step=2,kind=nan", NULL}, (char *[]){NULL}, 1));
+    assert_false(sweep_skipped(out, NULL, (char *[]){NULL}, 0));
+    /* each changes the numbers or the measurement: a new configuration */
+    char *const changed[][4] = {
+        {"--lr", "0.02", NULL},      {"--", "--momentum", "0.5", NULL}, {"--", "--weight-decay", "0.01", NULL},
+        {"--", "--calibrate", NULL}, {"--batch", "32", NULL},           {"--threads", "2", NULL},
+        {"--iters", "6", NULL},      {"--seed", "7", NULL},
+    };
+    int rows = 2;
+    for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
+        bool skipped = sweep_skipped(out, NULL, changed[i], 0);
+        if (skipped) fail_msg("%s %s: resumed from the rows of another configuration", changed[i][0], changed[i][1]);
+        csv c;
+        csv_load(&c, out);
+        assert_int_equal(c.rows, ++rows);
+        csv_free(&c);
+    }
+    /* the first configuration again, its lr spelled otherwise: skipped */
+    assert_true(sweep_skipped(out, NULL, (char *[]){"--lr", "0.010", NULL}, 0));
+    assert_true(sweep_skipped(out, NULL, (char *[]){"--", "--momentum", "0.5", NULL}, 0));
+    csv c;
+    csv_load(&c, out);
+    assert_int_equal(c.rows, rows);
+    csv_free(&c);
+    remove_temp_dir(dir);
+}
+
+static void test_two_sweeps_into_one_file(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    char *const args[] = {"sweep", "--strategies", "single", "--gpus", "1", "--repeats", "3", "--iters", "20",
+                          "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
+    pid_t pid = spawn_bench(args);
+    /* the second starts once the first is under way (its file exists) */
+    for (int waited = 0; !file_exists(out) && waited < 30000; waited++) sleep_ms(1);
+    assert_true(file_exists(out));
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, args);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (r->exit_code != 0) fail_msg("second sweep: exit %d: %s", r->exit_code, r->err);
+    assert_non_null(strstr(r->err, "another sweep is running into"));
+    assert_non_null(strstr(r->err, "3 of 3 runs already in"));
+    csv c;
+    csv_load(&c, out);
+    assert_int_equal(c.rows, 3); /* not 3 per sweep */
+    csv_free(&c);
+    free(r);
+    remove_temp_dir(dir);
+}
+
+static void test_failed_child_own_error_line(void **state)
+{
+    (void)state;
+#if !PB_EXPECT_MPI
+    skip();
+#endif
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    bench_result *r = calloc(1, sizeof *r);
+    /* rank 1's loss turns NaN: the ranks say why, then Open MPI's
+     * MPI_ABORT notice ends the child's stderr */
+    run_bench_env(r, (char *[]){"PB_FAULT=rank=1,step=2,kind=nan", NULL},
+                  (char *[]){"sweep", "--strategies", "ddp", "--gpus", "2", "--iters", "5", "--threads", "1",
+                             "--backend", "cpu", "--quiet", "--out", out, NULL});
+    assert_int_equal(r->exit_code, 1);
+    const char *line = strstr(r->err, "ddp x2 batch 128, repeat 1/1 failed (exit 1): ");
+    if (!line) fail_msg("no failure line: %s", r->err);
+    char shown[1024];
+    snprintf(shown, sizeof shown, "%.*s", (int)strcspn(line, "\n"), line);
+    if (!strstr(shown, "]: error: loss is NaN at step 2")) fail_msg("the child's own error not shown: %s", shown);
+    free(r);
+    remove_temp_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +360,9 @@ int main(void)
         cmocka_unit_test(test_plain_progress_and_table),
         cmocka_unit_test(test_resume_after_kill),
         cmocka_unit_test(test_fresh_run_against_baseline),
+        cmocka_unit_test(test_resume_keys_on_every_flag),
+        cmocka_unit_test(test_two_sweeps_into_one_file),
+        cmocka_unit_test(test_failed_child_own_error_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
