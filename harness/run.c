@@ -16,6 +16,7 @@
 #include "fault.h"
 #include "loader.h"
 #include "log.h"
+#include "memplan.h"
 #include "npy.h"
 #include "nvtx.h"
 #include "registry.h"
@@ -84,11 +85,37 @@ static int loader_workers(const pb_config *cfg)
     return cores > 9 ? 8 : cores > 1 ? (int)cores - 1 : 1;
 }
 
+/* Refuses, before anything is allocated, a run whose memory plan does not
+ * fit this host, its cgroup or a GPU: Linux would grant every allocation and
+ * the OOM killer end the run mid-way, with no row and no message. */
+static pb_status check_memory(const run_state *rs)
+{
+    pb_memplan_env env = {.host_is_device = rs->be->host_is_device,
+                          .local_ranks = rs->multi ? rs->world.local_ranks : 1,
+                          .local_rank = rs->multi ? rs->world.local_rank : 0,
+                          .writer = is_writer(rs)};
+    pb_memplan plan;
+    pb_memplan_compute(rs->cfg, &rs->layout, &env, &plan);
+    pb_host_room room;
+    pb_host_room_read("", &room);
+    double dev_free[PB_MAX_STAGES], dev_total[PB_MAX_STAGES];
+    for (int i = 0; i < plan.n_devices; i++) {
+        size_t f = 0, t = 0;
+        dev_free[i] = dev_total[i] = -1.0;
+        if (!rs->be->mem_info) continue;
+        if (rs->be->mem_info(plan.ordinal[i], &f, &t) != PB_OK) return pb_error_status();
+        dev_free[i] = (double)f;
+        dev_total[i] = (double)t;
+    }
+    return pb_memplan_check(&plan, env.local_ranks, &room, dev_free, dev_total);
+}
+
 static pb_status setup(run_state *rs)
 {
     pb_status st = PB_OK;
     const pb_config *cfg = rs->cfg;
     PB_TRY(pb_mlp_layout(&cfg->shape, &rs->layout));
+    PB_TRY(check_memory(rs));
     PB_ALLOC(rs->params, rs->layout.n_params);
     PB_ALLOC(rs->step_ms, cfg->iters);
     PB_ALLOC(rs->scratch, cfg->iters);
