@@ -14,8 +14,9 @@ size_t pb_memplan_act_elem(const pb_config *cfg, bool host_is_device)
     return !host_is_device && cfg->precision == PB_BF16 ? 2 : sizeof(float);
 }
 
-/* pb_replica_init_opt over layers [l0, l1) for `rows` rows */
-static void add_replica(const pb_layout *layout, int l0, int l1, double rows, bool opt_state, pb_optimizer o,
+/* pb_replica_init_opt over layers [l0, l1) for `rows` rows; returns its
+ * parameter count */
+static double add_replica(const pb_layout *layout, int l0, int l1, double rows, bool opt_state, pb_optimizer o,
                         double e, pb_mem_parts *p)
 {
     double n = 0.0, act_elems = layout->layer[l0].in, widest = layout->layer[l0].in;
@@ -29,6 +30,7 @@ static void add_replica(const pb_layout *layout, int l0, int l1, double rows, bo
     p->grads += 4.0 * n;
     if (opt_state) p->optim += 4.0 * n * (o == PB_OPT_ADAMW ? 2.0 : 1.0);
     p->acts += e * rows * act_elems + 2.0 * e * rows * widest + 4.0 * layout->layer[l0].in + 4.0 * rows + 4.0;
+    return n;
 }
 
 /* pb_input_init: two staging slots of rows, unless read in place */
@@ -93,9 +95,7 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
         int first[PB_MAX_STAGES + 1];
         pb_mp_stage_bounds(cfg, layout, first);
         for (int k = 0; k < n; k++) {
-            add_replica(layout, first[k], first[k + 1], B, true, o, e, &dev[k]);
-            double len = 0.0;
-            for (int l = first[k]; l < first[k + 1]; l++) len += (double)layout->layer[l].in * layout->layer[l].out + layout->layer[l].out;
+            double len = add_replica(layout, first[k], first[k + 1], B, true, o, e, &dev[k]);
             if (cfg->microbatches > 1) dev[k].grads += 4.0 * len; /* gscratch */
             if (k > 0) dev[k].acts += e * B * layout->layer[first[k]].in; /* gsend */
         }

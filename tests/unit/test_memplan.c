@@ -236,14 +236,28 @@ static void put(const char *dir, const char *rel, const char *text)
     fclose(f);
 }
 
+/* A folder laid out as /proc and /sys/fs/cgroup: meminfo, the process's
+ * cgroup line(s), and its cgroup's limit and usage files (under cg_dir) */
+static char *fake_host(const char *meminfo, const char *cgroup, const char *cg_dir, const char *limit_file,
+                       const char *limit, const char *usage_file, const char *usage)
+{
+    char *dir = make_temp_dir();
+    char rel[512];
+    put(dir, "proc/meminfo", meminfo);
+    put(dir, "proc/self/cgroup", cgroup);
+    snprintf(rel, sizeof rel, "%s/%s", cg_dir, limit_file);
+    put(dir, rel, limit);
+    snprintf(rel, sizeof rel, "%s/%s", cg_dir, usage_file);
+    put(dir, rel, usage);
+    return dir;
+}
+
 static void test_host_room_cgroup_v2(void **state)
 {
     (void)state;
-    char *dir = make_temp_dir();
-    put(dir, "proc/meminfo", "MemTotal: 24000000 kB\nMemFree: 100 kB\nMemAvailable: 20971520 kB\n");
-    put(dir, "proc/self/cgroup", "0::/job.slice/run\n");
-    put(dir, "sys/fs/cgroup/job.slice/run/memory.max", "4294967296\n");
-    put(dir, "sys/fs/cgroup/job.slice/run/memory.current", "1073741824\n");
+    char *dir = fake_host("MemTotal: 24000000 kB\nMemFree: 100 kB\nMemAvailable: 20971520 kB\n",
+                          "0::/job.slice/run\n", "sys/fs/cgroup/job.slice/run", "memory.max", "4294967296\n",
+                          "memory.current", "1073741824\n");
     pb_host_room room;
     pb_host_room_read(dir, &room);
     assert_true(room.meminfo == 20 * 1024 * MIB);
@@ -270,11 +284,9 @@ static void test_host_room_cgroup_v2(void **state)
 static void test_host_room_cgroup_v1(void **state)
 {
     (void)state;
-    char *dir = make_temp_dir();
-    put(dir, "proc/meminfo", "MemAvailable: 8388608 kB\n");
-    put(dir, "proc/self/cgroup", "12:pids:/x\n5:memory:/batch/42\n0::/\n");
-    put(dir, "sys/fs/cgroup/memory/batch/42/memory.limit_in_bytes", "6442450944\n");
-    put(dir, "sys/fs/cgroup/memory/batch/42/memory.usage_in_bytes", "1073741824\n");
+    char *dir = fake_host("MemAvailable: 8388608 kB\n", "12:pids:/x\n5:memory:/batch/42\n0::/\n",
+                          "sys/fs/cgroup/memory/batch/42", "memory.limit_in_bytes", "6442450944\n",
+                          "memory.usage_in_bytes", "1073741824\n");
     pb_host_room room;
     pb_host_room_read(dir, &room);
     assert_true(room.cgroup == 5 * 1024 * MIB && room.available == 5 * 1024 * MIB);
