@@ -68,7 +68,7 @@ static const flag flags[] = {
     {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", "ddp"},
     {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", "ddp"},
     {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity)", "dp,mp"},
-    {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the final parameters with single's (exit 1 beyond tolerance)", NULL},
+    {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 with single's (exit 1 beyond tolerance)", NULL},
     {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a device may wait for another (a collective, a pipeline stage, dp's devices) before the run fails", NULL},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
     {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to", NULL},

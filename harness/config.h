@@ -63,7 +63,7 @@ typedef struct pb_config {
     bool no_overlap;       /* ddp: one all-reduce after backward instead of buckets during it */
     int device_map[PB_MAX_STAGES]; /* logical device -> physical ordinal */
     int n_device_map;      /* 0: identity */
-    bool verify;           /* compare the final parameters with `single` */
+    bool verify;           /* compare the parameters with `single` (after pb_verify_steps) */
     double timeout_s;      /* a collective wait fails after this long without progress */
 
     bool cuda_graph;

@@ -2,6 +2,7 @@
 #include "fault.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,8 @@ static _Thread_local int my_device = -1; /* the device this thread drives */
 static int64_t cur_step = -1;
 static int64_t nan_step = -1;
 
-static const char *const kind_names[] = {[PB_FAULT_DIE] = "die", [PB_FAULT_HANG] = "hang", [PB_FAULT_NAN] = "nan"};
+static const char *const kind_names[] = {
+    [PB_FAULT_DIE] = "die", [PB_FAULT_HANG] = "hang", [PB_FAULT_NAN] = "nan", [PB_FAULT_SKEW] = "skew"};
 
 static bool parse_long(const char *v, long lo, long hi, long *out)
 {
@@ -66,14 +68,14 @@ pb_status pb_fault_init(void)
             if (p == PB_PHASE_COUNT) return pb_usage_error("PB_FAULT: phase=%s is not a phase name", val);
             fault.phase = (pb_phase)p;
         } else if (strcmp(key, "kind") == 0) {
-            for (int k = PB_FAULT_DIE; k <= PB_FAULT_NAN; k++)
+            for (int k = PB_FAULT_DIE; k <= PB_FAULT_SKEW; k++)
                 if (strcmp(kind_names[k], val) == 0) kind = (pb_fault_kind)k;
-            if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan", val);
+            if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan, skew", val);
         } else {
             return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, device, step, phase, kind)", key);
         }
     }
-    if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan");
+    if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan|skew");
     fault.kind = kind;
     return PB_OK;
 }
@@ -82,12 +84,17 @@ void pb_fault_set_rank(int rank) { my_rank = rank; }
 void pb_fault_set_device(int device) { my_device = device; }
 void pb_fault_set_step(int64_t step) { cur_step = step; }
 
+/* without device=, the thread that drives no device or device 0 */
+static bool my_thread(void)
+{
+    return my_rank == fault.rank && (fault.device < 0 ? my_device <= 0 : my_device == fault.device);
+}
+
 bool pb_fault_at(pb_phase phase)
 {
-    if (fault.kind == PB_FAULT_NONE || phase != fault.phase || cur_step != fault.step || my_rank != fault.rank)
+    if (fault.kind == PB_FAULT_NONE || fault.kind == PB_FAULT_SKEW || phase != fault.phase ||
+        cur_step != fault.step || !my_thread())
         return false;
-    /* without device=, the thread that drives no device or device 0 */
-    if (fault.device < 0 ? my_device > 0 : my_device != fault.device) return false;
     char host[256] = "unknown", dev[32] = "";
     gethostname(host, sizeof host - 1);
     if (fault.device >= 0) snprintf(dev, sizeof dev, " (device %d)", fault.device);
@@ -107,9 +114,23 @@ bool pb_fault_at(pb_phase phase)
         nan_step = cur_step;
         return true;
     case PB_FAULT_NONE:
+    case PB_FAULT_SKEW:
         break;
     }
     return false;
 }
 
 bool pb_fault_nan_step(void) { return nan_step >= 0 && nan_step == cur_step; }
+
+bool pb_fault_skew_now(void)
+{
+    /* cur_step is -1 outside the run's steps (--verify's reference) */
+    if (fault.kind != PB_FAULT_SKEW || cur_step < 0 || cur_step < fault.step || !my_thread()) return false;
+    static atomic_flag said = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&said)) {
+        fprintf(stderr, "bench: PB_FAULT (test-only): rank %d: skew: one gradient element scaled by %g from step "
+                        "%lld on\n", my_rank, PB_FAULT_SKEW_FACTOR, (long long)fault.step);
+        fflush(stderr);
+    }
+    return true;
+}

@@ -9,7 +9,12 @@
  *   kind=hang  stop making progress (sleeps until killed);
  *   kind=nan   make this rank's step go NaN: the strategy poisons a gradient
  *              (so an all-reduce spreads it) where it has a hook, and the
- *              harness replaces the step's loss with NaN.
+ *              harness replaces the step's loss with NaN;
+ *   kind=skew  a wrong gradient, for --verify to catch: from step S on, every
+ *              backward on device D of rank R scales one gradient element
+ *              (the replica's first bias element of its top layer) by
+ *              PB_FAULT_SKEW_FACTOR, where the gradient is in host memory (cpu
+ *              backend); phase= does not apply. Never in --verify's reference.
  * Checked in pb_phase_begin, so it fires in every strategy, and where dp's
  * and mp's device threads begin their work. Parsed once
  * (pb_fault_init); a malformed value is a usage error. Not a user feature:
@@ -23,7 +28,10 @@
 #include "phase.h"
 #include "status.h"
 
-typedef enum pb_fault_kind { PB_FAULT_NONE = 0, PB_FAULT_DIE, PB_FAULT_HANG, PB_FAULT_NAN } pb_fault_kind;
+typedef enum pb_fault_kind { PB_FAULT_NONE = 0, PB_FAULT_DIE, PB_FAULT_HANG, PB_FAULT_NAN, PB_FAULT_SKEW } pb_fault_kind;
+
+/* kind=skew's factor: a few percent, a bug no fp32 reordering mimics */
+#define PB_FAULT_SKEW_FACTOR 1.05f
 
 /* Reads PB_FAULT (absent or empty: no fault). */
 pb_status pb_fault_init(void);
@@ -38,5 +46,8 @@ bool pb_fault_at(pb_phase phase);
 /* True when a nan fault fired during the current step (the harness then
  * reports the step's loss as NaN). */
 bool pb_fault_nan_step(void);
+/* kind=skew: true when the calling thread's backward is to skew its gradient
+ * now (its rank and device, at or after the fault's step). */
+bool pb_fault_skew_now(void);
 
 #endif /* PB_FAULT_H */

@@ -21,6 +21,13 @@ pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *st
  * |got - want| / (|want| + PB_VERIFY_FLOOR), and the tolerance it must stay
  * within for a precision and optimizer (docs/strategies.md). */
 #define PB_VERIFY_FLOOR 1e-3
+/* --verify judges the parameters after this many steps (warm-up included),
+ * or after all of them when there are fewer: beyond it, fp32 sums in another
+ * order (a split batch, a reduction) drift apart by more than the tolerance
+ * (a ReLU that flips on one side turns an ulp into a whole sample's
+ * gradient); the final difference is reported as drift, not judged. */
+#define PB_VERIFY_STEPS 10
+int64_t pb_verify_steps(const pb_config *cfg);
 double pb_max_rel_diff(const float *got, const float *want, size_t n);
 double pb_verify_tolerance(pb_precision p, pb_optimizer o);
 

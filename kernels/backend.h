@@ -132,6 +132,10 @@ typedef struct pb_backend {
     pb_status (*upload_act)(pb_device *dev, void *dst, const float *src, size_t elems);
     pb_status (*download_act)(pb_device *dev, float *dst, const void *src, size_t elems);
     double (*peak_mem_mb)(const pb_device *dev);
+    /* optional (NULL: unknown): free and total memory of physical device
+     * `ordinal`, in bytes, before any of the run's allocations (cuda:
+     * cudaMemGetInfo), for the run's memory plan (harness/memplan.h) */
+    pb_status (*mem_info)(int ordinal, size_t *free_b, size_t *total_b);
 
     /* compute */
     pb_status (*linear_fwd)(pb_device *dev, const pb_linear *l);

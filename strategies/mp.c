@@ -179,6 +179,11 @@ static void stage_bounds(const pb_config *cfg, const pb_layout *layout, int *fir
     }
 }
 
+void pb_mp_stage_bounds(const pb_config *cfg, const pb_layout *layout, int *first)
+{
+    stage_bounds(cfg, layout, first);
+}
+
 static pb_status mp_validate(const pb_config *cfg, const pb_layout *layout)
 {
     int p = cfg->devices, n = layout->n_layers;

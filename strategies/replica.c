@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "../harness/fault.h"
+
 static size_t widest(const pb_layout *layout, int l0, int l1)
 {
     size_t w = (size_t)layout->layer[l0].in;
@@ -144,6 +146,11 @@ pb_status pb_replica_backward(pb_replica *r, int m, void **dx_out, pb_grad_ready
         };
         pb_status st = r->be->linear_bwd(r->dev, &g);
         if (st != PB_OK) return st;
+        /* PB_FAULT kind=skew (test-only): a wrong gradient, before any
+         * bucket or reduction takes it */
+        if (l == r->l1 - 1 && r->be->host_is_device && pb_fault_skew_now()) {
+            pb_replica_bias_grad(r, l)[0] *= PB_FAULT_SKEW_FACTOR;
+        }
         if (ready && (st = ready(ready_arg, l)) != PB_OK) return st;
         if (need_dx) cur ^= 1;
     }

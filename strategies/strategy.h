@@ -89,6 +89,10 @@ extern const pb_strategy pb_strategy_dp;
 extern const pb_strategy pb_strategy_ddp;
 extern const pb_strategy pb_strategy_mp;
 
+/* mp's stages: stage k holds layers [first[k], first[k+1]) (first has
+ * cfg->devices + 1 entries); the memory plan sizes them by it */
+void pb_mp_stage_bounds(const pb_config *cfg, const pb_layout *layout, int *first);
+
 #ifdef __cplusplus
 }
 #endif

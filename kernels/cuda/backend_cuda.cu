@@ -1001,6 +1001,18 @@ static size_t cuda_aux_bytes(const pb_device *dev, int m, int n)
     return (size_t)(aux_ld(n) / 8) * (size_t)m;
 }
 
+/* The device's context is created here if it is not yet: the run creates
+ * it anyway, and the free figure then leaves it out. */
+static pb_status cuda_mem_info(int ordinal, size_t *free_b, size_t *total_b)
+{
+    pb_status st = PB_OK;
+    *free_b = *total_b = 0;
+    PB_CUDA_CHECK(cudaSetDevice(ordinal));
+    PB_CUDA_CHECK(cudaMemGetInfo(free_b, total_b));
+cleanup:
+    return st;
+}
+
 static pb_status cuda_alloc(pb_device *dev, size_t bytes, void **ptr)
 {
     pb_status st = PB_OK;
@@ -1812,6 +1824,7 @@ const pb_backend pb_backend_cuda = {
     .upload_act = cuda_upload_act,
     .download_act = cuda_download_act,
     .peak_mem_mb = cuda_peak_mem_mb,
+    .mem_info = cuda_mem_info,
     .linear_fwd = cuda_linear_fwd,
     .linear_bwd = cuda_linear_bwd,
     .softmax_xent = cuda_softmax_xent,

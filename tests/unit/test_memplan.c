@@ -1,0 +1,367 @@
+/* The run's memory plan (harness/memplan.h): its numbers for a shape worked
+ * out by hand; its devices' figures against what the cpu backend counts it
+ * allocated (the row's peak_mem_mb columns) and its host figure against the
+ * measured peak RSS (host_rss_mb); the presets with default flags accepted
+ * on a 16 GiB host; the host's and cgroup's room read from /proc and
+ * /sys/fs/cgroup laid out in a folder; and the overcommitted run of issue
+ * 12 (mlp-xs at batch 16777216, ~130 GB, which the OOM killer used to end
+ * with exit 137 and no row) refused at once: exit 1, the out-of-memory
+ * message with what it needed and what was available, a failed row. */
+#include "test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
+
+#include <math.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "harness/memplan.h"
+
+#define MIB 1048576.0
+
+/* validated as a run would be (the cpu backend), or parsed only for a
+ * plan of the cuda backend, which this host may not have */
+static pb_config config(char *const *args, bool validate)
+{
+    pb_config cfg;
+    pb_config_defaults(&cfg);
+    int argc = 0;
+    while (args[argc]) argc++;
+    bool help = false;
+    pb_status st = pb_config_parse(&cfg, argc, (char **)args, &help);
+    if (st == PB_OK && validate) st = pb_config_validate(&cfg);
+    if (st != PB_OK) fail_msg("%s", pb_error_message());
+    return cfg;
+}
+
+static pb_memplan plan_of(char *const *args, bool host_is_device, int local_ranks)
+{
+    pb_config cfg = config(args, host_is_device);
+    pb_layout layout;
+    assert_int_equal(pb_mlp_layout(&cfg.shape, &layout), PB_OK);
+    pb_memplan_env env = {.host_is_device = host_is_device, .local_ranks = local_ranks, .writer = true};
+    pb_memplan plan;
+    pb_memplan_compute(&cfg, &layout, &env, &plan);
+    return plan;
+}
+
+/* --- a shape worked out by hand ----------------------------------------------
+ * in 4, hidden 8, 2 layers, 3 classes, batch 6: layer 0 is 4x8+8 = 40
+ * parameters, layer 1 8x3+3 = 27, P = 67 (268 bytes in fp32). A replica of
+ * m rows holds params, grads and (SGD) momentum, 268 bytes each, and
+ * activations 4m(4 + 8 + 3) + two gradient buffers of the widest layer
+ * 2x4mx8 + db_spare 4x4 + labels 4m + the loss 4. The loader: three slots
+ * of 6 rows (4x6x4 + 4x6 bytes each) and 3x4 prototypes: 408 bytes. */
+#define SHAPE "--backend", "cpu", "--workload", "custom", "--in", "4", "--hidden", "8", "--layers", "2", \
+              "--classes", "3", "--batch", "6"
+
+static void test_single_by_hand(void **state)
+{
+    (void)state;
+    char *args[] = {SHAPE, NULL};
+    pb_memplan p = plan_of(args, true, 1);
+    assert_int_equal(p.n_devices, 1);
+    /* acts 4x6x15 + 2x4x6x8 + 16 + 24 + 4 = 788, read in place (cpu) */
+    assert_true(p.device[0] == 268 * 3 + 788);
+    assert_true(p.host_parts.params == 268 * 2); /* the replica's and the host's */
+    assert_true(p.host_parts.grads == 268 && p.host_parts.optim == 268);
+    assert_true(p.host_parts.acts == 788 && p.host_parts.loader == 408 && p.host_parts.verify == 0);
+    assert_true(p.host == 2268);
+}
+
+static void test_dp_adamw_by_hand(void **state)
+{
+    (void)state;
+    char *args[] = {SHAPE, "--strategy", "dp", "--gpus", "2", "--optimizer", "adamw", NULL};
+    pb_memplan p = plan_of(args, true, 1);
+    assert_int_equal(p.n_devices, 2);
+    /* 3 rows each: acts 4x3x15 + 2x4x3x8 + 16 + 12 + 4 = 404, less the
+     * labels (12); device 0 also gives up its input and output rows
+     * (4x3x(4+3) = 84) for the full-batch logits and their gradient
+     * (2x4x6x3 = 144) and the loss (4), and alone has m and v */
+    assert_true(p.device[0] == 268 + 268 + 2 * 268 + (404 - 12 - 84 + 144 + 4));
+    assert_true(p.device[1] == 268 + 268 + (404 - 12));
+    assert_true(p.host == p.device[0] + p.device[1] + 268 + 408);
+}
+
+static void test_mp_microbatches_by_hand(void **state)
+{
+    (void)state;
+    char *args[] = {SHAPE, "--strategy", "mp", "--gpus", "2", "--microbatches", "2", NULL};
+    pb_memplan p = plan_of(args, true, 1);
+    /* stages by FLOPs: layer 0 (32) | layer 1 (24); all 6 rows each.
+     * stage 0: 40 parameters (160 bytes) x3, acts 4x6x(4+8) + 2x4x6x8 + 16
+     * + 24 + 4 = 716, gradient scratch 160. stage 1: 27 (108) x3, acts
+     * 4x6x(8+3) + 2x4x6x8 + 4x8 + 24 + 4 = 708, scratch 108, the input
+     * gradient it sends back 4x6x8 = 192 */
+    assert_true(p.device[0] == 160 * 3 + 716 + 160);
+    assert_true(p.device[1] == 108 * 3 + 708 + 108 + 192);
+    assert_true(p.host == p.device[0] + p.device[1] + 268 + 408);
+}
+
+static void test_ddp_ranks_share_the_host(void **state)
+{
+    (void)state;
+    char *args[] = {SHAPE, "--strategy", "ddp", "--gpus", "2", NULL};
+    pb_memplan p = plan_of(args, true, 2);
+    /* a rank: a replica of 3 rows (268 x3 + 404), its host parameters and
+     * its loader of the whole global batch; two ranks on this host */
+    assert_int_equal(p.n_devices, 1);
+    assert_true(p.device[0] == 268 * 3 + 404);
+    assert_true(p.host == 2 * (268 * 3 + 404 + 268 + 408));
+}
+
+static void test_verify_by_hand(void **state)
+{
+    (void)state;
+    char *args[] = {SHAPE, "--verify", NULL}; /* 23 steps: the judged 10th's copy is kept */
+    pb_memplan p = plan_of(args, true, 1);
+    /* single's replica (268 x3 + 788), its loader (408), the initial and
+     * final parameters (2 x 268) and the judged step's (268) */
+    assert_true(p.host_parts.verify == 268 * 3 + 788 + 408 + 3 * 268);
+    assert_true(p.host == 2268 + p.host_parts.verify);
+}
+
+/* cuda, bf16: activations of 2 bytes, a bf16 copy of the weights, the batch
+ * staged in two buffers; only the loader and parameters on the host */
+static void test_device_bf16_by_hand(void **state)
+{
+    (void)state;
+    char *args[] = {SHAPE, "--precision", "bf16", NULL};
+    pb_memplan p = plan_of(args, false, 1);
+    double acts = 2 * 6 * 15 + 2 * 2 * 6 * 8 + 16 + 24 + 4 + 2 * (4 * 6 * 4 + 4 * 6);
+    assert_true(p.device[0] == 268 + 2 * 67 + 268 + 268 + acts);
+    assert_true(p.host == 268 + 408);
+}
+
+/* --- against what a run holds ------------------------------------------------ */
+
+/* Runs args for 3 steps; the plan of its devices must be what the cpu
+ * backend counted (exactly, to the row's precision), and its host figure
+ * no more than the peak RSS and no less than it once the margin is added. */
+static void check_against_run(void **state, char *const *args, int ranks)
+{
+    bench_run *r = keep(state, bench_run_new());
+    char *run_args[48];
+    int n = 0;
+    while (args[n]) {
+        run_args[n] = args[n];
+        n++;
+    }
+    char *tail[] = {"--iters", "2", "--warmup", "1", "--quiet", "--out", r->csv_path, NULL};
+    for (int i = 0; tail[i]; i++) run_args[n++] = tail[i];
+    run_args[n] = NULL;
+    run_bench(&r->res, run_args);
+    expect_exit(r, 0);
+    pb_memplan p = plan_of(args, true, ranks);
+    csv c;
+    csv_load(&c, r->csv_path);
+    double dev0 = csv_num(&c, "peak_mem_mb_dev0"), dmax = csv_num(&c, "peak_mem_mb"), rss = csv_num(&c, "host_rss_mb");
+    csv_free(&c);
+    double pmax = 0.0;
+    for (int i = 0; i < p.n_devices; i++)
+        if (p.device[i] > pmax) pmax = p.device[i];
+    if (fabs(p.device[0] / MIB - dev0) > 0.01 || fabs(pmax / MIB - dmax) > 0.01)
+        fail_msg("%s: plan device 0 %.3f MiB, max %.3f; the backend counted %.3f and %.3f", args[3],
+                 p.device[0] / MIB, pmax / MIB, dev0, dmax);
+    /* a rank's RSS is its share (ranks alike without --verify) */
+    double host = p.host / ranks / MIB, margin = pb_memplan_host_margin(&p, ranks) / ranks / MIB;
+    if (host > rss) fail_msg("%s: the plan counts %.1f MiB, more than the peak RSS %.1f", args[3], host, rss);
+    /* a sanitizer's shadow memory is no part of a run */
+    if (!getenv("ASAN_OPTIONS") && rss > host + margin)
+        fail_msg("%s: peak RSS %.1f MiB beyond the plan %.1f + margin %.1f", args[3], rss, host, margin);
+}
+
+static void test_single_against_run(void **state)
+{
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--verify", "--optimizer", "adamw", NULL};
+    check_against_run(state, args, 1);
+}
+
+static void test_dp_against_run(void **state)
+{
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "dp", "--gpus", "2", NULL};
+    check_against_run(state, args, 1);
+}
+
+static void test_dp_3_devices_against_run(void **state)
+{
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-xs", "--strategy", "dp", "--gpus", "3", "--batch", "96",
+                    NULL};
+    check_against_run(state, args, 1);
+}
+
+static void test_mp_against_run(void **state)
+{
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "mp", "--gpus", "2", "--microbatches",
+                    "4", NULL};
+    check_against_run(state, args, 1);
+}
+
+static void test_ddp_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "ddp", "--gpus", "2", NULL};
+    check_against_run(state, args, 2);
+}
+
+/* The presets with default flags fit a 16 GiB host: the plan refuses no
+ * run of theirs there (mlp-l's ddp on 2 ranks, the largest, plans 14.8 GiB) */
+static void test_presets_fit_16_gib(void **state)
+{
+    (void)state;
+    static const char *const presets[] = {"mlp-xs", "mlp-s", "mlp-m", "mlp-l"};
+    static const char *const strategies[][2] = {{"single", "1"}, {"dp", "2"}, {"mp", "2"}, {"ddp", "2"}};
+    pb_host_room room = {.meminfo = 16384 * MIB, .cgroup = -1, .available = 16384 * MIB};
+    for (size_t w = 0; w < 4; w++)
+        for (size_t s = 0; s < 4; s++) {
+            char *args[] = {"--backend", "cpu", "--workload", (char *)presets[w], "--strategy",
+                            (char *)strategies[s][0], "--gpus", (char *)strategies[s][1], NULL};
+            int ranks = strcmp(strategies[s][0], "ddp") == 0 ? 2 : 1;
+            pb_memplan p = plan_of(args, true, ranks);
+            if (pb_memplan_check(&p, ranks, &room, NULL, NULL) != PB_OK)
+                fail_msg("%s %s refused: %s", presets[w], strategies[s][0], pb_error_message());
+        }
+}
+
+/* --- what the host can give ---------------------------------------------------- */
+
+static void put(const char *dir, const char *rel, const char *text)
+{
+    char path[4200], cmd[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", path);
+    assert_int_equal(system(cmd), 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A folder laid out as /proc and /sys/fs/cgroup: meminfo, the process's
+ * cgroup line(s), and its cgroup's limit and usage files (under cg_dir) */
+static char *fake_host(const char *meminfo, const char *cgroup, const char *cg_dir, const char *limit_file,
+                       const char *limit, const char *usage_file, const char *usage)
+{
+    char *dir = make_temp_dir();
+    char rel[512];
+    put(dir, "proc/meminfo", meminfo);
+    put(dir, "proc/self/cgroup", cgroup);
+    snprintf(rel, sizeof rel, "%s/%s", cg_dir, limit_file);
+    put(dir, rel, limit);
+    snprintf(rel, sizeof rel, "%s/%s", cg_dir, usage_file);
+    put(dir, rel, usage);
+    return dir;
+}
+
+static void test_host_room_cgroup_v2(void **state)
+{
+    (void)state;
+    char *dir = fake_host("MemTotal: 24000000 kB\nMemFree: 100 kB\nMemAvailable: 20971520 kB\n",
+                          "0::/job.slice/run\n", "sys/fs/cgroup/job.slice/run", "memory.max", "4294967296\n",
+                          "memory.current", "1073741824\n");
+    pb_host_room room;
+    pb_host_room_read(dir, &room);
+    assert_true(room.meminfo == 20 * 1024 * MIB);
+    assert_true(room.cgroup == 3 * 1024 * MIB);
+    assert_true(room.available == 3 * 1024 * MIB); /* the smaller */
+    /* unlimited: MemAvailable alone */
+    put(dir, "sys/fs/cgroup/job.slice/run/memory.max", "max\n");
+    pb_host_room_read(dir, &room);
+    assert_true(room.cgroup < 0 && room.available == 20 * 1024 * MIB);
+
+    /* a cgroup that cannot hold the plan: refused, saying so */
+    put(dir, "sys/fs/cgroup/job.slice/run/memory.max", "2147483648\n");
+    pb_host_room_read(dir, &room);
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-m", NULL}; /* ~2 GiB */
+    pb_memplan p = plan_of(args, true, 1);
+    pb_error_clear();
+    assert_int_equal(pb_memplan_check(&p, 1, &room, NULL, NULL), PB_ERR_NOMEM);
+    if (!strstr(pb_error_message(), "out of host memory: the run needs about 1977 MiB here") ||
+        !strstr(pb_error_message(), "1024 MiB available (cgroup; MemAvailable 20480 MiB)"))
+        fail_msg("%s", pb_error_message());
+    remove_temp_dir(dir);
+}
+
+static void test_host_room_cgroup_v1(void **state)
+{
+    (void)state;
+    char *dir = fake_host("MemAvailable: 8388608 kB\n", "12:pids:/x\n5:memory:/batch/42\n0::/\n",
+                          "sys/fs/cgroup/memory/batch/42", "memory.limit_in_bytes", "6442450944\n",
+                          "memory.usage_in_bytes", "1073741824\n");
+    pb_host_room room;
+    pb_host_room_read(dir, &room);
+    assert_true(room.cgroup == 5 * 1024 * MIB && room.available == 5 * 1024 * MIB);
+    /* v1's "no limit" is a number near 2^63 */
+    put(dir, "sys/fs/cgroup/memory/batch/42/memory.limit_in_bytes", "9223372036854771712\n");
+    pb_host_room_read(dir, &room);
+    assert_true(room.cgroup < 0 && room.available == 8 * 1024 * MIB);
+    remove_temp_dir(dir);
+}
+
+/* A device short of memory (cuda: the free figure of cudaMemGetInfo) */
+static void test_device_refused(void **state)
+{
+    (void)state;
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-m", "--strategy", "dp", "--gpus", "2", NULL};
+    pb_memplan p = plan_of(args, false, 1);
+    pb_host_room room = {.meminfo = 1e12, .cgroup = -1, .available = 1e12};
+    double free_b[2] = {80e9, 80e9}, total[2] = {80e9, 80e9};
+    assert_int_equal(pb_memplan_check(&p, 1, &room, free_b, total), PB_OK);
+    free_b[1] = 1e9;
+    pb_error_clear(); /* the first error's message stays until cleared */
+    assert_int_equal(pb_memplan_check(&p, 1, &room, free_b, total), PB_ERR_NOMEM);
+    if (!strstr(pb_error_message(), "out of device memory: the run needs about ") ||
+        !strstr(pb_error_message(), "on cuda:1") || !strstr(pb_error_message(), "954 MiB free of 76294 MiB"))
+        fail_msg("%s", pb_error_message());
+}
+
+/* --- the overcommitted run -------------------------------------------------- */
+
+static void test_overcommitted_run_refused(void **state)
+{
+    bench_run *r = keep(state, bench_run_new());
+    char *args[] = {"--workload", "mlp-xs", "--batch", "16777216", "--backend", "cpu", "--quiet", "--out",
+                    r->csv_path, NULL};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    run_bench(&r->res, args);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    expect_exit(r, 1);
+    /* refused before allocating: no 130 GB touched, so at once */
+    if (took > 5.0) fail_msg("took %.1f s to refuse", took);
+    if (!strstr(r->res.err, "out of host memory: the run needs about ") || !strstr(r->res.err, " MiB available") ||
+        !strstr(r->res.err, "refused before allocating"))
+        fail_msg("stderr:\n%s", r->res.err);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "status"), "failed");
+    assert_non_null(strstr(csv_get(&c, "error"), "out of host memory: the run needs about "));
+    static const char *const figures[] = {"step_ms_p50", "step_ms_mean", "samples_per_s", "loss_last", "host_rss_mb"};
+    for (size_t i = 0; i < sizeof figures / sizeof *figures; i++) assert_string_equal(csv_get(&c, figures[i]), "");
+    assert_string_equal(csv_get(&c, "batch_global"), "16777216");
+    csv_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_single_by_hand),
+        cmocka_unit_test(test_dp_adamw_by_hand),
+        cmocka_unit_test(test_mp_microbatches_by_hand),
+        cmocka_unit_test(test_ddp_ranks_share_the_host),
+        cmocka_unit_test(test_verify_by_hand),
+        cmocka_unit_test(test_device_bf16_by_hand),
+        cmocka_unit_test_setup_teardown(test_single_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_dp_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_dp_3_devices_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mp_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_ddp_against_run, run_setup, run_teardown),
+        cmocka_unit_test(test_presets_fit_16_gib),
+        cmocka_unit_test(test_host_room_cgroup_v2),
+        cmocka_unit_test(test_host_room_cgroup_v1),
+        cmocka_unit_test(test_device_refused),
+        cmocka_unit_test_setup_teardown(test_overcommitted_run_refused, run_setup, run_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
