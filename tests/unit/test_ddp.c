@@ -235,9 +235,12 @@ static void test_usage_errors_before_launch(void **state)
 }
 
 /* The command the launcher re-executes itself with, read by an `mpirun` on
- * PATH that only records its arguments: the rank count, a backstop, the
- * program and the user's flags unchanged. CPU ranks keep Open MPI's binding
- * (`--bind-to none` is for GPU ranks, which cannot run here). */
+ * PATH that only records its arguments: the rank count, a backstop, no
+ * terminal input (mpirun runs outside the terminal's foreground group), the
+ * report file passed to every node, the program and the user's flags
+ * unchanged. CPU ranks keep Open MPI's binding (`--bind-to none` is for GPU
+ * ranks, which cannot run here). That mpirun exits 0 having run no rank:
+ * without rank 0's report of its row, the launcher exits 1 and says so. */
 static void test_reexec_command(void **state)
 {
     bench_run *r = keep(state, bench_run_new());
@@ -255,12 +258,15 @@ static void test_reexec_command(void **state)
     char *argv[] = {(char *)bench_path(), "--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs",
                     "--gpus", "2", "--iters", "3", "--quiet", "--out", r->csv_path, NULL};
     run_argv_env(&r->res, env_add, argv);
-    expect_exit(r, 0);
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->res.err, "mpirun exited 0, but rank 0 did not report a row appended to"));
     char *got = read_file(args_file);
     assert_non_null(got);
     assert_null(strstr(got, "--bind-to"));
     assert_non_null(strstr(got, "-np 2 "));
     assert_non_null(strstr(got, "--timeout "));
+    assert_non_null(strstr(got, "--stdin none "));
+    assert_non_null(strstr(got, "-x PB_LAUNCH_REPORT "));
     assert_non_null(strstr(got, "--strategy ddp --backend cpu --workload mlp-xs --gpus 2 --iters 3 --quiet"));
     assert_int_equal(strstr(got, "--allow-run-as-root") != NULL, geteuid() == 0);
     assert_false(file_exists(r->csv_path));
