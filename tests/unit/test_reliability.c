@@ -9,7 +9,11 @@
  * configurations stop before the first step (exit 2, no row); a malformed
  * PB_FAULT is a usage error. Each run's time is bounded. The progress
  * slots behind those messages (harness/progress.c) are also tested alone,
- * with a second process as the stuck rank. docs/reliability.md. */
+ * with a second process as the stuck rank. The processes bench starts die
+ * with it (a SIGKILLed launcher, sweep or plot leaves nothing running, and
+ * no row); a signal to the launcher's whole process group ends the job as
+ * a Ctrl-C does; the launcher bounds mpirun by the backstop (stand-ins for
+ * mpirun on PATH). docs/reliability.md. */
 #include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <dirent.h>
