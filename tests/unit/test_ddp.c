@@ -244,16 +244,10 @@ static void test_usage_errors_before_launch(void **state)
 static void test_reexec_command(void **state)
 {
     bench_run *r = keep(state, bench_run_new());
-    char script[600], path_env[4200], args_file[600];
+    char body[700], path_env[4200], args_file[600];
     snprintf(args_file, sizeof args_file, "%s/args", r->dir);
-    snprintf(script, sizeof script, "%s/mpirun", r->dir);
-    FILE *f = fopen(script, "w");
-    assert_non_null(f);
-    fprintf(f, "#!/bin/sh\necho \"$@\" > '%s'\n", args_file);
-    fclose(f);
-    assert_int_equal(chmod(script, 0755), 0);
-    const char *path = getenv("PATH");
-    snprintf(path_env, sizeof path_env, "PATH=%s:%s", r->dir, path ? path : "/usr/bin:/bin");
+    snprintf(body, sizeof body, "echo \"$@\" > '%s'", args_file);
+    fake_tool(r->dir, "mpirun", body, path_env, sizeof path_env);
     char *env_add[] = {path_env, NULL};
     char *argv[] = {(char *)bench_path(), "--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs",
                     "--gpus", "2", "--iters", "3", "--quiet", "--out", r->csv_path, NULL};

@@ -223,15 +223,21 @@ static double interrupt_at(job *j, const char *text, double wait_s)
     return now_s() - t0;
 }
 
+/* A finished single run's row in the job's CSV (a short mlp-xs run). */
+static void append_one_row(job *j)
+{
+    char *args[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "2",
+                    "--warmup", "0", "--threads", "1", "--quiet", "--out", j->csv_path, NULL};
+    start(j, NULL, args);
+    finish(j, 30);
+    expect_exit(j, 0);
+}
+
 static void test_sigint_single(void **state)
 {
     job *j = *state;
     /* a finished run's row first: it must stay exactly as it is */
-    char *first[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "2",
-                     "--warmup", "0", "--threads", "1", "--quiet", "--out", j->csv_path, NULL};
-    start(j, NULL, first);
-    finish(j, 30);
-    expect_exit(j, 0);
+    append_one_row(j);
     char *before = read_file(j->csv_path);
     assert_non_null(before);
 
@@ -341,21 +347,6 @@ static void test_stuck_device_one_process(void **state)
                               "dp step 2: device 1 did not finish its backward within 2 s of device 0 (--timeout)");
 }
 
-/* An executable script NAME in the job's folder running body; path_env gets
- * PATH with that folder first, so that bench runs it instead of the tool. */
-static void fake_tool(const job *j, const char *name, const char *body, char *path_env, size_t len)
-{
-    char script[512];
-    snprintf(script, sizeof script, "%s/%s", j->dir, name);
-    FILE *f = fopen(script, "w");
-    assert_non_null(f);
-    fprintf(f, "#!/bin/sh\n%s\n", body);
-    fclose(f);
-    assert_int_equal(chmod(script, 0755), 0);
-    const char *path = getenv("PATH");
-    snprintf(path_env, len, "PATH=%s:%s", j->dir, path ? path : "/usr/bin:/bin");
-}
-
 /* The pid a fake tool wrote to file NAME in the job's folder, once it has
  * (within limit_s). */
 static pid_t pid_written(const job *j, const char *name, double limit_s)
@@ -394,6 +385,17 @@ static void expect_ended(pid_t pid, const char *what, double limit_s)
     }
 }
 
+/* SIGKILL to the job's bench (a launcher, a sweep) leaves no process of it
+ * behind (within 3 s) and no row. */
+static void expect_sigkill_leaves_nothing(job *j)
+{
+    kill(j->pid, SIGKILL);
+    finish(j, 5);
+    expect_exit(j, -SIGKILL);
+    expect_no_orphans(j);
+    assert_false(file_exists(j->csv_path));
+}
+
 /* A sweep killed with SIGKILL takes its current run with it: no run goes on
  * alone, to append a row after the user ended the sweep. */
 static void test_killed_sweep_leaves_no_run(void **state)
@@ -408,11 +410,7 @@ static void test_killed_sweep_leaves_no_run(void **state)
         struct timespec ts = {0, 20000000};
         nanosleep(&ts, NULL);
     }
-    kill(j->pid, SIGKILL);
-    finish(j, 5);
-    expect_exit(j, -SIGKILL);
-    expect_no_orphans(j);
-    assert_false(file_exists(j->csv_path));
+    expect_sigkill_leaves_nothing(j);
 }
 
 /* bench plot killed with SIGKILL takes gnuplot with it (a gnuplot stand-in
@@ -420,14 +418,10 @@ static void test_killed_sweep_leaves_no_run(void **state)
 static void test_killed_plot_leaves_no_gnuplot(void **state)
 {
     job *j = *state;
-    char *run[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "2",
-                   "--warmup", "0", "--threads", "1", "--quiet", "--out", j->csv_path, NULL};
-    start(j, NULL, run);
-    finish(j, 30);
-    expect_exit(j, 0);
+    append_one_row(j);
     char path_env[4200], body[600], outdir[300];
     snprintf(body, sizeof body, "echo $$ > '%s/gnuplot.pid'\nexec sleep 30", j->dir);
-    fake_tool(j, "gnuplot", body, path_env, sizeof path_env);
+    fake_tool(j->dir, "gnuplot", body, path_env, sizeof path_env);
     snprintf(outdir, sizeof outdir, "%s/plots", j->dir);
     char *env[] = {path_env, NULL};
     char *args[] = {"plot", j->csv_path, "--out", outdir, NULL};
@@ -749,11 +743,7 @@ static void test_killed_launcher_leaves_nothing(void **state)
     job *j = *state;
     start_ddp(j, NULL, "mlp-xs", "100000", NULL);
     wait_for(j, "step 10/", 30);
-    kill(j->pid, SIGKILL);
-    finish(j, 5);
-    expect_exit(j, -SIGKILL);
-    expect_no_orphans(j);
-    assert_false(file_exists(j->csv_path));
+    expect_sigkill_leaves_nothing(j);
 }
 
 /* Rank 0 writes no row for a job whose bench launcher is gone: its report
@@ -780,23 +770,30 @@ static void test_rank_writes_no_row_without_its_launcher(void **state)
     assert_false(file_exists(report)); /* the killed launcher's leftover is removed */
 }
 
-/* The launcher enforces the job's backstop itself: a stopped mpirun (a
- * stand-in on PATH that stops itself) is sent SIGTERM and SIGCONT, and the
- * launcher exits 1 saying so. PB_TEST_BACKSTOP_S=1 (test-only) shortens the
- * backstop from its minutes. */
-static void test_stopped_mpirun_hits_backstop(void **state)
+/* ddp with a stand-in mpirun running body and PB_TEST_BACKSTOP_S=1
+ * (test-only: the launcher's backstop shortened from its minutes): the
+ * launcher ends it within limit_s, exit 1, naming the backstop. */
+static void expect_backstop_ends(job *j, const char *body, double limit_s)
 {
-    job *j = *state;
     char path_env[4200];
-    fake_tool(j, "mpirun", "kill -STOP $$\nexit 0", path_env, sizeof path_env);
+    fake_tool(j->dir, "mpirun", body, path_env, sizeof path_env);
     char *env[] = {path_env, "PB_TEST_BACKSTOP_S=1", NULL};
     char *extra[] = {"--quiet", NULL};
     start_ddp(j, env, "mlp-xs", "5", extra);
     finish(j, 10);
     expect_exit(j, 1);
     expect_err(j, "did not end within the launcher's backstop (1 s;");
+    if (j->seconds > limit_s) fail_msg("took %.1f s with a backstop of 1 s", j->seconds);
+}
+
+/* The launcher enforces the job's backstop itself: a stopped mpirun (a
+ * stand-in on PATH that stops itself) is sent SIGTERM and SIGCONT, and the
+ * launcher exits 1 saying so. */
+static void test_stopped_mpirun_hits_backstop(void **state)
+{
+    job *j = *state;
+    expect_backstop_ends(j, "kill -STOP $$\nexit 0", 4.0);
     expect_err(j, "it is stopped");
-    if (j->seconds > 4.0) fail_msg("took %.1f s with a backstop of 1 s", j->seconds);
     assert_false(file_exists(j->csv_path));
 }
 
@@ -805,17 +802,10 @@ static void test_stopped_mpirun_hits_backstop(void **state)
 static void test_hung_mpirun_is_killed(void **state)
 {
     job *j = *state;
-    char path_env[4200], body[600];
+    char body[600];
     snprintf(body, sizeof body, "trap '' TERM INT\nsleep 30 &\necho $! > '%s/sleep.pid'\nwait", j->dir);
-    fake_tool(j, "mpirun", body, path_env, sizeof path_env);
-    char *env[] = {path_env, "PB_TEST_BACKSTOP_S=1", NULL};
-    char *extra[] = {"--quiet", NULL};
-    start_ddp(j, env, "mlp-xs", "5", extra);
-    finish(j, 10);
-    expect_exit(j, 1);
-    expect_err(j, "did not end within the launcher's backstop (1 s;");
+    expect_backstop_ends(j, body, 5.0);
     expect_err(j, "ignored SIGTERM for 1 s: SIGKILL");
-    if (j->seconds > 5.0) fail_msg("took %.1f s with a backstop of 1 s", j->seconds);
     expect_ended(pid_written(j, "sleep.pid", 1), "mpirun's child", 2);
 }
 #endif
