@@ -55,13 +55,10 @@ static int backstop_s(const pb_config *cfg)
     return (int)n;
 }
 
-/* Creates the report file beside --out (where rank 0, on whatever node,
- * writes its row) and holds a shared lock on it while this process lives. */
-static int make_report(const pb_config *cfg, char *path, size_t len)
+/* A locked report file in folder dir (absolute, or relative to cwd). */
+static int report_in(const char *dir, const char *cwd, char *path, size_t len)
 {
-    char copy[sizeof cfg->out];
-    snprintf(copy, sizeof copy, "%s", cfg->out);
-    snprintf(path, len, "%s/.parbench-launch-XXXXXX", dirname(copy));
+    snprintf(path, len, "%s%s%s/.parbench-launch-XXXXXX", dir[0] == '/' ? "" : cwd, dir[0] == '/' ? "" : "/", dir);
     int fd = mkstemp(path);
     if (fd < 0) return -1;
     if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || flock(fd, LOCK_SH) != 0) {
@@ -71,6 +68,25 @@ static int make_report(const pb_config *cfg, char *path, size_t len)
         errno = e;
         return -1;
     }
+    return fd;
+}
+
+/* Creates the report file beside --out (where rank 0, on whatever node,
+ * can write, since it appends there), else in $TMPDIR or /tmp (a folder
+ * closed to new files but holding a writable --out: enough for a rank 0 on
+ * this node), and holds a shared lock on it while this process lives. Its
+ * path is absolute: a rank may start in another folder. */
+static int make_report(const pb_config *cfg, char *path, size_t len)
+{
+    char copy[sizeof cfg->out], cwd[PATH_MAX] = "";
+    snprintf(copy, sizeof copy, "%s", cfg->out);
+    if (!getcwd(cwd, sizeof cwd)) cwd[0] = '\0';
+    int fd = report_in(dirname(copy), cwd, path, len);
+    if (fd >= 0) return fd;
+    int e = errno;
+    const char *tmp = getenv("TMPDIR");
+    fd = report_in(tmp && tmp[0] == '/' ? tmp : "/tmp", cwd, path, len);
+    if (fd < 0) errno = e; /* the reason beside --out */
     return fd;
 }
 
@@ -131,10 +147,10 @@ int pb_supervise_launch(const pb_config *cfg, bool *is_parent)
                      getenv(BACKSTOP_ENV));
         return 2;
     }
-    char report[sizeof cfg->out + 64];
+    char report[sizeof cfg->out + PATH_MAX + 64];
     int rfd = make_report(cfg, report, sizeof report);
     if (rfd < 0) {
-        pb_log_error("--out %s: cannot create the launcher's report file %s: %s", cfg->out, report,
+        pb_log_error("--out %s: cannot create the launcher's report file beside it: %s", cfg->out,
                      strerror(errno));
         return 1;
     }
