@@ -2,12 +2,16 @@
 #include "launch.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "log.h"
 
 /* Set in the environment of the re-executed ranks: a rank that finds it but
@@ -99,6 +103,68 @@ void pb_launch_set_log_rank(void)
 
 bool pb_launch_reexecuted(void) { return pb_launch_inside() && env(REEXEC_MARK); }
 
+/* --- a rank and its launcher ------------------------------------------------ */
+
+/* The parent this rank started with (mpirun, orted, slurmstepd); 0 outside
+ * a launch. */
+static pid_t rank_parent;
+
+/* A rank whose parent (the launcher's daemon) dies is lost: its peers and
+ * its job are gone with it. So it dies too (SIGKILL), under bench's mpirun
+ * and a user's own mpirun or srun alike. */
+static pb_status rank_start(void)
+{
+    rank_parent = getppid();
+    if (!pb_child_die_with_parent(rank_parent, SIGKILL))
+        return pb_user_error(PB_ERR_IO, "this rank's launcher (pid %d) ended as the rank started; stopping",
+                             (int)rank_parent);
+    return PB_OK;
+}
+
+/* bench's launcher holds a shared lock on its report file while it waits:
+ * gone, the lock is free (a zombie or a reused pid cannot pass for it). A
+ * launcher that was killed left its file: removed here. */
+static bool launcher_gone(int fd, const char *path)
+{
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) return false;
+    unlink(path);
+    return true;
+}
+
+pb_status pb_launch_may_write(void)
+{
+    if (rank_parent > 0 && getppid() != rank_parent)
+        return pb_user_error(PB_ERR_IO, "this rank's launcher (mpirun or its daemon, pid %d) has ended; no row "
+                                        "written for a job whose launcher is gone",
+                             (int)rank_parent);
+    const char *path = env(PB_LAUNCH_REPORT_ENV);
+    if (!path || !pb_launch_inside()) return PB_OK;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    bool gone = fd < 0 && errno == ENOENT;
+    if (fd >= 0) {
+        gone = launcher_gone(fd, path);
+        close(fd);
+    }
+    if (gone)
+        return pb_user_error(PB_ERR_IO, "the bench launcher that started this job has ended (killed?); no row "
+                                        "written for a job whose launcher is gone");
+    return PB_OK;
+}
+
+void pb_launch_report(const char *what)
+{
+    const char *path = env(PB_LAUNCH_REPORT_ENV);
+    if (!path || !pb_launch_inside() || pb_launch_rank() > 0) return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) return; /* the launcher is gone and its file with it */
+    char line[64];
+    int n = snprintf(line, sizeof line, "%s\n", what);
+    ssize_t w = write(fd, line, (size_t)n);
+    (void)w;
+    (void)launcher_gone(fd, path);
+    close(fd);
+}
+
 pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
 {
     if (pb_launch_inside()) {
@@ -107,7 +173,7 @@ pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
             return pb_usage_error("--gpus %d, but this MPI launch has %d rank%s; strategy %s runs one rank per "
                                   "device: give --gpus %d, or launch %d ranks",
                                   cfg->devices, size, size == 1 ? "" : "s", cfg->strategy, size, cfg->devices);
-        return PB_OK;
+        return rank_start();
     }
     if (env(REEXEC_MARK))
         return pb_error(PB_ERR_INTERNAL, "re-executed under mpirun, but no MPI launch variables are set "
@@ -122,7 +188,7 @@ pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
     snprintf(np, sizeof np, "%d", cfg->devices);
     snprintf(backstop, sizeof backstop, "%d", pb_launch_backstop_s(cfg));
     bool oversubscribe = cfg->devices > online_cores();
-    char **args = calloc((size_t)argc + 16, sizeof *args);
+    char **args = calloc((size_t)argc + 20, sizeof *args);
     if (!args) return pb_error(PB_ERR_NOMEM, "host allocation for mpirun's arguments failed");
     int n = 0;
     args[n++] = "mpirun";
@@ -138,10 +204,21 @@ pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
         args[n++] = "--bind-to";
         args[n++] = "none";
     }
+    /* mpirun runs in a process group of its own (the launcher's parent
+     * forwards it one signal): outside the terminal's foreground group, it
+     * must never read the terminal */
+    args[n++] = "--stdin";
+    args[n++] = "none";
+    /* to rank 0 on any node: the file it reports its row in */
+    if (env(PB_LAUNCH_REPORT_ENV)) {
+        args[n++] = "-x";
+        args[n++] = PB_LAUNCH_REPORT_ENV;
+    }
     args[n++] = "--timeout";
     args[n++] = backstop;
     args[n++] = "-np";
     args[n++] = np;
+    int shown = n + 4; /* up to the binary and its first flags */
     args[n++] = self;
     for (int i = 1; i < argc; i++) args[n++] = argv[i];
     args[n] = NULL;
@@ -149,7 +226,7 @@ pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
     if (!cfg->quiet) {
         char line[1024];
         size_t used = 0;
-        for (int i = 0; i < 10 && args[i] && used < sizeof line; i++)
+        for (int i = 0; i < shown && args[i] && used < sizeof line; i++)
             used += (size_t)snprintf(line + used, sizeof line - used, "%s%s", i ? " " : "", args[i]);
         pb_log_info("%s: %d rank%s%s; running: %s ...", cfg->strategy, cfg->devices, cfg->devices == 1 ? "" : "s",
                     oversubscribe ? " (more than the cores: oversubscribed)" : "", line);

@@ -1,8 +1,9 @@
 /* The launcher of rank-per-device strategies (ddp).
  *
  * Started outside an MPI launch, `bench --strategy ddp --gpus N ...`
- * re-executes itself as `mpirun -np N [--allow-run-as-root]
- * [--oversubscribe] --timeout T /proc/self/exe ARGS...`. Started inside one
+ * re-executes itself as `mpirun [--allow-run-as-root] [--oversubscribe]
+ * --stdin none [-x PB_LAUNCH_REPORT] --timeout T -np N /proc/self/exe
+ * ARGS...`, under a parent that stays (harness/supervise.c). Started inside one
  * (mpirun, srun), it uses the launcher's ranks, and --gpus must equal their
  * number. Called after the configuration is validated, so a usage error
  * costs no launch. */
@@ -31,17 +32,32 @@ void pb_launch_set_log_rank(void);
  * has already said what it resolved (the auto backend). */
 bool pb_launch_reexecuted(void);
 
-/* mpirun's own wall-clock backstop for a run of cfg, for a rank that hangs
- * where no deadline reaches (MPI's set-up, rank 0's --verify):
+/* The job's wall-clock backstop for a run of cfg (mpirun's --timeout, and
+ * the launcher's own deadline for mpirun), for a rank that hangs where no
+ * deadline reaches (MPI's set-up, rank 0's --verify) or a hung mpirun:
  * (--timeout + 60 s) x (steps x (1 + N with --verify) + 4) + 60 s, so a
  * healthy run whose steps take up to a minute longer than --timeout is
  * never cut short. */
 int pb_launch_backstop_s(const pb_config *cfg);
 
 /* For a rank-per-device strategy: inside a launch, checks --gpus against its
- * size and returns PB_OK (the caller runs as one rank); outside one, replaces
- * this process with mpirun running argv (argv[0] is replaced by our own
- * binary) and returns only on failure. */
+ * size, makes this rank die with its parent (mpirun, orted, slurmstepd:
+ * SIGKILL) and returns PB_OK (the caller runs as one rank); outside one,
+ * replaces this process with mpirun running argv (argv[0] is replaced by our
+ * own binary) and returns only on failure. */
 pb_status pb_launch(const pb_config *cfg, int argc, char **argv);
+
+/* The file bench's launcher waits on (harness/supervise.c): rank 0 appends
+ * its outcome to it; the launcher holds a shared flock on it while alive. */
+#define PB_LAUNCH_REPORT_ENV "PB_LAUNCH_REPORT"
+
+/* Right before rank 0 appends its row: PB_OK while the job's launcher is
+ * there; a user error (no row may be written) once the rank's parent has
+ * changed, or bench's launcher is gone. PB_OK outside a launch. */
+pb_status pb_launch_may_write(void);
+/* Rank 0 of a job bench launched tells the launcher what it did ("row"
+ * once its row is appended, "interrupted" when it stopped for a signal);
+ * nothing elsewhere. */
+void pb_launch_report(const char *what);
 
 #endif /* PB_LAUNCH_H */

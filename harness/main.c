@@ -14,6 +14,7 @@
 #include "run.h"
 #include "signals.h"
 #include "status.h"
+#include "supervise.h"
 #include "sweep.h"
 
 static void print_usage(void);
@@ -58,12 +59,13 @@ static int cmd_run(int argc, char **argv)
     bool help = false;
     pb_status st = load_config(&cfg, argc, argv, true, &help);
     /* a rank per device: re-executed under mpirun unless already launched;
-     * this process stays as mpirun's parent, passing SIGINT/SIGTERM on and
-     * ending with the run's code (128 + the signal when interrupted) */
+     * this process stays as mpirun's parent, passing SIGINT/SIGTERM on,
+     * bounding the job by its backstop and ending with the run's code (128 +
+     * the signal when interrupted) */
     if (st == PB_OK && !help && pb_find_strategy(cfg.strategy)->procs == PB_PROC_PER_DEVICE) {
         if (!pb_launch_inside()) {
             bool parent = false;
-            int code = pb_signals_supervise(&parent);
+            int code = pb_supervise_launch(&cfg, &parent);
             if (parent) return code;
         }
         st = pb_launch(&cfg, main_argc, main_argv);

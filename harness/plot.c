@@ -1,6 +1,6 @@
 /* bench plot: read the results CSV, group its rows per configuration, write
  * each plot's figures as a .dat file and draw it with a plots/ *.gp script
- * (docs/plots.md). gnuplot is run with posix_spawn, never through a shell;
+ * (docs/plots.md). gnuplot is run with fork and exec, never through a shell;
  * strings reach it as single-quoted gnuplot literals. */
 #define _POSIX_C_SOURCE 200809L
 #include "plot.h"
@@ -10,7 +10,6 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,13 +20,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "csv_read.h"
 #include "key.h"
 #include "log.h"
 #include "results.h"
 #include "status.h"
-
-extern char **environ;
 
 #define TEXT_MAX 512
 #define DIM_MAX 96
@@ -753,15 +751,14 @@ static void draw(ctx *x, const char *script, const char *datafile, const char *o
     remove(svg);
 
     char *argv[] = {x->gnuplot, "-d", "-e", assign, script_path, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1); /* stdout carries only our paths */
     pid_t pid;
-    int err = posix_spawn(&pid, x->gnuplot, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
+    /* stdout carries only our paths; gnuplot dies with bench (SIGKILL) */
+    pb_error_clear();
+    pb_status st = pb_child_spawn(x->gnuplot, argv, 2, -1, &pid);
     free(assign);
-    if (err) {
-        pb_log_error("plot: cannot run %s: %s", x->gnuplot, strerror(err));
+    if (st != PB_OK) {
+        pb_log_error("plot: %s", pb_error_message());
+        pb_error_clear();
         x->failed++;
         return;
     }

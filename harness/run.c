@@ -14,6 +14,7 @@
 #include "calibrate.h"
 #include "env.h"
 #include "fault.h"
+#include "launch.h"
 #include "loader.h"
 #include "log.h"
 #include "memplan.h"
@@ -194,6 +195,7 @@ static pb_status stop_requested(run_state *rs, int64_t step)
             pb_log_error("interrupted by %s before step %lld of %d: stopping; no row written (an interrupted run "
                          "writes nothing)",
                          signal_name(sig), (long long)step, rs->cfg->warmup + rs->cfg->iters);
+        pb_launch_report("interrupted"); /* bench's launcher need not say it again */
     }
     return PB_OK;
 }
@@ -458,6 +460,17 @@ static pb_status gather_slowest(run_state *rs)
     return PB_OK;
 }
 
+/* Rank 0's row, unless the job's launcher is gone (a row appended after the
+ * user killed the job would pass for a finished run); bench's launcher
+ * learns that it was written. */
+static pb_status append_row(const pb_config *cfg, const pb_record *rec)
+{
+    pb_status st = pb_launch_may_write();
+    if (st == PB_OK) st = pb_results_append(cfg->out, rec);
+    if (st == PB_OK) pb_launch_report("row");
+    return st;
+}
+
 /* A rank that failed while the others may be inside a collective with it:
  * say why (prefixed with rank and host), let rank 0 keep the failed row, and
  * end every rank (MPI_Abort). Returns only without MPI. */
@@ -466,7 +479,7 @@ static void abort_ranks(run_state *rs, pb_record *rec, pb_status st)
     if (is_writer(rs)) {
         pb_record_set(rec, PB_COL_STATUS, "failed");
         pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
-        pb_results_append(rs->cfg->out, rec);
+        (void)append_row(rs->cfg, rec); /* the error below is the one to tell */
     }
     pb_log_error("%s", pb_error_message());
     pb_log_error("ending all %d ranks", rs->world.ranks);
@@ -551,6 +564,7 @@ pb_status pb_run(const pb_config *cfg)
         pb_log_error("interrupted by %s after the last step%s: stopping; no row written (an interrupted run writes "
                      "nothing)",
                      signal_name(late_sig), cfg->verify ? " (during --verify)" : "");
+    if (late_sig) pb_launch_report("interrupted");
 
     if (is_writer(&rs) && !late_sig) {
         if (st == PB_OK) {
@@ -572,7 +586,7 @@ pb_status pb_run(const pb_config *cfg)
             pb_record_set(rec, PB_COL_STATUS, "failed");
             pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
         }
-        pb_status wst = pb_results_append(cfg->out, rec);
+        pb_status wst = append_row(cfg, rec);
         if (st == PB_OK) st = wst;
         if (wst == PB_OK && st == PB_OK && cfg->verify && !cfg->quiet)
             pb_log_info("--verify: parameters after step %lld within %.3g of single's (tolerance %.0e)",

@@ -1,12 +1,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "signals.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,70 +40,6 @@ uint64_t pb_hash_bytes(uint64_t h, const void *data, size_t n)
         h *= 1099511628211ULL;
     }
     return h;
-}
-
-/* --- the launcher's parent ----------------------------------------------------- */
-
-static volatile sig_atomic_t child_pid;
-static volatile sig_atomic_t forwarded;
-
-/* A signal sent to this process alone (kill: SI_USER/SI_QUEUE) is passed on
- * to mpirun; one from the terminal reached the whole process group, mpirun
- * and the ranks included, so it is only recorded. */
-static void forward(int sig, siginfo_t *info, void *uctx)
-{
-    (void)uctx;
-    if (!caught) caught = sig;
-    if (child_pid > 0 && info && (info->si_code == SI_USER || info->si_code == SI_QUEUE) && !forwarded) {
-        forwarded = 1;
-        kill((pid_t)child_pid, sig);
-    }
-}
-
-int pb_signals_supervise(bool *is_parent)
-{
-    *is_parent = false;
-    fflush(stdout);
-    fflush(stderr);
-    /* waitpid needs SIGCHLD's default action: inherited as ignored (some
-     * job runners do that), the child would be reaped unseen and its exit
-     * code lost */
-    signal(SIGCHLD, SIG_DFL);
-    /* SIGINT/SIGTERM held until the parent's handler is in place, so one
-     * that comes right after the fork is passed on, not fatal to the parent
-     * alone (the child starts with none pending) */
-    sigset_t hold, old;
-    sigemptyset(&hold);
-    sigaddset(&hold, SIGINT);
-    sigaddset(&hold, SIGTERM);
-    sigprocmask(SIG_BLOCK, &hold, &old);
-    pid_t pid = fork();
-    if (pid <= 0) { /* the child, or no parent to stay: the caller just goes on */
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        return 0;
-    }
-    *is_parent = true;
-    child_pid = pid;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = forward;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    int status = 0;
-    pid_t got;
-    while ((got = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
-    }
-    if (got < 0) {
-        fprintf(stderr, "bench: error: waiting for mpirun (pid %d) failed: %s; its outcome is unknown\n", (int)pid,
-                strerror(errno));
-        return 1;
-    }
-    if (caught) return 128 + caught;
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
-    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
 }
 
 /* --- agreements between the ranks --------------------------------------------- */

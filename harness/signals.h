@@ -42,11 +42,4 @@ pb_status pb_signals_agree_hash(uint64_t hash, bool usable, double deadline_s);
 uint64_t pb_hash_bytes(uint64_t h, const void *data, size_t n);
 #define PB_HASH_INIT 1469598103934665603ULL
 
-/* The launcher's parent: forks; the child returns (and goes on to replace
- * itself with mpirun); the parent stays, passes SIGINT/SIGTERM sent to it
- * alone on to the child, waits, and returns the exit code to end with
- * (128 + the signal when it was interrupted, else the child's code). *is_parent
- * tells which one returned. */
-int pb_signals_supervise(bool *is_parent);
-
 #endif /* PB_SIGNALS_H */

@@ -10,7 +10,6 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "config.h"
 #include "csv_read.h"
 #include "key.h"
@@ -27,8 +27,6 @@
 #include "registry.h"
 #include "results.h"
 #include "status.h"
-
-extern char **environ;
 
 #define MAX_STRATEGIES 16
 #define MAX_COUNTS 32
@@ -413,21 +411,23 @@ static int run_child(const char *self, char *const args[], char *why, size_t why
     char tmpl[] = "/tmp/pb_sweep_XXXXXX";
     int fd = mkstemp(tmpl);
     why[0] = '\0';
-    if (fd < 0) {
+    if (fd < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        if (fd >= 0) close(fd);
         snprintf(why, why_len, "cannot create a temporary file: %s", strerror(errno));
         return -1;
     }
     unlink(tmpl);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, fd, 2);
-    posix_spawn_file_actions_addclose(&fa, fd);
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
     pid_t pid;
-    int e = posix_spawn(&pid, self, &fa, NULL, args, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (e != 0) {
-        snprintf(why, why_len, "cannot start %.200s: %s", self, strerror(e));
+    /* the run dies with the sweep (SIGKILL): killed, the sweep must not
+     * leave a run behind that appends a row later */
+    pb_error_clear(); /* why gets this child's reason, not an older one */
+    pb_status st = null < 0 ? pb_user_error(PB_ERR_IO, "cannot open /dev/null: %s", strerror(errno))
+                            : pb_child_spawn(self, args, null, fd, &pid);
+    if (null >= 0) close(null);
+    if (st != PB_OK) {
+        snprintf(why, why_len, "%s", pb_error_message());
+        pb_error_clear();
         close(fd);
         return -1;
     }

@@ -235,32 +235,32 @@ static void test_usage_errors_before_launch(void **state)
 }
 
 /* The command the launcher re-executes itself with, read by an `mpirun` on
- * PATH that only records its arguments: the rank count, a backstop, the
- * program and the user's flags unchanged. CPU ranks keep Open MPI's binding
- * (`--bind-to none` is for GPU ranks, which cannot run here). */
+ * PATH that only records its arguments: the rank count, a backstop, no
+ * terminal input (mpirun runs outside the terminal's foreground group), the
+ * report file passed to every node, the program and the user's flags
+ * unchanged. CPU ranks keep Open MPI's binding (`--bind-to none` is for GPU
+ * ranks, which cannot run here). That mpirun exits 0 having run no rank:
+ * without rank 0's report of its row, the launcher exits 1 and says so. */
 static void test_reexec_command(void **state)
 {
     bench_run *r = keep(state, bench_run_new());
-    char script[600], path_env[4200], args_file[600];
+    char body[700], path_env[4200], args_file[600];
     snprintf(args_file, sizeof args_file, "%s/args", r->dir);
-    snprintf(script, sizeof script, "%s/mpirun", r->dir);
-    FILE *f = fopen(script, "w");
-    assert_non_null(f);
-    fprintf(f, "#!/bin/sh\necho \"$@\" > '%s'\n", args_file);
-    fclose(f);
-    assert_int_equal(chmod(script, 0755), 0);
-    const char *path = getenv("PATH");
-    snprintf(path_env, sizeof path_env, "PATH=%s:%s", r->dir, path ? path : "/usr/bin:/bin");
+    snprintf(body, sizeof body, "echo \"$@\" > '%s'", args_file);
+    fake_tool(r->dir, "mpirun", body, path_env, sizeof path_env);
     char *env_add[] = {path_env, NULL};
     char *argv[] = {(char *)bench_path(), "--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs",
                     "--gpus", "2", "--iters", "3", "--quiet", "--out", r->csv_path, NULL};
     run_argv_env(&r->res, env_add, argv);
-    expect_exit(r, 0);
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->res.err, "mpirun exited 0, but rank 0 did not report a row appended to"));
     char *got = read_file(args_file);
     assert_non_null(got);
     assert_null(strstr(got, "--bind-to"));
     assert_non_null(strstr(got, "-np 2 "));
     assert_non_null(strstr(got, "--timeout "));
+    assert_non_null(strstr(got, "--stdin none "));
+    assert_non_null(strstr(got, "-x PB_LAUNCH_REPORT "));
     assert_non_null(strstr(got, "--strategy ddp --backend cpu --workload mlp-xs --gpus 2 --iters 3 --quiet"));
     assert_int_equal(strstr(got, "--allow-run-as-root") != NULL, geteuid() == 0);
     assert_false(file_exists(r->csv_path));

@@ -9,7 +9,11 @@
  * configurations stop before the first step (exit 2, no row); a malformed
  * PB_FAULT is a usage error. Each run's time is bounded. The progress
  * slots behind those messages (harness/progress.c) are also tested alone,
- * with a second process as the stuck rank. docs/reliability.md. */
+ * with a second process as the stuck rank. The processes bench starts die
+ * with it (a SIGKILLed launcher, sweep or plot leaves nothing running, and
+ * no row); a signal to the launcher's whole process group ends the job as
+ * a Ctrl-C does; the launcher bounds mpirun by the backstop (stand-ins for
+ * mpirun on PATH). docs/reliability.md. */
 #include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <dirent.h>
@@ -35,6 +39,7 @@ typedef struct job {
     pid_t pid;
     int exit_code; /* -signal when killed */
     bool ignore_sigchld; /* started with SIGCHLD ignored, as some job runners do */
+    bool own_group; /* started in a process group of its own, as a terminal or `timeout` does */
     double seconds;
     char *err;
 } job;
@@ -50,6 +55,8 @@ static int setup(void **state)
     return 0;
 }
 
+static int processes_with(const char *s, bool kill_them);
+
 static int teardown(void **state)
 {
     job *j = *state;
@@ -57,24 +64,22 @@ static int teardown(void **state)
         kill(j->pid, SIGKILL);
         waitpid(j->pid, NULL, 0);
     }
+    processes_with(j->dir, true); /* and what it left running (its own folder is in their command line) */
     remove_temp_dir(j->dir);
     free(j->err);
     free(j);
     return 0;
 }
 
-/* Starts bench with args (without argv[0]), stdout and stderr to files,
+/* Starts argv (argv[0] a path, or a name on PATH), stderr to a file,
  * env_add ("NAME=value", NULL-terminated, may be NULL) added. */
-static void start(job *j, char *const env_add[], char *const args[])
+static void start_argv(job *j, char *const env_add[], char *const argv[])
 {
-    char *argv[64];
-    int argc = 0;
-    argv[argc++] = (char *)bench_path();
-    for (int i = 0; args[i] && argc < 63; i++) argv[argc++] = args[i];
-    argv[argc] = NULL;
+    unlink(j->err_path); /* wait_for must not read the last job's stderr */
     j->seconds = now_s();
     j->pid = fork();
     assert_true(j->pid >= 0);
+    if (j->own_group) setpgid(j->pid, j->pid); /* before any signal to the group */
     if (j->pid == 0) {
         int fd = open(j->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int null = open("/dev/null", O_RDWR);
@@ -83,10 +88,22 @@ static void start(job *j, char *const env_add[], char *const args[])
         dup2(null, 1);
         dup2(fd, 2);
         if (j->ignore_sigchld) signal(SIGCHLD, SIG_IGN); /* kept across exec */
+        if (j->own_group) setpgid(0, 0);
         for (int i = 0; env_add && env_add[i]; i++) putenv(env_add[i]);
-        execv(argv[0], argv);
+        execvp(argv[0], argv);
         _exit(127);
     }
+}
+
+/* Starts bench with args (without argv[0]), as start_argv. */
+static void start(job *j, char *const env_add[], char *const args[])
+{
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = (char *)bench_path();
+    for (int i = 0; args[i] && argc < 63; i++) argv[argc++] = args[i];
+    argv[argc] = NULL;
+    start_argv(j, env_add, argv);
 }
 
 /* Waits for the job (killing it after limit_s, which fails the test). */
@@ -128,9 +145,9 @@ static void wait_for(job *j, const char *text, double limit_s)
     }
 }
 
-#if PB_EXPECT_MPI /* the ddp runs' helpers (unused, and a warning, without MPI) */
-/* Processes other than this one whose command line holds s. */
-static int processes_with(const char *s)
+/* Processes other than this one whose command line holds s (SIGKILLed
+ * with kill_them). */
+static int processes_with(const char *s, bool kill_them)
 {
     int n = 0;
     DIR *d = opendir("/proc");
@@ -149,7 +166,9 @@ static int processes_with(const char *s)
         for (size_t i = 0; i < len; i++)
             if (!buf[i]) buf[i] = ' ';
         buf[len] = '\0';
-        if (strstr(buf, s)) n++;
+        if (!strstr(buf, s)) continue;
+        n++;
+        if (kill_them) kill((pid_t)pid, SIGKILL);
     }
     closedir(d);
     return n;
@@ -159,13 +178,12 @@ static int processes_with(const char *s)
 static void expect_no_orphans(const job *j)
 {
     double t0 = now_s();
-    while (processes_with(j->csv_path) > 0) {
-        if (now_s() - t0 > 3.0) fail_msg("%d processes of the run are left", processes_with(j->csv_path));
+    while (processes_with(j->csv_path, false) > 0) {
+        if (now_s() - t0 > 3.0) fail_msg("%d processes of the run are left", processes_with(j->csv_path, false));
         struct timespec ts = {0, 50000000};
         nanosleep(&ts, NULL);
     }
 }
-#endif
 
 static void expect_exit(const job *j, int code)
 {
@@ -205,15 +223,21 @@ static double interrupt_at(job *j, const char *text, double wait_s)
     return now_s() - t0;
 }
 
+/* A finished single run's row in the job's CSV (a short mlp-xs run). */
+static void append_one_row(job *j)
+{
+    char *args[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "2",
+                    "--warmup", "0", "--threads", "1", "--quiet", "--out", j->csv_path, NULL};
+    start(j, NULL, args);
+    finish(j, 30);
+    expect_exit(j, 0);
+}
+
 static void test_sigint_single(void **state)
 {
     job *j = *state;
     /* a finished run's row first: it must stay exactly as it is */
-    char *first[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "2",
-                     "--warmup", "0", "--threads", "1", "--quiet", "--out", j->csv_path, NULL};
-    start(j, NULL, first);
-    finish(j, 30);
-    expect_exit(j, 0);
+    append_one_row(j);
     char *before = read_file(j->csv_path);
     assert_non_null(before);
 
@@ -321,6 +345,91 @@ static void test_stuck_device_one_process(void **state)
                   "--warmup", "0", "--threads", "1", "--timeout", "2", "--quiet", "--out", j->csv_path, NULL};
     expect_stuck_device_fails(j, "device=1,step=2,phase=bwd,kind=hang", dp,
                               "dp step 2: device 1 did not finish its backward within 2 s of device 0 (--timeout)");
+}
+
+/* The pid a fake tool wrote to file NAME in the job's folder, once it has
+ * (within limit_s). */
+static pid_t pid_written(const job *j, const char *name, double limit_s)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", j->dir, name);
+    for (double t0 = now_s(); now_s() - t0 < limit_s;) {
+        char *text = read_file(path);
+        long pid = text && strchr(text, '\n') ? strtol(text, NULL, 10) : 0;
+        free(text);
+        if (pid > 0) return (pid_t)pid;
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    fail_msg("%s was not written within %g s", name, limit_s);
+    return 0;
+}
+
+/* pid has ended within limit_s (gone, or a zombie its new parent has not
+ * reaped yet). */
+static void expect_ended(pid_t pid, const char *what, double limit_s)
+{
+    for (double t0 = now_s();;) {
+        char path[64], text[512] = "";
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (!f) return;
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[n] = '\0';
+        const char *state = strrchr(text, ')');
+        if (!state || state[2] == 'Z') return;
+        if (now_s() - t0 > limit_s) fail_msg("%s (pid %d) still runs %g s after bench was killed", what, (int)pid, limit_s);
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* SIGKILL to the job's bench (a launcher, a sweep) leaves no process of it
+ * behind (within 3 s) and no row. */
+static void expect_sigkill_leaves_nothing(job *j)
+{
+    kill(j->pid, SIGKILL);
+    finish(j, 5);
+    expect_exit(j, -SIGKILL);
+    expect_no_orphans(j);
+    assert_false(file_exists(j->csv_path));
+}
+
+/* A sweep killed with SIGKILL takes its current run with it: no run goes on
+ * alone, to append a row after the user ended the sweep. */
+static void test_killed_sweep_leaves_no_run(void **state)
+{
+    job *j = *state;
+    char *args[] = {"sweep", "--strategies", "single", "--gpus", "1", "--workload", "mlp-s", "--backend", "cpu",
+                    "--iters", "100000", "--warmup", "0", "--threads", "1", "--quiet", "--out", j->csv_path, NULL};
+    start(j, NULL, args);
+    /* the sweep and its run both carry --out in their command lines */
+    for (double t0 = now_s(); processes_with(j->csv_path, false) < 2;) {
+        if (now_s() - t0 > 10) fail_msg("the sweep did not start its run within 10 s");
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    expect_sigkill_leaves_nothing(j);
+}
+
+/* bench plot killed with SIGKILL takes gnuplot with it (a gnuplot stand-in
+ * on PATH that only waits). */
+static void test_killed_plot_leaves_no_gnuplot(void **state)
+{
+    job *j = *state;
+    append_one_row(j);
+    char path_env[4200], body[600], outdir[300];
+    snprintf(body, sizeof body, "echo $$ > '%s/gnuplot.pid'\nexec sleep 30", j->dir);
+    fake_tool(j->dir, "gnuplot", body, path_env, sizeof path_env);
+    snprintf(outdir, sizeof outdir, "%s/plots", j->dir);
+    char *env[] = {path_env, NULL};
+    char *args[] = {"plot", j->csv_path, "--out", outdir, NULL};
+    start(j, env, args);
+    pid_t gnuplot = pid_written(j, "gnuplot.pid", 10);
+    kill(j->pid, SIGKILL);
+    finish(j, 5);
+    expect_ended(gnuplot, "gnuplot", 2);
 }
 
 /* One rank's events up to a point of step 3: the phases of ddp's step
@@ -602,6 +711,103 @@ static void test_config_mismatch(void **state)
     expect_err(j, "different configurations");
     assert_false(file_exists(j->csv_path));
 }
+
+/* A signal to the whole process group (a terminal's Ctrl-C, `timeout`, a
+ * scheduler: `kill -INT -- -PGID`) ends the job as a Ctrl-C does: rank 0
+ * stops at a step boundary and says so, no row, every rank gone, 130/143
+ * (mpirun, in a group of its own, gets one signal, from the launcher). */
+static void test_group_signal_ddp(void **state)
+{
+    job *j = *state;
+    static const int sigs[] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++) {
+        j->own_group = true;
+        start_ddp(j, NULL, "mlp-xs", "100000", NULL);
+        wait_for(j, "step 10/", 30);
+        double t0 = now_s();
+        kill(-j->pid, sigs[i]);
+        finish(j, 30);
+        if (now_s() - t0 > 8.0) fail_msg("took %.1f s to stop after the group's signal", now_s() - t0);
+        expect_exit(j, 128 + sigs[i]);
+        expect_err(j, "interrupted by");
+        expect_err(j, "no row written");
+        assert_false(file_exists(j->csv_path));
+        expect_no_orphans(j);
+    }
+}
+
+/* The launcher killed with SIGKILL takes mpirun and the ranks with it; no
+ * row is written. */
+static void test_killed_launcher_leaves_nothing(void **state)
+{
+    job *j = *state;
+    start_ddp(j, NULL, "mlp-xs", "100000", NULL);
+    wait_for(j, "step 10/", 30);
+    expect_sigkill_leaves_nothing(j);
+}
+
+/* Rank 0 writes no row for a job whose bench launcher is gone: its report
+ * file (PB_LAUNCH_REPORT, set by the launcher for its ranks) is no longer
+ * locked by anyone. The ranks finish; nothing is appended; exit 1. */
+static void test_rank_writes_no_row_without_its_launcher(void **state)
+{
+    job *j = *state;
+    char report[300], report_env[330];
+    snprintf(report, sizeof report, "%s/.parbench-launch-test", j->dir);
+    FILE *f = fopen(report, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(report_env, sizeof report_env, "PB_LAUNCH_REPORT=%s", report);
+    char *env[] = {report_env, NULL};
+    char *argv[] = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", (char *)bench_path(),
+                    "--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "3", "--threads",
+                    "1", "--gpus", "2", "--quiet", "--out", j->csv_path, NULL};
+    start_argv(j, env, argv);
+    finish(j, 30);
+    if (j->exit_code == 0) fail_msg("exited 0; stderr:\n%s", j->err);
+    expect_err(j, "the bench launcher that started this job has ended (killed?); no row written");
+    assert_false(file_exists(j->csv_path));
+    assert_false(file_exists(report)); /* the killed launcher's leftover is removed */
+}
+
+/* ddp with a stand-in mpirun running body and PB_TEST_BACKSTOP_S=1
+ * (test-only: the launcher's backstop shortened from its minutes): the
+ * launcher ends it within limit_s, exit 1, naming the backstop. */
+static void expect_backstop_ends(job *j, const char *body, double limit_s)
+{
+    char path_env[4200];
+    fake_tool(j->dir, "mpirun", body, path_env, sizeof path_env);
+    char *env[] = {path_env, "PB_TEST_BACKSTOP_S=1", NULL};
+    char *extra[] = {"--quiet", NULL};
+    start_ddp(j, env, "mlp-xs", "5", extra);
+    finish(j, 10);
+    expect_exit(j, 1);
+    expect_err(j, "did not end within the launcher's backstop (1 s;");
+    if (j->seconds > limit_s) fail_msg("took %.1f s with a backstop of 1 s", j->seconds);
+}
+
+/* The launcher enforces the job's backstop itself: a stopped mpirun (a
+ * stand-in on PATH that stops itself) is sent SIGTERM and SIGCONT, and the
+ * launcher exits 1 saying so. */
+static void test_stopped_mpirun_hits_backstop(void **state)
+{
+    job *j = *state;
+    expect_backstop_ends(j, "kill -STOP $$\nexit 0", 4.0);
+    expect_err(j, "it is stopped");
+    assert_false(file_exists(j->csv_path));
+}
+
+/* A hung mpirun that ignores SIGTERM gets SIGKILL, with what it started
+ * (its process group), after the grace period. */
+static void test_hung_mpirun_is_killed(void **state)
+{
+    job *j = *state;
+    char body[600];
+    snprintf(body, sizeof body, "trap '' TERM INT\nsleep 30 &\necho $! > '%s/sleep.pid'\nwait", j->dir);
+    expect_backstop_ends(j, body, 5.0);
+    expect_err(j, "ignored SIGTERM for 1 s: SIGKILL");
+    expect_ended(pid_written(j, "sleep.pid", 1), "mpirun's child", 2);
+}
 #endif
 
 int main(void)
@@ -613,6 +819,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fault_in_one_process_strategies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stuck_device_one_process, setup, teardown),
         cmocka_unit_test(test_progress_names_the_rank_behind),
+        cmocka_unit_test_setup_teardown(test_killed_sweep_leaves_no_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_plot_leaves_no_gnuplot, setup, teardown),
 #if PB_EXPECT_MPI
         cmocka_unit_test_setup_teardown(test_sigint_ddp_launcher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_rank1, setup, teardown),
@@ -622,6 +830,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hang_rank1_of_3, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_in_opt_named_at_boundary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_signal_ddp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_launcher_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rank_writes_no_row_without_its_launcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stopped_mpirun_hits_backstop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hung_mpirun_is_killed, setup, teardown),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

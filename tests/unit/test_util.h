@@ -149,4 +149,20 @@ static inline int file_exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
+/* A stand-in for a tool bench runs: an executable shell script dir/name
+ * running body; path_env gets "PATH=dir:$PATH", so that bench, given it,
+ * runs the script instead of the tool. */
+static inline void fake_tool(const char *dir, const char *name, const char *body, char *path_env, size_t len)
+{
+    char script[4200];
+    snprintf(script, sizeof script, "%s/%s", dir, name);
+    FILE *f = fopen(script, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\n%s\n", body);
+    fclose(f);
+    assert_int_equal(chmod(script, 0755), 0);
+    const char *path = getenv("PATH");
+    snprintf(path_env, len, "PATH=%s:%s", dir, path ? path : "/usr/bin:/bin");
+}
+
 #endif /* PB_TEST_UTIL_H */
