@@ -100,6 +100,7 @@ typedef struct mp_stage {
     pb_step_times t;
     double busy_ms;
     float loss;
+    bool back; /* finished the current step */
 } mp_stage;
 
 struct mp_state {
@@ -119,6 +120,8 @@ struct mp_state {
     bool stuck;    /* a stage never came back from a failed step: its thread
                     * and what it uses are left to the process's exit */
     int cause;     /* the stage that failed first this step, -1 none */
+    int hung;      /* a stage another waited --timeout for this step, -1 none:
+                    * its deadline has passed, so the step waits no longer */
     int fwd_ready[PB_MAX_STAGES]; /* microbatches whose forward output is posted */
     int bwd_ready[PB_MAX_STAGES]; /* microbatches whose input gradient is posted */
     const pb_batch *batch;
@@ -296,6 +299,7 @@ static pb_status wait_for(mp_state *s, const int *counter, int want, int from, c
     pthread_mutex_lock(&s->mu);
     while (*counter < want && !s->failed && rc == 0) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
     bool arrived = *counter >= want, aborted = s->failed;
+    if (!arrived && !aborted && s->hung < 0) s->hung = from;
     pthread_mutex_unlock(&s->mu);
     if (aborted) return PB_ERR_COMM;
     if (arrived) return PB_OK;
@@ -469,6 +473,7 @@ static void *stage_worker(void *arg)
 
         pthread_mutex_lock(&s->mu);
         g->st = st;
+        g->back = true;
         s->done++;
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
@@ -584,6 +589,14 @@ cleanup:
     return st;
 }
 
+/* Every stage is back from the step, or is the one found hung (under mu). */
+static bool all_back(const mp_state *s)
+{
+    for (int k = 0; k < s->p; k++)
+        if (!s->stage[k].back && k != s->hung) return false;
+    return true;
+}
+
 static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out)
 {
     mp_state *s = state;
@@ -595,15 +608,19 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
     s->done = 0;
     s->failed = false;
     s->cause = -1;
+    s->hung = -1;
+    for (int k = 0; k < s->p; k++) s->stage[k].back = false;
     s->gen++;
     pthread_cond_broadcast(&s->cv);
     /* once a stage has failed, the others get --timeout to come back (each
      * stops at its next wait); one that does not is stuck (it never got to
-     * a wait: a hung device) */
+     * a wait: a hung device). A stage another has already waited --timeout
+     * for is not waited for again: one deadline per wait, so the run fails
+     * within --timeout of the hang, as its message says. */
     struct timespec until;
     bool failing = false;
     int rc = 0;
-    while (s->done < s->p && rc == 0) {
+    while (!all_back(s) && rc == 0) {
         if (s->failed && !failing) {
             failing = true;
             until = pb_time_after(CLOCK_MONOTONIC, s->ctx->cfg->timeout_s);

@@ -243,6 +243,23 @@ static void test_sigint_during_verify(void **state)
     assert_false(file_exists(j->csv_path));
 }
 
+/* A signal during --calibrate stops it after the set of GEMMs under way and
+ * writes no row: a set of this shape takes ~0.8 s on one core, the whole
+ * calibration six of them (a warm-up and five timed), which the run used to
+ * finish before it looked at the signal. */
+static void test_sigint_during_calibrate(void **state)
+{
+    job *j = *state;
+    char *args[] = {"--strategy", "single", "--backend", "cpu", "--in", "2048", "--hidden", "2048", "--layers", "8",
+                    "--classes", "10", "--batch", "512", "--iters", "5", "--warmup", "0", "--threads", "1",
+                    "--calibrate", "--out", j->csv_path, NULL};
+    start(j, NULL, args);
+    double took = interrupt_at(j, "calibrating:", 30);
+    expect_err(j, "interrupted by SIGINT before step 0");
+    if (took > 3.0) fail_msg("took %.1f s to stop after SIGINT during calibration", took);
+    assert_false(file_exists(j->csv_path));
+}
+
 static void test_usage_error_bad_fault(void **state)
 {
     job *j = *state;
@@ -284,16 +301,22 @@ static void test_fault_in_one_process_strategies(void **state)
  * the run within --timeout instead of stalling it: mp's neighbour stage
  * waits no longer than that for its activations, dp's device 0 no longer for
  * the other devices; exit 1, a failed row naming what was waited for, and
- * the stuck thread goes with the process. */
+ * the stuck thread goes with the process. The runs use --timeout 2: the
+ * whole run (start, the steps before the hang, the wait) must end before
+ * 1.6 x 2 s, which a second deadline after the first (2 x 2 s) cannot. */
 static void expect_stuck_device_fails(job *j, const char *fault, char *const args[], const char *why)
 {
+    const double timeout_s = 2;
     char env_fault[128];
     snprintf(env_fault, sizeof env_fault, "PB_FAULT=%s", fault);
     char *env[] = {env_fault, NULL};
     remove(j->csv_path);
     start(j, env, args);
-    finish(j, 2 + 10);
+    finish(j, timeout_s + 10);
     expect_exit(j, 1);
+    if (!(j->seconds < 1.6 * timeout_s))
+        fail_msg("%s: the run took %.1f s with --timeout %g (one deadline per wait: under %.1f s)", fault, j->seconds,
+                 timeout_s, 1.6 * timeout_s);
     expect_err(j, "PB_FAULT (test-only): rank 0 on ");
     expect_err(j, why);
     csv c;
@@ -609,6 +632,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sigint_single, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigint_during_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_during_calibrate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_error_bad_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_in_one_process_strategies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stuck_device_one_process, setup, teardown),
