@@ -99,6 +99,9 @@ static pb_status setup(run_state *rs)
     rs->cal.peak_tflops = rs->cal.gemm_ms = NAN;
     /* before the strategy's devices exist, so it measures an idle device */
     if (cfg->calibrate || strcmp(cfg->backend, "cuda") == 0) PB_TRY(pb_calibrate(cfg, &rs->layout, &rs->cal));
+    /* interrupted during calibration: train stops at its first boundary
+     * and says so, with nothing more set up */
+    if (pb_signals_caught()) return PB_OK;
     rs->ctx = (pb_strategy_ctx){.cfg = cfg, .be = rs->be, .layout = &rs->layout, .init_params = rs->params,
                                 .rank = 0, .ranks = 1, .local_rank = 0};
     if (rs->multi) {
