@@ -11,7 +11,6 @@
 #include <stdbool.h>
 
 #include "harness/launch.h"
-#include "harness/run.h"
 
 /* [mpirun --allow-run-as-root --oversubscribe -np NP] bench --strategy ddp
  * --backend cpu --workload mlp-xs --iters 10 --warmup 0 --threads 1 --quiet
@@ -63,6 +62,11 @@ static void check_row(const bench_run *r, int ranks, double tol)
     if (!(err < tol)) fail_msg("ddp on %d ranks: max relative error %g vs single, tolerance %g", ranks, err, tol);
     if (!(csv_num(&c, "comm_ms") > 0)) fail_msg("comm_ms is %s", csv_get(&c, "comm_ms"));
     if (!(csv_num(&c, "busbw_gbps") > 0)) fail_msg("busbw_gbps is %s", csv_get(&c, "busbw_gbps"));
+    /* nccl-tests' all-reduce factor, 1 on 2 ranks: 4/3 on 3, 3/2 on 4 (the
+     * columns carry 6 significant digits) */
+    double factor = 2.0 * (ranks - 1) / ranks, ratio = csv_num(&c, "busbw_gbps") / csv_num(&c, "algbw_gbps");
+    if (!(fabs(ratio - factor) <= 1e-4 * factor))
+        fail_msg("busbw/algbw is %.6f on %d ranks, expected 2(n-1)/n = %.6f", ratio, ranks, factor);
     assert_true(csv_num(&c, "comm_bytes_per_step") > 0);
     double overlap = csv_num(&c, "overlap_pct");
     assert_true(overlap >= 0 && overlap <= 100);
@@ -70,12 +74,16 @@ static void check_row(const bench_run *r, int ranks, double tol)
     csv_free(&c);
 }
 
+/* 1e-4 for AdamW as for SGD, as dp's and mp's tests use: at this shape
+ * (mlp-xs, 10 steps) ddp's AdamW error is 2.9e-5 on 2 ranks, 2.8e-5 on 3 and
+ * 1.4e-5 on 4, whatever the buckets. The run's own AdamW bound (5e-3, for
+ * larger shapes) let through a bias correction one step ahead on the last
+ * step only (4.7e-3). */
 static void check_matches(void **state, int ranks, const char *optimizer, const char *bucket_mb)
 {
     char *extra[] = {"--verify", "--optimizer", (char *)optimizer, "--bucket-mb", (char *)bucket_mb, NULL};
     bench_run *r = keep(state, run_ddp(0, ranks, extra));
-    pb_optimizer o = strcmp(optimizer, "adamw") == 0 ? PB_OPT_ADAMW : PB_OPT_SGD;
-    check_row(r, ranks, pb_verify_tolerance(PB_FP32, o));
+    check_row(r, ranks, 1e-4);
 }
 
 /* started outside mpirun: re-executed with N ranks; mlp-xs's batch of 64
