@@ -5,6 +5,8 @@
 
 #include "test_util.h"
 
+#include <math.h>
+
 #include "harness/csv_read.h"
 
 typedef struct csv {
@@ -39,6 +41,20 @@ static inline double csv_num(const csv *c, const char *name)
     double d = strtod(v, &end);
     if (!*v || *end) fail_msg("column %s: '%s' is not a number", name, v);
     return d;
+}
+
+/* A --calibrate row's MFU is per device: model TFLOP/s / devices / the
+ * peak one device measured (each column to 6 significant digits), and no
+ * more than 1. */
+static inline void expect_mfu_per_device(const csv *c)
+{
+    double model = csv_num(c, "model_tflops"), peak = csv_num(c, "peak_tflops"), mfu = csv_num(c, "mfu");
+    double want = model / csv_num(c, "devices") / peak;
+    if (!(peak > 0 && model > 0)) fail_msg("model_tflops %g, peak_tflops %g", model, peak);
+    if (!(fabs(mfu - want) <= 1e-4 * want))
+        fail_msg("%s on %s devices: mfu %g, model TFLOP/s per device / peak = %g", csv_get(c, "strategy"),
+                 csv_get(c, "devices"), mfu, want);
+    if (!(mfu > 0 && mfu <= 1)) fail_msg("%s: mfu %g is not in (0, 1]", csv_get(c, "strategy"), mfu);
 }
 
 #endif /* PB_TEST_CSV_H */

@@ -165,6 +165,19 @@ static void test_phases_add_up(void **state)
     csv_free(&c);
 }
 
+/* --calibrate on every rank: the row's mfu is per device (rank). Batch 16
+ * keeps the shards' GEMMs far from the peak (see test_training). */
+static void test_mfu_per_device(void **state)
+{
+    char *extra[] = {"--calibrate", "--batch", "16", NULL};
+    bench_run *r = keep(state, run_ddp(0, 2, extra));
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    expect_mfu_per_device(&c);
+    csv_free(&c);
+}
+
 /* Already launched (mpirun -np 2 bench ...): the launch's ranks are used. */
 static void test_already_launched(void **state)
 {
@@ -358,6 +371,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_overlap_equals_overlap, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_phases_add_up, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_already_launched, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mfu_per_device, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_reexec_command, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_info_lines_once, run_setup, run_teardown),

@@ -307,6 +307,24 @@ static void test_adamw_loss_falls(void **state)
 /* lr 10 with heavy momentum diverges within ~10 steps on mlp-xs. The run
  * must exit 1, say why, and leave a failed row with no performance figures
  * that could pass for a measurement. */
+/* --calibrate (0.2 s on mlp-xs) fills peak_tflops and mfu: per device, for
+ * single and for dp's 2 devices. Batch 8 keeps the step's GEMMs far from
+ * the peak, so a loaded host does not push a correct mfu over 1. */
+static void test_mfu_per_device(void **state)
+{
+    char *const one[] = {"--calibrate", "--batch", "8", "--iters", "10", NULL};
+    char *const two[] = {"--calibrate", "--batch", "8", "--iters", "10", "--strategy", "dp", "--gpus", "2", NULL};
+    for (int i = 0; i < 2; i++) {
+        run *r = keep(state, bench_train(i ? two : one));
+        expect_exit(r, 0);
+        csv c;
+        csv_load(&c, r->csv_path);
+        assert_int_equal((int)csv_num(&c, "devices"), i ? 2 : 1);
+        expect_mfu_per_device(&c);
+        csv_free(&c);
+    }
+}
+
 static void test_divergence_fails(void **state)
 {
     char *const extra[] = {"--lr", "10", "--momentum", "0.99", NULL};
@@ -339,6 +357,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loader_threads_same_training, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_staged_inputs_same_training, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_adamw_loss_falls, setup_runs, teardown_runs),
+        cmocka_unit_test_setup_teardown(test_mfu_per_device, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_divergence_fails, setup_runs, teardown_runs),
     };
     return cmocka_run_group_tests_name("training", tests, setup_sgd_run, teardown_sgd_run);
