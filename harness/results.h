@@ -70,6 +70,7 @@ extern "C" {
     X(BUSBW_GBPS, "busbw_gbps")                                               \
     X(BUBBLE_FRAC, "bubble_frac")                                             \
     X(BUBBLE_FRAC_THEORY, "bubble_frac_theory")                               \
+    X(STAGE_LAYERS, "stage_layers")                                           \
     X(VERIFY_MAX_REL_ERR, "verify_max_rel_err")                               \
     X(LOSS_FIRST, "loss_first")                                               \
     X(LOSS_LAST, "loss_last")                                                 \

@@ -695,6 +695,12 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
         pb_record_num(row, PB_COL_BUBBLE_FRAC, s->sum_bubble_ms / s->sum_step_ms);
     pb_record_num(row, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
     pb_record_set(row, PB_COL_MICROBATCHES, "%d", s->m);
+    /* the split the run used (balanced or --split), as layers per stage */
+    char layers[PB_FIELD_MAX] = "";
+    size_t n = 0;
+    for (int k = 0; k < s->p && n < sizeof layers; k++)
+        n += (size_t)snprintf(layers + n, sizeof layers - n, "%s%d", k ? "+" : "", s->first[k + 1] - s->first[k]);
+    pb_record_set(row, PB_COL_STAGE_LAYERS, "%s", layers);
 }
 
 const pb_strategy pb_strategy_mp = {

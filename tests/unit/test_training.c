@@ -307,6 +307,23 @@ static void test_adamw_loss_falls(void **state)
 /* lr 10 with heavy momentum diverges within ~10 steps on mlp-xs. The run
  * must exit 1, say why, and leave a failed row with no performance figures
  * that could pass for a measurement. */
+/* Every phase is large on this shape (the loss a third of the step), so
+ * the phases adding up to the step (5%) shows no work is timed in none:
+ * single, and dp on 2 devices (its loss on device 0). */
+static void test_phases_cover_large_loss(void **state)
+{
+    char *const one[] = {PB_TEST_LARGE_LOSS_SHAPE, "--iters", "10", NULL};
+    char *const two[] = {PB_TEST_LARGE_LOSS_SHAPE, "--iters", "10", "--strategy", "dp", "--gpus", "2", NULL};
+    for (int i = 0; i < 2; i++) {
+        run *r = keep(state, bench_train(i ? two : one));
+        expect_exit(r, 0);
+        csv c;
+        csv_load(&c, r->csv_path);
+        expect_phases_add_up(&c);
+        csv_free(&c);
+    }
+}
+
 /* --calibrate (0.2 s on mlp-xs) fills peak_tflops and mfu: per device, for
  * single and for dp's 2 devices. Batch 8 keeps the step's GEMMs far from
  * the peak, so a loaded host does not push a correct mfu over 1. */
@@ -358,6 +375,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_staged_inputs_same_training, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_adamw_loss_falls, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_mfu_per_device, setup_runs, teardown_runs),
+        cmocka_unit_test_setup_teardown(test_phases_cover_large_loss, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_divergence_fails, setup_runs, teardown_runs),
     };
     return cmocka_run_group_tests_name("training", tests, setup_sgd_run, teardown_sgd_run);
