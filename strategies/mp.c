@@ -100,7 +100,8 @@ typedef struct mp_stage {
     pb_step_times t;
     double busy_ms;
     float loss;
-    bool back; /* finished the current step */
+    bool back;      /* finished the current step */
+    int waiting_on; /* the stage its wait_for waits for, -1 none */
 } mp_stage;
 
 struct mp_state {
@@ -286,26 +287,35 @@ static void view_of(const mp_stage *g, int j, pb_replica *v)
 
 /* --- a stage's step ------------------------------------------------------------ */
 
-/* Waits until stage `from` has posted its `what` of microbatch `mb`
- * (*counter >= want), at most --timeout: a stage that stops making progress
- * (a hung device) fails the step instead of stalling it, with that message.
- * PB_ERR_COMM without a message: another stage failed first, and its error
- * is the step's. */
-static pb_status wait_for(mp_state *s, const int *counter, int want, int from, const char *what, int mb)
+/* Stage g waits until stage `from` has posted its `what` of microbatch
+ * `mb` (*counter >= want), at most --timeout: a stage that stops making
+ * progress (a hung device) fails the step instead of stalling it, with that
+ * message, which names the stage at the end of the chain of waits (stage 2
+ * waits for 1, which waits for the hung 0). PB_ERR_COMM without a message:
+ * another stage failed first, and its error is the step's. */
+static pb_status wait_for(mp_stage *g, const int *counter, int want, int from, const char *what, int mb)
 {
+    mp_state *s = g->s;
     double limit = s->ctx->cfg->timeout_s;
     struct timespec until = pb_time_after(CLOCK_MONOTONIC, limit);
-    int rc = 0;
+    int rc = 0, hung = from;
     pthread_mutex_lock(&s->mu);
+    g->waiting_on = from;
     while (*counter < want && !s->failed && rc == 0) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
     bool arrived = *counter >= want, aborted = s->failed;
-    if (!arrived && !aborted && s->hung < 0) s->hung = from;
+    /* one that gave up still counts as waiting, for the chain of another
+     * that gives up at the same moment */
+    if (arrived || aborted) g->waiting_on = -1;
+    for (int hops = 0; hops < s->p && s->stage[hung].waiting_on >= 0; hops++) hung = s->stage[hung].waiting_on;
+    if (!arrived && !aborted && s->hung < 0) s->hung = hung;
     pthread_mutex_unlock(&s->mu);
     if (aborted) return PB_ERR_COMM;
     if (arrived) return PB_OK;
-    return pb_user_error(PB_ERR_COMM, "waited %g s (--timeout) for stage %d's %s of microbatch %d of %d: stage %d "
+    char chain[64] = "";
+    if (hung != from) snprintf(chain, sizeof chain, "stage %d is itself waiting; ", from);
+    return pb_user_error(PB_ERR_COMM, "waited %g s (--timeout) for stage %d's %s of microbatch %d of %d: %sstage %d "
                                       "made no progress (stuck or hung device)",
-                         limit, from, what, mb + 1, s->m, from);
+                         limit, from, what, mb + 1, s->m, chain, hung);
 }
 
 static void publish(mp_state *s, int *counter, int value)
@@ -388,7 +398,7 @@ static pb_status stage_step(mp_stage *g)
     for (int j = 0; j < M; j++) {
         view_of(g, j, &v);
         if (k > 0) {
-            PB_TRY(wait_for(s, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j));
+            PB_TRY(wait_for(g, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j));
             PB_TRY(receive(g, v.act[0], in_mb, k - 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_FWD));
@@ -401,7 +411,7 @@ static pb_status stage_step(mp_stage *g)
     for (int j = M - 1; j >= 0; j--) {
         view_of(g, j, &v);
         if (k < last) {
-            PB_TRY(wait_for(s, &s->bwd_ready[k + 1], M - j, k + 1, "input gradients", j));
+            PB_TRY(wait_for(g, &s->bwd_ready[k + 1], M - j, k + 1, "input gradients", j));
             PB_TRY(receive(g, r->dz[0], out_mb, k + 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_BWD));
@@ -609,26 +619,32 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
     s->failed = false;
     s->cause = -1;
     s->hung = -1;
-    for (int k = 0; k < s->p; k++) s->stage[k].back = false;
+    for (int k = 0; k < s->p; k++) {
+        s->stage[k].back = false;
+        s->stage[k].waiting_on = -1;
+    }
     s->gen++;
     pthread_cond_broadcast(&s->cv);
-    /* once a stage has failed, the others get --timeout to come back (each
-     * stops at its next wait); one that does not is stuck (it never got to
-     * a wait: a hung device). A stage another has already waited --timeout
-     * for is not waited for again: one deadline per wait, so the run fails
-     * within --timeout of the hang, as its message says. */
+    /* once a stage is back (done, or failed), the others get --timeout to
+     * follow (after a failure each stops at its next wait); one that does
+     * not is stuck: a hung device, which may be past its last wait (in its
+     * last backward or its optimizer). A stage another has already waited
+     * --timeout for is not waited for again: one deadline per wait, so the
+     * run fails within --timeout of the hang, as its message says. */
     struct timespec until;
-    bool failing = false;
-    int rc = 0;
+    bool timing = false;
+    int rc = 0, late = -1;
     while (!all_back(s) && rc == 0) {
-        if (s->failed && !failing) {
-            failing = true;
+        if ((s->failed || s->done > 0) && !timing) {
+            timing = true;
             until = pb_time_after(CLOCK_MONOTONIC, s->ctx->cfg->timeout_s);
         }
-        if (failing) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
+        if (timing) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
         else pthread_cond_wait(&s->cv, &s->mu);
     }
     s->stuck = s->done < s->p;
+    for (int k = 0; k < s->p && late < 0; k++)
+        if (!s->stage[k].back) late = k;
     pthread_mutex_unlock(&s->mu);
     double step_ms = pb_now_ms() - t0;
 
@@ -639,6 +655,10 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
         const mp_stage *g = &s->stage[s->cause];
         return pb_user_error(g->st, "mp step %lld, stage %d: %s", (long long)batch->step, s->cause, g->err);
     }
+    if (s->stuck)
+        return pb_user_error(PB_ERR_COMM, "mp step %lld: stage %d did not finish its step within %g s of the other "
+                                          "stages (--timeout): it made no progress (stuck or hung device)",
+                             (long long)batch->step, late, s->ctx->cfg->timeout_s);
 
     memset(out, 0, sizeof *out);
     double bubble = 0.0;

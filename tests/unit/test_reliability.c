@@ -340,6 +340,15 @@ static void test_stuck_device_one_process(void **state)
     expect_stuck_device_fails(j, "device=1,step=3,phase=bwd,kind=hang", mp,
                               "mp step 3, stage 0: waited 2 s (--timeout) for stage 1's input gradients of "
                               "microbatch 2 of 2");
+    /* 3 stages: the stage a wait names is the hung one at the end of the
+     * chain (stage 2 may give up first, waiting for 1, which waits for 0);
+     * stage 0 hung in its backward is past every wait of the others, and
+     * the step's own wait for it has the deadline */
+    char *mp3[] = {"--strategy", "mp", "--gpus", "3", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "5",
+                   "--warmup", "0", "--threads", "1", "--timeout", "2", "--quiet", "--out", j->csv_path, NULL};
+    expect_stuck_device_fails(j, "device=0,step=2,phase=fwd,kind=hang", mp3, "stage 0 made no progress");
+    expect_stuck_device_fails(j, "device=0,step=2,phase=bwd,kind=hang", mp3,
+                              "mp step 2: stage 0 did not finish its step within 2 s of the other stages (--timeout)");
     char *dp[] = {"--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "5",
                   "--warmup", "0", "--threads", "1", "--timeout", "2", "--quiet", "--out", j->csv_path, NULL};
     expect_stuck_device_fails(j, "device=1,step=2,phase=bwd,kind=hang", dp,
