@@ -14,7 +14,8 @@
 
 /* [mpirun --allow-run-as-root --oversubscribe -np NP] bench --strategy ddp
  * --backend cpu --workload mlp-xs --iters 10 --warmup 0 --threads 1 --quiet
- * --out DIR/r.csv --gpus N [extra...]; launched_np 0: bench alone. */
+ * --out DIR/r.csv --gpus N [extra...]; launched_np 0: bench alone; an
+ * --iters in extra replaces 10 (a flag may be given once). */
 static bench_run *run_ddp(int launched_np, int gpus, char *const extra[])
 {
     bench_run *r = bench_run_new();
@@ -28,9 +29,14 @@ static bench_run *run_ddp(int launched_np, int gpus, char *const extra[])
         for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++) args[n++] = pre[i];
     }
     char *base[] = {(char *)bench_path(), "--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs",
-                    "--iters", "10", "--warmup", "0", "--threads", "1", "--quiet", "--out", r->csv_path,
-                    "--gpus", g};
+                    "--warmup", "0", "--threads", "1", "--quiet", "--out", r->csv_path, "--gpus", g};
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) args[n++] = base[i];
+    bool iters = false;
+    for (int i = 0; extra && extra[i]; i++) iters |= strcmp(extra[i], "--iters") == 0;
+    if (!iters) {
+        args[n++] = "--iters";
+        args[n++] = "10";
+    }
     for (int i = 0; extra && extra[i] && n < 63; i++) args[n++] = extra[i];
     args[n] = NULL;
     run_argv_env(&r->res, NULL, args);
@@ -186,6 +192,22 @@ static void test_gpus_disagree_with_launch(void **state)
     expect_exit(r, 2);
     if (!strstr(r->res.err, "--gpus 3") || !strstr(r->res.err, "2 ranks"))
         fail_msg("stderr lacks the two counts:\n%s", r->res.err);
+    assert_false(file_exists(r->csv_path));
+}
+
+/* A launch whose environment says 2 ranks where MPI itself has 1 (a
+ * launcher that set the variables, no process manager behind them): a usage
+ * error for a person, without run.c's source location. */
+static void test_launch_env_disagrees_with_mpi(void **state)
+{
+    bench_run *r = keep(state, bench_run_new());
+    char *env[] = {"OMPI_COMM_WORLD_SIZE=2", "OMPI_COMM_WORLD_RANK=0", NULL};
+    char *args[] = {"--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs", "--gpus", "2", "--iters", "2",
+                    "--quiet", "--out", r->csv_path, NULL};
+    run_bench_env(&r->res, env, args);
+    expect_exit(r, 2);
+    if (!strstr(r->res.err, "--gpus 2, but this MPI launch has 1 ranks") || has_source_location(r->res.err))
+        fail_msg("stderr:\n%s", r->res.err);
     assert_false(file_exists(r->csv_path));
 }
 
@@ -366,6 +388,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mfu_per_device, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_reexec_command, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_launch_env_disagrees_with_mpi, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_info_lines_once, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_usage_errors_before_launch, run_setup, run_teardown),
         cmocka_unit_test(test_launch_environment),

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <stdbool.h>
 
 #include "harness/registry.h"
 #include "workloads/workload.h"
@@ -70,7 +71,8 @@ typedef struct run {
 } run;
 
 /* bench --workload mlp-xs --iters 50 --warmup 0 --threads 1 --out DIR/r.csv
- *       --quiet --dump DIR/d [extra...] */
+ *       --quiet --dump DIR/d [extra...]; an --iters in extra replaces 50
+ *       (a flag may be given once) */
 static run *bench_train(char *const extra[])
 {
     run *r = calloc(1, sizeof *r);
@@ -78,9 +80,15 @@ static run *bench_train(char *const extra[])
     r->dir = make_temp_dir();
     snprintf(r->csv_path, sizeof r->csv_path, "%s/r.csv", r->dir);
     snprintf(r->dump, sizeof r->dump, "%s/d", r->dir);
-    char *args[48] = {"--workload", "mlp-xs", "--iters", "50", "--warmup", "0", "--threads", "1",
+    char *args[48] = {"--workload", "mlp-xs", "--warmup", "0", "--threads", "1",
                       "--out", r->csv_path, "--quiet", "--dump", r->dump};
-    int n = 13;
+    int n = 11;
+    bool iters = false;
+    for (int i = 0; extra && extra[i]; i++) iters |= strcmp(extra[i], "--iters") == 0;
+    if (!iters) {
+        args[n++] = "--iters";
+        args[n++] = "50";
+    }
     for (int i = 0; extra && extra[i] && n < 47; i++) args[n++] = extra[i];
     args[n] = NULL;
     run_bench(&r->res, args);
