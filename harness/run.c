@@ -470,9 +470,11 @@ pb_status pb_run(const pb_config *cfg)
         pb_log_set_rank(rs.world.rank, rs.world.ranks);
         pb_fault_set_rank(rs.world.rank);
         /* the launcher checked the environment's count; this is MPI's own */
-        PB_REQUIRE(rs.world.ranks == cfg->devices, PB_ERR_USAGE,
-                   "--gpus %d, but this MPI launch has %d ranks; strategy %s runs one rank per device",
-                   cfg->devices, rs.world.ranks, cfg->strategy);
+        if (rs.world.ranks != cfg->devices) {
+            st = pb_usage_error("--gpus %d, but this MPI launch has %d ranks; strategy %s runs one rank per device",
+                                cfg->devices, rs.world.ranks, cfg->strategy);
+            goto cleanup;
+        }
         /* every rank drives a GPU of its node: a node given more ranks than
          * it has GPUs cannot run; it says so (exit 2), and the agreement
          * below stops every other rank with it, before any work */

@@ -238,8 +238,9 @@ static pb_status span_log_init(span_log *g, const pb_backend *be, pb_device *dev
     g->dev = dev;
     g->cap = cap;
     g->marks = calloc((size_t)2 * cap, sizeof *g->marks);
+    PB_CHECK_ALLOC(g->marks, (size_t)2 * cap * sizeof *g->marks);
     g->phase = calloc((size_t)cap, sizeof *g->phase);
-    PB_REQUIRE(g->marks && g->phase, PB_ERR_NOMEM, "host allocation for %d phase spans failed", cap);
+    PB_CHECK_ALLOC(g->phase, (size_t)cap * sizeof *g->phase);
     for (int i = 0; i < 2 * cap; i++) PB_TRY(be->mark_create(dev, &g->marks[i]));
     return PB_OK;
 cleanup:
@@ -550,7 +551,7 @@ static pb_status stage_init(mp_state *s, int k)
     if (s->m > 1) {
         size_t n = (size_t)s->m * (size_t)g->nl;
         g->aux = calloc(n, sizeof *g->aux);
-        PB_REQUIRE(g->aux, PB_ERR_NOMEM, "host allocation of %zu pointers failed", n);
+        PB_CHECK_ALLOC(g->aux, n * sizeof *g->aux);
         for (int j = 0; j < s->m; j++)
             for (int i = 0; i < g->nl; i++) {
                 const pb_layer_desc *d = &layout->layer[s->first[k] + i];

@@ -319,6 +319,7 @@ static void expect_stuck_device_fails(job *j, const char *fault, char *const arg
                  timeout_s, 1.6 * timeout_s);
     expect_err(j, "PB_FAULT (test-only): rank 0 on ");
     expect_err(j, why);
+    if (has_source_location(j->err)) fail_msg("a message for people with a source location:\n%s", j->err);
     csv c;
     csv_load(&c, j->csv_path);
     assert_int_equal((int)c.data.nrows, 1);
