@@ -9,6 +9,7 @@
 
 #include "key.h"
 #include "log.h"
+#include "parse.h"
 #include "results.h"
 
 /* ------------------------------------------------------------------------ */
@@ -911,7 +912,7 @@ static pb_status parse_double(const char *flag, const char *text, double lo, dou
         snprintf(tmp, sizeof tmp, "%s", n < sizeof tmp ? text : "x");
     }
     double v;
-    if (!parse_num(tmp, &v))
+    if (!pb_parse_double(tmp, &v))
         return pb_usage_error("%s: '%s' is not a number; allowed: %g to %g%s", flag,
                               pb_csv_excerpt(text, ex, sizeof ex), lo, hi, unit ? unit : "");
     if (v < lo || v > hi)

@@ -14,6 +14,7 @@
 
 #include "launch.h"
 #include "log.h"
+#include "parse.h"
 #include "paths.h"
 #include "registry.h"
 #include "results.h"
@@ -175,11 +176,9 @@ static const flag *find_flag(const char *name)
 
 static pb_status parse_number(const flag *f, const char *text, void *dst)
 {
-    char *end = NULL;
-    errno = 0;
     if (f->kind == F_DOUBLE) {
-        double v = strtod(text, &end);
-        if (end == text || *end || errno || !isfinite(v))
+        double v;
+        if (!pb_parse_double(text, &v))
             return pb_usage_error("%s: '%s' is not a number; allowed: %g to %g", f->name, text, f->min, f->max);
         if (v < f->min || v > f->max)
             return pb_usage_error("%s: %s is out of range; allowed: %g to %g", f->name, text, f->min, f->max);
@@ -187,20 +186,17 @@ static pb_status parse_number(const flag *f, const char *text, void *dst)
         return PB_OK;
     }
     if (f->kind == F_U64) {
-        if (text[0] == '-' || text[0] == '+')
+        uint64_t v;
+        if (!pb_parse_u64(text, &v))
             return pb_usage_error("%s: '%s' is not a non-negative integer; allowed: 0 to %llu", f->name,
                                   text, (unsigned long long)UINT64_MAX);
-        unsigned long long v = strtoull(text, &end, 10);
-        if (end == text || *end || errno)
-            return pb_usage_error("%s: '%s' is not a non-negative integer; allowed: 0 to %llu", f->name,
-                                  text, (unsigned long long)UINT64_MAX);
-        *(uint64_t *)dst = (uint64_t)v;
+        *(uint64_t *)dst = v;
         return PB_OK;
     }
-    long long v = strtoll(text, &end, 10);
-    if (end == text || *end || errno == EINVAL)
+    long long v;
+    if (!pb_parse_int(text, &v))
         return pb_usage_error("%s: '%s' is not an integer; allowed: %.0f to %.0f", f->name, text, f->min, f->max);
-    if (errno == ERANGE || v < (long long)f->min || v > (long long)f->max)
+    if (v < (long long)f->min || v > (long long)f->max)
         return pb_usage_error("%s: %s is out of range; allowed: %.0f to %.0f", f->name, text, f->min, f->max);
     *(int *)dst = (int)v;
     return PB_OK;
@@ -215,19 +211,16 @@ static pb_status parse_list(pb_config *cfg, const flag *f, const char *text)
     int n = 0;
     const char *p = text;
     while (*p) {
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || (*end && *end != ','))
+        long long v;
+        if (!pb_parse_list_int(&p, &v))
             return pb_usage_error("%s: '%s' is not a comma-separated list of integers; allowed: %.0f to %.0f each",
                                   f->name, text, f->min, f->max);
         if (v < f->min || v > f->max)
-            return pb_usage_error("%s: %ld is out of range; allowed: %.0f to %.0f each", f->name, v, f->min, f->max);
+            return pb_usage_error("%s: '%s' is out of range; allowed: %.0f to %.0f each", f->name, text, f->min,
+                                  f->max);
         if (n >= PB_MAX_STAGES)
             return pb_usage_error("%s: more than %d entries", f->name, PB_MAX_STAGES);
         out[n++] = (int)v;
-        p = *end ? end + 1 : end;
-        if (*end == ',' && !*p) return pb_usage_error("%s: '%s' ends with a comma", f->name, text);
     }
     if (n == 0) return pb_usage_error("%s: empty list", f->name);
     *count = n;
@@ -326,7 +319,11 @@ pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
                     return pb_usage_error("unknown flag '%s'; see --help for the flags", arg);
                 return pb_usage_error("unexpected argument '%s'; see --help", arg);
             }
-            cfg->given |= 1ULL << (f - flags);
+            /* a flag given twice would silently take the last value */
+            uint64_t bit = 1ULL << (f - flags);
+            if (pass == 0 && (cfg->given & bit))
+                return pb_usage_error("%s is given twice; allowed: once", f->name);
+            cfg->given |= bit;
             if (f->kind == F_BOOL) {
                 if (value) return pb_usage_error("%s takes no value", f->name);
                 *(bool *)((char *)cfg + f->offset) = true;
@@ -383,15 +380,23 @@ static pb_status check_strategy_flags(const pb_config *cfg)
     return PB_OK;
 }
 
-pb_status pb_config_check_cuda_devices(const pb_config *cfg, int present, int per_node)
+/* A device map may put several logical devices on one physical device, but
+ * only on one of the `present` devices. */
+static pb_status check_device_map(const pb_config *cfg, int present)
 {
-    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
-    bool per_rank = strategy && strategy->procs == PB_PROC_PER_DEVICE;
-    /* a device map may put several logical devices on one physical device */
     for (int i = 0; i < cfg->n_device_map; i++)
         if (cfg->device_map[i] >= present)
             return pb_usage_error("--device-map: device %d does not exist; allowed: 0 to %d", cfg->device_map[i],
                                   present - 1);
+    return PB_OK;
+}
+
+pb_status pb_config_check_cuda_devices(const pb_config *cfg, int present, int per_node)
+{
+    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    bool per_rank = strategy && strategy->procs == PB_PROC_PER_DEVICE;
+    pb_status st = check_device_map(cfg, present);
+    if (st != PB_OK) return st;
     if (per_node <= present || cfg->n_device_map) return PB_OK;
     if (!per_rank)
         return pb_usage_error("--gpus %d: only %d CUDA device%s present (--device-map can share one)", cfg->devices,
@@ -441,6 +446,12 @@ pb_status pb_config_validate(pb_config *cfg)
         int per_node = strategy->procs == PB_PROC_ONE || !pb_launch_inside() ? cfg->devices : 0;
         pb_status dst = pb_config_check_cuda_devices(cfg, n, per_node);
         if (dst != PB_OK) return dst;
+    }
+    if (strcmp(cfg->backend, "cpu") == 0) {
+        /* the cpu backend stands in for as many devices as it has cores, or
+         * as --gpus asks for */
+        int present = pb_backend_cpu.device_count(NULL, 0);
+        if ((st = check_device_map(cfg, present > cfg->devices ? present : cfg->devices)) != PB_OK) return st;
     }
     if (strcmp(cfg->backend, "cpu") == 0 && cfg->precision != PB_FP32)
         return pb_usage_error("--precision %s is not supported on the cpu backend; allowed there: fp32",

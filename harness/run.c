@@ -132,6 +132,9 @@ static pb_status setup(run_state *rs)
     rs->cal.peak_tflops = rs->cal.gemm_ms = NAN;
     /* before the strategy's devices exist, so it measures an idle device */
     if (cfg->calibrate || strcmp(cfg->backend, "cuda") == 0) PB_TRY(pb_calibrate(cfg, &rs->layout, &rs->cal));
+    /* interrupted during calibration: train stops at its first boundary
+     * and says so, with nothing more set up */
+    if (pb_signals_caught()) return PB_OK;
     rs->ctx = (pb_strategy_ctx){.cfg = cfg, .be = rs->be, .layout = &rs->layout, .init_params = rs->params,
                                 .rank = 0, .ranks = 1, .local_rank = 0};
     if (rs->multi) {
@@ -509,9 +512,11 @@ pb_status pb_run(const pb_config *cfg)
         pb_log_set_rank(rs.world.rank, rs.world.ranks);
         pb_fault_set_rank(rs.world.rank);
         /* the launcher checked the environment's count; this is MPI's own */
-        PB_REQUIRE(rs.world.ranks == cfg->devices, PB_ERR_USAGE,
-                   "--gpus %d, but this MPI launch has %d ranks; strategy %s runs one rank per device",
-                   cfg->devices, rs.world.ranks, cfg->strategy);
+        if (rs.world.ranks != cfg->devices) {
+            st = pb_usage_error("--gpus %d, but this MPI launch has %d ranks; strategy %s runs one rank per device",
+                                cfg->devices, rs.world.ranks, cfg->strategy);
+            goto cleanup;
+        }
         /* every rank drives a GPU of its node: a node given more ranks than
          * it has GPUs cannot run; it says so (exit 2), and the agreement
          * below stops every other rank with it, before any work */

@@ -115,9 +115,10 @@ pb_status pb_signals_agree_hash(uint64_t hash, bool usable, double deadline_s)
     char host[256];
     who(&rank, &ranks, host, sizeof host);
     if (late)
-        return pb_error(PB_ERR_COMM,
-                        "rank %d of %d on %s: the ranks did not all compare configurations within %g s (--timeout)",
-                        rank, ranks, host, deadline_s);
+        return pb_user_error(PB_ERR_COMM,
+                             "rank %d of %d on %s: the ranks did not all compare configurations within %g s "
+                             "(--timeout)",
+                             rank, ranks, host, deadline_s);
     if (!lo[2])
         return pb_usage_error("rank %d of %d on %s: another rank cannot run (it says why); every rank stops",
                               rank, ranks, host);

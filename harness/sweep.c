@@ -24,6 +24,7 @@
 #include "csv_read.h"
 #include "key.h"
 #include "log.h"
+#include "parse.h"
 #include "registry.h"
 #include "results.h"
 #include "status.h"
@@ -96,19 +97,15 @@ static pb_status parse_counts(sweep_opts *o, const char *text)
     const char *p = text;
     o->n_counts = 0;
     while (*p) {
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || (*end && *end != ',') || v < 1 || v > 4096)
+        long long v;
+        if (!pb_parse_list_int(&p, &v) || v < 1 || v > 4096)
             return pb_usage_error("sweep --gpus: '%s' is not a list of device counts; allowed: 1 to 4096 each, "
                                   "comma-separated",
                                   text);
         if (o->n_counts >= MAX_COUNTS) return pb_usage_error("sweep --gpus: more than %d counts", MAX_COUNTS);
         for (int i = 0; i < o->n_counts; i++)
-            if (o->counts[i] == v) return pb_usage_error("sweep --gpus: %ld is listed twice", v);
+            if (o->counts[i] == v) return pb_usage_error("sweep --gpus: %lld is listed twice", v);
         o->counts[o->n_counts++] = (int)v;
-        p = *end ? end + 1 : end;
-        if (*end == ',' && !*p) return pb_usage_error("sweep --gpus: '%s' ends with a comma", text);
     }
     if (!o->n_counts) return pb_usage_error("sweep --gpus: empty list; allowed: device counts, e.g. 1,2,4");
     return PB_OK;
@@ -146,10 +143,8 @@ static pb_status parse_strategies(sweep_opts *o, const char *text)
 
 static pb_status parse_int(const char *flag, const char *text, long lo, long hi, int *out)
 {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (end == text || *end || errno || v < lo || v > hi)
+    long long v;
+    if (!pb_parse_int(text, &v) || v < lo || v > hi)
         return pb_usage_error("sweep %s: '%s' is not an integer from %ld to %ld", flag, text, lo, hi);
     *out = (int)v;
     return PB_OK;

@@ -692,14 +692,16 @@ static pb_status local_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
         snprintf(err, sizeof err, "%s", g->why);
     }
     pthread_mutex_unlock(&g->mu);
-    if (done) return st == PB_OK ? PB_OK : pb_error(st, "comm local: participant %d's %s: %s", c->rank, what, err);
+    /* the op's own error keeps its location, if it has one; the rest is
+     * what a person reads when a device stalls */
+    if (done) return st == PB_OK ? PB_OK : pb_user_error(st, "comm local: participant %d's %s: %s", c->rank, what, err);
     if (aborted)
-        return pb_error(PB_ERR_COMM, "comm local: participant %d's %s was abandoned: the group was aborted (%s)",
+        return pb_user_error(PB_ERR_COMM, "comm local: participant %d's %s was abandoned: the group was aborted (%s)",
                         c->rank, what, err);
     if (rc != ETIMEDOUT) /* EINVAL: a deadline the clock cannot wait for; waiting on would spin */
         return pb_error(PB_ERR_INTERNAL, "comm local: participant %d's %s: pthread_cond_timedwait failed (error %d)",
                         c->rank, what, rc);
-    return pb_error(PB_ERR_COMM, "comm local: participant %d's %s did not complete within %g s (--timeout): %s",
+    return pb_user_error(PB_ERR_COMM, "comm local: participant %d's %s did not complete within %g s (--timeout): %s",
                     c->rank, what, deadline_s, who);
 }
 

@@ -451,7 +451,8 @@ static pb_status mpi_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
                                  : "bytes",
                              deadline_s, why);
     }
-    if (st != PB_OK) return pb_error(st, "rank %d of %d on %s: %s", c->rank, c->ranks, c->host, err);
+    /* err keeps its own location, if it has one */
+    if (st != PB_OK) return pb_user_error(st, "rank %d of %d on %s: %s", c->rank, c->ranks, c->host, err);
     return PB_OK;
 }
 

@@ -177,7 +177,7 @@ static pb_status run_parallel(dp_state *s, dp_job job, int64_t step)
                              (long long)step, late, job == DP_JOB_FWD ? "forward" : "backward", limit);
     if (st != PB_OK) return st;
     for (int i = 1; i < s->n; i++)
-        if (s->w[i].st != PB_OK) return pb_error(s->w[i].st, "dp device %d: %s", i, s->w[i].err);
+        if (s->w[i].st != PB_OK) return pb_user_error(s->w[i].st, "dp device %d: %s", i, s->w[i].err);
     return PB_OK;
 }
 

@@ -100,6 +100,8 @@ typedef struct mp_stage {
     pb_step_times t;
     double busy_ms;
     float loss;
+    bool back;      /* finished the current step */
+    int waiting_on; /* the stage its wait_for waits for, -1 none */
 } mp_stage;
 
 struct mp_state {
@@ -119,6 +121,8 @@ struct mp_state {
     bool stuck;    /* a stage never came back from a failed step: its thread
                     * and what it uses are left to the process's exit */
     int cause;     /* the stage that failed first this step, -1 none */
+    int hung;      /* a stage another waited --timeout for this step, -1 none:
+                    * its deadline has passed, so the step waits no longer */
     int fwd_ready[PB_MAX_STAGES]; /* microbatches whose forward output is posted */
     int bwd_ready[PB_MAX_STAGES]; /* microbatches whose input gradient is posted */
     const pb_batch *batch;
@@ -239,8 +243,9 @@ static pb_status span_log_init(span_log *g, const pb_backend *be, pb_device *dev
     g->dev = dev;
     g->cap = cap;
     g->marks = calloc((size_t)2 * cap, sizeof *g->marks);
+    PB_CHECK_ALLOC(g->marks, (size_t)2 * cap * sizeof *g->marks);
     g->phase = calloc((size_t)cap, sizeof *g->phase);
-    PB_REQUIRE(g->marks && g->phase, PB_ERR_NOMEM, "host allocation for %d phase spans failed", cap);
+    PB_CHECK_ALLOC(g->phase, (size_t)cap * sizeof *g->phase);
     for (int i = 0; i < 2 * cap; i++) PB_TRY(be->mark_create(dev, &g->marks[i]));
     return PB_OK;
 cleanup:
@@ -288,25 +293,35 @@ static void view_of(const mp_stage *g, int j, pb_replica *v)
 
 /* --- a stage's step ------------------------------------------------------------ */
 
-/* Waits until stage `from` has posted its `what` of microbatch `mb`
- * (*counter >= want), at most --timeout: a stage that stops making progress
- * (a hung device) fails the step instead of stalling it, with that message.
- * PB_ERR_COMM without a message: another stage failed first, and its error
- * is the step's. */
-static pb_status wait_for(mp_state *s, const int *counter, int want, int from, const char *what, int mb)
+/* Stage g waits until stage `from` has posted its `what` of microbatch
+ * `mb` (*counter >= want), at most --timeout: a stage that stops making
+ * progress (a hung device) fails the step instead of stalling it, with that
+ * message, which names the stage at the end of the chain of waits (stage 2
+ * waits for 1, which waits for the hung 0). PB_ERR_COMM without a message:
+ * another stage failed first, and its error is the step's. */
+static pb_status wait_for(mp_stage *g, const int *counter, int want, int from, const char *what, int mb)
 {
+    mp_state *s = g->s;
     double limit = s->ctx->cfg->timeout_s;
     struct timespec until = pb_time_after(CLOCK_MONOTONIC, limit);
-    int rc = 0;
+    int rc = 0, hung = from;
     pthread_mutex_lock(&s->mu);
+    g->waiting_on = from;
     while (*counter < want && !s->failed && rc == 0) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
     bool arrived = *counter >= want, aborted = s->failed;
+    /* one that gave up still counts as waiting, for the chain of another
+     * that gives up at the same moment */
+    if (arrived || aborted) g->waiting_on = -1;
+    for (int hops = 0; hops < s->p && s->stage[hung].waiting_on >= 0; hops++) hung = s->stage[hung].waiting_on;
+    if (!arrived && !aborted && s->hung < 0) s->hung = hung;
     pthread_mutex_unlock(&s->mu);
     if (aborted) return PB_ERR_COMM;
     if (arrived) return PB_OK;
-    return pb_user_error(PB_ERR_COMM, "waited %g s (--timeout) for stage %d's %s of microbatch %d of %d: stage %d "
+    char chain[64] = "";
+    if (hung != from) snprintf(chain, sizeof chain, "stage %d is itself waiting; ", from);
+    return pb_user_error(PB_ERR_COMM, "waited %g s (--timeout) for stage %d's %s of microbatch %d of %d: %sstage %d "
                                       "made no progress (stuck or hung device)",
-                         limit, from, what, mb + 1, s->m, from);
+                         limit, from, what, mb + 1, s->m, chain, hung);
 }
 
 static void publish(mp_state *s, int *counter, int value)
@@ -389,7 +404,7 @@ static pb_status stage_step(mp_stage *g)
     for (int j = 0; j < M; j++) {
         view_of(g, j, &v);
         if (k > 0) {
-            PB_TRY(wait_for(s, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j));
+            PB_TRY(wait_for(g, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j));
             PB_TRY(receive(g, v.act[0], in_mb, k - 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_FWD));
@@ -402,7 +417,7 @@ static pb_status stage_step(mp_stage *g)
     for (int j = M - 1; j >= 0; j--) {
         view_of(g, j, &v);
         if (k < last) {
-            PB_TRY(wait_for(s, &s->bwd_ready[k + 1], M - j, k + 1, "input gradients", j));
+            PB_TRY(wait_for(g, &s->bwd_ready[k + 1], M - j, k + 1, "input gradients", j));
             PB_TRY(receive(g, r->dz[0], out_mb, k + 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_BWD));
@@ -474,6 +489,7 @@ static void *stage_worker(void *arg)
 
         pthread_mutex_lock(&s->mu);
         g->st = st;
+        g->back = true;
         s->done++;
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
@@ -540,7 +556,7 @@ static pb_status stage_init(mp_state *s, int k)
     if (s->m > 1) {
         size_t n = (size_t)s->m * (size_t)g->nl;
         g->aux = calloc(n, sizeof *g->aux);
-        PB_REQUIRE(g->aux, PB_ERR_NOMEM, "host allocation of %zu pointers failed", n);
+        PB_CHECK_ALLOC(g->aux, n * sizeof *g->aux);
         for (int j = 0; j < s->m; j++)
             for (int i = 0; i < g->nl; i++) {
                 const pb_layer_desc *d = &layout->layer[s->first[k] + i];
@@ -589,6 +605,14 @@ cleanup:
     return st;
 }
 
+/* Every stage is back from the step, or is the one found hung (under mu). */
+static bool all_back(const mp_state *s)
+{
+    for (int k = 0; k < s->p; k++)
+        if (!s->stage[k].back && k != s->hung) return false;
+    return true;
+}
+
 static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out)
 {
     mp_state *s = state;
@@ -600,23 +624,33 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
     s->done = 0;
     s->failed = false;
     s->cause = -1;
+    s->hung = -1;
+    for (int k = 0; k < s->p; k++) {
+        s->stage[k].back = false;
+        s->stage[k].waiting_on = -1;
+    }
     s->gen++;
     pthread_cond_broadcast(&s->cv);
-    /* once a stage has failed, the others get --timeout to come back (each
-     * stops at its next wait); one that does not is stuck (it never got to
-     * a wait: a hung device) */
+    /* once a stage is back (done, or failed), the others get --timeout to
+     * follow (after a failure each stops at its next wait); one that does
+     * not is stuck: a hung device, which may be past its last wait (in its
+     * last backward or its optimizer). A stage another has already waited
+     * --timeout for is not waited for again: one deadline per wait, so the
+     * run fails within --timeout of the hang, as its message says. */
     struct timespec until;
-    bool failing = false;
-    int rc = 0;
-    while (s->done < s->p && rc == 0) {
-        if (s->failed && !failing) {
-            failing = true;
+    bool timing = false;
+    int rc = 0, late = -1;
+    while (!all_back(s) && rc == 0) {
+        if ((s->failed || s->done > 0) && !timing) {
+            timing = true;
             until = pb_time_after(CLOCK_MONOTONIC, s->ctx->cfg->timeout_s);
         }
-        if (failing) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
+        if (timing) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
         else pthread_cond_wait(&s->cv, &s->mu);
     }
     s->stuck = s->done < s->p;
+    for (int k = 0; k < s->p && late < 0; k++)
+        if (!s->stage[k].back) late = k;
     pthread_mutex_unlock(&s->mu);
     double step_ms = pb_now_ms() - t0;
 
@@ -627,6 +661,10 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
         const mp_stage *g = &s->stage[s->cause];
         return pb_user_error(g->st, "mp step %lld, stage %d: %s", (long long)batch->step, s->cause, g->err);
     }
+    if (s->stuck)
+        return pb_user_error(PB_ERR_COMM, "mp step %lld: stage %d did not finish its step within %g s of the other "
+                                          "stages (--timeout): it made no progress (stuck or hung device)",
+                             (long long)batch->step, late, s->ctx->cfg->timeout_s);
 
     memset(out, 0, sizeof *out);
     double bubble = 0.0;
@@ -683,6 +721,12 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
         pb_record_num(row, PB_COL_BUBBLE_FRAC, s->sum_bubble_ms / s->sum_step_ms);
     pb_record_num(row, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
     pb_record_set(row, PB_COL_MICROBATCHES, "%d", s->m);
+    /* the split the run used (balanced or --split), as layers per stage */
+    char layers[PB_FIELD_MAX] = "";
+    size_t n = 0;
+    for (int k = 0; k < s->p && n < sizeof layers; k++)
+        n += (size_t)snprintf(layers + n, sizeof layers - n, "%s%d", k ? "+" : "", s->first[k + 1] - s->first[k]);
+    pb_record_set(row, PB_COL_STAGE_LAYERS, "%s", layers);
 }
 
 const pb_strategy pb_strategy_mp = {

@@ -70,7 +70,7 @@ static int cpu_device_count(char *why, size_t why_len)
 static pb_status cpu_open(const pb_config *cfg, int ordinal, pb_device **out)
 {
     pb_device *dev = calloc(1, sizeof *dev);
-    if (!dev) return pb_error(PB_ERR_NOMEM, "host allocation of %zu bytes failed", sizeof *dev);
+    if (!dev) return pb_host_nomem(sizeof *dev);
     dev->ordinal = ordinal;
     dev->threads = cfg->threads;
     pb_blas_set_threads(cfg->threads);
@@ -582,7 +582,7 @@ static pb_status cpu_mark_create(pb_device *dev, pb_mark **mark)
 {
     (void)dev;
     *mark = calloc(1, sizeof **mark);
-    return *mark ? PB_OK : pb_error(PB_ERR_NOMEM, "host allocation of %zu bytes failed", sizeof **mark);
+    return *mark ? PB_OK : pb_host_nomem(sizeof **mark);
 }
 
 static void cpu_mark_destroy(pb_device *dev, pb_mark *mark)

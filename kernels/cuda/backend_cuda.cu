@@ -1036,7 +1036,7 @@ static pb_status cuda_alloc(pb_device *dev, size_t bytes, void **ptr)
         p = NULL;
         (void)cudaMemGetInfo(&free_b, &total_b);
         (void)cudaGetLastError();
-        st = pb_error(PB_ERR_NOMEM,
+        st = pb_user_error(PB_ERR_NOMEM,
                       "cudaMalloc of %zu bytes (%.1f MiB) on cuda:%d failed: %.1f MiB free of "
                       "%.1f MiB",
                       bytes, bytes / MIB, dev->ordinal, free_b / MIB, total_b / MIB);
@@ -1087,7 +1087,7 @@ static pb_status cuda_host_alloc(pb_device *dev, size_t bytes, void **ptr)
     if (e == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
         *ptr = NULL;
-        st = pb_error(PB_ERR_NOMEM, "cudaHostAlloc of %zu bytes (%.1f MiB) of pinned memory failed",
+        st = pb_user_error(PB_ERR_NOMEM, "cudaHostAlloc of %zu bytes (%.1f MiB) of pinned memory failed",
                       bytes, bytes / MIB);
         goto cleanup;
     }

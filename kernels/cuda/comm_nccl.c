@@ -432,11 +432,12 @@ static pb_status nccl_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
             char why[640];
             pb_progress_describe(why, sizeof why);
             abort_comm(c);
-            PB_REQUIRE(false, PB_ERR_COMM,
-                       "rank %d of %d on %s (cuda:%d): nccl %s of %zu %s did not complete within %g s (--timeout): "
-                       "%s; communicator aborted",
-                       c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind), deadline_s,
-                       why);
+            st = pb_user_error(PB_ERR_COMM,
+                               "rank %d of %d on %s (cuda:%d): nccl %s of %zu %s did not complete within %g s "
+                               "(--timeout): %s; communicator aborted",
+                               c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind),
+                               deadline_s, why);
+            goto cleanup;
         }
         /* spin briefly (a bucket usually lands within microseconds of the
          * end of backward), then sleep so a stuck peer costs no core */

@@ -112,13 +112,13 @@ static bench_result *new_result(void)
     return r;
 }
 
-/* Builds argv: "@OUT" in args becomes out; when args has no "@OUT",
- * "--out out" is put first. */
+/* Builds argv: "@OUT" in args becomes out; when args has neither "@OUT"
+ * nor an --out of its own, "--out out" is put first. */
 static void build_args(char **argv, int max, const char *const *args, const char *out)
 {
     int n = 0;
     bool has_out = false;
-    for (int i = 0; args[i]; i++) has_out |= strcmp(args[i], "@OUT") == 0;
+    for (int i = 0; args[i]; i++) has_out |= strcmp(args[i], "@OUT") == 0 || strcmp(args[i], "--out") == 0;
     if (!has_out) {
         argv[n++] = "--out";
         argv[n++] = (char *)out;
@@ -158,6 +158,7 @@ static void check_usage_error(const usage_case *c, const char *out, bench_result
     assert_non_null(strstr(r->err, c->allowed));
     if (c->also) assert_non_null(strstr(r->err, c->also));
     assert_string_equal(r->out, ""); /* stdout carries only what was asked for */
+    if (has_source_location(r->err)) fail_msg("a usage error with a source location: %s", r->err);
 }
 
 static void test_usage(void **state)
@@ -246,6 +247,26 @@ static const usage_case comm_none_on_dp = {ARGS("--strategy", "dp", "--gpus", "2
 static const usage_case comm_mpi_on_mp = {ARGS("--strategy", "mp", "--gpus", "2", "--backend", "cpu", "--comm", "mpi"), "--comm mpi", "allowed: auto, local", "strategy mp", false};
 static const usage_case comm_nccl_on_dp = {ARGS("--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--comm", "nccl"), "--comm nccl", "allowed: auto, local", NULL, false};
 static const usage_case comm_local_on_single = {ARGS("--comm", "local", "--backend", "cpu"), "--comm local", "allowed: auto, none", "strategy single", false};
+/* numbers are parsed strictly and alike: no space around them, no '+' */
+static const usage_case iters_leading_space = {ARGS("--iters", " 5"), "--iters", "allowed: 1 to 1000000", "not an integer", false};
+static const usage_case iters_plus = {ARGS("--iters", "+5"), "--iters", "allowed: 1 to 1000000", "not an integer", false};
+static const usage_case iters_trailing_space = {ARGS("--iters", "5 "), "--iters", "allowed: 1 to 1000000", "not an integer", false};
+static const usage_case seed_leading_space = {ARGS("--seed", " 5"), "--seed", "allowed: 0 to 18446744073709551615", "not a non-negative integer", false};
+static const usage_case lr_leading_space = {ARGS("--lr", " 0.1"), "--lr", "allowed: 0 to 10", "not a number", false};
+static const usage_case lr_plus = {ARGS("--lr", "+0.1"), "--lr", "allowed: 0 to 10", "not a number", false};
+static const usage_case split_leading_space = {ARGS("--strategy", "mp", "--gpus", "2", "--split", " 2"), "--split", "allowed: 1 to 255 each", "comma-separated list", false};
+static const usage_case device_map_plus = {ARGS("--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--device-map", "0,+1"), "--device-map", "allowed: 0 to 4095 each", "comma-separated list", false};
+static const usage_case sweep_repeats_leading_space = {ARGS("sweep", "--repeats", " 2", "--out", "@OUT"), "sweep --repeats", "from 1 to 1000", "' 2'", false};
+static const usage_case sweep_gpus_plus = {ARGS("sweep", "--gpus", "1,+2", "--out", "@OUT"), "sweep --gpus", "allowed: 1 to 4096 each", NULL, false};
+static const usage_case compare_threshold_plus = {ARGS("compare", "@OUT", "@OUT", "--threshold", "+5"), "--threshold", "allowed: 0 to 1000", "not a number", false};
+/* a flag given twice is refused, whichever its form, not the last one taken */
+static const usage_case iters_twice = {ARGS("--iters", "5", "--iters", "6"), "--iters", "allowed: once", "given twice", false};
+static const usage_case iters_twice_inline = {ARGS("--iters=5", "--iters", "5"), "--iters", "allowed: once", "given twice", false};
+static const usage_case quiet_twice = {ARGS("--quiet", "--quiet"), "--quiet", "allowed: once", "given twice", false};
+static const usage_case layers_twice = {ARGS("--layers", "3", "--layers", "4"), "--layers", "allowed: once", "given twice", false};
+/* a device map names devices that exist: on the cpu backend as many as its
+ * cores, or as --gpus asks for */
+static const usage_case device_map_beyond = {ARGS("--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--device-map", "0,4095"), "--device-map: device 4095 does not exist", "allowed: 0 to", NULL, false};
 static const usage_case list_with_argument = {ARGS("list", "--out", "@OUT"), "list", "takes no arguments", NULL, false};
 
 /* The cuda backend on a machine without a usable CUDA device (or a build
@@ -795,6 +816,22 @@ int main(void)
         USAGE_TEST(comm_nccl_on_dp),
         USAGE_TEST(comm_local_on_single),
         USAGE_TEST(list_with_argument),
+        USAGE_TEST(iters_leading_space),
+        USAGE_TEST(iters_plus),
+        USAGE_TEST(iters_trailing_space),
+        USAGE_TEST(seed_leading_space),
+        USAGE_TEST(lr_leading_space),
+        USAGE_TEST(lr_plus),
+        USAGE_TEST(split_leading_space),
+        USAGE_TEST(device_map_plus),
+        USAGE_TEST(sweep_repeats_leading_space),
+        USAGE_TEST(sweep_gpus_plus),
+        USAGE_TEST(compare_threshold_plus),
+        USAGE_TEST(iters_twice),
+        USAGE_TEST(iters_twice_inline),
+        USAGE_TEST(quiet_twice),
+        USAGE_TEST(layers_twice),
+        USAGE_TEST(device_map_beyond),
         cmocka_unit_test(test_usage_cuda_unavailable),
         cmocka_unit_test(test_gpus_beyond_cuda_devices),
         cmocka_unit_test(test_usage_header_differs),

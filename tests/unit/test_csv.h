@@ -5,6 +5,8 @@
 
 #include "test_util.h"
 
+#include <math.h>
+
 #include "harness/csv_read.h"
 
 typedef struct csv {
@@ -39,6 +41,45 @@ static inline double csv_num(const csv *c, const char *name)
     double d = strtod(v, &end);
     if (!*v || *end) fail_msg("column %s: '%s' is not a number", name, v);
     return d;
+}
+
+/* A --calibrate row's MFU is per device: model TFLOP/s / devices / the
+ * peak one device measured (each column to 6 significant digits), and no
+ * more than 1. */
+static inline void expect_mfu_per_device(const csv *c)
+{
+    double model = csv_num(c, "model_tflops"), peak = csv_num(c, "peak_tflops"), mfu = csv_num(c, "mfu");
+    double want = model / csv_num(c, "devices") / peak;
+    if (!(peak > 0 && model > 0)) fail_msg("model_tflops %g, peak_tflops %g", model, peak);
+    if (!(fabs(mfu - want) <= 1e-4 * want))
+        fail_msg("%s on %s devices: mfu %g, model TFLOP/s per device / peak = %g", csv_get(c, "strategy"),
+                 csv_get(c, "devices"), mfu, want);
+    if (!(mfu > 0 && mfu <= 1)) fail_msg("%s: mfu %g is not in (0, 1]", csv_get(c, "strategy"), mfu);
+}
+
+/* A shape whose loss is about a third of a step on the CPU (100000 classes
+ * over 16 features), so work timed in no phase cannot hide in the 5% the
+ * phase sums are allowed: left out of single's fwd phase, the phases added
+ * up to 66% of the step. */
+#define PB_TEST_LARGE_LOSS_SHAPE \
+    "--in", "64", "--hidden", "16", "--layers", "3", "--classes", "100000", "--batch", "64"
+
+/* The phases of a row add up to its step mean within 5%: all of them but
+ * comm_ms (sync_ms is its exposed part); a strategy's absent phases are 0. */
+static inline void expect_phases_add_up(const csv *c)
+{
+    static const char *const phases[] = {"load_ms",      "h2d_ms",    "fwd_ms",    "bwd_ms", "sync_ms",
+                                         "opt_ms",       "scatter_ms", "replicate_ms", "gather_ms",
+                                         "reduce_ms",    "p2p_ms",    "bubble_ms"};
+    double sum = 0.0;
+    for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
+        double ms = csv_num(c, phases[i]);
+        if (!(ms >= 0.0)) fail_msg("%s is '%s'", phases[i], csv_get(c, phases[i]));
+        sum += ms;
+    }
+    double step = csv_num(c, "step_ms_mean");
+    if (!(fabs(sum - step) <= 0.05 * step))
+        fail_msg("%s: the phases add up to %.4f ms, the step mean is %.4f ms", csv_get(c, "strategy"), sum, step);
 }
 
 #endif /* PB_TEST_CSV_H */

@@ -11,11 +11,11 @@
 #include <stdbool.h>
 
 #include "harness/launch.h"
-#include "harness/run.h"
 
 /* [mpirun --allow-run-as-root --oversubscribe -np NP] bench --strategy ddp
  * --backend cpu --workload mlp-xs --iters 10 --warmup 0 --threads 1 --quiet
- * --out DIR/r.csv --gpus N [extra...]; launched_np 0: bench alone. */
+ * --out DIR/r.csv --gpus N [extra...]; launched_np 0: bench alone; an
+ * --iters in extra replaces 10 (a flag may be given once). */
 static bench_run *run_ddp(int launched_np, int gpus, char *const extra[])
 {
     bench_run *r = bench_run_new();
@@ -29,9 +29,14 @@ static bench_run *run_ddp(int launched_np, int gpus, char *const extra[])
         for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++) args[n++] = pre[i];
     }
     char *base[] = {(char *)bench_path(), "--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs",
-                    "--iters", "10", "--warmup", "0", "--threads", "1", "--quiet", "--out", r->csv_path,
-                    "--gpus", g};
+                    "--warmup", "0", "--threads", "1", "--quiet", "--out", r->csv_path, "--gpus", g};
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) args[n++] = base[i];
+    bool iters = false;
+    for (int i = 0; extra && extra[i]; i++) iters |= strcmp(extra[i], "--iters") == 0;
+    if (!iters) {
+        args[n++] = "--iters";
+        args[n++] = "10";
+    }
     for (int i = 0; extra && extra[i] && n < 63; i++) args[n++] = extra[i];
     args[n] = NULL;
     run_argv_env(&r->res, NULL, args);
@@ -63,6 +68,11 @@ static void check_row(const bench_run *r, int ranks, double tol)
     if (!(err < tol)) fail_msg("ddp on %d ranks: max relative error %g vs single, tolerance %g", ranks, err, tol);
     if (!(csv_num(&c, "comm_ms") > 0)) fail_msg("comm_ms is %s", csv_get(&c, "comm_ms"));
     if (!(csv_num(&c, "busbw_gbps") > 0)) fail_msg("busbw_gbps is %s", csv_get(&c, "busbw_gbps"));
+    /* nccl-tests' all-reduce factor, 1 on 2 ranks: 4/3 on 3, 3/2 on 4 (the
+     * columns carry 6 significant digits) */
+    double factor = 2.0 * (ranks - 1) / ranks, ratio = csv_num(&c, "busbw_gbps") / csv_num(&c, "algbw_gbps");
+    if (!(fabs(ratio - factor) <= 1e-4 * factor))
+        fail_msg("busbw/algbw is %.6f on %d ranks, expected 2(n-1)/n = %.6f", ratio, ranks, factor);
     assert_true(csv_num(&c, "comm_bytes_per_step") > 0);
     double overlap = csv_num(&c, "overlap_pct");
     assert_true(overlap >= 0 && overlap <= 100);
@@ -70,12 +80,16 @@ static void check_row(const bench_run *r, int ranks, double tol)
     csv_free(&c);
 }
 
+/* 1e-4 for AdamW as for SGD, as dp's and mp's tests use: at this shape
+ * (mlp-xs, 10 steps) ddp's AdamW error is 2.9e-5 on 2 ranks, 2.8e-5 on 3 and
+ * 1.4e-5 on 4, whatever the buckets. The run's own AdamW bound (5e-3, for
+ * larger shapes) let through a bias correction one step ahead on the last
+ * step only (4.7e-3). */
 static void check_matches(void **state, int ranks, const char *optimizer, const char *bucket_mb)
 {
     char *extra[] = {"--verify", "--optimizer", (char *)optimizer, "--bucket-mb", (char *)bucket_mb, NULL};
     bench_run *r = keep(state, run_ddp(0, ranks, extra));
-    pb_optimizer o = strcmp(optimizer, "adamw") == 0 ? PB_OPT_ADAMW : PB_OPT_SGD;
-    check_row(r, ranks, pb_verify_tolerance(PB_FP32, o));
+    check_row(r, ranks, 1e-4);
 }
 
 /* started outside mpirun: re-executed with N ranks; mlp-xs's batch of 64
@@ -134,26 +148,31 @@ static void test_no_overlap_equals_overlap(void **state)
 
 /* The row's phases add up to its step (5%): each step's time is the slowest
  * rank's, and so are that step's phases, taken from the same rank. Rank 0's
- * phases alone fell short of a step held up by rank 1. */
+ * phases alone fell short of a step held up by rank 1. On a shape whose
+ * loss is a third of the step, so that no work is timed in no phase. */
 static void test_phases_add_up(void **state)
 {
-    char *extra[] = {"--iters", "40", NULL};
+    char *extra[] = {"--iters", "20", PB_TEST_LARGE_LOSS_SHAPE, NULL};
     bench_run *r = keep(state, run_ddp(0, 2, extra));
     expect_exit(r, 0);
     csv c;
     csv_load(&c, r->csv_path);
-    static const char *const phases[] = {"load_ms", "h2d_ms", "fwd_ms", "bwd_ms", "sync_ms", "opt_ms"};
-    double sum = 0.0;
-    for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
-        double v = csv_num(&c, phases[i]);
-        if (!(v >= 0.0)) fail_msg("%s is '%s'", phases[i], csv_get(&c, phases[i]));
-        sum += v;
-    }
-    double step = csv_num(&c, "step_ms_mean");
-    if (!(fabs(sum - step) <= 0.05 * step))
-        fail_msg("phases add up to %.4f ms, the step mean is %.4f ms", sum, step);
+    expect_phases_add_up(&c);
     /* exposed communication is part of all communication */
     assert_true(csv_num(&c, "sync_ms") <= csv_num(&c, "comm_ms") + 1e-9 || csv_num(&c, "overlap_pct") == 0.0);
+    csv_free(&c);
+}
+
+/* --calibrate on every rank: the row's mfu is per device (rank). Batch 16
+ * keeps the shards' GEMMs far from the peak (see test_training). */
+static void test_mfu_per_device(void **state)
+{
+    char *extra[] = {"--calibrate", "--batch", "16", NULL};
+    bench_run *r = keep(state, run_ddp(0, 2, extra));
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    expect_mfu_per_device(&c);
     csv_free(&c);
 }
 
@@ -173,6 +192,22 @@ static void test_gpus_disagree_with_launch(void **state)
     expect_exit(r, 2);
     if (!strstr(r->res.err, "--gpus 3") || !strstr(r->res.err, "2 ranks"))
         fail_msg("stderr lacks the two counts:\n%s", r->res.err);
+    assert_false(file_exists(r->csv_path));
+}
+
+/* A launch whose environment says 2 ranks where MPI itself has 1 (a
+ * launcher that set the variables, no process manager behind them): a usage
+ * error for a person, without run.c's source location. */
+static void test_launch_env_disagrees_with_mpi(void **state)
+{
+    bench_run *r = keep(state, bench_run_new());
+    char *env[] = {"OMPI_COMM_WORLD_SIZE=2", "OMPI_COMM_WORLD_RANK=0", NULL};
+    char *args[] = {"--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs", "--gpus", "2", "--iters", "2",
+                    "--quiet", "--out", r->csv_path, NULL};
+    run_bench_env(&r->res, env, args);
+    expect_exit(r, 2);
+    if (!strstr(r->res.err, "--gpus 2, but this MPI launch has 1 ranks") || has_source_location(r->res.err))
+        fail_msg("stderr:\n%s", r->res.err);
     assert_false(file_exists(r->csv_path));
 }
 
@@ -350,8 +385,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_overlap_equals_overlap, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_phases_add_up, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_already_launched, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mfu_per_device, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_reexec_command, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_launch_env_disagrees_with_mpi, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_info_lines_once, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_usage_errors_before_launch, run_setup, run_teardown),
         cmocka_unit_test(test_launch_environment),

@@ -124,6 +124,73 @@ static void test_row(void **state)
     }
 }
 
+/* One mp run of a custom shape (args: flags after --strategy mp --backend
+ * cpu --threads 1 --warmup 0 --quiet --out), which must succeed; its row
+ * in c (the caller frees it). */
+static void run_mp_ok(csv *c, char *const args[])
+{
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/r.csv", dir);
+    char *argv[64] = {"--strategy", "mp", "--backend", "cpu", "--threads", "1", "--warmup", "0", "--quiet",
+                      "--out", out};
+    int n = 11;
+    for (int i = 0; args[i] && n < 63; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    run_bench(&res, argv);
+    if (res.exit_code != 0) fail_msg("exit %d: %s", res.exit_code, res.err);
+    csv_load(c, out);
+    remove_temp_dir(dir);
+}
+
+/* The balanced split's boundaries themselves (the row's stage_layers:
+ * layers per stage), where --verify cannot see them: equal FLOPs per stage
+ * with uniform layers (8 on 4 devices: 2 each; on 3: the boundaries closest
+ * to 1/3 and 2/3 of the FLOPs), a heavy first or last layer on a stage of
+ * its own, and --split as given. */
+static void test_stage_boundaries(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *classes, *layers, *gpus, *split, *want;
+    } cases[] = {
+        {"64", "64", "8", "4", NULL, "2+2+2+2"},
+        {"64", "64", "8", "3", NULL, "3+2+3"},
+        {"4096", "64", "4", "2", NULL, "1+3"},  /* layer 0: 64x the FLOPs of the others */
+        {"64", "4096", "4", "2", NULL, "3+1"},  /* the last layer likewise */
+        {"4096", "64", "4", "2", "3", "3+1"},   /* --split wins over balance */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char *args[] = {"--in", (char *)cases[k].in, "--hidden", "64", "--classes", (char *)cases[k].classes,
+                        "--layers", (char *)cases[k].layers, "--gpus", (char *)cases[k].gpus, "--batch", "12",
+                        "--iters", "1", cases[k].split ? "--split" : NULL, (char *)cases[k].split, NULL};
+        csv c;
+        run_mp_ok(&c, args);
+        if (strcmp(csv_get(&c, "stage_layers"), cases[k].want) != 0)
+            fail_msg("--in %s --classes %s --layers %s --gpus %s%s%s: stage_layers '%s', expected '%s'", cases[k].in,
+                     cases[k].classes, cases[k].layers, cases[k].gpus, cases[k].split ? " --split " : "",
+                     cases[k].split ? cases[k].split : "", csv_get(&c, "stage_layers"), cases[k].want);
+        csv_free(&c);
+    }
+}
+
+/* Work timed in no span shows as bubble: with 2 stages and 1 microbatch
+ * the stages run one after the other, so the bubble is half the step
+ * (GPipe's (p-1)/(m+p-1)), measured 0.506. The shape's loss (100000
+ * classes of 16 features) is about a third of the step: left out of the
+ * last stage's span it raised the bubble to 0.67. */
+static void test_spans_cover_large_loss(void **state)
+{
+    (void)state;
+    char *args[] = {PB_TEST_LARGE_LOSS_SHAPE, "--gpus", "2", "--iters", "10", NULL};
+    csv c;
+    run_mp_ok(&c, args);
+    double frac = csv_num(&c, "bubble_frac"), theory = csv_num(&c, "bubble_frac_theory");
+    if (!(fabs(frac - theory) <= 0.08))
+        fail_msg("bubble_frac %g on 2 stages, 1 microbatch; expected %g (within 0.08)", frac, theory);
+    csv_free(&c);
+}
+
 /* More microbatches than the local comm holds outstanding per ring (16 per
  * (sender, receiver) pair) several times over: forward sends stay pending
  * through the backward, and requests are waited for out of posting order. */
@@ -179,6 +246,8 @@ int main(void)
         cmocka_unit_test(test_uneven_split),
         cmocka_unit_test(test_row),
         cmocka_unit_test(test_many_microbatches),
+        cmocka_unit_test(test_stage_boundaries),
+        cmocka_unit_test(test_spans_cover_large_loss),
         cmocka_unit_test(test_usage_errors),
     };
     return cmocka_run_group_tests_name("mp", tests, NULL, NULL);

@@ -267,6 +267,23 @@ static void test_sigint_during_verify(void **state)
     assert_false(file_exists(j->csv_path));
 }
 
+/* A signal during --calibrate stops it after the set of GEMMs under way and
+ * writes no row: a set of this shape takes ~0.8 s on one core, the whole
+ * calibration six of them (a warm-up and five timed), which the run used to
+ * finish before it looked at the signal. */
+static void test_sigint_during_calibrate(void **state)
+{
+    job *j = *state;
+    char *args[] = {"--strategy", "single", "--backend", "cpu", "--in", "2048", "--hidden", "2048", "--layers", "8",
+                    "--classes", "10", "--batch", "512", "--iters", "5", "--warmup", "0", "--threads", "1",
+                    "--calibrate", "--out", j->csv_path, NULL};
+    start(j, NULL, args);
+    double took = interrupt_at(j, "calibrating:", 30);
+    expect_err(j, "interrupted by SIGINT before step 0");
+    if (took > 3.0) fail_msg("took %.1f s to stop after SIGINT during calibration", took);
+    assert_false(file_exists(j->csv_path));
+}
+
 static void test_usage_error_bad_fault(void **state)
 {
     job *j = *state;
@@ -308,18 +325,25 @@ static void test_fault_in_one_process_strategies(void **state)
  * the run within --timeout instead of stalling it: mp's neighbour stage
  * waits no longer than that for its activations, dp's device 0 no longer for
  * the other devices; exit 1, a failed row naming what was waited for, and
- * the stuck thread goes with the process. */
+ * the stuck thread goes with the process. The runs use --timeout 2: the
+ * whole run (start, the steps before the hang, the wait) must end before
+ * 1.6 x 2 s, which a second deadline after the first (2 x 2 s) cannot. */
 static void expect_stuck_device_fails(job *j, const char *fault, char *const args[], const char *why)
 {
+    const double timeout_s = 2;
     char env_fault[128];
     snprintf(env_fault, sizeof env_fault, "PB_FAULT=%s", fault);
     char *env[] = {env_fault, NULL};
     remove(j->csv_path);
     start(j, env, args);
-    finish(j, 2 + 10);
+    finish(j, timeout_s + 10);
     expect_exit(j, 1);
+    if (!(j->seconds < 1.6 * timeout_s))
+        fail_msg("%s: the run took %.1f s with --timeout %g (one deadline per wait: under %.1f s)", fault, j->seconds,
+                 timeout_s, 1.6 * timeout_s);
     expect_err(j, "PB_FAULT (test-only): rank 0 on ");
     expect_err(j, why);
+    if (has_source_location(j->err)) fail_msg("a message for people with a source location:\n%s", j->err);
     csv c;
     csv_load(&c, j->csv_path);
     assert_int_equal((int)c.data.nrows, 1);
@@ -341,6 +365,15 @@ static void test_stuck_device_one_process(void **state)
     expect_stuck_device_fails(j, "device=1,step=3,phase=bwd,kind=hang", mp,
                               "mp step 3, stage 0: waited 2 s (--timeout) for stage 1's input gradients of "
                               "microbatch 2 of 2");
+    /* 3 stages: the stage a wait names is the hung one at the end of the
+     * chain (stage 2 may give up first, waiting for 1, which waits for 0);
+     * stage 0 hung in its backward is past every wait of the others, and
+     * the step's own wait for it has the deadline */
+    char *mp3[] = {"--strategy", "mp", "--gpus", "3", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "5",
+                   "--warmup", "0", "--threads", "1", "--timeout", "2", "--quiet", "--out", j->csv_path, NULL};
+    expect_stuck_device_fails(j, "device=0,step=2,phase=fwd,kind=hang", mp3, "stage 0 made no progress");
+    expect_stuck_device_fails(j, "device=0,step=2,phase=bwd,kind=hang", mp3,
+                              "mp step 2: stage 0 did not finish its step within 2 s of the other stages (--timeout)");
     char *dp[] = {"--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "5",
                   "--warmup", "0", "--threads", "1", "--timeout", "2", "--quiet", "--out", j->csv_path, NULL};
     expect_stuck_device_fails(j, "device=1,step=2,phase=bwd,kind=hang", dp,
@@ -818,6 +851,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sigint_single, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigint_during_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_during_calibrate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_error_bad_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_in_one_process_strategies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stuck_device_one_process, setup, teardown),

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <stdbool.h>
 
 #include "harness/registry.h"
 #include "workloads/workload.h"
@@ -70,7 +71,8 @@ typedef struct run {
 } run;
 
 /* bench --workload mlp-xs --iters 50 --warmup 0 --threads 1 --out DIR/r.csv
- *       --quiet --dump DIR/d [extra...] */
+ *       --quiet --dump DIR/d [extra...]; an --iters in extra replaces 50
+ *       (a flag may be given once) */
 static run *bench_train(char *const extra[])
 {
     run *r = calloc(1, sizeof *r);
@@ -78,9 +80,15 @@ static run *bench_train(char *const extra[])
     r->dir = make_temp_dir();
     snprintf(r->csv_path, sizeof r->csv_path, "%s/r.csv", r->dir);
     snprintf(r->dump, sizeof r->dump, "%s/d", r->dir);
-    char *args[48] = {"--workload", "mlp-xs", "--iters", "50", "--warmup", "0", "--threads", "1",
+    char *args[48] = {"--workload", "mlp-xs", "--warmup", "0", "--threads", "1",
                       "--out", r->csv_path, "--quiet", "--dump", r->dump};
-    int n = 13;
+    int n = 11;
+    bool iters = false;
+    for (int i = 0; extra && extra[i]; i++) iters |= strcmp(extra[i], "--iters") == 0;
+    if (!iters) {
+        args[n++] = "--iters";
+        args[n++] = "50";
+    }
     for (int i = 0; extra && extra[i] && n < 47; i++) args[n++] = extra[i];
     args[n] = NULL;
     run_bench(&r->res, args);
@@ -307,6 +315,41 @@ static void test_adamw_loss_falls(void **state)
 /* lr 10 with heavy momentum diverges within ~10 steps on mlp-xs. The run
  * must exit 1, say why, and leave a failed row with no performance figures
  * that could pass for a measurement. */
+/* Every phase is large on this shape (the loss a third of the step), so
+ * the phases adding up to the step (5%) shows no work is timed in none:
+ * single, and dp on 2 devices (its loss on device 0). */
+static void test_phases_cover_large_loss(void **state)
+{
+    char *const one[] = {PB_TEST_LARGE_LOSS_SHAPE, "--iters", "10", NULL};
+    char *const two[] = {PB_TEST_LARGE_LOSS_SHAPE, "--iters", "10", "--strategy", "dp", "--gpus", "2", NULL};
+    for (int i = 0; i < 2; i++) {
+        run *r = keep(state, bench_train(i ? two : one));
+        expect_exit(r, 0);
+        csv c;
+        csv_load(&c, r->csv_path);
+        expect_phases_add_up(&c);
+        csv_free(&c);
+    }
+}
+
+/* --calibrate (0.2 s on mlp-xs) fills peak_tflops and mfu: per device, for
+ * single and for dp's 2 devices. Batch 8 keeps the step's GEMMs far from
+ * the peak, so a loaded host does not push a correct mfu over 1. */
+static void test_mfu_per_device(void **state)
+{
+    char *const one[] = {"--calibrate", "--batch", "8", "--iters", "10", NULL};
+    char *const two[] = {"--calibrate", "--batch", "8", "--iters", "10", "--strategy", "dp", "--gpus", "2", NULL};
+    for (int i = 0; i < 2; i++) {
+        run *r = keep(state, bench_train(i ? two : one));
+        expect_exit(r, 0);
+        csv c;
+        csv_load(&c, r->csv_path);
+        assert_int_equal((int)csv_num(&c, "devices"), i ? 2 : 1);
+        expect_mfu_per_device(&c);
+        csv_free(&c);
+    }
+}
+
 static void test_divergence_fails(void **state)
 {
     char *const extra[] = {"--lr", "10", "--momentum", "0.99", NULL};
@@ -339,6 +382,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loader_threads_same_training, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_staged_inputs_same_training, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_adamw_loss_falls, setup_runs, teardown_runs),
+        cmocka_unit_test_setup_teardown(test_mfu_per_device, setup_runs, teardown_runs),
+        cmocka_unit_test_setup_teardown(test_phases_cover_large_loss, setup_runs, teardown_runs),
         cmocka_unit_test_setup_teardown(test_divergence_fails, setup_runs, teardown_runs),
     };
     return cmocka_run_group_tests_name("training", tests, setup_sgd_run, teardown_sgd_run);

@@ -128,6 +128,20 @@ static inline int count_substr(const char *s, const char *needle)
     return n;
 }
 
+/* Whether s holds a source location ("run.c:70:", "x.cu:12:"): internal
+ * errors carry one, messages for people do not. */
+static inline int has_source_location(const char *s)
+{
+    for (const char *p = strstr(s, ".c"); p; p = strstr(p + 1, ".c")) {
+        const char *q = p + 2;
+        if (*q == 'u') q++;
+        if (*q++ != ':' || *q < '0' || *q > '9') continue;
+        while (*q >= '0' && *q <= '9') q++;
+        if (*q == ':') return 1;
+    }
+    return 0;
+}
+
 /* Whole file into a malloc'd string (NULL when missing). */
 static inline char *read_file(const char *path)
 {
