@@ -150,6 +150,16 @@ static pb_status parse_int(const char *flag, const char *text, long lo, long hi,
     return PB_OK;
 }
 
+/* Whether name is in seen[0..*n); adds it when not (a full list adds
+ * nothing more: the flags are far fewer than its room). */
+static bool seen_before(char seen[64][64], size_t *n, const char *name)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(seen[i], name) == 0) return true;
+    if (*n < 64) snprintf(seen[(*n)++], 64, "%s", name);
+    return false;
+}
+
 static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
 {
     memset(o, 0, sizeof *o);
@@ -160,6 +170,10 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
     o->repeats = 1;
     snprintf(o->out, sizeof o->out, "results/study.csv");
     *help = false;
+    /* a flag given twice is refused, as bench run refuses it: which value was
+     * meant is not ours to guess (one given before and after -- alike) */
+    char seen[64][64];
+    size_t n_seen = 0;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--") == 0) {
@@ -170,6 +184,8 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
                     return pb_usage_error("sweep: %s after -- is set by the sweep itself; use the sweep's own flags "
                                           "(bench sweep --help)",
                                           name);
+                if (strncmp(name, "--", 2) == 0 && seen_before(seen, &n_seen, name))
+                    return pb_usage_error("sweep: %s is given twice; allowed: once", name);
                 if (o->n_fwd >= MAX_FWD) return pb_usage_error("sweep: more than %d run arguments", MAX_FWD);
                 o->fwd[o->n_fwd++] = argv[i];
             }
@@ -195,6 +211,7 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
                                       arg);
             return pb_usage_error("sweep: unexpected argument '%s'; see bench sweep --help", arg);
         }
+        if (seen_before(seen, &n_seen, name)) return pb_usage_error("sweep: %s is given twice; allowed: once", name);
         if (is_bool) {
             if (value) return pb_usage_error("sweep %s takes no value", name);
             if (strcmp(name, "--force") == 0) o->force = true;

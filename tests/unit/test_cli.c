@@ -258,6 +258,9 @@ static const usage_case split_leading_space = {ARGS("--strategy", "mp", "--gpus"
 static const usage_case device_map_plus = {ARGS("--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--device-map", "0,+1"), "--device-map", "allowed: 0 to 4095 each", "comma-separated list", false};
 static const usage_case sweep_repeats_leading_space = {ARGS("sweep", "--repeats", " 2", "--out", "@OUT"), "sweep --repeats", "from 1 to 1000", "' 2'", false};
 static const usage_case sweep_gpus_plus = {ARGS("sweep", "--gpus", "1,+2", "--out", "@OUT"), "sweep --gpus", "allowed: 1 to 4096 each", NULL, false};
+/* the sweep refuses a flag given twice as run does, its own or one it hands on, before or after -- */
+static const usage_case sweep_gpus_twice = {ARGS("sweep", "--gpus", "1", "--gpus", "2", "--out", "@OUT"), "sweep: --gpus", "allowed: once", "given twice", false};
+static const usage_case sweep_threads_twice = {ARGS("sweep", "--threads", "1", "--out", "@OUT", "--", "--threads", "2"), "sweep: --threads", "allowed: once", "given twice", false};
 static const usage_case compare_threshold_plus = {ARGS("compare", "@OUT", "@OUT", "--threshold", "+5"), "--threshold", "allowed: 0 to 1000", "not a number", false};
 /* a flag given twice is refused, whichever its form, not the last one taken */
 static const usage_case iters_twice = {ARGS("--iters", "5", "--iters", "6"), "--iters", "allowed: once", "given twice", false};
@@ -826,6 +829,8 @@ int main(void)
         USAGE_TEST(device_map_plus),
         USAGE_TEST(sweep_repeats_leading_space),
         USAGE_TEST(sweep_gpus_plus),
+        USAGE_TEST(sweep_gpus_twice),
+        USAGE_TEST(sweep_threads_twice),
         USAGE_TEST(compare_threshold_plus),
         USAGE_TEST(iters_twice),
         USAGE_TEST(iters_twice_inline),

@@ -253,10 +253,25 @@ static void test_fresh_run_against_baseline(void **state)
  * skipped the one run as already in the file. */
 static bool sweep_skipped(const char *out, char *const env[], char *const extra[], int code)
 {
-    char *args[32] = {"sweep", "--strategies", "single", "--gpus", "1", "--iters", "5", "--threads", "1",
-                      "--backend", "cpu", "--quiet", "--out", (char *)out};
-    int n = 14;
-    for (int i = 0; extra[i]; i++) args[n++] = extra[i];
+    char *args[32] = {"sweep", "--strategies", "single", "--gpus", "1", "--backend", "cpu", "--quiet", "--out",
+                      (char *)out};
+    int n = 10;
+    bool iters = false, threads = false; /* given in extra: not the defaults too (a flag given twice is refused) */
+    for (int i = 0; extra[i]; i++) {
+        iters |= strcmp(extra[i], "--iters") == 0;
+        threads |= strcmp(extra[i], "--threads") == 0;
+        args[n++] = extra[i];
+    }
+    /* the defaults go before any "--" in extra */
+    int at = 10;
+    while (at < n && strcmp(args[at], "--") != 0) at++;
+    char *defaults[4];
+    int nd = 0;
+    if (!iters) defaults[nd++] = "--iters", defaults[nd++] = "5";
+    if (!threads) defaults[nd++] = "--threads", defaults[nd++] = "1";
+    memmove(args + at + nd, args + at, (size_t)(n - at) * sizeof *args);
+    memcpy(args + at, defaults, (size_t)nd * sizeof *args);
+    n += nd;
     args[n] = NULL;
     bench_result *r = calloc(1, sizeof *r);
     run_bench_env(r, env, args);
