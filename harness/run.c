@@ -537,6 +537,9 @@ pb_status pb_run(const pb_config *cfg)
         }
         if (node_st != PB_OK) st = node_st;
         if (st != PB_OK) goto cleanup;
+        /* across nodes, which ran where: the row keeps rank 0's host only */
+        if (rs.world.nodes > 1 && is_writer(&rs) && !cfg->quiet)
+            pb_log_info("%d ranks on %d nodes: %s", rs.world.ranks, rs.world.nodes, rs.world.node_map);
     }
 
     double max_rel = NAN, drift = NAN;

@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,76 @@ static int online_cores(void)
     return n > 0 ? (int)n : 1;
 }
 
+/* Appends to a bounded string; one that no longer fits ends in "...". */
+__attribute__((format(printf, 4, 5))) static void append(char *buf, size_t len, size_t *used, const char *fmt, ...)
+{
+    if (*used + 1 >= len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *used, len - *used, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && *used + (size_t)n < len) {
+        *used += (size_t)n;
+        return;
+    }
+    *used = len - 1;
+    if (len > 4) memcpy(buf + len - 4, "...", 4);
+}
+
+/* How the ranks spread over the nodes. Any node with more ranks than cores
+ * makes the run oversubscribed, not only rank 0's: the slowest rank paces
+ * every step. Rank 0 also gets which host ran which ranks, for its log
+ * ("vm1 (ranks 0-7), vm2 (ranks 8-15)"); nodes are told apart by the
+ * shared-memory split, so two with one hostname still count twice. */
+static pb_status map_nodes(pb_world *w)
+{
+    enum { HOST_CHARS = 65 }; /* Linux's HOST_NAME_MAX + 1 */
+    pb_status st = PB_OK;
+    char *hosts = NULL, mine_host[HOST_CHARS];
+    int *leaders = NULL;
+    if (w->rank == 0) {
+        hosts = malloc((size_t)w->ranks * HOST_CHARS);
+        leaders = malloc((size_t)w->ranks * sizeof *leaders);
+    }
+    /* rank 0 without room for the map skips it on every rank (it is only
+     * for the log), rather than leave the others in a gather */
+    int mine[3] = {w->local_rank == 0, w->oversubscribed, w->rank == 0 && (!hosts || !leaders)};
+    int all[3] = {0, 0, 0};
+    MPI_TRY(MPI_Allreduce(mine, all, 3, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
+    w->nodes = all[0];
+    w->oversubscribed = all[1] > 0;
+    if (all[2]) goto cleanup;
+    /* a node's name is the world rank of its first rank */
+    int leader = w->rank;
+    MPI_TRY(MPI_Bcast(&leader, 1, MPI_INT, 0, node_comm));
+    snprintf(mine_host, sizeof mine_host, "%.*s", HOST_CHARS - 1, w->host);
+    MPI_TRY(MPI_Gather(&leader, 1, MPI_INT, leaders, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    MPI_TRY(MPI_Gather(mine_host, HOST_CHARS, MPI_CHAR, hosts, HOST_CHARS, MPI_CHAR, 0, MPI_COMM_WORLD));
+    if (w->rank != 0) goto cleanup;
+    size_t used = 0, len = sizeof w->node_map;
+    for (int node = 0; node < w->ranks; node++) {
+        if (leaders[node] != node) continue;
+        int count = 0;
+        for (int r = node; r < w->ranks; r++) count += leaders[r] == node;
+        append(w->node_map, len, &used, "%s%s (rank%s ", node ? ", " : "", hosts + (size_t)node * HOST_CHARS,
+               count > 1 ? "s" : "");
+        /* runs of consecutive ranks as first-last */
+        for (int r = node; r < w->ranks; r++) {
+            if (leaders[r] != node) continue;
+            int last = r;
+            while (last + 1 < w->ranks && leaders[last + 1] == node) last++;
+            append(w->node_map, len, &used, "%s%d", r > node ? "," : "", r);
+            if (last > r) append(w->node_map, len, &used, "-%d", last);
+            r = last;
+        }
+        append(w->node_map, len, &used, ")");
+    }
+cleanup:
+    free(hosts);
+    free(leaders);
+    return st;
+}
+
 pb_status pb_world_init(pb_world *w)
 {
     pb_status st = PB_OK;
@@ -127,6 +198,7 @@ pb_status pb_world_init(pb_world *w)
     if (gethostname(w->host, sizeof w->host) != 0) snprintf(w->host, sizeof w->host, "unknown");
     w->host[sizeof w->host - 1] = '\0';
     snprintf(w->version, sizeof w->version, "%s", pb_comm_mpi.version());
+    PB_TRY(map_nodes(w));
     progress_open(w);
 cleanup:
     return st;

@@ -24,13 +24,16 @@ extern "C" {
 typedef struct pb_world {
     int rank, ranks;             /* MPI_COMM_WORLD */
     int local_rank, local_ranks; /* MPI_Comm_split_type(MPI_COMM_TYPE_SHARED): this node */
-    bool oversubscribed;         /* more ranks on this node than online cores */
+    int nodes;                   /* nodes (shared-memory domains) of the run */
+    bool oversubscribed;         /* some node has more ranks than online cores */
     char host[256];
+    char node_map[512];          /* rank 0: "vm1 (ranks 0-7), vm2 (ranks 8-15)"; else empty */
     char version[256];           /* MPI_Get_library_version, first line */
 } pb_world;
 
 bool pb_mpi_available(void);
-/* MPI_Init_thread (SERIALIZED) and the rank's place in the world; also
+/* MPI_Init_thread (SERIALIZED) and the rank's place in the world (its
+ * node's ranks, and for rank 0 which host ran which ranks); also
  * the node's shared progress slots (harness/progress.h), which the `mpi`
  * comm's deadline messages read to name a stuck rank. Best effort: without
  * them the messages are generic. pb_world_finalize frees them. */

@@ -16,6 +16,7 @@ PB_PACKAGES=(
     gnuplot-nox       # scaling plots
     valgrind          # make valgrind: memcheck of one run per strategy (CI)
     git               # the revision recorded in each row
+    iproute2          # ip netns: the two-node tests (tests/netns/two-nodes.sh)
 )
 
 pb_install_missing() {
