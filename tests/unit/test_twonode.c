@@ -298,7 +298,7 @@ static void test_link_down_mid_run(void **state)
 {
     nodes *n = *state;
     nodes_up(n);
-    const int timeout = 2, mpirun_timeout = 15;
+    const int timeout = 2, mpirun_timeout = 12;
     char hosts[64];
     snprintf(hosts, sizeof hosts, "%s,%s", n->a, n->b);
     char *args[] = {"--strategy", "ddp", "--gpus", "2", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "100000",
@@ -308,7 +308,7 @@ static void test_link_down_mid_run(void **state)
 
     /* the steps have begun on both sides once rank 0 reports step 10 */
     bool running = false;
-    while (!running && now_s() - start < mpirun_timeout - timeout - 5) {
+    while (!running && now_s() - start < mpirun_timeout - timeout - 3) {
         char *e0 = rank_file(n, 0, "err");
         running = strstr(e0, "step 10/") != NULL;
         free(e0);
@@ -316,7 +316,7 @@ static void test_link_down_mid_run(void **state)
     }
     if (!running) {
         dump_job(n, 2);
-        fail_msg("rank 0 did not report step 10 within %d s", mpirun_timeout - timeout - 5);
+        fail_msg("rank 0 did not report step 10 within %d s", mpirun_timeout - timeout - 3);
     }
     pid_t pid[2] = {rank_pid(n, 0), rank_pid(n, 1)};
     assert_true(pid[0] > 0 && pid[1] > 0);
