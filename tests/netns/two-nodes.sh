@@ -12,25 +12,25 @@
 #   two-nodes.sh rsh NS CMD...     mpirun's rsh agent: as exec, CMD being one
 #                                  shell command line, as ssh would run it
 #   two-nodes.sh link NAME up|down bring node b's end of the link up or down
-#   two-nodes.sh dev NS            the veth's name inside NS
 #   two-nodes.sh addr NS           NS's address on the link
 #
 # By hand (as root), ddp with one rank on each node:
 #   tests/netns/two-nodes.sh up pbn
 #   tests/netns/two-nodes.sh exec pbna mpirun --allow-run-as-root -np 2 \
 #       -H pbna,pbnb --mca plm_rsh_agent "$PWD/tests/netns/two-nodes.sh rsh" \
-#       --mca btl tcp,self --mca btl_tcp_if_include pbna \
-#       --mca oob_tcp_if_include pbna --timeout 120 \
-#       ./bench --strategy ddp --gpus 2 --workload mlp-xs --iters 5
+#       --mca btl tcp,self --mca btl_tcp_if_include 169.254.231.0/30 \
+#       --mca oob_tcp_if_include 169.254.231.0/30 --timeout 120 \
+#       ./bench --strategy ddp --gpus 2 --backend cpu --workload mlp-xs --iters 5
 #   tests/netns/two-nodes.sh down pbn
 #
 # The addresses are link-local (169.254.231.1 and .2/30) and exist only
 # inside the two namespaces, so nothing leaves this machine and two pairs
 # made at once (other names) do not collide. Each node's veth is named after
-# its namespace. The host names need no /etc/hosts entry: mpirun recognises
-# its own (its hostname), and the agent maps the other to its namespace;
-# the daemons find each other by the addresses of the interface given to
-# oob_tcp_if_include.
+# its namespace, so the two differ: give Open MPI the link's subnet, not an
+# interface name. The host names need no /etc/hosts entry: mpirun
+# recognises its own (its hostname), the agent maps the other to its
+# namespace, and the daemons find each other by their addresses on the
+# subnet given to oob_tcp_if_include.
 set -eu
 
 die() {
@@ -113,10 +113,6 @@ link)
     check_name "$1"
     exec ip -n "${1}b" link set "${1}b" "$2"
     ;;
-dev)
-    [ $# -eq 1 ] || die "usage: dev NS"
-    echo "$1"
-    ;;
 addr)
     [ $# -eq 1 ] || die "usage: addr NS"
     case "$1" in
@@ -126,6 +122,6 @@ addr)
     esac
     ;;
 *)
-    die "usage: up NAME | down NAME | exec NS CMD... | rsh NS CMD... | link NAME up|down | dev NS | addr NS"
+    die "usage: up NAME | down NAME | exec NS CMD... | rsh NS CMD... | link NAME up|down | addr NS"
     ;;
 esac
