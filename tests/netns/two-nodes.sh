@@ -98,6 +98,7 @@ exec)
     ns=$1
     shift
     # a UTS namespace of its own: the hostname is the node's name for MPI
+    # shellcheck disable=SC2016 # expanded by the inner shell
     exec ip netns exec "$ns" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$ns" "$@"
     ;;
 rsh)
@@ -106,6 +107,7 @@ rsh)
     [ $# -ge 2 ] || die "usage: rsh NS COMMAND..."
     ns=$1
     shift
+    # shellcheck disable=SC2016 # expanded by the inner shell
     exec ip netns exec "$ns" unshare --uts sh -c 'hostname "$0" && exec sh -c "$1"' "$ns" "$*"
     ;;
 link)
