@@ -80,6 +80,7 @@ typedef struct dp_state {
     const pb_comm *comm;
     pb_comm_ctx *cc[PB_MAX_STAGES];
     pb_comm_req *req[2 * PB_MAX_STAGES];
+    pb_p2p_plan p2p; /* peer access between device 0 and each other */
 
     /* workers: devices 1..n-1 */
     pthread_mutex_t mu;
@@ -275,6 +276,11 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
     PB_TRY(be->alloc(d0, sizeof(float), (void **)&s->loss_sum));
     PB_TRY(pb_phase_timer_init(&s->timer, be, d0));
 
+    {
+        int ordinal[PB_MAX_STAGES];
+        for (int i = 0; i < s->n; i++) ordinal[i] = dp_ordinal(cfg, i);
+        PB_TRY(pb_p2p_setup(be->peer, PB_P2P_STAR, ordinal, s->n, &s->p2p));
+    }
     PB_REQUIRE(ctx->comm, PB_ERR_INTERNAL, "dp: no comm to move data between its devices (--comm local)");
     s->comm = ctx->comm;
     for (int i = 0; i < s->n; i++) PB_TRY(s->comm->init(cfg, be, s->dev[i], i, s->n, &s->cc[i]));
@@ -478,6 +484,13 @@ static pb_status dp_device_info(void *state, pb_device_info *out)
     return s->ctx->be->info(s->dev[0], out);
 }
 
+static void dp_report(void *state, const pb_step_times *mean, pb_record *row)
+{
+    dp_state *s = state;
+    (void)mean;
+    pb_record_set(row, PB_COL_P2P, "%s", pb_p2p_link_name(s->p2p.worst));
+}
+
 const pb_strategy pb_strategy_dp = {
     .name = "dp",
     .description = "DataParallel: scatter, replicate, parallel fwd/bwd, gather and reduce on device 0",
@@ -489,5 +502,6 @@ const pb_strategy pb_strategy_dp = {
     .get_params = dp_get_params,
     .memory = dp_memory,
     .device_info = dp_device_info,
+    .report = dp_report,
     .destroy = dp_destroy,
 };
