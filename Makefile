@@ -134,6 +134,14 @@ else
 NCCL_SRC := kernels/comm_nccl_stub.c
 NCCL_FOUND := no (stub: needs CUDA and MPI)
 endif
+# dp's NCCL within one process (ncclCommInitAll) needs no MPI: with the CUDA
+# backend, which links NCCL
+ifeq ($(CUDA_ON),1)
+NCCL_SRC += kernels/cuda/nccl_local.c
+$(BUILD)/kernels/cuda/nccl_local.o: CFLAGS += -I$(CUDA_HOME)/include -I$(CUBLAS_HOME)/include -I$(NCCL_HOME)/include
+else
+NCCL_SRC += kernels/nccl_local_stub.c
+endif
 
 # --- sources -----------------------------------------------------------------
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
