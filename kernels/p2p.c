@@ -15,6 +15,7 @@ const char *pb_p2p_link_name(pb_p2p_link link)
 pb_p2p_link pb_p2p_classify(const pb_p2p_facts *f)
 {
     if (!f->can_access) return PB_P2P_HOST_STAGED;
+    if (f->nvlink >= 0) return f->nvlink ? PB_P2P_NVLINK : PB_P2P_PCIE;
     return f->native_atomic ? PB_P2P_NVLINK : PB_P2P_PCIE;
 }
 

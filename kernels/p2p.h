@@ -34,6 +34,8 @@ typedef struct pb_p2p_facts {
     bool can_access;    /* a may map b's memory (cudaDeviceCanAccessPeer) */
     bool native_atomic; /* cudaDevP2PAttrNativeAtomicSupported */
     int perf_rank;      /* cudaDevP2PAttrPerformanceRank: 0 the best link */
+    int nvlink;         /* NVML's word (nvmlDeviceGetP2PStatus, NVLINK index):
+                         * 1 over NVLink, 0 not, -1 unknown (no NVML) */
 } pb_p2p_facts;
 
 /* The driver layer (faked in tests). enable: a may access b's memory from
@@ -55,9 +57,10 @@ typedef struct pb_p2p_plan {
     pb_p2p_link worst;             /* the row's `p2p` */
 } pb_p2p_plan;
 
-/* Link class of a -> b from the facts. NVLink versus PCIe without NVML:
- * full native atomics over the link, which NVLink gives and PCIe peer
- * mappings do not, count as NVLink (docs/gpu.md says where that errs). */
+/* Link class of a -> b from the facts: NVML's answer where it gave one;
+ * without NVML, full native atomics over the link, which NVLink gives and
+ * PCIe peer mappings do not, count as NVLink (docs/gpu.md says where that
+ * errs). */
 pb_p2p_link pb_p2p_classify(const pb_p2p_facts *f);
 
 /* Plans peer access for the n devices (physical ordinals `ordinal`) of a

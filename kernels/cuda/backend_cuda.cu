@@ -30,6 +30,7 @@
 #include <cublasLt.h>
 #include <nccl.h>
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -1157,6 +1158,37 @@ cleanup:
     return st;
 }
 
+/* NVML's word on whether a and b talk over NVLink: 1 yes, 0 no, -1 unknown
+ * (no libnvidia-ml, or it failed). Loaded at run time so that the build and
+ * machines without it need nothing; CUDA and NVML number devices
+ * differently, so they are matched by PCI bus id. */
+static int nvml_nvlink(int a, int b)
+{
+    typedef int (*init_fn)(void);
+    typedef int (*handle_fn)(const char *bus, void **dev);
+    typedef int (*p2p_fn)(void *d1, void *d2, int index, int *status);
+    const int caps_index_nvlink = 2, status_ok = 0; /* nvmlGpuP2PCapsIndex_t, nvmlGpuP2PStatus_t */
+    int out = -1;
+    void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return -1;
+    init_fn init = (init_fn)dlsym(lib, "nvmlInit_v2"), shutdown = (init_fn)dlsym(lib, "nvmlShutdown");
+    handle_fn handle = (handle_fn)dlsym(lib, "nvmlDeviceGetHandleByPciBusId_v2");
+    p2p_fn p2p = (p2p_fn)dlsym(lib, "nvmlDeviceGetP2PStatus");
+    if (init && shutdown && handle && p2p && init() == 0) {
+        char bus_a[32], bus_b[32];
+        void *da = NULL, *db = NULL;
+        int status = -1;
+        if (cudaDeviceGetPCIBusId(bus_a, sizeof bus_a, a) == cudaSuccess &&
+            cudaDeviceGetPCIBusId(bus_b, sizeof bus_b, b) == cudaSuccess && handle(bus_a, &da) == 0 &&
+            handle(bus_b, &db) == 0 && p2p(da, db, caps_index_nvlink, &status) == 0)
+            out = status == status_ok;
+        shutdown();
+    }
+    (void)cudaGetLastError(); /* a failed bus-id query is not the run's error */
+    dlclose(lib);
+    return out;
+}
+
 /* The driver's view of the link a -> b for pb_p2p_setup. */
 static pb_status cuda_peer_facts(int a, int b, pb_p2p_facts *out)
 {
@@ -1171,6 +1203,7 @@ static pb_status cuda_peer_facts(int a, int b, pb_p2p_facts *out)
     out->can_access = can != 0;
     out->native_atomic = atomic != 0;
     out->perf_rank = rank;
+    out->nvlink = can ? nvml_nvlink(a, b) : -1;
 cleanup:
     return st;
 }

@@ -54,7 +54,8 @@ static void set_link(int a, int b, pb_p2p_link link)
 {
     fake_link[a][b] = (pb_p2p_facts){.can_access = link == PB_P2P_NVLINK || link == PB_P2P_PCIE,
                                      .native_atomic = link == PB_P2P_NVLINK,
-                                     .perf_rank = link == PB_P2P_NVLINK ? 0 : 1};
+                                     .perf_rank = link == PB_P2P_NVLINK ? 0 : 1,
+                                     .nvlink = -1}; /* no NVML: the atomics decide */
 }
 
 /* every pair of GPUS linked as `link` (nvlink, pcie, or none) */
@@ -143,6 +144,21 @@ static void test_device_map_pairs(void **state)
     assert_int_equal(pb_p2p_setup(&fake_driver, PB_P2P_STAR, star, 4, &plan), PB_OK);
     assert_int_equal(plan.n, 2);
     assert_int_equal(enabled[2][5], 1); /* once, not per logical device */
+}
+
+/* NVML's answer, where there is one, overrides the atomics heuristic */
+static void test_nvml_decides(void **state)
+{
+    (void)state;
+    pb_p2p_facts f = {.can_access = true, .native_atomic = true, .nvlink = -1};
+    assert_int_equal(pb_p2p_classify(&f), PB_P2P_NVLINK);
+    f.nvlink = 0; /* PCIe with peer atomics: NVML knows better */
+    assert_int_equal(pb_p2p_classify(&f), PB_P2P_PCIE);
+    f.native_atomic = false;
+    f.nvlink = 1;
+    assert_int_equal(pb_p2p_classify(&f), PB_P2P_NVLINK);
+    f.can_access = false; /* no peer access at all: staged, whatever the wires */
+    assert_int_equal(pb_p2p_classify(&f), PB_P2P_HOST_STAGED);
 }
 
 static void test_cpu_and_driver_failure(void **state)
@@ -383,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_chain_enables_neighbours),
         cmocka_unit_test(test_no_access_is_host_staged),
         cmocka_unit_test(test_device_map_pairs),
+        cmocka_unit_test(test_nvml_decides),
         cmocka_unit_test(test_cpu_and_driver_failure),
         cmocka_unit_test(test_message_waits_for_its_data_only),
         cmocka_unit_test(test_recv_ready),
