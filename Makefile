@@ -134,11 +134,19 @@ else
 NCCL_SRC := kernels/comm_nccl_stub.c
 NCCL_FOUND := no (stub: needs CUDA and MPI)
 endif
+# dp's NCCL within one process (ncclCommInitAll) needs no MPI: with the CUDA
+# backend, which links NCCL
+ifeq ($(CUDA_ON),1)
+NCCL_SRC += kernels/cuda/nccl_local.c
+$(BUILD)/kernels/cuda/nccl_local.o: CFLAGS += -I$(CUDA_HOME)/include -I$(CUBLAS_HOME)/include -I$(NCCL_HOME)/include
+else
+NCCL_SRC += kernels/nccl_local_stub.c
+endif
 
 # --- sources -----------------------------------------------------------------
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LIB_SRC := $(wildcard harness/*.c strategies/*.c workloads/*.c kernels/cpu/*.c)
-LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) kernels/comm_local.c $(MPI_SRC) $(NCCL_SRC)
+LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) kernels/comm_local.c kernels/p2p.c $(MPI_SRC) $(NCCL_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 MAIN_OBJ := $(BUILD)/harness/main.o
 

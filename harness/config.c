@@ -68,7 +68,7 @@ static const flag flags[] = {
     {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", "mp"},
     {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", "ddp"},
     {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", "ddp"},
-    {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity)", "dp,mp"},
+    {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity); ddp: of each rank (test-only, cuda)", "dp,mp,ddp"},
     {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 with single's (exit 1 beyond tolerance)", NULL},
     {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a device may wait for another (a collective, a pipeline stage, dp's devices) before the run fails", NULL},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
@@ -374,9 +374,11 @@ static pb_status check_strategy_flags(const pb_config *cfg)
         if (!ok)
             return pb_usage_error("%s applies to --strategy %s, not %s", flags[i].name, only, cfg->strategy);
     }
+    /* ddp: one entry per rank */
+    bool ranks = strcmp(cfg->strategy, "ddp") == 0;
     if (cfg->n_device_map && cfg->n_device_map != cfg->devices)
-        return pb_usage_error("--device-map has %d entries; allowed: one per device (--gpus %d)", cfg->n_device_map,
-                              cfg->devices);
+        return pb_usage_error("--device-map has %d entries; allowed: one per %s (--gpus %d)", cfg->n_device_map,
+                              ranks ? "rank" : "device", cfg->devices);
     return PB_OK;
 }
 
@@ -452,6 +454,12 @@ pb_status pb_config_validate(pb_config *cfg)
          * as --gpus asks for */
         int present = pb_backend_cpu.device_count(NULL, 0);
         if ((st = check_device_map(cfg, present > cfg->devices ? present : cfg->devices)) != PB_OK) return st;
+        /* ddp's device map puts ranks on GPUs (test-only: several on one);
+         * a cpu rank is a process with its own threads, nothing to map */
+        if (cfg->n_device_map && strategy->procs == PB_PROC_PER_DEVICE)
+            return pb_usage_error("--device-map for strategy %s places ranks on CUDA devices; allowed: with "
+                                  "--backend cuda",
+                                  cfg->strategy);
     }
     if (strcmp(cfg->backend, "cpu") == 0 && cfg->precision != PB_FP32)
         return pb_usage_error("--precision %s is not supported on the cpu backend; allowed there: fp32",

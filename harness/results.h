@@ -105,6 +105,7 @@ extern "C" {
     X(CPU_MODEL, "cpu_model", ENV, NONE)                                      \
     X(GPU_NAME, "gpu_name", ENV, NONE)                                        \
     X(GPU_COUNT, "gpu_count", ENV, NONE)                                      \
+    X(P2P, "p2p", ENV, NONE)                                                  \
     X(DRIVER, "driver", ENV, NONE)                                            \
     X(CUDA_RUNTIME, "cuda_runtime", ENV, NONE)                                \
     X(CUBLAS, "cublas", ENV, NONE)                                            \

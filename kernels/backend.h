@@ -16,6 +16,7 @@
 
 #include "../harness/config.h"
 #include "../harness/status.h"
+#include "p2p.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -96,6 +97,10 @@ typedef struct pb_backend {
      * where an H100 ran mlp-l bf16 slower that way (docs/gpu.md) */
     bool momentum_in_wgrad;
 
+    /* optional (NULL: no peer links, the CPU): the driver's peer-access
+     * facts and switch for dp and mp (p2p.h) */
+    const pb_p2p_driver *peer;
+
     /* Usable devices; 0 with a reason in why when none. Never fails hard. */
     int (*device_count)(char *why, size_t why_len);
     pb_status (*open)(const pb_config *cfg, int ordinal, pb_device **dev);
@@ -117,9 +122,13 @@ typedef struct pb_backend {
     /* device to device on the compute stream */
     pb_status (*copy)(pb_device *dev, void *dst, const void *src, size_t bytes);
     /* From another device of the same backend (stage to stage, replica to
-     * replica): ordered after the work enqueued so far on src_dev, and
-     * before the work enqueued later on dst_dev. Both devices may be the
-     * same physical device (--device-map 0,0). */
+     * replica), on dst_dev's stream: before the work enqueued later on
+     * dst_dev, and with no ordering against src_dev's stream of its own.
+     * The caller orders it where mark_wait exists: a mark recorded on
+     * src_dev when the data is ready, waited for by dst_dev first, and a
+     * mark recorded on dst_dev after it that src_dev waits for before it
+     * overwrites the source (comm_local does both, per message). Both
+     * devices may be the same physical device (--device-map 0,0). */
     pb_status (*copy_peer)(pb_device *dst_dev, void *dst, pb_device *src_dev, const void *src, size_t bytes);
     /* Host (pinned) to device on a separate copy stream, overlapping the
      * compute stream's work; prefetch_wait makes the compute stream wait for
@@ -162,6 +171,11 @@ typedef struct pb_backend {
     pb_status (*mark_create)(pb_device *dev, pb_mark **mark);
     void (*mark_destroy)(pb_device *dev, pb_mark *mark);
     pb_status (*mark_record)(pb_device *dev, pb_mark *mark);
+    /* optional (NULL where calls are synchronous, the CPU): the work
+     * enqueued later on dev waits until `mark`, recorded on any device of
+     * the backend, has been reached (what was recorded when this is called:
+     * the mark may be recorded again afterwards) */
+    pb_status (*mark_wait)(pb_device *dev, const pb_mark *mark);
     /* ms between two recorded marks; valid after synchronize */
     pb_status (*mark_elapsed_ms)(pb_device *dev, const pb_mark *a, const pb_mark *b, double *ms);
     pb_status (*synchronize)(pb_device *dev);

@@ -51,6 +51,11 @@ typedef struct pb_comm {
      * participant of ctx's group at once, so the others stop waiting for a
      * participant that failed instead of running into their deadlines */
     void (*abort)(pb_comm_ctx *ctx);
+    /* optional: the caller's device waits for the data of its next message
+     * from peer, whose send is already posted, so that the recv's copy
+     * starts at once (mp times the wait apart from the copy: the wait is
+     * pipeline bubble); nothing where copies need no ordering (the cpu) */
+    pb_status (*recv_ready)(pb_comm_ctx *ctx, int peer);
 } pb_comm;
 
 #ifdef __cplusplus

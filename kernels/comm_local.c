@@ -15,6 +15,18 @@
  *   whatever each device enqueues after its wait returns. Single-process NCCL
  *   would be the faster way on GPUs; this path needs nothing but the backend.
  *
+ * Ordering on devices with streams (the backend has mark_wait): a copy waits
+ * for a mark recorded on the source's stream when the data was handed over,
+ * never for whatever the source enqueued since. A send records its mark
+ * when it is posted (per message, created at init), so a receiver that gets
+ * to message j late does not wait for the sender's later work (mp's
+ * microbatches); the receiver records a mark after the copy, and the
+ * sender's device waits for it when the sender waits for its send (the
+ * buffer is the sender's again only then, as in MPI), so that the copies of
+ * sends posted together (dp's scatter) run side by side. A broadcast records
+ * the root's mark once and every destination waits for it: the destinations
+ * copy in parallel, each over its own link.
+ *
  * Sums go in participant order (root first, then the others ascending), so a
  * result does not depend on which thread ran it. Waits sleep on the group's
  * condition variable (CLOCK_MONOTONIC) until the operation has run, the
@@ -69,6 +81,9 @@ struct pb_comm_req {
     int root, peer;
     bool pending;     /* posted and not yet waited for */
     bool done;        /* ran (its outcome in st and ms) */
+    /* a send's: the receiver's mark after the copy, which the sender's
+     * device waits for when the send is waited for */
+    pb_mark *after;
     pb_status st;
     double ms;
 };
@@ -95,13 +110,16 @@ struct slot {
     int posted;
     bool done;
     part *part;
+    /* messages, where marks order copies: the sender's mark recorded at its
+     * post, and the receiver's recorded after the copy */
+    pb_mark *ready, *after;
 };
 
 struct pb_comm_ctx {
     group *g;
     const pb_backend *be;
     pb_device *dev;
-    int rank;
+    int rank, ranks;
     int64_t coll_seq;   /* collectives posted */
     int64_t *send_seq;  /* [ranks]: messages posted to each peer */
     int64_t *recv_seq;  /* [ranks]: receives posted from each peer */
@@ -109,6 +127,13 @@ struct pb_comm_ctx {
      * to peer, 1 + ranks + peer the recvs from peer; request k of a ring at
      * k % DEPTH, as its slot */
     pb_comm_req *reqs;
+    /* where the backend orders copies with marks, on dev, created at init:
+     * send_mark[peer * DEPTH + k % DEPTH] is recorded when send k to peer is
+     * posted, recv_mark[peer * DEPTH + k % DEPTH] after the copy of message
+     * k from peer; ready and done are a collective's copy's source and
+     * destination marks (collectives run one at a time) */
+    pb_mark **send_mark, **recv_mark;
+    pb_mark *ready, *done;
     /* on dev: a peer's values on their way into a sum (not host_is_device),
      * then an in-place reduce_scatter's own chunk; only grows, in post().
      * One operation at a time uses it: collectives run one after another
@@ -202,6 +227,40 @@ static void abort_locked(group *g, const char *why)
     pthread_cond_broadcast(&g->cv);
 }
 
+/* Copies are ordered with marks on this backend (see the top). */
+static bool ordered(const pb_backend *be) { return be->mark_wait != NULL; }
+
+static void destroy_marks(pb_comm_ctx *c)
+{
+    size_t n = (size_t)c->ranks * DEPTH;
+    for (size_t i = 0; i < n; i++) {
+        if (c->send_mark && c->send_mark[i]) c->be->mark_destroy(c->dev, c->send_mark[i]);
+        if (c->recv_mark && c->recv_mark[i]) c->be->mark_destroy(c->dev, c->recv_mark[i]);
+    }
+    if (c->ready) c->be->mark_destroy(c->dev, c->ready);
+    if (c->done) c->be->mark_destroy(c->dev, c->done);
+    free(c->send_mark);
+    free(c->recv_mark);
+}
+
+/* The marks of every message and collective this participant can have
+ * outstanding, so that no step creates one. */
+static pb_status create_marks(pb_comm_ctx *c)
+{
+    pb_status st = PB_OK;
+    size_t n = (size_t)c->ranks * DEPTH;
+    PB_ALLOC(c->send_mark, n);
+    PB_ALLOC(c->recv_mark, n);
+    for (size_t i = 0; i < n; i++) {
+        PB_TRY(c->be->mark_create(c->dev, &c->send_mark[i]));
+        PB_TRY(c->be->mark_create(c->dev, &c->recv_mark[i]));
+    }
+    PB_TRY(c->be->mark_create(c->dev, &c->ready));
+    PB_TRY(c->be->mark_create(c->dev, &c->done));
+cleanup:
+    return st;
+}
+
 static void local_destroy(pb_comm_ctx *c)
 {
     if (!c) return;
@@ -233,6 +292,7 @@ static void local_destroy(pb_comm_ctx *c)
         pthread_mutex_unlock(&forming_mu);
     }
     if (c->scratch) c->be->free(c->dev, c->scratch);
+    destroy_marks(c);
     if (last) group_free(g);
     free(c->send_seq);
     free(c->recv_seq);
@@ -257,6 +317,8 @@ static pb_status local_init(const pb_config *cfg, const pb_backend *be, pb_devic
     c->be = be;
     c->dev = dev;
     c->rank = rank;
+    c->ranks = ranks;
+    if (ordered(be)) PB_TRY(create_marks(c));
 
     pthread_mutex_lock(&forming_mu);
     locked = true;
@@ -300,6 +362,76 @@ cleanup:
 
 static pb_device *dev_of(const group *g, int rank) { return g->member[rank]->dev; }
 
+/* bytes from participant src's `from` into dst's `to`: after the work src
+ * has enqueued so far, before the work dst enqueues later, and (where marks
+ * order copies) before src's later work, which may overwrite `from`. */
+static pb_status ordered_copy(group *g, int dst, void *to, int src, const void *from, size_t bytes)
+{
+    pb_status st = PB_OK;
+    const pb_backend *be = g->be;
+    if (to == from || bytes == 0) return PB_OK; /* in place: memcpy onto itself is undefined */
+    if (dst == src) return be->copy(dev_of(g, dst), to, from, bytes);
+    if (!ordered(be)) return be->copy_peer(dev_of(g, dst), to, dev_of(g, src), from, bytes);
+    pb_comm_ctx *s = g->member[src], *d = g->member[dst];
+    PB_TRY(be->mark_record(s->dev, s->ready));
+    PB_TRY(be->mark_wait(d->dev, s->ready));
+    PB_TRY(be->copy_peer(d->dev, to, s->dev, from, bytes));
+    PB_TRY(be->mark_record(d->dev, d->done));
+    PB_TRY(be->mark_wait(s->dev, d->done));
+cleanup:
+    return st;
+}
+
+/* The root's bytes at `from` into every other participant r's to[r]: the
+ * root's mark is recorded once and every destination waits for it, so the
+ * copies run side by side (one ordered_copy after another would make each
+ * wait for the last: the root waits for each copy before its next mark). */
+static pb_status fan_out(group *g, int root, const void *from, void *const *to, size_t bytes)
+{
+    pb_status st = PB_OK;
+    const pb_backend *be = g->be;
+    if (bytes == 0) return PB_OK;
+    if (!ordered(be)) {
+        for (int r = 0; r < g->ranks; r++)
+            if (r != root) PB_TRY(ordered_copy(g, r, to[r], root, from, bytes));
+        return PB_OK;
+    }
+    pb_comm_ctx *s = g->member[root];
+    PB_TRY(be->mark_record(s->dev, s->ready));
+    for (int r = 0; r < g->ranks; r++) {
+        if (r == root || to[r] == from) continue;
+        pb_comm_ctx *d = g->member[r];
+        PB_TRY(be->mark_wait(d->dev, s->ready));
+        PB_TRY(be->copy_peer(d->dev, to[r], s->dev, from, bytes));
+        PB_TRY(be->mark_record(d->dev, d->done));
+    }
+    for (int r = 0; r < g->ranks; r++)
+        if (r != root && to[r] != from) PB_TRY(be->mark_wait(s->dev, g->member[r]->done));
+cleanup:
+    return st;
+}
+
+/* Message s (sender s->root, receiver s->peer): the copy waits for the
+ * sender's mark from the send's post, not for the sender's later work, and
+ * the receiver's mark after it is left for the sender's wait (s->after). */
+static pb_status run_message(group *g, slot *s)
+{
+    pb_status st = PB_OK;
+    const pb_backend *be = g->be;
+    int from = s->root, to = s->peer;
+    void *dst = s->part[1].buf;
+    const void *src = s->part[0].in;
+    if (!ordered(be) || from == to || s->n == 0 || !s->ready) return ordered_copy(g, to, dst, from, src, s->n);
+    pb_comm_ctx *d = g->member[to];
+    pb_mark *after = d->recv_mark[(size_t)from * DEPTH + (size_t)((s->seq1 - 1) % DEPTH)];
+    PB_TRY(be->mark_wait(d->dev, s->ready));
+    PB_TRY(be->copy_peer(d->dev, dst, dev_of(g, from), src, s->n));
+    PB_TRY(be->mark_record(d->dev, after));
+    s->after = after;
+cleanup:
+    return st;
+}
+
 /* src's n floats at p as participant dst can read them: in place where
  * device memory is host memory, else copied into dst's scratch. */
 static pb_status readable_by(group *g, int dst, int src, const float *p, size_t n, const float **out)
@@ -314,7 +446,7 @@ static pb_status readable_by(group *g, int dst, int src, const float *p, size_t 
     /* post() grew it, on dst's own thread: none is allocated here */
     PB_REQUIRE(d->scratch_bytes >= bytes, PB_ERR_INTERNAL,
                "comm local: participant %d's scratch holds %zu bytes, %zu needed", dst, d->scratch_bytes, bytes);
-    PB_TRY(g->be->copy_peer(d->dev, d->scratch, dev_of(g, src), p, bytes));
+    PB_TRY(ordered_copy(g, dst, d->scratch, src, p, bytes));
     *out = d->scratch;
 cleanup:
     return st;
@@ -334,12 +466,6 @@ cleanup:
     return st;
 }
 
-static pb_status copy_between(group *g, int dst, void *to, int src, const void *from, size_t bytes)
-{
-    if (to == from) return PB_OK; /* in place: memcpy onto itself is undefined */
-    if (dst == src) return g->be->copy(dev_of(g, dst), to, from, bytes);
-    return g->be->copy_peer(dev_of(g, dst), to, dev_of(g, src), from, bytes);
-}
 
 static pb_status run_coll(group *g, slot *s)
 {
@@ -348,11 +474,12 @@ static pb_status run_coll(group *g, slot *s)
     int ranks = g->ranks;
     size_t n = s->n;
     const float *src[PB_MAX_STAGES];
+    void *to[PB_MAX_STAGES];
     if (n == 0) return PB_OK;
+    for (int r = 0; r < ranks && s->kind != OP_P2P; r++) to[r] = s->part[r].buf;
     switch (s->kind) {
     case OP_BCAST:
-        for (int r = 0; r < ranks; r++)
-            if (r != s->root) PB_TRY(copy_between(g, r, s->part[r].buf, s->root, s->part[s->root].buf, n));
+        PB_TRY(fan_out(g, s->root, s->part[s->root].buf, to, n));
         break;
     case OP_REDUCE:
         for (int r = 0; r < ranks; r++) src[r] = s->part[r].buf;
@@ -368,13 +495,13 @@ static pb_status run_coll(group *g, slot *s)
             else /* the backend has no scale: y += (scale - 1) y */
                 PB_TRY(be->axpy(dev_of(g, 0), n, s->scale - 1.0f, sum, sum));
         }
-        for (int r = 1; r < ranks; r++) PB_TRY(copy_between(g, r, s->part[r].buf, 0, sum, n * sizeof(float)));
+        PB_TRY(fan_out(g, 0, sum, to, n * sizeof(float)));
         break;
     }
     case OP_ALLGATHER:
         for (int p = 0; p < ranks; p++)
             for (int r = 0; r < ranks; r++)
-                PB_TRY(copy_between(g, p, (char *)s->part[p].buf + (size_t)r * n, r, s->part[r].in, n));
+                PB_TRY(ordered_copy(g, p, (char *)s->part[p].buf + (size_t)r * n, r, s->part[r].in, n));
         break;
     case OP_REDUCE_SCATTER:
         /* participant r's out: the sum of everyone's chunk r, from participant 0's up */
@@ -389,7 +516,7 @@ static pb_status run_coll(group *g, slot *s)
                 PB_TRY(be->copy(d->dev, own, out, n * sizeof(float)));
                 src[r] = own;
             }
-            PB_TRY(copy_between(g, r, out, 0, src[0], n * sizeof(float)));
+            PB_TRY(ordered_copy(g, r, out, 0, src[0], n * sizeof(float)));
             for (int p = 1; p < ranks; p++) {
                 const float *x = NULL;
                 if (p == r) {
@@ -402,7 +529,7 @@ static pb_status run_coll(group *g, slot *s)
         }
         break;
     case OP_P2P:
-        PB_TRY(copy_between(g, s->peer, s->part[1].buf, s->root, s->part[0].in, n));
+        PB_TRY(run_message(g, s));
         break;
     }
 cleanup:
@@ -428,6 +555,7 @@ static void run_slot(group *g, slot *s)
         r->ms = ms;
         r->done = true;
         r->slot = NULL;
+        r->after = s->kind == OP_P2P && i == 0 && st == PB_OK ? s->after : NULL;
     }
     if (st != PB_OK && !g->op_err[0]) snprintf(g->op_err, sizeof g->op_err, "%s", err);
     s->done = true;
@@ -589,6 +717,16 @@ static pb_status post(pb_comm_ctx *c, const post_args *a, pb_comm_req **out)
         pthread_mutex_unlock(&g->mu);
         return pb_error(fail, "%s", msg);
     }
+    if (p2p && !a->is_recv && ordered(g->be)) {
+        /* the data is what the sender's stream has enqueued by now */
+        pb_mark *mk = c->send_mark[(size_t)a->peer * DEPTH + (size_t)(k % DEPTH)];
+        pb_status st = g->be->mark_record(c->dev, mk);
+        if (st != PB_OK) {
+            pthread_mutex_unlock(&g->mu);
+            return st;
+        }
+        s->ready = mk;
+    }
     part *p = &s->part[me];
     p->buf = a->buf;
     p->in = a->in;
@@ -687,6 +825,12 @@ static pb_status local_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
     if (done) {
         r->pending = false;
         snprintf(err, sizeof err, "%s", st != PB_OK ? g->op_err : "");
+        /* the send's buffer is the sender's again: its later work goes after
+         * the copy. Under the lock: a receiver that leaves aborts the group
+         * before its marks go. */
+        if (st == PB_OK && r->after && !aborted) st = g->be->mark_wait(c->dev, r->after);
+        r->after = NULL;
+        if (st != PB_OK && !err[0]) snprintf(err, sizeof err, "%s", pb_error_message());
     } else {
         missing(g, r->slot, who, sizeof who); /* the slot holds it until it runs */
         snprintf(err, sizeof err, "%s", g->why);
@@ -706,6 +850,20 @@ static pb_status local_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
 }
 
 static double local_req_ms(const pb_comm_req *r) { return r->ms; }
+
+static pb_status local_recv_ready(pb_comm_ctx *c, int peer)
+{
+    pb_status st = PB_OK;
+    group *g = c->g;
+    if (!ordered(g->be) || peer < 0 || peer >= g->ranks) return PB_OK;
+    int64_t k = c->recv_seq[peer];
+    slot *s = &g->p2p[((size_t)peer * (size_t)g->ranks + (size_t)c->rank) * DEPTH + (size_t)(k % DEPTH)];
+    pthread_mutex_lock(&g->mu);
+    /* the mark stays until the send is waited for, which needs this recv */
+    if (s->seq1 == k + 1 && s->part[0].posted && s->ready && !g->aborted) st = g->be->mark_wait(c->dev, s->ready);
+    pthread_mutex_unlock(&g->mu);
+    return st;
+}
 
 static void local_abort(pb_comm_ctx *c)
 {
@@ -734,5 +892,6 @@ const pb_comm pb_comm_local = {
     .wait = local_wait,
     .version = local_version,
     .req_ms = local_req_ms,
+    .recv_ready = local_recv_ready,
     .abort = local_abort,
 };

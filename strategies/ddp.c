@@ -153,7 +153,10 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
                cfg->shape.batch);
     shard_rows(cfg->shape.batch, s->ranks, s->rank, &s->row0, &s->shard);
 
-    PB_TRY(be->open(cfg, ctx->local_rank, &s->dev));
+    /* --device-map (test-only: several ranks on one GPU, docs/gpu.md)
+     * names each rank's device; otherwise the node-local rank. To be folded
+     * into the rank-to-GPU mapping (issue 13, item 7). */
+    PB_TRY(be->open(cfg, cfg->n_device_map ? cfg->device_map[s->rank] : ctx->local_rank, &s->dev));
     PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, layout, 0, layout->n_layers, s->shard, ctx->init_params));
     PB_TRY(pb_phase_timer_init(&s->timer, be, s->dev));
     PB_TRY(ctx->comm->init(cfg, be, s->dev, s->rank, s->ranks, &s->comm));

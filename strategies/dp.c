@@ -27,6 +27,13 @@
  * each is one memcpy, as the copies they replaced, and a faster comm (NCCL
  * groups) would move them too.
  *
+ * On cuda with every device a distinct GPU and the build's NCCL, replicate
+ * and reduce go through NCCL within the process instead (nccl_local.h:
+ * ncclCommInitAll, one group call per collective), as DataParallel's
+ * broadcast_coalesced and reduce_add do; scatter and gather stay messages.
+ * Peer access is enabled between device 0 and each other device (p2p.h),
+ * and the row's `p2p` says over what the copies go.
+ *
  * Threads: the calling thread drives device 0 (and every copy and the loss);
  * a persistent worker thread per other device runs its forward and backward,
  * woken per phase through a condition variable. A parallel phase's span, on
@@ -40,7 +47,9 @@
 #include "../harness/fault.h"
 #include "../harness/phase.h"
 #include "../harness/timer.h"
+#include "../harness/log.h"
 #include "../kernels/comm.h"
+#include "../kernels/nccl_local.h"
 #include "input.h"
 #include "replica.h"
 #include "strategy.h"
@@ -80,6 +89,8 @@ typedef struct dp_state {
     const pb_comm *comm;
     pb_comm_ctx *cc[PB_MAX_STAGES];
     pb_comm_req *req[2 * PB_MAX_STAGES];
+    pb_p2p_plan p2p; /* peer access between device 0 and each other */
+    pb_nccl_local *nccl; /* replicate and reduce through NCCL, NULL: the comm */
 
     /* workers: devices 1..n-1 */
     pthread_mutex_t mu;
@@ -93,6 +104,26 @@ typedef struct dp_state {
 } dp_state;
 
 static int dp_ordinal(const pb_config *cfg, int i) { return cfg->n_device_map ? cfg->device_map[i] : i; }
+
+/* NCCL within the process where it can run: cuda, the build has it, and no
+ * two devices share a GPU (NCCL takes one rank per GPU). Where its init
+ * fails, the comm's peer copies do the work, and the log says why. */
+static pb_status use_nccl(dp_state *s)
+{
+    const pb_config *cfg = s->ctx->cfg;
+    if (s->ctx->be != &pb_backend_cuda || !pb_nccl_local_built()) return PB_OK;
+    for (int i = 0; i < s->n; i++)
+        for (int k = 0; k < i; k++)
+            if (dp_ordinal(cfg, i) == dp_ordinal(cfg, k)) return PB_OK;
+    pb_status st = pb_nccl_local_init(s->dev, s->n, &s->nccl);
+    if (st != PB_OK) {
+        pb_log_info("dp: NCCL within the process could not start (%s); replicate and reduce use peer copies",
+                    pb_error_message());
+        pb_error_clear();
+        s->nccl = NULL;
+    }
+    return PB_OK;
+}
 
 static pb_status dp_validate(const pb_config *cfg, const pb_layout *layout)
 {
@@ -203,6 +234,7 @@ static void dp_destroy(void *state)
         pthread_cond_destroy(&s->done);
         pthread_mutex_destroy(&s->mu);
     }
+    pb_nccl_local_destroy(s->nccl);
     /* before the devices close: a participant may hold scratch on its device */
     for (int i = 0; i < s->n; i++)
         if (s->cc[i]) s->comm->destroy(s->cc[i]);
@@ -275,6 +307,12 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
     PB_TRY(be->alloc(d0, sizeof(float), (void **)&s->loss_sum));
     PB_TRY(pb_phase_timer_init(&s->timer, be, d0));
 
+    {
+        int ordinal[PB_MAX_STAGES];
+        for (int i = 0; i < s->n; i++) ordinal[i] = dp_ordinal(cfg, i);
+        PB_TRY(pb_p2p_setup(be->peer, PB_P2P_STAR, ordinal, s->n, &s->p2p));
+    }
+    PB_TRY(use_nccl(s));
     PB_REQUIRE(ctx->comm, PB_ERR_INTERNAL, "dp: no comm to move data between its devices (--comm local)");
     s->comm = ctx->comm;
     for (int i = 0; i < s->n; i++) PB_TRY(s->comm->init(cfg, be, s->dev[i], i, s->n, &s->cc[i]));
@@ -348,6 +386,13 @@ static pb_status replicate(dp_state *s)
     pb_status st = PB_OK;
     const pb_backend *be = s->ctx->be;
     pb_replica *r0 = &s->rep[0];
+    if (s->nccl) {
+        void *p[PB_MAX_STAGES], *pc[PB_MAX_STAGES];
+        for (int i = 0; i < s->n; i++) p[i] = s->rep[i].params, pc[i] = s->rep[i].params_c;
+        PB_TRY(pb_nccl_local_broadcast(s->nccl, p, r0->p_len * sizeof(float), 0));
+        if (r0->params_c) PB_TRY(pb_nccl_local_broadcast(s->nccl, pc, be->act_bytes(s->dev[0], r0->p_len), 0));
+        return PB_OK;
+    }
     for (int i = 0; i < s->n; i++)
         PB_TRY(s->comm->broadcast(s->cc[i], s->rep[i].params, r0->p_len * sizeof(float), 0, &s->req[i]));
     PB_TRY(wait_all(s));
@@ -365,6 +410,11 @@ cleanup:
 static pb_status reduce_grads(dp_state *s)
 {
     pb_status st = PB_OK;
+    if (s->nccl) {
+        float *g[PB_MAX_STAGES];
+        for (int i = 0; i < s->n; i++) g[i] = s->rep[i].grads;
+        return pb_nccl_local_reduce(s->nccl, g, s->rep[0].p_len, 0);
+    }
     for (int i = 0; i < s->n; i++) PB_TRY(s->comm->reduce(s->cc[i], s->rep[i].grads, s->rep[0].p_len, 0, &s->req[i]));
     PB_TRY(wait_all(s));
 cleanup:
@@ -478,6 +528,13 @@ static pb_status dp_device_info(void *state, pb_device_info *out)
     return s->ctx->be->info(s->dev[0], out);
 }
 
+static void dp_report(void *state, const pb_step_times *mean, pb_record *row)
+{
+    dp_state *s = state;
+    (void)mean;
+    pb_record_set(row, PB_COL_P2P, "%s", pb_p2p_link_name(s->p2p.worst));
+}
+
 const pb_strategy pb_strategy_dp = {
     .name = "dp",
     .description = "DataParallel: scatter, replicate, parallel fwd/bwd, gather and reduce on device 0",
@@ -489,5 +546,6 @@ const pb_strategy pb_strategy_dp = {
     .get_params = dp_get_params,
     .memory = dp_memory,
     .device_info = dp_device_info,
+    .report = dp_report,
     .destroy = dp_destroy,
 };

@@ -46,10 +46,17 @@
  * stage's loss is timed in bwd (GPipe computes each microbatch's loss
  * gradient when that microbatch's backward starts). bubble_frac is the mean
  * bubble over the mean T of the measured steps; bubble_frac_theory is GPipe's
- * (p-1)/(m+p-1). On CUDA a receiver's p2p span also holds its stream's wait
- * for the sender's data (copy_peer waits and copies in one call), so there
- * p2p is an upper bound and bubble a lower bound; on the CPU, where a stage
- * waits on the host before its span begins, they are exact. */
+ * (p-1)/(m+p-1). A receiver's waiting is outside its spans on both
+ * backends, so it counts as bubble and p2p is the copy alone: on the CPU the
+ * stage waits on the host (wait_for) before its span begins; on CUDA the
+ * host wait only sees the send posted, and the stream's wait for the
+ * sender's data (the per-message mark the send recorded, comm_local.c) is
+ * enqueued by the comm's recv_ready before the p2p span's first mark, so
+ * the span's marks time the copy alone.
+ *
+ * Peer access for each stage and the next is enabled at init (p2p.h) and
+ * the row's `p2p` says what the links are. pb_mp_trace (a test hook) reads
+ * each span of the last step with its microbatch, on one clock. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
@@ -71,7 +78,9 @@ typedef struct span_log {
     pb_device *dev;
     pb_mark **marks; /* 2 * cap */
     pb_phase *phase; /* cap */
+    int *mb;         /* cap: the microbatch of each span, -1 none */
     int cap, n;
+    int cur_mb;      /* the microbatch the next span belongs to */
 } span_log;
 
 typedef struct mp_state mp_state;
@@ -123,6 +132,7 @@ struct mp_state {
     int cause;     /* the stage that failed first this step, -1 none */
     int hung;      /* a stage another waited --timeout for this step, -1 none:
                     * its deadline has passed, so the step waits no longer */
+    pb_p2p_plan p2p;              /* peer access between neighbouring stages */
     int fwd_ready[PB_MAX_STAGES]; /* microbatches whose forward output is posted */
     int bwd_ready[PB_MAX_STAGES]; /* microbatches whose input gradient is posted */
     const pb_batch *batch;
@@ -232,6 +242,7 @@ static void span_log_destroy(span_log *g)
             if (g->marks[i]) g->be->mark_destroy(g->dev, g->marks[i]);
     free(g->marks);
     free(g->phase);
+    free(g->mb);
     memset(g, 0, sizeof *g);
 }
 
@@ -246,6 +257,8 @@ static pb_status span_log_init(span_log *g, const pb_backend *be, pb_device *dev
     PB_CHECK_ALLOC(g->marks, (size_t)2 * cap * sizeof *g->marks);
     g->phase = calloc((size_t)cap, sizeof *g->phase);
     PB_CHECK_ALLOC(g->phase, (size_t)cap * sizeof *g->phase);
+    g->mb = calloc((size_t)cap, sizeof *g->mb);
+    PB_CHECK_ALLOC(g->mb, (size_t)cap * sizeof *g->mb);
     for (int i = 0; i < 2 * cap; i++) PB_TRY(be->mark_create(dev, &g->marks[i]));
     return PB_OK;
 cleanup:
@@ -258,6 +271,7 @@ static pb_status span_begin(span_log *g, pb_phase p)
     if (g->n >= g->cap) return pb_error(PB_ERR_INTERNAL, "more than %d phase spans in one mp step", g->cap);
     pb_fault_at(p); /* tests' PB_FAULT (device=k: stage k); a nan one shows in the step's loss */
     g->phase[g->n] = p;
+    g->mb[g->n] = g->cur_mb;
     pb_status st = g->be->mark_record(g->dev, g->marks[2 * g->n]);
     if (st == PB_OK) pb_nvtx_push(pb_phase_name(p));
     return st;
@@ -339,6 +353,9 @@ static pb_status receive(mp_stage *g, void *buf, size_t bytes, int from)
     pb_status st = PB_OK;
     const pb_comm *cm = g->s->comm;
     pb_comm_req *req = NULL;
+    /* the stream's wait for the sender's data goes before the span: it is
+     * bubble, not transfer */
+    if (cm->recv_ready) PB_TRY(cm->recv_ready(g->cc, from));
     PB_TRY(span_begin(&g->log, PB_PHASE_P2P));
     PB_TRY(cm->recv(g->cc, buf, bytes, from, &req));
     PB_TRY(cm->wait(g->cc, req, g->s->ctx->cfg->timeout_s));
@@ -388,6 +405,7 @@ static pb_status stage_step(mp_stage *g)
     size_t in_mb = be->act_bytes(g->dev, (size_t)mb * w_in), out_mb = be->act_bytes(g->dev, (size_t)mb * w_out);
     pb_replica v;
     g->log.n = 0;
+    g->log.cur_mb = -1;
     g->loss = 0.0f;
 
     if (k == 0 || k == last) {
@@ -403,6 +421,7 @@ static pb_status stage_step(mp_stage *g)
     /* GPipe: every forward ... */
     for (int j = 0; j < M; j++) {
         view_of(g, j, &v);
+        g->log.cur_mb = j;
         if (k > 0) {
             PB_TRY(wait_for(g, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j));
             PB_TRY(receive(g, v.act[0], in_mb, k - 1));
@@ -416,6 +435,7 @@ static pb_status stage_step(mp_stage *g)
     /* ... then every backward, last microbatch first */
     for (int j = M - 1; j >= 0; j--) {
         view_of(g, j, &v);
+        g->log.cur_mb = j;
         if (k < last) {
             PB_TRY(wait_for(g, &s->bwd_ready[k + 1], M - j, k + 1, "input gradients", j));
             PB_TRY(receive(g, r->dz[0], out_mb, k + 1));
@@ -433,6 +453,7 @@ static pb_status stage_step(mp_stage *g)
         if (k > 0) PB_TRY(post_send(g, send_rows, in_mb, k - 1, M, M + (M - 1 - j), &s->bwd_ready[k], M - j));
     }
 
+    g->log.cur_mb = -1;
     PB_TRY(span_begin(&g->log, PB_PHASE_OPT));
     PB_TRY(pb_replica_optimize(r));
     PB_TRY(span_end(&g->log));
@@ -593,6 +614,11 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
     }
     s->sync_ready = true;
     for (int k = 0; k < s->p; k++) PB_TRY(stage_init(s, k));
+    {
+        int ordinal[PB_MAX_STAGES];
+        for (int k = 0; k < s->p; k++) ordinal[k] = ctx->cfg->n_device_map ? ctx->cfg->device_map[k] : k;
+        PB_TRY(pb_p2p_setup(ctx->be->peer, PB_P2P_CHAIN, ordinal, s->p, &s->p2p));
+    }
     for (int k = 0; k < s->p; k++) {
         PB_REQUIRE(pthread_create(&s->stage[k].thread, NULL, stage_worker, &s->stage[k]) == 0, PB_ERR_INTERNAL,
                    "cannot start the worker thread of stage %d", k);
@@ -684,6 +710,27 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
     return PB_OK;
 }
 
+pb_status pb_mp_trace(void *state, pb_mp_span *out, int cap, int *n)
+{
+    mp_state *s = state;
+    const pb_backend *be = s->ctx->be;
+    const pb_mark *origin = s->stage[0].log.marks[0];
+    *n = 0;
+    for (int k = 0; k < s->p; k++) {
+        const span_log *g = &s->stage[k].log;
+        for (int i = 0; i < g->n && *n < cap; i++) {
+            pb_mp_span *o = &out[(*n)++];
+            o->stage = k;
+            o->mb = g->mb[i];
+            o->phase = g->phase[i];
+            pb_status st = be->mark_elapsed_ms(g->dev, origin, g->marks[2 * i], &o->start_ms);
+            if (st == PB_OK) st = be->mark_elapsed_ms(g->dev, origin, g->marks[2 * i + 1], &o->end_ms);
+            if (st != PB_OK) return st;
+        }
+    }
+    return PB_OK;
+}
+
 static pb_status mp_get_params(void *state, float *host_params)
 {
     mp_state *s = state;
@@ -721,6 +768,7 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
         pb_record_num(row, PB_COL_BUBBLE_FRAC, s->sum_bubble_ms / s->sum_step_ms);
     pb_record_num(row, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
     pb_record_set(row, PB_COL_MICROBATCHES, "%d", s->m);
+    pb_record_set(row, PB_COL_P2P, "%s", pb_p2p_link_name(s->p2p.worst));
     /* the split the run used (balanced or --split), as layers per stage */
     char layers[PB_FIELD_MAX] = "";
     size_t n = 0;

@@ -93,6 +93,20 @@ extern const pb_strategy pb_strategy_mp;
  * cfg->devices + 1 entries); the memory plan sizes them by it */
 void pb_mp_stage_bounds(const pb_config *cfg, const pb_layout *layout, int *first);
 
+/* Test hook: one phase span of an mp stage's last step. */
+typedef struct pb_mp_span {
+    int stage, mb; /* mb: the microbatch, -1 for spans of none (h2d, opt) */
+    pb_phase phase;
+    double start_ms, end_ms; /* from stage 0's first mark of the step */
+} pb_mp_span;
+
+/* Every span of mp's last step (state from pb_strategy_mp.init), at most
+ * cap, stage by stage in order; *n is how many. The times are differences
+ * of device marks across stages, so they need one clock: the cpu, or the
+ * stages on one GPU (--device-map 0,0); on distinct GPUs the backend's
+ * elapsed-time call fails and so does this. */
+pb_status pb_mp_trace(void *state, pb_mp_span *out, int cap, int *n);
+
 #ifdef __cplusplus
 }
 #endif

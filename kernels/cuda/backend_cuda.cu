@@ -30,6 +30,7 @@
 #include <cublasLt.h>
 #include <nccl.h>
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -113,8 +114,6 @@ struct pb_device {
     cudaStream_t side_stream;
     cudaEvent_t side_fork, side_join;
     bool side_pending;
-    /* copy_peer: ordering between this device's stream and another's */
-    cudaEvent_t peer_ready, peer_done;
     cublasLtHandle_t lt;
     void *workspace;
 
@@ -559,17 +558,17 @@ cleanup:
 }
 
 template <pb_optimizer K, typename C, bool READY>
-static pb_status launch_optimizer_t(pb_device *dev, const pb_opt_args *a, const opt_hparams &h)
+static pb_status launch_optimizer_t(pb_device *dev, cudaStream_t stream, const pb_opt_args *a, const opt_hparams &h)
 {
     pb_status st = PB_OK;
     C *pc = (C *)a->params_compute;
     bool vec = aligned16(a->params) && (READY || aligned16(a->grads)) && a->m && aligned16(a->m) &&
                (K == PB_OPT_SGD || aligned16(a->v));
     if (vec) {
-        optimizer_kernel<K, C, true, READY><<<grid_for(dev, a->n / 4), THREADS, 0, dev->stream>>>(
+        optimizer_kernel<K, C, true, READY><<<grid_for(dev, a->n / 4), THREADS, 0, stream>>>(
             a->n, a->params, a->grads, a->m, a->v, pc, h);
     } else {
-        optimizer_kernel<K, C, false, READY><<<grid_for(dev, a->n), THREADS, 0, dev->stream>>>(
+        optimizer_kernel<K, C, false, READY><<<grid_for(dev, a->n), THREADS, 0, stream>>>(
             a->n, a->params, a->grads, a->m, a->v, pc, h);
     }
     PB_CUDA_CHECK_LAUNCH("optimizer_kernel");
@@ -865,8 +864,6 @@ static void cuda_close(pb_device *dev)
     if (dev->lt) cublasLtDestroy(dev->lt);
     if (dev->prefetched) cudaEventDestroy(dev->prefetched);
     if (dev->copy_stream) cudaStreamDestroy(dev->copy_stream);
-    if (dev->peer_ready) cudaEventDestroy(dev->peer_ready);
-    if (dev->peer_done) cudaEventDestroy(dev->peer_done);
     if (dev->side_fork) cudaEventDestroy(dev->side_fork);
     if (dev->side_join) cudaEventDestroy(dev->side_join);
     if (dev->side_stream) cudaStreamDestroy(dev->side_stream);
@@ -915,8 +912,6 @@ static pb_status cuda_open(const pb_config *cfg, int ordinal, pb_device **out)
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->prefetched, cudaEventDisableTiming));
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->side_fork, cudaEventDisableTiming));
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->side_join, cudaEventDisableTiming));
-    PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->peer_ready, cudaEventDisableTiming));
-    PB_CUDA_CHECK(cudaEventCreateWithFlags(&dev->peer_done, cudaEventDisableTiming));
     PB_CUBLAS_CHECK(cublasLtCreate(&dev->lt));
     PB_CUDA_CHECK(cudaMalloc(&dev->workspace, WORKSPACE_BYTES));
     if (is_bf16(dev)) {
@@ -1144,29 +1139,104 @@ static pb_status cuda_copy(pb_device *dev, void *dst, const void *src, size_t by
     return copy_on(dev, dst, src, bytes, cudaMemcpyDeviceToDevice, dev->stream, false);
 }
 
-/* Peer copy on the destination's stream after the source's stream has
- * reached this point (an event recorded there); cudaMemcpyPeerAsync goes over
- * NVLink/PCIe directly where peer access is possible, else through the host. */
+/* Peer copy on the destination's stream, ordered by the caller's marks
+ * (backend.h): recording an event on the source's stream here, as this once
+ * did, would order the copy after everything the source has enqueued by the
+ * time the receiver gets to it (all of an mp stage's forwards), not after
+ * the data. cudaMemcpyPeerAsync goes over NVLink/PCIe directly where peer
+ * access is enabled (pb_p2p_setup), else through the host. */
 static pb_status cuda_copy_peer(pb_device *dst_dev, void *dst, pb_device *src_dev, const void *src, size_t bytes)
 {
     pb_status st = PB_OK;
     if (bytes == 0) return PB_OK;
-    PB_TRY(use_device(src_dev));
-    PB_CUDA_CHECK(cudaEventRecord(src_dev->peer_ready, src_dev->stream));
     PB_TRY(use_device(dst_dev));
-    PB_CUDA_CHECK(cudaStreamWaitEvent(dst_dev->stream, src_dev->peer_ready, 0));
     if (dst_dev->ordinal == src_dev->ordinal)
         PB_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, dst_dev->stream));
     else
         PB_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev->ordinal, src, src_dev->ordinal, bytes, dst_dev->stream));
-    /* the source may be overwritten by its device's next work only after
-     * the copy has read it */
-    PB_CUDA_CHECK(cudaEventRecord(dst_dev->peer_done, dst_dev->stream));
-    PB_TRY(use_device(src_dev));
-    PB_CUDA_CHECK(cudaStreamWaitEvent(src_dev->stream, dst_dev->peer_done, 0));
 cleanup:
     return st;
 }
+
+/* NVML's word on whether a and b talk over NVLink: 1 yes, 0 no, -1 unknown
+ * (no libnvidia-ml, or it failed). Loaded at run time so that the build and
+ * machines without it need nothing; CUDA and NVML number devices
+ * differently, so they are matched by PCI bus id. */
+static int nvml_nvlink(int a, int b)
+{
+    typedef int (*init_fn)(void);
+    typedef int (*handle_fn)(const char *bus, void **dev);
+    typedef int (*p2p_fn)(void *d1, void *d2, int index, int *status);
+    const int caps_index_nvlink = 2, status_ok = 0; /* nvmlGpuP2PCapsIndex_t, nvmlGpuP2PStatus_t */
+    int out = -1;
+    void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return -1;
+    init_fn init = (init_fn)dlsym(lib, "nvmlInit_v2"), shutdown = (init_fn)dlsym(lib, "nvmlShutdown");
+    handle_fn handle = (handle_fn)dlsym(lib, "nvmlDeviceGetHandleByPciBusId_v2");
+    p2p_fn p2p = (p2p_fn)dlsym(lib, "nvmlDeviceGetP2PStatus");
+    if (init && shutdown && handle && p2p && init() == 0) {
+        char bus_a[32], bus_b[32];
+        void *da = NULL, *db = NULL;
+        int status = -1;
+        if (cudaDeviceGetPCIBusId(bus_a, sizeof bus_a, a) == cudaSuccess &&
+            cudaDeviceGetPCIBusId(bus_b, sizeof bus_b, b) == cudaSuccess && handle(bus_a, &da) == 0 &&
+            handle(bus_b, &db) == 0 && p2p(da, db, caps_index_nvlink, &status) == 0)
+            out = status == status_ok;
+        shutdown();
+    }
+    (void)cudaGetLastError(); /* a failed bus-id query is not the run's error */
+    dlclose(lib);
+    return out;
+}
+
+/* The driver's view of the link a -> b for pb_p2p_setup. */
+static pb_status cuda_peer_facts(int a, int b, pb_p2p_facts *out)
+{
+    pb_status st = PB_OK;
+    int can = 0, atomic = 0, rank = 0;
+    memset(out, 0, sizeof *out);
+    PB_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, a, b));
+    if (can) {
+        PB_CUDA_CHECK(cudaDeviceGetP2PAttribute(&atomic, cudaDevP2PAttrNativeAtomicSupported, a, b));
+        PB_CUDA_CHECK(cudaDeviceGetP2PAttribute(&rank, cudaDevP2PAttrPerformanceRank, a, b));
+    }
+    out->can_access = can != 0;
+    out->native_atomic = atomic != 0;
+    out->perf_rank = rank;
+    out->nvlink = can ? nvml_nvlink(a, b) : -1;
+cleanup:
+    return st;
+}
+
+/* Device a may access b's memory. Enabling is per context and process-wide:
+ * a second dp/mp in the process (--verify's reference, tests) finds it
+ * enabled, which cudaDeviceEnablePeerAccess reports as an error that also
+ * stays as the thread's last error; both are cleared here. */
+static pb_status cuda_peer_enable(int a, int b)
+{
+    pb_status st = PB_OK;
+    int cur = -1;
+    PB_CUDA_CHECK(cudaGetDevice(&cur));
+    PB_CUDA_CHECK(cudaSetDevice(a));
+    {
+        cudaError_t e = cudaDeviceEnablePeerAccess(b, 0);
+        if (e == cudaErrorPeerAccessAlreadyEnabled) {
+            (void)cudaGetLastError();
+            e = cudaSuccess;
+        }
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            (void)cudaSetDevice(cur);
+            return pb_error(PB_ERR_BACKEND, "cudaDeviceEnablePeerAccess(cuda:%d -> cuda:%d) failed: %s (%s)", a, b,
+                            cudaGetErrorString(e), cudaGetErrorName(e));
+        }
+    }
+    PB_CUDA_CHECK(cudaSetDevice(cur));
+cleanup:
+    return st;
+}
+
+static const pb_p2p_driver cuda_peer = {.facts = cuda_peer_facts, .enable = cuda_peer_enable};
 
 /* Only pinned sources overlap (pageable ones are staged synchronously by the
  * driver). Nothing orders the copy after compute work that still reads dst:
@@ -1418,7 +1488,10 @@ cleanup:
     return st;
 }
 
-static pb_status cuda_optimizer(pb_device *dev, const pb_opt_args *a)
+/* The optimizer's kernels on `stream` (the compute stream, or the side
+ * stream for optimizer_side): passed in, never swapped into dev->stream,
+ * which other threads read (mp's neighbours order their copies on it). */
+static pb_status optimizer_on(pb_device *dev, cudaStream_t stream, const pb_opt_args *a)
 {
     pb_status st = PB_OK;
     opt_hparams h;
@@ -1437,11 +1510,11 @@ static pb_status cuda_optimizer(pb_device *dev, const pb_opt_args *a)
     PB_REQUIRE(!a->momentum_ready || a->kind == PB_OPT_SGD, PB_ERR_INTERNAL,
                "optimizer: momentum_ready is for SGD only");
     if (a->kind == PB_OPT_SGD && a->momentum_ready) {
-        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_SGD, bf16, true>(dev, a, h)));
-        else PB_TRY((launch_optimizer_t<PB_OPT_SGD, float, true>(dev, a, h)));
+        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_SGD, bf16, true>(dev, stream, a, h)));
+        else PB_TRY((launch_optimizer_t<PB_OPT_SGD, float, true>(dev, stream, a, h)));
     } else if (a->kind == PB_OPT_SGD) {
-        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_SGD, bf16, false>(dev, a, h)));
-        else PB_TRY((launch_optimizer_t<PB_OPT_SGD, float, false>(dev, a, h)));
+        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_SGD, bf16, false>(dev, stream, a, h)));
+        else PB_TRY((launch_optimizer_t<PB_OPT_SGD, float, false>(dev, stream, a, h)));
     } else if (a->kind == PB_OPT_ADAMW) {
         PB_REQUIRE(a->m && a->v && a->step >= 1, PB_ERR_INTERNAL,
                    "optimizer: AdamW needs both moments and a step >= 1 (step %d)", a->step);
@@ -1449,8 +1522,8 @@ static pb_status cuda_optimizer(pb_device *dev, const pb_opt_args *a)
          * long before it underflows its range */
         h.bc1 = (float)(1.0 - pow((double)a->beta1, (double)a->step));
         h.bc2 = (float)(1.0 - pow((double)a->beta2, (double)a->step));
-        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_ADAMW, bf16, false>(dev, a, h)));
-        else PB_TRY((launch_optimizer_t<PB_OPT_ADAMW, float, false>(dev, a, h)));
+        if (bf16_copy) PB_TRY((launch_optimizer_t<PB_OPT_ADAMW, bf16, false>(dev, stream, a, h)));
+        else PB_TRY((launch_optimizer_t<PB_OPT_ADAMW, float, false>(dev, stream, a, h)));
     } else {
         st = pb_error(PB_ERR_INTERNAL, "optimizer: unknown kind %d", (int)a->kind);
     }
@@ -1458,21 +1531,20 @@ cleanup:
     return st;
 }
 
+static pb_status cuda_optimizer(pb_device *dev, const pb_opt_args *a) { return optimizer_on(dev, dev->stream, a); }
+
 /* The optimizer on the side stream, after everything enqueued so far on the
  * compute stream (this layer's gradients): memory-bound updates overlap the
- * compute-bound GEMMs of the layers still to go back through. The launcher
- * enqueues on dev->stream, so it is pointed at the side stream for the call. */
+ * compute-bound GEMMs of the layers still to go back through. dev->stream
+ * is never changed: another thread (an mp neighbour's copy, the comm) may
+ * read it meanwhile. */
 static pb_status cuda_optimizer_side(pb_device *dev, const pb_opt_args *a)
 {
     pb_status st = PB_OK;
-    cudaStream_t compute = dev->stream;
     PB_TRY(use_device(dev));
-    PB_CUDA_CHECK(cudaEventRecord(dev->side_fork, compute));
+    PB_CUDA_CHECK(cudaEventRecord(dev->side_fork, dev->stream));
     PB_CUDA_CHECK(cudaStreamWaitEvent(dev->side_stream, dev->side_fork, 0));
-    dev->stream = dev->side_stream;
-    st = cuda_optimizer(dev, a);
-    dev->stream = compute;
-    PB_TRY(st);
+    PB_TRY(optimizer_on(dev, dev->side_stream, a));
     dev->side_pending = true;
 cleanup:
     return st;
@@ -1556,6 +1628,15 @@ static pb_status cuda_mark_record(pb_device *dev, pb_mark *mark)
     PB_CUDA_CHECK(cudaEventRecordWithFlags(mark->ev, dev->stream,
                                            dev->capturing ? cudaEventRecordExternal
                                                           : cudaEventRecordDefault));
+cleanup:
+    return st;
+}
+
+static pb_status cuda_mark_wait(pb_device *dev, const pb_mark *mark)
+{
+    pb_status st = PB_OK;
+    PB_TRY(use_device(dev));
+    PB_CUDA_CHECK(cudaStreamWaitEvent(dev->stream, mark->ev, 0));
 cleanup:
     return st;
 }
@@ -1804,6 +1885,7 @@ const pb_backend pb_backend_cuda = {
     .description = "NVIDIA GPUs: cuBLASLt GEMMs with fused bias epilogues, CUDA kernels",
     .host_is_device = false,
     .momentum_in_wgrad = false,
+    .peer = &cuda_peer,
     .device_count = cuda_device_count,
     .open = cuda_open,
     .close = cuda_close,
@@ -1836,6 +1918,7 @@ const pb_backend pb_backend_cuda = {
     .mark_create = cuda_mark_create,
     .mark_destroy = cuda_mark_destroy,
     .mark_record = cuda_mark_record,
+    .mark_wait = cuda_mark_wait,
     .mark_elapsed_ms = cuda_mark_elapsed_ms,
     .synchronize = cuda_synchronize,
     .calibrate = cuda_calibrate,

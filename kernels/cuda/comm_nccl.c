@@ -3,15 +3,23 @@
  *
  * Bootstrap: rank 0 calls ncclGetUniqueId and broadcasts it over
  * MPI_COMM_WORLD (from the main thread, while no other comm is active);
- * every rank then calls ncclCommInitRank on its own device. A rank that does
- * not arrive leaves the others blocked in init: the launcher's --timeout
- * bounds that.
+ * every rank then calls ncclCommInitRankConfig on its own device.
+ *
+ * Deadlines everywhere: the communicator is non-blocking (config.blocking =
+ * 0), so no NCCL call blocks. Its set-up, every enqueue (which may return
+ * ncclInProgress: NCCL sets up a peer's connections lazily, inside the first
+ * collective that needs them) and ncclCommFinalize are each followed by
+ * polling ncclCommGetAsyncError under --timeout (harness/poll.h), as wait()
+ * polls the end event. A rank whose peer never arrives (a missing rank, a
+ * hung one) therefore fails within --timeout naming the rank that holds it
+ * up (the node's progress slots, harness/progress.h), instead of blocking
+ * until the launcher's backstop.
  *
  * Asynchrony: every operation is issued on a comm stream of this comm's own,
  * ordered after the work already queued on the device's compute stream (an
  * event recorded there, waited on by the comm stream), so a bucket's
  * all-reduce runs while the compute stream goes on with the rest of
- * backward. Each request records a start and an end event around its
+ * backward. The comm stream's priority: stream_priority(). Each request records a start and an end event around its
  * operation; wait() polls the end event and ncclCommGetAsyncError with
  * short sleeps. On an asynchronous NCCL error, a CUDA fault or the deadline,
  * the communicator is aborted (ncclCommAbort) and wait() fails with
@@ -22,6 +30,10 @@
  * ncclGroupStart/End when one of them is waited on or another operation is
  * issued, so a pair of ranks that both send and then receive does not
  * deadlock. Every rank must issue the same operations in the same order.
+ *
+ * Several ranks on one GPU (test-only, --device-map 0,0,.. for ddp): NCCL
+ * refuses two ranks on one device ("Duplicate GPU") unless each looks like
+ * a node of its own: share_one_gpu().
  *
  * Compiled only when the build has both the CUDA backend and MPI (see the
  * Makefile); kernels/comm_nccl_stub.c otherwise. */
@@ -37,11 +49,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "../../harness/log.h"
+#include "../../harness/poll.h"
 #include "../../harness/progress.h"
-#include "../../harness/timer.h"
 #include "../comm_mpi.h"
 #include "cuda_check.h"
 #include "cuda_device.h"
@@ -83,6 +95,7 @@ struct pb_comm_ctx {
     ncclComm_t comm;
     bool comm_up, aborted;
     int rank, ranks, ordinal;
+    double deadline_s; /* --timeout: set-up, each enqueue, finalize */
     char host[256];
     cudaStream_t compute; /* the device's: not ours to destroy */
     cudaStream_t stream;
@@ -108,6 +121,14 @@ static void abort_comm(pb_comm_ctx *c)
     c->aborted = true;
 }
 
+/* No call may touch an aborted communicator. */
+static pb_status check_alive(const pb_comm_ctx *c)
+{
+    if (!c->aborted) return PB_OK;
+    return pb_user_error(PB_ERR_COMM, "rank %d of %d on %s: nccl communicator was aborted by an earlier failure",
+                         c->rank, c->ranks, c->host);
+}
+
 static pb_status use_device(const pb_comm_ctx *c)
 {
     pb_status st = PB_OK;
@@ -116,6 +137,92 @@ static pb_status use_device(const pb_comm_ctx *c)
     if (cur != c->ordinal) PB_CUDA_CHECK(cudaSetDevice(c->ordinal));
 cleanup:
     return st;
+}
+
+/* --- polling under a deadline ---------------------------------------------------- */
+
+/* What a poll asks: the communicator's asynchronous state and, for a wait,
+ * the request's end event; keeps the failure it saw for the message. */
+typedef struct comm_query {
+    pb_comm_ctx *c;
+    cudaEvent_t end;
+    bool have_end;
+    cudaError_t cuda; /* cudaSuccess, or the event's failure */
+    ncclResult_t nccl; /* ncclSuccess, or the communicator's failure */
+} comm_query;
+
+static pb_poll query_comm(void *arg)
+{
+    comm_query *q = arg;
+    if (q->have_end) {
+        cudaError_t e = cudaEventQuery(q->end);
+        if (e == cudaSuccess) return PB_POLL_DONE;
+        if (e != cudaErrorNotReady) {
+            q->cuda = e;
+            return PB_POLL_FAILED;
+        }
+    }
+    ncclResult_t async = ncclSuccess;
+    ncclResult_t r = ncclCommGetAsyncError(q->c->comm, &async);
+    if (r != ncclSuccess || (async != ncclSuccess && async != ncclInProgress)) {
+        q->nccl = r != ncclSuccess ? r : async;
+        return PB_POLL_FAILED;
+    }
+    /* ncclSuccess: the host side is done (set-up, an enqueue); a wait goes
+     * on until the end event has passed */
+    return async == ncclInProgress || q->have_end ? PB_POLL_PENDING : PB_POLL_DONE;
+}
+
+/* Polls until `what` (e.g. "communicator set-up", "allreduce of 10 floats")
+ * is done; on an error or past the deadline aborts the communicator and
+ * fails naming this rank and, for a deadline, the rank that holds it up. */
+static pb_status settle(pb_comm_ctx *c, const char *what, const pb_comm_req *r, double deadline_s)
+{
+    comm_query q = {c, r ? r->end : NULL, r != NULL, cudaSuccess, ncclSuccess};
+    pb_poll_ops ops = {query_comm, NULL, NULL, &q};
+    pb_poll p = pb_poll_until(&ops, deadline_s, NULL);
+    if (p == PB_POLL_DONE) return PB_OK;
+    char why[640];
+    if (p == PB_POLL_EXPIRED) {
+        /* who holds it up, from the node's progress slots (read before the
+         * abort, which may take a while) */
+        pb_progress_describe(why, sizeof why);
+        abort_comm(c);
+        return pb_user_error(PB_ERR_COMM,
+                             "rank %d of %d on %s (cuda:%d): nccl %s did not complete within %g s (--timeout): %s; "
+                             "communicator aborted",
+                             c->rank, c->ranks, c->host, c->ordinal, what, deadline_s, why);
+    }
+    if (q.cuda != cudaSuccess) {
+        snprintf(why, sizeof why, "%s (%s)", cudaGetErrorString(q.cuda), cudaGetErrorName(q.cuda));
+    } else {
+        const char *last = ncclGetLastError(c->comm);
+        snprintf(why, sizeof why, "NCCL error %s%s%s", ncclGetErrorString(q.nccl), last && *last ? ": " : "",
+                 last ? last : "");
+    }
+    abort_comm(c);
+    return pb_user_error(PB_ERR_COMM, "rank %d of %d on %s (cuda:%d): nccl %s: %s; communicator aborted", c->rank,
+                         c->ranks, c->host, c->ordinal, what, why);
+}
+
+/* After a call that a non-blocking communicator may answer with
+ * ncclInProgress: its host side is done before the next call. */
+static pb_status settle_call(pb_comm_ctx *c, op_kind kind, size_t n)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s of %zu %s (while issuing it)", op_names[kind], n, unit(kind));
+    return settle(c, what, NULL, c->deadline_s);
+}
+
+/* ncclCommFinalize flushes what peers still expect from this rank; a peer
+ * that is gone would hold it up for ever. */
+static pb_poll finalize(pb_comm_ctx *c)
+{
+    ncclResult_t r = ncclCommFinalize(c->comm);
+    if (r != ncclSuccess && r != ncclInProgress) return PB_POLL_FAILED;
+    comm_query q = {c, NULL, false, cudaSuccess, ncclSuccess};
+    pb_poll_ops ops = {query_comm, NULL, NULL, &q};
+    return pb_poll_until(&ops, c->deadline_s, NULL);
 }
 
 static void nccl_destroy(pb_comm_ctx *c)
@@ -127,10 +234,11 @@ static void nccl_destroy(pb_comm_ctx *c)
     if (c->comm_up) {
         if (outstanding) { /* a failed step: do not wait on peers that may be gone */
             abort_comm(c);
-        } else {
-            ncclCommFinalize(c->comm);
+        } else if (finalize(c) == PB_POLL_DONE) {
             ncclCommDestroy(c->comm);
             c->comm_up = false;
+        } else { /* a peer that never finalizes, or an error on the way */
+            abort_comm(c);
         }
     }
     for (int i = 0; i < MAX_REQS; i++)
@@ -143,13 +251,70 @@ static void nccl_destroy(pb_comm_ctx *c)
     free(c);
 }
 
+/* The comm stream's priority. The compute stream has the device's greatest
+ * priority (backend_cuda.cu): a comm stream at the least one would start a
+ * bucket's all-reduce kernels only once the backward GEMMs queued before them
+ * have left SMs free, so the all-reduce trails backward and overlap reads
+ * low. PyTorch's DDP puts its NCCL stream at the same priority as compute by
+ * default (both at the default priority) and above it with
+ * TORCH_NCCL_HIGH_PRIORITY=1; with compute already at the greatest, the
+ * nearest is equal: the default here. Not yet chosen by measurement (no
+ * multi-GPU node so far): PB_NCCL_STREAM_PRIORITY=low|high (test-only) lets
+ * tests/gpu/device-check.sh measure both (docs/gpu.md). */
+static pb_status stream_priority(int *prio)
+{
+    int least = 0, greatest = 0;
+    pb_status st = PB_OK;
+    PB_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    const char *want = getenv("PB_NCCL_STREAM_PRIORITY");
+    if (!want || !*want || strcmp(want, "high") == 0)
+        *prio = greatest;
+    else if (strcmp(want, "low") == 0)
+        *prio = least;
+    else
+        return pb_usage_error("PB_NCCL_STREAM_PRIORITY=%s (test-only); allowed: high, low", want);
+cleanup:
+    return st;
+}
+
+/* Test-only: other ranks on this rank's GPU (ddp with --device-map 0,0,..).
+ * NCCL up to 2.29 refuses them ("Duplicate GPU detected") unless each rank
+ * has its own NCCL_HOSTID: each then looks like a node of its own and talks
+ * to the others over sockets (loopback unless the user chose an interface,
+ * InfiniBand off); NCCL 2.30 and later allow them with
+ * NCCL_MULTI_RANK_GPU_ENABLE=1. Set before the first NCCL call reads its
+ * environment (ncclGetUniqueId on rank 0). Timings of such runs mean
+ * nothing (the row says oversubscribed). */
+static void share_one_gpu(const pb_config *cfg, int rank, int ranks, const char *host)
+{
+    if (!cfg || cfg->n_device_map != ranks) return;
+    int sharing = 0;
+    for (int i = 0; i < cfg->n_device_map; i++) sharing += cfg->device_map[i] == cfg->device_map[rank];
+    if (sharing < 2) return;
+    int code = 0;
+    if (ncclGetVersion(&code) == ncclSuccess && code >= 23000) {
+        setenv("NCCL_MULTI_RANK_GPU_ENABLE", "1", 1);
+    } else {
+        char id[320];
+        snprintf(id, sizeof id, "%s-parbench-rank%d", host, rank);
+        setenv("NCCL_HOSTID", id, 1);
+        setenv("NCCL_SOCKET_IFNAME", "lo", 0);
+        setenv("NCCL_IB_DISABLE", "1", 0);
+    }
+    if (rank == 0)
+        pb_log_info("nccl: %d ranks share cuda:%d (test-only --device-map): %s; timings mean nothing", sharing,
+                    cfg->device_map[rank],
+                    code >= 23000 ? "NCCL_MULTI_RANK_GPU_ENABLE=1"
+                                  : "each rank has its own NCCL_HOSTID and talks over sockets");
+}
+
 static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank, int ranks,
                            pb_comm_ctx **out)
 {
-    (void)cfg;
     pb_status st = PB_OK;
     pb_comm_ctx *c = NULL;
-    int mpi_up = 0, world_rank = -1, world_size = 0;
+    int mpi_up = 0, world_rank = -1, world_size = 0, prio = 0;
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     struct {
         int ok;
         ncclUniqueId id;
@@ -169,8 +334,10 @@ static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device
     c->ranks = ranks;
     c->ordinal = pb_cuda_ordinal(dev);
     c->compute = pb_cuda_stream(dev);
+    c->deadline_s = cfg ? cfg->timeout_s : 300.0;
     if (gethostname(c->host, sizeof c->host) != 0) snprintf(c->host, sizeof c->host, "unknown");
     c->host[sizeof c->host - 1] = '\0';
+    share_one_gpu(cfg, rank, ranks, c->host);
 
     /* rank 0 always broadcasts, with a flag, so that a failed
      * ncclGetUniqueId does not leave the other ranks in MPI_Bcast */
@@ -183,15 +350,25 @@ static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device
                    why ? why : "");
     }
     PB_TRY(use_device(c));
-    PB_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    PB_TRY(stream_priority(&prio));
+    PB_CUDA_CHECK(cudaStreamCreateWithPriority(&c->stream, cudaStreamNonBlocking, prio));
     c->have_stream = true;
     PB_CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
     c->have_ready = true;
-    PB_NCCL_CHECK(ncclCommInitRank(&c->comm, ranks, boot.id, rank));
-    c->comm_up = true;
+    /* non-blocking: the set-up goes on in NCCL's threads while settle()
+     * bounds it by --timeout (a rank that never arrives) */
+    config.blocking = 0;
+    c->comm = NULL;
+    ncclResult_t init = ncclCommInitRankConfig(&c->comm, ranks, boot.id, rank, &config);
+    /* a non-blocking communicator comes back even from a failed call, to be
+     * aborted */
+    c->comm_up = c->comm != NULL;
+    PB_NCCL_CHECK(init);
+    PB_TRY(settle(c, "communicator set-up", NULL, c->deadline_s));
     *out = c;
     return PB_OK;
 cleanup:
+    if (c) abort_comm(c);
     nccl_destroy(c);
     return st;
 }
@@ -201,8 +378,7 @@ cleanup:
 static pb_status take_slot(pb_comm_ctx *c, op_kind kind, void *buf, size_t n, int peer, pb_comm_req **out)
 {
     pb_status st = PB_OK;
-    PB_REQUIRE(!c->aborted, PB_ERR_COMM, "rank %d of %d on %s: nccl communicator was aborted by an earlier failure",
-               c->rank, c->ranks, c->host);
+    PB_TRY(check_alive(c));
     pb_comm_req *r = &c->slots[c->next_slot % MAX_REQS];
     PB_REQUIRE(!r->in_use, PB_ERR_COMM, "nccl comm: more than %d operations outstanding", MAX_REQS);
     if (!r->have_events) {
@@ -262,6 +438,7 @@ static pb_status flush_p2p(pb_comm_ctx *c)
     pb_status st = PB_OK;
     bool in_group = false;
     if (c->n_pending == 0) return PB_OK;
+    PB_TRY(check_alive(c));
     PB_TRY(after_compute(c));
     for (int i = 0; i < c->n_pending; i++) PB_CUDA_CHECK(cudaEventRecord(c->pending[i]->start, c->stream));
     PB_NCCL_CHECK(ncclGroupStart());
@@ -275,6 +452,9 @@ static pb_status flush_p2p(pb_comm_ctx *c)
     }
     in_group = false;
     PB_NCCL_CHECK(ncclGroupEnd());
+    /* the group's calls are issued at ncclGroupEnd (a peer's connections
+     * set up there on first use) */
+    PB_TRY(settle_call(c, c->pending[0]->kind, c->pending[0]->n));
     for (int i = 0; i < c->n_pending; i++) {
         PB_CUDA_CHECK(cudaEventRecord(c->pending[i]->end, c->stream));
         c->pending[i]->issued = true;
@@ -311,6 +491,7 @@ static pb_status issue(pb_comm_ctx *c, op_kind kind, const void *in, void *buf, 
         if (scale != 1.0f) {
             PB_NCCL_CHECK(ncclRedOpCreatePreMulSum(&op, &scale, ncclFloat32, ncclScalarHostImmediate, c->comm));
             own_op = true;
+            PB_TRY(settle_call(c, kind, n));
         }
         PB_NCCL_CHECK(ncclAllReduce(buf, buf, n, ncclFloat32, op, c->comm, c->stream));
         break;
@@ -330,6 +511,9 @@ static pb_status issue(pb_comm_ctx *c, op_kind kind, const void *in, void *buf, 
     case OP_RECV:
         PB_REQUIRE(false, PB_ERR_INTERNAL, "nccl comm: %s is issued grouped", op_names[kind]);
     }
+    /* a non-blocking communicator may answer ncclInProgress (the first
+     * collective sets up its connections): bounded by --timeout */
+    PB_TRY(settle_call(c, kind, n));
     PB_CUDA_CHECK(cudaEventRecord(r->end, c->stream));
     r->issued = true;
     *out = r;
@@ -399,53 +583,13 @@ static pb_status nccl_reduce_scatter(pb_comm_ctx *c, const float *in, float *out
 static pb_status nccl_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
 {
     pb_status st = PB_OK;
-    double t0 = pb_now_ms();
+    char what[96];
     PB_REQUIRE(r && r->in_use, PB_ERR_INTERNAL, "nccl comm: wait on a request not outstanding");
     if (!r->issued) PB_TRY(flush_p2p(c));
-    PB_REQUIRE(!c->aborted, PB_ERR_COMM, "rank %d of %d on %s: nccl communicator was aborted by an earlier failure",
-               c->rank, c->ranks, c->host);
+    PB_TRY(check_alive(c));
     PB_TRY(use_device(c));
-    for (long polls = 0;; polls++) {
-        cudaError_t e = cudaEventQuery(r->end);
-        if (e == cudaSuccess) break;
-        if (e != cudaErrorNotReady) {
-            abort_comm(c);
-            PB_REQUIRE(false, PB_ERR_COMM, "rank %d of %d on %s (cuda:%d): nccl %s of %zu %s: %s (%s); communicator aborted",
-                       c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind),
-                       cudaGetErrorString(e), cudaGetErrorName(e));
-        }
-        ncclResult_t async = ncclSuccess;
-        ncclResult_t q = ncclCommGetAsyncError(c->comm, &async);
-        if (q != ncclSuccess || (async != ncclSuccess && async != ncclInProgress)) {
-            ncclResult_t bad = q != ncclSuccess ? q : async;
-            const char *last = ncclGetLastError(c->comm);
-            char why[512];
-            snprintf(why, sizeof why, "%s%s%s", ncclGetErrorString(bad), last && *last ? ": " : "", last ? last : "");
-            abort_comm(c);
-            PB_REQUIRE(false, PB_ERR_COMM,
-                       "rank %d of %d on %s (cuda:%d): nccl %s of %zu %s: NCCL error %s; communicator aborted",
-                       c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind), why);
-        }
-        if (pb_now_ms() - t0 > deadline_s * 1e3) {
-            /* who holds it up, from the node's progress slots (read before
-             * the abort, which may take a while) */
-            char why[640];
-            pb_progress_describe(why, sizeof why);
-            abort_comm(c);
-            st = pb_user_error(PB_ERR_COMM,
-                               "rank %d of %d on %s (cuda:%d): nccl %s of %zu %s did not complete within %g s "
-                               "(--timeout): %s; communicator aborted",
-                               c->rank, c->ranks, c->host, c->ordinal, op_names[r->kind], r->n, unit(r->kind),
-                               deadline_s, why);
-            goto cleanup;
-        }
-        /* spin briefly (a bucket usually lands within microseconds of the
-         * end of backward), then sleep so a stuck peer costs no core */
-        if (polls > 1000) {
-            struct timespec ts = {0, 20000}; /* 20 us */
-            nanosleep(&ts, NULL);
-        }
-    }
+    snprintf(what, sizeof what, "%s of %zu %s", op_names[r->kind], r->n, unit(r->kind));
+    PB_TRY(settle(c, what, r, deadline_s));
     float ms = 0.0f;
     PB_CUDA_CHECK(cudaEventElapsedTime(&ms, r->start, r->end));
     r->ms = ms;

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 #include "harness/launch.h"
+#include "kernels/backend.h"
 
 /* [mpirun --allow-run-as-root --oversubscribe -np NP] bench --strategy ddp
  * --backend cpu --workload mlp-xs --iters 10 --warmup 0 --threads 1 --quiet
@@ -269,6 +270,41 @@ static void test_usage_errors_before_launch(void **state)
     free(b);
 }
 
+/* --device-map for ddp (test-only: several ranks on one GPU through NCCL)
+ * names one device per rank; on the cpu backend it is refused (a rank is a
+ * process with its own threads, nothing to map): exit 2, one line, no row,
+ * before any launch. On cuda it is accepted: on a machine without a GPU
+ * the run then stops at the missing device, not at the flag. */
+static void test_device_map_ranks(void **state)
+{
+    char *cpu[] = {"--device-map", "0,0", NULL};
+    bench_run *r = keep(state, run_ddp(0, 2, cpu));
+    expect_exit(r, 2);
+    assert_int_equal(count_lines(r->res.err), 1);
+    if (!strstr(r->res.err, "--device-map for strategy ddp places ranks on CUDA devices; allowed: with --backend cuda"))
+        fail_msg("cpu backend:\n%s", r->res.err);
+    assert_false(file_exists(r->csv_path));
+
+    char *three[] = {"--device-map", "0,0,0", NULL};
+    r = keep(state, run_ddp(0, 2, three));
+    expect_exit(r, 2);
+    assert_int_equal(count_lines(r->res.err), 1);
+    if (!strstr(r->res.err, "--device-map has 3 entries; allowed: one per rank (--gpus 2)"))
+        fail_msg("3 entries for 2 ranks:\n%s", r->res.err);
+    assert_false(file_exists(r->csv_path));
+
+    char why[256] = "";
+    if (pb_backend_cuda.device_count(why, sizeof why) > 0) return; /* a GPU here: device-check runs it */
+    r = keep(state, bench_run_new());
+    char *argv[] = {(char *)bench_path(), "--strategy", "ddp", "--backend", "cuda", "--workload", "mlp-xs", "--gpus",
+                    "2", "--device-map", "0,0", "--quiet", "--out", r->csv_path, NULL};
+    run_argv_env(&r->res, NULL, argv);
+    expect_exit(r, 2);
+    if (strstr(r->res.err, "--device-map") || !strstr(r->res.err, "--backend cuda: no usable CUDA device"))
+        fail_msg("cuda backend without a GPU:\n%s", r->res.err);
+    assert_false(file_exists(r->csv_path));
+}
+
 /* The command the launcher re-executes itself with, read by an `mpirun` on
  * PATH that only records its arguments: the rank count, a backstop, no
  * terminal input (mpirun runs outside the terminal's foreground group), the
@@ -391,6 +427,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_launch_env_disagrees_with_mpi, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_info_lines_once, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_usage_errors_before_launch, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_device_map_ranks, run_setup, run_teardown),
         cmocka_unit_test(test_launch_environment),
         cmocka_unit_test(test_backstop),
     };
