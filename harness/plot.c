@@ -860,8 +860,10 @@ static void sub_of(const selection *sel, const int *idx, int n, const char *extr
 {
     char shared[TEXT_MAX];
     shared_settings(&sel->set, idx, n, sel->per_device_batch, shared, sizeof shared);
+    /* the shared settings are cut to fit beside extra (both TEXT_MAX) in a
+     * subtitle: a label, not data */
     if (extra && *extra)
-        snprintf(buf, len, "%s%s%s", extra, shared[0] ? "; " : "", shared);
+        snprintf(buf, len, "%s%s%.*s", extra, shared[0] ? "; " : "", TEXT_MAX - 16, shared);
     else
         snprintf(buf, len, "%s", shared);
 }
