@@ -53,8 +53,11 @@ void pb_record_set(pb_record *r, pb_column c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->v[c], PB_FIELD_MAX, fmt, ap);
+    int n = vsnprintf(r->v[c], PB_FIELD_MAX, fmt, ap);
     va_end(ap);
+    /* a field cut to fit says so, so a long error message reads as cut
+     * rather than as a sentence that ends mid-word */
+    if (n >= PB_FIELD_MAX) memcpy(r->v[c] + PB_FIELD_MAX - 4, "...", 4);
     /* a row is one line: fold any newline a library message carried */
     for (char *p = r->v[c]; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';

@@ -187,6 +187,24 @@ static int setup_clear(void **state)
 /* ------------------------------------------------------------------------ */
 /* schema and formatting                                                     */
 
+/* A field longer than PB_FIELD_MAX is cut and ends in "..." (a long error
+ * message reads as cut, not as a sentence that ends mid-word); one that fits
+ * is kept whole. */
+static void test_long_field_marked_cut(void **state)
+{
+    (void)state;
+    static pb_record r;
+    char text[2 * PB_FIELD_MAX];
+    memset(text, 'x', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    pb_record_set(&r, PB_COL_ERROR, "%s", text);
+    assert_int_equal(strlen(r.v[PB_COL_ERROR]), PB_FIELD_MAX - 1);
+    assert_string_equal(r.v[PB_COL_ERROR] + PB_FIELD_MAX - 4, "...");
+    text[PB_FIELD_MAX - 1] = '\0';
+    pb_record_set(&r, PB_COL_ERROR, "%s", text);
+    assert_string_equal(r.v[PB_COL_ERROR], text);
+}
+
 static void test_header_matches_golden(void **state)
 {
     (void)state;
@@ -592,6 +610,7 @@ static void test_check_target(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_long_field_marked_cut),
         cmocka_unit_test_setup(test_header_matches_golden, setup_clear),
         cmocka_unit_test_setup(test_columns_are_well_named, setup_clear),
         cmocka_unit_test_setup(test_row_matches_golden, setup_clear),
