@@ -29,6 +29,9 @@ typedef struct pb_comm {
     pb_status (*allreduce)(pb_comm_ctx *ctx, float *buf, size_t n, float scale, pb_comm_req **req);
     pb_status (*broadcast)(pb_comm_ctx *ctx, void *buf, size_t bytes, int root, pb_comm_req **req);
     pb_status (*reduce)(pb_comm_ctx *ctx, float *buf, size_t n, int root, pb_comm_req **req);
+    /* A send matches the peer's recv from this participant in the order
+     * each side posted them; posting never waits for the peer, so both
+     * sides may post their sends before their recvs. */
     pb_status (*send)(pb_comm_ctx *ctx, const void *buf, size_t bytes, int peer, pb_comm_req **req);
     pb_status (*recv)(pb_comm_ctx *ctx, void *buf, size_t bytes, int peer, pb_comm_req **req);
     /* out: ranks * bytes, participant r's in at out + r * bytes. Keep in
