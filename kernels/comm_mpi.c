@@ -247,6 +247,7 @@ static pb_status run_op(pb_comm_ctx *c, pb_comm_req *r)
 {
     pb_status st = PB_OK;
     char *p = r->buf;
+    float *tmp = NULL; /* an in-place reduce_scatter's sum */
     switch (r->kind) {
     case OP_ALLREDUCE:
         for (size_t off = 0; off < r->n; off += CHUNK) {
@@ -275,14 +276,27 @@ static pb_status run_op(pb_comm_ctx *c, pb_comm_req *r)
         break;
     case OP_ALLGATHER:
         PB_REQUIRE(r->n <= INT_MAX, PB_ERR_COMM, "allgather of %zu bytes per rank: at most %d", r->n, INT_MAX);
-        MPI_TRY(MPI_Allgather(r->in, (int)r->n, MPI_BYTE, r->buf, (int)r->n, MPI_BYTE, c->comm));
+        /* in place as NCCL has it (in = out + rank * bytes): MPI_IN_PLACE,
+         * since MPI forbids aliased buffers */
+        MPI_TRY(MPI_Allgather(r->in == p + (size_t)c->rank * r->n ? MPI_IN_PLACE : r->in, (int)r->n, MPI_BYTE,
+                              r->buf, (int)r->n, MPI_BYTE, c->comm));
         break;
     case OP_REDUCE_SCATTER:
         PB_REQUIRE(r->n <= INT_MAX, PB_ERR_COMM, "reduce_scatter of %zu floats per rank: at most %d", r->n, INT_MAX);
-        MPI_TRY(MPI_Reduce_scatter_block(r->in, r->buf, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm));
+        if (r->buf == (const float *)r->in + (size_t)c->rank * r->n) {
+            /* in place as NCCL has it (out = in + rank * n): MPI's
+             * MPI_IN_PLACE would put the sum at the start of in, over
+             * chunk 0, so it goes through a copy of its own */
+            PB_ALLOC(tmp, r->n > 0 ? r->n : 1);
+            MPI_TRY(MPI_Reduce_scatter_block(r->in, tmp, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm));
+            memcpy(r->buf, tmp, r->n * sizeof *tmp);
+        } else {
+            MPI_TRY(MPI_Reduce_scatter_block(r->in, r->buf, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm));
+        }
         break;
     }
 cleanup:
+    free(tmp);
     return st;
 }
 

@@ -4,10 +4,10 @@
  * comm's init, runs every operation of the ops table (allreduce scaled and
  * not, broadcast from several roots, reduce to several roots, send/recv
  * around a ring and several messages to one peer matched in order,
- * allgather and reduce_scatter out of place and in place where the comm
- * allows it, several operations outstanding waited in reverse order) over a
- * ladder of sizes (1, 3, 4097 and 262147 elements or bytes, one
- * 16777215-float allreduce: 64 MiB less 4 bytes), then the failures: a
+ * allgather and reduce_scatter out of place and in place (NCCL's layout),
+ * several operations outstanding waited in reverse order) over a ladder of
+ * sizes (1, 3, 4097 and 262147 elements or bytes, one 16777215-float
+ * allreduce: 64 MiB less 4 bytes), then the failures: a
  * participant that never posts makes the others' waits fail within the
  * deadline with the comm's message naming it; destroy with operations
  * outstanding; abort and destroy waking waiters, where the comm has abort.
@@ -29,9 +29,8 @@
  *   device 0 (NCCL's one-GPU multi-rank mode), from tests/gpu/device-check.sh.
  *
  * What differs between comms is stated, not skipped silently (cs_caps):
- * in-place allgather/reduce_scatter (not `mpi`, comm.h), waiting again on
- * a request whose deadline passed (not `nccl`, which aborts its
- * communicator), the words that name a missing participant. */
+ * waiting again on a request whose deadline passed (not `nccl`, which
+ * aborts its communicator), the words that name a missing participant. */
 #include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <pthread.h>
@@ -57,7 +56,6 @@ static const size_t ladder[] = {1, 3, 4097, 262147}; /* elements or bytes; the l
 
 /* What a comm offers beyond the common contract (comm.h). */
 typedef struct cs_caps {
-    bool in_place;      /* allgather in = out + rank * bytes, reduce_scatter out = in + rank * n */
     bool rewait;        /* a request whose deadline passed can be waited for again */
     /* printf format naming participant %d as missing in a deadline message */
     const char *missing_fmt;
@@ -581,10 +579,8 @@ static bool cs_run(cs_env *e, void (*sync)(cs_env *))
         if (e->ranks > 1) CASE(case_ring(e, &ladder[k], 1));
         CASE(case_allgather(e, ladder[k], false));
         CASE(case_reduce_scatter(e, ladder[k], false));
-        if (e->caps.in_place) {
-            CASE(case_allgather(e, ladder[k], true));
-            CASE(case_reduce_scatter(e, ladder[k], true));
-        }
+        CASE(case_allgather(e, ladder[k], true));
+        CASE(case_reduce_scatter(e, ladder[k], true));
     }
     CASE(case_broadcast(e, 2 * 4097, 0, true));
     if (e->ranks > 1) CASE(case_ring(e, (const size_t[]){4097, 3, 262147, 1}, 4));
@@ -636,7 +632,7 @@ static void run_local(const pb_backend *be, int ranks)
     for (int r = 0; r < ranks; r++) {
         cs_env *e = &w->env[r];
         *e = (cs_env){.comm = &pb_comm_local, .be = be, .cfg = &cfg, .rank = r, .ranks = ranks,
-                      .caps = {.in_place = true, .rewait = true, .missing_fmt = "participant %d never posted it"}};
+                      .caps = {.rewait = true, .missing_fmt = "participant %d never posted it"}};
         assert_int_equal(be->open(&cfg, r, &e->dev), PB_OK);
     }
     for (int r = 0; r < ranks; r++) assert_int_equal(pthread_create(&t[r], NULL, local_main, &w->env[r]), 0);
@@ -685,7 +681,7 @@ static int rank_main(const char *name, int ordinal)
     cfg.threads = 1;
     cs_env e = {.comm = nccl ? &pb_comm_nccl : &pb_comm_mpi, .be = nccl ? &pb_backend_cuda : &pb_backend_cpu,
                 .cfg = &cfg, .rank = w.rank, .ranks = w.ranks,
-                .caps = {.in_place = nccl, .rewait = !nccl, .missing_fmt = "rank %d on "}};
+                .caps = {.rewait = !nccl, .missing_fmt = "rank %d on "}};
     snprintf(e.what, sizeof e.what, "opening device %d", ordinal);
     bool ok = cs_ok(&e, e.be->open(&cfg, nccl ? ordinal : w.rank, &e.dev), "open") && cs_run(&e, NULL);
     if (ok)
