@@ -598,8 +598,15 @@ static bool cs_run(cs_env *e, void (*sync)(cs_env *))
 
 static pb_backend staged_backend; /* pb_backend_cpu that says its memory is not the host's */
 
+/* The threads' barrier: once a participant has failed it lets everyone
+ * through, so a failure ends the run instead of leaving the others at a
+ * barrier the failed one never reaches. */
 typedef struct local_world {
-    pthread_barrier_t barrier;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int ranks, arrived, round;
+    int failed; /* participants failed */
+    char first_err[2048]; /* the first failure's message */
     cs_env env[MAX_PARTS];
 } local_world;
 
@@ -608,12 +615,29 @@ static local_world *world_of(cs_env *e)
     return (local_world *)(void *)((char *)(e - e->rank) - offsetof(local_world, env));
 }
 
-static void local_sync(cs_env *e) { pthread_barrier_wait(&world_of(e)->barrier); }
+static void local_sync(cs_env *e)
+{
+    local_world *w = world_of(e);
+    pthread_mutex_lock(&w->mu);
+    int round = w->round;
+    if (++w->arrived == w->ranks) {
+        w->arrived = 0;
+        w->round++;
+        pthread_cond_broadcast(&w->cv);
+    }
+    while (w->round == round && !w->failed) pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
 
 static void *local_main(void *arg)
 {
     cs_env *e = arg;
     if (!cs_run(e, local_sync)) {
+        local_world *w = world_of(e);
+        pthread_mutex_lock(&w->mu);
+        if (!w->failed++) snprintf(w->first_err, sizeof w->first_err, "%s", e->err);
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
         cs_leave(e); /* the others' waits then fail (the group aborts) instead of hanging */
     }
     free(e->stage);
@@ -627,7 +651,9 @@ static void run_local(const pb_backend *be, int ranks)
     pb_config cfg;
     pb_config_defaults(&cfg);
     cfg.threads = 1;
-    assert_int_equal(pthread_barrier_init(&w->barrier, NULL, (unsigned)ranks), 0);
+    assert_int_equal(pthread_mutex_init(&w->mu, NULL), 0);
+    assert_int_equal(pthread_cond_init(&w->cv, NULL), 0);
+    w->ranks = ranks;
     pthread_t t[MAX_PARTS];
     for (int r = 0; r < ranks; r++) {
         cs_env *e = &w->env[r];
@@ -637,12 +663,11 @@ static void run_local(const pb_backend *be, int ranks)
     }
     for (int r = 0; r < ranks; r++) assert_int_equal(pthread_create(&t[r], NULL, local_main, &w->env[r]), 0);
     for (int r = 0; r < ranks; r++) pthread_join(t[r], NULL);
-    pthread_barrier_destroy(&w->barrier);
-    char err[4096] = "";
-    for (int r = 0; r < ranks; r++) {
-        if (w->env[r].err[0] && !err[0]) snprintf(err, sizeof err, "%s", w->env[r].err);
-        be->close(w->env[r].dev);
-    }
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    for (int r = 0; r < ranks; r++) be->close(w->env[r].dev);
+    char err[2048];
+    snprintf(err, sizeof err, "%s", w->first_err);
     int cases = w->env[0].cases;
     free(w);
     if (err[0]) fail_msg("%s backend, %d participants: %s", be->name, ranks, err);
