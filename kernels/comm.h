@@ -29,16 +29,17 @@ typedef struct pb_comm {
     pb_status (*allreduce)(pb_comm_ctx *ctx, float *buf, size_t n, float scale, pb_comm_req **req);
     pb_status (*broadcast)(pb_comm_ctx *ctx, void *buf, size_t bytes, int root, pb_comm_req **req);
     pb_status (*reduce)(pb_comm_ctx *ctx, float *buf, size_t n, int root, pb_comm_req **req);
+    /* A send matches the peer's recv from this participant in the order
+     * each side posted them; posting never waits for the peer, so both
+     * sides may post their sends before their recvs. */
     pb_status (*send)(pb_comm_ctx *ctx, const void *buf, size_t bytes, int peer, pb_comm_req **req);
     pb_status (*recv)(pb_comm_ctx *ctx, void *buf, size_t bytes, int peer, pb_comm_req **req);
-    /* out: ranks * bytes, participant r's in at out + r * bytes. Keep in
-     * and out disjoint: in place (NCCL's in == out + rank * bytes) works on
-     * `local` and `nccl` only (`mpi` hands both to MPI, which forbids
-     * aliased buffers); `local` fails any other overlap with PB_ERR_COMM. */
+    /* out: ranks * bytes, participant r's in at out + r * bytes. in and
+     * out disjoint, or in place as NCCL has it (in == out + rank * bytes);
+     * any other overlap is undefined (`local` fails it with PB_ERR_COMM). */
     pb_status (*allgather)(pb_comm_ctx *ctx, const void *in, void *out, size_t bytes, pb_comm_req **req);
     /* in: ranks * n floats; out: n, the sum of everyone's chunk `rank`.
-     * Same rule: disjoint, or in place as NCCL (out == in + rank * n) on
-     * `local` and `nccl` only. */
+     * Same rule: disjoint, or in place as NCCL (out == in + rank * n). */
     pb_status (*reduce_scatter)(pb_comm_ctx *ctx, const float *in, float *out, size_t n, pb_comm_req **req);
     /* Completes a request, failing with PB_ERR_COMM after deadline_s without progress. */
     pb_status (*wait)(pb_comm_ctx *ctx, pb_comm_req *req, double deadline_s);

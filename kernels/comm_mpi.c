@@ -4,7 +4,10 @@
  * Asynchrony: operations are queued to a comm thread that runs them one at a
  * time, in the order issued, with blocking MPI calls on a communicator of its
  * own. Every rank issues the same operations in the same order, so they
- * match. The comm thread is what makes a bucket's all-reduce progress while
+ * match. Sends and receives are the exception: the thread starts them
+ * (MPI_Isend/MPI_Irecv) and goes on, testing them between operations, so
+ * two ranks that each send to the other before receiving do not deadlock
+ * once a message is past MPI's eager limit (as `local` and `nccl` allow). The comm thread is what makes a bucket's all-reduce progress while
  * the calling thread computes the rest of backward: on the CPU backend that
  * thread is busy in BLAS and would not call MPI_Test between layers. wait()
  * sleeps on a condition variable until the operation is done or its deadline
@@ -290,6 +293,9 @@ struct pb_comm_req {
     pb_status st;
     double ms;
     char err[512];
+    /* send/recv, on the comm thread: started and not yet complete */
+    MPI_Request mreq[2]; /* whole CHUNKs, then the rest */
+    double t0;
 };
 
 struct pb_comm_ctx {
@@ -304,12 +310,16 @@ struct pb_comm_ctx {
     pb_comm_req *queue[MAX_REQS];
     pb_comm_req slots[MAX_REQS];
     unsigned long next_slot;
+    MPI_Datatype chunk_type; /* CHUNK bytes: a message's whole chunks in one int count */
+    pb_comm_req *inflight[MAX_REQS]; /* sends/recvs started (comm thread only) */
+    int n_inflight;
 };
 
 static pb_status run_op(pb_comm_ctx *c, pb_comm_req *r)
 {
     pb_status st = PB_OK;
     char *p = r->buf;
+    float *tmp = NULL; /* an in-place reduce_scatter's sum */
     switch (r->kind) {
     case OP_ALLREDUCE:
         for (size_t off = 0; off < r->n; off += CHUNK) {
@@ -333,28 +343,95 @@ static pb_status run_op(pb_comm_ctx *c, pb_comm_req *r)
         }
         break;
     case OP_SEND:
-        for (size_t off = 0; off < r->n; off += CHUNK) {
-            int cnt = (int)(r->n - off < CHUNK ? r->n - off : CHUNK);
-            MPI_TRY(MPI_Send((const char *)r->in + off, cnt, MPI_BYTE, r->peer, 0, c->comm));
-        }
-        break;
-    case OP_RECV:
-        for (size_t off = 0; off < r->n; off += CHUNK) {
-            int cnt = (int)(r->n - off < CHUNK ? r->n - off : CHUNK);
-            MPI_TRY(MPI_Recv(p + off, cnt, MPI_BYTE, r->peer, 0, c->comm, MPI_STATUS_IGNORE));
-        }
+    case OP_RECV: /* started by start_p2p, not run here */
+        PB_REQUIRE(false, PB_ERR_INTERNAL, "mpi comm: %s run as a collective", op_names[r->kind]);
         break;
     case OP_ALLGATHER:
         PB_REQUIRE(r->n <= INT_MAX, PB_ERR_COMM, "allgather of %zu bytes per rank: at most %d", r->n, INT_MAX);
-        MPI_TRY(MPI_Allgather(r->in, (int)r->n, MPI_BYTE, r->buf, (int)r->n, MPI_BYTE, c->comm));
+        /* in place as NCCL has it (in = out + rank * bytes): MPI_IN_PLACE,
+         * since MPI forbids aliased buffers */
+        MPI_TRY(MPI_Allgather(r->in == p + (size_t)c->rank * r->n ? MPI_IN_PLACE : r->in, (int)r->n, MPI_BYTE,
+                              r->buf, (int)r->n, MPI_BYTE, c->comm));
         break;
     case OP_REDUCE_SCATTER:
         PB_REQUIRE(r->n <= INT_MAX, PB_ERR_COMM, "reduce_scatter of %zu floats per rank: at most %d", r->n, INT_MAX);
-        MPI_TRY(MPI_Reduce_scatter_block(r->in, r->buf, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm));
+        if (r->buf == (const float *)r->in + (size_t)c->rank * r->n) {
+            /* in place as NCCL has it (out = in + rank * n): MPI's
+             * MPI_IN_PLACE would put the sum at the start of in, over
+             * chunk 0, so it goes through a copy of its own */
+            PB_ALLOC(tmp, r->n > 0 ? r->n : 1);
+            MPI_TRY(MPI_Reduce_scatter_block(r->in, tmp, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm));
+            memcpy(r->buf, tmp, r->n * sizeof *tmp);
+        } else {
+            MPI_TRY(MPI_Reduce_scatter_block(r->in, r->buf, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm));
+        }
         break;
     }
 cleanup:
+    free(tmp);
     return st;
+}
+
+/* Starts a send or recv: its whole chunks as one message of chunk_type,
+ * then the rest as bytes (MPI matches the two in order). */
+static pb_status start_p2p(pb_comm_ctx *c, pb_comm_req *r)
+{
+    pb_status st = PB_OK;
+    size_t whole = r->n / CHUNK, rest = r->n % CHUNK;
+    const char *tail = (const char *)(r->kind == OP_SEND ? r->in : r->buf) + whole * CHUNK;
+    PB_REQUIRE(whole <= INT_MAX, PB_ERR_COMM, "%s of %zu bytes: too large", op_names[r->kind], r->n);
+    r->mreq[0] = r->mreq[1] = MPI_REQUEST_NULL;
+    if (r->kind == OP_SEND) {
+        MPI_TRY(MPI_Isend(r->in, (int)whole, c->chunk_type, r->peer, 0, c->comm, &r->mreq[0]));
+        MPI_TRY(MPI_Isend(tail, (int)rest, MPI_BYTE, r->peer, 0, c->comm, &r->mreq[1]));
+    } else {
+        MPI_TRY(MPI_Irecv(r->buf, (int)whole, c->chunk_type, r->peer, 0, c->comm, &r->mreq[0]));
+        MPI_TRY(MPI_Irecv((char *)tail, (int)rest, MPI_BYTE, r->peer, 0, c->comm, &r->mreq[1]));
+    }
+cleanup:
+    return st;
+}
+
+/* Hands r's outcome to its waiters. */
+static void finish(pb_comm_ctx *c, pb_comm_req *r, pb_status st, double ms)
+{
+    pthread_mutex_lock(&c->mu);
+    r->st = st;
+    r->ms = ms;
+    if (st != PB_OK) { /* the message is thread-local: hand it over */
+        snprintf(r->err, sizeof r->err, "%s", pb_error_message());
+        pb_error_clear();
+    }
+    r->done = true;
+    pthread_mutex_unlock(&c->mu);
+    /* after the unlock: the woken waiter then finds the mutex free
+     * instead of running only to block on it (on a VM each of those
+     * switches costs microseconds; bench-comm's 1 MiB figure shows it).
+     * ctx outlives this: destroy joins the thread first */
+    pthread_cond_broadcast(&c->done);
+}
+
+/* Completes the sends/recvs in flight that have finished. */
+static void test_inflight(pb_comm_ctx *c)
+{
+    for (int i = 0; i < c->n_inflight;) {
+        pb_comm_req *r = c->inflight[i];
+        int flag = 0;
+        int rc = MPI_Testall(2, r->mreq, &flag, MPI_STATUSES_IGNORE);
+        if (rc == MPI_SUCCESS && !flag) {
+            i++;
+            continue;
+        }
+        pb_status st = PB_OK;
+        if (rc != MPI_SUCCESS) {
+            char msg[MPI_MAX_ERROR_STRING];
+            int len = 0;
+            MPI_Error_string(rc, msg, &len);
+            st = pb_error(PB_ERR_COMM, "%s: MPI_Testall failed: %.*s", op_names[r->kind], len, msg);
+        }
+        finish(c, r, st, pb_now_ms() - r->t0);
+        c->inflight[i] = c->inflight[--c->n_inflight];
+    }
 }
 
 static void *comm_thread(void *arg)
@@ -362,32 +439,36 @@ static void *comm_thread(void *arg)
     pb_comm_ctx *c = arg;
     for (;;) {
         pthread_mutex_lock(&c->mu);
-        while (c->taken == c->issued && !c->quit) pthread_cond_wait(&c->work, &c->mu);
-        if (c->taken == c->issued) { /* quit, nothing left */
+        /* sends/recvs in flight: poll them, waking early for new work */
+        if (c->taken == c->issued && c->n_inflight > 0) {
+            struct timespec until = pb_time_after(CLOCK_REALTIME, 50e-6); /* work's clock */
+            pthread_cond_timedwait(&c->work, &c->mu, &until);
+        }
+        while (c->taken == c->issued && !c->quit && c->n_inflight == 0) pthread_cond_wait(&c->work, &c->mu);
+        if (c->taken == c->issued && c->n_inflight == 0) { /* quit, nothing left */
             pthread_mutex_unlock(&c->mu);
             break;
         }
-        pb_comm_req *r = c->queue[c->taken % MAX_REQS];
-        c->taken++;
+        pb_comm_req *r = NULL;
+        if (c->taken != c->issued) {
+            r = c->queue[c->taken % MAX_REQS];
+            c->taken++;
+        }
         pthread_mutex_unlock(&c->mu);
 
-        double t0 = pb_now_ms();
-        pb_status st = run_op(c, r);
-        double ms = pb_now_ms() - t0;
-        pthread_mutex_lock(&c->mu);
-        r->st = st;
-        r->ms = ms;
-        if (st != PB_OK) { /* the message is thread-local: hand it over */
-            snprintf(r->err, sizeof r->err, "%s", pb_error_message());
-            pb_error_clear();
+        if (r && (r->kind == OP_SEND || r->kind == OP_RECV)) {
+            r->t0 = pb_now_ms();
+            pb_status st = start_p2p(c, r);
+            if (st == PB_OK)
+                c->inflight[c->n_inflight++] = r;
+            else
+                finish(c, r, st, 0.0);
+        } else if (r) {
+            double t0 = pb_now_ms();
+            pb_status st = run_op(c, r);
+            finish(c, r, st, pb_now_ms() - t0);
         }
-        r->done = true;
-        pthread_mutex_unlock(&c->mu);
-        /* after the unlock: the woken waiter then finds the mutex free
-         * instead of running only to block on it (on a VM each of those
-         * switches costs microseconds; bench-comm's 1 MiB figure shows it).
-         * ctx outlives this: destroy joins the thread first */
-        pthread_cond_broadcast(&c->done);
+        if (c->n_inflight > 0) test_inflight(c);
     }
     return NULL;
 }
@@ -405,6 +486,7 @@ static void mpi_destroy(pb_comm_ctx *c)
         pthread_cond_destroy(&c->done);
         pthread_mutex_destroy(&c->mu);
     }
+    if (c->chunk_type != MPI_DATATYPE_NULL) MPI_Type_free(&c->chunk_type);
     if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
     free(c);
 }
@@ -422,6 +504,7 @@ static pb_status mpi_init(const pb_config *cfg, const pb_backend *be, pb_device 
     PB_REQUIRE(world_up, PB_ERR_INTERNAL, "mpi comm: pb_world_init was not called");
     PB_ALLOC(c, 1);
     c->comm = MPI_COMM_NULL;
+    c->chunk_type = MPI_DATATYPE_NULL;
     MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
     MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &world_size));
     PB_REQUIRE(world_rank == rank && world_size == ranks, PB_ERR_INTERNAL,
@@ -432,6 +515,8 @@ static pb_status mpi_init(const pb_config *cfg, const pb_backend *be, pb_device 
     c->host[sizeof c->host - 1] = '\0';
     MPI_TRY(MPI_Comm_dup(MPI_COMM_WORLD, &c->comm));
     MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    MPI_TRY(MPI_Type_contiguous(CHUNK, MPI_BYTE, &c->chunk_type));
+    MPI_TRY(MPI_Type_commit(&c->chunk_type));
     PB_REQUIRE(pthread_mutex_init(&c->mu, NULL) == 0, PB_ERR_INTERNAL, "mpi comm: pthread_mutex_init failed");
     pthread_cond_init(&c->work, NULL);
     pb_cond_init_monotonic(&c->done); /* waits on done have deadlines */

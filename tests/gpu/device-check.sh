@@ -289,6 +289,30 @@ for s in dp ddp; do
 done
 grep -E "error|abort" "$out/runs.log" 2>/dev/null | tail -20 | tee -a "$out/summary.txt"
 
+# >>> comm conformance on nccl (tests/unit/test_comm_conformance.c) >>>
+# The suite `make test` runs on local and mpi, here on nccl with 2 and 4
+# ranks all on device 0: NCCL's one-GPU multi-rank mode (a host id per rank,
+# sockets on loopback; NCCL_MULTI_RANK_GPU_ENABLE on 2.30+). Each rank prints
+# "comm conformance: nccl rank R of N passed K cases".
+if [ "$have_mpi" = 1 ] && ./bench list 2>&1 | grep -q "nccl .*on GPU buffers"; then
+    [ -x build/tests/test_comm_conformance ] || CFLAGS="-O3 -g $extra_cflags" LDFLAGS="$extra_ldflags" \
+        make -j"$(nproc)" CUDA=1 WERROR=1 CUDA_HOME="$CUDA_HOME" CUBLAS_HOME="${CUBLAS_HOME:-$CUDA_HOME}" \
+        NCCL_HOME="${NCCL_HOME:-$CUDA_HOME}" NVCC_GENCODE="$gencode" build/tests/test_comm_conformance \
+        >>"$out/build.log" 2>&1 || log "comm conformance: build FAILED (build.log)"
+    for np in 2 4; do
+        timeout 180 mpirun $([ "$(id -u)" = 0 ] && echo --allow-run-as-root) --oversubscribe -np $np \
+            -x NCCL_SOCKET_IFNAME=lo -x NCCL_IB_DISABLE=1 -x NCCL_MULTI_RANK_GPU_ENABLE=1 \
+            sh -c 'NCCL_HOSTID=pbconf$OMPI_COMM_WORLD_RANK exec build/tests/test_comm_conformance --rank nccl 0' \
+            >"$out/conformance-nccl-$np.log" 2>&1; rc=$?
+        ok=$(grep -c "passed" "$out/conformance-nccl-$np.log")
+        log "comm conformance nccl, $np ranks on device 0: exit $rc, $ok of $np ranks passed"
+        grep -E "FAILED|passed" "$out/conformance-nccl-$np.log" | head -5 | tee -a "$out/summary.txt"
+    done
+else
+    log "comm conformance on nccl skipped: no MPI, or the nccl stub"
+fi
+# <<< comm conformance on nccl <<<
+
 # --- summary -------------------------------------------------------------------------
 python3 - "$csv" <<'PY' | tee -a "$out/summary.txt"
 import csv, sys

@@ -2,14 +2,17 @@
  * hand-computed results (integer-valued floats, so every sum is exact):
  *
  * 1. with 2, 3 and 4 participants, each on a thread of its own that also
- *    joins the group itself: allreduce (scaled), broadcast, reduce, messages
- *    around a ring (three per pair, of different sizes, matched in order),
- *    allgather and reduce_scatter;
+ *    joins the group itself, on a "staged" copy of the cpu backend that
+ *    claims its device memory is not host memory, so the path cuda takes
+ *    (peers' values copied into the root's scratch, then added) runs here:
+ *    allreduce (scaled), broadcast, reduce, messages around a ring (three
+ *    per pair, matched in order), allgather and reduce_scatter, twice;
+ *    (threads on the cpu backend, 1 to 4 participants, sizes up to 64 MiB,
+ *    in place: the conformance suite, test_comm_conformance.c, run on
+ *    every comm);
  * 2. the same with one thread posting every participant's part, as NCCL's
- *    single-process groups allow;
- * 3. both again on a "staged" copy of the cpu backend that claims its device
- *    memory is not host memory, so the path cuda takes (peers' values
- *    copied into the root's scratch, then added) runs here too;
+ *    single-process groups allow, on the cpu and the staged backend;
+ * 3. (folded into 1 and 2);
  * 4. a wait whose deadline passes because a participant never posted: it
  *    fails in about the deadline, naming the operation and who is missing,
  *    and the request can be waited for again once the last part arrives;
@@ -17,8 +20,8 @@
  *    and too many outstanding operations are errors, not hangs;
  * 6. requests waited for out of order, as mp waits its sends: far more
  *    operations than one ring holds, only DEPTH outstanding per ring;
- * 7. in-place reduce_scatter and allgather (out = in + rank * n, and
- *    in = out + rank * bytes), and other overlaps rejected;
+ * 7. overlaps other than in place (out = in + rank * n, in = out + rank *
+ *    bytes) rejected;
  * 8. on a "slow" cpu backend whose peer copies take a while: a wait whose
  *    deadline passes while the operation runs sees it through, and destroy
  *    waits for an operation running on another thread;
@@ -329,12 +332,6 @@ static void run_single_thread(const pb_backend *be, int n)
     cpu_world_free(w);
 }
 
-static void test_threads_cpu(void **state)
-{
-    (void)state;
-    for (int n = 2; n <= 4; n++) run_threaded(&pb_backend_cpu, n);
-}
-
 static void test_one_thread_cpu(void **state)
 {
     (void)state;
@@ -351,13 +348,6 @@ static void test_one_thread_staged(void **state)
 {
     (void)state;
     for (int n = 2; n <= 4; n++) run_single_thread(&staged_backend, n);
-}
-
-/* A single participant is a group too: every operation is a copy or nothing. */
-static void test_one_participant(void **state)
-{
-    (void)state;
-    run_single_thread(&pb_backend_cpu, 1);
 }
 
 /* --- 4: deadlines ------------------------------------------------------------------ */
@@ -542,47 +532,7 @@ static void test_out_of_order_waits(void **state)
     cpu_world_free(w);
 }
 
-/* --- 7: in place --------------------------------------------------------------------------- */
-
-static void run_in_place(const pb_backend *be, int n)
-{
-    world *w = joined_world(be, n);
-    pb_comm_req *req[MAXP];
-    float tri = (float)(n * (n + 1) / 2);
-    /* reduce_scatter: out is r's own chunk of in */
-    for (int round = 0; round < 2; round++) {
-        for (int r = 0; r < n; r++) {
-            for (int i = 0; i < n * N; i++) w->b[r].in[i] = (float)((r + 1) * (i + 1));
-            float *in = w->b[r].in;
-            if (C->reduce_scatter(w->cc[r], in, in + r * N, N, &req[r]) != PB_OK)
-                fail_msg("reduce_scatter, participant %d: %s", r, pb_error_message());
-        }
-        for (int r = 0; r < n; r++) assert_int_equal(C->wait(w->cc[r], req[r], WAIT_S), PB_OK);
-        for (int r = 0; r < n; r++)
-            for (int i = 0; i < N; i++)
-                if (w->b[r].in[r * N + i] != tri * (float)(r * N + i + 1))
-                    fail_msg("%d participants, in-place reduce_scatter, participant %d [%d]: got %g, want %g", n, r, i,
-                             (double)w->b[r].in[r * N + i], (double)(tri * (float)(r * N + i + 1)));
-    }
-    /* allgather: in is r's own chunk of out */
-    for (int r = 0; r < n; r++) {
-        for (int i = 0; i < n * N; i++) w->b[r].out[i] = i / N == r ? (float)(10 * r + i % N) : -1.0f;
-        assert_int_equal(C->allgather(w->cc[r], w->b[r].out + r * N, w->b[r].out, N * sizeof(float), &req[r]), PB_OK);
-    }
-    for (int r = 0; r < n; r++) assert_int_equal(C->wait(w->cc[r], req[r], WAIT_S), PB_OK);
-    for (int r = 0; r < n; r++)
-        for (int i = 0; i < n * N; i++) assert_true(w->b[r].out[i] == (float)(10 * (i / N) + i % N));
-    cpu_world_free(w);
-}
-
-static void test_in_place(void **state)
-{
-    (void)state;
-    for (int n = 1; n <= 4; n++) {
-        run_in_place(&pb_backend_cpu, n);
-        run_in_place(&staged_backend, n);
-    }
-}
+/* --- 7: overlaps (in place itself: test_comm_conformance.c) ----------------------------- */
 
 static void test_overlap_rejected(void **state)
 {
@@ -713,11 +663,9 @@ int main(void)
     slow_backend.copy_peer = slow_copy_peer;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ops_table),
-        cmocka_unit_test(test_threads_cpu),
         cmocka_unit_test(test_one_thread_cpu),
         cmocka_unit_test(test_threads_staged),
         cmocka_unit_test(test_one_thread_staged),
-        cmocka_unit_test(test_one_participant),
         cmocka_unit_test(test_deadline_names_missing_participant),
         cmocka_unit_test(test_deadline_lists_every_missing_participant),
         cmocka_unit_test(test_deadline_of_a_message),
@@ -725,7 +673,6 @@ int main(void)
         cmocka_unit_test(test_mismatched_collectives_fail),
         cmocka_unit_test(test_too_many_outstanding),
         cmocka_unit_test(test_out_of_order_waits),
-        cmocka_unit_test(test_in_place),
         cmocka_unit_test(test_overlap_rejected),
         cmocka_unit_test(test_deadline_while_running),
         cmocka_unit_test(test_destroy_waits_for_running),
