@@ -94,7 +94,7 @@ static int cmd_calibrate(int argc, char **argv)
     pb_status st = load_config(&cfg, argc, argv, false, &help);
     if (st == PB_OK && help) return 0;
     if (st == PB_OK) st = pb_mlp_layout(&cfg.shape, &layout);
-    if (st == PB_OK) st = pb_calibrate(&cfg, &layout, &cal);
+    if (st == PB_OK) st = pb_calibrate(&cfg, &layout, 0, &cal);
     if (st != PB_OK) return report(st);
     printf("device %s (%s, %s)\n", cal.device, cfg.backend, pb_precision_name(cfg.precision));
     if (!isnan(cal.peak_tflops)) printf("gemm_peak_tflops %.2f\n", cal.peak_tflops);
