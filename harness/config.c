@@ -63,7 +63,7 @@ static const flag flags[] = {
     {"--warmup", F_INT, OFF(warmup), 0, 1000000, "N", "steps run before measuring (excluded)", NULL},
     {"--seed", F_U64, OFF(seed), 0, 0, "N", "seed of parameters and data", NULL},
     {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)", NULL},
-    {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, up to 8 on cuda", NULL},
+    {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, on cuda the cores per local rank less one (1 to 8)", NULL},
     {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)", NULL},
     {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "GPipe microbatches per step; 1 is the plain layer split", "mp"},
     {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", "mp"},
