@@ -112,8 +112,8 @@ pb_status pb_calibrate_on(const pb_config *cfg, const pb_layout *layout, const p
     out->device[0] = '\0';
     PB_REQUIRE(n >= 1 && n <= PB_MAX_STAGES, PB_ERR_INTERNAL, "calibrating %d devices", n);
     if (!cfg->quiet)
-        pb_log_info("calibrating %d device%s: the GEMM peak, then %d sets of the step's GEMMs alone", n,
-                    n == 1 ? "" : "s", GEMM_SETS);
+        pb_log_info("calibrating: the GEMM peak, then %d sets of the step's GEMMs alone, on %d device%s",
+                    GEMM_SETS, n, n == 1 ? "" : "s");
     for (int i = 0; i < n; i++) {
         peaks[i] = gemm[i] = NAN;
         PB_TRY(calibrate_one(cfg, layout, be, ordinals[i], out->device, sizeof out->device, &peaks[i], &gemm[i]));
