@@ -103,7 +103,7 @@ static pb_status measure(const job *jb, int warmup, const char *tmp_csv, result 
     }
     /* loader workers as run.c's loader_workers() picks them on the cpu backend */
     int workers = cfg.loader_threads > 0 ? cfg.loader_threads : 1;
-    PB_TRY(pb_loader_create(be, &layout, cfg.seed, cfg.shape.batch, total, workers, &loader));
+    PB_TRY(pb_loader_create(be, &layout, cfg.seed, 0, cfg.shape.batch, total, workers, &loader));
 
     for (int s = 0; s < total; s++) {
         /* (a) one step, timed as harness/run.c train() times it */

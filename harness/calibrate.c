@@ -1,6 +1,7 @@
 #include "calibrate.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "log.h"
 #include "registry.h"
 #include "signals.h"
+#include "../strategies/strategy.h"
 #include "../strategies/replica.h"
 
 /* Timed sets of the step's GEMMs: enough for a stable median, few enough
@@ -20,21 +22,61 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-pb_status pb_calibrate(const pb_config *cfg, const pb_layout *layout, pb_calibration *out)
+int pb_calibrate_ordinals(const pb_config *cfg, const pb_backend *be, int rank_device, int *out)
+{
+    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    if (strategy && strategy->procs == PB_PROC_PER_DEVICE) {
+        out[0] = rank_device;
+        return 1;
+    }
+    if (be->host_is_device) {
+        out[0] = 0;
+        return 1;
+    }
+    int n = 0;
+    for (int i = 0; i < cfg->devices && i < PB_MAX_STAGES; i++) {
+        int d = cfg->n_device_map ? cfg->device_map[i] : i;
+        bool seen = false;
+        for (int j = 0; j < n; j++) seen |= out[j] == d;
+        if (!seen) out[n++] = d;
+    }
+    if (n == 0) out[n++] = 0;
+    return n;
+}
+
+void pb_calibration_summarize(const double *peaks, const double *gemm_ms, int n, pb_calibration *out)
+{
+    double sum = 0.0, lo = NAN, hi = NAN, slow = NAN;
+    int measured = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isnan(peaks[i])) {
+            sum += peaks[i];
+            measured++;
+            if (isnan(lo) || peaks[i] < lo) lo = peaks[i];
+            if (isnan(hi) || peaks[i] > hi) hi = peaks[i];
+        }
+        if (!isnan(gemm_ms[i]) && (isnan(slow) || gemm_ms[i] > slow)) slow = gemm_ms[i];
+    }
+    /* a device that could not be measured leaves the mean undefined: a
+     * partial mean would pass for the whole run's */
+    out->peak_tflops = measured == n && n > 0 ? sum / n : NAN;
+    out->peak_min = lo;
+    out->peak_max = hi;
+    out->gemm_ms = slow;
+    out->n = n;
+}
+
+/* One device: its peak and the step's GEMMs alone. */
+static pb_status calibrate_one(const pb_config *cfg, const pb_layout *layout, const pb_backend *be, int ordinal,
+                               char *name, size_t name_len, double *peak, double *gemm_ms)
 {
     pb_status st = PB_OK;
-    const pb_backend *be = pb_find_backend(cfg->backend);
     pb_device *dev = NULL;
     pb_device_info info;
     int in[PB_MAX_LAYERS], outs[PB_MAX_LAYERS];
-    out->peak_tflops = out->gemm_ms = NAN;
-    out->device[0] = '\0';
-    PB_REQUIRE(be, PB_ERR_INTERNAL, "backend %s not found", cfg->backend);
-    PB_TRY(be->open(cfg, 0, &dev));
-    if (be->info(dev, &info) == PB_OK) snprintf(out->device, sizeof out->device, "%s", info.name);
-    if (!cfg->quiet)
-        pb_log_info("calibrating: the GEMM peak, then %d sets of the step's GEMMs alone", GEMM_SETS);
-    if (be->calibrate) PB_TRY(be->calibrate(dev, &out->peak_tflops));
+    PB_TRY(be->open(cfg, ordinal, &dev));
+    if (be->info(dev, &info) == PB_OK && !name[0]) snprintf(name, name_len, "%s", info.name);
+    if (be->calibrate) PB_TRY(be->calibrate(dev, peak));
     if (be->gemm_reference) {
         for (int l = 0; l < layout->n_layers; l++) {
             in[l] = layout->layer[l].in;
@@ -53,9 +95,40 @@ pb_status pb_calibrate(const pb_config *cfg, const pb_layout *layout, pb_calibra
                                       &t[i]));
         }
         qsort(t, GEMM_SETS, sizeof t[0], cmp_double);
-        out->gemm_ms = t[GEMM_SETS / 2];
+        *gemm_ms = t[GEMM_SETS / 2];
     }
 cleanup:
     if (dev) be->close(dev);
     return st;
+}
+
+pb_status pb_calibrate_on(const pb_config *cfg, const pb_layout *layout, const pb_backend *be, const int *ordinals,
+                          int n, pb_calibration *out)
+{
+    pb_status st = PB_OK;
+    double peaks[PB_MAX_STAGES], gemm[PB_MAX_STAGES];
+    out->peak_tflops = out->peak_min = out->peak_max = out->gemm_ms = NAN;
+    out->n = 0;
+    out->device[0] = '\0';
+    PB_REQUIRE(n >= 1 && n <= PB_MAX_STAGES, PB_ERR_INTERNAL, "calibrating %d devices", n);
+    if (!cfg->quiet)
+        pb_log_info("calibrating: the GEMM peak, then %d sets of the step's GEMMs alone, on %d device%s",
+                    GEMM_SETS, n, n == 1 ? "" : "s");
+    for (int i = 0; i < n; i++) {
+        peaks[i] = gemm[i] = NAN;
+        PB_TRY(calibrate_one(cfg, layout, be, ordinals[i], out->device, sizeof out->device, &peaks[i], &gemm[i]));
+        if (pb_signals_caught()) goto cleanup;
+    }
+    pb_calibration_summarize(peaks, gemm, n, out);
+cleanup:
+    return st;
+}
+
+pb_status pb_calibrate(const pb_config *cfg, const pb_layout *layout, int rank_device, pb_calibration *out)
+{
+    const pb_backend *be = pb_find_backend(cfg->backend);
+    if (!be) return pb_error(PB_ERR_INTERNAL, "backend %s not found", cfg->backend);
+    int ordinals[PB_MAX_STAGES];
+    int n = pb_calibrate_ordinals(cfg, be, rank_device, ordinals);
+    return pb_calibrate_on(cfg, layout, be, ordinals, n, out);
 }

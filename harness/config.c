@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "devmap.h"
 #include "launch.h"
 #include "log.h"
 #include "parse.h"
@@ -62,7 +63,7 @@ static const flag flags[] = {
     {"--warmup", F_INT, OFF(warmup), 0, 1000000, "N", "steps run before measuring (excluded)", NULL},
     {"--seed", F_U64, OFF(seed), 0, 0, "N", "seed of parameters and data", NULL},
     {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)", NULL},
-    {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, up to 8 on cuda", NULL},
+    {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, on cuda the cores per local rank less one (1 to 8)", NULL},
     {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)", NULL},
     {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "GPipe microbatches per step; 1 is the plain layer split", "mp"},
     {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", "mp"},
@@ -403,13 +404,25 @@ pb_status pb_config_check_cuda_devices(const pb_config *cfg, int present, int pe
     if (!per_rank)
         return pb_usage_error("--gpus %d: only %d CUDA device%s present (--device-map can share one)", cfg->devices,
                               present, present == 1 ? "" : "s");
+    /* inside a launch a rank may see only the one device its launcher gave
+     * it (harness/devmap.c); before the launch, the ranks will inherit this
+     * process's view, so one visible device is one device for them all */
+    const char *visible = pb_launch_inside() ? getenv("CUDA_VISIBLE_DEVICES") : NULL;
+    pb_rank_view v = {.visible = present, .local_rank = per_node - 1, .local_ranks = per_node,
+                      .rank = per_node - 1, .cuda_visible = visible};
+    int ordinal;
+    if (pb_rank_device(&v, &ordinal) == PB_OK) return PB_OK;
+    pb_error_clear();
     if (per_node == cfg->devices)
         return pb_usage_error("--gpus %d: only %d CUDA device%s present on this node; strategy %s runs one rank "
-                              "per device (launch across nodes with mpirun or srun)",
-                              cfg->devices, present, present == 1 ? "" : "s", cfg->strategy);
+                              "per device (launch across nodes with mpirun or srun; CUDA_VISIBLE_DEVICES=%s)",
+                              cfg->devices, present, present == 1 ? "" : "s", cfg->strategy,
+                              visible ? visible : "unset");
     return pb_usage_error("--gpus %d: this node runs %d ranks but has only %d CUDA device%s; strategy %s runs one "
-                          "rank per device",
-                          cfg->devices, per_node, present, present == 1 ? "" : "s", cfg->strategy);
+                          "rank per device: each rank sees its own one device (srun --gpus-per-task=1) or every "
+                          "rank sees at least %d (CUDA_VISIBLE_DEVICES=%s)",
+                          cfg->devices, per_node, present, present == 1 ? "" : "s", cfg->strategy, per_node,
+                          visible ? visible : "unset");
 }
 
 pb_status pb_config_validate(pb_config *cfg)

@@ -29,8 +29,9 @@ struct pb_loader {
     const pb_backend *be;
     const pb_layout *layout;
     uint64_t seed;
-    int batch;
+    int row0, batch; /* rows [row0, row0 + batch) of each global batch */
     int64_t steps;
+    int64_t filled; /* samples filled, under mu */
     float *prototypes;
     slot slots[SLOTS];
     int64_t released; /* slots holding steps below this may be refilled */
@@ -58,9 +59,10 @@ static void *produce(void *arg)
         bool stop = l->stop;
         pthread_mutex_unlock(&l->mu);
         if (stop) break;
-        pb_data_fill(l->layout, l->seed, t, first, last - first, l->prototypes,
+        pb_data_fill(l->layout, l->seed, t, (int64_t)l->row0 + first, last - first, l->prototypes,
                      s->x + (size_t)first * l->layout->in, s->labels + first);
         pthread_mutex_lock(&l->mu);
+        l->filled += last - first;
         if (++s->done == l->n_workers) {
             s->done = 0;
             s->step = t;
@@ -71,7 +73,7 @@ static void *produce(void *arg)
     return NULL;
 }
 
-pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64_t seed, int batch,
+pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64_t seed, int row0, int batch,
                            int64_t steps, int workers, pb_loader **out)
 {
     pb_status st = PB_OK;
@@ -80,6 +82,7 @@ pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64
     l->be = be;
     l->layout = layout;
     l->seed = seed;
+    l->row0 = row0;
     l->batch = batch;
     l->steps = steps;
     l->n_workers = workers < 1 ? 1 : workers > MAX_WORKERS ? MAX_WORKERS : workers;
@@ -115,7 +118,7 @@ pb_status pb_loader_next(pb_loader *l, int64_t step, pb_batch *out)
     pthread_cond_broadcast(&l->cv);
     while (s->step != step) pthread_cond_wait(&l->cv, &l->mu);
     pthread_mutex_unlock(&l->mu);
-    *out = (pb_batch){.step = step, .count = l->batch, .x = s->x, .labels = s->labels};
+    *out = (pb_batch){.step = step, .row0 = l->row0, .count = l->batch, .x = s->x, .labels = s->labels};
     return PB_OK;
 }
 
@@ -131,6 +134,20 @@ bool pb_loader_peek(pb_loader *l, int64_t step, const float **x, const int32_t *
         *labels = s->labels;
     }
     return ready;
+}
+
+int64_t pb_loader_filled(pb_loader *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int64_t n = l->filled;
+    pthread_mutex_unlock(&l->mu);
+    return n;
+}
+
+int pb_loader_workers_for(long cores, int local_ranks)
+{
+    long per = cores / (local_ranks > 1 ? local_ranks : 1);
+    return per > 9 ? 8 : per > 1 ? (int)per - 1 : 1;
 }
 
 void pb_loader_destroy(pb_loader *l)

@@ -16,10 +16,20 @@
 
 typedef struct pb_loader pb_loader;
 
-/* Prepares batches for steps [0, steps) of `batch` samples each, with
- * `workers` threads splitting each batch's rows. */
-pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64_t seed, int batch,
+/* Prepares rows [row0, row0 + rows) of each step's global batch, for steps
+ * [0, steps), with `workers` threads splitting them: a rank of ddp fills its
+ * shard alone, exactly the samples single's loader puts in those rows
+ * (samples are pure functions of seed, step and index). */
+pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64_t seed, int row0, int rows,
                            int64_t steps, int workers, pb_loader **out);
+/* Samples filled so far (all steps), so a test can tell that a rank
+ * generated its shard and nothing more. */
+int64_t pb_loader_filled(pb_loader *l);
+/* Loader threads of one process when --loader-threads is not given: the
+ * cores left to each of the node's `local_ranks` processes, less one for the
+ * thread driving the device, at least 1 and at most 8 (beyond that a GPU
+ * step no longer waits). */
+int pb_loader_workers_for(long cores, int local_ranks);
 /* Waits for step's batch (steps are taken in order) and releases the slot of
  * the previous step for refilling. */
 pb_status pb_loader_next(pb_loader *l, int64_t step, pb_batch *out);

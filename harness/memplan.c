@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "memplan.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -109,15 +110,17 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
     }
     for (int i = 0; i < out->n_devices; i++) {
         out->device[i] = parts_sum(&dev[i]);
-        /* ddp's rank drives the device of its index on the node */
-        out->ordinal[i] = per_rank ? env->local_rank : cfg->n_device_map ? cfg->device_map[i] : i;
+        /* ddp's rank drives the device pb_rank_device gave it */
+        out->ordinal[i] = per_rank ? env->device : cfg->n_device_map ? cfg->device_map[i] : i;
     }
 
     /* one process of the run: its host buffers, and its devices' memory
      * where that is host memory */
     pb_mem_parts proc = {0};
     proc.params += 4.0 * P; /* initial, later final parameters (run.c) */
-    add_loader(layout, B, &proc.loader);
+    /* a rank's loader fills its shard alone (the larger one when the ranks
+     * do not divide the batch) */
+    add_loader(layout, per_rank ? ceil(B / (double)n) : B, &proc.loader);
     /* ddp's gradients staged through the host for a host comm */
     if (per_rank && !env->host_is_device && strcmp(cfg->comm, "nccl") != 0) proc.grads += 4.0 * P;
     if (env->host_is_device)

@@ -44,7 +44,7 @@
 typedef struct pb_memplan_env {
     bool host_is_device; /* cpu: device memory is host memory */
     int local_ranks;     /* rank-per-device: the run's ranks on this host (else 1) */
-    int local_rank;      /* rank-per-device: this rank's index on its host (its device) */
+    int device;          /* rank-per-device: the ordinal this rank opens (harness/devmap.c) */
     bool writer;         /* this process runs --verify's reference */
 } pb_memplan_env;
 

@@ -73,6 +73,8 @@ extern "C" {
     X(SAMPLES_PER_S, "samples_per_s", METRIC, NONE)                           \
     X(MODEL_TFLOPS, "model_tflops", METRIC, NONE)                             \
     X(PEAK_TFLOPS, "peak_tflops", METRIC, NONE)                               \
+    X(PEAK_TFLOPS_MIN, "peak_tflops_min", METRIC, NONE)                       \
+    X(PEAK_TFLOPS_MAX, "peak_tflops_max", METRIC, NONE)                       \
     X(MFU, "mfu", METRIC, NONE)                                               \
     X(GEMM_MS, "gemm_ms", METRIC, NONE)                                       \
     X(LOAD_MS, "load_ms", METRIC, NONE)                                       \

@@ -2,6 +2,7 @@
 #include "run.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "../kernels/comm_mpi.h"
 #include "calibrate.h"
+#include "devmap.h"
 #include "env.h"
 #include "fault.h"
 #include "launch.h"
@@ -25,6 +27,7 @@
 #include "signals.h"
 #include "stats.h"
 #include "timer.h"
+#include "../strategies/input.h"
 
 /* Defined by the allocation-counting library the benchmarks preload
  * (tests/alloc_count.c); absent otherwise. */
@@ -55,6 +58,7 @@ typedef struct run_state {
      * verifies and writes the row */
     bool multi;
     pb_world world;
+    int device; /* rank-per-device: the ordinal this rank opens */
     int interrupted; /* SIGINT/SIGTERM agreed on: stop, write nothing */
 } run_state;
 
@@ -77,13 +81,13 @@ static pb_status prepare_dump(const pb_config *cfg)
 }
 
 /* One thread on the CPU backend leaves the cores to the BLAS; a GPU step is
- * fast enough that the host must fill batches in parallel to keep up. */
-static int loader_workers(const pb_config *cfg)
+ * fast enough that the host must fill batches in parallel to keep up, with
+ * the node's cores shared by its ranks (local_ranks). */
+static int loader_workers(const pb_config *cfg, int local_ranks)
 {
     if (cfg->loader_threads > 0) return cfg->loader_threads;
     if (strcmp(cfg->backend, "cpu") == 0) return 1;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return cores > 9 ? 8 : cores > 1 ? (int)cores - 1 : 1;
+    return pb_loader_workers_for(sysconf(_SC_NPROCESSORS_ONLN), local_ranks);
 }
 
 /* Refuses, before anything is allocated, a run whose memory plan does not
@@ -93,7 +97,7 @@ static pb_status check_memory(const run_state *rs)
 {
     pb_memplan_env env = {.host_is_device = rs->be->host_is_device,
                           .local_ranks = rs->multi ? rs->world.local_ranks : 1,
-                          .local_rank = rs->multi ? rs->world.local_rank : 0,
+                          .device = rs->multi ? rs->device : 0,
                           .writer = is_writer(rs)};
     pb_memplan plan;
     pb_memplan_compute(rs->cfg, &rs->layout, &env, &plan);
@@ -129,9 +133,12 @@ static pb_status setup(run_state *rs)
         size_t n = rs->layout.n_params;
         PB_TRY(dump_array(cfg, "params_init.npy", "<f4", rs->params, sizeof(float), 1, &n));
     }
-    rs->cal.peak_tflops = rs->cal.gemm_ms = NAN;
+    rs->cal.peak_tflops = rs->cal.peak_min = rs->cal.peak_max = rs->cal.gemm_ms = NAN;
     /* before the strategy's devices exist, so it measures an idle device */
-    if (cfg->calibrate || strcmp(cfg->backend, "cuda") == 0) PB_TRY(pb_calibrate(cfg, &rs->layout, &rs->cal));
+    /* each rank its own device; the ranks' peaks meet after the steps
+     * (gather_slowest), where no rank can be missing */
+    if (cfg->calibrate || strcmp(cfg->backend, "cuda") == 0)
+        PB_TRY(pb_calibrate(cfg, &rs->layout, rs->multi ? rs->device : 0, &rs->cal));
     /* interrupted during calibration: train stops at its first boundary
      * and says so, with nothing more set up */
     if (pb_signals_caught()) return PB_OK;
@@ -141,6 +148,7 @@ static pb_status setup(run_state *rs)
         rs->ctx.rank = rs->world.rank;
         rs->ctx.ranks = rs->world.ranks;
         rs->ctx.local_rank = rs->world.local_rank;
+        rs->ctx.device = rs->device;
     }
     /* rank-per-device strategies init it for their rank; one-process ones
      * for each of their devices */
@@ -150,9 +158,12 @@ static pb_status setup(run_state *rs)
     }
     PB_TRY(rs->strategy->init(&rs->ctx, &rs->strategy_state));
     if (rs->strategy->device_info(rs->strategy_state, &rs->info) == PB_OK) rs->have_info = true;
-    /* started last, so its thread does not compete with setup */
-    PB_TRY(pb_loader_create(rs->be, &rs->layout, cfg->seed, cfg->shape.batch,
-                            (int64_t)cfg->warmup + cfg->iters, loader_workers(cfg), &rs->loader));
+    /* started last, so its thread does not compete with setup; a rank
+     * fills its shard alone (its strategy reads no other row) */
+    int row0 = 0, rows = cfg->shape.batch;
+    if (rs->multi) pb_input_shard(cfg->shape.batch, rs->world.ranks, rs->world.rank, &row0, &rows);
+    PB_TRY(pb_loader_create(rs->be, &rs->layout, cfg->seed, row0, rows, (int64_t)cfg->warmup + cfg->iters,
+                            loader_workers(cfg, rs->multi ? rs->world.local_ranks : 1), &rs->loader));
 cleanup:
     return st;
 }
@@ -240,12 +251,42 @@ static pb_status check_config_agreement(const run_state *rs, bool usable)
     return pb_signals_agree_hash(h, usable, c->timeout_s);
 }
 
+/* --dump: step 0's global batch. A rank's loader holds its shard alone, so
+ * the writer generates the whole batch for the file (outside the timed
+ * step; the same samples, as they are pure functions of seed, step, row). */
+static pb_status dump_batch0(run_state *rs, const pb_batch *batch)
+{
+    pb_status st = PB_OK;
+    const pb_config *cfg = rs->cfg;
+    size_t b = (size_t)cfg->shape.batch, in = (size_t)rs->layout.in;
+    float *x = NULL, *protos = NULL;
+    int32_t *labels = NULL;
+    const float *dx = batch->x;
+    const int32_t *dl = batch->labels;
+    if (batch->row0 != 0 || (size_t)batch->count != b) {
+        PB_ALLOC(x, b * in);
+        PB_ALLOC(labels, b);
+        PB_ALLOC(protos, (size_t)rs->layout.classes * in);
+        pb_data_prototypes(&rs->layout, cfg->seed, protos);
+        pb_data_fill(&rs->layout, cfg->seed, 0, 0, (int)b, protos, x, labels);
+        dx = x;
+        dl = labels;
+    }
+    size_t xs[2] = {b, in};
+    PB_TRY(dump_array(cfg, "batch0_x.npy", "<f4", dx, sizeof(float), 2, xs));
+    PB_TRY(dump_array(cfg, "batch0_labels.npy", "<i4", dl, sizeof(int32_t), 1, &b));
+cleanup:
+    free(x);
+    free(labels);
+    free(protos);
+    return st;
+}
+
 static pb_status train(run_state *rs)
 {
     pb_status st = PB_OK;
     const pb_config *cfg = rs->cfg;
     int total = cfg->warmup + cfg->iters;
-    int b = cfg->shape.batch;
     unsigned long allocs_before = 0;
 
     for (int s = 0; s <= total; s++) {
@@ -266,11 +307,7 @@ static pb_status train(run_state *rs)
                                  isnan(res.loss) ? "NaN" : "infinite", s);
         if (s == 0) {
             rs->loss_first = res.loss;
-            if (cfg->dump[0] && is_writer(rs)) {
-                size_t xs[2] = {(size_t)b, (size_t)rs->layout.in}, ls = (size_t)b;
-                PB_TRY(dump_array(cfg, "batch0_x.npy", "<f4", batch.x, sizeof(float), 2, xs));
-                PB_TRY(dump_array(cfg, "batch0_labels.npy", "<i4", batch.labels, sizeof(int32_t), 1, &ls));
-            }
+            if (cfg->dump[0] && is_writer(rs)) PB_TRY(dump_batch0(rs, &batch));
         }
         rs->loss_last = res.loss;
         /* --verify judges the parameters after this step: keep them (between
@@ -288,6 +325,12 @@ static pb_status train(run_state *rs)
     }
     if (pb_alloc_count)
         fprintf(stderr, "bench: allocations during measured steps: %lu\n", pb_alloc_count() - allocs_before);
+    /* test-only: what this process's loader generated (tests/unit/test_ddp.c) */
+    const char *stats = getenv("PB_TEST_LOADER_STATS");
+    if (stats && *stats && strcmp(stats, "0") != 0)
+        fprintf(stderr, "bench: rank %d loader filled %lld samples, %lld bytes\n", rs->multi ? rs->world.rank : 0,
+                (long long)pb_loader_filled(rs->loader),
+                (long long)pb_loader_filled(rs->loader) * (long long)(rs->layout.in * sizeof(float) + sizeof(int32_t)));
 cleanup:
     return st;
 }
@@ -328,8 +371,11 @@ static void fill_results(pb_record *r, run_state *rs)
     pb_record_num(r, PB_COL_SAMPLES_PER_S, cfg->shape.batch * 1e3 / s.mean);
     double tflops = pb_mlp_step_flops(&rs->layout, cfg->shape.batch) / (s.mean * 1e-3) / 1e12;
     pb_record_num(r, PB_COL_MODEL_TFLOPS, tflops);
-    /* MFU against the peak measured on this device, per device */
+    /* MFU against the mean of the devices' measured peaks, per device:
+     * the work done over the sum of their peaks (docs/statistics.md) */
     pb_record_num(r, PB_COL_PEAK_TFLOPS, rs->cal.peak_tflops);
+    pb_record_num(r, PB_COL_PEAK_TFLOPS_MIN, rs->cal.peak_min);
+    pb_record_num(r, PB_COL_PEAK_TFLOPS_MAX, rs->cal.peak_max);
     pb_record_num(r, PB_COL_MFU, tflops / cfg->devices / rs->cal.peak_tflops);
     pb_record_num(r, PB_COL_GEMM_MS, rs->cal.gemm_ms);
     static const pb_column phase_col[PB_PHASE_COUNT] = {
@@ -420,7 +466,8 @@ static pb_status verify_against_single(run_state *rs, double *max_rel, double *d
     pb_mlp_init_params(&rs->layout, ref.seed, init);
     pb_strategy_ctx ctx = {.cfg = &ref, .be = rs->be, .layout = &rs->layout, .init_params = init};
     PB_TRY(pb_strategy_single.init(&ctx, &state));
-    PB_TRY(pb_loader_create(rs->be, &rs->layout, ref.seed, ref.shape.batch, total, loader_workers(&ref), &loader));
+    PB_TRY(pb_loader_create(rs->be, &rs->layout, ref.seed, 0, ref.shape.batch, total, loader_workers(&ref, 1),
+                            &loader));
     if (!ref.quiet) pb_log_info("--verify: training single on the same %lld batches", (long long)total);
     for (int64_t s = 0; s < total; s++) {
         pb_batch batch;
@@ -445,6 +492,29 @@ cleanup:
     return st;
 }
 
+/* Ranks: every rank calibrated its own device; rank 0 gets them all (each
+ * rank's entry in its own slot, -1 elsewhere and where not measured, so a
+ * max-reduce is a gather) and the row the mean, min and max. */
+static pb_status gather_calibration(run_state *rs)
+{
+    pb_status st = PB_OK;
+    int n = rs->world.ranks, r = rs->world.rank;
+    double *v = NULL;
+    PB_ALLOC(v, 2 * (size_t)n);
+    for (int i = 0; i < 2 * n; i++) v[i] = -1.0;
+    if (!isnan(rs->cal.peak_tflops)) v[r] = rs->cal.peak_tflops;
+    if (!isnan(rs->cal.gemm_ms)) v[n + r] = rs->cal.gemm_ms;
+    PB_TRY(pb_world_max_to_root(v, 2 * n));
+    if (is_writer(rs)) {
+        for (int i = 0; i < 2 * n; i++)
+            if (v[i] < 0.0) v[i] = NAN;
+        pb_calibration_summarize(v, v + n, n, &rs->cal);
+    }
+cleanup:
+    free(v);
+    return st;
+}
+
 /* Ranks: each step's time is the slowest rank's (the step ends for the job
  * when its last rank is done), and so are that step's phase times, taken
  * from the same rank, so the phase columns add up to the step columns
@@ -455,6 +525,7 @@ static pb_status gather_slowest(run_state *rs)
     if (!rs->multi) return PB_OK;
     int iters = rs->cfg->iters;
     pb_status st = pb_world_slowest_to_root(rs->step_ms, rs->phase_steps, iters, PB_PHASE_COUNT);
+    if (st == PB_OK && rs->cal.n > 0) st = gather_calibration(rs);
     if (st != PB_OK || !is_writer(rs)) return st;
     memset(&rs->phase_sum, 0, sizeof rs->phase_sum);
     for (int i = 0; i < iters; i++)
@@ -496,6 +567,17 @@ static void abort_ranks(run_state *rs, pb_record *rec, pb_status st)
     pb_world_abort(pb_status_exit_code(st));
 }
 
+/* Rank-per-device: the device this rank opens (harness/devmap.c). */
+static pb_status rank_device(run_state *rs, int visible)
+{
+    const pb_config *cfg = rs->cfg;
+    pb_rank_view v = {.visible = visible, .local_rank = rs->world.local_rank,
+                      .local_ranks = rs->world.local_ranks, .rank = rs->world.rank,
+                      .map = cfg->device_map, .n_map = cfg->n_device_map,
+                      .cuda_visible = getenv("CUDA_VISIBLE_DEVICES")};
+    return pb_rank_device(&v, &rs->device);
+}
+
 pb_status pb_run(const pb_config *cfg)
 {
     run_state rs = {.cfg = cfg};
@@ -521,13 +603,15 @@ pb_status pb_run(const pb_config *cfg)
          * it has GPUs cannot run; it says so (exit 2), and the agreement
          * below stops every other rank with it, before any work */
         pb_status node_st = PB_OK;
+        int present = INT_MAX; /* the cpu backend's devices all stand for the host */
         if (strcmp(cfg->backend, "cuda") == 0) {
             char why[256] = "";
-            int present = rs.be->device_count(why, sizeof why);
+            present = rs.be->device_count(why, sizeof why);
             node_st = present > 0 ? pb_config_check_cuda_devices(cfg, present, rs.world.local_ranks)
                                   : pb_user_error(PB_ERR_UNAVAILABLE, "--backend cuda: no usable CUDA device on "
                                                                       "this node: %s", why);
         }
+        if (node_st == PB_OK) node_st = rank_device(&rs, present);
         /* a mismatch ends every rank cleanly (exit 2, no row); a rank that
          * never joins leaves the others nothing to finalize with: abort */
         st = check_config_agreement(&rs, node_st == PB_OK);

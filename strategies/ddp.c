@@ -90,15 +90,6 @@ static size_t bucket_floats(const pb_config *cfg)
     return f < 1.0 ? 1 : (size_t)f;
 }
 
-/* Rank r's rows of a batch of b over n ranks: [r*b/n, (r+1)*b/n), so shards
- * differ by at most one row when n does not divide b. */
-static void shard_rows(int b, int n, int r, int *row0, int *rows)
-{
-    int64_t lo = (int64_t)r * b / n, hi = (int64_t)(r + 1) * b / n;
-    *row0 = (int)lo;
-    *rows = (int)(hi - lo);
-}
-
 static pb_status ddp_validate(const pb_config *cfg, const pb_layout *layout)
 {
     if (!pb_mpi_available())
@@ -151,12 +142,12 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
     PB_REQUIRE(ctx->comm && s->ranks >= 1 && s->ranks == cfg->devices && cfg->shape.batch >= s->ranks,
                PB_ERR_INTERNAL, "ddp: %d ranks for --gpus %d and a batch of %d", s->ranks, cfg->devices,
                cfg->shape.batch);
-    shard_rows(cfg->shape.batch, s->ranks, s->rank, &s->row0, &s->shard);
+    pb_input_shard(cfg->shape.batch, s->ranks, s->rank, &s->row0, &s->shard);
 
-    /* --device-map (test-only: several ranks on one GPU, docs/gpu.md)
-     * names each rank's device; otherwise the node-local rank. To be folded
-     * into the rank-to-GPU mapping (issue 13, item 7). */
-    PB_TRY(be->open(cfg, cfg->n_device_map ? cfg->device_map[s->rank] : ctx->local_rank, &s->dev));
+    /* the device the rank-to-GPU rule chose (harness/devmap.c): a
+     * --device-map entry (test-only: several ranks on one GPU), else the
+     * node-local rank or the one device the launcher shows the rank */
+    PB_TRY(be->open(cfg, ctx->device, &s->dev));
     PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, layout, 0, layout->n_layers, s->shard, ctx->init_params));
     PB_TRY(pb_phase_timer_init(&s->timer, be, s->dev));
     PB_TRY(ctx->comm->init(cfg, be, s->dev, s->rank, s->ranks, &s->comm));
@@ -244,10 +235,10 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     const pb_config *cfg = s->ctx->cfg;
     pb_replica *r = &s->rep;
     pb_status st = PB_OK;
-    int m = s->shard, bsz = batch->count;
+    /* the loader holds this rank's shard (or more); the loss averages over
+     * the global batch */
+    int m = s->shard, bsz = cfg->shape.batch;
     double comm_ms = 0.0;
-    PB_REQUIRE(bsz == cfg->shape.batch, PB_ERR_INTERNAL, "ddp: batch of %d rows, expected %d", bsz,
-               cfg->shape.batch);
 
     /* where this rank is, for the others' deadline messages (the phase
      * timer publishes the phases) */

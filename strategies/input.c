@@ -37,25 +37,40 @@ void pb_input_destroy(pb_input *in)
     memset(in, 0, sizeof *in);
 }
 
-/* Enqueues the copy of a step's rows into a slot on the copy stream. */
-static pb_status prefetch_rows(pb_input *in, int slot, const float *x, const int32_t *labels)
+void pb_input_shard(int b, int n, int r, int *row0, int *rows)
 {
-    pb_status st = in->be->prefetch(in->dev, in->x_stage[slot], x + in->row0 * in->features,
+    int64_t lo = (int64_t)r * b / n, hi = (int64_t)(r + 1) * b / n;
+    *row0 = (int)lo;
+    *rows = (int)(hi - lo);
+}
+
+/* Where the device's rows start in what the loader holds: the loader may
+ * hold only a shard of the global batch (a rank's), starting at its row0. */
+static size_t first_row(const pb_input *in, const pb_batch *batch) { return in->row0 - (size_t)batch->row0; }
+
+/* Enqueues the copy of a step's rows into a slot on the copy stream. */
+static pb_status prefetch_rows(pb_input *in, int slot, size_t r0, const float *x, const int32_t *labels)
+{
+    pb_status st = in->be->prefetch(in->dev, in->x_stage[slot], x + r0 * in->features,
                                     in->rows * in->features * sizeof(float));
     if (st != PB_OK) return st;
-    return in->be->prefetch(in->dev, in->label_stage[slot], labels + in->row0, in->rows * sizeof(int32_t));
+    return in->be->prefetch(in->dev, in->label_stage[slot], labels + r0, in->rows * sizeof(int32_t));
 }
 
 pb_status pb_input_load(pb_input *in, const pb_batch *batch, void **x, int32_t **labels)
 {
     pb_status st = PB_OK;
+    size_t r0 = first_row(in, batch);
+    PB_REQUIRE(batch->row0 >= 0 && (size_t)batch->row0 <= in->row0 && r0 + in->rows <= (size_t)batch->count,
+               PB_ERR_INTERNAL, "rows %zu to %zu are not among the loader's %d to %d", in->row0,
+               in->row0 + in->rows, batch->row0, batch->row0 + batch->count);
     if (in->in_place) {
-        *x = (void *)(batch->x + in->row0 * in->features);
-        *labels = (int32_t *)(batch->labels + in->row0);
+        *x = (void *)(batch->x + r0 * in->features);
+        *labels = (int32_t *)(batch->labels + r0);
         return PB_OK;
     }
     int slot = (int)(batch->step & 1);
-    if (in->prefetched != batch->step) PB_TRY(prefetch_rows(in, slot, batch->x, batch->labels));
+    if (in->prefetched != batch->step) PB_TRY(prefetch_rows(in, slot, r0, batch->x, batch->labels));
     PB_TRY(in->be->prefetch_wait(in->dev));
     PB_TRY(in->be->cast_params(in->dev, *x, in->x_stage[slot], in->rows * in->features));
     PB_TRY(in->be->copy(in->dev, *labels, in->label_stage[slot], in->rows * sizeof(int32_t)));
@@ -67,7 +82,8 @@ pb_status pb_input_prefetch_next(pb_input *in, const pb_batch *batch)
 {
     in->prefetched = -1;
     if (in->in_place || !batch->next_x) return PB_OK;
-    pb_status st = prefetch_rows(in, (int)((batch->step + 1) & 1), batch->next_x, batch->next_labels);
+    pb_status st =
+        prefetch_rows(in, (int)((batch->step + 1) & 1), first_row(in, batch), batch->next_x, batch->next_labels);
     if (st == PB_OK) in->prefetched = batch->step + 1;
     return st;
 }

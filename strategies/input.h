@@ -27,6 +27,11 @@ typedef struct pb_input {
 /* in_place: the caller's choice (be->host_is_device, fp32 activations, no
  * graph that would bake in one address). The test-only environment variable
  * PB_TEST_STAGE_INPUTS=1 forces staging, so the CPU tests cover that path. */
+/* Rank r's rows of a batch of b over n ranks: [r*b/n, (r+1)*b/n), so shards
+ * differ by at most one row when n does not divide b. What a ddp rank
+ * trains on, and all its loader fills. */
+void pb_input_shard(int b, int n, int r, int *row0, int *rows);
+
 pb_status pb_input_init(pb_input *in, const pb_backend *be, pb_device *dev, size_t row0, size_t rows,
                         size_t features, bool in_place);
 void pb_input_destroy(pb_input *in);

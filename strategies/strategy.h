@@ -27,7 +27,8 @@ typedef enum pb_process_model {
 /* The global batch of one step, in (pinned) host memory. */
 typedef struct pb_batch {
     int64_t step;
-    int count;
+    int row0;              /* the global batch's row that x's first row is */
+    int count;             /* rows held: the global batch, or a rank's shard */
     const float *x;        /* [count, in] */
     const int32_t *labels; /* [count] */
     /* The next step's batch when the loader already has it (else NULL), so
@@ -45,6 +46,9 @@ typedef struct pb_strategy_ctx {
      * index on its node (its device), initialised by pb_run; 0, 1 and 0 for
      * one-process strategies */
     int rank, ranks, local_rank;
+    /* rank-per-device: the device ordinal this rank opens (pb_rank_device:
+     * its local rank, or the one device its launcher shows it) */
+    int device;
     /* the run's comm (--comm), NULL for "none": a rank-per-device strategy
      * inits it for its rank, a one-process strategy on several devices for
      * each device (participant i of the devices) */

@@ -317,7 +317,7 @@ static void test_single_mlp_s(void **state)
     double worst_loss = 0.0;
     for (int s = 0; s < 20; s++) {
         pb_data_fill(&layout, cc.seed, s, 0, cc.shape.batch, proto, x, labels);
-        pb_batch batch = {s, cc.shape.batch, x, labels, NULL, NULL};
+        pb_batch batch = {.step = s, .count = cc.shape.batch, .x = x, .labels = labels};
         pb_step_result rc, rg;
         CHECK(pb_strategy_single.step(sc, &batch, &rc));
         CHECK(pb_strategy_single.step(sg, &batch, &rg));

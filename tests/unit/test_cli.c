@@ -342,6 +342,31 @@ static void test_gpus_beyond_cuda_devices(void **state)
     expect_devices("ddp", "16", NULL, 8, 8, NULL);
 }
 
+/* Inside a launch whose launcher gave each rank its own GPU (srun
+ * --gpus-per-task=1: each of the node's 8 ranks sees one device, with
+ * CUDA_VISIBLE_DEVICES set), ddp runs; one device that no launcher chose (a
+ * one-GPU node, CUDA_VISIBLE_DEVICES unset) still refuses 8 ranks, naming
+ * the variable; before the launch, one visible device is one for all the
+ * ranks that will inherit it. */
+static void test_one_gpu_per_rank_inside_launch(void **state)
+{
+    (void)state;
+    const char *had = getenv("CUDA_VISIBLE_DEVICES");
+    char *saved = had ? strdup(had) : NULL;
+    setenv("OMPI_COMM_WORLD_SIZE", "16", 1);
+    setenv("CUDA_VISIBLE_DEVICES", "5", 1);
+    expect_devices("ddp", "16", NULL, 1, 8, NULL);
+    expect_devices("ddp", "16", NULL, 2, 8, "this node runs 8 ranks but has only 2 CUDA devices");
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    expect_devices("ddp", "16", NULL, 1, 8, "(CUDA_VISIBLE_DEVICES=unset)");
+    unsetenv("OMPI_COMM_WORLD_SIZE");
+    setenv("CUDA_VISIBLE_DEVICES", "5", 1);
+    expect_devices("ddp", "4", NULL, 1, 4, "--gpus 4: only 1 CUDA device present on this node");
+    if (saved) setenv("CUDA_VISIBLE_DEVICES", saved, 1);
+    else unsetenv("CUDA_VISIBLE_DEVICES");
+    free(saved);
+}
+
 /* A results file written by another schema is refused with exit 2 and the
  * first differing column named, and is left as it was. */
 static void test_usage_header_differs(void **state)
@@ -839,6 +864,7 @@ int main(void)
         USAGE_TEST(device_map_beyond),
         cmocka_unit_test(test_usage_cuda_unavailable),
         cmocka_unit_test(test_gpus_beyond_cuda_devices),
+        cmocka_unit_test(test_one_gpu_per_rank_inside_launch),
         cmocka_unit_test(test_usage_header_differs),
         cmocka_unit_test(test_help_lists_every_flag_with_default),
         cmocka_unit_test(test_list),

@@ -55,6 +55,11 @@ static inline void expect_mfu_per_device(const csv *c)
         fail_msg("%s on %s devices: mfu %g, model TFLOP/s per device / peak = %g", csv_get(c, "strategy"),
                  csv_get(c, "devices"), mfu, want);
     if (!(mfu > 0 && mfu <= 1)) fail_msg("%s: mfu %g is not in (0, 1]", csv_get(c, "strategy"), mfu);
+    /* the peak is the mean of the devices' (ranks') own, within their spread */
+    double lo = csv_num(c, "peak_tflops_min"), hi = csv_num(c, "peak_tflops_max");
+    if (!(lo > 0 && lo <= peak * (1 + 1e-5) && peak <= hi * (1 + 1e-5)))
+        fail_msg("%s: peak_tflops %g outside peak_tflops_min %g .. peak_tflops_max %g", csv_get(c, "strategy"), peak,
+                 lo, hi);
 }
 
 /* A shape whose loss is about a third of a step on the CPU (100000 classes

@@ -12,12 +12,13 @@
 
 #include "harness/launch.h"
 #include "kernels/backend.h"
+#include "workloads/workload.h"
 
 /* [mpirun --allow-run-as-root --oversubscribe -np NP] bench --strategy ddp
  * --backend cpu --workload mlp-xs --iters 10 --warmup 0 --threads 1 --quiet
  * --out DIR/r.csv --gpus N [extra...]; launched_np 0: bench alone; an
  * --iters in extra replaces 10 (a flag may be given once). */
-static bench_run *run_ddp(int launched_np, int gpus, char *const extra[])
+static bench_run *run_ddp_env(int launched_np, int gpus, char *const extra[], char *const env[])
 {
     bench_run *r = bench_run_new();
     char g[16], np[16];
@@ -40,8 +41,13 @@ static bench_run *run_ddp(int launched_np, int gpus, char *const extra[])
     }
     for (int i = 0; extra && extra[i] && n < 63; i++) args[n++] = extra[i];
     args[n] = NULL;
-    run_argv_env(&r->res, NULL, args);
+    run_argv_env(&r->res, env, args);
     return r;
+}
+
+static bench_run *run_ddp(int launched_np, int gpus, char *const extra[])
+{
+    return run_ddp_env(launched_np, gpus, extra, NULL);
 }
 
 #if PB_EXPECT_MPI
@@ -81,6 +87,21 @@ static void check_row(const bench_run *r, int ranks, double tol)
     csv_free(&c);
 }
 
+/* Each rank's loader generated its shard of mlp-xs's batch of 64 for each
+ * of the 10 steps and nothing more (PB_TEST_LOADER_STATS), while --verify
+ * (above) found the training single's: the shards are single's rows. */
+static void expect_shards_only(const bench_run *r, int ranks)
+{
+    const int batch = 64, steps = 10, in = 256; /* mlp-xs: 256 features */
+    for (int k = 0; k < ranks; k++) {
+        int rows = (k + 1) * batch / ranks - k * batch / ranks;
+        char want[160];
+        snprintf(want, sizeof want, "bench: rank %d loader filled %d samples, %d bytes\n", k, steps * rows,
+                 steps * rows * (in * 4 + 4));
+        if (!strstr(r->res.err, want)) fail_msg("no '%.*s' in stderr:\n%s", (int)strlen(want) - 1, want, r->res.err);
+    }
+}
+
 /* 1e-4 for AdamW as for SGD, as dp's and mp's tests use: at this shape
  * (mlp-xs, 10 steps) ddp's AdamW error is 2.9e-5 on 2 ranks, 2.8e-5 on 3 and
  * 1.4e-5 on 4, whatever the buckets. The run's own AdamW bound (5e-3, for
@@ -89,8 +110,10 @@ static void check_row(const bench_run *r, int ranks, double tol)
 static void check_matches(void **state, int ranks, const char *optimizer, const char *bucket_mb)
 {
     char *extra[] = {"--verify", "--optimizer", (char *)optimizer, "--bucket-mb", (char *)bucket_mb, NULL};
-    bench_run *r = keep(state, run_ddp(0, ranks, extra));
+    char *env[] = {"PB_TEST_LOADER_STATS=1", NULL};
+    bench_run *r = keep(state, run_ddp_env(0, ranks, extra, env));
     check_row(r, ranks, 1e-4);
+    expect_shards_only(r, ranks);
 }
 
 /* started outside mpirun: re-executed with N ranks; mlp-xs's batch of 64
@@ -120,6 +143,31 @@ static char *read_bytes(const char *path, size_t *len)
     return buf;
 }
 
+/* --dump's batch0_x.npy is the whole global batch (mlp-xs: 64 x 256), as
+ * single's, although rank 0's loader holds its shard alone. */
+static void expect_batch0_whole(const char *dir)
+{
+    pb_shape shape = {256, 256, 3, 10, 64};
+    pb_layout layout;
+    assert_int_equal(pb_mlp_layout(&shape, &layout), PB_OK);
+    size_t n = 64 * 256, len = 0;
+    float *x = malloc(n * sizeof(float)), *protos = malloc(10 * 256 * sizeof(float));
+    int32_t *labels = malloc(64 * sizeof(int32_t));
+    assert_true(x && protos && labels);
+    pb_data_prototypes(&layout, 1234, protos); /* the default --seed */
+    pb_data_fill(&layout, 1234, 0, 0, 64, protos, x, labels);
+    char path[512];
+    snprintf(path, sizeof path, "%s/batch0_x.npy", dir);
+    char *file = read_bytes(path, &len);
+    assert_true(len >= n * sizeof(float) && len - n * sizeof(float) < 256); /* header + the data */
+    if (memcmp(file + len - n * sizeof(float), x, n * sizeof(float)) != 0)
+        fail_msg("ddp's batch0_x.npy is not the global batch of step 0");
+    free(file);
+    free(x);
+    free(protos);
+    free(labels);
+}
+
 static void test_no_overlap_equals_overlap(void **state)
 {
     char *bytes[2] = {NULL, NULL};
@@ -139,6 +187,7 @@ static void test_no_overlap_equals_overlap(void **state)
         char path[512];
         snprintf(path, sizeof path, "%s/params_final.npy", dir);
         bytes[i] = read_bytes(path, &len[i]);
+        if (i == 0) expect_batch0_whole(dir);
         remove_temp_dir(dir);
     }
     assert_true(len[0] > 128 && len[0] == len[1]);

@@ -103,10 +103,11 @@ static void test_ddp_ranks_share_the_host(void **state)
     char *args[] = {SHAPE, "--strategy", "ddp", "--gpus", "2", NULL};
     pb_memplan p = plan_of(args, true, 2);
     /* a rank: a replica of 3 rows (268 x3 + 404), its host parameters and
-     * its loader of the whole global batch; two ranks on this host */
+     * its loader of its own 3 rows (3 x (4x3x4 + 4x3) + 3x4x4 = 228 bytes,
+     * not the global batch's 408); two ranks on this host */
     assert_int_equal(p.n_devices, 1);
     assert_true(p.device[0] == 268 * 3 + 404);
-    assert_true(p.host == 2 * (268 * 3 + 404 + 268 + 408));
+    assert_true(p.host == 2 * (268 * 3 + 404 + 268 + 228));
 }
 
 static void test_verify_by_hand(void **state)
