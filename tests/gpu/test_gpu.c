@@ -383,7 +383,7 @@ static void test_mp_overlap_one_gpu(void **state)
     double bubble = 0.0, total = 0.0;
     for (int step = 0; step < steps; step++) {
         pb_data_fill(&layout, cfg.seed, step, 0, cfg.shape.batch, proto, x, labels);
-        pb_batch batch = {step, cfg.shape.batch, x, labels, NULL, NULL};
+        pb_batch batch = {.step = step, .count = cfg.shape.batch, .x = x, .labels = labels};
         pb_step_result r;
         CHECK(pb_strategy_mp.step(mp, &batch, &r));
         if (step < warm) continue;

@@ -173,7 +173,7 @@ static void test_wait_outside_p2p(void **state)
     int n = 0;
     for (int step = 0; step < 3; step++) {
         pb_data_fill(&layout, cfg.seed, step, 0, cfg.shape.batch, proto, x, labels);
-        pb_batch batch = {step, cfg.shape.batch, x, labels, NULL, NULL};
+        pb_batch batch = {.step = step, .count = cfg.shape.batch, .x = x, .labels = labels};
         pb_step_result r;
         assert_int_equal(pb_strategy_mp.step(mp, &batch, &r), PB_OK);
         assert_int_equal(pb_mp_trace(mp, sp, 64, &n), PB_OK);
