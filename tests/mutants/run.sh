@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# make mutants: plants each one-line bug of tests/mutants/mutants.txt in turn
+# (the derived metrics, the phase accounting, resume and pairing), rebuilds,
+# runs the test programs the mutant names, and restores the file. Prints a
+# table and "N of M caught". Slow (minutes): not part of `make test` or CI.
+#   usage: tests/mutants/run.sh [ID...]       (default: every mutant)
+#   MUTANTS_LIST   the list (default tests/mutants/mutants.txt)
+#   MUTANTS_TIMEOUT  seconds per test program (default 300; a hang is caught)
+#   MUTANTS_LOG    folder for each mutant's build and test output
+#                  (default: a temporary folder, kept, and named at the end)
+# A mutant is caught when a named program exits non-zero (a failed test, a
+# crash or the timeout). The source file is restored after each mutant, on
+# any exit and on Ctrl-C; nothing of the mutants stays in the tree.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT" || exit 2
+LIST=${MUTANTS_LIST:-tests/mutants/mutants.txt}
+TIMEOUT=${MUTANTS_TIMEOUT:-300}
+MAKE=${MAKE:-make}
+TOOL=tests/mutants/mutants.py
+LOG=${MUTANTS_LOG:-$(mktemp -d /tmp/pb_mutants_XXXXXX)}
+mkdir -p "$LOG" || exit 2
+
+mapfile -t entries < <(python3 "$TOOL" list "$LIST") || exit 2
+[ "${#entries[@]}" -gt 0 ] || { echo "make mutants: no mutants in $LIST" >&2; exit 2; }
+
+# the file being mutated and its pristine copy
+backup="$LOG/.original"
+mutated=""
+restore() {
+    if [ -n "$mutated" ]; then
+        # a plain copy gives the file a new mtime, so make rebuilds it
+        cat "$backup" >"$mutated" && mutated=""
+    fi
+}
+trap 'restore' EXIT
+trap 'was=$mutated; restore; echo "make mutants: interrupted${was:+; $was restored}" >&2; exit 130' INT TERM
+
+# the working tree must be clean where mutants go, or a restore would
+# hide nothing but a rebuild would test someone's edit
+for e in "${entries[@]}"; do
+    f=$(cut -f2 <<<"$e")
+    if ! git diff --quiet -- "$f" 2>/dev/null; then
+        echo "make mutants: $f has uncommitted changes; commit or stash them first" >&2
+        exit 2
+    fi
+done
+
+declare -a want=("$@")
+selected() {
+    [ "${#want[@]}" -eq 0 ] && return 0
+    local w
+    for w in "${want[@]}"; do [ "$w" = "$1" ] && return 0; done
+    return 1
+}
+
+start=$SECONDS
+caught=0 total=0 broken=0
+rows=()
+for e in "${entries[@]}"; do
+    IFS=$'\t' read -r id file tests <<<"$e"
+    selected "$id" || continue
+    total=$((total + 1))
+    t0=$SECONDS
+    cp "$file" "$backup" || exit 2
+    mutated=$file
+    if ! python3 "$TOOL" apply "$LIST" "$id" 2>"$LOG/$id.apply"; then
+        restore
+        rows+=("$(printf '%-22s %-26s %-9s %4ds  %s' "$id" "$file" "STALE" 0 "$(head -c 200 "$LOG/$id.apply")")")
+        broken=$((broken + 1))
+        continue
+    fi
+    bins=()
+    for t in $tests; do bins+=("build/tests/$t"); done
+    if ! $MAKE -j2 all "${bins[@]}" >"$LOG/$id.build" 2>&1; then
+        restore
+        rows+=("$(printf '%-22s %-26s %-9s %4ds  %s' "$id" "$file" "NO-BUILD" $((SECONDS - t0)) "see $LOG/$id.build")")
+        broken=$((broken + 1))
+        continue
+    fi
+    by=""
+    for t in $tests; do
+        BENCH=./bench timeout "$TIMEOUT" "build/tests/$t" >"$LOG/$id.$t.out" 2>&1
+        rc=$?
+        [ "$rc" -eq 0 ] && continue
+        # the failed tests' names from cmocka's summary ("[  FAILED  ] name")
+        names=$(sed -n 's/^\[  FAILED  \] \(test_[A-Za-z0-9_]*\).*/\1/p' "$LOG/$id.$t.out" | sort -u | paste -sd, -)
+        [ "$rc" -eq 124 ] && names="timeout"
+        by="${by:+$by; }$t:${names:-exit $rc}"
+    done
+    restore
+    if [ -n "$by" ]; then
+        caught=$((caught + 1))
+        rows+=("$(printf '%-22s %-26s %-9s %4ds  %s' "$id" "$file" "caught" $((SECONDS - t0)) "$by")")
+    else
+        rows+=("$(printf '%-22s %-26s %-9s %4ds  %s' "$id" "$file" "SURVIVED" $((SECONDS - t0)) "ran: $tests")")
+    fi
+    printf '%s\n' "${rows[-1]}" >&2
+done
+
+# the tree's own build again, so nothing built from a mutant is left
+$MAKE -j2 all >"$LOG/restore.build" 2>&1 || echo "make mutants: rebuilding the unmutated tree failed: $LOG/restore.build" >&2
+
+echo
+printf '%-22s %-26s %-9s %5s  %s\n' "mutant" "file" "result" "time" "caught by (program:tests)"
+printf '%s\n' "${rows[@]}"
+echo
+echo "$caught of $total caught$([ "$broken" -gt 0 ] && echo " ($broken did not apply or build)") in $((SECONDS - start)) s; logs in $LOG"
+[ "$caught" -eq "$total" ]
