@@ -73,9 +73,21 @@ static void check_row(const bench_run *r, int ranks, double tol)
     double factor = 2.0 * (ranks - 1) / ranks, ratio = csv_num(&c, "busbw_gbps") / csv_num(&c, "algbw_gbps");
     if (!(fabs(ratio - factor) <= 1e-4 * factor))
         fail_msg("busbw/algbw is %.6f on %d ranks, expected 2(n-1)/n = %.6f", ratio, ranks, factor);
-    assert_true(csv_num(&c, "comm_bytes_per_step") > 0);
-    double overlap = csv_num(&c, "overlap_pct");
+    /* what is all-reduced each step is the fp32 gradient of every parameter */
+    double bytes = csv_num(&c, "comm_bytes_per_step");
+    if (bytes != 4 * csv_num(&c, "params"))
+        fail_msg("comm_bytes_per_step %s for %s fp32 parameters", csv_get(&c, "comm_bytes_per_step"),
+                 csv_get(&c, "params"));
+    double comm_ms = csv_num(&c, "comm_ms"), sync_ms = csv_num(&c, "sync_ms");
+    double algbw = bytes / (comm_ms * 1e-3) / 1e9;
+    if (!(fabs(csv_num(&c, "algbw_gbps") - algbw) <= 1e-3 * algbw))
+        fail_msg("algbw_gbps %s, comm_bytes_per_step / comm_ms = %g GB/s", csv_get(&c, "algbw_gbps"), algbw);
+    /* the share of communication backward hid: what sync did not wait for
+     * (clamped at 0; 6 significant digits in each column) */
+    double overlap = csv_num(&c, "overlap_pct"), hidden = 100.0 * (1.0 - sync_ms / comm_ms);
     assert_true(overlap >= 0 && overlap <= 100);
+    if (!(fabs(overlap - (hidden > 0 ? hidden : 0)) <= 0.01))
+        fail_msg("overlap_pct %g, 100 (1 - sync_ms / comm_ms) = %g", overlap, hidden);
     if (!strstr(csv_get(&c, "mpi"), "MPI")) fail_msg("mpi column is '%s'", csv_get(&c, "mpi"));
     csv_free(&c);
 }
@@ -104,7 +116,8 @@ static void test_4_ranks_adamw(void **state) { check_matches(state, 4, "adamw", 
 
 /* --no-overlap (one all-reduce after backward) trains exactly as buckets
  * during backward: on 2 ranks each sum has two terms, so the final
- * parameters are bit for bit the same whatever the bucketing. */
+ * parameters are bit for bit the same whatever the bucketing; and hides no
+ * communication (overlap_pct), its all-reduce timed in sync. */
 static char *read_bytes(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -133,6 +146,11 @@ static void test_no_overlap_equals_overlap(void **state)
             csv c;
             csv_load(&c, r->csv_path);
             assert_string_equal(csv_get(&c, "bucket_mb"), ""); /* no buckets */
+            /* every all-reduce is launched and waited for in sync: none is
+             * hidden (measured 0), and sync holds it all */
+            if (!(csv_num(&c, "overlap_pct") < 50 && csv_num(&c, "sync_ms") > 0))
+                fail_msg("--no-overlap: overlap_pct %s, sync_ms %s: the all-reduce is not timed in sync",
+                         csv_get(&c, "overlap_pct"), csv_get(&c, "sync_ms"));
             csv_free(&c);
         }
         char path[512];
