@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "harness/fault.h"
 #include "harness/launch.h"
 
 /* [mpirun --allow-run-as-root --oversubscribe -np NP] bench --strategy ddp
@@ -178,6 +179,25 @@ static void test_phases_add_up(void **state)
     expect_phases_add_up(&c);
     /* exposed communication is part of all communication */
     assert_true(csv_num(&c, "sync_ms") <= csv_num(&c, "comm_ms") + 1e-9 || csv_num(&c, "overlap_pct") == 0.0);
+    csv_free(&c);
+}
+
+/* Rank 1 sleeps PB_FAULT_SLOW_MS before its optimizer, after the
+ * all-reduce rank 0 waits for, in every step: rank 0's steps end without
+ * it, so only the slowest rank's times show it in every step. Taking the
+ * fastest rank's gave step_ms_min of a few ms. */
+static void test_slowest_rank_reported(void **state)
+{
+    char *extra[] = {"--iters", "4", NULL};
+    setenv("PB_FAULT", "rank=1,phase=opt,kind=slow", 1);
+    bench_run *r = keep(state, run_ddp(0, 2, extra));
+    unsetenv("PB_FAULT");
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    if (!(csv_num(&c, "step_ms_min") >= PB_FAULT_SLOW_MS))
+        fail_msg("rank 1 slept %d ms in every step, but step_ms_min is %s", PB_FAULT_SLOW_MS,
+                 csv_get(&c, "step_ms_min"));
     csv_free(&c);
 }
 
@@ -404,6 +424,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_phases_add_up, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_already_launched, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mfu_per_device, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_slowest_rank_reported, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_reexec_command, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_launch_env_disagrees_with_mpi, run_setup, run_teardown),
