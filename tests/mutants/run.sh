@@ -19,6 +19,9 @@ TIMEOUT=${MUTANTS_TIMEOUT:-300}
 MAKE=${MAKE:-make}
 TOOL=tests/mutants/mutants.py
 LOG=${MUTANTS_LOG:-$(mktemp -d /tmp/pb_mutants_XXXXXX)}
+# the rebuilds are this script's own (not a dry run or a jobserver of the
+# make that started it)
+unset MAKEFLAGS MFLAGS MAKELEVEL
 mkdir -p "$LOG" || exit 2
 
 mapfile -t entries < <(python3 "$TOOL" list "$LIST") || exit 2
@@ -72,7 +75,9 @@ for e in "${entries[@]}"; do
     fi
     bins=()
     for t in $tests; do bins+=("build/tests/$t"); done
-    if ! $MAKE -j2 all "${bins[@]}" >"$LOG/$id.build" 2>&1; then
+    # the library must have been rebuilt from the mutant (newer than the
+    # pristine copy taken before it was applied), or the run proves nothing
+    if ! $MAKE -j2 all "${bins[@]}" >"$LOG/$id.build" 2>&1 || [ -z "$(find build/libparbench.a -newer "$backup" 2>/dev/null)" ]; then
         restore
         rows+=("$(printf '%-22s %-26s %-9s %4ds  %s' "$id" "$file" "NO-BUILD" $((SECONDS - t0)) "see $LOG/$id.build")")
         broken=$((broken + 1))
