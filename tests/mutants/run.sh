@@ -8,6 +8,8 @@
 #   MUTANTS_TIMEOUT  seconds per test program (default 300; a hang is caught)
 #   MUTANTS_LOG    folder for each mutant's build and test output
 #                  (default: a temporary folder, kept, and named at the end)
+#   MUTANTS_BASELINE=0  skip running the named programs on the unmutated
+#                  tree first (they must pass there, or "caught" means nothing)
 # A mutant is caught when a named program exits non-zero (a failed test, a
 # crash or the timeout). The source file is restored after each mutant, on
 # any exit and on Ctrl-C; nothing of the mutants stays in the tree.
@@ -36,8 +38,14 @@ restore() {
         cat "$backup" >"$mutated" && mutated=""
     fi
 }
+# a test program runs in the background (timeout gives it a process group
+# of its own) and is waited for, so a signal is handled at once: the
+# program and its children are ended (timeout passes the signal to its
+# group), and the file restored
+child=""
 trap 'restore' EXIT
-trap 'was=$mutated; restore; echo "make mutants: interrupted${was:+; $was restored}" >&2; exit 130' INT TERM
+trap 'was=$mutated; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null; restore
+      echo "make mutants: interrupted${was:+; $was restored}" >&2; exit 130' INT TERM
 
 # the working tree must be clean where mutants go, or a restore would
 # hide nothing but a rebuild would test someone's edit
@@ -58,6 +66,30 @@ selected() {
 }
 
 start=$SECONDS
+# the programs the selected mutants name must pass without any mutant
+if [ "${MUTANTS_BASELINE:-1}" != 0 ]; then
+    progs=$(for e in "${entries[@]}"; do
+        IFS=$'\t' read -r id _ tests <<<"$e"
+        selected "$id" && printf '%s\n' $tests
+    done | sort -u)
+    bins=()
+    for t in $progs; do bins+=("build/tests/$t"); done
+    $MAKE -j2 all "${bins[@]}" >"$LOG/baseline.build" 2>&1 ||
+        { echo "make mutants: the unmutated tree does not build: $LOG/baseline.build" >&2; exit 2; }
+    for t in $progs; do
+        BENCH=./bench timeout "$TIMEOUT" "build/tests/$t" >"$LOG/baseline.$t.out" 2>&1 &
+        child=$!
+        wait "$child"
+        rc=$?
+        child=""
+        if [ "$rc" -ne 0 ]; then
+            echo "make mutants: build/tests/$t fails without a mutant ($LOG/baseline.$t.out); fix that first" >&2
+            exit 2
+        fi
+    done
+    echo "make mutants: $(wc -w <<<"$progs") test programs pass unmutated ($((SECONDS - start)) s)" >&2
+fi
+
 caught=0 total=0 broken=0
 rows=()
 for e in "${entries[@]}"; do
@@ -69,7 +101,7 @@ for e in "${entries[@]}"; do
     mutated=$file
     if ! python3 "$TOOL" apply "$LIST" "$id" 2>"$LOG/$id.apply"; then
         restore
-        rows+=("$(printf '%-22s %-26s %-9s %4ds  %s' "$id" "$file" "STALE" 0 "$(head -c 200 "$LOG/$id.apply")")")
+        rows+=("$(printf '%-30s %-20s %-9s %4ds  %s' "$id" "$file" "STALE" 0 "$(head -c 200 "$LOG/$id.apply")")")
         broken=$((broken + 1))
         continue
     fi
@@ -79,14 +111,17 @@ for e in "${entries[@]}"; do
     # pristine copy taken before it was applied), or the run proves nothing
     if ! $MAKE -j2 all "${bins[@]}" >"$LOG/$id.build" 2>&1 || [ -z "$(find build/libparbench.a -newer "$backup" 2>/dev/null)" ]; then
         restore
-        rows+=("$(printf '%-22s %-26s %-9s %4ds  %s' "$id" "$file" "NO-BUILD" $((SECONDS - t0)) "see $LOG/$id.build")")
+        rows+=("$(printf '%-30s %-20s %-9s %4ds  %s' "$id" "$file" "NO-BUILD" $((SECONDS - t0)) "see $LOG/$id.build")")
         broken=$((broken + 1))
         continue
     fi
     by=""
     for t in $tests; do
-        BENCH=./bench timeout "$TIMEOUT" "build/tests/$t" >"$LOG/$id.$t.out" 2>&1
+        BENCH=./bench timeout "$TIMEOUT" "build/tests/$t" >"$LOG/$id.$t.out" 2>&1 &
+        child=$!
+        wait "$child"
         rc=$?
+        child=""
         [ "$rc" -eq 0 ] && continue
         # the failed tests' names from cmocka's summary ("[  FAILED  ] name")
         names=$(sed -n 's/^\[  FAILED  \] \(test_[A-Za-z0-9_]*\).*/\1/p' "$LOG/$id.$t.out" | sort -u | paste -sd, -)
@@ -96,9 +131,9 @@ for e in "${entries[@]}"; do
     restore
     if [ -n "$by" ]; then
         caught=$((caught + 1))
-        rows+=("$(printf '%-22s %-26s %-9s %4ds  %s' "$id" "$file" "caught" $((SECONDS - t0)) "$by")")
+        rows+=("$(printf '%-30s %-20s %-9s %4ds  %s' "$id" "$file" "caught" $((SECONDS - t0)) "$by")")
     else
-        rows+=("$(printf '%-22s %-26s %-9s %4ds  %s' "$id" "$file" "SURVIVED" $((SECONDS - t0)) "ran: $tests")")
+        rows+=("$(printf '%-30s %-20s %-9s %4ds  %s' "$id" "$file" "SURVIVED" $((SECONDS - t0)) "ran: $tests")")
     fi
     printf '%s\n' "${rows[-1]}" >&2
 done
@@ -107,7 +142,7 @@ done
 $MAKE -j2 all >"$LOG/restore.build" 2>&1 || echo "make mutants: rebuilding the unmutated tree failed: $LOG/restore.build" >&2
 
 echo
-printf '%-22s %-26s %-9s %5s  %s\n' "mutant" "file" "result" "time" "caught by (program:tests)"
+printf '%-30s %-20s %-9s %5s  %s\n' "mutant" "file" "result" "time" "caught by (program:tests)"
 printf '%s\n' "${rows[@]}"
 echo
 echo "$caught of $total caught$([ "$broken" -gt 0 ] && echo " ($broken did not apply or build)") in $((SECONDS - start)) s; logs in $LOG"
