@@ -57,6 +57,16 @@ for e in "${entries[@]}"; do
     fi
 done
 
+# run_prog NAME OUT: build/tests/NAME with its output in OUT; its exit code
+run_prog() {
+    BENCH=./bench timeout "$TIMEOUT" "build/tests/$1" >"$2" 2>&1 &
+    child=$!
+    wait "$child"
+    local rc=$?
+    child=""
+    return $rc
+}
+
 declare -a want=("$@")
 selected() {
     [ "${#want[@]}" -eq 0 ] && return 0
@@ -77,12 +87,7 @@ if [ "${MUTANTS_BASELINE:-1}" != 0 ]; then
     $MAKE -j2 all "${bins[@]}" >"$LOG/baseline.build" 2>&1 ||
         { echo "make mutants: the unmutated tree does not build: $LOG/baseline.build" >&2; exit 2; }
     for t in $progs; do
-        BENCH=./bench timeout "$TIMEOUT" "build/tests/$t" >"$LOG/baseline.$t.out" 2>&1 &
-        child=$!
-        wait "$child"
-        rc=$?
-        child=""
-        if [ "$rc" -ne 0 ]; then
+        if ! run_prog "$t" "$LOG/baseline.$t.out"; then
             echo "make mutants: build/tests/$t fails without a mutant ($LOG/baseline.$t.out); fix that first" >&2
             exit 2
         fi
@@ -117,11 +122,8 @@ for e in "${entries[@]}"; do
     fi
     by=""
     for t in $tests; do
-        BENCH=./bench timeout "$TIMEOUT" "build/tests/$t" >"$LOG/$id.$t.out" 2>&1 &
-        child=$!
-        wait "$child"
+        run_prog "$t" "$LOG/$id.$t.out"
         rc=$?
-        child=""
         [ "$rc" -eq 0 ] && continue
         # the failed tests' names from cmocka's summary ("[  FAILED  ] name")
         names=$(sed -n 's/^\[  FAILED  \] \(test_[A-Za-z0-9_]*\).*/\1/p' "$LOG/$id.$t.out" | sort -u | paste -sd, -)
