@@ -23,7 +23,8 @@ static int64_t cur_step = -1;
 static int64_t nan_step = -1;
 
 static const char *const kind_names[] = {
-    [PB_FAULT_DIE] = "die", [PB_FAULT_HANG] = "hang", [PB_FAULT_NAN] = "nan", [PB_FAULT_SKEW] = "skew"};
+    [PB_FAULT_DIE] = "die", [PB_FAULT_HANG] = "hang", [PB_FAULT_NAN] = "nan", [PB_FAULT_SKEW] = "skew",
+    [PB_FAULT_SLOW] = "slow"};
 
 static bool parse_long(const char *v, long lo, long hi, long *out)
 {
@@ -68,14 +69,14 @@ pb_status pb_fault_init(void)
             if (p == PB_PHASE_COUNT) return pb_usage_error("PB_FAULT: phase=%s is not a phase name", val);
             fault.phase = (pb_phase)p;
         } else if (strcmp(key, "kind") == 0) {
-            for (int k = PB_FAULT_DIE; k <= PB_FAULT_SKEW; k++)
+            for (int k = PB_FAULT_DIE; k <= PB_FAULT_SLOW; k++)
                 if (strcmp(kind_names[k], val) == 0) kind = (pb_fault_kind)k;
-            if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan, skew", val);
+            if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan, skew, slow", val);
         } else {
             return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, device, step, phase, kind)", key);
         }
     }
-    if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan|skew");
+    if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan|skew|slow");
     fault.kind = kind;
     return PB_OK;
 }
@@ -92,9 +93,22 @@ static bool my_thread(void)
 
 bool pb_fault_at(pb_phase phase)
 {
-    if (fault.kind == PB_FAULT_NONE || fault.kind == PB_FAULT_SKEW || phase != fault.phase ||
-        cur_step != fault.step || !my_thread())
+    if (fault.kind == PB_FAULT_NONE || fault.kind == PB_FAULT_SKEW || phase != fault.phase || !my_thread())
         return false;
+    if (fault.kind == PB_FAULT_SLOW) {
+        /* every step from the fault's on, said once */
+        if (cur_step < 0 || cur_step < fault.step) return false;
+        static atomic_flag said = ATOMIC_FLAG_INIT;
+        if (!atomic_flag_test_and_set(&said)) {
+            fprintf(stderr, "bench: PB_FAULT (test-only): rank %d: slow: %d ms more in phase %s from step %lld on\n",
+                    my_rank, PB_FAULT_SLOW_MS, pb_phase_name(phase), (long long)fault.step);
+            fflush(stderr);
+        }
+        struct timespec ts = {PB_FAULT_SLOW_MS / 1000, (PB_FAULT_SLOW_MS % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        return false;
+    }
+    if (cur_step != fault.step) return false;
     char host[256] = "unknown", dev[32] = "";
     gethostname(host, sizeof host - 1);
     if (fault.device >= 0) snprintf(dev, sizeof dev, " (device %d)", fault.device);
@@ -115,6 +129,7 @@ bool pb_fault_at(pb_phase phase)
         return true;
     case PB_FAULT_NONE:
     case PB_FAULT_SKEW:
+    case PB_FAULT_SLOW:
         break;
     }
     return false;

@@ -14,7 +14,11 @@
  *              backward on device D of rank R scales one gradient element
  *              (the replica's first bias element of its top layer) by
  *              PB_FAULT_SKEW_FACTOR, where the gradient is in host memory (cpu
- *              backend); phase= does not apply. Never in --verify's reference.
+ *              backend); phase= does not apply. Never in --verify's reference;
+ *   kind=slow  from step S on, in every step, sleep PB_FAULT_SLOW_MS on
+ *              entering phase P (before its span: the time is in the step,
+ *              in no phase): one rank reliably the slowest (e.g. after its
+ *              all-reduce, phase=opt), for the slowest-rank step times.
  * Checked in pb_phase_begin, so it fires in every strategy, and where dp's
  * and mp's device threads begin their work. Parsed once
  * (pb_fault_init); a malformed value is a usage error. Not a user feature:
@@ -28,10 +32,19 @@
 #include "phase.h"
 #include "status.h"
 
-typedef enum pb_fault_kind { PB_FAULT_NONE = 0, PB_FAULT_DIE, PB_FAULT_HANG, PB_FAULT_NAN, PB_FAULT_SKEW } pb_fault_kind;
+typedef enum pb_fault_kind {
+    PB_FAULT_NONE = 0,
+    PB_FAULT_DIE,
+    PB_FAULT_HANG,
+    PB_FAULT_NAN,
+    PB_FAULT_SKEW,
+    PB_FAULT_SLOW
+} pb_fault_kind;
 
 /* kind=skew's factor: a few percent, a bug no fp32 reordering mimics */
 #define PB_FAULT_SKEW_FACTOR 1.05f
+/* kind=slow's sleep: far longer than a test's step (a few ms) */
+#define PB_FAULT_SLOW_MS 100
 
 /* Reads PB_FAULT (absent or empty: no fault). */
 pb_status pb_fault_init(void);
@@ -40,7 +53,7 @@ void pb_fault_set_rank(int rank);
 /* The device the calling thread drives (thread-local; unset: -1). */
 void pb_fault_set_device(int device);
 void pb_fault_set_step(int64_t step);
-/* At a phase boundary: dies or hangs here when the fault says so; returns
+/* At a phase boundary: dies, hangs or sleeps here when the fault says so; returns
  * true when this rank should poison this phase's result with NaN. */
 bool pb_fault_at(pb_phase phase);
 /* True when a nan fault fired during the current step (the harness then

@@ -945,6 +945,21 @@ static void test_cli_old_schema_and_torn_line(void **state)
     r = run_compare(c, FIXTURE_DIR "/old_schema.csv", FIXTURE_DIR "/old_schema.csv", NULL);
     expect_exit(r, 0);
     assert_non_null(strstr(r->out, "2 same"));
+    /* its cpu mlp-xs configuration in this build's schema pairs with it on
+     * either side: each file's key is read at its own columns (they part
+     * from `devices` on), and a key column one file lacks is left out */
+    char *t = csv_text((rowspec[]){{.sps = 100000, .cv = 0.01}}, 1);
+    char *cuda = strstr(t, ",single,cuda,") + strlen(",single");
+    memmove(cuda + 4, cuda + 5, strlen(cuda + 5) + 1); /* ",cuda," -> ",cpu," */
+    memcpy(cuda, ",cpu", 4);
+    write_text(c->cur, t, strlen(t));
+    free(t);
+    r = run_compare(c, FIXTURE_DIR "/old_schema.csv", c->cur, NULL);
+    expect_exit(r, 0);
+    assert_non_null(strstr(r->out, "1 same"));
+    r = run_compare(c, c->cur, FIXTURE_DIR "/old_schema.csv", NULL);
+    expect_exit(r, 0);
+    assert_non_null(strstr(r->out, "1 same"));
 }
 
 static void test_cli_trailing_partial_line_skipped(void **state)
@@ -1103,8 +1118,8 @@ static void test_cli_bad_flags_exit_2(void **state)
     assert_string_equal(c->r->err, "");
 }
 
-/* A configuration ok in BASELINE whose every CURRENT run failed is a
- * regression, named as such; a CURRENT with no ok row never passes; a
+/* A configuration ok in BASELINE whose every CURRENT run failed (or was
+ * invalid) is a regression, named as such; a CURRENT with no ok row never passes; a
  * BASELINE with none is nothing to compare against (exit 2). */
 static void test_cli_failed_in_current(void **state)
 {
@@ -1119,6 +1134,11 @@ static void test_cli_failed_in_current(void **state)
     r = run_compare(c, c->base, c->cur, (const char *[]){"--format", "csv", NULL});
     expect_exit(r, 1);
     assert_non_null(strstr(r->out, ",failed-in-current\n"));
+    /* an invalid run (--verify failed) is no ok run either */
+    write_rows(c->cur, (rowspec[]){{.sps = 1000, .cv = 0.01}, {.workload = "mlp-s", .status = "invalid"}}, 2);
+    r = run_compare(c, c->base, c->cur, NULL);
+    expect_exit(r, 1);
+    assert_non_null(strstr(r->out, ": 1 regression (1 failed in current), 0 improvements, 1 same"));
 
     /* every current run failed: exit 1, whether or not they pair */
     write_rows(c->cur, (rowspec[]){{.status = "failed"}, {.workload = "mlp-s", .status = "failed"}}, 2);

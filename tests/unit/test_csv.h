@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "harness/csv_read.h"
+#include "workloads/workload.h"
 
 typedef struct csv {
     pb_csv data;
@@ -43,6 +44,24 @@ static inline double csv_num(const csv *c, const char *name)
     return d;
 }
 
+/* Throughput over the whole measured time: samples/s is the global batch
+ * over the mean step, model TFLOP/s the global batch's FLOPs (the row's
+ * shape) over it (6 significant digits in each column). */
+static inline void expect_throughput(const csv *c)
+{
+    pb_shape shape = {.in = (int)csv_num(c, "in"), .hidden = (int)csv_num(c, "hidden"),
+                      .layers = (int)csv_num(c, "layers"), .classes = (int)csv_num(c, "classes"),
+                      .batch = (int)csv_num(c, "batch_global")};
+    pb_layout layout;
+    if (pb_mlp_layout(&shape, &layout) != PB_OK) fail_msg("the row's shape: %s", pb_error_message());
+    double mean_s = csv_num(c, "step_ms_mean") * 1e-3, sps = csv_num(c, "samples_per_s");
+    double tflops = csv_num(c, "model_tflops"), want_tflops = pb_mlp_step_flops(&layout, shape.batch) / mean_s / 1e12;
+    if (!(fabs(sps - shape.batch / mean_s) <= 1e-4 * sps))
+        fail_msg("samples_per_s %g, batch / step_ms_mean = %g", sps, shape.batch / mean_s);
+    if (!(fabs(tflops - want_tflops) <= 1e-4 * want_tflops))
+        fail_msg("model_tflops %g, the global batch's FLOPs / step_ms_mean = %g", tflops, want_tflops);
+}
+
 /* A --calibrate row's MFU is per device: model TFLOP/s / devices / the
  * peak one device measured (each column to 6 significant digits), and no
  * more than 1. */
@@ -60,6 +79,7 @@ static inline void expect_mfu_per_device(const csv *c)
     if (!(lo > 0 && lo <= peak * (1 + 1e-5) && peak <= hi * (1 + 1e-5)))
         fail_msg("%s: peak_tflops %g outside peak_tflops_min %g .. peak_tflops_max %g", csv_get(c, "strategy"), peak,
                  lo, hi);
+    expect_throughput(c);
 }
 
 /* A shape whose loss is about a third of a step on the CPU (100000 classes

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "harness/fault.h"
 #include "harness/launch.h"
 #include "kernels/backend.h"
 #include "workloads/workload.h"
@@ -80,9 +81,21 @@ static void check_row(const bench_run *r, int ranks, double tol)
     double factor = 2.0 * (ranks - 1) / ranks, ratio = csv_num(&c, "busbw_gbps") / csv_num(&c, "algbw_gbps");
     if (!(fabs(ratio - factor) <= 1e-4 * factor))
         fail_msg("busbw/algbw is %.6f on %d ranks, expected 2(n-1)/n = %.6f", ratio, ranks, factor);
-    assert_true(csv_num(&c, "comm_bytes_per_step") > 0);
-    double overlap = csv_num(&c, "overlap_pct");
+    /* what is all-reduced each step is the fp32 gradient of every parameter */
+    double bytes = csv_num(&c, "comm_bytes_per_step");
+    if (bytes != 4 * csv_num(&c, "params"))
+        fail_msg("comm_bytes_per_step %s for %s fp32 parameters", csv_get(&c, "comm_bytes_per_step"),
+                 csv_get(&c, "params"));
+    double comm_ms = csv_num(&c, "comm_ms"), sync_ms = csv_num(&c, "sync_ms");
+    double algbw = bytes / (comm_ms * 1e-3) / 1e9;
+    if (!(fabs(csv_num(&c, "algbw_gbps") - algbw) <= 1e-3 * algbw))
+        fail_msg("algbw_gbps %s, comm_bytes_per_step / comm_ms = %g GB/s", csv_get(&c, "algbw_gbps"), algbw);
+    /* the share of communication backward hid: what sync did not wait for
+     * (clamped at 0; 6 significant digits in each column) */
+    double overlap = csv_num(&c, "overlap_pct"), hidden = 100.0 * (1.0 - sync_ms / comm_ms);
     assert_true(overlap >= 0 && overlap <= 100);
+    if (!(fabs(overlap - (hidden > 0 ? hidden : 0)) <= 0.01))
+        fail_msg("overlap_pct %g, 100 (1 - sync_ms / comm_ms) = %g", overlap, hidden);
     if (!strstr(csv_get(&c, "mpi"), "MPI")) fail_msg("mpi column is '%s'", csv_get(&c, "mpi"));
     csv_free(&c);
 }
@@ -128,7 +141,8 @@ static void test_4_ranks_adamw(void **state) { check_matches(state, 4, "adamw", 
 
 /* --no-overlap (one all-reduce after backward) trains exactly as buckets
  * during backward: on 2 ranks each sum has two terms, so the final
- * parameters are bit for bit the same whatever the bucketing. */
+ * parameters are bit for bit the same whatever the bucketing; and hides no
+ * communication (overlap_pct), its all-reduce timed in sync. */
 static char *read_bytes(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -182,6 +196,11 @@ static void test_no_overlap_equals_overlap(void **state)
             csv c;
             csv_load(&c, r->csv_path);
             assert_string_equal(csv_get(&c, "bucket_mb"), ""); /* no buckets */
+            /* every all-reduce is launched and waited for in sync: none is
+             * hidden (measured 0; timed in bwd, sync was 0 and overlap 100) */
+            if (!(csv_num(&c, "overlap_pct") < 90 && csv_num(&c, "sync_ms") > 0))
+                fail_msg("--no-overlap: overlap_pct %s, sync_ms %s: the all-reduce is not timed in sync",
+                         csv_get(&c, "overlap_pct"), csv_get(&c, "sync_ms"));
             csv_free(&c);
         }
         char path[512];
@@ -210,6 +229,25 @@ static void test_phases_add_up(void **state)
     expect_phases_add_up(&c);
     /* exposed communication is part of all communication */
     assert_true(csv_num(&c, "sync_ms") <= csv_num(&c, "comm_ms") + 1e-9 || csv_num(&c, "overlap_pct") == 0.0);
+    csv_free(&c);
+}
+
+/* Rank 1 sleeps PB_FAULT_SLOW_MS before its optimizer, after the
+ * all-reduce rank 0 waits for, in every step: rank 0's steps end without
+ * it, so only the slowest rank's times show it in every step. Taking the
+ * fastest rank's gave step_ms_min of a few ms. */
+static void test_slowest_rank_reported(void **state)
+{
+    char *extra[] = {"--iters", "4", NULL};
+    setenv("PB_FAULT", "rank=1,phase=opt,kind=slow", 1);
+    bench_run *r = keep(state, run_ddp(0, 2, extra));
+    unsetenv("PB_FAULT");
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    if (!(csv_num(&c, "step_ms_min") >= PB_FAULT_SLOW_MS))
+        fail_msg("rank 1 slept %d ms in every step, but step_ms_min is %s", PB_FAULT_SLOW_MS,
+                 csv_get(&c, "step_ms_min"));
     csv_free(&c);
 }
 
@@ -471,6 +509,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_phases_add_up, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_already_launched, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mfu_per_device, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_slowest_rank_reported, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_reexec_command, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpus_disagree_with_launch, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_launch_env_disagrees_with_mpi, run_setup, run_teardown),

@@ -224,18 +224,22 @@ static void run_mp_ok(csv *c, char *const args[])
  * layers per stage), where --verify cannot see them: equal FLOPs per stage
  * with uniform layers (8 on 4 devices: 2 each; on 3: the boundaries closest
  * to 1/3 and 2/3 of the FLOPs), a heavy first or last layer on a stage of
- * its own, and --split as given. */
+ * its own, and --split as given. The heavy layer's stage also holds the
+ * most memory: peak_mem_mb is the largest over the stages, and
+ * peak_mem_mb_dev0 stage 0's. */
 static void test_stage_boundaries(void **state)
 {
     (void)state;
+    /* dev0_most: 1 stage 0 holds the most memory, -1 another stage, 0 not checked */
     static const struct {
         const char *in, *classes, *layers, *gpus, *split, *want;
+        int dev0_most;
     } cases[] = {
-        {"64", "64", "8", "4", NULL, "2+2+2+2"},
-        {"64", "64", "8", "3", NULL, "3+2+3"},
-        {"4096", "64", "4", "2", NULL, "1+3"},  /* layer 0: 64x the FLOPs of the others */
-        {"64", "4096", "4", "2", NULL, "3+1"},  /* the last layer likewise */
-        {"4096", "64", "4", "2", "3", "3+1"},   /* --split wins over balance */
+        {"64", "64", "8", "4", NULL, "2+2+2+2", 0},
+        {"64", "64", "8", "3", NULL, "3+2+3", 0},
+        {"4096", "64", "4", "2", NULL, "1+3", 1},  /* layer 0: 64x the FLOPs of the others */
+        {"64", "4096", "4", "2", NULL, "3+1", -1}, /* the last layer likewise */
+        {"4096", "64", "4", "2", "3", "3+1", 0},   /* --split wins over balance */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char *args[] = {"--in", (char *)cases[k].in, "--hidden", "64", "--classes", (char *)cases[k].classes,
@@ -247,6 +251,10 @@ static void test_stage_boundaries(void **state)
             fail_msg("--in %s --classes %s --layers %s --gpus %s%s%s: stage_layers '%s', expected '%s'", cases[k].in,
                      cases[k].classes, cases[k].layers, cases[k].gpus, cases[k].split ? " --split " : "",
                      cases[k].split ? cases[k].split : "", csv_get(&c, "stage_layers"), cases[k].want);
+        double peak = csv_num(&c, "peak_mem_mb"), dev0 = csv_num(&c, "peak_mem_mb_dev0");
+        if (cases[k].dev0_most && !(dev0 > 0 && (cases[k].dev0_most > 0 ? peak == dev0 : peak > dev0)))
+            fail_msg("stage_layers %s: peak_mem_mb %g, peak_mem_mb_dev0 %g: expected stage %s to hold the most",
+                     cases[k].want, peak, dev0, cases[k].dev0_most > 0 ? "0" : "1");
         csv_free(&c);
     }
 }

@@ -16,6 +16,7 @@
 #include "harness/config.h"
 #include "harness/key.h"
 #include "harness/results.h"
+#include "harness/stats.h"
 
 #ifndef GOLDEN_DIR
 #define GOLDEN_DIR "tests/golden"
@@ -339,6 +340,25 @@ static void test_fill_config_and_key_values(void **state)
     assert_string_equal(r->v[PB_COL_OVERSUBSCRIBED], ""); /* the machine's, set by the run */
     free(r);
 
+    /* AdamW's own hyperparameters, each in its column; cuda always
+     * calibrates (harness/run.c), so its rows say so */
+    pb_config adamw;
+    pb_config_defaults(&adamw);
+    char *adamw_args[] = {"--optimizer", "adamw", "--beta1", "0.8", "--beta2", "0.95", "--eps", "1e-07",
+                          "--backend", "cuda", "--strategy", "dp", "--gpus", "2", "--device-map", "1,0"};
+    assert_int_equal(pb_config_parse(&adamw, 16, adamw_args, &help), PB_OK);
+    r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    pb_record_fill_config(r, &adamw);
+    assert_string_equal(r->v[PB_COL_BETA1], "0.8");
+    assert_string_equal(r->v[PB_COL_BETA2], "0.95");
+    assert_string_equal(r->v[PB_COL_EPS], "1e-07");
+    assert_string_equal(r->v[PB_COL_MOMENTUM], ""); /* adamw has none */
+    assert_string_equal(r->v[PB_COL_CALIBRATE], "1");
+    assert_string_equal(r->v[PB_COL_DEVICE_MAP], "1,0");
+    assert_string_equal(r->v[PB_COL_SPLIT], "");
+    free(r);
+
     assert_int_equal(pb_key_value_cmp("0.01", "0.010"), 0);
     assert_int_equal(pb_key_value_cmp("1", "1.0"), 0);
     assert_int_equal(pb_key_value_cmp("-0", "0"), 0);
@@ -347,6 +367,8 @@ static void test_fill_config_and_key_values(void **state)
     assert_true(pb_key_value_cmp("0.9", "0.5") > 0);
     assert_true(pb_key_value_cmp("5", "abc") < 0 && pb_key_value_cmp("abc", "5") > 0);
     assert_int_equal(pb_key_value_cmp("sgd", "sgd"), 0);
+    /* lists (--device-map, --split) are text: a leading number is not the value */
+    assert_true(pb_key_value_cmp("0,1", "0,0") != 0 && pb_key_value_cmp("2,2", "2") != 0);
     assert_true(pb_key_uses(PB_KEY_SWEEP, PB_COL_ITERS) && !pb_key_uses(PB_KEY_PAIR, PB_COL_ITERS));
     assert_true(pb_key_uses(PB_KEY_PAIR, PB_COL_MOMENTUM) && !pb_key_uses(PB_KEY_SWEEP, PB_COL_PARAMS));
 
@@ -373,6 +395,24 @@ static void test_fill_config_and_key_values(void **state)
         assert_true(pb_key_cmp(&sweep, &t, 0, &t, 1) != 0);
         pb_csv_free(&t);
     }
+}
+
+/* The step statistics by hand: 1..10 shuffled (n even, so p50 falls
+ * between two steps), percentiles interpolated over n - 1 gaps, cv with
+ * the sample (n - 1) standard deviation. */
+static void test_step_stats(void **state)
+{
+    (void)state;
+    const double v[] = {5, 1, 4, 2, 3, 10, 6, 7, 9, 8};
+    double scratch[10];
+    pb_stats s;
+    pb_stats_compute(v, 10, scratch, &s);
+    assert_true(s.min == 1.0 && s.max == 10.0 && s.mean == 5.5);
+    assert_true(fabs(s.p50 - 5.5) < 1e-12);  /* position 0.5 * 9 = 4.5 */
+    assert_true(fabs(s.p95 - 9.55) < 1e-12); /* position 0.95 * 9 = 8.55 */
+    assert_true(fabs(s.cv - sqrt(82.5 / 9.0) / 5.5) < 1e-12);
+    pb_stats_compute(v, 1, scratch, &s); /* one step: no spread */
+    assert_true(s.min == 5.0 && s.p50 == 5.0 && s.p95 == 5.0 && s.max == 5.0 && s.cv == 0.0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -616,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup(test_row_matches_golden, setup_clear),
         cmocka_unit_test_setup(test_columns_kinds_documented, setup_clear),
         cmocka_unit_test_setup(test_fill_config_and_key_values, setup_clear),
+        cmocka_unit_test_setup(test_step_stats, setup_clear),
         cmocka_unit_test_setup(test_format_too_small_buffer, setup_clear),
         cmocka_unit_test_setup(test_append_new_file_writes_header_and_row, setup_clear),
         cmocka_unit_test_setup(test_append_other_schema_refused, setup_clear),

@@ -287,7 +287,9 @@ static void test_resume_keys_on_every_flag(void **state)
     char *dir = make_temp_dir();
     char out[512];
     snprintf(out, sizeof out, "%s/s.csv", dir);
-    /* a failed row is no run of it: the next sweep runs it */
+    /* an invalid row (--verify caught a wrong gradient) and a failed row
+     * are no runs of it: the next sweep runs it */
+    assert_false(sweep_skipped(out, (char *[]){"PB_FAULT=kind=skew", NULL}, (char *[]){"--", "--verify", NULL}, 1));
     assert_false(sweep_skipped(out, (char *[]){"PB_FAULT=step=2,kind=nan", NULL}, (char *[]){NULL}, 1));
     assert_false(sweep_skipped(out, NULL, (char *[]){NULL}, 0));
     /* each changes the numbers or the measurement: a new configuration */
@@ -296,7 +298,7 @@ static void test_resume_keys_on_every_flag(void **state)
         {"--", "--calibrate", NULL}, {"--batch", "32", NULL},           {"--threads", "2", NULL},
         {"--iters", "6", NULL},      {"--seed", "7", NULL},
     };
-    int rows = 2;
+    int rows = 3;
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
         bool skipped = sweep_skipped(out, NULL, changed[i], 0);
         if (skipped) fail_msg("%s %s: resumed from the rows of another configuration", changed[i][0], changed[i][1]);
@@ -308,9 +310,11 @@ static void test_resume_keys_on_every_flag(void **state)
     /* the first configuration again, its lr spelled otherwise: skipped */
     assert_true(sweep_skipped(out, NULL, (char *[]){"--lr", "0.010", NULL}, 0));
     assert_true(sweep_skipped(out, NULL, (char *[]){"--", "--momentum", "0.5", NULL}, 0));
+    /* --force runs it again all the same */
+    assert_false(sweep_skipped(out, NULL, (char *[]){"--force", NULL}, 0));
     csv c;
     csv_load(&c, out);
-    assert_int_equal(c.rows, rows);
+    assert_int_equal(c.rows, rows + 1);
     csv_free(&c);
     remove_temp_dir(dir);
 }
