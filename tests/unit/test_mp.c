@@ -268,12 +268,21 @@ static void test_spans_cover_large_loss(void **state)
 {
     (void)state;
     char *args[] = {PB_TEST_LARGE_LOSS_SHAPE, "--gpus", "2", "--iters", "10", NULL};
-    csv c;
-    run_mp_ok(&c, args);
-    double frac = csv_num(&c, "bubble_frac"), theory = csv_num(&c, "bubble_frac_theory");
+    /* A loaded machine only adds idle time (a stage thread waits for a
+     * core), never removes it, so the closest of up to three runs is judged:
+     * work timed outside a span raises every run's fraction (0.67 here). */
+    double frac = NAN, theory = NAN;
+    for (int tries = 0; tries < 3 && !(fabs(frac - theory) <= 0.08); tries++) {
+        csv c;
+        run_mp_ok(&c, args);
+        double f = csv_num(&c, "bubble_frac");
+        theory = csv_num(&c, "bubble_frac_theory");
+        if (isnan(frac) || fabs(f - theory) < fabs(frac - theory)) frac = f;
+        csv_free(&c);
+    }
     if (!(fabs(frac - theory) <= 0.08))
-        fail_msg("bubble_frac %g on 2 stages, 1 microbatch; expected %g (within 0.08)", frac, theory);
-    csv_free(&c);
+        fail_msg("bubble_frac %g on 2 stages, 1 microbatch (closest of 3 runs); expected %g (within 0.08)", frac,
+                 theory);
 }
 
 /* More microbatches than the local comm holds outstanding per ring (16 per
