@@ -18,8 +18,8 @@
 #include <math.h>
 #include <stdbool.h>
 
-#include "harness/compare.h"
-#include "harness/csv_read.h"
+#include "study/compare.h"
+#include "study/csv_read.h"
 #include "harness/results.h"
 
 #ifndef FIXTURE_DIR

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "status.h"
+#include "../harness/status.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "paths.h"
+#include "../harness/paths.h"
 
 typedef enum line_result {
     LINE_OK,

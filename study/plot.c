@@ -20,12 +20,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "child.h"
+#include "../harness/child.h"
 #include "csv_read.h"
 #include "key.h"
-#include "log.h"
-#include "results.h"
-#include "status.h"
+#include "../harness/log.h"
+#include "../harness/results.h"
+#include "../harness/status.h"
 
 #define TEXT_MAX 512
 #define DIM_MAX 96
@@ -114,7 +114,7 @@ static char *sb_take(sbuf *b)
 /* ------------------------------------------------------------------------ */
 /* the CSV                                                                   */
 
-/* A results CSV read by harness/csv_read.c (the reader and rules compare
+/* A results CSV read by study/csv_read.c (the reader and rules compare
  * uses: NUL bytes, duplicate or empty column names, stray quotes refused,
  * torn rows skipped with a notice), and the rows plot uses: status ok and
  * every figure it draws a finite number. */
@@ -125,7 +125,7 @@ typedef struct table {
     int *rows;             /* the usable rows (indices into csv) */
     int nrows;
     int not_ok, dropped;
-    pb_key key;    /* the configuration key (harness/key.h) */
+    pb_key key;    /* the configuration key (study/key.h) */
     pb_key series; /* the key but what changes with the device count */
 } table;
 
@@ -260,7 +260,7 @@ static void table_notices(const table *t)
 }
 
 /* ------------------------------------------------------------------------ */
-/* configurations: rows that agree on the configuration key (harness/key.h),*/
+/* configurations: rows that agree on the configuration key (study/key.h),*/
 /* the runs of one configuration                                             */
 
 typedef struct config {

@@ -13,7 +13,7 @@
 #include <stdio.h>
 
 #include "csv_read.h"
-#include "status.h"
+#include "../harness/status.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "key.h"
-#include "log.h"
-#include "parse.h"
-#include "results.h"
+#include "../harness/log.h"
+#include "../harness/parse.h"
+#include "../harness/results.h"
 
 /* ------------------------------------------------------------------------ */
 /* statistics                                                                */
@@ -130,7 +130,7 @@ void pb_compare_defaults(pb_compare_opts *o)
 }
 
 /* The configuration: rows are runs of one configuration when they agree
- * on every configuration column of the pairing key (harness/key.h: the
+ * on every configuration column of the pairing key (study/key.h: the
  * PB_KEY_ALL columns of harness/results.h) that both files have; older
  * schemas lack some. Not in it: iters, warmup, seed (how long and on which
  * data a run was measured, not what was measured); params,
