@@ -1,7 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "compare.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,80 +10,7 @@
 #include "../harness/log.h"
 #include "../harness/parse.h"
 #include "../harness/results.h"
-
-/* ------------------------------------------------------------------------ */
-/* statistics                                                                */
-
-/* Continued fraction of the incomplete beta function (modified Lentz). */
-static double betacf(double a, double b, double x)
-{
-    const double tiny = 1e-300, eps = 1e-15;
-    double qab = a + b, qap = a + 1.0, qam = a - 1.0;
-    double c = 1.0, d = 1.0 - qab * x / qap;
-    if (fabs(d) < tiny) d = tiny;
-    d = 1.0 / d;
-    double h = d;
-    for (int m = 1; m <= 10000; m++) {
-        double m2 = 2.0 * m;
-        double aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 + aa * d;
-        if (fabs(d) < tiny) d = tiny;
-        c = 1.0 + aa / c;
-        if (fabs(c) < tiny) c = tiny;
-        d = 1.0 / d;
-        h *= d * c;
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 + aa * d;
-        if (fabs(d) < tiny) d = tiny;
-        c = 1.0 + aa / c;
-        if (fabs(c) < tiny) c = tiny;
-        d = 1.0 / d;
-        double del = d * c;
-        h *= del;
-        if (fabs(del - 1.0) < eps) break;
-    }
-    return h;
-}
-
-double pb_compare_incbeta(double a, double b, double x)
-{
-    if (!(a > 0) || !(b > 0) || isnan(x)) return NAN;
-    if (x <= 0) return 0.0;
-    if (x >= 1) return 1.0;
-    double bt = exp(lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log1p(-x));
-    /* the fraction converges fast on the side of the distribution's mean */
-    if (x < (a + 1.0) / (a + b + 2.0)) return bt * betacf(a, b, x) / a;
-    return 1.0 - bt * betacf(b, a, 1.0 - x) / b;
-}
-
-double pb_compare_t_cdf(double t, double df)
-{
-    if (isnan(t) || isnan(df) || !(df > 0)) return NAN;
-    if (isinf(t)) return t > 0 ? 1.0 : 0.0;
-    /* beyond a million degrees of freedom t is normal to about 1e-6 */
-    if (df > 1e6) return 0.5 * erfc(-t / sqrt(2.0));
-    double tail = 0.5 * pb_compare_incbeta(df / 2.0, 0.5, df / (df + t * t)); /* P(T > |t|) */
-    return t > 0 ? 1.0 - tail : tail;
-}
-
-bool pb_compare_welch(const pb_compare_side *base, const pb_compare_side *cur, double *t, double *df)
-{
-    *t = NAN;
-    *df = NAN;
-    if (!(base->df > 0) || !(cur->df > 0)) return false;
-    double s = base->se2 + cur->se2, d = cur->mean - base->mean;
-    if (s == 0) {
-        *t = d == 0 ? 0.0 : copysign(INFINITY, d);
-        *df = base->df + cur->df;
-        return true;
-    }
-    *t = d / sqrt(s);
-    /* Welch-Satterthwaite, scaled so that large variances do not overflow */
-    double fb = base->se2 / s, fc = cur->se2 / s;
-    double den = fb * fb / base->df + fc * fc / cur->df;
-    *df = den > 0 ? 1.0 / den : base->df + cur->df;
-    return true;
-}
+#include "../harness/stats.h"
 
 /* ------------------------------------------------------------------------ */
 /* names                                                                     */
@@ -158,18 +84,6 @@ static const char *const other_required[] = {"status", "iters", "step_ms_cv"};
 
 /* ------------------------------------------------------------------------ */
 /* reading values                                                            */
-
-/* A whole field as a finite number. */
-static bool parse_num(const char *s, double *v)
-{
-    if (!*s) return false;
-    char *end = NULL;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (end == s || *end || !isfinite(x)) return false;
-    *v = x;
-    return true;
-}
 
 /* A comparable row: status ok and the metric present. */
 typedef struct item {
@@ -269,19 +183,19 @@ static pb_status load_side(side *s, size_t *ignored)
         item *it = &s->items[s->nitems];
         memset(it, 0, sizeof *it);
         it->row = row;
-        if (!parse_num(mv, &it->value) || !(it->value > 0)) {
+        if (!pb_csv_number(mv, &it->value) || !(it->value > 0)) {
             st = pb_user_error(PB_ERR_USAGE, "%s:%zu: %s '%s' is not a positive number", s->name, c->line[row],
                                pb_csv_name(c, (size_t)s->metric), pb_csv_excerpt(mv, ex, sizeof ex));
             goto cleanup;
         }
         const char *cv = pb_csv_get(c, row, (size_t)s->cv), *iters = pb_csv_get(c, row, (size_t)s->iters);
         it->cv = NAN;
-        if (*cv && (!parse_num(cv, &it->cv) || it->cv < 0)) {
+        if (*cv && (!pb_csv_number(cv, &it->cv) || it->cv < 0)) {
             st = pb_user_error(PB_ERR_USAGE, "%s:%zu: step_ms_cv '%s' is not a non-negative number", s->name,
                                c->line[row], pb_csv_excerpt(cv, ex, sizeof ex));
             goto cleanup;
         }
-        if (*iters && (!parse_num(iters, &it->iters) || it->iters < 0 || it->iters != floor(it->iters))) {
+        if (*iters && (!pb_csv_number(iters, &it->iters) || it->iters < 0 || it->iters != floor(it->iters))) {
             st = pb_user_error(PB_ERR_USAGE, "%s:%zu: iters '%s' is not a whole number", s->name, c->line[row],
                                pb_csv_excerpt(iters, ex, sizeof ex));
             goto cleanup;
@@ -338,12 +252,13 @@ static pb_compare_side summarise(const side *s, const group *g)
 static void decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_better)
 {
     p->change_pct = 100.0 * (p->cur.mean - p->base.mean) / p->base.mean;
-    bool tested = pb_compare_welch(&p->base, &p->cur, &p->t, &p->df);
+    bool tested = pb_stats_welch((pb_stats_mean){p->base.mean, p->base.se2, p->base.df},
+                                 (pb_stats_mean){p->cur.mean, p->cur.se2, p->cur.df}, &p->t, &p->df);
     /* positive when the change is for the worse */
     double worse = higher_better ? -p->change_pct : p->change_pct;
-    double cdf = tested ? pb_compare_t_cdf(p->t, p->df) : NAN;
-    double p_worse = higher_better ? cdf : (tested ? pb_compare_t_cdf(-p->t, p->df) : NAN);
-    double p_better = higher_better ? (tested ? pb_compare_t_cdf(-p->t, p->df) : NAN) : cdf;
+    double cdf = tested ? pb_stats_t_cdf(p->t, p->df) : NAN;
+    double p_worse = higher_better ? cdf : (tested ? pb_stats_t_cdf(-p->t, p->df) : NAN);
+    double p_better = higher_better ? (tested ? pb_stats_t_cdf(-p->t, p->df) : NAN) : cdf;
     p->p = worse > 0 ? p_worse : p_better;
     if (!(fabs(p->change_pct) > o->threshold_pct)) p->verdict = PB_VERDICT_SAME;
     else if (!tested) p->verdict = PB_VERDICT_NO_SPREAD;

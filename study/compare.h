@@ -107,15 +107,6 @@ pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_
 void pb_compare_print(FILE *f, const pb_compare_result *r, const pb_compare_opts *o);
 void pb_compare_free(pb_compare_result *r);
 
-/* Statistics, exported for the tests. */
-/* Regularized incomplete beta I_x(a, b), a, b > 0, 0 <= x <= 1. */
-double pb_compare_incbeta(double a, double b, double x);
-/* CDF of Student's t with df > 0 degrees of freedom (df may be fractional). */
-double pb_compare_t_cdf(double t, double df);
-/* Welch's t of cur.mean - base.mean and its Welch-Satterthwaite degrees of
- * freedom; false when either side has no spread (df 0). */
-bool pb_compare_welch(const pb_compare_side *base, const pb_compare_side *cur, double *t, double *df);
-
 #ifdef __cplusplus
 }
 #endif

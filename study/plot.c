@@ -147,12 +147,8 @@ static const char *fv(const table *t, int r, const char *name)
 
 static double num(const char *s)
 {
-    if (!s || !*s) return NAN;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || !isfinite(v)) return NAN;
-    return v;
+    double v;
+    return s && pb_csv_number(s, &v) ? v : NAN;
 }
 
 static void table_free(table *t)

@@ -320,10 +320,8 @@ static double mean_sps(const out_rows *o, const pb_config *cfg, int *runs)
     for (size_t r = 0; r < o->t.nrows; r++) {
         if (strcmp(pb_csv_get(&o->t, r, (size_t)o->status), "ok") != 0) continue;
         if (pb_key_cmp(&k, &o->t, r, &want, 0) != 0) continue;
-        char *end = NULL;
-        const char *v = pb_csv_get(&o->t, r, (size_t)o->sps);
-        double x = strtod(v, &end);
-        if (!*v || *end || !(x > 0)) continue;
+        double x;
+        if (!pb_csv_number(pb_csv_get(&o->t, r, (size_t)o->sps), &x) || !(x > 0)) continue;
         sum += x;
         (*runs)++;
     }
