@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "calibrate.h"
-#include "../study/compare.h"
+#include "../study/compare_cli.h"
 #include "config.h"
 #include "launch.h"
 #include "log.h"
