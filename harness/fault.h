@@ -25,7 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "phase.h"
+#include "phase_names.h"
 #include "status.h"
 
 typedef enum pb_fault_kind { PB_FAULT_NONE = 0, PB_FAULT_DIE, PB_FAULT_HANG, PB_FAULT_NAN, PB_FAULT_SKEW } pb_fault_kind;
