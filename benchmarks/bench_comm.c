@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "../harness/config.h"
-#include "../harness/csv_read.h"
+#include "../study/csv_read.h"
 #include "../harness/stats.h"
 #include "../harness/timer.h"
 #include "../kernels/comm_mpi.h"

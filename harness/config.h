@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "shape.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -16,20 +17,9 @@ extern "C" {
 
 #define PB_MAX_STAGES 64 /* devices a single-process strategy drives */
 
-typedef enum pb_precision { PB_FP32 = 0, PB_TF32, PB_BF16, PB_PRECISION_COUNT } pb_precision;
-typedef enum pb_optimizer { PB_OPT_SGD = 0, PB_OPT_ADAMW, PB_OPTIMIZER_COUNT } pb_optimizer;
 
 const char *pb_precision_name(pb_precision p);
 const char *pb_optimizer_name(pb_optimizer o);
-
-/* Shape of an MLP workload. batch is always the global batch. */
-typedef struct pb_shape {
-    int in;      /* input features */
-    int hidden;  /* width of hidden layers */
-    int layers;  /* number of Linear layers (>= 1) */
-    int classes; /* output classes */
-    int batch;   /* global batch, split across devices */
-} pb_shape;
 
 typedef struct pb_config {
     /* plugin names, resolved against the registry by the parser */

@@ -29,7 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "phase.h"
+#include "phase_names.h"
 #include "status.h"
 
 typedef enum pb_fault_kind {

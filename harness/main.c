@@ -5,17 +5,17 @@
 #include <string.h>
 
 #include "calibrate.h"
-#include "compare.h"
+#include "../study/compare_cli.h"
 #include "config.h"
 #include "launch.h"
 #include "log.h"
-#include "plot.h"
+#include "../study/plot.h"
 #include "registry.h"
 #include "run.h"
 #include "signals.h"
 #include "status.h"
 #include "supervise.h"
-#include "sweep.h"
+#include "../study/sweep.h"
 
 static void print_usage(void);
 

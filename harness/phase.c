@@ -2,24 +2,12 @@
 
 #include <string.h>
 
-#include "fault.h"
 #include "nvtx.h"
-#include "progress.h"
 
-static const char *const phase_names[PB_PHASE_COUNT] = {
-    [PB_PHASE_LOAD] = "load",       [PB_PHASE_H2D] = "h2d",
-    [PB_PHASE_FWD] = "fwd",         [PB_PHASE_BWD] = "bwd",
-    [PB_PHASE_COMM] = "comm",       [PB_PHASE_SYNC] = "sync",
-    [PB_PHASE_OPT] = "opt",         [PB_PHASE_SCATTER] = "scatter",
-    [PB_PHASE_REPLICATE] = "replicate", [PB_PHASE_GATHER] = "gather",
-    [PB_PHASE_REDUCE] = "reduce",   [PB_PHASE_P2P] = "p2p",
-    [PB_PHASE_BUBBLE] = "bubble",
-};
+/* The run's hooks (pb_phase_set_hooks); none until it sets them. */
+static pb_phase_hooks hooks;
 
-const char *pb_phase_name(pb_phase p)
-{
-    return (p >= 0 && p < PB_PHASE_COUNT) ? phase_names[p] : "unknown";
-}
+void pb_phase_set_hooks(const pb_phase_hooks *h) { hooks = h ? *h : (pb_phase_hooks){0}; }
 
 pb_status pb_phase_timer_init(pb_phase_timer *t, const pb_backend *be, pb_device *dev)
 {
@@ -58,13 +46,10 @@ pb_status pb_phase_begin(pb_phase_timer *t, pb_phase p)
                         pb_phase_name(t->phase[t->open]));
     if (t->spans >= PB_MAX_PHASE_SPANS)
         return pb_error(PB_ERR_INTERNAL, "more than %d phase spans in one step", PB_MAX_PHASE_SPANS);
-    /* a rank's progress, for the others' deadline messages (a null check
-     * outside a multi-rank run); published before the fault hook, so a
-     * rank stalled there reads as stuck in this phase */
-    pb_progress_phase_begin(p);
-    /* the test-only fault hook (PB_FAULT) sits where every strategy passes:
-     * it may end or stall this process here, or mark the step NaN */
-    pb_fault_at(p);
+    /* the run's hook (progress, then the test-only fault injection) sits
+     * where every strategy passes, before the mark: a rank stalled in it
+     * reads as stuck in this phase */
+    if (hooks.begin) hooks.begin(p);
     int i = t->spans++;
     t->phase[i] = p;
     /* the range is pushed only once the mark is in, so a failed begin leaves
@@ -81,7 +66,7 @@ pb_status pb_phase_end(pb_phase_timer *t)
     if (t->open < 0) return pb_error(PB_ERR_INTERNAL, "phase ended with none open");
     int i = t->open;
     t->open = -1;
-    pb_progress_phase_end();
+    if (hooks.end) hooks.end(t->phase[i]);
     pb_status st = t->be->mark_record(t->dev, t->marks[2 * i + 1]);
     pb_nvtx_pop();
     return st;

@@ -1,38 +1,17 @@
-/* Phase names shared by NVTX ranges and CSV columns, and the per-step phase
- * timer strategies use: begin/end push and pop the NVTX range of the same
- * name and record marks on the device's stream (CUDA events or the clock). */
+/* The per-step phase timer strategies use: begin/end push and pop the NVTX
+ * range of the phase's name (phase_names.h) and record marks on the
+ * device's stream (CUDA events or the clock), and call the hooks the run
+ * registers (progress for the other ranks' deadline messages, the test-only
+ * fault injection), so this file calls nothing above it. */
 #ifndef PB_PHASE_H
 #define PB_PHASE_H
 
 #include "../kernels/backend.h"
+#include "phase_names.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum pb_phase {
-    PB_PHASE_LOAD = 0,
-    PB_PHASE_H2D,
-    PB_PHASE_FWD,
-    PB_PHASE_BWD,
-    PB_PHASE_COMM,  /* all collective time */
-    PB_PHASE_SYNC,  /* the exposed part of comm */
-    PB_PHASE_OPT,
-    PB_PHASE_SCATTER,
-    PB_PHASE_REPLICATE,
-    PB_PHASE_GATHER,
-    PB_PHASE_REDUCE,
-    PB_PHASE_P2P,
-    PB_PHASE_BUBBLE,
-    PB_PHASE_COUNT
-} pb_phase;
-
-const char *pb_phase_name(pb_phase p);
-
-/* One step's phase times in ms (0 when a phase did not occur). */
-typedef struct pb_step_times {
-    double ms[PB_PHASE_COUNT];
-} pb_step_times;
 
 #define PB_MAX_PHASE_SPANS 64
 
@@ -47,6 +26,15 @@ typedef struct pb_phase_timer {
     int spans;
     int open;  /* index of the open span, -1 when none */
 } pb_phase_timer;
+
+/* Called at every phase's begin (before its mark is recorded) and end, from
+ * every strategy thread; NULL members are skipped. Set once by the run
+ * before any strategy starts (harness/run.c), never while a step runs. */
+typedef struct pb_phase_hooks {
+    void (*begin)(pb_phase p);
+    void (*end)(pb_phase p);
+} pb_phase_hooks;
+void pb_phase_set_hooks(const pb_phase_hooks *hooks);
 
 pb_status pb_phase_timer_init(pb_phase_timer *t, const pb_backend *be, pb_device *dev);
 void pb_phase_timer_destroy(pb_phase_timer *t);

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "phase.h"
+#include "phase_names.h"
 #include "status.h"
 
 #ifdef __cplusplus

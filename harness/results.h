@@ -19,7 +19,7 @@ extern "C" {
  * METRIC, what the run measured and how it ended (status, error); ENV, where
  * and when it ran.
  * key: where a configuration column tells configurations apart, one
- * definition for every tool that reads rows back (harness/key.h):
+ * definition for every tool that reads rows back (study/key.h):
  *   ALL    sweep's resume, compare's pairing and plot's grouping;
  *   RESUME sweep's resume only: how long and on which data a configuration
  *          was measured (iters, warmup, seed); compare and plot pool runs

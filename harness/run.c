@@ -22,6 +22,8 @@
 #include "memplan.h"
 #include "npy.h"
 #include "nvtx.h"
+#include "phase.h"
+#include "progress.h"
 #include "registry.h"
 #include "results.h"
 #include "signals.h"
@@ -61,6 +63,23 @@ typedef struct run_state {
     int device; /* rank-per-device: the ordinal this rank opens */
     int interrupted; /* SIGINT/SIGTERM agreed on: stop, write nothing */
 } run_state;
+
+/* What every phase begin and end does in a run, registered with the phase
+ * timer (which calls nothing above it): the rank's progress for the other
+ * ranks' deadline messages (a null check outside a multi-rank run),
+ * published before the test-only fault hook (PB_FAULT), so a rank stalled
+ * there reads as stuck in this phase; the fault hook may end or stall the
+ * process, or mark the step NaN. */
+static void phase_begun(pb_phase p)
+{
+    pb_progress_phase_begin(p);
+    pb_fault_at(p);
+}
+static void phase_ended(pb_phase p)
+{
+    (void)p;
+    pb_progress_phase_end();
+}
 
 static bool is_writer(const run_state *rs) { return !rs->multi || rs->world.rank == 0; }
 
@@ -589,6 +608,7 @@ pb_status pb_run(const pb_config *cfg)
     PB_REQUIRE(rs.be && rs.strategy, PB_ERR_INTERNAL, "unresolved backend or strategy");
     rs.multi = rs.strategy->procs == PB_PROC_PER_DEVICE;
     PB_TRY(pb_fault_init());
+    pb_phase_set_hooks(&(pb_phase_hooks){.begin = phase_begun, .end = phase_ended});
     if (rs.multi) {
         PB_TRY(pb_world_init(&rs.world));
         pb_log_set_rank(rs.world.rank, rs.world.ranks);

@@ -1,6 +1,6 @@
 # Shared settings of the parbench plots; every plots/*.gp loads it first.
 #
-# `bench plot` (harness/plot.c) sets these with -e before the script runs:
+# `bench plot` (study/plot.c) sets these with -e before the script runs:
 #   plotdir   this folder
 #   datafile  the .dat file the script draws (formats: docs/plots.md)
 #   outbase   output path without extension; the script writes .png and .svg
@@ -29,7 +29,7 @@ set linetype 7 lc rgb '#000000' lw 2 pt 5 ps 1.3
 set linetype 8 lc rgb '#F0E442' lw 2 pt 9 ps 1.5
 set linetype 9 lc rgb '#777777' lw 1.5 pt 6 ps 1.3
 
-# One fixed colour per phase, the same in every plot (harness/plot.c names
+# One fixed colour per phase, the same in every plot (study/plot.c names
 # them by these numbers): load h2d scatter replicate fwd gather bwd reduce
 # p2p bubble sync opt other
 set linetype 11 lc rgb '#BBBBBB'

@@ -16,3 +16,6 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libparbench.a tests/unit/test_util.h t
 
 test: $(BENCH_BIN) $(TEST_BIN) $(TEST_DEPS)
 	@BENCH=$(if $(filter /%,$(BENCH_BIN)),,./)$(BENCH_BIN) $(SAN_ENV) tests/run_tests.sh $(TEST_BIN)
+
+# test_layers reads the sources' #include lines wherever it runs
+$(BUILD)/tests/test_layers: private CFLAGS += -DPB_SRC_DIR='"$(abspath .)"'

@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../harness/config.h"
+#include "../harness/shape.h"
+#include "../harness/status.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "harness/config.h"
-#include "harness/csv_read.h"
+#include "study/csv_read.h"
 #include "harness/status.h"
 
 #define PB_FUZZ_MAX_ARGS 32

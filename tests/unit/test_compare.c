@@ -18,8 +18,9 @@
 #include <math.h>
 #include <stdbool.h>
 
-#include "harness/compare.h"
-#include "harness/csv_read.h"
+#include "harness/stats.h"
+#include "study/compare.h"
+#include "study/csv_read.h"
 #include "harness/results.h"
 
 #ifndef FIXTURE_DIR
@@ -391,19 +392,19 @@ static void test_incbeta_closed_forms(void **state)
 {
     (void)state;
     for (double x = 0.05; x < 1; x += 0.1) {
-        assert_float_equal(pb_compare_incbeta(1, 1, x), x, 1e-12);
-        assert_float_equal(pb_compare_incbeta(2, 1, x), x * x, 1e-12);
-        assert_float_equal(pb_compare_incbeta(1, 3, x), 1 - pow(1 - x, 3), 1e-12);
+        assert_float_equal(pb_stats_incbeta(1, 1, x), x, 1e-12);
+        assert_float_equal(pb_stats_incbeta(2, 1, x), x * x, 1e-12);
+        assert_float_equal(pb_stats_incbeta(1, 3, x), 1 - pow(1 - x, 3), 1e-12);
         /* I_x(2,2) = 3x^2 - 2x^3 */
-        assert_float_equal(pb_compare_incbeta(2, 2, x), 3 * x * x - 2 * x * x * x, 1e-12);
+        assert_float_equal(pb_stats_incbeta(2, 2, x), 3 * x * x - 2 * x * x * x, 1e-12);
         /* symmetry */
-        assert_float_equal(pb_compare_incbeta(3.5, 0.5, x), 1 - pb_compare_incbeta(0.5, 3.5, 1 - x), 1e-12);
+        assert_float_equal(pb_stats_incbeta(3.5, 0.5, x), 1 - pb_stats_incbeta(0.5, 3.5, 1 - x), 1e-12);
     }
-    assert_float_equal(pb_compare_incbeta(7.3, 7.3, 0.5), 0.5, 1e-12);
-    assert_float_equal(pb_compare_incbeta(2, 3, 0), 0, 0);
-    assert_float_equal(pb_compare_incbeta(2, 3, 1), 1, 0);
-    assert_true(isnan(pb_compare_incbeta(0, 1, 0.5)));
-    assert_true(isnan(pb_compare_incbeta(1, 1, NAN)));
+    assert_float_equal(pb_stats_incbeta(7.3, 7.3, 0.5), 0.5, 1e-12);
+    assert_float_equal(pb_stats_incbeta(2, 3, 0), 0, 0);
+    assert_float_equal(pb_stats_incbeta(2, 3, 1), 1, 0);
+    assert_true(isnan(pb_stats_incbeta(0, 1, 0.5)));
+    assert_true(isnan(pb_stats_incbeta(1, 1, NAN)));
 }
 
 static void test_t_cdf_known_values(void **state)
@@ -412,67 +413,67 @@ static void test_t_cdf_known_values(void **state)
     const double pi = 3.14159265358979323846;
     for (double t = -6; t <= 6; t += 0.37) {
         /* df 1 is Cauchy; df 2, 3 and 4 have closed forms */
-        assert_float_equal(pb_compare_t_cdf(t, 1), 0.5 + atan(t) / pi, 1e-10);
-        assert_float_equal(pb_compare_t_cdf(t, 2), 0.5 + t / (2 * sqrt(2 + t * t)), 1e-10);
+        assert_float_equal(pb_stats_t_cdf(t, 1), 0.5 + atan(t) / pi, 1e-10);
+        assert_float_equal(pb_stats_t_cdf(t, 2), 0.5 + t / (2 * sqrt(2 + t * t)), 1e-10);
         double u = t / sqrt(3);
-        assert_float_equal(pb_compare_t_cdf(t, 3), 0.5 + (u / (1 + u * u) + atan(u)) / pi, 1e-10);
+        assert_float_equal(pb_stats_t_cdf(t, 3), 0.5 + (u / (1 + u * u) + atan(u)) / pi, 1e-10);
         double q = 1 + t * t / 4;
-        assert_float_equal(pb_compare_t_cdf(t, 4), 0.5 + 0.375 * (t / sqrt(q)) * (1 - t * t / (12 * q)), 1e-10);
+        assert_float_equal(pb_stats_t_cdf(t, 4), 0.5 + 0.375 * (t / sqrt(q)) * (1 - t * t / (12 * q)), 1e-10);
         /* symmetric about 0 */
-        assert_float_equal(pb_compare_t_cdf(t, 7.5) + pb_compare_t_cdf(-t, 7.5), 1.0, 1e-12);
+        assert_float_equal(pb_stats_t_cdf(t, 7.5) + pb_stats_t_cdf(-t, 7.5), 1.0, 1e-12);
     }
     /* quantiles from Student's t tables (6-7 significant digits) */
-    assert_float_equal(pb_compare_t_cdf(2.763769, 10), 0.99, 1e-7);
-    assert_float_equal(pb_compare_t_cdf(2.042272, 30), 0.975, 1e-7);
-    assert_float_equal(pb_compare_t_cdf(4.032143, 5), 0.995, 1e-7);
-    assert_float_equal(pb_compare_t_cdf(3.551808, 20), 0.999, 1e-7);
-    assert_float_equal(pb_compare_t_cdf(-2.527977, 20), 0.01, 1e-7);
-    assert_float_equal(pb_compare_t_cdf(2.364217, 100), 0.99, 1e-7);
+    assert_float_equal(pb_stats_t_cdf(2.763769, 10), 0.99, 1e-7);
+    assert_float_equal(pb_stats_t_cdf(2.042272, 30), 0.975, 1e-7);
+    assert_float_equal(pb_stats_t_cdf(4.032143, 5), 0.995, 1e-7);
+    assert_float_equal(pb_stats_t_cdf(3.551808, 20), 0.999, 1e-7);
+    assert_float_equal(pb_stats_t_cdf(-2.527977, 20), 0.01, 1e-7);
+    assert_float_equal(pb_stats_t_cdf(2.364217, 100), 0.99, 1e-7);
     /* fractional df, against mpmath's betainc at 30 digits */
-    assert_float_equal(pb_compare_t_cdf(-2.5, 7.3), 0.019825117332800225, 1e-12);
-    assert_float_equal(pb_compare_t_cdf(-1.397, 36.2), 0.085459561591855779, 1e-12);
-    assert_float_equal(pb_compare_t_cdf(-4.0, 2.5), 0.019506487920659125, 1e-12);
-    assert_float_equal(pb_compare_t_cdf(-1, 0.5), 0.30112161084132208, 1e-12);
-    assert_float_equal(pb_compare_t_cdf(0.7, 123.4), 0.75737755818580682, 1e-12);
-    assert_float_equal(pb_compare_t_cdf(-3, 1000), 0.0013833545221191229, 1e-14);
-    assert_float_equal(pb_compare_t_cdf(-10, 50) / 8.038667344167707e-14, 1, 1e-9);
+    assert_float_equal(pb_stats_t_cdf(-2.5, 7.3), 0.019825117332800225, 1e-12);
+    assert_float_equal(pb_stats_t_cdf(-1.397, 36.2), 0.085459561591855779, 1e-12);
+    assert_float_equal(pb_stats_t_cdf(-4.0, 2.5), 0.019506487920659125, 1e-12);
+    assert_float_equal(pb_stats_t_cdf(-1, 0.5), 0.30112161084132208, 1e-12);
+    assert_float_equal(pb_stats_t_cdf(0.7, 123.4), 0.75737755818580682, 1e-12);
+    assert_float_equal(pb_stats_t_cdf(-3, 1000), 0.0013833545221191229, 1e-14);
+    assert_float_equal(pb_stats_t_cdf(-10, 50) / 8.038667344167707e-14, 1, 1e-9);
     /* large df tends to the normal */
-    assert_float_equal(pb_compare_t_cdf(1.959964, 1e5), 0.975, 1e-5);
-    assert_float_equal(pb_compare_t_cdf(1.959964, 1e9), 0.975, 1e-7);
-    assert_float_equal(pb_compare_t_cdf(-2.326348, 2e6), 0.01, 1e-6);
+    assert_float_equal(pb_stats_t_cdf(1.959964, 1e5), 0.975, 1e-5);
+    assert_float_equal(pb_stats_t_cdf(1.959964, 1e9), 0.975, 1e-7);
+    assert_float_equal(pb_stats_t_cdf(-2.326348, 2e6), 0.01, 1e-6);
     /* fractional df lies between its neighbours */
-    double lo = pb_compare_t_cdf(-2.0, 3), mid = pb_compare_t_cdf(-2.0, 3.5), hi = pb_compare_t_cdf(-2.0, 4);
+    double lo = pb_stats_t_cdf(-2.0, 3), mid = pb_stats_t_cdf(-2.0, 3.5), hi = pb_stats_t_cdf(-2.0, 4);
     assert_true(lo > mid && mid > hi);
     /* tails and edges */
-    assert_true(pb_compare_t_cdf(-70, 36) < 1e-30);
-    assert_float_equal(pb_compare_t_cdf(INFINITY, 3), 1, 0);
-    assert_float_equal(pb_compare_t_cdf(-INFINITY, 3), 0, 0);
-    assert_float_equal(pb_compare_t_cdf(0, 3), 0.5, 1e-15);
-    assert_true(isnan(pb_compare_t_cdf(1, 0)));
-    assert_true(isnan(pb_compare_t_cdf(NAN, 3)));
+    assert_true(pb_stats_t_cdf(-70, 36) < 1e-30);
+    assert_float_equal(pb_stats_t_cdf(INFINITY, 3), 1, 0);
+    assert_float_equal(pb_stats_t_cdf(-INFINITY, 3), 0, 0);
+    assert_float_equal(pb_stats_t_cdf(0, 3), 0.5, 1e-15);
+    assert_true(isnan(pb_stats_t_cdf(1, 0)));
+    assert_true(isnan(pb_stats_t_cdf(NAN, 3)));
 }
 
 static void test_welch_by_hand(void **state)
 {
     (void)state;
-    pb_compare_side b = {.runs = 10, .mean = 10, .se2 = 1, .df = 9};
-    pb_compare_side c = {.runs = 5, .mean = 12, .se2 = 4, .df = 4};
+    pb_stats_mean b = {.mean = 10, .se2 = 1, .df = 9};
+    pb_stats_mean c = {.mean = 12, .se2 = 4, .df = 4};
     double t, df;
-    assert_true(pb_compare_welch(&b, &c, &t, &df));
+    assert_true(pb_stats_welch(b, c, &t, &df));
     assert_float_equal(t, 2 / sqrt(5), 1e-12);
     assert_float_equal(df, 25 / (1.0 / 9 + 16.0 / 4), 1e-10);
     /* equal variances and sizes: df = 2(n-1) */
-    pb_compare_side e1 = {.mean = 1, .se2 = 0.5, .df = 9}, e2 = {.mean = 2, .se2 = 0.5, .df = 9};
-    assert_true(pb_compare_welch(&e1, &e2, &t, &df));
+    pb_stats_mean e1 = {.mean = 1, .se2 = 0.5, .df = 9}, e2 = {.mean = 2, .se2 = 0.5, .df = 9};
+    assert_true(pb_stats_welch(e1, e2, &t, &df));
     assert_float_equal(t, 1, 1e-12);
     assert_float_equal(df, 18, 1e-10);
     /* no spread on one side: not testable */
-    pb_compare_side none = {.mean = 12, .se2 = 0, .df = 0};
-    assert_false(pb_compare_welch(&b, &none, &t, &df));
+    pb_stats_mean none = {.mean = 12, .se2 = 0, .df = 0};
+    assert_false(pb_stats_welch(b, none, &t, &df));
     assert_true(isnan(t));
     /* zero spread, a difference: infinitely significant */
-    pb_compare_side z1 = {.mean = 1, .se2 = 0, .df = 3}, z2 = {.mean = 2, .se2 = 0, .df = 3};
-    assert_true(pb_compare_welch(&z1, &z2, &t, &df));
+    pb_stats_mean z1 = {.mean = 1, .se2 = 0, .df = 3}, z2 = {.mean = 2, .se2 = 0, .df = 3};
+    assert_true(pb_stats_welch(z1, z2, &t, &df));
     assert_true(isinf(t) && t > 0);
 }
 

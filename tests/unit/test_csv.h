@@ -1,5 +1,5 @@
 /* The row a test run wrote, read through the library's own CSV reader
- * (harness/csv_read.c), with the last data row's fields by column name. */
+ * (study/csv_read.c), with the last data row's fields by column name. */
 #ifndef PB_TEST_CSV_H
 #define PB_TEST_CSV_H
 
@@ -7,7 +7,7 @@
 
 #include <math.h>
 
-#include "harness/csv_read.h"
+#include "study/csv_read.h"
 #include "workloads/workload.h"
 
 typedef struct csv {

@@ -14,7 +14,7 @@
 #include <stdbool.h>
 
 #include "harness/config.h"
-#include "harness/key.h"
+#include "study/key.h"
 #include "harness/results.h"
 #include "harness/stats.h"
 

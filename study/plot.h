@@ -1,9 +1,9 @@
 /* bench plot: the results CSV as PNG and SVG plots through gnuplot.
  *
- * The CSV is read by harness/csv_read.c with compare's rules (rows whose
+ * The CSV is read by study/csv_read.c with compare's rules (rows whose
  * status is not `ok`, torn rows and rows with a non-finite figure are
  * skipped with a notice), rows are grouped by the configuration key
- * (harness/key.h) for one workload and backend, and each plot's figures are
+ * (study/key.h) for one workload and backend, and each plot's figures are
  * written as a small whitespace-separated .dat file that a script in plots/
  * draws. docs/plots.md lists the plots, the flags and the .dat formats. */
 #ifndef PB_PLOT_H

@@ -25,10 +25,11 @@
 #ifndef PB_CSV_READ_H
 #define PB_CSV_READ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "status.h"
+#include "../harness/status.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,6 +81,14 @@ const char *pb_csv_name(const pb_csv *c, size_t col);
 const char *pb_csv_get(const pb_csv *c, size_t row, size_t col);
 /* Column index by header name, -1 when absent. */
 int pb_csv_find(const pb_csv *c, const char *name);
+
+/* A whole field as a finite number, the rule every study tool reads a
+ * numeric field by (and the configuration key compares by): strtod's
+ * reading of all of it, so "0.5", "1e3" and " 2" are numbers and "",
+ * "5x", "inf" and "nan" are not. Looser than a command-line flag's
+ * (harness/parse.h): a field is what some program wrote, not what a person
+ * typed, so the CLI's refusals ('+', spaces) would only lose rows. */
+bool pb_csv_number(const char *field, double *out);
 
 /* Copies at most 48 characters of s into buf for an error message, control
  * characters as '?', "..." when cut, so a message stays one line. */

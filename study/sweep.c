@@ -19,15 +19,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "child.h"
-#include "config.h"
+#include "../harness/child.h"
+#include "../harness/config.h"
 #include "csv_read.h"
 #include "key.h"
-#include "log.h"
-#include "parse.h"
-#include "registry.h"
-#include "results.h"
-#include "status.h"
+#include "../harness/log.h"
+#include "../harness/parse.h"
+#include "../harness/registry.h"
+#include "../harness/results.h"
+#include "../harness/status.h"
 
 #define MAX_STRATEGIES 16
 #define MAX_COUNTS 32
@@ -304,7 +304,7 @@ static pb_status wanted_row(const pb_config *cfg, pb_csv *want)
 }
 
 /* Mean samples/s and count of the ok rows of cfg in o: rows whose every
- * configuration column (harness/key.h, the sweep's key: with iters, warmup
+ * configuration column (study/key.h, the sweep's key: with iters, warmup
  * and seed) equals the run's, numbers as numbers. */
 static double mean_sps(const out_rows *o, const pb_config *cfg, int *runs)
 {
@@ -320,10 +320,8 @@ static double mean_sps(const out_rows *o, const pb_config *cfg, int *runs)
     for (size_t r = 0; r < o->t.nrows; r++) {
         if (strcmp(pb_csv_get(&o->t, r, (size_t)o->status), "ok") != 0) continue;
         if (pb_key_cmp(&k, &o->t, r, &want, 0) != 0) continue;
-        char *end = NULL;
-        const char *v = pb_csv_get(&o->t, r, (size_t)o->sps);
-        double x = strtod(v, &end);
-        if (!*v || *end || !(x > 0)) continue;
+        double x;
+        if (!pb_csv_number(pb_csv_get(&o->t, r, (size_t)o->sps), &x) || !(x > 0)) continue;
         sum += x;
         (*runs)++;
     }

@@ -20,12 +20,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "child.h"
+#include "../harness/child.h"
 #include "csv_read.h"
 #include "key.h"
-#include "log.h"
-#include "results.h"
-#include "status.h"
+#include "../harness/log.h"
+#include "../harness/results.h"
+#include "../harness/status.h"
 
 #define TEXT_MAX 512
 #define DIM_MAX 96
@@ -114,7 +114,7 @@ static char *sb_take(sbuf *b)
 /* ------------------------------------------------------------------------ */
 /* the CSV                                                                   */
 
-/* A results CSV read by harness/csv_read.c (the reader and rules compare
+/* A results CSV read by study/csv_read.c (the reader and rules compare
  * uses: NUL bytes, duplicate or empty column names, stray quotes refused,
  * torn rows skipped with a notice), and the rows plot uses: status ok and
  * every figure it draws a finite number. */
@@ -125,7 +125,7 @@ typedef struct table {
     int *rows;             /* the usable rows (indices into csv) */
     int nrows;
     int not_ok, dropped;
-    pb_key key;    /* the configuration key (harness/key.h) */
+    pb_key key;    /* the configuration key (study/key.h) */
     pb_key series; /* the key but what changes with the device count */
 } table;
 
@@ -147,12 +147,8 @@ static const char *fv(const table *t, int r, const char *name)
 
 static double num(const char *s)
 {
-    if (!s || !*s) return NAN;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || !isfinite(v)) return NAN;
-    return v;
+    double v;
+    return s && pb_csv_number(s, &v) ? v : NAN;
 }
 
 static void table_free(table *t)
@@ -260,7 +256,7 @@ static void table_notices(const table *t)
 }
 
 /* ------------------------------------------------------------------------ */
-/* configurations: rows that agree on the configuration key (harness/key.h),*/
+/* configurations: rows that agree on the configuration key (study/key.h),*/
 /* the runs of one configuration                                             */
 
 typedef struct config {

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "paths.h"
+#include "../harness/paths.h"
 
 typedef enum line_result {
     LINE_OK,
@@ -336,4 +337,14 @@ int pb_csv_find(const pb_csv *c, const char *name)
     for (size_t i = 0; i < c->ncols; i++)
         if (strcmp(pb_csv_name(c, i), name) == 0) return (int)i;
     return -1;
+}
+
+bool pb_csv_number(const char *field, double *out)
+{
+    if (!*field) return false;
+    char *end = NULL;
+    double x = strtod(field, &end);
+    if (end == field || *end || !isfinite(x)) return false;
+    *out = x;
+    return true;
 }

@@ -2,7 +2,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "key.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,21 +40,10 @@ void pb_key_drop(pb_key *k, pb_column c)
     k->n = m;
 }
 
-/* A whole field as a finite number. */
-static bool whole_number(const char *s, double *v)
-{
-    if (!*s) return false;
-    char *end = NULL;
-    double x = strtod(s, &end);
-    if (end == s || *end || !isfinite(x)) return false;
-    *v = x;
-    return true;
-}
-
 const char *pb_key_canonical(const char *v, char *buf, size_t len)
 {
     double x;
-    if (!whole_number(v, &x)) return v;
+    if (!pb_csv_number(v, &x)) return v;
     snprintf(buf, len, "%.15g", x == 0 ? 0.0 : x); /* -0 is 0 */
     return buf;
 }
@@ -63,7 +51,7 @@ const char *pb_key_canonical(const char *v, char *buf, size_t len)
 int pb_key_value_cmp(const char *x, const char *y)
 {
     double a, b;
-    bool na = whole_number(x, &a), nb = whole_number(y, &b);
+    bool na = pb_csv_number(x, &a), nb = pb_csv_number(y, &b);
     if (na && nb) {
         /* through the canonical text, so equal here means equal there */
         char ba[64], bb[64];

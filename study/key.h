@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 #include "csv_read.h"
-#include "results.h"
+#include "../harness/results.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,6 @@
-/* bench compare BASELINE.csv CURRENT.csv: pairs ok rows by configuration and
- * says, per configuration, whether CURRENT regressed against BASELINE.
+/* bench compare's library: pairs the ok rows of BASELINE and CURRENT by
+ * configuration and says, per configuration, whether CURRENT regressed
+ * against BASELINE (the printing and the command: compare_cli.h).
  *
  * A configuration regresses when its metric changed by more than the
  * threshold in the bad direction AND a one-sided Welch t-test on the runs'
@@ -13,15 +14,11 @@
 #include <stdio.h>
 
 #include "csv_read.h"
-#include "status.h"
+#include "../harness/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* The command: argv holds what follows "compare". Prints its own errors
- * (pb_log_error) and returns the process exit code. */
-int pb_cmd_compare(int argc, char **argv);
 
 typedef enum pb_compare_format { PB_COMPARE_TEXT, PB_COMPARE_MD, PB_COMPARE_CSV } pb_compare_format;
 
@@ -103,18 +100,13 @@ typedef struct pb_compare_result {
  * naming the file. */
 pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_csv *cur, const char *cur_name,
                             const pb_compare_opts *o, pb_compare_result *r);
-/* Environment differences and the table (text, md or csv) on f. */
-void pb_compare_print(FILE *f, const pb_compare_result *r, const pb_compare_opts *o);
+/* The value of key column k (r->key_name[k]) for a pair: BASELINE's row
+ * when it has one, else CURRENT's. */
+const char *pb_compare_key_value(const pb_compare_result *r, const pb_compare_pair *p, size_t k);
+/* Key columns every label shows (strategy, backend, workload, precision);
+ * the others appear when they tell configurations apart (key_varies). */
+bool pb_compare_labelled(const char *column);
 void pb_compare_free(pb_compare_result *r);
-
-/* Statistics, exported for the tests. */
-/* Regularized incomplete beta I_x(a, b), a, b > 0, 0 <= x <= 1. */
-double pb_compare_incbeta(double a, double b, double x);
-/* CDF of Student's t with df > 0 degrees of freedom (df may be fractional). */
-double pb_compare_t_cdf(double t, double df);
-/* Welch's t of cur.mean - base.mean and its Welch-Satterthwaite degrees of
- * freedom; false when either side has no spread (df 0). */
-bool pb_compare_welch(const pb_compare_side *base, const pb_compare_side *cur, double *t, double *df);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,171 @@
+/* The tree's arrows go one way (README "Layout"): read from the sources'
+ * #include lines, resolved against the including file's folder.
+ *
+ * 1. the leaf utilities (status, log, timer, NVTX, the phase names, the
+ *    shape types, statistics, number parsing) include nothing of the
+ *    project but their own header;
+ * 2. the run core (harness/) includes nothing of the study tools (study/)
+ *    except main.c, whose command table calls both;
+ * 3. the study tools include from harness/ only the results schema, the
+ *    config names sweep needs and leaf utilities;
+ * 4. the phase timer calls neither progress nor fault (run.c registers them
+ *    as hooks), and they do not include the timer: no circle;
+ * 5. workloads/ include nothing of the run's configuration. */
+#include "tests/unit/test_util.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdbool.h>
+
+#ifndef PB_SRC_DIR
+#error "tests.mk defines PB_SRC_DIR (the source tree)"
+#endif
+
+enum { MAX_INC = 64 };
+
+/* The project files path (relative to the tree) includes, as tree-relative
+ * paths; system headers (<...>) are not listed. */
+static int includes(const char *path, char inc[MAX_INC][PATH_MAX])
+{
+    char full[PATH_MAX];
+    snprintf(full, sizeof full, "%s/%s", PB_SRC_DIR, path);
+    char *text = read_file(full);
+    if (!text) fail_msg("cannot read %s", full);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else dir[0] = '\0';
+    int n = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char name[PATH_MAX];
+        if (sscanf(line, " #include \"%4095[^\"]\"", name) != 1) continue;
+        assert_true(n < MAX_INC);
+        /* resolve "../x/y.h" against dir */
+        char joined[2 * PATH_MAX], *part[64];
+        int np = 0;
+        snprintf(joined, sizeof joined, "%s%s%s", dir, *dir ? "/" : "", name);
+        for (char *s2 = NULL, *p = strtok_r(joined, "/", &s2); p; p = strtok_r(NULL, "/", &s2)) {
+            if (strcmp(p, "..") == 0) {
+                if (np) np--;
+            } else if (strcmp(p, ".") != 0) {
+                part[np++] = p;
+            }
+        }
+        inc[n][0] = '\0';
+        for (int i = 0; i < np; i++) {
+            strcat(inc[n], i ? "/" : "");
+            strcat(inc[n], part[i]);
+        }
+        n++;
+    }
+    free(text);
+    return n;
+}
+
+static bool starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+static bool in_list(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0) return true;
+    return false;
+}
+
+/* Every file of a folder ending in .c or .h, tree-relative. */
+static int folder(const char *dir, char files[][PATH_MAX], int max)
+{
+    char full[PATH_MAX];
+    snprintf(full, sizeof full, "%s/%s", PB_SRC_DIR, dir);
+    DIR *d = opendir(full);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 3 || e->d_name[len - 2] != '.' || (e->d_name[len - 1] != 'c' && e->d_name[len - 1] != 'h')) continue;
+        assert_true(n < max);
+        snprintf(files[n++], PATH_MAX, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_leaves_include_nothing_above(void **state)
+{
+    (void)state;
+    static const char *const leaves[] = {"status", "log", "timer", "nvtx", "phase_names", "shape", "stats", "parse"};
+    static char inc[MAX_INC][PATH_MAX];
+    for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++)
+        for (int c = 0; c < 2; c++) {
+            char path[PATH_MAX], own[PATH_MAX];
+            snprintf(path, sizeof path, "harness/%s.%s", leaves[i], c ? "c" : "h");
+            snprintf(own, sizeof own, "harness/%s.h", leaves[i]);
+            char full[2 * PATH_MAX];
+            snprintf(full, sizeof full, "%s/%s", PB_SRC_DIR, path);
+            if (c && !file_exists(full)) continue; /* a header only (shape.h) */
+            int n = includes(path, inc);
+            for (int k = 0; k < n; k++)
+                if (strcmp(inc[k], own) != 0) fail_msg("%s (a leaf) includes %s", path, inc[k]);
+        }
+}
+
+static void test_run_core_and_study_tools(void **state)
+{
+    (void)state;
+    static char files[256][PATH_MAX], inc[MAX_INC][PATH_MAX];
+    int n = folder("harness", files, 256);
+    for (int f = 0; f < n; f++) {
+        if (strcmp(files[f], "harness/main.c") == 0) continue;
+        int m = includes(files[f], inc);
+        for (int k = 0; k < m; k++)
+            if (starts_with(inc[k], "study/")) fail_msg("%s (the run core) includes %s", files[f], inc[k]);
+    }
+    /* what the study tools may use of harness/ */
+    static const char *const allowed[] = {
+        "harness/results.h", "harness/config.h", "harness/registry.h", "harness/status.h", "harness/log.h",
+        "harness/parse.h",   "harness/paths.h",  "harness/child.h",    "harness/stats.h",  NULL};
+    n = folder("study", files, 256);
+    assert_true(n >= 10);
+    for (int f = 0; f < n; f++) {
+        int m = includes(files[f], inc);
+        for (int k = 0; k < m; k++) {
+            if (starts_with(inc[k], "study/")) continue;
+            if (!in_list(inc[k], allowed)) fail_msg("%s (a study tool) includes %s", files[f], inc[k]);
+        }
+    }
+}
+
+static void test_no_circle_below_the_run(void **state)
+{
+    (void)state;
+    static char inc[MAX_INC][PATH_MAX], files[64][PATH_MAX];
+    static const char *const timer_callers[] = {"harness/progress.h", "harness/fault.h", NULL};
+    static const char *const below_timer[] = {"harness/phase.h", NULL};
+    static const char *const checked[][2] = {
+        {"harness/phase.c", "progress/fault"}, {"harness/phase.h", "progress/fault"},
+        {"harness/fault.h", "phase"},          {"harness/fault.c", "phase"},
+        {"harness/progress.h", "phase"},       {"harness/progress.c", "phase"},
+    };
+    for (size_t i = 0; i < sizeof checked / sizeof checked[0]; i++) {
+        int m = includes(checked[i][0], inc);
+        const char *const *banned = strcmp(checked[i][1], "phase") == 0 ? below_timer : timer_callers;
+        for (int k = 0; k < m; k++)
+            if (in_list(inc[k], banned)) fail_msg("%s includes %s (a circle)", checked[i][0], inc[k]);
+    }
+    int n = folder("workloads", files, 64);
+    for (int f = 0; f < n; f++) {
+        int m = includes(files[f], inc);
+        for (int k = 0; k < m; k++)
+            if (strcmp(inc[k], "harness/config.h") == 0) fail_msg("%s includes the run's configuration", files[f]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_leaves_include_nothing_above),
+        cmocka_unit_test(test_run_core_and_study_tools),
+        cmocka_unit_test(test_no_circle_below_the_run),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
