@@ -346,8 +346,8 @@ static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device
     MPI_TRY(MPI_Bcast(&boot, (int)sizeof boot, MPI_BYTE, 0, MPI_COMM_WORLD));
     if (!boot.ok) {
         const char *why = rank == 0 ? ncclGetLastError(NULL) : "";
-        PB_REQUIRE(false, PB_ERR_COMM, "nccl comm: ncclGetUniqueId failed on rank 0%s%s", why && *why ? ": " : "",
-                   why ? why : "");
+        PB_FAIL(PB_ERR_COMM, "nccl comm: ncclGetUniqueId failed on rank 0%s%s", why && *why ? ": " : "",
+                why ? why : "");
     }
     PB_TRY(use_device(c));
     PB_TRY(stream_priority(&prio));
@@ -386,7 +386,7 @@ static pb_status take_slot(pb_comm_ctx *c, op_kind kind, void *buf, size_t n, in
         PB_CUDA_CHECK(cudaEventCreate(&r->start));
         if (cudaEventCreate(&r->end) != cudaSuccess) {
             cudaEventDestroy(r->start);
-            PB_REQUIRE(false, PB_ERR_BACKEND, "nccl comm: cudaEventCreate failed");
+            PB_FAIL(PB_ERR_BACKEND, "nccl comm: cudaEventCreate failed");
         }
         r->have_events = true;
     }
@@ -509,7 +509,7 @@ static pb_status issue(pb_comm_ctx *c, op_kind kind, const void *in, void *buf, 
         break;
     case OP_SEND:
     case OP_RECV:
-        PB_REQUIRE(false, PB_ERR_INTERNAL, "nccl comm: %s is issued grouped", op_names[kind]);
+        PB_FAIL(PB_ERR_INTERNAL, "nccl comm: %s is issued grouped", op_names[kind]);
     }
     /* a non-blocking communicator may answer ncclInProgress (the first
      * collective sets up its connections): bounded by --timeout */
