@@ -430,7 +430,7 @@ pb_status pb_config_validate(pb_config *cfg)
     const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
     pb_status fst = check_strategy_flags(cfg);
     if (fst != PB_OK) return fst;
-    if (strategy->splits_batch && cfg->shape.batch % cfg->devices != 0)
+    if (strategy->needs_even_split && cfg->shape.batch % cfg->devices != 0)
         return pb_usage_error("--batch %d is not divisible by --gpus %d; the global batch is split evenly "
                               "across devices",
                               cfg->shape.batch, cfg->devices);

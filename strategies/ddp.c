@@ -353,7 +353,7 @@ const pb_strategy pb_strategy_ddp = {
     .description = "DistributedDataParallel: a rank per device, gradient buckets all-reduced during backward",
     .procs = PB_PROC_PER_DEVICE,
     /* shards may differ by a row (batch not divisible by the ranks) */
-    .splits_batch = false,
+    .needs_even_split = false,
     .validate = ddp_validate,
     .init = ddp_init,
     .step = ddp_step,
