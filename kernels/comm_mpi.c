@@ -633,6 +633,8 @@ static const char *mpi_version(void)
 const pb_comm pb_comm_mpi = {
     .name = "mpi",
     .description = "MPI collectives on host memory, run by a comm thread (GPU buffers staged through the host)",
+    .between_ranks = true,
+    .device_buffers = false,
     .init = mpi_init,
     .destroy = mpi_destroy,
     .allreduce = mpi_allreduce,

@@ -782,6 +782,7 @@ const pb_strategy pb_strategy_mp = {
     .description = "layers split into contiguous stages, one per device; --microbatches pipelines them (GPipe)",
     .procs = PB_PROC_ONE,
     .needs_even_split = false,
+    .microbatches = true,
     .validate = mp_validate,
     .init = mp_init,
     .step = mp_step,

@@ -188,6 +188,7 @@ const pb_strategy pb_strategy_single = {
     .description = "one device, the whole model: the reference",
     .procs = PB_PROC_ONE,
     .needs_even_split = true,
+    .momentum_in_wgrad = true,
     .validate = single_validate,
     .init = single_init,
     .step = single_step,

@@ -657,6 +657,7 @@ const pb_backend pb_backend_cuda = {
     .name = "cuda",
     .description = "NVIDIA GPUs: cuBLASLt GEMMs with fused bias epilogues, CUDA kernels",
     .host_is_device = false,
+    .is_gpu = true,
     .momentum_in_wgrad = false,
     .peer = &cuda_peer,
     .device_count = cuda_device_count,

@@ -320,7 +320,7 @@ static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device
         ncclUniqueId id;
     } boot;
     *out = NULL;
-    if (be->host_is_device || strcmp(be->name, "cuda") != 0)
+    if (be != &pb_backend_cuda) /* its devices' streams: pb_cuda_stream */
         return pb_user_error(PB_ERR_USAGE, "comm nccl works on GPU buffers: it needs --backend cuda (not %s)",
                              be->name);
     MPI_TRY(MPI_Initialized(&mpi_up));
@@ -620,6 +620,8 @@ static const char *nccl_version(void)
 const pb_comm pb_comm_nccl = {
     .name = "nccl",
     .description = "NCCL collectives on GPU buffers, on a comm stream of their own (bootstrapped over MPI)",
+    .between_ranks = true,
+    .device_buffers = true,
     .init = nccl_init,
     .destroy = nccl_destroy,
     .allreduce = nccl_allreduce,
