@@ -82,9 +82,11 @@ static pb_status calibrate_one(const pb_config *cfg, const pb_layout *layout, co
             in[l] = layout->layer[l].in;
             outs[l] = layout->layer[l].out;
         }
-        /* as the step calls them: `single` accumulates SGD's momentum in
-         * the weight-gradient GEMM where the backend prefers that */
-        float dw_beta = strcmp(cfg->strategy, "single") == 0 ? pb_momentum_wgrad_beta(cfg, be) : 0.0f;
+        /* as the step calls them: a strategy that accumulates SGD's
+         * momentum in the weight-gradient GEMM (single) does so where the
+         * backend prefers that */
+        const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+        float dw_beta = strategy && strategy->momentum_in_wgrad ? pb_momentum_wgrad_beta(cfg, be) : 0.0f;
         /* one set per call, so SIGINT/SIGTERM stops calibration after the
          * set under way (a set of mlp-m takes seconds on a CPU); the caller
          * sees pb_signals_caught() and gemm_ms stays NAN */

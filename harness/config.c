@@ -376,7 +376,8 @@ static pb_status check_strategy_flags(const pb_config *cfg)
             return pb_usage_error("%s applies to --strategy %s, not %s", flags[i].name, only, cfg->strategy);
     }
     /* ddp: one entry per rank */
-    bool ranks = strcmp(cfg->strategy, "ddp") == 0;
+    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    bool ranks = strategy && strategy->procs == PB_PROC_PER_DEVICE;
     if (cfg->n_device_map && cfg->n_device_map != cfg->devices)
         return pb_usage_error("--device-map has %d entries; allowed: one per %s (--gpus %d)", cfg->n_device_map,
                               ranks ? "rank" : "device", cfg->devices);
@@ -430,7 +431,7 @@ pb_status pb_config_validate(pb_config *cfg)
     const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
     pb_status fst = check_strategy_flags(cfg);
     if (fst != PB_OK) return fst;
-    if (strategy->splits_batch && cfg->shape.batch % cfg->devices != 0)
+    if (strategy->needs_even_split && cfg->shape.batch % cfg->devices != 0)
         return pb_usage_error("--batch %d is not divisible by --gpus %d; the global batch is split evenly "
                               "across devices",
                               cfg->shape.batch, cfg->devices);
@@ -442,7 +443,8 @@ pb_status pb_config_validate(pb_config *cfg)
     /* the auto-backend notice is printed only once the whole config is
      * valid, so a usage error stays one line */
     char auto_note[320] = "";
-    if (strcmp(cfg->backend, "auto") == 0) {
+    bool resolve_auto = strcmp(cfg->backend, "auto") == 0;
+    if (resolve_auto) {
         cfg->backend_auto = true;
         char why[256] = "";
         if (pb_backend_cuda.device_count(why, sizeof why) > 0) {
@@ -451,9 +453,13 @@ pb_status pb_config_validate(pb_config *cfg)
             snprintf(cfg->backend, sizeof cfg->backend, "cpu");
             snprintf(auto_note, sizeof auto_note, "backend auto: using cpu (no usable CUDA device: %s)", why);
         }
-    } else if (strcmp(cfg->backend, "cuda") == 0) {
+    }
+    /* resolved: cfg->backend names a registered backend from here on */
+    const pb_backend *be = pb_find_backend(cfg->backend);
+    bool gpu = be && be->is_gpu, host = be && !be->is_gpu;
+    if (gpu && !resolve_auto) {
         char why[256] = "";
-        int n = pb_backend_cuda.device_count(why, sizeof why);
+        int n = be->device_count(why, sizeof why);
         if (n <= 0) return pb_user_error(PB_ERR_UNAVAILABLE, "--backend cuda: no usable CUDA device: %s", why);
         /* a rank-per-device strategy may span nodes, each rank opening a
          * device of its node: inside a launch, how many ranks share this
@@ -462,10 +468,10 @@ pb_status pb_config_validate(pb_config *cfg)
         pb_status dst = pb_config_check_cuda_devices(cfg, n, per_node);
         if (dst != PB_OK) return dst;
     }
-    if (strcmp(cfg->backend, "cpu") == 0) {
+    if (host) {
         /* the cpu backend stands in for as many devices as it has cores, or
          * as --gpus asks for */
-        int present = pb_backend_cpu.device_count(NULL, 0);
+        int present = be->device_count(NULL, 0);
         if ((st = check_device_map(cfg, present > cfg->devices ? present : cfg->devices)) != PB_OK) return st;
         /* ddp's device map puts ranks on GPUs (test-only: several on one);
          * a cpu rank is a process with its own threads, nothing to map */
@@ -474,31 +480,33 @@ pb_status pb_config_validate(pb_config *cfg)
                                   "--backend cuda",
                                   cfg->strategy);
     }
-    if (strcmp(cfg->backend, "cpu") == 0 && cfg->precision != PB_FP32)
+    if (host && cfg->precision != PB_FP32)
         return pb_usage_error("--precision %s is not supported on the cpu backend; allowed there: fp32",
                               pb_precision_name(cfg->precision));
-    if (strcmp(cfg->backend, "cpu") == 0 && cfg->cuda_graph)
+    if (host && cfg->cuda_graph)
         return pb_usage_error("--cuda-graph needs the cuda backend");
     /* rank-per-device strategies: NCCL between GPUs when it was built, MPI
      * otherwise (host-staged on GPUs). One process driving several devices
      * (dp, mp): `local`, its threads moving data between the devices; one
      * device (single): no comm. */
-    bool on_gpu = strcmp(cfg->backend, "cuda") == 0, nccl_built = pb_find_comm("nccl")->allreduce != NULL;
+    bool nccl_built = pb_find_comm("nccl")->allreduce != NULL;
     bool one_proc = strategy->procs == PB_PROC_ONE, one_dev = one_proc && cfg->devices == 1;
     if (strcmp(cfg->comm, "auto") == 0)
         snprintf(cfg->comm, sizeof cfg->comm, "%s",
-                 one_dev ? "none" : one_proc ? "local" : on_gpu && nccl_built ? "nccl" : "mpi");
+                 one_dev ? "none" : one_proc ? "local" : gpu && nccl_built ? "nccl" : "mpi");
     if (one_dev && strcmp(cfg->comm, "none") != 0)
         return pb_usage_error("--comm %s: strategy %s on 1 device moves no data between devices; allowed: auto, none",
                               cfg->comm, cfg->strategy);
-    if (one_proc && !one_dev && strcmp(cfg->comm, "local") != 0)
+    const pb_comm *comm = pb_find_comm(cfg->comm); /* NULL: none */
+    bool threads_comm = comm && !comm->between_ranks, ranks_comm = comm && comm->between_ranks;
+    if (one_proc && !one_dev && !threads_comm)
         return pb_usage_error("--comm %s: strategy %s drives its %d devices from threads of one process; allowed: "
                               "auto, local",
                               cfg->comm, cfg->strategy, cfg->devices);
-    if (!one_proc && strcmp(cfg->comm, "mpi") != 0 && strcmp(cfg->comm, "nccl") != 0)
+    if (!one_proc && !ranks_comm)
         return pb_usage_error("--comm %s: strategy %s runs one MPI rank per device; allowed: auto, mpi, nccl",
                               cfg->comm, cfg->strategy);
-    if (strcmp(cfg->comm, "nccl") == 0 && !on_gpu)
+    if (comm && comm->device_buffers && !gpu)
         return pb_usage_error("--comm nccl needs --backend cuda; allowed on %s: auto, mpi", cfg->backend);
     /* the files the command writes ("" when it writes none: bench calibrate) */
     if (cfg->out[0] && (st = pb_results_check_target(cfg->out)) != PB_OK) return st;

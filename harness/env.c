@@ -24,7 +24,7 @@ static void compiler_text(char *out, size_t len)
 #endif
 }
 
-void pb_env_fill(pb_record *r, const char *backend, const pb_device_info *dev, int gpu_count)
+void pb_env_fill(pb_record *r, const pb_backend *be, const pb_device_info *dev, int gpu_count)
 {
     char buf[256];
     time_t now = time(NULL);
@@ -42,7 +42,7 @@ void pb_env_fill(pb_record *r, const char *backend, const pb_device_info *dev, i
     pb_record_set(r, PB_COL_COMPILER, "%s", buf);
     pb_record_set(r, PB_COL_GIT_REV, "%s", PB_GIT_REV);
 
-    if (strcmp(backend, "cuda") == 0) {
+    if (be && be->is_gpu) {
         pb_record_set(r, PB_COL_GPU_NAME, "%s", dev->name);
         pb_record_set(r, PB_COL_GPU_COUNT, "%d", gpu_count);
         pb_record_set(r, PB_COL_DRIVER, "%s", dev->driver);

@@ -13,8 +13,9 @@ extern "C" {
 #endif
 
 /* Host, CPU model, compiler, git revision, UTC time; and from the device
- * info, the GPU/driver/CUDA/cuBLAS or BLAS columns that apply. */
-void pb_env_fill(pb_record *r, const char *backend, const pb_device_info *dev, int gpu_count);
+ * info, the GPU/driver/CUDA/cuBLAS or BLAS columns that apply (be may be
+ * NULL: the BLAS columns). */
+void pb_env_fill(pb_record *r, const pb_backend *be, const pb_device_info *dev, int gpu_count);
 
 /* Resident set high-water mark of this process in MB. */
 double pb_host_rss_mb(void);

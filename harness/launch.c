@@ -13,6 +13,7 @@
 
 #include "child.h"
 #include "log.h"
+#include "registry.h"
 
 /* Set in the environment of the re-executed ranks: a rank that finds it but
  * no launch variables would re-execute forever, so it stops instead. */
@@ -200,7 +201,8 @@ pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
      * 0.01). CPU ranks keep the binding: unbound, two ranks whose MPI
      * progress busy-polls on a 2-core machine ran from 28k to 50k samples/s.
      * A user's own mpirun or srun keeps whatever binding the user chose. */
-    if (strcmp(cfg->backend, "cuda") == 0) {
+    const pb_backend *be = pb_find_backend(cfg->backend);
+    if (be && be->is_gpu) {
         args[n++] = "--bind-to";
         args[n++] = "none";
     }

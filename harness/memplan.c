@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../strategies/strategy.h"
+#include "registry.h"
 #include "run.h"
 
 #define MIB 1048576.0
@@ -72,7 +73,9 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
     const bool in_place = env->host_is_device && e == 4.0;
     pb_mem_parts dev[PB_MAX_STAGES];
     memset(dev, 0, sizeof dev);
-    bool per_rank = strcmp(cfg->strategy, "ddp") == 0;
+    const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    const pb_comm *comm = pb_find_comm(cfg->comm);
+    bool per_rank = strategy && strategy->procs == PB_PROC_PER_DEVICE;
     out->n_devices = per_rank ? 1 : n;
 
     if (strcmp(cfg->strategy, "dp") == 0) {
@@ -122,7 +125,7 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
      * do not divide the batch) */
     add_loader(layout, per_rank ? ceil(B / (double)n) : B, &proc.loader);
     /* ddp's gradients staged through the host for a host comm */
-    if (per_rank && !env->host_is_device && strcmp(cfg->comm, "nccl") != 0) proc.grads += 4.0 * P;
+    if (per_rank && !env->host_is_device && !(comm && comm->device_buffers)) proc.grads += 4.0 * P;
     if (env->host_is_device)
         for (int i = 0; i < out->n_devices; i++) parts_add(&proc, &dev[i], 1.0);
     int procs = per_rank && env->local_ranks > 0 ? env->local_ranks : 1;

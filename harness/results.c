@@ -82,7 +82,8 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
 {
     const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
     bool per_rank = strategy && strategy->procs == PB_PROC_PER_DEVICE;
-    bool is_mp = strcmp(cfg->strategy, "mp") == 0, is_ddp = strcmp(cfg->strategy, "ddp") == 0;
+    bool microbatches = strategy && strategy->microbatches, buckets = strategy && strategy->buckets;
+    const pb_backend *be = pb_find_backend(cfg->backend);
     bool sgd = cfg->optimizer == PB_OPT_SGD;
     pb_record_set(r, PB_COL_STRATEGY, "%s", cfg->strategy);
     pb_record_set(r, PB_COL_BACKEND, "%s", cfg->backend);
@@ -99,13 +100,13 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     /* ranks need not divide the batch: the largest shard */
     int b = cfg->shape.batch, d = cfg->devices > 0 ? cfg->devices : 1;
     pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d",
-                  per_rank ? (b + d - 1) / d : strategy && strategy->splits_batch ? b / d : b);
+                  per_rank ? (b + d - 1) / d : strategy && strategy->needs_even_split ? b / d : b);
     pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
     pb_record_set(r, PB_COL_RANKS, "%d", per_rank ? cfg->devices : 1);
-    if (is_mp) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
+    if (microbatches) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
     /* without overlap there are no buckets: one all-reduce of everything */
-    if (is_ddp && !cfg->no_overlap) pb_record_num(r, PB_COL_BUCKET_MB, cfg->bucket_mb);
-    if (is_ddp) pb_record_set(r, PB_COL_NO_OVERLAP, "%d", cfg->no_overlap ? 1 : 0);
+    if (buckets && !cfg->no_overlap) pb_record_num(r, PB_COL_BUCKET_MB, cfg->bucket_mb);
+    if (buckets) pb_record_set(r, PB_COL_NO_OVERLAP, "%d", cfg->no_overlap ? 1 : 0);
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
     pb_record_num(r, PB_COL_LR, cfg->lr);
@@ -124,8 +125,8 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     }
     /* as given (0: auto), so auto runs on hosts of different core counts pair */
     pb_record_set(r, PB_COL_LOADER_THREADS, "%d", cfg->loader_threads);
-    /* cuda always calibrates (harness/run.c) */
-    pb_record_set(r, PB_COL_CALIBRATE, "%d", cfg->calibrate || strcmp(cfg->backend, "cuda") == 0 ? 1 : 0);
+    /* a GPU always calibrates (harness/run.c) */
+    pb_record_set(r, PB_COL_CALIBRATE, "%d", cfg->calibrate || (be && be->is_gpu) ? 1 : 0);
     set_list(r, PB_COL_SPLIT, cfg->split, cfg->n_split);
     set_list(r, PB_COL_DEVICE_MAP, cfg->device_map, cfg->n_device_map);
 }

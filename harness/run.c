@@ -105,7 +105,8 @@ static pb_status prepare_dump(const pb_config *cfg)
 static int loader_workers(const pb_config *cfg, int local_ranks)
 {
     if (cfg->loader_threads > 0) return cfg->loader_threads;
-    if (strcmp(cfg->backend, "cpu") == 0) return 1;
+    const pb_backend *be = pb_find_backend(cfg->backend);
+    if (be && !be->is_gpu) return 1;
     return pb_loader_workers_for(sysconf(_SC_NPROCESSORS_ONLN), local_ranks);
 }
 
@@ -156,7 +157,7 @@ static pb_status setup(run_state *rs)
     /* before the strategy's devices exist, so it measures an idle device */
     /* each rank its own device; the ranks' peaks meet after the steps
      * (gather_slowest), where no rank can be missing */
-    if (cfg->calibrate || strcmp(cfg->backend, "cuda") == 0)
+    if (cfg->calibrate || rs->be->is_gpu)
         PB_TRY(pb_calibrate(cfg, &rs->layout, rs->multi ? rs->device : 0, &rs->cal));
     /* interrupted during calibration: train stops at its first boundary
      * and says so, with nothing more set up */
@@ -363,8 +364,9 @@ static bool shares_hardware(const pb_config *cfg)
         for (int j = 0; j < i; j++)
             if (cfg->device_map[i] == cfg->device_map[j]) return true;
     const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
+    const pb_backend *be = pb_find_backend(cfg->backend);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return strcmp(cfg->backend, "cpu") == 0 && strategy && strategy->procs == PB_PROC_ONE && cores > 0 &&
+    return be && !be->is_gpu && strategy && strategy->procs == PB_PROC_ONE && cores > 0 &&
            (long)cfg->devices * cfg->threads > cores;
 }
 
@@ -624,7 +626,7 @@ pb_status pb_run(const pb_config *cfg)
          * below stops every other rank with it, before any work */
         pb_status node_st = PB_OK;
         int present = INT_MAX; /* the cpu backend's devices all stand for the host */
-        if (strcmp(cfg->backend, "cuda") == 0) {
+        if (rs.be->is_gpu) {
             char why[256] = "";
             present = rs.be->device_count(why, sizeof why);
             node_st = present > 0 ? pb_config_check_cuda_devices(cfg, present, rs.world.local_ranks)
@@ -658,7 +660,7 @@ pb_status pb_run(const pb_config *cfg)
 
     fill_config(rec, cfg, &rs);
     if (!rs.have_info) pb_backend_cpu.info(NULL, &rs.info); /* host facts still apply */
-    pb_env_fill(rec, cfg->backend, &rs.info, cfg->devices);
+    pb_env_fill(rec, pb_find_backend(cfg->backend), &rs.info, cfg->devices);
     if (rs.multi) pb_record_set(rec, PB_COL_MPI, "%s", rs.world.version);
     if (st != PB_OK && rs.multi && rs.world.ranks > 1) abort_ranks(&rs, rec, st);
 

@@ -70,6 +70,13 @@ void pb_error_clear(void);
         }                                                                    \
     } while (0)
 
+/* Fail with a recorded message: for a branch already known to be wrong. */
+#define PB_FAIL(code, ...)                                                   \
+    do {                                                                     \
+        st = pb_error((code), __VA_ARGS__);                                  \
+        goto cleanup;                                                        \
+    } while (0)
+
 /* Allocation that fails with the size requested in the message. */
 /* After malloc/realloc of bytes into ptr: a NULL ptr is pb_host_nomem. */
 #define PB_CHECK_ALLOC(ptr, bytes)                                           \

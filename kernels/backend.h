@@ -91,6 +91,12 @@ typedef struct pb_backend {
     /* Device memory is host memory (the CPU): a strategy may read the
      * loader's buffers in place instead of copying them. */
     bool host_is_device;
+    /* The devices are GPUs, each with its own driver, runtime and libraries
+     * (the row records them; calibration always runs, a node's GPUs are
+     * counted, ranks are not bound to a core). False: the host's own cores
+     * compute (the cpu backend), so the BLAS, the loader and the devices'
+     * threads share them. */
+    bool is_gpu;
     /* SGD's momentum is cheaper accumulated by the weight-gradient GEMM
      * (dw_beta) than read back from a stored gradient: true on the CPU, where
      * OpenBLAS clears a beta-0 output in a pass of its own; false on cuda,

@@ -22,6 +22,12 @@ typedef struct pb_comm_req pb_comm_req;
 typedef struct pb_comm {
     const char *name;
     const char *description;
+    /* Joins the MPI ranks of a rank-per-device strategy (mpi, nccl); false:
+     * the threads of one process that drives several devices (local). */
+    bool between_ranks;
+    /* Reduces the devices' own GPU buffers, so it needs a GPU backend and
+     * ddp stages no gradients through the host (nccl). */
+    bool device_buffers;
     pb_status (*init)(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank,
                       int ranks, pb_comm_ctx **ctx);
     void (*destroy)(pb_comm_ctx *ctx);

@@ -880,6 +880,8 @@ static const char *local_version(void) { return ""; }
 const pb_comm pb_comm_local = {
     .name = "local",
     .description = "devices driven by threads of one process: shared memory on cpu, peer copies on cuda",
+    .between_ranks = false,
+    .device_buffers = false,
     .init = local_init,
     .destroy = local_destroy,
     .allreduce = local_allreduce,

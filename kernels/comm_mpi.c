@@ -344,7 +344,7 @@ static pb_status run_op(pb_comm_ctx *c, pb_comm_req *r)
         break;
     case OP_SEND:
     case OP_RECV: /* started by start_p2p, not run here */
-        PB_REQUIRE(false, PB_ERR_INTERNAL, "mpi comm: %s run as a collective", op_names[r->kind]);
+        PB_FAIL(PB_ERR_INTERNAL, "mpi comm: %s run as a collective", op_names[r->kind]);
         break;
     case OP_ALLGATHER:
         PB_REQUIRE(r->n <= INT_MAX, PB_ERR_COMM, "allgather of %zu bytes per rank: at most %d", r->n, INT_MAX);
@@ -525,7 +525,7 @@ static pb_status mpi_init(const pb_config *cfg, const pb_backend *be, pb_device 
         pthread_cond_destroy(&c->work);
         pthread_cond_destroy(&c->done);
         pthread_mutex_destroy(&c->mu);
-        PB_REQUIRE(false, PB_ERR_INTERNAL, "mpi comm: could not start the comm thread (error %d)", rc);
+        PB_FAIL(PB_ERR_INTERNAL, "mpi comm: could not start the comm thread (error %d)", rc);
     }
     c->thread_started = true;
     *out = c;
@@ -633,6 +633,8 @@ static const char *mpi_version(void)
 const pb_comm pb_comm_mpi = {
     .name = "mpi",
     .description = "MPI collectives on host memory, run by a comm thread (GPU buffers staged through the host)",
+    .between_ranks = true,
+    .device_buffers = false,
     .init = mpi_init,
     .destroy = mpi_destroy,
     .allreduce = mpi_allreduce,

@@ -59,6 +59,8 @@ static const char *stub_version(void) { return ""; }
 const pb_comm pb_comm_mpi = {
     .name = "mpi",
     .description = "MPI collectives (this build: " NO_MPI ")",
+    .between_ranks = true,
+    .device_buffers = false,
     .init = stub_init,
     .destroy = stub_destroy,
     .version = stub_version,

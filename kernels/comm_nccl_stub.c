@@ -29,6 +29,8 @@ static const char *stub_version(void) { return ""; }
 const pb_comm pb_comm_nccl = {
     .name = "nccl",
     .description = "NCCL collectives on GPU buffers (this build: " NO_NCCL ")",
+    .between_ranks = true,
+    .device_buffers = true,
     .init = stub_init,
     .destroy = stub_destroy,
     .version = stub_version,

@@ -159,7 +159,7 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
         s->bucket[i].hi = n - (size_t)i * per;
         s->bucket[i].lo = s->bucket[i].hi > per ? s->bucket[i].hi - per : 0;
     }
-    s->dev_comm = !be->host_is_device && strcmp(ctx->comm->name, "nccl") == 0;
+    s->dev_comm = !be->host_is_device && ctx->comm->device_buffers;
     s->staged = !be->host_is_device && !s->dev_comm;
     if (s->staged) PB_ALLOC(s->host_grads, n);
 
@@ -353,7 +353,8 @@ const pb_strategy pb_strategy_ddp = {
     .description = "DistributedDataParallel: a rank per device, gradient buckets all-reduced during backward",
     .procs = PB_PROC_PER_DEVICE,
     /* shards may differ by a row (batch not divisible by the ranks) */
-    .splits_batch = false,
+    .needs_even_split = false,
+    .buckets = true,
     .validate = ddp_validate,
     .init = ddp_init,
     .step = ddp_step,

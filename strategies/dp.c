@@ -320,12 +320,12 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
     PB_REQUIRE(pthread_mutex_init(&s->mu, NULL) == 0, PB_ERR_INTERNAL, "dp: pthread_mutex_init failed");
     if (pthread_cond_init(&s->go, NULL) != 0) {
         pthread_mutex_destroy(&s->mu);
-        PB_REQUIRE(false, PB_ERR_INTERNAL, "dp: pthread_cond_init failed");
+        PB_FAIL(PB_ERR_INTERNAL, "dp: pthread_cond_init failed");
     }
     if (pb_cond_init_monotonic(&s->done) != 0) { /* its wait has a deadline */
         pthread_cond_destroy(&s->go);
         pthread_mutex_destroy(&s->mu);
-        PB_REQUIRE(false, PB_ERR_INTERNAL, "dp: pthread_cond_init failed");
+        PB_FAIL(PB_ERR_INTERNAL, "dp: pthread_cond_init failed");
     }
     s->sync_ready = true;
     for (int i = 1; i < s->n; i++) {
@@ -539,7 +539,7 @@ const pb_strategy pb_strategy_dp = {
     .name = "dp",
     .description = "DataParallel: scatter, replicate, parallel fwd/bwd, gather and reduce on device 0",
     .procs = PB_PROC_ONE,
-    .splits_batch = true,
+    .needs_even_split = true,
     .validate = dp_validate,
     .init = dp_init,
     .step = dp_step,

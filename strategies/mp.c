@@ -610,7 +610,7 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
     PB_REQUIRE(pthread_mutex_init(&s->mu, NULL) == 0, PB_ERR_INTERNAL, "pthread_mutex_init failed");
     if (pb_cond_init_monotonic(&s->cv) != 0) { /* waits with deadlines */
         pthread_mutex_destroy(&s->mu);
-        PB_REQUIRE(false, PB_ERR_INTERNAL, "pthread_cond_init failed");
+        PB_FAIL(PB_ERR_INTERNAL, "pthread_cond_init failed");
     }
     s->sync_ready = true;
     for (int k = 0; k < s->p; k++) PB_TRY(stage_init(s, k));
@@ -781,7 +781,8 @@ const pb_strategy pb_strategy_mp = {
     .name = "mp",
     .description = "layers split into contiguous stages, one per device; --microbatches pipelines them (GPipe)",
     .procs = PB_PROC_ONE,
-    .splits_batch = false,
+    .needs_even_split = false,
+    .microbatches = true,
     .validate = mp_validate,
     .init = mp_init,
     .step = mp_step,

@@ -69,9 +69,20 @@ typedef struct pb_strategy {
     const char *name;
     const char *description;
     pb_process_model procs;
-    /* Each device takes a shard of the global batch (single, dp, ddp), so
-     * the batch must divide by the devices; mp stages all see every sample. */
-    bool splits_batch;
+    /* The global batch is split into equal shards, one per device (single,
+     * dp), so it must divide by the devices. Not ddp, whose shards may
+     * differ by a row, nor mp, whose stages all see every sample. */
+    bool needs_even_split;
+    /* Its own flags, and the config columns its rows carry for them:
+     * --microbatches (mp's GPipe schedule: the microbatches column) */
+    bool microbatches;
+    /* --bucket-mb and --no-overlap (ddp's gradient buckets: the bucket_mb
+     * and no_overlap columns) */
+    bool buckets;
+    /* Its step accumulates SGD's momentum in the weight-gradient GEMM where
+     * the backend prefers that (pb_replica_fuse_momentum: single), so the
+     * GEMM-alone reference times its GEMMs with that beta */
+    bool momentum_in_wgrad;
 
     pb_status (*validate)(const pb_config *cfg, const pb_layout *layout);
     pb_status (*init)(const pb_strategy_ctx *ctx, void **state);

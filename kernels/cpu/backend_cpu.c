@@ -752,6 +752,7 @@ cleanup:
 const pb_backend pb_backend_cpu = {
     .name = "cpu",
     .host_is_device = true,
+    .is_gpu = false,
     .momentum_in_wgrad = true,
     .description = "host CPU: CBLAS GEMMs (OpenBLAS), C loops, CLOCK_MONOTONIC timing",
     .device_count = cpu_device_count,

@@ -25,6 +25,7 @@ static pb_status stub_open(const pb_config *cfg, int ordinal, pb_device **dev)
 const pb_backend pb_backend_cuda = {
     .name = "cuda",
     .description = "NVIDIA GPUs through cuBLASLt and CUDA kernels (" STUB_WHY ")",
+    .is_gpu = true,
     .device_count = stub_device_count,
     .open = stub_open,
 };

@@ -320,7 +320,7 @@ static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device
         ncclUniqueId id;
     } boot;
     *out = NULL;
-    if (be->host_is_device || strcmp(be->name, "cuda") != 0)
+    if (be != &pb_backend_cuda) /* its devices' streams: pb_cuda_stream */
         return pb_user_error(PB_ERR_USAGE, "comm nccl works on GPU buffers: it needs --backend cuda (not %s)",
                              be->name);
     MPI_TRY(MPI_Initialized(&mpi_up));
@@ -346,8 +346,8 @@ static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device
     MPI_TRY(MPI_Bcast(&boot, (int)sizeof boot, MPI_BYTE, 0, MPI_COMM_WORLD));
     if (!boot.ok) {
         const char *why = rank == 0 ? ncclGetLastError(NULL) : "";
-        PB_REQUIRE(false, PB_ERR_COMM, "nccl comm: ncclGetUniqueId failed on rank 0%s%s", why && *why ? ": " : "",
-                   why ? why : "");
+        PB_FAIL(PB_ERR_COMM, "nccl comm: ncclGetUniqueId failed on rank 0%s%s", why && *why ? ": " : "",
+                why ? why : "");
     }
     PB_TRY(use_device(c));
     PB_TRY(stream_priority(&prio));
@@ -386,7 +386,7 @@ static pb_status take_slot(pb_comm_ctx *c, op_kind kind, void *buf, size_t n, in
         PB_CUDA_CHECK(cudaEventCreate(&r->start));
         if (cudaEventCreate(&r->end) != cudaSuccess) {
             cudaEventDestroy(r->start);
-            PB_REQUIRE(false, PB_ERR_BACKEND, "nccl comm: cudaEventCreate failed");
+            PB_FAIL(PB_ERR_BACKEND, "nccl comm: cudaEventCreate failed");
         }
         r->have_events = true;
     }
@@ -509,7 +509,7 @@ static pb_status issue(pb_comm_ctx *c, op_kind kind, const void *in, void *buf, 
         break;
     case OP_SEND:
     case OP_RECV:
-        PB_REQUIRE(false, PB_ERR_INTERNAL, "nccl comm: %s is issued grouped", op_names[kind]);
+        PB_FAIL(PB_ERR_INTERNAL, "nccl comm: %s is issued grouped", op_names[kind]);
     }
     /* a non-blocking communicator may answer ncclInProgress (the first
      * collective sets up its connections): bounded by --timeout */
@@ -620,6 +620,8 @@ static const char *nccl_version(void)
 const pb_comm pb_comm_nccl = {
     .name = "nccl",
     .description = "NCCL collectives on GPU buffers, on a comm stream of their own (bootstrapped over MPI)",
+    .between_ranks = true,
+    .device_buffers = true,
     .init = nccl_init,
     .destroy = nccl_destroy,
     .allreduce = nccl_allreduce,
