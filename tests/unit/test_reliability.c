@@ -145,6 +145,29 @@ static void wait_for(job *j, const char *text, double limit_s)
     }
 }
 
+/* The next process in /proc other than this one, with its command line
+ * (arguments joined by spaces) in buf; 0 at the end. */
+static long next_process(DIR *d, char *buf, size_t cap)
+{
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end = NULL;
+        long pid = strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end || pid == getpid()) continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        size_t len = fread(buf, 1, cap - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < len; i++)
+            if (!buf[i]) buf[i] = ' ';
+        buf[len] = '\0';
+        return pid;
+    }
+    return 0;
+}
+
 /* Processes other than this one whose command line holds s (SIGKILLed
  * with kill_them). */
 static int processes_with(const char *s, bool kill_them)
@@ -152,20 +175,8 @@ static int processes_with(const char *s, bool kill_them)
     int n = 0;
     DIR *d = opendir("/proc");
     if (!d) return 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char *end = NULL;
-        long pid = strtol(e->d_name, &end, 10);
-        if (end == e->d_name || *end || pid == getpid()) continue;
-        char path[64], buf[8192];
-        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        for (size_t i = 0; i < len; i++)
-            if (!buf[i]) buf[i] = ' ';
-        buf[len] = '\0';
+    char buf[8192];
+    for (long pid; (pid = next_process(d, buf, sizeof buf));) {
         if (!strstr(buf, s)) continue;
         n++;
         if (kill_them) kill((pid_t)pid, SIGKILL);
@@ -612,25 +623,14 @@ static pid_t rank_pid(const job *j, int rank)
     pid_t found = 0;
     DIR *d = opendir("/proc");
     if (!d) return 0;
-    struct dirent *e;
-    while (!found && (e = readdir(d))) {
-        char *end = NULL;
-        long pid = strtol(e->d_name, &end, 10);
-        if (end == e->d_name || *end || pid == getpid()) continue;
-        char path[64], buf[65536];
-        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    char buf[65536];
+    for (long pid; !found && (pid = next_process(d, buf, sizeof buf));) {
+        if (!strstr(buf, j->csv_path) || strstr(buf, "mpirun")) continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/environ", pid);
         FILE *f = fopen(path, "rb");
         if (!f) continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        for (size_t i = 0; i < len; i++)
-            if (!buf[i]) buf[i] = ' ';
-        buf[len] = '\0';
-        if (!strstr(buf, j->csv_path) || strstr(buf, "mpirun")) continue;
-        snprintf(path, sizeof path, "/proc/%ld/environ", pid);
-        f = fopen(path, "rb");
-        if (!f) continue;
-        len = fread(buf, 1, sizeof buf, f);
+        size_t len = fread(buf, 1, sizeof buf, f);
         fclose(f);
         for (size_t i = 0; i + (size_t)wlen <= len; i++)
             if ((i == 0 || !buf[i - 1]) && memcmp(buf + i, want, (size_t)wlen) == 0) found = (pid_t)pid;
