@@ -17,6 +17,17 @@ bool pb_child_die_with_parent(pid_t parent, int sig)
     return getppid() == parent;
 }
 
+/* In the child: fd becomes target (-1: target left as it is). One that is
+ * already target gets its close-on-exec flag cleared, which dup2() onto
+ * itself would leave set (a descriptor opened O_CLOEXEC into a closed
+ * stdout is 1). Async-signal-safe. */
+static int place_fd(int fd, int target)
+{
+    if (fd < 0) return 0;
+    if (fd == target) return fcntl(target, F_SETFD, 0);
+    return dup2(fd, target) < 0 ? -1 : 0;
+}
+
 pb_status pb_child_spawn(const char *path, char *const argv[], int out_fd, int err_fd, pid_t *pid)
 {
     extern char **environ;
@@ -36,7 +47,10 @@ pb_status pb_child_spawn(const char *path, char *const argv[], int out_fd, int e
     if (p == 0) { /* only async-signal-safe calls until exec */
         int e = 0;
         if (!pb_child_die_with_parent(parent, SIGKILL)) _exit(127);
-        if ((out_fd >= 0 && dup2(out_fd, 1) < 0) || (err_fd >= 0 && dup2(err_fd, 2) < 0)) e = errno;
+        /* err_fd at 1 would be overwritten by out_fd's dup2 before it is
+         * copied to 2: moved out of the way first */
+        if (err_fd == 1 && out_fd >= 0 && out_fd != 1 && (err_fd = fcntl(1, F_DUPFD_CLOEXEC, 3)) < 0) e = errno;
+        if (!e && (place_fd(out_fd, 1) != 0 || place_fd(err_fd, 2) != 0)) e = errno;
         if (!e) {
             execv(path, argv);
             e = errno;

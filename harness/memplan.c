@@ -169,7 +169,7 @@ static double read_number(const char *path)
  * limit" as a huge number, near 2^63) */
 static double cgroup_room(const char *dir, const char *limit_file, const char *usage_file)
 {
-    char path[4400];
+    char path[8800];
     snprintf(path, sizeof path, "%s/%s", dir, limit_file);
     double limit = read_number(path);
     if (limit < 0 || limit >= 4e18) return -1.0;
@@ -177,6 +177,26 @@ static double cgroup_room(const char *dir, const char *limit_file, const char *u
     double usage = read_number(path);
     if (usage < 0) usage = 0;
     return limit > usage ? limit - usage : 0.0;
+}
+
+/* The least room of the cgroup at rel under base and of each cgroup above
+ * it: a limit set higher up bounds it too (Slurm limits the job's cgroup,
+ * and the process sits in a task's below it, whose own limit is "max");
+ * -1 when none has a limit. */
+static double cgroup_room_up(const char *base, const char *rel, const char *limit_file, const char *usage_file)
+{
+    char up[4300], dir[8700];
+    snprintf(up, sizeof up, "%s", strcmp(rel, "/") == 0 ? "" : rel);
+    double least = -1.0;
+    for (;;) {
+        snprintf(dir, sizeof dir, "%s%s", base, up);
+        double room = cgroup_room(dir, limit_file, usage_file);
+        if (room >= 0 && (least < 0 || room < least)) least = room;
+        char *slash = strrchr(up, '/');
+        if (!slash) break;
+        *slash = '\0';
+    }
+    return least;
 }
 
 void pb_host_room_read(const char *root, pb_host_room *out)
@@ -201,14 +221,14 @@ void pb_host_room_read(const char *root, pb_host_room *out)
         if (!c2) continue;
         *c1 = *c2 = '\0';
         const char *ctrl = c1 + 1, *rel = c2 + 1;
-        char dir[4300];
+        char base[4300];
         double room = -1.0;
         if (!*ctrl && strcmp(line, "0") == 0) {
-            snprintf(dir, sizeof dir, "%s/sys/fs/cgroup%s", root, strcmp(rel, "/") == 0 ? "" : rel);
-            room = cgroup_room(dir, "memory.max", "memory.current");
+            snprintf(base, sizeof base, "%s/sys/fs/cgroup", root);
+            room = cgroup_room_up(base, rel, "memory.max", "memory.current");
         } else if (strstr(ctrl, "memory")) {
-            snprintf(dir, sizeof dir, "%s/sys/fs/cgroup/memory%s", root, strcmp(rel, "/") == 0 ? "" : rel);
-            room = cgroup_room(dir, "memory.limit_in_bytes", "memory.usage_in_bytes");
+            snprintf(base, sizeof base, "%s/sys/fs/cgroup/memory", root);
+            room = cgroup_room_up(base, rel, "memory.limit_in_bytes", "memory.usage_in_bytes");
         }
         if (room >= 0 && (out->cgroup < 0 || room < out->cgroup)) out->cgroup = room;
     }

@@ -74,9 +74,9 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
                         pb_memplan *out);
 
 /* What this host can give: MemAvailable from <root>/proc/meminfo, and the
- * room left in the process's memory cgroup (v2: memory.max - memory.current;
- * v1: memory.limit_in_bytes - memory.usage_in_bytes, under
- * <root>/sys/fs/cgroup), the smaller. root is "" on a real host (tests pass
+ * room left in the process's memory cgroup and the ones above it, the least
+ * (v2: memory.max - memory.current; v1: memory.limit_in_bytes -
+ * memory.usage_in_bytes, under <root>/sys/fs/cgroup), the smaller. root is "" on a real host (tests pass
  * a folder laid out alike). Bytes; a negative figure is unknown. */
 typedef struct pb_host_room {
     double meminfo;   /* MemAvailable, -1 unknown */

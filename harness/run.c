@@ -160,8 +160,11 @@ static pb_status setup(run_state *rs)
     if (cfg->calibrate || rs->be->is_gpu)
         PB_TRY(pb_calibrate(cfg, &rs->layout, rs->multi ? rs->device : 0, &rs->cal));
     /* interrupted during calibration: train stops at its first boundary
-     * and says so, with nothing more set up */
-    if (pb_signals_caught()) return PB_OK;
+     * and says so, with nothing more set up. Not a rank: the others, which
+     * may not have the signal yet, go on into the strategy's collective
+     * set-up (the comm's), which this rank must join; all then stop
+     * together at the first boundary. */
+    if (pb_signals_caught() && !rs->multi) return PB_OK;
     rs->ctx = (pb_strategy_ctx){.cfg = cfg, .be = rs->be, .layout = &rs->layout, .init_params = rs->params,
                                 .rank = 0, .ranks = 1, .local_rank = 0};
     if (rs->multi) {

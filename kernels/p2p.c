@@ -42,6 +42,22 @@ void pb_p2p_plan_pairs(pb_p2p_topology topo, const int *ordinal, int n, pb_p2p_p
     for (int i = 1; i < n; i++) add_pair(out, ordinal[topo == PB_P2P_STAR ? 0 : i - 1], ordinal[i]);
 }
 
+/* Enables a -> b; a driver out of peer slots (PB_ERR_UNAVAILABLE: a GPU
+ * maps at most a few peers, and dp's device 0 needs one per other device)
+ * leaves the pair host-staged, as without peer access, instead of failing
+ * the run: copies still work, through host memory. */
+static pb_status enable_or_stage(const pb_p2p_driver *drv, int a, int b, bool *on)
+{
+    pb_status st = drv->enable(a, b);
+    *on = st == PB_OK;
+    if (st != PB_ERR_UNAVAILABLE) return st;
+    pb_log_info("peer access: cuda:%d -> cuda:%d not enabled (%s): copies between them are staged through host "
+                "memory",
+                a, b, pb_error_message());
+    pb_error_clear();
+    return PB_OK;
+}
+
 pb_status pb_p2p_setup(const pb_p2p_driver *drv, pb_p2p_topology topo, const int *ordinal, int n,
                        pb_p2p_plan *out)
 {
@@ -57,13 +73,17 @@ pb_status pb_p2p_setup(const pb_p2p_driver *drv, pb_p2p_topology topo, const int
             PB_TRY(drv->facts(y, x, &fy));
             pb_p2p_link lx = pb_p2p_classify(&fx), ly = pb_p2p_classify(&fy);
             out->link[i] = lx > ly ? lx : ly; /* the slower direction */
-            if (fx.can_access) PB_TRY(drv->enable(x, y));
-            if (fy.can_access) PB_TRY(drv->enable(y, x));
-            out->enabled[i] = fx.can_access && fy.can_access;
-            if (!out->enabled[i])
+            bool on_x = false, on_y = false;
+            if (fx.can_access) PB_TRY(enable_or_stage(drv, x, y, &on_x));
+            if (fy.can_access) PB_TRY(enable_or_stage(drv, y, x, &on_y));
+            out->enabled[i] = on_x && on_y;
+            if (!out->enabled[i] && fx.can_access && fy.can_access) {
+                out->link[i] = PB_P2P_HOST_STAGED;
+            } else if (!out->enabled[i]) {
                 pb_log_info("peer access: none between cuda:%d and cuda:%d (the driver reports none%s): copies "
                             "between them are staged through host memory",
                             x, y, fx.can_access || fy.can_access ? " in one direction" : "");
+            }
         }
         if (out->link[i] > out->worst) out->worst = out->link[i];
     }

@@ -39,7 +39,9 @@ typedef struct pb_p2p_facts {
 } pb_p2p_facts;
 
 /* The driver layer (faked in tests). enable: a may access b's memory from
- * now on; an already enabled pair is success. */
+ * now on; an already enabled pair is success; PB_ERR_UNAVAILABLE when the
+ * driver has no room for another peer of a or b (cudaErrorTooManyPeers),
+ * which leaves the pair host-staged; any other failure is the run's. */
 typedef struct pb_p2p_driver {
     pb_status (*facts)(int a, int b, pb_p2p_facts *out);
     pb_status (*enable)(int a, int b);

@@ -467,6 +467,11 @@ static pb_status cuda_peer_enable(int a, int b)
             (void)cudaGetLastError();
             e = cudaSuccess;
         }
+        if (e == cudaErrorTooManyPeers) { /* out of peer slots: the pair is host-staged (p2p.h) */
+            (void)cudaGetLastError();
+            (void)cudaSetDevice(cur);
+            return pb_user_error(PB_ERR_UNAVAILABLE, "%s", cudaGetErrorString(e));
+        }
         if (e != cudaSuccess) {
             (void)cudaGetLastError();
             (void)cudaSetDevice(cur);

@@ -282,6 +282,26 @@ static void test_host_room_cgroup_v2(void **state)
     remove_temp_dir(dir);
 }
 
+/* Slurm limits the job's cgroup; the process sits in a task's cgroup below
+ * it, unlimited itself: the job's limit is the room */
+static void test_host_room_cgroup_v2_ancestor(void **state)
+{
+    (void)state;
+    char *dir = fake_host("MemAvailable: 20971520 kB\n", "0::/slurm/job_7/step_0/task_0\n",
+                          "sys/fs/cgroup/slurm/job_7", "memory.max", "4294967296\n", "memory.current",
+                          "1073741824\n");
+    put(dir, "sys/fs/cgroup/slurm/job_7/step_0/task_0/memory.max", "max\n");
+    put(dir, "sys/fs/cgroup/slurm/job_7/step_0/task_0/memory.current", "1073741824\n");
+    pb_host_room room;
+    pb_host_room_read(dir, &room);
+    assert_true(room.cgroup == 3 * 1024 * MIB && room.available == 3 * 1024 * MIB);
+    /* a tighter limit below it wins */
+    put(dir, "sys/fs/cgroup/slurm/job_7/step_0/task_0/memory.max", "2147483648\n");
+    pb_host_room_read(dir, &room);
+    assert_true(room.cgroup == 1024 * MIB);
+    remove_temp_dir(dir);
+}
+
 static void test_host_room_cgroup_v1(void **state)
 {
     (void)state;
@@ -360,6 +380,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ddp_against_run, run_setup, run_teardown),
         cmocka_unit_test(test_presets_fit_16_gib),
         cmocka_unit_test(test_host_room_cgroup_v2),
+        cmocka_unit_test(test_host_room_cgroup_v2_ancestor),
         cmocka_unit_test(test_host_room_cgroup_v1),
         cmocka_unit_test(test_device_refused),
         cmocka_unit_test_setup_teardown(test_overcommitted_run_refused, run_setup, run_teardown),

@@ -5,7 +5,8 @@
  *    once, none for logical devices on one GPU; the row's `p2p` is the
  *    slowest pair's link (nvlink from native atomics, pcie without,
  *    host-staged without peer access), `none` without a driver (the cpu);
- *    a driver failure is the run's error.
+ *    a driver failure is the run's error, except a GPU out of peer slots
+ *    (cudaErrorTooManyPeers), whose pair is host-staged.
  * 2. copy ordering in the `local` comm on a fake backend with streams: each
  *    fake device counts the work enqueued on its stream, a mark records the
  *    stream's position together with every other stream's position it
@@ -33,6 +34,7 @@ static pb_p2p_facts fake_link[GPUS][GPUS];
 static int enabled[GPUS][GPUS]; /* enable calls per direction */
 static int facts_asked;
 static bool fail_enable;
+static int peer_room = -1; /* peers a GPU may map (-1: no limit) */
 
 static pb_status fake_facts(int a, int b, pb_p2p_facts *out)
 {
@@ -44,6 +46,11 @@ static pb_status fake_facts(int a, int b, pb_p2p_facts *out)
 static pb_status fake_enable(int a, int b)
 {
     if (fail_enable) return pb_error(PB_ERR_BACKEND, "fake: cannot enable %d -> %d", a, b);
+    if (peer_room >= 0) {
+        int used = 0;
+        for (int p = 0; p < GPUS; p++) used += enabled[a][p] > 0;
+        if (used >= peer_room) return pb_user_error(PB_ERR_UNAVAILABLE, "fake: peer mapping resources exhausted");
+    }
     enabled[a][b]++;
     return PB_OK;
 }
@@ -65,6 +72,7 @@ static void fake_node(pb_p2p_link link)
     memset(enabled, 0, sizeof enabled);
     facts_asked = 0;
     fail_enable = false;
+    peer_room = -1;
     for (int a = 0; a < GPUS; a++)
         for (int b = 0; b < GPUS; b++)
             if (a != b) set_link(a, b, link);
@@ -172,6 +180,27 @@ static void test_cpu_and_driver_failure(void **state)
     fail_enable = true;
     assert_int_equal(pb_p2p_setup(&fake_driver, PB_P2P_STAR, ord, 2, &plan), PB_ERR_BACKEND);
     pb_error_clear();
+}
+
+/* a GPU maps a limited number of peers (cudaErrorTooManyPeers): dp's
+ * device 0 needs one per other device; the pairs past the limit are
+ * host-staged (copies still work), not a failed run */
+static void test_out_of_peer_slots_is_host_staged(void **state)
+{
+    (void)state;
+    fake_node(PB_P2P_NVLINK);
+    peer_room = 3;
+    int ord[GPUS];
+    for (int i = 0; i < GPUS; i++) ord[i] = i;
+    pb_p2p_plan plan;
+    assert_int_equal(pb_p2p_setup(&fake_driver, PB_P2P_STAR, ord, GPUS, &plan), PB_OK);
+    assert_int_equal(plan.n, GPUS - 1);
+    for (int i = 0; i < plan.n; i++) {
+        assert_int_equal(plan.enabled[i], i < 3);
+        assert_int_equal(plan.link[i], i < 3 ? PB_P2P_NVLINK : PB_P2P_HOST_STAGED);
+    }
+    assert_string_equal(pb_p2p_link_name(plan.worst), "host-staged");
+    assert_string_equal(pb_error_message(), ""); /* handled, not left as an error */
 }
 
 /* --- 2. copy ordering in the local comm ------------------------------------------- */
@@ -401,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_device_map_pairs),
         cmocka_unit_test(test_nvml_decides),
         cmocka_unit_test(test_cpu_and_driver_failure),
+        cmocka_unit_test(test_out_of_peer_slots_is_host_staged),
         cmocka_unit_test(test_message_waits_for_its_data_only),
         cmocka_unit_test(test_recv_ready),
         cmocka_unit_test(test_broadcast_in_parallel),

@@ -145,6 +145,29 @@ static void wait_for(job *j, const char *text, double limit_s)
     }
 }
 
+/* The next process in /proc other than this one, with its command line
+ * (arguments joined by spaces) in buf; 0 at the end. */
+static long next_process(DIR *d, char *buf, size_t cap)
+{
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end = NULL;
+        long pid = strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end || pid == getpid()) continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        size_t len = fread(buf, 1, cap - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < len; i++)
+            if (!buf[i]) buf[i] = ' ';
+        buf[len] = '\0';
+        return pid;
+    }
+    return 0;
+}
+
 /* Processes other than this one whose command line holds s (SIGKILLed
  * with kill_them). */
 static int processes_with(const char *s, bool kill_them)
@@ -152,20 +175,8 @@ static int processes_with(const char *s, bool kill_them)
     int n = 0;
     DIR *d = opendir("/proc");
     if (!d) return 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char *end = NULL;
-        long pid = strtol(e->d_name, &end, 10);
-        if (end == e->d_name || *end || pid == getpid()) continue;
-        char path[64], buf[8192];
-        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        for (size_t i = 0; i < len; i++)
-            if (!buf[i]) buf[i] = ' ';
-        buf[len] = '\0';
+    char buf[8192];
+    for (long pid; (pid = next_process(d, buf, sizeof buf));) {
         if (!strstr(buf, s)) continue;
         n++;
         if (kill_them) kill((pid_t)pid, SIGKILL);
@@ -603,6 +614,55 @@ static void test_sigint_ddp_launcher(void **state)
     expect_no_orphans(j);
 }
 
+/* The rank of this run (its --out path in the command line) whose MPI rank
+ * is `rank`, from its environment; 0 when none is found yet. */
+static pid_t rank_pid(const job *j, int rank)
+{
+    char want[48];
+    int wlen = snprintf(want, sizeof want, "OMPI_COMM_WORLD_RANK=%d", rank) + 1; /* with its NUL */
+    pid_t found = 0;
+    DIR *d = opendir("/proc");
+    if (!d) return 0;
+    char buf[65536];
+    for (long pid; !found && (pid = next_process(d, buf, sizeof buf));) {
+        if (!strstr(buf, j->csv_path) || strstr(buf, "mpirun")) continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/environ", pid);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        size_t len = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        for (size_t i = 0; i + (size_t)wlen <= len; i++)
+            if ((i == 0 || !buf[i - 1]) && memcmp(buf + i, want, (size_t)wlen) == 0) found = (pid_t)pid;
+    }
+    closedir(d);
+    return found;
+}
+
+/* SIGINT reaching one rank during its calibration (mpirun relays a signal
+ * to the ranks one by one: another may finish calibrating first and go on
+ * into the comm's collective set-up): the ranks must still stop together
+ * at the first boundary, exit 130, no row. The interrupted rank used to
+ * skip the set-up and wait at the boundary alone, a mismatched collective
+ * that hung until mpirun's backstop. */
+static void test_sigint_one_rank_during_calibrate(void **state)
+{
+    job *j = *state;
+    char *extra[] = {"--in", "1024", "--hidden", "1024", "--layers", "8", "--classes", "10", "--batch", "512",
+                     "--calibrate", "--timeout", "4", NULL};
+    start_ddp(j, NULL, "mlp-xs", "5", extra);
+    wait_for(j, "calibrating:", 30);
+    pid_t r0 = 0;
+    for (double t0 = now_s(); !r0 && now_s() - t0 < 10;) r0 = rank_pid(j, 0);
+    if (!r0) fail_msg("rank 0's process not found");
+    kill(r0, SIGINT); /* rank 0 alone: the writer of the row */
+    finish(j, 30);
+    expect_exit(j, 130);
+    expect_err(j, "interrupted by SIGINT before step 0");
+    assert_false(file_exists(j->csv_path));
+    expect_no_orphans(j);
+}
+
 static void test_nan_rank1(void **state)
 {
     job *j = *state;
@@ -860,6 +920,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_plot_leaves_no_gnuplot, setup, teardown),
 #if PB_EXPECT_MPI
         cmocka_unit_test_setup_teardown(test_sigint_ddp_launcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_one_rank_during_calibrate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_rank1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_die_rank1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_die_rank1_sigchld_ignored, setup, teardown),
