@@ -173,16 +173,28 @@ static pb_poll query_comm(void *arg)
     return async == ncclInProgress || q->have_end ? PB_POLL_PENDING : PB_POLL_DONE;
 }
 
-/* Polls until `what` (e.g. "communicator set-up", "allreduce of 10 floats")
- * is done; on an error or past the deadline aborts the communicator and
- * fails naming this rank and, for a deadline, the rank that holds it up. */
-static pb_status settle(pb_comm_ctx *c, const char *what, const pb_comm_req *r, double deadline_s)
+/* What settle() waits for, named only when it fails: the step's hot path
+ * (every bucket's enqueue and wait) formats nothing. `fixed` ("communicator
+ * set-up") or the operation kind and size, with `suffix`. */
+typedef struct op_desc {
+    const char *fixed;
+    op_kind kind;
+    size_t n;
+    const char *suffix;
+} op_desc;
+
+/* Polls until the operation `d` describes is done; on an error or past the
+ * deadline aborts the communicator and fails naming this rank and, for a
+ * deadline, the rank that holds it up. */
+static pb_status settle(pb_comm_ctx *c, op_desc d, const pb_comm_req *r, double deadline_s)
 {
     comm_query q = {c, r ? r->end : NULL, r != NULL, cudaSuccess, ncclSuccess};
     pb_poll_ops ops = {query_comm, NULL, NULL, &q};
     pb_poll p = pb_poll_until(&ops, deadline_s, NULL);
     if (p == PB_POLL_DONE) return PB_OK;
-    char why[640];
+    char what[128], why[640];
+    if (d.fixed) snprintf(what, sizeof what, "%s", d.fixed);
+    else snprintf(what, sizeof what, "%s of %zu %s%s", op_names[d.kind], d.n, unit(d.kind), d.suffix ? d.suffix : "");
     if (p == PB_POLL_EXPIRED) {
         /* who holds it up, from the node's progress slots (read before the
          * abort, which may take a while) */
@@ -209,9 +221,7 @@ static pb_status settle(pb_comm_ctx *c, const char *what, const pb_comm_req *r, 
  * ncclInProgress: its host side is done before the next call. */
 static pb_status settle_call(pb_comm_ctx *c, op_kind kind, size_t n)
 {
-    char what[96];
-    snprintf(what, sizeof what, "%s of %zu %s (while issuing it)", op_names[kind], n, unit(kind));
-    return settle(c, what, NULL, c->deadline_s);
+    return settle(c, (op_desc){NULL, kind, n, " (while issuing it)"}, NULL, c->deadline_s);
 }
 
 /* ncclCommFinalize flushes what peers still expect from this rank; a peer
@@ -364,7 +374,7 @@ static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device
      * aborted */
     c->comm_up = c->comm != NULL;
     PB_NCCL_CHECK(init);
-    PB_TRY(settle(c, "communicator set-up", NULL, c->deadline_s));
+    PB_TRY(settle(c, (op_desc){"communicator set-up", 0, 0, NULL}, NULL, c->deadline_s));
     *out = c;
     return PB_OK;
 cleanup:
@@ -583,13 +593,11 @@ static pb_status nccl_reduce_scatter(pb_comm_ctx *c, const float *in, float *out
 static pb_status nccl_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
 {
     pb_status st = PB_OK;
-    char what[96];
     PB_REQUIRE(r && r->in_use, PB_ERR_INTERNAL, "nccl comm: wait on a request not outstanding");
     if (!r->issued) PB_TRY(flush_p2p(c));
     PB_TRY(check_alive(c));
     PB_TRY(use_device(c));
-    snprintf(what, sizeof what, "%s of %zu %s", op_names[r->kind], r->n, unit(r->kind));
-    PB_TRY(settle(c, what, r, deadline_s));
+    PB_TRY(settle(c, (op_desc){NULL, r->kind, r->n, NULL}, r, deadline_s));
     float ms = 0.0f;
     PB_CUDA_CHECK(cudaEventElapsedTime(&ms, r->start, r->end));
     r->ms = ms;
