@@ -24,6 +24,7 @@
 #include "csv_read.h"
 #include "key.h"
 #include "../harness/log.h"
+#include "../harness/registry.h"
 #include "../harness/results.h"
 #include "../harness/status.h"
 
@@ -359,21 +360,14 @@ static double cmean(const config *c, const char *col)
     return n ? sum / n : NAN;
 }
 
-static int strategy_rank(const char *s)
-{
-    static const char *const order[] = {"single", "dp", "ddp", "mp"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, order[i]) == 0) return i;
-    return 4;
-}
-
-/* Plot order: workload, backend, strategy, the rest of the key, devices. */
+/* Plot order: workload, backend, strategy (the registry's order), the rest
+ * of the key, devices. */
 static int config_cmp(const void *pa, const void *pb)
 {
     const config *a = pa, *b = pb;
     int d = strcmp(cv(a, PB_COL_WORKLOAD), cv(b, PB_COL_WORKLOAD));
     if (!d) d = strcmp(cv(a, PB_COL_BACKEND), cv(b, PB_COL_BACKEND));
-    if (!d) d = strategy_rank(cv(a, PB_COL_STRATEGY)) - strategy_rank(cv(b, PB_COL_STRATEGY));
+    if (!d) d = pb_strategy_order(cv(a, PB_COL_STRATEGY)) - pb_strategy_order(cv(b, PB_COL_STRATEGY));
     if (!d)
         d = pb_key_cmp(&a->t->series, &a->t->csv, (size_t)a->t->rows[a->row], &b->t->csv,
                        (size_t)b->t->rows[b->row]);
@@ -503,6 +497,14 @@ static void device_and_date(const cfgset *s, const int *idx, int n, char *buf, s
         snprintf(buf, len, "%.440s, %s to %s", dev, first, last);
 }
 
+/* A backend whose devices are the host's cores (the cpu): its thread count
+ * is a setting worth naming. False for a backend this binary does not know. */
+static bool host_cores(const char *backend)
+{
+    const pb_backend *be = pb_find_backend(backend);
+    return be && !be->is_gpu;
+}
+
 /* The settings every plotted config shares, for the second title line. */
 static void shared_settings(const cfgset *s, const int *idx, int n, bool per_device_batch, char *buf, size_t len)
 {
@@ -515,7 +517,7 @@ static void shared_settings(const cfgset *s, const int *idx, int n, bool per_dev
         const char *v = label_value(&s->c[idx[0]], d, per_device_batch);
         if (!*v || dim_varies_all(s, idx, n, d, per_device_batch)) continue;
         if (d == PB_COL_CUDA_GRAPH && strcmp(v, "1") != 0) continue;
-        if (d == PB_COL_THREADS && strcmp(cv(&s->c[idx[0]], PB_COL_BACKEND), "cpu") != 0) continue;
+        if (d == PB_COL_THREADS && !host_cores(cv(&s->c[idx[0]], PB_COL_BACKEND))) continue;
         char part[DIM_MAX + 32];
         dim_text(d, v, per_device_batch, part, sizeof part);
         used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s", used ? ", " : "", part);
@@ -1098,18 +1100,33 @@ cleanup:
     free(maxdev);
 }
 
-/* Indices (into sel->set) of the configs of one strategy, in plot order. */
-static int of_strategy(const selection *sel, const char *strategy, int *idx)
+/* The strategies with gradient buckets (ddp) and with a pipeline of
+ * microbatches (mp), as the strategy table says; false for a strategy this
+ * binary does not know. */
+static bool has_buckets(const char *strategy)
+{
+    const pb_strategy *s = pb_find_strategy(strategy);
+    return s && s->buckets;
+}
+
+static bool has_microbatches(const char *strategy)
+{
+    const pb_strategy *s = pb_find_strategy(strategy);
+    return s && s->microbatches;
+}
+
+/* Indices (into sel->set) of the configs whose strategy `has`, in plot order. */
+static int of_strategy(const selection *sel, bool (*has)(const char *strategy), int *idx)
 {
     int n = 0;
     for (int i = 0; i < sel->n; i++)
-        if (strcmp(cv(&sel->set.c[sel->all[i]], PB_COL_STRATEGY), strategy) == 0) idx[n++] = sel->all[i];
+        if (has(cv(&sel->set.c[sel->all[i]], PB_COL_STRATEGY))) idx[n++] = sel->all[i];
     return n;
 }
 
 static void plot_ddp(ctx *x, selection *sel, int *idx)
 {
-    int n = of_strategy(sel, "ddp", idx), m = 0;
+    int n = of_strategy(sel, has_buckets, idx), m = 0;
     for (int i = 0; i < n; i++)
         if (!isnan(cmean(&sel->set.c[idx[i]], "comm_ms"))) idx[m++] = idx[i];
     if (!m) {
@@ -1145,7 +1162,7 @@ static void plot_ddp(ctx *x, selection *sel, int *idx)
 
 static void plot_bubble(ctx *x, selection *sel, int *idx)
 {
-    int n = of_strategy(sel, "mp", idx), m = 0;
+    int n = of_strategy(sel, has_microbatches, idx), m = 0;
     for (int i = 0; i < n; i++) {
         const config *c = &sel->set.c[idx[i]];
         if (!isnan(cmean(c, "bubble_frac")) || !isnan(cmean(c, "bubble_frac_theory"))) idx[m++] = idx[i];
