@@ -1,7 +1,7 @@
 /* bench plot: read the results CSV, group its rows per configuration, write
  * each plot's figures as a .dat file and draw it with a plots/ *.gp script
- * (docs/plots.md). gnuplot is run with fork and exec, never through a shell;
- * strings reach it as single-quoted gnuplot literals. */
+ * (docs/plots.md). study/gnuplot.c runs gnuplot (fork and exec, never a
+ * shell; strings reach it as single-quoted gnuplot literals). */
 #define _POSIX_C_SOURCE 200809L
 #include "plot.h"
 
@@ -10,18 +10,16 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "../harness/child.h"
 #include "csv_read.h"
+#include "gnuplot.h"
 #include "key.h"
 #include "../harness/log.h"
 #include "../harness/registry.h"
@@ -32,7 +30,7 @@
 #define DIM_MAX 96
 
 /* ------------------------------------------------------------------------ */
-/* growable arrays and strings                                               */
+/* growable arrays                                                           */
 
 typedef struct strv {
     char **v;
@@ -59,57 +57,6 @@ static void strv_free(strv *s)
     free(s->v);
     s->v = NULL;
     s->n = s->cap = 0;
-}
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_putc(sbuf *b, char c)
-{
-    if (b->oom) return;
-    if (b->n + 2 > b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 256;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    b->p[b->n++] = c;
-    b->p[b->n] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s)
-{
-    for (; *s; s++) sb_putc(b, *s);
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    char tmp[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    sb_puts(b, tmp);
-}
-
-static char *sb_take(sbuf *b)
-{
-    if (b->oom) {
-        free(b->p);
-        return NULL;
-    }
-    char *p = b->p ? b->p : strdup("");
-    b->p = NULL;
-    b->n = b->cap = 0;
-    return p;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -535,11 +482,6 @@ static void shared_settings(const cfgset *s, const int *idx, int n, bool per_dev
 /* ------------------------------------------------------------------------ */
 /* files, paths, gnuplot                                                     */
 
-/* SIGINT/SIGTERM: recorded here; the main path stops drawing, removes its
- * temporary files and folder, and exits 128 + the signal. */
-static volatile sig_atomic_t plot_signal;
-static void on_plot_signal(int sig) { plot_signal = sig; }
-
 typedef struct plot_opts {
     const char *csv, *base, *cur;
     const char *out, *workload, *backend, *metric, *plots_dir;
@@ -554,30 +496,8 @@ typedef struct ctx {
     char datadir[PATH_MAX];
     bool made_tmp;
     strv tmpfiles;
-    char partial[2][PATH_MAX + 300]; /* the images gnuplot is writing */
     int written, failed;
 } ctx;
-
-static bool is_exec_file(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && access(path, X_OK) == 0;
-}
-
-static bool find_on_path(const char *name, char *out, size_t len)
-{
-    const char *path = getenv("PATH");
-    if (!path) path = "/usr/local/bin:/usr/bin:/bin";
-    for (const char *p = path;;) {
-        const char *colon = strchr(p, ':');
-        size_t n = colon ? (size_t)(colon - p) : strlen(p);
-        int w = n ? snprintf(out, len, "%.*s/%s", (int)n, p, name) : snprintf(out, len, "./%s", name);
-        if (w > 0 && (size_t)w < len && is_exec_file(out)) return true;
-        if (!colon) break;
-        p = colon + 1;
-    }
-    return false;
-}
 
 static bool is_dir(const char *path)
 {
@@ -639,21 +559,6 @@ static pb_status find_plot_dir(ctx *x)
                           "./plots; pass --plots-dir DIR");
 }
 
-/* name=value as a gnuplot string literal: single quotes, '' for a quote,
- * control characters dropped. */
-static void gp_str(sbuf *b, const char *name, const char *value)
-{
-    sb_printf(b, "%s='", name);
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) continue;
-        if (*p == '\'') sb_putc(b, '\'');
-        sb_putc(b, (char)*p);
-    }
-    sb_puts(b, "'; ");
-}
-
-static void gp_num(sbuf *b, const char *name, double v) { sb_printf(b, "%s=%.9g; ", name, isfinite(v) ? v : 0.0); }
-
 /* A label inside a .dat file: double-quoted, so no double quotes inside. */
 static void dat_label(FILE *f, const char *s)
 {
@@ -703,96 +608,27 @@ static bool dat_close(ctx *x, FILE *f, const char *path)
     return true;
 }
 
-static bool nonempty_file(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
-}
-
-/* Removes the images gnuplot was writing (under their temporary names). */
-static void drop_partial(ctx *x)
-{
-    remove(x->partial[0]);
-    remove(x->partial[1]);
-}
-
-/* Runs `gnuplot -d -e VARS plots/SCRIPT.gp`, which writes OUTBASE.png and
- * OUTBASE.svg; prints their paths. vars gets plotdir, datafile, outbase,
- * ptitle and psub added. gnuplot writes under a hidden temporary name in
- * --out, renamed when both images are complete: a gnuplot that fails (on
- * values it cannot draw) or is stopped leaves no empty or half image. */
+/* Draws plots/SCRIPT.gp (study/gnuplot.h), which reads datafile and writes
+ * OUTNAME.png and OUTNAME.svg in --out; prints their paths. vars gets
+ * plotdir, datafile, ptitle and psub added. */
 static void draw(ctx *x, const char *script, const char *datafile, const char *outname, const char *title,
-                 const char *sub, sbuf *vars)
+                 const char *sub, pb_strbuf *vars)
 {
-    char outbase[PATH_MAX], tmpbase[PATH_MAX], script_path[PATH_MAX + 32], png[PATH_MAX + 8], svg[PATH_MAX + 8];
-    if (plot_signal) return; /* stopping: draw nothing more */
-    snprintf(outbase, sizeof outbase, "%.3800s/%.250s", x->outdir, outname);
-    snprintf(tmpbase, sizeof tmpbase, "%.3800s/.%.250s.partial", x->outdir, outname);
+    char script_path[PATH_MAX + 32], png[PATH_MAX + 8], svg[PATH_MAX + 8];
     snprintf(script_path, sizeof script_path, "%s/%s.gp", x->plotdir, script);
-    snprintf(png, sizeof png, "%s.png", outbase);
-    snprintf(svg, sizeof svg, "%s.svg", outbase);
-    snprintf(x->partial[0], sizeof x->partial[0], "%s.png", tmpbase);
-    snprintf(x->partial[1], sizeof x->partial[1], "%s.svg", tmpbase);
-    gp_str(vars, "plotdir", x->plotdir);
-    gp_str(vars, "datafile", datafile);
-    gp_str(vars, "outbase", tmpbase);
-    gp_str(vars, "ptitle", title);
-    gp_str(vars, "psub", sub);
-    char *assign = sb_take(vars);
-    if (!assign) {
-        pb_log_error("plot: out of memory");
-        x->failed++;
-        return;
+    pb_gnuplot_str(vars, "plotdir", x->plotdir);
+    pb_gnuplot_str(vars, "datafile", datafile);
+    pb_gnuplot_str(vars, "ptitle", title);
+    pb_gnuplot_str(vars, "psub", sub);
+    switch (pb_gnuplot_draw("plot", x->gnuplot, script_path, x->outdir, outname, vars, png, svg)) {
+    case PB_GNUPLOT_DRAWN:
+        printf("%s\n%s\n", png, svg);
+        fflush(stdout);
+        x->written++;
+        break;
+    case PB_GNUPLOT_FAILED: x->failed++; break;
+    case PB_GNUPLOT_STOPPED: break;
     }
-    /* a stale image of an earlier run must not pass for this one */
-    remove(png);
-    remove(svg);
-
-    char *argv[] = {x->gnuplot, "-d", "-e", assign, script_path, NULL};
-    pid_t pid;
-    /* stdout carries only our paths; gnuplot dies with bench (SIGKILL) */
-    pb_error_clear();
-    pb_status st = pb_child_spawn(x->gnuplot, argv, 2, -1, &pid);
-    free(assign);
-    if (st != PB_OK) {
-        pb_log_error("plot: %s", pb_error_message());
-        pb_error_clear();
-        x->failed++;
-        return;
-    }
-    int status = 0;
-    if (plot_signal) kill(pid, SIGTERM);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        if (plot_signal) kill(pid, SIGTERM); /* SIGINT/SIGTERM: gnuplot stops with us */
-    if (plot_signal) {
-        drop_partial(x);
-        return;
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        drop_partial(x);
-        if (WIFEXITED(status))
-            pb_log_error("plot: gnuplot failed on %s (exit %d)", script_path, WEXITSTATUS(status));
-        else
-            pb_log_error("plot: gnuplot was killed by signal %d on %s", WTERMSIG(status), script_path);
-        x->failed++;
-        return;
-    }
-    if (!nonempty_file(x->partial[0]) || !nonempty_file(x->partial[1])) {
-        drop_partial(x);
-        pb_log_error("plot: gnuplot ran %s but did not write %s and %s", script_path, png, svg);
-        x->failed++;
-        return;
-    }
-    if (rename(x->partial[0], png) != 0 || rename(x->partial[1], svg) != 0) {
-        pb_log_error("plot: cannot write %s and %s: %s", png, svg, strerror(errno));
-        drop_partial(x);
-        remove(png);
-        x->failed++;
-        return;
-    }
-    printf("%s\n%s\n", png, svg);
-    fflush(stdout);
-    x->written++;
 }
 
 static void skip(const ctx *x, const char *what, const char *why)
@@ -929,15 +765,15 @@ static void plot_breakdown(ctx *x, selection *sel)
     char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
     title_of(sel, sel->all, n, "Step time by phase", title, sizeof title);
     sub_of(sel, sel->all, n, "mean per measured step", sub, sizeof sub);
-    sbuf v = {0};
-    sbuf lts = {0};
+    pb_strbuf v = {0};
+    pb_strbuf lts = {0};
     for (int p = 0; p <= N_STACK; p++)
-        if (used[p]) sb_printf(&lts, "%s%d", lts.n ? " " : "", 11 + p); /* plots/common.gp's phase colours */
-    char *lt = sb_take(&lts);
-    gp_str(&v, "phaselt", lt ? lt : "");
+        if (used[p]) pb_strbuf_printf(&lts, "%s%d", lts.n ? " " : "", 11 + p); /* plots/common.gp's phase colours */
+    char *lt = pb_strbuf_take(&lts);
+    pb_gnuplot_str(&v, "phaselt", lt ? lt : "");
     free(lt);
-    gp_num(&v, "nphases", ncols);
-    gp_num(&v, "xrot", xtic_angle(&sel->set, sel->all, n));
+    pb_gnuplot_num(&v, "nphases", ncols);
+    pb_gnuplot_num(&v, "xrot", xtic_angle(&sel->set, sel->all, n));
     draw(x, "breakdown", path, name, title, sub, &v);
 cleanup:
     free(ph);
@@ -1047,10 +883,10 @@ static void plot_scaling(ctx *x, selection *sel)
     char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
     title_of(sel, sel->all, n, "Throughput", title, sizeof title);
     sub_of(sel, sel->all, n, mode, sub, sizeof sub);
-    sbuf v = {0};
-    gp_num(&v, "nseries", nseries);
-    gp_num(&v, "nideal", nideal);
-    gp_str(&v, "devtics", tics);
+    pb_strbuf v = {0};
+    pb_gnuplot_num(&v, "nseries", nseries);
+    pb_gnuplot_num(&v, "nideal", nideal);
+    pb_gnuplot_str(&v, "devtics", tics);
     draw(x, "throughput", path, name, title, sub, &v);
 
     /* efficiency: series with a reference */
@@ -1089,10 +925,10 @@ static void plot_scaling(ctx *x, selection *sel)
     char extra[TEXT_MAX];
     snprintf(extra, sizeof extra, "%s; throughput(N) / (N x throughput of the 1-device run)", mode);
     sub_of(sel, sel->all, n, extra, sub, sizeof sub);
-    v = (sbuf){0};
-    gp_num(&v, "nseries", blocks);
-    gp_num(&v, "ymax", ymax);
-    gp_str(&v, "devtics", tics);
+    v = (pb_strbuf){0};
+    pb_gnuplot_num(&v, "nseries", blocks);
+    pb_gnuplot_num(&v, "ymax", ymax);
+    pb_gnuplot_str(&v, "devtics", tics);
     draw(x, "efficiency", path, name, title, sub, &v);
 cleanup:
     free(ref);
@@ -1155,8 +991,8 @@ static void plot_ddp(ctx *x, selection *sel, int *idx)
     char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
     title_of(sel, idx, m, "DDP gradient all-reduce, exposed vs hidden", title, sizeof title);
     sub_of(sel, idx, m, "mean per step; hidden = comm_ms - sync_ms", sub, sizeof sub);
-    sbuf v = {0};
-    gp_num(&v, "xrot", xtic_angle(&sel->set, idx, m));
+    pb_strbuf v = {0};
+    pb_gnuplot_num(&v, "xrot", xtic_angle(&sel->set, idx, m));
     draw(x, "ddp_comm", path, name, title, sub, &v);
 }
 
@@ -1193,8 +1029,8 @@ static void plot_bubble(ctx *x, selection *sel, int *idx)
     title_of(sel, idx, m, "Pipeline bubble (mp)", title, sizeof title);
     sub_of(sel, idx, m, "share of the step a stage waits; GPipe theory with p stages, m microbatches", sub,
            sizeof sub);
-    sbuf v = {0};
-    gp_num(&v, "xrot", xtic_angle(&sel->set, idx, m));
+    pb_strbuf v = {0};
+    pb_gnuplot_num(&v, "xrot", xtic_angle(&sel->set, idx, m));
     draw(x, "bubble", path, name, title, sub, &v);
 }
 
@@ -1227,9 +1063,9 @@ static void others_notice(const table *t, const char *col, const char *chosen, c
         if (strcmp(fv(t, r, col), chosen) != 0) add_distinct(&others, fv(t, r, col));
     }
     if (others.n) {
-        sbuf b = {0};
-        for (int i = 0; i < others.n; i++) sb_printf(&b, "%s%s", i ? ", " : "", others.v[i]);
-        char *list = sb_take(&b);
+        pb_strbuf b = {0};
+        for (int i = 0; i < others.n; i++) pb_strbuf_printf(&b, "%s%s", i ? ", " : "", others.v[i]);
+        char *list = pb_strbuf_take(&b);
         pb_log_info("plot: plotting %s %s; the CSV also has %s (pick with %s)", col, chosen, list ? list : "?", flag);
         free(list);
     }
@@ -1457,9 +1293,9 @@ static int plot_compare(ctx *x)
              higher_is_better(metric) ? "higher" : "lower");
     const char *unit = unit_of(metric);
     snprintf(ylabel, sizeof ylabel, "%s%s%s%s", metric, *unit ? " (" : "", unit, *unit ? ")" : "");
-    sbuf v = {0};
-    gp_str(&v, "ylab", ylabel);
-    gp_num(&v, "xrot", xtic_angle(&bs, bi, m));
+    pb_strbuf v = {0};
+    pb_gnuplot_str(&v, "ylab", ylabel);
+    pb_gnuplot_num(&v, "xrot", xtic_angle(&bs, bi, m));
     draw(x, "compare", path, name, title, sub, &v);
     rc = x->failed ? 1 : 0;
 cleanup:
@@ -1578,7 +1414,7 @@ int pb_cmd_plot(int argc, char **argv)
         return 0;
     }
     if (x.o.quiet) pb_log_set_quiet(1);
-    if (!find_on_path("gnuplot", x.gnuplot, sizeof x.gnuplot)) {
+    if (!pb_gnuplot_find(x.gnuplot, sizeof x.gnuplot)) {
         pb_log_error("plot: gnuplot not found on PATH; install it (Debian: apt-get install gnuplot-nox)");
         return 2;
     }
@@ -1597,12 +1433,10 @@ int pb_cmd_plot(int argc, char **argv)
         pb_log_error("%s", pb_error_message());
         return pb_status_exit_code(st);
     }
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_plot_signal; /* no SA_RESTART: the wait for gnuplot returns EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    /* SIGINT/SIGTERM: drawing stops, the temporary files and folder are
+     * removed, and the exit code is 128 + the signal */
+    pb_gnuplot_signals saved;
+    pb_gnuplot_catch_signals(&saved);
     int rc = 1;
     if (x.o.keep_data) {
         snprintf(x.datadir, sizeof x.datadir, "%s", x.outdir);
@@ -1617,7 +1451,7 @@ int pb_cmd_plot(int argc, char **argv)
     }
 
     rc = x.o.compare ? plot_compare(&x) : plot_csv(&x);
-    if (rc == 0 && x.written == 0 && !plot_signal) {
+    if (rc == 0 && x.written == 0 && !pb_gnuplot_signal()) {
         pb_log_error("plot: no plot had data to draw");
         rc = 1;
     }
@@ -1625,12 +1459,11 @@ cleanup:
     for (int i = 0; i < x.tmpfiles.n; i++) remove(x.tmpfiles.v[i]);
     strv_free(&x.tmpfiles);
     if (x.made_tmp) rmdir(x.datadir);
-    if (plot_signal) {
-        pb_log_error("plot: interrupted by %s; stopped, no image left half-written",
-                     plot_signal == SIGINT ? "SIGINT" : "SIGTERM");
-        rc = 128 + (int)plot_signal;
+    int sig = pb_gnuplot_signal();
+    if (sig) {
+        pb_log_error("plot: interrupted by %s; stopped, no image left half-written", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        rc = 128 + sig;
     }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    pb_gnuplot_restore_signals(&saved);
     return rc;
 }
