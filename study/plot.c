@@ -1043,13 +1043,23 @@ static const char *efficiency_rows(plot_job *job, FILE *f)
     return NULL;
 }
 
-static const char *ddp_select(plot_job *job)
+/* Keeps the configurations of job->idx that `has` (in order); returns how
+ * many there were. */
+static int keep_configs(plot_job *job, bool (*has)(const config *c))
 {
     int n = job->n, m = 0;
     for (int i = 0; i < n; i++)
-        if (!isnan(cmean(&job->set->c[job->idx[i]], "comm_ms"))) job->idx[m++] = job->idx[i];
+        if (has(&job->set->c[job->idx[i]])) job->idx[m++] = job->idx[i];
     job->n = m;
-    return m ? NULL : n ? "no comm_ms in the ddp rows" : "no ddp rows";
+    return n;
+}
+
+static bool has_comm(const config *c) { return !isnan(cmean(c, "comm_ms")); }
+
+static const char *ddp_select(plot_job *job)
+{
+    int n = keep_configs(job, has_comm);
+    return job->n ? NULL : n ? "no comm_ms in the ddp rows" : "no ddp rows";
 }
 
 static const char *ddp_rows(plot_job *job, FILE *f)
@@ -1072,15 +1082,15 @@ static const char *ddp_rows(plot_job *job, FILE *f)
     return NULL;
 }
 
+static bool has_bubble(const config *c)
+{
+    return !isnan(cmean(c, "bubble_frac")) || !isnan(cmean(c, "bubble_frac_theory"));
+}
+
 static const char *bubble_select(plot_job *job)
 {
-    int n = job->n, m = 0;
-    for (int i = 0; i < n; i++) {
-        const config *c = &job->set->c[job->idx[i]];
-        if (!isnan(cmean(c, "bubble_frac")) || !isnan(cmean(c, "bubble_frac_theory"))) job->idx[m++] = job->idx[i];
-    }
-    job->n = m;
-    return m ? NULL : n ? "no bubble_frac in the mp rows" : "no mp rows";
+    int n = keep_configs(job, has_bubble);
+    return job->n ? NULL : n ? "no bubble_frac in the mp rows" : "no mp rows";
 }
 
 static const char *bubble_rows(plot_job *job, FILE *f)
