@@ -45,6 +45,13 @@ const pb_strategy *pb_find_strategy(const char *name)
     return NULL;
 }
 
+int pb_strategy_order(const char *name)
+{
+    size_t i = 0;
+    while (i < COUNT(strategies) && strcmp(strategies[i]->name, name) != 0) i++;
+    return (int)i;
+}
+
 const pb_workload *pb_find_workload(const char *name)
 {
     for (size_t i = 0; i < COUNT(workloads); i++)

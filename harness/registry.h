@@ -15,6 +15,11 @@ const pb_comm *pb_find_comm(const char *name);
 const pb_strategy *pb_find_strategy(const char *name);
 const pb_workload *pb_find_workload(const char *name);
 
+/* The strategy's place in the registry (0 first): the order `bench list`
+ * shows the strategies and plots draw them; the number of strategies for a
+ * name it does not know, so those come last. */
+int pb_strategy_order(const char *name);
+
 /* "a, b, c": the names of a kind, for "allowed: ..." messages. */
 const char *pb_backend_names(void);
 const char *pb_comm_names(void);

@@ -1,7 +1,7 @@
 /* bench plot: read the results CSV, group its rows per configuration, write
  * each plot's figures as a .dat file and draw it with a plots/ *.gp script
- * (docs/plots.md). gnuplot is run with fork and exec, never through a shell;
- * strings reach it as single-quoted gnuplot literals. */
+ * (docs/plots.md). study/gnuplot.c runs gnuplot (fork and exec, never a
+ * shell; strings reach it as single-quoted gnuplot literals). */
 #define _POSIX_C_SOURCE 200809L
 #include "plot.h"
 
@@ -10,20 +10,19 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "../harness/child.h"
 #include "csv_read.h"
+#include "gnuplot.h"
 #include "key.h"
 #include "../harness/log.h"
+#include "../harness/registry.h"
 #include "../harness/results.h"
 #include "../harness/status.h"
 
@@ -31,7 +30,7 @@
 #define DIM_MAX 96
 
 /* ------------------------------------------------------------------------ */
-/* growable arrays and strings                                               */
+/* growable arrays                                                           */
 
 typedef struct strv {
     char **v;
@@ -58,57 +57,6 @@ static void strv_free(strv *s)
     free(s->v);
     s->v = NULL;
     s->n = s->cap = 0;
-}
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_putc(sbuf *b, char c)
-{
-    if (b->oom) return;
-    if (b->n + 2 > b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 256;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    b->p[b->n++] = c;
-    b->p[b->n] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s)
-{
-    for (; *s; s++) sb_putc(b, *s);
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    char tmp[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    sb_puts(b, tmp);
-}
-
-static char *sb_take(sbuf *b)
-{
-    if (b->oom) {
-        free(b->p);
-        return NULL;
-    }
-    char *p = b->p ? b->p : strdup("");
-    b->p = NULL;
-    b->n = b->cap = 0;
-    return p;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -359,21 +307,14 @@ static double cmean(const config *c, const char *col)
     return n ? sum / n : NAN;
 }
 
-static int strategy_rank(const char *s)
-{
-    static const char *const order[] = {"single", "dp", "ddp", "mp"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, order[i]) == 0) return i;
-    return 4;
-}
-
-/* Plot order: workload, backend, strategy, the rest of the key, devices. */
+/* Plot order: workload, backend, strategy (the registry's order), the rest
+ * of the key, devices. */
 static int config_cmp(const void *pa, const void *pb)
 {
     const config *a = pa, *b = pb;
     int d = strcmp(cv(a, PB_COL_WORKLOAD), cv(b, PB_COL_WORKLOAD));
     if (!d) d = strcmp(cv(a, PB_COL_BACKEND), cv(b, PB_COL_BACKEND));
-    if (!d) d = strategy_rank(cv(a, PB_COL_STRATEGY)) - strategy_rank(cv(b, PB_COL_STRATEGY));
+    if (!d) d = pb_strategy_order(cv(a, PB_COL_STRATEGY)) - pb_strategy_order(cv(b, PB_COL_STRATEGY));
     if (!d)
         d = pb_key_cmp(&a->t->series, &a->t->csv, (size_t)a->t->rows[a->row], &b->t->csv,
                        (size_t)b->t->rows[b->row]);
@@ -503,6 +444,14 @@ static void device_and_date(const cfgset *s, const int *idx, int n, char *buf, s
         snprintf(buf, len, "%.440s, %s to %s", dev, first, last);
 }
 
+/* A backend whose devices are the host's cores (the cpu): its thread count
+ * is a setting worth naming. False for a backend this binary does not know. */
+static bool host_cores(const char *backend)
+{
+    const pb_backend *be = pb_find_backend(backend);
+    return be && !be->is_gpu;
+}
+
 /* The settings every plotted config shares, for the second title line. */
 static void shared_settings(const cfgset *s, const int *idx, int n, bool per_device_batch, char *buf, size_t len)
 {
@@ -515,7 +464,7 @@ static void shared_settings(const cfgset *s, const int *idx, int n, bool per_dev
         const char *v = label_value(&s->c[idx[0]], d, per_device_batch);
         if (!*v || dim_varies_all(s, idx, n, d, per_device_batch)) continue;
         if (d == PB_COL_CUDA_GRAPH && strcmp(v, "1") != 0) continue;
-        if (d == PB_COL_THREADS && strcmp(cv(&s->c[idx[0]], PB_COL_BACKEND), "cpu") != 0) continue;
+        if (d == PB_COL_THREADS && !host_cores(cv(&s->c[idx[0]], PB_COL_BACKEND))) continue;
         char part[DIM_MAX + 32];
         dim_text(d, v, per_device_batch, part, sizeof part);
         used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s", used ? ", " : "", part);
@@ -533,11 +482,6 @@ static void shared_settings(const cfgset *s, const int *idx, int n, bool per_dev
 /* ------------------------------------------------------------------------ */
 /* files, paths, gnuplot                                                     */
 
-/* SIGINT/SIGTERM: recorded here; the main path stops drawing, removes its
- * temporary files and folder, and exits 128 + the signal. */
-static volatile sig_atomic_t plot_signal;
-static void on_plot_signal(int sig) { plot_signal = sig; }
-
 typedef struct plot_opts {
     const char *csv, *base, *cur;
     const char *out, *workload, *backend, *metric, *plots_dir;
@@ -552,30 +496,8 @@ typedef struct ctx {
     char datadir[PATH_MAX];
     bool made_tmp;
     strv tmpfiles;
-    char partial[2][PATH_MAX + 300]; /* the images gnuplot is writing */
     int written, failed;
 } ctx;
-
-static bool is_exec_file(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && access(path, X_OK) == 0;
-}
-
-static bool find_on_path(const char *name, char *out, size_t len)
-{
-    const char *path = getenv("PATH");
-    if (!path) path = "/usr/local/bin:/usr/bin:/bin";
-    for (const char *p = path;;) {
-        const char *colon = strchr(p, ':');
-        size_t n = colon ? (size_t)(colon - p) : strlen(p);
-        int w = n ? snprintf(out, len, "%.*s/%s", (int)n, p, name) : snprintf(out, len, "./%s", name);
-        if (w > 0 && (size_t)w < len && is_exec_file(out)) return true;
-        if (!colon) break;
-        p = colon + 1;
-    }
-    return false;
-}
 
 static bool is_dir(const char *path)
 {
@@ -637,21 +559,6 @@ static pb_status find_plot_dir(ctx *x)
                           "./plots; pass --plots-dir DIR");
 }
 
-/* name=value as a gnuplot string literal: single quotes, '' for a quote,
- * control characters dropped. */
-static void gp_str(sbuf *b, const char *name, const char *value)
-{
-    sb_printf(b, "%s='", name);
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) continue;
-        if (*p == '\'') sb_putc(b, '\'');
-        sb_putc(b, (char)*p);
-    }
-    sb_puts(b, "'; ");
-}
-
-static void gp_num(sbuf *b, const char *name, double v) { sb_printf(b, "%s=%.9g; ", name, isfinite(v) ? v : 0.0); }
-
 /* A label inside a .dat file: double-quoted, so no double quotes inside. */
 static void dat_label(FILE *f, const char *s)
 {
@@ -701,96 +608,27 @@ static bool dat_close(ctx *x, FILE *f, const char *path)
     return true;
 }
 
-static bool nonempty_file(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
-}
-
-/* Removes the images gnuplot was writing (under their temporary names). */
-static void drop_partial(ctx *x)
-{
-    remove(x->partial[0]);
-    remove(x->partial[1]);
-}
-
-/* Runs `gnuplot -d -e VARS plots/SCRIPT.gp`, which writes OUTBASE.png and
- * OUTBASE.svg; prints their paths. vars gets plotdir, datafile, outbase,
- * ptitle and psub added. gnuplot writes under a hidden temporary name in
- * --out, renamed when both images are complete: a gnuplot that fails (on
- * values it cannot draw) or is stopped leaves no empty or half image. */
+/* Draws plots/SCRIPT.gp (study/gnuplot.h), which reads datafile and writes
+ * OUTNAME.png and OUTNAME.svg in --out; prints their paths. vars gets
+ * plotdir, datafile, ptitle and psub added. */
 static void draw(ctx *x, const char *script, const char *datafile, const char *outname, const char *title,
-                 const char *sub, sbuf *vars)
+                 const char *sub, pb_strbuf *vars)
 {
-    char outbase[PATH_MAX], tmpbase[PATH_MAX], script_path[PATH_MAX + 32], png[PATH_MAX + 8], svg[PATH_MAX + 8];
-    if (plot_signal) return; /* stopping: draw nothing more */
-    snprintf(outbase, sizeof outbase, "%.3800s/%.250s", x->outdir, outname);
-    snprintf(tmpbase, sizeof tmpbase, "%.3800s/.%.250s.partial", x->outdir, outname);
+    char script_path[PATH_MAX + 32], png[PATH_MAX + 8], svg[PATH_MAX + 8];
     snprintf(script_path, sizeof script_path, "%s/%s.gp", x->plotdir, script);
-    snprintf(png, sizeof png, "%s.png", outbase);
-    snprintf(svg, sizeof svg, "%s.svg", outbase);
-    snprintf(x->partial[0], sizeof x->partial[0], "%s.png", tmpbase);
-    snprintf(x->partial[1], sizeof x->partial[1], "%s.svg", tmpbase);
-    gp_str(vars, "plotdir", x->plotdir);
-    gp_str(vars, "datafile", datafile);
-    gp_str(vars, "outbase", tmpbase);
-    gp_str(vars, "ptitle", title);
-    gp_str(vars, "psub", sub);
-    char *assign = sb_take(vars);
-    if (!assign) {
-        pb_log_error("plot: out of memory");
-        x->failed++;
-        return;
+    pb_gnuplot_str(vars, "plotdir", x->plotdir);
+    pb_gnuplot_str(vars, "datafile", datafile);
+    pb_gnuplot_str(vars, "ptitle", title);
+    pb_gnuplot_str(vars, "psub", sub);
+    switch (pb_gnuplot_draw("plot", x->gnuplot, script_path, x->outdir, outname, vars, png, svg)) {
+    case PB_GNUPLOT_DRAWN:
+        printf("%s\n%s\n", png, svg);
+        fflush(stdout);
+        x->written++;
+        break;
+    case PB_GNUPLOT_FAILED: x->failed++; break;
+    case PB_GNUPLOT_STOPPED: break;
     }
-    /* a stale image of an earlier run must not pass for this one */
-    remove(png);
-    remove(svg);
-
-    char *argv[] = {x->gnuplot, "-d", "-e", assign, script_path, NULL};
-    pid_t pid;
-    /* stdout carries only our paths; gnuplot dies with bench (SIGKILL) */
-    pb_error_clear();
-    pb_status st = pb_child_spawn(x->gnuplot, argv, 2, -1, &pid);
-    free(assign);
-    if (st != PB_OK) {
-        pb_log_error("plot: %s", pb_error_message());
-        pb_error_clear();
-        x->failed++;
-        return;
-    }
-    int status = 0;
-    if (plot_signal) kill(pid, SIGTERM);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        if (plot_signal) kill(pid, SIGTERM); /* SIGINT/SIGTERM: gnuplot stops with us */
-    if (plot_signal) {
-        drop_partial(x);
-        return;
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        drop_partial(x);
-        if (WIFEXITED(status))
-            pb_log_error("plot: gnuplot failed on %s (exit %d)", script_path, WEXITSTATUS(status));
-        else
-            pb_log_error("plot: gnuplot was killed by signal %d on %s", WTERMSIG(status), script_path);
-        x->failed++;
-        return;
-    }
-    if (!nonempty_file(x->partial[0]) || !nonempty_file(x->partial[1])) {
-        drop_partial(x);
-        pb_log_error("plot: gnuplot ran %s but did not write %s and %s", script_path, png, svg);
-        x->failed++;
-        return;
-    }
-    if (rename(x->partial[0], png) != 0 || rename(x->partial[1], svg) != 0) {
-        pb_log_error("plot: cannot write %s and %s: %s", png, svg, strerror(errno));
-        drop_partial(x);
-        remove(png);
-        x->failed++;
-        return;
-    }
-    printf("%s\n%s\n", png, svg);
-    fflush(stdout);
-    x->written++;
 }
 
 static void skip(const ctx *x, const char *what, const char *why)
@@ -828,8 +666,11 @@ static int xtic_angle(const cfgset *s, const int *idx, int n)
 }
 
 /* ------------------------------------------------------------------------ */
-/* the plots of one CSV                                                      */
+/* plots as specifications                                                   */
 
+/* The configurations of one workload and backend, grouped (bench plot CSV),
+ * with the scaling plots' series: configurations that differ only in what
+ * changes with the device count. */
 typedef struct selection {
     cfgset set;
     int *all; /* 0..n-1 in plot order */
@@ -837,7 +678,56 @@ typedef struct selection {
     char workload[DIM_MAX], backend[DIM_MAX];
     char prefix[2 * DIM_MAX + 4]; /* "<workload>-<backend>-", file-name safe */
     bool per_device_batch;
+    int nseries;
+    int *first;  /* per series, its first config in plot order */
+    int *maxdev; /* its largest device count */
+    int *ref;    /* its 1-device reference config (reference_of), -1 none */
 } selection;
+
+/* --compare: the configurations BASELINE and CURRENT share. */
+typedef struct pairing {
+    const table *base, *cur;
+    const cfgset *bs, *cs;
+    const int *bi, *ci; /* pair i: bs->c[bi[i]] and cs->c[ci[i]] */
+    int m;
+    const char *metric;
+} pairing;
+
+/* One plot being built: the configurations it draws and what its functions
+ * leave for the title and the script. */
+typedef struct plot_job {
+    ctx *x;
+    const selection *sel; /* bench plot CSV; NULL with --compare */
+    const pairing *pair;  /* --compare; NULL otherwise */
+    const cfgset *set;    /* the configurations idx indexes */
+    int *idx, n;          /* the ones drawn, in plot order */
+    const char *prefix;   /* the file names' start */
+    pb_strbuf vars;       /* the script's own variables */
+    char sub[TEXT_MAX];   /* the subtitle's first part, when the spec has none */
+} plot_job;
+
+/* A plot: NAME.dat of figures (docs/plots.md) drawn by plots/SCRIPT.gp into
+ * NAME.png and NAME.svg, NAME prefixed with the workload and backend. */
+typedef struct plot_spec {
+    const char *name;
+    const char *script;
+    const char *what; /* the plot in a skip notice */
+    /* the strategies whose configurations it draws (a fact of the strategy
+     * table); NULL: every configuration */
+    bool (*needs)(const char *strategy);
+    /* drawn only when the spec before it wrote its data (they share it) */
+    bool with_previous;
+    /* optional: keeps the configurations among job->idx it has data for;
+     * NULL to go on, else why the plot is skipped (a notice) */
+    const char *(*select)(plot_job *job);
+    /* writes the .dat header and rows, adds the script's variables; a skip
+     * reason returned here leaves the data written but draws nothing */
+    const char *(*rows)(plot_job *job, FILE *f);
+    /* the title's start and the subtitle's first part (NULL: rows writes
+     * job->sub); titles, when set, writes both instead */
+    const char *title, *sub;
+    void (*titles)(const plot_job *job, char *title, size_t tlen, char *sub, size_t slen);
+} plot_spec;
 
 static void safe_name(char *s)
 {
@@ -864,82 +754,135 @@ static void sub_of(const selection *sel, const int *idx, int n, const char *extr
         snprintf(buf, len, "%s", shared);
 }
 
+/* Builds one plot: its configurations, its .dat file, its titles, the
+ * drawing. Returns whether its data file was written. */
+static bool build_plot(const plot_spec *spec, plot_job *job)
+{
+    ctx *x = job->x;
+    job->vars = (pb_strbuf){0};
+    job->sub[0] = '\0';
+    const char *why = spec->select ? spec->select(job) : NULL;
+    if (why) {
+        skip(x, spec->what, why);
+        return false;
+    }
+    char name[2 * DIM_MAX + 36], path[PATH_MAX + sizeof name + 8];
+    snprintf(name, sizeof name, "%s%s", job->prefix, spec->name);
+    safe_name(name);
+    FILE *f = dat_open(x, name, path, sizeof path);
+    if (!f) return false;
+    why = spec->rows(job, f);
+    bool closed = dat_close(x, f, path);
+    if (!closed || why) {
+        if (closed) skip(x, spec->what, why);
+        free(pb_strbuf_take(&job->vars));
+        return closed;
+    }
+    char title[TEXT_MAX * 2], sub[TEXT_MAX * 3];
+    if (spec->titles) {
+        spec->titles(job, title, sizeof title, sub, sizeof sub);
+    } else {
+        title_of(job->sel, job->idx, job->n, spec->title, title, sizeof title);
+        sub_of(job->sel, job->idx, job->n, spec->sub ? spec->sub : job->sub, sub, sizeof sub);
+    }
+    draw(x, spec->script, path, name, title, sub, &job->vars);
+    return true;
+}
+
+/* The strategies with gradient buckets (ddp) and with a pipeline of
+ * microbatches (mp), as the strategy table says; false for a strategy this
+ * binary does not know. */
+static bool has_buckets(const char *strategy)
+{
+    const pb_strategy *s = pb_find_strategy(strategy);
+    return s && s->buckets;
+}
+
+static bool has_microbatches(const char *strategy)
+{
+    const pb_strategy *s = pb_find_strategy(strategy);
+    return s && s->microbatches;
+}
+
 static const char *const stack_phases[] = {"load", "h2d", "scatter", "replicate", "fwd", "gather",
                                            "bwd",  "reduce", "p2p", "bubble",    "sync", "opt"};
 #define N_STACK (int)(sizeof stack_phases / sizeof stack_phases[0])
 
-static void plot_breakdown(ctx *x, selection *sel)
+/* c's mean step and phase times (a missing or negative one is 0), and in
+ * ph[N_STACK] the rest of the step the phases marked in used leave (0 when
+ * negative); returns that rest before the clamp. */
+static double phase_means(const config *c, const bool *used, double *ph, double *step)
 {
-    int n = sel->n;
-    double (*ph)[N_STACK + 1] = calloc((size_t)n, sizeof *ph);
-    double *step = calloc((size_t)n, sizeof *step);
-    if (!ph || !step) {
-        pb_log_error("plot: out of memory");
-        x->failed++;
-        goto cleanup;
+    *step = cmean(c, "step_ms_mean");
+    double sum = 0;
+    for (int p = 0; p < N_STACK; p++) {
+        char col[32];
+        snprintf(col, sizeof col, "%s_ms", stack_phases[p]);
+        double v = cmean(c, col);
+        ph[p] = isnan(v) || v < 0 ? 0 : v;
+        if (used && used[p]) sum += ph[p];
     }
-    /* A phase is drawn when it is at least 0.1 % of some config's step (or
-     * there is no step time to compare with); "other" is the rest of the step
-     * the drawn phases do not cover, when that is at least 0.5 %. */
-    bool used[N_STACK + 1] = {false};
-    for (int i = 0; i < n; i++) {
-        const config *c = &sel->set.c[sel->all[i]];
-        step[i] = cmean(c, "step_ms_mean");
-        for (int p = 0; p < N_STACK; p++) {
-            char col[32];
-            snprintf(col, sizeof col, "%s_ms", stack_phases[p]);
-            double v = cmean(c, col);
-            ph[i][p] = isnan(v) || v < 0 ? 0 : v;
-            if (ph[i][p] > 0 && (isnan(step[i]) || ph[i][p] >= 0.001 * step[i])) used[p] = true;
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        double sum = 0;
+    double other = isnan(*step) ? 0 : *step - sum;
+    ph[N_STACK] = other > 0 ? other : 0;
+    return other;
+}
+
+/* The breakdown's columns: a phase is drawn when it is at least 0.1 % of
+ * some config's step (or there is no step time to compare with); "other" is
+ * the rest of the step the drawn phases do not cover, when that is at least
+ * 0.5 %. Returns how many. */
+static int stack_columns(const plot_job *job, bool *used)
+{
+    double ph[N_STACK + 1], step;
+    memset(used, 0, (N_STACK + 1) * sizeof *used);
+    for (int i = 0; i < job->n; i++) {
+        phase_means(&job->set->c[job->idx[i]], NULL, ph, &step);
         for (int p = 0; p < N_STACK; p++)
-            if (used[p]) sum += ph[i][p];
-        double other = isnan(step[i]) ? 0 : step[i] - sum;
-        ph[i][N_STACK] = other > 0 ? other : 0;
-        if (other > 0.001 && other >= 0.005 * step[i]) used[N_STACK] = true;
+            if (ph[p] > 0 && (isnan(step) || ph[p] >= 0.001 * step)) used[p] = true;
+    }
+    for (int i = 0; i < job->n; i++) {
+        double other = phase_means(&job->set->c[job->idx[i]], used, ph, &step);
+        if (other > 0.001 && other >= 0.005 * step) used[N_STACK] = true;
     }
     int ncols = 0;
     for (int p = 0; p <= N_STACK; p++) ncols += used[p];
-    if (ncols == 0) {
-        skip(x, "the step breakdown", "no phase times in the rows");
-        goto cleanup;
-    }
-    char name[sizeof sel->prefix + 32], path[PATH_MAX + 64];
-    snprintf(name, sizeof name, "%sbreakdown", sel->prefix);
-    FILE *f = dat_open(x, name, path, sizeof path);
-    if (!f) goto cleanup;
+    return ncols;
+}
+
+static const char *breakdown_select(plot_job *job)
+{
+    bool used[N_STACK + 1];
+    return stack_columns(job, used) ? NULL : "no phase times in the rows";
+}
+
+static const char *breakdown_rows(plot_job *job, FILE *f)
+{
+    bool used[N_STACK + 1];
+    int ncols = stack_columns(job, used);
     fputs("\"config\" \"settings\"", f);
     for (int p = 0; p < N_STACK; p++)
         if (used[p]) fprintf(f, " \"%s\"", strcmp(stack_phases[p], "sync") == 0 ? "sync (exposed comm)" : stack_phases[p]);
     if (used[N_STACK]) fputs(" \"other (rest of the step)\"", f);
     fputs(" \"step (mean)\"\n", f);
-    for (int i = 0; i < n; i++) {
-        dat_tics(f, &sel->set.c[sel->all[i]]);
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        double ph[N_STACK + 1], step;
+        phase_means(c, used, ph, &step);
+        dat_tics(f, c);
         for (int p = 0; p <= N_STACK; p++)
-            if (used[p]) dat_num(f, ph[i][p]);
-        dat_num(f, step[i]);
+            if (used[p]) dat_num(f, ph[p]);
+        dat_num(f, step);
         fputc('\n', f);
     }
-    if (!dat_close(x, f, path)) goto cleanup;
-    char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
-    title_of(sel, sel->all, n, "Step time by phase", title, sizeof title);
-    sub_of(sel, sel->all, n, "mean per measured step", sub, sizeof sub);
-    sbuf v = {0};
-    sbuf lts = {0};
+    pb_strbuf lts = {0};
     for (int p = 0; p <= N_STACK; p++)
-        if (used[p]) sb_printf(&lts, "%s%d", lts.n ? " " : "", 11 + p); /* plots/common.gp's phase colours */
-    char *lt = sb_take(&lts);
-    gp_str(&v, "phaselt", lt ? lt : "");
+        if (used[p]) pb_strbuf_printf(&lts, "%s%d", lts.n ? " " : "", 11 + p); /* plots/common.gp's phase colours */
+    char *lt = pb_strbuf_take(&lts);
+    pb_gnuplot_str(&job->vars, "phaselt", lt ? lt : "");
     free(lt);
-    gp_num(&v, "nphases", ncols);
-    gp_num(&v, "xrot", xtic_angle(&sel->set, sel->all, n));
-    draw(x, "breakdown", path, name, title, sub, &v);
-cleanup:
-    free(ph);
-    free(step);
+    pb_gnuplot_num(&job->vars, "nphases", ncols);
+    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    return NULL;
 }
 
 /* The 1-device reference of a series: `single` with the same settings
@@ -965,50 +908,66 @@ static int reference_of(const selection *sel, const config *c)
     return mine >= 0 && !isnan(cmean(&sel->set.c[mine], "samples_per_s")) ? mine : -1;
 }
 
-static void plot_scaling(ctx *x, selection *sel)
+/* The series of sel: each config's series index, and per series its first
+ * config, its largest device count and its reference. */
+static pb_status find_series(selection *sel)
 {
-    int n = sel->n, nseries = 0, multi = 0;
-    for (int i = 0; i < n; i++) {
+    sel->nseries = 0;
+    for (int i = 0; i < sel->n; i++) {
+        config *c = &sel->set.c[i];
+        c->series = -1;
+        for (int k = 0; k < i && c->series < 0; k++)
+            if (same_series(&sel->set.c[k], c, sel->per_device_batch)) c->series = sel->set.c[k].series;
+        if (c->series < 0) c->series = sel->nseries++;
+    }
+    sel->first = malloc((size_t)sel->nseries * sizeof *sel->first);
+    sel->maxdev = calloc((size_t)sel->nseries, sizeof *sel->maxdev);
+    sel->ref = malloc((size_t)sel->nseries * sizeof *sel->ref);
+    if (!sel->first || !sel->maxdev || !sel->ref) return pb_error(PB_ERR_NOMEM, "plot: out of memory");
+    for (int s = 0; s < sel->nseries; s++) sel->first[s] = -1;
+    for (int i = 0; i < sel->n; i++) {
         const config *c = &sel->set.c[sel->all[i]];
-        if (c->series + 1 > nseries) nseries = c->series + 1;
-        if (c->devices > 1 && !isnan(cmean(c, "samples_per_s"))) multi++;
+        if (sel->first[c->series] < 0) sel->first[c->series] = sel->all[i];
+        if (c->devices > sel->maxdev[c->series]) sel->maxdev[c->series] = c->devices;
     }
-    if (!multi) {
-        skip(x, "throughput and scaling efficiency", "no ok rows on more than one device");
-        return;
-    }
-    int *ref = malloc((size_t)nseries * sizeof *ref);
-    int *first = malloc((size_t)nseries * sizeof *first); /* a config of each series */
-    int *maxdev = calloc((size_t)nseries, sizeof *maxdev);
-    if (!ref || !first || !maxdev) {
-        pb_log_error("plot: out of memory");
-        x->failed++;
-        goto cleanup;
-    }
-    for (int s = 0; s < nseries; s++) first[s] = -1;
-    for (int i = 0; i < n; i++) {
-        const config *c = &sel->set.c[sel->all[i]];
-        if (first[c->series] < 0) first[c->series] = sel->all[i];
-        if (c->devices > maxdev[c->series]) maxdev[c->series] = c->devices;
-    }
-    for (int s = 0; s < nseries; s++) ref[s] = reference_of(sel, &sel->set.c[first[s]]);
+    for (int s = 0; s < sel->nseries; s++) sel->ref[s] = reference_of(sel, &sel->set.c[sel->first[s]]);
+    return PB_OK;
+}
 
-    const char *mode = sel->per_device_batch ? "weak scaling (same batch per device)"
-                                             : "strong scaling (same global batch)";
+static const char *scaling_mode(const selection *sel)
+{
+    return sel->per_device_batch ? "weak scaling (same batch per device)" : "strong scaling (same global batch)";
+}
+
+static void add_devtics(plot_job *job)
+{
     char tics[256];
-    device_tics(&sel->set, sel->all, n, tics, sizeof tics);
+    device_tics(job->set, job->idx, job->n, tics, sizeof tics);
+    pb_gnuplot_str(&job->vars, "devtics", tics);
+}
 
-    /* throughput: a block per series, then a block per distinct reference */
-    char name[sizeof sel->prefix + 32], path[PATH_MAX + 64];
-    snprintf(name, sizeof name, "%sthroughput", sel->prefix);
-    FILE *f = dat_open(x, name, path, sizeof path);
-    if (!f) goto cleanup;
+static const char *throughput_select(plot_job *job)
+{
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        if (c->devices > 1 && !isnan(cmean(c, "samples_per_s"))) return NULL;
+    }
+    return "no ok rows on more than one device";
+}
+
+/* A block per series, then a block per distinct reference: the ideal line
+ * N x its throughput. */
+static const char *throughput_rows(plot_job *job, FILE *f)
+{
+    const selection *sel = job->sel;
+    int nseries = sel->nseries;
+    const int *ref = sel->ref;
     for (int s = 0; s < nseries; s++) {
         if (s) fputs("\n\n", f);
-        dat_label(f, sel->set.c[first[s]].series_label);
+        dat_label(f, sel->set.c[sel->first[s]].series_label);
         fputs(" \"samples/s\"\n", f);
-        for (int i = 0; i < n; i++) {
-            const config *c = &sel->set.c[sel->all[i]];
+        for (int i = 0; i < job->n; i++) {
+            const config *c = &sel->set.c[job->idx[i]];
             if (c->series != s) continue;
             fprintf(f, "%d", c->devices);
             dat_num(f, cmean(c, "samples_per_s"));
@@ -1028,7 +987,7 @@ static void plot_scaling(ctx *x, selection *sel)
         if (seen) continue;
         int top = 1;
         for (int k = 0; k < nseries; k++)
-            if (ref[k] == ref[s] && maxdev[k] > top) top = maxdev[k];
+            if (ref[k] == ref[s] && sel->maxdev[k] > top) top = sel->maxdev[k];
         if (top < 2) continue;
         const config *r = &sel->set.c[ref[s]];
         double t1 = cmean(r, "samples_per_s");
@@ -1041,34 +1000,31 @@ static void plot_scaling(ctx *x, selection *sel)
         fprintf(f, "1 %.6g %d\n%d %.6g %d\n", t1, lt, top, t1 * top, lt);
         nideal++;
     }
-    if (!dat_close(x, f, path)) goto cleanup;
-    char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
-    title_of(sel, sel->all, n, "Throughput", title, sizeof title);
-    sub_of(sel, sel->all, n, mode, sub, sizeof sub);
-    sbuf v = {0};
-    gp_num(&v, "nseries", nseries);
-    gp_num(&v, "nideal", nideal);
-    gp_str(&v, "devtics", tics);
-    draw(x, "throughput", path, name, title, sub, &v);
+    snprintf(job->sub, sizeof job->sub, "%s", scaling_mode(sel));
+    pb_gnuplot_num(&job->vars, "nseries", nseries);
+    pb_gnuplot_num(&job->vars, "nideal", nideal);
+    add_devtics(job);
+    return NULL;
+}
 
-    /* efficiency: series with a reference */
-    snprintf(name, sizeof name, "%sefficiency", sel->prefix);
-    f = dat_open(x, name, path, sizeof path);
-    if (!f) goto cleanup;
+/* The series with a reference, as a share of N x the reference. */
+static const char *efficiency_rows(plot_job *job, FILE *f)
+{
+    const selection *sel = job->sel;
     int blocks = 0, beyond_one = 0;
     double ymax = 110;
-    for (int s = 0; s < nseries; s++) {
-        if (ref[s] < 0) {
+    for (int s = 0; s < sel->nseries; s++) {
+        if (sel->ref[s] < 0) {
             pb_log_info("plot: efficiency: no 1-device run to compare %s with; left out",
-                        sel->set.c[first[s]].series_label);
+                        sel->set.c[sel->first[s]].series_label);
             continue;
         }
-        double t1 = cmean(&sel->set.c[ref[s]], "samples_per_s");
+        double t1 = cmean(&sel->set.c[sel->ref[s]], "samples_per_s");
         if (blocks++) fputs("\n\n", f);
-        dat_label(f, sel->set.c[first[s]].series_label);
+        dat_label(f, sel->set.c[sel->first[s]].series_label);
         fputs(" \"%\"\n", f);
-        for (int i = 0; i < n; i++) {
-            const config *c = &sel->set.c[sel->all[i]];
+        for (int i = 0; i < job->n; i++) {
+            const config *c = &sel->set.c[job->idx[i]];
             if (c->series != s) continue;
             double e = 100.0 * cmean(c, "samples_per_s") / (c->devices * t1);
             if (isfinite(e) && e * 1.1 > ymax) ymax = e * 1.1;
@@ -1078,51 +1034,39 @@ static void plot_scaling(ctx *x, selection *sel)
             fputc('\n', f);
         }
     }
-    if (!dat_close(x, f, path)) goto cleanup;
-    if (!beyond_one) {
-        skip(x, "scaling efficiency", "no run on more than one device has a 1-device run with the same settings");
-        goto cleanup;
-    }
-    title_of(sel, sel->all, n, "Scaling efficiency", title, sizeof title);
-    char extra[TEXT_MAX];
-    snprintf(extra, sizeof extra, "%s; throughput(N) / (N x throughput of the 1-device run)", mode);
-    sub_of(sel, sel->all, n, extra, sub, sizeof sub);
-    v = (sbuf){0};
-    gp_num(&v, "nseries", blocks);
-    gp_num(&v, "ymax", ymax);
-    gp_str(&v, "devtics", tics);
-    draw(x, "efficiency", path, name, title, sub, &v);
-cleanup:
-    free(ref);
-    free(first);
-    free(maxdev);
+    if (!beyond_one) return "no run on more than one device has a 1-device run with the same settings";
+    snprintf(job->sub, sizeof job->sub, "%s; throughput(N) / (N x throughput of the 1-device run)",
+             scaling_mode(sel));
+    pb_gnuplot_num(&job->vars, "nseries", blocks);
+    pb_gnuplot_num(&job->vars, "ymax", ymax);
+    add_devtics(job);
+    return NULL;
 }
 
-/* Indices (into sel->set) of the configs of one strategy, in plot order. */
-static int of_strategy(const selection *sel, const char *strategy, int *idx)
+/* Keeps the configurations of job->idx that `has` (in order); returns how
+ * many there were. */
+static int keep_configs(plot_job *job, bool (*has)(const config *c))
 {
-    int n = 0;
-    for (int i = 0; i < sel->n; i++)
-        if (strcmp(cv(&sel->set.c[sel->all[i]], PB_COL_STRATEGY), strategy) == 0) idx[n++] = sel->all[i];
+    int n = job->n, m = 0;
+    for (int i = 0; i < n; i++)
+        if (has(&job->set->c[job->idx[i]])) job->idx[m++] = job->idx[i];
+    job->n = m;
     return n;
 }
 
-static void plot_ddp(ctx *x, selection *sel, int *idx)
+static bool has_comm(const config *c) { return !isnan(cmean(c, "comm_ms")); }
+
+static const char *ddp_select(plot_job *job)
 {
-    int n = of_strategy(sel, "ddp", idx), m = 0;
-    for (int i = 0; i < n; i++)
-        if (!isnan(cmean(&sel->set.c[idx[i]], "comm_ms"))) idx[m++] = idx[i];
-    if (!m) {
-        skip(x, "ddp exposed vs hidden communication", n ? "no comm_ms in the ddp rows" : "no ddp rows");
-        return;
-    }
-    char name[sizeof sel->prefix + 32], path[PATH_MAX + 64];
-    snprintf(name, sizeof name, "%sddp-comm", sel->prefix);
-    FILE *f = dat_open(x, name, path, sizeof path);
-    if (!f) return;
+    int n = keep_configs(job, has_comm);
+    return job->n ? NULL : n ? "no comm_ms in the ddp rows" : "no ddp rows";
+}
+
+static const char *ddp_rows(plot_job *job, FILE *f)
+{
     fputs("\"config\" \"settings\" \"exposed (sync)\" \"hidden behind backward\" \"overlap (%, right axis)\"\n", f);
-    for (int i = 0; i < m; i++) {
-        const config *c = &sel->set.c[idx[i]];
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
         double comm = cmean(c, "comm_ms"), sync = cmean(c, "sync_ms"), overlap = cmean(c, "overlap_pct");
         if (isnan(sync)) sync = isnan(overlap) ? comm : comm * (1 - overlap / 100);
         double hidden = comm - sync;
@@ -1134,33 +1078,26 @@ static void plot_ddp(ctx *x, selection *sel, int *idx)
         dat_num(f, overlap);
         fputc('\n', f);
     }
-    if (!dat_close(x, f, path)) return;
-    char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
-    title_of(sel, idx, m, "DDP gradient all-reduce, exposed vs hidden", title, sizeof title);
-    sub_of(sel, idx, m, "mean per step; hidden = comm_ms - sync_ms", sub, sizeof sub);
-    sbuf v = {0};
-    gp_num(&v, "xrot", xtic_angle(&sel->set, idx, m));
-    draw(x, "ddp_comm", path, name, title, sub, &v);
+    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    return NULL;
 }
 
-static void plot_bubble(ctx *x, selection *sel, int *idx)
+static bool has_bubble(const config *c)
 {
-    int n = of_strategy(sel, "mp", idx), m = 0;
-    for (int i = 0; i < n; i++) {
-        const config *c = &sel->set.c[idx[i]];
-        if (!isnan(cmean(c, "bubble_frac")) || !isnan(cmean(c, "bubble_frac_theory"))) idx[m++] = idx[i];
-    }
-    if (!m) {
-        skip(x, "mp pipeline bubble", n ? "no bubble_frac in the mp rows" : "no mp rows");
-        return;
-    }
-    char name[sizeof sel->prefix + 32], path[PATH_MAX + 64];
-    snprintf(name, sizeof name, "%smp-bubble", sel->prefix);
-    FILE *f = dat_open(x, name, path, sizeof path);
-    if (!f) return;
+    return !isnan(cmean(c, "bubble_frac")) || !isnan(cmean(c, "bubble_frac_theory"));
+}
+
+static const char *bubble_select(plot_job *job)
+{
+    int n = keep_configs(job, has_bubble);
+    return job->n ? NULL : n ? "no bubble_frac in the mp rows" : "no mp rows";
+}
+
+static const char *bubble_rows(plot_job *job, FILE *f)
+{
     fputs("\"config\" \"settings\" \"measured\" \"theory (p-1)/(m+p-1)\"\n", f);
-    for (int i = 0; i < m; i++) {
-        const config *c = &sel->set.c[idx[i]];
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
         config shown = *c;
         /* the microbatch count always shows here: it is the point */
         if (cv(c, PB_COL_MICROBATCHES)[0] && !strstr(c->tic2, "m="))
@@ -1171,15 +1108,65 @@ static void plot_bubble(ctx *x, selection *sel, int *idx)
         dat_num(f, 100 * cmean(c, "bubble_frac_theory"));
         fputc('\n', f);
     }
-    if (!dat_close(x, f, path)) return;
-    char title[TEXT_MAX * 2], sub[TEXT_MAX * 2];
-    title_of(sel, idx, m, "Pipeline bubble (mp)", title, sizeof title);
-    sub_of(sel, idx, m, "share of the step a stage waits; GPipe theory with p stages, m microbatches", sub,
-           sizeof sub);
-    sbuf v = {0};
-    gp_num(&v, "xrot", xtic_angle(&sel->set, idx, m));
-    draw(x, "bubble", path, name, title, sub, &v);
+    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    return NULL;
 }
+
+/* The plots of one CSV, in the order they are drawn. */
+static const plot_spec csv_plots[] = {
+    {.name = "throughput",
+     .script = "throughput",
+     .what = "throughput and scaling efficiency",
+     .select = throughput_select,
+     .rows = throughput_rows,
+     .title = "Throughput"},
+    {.name = "efficiency",
+     .script = "efficiency",
+     .what = "scaling efficiency",
+     .with_previous = true,
+     .rows = efficiency_rows,
+     .title = "Scaling efficiency"},
+    {.name = "breakdown",
+     .script = "breakdown",
+     .what = "the step breakdown",
+     .select = breakdown_select,
+     .rows = breakdown_rows,
+     .title = "Step time by phase",
+     .sub = "mean per measured step"},
+    {.name = "ddp-comm",
+     .script = "ddp_comm",
+     .what = "ddp exposed vs hidden communication",
+     .needs = has_buckets,
+     .select = ddp_select,
+     .rows = ddp_rows,
+     .title = "DDP gradient all-reduce, exposed vs hidden",
+     .sub = "mean per step; hidden = comm_ms - sync_ms"},
+    {.name = "mp-bubble",
+     .script = "bubble",
+     .what = "mp pipeline bubble",
+     .needs = has_microbatches,
+     .select = bubble_select,
+     .rows = bubble_rows,
+     .title = "Pipeline bubble (mp)",
+     .sub = "share of the step a stage waits; GPipe theory with p stages, m microbatches"},
+};
+
+/* Every plot of the selection; idx has room for its configurations. */
+static void draw_selection(ctx *x, const selection *sel, int *idx)
+{
+    bool previous = false;
+    for (size_t k = 0; k < sizeof csv_plots / sizeof csv_plots[0]; k++) {
+        const plot_spec *spec = &csv_plots[k];
+        if (spec->with_previous && !previous) continue;
+        plot_job job = {.x = x, .sel = sel, .set = &sel->set, .idx = idx, .prefix = sel->prefix};
+        for (int i = 0; i < sel->n; i++)
+            if (!spec->needs || spec->needs(cv(&sel->set.c[sel->all[i]], PB_COL_STRATEGY))) idx[job.n++] = sel->all[i];
+        previous = build_plot(spec, &job);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* the plots of one CSV                                                      */
 
 /* The most frequent value of a column among rows (optionally of one
  * workload); ties go to the first seen. */
@@ -1210,9 +1197,9 @@ static void others_notice(const table *t, const char *col, const char *chosen, c
         if (strcmp(fv(t, r, col), chosen) != 0) add_distinct(&others, fv(t, r, col));
     }
     if (others.n) {
-        sbuf b = {0};
-        for (int i = 0; i < others.n; i++) sb_printf(&b, "%s%s", i ? ", " : "", others.v[i]);
-        char *list = sb_take(&b);
+        pb_strbuf b = {0};
+        for (int i = 0; i < others.n; i++) pb_strbuf_printf(&b, "%s%s", i ? ", " : "", others.v[i]);
+        char *list = pb_strbuf_take(&b);
         pb_log_info("plot: plotting %s %s; the CSV also has %s (pick with %s)", col, chosen, list ? list : "?", flag);
         free(list);
     }
@@ -1277,25 +1264,23 @@ static int plot_csv(ctx *x)
     }
     for (int i = 0; i < sel.n; i++) sel.all[i] = i;
     make_labels(&sel.set, sel.all, sel.n, sel.per_device_batch);
-    int nseries = 0;
-    for (int i = 0; i < sel.n; i++) {
-        config *c = &sel.set.c[i];
-        c->series = -1;
-        for (int k = 0; k < i && c->series < 0; k++)
-            if (same_series(&sel.set.c[k], c, sel.per_device_batch)) c->series = sel.set.c[k].series;
-        if (c->series < 0) c->series = nseries++;
+    st = find_series(&sel);
+    if (st != PB_OK) {
+        pb_log_error("%s", pb_error_message());
+        rc = 1;
+        goto cleanup;
     }
     snprintf(sel.prefix, sizeof sel.prefix, "%s-%s-", sel.workload, sel.backend);
     safe_name(sel.prefix);
 
-    plot_scaling(x, &sel);
-    plot_breakdown(x, &sel);
-    plot_ddp(x, &sel, idx);
-    plot_bubble(x, &sel, idx);
+    draw_selection(x, &sel, idx);
     rc = x->failed ? 1 : 0;
 cleanup:
     free(idx);
     free(sel.all);
+    free(sel.first);
+    free(sel.maxdev);
+    free(sel.ref);
     cfgset_free(&sel.set);
     table_free(&t);
     return rc;
@@ -1324,6 +1309,46 @@ static bool higher_is_better(const char *col)
     return strcmp(col, "samples_per_s") == 0 || strstr(col, "tflops") || strcmp(col, "mfu") == 0 ||
            strstr(col, "gbps") || strcmp(col, "overlap_pct") == 0;
 }
+
+static const char *compare_rows(plot_job *job, FILE *f)
+{
+    const pairing *p = job->pair;
+    fputs("\"config\" \"settings\" \"baseline\" \"current\" \"change\"\n", f);
+    for (int i = 0; i < p->m; i++) {
+        double b = cmean(&p->bs->c[p->bi[i]], p->metric), c = cmean(&p->cs->c[p->ci[i]], p->metric);
+        dat_tics(f, &p->bs->c[p->bi[i]]);
+        dat_num(f, b);
+        dat_num(f, c);
+        dat_num(f, b != 0 ? 100 * (c - b) / fabs(b) : NAN);
+        fputc('\n', f);
+    }
+    char ylabel[TEXT_MAX];
+    const char *unit = unit_of(p->metric);
+    snprintf(ylabel, sizeof ylabel, "%s%s%s%s", p->metric, *unit ? " (" : "", unit, *unit ? ")" : "");
+    pb_gnuplot_str(&job->vars, "ylab", ylabel);
+    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(p->bs, p->bi, p->m));
+    return NULL;
+}
+
+static void compare_titles(const plot_job *job, char *title, size_t tlen, char *sub, size_t slen)
+{
+    const pairing *p = job->pair;
+    char bdd[TEXT_MAX], cdd[TEXT_MAX];
+    device_and_date(p->bs, p->bi, p->m, bdd, sizeof bdd);
+    device_and_date(p->cs, p->ci, p->m, cdd, sizeof cdd);
+    /* workload and backend in the title when every config shares them */
+    bool wl = dim_varies_all(p->bs, p->bi, p->m, PB_COL_WORKLOAD, false),
+         be = dim_varies_all(p->bs, p->bi, p->m, PB_COL_BACKEND, false);
+    snprintf(title, tlen, "Baseline vs current, %s: %.100s, %.100s, %s", p->metric,
+             wl ? "several workloads" : cv(&p->bs->c[p->bi[0]], PB_COL_WORKLOAD),
+             be ? "several backends" : cv(&p->bs->c[p->bi[0]], PB_COL_BACKEND), cdd);
+    snprintf(sub, slen, "baseline %.200s (%.200s); current %.200s; %s is better", p->base->path, bdd,
+             p->cur->path, higher_is_better(p->metric) ? "higher" : "lower");
+}
+
+/* --compare's plot: the metric per configuration in both files. */
+static const plot_spec compare_plot = {
+    .name = "", .script = "compare", .rows = compare_rows, .titles = compare_titles};
 
 /* A configuration of BASELINE and one of CURRENT: the same one? */
 static bool same_config(const pb_key *pair, const config *b, const config *c)
@@ -1406,44 +1431,11 @@ static int plot_compare(ctx *x)
         goto cleanup;
     }
     make_labels(&bs, bi, m, true);
-
-    char name[64 + DIM_MAX], path[PATH_MAX + 64];
-    snprintf(name, sizeof name, "compare-%s", metric);
-    safe_name(name);
-    FILE *f = dat_open(x, name, path, sizeof path);
-    if (!f) {
-        rc = 1;
-        goto cleanup;
-    }
-    fputs("\"config\" \"settings\" \"baseline\" \"current\" \"change\"\n", f);
-    for (int i = 0; i < m; i++) {
-        double b = cmean(&bs.c[bi[i]], metric), c = cmean(&cs.c[ci[i]], metric);
-        dat_tics(f, &bs.c[bi[i]]);
-        dat_num(f, b);
-        dat_num(f, c);
-        dat_num(f, b != 0 ? 100 * (c - b) / fabs(b) : NAN);
-        fputc('\n', f);
-    }
-    if (!dat_close(x, f, path)) {
-        rc = 1;
-        goto cleanup;
-    }
-    char bdd[TEXT_MAX], cdd[TEXT_MAX], title[TEXT_MAX * 2], sub[TEXT_MAX * 3], ylabel[TEXT_MAX];
-    device_and_date(&bs, bi, m, bdd, sizeof bdd);
-    device_and_date(&cs, ci, m, cdd, sizeof cdd);
-    /* workload and backend in the title when every config shares them */
-    bool wl = dim_varies_all(&bs, bi, m, PB_COL_WORKLOAD, false), be = dim_varies_all(&bs, bi, m, PB_COL_BACKEND, false);
-    snprintf(title, sizeof title, "Baseline vs current, %s: %.100s, %.100s, %s", metric,
-             wl ? "several workloads" : cv(&bs.c[bi[0]], PB_COL_WORKLOAD),
-             be ? "several backends" : cv(&bs.c[bi[0]], PB_COL_BACKEND), cdd);
-    snprintf(sub, sizeof sub, "baseline %.200s (%.200s); current %.200s; %s is better", base.path, bdd, cur.path,
-             higher_is_better(metric) ? "higher" : "lower");
-    const char *unit = unit_of(metric);
-    snprintf(ylabel, sizeof ylabel, "%s%s%s%s", metric, *unit ? " (" : "", unit, *unit ? ")" : "");
-    sbuf v = {0};
-    gp_str(&v, "ylab", ylabel);
-    gp_num(&v, "xrot", xtic_angle(&bs, bi, m));
-    draw(x, "compare", path, name, title, sub, &v);
+    pairing paired = {.base = &base, .cur = &cur, .bs = &bs, .cs = &cs, .bi = bi, .ci = ci, .m = m, .metric = metric};
+    char prefix[64 + DIM_MAX];
+    snprintf(prefix, sizeof prefix, "compare-%s", metric);
+    plot_job job = {.x = x, .pair = &paired, .set = &bs, .idx = bi, .n = m, .prefix = prefix};
+    build_plot(&compare_plot, &job);
     rc = x->failed ? 1 : 0;
 cleanup:
     free(bi);
@@ -1561,7 +1553,7 @@ int pb_cmd_plot(int argc, char **argv)
         return 0;
     }
     if (x.o.quiet) pb_log_set_quiet(1);
-    if (!find_on_path("gnuplot", x.gnuplot, sizeof x.gnuplot)) {
+    if (!pb_gnuplot_find(x.gnuplot, sizeof x.gnuplot)) {
         pb_log_error("plot: gnuplot not found on PATH; install it (Debian: apt-get install gnuplot-nox)");
         return 2;
     }
@@ -1580,12 +1572,10 @@ int pb_cmd_plot(int argc, char **argv)
         pb_log_error("%s", pb_error_message());
         return pb_status_exit_code(st);
     }
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_plot_signal; /* no SA_RESTART: the wait for gnuplot returns EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    /* SIGINT/SIGTERM: drawing stops, the temporary files and folder are
+     * removed, and the exit code is 128 + the signal */
+    pb_gnuplot_signals saved;
+    pb_gnuplot_catch_signals(&saved);
     int rc = 1;
     if (x.o.keep_data) {
         snprintf(x.datadir, sizeof x.datadir, "%s", x.outdir);
@@ -1600,7 +1590,7 @@ int pb_cmd_plot(int argc, char **argv)
     }
 
     rc = x.o.compare ? plot_compare(&x) : plot_csv(&x);
-    if (rc == 0 && x.written == 0 && !plot_signal) {
+    if (rc == 0 && x.written == 0 && !pb_gnuplot_signal()) {
         pb_log_error("plot: no plot had data to draw");
         rc = 1;
     }
@@ -1608,12 +1598,11 @@ cleanup:
     for (int i = 0; i < x.tmpfiles.n; i++) remove(x.tmpfiles.v[i]);
     strv_free(&x.tmpfiles);
     if (x.made_tmp) rmdir(x.datadir);
-    if (plot_signal) {
-        pb_log_error("plot: interrupted by %s; stopped, no image left half-written",
-                     plot_signal == SIGINT ? "SIGINT" : "SIGTERM");
-        rc = 128 + (int)plot_signal;
+    int sig = pb_gnuplot_signal();
+    if (sig) {
+        pb_log_error("plot: interrupted by %s; stopped, no image left half-written", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        rc = 128 + sig;
     }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    pb_gnuplot_restore_signals(&saved);
     return rc;
 }

@@ -781,12 +781,12 @@ int pb_cmd_sweep(int argc, char **argv)
                     if (!o.oversubscribe) {
                         note("skipping %s: only %d %s device%s present%s; --oversubscribe runs it",
                                      label, present, c->cfg.backend, present == 1 ? "" : "s",
-                                     strcmp(c->cfg.backend, "cpu") == 0 ? " (cores)" : "");
+                                     be->is_gpu ? "" : " (cores)");
                         skipped_invalid++;
                         continue;
                     }
                     c->oversubscribed = true;
-                    if (strcmp(c->cfg.backend, "cuda") == 0 &&
+                    if (be->is_gpu &&
                         pb_find_strategy(c->strategy)->procs == PB_PROC_ONE && c->devices <= PB_MAX_STAGES) {
                         size_t used = 0;
                         for (int i = 0; i < c->devices; i++)
