@@ -454,7 +454,8 @@ static bool case_deadline(cs_env *e, int step)
         double ms = pb_now_ms() - t0;
         const char *msg = pb_error_message();
         char who[64], within[32];
-        snprintf(who, sizeof who, e->caps.missing_fmt, late);
+        /* every instance names how its comm names a missing participant */
+        snprintf(who, sizeof who, e->caps.missing_fmt ? e->caps.missing_fmt : "%d", late);
         snprintf(within, sizeof within, "within %g s", LATE_DEADLINE_S);
         if (!ok) {
         } else if (st != PB_ERR_COMM) {
