@@ -491,10 +491,10 @@ static void mpi_destroy(pb_comm_ctx *c)
     free(c);
 }
 
-static pb_status mpi_init(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank, int ranks,
+static pb_status mpi_init(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank, int ranks,
                           pb_comm_ctx **out)
 {
-    (void)cfg;
+    (void)opts;
     (void)be;
     (void)dev;
     pb_status st = PB_OK;

@@ -40,10 +40,10 @@ pb_status pb_world_bcast_int_lazy(int *value)
 
 void pb_world_abort(int code) { (void)code; }
 
-static pb_status stub_init(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank, int ranks,
+static pb_status stub_init(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank, int ranks,
                            pb_comm_ctx **ctx)
 {
-    (void)cfg;
+    (void)opts;
     (void)be;
     (void)dev;
     (void)rank;
