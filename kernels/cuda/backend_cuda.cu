@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../harness/env.h"
 #include "../backend.h"
+#include "../driver_version.h"
 #include "cuda_check.h"
 #include "cuda_device.h"
 
