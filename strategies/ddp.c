@@ -41,9 +41,9 @@
 
 #include "../harness/fault.h"
 #include "../harness/phase.h"
-#include "../harness/progress.h"
+#include "../kernels/progress.h"
 #include "../kernels/comm.h"
-#include "../kernels/comm_mpi.h"
+#include "../kernels/world.h"
 #include "input.h"
 #include "replica.h"
 #include "strategy.h"

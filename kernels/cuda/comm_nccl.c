@@ -12,7 +12,7 @@
  * polling ncclCommGetAsyncError under --timeout (harness/poll.h), as wait()
  * polls the end event. A rank whose peer never arrives (a missing rank, a
  * hung one) therefore fails within --timeout naming the rank that holds it
- * up (the node's progress slots, harness/progress.h), instead of blocking
+ * up (the node's progress slots, kernels/progress.h), instead of blocking
  * until the launcher's backstop.
  *
  * Asynchrony: every operation is issued on a comm stream of this comm's own,
@@ -53,26 +53,14 @@
 
 #include "../../harness/log.h"
 #include "../../harness/poll.h"
-#include "../../harness/progress.h"
+#include "../progress.h"
 #include "../comm_mpi.h"
+#include "../mpi_try.h"
 #include "cuda_check.h"
 #include "cuda_device.h"
 
 #define MAX_REQS 4096    /* requests outstanding at once (ddp: buckets + loss) */
 #define MAX_PENDING 256  /* send/recv held back for one group */
-
-/* An MPI call's error as a status with file:line and MPI's own words. */
-#define MPI_TRY(call)                                                            \
-    do {                                                                         \
-        int rc_ = (call);                                                        \
-        if (rc_ != MPI_SUCCESS) {                                                \
-            char msg_[MPI_MAX_ERROR_STRING];                                     \
-            int len_ = 0;                                                        \
-            MPI_Error_string(rc_, msg_, &len_);                                  \
-            st = pb_error(PB_ERR_COMM, "%s failed: %.*s", #call, len_, msg_);    \
-            goto cleanup;                                                        \
-        }                                                                        \
-    } while (0)
 
 typedef enum op_kind { OP_ALLREDUCE, OP_BCAST, OP_REDUCE, OP_SEND, OP_RECV, OP_ALLGATHER, OP_REDUCE_SCATTER } op_kind;
 

@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 #include "harness/config.h"
-#include "harness/progress.h"
+#include "kernels/progress.h"
 #include "harness/timer.h"
 #include "kernels/comm_local.h"
 #include "kernels/comm_mpi.h"
