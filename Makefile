@@ -118,10 +118,10 @@ MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
 CFLAGS += -DPB_HAVE_MPI $(MPI_CFLAGS)
 LDLIBS += $(MPI_LIBS)
-MPI_SRC := kernels/comm_mpi.c
+MPI_SRC := kernels/comm_mpi.c kernels/world_mpi.c
 MPI_FOUND := $(shell mpicc --showme:version 2>&1 | head -1)
 else
-MPI_SRC := kernels/comm_mpi_stub.c
+MPI_SRC := kernels/comm_mpi_stub.c kernels/world_stub.c
 MPI_FOUND := no (stub: "built without MPI")
 endif
 
@@ -146,7 +146,7 @@ endif
 # --- sources -----------------------------------------------------------------
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LIB_SRC := $(wildcard harness/*.c study/*.c strategies/*.c workloads/*.c kernels/cpu/*.c)
-LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) kernels/comm_local.c kernels/p2p.c $(MPI_SRC) $(NCCL_SRC)
+LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) kernels/comm_local.c kernels/p2p.c kernels/driver_version.c kernels/progress.c $(MPI_SRC) $(NCCL_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 MAIN_OBJ := $(BUILD)/harness/main.o
 

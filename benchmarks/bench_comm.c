@@ -211,7 +211,8 @@ int main(int argc, char **argv)
     pb_comm_ctx *ctx = NULL;
     pb_config cfg;
     pb_config_defaults(&cfg);
-    if (comm->init(&cfg, NULL, NULL, world.rank, world.ranks, &ctx) != PB_OK) {
+    pb_comm_opts comm_opts = pb_config_comm_opts(&cfg);
+    if (comm->init(&comm_opts, NULL, NULL, world.rank, world.ranks, &ctx) != PB_OK) {
         fprintf(stderr, "bench_comm: rank %d: %s\n", world.rank, pb_error_message());
         pb_world_abort(1);
         return 1;

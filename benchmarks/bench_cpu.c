@@ -96,7 +96,8 @@ static pb_status measure(const job *jb, int warmup, const char *tmp_csv, result 
     ctx = (pb_strategy_ctx){.cfg = &cfg, .be = be, .layout = &layout, .init_params = params};
     PB_TRY(strategy->init(&ctx, &state));
     /* (b) its own device handle and buffers; opening it sets the same BLAS threads */
-    PB_TRY(be->open(&cfg, 0, &gdev));
+    pb_device_opts dev_opts = pb_config_device_opts(&cfg);
+    PB_TRY(be->open(&dev_opts, 0, &gdev));
     for (int l = 0; l < layout.n_layers; l++) {
         in[l] = layout.layer[l].in;
         outs[l] = layout.layer[l].out;

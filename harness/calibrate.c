@@ -74,7 +74,8 @@ static pb_status calibrate_one(const pb_config *cfg, const pb_layout *layout, co
     pb_device *dev = NULL;
     pb_device_info info;
     int in[PB_MAX_LAYERS], outs[PB_MAX_LAYERS];
-    PB_TRY(be->open(cfg, ordinal, &dev));
+    pb_device_opts dev_opts = pb_config_device_opts(cfg);
+    PB_TRY(be->open(&dev_opts, ordinal, &dev));
     if (be->info(dev, &info) == PB_OK && !name[0]) snprintf(name, name_len, "%s", info.name);
     if (be->calibrate) PB_TRY(be->calibrate(dev, peak));
     if (be->gemm_reference) {

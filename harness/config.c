@@ -20,12 +20,6 @@
 #include "registry.h"
 #include "results.h"
 
-static const char *const precision_names[PB_PRECISION_COUNT] = {"fp32", "tf32", "bf16"};
-static const char *const optimizer_names[PB_OPTIMIZER_COUNT] = {"sgd", "adamw"};
-
-const char *pb_precision_name(pb_precision p) { return p < PB_PRECISION_COUNT ? precision_names[p] : "?"; }
-const char *pb_optimizer_name(pb_optimizer o) { return o < PB_OPTIMIZER_COUNT ? optimizer_names[o] : "?"; }
-
 typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER, F_LIST } flag_kind;
 
 typedef struct flag {
@@ -91,6 +85,16 @@ static int online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+pb_device_opts pb_config_device_opts(const pb_config *cfg)
+{
+    return (pb_device_opts){.precision = cfg->precision, .threads = cfg->threads, .shape = cfg->shape};
+}
+
+pb_comm_opts pb_config_comm_opts(const pb_config *cfg)
+{
+    return (pb_comm_opts){.timeout_s = cfg->timeout_s, .device_map = cfg->device_map, .n_device_map = cfg->n_device_map};
 }
 
 void pb_config_defaults(pb_config *cfg)
@@ -258,10 +262,10 @@ static pb_status parse_value(pb_config *cfg, const flag *f, const char *text, bo
         return PB_OK;
     case F_PRECISION:
     case F_OPTIMIZER: {
-        const char *const *names = f->kind == F_PRECISION ? precision_names : optimizer_names;
         int count = f->kind == F_PRECISION ? PB_PRECISION_COUNT : PB_OPTIMIZER_COUNT;
         for (int i = 0; i < count; i++)
-            if (strcmp(names[i], text) == 0) {
+            if (strcmp(f->kind == F_PRECISION ? pb_precision_name((pb_precision)i) : pb_optimizer_name((pb_optimizer)i),
+                       text) == 0) {
                 *(int *)dst = i;
                 return PB_OK;
             }

@@ -15,12 +15,6 @@
 extern "C" {
 #endif
 
-#define PB_MAX_STAGES 64 /* devices a single-process strategy drives */
-
-
-const char *pb_precision_name(pb_precision p);
-const char *pb_optimizer_name(pb_optimizer o);
-
 typedef struct pb_config {
     /* plugin names, resolved against the registry by the parser */
     char strategy[32];
@@ -67,6 +61,11 @@ typedef struct pb_config {
 
 /* Defaults for every field (the values --help prints). */
 void pb_config_defaults(pb_config *cfg);
+
+/* The settings a backend's open and a comm's init read (harness/shape.h);
+ * the comm's device_map points into cfg, which outlives the comm. */
+pb_device_opts pb_config_device_opts(const pb_config *cfg);
+pb_comm_opts pb_config_comm_opts(const pb_config *cfg);
 
 /* Parses argv (after the subcommand, if any). On a usage error returns
  * PB_ERR_USAGE with a one-line message naming the flag and what is allowed.

@@ -20,12 +20,6 @@ void pb_env_fill(pb_record *r, const pb_backend *be, const pb_device_info *dev, 
 /* Resident set high-water mark of this process in MB. */
 double pb_host_rss_mb(void);
 
-/* The driver version from the first line of /proc/driver/nvidia/version,
- * e.g. "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04
- * Release Build ..." gives "580.159.04": the first word after "Kernel Module"
- * that starts with a digit and holds a dot. False when there is none. */
-bool pb_parse_driver_version(const char *line, char *out, size_t len);
-
 #ifdef __cplusplus
 }
 #endif

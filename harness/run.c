@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../kernels/comm_mpi.h"
+#include "../kernels/world.h"
 #include "calibrate.h"
 #include "devmap.h"
 #include "env.h"
@@ -23,7 +23,7 @@
 #include "npy.h"
 #include "nvtx.h"
 #include "phase.h"
-#include "progress.h"
+#include "../kernels/progress.h"
 #include "registry.h"
 #include "results.h"
 #include "signals.h"
@@ -222,7 +222,7 @@ static pb_status stop_requested(run_state *rs, int64_t step)
 {
     int sig = pb_signals_caught();
     if (rs->multi && rs->world.ranks > 1) {
-        pb_status st = pb_signals_agree(&sig, rs->cfg->timeout_s, step);
+        pb_status st = pb_world_agree_signal(&sig, rs->cfg->timeout_s, step);
         if (st != PB_OK) return st;
         if (sig && !pb_signals_caught()) pb_signals_set(sig);
     }
@@ -271,7 +271,7 @@ static pb_status check_config_agreement(const run_state *rs, bool usable)
     H(verify);
     H(timeout_s);
 #undef H
-    return pb_signals_agree_hash(h, usable, c->timeout_s);
+    return pb_world_agree_hash(h, usable, c->timeout_s);
 }
 
 /* --dump: step 0's global batch. A rank's loader holds its shard alone, so

@@ -1,14 +1,19 @@
 /* What the layers below the run need of a configuration by value: the
- * model's shape, the numeric precision and the optimizer. A leaf (includes
+ * model's shape, the numeric precision and the optimizer, and the few
+ * settings a backend's open and a comm's init read. A leaf (includes
  * nothing of the project), so workloads/ and kernels/ can use these types
  * without including the run's configuration (harness/config.h, which
- * includes this). */
+ * includes this and fills the options from a run's flags). */
 #ifndef PB_SHAPE_H
 #define PB_SHAPE_H
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#include <stdbool.h>
+
+#define PB_MAX_STAGES 64 /* devices a single-process strategy drives */
 
 typedef enum pb_precision { PB_FP32 = 0, PB_TF32, PB_BF16, PB_PRECISION_COUNT } pb_precision;
 typedef enum pb_optimizer { PB_OPT_SGD = 0, PB_OPT_ADAMW, PB_OPTIMIZER_COUNT } pb_optimizer;
@@ -21,6 +26,27 @@ typedef struct pb_shape {
     int classes; /* output classes */
     int batch;   /* global batch, split across devices */
 } pb_shape;
+
+const char *pb_precision_name(pb_precision p);
+const char *pb_optimizer_name(pb_optimizer o);
+
+/* What a backend's open reads of the run (kernels/backend.h). NULL for
+ * open: fp32, no workspace sized for a model. */
+typedef struct pb_device_opts {
+    pb_precision precision; /* activation storage type (cuda) */
+    int threads;            /* BLAS / host threads of the device (cpu) */
+    pb_shape shape;         /* its widest layer sizes the cuda workspace */
+} pb_device_opts;
+
+/* What a comm's init reads of the run (kernels/comm.h). The `local` comm
+ * joins the participants that pass the same pointer into one group, so
+ * every participant of a group passes one struct. NULL for init: the
+ * default deadline, no device map. */
+typedef struct pb_comm_opts {
+    double timeout_s;      /* a wait fails after this long without progress */
+    const int *device_map; /* logical device -> physical ordinal (nccl: ranks sharing a GPU) */
+    int n_device_map;      /* 0: identity */
+} pb_comm_opts;
 
 #ifdef __cplusplus
 }

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../harness/config.h"
+#include "../harness/shape.h"
 #include "../harness/status.h"
 #include "p2p.h"
 
@@ -109,7 +109,7 @@ typedef struct pb_backend {
 
     /* Usable devices; 0 with a reason in why when none. Never fails hard. */
     int (*device_count)(char *why, size_t why_len);
-    pb_status (*open)(const pb_config *cfg, int ordinal, pb_device **dev);
+    pb_status (*open)(const pb_device_opts *opts, int ordinal, pb_device **dev);
     void (*close)(pb_device *dev);
     pb_status (*info)(pb_device *dev, pb_device_info *out);
 

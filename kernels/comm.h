@@ -28,7 +28,7 @@ typedef struct pb_comm {
     /* Reduces the devices' own GPU buffers, so it needs a GPU backend and
      * ddp stages no gradients through the host (nccl). */
     bool device_buffers;
-    pb_status (*init)(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank,
+    pb_status (*init)(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank,
                       int ranks, pb_comm_ctx **ctx);
     void (*destroy)(pb_comm_ctx *ctx);
     /* In-place sum over participants of n fp32 values, then scaled by scale. */

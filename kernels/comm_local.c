@@ -146,7 +146,7 @@ struct pb_comm_ctx {
 
 struct group {
     group *next; /* the list of groups still forming */
-    const pb_config *cfg;
+    const pb_comm_opts *opts;
     const pb_backend *be;
     int ranks, joined, members;
     pthread_mutex_t mu;
@@ -182,7 +182,7 @@ static void group_free(group *g)
 
 /* The slots and parts for every operation the group can have outstanding,
  * allocated once: calloc leaves the pages of unused pairs untouched. */
-static pb_status group_create(const pb_config *cfg, const pb_backend *be, int ranks, group **out)
+static pb_status group_create(const pb_comm_opts *opts, const pb_backend *be, int ranks, group **out)
 {
     pb_status st = PB_OK;
     group *g = NULL;
@@ -194,7 +194,7 @@ static pb_status group_create(const pb_config *cfg, const pb_backend *be, int ra
     PB_ALLOC(g->coll, DEPTH);
     PB_ALLOC(g->p2p, n_p2p);
     PB_ALLOC(g->parts, DEPTH * r + 2 * n_p2p);
-    g->cfg = cfg;
+    g->opts = opts;
     g->be = be;
     g->ranks = ranks;
     for (size_t i = 0; i < DEPTH; i++) g->coll[i].part = g->parts + i * r;
@@ -300,7 +300,7 @@ static void local_destroy(pb_comm_ctx *c)
     free(c);
 }
 
-static pb_status local_init(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank, int ranks,
+static pb_status local_init(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank, int ranks,
                             pb_comm_ctx **out)
 {
     pb_status st = PB_OK;
@@ -325,12 +325,12 @@ static pb_status local_init(const pb_config *cfg, const pb_backend *be, pb_devic
     group *g = forming;
     for (; g; g = g->next) {
         pthread_mutex_lock(&g->mu);
-        bool fits = g->cfg == cfg && g->ranks == ranks && !g->member[rank] && !g->aborted;
+        bool fits = g->opts == opts && g->ranks == ranks && !g->member[rank] && !g->aborted;
         pthread_mutex_unlock(&g->mu);
         if (fits) break;
     }
     if (!g) {
-        PB_TRY(group_create(cfg, be, ranks, &g));
+        PB_TRY(group_create(opts, be, ranks, &g));
         g->next = forming;
         forming = g;
     }

@@ -2,10 +2,10 @@
  * driven by a thread of it (the one-process strategies dp and mp).
  *
  * A group forms from the participants' init calls: each device calls
- * pb_comm_local.init(cfg, be, dev, rank, ranks) with its own rank and the
- * same cfg pointer and ranks, from one thread or from several; the calls
- * join the group of that (cfg, ranks) that is still forming. Groups of the
- * same cfg form one at a time.
+ * pb_comm_local.init(opts, be, dev, rank, ranks) with its own rank and the
+ * same opts pointer and ranks, from one thread or from several; the calls
+ * join the group of that (opts, ranks) that is still forming. Groups of the
+ * same opts form one at a time.
  *
  * A participant's k-th collective matches the other participants' k-th, and
  * a send from a to b matches b's recv from a in the order each side posted

@@ -14,7 +14,7 @@
  * has passed; a blocking MPI call cannot be cancelled, so a missed deadline
  * is an error the caller ends the run on (pb_world_abort). Its message
  * names the ranks of this node that are behind (their phase and step, read
- * from the progress slots the world shares over the node: progress_open). */
+ * from the progress slots the world shares over the node: world_mpi.c). */
 #define _POSIX_C_SOURCE 200809L
 #include "comm_mpi.h"
 
@@ -22,7 +22,6 @@
 #include <limits.h>
 #include <mpi.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,250 +29,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../harness/progress.h"
 #include "../harness/timer.h"
+#include "mpi_try.h"
+#include "progress.h"
 
 #define MAX_REQS 4096
 #define CHUNK (1 << 30) /* elements per MPI call: counts are ints */
-
-/* An MPI call's error as a status with file:line and MPI's own words. */
-#define MPI_TRY(call)                                                            \
-    do {                                                                         \
-        int rc_ = (call);                                                        \
-        if (rc_ != MPI_SUCCESS) {                                                \
-            char msg_[MPI_MAX_ERROR_STRING];                                     \
-            int len_ = 0;                                                        \
-            MPI_Error_string(rc_, msg_, &len_);                                  \
-            st = pb_error(PB_ERR_COMM, "%s failed: %.*s", #call, len_, msg_);    \
-            goto cleanup;                                                        \
-        }                                                                        \
-    } while (0)
-
-bool pb_mpi_available(void) { return true; }
-
-static bool world_up;
-
-/* The progress slots of this node's ranks (harness/progress.h): one
- * MPI-3 shared-memory window over the node's communicator, locked for the
- * whole run (MPI_Win_lock_all), so that reading a rank's slot never needs
- * that rank, nor any MPI call: the deadline that fires may be on a thread
- * other than the one inside MPI. */
-static MPI_Comm node_comm = MPI_COMM_NULL;
-static MPI_Win progress_win = MPI_WIN_NULL;
-
-/* Best effort: without the window, deadline messages stay generic. Every
- * rank of the node calls it (the window's calls are collective on it). */
-static void progress_open(const pb_world *w)
-{
-    void *mine = NULL;
-    void **where = NULL;
-    MPI_Aint bytes = (MPI_Aint)pb_progress_slot_bytes();
-    if (MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, node_comm, &mine, &progress_win) != MPI_SUCCESS) {
-        progress_win = MPI_WIN_NULL;
-        MPI_Barrier(node_comm); /* the one the others reach below */
-        return;
-    }
-    MPI_Win_set_errhandler(progress_win, MPI_ERRORS_RETURN);
-    MPI_Win_lock_all(MPI_MODE_NOCHECK, progress_win);
-    where = calloc((size_t)w->local_ranks, sizeof *where);
-    bool ok = where != NULL;
-    for (int i = 0; ok && i < w->local_ranks; i++) {
-        MPI_Aint size = 0;
-        int disp = 0;
-        ok = MPI_Win_shared_query(progress_win, i, &size, &disp, &where[i]) == MPI_SUCCESS && where[i] &&
-             size >= bytes;
-    }
-    if (ok && pb_progress_attach(where, w->local_ranks, w->local_rank, w->rank, w->ranks, w->host) != PB_OK) {
-        pb_error_clear(); /* the run goes on, with generic messages */
-        pb_progress_detach();
-    }
-    free(where);
-    /* every rank's slot initialised before any rank reads one */
-    MPI_Win_sync(progress_win);
-    MPI_Barrier(node_comm);
-    MPI_Win_sync(progress_win);
-}
-
-static void progress_close(void)
-{
-    pb_progress_detach();
-    if (progress_win != MPI_WIN_NULL) {
-        MPI_Win_unlock_all(progress_win);
-        MPI_Win_free(&progress_win);
-    }
-    progress_win = MPI_WIN_NULL;
-}
-
-static int online_cores(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
-/* Appends to a bounded string; one that no longer fits ends in "...". */
-__attribute__((format(printf, 4, 5))) static void append(char *buf, size_t len, size_t *used, const char *fmt, ...)
-{
-    if (*used + 1 >= len) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf + *used, len - *used, fmt, ap);
-    va_end(ap);
-    if (n >= 0 && *used + (size_t)n < len) {
-        *used += (size_t)n;
-        return;
-    }
-    *used = len - 1;
-    if (len > 4) memcpy(buf + len - 4, "...", 4);
-}
-
-/* How the ranks spread over the nodes. Any node with more ranks than cores
- * makes the run oversubscribed, not only rank 0's: the slowest rank paces
- * every step. Rank 0 also gets which host ran which ranks, for its log
- * ("vm1 (ranks 0-7), vm2 (ranks 8-15)"); nodes are told apart by the
- * shared-memory split, so two with one hostname still count twice. */
-static pb_status map_nodes(pb_world *w)
-{
-    enum { HOST_CHARS = 65 }; /* Linux's HOST_NAME_MAX + 1 */
-    pb_status st = PB_OK;
-    char *hosts = NULL, mine_host[HOST_CHARS];
-    int *leaders = NULL;
-    if (w->rank == 0) {
-        hosts = malloc((size_t)w->ranks * HOST_CHARS);
-        leaders = malloc((size_t)w->ranks * sizeof *leaders);
-    }
-    /* rank 0 without room for the map skips it on every rank (it is only
-     * for the log), rather than leave the others in a gather */
-    int mine[3] = {w->local_rank == 0, w->oversubscribed, w->rank == 0 && (!hosts || !leaders)};
-    int all[3] = {0, 0, 0};
-    MPI_TRY(MPI_Allreduce(mine, all, 3, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
-    w->nodes = all[0];
-    w->oversubscribed = all[1] > 0;
-    if (all[2]) goto cleanup;
-    /* a node's name is the world rank of its first rank */
-    int leader = w->rank;
-    MPI_TRY(MPI_Bcast(&leader, 1, MPI_INT, 0, node_comm));
-    snprintf(mine_host, sizeof mine_host, "%.*s", HOST_CHARS - 1, w->host);
-    MPI_TRY(MPI_Gather(&leader, 1, MPI_INT, leaders, 1, MPI_INT, 0, MPI_COMM_WORLD));
-    MPI_TRY(MPI_Gather(mine_host, HOST_CHARS, MPI_CHAR, hosts, HOST_CHARS, MPI_CHAR, 0, MPI_COMM_WORLD));
-    if (w->rank != 0) goto cleanup;
-    size_t used = 0, len = sizeof w->node_map;
-    for (int node = 0; node < w->ranks; node++) {
-        if (leaders[node] != node) continue;
-        int count = 0;
-        for (int r = node; r < w->ranks; r++) count += leaders[r] == node;
-        append(w->node_map, len, &used, "%s%s (rank%s ", node ? ", " : "", hosts + (size_t)node * HOST_CHARS,
-               count > 1 ? "s" : "");
-        /* runs of consecutive ranks as first-last */
-        for (int r = node; r < w->ranks; r++) {
-            if (leaders[r] != node) continue;
-            int last = r;
-            while (last + 1 < w->ranks && leaders[last + 1] == node) last++;
-            append(w->node_map, len, &used, "%s%d", r > node ? "," : "", r);
-            if (last > r) append(w->node_map, len, &used, "-%d", last);
-            r = last;
-        }
-        append(w->node_map, len, &used, ")");
-    }
-cleanup:
-    free(hosts);
-    free(leaders);
-    return st;
-}
-
-pb_status pb_world_init(pb_world *w)
-{
-    pb_status st = PB_OK;
-    memset(w, 0, sizeof *w);
-    int provided = 0;
-    MPI_TRY(MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided));
-    world_up = true;
-    /* errors come back as codes, turned into statuses here */
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    PB_REQUIRE(provided >= MPI_THREAD_SERIALIZED, PB_ERR_COMM,
-               "MPI provides thread level %d; the mpi comm needs MPI_THREAD_SERIALIZED (%d)", provided,
-               MPI_THREAD_SERIALIZED);
-    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank));
-    MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &w->ranks));
-    MPI_TRY(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &node_comm));
-    MPI_TRY(MPI_Comm_rank(node_comm, &w->local_rank));
-    MPI_TRY(MPI_Comm_size(node_comm, &w->local_ranks));
-    w->oversubscribed = w->local_ranks > online_cores();
-    if (gethostname(w->host, sizeof w->host) != 0) snprintf(w->host, sizeof w->host, "unknown");
-    w->host[sizeof w->host - 1] = '\0';
-    snprintf(w->version, sizeof w->version, "%s", pb_comm_mpi.version());
-    PB_TRY(map_nodes(w));
-    progress_open(w);
-cleanup:
-    return st;
-}
-
-void pb_world_finalize(void)
-{
-    if (world_up) {
-        progress_close();
-        if (node_comm != MPI_COMM_NULL) MPI_Comm_free(&node_comm);
-        MPI_Finalize();
-    }
-    world_up = false;
-}
-
-pb_status pb_world_max_to_root(double *v, int n)
-{
-    pb_status st = PB_OK;
-    int rank = 0;
-    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
-    MPI_TRY(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : v, v, n, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD));
-cleanup:
-    return st;
-}
-
-pb_status pb_world_slowest_to_root(double *v, double *rows, int n, int width)
-{
-    pb_status st = PB_OK;
-    int rank = 0;
-    struct {
-        double ms;
-        int rank;
-    } *who = NULL;
-    PB_ALLOC(who, n > 0 ? n : 1);
-    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
-    for (int i = 0; i < n; i++) {
-        who[i].ms = v[i];
-        who[i].rank = rank;
-    }
-    MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, who, n, MPI_DOUBLE_INT, MPI_MAXLOC, MPI_COMM_WORLD));
-    /* every rank keeps only the rows it was slowest for; summing the rows
-     * over ranks then moves each slowest row to rank 0 exactly (x + 0) */
-    for (int i = 0; i < n; i++) {
-        v[i] = who[i].ms;
-        if (who[i].rank != rank) memset(rows + (size_t)i * (size_t)width, 0, (size_t)width * sizeof *rows);
-    }
-    MPI_TRY(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : rows, rows, n * width, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD));
-cleanup:
-    free(who);
-    return st;
-}
-
-pb_status pb_world_bcast_int_lazy(int *value)
-{
-    pb_status st = PB_OK;
-    MPI_Request req = MPI_REQUEST_NULL;
-    int done = 0;
-    MPI_TRY(MPI_Ibcast(value, 1, MPI_INT, 0, MPI_COMM_WORLD, &req));
-    for (;;) {
-        MPI_TRY(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-        if (done) break;
-        struct timespec ts = {0, 1000000}; /* 1 ms */
-        nanosleep(&ts, NULL);
-    }
-cleanup:
-    return st;
-}
-
-void pb_world_abort(int code)
-{
-    if (world_up) MPI_Abort(MPI_COMM_WORLD, code);
-}
 
 /* --- the comm ----------------------------------------------------------------- */
 
@@ -491,17 +252,17 @@ static void mpi_destroy(pb_comm_ctx *c)
     free(c);
 }
 
-static pb_status mpi_init(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank, int ranks,
+static pb_status mpi_init(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank, int ranks,
                           pb_comm_ctx **out)
 {
-    (void)cfg;
+    (void)opts;
     (void)be;
     (void)dev;
     pb_status st = PB_OK;
     pb_comm_ctx *c = NULL;
     int world_rank = -1, world_size = 0;
     *out = NULL;
-    PB_REQUIRE(world_up, PB_ERR_INTERNAL, "mpi comm: pb_world_init was not called");
+    PB_REQUIRE(pb_world_up(), PB_ERR_INTERNAL, "mpi comm: pb_world_init was not called");
     PB_ALLOC(c, 1);
     c->comm = MPI_COMM_NULL;
     c->chunk_type = MPI_DATATYPE_NULL;
@@ -615,21 +376,6 @@ static pb_status mpi_wait(pb_comm_ctx *c, pb_comm_req *r, double deadline_s)
 
 static double mpi_req_ms(const pb_comm_req *r) { return r->ms; }
 
-static const char *mpi_version(void)
-{
-    static char v[256];
-    if (!v[0]) {
-        char lib[MPI_MAX_LIBRARY_VERSION_STRING];
-        int len = 0;
-        if (MPI_Get_library_version(lib, &len) != MPI_SUCCESS) len = 0;
-        lib[len < MPI_MAX_LIBRARY_VERSION_STRING ? len : MPI_MAX_LIBRARY_VERSION_STRING - 1] = '\0';
-        size_t first = strcspn(lib, "\n");
-        while (first > 0 && (lib[first - 1] == ' ' || lib[first - 1] == ',')) first--;
-        snprintf(v, sizeof v, "%.*s", (int)(first < sizeof v - 1 ? first : sizeof v - 1), lib);
-    }
-    return v;
-}
-
 const pb_comm pb_comm_mpi = {
     .name = "mpi",
     .description = "MPI collectives on host memory, run by a comm thread (GPU buffers staged through the host)",
@@ -645,6 +391,6 @@ const pb_comm pb_comm_mpi = {
     .allgather = mpi_allgather,
     .reduce_scatter = mpi_reduce_scatter,
     .wait = mpi_wait,
-    .version = mpi_version,
+    .version = pb_world_version,
     .req_ms = mpi_req_ms,
 };

@@ -5,10 +5,10 @@
 
 #define NO_NCCL "built without CUDA or without MPI (NCCL needs both: nvcc and mpicc found by `make`)"
 
-static pb_status stub_init(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank, int ranks,
+static pb_status stub_init(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank, int ranks,
                            pb_comm_ctx **ctx)
 {
-    (void)cfg;
+    (void)opts;
     (void)be;
     (void)dev;
     (void)rank;

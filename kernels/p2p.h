@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "../harness/config.h"
+#include "../harness/shape.h"
 #include "../harness/status.h"
 
 #ifdef __cplusplus

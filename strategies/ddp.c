@@ -41,9 +41,9 @@
 
 #include "../harness/fault.h"
 #include "../harness/phase.h"
-#include "../harness/progress.h"
+#include "../kernels/progress.h"
 #include "../kernels/comm.h"
-#include "../kernels/comm_mpi.h"
+#include "../kernels/world.h"
 #include "input.h"
 #include "replica.h"
 #include "strategy.h"
@@ -147,10 +147,12 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
     /* the device the rank-to-GPU rule chose (harness/devmap.c): a
      * --device-map entry (test-only: several ranks on one GPU), else the
      * node-local rank or the one device the launcher shows the rank */
-    PB_TRY(be->open(cfg, ctx->device, &s->dev));
+    pb_device_opts dev_opts = pb_config_device_opts(cfg);
+    PB_TRY(be->open(&dev_opts, ctx->device, &s->dev));
     PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, layout, 0, layout->n_layers, s->shard, ctx->init_params));
     PB_TRY(pb_phase_timer_init(&s->timer, be, s->dev));
-    PB_TRY(ctx->comm->init(cfg, be, s->dev, s->rank, s->ranks, &s->comm));
+    pb_comm_opts comm_opts = pb_config_comm_opts(cfg); /* ranks: no group of pointers to keep */
+    PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, s->rank, s->ranks, &s->comm));
 
     size_t n = s->rep.p_len, per = cfg->no_overlap ? n : bucket_floats(cfg);
     s->n_buckets = (int)((n + per - 1) / per);

@@ -88,6 +88,7 @@ typedef struct dp_state {
     /* the comm: participant i is device i */
     const pb_comm *comm;
     pb_comm_ctx *cc[PB_MAX_STAGES];
+    pb_comm_opts comm_opts; /* one for all: the local comm groups by its address */
     pb_comm_req *req[2 * PB_MAX_STAGES];
     pb_p2p_plan p2p; /* peer access between device 0 and each other */
     pb_nccl_local *nccl; /* replicate and reduce through NCCL, NULL: the comm */
@@ -274,8 +275,9 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
     PB_REQUIRE(s->n >= 2 && s->n <= PB_MAX_STAGES && s->shard * s->n == cfg->shape.batch, PB_ERR_INTERNAL,
                "dp: %d devices for a batch of %d", s->n, cfg->shape.batch);
 
+    pb_device_opts dev_opts = pb_config_device_opts(cfg);
     for (int i = 0; i < s->n; i++) {
-        PB_TRY(be->open(cfg, dp_ordinal(cfg, i), &s->dev[i]));
+        PB_TRY(be->open(&dev_opts, dp_ordinal(cfg, i), &s->dev[i]));
         /* only device 0 keeps optimizer state: the others' parameters are
          * overwritten by replicate every step */
         PB_TRY(pb_replica_init_opt(&s->rep[i], be, s->dev[i], cfg, layout, 0, layout->n_layers, s->shard,
@@ -315,7 +317,8 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
     PB_TRY(use_nccl(s));
     PB_REQUIRE(ctx->comm, PB_ERR_INTERNAL, "dp: no comm to move data between its devices (--comm local)");
     s->comm = ctx->comm;
-    for (int i = 0; i < s->n; i++) PB_TRY(s->comm->init(cfg, be, s->dev[i], i, s->n, &s->cc[i]));
+    s->comm_opts = pb_config_comm_opts(cfg);
+    for (int i = 0; i < s->n; i++) PB_TRY(s->comm->init(&s->comm_opts, be, s->dev[i], i, s->n, &s->cc[i]));
 
     PB_REQUIRE(pthread_mutex_init(&s->mu, NULL) == 0, PB_ERR_INTERNAL, "dp: pthread_mutex_init failed");
     if (pthread_cond_init(&s->go, NULL) != 0) {

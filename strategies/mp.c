@@ -133,6 +133,8 @@ struct mp_state {
     int hung;      /* a stage another waited --timeout for this step, -1 none:
                     * its deadline has passed, so the step waits no longer */
     pb_p2p_plan p2p;              /* peer access between neighbouring stages */
+    pb_device_opts dev_opts;
+    pb_comm_opts comm_opts;       /* one for all stages: the local comm groups by its address */
     int fwd_ready[PB_MAX_STAGES]; /* microbatches whose forward output is posted */
     int bwd_ready[PB_MAX_STAGES]; /* microbatches whose input gradient is posted */
     const pb_batch *batch;
@@ -571,7 +573,7 @@ static pb_status stage_init(mp_state *s, int k)
     g->idx = k;
     g->nl = s->first[k + 1] - s->first[k];
     int ordinal = cfg->n_device_map ? cfg->device_map[k] : k;
-    PB_TRY(be->open(cfg, ordinal, &g->dev));
+    PB_TRY(be->open(&s->dev_opts, ordinal, &g->dev));
     PB_TRY(pb_replica_init(&g->rep, be, g->dev, cfg, layout, s->first[k], s->first[k + 1], B, ctx->init_params));
     PB_TRY(span_log_init(&g->log, be, g->dev, 4 * s->m + 4));
     if (s->m > 1) {
@@ -590,7 +592,7 @@ static pb_status stage_init(mp_state *s, int k)
         PB_TRY(be->alloc(g->dev, be->act_bytes(g->dev, (size_t)B * (size_t)layout->layer[s->first[k]].in),
                          &g->gsend));
     PB_ALLOC(g->sreq, 2 * (size_t)s->m);
-    PB_TRY(s->comm->init(cfg, be, g->dev, k, s->p, &g->cc));
+    PB_TRY(s->comm->init(&s->comm_opts, be, g->dev, k, s->p, &g->cc));
 cleanup:
     return st;
 }
@@ -613,6 +615,8 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
         PB_FAIL(PB_ERR_INTERNAL, "pthread_cond_init failed");
     }
     s->sync_ready = true;
+    s->dev_opts = pb_config_device_opts(ctx->cfg);
+    s->comm_opts = pb_config_comm_opts(ctx->cfg);
     for (int k = 0; k < s->p; k++) PB_TRY(stage_init(s, k));
     {
         int ordinal[PB_MAX_STAGES];

@@ -5,6 +5,7 @@
 #ifndef PB_REPLICA_H
 #define PB_REPLICA_H
 
+#include "../harness/config.h"
 #include "../kernels/backend.h"
 #include "../workloads/workload.h"
 

@@ -62,7 +62,8 @@ static pb_status single_init(const pb_strategy_ctx *ctx, void **state)
     single_state *s = NULL;
     PB_ALLOC(s, 1);
     s->ctx = ctx;
-    PB_TRY(ctx->be->open(ctx->cfg, 0, &s->dev));
+    pb_device_opts dev_opts = pb_config_device_opts(ctx->cfg);
+    PB_TRY(ctx->be->open(&dev_opts, 0, &s->dev));
     PB_TRY(pb_replica_init(&s->rep, ctx->be, s->dev, ctx->cfg, ctx->layout, 0,
                            ctx->layout->n_layers, ctx->cfg->shape.batch, ctx->init_params));
     /* nothing reads the gradients between backward and the optimizer */

@@ -1,6 +1,6 @@
 /* CPU backend: CBLAS (OpenBLAS) GEMMs, C loops for the rest, the clock for
  * timing. Everything runs synchronously on the calling thread; the BLAS uses
- * cfg->threads threads. Activations are fp32. */
+ * opts->threads threads. Activations are fp32. */
 #define _GNU_SOURCE
 /* a*b + c stays two roundings everywhere in this file, whatever the flags
  * (GNU C modes fuse it by default, and the AVX-512 clones below have FMA):
@@ -67,13 +67,13 @@ static int cpu_device_count(char *why, size_t why_len)
     return n > 0 ? (int)n : 1;
 }
 
-static pb_status cpu_open(const pb_config *cfg, int ordinal, pb_device **out)
+static pb_status cpu_open(const pb_device_opts *opts, int ordinal, pb_device **out)
 {
     pb_device *dev = calloc(1, sizeof *dev);
     if (!dev) return pb_host_nomem(sizeof *dev);
     dev->ordinal = ordinal;
-    dev->threads = cfg->threads;
-    pb_blas_set_threads(cfg->threads);
+    dev->threads = opts->threads;
+    pb_blas_set_threads(opts->threads);
     *out = dev;
     return PB_OK;
 }

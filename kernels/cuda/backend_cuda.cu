@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../harness/env.h"
 #include "../backend.h"
+#include "../driver_version.h"
 #include "cuda_check.h"
 #include "cuda_device.h"
 
@@ -115,7 +115,7 @@ static void cuda_close(pb_device *dev)
     free(dev);
 }
 
-static pb_status cuda_open(const pb_config *cfg, int ordinal, pb_device **out)
+static pb_status cuda_open(const pb_device_opts *opts, int ordinal, pb_device **out)
 {
     pb_status st = PB_OK;
     pb_device *dev = NULL;
@@ -132,7 +132,7 @@ static pb_status cuda_open(const pb_config *cfg, int ordinal, pb_device **out)
     dev = (pb_device *)calloc(1, sizeof *dev);
     PB_CHECK_ALLOC(dev, sizeof *dev);
     dev->ordinal = ordinal;
-    dev->precision = cfg ? cfg->precision : PB_FP32;
+    dev->precision = opts ? opts->precision : PB_FP32;
     PB_CUDA_CHECK(cudaSetDevice(ordinal));
     PB_CUDA_CHECK(cudaGetDeviceProperties(&prop, ordinal));
     /* bf16 tensor-core GEMMs and tf32 need Ampere */
@@ -161,9 +161,9 @@ static pb_status cuda_open(const pb_config *cfg, int ordinal, pb_device **out)
         /* sized now so that no layer grows it mid-run (a graph capture could
          * not allocate); ensure_bias16 still grows it for custom shapes */
         size_t need = 1u << 16;
-        if (cfg && (size_t)cfg->shape.in > need) need = (size_t)cfg->shape.in;
-        if (cfg && (size_t)cfg->shape.hidden > need) need = (size_t)cfg->shape.hidden;
-        if (cfg && (size_t)cfg->shape.classes > need) need = (size_t)cfg->shape.classes;
+        if (opts && (size_t)opts->shape.in > need) need = (size_t)opts->shape.in;
+        if (opts && (size_t)opts->shape.hidden > need) need = (size_t)opts->shape.hidden;
+        if (opts && (size_t)opts->shape.classes > need) need = (size_t)opts->shape.classes;
         PB_TRY(ensure_bias16(dev, need));
     }
     *out = dev;

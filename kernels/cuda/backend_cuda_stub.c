@@ -14,9 +14,9 @@ static int stub_device_count(char *why, size_t why_len)
     return 0;
 }
 
-static pb_status stub_open(const pb_config *cfg, int ordinal, pb_device **dev)
+static pb_status stub_open(const pb_device_opts *opts, int ordinal, pb_device **dev)
 {
-    (void)cfg;
+    (void)opts;
     (void)ordinal;
     if (dev) *dev = NULL;
     return pb_error(PB_ERR_UNAVAILABLE, "cuda backend: %s", STUB_WHY);

@@ -12,7 +12,7 @@
  * polling ncclCommGetAsyncError under --timeout (harness/poll.h), as wait()
  * polls the end event. A rank whose peer never arrives (a missing rank, a
  * hung one) therefore fails within --timeout naming the rank that holds it
- * up (the node's progress slots, harness/progress.h), instead of blocking
+ * up (the node's progress slots, kernels/progress.h), instead of blocking
  * until the launcher's backstop.
  *
  * Asynchrony: every operation is issued on a comm stream of this comm's own,
@@ -53,26 +53,14 @@
 
 #include "../../harness/log.h"
 #include "../../harness/poll.h"
-#include "../../harness/progress.h"
+#include "../progress.h"
 #include "../comm_mpi.h"
+#include "../mpi_try.h"
 #include "cuda_check.h"
 #include "cuda_device.h"
 
 #define MAX_REQS 4096    /* requests outstanding at once (ddp: buckets + loss) */
 #define MAX_PENDING 256  /* send/recv held back for one group */
-
-/* An MPI call's error as a status with file:line and MPI's own words. */
-#define MPI_TRY(call)                                                            \
-    do {                                                                         \
-        int rc_ = (call);                                                        \
-        if (rc_ != MPI_SUCCESS) {                                                \
-            char msg_[MPI_MAX_ERROR_STRING];                                     \
-            int len_ = 0;                                                        \
-            MPI_Error_string(rc_, msg_, &len_);                                  \
-            st = pb_error(PB_ERR_COMM, "%s failed: %.*s", #call, len_, msg_);    \
-            goto cleanup;                                                        \
-        }                                                                        \
-    } while (0)
 
 typedef enum op_kind { OP_ALLREDUCE, OP_BCAST, OP_REDUCE, OP_SEND, OP_RECV, OP_ALLGATHER, OP_REDUCE_SCATTER } op_kind;
 
@@ -295,11 +283,11 @@ cleanup:
  * NCCL_MULTI_RANK_GPU_ENABLE=1. Set before the first NCCL call reads its
  * environment (ncclGetUniqueId on rank 0). Timings of such runs mean
  * nothing (the row says oversubscribed). */
-static void share_one_gpu(const pb_config *cfg, int rank, int ranks, const char *host)
+static void share_one_gpu(const pb_comm_opts *opts, int rank, int ranks, const char *host)
 {
-    if (!cfg || cfg->n_device_map != ranks) return;
+    if (!opts || opts->n_device_map != ranks) return;
     int sharing = 0;
-    for (int i = 0; i < cfg->n_device_map; i++) sharing += cfg->device_map[i] == cfg->device_map[rank];
+    for (int i = 0; i < opts->n_device_map; i++) sharing += opts->device_map[i] == opts->device_map[rank];
     if (sharing < 2) return;
     int code = 0;
     if (ncclGetVersion(&code) == ncclSuccess && code >= 23000) {
@@ -313,12 +301,12 @@ static void share_one_gpu(const pb_config *cfg, int rank, int ranks, const char 
     }
     if (rank == 0)
         pb_log_info("nccl: %d ranks share cuda:%d (test-only --device-map): %s; timings mean nothing", sharing,
-                    cfg->device_map[rank],
+                    opts->device_map[rank],
                     code >= 23000 ? "NCCL_MULTI_RANK_GPU_ENABLE=1"
                                   : "each rank has its own NCCL_HOSTID and talks over sockets");
 }
 
-static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device *dev, int rank, int ranks,
+static pb_status nccl_init(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank, int ranks,
                            pb_comm_ctx **out)
 {
     pb_status st = PB_OK;
@@ -344,10 +332,10 @@ static pb_status nccl_init(const pb_config *cfg, const pb_backend *be, pb_device
     c->ranks = ranks;
     c->ordinal = pb_cuda_ordinal(dev);
     c->compute = pb_cuda_stream(dev);
-    c->deadline_s = cfg ? cfg->timeout_s : 300.0;
+    c->deadline_s = opts ? opts->timeout_s : 300.0;
     if (gethostname(c->host, sizeof c->host) != 0) snprintf(c->host, sizeof c->host, "unknown");
     c->host[sizeof c->host - 1] = '\0';
-    share_one_gpu(cfg, rank, ranks, c->host);
+    share_one_gpu(opts, rank, ranks, c->host);
 
     /* rank 0 always broadcasts, with a flag, so that a failed
      * ncclGetUniqueId does not leave the other ranks in MPI_Bcast */

@@ -17,7 +17,7 @@ FUZZ_BUILD := $(BUILD)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=c11 -g -O1 -Wall -Wextra -pthread -MMD -MP $(BLAS_CFLAGS) $(FUZZ_SAN)
 FUZZ_LIB_SRC := $(filter-out harness/main.c,$(wildcard harness/*.c study/*.c strategies/*.c workloads/*.c kernels/cpu/*.c)) \
-                kernels/comm_local.c kernels/p2p.c kernels/comm_mpi_stub.c kernels/comm_nccl_stub.c \
+                kernels/comm_local.c kernels/p2p.c kernels/driver_version.c kernels/progress.c kernels/comm_mpi_stub.c kernels/world_stub.c kernels/comm_nccl_stub.c \
                 kernels/nccl_local_stub.c kernels/cuda/backend_cuda_stub.c
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_TARGETS := csv cli

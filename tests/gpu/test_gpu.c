@@ -74,8 +74,9 @@ static void pair_open(pair *p)
     p->gpu_cfg = p->cpu_cfg;
     snprintf(p->gpu_cfg.backend, sizeof p->gpu_cfg.backend, "cuda");
     p->gpu_cfg.precision = precision;
-    CHECK(pb_backend_cpu.open(&p->cpu_cfg, 0, &p->cpu));
-    CHECK(pb_backend_cuda.open(&p->gpu_cfg, 0, &p->gpu));
+    pb_device_opts cpu_opts = pb_config_device_opts(&p->cpu_cfg), gpu_opts = pb_config_device_opts(&p->gpu_cfg);
+    CHECK(pb_backend_cpu.open(&cpu_opts, 0, &p->cpu));
+    CHECK(pb_backend_cuda.open(&gpu_opts, 0, &p->gpu));
 }
 
 static void pair_close(pair *p)

@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 #include "harness/config.h"
-#include "harness/progress.h"
+#include "kernels/progress.h"
 #include "harness/timer.h"
 #include "kernels/comm_local.h"
 #include "kernels/comm_mpi.h"
@@ -66,7 +66,7 @@ typedef struct cs_env {
     const pb_comm *comm;
     cs_caps caps;
     const pb_backend *be;
-    const pb_config *cfg;
+    const pb_comm_opts *opts;
     pb_device *dev;
     pb_comm_ctx *ctx;
     int rank, ranks;
@@ -485,7 +485,7 @@ static bool case_deadline(cs_env *e, int step)
 static bool cs_join(cs_env *e)
 {
     e->ctx = NULL;
-    return cs_ok(e, e->comm->init(e->cfg, e->be, e->dev, e->rank, e->ranks, &e->ctx), "init");
+    return cs_ok(e, e->comm->init(e->opts, e->be, e->dev, e->rank, e->ranks, &e->ctx), "init");
 }
 
 static void cs_leave(cs_env *e)
@@ -652,15 +652,17 @@ static void run_local(const pb_backend *be, int ranks)
     pb_config cfg;
     pb_config_defaults(&cfg);
     cfg.threads = 1;
+    pb_device_opts dev_opts = pb_config_device_opts(&cfg);
+    pb_comm_opts comm_opts = pb_config_comm_opts(&cfg); /* one for the group */
     assert_int_equal(pthread_mutex_init(&w->mu, NULL), 0);
     assert_int_equal(pthread_cond_init(&w->cv, NULL), 0);
     w->ranks = ranks;
     pthread_t t[MAX_PARTS];
     for (int r = 0; r < ranks; r++) {
         cs_env *e = &w->env[r];
-        *e = (cs_env){.comm = &pb_comm_local, .be = be, .cfg = &cfg, .rank = r, .ranks = ranks,
+        *e = (cs_env){.comm = &pb_comm_local, .be = be, .opts = &comm_opts, .rank = r, .ranks = ranks,
                       .caps = {.rewait = true, .missing_fmt = "participant %d never posted it"}};
-        assert_int_equal(be->open(&cfg, r, &e->dev), PB_OK);
+        assert_int_equal(be->open(&dev_opts, r, &e->dev), PB_OK);
     }
     for (int r = 0; r < ranks; r++) assert_int_equal(pthread_create(&t[r], NULL, local_main, &w->env[r]), 0);
     for (int r = 0; r < ranks; r++) pthread_join(t[r], NULL);
@@ -705,11 +707,13 @@ static int rank_main(const char *name, int ordinal)
     pb_config cfg;
     pb_config_defaults(&cfg);
     cfg.threads = 1;
+    pb_device_opts dev_opts = pb_config_device_opts(&cfg);
+    pb_comm_opts comm_opts = pb_config_comm_opts(&cfg);
     cs_env e = {.comm = nccl ? &pb_comm_nccl : &pb_comm_mpi, .be = nccl ? &pb_backend_cuda : &pb_backend_cpu,
-                .cfg = &cfg, .rank = w.rank, .ranks = w.ranks,
+                .opts = &comm_opts, .rank = w.rank, .ranks = w.ranks,
                 .caps = {.rewait = !nccl, .missing_fmt = "rank %d on "}};
     snprintf(e.what, sizeof e.what, "opening device %d", ordinal);
-    bool ok = cs_ok(&e, e.be->open(&cfg, nccl ? ordinal : w.rank, &e.dev), "open") && cs_run(&e, NULL);
+    bool ok = cs_ok(&e, e.be->open(&dev_opts, nccl ? ordinal : w.rank, &e.dev), "open") && cs_run(&e, NULL);
     if (ok)
         printf("comm conformance: %s rank %d of %d passed %d cases\n", name, w.rank, w.ranks, e.cases);
     else

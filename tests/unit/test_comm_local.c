@@ -83,6 +83,8 @@ typedef struct bufs {
 typedef struct world {
     const pb_backend *be;
     pb_config cfg;
+    pb_device_opts dev_opts;
+    pb_comm_opts comm_opts; /* one for the group: local groups by its address */
     int n;
     pb_device *dev[MAXP];
     pb_comm_ctx *cc[MAXP];
@@ -101,12 +103,14 @@ static void world_open(world *w, const pb_backend *be, int n)
     w->n = n;
     pb_config_defaults(&w->cfg);
     w->cfg.threads = 1;
-    for (int r = 0; r < n; r++) assert_int_equal(be->open(&w->cfg, r, &w->dev[r]), PB_OK);
+    w->dev_opts = pb_config_device_opts(&w->cfg);
+    w->comm_opts = pb_config_comm_opts(&w->cfg);
+    for (int r = 0; r < n; r++) assert_int_equal(be->open(&w->dev_opts, r, &w->dev[r]), PB_OK);
 }
 
 static void world_join(world *w)
 {
-    for (int r = 0; r < w->n; r++) assert_int_equal(C->init(&w->cfg, w->be, w->dev[r], r, w->n, &w->cc[r]), PB_OK);
+    for (int r = 0; r < w->n; r++) assert_int_equal(C->init(&w->comm_opts, w->be, w->dev[r], r, w->n, &w->cc[r]), PB_OK);
 }
 
 static void world_close(world *w)
@@ -257,7 +261,7 @@ static void *participant_main(void *arg)
     tl_rank = w->be == &staged_backend ? r : -1;
     tl_allocs = 0;
     /* joining from threads at once: the group forms whatever the order */
-    if (C->init(&w->cfg, w->be, w->dev[r], r, w->n, &w->cc[r]) != PB_OK)
+    if (C->init(&w->comm_opts, w->be, w->dev[r], r, w->n, &w->cc[r]) != PB_OK)
         snprintf(err, 1024, "init: %s", pb_error_message());
     pthread_barrier_wait(&w->barrier);
     /* every thread reaches every barrier; one that failed aborts the group,

@@ -3,7 +3,7 @@
  * usable device it reports a cause instead of failing. */
 #include "test_util.h"
 
-#include "harness/env.h"
+#include "kernels/driver_version.h"
 #include "kernels/backend.h"
 
 #ifndef PB_EXPECT_CUDA

@@ -104,9 +104,9 @@ static void test_device_map(void **state)
 
 static int opened[16], n_opened;
 
-static pb_status fake_open(const pb_config *cfg, int ordinal, pb_device **dev)
+static pb_status fake_open(const pb_device_opts *opts, int ordinal, pb_device **dev)
 {
-    (void)cfg;
+    (void)opts;
     opened[n_opened++] = ordinal;
     *dev = (pb_device *)(intptr_t)(ordinal + 1); /* never dereferenced */
     return PB_OK;

@@ -19,8 +19,9 @@ static int setup_device(void **state)
     pb_config cfg;
     pb_config_defaults(&cfg);
     cfg.threads = 1; /* one BLAS thread: reproducible sums */
+    pb_device_opts opts = pb_config_device_opts(&cfg);
     pb_device *dev = NULL;
-    if (be->open(&cfg, 0, &dev) != PB_OK) return -1;
+    if (be->open(&opts, 0, &dev) != PB_OK) return -1;
     *state = dev;
     return 0;
 }
@@ -504,8 +505,9 @@ static void test_peak_memory(void **state)
     pb_config cfg;
     pb_config_defaults(&cfg);
     cfg.threads = 1;
+    pb_device_opts opts = pb_config_device_opts(&cfg);
     pb_device *dev = NULL;
-    assert_int_equal(be->open(&cfg, 0, &dev), PB_OK); /* a fresh device: peak 0 */
+    assert_int_equal(be->open(&opts, 0, &dev), PB_OK); /* a fresh device: peak 0 */
     const size_t mib = 1 << 20;
     assert_true(be->peak_mem_mb(dev) == 0.0);
     void *a = NULL, *b = NULL, *c = NULL, *d = NULL;

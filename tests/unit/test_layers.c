@@ -10,7 +10,15 @@
  *    config names sweep needs and leaf utilities;
  * 4. the phase timer calls neither progress nor fault (run.c registers them
  *    as hooks), and they do not include the timer: no circle;
- * 5. workloads/ include nothing of the run's configuration. */
+ * 5. workloads/ include nothing of the run's configuration;
+ * 6. kernels/ (backends, comms, the MPI world, the progress slots) include
+ *    from harness/ only the leaf utilities and poll (deadline polling,
+ *    which builds on the timer alone): a backend reads pb_device_opts and
+ *    a comm pb_comm_opts (harness/shape.h), not the run's config;
+ * 7. the run core and the strategies reach the MPI world through
+ *    kernels/world.h and never call MPI themselves; only the registry's comm
+ *    table names the `mpi` comm (kernels/comm_mpi.h);
+ * 8. strategies/ include nothing of the study tools. */
 #include "tests/unit/test_util.h"
 
 #include <dirent.h>
@@ -72,7 +80,7 @@ static bool in_list(const char *s, const char *const *list)
     return false;
 }
 
-/* Every file of a folder ending in .c or .h, tree-relative. */
+/* Every file of a folder ending in .c, .h, .cu or .cuh, tree-relative. */
 static int folder(const char *dir, char files[][PATH_MAX], int max)
 {
     char full[PATH_MAX];
@@ -81,8 +89,10 @@ static int folder(const char *dir, char files[][PATH_MAX], int max)
     assert_non_null(d);
     int n = 0;
     for (struct dirent *e; (e = readdir(d));) {
-        size_t len = strlen(e->d_name);
-        if (len < 3 || e->d_name[len - 2] != '.' || (e->d_name[len - 1] != 'c' && e->d_name[len - 1] != 'h')) continue;
+        const char *dot = strrchr(e->d_name, '.');
+        if (!dot || dot == e->d_name || (strcmp(dot, ".c") != 0 && strcmp(dot, ".h") != 0 && strcmp(dot, ".cu") != 0 &&
+                                        strcmp(dot, ".cuh") != 0))
+            continue;
         assert_true(n < max);
         snprintf(files[n++], PATH_MAX, "%s/%s", dir, e->d_name);
     }
@@ -139,12 +149,12 @@ static void test_no_circle_below_the_run(void **state)
 {
     (void)state;
     static char inc[MAX_INC][PATH_MAX], files[64][PATH_MAX];
-    static const char *const timer_callers[] = {"harness/progress.h", "harness/fault.h", NULL};
+    static const char *const timer_callers[] = {"kernels/progress.h", "harness/fault.h", NULL};
     static const char *const below_timer[] = {"harness/phase.h", NULL};
     static const char *const checked[][2] = {
         {"harness/phase.c", "progress/fault"}, {"harness/phase.h", "progress/fault"},
         {"harness/fault.h", "phase"},          {"harness/fault.c", "phase"},
-        {"harness/progress.h", "phase"},       {"harness/progress.c", "phase"},
+        {"kernels/progress.h", "phase"},       {"kernels/progress.c", "phase"},
     };
     for (size_t i = 0; i < sizeof checked / sizeof checked[0]; i++) {
         int m = includes(checked[i][0], inc);
@@ -160,12 +170,79 @@ static void test_no_circle_below_the_run(void **state)
     }
 }
 
+static const char *const leaf_headers[] = {
+    "harness/status.h",      "harness/log.h",   "harness/timer.h", "harness/nvtx.h",  "harness/phase_names.h",
+    "harness/shape.h",       "harness/stats.h", "harness/parse.h", "harness/poll.h",  NULL};
+
+static void test_kernels_include_only_leaves(void **state)
+{
+    (void)state;
+    static char files[256][PATH_MAX], inc[MAX_INC][PATH_MAX];
+    static const char *const dirs[] = {"kernels", "kernels/cpu", "kernels/cuda"};
+    int total = 0;
+    for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+        int n = folder(dirs[d], files, 256);
+        total += n;
+        for (int f = 0; f < n; f++) {
+            int m = includes(files[f], inc);
+            for (int k = 0; k < m; k++) {
+                if (starts_with(inc[k], "kernels/")) continue;
+                if (!in_list(inc[k], leaf_headers)) fail_msg("%s (below the run) includes %s", files[f], inc[k]);
+            }
+        }
+    }
+    assert_true(total >= 30);
+    /* poll is allowed above as a leaf that builds on the timer alone */
+    static const char *const poll_may[] = {"harness/poll.h", "harness/timer.h", NULL};
+    for (int c = 0; c < 2; c++) {
+        const char *path = c ? "harness/poll.c" : "harness/poll.h";
+        int m = includes(path, inc);
+        for (int k = 0; k < m; k++)
+            if (!in_list(inc[k], poll_may)) fail_msg("%s includes %s (kernels/ use it as a leaf)", path, inc[k]);
+    }
+}
+
+/* The text of a tree-relative file holds needle. */
+static bool mentions(const char *path, const char *needle)
+{
+    char full[PATH_MAX];
+    snprintf(full, sizeof full, "%s/%s", PB_SRC_DIR, path);
+    char *text = read_file(full);
+    if (!text) fail_msg("cannot read %s", full);
+    bool found = strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+static void test_world_below_run_and_comms(void **state)
+{
+    (void)state;
+    static char files[256][PATH_MAX], inc[MAX_INC][PATH_MAX];
+    static const char *const dirs[] = {"harness", "strategies"};
+    for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+        int n = folder(dirs[d], files, 256);
+        for (int f = 0; f < n; f++) {
+            int m = includes(files[f], inc);
+            for (int k = 0; k < m; k++)
+                if (strcmp(inc[k], "kernels/comm_mpi.h") == 0 && strcmp(files[f], "harness/registry.c") != 0)
+                    fail_msg("%s includes %s: the world is kernels/world.h", files[f], inc[k]);
+            if (mentions(files[f], "<mpi.h>")) fail_msg("%s calls MPI itself: the world's agreements are kernels/world.h", files[f]);
+            if (d == 1) {
+                for (int k = 0; k < m; k++)
+                    if (starts_with(inc[k], "study/")) fail_msg("%s (a strategy) includes %s", files[f], inc[k]);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leaves_include_nothing_above),
         cmocka_unit_test(test_run_core_and_study_tools),
         cmocka_unit_test(test_no_circle_below_the_run),
+        cmocka_unit_test(test_kernels_include_only_leaves),
+        cmocka_unit_test(test_world_below_run_and_comms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -293,17 +293,19 @@ static const pb_backend streams = {
     .mark_wait = f_mark_wait,
 };
 
-static pb_config comm_cfg;
+static pb_comm_opts comm_opts;
 static pb_comm_ctx *cc[DEVS];
 
 static void group(int ranks)
 {
     memset(fake_dev, 0, sizeof fake_dev);
     n_copies = 0;
+    pb_config comm_cfg;
     pb_config_defaults(&comm_cfg);
+    comm_opts = pb_config_comm_opts(&comm_cfg);
     for (int i = 0; i < ranks; i++) {
         fake_dev[i].id = i;
-        assert_int_equal(pb_comm_local.init(&comm_cfg, &streams, &fake_dev[i], i, ranks, &cc[i]), PB_OK);
+        assert_int_equal(pb_comm_local.init(&comm_opts, &streams, &fake_dev[i], i, ranks, &cc[i]), PB_OK);
     }
 }
 

@@ -8,7 +8,7 @@
  * 1, its host, pid, phase and step); ranks started with different
  * configurations stop before the first step (exit 2, no row); a malformed
  * PB_FAULT is a usage error. Each run's time is bounded. The progress
- * slots behind those messages (harness/progress.c) are also tested alone,
+ * slots behind those messages (kernels/progress.c) are also tested alone,
  * with a second process as the stuck rank. The processes bench starts die
  * with it (a SIGKILLed launcher, sweep or plot leaves nothing running, and
  * no row); a signal to the launcher's whole process group ends the job as
@@ -23,7 +23,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "harness/progress.h"
+#include "kernels/progress.h"
 
 static double now_s(void)
 {

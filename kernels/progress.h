@@ -7,7 +7,7 @@
  * count of those events within the step, and a CLOCK_MONOTONIC heartbeat,
  * plus its rank, pid and host. The slots of the ranks of one node lie in
  * memory they all map (the `mpi` world puts them in an MPI-3 shared-memory
- * window, kernels/comm_mpi.c); the owner writes its slot with plain atomic
+ * window, kernels/world_mpi.c); the owner writes its slot with plain atomic
  * stores (a seqlock, no MPI call, no allocation), and the others read it
  * with atomic loads. A stuck or dead rank's slot still says where it was.
  * Ranks on other nodes cannot be read this way: the description says how
@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "phase_names.h"
-#include "status.h"
+#include "../harness/phase_names.h"
+#include "../harness/status.h"
 
 #ifdef __cplusplus
 extern "C" {

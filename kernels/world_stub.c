@@ -1,0 +1,60 @@
+/* Built without MPI: no world to join (the rank-per-device strategies say
+ * so in their validation, exit 2), and one process has nothing to agree
+ * with. */
+#include "world.h"
+
+#include <string.h>
+
+bool pb_mpi_available(void) { return false; }
+
+pb_status pb_world_init(pb_world *w)
+{
+    memset(w, 0, sizeof *w);
+    return pb_user_error(PB_ERR_UNAVAILABLE, PB_NO_MPI);
+}
+
+void pb_world_finalize(void) {}
+
+bool pb_world_up(void) { return false; }
+
+pb_status pb_world_max_to_root(double *v, int n)
+{
+    (void)v;
+    (void)n;
+    return pb_user_error(PB_ERR_UNAVAILABLE, PB_NO_MPI);
+}
+
+pb_status pb_world_slowest_to_root(double *v, double *rows, int n, int width)
+{
+    (void)v;
+    (void)rows;
+    (void)n;
+    (void)width;
+    return pb_user_error(PB_ERR_UNAVAILABLE, PB_NO_MPI);
+}
+
+pb_status pb_world_bcast_int_lazy(int *value)
+{
+    (void)value;
+    return pb_user_error(PB_ERR_UNAVAILABLE, PB_NO_MPI);
+}
+
+void pb_world_abort(int code) { (void)code; }
+
+const char *pb_world_version(void) { return ""; }
+
+pb_status pb_world_agree_signal(int *sig, double deadline_s, int64_t step)
+{
+    (void)sig;
+    (void)deadline_s;
+    (void)step;
+    return PB_OK;
+}
+
+pb_status pb_world_agree_hash(uint64_t hash, bool usable, double deadline_s)
+{
+    (void)hash;
+    (void)usable;
+    (void)deadline_s;
+    return PB_OK;
+}
