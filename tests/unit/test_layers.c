@@ -11,7 +11,7 @@
  * 4. the phase timer calls neither progress nor fault (run.c registers them
  *    as hooks), and they do not include the timer: no circle;
  * 5. workloads/ include nothing of the run's configuration. */
-#include "tests/unit/test_util.h"
+#include "tests/common/test_util.h"
 
 #include <dirent.h>
 #include <limits.h>
