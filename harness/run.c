@@ -348,7 +348,7 @@ static pb_status train(run_state *rs)
     }
     if (pb_alloc_count)
         fprintf(stderr, "bench: allocations during measured steps: %lu\n", pb_alloc_count() - allocs_before);
-    /* test-only: what this process's loader generated (tests/unit/test_ddp.c) */
+    /* test-only: what this process's loader generated (tests/e2e/test_ddp.c) */
     const char *stats = getenv("PB_TEST_LOADER_STATS");
     if (stats && *stats && strcmp(stats, "0") != 0)
         fprintf(stderr, "bench: rank %d loader filled %lld samples, %lld bytes\n", rs->multi ? rs->world.rank : 0,

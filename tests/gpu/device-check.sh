@@ -41,7 +41,7 @@ set -uo pipefail
 # from these very sources: the device machine has no .git, so
 # .device/prebuilt/SOURCES holds what `device-check.sh --source-hash` printed
 # when they were built.
-src_hash() { find harness strategies kernels workloads tests/gpu tests/unit -type f \
+src_hash() { find harness strategies kernels workloads tests/gpu tests/unit tests/e2e tests/common -type f \
     \( -name '*.c' -o -name '*.h' -o -name '*.cu' \) | LC_ALL=C sort | xargs cat Makefile ./*.mk tests/*.mk 2>/dev/null \
     | sha1sum | cut -c1-16; }
 if [ "${1:-}" = --source-hash ]; then cd "$(dirname "$0")/../.." && src_hash; exit 0; fi

@@ -1,5 +1,5 @@
 # NVTX recorder: an NVTX v3 injection library (NVTX_INJECTION64_PATH) that
-# writes every range push/pop to NVTX_RECORD_FILE, so tests/unit/test_nvtx.c
+# writes every range push/pop to NVTX_RECORD_FILE, so tests/e2e/test_nvtx.c
 # can check the ranges bench emits without Nsight. Built only when the NVTX
 # headers were found (without them the ranges are no-ops and the test skips).
 ifneq ($(NVTX_DIR),)

@@ -2,7 +2,7 @@
  * asked to, also when they already sit where they go (a close-on-exec
  * descriptor that landed on fd 1 or 2 because bench started with that one
  * closed) and when err_fd is 1, which out_fd's placement would overwrite. */
-#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "tests/common/test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <fcntl.h>
 #include <sys/wait.h>

@@ -31,7 +31,7 @@
  * What differs between comms is stated, not skipped silently (cs_caps):
  * waiting again on a request whose deadline passed (not `nccl`, which
  * aborts its communicator), the words that name a missing participant. */
-#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "tests/common/test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <pthread.h>
 #include <stdbool.h>

@@ -27,7 +27,7 @@
  *    waits for an operation running on another thread;
  * 9. the staged backend's scratch is allocated on the participant's own
  *    thread, and not at all once the sizes have been seen (warm-up). */
-#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "tests/common/test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,7 +1,8 @@
 /* The CUDA backend is compiled and linked whenever the build found nvcc
  * (PB_EXPECT_CUDA=1), also on machines with no GPU such as CI's; without a
- * usable device it reports a cause instead of failing. */
-#include "test_util.h"
+ * usable device it reports a cause instead of failing (the run that shows
+ * it to a user: tests/e2e/test_cuda_build_runs.c). */
+#include "tests/common/test_util.h"
 
 #include "kernels/driver_version.h"
 #include "kernels/backend.h"
@@ -42,27 +43,6 @@ static void test_no_device_has_a_cause(void **state)
     else assert_non_null(strstr(why, "built without CUDA"));
 }
 
-/* --backend cuda without a device: exit 2, one line naming the cause. */
-static void test_backend_cuda_without_device(void **state)
-{
-    (void)state;
-    char why[256] = "";
-    if (pb_backend_cuda.device_count(why, sizeof why) > 0) skip();
-    bench_result *r = calloc(1, sizeof *r);
-    char *dir = make_temp_dir();
-    char out[512];
-    snprintf(out, sizeof out, "%s/r.csv", dir);
-    char *args[] = {"--backend", "cuda", "--workload", "mlp-xs", "--out", out, NULL};
-    run_bench(r, args);
-    assert_int_equal(r->exit_code, 2);
-    assert_int_equal(count_lines(r->err), 1);
-    assert_non_null(strstr(r->err, "--backend cuda"));
-    assert_non_null(strstr(r->err, why));
-    assert_false(file_exists(out));
-    remove_temp_dir(dir);
-    free(r);
-}
-
 /* make test-gpu where there is no device: "skipped: no CUDA device" and
  * exit 77 (automake's "skipped"), so a CI job can run it unconditionally. */
 static void test_gpu_tests_skip_without_device(void **state)
@@ -101,7 +81,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backend_built_as_configured),
         cmocka_unit_test(test_no_device_has_a_cause),
-        cmocka_unit_test(test_backend_cuda_without_device),
         cmocka_unit_test(test_gpu_tests_skip_without_device),
         cmocka_unit_test(test_driver_version_parsed),
     };

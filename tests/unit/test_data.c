@@ -7,7 +7,7 @@
  * and, independently, by tests/data_reference.py (a pure-Python
  * re-implementation from the specification); both agree bit for bit. A change
  * to the generator must update both on purpose. */
-#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "tests/common/test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 

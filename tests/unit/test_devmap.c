@@ -8,7 +8,7 @@
  *     max peak;
  *   - a rank's loader fills its shard alone, with exactly single's samples;
  *     loader threads share the node's cores among its ranks. */
-#include "test_util.h"
+#include "tests/common/test_util.h"
 
 #include <math.h>
 

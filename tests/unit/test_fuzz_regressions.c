@@ -1,7 +1,7 @@
 /* Replays the fuzz corpus and every kept crash input (tests/fuzz/corpus/,
  * tests/fuzz/regressions/) through the fuzz entry points, so `make test`
  * (and `make SAN=1 test`) catches a regression without libFuzzer. */
-#include "tests/unit/test_util.h"
+#include "tests/common/test_util.h"
 
 #include <dirent.h>
 

@@ -5,7 +5,7 @@
  *
  * The elementwise math is shared with the CUDA kernels (kernels/elementwise.h),
  * so these numbers are also what the GPU must compute. */
-#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "tests/common/test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 

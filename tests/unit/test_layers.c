@@ -19,7 +19,7 @@
  *    kernels/world.h and never call MPI themselves; only the registry's comm
  *    table names the `mpi` comm (kernels/comm_mpi.h);
  * 8. strategies/ include nothing of the study tools. */
-#include "tests/unit/test_util.h"
+#include "tests/common/test_util.h"
 
 #include <dirent.h>
 #include <limits.h>

@@ -1,47 +1,19 @@
-/* The run's memory plan (harness/memplan.h): its numbers for a shape worked
- * out by hand; its devices' figures against what the cpu backend counts it
- * allocated (the row's peak_mem_mb columns) and its host figure against the
- * measured peak RSS (host_rss_mb); the presets with default flags accepted
- * on a 16 GiB host; the host's and cgroup's room read from /proc and
- * /sys/fs/cgroup laid out in a folder; and the overcommitted run of issue
- * 12 (mlp-xs at batch 16777216, ~130 GB, which the OOM killer used to end
- * with exit 137 and no row) refused at once: exit 1, the out-of-memory
- * message with what it needed and what was available, a failed row. */
-#include "test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
+/* The run's memory plan (harness/memplan.h), computed in process: its
+ * numbers for a shape worked out by hand; the presets with default flags
+ * accepted on a 16 GiB host; the host's and cgroup's room read from /proc
+ * and /sys/fs/cgroup laid out in a folder; a device without room refused.
+ * The plan against what runs of ./bench hold, and the overcommitted run of
+ * issue 12, are tests/e2e/test_memplan_runs.c. */
+#include "tests/common/test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 #include <stdbool.h>
 #include <time.h>
 
 #include "harness/memplan.h"
+#include "tests/common/memplan_plan.h"
 
 #define MIB 1048576.0
-
-/* validated as a run would be (the cpu backend), or parsed only for a
- * plan of the cuda backend, which this host may not have */
-static pb_config config(char *const *args, bool validate)
-{
-    pb_config cfg;
-    pb_config_defaults(&cfg);
-    int argc = 0;
-    while (args[argc]) argc++;
-    bool help = false;
-    pb_status st = pb_config_parse(&cfg, argc, (char **)args, &help);
-    if (st == PB_OK && validate) st = pb_config_validate(&cfg);
-    if (st != PB_OK) fail_msg("%s", pb_error_message());
-    return cfg;
-}
-
-static pb_memplan plan_of(char *const *args, bool host_is_device, int local_ranks)
-{
-    pb_config cfg = config(args, host_is_device);
-    pb_layout layout;
-    assert_int_equal(pb_mlp_layout(&cfg.shape, &layout), PB_OK);
-    pb_memplan_env env = {.host_is_device = host_is_device, .local_ranks = local_ranks, .writer = true};
-    pb_memplan plan;
-    pb_memplan_compute(&cfg, &layout, &env, &plan);
-    return plan;
-}
 
 /* --- a shape worked out by hand ----------------------------------------------
  * in 4, hidden 8, 2 layers, 3 classes, batch 6: layer 0 is 4x8+8 = 40
@@ -133,76 +105,7 @@ static void test_device_bf16_by_hand(void **state)
     assert_true(p.host == 268 + 408);
 }
 
-/* --- against what a run holds ------------------------------------------------ */
-
-/* Runs args for 3 steps; the plan of its devices must be what the cpu
- * backend counted (exactly, to the row's precision), and its host figure
- * no more than the peak RSS and no less than it once the margin is added. */
-static void check_against_run(void **state, char *const *args, int ranks)
-{
-    bench_run *r = keep(state, bench_run_new());
-    char *run_args[48];
-    int n = 0;
-    while (args[n]) {
-        run_args[n] = args[n];
-        n++;
-    }
-    char *tail[] = {"--iters", "2", "--warmup", "1", "--quiet", "--out", r->csv_path, NULL};
-    for (int i = 0; tail[i]; i++) run_args[n++] = tail[i];
-    run_args[n] = NULL;
-    run_bench(&r->res, run_args);
-    expect_exit(r, 0);
-    pb_memplan p = plan_of(args, true, ranks);
-    csv c;
-    csv_load(&c, r->csv_path);
-    double dev0 = csv_num(&c, "peak_mem_mb_dev0"), dmax = csv_num(&c, "peak_mem_mb"), rss = csv_num(&c, "host_rss_mb");
-    csv_free(&c);
-    double pmax = 0.0;
-    for (int i = 0; i < p.n_devices; i++)
-        if (p.device[i] > pmax) pmax = p.device[i];
-    if (fabs(p.device[0] / MIB - dev0) > 0.01 || fabs(pmax / MIB - dmax) > 0.01)
-        fail_msg("%s: plan device 0 %.3f MiB, max %.3f; the backend counted %.3f and %.3f", args[3],
-                 p.device[0] / MIB, pmax / MIB, dev0, dmax);
-    /* a rank's RSS is its share (ranks alike without --verify) */
-    double host = p.host / ranks / MIB, margin = pb_memplan_host_margin(&p, ranks) / ranks / MIB;
-    if (host > rss) fail_msg("%s: the plan counts %.1f MiB, more than the peak RSS %.1f", args[3], host, rss);
-    /* a sanitizer's shadow memory is no part of a run */
-    if (!getenv("ASAN_OPTIONS") && rss > host + margin)
-        fail_msg("%s: peak RSS %.1f MiB beyond the plan %.1f + margin %.1f", args[3], rss, host, margin);
-}
-
-static void test_single_against_run(void **state)
-{
-    char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--verify", "--optimizer", "adamw", NULL};
-    check_against_run(state, args, 1);
-}
-
-static void test_dp_against_run(void **state)
-{
-    char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "dp", "--gpus", "2", NULL};
-    check_against_run(state, args, 1);
-}
-
-static void test_dp_3_devices_against_run(void **state)
-{
-    char *args[] = {"--backend", "cpu", "--workload", "mlp-xs", "--strategy", "dp", "--gpus", "3", "--batch", "96",
-                    NULL};
-    check_against_run(state, args, 1);
-}
-
-static void test_mp_against_run(void **state)
-{
-    char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "mp", "--gpus", "2", "--microbatches",
-                    "4", NULL};
-    check_against_run(state, args, 1);
-}
-
-static void test_ddp_against_run(void **state)
-{
-    if (!PB_EXPECT_MPI) skip();
-    char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "ddp", "--gpus", "2", NULL};
-    check_against_run(state, args, 2);
-}
+/* --- the presets ------------------------------------------------------------- */
 
 /* The presets with default flags fit a 16 GiB host: the plan refuses no
  * run of theirs there (mlp-l's ddp on 2 ranks, the largest, plans 14.8 GiB) */
@@ -335,35 +238,6 @@ static void test_device_refused(void **state)
         fail_msg("%s", pb_error_message());
 }
 
-/* --- the overcommitted run -------------------------------------------------- */
-
-static void test_overcommitted_run_refused(void **state)
-{
-    bench_run *r = keep(state, bench_run_new());
-    char *args[] = {"--workload", "mlp-xs", "--batch", "16777216", "--backend", "cpu", "--quiet", "--out",
-                    r->csv_path, NULL};
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    run_bench(&r->res, args);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    expect_exit(r, 1);
-    /* refused before allocating: no 130 GB touched, so at once */
-    if (took > 5.0) fail_msg("took %.1f s to refuse", took);
-    if (!strstr(r->res.err, "out of host memory: the run needs about ") || !strstr(r->res.err, " MiB available") ||
-        !strstr(r->res.err, "refused before allocating"))
-        fail_msg("stderr:\n%s", r->res.err);
-    csv c;
-    csv_load(&c, r->csv_path);
-    assert_int_equal(c.rows, 1);
-    assert_string_equal(csv_get(&c, "status"), "failed");
-    assert_non_null(strstr(csv_get(&c, "error"), "out of host memory: the run needs about "));
-    static const char *const figures[] = {"step_ms_p50", "step_ms_mean", "samples_per_s", "loss_last", "host_rss_mb"};
-    for (size_t i = 0; i < sizeof figures / sizeof *figures; i++) assert_string_equal(csv_get(&c, figures[i]), "");
-    assert_string_equal(csv_get(&c, "batch_global"), "16777216");
-    csv_free(&c);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -373,17 +247,11 @@ int main(void)
         cmocka_unit_test(test_ddp_ranks_share_the_host),
         cmocka_unit_test(test_verify_by_hand),
         cmocka_unit_test(test_device_bf16_by_hand),
-        cmocka_unit_test_setup_teardown(test_single_against_run, run_setup, run_teardown),
-        cmocka_unit_test_setup_teardown(test_dp_against_run, run_setup, run_teardown),
-        cmocka_unit_test_setup_teardown(test_dp_3_devices_against_run, run_setup, run_teardown),
-        cmocka_unit_test_setup_teardown(test_mp_against_run, run_setup, run_teardown),
-        cmocka_unit_test_setup_teardown(test_ddp_against_run, run_setup, run_teardown),
         cmocka_unit_test(test_presets_fit_16_gib),
         cmocka_unit_test(test_host_room_cgroup_v2),
         cmocka_unit_test(test_host_room_cgroup_v2_ancestor),
         cmocka_unit_test(test_host_room_cgroup_v1),
         cmocka_unit_test(test_device_refused),
-        cmocka_unit_test_setup_teardown(test_overcommitted_run_refused, run_setup, run_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

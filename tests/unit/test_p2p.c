@@ -18,7 +18,7 @@
  *      once the sender waits for its send;
  *    - a broadcast's copies and dp's scatter (sends posted together) do
  *      not wait for one another: the destinations copy in parallel. */
-#include "test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "tests/common/test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <stdbool.h>
 

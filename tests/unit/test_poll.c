@@ -1,7 +1,7 @@
 /* harness/poll.c with fakes: the deadline logic that the nccl comm runs
  * around communicator set-up, every enqueue and every wait (a sequence of
  * ncclCommGetAsyncError / cudaEventQuery answers and clock readings). */
-#include "test_util.h"
+#include "tests/common/test_util.h"
 
 #include "harness/poll.h"
 

@@ -6,7 +6,7 @@
  * the columns must change it on purpose (and docs/csv-schema.md with it).
  * tests/golden/row.csv is the row of fixed_record() below. Run the program
  * with PB_UPDATE_GOLDEN=1 to rewrite both, then review the diff. */
-#include "tests/unit/test_util.h"
+#include "tests/common/test_util.h"
 
 #include <errno.h>
 #include <fcntl.h>

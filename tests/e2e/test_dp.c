@@ -3,7 +3,7 @@
  * moved by the `local` comm (auto or named), rejects a batch it cannot
  * split, and its row times scatter/replicate/gather/reduce as phases of
  * their own that add up to the step, with device 0's peak memory. */
-#include "test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "tests/common/test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 #include <stdbool.h>

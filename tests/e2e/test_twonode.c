@@ -12,7 +12,7 @@
  *    mpirun's own --timeout then ends mpirun, which would otherwise wait for
  *    the unreachable daemon (docs/reliability.md, "Two nodes on one
  *    machine (tests)"). */
-#include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "tests/common/test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <fcntl.h>
 #include <signal.h>

@@ -6,17 +6,19 @@
  *    ENOSPC; no root, no mount) makes the row's append fail; the results
  *    CSV is left byte for byte as it was for single, ddp (2 ranks) and
  *    sweep rows, a CSV the run would have created does not exist, and
- *    --dump leaves no truncated .npy under its final name. Two writers
- *    racing to create a CSV, one failing, lose no row of the other.
+ *    --dump leaves no truncated .npy under its final name. (Two writers
+ *    racing to create a CSV: tests/unit/test_files_lib.c.)
  * 2. a bad --dump (a file, a missing folder, a folder no file can be
  *    created in) is a usage error before any work: exit 2, nothing written.
  * 3. CRLF results files: appended to in CRLF, resumed by sweep, compared;
- *    a schema mismatch is named without a stray '\r'.
+ *    a schema mismatch is named without a stray '\r' (in
+ *    tests/unit/test_files_lib.c).
  * 4. FIFOs: --out (run, sweep) is refused with exit 2; compare refuses one
  *    without blocking.
  * 5. bench calibrate runs in a folder without results/ and writes nothing.
  * Every bench run is mlp-xs with 2 steps: about a second each. */
-#include "tests/unit/test_csv.h"
+#include "tests/common/test_csv.h"
+#include "tests/common/files_fixture.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,31 +30,6 @@
 
 #define RUN_FLAGS "--backend", "cpu", "--workload", "mlp-xs", "--iters", "2", "--warmup", "0", "--threads", "1", "--quiet"
 #define SWEEP_FLAGS "sweep", "--strategies", "single", "--gpus", "1", RUN_FLAGS
-
-typedef struct files {
-    char *dir;
-    char out[512]; /* DIR/r.csv */
-    bench_result res;
-} files;
-
-static int setup(void **state)
-{
-    files *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    f->dir = make_temp_dir();
-    snprintf(f->out, sizeof f->out, "%s/r.csv", f->dir);
-    pb_error_clear();
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    files *f = *state;
-    remove_temp_dir(f->dir);
-    free(f);
-    return 0;
-}
 
 static void expect_code(const files *f, int code)
 {
@@ -96,14 +73,6 @@ static void folder_entries(const char *dir, char *buf, size_t len)
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
             n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%s ", e->d_name);
     closedir(d);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
-    assert_int_equal(fclose(fp), 0);
 }
 
 /* "\n" line ends to "\r\n", as a spreadsheet saves a CSV. */
@@ -245,52 +214,6 @@ static void test_full_disk_dump(void **state)
     csv_free(&c);
 }
 
-/* Two writers create the same CSV at once and the one that created it
- * fails (its file size limit is below the header): the other's row is in
- * the file, never in one the failing writer removed. Repeated, since the
- * order is up to the scheduler. */
-static void test_racing_creators_lose_no_row(void **state)
-{
-    files *f = *state;
-    pb_record *r = calloc(1, sizeof *r);
-    assert_non_null(r);
-    pb_record_set(r, PB_COL_STATUS, "ok");
-    char row[1 << 16];
-    size_t rlen = pb_results_format(r, row, sizeof row);
-    assert_true(rlen > 0);
-    for (int round = 0; round < 100; round++) {
-        unlink(f->out);
-        pid_t pids[2];
-        for (int w = 0; w < 2; w++) {
-            pids[w] = fork();
-            assert_true(pids[w] >= 0);
-            if (pids[w] == 0) {
-                if (w == 0) {
-                    struct rlimit lim;
-                    getrlimit(RLIMIT_FSIZE, &lim);
-                    lim.rlim_cur = 100;
-                    signal(SIGXFSZ, SIG_IGN);
-                    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(3);
-                }
-                _exit(pb_results_append(f->out, r) == PB_OK ? 0 : 1);
-            }
-        }
-        int status[2];
-        for (int w = 0; w < 2; w++) assert_int_equal(waitpid(pids[w], &status[w], 0), pids[w]);
-        assert_true(WIFEXITED(status[0]) && WEXITSTATUS(status[0]) == 1);
-        assert_true(WIFEXITED(status[1]) && WEXITSTATUS(status[1]) == 0);
-        char *text = read_file(f->out);
-        if (!text) fail_msg("round %d: the row of the writer that succeeded is lost (no file)", round);
-        char header[8192];
-        size_t hlen = pb_results_header(header, sizeof header);
-        assert_int_equal(strlen(text), hlen + rlen);
-        assert_memory_equal(text, header, hlen);
-        assert_memory_equal(text + hlen, row, rlen);
-        free(text);
-    }
-    free(r);
-}
-
 /* ------------------------------------------------------------------------ */
 /* 2. a bad --dump                                                           */
 
@@ -375,25 +298,6 @@ static void test_crlf_resume_compare_append(void **state)
     free(crlf);
 }
 
-/* Another schema saved with CRLF: refused, naming the column, with no '\r'
- * in the message (it used to read "('error', expected 'error')"). */
-static void test_crlf_other_schema_named(void **state)
-{
-    files *f = *state;
-    char header[8192];
-    pb_results_header(header, sizeof header);
-    char *last = strrchr(header, ',');
-    assert_non_null(last);
-    strcpy(last, "\r\n"); /* this build's header less its last column */
-    write_text(f->out, header);
-    assert_int_equal(pb_results_check_target(f->out), PB_ERR_SCHEMA);
-    const char *msg = pb_error_message();
-    assert_null(strchr(msg, '\r'));
-    char want[64];
-    snprintf(want, sizeof want, "at column %d ('', expected 'error')", PB_COL_COUNT);
-    if (!strstr(msg, want)) fail_msg("message lacks \"%s\": %s", want, msg);
-}
-
 /* ------------------------------------------------------------------------ */
 /* 4. FIFOs and other files that are not regular                             */
 
@@ -459,17 +363,15 @@ static void test_calibrate_outside_repository(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_full_disk_single_row, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_full_disk_new_csv_left_absent, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_full_disk_ddp_row, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_full_disk_sweep_row, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_full_disk_dump, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_racing_creators_lose_no_row, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_dump_usage_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crlf_resume_compare_append, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crlf_other_schema_named, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fifo_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_calibrate_outside_repository, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_single_row, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_new_csv_left_absent, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_ddp_row, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_sweep_row, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_dump, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_dump_usage_error, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_crlf_resume_compare_append, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_fifo_refused, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_calibrate_outside_repository, files_setup, files_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

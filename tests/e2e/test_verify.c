@@ -6,7 +6,7 @@
  * 1e-4; mlp-s drifts the same way, 2.9e-2 after 100 steps, but takes 5x as
  * long), and a wrong gradient (PB_FAULT kind=skew, test-only: one gradient
  * element scaled by 1.05 on one device or rank) still fails the run. */
-#include "test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "tests/common/test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <stdbool.h>
 
@@ -82,26 +82,9 @@ static void test_ddp_skew_caught(void **state)
     expect_skew_caught(state, "ddp", "kind=skew,rank=1");
 }
 
-/* The judged step: PB_VERIFY_STEPS, or the last when there are fewer. */
-static void test_verify_steps(void **state)
-{
-    (void)state;
-    pb_config cfg;
-    pb_config_defaults(&cfg);
-    cfg.warmup = 3;
-    cfg.iters = 97;
-    assert_int_equal(pb_verify_steps(&cfg), PB_VERIFY_STEPS);
-    cfg.iters = 2;
-    assert_int_equal(pb_verify_steps(&cfg), 5);
-    cfg.warmup = 0;
-    cfg.iters = PB_VERIFY_STEPS;
-    assert_int_equal(pb_verify_steps(&cfg), PB_VERIFY_STEPS);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_verify_steps),
         cmocka_unit_test_setup_teardown(test_dp_passes_100_steps, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mp_passes_100_steps, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_ddp_passes_100_steps, run_setup, run_teardown),

@@ -18,7 +18,7 @@
  *    for the first, says so, and then finds them done;
  * 7. a failed ddp child is reported by its own error line, not by the Open
  *    MPI notice that follows it. */
-#include "tests/unit/test_csv.h"
+#include "tests/common/test_csv.h"
 
 #include <fcntl.h>
 #include <signal.h>

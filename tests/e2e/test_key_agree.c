@@ -19,7 +19,7 @@
  * .dat must hold the same configurations and means; sweep must find R's
  * configuration done (nothing run) with the mean of R and its non-key
  * copies. */
-#include "tests/unit/test_csv.h"
+#include "tests/common/test_csv.h"
 
 #include "harness/results.h"
 

@@ -8,7 +8,7 @@
  *
  * The tests that draw need gnuplot on PATH (scripts/run-tests.sh installs
  * gnuplot-nox); without it they are skipped, and the not-found test runs. */
-#include "tests/unit/test_util.h"
+#include "tests/common/test_util.h"
 
 #include <dirent.h>
 #include <fcntl.h>

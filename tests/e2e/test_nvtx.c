@@ -2,7 +2,7 @@
  * recorder (tests/nvtx/nvtx_recorder.c) attached through NVTX's documented
  * injection interface (NVTX_INJECTION64_PATH), which writes every range push
  * and pop to NVTX_RECORD_FILE; the tests check the recorded tree. */
-#include "test_util.h"
+#include "tests/common/test_util.h"
 
 #include <stdbool.h>
 

@@ -1,7 +1,7 @@
 /* End-to-end training through ./bench as a child process: the CSV row, the
  * phase accounting, the --dump arrays against the library's own generator,
  * determinism, AdamW, and a diverging run that must fail cleanly. */
-#include "test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
+#include "tests/common/test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <dirent.h>
 #include <math.h>
