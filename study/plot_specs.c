@@ -1,0 +1,578 @@
+/* bench plot's plots as specifications: the table of the plots of one CSV
+ * and --compare's plot, each plot's select and rows functions, and the one
+ * driver that writes a plot's .dat file, its titles, and draws it with a
+ * plots/ *.gp script through study/gnuplot.c. */
+#define _POSIX_C_SOURCE 200809L
+#include "plot_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gnuplot.h"
+#include "../harness/log.h"
+#include "../harness/registry.h"
+
+/* A label inside a .dat file: double-quoted, so no double quotes inside. */
+static void dat_label(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        fputc(*p == '"' ? '\'' : (*p < 0x20 || *p == 0x7f) ? ' ' : *p, f);
+    fputc('"', f);
+}
+
+/* The two lines of a bar's label as the .dat files' first two columns. */
+static void dat_tics(FILE *f, const config *c)
+{
+    dat_label(f, c->tic1);
+    fputc(' ', f);
+    dat_label(f, c->tic2);
+}
+
+static void dat_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, " %.6g", v);
+    else
+        fputs(" NaN", f);
+}
+
+/* Opens <datadir>/<name>.dat for writing; *path gets its path. */
+static FILE *dat_open(ctx *x, const char *name, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s.dat", x->datadir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        pb_log_error("plot: cannot write %s: %s", path, strerror(errno));
+        x->failed++;
+        return NULL;
+    }
+    if (!x->o.keep_data) pb_plot_strv_push(&x->tmpfiles, strdup(path));
+    return f;
+}
+
+static bool dat_close(ctx *x, FILE *f, const char *path)
+{
+    if (ferror(f) | (fclose(f) != 0)) {
+        pb_log_error("plot: cannot write %s", path);
+        x->failed++;
+        return false;
+    }
+    return true;
+}
+
+/* Draws plots/SCRIPT.gp (study/gnuplot.h), which reads datafile and writes
+ * OUTNAME.png and OUTNAME.svg in --out; prints their paths. vars gets
+ * plotdir, datafile, ptitle and psub added. */
+static void draw(ctx *x, const char *script, const char *datafile, const char *outname, const char *title,
+                 const char *sub, pb_strbuf *vars)
+{
+    char script_path[PATH_MAX + 32], png[PATH_MAX + 8], svg[PATH_MAX + 8];
+    snprintf(script_path, sizeof script_path, "%s/%s.gp", x->plotdir, script);
+    pb_gnuplot_str(vars, "plotdir", x->plotdir);
+    pb_gnuplot_str(vars, "datafile", datafile);
+    pb_gnuplot_str(vars, "ptitle", title);
+    pb_gnuplot_str(vars, "psub", sub);
+    switch (pb_gnuplot_draw("plot", x->gnuplot, script_path, x->outdir, outname, vars, png, svg)) {
+    case PB_GNUPLOT_DRAWN:
+        printf("%s\n%s\n", png, svg);
+        fflush(stdout);
+        x->written++;
+        break;
+    case PB_GNUPLOT_FAILED: x->failed++; break;
+    case PB_GNUPLOT_STOPPED: break;
+    }
+}
+
+static void skip(const ctx *x, const char *what, const char *why)
+{
+    (void)x;
+    pb_log_info("plot: skipped %s: %s", what, why);
+}
+
+/* Comma-separated distinct device counts of the configs in idx ("1,2,4"). */
+static void device_tics(const cfgset *s, const int *idx, int n, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    int last = 0;
+    for (;;) {
+        int next = INT_MAX;
+        for (int i = 0; i < n; i++)
+            if (s->c[idx[i]].devices > last && s->c[idx[i]].devices < next) next = s->c[idx[i]].devices;
+        if (next == INT_MAX) break;
+        used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%d", used ? "," : "", next);
+        last = next;
+    }
+}
+
+static int xtic_angle(const cfgset *s, const int *idx, int n)
+{
+    size_t longest = 0;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(s->c[idx[i]].tic1), l2 = strlen(s->c[idx[i]].tic2);
+        if (l2 > l) l = l2;
+        if (l > longest) longest = l;
+    }
+    if (n <= 12 && longest * (size_t)n <= 110) return 0;
+    return n <= 12 ? 30 : n <= 30 ? 60 : 90; /* steeper as the bars get narrower */
+}
+void pb_plot_safe_name(char *s)
+{
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.') *s = '_';
+}
+
+static void title_of(const selection *sel, const int *idx, int n, const char *what, char *buf, size_t len)
+{
+    char dd[TEXT_MAX];
+    pb_plot_device_and_date(&sel->set, idx, n, dd, sizeof dd);
+    snprintf(buf, len, "%s: %s, %s, %s", what, sel->workload, sel->backend, dd);
+}
+
+static void sub_of(const selection *sel, const int *idx, int n, const char *extra, char *buf, size_t len)
+{
+    char shared[TEXT_MAX];
+    pb_plot_shared_settings(&sel->set, idx, n, sel->per_device_batch, shared, sizeof shared);
+    /* the shared settings are cut to fit beside extra (both TEXT_MAX) in a
+     * subtitle: a label, not data */
+    if (extra && *extra)
+        snprintf(buf, len, "%s%s%.*s", extra, shared[0] ? "; " : "", TEXT_MAX - 16, shared);
+    else
+        snprintf(buf, len, "%s", shared);
+}
+
+/* Builds one plot: its configurations, its .dat file, its titles, the
+ * drawing. Returns whether its data file was written. */
+bool pb_plot_build_plot(const plot_spec *spec, plot_job *job)
+{
+    ctx *x = job->x;
+    job->vars = (pb_strbuf){0};
+    job->sub[0] = '\0';
+    const char *why = spec->select ? spec->select(job) : NULL;
+    if (why) {
+        skip(x, spec->what, why);
+        return false;
+    }
+    char name[2 * DIM_MAX + 36], path[PATH_MAX + sizeof name + 8];
+    snprintf(name, sizeof name, "%s%s", job->prefix, spec->name);
+    pb_plot_safe_name(name);
+    FILE *f = dat_open(x, name, path, sizeof path);
+    if (!f) return false;
+    why = spec->rows(job, f);
+    bool closed = dat_close(x, f, path);
+    if (!closed || why) {
+        if (closed) skip(x, spec->what, why);
+        free(pb_strbuf_take(&job->vars));
+        return closed;
+    }
+    char title[TEXT_MAX * 2], sub[TEXT_MAX * 3];
+    if (spec->titles) {
+        spec->titles(job, title, sizeof title, sub, sizeof sub);
+    } else {
+        title_of(job->sel, job->idx, job->n, spec->title, title, sizeof title);
+        sub_of(job->sel, job->idx, job->n, spec->sub ? spec->sub : job->sub, sub, sizeof sub);
+    }
+    draw(x, spec->script, path, name, title, sub, &job->vars);
+    return true;
+}
+
+/* The strategies with gradient buckets (ddp) and with a pipeline of
+ * microbatches (mp), as the strategy table says; false for a strategy this
+ * binary does not know. */
+static bool has_buckets(const char *strategy)
+{
+    const pb_strategy *s = pb_find_strategy(strategy);
+    return s && s->buckets;
+}
+
+static bool has_microbatches(const char *strategy)
+{
+    const pb_strategy *s = pb_find_strategy(strategy);
+    return s && s->microbatches;
+}
+
+static const char *const stack_phases[] = {"load", "h2d", "scatter", "replicate", "fwd", "gather",
+                                           "bwd",  "reduce", "p2p", "bubble",    "sync", "opt"};
+#define N_STACK (int)(sizeof stack_phases / sizeof stack_phases[0])
+
+/* c's mean step and phase times (a missing or negative one is 0), and in
+ * ph[N_STACK] the rest of the step the phases marked in used leave (0 when
+ * negative); returns that rest before the clamp. */
+static double phase_means(const config *c, const bool *used, double *ph, double *step)
+{
+    *step = pb_plot_cmean(c, "step_ms_mean");
+    double sum = 0;
+    for (int p = 0; p < N_STACK; p++) {
+        char col[32];
+        snprintf(col, sizeof col, "%s_ms", stack_phases[p]);
+        double v = pb_plot_cmean(c, col);
+        ph[p] = isnan(v) || v < 0 ? 0 : v;
+        if (used && used[p]) sum += ph[p];
+    }
+    double other = isnan(*step) ? 0 : *step - sum;
+    ph[N_STACK] = other > 0 ? other : 0;
+    return other;
+}
+
+/* The breakdown's columns: a phase is drawn when it is at least 0.1 % of
+ * some config's step (or there is no step time to compare with); "other" is
+ * the rest of the step the drawn phases do not cover, when that is at least
+ * 0.5 %. Returns how many. */
+static int stack_columns(const plot_job *job, bool *used)
+{
+    double ph[N_STACK + 1], step;
+    memset(used, 0, (N_STACK + 1) * sizeof *used);
+    for (int i = 0; i < job->n; i++) {
+        phase_means(&job->set->c[job->idx[i]], NULL, ph, &step);
+        for (int p = 0; p < N_STACK; p++)
+            if (ph[p] > 0 && (isnan(step) || ph[p] >= 0.001 * step)) used[p] = true;
+    }
+    for (int i = 0; i < job->n; i++) {
+        double other = phase_means(&job->set->c[job->idx[i]], used, ph, &step);
+        if (other > 0.001 && other >= 0.005 * step) used[N_STACK] = true;
+    }
+    int ncols = 0;
+    for (int p = 0; p <= N_STACK; p++) ncols += used[p];
+    return ncols;
+}
+
+static const char *breakdown_select(plot_job *job)
+{
+    bool used[N_STACK + 1];
+    return stack_columns(job, used) ? NULL : "no phase times in the rows";
+}
+
+static const char *breakdown_rows(plot_job *job, FILE *f)
+{
+    bool used[N_STACK + 1];
+    int ncols = stack_columns(job, used);
+    fputs("\"config\" \"settings\"", f);
+    for (int p = 0; p < N_STACK; p++)
+        if (used[p]) fprintf(f, " \"%s\"", strcmp(stack_phases[p], "sync") == 0 ? "sync (exposed comm)" : stack_phases[p]);
+    if (used[N_STACK]) fputs(" \"other (rest of the step)\"", f);
+    fputs(" \"step (mean)\"\n", f);
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        double ph[N_STACK + 1], step;
+        phase_means(c, used, ph, &step);
+        dat_tics(f, c);
+        for (int p = 0; p <= N_STACK; p++)
+            if (used[p]) dat_num(f, ph[p]);
+        dat_num(f, step);
+        fputc('\n', f);
+    }
+    pb_strbuf lts = {0};
+    for (int p = 0; p <= N_STACK; p++)
+        if (used[p]) pb_strbuf_printf(&lts, "%s%d", lts.n ? " " : "", 11 + p); /* plots/common.gp's phase colours */
+    char *lt = pb_strbuf_take(&lts);
+    pb_gnuplot_str(&job->vars, "phaselt", lt ? lt : "");
+    free(lt);
+    pb_gnuplot_num(&job->vars, "nphases", ncols);
+    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    return NULL;
+}
+
+static const char *scaling_mode(const selection *sel)
+{
+    return sel->per_device_batch ? "weak scaling (same batch per device)" : "strong scaling (same global batch)";
+}
+
+static void add_devtics(plot_job *job)
+{
+    char tics[256];
+    device_tics(job->set, job->idx, job->n, tics, sizeof tics);
+    pb_gnuplot_str(&job->vars, "devtics", tics);
+}
+
+static const char *throughput_select(plot_job *job)
+{
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        if (c->devices > 1 && !isnan(pb_plot_cmean(c, "samples_per_s"))) return NULL;
+    }
+    return "no ok rows on more than one device";
+}
+
+/* A block per series, then a block per distinct reference: the ideal line
+ * N x its throughput. */
+static const char *throughput_rows(plot_job *job, FILE *f)
+{
+    const selection *sel = job->sel;
+    int nseries = sel->nseries;
+    const int *ref = sel->ref;
+    for (int s = 0; s < nseries; s++) {
+        if (s) fputs("\n\n", f);
+        dat_label(f, sel->set.c[sel->first[s]].series_label);
+        fputs(" \"samples/s\"\n", f);
+        for (int i = 0; i < job->n; i++) {
+            const config *c = &sel->set.c[job->idx[i]];
+            if (c->series != s) continue;
+            fprintf(f, "%d", c->devices);
+            dat_num(f, pb_plot_cmean(c, "samples_per_s"));
+            fputc('\n', f);
+        }
+    }
+    int nideal = 0, distinct_refs = 0;
+    for (int s = 0; s < nseries; s++) {
+        bool seen = false;
+        for (int k = 0; k < s; k++) seen |= ref[k] == ref[s];
+        if (ref[s] >= 0 && !seen) distinct_refs++;
+    }
+    for (int s = 0; s < nseries; s++) {
+        if (ref[s] < 0) continue;
+        bool seen = false;
+        for (int k = 0; k < s; k++) seen |= ref[k] == ref[s];
+        if (seen) continue;
+        int top = 1;
+        for (int k = 0; k < nseries; k++)
+            if (ref[k] == ref[s] && sel->maxdev[k] > top) top = sel->maxdev[k];
+        if (top < 2) continue;
+        const config *r = &sel->set.c[ref[s]];
+        double t1 = pb_plot_cmean(r, "samples_per_s");
+        char label[TEXT_MAX + 32];
+        snprintf(label, sizeof label, "ideal: N x %s", r->label);
+        fputs("\n\n", f);
+        dat_label(f, label);
+        fputs(" \"samples/s\" \"lt\"\n", f);
+        int lt = distinct_refs == 1 ? 9 : s % 8 + 1;
+        fprintf(f, "1 %.6g %d\n%d %.6g %d\n", t1, lt, top, t1 * top, lt);
+        nideal++;
+    }
+    snprintf(job->sub, sizeof job->sub, "%s", scaling_mode(sel));
+    pb_gnuplot_num(&job->vars, "nseries", nseries);
+    pb_gnuplot_num(&job->vars, "nideal", nideal);
+    add_devtics(job);
+    return NULL;
+}
+
+/* The series with a reference, as a share of N x the reference. */
+static const char *efficiency_rows(plot_job *job, FILE *f)
+{
+    const selection *sel = job->sel;
+    int blocks = 0, beyond_one = 0;
+    double ymax = 110;
+    for (int s = 0; s < sel->nseries; s++) {
+        if (sel->ref[s] < 0) {
+            pb_log_info("plot: efficiency: no 1-device run to compare %s with; left out",
+                        sel->set.c[sel->first[s]].series_label);
+            continue;
+        }
+        double t1 = pb_plot_cmean(&sel->set.c[sel->ref[s]], "samples_per_s");
+        if (blocks++) fputs("\n\n", f);
+        dat_label(f, sel->set.c[sel->first[s]].series_label);
+        fputs(" \"%\"\n", f);
+        for (int i = 0; i < job->n; i++) {
+            const config *c = &sel->set.c[job->idx[i]];
+            if (c->series != s) continue;
+            double e = 100.0 * pb_plot_cmean(c, "samples_per_s") / (c->devices * t1);
+            if (isfinite(e) && e * 1.1 > ymax) ymax = e * 1.1;
+            if (isfinite(e) && c->devices > 1) beyond_one++;
+            fprintf(f, "%d", c->devices);
+            dat_num(f, e);
+            fputc('\n', f);
+        }
+    }
+    if (!beyond_one) return "no run on more than one device has a 1-device run with the same settings";
+    snprintf(job->sub, sizeof job->sub, "%s; throughput(N) / (N x throughput of the 1-device run)",
+             scaling_mode(sel));
+    pb_gnuplot_num(&job->vars, "nseries", blocks);
+    pb_gnuplot_num(&job->vars, "ymax", ymax);
+    add_devtics(job);
+    return NULL;
+}
+
+/* Keeps the configurations of job->idx that `has` (in order); returns how
+ * many there were. */
+static int keep_configs(plot_job *job, bool (*has)(const config *c))
+{
+    int n = job->n, m = 0;
+    for (int i = 0; i < n; i++)
+        if (has(&job->set->c[job->idx[i]])) job->idx[m++] = job->idx[i];
+    job->n = m;
+    return n;
+}
+
+static bool has_comm(const config *c) { return !isnan(pb_plot_cmean(c, "comm_ms")); }
+
+static const char *ddp_select(plot_job *job)
+{
+    int n = keep_configs(job, has_comm);
+    return job->n ? NULL : n ? "no comm_ms in the ddp rows" : "no ddp rows";
+}
+
+static const char *ddp_rows(plot_job *job, FILE *f)
+{
+    fputs("\"config\" \"settings\" \"exposed (sync)\" \"hidden behind backward\" \"overlap (%, right axis)\"\n", f);
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        double comm = pb_plot_cmean(c, "comm_ms"), sync = pb_plot_cmean(c, "sync_ms"),
+               overlap = pb_plot_cmean(c, "overlap_pct");
+        if (isnan(sync)) sync = isnan(overlap) ? comm : comm * (1 - overlap / 100);
+        double hidden = comm - sync;
+        if (hidden < 0) hidden = 0;
+        if (isnan(overlap)) overlap = comm > 0 ? 100 * hidden / comm : NAN;
+        dat_tics(f, c);
+        dat_num(f, sync);
+        dat_num(f, hidden);
+        dat_num(f, overlap);
+        fputc('\n', f);
+    }
+    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    return NULL;
+}
+
+static bool has_bubble(const config *c)
+{
+    return !isnan(pb_plot_cmean(c, "bubble_frac")) || !isnan(pb_plot_cmean(c, "bubble_frac_theory"));
+}
+
+static const char *bubble_select(plot_job *job)
+{
+    int n = keep_configs(job, has_bubble);
+    return job->n ? NULL : n ? "no bubble_frac in the mp rows" : "no mp rows";
+}
+
+static const char *bubble_rows(plot_job *job, FILE *f)
+{
+    fputs("\"config\" \"settings\" \"measured\" \"theory (p-1)/(m+p-1)\"\n", f);
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        config shown = *c;
+        /* the microbatch count always shows here: it is the point */
+        if (pb_plot_cv(c, PB_COL_MICROBATCHES)[0] && !strstr(c->tic2, "m="))
+            snprintf(shown.tic2, sizeof shown.tic2, "m=%.60s%s%.160s", pb_plot_cv(c, PB_COL_MICROBATCHES),
+                     c->tic2[0] ? ", " : "", c->tic2);
+        dat_tics(f, &shown);
+        dat_num(f, 100 * pb_plot_cmean(c, "bubble_frac"));
+        dat_num(f, 100 * pb_plot_cmean(c, "bubble_frac_theory"));
+        fputc('\n', f);
+    }
+    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    return NULL;
+}
+
+/* The plots of one CSV, in the order they are drawn. */
+static const plot_spec csv_plots[] = {
+    {.name = "throughput",
+     .script = "throughput",
+     .what = "throughput and scaling efficiency",
+     .select = throughput_select,
+     .rows = throughput_rows,
+     .title = "Throughput"},
+    {.name = "efficiency",
+     .script = "efficiency",
+     .what = "scaling efficiency",
+     .with_previous = true,
+     .rows = efficiency_rows,
+     .title = "Scaling efficiency"},
+    {.name = "breakdown",
+     .script = "breakdown",
+     .what = "the step breakdown",
+     .select = breakdown_select,
+     .rows = breakdown_rows,
+     .title = "Step time by phase",
+     .sub = "mean per measured step"},
+    {.name = "ddp-comm",
+     .script = "ddp_comm",
+     .what = "ddp exposed vs hidden communication",
+     .needs = has_buckets,
+     .select = ddp_select,
+     .rows = ddp_rows,
+     .title = "DDP gradient all-reduce, exposed vs hidden",
+     .sub = "mean per step; hidden = comm_ms - sync_ms"},
+    {.name = "mp-bubble",
+     .script = "bubble",
+     .what = "mp pipeline bubble",
+     .needs = has_microbatches,
+     .select = bubble_select,
+     .rows = bubble_rows,
+     .title = "Pipeline bubble (mp)",
+     .sub = "share of the step a stage waits; GPipe theory with p stages, m microbatches"},
+};
+
+/* Every plot of the selection; idx has room for its configurations. */
+void pb_plot_draw_selection(ctx *x, const selection *sel, int *idx)
+{
+    bool previous = false;
+    for (size_t k = 0; k < sizeof csv_plots / sizeof csv_plots[0]; k++) {
+        const plot_spec *spec = &csv_plots[k];
+        if (spec->with_previous && !previous) continue;
+        plot_job job = {.x = x, .sel = sel, .set = &sel->set, .idx = idx, .prefix = sel->prefix};
+        for (int i = 0; i < sel->n; i++)
+            if (!spec->needs || spec->needs(pb_plot_cv(&sel->set.c[sel->all[i]], PB_COL_STRATEGY)))
+                idx[job.n++] = sel->all[i];
+        previous = pb_plot_build_plot(spec, &job);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* baseline vs current                                                       */
+
+static const char *unit_of(const char *col)
+{
+    size_t n = strlen(col);
+#define ENDS(s) (n >= strlen(s) && strcmp(col + n - strlen(s), s) == 0)
+    if (strcmp(col, "samples_per_s") == 0) return "samples/s";
+    if (ENDS("_ms") || strstr(col, "_ms_")) return "ms";
+    if (ENDS("_pct")) return "%";
+    if (ENDS("tflops")) return "TFLOP/s";
+    if (ENDS("_gbps")) return "GB/s";
+    if (ENDS("_mb") || strstr(col, "_mb_")) return "MB";
+    if (ENDS("_bytes_per_step")) return "bytes/step";
+#undef ENDS
+    return "";
+}
+
+static bool higher_is_better(const char *col)
+{
+    return strcmp(col, "samples_per_s") == 0 || strstr(col, "tflops") || strcmp(col, "mfu") == 0 ||
+           strstr(col, "gbps") || strcmp(col, "overlap_pct") == 0;
+}
+
+static const char *compare_rows(plot_job *job, FILE *f)
+{
+    const pairing *p = job->pair;
+    fputs("\"config\" \"settings\" \"baseline\" \"current\" \"change\"\n", f);
+    for (int i = 0; i < p->m; i++) {
+        double b = pb_plot_cmean(&p->bs->c[p->bi[i]], p->metric), c = pb_plot_cmean(&p->cs->c[p->ci[i]], p->metric);
+        dat_tics(f, &p->bs->c[p->bi[i]]);
+        dat_num(f, b);
+        dat_num(f, c);
+        dat_num(f, b != 0 ? 100 * (c - b) / fabs(b) : NAN);
+        fputc('\n', f);
+    }
+    char ylabel[TEXT_MAX];
+    const char *unit = unit_of(p->metric);
+    snprintf(ylabel, sizeof ylabel, "%s%s%s%s", p->metric, *unit ? " (" : "", unit, *unit ? ")" : "");
+    pb_gnuplot_str(&job->vars, "ylab", ylabel);
+    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(p->bs, p->bi, p->m));
+    return NULL;
+}
+
+static void compare_titles(const plot_job *job, char *title, size_t tlen, char *sub, size_t slen)
+{
+    const pairing *p = job->pair;
+    char bdd[TEXT_MAX], cdd[TEXT_MAX];
+    pb_plot_device_and_date(p->bs, p->bi, p->m, bdd, sizeof bdd);
+    pb_plot_device_and_date(p->cs, p->ci, p->m, cdd, sizeof cdd);
+    /* workload and backend in the title when every config shares them */
+    bool wl = pb_plot_dim_varies_all(p->bs, p->bi, p->m, PB_COL_WORKLOAD, false),
+         be = pb_plot_dim_varies_all(p->bs, p->bi, p->m, PB_COL_BACKEND, false);
+    snprintf(title, tlen, "Baseline vs current, %s: %.100s, %.100s, %s", p->metric,
+             wl ? "several workloads" : pb_plot_cv(&p->bs->c[p->bi[0]], PB_COL_WORKLOAD),
+             be ? "several backends" : pb_plot_cv(&p->bs->c[p->bi[0]], PB_COL_BACKEND), cdd);
+    snprintf(sub, slen, "baseline %.200s (%.200s); current %.200s; %s is better", p->base->path, bdd,
+             p->cur->path, higher_is_better(p->metric) ? "higher" : "lower");
+}
+
+/* --compare's plot: the metric per configuration in both files. */
+const plot_spec pb_plot_compare_plot = {
+    .name = "", .script = "compare", .rows = compare_rows, .titles = compare_titles};
+
