@@ -801,6 +801,7 @@ const pb_strategy pb_strategy_mp = {
     .procs = PB_PROC_ONE,
     .needs_even_split = false,
     .microbatches = true,
+    .stages = true,
     .validate = mp_validate,
     .init = mp_init,
     .step = mp_step,

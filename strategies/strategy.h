@@ -80,6 +80,8 @@ typedef struct pb_strategy {
     /* Its own flags, and the config columns its rows carry for them:
      * --microbatches (mp's GPipe schedule: the microbatches column) */
     bool microbatches;
+    /* --split (its layers split into stages, one per device: mp) */
+    bool stages;
     /* --bucket-mb and --no-overlap (ddp's gradient buckets: the bucket_mb
      * and no_overlap columns) */
     bool buckets;
