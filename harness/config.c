@@ -29,8 +29,24 @@ typedef struct flag {
     double min, max; /* inclusive range for numbers */
     const char *metavar;
     const char *help;
-    const char *only; /* "mp", "ddp,dp": strategies the flag applies to; NULL: all */
+    const struct flag_scope *only; /* the strategies the flag applies to; NULL: all */
 } flag;
+
+/* The strategies a flag applies to: those whose table has a fact (has), or,
+ * where no fact of the table says it, a list of names ("dp,mp,ddp"). */
+typedef struct flag_scope {
+    bool (*has)(const pb_strategy *s);
+    const char *names;
+} flag_scope;
+
+static bool has_microbatches(const pb_strategy *s) { return s->microbatches; }
+static bool has_stages(const pb_strategy *s) { return s->stages; }
+static bool has_buckets(const pb_strategy *s) { return s->buckets; }
+
+static const flag_scope for_microbatches = {has_microbatches, NULL}, for_stages = {has_stages, NULL},
+                        for_buckets = {has_buckets, NULL},
+                        /* every strategy of several devices; the order is the help text's */
+                        for_several_devices = {NULL, "dp,mp,ddp"};
 
 #define OFF(field) offsetof(pb_config, field)
 
@@ -59,11 +75,11 @@ static const flag flags[] = {
     {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)", NULL},
     {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, on cuda the cores per local rank less one (1 to 8)", NULL},
     {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)", NULL},
-    {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "GPipe microbatches per step; 1 is the plain layer split", "mp"},
-    {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", "mp"},
-    {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", "ddp"},
-    {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", "ddp"},
-    {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity); ddp: of each rank (test-only, cuda)", "dp,mp,ddp"},
+    {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "GPipe microbatches per step; 1 is the plain layer split", &for_microbatches},
+    {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", &for_stages},
+    {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", &for_buckets},
+    {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", &for_buckets},
+    {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity); ddp: of each rank (test-only, cuda)", &for_several_devices},
     {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 with single's (exit 1 beyond tolerance)", NULL},
     {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a device may wait for another (a collective, a pipeline stage, dp's devices) before the run fails", NULL},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
@@ -124,6 +140,32 @@ void pb_config_defaults(pb_config *cfg)
     snprintf(cfg->out, sizeof cfg->out, "results/runs.csv");
 }
 
+/* "mp", "dp,mp,ddp": the names of the strategies scope holds, in the
+ * registry's order where a fact of the table says which */
+static const char *scope_names(const flag_scope *scope, char *buf, size_t len)
+{
+    if (scope->names) return scope->names;
+    buf[0] = '\0';
+    const pb_strategy *s;
+    for (int i = 0; (s = pb_strategy_at(i)); i++) {
+        size_t used = strlen(buf);
+        if (scope->has(s)) snprintf(buf + used, len - used, "%s%s", used ? "," : "", s->name);
+    }
+    return buf;
+}
+
+static bool scope_holds(const flag_scope *scope, const char *strategy)
+{
+    if (scope->has) {
+        const pb_strategy *s = pb_find_strategy(strategy);
+        return s && scope->has(s);
+    }
+    size_t n = strlen(strategy);
+    for (const char *p = scope->names; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ','))
+        if (strcspn(p, ",") == n && strncmp(p, strategy, n) == 0) return true;
+    return false;
+}
+
 static void default_text(const flag *f, const pb_config *d, char *buf, size_t len)
 {
     const char *p = (const char *)d + f->offset;
@@ -166,8 +208,9 @@ void pb_config_print_help(const char *prog)
         snprintf(left, sizeof left, "%s%s%s", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
         default_text(f, &d, def, sizeof def);
         const char *allowed = allowed_names(f);
+        char only[256];
         printf("  %-22s %s [%s]%s%s%s%s\n", left, f->help, def, *allowed ? "; one of: " : "", allowed,
-               f->only ? "; strategies: " : "", f->only ? f->only : "");
+               f->only ? "; strategies: " : "", f->only ? scope_names(f->only, only, sizeof only) : "");
     }
     printf("  %-22s %s\n", "--help", "this text");
 }
@@ -369,15 +412,11 @@ pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
 static pb_status check_strategy_flags(const pb_config *cfg)
 {
     for (size_t i = 0; i < N_FLAGS; i++) {
-        const char *only = flags[i].only;
-        if (!only || !(cfg->given & (1ULL << i))) continue;
-        bool ok = false;
-        size_t n = strlen(cfg->strategy);
-        for (const char *p = only; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
-            if (strcspn(p, ",") == n && strncmp(p, cfg->strategy, n) == 0) ok = true;
-        }
-        if (!ok)
-            return pb_usage_error("%s applies to --strategy %s, not %s", flags[i].name, only, cfg->strategy);
+        const flag_scope *only = flags[i].only;
+        if (!only || !(cfg->given & (1ULL << i)) || scope_holds(only, cfg->strategy)) continue;
+        char names[256];
+        return pb_usage_error("%s applies to --strategy %s, not %s", flags[i].name,
+                              scope_names(only, names, sizeof names), cfg->strategy);
     }
     /* ddp: one entry per rank */
     const pb_strategy *strategy = pb_find_strategy(cfg->strategy);

@@ -16,10 +16,8 @@ size_t pb_memplan_act_elem(const pb_config *cfg, bool host_is_device)
     return !host_is_device && cfg->precision == PB_BF16 ? 2 : sizeof(float);
 }
 
-/* pb_replica_init_opt over layers [l0, l1) for `rows` rows; returns its
- * parameter count */
-static double add_replica(const pb_layout *layout, int l0, int l1, double rows, bool opt_state, pb_optimizer o,
-                        double e, pb_mem_parts *p)
+double pb_memplan_add_replica(const pb_layout *layout, int l0, int l1, double rows, bool opt_state,
+                              pb_optimizer o, double e, pb_mem_parts *p)
 {
     double n = 0.0, act_elems = layout->layer[l0].in, widest = layout->layer[l0].in;
     for (int l = l0; l < l1; l++) {
@@ -35,10 +33,14 @@ static double add_replica(const pb_layout *layout, int l0, int l1, double rows, 
     return n;
 }
 
-/* pb_input_init: two staging slots of rows, unless read in place */
-static void add_staging(double rows, double in, bool in_place, pb_mem_parts *p)
+void pb_memplan_add_staging(double rows, double in, bool in_place, pb_mem_parts *p)
 {
     if (!in_place) p->acts += 2.0 * (4.0 * rows * in + 4.0 * rows);
+}
+
+bool pb_memplan_in_place(const pb_config *cfg, const pb_memplan_env *env)
+{
+    return env->host_is_device && pb_memplan_act_elem(cfg, env->host_is_device) == sizeof(float);
 }
 
 /* harness/loader.c: three slots of the global batch and the prototypes */
@@ -67,10 +69,10 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
 {
     memset(out, 0, sizeof *out);
     const double e = (double)pb_memplan_act_elem(cfg, env->host_is_device);
-    const double B = cfg->shape.batch, in = layout->in, c = layout->classes, P = (double)layout->n_params;
+    const double B = cfg->shape.batch, in = layout->in, P = (double)layout->n_params;
     const int L = layout->n_layers, n = cfg->devices;
     const pb_optimizer o = cfg->optimizer;
-    const bool in_place = env->host_is_device && e == 4.0;
+    const bool in_place = pb_memplan_in_place(cfg, env);
     pb_mem_parts dev[PB_MAX_STAGES];
     memset(dev, 0, sizeof dev);
     const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
@@ -78,38 +80,15 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
     bool per_rank = strategy && strategy->procs == PB_PROC_PER_DEVICE;
     out->n_devices = per_rank ? 1 : n;
 
-    if (strcmp(cfg->strategy, "dp") == 0) {
-        double m = B / n;
-        for (int i = 0; i < n; i++) {
-            add_replica(layout, 0, L, m, i == 0, o, e, &dev[i]);
-            dev[i].acts -= 4.0 * m; /* labels stay on device 0's full batch */
-        }
-        /* device 0 reads its rows of the full batch and writes its logits
-         * into the full-batch logits: its own input and output buffers go
-         * (after they were allocated: the peak is the larger) */
-        double whole = dev[0].acts + 4.0 * m;
-        dev[0].acts += -e * m * (in + c) + 2.0 * e * B * c + 4.0;
-        if (!in_place) dev[0].acts += e * B * in + 4.0 * B;
-        add_staging(B, in, in_place, &dev[0]);
-        if (whole > dev[0].acts) dev[0].acts = whole;
-        /* the local comm's reduce sums a peer's gradients through scratch
-         * where device memory is not host memory */
-        if (!env->host_is_device) dev[0].grads += 4.0 * P;
-    } else if (strcmp(cfg->strategy, "mp") == 0) {
-        int first[PB_MAX_STAGES + 1];
-        pb_mp_stage_bounds(cfg, layout, first);
-        for (int k = 0; k < n; k++) {
-            double len = add_replica(layout, first[k], first[k + 1], B, true, o, e, &dev[k]);
-            if (cfg->microbatches > 1) dev[k].grads += 4.0 * len; /* gscratch */
-            if (k > 0) dev[k].acts += e * B * layout->layer[first[k]].in; /* gsend */
-        }
-    } else if (per_rank) {
-        double m = B / n;
-        add_replica(layout, 0, L, m, true, o, e, &dev[0]);
-        add_staging(m, in, in_place, &dev[0]);
-    } else { /* single */
-        add_replica(layout, 0, L, B, true, o, e, &dev[0]);
-        add_staging(B, in, in_place && !cfg->cuda_graph, &dev[0]);
+    if (strategy && strategy->plan_memory) {
+        strategy->plan_memory(cfg, layout, env, dev);
+    } else {
+        /* one replica over the rows this process holds (the batch, or a
+         * rank's shard) and their input staging; a CUDA graph stages even
+         * an input it could read in place */
+        double rows = per_rank ? B / n : B;
+        pb_memplan_add_replica(layout, 0, L, rows, true, o, e, &dev[0]);
+        pb_memplan_add_staging(rows, in, in_place && !cfg->cuda_graph, &dev[0]);
     }
     for (int i = 0; i < out->n_devices; i++) {
         out->device[i] = parts_sum(&dev[i]);
@@ -136,8 +115,8 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
      * parameters when it comes before the last */
     if (cfg->verify && env->writer) {
         pb_mem_parts ref = {0};
-        add_replica(layout, 0, L, B, true, o, e, &ref);
-        add_staging(B, in, in_place, &ref);
+        pb_memplan_add_replica(layout, 0, L, B, true, o, e, &ref);
+        pb_memplan_add_staging(B, in, in_place, &ref);
         double ref_dev = parts_sum(&ref);
         double host = 8.0 * P;
         add_loader(layout, B, &host);

@@ -15,7 +15,8 @@
  *    it, a compute copy of the weights for a narrower activation type, the
  *    activations of every layer for its rows, two gradient buffers of the
  *    widest layer;
- *  - per strategy: single one replica over the batch; dp a replica per
+ *  - per strategy (its pb_strategy.plan_memory, else one replica over the
+ *    rows the process holds): single one replica over the batch; dp a replica per
  *    device over its shard (optimizer state on device 0 only) and device 0's
  *    full-batch logits and their gradient; ddp one such replica per rank,
  *    every rank of this host counted; mp a replica per stage over the whole
@@ -68,6 +69,20 @@ typedef struct pb_memplan {
 /* Bytes of one activation element on a backend and precision: the cuda
  * backend keeps bf16 activations in bf16, everything else in fp32. */
 size_t pb_memplan_act_elem(const pb_config *cfg, bool host_is_device);
+
+/* The building blocks of a strategy's own device model
+ * (pb_strategy.plan_memory), added into p. */
+/* pb_replica_init_opt over layers [l0, l1) for `rows` rows, activations of
+ * e bytes an element, optimizer state where opt_state; returns its
+ * parameter count */
+double pb_memplan_add_replica(const pb_layout *layout, int l0, int l1, double rows, bool opt_state,
+                              pb_optimizer o, double e, pb_mem_parts *p);
+/* pb_input_init: two staging slots of rows of `in` features, unless read
+ * in place */
+void pb_memplan_add_staging(double rows, double in, bool in_place, pb_mem_parts *p);
+/* The batch can be read in place, unstaged: device memory is host memory
+ * and the activations are fp32 like the batch. */
+bool pb_memplan_in_place(const pb_config *cfg, const pb_memplan_env *env);
 
 /* The plan of cfg (validated) over layout. Pure: no allocation, no I/O. */
 void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_memplan_env *env,

@@ -45,6 +45,11 @@ const pb_strategy *pb_find_strategy(const char *name)
     return NULL;
 }
 
+const pb_strategy *pb_strategy_at(int i)
+{
+    return i >= 0 && (size_t)i < COUNT(strategies) ? strategies[i] : NULL;
+}
+
 int pb_strategy_order(const char *name)
 {
     size_t i = 0;

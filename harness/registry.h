@@ -15,6 +15,10 @@ const pb_comm *pb_find_comm(const char *name);
 const pb_strategy *pb_find_strategy(const char *name);
 const pb_workload *pb_find_workload(const char *name);
 
+/* The i-th strategy in the registry's order (0 first), NULL past the last:
+ * for lists of the strategies with a fact of their table. */
+const pb_strategy *pb_strategy_at(int i);
+
 /* The strategy's place in the registry (0 first): the order `bench list`
  * shows the strategies and plots draw them; the number of strategies for a
  * name it does not know, so those come last. */

@@ -48,6 +48,7 @@
 #include "../harness/phase.h"
 #include "../harness/timer.h"
 #include "../harness/log.h"
+#include "../harness/memplan.h"
 #include "../kernels/comm.h"
 #include "../kernels/nccl_local.h"
 #include "input.h"
@@ -538,6 +539,34 @@ static void dp_report(void *state, const pb_step_times *mean, pb_record *row)
     pb_record_set(row, PB_COL_P2P, "%s", pb_p2p_link_name(s->p2p.worst));
 }
 
+/* The memory plan's model of dp (harness/memplan.h): a replica per device
+ * over its shard, optimizer state on device 0 only, and device 0's full
+ * batch: its input, logits and their gradient. */
+static void dp_plan_memory(const pb_config *cfg, const pb_layout *layout, const pb_memplan_env *env,
+                           pb_mem_parts *dev)
+{
+    const double e = (double)pb_memplan_act_elem(cfg, env->host_is_device);
+    const double B = cfg->shape.batch, in = layout->in, c = layout->classes, P = (double)layout->n_params;
+    const int n = cfg->devices;
+    const bool in_place = pb_memplan_in_place(cfg, env);
+    double m = B / n;
+    for (int i = 0; i < n; i++) {
+        pb_memplan_add_replica(layout, 0, layout->n_layers, m, i == 0, cfg->optimizer, e, &dev[i]);
+        dev[i].acts -= 4.0 * m; /* labels stay on device 0's full batch */
+    }
+    /* device 0 reads its rows of the full batch and writes its logits
+     * into the full-batch logits: its own input and output buffers go
+     * (after they were allocated: the peak is the larger) */
+    double whole = dev[0].acts + 4.0 * m;
+    dev[0].acts += -e * m * (in + c) + 2.0 * e * B * c + 4.0;
+    if (!in_place) dev[0].acts += e * B * in + 4.0 * B;
+    pb_memplan_add_staging(B, in, in_place, &dev[0]);
+    if (whole > dev[0].acts) dev[0].acts = whole;
+    /* the local comm's reduce sums a peer's gradients through scratch
+     * where device memory is not host memory */
+    if (!env->host_is_device) dev[0].grads += 4.0 * P;
+}
+
 const pb_strategy pb_strategy_dp = {
     .name = "dp",
     .description = "DataParallel: scatter, replicate, parallel fwd/bwd, gather and reduce on device 0",
@@ -549,6 +578,7 @@ const pb_strategy pb_strategy_dp = {
     .get_params = dp_get_params,
     .memory = dp_memory,
     .device_info = dp_device_info,
+    .plan_memory = dp_plan_memory,
     .report = dp_report,
     .destroy = dp_destroy,
 };

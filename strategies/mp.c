@@ -64,6 +64,7 @@
 #include <string.h>
 
 #include "../harness/fault.h"
+#include "../harness/memplan.h"
 #include "../harness/nvtx.h"
 #include "../harness/phase.h"
 #include "../harness/timer.h"
@@ -193,11 +194,6 @@ static void stage_bounds(const pb_config *cfg, const pb_layout *layout, int *fir
     } else {
         balanced_split(layout, p, first);
     }
-}
-
-void pb_mp_stage_bounds(const pb_config *cfg, const pb_layout *layout, int *first)
-{
-    stage_bounds(cfg, layout, first);
 }
 
 static pb_status mp_validate(const pb_config *cfg, const pb_layout *layout)
@@ -781,18 +777,38 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
     pb_record_set(row, PB_COL_STAGE_LAYERS, "%s", layers);
 }
 
+/* The memory plan's model of mp (harness/memplan.h): a replica per stage
+ * over the whole batch (GPipe keeps every microbatch's activations), a
+ * gradient scratch with microbatches and an input-gradient buffer per stage
+ * after the first. */
+static void mp_plan_memory(const pb_config *cfg, const pb_layout *layout, const pb_memplan_env *env,
+                           pb_mem_parts *dev)
+{
+    const double e = (double)pb_memplan_act_elem(cfg, env->host_is_device);
+    const double B = cfg->shape.batch;
+    int first[PB_MAX_STAGES + 1];
+    stage_bounds(cfg, layout, first);
+    for (int k = 0; k < cfg->devices; k++) {
+        double len = pb_memplan_add_replica(layout, first[k], first[k + 1], B, true, cfg->optimizer, e, &dev[k]);
+        if (cfg->microbatches > 1) dev[k].grads += 4.0 * len; /* gscratch */
+        if (k > 0) dev[k].acts += e * B * layout->layer[first[k]].in; /* gsend */
+    }
+}
+
 const pb_strategy pb_strategy_mp = {
     .name = "mp",
     .description = "layers split into contiguous stages, one per device; --microbatches pipelines them (GPipe)",
     .procs = PB_PROC_ONE,
     .needs_even_split = false,
     .microbatches = true,
+    .stages = true,
     .validate = mp_validate,
     .init = mp_init,
     .step = mp_step,
     .get_params = mp_get_params,
     .memory = mp_memory,
     .device_info = mp_device_info,
+    .plan_memory = mp_plan_memory,
     .report = mp_report,
     .destroy = mp_destroy,
 };

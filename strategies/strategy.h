@@ -65,6 +65,10 @@ typedef struct pb_memory_report {
     double peak_mb_dev0; /* device 0's peak */
 } pb_memory_report;
 
+/* harness/memplan.h: what a strategy's memory model reads and fills */
+struct pb_memplan_env;
+struct pb_mem_parts;
+
 typedef struct pb_strategy {
     const char *name;
     const char *description;
@@ -76,6 +80,8 @@ typedef struct pb_strategy {
     /* Its own flags, and the config columns its rows carry for them:
      * --microbatches (mp's GPipe schedule: the microbatches column) */
     bool microbatches;
+    /* --split (its layers split into stages, one per device: mp) */
+    bool stages;
     /* --bucket-mb and --no-overlap (ddp's gradient buckets: the bucket_mb
      * and no_overlap columns) */
     bool buckets;
@@ -91,6 +97,12 @@ typedef struct pb_strategy {
     pb_status (*get_params)(void *state, float *host_params);
     pb_status (*memory)(void *state, pb_memory_report *out);
     pb_status (*device_info)(void *state, pb_device_info *out);
+    /* optional: the strategy's own memory model (harness/memplan.h, which
+     * has the building blocks): what each of its cfg->devices devices holds
+     * at its peak, added into dev (zeroed). NULL: one replica over the rows
+     * the process holds (the batch, or a rank's shard) and their staging. */
+    void (*plan_memory)(const pb_config *cfg, const pb_layout *layout, const struct pb_memplan_env *env,
+                        struct pb_mem_parts *dev);
     /* optional: the strategy's own columns (bucket_mb, overlap_pct,
      * comm_bytes_per_step, algbw/busbw, bubble_frac, ...), after the
      * measured steps; mean holds the row's phase times per measured step
@@ -103,10 +115,6 @@ extern const pb_strategy pb_strategy_single;
 extern const pb_strategy pb_strategy_dp;
 extern const pb_strategy pb_strategy_ddp;
 extern const pb_strategy pb_strategy_mp;
-
-/* mp's stages: stage k holds layers [first[k], first[k+1]) (first has
- * cfg->devices + 1 entries); the memory plan sizes them by it */
-void pb_mp_stage_bounds(const pb_config *cfg, const pb_layout *layout, int *first);
 
 /* Test hook: one phase span of an mp stage's last step. */
 typedef struct pb_mp_span {
