@@ -660,15 +660,19 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
     /* once a stage is back (done, or failed), the others get --timeout to
      * follow (after a failure each stops at its next wait); one that does
      * not is stuck: a hung device, which may be past its last wait (in its
-     * last backward or its optimizer). A stage another has already waited
+     * last backward or its optimizer). The deadline starts again each time
+     * another stage comes back, so a deep pipeline whose stages finish one
+     * after another (the backward reaches stage 0 last) is not called stuck
+     * while it makes progress. A stage another has already waited
      * --timeout for is not waited for again: one deadline per wait, so the
      * run fails within --timeout of the hang, as its message says. */
     struct timespec until;
     bool timing = false;
-    int rc = 0, late = -1;
+    int rc = 0, late = -1, seen_done = 0;
     while (!all_back(s) && rc == 0) {
-        if ((s->failed || s->done > 0) && !timing) {
+        if ((s->failed || s->done > 0) && (!timing || s->done != seen_done)) {
             timing = true;
+            seen_done = s->done;
             until = pb_time_after(CLOCK_MONOTONIC, s->ctx->cfg->timeout_s);
         }
         if (timing) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
