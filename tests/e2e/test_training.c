@@ -197,16 +197,7 @@ static void test_csv_row(void **state)
     /* single's step is load, h2d, fwd, bwd, opt back to back: their means
      * must add up to the measured step mean (5%: what falls between the
      * phases is a loss download and some clock reads) */
-    static const char *const phases[] = {"load_ms", "h2d_ms", "fwd_ms", "bwd_ms", "opt_ms"};
-    double sum = 0.0;
-    for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
-        double ms = csv_num(&c, phases[i]);
-        assert_true(ms >= 0.0);
-        sum += ms;
-    }
-    double mean = csv_num(&c, "step_ms_mean");
-    if (fabs(sum - mean) > 0.05 * mean)
-        fail_msg("phases sum to %g ms, step mean is %g ms", sum, mean);
+    expect_phases_add_up(&c);
     /* each compute phase has a span of its own: one timed under another's
      * name would leave its column 0 and the sum whole */
     static const char *const own[] = {"fwd_ms", "bwd_ms", "opt_ms"};
