@@ -125,6 +125,17 @@ static pb_status fake_calibrate(pb_device *dev, double *tflops)
     return PB_OK;
 }
 
+/* the step's GEMM sets take these ms in turn (NULL: no gemm_reference) */
+static const double *gemm_set_ms;
+static int gemm_sets_done;
+static pb_status fake_gemm_reference(pb_device *dev, int n_layers, const int *in, const int *out, int m,
+                                     float dw_beta, int reps, double *ms)
+{
+    (void)dev, (void)n_layers, (void)in, (void)out, (void)m, (void)dw_beta, (void)reps;
+    *ms = gemm_set_ms[gemm_sets_done++];
+    return PB_OK;
+}
+
 static pb_backend fake_backend(bool host_is_device)
 {
     pb_backend be = {0};
@@ -134,6 +145,7 @@ static pb_backend fake_backend(bool host_is_device)
     be.close = fake_close;
     be.info = fake_info;
     be.calibrate = fake_calibrate;
+    if (gemm_set_ms) be.gemm_reference = fake_gemm_reference;
     return be;
 }
 
@@ -202,6 +214,37 @@ static void test_one_process_calibrates_each_device(void **state)
     /* the cpu's devices are all the host: once */
     calibrate_fake(mp, true, 0);
     assert_int_equal(n_opened, 1);
+}
+
+/* The peak is the best of the square GEMM and the step's own GEMMs,
+ * theirs counted in model FLOPs over the fastest set: a peak below what the
+ * step's GEMMs reach alone would let mfu pass 1 (it read 1.02 to 1.07 on
+ * the CPU). gemm_ms stays the median set. */
+static void test_peak_includes_the_step_gemms(void **state)
+{
+    (void)state;
+    char *args[] = {"--workload", "mlp-xs", NULL};
+    pb_config cfg = config_of(args);
+    pb_layout layout;
+    assert_int_equal(pb_mlp_layout(&cfg.shape, &layout), PB_OK);
+    double flops = pb_mlp_step_flops(&layout, cfg.shape.batch);
+    /* the fastest set runs the step's GEMMs at 250 TFLOP/s, above the fake
+     * square's 100 */
+    double fast = flops / 250e12 * 1e3;
+    double sets[5] = {3 * fast, 2 * fast, fast, 4 * fast, 5 * fast};
+    gemm_set_ms = sets;
+    gemm_sets_done = 0;
+    pb_calibration cal = calibrate_fake(args, true, 0);
+    assert_int_equal(gemm_sets_done, 5);
+    assert_true(fabs(cal.peak_tflops - 250.0) < 1e-6);
+    assert_true(fabs(cal.gemm_ms - 3 * fast) < 1e-12);
+    /* slower than the square: the square's peak stands */
+    double slow[5] = {9 * fast, 8 * fast, 7 * fast, 8 * fast, 9 * fast};
+    gemm_set_ms = slow;
+    gemm_sets_done = 0;
+    cal = calibrate_fake(args, true, 0);
+    assert_true(cal.peak_tflops == 100.0);
+    gemm_set_ms = NULL;
 }
 
 /* the ranks' gathered peaks: mean, min, max; one unmeasured device leaves
@@ -281,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_ddp_rank_calibrates_its_device),
         cmocka_unit_test(test_one_process_calibrates_each_device),
         cmocka_unit_test(test_summarize),
+        cmocka_unit_test(test_peak_includes_the_step_gemms),
         cmocka_unit_test(test_loader_fills_shard_only),
         cmocka_unit_test(test_loader_threads_share_cores),
     };
