@@ -93,6 +93,13 @@ struct pb_comm_ctx {
     unsigned long next_slot;
     pb_comm_req *pending[MAX_PENDING];
     int n_pending;
+    /* the pre-multiplied sum for allreduce's scale: created once for a
+     * scale and kept (ddp scales every bucket of every step by 1/ranks;
+     * creating and destroying an operator per call costs host time on the
+     * backward's critical path) */
+    ncclRedOp_t scaled_sum;
+    float scaled_sum_scale;
+    bool have_scaled_sum;
 };
 
 static const char *unit(op_kind k)
@@ -229,6 +236,9 @@ static void nccl_destroy(pb_comm_ctx *c)
     (void)use_device(c);
     bool outstanding = c->n_pending > 0;
     for (int i = 0; i < MAX_REQS && !outstanding; i++) outstanding = c->slots[i].in_use;
+    /* an operator belongs to its communicator: released before it ends */
+    if (c->have_scaled_sum && c->comm_up && !outstanding) ncclRedOpDestroy(c->scaled_sum, c->comm);
+    c->have_scaled_sum = false;
     if (c->comm_up) {
         if (outstanding) { /* a failed step: do not wait on peers that may be gone */
             abort_comm(c);
@@ -464,6 +474,26 @@ cleanup:
     return st;
 }
 
+/* The sum of scale * x_i as one NCCL operator (the scalar read from the
+ * host when created), made again only when the scale changes. */
+static pb_status scaled_sum(pb_comm_ctx *c, float scale, size_t n, ncclRedOp_t *op)
+{
+    pb_status st = PB_OK;
+    if (c->have_scaled_sum && c->scaled_sum_scale != scale) {
+        PB_NCCL_CHECK(ncclRedOpDestroy(c->scaled_sum, c->comm));
+        c->have_scaled_sum = false;
+    }
+    if (!c->have_scaled_sum) {
+        PB_NCCL_CHECK(ncclRedOpCreatePreMulSum(&c->scaled_sum, &scale, ncclFloat32, ncclScalarHostImmediate, c->comm));
+        PB_TRY(settle_call(c, OP_ALLREDUCE, n));
+        c->scaled_sum_scale = scale;
+        c->have_scaled_sum = true;
+    }
+    *op = c->scaled_sum;
+cleanup:
+    return st;
+}
+
 /* A collective: after the held-back send/recv and the compute stream's work,
  * between the request's start and end events. */
 static pb_status issue(pb_comm_ctx *c, op_kind kind, const void *in, void *buf, size_t n, float scale, int peer,
@@ -472,7 +502,6 @@ static pb_status issue(pb_comm_ctx *c, op_kind kind, const void *in, void *buf, 
     pb_status st = PB_OK;
     pb_comm_req *r = NULL;
     ncclRedOp_t op = ncclSum;
-    bool own_op = false;
     *out = NULL;
     PB_TRY(flush_p2p(c));
     PB_TRY(take_slot(c, kind, buf, n, peer, &r));
@@ -486,11 +515,7 @@ static pb_status issue(pb_comm_ctx *c, op_kind kind, const void *in, void *buf, 
     case OP_ALLREDUCE:
         /* sum, then scale: folded into one pass as a pre-multiplied sum
          * (sum of scale * x_i), the scalar read now from the host */
-        if (scale != 1.0f) {
-            PB_NCCL_CHECK(ncclRedOpCreatePreMulSum(&op, &scale, ncclFloat32, ncclScalarHostImmediate, c->comm));
-            own_op = true;
-            PB_TRY(settle_call(c, kind, n));
-        }
+        if (scale != 1.0f) PB_TRY(scaled_sum(c, scale, n, &op));
         PB_NCCL_CHECK(ncclAllReduce(buf, buf, n, ncclFloat32, op, c->comm, c->stream));
         break;
     case OP_BCAST:
@@ -516,8 +541,6 @@ static pb_status issue(pb_comm_ctx *c, op_kind kind, const void *in, void *buf, 
     r->issued = true;
     *out = r;
 cleanup:
-    /* an operator may be destroyed once the call that used it returned */
-    if (own_op && c->comm_up) ncclRedOpDestroy(op, c->comm);
     if (st != PB_OK) {
         if (r) r->in_use = false;
         abort_comm(c);
