@@ -488,7 +488,11 @@ static pb_status verify_against_single(run_state *rs, double *max_rel, double *d
     PB_ALLOC(init, n);
     PB_ALLOC(final, n);
     pb_mlp_init_params(&rs->layout, ref.seed, init);
-    pb_strategy_ctx ctx = {.cfg = &ref, .be = rs->be, .layout = &rs->layout, .init_params = init};
+    /* on the device the run itself used first (a ddp rank's own, the
+     * first of --device-map): device 0 may be another job's, or absent
+     * from what this run was given */
+    int device = rs->multi ? rs->device : rs->cfg->n_device_map ? rs->cfg->device_map[0] : 0;
+    pb_strategy_ctx ctx = {.cfg = &ref, .be = rs->be, .layout = &rs->layout, .init_params = init, .device = device};
     PB_TRY(pb_strategy_single.init(&ctx, &state));
     PB_TRY(pb_loader_create(rs->be, &rs->layout, ref.seed, 0, ref.shape.batch, total, loader_workers(&ref, 1),
                             &loader));

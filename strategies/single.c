@@ -63,7 +63,9 @@ static pb_status single_init(const pb_strategy_ctx *ctx, void **state)
     PB_ALLOC(s, 1);
     s->ctx = ctx;
     pb_device_opts dev_opts = pb_config_device_opts(ctx->cfg);
-    PB_TRY(ctx->be->open(&dev_opts, 0, &s->dev));
+    /* ctx->device: 0 for a run of single; the run's own first device when
+     * single is --verify's reference (so it trains where the run did) */
+    PB_TRY(ctx->be->open(&dev_opts, ctx->device, &s->dev));
     PB_TRY(pb_replica_init(&s->rep, ctx->be, s->dev, ctx->cfg, ctx->layout, 0,
                            ctx->layout->n_layers, ctx->cfg->shape.batch, ctx->init_params));
     /* nothing reads the gradients between backward and the optimizer */

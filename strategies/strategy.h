@@ -47,7 +47,9 @@ typedef struct pb_strategy_ctx {
      * one-process strategies */
     int rank, ranks, local_rank;
     /* rank-per-device: the device ordinal this rank opens (pb_rank_device:
-     * its local rank, or the one device its launcher shows it) */
+     * its local rank, or the one device its launcher shows it); single:
+     * the one it opens (0; as --verify's reference, the run's own first
+     * device) */
     int device;
     /* the run's comm (--comm), NULL for "none": a rank-per-device strategy
      * inits it for its rank, a one-process strategy on several devices for
