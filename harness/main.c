@@ -153,8 +153,8 @@ static const command commands[] = {
     {"compare", pb_cmd_compare, "two results CSVs: per configuration, change and regression verdict"},
     {"plot", pb_cmd_plot, "PNG and SVG plots of a results CSV, or two compared (gnuplot)"},
     {"sweep", pb_cmd_sweep, "every strategy x device count as its own run, resumable; a scaling table"},
-    {"version", cmd_version, "version, git revision, build options (CUDA, MPI, NCCL, NVTX) and compiler"},
     {"help", cmd_help, "this text: commands, flags and their defaults"},
+    {"version", cmd_version, "version, git revision, build options (CUDA, MPI, NCCL, NVTX) and compiler"},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 
