@@ -316,12 +316,36 @@ cleanup:
     return st;
 }
 
+/* Measured steps between two progress lines (and the last step's line) */
+#define PB_PROGRESS_EVERY 10
+
+/* A progress line as Megatron-LM prints one, over the steps since the last
+ * line (mean_ms their mean): step time, throughput, model TFLOP/s per
+ * device, MFU against this device's measured peak (when calibrated: ranks
+ * meet only after the steps, so rank 0's own), the loss and peak memory. The
+ * row's figures are over all measured steps and the slowest rank's. */
+static void progress_line(run_state *rs, int done, double mean_ms, double loss)
+{
+    const pb_config *cfg = rs->cfg;
+    double tflops = pb_mlp_step_flops(&rs->layout, cfg->shape.batch) / (mean_ms * 1e-3) / 1e12 / cfg->devices;
+    char mfu[32] = "", mem[48] = "";
+    if (isfinite(rs->cal.peak_tflops) && rs->cal.peak_tflops > 0)
+        snprintf(mfu, sizeof mfu, " | mfu %.3f", tflops / rs->cal.peak_tflops);
+    pb_memory_report m = {0};
+    if (rs->strategy->memory(rs->strategy_state, &m) == PB_OK && m.peak_mb_max > 0)
+        snprintf(mem, sizeof mem, " | mem %.1f MB peak", m.peak_mb_max);
+    pb_log_info("step %d/%d | %.3f ms/step | %.0f samples/s | %.4g TFLOP/s/device%s | loss %.4f%s", done, cfg->iters,
+                mean_ms, cfg->shape.batch * 1e3 / mean_ms, tflops, mfu, loss, mem);
+}
+
 static pb_status train(run_state *rs)
 {
     pb_status st = PB_OK;
     const pb_config *cfg = rs->cfg;
     int total = cfg->warmup + cfg->iters;
     unsigned long allocs_before = 0;
+    double interval_ms = 0.0; /* the measured steps since the last progress line */
+    int interval_n = 0;
 
     for (int s = 0; s <= total; s++) {
         /* a step boundary: stop here on SIGINT/SIGTERM (every rank at the
@@ -361,8 +385,13 @@ static pb_status train(run_state *rs)
             row[PB_PHASE_COUNT] = step_ms;
             row[PB_PHASE_COUNT + 1] = res.loss;
         }
-        if (!cfg->quiet && (i + 1 == cfg->iters || (i + 1) % 10 == 0))
-            pb_log_info("step %d/%d  %.2f ms  loss %.4f", i + 1, cfg->iters, step_ms, res.loss);
+        interval_ms += step_ms;
+        interval_n++;
+        if (!cfg->quiet && (i + 1 == cfg->iters || (i + 1) % PB_PROGRESS_EVERY == 0)) {
+            progress_line(rs, i + 1, interval_ms / interval_n, res.loss);
+            interval_ms = 0.0;
+            interval_n = 0;
+        }
     }
     if (pb_alloc_count)
         fprintf(stderr, "bench: allocations during measured steps: %lu\n", pb_alloc_count() - allocs_before);
