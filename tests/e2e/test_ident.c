@@ -8,7 +8,6 @@
 #include <dirent.h>
 #include <regex.h>
 #include <stdbool.h>
-#include <sys/resource.h>
 
 #include "harness/phase_names.h"
 #include "harness/results.h"
@@ -30,8 +29,9 @@ static bool has_flag(char *const args[], const char *flag)
 }
 
 /* A short run of r into its r.csv with extra flags (--iters 3 --warmup 1
- * unless they say otherwise); extra environment env. */
-static void short_run(bench_run *r, char *const env[], char *const extra[])
+ * unless they say otherwise); extra environment env; every file bench
+ * writes limited to limit bytes (0: no limit). */
+static void short_run_fsize(bench_run *r, char *const env[], rlim_t limit, char *const extra[])
 {
     char *argv[48];
     int n = 0;
@@ -47,8 +47,10 @@ static void short_run(bench_run *r, char *const env[], char *const extra[])
     }
     for (int i = 0; extra && extra[i] && n < 47; i++) argv[n++] = extra[i];
     argv[n] = NULL;
-    run_bench_env(&r->res, env, argv);
+    run_bench_fsize(&r->res, limit, env, argv);
 }
+
+static void short_run(bench_run *r, char *const env[], char *const extra[]) { short_run_fsize(r, env, 0, extra); }
 
 /* A usage error: exit 2, one line naming what, and no file written in the
  * run's folder (neither the CSV nor anything else). */
@@ -86,19 +88,6 @@ static void expect_no_temporary(const char *dir)
     while ((e = readdir(d)))
         if (strstr(e->d_name, ".tmp-")) fail_msg("left behind: %s", e->d_name);
     closedir(d);
-}
-
-/* short_run with every file bench writes limited to limit bytes (a full
- * disk, as test_files does it) */
-static void limited_run(bench_run *r, rlim_t limit, char *const extra[])
-{
-    struct rlimit old, lim;
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-    lim = old;
-    lim.rlim_cur = limit;
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    short_run(r, NULL, extra);
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -352,7 +341,7 @@ static void test_steps_out_full_disk(void **state)
     char steps[300];
     snprintf(steps, sizeof steps, "%s/steps.csv", r->dir);
     /* 40 steps are ~3.6 kB, the new CSV with its failed row ~1.4 kB */
-    limited_run(r, 2500, ARGV("--steps-out", steps, "--iters", "40", "--quiet"));
+    short_run_fsize(r, NULL, 2500, ARGV("--steps-out", steps, "--iters", "40", "--quiet"));
     expect_exit(r, 1);
     assert_non_null(strstr(r->res.err, "--steps-out"));
     assert_false(file_exists(steps));
@@ -364,7 +353,7 @@ static void test_steps_out_full_disk(void **state)
     csv_free(&c);
     remove(r->csv_path);
     /* 3 steps (~0.5 kB) fit, the new CSV (~1.3 kB) does not */
-    limited_run(r, 1000, ARGV("--steps-out", steps, "--quiet"));
+    short_run_fsize(r, NULL, 1000, ARGV("--steps-out", steps, "--quiet"));
     expect_exit(r, 1);
     assert_non_null(strstr(r->res.err, "cannot append the row"));
     assert_false(file_exists(steps));
