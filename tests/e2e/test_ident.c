@@ -185,6 +185,30 @@ static void test_tag_outside_the_key(void **state)
     assert_null(strstr(r->res.out, "only-"));
 }
 
+/* A sweep's runs each make their own id, even under a caller's PB_RUN_ID
+ * (one id names one run), and carry a --tag given after "--". */
+static void test_sweep_runs_own_ids(void **state)
+{
+    bench_run *r = keep(state, bench_run_new());
+    char *env[] = {"PB_RUN_ID=shared", NULL};
+    run_bench_env(&r->res, env,
+                  ARGV("sweep", "--strategies", "single", "--gpus", "1", "--repeats", "2", "--iters", "2",
+                       "--warmup", "0", "--threads", "1", "--backend", "cpu", "--out", r->csv_path, "--quiet", "--",
+                       "--tag", "swept"));
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 2);
+    int id = pb_csv_find(&c.data, "run_id"), tag = pb_csv_find(&c.data, "tag");
+    assert_true(id >= 0 && tag >= 0);
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_not_equal(pb_csv_get(&c.data, i, (size_t)id), "shared");
+        assert_string_equal(pb_csv_get(&c.data, i, (size_t)tag), "swept");
+    }
+    assert_string_not_equal(pb_csv_get(&c.data, 0, (size_t)id), pb_csv_get(&c.data, 1, (size_t)id));
+    csv_free(&c);
+}
+
 static void test_bad_tag_and_run_id(void **state)
 {
     bench_run *r = keep(state, bench_run_new());
@@ -387,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_version),
         cmocka_unit_test_setup_teardown(test_tag_and_run_id_in_row, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tag_outside_the_key, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_runs_own_ids, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_bad_tag_and_run_id, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_steps_out_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_steps_out_ddp_every_rank, run_setup, run_teardown),
