@@ -15,6 +15,8 @@
 extern "C" {
 #endif
 
+#define PB_CONFIG_TAG_LEN 65 /* PB_LABEL_MAX (harness/runid.h) + 1 */
+
 typedef struct pb_config {
     /* plugin names, resolved against the registry by the parser */
     char strategy[32];
@@ -54,7 +56,10 @@ typedef struct pb_config {
     bool calibrate; /* measure GEMM peak and GEMMs-alone time (always on cuda) */
 
     char out[4096];  /* CSV appended to; "" when the command writes no row (bench calibrate) */
-    char dump[4096]; /* --dump DIR, "" when off */
+    char dump[4096]; /* --dump DIR, "" when off; {run_id} expanded (main.c) */
+    char steps_out[4096]; /* --steps-out FILE, "" when off; {run_id} expanded */
+    char tag[PB_CONFIG_TAG_LEN]; /* --tag: a label, not part of the configuration key */
+    char run_id[PB_CONFIG_TAG_LEN]; /* set by the run command (harness/runid.h), "" otherwise */
     bool quiet;
     uint64_t given; /* bit i: flag i of the flag table was on the command line */
 } pb_config;

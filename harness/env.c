@@ -12,6 +12,14 @@
 #ifndef PB_GIT_REV
 #define PB_GIT_REV "unknown"
 #endif
+/* the Makefile's generated header says which optional parts were built;
+ * a build without it (another build system) says "unknown" */
+#ifndef PB_BUILD_CUDA
+#define PB_BUILD_CUDA -1
+#define PB_BUILD_MPI -1
+#define PB_BUILD_NCCL -1
+#define PB_BUILD_NVTX -1
+#endif
 
 static void compiler_text(char *out, size_t len)
 {
@@ -22,6 +30,19 @@ static void compiler_text(char *out, size_t len)
 #else
     snprintf(out, len, "unknown");
 #endif
+}
+
+static const char *on_off(int built) { return built == 1 ? "on" : built == 0 ? "off" : "unknown"; }
+
+void pb_env_print_version(FILE *f)
+{
+    char compiler[256];
+    compiler_text(compiler, sizeof compiler);
+    fprintf(f, "bench %s\n", PB_VERSION);
+    fprintf(f, "git_rev %s\n", PB_GIT_REV);
+    fprintf(f, "cuda %s\nmpi %s\nnccl %s\nnvtx %s\n", on_off(PB_BUILD_CUDA), on_off(PB_BUILD_MPI),
+            on_off(PB_BUILD_NCCL), on_off(PB_BUILD_NVTX));
+    fprintf(f, "compiler %s\n", compiler);
 }
 
 void pb_env_fill(pb_record *r, const pb_backend *be, const pb_device_info *dev, int gpu_count)

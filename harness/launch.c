@@ -14,6 +14,7 @@
 #include "child.h"
 #include "log.h"
 #include "registry.h"
+#include "runid.h"
 
 /* Set in the environment of the re-executed ranks: a rank that finds it but
  * no launch variables would re-execute forever, so it stops instead. */
@@ -216,6 +217,9 @@ pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
         args[n++] = "-x";
         args[n++] = PB_LAUNCH_REPORT_ENV;
     }
+    /* to every rank on any node: the run's id (harness/runid.h) */
+    args[n++] = "-x";
+    args[n++] = PB_RUN_ID_ENV;
     args[n++] = "--timeout";
     args[n++] = backstop;
     args[n++] = "-np";

@@ -1,17 +1,21 @@
 /* bench: the command table (like git.c's) and the only exit(). */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "calibrate.h"
 #include "../study/compare_cli.h"
 #include "config.h"
+#include "env.h"
 #include "launch.h"
 #include "log.h"
 #include "../study/plot.h"
 #include "registry.h"
 #include "run.h"
+#include "runid.h"
 #include "signals.h"
 #include "status.h"
 #include "supervise.h"
@@ -43,9 +47,14 @@ static pb_status load_config(pb_config *cfg, int argc, char **argv, bool writes,
         print_usage();
         return PB_OK;
     }
-    if (!writes) cfg->out[0] = cfg->dump[0] = '\0';
+    if (!writes) cfg->out[0] = cfg->dump[0] = cfg->steps_out[0] = '\0';
     pb_log_set_quiet(cfg->quiet);
     pb_launch_set_log_rank();
+    /* the run's id names its files, so it exists before they are checked */
+    if (st == PB_OK && writes) st = pb_run_id_init(cfg->run_id, sizeof cfg->run_id);
+    if (st == PB_OK && writes) st = pb_run_id_expand("--dump", cfg->dump, sizeof cfg->dump, cfg->run_id);
+    if (st == PB_OK && writes)
+        st = pb_run_id_expand("--steps-out", cfg->steps_out, sizeof cfg->steps_out, cfg->run_id);
     return st == PB_OK ? pb_config_validate(cfg) : st;
 }
 
@@ -58,6 +67,9 @@ static int cmd_run(int argc, char **argv)
     pb_config cfg;
     bool help = false;
     pb_status st = load_config(&cfg, argc, argv, true, &help);
+    /* once, by the process the user started (not by ranks bench launched):
+     * the id that the row, --steps-out and {run_id} paths carry */
+    if (st == PB_OK && !help && !cfg.quiet && !pb_launch_reexecuted()) pb_log_info("run_id %s", cfg.run_id);
     /* a rank per device: re-executed under mpirun unless already launched;
      * this process stays as mpirun's parent, passing SIGINT/SIGTERM on,
      * bounding the job by its backstop and ending with the run's code (128 +
@@ -117,6 +129,15 @@ static int cmd_list(int argc, char **argv)
     return 0;
 }
 
+/* bench version (or --version): what was built, on stdout */
+static int cmd_version(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 0) return report(pb_usage_error("version takes no arguments"));
+    pb_env_print_version(stdout);
+    return 0;
+}
+
 static int cmd_help(int argc, char **argv)
 {
     (void)argc;
@@ -133,6 +154,7 @@ static const command commands[] = {
     {"plot", pb_cmd_plot, "PNG and SVG plots of a results CSV, or two compared (gnuplot)"},
     {"sweep", pb_cmd_sweep, "every strategy x device count as its own run, resumable; a scaling table"},
     {"help", cmd_help, "this text: commands, flags and their defaults"},
+    {"version", cmd_version, "version, git revision, build options (CUDA, MPI, NCCL, NVTX) and compiler"},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 
@@ -164,6 +186,9 @@ int main(int argc, char **argv)
      * a full disk, and the writers undo it (no torn row, no truncated .npy)
      * instead of the process dying mid-write */
     signal(SIGXFSZ, SIG_IGN);
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) return cmd_version(0, argv + 2);
+    /* a run's id is one run's: a sweep's runs each make their own */
+    if (argc > 1 && argv[1][0] != '-' && strcmp(argv[1], "run") != 0) unsetenv(PB_RUN_ID_ENV);
     if (argc > 1 && argv[1][0] != '-') {
         for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
             if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 2, argv + 2);

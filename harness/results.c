@@ -85,6 +85,7 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     bool microbatches = strategy && strategy->microbatches, buckets = strategy && strategy->buckets;
     const pb_backend *be = pb_find_backend(cfg->backend);
     bool sgd = cfg->optimizer == PB_OPT_SGD;
+    pb_record_set(r, PB_COL_TAG, "%s", cfg->tag);
     pb_record_set(r, PB_COL_STRATEGY, "%s", cfg->strategy);
     pb_record_set(r, PB_COL_BACKEND, "%s", cfg->backend);
     pb_record_set(r, PB_COL_COMM, "%s", cfg->comm);

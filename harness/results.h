@@ -25,10 +25,12 @@ extern "C" {
  *          was measured (iters, warmup, seed); compare and plot pool runs
  *          that differ only there;
  *   NONE   not a key: follows from key columns (params, batch_per_device,
- *          ranks), or not configuration.
+ *          ranks), a label (tag), or not configuration.
  * docs/csv-schema.md explains each column, and why a flag has none. */
 #define PB_COLUMNS(X)                                                         \
     X(TIME_UTC, "time_utc", ENV, NONE)                                        \
+    X(RUN_ID, "run_id", ENV, NONE)                                            \
+    X(TAG, "tag", CONFIG, NONE)                                               \
     X(STATUS, "status", METRIC, NONE)                                         \
     X(STRATEGY, "strategy", CONFIG, ALL)                                      \
     X(BACKEND, "backend", CONFIG, ALL)                                        \

@@ -28,6 +28,7 @@
 #include "results.h"
 #include "signals.h"
 #include "stats.h"
+#include "steps_out.h"
 #include "timer.h"
 #include "../strategies/input.h"
 
@@ -52,6 +53,10 @@ typedef struct run_state {
      * so the row can carry the slowest rank's, step by step */
     double *phase_steps;
     double loss_first, loss_last;
+    /* --steps-out: [ranks][iters][PB_STEPS_WIDTH], this rank's slot filled
+     * by its steps, the others' -HUGE_VAL until the gather (a MAX) brings
+     * them to rank 0 */
+    double *steps;
     pb_device_info info;
     bool have_info;
     pb_calibration cal;
@@ -145,6 +150,12 @@ static pb_status setup(run_state *rs)
     PB_ALLOC(rs->step_ms, cfg->iters);
     PB_ALLOC(rs->scratch, cfg->iters);
     if (rs->multi) PB_ALLOC(rs->phase_steps, (size_t)cfg->iters * PB_PHASE_COUNT);
+    if (cfg->steps_out[0]) {
+        size_t n = (size_t)(rs->multi ? rs->world.ranks : 1) * (size_t)cfg->iters * PB_STEPS_WIDTH;
+        /* pb_config_validate bounds devices x iters for the gather's count */
+        PB_ALLOC(rs->steps, n);
+        for (size_t i = 0; i < n; i++) rs->steps[i] = -HUGE_VAL;
+    }
     if (cfg->verify && is_writer(rs) && pb_verify_steps(cfg) < (int64_t)cfg->warmup + cfg->iters)
         PB_ALLOC(rs->verify_params, rs->layout.n_params);
     pb_mlp_init_params(&rs->layout, cfg->seed, rs->params);
@@ -305,12 +316,36 @@ cleanup:
     return st;
 }
 
+/* Measured steps between two progress lines (and the last step's line) */
+#define PB_PROGRESS_EVERY 10
+
+/* A progress line as Megatron-LM prints one, over the steps since the last
+ * line (mean_ms their mean): step time, throughput, model TFLOP/s per
+ * device, MFU against this device's measured peak (when calibrated: ranks
+ * meet only after the steps, so rank 0's own), the loss and peak memory. The
+ * row's figures are over all measured steps and the slowest rank's. */
+static void progress_line(run_state *rs, int done, double mean_ms, double loss)
+{
+    const pb_config *cfg = rs->cfg;
+    double tflops = pb_mlp_step_flops(&rs->layout, cfg->shape.batch) / (mean_ms * 1e-3) / 1e12 / cfg->devices;
+    char mfu[32] = "", mem[48] = "";
+    if (isfinite(rs->cal.peak_tflops) && rs->cal.peak_tflops > 0)
+        snprintf(mfu, sizeof mfu, " | mfu %.3f", tflops / rs->cal.peak_tflops);
+    pb_memory_report m = {0};
+    if (rs->strategy->memory(rs->strategy_state, &m) == PB_OK && m.peak_mb_max > 0)
+        snprintf(mem, sizeof mem, " | mem %.1f MB peak", m.peak_mb_max);
+    pb_log_info("step %d/%d | %.3f ms/step | %.0f samples/s | %.4g TFLOP/s/device%s | loss %.4f%s", done, cfg->iters,
+                mean_ms, cfg->shape.batch * 1e3 / mean_ms, tflops, mfu, loss, mem);
+}
+
 static pb_status train(run_state *rs)
 {
     pb_status st = PB_OK;
     const pb_config *cfg = rs->cfg;
     int total = cfg->warmup + cfg->iters;
     unsigned long allocs_before = 0;
+    double interval_ms = 0.0; /* the measured steps since the last progress line */
+    int interval_n = 0;
 
     for (int s = 0; s <= total; s++) {
         /* a step boundary: stop here on SIGINT/SIGTERM (every rank at the
@@ -343,8 +378,20 @@ static pb_status train(run_state *rs)
         for (int p = 0; p < PB_PHASE_COUNT; p++) rs->phase_sum.ms[p] += res.t.ms[p];
         if (rs->phase_steps)
             memcpy(rs->phase_steps + (size_t)i * PB_PHASE_COUNT, res.t.ms, sizeof res.t.ms);
-        if (!cfg->quiet && (i + 1 == cfg->iters || (i + 1) % 10 == 0))
-            pb_log_info("step %d/%d  %.2f ms  loss %.4f", i + 1, cfg->iters, step_ms, res.loss);
+        if (rs->steps) {
+            double *row = rs->steps + ((size_t)(rs->multi ? rs->world.rank : 0) * (size_t)cfg->iters + (size_t)i) *
+                                          PB_STEPS_WIDTH;
+            memcpy(row, res.t.ms, sizeof res.t.ms);
+            row[PB_PHASE_COUNT] = step_ms;
+            row[PB_PHASE_COUNT + 1] = res.loss;
+        }
+        interval_ms += step_ms;
+        interval_n++;
+        if (!cfg->quiet && (i + 1 == cfg->iters || (i + 1) % PB_PROGRESS_EVERY == 0)) {
+            progress_line(rs, i + 1, interval_ms / interval_n, res.loss);
+            interval_ms = 0.0;
+            interval_n = 0;
+        }
     }
     if (pb_alloc_count)
         fprintf(stderr, "bench: allocations during measured steps: %lu\n", pb_alloc_count() - allocs_before);
@@ -376,6 +423,7 @@ static bool shares_hardware(const pb_config *cfg)
 static void fill_config(pb_record *r, const pb_config *cfg, const run_state *rs)
 {
     pb_record_fill_config(r, cfg);
+    pb_record_set(r, PB_COL_RUN_ID, "%s", cfg->run_id);
     pb_record_set(r, PB_COL_OVERSUBSCRIBED, "%d",
                   (rs->multi && rs->world.oversubscribed) || shares_hardware(cfg) ? 1 : 0);
 }
@@ -548,6 +596,15 @@ cleanup:
  * from the same rank, so the phase columns add up to the step columns
  * (rank 0's alone would not when another rank is slower). One gather after
  * the steps: no extra collective runs between them. */
+/* --steps-out, ranks: every rank's steps to rank 0 (each rank's slot holds
+ * its own values, -HUGE_VAL elsewhere, so an elementwise MAX is a gather).
+ * Before gather_slowest, which rewrites the per-step arrays. */
+static pb_status gather_steps(run_state *rs)
+{
+    if (!rs->steps || !rs->multi) return PB_OK;
+    return pb_world_max_to_root(rs->steps, rs->world.ranks * rs->cfg->iters * PB_STEPS_WIDTH);
+}
+
 static pb_status gather_slowest(run_state *rs)
 {
     if (!rs->multi) return PB_OK;
@@ -662,6 +719,7 @@ pb_status pb_run(const pb_config *cfg)
     /* interrupted: every rank stopped at the same boundary; nothing is
      * gathered, dumped or written, and the caller exits 128 + the signal */
     if (st == PB_OK && rs.interrupted) goto cleanup;
+    if (st == PB_OK) st = gather_steps(&rs);
     if (st == PB_OK) st = gather_slowest(&rs);
     if (st == PB_OK) st = finish_dump(&rs);
 
@@ -687,7 +745,12 @@ pb_status pb_run(const pb_config *cfg)
                      signal_name(late_sig), cfg->verify ? " (during --verify)" : "");
     if (late_sig) pb_launch_report("interrupted");
 
+    char steps_tmp[4200] = "";
     if (is_writer(&rs) && !late_sig) {
+        /* a step file that cannot be written fails the run, as --dump does */
+        if (st == PB_OK && rs.steps)
+            st = pb_steps_out_write(cfg->steps_out, cfg->run_id, rs.steps, rs.multi ? rs.world.ranks : 1, cfg->iters,
+                                    cfg->warmup, steps_tmp, sizeof steps_tmp);
         if (st == PB_OK) {
             pb_record_set(rec, PB_COL_STATUS, invalid ? "invalid" : "ok");
             fill_results(rec, &rs);
@@ -708,7 +771,10 @@ pb_status pb_run(const pb_config *cfg)
             pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
         }
         pb_status wst = append_row(cfg, rec);
+        /* the steps beside a row that carries figures (ok or invalid) */
+        pb_status sst = pb_steps_out_finish(steps_tmp, cfg->steps_out, wst == PB_OK && (st == PB_OK || invalid));
         if (st == PB_OK) st = wst;
+        if (st == PB_OK) st = sst;
         if (wst == PB_OK && st == PB_OK && cfg->verify && !cfg->quiet)
             pb_log_info("--verify: parameters after step %lld within %.3g of single's (tolerance %.0e)",
                         (long long)pb_verify_steps(cfg), max_rel,
@@ -738,6 +804,7 @@ cleanup:
     free(rs.step_ms);
     free(rs.scratch);
     free(rs.phase_steps);
+    free(rs.steps);
     free(rec);
     return st;
 }

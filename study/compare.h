@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-typedef enum pb_compare_format { PB_COMPARE_TEXT, PB_COMPARE_MD, PB_COMPARE_CSV } pb_compare_format;
+typedef enum pb_compare_format { PB_COMPARE_TEXT, PB_COMPARE_MD, PB_COMPARE_CSV, PB_COMPARE_JSON } pb_compare_format;
 
 typedef struct pb_compare_opts {
     const char *metric;   /* a column of pb_compare_metrics() */

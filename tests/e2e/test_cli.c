@@ -306,7 +306,7 @@ static void test_usage_header_differs(void **state)
     snprintf(out, sizeof out, "%s/old.csv", dir);
     FILE *f = fopen(out, "wb");
     assert_non_null(f);
-    fputs("time_utc,status,strategy_name,backend\n2026-01-01T00:00:00Z,ok,single,cpu\n", f);
+    fputs("time_utc,run_id,tag,status,strategy_name,backend\n2026-01-01T00:00:00Z,r1,,ok,single,cpu\n", f);
     fclose(f);
     char *before = read_file(out);
     bench_result *r = new_result();
@@ -316,7 +316,7 @@ static void test_usage_header_differs(void **state)
     assert_int_equal(r->exit_code, 2);
     assert_int_equal(count_lines(r->err), 1);
     assert_non_null(strstr(r->err, "--out"));
-    assert_non_null(strstr(r->err, "column 3"));
+    assert_non_null(strstr(r->err, "column 5"));
     assert_non_null(strstr(r->err, "'strategy_name', expected 'strategy'"));
     char *after = read_file(out);
     assert_string_equal(before, after);
