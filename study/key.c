@@ -87,7 +87,8 @@ size_t pb_key_env_diff(const pb_key *k, const pb_csv *a, size_t ra, const pb_csv
 {
     size_t n = 0;
     for (size_t i = 0; i < k->n; i++) {
-        const char *x = pb_csv_get(a, ra, (size_t)k->ia[i]), *y = pb_csv_get(b, rb, (size_t)k->ib[i]);
+        size_t ca = (size_t)k->ia[i], cb = (size_t)k->ib[i];
+        const char *x = pb_csv_get(a, ra, ca), *y = pb_csv_get(b, rb, cb);
         if (*x && *y && pb_key_value_cmp(x, y) != 0) diff[n++] = i;
     }
     return n;

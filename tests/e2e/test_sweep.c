@@ -472,6 +472,7 @@ static void test_resume_same_environment_only(void **state)
     table_line(r->out, "single", &runs, &sps, &eff);
     assert_int_equal(runs, 1);
     assert_true(fabs(sps - fresh_single) <= 1e-5 * fresh_single);
+    assert_true(fabs(eff - 100.0) < 0.05); /* the reference is that same run */
 
     /* --resume-any keeps them, says so, and the table says it mixes */
     write_edited(first, out, 1.0, "host", "elsewhere");
