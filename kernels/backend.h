@@ -111,6 +111,8 @@ typedef struct pb_backend {
     int (*device_count)(char *why, size_t why_len);
     pb_status (*open)(const pb_device_opts *opts, int ordinal, pb_device **dev);
     void (*close)(pb_device *dev);
+    /* dev NULL: the first device's facts without opening it (optional:
+     * NULL in a stub) */
     pb_status (*info)(pb_device *dev, pb_device_info *out);
 
     /* memory; sizes in bytes. alloc zero-fills. */

@@ -152,6 +152,16 @@ static int plot_csv(ctx *x)
     }
     if (x->o.workload) {
         snprintf(sel.workload, sizeof sel.workload, "%s", x->o.workload);
+        /* a weak study's rows keep their preset's name (only a changed
+         * shape is `custom`): name the workloads there are */
+        char have[DIM_MAX];
+        most_frequent(&t, PB_COL_WORKLOAD, sel.workload, have, sizeof have);
+        if (!have[0]) {
+            others_notice(&t, "workload", sel.workload, NULL, "--workload");
+            pb_log_error("plot: %s has no ok rows of workload '%s'", t.path, sel.workload);
+            rc = 2;
+            goto cleanup;
+        }
     } else {
         most_frequent(&t, PB_COL_WORKLOAD, NULL, sel.workload, sizeof sel.workload);
         others_notice(&t, "workload", sel.workload, NULL, "--workload");

@@ -187,12 +187,24 @@ static const char *label_value(const config *c, pb_column col, bool per_device_b
     return col == PB_COL_BATCH_GLOBAL ? batch_of(c, per_device_batch) : pb_plot_cv(c, col);
 }
 
+/* The batch a scaling line keeps, from the configuration key's columns:
+ * the global batch (strong), or the global batch per device (weak: the one
+ * bench sweep keeps, also for mp, whose stages each see the whole batch and
+ * whose batch_per_device column says so). */
+static bool same_batch(const config *a, const config *b, bool per_device_batch)
+{
+    if (!per_device_batch)
+        return pb_key_value_cmp(pb_plot_cv(a, PB_COL_BATCH_GLOBAL), pb_plot_cv(b, PB_COL_BATCH_GLOBAL)) == 0;
+    double ga = num(pb_plot_cv(a, PB_COL_BATCH_GLOBAL)), gb = num(pb_plot_cv(b, PB_COL_BATCH_GLOBAL));
+    return a->devices > 0 && b->devices > 0 && ga * b->devices == gb * a->devices;
+}
+
 /* Same line of a scaling plot: the key but the device count. */
 static bool same_series(const config *a, const config *b, bool per_device_batch)
 {
     return pb_key_cmp(&a->t->series, &a->t->csv, (size_t)a->t->rows[a->row], &b->t->csv,
                       (size_t)b->t->rows[b->row]) == 0 &&
-           pb_key_value_cmp(batch_of(a, per_device_batch), batch_of(b, per_device_batch)) == 0;
+           same_batch(a, b, per_device_batch);
 }
 
 /* Rows of t (of one workload and backend unless NULL) grouped per config. */
@@ -437,7 +449,7 @@ static int reference_of(const selection *sel, const config *c)
         if (strcmp(pb_plot_cv(r, PB_COL_STRATEGY), "single") != 0) continue;
         bool match = pb_key_cmp(&same, &r->t->csv, (size_t)r->t->rows[r->row], &c->t->csv,
                                 (size_t)c->t->rows[c->row]) == 0 &&
-                     pb_key_value_cmp(batch_of(r, sel->per_device_batch), batch_of(c, sel->per_device_batch)) == 0;
+                     same_batch(r, c, sel->per_device_batch);
         if (match && !isnan(pb_plot_cmean(r, "samples_per_s"))) return sel->all[i];
     }
     return mine >= 0 && !isnan(pb_plot_cmean(&sel->set.c[mine], "samples_per_s")) ? mine : -1;

@@ -21,6 +21,7 @@
 
 #include "../harness/child.h"
 #include "../harness/config.h"
+#include "../harness/env.h"
 #include "csv_read.h"
 #include "key.h"
 #include "../harness/log.h"
@@ -44,6 +45,7 @@ typedef struct sweep_opts {
     int repeats;
     char out[4096];
     bool force, oversubscribe, quiet;
+    bool resume_any; /* reuse ok rows from any environment */
     int batch; /* 0: the workload's */
     char *fwd[MAX_FWD]; /* run flags given to every child */
     int n_fwd;
@@ -68,7 +70,8 @@ static const char *const owned_flags[] = {"--strategy", "--gpus", "--workload", 
 static void usage(void)
 {
     printf("usage: bench sweep [--strategies LIST] [--gpus LIST] [--workload NAME] [--scaling weak|strong]\n"
-           "                   [--repeats R] [--batch N] [--out PATH] [--force] [--oversubscribe] [--quiet]\n"
+           "                   [--repeats R] [--batch N] [--out PATH] [--force] [--resume-any] [--oversubscribe]\n"
+           "                   [--quiet]\n"
            "                   [--backend B] [--iters N] [--warmup N] [--threads N] [--precision P]\n"
            "                   [--optimizer O] [--seed N] [--lr X] [-- RUN FLAGS...]\n\n"
            "  --strategies LIST  strategies to run [single,dp,mp,ddp]\n"
@@ -80,8 +83,9 @@ static void usage(void)
            "  --batch N          weak: per-device batch; strong: global batch [the workload's batch]\n"
            "  --out PATH         CSV every run appends to [results/study.csv]\n"
            "  --force            run every combination again, whatever --out holds\n"
+           "  --resume-any       reuse ok rows of another host, build or environment too\n"
            "  --oversubscribe    run device counts above the devices present (labelled)\n"
-           "  --quiet            no progress on stderr (failures and notices still shown)\n"
+           "  --quiet            nothing on stderr but errors\n"
            "  the run flags above and everything after -- go to every run (bench --help)\n");
 }
 
@@ -200,7 +204,7 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
         pb_flag_split(arg, name, sizeof name, &value);
         bool inline_value = value != NULL; /* "--flag=value", one argument */
         bool is_bool = strcmp(name, "--force") == 0 || strcmp(name, "--oversubscribe") == 0 ||
-                       strcmp(name, "--quiet") == 0;
+                       strcmp(name, "--quiet") == 0 || strcmp(name, "--resume-any") == 0;
         bool known = is_bool || strcmp(name, "--strategies") == 0 || strcmp(name, "--gpus") == 0 ||
                      strcmp(name, "--workload") == 0 || strcmp(name, "--scaling") == 0 ||
                      strcmp(name, "--repeats") == 0 || strcmp(name, "--batch") == 0 || strcmp(name, "--out") == 0 ||
@@ -216,6 +220,7 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
             if (value) return pb_usage_error("sweep %s takes no value", name);
             if (strcmp(name, "--force") == 0) o->force = true;
             else if (strcmp(name, "--oversubscribe") == 0) o->oversubscribe = true;
+            else if (strcmp(name, "--resume-any") == 0) o->resume_any = true;
             else o->quiet = true;
             continue;
         }
@@ -287,15 +292,33 @@ typedef struct out_rows {
     int status, sps;
 } out_rows;
 
-/* The row a run of cfg would write, as a one-row table: the key sweep looks
- * for, through the same code (pb_record_fill_config, the row formatter and
- * the reader) as the rows it is compared with. */
-static pb_status wanted_row(const pb_config *cfg, pb_csv *want)
+/* The environment a run of this sweep records, as far as it is known before
+ * one runs: pb_env_fill, the run's own function, over the backend's facts
+ * of its first device read without opening it. What is not known yet (the
+ * MPI version; a GPU's facts when they cannot be read) stays empty, and the
+ * environment rule compares no empty value (study/key.h). */
+static void current_env(const char *backend, pb_record *env)
+{
+    const pb_backend *be = pb_find_backend(backend);
+    pb_device_info info;
+    memset(&info, 0, sizeof info);
+    if (be && be->info && be->info(NULL, &info) != PB_OK) memset(&info, 0, sizeof info);
+    pb_error_clear();
+    pb_record_clear(env);
+    pb_env_fill(env, be, &info, 0);
+}
+
+/* The row a run of cfg in env would write, as a one-row table: the key
+ * sweep looks for, through the same code (pb_record_fill_config, the row
+ * formatter and the reader) as the rows it is compared with. */
+static pb_status wanted_row(const pb_config *cfg, const pb_record *env, pb_csv *want)
 {
     static pb_record rec;
     static char text[2 * 65536];
     pb_record_clear(&rec);
     pb_record_fill_config(&rec, cfg);
+    for (int c = 0; c < PB_COL_COUNT; c++)
+        if (pb_key_uses(PB_KEY_ENV, (pb_column)c)) memcpy(rec.v[c], env->v[c], sizeof rec.v[c]);
     pb_record_set(&rec, PB_COL_STATUS, "ok");
     size_t n = pb_results_header(text, sizeof text);
     size_t m = n < sizeof text ? pb_results_format(&rec, text + n, sizeof text - n) : 0;
@@ -303,25 +326,58 @@ static pb_status wanted_row(const pb_config *cfg, pb_csv *want)
     return pb_csv_parse("sweep's key", text, n + m, want);
 }
 
+/* The ok rows of a configuration measured in another environment, grouped
+ * by their environment (each group: its first row and its count). */
+#define MAX_ENVS 8
+typedef struct other_envs {
+    size_t row[MAX_ENVS];
+    int n[MAX_ENVS];
+    int groups, rows;
+} other_envs;
+
+static void add_other(other_envs *g, const out_rows *o, size_t r)
+{
+    pb_key k;
+    pb_key_init(&k, PB_KEY_ENV, &o->t, NULL);
+    g->rows++;
+    for (int i = 0; i < g->groups; i++)
+        if (pb_key_cmp(&k, &o->t, g->row[i], &o->t, r) == 0) {
+            g->n[i]++;
+            return;
+        }
+    if (g->groups == MAX_ENVS) return; /* counted, not itemised */
+    g->row[g->groups] = r;
+    g->n[g->groups++] = 1;
+}
+
 /* Mean samples/s and count of the ok rows of cfg in o: rows whose every
  * configuration column (study/key.h, the sweep's key: with iters, warmup
- * and seed) equals the run's, numbers as numbers. */
-static double mean_sps(const out_rows *o, const pb_config *cfg, int *runs)
+ * and seed) equals the run's, numbers as numbers, and that were measured in
+ * env (the environment rule, study/key.h) unless any_env. The rows of cfg
+ * from another environment are added to other (when not NULL). */
+static double mean_sps(const out_rows *o, const pb_config *cfg, const pb_record *env, bool any_env, int *runs,
+                       other_envs *other)
 {
     double sum = 0;
     *runs = 0;
     pb_csv want;
-    if (wanted_row(cfg, &want) != PB_OK) {
+    if (wanted_row(cfg, env, &want) != PB_OK) {
         pb_error_clear();
         return NAN;
     }
-    pb_key k;
+    pb_key k, ek;
     pb_key_init(&k, PB_KEY_SWEEP, &o->t, &want);
+    pb_key_init(&ek, PB_KEY_ENV, &o->t, &want);
+    size_t diff[PB_COL_COUNT];
     for (size_t r = 0; r < o->t.nrows; r++) {
         if (strcmp(pb_csv_get(&o->t, r, (size_t)o->status), "ok") != 0) continue;
         if (pb_key_cmp(&k, &o->t, r, &want, 0) != 0) continue;
         double x;
         if (!pb_csv_number(pb_csv_get(&o->t, r, (size_t)o->sps), &x) || !(x > 0)) continue;
+        if (pb_key_env_diff(&ek, &o->t, r, &want, 0, diff)) {
+            if (other) add_other(other, o, r);
+            if (!any_env) continue;
+        }
         sum += x;
         (*runs)++;
     }
@@ -355,10 +411,14 @@ static bool load_out(const char *path, out_rows *o, bool *bad)
 
 /* ---- running a child ------------------------------------------------------ */
 
-/* A notice: shown even with --quiet (a skipped combination, a resume). */
+/* --quiet: stderr gets errors only, no notices. */
+static bool quiet_notes;
+
+/* A notice (a skipped combination, a resume, a wait); none with --quiet. */
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note(const char *fmt, ...)
 {
+    if (quiet_notes) return;
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -499,7 +559,40 @@ static void clear_bar(bool tty)
 
 /* ---- the command ------------------------------------------------------- */
 
-static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_config *ref, bool have_ref)
+/* Says which rows of another environment a resume leaves out (or keeps,
+ * --resume-any): per group, one line per column that differs. */
+static void say_other_envs(const out_rows *o, const other_envs *g, const pb_config *cfg, const pb_record *env,
+                           bool kept)
+{
+    pb_csv want;
+    if (!g->rows || wanted_row(cfg, env, &want) != PB_OK) {
+        pb_error_clear();
+        return;
+    }
+    pb_key ek;
+    pb_key_init(&ek, PB_KEY_ENV, &o->t, &want);
+    int host = pb_csv_find(&o->t, "host"), rev = pb_csv_find(&o->t, "git_rev");
+    size_t diff[PB_COL_COUNT];
+    int itemised = 0;
+    for (int i = 0; i < g->groups; i++) {
+        size_t r = g->row[i], nd = pb_key_env_diff(&ek, &o->t, r, &want, 0, diff);
+        itemised += g->n[i];
+        for (size_t d = 0; d < nd; d++)
+            note("resume: %d row%s from host %s (git_rev %s) %s: %s %s -> %s", g->n[i], g->n[i] == 1 ? "" : "s",
+                 host >= 0 ? pb_csv_get(&o->t, r, (size_t)host) : "?",
+                 rev >= 0 ? pb_csv_get(&o->t, r, (size_t)rev) : "?", kept ? "kept (--resume-any)" : "not reused",
+                 pb_column_name(ek.col[diff[d]]), pb_csv_get(&o->t, r, (size_t)ek.ia[diff[d]]),
+                 pb_csv_get(&want, 0, (size_t)ek.ib[diff[d]]));
+    }
+    if (g->rows > itemised)
+        note("resume: and %d row%s from more environments %s", g->rows - itemised, g->rows - itemised == 1 ? "" : "s",
+             kept ? "kept (--resume-any)" : "not reused");
+    if (!kept) note("resume: rows of another environment run again here; --resume-any keeps them");
+    pb_csv_free(&want);
+}
+
+static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_config *ref, bool have_ref,
+                        const pb_record *env)
 {
     static out_rows t;
     bool bad;
@@ -507,21 +600,24 @@ static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_co
         pb_error_clear();
         return;
     }
+    /* the reference and the rows it divides from one environment, this
+     * sweep's (--resume-any: from any, as the resume took them) */
+    other_envs mixed = {0};
     int ref_runs = 0;
-    double ref_sps = have_ref ? mean_sps(&t, ref, &ref_runs) : NAN;
+    double ref_sps = have_ref ? mean_sps(&t, ref, env, o->resume_any, &ref_runs, NULL) : NAN;
     if (have_ref && ref_runs)
         printf("%s scaling of %s on %s: efficiency = samples/s(N) / (N x samples/s of single x1, batch %d)\n",
                o->strong ? "strong" : "weak", o->workload, cs[0].cfg.backend, ref->shape.batch);
     else
-        printf("%s scaling of %s on %s: no ok single x1 run in %s (add single to --strategies and 1 to --gpus "
-               "for efficiencies)\n",
+        printf("%s scaling of %s on %s: no ok single x1 run of this environment in %s (add single to "
+               "--strategies and 1 to --gpus for efficiencies)\n",
                o->strong ? "strong" : "weak", o->workload, n ? cs[0].cfg.backend : "?", o->out);
     printf("%-8s %7s %7s %4s %12s %8s %10s\n", "strategy", "devices", "batch", "runs", "samples/s", "speedup",
            "efficiency");
     bool any_over = false;
     for (int i = 0; i < n; i++) {
         int runs = 0;
-        double sps = mean_sps(&t, &cs[i].cfg, &runs);
+        double sps = mean_sps(&t, &cs[i].cfg, env, o->resume_any, &runs, &mixed);
         char dev[16], s[32] = "-", sp[32] = "-", eff[32] = "-";
         snprintf(dev, sizeof dev, "%d%s", cs[i].devices, cs[i].oversubscribed ? "*" : "");
         any_over |= cs[i].oversubscribed;
@@ -533,6 +629,9 @@ static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_co
         printf("%-8s %7s %7d %4d %12s %8s %10s\n", cs[i].strategy, dev, cs[i].batch, runs, s, sp, eff);
     }
     if (any_over) printf("* oversubscribed: more devices than present (cpu: than cores), they share hardware\n");
+    if (o->resume_any && mixed.rows)
+        printf("%d row%s from another host, build or environment included (--resume-any)\n", mixed.rows,
+               mixed.rows == 1 ? "" : "s");
     pb_csv_free(&t.t);
 }
 
@@ -620,7 +719,9 @@ static void unlock_out(int fd, const char *path, bool created)
 /* The runs --out lacks, then the table; under the sweep's lock on --out. */
 static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, char *self)
 {
-    /* what --out already holds */
+    /* what --out already holds, from this environment */
+    static pb_record env;
+    current_env(cs[0].cfg.backend, &env);
     int total = 0, have_total = 0;
     {
         static out_rows t;
@@ -633,14 +734,16 @@ static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, cha
         if (loaded && t.t.nskipped)
             note("%s: %zu torn line%s skipped (a writer was killed mid-row)", o->out, t.t.nskipped,
                          t.t.nskipped == 1 ? "" : "s");
+        other_envs other = {0};
         for (int i = 0; i < n; i++) {
             int runs = 0;
-            if (loaded) (void)mean_sps(&t, &cs[i].cfg, &runs);
+            if (loaded) (void)mean_sps(&t, &cs[i].cfg, &env, o->resume_any, &runs, o->force ? NULL : &other);
             cs[i].have = o->force ? 0 : (runs < o->repeats ? runs : o->repeats);
             cs[i].todo = o->repeats - cs[i].have;
             total += cs[i].todo;
             have_total += cs[i].have;
         }
+        if (loaded) say_other_envs(&t, &other, &cs[0].cfg, &env, o->resume_any);
         if (loaded) pb_csv_free(&t.t);
     }
     if (have_total)
@@ -699,7 +802,7 @@ static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, cha
     ref.batch = per_device;
     bool have_ref = validate(o, &ref) == PB_OK;
     pb_error_clear();
-    print_table(o, cs, n, &ref.cfg, have_ref);
+    print_table(o, cs, n, &ref.cfg, have_ref, &env);
     return failed ? 1 : 0;
 }
 
@@ -717,6 +820,7 @@ int pb_cmd_sweep(int argc, char **argv)
         usage();
         return 0;
     }
+    quiet_notes = o.quiet;
     if ((st = pb_results_check_target(o.out)) != PB_OK) {
         pb_log_error("%s", pb_error_message());
         return 2;

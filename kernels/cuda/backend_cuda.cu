@@ -194,8 +194,10 @@ static pb_status cuda_info(pb_device *dev, pb_device_info *out)
     size_t v;
 
     memset(out, 0, sizeof *out);
-    PB_TRY(use_device(dev));
-    PB_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev->ordinal));
+    /* no device: device 0's facts, read without creating a context (a
+     * sweep compares them with its rows before it runs anything) */
+    if (dev) PB_TRY(use_device(dev));
+    PB_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev ? dev->ordinal : 0));
     PB_CUDA_CHECK(cudaDriverGetVersion(&drv));
     PB_CUDA_CHECK(cudaRuntimeGetVersion(&rt));
     /* cudaDeviceProp.name is 256 bytes; every real name fits in 127 */

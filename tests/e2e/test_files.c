@@ -29,7 +29,9 @@
 #include "harness/results.h"
 
 #define RUN_FLAGS "--backend", "cpu", "--workload", "mlp-xs", "--iters", "2", "--warmup", "0", "--threads", "1", "--quiet"
-#define SWEEP_FLAGS "sweep", "--strategies", "single", "--gpus", "1", RUN_FLAGS
+/* not --quiet: the tests read the sweep's resume notice */
+#define SWEEP_FLAGS "sweep", "--strategies", "single", "--gpus", "1", "--backend", "cpu", "--workload", "mlp-xs", \
+                    "--iters", "2", "--warmup", "0", "--threads", "1"
 
 static void expect_code(const files *f, int code)
 {

@@ -17,7 +17,14 @@
  * 6. two sweeps into one file at once run its rows once: the second waits
  *    for the first, says so, and then finds them done;
  * 7. a failed ddp child is reported by its own error line, not by the Open
- *    MPI notice that follows it. */
+ *    MPI notice that follows it;
+ * 8. --quiet prints nothing on stderr but errors (no "skipping" notices);
+ * 9. resume reuses only rows of this host, build and environment: rows of
+ *    another say what differs, one line per column, and run again; the
+ *    table's reference then comes from this environment too, not from a
+ *    stale row; --resume-any keeps them;
+ * 10. a weak study's rows keep the preset's workload name, and bench plot
+ *    draws every strategy's efficiency with the sweep's reference. */
 #include "tests/common/test_csv.h"
 
 #include <fcntl.h>
@@ -124,7 +131,7 @@ static void test_resume_after_kill(void **state)
     snprintf(out, sizeof out, "%s/s.csv", dir);
     /* 4 combinations x 2 repeats; the single x1 rows come first */
     char *const args[] = {"sweep", "--strategies", "single,dp,mp,ddp", "--gpus", "1,2", "--repeats", "2",
-                          "--iters", "20", "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
+                          "--iters", "20", "--threads", "1", "--backend", "cpu", "--out", out, NULL};
     pid_t pid = spawn_bench(args);
     /* kill the sweep and its child as soon as the first row is in */
     bool killed = false;
@@ -193,14 +200,14 @@ static void test_resume_after_kill(void **state)
     remove_temp_dir(dir);
 }
 
-/* Writes src to dst with every field quoted and samples_per_s divided by
- * `slow`: the same runs, `slow` times slower on paper. */
-static void write_slowed(const char *src, const char *dst, double slow)
+/* Writes src to dst with every field quoted, samples_per_s divided by
+ * `slow`, and column `col` (unless NULL) set to `value`. */
+static void write_edited(const char *src, const char *dst, double slow, const char *col, const char *value)
 {
     pb_csv t;
     if (pb_csv_load(src, &t) != PB_OK) fail_msg("%s: %s", src, pb_error_message());
-    int sps = pb_csv_find(&t, "samples_per_s");
-    assert_true(sps >= 0);
+    int sps = pb_csv_find(&t, "samples_per_s"), set = col ? pb_csv_find(&t, col) : -1;
+    assert_true(sps >= 0 && (!col || set >= 0));
     FILE *f = fopen(dst, "w");
     assert_non_null(f);
     for (size_t col = 0; col < t.ncols; col++) fprintf(f, "%s%s", col ? "," : "", pb_csv_name(&t, col));
@@ -209,6 +216,7 @@ static void write_slowed(const char *src, const char *dst, double slow)
         for (size_t col = 0; col < t.ncols; col++) {
             const char *v = pb_csv_get(&t, row, col);
             fputs(col ? ",\"" : "\"", f);
+            if ((int)col == set) v = value;
             if ((int)col == sps && *v) fprintf(f, "%.6g", strtod(v, NULL) / slow);
             else
                 for (const char *p = v; *p; p++) fputs(*p == '"' ? "\"\"" : (char[]){*p, 0}, f);
@@ -219,6 +227,9 @@ static void write_slowed(const char *src, const char *dst, double slow)
     fclose(f);
     pb_csv_free(&t);
 }
+
+/* The same runs, `slow` times slower on paper. */
+static void write_slowed(const char *src, const char *dst, double slow) { write_edited(src, dst, slow, NULL, NULL); }
 
 static void test_fresh_run_against_baseline(void **state)
 {
@@ -253,9 +264,8 @@ static void test_fresh_run_against_baseline(void **state)
  * skipped the one run as already in the file. */
 static bool sweep_skipped(const char *out, char *const env[], char *const extra[], int code)
 {
-    char *args[32] = {"sweep", "--strategies", "single", "--gpus", "1", "--backend", "cpu", "--quiet", "--out",
-                      (char *)out};
-    int n = 10;
+    char *args[32] = {"sweep", "--strategies", "single", "--gpus", "1", "--backend", "cpu", "--out", (char *)out};
+    int n = 9;
     bool iters = false, threads = false; /* given in extra: not the defaults too (a flag given twice is refused) */
     for (int i = 0; extra[i]; i++) {
         iters |= strcmp(extra[i], "--iters") == 0;
@@ -263,7 +273,7 @@ static bool sweep_skipped(const char *out, char *const env[], char *const extra[
         args[n++] = extra[i];
     }
     /* the defaults go before any "--" in extra */
-    int at = 10;
+    int at = 9;
     while (at < n && strcmp(args[at], "--") != 0) at++;
     char *defaults[4];
     int nd = 0;
@@ -326,7 +336,7 @@ static void test_two_sweeps_into_one_file(void **state)
     char out[512];
     snprintf(out, sizeof out, "%s/s.csv", dir);
     char *const args[] = {"sweep", "--strategies", "single", "--gpus", "1", "--repeats", "3", "--iters", "20",
-                          "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
+                          "--threads", "1", "--backend", "cpu", "--out", out, NULL};
     pid_t pid = spawn_bench(args);
     /* the second starts once the first is under way (its file exists) */
     for (int waited = 0; !file_exists(out) && waited < 30000; waited++) sleep_ms(1);
@@ -372,6 +382,161 @@ static void test_failed_child_own_error_line(void **state)
     remove_temp_dir(dir);
 }
 
+static void test_quiet_prints_errors_only(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    /* the default combinations: four of them are skipped, silently */
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, (char *const[]){"sweep", "--iters", "3", "--warmup", "1", "--threads", "1", "--backend", "cpu",
+                                 "--quiet", "--out", out, NULL});
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    assert_string_equal(r->err, "");
+    assert_non_null(strstr(r->out, "efficiency"));
+    /* resumed: still nothing */
+    run_bench(r, (char *const[]){"sweep", "--iters", "3", "--warmup", "1", "--threads", "1", "--backend", "cpu",
+                                 "--quiet", "--out", out, NULL});
+    assert_int_equal(r->exit_code, 0);
+    assert_string_equal(r->err, "");
+    /* a failed run is still reported */
+    run_bench_env(r, (char *[]){"PB_FAULT=step=2,kind=nan", NULL},
+                  (char *const[]){"sweep", "--strategies", "single", "--gpus", "1", "--iters", "4", "--threads", "1",
+                                  "--backend", "cpu", "--seed", "9", "--quiet", "--out", out, NULL});
+    assert_int_equal(r->exit_code, 1);
+    assert_non_null(strstr(r->err, "single x1 batch 64, repeat 1/1 failed (exit 1)"));
+    assert_int_equal(count_lines(r->err), 1);
+    free(r);
+    remove_temp_dir(dir);
+}
+
+/* The table's line of a strategy: its runs and samples/s. */
+static void table_line(const char *out, const char *strategy, int *runs, double *sps, double *eff)
+{
+    char start[40];
+    snprintf(start, sizeof start, "\n%s ", strategy);
+    const char *line = strstr(out, start);
+    if (!line) fail_msg("no %s line in the table:\n%s", strategy, out);
+    *eff = NAN;
+    if (sscanf(line, " %*s %*s %*s %d %lf %*s %lf", runs, sps, eff) < 2) fail_msg("unreadable line: %s", line);
+}
+
+static void test_resume_same_environment_only(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512], first[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    snprintf(first, sizeof first, "%s/first.csv", dir);
+    char *const args[] = {"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "5", "--threads", "1",
+                          "--backend", "cpu", "--out", out, NULL};
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, args);
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    assert_int_equal(rename(out, first), 0);
+
+    /* the same rows from another build: run again, one line per column */
+    write_edited(first, out, 1.0, "git_rev", "0123abc");
+    run_bench(r, args);
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    if (!strstr(r->err, "resume: 2 rows from host ") ||
+        !strstr(r->err, "(git_rev 0123abc) not reused: git_rev 0123abc -> "))
+        fail_msg("no line saying what differs: %s", r->err);
+    assert_null(strstr(r->err, "already in"));
+    assert_non_null(strstr(r->err, "[2/2] dp x2"));
+    csv c;
+    csv_load(&c, out);
+    assert_int_equal(c.rows, 4);
+    csv_free(&c);
+    /* now this build's rows are there: nothing to run */
+    run_bench(r, args);
+    assert_int_equal(r->exit_code, 0);
+    assert_non_null(strstr(r->err, "2 of 2 runs already in"));
+
+    /* a stale, halved reference from another host: not reused, and not the
+     * table's reference (its single x1 is this host's fresh run alone) */
+    write_edited(first, out, 2.0, "host", "elsewhere");
+    run_bench(r, args);
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    assert_non_null(strstr(r->err, "resume: 2 rows from host elsewhere ("));
+    assert_non_null(strstr(r->err, "not reused: host elsewhere -> "));
+    assert_null(strstr(r->err, "not reused: git_rev")); /* only what differs */
+    csv_load(&c, out);
+    assert_int_equal(c.rows, 4);
+    double fresh_single = strtod(pb_csv_get(&c.data, 2, (size_t)pb_csv_find(&c.data, "samples_per_s")), NULL);
+    assert_string_equal(pb_csv_get(&c.data, 2, (size_t)pb_csv_find(&c.data, "strategy")), "single");
+    csv_free(&c);
+    int runs;
+    double sps, eff;
+    table_line(r->out, "single", &runs, &sps, &eff);
+    assert_int_equal(runs, 1);
+    assert_true(fabs(sps - fresh_single) <= 1e-5 * fresh_single);
+    assert_true(fabs(eff - 100.0) < 0.05); /* the reference is that same run */
+
+    /* --resume-any keeps them, says so, and the table says it mixes */
+    write_edited(first, out, 1.0, "host", "elsewhere");
+    run_bench(r, (char *const[]){"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "5", "--threads",
+                                 "1", "--backend", "cpu", "--resume-any", "--out", out, NULL});
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    assert_non_null(strstr(r->err, "resume: 2 rows from host elsewhere ("));
+    assert_non_null(strstr(r->err, "kept (--resume-any): host elsewhere -> "));
+    assert_non_null(strstr(r->err, "2 of 2 runs already in"));
+    assert_non_null(strstr(r->out, "2 rows from another host, build or environment included (--resume-any)"));
+    free(r);
+    remove_temp_dir(dir);
+}
+
+static void test_weak_rows_keep_preset_and_plot(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512], plots[512], dat[700];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    snprintf(plots, sizeof plots, "%s/plots", dir);
+    snprintf(dat, sizeof dat, "%s/mlp-xs-cpu-efficiency.dat", plots);
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, (char *const[]){"sweep", "--strategies", "single,dp,mp", "--gpus", "1,2", "--iters", "5",
+                                 "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL});
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    int runs;
+    double sps, mp_eff;
+    table_line(r->out, "mp", &runs, &sps, &mp_eff);
+    csv c;
+    csv_load(&c, out);
+    assert_int_equal(c.rows, 3);
+    int wcol = pb_csv_find(&c.data, "workload");
+    for (size_t row = 0; row < c.data.nrows; row++) /* batch 64 and 128: the preset all the same */
+        assert_string_equal(pb_csv_get(&c.data, row, (size_t)wcol), "mlp-xs");
+    csv_free(&c);
+
+    /* there are no `custom` rows to plot: the message names what there is */
+    run_bench(r, (char *const[]){"plot", out, "--workload", "custom", "--out", plots, NULL});
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "has no ok rows of workload 'custom'"));
+    assert_non_null(strstr(r->err, "the CSV also has mlp-xs"));
+
+    /* the plot's weak series are the sweep's: mp x2 (batch 128, each stage
+     * the whole batch) against single x1 at 64, as in the sweep's table */
+    run_bench(r, (char *const[]){"plot", out, "--keep-data", "--out", plots, NULL});
+    bool no_gnuplot = r->exit_code != 0 && strstr(r->err, "gnuplot") && !file_exists(dat);
+    if (r->exit_code != 0 && !no_gnuplot) fail_msg("plot: exit %d: %s", r->exit_code, r->err);
+    if (!no_gnuplot) {
+        assert_null(strstr(r->err, "no 1-device run to compare"));
+        char *text = read_file(dat);
+        assert_non_null(text);
+        const char *mp = strstr(text, "\"mp\"");
+        if (!mp) fail_msg("no mp line in %s:\n%s", dat, text);
+        double devices = 0, eff = 0;
+        assert_int_equal(sscanf(strchr(mp, '\n'), " %lf %lf", &devices, &eff), 2);
+        assert_true(devices == 2);
+        if (fabs(eff - mp_eff) > 0.06) fail_msg("plot's mp efficiency %g%%, the sweep's %g%%", eff, mp_eff);
+        free(text);
+    }
+    free(r);
+    remove_temp_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +547,9 @@ int main(void)
         cmocka_unit_test(test_resume_keys_on_every_flag),
         cmocka_unit_test(test_two_sweeps_into_one_file),
         cmocka_unit_test(test_failed_child_own_error_line),
+        cmocka_unit_test(test_quiet_prints_errors_only),
+        cmocka_unit_test(test_resume_same_environment_only),
+        cmocka_unit_test(test_weak_rows_keep_preset_and_plot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
