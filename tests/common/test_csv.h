@@ -107,4 +107,31 @@ static inline void expect_phases_add_up(const csv *c)
         fail_msg("%s: the phases add up to %.4f ms, the step mean is %.4f ms", csv_get(c, "strategy"), sum, step);
 }
 
+/* Writes src to dst with every field quoted and samples_per_s divided by
+ * `slow`: the same runs, `slow` times slower on paper. */
+static inline void write_slowed(const char *src, const char *dst, double slow)
+{
+    pb_csv t;
+    if (pb_csv_load(src, &t) != PB_OK) fail_msg("%s: %s", src, pb_error_message());
+    int sps = pb_csv_find(&t, "samples_per_s");
+    assert_true(sps >= 0);
+    FILE *f = fopen(dst, "w");
+    assert_non_null(f);
+    for (size_t col = 0; col < t.ncols; col++) fprintf(f, "%s%s", col ? "," : "", pb_csv_name(&t, col));
+    fputc('\n', f);
+    for (size_t row = 0; row < t.nrows; row++) {
+        for (size_t col = 0; col < t.ncols; col++) {
+            const char *v = pb_csv_get(&t, row, col);
+            fputs(col ? ",\"" : "\"", f);
+            if ((int)col == sps && *v) fprintf(f, "%.6g", strtod(v, NULL) / slow);
+            else
+                for (const char *p = v; *p; p++) fputs(*p == '"' ? "\"\"" : (char[]){*p, 0}, f);
+            fputc('"', f);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    pb_csv_free(&t);
+}
+
 #endif /* PB_TEST_CSV_H */
