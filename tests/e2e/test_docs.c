@@ -347,30 +347,31 @@ static void run_commands(docs_dir *d, cmd_list *cmds, bool *seen_not_run)
     for (size_t i = 0; i < cmds->n; i++) free(cmds->v[i].code);
 }
 
-static void test_readme_examples_run(void **state)
+/* Collects the README's Examples (examples) or the blocks marked runnable,
+ * at least at_least commands, and runs them; seen: which not_run entries
+ * they hold. */
+static void check_doc_commands(void **state, bool examples, size_t at_least, bool *seen)
 {
     if (under_sanitizers()) skip();
-    docs_dir *d = *state;
     static cmd_list cmds;
     cmds.n = 0;
-    collect(&cmds, true);
-    assert_true(cmds.n >= 10);
+    collect(&cmds, examples);
+    assert_true(cmds.n >= at_least);
+    run_commands(*state, &cmds, seen);
+}
+
+static void test_readme_examples_run(void **state)
+{
     bool seen[N_NOT_RUN] = {false};
-    run_commands(d, &cmds, seen);
+    check_doc_commands(state, true, 10, seen);
     for (size_t i = 0; i < N_NOT_RUN; i++)
         if (!seen[i]) fail_msg("not_run names '%s', which the README's Examples no longer have", not_run[i].cmd);
 }
 
 static void test_runnable_doc_blocks_run(void **state)
 {
-    if (under_sanitizers()) skip();
-    docs_dir *d = *state;
-    static cmd_list cmds;
-    cmds.n = 0;
-    collect(&cmds, false);
-    assert_true(cmds.n >= 5);
     bool seen[N_NOT_RUN] = {false};
-    run_commands(d, &cmds, seen);
+    check_doc_commands(state, false, 5, seen);
 }
 
 /* ---- links, paths and sample rows ----------------------------------------- */
