@@ -107,14 +107,16 @@ static inline void expect_phases_add_up(const csv *c)
         fail_msg("%s: the phases add up to %.4f ms, the step mean is %.4f ms", csv_get(c, "strategy"), sum, step);
 }
 
-/* Writes src to dst with every field quoted and samples_per_s divided by
- * `slow`: the same runs, `slow` times slower on paper. */
-static inline void write_slowed(const char *src, const char *dst, double slow)
+/* Writes src to dst (which may be src) with every field quoted,
+ * samples_per_s divided by `slow` and, when cv >= 0, step_ms_cv set to cv:
+ * the same runs, `slow` times slower on paper, with a spread that does not
+ * depend on the machine's load. */
+static inline void write_slowed_cv(const char *src, const char *dst, double slow, double cv)
 {
     pb_csv t;
     if (pb_csv_load(src, &t) != PB_OK) fail_msg("%s: %s", src, pb_error_message());
-    int sps = pb_csv_find(&t, "samples_per_s");
-    assert_true(sps >= 0);
+    int sps = pb_csv_find(&t, "samples_per_s"), cvc = pb_csv_find(&t, "step_ms_cv");
+    assert_true(sps >= 0 && cvc >= 0);
     FILE *f = fopen(dst, "w");
     assert_non_null(f);
     for (size_t col = 0; col < t.ncols; col++) fprintf(f, "%s%s", col ? "," : "", pb_csv_name(&t, col));
@@ -124,6 +126,7 @@ static inline void write_slowed(const char *src, const char *dst, double slow)
             const char *v = pb_csv_get(&t, row, col);
             fputs(col ? ",\"" : "\"", f);
             if ((int)col == sps && *v) fprintf(f, "%.6g", strtod(v, NULL) / slow);
+            else if ((int)col == cvc && cv >= 0) fprintf(f, "%.6g", cv);
             else
                 for (const char *p = v; *p; p++) fputs(*p == '"' ? "\"\"" : (char[]){*p, 0}, f);
             fputc('"', f);
@@ -132,6 +135,12 @@ static inline void write_slowed(const char *src, const char *dst, double slow)
     }
     fclose(f);
     pb_csv_free(&t);
+}
+
+/* src's runs `slow` times slower on paper, their spread as measured. */
+static inline void write_slowed(const char *src, const char *dst, double slow)
+{
+    write_slowed_cv(src, dst, slow, -1);
 }
 
 #endif /* PB_TEST_CSV_H */
