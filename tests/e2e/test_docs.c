@@ -20,6 +20,8 @@
  *  - Not run, by rules written here: a command that needs a GPU (one of
  *    gpu_markers), and the few long ones of not_run, each with its reason;
  *    each not_run entry must still be in the docs, so the list stays true.
+ *    Where the build has no MPI, commands naming ddp; where gnuplot is not
+ *    on PATH, commands that draw (as test_plot does).
  *  - Every relative link resolves, every path the docs name under a kept
  *    folder exists, and every sample CSV block's header names columns of
  *    the schema (harness/results.h). */
@@ -333,13 +335,21 @@ static void run_commands(docs_dir *d, cmd_list *cmds, bool *seen_not_run)
             fputc('\n', f);
             continue;
         }
+        if (!PB_EXPECT_MPI && strstr(c->flat, "ddp")) {
+            fprintf(f, "echo %s: not run: built without MPI\n", c->where);
+            continue;
+        }
         ran++;
+        /* drawing needs gnuplot, which scripts/run-tests.sh installs */
+        bool draws = strstr(c->flat, "plot") != NULL;
+        if (draws) fprintf(f, "if ! command -v gnuplot >/dev/null; then echo %s: not run: no gnuplot; else\n", c->where);
         fprintf(f, "SECONDS=0\n{\n%s} >.docs.log 2>&1 </dev/null\nrc=$?\n", c->code);
         fprintf(f, "echo \"%s: exit $rc in ${SECONDS} s\"\n", c->where);
         fprintf(f, "if [ $rc -ne %d ]; then\n  echo >&2; echo \"%s: exit $rc, expected %d:\" ", c->expect, c->where,
                 c->expect);
         sh_quote(f, c->flat);
         fprintf(f, " >&2\n  tail -n 12 .docs.log >&2\n  fails=$((fails + 1))\nfi\n");
+        if (draws) fprintf(f, "fi\n");
     }
     fprintf(f, "exit $fails\n");
     fclose(f);
