@@ -200,37 +200,6 @@ static void test_resume_after_kill(void **state)
     remove_temp_dir(dir);
 }
 
-/* Writes src to dst with every field quoted, samples_per_s divided by
- * `slow`, and column `col` (unless NULL) set to `value`. */
-static void write_edited(const char *src, const char *dst, double slow, const char *col, const char *value)
-{
-    pb_csv t;
-    if (pb_csv_load(src, &t) != PB_OK) fail_msg("%s: %s", src, pb_error_message());
-    int sps = pb_csv_find(&t, "samples_per_s"), set = col ? pb_csv_find(&t, col) : -1;
-    assert_true(sps >= 0 && (!col || set >= 0));
-    FILE *f = fopen(dst, "w");
-    assert_non_null(f);
-    for (size_t col = 0; col < t.ncols; col++) fprintf(f, "%s%s", col ? "," : "", pb_csv_name(&t, col));
-    fputc('\n', f);
-    for (size_t row = 0; row < t.nrows; row++) {
-        for (size_t col = 0; col < t.ncols; col++) {
-            const char *v = pb_csv_get(&t, row, col);
-            fputs(col ? ",\"" : "\"", f);
-            if ((int)col == set) v = value;
-            if ((int)col == sps && *v) fprintf(f, "%.6g", strtod(v, NULL) / slow);
-            else
-                for (const char *p = v; *p; p++) fputs(*p == '"' ? "\"\"" : (char[]){*p, 0}, f);
-            fputc('"', f);
-        }
-        fputc('\n', f);
-    }
-    fclose(f);
-    pb_csv_free(&t);
-}
-
-/* The same runs, `slow` times slower on paper. */
-static void write_slowed(const char *src, const char *dst, double slow) { write_edited(src, dst, slow, NULL, NULL); }
-
 static void test_fresh_run_against_baseline(void **state)
 {
     (void)state;
@@ -437,7 +406,7 @@ static void test_resume_same_environment_only(void **state)
     assert_int_equal(rename(out, first), 0);
 
     /* the same rows from another build: run again, one line per column */
-    write_edited(first, out, 1.0, "git_rev", "0123abc");
+    write_edited(first, out, 1.0, -1, "git_rev", "0123abc");
     run_bench(r, args);
     if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
     if (!strstr(r->err, "resume: 2 rows from host ") ||
@@ -456,7 +425,7 @@ static void test_resume_same_environment_only(void **state)
 
     /* a stale, halved reference from another host: not reused, and not the
      * table's reference (its single x1 is this host's fresh run alone) */
-    write_edited(first, out, 2.0, "host", "elsewhere");
+    write_edited(first, out, 2.0, -1, "host", "elsewhere");
     run_bench(r, args);
     if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
     assert_non_null(strstr(r->err, "resume: 2 rows from host elsewhere ("));
@@ -475,7 +444,7 @@ static void test_resume_same_environment_only(void **state)
     assert_true(fabs(eff - 100.0) < 0.05); /* the reference is that same run */
 
     /* --resume-any keeps them, says so, and the table says it mixes */
-    write_edited(first, out, 1.0, "host", "elsewhere");
+    write_edited(first, out, 1.0, -1, "host", "elsewhere");
     run_bench(r, (char *const[]){"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "5", "--threads",
                                  "1", "--backend", "cpu", "--resume-any", "--out", out, NULL});
     if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);

@@ -3,8 +3,9 @@
  * trajectory of `single` on both backends; then mp's pipeline on two logical
  * devices of one GPU (separate streams): stage 1's first forward starts
  * before stage 0's last one ends, and bubble_frac is within 0.1 of GPipe's
- * (p-1)/(m+p-1) for M = 8 on mlp-m. Exits 77 ("skipped") when no CUDA
- * device is usable.
+ * (p-1)/(m+p-1) for M = 8 on mlp-m. Exits 77 (automake's "skipped") with
+ * "skipped: no usable GPU (why)" when no CUDA device is usable; `make
+ * test-gpu` turns that 77 into a success (tests/gpu/module.mk).
  *
  * Errors are norm-wise, ||gpu - cpu|| / ||cpu||. Tolerances per precision:
  * fp32 1e-5 (only summation order differs), tf32 3e-3 (10-bit mantissa
@@ -421,7 +422,7 @@ int main(void)
 {
     char why[256] = "";
     if (pb_backend_cuda.device_count(why, sizeof why) <= 0) {
-        printf("skipped: no CUDA device (%s)\n", why);
+        printf("test-gpu skipped: no usable GPU (%s)\n", why);
         return 77;
     }
     GROUP(fp32, set_fp32);
