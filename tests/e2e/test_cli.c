@@ -271,6 +271,7 @@ static const usage_case layers_twice = {ARGS("--layers", "3", "--layers", "4"), 
  * cores, or as --gpus asks for */
 static const usage_case device_map_beyond = {ARGS("--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--device-map", "0,4095"), "--device-map: device 4095 does not exist", "allowed: 0 to", NULL, false};
 static const usage_case list_with_argument = {ARGS("list", "--out", "@OUT"), "list", "takes no arguments", NULL, false};
+static const usage_case help_unknown_command = {ARGS("help", "frobnicate", "--out", "@OUT"), "'frobnicate'", "allowed: run, list, calibrate", NULL, false};
 
 /* The cuda backend on a machine without a usable CUDA device (or a build
  * without nvcc): exit 2 and the cause, no row. */
@@ -418,6 +419,69 @@ static void test_help_lists_every_flag_with_default(void **state)
         assert_true(flags_seen >= (int)(sizeof want / sizeof want[0]));
         free(r);
     }
+}
+
+/* The commands `bench help` lists (the command table's, so a command
+ * added later is tested too), into names; returns how many. */
+static int listed_commands(char names[][32], int max)
+{
+    bench_result *r = new_result();
+    run_bench(r, (char *[]){"help", NULL});
+    assert_int_equal(r->exit_code, 0);
+    const char *p = strstr(r->out, "\ncommands:\n");
+    assert_non_null(p);
+    int n = 0;
+    for (p = strchr(p + 1, '\n') + 1; strncmp(p, "  ", 2) == 0 && n < max; p += strcspn(p, "\n") + 1)
+        assert_int_equal(sscanf(p, "%31s", names[n++]), 1);
+    free(r);
+    return n;
+}
+
+/* Like git's: `bench CMD --help`, `-h` and `bench help CMD` print CMD's own
+ * usage (its synopsis, flags and an example) on stdout and exit 0; only run
+ * (the default command) and help print the whole usage. */
+static void test_every_command_has_its_own_help(void **state)
+{
+    (void)state;
+    char names[32][32];
+    int n = listed_commands(names, 32);
+    assert_true(n >= 7);
+    for (int i = 0; i < n; i++) {
+        const char *cmd = names[i];
+        bool whole = strcmp(cmd, "run") == 0 || strcmp(cmd, "help") == 0;
+        char *const forms[][3] = {{(char *)cmd, "--help", NULL}, {(char *)cmd, "-h", NULL}, {"help", (char *)cmd, NULL}};
+        for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+            bench_result *r = new_result();
+            run_bench(r, forms[f]);
+            if (r->exit_code != 0 || r->err[0]) print_message("%s %s:\n%s%s", forms[f][0], forms[f][1], r->out, r->err);
+            assert_int_equal(r->exit_code, 0);
+            assert_string_equal(r->err, "");
+            char synopsis[1100], example[1100];
+            snprintf(synopsis, sizeof synopsis, "usage: bench %s", whole ? "[run]" : cmd);
+            snprintf(example, sizeof example, "\nexample:\n  bench %s", whole ? "" : cmd);
+            if (strncmp(r->out, synopsis, strlen(synopsis)) != 0 || !strstr(r->out, example))
+                print_message("%s %s: want '%s' first and an example:\n%s", forms[f][0], forms[f][1], synopsis,
+                              r->out);
+            assert_int_equal(strncmp(r->out, synopsis, strlen(synopsis)), 0);
+            assert_non_null(strstr(r->out, example));
+            /* its own: not the command list of the whole usage */
+            assert_true(whole == (strstr(r->out, "\ncommands:\n") != NULL));
+            free(r);
+        }
+    }
+    /* calibrate's flags are the run flags it reads, with their defaults;
+     * the ones it ignores are not offered */
+    bench_result *r = new_result();
+    run_bench(r, (char *[]){"calibrate", "--help", NULL});
+    pb_config d;
+    pb_config_defaults(&d);
+    char want[128];
+    snprintf(want, sizeof want, "\n  --workload NAME        model preset (bench list shows the shapes) [%s]", d.workload);
+    assert_non_null(strstr(r->out, want));
+    assert_non_null(strstr(r->out, "\n  --precision P "));
+    assert_null(strstr(r->out, "\n  --iters "));
+    assert_null(strstr(r->out, "\n  --out "));
+    free(r);
 }
 
 static void test_list(void **state)
@@ -681,6 +745,7 @@ int main(void)
         USAGE_TEST(comm_nccl_on_dp),
         USAGE_TEST(comm_local_on_single),
         USAGE_TEST(list_with_argument),
+        USAGE_TEST(help_unknown_command),
         USAGE_TEST(iters_leading_space),
         USAGE_TEST(iters_plus),
         USAGE_TEST(iters_trailing_space),
@@ -702,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_usage_cuda_unavailable),
         cmocka_unit_test(test_usage_header_differs),
         cmocka_unit_test(test_help_lists_every_flag_with_default),
+        cmocka_unit_test(test_every_command_has_its_own_help),
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_run_minimal_appends_one_row),
         cmocka_unit_test(test_run_nan_loss_fails),
