@@ -511,11 +511,7 @@ static void test_list(void **state)
     const char *local = strstr(comms, "\n  local ");
     assert_non_null(local);
     assert_true(local < workloads);
-    char line[1024];
-    snprintf(line, sizeof line, "%.*s", (int)strcspn(cpu + 1, "\n"), cpu + 1);
-    assert_non_null(strstr(line, "device"));
-    snprintf(line, sizeof line, "%.*s", (int)strcspn(cuda + 1, "\n"), cuda + 1);
-    assert_non_null(strstr(line, "device"));
+    assert_non_null(strstr(backends, "\n  name  available  devices  description"));
 
     /* every workload with its shape: in hidden layers classes batch */
     assert_non_null(strstr(workloads, "\n  mlp-s "));
@@ -547,6 +543,74 @@ static void test_list(void **state)
         count++;
     }
     assert_true(count >= 5);
+    free(r);
+}
+
+/* Text of the column that starts at byte col of a table row and of its
+ * continuation lines (until the next row, a line not blank up to col), joined
+ * by spaces, into out. */
+static void column_text(const char *row, size_t col, size_t width, char *out, size_t len)
+{
+    out[0] = '\0';
+    for (const char *l = row; *l; l += strcspn(l, "\n") + 1) {
+        size_t n = strcspn(l, "\n");
+        if (l != row && (n <= 2 || l[2] != ' ')) break; /* the next row, or the next section */
+        if (n > col) {
+            size_t take = n - col < width ? n - col : width;
+            size_t used = strlen(out);
+            snprintf(out + used, len - used, "%s%.*s", used ? " " : "", (int)take, l + col);
+        }
+        if (!l[n]) break;
+    }
+    /* the cell's own padding */
+    for (size_t n = strlen(out); n > 0 && out[n - 1] == ' '; n--) out[n - 1] = '\0';
+}
+
+/* bench list reads at 80 columns: no line is wider, and a backend without
+ * devices says why in a column of its own, not run into its description. */
+static void test_list_layout(void **state)
+{
+    (void)state;
+    bench_result *r = new_result();
+    /* whatever the machine, cuda then has no device to show */
+    char *env[] = {"CUDA_VISIBLE_DEVICES=", NULL};
+    run_bench_env(r, env, (char *[]){"list", NULL});
+    assert_int_equal(r->exit_code, 0);
+    for (const char *l = r->out; *l; l += strcspn(l, "\n") + 1) {
+        size_t n = strcspn(l, "\n");
+        if (n > 80) fail_msg("wider than 80 columns (%zu): %.*s", n, (int)n, l);
+        if (n && l[n - 1] == ' ') fail_msg("trailing blanks: '%.*s'", (int)n, l);
+        if (!l[n]) break;
+    }
+    const char *header = strstr(r->out, "backends:\n  name  available  devices  description");
+    assert_non_null(header);
+    header = strchr(header, '\n') + 1;
+    size_t hlen = strcspn(header, "\n");
+    const char *av = strstr(header, "available"), *dv = strstr(header, "devices"), *ds = strstr(header, "description"),
+               *why = strstr(header, "why not");
+    if (!why || why > header + hlen) fail_msg("no 'why not' column:\n%s", r->out);
+    size_t c_av = (size_t)(av - header), c_dv = (size_t)(dv - header), c_ds = (size_t)(ds - header),
+           c_why = (size_t)(why - header);
+    const char *cuda = strstr(header, "\n  cuda ");
+    assert_non_null(cuda);
+    cuda++;
+    char avail[64], devices[64], desc[1024], reason[1024];
+    column_text(cuda, c_av, c_dv - c_av, avail, sizeof avail);
+    column_text(cuda, c_dv, c_ds - c_dv, devices, sizeof devices);
+    column_text(cuda, c_ds, c_why - c_ds, desc, sizeof desc);
+    column_text(cuda, c_why, 80, reason, sizeof reason);
+    assert_string_equal(avail, "no");
+    assert_string_equal(devices, "0");
+    /* the backend's description in its column, the reason in the other */
+    assert_non_null(strstr(desc, "NVIDIA GPUs"));
+    if (!reason[0] || strstr(desc, reason) || strstr(reason, "NVIDIA GPUs"))
+        fail_msg("description '%s', why not '%s'", desc, reason);
+    const char *cpu = strstr(header, "\n  cpu ");
+    assert_non_null(cpu);
+    column_text(cpu + 1, c_av, c_dv - c_av, avail, sizeof avail);
+    column_text(cpu + 1, c_why, 80, reason, sizeof reason);
+    assert_string_equal(avail, "yes");
+    assert_string_equal(reason, "");
     free(r);
 }
 
@@ -769,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_help_lists_every_flag_with_default),
         cmocka_unit_test(test_every_command_has_its_own_help),
         cmocka_unit_test(test_list),
+        cmocka_unit_test(test_list_layout),
         cmocka_unit_test(test_run_minimal_appends_one_row),
         cmocka_unit_test(test_run_nan_loss_fails),
         cmocka_unit_test(test_run_allocation_failure_fails),
