@@ -228,9 +228,9 @@ static pb_status agreed_failure(run_state *rs, int failed_rank)
 {
     char why[sizeof rs->failed_why];
     snprintf(why, sizeof why, "%s", rs->failed_why);
-    rs->agreed_failure = true;
     pb_status st = pb_world_share_text(why, sizeof why, failed_rank, rs->cfg->timeout_s);
-    if (st != PB_OK) return st;
+    if (st != PB_OK) return st; /* a rank missing: aborted as any other error */
+    rs->agreed_failure = true;
     if (failed_rank == rs->world.rank) return pb_user_error(PB_ERR_NUMERIC, "%s", why);
     return pb_user_error(PB_ERR_NUMERIC, "rank %d: %s", failed_rank, why);
 }
