@@ -330,6 +330,7 @@ static void print_help(void)
     printf("\n  %-22s %s\n", "--alpha A", "significance level of the one-sided test [0.01]; 1e-06 to 0.5");
     printf("  %-22s %s\n", "--format FMT", "output [text]; one of: text, md, csv, json");
     printf("  %-22s %s\n", "--help", "this text");
+    printf("\nexample:\n  bench compare results/baseline.csv results/runs.csv --threshold 3 --format md\n");
 }
 
 static const char *metric_list(void)

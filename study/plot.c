@@ -340,7 +340,10 @@ static void usage(FILE *f)
           "  --plots-dir DIR    the gnuplot scripts [plots/ beside bench, else ./plots]\n"
           "  --keep-data        keep the .dat files gnuplot read, in --out [off]\n"
           "  --quiet            no notices on stderr [off]\n"
-          "  --help             this text\n",
+          "  --help             this text\n"
+          "\n"
+          "example:\n"
+          "  bench plot results/study.csv --out plots/out\n",
           f);
 }
 

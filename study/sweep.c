@@ -86,7 +86,8 @@ static void usage(void)
            "  --resume-any       reuse ok rows of another host, build or environment too\n"
            "  --oversubscribe    run device counts above the devices present (labelled)\n"
            "  --quiet            nothing on stderr but errors\n"
-           "  the run flags above and everything after -- go to every run (bench --help)\n");
+           "  the run flags above and everything after -- go to every run (bench --help)\n\n"
+           "example:\n  bench sweep --strategies single,ddp --gpus 1,2 --workload mlp-s --out results/study.csv\n");
 }
 
 static bool is_in(const char *s, const char *const *list, size_t n)
