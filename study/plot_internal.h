@@ -170,7 +170,7 @@ const char *pb_plot_cv(const config *c, pb_column col);
 pb_status pb_plot_group_rows(const table *t, const char *workload, const char *backend, cfgset *out);
 double pb_plot_cmean(const config *c, const char *col);
 int pb_plot_config_cmp(const void *pa, const void *pb);
-bool pb_plot_dim_varies_all(const cfgset *s, const int *idx, int n, pb_column col, bool per_device_batch);
+bool pb_plot_dim_varies_all(const cfgset *s, const int *idx, int n, pb_column col);
 void pb_plot_make_labels(cfgset *s, const int *idx, int n, bool per_device_batch);
 void pb_plot_add_distinct(strv *v, const char *s);
 void pb_plot_device_and_date(const cfgset *s, const int *idx, int n, char *buf, size_t len);
