@@ -60,7 +60,10 @@ set border 3 lc rgb '#444444'
 set tics nomirror
 set grid ytics lc rgb '#e0e0e0' lw 1
 set datafile missing 'NaN'
+if (!exists("xlead")) xlead = 0
 if (xrot != 0) set xtics rotate by xrot right noenhanced; else set xtics norotate noenhanced
+# a turned first label reaches left of its tic: the margin holds it
+if (xrot != 0 && xlead > 10) set lmargin xlead
 
 # A bar's label from the .dat file's first two columns ("ddp x4", "bf16"):
 # two lines, or one when the tic labels are rotated

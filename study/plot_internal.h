@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "compare.h"
 #include "csv_read.h"
 #include "key.h"
 #include "strbuf.h"
@@ -119,6 +120,10 @@ typedef struct pairing {
     const int *bi, *ci; /* pair i: bs->c[bi[i]] and cs->c[ci[i]] */
     int m;
     const char *metric;
+    /* pair i's test by bench compare (its verdict, each side's spread);
+     * NULL when compare has none for it (a metric compare does not judge) */
+    const pb_compare_pair *const *test;
+    pb_compare_opts opts; /* the threshold and alpha it was judged with */
 } pairing;
 
 /* One plot being built: the configurations it draws and what its functions

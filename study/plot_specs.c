@@ -160,6 +160,27 @@ static void device_tics(const cfgset *s, const int *idx, int n, char *buf, size_
     }
 }
 
+static int xtic_angle(const cfgset *s, const int *idx, int n);
+
+/* The turned tic labels: how far (in characters) the first reaches left of
+ * its tic, which the left margin must hold or the label is cut at the
+ * canvas's edge; 0 when the labels are not turned. */
+static double xtic_lead(const cfgset *s, const int *idx, int n, int angle)
+{
+    if (!angle || n < 1) return 0;
+    const config *c = &s->c[idx[0]];
+    double len = (double)(strlen(c->tic1) + (c->tic2[0] ? 2 + strlen(c->tic2) : 0));
+    return len * cos(angle * 3.14159265358979 / 180) + 2;
+}
+
+/* xrot (the tic labels' angle) and xlead (xtic_lead) for a script. */
+static void add_xrot(plot_job *job, const cfgset *s, const int *idx, int n)
+{
+    int angle = xtic_angle(s, idx, n);
+    pb_gnuplot_num(&job->vars, "xrot", angle);
+    pb_gnuplot_num(&job->vars, "xlead", xtic_lead(s, idx, n, angle));
+}
+
 static int xtic_angle(const cfgset *s, const int *idx, int n)
 {
     size_t longest = 0;
@@ -323,7 +344,7 @@ static const char *breakdown_rows(plot_job *job, FILE *f)
     pb_gnuplot_str(&job->vars, "phaselt", lt ? lt : "");
     free(lt);
     pb_gnuplot_num(&job->vars, "nphases", ncols);
-    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    add_xrot(job, job->set, job->idx, job->n);
     return NULL;
 }
 
@@ -541,7 +562,7 @@ static const char *ddp_rows(plot_job *job, FILE *f)
         fputc('\n', f);
     }
     pb_gnuplot_num(&job->vars, "ymax", 5 * nice_ceil(top > 0 ? top * 1.05 / 5 : 0.2));
-    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    add_xrot(job, job->set, job->idx, job->n);
     return NULL;
 }
 
@@ -586,7 +607,7 @@ static const char *bubble_rows(plot_job *job, FILE *f)
         fputc('\n', f);
     }
     pb_gnuplot_num(&job->vars, "ymax", top > 0 ? axis_top(top * 1.1) : 10);
-    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    add_xrot(job, job->set, job->idx, job->n);
     return NULL;
 }
 
@@ -668,23 +689,65 @@ static bool higher_is_better(const char *col)
            strstr(col, "gbps") || strcmp(col, "overlap_pct") == 0;
 }
 
+/* The colour of CURRENT's bar: bench compare's verdict at a glance. */
+typedef enum shade { SHADE_NONE, SHADE_SAME, SHADE_REGRESSION, SHADE_IMPROVEMENT, SHADE_COUNT } shade;
+
+static shade shade_of(const pb_compare_pair *t)
+{
+    if (!t) return SHADE_NONE;
+    switch (t->verdict) {
+    case PB_VERDICT_REGRESSION: return SHADE_REGRESSION;
+    case PB_VERDICT_IMPROVEMENT: return SHADE_IMPROVEMENT;
+    default: return SHADE_SAME; /* same, noise, no-spread: not a change compare stands behind */
+    }
+}
+
+/* A row per pair: the means, their standard errors (the spread compare's
+ * test uses; 0 where a side has none), the change, the verdict's word and
+ * shade (plots/compare.gp colours it), and the top of the pair's bars,
+ * error bars and band, where the change is written. */
 static const char *compare_rows(plot_job *job, FILE *f)
 {
     const pairing *p = job->pair;
-    fputs("\"config\" \"settings\" \"baseline\" \"current\" \"change\"\n", f);
+    bool shown[SHADE_COUNT] = {false};
+    double th = p->opts.threshold_pct / 100;
+    fputs("\"config\" \"settings\" \"baseline\" \"current\" \"change\" \"baseline_se\" \"current_se\" "
+          "\"verdict\" \"shade\" \"top\"\n",
+          f);
     for (int i = 0; i < p->m; i++) {
+        const pb_compare_pair *t = p->test ? p->test[i] : NULL;
         double b = pb_plot_cmean(&p->bs->c[p->bi[i]], p->metric), c = pb_plot_cmean(&p->cs->c[p->ci[i]], p->metric);
+        double eb = t ? sqrt(t->base.se2) : 0, ec = t ? sqrt(t->cur.se2) : 0;
+        shade sh = shade_of(t);
+        shown[sh] = true;
+        double top = fmax(fmax(b + eb, c + ec), t ? b * (1 + th) : 0);
         dat_tics(f, &p->bs->c[p->bi[i]]);
         dat_num(f, b);
         dat_num(f, c);
         dat_num(f, b != 0 ? 100 * (c - b) / fabs(b) : NAN);
+        dat_num(f, isfinite(eb) ? eb : 0);
+        dat_num(f, isfinite(ec) ? ec : 0);
+        fputc(' ', f);
+        dat_label(f, t ? pb_verdict_name(t->verdict) : "");
+        fprintf(f, " %d", (int)sh);
+        dat_num(f, top);
         fputc('\n', f);
     }
     char ylabel[TEXT_MAX];
     const char *unit = unit_of(p->metric);
     snprintf(ylabel, sizeof ylabel, "%s%s%s%s", p->metric, *unit ? " (" : "", unit, *unit ? ")" : "");
     pb_gnuplot_str(&job->vars, "ylab", ylabel);
-    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(p->bs, p->bi, p->m));
+    /* the legend lists the shades drawn, the band only with verdicts */
+    pb_strbuf sh = {0};
+    for (int k = 0; k < SHADE_COUNT; k++)
+        if (shown[k]) pb_strbuf_printf(&sh, "%s%d", sh.n ? " " : "", k);
+    char *list = pb_strbuf_take(&sh);
+    pb_gnuplot_str(&job->vars, "shades", list ? list : "");
+    free(list);
+    pb_gnuplot_num(&job->vars, "band", shown[SHADE_SAME] || shown[SHADE_REGRESSION] || shown[SHADE_IMPROVEMENT]
+                                           ? p->opts.threshold_pct : 0);
+    pb_gnuplot_num(&job->vars, "npairs", p->m);
+    add_xrot(job, p->bs, p->bi, p->m);
     return NULL;
 }
 
@@ -700,8 +763,15 @@ static void compare_titles(const plot_job *job, char *title, size_t tlen, char *
     snprintf(title, tlen, "Baseline vs current, %s: %.100s, %.100s, %s", p->metric,
              wl ? "several workloads" : pb_plot_cv(&p->bs->c[p->bi[0]], PB_COL_WORKLOAD),
              be ? "several backends" : pb_plot_cv(&p->bs->c[p->bi[0]], PB_COL_BACKEND), cdd);
-    snprintf(sub, slen, "baseline %.200s (%.200s); current %.200s; %s is better", p->base->path, bdd,
-             p->cur->path, higher_is_better(p->metric) ? "higher" : "lower");
+    bool judged = false;
+    for (int i = 0; i < p->m && p->test; i++) judged |= p->test[i] != NULL;
+    char how[200] = "";
+    if (judged)
+        snprintf(how, sizeof how, "; colour: bench compare's verdict (threshold %g %%, Welch t-test at alpha %g); "
+                 "error bars: 1 standard error of the mean",
+                 p->opts.threshold_pct, p->opts.alpha);
+    snprintf(sub, slen, "baseline %.200s (%.200s); current %.200s; %s is better%s", p->base->path, bdd,
+             p->cur->path, higher_is_better(p->metric) ? "higher" : "lower", how);
 }
 
 /* --compare's plot: the metric per configuration in both files. */
