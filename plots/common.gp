@@ -52,7 +52,7 @@ if (exists("ntitle")) {
     ptitle = title1
     do for [i=2:ntitle] { ptitle = ptitle . "\n" . value(sprintf("title%d", i)) }
 } else {
-    if (strlen(psub) > 0) ptitle = ptitle . "\n" . psub
+    if (strlen(psub) > 0) { ptitle = ptitle . "\n" . psub }
 }
 set title ptitle noenhanced font ',11'
 set key noenhanced box lc rgb '#cccccc' opaque autotitle columnheader
