@@ -272,9 +272,9 @@ static const char *const stack_phases[] = {"load", "h2d", "scatter", "replicate"
 #define N_STACK (int)(sizeof stack_phases / sizeof stack_phases[0])
 
 /* c's mean step and phase times (a missing or negative one is 0), and in
- * ph[N_STACK] the rest of the step the phases marked in used leave (0 when
- * negative); returns that rest before the clamp. */
-static double phase_means(const config *c, const bool *used, double *ph, double *step)
+ * ph[N_STACK] the rest of the step the phases leave (host work between
+ * them; 0 when negative); returns that rest before the clamp. */
+static double phase_means(const config *c, double *ph, double *step)
 {
     *step = pb_plot_cmean(c, "step_ms_mean");
     double sum = 0;
@@ -283,28 +283,36 @@ static double phase_means(const config *c, const bool *used, double *ph, double 
         snprintf(col, sizeof col, "%s_ms", stack_phases[p]);
         double v = pb_plot_cmean(c, col);
         ph[p] = isnan(v) || v < 0 ? 0 : v;
-        if (used && used[p]) sum += ph[p];
+        sum += ph[p];
     }
     double other = isnan(*step) ? 0 : *step - sum;
     ph[N_STACK] = other > 0 ? other : 0;
     return other;
 }
 
-/* The breakdown's columns: a phase is drawn when it is at least 0.1 % of
- * some config's step (or there is no step time to compare with); "other" is
- * the rest of the step the drawn phases do not cover, when that is at least
- * 0.5 %. Returns how many. */
+/* The breakdown's columns: a phase is drawn when it is at least 0.5 % of the
+ * tallest bar in some bar (about two pixels: a legend entry for a sliver
+ * nobody can see, or a phase that is zero everywhere, misleads; such a
+ * sliver leaves its bar that much below the cross); "other" is the rest of
+ * the step no phase covers, when that is at least 0.5 % of a step. Returns
+ * how many. */
 static int stack_columns(const plot_job *job, bool *used)
 {
-    double ph[N_STACK + 1], step;
+    double ph[N_STACK + 1], step, tallest = 0;
     memset(used, 0, (N_STACK + 1) * sizeof *used);
     for (int i = 0; i < job->n; i++) {
-        phase_means(&job->set->c[job->idx[i]], NULL, ph, &step);
-        for (int p = 0; p < N_STACK; p++)
-            if (ph[p] > 0 && (isnan(step) || ph[p] >= 0.001 * step)) used[p] = true;
+        phase_means(&job->set->c[job->idx[i]], ph, &step);
+        double sum = 0;
+        for (int p = 0; p < N_STACK; p++) sum += ph[p];
+        tallest = fmax(tallest, isnan(step) ? sum : fmax(step, sum));
     }
     for (int i = 0; i < job->n; i++) {
-        double other = phase_means(&job->set->c[job->idx[i]], used, ph, &step);
+        phase_means(&job->set->c[job->idx[i]], ph, &step);
+        for (int p = 0; p < N_STACK; p++)
+            if (ph[p] > 0 && ph[p] >= 0.005 * tallest) used[p] = true;
+    }
+    for (int i = 0; i < job->n; i++) {
+        double other = phase_means(&job->set->c[job->idx[i]], ph, &step);
         if (other > 0.001 && other >= 0.005 * step) used[N_STACK] = true;
     }
     int ncols = 0;
@@ -330,7 +338,7 @@ static const char *breakdown_rows(plot_job *job, FILE *f)
     for (int i = 0; i < job->n; i++) {
         const config *c = &job->set->c[job->idx[i]];
         double ph[N_STACK + 1], step;
-        phase_means(c, used, ph, &step);
+        phase_means(c, ph, &step);
         dat_tics(f, c);
         for (int p = 0; p <= N_STACK; p++)
             if (used[p]) dat_num(f, ph[p]);
