@@ -174,15 +174,15 @@ static void assert_svg(const char *path)
     free(text);
 }
 
-/* Appends one row of f to path with column col set to value as text. */
-static void append_with(const char *path, const fake *f, pb_column col, const char *value)
+/* Appends one row of f to path with the n columns cols set to vals as text. */
+static void append_with_cols(const char *path, const fake *f, const pb_column *cols, const char *const *vals, int n)
 {
     pb_record *r = malloc(sizeof *r);
     char *buf = malloc(1 << 17);
     assert_non_null(r);
     assert_non_null(buf);
     fake_record(r, f, "2026-01-02");
-    pb_record_set(r, col, "%s", value);
+    for (int i = 0; i < n; i++) pb_record_set(r, cols[i], "%s", vals[i]);
     size_t len = pb_results_format(r, buf, 1 << 17);
     assert_true(len > 0);
     FILE *out = fopen(path, "ab");
@@ -191,6 +191,11 @@ static void append_with(const char *path, const fake *f, pb_column col, const ch
     assert_int_equal(fclose(out), 0);
     free(buf);
     free(r);
+}
+
+static void append_with(const char *path, const fake *f, pb_column col, const char *value)
+{
+    append_with_cols(path, f, &col, &value, 1);
 }
 
 /* What a person reads in an SVG gnuplot drew: every <text> (titles, tic
@@ -286,8 +291,9 @@ static void test_plot_writes_every_plot(void **state)
     remove_temp_dir(dir);
 }
 
-/* A bar column that is zero in every bar has no legend entry: ddp runs
- * whose all-reduce is all exposed (sync = comm, nothing hidden). */
+/* A bar column drawn nowhere has no legend entry: ddp runs whose
+ * all-reduce is all exposed (sync = comm, nothing hidden), and a phase too
+ * small to see in any bar (p2p at 0.2 % of the step). */
 static void test_plot_no_legend_for_empty_bars(void **state)
 {
     (void)state;
@@ -298,9 +304,11 @@ static void test_plot_no_legend_for_empty_bars(void **state)
     static const fake rows[] = {{"ddp", 2, 19000, "ok"}, {"ddp", 4, 37000, "ok"}};
     write_csv(csv, rows, 0, 1.0, "2026-01-02", false);
     for (int i = 0; i < 2; i++) {
-        char sync[32];
-        snprintf(sync, sizeof sync, "%.6g", 0.2 * 256.0 * rows[i].devices / rows[i].samples_per_s * 1e3);
-        append_with(csv, &rows[i], PB_COL_SYNC_MS, sync); /* = comm_ms: nothing hidden */
+        double step = 256.0 * rows[i].devices / rows[i].samples_per_s * 1e3;
+        char sync[32], p2p[32];
+        snprintf(sync, sizeof sync, "%.6g", 0.2 * step); /* = comm_ms: nothing hidden */
+        snprintf(p2p, sizeof p2p, "%.6g", 0.002 * step); /* a sliver no one can see */
+        append_with_cols(csv, &rows[i], (pb_column[]){PB_COL_SYNC_MS, PB_COL_P2P_MS}, (const char *[]){sync, p2p}, 2);
     }
     bench_result *r = calloc(1, sizeof *r);
     run_bench(r, (char *[]){"plot", csv, "--out", dir, NULL});
@@ -312,6 +320,12 @@ static void test_plot_no_legend_for_empty_bars(void **state)
     assert_non_null(text);
     assert_non_null(strstr(text, "exposed (sync)"));
     assert_null(strstr(text, "hidden behind backward"));
+    free(text);
+    path_of(svg, sizeof svg, dir, "mlp-s-cuda-breakdown", "svg");
+    text = read_file(svg);
+    assert_non_null(text);
+    assert_non_null(strstr(text, ">bwd<"));
+    assert_null(strstr(text, ">p2p<"));
     free(text);
     free(r);
     remove_temp_dir(dir);
