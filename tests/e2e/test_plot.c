@@ -222,6 +222,28 @@ static double svg_texts(const char *path, size_t cols)
     return top;
 }
 
+/* The heights of the left (text-anchor end) and right (start) axes' numeric
+ * tic labels in an SVG gnuplot drew, top to bottom; returns how many of each. */
+static void svg_tic_heights(const char *path, double *left, int *nl, double *right, int *nr, int cap)
+{
+    char *text = read_file(path);
+    if (!text) fail_msg("%s was not written", path);
+    *nl = *nr = 0;
+    for (const char *p = text; (p = strstr(p, "<g transform=\"translate("));) {
+        double x, y;
+        const char *t = strstr(p, "<text>"), *anchor = strstr(p, "text-anchor=\"");
+        p += 10;
+        if (!t || !anchor || anchor > t || sscanf(p + 15, "%lf,%lf", &x, &y) != 2) continue;
+        char *end;
+        strtod(t + 6, &end);
+        if (end == t + 6 || strncmp(end, "</text>", 7) != 0) continue; /* not a number */
+        bool is_left = strncmp(anchor + 13, "end", 3) == 0, is_right = strncmp(anchor + 13, "start", 5) == 0;
+        if (is_left && *nl < cap) left[(*nl)++] = y;
+        if (is_right && *nr < cap) right[(*nr)++] = y;
+    }
+    free(text);
+}
+
 /* Did gnuplot say anything? It warns on stderr (which bench passes on) when
  * a plot reads wrong: an empty range, an undefined value, a missing file. */
 static void assert_no_gnuplot_warning(const char *err)
@@ -321,6 +343,12 @@ static void test_plot_no_legend_for_empty_bars(void **state)
     assert_non_null(strstr(text, "exposed (sync)"));
     assert_null(strstr(text, "hidden behind backward"));
     free(text);
+    /* the overlap's right axis has its tics on the left axis's grid lines */
+    double left[32], right[32];
+    int nl, nr;
+    svg_tic_heights(svg, left, &nl, right, &nr, 32);
+    if (nl != nr || nl < 2) fail_msg("%d tics on the left axis, %d on the right: they do not share the grid", nl, nr);
+    for (int i = 0; i < nl; i++) assert_true(fabs(left[i] - right[i]) < 0.5);
     path_of(svg, sizeof svg, dir, "mlp-s-cuda-breakdown", "svg");
     text = read_file(svg);
     assert_non_null(text);
