@@ -717,7 +717,7 @@ static shade shade_of(const pb_compare_pair *t)
 static const char *compare_rows(plot_job *job, FILE *f)
 {
     const pairing *p = job->pair;
-    bool shown[SHADE_COUNT] = {false};
+    bool shown[SHADE_COUNT] = {false}, bspread = false, cspread = false;
     double th = p->opts.threshold_pct / 100;
     fputs("\"config\" \"settings\" \"baseline\" \"current\" \"change\" \"baseline_se\" \"current_se\" "
           "\"verdict\" \"shade\" \"top\"\n",
@@ -728,6 +728,8 @@ static const char *compare_rows(plot_job *job, FILE *f)
         double eb = t ? sqrt(t->base.se2) : 0, ec = t ? sqrt(t->cur.se2) : 0;
         shade sh = shade_of(t);
         shown[sh] = true;
+        bspread |= eb > 0;
+        cspread |= ec > 0;
         double top = fmax(fmax(b + eb, c + ec), t ? b * (1 + th) : 0);
         dat_tics(f, &p->bs->c[p->bi[i]]);
         dat_num(f, b);
@@ -755,6 +757,9 @@ static const char *compare_rows(plot_job *job, FILE *f)
     pb_gnuplot_num(&job->vars, "band", shown[SHADE_SAME] || shown[SHADE_REGRESSION] || shown[SHADE_IMPROVEMENT]
                                            ? p->opts.threshold_pct : 0);
     pb_gnuplot_num(&job->vars, "npairs", p->m);
+    /* an error-bar clause only for a side that has one (else gnuplot warns) */
+    pb_gnuplot_num(&job->vars, "bspread", bspread);
+    pb_gnuplot_num(&job->vars, "cspread", cspread);
     add_xrot(job, p->bs, p->bi, p->m);
     return NULL;
 }
