@@ -371,6 +371,7 @@ static void test_plot_skips_plots_without_data(void **state)
     bench_result *r = calloc(1, sizeof *r);
     run_bench(r, (char *[]){"plot", csv, "--out", dir, NULL});
     if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
+    assert_no_gnuplot_warning(r->err);
     assert_int_equal(count_lines(r->out), 2);
     char png[1024], svg[1024];
     path_of(png, sizeof png, dir, "mlp-s-cuda-breakdown", "png");
@@ -404,6 +405,7 @@ static void test_plot_compare(void **state)
     bench_result *r = calloc(1, sizeof *r);
     run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, NULL});
     if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
+    assert_no_gnuplot_warning(r->err);
     char png[1024], svg[1024];
     path_of(png, sizeof png, dir, "compare-samples_per_s", "png");
     path_of(svg, sizeof svg, dir, "compare-samples_per_s", "svg");
@@ -420,7 +422,14 @@ static void test_plot_compare(void **state)
     /* another metric; one that is not a column is a usage error */
     run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--metric", "step_ms_p50", NULL});
     assert_int_equal(r->exit_code, 0);
+    assert_no_gnuplot_warning(r->err);
     path_of(png, sizeof png, dir, "compare-step_ms_p50", "png");
+    assert_png(png);
+    /* a metric bench compare does not judge: the values, no verdict */
+    run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--metric", "comm_ms", NULL});
+    assert_int_equal(r->exit_code, 0);
+    assert_no_gnuplot_warning(r->err);
+    path_of(png, sizeof png, dir, "compare-comm_ms", "png");
     assert_png(png);
     run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--metric", "nope", NULL});
     assert_int_equal(r->exit_code, 2);
