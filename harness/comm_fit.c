@@ -57,7 +57,8 @@ static double fit_line(const double *bytes, const double *t, int lo, int hi, pb_
         a = 0;
         b = sxx > 0 ? sxy / sxx : 0;
     }
-    if (b < 0) {
+    /* a slope lost in rounding (time that does not grow) is none */
+    if (b < 0 || b * bytes[hi - 1] * 1e-6 <= 1e-9 * a) {
         b = 0;
         a = sy / sw;
     }

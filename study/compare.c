@@ -248,7 +248,7 @@ static pb_compare_side summarise(const side *s, const group *g)
     return out;
 }
 
-static void decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_better)
+void pb_compare_decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_better)
 {
     p->change_pct = 100.0 * (p->cur.mean - p->base.mean) / p->base.mean;
     bool tested = pb_stats_welch((pb_stats_mean){p->base.mean, p->base.se2, p->base.df},
@@ -555,7 +555,7 @@ pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_
             continue;
         }
         p->cur = summarise(&sc, &sc.groups[g->match]);
-        decide(p, o, r->higher_better);
+        pb_compare_decide(p, o, r->higher_better);
     }
     for (size_t i = 0; i < r->npairs; i++) r->count[r->pairs[i].verdict]++;
     PB_TRY(mark_varying(r));

@@ -94,6 +94,11 @@ typedef struct pb_compare_result {
     size_t ok_cur;                    /* CURRENT's rows compared (0: every run failed) */
 } pb_compare_result;
 
+/* The verdict of a pair whose sides are summarised: change_pct, Welch's t,
+ * df, the one-sided p and the verdict (docs/compare.md); bench comm's
+ * compare (study/compare_comm.h) judges each size with it too. */
+void pb_compare_decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_better);
+
 /* Pairs the ok rows of two parsed results files and tests each pair. Bad
  * input (a needed column missing, a value that is not a number, no rows,
  * no ok row in BASELINE) is PB_ERR_USAGE/PB_ERR_SCHEMA with a message
