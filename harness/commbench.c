@@ -173,6 +173,15 @@ static pb_status get(part *p, const void *d, size_t n, const float **h)
     return p->b->be->download(p->dev, p->host, d, n * sizeof(float));
 }
 
+/* TEST-ONLY: PB_COMMBENCH_CORRUPT=COLLECTIVE makes rank 0's check see one
+ * element of that collective's result off by one, as a comm that delivered
+ * a wrong value would (tests/e2e/test_comm.c; docs/comm.md). */
+static void corrupt(const part *p, pb_coll c, const float *h)
+{
+    const char *which = getenv("PB_COMMBENCH_CORRUPT");
+    if (p->rank == 0 && which && strcmp(which, pb_coll_name(c)) == 0) ((float *)h)[0] += 1.0f;
+}
+
 static pb_status check(part *p, pb_coll c, size_t count, long long *wrong)
 {
     int n = ranks_of(p->b), r = p->rank, prev = (r + n - 1) % n;
@@ -195,6 +204,7 @@ static pb_status check(part *p, pb_coll c, size_t count, long long *wrong)
     case PB_COLL_ALL_REDUCE:
     case PB_COLL_BROADCAST:
         PB_TRY(get(p, p->a, count, &h));
+        corrupt(p, c, h);
         for (size_t i = 0; i < count; i++) {
             float want = 0;
             for (int q = 0; q < n; q++) want += c == PB_COLL_BROADCAST ? (q == 0 ? val(0, i) : 0) : val(q, i);
@@ -203,6 +213,7 @@ static pb_status check(part *p, pb_coll c, size_t count, long long *wrong)
         break;
     case PB_COLL_REDUCE_SCATTER:
         PB_TRY(get(p, p->c, count, &h));
+        corrupt(p, c, h);
         for (size_t i = 0; i < count; i++) {
             float want = 0;
             for (int q = 0; q < n; q++) want += val(q, (size_t)r * count + i);
@@ -211,10 +222,12 @@ static pb_status check(part *p, pb_coll c, size_t count, long long *wrong)
         break;
     case PB_COLL_ALL_GATHER:
         PB_TRY(get(p, p->c, count * (size_t)n, &h));
+        corrupt(p, c, h);
         for (size_t i = 0; i < count * (size_t)n; i++) *wrong += h[i] != val((int)(i / count), i % count);
         break;
     case PB_COLL_SENDRECV:
         PB_TRY(get(p, p->c, count, &h));
+        corrupt(p, c, h);
         for (size_t i = 0; i < count; i++) *wrong += h[i] != val(prev, i);
         break;
     case PB_COLL_COUNT: break;
@@ -275,8 +288,8 @@ static bool add_size(bench *b, const pb_record *env, pb_coll c, size_t bytes, si
     *t_us = t;
     char wrong_text[32];
     snprintf(wrong_text, sizeof wrong_text, "%lld", wrong);
-    printf(" %11zu  %12zu  %8s  %6s  %6d  %9.2f  %7.2f  %7.2f  %6s\n", bytes, count, "float", redop(c), root_of(c), t,
-           algbw, algbw * factor, wrong ? wrong_text : "0");
+    printf(" %11zu  %12zu  %8s  %6s  %6d  %9.2f  %7.2f  %7.2f  %6s%s\n", bytes, count, "float", redop(c), root_of(c),
+           t, algbw, algbw * factor, wrong ? wrong_text : "0", wrong ? "  failed" : "");
     fflush(stdout);
     pb_comm_record r;
     row_common(b, env, &r, c, "size");
@@ -405,7 +418,7 @@ static pb_status sweep(part *p)
             bytes[points] = (double)eff;
             PB_REQUIRE(add_size(b, env, c, eff, count, wrong_all, &t_us[points]), PB_ERR_NOMEM,
                        "host allocation for the rows failed");
-            points++;
+            points += wrong_all == 0; /* the fit is of right results only */
         }
         if (writer)
             PB_REQUIRE(add_fit(b, env, c, bytes, t_us, points), PB_ERR_NOMEM, "host allocation for the rows failed");
