@@ -29,11 +29,8 @@ void pb_comm_record_set(pb_comm_record *r, pb_comm_column c, const char *fmt, ..
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(r->v[c], PB_FIELD_MAX, fmt, ap);
+    pb_results_field_vset(r->v[c], fmt, ap);
     va_end(ap);
-    if (n >= PB_FIELD_MAX) memcpy(r->v[c] + PB_FIELD_MAX - 4, "...", 4);
-    for (char *p = r->v[c]; *p; p++) /* a row is one line */
-        if (*p == '\n' || *p == '\r') *p = ' ';
 }
 
 void pb_comm_record_num(pb_comm_record *r, pb_comm_column c, double v)

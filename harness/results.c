@@ -53,13 +53,18 @@ void pb_record_set(pb_record *r, pb_column c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(r->v[c], PB_FIELD_MAX, fmt, ap);
+    pb_results_field_vset(r->v[c], fmt, ap);
     va_end(ap);
+}
+
+void pb_results_field_vset(char field[PB_FIELD_MAX], const char *fmt, va_list ap)
+{
+    int n = vsnprintf(field, PB_FIELD_MAX, fmt, ap);
     /* a field cut to fit says so, so a long error message reads as cut
      * rather than as a sentence that ends mid-word */
-    if (n >= PB_FIELD_MAX) memcpy(r->v[c] + PB_FIELD_MAX - 4, "...", 4);
+    if (n >= PB_FIELD_MAX) memcpy(field + PB_FIELD_MAX - 4, "...", 4);
     /* a row is one line: fold any newline a library message carried */
-    for (char *p = r->v[c]; *p; p++)
+    for (char *p = field; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
 }
 

@@ -5,6 +5,7 @@
 #ifndef PB_RESULTS_H
 #define PB_RESULTS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "status.h"
@@ -140,6 +141,9 @@ int pb_column_find(const char *name); /* -1 when unknown */
 
 void pb_record_clear(pb_record *r);
 void pb_record_set(pb_record *r, pb_column c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* What pb_record_set does to a field, for another schema's (bench comm's):
+ * cut to PB_FIELD_MAX with "...", newlines folded. */
+void pb_results_field_vset(char field[PB_FIELD_MAX], const char *fmt, va_list ap);
 /* A number with enough digits to compare runs, "" when not finite. */
 void pb_record_num(pb_record *r, pb_column c, double v);
 

@@ -62,6 +62,20 @@ typedef struct pb_compare_side {
     double df;    /* degrees of freedom of se2 */
 } pb_compare_side;
 
+/* One run read for comparing: its row, the metric, and the step spread a
+ * single run is judged by (cv NaN, iters 0 when unknown). */
+typedef struct pb_compare_run {
+    size_t row;
+    double value;
+    double cv;
+    double iters;
+} pb_compare_run;
+
+/* The side of `count` runs of one configuration (count >= 1): one run by its
+ * own steps (relative standard error cv / sqrt(iters)), several by their
+ * values (docs/compare.md). */
+pb_compare_side pb_compare_summarise(const pb_compare_run *runs, size_t count);
+
 typedef struct pb_compare_pair {
     pb_compare_side base, cur;
     double change_pct; /* 100 * (cur - base) / base */

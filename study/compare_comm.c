@@ -23,10 +23,7 @@ bool pb_comm_csv_is(const pb_csv *c)
            pb_csv_find(c, METRIC) >= 0;
 }
 
-typedef struct item {
-    size_t row;
-    double value, cv, iters;
-} item;
+typedef pb_compare_run item;
 
 typedef struct side {
     const pb_csv *c;
@@ -103,32 +100,12 @@ cleanup:
     return st;
 }
 
-/* One configuration's runs [i, j): one row is judged by its own repeats'
- * spread (busbw's relative error is the time's, cv / sqrt(iters)); several
- * rows by the rows' values (compare.c's summarise, for busbw). */
+/* One size's runs [i, j), judged as compare judges a run's (one row: by
+ * its repeats, busbw's relative error being the time's cv / sqrt(iters);
+ * several: by the rows' values). */
 static pb_compare_side summarise(const side *s, size_t i, size_t j)
 {
-    pb_compare_side out = {j - i, s->items[i].row, 0, 0, 0};
-    const item *it = s->items + i;
-    if (j - i == 1) {
-        out.mean = it->value;
-        if (it->iters >= 2 && isfinite(it->cv)) {
-            double sd = it->value * it->cv;
-            out.se2 = sd * sd / it->iters;
-            out.df = it->iters - 1;
-        }
-        return out;
-    }
-    double mean = 0, m2 = 0;
-    for (size_t k = 0; k < j - i; k++) {
-        double x = it[k].value, d = x - mean;
-        mean += d / (double)(k + 1);
-        m2 += d * (x - mean);
-    }
-    out.mean = mean;
-    out.se2 = m2 / (double)(j - i - 1) / (double)(j - i);
-    out.df = (double)(j - i - 1);
-    return out;
+    return pb_compare_summarise(s->items + i, j - i);
 }
 
 static size_t group_end(const side *s, size_t i)

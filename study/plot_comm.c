@@ -69,25 +69,12 @@ static void draw_setup(ctx *x, const pb_csv *c, const crow *r, size_t i, size_t 
         x->failed++;
         return;
     }
-    char script[PATH_MAX + 32], png[PATH_MAX + 8], svg[PATH_MAX + 8], title[256];
-    snprintf(script, sizeof script, "%s/comm_busbw.gp", x->plotdir);
+    char title[256];
     snprintf(title, sizeof title, "bus bandwidth (nccl-tests' busbw), comm %s, backend %s, %s ranks", comm, backend,
              ranks);
     pb_strbuf vars = {0};
     pb_gnuplot_num(&vars, "ncoll", blocks);
-    pb_gnuplot_str(&vars, "plotdir", x->plotdir);
-    pb_gnuplot_str(&vars, "datafile", dat);
-    pb_gnuplot_str(&vars, "ptitle", title);
-    pb_gnuplot_str(&vars, "psub", pb_csv_get(c, row0, (size_t)pb_csv_find(c, "host")));
-    switch (pb_gnuplot_draw("plot", x->gnuplot, script, x->outdir, name, &vars, png, svg)) {
-    case PB_GNUPLOT_DRAWN:
-        printf("%s\n%s\n", png, svg);
-        fflush(stdout);
-        x->written++;
-        break;
-    case PB_GNUPLOT_FAILED: x->failed++; break;
-    case PB_GNUPLOT_STOPPED: break;
-    }
+    pb_plot_draw(x, "comm_busbw", dat, name, title, pb_csv_get(c, row0, (size_t)pb_csv_find(c, "host")), &vars);
     free(pb_strbuf_take(&vars));
 }
 
