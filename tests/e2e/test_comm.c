@@ -195,6 +195,17 @@ static void test_bad_input_exit_2_nothing_written(void **state)
         assert_false(file_exists(r->csv_path));
         bench_run_free(r);
     }
+    /* the default ladder stops where the host runs out; below its first
+     * size (4096 ranks' processes alone overflow any CI host) it refuses */
+    if (PB_EXPECT_MPI) {
+        bench_run *r = bench_run_new();
+        char *args[] = {(char *)bench_path(), "comm", "--comm", "mpi", "--gpus", "4096", "--out", r->csv_path, NULL};
+        run_argv_env(&r->res, NULL, args);
+        if (r->res.exit_code != 2 || count_lines(r->res.err) != 1 || !strstr(r->res.err, "out of host memory"))
+            fail_msg("4096 mpi ranks: exit %d, stderr: %s", r->res.exit_code, r->res.err);
+        assert_false(file_exists(r->csv_path));
+        bench_run_free(r);
+    }
     /* --help: the flags with their defaults, exit 0, nothing written */
     bench_result res;
     char *help[] = {"comm", "--help", NULL};
