@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "calibrate.h"
+#include "commbench.h"
 #include "../study/compare_cli.h"
 #include "config.h"
 #include "env.h"
@@ -143,6 +144,9 @@ static int cmd_calibrate(int argc, char **argv)
 
 static bool is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
 
+/* bench comm [flags]: collective bandwidth (harness/commbench.h) */
+static int cmd_comm(int argc, char **argv) { return pb_commbench_main(argc, argv, main_argc, main_argv); }
+
 static int cmd_list(int argc, char **argv)
 {
     if (argc == 1 && is_help(argv[0])) {
@@ -197,6 +201,7 @@ static const command commands[] = {
     {"run", cmd_run, "train and append a CSV row (the default)"},
     {"list", cmd_list, "plugins, workload shapes and devices found"},
     {"calibrate", cmd_calibrate, "measured GEMM peak and the workload's GEMMs alone"},
+    {"comm", cmd_comm, "collective bandwidth per size as nccl-tests measures it, an alpha-beta fit; CSV rows"},
     {"compare", pb_cmd_compare, "two results CSVs: per configuration, change and regression verdict"},
     {"plot", pb_cmd_plot, "PNG and SVG plots of a results CSV, or two compared (gnuplot)"},
     {"sweep", pb_cmd_sweep, "every strategy x device count as its own run, resumable; a scaling table"},

@@ -5,6 +5,7 @@
 #ifndef PB_RESULTS_H
 #define PB_RESULTS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "status.h"
@@ -142,6 +143,9 @@ int pb_column_find(const char *name); /* -1 when unknown */
 
 void pb_record_clear(pb_record *r);
 void pb_record_set(pb_record *r, pb_column c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* What pb_record_set does to a field, for another schema's (bench comm's):
+ * cut to PB_FIELD_MAX with "...", newlines folded. */
+void pb_results_field_vset(char field[PB_FIELD_MAX], const char *fmt, va_list ap);
 /* A number with enough digits to compare runs, "" when not finite. */
 void pb_record_num(pb_record *r, pb_column c, double v);
 
@@ -157,6 +161,8 @@ void pb_record_fill_config(pb_record *r, const struct pb_config *cfg);
 size_t pb_results_header(char *buf, size_t len);
 /* One row (RFC 4180 quoting, '\n' ended); returns its length, 0 if too long. */
 size_t pb_results_format(const pb_record *r, char *buf, size_t len);
+/* The same for `count` fields of another schema (bench comm's, harness/comm_csv.h). */
+size_t pb_results_format_fields(const char (*v)[PB_FIELD_MAX], int count, char *buf, size_t len);
 
 /* Checks before a run that `path` can take a row: its folder exists and is
  * writable, and an existing file is a regular file (not a FIFO or device)
@@ -168,6 +174,12 @@ pb_status pb_results_check_target(const char *path);
  * file size limit) is undone under the lock: the file is cut back to its
  * old size, and one this call created is removed. */
 pb_status pb_results_append(const char *path, const pb_record *r);
+/* The same append for any schema: `header` (its line, '\n' ended) and
+ * `rows` (whole '\n'-ended lines, written together in the one write()).
+ * bench comm appends its rows of a run this way (harness/comm_csv.h). */
+pb_status pb_results_append_rows(const char *path, const char *header, const char *rows);
+/* pb_results_check_target against another schema's header line. */
+pb_status pb_results_check_target_of(const char *path, const char *header);
 
 #ifdef __cplusplus
 }

@@ -85,12 +85,7 @@ static const char *const other_required[] = {"status", "iters", "step_ms_cv"};
 /* reading values                                                            */
 
 /* A comparable row: status ok and the metric present. */
-typedef struct item {
-    size_t row;
-    double value;
-    double cv;    /* NaN when empty */
-    double iters; /* 0 when empty */
-} item;
+typedef pb_compare_run item;
 
 typedef struct group {
     size_t first, count; /* items[first .. first+count) */
@@ -219,12 +214,10 @@ static void free_side(side *s)
     free(s->groups);
 }
 
-/* Mean, squared standard error and degrees of freedom of one group. */
-static pb_compare_side summarise(const side *s, const group *g)
+pb_compare_side pb_compare_summarise(const pb_compare_run *it, size_t count)
 {
-    pb_compare_side out = {g->count, g->row, 0, 0, 0};
-    const item *it = s->items + g->first;
-    if (g->count == 1) {
+    pb_compare_side out = {count, it[0].row, 0, 0, 0};
+    if (count == 1) {
         /* one run: the per-step distribution it recorded; the metric's
          * relative standard error is that of the mean step time */
         out.mean = it->value;
@@ -237,18 +230,24 @@ static pb_compare_side summarise(const side *s, const group *g)
     }
     /* repeats: the runs' values are the sample (Welford) */
     double mean = 0, m2 = 0;
-    for (size_t i = 0; i < g->count; i++) {
+    for (size_t i = 0; i < count; i++) {
         double x = it[i].value, d = x - mean;
         mean += d / (double)(i + 1);
         m2 += d * (x - mean);
     }
     out.mean = mean;
-    out.se2 = m2 / (double)(g->count - 1) / (double)g->count;
-    out.df = (double)g->count - 1;
+    out.se2 = m2 / (double)(count - 1) / (double)count;
+    out.df = (double)count - 1;
     return out;
 }
 
-static void decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_better)
+/* Mean, squared standard error and degrees of freedom of one group. */
+static pb_compare_side summarise(const side *s, const group *g)
+{
+    return pb_compare_summarise(s->items + g->first, g->count);
+}
+
+void pb_compare_decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_better)
 {
     p->change_pct = 100.0 * (p->cur.mean - p->base.mean) / p->base.mean;
     bool tested = pb_stats_welch((pb_stats_mean){p->base.mean, p->base.se2, p->base.df},
@@ -555,7 +554,7 @@ pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_
             continue;
         }
         p->cur = summarise(&sc, &sc.groups[g->match]);
-        decide(p, o, r->higher_better);
+        pb_compare_decide(p, o, r->higher_better);
     }
     for (size_t i = 0; i < r->npairs; i++) r->count[r->pairs[i].verdict]++;
     PB_TRY(mark_varying(r));

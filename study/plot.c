@@ -21,6 +21,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "compare_comm.h"
 #include "gnuplot.h"
 #include "../harness/log.h"
 #include "../harness/registry.h"
@@ -128,6 +129,14 @@ static void others_notice(const table *t, const char *col, const char *chosen, c
 
 static int plot_csv(ctx *x)
 {
+    pb_csv comm_rows; /* bench comm's CSV: its own plot */
+    if (pb_csv_load(x->o.csv, &comm_rows) == PB_OK) {
+        bool comm = pb_comm_csv_is(&comm_rows);
+        int rc = comm ? pb_plot_comm(x, &comm_rows) : 0;
+        pb_csv_free(&comm_rows);
+        if (comm) return rc;
+    }
+    pb_error_clear();
     table t;
     pb_status st = pb_plot_table_read(&t, x->o.csv, NULL);
     if (st != PB_OK) {

@@ -189,4 +189,13 @@ bool pb_plot_build_plot(const plot_spec *spec, plot_job *job);
 void pb_plot_draw_selection(ctx *x, const selection *sel, int *idx);
 extern const plot_spec pb_plot_compare_plot;
 
+/* Draws plots/SCRIPT.gp over datafile into OUTNAME.png and .svg in --out,
+ * printing their paths (vars gets plotdir, datafile, ptitle, psub); counts
+ * x->written or x->failed (study/plot_specs.c) */
+void pb_plot_draw(ctx *x, const char *script, const char *datafile, const char *outname, const char *title,
+                  const char *sub, pb_strbuf *vars);
+/* bench plot over a bench comm CSV (study/plot_comm.c): busbw against size,
+ * a line per collective; returns the exit code */
+int pb_plot_comm(ctx *x, const pb_csv *c);
+
 #endif /* PB_PLOT_INTERNAL_H */

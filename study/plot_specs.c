@@ -791,3 +791,8 @@ static void compare_titles(const plot_job *job, char *title, size_t tlen, char *
 const plot_spec pb_plot_compare_plot = {
     .name = "", .script = "compare", .rows = compare_rows, .titles = compare_titles};
 
+void pb_plot_draw(ctx *x, const char *script, const char *datafile, const char *outname, const char *title,
+                  const char *sub, pb_strbuf *vars)
+{
+    draw(x, script, datafile, outname, title, sub, vars);
+}
