@@ -28,7 +28,7 @@ static const pb_key_role column_keys[PB_COL_COUNT] = {PB_COLUMNS(PB_COLUMN_KEY)}
 #undef PB_COLUMN_KEY
 
 /* A row is at most this long: every field full and quoted. */
-#define ROW_MAX (PB_COL_COUNT * (2 * PB_FIELD_MAX + 3) + 2)
+#define ROW_MAX (PB_COL_COUNT * (2 * PB_FIELD_WIDE + 3) + 2)
 
 const char *pb_column_name(pb_column c) { return c < PB_COL_COUNT ? column_names[c] : "?"; }
 
@@ -39,6 +39,8 @@ pb_key_role pb_column_key(pb_column c)
     /* a key column that is not configuration would be a schema bug */
     return c < PB_COL_COUNT && column_kinds[c] == PB_KIND_CONFIG ? column_keys[c] : PB_KEY_NONE;
 }
+
+size_t pb_column_width(pb_column c) { return c == PB_COL_ENV_VARS ? PB_FIELD_WIDE : PB_FIELD_MAX; }
 
 int pb_column_find(const char *name)
 {
@@ -53,11 +55,12 @@ void pb_record_set(pb_record *r, pb_column c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(r->v[c], PB_FIELD_MAX, fmt, ap);
+    size_t width = pb_column_width(c);
+    int n = vsnprintf(r->v[c], width, fmt, ap);
     va_end(ap);
     /* a field cut to fit says so, so a long error message reads as cut
      * rather than as a sentence that ends mid-word */
-    if (n >= PB_FIELD_MAX) memcpy(r->v[c] + PB_FIELD_MAX - 4, "...", 4);
+    if (n >= (int)width) memcpy(r->v[c] + width - 4, "...", 4);
     /* a row is one line: fold any newline a library message carried */
     for (char *p = r->v[c]; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
