@@ -324,7 +324,8 @@ static void threads_rule(const plot_job *job, char *buf, size_t len)
         return;
     }
     size_t n = (size_t)snprintf(buf, len, "; threads/device:");
-    for (int k = 0; k < m && n < len; k++) n += (size_t)snprintf(buf + n, len - n, "%s %d at x%d", k ? "," : "", most[k], devs[k]);
+    for (int k = 0; k < m && n < len; k++)
+        n += (size_t)snprintf(buf + n, len - n, "%s %d at x%d", k ? "," : "", most[k], devs[k]);
 }
 
 static void add_devtics(plot_job *job)

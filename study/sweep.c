@@ -582,6 +582,14 @@ static void print_table(const sweep_opts *o, const combo *cs, int n, int per_dev
                sp, eff);
     }
     if (any_over) printf("* oversubscribed: more devices than present (cpu: than cores), they share hardware\n");
+    /* the runs are quiet: what their warning said, the rows say */
+    int core = pb_csv_find(&t.t, "blas_core"), below = 0;
+    for (size_t r = 0; core >= 0 && r < t.t.nrows; r++)
+        below += strstr(pb_csv_get(&t.t, r, (size_t)core), "(below") != NULL;
+    if (below)
+        printf("note: %d row%s of %s ran BLAS kernels below this CPU's instruction set (blas_core): their figures are "
+               "the BLAS's, not the strategies' (docs/csv-schema.md, \"BLAS kernels\")\n",
+               below, below == 1 ? "" : "s", o->out);
     pb_csv_free(&t.t);
 }
 
@@ -733,7 +741,8 @@ static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, cha
             char label[160], eta_s[32], why[512];
             char ref_text[48] = "";
             if (c->reference)
-                snprintf(ref_text, sizeof ref_text, " (reference at %d thread%s)", c->threads, c->threads == 1 ? "" : "s");
+                snprintf(ref_text, sizeof ref_text, " (reference at %d thread%s)", c->threads,
+                         c->threads == 1 ? "" : "s");
             snprintf(label, sizeof label, "%.31s x%d%s%s batch %d, repeat %d/%d", c->strategy, c->devices,
                      c->oversubscribed ? " (oversubscribed)" : "", ref_text, c->batch, r + 1, o->repeats);
             double elapsed = now_s() - t0;

@@ -15,7 +15,8 @@
 #include "kernels/gpu_check.h"
 
 /* The flags lines of the CPUs that matter, cut to what decides */
-#define FLAGS_SPR "fpu sse sse2 ss pni ssse3 fma sse4_1 sse4_2 avx f16c avx2 avx512f avx512dq avx512cd avx512bw avx512vl amx_tile"
+#define FLAGS_SPR                                                                                              \
+    "fpu sse sse2 ss pni ssse3 fma sse4_1 sse4_2 avx f16c avx2 avx512f avx512dq avx512cd avx512bw avx512vl amx_tile"
 #define FLAGS_HASWELL "fpu sse sse2 pni ssse3 fma sse4_1 sse4_2 avx f16c avx2"
 #define FLAGS_OLD "fpu sse sse2 pni ssse3"
 
