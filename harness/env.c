@@ -89,8 +89,19 @@ static void blas_core(pb_record *r)
         snprintf(fix, sizeof fix, "OpenBLAS %s does not recognise this CPU: set OPENBLAS_CORETYPE=%s",
                  pb_blas_version(), v.suggest);
     pb_log_warn("the BLAS runs its %s kernels (%s) on a CPU with %s: its GEMMs may be several times slower than this "
-                "CPU allows (4.5x on mlp-s with Prescott's on an AVX-512 Xeon); %s",
+                "CPU allows (2.5-4.5x on mlp-s with Prescott's on AVX-512 Xeons); %s",
                 core, pb_isa_name(v.kernels), pb_isa_name(v.cpu), fix);
+}
+
+void pb_env_blas_summary(char *out, size_t len)
+{
+    static char flags[8192];
+    const char *core = pb_blas_core();
+    pb_cpu_flags(flags, sizeof flags);
+    pb_blas_verdict v = pb_blas_judge(core, flags);
+    snprintf(out, len, "OpenBLAS %s, %s kernels (%s; this CPU %s)%s%s", pb_blas_version(), core,
+             pb_isa_name(v.kernels), pb_isa_name(v.cpu), v.below ? ": below it, set OPENBLAS_CORETYPE=" : "",
+             v.below ? v.suggest : "");
 }
 
 void pb_env_fill_vars(pb_record *r)

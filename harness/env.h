@@ -25,6 +25,11 @@ void pb_env_fill(pb_record *r, const pb_backend *be, const pb_device_info *dev, 
  * the environment the run was given. */
 void pb_env_fill_vars(pb_record *r);
 
+/* One line on the BLAS the cpu backend runs, for `bench list`: "OpenBLAS
+ * 0.3.21, SkylakeX kernels (avx512; this CPU avx512)", with the fix when
+ * they are below the CPU's instruction set. */
+void pb_env_blas_summary(char *out, size_t len);
+
 /* Resident set high-water mark of this process in MB. */
 double pb_host_rss_mb(void);
 

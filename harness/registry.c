@@ -5,6 +5,7 @@
 #include "../kernels/comm_local.h"
 #include "../kernels/comm_mpi.h"
 #include "../kernels/comm_nccl.h"
+#include "env.h"
 
 static const pb_backend *const backends[] = {&pb_backend_cpu, &pb_backend_cuda};
 
@@ -125,6 +126,11 @@ void pb_registry_print(FILE *out)
         else
             snprintf(found, sizeof found, "no device: %s", why);
         fprintf(out, "  %-12s %-24s %s\n", backends[i]->name, found, backends[i]->description);
+        if (backends[i] == &pb_backend_cpu) { /* what its GEMMs run on (docs/csv-schema.md, "BLAS kernels") */
+            char blas[256];
+            pb_env_blas_summary(blas, sizeof blas);
+            fprintf(out, "  %-12s %-24s %s\n", "", "", blas);
+        }
     }
     fprintf(out, "comms:\n");
     fprintf(out, "  %-12s %s\n", "none", "no collectives (single device)");

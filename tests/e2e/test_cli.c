@@ -454,6 +454,12 @@ static void test_list(void **state)
     assert_non_null(strstr(line, "device"));
     snprintf(line, sizeof line, "%.*s", (int)strcspn(cuda + 1, "\n"), cuda + 1);
     assert_non_null(strstr(line, "device"));
+    /* under cpu, the BLAS's kernels and the CPU's instruction set */
+    const char *blas = strchr(cpu + 1, '\n') + 1;
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(blas, "\n"), blas);
+    assert_non_null(strstr(line, "OpenBLAS "));
+    assert_non_null(strstr(line, " kernels ("));
+    assert_non_null(strstr(line, "; this CPU "));
 
     /* every workload with its shape: in hidden layers classes batch */
     assert_non_null(strstr(workloads, "\n  mlp-s "));
