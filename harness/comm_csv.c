@@ -29,7 +29,7 @@ void pb_comm_record_set(pb_comm_record *r, pb_comm_column c, const char *fmt, ..
 {
     va_list ap;
     va_start(ap, fmt);
-    pb_results_field_vset(r->v[c], fmt, ap);
+    pb_results_field_vset(r->v[c], sizeof r->v[c], fmt, ap);
     va_end(ap);
 }
 
@@ -49,7 +49,7 @@ bool pb_comm_record_add(char **buf, size_t *len, size_t *cap, const pb_comm_reco
         *buf = p;
         *cap = want;
     }
-    size_t n = pb_results_format_fields((const char (*)[PB_FIELD_MAX])r->v, PB_CC_N, *buf + *len, *cap - *len);
+    size_t n = pb_results_format_fields(r->v[0], sizeof r->v[0], PB_CC_N, *buf + *len, *cap - *len);
     if (!n) return false;
     *len += n;
     return true;

@@ -7,6 +7,7 @@
 #include "../kernels/comm_mpi.h"
 #include "../kernels/comm_nccl.h"
 #include "table.h"
+#include "env.h"
 
 static const pb_backend *const backends[] = {&pb_backend_cpu, &pb_backend_cuda};
 
@@ -160,6 +161,13 @@ void pb_registry_print(FILE *out)
         pb_table_row(out, cols, w,
                      (const char *[]){names[i], why[i][0] || found[i][0] == '0' ? "no" : "yes", found[i],
                                       backends[i]->description, why[i]});
+    /* what the cpu backend's GEMMs run on (docs/csv-schema.md, "BLAS
+     * kernels"): a BLAS below the CPU's instruction set is said here too */
+    char blas[256];
+    pb_env_blas_summary(blas, sizeof blas);
+    fprintf(out, "blas (cpu backend):\n");
+    w[1] = pb_table_rest(0, w);
+    pb_table_row(out, 1, w + 1, (const char *[]){blas});
 
     fprintf(out, "comms:\n");
     names[0] = "none";

@@ -28,7 +28,7 @@ static const pb_key_role column_keys[PB_COL_COUNT] = {PB_COLUMNS(PB_COLUMN_KEY)}
 #undef PB_COLUMN_KEY
 
 /* A row is at most this long: every field full and quoted. */
-#define ROW_MAX (PB_COL_COUNT * (2 * PB_FIELD_MAX + 3) + 2)
+#define ROW_MAX (PB_COL_COUNT * (2 * PB_FIELD_WIDE + 3) + 2)
 
 const char *pb_column_name(pb_column c) { return c < PB_COL_COUNT ? column_names[c] : "?"; }
 
@@ -39,6 +39,8 @@ pb_key_role pb_column_key(pb_column c)
     /* a key column that is not configuration would be a schema bug */
     return c < PB_COL_COUNT && column_kinds[c] == PB_KIND_CONFIG ? column_keys[c] : PB_KEY_NONE;
 }
+
+size_t pb_column_width(pb_column c) { return c == PB_COL_ENV_VARS ? PB_FIELD_WIDE : PB_FIELD_MAX; }
 
 int pb_column_find(const char *name)
 {
@@ -53,16 +55,16 @@ void pb_record_set(pb_record *r, pb_column c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    pb_results_field_vset(r->v[c], fmt, ap);
+    pb_results_field_vset(r->v[c], pb_column_width(c), fmt, ap);
     va_end(ap);
 }
 
-void pb_results_field_vset(char field[PB_FIELD_MAX], const char *fmt, va_list ap)
+void pb_results_field_vset(char *field, size_t width, const char *fmt, va_list ap)
 {
-    int n = vsnprintf(field, PB_FIELD_MAX, fmt, ap);
+    int n = vsnprintf(field, width, fmt, ap);
     /* a field cut to fit says so, so a long error message reads as cut
      * rather than as a sentence that ends mid-word */
-    if (n >= PB_FIELD_MAX) memcpy(field + PB_FIELD_MAX - 4, "...", 4);
+    if (n >= (int)width) memcpy(field + width - 4, "...", 4);
     /* a row is one line: fold any newline a library message carried */
     for (char *p = field; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
@@ -161,15 +163,15 @@ static size_t put_field(char *buf, size_t len, size_t n, const char *v)
 
 size_t pb_results_format(const pb_record *r, char *buf, size_t len)
 {
-    return pb_results_format_fields(r->v, PB_COL_COUNT, buf, len);
+    return pb_results_format_fields(r->v[0], sizeof r->v[0], PB_COL_COUNT, buf, len);
 }
 
-size_t pb_results_format_fields(const char (*v)[PB_FIELD_MAX], int count, char *buf, size_t len)
+size_t pb_results_format_fields(const char *v, size_t stride, int count, char *buf, size_t len)
 {
     size_t n = 0;
     for (int c = 0; c < count; c++) {
         if (c && n < len) buf[n++] = ',';
-        n = put_field(buf, len, n, v[c]);
+        n = put_field(buf, len, n, v + (size_t)c * stride);
     }
     if (n + 1 >= len) return 0;
     buf[n++] = '\n';

@@ -735,6 +735,7 @@ pb_status pb_run(const pb_config *cfg)
     pb_status st = PB_OK;
     pb_record *rec = calloc(1, sizeof *rec);
     if (!rec) return pb_host_nomem(sizeof *rec);
+    pb_env_fill_vars(rec); /* as the run was given them, before a library sets its own */
     rs.be = pb_find_backend(cfg->backend);
     rs.strategy = pb_find_strategy(cfg->strategy);
     PB_REQUIRE(rs.be && rs.strategy, PB_ERR_INTERNAL, "unresolved backend or strategy");

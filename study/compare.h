@@ -87,7 +87,7 @@ typedef struct pb_compare_pair {
 } pb_compare_pair;
 
 #define PB_COMPARE_KEY_MAX 128
-#define PB_COMPARE_ENV_MAX 16
+#define PB_COMPARE_ENV_MAX 48
 #define PB_COMPARE_ENV_LINE 1024
 
 typedef struct pb_compare_result {
@@ -101,7 +101,9 @@ typedef struct pb_compare_result {
     int key_base[PB_COMPARE_KEY_MAX], key_cur[PB_COMPARE_KEY_MAX];
     bool key_varies[PB_COMPARE_KEY_MAX]; /* differs between configurations */
     bool higher_better;
-    /* environment differences, "column: baseline values -> current values" */
+    /* environment differences, "column: baseline values -> current values",
+     * then a line per environment variable of env_vars that differs
+     * ("NCCL_ALGO: Ring -> Tree"; the last line counts those left out) */
     char *env[PB_COMPARE_ENV_MAX];
     size_t nenv;
     size_t ignored_base, ignored_cur; /* rows not ok, or without a value */

@@ -361,6 +361,50 @@ static const char *scaling_mode(const selection *sel)
     return sel->per_device_batch ? "weak scaling (same batch per device)" : "strong scaling (same global batch)";
 }
 
+/* On the cpu backend, the BLAS threads per device at each device count, so
+ * the plot says which rule made its rows (docs/sweep.md, "Threads"):
+ * "; 1 thread/device" when fixed, "; threads/device: 2 at x1, 1
+ * at x2" under the sweep's cores/devices rule (the most at a count: single
+ * x1 also runs at 1 thread there, as the reference of x2). Empty
+ * elsewhere. */
+static void threads_rule(const plot_job *job, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (strcmp(job->sel->backend, "cpu") != 0) return;
+    int devs[32], most[32], m = 0, lo = 0, hi = 0;
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        int t = atoi(pb_plot_cv(c, PB_COL_THREADS));
+        if (t <= 0) continue;
+        lo = lo && lo < t ? lo : t;
+        hi = hi > t ? hi : t;
+        int k = 0;
+        while (k < m && devs[k] != c->devices) k++;
+        if (k == m) {
+            if (m == 32) continue;
+            /* in device order */
+            while (k > 0 && devs[k - 1] > c->devices) {
+                devs[k] = devs[k - 1];
+                most[k] = most[k - 1];
+                k--;
+            }
+            devs[k] = c->devices;
+            most[k] = t;
+            m++;
+        } else if (t > most[k]) {
+            most[k] = t;
+        }
+    }
+    if (!m) return;
+    if (lo == hi) {
+        snprintf(buf, len, "; %d thread%s/device", lo, lo == 1 ? "" : "s");
+        return;
+    }
+    size_t n = (size_t)snprintf(buf, len, "; threads/device:");
+    for (int k = 0; k < m && n < len; k++)
+        n += (size_t)snprintf(buf + n, len - n, "%s %d at x%d", k ? "," : "", most[k], devs[k]);
+}
+
 static void add_devtics(plot_job *job)
 {
     char tics[256];
@@ -422,7 +466,9 @@ static const char *throughput_rows(plot_job *job, FILE *f)
         fprintf(f, "1 %.6g %d\n%d %.6g %d\n", t1, lt, top, t1 * top, lt);
         nideal++;
     }
-    snprintf(job->sub, sizeof job->sub, "%s", scaling_mode(sel));
+    char rule[256];
+    threads_rule(job, rule, sizeof rule);
+    snprintf(job->sub, sizeof job->sub, "%s%s", scaling_mode(sel), rule);
     pb_gnuplot_num(&job->vars, "nseries", nseries);
     pb_gnuplot_num(&job->vars, "nideal", nideal);
     add_devtics(job);
@@ -475,8 +521,10 @@ static const char *efficiency_rows(plot_job *job, FILE *f)
         }
     }
     if (!beyond_one) return "no run on more than one device has a 1-device run with the same settings";
-    snprintf(job->sub, sizeof job->sub, "%s; throughput(N) / (N x throughput of the 1-device run)",
-             scaling_mode(sel));
+    char rule[256];
+    threads_rule(job, rule, sizeof rule);
+    snprintf(job->sub, sizeof job->sub, "%s; throughput(N) / (N x throughput of the 1-device run)%s",
+             scaling_mode(sel), rule);
     pb_gnuplot_num(&job->vars, "nseries", blocks);
     pb_gnuplot_num(&job->vars, "ymax", axis_top(ymax));
     add_devtics(job);

@@ -19,6 +19,8 @@
 #include "harness/config.h"
 #include "harness/registry.h"
 #include "harness/results.h"
+#include "kernels/cpu/blas_core.h"
+#include "kernels/cpu/blas_info.h"
 
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
@@ -512,6 +514,16 @@ static void test_list(void **state)
     assert_non_null(local);
     assert_true(local < workloads);
     assert_non_null(strstr(backends, "\n  name  available  devices  description"));
+    /* then the BLAS the cpu backend runs: its kernels and the CPU's
+     * instruction set */
+    const char *blas = strstr(r->out, "\nblas (cpu backend):\n");
+    assert_non_null(blas);
+    char line[1024];
+    blas = strchr(blas + 1, '\n') + 1;
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(blas, "\n"), blas);
+    assert_non_null(strstr(line, "OpenBLAS "));
+    assert_non_null(strstr(line, " kernels ("));
+    assert_non_null(strstr(line, "; this CPU "));
 
     /* every workload with its shape: in hidden layers classes batch */
     assert_non_null(strstr(workloads, "\n  mlp-s "));
@@ -681,6 +693,59 @@ static void test_run_minimal_appends_one_row(void **state)
     free(dir);
 }
 
+/* The row names the BLAS's kernel core (blas_core), the core `blas` shows.
+ * OPENBLAS_CORETYPE=Prescott stands in for the CI machines' OpenBLAS 0.3.21,
+ * which takes an AVX-512 Xeon for a Prescott: on any CPU with more than
+ * SSE3 the row says "below" and stderr says how to fix it. */
+static void test_run_records_blas_core(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[4200];
+    snprintf(out, sizeof out, "%s/runs.csv", dir);
+    char *argv[] = {"--workload", "mlp-xs", "--iters", "2", "--warmup", "0", "--backend", "cpu", "--threads", "1",
+                    "--out", out, NULL};
+    bench_result *r = new_result();
+    char *prescott[] = {"OPENBLAS_CORETYPE=Prescott", NULL};
+    for (int forced = 0; forced < 2; forced++) {
+        run_bench_env(r, forced ? prescott : NULL, argv);
+        if (r->exit_code != 0) print_on_failure(r);
+        assert_int_equal(r->exit_code, 0);
+    }
+    char *text = read_file(out);
+    assert_non_null(text);
+    check_rows(text, 2);
+    const char *row = strchr(text, '\n') + 1;
+    for (int forced = 0; forced < 2; forced++, row = strchr(row, '\n') + 1) {
+        char blas[PB_FIELD_MAX], core[PB_FIELD_MAX], shown[PB_FIELD_MAX];
+        csv_field(row, PB_COL_BLAS, blas, sizeof blas);
+        csv_field(row, PB_COL_BLAS_CORE, core, sizeof core);
+        /* "OpenBLAS (X)" and "X" or "X (below: ...)" */
+        assert_int_equal(sscanf(blas, "OpenBLAS (%[^)])", shown), 1);
+        assert_int_equal(strncmp(core, shown, strlen(shown)), 0);
+        assert_true(core[strlen(shown)] == '\0' || core[strlen(shown)] == ' ');
+        if (forced) assert_string_equal(shown, "Prescott");
+    }
+    /* the forced run's verdict, where the CPU has more than SSE3 */
+    char flags[8192];
+    pb_cpu_flags(flags, sizeof flags);
+    if (pb_cpu_flags_isa(flags) > PB_ISA_SSE3) {
+        char core[PB_FIELD_MAX];
+        const char *second = strchr(strchr(text, '\n') + 1, '\n') + 1;
+        csv_field(second, PB_COL_BLAS_CORE, core, sizeof core);
+        assert_non_null(strstr(core, "Prescott (below: sse3 kernels on an "));
+        if (!strstr(r->err, "warning: the BLAS runs its Prescott kernels")) print_on_failure(r);
+        assert_non_null(strstr(r->err, "warning: the BLAS runs its Prescott kernels"));
+        assert_non_null(strstr(r->err, "set OPENBLAS_CORETYPE="));
+    } else {
+        print_message("this CPU has no more than SSE3: the verdict is not checked\n");
+    }
+    free(text);
+    free(r);
+    remove_tree(dir);
+    free(dir);
+}
+
 /* A run-time failure: exit 1, one clear message, and a row that cannot pass
  * for a measurement (status "failed", no timing, the error kept). */
 static void check_failed_run(char **argv, const char *out, const char *phrase)
@@ -835,6 +900,7 @@ int main(void)
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_list_layout),
         cmocka_unit_test(test_run_minimal_appends_one_row),
+        cmocka_unit_test(test_run_records_blas_core),
         cmocka_unit_test(test_run_nan_loss_fails),
         cmocka_unit_test(test_run_allocation_failure_fails),
     };
