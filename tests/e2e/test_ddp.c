@@ -332,7 +332,7 @@ static void test_straggler_named(void **state)
 }
 
 /* The same run without the fault flags no one ("none", no warning), and
- * still records every rank. On this 2-core machine the rule held over 30
+ * still records every rank. On this 2-core machine the rule held over 42
  * such runs beside other builds (docs/statistics.md, "Stragglers"). */
 static void test_no_straggler_without_fault(void **state)
 {
