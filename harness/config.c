@@ -88,6 +88,7 @@ static const flag flags[] = {
     {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to", NULL},
     {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy ({run_id} in DIR: the run's id)", NULL},
     {"--steps-out", F_PATH, OFF(steps_out), 0, 0, "FILE", "every measured step's phase times per rank, as CSV (docs/csv-schema.md; {run_id} in FILE: the run's id)", NULL},
+    {"--ranks-out", F_PATH, OFF(ranks_out), 0, 0, "FILE", "each rank's step-time distribution, phase means, GEMM peak and straggler verdict, as CSV (docs/csv-schema.md; {run_id} in FILE: the run's id)", NULL},
     {"--tag", F_LABEL, OFF(tag), 0, 0, "NAME", "a label stored in the row's tag column (not part of the configuration key); " PB_LABEL_ALLOWED, NULL},
     {"--quiet", F_BOOL, OFF(quiet), 0, 0, NULL, "no progress lines on stderr", NULL},
 };
@@ -579,7 +580,12 @@ pb_status pb_config_validate(pb_config *cfg)
     /* the files the command writes ("" when it writes none: bench calibrate) */
     if (cfg->out[0] && (st = pb_results_check_target(cfg->out)) != PB_OK) return st;
     if (cfg->dump[0] && (st = pb_path_check_dump(cfg->dump)) != PB_OK) return st;
-    if (cfg->steps_out[0] && (st = pb_path_check_steps_out(cfg->steps_out, cfg->out)) != PB_OK) return st;
+    if (cfg->steps_out[0] && (st = pb_path_check_out_file("--steps-out", cfg->steps_out, cfg->out)) != PB_OK)
+        return st;
+    if (cfg->ranks_out[0] && (st = pb_path_check_out_file("--ranks-out", cfg->ranks_out, cfg->out)) != PB_OK)
+        return st;
+    if (cfg->ranks_out[0] && strcmp(cfg->ranks_out, cfg->steps_out) == 0)
+        return pb_usage_error("--ranks-out %s: is the --steps-out file; give another file", cfg->ranks_out);
     /* ranks' steps meet at rank 0 in one gather of an int count */
     if (cfg->steps_out[0] && (long long)cfg->devices * cfg->iters > INT_MAX / PB_STEPS_WIDTH)
         return pb_usage_error("--steps-out with --gpus %d x --iters %d: more steps than one file gathers; allowed: "

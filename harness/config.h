@@ -59,6 +59,7 @@ typedef struct pb_config {
     char out[4096];  /* CSV appended to; "" when the command writes no row (bench calibrate) */
     char dump[4096]; /* --dump DIR, "" when off; {run_id} expanded (main.c) */
     char steps_out[4096]; /* --steps-out FILE, "" when off; {run_id} expanded */
+    char ranks_out[4096]; /* --ranks-out FILE, "" when off; {run_id} expanded */
     char tag[PB_CONFIG_TAG_LEN]; /* --tag: a label, not part of the configuration key */
     char run_id[PB_CONFIG_TAG_LEN]; /* set by the run command (harness/runid.h), "" otherwise */
     bool quiet;

@@ -78,7 +78,7 @@ void pb_env_fill(pb_record *r, const pb_backend *be, const pb_device_info *dev, 
         pb_record_set(r, PB_COL_NCCL, "%s", dev->nccl);
         pb_record_set(r, PB_COL_GPU_CHECK, "%s", dev->gpu_check);
         if (strstr(dev->gpu_check, "below"))
-            pb_log_warn("%s runs below what it can: %s (the row's gpu_check says so; docs/gpu.md)", dev->name,
+            pb_log_advise("%s runs below what it can: %s (the row's gpu_check says so; docs/gpu.md)", dev->name,
                         dev->gpu_check);
     } else {
         pb_record_set(r, PB_COL_BLAS, "%s", dev->blas);
@@ -109,7 +109,7 @@ static void blas_core(pb_record *r)
     else
         snprintf(fix, sizeof fix, "OpenBLAS %s does not recognise this CPU: set OPENBLAS_CORETYPE=%s",
                  pb_blas_version(), v.suggest);
-    pb_log_warn("the BLAS runs its %s kernels (%s) on a CPU with %s: its GEMMs may be several times slower than this "
+    pb_log_advise("the BLAS runs its %s kernels (%s) on a CPU with %s: its GEMMs may be several times slower than this "
                 "CPU allows (2.5-4.5x on mlp-s with Prescott's on AVX-512 Xeons); %s",
                 core, pb_isa_name(v.kernels), pb_isa_name(v.cpu), fix);
 }

@@ -24,7 +24,7 @@ static int64_t nan_step = -1;
 
 static const char *const kind_names[] = {
     [PB_FAULT_DIE] = "die", [PB_FAULT_HANG] = "hang", [PB_FAULT_NAN] = "nan", [PB_FAULT_SKEW] = "skew",
-    [PB_FAULT_SLOW] = "slow"};
+    [PB_FAULT_SLOW] = "slow", [PB_FAULT_STRETCH] = "stretch"};
 
 static bool parse_long(const char *v, long lo, long hi, long *out)
 {
@@ -69,14 +69,15 @@ pb_status pb_fault_init(void)
             if (p == PB_PHASE_COUNT) return pb_usage_error("PB_FAULT: phase=%s is not a phase name", val);
             fault.phase = (pb_phase)p;
         } else if (strcmp(key, "kind") == 0) {
-            for (int k = PB_FAULT_DIE; k <= PB_FAULT_SLOW; k++)
+            for (int k = PB_FAULT_DIE; k <= PB_FAULT_STRETCH; k++)
                 if (strcmp(kind_names[k], val) == 0) kind = (pb_fault_kind)k;
-            if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan, skew, slow", val);
+            if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan, skew, slow, stretch",
+                                                         val);
         } else {
             return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, device, step, phase, kind)", key);
         }
     }
-    if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan|skew|slow");
+    if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan|skew|slow|stretch");
     fault.kind = kind;
     return PB_OK;
 }
@@ -91,21 +92,26 @@ static bool my_thread(void)
     return my_rank == fault.rank && (fault.device < 0 ? my_device <= 0 : my_device == fault.device);
 }
 
+/* kind=slow and kind=stretch: every step from the fault's on, said once */
+static void sleep_every_step(const char *what, int ms, const char *where, pb_phase phase)
+{
+    static atomic_flag said = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&said)) {
+        fprintf(stderr, "bench: PB_FAULT (test-only): rank %d: %s: %d ms more %s phase %s from step %lld on\n",
+                my_rank, what, ms, where, pb_phase_name(phase), (long long)fault.step);
+        fflush(stderr);
+    }
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 bool pb_fault_at(pb_phase phase)
 {
-    if (fault.kind == PB_FAULT_NONE || fault.kind == PB_FAULT_SKEW || phase != fault.phase || !my_thread())
+    if (fault.kind == PB_FAULT_NONE || fault.kind == PB_FAULT_SKEW || fault.kind == PB_FAULT_STRETCH ||
+        phase != fault.phase || !my_thread())
         return false;
     if (fault.kind == PB_FAULT_SLOW) {
-        /* every step from the fault's on, said once */
-        if (cur_step < 0 || cur_step < fault.step) return false;
-        static atomic_flag said = ATOMIC_FLAG_INIT;
-        if (!atomic_flag_test_and_set(&said)) {
-            fprintf(stderr, "bench: PB_FAULT (test-only): rank %d: slow: %d ms more in phase %s from step %lld on\n",
-                    my_rank, PB_FAULT_SLOW_MS, pb_phase_name(phase), (long long)fault.step);
-            fflush(stderr);
-        }
-        struct timespec ts = {PB_FAULT_SLOW_MS / 1000, (PB_FAULT_SLOW_MS % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        if (cur_step >= 0 && cur_step >= fault.step) sleep_every_step("slow", PB_FAULT_SLOW_MS, "before", phase);
         return false;
     }
     if (cur_step != fault.step) return false;
@@ -130,9 +136,18 @@ bool pb_fault_at(pb_phase phase)
     case PB_FAULT_NONE:
     case PB_FAULT_SKEW:
     case PB_FAULT_SLOW:
+    case PB_FAULT_STRETCH:
         break;
     }
     return false;
+}
+
+void pb_fault_ending(pb_phase phase)
+{
+    if (fault.kind != PB_FAULT_STRETCH || phase != fault.phase || !my_thread() || cur_step < 0 ||
+        cur_step < fault.step)
+        return;
+    sleep_every_step("stretch", PB_FAULT_STRETCH_MS, "inside", phase);
 }
 
 bool pb_fault_nan_step(void) { return nan_step >= 0 && nan_step == cur_step; }

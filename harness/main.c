@@ -49,7 +49,7 @@ static pb_status load_config(pb_config *cfg, int argc, char **argv, bool writes,
         usage();
         return PB_OK;
     }
-    if (!writes) cfg->out[0] = cfg->dump[0] = cfg->steps_out[0] = '\0';
+    if (!writes) cfg->out[0] = cfg->dump[0] = cfg->steps_out[0] = cfg->ranks_out[0] = '\0';
     pb_log_set_quiet(cfg->quiet);
     pb_launch_set_log_rank();
     /* the run's id names its files, so it exists before they are checked */
@@ -57,6 +57,8 @@ static pb_status load_config(pb_config *cfg, int argc, char **argv, bool writes,
     if (st == PB_OK && writes) st = pb_run_id_expand("--dump", cfg->dump, sizeof cfg->dump, cfg->run_id);
     if (st == PB_OK && writes)
         st = pb_run_id_expand("--steps-out", cfg->steps_out, sizeof cfg->steps_out, cfg->run_id);
+    if (st == PB_OK && writes)
+        st = pb_run_id_expand("--ranks-out", cfg->ranks_out, sizeof cfg->ranks_out, cfg->run_id);
     return st == PB_OK ? pb_config_validate(cfg) : st;
 }
 

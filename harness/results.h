@@ -106,6 +106,9 @@ extern "C" {
     X(PEAK_MEM_MB, "peak_mem_mb", METRIC, NONE)                               \
     X(PEAK_MEM_MB_DEV0, "peak_mem_mb_dev0", METRIC, NONE)                     \
     X(HOST_RSS_MB, "host_rss_mb", METRIC, NONE)                               \
+    X(SLOWEST_RANK, "slowest_rank", METRIC, NONE)                             \
+    X(RANK_SPREAD_PCT, "rank_spread_pct", METRIC, NONE)                       \
+    X(STRAGGLERS, "stragglers", METRIC, NONE)                                 \
     X(HOST, "host", ENV, NONE)                                                \
     X(CPU_MODEL, "cpu_model", ENV, NONE)                                      \
     X(GPU_NAME, "gpu_name", ENV, NONE)                                        \

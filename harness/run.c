@@ -24,6 +24,7 @@
 #include "nvtx.h"
 #include "phase.h"
 #include "../kernels/progress.h"
+#include "ranks.h"
 #include "registry.h"
 #include "results.h"
 #include "signals.h"
@@ -49,9 +50,11 @@ typedef struct run_state {
     void *strategy_state;
     double *step_ms, *scratch;
     pb_step_times phase_sum;
-    /* rank-per-device: each measured step's phases ([iters][PB_PHASE_COUNT]),
-     * so the row can carry the slowest rank's, step by step */
+    /* each measured step's phases ([iters][PB_PHASE_COUNT]): this rank's
+     * record (ranks.h), and for rank-per-device runs the row's slowest
+     * rank's, step by step (gather_slowest) */
     double *phase_steps;
+    pb_ranks ranks; /* every rank's record, complete on rank 0 */
     double loss_first, loss_last;
     /* --steps-out: [ranks][iters][PB_STEPS_WIDTH], this rank's slot filled
      * by its steps, the others' -HUGE_VAL until the gather (a MAX) brings
@@ -89,7 +92,7 @@ static void phase_begun(pb_phase p)
 }
 static void phase_ended(pb_phase p)
 {
-    (void)p;
+    pb_fault_ending(p); /* inside the phase's span: kind=stretch */
     pb_progress_phase_end();
 }
 
@@ -156,7 +159,7 @@ static pb_status setup(run_state *rs)
     PB_ALLOC(rs->params, rs->layout.n_params);
     PB_ALLOC(rs->step_ms, cfg->iters);
     PB_ALLOC(rs->scratch, cfg->iters);
-    if (rs->multi) PB_ALLOC(rs->phase_steps, (size_t)cfg->iters * PB_PHASE_COUNT);
+    PB_ALLOC(rs->phase_steps, (size_t)cfg->iters * PB_PHASE_COUNT);
     if (cfg->steps_out[0]) {
         size_t n = (size_t)(rs->multi ? rs->world.ranks : 1) * (size_t)cfg->iters * PB_STEPS_WIDTH;
         /* pb_config_validate bounds devices x iters for the gather's count */
@@ -671,6 +674,27 @@ static pb_status gather_steps(run_state *rs)
     return pb_world_max_to_root(rs->steps, rs->world.ranks * rs->cfg->iters * PB_STEPS_WIDTH);
 }
 
+/* Every rank's record to rank 0 and, there, the straggler verdicts. Before
+ * gather_slowest, which rewrites the per-step arrays and the calibration
+ * with the ranks' slowest. */
+static pb_status gather_ranks(run_state *rs)
+{
+    pb_rank_stats mine;
+    pb_rank_stats_compute(rs->step_ms, rs->phase_steps, rs->cfg->iters, rs->scratch, &mine);
+    mine.peak_tflops = rs->cal.peak_tflops;
+    /* one device per rank; a one-process run's own device when it has one */
+    mine.device = rs->multi ? rs->device : rs->cfg->devices > 1 ? NAN
+                                          : rs->cfg->n_device_map ? rs->cfg->device_map[0] : 0;
+    char host[PB_RANK_HOST_CHARS] = "unknown";
+    if (rs->multi) snprintf(host, sizeof host, "%.*s", (int)sizeof host - 1, rs->world.host);
+    else if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    pb_status st = pb_ranks_collect(&rs->ranks, &mine, host, rs->multi ? rs->world.rank : 0,
+                                    rs->multi ? rs->world.ranks : 1, rs->multi);
+    if (st == PB_OK && is_writer(rs)) st = pb_ranks_judge(&rs->ranks, rs->multi && rs->world.oversubscribed);
+    return st;
+}
+
 static pb_status gather_slowest(run_state *rs)
 {
     if (!rs->multi) return PB_OK;
@@ -789,6 +813,7 @@ pb_status pb_run(const pb_config *cfg)
      * gathered, dumped or written, and the caller exits 128 + the signal */
     if (st == PB_OK && rs.interrupted) goto cleanup;
     if (st == PB_OK) st = gather_steps(&rs);
+    if (st == PB_OK) st = gather_ranks(&rs);
     if (st == PB_OK) st = gather_slowest(&rs);
     if (st == PB_OK) st = finish_dump(&rs);
 
@@ -814,15 +839,18 @@ pb_status pb_run(const pb_config *cfg)
                      signal_name(late_sig), cfg->verify ? " (during --verify)" : "");
     if (late_sig) pb_launch_report("interrupted");
 
-    char steps_tmp[4200] = "";
+    char steps_tmp[4200] = "", ranks_tmp[4200] = "";
     if (is_writer(&rs) && !late_sig) {
         /* a step file that cannot be written fails the run, as --dump does */
         if (st == PB_OK && rs.steps)
             st = pb_steps_out_write(cfg->steps_out, cfg->run_id, rs.steps, rs.multi ? rs.world.ranks : 1, cfg->iters,
                                     cfg->warmup, steps_tmp, sizeof steps_tmp);
+        if (st == PB_OK && cfg->ranks_out[0])
+            st = pb_ranks_out_write(&rs.ranks, cfg->ranks_out, cfg->run_id, ranks_tmp, sizeof ranks_tmp);
         if (st == PB_OK) {
             pb_record_set(rec, PB_COL_STATUS, invalid ? "invalid" : "ok");
             fill_results(rec, &rs);
+            pb_ranks_report(&rs.ranks, rec, true);
             pb_record_num(rec, PB_COL_VERIFY_MAX_REL_ERR, max_rel);
             if (invalid) {
                 /* the timings were measured, but of a computation that is wrong */
@@ -841,9 +869,12 @@ pb_status pb_run(const pb_config *cfg)
         }
         pb_status wst = append_row(cfg, rec);
         /* the steps beside a row that carries figures (ok or invalid) */
-        pb_status sst = pb_steps_out_finish(steps_tmp, cfg->steps_out, wst == PB_OK && (st == PB_OK || invalid));
+        bool keep = wst == PB_OK && (st == PB_OK || invalid);
+        pb_status sst = pb_steps_out_finish(steps_tmp, cfg->steps_out, keep);
+        pb_status rst = pb_out_file_finish("--ranks-out", ranks_tmp, cfg->ranks_out, keep);
         if (st == PB_OK) st = wst;
         if (st == PB_OK) st = sst;
+        if (st == PB_OK) st = rst;
         if (wst == PB_OK && st == PB_OK && cfg->verify && !cfg->quiet)
             pb_log_info("--verify: parameters after step %lld within %.3g of single's (tolerance %.0e)",
                         (long long)pb_verify_steps(cfg), max_rel,
@@ -885,6 +916,7 @@ cleanup:
     free(rs.scratch);
     free(rs.phase_steps);
     free(rs.steps);
+    pb_ranks_free(&rs.ranks);
     free(rec);
     return st;
 }

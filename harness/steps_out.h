@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "phase_names.h"
 #include "status.h"
@@ -19,6 +20,16 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The whole-or-absent file of --steps-out and --ranks-out (flag names it in
+ * messages): open creates path.tmp-PID (its name into tmp); close flushes
+ * and closes it, removing it on failure (tmp ""); finish renames it onto
+ * path (keep) or removes it; tmp "" does nothing. */
+pb_status pb_out_file_open(const char *flag, const char *path, char *tmp, size_t tmp_len, FILE **f);
+pb_status pb_out_file_close(const char *flag, const char *path, FILE *f, char *tmp);
+pb_status pb_out_file_finish(const char *flag, const char *tmp, const char *path, bool keep);
+/* v with %.6g and then sep; only sep when v is not finite (an empty field) */
+void pb_out_num(FILE *f, double v, char sep);
 
 /* Values kept per rank and measured step: the phases, then step ms, loss. */
 #define PB_STEPS_WIDTH (PB_PHASE_COUNT + 2)

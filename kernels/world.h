@@ -53,6 +53,10 @@ void pb_world_finalize(void);
 bool pb_world_up(void);
 /* Elementwise MAX of n doubles over ranks into rank 0's v (in place). */
 pb_status pb_world_max_to_root(double *v, int n);
+/* Every rank's `each`-char text (NUL-terminated, cut to fit) into rank 0's
+ * all[rank * each ..] (all: ranks x each chars on rank 0, unused
+ * elsewhere). */
+pb_status pb_world_gather_text(const char *mine, char *all, int each);
 /* Per step i of n, the slowest rank: rank 0's v[i] becomes the MAX over
  * ranks and rank 0's rows[i*width .. +width) that rank's row (ties: the
  * lowest rank), so a row's parts still add up to its step. In place. */

@@ -196,6 +196,18 @@ cleanup:
     return st;
 }
 
+pb_status pb_world_gather_text(const char *mine, char *all, int each)
+{
+    pb_status st = PB_OK;
+    char *buf = NULL;
+    PB_ALLOC(buf, (size_t)each);
+    snprintf(buf, (size_t)each, "%s", mine);
+    MPI_TRY(MPI_Gather(buf, each, MPI_CHAR, all, each, MPI_CHAR, 0, MPI_COMM_WORLD));
+cleanup:
+    free(buf);
+    return st;
+}
+
 pb_status pb_world_slowest_to_root(double *v, double *rows, int n, int width)
 {
     pb_status st = PB_OK;

@@ -24,6 +24,14 @@ pb_status pb_world_max_to_root(double *v, int n)
     return pb_user_error(PB_ERR_UNAVAILABLE, PB_NO_MPI);
 }
 
+pb_status pb_world_gather_text(const char *mine, char *all, int each)
+{
+    (void)mine;
+    (void)all;
+    (void)each;
+    return pb_user_error(PB_ERR_UNAVAILABLE, PB_NO_MPI);
+}
+
 pb_status pb_world_slowest_to_root(double *v, double *rows, int n, int width)
 {
     (void)v;

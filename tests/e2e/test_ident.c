@@ -332,6 +332,45 @@ static void test_steps_out_bad_path(void **state)
     expect_usage(r, "--steps-out needs a value");
 }
 
+/* --ranks-out: a one-process run writes its one rank, {run_id} named,
+ * judged by no one (no peers: empty verdict, row's stragglers empty); bad
+ * paths are usage errors as --steps-out's, and it may not be the steps
+ * file. */
+static void test_ranks_out_single(void **state)
+{
+    bench_run *r = keep(state, bench_run_new());
+    char pattern[300];
+    snprintf(pattern, sizeof pattern, "%s/ranks-{run_id}.csv", r->dir);
+    short_run(r, NULL, ARGV("--ranks-out", pattern, "--quiet"));
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_string_equal(csv_get(&c, "stragglers"), "");
+    assert_string_equal(csv_get(&c, "slowest_rank"), "");
+    char path[300];
+    snprintf(path, sizeof path, "%s/ranks-%s.csv", r->dir, csv_get(&c, "run_id"));
+    csv f;
+    csv_load(&f, path);
+    assert_int_equal(f.rows, 1);
+    assert_string_equal(csv_get(&f, "run_id"), csv_get(&c, "run_id"));
+    assert_string_equal(csv_get(&f, "rank"), "0");
+    assert_string_equal(csv_get(&f, "device"), "0");
+    assert_string_equal(csv_get(&f, "host"), csv_get(&c, "host"));
+    assert_string_equal(csv_get(&f, "straggler"), "");
+    /* its step median is the row's (one rank: the same steps) */
+    assert_string_equal(csv_get(&f, "step_ms_p50"), csv_get(&c, "step_ms_p50"));
+    csv_free(&f);
+    csv_free(&c);
+    remove(path);
+    remove(r->csv_path);
+    short_run(r, NULL, ARGV("--ranks-out", r->dir));
+    expect_usage(r, "--ranks-out");
+    char same[300];
+    snprintf(same, sizeof same, "%s/same.csv", r->dir);
+    short_run(r, NULL, ARGV("--ranks-out", same, "--steps-out", same));
+    expect_usage(r, "is the --steps-out file");
+}
+
 /* A run that fails writes no steps file, and leaves one already there as
  * it was (no partial file, no temporary beside it). */
 static void test_steps_out_failed_run_leaves_none(void **state)
@@ -416,6 +455,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_steps_out_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_steps_out_ddp_every_rank, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_steps_out_bad_path, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_ranks_out_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_steps_out_failed_run_leaves_none, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_steps_out_full_disk, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_progress_lines, run_setup, run_teardown),
