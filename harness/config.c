@@ -490,10 +490,10 @@ pb_status pb_config_validate(pb_config *cfg)
         return pb_usage_error("--batch %d is not divisible by --gpus %d; the global batch is split evenly "
                               "across devices",
                               cfg->shape.batch, cfg->devices);
-    pb_layout layout;
-    pb_status st = pb_mlp_layout(&cfg->shape, &layout);
+    pb_model model;
+    pb_status st = pb_model_of(cfg, &model);
     if (st != PB_OK) return st;
-    if ((st = strategy->validate(cfg, &layout)) != PB_OK) return st;
+    if ((st = strategy->validate(cfg, &model)) != PB_OK) return st;
 
     /* the auto-backend notice is printed only once the whole config is
      * valid, so a usage error stays one line */

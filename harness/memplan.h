@@ -72,20 +72,24 @@ size_t pb_memplan_act_elem(const pb_config *cfg, bool host_is_device);
 
 /* The building blocks of a strategy's own device model
  * (pb_strategy.plan_memory), added into p. */
-/* pb_replica_init_opt over layers [l0, l1) for `rows` rows, activations of
- * e bytes an element, optimizer state where opt_state; returns its
- * parameter count */
-double pb_memplan_add_replica(const pb_layout *layout, int l0, int l1, double rows, bool opt_state,
-                              pb_optimizer o, double e, pb_mem_parts *p);
-/* pb_input_init: two staging slots of rows of `in` features, unless read
- * in place */
-void pb_memplan_add_staging(double rows, double in, bool in_place, pb_mem_parts *p);
+/* pb_replica_init over blocks [b0, b1) for `rows` rows in all, activations
+ * of e bytes an element, optimizer state where opt_state, a targets buffer
+ * where targets, its stage's input and output bound by the caller where
+ * bound_io; returns its parameter count */
+double pb_memplan_add_replica(const pb_model *model, int b0, int b1, double rows, bool opt_state, bool targets,
+                              bool bound_io, pb_optimizer o, double e, pb_mem_parts *p);
+/* Bytes of `rows` samples' inputs on a device (values in the activation
+ * type, e bytes each; others as they are) */
+double pb_memplan_input_bytes(const pb_model *model, double rows, double e);
+/* pb_input_init: two staging slots of rows of inputs and targets, unless
+ * read in place */
+void pb_memplan_add_staging(const pb_model *model, double rows, bool in_place, pb_mem_parts *p);
 /* The batch can be read in place, unstaged: device memory is host memory
  * and the activations are fp32 like the batch. */
 bool pb_memplan_in_place(const pb_config *cfg, const pb_memplan_env *env);
 
-/* The plan of cfg (validated) over layout. Pure: no allocation, no I/O. */
-void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_memplan_env *env,
+/* The plan of cfg (validated) over its model. Pure: no allocation, no I/O. */
+void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
                         pb_memplan *out);
 
 /* What this host can give: MemAvailable from <root>/proc/meminfo, and the

@@ -14,7 +14,7 @@
 #include "harness/config.h"
 #include "kernels/comm_local.h"
 #include "strategies/strategy.h"
-#include "workloads/workload.h"
+#include "workloads/mlp.h"
 
 /* One mp run on a custom MLP; extra args NULL-terminated. Leaves the row in
  * c (the caller frees c->text) and returns the exit code. */
