@@ -95,7 +95,7 @@ static pb_status measure(const job *jb, int warmup, const char *tmp_csv, result 
     ctx = (pb_strategy_ctx){.cfg = &cfg, .be = be, .model = &model, .init_params = params};
     PB_TRY(strategy->init(&ctx, &state));
     /* (b) its own device handle and buffers; opening it sets the same BLAS threads */
-    pb_device_opts dev_opts = pb_config_device_opts(&cfg);
+    pb_device_opts dev_opts = pb_config_model_device_opts(&cfg, &model);
     PB_TRY(be->open(&dev_opts, 0, &gdev));
     /* loader workers as run.c's loader_workers() picks them on the cpu backend */
     int workers = cfg.loader_threads > 0 ? cfg.loader_threads : 1;

@@ -109,7 +109,14 @@ static int online_cpus(void)
 
 pb_device_opts pb_config_device_opts(const pb_config *cfg)
 {
-    return (pb_device_opts){.precision = cfg->precision, .threads = cfg->threads, .shape = cfg->shape};
+    return (pb_device_opts){.precision = cfg->precision, .threads = cfg->threads};
+}
+
+pb_device_opts pb_config_model_device_opts(const pb_config *cfg, const pb_model *model)
+{
+    pb_device_opts o = pb_config_device_opts(cfg);
+    o.max_width = model->max_width;
+    return o;
 }
 
 pb_comm_opts pb_config_comm_opts(const pb_config *cfg)

@@ -140,7 +140,7 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
     /* the device the rank-to-GPU rule chose (harness/devmap.c): a
      * --device-map entry (test-only: several ranks on one GPU), else the
      * node-local rank or the one device the launcher shows the rank */
-    pb_device_opts dev_opts = pb_config_device_opts(cfg);
+    pb_device_opts dev_opts = pb_config_model_device_opts(cfg, model);
     PB_TRY(be->open(&dev_opts, ctx->device, &s->dev));
     PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, model, 0, model->n_blocks, s->shard, 1, ctx->init_params, true,
                            true));

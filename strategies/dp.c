@@ -272,7 +272,7 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
     PB_REQUIRE(s->n >= 2 && s->n <= PB_MAX_STAGES && s->shard * s->n == cfg->shape.batch, PB_ERR_INTERNAL,
                "dp: %d devices for a batch of %d", s->n, cfg->shape.batch);
 
-    pb_device_opts dev_opts = pb_config_device_opts(cfg);
+    pb_device_opts dev_opts = pb_config_model_device_opts(cfg, model);
     for (int i = 0; i < s->n; i++) {
         PB_TRY(be->open(&dev_opts, dp_ordinal(cfg, i), &s->dev[i]));
         /* only device 0 keeps optimizer state: the others' parameters are

@@ -570,7 +570,7 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
         PB_FAIL(PB_ERR_INTERNAL, "pthread_cond_init failed");
     }
     s->sync_ready = true;
-    s->dev_opts = pb_config_device_opts(ctx->cfg);
+    s->dev_opts = pb_config_model_device_opts(ctx->cfg, ctx->model);
     s->comm_opts = pb_config_comm_opts(ctx->cfg);
     for (int k = 0; k < s->p; k++) PB_TRY(stage_init(s, k));
     {

@@ -56,7 +56,7 @@ static pb_status single_init(const pb_strategy_ctx *ctx, void **state)
     single_state *s = NULL;
     PB_ALLOC(s, 1);
     s->ctx = ctx;
-    pb_device_opts dev_opts = pb_config_device_opts(ctx->cfg);
+    pb_device_opts dev_opts = pb_config_model_device_opts(ctx->cfg, ctx->model);
     /* ctx->device: 0 for a run of single; the run's own first device when
      * single is --verify's reference (so it trains where the run did) */
     PB_TRY(ctx->be->open(&dev_opts, ctx->device, &s->dev));
