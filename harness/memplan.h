@@ -3,8 +3,9 @@
  * Linux overcommits: a run far too large for the host gets every malloc and
  * is then killed by the OOM killer mid-run (exit 137, no row, no message).
  * So the run core adds up what the run will hold at its peak, per device
- * and per host, from the configuration and layout alone (a pure function,
- * unit-tested against the allocations and against measured peak RSS), and
+ * and per host, from the configuration and the workload's model alone (a
+ * pure function, unit-tested against the allocations and against measured
+ * peak RSS), and
  * refuses a run whose plan does not fit what the host, its cgroup and each
  * GPU can give, with the same "out of host memory: ..." failure as a failed
  * allocation (docs/reliability.md, "Out of memory").
@@ -12,9 +13,10 @@
  * What the plan counts, by the code that allocates it:
  *  - per replica (strategies/replica.c): fp32 parameters and gradients, the
  *    optimizer state (SGD momentum; AdamW m and v) where the replica keeps
- *    it, a compute copy of the weights for a narrower activation type, the
- *    activations of every layer for its rows, two gradient buffers of the
- *    widest layer;
+ *    it, a compute copy of the weights for a narrower activation type, and
+ *    its stage's activations for its rows, as the workload declares them
+ *    (pb_workload_ops.stage_bytes; the MLP: every layer's, two gradient
+ *    buffers of the widest layer);
  *  - per strategy (its pb_strategy.plan_memory, else one replica over the
  *    rows the process holds): single one replica over the batch; dp a replica per
  *    device over its shard (optimizer state on device 0 only) and device 0's
@@ -24,7 +26,7 @@
  *    with microbatches and an input-gradient buffer per stage after the
  *    first; input staging buffers where the batch is not read in place;
  *  - per process: the initial/final parameters on the host, the loader's
- *    three batch slots and its class prototypes (harness/loader.c);
+ *    three batch slots and the workload's data table (harness/loader.c);
  *  - --verify (on the writer: rank 0, or the process): `single`'s replica,
  *    loader and two parameter copies, held while the run's still exist, and
  *    the parameters kept at the judged step.

@@ -196,14 +196,14 @@ static pb_status mp_validate(const pb_config *cfg, const pb_model *model)
 {
     int p = cfg->devices, n = model->n_blocks;
     if (p < 2)
-        return pb_usage_error("--gpus %d: strategy mp splits the layers over at least 2 devices; use single "
-                              "for 1",
+        return pb_usage_error("--gpus %d: strategy mp splits the model's blocks over at least 2 devices; use "
+                              "single for 1",
                               p);
     if (p > PB_MAX_STAGES)
         return pb_usage_error("--gpus %d: strategy mp drives at most %d devices", p, PB_MAX_STAGES);
     if (p > n)
-        return pb_usage_error("--gpus %d: more stages than layers (%d); mp puts at least one layer on "
-                              "each device",
+        return pb_usage_error("--gpus %d: more stages than blocks (%d, the workload's unit of a stage: the "
+                              "MLP's layers); mp puts at least one block on each device",
                               p, n);
     if (cfg->shape.batch % cfg->microbatches != 0)
         return pb_usage_error("--batch %d is not divisible by --microbatches %d; mp does not split the batch "
@@ -212,15 +212,16 @@ static pb_status mp_validate(const pb_config *cfg, const pb_model *model)
     if (cfg->cuda_graph) return pb_usage_error("--cuda-graph: allowed with --strategy single only");
     if (cfg->n_split) {
         if (cfg->n_split != p - 1)
-            return pb_usage_error("--split has %d entr%s; allowed: %d (the first layer of each stage after "
+            return pb_usage_error("--split has %d entr%s; allowed: %d (the first block of each stage after "
                                   "the first, --gpus %d minus 1)",
                                   cfg->n_split, cfg->n_split == 1 ? "y" : "ies", p - 1, p);
         for (int i = 0; i < cfg->n_split; i++) {
             int v = cfg->split[i];
             if (v < 1 || v > n - 1)
-                return pb_usage_error("--split %d: allowed: layer indices in [1, %d] (--layers %d)", v, n - 1, n);
+                return pb_usage_error("--split %d: allowed: block indices in [1, %d] (the workload's %d blocks)", v,
+                                      n - 1, n);
             if (i > 0 && v <= cfg->split[i - 1])
-                return pb_usage_error("--split %d after %d: allowed: strictly increasing layer indices", v,
+                return pb_usage_error("--split %d after %d: allowed: strictly increasing block indices", v,
                                       cfg->split[i - 1]);
         }
     }
@@ -732,7 +733,7 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
     pb_record_num(row, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
     pb_record_set(row, PB_COL_MICROBATCHES, "%d", s->m);
     pb_record_set(row, PB_COL_P2P, "%s", pb_p2p_link_name(s->p2p.worst));
-    /* the split the run used (balanced or --split), as layers per stage */
+    /* the split the run used (balanced or --split), as blocks per stage */
     char layers[PB_FIELD_MAX] = "";
     size_t n = 0;
     for (int k = 0; k < s->p && n < sizeof layers; k++)
