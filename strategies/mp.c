@@ -202,9 +202,9 @@ static pb_status mp_validate(const pb_config *cfg, const pb_model *model)
     if (p > PB_MAX_STAGES)
         return pb_usage_error("--gpus %d: strategy mp drives at most %d devices", p, PB_MAX_STAGES);
     if (p > n)
-        return pb_usage_error("--gpus %d: more stages than blocks (%d, the workload's unit of a stage: the "
-                              "MLP's layers); mp puts at least one block on each device",
-                              p, n);
+        return pb_usage_error("--gpus %d: more stages than blocks (%d %ss); mp puts at least one block on each "
+                              "device",
+                              p, n, model->block_noun);
     if (cfg->shape.batch % cfg->microbatches != 0)
         return pb_usage_error("--batch %d is not divisible by --microbatches %d; mp does not split the batch "
                               "across devices, each microbatch is batch/microbatches rows",
@@ -218,8 +218,8 @@ static pb_status mp_validate(const pb_config *cfg, const pb_model *model)
         for (int i = 0; i < cfg->n_split; i++) {
             int v = cfg->split[i];
             if (v < 1 || v > n - 1)
-                return pb_usage_error("--split %d: allowed: block indices in [1, %d] (the workload's %d blocks)", v,
-                                      n - 1, n);
+                return pb_usage_error("--split %d: allowed: block indices in [1, %d] (the workload's %d %ss)", v,
+                                      n - 1, n, model->block_noun);
             if (i > 0 && v <= cfg->split[i - 1])
                 return pb_usage_error("--split %d after %d: allowed: strictly increasing block indices", v,
                                       cfg->split[i - 1]);

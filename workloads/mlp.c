@@ -73,6 +73,7 @@ static pb_status mlp_describe(const pb_shape *shape, pb_model *out)
     memset(out, 0, sizeof *out);
     out->shape = *shape;
     out->n_blocks = layout.n_layers;
+    out->block_noun = "layer";
     out->n_tensors = 2 * layout.n_layers;
     out->n_params = layout.n_params;
     size_t widest = (size_t)shape->in;

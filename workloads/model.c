@@ -13,6 +13,7 @@ pb_status pb_model_describe(const pb_workload_ops *ops, const pb_shape *shape, p
     out->ops = ops;
     /* the rules strategies build on (workload.h): blocks tile the buffer in
      * order, each block's tensors lie in its range */
+    if (!out->block_noun) out->block_noun = "block";
     if (out->n_blocks < 1 || out->n_blocks > PB_MAX_BLOCKS || out->n_tensors > PB_MAX_TENSORS)
         return pb_error(PB_ERR_INTERNAL, "workload %s: %d blocks, %d tensors", ops->kind, out->n_blocks,
                         out->n_tensors);

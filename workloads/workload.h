@@ -66,6 +66,8 @@ typedef struct pb_model {
     pb_shape shape; /* the shape it was described from */
     int n_blocks;
     pb_block_desc block[PB_MAX_BLOCKS];
+    /* what a block is, for messages a person reads ("layer") */
+    const char *block_noun;
     int n_tensors;
     pb_tensor_desc tensor[PB_MAX_TENSORS];
     size_t n_params;
