@@ -146,7 +146,7 @@ endif
 # --- sources -----------------------------------------------------------------
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LIB_SRC := $(wildcard harness/*.c study/*.c strategies/*.c workloads/*.c kernels/cpu/*.c)
-LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) kernels/comm_local.c kernels/p2p.c kernels/driver_version.c kernels/progress.c $(MPI_SRC) $(NCCL_SRC)
+LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) kernels/comm_local.c kernels/p2p.c kernels/driver_version.c kernels/gpu_check.c kernels/progress.c $(MPI_SRC) $(NCCL_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 MAIN_OBJ := $(BUILD)/harness/main.o
 

@@ -208,22 +208,35 @@ static const char *allowed_names(const flag *f)
     return "";
 }
 
+/* "  --name METAVAR  help [default]; one of: ..." */
+static void print_flag(const flag *f, const pb_config *d)
+{
+    char left[64], def[64];
+    snprintf(left, sizeof left, "%s%s%s", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
+    default_text(f, d, def, sizeof def);
+    const char *allowed = allowed_names(f);
+    char only[256];
+    printf("  %-22s %s [%s]%s%s%s%s\n", left, f->help, def, *allowed ? "; one of: " : "", allowed,
+           f->only ? "; strategies: " : "", f->only ? scope_names(f->only, only, sizeof only) : "");
+}
+
 void pb_config_print_help(const char *prog)
 {
     pb_config d;
     pb_config_defaults(&d);
     (void)prog;
-    printf("flags of run and calibrate (default in brackets):\n");
-    for (size_t i = 0; i < N_FLAGS; i++) {
-        const flag *f = &flags[i];
-        char left[64], def[64];
-        snprintf(left, sizeof left, "%s%s%s", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
-        default_text(f, &d, def, sizeof def);
-        const char *allowed = allowed_names(f);
-        char only[256];
-        printf("  %-22s %s [%s]%s%s%s%s\n", left, f->help, def, *allowed ? "; one of: " : "", allowed,
-               f->only ? "; strategies: " : "", f->only ? scope_names(f->only, only, sizeof only) : "");
-    }
+    printf("flags of run (default in brackets):\n");
+    for (size_t i = 0; i < N_FLAGS; i++) print_flag(&flags[i], &d);
+    printf("  %-22s %s\n", "--help", "this text");
+}
+
+void pb_config_print_flags(const char *const *names, size_t n)
+{
+    pb_config d;
+    pb_config_defaults(&d);
+    for (size_t i = 0; i < N_FLAGS; i++)
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(flags[i].name, names[j]) == 0) print_flag(&flags[i], &d);
     printf("  %-22s %s\n", "--help", "this text");
 }
 

@@ -6,6 +6,7 @@
 #define PB_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "shape.h"
@@ -98,6 +99,9 @@ pb_status pb_config_check_cuda_devices(const pb_config *cfg, int present, int pe
 
 /* Prints the flag table with defaults to stdout. */
 void pb_config_print_help(const char *prog);
+/* Prints the lines of the named flags alone (in the table's order), and
+ * --help's: a command that reads some of the run's flags (calibrate). */
+void pb_config_print_flags(const char *const *names, size_t n);
 
 #ifdef __cplusplus
 }

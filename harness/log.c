@@ -53,3 +53,12 @@ void pb_log_error(const char *fmt, ...)
     emit("error: ", fmt, ap);
     va_end(ap);
 }
+
+void pb_log_warn(const char *fmt, ...)
+{
+    if (log_quiet || log_rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit("warning: ", fmt, ap);
+    va_end(ap);
+}

@@ -67,6 +67,13 @@ typedef struct run_state {
     pb_world world;
     int device; /* rank-per-device: the ordinal this rank opens */
     int interrupted; /* SIGINT/SIGTERM agreed on: stop, write nothing */
+    /* multi-rank: this rank's step failed (a non-finite loss) and waits for
+     * the boundary to tell the others; then every rank knows of a failure
+     * (agreed), stops at the same boundary and MPI ends cleanly: rank 0
+     * tells it, with no MPI_Abort */
+    bool failed;
+    char failed_why[1024];
+    bool agreed_failure;
 } run_state;
 
 /* What every phase begin and end does in a run, registered with the phase
@@ -226,15 +233,31 @@ pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *st
 
 static const char *signal_name(int sig) { return sig == 2 ? "SIGINT" : sig == 15 ? "SIGTERM" : "a signal"; }
 
+/* A rank's failure at a step, learnt by every rank at the boundary after
+ * it: the lowest failed rank's message, to every rank (rank 0 tells it). */
+static pb_status agreed_failure(run_state *rs, int failed_rank)
+{
+    char why[sizeof rs->failed_why];
+    snprintf(why, sizeof why, "%s", rs->failed_why);
+    pb_status st = pb_world_share_text(why, sizeof why, failed_rank, rs->cfg->timeout_s);
+    if (st != PB_OK) return st; /* a rank missing: aborted as any other error */
+    rs->agreed_failure = true;
+    if (failed_rank == rs->world.rank) return pb_user_error(PB_ERR_NUMERIC, "%s", why);
+    return pb_user_error(PB_ERR_NUMERIC, "rank %d: %s", failed_rank, why);
+}
+
 /* Multi-rank: every rank passes the signal it caught and adopts the
- * largest, so all stop before the same step (one Iallreduce of a long per
- * step, outside the timed step). */
+ * largest, so all stop before the same step; and whether its last step
+ * failed, so all stop at the same boundary when one did (one Iallreduce of
+ * two longs per step, outside the timed step). */
 static pb_status stop_requested(run_state *rs, int64_t step)
 {
     int sig = pb_signals_caught();
     if (rs->multi && rs->world.ranks > 1) {
-        pb_status st = pb_world_agree_signal(&sig, rs->cfg->timeout_s, step);
+        int failed_rank = rs->failed ? rs->world.rank : -1;
+        pb_status st = pb_world_agree_signal(&sig, &failed_rank, rs->cfg->timeout_s, step);
         if (st != PB_OK) return st;
+        if (failed_rank >= 0) return agreed_failure(rs, failed_rank);
         if (sig && !pb_signals_caught()) pb_signals_set(sig);
     }
     if (sig && !rs->interrupted) {
@@ -248,41 +271,75 @@ static pb_status stop_requested(run_state *rs, int64_t step)
     return PB_OK;
 }
 
-/* Multi-rank, before the first step: the ranks' configurations must agree
- * (a hash of what shapes the training and its collectives). */
-static pb_status check_config_agreement(const run_state *rs, bool usable)
+/* The configuration values the ranks must agree on: what shapes the
+ * training and its collectives, as (flag, value) in the flag's own words. */
+typedef struct agreed_value {
+    const char *flag;
+    char text[48];
+} agreed_value;
+
+/* As short as reads back exactly, so two ranks' values differ exactly when
+ * their texts do, and read as the user wrote them (0.01, not 0.0100000002). */
+static void double_text(double v, char *buf, size_t len)
 {
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, len, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+static int agreed_values(const pb_config *c, agreed_value *v)
+{
+    int n = 0;
+#define TEXT(name, ...) (v[n].flag = name, snprintf(v[n].text, sizeof v[n].text, __VA_ARGS__), n++)
+#define REAL(name, x) (v[n].flag = name, double_text(x, v[n].text, sizeof v[n].text), n++)
+    TEXT("--strategy", "%s", c->strategy);
+    TEXT("--backend", "%s", c->backend);
+    TEXT("--comm", "%s", c->comm);
+    TEXT("--workload", "%s", c->workload);
+    TEXT("--in", "%d", c->shape.in);
+    TEXT("--hidden", "%d", c->shape.hidden);
+    TEXT("--layers", "%d", c->shape.layers);
+    TEXT("--classes", "%d", c->shape.classes);
+    TEXT("--batch", "%d", c->shape.batch);
+    TEXT("--gpus", "%d", c->devices);
+    TEXT("--precision", "%s", pb_precision_name(c->precision));
+    TEXT("--optimizer", "%s", pb_optimizer_name(c->optimizer));
+    REAL("--lr", c->lr);
+    REAL("--momentum", c->momentum);
+    REAL("--weight-decay", c->weight_decay);
+    REAL("--beta1", c->beta1);
+    REAL("--beta2", c->beta2);
+    REAL("--eps", c->eps);
+    TEXT("--iters", "%d", c->iters);
+    TEXT("--warmup", "%d", c->warmup);
+    TEXT("--seed", "%llu", (unsigned long long)c->seed);
+    REAL("--bucket-mb", c->bucket_mb);
+    TEXT("--no-overlap", "%s", c->no_overlap ? "on" : "off");
+    TEXT("--verify", "%s", c->verify ? "on" : "off");
+    REAL("--timeout", c->timeout_s);
+#undef TEXT
+#undef REAL
+    return n;
+}
+
+/* Multi-rank, before the first step: the ranks' configurations must agree
+ * (a hash per value; when one differs, the ranks exchange it, so the error
+ * names the flag and both values). *differs: they do not. */
+static pb_status check_config_agreement(const run_state *rs, bool usable, bool *differs)
+{
+    *differs = false;
     if (!rs->multi || rs->world.ranks <= 1) return PB_OK;
-    const pb_config *c = rs->cfg;
-    uint64_t h = PB_HASH_INIT;
-#define H(field) h = pb_hash_bytes(h, &c->field, sizeof c->field)
-    h = pb_hash_bytes(h, c->strategy, strlen(c->strategy) + 1);
-    h = pb_hash_bytes(h, c->backend, strlen(c->backend) + 1);
-    h = pb_hash_bytes(h, c->comm, strlen(c->comm) + 1);
-    h = pb_hash_bytes(h, c->workload, strlen(c->workload) + 1);
-    H(shape.in);
-    H(shape.hidden);
-    H(shape.layers);
-    H(shape.classes);
-    H(shape.batch);
-    H(devices);
-    H(precision);
-    H(optimizer);
-    H(lr);
-    H(momentum);
-    H(weight_decay);
-    H(beta1);
-    H(beta2);
-    H(eps);
-    H(iters);
-    H(warmup);
-    H(seed);
-    H(bucket_mb);
-    H(no_overlap);
-    H(verify);
-    H(timeout_s);
-#undef H
-    return pb_world_agree_hash(h, usable, c->timeout_s);
+    agreed_value v[32];
+    uint64_t hashes[32];
+    const char *names[32], *texts[32];
+    int n = agreed_values(rs->cfg, v);
+    for (int i = 0; i < n; i++) {
+        names[i] = v[i].flag;
+        texts[i] = v[i].text;
+        hashes[i] = pb_hash_bytes(PB_HASH_INIT, v[i].text, strlen(v[i].text));
+    }
+    return pb_world_agree_config(hashes, names, texts, n, usable, rs->cfg->timeout_s, differs);
 }
 
 /* --dump: step 0's global batch. A rank's loader holds its shard alone, so
@@ -365,9 +422,18 @@ static pb_status train(run_state *rs)
         st = pb_timed_step(rs->loader, rs->strategy, rs->strategy_state, s, &batch, &res, &step_ms);
         if (st != PB_OK) return st;
         if (pb_fault_nan_step()) res.loss = NAN; /* PB_FAULT kind=nan (test-only) */
-        if (!isfinite(res.loss))
-            return pb_user_error(PB_ERR_NUMERIC, "loss is %s at step %d; the run is invalid (try a smaller --lr)",
-                                 isnan(res.loss) ? "NaN" : "infinite", s);
+        if (!isfinite(res.loss)) {
+            st = pb_user_error(PB_ERR_NUMERIC, "loss is %s at step %d; the run failed (try a smaller --lr)",
+                               isnan(res.loss) ? "NaN" : "infinite", s);
+            if (!rs->multi || rs->world.ranks <= 1) return st;
+            /* the step's collectives are done: the others learn it at the
+             * boundary (stop_requested), where every rank is */
+            rs->failed = true;
+            snprintf(rs->failed_why, sizeof rs->failed_why, "%s", pb_error_message());
+            pb_error_clear();
+            st = PB_OK;
+            continue;
+        }
         if (s == 0) {
             rs->loss_first = res.loss;
             if (cfg->dump[0] && is_writer(rs)) PB_TRY(dump_batch0(rs, &batch));
@@ -648,9 +714,9 @@ static void abort_ranks(run_state *rs, pb_record *rec, pb_status st)
     }
     pb_log_error("%s", pb_error_message());
     pb_log_error("ending all %d ranks", rs->world.ranks);
-    /* when every rank fails at once (a NaN loss, which the all-reduce gives
-     * them all), the first MPI_Abort ends the job: the others give rank 0 a
-     * second to append its failed row first */
+    /* when every rank fails at once, the first MPI_Abort ends the job: the
+     * others give rank 0 a second to append its failed row first (a NaN
+     * loss does not come here: the ranks agree on it at the step boundary) */
     if (!is_writer(rs)) {
         struct timespec grace = {1, 0};
         nanosleep(&grace, NULL);
@@ -675,6 +741,7 @@ pb_status pb_run(const pb_config *cfg)
     pb_status st = PB_OK;
     pb_record *rec = calloc(1, sizeof *rec);
     if (!rec) return pb_host_nomem(sizeof *rec);
+    pb_env_fill_vars(rec); /* as the run was given them, before a library sets its own */
     rs.be = pb_find_backend(cfg->backend);
     rs.strategy = pb_find_strategy(cfg->strategy);
     PB_REQUIRE(rs.be && rs.strategy, PB_ERR_INTERNAL, "unresolved backend or strategy");
@@ -706,7 +773,9 @@ pb_status pb_run(const pb_config *cfg)
         if (node_st == PB_OK) node_st = rank_device(&rs, present);
         /* a mismatch ends every rank cleanly (exit 2, no row); a rank that
          * never joins leaves the others nothing to finalize with: abort */
-        st = check_config_agreement(&rs, node_st == PB_OK);
+        bool differs = false;
+        st = check_config_agreement(&rs, node_st == PB_OK, &differs);
+        rs.agreed_failure = differs;
         if (st == PB_ERR_COMM) {
             pb_log_error("%s", pb_error_message());
             pb_world_abort(pb_status_exit_code(st));
@@ -733,7 +802,7 @@ pb_status pb_run(const pb_config *cfg)
     if (!rs.have_info) pb_backend_cpu.info(NULL, &rs.info); /* host facts still apply */
     pb_env_fill(rec, pb_find_backend(cfg->backend), &rs.info, cfg->devices);
     if (rs.multi) pb_record_set(rec, PB_COL_MPI, "%s", rs.world.version);
-    if (st != PB_OK && rs.multi && rs.world.ranks > 1) abort_ranks(&rs, rec, st);
+    if (st != PB_OK && rs.multi && rs.world.ranks > 1 && !rs.agreed_failure) abort_ranks(&rs, rec, st);
 
     /* --verify: rank 0 trains single itself; the other ranks wait for its
      * verdict without spinning (pb_world_bcast_int_lazy) */
@@ -802,9 +871,20 @@ pb_status pb_run(const pb_config *cfg)
         if (bst != PB_OK && st == PB_OK) st = bst;
     }
 cleanup:
+    /* a failure every rank knows of: rank 0 tells it, once */
+    if (rs.agreed_failure && !is_writer(&rs)) {
+        pb_error_clear();
+        st = PB_OK;
+    }
     pb_loader_destroy(rs.loader);
     if (rs.strategy_state) rs.strategy->destroy(rs.strategy_state);
-    if (rs.multi) pb_world_finalize();
+    if (rs.multi && pb_world_up()) {
+        pb_world_finalize();
+        /* every rank ended cleanly: under bench's launcher rank 0 hands it
+         * its code and exits 0, so that mpirun adds no banner about a
+         * nonzero exit to a failure already explained (harness/launch.h) */
+        if (st != PB_OK && is_writer(&rs)) pb_launch_hand_exit(pb_status_exit_code(st));
+    }
     free(rs.params);
     free(rs.verify_params);
     free(rs.step_ms);

@@ -82,6 +82,9 @@ typedef struct pb_device_info {
     char blas[64];
     char blas_version[64];
     char nccl[32]; /* NCCL loaded at run time (cuda), "" otherwise */
+    /* cuda: the PCIe link's width and the SM clock against their maxima,
+     * "below" where one is under it (the gpu_check column) */
+    char gpu_check[192];
     double total_mem_mb;
 } pb_device_info;
 

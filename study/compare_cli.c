@@ -2,6 +2,7 @@
  * pairing and verdicts of study/compare.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "compare_cli.h"
+#include "compare_comm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -330,6 +331,7 @@ static void print_help(void)
     printf("\n  %-22s %s\n", "--alpha A", "significance level of the one-sided test [0.01]; 1e-06 to 0.5");
     printf("  %-22s %s\n", "--format FMT", "output [text]; one of: text, md, csv, json");
     printf("  %-22s %s\n", "--help", "this text");
+    printf("\nexample:\n  bench compare results/baseline.csv results/runs.csv --threshold 3 --format md\n");
 }
 
 static const char *metric_list(void)
@@ -463,6 +465,12 @@ int pb_cmd_compare(int argc, char **argv)
     }
     if (st == PB_OK) st = pb_csv_load(files[0], &base);
     if (st == PB_OK) st = pb_csv_load(files[1], &cur);
+    if (st == PB_OK && (pb_comm_csv_is(&base) || pb_comm_csv_is(&cur))) { /* bench comm's rows */
+        int code = pb_compare_comm(&base, files[0], &cur, files[1], &o);
+        pb_csv_free(&base);
+        pb_csv_free(&cur);
+        return code;
+    }
     if (st == PB_OK) st = pb_compare_tables(&base, files[0], &cur, files[1], &o, &r);
     int code = pb_status_exit_code(st);
     if (st != PB_OK) {

@@ -57,6 +57,8 @@ typedef struct combo {
     int batch; /* global batch */
     bool oversubscribed;
     char map[4 * PB_MAX_STAGES]; /* --device-map for one-process strategies beyond the GPUs */
+    int threads;                 /* --threads the sweep gives it (the cpu rule); 0: none */
+    bool reference;              /* single x1 run only as the reference of other device counts */
     pb_config cfg;               /* validated: what the rows must match */
     int have, todo;              /* ok rows already in --out; runs left */
 } combo;
@@ -86,7 +88,8 @@ static void usage(void)
            "  --resume-any       reuse ok rows of another host, build or environment too\n"
            "  --oversubscribe    run device counts above the devices present (labelled)\n"
            "  --quiet            nothing on stderr but errors\n"
-           "  the run flags above and everything after -- go to every run (bench --help)\n");
+           "  the run flags above and everything after -- go to every run (bench --help)\n\n"
+           "example:\n  bench sweep --strategies single,ddp --gpus 1,2 --workload mlp-s --out results/study.csv\n");
 }
 
 static bool is_in(const char *s, const char *const *list, size_t n)
@@ -258,7 +261,7 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
 
 /* The child's arguments after argv[0]: run, the combination, the sweep's
  * run flags. Strings point into c, o and the static buffers of c. */
-static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[2][16])
+static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[3][16])
 {
     int n = 0;
     snprintf(bufs[0], 16, "%d", c->devices);
@@ -275,6 +278,11 @@ static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[2][
     args[n++] = "--out";
     args[n++] = (char *)o->out;
     args[n++] = "--quiet";
+    if (c->threads > 0) {
+        snprintf(bufs[2], 16, "%d", c->threads);
+        args[n++] = "--threads";
+        args[n++] = bufs[2];
+    }
     if (c->map[0]) {
         args[n++] = "--device-map";
         args[n++] = c->map;
@@ -591,8 +599,35 @@ static void say_other_envs(const out_rows *o, const other_envs *g, const pb_conf
     pb_csv_free(&want);
 }
 
-static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_config *ref, bool have_ref,
-                        const pb_record *env)
+static pb_status validate(const sweep_opts *o, combo *c);
+
+static int host_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* The mean samples/s (NaN when none) of single x1 at the batch scaling
+ * keeps and the threads per device of c (the cpu rule's, else the run
+ * flags'): c's reference. */
+static double reference_sps(const sweep_opts *o, const out_rows *t, const combo *c, int per_device,
+                            const pb_record *env, int *runs)
+{
+    combo ref;
+    memset(&ref, 0, sizeof ref);
+    snprintf(ref.strategy, sizeof ref.strategy, "single");
+    ref.devices = 1;
+    ref.batch = per_device;
+    ref.threads = c->threads;
+    *runs = 0;
+    /* from the environment of the rows it divides (this sweep's; with
+     * --resume-any from any, as the resume took them) */
+    double sps = validate(o, &ref) == PB_OK ? mean_sps(t, &ref.cfg, env, o->resume_any, runs, NULL) : NAN;
+    pb_error_clear();
+    return *runs ? sps : NAN;
+}
+
+static void print_table(const sweep_opts *o, const combo *cs, int n, int per_device, const pb_record *env)
 {
     static out_rows t;
     bool bad;
@@ -600,20 +635,36 @@ static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_co
         pb_error_clear();
         return;
     }
-    /* the reference and the rows it divides from one environment, this
-     * sweep's (--resume-any: from any, as the resume took them) */
+    /* each row's reference and the rows it divides from one environment,
+     * this sweep's (--resume-any: from any, as the resume took them) */
     other_envs mixed = {0};
-    int ref_runs = 0;
-    double ref_sps = have_ref ? mean_sps(&t, ref, env, o->resume_any, &ref_runs, NULL) : NAN;
-    if (have_ref && ref_runs)
-        printf("%s scaling of %s on %s: efficiency = samples/s(N) / (N x samples/s of single x1, batch %d)\n",
-               o->strong ? "strong" : "weak", o->workload, cs[0].cfg.backend, ref->shape.batch);
+    static double ref_sps[MAX_COMBOS];
+    bool any_ref = false, rule = false, cpu = n && strcmp(cs[0].cfg.backend, "cpu") == 0;
+    for (int i = 0; i < n; i++) {
+        int runs = 0;
+        ref_sps[i] = reference_sps(o, &t, &cs[i], per_device, env, &runs);
+        any_ref |= runs > 0;
+        rule |= cs[i].threads > 0;
+    }
+    if (any_ref)
+        printf("%s scaling of %s on %s: efficiency = samples/s(N) / (N x samples/s of single x1%s, batch %d)\n",
+               o->strong ? "strong" : "weak", o->workload, cs[0].cfg.backend,
+               rule ? " at the same threads per device" : "", per_device);
     else
         printf("%s scaling of %s on %s: no ok single x1 run of this environment in %s (add single to "
                "--strategies and 1 to --gpus for efficiencies)\n",
                o->strong ? "strong" : "weak", o->workload, n ? cs[0].cfg.backend : "?", o->out);
-    printf("%-8s %7s %7s %4s %12s %8s %10s\n", "strategy", "devices", "batch", "runs", "samples/s", "speedup",
-           "efficiency");
+    /* which threads rule made the rows: the efficiencies mean nothing without it */
+    if (rule)
+        printf("threads per device: cores/devices, at least 1 (the cpu rule; %d cores): N devices use the cores "
+               "single x1 uses, each against single x1 at its own threads (--threads T: T for every run)\n",
+               host_cores());
+    else if (cpu && n)
+        printf("threads per device: %d for every run (--threads): N devices run N x %d threads on %d cores, "
+               "against single x1 at %d\n",
+               cs[0].cfg.threads, cs[0].cfg.threads, host_cores(), cs[0].cfg.threads);
+    printf("%-8s %7s %7s %7s %4s %12s %8s %10s\n", "strategy", "devices", "threads", "batch", "runs", "samples/s",
+           "speedup", "efficiency");
     bool any_over = false;
     for (int i = 0; i < n; i++) {
         int runs = 0;
@@ -622,23 +673,32 @@ static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_co
         snprintf(dev, sizeof dev, "%d%s", cs[i].devices, cs[i].oversubscribed ? "*" : "");
         any_over |= cs[i].oversubscribed;
         if (runs) snprintf(s, sizeof s, "%.6g", sps);
-        if (runs && ref_runs) {
-            snprintf(sp, sizeof sp, "%.2fx", sps / ref_sps);
-            snprintf(eff, sizeof eff, "%.1f%%", 100.0 * sps / (cs[i].devices * ref_sps));
+        if (runs && isfinite(ref_sps[i])) {
+            snprintf(sp, sizeof sp, "%.2fx", sps / ref_sps[i]);
+            snprintf(eff, sizeof eff, "%.1f%%", 100.0 * sps / (cs[i].devices * ref_sps[i]));
         }
-        printf("%-8s %7s %7d %4d %12s %8s %10s\n", cs[i].strategy, dev, cs[i].batch, runs, s, sp, eff);
+        printf("%-8s %7s %7d %7d %4d %12s %8s %10s\n", cs[i].strategy, dev, cs[i].cfg.threads, cs[i].batch, runs, s,
+               sp, eff);
     }
     if (any_over) printf("* oversubscribed: more devices than present (cpu: than cores), they share hardware\n");
     if (o->resume_any && mixed.rows)
         printf("%d row%s from another host, build or environment included (--resume-any)\n", mixed.rows,
                mixed.rows == 1 ? "" : "s");
+    /* the runs are quiet: what their warning said, the rows say */
+    int core = pb_csv_find(&t.t, "blas_core"), below = 0;
+    for (size_t r = 0; core >= 0 && r < t.t.nrows; r++)
+        below += strstr(pb_csv_get(&t.t, r, (size_t)core), "(below") != NULL;
+    if (below)
+        printf("note: %d row%s of %s ran BLAS kernels below this CPU's instruction set (blas_core): their figures are "
+               "the BLAS's, not the strategies' (docs/csv-schema.md, \"BLAS kernels\")\n",
+               below, below == 1 ? "" : "s", o->out);
     pb_csv_free(&t.t);
 }
 
 /* Validates a combination's run in-process, as the child will. */
 static pb_status validate(const sweep_opts *o, combo *c)
 {
-    char *args[MAX_FWD + 24], bufs[2][16];
+    char *args[MAX_FWD + 24], bufs[3][16];
     int n = child_args(o, c, args, bufs);
     bool help = false;
     pb_config_defaults(&c->cfg);
@@ -646,6 +706,32 @@ static pb_status validate(const sweep_opts *o, combo *c)
     pb_status st = pb_config_parse(&c->cfg, n - 1, args + 1, &help);
     if (st != PB_OK) return st;
     return pb_config_validate(&c->cfg);
+}
+
+/* ---- BLAS threads on the cpu backend ---------------------------------------- */
+
+/* --threads among the run flags (the sweep's own, or after --) */
+static bool threads_given(const sweep_opts *o)
+{
+    for (int i = 0; i < o->n_fwd; i++)
+        if (strncmp(o->fwd[i], "--threads", 9) == 0 && (o->fwd[i][9] == '\0' || o->fwd[i][9] == '=')) return true;
+    return false;
+}
+
+/* The cpu rule (docs/sweep.md, "Threads"): without --threads, each device
+ * of an N-device run on the cpu backend gets cores/N BLAS threads (at
+ * least 1). A run's default is all the cores per device, so 2 devices
+ * shared 2 cores with 4 threads while single x1 had both to itself: the
+ * table showed 37-49% efficiency for strategies that lose almost nothing.
+ * With the rule N devices use the cores single x1 uses, and each row is
+ * measured against single x1 at its own threads per device (the same
+ * cores per device). Validates c again with its threads. */
+static pb_status apply_threads_rule(const sweep_opts *o, combo *c)
+{
+    if (threads_given(o) || strcmp(c->cfg.backend, "cpu") != 0) return PB_OK;
+    int t = host_cores() / c->devices;
+    c->threads = t > 0 ? t : 1;
+    return validate(o, c);
 }
 
 /* ---- one sweep at a time per --out ---------------------------------------- */
@@ -758,12 +844,16 @@ static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, cha
     for (int i = 0; i < n && !got_signal; i++) {
         combo *c = &cs[i];
         for (int r = c->have; r < o->repeats && !got_signal; r++) {
-            char label[96], eta_s[32], why[512];
-            snprintf(label, sizeof label, "%.31s x%d%s batch %d, repeat %d/%d", c->strategy, c->devices,
-                     c->oversubscribed ? " (oversubscribed)" : "", c->batch, r + 1, o->repeats);
+            char label[160], eta_s[32], why[512];
+            char ref_text[48] = "";
+            if (c->reference)
+                snprintf(ref_text, sizeof ref_text, " (reference at %d thread%s)", c->threads,
+                         c->threads == 1 ? "" : "s");
+            snprintf(label, sizeof label, "%.31s x%d%s%s batch %d, repeat %d/%d", c->strategy, c->devices,
+                     c->oversubscribed ? " (oversubscribed)" : "", ref_text, c->batch, r + 1, o->repeats);
             double elapsed = now_s() - t0;
             draw_bar(tty, done, total, label, done ? elapsed / done * (total - done) : NAN);
-            char *args[MAX_FWD + 24], bufs[2][16];
+            char *args[MAX_FWD + 24], bufs[3][16];
             child_args(o, c, args + 1, bufs);
             args[0] = self;
             double start = now_s();
@@ -794,16 +884,38 @@ static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, cha
         pb_log_info("sweep: %d run%s, %d failed, %.1f s; rows in %s", done, done == 1 ? "" : "s", failed,
                     now_s() - t0, o->out);
 
-    /* the reference: single on 1 device at the batch that scaling keeps */
-    combo ref;
-    memset(&ref, 0, sizeof ref);
-    snprintf(ref.strategy, sizeof ref.strategy, "single");
-    ref.devices = 1;
-    ref.batch = per_device;
-    bool have_ref = validate(o, &ref) == PB_OK;
-    pb_error_clear();
-    print_table(o, cs, n, &ref.cfg, have_ref, &env);
+    /* each row against single on 1 device at the batch that scaling keeps */
+    print_table(o, cs, n, per_device, &env);
     return failed ? 1 : 0;
+}
+
+/* The cpu rule's references: when the sweep runs single x1, it runs it too
+ * at the threads per device of each other device count (single x1 at 1
+ * thread beside 2 devices at 1 thread each), last, so every row has its
+ * reference. Returns the new count. */
+static int add_references(const sweep_opts *o, combo *cs, int n)
+{
+    const combo *single = NULL;
+    for (int i = 0; i < n && !single; i++)
+        if (cs[i].threads > 0 && cs[i].devices == 1 && strcmp(cs[i].strategy, "single") == 0) single = &cs[i];
+    if (!single) return n;
+    int total = n;
+    for (int i = 0; i < n && total < MAX_COMBOS; i++) {
+        bool have = cs[i].threads <= 0;
+        for (int k = 0; k < total && !have; k++)
+            have = cs[k].devices == 1 && strcmp(cs[k].strategy, "single") == 0 && cs[k].threads == cs[i].threads;
+        if (have) continue;
+        combo *r = &cs[total];
+        memset(r, 0, sizeof *r);
+        snprintf(r->strategy, sizeof r->strategy, "single");
+        r->devices = 1;
+        r->batch = single->batch;
+        r->threads = cs[i].threads;
+        r->reference = true;
+        if (validate(o, r) == PB_OK) total++;
+        pb_error_clear();
+    }
+    return total;
 }
 
 int pb_cmd_sweep(int argc, char **argv)
@@ -841,7 +953,7 @@ int pb_cmd_sweep(int argc, char **argv)
         snprintf(probe.strategy, sizeof probe.strategy, "single");
         probe.devices = 1;
         probe.batch = o.batch ? o.batch : pb_find_workload(o.workload)->shape.batch;
-        char *args[MAX_FWD + 24], bufs[2][16];
+        char *args[MAX_FWD + 24], bufs[3][16];
         int n = child_args(&o, &probe, args, bufs);
         bool h = false;
         pb_config_defaults(&probe.cfg);
@@ -900,6 +1012,7 @@ int pb_cmd_sweep(int argc, char **argv)
                     }
                 }
             }
+            if (st == PB_OK) st = apply_threads_rule(&o, c);
             if (st != PB_OK) {
                 if (st == PB_ERR_SCHEMA || st == PB_ERR_IO) {
                     pb_log_error("%s", pb_error_message());
@@ -916,6 +1029,7 @@ int pb_cmd_sweep(int argc, char **argv)
         pb_log_error("sweep: no valid combination of --strategies and --gpus to run (%d skipped)", skipped_invalid);
         return 2;
     }
+    n = add_references(&o, cs, n);
 
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);

@@ -24,7 +24,11 @@
  *    table's reference then comes from this environment too, not from a
  *    stale row; --resume-any keeps them;
  * 10. a weak study's rows keep the preset's workload name, and bench plot
- *    draws every strategy's efficiency with the sweep's reference. */
+ *    draws every strategy's efficiency with the sweep's reference;
+ * 11. the cpu threads rule: without --threads each device of an N-device
+ *    run gets cores/N BLAS threads, single x1 runs again at those threads
+ *    as their reference, each row's efficiency is against it, and the
+ *    table and the plots say which rule made the rows. */
 #include "tests/common/test_csv.h"
 
 #include <fcntl.h>
@@ -199,37 +203,6 @@ static void test_resume_after_kill(void **state)
     free(after);
     remove_temp_dir(dir);
 }
-
-/* Writes src to dst with every field quoted, samples_per_s divided by
- * `slow`, and column `col` (unless NULL) set to `value`. */
-static void write_edited(const char *src, const char *dst, double slow, const char *col, const char *value)
-{
-    pb_csv t;
-    if (pb_csv_load(src, &t) != PB_OK) fail_msg("%s: %s", src, pb_error_message());
-    int sps = pb_csv_find(&t, "samples_per_s"), set = col ? pb_csv_find(&t, col) : -1;
-    assert_true(sps >= 0 && (!col || set >= 0));
-    FILE *f = fopen(dst, "w");
-    assert_non_null(f);
-    for (size_t col = 0; col < t.ncols; col++) fprintf(f, "%s%s", col ? "," : "", pb_csv_name(&t, col));
-    fputc('\n', f);
-    for (size_t row = 0; row < t.nrows; row++) {
-        for (size_t col = 0; col < t.ncols; col++) {
-            const char *v = pb_csv_get(&t, row, col);
-            fputs(col ? ",\"" : "\"", f);
-            if ((int)col == set) v = value;
-            if ((int)col == sps && *v) fprintf(f, "%.6g", strtod(v, NULL) / slow);
-            else
-                for (const char *p = v; *p; p++) fputs(*p == '"' ? "\"\"" : (char[]){*p, 0}, f);
-            fputc('"', f);
-        }
-        fputc('\n', f);
-    }
-    fclose(f);
-    pb_csv_free(&t);
-}
-
-/* The same runs, `slow` times slower on paper. */
-static void write_slowed(const char *src, const char *dst, double slow) { write_edited(src, dst, slow, NULL, NULL); }
 
 static void test_fresh_run_against_baseline(void **state)
 {
@@ -411,7 +384,8 @@ static void test_quiet_prints_errors_only(void **state)
     remove_temp_dir(dir);
 }
 
-/* The table's line of a strategy: its runs and samples/s. */
+/* The table's line of a strategy: its runs and samples/s (strategy,
+ * devices, threads, batch, runs, samples/s, speedup, efficiency). */
 static void table_line(const char *out, const char *strategy, int *runs, double *sps, double *eff)
 {
     char start[40];
@@ -419,7 +393,7 @@ static void table_line(const char *out, const char *strategy, int *runs, double 
     const char *line = strstr(out, start);
     if (!line) fail_msg("no %s line in the table:\n%s", strategy, out);
     *eff = NAN;
-    if (sscanf(line, " %*s %*s %*s %d %lf %*s %lf", runs, sps, eff) < 2) fail_msg("unreadable line: %s", line);
+    if (sscanf(line, " %*s %*s %*s %*s %d %lf %*s %lf", runs, sps, eff) < 2) fail_msg("unreadable line: %s", line);
 }
 
 static void test_resume_same_environment_only(void **state)
@@ -437,7 +411,7 @@ static void test_resume_same_environment_only(void **state)
     assert_int_equal(rename(out, first), 0);
 
     /* the same rows from another build: run again, one line per column */
-    write_edited(first, out, 1.0, "git_rev", "0123abc");
+    write_edited(first, out, 1.0, -1, "git_rev", "0123abc");
     run_bench(r, args);
     if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
     if (!strstr(r->err, "resume: 2 rows from host ") ||
@@ -456,7 +430,7 @@ static void test_resume_same_environment_only(void **state)
 
     /* a stale, halved reference from another host: not reused, and not the
      * table's reference (its single x1 is this host's fresh run alone) */
-    write_edited(first, out, 2.0, "host", "elsewhere");
+    write_edited(first, out, 2.0, -1, "host", "elsewhere");
     run_bench(r, args);
     if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
     assert_non_null(strstr(r->err, "resume: 2 rows from host elsewhere ("));
@@ -475,7 +449,7 @@ static void test_resume_same_environment_only(void **state)
     assert_true(fabs(eff - 100.0) < 0.05); /* the reference is that same run */
 
     /* --resume-any keeps them, says so, and the table says it mixes */
-    write_edited(first, out, 1.0, "host", "elsewhere");
+    write_edited(first, out, 1.0, -1, "host", "elsewhere");
     run_bench(r, (char *const[]){"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "5", "--threads",
                                  "1", "--backend", "cpu", "--resume-any", "--out", out, NULL});
     if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
@@ -525,7 +499,9 @@ static void test_weak_rows_keep_preset_and_plot(void **state)
         assert_null(strstr(r->err, "no 1-device run to compare"));
         char *text = read_file(dat);
         assert_non_null(text);
+        /* labelled with its batch where the lines' batches differ */
         const char *mp = strstr(text, "\"mp\"");
+        if (!mp) mp = strstr(text, "\"mp, ");
         if (!mp) fail_msg("no mp line in %s:\n%s", dat, text);
         double devices = 0, eff = 0;
         assert_int_equal(sscanf(strchr(mp, '\n'), " %lf %lf", &devices, &eff), 2);
@@ -534,6 +510,77 @@ static void test_weak_rows_keep_preset_and_plot(void **state)
         free(text);
     }
     free(r);
+    remove_temp_dir(dir);
+}
+
+/* Row r's field of column name in c. */
+static const char *field(const csv *c, size_t r, const char *name)
+{
+    int col = pb_csv_find(&c->data, name);
+    if (col < 0) fail_msg("no column '%s'", name);
+    return pb_csv_get(&c->data, r, (size_t)col);
+}
+
+static void test_cpu_threads_rule(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512], plots[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    snprintf(plots, sizeof plots, "%s/img", dir);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int t1 = (int)cores, t2 = cores / 2 > 0 ? (int)(cores / 2) : 1;
+    bench_result r;
+    /* Prescott's kernels, as the CI machines' OpenBLAS picks: the quiet runs'
+     * warning reaches the table as a note */
+    run_bench_env(&r, (char *const[]){"OPENBLAS_CORETYPE=Prescott", NULL},
+                  (char *const[]){"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "3", "--warmup",
+                                  "1", "--backend", "cpu", "--out", out, NULL});
+    if (r.exit_code != 0) fail_msg("exit %d: %s", r.exit_code, r.err);
+    if (system("grep -qw avx /proc/cpuinfo") == 0) assert_non_null(strstr(r.out, "ran BLAS kernels below this CPU"));
+    csv c;
+    csv_load(&c, out);
+    /* single x1 at all the cores, dp x2 at half each, and single x1 again at
+     * half (its reference) where that is another count */
+    assert_int_equal(c.rows, t1 == t2 ? 2 : 3);
+    double ref = NAN, dp = NAN;
+    for (size_t i = 0; i < (size_t)c.rows; i++) {
+        int devices = atoi(field(&c, i, "devices")), threads = atoi(field(&c, i, "threads"));
+        const char *strategy = field(&c, i, "strategy");
+        assert_int_equal(threads, devices == 1 && strcmp(strategy, "single") == 0 && i == 0 ? t1 : t2);
+        if (strcmp(strategy, "single") == 0 && threads == t2) ref = atof(field(&c, i, "samples_per_s"));
+        if (strcmp(strategy, "dp") == 0) dp = atof(field(&c, i, "samples_per_s"));
+    }
+    csv_free(&c);
+    if (t1 != t2) assert_non_null(strstr(r.err, "single x1 (reference at"));
+    /* the table: the rule, and dp's efficiency against single x1 at its threads */
+    assert_non_null(strstr(r.out, "threads per device: cores/devices"));
+    assert_non_null(strstr(r.out, "at the same threads per device"));
+    char want[64];
+    snprintf(want, sizeof want, "%.1f%%", 100.0 * dp / (2 * ref));
+    const char *dp_line = strstr(r.out, "\ndp ");
+    assert_non_null(dp_line);
+    dp_line++;
+    if (!strstr(dp_line, want) || strstr(dp_line, want) > strchr(dp_line, '\n'))
+        fail_msg("want %s in: %s", want, r.out);
+
+    /* with --threads the table says it is the same for every run */
+    run_bench(&r, (char *const[]){"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "3", "--warmup",
+                                  "1", "--backend", "cpu", "--threads", "1", "--out", out, NULL});
+    if (r.exit_code != 0) fail_msg("exit %d: %s", r.exit_code, r.err);
+    assert_non_null(strstr(r.out, "threads per device: 1 for every run (--threads)"));
+
+    /* the plots: where gnuplot is, the efficiency plot names the threads */
+    if (system("command -v gnuplot >/dev/null 2>&1") == 0) {
+        run_bench(&r, (char *const[]){"plot", out, "--out", plots, NULL});
+        if (r.exit_code != 0) fail_msg("plot exit %d: %s", r.exit_code, r.err);
+        char svg[1024];
+        snprintf(svg, sizeof svg, "%s/mlp-xs-cpu-efficiency.svg", plots);
+        char *text = read_file(svg);
+        if (!text) fail_msg("no %s: %s", svg, r.out);
+        if (t1 != t2) assert_non_null(strstr(text, "threads/device:"));
+        free(text);
+    }
     remove_temp_dir(dir);
 }
 
@@ -550,6 +597,7 @@ int main(void)
         cmocka_unit_test(test_quiet_prints_errors_only),
         cmocka_unit_test(test_resume_same_environment_only),
         cmocka_unit_test(test_weak_rows_keep_preset_and_plot),
+        cmocka_unit_test(test_cpu_threads_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,6 +122,9 @@ static void fixed_record(pb_record *r)
     pb_record_set(r, PB_COL_CPU_MODEL, "Intel(R) Xeon(R) \"Gold\" 6338"); /* quote only */
     pb_record_set(r, PB_COL_GPU_NAME, "NVIDIA H100 80GB HBM3, rev 1");     /* comma only */
     pb_record_set(r, PB_COL_HOST, "node\n01");                             /* newline folded */
+    pb_record_set(r, PB_COL_BLAS_CORE, "Prescott (below: sse3 kernels on an avx512 cpu)");
+    /* env_vars: ';' escaped by its writer, the comma quoted by the row's */
+    pb_record_set(r, PB_COL_ENV_VARS, "NCCL_ALGO=Tree;OMPI_MCA_btl=tcp,self;UCX_X=a\\;b");
     pb_record_set(r, PB_COL_ERROR, "cuda: \"out of memory\", try --batch 32");
 }
 
