@@ -89,7 +89,8 @@ static pb_stage_params stage_params(const pb_replica *r, float *grads)
 pb_status pb_replica_forward(pb_replica *r, int slot, int rows)
 {
     pb_stage_params p = stage_params(r, NULL);
-    return r->model->ops->forward(r->stage, &p, slot, rows, NULL);
+    pb_stage_hooks h = {.before_block = r->before_block, .arg = r->before_arg};
+    return r->model->ops->forward(r->stage, &p, slot, rows, &h);
 }
 
 pb_status pb_replica_loss(pb_replica *r, int slot, int rows, float scale)
@@ -99,7 +100,8 @@ pb_status pb_replica_loss(pb_replica *r, int slot, int rows, float scale)
                                d_out);
 }
 
-/* The strategy's ready callback, after the test-only fault hook */
+/* The strategy's hooks in backward: its ready callback, after the
+ * test-only fault hook, and the replica's before_block */
 typedef struct ready_ctx {
     pb_replica *r;
     float *grads;
@@ -121,12 +123,18 @@ static pb_status block_ready(void *arg, int b)
     return c->ready ? c->ready(c->arg, b) : PB_OK;
 }
 
+static pb_status block_before(void *arg, int b, bool backward)
+{
+    const pb_replica *r = ((ready_ctx *)arg)->r;
+    return r->before_block(r->before_arg, b, backward);
+}
+
 pb_status pb_replica_backward(pb_replica *r, int slot, int rows, float *grads, void **d_in, pb_grad_ready_fn ready,
                               void *ready_arg)
 {
     pb_stage_params p = stage_params(r, grads);
     ready_ctx c = {.r = r, .grads = p.grads, .ready = ready, .arg = ready_arg};
-    pb_stage_hooks h = {.grads_ready = block_ready, .arg = &c};
+    pb_stage_hooks h = {.before_block = r->before_block ? block_before : NULL, .grads_ready = block_ready, .arg = &c};
     return r->model->ops->backward(r->stage, &p, slot, rows, d_in, &h);
 }
 

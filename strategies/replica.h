@@ -31,6 +31,10 @@ typedef struct pb_replica {
     /* the weight-gradient GEMMs' beta: SGD's momentum when they accumulate
      * it into m (pb_replica_fuse_momentum), 0 when they store gradients */
     float wgrad_beta;
+    /* optional, set by a strategy after init: called before each block runs,
+     * in forward and in backward (where sharded parameters are gathered) */
+    pb_status (*before_block)(void *arg, int block, bool backward);
+    void *before_arg;
 } pb_replica;
 
 /* Called after block b's gradients are complete during backward (ddp starts

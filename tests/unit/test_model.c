@@ -9,7 +9,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "harness/config.h"
 #include "kernels/backend.h"
+#include "strategies/replica.h"
 #include "workloads/mlp.h"
 
 static const pb_shape XS = {.in = 24, .hidden = 16, .layers = 3, .classes = 5, .batch = 8};
@@ -160,12 +162,47 @@ static void test_stage_hooks_and_split(void **state)
     free(params), free(g1), free(g2), free(x), free(table), free(loss), free(labels);
 }
 
+/* a strategy's replica hands its before_block hook to the stage in forward
+ * and backward, and the strategy's ready callback still runs after each
+ * block's backward: stages [1, 3) of the model */
+static void test_replica_hooks(void **state)
+{
+    (void)state;
+    static pb_model m;
+    assert_int_equal(pb_model_describe(&pb_workload_mlp, &XS, &m), PB_OK);
+    pb_config cfg;
+    pb_config_defaults(&cfg);
+    pb_device *dev = NULL;
+    pb_device_opts opts = {.precision = PB_FP32, .threads = 1};
+    assert_int_equal(pb_backend_cpu.open(&opts, 0, &dev), PB_OK);
+    float *params = calloc(m.n_params, 4);
+    assert_non_null(params);
+    m.ops->init_params(&m, 7, params);
+    pb_replica r;
+    assert_int_equal(pb_replica_init(&r, &pb_backend_cpu, dev, &cfg, &m, 1, 3, XS.batch, 1, params, true, true),
+                     PB_OK);
+    trace t = {0};
+    r.before_block = on_before;
+    r.before_arg = &t;
+    assert_int_equal(pb_replica_forward(&r, 0, XS.batch), PB_OK);
+    void *d_in = NULL;
+    assert_int_equal(pb_replica_backward(&r, 0, XS.batch, NULL, &d_in, on_ready, &t), PB_OK);
+    assert_non_null(d_in);
+    static const char *const want[] = {"F1", "F2", "B2", "R2", "B1", "R1"};
+    assert_int_equal(t.n, 6);
+    for (int i = 0; i < 6; i++) assert_string_equal(t.ev[i], want[i]);
+    pb_replica_destroy(&r);
+    pb_backend_cpu.close(dev);
+    free(params);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlp_model),
         cmocka_unit_test(test_describe_checks_the_tiling),
         cmocka_unit_test(test_stage_hooks_and_split),
+        cmocka_unit_test(test_replica_hooks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
