@@ -16,15 +16,15 @@ size_t pb_memplan_act_elem(const pb_config *cfg, bool host_is_device)
     return !host_is_device && cfg->precision == PB_BF16 ? 2 : sizeof(float);
 }
 
-double pb_memplan_add_replica(const pb_model *model, int b0, int b1, double rows, bool opt_state, bool targets,
-                              bool bound_io, pb_optimizer o, double e, pb_mem_parts *p)
+double pb_memplan_add_replica(const pb_model *model, int b0, int b1, double rows, int slots, bool opt_state,
+                              bool targets, bool bound_io, pb_optimizer o, double e, pb_mem_parts *p)
 {
     double n = (double)pb_model_span(model, b0, b1);
     p->params += 4.0 * n + (e != 4.0 ? e * n : 0.0);
     p->grads += 4.0 * n;
     if (opt_state) p->optim += 4.0 * n * (o == PB_OPT_ADAMW ? 2.0 : 1.0);
-    p->acts += model->ops->stage_bytes(model, b0, b1, rows, e, bound_io) + 4.0; /* and the loss */
-    if (targets) p->acts += rows * (double)pb_model_target_bytes(model);
+    p->acts += model->ops->stage_bytes(model, b0, b1, rows, slots, e, bound_io) + 4.0; /* and the loss */
+    if (targets) p->acts += rows * slots * (double)pb_model_target_bytes(model);
     return n;
 }
 
@@ -89,7 +89,7 @@ void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_me
          * rank's shard) and their input staging; a CUDA graph stages even
          * an input it could read in place */
         double rows = per_rank ? B / n : B;
-        pb_memplan_add_replica(model, 0, L, rows, true, true, false, o, e, &dev[0]);
+        pb_memplan_add_replica(model, 0, L, rows, 1, true, true, false, o, e, &dev[0]);
         pb_memplan_add_staging(model, rows, in_place && !cfg->cuda_graph, &dev[0]);
     }
     for (int i = 0; i < out->n_devices; i++) {
@@ -117,7 +117,7 @@ void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_me
      * parameters when it comes before the last */
     if (cfg->verify && env->writer) {
         pb_mem_parts ref = {0};
-        pb_memplan_add_replica(model, 0, L, B, true, true, false, o, e, &ref);
+        pb_memplan_add_replica(model, 0, L, B, 1, true, true, false, o, e, &ref);
         pb_memplan_add_staging(model, B, in_place, &ref);
         double ref_dev = parts_sum(&ref);
         double host = 8.0 * P;

@@ -21,8 +21,8 @@
  *    rows the process holds): single one replica over the batch; dp a replica per
  *    device over its shard (optimizer state on device 0 only) and device 0's
  *    full-batch logits and their gradient; ddp one such replica per rank,
- *    every rank of this host counted; mp a replica per stage over the whole
- *    batch (GPipe keeps every microbatch's activations), a gradient scratch
+ *    every rank of this host counted; mp a replica per stage with a slot per
+ *    microbatch (GPipe keeps every microbatch's activations), a gradient scratch
  *    with microbatches and an input-gradient buffer per stage after the
  *    first; input staging buffers where the batch is not read in place;
  *  - per process: the initial/final parameters on the host, the loader's
@@ -74,12 +74,12 @@ size_t pb_memplan_act_elem(const pb_config *cfg, bool host_is_device);
 
 /* The building blocks of a strategy's own device model
  * (pb_strategy.plan_memory), added into p. */
-/* pb_replica_init over blocks [b0, b1) for `rows` rows in all, activations
- * of e bytes an element, optimizer state where opt_state, a targets buffer
- * where targets, its stage's input and output bound by the caller where
- * bound_io; returns its parameter count */
-double pb_memplan_add_replica(const pb_model *model, int b0, int b1, double rows, bool opt_state, bool targets,
-                              bool bound_io, pb_optimizer o, double e, pb_mem_parts *p);
+/* pb_replica_init over blocks [b0, b1) for `slots` slots of `rows` rows,
+ * activations of e bytes an element, optimizer state where opt_state, a
+ * targets buffer where targets, its stage's input and output bound by the
+ * caller where bound_io; returns its parameter count */
+double pb_memplan_add_replica(const pb_model *model, int b0, int b1, double rows, int slots, bool opt_state,
+                              bool targets, bool bound_io, pb_optimizer o, double e, pb_mem_parts *p);
 /* Bytes of `rows` samples' inputs on a device (values in the activation
  * type, e bytes each; others as they are) */
 double pb_memplan_input_bytes(const pb_model *model, double rows, double e);

@@ -541,7 +541,7 @@ static void dp_plan_memory(const pb_config *cfg, const pb_model *model, const pb
     const bool in_place = pb_memplan_in_place(cfg, env);
     double m = B / n;
     for (int i = 0; i < n; i++)
-        pb_memplan_add_replica(model, 0, model->n_blocks, m, i == 0, false, i == 0, cfg->optimizer, e, &dev[i]);
+        pb_memplan_add_replica(model, 0, model->n_blocks, m, 1, i == 0, false, i == 0, cfg->optimizer, e, &dev[i]);
     dev[0].acts += 2.0 * e * B * c + 4.0;
     if (!in_place) dev[0].acts += pb_memplan_input_bytes(model, B, e) + B * (double)pb_model_target_bytes(model);
     pb_memplan_add_staging(model, B, in_place, &dev[0]);

@@ -540,8 +540,9 @@ static pb_status stage_init(mp_state *s, int k)
     g->idx = k;
     int ordinal = cfg->n_device_map ? cfg->device_map[k] : k;
     PB_TRY(be->open(&s->dev_opts, ordinal, &g->dev));
+    /* the targets only where the loss is taken */
     PB_TRY(pb_replica_init(&g->rep, be, g->dev, cfg, model, s->first[k], s->first[k + 1], s->mb, s->m, ctx->init_params,
-                           true, true));
+                           true, k == s->p - 1));
     PB_TRY(span_log_init(&g->log, be, g->dev, 4 * s->m + 4));
     if (s->m > 1) PB_TRY(be->alloc(g->dev, g->rep.p_len * sizeof(float), (void **)&g->gscratch));
     if (k > 0)
@@ -742,9 +743,10 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
 }
 
 /* The memory plan's model of mp (harness/memplan.h): a replica per stage
- * over the whole batch (GPipe keeps every microbatch's activations), a
- * gradient scratch with microbatches and an input-gradient buffer per stage
- * after the first. */
+ * with a slot per microbatch (GPipe keeps every microbatch's activations;
+ * backward's buffers hold one), the targets on the last stage, a gradient
+ * scratch with microbatches and an input-gradient buffer per stage after
+ * the first. */
 static void mp_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
                            pb_mem_parts *dev)
 {
@@ -753,8 +755,9 @@ static void mp_plan_memory(const pb_config *cfg, const pb_model *model, const pb
     int first[PB_MAX_STAGES + 1];
     stage_bounds(cfg, model, first);
     for (int k = 0; k < cfg->devices; k++) {
-        double len =
-            pb_memplan_add_replica(model, first[k], first[k + 1], B, true, true, false, cfg->optimizer, e, &dev[k]);
+        bool last = k == cfg->devices - 1;
+        double len = pb_memplan_add_replica(model, first[k], first[k + 1], B / cfg->microbatches, cfg->microbatches,
+                                            true, last, false, cfg->optimizer, e, &dev[k]);
         if (cfg->microbatches > 1) dev[k].grads += 4.0 * len; /* gscratch */
         if (k > 0) dev[k].acts += e * B * (double)model->block[first[k]].in_elems; /* gsend */
     }

@@ -58,7 +58,7 @@ void pb_mlp_stage_bind(pb_stage *s, pb_stage_buf which, void *base);
 pb_status pb_mlp_forward(pb_stage *s, const pb_stage_params *p, int slot, int rows, const pb_stage_hooks *h);
 pb_status pb_mlp_backward(pb_stage *s, const pb_stage_params *p, int slot, int rows, void **d_in,
                           const pb_stage_hooks *h);
-double pb_mlp_stage_bytes(const pb_model *m, int b0, int b1, double rows, double e, bool bound_io);
+double pb_mlp_stage_bytes(const pb_model *m, int b0, int b1, double rows, int slots, double e, bool bound_io);
 
 #ifdef __cplusplus
 }

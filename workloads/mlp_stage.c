@@ -77,11 +77,11 @@ pb_status pb_mlp_stage_create(const pb_model *m, const pb_stage_opts *o, pb_stag
             size_t aux = relu_of(g, l) ? be->aux_bytes(dev, o->rows, (int)out_of(g, l)) : 0;
             if (aux) PB_TRY(be->alloc(dev, aux, &g->aux[(size_t)j * (size_t)nl + (size_t)(l - g->b0)]));
         }
-    /* sized for every slot's rows, as the whole-batch replica it replaced
-     * (the memory plan counts it so) */
+    /* one slot's rows: backward runs one microbatch at a time, and what it
+     * leaves (an input gradient) is taken before the next one's */
     size_t w = widest(m, g->b0, g->b1);
-    PB_TRY(be->alloc(dev, be->act_bytes(dev, all * w), &g->dz[0]));
-    PB_TRY(be->alloc(dev, be->act_bytes(dev, all * w), &g->dz[1]));
+    PB_TRY(be->alloc(dev, be->act_bytes(dev, (size_t)o->rows * w), &g->dz[0]));
+    PB_TRY(be->alloc(dev, be->act_bytes(dev, (size_t)o->rows * w), &g->dz[1]));
     PB_TRY(be->alloc(dev, in_of(g, g->b0) * sizeof(float), (void **)&g->db_spare));
     *out = (pb_stage *)g;
     return PB_OK;
@@ -90,12 +90,13 @@ cleanup:
     return st;
 }
 
-double pb_mlp_stage_bytes(const pb_model *m, int b0, int b1, double rows, double e, bool bound_io)
+double pb_mlp_stage_bytes(const pb_model *m, int b0, int b1, double rows, int slots, double e, bool bound_io)
 {
     double act_elems = bound_io ? 0.0 : (double)m->block[b0].in_elems;
     for (int l = b0; l < b1; l++)
         if (l < b1 - 1 || !bound_io) act_elems += (double)m->block[l].out_elems;
-    return e * rows * act_elems + 2.0 * e * rows * (double)widest(m, b0, b1) + 4.0 * (double)m->block[b0].in_elems;
+    return e * rows * slots * act_elems + 2.0 * e * rows * (double)widest(m, b0, b1) +
+           4.0 * (double)m->block[b0].in_elems;
 }
 
 /* act[i]'s rows of a slot */

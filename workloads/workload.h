@@ -169,9 +169,9 @@ typedef struct pb_workload_ops {
                           const pb_stage_hooks *h);
 
     /* The memory plan (harness/memplan.h): bytes a stage's activations take
-     * (what stage_create allocates) for `rows` samples in all, e bytes an
-     * activation element; bound_io: with bind_in and bind_out. */
-    double (*stage_bytes)(const pb_model *m, int b0, int b1, double rows, double e, bool bound_io);
+     * (what stage_create allocates) for `slots` slots of `rows` samples, e
+     * bytes an activation element; bound_io: with bind_in and bind_out. */
+    double (*stage_bytes)(const pb_model *m, int b0, int b1, double rows, int slots, double e, bool bound_io);
     /* Median ms of one step's GEMMs called alone over `rows` samples (the
      * calibration's reference, pb_backend.gemm_reference), weight gradients
      * with beta dw_beta; reps timed sets. */
