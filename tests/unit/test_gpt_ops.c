@@ -22,23 +22,13 @@
 
 #include "kernels/cpu/blas_info.h"
 #include "kernels/cpu/gpt_ops.h"
+#include "tests/common/test_rng.h"
 
 #define FWD_RTOL 1e-5
 #define GRAD_RTOL 2e-5
 #define FD_STEP 1e-5
 
-/* --- inputs: xorshift64*, the test's own generator ---------------------- */
-
-static uint64_t rng_state = 0x243F6A8885A308D3ULL;
-
-static double uniform(double lo, double hi)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    double u = (double)((rng_state * 0x2545F4914F6CDD1DULL) >> 11) * 0x1p-53;
-    return lo + (hi - lo) * u;
-}
+/* --- inputs ---------------------------------------------------------------- */
 
 static double normal(double std)
 {
@@ -200,6 +190,15 @@ static void expect_grad(const char *what, const float *analytic, double *x, size
     free(fd);
 }
 
+/* expect_grad of what a backward added to a gradient that held `before` */
+static void expect_grad_added(const char *what, const float *after, const float *before, double *x, size_t n,
+                              loss_fn f, void *ctx)
+{
+    float *g = increment(after, before, n);
+    expect_grad(what, g, x, n, f, ctx);
+    free(g);
+}
+
 static double dot(const double *a, const double *b, size_t n)
 {
     double s = 0.0;
@@ -249,12 +248,8 @@ static void test_encoder(void **state)
     float *dwte = fcopy(dwte0, (size_t)V * C), *dwpe = fcopy(dwpe0, (size_t)MAXT * C);
     pb_cpu_encoder_bwd(dwte, dwpe, dout, tok, B, T, C);
     c.r = to_double(dout, n);
-    float *g = increment(dwte, dwte0, (size_t)V * C);
-    expect_grad("encoder dwte", g, c.wte, (size_t)V * C, enc_loss, &c);
-    free(g);
-    g = increment(dwpe, dwpe0, (size_t)MAXT * C);
-    expect_grad("encoder dwpe (rows past T untouched)", g, c.wpe, (size_t)MAXT * C, enc_loss, &c);
-    free(g);
+    expect_grad_added("encoder dwte", dwte, dwte0, c.wte, (size_t)V * C, enc_loss, &c);
+    expect_grad_added("encoder dwpe (rows past T untouched)", dwpe, dwpe0, c.wpe, (size_t)MAXT * C, enc_loss, &c);
     free(wte), free(wpe), free(out), free(dout), free(dwte0), free(dwpe0), free(dwte), free(dwpe);
     free(c.wte), free(c.wpe), free(c.r), free(c.out);
 }
@@ -296,15 +291,9 @@ static void test_layernorm(void **state)
     float *dx = fcopy(dx0, n), *dw = fcopy(dw0, C), *db = fcopy(db0, C);
     pb_cpu_layernorm_bwd(dx, dw, db, dout, x, w, mean, rstd, N, C);
     c.r = to_double(dout, n);
-    float *g = increment(dx, dx0, n);
-    expect_grad("layernorm dx", g, c.x, n, ln_loss, &c);
-    free(g);
-    g = increment(dw, dw0, C);
-    expect_grad("layernorm dw", g, c.w, C, ln_loss, &c);
-    free(g);
-    g = increment(db, db0, C);
-    expect_grad("layernorm db", g, c.b, C, ln_loss, &c);
-    free(g);
+    expect_grad_added("layernorm dx", dx, dx0, c.x, n, ln_loss, &c);
+    expect_grad_added("layernorm dw", dw, dw0, c.w, C, ln_loss, &c);
+    expect_grad_added("layernorm db", db, db0, c.b, C, ln_loss, &c);
     free(x), free(w), free(b), free(out), free(mean), free(rstd), free(dout), free(dx0), free(dw0), free(db0);
     free(dx), free(dw), free(db), free(c.x), free(c.w), free(c.b), free(c.r), free(c.out), free(rmean), free(rrstd);
 }
@@ -356,17 +345,9 @@ static void check_matmul(int N, int C, int OC, bool with_bias, bool gelu, bool i
     } else {
         pb_cpu_matmul_bwd(dinp, dw, bias ? db : NULL, dout, inp, w, N, C, OC);
     }
-    float *g = increment(dinp, dinp0, ni);
-    expect_grad("matmul dinp", g, c.inp, ni, mm_loss, &c);
-    free(g);
-    g = increment(dw, dw0, nw);
-    expect_grad("matmul dw", g, c.w, nw, mm_loss, &c);
-    free(g);
-    if (bias) {
-        g = increment(db, db0, OC);
-        expect_grad("matmul dbias", g, c.bias, OC, mm_loss, &c);
-        free(g);
-    }
+    expect_grad_added("matmul dinp", dinp, dinp0, c.inp, ni, mm_loss, &c);
+    expect_grad_added("matmul dw", dw, dw0, c.w, nw, mm_loss, &c);
+    if (bias) expect_grad_added("matmul dbias", db, db0, c.bias, OC, mm_loss, &c);
     free(inp), free(w), free(bias), free(out), free(pre), free(dout), free(dinp0), free(dw0), free(db0);
     free(dinp), free(dw), free(db), free(c.inp), free(c.w), free(c.bias), free(c.r), free(c.out);
 }
@@ -463,12 +444,8 @@ static void test_residual(void **state)
     residual_loss(&c);
     expect_close("residual forward", out, c.out, N, FWD_RTOL);
     pb_cpu_residual_bwd(da, db, dout, N);
-    float *g = increment(da, da0, N);
-    expect_grad("residual da", g, c.x, N, residual_loss, &c);
-    free(g);
-    g = increment(db, db0, N);
-    expect_grad("residual db", g, c.y, N, residual_loss, &c);
-    free(g);
+    expect_grad_added("residual da", da, da0, c.x, N, residual_loss, &c);
+    expect_grad_added("residual db", db, db0, c.y, N, residual_loss, &c);
     free(a), free(b), free(out), free(dout), free(da0), free(db0), free(da), free(db);
     free(c.x), free(c.y), free(c.r), free(c.out);
 }
@@ -503,9 +480,8 @@ static void check_attention(int B, int T, int C, int NH)
     float *scratch = fvec(pb_cpu_attention_scratch(T), 7, 8);
     pb_cpu_attention_bwd(dqkv, scratch, dout, qkv, att, B, T, C, NH);
     c.r = to_double(dout, no);
-    float *g = increment(dqkv, dqkv0, nq);
-    expect_grad("attention dqkv", g, c.qkv, nq, attn_loss, &c);
-    free(g), free(qkv), free(out), free(att), free(dout), free(dqkv0), free(dqkv), free(scratch);
+    expect_grad_added("attention dqkv", dqkv, dqkv0, c.qkv, nq, attn_loss, &c);
+    free(qkv), free(out), free(att), free(dout), free(dqkv0), free(dqkv), free(scratch);
     free(c.qkv), free(c.r), free(c.out), free(ratt);
 }
 
