@@ -60,8 +60,12 @@ static const flag flags[] = {
     {"--gpus", F_INT, OFF(devices), 1, 4096, "N", "devices the strategy uses", NULL},
     {"--in", F_INT, OFF(shape.in), 1, 1 << 20, "N", "input features (default: the workload's)", NULL},
     {"--hidden", F_INT, OFF(shape.hidden), 1, 1 << 20, "N", "hidden width (default: the workload's)", NULL},
-    {"--layers", F_INT, OFF(shape.layers), 1, 256, "N", "Linear layers (default: the workload's)", NULL},
+    {"--layers", F_INT, OFF(shape.layers), 1, 256, "N", "mlp: Linear layers; gpt: transformer blocks (default: the workload's)", NULL},
     {"--classes", F_INT, OFF(shape.classes), 2, 1 << 20, "N", "output classes (default: the workload's)", NULL},
+    {"--d-model", F_INT, OFF(shape.d_model), 1, 1 << 16, "N", "gpt: channels (default: the workload's)", NULL},
+    {"--heads", F_INT, OFF(shape.heads), 1, 1024, "N", "gpt: attention heads, a divisor of --d-model (default: the workload's)", NULL},
+    {"--seq", F_INT, OFF(shape.seq), 1, 1 << 16, "N", "gpt: tokens per sequence (default: the workload's)", NULL},
+    {"--vocab", F_INT, OFF(shape.vocab), 2, 1 << 20, "N", "gpt: vocabulary, padded to a multiple of 128 inside (default: the workload's)", NULL},
     {"--batch", F_INT, OFF(shape.batch), 1, 1 << 24, "N", "global batch, split across devices (default: the workload's)", NULL},
     {"--precision", F_PRECISION, OFF(precision), 0, 0, "P", "fp32, tf32 or bf16 (tf32/bf16: cuda only)", NULL},
     {"--optimizer", F_OPTIMIZER, OFF(optimizer), 0, 0, "NAME", "sgd (with momentum) or adamw", NULL},
@@ -432,10 +436,13 @@ pb_status pb_config_parse(pb_config *cfg, int argc, char **argv, bool *help)
     /* a different model is another workload; a different batch is the same
      * model run differently (weak scaling grows it with the devices), and
      * the batch has its own column */
-    const pb_shape *preset = &pb_find_workload(cfg->workload)->shape;
+    const pb_workload *wl = pb_find_workload(cfg->workload);
+    const pb_shape *preset = &wl->shape;
     if (shape_given && (cfg->shape.in != preset->in || cfg->shape.hidden != preset->hidden ||
-                        cfg->shape.layers != preset->layers || cfg->shape.classes != preset->classes))
-        snprintf(cfg->workload, sizeof cfg->workload, "custom");
+                        cfg->shape.layers != preset->layers || cfg->shape.classes != preset->classes ||
+                        cfg->shape.d_model != preset->d_model || cfg->shape.heads != preset->heads ||
+                        cfg->shape.seq != preset->seq || cfg->shape.vocab != preset->vocab))
+        snprintf(cfg->workload, sizeof cfg->workload, "%s", wl->ops == &pb_workload_gpt ? "gpt-custom" : "custom");
     if (isnan(cfg->lr)) cfg->lr = cfg->optimizer == PB_OPT_ADAMW ? 1e-3 : 1e-2;
     return PB_OK;
 }
@@ -502,11 +509,32 @@ pb_status pb_config_check_cuda_devices(const pb_config *cfg, int present, int pe
                           visible ? visible : "unset");
 }
 
+/* A shape flag of one workload kind given to another: the other's model
+ * has no such dimension. */
+static pb_status check_shape_flags(const pb_config *cfg)
+{
+    static const char *const mlp_only[] = {"--in", "--hidden", "--classes"};
+    static const char *const gpt_only[] = {"--d-model", "--heads", "--seq", "--vocab"};
+    const pb_workload *w = pb_find_workload(cfg->workload);
+    bool gpt = w->ops == &pb_workload_gpt;
+    const char *const *refused = gpt ? mlp_only : gpt_only;
+    size_t n = gpt ? sizeof mlp_only / sizeof *mlp_only : sizeof gpt_only / sizeof *gpt_only;
+    for (size_t i = 0; i < N_FLAGS; i++)
+        for (size_t j = 0; j < n; j++)
+            if ((cfg->given & (1ULL << i)) && strcmp(flags[i].name, refused[j]) == 0)
+                return pb_usage_error("%s is a%s workload's flag, not the %s workload %s's; allowed for it: %s",
+                                      refused[j], gpt ? "n mlp" : " gpt", w->ops->kind, cfg->workload,
+                                      gpt ? "--d-model --heads --seq --vocab --layers --batch"
+                                          : "--in --hidden --layers --classes --batch");
+    return PB_OK;
+}
+
 pb_status pb_config_validate(pb_config *cfg)
 {
     const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
     pb_status fst = check_strategy_flags(cfg);
     if (fst != PB_OK) return fst;
+    if ((fst = check_shape_flags(cfg)) != PB_OK) return fst;
     if (strategy->needs_even_split && cfg->shape.batch % cfg->devices != 0)
         return pb_usage_error("--batch %d is not divisible by --gpus %d; the global batch is split evenly "
                               "across devices",
@@ -556,6 +584,10 @@ pb_status pb_config_validate(pb_config *cfg)
                                   "--backend cuda",
                                   cfg->strategy);
     }
+    if (be && model.ops->transformer && !be->transformer)
+        return pb_usage_error("%s workloads need the backend's transformer ops: the %s backend does not have them "
+                              "yet; use --backend cpu",
+                              model.ops->kind, be->name);
     if (host && cfg->precision != PB_FP32)
         return pb_usage_error("--precision %s is not supported on the cpu backend; allowed there: fp32",
                               pb_precision_name(cfg->precision));

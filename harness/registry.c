@@ -16,14 +16,24 @@ static const pb_comm *const comms[] = {&pb_comm_mpi, &pb_comm_nccl, &pb_comm_loc
 static const pb_strategy *const strategies[] = {&pb_strategy_single, &pb_strategy_dp, &pb_strategy_ddp, &pb_strategy_mp};
 
 static const pb_workload workloads[] = {
-    {"mlp-xs", "tiny MLP for tests", {256, 256, 3, 10, 64}, &pb_workload_mlp},
-    {"mlp-s", "small MLP (launch-bound on GPUs)", {1024, 1024, 4, 1000, 256}, &pb_workload_mlp},
-    {"mlp-m", "medium MLP", {4096, 4096, 8, 1000, 512}, &pb_workload_mlp},
-    {"mlp-l", "large MLP (GEMM-bound)", {8192, 8192, 8, 1000, 1024}, &pb_workload_mlp},
-    {"comm-heavy", "wide, shallow, small batch: communication dominates", {8192, 8192, 4, 1000, 32},
+    {"mlp-xs", "tiny MLP for tests", {256, 256, 3, 10, 64, 0, 0, 0, 0}, &pb_workload_mlp},
+    {"mlp-s", "small MLP (launch-bound on GPUs)", {1024, 1024, 4, 1000, 256, 0, 0, 0, 0}, &pb_workload_mlp},
+    {"mlp-m", "medium MLP", {4096, 4096, 8, 1000, 512, 0, 0, 0, 0}, &pb_workload_mlp},
+    {"mlp-l", "large MLP (GEMM-bound)", {8192, 8192, 8, 1000, 1024, 0, 0, 0, 0}, &pb_workload_mlp},
+    {"comm-heavy", "wide, shallow, small batch: communication dominates", {8192, 8192, 4, 1000, 32, 0, 0, 0, 0},
      &pb_workload_mlp},
     {"custom", "shape from --in --hidden --layers --classes --batch (defaults: mlp-s)",
-     {1024, 1024, 4, 1000, 256}, &pb_workload_mlp},
+     {1024, 1024, 4, 1000, 256, 0, 0, 0, 0}, &pb_workload_mlp},
+    {"gpt-xs", "tiny GPT for tests (CPU, seconds)",
+     {.layers = 2, .batch = 8, .seq = 32, .heads = 4, .d_model = 64, .vocab = 256}, &pb_workload_gpt},
+    {"gpt2-124m", "GPT-2 small (llm.c's and nanoGPT's figures)",
+     {.layers = 12, .batch = 16, .seq = 1024, .heads = 12, .d_model = 768, .vocab = 50257}, &pb_workload_gpt},
+    {"gpt2-350m", "GPT-2 medium",
+     {.layers = 24, .batch = 16, .seq = 1024, .heads = 16, .d_model = 1024, .vocab = 50257}, &pb_workload_gpt},
+    {"gpt-1.3b", "GPT-3 XL shape (d 2048, 24 blocks, 16 heads of 128)",
+     {.layers = 24, .batch = 8, .seq = 2048, .heads = 16, .d_model = 2048, .vocab = 50257}, &pb_workload_gpt},
+    {"gpt-custom", "shape from --d-model --layers --heads --seq --vocab --batch (defaults: gpt-xs)",
+     {.layers = 2, .batch = 8, .seq = 32, .heads = 4, .d_model = 64, .vocab = 256}, &pb_workload_gpt},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -188,17 +198,18 @@ void pb_registry_print(FILE *out)
 
     for (size_t i = 0; i < COUNT(workloads); i++) names[i] = workloads[i].name;
     w[0] = name_width(names, COUNT(workloads), 0);
-    w[1] = 44; /* the shape's numbers, formatted below */
-    w[2] = pb_table_rest(2, w);
+    w[1] = pb_table_rest(1, w);
+    /* two lines each: what it is, then its shape (one string of its kind's
+     * dimensions, as the CSV's shape column), global batch and parameters */
     fprintf(out, "workloads:\n");
-    pb_table_row(out, 3, w, (const char *[]){"", "   in  hidden layers classes batch    params", "description"});
     for (size_t i = 0; i < COUNT(workloads); i++) {
         const pb_shape *s = &workloads[i].shape;
         static pb_model model; /* large for a stack; `bench list` runs once */
-        size_t params = pb_model_describe(workloads[i].ops, s, &model) == PB_OK ? model.n_params : 0;
-        char shape[64];
-        snprintf(shape, sizeof shape, "%5d %7d %6d %7d %5d %9zu", s->in, s->hidden, s->layers, s->classes, s->batch,
-                 params);
-        pb_table_row(out, 3, w, (const char *[]){names[i], shape, workloads[i].description});
+        size_t params = pb_model_describe(workloads[i].ops, s, &model) == PB_OK ? pb_model_params(&model) : 0;
+        char str[PB_SHAPE_STR], shape[128];
+        workloads[i].ops->shape_str(s, str, sizeof str);
+        snprintf(shape, sizeof shape, "%s batch=%d params=%zu", str, s->batch, params);
+        pb_table_row(out, 2, w, (const char *[]){names[i], workloads[i].description});
+        pb_table_row(out, 2, w, (const char *[]){"", shape});
     }
 }

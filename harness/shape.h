@@ -19,13 +19,19 @@ extern "C" {
 typedef enum pb_precision { PB_FP32 = 0, PB_TF32, PB_BF16, PB_PRECISION_COUNT } pb_precision;
 typedef enum pb_optimizer { PB_OPT_SGD = 0, PB_OPT_ADAMW, PB_OPTIMIZER_COUNT } pb_optimizer;
 
-/* Shape of an MLP workload. batch is always the global batch. */
+/* Shape of a workload. batch is always the global batch (samples: an MLP's
+ * rows, a GPT's sequences). layers and batch are every workload's; the
+ * others are one kind's (0 where another kind's). */
 typedef struct pb_shape {
-    int in;      /* input features */
-    int hidden;  /* width of hidden layers */
-    int layers;  /* number of Linear layers (>= 1) */
-    int classes; /* output classes */
+    int in;      /* mlp: input features */
+    int hidden;  /* mlp: width of hidden layers */
+    int layers;  /* mlp: Linear layers; gpt: transformer blocks (>= 1) */
+    int classes; /* mlp: output classes */
     int batch;   /* global batch, split across devices */
+    int seq;     /* gpt: tokens per sequence */
+    int heads;   /* gpt: attention heads (divides d_model) */
+    int d_model; /* gpt: channels */
+    int vocab;   /* gpt: vocabulary (padded to a multiple of 128 inside) */
 } pb_shape;
 
 const char *pb_precision_name(pb_precision p);

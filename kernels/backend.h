@@ -75,6 +75,55 @@ typedef struct pb_opt_args {
     bool momentum_ready;
 } pb_opt_args;
 
+/* The transformer ops a GPT workload runs (workloads/gpt_stage.c), fp32
+ * activations, row-major: N = B*T token rows of C channels, W [OC, C]
+ * (PyTorch Linear's layout). Every backward ACCUMULATES (+=) into the
+ * gradients it writes, parameters' and inputs' alike (the caller zeroes
+ * them), as llm.c's do. An optional table: NULL in a backend that does not
+ * have them yet (the run refuses a GPT workload there). */
+typedef struct pb_transformer_ops {
+    /* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]; backward scatters dout */
+    pb_status (*encoder_fwd)(pb_device *dev, float *out, const int32_t *tokens, const float *wte, const float *wpe,
+                             int B, int T, int C);
+    pb_status (*encoder_bwd)(pb_device *dev, float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                             int B, int T, int C);
+    /* PyTorch's LayerNorm (eps 1e-5, biased variance); saves mean, rstd [N] */
+    pb_status (*layernorm_fwd)(pb_device *dev, float *out, float *mean, float *rstd, const float *x, const float *w,
+                               const float *b, int N, int C);
+    pb_status (*layernorm_bwd)(pb_device *dev, float *dx, float *dw, float *db, const float *dout, const float *x,
+                               const float *w, const float *mean, const float *rstd, int N, int C);
+    /* out [N,OC] = inp W^T + bias (bias may be NULL); backward: dinp (NULL:
+     * skipped) += dout W, dw += dout^T inp, dbias (NULL: none) += colsum */
+    pb_status (*matmul_fwd)(pb_device *dev, float *out, const float *inp, const float *w, const float *bias, int N,
+                            int C, int OC);
+    pb_status (*matmul_bwd)(pb_device *dev, float *dinp, float *dw, float *dbias, const float *dout,
+                            const float *inp, const float *w, int N, int C, int OC);
+    /* the GELU (tanh) epilogue: pre = inp W^T + bias (saved), out = gelu(pre);
+     * backward writes dpre = dout * gelu'(pre) (dpre may be dout) and runs
+     * matmul_bwd from it */
+    pb_status (*matmul_gelu_fwd)(pb_device *dev, float *out, float *pre, const float *inp, const float *w,
+                                 const float *bias, int N, int C, int OC);
+    pb_status (*matmul_gelu_bwd)(pb_device *dev, float *dinp, float *dw, float *dbias, float *dpre,
+                                 const float *dout, const float *pre, const float *inp, const float *w, int N, int C,
+                                 int OC);
+    /* out = a + b over n values (out may alias either) */
+    pb_status (*residual_fwd)(pb_device *dev, float *out, const float *a, const float *b, size_t n);
+    /* causal self-attention from fused qkv [B,T,3C] into out [B,T,C], NH
+     * heads; att [B,NH,T,T] the saved probabilities; backward accumulates
+     * into dqkv, with attention_scratch(T) floats of scratch */
+    pb_status (*attention_fwd)(pb_device *dev, float *out, float *att, const float *qkv, int B, int T, int C,
+                               int NH);
+    pb_status (*attention_bwd)(pb_device *dev, float *dqkv, float *scratch, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH);
+    size_t (*attention_scratch)(int T);
+    /* the fused classifier over logits [N,Vp] of which the first V count:
+     * adds scale * sum of the rows' cross-entropy to *loss_sum and writes
+     * dlogits = scale * (softmax - onehot) (0 in the padding) without
+     * storing the softmax; dlogits may be logits */
+    pb_status (*classifier)(pb_device *dev, float *dlogits, const float *logits, const int32_t *targets, int N,
+                            int V, int Vp, float scale, float *loss_sum);
+} pb_transformer_ops;
+
 typedef struct pb_device_info {
     char name[128];
     char driver[32];
@@ -203,6 +252,9 @@ typedef struct pb_backend {
      * timed sets. */
     pb_status (*gemm_reference)(pb_device *dev, int n_layers, const int *in, const int *out, int m,
                                 float dw_beta, int reps, double *ms);
+
+    /* optional (NULL: not in this backend yet): the transformer ops */
+    const pb_transformer_ops *transformer;
 
     /* optional (NULL where unsupported): capture the work enqueued between
      * begin and end once, then replay it (CUDA graphs, --cuda-graph) */

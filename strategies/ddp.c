@@ -282,6 +282,7 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(phase_begin(s, PB_PHASE_OPT));
+    PB_TRY(pb_replica_tie_grads(r));
     PB_TRY(pb_replica_optimize(r));
     PB_TRY(pb_phase_end(&s->timer));
 

@@ -479,6 +479,7 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
+    PB_TRY(pb_replica_tie_grads(r0));
     PB_TRY(pb_replica_optimize(r0));
     PB_TRY(pb_phase_end(&s->timer));
 

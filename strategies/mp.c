@@ -98,6 +98,7 @@ typedef struct mp_stage {
     pb_replica rep;  /* M slots of mb rows: the whole batch */
     span_log log;
     float *gscratch; /* p_len: gradients of microbatches after the first back (M > 1) */
+    float *tscratch; /* the other end's gradient of a tied tensor (first and last stage) */
     void *gsend;     /* [batch, in of the stage] input gradients for the previous stage */
     pb_comm_ctx *cc; /* participant idx of the comm */
     pb_comm_req **sreq; /* [2 * M]: forward sends, then backward sends, in posting order */
@@ -137,6 +138,7 @@ struct mp_state {
     pb_comm_opts comm_opts;       /* one for all stages: the local comm groups by its address */
     int fwd_ready[PB_MAX_STAGES]; /* microbatches whose forward output is posted */
     int bwd_ready[PB_MAX_STAGES]; /* microbatches whose input gradient is posted */
+    int tie_ready[PB_MAX_STAGES]; /* 1: the stage posted its tied gradient */
     const pb_batch *batch;
 
     /* measured steps, for the report */
@@ -366,6 +368,31 @@ cleanup:
     return st;
 }
 
+/* The first and the last stage hold the two ends of a tied tensor
+ * (workload.h): each sends its gradient to the other and adds the one it
+ * receives (a + b on one, b + a on the other: the same floats), as
+ * Megatron all-reduces the embedding's gradient between its first and last
+ * stage. Its own gradient stays unchanged until the other has taken it. */
+static pb_status tie_grads(mp_stage *g)
+{
+    pb_status st = PB_OK;
+    mp_state *s = g->s;
+    const pb_comm *cm = s->comm;
+    const pb_model *model = s->ctx->model;
+    int k = g->idx, other = k == 0 ? s->p - 1 : 0;
+    size_t bytes = model->n_tied * sizeof(float);
+    float *mine = pb_replica_tied_grad(&g->rep, k == 0);
+    pb_comm_req *req = NULL;
+    PB_TRY(cm->send(g->cc, mine, bytes, other, &req));
+    publish(s, &s->tie_ready[k], 1);
+    PB_TRY(wait_for(g, &s->tie_ready[other], 1, other, "tied gradient", s->m - 1));
+    PB_TRY(receive(g, g->tscratch, bytes, other));
+    PB_TRY(cm->wait(g->cc, req, s->ctx->cfg->timeout_s));
+    PB_TRY(s->ctx->be->axpy(g->dev, model->n_tied, 1.0f, g->tscratch, mine));
+cleanup:
+    return st;
+}
+
 static pb_status stage_step(mp_stage *g)
 {
     mp_state *s = g->s;
@@ -428,14 +455,22 @@ static pb_status stage_step(mp_stage *g)
     }
 
     g->log.cur_mb = -1;
+    if (g->tscratch) {
+        /* the tied tensor's ends exchange their pipeline's last messages
+         * first, so a pair's queue holds one more at most */
+        if (k < last) PB_TRY(drain_sends(g, 0, M));
+        if (k > 0) PB_TRY(drain_sends(g, M, 2 * M));
+        PB_TRY(tie_grads(g));
+    }
     PB_TRY(span_begin(&g->log, PB_PHASE_OPT));
+    PB_TRY(pb_replica_tie_grads(r));
     PB_TRY(pb_replica_optimize(r));
     PB_TRY(span_end(&g->log));
     /* the sends' rows stay put until the next step, and the other stages
      * have long taken them: waiting here, not between the phases, spares a
      * wake-up in the middle of their compute */
-    if (k < last) PB_TRY(drain_sends(g, 0, M));
-    if (k > 0) PB_TRY(drain_sends(g, M, 2 * M));
+    if (!g->tscratch && k < last) PB_TRY(drain_sends(g, 0, M));
+    if (!g->tscratch && k > 0) PB_TRY(drain_sends(g, M, 2 * M));
 
     if (k == last) PB_TRY(be->download(g->dev, &g->loss, r->loss_sum, sizeof g->loss));
     PB_TRY(be->synchronize(g->dev));
@@ -514,6 +549,7 @@ static void mp_destroy(void *state)
         if (!g->dev) continue;
         if (g->log.be) span_log_destroy(&g->log);
         if (g->gscratch) be->free(g->dev, g->gscratch);
+        if (g->tscratch) be->free(g->dev, g->tscratch);
         if (g->gsend) be->free(g->dev, g->gsend);
         if (g->cc) s->comm->destroy(g->cc);
         free(g->sreq);
@@ -545,6 +581,8 @@ static pb_status stage_init(mp_state *s, int k)
                            true, k == s->p - 1));
     PB_TRY(span_log_init(&g->log, be, g->dev, 4 * s->m + 4));
     if (s->m > 1) PB_TRY(be->alloc(g->dev, g->rep.p_len * sizeof(float), (void **)&g->gscratch));
+    if (model->n_tied && s->p > 1 && (k == 0 || k == s->p - 1))
+        PB_TRY(be->alloc(g->dev, model->n_tied * sizeof(float), (void **)&g->tscratch));
     if (k > 0)
         PB_TRY(be->alloc(g->dev, be->act_bytes(g->dev, (size_t)B * model->block[s->first[k]].in_elems),
                          &g->gsend));
@@ -608,6 +646,7 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
     s->batch = batch;
     memset(s->fwd_ready, 0, sizeof s->fwd_ready);
     memset(s->bwd_ready, 0, sizeof s->bwd_ready);
+    memset(s->tie_ready, 0, sizeof s->tie_ready);
     s->done = 0;
     s->failed = false;
     s->cause = -1;
@@ -760,6 +799,7 @@ static void mp_plan_memory(const pb_config *cfg, const pb_model *model, const pb
                                             true, last, false, cfg->optimizer, e, &dev[k]);
         if (cfg->microbatches > 1) dev[k].grads += 4.0 * len; /* gscratch */
         if (k > 0) dev[k].acts += e * B * (double)model->block[first[k]].in_elems; /* gsend */
+        if (model->n_tied && cfg->devices > 1 && (k == 0 || last)) dev[k].grads += 4.0 * (double)model->n_tied;
     }
 }
 

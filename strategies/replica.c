@@ -194,6 +194,22 @@ pb_status pb_replica_optimize(pb_replica *r)
 
 void pb_replica_next_opt_step(pb_replica *r) { r->opt_steps++; }
 
+float *pb_replica_tied_grad(const pb_replica *r, bool first)
+{
+    const pb_model *m = r->model;
+    if (!m->n_tied || (first ? r->b0 != 0 : r->b1 != m->n_blocks)) return NULL;
+    return r->grads + (m->tensor[first ? m->tie_src : m->tie_dst].off - r->p_off);
+}
+
+pb_status pb_replica_tie_grads(pb_replica *r)
+{
+    float *src = pb_replica_tied_grad(r, true), *dst = pb_replica_tied_grad(r, false);
+    if (!src || !dst) return PB_OK;
+    pb_status st = r->be->axpy(r->dev, r->model->n_tied, 1.0f, dst, src);
+    if (st != PB_OK) return st;
+    return r->be->copy(r->dev, dst, src, r->model->n_tied * sizeof(float));
+}
+
 pb_status pb_replica_optimize_block_side(pb_replica *r, int b)
 {
     return optimize_tensors(r, r->model->block[b].t0, r->model->block[b].t1, true);

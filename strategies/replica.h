@@ -74,6 +74,14 @@ pb_status pb_replica_loss(pb_replica *r, int slot, int rows, float scale);
 pb_status pb_replica_backward(pb_replica *r, int slot, int rows, float *grads, void **d_in, pb_grad_ready_fn ready,
                               void *ready_arg);
 pb_status pb_replica_optimize(pb_replica *r);
+/* A tied tensor's two gradients (pb_model.tie_src, tie_dst) made their sum,
+ * in a replica that holds both (the first and the last block); nothing
+ * otherwise. Before the optimizer, after any reduction of gradients (the
+ * sum commutes with it). */
+pb_status pb_replica_tie_grads(pb_replica *r);
+/* The tied tensor's gradient in this replica: the source's (first == true)
+ * or the copy's, NULL when the replica does not hold it. */
+float *pb_replica_tied_grad(const pb_replica *r, bool first);
 /* For a replica whose gradients nobody else reads (single: no reduction
  * between backward and the optimizer), with SGD: backward's GEMM gradients
  * (the workload's gemm_grad tensors) accumulate into the momentum buffer

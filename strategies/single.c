@@ -94,13 +94,16 @@ static pb_status compute(single_state *s, int m)
     /* With a side stream the optimizer runs in backward, block by block, and
      * the opt phase is the part of it left exposed after backward (as sync
      * is for communication); otherwise it is a pass of its own. */
-    bool overlap = be->optimizer_side && be->join_side;
+    /* (not with a tied tensor: the head's update needs the embedding's
+     * gradient, which backward completes last) */
+    bool overlap = be->optimizer_side && be->join_side && !s->ctx->model->n_tied;
     if (overlap) pb_replica_next_opt_step(r);
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
     PB_TRY(pb_replica_backward(r, 0, m, NULL, NULL, overlap ? optimize_block : NULL, r));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
+    if (!overlap) PB_TRY(pb_replica_tie_grads(r));
     PB_TRY(overlap ? be->join_side(s->dev) : pb_replica_optimize(r));
     PB_TRY(pb_phase_end(&s->timer));
 cleanup:

@@ -142,8 +142,14 @@ static pb_status mlp_gemm_reference(const pb_model *m, const pb_backend *be, pb_
     return be->gemm_reference(dev, m->n_blocks, in, outs, rows, dw_beta, reps, ms);
 }
 
+static void mlp_shape_str(const pb_shape *s, char *buf, size_t len)
+{
+    snprintf(buf, len, "in=%d hidden=%d layers=%d classes=%d", s->in, s->hidden, s->layers, s->classes);
+}
+
 const pb_workload_ops pb_workload_mlp = {
     .kind = "mlp",
+    .shape_str = mlp_shape_str,
     .describe = mlp_describe,
     .init_params = mlp_init_params,
     .data_table = mlp_data_table,

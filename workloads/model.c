@@ -30,6 +30,12 @@ pb_status pb_model_describe(const pb_workload_ops *ops, const pb_shape *shape, p
         }
         off += d->p_len;
     }
+    if (out->n_tied &&
+        (out->tie_src < 0 || out->tie_dst >= out->n_tensors || out->tensor[out->tie_src].block != 0 ||
+         out->tensor[out->tie_dst].block != out->n_blocks - 1 || out->tensor[out->tie_src].size != out->n_tied ||
+         out->tensor[out->tie_dst].size != out->n_tied))
+        return pb_error(PB_ERR_INTERNAL, "workload %s: the tied tensors are not block 0's and the last block's",
+                        ops->kind);
     if (off != out->n_params)
         return pb_error(PB_ERR_INTERNAL, "workload %s: blocks hold %zu of %zu parameters", ops->kind, off,
                         out->n_params);
@@ -46,6 +52,8 @@ double pb_model_flops(const pb_model *m, int b0, int b1, double rows)
 size_t pb_model_input_bytes(const pb_model *m) { return m->input_elems * dtype_bytes(m->input_dtype); }
 
 size_t pb_model_target_bytes(const pb_model *m) { return m->target_elems * dtype_bytes(m->target_dtype); }
+
+size_t pb_model_params(const pb_model *m) { return m->n_params - m->n_tied; }
 
 size_t pb_model_span(const pb_model *m, int b0, int b1)
 {

@@ -15,6 +15,9 @@ enum {
     PB_STREAM_BIAS = 2,
     PB_STREAM_PROTOTYPE = 3,
     PB_STREAM_SAMPLE = 4,
+    PB_STREAM_GPT_INIT = 5,   /* GPT parameters: (tensor, 0), value j */
+    PB_STREAM_TOKEN_TABLE = 6, /* GPT data: (token, 0), successor k */
+    PB_STREAM_SEQUENCE = 7,   /* GPT data: (step, sequence), value t */
 };
 
 static inline uint64_t pb_mix64(uint64_t z)

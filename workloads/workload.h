@@ -30,6 +30,7 @@ extern "C" {
 #define PB_MAX_BLOCKS 256
 #define PB_MAX_TENSORS 1024
 #define PB_TENSOR_NAME 40
+#define PB_SHAPE_STR 64
 
 /* One parameter tensor: floats [off, off + size) of the flat buffer. */
 typedef struct pb_tensor_desc {
@@ -84,6 +85,17 @@ typedef struct pb_model {
     size_t data_table;
     /* the widest activation row (sizes device workspaces) */
     size_t max_width;
+    /* A tied tensor (GPT's LM head, tied to the token embedding): tensor
+     * tie_dst of the last block is a copy of tensor tie_src of block 0 (as
+     * Megatron keeps one on the last pipeline stage). Both start equal, and
+     * before the optimizer a strategy makes both gradients their sum
+     * (pb_replica_tie_grads; mp across its first and last stage), so they
+     * stay equal. n_tied: the copy's floats (0: no tie), counted once in
+     * the `params` a run reports (pb_model_params). */
+    int tie_src, tie_dst;
+    size_t n_tied;
+    /* samples are sequences of `seq` tokens (0: not a token workload) */
+    int seq;
 } pb_model;
 
 /* A stage: blocks [b0, b1) of the model on one device, with activation
@@ -136,6 +148,11 @@ typedef struct pb_stage_hooks {
 
 typedef struct pb_workload_ops {
     const char *kind; /* "mlp" */
+    /* it runs on the backend's transformer ops (pb_backend.transformer) */
+    bool transformer;
+    /* The shape as one string of this kind's dimensions (the CSV's `shape`
+     * column, `bench list`): "in=256 hidden=256 layers=3 classes=10" */
+    void (*shape_str)(const pb_shape *shape, char *buf, size_t len);
     /* The model of this shape; a usage error for a shape it cannot build. */
     pb_status (*describe)(const pb_shape *shape, pb_model *out);
     void (*init_params)(const pb_model *m, uint64_t seed, float *params);
@@ -188,6 +205,7 @@ typedef struct pb_workload {
 } pb_workload;
 
 extern const pb_workload_ops pb_workload_mlp;
+extern const pb_workload_ops pb_workload_gpt;
 
 /* The model of `shape` by `ops`, checked against the rules above (blocks
  * tile the buffer, tensors lie in their block): PB_ERR_INTERNAL names the
@@ -199,6 +217,8 @@ double pb_model_flops(const pb_model *m, int b0, int b1, double rows);
 /* Bytes of one sample's inputs and targets in the host batch. */
 size_t pb_model_input_bytes(const pb_model *m);
 size_t pb_model_target_bytes(const pb_model *m);
+/* The model's parameters, a tied copy counted once */
+size_t pb_model_params(const pb_model *m);
 /* The floats of blocks [b0, b1). */
 size_t pb_model_span(const pb_model *m, int b0, int b1);
 

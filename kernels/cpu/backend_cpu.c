@@ -27,6 +27,7 @@
 #include "../backend.h"
 #include "../elementwise.h"
 #include "../gemm_ref.h"
+#include "backend_cpu_gpt.h"
 #include "blas_info.h"
 
 #define CPU_ALIGN 64
@@ -788,4 +789,5 @@ const pb_backend pb_backend_cpu = {
     .synchronize = cpu_synchronize,
     .calibrate = cpu_calibrate,
     .gemm_reference = cpu_gemm_reference,
+    .transformer = &pb_cpu_transformer_ops,
 };

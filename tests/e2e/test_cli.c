@@ -486,6 +486,26 @@ static void test_every_command_has_its_own_help(void **state)
     free(r);
 }
 
+/* Text of the column that starts at byte col of a table row and of its
+ * continuation lines (until the next row, a line not blank up to col), joined
+ * by spaces, into out. */
+static void column_text(const char *row, size_t col, size_t width, char *out, size_t len)
+{
+    out[0] = '\0';
+    for (const char *l = row; *l; l += strcspn(l, "\n") + 1) {
+        size_t n = strcspn(l, "\n");
+        if (l != row && (n <= 2 || l[2] != ' ')) break; /* the next row, or the next section */
+        if (n > col) {
+            size_t take = n - col < width ? n - col : width;
+            size_t used = strlen(out);
+            snprintf(out + used, len - used, "%s%.*s", used ? " " : "", (int)take, l + col);
+        }
+        if (!l[n]) break;
+    }
+    /* the cell's own padding */
+    for (size_t n = strlen(out); n > 0 && out[n - 1] == ' '; n--) out[n - 1] = '\0';
+}
+
 static void test_list(void **state)
 {
     (void)state;
@@ -525,7 +545,8 @@ static void test_list(void **state)
     assert_non_null(strstr(line, " kernels ("));
     assert_non_null(strstr(line, "; this CPU "));
 
-    /* every workload with its shape: in hidden layers classes batch */
+    /* every workload with its description, then its shape as the CSV's
+     * shape column writes it, its batch and its parameters */
     assert_non_null(strstr(workloads, "\n  mlp-s "));
     char names[512];
     snprintf(names, sizeof names, "%s", pb_workload_names());
@@ -536,46 +557,23 @@ static void test_list(void **state)
         const char *p = strstr(workloads, start);
         if (!p) print_message("bench list does not show workload %s\n", name);
         assert_non_null(p);
-        char got_name[64];
-        int in, hidden, layers, classes, batch;
-        assert_int_equal(sscanf(p + 1, "%63s %d %d %d %d %d", got_name, &in, &hidden, &layers, &classes, &batch), 6);
-        const pb_shape *s = &pb_find_workload(name)->shape;
-        assert_int_equal(in, s->in);
-        assert_int_equal(hidden, s->hidden);
-        assert_int_equal(layers, s->layers);
-        assert_int_equal(classes, s->classes);
-        assert_int_equal(batch, s->batch);
-        if (strcmp(name, "mlp-s") == 0) {
-            assert_int_equal(in, 1024);
-            assert_int_equal(hidden, 1024);
-            assert_int_equal(layers, 4);
-            assert_int_equal(classes, 1000);
-            assert_int_equal(batch, 256);
-        }
+        const pb_workload *w = pb_find_workload(name);
+        char shape[PB_SHAPE_STR], want[160];
+        w->ops->shape_str(&w->shape, shape, sizeof shape);
+        snprintf(want, sizeof want, "%s batch=%d params=", shape, w->shape.batch);
+        /* the shape line: the one after the name's (continuation lines of a
+         * long description joined) */
+        char row[1024];
+        column_text(p + 1, 14, 70, row, sizeof row);
+        if (!strstr(row, want)) print_message("%s: '%s' lacks '%s'\n", name, row, want);
+        assert_non_null(strstr(row, want));
+        if (strcmp(name, "mlp-s") == 0) assert_non_null(strstr(row, "in=1024 hidden=1024 layers=4 classes=1000 batch=256"));
+        if (strcmp(name, "gpt2-124m") == 0)
+            assert_non_null(strstr(row, "d=768 layers=12 heads=12 seq=1024 vocab=50257 batch=16 params=124475904"));
         count++;
     }
     assert_true(count >= 5);
     free(r);
-}
-
-/* Text of the column that starts at byte col of a table row and of its
- * continuation lines (until the next row, a line not blank up to col), joined
- * by spaces, into out. */
-static void column_text(const char *row, size_t col, size_t width, char *out, size_t len)
-{
-    out[0] = '\0';
-    for (const char *l = row; *l; l += strcspn(l, "\n") + 1) {
-        size_t n = strcspn(l, "\n");
-        if (l != row && (n <= 2 || l[2] != ' ')) break; /* the next row, or the next section */
-        if (n > col) {
-            size_t take = n - col < width ? n - col : width;
-            size_t used = strlen(out);
-            snprintf(out + used, len - used, "%s%.*s", used ? " " : "", (int)take, l + col);
-        }
-        if (!l[n]) break;
-    }
-    /* the cell's own padding */
-    for (size_t n = strlen(out); n > 0 && out[n - 1] == ' '; n--) out[n - 1] = '\0';
 }
 
 /* bench list reads at 80 columns: no line is wider, and a backend without

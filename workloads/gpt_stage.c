@@ -1,0 +1,342 @@
+/* The GPT's stage: blocks [b0, b1) on one device, their activations for
+ * `slots` microbatches of `rows` sequences (slot j at rows [j*rows,
+ * (j+1)*rows) of each buffer), through the backend's transformer ops
+ * (kernels/backend.h, pb_transformer_ops: fp32 activations).
+ *
+ * Per slot and block it keeps what backward reads (llm.c's activations):
+ * a transformer block its two LayerNorms' outputs and statistics, the
+ * fused QKV, the attention probabilities and output, the residual after
+ * attention, the MLP's pre-activation and GELU output; the head its
+ * LayerNorm. Backward runs one slot at a time through shared gradient
+ * buffers: D carries the residual stream's gradient down (the stage's
+ * DOUT when it ends below the head, its input gradient at the end). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpt.h"
+
+typedef struct gpt_stage {
+    const pb_model *m;
+    const pb_backend *be;
+    const pb_transformer_ops *tr;
+    pb_device *dev;
+    int b0, b1, rows, slots;
+    void *act[PB_MAX_BLOCKS + 1]; /* act[0]: input; act[i+1]: output of block b0+i */
+    void *own_in, *own_out;
+    float **save;                 /* [slots * nb]: a block's saved activations (NULL: none) */
+    float *att;                   /* [slots * layers in the stage]: attention probabilities */
+    float **att_of;               /* [slots * nb] into att */
+    float *dlogits;               /* the head's DOUT, one slot (when the stage holds the head) */
+    float *D, *R, *dsmall, *dqkv, *dbig, *scratch; /* one slot's backward buffers */
+} gpt_stage;
+
+/* Floats per token of a transformer block's saved activations, in order */
+enum { S_LN1 = 0, S_QKV, S_ATTY, S_R2, S_LN2, S_FCH, S_FCHG, S_STATS, S_COUNT };
+
+static size_t save_off(size_t C, int which)
+{
+    static const int widths[S_COUNT] = {1, 3, 1, 1, 1, 4, 4, 0};
+    size_t off = 0;
+    for (int i = 0; i < which; i++) off += (size_t)widths[i] * C;
+    return off;
+}
+
+static int n_layers_of(const pb_model *m, int b0, int b1)
+{
+    int n = 0;
+    for (int b = b0; b < b1; b++) n += b > 0 && b < m->n_blocks - 1;
+    return n;
+}
+
+static bool is_head(const pb_model *m, int b) { return b == m->n_blocks - 1; }
+static bool is_layer(const pb_model *m, int b) { return b > 0 && b < m->n_blocks - 1; }
+
+/* floats a block keeps per token (4 statistics: two LayerNorms' mean, rstd) */
+static size_t save_per_token(const pb_model *m, int b)
+{
+    size_t C = (size_t)m->shape.d_model;
+    if (is_layer(m, b)) return save_off(C, S_STATS) + 4;
+    if (is_head(m, b)) return C + 2;
+    return 0;
+}
+
+static size_t att_per_seq(const pb_model *m)
+{
+    return (size_t)m->shape.heads * (size_t)m->shape.seq * (size_t)m->shape.seq;
+}
+
+/* bytes of boundary i's rows (i = 0: the stage's input) for n sequences */
+static size_t boundary_bytes(const gpt_stage *g, int i, size_t n)
+{
+    const pb_model *m = g->m;
+    int b = g->b0 + i;
+    if (i == 0 && g->b0 == 0) return n * pb_model_input_bytes(m);
+    size_t elems = i == 0 ? m->block[b].in_elems : m->block[b - 1].out_elems;
+    return g->be->act_bytes(g->dev, n * elems);
+}
+
+void pb_gpt_stage_destroy(pb_stage *stage)
+{
+    gpt_stage *g = (gpt_stage *)stage;
+    if (!g) return;
+    const pb_backend *be = g->be;
+    int nb = g->b1 - g->b0;
+    g->act[0] = g->own_in;
+    g->act[nb] = g->own_out;
+    for (int i = 0; i <= nb; i++) be->free(g->dev, g->act[i]);
+    if (g->save)
+        for (int i = 0; i < g->slots * nb; i++) be->free(g->dev, g->save[i]);
+    free(g->save);
+    free(g->att_of);
+    be->free(g->dev, g->att);
+    float *bufs[] = {g->dlogits, g->D, g->R, g->dsmall, g->dqkv, g->dbig, g->scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(g->dev, bufs[i]);
+    free(g);
+}
+
+static pb_status alloc_f(gpt_stage *g, size_t floats, float **out)
+{
+    return g->be->alloc(g->dev, floats * sizeof(float), (void **)out);
+}
+
+pb_status pb_gpt_stage_create(const pb_model *m, const pb_stage_opts *o, pb_stage **out)
+{
+    pb_status st = PB_OK;
+    gpt_stage *g = NULL;
+    const pb_backend *be = o->be;
+    PB_REQUIRE(be->transformer, PB_ERR_INTERNAL, "the %s backend has no transformer ops", be->name);
+    PB_ALLOC(g, 1);
+    g->m = m;
+    g->be = be;
+    g->tr = be->transformer;
+    g->dev = o->dev;
+    g->b0 = o->b0;
+    g->b1 = o->b1;
+    g->rows = o->rows;
+    g->slots = o->slots;
+    int nb = g->b1 - g->b0;
+    size_t all = (size_t)o->rows * (size_t)o->slots, T = (size_t)m->shape.seq, C = (size_t)m->shape.d_model;
+    size_t N = (size_t)o->rows * T; /* one slot's tokens */
+    if (!o->bind_in) PB_TRY(be->alloc(g->dev, boundary_bytes(g, 0, all), &g->act[0]));
+    for (int i = 1; i <= nb; i++)
+        if (i < nb || !o->bind_out) PB_TRY(be->alloc(g->dev, boundary_bytes(g, i, all), &g->act[i]));
+    g->own_in = g->act[0];
+    g->own_out = g->act[nb];
+    PB_ALLOC(g->save, (size_t)o->slots * (size_t)nb);
+    PB_ALLOC(g->att_of, (size_t)o->slots * (size_t)nb);
+    int nl = n_layers_of(m, g->b0, g->b1);
+    if (nl) PB_TRY(alloc_f(g, all * (size_t)nl * att_per_seq(m), &g->att));
+    for (int j = 0, a = 0; j < o->slots; j++)
+        for (int b = g->b0; b < g->b1; b++) {
+            size_t k = (size_t)j * (size_t)nb + (size_t)(b - g->b0);
+            if (save_per_token(m, b)) PB_TRY(alloc_f(g, N * save_per_token(m, b), &g->save[k]));
+            if (is_layer(m, b)) g->att_of[k] = g->att + (size_t)(a++) * (size_t)o->rows * att_per_seq(m);
+        }
+    if (is_head(m, g->b1 - 1)) PB_TRY(alloc_f(g, N * m->block[g->b1 - 1].out_elems / T, &g->dlogits));
+    PB_TRY(alloc_f(g, N * C, &g->D));
+    PB_TRY(alloc_f(g, N * C, &g->R));
+    PB_TRY(alloc_f(g, N * C, &g->dsmall));
+    if (nl) {
+        PB_TRY(alloc_f(g, N * 3 * C, &g->dqkv));
+        PB_TRY(alloc_f(g, N * 4 * C, &g->dbig));
+        PB_TRY(alloc_f(g, g->tr->attention_scratch(m->shape.seq), &g->scratch));
+    }
+    *out = (pb_stage *)g;
+    return PB_OK;
+cleanup:
+    pb_gpt_stage_destroy((pb_stage *)g);
+    return st;
+}
+
+double pb_gpt_stage_bytes(const pb_model *m, int b0, int b1, double rows, int slots, double e, bool bound_io)
+{
+    const double T = m->shape.seq, C = m->shape.d_model;
+    double per_seq = bound_io ? 0.0 : (b0 == 0 ? (double)pb_model_input_bytes(m) : e * (double)m->block[b0].in_elems);
+    for (int b = b0; b < b1; b++) {
+        if (b < b1 - 1 || !bound_io) per_seq += e * (double)m->block[b].out_elems;
+        per_seq += 4.0 * T * (double)save_per_token(m, b) + (is_layer(m, b) ? 4.0 * (double)att_per_seq(m) : 0.0);
+    }
+    int nl = n_layers_of(m, b0, b1);
+    double slot = 4.0 * rows * T * (3.0 * C + (nl ? 7.0 * C : 0.0)) +
+                  (is_head(m, b1 - 1) ? 4.0 * rows * (double)m->block[b1 - 1].out_elems : 0.0) +
+                  (nl ? 4.0 * T * T : 0.0);
+    return rows * slots * per_seq + slot;
+}
+
+static void *rows_of(const gpt_stage *g, int i, int slot)
+{
+    return (char *)g->act[i] + boundary_bytes(g, i, (size_t)slot * (size_t)g->rows);
+}
+
+void *pb_gpt_stage_buf(pb_stage *stage, pb_stage_buf which, int slot)
+{
+    gpt_stage *g = (gpt_stage *)stage;
+    switch (which) {
+    case PB_STAGE_IN: return rows_of(g, 0, slot);
+    case PB_STAGE_OUT: return rows_of(g, g->b1 - g->b0, slot);
+    case PB_STAGE_DOUT: return is_head(g->m, g->b1 - 1) ? g->dlogits : g->D;
+    }
+    return NULL;
+}
+
+void pb_gpt_stage_bind(pb_stage *stage, pb_stage_buf which, void *base)
+{
+    gpt_stage *g = (gpt_stage *)stage;
+    if (which == PB_STAGE_IN) g->act[0] = base ? base : g->own_in;
+    if (which == PB_STAGE_OUT) g->act[g->b1 - g->b0] = base ? base : g->own_out;
+}
+
+/* Tensor t (of the model) in the stage's parameters / gradients */
+static const float *P(const gpt_stage *g, const pb_stage_params *p, int t)
+{
+    return p->params + (g->m->tensor[t].off - g->m->block[g->b0].p_off);
+}
+
+static float *G(const gpt_stage *g, const pb_stage_params *p, int t)
+{
+    return p->grads + (g->m->tensor[t].off - g->m->block[g->b0].p_off);
+}
+
+/* A transformer block's saved activations for one slot */
+typedef struct layer_saves {
+    float *ln1, *qkv, *atty, *r2, *ln2, *fch, *fchg, *mean1, *rstd1, *mean2, *rstd2, *att;
+} layer_saves;
+
+static layer_saves saves_of(const gpt_stage *g, int b, int slot)
+{
+    size_t k = (size_t)slot * (size_t)(g->b1 - g->b0) + (size_t)(b - g->b0);
+    size_t C = (size_t)g->m->shape.d_model, N = (size_t)g->rows * (size_t)g->m->shape.seq;
+    float *s = g->save[k];
+    float *stats = s + N * save_off(C, S_STATS);
+    return (layer_saves){
+        .ln1 = s + N * save_off(C, S_LN1), .qkv = s + N * save_off(C, S_QKV), .atty = s + N * save_off(C, S_ATTY),
+        .r2 = s + N * save_off(C, S_R2), .ln2 = s + N * save_off(C, S_LN2), .fch = s + N * save_off(C, S_FCH),
+        .fchg = s + N * save_off(C, S_FCHG), .mean1 = stats, .rstd1 = stats + N, .mean2 = stats + 2 * N,
+        .rstd2 = stats + 3 * N, .att = g->att_of[k],
+    };
+}
+
+#define TRY(call)                                                                                                      \
+    do {                                                                                                               \
+        pb_status st_ = (call);                                                                                        \
+        if (st_ != PB_OK) return st_;                                                                                  \
+    } while (0)
+
+static pb_status layer_fwd(gpt_stage *g, const pb_stage_params *p, int b, int slot, int rows, const float *x, float *y)
+{
+    const pb_transformer_ops *tr = g->tr;
+    pb_device *d = g->dev;
+    const int T = g->m->shape.seq, C = g->m->shape.d_model, NH = g->m->shape.heads, N = rows * T;
+    const int t0 = pb_gpt_layer_t0(b - 1);
+    layer_saves s = saves_of(g, b, slot);
+    TRY(tr->layernorm_fwd(d, s.ln1, s.mean1, s.rstd1, x, P(g, p, t0 + PB_GPT_LN1_W), P(g, p, t0 + PB_GPT_LN1_B), N, C));
+    TRY(tr->matmul_fwd(d, s.qkv, s.ln1, P(g, p, t0 + PB_GPT_QKV_W), P(g, p, t0 + PB_GPT_QKV_B), N, C, 3 * C));
+    TRY(tr->attention_fwd(d, s.atty, s.att, s.qkv, rows, T, C, NH));
+    TRY(tr->matmul_fwd(d, s.r2, s.atty, P(g, p, t0 + PB_GPT_PROJ_W), P(g, p, t0 + PB_GPT_PROJ_B), N, C, C));
+    TRY(tr->residual_fwd(d, s.r2, s.r2, x, (size_t)N * (size_t)C));
+    TRY(tr->layernorm_fwd(d, s.ln2, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W), P(g, p, t0 + PB_GPT_LN2_B), N,
+                          C));
+    TRY(tr->matmul_gelu_fwd(d, s.fchg, s.fch, s.ln2, P(g, p, t0 + PB_GPT_FC_W), P(g, p, t0 + PB_GPT_FC_B), N, C,
+                            4 * C));
+    TRY(tr->matmul_fwd(d, y, s.fchg, P(g, p, t0 + PB_GPT_FCPROJ_W), P(g, p, t0 + PB_GPT_FCPROJ_B), N, 4 * C, C));
+    return tr->residual_fwd(d, y, y, s.r2, (size_t)N * (size_t)C);
+}
+
+/* From D = dL/dy to D = dL/dx (the gradients of the block's tensors added) */
+static pb_status layer_bwd(gpt_stage *g, const pb_stage_params *p, int b, int slot, int rows, const float *x)
+{
+    const pb_transformer_ops *tr = g->tr;
+    const pb_backend *be = g->be;
+    pb_device *d = g->dev;
+    const int T = g->m->shape.seq, C = g->m->shape.d_model, NH = g->m->shape.heads, N = rows * T;
+    const size_t NC = (size_t)N * (size_t)C, f = sizeof(float);
+    const int t0 = pb_gpt_layer_t0(b - 1);
+    layer_saves s = saves_of(g, b, slot);
+    TRY(be->zero(d, g->dbig, 4 * NC * f));
+    TRY(tr->matmul_bwd(d, g->dbig, G(g, p, t0 + PB_GPT_FCPROJ_W), G(g, p, t0 + PB_GPT_FCPROJ_B), g->D, s.fchg,
+                       P(g, p, t0 + PB_GPT_FCPROJ_W), N, 4 * C, C));
+    TRY(be->zero(d, g->dsmall, NC * f));
+    TRY(tr->matmul_gelu_bwd(d, g->dsmall, G(g, p, t0 + PB_GPT_FC_W), G(g, p, t0 + PB_GPT_FC_B), g->dbig, g->dbig, s.fch,
+                            s.ln2, P(g, p, t0 + PB_GPT_FC_W), N, C, 4 * C));
+    /* the residual: dr2 = dy + the LayerNorm branch's */
+    TRY(be->copy(d, g->R, g->D, NC * f));
+    TRY(tr->layernorm_bwd(d, g->R, G(g, p, t0 + PB_GPT_LN2_W), G(g, p, t0 + PB_GPT_LN2_B), g->dsmall, s.r2,
+                          P(g, p, t0 + PB_GPT_LN2_W), s.mean2, s.rstd2, N, C));
+    TRY(be->zero(d, g->dsmall, NC * f));
+    TRY(tr->matmul_bwd(d, g->dsmall, G(g, p, t0 + PB_GPT_PROJ_W), G(g, p, t0 + PB_GPT_PROJ_B), g->R, s.atty,
+                       P(g, p, t0 + PB_GPT_PROJ_W), N, C, C));
+    TRY(be->zero(d, g->dqkv, 3 * NC * f));
+    TRY(tr->attention_bwd(d, g->dqkv, g->scratch, g->dsmall, s.qkv, s.att, rows, T, C, NH));
+    TRY(be->zero(d, g->dsmall, NC * f));
+    TRY(tr->matmul_bwd(d, g->dsmall, G(g, p, t0 + PB_GPT_QKV_W), G(g, p, t0 + PB_GPT_QKV_B), g->dqkv, s.ln1,
+                       P(g, p, t0 + PB_GPT_QKV_W), N, C, 3 * C));
+    TRY(be->copy(d, g->D, g->R, NC * f));
+    return tr->layernorm_bwd(d, g->D, G(g, p, t0 + PB_GPT_LN1_W), G(g, p, t0 + PB_GPT_LN1_B), g->dsmall, x,
+                             P(g, p, t0 + PB_GPT_LN1_W), s.mean1, s.rstd1, N, C);
+}
+
+/* the head's saves: ln_f's output [N, C], mean [N], rstd [N] */
+static float *head_save(const gpt_stage *g, int slot)
+{
+    return g->save[(size_t)slot * (size_t)(g->b1 - g->b0) + (size_t)(g->b1 - 1 - g->b0)];
+}
+
+pb_status pb_gpt_forward(pb_stage *stage, const pb_stage_params *p, int slot, int rows, const pb_stage_hooks *h)
+{
+    gpt_stage *g = (gpt_stage *)stage;
+    const pb_model *m = g->m;
+    const int T = m->shape.seq, C = m->shape.d_model, N = rows * T;
+    const int Vp = pb_gpt_padded_vocab(m->shape.vocab);
+    for (int b = g->b0; b < g->b1; b++) {
+        int i = b - g->b0;
+        if (h && h->before_block) TRY(h->before_block(h->arg, b, false));
+        const void *x = rows_of(g, i, slot);
+        float *y = rows_of(g, i + 1, slot);
+        if (b == 0) {
+            TRY(g->tr->encoder_fwd(g->dev, y, x, P(g, p, PB_GPT_WTE), P(g, p, PB_GPT_WPE), rows, T, C));
+        } else if (is_layer(m, b)) {
+            TRY(layer_fwd(g, p, b, slot, rows, x, y));
+        } else {
+            int t0 = m->block[b].t0;
+            float *ln = head_save(g, slot);
+            TRY(g->tr->layernorm_fwd(g->dev, ln, ln + (size_t)N * C, ln + (size_t)N * C + N, x, P(g, p, t0),
+                                     P(g, p, t0 + 1), N, C));
+            TRY(g->tr->matmul_fwd(g->dev, y, ln, P(g, p, t0 + 2), NULL, N, C, Vp));
+        }
+    }
+    return PB_OK;
+}
+
+pb_status pb_gpt_backward(pb_stage *stage, const pb_stage_params *p, int slot, int rows, void **d_in,
+                          const pb_stage_hooks *h)
+{
+    gpt_stage *g = (gpt_stage *)stage;
+    const pb_model *m = g->m;
+    const int T = m->shape.seq, C = m->shape.d_model, N = rows * T;
+    const int Vp = pb_gpt_padded_vocab(m->shape.vocab);
+    const size_t NC = (size_t)N * (size_t)C;
+    /* the ops accumulate; backward overwrites the stage's gradients */
+    TRY(g->be->zero(g->dev, p->grads, pb_model_span(m, g->b0, g->b1) * sizeof(float)));
+    for (int b = g->b1 - 1; b >= g->b0; b--) {
+        int i = b - g->b0;
+        if (h && h->before_block) TRY(h->before_block(h->arg, b, true));
+        const void *x = rows_of(g, i, slot);
+        if (b == 0) {
+            TRY(g->tr->encoder_bwd(g->dev, G(g, p, PB_GPT_WTE), G(g, p, PB_GPT_WPE), g->D, x, rows, T, C));
+        } else if (is_layer(m, b)) {
+            TRY(layer_bwd(g, p, b, slot, rows, x));
+        } else {
+            int t0 = m->block[b].t0;
+            float *ln = head_save(g, slot);
+            TRY(g->be->zero(g->dev, g->dsmall, NC * sizeof(float)));
+            TRY(g->tr->matmul_bwd(g->dev, g->dsmall, G(g, p, t0 + 2), NULL, g->dlogits, ln, P(g, p, t0 + 2), N, C,
+                                  Vp));
+            TRY(g->be->zero(g->dev, g->D, NC * sizeof(float)));
+            TRY(g->tr->layernorm_bwd(g->dev, g->D, G(g, p, t0), G(g, p, t0 + 1), g->dsmall, x, P(g, p, t0),
+                                     ln + NC, ln + NC + N, N, C));
+        }
+        if (h && h->grads_ready) TRY(h->grads_ready(h->arg, b));
+    }
+    if (d_in) *d_in = g->b0 > 0 ? g->D : NULL;
+    return PB_OK;
+}
