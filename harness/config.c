@@ -522,8 +522,8 @@ static pb_status check_shape_flags(const pb_config *cfg)
     for (size_t i = 0; i < N_FLAGS; i++)
         for (size_t j = 0; j < n; j++)
             if ((cfg->given & (1ULL << i)) && strcmp(flags[i].name, refused[j]) == 0)
-                return pb_usage_error("%s is a%s workload's flag, not the %s workload %s's; allowed for it: %s",
-                                      refused[j], gpt ? "n mlp" : " gpt", w->ops->kind, cfg->workload,
+                return pb_usage_error("%s is a flag of %s workloads; the %s workloads' shape flags: %s", refused[j],
+                                      gpt ? "mlp" : "gpt", w->ops->kind,
                                       gpt ? "--d-model --heads --seq --vocab --layers --batch"
                                           : "--in --hidden --layers --classes --batch");
     return PB_OK;
@@ -561,6 +561,11 @@ pb_status pb_config_validate(pb_config *cfg)
     /* resolved: cfg->backend names a registered backend from here on */
     const pb_backend *be = pb_find_backend(cfg->backend);
     bool gpu = be && be->is_gpu, host = be && !be->is_gpu;
+    /* before the devices are counted: the refusal holds whatever is present */
+    if (be && model.ops->transformer && !be->transformer)
+        return pb_usage_error("%s workloads need the backend's transformer ops: the %s backend does not have them "
+                              "yet; use --backend cpu",
+                              model.ops->kind, be->name);
     if (gpu && !resolve_auto) {
         char why[256] = "";
         int n = be->device_count(why, sizeof why);
@@ -584,10 +589,6 @@ pb_status pb_config_validate(pb_config *cfg)
                                   "--backend cuda",
                                   cfg->strategy);
     }
-    if (be && model.ops->transformer && !be->transformer)
-        return pb_usage_error("%s workloads need the backend's transformer ops: the %s backend does not have them "
-                              "yet; use --backend cpu",
-                              model.ops->kind, be->name);
     if (host && cfg->precision != PB_FP32)
         return pb_usage_error("--precision %s is not supported on the cpu backend; allowed there: fp32",
                               pb_precision_name(cfg->precision));

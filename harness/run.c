@@ -106,12 +106,34 @@ static pb_status dump_array(const pb_config *cfg, const char *name, const char *
     return pb_npy_write(path, dtype, data, elem, ndim, shape);
 }
 
+static pb_status make_dir(const char *path)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return pb_error(PB_ERR_IO, "--dump %s: cannot create: %s", path, strerror(errno));
+    return PB_OK;
+}
+
 static pb_status prepare_dump(const pb_config *cfg)
 {
-    if (!cfg->dump[0]) return PB_OK;
-    if (mkdir(cfg->dump, 0755) != 0 && errno != EEXIST)
-        return pb_error(PB_ERR_IO, "--dump %s: cannot create: %s", cfg->dump, strerror(errno));
-    return PB_OK;
+    return cfg->dump[0] ? make_dir(cfg->dump) : PB_OK;
+}
+
+/* The flat buffer, and each tensor by name under DIR/init or DIR/final
+ * (its PyTorch shape), for replaying a step without the flat layout. */
+static pb_status dump_params(const pb_config *cfg, const pb_model *model, const float *params, bool final)
+{
+    size_t n = model->n_params;
+    pb_status st = dump_array(cfg, final ? "params_final.npy" : "params_init.npy", "<f4", params, sizeof(float), 1, &n);
+    char dir[4200], name[PB_TENSOR_NAME + 16];
+    snprintf(dir, sizeof dir, "%s/%s", cfg->dump, final ? "final" : "init");
+    if (st == PB_OK) st = make_dir(dir);
+    for (int t = 0; t < model->n_tensors && st == PB_OK; t++) {
+        const pb_tensor_desc *d = &model->tensor[t];
+        size_t shape[2] = {d->rows ? d->rows : d->size, d->rows ? d->size / d->rows : 0};
+        snprintf(name, sizeof name, "%s/%s.npy", final ? "final" : "init", d->name);
+        st = dump_array(cfg, name, "<f4", params + d->off, sizeof(float), d->rows ? 2 : 1, shape);
+    }
+    return st;
 }
 
 /* One thread on the CPU backend leaves the cores to the BLAS; a GPU step is
@@ -170,10 +192,7 @@ static pb_status setup(run_state *rs)
         PB_ALLOC(rs->verify_params, rs->model.n_params);
     rs->model.ops->init_params(&rs->model, cfg->seed, rs->params);
     if (is_writer(rs)) PB_TRY(prepare_dump(cfg));
-    if (cfg->dump[0] && is_writer(rs)) {
-        size_t n = rs->model.n_params;
-        PB_TRY(dump_array(cfg, "params_init.npy", "<f4", rs->params, sizeof(float), 1, &n));
-    }
+    if (cfg->dump[0] && is_writer(rs)) PB_TRY(dump_params(cfg, &rs->model, rs->params, false));
     rs->cal.peak_tflops = rs->cal.peak_min = rs->cal.peak_max = rs->cal.gemm_ms = NAN;
     /* before the strategy's devices exist, so it measures an idle device */
     /* each rank its own device; the ranks' peaks meet after the steps
@@ -553,8 +572,7 @@ static pb_status finish_dump(run_state *rs)
     if ((!rs->cfg->dump[0] && !rs->cfg->verify) || !is_writer(rs)) return PB_OK;
     pb_status st = rs->strategy->get_params(rs->strategy_state, rs->params);
     if (st != PB_OK || !rs->cfg->dump[0]) return st;
-    size_t n = rs->model.n_params;
-    return dump_array(rs->cfg, "params_final.npy", "<f4", rs->params, sizeof(float), 1, &n);
+    return dump_params(rs->cfg, &rs->model, rs->params, true);
 }
 
 double pb_verify_tolerance(pb_precision p, pb_optimizer o)

@@ -14,6 +14,12 @@ reproducible from its description.
 
 Each line is `name 0xBITS hexfloat` (BITS: the float32 bit pattern) or
 `name integer`, the same names test_data.c uses.
+
+    python3 tests/data_reference.py --gpt      # the gpt-xs workload's instead:
+                                               # its token table, batch 0's
+                                               # tokens and its initial
+                                               # parameters (test_gpt.c runs
+                                               # this and compares)
 """
 import math
 import struct
@@ -179,5 +185,89 @@ def main():
         print(f"fnv_batch0_labels 0x{fnv1a_i32(labels):016x}")
 
 
+# gpt-xs: d 64, layers 2, heads 4, seq 32, vocab 256 (padded 256), batch 8
+G_C, G_L, G_T, G_V, G_B = 64, 2, 32, 256, 8
+G_VP = (G_V + 127) // 128 * 128
+G_FANOUT = 4
+STREAM_GPT_INIT, STREAM_TOKEN_TABLE, STREAM_SEQUENCE = 5, 6, 7
+G_LAYER = [("ln_1.weight", 0, 1), ("ln_1.bias", 0, 1), ("attn.c_attn.weight", 3, 1), ("attn.c_attn.bias", 0, 3),
+           ("attn.c_proj.weight", 1, 1), ("attn.c_proj.bias", 0, 1), ("ln_2.weight", 0, 1), ("ln_2.bias", 0, 1),
+           ("mlp.c_fc.weight", 4, 1), ("mlp.c_fc.bias", 0, 4), ("mlp.c_proj.weight", 1, 4),
+           ("mlp.c_proj.bias", 0, 1)]
+
+
+def gpt_tensors():
+    """[(name, size)] in the flat buffer's order (docs/workloads.md)."""
+    t = [("wte.weight", G_VP * G_C), ("wpe.weight", G_T * G_C)]
+    for l in range(G_L):
+        for name, rows, cols in G_LAYER:
+            t.append((f"h.{l}.{name}", rows * G_C * cols * G_C if rows else cols * G_C))
+    return t + [("ln_f.weight", G_C), ("ln_f.bias", G_C), ("lm_head.weight", G_VP * G_C)]
+
+
+def gpt_normal(key, j):
+    """Box-Muller from values 2j and 2j+1 of the row, in double."""
+    u1 = ((rng_u64(key, 2 * j) >> 40) + 1.0) * 2.0 ** -24
+    u2 = (rng_u64(key, 2 * j + 1) >> 40) * 2.0 ** -24
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * u2)
+
+
+def gpt_init(seed):
+    params = []
+    proj_std = 0.02 / math.sqrt(2.0 * G_L)
+    wte = None
+    for t, (name, size) in enumerate(gpt_tensors()):
+        if name == "lm_head.weight":
+            params.extend(wte)
+            continue
+        n = G_V * G_C if name == "wte.weight" else size
+        if "ln_" in name and name.endswith(".weight"):
+            vals = [1.0] * n
+        elif name.endswith(".weight"):
+            sd = proj_std if "c_proj" in name else 0.02
+            key = rng_key(seed, STREAM_GPT_INIT, t, 0)
+            vals = [f32(sd * f32(gpt_normal(key, j))) for j in range(n)]
+        else:
+            vals = [0.0] * n
+        vals += [0.0] * (size - n)
+        if name == "wte.weight":
+            wte = vals
+        params.extend(vals)
+    return params
+
+
+def gpt_table(seed):
+    return [[rng_u64(rng_key(seed, STREAM_TOKEN_TABLE, v, 0), k) % G_V for k in range(G_FANOUT)] for v in range(G_V)]
+
+
+def gpt_sequence(seed, table, step, i):
+    """(inputs, targets) of sequence i of step `step`: T + 1 tokens walked
+    through the table, the first T and the last T."""
+    key = rng_key(seed, STREAM_SEQUENCE, step, i)
+    tokens = [rng_u64(key, 0) % G_V]
+    for t in range(G_T):
+        tokens.append(table[tokens[-1]][rng_u64(key, t + 1) % G_FANOUT])
+    return tokens[:-1], tokens[1:]
+
+
+def main_gpt():
+    table = gpt_table(SEED)
+    print(f"table_0 {' '.join(str(v) for v in table[0])}")
+    inputs, targets = [], []
+    for i in range(G_B):
+        x, y = gpt_sequence(SEED, table, 0, i)
+        inputs.extend(x)
+        targets.extend(y)
+    print(f"seq0 {' '.join(str(v) for v in inputs[:8])}")
+    print(f"fnv_batch0_inputs 0x{fnv1a_i32(inputs):016x}")
+    print(f"fnv_batch0_targets 0x{fnv1a_i32(targets):016x}")
+    p = gpt_init(SEED)
+    print(f"n_params {len(p)}")
+    print(f"fnv_params_init 0x{fnv1a_f32(p):016x}")
+
+
 if __name__ == "__main__":
-    main()
+    if "--gpt" in sys.argv[1:]:
+        main_gpt()
+    else:
+        main()

@@ -9,10 +9,10 @@
 #include "rng.h"
 
 /* Adds tensor `name` of `size` floats to block b at *off. */
-static void add_tensor(pb_model *m, int b, const char *name, size_t size, bool decay, size_t *off)
+static void add_tensor(pb_model *m, int b, const char *name, size_t rows, size_t size, bool decay, size_t *off)
 {
     pb_tensor_desc *t = &m->tensor[m->n_tensors++];
-    *t = (pb_tensor_desc){.off = *off, .size = size, .block = b, .decay = decay};
+    *t = (pb_tensor_desc){.off = *off, .size = size, .block = b, .decay = decay, .rows = rows};
     snprintf(t->name, sizeof t->name, "%s", name);
     *off += size;
 }
@@ -44,8 +44,8 @@ static pb_status gpt_describe(const pb_shape *s, pb_model *out)
     /* block 0: the embeddings. FLOPs (6N per token, docs/workloads.md):
      * wpe's parameters here; wte's in the head, where its GEMM runs */
     p0 = off;
-    add_tensor(out, 0, "wte.weight", Vp * C, true, &off);
-    add_tensor(out, 0, "wpe.weight", T * C, true, &off);
+    add_tensor(out, 0, "wte.weight", Vp, Vp * C, true, &off);
+    add_tensor(out, 0, "wpe.weight", T, T * C, true, &off);
     close_block(out, 0, 0, p0, off, 6.0 * (double)T * (double)(T * C), T, T * C);
 
     static const struct { const char *name; int rows, cols; bool decay; } layer[PB_GPT_LAYER_TENSORS] = {
@@ -64,7 +64,7 @@ static pb_status gpt_describe(const pb_shape *s, pb_model *out)
             size_t size = layer[k].rows ? (size_t)layer[k].rows * C * (size_t)layer[k].cols * C
                                         : (size_t)layer[k].cols * C;
             snprintf(name, sizeof name, "h.%d.%s", l, layer[k].name);
-            add_tensor(out, 1 + l, name, size, layer[k].decay, &off);
+            add_tensor(out, 1 + l, name, layer[k].rows ? (size_t)layer[k].rows * C : 0, size, layer[k].decay, &off);
         }
         double n = (double)(off - p0);
         /* 6 per parameter per token, and attention's two T x T GEMMs per
@@ -73,9 +73,9 @@ static pb_status gpt_describe(const pb_shape *s, pb_model *out)
     }
     p0 = off;
     int t0 = out->n_tensors;
-    add_tensor(out, L + 1, "ln_f.weight", C, false, &off);
-    add_tensor(out, L + 1, "ln_f.bias", C, false, &off);
-    add_tensor(out, L + 1, "lm_head.weight", Vp * C, true, &off);
+    add_tensor(out, L + 1, "ln_f.weight", 0, C, false, &off);
+    add_tensor(out, L + 1, "ln_f.bias", 0, C, false, &off);
+    add_tensor(out, L + 1, "lm_head.weight", Vp, Vp * C, true, &off);
     close_block(out, L + 1, t0, p0, off, 6.0 * (double)T * (double)(Vp * C + 2 * C), T * C, T * Vp);
     out->n_blocks = L + 2;
     out->n_params = off;

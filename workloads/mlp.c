@@ -82,7 +82,7 @@ static pb_status mlp_describe(const pb_shape *shape, pb_model *out)
         pb_block_desc *b = &out->block[l];
         pb_tensor_desc *w = &out->tensor[2 * l], *bias = &out->tensor[2 * l + 1];
         *w = (pb_tensor_desc){.off = d->w_off, .size = (size_t)d->in * (size_t)d->out, .block = l,
-                              .decay = true, .gemm_grad = true};
+                              .decay = true, .gemm_grad = true, .rows = (size_t)d->out};
         snprintf(w->name, sizeof w->name, "layer%d.weight", l);
         *bias = (pb_tensor_desc){.off = d->b_off, .size = (size_t)d->out, .block = l, .decay = true};
         snprintf(bias->name, sizeof bias->name, "layer%d.bias", l);

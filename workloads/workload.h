@@ -41,6 +41,9 @@ typedef struct pb_tensor_desc {
     /* its gradient is a GEMM's output, which can accumulate SGD's momentum
      * in place of storing the gradient (pb_stage_params.acc) */
     bool gemm_grad;
+    /* its shape: [rows, size / rows] (PyTorch's: a Linear weight [out, in]),
+     * 0 for a vector */
+    size_t rows;
 } pb_tensor_desc;
 
 /* One block: tensors [t0, t1), their floats [p_off, p_off + p_len). Blocks
