@@ -97,14 +97,32 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     pb_record_set(r, PB_COL_BACKEND, "%s", cfg->backend);
     pb_record_set(r, PB_COL_COMM, "%s", cfg->comm);
     pb_record_set(r, PB_COL_WORKLOAD, "%s", cfg->workload);
-    pb_record_set(r, PB_COL_IN, "%d", cfg->shape.in);
-    pb_record_set(r, PB_COL_HIDDEN, "%d", cfg->shape.hidden);
-    pb_record_set(r, PB_COL_LAYERS, "%d", cfg->shape.layers);
-    pb_record_set(r, PB_COL_CLASSES, "%d", cfg->shape.classes);
-    pb_model model;
-    if (pb_model_of(cfg, &model) == PB_OK) pb_record_set(r, PB_COL_PARAMS, "%zu", model.n_params);
+    /* each kind's own dimensions (the other kind's stay empty), and what
+     * every workload has: layers, the shape as one string, parameters */
+    const pb_workload *w = pb_find_workload(cfg->workload);
+    bool gpt = w && w->ops == &pb_workload_gpt;
+    const pb_shape *s = &cfg->shape;
+    if (!gpt) {
+        pb_record_set(r, PB_COL_IN, "%d", s->in);
+        pb_record_set(r, PB_COL_HIDDEN, "%d", s->hidden);
+        pb_record_set(r, PB_COL_CLASSES, "%d", s->classes);
+    } else {
+        pb_record_set(r, PB_COL_D_MODEL, "%d", s->d_model);
+        pb_record_set(r, PB_COL_HEADS, "%d", s->heads);
+        pb_record_set(r, PB_COL_SEQ, "%d", s->seq);
+        pb_record_set(r, PB_COL_VOCAB, "%d", s->vocab);
+        pb_record_set(r, PB_COL_TOKENS_PER_STEP, "%lld", (long long)s->batch * s->seq);
+    }
+    pb_record_set(r, PB_COL_LAYERS, "%d", s->layers);
+    if (w) {
+        char shape[PB_SHAPE_STR];
+        w->ops->shape_str(s, shape, sizeof shape);
+        pb_record_set(r, PB_COL_SHAPE, "%s", shape);
+    }
+    static pb_model model; /* large for a stack */
+    if (pb_model_of(cfg, &model) == PB_OK) pb_record_set(r, PB_COL_PARAMS, "%zu", pb_model_params(&model));
     else pb_error_clear(); /* validation refused such a shape already */
-    pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", cfg->shape.batch);
+    pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", s->batch);
     /* ranks need not divide the batch: the largest shard */
     int b = cfg->shape.batch, d = cfg->devices > 0 ? cfg->devices : 1;
     pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d",

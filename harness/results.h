@@ -41,9 +41,15 @@ extern "C" {
     X(HIDDEN, "hidden", CONFIG, ALL)                                          \
     X(LAYERS, "layers", CONFIG, ALL)                                          \
     X(CLASSES, "classes", CONFIG, ALL)                                        \
+    X(D_MODEL, "d_model", CONFIG, ALL)                                        \
+    X(HEADS, "heads", CONFIG, ALL)                                            \
+    X(SEQ, "seq", CONFIG, ALL)                                                \
+    X(VOCAB, "vocab", CONFIG, ALL)                                            \
+    X(SHAPE, "shape", CONFIG, NONE)                                           \
     X(PARAMS, "params", CONFIG, NONE)                                         \
     X(BATCH_GLOBAL, "batch_global", CONFIG, ALL)                              \
     X(BATCH_PER_DEVICE, "batch_per_device", CONFIG, NONE)                     \
+    X(TOKENS_PER_STEP, "tokens_per_step", CONFIG, NONE)                       \
     X(DEVICES, "devices", CONFIG, ALL)                                        \
     X(RANKS, "ranks", CONFIG, NONE)                                           \
     X(MICROBATCHES, "microbatches", CONFIG, ALL)                              \
@@ -74,6 +80,7 @@ extern "C" {
     X(STEP_MS_MAX, "step_ms_max", METRIC, NONE)                               \
     X(STEP_MS_CV, "step_ms_cv", METRIC, NONE)                                 \
     X(SAMPLES_PER_S, "samples_per_s", METRIC, NONE)                           \
+    X(TOKENS_PER_S, "tokens_per_s", METRIC, NONE)                             \
     X(MODEL_TFLOPS, "model_tflops", METRIC, NONE)                             \
     X(PEAK_TFLOPS, "peak_tflops", METRIC, NONE)                               \
     X(PEAK_TFLOPS_MIN, "peak_tflops_min", METRIC, NONE)                       \

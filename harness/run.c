@@ -323,6 +323,10 @@ static int agreed_values(const pb_config *c, agreed_value *v)
     TEXT("--hidden", "%d", c->shape.hidden);
     TEXT("--layers", "%d", c->shape.layers);
     TEXT("--classes", "%d", c->shape.classes);
+    TEXT("--d-model", "%d", c->shape.d_model);
+    TEXT("--heads", "%d", c->shape.heads);
+    TEXT("--seq", "%d", c->shape.seq);
+    TEXT("--vocab", "%d", c->shape.vocab);
     TEXT("--batch", "%d", c->shape.batch);
     TEXT("--gpus", "%d", c->devices);
     TEXT("--precision", "%s", pb_precision_name(c->precision));
@@ -352,9 +356,9 @@ static pb_status check_config_agreement(const run_state *rs, bool usable, bool *
 {
     *differs = false;
     if (!rs->multi || rs->world.ranks <= 1) return PB_OK;
-    agreed_value v[32];
-    uint64_t hashes[32];
-    const char *names[32], *texts[32];
+    agreed_value v[40];
+    uint64_t hashes[40];
+    const char *names[40], *texts[40];
     int n = agreed_values(rs->cfg, v);
     for (int i = 0; i < n; i++) {
         names[i] = v[i].flag;
@@ -418,8 +422,11 @@ static void progress_line(run_state *rs, int done, double mean_ms, double loss)
     pb_memory_report m = {0};
     if (rs->strategy->memory(rs->strategy_state, &m) == PB_OK && m.peak_mb_max > 0)
         snprintf(mem, sizeof mem, " | mem %.1f MB peak", m.peak_mb_max);
-    pb_log_info("step %d/%d | %.3f ms/step | %.0f samples/s | %.4g TFLOP/s/device%s | loss %.4f%s", done, cfg->iters,
-                mean_ms, cfg->shape.batch * 1e3 / mean_ms, tflops, mfu, loss, mem);
+    /* a token workload's throughput in tokens, as llm.c and Megatron print it */
+    int per = rs->model.seq ? rs->model.seq : 1;
+    pb_log_info("step %d/%d | %.3f ms/step | %.0f %s/s | %.4g TFLOP/s/device%s | loss %.4f%s", done, cfg->iters,
+                mean_ms, (double)cfg->shape.batch * per * 1e3 / mean_ms, rs->model.seq ? "tokens" : "samples", tflops,
+                mfu, loss, mem);
 }
 
 static pb_status train(run_state *rs)
@@ -535,6 +542,7 @@ static void fill_results(pb_record *r, run_state *rs)
     pb_record_num(r, PB_COL_STEP_MS_CV, s.cv);
     /* throughput over the whole measured time, so slow outliers count */
     pb_record_num(r, PB_COL_SAMPLES_PER_S, cfg->shape.batch * 1e3 / s.mean);
+    if (rs->model.seq) pb_record_num(r, PB_COL_TOKENS_PER_S, (double)cfg->shape.batch * rs->model.seq * 1e3 / s.mean);
     double tflops = pb_model_flops(&rs->model, 0, rs->model.n_blocks, cfg->shape.batch) / (s.mean * 1e-3) / 1e12;
     pb_record_num(r, PB_COL_MODEL_TFLOPS, tflops);
     /* MFU against the mean of the devices' measured peaks, per device:
@@ -909,8 +917,9 @@ pb_status pb_run(const pb_config *cfg)
             pb_log_info("--verify: after all %d steps they differ by %.3g: fp32 reordering drift, not judged",
                         cfg->warmup + cfg->iters, drift);
         if (wst == PB_OK && st == PB_OK && !cfg->quiet)
-            pb_log_info("%s on %s: %s samples/s, step p50 %s ms; row appended to %s", cfg->strategy,
-                        cfg->backend, rec->v[PB_COL_SAMPLES_PER_S], rec->v[PB_COL_STEP_MS_P50], cfg->out);
+            pb_log_info("%s on %s: %s %s/s, step p50 %s ms; row appended to %s", cfg->strategy, cfg->backend,
+                        rec->v[rs.model.seq ? PB_COL_TOKENS_PER_S : PB_COL_SAMPLES_PER_S],
+                        rs.model.seq ? "tokens" : "samples", rec->v[PB_COL_STEP_MS_P50], cfg->out);
     }
     if (rs.multi && rs.world.ranks > 1) {
         /* rank 0's outcome, so no rank finalizes while rank 0 still works;

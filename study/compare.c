@@ -19,7 +19,7 @@ static const struct {
     const char *name;
     bool higher_better;
 } metrics[] = {
-    {"samples_per_s", true}, {"model_tflops", true}, {"mfu", true},
+    {"samples_per_s", true}, {"tokens_per_s", true}, {"model_tflops", true}, {"mfu", true},
     {"step_ms_mean", false}, {"step_ms_p50", false}, {"step_ms_p95", false},
 };
 #define N_METRICS (sizeof metrics / sizeof metrics[0])

@@ -515,7 +515,7 @@ static void test_cli_bad_flags_exit_2(void **state)
         {{"--threshold"}, {"--threshold needs a value", "allowed: 0 to 1000"}},
         {{"--threshold", "--metric", "mfu"}, {"--threshold needs a value", "allowed"}},
         {{"--metric", "speed"},
-         {"--metric: unknown 'speed'", "allowed: samples_per_s, model_tflops, mfu, step_ms_mean"}},
+         {"--metric: unknown 'speed'", "allowed: samples_per_s, tokens_per_s, model_tflops, mfu, step_ms_mean"}},
         {{"--metric="}, {"--metric needs a value", "allowed: samples_per_s"}},
         {{"--format", "xml"}, {"--format: unknown 'xml'", "allowed: text, md, csv"}},
         {{"--alpha", "0"}, {"--alpha: 0 is out of range", "allowed: 1e-06 to 0.5"}},
