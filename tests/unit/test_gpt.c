@@ -381,6 +381,34 @@ static void test_step_against_reference(void **state)
     free(p), free(g), free(g2), free(table), free(pd);
 }
 
+/* The memory plan's figure for a stage (stage_bytes) is what stage_create
+ * allocates: whole model, a middle range, the head alone, bound or not */
+static void test_stage_bytes(void **state)
+{
+    (void)state;
+    static pb_model m;
+    assert_int_equal(pb_model_describe(&pb_workload_gpt, &SMALL, &m), PB_OK);
+    const int ranges[][2] = {{0, 4}, {1, 3}, {3, 4}, {0, 1}};
+    for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++)
+        for (int bound = 0; bound < 2; bound++) {
+            pb_device *dev = NULL;
+            pb_device_opts opts = {.precision = PB_FP32, .threads = 1};
+            assert_int_equal(pb_backend_cpu.open(&opts, 0, &dev), PB_OK);
+            pb_stage *s = NULL;
+            pb_stage_opts o = {.be = &pb_backend_cpu, .dev = dev, .b0 = ranges[i][0], .b1 = ranges[i][1], .rows = 3,
+                               .slots = 2, .bind_in = bound, .bind_out = bound};
+            double before = pb_backend_cpu.peak_mem_mb(dev);
+            assert_int_equal(m.ops->stage_create(&m, &o, &s), PB_OK);
+            double got = (pb_backend_cpu.peak_mem_mb(dev) - before) * 1048576.0;
+            double plan = m.ops->stage_bytes(&m, o.b0, o.b1, 3, 2, 4.0, bound);
+            if (fabs(got - plan) > 0.01 * plan)
+                print_message("blocks [%d, %d) bound %d: allocated %.0f, planned %.0f\n", o.b0, o.b1, bound, got, plan);
+            assert_true(fabs(got - plan) <= 0.01 * plan);
+            m.ops->stage_destroy(s);
+            pb_backend_cpu.close(dev);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_data),
         cmocka_unit_test(test_reference_script),
         cmocka_unit_test(test_step_against_reference),
+        cmocka_unit_test(test_stage_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
