@@ -167,7 +167,7 @@ static char *read_bytes(const char *path, size_t *len)
  * single's, although rank 0's loader holds its shard alone. */
 static void expect_batch0_whole(const char *dir)
 {
-    pb_shape shape = {256, 256, 3, 10, 64};
+    pb_shape shape = {.in = 256, .hidden = 256, .layers = 3, .classes = 10, .batch = 64};
     pb_layout layout;
     assert_int_equal(pb_mlp_layout(&shape, &layout), PB_OK);
     size_t n = 64 * 256, len = 0;
