@@ -15,6 +15,7 @@ static struct {
     int device; /* -1: the process's main thread (device 0 in dp) */
     int64_t step;
     pb_phase phase;
+    double slow_ms; /* kind=slow's sleep per step */
 } fault;
 
 static int my_rank;
@@ -45,12 +46,13 @@ pb_status pb_fault_init(void)
     snprintf(buf, sizeof buf, "%s", env);
     fault.phase = PB_PHASE_BWD;
     fault.device = -1;
+    fault.slow_ms = PB_FAULT_SLOW_MS;
     pb_fault_kind kind = PB_FAULT_NONE;
     char *save = NULL;
     for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(item, '=');
         if (!eq)
-            return pb_usage_error("PB_FAULT: '%s' is not KEY=VALUE (keys: rank, device, step, phase, kind)", item);
+            return pb_usage_error("PB_FAULT: '%s' is not KEY=VALUE (keys: rank, device, step, phase, kind, ms)", item);
         *eq = '\0';
         const char *key = item, *val = eq + 1;
         long n = 0;
@@ -68,12 +70,18 @@ pb_status pb_fault_init(void)
             while (p < PB_PHASE_COUNT && strcmp(pb_phase_name((pb_phase)p), val) != 0) p++;
             if (p == PB_PHASE_COUNT) return pb_usage_error("PB_FAULT: phase=%s is not a phase name", val);
             fault.phase = (pb_phase)p;
+        } else if (strcmp(key, "ms") == 0) {
+            char *end = NULL;
+            double ms = strtod(val, &end);
+            if (end == val || *end || !(ms > 0 && ms <= 60000))
+                return pb_usage_error("PB_FAULT: ms=%s; allowed: 0 < ms <= 60000 (kind=slow's sleep)", val);
+            fault.slow_ms = ms;
         } else if (strcmp(key, "kind") == 0) {
             for (int k = PB_FAULT_DIE; k <= PB_FAULT_SLOW; k++)
                 if (strcmp(kind_names[k], val) == 0) kind = (pb_fault_kind)k;
             if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan, skew, slow", val);
         } else {
-            return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, device, step, phase, kind)", key);
+            return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, device, step, phase, kind, ms)", key);
         }
     }
     if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan|skew|slow");
@@ -100,11 +108,12 @@ bool pb_fault_at(pb_phase phase)
         if (cur_step < 0 || cur_step < fault.step) return false;
         static atomic_flag said = ATOMIC_FLAG_INIT;
         if (!atomic_flag_test_and_set(&said)) {
-            fprintf(stderr, "bench: PB_FAULT (test-only): rank %d: slow: %d ms more in phase %s from step %lld on\n",
-                    my_rank, PB_FAULT_SLOW_MS, pb_phase_name(phase), (long long)fault.step);
+            fprintf(stderr, "bench: PB_FAULT (test-only): rank %d: slow: %g ms more in phase %s from step %lld on\n",
+                    my_rank, fault.slow_ms, pb_phase_name(phase), (long long)fault.step);
             fflush(stderr);
         }
-        struct timespec ts = {PB_FAULT_SLOW_MS / 1000, (PB_FAULT_SLOW_MS % 1000) * 1000000L};
+        long ns = (long)(fault.slow_ms * 1e6);
+        struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
         nanosleep(&ts, NULL);
         return false;
     }
