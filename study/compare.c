@@ -259,26 +259,38 @@ static void free_side(side *s)
 }
 
 /* The later half of a group's runs (in time order: load_side) against
- * the earlier half, and the time they span. */
+ * the earlier half, and when they ran. */
 static void drift(const item *it, size_t n, pb_compare_side *out)
 {
-    out->drift = out->span_s = NAN;
+    out->drift = out->span_s = out->mid_s = out->half_gap_s = NAN;
+    bool timed = true;
+    double mid = 0;
+    for (size_t i = 0; i < n; i++) {
+        timed = timed && isfinite(it[i].time);
+        mid += (it[i].time - it[0].time) / (double)n; /* from the first: no precision lost to 1.8e9 s */
+    }
+    if (timed) {
+        out->mid_s = it[0].time + mid;
+        out->span_s = it[n - 1].time - it[0].time;
+    }
     if (n < 2) return;
-    if (isfinite(it[0].time) && isfinite(it[n - 1].time)) out->span_s = it[n - 1].time - it[0].time;
     size_t h = n / 2;
-    double early = 0, late = 0;
+    double early = 0, late = 0, t_early = 0, t_late = 0;
     for (size_t i = 0; i < h; i++) {
         early += it[i].value;
         late += it[n - h + i].value;
+        t_early += it[i].time;
+        t_late += it[n - h + i].time;
     }
     out->drift = (late - early) / (double)h;
+    if (timed) out->half_gap_s = (t_late - t_early) / (double)h;
 }
 
 /* Mean, squared standard error and degrees of freedom of one group, and
  * the drift inside it. */
 static pb_compare_side summarise(const side *s, const group *g)
 {
-    pb_compare_side out = {g->count, g->row, 0, 0, 0, NAN, NAN};
+    pb_compare_side out = {g->count, g->row, 0, 0, 0, NAN, NAN, NAN, NAN};
     const item *it = s->items + g->first;
     drift(it, g->count, &out);
     if (g->count == 1) {
@@ -346,16 +358,22 @@ static void decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_bet
     double p_better = higher_better ? (tested ? pb_stats_t_cdf(-p->t, p->df) : NAN) : cdf;
     p->p = worse > 0 ? p_worse : p_better;
     /* Drift inside a side is noise the t-test over the runs cannot see: the
-     * machine's speed moved between a side's early and late runs, so it can
-     * have moved as much between the sides. The larger of the two sides'
-     * drifts is taken off the change before it is tested again. */
-    double allowance = 0;
+     * machine's speed moved by `drift` between a side's early and late
+     * runs, half_gap_s apart, so it can have moved between the sides,
+     * |mid_c - mid_b| apart, at that rate. Carried no further than twice
+     * (the most two adjacent blocks' midpoints are apart, in half-gaps: a
+     * baseline from last week does not drift a week's worth, the speed
+     * wanders in a range), and in full where the times are unknown. The
+     * larger of the two sides' allowances is taken off the change before
+     * it is tested again. */
+    double allowance = 0, gap = fabs(p->cur.mid_s - p->base.mid_s);
     bool drifted = false;
     for (int s = 0; s < 2; s++) {
-        double d = s ? p->cur.drift : p->base.drift;
-        if (isnan(d)) continue;
+        const pb_compare_side *sd = s ? &p->cur : &p->base;
+        if (isnan(sd->drift)) continue;
         drifted = true;
-        if (fabs(d) > allowance) allowance = fabs(d);
+        double carry = isfinite(gap) && sd->half_gap_s > 0 ? fmin(2.0, gap / sd->half_gap_s) : 1.0;
+        if (fabs(sd->drift) * carry > allowance) allowance = fabs(sd->drift) * carry;
     }
     p->drift_pct = drifted ? 100.0 * allowance / p->base.mean : NAN;
     p->p_drift = p->mde_pct = NAN;

@@ -70,7 +70,10 @@ typedef struct pb_compare_side {
      * time_utc; file order without it) less the mean of the earlier half,
      * the middle run of an odd count left out; NaN with fewer than 2 runs. */
     double drift;
-    double span_s; /* seconds from the first run's time_utc to the last's; NaN when unknown */
+    /* From time_utc, in seconds (NaN when a run's time is unknown): the
+     * first run to the last; the mean of the runs' times; the later half's
+     * mean time less the earlier half's (what drift was measured over). */
+    double span_s, mid_s, half_gap_s;
 } pb_compare_side;
 
 typedef struct pb_compare_pair {
@@ -78,9 +81,11 @@ typedef struct pb_compare_pair {
     double change_pct; /* 100 * (cur - base) / base */
     double t, df;      /* Welch's t of cur - base, Welch-Satterthwaite df */
     double p;          /* one-sided p-value in the direction of the change */
-    /* The drift allowance: the larger |drift| of the two sides, in percent
-     * of the baseline mean (NaN when neither side has 2 runs), and the
-     * one-sided p-value of the change with that allowance taken off it. */
+    /* The drift allowance: the larger of the two sides' |drift| carried
+     * over the time between the sides (|drift| * min(2, |mid_c - mid_b| /
+     * half_gap), or |drift| without times), in percent of the baseline
+     * mean (NaN when neither side has 2 runs), and the one-sided p-value
+     * of the change with that allowance taken off it. */
     double drift_pct, p_drift;
     /* Minimum detectable effect, percent of the baseline mean: the drift
      * allowance plus (t(1-alpha, df) + t(power, df)) standard errors, the
