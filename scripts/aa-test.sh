@@ -21,7 +21,8 @@
 #                                        previous run left in D (after a change
 #                                        to compare, on the same data)
 # Environment (defaults): TRIALS (20), RUNS (3), ITERS (20), WARMUP (3),
-# WORKLOAD (mlp-s), BACKEND (cpu), THREADS (empty: bench's default),
+# WORKLOAD (mlp-s), BACKEND (cpu), THREADS (1: each run on one of this
+# machine's 2 cores; empty: bench's default),
 # SLOW_PCT (10), BENCH (./bench),
 # OUT (build/aa-test), COMPARE_ARGS (empty: compare's defaults).
 set -euo pipefail
@@ -32,7 +33,7 @@ ITERS=${ITERS:-20}
 WARMUP=${WARMUP:-3}
 WORKLOAD=${WORKLOAD:-mlp-s}
 BACKEND=${BACKEND:-cpu}
-THREADS=${THREADS:-}
+THREADS=${THREADS-1}
 SLOW_PCT=${SLOW_PCT:-10}
 BENCH=${BENCH:-./bench}
 OUT=${OUT:-build/aa-test}
