@@ -146,7 +146,7 @@ endif
 # --- sources -----------------------------------------------------------------
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LIB_SRC := $(wildcard harness/*.c study/*.c strategies/*.c workloads/*.c kernels/cpu/*.c)
-LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) kernels/comm_local.c kernels/p2p.c kernels/driver_version.c kernels/progress.c $(MPI_SRC) $(NCCL_SRC)
+LIB_SRC := $(filter-out harness/main.c,$(LIB_SRC)) kernels/comm_local.c kernels/p2p.c kernels/driver_version.c kernels/gpu_check.c kernels/progress.c $(MPI_SRC) $(NCCL_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 MAIN_OBJ := $(BUILD)/harness/main.o
 
@@ -168,11 +168,16 @@ $(BUILD)/libparbench.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-# The revision is a generated header that changes only when the revision
-# does, so a commit rebuilds env.o and nothing else.
+# The revision and the build's options (bench --version) are a generated
+# header that changes only when they do, so a commit rebuilds env.o and
+# nothing else.
 $(BUILD)/git_rev.h: FORCE
 	@mkdir -p $(BUILD)
 	@echo '#define PB_GIT_REV "$(GIT_REV)"' > $@.tmp
+	@echo '#define PB_BUILD_CUDA $(CUDA_ON)' >> $@.tmp
+	@echo '#define PB_BUILD_MPI $(MPI_ON)' >> $@.tmp
+	@echo '#define PB_BUILD_NCCL $(if $(filter 11,$(CUDA_ON)$(MPI_ON)),1,0)' >> $@.tmp
+	@echo '#define PB_BUILD_NVTX $(if $(NVTX_DIR),1,0)' >> $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 $(BUILD)/harness/env.o: $(BUILD)/git_rev.h
 $(BUILD)/harness/env.o: CFLAGS += -include $(BUILD)/git_rev.h

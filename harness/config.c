@@ -19,8 +19,10 @@
 #include "paths.h"
 #include "registry.h"
 #include "results.h"
+#include "runid.h"
+#include "steps_out.h"
 
-typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER, F_LIST } flag_kind;
+typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER, F_LIST, F_LABEL } flag_kind;
 
 typedef struct flag {
     const char *name;
@@ -84,7 +86,10 @@ static const flag flags[] = {
     {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a device may wait for another (a collective, a pipeline stage, dp's devices) before the run fails", NULL},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
     {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to", NULL},
-    {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy", NULL},
+    {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy ({run_id} in DIR: the run's id)", NULL},
+    {"--steps-out", F_PATH, OFF(steps_out), 0, 0, "FILE", "every measured step's phase times per rank, as CSV (docs/csv-schema.md; {run_id} in FILE: the run's id)", NULL},
+    {"--ranks-out", F_PATH, OFF(ranks_out), 0, 0, "FILE", "each rank's step-time distribution, phase means, GEMM peak and straggler verdict, as CSV (docs/csv-schema.md; {run_id} in FILE: the run's id)", NULL},
+    {"--tag", F_LABEL, OFF(tag), 0, 0, "NAME", "a label stored in the row's tag column (not part of the configuration key); " PB_LABEL_ALLOWED, NULL},
     {"--quiet", F_BOOL, OFF(quiet), 0, 0, NULL, "no progress lines on stderr", NULL},
 };
 
@@ -177,7 +182,8 @@ static void default_text(const flag *f, const pb_config *d, char *buf, size_t le
         else snprintf(buf, len, "%g", *(const double *)p);
         break;
     case F_NAME:
-    case F_PATH: snprintf(buf, len, "%s", *p ? p : "off"); break;
+    case F_PATH:
+    case F_LABEL: snprintf(buf, len, "%s", *p ? p : "off"); break;
     case F_BOOL: snprintf(buf, len, "%s", *(const bool *)p ? "on" : "off"); break;
     case F_LIST: snprintf(buf, len, "off"); break;
     case F_PRECISION: snprintf(buf, len, "%s", pb_precision_name(*(const pb_precision *)p)); break;
@@ -196,22 +202,35 @@ static const char *allowed_names(const flag *f)
     return "";
 }
 
+/* "  --name METAVAR  help [default]; one of: ..." */
+static void print_flag(const flag *f, const pb_config *d)
+{
+    char left[64], def[64];
+    snprintf(left, sizeof left, "%s%s%s", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
+    default_text(f, d, def, sizeof def);
+    const char *allowed = allowed_names(f);
+    char only[256];
+    printf("  %-22s %s [%s]%s%s%s%s\n", left, f->help, def, *allowed ? "; one of: " : "", allowed,
+           f->only ? "; strategies: " : "", f->only ? scope_names(f->only, only, sizeof only) : "");
+}
+
 void pb_config_print_help(const char *prog)
 {
     pb_config d;
     pb_config_defaults(&d);
     (void)prog;
-    printf("flags of run and calibrate (default in brackets):\n");
-    for (size_t i = 0; i < N_FLAGS; i++) {
-        const flag *f = &flags[i];
-        char left[64], def[64];
-        snprintf(left, sizeof left, "%s%s%s", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
-        default_text(f, &d, def, sizeof def);
-        const char *allowed = allowed_names(f);
-        char only[256];
-        printf("  %-22s %s [%s]%s%s%s%s\n", left, f->help, def, *allowed ? "; one of: " : "", allowed,
-               f->only ? "; strategies: " : "", f->only ? scope_names(f->only, only, sizeof only) : "");
-    }
+    printf("flags of run (default in brackets):\n");
+    for (size_t i = 0; i < N_FLAGS; i++) print_flag(&flags[i], &d);
+    printf("  %-22s %s\n", "--help", "this text");
+}
+
+void pb_config_print_flags(const char *const *names, size_t n)
+{
+    pb_config d;
+    pb_config_defaults(&d);
+    for (size_t i = 0; i < N_FLAGS; i++)
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(flags[i].name, names[j]) == 0) print_flag(&flags[i], &d);
     printf("  %-22s %s\n", "--help", "this text");
 }
 
@@ -315,6 +334,12 @@ static pb_status parse_value(pb_config *cfg, const flag *f, const char *text, bo
         return pb_usage_error("%s: unknown '%s'; allowed: %s", f->name, text, allowed_names(f));
     }
     case F_LIST: return parse_list(cfg, f, text);
+    case F_LABEL:
+        if (!pb_label_valid(text))
+            return pb_usage_error("%s: '%.*s%s' is not a label; allowed: %s", f->name, PB_LABEL_MAX, text,
+                                  strlen(text) > PB_LABEL_MAX ? "..." : "", PB_LABEL_ALLOWED);
+        snprintf(dst, PB_CONFIG_TAG_LEN, "%s", text);
+        return PB_OK;
     case F_BOOL: break;
     }
     return pb_error(PB_ERR_INTERNAL, "flag %s has no parser", f->name);
@@ -330,6 +355,7 @@ static pb_status missing_value(const flag *f)
         return pb_usage_error("%s needs a value; allowed: %g to %g", f->name, f->min, f->max);
     if (f->kind == F_U64)
         return pb_usage_error("%s needs a value; allowed: 0 to %llu", f->name, (unsigned long long)UINT64_MAX);
+    if (f->kind == F_LABEL) return pb_usage_error("%s needs a value; allowed: %s", f->name, PB_LABEL_ALLOWED);
     return pb_usage_error("%s needs a value; allowed: a %s", f->name, f->kind == F_PATH ? "path" : "value");
 }
 
@@ -554,6 +580,17 @@ pb_status pb_config_validate(pb_config *cfg)
     /* the files the command writes ("" when it writes none: bench calibrate) */
     if (cfg->out[0] && (st = pb_results_check_target(cfg->out)) != PB_OK) return st;
     if (cfg->dump[0] && (st = pb_path_check_dump(cfg->dump)) != PB_OK) return st;
+    if (cfg->steps_out[0] && (st = pb_path_check_out_file("--steps-out", cfg->steps_out, cfg->out)) != PB_OK)
+        return st;
+    if (cfg->ranks_out[0] && (st = pb_path_check_out_file("--ranks-out", cfg->ranks_out, cfg->out)) != PB_OK)
+        return st;
+    if (cfg->ranks_out[0] && strcmp(cfg->ranks_out, cfg->steps_out) == 0)
+        return pb_usage_error("--ranks-out %s: is the --steps-out file; give another file", cfg->ranks_out);
+    /* ranks' steps meet at rank 0 in one gather of an int count */
+    if (cfg->steps_out[0] && (long long)cfg->devices * cfg->iters > INT_MAX / PB_STEPS_WIDTH)
+        return pb_usage_error("--steps-out with --gpus %d x --iters %d: more steps than one file gathers; allowed: "
+                              "--gpus x --iters up to %d",
+                              cfg->devices, cfg->iters, INT_MAX / PB_STEPS_WIDTH);
     if (auto_note[0] && !cfg->quiet && !pb_launch_reexecuted()) pb_log_info("%s", auto_note);
     return PB_OK;
 }

@@ -6,6 +6,7 @@
 #define PB_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "shape.h"
@@ -14,6 +15,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#define PB_CONFIG_TAG_LEN 65 /* PB_LABEL_MAX (harness/runid.h) + 1 */
 
 typedef struct pb_config {
     /* plugin names, resolved against the registry by the parser */
@@ -54,7 +57,11 @@ typedef struct pb_config {
     bool calibrate; /* measure GEMM peak and GEMMs-alone time (always on cuda) */
 
     char out[4096];  /* CSV appended to; "" when the command writes no row (bench calibrate) */
-    char dump[4096]; /* --dump DIR, "" when off */
+    char dump[4096]; /* --dump DIR, "" when off; {run_id} expanded (main.c) */
+    char steps_out[4096]; /* --steps-out FILE, "" when off; {run_id} expanded */
+    char ranks_out[4096]; /* --ranks-out FILE, "" when off; {run_id} expanded */
+    char tag[PB_CONFIG_TAG_LEN]; /* --tag: a label, not part of the configuration key */
+    char run_id[PB_CONFIG_TAG_LEN]; /* set by the run command (harness/runid.h), "" otherwise */
     bool quiet;
     uint64_t given; /* bit i: flag i of the flag table was on the command line */
 } pb_config;
@@ -89,6 +96,9 @@ pb_status pb_config_check_cuda_devices(const pb_config *cfg, int present, int pe
 
 /* Prints the flag table with defaults to stdout. */
 void pb_config_print_help(const char *prog);
+/* Prints the lines of the named flags alone (in the table's order), and
+ * --help's: a command that reads some of the run's flags (calibrate). */
+void pb_config_print_flags(const char *const *names, size_t n);
 
 #ifdef __cplusplus
 }

@@ -15,7 +15,7 @@ static struct {
     int device; /* -1: the process's main thread (device 0 in dp) */
     int64_t step;
     pb_phase phase;
-    double slow_ms; /* kind=slow's sleep per step */
+    double sleep_ms; /* ms=: kind=slow's or stretch's sleep per step; 0: the kind's default */
 } fault;
 
 static int my_rank;
@@ -25,7 +25,7 @@ static int64_t nan_step = -1;
 
 static const char *const kind_names[] = {
     [PB_FAULT_DIE] = "die", [PB_FAULT_HANG] = "hang", [PB_FAULT_NAN] = "nan", [PB_FAULT_SKEW] = "skew",
-    [PB_FAULT_SLOW] = "slow"};
+    [PB_FAULT_SLOW] = "slow", [PB_FAULT_STRETCH] = "stretch"};
 
 static bool parse_long(const char *v, long lo, long hi, long *out)
 {
@@ -46,7 +46,6 @@ pb_status pb_fault_init(void)
     snprintf(buf, sizeof buf, "%s", env);
     fault.phase = PB_PHASE_BWD;
     fault.device = -1;
-    fault.slow_ms = PB_FAULT_SLOW_MS;
     pb_fault_kind kind = PB_FAULT_NONE;
     char *save = NULL;
     for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
@@ -74,17 +73,18 @@ pb_status pb_fault_init(void)
             char *end = NULL;
             double ms = strtod(val, &end);
             if (end == val || *end || !(ms > 0 && ms <= 60000))
-                return pb_usage_error("PB_FAULT: ms=%s; allowed: 0 < ms <= 60000 (kind=slow's sleep)", val);
-            fault.slow_ms = ms;
+                return pb_usage_error("PB_FAULT: ms=%s; allowed: 0 < ms <= 60000 (kind=slow's or stretch's sleep)", val);
+            fault.sleep_ms = ms;
         } else if (strcmp(key, "kind") == 0) {
-            for (int k = PB_FAULT_DIE; k <= PB_FAULT_SLOW; k++)
+            for (int k = PB_FAULT_DIE; k <= PB_FAULT_STRETCH; k++)
                 if (strcmp(kind_names[k], val) == 0) kind = (pb_fault_kind)k;
-            if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan, skew, slow", val);
+            if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan, skew, slow, stretch",
+                                                         val);
         } else {
             return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, device, step, phase, kind, ms)", key);
         }
     }
-    if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan|skew|slow");
+    if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan|skew|slow|stretch");
     fault.kind = kind;
     return PB_OK;
 }
@@ -99,22 +99,28 @@ static bool my_thread(void)
     return my_rank == fault.rank && (fault.device < 0 ? my_device <= 0 : my_device == fault.device);
 }
 
+/* kind=slow and kind=stretch: every step from the fault's on, said once */
+static void sleep_every_step(const char *what, double ms, const char *where, pb_phase phase)
+{
+    static atomic_flag said = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&said)) {
+        fprintf(stderr, "bench: PB_FAULT (test-only): rank %d: %s: %g ms more %s phase %s from step %lld on\n",
+                my_rank, what, ms, where, pb_phase_name(phase), (long long)fault.step);
+        fflush(stderr);
+    }
+    long ns = (long)(ms * 1e6);
+    struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+    nanosleep(&ts, NULL);
+}
+
 bool pb_fault_at(pb_phase phase)
 {
-    if (fault.kind == PB_FAULT_NONE || fault.kind == PB_FAULT_SKEW || phase != fault.phase || !my_thread())
+    if (fault.kind == PB_FAULT_NONE || fault.kind == PB_FAULT_SKEW || fault.kind == PB_FAULT_STRETCH ||
+        phase != fault.phase || !my_thread())
         return false;
     if (fault.kind == PB_FAULT_SLOW) {
-        /* every step from the fault's on, said once */
-        if (cur_step < 0 || cur_step < fault.step) return false;
-        static atomic_flag said = ATOMIC_FLAG_INIT;
-        if (!atomic_flag_test_and_set(&said)) {
-            fprintf(stderr, "bench: PB_FAULT (test-only): rank %d: slow: %g ms more in phase %s from step %lld on\n",
-                    my_rank, fault.slow_ms, pb_phase_name(phase), (long long)fault.step);
-            fflush(stderr);
-        }
-        long ns = (long)(fault.slow_ms * 1e6);
-        struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
-        nanosleep(&ts, NULL);
+        if (cur_step >= 0 && cur_step >= fault.step)
+            sleep_every_step("slow", fault.sleep_ms > 0 ? fault.sleep_ms : PB_FAULT_SLOW_MS, "before", phase);
         return false;
     }
     if (cur_step != fault.step) return false;
@@ -139,9 +145,18 @@ bool pb_fault_at(pb_phase phase)
     case PB_FAULT_NONE:
     case PB_FAULT_SKEW:
     case PB_FAULT_SLOW:
+    case PB_FAULT_STRETCH:
         break;
     }
     return false;
+}
+
+void pb_fault_ending(pb_phase phase)
+{
+    if (fault.kind != PB_FAULT_STRETCH || phase != fault.phase || !my_thread() || cur_step < 0 ||
+        cur_step < fault.step)
+        return;
+    sleep_every_step("stretch", fault.sleep_ms > 0 ? fault.sleep_ms : PB_FAULT_STRETCH_MS, "inside", phase);
 }
 
 bool pb_fault_nan_step(void) { return nan_step >= 0 && nan_step == cur_step; }

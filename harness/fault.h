@@ -21,8 +21,12 @@
  *              in no phase): one rank reliably the slowest (e.g. after its
  *              all-reduce, phase=opt), for the slowest-rank step times; and
  *              a known slowdown for scripts/aa-test.sh (ms= a tenth of
- *              the step: a 10% regression that compare must detect).
- * Checked in pb_phase_begin, so it fires in every strategy, and where dp's
+ *              the step: a 10% regression that compare must detect);
+ *   kind=stretch  from step S on, in every step, sleep M ms (default
+ *              PB_FAULT_STRETCH_MS) inside phase P (at its end, before its end mark: the time is
+ *              counted in P), as a slower device would take longer over its
+ *              compute: one rank a straggler in that phase (harness/straggler.h).
+ * Checked in pb_phase_begin (stretch: pb_phase_end), so it fires in every strategy, and where dp's
  * and mp's device threads begin their work. Parsed once
  * (pb_fault_init); a malformed value is a usage error. Not a user feature:
  * docs/reliability.md. */
@@ -41,13 +45,18 @@ typedef enum pb_fault_kind {
     PB_FAULT_HANG,
     PB_FAULT_NAN,
     PB_FAULT_SKEW,
-    PB_FAULT_SLOW
+    PB_FAULT_SLOW,
+    PB_FAULT_STRETCH
 } pb_fault_kind;
 
 /* kind=skew's factor: a few percent, a bug no fp32 reordering mimics */
 #define PB_FAULT_SKEW_FACTOR 1.05f
 /* kind=slow's sleep: far longer than a test's step (a few ms) */
 #define PB_FAULT_SLOW_MS 100
+/* kind=stretch's sleep: over ten times a test's busy time per step (about
+ * 2 ms), so that noise of oversubscribed ranks on shared cores cannot hide
+ * it, yet ten steps cost half a second */
+#define PB_FAULT_STRETCH_MS 50
 
 /* Reads PB_FAULT (absent or empty: no fault). */
 pb_status pb_fault_init(void);
@@ -59,6 +68,8 @@ void pb_fault_set_step(int64_t step);
 /* At a phase boundary: dies, hangs or sleeps here when the fault says so; returns
  * true when this rank should poison this phase's result with NaN. */
 bool pb_fault_at(pb_phase phase);
+/* At a phase's end, inside its span: sleeps when kind=stretch says so. */
+void pb_fault_ending(pb_phase phase);
 /* True when a nan fault fired during the current step (the harness then
  * reports the step's loss as NaN). */
 bool pb_fault_nan_step(void);

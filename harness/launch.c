@@ -14,6 +14,7 @@
 #include "child.h"
 #include "log.h"
 #include "registry.h"
+#include "runid.h"
 
 /* Set in the environment of the re-executed ranks: a rank that finds it but
  * no launch variables would re-execute forever, so it stops instead. */
@@ -152,19 +153,33 @@ pb_status pb_launch_may_write(void)
     return PB_OK;
 }
 
-void pb_launch_report(const char *what)
+/* A line to bench's launcher; whether it was written. */
+static bool report_line(const char *what)
 {
     const char *path = env(PB_LAUNCH_REPORT_ENV);
-    if (!path || !pb_launch_inside() || pb_launch_rank() > 0) return;
+    if (!path || !pb_launch_inside() || pb_launch_rank() > 0) return false;
     int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) return; /* the launcher is gone and its file with it */
+    if (fd < 0) return false; /* the launcher is gone and its file with it */
     char line[64];
     int n = snprintf(line, sizeof line, "%s\n", what);
-    ssize_t w = write(fd, line, (size_t)n);
-    (void)w;
-    (void)launcher_gone(fd, path);
+    bool written = write(fd, line, (size_t)n) == n;
+    if (launcher_gone(fd, path)) written = false;
     close(fd);
+    return written;
 }
+
+void pb_launch_report(const char *what) { (void)report_line(what); }
+
+static bool exit_handed;
+
+void pb_launch_hand_exit(int code)
+{
+    char line[32];
+    snprintf(line, sizeof line, "exit %d", code);
+    exit_handed = code != 0 && report_line(line);
+}
+
+bool pb_launch_exit_handed(void) { return exit_handed; }
 
 pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
 {
@@ -216,6 +231,9 @@ pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
         args[n++] = "-x";
         args[n++] = PB_LAUNCH_REPORT_ENV;
     }
+    /* to every rank on any node: the run's id (harness/runid.h) */
+    args[n++] = "-x";
+    args[n++] = PB_RUN_ID_ENV;
     args[n++] = "--timeout";
     args[n++] = backstop;
     args[n++] = "-np";

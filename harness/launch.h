@@ -59,5 +59,14 @@ pb_status pb_launch_may_write(void);
  * once its row is appended, "interrupted" when it stopped for a signal);
  * nothing elsewhere. */
 void pb_launch_report(const char *what);
+/* Rank 0 of a job bench's launcher started, every rank having ended
+ * cleanly with code as the run's outcome: hands code to the launcher
+ * ("exit N" in its report), which exits with it, so that this rank can exit
+ * 0 and mpirun prints no "Primary job terminated normally, but 1 process
+ * returned a non-zero exit code" banner after a failure already explained.
+ * Does nothing elsewhere (a user's own mpirun or srun gets the code). */
+void pb_launch_hand_exit(int code);
+/* Whether pb_launch_hand_exit handed the code: main then exits 0. */
+bool pb_launch_exit_handed(void);
 
 #endif /* PB_LAUNCH_H */

@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -15,11 +16,11 @@ void pb_log_set_rank(int rank, int ranks)
 
 void pb_log_set_quiet(int quiet) { log_quiet = quiet; }
 
-static void emit(const char *level, const char *fmt, va_list ap)
+static void emit(const char *level, bool where, const char *fmt, va_list ap)
 {
     char line[2048];
     int n = 0;
-    if (log_ranks > 1 && *level) { /* errors say which rank and host */
+    if (log_ranks > 1 && where) { /* errors say which rank and host */
         char host[256] = "?";
         gethostname(host, sizeof host);
         host[sizeof host - 1] = '\0';
@@ -42,7 +43,16 @@ void pb_log_info(const char *fmt, ...)
     if (log_quiet || log_rank != 0) return;
     va_list ap;
     va_start(ap, fmt);
-    emit("", fmt, ap);
+    emit("", false, fmt, ap);
+    va_end(ap);
+}
+
+void pb_log_warn(const char *fmt, ...)
+{
+    if (log_rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit("warning: ", false, fmt, ap);
     va_end(ap);
 }
 
@@ -50,6 +60,15 @@ void pb_log_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    emit("error: ", fmt, ap);
+    emit("error: ", true, fmt, ap);
+    va_end(ap);
+}
+
+void pb_log_advise(const char *fmt, ...)
+{
+    if (log_quiet || log_rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit("warning: ", false, fmt, ap);
     va_end(ap);
 }

@@ -57,3 +57,24 @@ pb_status pb_path_check_dump(const char *dir)
                               dir, parent);
     return pb_path_check_folder("--dump", dir, parent);
 }
+
+pb_status pb_path_check_out_file(const char *flag, const char *path, const char *out)
+{
+    struct stat sb, osb;
+    if (stat(path, &sb) == 0) {
+        /* the file is replaced whole (written beside it, then renamed), so
+         * only a regular file may stand there */
+        if (!S_ISREG(sb.st_mode))
+            return pb_usage_error("%s %s: is %s; give a file path (the run replaces it)", flag, path,
+                                  pb_path_kind(sb.st_mode));
+        if (out && *out && stat(out, &osb) == 0 && osb.st_dev == sb.st_dev && osb.st_ino == sb.st_ino)
+            return pb_usage_error("%s %s: is the --out results file; give another file", flag, path);
+    } else if (errno != ENOENT) {
+        return pb_usage_error("%s %s: cannot use it (%s)", flag, path, strerror(errno));
+    }
+    if (out && strcmp(path, out) == 0)
+        return pb_usage_error("%s %s: is the --out results file; give another file", flag, path);
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", path);
+    return pb_path_check_folder(flag, path, dirname(copy));
+}

@@ -28,6 +28,11 @@ pb_status pb_path_check_folder(const char *flag, const char *path, const char *d
  * last folder whose parent is such a folder (the run creates it). */
 pb_status pb_path_check_dump(const char *dir);
 
+/* --steps-out FILE, --ranks-out FILE (flag): a regular file or none yet,
+ * not --out's file (out may be "" or NULL), in a folder a file can be
+ * created in (the run writes FILE.tmp-PID there and renames it). */
+pb_status pb_path_check_out_file(const char *flag, const char *path, const char *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,10 +1,13 @@
 #include "registry.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "../kernels/comm_local.h"
 #include "../kernels/comm_mpi.h"
 #include "../kernels/comm_nccl.h"
+#include "table.h"
+#include "env.h"
 
 static const pb_backend *const backends[] = {&pb_backend_cpu, &pb_backend_cuda};
 
@@ -108,34 +111,86 @@ const char *pb_workload_names(void)
     return buf;
 }
 
+/* The widest of n names (at least min), for a column of them. */
+static int name_width(const char *const *names, size_t n, int min)
+{
+    int w = min;
+    for (size_t i = 0; i < n; i++)
+        if ((int)strlen(names[i]) > w) w = (int)strlen(names[i]);
+    return w;
+}
+
+/* Each section a table within PB_TABLE_COLUMNS, the last column taking
+ * what the others leave: names, then facts, then the description (and for
+ * a backend without devices, why not: a column of its own). */
 void pb_registry_print(FILE *out)
 {
     static const char *const procs[] = {"1 process, its devices", "1 rank per device"};
+    const char *names[16];
+    int w[5];
+
     fprintf(out, "strategies:\n");
+    for (size_t i = 0; i < COUNT(strategies); i++) names[i] = strategies[i]->name;
+    w[0] = name_width(names, COUNT(strategies), 0);
+    w[1] = 22;
+    w[2] = pb_table_rest(2, w);
     for (size_t i = 0; i < COUNT(strategies); i++)
-        fprintf(out, "  %-12s %-24s %s\n", strategies[i]->name, procs[strategies[i]->procs],
-                strategies[i]->description);
-    fprintf(out, "backends:\n");
+        pb_table_row(out, 3, w, (const char *[]){names[i], procs[strategies[i]->procs], strategies[i]->description});
+
+    /* a GPU machine shows no reason column: every backend has devices */
+    char found[COUNT(backends)][16], why[COUNT(backends)][256];
+    bool any_missing = false;
     for (size_t i = 0; i < COUNT(backends); i++) {
-        char why[256] = "";
-        int n = backends[i]->device_count(why, sizeof why);
-        char found[300];
-        if (n > 0)
-            snprintf(found, sizeof found, "%d device%s", n, n == 1 ? "" : "s");
-        else
-            snprintf(found, sizeof found, "no device: %s", why);
-        fprintf(out, "  %-12s %-24s %s\n", backends[i]->name, found, backends[i]->description);
+        why[i][0] = '\0';
+        int n = backends[i]->device_count(why[i], sizeof why[i]);
+        snprintf(found[i], sizeof found[i], "%d", n > 0 ? n : 0);
+        if (n <= 0) any_missing = true;
+        else why[i][0] = '\0';
+        names[i] = backends[i]->name;
     }
+    fprintf(out, "backends:\n");
+    w[0] = name_width(names, COUNT(backends), 4);
+    w[1] = 9;
+    w[2] = 7;
+    int rest = pb_table_rest(3, w);
+    w[3] = any_missing ? (rest - 2) / 2 : rest;
+    w[4] = rest - 2 - w[3];
+    int cols = any_missing ? 5 : 4;
+    pb_table_row(out, cols, w, (const char *[]){"name", "available", "devices", "description", "why not"});
+    for (size_t i = 0; i < COUNT(backends); i++)
+        pb_table_row(out, cols, w,
+                     (const char *[]){names[i], why[i][0] || found[i][0] == '0' ? "no" : "yes", found[i],
+                                      backends[i]->description, why[i]});
+    /* what the cpu backend's GEMMs run on (docs/csv-schema.md, "BLAS
+     * kernels"): a BLAS below the CPU's instruction set is said here too */
+    char blas[256];
+    pb_env_blas_summary(blas, sizeof blas);
+    fprintf(out, "blas (cpu backend):\n");
+    w[1] = pb_table_rest(0, w);
+    pb_table_row(out, 1, w + 1, (const char *[]){blas});
+
     fprintf(out, "comms:\n");
-    fprintf(out, "  %-12s %s\n", "none", "no collectives (single device)");
+    names[0] = "none";
+    for (size_t i = 0; i < COUNT(comms); i++) names[i + 1] = comms[i] ? comms[i]->name : "";
+    w[0] = name_width(names, COUNT(comms) + 1, 0);
+    w[1] = pb_table_rest(1, w);
+    pb_table_row(out, 2, w, (const char *[]){"none", "no collectives (single device)"});
     for (size_t i = 0; i < COUNT(comms); i++)
-        if (comms[i]) fprintf(out, "  %-12s %s\n", comms[i]->name, comms[i]->description);
-    fprintf(out, "workloads:%*sin  hidden layers classes batch   params\n", 6, "");
+        if (comms[i]) pb_table_row(out, 2, w, (const char *[]){comms[i]->name, comms[i]->description});
+
+    for (size_t i = 0; i < COUNT(workloads); i++) names[i] = workloads[i].name;
+    w[0] = name_width(names, COUNT(workloads), 0);
+    w[1] = 44; /* the shape's numbers, formatted below */
+    w[2] = pb_table_rest(2, w);
+    fprintf(out, "workloads:\n");
+    pb_table_row(out, 3, w, (const char *[]){"", "   in  hidden layers classes batch    params", "description"});
     for (size_t i = 0; i < COUNT(workloads); i++) {
         const pb_shape *s = &workloads[i].shape;
         pb_layout layout;
         size_t params = pb_mlp_layout(s, &layout) == PB_OK ? layout.n_params : 0;
-        fprintf(out, "  %-12s %5d %7d %6d %7d %5d %9zu  %s\n", workloads[i].name, s->in, s->hidden,
-                s->layers, s->classes, s->batch, params, workloads[i].description);
+        char shape[64];
+        snprintf(shape, sizeof shape, "%5d %7d %6d %7d %5d %9zu", s->in, s->hidden, s->layers, s->classes, s->batch,
+                 params);
+        pb_table_row(out, 3, w, (const char *[]){names[i], shape, workloads[i].description});
     }
 }

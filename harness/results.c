@@ -28,7 +28,7 @@ static const pb_key_role column_keys[PB_COL_COUNT] = {PB_COLUMNS(PB_COLUMN_KEY)}
 #undef PB_COLUMN_KEY
 
 /* A row is at most this long: every field full and quoted. */
-#define ROW_MAX (PB_COL_COUNT * (2 * PB_FIELD_MAX + 3) + 2)
+#define ROW_MAX (PB_COL_COUNT * (2 * PB_FIELD_WIDE + 3) + 2)
 
 const char *pb_column_name(pb_column c) { return c < PB_COL_COUNT ? column_names[c] : "?"; }
 
@@ -39,6 +39,8 @@ pb_key_role pb_column_key(pb_column c)
     /* a key column that is not configuration would be a schema bug */
     return c < PB_COL_COUNT && column_kinds[c] == PB_KIND_CONFIG ? column_keys[c] : PB_KEY_NONE;
 }
+
+size_t pb_column_width(pb_column c) { return c == PB_COL_ENV_VARS ? PB_FIELD_WIDE : PB_FIELD_MAX; }
 
 int pb_column_find(const char *name)
 {
@@ -53,13 +55,18 @@ void pb_record_set(pb_record *r, pb_column c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(r->v[c], PB_FIELD_MAX, fmt, ap);
+    pb_results_field_vset(r->v[c], pb_column_width(c), fmt, ap);
     va_end(ap);
+}
+
+void pb_results_field_vset(char *field, size_t width, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(field, width, fmt, ap);
     /* a field cut to fit says so, so a long error message reads as cut
      * rather than as a sentence that ends mid-word */
-    if (n >= PB_FIELD_MAX) memcpy(r->v[c] + PB_FIELD_MAX - 4, "...", 4);
+    if (n >= (int)width) memcpy(field + width - 4, "...", 4);
     /* a row is one line: fold any newline a library message carried */
-    for (char *p = r->v[c]; *p; p++)
+    for (char *p = field; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
 }
 
@@ -85,6 +92,7 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     bool microbatches = strategy && strategy->microbatches, buckets = strategy && strategy->buckets;
     const pb_backend *be = pb_find_backend(cfg->backend);
     bool sgd = cfg->optimizer == PB_OPT_SGD;
+    pb_record_set(r, PB_COL_TAG, "%s", cfg->tag);
     pb_record_set(r, PB_COL_STRATEGY, "%s", cfg->strategy);
     pb_record_set(r, PB_COL_BACKEND, "%s", cfg->backend);
     pb_record_set(r, PB_COL_COMM, "%s", cfg->comm);
@@ -155,10 +163,15 @@ static size_t put_field(char *buf, size_t len, size_t n, const char *v)
 
 size_t pb_results_format(const pb_record *r, char *buf, size_t len)
 {
+    return pb_results_format_fields(r->v[0], sizeof r->v[0], PB_COL_COUNT, buf, len);
+}
+
+size_t pb_results_format_fields(const char *v, size_t stride, int count, char *buf, size_t len)
+{
     size_t n = 0;
-    for (int c = 0; c < PB_COL_COUNT; c++) {
+    for (int c = 0; c < count; c++) {
         if (c && n < len) buf[n++] = ',';
-        n = put_field(buf, len, n, r->v[c]);
+        n = put_field(buf, len, n, v + (size_t)c * stride);
     }
     if (n + 1 >= len) return 0;
     buf[n++] = '\n';
@@ -186,10 +199,10 @@ static bool first_line(int fd, char *buf, size_t len, bool *crlf)
 
 /* The file's header is this build's; *crlf: its lines end in "\r\n", so an
  * appended row does too (readers strip the '\r'). */
-static pb_status header_matches(const char *path, int fd, bool *crlf)
+static pb_status header_matches(const char *path, int fd, const char *header, bool *crlf)
 {
     char expect[8192], found[8192];
-    pb_results_header(expect, sizeof expect);
+    snprintf(expect, sizeof expect, "%s", header);
     expect[strcspn(expect, "\n")] = '\0';
     if (!first_line(fd, found, sizeof found, crlf)) return PB_OK; /* empty: gets the header */
     if (strcmp(found, expect) == 0) return PB_OK;
@@ -217,6 +230,13 @@ static pb_status not_regular(const char *path, mode_t mode)
 
 pb_status pb_results_check_target(const char *path)
 {
+    char header[8192];
+    pb_results_header(header, sizeof header);
+    return pb_results_check_target_of(path, header);
+}
+
+pb_status pb_results_check_target_of(const char *path, const char *header)
+{
     struct stat sb;
     if (stat(path, &sb) == 0) {
         if (S_ISDIR(sb.st_mode)) return pb_usage_error("--out %s: is a directory; give a CSV file path", path);
@@ -224,7 +244,7 @@ pb_status pb_results_check_target(const char *path)
         int fd = open(path, O_RDWR | O_APPEND | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) return pb_usage_error("--out %s: not writable (%s)", path, strerror(errno));
         bool crlf;
-        pb_status st = header_matches(path, fd, &crlf);
+        pb_status st = header_matches(path, fd, header, &crlf);
         close(fd);
         return st;
     }
@@ -311,7 +331,25 @@ static pb_status undo_append(const char *path, int fd, off_t old_size, bool crea
 pb_status pb_results_append(const char *path, const pb_record *r)
 {
     pb_status st = PB_OK;
-    const size_t cap = ROW_MAX + 8192 + 2;
+    char header[8192];
+    pb_results_header(header, sizeof header);
+    char *row = malloc(ROW_MAX + 2);
+    PB_CHECK_ALLOC(row, ROW_MAX + 2);
+    size_t n = pb_results_format(r, row, ROW_MAX + 2);
+    PB_REQUIRE(n > 0, PB_ERR_INTERNAL, "row longer than %d bytes", ROW_MAX);
+    st = pb_results_append_rows(path, header, row);
+cleanup:
+    free(row);
+    return st;
+}
+
+pb_status pb_results_append_rows(const char *path, const char *header, const char *rows)
+{
+    pb_status st = PB_OK;
+    size_t rows_len = strlen(rows), lines = 0;
+    for (const char *p = rows; *p; p++) lines += *p == '\n';
+    /* the header, a '\n' that ends a torn last line, and a '\r' per line */
+    const size_t cap = strlen(header) + rows_len + lines + 4;
     char *line = malloc(cap);
     int fd = -1;
     bool created = false, crlf = false;
@@ -322,9 +360,9 @@ pb_status pb_results_append(const char *path, const pb_record *r)
     PB_REQUIRE(fstat(fd, &sb) == 0, PB_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
     size_t n = 0;
     if (sb.st_size == 0) {
-        n = pb_results_header(line, cap);
+        n = (size_t)snprintf(line, cap, "%s", header);
     } else {
-        PB_TRY(header_matches(path, fd, &crlf));
+        PB_TRY(header_matches(path, fd, header, &crlf));
         /* A writer killed mid-line left a partial row: end it so ours starts
          * on its own line (readers skip the malformed one). */
         char last = '\n';
@@ -332,12 +370,9 @@ pb_status pb_results_append(const char *path, const pb_record *r)
                    strerror(errno));
         if (last != '\n') n += (size_t)snprintf(line, cap, "%s", crlf ? "\r\n" : "\n");
     }
-    size_t row = pb_results_format(r, line + n, cap - 1 - n);
-    PB_REQUIRE(row > 0, PB_ERR_INTERNAL, "row longer than %d bytes", ROW_MAX);
-    n += row;
-    if (crlf) { /* the file's own line ending */
-        line[n - 1] = '\r';
-        line[n++] = '\n';
+    for (const char *p = rows; *p; p++) { /* the file's own line ending */
+        if (*p == '\n' && crlf) line[n++] = '\r';
+        line[n++] = *p;
     }
     /* one write() in practice; a short one (a full disk, a file size limit)
      * is retried for the rest, and a failure undone */

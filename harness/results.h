@@ -5,6 +5,7 @@
 #ifndef PB_RESULTS_H
 #define PB_RESULTS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "status.h"
@@ -25,10 +26,12 @@ extern "C" {
  *          was measured (iters, warmup, seed); compare and plot pool runs
  *          that differ only there;
  *   NONE   not a key: follows from key columns (params, batch_per_device,
- *          ranks), or not configuration.
+ *          ranks), a label (tag), or not configuration.
  * docs/csv-schema.md explains each column, and why a flag has none. */
 #define PB_COLUMNS(X)                                                         \
     X(TIME_UTC, "time_utc", ENV, NONE)                                        \
+    X(RUN_ID, "run_id", ENV, NONE)                                            \
+    X(TAG, "tag", CONFIG, NONE)                                               \
     X(STATUS, "status", METRIC, NONE)                                         \
     X(STRATEGY, "strategy", CONFIG, ALL)                                      \
     X(BACKEND, "backend", CONFIG, ALL)                                        \
@@ -103,11 +106,15 @@ extern "C" {
     X(PEAK_MEM_MB, "peak_mem_mb", METRIC, NONE)                               \
     X(PEAK_MEM_MB_DEV0, "peak_mem_mb_dev0", METRIC, NONE)                     \
     X(HOST_RSS_MB, "host_rss_mb", METRIC, NONE)                               \
+    X(SLOWEST_RANK, "slowest_rank", METRIC, NONE)                             \
+    X(RANK_SPREAD_PCT, "rank_spread_pct", METRIC, NONE)                       \
+    X(STRAGGLERS, "stragglers", METRIC, NONE)                                 \
     X(HOST, "host", ENV, NONE)                                                \
     X(CPU_MODEL, "cpu_model", ENV, NONE)                                      \
     X(GPU_NAME, "gpu_name", ENV, NONE)                                        \
     X(GPU_COUNT, "gpu_count", ENV, NONE)                                      \
     X(P2P, "p2p", ENV, NONE)                                                  \
+    X(GPU_CHECK, "gpu_check", ENV, NONE)                                      \
     X(DRIVER, "driver", ENV, NONE)                                            \
     X(CUDA_RUNTIME, "cuda_runtime", ENV, NONE)                                \
     X(CUBLAS, "cublas", ENV, NONE)                                            \
@@ -115,19 +122,25 @@ extern "C" {
     X(MPI, "mpi", ENV, NONE)                                                  \
     X(BLAS, "blas", ENV, NONE)                                                \
     X(BLAS_VERSION, "blas_version", ENV, NONE)                                \
+    X(BLAS_CORE, "blas_core", ENV, NONE)                                      \
     X(COMPILER, "compiler", ENV, NONE)                                        \
     X(GIT_REV, "git_rev", ENV, NONE)                                          \
+    X(ENV_VARS, "env_vars", ENV, NONE)                                        \
     X(ERROR, "error", METRIC, NONE)
 
 #define PB_COLUMN_ENUM(id, name, kind, key) PB_COL_##id,
 typedef enum pb_column { PB_COLUMNS(PB_COLUMN_ENUM) PB_COL_COUNT } pb_column;
 #undef PB_COLUMN_ENUM
 
+/* A field's room, '\0' included: PB_FIELD_MAX for every column but
+ * env_vars, which lists variables and gets PB_FIELD_WIDE (harness/envvars.h:
+ * whole entries, "..." when they do not all fit). */
 #define PB_FIELD_MAX 256
+#define PB_FIELD_WIDE 1024
 
 /* One row as text, column by column ("" = empty). */
 typedef struct pb_record {
-    char v[PB_COL_COUNT][PB_FIELD_MAX];
+    char v[PB_COL_COUNT][PB_FIELD_WIDE];
 } pb_record;
 
 typedef enum pb_column_kind { PB_KIND_CONFIG, PB_KIND_METRIC, PB_KIND_ENV } pb_column_kind;
@@ -137,9 +150,13 @@ const char *pb_column_name(pb_column c);
 pb_column_kind pb_column_kind_of(pb_column c);
 pb_key_role pb_column_key(pb_column c);
 int pb_column_find(const char *name); /* -1 when unknown */
+size_t pb_column_width(pb_column c);  /* its field's room: PB_FIELD_MAX or PB_FIELD_WIDE */
 
 void pb_record_clear(pb_record *r);
 void pb_record_set(pb_record *r, pb_column c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* What pb_record_set does to a field, for another schema's too (bench
+ * comm's): cut to width bytes ('\0' included) with "...", newlines folded. */
+void pb_results_field_vset(char *field, size_t width, const char *fmt, va_list ap);
 /* A number with enough digits to compare runs, "" when not finite. */
 void pb_record_num(pb_record *r, pb_column c, double v);
 
@@ -155,6 +172,9 @@ void pb_record_fill_config(pb_record *r, const struct pb_config *cfg);
 size_t pb_results_header(char *buf, size_t len);
 /* One row (RFC 4180 quoting, '\n' ended); returns its length, 0 if too long. */
 size_t pb_results_format(const pb_record *r, char *buf, size_t len);
+/* The same for `count` fields of another schema (bench comm's, harness/comm_csv.h),
+ * field c at v + c * stride. */
+size_t pb_results_format_fields(const char *v, size_t stride, int count, char *buf, size_t len);
 
 /* Checks before a run that `path` can take a row: its folder exists and is
  * writable, and an existing file is a regular file (not a FIFO or device)
@@ -166,6 +186,12 @@ pb_status pb_results_check_target(const char *path);
  * file size limit) is undone under the lock: the file is cut back to its
  * old size, and one this call created is removed. */
 pb_status pb_results_append(const char *path, const pb_record *r);
+/* The same append for any schema: `header` (its line, '\n' ended) and
+ * `rows` (whole '\n'-ended lines, written together in the one write()).
+ * bench comm appends its rows of a run this way (harness/comm_csv.h). */
+pb_status pb_results_append_rows(const char *path, const char *header, const char *rows);
+/* pb_results_check_target against another schema's header line. */
+pb_status pb_results_check_target_of(const char *path, const char *header);
 
 #ifdef __cplusplus
 }

@@ -24,10 +24,12 @@
 #include "nvtx.h"
 #include "phase.h"
 #include "../kernels/progress.h"
+#include "ranks.h"
 #include "registry.h"
 #include "results.h"
 #include "signals.h"
 #include "stats.h"
+#include "steps_out.h"
 #include "timer.h"
 #include "../strategies/input.h"
 
@@ -48,10 +50,16 @@ typedef struct run_state {
     void *strategy_state;
     double *step_ms, *scratch;
     pb_step_times phase_sum;
-    /* rank-per-device: each measured step's phases ([iters][PB_PHASE_COUNT]),
-     * so the row can carry the slowest rank's, step by step */
+    /* each measured step's phases ([iters][PB_PHASE_COUNT]): this rank's
+     * record (ranks.h), and for rank-per-device runs the row's slowest
+     * rank's, step by step (gather_slowest) */
     double *phase_steps;
+    pb_ranks ranks; /* every rank's record, complete on rank 0 */
     double loss_first, loss_last;
+    /* --steps-out: [ranks][iters][PB_STEPS_WIDTH], this rank's slot filled
+     * by its steps, the others' -HUGE_VAL until the gather (a MAX) brings
+     * them to rank 0 */
+    double *steps;
     pb_device_info info;
     bool have_info;
     pb_calibration cal;
@@ -62,6 +70,13 @@ typedef struct run_state {
     pb_world world;
     int device; /* rank-per-device: the ordinal this rank opens */
     int interrupted; /* SIGINT/SIGTERM agreed on: stop, write nothing */
+    /* multi-rank: this rank's step failed (a non-finite loss) and waits for
+     * the boundary to tell the others; then every rank knows of a failure
+     * (agreed), stops at the same boundary and MPI ends cleanly: rank 0
+     * tells it, with no MPI_Abort */
+    bool failed;
+    char failed_why[1024];
+    bool agreed_failure;
 } run_state;
 
 /* What every phase begin and end does in a run, registered with the phase
@@ -77,7 +92,7 @@ static void phase_begun(pb_phase p)
 }
 static void phase_ended(pb_phase p)
 {
-    (void)p;
+    pb_fault_ending(p); /* inside the phase's span: kind=stretch */
     pb_progress_phase_end();
 }
 
@@ -144,7 +159,13 @@ static pb_status setup(run_state *rs)
     PB_ALLOC(rs->params, rs->layout.n_params);
     PB_ALLOC(rs->step_ms, cfg->iters);
     PB_ALLOC(rs->scratch, cfg->iters);
-    if (rs->multi) PB_ALLOC(rs->phase_steps, (size_t)cfg->iters * PB_PHASE_COUNT);
+    PB_ALLOC(rs->phase_steps, (size_t)cfg->iters * PB_PHASE_COUNT);
+    if (cfg->steps_out[0]) {
+        size_t n = (size_t)(rs->multi ? rs->world.ranks : 1) * (size_t)cfg->iters * PB_STEPS_WIDTH;
+        /* pb_config_validate bounds devices x iters for the gather's count */
+        PB_ALLOC(rs->steps, n);
+        for (size_t i = 0; i < n; i++) rs->steps[i] = -HUGE_VAL;
+    }
     if (cfg->verify && is_writer(rs) && pb_verify_steps(cfg) < (int64_t)cfg->warmup + cfg->iters)
         PB_ALLOC(rs->verify_params, rs->layout.n_params);
     pb_mlp_init_params(&rs->layout, cfg->seed, rs->params);
@@ -215,15 +236,31 @@ pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *st
 
 static const char *signal_name(int sig) { return sig == 2 ? "SIGINT" : sig == 15 ? "SIGTERM" : "a signal"; }
 
+/* A rank's failure at a step, learnt by every rank at the boundary after
+ * it: the lowest failed rank's message, to every rank (rank 0 tells it). */
+static pb_status agreed_failure(run_state *rs, int failed_rank)
+{
+    char why[sizeof rs->failed_why];
+    snprintf(why, sizeof why, "%s", rs->failed_why);
+    pb_status st = pb_world_share_text(why, sizeof why, failed_rank, rs->cfg->timeout_s);
+    if (st != PB_OK) return st; /* a rank missing: aborted as any other error */
+    rs->agreed_failure = true;
+    if (failed_rank == rs->world.rank) return pb_user_error(PB_ERR_NUMERIC, "%s", why);
+    return pb_user_error(PB_ERR_NUMERIC, "rank %d: %s", failed_rank, why);
+}
+
 /* Multi-rank: every rank passes the signal it caught and adopts the
- * largest, so all stop before the same step (one Iallreduce of a long per
- * step, outside the timed step). */
+ * largest, so all stop before the same step; and whether its last step
+ * failed, so all stop at the same boundary when one did (one Iallreduce of
+ * two longs per step, outside the timed step). */
 static pb_status stop_requested(run_state *rs, int64_t step)
 {
     int sig = pb_signals_caught();
     if (rs->multi && rs->world.ranks > 1) {
-        pb_status st = pb_world_agree_signal(&sig, rs->cfg->timeout_s, step);
+        int failed_rank = rs->failed ? rs->world.rank : -1;
+        pb_status st = pb_world_agree_signal(&sig, &failed_rank, rs->cfg->timeout_s, step);
         if (st != PB_OK) return st;
+        if (failed_rank >= 0) return agreed_failure(rs, failed_rank);
         if (sig && !pb_signals_caught()) pb_signals_set(sig);
     }
     if (sig && !rs->interrupted) {
@@ -237,41 +274,75 @@ static pb_status stop_requested(run_state *rs, int64_t step)
     return PB_OK;
 }
 
-/* Multi-rank, before the first step: the ranks' configurations must agree
- * (a hash of what shapes the training and its collectives). */
-static pb_status check_config_agreement(const run_state *rs, bool usable)
+/* The configuration values the ranks must agree on: what shapes the
+ * training and its collectives, as (flag, value) in the flag's own words. */
+typedef struct agreed_value {
+    const char *flag;
+    char text[48];
+} agreed_value;
+
+/* As short as reads back exactly, so two ranks' values differ exactly when
+ * their texts do, and read as the user wrote them (0.01, not 0.0100000002). */
+static void double_text(double v, char *buf, size_t len)
 {
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, len, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+static int agreed_values(const pb_config *c, agreed_value *v)
+{
+    int n = 0;
+#define TEXT(name, ...) (v[n].flag = name, snprintf(v[n].text, sizeof v[n].text, __VA_ARGS__), n++)
+#define REAL(name, x) (v[n].flag = name, double_text(x, v[n].text, sizeof v[n].text), n++)
+    TEXT("--strategy", "%s", c->strategy);
+    TEXT("--backend", "%s", c->backend);
+    TEXT("--comm", "%s", c->comm);
+    TEXT("--workload", "%s", c->workload);
+    TEXT("--in", "%d", c->shape.in);
+    TEXT("--hidden", "%d", c->shape.hidden);
+    TEXT("--layers", "%d", c->shape.layers);
+    TEXT("--classes", "%d", c->shape.classes);
+    TEXT("--batch", "%d", c->shape.batch);
+    TEXT("--gpus", "%d", c->devices);
+    TEXT("--precision", "%s", pb_precision_name(c->precision));
+    TEXT("--optimizer", "%s", pb_optimizer_name(c->optimizer));
+    REAL("--lr", c->lr);
+    REAL("--momentum", c->momentum);
+    REAL("--weight-decay", c->weight_decay);
+    REAL("--beta1", c->beta1);
+    REAL("--beta2", c->beta2);
+    REAL("--eps", c->eps);
+    TEXT("--iters", "%d", c->iters);
+    TEXT("--warmup", "%d", c->warmup);
+    TEXT("--seed", "%llu", (unsigned long long)c->seed);
+    REAL("--bucket-mb", c->bucket_mb);
+    TEXT("--no-overlap", "%s", c->no_overlap ? "on" : "off");
+    TEXT("--verify", "%s", c->verify ? "on" : "off");
+    REAL("--timeout", c->timeout_s);
+#undef TEXT
+#undef REAL
+    return n;
+}
+
+/* Multi-rank, before the first step: the ranks' configurations must agree
+ * (a hash per value; when one differs, the ranks exchange it, so the error
+ * names the flag and both values). *differs: they do not. */
+static pb_status check_config_agreement(const run_state *rs, bool usable, bool *differs)
+{
+    *differs = false;
     if (!rs->multi || rs->world.ranks <= 1) return PB_OK;
-    const pb_config *c = rs->cfg;
-    uint64_t h = PB_HASH_INIT;
-#define H(field) h = pb_hash_bytes(h, &c->field, sizeof c->field)
-    h = pb_hash_bytes(h, c->strategy, strlen(c->strategy) + 1);
-    h = pb_hash_bytes(h, c->backend, strlen(c->backend) + 1);
-    h = pb_hash_bytes(h, c->comm, strlen(c->comm) + 1);
-    h = pb_hash_bytes(h, c->workload, strlen(c->workload) + 1);
-    H(shape.in);
-    H(shape.hidden);
-    H(shape.layers);
-    H(shape.classes);
-    H(shape.batch);
-    H(devices);
-    H(precision);
-    H(optimizer);
-    H(lr);
-    H(momentum);
-    H(weight_decay);
-    H(beta1);
-    H(beta2);
-    H(eps);
-    H(iters);
-    H(warmup);
-    H(seed);
-    H(bucket_mb);
-    H(no_overlap);
-    H(verify);
-    H(timeout_s);
-#undef H
-    return pb_world_agree_hash(h, usable, c->timeout_s);
+    agreed_value v[32];
+    uint64_t hashes[32];
+    const char *names[32], *texts[32];
+    int n = agreed_values(rs->cfg, v);
+    for (int i = 0; i < n; i++) {
+        names[i] = v[i].flag;
+        texts[i] = v[i].text;
+        hashes[i] = pb_hash_bytes(PB_HASH_INIT, v[i].text, strlen(v[i].text));
+    }
+    return pb_world_agree_config(hashes, names, texts, n, usable, rs->cfg->timeout_s, differs);
 }
 
 /* --dump: step 0's global batch. A rank's loader holds its shard alone, so
@@ -305,12 +376,36 @@ cleanup:
     return st;
 }
 
+/* Measured steps between two progress lines (and the last step's line) */
+#define PB_PROGRESS_EVERY 10
+
+/* A progress line as Megatron-LM prints one, over the steps since the last
+ * line (mean_ms their mean): step time, throughput, model TFLOP/s per
+ * device, MFU against this device's measured peak (when calibrated: ranks
+ * meet only after the steps, so rank 0's own), the loss and peak memory. The
+ * row's figures are over all measured steps and the slowest rank's. */
+static void progress_line(run_state *rs, int done, double mean_ms, double loss)
+{
+    const pb_config *cfg = rs->cfg;
+    double tflops = pb_mlp_step_flops(&rs->layout, cfg->shape.batch) / (mean_ms * 1e-3) / 1e12 / cfg->devices;
+    char mfu[32] = "", mem[48] = "";
+    if (isfinite(rs->cal.peak_tflops) && rs->cal.peak_tflops > 0)
+        snprintf(mfu, sizeof mfu, " | mfu %.3f", tflops / rs->cal.peak_tflops);
+    pb_memory_report m = {0};
+    if (rs->strategy->memory(rs->strategy_state, &m) == PB_OK && m.peak_mb_max > 0)
+        snprintf(mem, sizeof mem, " | mem %.1f MB peak", m.peak_mb_max);
+    pb_log_info("step %d/%d | %.3f ms/step | %.0f samples/s | %.4g TFLOP/s/device%s | loss %.4f%s", done, cfg->iters,
+                mean_ms, cfg->shape.batch * 1e3 / mean_ms, tflops, mfu, loss, mem);
+}
+
 static pb_status train(run_state *rs)
 {
     pb_status st = PB_OK;
     const pb_config *cfg = rs->cfg;
     int total = cfg->warmup + cfg->iters;
     unsigned long allocs_before = 0;
+    double interval_ms = 0.0; /* the measured steps since the last progress line */
+    int interval_n = 0;
 
     for (int s = 0; s <= total; s++) {
         /* a step boundary: stop here on SIGINT/SIGTERM (every rank at the
@@ -325,9 +420,18 @@ static pb_status train(run_state *rs)
         st = pb_timed_step(rs->loader, rs->strategy, rs->strategy_state, s, &batch, &res, &step_ms);
         if (st != PB_OK) return st;
         if (pb_fault_nan_step()) res.loss = NAN; /* PB_FAULT kind=nan (test-only) */
-        if (!isfinite(res.loss))
-            return pb_user_error(PB_ERR_NUMERIC, "loss is %s at step %d; the run is invalid (try a smaller --lr)",
-                                 isnan(res.loss) ? "NaN" : "infinite", s);
+        if (!isfinite(res.loss)) {
+            st = pb_user_error(PB_ERR_NUMERIC, "loss is %s at step %d; the run failed (try a smaller --lr)",
+                               isnan(res.loss) ? "NaN" : "infinite", s);
+            if (!rs->multi || rs->world.ranks <= 1) return st;
+            /* the step's collectives are done: the others learn it at the
+             * boundary (stop_requested), where every rank is */
+            rs->failed = true;
+            snprintf(rs->failed_why, sizeof rs->failed_why, "%s", pb_error_message());
+            pb_error_clear();
+            st = PB_OK;
+            continue;
+        }
         if (s == 0) {
             rs->loss_first = res.loss;
             if (cfg->dump[0] && is_writer(rs)) PB_TRY(dump_batch0(rs, &batch));
@@ -343,8 +447,20 @@ static pb_status train(run_state *rs)
         for (int p = 0; p < PB_PHASE_COUNT; p++) rs->phase_sum.ms[p] += res.t.ms[p];
         if (rs->phase_steps)
             memcpy(rs->phase_steps + (size_t)i * PB_PHASE_COUNT, res.t.ms, sizeof res.t.ms);
-        if (!cfg->quiet && (i + 1 == cfg->iters || (i + 1) % 10 == 0))
-            pb_log_info("step %d/%d  %.2f ms  loss %.4f", i + 1, cfg->iters, step_ms, res.loss);
+        if (rs->steps) {
+            double *row = rs->steps + ((size_t)(rs->multi ? rs->world.rank : 0) * (size_t)cfg->iters + (size_t)i) *
+                                          PB_STEPS_WIDTH;
+            memcpy(row, res.t.ms, sizeof res.t.ms);
+            row[PB_PHASE_COUNT] = step_ms;
+            row[PB_PHASE_COUNT + 1] = res.loss;
+        }
+        interval_ms += step_ms;
+        interval_n++;
+        if (!cfg->quiet && (i + 1 == cfg->iters || (i + 1) % PB_PROGRESS_EVERY == 0)) {
+            progress_line(rs, i + 1, interval_ms / interval_n, res.loss);
+            interval_ms = 0.0;
+            interval_n = 0;
+        }
     }
     if (pb_alloc_count)
         fprintf(stderr, "bench: allocations during measured steps: %lu\n", pb_alloc_count() - allocs_before);
@@ -376,6 +492,7 @@ static bool shares_hardware(const pb_config *cfg)
 static void fill_config(pb_record *r, const pb_config *cfg, const run_state *rs)
 {
     pb_record_fill_config(r, cfg);
+    pb_record_set(r, PB_COL_RUN_ID, "%s", cfg->run_id);
     pb_record_set(r, PB_COL_OVERSUBSCRIBED, "%d",
                   (rs->multi && rs->world.oversubscribed) || shares_hardware(cfg) ? 1 : 0);
 }
@@ -548,6 +665,36 @@ cleanup:
  * from the same rank, so the phase columns add up to the step columns
  * (rank 0's alone would not when another rank is slower). One gather after
  * the steps: no extra collective runs between them. */
+/* --steps-out, ranks: every rank's steps to rank 0 (each rank's slot holds
+ * its own values, -HUGE_VAL elsewhere, so an elementwise MAX is a gather).
+ * Before gather_slowest, which rewrites the per-step arrays. */
+static pb_status gather_steps(run_state *rs)
+{
+    if (!rs->steps || !rs->multi) return PB_OK;
+    return pb_world_max_to_root(rs->steps, rs->world.ranks * rs->cfg->iters * PB_STEPS_WIDTH);
+}
+
+/* Every rank's record to rank 0 and, there, the straggler verdicts. Before
+ * gather_slowest, which rewrites the per-step arrays and the calibration
+ * with the ranks' slowest. */
+static pb_status gather_ranks(run_state *rs)
+{
+    pb_rank_stats mine;
+    pb_rank_stats_compute(rs->step_ms, rs->phase_steps, rs->cfg->iters, rs->scratch, &mine);
+    mine.peak_tflops = rs->cal.peak_tflops;
+    /* one device per rank; a one-process run's own device when it has one */
+    mine.device = rs->multi ? rs->device : rs->cfg->devices > 1 ? NAN
+                                          : rs->cfg->n_device_map ? rs->cfg->device_map[0] : 0;
+    char host[PB_RANK_HOST_CHARS] = "unknown";
+    if (rs->multi) snprintf(host, sizeof host, "%.*s", (int)sizeof host - 1, rs->world.host);
+    else if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    pb_status st = pb_ranks_collect(&rs->ranks, &mine, host, rs->multi ? rs->world.rank : 0,
+                                    rs->multi ? rs->world.ranks : 1, rs->multi);
+    if (st == PB_OK && is_writer(rs)) st = pb_ranks_judge(&rs->ranks, rs->multi && rs->world.oversubscribed);
+    return st;
+}
+
 static pb_status gather_slowest(run_state *rs)
 {
     if (!rs->multi) return PB_OK;
@@ -585,9 +732,9 @@ static void abort_ranks(run_state *rs, pb_record *rec, pb_status st)
     }
     pb_log_error("%s", pb_error_message());
     pb_log_error("ending all %d ranks", rs->world.ranks);
-    /* when every rank fails at once (a NaN loss, which the all-reduce gives
-     * them all), the first MPI_Abort ends the job: the others give rank 0 a
-     * second to append its failed row first */
+    /* when every rank fails at once, the first MPI_Abort ends the job: the
+     * others give rank 0 a second to append its failed row first (a NaN
+     * loss does not come here: the ranks agree on it at the step boundary) */
     if (!is_writer(rs)) {
         struct timespec grace = {1, 0};
         nanosleep(&grace, NULL);
@@ -612,6 +759,7 @@ pb_status pb_run(const pb_config *cfg)
     pb_status st = PB_OK;
     pb_record *rec = calloc(1, sizeof *rec);
     if (!rec) return pb_host_nomem(sizeof *rec);
+    pb_env_fill_vars(rec); /* as the run was given them, before a library sets its own */
     rs.be = pb_find_backend(cfg->backend);
     rs.strategy = pb_find_strategy(cfg->strategy);
     PB_REQUIRE(rs.be && rs.strategy, PB_ERR_INTERNAL, "unresolved backend or strategy");
@@ -643,7 +791,9 @@ pb_status pb_run(const pb_config *cfg)
         if (node_st == PB_OK) node_st = rank_device(&rs, present);
         /* a mismatch ends every rank cleanly (exit 2, no row); a rank that
          * never joins leaves the others nothing to finalize with: abort */
-        st = check_config_agreement(&rs, node_st == PB_OK);
+        bool differs = false;
+        st = check_config_agreement(&rs, node_st == PB_OK, &differs);
+        rs.agreed_failure = differs;
         if (st == PB_ERR_COMM) {
             pb_log_error("%s", pb_error_message());
             pb_world_abort(pb_status_exit_code(st));
@@ -662,6 +812,8 @@ pb_status pb_run(const pb_config *cfg)
     /* interrupted: every rank stopped at the same boundary; nothing is
      * gathered, dumped or written, and the caller exits 128 + the signal */
     if (st == PB_OK && rs.interrupted) goto cleanup;
+    if (st == PB_OK) st = gather_steps(&rs);
+    if (st == PB_OK) st = gather_ranks(&rs);
     if (st == PB_OK) st = gather_slowest(&rs);
     if (st == PB_OK) st = finish_dump(&rs);
 
@@ -669,7 +821,7 @@ pb_status pb_run(const pb_config *cfg)
     if (!rs.have_info) pb_backend_cpu.info(NULL, &rs.info); /* host facts still apply */
     pb_env_fill(rec, pb_find_backend(cfg->backend), &rs.info, cfg->devices);
     if (rs.multi) pb_record_set(rec, PB_COL_MPI, "%s", rs.world.version);
-    if (st != PB_OK && rs.multi && rs.world.ranks > 1) abort_ranks(&rs, rec, st);
+    if (st != PB_OK && rs.multi && rs.world.ranks > 1 && !rs.agreed_failure) abort_ranks(&rs, rec, st);
 
     /* --verify: rank 0 trains single itself; the other ranks wait for its
      * verdict without spinning (pb_world_bcast_int_lazy) */
@@ -687,10 +839,18 @@ pb_status pb_run(const pb_config *cfg)
                      signal_name(late_sig), cfg->verify ? " (during --verify)" : "");
     if (late_sig) pb_launch_report("interrupted");
 
+    char steps_tmp[4200] = "", ranks_tmp[4200] = "";
     if (is_writer(&rs) && !late_sig) {
+        /* a step file that cannot be written fails the run, as --dump does */
+        if (st == PB_OK && rs.steps)
+            st = pb_steps_out_write(cfg->steps_out, cfg->run_id, rs.steps, rs.multi ? rs.world.ranks : 1, cfg->iters,
+                                    cfg->warmup, steps_tmp, sizeof steps_tmp);
+        if (st == PB_OK && cfg->ranks_out[0])
+            st = pb_ranks_out_write(&rs.ranks, cfg->ranks_out, cfg->run_id, ranks_tmp, sizeof ranks_tmp);
         if (st == PB_OK) {
             pb_record_set(rec, PB_COL_STATUS, invalid ? "invalid" : "ok");
             fill_results(rec, &rs);
+            pb_ranks_report(&rs.ranks, rec, true);
             pb_record_num(rec, PB_COL_VERIFY_MAX_REL_ERR, max_rel);
             if (invalid) {
                 /* the timings were measured, but of a computation that is wrong */
@@ -708,7 +868,13 @@ pb_status pb_run(const pb_config *cfg)
             pb_record_set(rec, PB_COL_ERROR, "%s", pb_error_message());
         }
         pb_status wst = append_row(cfg, rec);
+        /* the steps beside a row that carries figures (ok or invalid) */
+        bool keep = wst == PB_OK && (st == PB_OK || invalid);
+        pb_status sst = pb_steps_out_finish(steps_tmp, cfg->steps_out, keep);
+        pb_status rst = pb_out_file_finish("--ranks-out", ranks_tmp, cfg->ranks_out, keep);
         if (st == PB_OK) st = wst;
+        if (st == PB_OK) st = sst;
+        if (st == PB_OK) st = rst;
         if (wst == PB_OK && st == PB_OK && cfg->verify && !cfg->quiet)
             pb_log_info("--verify: parameters after step %lld within %.3g of single's (tolerance %.0e)",
                         (long long)pb_verify_steps(cfg), max_rel,
@@ -730,14 +896,27 @@ pb_status pb_run(const pb_config *cfg)
         if (bst != PB_OK && st == PB_OK) st = bst;
     }
 cleanup:
+    /* a failure every rank knows of: rank 0 tells it, once */
+    if (rs.agreed_failure && !is_writer(&rs)) {
+        pb_error_clear();
+        st = PB_OK;
+    }
     pb_loader_destroy(rs.loader);
     if (rs.strategy_state) rs.strategy->destroy(rs.strategy_state);
-    if (rs.multi) pb_world_finalize();
+    if (rs.multi && pb_world_up()) {
+        pb_world_finalize();
+        /* every rank ended cleanly: under bench's launcher rank 0 hands it
+         * its code and exits 0, so that mpirun adds no banner about a
+         * nonzero exit to a failure already explained (harness/launch.h) */
+        if (st != PB_OK && is_writer(&rs)) pb_launch_hand_exit(pb_status_exit_code(st));
+    }
     free(rs.params);
     free(rs.verify_params);
     free(rs.step_ms);
     free(rs.scratch);
     free(rs.phase_steps);
+    free(rs.steps);
+    pb_ranks_free(&rs.ranks);
     free(rec);
     return st;
 }

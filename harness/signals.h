@@ -8,7 +8,7 @@
  * docs/reliability.md.
  *
  * Also here, the hash the ranks compare before the first step
- * (pb_world_agree_hash). */
+ * (a hash per configuration value, pb_world_agree_config). */
 #ifndef PB_SIGNALS_H
 #define PB_SIGNALS_H
 

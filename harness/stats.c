@@ -26,6 +26,20 @@ double pb_mean(const double *v, size_t n)
     return n ? s / (double)n : 0.0;
 }
 
+double pb_stats_median(double *v, size_t n)
+{
+    if (n == 0) return NAN;
+    qsort(v, n, sizeof *v, cmp_double);
+    return percentile(v, n, 0.50);
+}
+
+double pb_stats_mad(double *v, size_t n)
+{
+    double m = pb_stats_median(v, n);
+    for (size_t i = 0; i < n; i++) v[i] = fabs(v[i] - m);
+    return pb_stats_median(v, n);
+}
+
 void pb_stats_compute(const double *v, size_t n, double *scratch, pb_stats *out)
 {
     memset(out, 0, sizeof *out);

@@ -16,6 +16,11 @@ typedef struct pb_stats {
  * default). Sorts `scratch` (n values copied from v). */
 void pb_stats_compute(const double *v, size_t n, double *scratch, pb_stats *out);
 double pb_mean(const double *v, size_t n);
+/* The median of v's n values (NaN when n is 0), sorting v in place. */
+double pb_stats_median(double *v, size_t n);
+/* The median absolute deviation from the median, sorting v in place and
+ * leaving the absolute deviations in it. */
+double pb_stats_mad(double *v, size_t n);
 
 /* Regularized incomplete beta I_x(a, b), a, b > 0, 0 <= x <= 1. */
 double pb_stats_incbeta(double a, double b, double x);

@@ -217,6 +217,9 @@ int pb_supervise_launch(const pb_config *cfg, bool *is_parent)
     close(rfd);
     unsetenv(PB_LAUNCH_REPORT_ENV);
     bool row = strstr(said, "row\n") != NULL, stopped = strstr(said, "interrupted\n") != NULL;
+    /* rank 0's code, when every rank ended cleanly and exited 0 (launch.h) */
+    const char *handed = strstr(said, "exit ");
+    int handed_code = handed ? atoi(handed + 5) : 0;
 
     if (w < 0) {
         pb_log_error("waiting for mpirun (pid %d) failed: %s; its outcome is unknown", (int)pid, strerror(werr));
@@ -233,6 +236,7 @@ int pb_supervise_launch(const pb_config *cfg, bool *is_parent)
                          sig_name(caught));
         return 128 + caught;
     }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && handed_code > 0) return handed_code;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !row) {
         pb_log_error("mpirun exited 0, but rank 0 did not report a row appended to %s: the run did not finish; "
                      "its outcome is unknown",

@@ -82,6 +82,9 @@ typedef struct pb_device_info {
     char blas[64];
     char blas_version[64];
     char nccl[32]; /* NCCL loaded at run time (cuda), "" otherwise */
+    /* cuda: the PCIe link's width and the SM clock against their maxima,
+     * "below" where one is under it (the gpu_check column) */
+    char gpu_check[192];
     double total_mem_mb;
 } pb_device_info;
 
@@ -111,6 +114,8 @@ typedef struct pb_backend {
     int (*device_count)(char *why, size_t why_len);
     pb_status (*open)(const pb_device_opts *opts, int ordinal, pb_device **dev);
     void (*close)(pb_device *dev);
+    /* dev NULL: the first device's facts without opening it (optional:
+     * NULL in a stub) */
     pb_status (*info)(pb_device *dev, pb_device_info *out);
 
     /* memory; sizes in bytes. alloc zero-fills. */

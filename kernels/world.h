@@ -53,6 +53,10 @@ void pb_world_finalize(void);
 bool pb_world_up(void);
 /* Elementwise MAX of n doubles over ranks into rank 0's v (in place). */
 pb_status pb_world_max_to_root(double *v, int n);
+/* Every rank's `each`-char text (NUL-terminated, cut to fit) into rank 0's
+ * all[rank * each ..] (all: ranks x each chars on rank 0, unused
+ * elsewhere). */
+pb_status pb_world_gather_text(const char *mine, char *all, int each);
 /* Per step i of n, the slowest rank: rank 0's v[i] becomes the MAX over
  * ranks and rank 0's rows[i*width .. +width) that rank's row (ties: the
  * lowest rank), so a row's parts still add up to its step. In place. */
@@ -66,17 +70,30 @@ void pb_world_abort(int code);
  * ("" without MPI). */
 const char *pb_world_version(void);
 
-/* Multi-rank: every rank passes the signal it caught (0: none) and gets back
- * the largest any rank caught, within deadline_s; a rank that does not join
- * in time is an error naming this rank, its host and the step. */
-pb_status pb_world_agree_signal(int *sig, double deadline_s, int64_t step);
+/* Multi-rank, at a step boundary: every rank passes the signal it caught
+ * (0: none) and gets back the largest any rank caught; and passes
+ * *failed_rank, its own rank when it failed since the last boundary (-1:
+ * not), and gets back the lowest rank that failed (-1: none), so that every
+ * rank stops at the same boundary and MPI ends cleanly. Within deadline_s;
+ * a rank that does not join in time is an error naming this rank, its host
+ * and the step. */
+pb_status pb_world_agree_signal(int *sig, int *failed_rank, double deadline_s, int64_t step);
+/* Rank root's text (len bytes, NUL-terminated) to every rank, within
+ * deadline_s: the failed rank's message, for rank 0 to tell. */
+pb_status pb_world_share_text(char *text, size_t len, int root, double deadline_s);
 
-/* Multi-rank: fails with a usage error on every rank when the ranks' hashes
- * differ (their MIN and MAX over the ranks), or when any rank says it cannot
- * run (usable false: it has recorded why), so that every rank stops
- * together instead of waiting for it; PB_ERR_COMM when a rank does not join
- * within deadline_s (the caller must then abort the ranks). */
-pb_status pb_world_agree_hash(uint64_t hash, bool usable, double deadline_s);
+/* Multi-rank, before the first step: the ranks' n configuration values
+ * (names[i]: the flag, texts[i]: its value as a user writes it, hashes[i]:
+ * a hash of it) must agree. When they do not, a usage error naming the
+ * first differing flag and the first rank that holds another value than
+ * rank 0, with both ("rank 1's --lr 0.1 differs from rank 0's 0.01"), the
+ * same on every rank, and *differs is set. When any rank says it cannot run
+ * (usable false: it has recorded why), a usage error on every rank, so that
+ * every rank stops together instead of waiting for it. PB_ERR_COMM when a
+ * rank does not join within deadline_s (the caller must then abort the
+ * ranks). */
+pb_status pb_world_agree_config(const uint64_t *hashes, const char *const *names, const char *const *texts, int n,
+                                bool usable, double deadline_s, bool *differs);
 
 #ifdef __cplusplus
 }

@@ -196,6 +196,18 @@ cleanup:
     return st;
 }
 
+pb_status pb_world_gather_text(const char *mine, char *all, int each)
+{
+    pb_status st = PB_OK;
+    char *buf = NULL;
+    PB_ALLOC(buf, (size_t)each);
+    snprintf(buf, (size_t)each, "%s", mine);
+    MPI_TRY(MPI_Gather(buf, each, MPI_CHAR, all, each, MPI_CHAR, 0, MPI_COMM_WORLD));
+cleanup:
+    free(buf);
+    return st;
+}
+
 pb_status pb_world_slowest_to_root(double *v, double *rows, int n, int width)
 {
     pb_status st = PB_OK;
@@ -261,20 +273,17 @@ const char *pb_world_version(void)
 
 /* --- agreements between the ranks, between steps ----------------------------- */
 
-/* An Iallreduce of n longs on MPI_COMM_WORLD, waited for until deadline_s:
- * spins briefly (the usual case: the ranks arrive together at a step
- * boundary), then sleeps between tests. Called between steps, when the
- * comm thread is idle (MPI_THREAD_SERIALIZED). */
-static pb_status iallreduce_deadline(long *in, long *out, int n, MPI_Op op, double deadline_s, bool *late)
+/* A nonblocking collective's request, waited for until deadline_s: spins
+ * briefly (the usual case: the ranks arrive together at a step boundary),
+ * then sleeps between tests. Called between steps, when the comm thread is
+ * idle (MPI_THREAD_SERIALIZED). */
+static pb_status wait_deadline(MPI_Request *req, double deadline_s, bool *late)
 {
-    MPI_Request req = MPI_REQUEST_NULL;
     *late = false;
-    int rc = MPI_Iallreduce(in, out, n, MPI_LONG, op, MPI_COMM_WORLD, &req);
-    if (rc != MPI_SUCCESS) return pb_error(PB_ERR_COMM, "MPI_Iallreduce failed (error %d)", rc);
     double t0 = pb_now_ms();
     for (long polls = 0;; polls++) {
         int done = 0;
-        rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) return pb_error(PB_ERR_COMM, "MPI_Test failed (error %d)", rc);
         if (done) return PB_OK;
         if (polls < 20000) continue;
@@ -287,6 +296,16 @@ static pb_status iallreduce_deadline(long *in, long *out, int n, MPI_Op op, doub
     }
 }
 
+/* An Iallreduce of n longs on MPI_COMM_WORLD, waited for until deadline_s. */
+static pb_status iallreduce_deadline(long *in, long *out, int n, MPI_Op op, double deadline_s, bool *late)
+{
+    MPI_Request req = MPI_REQUEST_NULL;
+    *late = false;
+    int rc = MPI_Iallreduce(in, out, n, MPI_LONG, op, MPI_COMM_WORLD, &req);
+    if (rc != MPI_SUCCESS) return pb_error(PB_ERR_COMM, "MPI_Iallreduce failed (error %d)", rc);
+    return wait_deadline(&req, deadline_s, late);
+}
+
 static void who(int *rank, int *ranks, char *host, size_t len)
 {
     MPI_Comm_rank(MPI_COMM_WORLD, rank);
@@ -295,16 +314,18 @@ static void who(int *rank, int *ranks, char *host, size_t len)
     host[len - 1] = '\0';
 }
 
-pb_status pb_world_agree_signal(int *sig, double deadline_s, int64_t step)
+pb_status pb_world_agree_signal(int *sig, int *failed_rank, double deadline_s, int64_t step)
 {
-    long in = *sig, out = 0;
+    int rank = 0, ranks = 0;
+    char host[256];
+    who(&rank, &ranks, host, sizeof host);
+    /* MAX of ranks - r picks the lowest failed rank r; 0: none failed */
+    long in[2] = {*sig, *failed_rank >= 0 ? ranks - *failed_rank : 0}, out[2] = {0, 0};
     bool late = false;
-    pb_status st = iallreduce_deadline(&in, &out, 1, MPI_MAX, deadline_s, &late);
+    pb_status st = iallreduce_deadline(in, out, 2, MPI_MAX, deadline_s, &late);
     if (st != PB_OK) return st;
     if (late) {
-        int rank = 0, ranks = 0;
-        char host[256], why[640];
-        who(&rank, &ranks, host, sizeof host);
+        char why[640];
         /* who holds the boundary up, from the node's progress slots */
         pb_progress_describe(why, sizeof why);
         return pb_user_error(PB_ERR_COMM,
@@ -312,33 +333,115 @@ pb_status pb_world_agree_signal(int *sig, double deadline_s, int64_t step)
                              "within %g s (--timeout): %s",
                              rank, ranks, host, (long long)step, deadline_s, why);
     }
-    *sig = (int)out;
+    *sig = (int)out[0];
+    *failed_rank = out[1] ? ranks - (int)out[1] : -1;
     return PB_OK;
 }
 
-pb_status pb_world_agree_hash(uint64_t hash, bool usable, double deadline_s)
+pb_status pb_world_share_text(char *text, size_t len, int root, double deadline_s)
 {
-    /* two halves of 32 bits each fit a long everywhere: MIN and MAX of each,
-     * and the MIN of usable */
-    long v[3] = {(long)(hash >> 32), (long)(hash & 0xffffffffUL), usable ? 1 : 0}, lo[3], hi[3];
+    MPI_Request req = MPI_REQUEST_NULL;
     bool late = false;
-    pb_status st = iallreduce_deadline(v, lo, 3, MPI_MIN, deadline_s, &late);
-    if (st == PB_OK && !late) st = iallreduce_deadline(v, hi, 3, MPI_MAX, deadline_s, &late);
-    if (st != PB_OK) return st;
+    text[len - 1] = '\0';
+    int rc = MPI_Ibcast(text, (int)len, MPI_CHAR, root, MPI_COMM_WORLD, &req);
+    if (rc != MPI_SUCCESS) return pb_error(PB_ERR_COMM, "MPI_Ibcast failed (error %d)", rc);
+    pb_status st = wait_deadline(&req, deadline_s, &late);
+    if (st == PB_OK && late)
+        return pb_user_error(PB_ERR_COMM, "rank %d did not send its message within %g s (--timeout)", root,
+                             deadline_s);
+    text[len - 1] = '\0';
+    return st;
+}
+
+/* "--lr, --seed": the names of the values after the first that differ */
+static void also_differing(const long *lo, const long *hi, const char *const *names, int first, int n, char *out,
+                           size_t len)
+{
+    out[0] = '\0';
+    for (int i = first + 1; i < n; i++) {
+        if (lo[2 * i] == hi[2 * i] && lo[2 * i + 1] == hi[2 * i + 1]) continue;
+        size_t used = strlen(out);
+        snprintf(out + used, len - used, "%s%s", used ? ", " : "", names[i]);
+    }
+}
+
+/* The first rank whose text (of `width` bytes each in all) is not rank 0's. */
+static int first_other(const char *all, int ranks, size_t width)
+{
+    for (int r = 1; r < ranks; r++)
+        if (strncmp(all + (size_t)r * width, all, width) != 0) return r;
+    return 0;
+}
+
+pb_status pb_world_agree_config(const uint64_t *hashes, const char *const *names, const char *const *texts, int n,
+                                bool usable, double deadline_s, bool *differs)
+{
+    enum { TEXT = 64 };
+    pb_status st = PB_OK;
+    *differs = false;
+    long *v = calloc((size_t)(2 * n + 1) * 3, sizeof *v), *lo = v + 2 * n + 1, *hi = lo + 2 * n + 1;
+    char *all = NULL, mine[TEXT];
     int rank = 0, ranks = 0;
     char host[256];
     who(&rank, &ranks, host, sizeof host);
-    if (late)
-        return pb_user_error(PB_ERR_COMM,
-                             "rank %d of %d on %s: the ranks did not all compare configurations within %g s "
-                             "(--timeout)",
-                             rank, ranks, host, deadline_s);
-    if (!lo[2])
-        return pb_usage_error("rank %d of %d on %s: another rank cannot run (it says why); every rank stops",
-                              rank, ranks, host);
-    if (lo[0] != hi[0] || lo[1] != hi[1])
-        return pb_usage_error("rank %d of %d on %s: the ranks were started with different configurations "
-                              "(configuration hash %016llx here); every rank needs the same flags",
-                              rank, ranks, host, (unsigned long long)hash);
-    return PB_OK;
+    if (!v) return pb_error(PB_ERR_NOMEM, "host allocation for the configuration agreement failed");
+    /* each value's hash in two halves of 32 bits (they fit a long
+     * everywhere): MIN and MAX of each, and the MIN of usable */
+    for (int i = 0; i < n; i++) {
+        v[2 * i] = (long)(hashes[i] >> 32);
+        v[2 * i + 1] = (long)(hashes[i] & 0xffffffffUL);
+    }
+    v[2 * n] = usable ? 1 : 0;
+    bool late = false;
+    st = iallreduce_deadline(v, lo, 2 * n + 1, MPI_MIN, deadline_s, &late);
+    if (st == PB_OK && !late) st = iallreduce_deadline(v, hi, 2 * n + 1, MPI_MAX, deadline_s, &late);
+    if (st != PB_OK) goto cleanup;
+    if (late) {
+        st = pb_user_error(PB_ERR_COMM,
+                           "rank %d of %d on %s: the ranks did not all compare configurations within %g s "
+                           "(--timeout)",
+                           rank, ranks, host, deadline_s);
+        goto cleanup;
+    }
+    if (!lo[2 * n]) {
+        st = pb_usage_error("rank %d of %d on %s: another rank cannot run (it says why); every rank stops", rank,
+                            ranks, host);
+        goto cleanup;
+    }
+    int first = 0;
+    while (first < n && lo[2 * first] == hi[2 * first] && lo[2 * first + 1] == hi[2 * first + 1]) first++;
+    if (first == n) goto cleanup;
+    /* which rank holds another value than rank 0's, and both values: every
+     * rank's text of the first differing one */
+    *differs = true;
+    snprintf(mine, sizeof mine, "%s", texts[first]);
+    all = calloc((size_t)ranks, TEXT);
+    if (!all) {
+        st = pb_error(PB_ERR_NOMEM, "host allocation for the configuration agreement failed");
+        goto cleanup;
+    }
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc = MPI_Iallgather(mine, TEXT, MPI_CHAR, all, TEXT, MPI_CHAR, MPI_COMM_WORLD, &req);
+    if (rc != MPI_SUCCESS) {
+        st = pb_error(PB_ERR_COMM, "MPI_Iallgather failed (error %d)", rc);
+        goto cleanup;
+    }
+    if ((st = wait_deadline(&req, deadline_s, &late)) != PB_OK) goto cleanup;
+    if (late) {
+        st = pb_user_error(PB_ERR_COMM, "rank %d of %d on %s: the ranks did not all send their %s within %g s "
+                                        "(--timeout)",
+                           rank, ranks, host, names[first], deadline_s);
+        goto cleanup;
+    }
+    int other = first_other(all, ranks, TEXT);
+    char also[512];
+    also_differing(lo, hi, names, first, n, also, sizeof also);
+    st = pb_usage_error("the %d ranks were started with different configurations: rank %d's %s %s differs from "
+                        "rank 0's %s%s%s%s; every rank needs the same flags",
+                        ranks, other, names[first], all + (size_t)other * TEXT, all, also[0] ? " (also differing: " : "",
+                        also, also[0] ? ")" : "");
+cleanup:
+    free(v);
+    free(all);
+    return st;
 }

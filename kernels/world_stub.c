@@ -24,6 +24,14 @@ pb_status pb_world_max_to_root(double *v, int n)
     return pb_user_error(PB_ERR_UNAVAILABLE, PB_NO_MPI);
 }
 
+pb_status pb_world_gather_text(const char *mine, char *all, int each)
+{
+    (void)mine;
+    (void)all;
+    (void)each;
+    return pb_user_error(PB_ERR_UNAVAILABLE, PB_NO_MPI);
+}
+
 pb_status pb_world_slowest_to_root(double *v, double *rows, int n, int width)
 {
     (void)v;
@@ -43,18 +51,33 @@ void pb_world_abort(int code) { (void)code; }
 
 const char *pb_world_version(void) { return ""; }
 
-pb_status pb_world_agree_signal(int *sig, double deadline_s, int64_t step)
+pb_status pb_world_agree_signal(int *sig, int *failed_rank, double deadline_s, int64_t step)
 {
     (void)sig;
+    (void)failed_rank;
     (void)deadline_s;
     (void)step;
     return PB_OK;
 }
 
-pb_status pb_world_agree_hash(uint64_t hash, bool usable, double deadline_s)
+pb_status pb_world_share_text(char *text, size_t len, int root, double deadline_s)
 {
-    (void)hash;
+    (void)text;
+    (void)len;
+    (void)root;
+    (void)deadline_s;
+    return PB_OK;
+}
+
+pb_status pb_world_agree_config(const uint64_t *hashes, const char *const *names, const char *const *texts, int n,
+                                bool usable, double deadline_s, bool *differs)
+{
+    (void)hashes;
+    (void)names;
+    (void)texts;
+    (void)n;
     (void)usable;
     (void)deadline_s;
+    *differs = false;
     return PB_OK;
 }

@@ -4,8 +4,10 @@
 #   plotdir   this folder
 #   datafile  the .dat file the script draws (formats: docs/plots.md)
 #   outbase   output path without extension; the script writes .png and .svg
-#   ptitle    title: what, workload, backend, device, date
-#   psub      second title line: settings every plotted run shares ("" for none)
+#   ntitle    how many title lines follow, each short enough for the canvas
+#   title1..  the lines: what, workload, backend, device, date; then the
+#             settings every plotted run shares
+# (by hand, ptitle and psub instead: the title and a second line, unwrapped)
 # and per script the numbers it names in its header.
 
 if (!exists("psub")) psub = ""
@@ -46,13 +48,22 @@ set linetype 21 lc rgb '#E69F00'
 set linetype 22 lc rgb '#009E73'
 set linetype 23 lc rgb '#555555'
 
-set title (strlen(psub) > 0 ? ptitle . "\n" . psub : ptitle) noenhanced font ',11'
+if (exists("ntitle")) {
+    ptitle = title1
+    do for [i=2:ntitle] { ptitle = ptitle . "\n" . value(sprintf("title%d", i)) }
+} else {
+    if (strlen(psub) > 0) { ptitle = ptitle . "\n" . psub }
+}
+set title ptitle noenhanced font ',11'
 set key noenhanced box lc rgb '#cccccc' opaque autotitle columnheader
 set border 3 lc rgb '#444444'
 set tics nomirror
 set grid ytics lc rgb '#e0e0e0' lw 1
 set datafile missing 'NaN'
+if (!exists("xlead")) xlead = 0
 if (xrot != 0) set xtics rotate by xrot right noenhanced; else set xtics norotate noenhanced
+# a turned first label reaches left of its tic: the margin holds it
+if (xrot != 0 && xlead > 10) set lmargin xlead
 
 # A bar's label from the .dat file's first two columns ("ddp x4", "bf16"):
 # two lines, or one when the tic labels are rotated

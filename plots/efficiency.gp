@@ -8,8 +8,7 @@ set ylabel 'scaling efficiency (%)'
 eval 'set xtics (' . devtics . ')'
 set offsets graph 0.04, graph 0.04, 0, 0
 set yrange [0:ymax]
-set key bottom left
-if (nseries > 6) set key outside right top
+set key outside right top vertical  # beside the lines, never over them
 
 eval png_term
 set output outbase . '.png'

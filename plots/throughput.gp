@@ -8,8 +8,7 @@ set ylabel 'throughput (samples/s)'
 eval 'set xtics (' . devtics . ')'
 set offsets graph 0.04, graph 0.04, graph 0.05, 0
 set yrange [0:*]
-set key top left
-if (nseries + nideal > 6) set key outside right top
+set key outside right top vertical  # beside the lines, never over them
 
 eval png_term
 set output outbase . '.png'

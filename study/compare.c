@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "key.h"
+#include "../harness/envvars.h"
 #include "../harness/log.h"
 #include "../harness/results.h"
 #include "../harness/stats.h"
@@ -75,7 +76,7 @@ _Static_assert(PB_COL_COUNT <= PB_COMPARE_KEY_MAX, "PB_COMPARE_KEY_MAX too small
 /* Environment columns whose differences are printed above the table. */
 static const char *const env_cols[] = {
     "gpu_name", "driver", "cuda_runtime", "cublas", "nccl",     "mpi",     "blas",
-    "blas_version", "host", "cpu_model", "compiler", "git_rev", "oversubscribed",
+    "blas_version", "blas_core", "gpu_check", "host", "cpu_model", "compiler", "git_rev", "oversubscribed",
 };
 #define N_ENV_COLS (sizeof env_cols / sizeof env_cols[0])
 _Static_assert(N_ENV_COLS <= PB_COMPARE_ENV_MAX, "PB_COMPARE_ENV_MAX too small");
@@ -87,13 +88,7 @@ static const char *const other_required[] = {"status", "iters", "step_ms_cv"};
 /* reading values                                                            */
 
 /* A comparable row: status ok and the metric present. */
-typedef struct item {
-    size_t row;
-    double value;
-    double cv;    /* NaN when empty */
-    double iters; /* 0 when empty */
-    double time;  /* time_utc in seconds since 1970; NaN when absent or unreadable */
-} item;
+typedef pb_compare_run item;
 
 typedef struct group {
     size_t first, count; /* items[first .. first+count) */
@@ -286,14 +281,11 @@ static void drift(const item *it, size_t n, pb_compare_side *out)
     if (timed) out->half_gap_s = (t_late - t_early) / (double)h;
 }
 
-/* Mean, squared standard error and degrees of freedom of one group, and
- * the drift inside it. */
-static pb_compare_side summarise(const side *s, const group *g)
+pb_compare_side pb_compare_summarise(const pb_compare_run *it, size_t count)
 {
-    pb_compare_side out = {g->count, g->row, 0, 0, 0, NAN, NAN, NAN, NAN};
-    const item *it = s->items + g->first;
-    drift(it, g->count, &out);
-    if (g->count == 1) {
+    pb_compare_side out = {count, it[0].row, 0, 0, 0, NAN, NAN, NAN, NAN};
+    drift(it, count, &out);
+    if (count == 1) {
         /* one run: the per-step distribution it recorded; the metric's
          * relative standard error is that of the mean step time */
         out.mean = it->value;
@@ -306,14 +298,14 @@ static pb_compare_side summarise(const side *s, const group *g)
     }
     /* repeats: the runs' values are the sample (Welford) */
     double mean = 0, m2 = 0;
-    for (size_t i = 0; i < g->count; i++) {
+    for (size_t i = 0; i < count; i++) {
         double x = it[i].value, d = x - mean;
         mean += d / (double)(i + 1);
         m2 += d * (x - mean);
     }
     out.mean = mean;
-    out.se2 = m2 / (double)(g->count - 1) / (double)g->count;
-    out.df = (double)g->count - 1;
+    out.se2 = m2 / (double)(count - 1) / (double)count;
+    out.df = (double)count - 1;
     return out;
 }
 
@@ -346,7 +338,13 @@ static size_t runs_needed(const pb_compare_pair *p, double allowance, const pb_c
     return 0;
 }
 
-static void decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_better)
+/* Mean, squared standard error and degrees of freedom of one group. */
+static pb_compare_side summarise(const side *s, const group *g)
+{
+    return pb_compare_summarise(s->items + g->first, g->count);
+}
+
+void pb_compare_decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_better)
 {
     p->change_pct = 100.0 * (p->cur.mean - p->base.mean) / p->base.mean;
     bool tested = pb_stats_welch((pb_stats_mean){p->base.mean, p->base.se2, p->base.df},
@@ -518,6 +516,95 @@ static void join_values(char *buf, size_t len, size_t *n, const char **v, size_t
     if (count > 4 && *n < len) *n += (size_t)snprintf(buf + *n, len - *n, " (+%zu more)", count - 4);
 }
 
+/* The values of variable name over a side's distinct env_vars lists
+ * (lists[0..n)), sorted and distinct, into v (each PB_FIELD_WIDE): its
+ * value, "(unset)" where a list lacks it, "(not recorded)" where a list
+ * lacks it but was cut. Returns the count. */
+static size_t var_values(const char *name, const char **lists, size_t n, char **v)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *val = v[m];
+        int got = pb_envvars_get(lists[i], name, val, PB_FIELD_WIDE);
+        if (got <= 0) snprintf(val, PB_FIELD_WIDE, "%s", got < 0 ? "(not recorded)" : "(unset)");
+        bool seen = false;
+        for (size_t j = 0; j < m && !seen; j++) seen = strcmp(v[j], val) == 0;
+        if (!seen) m++;
+    }
+    qsort(v, m, sizeof *v, cmp_str);
+    return m;
+}
+
+/* A line per environment variable (the env_vars column) whose values
+ * differ between the sides: "OMPI_MCA_btl: (unset) -> tcp,self". lb and
+ * lc: each side's distinct env_vars lists. */
+static pb_status var_diffs(pb_compare_result *r, size_t nb, const char **lb, size_t nc, const char **lc)
+{
+    pb_status st = PB_OK;
+    size_t nnames = 0, cap = 0, left_out = 0;
+    char **names = NULL, **vb = NULL, **vc = NULL;
+    for (int side = 0; side < 2; side++)
+        for (size_t i = 0; i < (side ? nc : nb); i++) {
+            const char *p = side ? lc[i] : lb[i];
+            char name[256], value[8];
+            bool cut;
+            while (pb_envvars_next(&p, name, sizeof name, value, sizeof value, &cut)) {
+                if (cut) continue;
+                bool seen = false;
+                for (size_t j = 0; j < nnames && !seen; j++) seen = strcmp(names[j], name) == 0;
+                if (seen) continue;
+                if (nnames == cap) {
+                    size_t grow = cap ? 2 * cap : 16;
+                    char **more = realloc(names, grow * sizeof *names);
+                    PB_CHECK_ALLOC(more, grow * sizeof *names);
+                    names = more;
+                    cap = grow;
+                }
+                names[nnames] = strdup(name);
+                PB_CHECK_ALLOC(names[nnames], strlen(name) + 1);
+                nnames++;
+            }
+        }
+    if (nnames) qsort(names, nnames, sizeof *names, cmp_str);
+    PB_ALLOC(vb, nb + 1);
+    PB_ALLOC(vc, nc + 1);
+    for (size_t i = 0; i < nb; i++) PB_ALLOC(vb[i], PB_FIELD_WIDE);
+    for (size_t i = 0; i < nc; i++) PB_ALLOC(vc[i], PB_FIELD_WIDE);
+    for (size_t k = 0; k < nnames; k++) {
+        size_t mb = var_values(names[k], lb, nb, vb), mc = var_values(names[k], lc, nc, vc);
+        bool same = mb == mc;
+        for (size_t i = 0; same && i < mb; i++) same = strcmp(vb[i], vc[i]) == 0;
+        if (same) continue;
+        /* the last line left says how many more there are */
+        if (r->nenv + 1 >= PB_COMPARE_ENV_MAX) {
+            left_out++;
+            continue;
+        }
+        char *line = NULL;
+        PB_ALLOC(line, PB_COMPARE_ENV_LINE);
+        r->env[r->nenv++] = line;
+        size_t n = (size_t)snprintf(line, PB_COMPARE_ENV_LINE, "%s: ", names[k]);
+        join_values(line, PB_COMPARE_ENV_LINE, &n, (const char **)vb, mb);
+        if (n < PB_COMPARE_ENV_LINE) n += (size_t)snprintf(line + n, PB_COMPARE_ENV_LINE - n, " -> ");
+        join_values(line, PB_COMPARE_ENV_LINE, &n, (const char **)vc, mc);
+    }
+    if (left_out) {
+        char *line = NULL;
+        PB_ALLOC(line, PB_COMPARE_ENV_LINE);
+        r->env[r->nenv++] = line;
+        snprintf(line, PB_COMPARE_ENV_LINE, "and %zu more environment variable%s (env_vars in the files)", left_out,
+                 left_out == 1 ? " differs" : "s differ");
+    }
+cleanup:
+    for (size_t i = 0; vb && i < nb; i++) free(vb[i]);
+    for (size_t i = 0; vc && i < nc; i++) free(vc[i]);
+    for (size_t i = 0; i < nnames; i++) free(names[i]);
+    free(names);
+    free(vb);
+    free(vc);
+    return st;
+}
+
 static pb_status env_diffs(pb_compare_result *r, const side *sb, const side *sc)
 {
     pb_status st = PB_OK;
@@ -539,6 +626,8 @@ static pb_status env_diffs(pb_compare_result *r, const side *sb, const side *sc)
         if (n < PB_COMPARE_ENV_LINE) n += (size_t)snprintf(line + n, PB_COMPARE_ENV_LINE - n, " -> ");
         join_values(line, PB_COMPARE_ENV_LINE, &n, vc, nc);
     }
+    int eb = pb_csv_find(sb->csv, "env_vars"), ec = pb_csv_find(sc->csv, "env_vars");
+    if (eb >= 0 && ec >= 0) PB_TRY(var_diffs(r, distinct(sb, eb, vb), vb, distinct(sc, ec, vc), vc));
 cleanup:
     free(vb);
     free(vc);
@@ -683,7 +772,7 @@ pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_
             continue;
         }
         p->cur = summarise(&sc, &sc.groups[g->match]);
-        decide(p, o, r->higher_better);
+        pb_compare_decide(p, o, r->higher_better);
     }
     for (size_t i = 0; i < r->npairs; i++) r->count[r->pairs[i].verdict]++;
     PB_TRY(mark_varying(r));

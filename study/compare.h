@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-typedef enum pb_compare_format { PB_COMPARE_TEXT, PB_COMPARE_MD, PB_COMPARE_CSV } pb_compare_format;
+typedef enum pb_compare_format { PB_COMPARE_TEXT, PB_COMPARE_MD, PB_COMPARE_CSV, PB_COMPARE_JSON } pb_compare_format;
 
 typedef struct pb_compare_opts {
     const char *metric;   /* a column of pb_compare_metrics() */
@@ -76,6 +76,22 @@ typedef struct pb_compare_side {
     double span_s, mid_s, half_gap_s;
 } pb_compare_side;
 
+/* One run read for comparing: its row, the metric, the step spread a
+ * single run is judged by (cv NaN, iters 0 when unknown) and when it ran. */
+typedef struct pb_compare_run {
+    size_t row;
+    double value;
+    double cv;
+    double iters;
+    double time; /* time_utc in seconds since 1970; NaN when unknown */
+} pb_compare_run;
+
+/* The side of `count` runs of one configuration (count >= 1): one run by its
+ * own steps (relative standard error cv / sqrt(iters)), several by their
+ * values (docs/compare.md), and the drift inside them, the runs taken in
+ * the order given (time order, as pb_compare_tables sorts them). */
+pb_compare_side pb_compare_summarise(const pb_compare_run *runs, size_t count);
+
 typedef struct pb_compare_pair {
     pb_compare_side base, cur;
     double change_pct; /* 100 * (cur - base) / base */
@@ -102,7 +118,7 @@ typedef struct pb_compare_pair {
 } pb_compare_pair;
 
 #define PB_COMPARE_KEY_MAX 128
-#define PB_COMPARE_ENV_MAX 16
+#define PB_COMPARE_ENV_MAX 48
 #define PB_COMPARE_ENV_LINE 1024
 
 typedef struct pb_compare_result {
@@ -116,12 +132,19 @@ typedef struct pb_compare_result {
     int key_base[PB_COMPARE_KEY_MAX], key_cur[PB_COMPARE_KEY_MAX];
     bool key_varies[PB_COMPARE_KEY_MAX]; /* differs between configurations */
     bool higher_better;
-    /* environment differences, "column: baseline values -> current values" */
+    /* environment differences, "column: baseline values -> current values",
+     * then a line per environment variable of env_vars that differs
+     * ("NCCL_ALGO: Ring -> Tree"; the last line counts those left out) */
     char *env[PB_COMPARE_ENV_MAX];
     size_t nenv;
     size_t ignored_base, ignored_cur; /* rows not ok, or without a value */
     size_t ok_cur;                    /* CURRENT's rows compared (0: every run failed) */
 } pb_compare_result;
+
+/* The verdict of a pair whose sides are summarised: change_pct, Welch's t,
+ * df, the one-sided p and the verdict (docs/compare.md); bench comm's
+ * compare (study/compare_comm.h) judges each size with it too. */
+void pb_compare_decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher_better);
 
 /* Pairs the ok rows of two parsed results files and tests each pair. Bad
  * input (a needed column missing, a value that is not a number, no rows,

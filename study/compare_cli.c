@@ -1,7 +1,8 @@
-/* bench compare's printing (text, Markdown, CSV) and command line, over the
+/* bench compare's printing (text, Markdown, CSV, JSON) and command line, over the
  * pairing and verdicts of study/compare.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "compare_cli.h"
+#include "compare_comm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -245,9 +246,116 @@ static void print_csv(FILE *f, const pb_compare_result *r, const pb_compare_opts
     }
 }
 
+/* The exit code of a comparison: 1 on a regression (failed in current
+ * included) or when no current run was ok, else 0. */
+static int verdict_code(const pb_compare_result *r) { return regressions(r) || !r->ok_cur ? 1 : 0; }
+
+/* A JSON string: quotes, backslashes and control bytes escaped; other bytes
+ * as they are (the CSV's text is UTF-8). */
+static void json_str(FILE *f, const char *v)
+{
+    fputc('"', f);
+    for (const unsigned char *q = (const unsigned char *)v; *q; q++) {
+        if (*q == '"' || *q == '\\') fprintf(f, "\\%c", *q);
+        else if (*q < 0x20) fprintf(f, "\\u%04x", *q);
+        else fputc(*q, f);
+    }
+    fputc('"', f);
+}
+
+/* A number, or null where there is none (NaN: no spread, one side only) */
+static void json_num(FILE *f, double v)
+{
+    if (isfinite(v)) fprintf(f, "%.9g", v);
+    else fputs("null", f);
+}
+
+/* "column: a, b -> c": the column, then each side's values as one string */
+static void json_env(FILE *f, const char *line)
+{
+    const char *colon = strstr(line, ": "), *arrow = colon ? strstr(colon, " -> ") : NULL;
+    char buf[PB_COMPARE_ENV_LINE];
+    fputs("{\"column\": ", f);
+    snprintf(buf, sizeof buf, "%.*s", colon ? (int)(colon - line) : (int)strlen(line), line);
+    json_str(f, buf);
+    fputs(", \"baseline\": ", f);
+    snprintf(buf, sizeof buf, "%.*s", arrow ? (int)(arrow - colon - 2) : 0, colon ? colon + 2 : "");
+    json_str(f, buf);
+    fputs(", \"current\": ", f);
+    json_str(f, arrow ? arrow + 4 : "");
+    fputc('}', f);
+}
+
+/* One JSON object: the verdict and exit code, the test's settings, the
+ * environment differences and one object per configuration
+ * (docs/compare.md, "JSON"). */
+static void print_json(FILE *f, const pb_compare_result *r, const pb_compare_opts *o)
+{
+    int code = verdict_code(r);
+    /* "failed": no current run was ok, so nothing could pass */
+    const char *verdict = regressions(r) ? "regression" : code ? "failed" : "pass";
+    fprintf(f, "{\n  \"verdict\": \"%s\",\n  \"exit_code\": %d,\n  \"metric\": ", verdict, code);
+    json_str(f, o->metric);
+    fprintf(f, ",\n  \"higher_is_better\": %s,\n  \"threshold_pct\": ", r->higher_better ? "true" : "false");
+    json_num(f, o->threshold_pct);
+    fputs(",\n  \"alpha\": ", f);
+    json_num(f, o->alpha);
+    fputs(",\n  \"power\": ", f);
+    json_num(f, o->power);
+    fprintf(f, ",\n  \"current_ok_rows\": %zu,\n  \"counts\": {", r->ok_cur);
+    for (int v = 0; v < PB_VERDICT_COUNT; v++)
+        fprintf(f, "%s\"%s\": %zu", v ? ", " : "", pb_verdict_name((pb_verdict)v), r->count[v]);
+    fputs("},\n  \"environment\": [", f);
+    for (size_t i = 0; i < r->nenv; i++) {
+        fputs(i ? ",\n    " : "\n    ", f);
+        json_env(f, r->env[i]);
+    }
+    fputs(r->nenv ? "\n  ],\n  \"configurations\": [" : "],\n  \"configurations\": [", f);
+    char lab[CELL];
+    for (size_t i = 0; i < r->npairs; i++) {
+        const pb_compare_pair *p = &r->pairs[i];
+        fputs(i ? ",\n    {\"config\": {" : "\n    {\"config\": {", f);
+        for (size_t k = 0; k < r->nkey; k++) {
+            if (k) fputs(", ", f);
+            json_str(f, r->key_name[k]);
+            fputs(": ", f);
+            json_str(f, pb_compare_key_value(r, p, k));
+        }
+        label(r, p, lab, sizeof lab);
+        fputs("},\n     \"label\": ", f);
+        json_str(f, lab);
+        fprintf(f, ", \"verdict\": \"%s\", \"runs_baseline\": %zu, \"runs_current\": %zu, \"baseline\": ",
+                pb_verdict_name(p->verdict), p->base.runs, p->cur.runs);
+        json_num(f, p->base.runs ? p->base.mean : NAN);
+        fputs(", \"current\": ", f);
+        json_num(f, p->cur.runs ? p->cur.mean : NAN);
+        fputs(", \"change_pct\": ", f);
+        json_num(f, p->change_pct);
+        fputs(", \"t\": ", f);
+        json_num(f, p->t);
+        fputs(", \"df\": ", f);
+        json_num(f, p->df);
+        fputs(", \"p\": ", f);
+        json_num(f, p->p);
+        fputs(", \"mde_pct\": ", f);
+        json_num(f, p->mde_pct);
+        fputs(", \"drift_pct\": ", f);
+        json_num(f, p->drift_pct);
+        fputs(", \"p_drift\": ", f);
+        json_num(f, p->p_drift);
+        fputs(", \"warning\": ", f);
+        char warn[2 * CELL];
+        if (few_repeats(r, p, o, warn, sizeof warn)) json_str(f, warn);
+        else fputs("null", f);
+        fprintf(f, ", \"current_failed_runs\": %zu}", p->cur_failed);
+    }
+    fputs(r->npairs ? "\n  ]\n}\n" : "]\n}\n", f);
+}
+
 void pb_compare_print(FILE *f, const pb_compare_result *r, const pb_compare_opts *o)
 {
-    if (o->format == PB_COMPARE_CSV) print_csv(f, r, o);
+    if (o->format == PB_COMPARE_JSON) print_json(f, r, o);
+    else if (o->format == PB_COMPARE_CSV) print_csv(f, r, o);
     else print_text(f, r, o, o->format == PB_COMPARE_MD);
 }
 
@@ -268,8 +376,9 @@ static void print_help(void)
     printf("  %-22s %s", "--metric NAME", "column compared [samples_per_s]; one of:");
     for (size_t i = 0; i < pb_compare_metric_count(); i++) printf("%s %s", i ? "," : "", pb_compare_metric_name(i));
     printf("\n  %-22s %s\n", "--alpha A", "significance level of the one-sided test [0.01]; 1e-06 to 0.5");
-    printf("  %-22s %s\n", "--format FMT", "output [text]; one of: text, md, csv");
+    printf("  %-22s %s\n", "--format FMT", "output [text]; one of: text, md, csv, json");
     printf("  %-22s %s\n", "--help", "this text");
+    printf("\nexample:\n  bench compare results/baseline.csv results/runs.csv --threshold 3 --format md\n");
 }
 
 static const char *metric_list(void)
@@ -348,7 +457,7 @@ static pb_status parse_args(int argc, char **argv, pb_compare_opts *o, const cha
             case 0: return pb_usage_error("--threshold needs a value; allowed: 0 to 1000 (percent)");
             case 1: return pb_usage_error("--metric needs a value; allowed: %s", metric_list());
             case 2: return pb_usage_error("--alpha needs a value; allowed: 1e-06 to 0.5");
-            default: return pb_usage_error("--format needs a value; allowed: text, md, csv");
+            default: return pb_usage_error("--format needs a value; allowed: text, md, csv, json");
             }
         }
         pb_status st = PB_OK;
@@ -371,15 +480,16 @@ static pb_status parse_args(int argc, char **argv, pb_compare_opts *o, const cha
             if (strcmp(value, "text") == 0) o->format = PB_COMPARE_TEXT;
             else if (strcmp(value, "md") == 0) o->format = PB_COMPARE_MD;
             else if (strcmp(value, "csv") == 0) o->format = PB_COMPARE_CSV;
+            else if (strcmp(value, "json") == 0) o->format = PB_COMPARE_JSON;
             else
-                return pb_usage_error("--format: unknown '%s'; allowed: text, md, csv",
+                return pb_usage_error("--format: unknown '%s'; allowed: text, md, csv, json",
                                       pb_csv_excerpt(value, ex, sizeof ex));
         }
         if (st != PB_OK) return st;
     }
     if (nfiles < 2)
         return pb_usage_error("compare needs two files: bench compare BASELINE.csv CURRENT.csv [--threshold PCT] "
-                              "[--metric NAME] [--alpha A] [--format text|md|csv]; got %zu",
+                              "[--metric NAME] [--alpha A] [--format text|md|csv|json]; got %zu",
                               nfiles);
     return PB_OK;
 }
@@ -402,6 +512,12 @@ int pb_cmd_compare(int argc, char **argv)
     }
     if (st == PB_OK) st = pb_csv_load(files[0], &base);
     if (st == PB_OK) st = pb_csv_load(files[1], &cur);
+    if (st == PB_OK && (pb_comm_csv_is(&base) || pb_comm_csv_is(&cur))) { /* bench comm's rows */
+        int code = pb_compare_comm(&base, files[0], &cur, files[1], &o);
+        pb_csv_free(&base);
+        pb_csv_free(&cur);
+        return code;
+    }
     if (st == PB_OK) st = pb_compare_tables(&base, files[0], &cur, files[1], &o, &r);
     int code = pb_status_exit_code(st);
     if (st != PB_OK) {
@@ -412,13 +528,12 @@ int pb_cmd_compare(int argc, char **argv)
         if (!npaired) pb_log_info("compare: no configuration is in both files; nothing was compared");
         pb_compare_print(stdout, &r, &o);
         fflush(stdout);
-        code = regressions(&r) ? 1 : 0;
         /* every current run failed: whatever the pairing, not a pass */
+        code = verdict_code(&r);
         if (!r.ok_cur) {
             pb_log_error("compare: %s: no row with status ok and a %s value (%zu not compared); every current run "
                          "failed",
                          files[1], o.metric, r.ignored_cur);
-            code = 1;
         }
     }
     pb_compare_free(&r);

@@ -6,8 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The environment's columns; listed here rather than by kind, as other ENV
+ * columns say when a run was made or follow from its configuration. */
+static const pb_column env_columns[] = {PB_COL_HOST,   PB_COL_CPU_MODEL,    PB_COL_GPU_NAME, PB_COL_DRIVER,
+                                        PB_COL_CUDA_RUNTIME, PB_COL_CUBLAS, PB_COL_NCCL,     PB_COL_MPI,
+                                        PB_COL_BLAS,   PB_COL_BLAS_VERSION, PB_COL_COMPILER, PB_COL_GIT_REV};
+
 bool pb_key_uses(pb_key_use use, pb_column c)
 {
+    if (use == PB_KEY_ENV) {
+        for (size_t i = 0; i < sizeof env_columns / sizeof env_columns[0]; i++)
+            if (env_columns[i] == c) return true;
+        return false;
+    }
     pb_key_role role = pb_column_key(c);
     return role == PB_KEY_ALL || (use == PB_KEY_SWEEP && role == PB_KEY_RESUME);
 }
@@ -70,4 +81,15 @@ int pb_key_cmp(const pb_key *k, const pb_csv *a, size_t ra, const pb_csv *b, siz
         if (d) return d;
     }
     return 0;
+}
+
+size_t pb_key_env_diff(const pb_key *k, const pb_csv *a, size_t ra, const pb_csv *b, size_t rb, size_t *diff)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < k->n; i++) {
+        size_t ca = (size_t)k->ia[i], cb = (size_t)k->ib[i];
+        const char *x = pb_csv_get(a, ra, ca), *y = pb_csv_get(b, rb, cb);
+        if (*x && *y && pb_key_value_cmp(x, y) != 0) diff[n++] = i;
+    }
+    return n;
 }

@@ -22,6 +22,8 @@ extern "C" {
 typedef enum pb_key_use {
     PB_KEY_PAIR,   /* compare and plot: the PB_KEY_ALL columns */
     PB_KEY_SWEEP,  /* sweep's resume: PB_KEY_ALL and PB_KEY_RESUME columns */
+    PB_KEY_ENV,    /* the environment: the ENV columns that describe the
+                    * machine, its libraries and the build (pb_key_env_diff) */
 } pb_key_use;
 
 /* The key columns two files share: col[i] is at index ia[i] in a and ib[i]
@@ -46,6 +48,17 @@ const char *pb_key_canonical(const char *v, char *buf, size_t len);
 int pb_key_value_cmp(const char *x, const char *y);
 /* Row ra of a against row rb of b over the key's columns (first difference). */
 int pb_key_cmp(const pb_key *k, const pb_csv *a, size_t ra, const pb_csv *b, size_t rb);
+
+/* The environment rule (docs/sweep.md "Resuming"): two rows were measured
+ * in the same environment unless a column of the PB_KEY_ENV key (host,
+ * cpu_model, gpu_name, driver, cuda_runtime, cublas, nccl, mpi, blas,
+ * blas_version, compiler, git_rev) holds a different value in each. Not
+ * time_utc (when, not where), nor what follows from the configuration
+ * (gpu_count, p2p, oversubscribed). A column empty on one side says nothing:
+ * a one-process run records no mpi, a cpu run no driver, and a sweep knows
+ * no MPI version before it runs. Puts the indices into k of the differing
+ * columns in diff (room for k->n) and returns how many there are. */
+size_t pb_key_env_diff(const pb_key *k, const pb_csv *a, size_t ra, const pb_csv *b, size_t rb, size_t *diff);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "compare_comm.h"
 #include "gnuplot.h"
 #include "../harness/log.h"
 #include "../harness/registry.h"
@@ -128,6 +129,14 @@ static void others_notice(const table *t, const char *col, const char *chosen, c
 
 static int plot_csv(ctx *x)
 {
+    pb_csv comm_rows; /* bench comm's CSV: its own plot */
+    if (pb_csv_load(x->o.csv, &comm_rows) == PB_OK) {
+        bool comm = pb_comm_csv_is(&comm_rows);
+        int rc = comm ? pb_plot_comm(x, &comm_rows) : 0;
+        pb_csv_free(&comm_rows);
+        if (comm) return rc;
+    }
+    pb_error_clear();
     table t;
     pb_status st = pb_plot_table_read(&t, x->o.csv, NULL);
     if (st != PB_OK) {
@@ -152,6 +161,16 @@ static int plot_csv(ctx *x)
     }
     if (x->o.workload) {
         snprintf(sel.workload, sizeof sel.workload, "%s", x->o.workload);
+        /* a weak study's rows keep their preset's name (only a changed
+         * shape is `custom`): name the workloads there are */
+        char have[DIM_MAX];
+        most_frequent(&t, PB_COL_WORKLOAD, sel.workload, have, sizeof have);
+        if (!have[0]) {
+            others_notice(&t, "workload", sel.workload, NULL, "--workload");
+            pb_log_error("plot: %s has no ok rows of workload '%s'", t.path, sel.workload);
+            rc = 2;
+            goto cleanup;
+        }
     } else {
         most_frequent(&t, PB_COL_WORKLOAD, NULL, sel.workload, sizeof sel.workload);
         others_notice(&t, "workload", sel.workload, NULL, "--workload");
@@ -216,6 +235,43 @@ static bool same_config(const pb_key *pair, const config *b, const config *c)
     return pb_key_cmp(pair, &b->t->csv, (size_t)b->t->rows[b->row], &c->t->csv, (size_t)c->t->rows[c->row]) == 0;
 }
 
+/* Does config c hold row `row` of its file? */
+static bool holds_row(const config *c, size_t row)
+{
+    for (int k = 0; k < c->nrows; k++)
+        if ((size_t)c->t->rows[c->rows[k]] == row) return true;
+    return false;
+}
+
+/* bench compare's test of each plotted pair, with its default threshold and
+ * alpha (the picture of its verdict): per pair, NULL where it has none (a
+ * metric it does not judge, or input it refuses: the plot still draws the
+ * values). Its notices repeat the plot's: not shown. */
+static const pb_compare_pair **judge(ctx *x, const pairing *p, pb_compare_result *r)
+{
+    const pb_compare_pair **test = calloc((size_t)p->m + 1, sizeof *test);
+    if (!test || pb_compare_metric_higher_better(p->metric) < 0) return test;
+    pb_compare_opts o;
+    pb_compare_defaults(&o);
+    o.metric = p->metric;
+    pb_log_set_quiet(1);
+    pb_status st = pb_compare_tables(&p->base->csv, p->base->path, &p->cur->csv, p->cur->path, &o, r);
+    pb_log_set_quiet(x->o.quiet);
+    if (st != PB_OK) {
+        pb_log_info("plot: no verdicts drawn: %s", pb_error_message());
+        pb_error_clear();
+        return test;
+    }
+    for (int i = 0; i < p->m; i++)
+        for (size_t k = 0; k < r->npairs && !test[i]; k++) {
+            const pb_compare_pair *q = &r->pairs[k];
+            if (q->base.runs && q->cur.runs && holds_row(&p->bs->c[p->bi[i]], q->base.row) &&
+                holds_row(&p->cs->c[p->ci[i]], q->cur.row))
+                test[i] = q;
+        }
+    return test;
+}
+
 static int plot_compare(ctx *x)
 {
     table base, cur;
@@ -235,6 +291,8 @@ static int plot_compare(ctx *x)
     pb_plot_table_notices(&cur);
     cfgset bs = {0}, cs = {0};
     int *bi = NULL, *ci = NULL;
+    const pb_compare_pair **test = NULL;
+    pb_compare_result judged = {0};
     int rc = 0;
     bool in_base = pb_csv_find(&base.csv, metric) >= 0;
     if (!in_base || pb_csv_find(&cur.csv, metric) < 0) {
@@ -292,12 +350,17 @@ static int plot_compare(ctx *x)
     }
     pb_plot_make_labels(&bs, bi, m, true);
     pairing paired = {.base = &base, .cur = &cur, .bs = &bs, .cs = &cs, .bi = bi, .ci = ci, .m = m, .metric = metric};
+    test = judge(x, &paired, &judged);
+    paired.test = test;
+    pb_compare_defaults(&paired.opts);
     char prefix[64 + DIM_MAX];
     snprintf(prefix, sizeof prefix, "compare-%s", metric);
     plot_job job = {.x = x, .pair = &paired, .set = &bs, .idx = bi, .n = m, .prefix = prefix};
     pb_plot_build_plot(&pb_plot_compare_plot, &job);
     rc = x->failed ? 1 : 0;
 cleanup:
+    free(test);
+    pb_compare_free(&judged);
     free(bi);
     free(ci);
     pb_plot_cfgset_free(&bs);
@@ -330,7 +393,10 @@ static void usage(FILE *f)
           "  --plots-dir DIR    the gnuplot scripts [plots/ beside bench, else ./plots]\n"
           "  --keep-data        keep the .dat files gnuplot read, in --out [off]\n"
           "  --quiet            no notices on stderr [off]\n"
-          "  --help             this text\n",
+          "  --help             this text\n"
+          "\n"
+          "example:\n"
+          "  bench plot results/study.csv --out plots/out\n",
           f);
 }
 

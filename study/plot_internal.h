@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "compare.h"
 #include "csv_read.h"
 #include "key.h"
 #include "strbuf.h"
@@ -119,6 +120,10 @@ typedef struct pairing {
     const int *bi, *ci; /* pair i: bs->c[bi[i]] and cs->c[ci[i]] */
     int m;
     const char *metric;
+    /* pair i's test by bench compare (its verdict, each side's spread);
+     * NULL when compare has none for it (a metric compare does not judge) */
+    const pb_compare_pair *const *test;
+    pb_compare_opts opts; /* the threshold and alpha it was judged with */
 } pairing;
 
 /* One plot being built: the configurations it draws and what its functions
@@ -170,7 +175,7 @@ const char *pb_plot_cv(const config *c, pb_column col);
 pb_status pb_plot_group_rows(const table *t, const char *workload, const char *backend, cfgset *out);
 double pb_plot_cmean(const config *c, const char *col);
 int pb_plot_config_cmp(const void *pa, const void *pb);
-bool pb_plot_dim_varies_all(const cfgset *s, const int *idx, int n, pb_column col, bool per_device_batch);
+bool pb_plot_dim_varies_all(const cfgset *s, const int *idx, int n, pb_column col);
 void pb_plot_make_labels(cfgset *s, const int *idx, int n, bool per_device_batch);
 void pb_plot_add_distinct(strv *v, const char *s);
 void pb_plot_device_and_date(const cfgset *s, const int *idx, int n, char *buf, size_t len);
@@ -183,5 +188,14 @@ void pb_plot_safe_name(char *s);
 bool pb_plot_build_plot(const plot_spec *spec, plot_job *job);
 void pb_plot_draw_selection(ctx *x, const selection *sel, int *idx);
 extern const plot_spec pb_plot_compare_plot;
+
+/* Draws plots/SCRIPT.gp over datafile into OUTNAME.png and .svg in --out,
+ * printing their paths (vars gets plotdir, datafile, ptitle, psub); counts
+ * x->written or x->failed (study/plot_specs.c) */
+void pb_plot_draw(ctx *x, const char *script, const char *datafile, const char *outname, const char *title,
+                  const char *sub, pb_strbuf *vars);
+/* bench plot over a bench comm CSV (study/plot_comm.c): busbw against size,
+ * a line per collective; returns the exit code */
+int pb_plot_comm(ctx *x, const pb_csv *c);
 
 #endif /* PB_PLOT_INTERNAL_H */

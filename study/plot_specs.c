@@ -35,6 +35,12 @@ static void dat_tics(FILE *f, const config *c)
     dat_label(f, c->tic2);
 }
 
+/* The title's lines: at most TITLE_COLS characters, which the 1100-pixel
+ * canvas holds with room to spare at the title's font (about 7 pixels a
+ * character), and at most TITLE_LINES of them. */
+#define TITLE_COLS 100
+#define TITLE_LINES 4
+
 static void dat_num(FILE *f, double v)
 {
     if (isfinite(v))
@@ -67,9 +73,52 @@ static bool dat_close(ctx *x, FILE *f, const char *path)
     return true;
 }
 
+/* Where the next title line of `s` ends (at most TITLE_COLS characters):
+ * after the last "; " (between settings) or ", " (between values) of the
+ * line, or at its last space, when that leaves at least a third of the line;
+ * else at TITLE_COLS. *next gets where the line after it starts. */
+static size_t title_break(const char *s, size_t *next)
+{
+    size_t n = strlen(s);
+    if (n <= TITLE_COLS) return *next = n;
+    static const char *const seps[] = {"; ", ", ", " "};
+    for (size_t k = 0; k < sizeof seps / sizeof seps[0]; k++) {
+        size_t sl = strlen(seps[k]), best = 0;
+        for (size_t i = TITLE_COLS / 3; i + sl - 1 <= TITLE_COLS; i++)
+            if (strncmp(s + i, seps[k], sl) == 0) best = i;
+        if (best) {
+            *next = best + sl;
+            return best + sl - 1; /* the ';' or ',' ends the line; the space goes */
+        }
+    }
+    return *next = TITLE_COLS;
+}
+
+/* The title and the subtitle as the lines gnuplot prints centred over the
+ * canvas, each short enough to fit it (a longer line is cut at both edges):
+ * ntitle=K; title1='...'; ... titleK='...'. At most TITLE_LINES lines; a
+ * subtitle longer than that ends in "...". */
+static void add_title_lines(pb_strbuf *vars, const char *title, const char *sub)
+{
+    int k = 0;
+    const char *parts[2] = {title, sub};
+    for (int p = 0; p < 2; p++) {
+        for (const char *s = parts[p]; *s && k < TITLE_LINES;) {
+            size_t next, end = title_break(s, &next);
+            char line[TITLE_COLS + 8], name[16];
+            bool last = k == TITLE_LINES - 1 && s[next];
+            snprintf(line, sizeof line, "%.*s%s", (int)end, s, last ? " ..." : "");
+            snprintf(name, sizeof name, "title%d", ++k);
+            pb_gnuplot_str(vars, name, line);
+            s += next;
+        }
+    }
+    pb_gnuplot_num(vars, "ntitle", k);
+}
+
 /* Draws plots/SCRIPT.gp (study/gnuplot.h), which reads datafile and writes
  * OUTNAME.png and OUTNAME.svg in --out; prints their paths. vars gets
- * plotdir, datafile, ptitle and psub added. */
+ * plotdir, datafile and the title lines added. */
 static void draw(ctx *x, const char *script, const char *datafile, const char *outname, const char *title,
                  const char *sub, pb_strbuf *vars)
 {
@@ -77,8 +126,7 @@ static void draw(ctx *x, const char *script, const char *datafile, const char *o
     snprintf(script_path, sizeof script_path, "%s/%s.gp", x->plotdir, script);
     pb_gnuplot_str(vars, "plotdir", x->plotdir);
     pb_gnuplot_str(vars, "datafile", datafile);
-    pb_gnuplot_str(vars, "ptitle", title);
-    pb_gnuplot_str(vars, "psub", sub);
+    add_title_lines(vars, title, sub);
     switch (pb_gnuplot_draw("plot", x->gnuplot, script_path, x->outdir, outname, vars, png, svg)) {
     case PB_GNUPLOT_DRAWN:
         printf("%s\n%s\n", png, svg);
@@ -110,6 +158,27 @@ static void device_tics(const cfgset *s, const int *idx, int n, char *buf, size_
         used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%d", used ? "," : "", next);
         last = next;
     }
+}
+
+static int xtic_angle(const cfgset *s, const int *idx, int n);
+
+/* The turned tic labels: how far (in characters) the first reaches left of
+ * its tic, which the left margin must hold or the label is cut at the
+ * canvas's edge; 0 when the labels are not turned. */
+static double xtic_lead(const cfgset *s, const int *idx, int n, int angle)
+{
+    if (!angle || n < 1) return 0;
+    const config *c = &s->c[idx[0]];
+    double len = (double)(strlen(c->tic1) + (c->tic2[0] ? 2 + strlen(c->tic2) : 0));
+    return len * cos(angle * 3.14159265358979 / 180) + 2;
+}
+
+/* xrot (the tic labels' angle) and xlead (xtic_lead) for a script. */
+static void add_xrot(plot_job *job, const cfgset *s, const int *idx, int n)
+{
+    int angle = xtic_angle(s, idx, n);
+    pb_gnuplot_num(&job->vars, "xrot", angle);
+    pb_gnuplot_num(&job->vars, "xlead", xtic_lead(s, idx, n, angle));
 }
 
 static int xtic_angle(const cfgset *s, const int *idx, int n)
@@ -203,9 +272,9 @@ static const char *const stack_phases[] = {"load", "h2d", "scatter", "replicate"
 #define N_STACK (int)(sizeof stack_phases / sizeof stack_phases[0])
 
 /* c's mean step and phase times (a missing or negative one is 0), and in
- * ph[N_STACK] the rest of the step the phases marked in used leave (0 when
- * negative); returns that rest before the clamp. */
-static double phase_means(const config *c, const bool *used, double *ph, double *step)
+ * ph[N_STACK] the rest of the step the phases leave (host work between
+ * them; 0 when negative); returns that rest before the clamp. */
+static double phase_means(const config *c, double *ph, double *step)
 {
     *step = pb_plot_cmean(c, "step_ms_mean");
     double sum = 0;
@@ -214,28 +283,36 @@ static double phase_means(const config *c, const bool *used, double *ph, double 
         snprintf(col, sizeof col, "%s_ms", stack_phases[p]);
         double v = pb_plot_cmean(c, col);
         ph[p] = isnan(v) || v < 0 ? 0 : v;
-        if (used && used[p]) sum += ph[p];
+        sum += ph[p];
     }
     double other = isnan(*step) ? 0 : *step - sum;
     ph[N_STACK] = other > 0 ? other : 0;
     return other;
 }
 
-/* The breakdown's columns: a phase is drawn when it is at least 0.1 % of
- * some config's step (or there is no step time to compare with); "other" is
- * the rest of the step the drawn phases do not cover, when that is at least
- * 0.5 %. Returns how many. */
+/* The breakdown's columns: a phase is drawn when it is at least 0.5 % of the
+ * tallest bar in some bar (about two pixels: a legend entry for a sliver
+ * nobody can see, or a phase that is zero everywhere, misleads; such a
+ * sliver leaves its bar that much below the cross); "other" is the rest of
+ * the step no phase covers, when that is at least 0.5 % of a step. Returns
+ * how many. */
 static int stack_columns(const plot_job *job, bool *used)
 {
-    double ph[N_STACK + 1], step;
+    double ph[N_STACK + 1], step, tallest = 0;
     memset(used, 0, (N_STACK + 1) * sizeof *used);
     for (int i = 0; i < job->n; i++) {
-        phase_means(&job->set->c[job->idx[i]], NULL, ph, &step);
-        for (int p = 0; p < N_STACK; p++)
-            if (ph[p] > 0 && (isnan(step) || ph[p] >= 0.001 * step)) used[p] = true;
+        phase_means(&job->set->c[job->idx[i]], ph, &step);
+        double sum = 0;
+        for (int p = 0; p < N_STACK; p++) sum += ph[p];
+        tallest = fmax(tallest, isnan(step) ? sum : fmax(step, sum));
     }
     for (int i = 0; i < job->n; i++) {
-        double other = phase_means(&job->set->c[job->idx[i]], used, ph, &step);
+        phase_means(&job->set->c[job->idx[i]], ph, &step);
+        for (int p = 0; p < N_STACK; p++)
+            if (ph[p] > 0 && ph[p] >= 0.005 * tallest) used[p] = true;
+    }
+    for (int i = 0; i < job->n; i++) {
+        double other = phase_means(&job->set->c[job->idx[i]], ph, &step);
         if (other > 0.001 && other >= 0.005 * step) used[N_STACK] = true;
     }
     int ncols = 0;
@@ -261,7 +338,7 @@ static const char *breakdown_rows(plot_job *job, FILE *f)
     for (int i = 0; i < job->n; i++) {
         const config *c = &job->set->c[job->idx[i]];
         double ph[N_STACK + 1], step;
-        phase_means(c, used, ph, &step);
+        phase_means(c, ph, &step);
         dat_tics(f, c);
         for (int p = 0; p <= N_STACK; p++)
             if (used[p]) dat_num(f, ph[p]);
@@ -275,13 +352,57 @@ static const char *breakdown_rows(plot_job *job, FILE *f)
     pb_gnuplot_str(&job->vars, "phaselt", lt ? lt : "");
     free(lt);
     pb_gnuplot_num(&job->vars, "nphases", ncols);
-    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    add_xrot(job, job->set, job->idx, job->n);
     return NULL;
 }
 
 static const char *scaling_mode(const selection *sel)
 {
     return sel->per_device_batch ? "weak scaling (same batch per device)" : "strong scaling (same global batch)";
+}
+
+/* On the cpu backend, the BLAS threads per device at each device count, so
+ * the plot says which rule made its rows (docs/sweep.md, "Threads"):
+ * "; 1 thread/device" when fixed, "; threads/device: 2 at x1, 1
+ * at x2" under the sweep's cores/devices rule (the most at a count: single
+ * x1 also runs at 1 thread there, as the reference of x2). Empty
+ * elsewhere. */
+static void threads_rule(const plot_job *job, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (strcmp(job->sel->backend, "cpu") != 0) return;
+    int devs[32], most[32], m = 0, lo = 0, hi = 0;
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        int t = atoi(pb_plot_cv(c, PB_COL_THREADS));
+        if (t <= 0) continue;
+        lo = lo && lo < t ? lo : t;
+        hi = hi > t ? hi : t;
+        int k = 0;
+        while (k < m && devs[k] != c->devices) k++;
+        if (k == m) {
+            if (m == 32) continue;
+            /* in device order */
+            while (k > 0 && devs[k - 1] > c->devices) {
+                devs[k] = devs[k - 1];
+                most[k] = most[k - 1];
+                k--;
+            }
+            devs[k] = c->devices;
+            most[k] = t;
+            m++;
+        } else if (t > most[k]) {
+            most[k] = t;
+        }
+    }
+    if (!m) return;
+    if (lo == hi) {
+        snprintf(buf, len, "; %d thread%s/device", lo, lo == 1 ? "" : "s");
+        return;
+    }
+    size_t n = (size_t)snprintf(buf, len, "; threads/device:");
+    for (int k = 0; k < m && n < len; k++)
+        n += (size_t)snprintf(buf + n, len - n, "%s %d at x%d", k ? "," : "", most[k], devs[k]);
 }
 
 static void add_devtics(plot_job *job)
@@ -345,11 +466,31 @@ static const char *throughput_rows(plot_job *job, FILE *f)
         fprintf(f, "1 %.6g %d\n%d %.6g %d\n", t1, lt, top, t1 * top, lt);
         nideal++;
     }
-    snprintf(job->sub, sizeof job->sub, "%s", scaling_mode(sel));
+    char rule[256];
+    threads_rule(job, rule, sizeof rule);
+    snprintf(job->sub, sizeof job->sub, "%s%s", scaling_mode(sel), rule);
     pb_gnuplot_num(&job->vars, "nseries", nseries);
     pb_gnuplot_num(&job->vars, "nideal", nideal);
     add_devtics(job);
     return NULL;
+}
+
+/* The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k) at
+ * least v (v > 0): a tic step a person reads at a glance. */
+static double nice_ceil(double v)
+{
+    double p = pow(10, floor(log10(v)));
+    static const double steps[] = {1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+        if (steps[i] * p >= v * (1 - 1e-9)) return steps[i] * p;
+    return 10 * p;
+}
+
+/* An axis top at least v, on a round tic step (about five tics). */
+static double axis_top(double v)
+{
+    double step = nice_ceil(v / 5);
+    return step * ceil(v / step * (1 - 1e-9));
 }
 
 /* The series with a reference, as a share of N x the reference. */
@@ -380,10 +521,12 @@ static const char *efficiency_rows(plot_job *job, FILE *f)
         }
     }
     if (!beyond_one) return "no run on more than one device has a 1-device run with the same settings";
-    snprintf(job->sub, sizeof job->sub, "%s; throughput(N) / (N x throughput of the 1-device run)",
-             scaling_mode(sel));
+    char rule[256];
+    threads_rule(job, rule, sizeof rule);
+    snprintf(job->sub, sizeof job->sub, "%s; throughput(N) / (N x throughput of the 1-device run)%s",
+             scaling_mode(sel), rule);
     pb_gnuplot_num(&job->vars, "nseries", blocks);
-    pb_gnuplot_num(&job->vars, "ymax", ymax);
+    pb_gnuplot_num(&job->vars, "ymax", axis_top(ymax));
     add_devtics(job);
     return NULL;
 }
@@ -407,24 +550,75 @@ static const char *ddp_select(plot_job *job)
     return job->n ? NULL : n ? "no comm_ms in the ddp rows" : "no ddp rows";
 }
 
+/* The bars of a plot whose value columns are fixed: a column is drawn when
+ * some bar has it above 0 (a legend entry for a bar drawn nowhere misleads).
+ * Writes their headers, sets nbars and barlt (their linetypes). */
+typedef struct bar_col {
+    const char *title;
+    int lt;
+} bar_col;
+
+static int bar_header(plot_job *job, FILE *f, const bar_col *cols, int ncols, const bool *used)
+{
+    pb_strbuf lts = {0};
+    int n = 0;
+    fputs("\"config\" \"settings\"", f);
+    for (int k = 0; k < ncols; k++) {
+        if (!used[k]) continue;
+        fprintf(f, " \"%s\"", cols[k].title);
+        pb_strbuf_printf(&lts, "%s%d", n++ ? " " : "", cols[k].lt);
+    }
+    char *lt = pb_strbuf_take(&lts);
+    pb_gnuplot_str(&job->vars, "barlt", lt ? lt : "");
+    free(lt);
+    pb_gnuplot_num(&job->vars, "nbars", n);
+    return n;
+}
+
+/* c's all-reduce per step: exposed, hidden, overlap (%). */
+static void ddp_figures(const config *c, double *v)
+{
+    double comm = pb_plot_cmean(c, "comm_ms"), sync = pb_plot_cmean(c, "sync_ms"),
+           overlap = pb_plot_cmean(c, "overlap_pct");
+    if (isnan(sync)) sync = isnan(overlap) ? comm : comm * (1 - overlap / 100);
+    double hidden = comm - sync;
+    if (hidden < 0) hidden = 0;
+    if (isnan(overlap)) overlap = comm > 0 ? 100 * hidden / comm : NAN;
+    v[0] = sync;
+    v[1] = hidden;
+    v[2] = overlap;
+}
+
+/* Bars of exposed and hidden time; the overlap a point per bar on the right
+ * axis (configurations are not a continuum: no line between them). The left
+ * axis has five intervals like the right one (0 to 100 % by 20), so both
+ * meet the same grid lines. */
 static const char *ddp_rows(plot_job *job, FILE *f)
 {
-    fputs("\"config\" \"settings\" \"exposed (sync)\" \"hidden behind backward\" \"overlap (%, right axis)\"\n", f);
+    static const bar_col cols[] = {{"exposed (sync)", 21}, {"hidden behind backward", 13}};
+    bool used[2] = {false, false};
+    double top = 0;
+    for (int i = 0; i < job->n; i++) {
+        double v[3];
+        ddp_figures(&job->set->c[job->idx[i]], v);
+        for (int k = 0; k < 2; k++) used[k] |= v[k] > 0;
+        double sum = (v[0] > 0 ? v[0] : 0) + (v[1] > 0 ? v[1] : 0);
+        if (sum > top) top = sum;
+    }
+    if (!used[0] && !used[1]) used[0] = true; /* all zero: still one bar column to show it */
+    bar_header(job, f, cols, 2, used);
+    fputs(" \"overlap (% hidden, right axis)\"\n", f);
     for (int i = 0; i < job->n; i++) {
         const config *c = &job->set->c[job->idx[i]];
-        double comm = pb_plot_cmean(c, "comm_ms"), sync = pb_plot_cmean(c, "sync_ms"),
-               overlap = pb_plot_cmean(c, "overlap_pct");
-        if (isnan(sync)) sync = isnan(overlap) ? comm : comm * (1 - overlap / 100);
-        double hidden = comm - sync;
-        if (hidden < 0) hidden = 0;
-        if (isnan(overlap)) overlap = comm > 0 ? 100 * hidden / comm : NAN;
+        double v[3];
+        ddp_figures(c, v);
         dat_tics(f, c);
-        dat_num(f, sync);
-        dat_num(f, hidden);
-        dat_num(f, overlap);
+        for (int k = 0; k < 3; k++)
+            if (k == 2 || used[k]) dat_num(f, v[k]);
         fputc('\n', f);
     }
-    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    pb_gnuplot_num(&job->vars, "ymax", 5 * nice_ceil(top > 0 ? top * 1.05 / 5 : 0.2));
+    add_xrot(job, job->set, job->idx, job->n);
     return NULL;
 }
 
@@ -439,9 +633,23 @@ static const char *bubble_select(plot_job *job)
     return job->n ? NULL : n ? "no bubble_frac in the mp rows" : "no mp rows";
 }
 
+/* Measured and theory side by side, the axis at least 10 % above the
+ * tallest bar (a bar at the top of the frame reads as cut off). */
 static const char *bubble_rows(plot_job *job, FILE *f)
 {
-    fputs("\"config\" \"settings\" \"measured\" \"theory (p-1)/(m+p-1)\"\n", f);
+    static const bar_col cols[] = {{"measured", 1}, {"theory (p-1)/(m+p-1)", 9}};
+    static const char *const names[] = {"bubble_frac", "bubble_frac_theory"};
+    bool used[2] = {false, false};
+    double top = 0;
+    for (int i = 0; i < job->n; i++)
+        for (int k = 0; k < 2; k++) {
+            double v = 100 * pb_plot_cmean(&job->set->c[job->idx[i]], names[k]);
+            used[k] |= v > 0;
+            if (v > top) top = v;
+        }
+    if (!used[0] && !used[1]) used[0] = true;
+    bar_header(job, f, cols, 2, used);
+    fputc('\n', f);
     for (int i = 0; i < job->n; i++) {
         const config *c = &job->set->c[job->idx[i]];
         config shown = *c;
@@ -450,11 +658,12 @@ static const char *bubble_rows(plot_job *job, FILE *f)
             snprintf(shown.tic2, sizeof shown.tic2, "m=%.60s%s%.160s", pb_plot_cv(c, PB_COL_MICROBATCHES),
                      c->tic2[0] ? ", " : "", c->tic2);
         dat_tics(f, &shown);
-        dat_num(f, 100 * pb_plot_cmean(c, "bubble_frac"));
-        dat_num(f, 100 * pb_plot_cmean(c, "bubble_frac_theory"));
+        for (int k = 0; k < 2; k++)
+            if (used[k]) dat_num(f, 100 * pb_plot_cmean(c, names[k]));
         fputc('\n', f);
     }
-    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(job->set, job->idx, job->n));
+    pb_gnuplot_num(&job->vars, "ymax", top > 0 ? axis_top(top * 1.1) : 10);
+    add_xrot(job, job->set, job->idx, job->n);
     return NULL;
 }
 
@@ -536,23 +745,70 @@ static bool higher_is_better(const char *col)
            strstr(col, "gbps") || strcmp(col, "overlap_pct") == 0;
 }
 
+/* The colour of CURRENT's bar: bench compare's verdict at a glance. */
+typedef enum shade { SHADE_NONE, SHADE_SAME, SHADE_REGRESSION, SHADE_IMPROVEMENT, SHADE_COUNT } shade;
+
+static shade shade_of(const pb_compare_pair *t)
+{
+    if (!t) return SHADE_NONE;
+    switch (t->verdict) {
+    case PB_VERDICT_REGRESSION: return SHADE_REGRESSION;
+    case PB_VERDICT_IMPROVEMENT: return SHADE_IMPROVEMENT;
+    default: return SHADE_SAME; /* same, noise, no-spread: not a change compare stands behind */
+    }
+}
+
+/* A row per pair: the means, their standard errors (the spread compare's
+ * test uses; 0 where a side has none), the change, the verdict's word and
+ * shade (plots/compare.gp colours it), and the top of the pair's bars,
+ * error bars and band, where the change is written. */
 static const char *compare_rows(plot_job *job, FILE *f)
 {
     const pairing *p = job->pair;
-    fputs("\"config\" \"settings\" \"baseline\" \"current\" \"change\"\n", f);
+    bool shown[SHADE_COUNT] = {false}, bspread = false, cspread = false;
+    double th = p->opts.threshold_pct / 100;
+    fputs("\"config\" \"settings\" \"baseline\" \"current\" \"change\" \"baseline_se\" \"current_se\" "
+          "\"verdict\" \"shade\" \"top\"\n",
+          f);
     for (int i = 0; i < p->m; i++) {
+        const pb_compare_pair *t = p->test ? p->test[i] : NULL;
         double b = pb_plot_cmean(&p->bs->c[p->bi[i]], p->metric), c = pb_plot_cmean(&p->cs->c[p->ci[i]], p->metric);
+        double eb = t ? sqrt(t->base.se2) : 0, ec = t ? sqrt(t->cur.se2) : 0;
+        shade sh = shade_of(t);
+        shown[sh] = true;
+        bspread |= eb > 0;
+        cspread |= ec > 0;
+        double top = fmax(fmax(b + eb, c + ec), t ? b * (1 + th) : 0);
         dat_tics(f, &p->bs->c[p->bi[i]]);
         dat_num(f, b);
         dat_num(f, c);
         dat_num(f, b != 0 ? 100 * (c - b) / fabs(b) : NAN);
+        dat_num(f, isfinite(eb) ? eb : 0);
+        dat_num(f, isfinite(ec) ? ec : 0);
+        fputc(' ', f);
+        dat_label(f, t ? pb_verdict_name(t->verdict) : "");
+        fprintf(f, " %d", (int)sh);
+        dat_num(f, top);
         fputc('\n', f);
     }
     char ylabel[TEXT_MAX];
     const char *unit = unit_of(p->metric);
     snprintf(ylabel, sizeof ylabel, "%s%s%s%s", p->metric, *unit ? " (" : "", unit, *unit ? ")" : "");
     pb_gnuplot_str(&job->vars, "ylab", ylabel);
-    pb_gnuplot_num(&job->vars, "xrot", xtic_angle(p->bs, p->bi, p->m));
+    /* the legend lists the shades drawn, the band only with verdicts */
+    pb_strbuf sh = {0};
+    for (int k = 0; k < SHADE_COUNT; k++)
+        if (shown[k]) pb_strbuf_printf(&sh, "%s%d", sh.n ? " " : "", k);
+    char *list = pb_strbuf_take(&sh);
+    pb_gnuplot_str(&job->vars, "shades", list ? list : "");
+    free(list);
+    pb_gnuplot_num(&job->vars, "band", shown[SHADE_SAME] || shown[SHADE_REGRESSION] || shown[SHADE_IMPROVEMENT]
+                                           ? p->opts.threshold_pct : 0);
+    pb_gnuplot_num(&job->vars, "npairs", p->m);
+    /* an error-bar clause only for a side that has one (else gnuplot warns) */
+    pb_gnuplot_num(&job->vars, "bspread", bspread);
+    pb_gnuplot_num(&job->vars, "cspread", cspread);
+    add_xrot(job, p->bs, p->bi, p->m);
     return NULL;
 }
 
@@ -563,16 +819,28 @@ static void compare_titles(const plot_job *job, char *title, size_t tlen, char *
     pb_plot_device_and_date(p->bs, p->bi, p->m, bdd, sizeof bdd);
     pb_plot_device_and_date(p->cs, p->ci, p->m, cdd, sizeof cdd);
     /* workload and backend in the title when every config shares them */
-    bool wl = pb_plot_dim_varies_all(p->bs, p->bi, p->m, PB_COL_WORKLOAD, false),
-         be = pb_plot_dim_varies_all(p->bs, p->bi, p->m, PB_COL_BACKEND, false);
+    bool wl = pb_plot_dim_varies_all(p->bs, p->bi, p->m, PB_COL_WORKLOAD),
+         be = pb_plot_dim_varies_all(p->bs, p->bi, p->m, PB_COL_BACKEND);
     snprintf(title, tlen, "Baseline vs current, %s: %.100s, %.100s, %s", p->metric,
              wl ? "several workloads" : pb_plot_cv(&p->bs->c[p->bi[0]], PB_COL_WORKLOAD),
              be ? "several backends" : pb_plot_cv(&p->bs->c[p->bi[0]], PB_COL_BACKEND), cdd);
-    snprintf(sub, slen, "baseline %.200s (%.200s); current %.200s; %s is better", p->base->path, bdd,
-             p->cur->path, higher_is_better(p->metric) ? "higher" : "lower");
+    bool judged = false;
+    for (int i = 0; i < p->m && p->test; i++) judged |= p->test[i] != NULL;
+    char how[200] = "";
+    if (judged)
+        snprintf(how, sizeof how, "; colour: bench compare's verdict (threshold %g %%, Welch t-test at alpha %g); "
+                 "error bars: 1 standard error of the mean",
+                 p->opts.threshold_pct, p->opts.alpha);
+    snprintf(sub, slen, "baseline %.200s (%.200s); current %.200s; %s is better%s", p->base->path, bdd,
+             p->cur->path, higher_is_better(p->metric) ? "higher" : "lower", how);
 }
 
 /* --compare's plot: the metric per configuration in both files. */
 const plot_spec pb_plot_compare_plot = {
     .name = "", .script = "compare", .rows = compare_rows, .titles = compare_titles};
 
+void pb_plot_draw(ctx *x, const char *script, const char *datafile, const char *outname, const char *title,
+                  const char *sub, pb_strbuf *vars)
+{
+    draw(x, script, datafile, outname, title, sub, vars);
+}

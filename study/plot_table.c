@@ -174,17 +174,72 @@ void pb_plot_cfgset_free(cfgset *s)
 /* A configuration's value of column c. */
 const char *pb_plot_cv(const config *c, pb_column col) { return pb_plot_tv(c->t, c->row, col); }
 
-/* Its batch as the plot names it: per device with weak scaling, global
- * with strong scaling and in --compare (the devices tell the other). */
-static const char *batch_of(const config *c, bool per_device_batch)
+/* Does c's strategy split the global batch among its devices (single, dp,
+ * ddp)? mp does not: each stage sees every sample. True for a strategy this
+ * binary does not know (its batch_per_device column says what it did). */
+static bool splits_batch(const config *c)
 {
-    return pb_plot_cv(c, per_device_batch ? PB_COL_BATCH_PER_DEVICE : PB_COL_BATCH_GLOBAL);
+    const pb_strategy *s = pb_find_strategy(pb_plot_cv(c, PB_COL_STRATEGY));
+    return !s || !s->stages;
 }
 
-/* The value column col shows in labels; the batch as above. */
-static const char *label_value(const config *c, pb_column col, bool per_device_batch)
+/* Its batch as a scaling line compares it: with weak scaling the batch per
+ * device the run was given (batch_global / devices: for a strategy that does
+ * not split the batch, what each device adds to it), with strong scaling
+ * and in --compare the global batch. buf holds a computed value. */
+static const char *batch_of(const config *c, bool per_device_batch, char *buf, size_t len)
 {
-    return col == PB_COL_BATCH_GLOBAL ? batch_of(c, per_device_batch) : pb_plot_cv(c, col);
+    if (!per_device_batch) return pb_plot_cv(c, PB_COL_BATCH_GLOBAL);
+    if (splits_batch(c)) return pb_plot_cv(c, PB_COL_BATCH_PER_DEVICE);
+    double g;
+    if (!pb_csv_number(pb_plot_cv(c, PB_COL_BATCH_GLOBAL), &g) || c->devices < 1) return "";
+    snprintf(buf, len, "%.6g", g / c->devices);
+    return buf;
+}
+
+/* The batch as a label says it, true for the strategy: "batch 256" (global,
+ * strong scaling), "batch/dev 64" (split among the devices); for a strategy
+ * that does not split it, its global batch ("global batch 128"), or, for a
+ * line over device counts (series), "global batch 64 x N". "" without one. */
+static void batch_text(const config *c, bool per_device_batch, bool series, char *buf, size_t len)
+{
+    char tmp[32];
+    const char *v = batch_of(c, per_device_batch, tmp, sizeof tmp);
+    if (!*v)
+        buf[0] = '\0';
+    else if (!per_device_batch)
+        snprintf(buf, len, "batch %s", v);
+    else if (splits_batch(c))
+        snprintf(buf, len, "batch/dev %s", v);
+    else if (series)
+        snprintf(buf, len, "global batch %s x N", v);
+    else
+        snprintf(buf, len, "global batch %s", pb_plot_cv(c, PB_COL_BATCH_GLOBAL));
+}
+
+/* Do the configs in idx name their batch differently (as series, without
+ * the device count: a weak-scaling line keeps its batch per device)? */
+static bool batch_varies(const cfgset *s, const int *idx, int n, bool per_device_batch, bool series)
+{
+    char a[64], b[64];
+    for (int i = 1; i < n; i++) {
+        batch_text(&s->c[idx[0]], per_device_batch, series, a, sizeof a);
+        batch_text(&s->c[idx[i]], per_device_batch, series, b, sizeof b);
+        if (strcmp(a, b) != 0) return true;
+    }
+    return false;
+}
+
+/* The batch a scaling line keeps, from the configuration key's columns:
+ * the global batch (strong), or the global batch per device (weak: the one
+ * bench sweep keeps, also for mp, whose stages each see the whole batch and
+ * whose batch_per_device column says so). */
+static bool same_batch(const config *a, const config *b, bool per_device_batch)
+{
+    if (!per_device_batch)
+        return pb_key_value_cmp(pb_plot_cv(a, PB_COL_BATCH_GLOBAL), pb_plot_cv(b, PB_COL_BATCH_GLOBAL)) == 0;
+    double ga = num(pb_plot_cv(a, PB_COL_BATCH_GLOBAL)), gb = num(pb_plot_cv(b, PB_COL_BATCH_GLOBAL));
+    return a->devices > 0 && b->devices > 0 && ga * b->devices == gb * a->devices;
 }
 
 /* Same line of a scaling plot: the key but the device count. */
@@ -192,7 +247,7 @@ static bool same_series(const config *a, const config *b, bool per_device_batch)
 {
     return pb_key_cmp(&a->t->series, &a->t->csv, (size_t)a->t->rows[a->row], &b->t->csv,
                       (size_t)b->t->rows[b->row]) == 0 &&
-           pb_key_value_cmp(batch_of(a, per_device_batch), batch_of(b, per_device_batch)) == 0;
+           same_batch(a, b, per_device_batch);
 }
 
 /* Rows of t (of one workload and backend unless NULL) grouped per config. */
@@ -269,11 +324,10 @@ static bool labelled(pb_column col)
            col != PB_COL_BACKEND && col != PB_COL_DEVICES;
 }
 
-static void dim_text(pb_column col, const char *v, bool per_device_batch, char *buf, size_t len)
+static void dim_text(pb_column col, const char *v, char *buf, size_t len)
 {
     switch (col) {
     case PB_COL_THREADS: snprintf(buf, len, "%s thread%s", v, strcmp(v, "1") == 0 ? "" : "s"); break;
-    case PB_COL_BATCH_GLOBAL: snprintf(buf, len, "%s %s", per_device_batch ? "batch/dev" : "batch", v); break;
     case PB_COL_MICROBATCHES: snprintf(buf, len, "m=%s", v); break;
     case PB_COL_BUCKET_MB: snprintf(buf, len, "bucket %s MB", v); break;
     case PB_COL_CUDA_GRAPH: snprintf(buf, len, "%s", strcmp(v, "1") == 0 ? "graph" : "no graph"); break;
@@ -286,7 +340,7 @@ static void dim_text(pb_column col, const char *v, bool per_device_batch, char *
 
 /* Does column col take more than one value among the configs in idx that
  * share c's strategy (and workload and backend)? */
-static bool dim_varies(const cfgset *s, const int *idx, int n, const config *c, pb_column col, bool per_device_batch)
+static bool dim_varies(const cfgset *s, const int *idx, int n, const config *c, pb_column col)
 {
     for (int i = 0; i < n; i++) {
         const config *o = &s->c[idx[i]];
@@ -295,48 +349,54 @@ static bool dim_varies(const cfgset *s, const int *idx, int n, const config *c, 
             (strcmp(pb_plot_cv(o, PB_COL_WORKLOAD), pb_plot_cv(c, PB_COL_WORKLOAD)) != 0 ||
              strcmp(pb_plot_cv(o, PB_COL_BACKEND), pb_plot_cv(c, PB_COL_BACKEND)) != 0))
             continue;
-        if (pb_key_value_cmp(label_value(o, col, per_device_batch), label_value(c, col, per_device_batch)) != 0)
-            return true;
+        if (pb_key_value_cmp(pb_plot_cv(o, col), pb_plot_cv(c, col)) != 0) return true;
     }
     return false;
 }
 
-bool pb_plot_dim_varies_all(const cfgset *s, const int *idx, int n, pb_column col, bool per_device_batch)
+bool pb_plot_dim_varies_all(const cfgset *s, const int *idx, int n, pb_column col)
 {
     for (int i = 1; i < n; i++)
-        if (pb_key_value_cmp(label_value(&s->c[idx[i]], col, per_device_batch),
-                             label_value(&s->c[idx[0]], col, per_device_batch)) != 0)
-            return true;
+        if (pb_key_value_cmp(pb_plot_cv(&s->c[idx[i]], col), pb_plot_cv(&s->c[idx[0]], col)) != 0) return true;
     return false;
 }
 
 /* Labels name the strategy (and the devices) and whatever else of the key
  * tells the configs of a strategy apart; workload and backend when they
- * differ. */
+ * differ; the batch, as true for the strategy (batch_text), when the
+ * configs do not all have the same. */
 void pb_plot_make_labels(cfgset *s, const int *idx, int n, bool per_device_batch)
 {
-    bool wl = pb_plot_dim_varies_all(s, idx, n, PB_COL_WORKLOAD, false),
-         be = pb_plot_dim_varies_all(s, idx, n, PB_COL_BACKEND, false);
+    bool wl = pb_plot_dim_varies_all(s, idx, n, PB_COL_WORKLOAD),
+         be = pb_plot_dim_varies_all(s, idx, n, PB_COL_BACKEND),
+         batch = batch_varies(s, idx, n, per_device_batch, true);
     for (int i = 0; i < n; i++) {
         config *c = &s->c[idx[i]];
-        char head[3 * DIM_MAX + 4], rest[TEXT_MAX], part[DIM_MAX + 64];
+        char head[3 * DIM_MAX + 4], rest[TEXT_MAX], part[DIM_MAX + 64], bs[64] = "", bc[64] = "";
         snprintf(head, sizeof head, "%.90s%s%.90s%s%.90s", wl ? pb_plot_cv(c, PB_COL_WORKLOAD) : "", wl ? " " : "",
                  be ? pb_plot_cv(c, PB_COL_BACKEND) : "", be ? " " : "", pb_plot_cv(c, PB_COL_STRATEGY));
         size_t len = 0;
         rest[0] = '\0';
         for (int col = 0; col < PB_COL_COUNT; col++) {
-            if (!labelled((pb_column)col) || c->t->col[col] < 0) continue;
+            if (!labelled((pb_column)col) || col == PB_COL_BATCH_GLOBAL || c->t->col[col] < 0) continue;
             char v[DIM_MAX];
-            snprintf(v, sizeof v, "%s", label_value(c, (pb_column)col, per_device_batch));
+            snprintf(v, sizeof v, "%s", pb_plot_cv(c, (pb_column)col));
             if (!v[0] || strcmp(v, "none") == 0) continue;
-            if (!dim_varies(s, idx, n, c, (pb_column)col, per_device_batch)) continue;
-            dim_text((pb_column)col, v, per_device_batch, part, sizeof part);
+            if (!dim_varies(s, idx, n, c, (pb_column)col)) continue;
+            dim_text((pb_column)col, v, part, sizeof part);
             len += (size_t)snprintf(rest + len, len < sizeof rest ? sizeof rest - len : 0, ", %s", part);
         }
-        snprintf(c->series_label, TEXT_MAX, "%.200s%.280s", head, rest);
-        snprintf(c->label, TEXT_MAX, "%.200s x%d%.280s", head, c->devices, rest);
+        if (batch) {
+            batch_text(c, per_device_batch, true, bs + 2, sizeof bs - 2);
+            batch_text(c, per_device_batch, false, bc + 2, sizeof bc - 2);
+            if (bs[2]) memcpy(bs, ", ", 2);
+            if (bc[2]) memcpy(bc, ", ", 2);
+        }
+        snprintf(c->series_label, TEXT_MAX, "%.200s%.200s%.60s", head, rest, bs);
+        snprintf(c->label, TEXT_MAX, "%.200s x%d%.200s%.60s", head, c->devices, rest, bc);
         snprintf(c->tic1, sizeof c->tic1, "%.200s x%d", head, c->devices);
-        snprintf(c->tic2, sizeof c->tic2, "%.240s", rest[0] ? rest + 2 : "");
+        snprintf(c->tic2, sizeof c->tic2, "%.180s%.60s", rest, bc);
+        if (c->tic2[0]) memmove(c->tic2, c->tic2 + 2, strlen(c->tic2 + 2) + 1);
     }
 }
 
@@ -402,12 +462,20 @@ void pb_plot_shared_settings(const cfgset *s, const int *idx, int n, bool per_de
     buf[0] = '\0';
     for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
         pb_column d = dims[k];
-        const char *v = label_value(&s->c[idx[0]], d, per_device_batch);
-        if (!*v || pb_plot_dim_varies_all(s, idx, n, d, per_device_batch)) continue;
-        if (d == PB_COL_CUDA_GRAPH && strcmp(v, "1") != 0) continue;
-        if (d == PB_COL_THREADS && !host_cores(pb_plot_cv(&s->c[idx[0]], PB_COL_BACKEND))) continue;
         char part[DIM_MAX + 32];
-        dim_text(d, v, per_device_batch, part, sizeof part);
+        if (d == PB_COL_BATCH_GLOBAL) {
+            /* one batch for all, said as true for every plotted strategy */
+            bool series = batch_varies(s, idx, n, per_device_batch, false);
+            if (series && batch_varies(s, idx, n, per_device_batch, true)) continue;
+            batch_text(&s->c[idx[0]], per_device_batch, series, part, sizeof part);
+        } else {
+            const char *v = pb_plot_cv(&s->c[idx[0]], d);
+            if (!*v || pb_plot_dim_varies_all(s, idx, n, d)) continue;
+            if (d == PB_COL_CUDA_GRAPH && strcmp(v, "1") != 0) continue;
+            if (d == PB_COL_THREADS && !host_cores(pb_plot_cv(&s->c[idx[0]], PB_COL_BACKEND))) continue;
+            dim_text(d, v, part, sizeof part);
+        }
+        if (!part[0]) continue;
         used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s", used ? ", " : "", part);
     }
     bool over = false;
@@ -437,7 +505,7 @@ static int reference_of(const selection *sel, const config *c)
         if (strcmp(pb_plot_cv(r, PB_COL_STRATEGY), "single") != 0) continue;
         bool match = pb_key_cmp(&same, &r->t->csv, (size_t)r->t->rows[r->row], &c->t->csv,
                                 (size_t)c->t->rows[c->row]) == 0 &&
-                     pb_key_value_cmp(batch_of(r, sel->per_device_batch), batch_of(c, sel->per_device_batch)) == 0;
+                     same_batch(r, c, sel->per_device_batch);
         if (match && !isnan(pb_plot_cmean(r, "samples_per_s"))) return sel->all[i];
     }
     return mine >= 0 && !isnan(pb_plot_cmean(&sel->set.c[mine], "samples_per_s")) ? mine : -1;

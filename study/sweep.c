@@ -21,6 +21,7 @@
 
 #include "../harness/child.h"
 #include "../harness/config.h"
+#include "../harness/env.h"
 #include "csv_read.h"
 #include "key.h"
 #include "../harness/log.h"
@@ -44,6 +45,7 @@ typedef struct sweep_opts {
     int repeats;
     char out[4096];
     bool force, oversubscribe, quiet;
+    bool resume_any; /* reuse ok rows from any environment */
     int batch; /* 0: the workload's */
     char *fwd[MAX_FWD]; /* run flags given to every child */
     int n_fwd;
@@ -55,6 +57,8 @@ typedef struct combo {
     int batch; /* global batch */
     bool oversubscribed;
     char map[4 * PB_MAX_STAGES]; /* --device-map for one-process strategies beyond the GPUs */
+    int threads;                 /* --threads the sweep gives it (the cpu rule); 0: none */
+    bool reference;              /* single x1 run only as the reference of other device counts */
     pb_config cfg;               /* validated: what the rows must match */
     int have, todo;              /* ok rows already in --out; runs left */
 } combo;
@@ -68,7 +72,8 @@ static const char *const owned_flags[] = {"--strategy", "--gpus", "--workload", 
 static void usage(void)
 {
     printf("usage: bench sweep [--strategies LIST] [--gpus LIST] [--workload NAME] [--scaling weak|strong]\n"
-           "                   [--repeats R] [--batch N] [--out PATH] [--force] [--oversubscribe] [--quiet]\n"
+           "                   [--repeats R] [--batch N] [--out PATH] [--force] [--resume-any] [--oversubscribe]\n"
+           "                   [--quiet]\n"
            "                   [--backend B] [--iters N] [--warmup N] [--threads N] [--precision P]\n"
            "                   [--optimizer O] [--seed N] [--lr X] [-- RUN FLAGS...]\n\n"
            "  --strategies LIST  strategies to run [single,dp,mp,ddp]\n"
@@ -80,9 +85,11 @@ static void usage(void)
            "  --batch N          weak: per-device batch; strong: global batch [the workload's batch]\n"
            "  --out PATH         CSV every run appends to [results/study.csv]\n"
            "  --force            run every combination again, whatever --out holds\n"
+           "  --resume-any       reuse ok rows of another host, build or environment too\n"
            "  --oversubscribe    run device counts above the devices present (labelled)\n"
-           "  --quiet            no progress on stderr (failures and notices still shown)\n"
-           "  the run flags above and everything after -- go to every run (bench --help)\n");
+           "  --quiet            nothing on stderr but errors\n"
+           "  the run flags above and everything after -- go to every run (bench --help)\n\n"
+           "example:\n  bench sweep --strategies single,ddp --gpus 1,2 --workload mlp-s --out results/study.csv\n");
 }
 
 static bool is_in(const char *s, const char *const *list, size_t n)
@@ -200,7 +207,7 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
         pb_flag_split(arg, name, sizeof name, &value);
         bool inline_value = value != NULL; /* "--flag=value", one argument */
         bool is_bool = strcmp(name, "--force") == 0 || strcmp(name, "--oversubscribe") == 0 ||
-                       strcmp(name, "--quiet") == 0;
+                       strcmp(name, "--quiet") == 0 || strcmp(name, "--resume-any") == 0;
         bool known = is_bool || strcmp(name, "--strategies") == 0 || strcmp(name, "--gpus") == 0 ||
                      strcmp(name, "--workload") == 0 || strcmp(name, "--scaling") == 0 ||
                      strcmp(name, "--repeats") == 0 || strcmp(name, "--batch") == 0 || strcmp(name, "--out") == 0 ||
@@ -216,6 +223,7 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
             if (value) return pb_usage_error("sweep %s takes no value", name);
             if (strcmp(name, "--force") == 0) o->force = true;
             else if (strcmp(name, "--oversubscribe") == 0) o->oversubscribe = true;
+            else if (strcmp(name, "--resume-any") == 0) o->resume_any = true;
             else o->quiet = true;
             continue;
         }
@@ -253,7 +261,7 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
 
 /* The child's arguments after argv[0]: run, the combination, the sweep's
  * run flags. Strings point into c, o and the static buffers of c. */
-static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[2][16])
+static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[3][16])
 {
     int n = 0;
     snprintf(bufs[0], 16, "%d", c->devices);
@@ -270,6 +278,11 @@ static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[2][
     args[n++] = "--out";
     args[n++] = (char *)o->out;
     args[n++] = "--quiet";
+    if (c->threads > 0) {
+        snprintf(bufs[2], 16, "%d", c->threads);
+        args[n++] = "--threads";
+        args[n++] = bufs[2];
+    }
     if (c->map[0]) {
         args[n++] = "--device-map";
         args[n++] = c->map;
@@ -287,15 +300,33 @@ typedef struct out_rows {
     int status, sps;
 } out_rows;
 
-/* The row a run of cfg would write, as a one-row table: the key sweep looks
- * for, through the same code (pb_record_fill_config, the row formatter and
- * the reader) as the rows it is compared with. */
-static pb_status wanted_row(const pb_config *cfg, pb_csv *want)
+/* The environment a run of this sweep records, as far as it is known before
+ * one runs: pb_env_fill, the run's own function, over the backend's facts
+ * of its first device read without opening it. What is not known yet (the
+ * MPI version; a GPU's facts when they cannot be read) stays empty, and the
+ * environment rule compares no empty value (study/key.h). */
+static void current_env(const char *backend, pb_record *env)
+{
+    const pb_backend *be = pb_find_backend(backend);
+    pb_device_info info;
+    memset(&info, 0, sizeof info);
+    if (be && be->info && be->info(NULL, &info) != PB_OK) memset(&info, 0, sizeof info);
+    pb_error_clear();
+    pb_record_clear(env);
+    pb_env_fill(env, be, &info, 0);
+}
+
+/* The row a run of cfg in env would write, as a one-row table: the key
+ * sweep looks for, through the same code (pb_record_fill_config, the row
+ * formatter and the reader) as the rows it is compared with. */
+static pb_status wanted_row(const pb_config *cfg, const pb_record *env, pb_csv *want)
 {
     static pb_record rec;
     static char text[2 * 65536];
     pb_record_clear(&rec);
     pb_record_fill_config(&rec, cfg);
+    for (int c = 0; c < PB_COL_COUNT; c++)
+        if (pb_key_uses(PB_KEY_ENV, (pb_column)c)) memcpy(rec.v[c], env->v[c], sizeof rec.v[c]);
     pb_record_set(&rec, PB_COL_STATUS, "ok");
     size_t n = pb_results_header(text, sizeof text);
     size_t m = n < sizeof text ? pb_results_format(&rec, text + n, sizeof text - n) : 0;
@@ -303,25 +334,58 @@ static pb_status wanted_row(const pb_config *cfg, pb_csv *want)
     return pb_csv_parse("sweep's key", text, n + m, want);
 }
 
+/* The ok rows of a configuration measured in another environment, grouped
+ * by their environment (each group: its first row and its count). */
+#define MAX_ENVS 8
+typedef struct other_envs {
+    size_t row[MAX_ENVS];
+    int n[MAX_ENVS];
+    int groups, rows;
+} other_envs;
+
+static void add_other(other_envs *g, const out_rows *o, size_t r)
+{
+    pb_key k;
+    pb_key_init(&k, PB_KEY_ENV, &o->t, NULL);
+    g->rows++;
+    for (int i = 0; i < g->groups; i++)
+        if (pb_key_cmp(&k, &o->t, g->row[i], &o->t, r) == 0) {
+            g->n[i]++;
+            return;
+        }
+    if (g->groups == MAX_ENVS) return; /* counted, not itemised */
+    g->row[g->groups] = r;
+    g->n[g->groups++] = 1;
+}
+
 /* Mean samples/s and count of the ok rows of cfg in o: rows whose every
  * configuration column (study/key.h, the sweep's key: with iters, warmup
- * and seed) equals the run's, numbers as numbers. */
-static double mean_sps(const out_rows *o, const pb_config *cfg, int *runs)
+ * and seed) equals the run's, numbers as numbers, and that were measured in
+ * env (the environment rule, study/key.h) unless any_env. The rows of cfg
+ * from another environment are added to other (when not NULL). */
+static double mean_sps(const out_rows *o, const pb_config *cfg, const pb_record *env, bool any_env, int *runs,
+                       other_envs *other)
 {
     double sum = 0;
     *runs = 0;
     pb_csv want;
-    if (wanted_row(cfg, &want) != PB_OK) {
+    if (wanted_row(cfg, env, &want) != PB_OK) {
         pb_error_clear();
         return NAN;
     }
-    pb_key k;
+    pb_key k, ek;
     pb_key_init(&k, PB_KEY_SWEEP, &o->t, &want);
+    pb_key_init(&ek, PB_KEY_ENV, &o->t, &want);
+    size_t diff[PB_COL_COUNT];
     for (size_t r = 0; r < o->t.nrows; r++) {
         if (strcmp(pb_csv_get(&o->t, r, (size_t)o->status), "ok") != 0) continue;
         if (pb_key_cmp(&k, &o->t, r, &want, 0) != 0) continue;
         double x;
         if (!pb_csv_number(pb_csv_get(&o->t, r, (size_t)o->sps), &x) || !(x > 0)) continue;
+        if (pb_key_env_diff(&ek, &o->t, r, &want, 0, diff)) {
+            if (other) add_other(other, o, r);
+            if (!any_env) continue;
+        }
         sum += x;
         (*runs)++;
     }
@@ -355,10 +419,14 @@ static bool load_out(const char *path, out_rows *o, bool *bad)
 
 /* ---- running a child ------------------------------------------------------ */
 
-/* A notice: shown even with --quiet (a skipped combination, a resume). */
+/* --quiet: stderr gets errors only, no notices. */
+static bool quiet_notes;
+
+/* A notice (a skipped combination, a resume, a wait); none with --quiet. */
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note(const char *fmt, ...)
 {
+    if (quiet_notes) return;
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -499,7 +567,67 @@ static void clear_bar(bool tty)
 
 /* ---- the command ------------------------------------------------------- */
 
-static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_config *ref, bool have_ref)
+/* Says which rows of another environment a resume leaves out (or keeps,
+ * --resume-any): per group, one line per column that differs. */
+static void say_other_envs(const out_rows *o, const other_envs *g, const pb_config *cfg, const pb_record *env,
+                           bool kept)
+{
+    pb_csv want;
+    if (!g->rows || wanted_row(cfg, env, &want) != PB_OK) {
+        pb_error_clear();
+        return;
+    }
+    pb_key ek;
+    pb_key_init(&ek, PB_KEY_ENV, &o->t, &want);
+    int host = pb_csv_find(&o->t, "host"), rev = pb_csv_find(&o->t, "git_rev");
+    size_t diff[PB_COL_COUNT];
+    int itemised = 0;
+    for (int i = 0; i < g->groups; i++) {
+        size_t r = g->row[i], nd = pb_key_env_diff(&ek, &o->t, r, &want, 0, diff);
+        itemised += g->n[i];
+        for (size_t d = 0; d < nd; d++)
+            note("resume: %d row%s from host %s (git_rev %s) %s: %s %s -> %s", g->n[i], g->n[i] == 1 ? "" : "s",
+                 host >= 0 ? pb_csv_get(&o->t, r, (size_t)host) : "?",
+                 rev >= 0 ? pb_csv_get(&o->t, r, (size_t)rev) : "?", kept ? "kept (--resume-any)" : "not reused",
+                 pb_column_name(ek.col[diff[d]]), pb_csv_get(&o->t, r, (size_t)ek.ia[diff[d]]),
+                 pb_csv_get(&want, 0, (size_t)ek.ib[diff[d]]));
+    }
+    if (g->rows > itemised)
+        note("resume: and %d row%s from more environments %s", g->rows - itemised, g->rows - itemised == 1 ? "" : "s",
+             kept ? "kept (--resume-any)" : "not reused");
+    if (!kept) note("resume: rows of another environment run again here; --resume-any keeps them");
+    pb_csv_free(&want);
+}
+
+static pb_status validate(const sweep_opts *o, combo *c);
+
+static int host_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* The mean samples/s (NaN when none) of single x1 at the batch scaling
+ * keeps and the threads per device of c (the cpu rule's, else the run
+ * flags'): c's reference. */
+static double reference_sps(const sweep_opts *o, const out_rows *t, const combo *c, int per_device,
+                            const pb_record *env, int *runs)
+{
+    combo ref;
+    memset(&ref, 0, sizeof ref);
+    snprintf(ref.strategy, sizeof ref.strategy, "single");
+    ref.devices = 1;
+    ref.batch = per_device;
+    ref.threads = c->threads;
+    *runs = 0;
+    /* from the environment of the rows it divides (this sweep's; with
+     * --resume-any from any, as the resume took them) */
+    double sps = validate(o, &ref) == PB_OK ? mean_sps(t, &ref.cfg, env, o->resume_any, runs, NULL) : NAN;
+    pb_error_clear();
+    return *runs ? sps : NAN;
+}
+
+static void print_table(const sweep_opts *o, const combo *cs, int n, int per_device, const pb_record *env)
 {
     static out_rows t;
     bool bad;
@@ -507,39 +635,70 @@ static void print_table(const sweep_opts *o, const combo *cs, int n, const pb_co
         pb_error_clear();
         return;
     }
-    int ref_runs = 0;
-    double ref_sps = have_ref ? mean_sps(&t, ref, &ref_runs) : NAN;
-    if (have_ref && ref_runs)
-        printf("%s scaling of %s on %s: efficiency = samples/s(N) / (N x samples/s of single x1, batch %d)\n",
-               o->strong ? "strong" : "weak", o->workload, cs[0].cfg.backend, ref->shape.batch);
+    /* each row's reference and the rows it divides from one environment,
+     * this sweep's (--resume-any: from any, as the resume took them) */
+    other_envs mixed = {0};
+    static double ref_sps[MAX_COMBOS];
+    bool any_ref = false, rule = false, cpu = n && strcmp(cs[0].cfg.backend, "cpu") == 0;
+    for (int i = 0; i < n; i++) {
+        int runs = 0;
+        ref_sps[i] = reference_sps(o, &t, &cs[i], per_device, env, &runs);
+        any_ref |= runs > 0;
+        rule |= cs[i].threads > 0;
+    }
+    if (any_ref)
+        printf("%s scaling of %s on %s: efficiency = samples/s(N) / (N x samples/s of single x1%s, batch %d)\n",
+               o->strong ? "strong" : "weak", o->workload, cs[0].cfg.backend,
+               rule ? " at the same threads per device" : "", per_device);
     else
-        printf("%s scaling of %s on %s: no ok single x1 run in %s (add single to --strategies and 1 to --gpus "
-               "for efficiencies)\n",
+        printf("%s scaling of %s on %s: no ok single x1 run of this environment in %s (add single to "
+               "--strategies and 1 to --gpus for efficiencies)\n",
                o->strong ? "strong" : "weak", o->workload, n ? cs[0].cfg.backend : "?", o->out);
-    printf("%-8s %7s %7s %4s %12s %8s %10s\n", "strategy", "devices", "batch", "runs", "samples/s", "speedup",
-           "efficiency");
+    /* which threads rule made the rows: the efficiencies mean nothing without it */
+    if (rule)
+        printf("threads per device: cores/devices, at least 1 (the cpu rule; %d cores): N devices use the cores "
+               "single x1 uses, each against single x1 at its own threads (--threads T: T for every run)\n",
+               host_cores());
+    else if (cpu && n)
+        printf("threads per device: %d for every run (--threads): N devices run N x %d threads on %d cores, "
+               "against single x1 at %d\n",
+               cs[0].cfg.threads, cs[0].cfg.threads, host_cores(), cs[0].cfg.threads);
+    printf("%-8s %7s %7s %7s %4s %12s %8s %10s\n", "strategy", "devices", "threads", "batch", "runs", "samples/s",
+           "speedup", "efficiency");
     bool any_over = false;
     for (int i = 0; i < n; i++) {
         int runs = 0;
-        double sps = mean_sps(&t, &cs[i].cfg, &runs);
+        double sps = mean_sps(&t, &cs[i].cfg, env, o->resume_any, &runs, &mixed);
         char dev[16], s[32] = "-", sp[32] = "-", eff[32] = "-";
         snprintf(dev, sizeof dev, "%d%s", cs[i].devices, cs[i].oversubscribed ? "*" : "");
         any_over |= cs[i].oversubscribed;
         if (runs) snprintf(s, sizeof s, "%.6g", sps);
-        if (runs && ref_runs) {
-            snprintf(sp, sizeof sp, "%.2fx", sps / ref_sps);
-            snprintf(eff, sizeof eff, "%.1f%%", 100.0 * sps / (cs[i].devices * ref_sps));
+        if (runs && isfinite(ref_sps[i])) {
+            snprintf(sp, sizeof sp, "%.2fx", sps / ref_sps[i]);
+            snprintf(eff, sizeof eff, "%.1f%%", 100.0 * sps / (cs[i].devices * ref_sps[i]));
         }
-        printf("%-8s %7s %7d %4d %12s %8s %10s\n", cs[i].strategy, dev, cs[i].batch, runs, s, sp, eff);
+        printf("%-8s %7s %7d %7d %4d %12s %8s %10s\n", cs[i].strategy, dev, cs[i].cfg.threads, cs[i].batch, runs, s,
+               sp, eff);
     }
     if (any_over) printf("* oversubscribed: more devices than present (cpu: than cores), they share hardware\n");
+    if (o->resume_any && mixed.rows)
+        printf("%d row%s from another host, build or environment included (--resume-any)\n", mixed.rows,
+               mixed.rows == 1 ? "" : "s");
+    /* the runs are quiet: what their warning said, the rows say */
+    int core = pb_csv_find(&t.t, "blas_core"), below = 0;
+    for (size_t r = 0; core >= 0 && r < t.t.nrows; r++)
+        below += strstr(pb_csv_get(&t.t, r, (size_t)core), "(below") != NULL;
+    if (below)
+        printf("note: %d row%s of %s ran BLAS kernels below this CPU's instruction set (blas_core): their figures are "
+               "the BLAS's, not the strategies' (docs/csv-schema.md, \"BLAS kernels\")\n",
+               below, below == 1 ? "" : "s", o->out);
     pb_csv_free(&t.t);
 }
 
 /* Validates a combination's run in-process, as the child will. */
 static pb_status validate(const sweep_opts *o, combo *c)
 {
-    char *args[MAX_FWD + 24], bufs[2][16];
+    char *args[MAX_FWD + 24], bufs[3][16];
     int n = child_args(o, c, args, bufs);
     bool help = false;
     pb_config_defaults(&c->cfg);
@@ -547,6 +706,32 @@ static pb_status validate(const sweep_opts *o, combo *c)
     pb_status st = pb_config_parse(&c->cfg, n - 1, args + 1, &help);
     if (st != PB_OK) return st;
     return pb_config_validate(&c->cfg);
+}
+
+/* ---- BLAS threads on the cpu backend ---------------------------------------- */
+
+/* --threads among the run flags (the sweep's own, or after --) */
+static bool threads_given(const sweep_opts *o)
+{
+    for (int i = 0; i < o->n_fwd; i++)
+        if (strncmp(o->fwd[i], "--threads", 9) == 0 && (o->fwd[i][9] == '\0' || o->fwd[i][9] == '=')) return true;
+    return false;
+}
+
+/* The cpu rule (docs/sweep.md, "Threads"): without --threads, each device
+ * of an N-device run on the cpu backend gets cores/N BLAS threads (at
+ * least 1). A run's default is all the cores per device, so 2 devices
+ * shared 2 cores with 4 threads while single x1 had both to itself: the
+ * table showed 37-49% efficiency for strategies that lose almost nothing.
+ * With the rule N devices use the cores single x1 uses, and each row is
+ * measured against single x1 at its own threads per device (the same
+ * cores per device). Validates c again with its threads. */
+static pb_status apply_threads_rule(const sweep_opts *o, combo *c)
+{
+    if (threads_given(o) || strcmp(c->cfg.backend, "cpu") != 0) return PB_OK;
+    int t = host_cores() / c->devices;
+    c->threads = t > 0 ? t : 1;
+    return validate(o, c);
 }
 
 /* ---- one sweep at a time per --out ---------------------------------------- */
@@ -620,7 +805,9 @@ static void unlock_out(int fd, const char *path, bool created)
 /* The runs --out lacks, then the table; under the sweep's lock on --out. */
 static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, char *self)
 {
-    /* what --out already holds */
+    /* what --out already holds, from this environment */
+    static pb_record env;
+    current_env(cs[0].cfg.backend, &env);
     int total = 0, have_total = 0;
     {
         static out_rows t;
@@ -633,14 +820,16 @@ static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, cha
         if (loaded && t.t.nskipped)
             note("%s: %zu torn line%s skipped (a writer was killed mid-row)", o->out, t.t.nskipped,
                          t.t.nskipped == 1 ? "" : "s");
+        other_envs other = {0};
         for (int i = 0; i < n; i++) {
             int runs = 0;
-            if (loaded) (void)mean_sps(&t, &cs[i].cfg, &runs);
+            if (loaded) (void)mean_sps(&t, &cs[i].cfg, &env, o->resume_any, &runs, o->force ? NULL : &other);
             cs[i].have = o->force ? 0 : (runs < o->repeats ? runs : o->repeats);
             cs[i].todo = o->repeats - cs[i].have;
             total += cs[i].todo;
             have_total += cs[i].have;
         }
+        if (loaded) say_other_envs(&t, &other, &cs[0].cfg, &env, o->resume_any);
         if (loaded) pb_csv_free(&t.t);
     }
     if (have_total)
@@ -655,12 +844,16 @@ static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, cha
     for (int i = 0; i < n && !got_signal; i++) {
         combo *c = &cs[i];
         for (int r = c->have; r < o->repeats && !got_signal; r++) {
-            char label[96], eta_s[32], why[512];
-            snprintf(label, sizeof label, "%.31s x%d%s batch %d, repeat %d/%d", c->strategy, c->devices,
-                     c->oversubscribed ? " (oversubscribed)" : "", c->batch, r + 1, o->repeats);
+            char label[160], eta_s[32], why[512];
+            char ref_text[48] = "";
+            if (c->reference)
+                snprintf(ref_text, sizeof ref_text, " (reference at %d thread%s)", c->threads,
+                         c->threads == 1 ? "" : "s");
+            snprintf(label, sizeof label, "%.31s x%d%s%s batch %d, repeat %d/%d", c->strategy, c->devices,
+                     c->oversubscribed ? " (oversubscribed)" : "", ref_text, c->batch, r + 1, o->repeats);
             double elapsed = now_s() - t0;
             draw_bar(tty, done, total, label, done ? elapsed / done * (total - done) : NAN);
-            char *args[MAX_FWD + 24], bufs[2][16];
+            char *args[MAX_FWD + 24], bufs[3][16];
             child_args(o, c, args + 1, bufs);
             args[0] = self;
             double start = now_s();
@@ -691,16 +884,38 @@ static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, cha
         pb_log_info("sweep: %d run%s, %d failed, %.1f s; rows in %s", done, done == 1 ? "" : "s", failed,
                     now_s() - t0, o->out);
 
-    /* the reference: single on 1 device at the batch that scaling keeps */
-    combo ref;
-    memset(&ref, 0, sizeof ref);
-    snprintf(ref.strategy, sizeof ref.strategy, "single");
-    ref.devices = 1;
-    ref.batch = per_device;
-    bool have_ref = validate(o, &ref) == PB_OK;
-    pb_error_clear();
-    print_table(o, cs, n, &ref.cfg, have_ref);
+    /* each row against single on 1 device at the batch that scaling keeps */
+    print_table(o, cs, n, per_device, &env);
     return failed ? 1 : 0;
+}
+
+/* The cpu rule's references: when the sweep runs single x1, it runs it too
+ * at the threads per device of each other device count (single x1 at 1
+ * thread beside 2 devices at 1 thread each), last, so every row has its
+ * reference. Returns the new count. */
+static int add_references(const sweep_opts *o, combo *cs, int n)
+{
+    const combo *single = NULL;
+    for (int i = 0; i < n && !single; i++)
+        if (cs[i].threads > 0 && cs[i].devices == 1 && strcmp(cs[i].strategy, "single") == 0) single = &cs[i];
+    if (!single) return n;
+    int total = n;
+    for (int i = 0; i < n && total < MAX_COMBOS; i++) {
+        bool have = cs[i].threads <= 0;
+        for (int k = 0; k < total && !have; k++)
+            have = cs[k].devices == 1 && strcmp(cs[k].strategy, "single") == 0 && cs[k].threads == cs[i].threads;
+        if (have) continue;
+        combo *r = &cs[total];
+        memset(r, 0, sizeof *r);
+        snprintf(r->strategy, sizeof r->strategy, "single");
+        r->devices = 1;
+        r->batch = single->batch;
+        r->threads = cs[i].threads;
+        r->reference = true;
+        if (validate(o, r) == PB_OK) total++;
+        pb_error_clear();
+    }
+    return total;
 }
 
 int pb_cmd_sweep(int argc, char **argv)
@@ -717,6 +932,7 @@ int pb_cmd_sweep(int argc, char **argv)
         usage();
         return 0;
     }
+    quiet_notes = o.quiet;
     if ((st = pb_results_check_target(o.out)) != PB_OK) {
         pb_log_error("%s", pb_error_message());
         return 2;
@@ -737,7 +953,7 @@ int pb_cmd_sweep(int argc, char **argv)
         snprintf(probe.strategy, sizeof probe.strategy, "single");
         probe.devices = 1;
         probe.batch = o.batch ? o.batch : pb_find_workload(o.workload)->shape.batch;
-        char *args[MAX_FWD + 24], bufs[2][16];
+        char *args[MAX_FWD + 24], bufs[3][16];
         int n = child_args(&o, &probe, args, bufs);
         bool h = false;
         pb_config_defaults(&probe.cfg);
@@ -796,6 +1012,7 @@ int pb_cmd_sweep(int argc, char **argv)
                     }
                 }
             }
+            if (st == PB_OK) st = apply_threads_rule(&o, c);
             if (st != PB_OK) {
                 if (st == PB_ERR_SCHEMA || st == PB_ERR_IO) {
                     pb_log_error("%s", pb_error_message());
@@ -812,6 +1029,7 @@ int pb_cmd_sweep(int argc, char **argv)
         pb_log_error("sweep: no valid combination of --strategies and --gpus to run (%d skipped)", skipped_invalid);
         return 2;
     }
+    n = add_references(&o, cs, n);
 
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);

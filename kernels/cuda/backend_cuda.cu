@@ -24,6 +24,7 @@
 
 #include "../backend.h"
 #include "../driver_version.h"
+#include "../gpu_check.h"
 #include "cuda_check.h"
 #include "cuda_device.h"
 
@@ -194,8 +195,10 @@ static pb_status cuda_info(pb_device *dev, pb_device_info *out)
     size_t v;
 
     memset(out, 0, sizeof *out);
-    PB_TRY(use_device(dev));
-    PB_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev->ordinal));
+    /* no device: device 0's facts, read without creating a context (a
+     * sweep compares them with its rows before it runs anything) */
+    if (dev) PB_TRY(use_device(dev));
+    PB_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev ? dev->ordinal : 0));
     PB_CUDA_CHECK(cudaDriverGetVersion(&drv));
     PB_CUDA_CHECK(cudaRuntimeGetVersion(&rt));
     /* cudaDeviceProp.name is 256 bytes; every real name fits in 127 */
@@ -211,6 +214,15 @@ static pb_status cuda_info(pb_device *dev, pb_device_info *out)
     snprintf(out->blas_version, sizeof out->blas_version, "%zu.%zu.%zu", v / 10000,
              (v % 10000) / 100, v % 100);
     out->total_mem_mb = (double)prop.totalGlobalMem / MIB;
+    /* the link and clocks of the device the row describes (kernels/gpu_check.h) */
+    {
+        char bus[32];
+        pb_gpu_facts facts;
+        if (cudaDeviceGetPCIBusId(bus, (int)sizeof bus, dev->ordinal) == cudaSuccess) {
+            pb_gpu_facts_read(bus, &facts);
+            pb_gpu_check_text(&facts, out->gpu_check, sizeof out->gpu_check);
+        }
+    }
     /* the NCCL library loaded now, which is what an upgrade changes (the
      * header's NCCL_VERSION_CODE is only what we compiled against) */
     {

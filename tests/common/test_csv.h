@@ -107,4 +107,50 @@ static inline void expect_phases_add_up(const csv *c)
         fail_msg("%s: the phases add up to %.4f ms, the step mean is %.4f ms", csv_get(c, "strategy"), sum, step);
 }
 
+/* Writes src to dst (which may be src) with every field quoted,
+ * samples_per_s divided by `slow`, when cv >= 0 step_ms_cv set to cv, and
+ * column `col` (unless NULL) set to `value`: the same runs, `slow` times
+ * slower on paper, with a spread that does not depend on the machine's
+ * load, or from another host or build. */
+static inline void write_edited(const char *src, const char *dst, double slow, double cv, const char *col,
+                                const char *value)
+{
+    pb_csv t;
+    if (pb_csv_load(src, &t) != PB_OK) fail_msg("%s: %s", src, pb_error_message());
+    int sps = pb_csv_find(&t, "samples_per_s"), cvc = pb_csv_find(&t, "step_ms_cv");
+    int set = col ? pb_csv_find(&t, col) : -1;
+    assert_true(sps >= 0 && cvc >= 0 && (!col || set >= 0));
+    FILE *f = fopen(dst, "w");
+    assert_non_null(f);
+    for (size_t c = 0; c < t.ncols; c++) fprintf(f, "%s%s", c ? "," : "", pb_csv_name(&t, c));
+    fputc('\n', f);
+    for (size_t row = 0; row < t.nrows; row++) {
+        for (size_t c = 0; c < t.ncols; c++) {
+            const char *v = pb_csv_get(&t, row, c);
+            fputs(c ? ",\"" : "\"", f);
+            if ((int)c == set) v = value;
+            if ((int)c == sps && *v) fprintf(f, "%.6g", strtod(v, NULL) / slow);
+            else if ((int)c == cvc && cv >= 0) fprintf(f, "%.6g", cv);
+            else
+                for (const char *p = v; *p; p++) fputs(*p == '"' ? "\"\"" : (char[]){*p, 0}, f);
+            fputc('"', f);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    pb_csv_free(&t);
+}
+
+/* src's runs `slow` times slower on paper, with step_ms_cv set to cv. */
+static inline void write_slowed_cv(const char *src, const char *dst, double slow, double cv)
+{
+    write_edited(src, dst, slow, cv, NULL, NULL);
+}
+
+/* src's runs `slow` times slower on paper, their spread as measured. */
+static inline void write_slowed(const char *src, const char *dst, double slow)
+{
+    write_edited(src, dst, slow, -1, NULL, NULL);
+}
+
 #endif /* PB_TEST_CSV_H */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <ftw.h>
@@ -87,6 +88,21 @@ static inline void run_bench_env(bench_result *r, char *const env_add[], char *c
 }
 
 static inline void run_bench(bench_result *r, char *const args[]) { run_bench_env(r, NULL, args); }
+
+/* run_bench_env with every file bench writes limited to `limit` bytes (0:
+ * no limit): a full disk. The limit is set here and inherited (bench,
+ * mpirun and the ranks, a sweep's children); the captured stdout and
+ * stderr stay below it. */
+static inline void run_bench_fsize(bench_result *r, rlim_t limit, char *const env_add[], char *const args[])
+{
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    if (limit) lim.rlim_cur = limit;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    run_bench_env(r, env_add, args);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+}
 
 /* Fresh empty folder under /tmp; caller owns the returned string. */
 static inline char *make_temp_dir(void)

@@ -19,6 +19,8 @@
 #include "harness/config.h"
 #include "harness/registry.h"
 #include "harness/results.h"
+#include "kernels/cpu/blas_core.h"
+#include "kernels/cpu/blas_info.h"
 
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
@@ -205,7 +207,7 @@ static const usage_case unknown_optimizer = {ARGS("--optimizer", "adam"), "--opt
 /* an unknown flag or stray word: the message points at --help for what is allowed */
 static const usage_case unknown_flag = {ARGS("--iterations", "5"), "--iterations", "see --help", "unknown flag", false};
 static const usage_case stray_positional = {ARGS("--iters", "2", "fast"), "'fast'", "see --help", "unexpected argument", false};
-static const usage_case unknown_subcommand = {ARGS("frobnicate", "--out", "@OUT"), "'frobnicate'", "allowed: run, list, calibrate, compare, plot, sweep, help", NULL, false};
+static const usage_case unknown_subcommand = {ARGS("frobnicate", "--out", "@OUT"), "'frobnicate'", "allowed: run, list, calibrate, comm, compare, plot, sweep, help", NULL, false};
 static const usage_case iters_not_number = {ARGS("--iters", "abc"), "--iters", "allowed: 1 to 1000000", "not an integer", false};
 static const usage_case iters_trailing_junk = {ARGS("--iters", "5x"), "--iters", "allowed: 1 to 1000000", "not an integer", false};
 static const usage_case iters_zero = {ARGS("--iters", "0"), "--iters", "allowed: 1 to 1000000", "out of range", false};
@@ -271,6 +273,7 @@ static const usage_case layers_twice = {ARGS("--layers", "3", "--layers", "4"), 
  * cores, or as --gpus asks for */
 static const usage_case device_map_beyond = {ARGS("--strategy", "dp", "--gpus", "2", "--backend", "cpu", "--device-map", "0,4095"), "--device-map: device 4095 does not exist", "allowed: 0 to", NULL, false};
 static const usage_case list_with_argument = {ARGS("list", "--out", "@OUT"), "list", "takes no arguments", NULL, false};
+static const usage_case help_unknown_command = {ARGS("help", "frobnicate", "--out", "@OUT"), "'frobnicate'", "allowed: run, list, calibrate", NULL, false};
 
 /* The cuda backend on a machine without a usable CUDA device (or a build
  * without nvcc): exit 2 and the cause, no row. */
@@ -306,7 +309,7 @@ static void test_usage_header_differs(void **state)
     snprintf(out, sizeof out, "%s/old.csv", dir);
     FILE *f = fopen(out, "wb");
     assert_non_null(f);
-    fputs("time_utc,status,strategy_name,backend\n2026-01-01T00:00:00Z,ok,single,cpu\n", f);
+    fputs("time_utc,run_id,tag,status,strategy_name,backend\n2026-01-01T00:00:00Z,r1,,ok,single,cpu\n", f);
     fclose(f);
     char *before = read_file(out);
     bench_result *r = new_result();
@@ -316,7 +319,7 @@ static void test_usage_header_differs(void **state)
     assert_int_equal(r->exit_code, 2);
     assert_int_equal(count_lines(r->err), 1);
     assert_non_null(strstr(r->err, "--out"));
-    assert_non_null(strstr(r->err, "column 3"));
+    assert_non_null(strstr(r->err, "column 5"));
     assert_non_null(strstr(r->err, "'strategy_name', expected 'strategy'"));
     char *after = read_file(out);
     assert_string_equal(before, after);
@@ -420,6 +423,69 @@ static void test_help_lists_every_flag_with_default(void **state)
     }
 }
 
+/* The commands `bench help` lists (the command table's, so a command
+ * added later is tested too), into names; returns how many. */
+static int listed_commands(char names[][32], int max)
+{
+    bench_result *r = new_result();
+    run_bench(r, (char *[]){"help", NULL});
+    assert_int_equal(r->exit_code, 0);
+    const char *p = strstr(r->out, "\ncommands:\n");
+    assert_non_null(p);
+    int n = 0;
+    for (p = strchr(p + 1, '\n') + 1; strncmp(p, "  ", 2) == 0 && n < max; p += strcspn(p, "\n") + 1)
+        assert_int_equal(sscanf(p, "%31s", names[n++]), 1);
+    free(r);
+    return n;
+}
+
+/* Like git's: `bench CMD --help`, `-h` and `bench help CMD` print CMD's own
+ * usage (its synopsis, flags and an example) on stdout and exit 0; only run
+ * (the default command) and help print the whole usage. */
+static void test_every_command_has_its_own_help(void **state)
+{
+    (void)state;
+    char names[32][32];
+    int n = listed_commands(names, 32);
+    assert_true(n >= 7);
+    for (int i = 0; i < n; i++) {
+        const char *cmd = names[i];
+        bool whole = strcmp(cmd, "run") == 0 || strcmp(cmd, "help") == 0;
+        char *const forms[][3] = {{(char *)cmd, "--help", NULL}, {(char *)cmd, "-h", NULL}, {"help", (char *)cmd, NULL}};
+        for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+            bench_result *r = new_result();
+            run_bench(r, forms[f]);
+            if (r->exit_code != 0 || r->err[0]) print_message("%s %s:\n%s%s", forms[f][0], forms[f][1], r->out, r->err);
+            assert_int_equal(r->exit_code, 0);
+            assert_string_equal(r->err, "");
+            char synopsis[1100], example[1100];
+            snprintf(synopsis, sizeof synopsis, "usage: bench %s", whole ? "[run]" : cmd);
+            snprintf(example, sizeof example, "\nexample:\n  bench %s", whole ? "" : cmd);
+            if (strncmp(r->out, synopsis, strlen(synopsis)) != 0 || !strstr(r->out, example))
+                print_message("%s %s: want '%s' first and an example:\n%s", forms[f][0], forms[f][1], synopsis,
+                              r->out);
+            assert_int_equal(strncmp(r->out, synopsis, strlen(synopsis)), 0);
+            assert_non_null(strstr(r->out, example));
+            /* its own: not the command list of the whole usage */
+            assert_true(whole == (strstr(r->out, "\ncommands:\n") != NULL));
+            free(r);
+        }
+    }
+    /* calibrate's flags are the run flags it reads, with their defaults;
+     * the ones it ignores are not offered */
+    bench_result *r = new_result();
+    run_bench(r, (char *[]){"calibrate", "--help", NULL});
+    pb_config d;
+    pb_config_defaults(&d);
+    char want[128];
+    snprintf(want, sizeof want, "\n  --workload NAME        model preset (bench list shows the shapes) [%s]", d.workload);
+    assert_non_null(strstr(r->out, want));
+    assert_non_null(strstr(r->out, "\n  --precision P "));
+    assert_null(strstr(r->out, "\n  --iters "));
+    assert_null(strstr(r->out, "\n  --out "));
+    free(r);
+}
+
 static void test_list(void **state)
 {
     (void)state;
@@ -447,11 +513,17 @@ static void test_list(void **state)
     const char *local = strstr(comms, "\n  local ");
     assert_non_null(local);
     assert_true(local < workloads);
+    assert_non_null(strstr(backends, "\n  name  available  devices  description"));
+    /* then the BLAS the cpu backend runs: its kernels and the CPU's
+     * instruction set */
+    const char *blas = strstr(r->out, "\nblas (cpu backend):\n");
+    assert_non_null(blas);
     char line[1024];
-    snprintf(line, sizeof line, "%.*s", (int)strcspn(cpu + 1, "\n"), cpu + 1);
-    assert_non_null(strstr(line, "device"));
-    snprintf(line, sizeof line, "%.*s", (int)strcspn(cuda + 1, "\n"), cuda + 1);
-    assert_non_null(strstr(line, "device"));
+    blas = strchr(blas + 1, '\n') + 1;
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(blas, "\n"), blas);
+    assert_non_null(strstr(line, "OpenBLAS "));
+    assert_non_null(strstr(line, " kernels ("));
+    assert_non_null(strstr(line, "; this CPU "));
 
     /* every workload with its shape: in hidden layers classes batch */
     assert_non_null(strstr(workloads, "\n  mlp-s "));
@@ -483,6 +555,74 @@ static void test_list(void **state)
         count++;
     }
     assert_true(count >= 5);
+    free(r);
+}
+
+/* Text of the column that starts at byte col of a table row and of its
+ * continuation lines (until the next row, a line not blank up to col), joined
+ * by spaces, into out. */
+static void column_text(const char *row, size_t col, size_t width, char *out, size_t len)
+{
+    out[0] = '\0';
+    for (const char *l = row; *l; l += strcspn(l, "\n") + 1) {
+        size_t n = strcspn(l, "\n");
+        if (l != row && (n <= 2 || l[2] != ' ')) break; /* the next row, or the next section */
+        if (n > col) {
+            size_t take = n - col < width ? n - col : width;
+            size_t used = strlen(out);
+            snprintf(out + used, len - used, "%s%.*s", used ? " " : "", (int)take, l + col);
+        }
+        if (!l[n]) break;
+    }
+    /* the cell's own padding */
+    for (size_t n = strlen(out); n > 0 && out[n - 1] == ' '; n--) out[n - 1] = '\0';
+}
+
+/* bench list reads at 80 columns: no line is wider, and a backend without
+ * devices says why in a column of its own, not run into its description. */
+static void test_list_layout(void **state)
+{
+    (void)state;
+    bench_result *r = new_result();
+    /* whatever the machine, cuda then has no device to show */
+    char *env[] = {"CUDA_VISIBLE_DEVICES=", NULL};
+    run_bench_env(r, env, (char *[]){"list", NULL});
+    assert_int_equal(r->exit_code, 0);
+    for (const char *l = r->out; *l; l += strcspn(l, "\n") + 1) {
+        size_t n = strcspn(l, "\n");
+        if (n > 80) fail_msg("wider than 80 columns (%zu): %.*s", n, (int)n, l);
+        if (n && l[n - 1] == ' ') fail_msg("trailing blanks: '%.*s'", (int)n, l);
+        if (!l[n]) break;
+    }
+    const char *header = strstr(r->out, "backends:\n  name  available  devices  description");
+    assert_non_null(header);
+    header = strchr(header, '\n') + 1;
+    size_t hlen = strcspn(header, "\n");
+    const char *av = strstr(header, "available"), *dv = strstr(header, "devices"), *ds = strstr(header, "description"),
+               *why = strstr(header, "why not");
+    if (!why || why > header + hlen) fail_msg("no 'why not' column:\n%s", r->out);
+    size_t c_av = (size_t)(av - header), c_dv = (size_t)(dv - header), c_ds = (size_t)(ds - header),
+           c_why = (size_t)(why - header);
+    const char *cuda = strstr(header, "\n  cuda ");
+    assert_non_null(cuda);
+    cuda++;
+    char avail[64], devices[64], desc[1024], reason[1024];
+    column_text(cuda, c_av, c_dv - c_av, avail, sizeof avail);
+    column_text(cuda, c_dv, c_ds - c_dv, devices, sizeof devices);
+    column_text(cuda, c_ds, c_why - c_ds, desc, sizeof desc);
+    column_text(cuda, c_why, 80, reason, sizeof reason);
+    assert_string_equal(avail, "no");
+    assert_string_equal(devices, "0");
+    /* the backend's description in its column, the reason in the other */
+    assert_non_null(strstr(desc, "NVIDIA GPUs"));
+    if (!reason[0] || strstr(desc, reason) || strstr(reason, "NVIDIA GPUs"))
+        fail_msg("description '%s', why not '%s'", desc, reason);
+    const char *cpu = strstr(header, "\n  cpu ");
+    assert_non_null(cpu);
+    column_text(cpu + 1, c_av, c_dv - c_av, avail, sizeof avail);
+    column_text(cpu + 1, c_why, 80, reason, sizeof reason);
+    assert_string_equal(avail, "yes");
+    assert_string_equal(reason, "");
     free(r);
 }
 
@@ -547,6 +687,59 @@ static void test_run_minimal_appends_one_row(void **state)
     assert_string_equal(r->err, "");
     text = read_file(out);
     check_rows(text, 2);
+    free(text);
+    free(r);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* The row names the BLAS's kernel core (blas_core), the core `blas` shows.
+ * OPENBLAS_CORETYPE=Prescott stands in for the CI machines' OpenBLAS 0.3.21,
+ * which takes an AVX-512 Xeon for a Prescott: on any CPU with more than
+ * SSE3 the row says "below" and stderr says how to fix it. */
+static void test_run_records_blas_core(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[4200];
+    snprintf(out, sizeof out, "%s/runs.csv", dir);
+    char *argv[] = {"--workload", "mlp-xs", "--iters", "2", "--warmup", "0", "--backend", "cpu", "--threads", "1",
+                    "--out", out, NULL};
+    bench_result *r = new_result();
+    char *prescott[] = {"OPENBLAS_CORETYPE=Prescott", NULL};
+    for (int forced = 0; forced < 2; forced++) {
+        run_bench_env(r, forced ? prescott : NULL, argv);
+        if (r->exit_code != 0) print_on_failure(r);
+        assert_int_equal(r->exit_code, 0);
+    }
+    char *text = read_file(out);
+    assert_non_null(text);
+    check_rows(text, 2);
+    const char *row = strchr(text, '\n') + 1;
+    for (int forced = 0; forced < 2; forced++, row = strchr(row, '\n') + 1) {
+        char blas[PB_FIELD_MAX], core[PB_FIELD_MAX], shown[PB_FIELD_MAX];
+        csv_field(row, PB_COL_BLAS, blas, sizeof blas);
+        csv_field(row, PB_COL_BLAS_CORE, core, sizeof core);
+        /* "OpenBLAS (X)" and "X" or "X (below: ...)" */
+        assert_int_equal(sscanf(blas, "OpenBLAS (%[^)])", shown), 1);
+        assert_int_equal(strncmp(core, shown, strlen(shown)), 0);
+        assert_true(core[strlen(shown)] == '\0' || core[strlen(shown)] == ' ');
+        if (forced) assert_string_equal(shown, "Prescott");
+    }
+    /* the forced run's verdict, where the CPU has more than SSE3 */
+    char flags[8192];
+    pb_cpu_flags(flags, sizeof flags);
+    if (pb_cpu_flags_isa(flags) > PB_ISA_SSE3) {
+        char core[PB_FIELD_MAX];
+        const char *second = strchr(strchr(text, '\n') + 1, '\n') + 1;
+        csv_field(second, PB_COL_BLAS_CORE, core, sizeof core);
+        assert_non_null(strstr(core, "Prescott (below: sse3 kernels on an "));
+        if (!strstr(r->err, "warning: the BLAS runs its Prescott kernels")) print_on_failure(r);
+        assert_non_null(strstr(r->err, "warning: the BLAS runs its Prescott kernels"));
+        assert_non_null(strstr(r->err, "set OPENBLAS_CORETYPE="));
+    } else {
+        print_message("this CPU has no more than SSE3: the verdict is not checked\n");
+    }
     free(text);
     free(r);
     remove_tree(dir);
@@ -681,6 +874,7 @@ int main(void)
         USAGE_TEST(comm_nccl_on_dp),
         USAGE_TEST(comm_local_on_single),
         USAGE_TEST(list_with_argument),
+        USAGE_TEST(help_unknown_command),
         USAGE_TEST(iters_leading_space),
         USAGE_TEST(iters_plus),
         USAGE_TEST(iters_trailing_space),
@@ -702,8 +896,11 @@ int main(void)
         cmocka_unit_test(test_usage_cuda_unavailable),
         cmocka_unit_test(test_usage_header_differs),
         cmocka_unit_test(test_help_lists_every_flag_with_default),
+        cmocka_unit_test(test_every_command_has_its_own_help),
         cmocka_unit_test(test_list),
+        cmocka_unit_test(test_list_layout),
         cmocka_unit_test(test_run_minimal_appends_one_row),
+        cmocka_unit_test(test_run_records_blas_core),
         cmocka_unit_test(test_run_nan_loss_fails),
         cmocka_unit_test(test_run_allocation_failure_fails),
     };

@@ -6,7 +6,7 @@
  *    with pb_results_format (so they carry this build's header exactly):
  *    identical -> 0; 20% slower with cv 0.01 over 20 steps -> 1; 20% slower
  *    with cv 0.5 -> 0; bad files and bad flags -> 2 with one line naming
- *    the file or flag; text, md and csv output. */
+ *    the file or flag; text, md, csv and json output. */
 #include "tests/common/compare_rows.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
@@ -202,6 +202,45 @@ static void test_cli_env_and_one_sided_rows(void **state)
     assert_non_null(strstr(r->out, "1 only in baseline, 1 only in current"));
 }
 
+/* Two real runs, the second with OMPI_MCA_btl=tcp,self and another
+ * NCCL_ALGO set: compare names both variables beside the version
+ * differences, and a variable named like a secret, or holding a token, is
+ * in neither row. */
+static void test_cli_env_vars_of_two_runs(void **state)
+{
+    cli *c = *state;
+    bool btl_unset = !getenv("OMPI_MCA_btl");
+    char *base_env[] = {"NCCL_ALGO=Ring", NULL};
+    char *cur_env[] = {"NCCL_ALGO=Tree", "OMPI_MCA_btl=tcp,self", "NCCL_SECRET_SAUCE=hunter2",
+                       "UCX_TLS=ghp_abcdefghijklmnopqrstuvwxyz0123456789", NULL};
+    const char *files[] = {c->base, c->cur};
+    char **envs[] = {base_env, cur_env};
+    for (int i = 0; i < 2; i++) {
+        char *argv[] = {"--workload", "mlp-xs", "--iters", "3", "--warmup", "1", "--backend", "cpu", "--threads", "1",
+                        "--quiet", "--out", (char *)files[i], NULL};
+        memset(c->r, 0, sizeof *c->r);
+        run_bench_env(c->r, envs[i], argv);
+        expect_exit(c->r, 0);
+        char *text = read_file(files[i]);
+        assert_non_null(text);
+        assert_null(strstr(text, "hunter2"));
+        assert_null(strstr(text, "SECRET"));
+        assert_null(strstr(text, "ghp_"));
+        assert_non_null(strstr(text, i ? "NCCL_ALGO=Tree" : "NCCL_ALGO=Ring"));
+        free(text);
+    }
+    bench_result *r = run_compare(c, c->base, c->cur, NULL);
+    if (r->exit_code == 2) show(r);
+    assert_true(r->exit_code == 0 || r->exit_code == 1); /* two 3-step runs: any verdict */
+    if (!strstr(r->out, "env: NCCL_ALGO: Ring -> Tree\n")) show(r);
+    assert_non_null(strstr(r->out, "env: NCCL_ALGO: Ring -> Tree\n"));
+    if (btl_unset) assert_non_null(strstr(r->out, "env: OMPI_MCA_btl: (unset) -> tcp,self\n"));
+    else print_message("OMPI_MCA_btl is set around the test: its (unset) side is not checked\n");
+    assert_null(strstr(r->out, "hunter2"));
+    /* the environment above the table */
+    assert_true(strstr(r->out, "env: NCCL_ALGO") < strstr(r->out, "config"));
+}
+
 static void test_cli_format_md(void **state)
 {
     cli *c = *state;
@@ -259,6 +298,62 @@ static void test_cli_format_csv(void **state)
     assert_string_equal(pb_csv_get(&out, 1, (size_t)change), "");
     assert_string_equal(pb_csv_get(&out, 1, (size_t)rb), "1");
     pb_csv_free(&out);
+}
+
+/* python3 checks JSON text against assertions (a script reading `d`);
+ * returns its exit code (0: valid JSON and every assertion held). */
+static int check_json(const char *dir, const char *text, const char *asserts)
+{
+    char path[4200], script[8192];
+    snprintf(path, sizeof path, "%s/out.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+    snprintf(script, sizeof script, "import json\nd = json.load(open('%s'))\n%s\n", path, asserts);
+    bench_result *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    run_argv_env(r, NULL, (char *const[]){"python3", "-c", script, NULL});
+    if (r->exit_code) print_message("python3:\n%s%s\njson:\n%s\n", r->out, r->err, text);
+    int code = r->exit_code;
+    free(r);
+    return code;
+}
+
+/* --format json: one valid JSON object on stdout with the verdict, exit
+ * code, settings, environment differences and every configuration (paired,
+ * one-sided) with its figures; null where there is no figure; the exit
+ * code is the text format's. */
+static void test_cli_format_json(void **state)
+{
+    cli *c = *state;
+    write_rows(c->base, (rowspec[]){{.sps = 1000, .cv = 0.01}, {.workload = "mlp-s", .sps = 50, .cv = 0.01}}, 2);
+    write_rows(c->cur, (rowspec[]){{.sps = 800, .cv = 0.01, .driver = "560"}}, 1);
+    bench_result *r = run_compare(c, c->base, c->cur, FLAGS("--format", "json", "--threshold", "7"));
+    expect_exit(r, 1);
+    assert_string_equal(r->err, "");
+    assert_int_equal(check_json(c->dir, r->out,
+                                "assert d['verdict'] == 'regression' and d['exit_code'] == 1, d\n"
+                                "assert d['metric'] == 'samples_per_s' and d['higher_is_better'] is True\n"
+                                "assert d['threshold_pct'] == 7 and d['alpha'] == 0.01\n"
+                                "assert d['counts']['regression'] == 1 and d['counts']['only-baseline'] == 1\n"
+                                "assert d['environment'] == [{'column': 'driver', 'baseline': '550.54.15', "
+                                "'current': '560'}], d['environment']\n"
+                                "c = d['configurations']\n"
+                                "assert len(c) == 2\n"
+                                "assert c[0]['config']['workload'] == 'mlp-xs' and c[0]['verdict'] == 'regression'\n"
+                                "assert abs(c[0]['change_pct'] + 20) < 1e-6 and c[0]['p'] < 1e-10\n"
+                                "assert c[0]['baseline'] == 1000 and c[0]['current'] == 800\n"
+                                "assert c[1]['verdict'] == 'only-baseline' and c[1]['current'] is None\n"
+                                "assert c[1]['change_pct'] is None and c[1]['runs_baseline'] == 1\n"),
+                     0);
+    /* a pass: the same verdict and code as the text format's */
+    r = run_compare(c, c->base, c->base, FLAGS("--format=json"));
+    expect_exit(r, 0);
+    assert_int_equal(check_json(c->dir, r->out,
+                                "assert d['verdict'] == 'pass' and d['exit_code'] == 0\n"
+                                "assert d['environment'] == [] and d['counts']['same'] == 2\n"),
+                     0);
 }
 
 static void test_cli_old_schema_and_torn_line(void **state)
@@ -389,8 +484,9 @@ static void test_cli_bad_files_exit_2(void **state)
     char *q = strstr(strchr(quote, '\n'), ",single,");
     q[3] = '"';
     write_text(c->base, quote, strlen(quote));
-    expect_bad_input(run_compare(c, c->base, c->cur, NULL),
-                     PHRASES(c->base, ":2: malformed CSV in field 3 (column 'strategy')"));
+    char field[64];
+    snprintf(field, sizeof field, ":2: malformed CSV in field %d (column 'strategy')", PB_COL_STRATEGY + 1);
+    expect_bad_input(run_compare(c, c->base, c->cur, NULL), PHRASES(c->base, field));
 
     /* missing file, directory */
     expect_bad_input(run_compare(c, c->cur, "/nonexistent/current.csv", NULL),
@@ -505,8 +601,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cli_20pct_slower_in_noise_exits_0, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_threshold_and_metric, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_env_and_one_sided_rows, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_env_vars_of_two_runs, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_format_md, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_format_csv, cli_setup, cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_format_json, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_old_schema_and_torn_line, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_failed_in_current, cli_setup, cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_trailing_partial_line_skipped, cli_setup, cli_teardown),

@@ -29,7 +29,9 @@
 #include "harness/results.h"
 
 #define RUN_FLAGS "--backend", "cpu", "--workload", "mlp-xs", "--iters", "2", "--warmup", "0", "--threads", "1", "--quiet"
-#define SWEEP_FLAGS "sweep", "--strategies", "single", "--gpus", "1", RUN_FLAGS
+/* not --quiet: the tests read the sweep's resume notice */
+#define SWEEP_FLAGS "sweep", "--strategies", "single", "--gpus", "1", "--backend", "cpu", "--workload", "mlp-xs", \
+                    "--iters", "2", "--warmup", "0", "--threads", "1"
 
 static void expect_code(const files *f, int code)
 {
@@ -43,18 +45,8 @@ static void expect_err(const files *f, const char *phrase)
 }
 
 /* Runs bench with every file it writes limited to `limit` bytes (0: no
- * limit). The limit is set here and inherited: bench, mpirun and the ranks,
- * a sweep's children. The captured stdout and stderr stay below it. */
-static void run_limited(files *f, rlim_t limit, char *const args[])
-{
-    struct rlimit old, lim;
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-    lim = old;
-    if (limit) lim.rlim_cur = limit;
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    run_bench(&f->res, args);
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-}
+ * limit; test_util.h). */
+static void run_limited(files *f, rlim_t limit, char *const args[]) { run_bench_fsize(&f->res, limit, NULL, args); }
 
 static long file_size(const char *path)
 {

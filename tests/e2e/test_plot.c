@@ -62,7 +62,8 @@ static void fake_record(pb_record *r, const fake *f, const char *day)
     pb_record_set(r, PB_COL_LAYERS, "4");
     pb_record_set(r, PB_COL_CLASSES, "1000");
     pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", 256 * f->devices);
-    pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "256");
+    /* mp does not split the batch: each stage sees all of it (as the harness records) */
+    pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d", strcmp(f->strategy, "mp") == 0 ? 256 * f->devices : 256);
     pb_record_set(r, PB_COL_DEVICES, "%d", f->devices);
     pb_record_set(r, PB_COL_RANKS, "%d", strcmp(f->strategy, "ddp") == 0 ? f->devices : 1);
     pb_record_set(r, PB_COL_OVERSUBSCRIBED, "0");
@@ -173,6 +174,84 @@ static void assert_svg(const char *path)
     free(text);
 }
 
+/* Appends one row of f to path with the n columns cols set to vals as text. */
+static void append_with_cols(const char *path, const fake *f, const pb_column *cols, const char *const *vals, int n)
+{
+    pb_record *r = malloc(sizeof *r);
+    char *buf = malloc(1 << 17);
+    assert_non_null(r);
+    assert_non_null(buf);
+    fake_record(r, f, "2026-01-02");
+    for (int i = 0; i < n; i++) pb_record_set(r, cols[i], "%s", vals[i]);
+    size_t len = pb_results_format(r, buf, 1 << 17);
+    assert_true(len > 0);
+    FILE *out = fopen(path, "ab");
+    assert_non_null(out);
+    fwrite(buf, 1, len, out);
+    assert_int_equal(fclose(out), 0);
+    free(buf);
+    free(r);
+}
+
+static void append_with(const char *path, const fake *f, pb_column col, const char *value)
+{
+    append_with_cols(path, f, &col, &value, 1);
+}
+
+/* What a person reads in an SVG gnuplot drew: every <text> (titles, tic
+ * labels, legend) at most `cols` characters, so none runs past the 1100-pixel
+ * canvas (about 7 pixels a character; 100 by design, 104 with " ..."); returns the
+ * largest text that is a number alone (the top tic of the y axes). */
+static double svg_texts(const char *path, size_t cols)
+{
+    char *text = read_file(path);
+    if (!text) fail_msg("%s was not written", path);
+    double top = -INFINITY;
+    for (const char *p = text; (p = strstr(p, "<text"));) {
+        const char *start = strchr(p, '>'), *end = strstr(p, "</text>");
+        assert_non_null(start);
+        assert_non_null(end);
+        size_t n = (size_t)(end - start - 1);
+        if (n > cols) fail_msg("%s: a text of %zu characters runs off the canvas: %.*s", path, n, (int)n, start + 1);
+        char *num_end;
+        double v = strtod(start + 1, &num_end);
+        if (num_end == end && num_end != start + 1 && v > top) top = v;
+        p = end;
+    }
+    free(text);
+    return top;
+}
+
+/* The heights of the left (text-anchor end) and right (start) axes' numeric
+ * tic labels in an SVG gnuplot drew, top to bottom; returns how many of each. */
+static void svg_tic_heights(const char *path, double *left, int *nl, double *right, int *nr, int cap)
+{
+    char *text = read_file(path);
+    if (!text) fail_msg("%s was not written", path);
+    *nl = *nr = 0;
+    for (const char *p = text; (p = strstr(p, "<g transform=\"translate("));) {
+        double x, y;
+        const char *t = strstr(p, "<text>"), *anchor = strstr(p, "text-anchor=\"");
+        p += 10;
+        if (!t || !anchor || anchor > t || sscanf(p + 15, "%lf,%lf", &x, &y) != 2) continue;
+        char *end;
+        strtod(t + 6, &end);
+        if (end == t + 6 || strncmp(end, "</text>", 7) != 0) continue; /* not a number */
+        bool is_left = strncmp(anchor + 13, "end", 3) == 0, is_right = strncmp(anchor + 13, "start", 5) == 0;
+        if (is_left && *nl < cap) left[(*nl)++] = y;
+        if (is_right && *nr < cap) right[(*nr)++] = y;
+    }
+    free(text);
+}
+
+/* Did gnuplot say anything? It warns on stderr (which bench passes on) when
+ * a plot reads wrong: an empty range, an undefined value, a missing file. */
+static void assert_no_gnuplot_warning(const char *err)
+{
+    for (const char *p = err; *p; p++)
+        if (strncasecmp(p, "warning", 7) == 0) fail_msg("gnuplot warned:\n%s", err);
+}
+
 /* ------------------------------------------------------------------------ */
 /* tests                                                                     */
 
@@ -204,6 +283,17 @@ static void test_plot_writes_every_plot(void **state)
     assert_non_null(strstr(r->err, "skipped 1 row(s) whose status is not ok"));
     assert_non_null(strstr(r->err, "partial last line"));
     assert_null(strstr(r->err, "error"));
+    assert_no_gnuplot_warning(r->err);
+    /* every text fits the canvas (the titles wrapped); the bubble's axis
+     * ends at least 10 % above its tallest bar (mp x4, m=4: 1.1 x 3/7) */
+    for (size_t i = 0; i < N_PLOTS; i++) {
+        char name[128], svg[1024];
+        snprintf(name, sizeof name, "mlp-s-cuda-%s", all_plots[i]);
+        path_of(svg, sizeof svg, out, name, "svg");
+        double top = svg_texts(svg, 104);
+        if (strcmp(all_plots[i], "mp-bubble") == 0 && !(top >= 1.1 * 110.0 * 3 / 7))
+            fail_msg("the bubble plot's axis stops at %g, its tallest bar is %.1f", top, 110.0 * 3 / 7);
+    }
     /* titles name workload, backend, device and date; axes carry units */
     char svg[1024];
     path_of(svg, sizeof svg, out, "mlp-s-cuda-throughput", "svg");
@@ -213,6 +303,57 @@ static void test_plot_writes_every_plot(void **state)
     assert_non_null(strstr(text, "Throughput: mlp-s, cuda, NVIDIA \"H100\" 80GB, it's SXM, 2026-01-02"));
     assert_non_null(strstr(text, "samples/s"));
     assert_non_null(strstr(text, "ideal: N x single x1"));
+    /* weak scaling: the batch each series was given, true for each
+     * strategy (mp does not split its batch: its global batch grows) */
+    assert_non_null(strstr(text, "dp, batch/dev 256"));
+    assert_non_null(strstr(text, "mp, global batch 256 x N"));
+    assert_null(strstr(text, "batch/dev 512"));
+    free(text);
+    free(r);
+    remove_temp_dir(dir);
+}
+
+/* A bar column drawn nowhere has no legend entry: ddp runs whose
+ * all-reduce is all exposed (sync = comm, nothing hidden), and a phase too
+ * small to see in any bar (p2p at 0.2 % of the step). */
+static void test_plot_no_legend_for_empty_bars(void **state)
+{
+    (void)state;
+    if (!have_gnuplot()) skip();
+    char *dir = make_temp_dir();
+    char csv[512];
+    snprintf(csv, sizeof csv, "%s/runs.csv", dir);
+    static const fake rows[] = {{"ddp", 2, 19000, "ok"}, {"ddp", 4, 37000, "ok"}};
+    write_csv(csv, rows, 0, 1.0, "2026-01-02", false);
+    for (int i = 0; i < 2; i++) {
+        double step = 256.0 * rows[i].devices / rows[i].samples_per_s * 1e3;
+        char sync[32], p2p[32];
+        snprintf(sync, sizeof sync, "%.6g", 0.2 * step); /* = comm_ms: nothing hidden */
+        snprintf(p2p, sizeof p2p, "%.6g", 0.002 * step); /* a sliver no one can see */
+        append_with_cols(csv, &rows[i], (pb_column[]){PB_COL_SYNC_MS, PB_COL_P2P_MS}, (const char *[]){sync, p2p}, 2);
+    }
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, (char *[]){"plot", csv, "--out", dir, NULL});
+    if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
+    assert_no_gnuplot_warning(r->err);
+    char svg[1024];
+    path_of(svg, sizeof svg, dir, "mlp-s-cuda-ddp-comm", "svg");
+    char *text = read_file(svg);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "exposed (sync)"));
+    assert_null(strstr(text, "hidden behind backward"));
+    free(text);
+    /* the overlap's right axis has its tics on the left axis's grid lines */
+    double left[32], right[32];
+    int nl, nr;
+    svg_tic_heights(svg, left, &nl, right, &nr, 32);
+    if (nl != nr || nl < 2) fail_msg("%d tics on the left axis, %d on the right: they do not share the grid", nl, nr);
+    for (int i = 0; i < nl; i++) assert_true(fabs(left[i] - right[i]) < 0.5);
+    path_of(svg, sizeof svg, dir, "mlp-s-cuda-breakdown", "svg");
+    text = read_file(svg);
+    assert_non_null(text);
+    assert_non_null(strstr(text, ">bwd<"));
+    assert_null(strstr(text, ">p2p<"));
     free(text);
     free(r);
     remove_temp_dir(dir);
@@ -230,6 +371,7 @@ static void test_plot_skips_plots_without_data(void **state)
     bench_result *r = calloc(1, sizeof *r);
     run_bench(r, (char *[]){"plot", csv, "--out", dir, NULL});
     if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
+    assert_no_gnuplot_warning(r->err);
     assert_int_equal(count_lines(r->out), 2);
     char png[1024], svg[1024];
     path_of(png, sizeof png, dir, "mlp-s-cuda-breakdown", "png");
@@ -263,6 +405,7 @@ static void test_plot_compare(void **state)
     bench_result *r = calloc(1, sizeof *r);
     run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, NULL});
     if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
+    assert_no_gnuplot_warning(r->err);
     char png[1024], svg[1024];
     path_of(png, sizeof png, dir, "compare-samples_per_s", "png");
     path_of(svg, sizeof svg, dir, "compare-samples_per_s", "svg");
@@ -279,7 +422,14 @@ static void test_plot_compare(void **state)
     /* another metric; one that is not a column is a usage error */
     run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--metric", "step_ms_p50", NULL});
     assert_int_equal(r->exit_code, 0);
+    assert_no_gnuplot_warning(r->err);
     path_of(png, sizeof png, dir, "compare-step_ms_p50", "png");
+    assert_png(png);
+    /* a metric bench compare does not judge: the values, no verdict */
+    run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--metric", "comm_ms", NULL});
+    assert_int_equal(r->exit_code, 0);
+    assert_no_gnuplot_warning(r->err);
+    path_of(png, sizeof png, dir, "compare-comm_ms", "png");
     assert_png(png);
     run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--metric", "nope", NULL});
     assert_int_equal(r->exit_code, 2);
@@ -287,6 +437,43 @@ static void test_plot_compare(void **state)
     /* --compare takes two files */
     run_bench(r, (char *[]){"plot", "--compare", base, "--out", dir, NULL});
     assert_int_equal(r->exit_code, 2);
+
+    /* bench compare's verdict drawn: ddp x2 30 % slower over three repeats
+     * with a small spread is a regression (its colour, its word), single
+     * x1 unchanged is not; each side's spread is an error bar */
+    static const fake reg[] = {{"single", 1, 10000, "ok"}, {"single", 1, 10100, "ok"}, {"single", 1, 9900, "ok"},
+                               {"ddp", 2, 19000, "ok"},    {"ddp", 2, 19200, "ok"},    {"ddp", 2, 18800, "ok"}};
+    fake slow[6];
+    memcpy(slow, reg, sizeof reg);
+    for (int i = 3; i < 6; i++) slow[i].samples_per_s *= 0.7;
+    write_csv(base, reg, 6, 1.0, "2026-01-02", false);
+    write_csv(cur, slow, 6, 1.0, "2026-01-09", false);
+    run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--keep-data", NULL});
+    if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
+    assert_no_gnuplot_warning(r->err);
+    path_of(svg, sizeof svg, dir, "compare-samples_per_s", "svg");
+    svg_texts(svg, 104);
+    text = read_file(svg);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "-30.0 %"));
+    assert_non_null(strstr(text, "regression"));
+    assert_non_null(strstr(text, "rgb(213,  94,   0)")); /* the regression's colour */
+    assert_non_null(strstr(text, "no-change band (baseline +- 5 %)"));
+    free(text);
+    char dat[1024];
+    path_of(dat, sizeof dat, dir, "compare-samples_per_s", "dat");
+    text = read_file(dat);
+    assert_non_null(text);
+    const char *ddp = strstr(text, "\"ddp x2\"");
+    assert_non_null(ddp);
+    for (int quotes = 0; quotes < 4; ddp++) quotes += *ddp == '"'; /* past the two labels */
+    char verdict[32];
+    double b, c, change, eb, ec;
+    assert_int_equal(sscanf(ddp, "%lf %lf %lf %lf %lf \"%31[^\"]\"", &b, &c, &change, &eb, &ec, verdict), 6);
+    assert_string_equal(verdict, "regression");
+    assert_true(eb > 0 && ec > 0); /* error bars from the repeats */
+    assert_non_null(strstr(text, "\"same\""));
+    free(text);
     free(r);
     remove_temp_dir(dir);
 }
@@ -367,25 +554,6 @@ static void test_plot_bad_input(void **state)
     assert_non_null(strstr(r->out, "[plots/out]"));
     free(r);
     remove_temp_dir(dir);
-}
-
-/* Appends one row of f to path with column col set to value as text. */
-static void append_with(const char *path, const fake *f, pb_column col, const char *value)
-{
-    pb_record *r = malloc(sizeof *r);
-    char *buf = malloc(1 << 17);
-    assert_non_null(r);
-    assert_non_null(buf);
-    fake_record(r, f, "2026-01-02");
-    pb_record_set(r, col, "%s", value);
-    size_t len = pb_results_format(r, buf, 1 << 17);
-    assert_true(len > 0);
-    FILE *out = fopen(path, "ab");
-    assert_non_null(out);
-    fwrite(buf, 1, len, out);
-    assert_int_equal(fclose(out), 0);
-    free(buf);
-    free(r);
 }
 
 /* Nothing but the images: no file named like a partial one, none empty. */
@@ -547,6 +715,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plot_writes_every_plot),
+        cmocka_unit_test(test_plot_no_legend_for_empty_bars),
         cmocka_unit_test(test_plot_skips_plots_without_data),
         cmocka_unit_test(test_plot_compare),
         cmocka_unit_test(test_plot_gnuplot_missing),

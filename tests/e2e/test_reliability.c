@@ -590,6 +590,33 @@ static void test_sigint_one_rank_during_calibrate(void **state)
     expect_no_orphans(j);
 }
 
+/* A ddp run that fails cleanly and says why: exit 1, the reason once (from
+ * rank 0, in the failed row too), the word "failed" as the row's status
+ * says, and nothing else on stderr: no MPI_Abort or mpirun banner, no
+ * Open MPI "ORTE_ERROR_LOG: Out of resource" after it. */
+static void expect_explained_failure(const job *j, const char *why)
+{
+    expect_exit(j, 1);
+    expect_err(j, why);
+    if (count_substr(j->err, why) != 1) fail_msg("'%s' said more than once:\n%s", why, j->err);
+    expect_err(j, "the run failed");
+    if (strstr(j->err, "invalid")) fail_msg("'invalid' for a failed run:\n%s", j->err);
+    for (const char *l = j->err; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] == '\n'))
+        if (strncmp(l, "bench", 5) != 0) fail_msg("a line that is not bench's:\n%s", j->err);
+    if (!file_exists(j->csv_path)) fail_msg("no failed row; stderr:\n%s", j->err);
+    csv c;
+    csv_load(&c, j->csv_path);
+    assert_int_equal((int)c.data.nrows, 1);
+    assert_string_equal(pb_csv_get(&c.data, 0, (size_t)pb_csv_find(&c.data, "status")), "failed");
+    const char *row_why = pb_csv_get(&c.data, 0, (size_t)pb_csv_find(&c.data, "error"));
+    if (!strstr(row_why, why)) fail_msg("the failed row's error is '%s'", row_why);
+    csv_free(&c);
+    expect_no_orphans(j);
+}
+
+/* NaN injected on rank 1 (its loss, which the all-reduced loss carries to
+ * every rank): every rank stops at the next step boundary, and rank 0
+ * tells it */
 static void test_nan_rank1(void **state)
 {
     job *j = *state;
@@ -597,20 +624,18 @@ static void test_nan_rank1(void **state)
     char *extra[] = {"--quiet", NULL};
     start_ddp(j, env, "mlp-xs", "10", extra);
     finish(j, 30);
-    expect_exit(j, 1);
-    expect_err(j, "NaN");
-    expect_err(j, "step 2");
-    expect_no_ok_row(j);
-    /* every rank fails at once; rank 0's failed row, with the reason, still
-     * lands (the other ranks give it a second before their MPI_Abort) */
-    if (!file_exists(j->csv_path)) fail_msg("no failed row; stderr:\n%s", j->err);
-    csv c;
-    csv_load(&c, j->csv_path);
-    assert_int_equal((int)c.data.nrows, 1);
-    const char *why = pb_csv_get(&c.data, 0, (size_t)pb_csv_find(&c.data, "error"));
-    if (!strstr(why, "NaN")) fail_msg("the failed row's error is '%s'", why);
-    csv_free(&c);
-    expect_no_orphans(j);
+    expect_explained_failure(j, "loss is NaN at step 2;");
+}
+
+/* A learning rate that diverges: every rank's loss turns NaN at the same
+ * step (the gradients are all-reduced) */
+static void test_nan_every_rank(void **state)
+{
+    job *j = *state;
+    char *extra[] = {"--quiet", "--lr", "10", NULL};
+    start_ddp(j, NULL, "mlp-xs", "50", extra);
+    finish(j, 30);
+    expect_explained_failure(j, "loss is NaN at step ");
 }
 
 static void test_fault_ends_job(job *j, const char *kind, const char *gpus)
@@ -701,7 +726,9 @@ static void test_hang_in_opt_named_at_boundary(void **state)
     expect_no_orphans(j);
 }
 
-/* mpirun -np 1 bench ... --seed 1 : -np 1 bench ... --seed 2 */
+/* mpirun -np 1 bench ... --lr 0.01 : -np 1 bench ... --lr 0.1 --seed 2:
+ * rank 0 names the first flag that differs, with both values, and the
+ * others that differ too */
 static void test_config_mismatch(void **state)
 {
     job *j = *state;
@@ -713,7 +740,7 @@ static void test_config_mismatch(void **state)
     for (int r = 0; r < 2; r++) {
         char *one[] = {"-np", "1", (char *)b, "--strategy", "ddp", "--backend", "cpu", "--workload", "mlp-xs",
                        "--iters", "2", "--threads", "1", "--gpus", "2", "--quiet", "--out", j->csv_path,
-                       "--seed", r ? "2" : "1"};
+                       "--seed", r ? "2" : "1", "--lr", r ? "0.1" : "0.01"};
         if (r) argv[n++] = ":";
         for (size_t i = 0; i < sizeof one / sizeof one[0]; i++) argv[n++] = one[i];
     }
@@ -731,7 +758,11 @@ static void test_config_mismatch(void **state)
     }
     finish(j, 30);
     expect_exit(j, 2);
-    expect_err(j, "different configurations");
+    expect_err(j, "the 2 ranks were started with different configurations: rank 1's --lr 0.1 differs from rank 0's "
+                  "0.01 (also differing: --seed); every rank needs the same flags");
+    /* said once, by rank 0 */
+    if (count_substr(j->err, "different configurations") != 1) fail_msg("said more than once:\n%s", j->err);
+    expect_err(j, "bench[rank 0 on ");
     assert_false(file_exists(j->csv_path));
 }
 
@@ -849,6 +880,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigint_ddp_launcher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigint_one_rank_during_calibrate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_rank1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nan_every_rank, setup, teardown),
         cmocka_unit_test_setup_teardown(test_die_rank1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_die_rank1_sigchld_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_rank1, setup, teardown),

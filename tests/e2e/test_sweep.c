@@ -17,7 +17,18 @@
  * 6. two sweeps into one file at once run its rows once: the second waits
  *    for the first, says so, and then finds them done;
  * 7. a failed ddp child is reported by its own error line, not by the Open
- *    MPI notice that follows it. */
+ *    MPI notice that follows it;
+ * 8. --quiet prints nothing on stderr but errors (no "skipping" notices);
+ * 9. resume reuses only rows of this host, build and environment: rows of
+ *    another say what differs, one line per column, and run again; the
+ *    table's reference then comes from this environment too, not from a
+ *    stale row; --resume-any keeps them;
+ * 10. a weak study's rows keep the preset's workload name, and bench plot
+ *    draws every strategy's efficiency with the sweep's reference;
+ * 11. the cpu threads rule: without --threads each device of an N-device
+ *    run gets cores/N BLAS threads, single x1 runs again at those threads
+ *    as their reference, each row's efficiency is against it, and the
+ *    table and the plots say which rule made the rows. */
 #include "tests/common/test_csv.h"
 
 #include <fcntl.h>
@@ -124,7 +135,7 @@ static void test_resume_after_kill(void **state)
     snprintf(out, sizeof out, "%s/s.csv", dir);
     /* 4 combinations x 2 repeats; the single x1 rows come first */
     char *const args[] = {"sweep", "--strategies", "single,dp,mp,ddp", "--gpus", "1,2", "--repeats", "2",
-                          "--iters", "20", "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
+                          "--iters", "20", "--threads", "1", "--backend", "cpu", "--out", out, NULL};
     pid_t pid = spawn_bench(args);
     /* kill the sweep and its child as soon as the first row is in */
     bool killed = false;
@@ -193,33 +204,6 @@ static void test_resume_after_kill(void **state)
     remove_temp_dir(dir);
 }
 
-/* Writes src to dst with every field quoted and samples_per_s divided by
- * `slow`: the same runs, `slow` times slower on paper. */
-static void write_slowed(const char *src, const char *dst, double slow)
-{
-    pb_csv t;
-    if (pb_csv_load(src, &t) != PB_OK) fail_msg("%s: %s", src, pb_error_message());
-    int sps = pb_csv_find(&t, "samples_per_s");
-    assert_true(sps >= 0);
-    FILE *f = fopen(dst, "w");
-    assert_non_null(f);
-    for (size_t col = 0; col < t.ncols; col++) fprintf(f, "%s%s", col ? "," : "", pb_csv_name(&t, col));
-    fputc('\n', f);
-    for (size_t row = 0; row < t.nrows; row++) {
-        for (size_t col = 0; col < t.ncols; col++) {
-            const char *v = pb_csv_get(&t, row, col);
-            fputs(col ? ",\"" : "\"", f);
-            if ((int)col == sps && *v) fprintf(f, "%.6g", strtod(v, NULL) / slow);
-            else
-                for (const char *p = v; *p; p++) fputs(*p == '"' ? "\"\"" : (char[]){*p, 0}, f);
-            fputc('"', f);
-        }
-        fputc('\n', f);
-    }
-    fclose(f);
-    pb_csv_free(&t);
-}
-
 static void test_fresh_run_against_baseline(void **state)
 {
     (void)state;
@@ -253,9 +237,8 @@ static void test_fresh_run_against_baseline(void **state)
  * skipped the one run as already in the file. */
 static bool sweep_skipped(const char *out, char *const env[], char *const extra[], int code)
 {
-    char *args[32] = {"sweep", "--strategies", "single", "--gpus", "1", "--backend", "cpu", "--quiet", "--out",
-                      (char *)out};
-    int n = 10;
+    char *args[32] = {"sweep", "--strategies", "single", "--gpus", "1", "--backend", "cpu", "--out", (char *)out};
+    int n = 9;
     bool iters = false, threads = false; /* given in extra: not the defaults too (a flag given twice is refused) */
     for (int i = 0; extra[i]; i++) {
         iters |= strcmp(extra[i], "--iters") == 0;
@@ -263,7 +246,7 @@ static bool sweep_skipped(const char *out, char *const env[], char *const extra[
         args[n++] = extra[i];
     }
     /* the defaults go before any "--" in extra */
-    int at = 10;
+    int at = 9;
     while (at < n && strcmp(args[at], "--") != 0) at++;
     char *defaults[4];
     int nd = 0;
@@ -326,7 +309,7 @@ static void test_two_sweeps_into_one_file(void **state)
     char out[512];
     snprintf(out, sizeof out, "%s/s.csv", dir);
     char *const args[] = {"sweep", "--strategies", "single", "--gpus", "1", "--repeats", "3", "--iters", "20",
-                          "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL};
+                          "--threads", "1", "--backend", "cpu", "--out", out, NULL};
     pid_t pid = spawn_bench(args);
     /* the second starts once the first is under way (its file exists) */
     for (int waited = 0; !file_exists(out) && waited < 30000; waited++) sleep_ms(1);
@@ -372,6 +355,235 @@ static void test_failed_child_own_error_line(void **state)
     remove_temp_dir(dir);
 }
 
+static void test_quiet_prints_errors_only(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    /* the default combinations: four of them are skipped, silently */
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, (char *const[]){"sweep", "--iters", "3", "--warmup", "1", "--threads", "1", "--backend", "cpu",
+                                 "--quiet", "--out", out, NULL});
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    assert_string_equal(r->err, "");
+    assert_non_null(strstr(r->out, "efficiency"));
+    /* resumed: still nothing */
+    run_bench(r, (char *const[]){"sweep", "--iters", "3", "--warmup", "1", "--threads", "1", "--backend", "cpu",
+                                 "--quiet", "--out", out, NULL});
+    assert_int_equal(r->exit_code, 0);
+    assert_string_equal(r->err, "");
+    /* a failed run is still reported */
+    run_bench_env(r, (char *[]){"PB_FAULT=step=2,kind=nan", NULL},
+                  (char *const[]){"sweep", "--strategies", "single", "--gpus", "1", "--iters", "4", "--threads", "1",
+                                  "--backend", "cpu", "--seed", "9", "--quiet", "--out", out, NULL});
+    assert_int_equal(r->exit_code, 1);
+    assert_non_null(strstr(r->err, "single x1 batch 64, repeat 1/1 failed (exit 1)"));
+    assert_int_equal(count_lines(r->err), 1);
+    free(r);
+    remove_temp_dir(dir);
+}
+
+/* The table's line of a strategy: its runs and samples/s (strategy,
+ * devices, threads, batch, runs, samples/s, speedup, efficiency). */
+static void table_line(const char *out, const char *strategy, int *runs, double *sps, double *eff)
+{
+    char start[40];
+    snprintf(start, sizeof start, "\n%s ", strategy);
+    const char *line = strstr(out, start);
+    if (!line) fail_msg("no %s line in the table:\n%s", strategy, out);
+    *eff = NAN;
+    if (sscanf(line, " %*s %*s %*s %*s %d %lf %*s %lf", runs, sps, eff) < 2) fail_msg("unreadable line: %s", line);
+}
+
+static void test_resume_same_environment_only(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512], first[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    snprintf(first, sizeof first, "%s/first.csv", dir);
+    char *const args[] = {"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "5", "--threads", "1",
+                          "--backend", "cpu", "--out", out, NULL};
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, args);
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    assert_int_equal(rename(out, first), 0);
+
+    /* the same rows from another build: run again, one line per column */
+    write_edited(first, out, 1.0, -1, "git_rev", "0123abc");
+    run_bench(r, args);
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    if (!strstr(r->err, "resume: 2 rows from host ") ||
+        !strstr(r->err, "(git_rev 0123abc) not reused: git_rev 0123abc -> "))
+        fail_msg("no line saying what differs: %s", r->err);
+    assert_null(strstr(r->err, "already in"));
+    assert_non_null(strstr(r->err, "[2/2] dp x2"));
+    csv c;
+    csv_load(&c, out);
+    assert_int_equal(c.rows, 4);
+    csv_free(&c);
+    /* now this build's rows are there: nothing to run */
+    run_bench(r, args);
+    assert_int_equal(r->exit_code, 0);
+    assert_non_null(strstr(r->err, "2 of 2 runs already in"));
+
+    /* a stale, halved reference from another host: not reused, and not the
+     * table's reference (its single x1 is this host's fresh run alone) */
+    write_edited(first, out, 2.0, -1, "host", "elsewhere");
+    run_bench(r, args);
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    assert_non_null(strstr(r->err, "resume: 2 rows from host elsewhere ("));
+    assert_non_null(strstr(r->err, "not reused: host elsewhere -> "));
+    assert_null(strstr(r->err, "not reused: git_rev")); /* only what differs */
+    csv_load(&c, out);
+    assert_int_equal(c.rows, 4);
+    double fresh_single = strtod(pb_csv_get(&c.data, 2, (size_t)pb_csv_find(&c.data, "samples_per_s")), NULL);
+    assert_string_equal(pb_csv_get(&c.data, 2, (size_t)pb_csv_find(&c.data, "strategy")), "single");
+    csv_free(&c);
+    int runs;
+    double sps, eff;
+    table_line(r->out, "single", &runs, &sps, &eff);
+    assert_int_equal(runs, 1);
+    assert_true(fabs(sps - fresh_single) <= 1e-5 * fresh_single);
+    assert_true(fabs(eff - 100.0) < 0.05); /* the reference is that same run */
+
+    /* --resume-any keeps them, says so, and the table says it mixes */
+    write_edited(first, out, 1.0, -1, "host", "elsewhere");
+    run_bench(r, (char *const[]){"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "5", "--threads",
+                                 "1", "--backend", "cpu", "--resume-any", "--out", out, NULL});
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    assert_non_null(strstr(r->err, "resume: 2 rows from host elsewhere ("));
+    assert_non_null(strstr(r->err, "kept (--resume-any): host elsewhere -> "));
+    assert_non_null(strstr(r->err, "2 of 2 runs already in"));
+    assert_non_null(strstr(r->out, "2 rows from another host, build or environment included (--resume-any)"));
+    free(r);
+    remove_temp_dir(dir);
+}
+
+static void test_weak_rows_keep_preset_and_plot(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512], plots[512], dat[700];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    snprintf(plots, sizeof plots, "%s/plots", dir);
+    snprintf(dat, sizeof dat, "%s/mlp-xs-cpu-efficiency.dat", plots);
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, (char *const[]){"sweep", "--strategies", "single,dp,mp", "--gpus", "1,2", "--iters", "5",
+                                 "--threads", "1", "--backend", "cpu", "--quiet", "--out", out, NULL});
+    if (r->exit_code != 0) fail_msg("exit %d: %s", r->exit_code, r->err);
+    int runs;
+    double sps, mp_eff;
+    table_line(r->out, "mp", &runs, &sps, &mp_eff);
+    csv c;
+    csv_load(&c, out);
+    assert_int_equal(c.rows, 3);
+    int wcol = pb_csv_find(&c.data, "workload");
+    for (size_t row = 0; row < c.data.nrows; row++) /* batch 64 and 128: the preset all the same */
+        assert_string_equal(pb_csv_get(&c.data, row, (size_t)wcol), "mlp-xs");
+    csv_free(&c);
+
+    /* there are no `custom` rows to plot: the message names what there is */
+    run_bench(r, (char *const[]){"plot", out, "--workload", "custom", "--out", plots, NULL});
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "has no ok rows of workload 'custom'"));
+    assert_non_null(strstr(r->err, "the CSV also has mlp-xs"));
+
+    /* the plot's weak series are the sweep's: mp x2 (batch 128, each stage
+     * the whole batch) against single x1 at 64, as in the sweep's table */
+    run_bench(r, (char *const[]){"plot", out, "--keep-data", "--out", plots, NULL});
+    bool no_gnuplot = r->exit_code != 0 && strstr(r->err, "gnuplot") && !file_exists(dat);
+    if (r->exit_code != 0 && !no_gnuplot) fail_msg("plot: exit %d: %s", r->exit_code, r->err);
+    if (!no_gnuplot) {
+        assert_null(strstr(r->err, "no 1-device run to compare"));
+        char *text = read_file(dat);
+        assert_non_null(text);
+        /* labelled with its batch where the lines' batches differ */
+        const char *mp = strstr(text, "\"mp\"");
+        if (!mp) mp = strstr(text, "\"mp, ");
+        if (!mp) fail_msg("no mp line in %s:\n%s", dat, text);
+        double devices = 0, eff = 0;
+        assert_int_equal(sscanf(strchr(mp, '\n'), " %lf %lf", &devices, &eff), 2);
+        assert_true(devices == 2);
+        if (fabs(eff - mp_eff) > 0.06) fail_msg("plot's mp efficiency %g%%, the sweep's %g%%", eff, mp_eff);
+        free(text);
+    }
+    free(r);
+    remove_temp_dir(dir);
+}
+
+/* Row r's field of column name in c. */
+static const char *field(const csv *c, size_t r, const char *name)
+{
+    int col = pb_csv_find(&c->data, name);
+    if (col < 0) fail_msg("no column '%s'", name);
+    return pb_csv_get(&c->data, r, (size_t)col);
+}
+
+static void test_cpu_threads_rule(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char out[512], plots[512];
+    snprintf(out, sizeof out, "%s/s.csv", dir);
+    snprintf(plots, sizeof plots, "%s/img", dir);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int t1 = (int)cores, t2 = cores / 2 > 0 ? (int)(cores / 2) : 1;
+    bench_result r;
+    /* Prescott's kernels, as the CI machines' OpenBLAS picks: the quiet runs'
+     * warning reaches the table as a note */
+    run_bench_env(&r, (char *const[]){"OPENBLAS_CORETYPE=Prescott", NULL},
+                  (char *const[]){"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "3", "--warmup",
+                                  "1", "--backend", "cpu", "--out", out, NULL});
+    if (r.exit_code != 0) fail_msg("exit %d: %s", r.exit_code, r.err);
+    if (system("grep -qw avx /proc/cpuinfo") == 0) assert_non_null(strstr(r.out, "ran BLAS kernels below this CPU"));
+    csv c;
+    csv_load(&c, out);
+    /* single x1 at all the cores, dp x2 at half each, and single x1 again at
+     * half (its reference) where that is another count */
+    assert_int_equal(c.rows, t1 == t2 ? 2 : 3);
+    double ref = NAN, dp = NAN;
+    for (size_t i = 0; i < (size_t)c.rows; i++) {
+        int devices = atoi(field(&c, i, "devices")), threads = atoi(field(&c, i, "threads"));
+        const char *strategy = field(&c, i, "strategy");
+        assert_int_equal(threads, devices == 1 && strcmp(strategy, "single") == 0 && i == 0 ? t1 : t2);
+        if (strcmp(strategy, "single") == 0 && threads == t2) ref = atof(field(&c, i, "samples_per_s"));
+        if (strcmp(strategy, "dp") == 0) dp = atof(field(&c, i, "samples_per_s"));
+    }
+    csv_free(&c);
+    if (t1 != t2) assert_non_null(strstr(r.err, "single x1 (reference at"));
+    /* the table: the rule, and dp's efficiency against single x1 at its threads */
+    assert_non_null(strstr(r.out, "threads per device: cores/devices"));
+    assert_non_null(strstr(r.out, "at the same threads per device"));
+    char want[64];
+    snprintf(want, sizeof want, "%.1f%%", 100.0 * dp / (2 * ref));
+    const char *dp_line = strstr(r.out, "\ndp ");
+    assert_non_null(dp_line);
+    dp_line++;
+    if (!strstr(dp_line, want) || strstr(dp_line, want) > strchr(dp_line, '\n'))
+        fail_msg("want %s in: %s", want, r.out);
+
+    /* with --threads the table says it is the same for every run */
+    run_bench(&r, (char *const[]){"sweep", "--strategies", "single,dp", "--gpus", "1,2", "--iters", "3", "--warmup",
+                                  "1", "--backend", "cpu", "--threads", "1", "--out", out, NULL});
+    if (r.exit_code != 0) fail_msg("exit %d: %s", r.exit_code, r.err);
+    assert_non_null(strstr(r.out, "threads per device: 1 for every run (--threads)"));
+
+    /* the plots: where gnuplot is, the efficiency plot names the threads */
+    if (system("command -v gnuplot >/dev/null 2>&1") == 0) {
+        run_bench(&r, (char *const[]){"plot", out, "--out", plots, NULL});
+        if (r.exit_code != 0) fail_msg("plot exit %d: %s", r.exit_code, r.err);
+        char svg[1024];
+        snprintf(svg, sizeof svg, "%s/mlp-xs-cpu-efficiency.svg", plots);
+        char *text = read_file(svg);
+        if (!text) fail_msg("no %s: %s", svg, r.out);
+        if (t1 != t2) assert_non_null(strstr(text, "threads/device:"));
+        free(text);
+    }
+    remove_temp_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +594,10 @@ int main(void)
         cmocka_unit_test(test_resume_keys_on_every_flag),
         cmocka_unit_test(test_two_sweeps_into_one_file),
         cmocka_unit_test(test_failed_child_own_error_line),
+        cmocka_unit_test(test_quiet_prints_errors_only),
+        cmocka_unit_test(test_resume_same_environment_only),
+        cmocka_unit_test(test_weak_rows_keep_preset_and_plot),
+        cmocka_unit_test(test_cpu_threads_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -143,8 +143,8 @@ else
     fi
     log "build ok in $(( $(date +%s) - t_start )) s"
 fi
-./bench list 2>&1 | grep -A2 backends | tee -a "$out/summary.txt"
-./bench list 2>&1 | grep -A4 comms | tee -a "$out/summary.txt"
+./bench list 2>&1 | sed -n '/^backends:/,/^comms:/p' | tee -a "$out/summary.txt"
+./bench list 2>&1 | sed -n '/^comms:/,/^workloads:/p' | tee -a "$out/summary.txt"
 
 # --- make test-gpu --------------------------------------------------------------
 timeout 150 build/tests/test_gpu >"$out/test-gpu.log" 2>&1

@@ -3,8 +3,9 @@
  * trajectory of `single` on both backends; then mp's pipeline on two logical
  * devices of one GPU (separate streams): stage 1's first forward starts
  * before stage 0's last one ends, and bubble_frac is within 0.1 of GPipe's
- * (p-1)/(m+p-1) for M = 8 on mlp-m. Exits 77 ("skipped") when no CUDA
- * device is usable.
+ * (p-1)/(m+p-1) for M = 8 on mlp-m. Exits 77 (automake's "skipped") with
+ * "skipped: no usable GPU (why)" when no CUDA device is usable; `make
+ * test-gpu` turns that 77 into a success (tests/gpu/module.mk).
  *
  * Errors are norm-wise, ||gpu - cpu|| / ||cpu||. Tolerances per precision:
  * fp32 1e-5 (only summation order differs), tf32 3e-3 (10-bit mantissa
@@ -405,6 +406,26 @@ static void test_mp_overlap_one_gpu(void **state)
     free(params), free(proto), free(x), free(labels);
 }
 
+/* The device info names the GPU's PCIe width and SM clock against their
+ * maxima (gpu_check; the verdict's rules are tested on the CPU in
+ * tests/unit/test_envcheck.c): here that the facts are read at all. */
+static void test_info_gpu_check(void **state)
+{
+    (void)state;
+    pb_config cfg;
+    pb_config_defaults(&cfg);
+    snprintf(cfg.backend, sizeof cfg.backend, "cuda");
+    pb_device_opts opts = pb_config_device_opts(&cfg);
+    pb_device *dev = NULL;
+    pb_device_info info;
+    CHECK(pb_backend_cuda.open(&opts, 0, &dev));
+    CHECK(pb_backend_cuda.info(dev, &info));
+    pb_backend_cuda.close(dev);
+    print_message("  gpu_check: %s\n", info.gpu_check);
+    assert_int_equal(strncmp(info.gpu_check, "pcie ", 5), 0);
+    assert_non_null(strstr(info.gpu_check, "; sm clock "));
+}
+
 static int set_fp32(void **s) { (void)s; precision = PB_FP32; return 0; }
 static int set_tf32(void **s) { (void)s; precision = PB_TF32; return 0; }
 static int set_bf16(void **s) { (void)s; precision = PB_BF16; return 0; }
@@ -421,7 +442,7 @@ int main(void)
 {
     char why[256] = "";
     if (pb_backend_cuda.device_count(why, sizeof why) <= 0) {
-        printf("skipped: no CUDA device (%s)\n", why);
+        printf("test-gpu skipped: no usable GPU (%s)\n", why);
         return 77;
     }
     GROUP(fp32, set_fp32);
@@ -433,6 +454,8 @@ int main(void)
     failed += cmocka_run_group_tests_name("cuda bf16", bf16, set_bf16, NULL);
     /* once, in bf16 (the tensor-core path a pipeline run would use) */
     const struct CMUnitTest mp_group[] = {cmocka_unit_test(test_mp_overlap_one_gpu)};
+    const struct CMUnitTest info_group[] = {cmocka_unit_test(test_info_gpu_check)};
+    failed += cmocka_run_group_tests_name("cuda device info", info_group, NULL, NULL);
     failed += cmocka_run_group_tests_name("cuda mp on one GPU", mp_group, set_bf16, NULL);
     return failed ? 1 : 0;
 }

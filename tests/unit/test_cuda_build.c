@@ -43,8 +43,8 @@ static void test_no_device_has_a_cause(void **state)
     else assert_non_null(strstr(why, "built without CUDA"));
 }
 
-/* make test-gpu where there is no device: "skipped: no CUDA device" and
- * exit 77 (automake's "skipped"), so a CI job can run it unconditionally. */
+/* test_gpu where there is no device: "skipped: no usable GPU (why)" and
+ * exit 77 (automake's "skipped"), which device-check.sh reads as is. */
 static void test_gpu_tests_skip_without_device(void **state)
 {
     (void)state;
@@ -54,8 +54,71 @@ static void test_gpu_tests_skip_without_device(void **state)
     char *argv[] = {PB_TEST_GPU_BIN, NULL};
     run_argv_env(r, NULL, argv);
     assert_int_equal(r->exit_code, 77);
-    assert_non_null(strstr(r->out, "skipped: no CUDA device"));
+    assert_non_null(strstr(r->out, "skipped: no usable GPU ("));
     free(r);
+}
+
+/* `make test-gpu` with test_gpu at build_dir/tests/test_gpu, neither it nor
+ * bench remade (-o), in the repository root the tests run in. MAKEFLAGS is
+ * emptied so an outer `make test`'s jobserver and variables stay out. */
+static void run_make_test_gpu(bench_result *r, const char *build_dir)
+{
+    assert_true(strlen(build_dir) < 512);
+    char build[600], o_bin[600], o_bench[600];
+    snprintf(build, sizeof build, "BUILD=%s", build_dir);
+    snprintf(o_bin, sizeof o_bin, "--old-file=%s/tests/test_gpu", build_dir);
+    snprintf(o_bench, sizeof o_bench, "--old-file=%s", bench_path());
+    char *env[] = {"MAKEFLAGS=", "MAKELEVEL=", NULL};
+    char *argv[] = {"make", "-s", "--no-print-directory", build, o_bin, o_bench, "--old-file=bench",
+                    "--old-file=build-san/bench", "test-gpu", NULL};
+    run_argv_env(r, env, argv);
+}
+
+/* make test-gpu on a machine without a GPU is a success that says it
+ * skipped (the README's promise), not make's "Error 77" and exit 2. */
+static void test_make_test_gpu_skips_with_success(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    if (!file_exists(PB_TEST_GPU_BIN) || pb_backend_cuda.device_count(why, sizeof why) > 0) skip();
+    char build_dir[512];
+    snprintf(build_dir, sizeof build_dir, "%s", PB_TEST_GPU_BIN);
+    *strrchr(build_dir, '/') = '\0'; /* BUILD/tests */
+    *strrchr(build_dir, '/') = '\0'; /* BUILD */
+    bench_result *r = calloc(1, sizeof *r);
+    run_make_test_gpu(r, build_dir);
+    if (r->exit_code != 0) fail_msg("make test-gpu exited %d:\n%s%s", r->exit_code, r->out, r->err);
+    assert_non_null(strstr(r->out, "test-gpu skipped: no usable GPU ("));
+    assert_null(strstr(r->err, "Error"));
+    free(r);
+}
+
+/* Only 77 is turned into success: a test_gpu that fails (exit 1) or
+ * crashes fails make test-gpu, and one that skips passes. A stand-in
+ * program in a temporary BUILD folder plays test_gpu. */
+static void test_make_test_gpu_fails_on_failure(void **state)
+{
+    (void)state;
+    static const struct { const char *body; int make_exit; } cases[] = {
+        {"echo 'test-gpu skipped: no usable GPU (stand-in)'; exit 77", 0},
+        {"echo '[  FAILED  ] 1 test'; exit 1", 2},
+        {"kill -SEGV $$", 2},
+        {"exit 0", 0},
+    };
+    char *dir = make_temp_dir();
+    char tests_dir[512], path_env[4200];
+    snprintf(tests_dir, sizeof tests_dir, "%s/tests", dir);
+    assert_int_equal(mkdir(tests_dir, 0755), 0);
+    bench_result *r = calloc(1, sizeof *r);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fake_tool(tests_dir, "test_gpu", cases[i].body, path_env, sizeof path_env);
+        run_make_test_gpu(r, dir);
+        if (r->exit_code != cases[i].make_exit)
+            fail_msg("stand-in '%s': make test-gpu exited %d, expected %d:\n%s%s", cases[i].body, r->exit_code,
+                     cases[i].make_exit, r->out, r->err);
+    }
+    free(r);
+    remove_temp_dir(dir);
 }
 
 /* The driver column: the kernel module's version, from the line formats the
@@ -82,6 +145,8 @@ int main(void)
         cmocka_unit_test(test_backend_built_as_configured),
         cmocka_unit_test(test_no_device_has_a_cause),
         cmocka_unit_test(test_gpu_tests_skip_without_device),
+        cmocka_unit_test(test_make_test_gpu_skips_with_success),
+        cmocka_unit_test(test_make_test_gpu_fails_on_failure),
         cmocka_unit_test(test_driver_version_parsed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -122,6 +122,9 @@ static void fixed_record(pb_record *r)
     pb_record_set(r, PB_COL_CPU_MODEL, "Intel(R) Xeon(R) \"Gold\" 6338"); /* quote only */
     pb_record_set(r, PB_COL_GPU_NAME, "NVIDIA H100 80GB HBM3, rev 1");     /* comma only */
     pb_record_set(r, PB_COL_HOST, "node\n01");                             /* newline folded */
+    pb_record_set(r, PB_COL_BLAS_CORE, "Prescott (below: sse3 kernels on an avx512 cpu)");
+    /* env_vars: ';' escaped by its writer, the comma quoted by the row's */
+    pb_record_set(r, PB_COL_ENV_VARS, "NCCL_ALGO=Tree;OMPI_MCA_btl=tcp,self;UCX_X=a\\;b");
     pb_record_set(r, PB_COL_ERROR, "cuda: \"out of memory\", try --batch 32");
 }
 
@@ -397,6 +400,55 @@ static void test_fill_config_and_key_values(void **state)
     }
 }
 
+/* The environment rule (study/key.h): rows differ in environment where a
+ * machine, library or build column holds a different value on each side;
+ * an empty value (mpi on a one-process run) is not compared, nor are when
+ * a row was made and what follows from its configuration. */
+static void test_env_rule(void **state)
+{
+    (void)state;
+    static const struct {
+        pb_column col;
+        const char *a, *b;
+        bool differs;
+    } cases[] = {
+        {PB_COL_HOST, "a", "b", true},
+        {PB_COL_GIT_REV, "1a2b", "1a2b-dirty", true},
+        {PB_COL_BLAS_VERSION, "0.3.21", "0.3.26", true},
+        {PB_COL_NCCL, "2.18.1", "2.21.5", true},
+        {PB_COL_MPI, "", "Open MPI v4.1.4", false},
+        {PB_COL_TIME_UTC, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", false},
+        {PB_COL_GPU_COUNT, "1", "2", false},
+        {PB_COL_P2P, "", "nvlink", false},
+        {PB_COL_OVERSUBSCRIBED, "0", "1", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        static char text[1 << 16];
+        size_t n = pb_results_header(text, sizeof text);
+        pb_record *r = calloc(1, sizeof *r);
+        assert_non_null(r);
+        pb_record_clear(r);
+        pb_record_set(r, PB_COL_HOST, "h");
+        pb_record_set(r, PB_COL_GIT_REV, "g");
+        pb_record_set(r, cases[i].col, "%s", cases[i].a);
+        n += pb_results_format(r, text + n, sizeof text - n);
+        pb_record_set(r, cases[i].col, "%s", cases[i].b);
+        n += pb_results_format(r, text + n, sizeof text - n);
+        free(r);
+        pb_csv t;
+        assert_int_equal(pb_csv_parse("e.csv", text, n, &t), PB_OK);
+        pb_key env;
+        pb_key_init(&env, PB_KEY_ENV, &t, NULL);
+        size_t diff[PB_COL_COUNT];
+        size_t nd = pb_key_env_diff(&env, &t, 0, &t, 1, diff);
+        if (nd != (cases[i].differs ? 1u : 0u)) fail_msg("%s: %zu differences", pb_column_name(cases[i].col), nd);
+        if (nd) assert_int_equal(env.col[diff[0]], cases[i].col);
+        assert_int_equal(pb_key_env_diff(&env, &t, 0, &t, 0, diff), 0);
+        pb_csv_free(&t);
+    }
+    assert_true(!pb_key_uses(PB_KEY_PAIR, PB_COL_HOST) && pb_key_uses(PB_KEY_ENV, PB_COL_HOST));
+}
+
 /* The step statistics by hand: 1..10 shuffled (n even, so p50 falls
  * between two steps), percentiles interpolated over n - 1 gaps, cv with
  * the sample (n - 1) standard deviation. */
@@ -485,14 +537,16 @@ static void check_schema_refused(const char *content, const char *col_text, cons
 static void test_append_other_schema_refused(void **state)
 {
     (void)state;
-    /* a renamed third column */
+    /* a renamed strategy column */
     char content[16384];
     char hdr[8192];
     snprintf(hdr, sizeof hdr, "%s", header_line());
     char *third = strstr(hdr, ",strategy,");
     assert_non_null(third);
     snprintf(content, sizeof content, "%.*s,strategy_name,%s1,2,3\n", (int)(third - hdr), hdr, third + strlen(",strategy,"));
-    check_schema_refused(content, "column 3", "'strategy_name'", "expected 'strategy'");
+    char at[32];
+    snprintf(at, sizeof at, "column %d", PB_COL_STRATEGY + 1);
+    check_schema_refused(content, at, "'strategy_name'", "expected 'strategy'");
 
     /* an older schema: the same columns minus the last one */
     snprintf(hdr, sizeof hdr, "%s", header_line());
@@ -663,6 +717,7 @@ int main(void)
         cmocka_unit_test_setup(test_append_after_torn_line, setup_clear),
         cmocka_unit_test_setup(test_concurrent_appends_whole_lines, setup_clear),
         cmocka_unit_test_setup(test_check_target, setup_clear),
+        cmocka_unit_test(test_env_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
