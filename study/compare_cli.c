@@ -327,22 +327,21 @@ static void print_json(FILE *f, const pb_compare_result *r, const pb_compare_opt
         fprintf(f, ", \"verdict\": \"%s\", \"runs_baseline\": %zu, \"runs_current\": %zu, \"baseline\": ",
                 pb_verdict_name(p->verdict), p->base.runs, p->cur.runs);
         json_num(f, p->base.runs ? p->base.mean : NAN);
-        fputs(", \"current\": ", f);
-        json_num(f, p->cur.runs ? p->cur.mean : NAN);
-        fputs(", \"change_pct\": ", f);
-        json_num(f, p->change_pct);
-        fputs(", \"t\": ", f);
-        json_num(f, p->t);
-        fputs(", \"df\": ", f);
-        json_num(f, p->df);
-        fputs(", \"p\": ", f);
-        json_num(f, p->p);
-        fputs(", \"mde_pct\": ", f);
-        json_num(f, p->mde_pct);
-        fputs(", \"drift_pct\": ", f);
-        json_num(f, p->drift_pct);
-        fputs(", \"p_drift\": ", f);
-        json_num(f, p->p_drift);
+        const struct {
+            const char *name;
+            double v;
+        } figs[] = {{"current", p->cur.runs ? p->cur.mean : NAN},
+                    {"change_pct", p->change_pct},
+                    {"t", p->t},
+                    {"df", p->df},
+                    {"p", p->p},
+                    {"mde_pct", p->mde_pct},
+                    {"drift_pct", p->drift_pct},
+                    {"p_drift", p->p_drift}};
+        for (size_t j = 0; j < sizeof figs / sizeof figs[0]; j++) {
+            fprintf(f, ", \"%s\": ", figs[j].name);
+            json_num(f, figs[j].v);
+        }
         fputs(", \"warning\": ", f);
         char warn[2 * CELL];
         if (few_repeats(r, p, o, warn, sizeof warn)) json_str(f, warn);

@@ -320,7 +320,7 @@ static void test_slow_fault_ms(void **state)
     start(j, env, args);
     finish(j, 30);
     expect_exit(j, 0);
-    expect_err(j, "slow: 40.5 ms more in phase fwd");
+    expect_err(j, "slow: 40.5 ms more before phase fwd");
     csv c;
     csv_load(&c, j->csv_path);
     if (!(csv_num(&c, "step_ms_min") >= 40.5))
