@@ -2,9 +2,10 @@
  * GEMM, single-threaded loops for the rest (the BLAS has its own threads,
  * set by the backend). docs/transformer-ops.md has the math. */
 /* a*b + c stays two roundings (GNU C would fuse it in the AVX2 and AVX-512
- * clones below and not in the baseline one), so every clone gives the same
- * bits and a run does not depend on the CPU's vector width. Before the
- * includes, so the inline functions of gelu.h get it too. */
+ * clones below and not in the baseline one), and the reductions keep 8
+ * lanes in every clone, so that the clones compute the same operations in
+ * the same order and a run does not depend on the CPU's vector width.
+ * Before the includes, so the inline functions of gelu.h get it too. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
