@@ -123,3 +123,21 @@ endif
 AA_TRIALS ?= 20
 bench-aa: bench
 	@TRIALS=$(AA_TRIALS) scripts/aa-test.sh
+
+# --- bench-gpt-ops -------------------------------------------------------------
+#   make bench-gpt-ops  the CPU attention op (forward + backward) against the
+#                    same sgemm calls alone, one BLAS thread, at a gpt-xs-like
+#                    shape (B 8, T 64, d 128, 4 heads), alternating rounds;
+#                    a few seconds. BENCH_GPT_OPS_ARGS passes flags
+#                    (--rounds --reps --limit --shape B,T,C,NH);
+#                    BENCH_STRICT=1 makes a ratio over the limit (1.25) fail.
+.PHONY: bench-gpt-ops
+BENCH_GPT_OPS_ARGS ?=
+BENCH_GPT_OPS := $(BUILD)/benchmarks/bench_gpt_ops
+
+$(BENCH_GPT_OPS): benchmarks/bench_gpt_ops.c $(BUILD)/libparbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(LDLIBS)
+
+bench-gpt-ops: $(BENCH_GPT_OPS)
+	@$(BENCH_GPT_OPS) $(BENCH_GPT_OPS_ARGS) $(if $(filter 1,$(BENCH_STRICT)),--strict)

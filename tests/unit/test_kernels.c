@@ -11,6 +11,7 @@
 
 #include "harness/config.h"
 #include "kernels/backend.h"
+#include "tests/common/test_rng.h"
 
 static const pb_backend *be = &pb_backend_cpu;
 
@@ -30,18 +31,6 @@ static int teardown_device(void **state)
 {
     be->close(*state);
     return 0;
-}
-
-/* xorshift64*: the test's own inputs, independent of the library's generator */
-static uint64_t rng_state;
-
-static double uniform(double lo, double hi)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    double u = (double)((rng_state * 0x2545F4914F6CDD1DULL) >> 11) * 0x1p-53;
-    return lo + (hi - lo) * u;
 }
 
 static void fill_uniform(float *a, size_t n, double lo, double hi)
