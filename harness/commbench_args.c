@@ -204,7 +204,7 @@ static pb_status parse_flags(int argc, char **argv, pb_commbench_opts *o, bool *
 }
 
 /* comm and backend: auto resolved, and the pair checked */
-static pb_status resolve_names(pb_commbench_opts *o)
+pb_status pb_commbench_resolve(pb_commbench_opts *o)
 {
     char why[256] = "";
     bool nccl_built = pb_find_comm("nccl")->allreduce != NULL;
@@ -303,7 +303,7 @@ pb_status pb_commbench_parse(int argc, char **argv, pb_commbench_opts *o, bool *
     if (st != PB_OK || *help) return st;
     pb_log_set_quiet(o->quiet);
     pb_launch_set_log_rank();
-    if ((st = resolve_names(o)) != PB_OK) return st;
+    if ((st = pb_commbench_resolve(o)) != PB_OK) return st;
     if ((st = pb_results_check_target_of(o->out, pb_comm_csv_header())) != PB_OK) return st;
     /* a rank bench re-executed has the launcher's sizes, checked there; under
      * a user's own mpirun the ranks' hosts are not known here */
