@@ -90,61 +90,31 @@ static pb_status parse_fault(pb_check_opts *o)
     return PB_OK;
 }
 
+static pb_status check_flag(void *ctx, int k, const char *name, const char *value)
+{
+    pb_check_opts *o = ctx;
+    double d = 0;
+    if (k <= 1) {
+        if (strlen(value) >= sizeof o->comm.comm) return pb_usage_error("%s: unknown '%s'", name, value);
+        snprintf(k == 0 ? o->comm.comm : o->comm.backend, sizeof o->comm.comm, "%s", value);
+        return PB_OK;
+    }
+    if (k <= 3) return pb_commbench_parse_ranks(name, value, &o->comm.ranks);
+    if (k == 4) {
+        if (!pb_parse_double(value, &d) || !(d > 0 && d < 1))
+            return pb_usage_error("--min-fraction: '%s' is out of range; allowed: a number above 0 and below 1", value);
+        o->min_fraction = d;
+        return PB_OK;
+    }
+    if (k == 5) return pb_commbench_parse_timeout(value, &o->comm.timeout_s);
+    return pb_commbench_parse_out(value, o->comm.out, sizeof o->comm.out);
+}
+
 static pb_status parse_flags(int argc, char **argv, pb_check_opts *o, bool *help)
 {
-    static const char *const with_value[] = {"--comm", "--backend", "--gpus",  "--ranks",
-                                             "--min-fraction", "--timeout", "--out", NULL};
-    unsigned seen = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            *help = true;
-            return PB_OK;
-        }
-        char name[64];
-        const char *value = NULL;
-        pb_flag_split(argv[i], name, sizeof name, &value);
-        if (strcmp(name, "--quiet") == 0) {
-            if (value) return pb_usage_error("--quiet takes no value");
-            o->comm.quiet = true;
-            continue;
-        }
-        int k = 0;
-        while (with_value[k] && strcmp(with_value[k], name) != 0) k++;
-        if (!with_value[k]) {
-            if (strncmp(argv[i], "--", 2) == 0)
-                return pb_usage_error("unknown flag '%s' for bench check; see bench check --help", argv[i]);
-            return pb_usage_error("unexpected argument '%s' for bench check; see bench check --help", argv[i]);
-        }
-        int bit = k == 3 ? 2 : k; /* --ranks is --gpus */
-        if (seen & (1u << bit)) return pb_usage_error("%s is given twice; allowed: once", name);
-        seen |= 1u << bit;
-        if (!value) {
-            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) return pb_usage_error("%s needs a value", name);
-            value = argv[++i];
-        }
-        long long n = 0;
-        double d = 0;
-        if (k <= 1) {
-            if (strlen(value) >= sizeof o->comm.comm) return pb_usage_error("%s: unknown '%s'", name, value);
-            snprintf(k == 0 ? o->comm.comm : o->comm.backend, sizeof o->comm.comm, "%s", value);
-        } else if (k <= 3) {
-            if (!pb_parse_int(value, &n) || n < 2 || n > 4096)
-                return pb_usage_error("%s: '%s' is not an integer in range; allowed: 2 to 4096", name, value);
-            o->comm.ranks = (int)n;
-        } else if (k == 4) {
-            if (!pb_parse_double(value, &d) || !(d > 0 && d < 1))
-                return pb_usage_error("--min-fraction: '%s' is out of range; allowed: a number above 0 and below 1",
-                                      value);
-            o->min_fraction = d;
-        } else if (k == 5) {
-            if (!pb_parse_double(value, &o->comm.timeout_s) || o->comm.timeout_s < 1 || o->comm.timeout_s > 86400)
-                return pb_usage_error("--timeout: '%s' is out of range; allowed: 1 to 86400", value);
-        } else {
-            if (!*value || strlen(value) >= sizeof o->comm.out) return pb_usage_error("--out: empty or too long a path");
-            snprintf(o->comm.out, sizeof o->comm.out, "%s", value);
-        }
-    }
-    return PB_OK;
+    static const char *const with_value[] = {"--comm",         "--backend", "--gpus", "--ranks",
+                                             "--min-fraction", "--timeout", "--out",  NULL};
+    return pb_commbench_walk_flags(argc, argv, "check", with_value, &o->comm.quiet, help, check_flag, o);
 }
 
 static pb_status parse(int argc, char **argv, pb_check_opts *o, bool *help)

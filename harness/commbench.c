@@ -564,17 +564,37 @@ static pb_status write_rows(bench *b)
     return st;
 }
 
-static pb_status measure(const pb_commbench_opts *o)
+/* The group's state for o: bench_open, then bench_close whatever happened. */
+static pb_status bench_open(bench *b, const pb_commbench_opts *o)
 {
     pb_status st = PB_OK;
-    bench b = {.o = o, .be = pb_find_backend(o->backend), .comm = pb_find_comm(o->comm)};
-    b.copts = (pb_comm_opts){.timeout_s = o->timeout_s};
-    b.ranks_comm = b.comm && b.comm->between_ranks;
-    pthread_mutex_init(&b.mu, NULL);
-    pthread_cond_init(&b.cv, NULL);
-    PB_REQUIRE(b.be && b.comm, PB_ERR_INTERNAL, "unresolved backend or comm");
-    PB_ALLOC(b.slowest, o->iters);
-    PB_ALLOC(b.scratch, o->iters);
+    *b = (bench){.o = o, .be = pb_find_backend(o->backend), .comm = pb_find_comm(o->comm)};
+    b->copts = (pb_comm_opts){.timeout_s = o->timeout_s};
+    b->ranks_comm = b->comm && b->comm->between_ranks;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    PB_REQUIRE(b->be && b->comm, PB_ERR_INTERNAL, "unresolved backend or comm");
+    PB_ALLOC(b->slowest, o->iters);
+    PB_ALLOC(b->scratch, o->iters);
+cleanup:
+    return st;
+}
+
+static void bench_close(bench *b)
+{
+    free(b->slowest);
+    free(b->scratch);
+    free(b->rows);
+    free(b->parts);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+}
+
+static pb_status measure(const pb_commbench_opts *o)
+{
+    bench b;
+    pb_status st = bench_open(&b, o);
+    if (st != PB_OK) goto cleanup;
     if (b.ranks_comm) {
         PB_TRY(pb_world_init(&b.world));
         pb_log_set_rank(b.world.rank, b.world.ranks);
@@ -598,34 +618,21 @@ static pb_status measure(const pb_commbench_opts *o)
         pb_world_finalize();
     }
 cleanup:
-    free(b.slowest);
-    free(b.scratch);
-    free(b.rows);
-    free(b.parts);
-    pthread_mutex_destroy(&b.mu);
-    pthread_cond_destroy(&b.cv);
+    bench_close(&b);
     return st;
 }
 
 pb_status pb_commbench_sweep_world(const pb_commbench_opts *o, const pb_world *w, double *busbw_gbps)
 {
-    pb_status st = PB_OK;
-    bench b = {.o = o, .be = pb_find_backend(o->backend), .comm = pb_find_comm(o->comm), .world = *w,
-               .ranks_comm = true, .busbw_out = busbw_gbps};
-    b.copts = (pb_comm_opts){.timeout_s = o->timeout_s};
-    pthread_mutex_init(&b.mu, NULL);
-    pthread_cond_init(&b.cv, NULL);
-    PB_REQUIRE(b.be && b.comm && b.comm->between_ranks, PB_ERR_INTERNAL, "unresolved backend or comm");
-    PB_ALLOC(b.slowest, o->iters);
-    PB_ALLOC(b.scratch, o->iters);
-    st = run_rank(&b);
-cleanup:
-    free(b.slowest);
-    free(b.scratch);
-    free(b.rows);
-    free(b.parts);
-    pthread_mutex_destroy(&b.mu);
-    pthread_cond_destroy(&b.cv);
+    bench b;
+    pb_status st = bench_open(&b, o);
+    if (st == PB_OK && !b.ranks_comm) st = pb_error(PB_ERR_INTERNAL, "comm %s does not run between ranks", o->comm);
+    if (st == PB_OK) {
+        b.world = *w;
+        b.busbw_out = busbw_gbps;
+        st = run_rank(&b);
+    }
+    bench_close(&b);
     return st;
 }
 

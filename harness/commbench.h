@@ -46,6 +46,19 @@ typedef struct pb_commbench_opts {
 pb_status pb_commbench_parse(int argc, char **argv, pb_commbench_opts *o, bool *help);
 void pb_commbench_print_help(void);
 
+/* The flag loop bench comm and bench check share: --help (or -h) sets
+ * *help and stops, --quiet sets *quiet; each flag of with_value (NULL
+ * ended; --ranks counts as --gpus) may be given once, as "--flag value" or
+ * "--flag=value", and fn gets its index in with_value and its value;
+ * anything else is a usage error naming bench `cmd`. */
+typedef pb_status (*pb_commbench_flag_fn)(void *ctx, int k, const char *name, const char *value);
+pb_status pb_commbench_walk_flags(int argc, char **argv, const char *cmd, const char *const *with_value, bool *quiet,
+                                  bool *help, pb_commbench_flag_fn fn, void *ctx);
+/* The values both take, checked as bench comm checks them (usage errors). */
+pb_status pb_commbench_parse_ranks(const char *flag, const char *text, int *out);
+pb_status pb_commbench_parse_timeout(const char *text, double *out);
+pb_status pb_commbench_parse_out(const char *text, char *out, size_t len);
+
 /* --comm and --backend: auto resolved and the pair checked (a usage
  * error, or unavailable when the build lacks the comm). */
 pb_status pb_commbench_resolve(pb_commbench_opts *o);
