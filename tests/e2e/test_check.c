@@ -10,10 +10,9 @@
 
 #include <stdbool.h>
 
-/* bench check --ranks N --quiet --out DIR/r.csv [extra...] with env */
-static bench_run *run_check(int ranks, char *const extra[], char *const env[])
+/* bench check --ranks N --quiet --out DIR/r.csv [extra...] with env, in r */
+static void run_check_into(bench_run *r, int ranks, char *const extra[], char *const env[])
 {
-    bench_run *r = bench_run_new();
     char n[16];
     snprintf(n, sizeof n, "%d", ranks);
     char *args[32] = {(char *)bench_path(), "check", "--ranks", n, "--quiet", "--out", r->csv_path};
@@ -21,6 +20,12 @@ static bench_run *run_check(int ranks, char *const extra[], char *const env[])
     for (int i = 0; extra && extra[i] && k < 31; i++) args[k++] = extra[i];
     args[k] = NULL;
     run_argv_env(&r->res, env, args);
+}
+
+static bench_run *run_check(int ranks, char *const extra[], char *const env[])
+{
+    bench_run *r = bench_run_new();
+    run_check_into(r, ranks, extra, env);
     return r;
 }
 
@@ -128,6 +133,19 @@ static void test_bad_input_exit_2_nothing_written(void **state)
         assert_false(file_exists(r->csv_path));
         bench_run_free(r);
     }
+    /* an --out of another schema (a results CSV) is refused and left as it was */
+    bench_run *other = bench_run_new();
+    FILE *f = fopen(other->csv_path, "w");
+    assert_non_null(f);
+    fputs("time_utc,status,strategy\n", f);
+    fclose(f);
+    run_check_into(other, 2, NULL, NULL);
+    assert_int_equal(other->res.exit_code, 2);
+    assert_non_null(strstr(other->res.err, other->csv_path));
+    char *text = read_file(other->csv_path);
+    assert_string_equal(text, "time_utc,status,strategy\n");
+    free(text);
+    bench_run_free(other);
     if (!PB_EXPECT_MPI) return;
     char *env[] = {"PB_CHECK_FAULT=gemm:5", NULL};
     bench_run *r = run_check(2, NULL, env);
