@@ -114,3 +114,12 @@ endif
 		run --workload mlp-m --iters 2 --warmup 1 --no-overlap || exit 1; \
 	done && \
 	$(BENCH_COMM) --summarise "$$tmp/ddp.csv"
+
+# make bench-aa: how often bench compare's defaults cry wolf on this machine
+# (A/A: nothing changed) and how often they catch a real 10% slowdown;
+# scripts/aa-test.sh, docs/statistics.md "How often compare is wrong".
+# AA_TRIALS trials (about 30 s each on an idle 2-core machine).
+.PHONY: bench-aa
+AA_TRIALS ?= 20
+bench-aa: bench
+	@TRIALS=$(AA_TRIALS) scripts/aa-test.sh
