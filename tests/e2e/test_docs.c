@@ -20,8 +20,9 @@
  *  - Not run, by rules written here: a command that needs a GPU (one of
  *    gpu_markers), and the few long ones of not_run, each with its reason;
  *    each not_run entry must still be in the docs, so the list stays true.
- *    Where the build has no MPI, commands naming ddp; where gnuplot is not
- *    on PATH, commands that draw (as test_plot does).
+ *    Where the build has no MPI, commands naming ddp or bench check (a
+ *    rank per device); where gnuplot is not on PATH, commands that draw
+ *    (as test_plot does).
  *  - Every relative link resolves, every path the docs name under a kept
  *    folder exists, and every sample CSV block's header names columns of
  *    the schema (harness/results.h). */
@@ -335,7 +336,7 @@ static void run_commands(docs_dir *d, cmd_list *cmds, bool *seen_not_run)
             fputc('\n', f);
             continue;
         }
-        if (!PB_EXPECT_MPI && strstr(c->flat, "ddp")) {
+        if (!PB_EXPECT_MPI && (strstr(c->flat, "ddp") || strstr(c->flat, "bench check"))) {
             fprintf(f, "echo %s: not run: built without MPI\n", c->where);
             continue;
         }
