@@ -568,7 +568,7 @@ static bool cites_a_test(const char *text, const char *name)
 static char *test_source(const char *prog)
 {
     static const char *const dirs[] = {"tests/unit", "tests/e2e", "tests/gpu"};
-    char path[128];
+    char path[256];
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         snprintf(path, sizeof path, "%s/%s.c", dirs[i], prog);
         if (file_exists(path)) return read_file(path);
@@ -599,7 +599,7 @@ static void test_reliability_citations_exist(void **state)
         while (cell > row && cell[-1] != '|') cell--; /* the closing bar */
         if (cell > row) cell--;
         while (cell > row && cell[-1] != '|') cell--; /* the last cell: the tests */
-        char prog[64] = "";
+        char prog[128] = "";
         for (char *q = strchr(cell, '`'); q && (!eol || q < eol); q = strchr(q + 1, '`')) {
             char *close = strchr(q + 1, '`');
             if (!close || (eol && close > eol)) break;
