@@ -58,7 +58,8 @@ typedef struct bench {
     int failed_rows;
     pb_world world;
     pb_device_info info;
-    pb_status st; /* the writer's first failure */
+    pb_status st;       /* the writer's first failure */
+    double *busbw_out;  /* bench check's: busbw per size of o->sizes, or NULL */
 } bench;
 
 struct part {
@@ -418,6 +419,7 @@ static pb_status sweep(part *p)
             bytes[points] = (double)eff;
             PB_REQUIRE(add_size(b, env, c, eff, count, wrong_all, &t_us[points]), PB_ERR_NOMEM,
                        "host allocation for the rows failed");
+            if (b->busbw_out) b->busbw_out[si] = (double)eff / t_us[points] / 1e3 * pb_busbw_factor(c, ranks_of(b));
             points += wrong_all == 0; /* the fit is of right results only */
         }
         if (writer)
@@ -562,17 +564,37 @@ static pb_status write_rows(bench *b)
     return st;
 }
 
-static pb_status measure(const pb_commbench_opts *o)
+/* The group's state for o: bench_open, then bench_close whatever happened. */
+static pb_status bench_open(bench *b, const pb_commbench_opts *o)
 {
     pb_status st = PB_OK;
-    bench b = {.o = o, .be = pb_find_backend(o->backend), .comm = pb_find_comm(o->comm)};
-    b.copts = (pb_comm_opts){.timeout_s = o->timeout_s};
-    b.ranks_comm = b.comm && b.comm->between_ranks;
-    pthread_mutex_init(&b.mu, NULL);
-    pthread_cond_init(&b.cv, NULL);
-    PB_REQUIRE(b.be && b.comm, PB_ERR_INTERNAL, "unresolved backend or comm");
-    PB_ALLOC(b.slowest, o->iters);
-    PB_ALLOC(b.scratch, o->iters);
+    *b = (bench){.o = o, .be = pb_find_backend(o->backend), .comm = pb_find_comm(o->comm)};
+    b->copts = (pb_comm_opts){.timeout_s = o->timeout_s};
+    b->ranks_comm = b->comm && b->comm->between_ranks;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    PB_REQUIRE(b->be && b->comm, PB_ERR_INTERNAL, "unresolved backend or comm");
+    PB_ALLOC(b->slowest, o->iters);
+    PB_ALLOC(b->scratch, o->iters);
+cleanup:
+    return st;
+}
+
+static void bench_close(bench *b)
+{
+    free(b->slowest);
+    free(b->scratch);
+    free(b->rows);
+    free(b->parts);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+}
+
+static pb_status measure(const pb_commbench_opts *o)
+{
+    bench b;
+    pb_status st = bench_open(&b, o);
+    if (st != PB_OK) goto cleanup;
     if (b.ranks_comm) {
         PB_TRY(pb_world_init(&b.world));
         pb_log_set_rank(b.world.rank, b.world.ranks);
@@ -596,12 +618,21 @@ static pb_status measure(const pb_commbench_opts *o)
         pb_world_finalize();
     }
 cleanup:
-    free(b.slowest);
-    free(b.scratch);
-    free(b.rows);
-    free(b.parts);
-    pthread_mutex_destroy(&b.mu);
-    pthread_cond_destroy(&b.cv);
+    bench_close(&b);
+    return st;
+}
+
+pb_status pb_commbench_sweep_world(const pb_commbench_opts *o, const pb_world *w, double *busbw_gbps)
+{
+    bench b;
+    pb_status st = bench_open(&b, o);
+    if (st == PB_OK && !b.ranks_comm) st = pb_error(PB_ERR_INTERNAL, "comm %s does not run between ranks", o->comm);
+    if (st == PB_OK) {
+        b.world = *w;
+        b.busbw_out = busbw_gbps;
+        st = run_rank(&b);
+    }
+    bench_close(&b);
     return st;
 }
 
@@ -611,6 +642,24 @@ static int report(pb_status st)
 {
     if (st != PB_OK) pb_log_error("%s", pb_error_message());
     return pb_status_exit_code(st);
+}
+
+int pb_commbench_relaunch(const pb_config *cfg, int main_argc, char **main_argv, char *const *extra, int n_extra)
+{
+    char **args = calloc((size_t)main_argc + (size_t)n_extra + 1, sizeof *args);
+    if (!args) return report(pb_host_nomem(((size_t)main_argc + (size_t)n_extra + 1) * sizeof *args));
+    int n = 0;
+    for (int i = 0; i < main_argc; i++) args[n++] = main_argv[i];
+    for (int i = 0; i < n_extra; i++) args[n++] = extra[i];
+    bool parent = false;
+    int code = pb_supervise_launch(cfg, &parent);
+    if (parent) {
+        free(args);
+        return code;
+    }
+    pb_status st = pb_launch(cfg, n, args); /* returns only on failure */
+    free(args);
+    return report(st);
 }
 
 int pb_commbench_main(int argc, char **argv, int main_argc, char **main_argv)
@@ -629,14 +678,7 @@ int pb_commbench_main(int argc, char **argv, int main_argc, char **main_argv)
          * them decides from its own view of the host's memory */
         char sizes[64];
         snprintf(sizes, sizeof sizes, "%zu:%zu", o.sizes[0], o.sizes[o.n_sizes - 1]);
-        char **args = calloc((size_t)main_argc + 3, sizeof *args);
-        if (!args) return report(pb_host_nomem(((size_t)main_argc + 3) * sizeof *args));
-        int n = 0;
-        for (int i = 0; i < main_argc; i++) args[n++] = main_argv[i];
-        if (!o.sizes_given) {
-            args[n++] = "--sizes";
-            args[n++] = sizes;
-        }
+        char *extra[] = {"--sizes", sizes};
         pb_config cfg;
         pb_config_defaults(&cfg);
         snprintf(cfg.strategy, sizeof cfg.strategy, "comm");
@@ -649,15 +691,7 @@ int pb_commbench_main(int argc, char **argv, int main_argc, char **main_argv)
         double ops = (double)PB_COLL_COUNT * o.n_sizes * (o.warmup + o.iters + 2) * 2;
         cfg.warmup = 0;
         cfg.iters = ops > 1e6 ? 1000000 : (int)ops;
-        bool parent = false;
-        int code = pb_supervise_launch(&cfg, &parent);
-        if (parent) {
-            free(args);
-            return code;
-        }
-        st = pb_launch(&cfg, n, args); /* returns only on failure */
-        free(args);
-        return report(st);
+        return pb_commbench_relaunch(&cfg, main_argc, main_argv, extra, o.sizes_given ? 0 : 2);
     }
     if (comm->between_ranks) {
         pb_config cfg;

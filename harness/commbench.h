@@ -14,7 +14,9 @@
 #include <stddef.h>
 
 #include "comm_fit.h"
+#include "config.h"
 #include "status.h"
+#include "../kernels/world.h"
 
 #define PB_COMMBENCH_MAX_SIZES 64
 #define PB_COMMBENCH_DEFAULT_MIN ((size_t)8)
@@ -43,6 +45,35 @@ typedef struct pb_commbench_opts {
  * printed. */
 pb_status pb_commbench_parse(int argc, char **argv, pb_commbench_opts *o, bool *help);
 void pb_commbench_print_help(void);
+
+/* The flag loop bench comm and bench check share: --help (or -h) sets
+ * *help and stops, --quiet sets *quiet; each flag of with_value (NULL
+ * ended; --ranks counts as --gpus) may be given once, as "--flag value" or
+ * "--flag=value", and fn gets its index in with_value and its value;
+ * anything else is a usage error naming bench `cmd`. */
+typedef pb_status (*pb_commbench_flag_fn)(void *ctx, int k, const char *name, const char *value);
+pb_status pb_commbench_walk_flags(int argc, char **argv, const char *cmd, const char *const *with_value, bool *quiet,
+                                  bool *help, pb_commbench_flag_fn fn, void *ctx);
+/* The values both take, checked as bench comm checks them (usage errors). */
+pb_status pb_commbench_parse_ranks(const char *flag, const char *text, int *out);
+pb_status pb_commbench_parse_timeout(const char *text, double *out);
+pb_status pb_commbench_parse_out(const char *text, char *out, size_t len);
+
+/* --comm and --backend: auto resolved and the pair checked (a usage
+ * error, or unavailable when the build lacks the comm). */
+pb_status pb_commbench_resolve(pb_commbench_opts *o);
+
+/* For bench check (harness/check.h): o's collectives swept over the MPI
+ * world w already started, this process one of its ranks; rank 0 prints
+ * the table and has each size's busbw in busbw_gbps[] (o->n_sizes; left
+ * as it was for a size skipped); no rows are written. */
+pb_status pb_commbench_sweep_world(const pb_commbench_opts *o, const pb_world *w, double *busbw_gbps);
+
+/* Outside an MPI launch, a rank-per-device command re-executes itself
+ * under mpirun (harness/launch.h) with cfg's ranks, backstop and report
+ * file, main_argv and then extra[n_extra] as its command line; returns the
+ * exit code this process ends with (the job's, or a failure's). */
+int pb_commbench_relaunch(const pb_config *cfg, int main_argc, char **main_argv, char *const *extra, int n_extra);
 
 /* The bytes one rank holds for a size: two buffers of it. */
 size_t pb_commbench_rank_bytes(size_t max_size);

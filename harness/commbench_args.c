@@ -145,11 +145,12 @@ static pb_status parse_int_flag(const char *flag, const char *text, long long lo
     return PB_OK;
 }
 
-static pb_status parse_flags(int argc, char **argv, pb_commbench_opts *o, bool *help)
+pb_status pb_commbench_walk_flags(int argc, char **argv, const char *cmd, const char *const *with_value, bool *quiet,
+                                  bool *help, pb_commbench_flag_fn fn, void *ctx)
 {
-    static const char *const with_value[] = {"--comm", "--backend", "--gpus", "--ranks", "--sizes", "--collectives",
-                                             "--iters", "--warmup", "--timeout", "--out", NULL};
     unsigned seen = 0;
+    int gpus = 0;
+    while (with_value[gpus] && strcmp(with_value[gpus], "--gpus") != 0) gpus++;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             *help = true;
@@ -160,51 +161,82 @@ static pb_status parse_flags(int argc, char **argv, pb_commbench_opts *o, bool *
         pb_flag_split(argv[i], name, sizeof name, &value);
         if (strcmp(name, "--quiet") == 0) {
             if (value) return pb_usage_error("--quiet takes no value");
-            o->quiet = true;
+            *quiet = true;
             continue;
         }
         int k = 0;
         while (with_value[k] && strcmp(with_value[k], name) != 0) k++;
         if (!with_value[k]) {
             if (strncmp(argv[i], "--", 2) == 0)
-                return pb_usage_error("unknown flag '%s' for bench comm; see bench comm --help", argv[i]);
-            return pb_usage_error("unexpected argument '%s' for bench comm; see bench comm --help", argv[i]);
+                return pb_usage_error("unknown flag '%s' for bench %s; see bench %s --help", argv[i], cmd, cmd);
+            return pb_usage_error("unexpected argument '%s' for bench %s; see bench %s --help", argv[i], cmd, cmd);
         }
-        int bit = k == 3 ? 2 : k; /* --ranks is --gpus */
+        int bit = strcmp(name, "--ranks") == 0 ? gpus : k; /* --ranks is --gpus */
         if (seen & (1u << bit)) return pb_usage_error("%s is given twice; allowed: once", name);
         seen |= 1u << bit;
         if (!value) {
             if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) return pb_usage_error("%s needs a value", name);
             value = argv[++i];
         }
-        pb_status st = PB_OK;
-        if (k <= 1) {
-            if (strlen(value) >= sizeof o->comm) return pb_usage_error("%s: unknown '%s'", name, value);
-            snprintf(k == 0 ? o->comm : o->backend, sizeof o->comm, "%s", value);
-        } else if (k <= 3) {
-            st = parse_int_flag(name, value, 2, RANKS_MAX, &o->ranks);
-        } else if (k == 4) {
-            st = parse_sizes(o, value);
-        } else if (k == 5) {
-            st = parse_collectives(o, value);
-        } else if (k == 6) {
-            st = parse_int_flag(name, value, 1, 1000000, &o->iters);
-        } else if (k == 7) {
-            st = parse_int_flag(name, value, 0, 1000000, &o->warmup);
-        } else if (k == 8) {
-            if (!pb_parse_double(value, &o->timeout_s) || o->timeout_s < 1 || o->timeout_s > 86400)
-                st = pb_usage_error("--timeout: '%s' is out of range; allowed: 1 to 86400", value);
-        } else {
-            if (!*value || strlen(value) >= sizeof o->out) return pb_usage_error("--out: empty or too long a path");
-            snprintf(o->out, sizeof o->out, "%s", value);
-        }
+        pb_status st = fn(ctx, k, name, value);
         if (st != PB_OK) return st;
     }
     return PB_OK;
 }
 
+pb_status pb_commbench_parse_ranks(const char *flag, const char *text, int *out)
+{
+    return parse_int_flag(flag, text, 2, RANKS_MAX, out);
+}
+
+static pb_status comm_flag(void *ctx, int k, const char *name, const char *value)
+{
+    pb_commbench_opts *o = ctx;
+    pb_status st = PB_OK;
+    if (k <= 1) {
+        if (strlen(value) >= sizeof o->comm) return pb_usage_error("%s: unknown '%s'", name, value);
+        snprintf(k == 0 ? o->comm : o->backend, sizeof o->comm, "%s", value);
+    } else if (k <= 3) {
+        st = parse_int_flag(name, value, 2, RANKS_MAX, &o->ranks);
+    } else if (k == 4) {
+        st = parse_sizes(o, value);
+    } else if (k == 5) {
+        st = parse_collectives(o, value);
+    } else if (k == 6) {
+        st = parse_int_flag(name, value, 1, 1000000, &o->iters);
+    } else if (k == 7) {
+        st = parse_int_flag(name, value, 0, 1000000, &o->warmup);
+    } else if (k == 8) {
+        st = pb_commbench_parse_timeout(value, &o->timeout_s);
+    } else {
+        st = pb_commbench_parse_out(value, o->out, sizeof o->out);
+    }
+    return st;
+}
+
+pb_status pb_commbench_parse_timeout(const char *text, double *out)
+{
+    if (!pb_parse_double(text, out) || *out < 1 || *out > 86400)
+        return pb_usage_error("--timeout: '%s' is out of range; allowed: 1 to 86400", text);
+    return PB_OK;
+}
+
+pb_status pb_commbench_parse_out(const char *text, char *out, size_t len)
+{
+    if (!*text || strlen(text) >= len) return pb_usage_error("--out: empty or too long a path");
+    snprintf(out, len, "%s", text);
+    return PB_OK;
+}
+
+static pb_status parse_flags(int argc, char **argv, pb_commbench_opts *o, bool *help)
+{
+    static const char *const with_value[] = {"--comm", "--backend", "--gpus", "--ranks", "--sizes", "--collectives",
+                                             "--iters", "--warmup", "--timeout", "--out", NULL};
+    return pb_commbench_walk_flags(argc, argv, "comm", with_value, &o->quiet, help, comm_flag, o);
+}
+
 /* comm and backend: auto resolved, and the pair checked */
-static pb_status resolve_names(pb_commbench_opts *o)
+pb_status pb_commbench_resolve(pb_commbench_opts *o)
 {
     char why[256] = "";
     bool nccl_built = pb_find_comm("nccl")->allreduce != NULL;
@@ -303,7 +335,7 @@ pb_status pb_commbench_parse(int argc, char **argv, pb_commbench_opts *o, bool *
     if (st != PB_OK || *help) return st;
     pb_log_set_quiet(o->quiet);
     pb_launch_set_log_rank();
-    if ((st = resolve_names(o)) != PB_OK) return st;
+    if ((st = pb_commbench_resolve(o)) != PB_OK) return st;
     if ((st = pb_results_check_target_of(o->out, pb_comm_csv_header())) != PB_OK) return st;
     /* a rank bench re-executed has the launcher's sizes, checked there; under
      * a user's own mpirun the ranks' hosts are not known here */

@@ -231,9 +231,12 @@ pb_status pb_launch(const pb_config *cfg, int argc, char **argv)
         args[n++] = "-x";
         args[n++] = PB_LAUNCH_REPORT_ENV;
     }
-    /* to every rank on any node: the run's id (harness/runid.h) */
-    args[n++] = "-x";
-    args[n++] = PB_RUN_ID_ENV;
+    /* to every rank on any node: the run's id (harness/runid.h); bench
+     * comm and check have none (mpirun warns of a -x variable not set) */
+    if (env(PB_RUN_ID_ENV)) {
+        args[n++] = "-x";
+        args[n++] = PB_RUN_ID_ENV;
+    }
     args[n++] = "--timeout";
     args[n++] = backstop;
     args[n++] = "-np";

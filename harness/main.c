@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "calibrate.h"
+#include "check.h"
 #include "commbench.h"
 #include "../study/compare_cli.h"
 #include "config.h"
@@ -148,6 +149,8 @@ static bool is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strc
 
 /* bench comm [flags]: collective bandwidth (harness/commbench.h) */
 static int cmd_comm(int argc, char **argv) { return pb_commbench_main(argc, argv, main_argc, main_argv); }
+/* bench check [flags]: the all-ranks health check (harness/check.h) */
+static int cmd_check(int argc, char **argv) { return pb_check_main(argc, argv, main_argc, main_argv); }
 
 static int cmd_list(int argc, char **argv)
 {
@@ -204,6 +207,7 @@ static const command commands[] = {
     {"list", cmd_list, "plugins, workload shapes and devices found"},
     {"calibrate", cmd_calibrate, "measured GEMM peak and the workload's GEMMs alone"},
     {"comm", cmd_comm, "collective bandwidth per size as nccl-tests measures it, an alpha-beta fit; CSV rows"},
+    {"check", cmd_check, "all-ranks health check: GEMM, memory, pair links, all-reduce; outliers marked"},
     {"compare", pb_cmd_compare, "two results CSVs: per configuration, change and regression verdict"},
     {"plot", pb_cmd_plot, "PNG and SVG plots of a results CSV, or two compared (gnuplot)"},
     {"sweep", pb_cmd_sweep, "every strategy x device count as its own run, resumable; a scaling table"},

@@ -56,8 +56,9 @@ void pb_cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, 
 void pb_cpu_matmul_gelu_fwd(float *out, float *pre, const float *inp, const float *w, const float *bias, int N, int C,
                             int OC);
 /* dpre = dout * gelu'(pre) (written, not accumulated; dpre may be dout
- * itself, which then holds dpre afterwards), then pb_cpu_matmul_bwd from
- * dpre: the backward of cuBLASLt's DGELU_BGRAD epilogue plus its GEMMs. */
+ * itself, which then holds dpre afterwards) with dbias += its column sums in
+ * the same pass (cuBLASLt's DGELU_BGRAD epilogue), then the two GEMMs of
+ * pb_cpu_matmul_bwd from dpre. */
 void pb_cpu_matmul_gelu_bwd(float *dinp, float *dw, float *dbias, float *dpre, const float *dout, const float *pre,
                             const float *inp, const float *w, int N, int C, int OC);
 

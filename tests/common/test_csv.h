@@ -35,6 +35,15 @@ static inline const char *csv_get(const csv *c, const char *name)
     return pb_csv_get(&c->data, (size_t)c->rows - 1, (size_t)col);
 }
 
+/* Row `row`'s field of column `name` (any row, where csv_get reads the
+ * last). */
+static inline const char *csv_field(const csv *c, size_t row, const char *name)
+{
+    int col = pb_csv_find(&c->data, name);
+    if (col < 0) fail_msg("no column '%s'", name);
+    return pb_csv_get(&c->data, row, (size_t)col);
+}
+
 static inline double csv_num(const csv *c, const char *name)
 {
     const char *v = csv_get(c, name);

@@ -20,14 +20,17 @@
  *  - Not run, by rules written here: a command that needs a GPU (one of
  *    gpu_markers), and the few long ones of not_run, each with its reason;
  *    each not_run entry must still be in the docs, so the list stays true.
- *    Where the build has no MPI, commands naming ddp; where gnuplot is not
- *    on PATH, commands that draw (as test_plot does).
+ *    Where the build has no MPI, commands naming ddp or bench check (a
+ *    rank per device); where gnuplot is not on PATH, commands that draw
+ *    (as test_plot does).
  *  - Every relative link resolves, every path the docs name under a kept
  *    folder exists, and every sample CSV block's header names columns of
- *    the schema (harness/results.h). */
+ *    the schema (harness/results.h).
+ *  - Every test docs/reliability.md's guarantees table cites exists. */
 #include "tests/common/files_fixture.h"
 #include "tests/common/test_csv.h"
 
+#include <ctype.h>
 #include <glob.h>
 #include <limits.h>
 
@@ -335,7 +338,7 @@ static void run_commands(docs_dir *d, cmd_list *cmds, bool *seen_not_run)
             fputc('\n', f);
             continue;
         }
-        if (!PB_EXPECT_MPI && strstr(c->flat, "ddp")) {
+        if (!PB_EXPECT_MPI && (strstr(c->flat, "ddp") || strstr(c->flat, "bench check"))) {
             fprintf(f, "echo %s: not run: built without MPI\n", c->where);
             continue;
         }
@@ -536,6 +539,106 @@ static void test_sample_rows_have_real_columns(void **state)
     assert_true(blocks >= 1); /* the README's */
 }
 
+/* ---- docs/reliability.md's citations ------------------------------------ */
+
+/* Whether the source TEXT of a test program defines and registers test NAME: a
+ * function `void NAME(` also named elsewhere (its cmocka_unit_test line),
+ * or, in test_cli, a usage case `usage_X` of the table (USAGE_TEST(X)). */
+static bool cites_a_test(const char *text, const char *name)
+{
+    char pat[160];
+    if (strncmp(name, "usage_", 6) == 0) {
+        snprintf(pat, sizeof pat, "USAGE_TEST(%s)", name + 6);
+        return strstr(text, pat) != NULL;
+    }
+    int seen = 0;
+    bool defined = false;
+    size_t n = strlen(name);
+    for (const char *p = strstr(text, name); p; p = strstr(p + n, name)) {
+        if ((p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) || isalnum((unsigned char)p[n]) ||
+            p[n] == '_')
+            continue;
+        seen++;
+        defined |= p >= text + 5 && strncmp(p - 5, "void ", 5) == 0 && p[n] == '(';
+    }
+    return defined && seen >= 2;
+}
+
+/* The source of test program PROG (tests/unit, tests/e2e, or tests/gpu
+ * for make test-gpu's), or NULL. */
+static char *test_source(const char *prog)
+{
+    static const char *const dirs[] = {"tests/unit", "tests/e2e", "tests/gpu"};
+    char path[256];
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s.c", dirs[i], prog);
+        if (file_exists(path)) return read_file(path);
+    }
+    return NULL;
+}
+
+/* Every test the guarantees table cites exists and runs: `PROGRAM:function`,
+ * a bare `function` after it in the same cell (the same program), or a bare
+ * `PROGRAM`; `usage_*` (every usage case) and text in backticks that is no
+ * name (`make mutants`, `PB_FAULT`, `PB_FAULT kind=slow`) are not names. */
+static void test_reliability_citations_exist(void **state)
+{
+    (void)state;
+    char *text = read_file("docs/reliability.md");
+    assert_non_null(text);
+    char *start = strstr(text, "\n## Guarantees and their tests");
+    assert_non_null(start);
+    char *stop = strstr(start + 1, "\n## ");
+    if (stop) *stop = '\0';
+    char bad[4096] = "";
+    int cited = 0, line = 1;
+    for (const char *p = text; p < start; p++) line += *p == '\n';
+    for (char *row = start + 1; row && *row; row = strchr(row, '\n'), row = row ? row + 1 : NULL) {
+        line++;
+        if (*row != '|') continue;
+        char *eol = strchr(row, '\n'), *cell = eol ? eol : row + strlen(row);
+        while (cell > row && cell[-1] != '|') cell--; /* the closing bar */
+        if (cell > row) cell--;
+        while (cell > row && cell[-1] != '|') cell--; /* the last cell: the tests */
+        char prog[128] = "";
+        for (char *q = strchr(cell, '`'); q && (!eol || q < eol); q = strchr(q + 1, '`')) {
+            char *close = strchr(q + 1, '`');
+            if (!close || (eol && close > eol)) break;
+            char tok[128];
+            snprintf(tok, sizeof tok, "%.*s", (int)(close - q - 1), q + 1);
+            q = close;
+            bool name = *tok != '\0';
+            for (char *t = tok; *t; t++) /* test names are lower case: not PB_FAULT */
+                name &= islower((unsigned char)*t) || isdigit((unsigned char)*t) || *t == '_' || *t == ':' || *t == '*';
+            if (!name || strchr(tok, '*')) continue;
+            char *colon = strchr(tok, ':'), *fn = tok;
+            if (colon) {
+                *colon = '\0';
+                snprintf(prog, sizeof prog, "%s", tok);
+                fn = colon + 1;
+            }
+            char *src = test_source(colon ? prog : tok);
+            if (!colon && src) { /* a bare program */
+                free(src);
+                cited++;
+                continue;
+            }
+            if (!*prog) {
+                snprintf(bad + strlen(bad), sizeof bad - strlen(bad), "\n  line %d: `%s`: no program", line, tok);
+                continue;
+            }
+            if (!colon) src = test_source(prog);
+            if (!src || !cites_a_test(src, fn))
+                snprintf(bad + strlen(bad), sizeof bad - strlen(bad), "\n  line %d: %s:%s", line, prog, fn);
+            free(src);
+            cited++;
+        }
+    }
+    free(text);
+    assert_true(cited > 100);
+    if (*bad) fail_msg("docs/reliability.md cites tests that do not exist:%s", bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +646,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runnable_doc_blocks_run, docs_setup, docs_teardown),
         cmocka_unit_test(test_links_and_paths_resolve),
         cmocka_unit_test(test_sample_rows_have_real_columns),
+        cmocka_unit_test(test_reliability_citations_exist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -513,14 +513,6 @@ static void test_weak_rows_keep_preset_and_plot(void **state)
     remove_temp_dir(dir);
 }
 
-/* Row r's field of column name in c. */
-static const char *field(const csv *c, size_t r, const char *name)
-{
-    int col = pb_csv_find(&c->data, name);
-    if (col < 0) fail_msg("no column '%s'", name);
-    return pb_csv_get(&c->data, r, (size_t)col);
-}
-
 static void test_cpu_threads_rule(void **state)
 {
     (void)state;
@@ -545,11 +537,11 @@ static void test_cpu_threads_rule(void **state)
     assert_int_equal(c.rows, t1 == t2 ? 2 : 3);
     double ref = NAN, dp = NAN;
     for (size_t i = 0; i < (size_t)c.rows; i++) {
-        int devices = atoi(field(&c, i, "devices")), threads = atoi(field(&c, i, "threads"));
-        const char *strategy = field(&c, i, "strategy");
+        int devices = atoi(csv_field(&c, i, "devices")), threads = atoi(csv_field(&c, i, "threads"));
+        const char *strategy = csv_field(&c, i, "strategy");
         assert_int_equal(threads, devices == 1 && strcmp(strategy, "single") == 0 && i == 0 ? t1 : t2);
-        if (strcmp(strategy, "single") == 0 && threads == t2) ref = atof(field(&c, i, "samples_per_s"));
-        if (strcmp(strategy, "dp") == 0) dp = atof(field(&c, i, "samples_per_s"));
+        if (strcmp(strategy, "single") == 0 && threads == t2) ref = atof(csv_field(&c, i, "samples_per_s"));
+        if (strcmp(strategy, "dp") == 0) dp = atof(csv_field(&c, i, "samples_per_s"));
     }
     csv_free(&c);
     if (t1 != t2) assert_non_null(strstr(r.err, "single x1 (reference at"));
