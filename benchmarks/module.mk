@@ -114,3 +114,15 @@ endif
 		run --workload mlp-m --iters 2 --warmup 1 --no-overlap || exit 1; \
 	done && \
 	$(BENCH_COMM) --summarise "$$tmp/ddp.csv"
+
+# --- predict-validate -------------------------------------------------------
+#   make predict-validate  bench predict against every configuration that runs
+#                          here (docs/predict.md, "Validation"): single inputs,
+#                          bench comm fits, ddp/dp/mp on 1 to 4 CPU devices
+#                          with --bucket-mb and --no-overlap variants, in
+#                          PREDICT_ROUNDS interleaved rounds; prints each
+#                          error; exit 1 over the limits (median 10%, max 25%).
+.PHONY: predict-validate
+PREDICT_ROUNDS ?= 3
+predict-validate: bench
+	@BENCH=./bench scripts/predict-validate.sh results/predict-validate all $(PREDICT_ROUNDS)

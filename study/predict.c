@@ -246,9 +246,12 @@ int pb_cmd_predict(int argc, char **argv)
         goto cleanup;
     }
     if (!o.quiet) {
-        printf("# bench predict: %s, %s %s; collectives: %s; devices per node %d%s\n", w->workload, w->backend,
-               w->precision, o.comm_csv ? o.comm_csv : (o.topology ? net->name : "none"),
-               net->gpus_per_node ? net->gpus_per_node : 0, net->cores_per_node ? "" : " (GPUs)");
+        printf("# bench predict: %s, %s %s; collectives: %s; ", w->workload, w->backend, w->precision,
+               o.comm_csv ? o.comm_csv : (o.topology ? net->name : "none"));
+        if (net->gpus_per_node) printf("%d devices per node", net->gpus_per_node);
+        else printf("every device on one node");
+        if (net->cores_per_node) printf(", sharing %d cores\n", net->cores_per_node);
+        else printf(", each its own GPU\n");
         printf("%-6s %6s %5s %9s %10s %12s %6s %9s %9s %8s %9s%s\n", "strat", "dev", "nodes", "batch", "step_ms",
                "samples/s", "eff", "comm_ms", "exposed", "bubble", "mem_MB",
                o.against ? "   measured  err_%" : "");

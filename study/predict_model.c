@@ -439,17 +439,23 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
                               pb_pred_strategy_name(t->strategy), t->devices);
     r->comm_hidden_ms = fmax(0, r->comm_ms - r->comm_exposed_ms);
     r->samples_per_s = r->step_ms > 0 ? t->batch_global / r->step_ms * 1e3 : 0;
-    /* efficiency: on GPUs (each device its own) one device's time for its
-     * share of the batch; on shared cores, one device with all the cores the
-     * N devices use, for the whole batch ("the same cores") */
+    /* efficiency: on GPUs (each device its own), for dp and ddp one device's
+     * time for its share of the batch (weak scaling's T1(b) / TN), for mp
+     * (one batch, the layers split) the single device's time over N; on
+     * shared cores, one device with all the cores the N devices use, for the
+     * whole batch ("the same cores", docs/sweep.md) */
     pb_pred_phases ref;
     if (net->cores_per_node > 0) {
         int cores = t->devices * thr < net->cores_per_node ? t->devices * thr : net->cores_per_node;
         pb_pred_single_phases(w, t->batch_global, cores, &ref);
+        r->ideal_ms = phases_sum(&ref);
+    } else if (t->strategy == PB_PRED_MP) {
+        pb_pred_single_phases(w, t->batch_global, thr, &ref);
+        r->ideal_ms = phases_sum(&ref) / t->devices;
     } else {
         pb_pred_single_phases(w, t->batch_global / t->devices, thr, &ref);
+        r->ideal_ms = phases_sum(&ref);
     }
-    r->ideal_ms = phases_sum(&ref);
     r->efficiency = r->step_ms > 0 ? r->ideal_ms / r->step_ms : 0;
     return PB_OK;
 }

@@ -235,7 +235,7 @@ static void gp_num(FILE *f, double v) { fprintf(f, isfinite(v) ? " %.6g" : " NaN
 
 pb_status pb_pred_plot_csv(const pb_csv *c, const char *csv_path, const char *outdir, const char *plots_dir)
 {
-    char plotdir[PATH_MAX], exe[PATH_MAX], dat[PATH_MAX + 64], png[PATH_MAX + 8], svg[PATH_MAX + 8];
+    char plotdir[PATH_MAX], exe[PATH_MAX], dat[PATH_MAX + 64], mdat[PATH_MAX + 64], png[PATH_MAX + 8], svg[PATH_MAX + 8];
     pb_status st = find_plots(plots_dir, plotdir, sizeof plotdir);
     if (st != PB_OK) return st;
     if (!pb_gnuplot_find(exe, sizeof exe)) return pb_usage_error("predict: gnuplot is not on PATH; nothing drawn");
@@ -263,10 +263,13 @@ pb_status pb_pred_plot_csv(const pb_csv *c, const char *csv_path, const char *ou
     }
     qsort(p, n, sizeof *p, cmp_pt);
     snprintf(dat, sizeof dat, "%s/predict.dat", outdir);
-    FILE *f = fopen(dat, "w");
-    int blocks = 0;
-    if (f) {
-        /* one block per series: its name, then "devices sps measured eff measured" */
+    snprintf(mdat, sizeof mdat, "%s/predict-measured.dat", outdir);
+    FILE *f = fopen(dat, "w"), *m = fopen(mdat, "w");
+    int blocks = 0, measured = 0;
+    if (f && m) {
+        /* predicted: one block per series, its name then "devices
+         * samples_per_s efficiency"; measured: "devices samples_per_s
+         * efficiency series" lines, coloured by their series */
         for (size_t i = 0; i < n; i++) {
             if (i == 0 || strcmp(p[i].series, p[i - 1].series) != 0) {
                 fprintf(f, "%s\"%s\"\n", blocks ? "\n\n" : "", p[i].series);
@@ -274,14 +277,20 @@ pb_status pb_pred_plot_csv(const pb_csv *c, const char *csv_path, const char *ou
             }
             fprintf(f, "%g", p[i].dev);
             gp_num(f, p[i].sps);
-            gp_num(f, p[i].msps);
             gp_num(f, p[i].eff);
-            gp_num(f, p[i].meff);
             fputc('\n', f);
+            if (isfinite(p[i].msps)) {
+                fprintf(m, "%g", p[i].dev);
+                gp_num(m, p[i].msps);
+                gp_num(m, p[i].meff);
+                fprintf(m, " %d\n", blocks - 1);
+                measured++;
+            }
         }
     }
-    bool ok = f && !ferror(f);
+    bool ok = f && m && !ferror(f) && !ferror(m);
     if (f) ok = fclose(f) == 0 && ok;
+    if (m) ok = fclose(m) == 0 && ok;
     free(p);
     if (!ok) return pb_usage_error("predict: cannot write %s", dat);
     char script[PATH_MAX + 16];
@@ -295,6 +304,8 @@ pb_status pb_pred_plot_csv(const pb_csv *c, const char *csv_path, const char *ou
                                           : "predicted throughput (lines) and measured (points)");
         pb_gnuplot_str(&vars, "psub", csv_path);
         pb_gnuplot_num(&vars, "nblocks", blocks);
+        pb_gnuplot_str(&vars, "measfile", mdat);
+        pb_gnuplot_num(&vars, "nmeasured", measured);
         pb_gnuplot_num(&vars, "eff", k);
         char name[64];
         snprintf(name, sizeof name, "predict-%s", what[k]);
