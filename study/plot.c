@@ -65,24 +65,7 @@ static pb_status find_plot_dir(ctx *x)
         snprintf(x->plotdir, sizeof x->plotdir, "%s", x->o.plots_dir);
         return PB_OK;
     }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            snprintf(probe, sizeof probe, "%s/plots/common.gp", exe);
-            if (access(probe, R_OK) == 0) {
-                snprintf(x->plotdir, sizeof x->plotdir, "%.*s/plots", PATH_MAX - 8, exe);
-                return PB_OK;
-            }
-        }
-    }
-    if (access("plots/common.gp", R_OK) == 0) {
-        snprintf(x->plotdir, sizeof x->plotdir, "plots");
-        return PB_OK;
-    }
+    if (pb_gnuplot_find_scripts("common.gp", x->plotdir, sizeof x->plotdir)) return PB_OK;
     return pb_usage_error("plot: the gnuplot scripts (plots/*.gp) were not found beside the bench binary or in "
                           "./plots; pass --plots-dir DIR");
 }

@@ -192,30 +192,14 @@ bool pb_pred_csv_is(const pb_csv *c)
 /* plots/ beside the bench binary, else ./plots */
 static pb_status find_plots(const char *given, char *dir, size_t len)
 {
-    char probe[PATH_MAX + 32], exe[PATH_MAX];
+    char probe[PATH_MAX + 32];
     if (given) {
         snprintf(probe, sizeof probe, "%s/predict.gp", given);
         if (access(probe, R_OK) != 0) return pb_usage_error("predict: --plots-dir %s: no predict.gp there", given);
         snprintf(dir, len, "%s", given);
         return PB_OK;
     }
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            snprintf(probe, sizeof probe, "%s/plots/predict.gp", exe);
-            if (access(probe, R_OK) == 0) {
-                snprintf(dir, len, "%.*s/plots", PATH_MAX - 8, exe);
-                return PB_OK;
-            }
-        }
-    }
-    if (access("plots/predict.gp", R_OK) == 0) {
-        snprintf(dir, len, "plots");
-        return PB_OK;
-    }
+    if (pb_gnuplot_find_scripts("predict.gp", dir, len)) return PB_OK;
     return pb_usage_error("predict: plots/predict.gp was not found beside the bench binary or in ./plots");
 }
 

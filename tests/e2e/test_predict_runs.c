@@ -121,6 +121,36 @@ static void test_h100_grid_from_a_topology(void **state)
     pb_csv_free(&c);
 }
 
+static bool have_gnuplot(void) { return system("command -v gnuplot >/dev/null 2>&1") == 0; }
+
+/* --plot and bench plot of a predict CSV: both images, from the same rows */
+static void test_plot_of_a_prediction(void **state)
+{
+    files *f = *state;
+    if (!have_gnuplot()) {
+        print_message("predict: gnuplot not on PATH; the plot is not drawn here\n");
+        return;
+    }
+    run_bench(&f->res, (char *[]){"predict", "--single", (char *)h100_single, "--topology", (char *)h100_topo,
+                                  "--strategies", "ddp,dp", "--devices", "8,64", "--out", f->out, "--plot", f->dir,
+                                  "--quiet", NULL});
+    if (f->res.exit_code != 0) fail_msg("exit %d\n%s", f->res.exit_code, f->res.err);
+    char path[700], sub[600];
+    static const char *const names[] = {"predict-throughput.png", "predict-throughput.svg", "predict-efficiency.png",
+                                        "predict-efficiency.svg"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", f->dir, names[i]);
+        assert_true(file_exists(path));
+    }
+    snprintf(sub, sizeof sub, "%s/p", f->dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    run_bench(&f->res, (char *[]){"plot", f->out, "--out", sub, NULL});
+    if (f->res.exit_code != 0) fail_msg("exit %d\n%s", f->res.exit_code, f->res.err);
+    snprintf(path, sizeof path, "%s/predict-efficiency.png", sub);
+    assert_true(file_exists(path));
+    assert_null(strstr(f->res.err, "warning"));
+}
+
 /* a run CSV of the columns compare --predicted pairs by */
 static void write_measured(const char *path, double sps)
 {
@@ -223,6 +253,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_h100_grid_from_a_topology, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_plot_of_a_prediction, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_compare_predicted_flags_below_model, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_is_a_usage_error, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_validation_quick_share, files_setup, files_teardown),
