@@ -37,7 +37,7 @@
 #include "../harness/stats.h"
 #include "../harness/timer.h"
 #include "../kernels/comm_mpi.h"
-#include "../workloads/workload.h"
+#include "../harness/registry.h"
 
 #define MAX_SIZES 16
 
@@ -67,7 +67,7 @@ static double median(const double *v, int n)
 static pb_status preset_floats(const char *name, size_t *n)
 {
     pb_config cfg;
-    pb_layout layout;
+    static pb_model model;
     bool help = false;
     char w[32];
     snprintf(w, sizeof w, "%s", name);
@@ -75,9 +75,9 @@ static pb_status preset_floats(const char *name, size_t *n)
     pb_config_defaults(&cfg);
     pb_status st = pb_config_parse(&cfg, 2, argv, &help);
     if (st != PB_OK) return st;
-    st = pb_mlp_layout(&cfg.shape, &layout);
+    st = pb_model_of(&cfg, &model);
     if (st != PB_OK) return st;
-    *n = layout.n_params;
+    *n = model.n_params;
     return PB_OK;
 }
 

@@ -57,12 +57,11 @@ static pb_status measure(const job *jb, int warmup, const char *tmp_csv, result 
 {
     pb_status st = PB_OK;
     pb_config cfg;
-    pb_layout layout;
+    static pb_model model;
     float *params = NULL;
     void *state = NULL;
     pb_loader *loader = NULL;
     pb_device *gdev = NULL;
-    int in[PB_MAX_LAYERS], outs[PB_MAX_LAYERS];
     double *step_ms = NULL, *gemm_ms = NULL, *other_ms = NULL, *paired = NULL, *scratch = NULL;
     double *phase_ms[PB_PHASE_COUNT] = {0};
     const pb_strategy *strategy = &pb_strategy_single;
@@ -71,7 +70,7 @@ static pb_status measure(const job *jb, int warmup, const char *tmp_csv, result 
 
     /* the same config bench builds from its flags */
     char a_workload[32], a_out[4096];
-    snprintf(a_workload, sizeof a_workload, "%s", jb->name);
+    snprintf(a_workload, sizeof a_workload, "%.31s", jb->name);
     snprintf(a_out, sizeof a_out, "%s", tmp_csv);
     char *argv[] = {"--workload", a_workload, "--threads", "1", "--backend", "cpu", "--strategy", "single",
                     "--quiet", "--out", a_out};
@@ -80,31 +79,27 @@ static pb_status measure(const job *jb, int warmup, const char *tmp_csv, result 
     PB_TRY(pb_config_parse(&cfg, (int)(sizeof argv / sizeof argv[0]), argv, &help));
     PB_TRY(pb_config_validate(&cfg));
     PB_REQUIRE(cfg.threads == 1 && strcmp(cfg.backend, "cpu") == 0, PB_ERR_INTERNAL, "config not as asked");
-    PB_TRY(pb_mlp_layout(&cfg.shape, &layout));
+    PB_TRY(pb_model_of(&cfg, &model));
 
     int rounds = jb->rounds, total = warmup + rounds;
-    PB_ALLOC(params, layout.n_params);
+    PB_ALLOC(params, model.n_params);
     PB_ALLOC(step_ms, rounds);
     PB_ALLOC(gemm_ms, rounds);
     PB_ALLOC(other_ms, rounds);
     PB_ALLOC(paired, rounds);
     PB_ALLOC(scratch, rounds);
     for (int p = 0; p < PB_PHASE_COUNT; p++) PB_ALLOC(phase_ms[p], rounds);
-    pb_mlp_init_params(&layout, cfg.seed, params);
+    model.ops->init_params(&model, cfg.seed, params);
 
     /* (a) as harness/run.c setup(): strategy init, then the loader last */
-    ctx = (pb_strategy_ctx){.cfg = &cfg, .be = be, .layout = &layout, .init_params = params};
+    ctx = (pb_strategy_ctx){.cfg = &cfg, .be = be, .model = &model, .init_params = params};
     PB_TRY(strategy->init(&ctx, &state));
     /* (b) its own device handle and buffers; opening it sets the same BLAS threads */
-    pb_device_opts dev_opts = pb_config_device_opts(&cfg);
+    pb_device_opts dev_opts = pb_config_model_device_opts(&cfg, &model);
     PB_TRY(be->open(&dev_opts, 0, &gdev));
-    for (int l = 0; l < layout.n_layers; l++) {
-        in[l] = layout.layer[l].in;
-        outs[l] = layout.layer[l].out;
-    }
     /* loader workers as run.c's loader_workers() picks them on the cpu backend */
     int workers = cfg.loader_threads > 0 ? cfg.loader_threads : 1;
-    PB_TRY(pb_loader_create(be, &layout, cfg.seed, 0, cfg.shape.batch, total, workers, &loader));
+    PB_TRY(pb_loader_create(be, &model, cfg.seed, 0, cfg.shape.batch, total, workers, &loader));
 
     for (int s = 0; s < total; s++) {
         /* (a) one step, timed as harness/run.c train() times it */
@@ -117,11 +112,11 @@ static pb_status measure(const job *jb, int warmup, const char *tmp_csv, result 
         if (s == 0) out->loss_first = res.loss;
         out->loss_last = res.loss;
 
-        /* (b) the step's GEMMs alone: the backend's own reference, which
-         * calls the very GEMM functions its Linear layers call */
+        /* (b) the step's GEMMs alone: the workload's reference, which
+         * calls the very GEMM functions its blocks call */
         double t_gemm = 0.0;
-        PB_TRY(be->gemm_reference(gdev, layout.n_layers, in, outs, cfg.shape.batch,
-                                  pb_momentum_wgrad_beta(&cfg, be), 1, &t_gemm));
+        PB_TRY(model.ops->gemm_reference(&model, be, gdev, cfg.shape.batch, pb_momentum_wgrad_beta(&cfg, be), 1,
+                                         &t_gemm));
 
         if (s < warmup) continue;
         int i = s - warmup;

@@ -115,6 +115,15 @@ endif
 	done && \
 	$(BENCH_COMM) --summarise "$$tmp/ddp.csv"
 
+# make bench-aa: how often bench compare's defaults cry wolf on this machine
+# (A/A: nothing changed) and how often they catch a real 10% slowdown;
+# scripts/aa-test.sh, docs/statistics.md "How often compare is wrong".
+# AA_TRIALS trials (about 30 s each on an idle 2-core machine).
+.PHONY: bench-aa
+AA_TRIALS ?= 20
+bench-aa: bench
+	@TRIALS=$(AA_TRIALS) scripts/aa-test.sh
+
 # --- predict-validate -------------------------------------------------------
 #   make predict-validate  bench predict against every configuration that runs
 #                          here (docs/predict.md, "Validation"): single inputs,

@@ -67,22 +67,17 @@ void pb_calibration_summarize(const double *peaks, const double *gemm_ms, int n,
 }
 
 /* One device: its peak and the step's GEMMs alone. */
-static pb_status calibrate_one(const pb_config *cfg, const pb_layout *layout, const pb_backend *be, int ordinal,
+static pb_status calibrate_one(const pb_config *cfg, const pb_model *model, const pb_backend *be, int ordinal,
                                char *name, size_t name_len, double *peak, double *gemm_ms)
 {
     pb_status st = PB_OK;
     pb_device *dev = NULL;
     pb_device_info info;
-    int in[PB_MAX_LAYERS], outs[PB_MAX_LAYERS];
-    pb_device_opts dev_opts = pb_config_device_opts(cfg);
+    pb_device_opts dev_opts = pb_config_model_device_opts(cfg, model);
     PB_TRY(be->open(&dev_opts, ordinal, &dev));
     if (be->info(dev, &info) == PB_OK && !name[0]) snprintf(name, name_len, "%s", info.name);
     if (be->calibrate) PB_TRY(be->calibrate(dev, peak));
     if (be->gemm_reference) {
-        for (int l = 0; l < layout->n_layers; l++) {
-            in[l] = layout->layer[l].in;
-            outs[l] = layout->layer[l].out;
-        }
         /* as the step calls them: a strategy that accumulates SGD's
          * momentum in the weight-gradient GEMM (single) does so where the
          * backend prefers that */
@@ -95,17 +90,17 @@ static pb_status calibrate_one(const pb_config *cfg, const pb_layout *layout, co
         double t[GEMM_SETS];
         for (int i = 0; i < GEMM_SETS; i++) {
             if (pb_signals_caught()) goto cleanup;
-            PB_TRY(be->gemm_reference(dev, layout->n_layers, in, outs, m, dw_beta, 1, &t[i]));
+            PB_TRY(model->ops->gemm_reference(model, be, dev, m, dw_beta, 1, &t[i]));
         }
         qsort(t, GEMM_SETS, sizeof t[0], cmp_double);
         *gemm_ms = t[GEMM_SETS / 2];
         /* The peak is the best of a set of shapes that includes the step's
          * own GEMMs: on a CPU the step's shapes can beat the square one, and
          * a peak below what the step reached would report an mfu above 1.
-         * Their rate is counted in model FLOPs (the first layer's input
+         * Their rate is counted in model FLOPs (the first block's input
          * gradient, which the step skips, included) over the fastest set,
          * so mfu <= that set's time / step_ms_mean < 1 (docs/statistics.md). */
-        double step_rate = pb_mlp_step_flops(layout, m) / (t[0] * 1e-3) / 1e12;
+        double step_rate = pb_model_flops(model, 0, model->n_blocks, m) / (t[0] * 1e-3) / 1e12;
         if (!isnan(*peak) && t[0] > 0 && step_rate > *peak) {
             if (!cfg->quiet)
                 pb_log_info("calibration: the step's own GEMMs ran at %.3f TFLOP/s, above the square GEMM's %.3f: "
@@ -119,7 +114,7 @@ cleanup:
     return st;
 }
 
-pb_status pb_calibrate_on(const pb_config *cfg, const pb_layout *layout, const pb_backend *be, const int *ordinals,
+pb_status pb_calibrate_on(const pb_config *cfg, const pb_model *model, const pb_backend *be, const int *ordinals,
                           int n, pb_calibration *out)
 {
     pb_status st = PB_OK;
@@ -133,7 +128,7 @@ pb_status pb_calibrate_on(const pb_config *cfg, const pb_layout *layout, const p
                     GEMM_SETS, n, n == 1 ? "" : "s");
     for (int i = 0; i < n; i++) {
         peaks[i] = gemm[i] = NAN;
-        PB_TRY(calibrate_one(cfg, layout, be, ordinals[i], out->device, sizeof out->device, &peaks[i], &gemm[i]));
+        PB_TRY(calibrate_one(cfg, model, be, ordinals[i], out->device, sizeof out->device, &peaks[i], &gemm[i]));
         if (pb_signals_caught()) goto cleanup;
     }
     pb_calibration_summarize(peaks, gemm, n, out);
@@ -141,11 +136,11 @@ cleanup:
     return st;
 }
 
-pb_status pb_calibrate(const pb_config *cfg, const pb_layout *layout, int rank_device, pb_calibration *out)
+pb_status pb_calibrate(const pb_config *cfg, const pb_model *model, int rank_device, pb_calibration *out)
 {
     const pb_backend *be = pb_find_backend(cfg->backend);
     if (!be) return pb_error(PB_ERR_INTERNAL, "backend %s not found", cfg->backend);
     int ordinals[PB_MAX_STAGES];
     int n = pb_calibrate_ordinals(cfg, be, rank_device, ordinals);
-    return pb_calibrate_on(cfg, layout, be, ordinals, n, out);
+    return pb_calibrate_on(cfg, model, be, ordinals, n, out);
 }

@@ -30,11 +30,11 @@ int pb_calibrate_ordinals(const pb_config *cfg, const pb_backend *be, int rank_d
 
 /* Opens each of the ordinals of be in turn, measures, closes it; fills *out
  * with the mean, min and max peak and the slowest GEMM time. */
-pb_status pb_calibrate_on(const pb_config *cfg, const pb_layout *layout, const pb_backend *be, const int *ordinals,
+pb_status pb_calibrate_on(const pb_config *cfg, const pb_model *model, const pb_backend *be, const int *ordinals,
                           int n, pb_calibration *out);
 
 /* pb_calibrate_on with cfg->backend's devices from pb_calibrate_ordinals. */
-pb_status pb_calibrate(const pb_config *cfg, const pb_layout *layout, int rank_device, pb_calibration *out);
+pb_status pb_calibrate(const pb_config *cfg, const pb_model *model, int rank_device, pb_calibration *out);
 
 /* The row's numbers from n devices' peaks and GEMM times (NAN where not
  * measured): the mean, min and max peak, the slowest GEMM time. Used for a

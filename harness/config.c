@@ -110,7 +110,14 @@ static int online_cpus(void)
 
 pb_device_opts pb_config_device_opts(const pb_config *cfg)
 {
-    return (pb_device_opts){.precision = cfg->precision, .threads = cfg->threads, .shape = cfg->shape};
+    return (pb_device_opts){.precision = cfg->precision, .threads = cfg->threads};
+}
+
+pb_device_opts pb_config_model_device_opts(const pb_config *cfg, const pb_model *model)
+{
+    pb_device_opts o = pb_config_device_opts(cfg);
+    o.max_width = model->max_width;
+    return o;
 }
 
 pb_comm_opts pb_config_comm_opts(const pb_config *cfg)
@@ -504,10 +511,10 @@ pb_status pb_config_validate(pb_config *cfg)
         return pb_usage_error("--batch %d is not divisible by --gpus %d; the global batch is split evenly "
                               "across devices",
                               cfg->shape.batch, cfg->devices);
-    pb_layout layout;
-    pb_status st = pb_mlp_layout(&cfg->shape, &layout);
+    pb_model model;
+    pb_status st = pb_model_of(cfg, &model);
     if (st != PB_OK) return st;
-    if ((st = strategy->validate(cfg, &layout)) != PB_OK) return st;
+    if ((st = strategy->validate(cfg, &model)) != PB_OK) return st;
 
     /* the auto-backend notice is printed only once the whole config is
      * valid, so a usage error stays one line */

@@ -73,6 +73,10 @@ void pb_config_defaults(pb_config *cfg);
  * the comm's device_map points into cfg, which outlives the comm. */
 pb_device_opts pb_config_device_opts(const pb_config *cfg);
 pb_comm_opts pb_config_comm_opts(const pb_config *cfg);
+/* pb_config_device_opts with the model's widest activation row, so a
+ * backend sizes its workspaces for it at open (workloads/workload.h) */
+struct pb_model;
+pb_device_opts pb_config_model_device_opts(const pb_config *cfg, const struct pb_model *model);
 
 /* Parses argv (after the subcommand, if any). On a usage error returns
  * PB_ERR_USAGE with a one-line message naming the flag and what is allowed.

@@ -15,6 +15,7 @@ static struct {
     int device; /* -1: the process's main thread (device 0 in dp) */
     int64_t step;
     pb_phase phase;
+    double sleep_ms; /* ms=: kind=slow's or stretch's sleep per step; 0: the kind's default */
 } fault;
 
 static int my_rank;
@@ -50,7 +51,7 @@ pb_status pb_fault_init(void)
     for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(item, '=');
         if (!eq)
-            return pb_usage_error("PB_FAULT: '%s' is not KEY=VALUE (keys: rank, device, step, phase, kind)", item);
+            return pb_usage_error("PB_FAULT: '%s' is not KEY=VALUE (keys: rank, device, step, phase, kind, ms)", item);
         *eq = '\0';
         const char *key = item, *val = eq + 1;
         long n = 0;
@@ -68,13 +69,19 @@ pb_status pb_fault_init(void)
             while (p < PB_PHASE_COUNT && strcmp(pb_phase_name((pb_phase)p), val) != 0) p++;
             if (p == PB_PHASE_COUNT) return pb_usage_error("PB_FAULT: phase=%s is not a phase name", val);
             fault.phase = (pb_phase)p;
+        } else if (strcmp(key, "ms") == 0) {
+            char *end = NULL;
+            double ms = strtod(val, &end);
+            if (end == val || *end || !(ms > 0 && ms <= 60000))
+                return pb_usage_error("PB_FAULT: ms=%s; allowed: 0 < ms <= 60000 (kind=slow's or stretch's sleep)", val);
+            fault.sleep_ms = ms;
         } else if (strcmp(key, "kind") == 0) {
             for (int k = PB_FAULT_DIE; k <= PB_FAULT_STRETCH; k++)
                 if (strcmp(kind_names[k], val) == 0) kind = (pb_fault_kind)k;
             if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT: kind=%s; allowed: die, hang, nan, skew, slow, stretch",
                                                          val);
         } else {
-            return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, device, step, phase, kind)", key);
+            return pb_usage_error("PB_FAULT: unknown key '%s' (keys: rank, device, step, phase, kind, ms)", key);
         }
     }
     if (kind == PB_FAULT_NONE) return pb_usage_error("PB_FAULT needs kind=die|hang|nan|skew|slow|stretch");
@@ -93,15 +100,16 @@ static bool my_thread(void)
 }
 
 /* kind=slow and kind=stretch: every step from the fault's on, said once */
-static void sleep_every_step(const char *what, int ms, const char *where, pb_phase phase)
+static void sleep_every_step(const char *what, double ms, const char *where, pb_phase phase)
 {
     static atomic_flag said = ATOMIC_FLAG_INIT;
     if (!atomic_flag_test_and_set(&said)) {
-        fprintf(stderr, "bench: PB_FAULT (test-only): rank %d: %s: %d ms more %s phase %s from step %lld on\n",
+        fprintf(stderr, "bench: PB_FAULT (test-only): rank %d: %s: %g ms more %s phase %s from step %lld on\n",
                 my_rank, what, ms, where, pb_phase_name(phase), (long long)fault.step);
         fflush(stderr);
     }
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    long ns = (long)(ms * 1e6);
+    struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
     nanosleep(&ts, NULL);
 }
 
@@ -111,7 +119,8 @@ bool pb_fault_at(pb_phase phase)
         phase != fault.phase || !my_thread())
         return false;
     if (fault.kind == PB_FAULT_SLOW) {
-        if (cur_step >= 0 && cur_step >= fault.step) sleep_every_step("slow", PB_FAULT_SLOW_MS, "before", phase);
+        if (cur_step >= 0 && cur_step >= fault.step)
+            sleep_every_step("slow", fault.sleep_ms > 0 ? fault.sleep_ms : PB_FAULT_SLOW_MS, "before", phase);
         return false;
     }
     if (cur_step != fault.step) return false;
@@ -147,7 +156,7 @@ void pb_fault_ending(pb_phase phase)
     if (fault.kind != PB_FAULT_STRETCH || phase != fault.phase || !my_thread() || cur_step < 0 ||
         cur_step < fault.step)
         return;
-    sleep_every_step("stretch", PB_FAULT_STRETCH_MS, "inside", phase);
+    sleep_every_step("stretch", fault.sleep_ms > 0 ? fault.sleep_ms : PB_FAULT_STRETCH_MS, "inside", phase);
 }
 
 bool pb_fault_nan_step(void) { return nan_step >= 0 && nan_step == cur_step; }

@@ -1,6 +1,6 @@
 /* Fault injection for the reliability tests: TEST-ONLY.
  *
- * PB_FAULT="rank=R,device=D,step=S,phase=P,kind=K" makes rank R (0 for a
+ * PB_FAULT="rank=R,device=D,step=S,phase=P,kind=K[,ms=M]" makes rank R (0 for a
  * one-process run; default 0), on the thread that drives device D (dp's and
  * mp's device threads; default: the main thread, device 0 in dp), at step S
  * (counted from 0 over warmup and measured steps; default 0), on entering
@@ -15,12 +15,15 @@
  *              (the replica's first bias element of its top layer) by
  *              PB_FAULT_SKEW_FACTOR, where the gradient is in host memory (cpu
  *              backend); phase= does not apply. Never in --verify's reference;
- *   kind=slow  from step S on, in every step, sleep PB_FAULT_SLOW_MS on
+ *   kind=slow  from step S on, in every step, sleep M ms (default
+ *              PB_FAULT_SLOW_MS; ms= may be fractional) on
  *              entering phase P (before its span: the time is in the step,
  *              in no phase): one rank reliably the slowest (e.g. after its
- *              all-reduce, phase=opt), for the slowest-rank step times;
- *   kind=stretch  from step S on, in every step, sleep PB_FAULT_STRETCH_MS
- *              inside phase P (at its end, before its end mark: the time is
+ *              all-reduce, phase=opt), for the slowest-rank step times; and
+ *              a known slowdown for scripts/aa-test.sh (ms= a tenth of
+ *              the step: a 10% regression that compare must detect);
+ *   kind=stretch  from step S on, in every step, sleep M ms (default
+ *              PB_FAULT_STRETCH_MS) inside phase P (at its end, before its end mark: the time is
  *              counted in P), as a slower device would take longer over its
  *              compute: one rank a straggler in that phase (harness/straggler.h).
  * Checked in pb_phase_begin (stretch: pb_phase_end), so it fires in every strategy, and where dp's

@@ -11,8 +11,8 @@
 #define MAX_WORKERS 64
 
 typedef struct slot {
-    float *x;
-    int32_t *labels;
+    char *inputs;  /* the workload's, rows of in_bytes */
+    char *targets; /* rows of target_bytes */
     int64_t step; /* the step it holds, -1 while free or being filled */
     int done;     /* workers finished with the step being filled */
 } slot;
@@ -27,12 +27,13 @@ typedef struct worker {
 
 struct pb_loader {
     const pb_backend *be;
-    const pb_layout *layout;
+    const pb_model *model;
+    size_t in_bytes, target_bytes;
     uint64_t seed;
     int row0, batch; /* rows [row0, row0 + batch) of each global batch */
     int64_t steps;
     int64_t filled; /* samples filled, under mu */
-    float *prototypes;
+    float *table; /* the workload's data table (docs/data.md), NULL when none */
     slot slots[SLOTS];
     int64_t released; /* slots holding steps below this may be refilled */
     bool stop;
@@ -59,8 +60,8 @@ static void *produce(void *arg)
         bool stop = l->stop;
         pthread_mutex_unlock(&l->mu);
         if (stop) break;
-        pb_data_fill(l->layout, l->seed, t, (int64_t)l->row0 + first, last - first, l->prototypes,
-                     s->x + (size_t)first * l->layout->in, s->labels + first);
+        l->model->ops->fill(l->model, l->seed, l->table, t, (int64_t)l->row0 + first, last - first,
+                            s->inputs + (size_t)first * l->in_bytes, s->targets + (size_t)first * l->target_bytes);
         pthread_mutex_lock(&l->mu);
         l->filled += last - first;
         if (++s->done == l->n_workers) {
@@ -73,14 +74,16 @@ static void *produce(void *arg)
     return NULL;
 }
 
-pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64_t seed, int row0, int batch,
+pb_status pb_loader_create(const pb_backend *be, const pb_model *model, uint64_t seed, int row0, int batch,
                            int64_t steps, int workers, pb_loader **out)
 {
     pb_status st = PB_OK;
     pb_loader *l = NULL;
     PB_ALLOC(l, 1);
     l->be = be;
-    l->layout = layout;
+    l->model = model;
+    l->in_bytes = pb_model_input_bytes(model);
+    l->target_bytes = pb_model_target_bytes(model);
     l->seed = seed;
     l->row0 = row0;
     l->batch = batch;
@@ -89,12 +92,14 @@ pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64
     if (l->n_workers > batch) l->n_workers = batch;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
-    PB_ALLOC(l->prototypes, (size_t)layout->classes * (size_t)layout->in);
-    pb_data_prototypes(layout, seed, l->prototypes);
+    if (model->data_table) {
+        PB_ALLOC(l->table, model->data_table);
+        model->ops->data_table(model, seed, l->table);
+    }
     for (int i = 0; i < SLOTS; i++) {
         l->slots[i].step = -1;
-        PB_TRY(be->host_alloc(NULL, (size_t)batch * (size_t)layout->in * sizeof(float), (void **)&l->slots[i].x));
-        PB_TRY(be->host_alloc(NULL, (size_t)batch * sizeof(int32_t), (void **)&l->slots[i].labels));
+        PB_TRY(be->host_alloc(NULL, (size_t)batch * l->in_bytes, (void **)&l->slots[i].inputs));
+        PB_TRY(be->host_alloc(NULL, (size_t)batch * l->target_bytes, (void **)&l->slots[i].targets));
     }
     for (int i = 0; i < l->n_workers; i++) {
         l->workers[i] = (worker){.l = l, .index = i};
@@ -118,11 +123,11 @@ pb_status pb_loader_next(pb_loader *l, int64_t step, pb_batch *out)
     pthread_cond_broadcast(&l->cv);
     while (s->step != step) pthread_cond_wait(&l->cv, &l->mu);
     pthread_mutex_unlock(&l->mu);
-    *out = (pb_batch){.step = step, .row0 = l->row0, .count = l->batch, .x = s->x, .labels = s->labels};
+    *out = (pb_batch){.step = step, .row0 = l->row0, .count = l->batch, .inputs = s->inputs, .targets = s->targets};
     return PB_OK;
 }
 
-bool pb_loader_peek(pb_loader *l, int64_t step, const float **x, const int32_t **labels)
+bool pb_loader_peek(pb_loader *l, int64_t step, const void **inputs, const void **targets)
 {
     if (step < 0 || step >= l->steps) return false;
     slot *s = &l->slots[step % SLOTS];
@@ -130,8 +135,8 @@ bool pb_loader_peek(pb_loader *l, int64_t step, const float **x, const int32_t *
     bool ready = s->step == step;
     pthread_mutex_unlock(&l->mu);
     if (ready) {
-        *x = s->x;
-        *labels = s->labels;
+        *inputs = s->inputs;
+        *targets = s->targets;
     }
     return ready;
 }
@@ -159,10 +164,10 @@ void pb_loader_destroy(pb_loader *l)
     pthread_mutex_unlock(&l->mu);
     for (int i = 0; i < l->started; i++) pthread_join(l->workers[i].thread, NULL);
     for (int i = 0; i < SLOTS; i++) {
-        l->be->host_free(NULL, l->slots[i].x);
-        l->be->host_free(NULL, l->slots[i].labels);
+        l->be->host_free(NULL, l->slots[i].inputs);
+        l->be->host_free(NULL, l->slots[i].targets);
     }
-    free(l->prototypes);
+    free(l->table);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l);

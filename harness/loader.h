@@ -20,7 +20,7 @@ typedef struct pb_loader pb_loader;
  * [0, steps), with `workers` threads splitting them: a rank of ddp fills its
  * shard alone, exactly the samples single's loader puts in those rows
  * (samples are pure functions of seed, step and index). */
-pb_status pb_loader_create(const pb_backend *be, const pb_layout *layout, uint64_t seed, int row0, int rows,
+pb_status pb_loader_create(const pb_backend *be, const pb_model *model, uint64_t seed, int row0, int rows,
                            int64_t steps, int workers, pb_loader **out);
 /* Samples filled so far (all steps), so a test can tell that a rank
  * generated its shard and nothing more. */
@@ -35,7 +35,7 @@ int pb_loader_workers_for(long cores, int local_ranks);
 pb_status pb_loader_next(pb_loader *l, int64_t step, pb_batch *out);
 /* The batch of a later step if it is already filled, without waiting; its
  * slot stays valid until pb_loader_next(step + 1) returns. */
-bool pb_loader_peek(pb_loader *l, int64_t step, const float **x, const int32_t **labels);
+bool pb_loader_peek(pb_loader *l, int64_t step, const void **inputs, const void **targets);
 void pb_loader_destroy(pb_loader *l);
 
 #endif /* PB_LOADER_H */

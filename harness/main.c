@@ -125,12 +125,12 @@ static int cmd_calibrate(int argc, char **argv)
 {
     pb_config cfg;
     bool help = false;
-    pb_layout layout;
+    pb_model model;
     pb_calibration cal;
     pb_status st = load_config(&cfg, argc, argv, false, calibrate_usage, &help);
     if (st == PB_OK && help) return 0;
-    if (st == PB_OK) st = pb_mlp_layout(&cfg.shape, &layout);
-    if (st == PB_OK) st = pb_calibrate(&cfg, &layout, 0, &cal);
+    if (st == PB_OK) st = pb_model_of(&cfg, &model);
+    if (st == PB_OK) st = pb_calibrate(&cfg, &model, 0, &cal);
     if (st != PB_OK) return report(st);
     printf("device %s (%s, %s)\n", cal.device, cfg.backend, pb_precision_name(cfg.precision));
     if (!isnan(cal.peak_tflops)) printf("gemm_peak_tflops %.2f\n", cal.peak_tflops);
@@ -138,7 +138,7 @@ static int cmd_calibrate(int argc, char **argv)
     if (cal.n > 1 && !isnan(cal.peak_min))
         printf("gemm_peak_tflops_min %.2f max %.2f over %d devices\n", cal.peak_min, cal.peak_max, cal.n);
     if (!isnan(cal.gemm_ms)) {
-        double flops = pb_mlp_step_flops(&layout, cfg.shape.batch / cfg.devices);
+        double flops = pb_model_flops(&model, 0, model.n_blocks, cfg.shape.batch / cfg.devices);
         printf("%s_step_gemms_ms %.4f (%.2f TFLOP/s, per-device batch %d)\n", cfg.workload, cal.gemm_ms,
                flops / (cal.gemm_ms * 1e-3) / 1e12, cfg.shape.batch / cfg.devices);
     }

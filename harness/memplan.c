@@ -16,26 +16,27 @@ size_t pb_memplan_act_elem(const pb_config *cfg, bool host_is_device)
     return !host_is_device && cfg->precision == PB_BF16 ? 2 : sizeof(float);
 }
 
-double pb_memplan_add_replica(const pb_layout *layout, int l0, int l1, double rows, bool opt_state,
-                              pb_optimizer o, double e, pb_mem_parts *p)
+double pb_memplan_add_replica(const pb_model *model, int b0, int b1, double rows, int slots, bool opt_state,
+                              bool targets, bool bound_io, pb_optimizer o, double e, pb_mem_parts *p)
 {
-    double n = 0.0, act_elems = layout->layer[l0].in, widest = layout->layer[l0].in;
-    for (int l = l0; l < l1; l++) {
-        const pb_layer_desc *d = &layout->layer[l];
-        n += (double)d->in * d->out + d->out;
-        act_elems += d->out;
-        if (d->out > widest) widest = d->out;
-    }
+    double n = (double)pb_model_span(model, b0, b1);
     p->params += 4.0 * n + (e != 4.0 ? e * n : 0.0);
     p->grads += 4.0 * n;
     if (opt_state) p->optim += 4.0 * n * (o == PB_OPT_ADAMW ? 2.0 : 1.0);
-    p->acts += e * rows * act_elems + 2.0 * e * rows * widest + 4.0 * layout->layer[l0].in + 4.0 * rows + 4.0;
+    p->acts += model->ops->stage_bytes(model, b0, b1, rows, slots, e, bound_io) + 4.0; /* and the loss */
+    if (targets) p->acts += rows * slots * (double)pb_model_target_bytes(model);
     return n;
 }
 
-void pb_memplan_add_staging(double rows, double in, bool in_place, pb_mem_parts *p)
+double pb_memplan_input_bytes(const pb_model *model, double rows, double e)
 {
-    if (!in_place) p->acts += 2.0 * (4.0 * rows * in + 4.0 * rows);
+    return model->input_is_act ? e * rows * (double)model->input_elems : rows * (double)pb_model_input_bytes(model);
+}
+
+void pb_memplan_add_staging(const pb_model *model, double rows, bool in_place, pb_mem_parts *p)
+{
+    if (!in_place)
+        p->acts += 2.0 * rows * (double)(pb_model_input_bytes(model) + pb_model_target_bytes(model));
 }
 
 bool pb_memplan_in_place(const pb_config *cfg, const pb_memplan_env *env)
@@ -43,10 +44,11 @@ bool pb_memplan_in_place(const pb_config *cfg, const pb_memplan_env *env)
     return env->host_is_device && pb_memplan_act_elem(cfg, env->host_is_device) == sizeof(float);
 }
 
-/* harness/loader.c: three slots of the global batch and the prototypes */
-static void add_loader(const pb_layout *layout, double batch, double *bytes)
+/* harness/loader.c: three slots of the global batch and the data table */
+static void add_loader(const pb_model *model, double batch, double *bytes)
 {
-    *bytes += 3.0 * (4.0 * batch * layout->in + 4.0 * batch) + 4.0 * (double)layout->classes * layout->in;
+    *bytes += 3.0 * batch * (double)(pb_model_input_bytes(model) + pb_model_target_bytes(model)) +
+              4.0 * (double)model->data_table;
 }
 
 static double parts_sum(const pb_mem_parts *p)
@@ -64,13 +66,13 @@ static void parts_add(pb_mem_parts *to, const pb_mem_parts *p, double times)
     to->verify += times * p->verify;
 }
 
-void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_memplan_env *env,
+void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
                         pb_memplan *out)
 {
     memset(out, 0, sizeof *out);
     const double e = (double)pb_memplan_act_elem(cfg, env->host_is_device);
-    const double B = cfg->shape.batch, in = layout->in, P = (double)layout->n_params;
-    const int L = layout->n_layers, n = cfg->devices;
+    const double B = cfg->shape.batch, P = (double)model->n_params;
+    const int L = model->n_blocks, n = cfg->devices;
     const pb_optimizer o = cfg->optimizer;
     const bool in_place = pb_memplan_in_place(cfg, env);
     pb_mem_parts dev[PB_MAX_STAGES];
@@ -81,14 +83,14 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
     out->n_devices = per_rank ? 1 : n;
 
     if (strategy && strategy->plan_memory) {
-        strategy->plan_memory(cfg, layout, env, dev);
+        strategy->plan_memory(cfg, model, env, dev);
     } else {
         /* one replica over the rows this process holds (the batch, or a
          * rank's shard) and their input staging; a CUDA graph stages even
          * an input it could read in place */
         double rows = per_rank ? B / n : B;
-        pb_memplan_add_replica(layout, 0, L, rows, true, o, e, &dev[0]);
-        pb_memplan_add_staging(rows, in, in_place && !cfg->cuda_graph, &dev[0]);
+        pb_memplan_add_replica(model, 0, L, rows, 1, true, true, false, o, e, &dev[0]);
+        pb_memplan_add_staging(model, rows, in_place && !cfg->cuda_graph, &dev[0]);
     }
     for (int i = 0; i < out->n_devices; i++) {
         out->device[i] = parts_sum(&dev[i]);
@@ -102,7 +104,7 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
     proc.params += 4.0 * P; /* initial, later final parameters (run.c) */
     /* a rank's loader fills its shard alone (the larger one when the ranks
      * do not divide the batch) */
-    add_loader(layout, per_rank ? ceil(B / (double)n) : B, &proc.loader);
+    add_loader(model, per_rank ? ceil(B / (double)n) : B, &proc.loader);
     /* ddp's gradients staged through the host for a host comm */
     if (per_rank && !env->host_is_device && !(comm && comm->device_buffers)) proc.grads += 4.0 * P;
     if (env->host_is_device)
@@ -115,11 +117,11 @@ void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_
      * parameters when it comes before the last */
     if (cfg->verify && env->writer) {
         pb_mem_parts ref = {0};
-        pb_memplan_add_replica(layout, 0, L, B, true, o, e, &ref);
-        pb_memplan_add_staging(B, in, in_place, &ref);
+        pb_memplan_add_replica(model, 0, L, B, 1, true, true, false, o, e, &ref);
+        pb_memplan_add_staging(model, B, in_place, &ref);
         double ref_dev = parts_sum(&ref);
         double host = 8.0 * P;
-        add_loader(layout, B, &host);
+        add_loader(model, B, &host);
         if (pb_verify_steps(cfg) < (int64_t)cfg->warmup + cfg->iters) host += 4.0 * P;
         if (env->host_is_device) host += ref_dev;
         else out->device[0] += ref_dev;

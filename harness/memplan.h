@@ -3,8 +3,9 @@
  * Linux overcommits: a run far too large for the host gets every malloc and
  * is then killed by the OOM killer mid-run (exit 137, no row, no message).
  * So the run core adds up what the run will hold at its peak, per device
- * and per host, from the configuration and layout alone (a pure function,
- * unit-tested against the allocations and against measured peak RSS), and
+ * and per host, from the configuration and the workload's model alone (a
+ * pure function, unit-tested against the allocations and against measured
+ * peak RSS), and
  * refuses a run whose plan does not fit what the host, its cgroup and each
  * GPU can give, with the same "out of host memory: ..." failure as a failed
  * allocation (docs/reliability.md, "Out of memory").
@@ -12,19 +13,20 @@
  * What the plan counts, by the code that allocates it:
  *  - per replica (strategies/replica.c): fp32 parameters and gradients, the
  *    optimizer state (SGD momentum; AdamW m and v) where the replica keeps
- *    it, a compute copy of the weights for a narrower activation type, the
- *    activations of every layer for its rows, two gradient buffers of the
- *    widest layer;
+ *    it, a compute copy of the weights for a narrower activation type, and
+ *    its stage's activations for its rows, as the workload declares them
+ *    (pb_workload_ops.stage_bytes; the MLP: every layer's, two gradient
+ *    buffers of the widest layer);
  *  - per strategy (its pb_strategy.plan_memory, else one replica over the
  *    rows the process holds): single one replica over the batch; dp a replica per
  *    device over its shard (optimizer state on device 0 only) and device 0's
  *    full-batch logits and their gradient; ddp one such replica per rank,
- *    every rank of this host counted; mp a replica per stage over the whole
- *    batch (GPipe keeps every microbatch's activations), a gradient scratch
+ *    every rank of this host counted; mp a replica per stage with a slot per
+ *    microbatch (GPipe keeps every microbatch's activations), a gradient scratch
  *    with microbatches and an input-gradient buffer per stage after the
  *    first; input staging buffers where the batch is not read in place;
  *  - per process: the initial/final parameters on the host, the loader's
- *    three batch slots and its class prototypes (harness/loader.c);
+ *    three batch slots and the workload's data table (harness/loader.c);
  *  - --verify (on the writer: rank 0, or the process): `single`'s replica,
  *    loader and two parameter copies, held while the run's still exist, and
  *    the parameters kept at the judged step.
@@ -72,20 +74,24 @@ size_t pb_memplan_act_elem(const pb_config *cfg, bool host_is_device);
 
 /* The building blocks of a strategy's own device model
  * (pb_strategy.plan_memory), added into p. */
-/* pb_replica_init_opt over layers [l0, l1) for `rows` rows, activations of
- * e bytes an element, optimizer state where opt_state; returns its
- * parameter count */
-double pb_memplan_add_replica(const pb_layout *layout, int l0, int l1, double rows, bool opt_state,
-                              pb_optimizer o, double e, pb_mem_parts *p);
-/* pb_input_init: two staging slots of rows of `in` features, unless read
- * in place */
-void pb_memplan_add_staging(double rows, double in, bool in_place, pb_mem_parts *p);
+/* pb_replica_init over blocks [b0, b1) for `slots` slots of `rows` rows,
+ * activations of e bytes an element, optimizer state where opt_state, a
+ * targets buffer where targets, its stage's input and output bound by the
+ * caller where bound_io; returns its parameter count */
+double pb_memplan_add_replica(const pb_model *model, int b0, int b1, double rows, int slots, bool opt_state,
+                              bool targets, bool bound_io, pb_optimizer o, double e, pb_mem_parts *p);
+/* Bytes of `rows` samples' inputs on a device (values in the activation
+ * type, e bytes each; others as they are) */
+double pb_memplan_input_bytes(const pb_model *model, double rows, double e);
+/* pb_input_init: two staging slots of rows of inputs and targets, unless
+ * read in place */
+void pb_memplan_add_staging(const pb_model *model, double rows, bool in_place, pb_mem_parts *p);
 /* The batch can be read in place, unstaged: device memory is host memory
  * and the activations are fp32 like the batch. */
 bool pb_memplan_in_place(const pb_config *cfg, const pb_memplan_env *env);
 
-/* The plan of cfg (validated) over layout. Pure: no allocation, no I/O. */
-void pb_memplan_compute(const pb_config *cfg, const pb_layout *layout, const pb_memplan_env *env,
+/* The plan of cfg (validated) over its model. Pure: no allocation, no I/O. */
+void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
                         pb_memplan *out);
 
 /* What this host can give: MemAvailable from <root>/proc/meminfo, and the

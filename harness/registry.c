@@ -16,13 +16,14 @@ static const pb_comm *const comms[] = {&pb_comm_mpi, &pb_comm_nccl, &pb_comm_loc
 static const pb_strategy *const strategies[] = {&pb_strategy_single, &pb_strategy_dp, &pb_strategy_ddp, &pb_strategy_mp};
 
 static const pb_workload workloads[] = {
-    {"mlp-xs", "tiny MLP for tests", {256, 256, 3, 10, 64}},
-    {"mlp-s", "small MLP (launch-bound on GPUs)", {1024, 1024, 4, 1000, 256}},
-    {"mlp-m", "medium MLP", {4096, 4096, 8, 1000, 512}},
-    {"mlp-l", "large MLP (GEMM-bound)", {8192, 8192, 8, 1000, 1024}},
-    {"comm-heavy", "wide, shallow, small batch: communication dominates", {8192, 8192, 4, 1000, 32}},
+    {"mlp-xs", "tiny MLP for tests", {256, 256, 3, 10, 64}, &pb_workload_mlp},
+    {"mlp-s", "small MLP (launch-bound on GPUs)", {1024, 1024, 4, 1000, 256}, &pb_workload_mlp},
+    {"mlp-m", "medium MLP", {4096, 4096, 8, 1000, 512}, &pb_workload_mlp},
+    {"mlp-l", "large MLP (GEMM-bound)", {8192, 8192, 8, 1000, 1024}, &pb_workload_mlp},
+    {"comm-heavy", "wide, shallow, small batch: communication dominates", {8192, 8192, 4, 1000, 32},
+     &pb_workload_mlp},
     {"custom", "shape from --in --hidden --layers --classes --batch (defaults: mlp-s)",
-     {1024, 1024, 4, 1000, 256}},
+     {1024, 1024, 4, 1000, 256}, &pb_workload_mlp},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -65,6 +66,13 @@ const pb_workload *pb_find_workload(const char *name)
     for (size_t i = 0; i < COUNT(workloads); i++)
         if (strcmp(workloads[i].name, name) == 0) return &workloads[i];
     return NULL;
+}
+
+pb_status pb_model_of(const pb_config *cfg, pb_model *out)
+{
+    const pb_workload *w = pb_find_workload(cfg->workload);
+    if (!w) return pb_usage_error("--workload %s: allowed: %s", cfg->workload, pb_workload_names());
+    return pb_model_describe(w->ops, &cfg->shape, out);
 }
 
 static void join(char *buf, size_t len, const char *name)
@@ -186,8 +194,8 @@ void pb_registry_print(FILE *out)
     pb_table_row(out, 3, w, (const char *[]){"", "   in  hidden layers classes batch    params", "description"});
     for (size_t i = 0; i < COUNT(workloads); i++) {
         const pb_shape *s = &workloads[i].shape;
-        pb_layout layout;
-        size_t params = pb_mlp_layout(s, &layout) == PB_OK ? layout.n_params : 0;
+        static pb_model model; /* large for a stack; `bench list` runs once */
+        size_t params = pb_model_describe(workloads[i].ops, s, &model) == PB_OK ? model.n_params : 0;
         char shape[64];
         snprintf(shape, sizeof shape, "%5d %7d %6d %7d %5d %9zu", s->in, s->hidden, s->layers, s->classes, s->batch,
                  params);

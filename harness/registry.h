@@ -14,6 +14,8 @@ const pb_backend *pb_find_backend(const char *name);
 const pb_comm *pb_find_comm(const char *name);
 const pb_strategy *pb_find_strategy(const char *name);
 const pb_workload *pb_find_workload(const char *name);
+/* The model of cfg's workload and shape (its preset's ops: pb_model_describe). */
+pb_status pb_model_of(const pb_config *cfg, pb_model *out);
 
 /* The i-th strategy in the registry's order (0 first), NULL past the last:
  * for lists of the strategies with a fact of their table. */

@@ -101,8 +101,8 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     pb_record_set(r, PB_COL_HIDDEN, "%d", cfg->shape.hidden);
     pb_record_set(r, PB_COL_LAYERS, "%d", cfg->shape.layers);
     pb_record_set(r, PB_COL_CLASSES, "%d", cfg->shape.classes);
-    pb_layout layout;
-    if (pb_mlp_layout(&cfg->shape, &layout) == PB_OK) pb_record_set(r, PB_COL_PARAMS, "%zu", layout.n_params);
+    pb_model model;
+    if (pb_model_of(cfg, &model) == PB_OK) pb_record_set(r, PB_COL_PARAMS, "%zu", model.n_params);
     else pb_error_clear(); /* validation refused such a shape already */
     pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", cfg->shape.batch);
     /* ranks need not divide the batch: the largest shard */

@@ -41,7 +41,7 @@ typedef struct run_state {
     const pb_config *cfg;
     const pb_backend *be;
     const pb_strategy *strategy;
-    pb_layout layout;
+    pb_model model;
     float *params; /* host: initial, later final parameters */
     /* --verify (the writer): the parameters after the judged step, when it
      * comes before the last (pb_verify_steps) */
@@ -135,7 +135,7 @@ static pb_status check_memory(const run_state *rs)
                           .device = rs->multi ? rs->device : 0,
                           .writer = is_writer(rs)};
     pb_memplan plan;
-    pb_memplan_compute(rs->cfg, &rs->layout, &env, &plan);
+    pb_memplan_compute(rs->cfg, &rs->model, &env, &plan);
     pb_host_room room;
     pb_host_room_read("", &room);
     double dev_free[PB_MAX_STAGES], dev_total[PB_MAX_STAGES];
@@ -154,9 +154,9 @@ static pb_status setup(run_state *rs)
 {
     pb_status st = PB_OK;
     const pb_config *cfg = rs->cfg;
-    PB_TRY(pb_mlp_layout(&cfg->shape, &rs->layout));
+    PB_TRY(pb_model_of(cfg, &rs->model));
     PB_TRY(check_memory(rs));
-    PB_ALLOC(rs->params, rs->layout.n_params);
+    PB_ALLOC(rs->params, rs->model.n_params);
     PB_ALLOC(rs->step_ms, cfg->iters);
     PB_ALLOC(rs->scratch, cfg->iters);
     PB_ALLOC(rs->phase_steps, (size_t)cfg->iters * PB_PHASE_COUNT);
@@ -167,11 +167,11 @@ static pb_status setup(run_state *rs)
         for (size_t i = 0; i < n; i++) rs->steps[i] = -HUGE_VAL;
     }
     if (cfg->verify && is_writer(rs) && pb_verify_steps(cfg) < (int64_t)cfg->warmup + cfg->iters)
-        PB_ALLOC(rs->verify_params, rs->layout.n_params);
-    pb_mlp_init_params(&rs->layout, cfg->seed, rs->params);
+        PB_ALLOC(rs->verify_params, rs->model.n_params);
+    rs->model.ops->init_params(&rs->model, cfg->seed, rs->params);
     if (is_writer(rs)) PB_TRY(prepare_dump(cfg));
     if (cfg->dump[0] && is_writer(rs)) {
-        size_t n = rs->layout.n_params;
+        size_t n = rs->model.n_params;
         PB_TRY(dump_array(cfg, "params_init.npy", "<f4", rs->params, sizeof(float), 1, &n));
     }
     rs->cal.peak_tflops = rs->cal.peak_min = rs->cal.peak_max = rs->cal.gemm_ms = NAN;
@@ -179,14 +179,14 @@ static pb_status setup(run_state *rs)
     /* each rank its own device; the ranks' peaks meet after the steps
      * (gather_slowest), where no rank can be missing */
     if (cfg->calibrate || rs->be->is_gpu)
-        PB_TRY(pb_calibrate(cfg, &rs->layout, rs->multi ? rs->device : 0, &rs->cal));
+        PB_TRY(pb_calibrate(cfg, &rs->model, rs->multi ? rs->device : 0, &rs->cal));
     /* interrupted during calibration: train stops at its first boundary
      * and says so, with nothing more set up. Not a rank: the others, which
      * may not have the signal yet, go on into the strategy's collective
      * set-up (the comm's), which this rank must join; all then stop
      * together at the first boundary. */
     if (pb_signals_caught() && !rs->multi) return PB_OK;
-    rs->ctx = (pb_strategy_ctx){.cfg = cfg, .be = rs->be, .layout = &rs->layout, .init_params = rs->params,
+    rs->ctx = (pb_strategy_ctx){.cfg = cfg, .be = rs->be, .model = &rs->model, .init_params = rs->params,
                                 .rank = 0, .ranks = 1, .local_rank = 0};
     if (rs->multi) {
         rs->ctx.rank = rs->world.rank;
@@ -206,7 +206,7 @@ static pb_status setup(run_state *rs)
      * fills its shard alone (its strategy reads no other row) */
     int row0 = 0, rows = cfg->shape.batch;
     if (rs->multi) pb_input_shard(cfg->shape.batch, rs->world.ranks, rs->world.rank, &row0, &rows);
-    PB_TRY(pb_loader_create(rs->be, &rs->layout, cfg->seed, row0, rows, (int64_t)cfg->warmup + cfg->iters,
+    PB_TRY(pb_loader_create(rs->be, &rs->model, cfg->seed, row0, rows, (int64_t)cfg->warmup + cfg->iters,
                             loader_workers(cfg, rs->multi ? rs->world.local_ranks : 1), &rs->loader));
 cleanup:
     return st;
@@ -225,7 +225,7 @@ pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *st
     pb_nvtx_pop();
     double load_ms = pb_now_ms() - t0;
     if (st == PB_OK) {
-        pb_loader_peek(loader, step + 1, &batch->next_x, &batch->next_labels);
+        pb_loader_peek(loader, step + 1, &batch->next_inputs, &batch->next_targets);
         st = strategy->step(state, batch, res);
     }
     *step_ms = pb_now_ms() - t0;
@@ -352,27 +352,31 @@ static pb_status dump_batch0(run_state *rs, const pb_batch *batch)
 {
     pb_status st = PB_OK;
     const pb_config *cfg = rs->cfg;
-    size_t b = (size_t)cfg->shape.batch, in = (size_t)rs->layout.in;
-    float *x = NULL, *protos = NULL;
-    int32_t *labels = NULL;
-    const float *dx = batch->x;
-    const int32_t *dl = batch->labels;
+    const pb_model *model = &rs->model;
+    size_t b = (size_t)cfg->shape.batch, ib = pb_model_input_bytes(model), tb = pb_model_target_bytes(model);
+    char *x = NULL, *targets = NULL;
+    float *table = NULL;
+    const void *dx = batch->inputs, *dt = batch->targets;
     if (batch->row0 != 0 || (size_t)batch->count != b) {
-        PB_ALLOC(x, b * in);
-        PB_ALLOC(labels, b);
-        PB_ALLOC(protos, (size_t)rs->layout.classes * in);
-        pb_data_prototypes(&rs->layout, cfg->seed, protos);
-        pb_data_fill(&rs->layout, cfg->seed, 0, 0, (int)b, protos, x, labels);
+        PB_ALLOC(x, b * ib);
+        PB_ALLOC(targets, b * tb);
+        if (model->data_table) {
+            PB_ALLOC(table, model->data_table);
+            model->ops->data_table(model, cfg->seed, table);
+        }
+        model->ops->fill(model, cfg->seed, table, 0, 0, (int)b, x, targets);
         dx = x;
-        dl = labels;
+        dt = targets;
     }
-    size_t xs[2] = {b, in};
-    PB_TRY(dump_array(cfg, "batch0_x.npy", "<f4", dx, sizeof(float), 2, xs));
-    PB_TRY(dump_array(cfg, "batch0_labels.npy", "<i4", dl, sizeof(int32_t), 1, &b));
+    /* inputs [b, values per sample]; targets the same, or [b] for one */
+    size_t xs[2] = {b, model->input_elems}, ts[2] = {b, model->target_elems};
+    PB_TRY(dump_array(cfg, "batch0_x.npy", model->input_dtype, dx, ib / model->input_elems, 2, xs));
+    PB_TRY(dump_array(cfg, "batch0_labels.npy", model->target_dtype, dt, tb / model->target_elems,
+                      model->target_elems == 1 ? 1 : 2, ts));
 cleanup:
     free(x);
-    free(labels);
-    free(protos);
+    free(targets);
+    free(table);
     return st;
 }
 
@@ -387,7 +391,8 @@ cleanup:
 static void progress_line(run_state *rs, int done, double mean_ms, double loss)
 {
     const pb_config *cfg = rs->cfg;
-    double tflops = pb_mlp_step_flops(&rs->layout, cfg->shape.batch) / (mean_ms * 1e-3) / 1e12 / cfg->devices;
+    double flops = pb_model_flops(&rs->model, 0, rs->model.n_blocks, cfg->shape.batch);
+    double tflops = flops / (mean_ms * 1e-3) / 1e12 / cfg->devices;
     char mfu[32] = "", mem[48] = "";
     if (isfinite(rs->cal.peak_tflops) && rs->cal.peak_tflops > 0)
         snprintf(mfu, sizeof mfu, " | mfu %.3f", tflops / rs->cal.peak_tflops);
@@ -469,7 +474,8 @@ static pb_status train(run_state *rs)
     if (stats && *stats && strcmp(stats, "0") != 0)
         fprintf(stderr, "bench: rank %d loader filled %lld samples, %lld bytes\n", rs->multi ? rs->world.rank : 0,
                 (long long)pb_loader_filled(rs->loader),
-                (long long)pb_loader_filled(rs->loader) * (long long)(rs->layout.in * sizeof(float) + sizeof(int32_t)));
+                (long long)pb_loader_filled(rs->loader) *
+                    (long long)(pb_model_input_bytes(&rs->model) + pb_model_target_bytes(&rs->model)));
 cleanup:
     return st;
 }
@@ -510,7 +516,7 @@ static void fill_results(pb_record *r, run_state *rs)
     pb_record_num(r, PB_COL_STEP_MS_CV, s.cv);
     /* throughput over the whole measured time, so slow outliers count */
     pb_record_num(r, PB_COL_SAMPLES_PER_S, cfg->shape.batch * 1e3 / s.mean);
-    double tflops = pb_mlp_step_flops(&rs->layout, cfg->shape.batch) / (s.mean * 1e-3) / 1e12;
+    double tflops = pb_model_flops(&rs->model, 0, rs->model.n_blocks, cfg->shape.batch) / (s.mean * 1e-3) / 1e12;
     pb_record_num(r, PB_COL_MODEL_TFLOPS, tflops);
     /* MFU against the mean of the devices' measured peaks, per device:
      * the work done over the sum of their peaks (docs/statistics.md) */
@@ -547,7 +553,7 @@ static pb_status finish_dump(run_state *rs)
     if ((!rs->cfg->dump[0] && !rs->cfg->verify) || !is_writer(rs)) return PB_OK;
     pb_status st = rs->strategy->get_params(rs->strategy_state, rs->params);
     if (st != PB_OK || !rs->cfg->dump[0]) return st;
-    size_t n = rs->layout.n_params;
+    size_t n = rs->model.n_params;
     return dump_array(rs->cfg, "params_final.npy", "<f4", rs->params, sizeof(float), 1, &n);
 }
 
@@ -595,7 +601,7 @@ static pb_status verify_against_single(run_state *rs, double *max_rel, double *d
     ref.n_device_map = 0;
     ref.cuda_graph = false;
     ref.dump[0] = '\0';
-    size_t n = rs->layout.n_params;
+    size_t n = rs->model.n_params;
     float *init = NULL, *final = NULL;
     void *state = NULL;
     pb_loader *loader = NULL;
@@ -604,14 +610,14 @@ static pb_status verify_against_single(run_state *rs, double *max_rel, double *d
     pb_fault_set_step(-1);
     PB_ALLOC(init, n);
     PB_ALLOC(final, n);
-    pb_mlp_init_params(&rs->layout, ref.seed, init);
+    rs->model.ops->init_params(&rs->model, ref.seed, init);
     /* on the device the run itself used first (a ddp rank's own, the
      * first of --device-map): device 0 may be another job's, or absent
      * from what this run was given */
     int device = rs->multi ? rs->device : rs->cfg->n_device_map ? rs->cfg->device_map[0] : 0;
-    pb_strategy_ctx ctx = {.cfg = &ref, .be = rs->be, .layout = &rs->layout, .init_params = init, .device = device};
+    pb_strategy_ctx ctx = {.cfg = &ref, .be = rs->be, .model = &rs->model, .init_params = init, .device = device};
     PB_TRY(pb_strategy_single.init(&ctx, &state));
-    PB_TRY(pb_loader_create(rs->be, &rs->layout, ref.seed, 0, ref.shape.batch, total, loader_workers(&ref, 1),
+    PB_TRY(pb_loader_create(rs->be, &rs->model, ref.seed, 0, ref.shape.batch, total, loader_workers(&ref, 1),
                             &loader));
     if (!ref.quiet) pb_log_info("--verify: training single on the same %lld batches", (long long)total);
     for (int64_t s = 0; s < total; s++) {

@@ -12,6 +12,7 @@ extern "C" {
 #endif
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #define PB_MAX_STAGES 64 /* devices a single-process strategy drives */
 
@@ -35,7 +36,9 @@ const char *pb_optimizer_name(pb_optimizer o);
 typedef struct pb_device_opts {
     pb_precision precision; /* activation storage type (cuda) */
     int threads;            /* BLAS / host threads of the device (cpu) */
-    pb_shape shape;         /* its widest layer sizes the cuda workspace */
+    /* the model's widest activation row (pb_model.max_width), 0 unknown:
+     * sizes the cuda bf16 bias workspace up front */
+    size_t max_width;
 } pb_device_opts;
 
 /* What a comm's init reads of the run (kernels/comm.h). The `local` comm

@@ -110,6 +110,26 @@ double pb_stats_t_cdf(double t, double df)
     return t > 0 ? 1.0 - tail : tail;
 }
 
+double pb_stats_t_quantile(double p, double df)
+{
+    if (isnan(p) || isnan(df) || !(df > 0) || p < 0 || p > 1) return NAN;
+    if (p == 0 || p == 1) return p == 1 ? INFINITY : -INFINITY;
+    if (p < 0.5) return -pb_stats_t_quantile(1.0 - p, df);
+    /* the CDF is monotone: bracket the quantile, then bisect to the last bit
+     * (a few hundred CDF calls at most; compare asks for two per pair) */
+    double lo = 0, hi = 1;
+    while (pb_stats_t_cdf(hi, df) < p && hi < 1e300) {
+        lo = hi;
+        hi *= 2;
+    }
+    for (int i = 0; i < 200 && hi - lo > 1e-15 * hi; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (pb_stats_t_cdf(mid, df) < p) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
 bool pb_stats_welch(pb_stats_mean base, pb_stats_mean cur, double *t, double *df)
 {
     *t = NAN;

@@ -27,6 +27,9 @@ double pb_stats_incbeta(double a, double b, double x);
 /* CDF of Student's t with df > 0 degrees of freedom (df may be fractional). */
 double pb_stats_t_cdf(double t, double df);
 
+/* Its inverse: the t with P(T <= t) = p (0 < p < 1; +-inf at 1 and 0). */
+double pb_stats_t_quantile(double p, double df);
+
 /* A mean, the squared standard error of it and the degrees of freedom of
  * that error (0: spread unknown). */
 typedef struct pb_stats_mean {

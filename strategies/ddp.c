@@ -5,25 +5,26 @@
  *         the sum over ranks of their gradients is the global batch's
  *         gradient: the all-reduce is a plain SUM (the same as averaging
  *         per-rank means over equal shards),
- *   bwd   runs backward; as each layer's gradients are complete (the
+ *   bwd   runs backward; as each block's gradients are complete (the
  *         replica's ready callback) every bucket now wholly complete is
  *         handed to the comm to all-reduce, while backward goes on,
  *   sync  waits for the buckets still in flight (the exposed communication),
  *   opt   runs the optimizer on the summed gradients (identical on every
  *         rank, so the replicas stay equal without a broadcast).
  *
- * Buckets are byte ranges of at most --bucket-mb laid over the flat gradient
- * buffer from its end: layers are stored in order with each layer's W and b
- * contiguous, so backward completes the buffer from the top down, and a
- * bucket is ready once backward has passed its lowest offset. A bucket may
- * span several layers or be a piece of one (--bucket-mb 0.01). --no-overlap:
- * one all-reduce of the whole buffer after backward.
+ * Buckets are contiguous ranges of at most --bucket-mb laid over the flat
+ * gradient buffer from its end: the workload's blocks tile the buffer in
+ * order (workloads/workload.h), so backward completes it from the top down,
+ * block range by block range, and a bucket is ready once backward has
+ * passed its lowest offset (the completed block's first). A bucket may span
+ * several blocks or be a piece of one (--bucket-mb 0.01). --no-overlap: one
+ * all-reduce of the whole buffer after backward.
  *
  * Progress: the `mpi` comm runs the all-reduces on a comm thread of its own
  * (MPI_THREAD_SERIALIZED: only that thread is inside MPI during the step),
- * so a bucket progresses while this thread is busy in BLAS with the layers
- * below it; polling MPI_Test between layers would leave each bucket waiting
- * for a whole layer's GEMMs.
+ * so a bucket progresses while this thread is busy in BLAS with the blocks
+ * below it; polling MPI_Test between blocks would leave each bucket waiting
+ * for a whole block's GEMMs.
  *
  * Timing: comm is the time the collectives themselves ran (the comm thread's
  * clock), sync the time this thread waited for them after backward;
@@ -74,11 +75,7 @@ typedef struct ddp_state {
     float loss_host;
     pb_comm_req *loss_req;
 
-    /* the rank's rows of each batch; the replica's own input buffers,
-     * which in-place reading replaces during steps */
-    pb_input input;
-    void *own_input;
-    int32_t *own_labels;
+    pb_input input; /* the rank's rows of each batch */
 
     bool poison; /* PB_FAULT kind=nan fired this step (test-only) */
 
@@ -90,7 +87,7 @@ static size_t bucket_floats(const pb_config *cfg)
     return f < 1.0 ? 1 : (size_t)f;
 }
 
-static pb_status ddp_validate(const pb_config *cfg, const pb_layout *layout)
+static pb_status ddp_validate(const pb_config *cfg, const pb_model *model)
 {
     if (!pb_mpi_available())
         return pb_user_error(PB_ERR_UNAVAILABLE,
@@ -100,11 +97,11 @@ static pb_status ddp_validate(const pb_config *cfg, const pb_layout *layout)
         return pb_usage_error("--batch %d is smaller than --gpus %d; ddp gives every rank at least one row",
                               cfg->shape.batch, cfg->devices);
     if (!cfg->no_overlap) {
-        size_t per = bucket_floats(cfg), n = (layout->n_params + per - 1) / per;
+        size_t per = bucket_floats(cfg), n = (model->n_params + per - 1) / per;
         if (n > DDP_MAX_BUCKETS)
             return pb_usage_error("--bucket-mb %g makes %zu buckets of the %zu-parameter model; allowed: at most %d "
                                   "(a larger --bucket-mb)",
-                                  cfg->bucket_mb, n, layout->n_params, DDP_MAX_BUCKETS);
+                                  cfg->bucket_mb, n, model->n_params, DDP_MAX_BUCKETS);
     }
     return PB_OK;
 }
@@ -117,10 +114,6 @@ static void ddp_destroy(void *state)
     if (s->comm) s->ctx->comm->destroy(s->comm);
     if (s->timer.be) pb_phase_timer_destroy(&s->timer);
     pb_input_destroy(&s->input);
-    if (s->rep.be) { /* give the replica back its own buffers to free */
-        s->rep.act[0] = s->own_input;
-        s->rep.labels = s->own_labels;
-    }
     pb_replica_destroy(&s->rep);
     if (s->dev) be->close(s->dev);
     free(s->host_grads);
@@ -134,7 +127,7 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
     ddp_state *s = NULL;
     const pb_backend *be = ctx->be;
     const pb_config *cfg = ctx->cfg;
-    const pb_layout *layout = ctx->layout;
+    const pb_model *model = ctx->model;
     PB_ALLOC(s, 1);
     s->ctx = ctx;
     s->rank = ctx->rank;
@@ -147,9 +140,10 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
     /* the device the rank-to-GPU rule chose (harness/devmap.c): a
      * --device-map entry (test-only: several ranks on one GPU), else the
      * node-local rank or the one device the launcher shows the rank */
-    pb_device_opts dev_opts = pb_config_device_opts(cfg);
+    pb_device_opts dev_opts = pb_config_model_device_opts(cfg, model);
     PB_TRY(be->open(&dev_opts, ctx->device, &s->dev));
-    PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, layout, 0, layout->n_layers, s->shard, ctx->init_params));
+    PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, model, 0, model->n_blocks, s->shard, 1, ctx->init_params, true,
+                           true));
     PB_TRY(pb_phase_timer_init(&s->timer, be, s->dev));
     pb_comm_opts comm_opts = pb_config_comm_opts(cfg); /* ranks: no group of pointers to keep */
     PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, s->rank, s->ranks, &s->comm));
@@ -165,9 +159,7 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
     s->staged = !be->host_is_device && !s->dev_comm;
     if (s->staged) PB_ALLOC(s->host_grads, n);
 
-    s->own_input = s->rep.act[0];
-    s->own_labels = s->rep.labels;
-    PB_TRY(pb_input_init(&s->input, be, s->dev, (size_t)s->row0, (size_t)s->shard, (size_t)layout->in,
+    PB_TRY(pb_input_init(&s->input, be, s->dev, (size_t)s->row0, (size_t)s->shard, model,
                          be->host_is_device && !s->rep.params_c));
     *state = s;
     return PB_OK;
@@ -203,12 +195,12 @@ cleanup:
     return st;
 }
 
-/* Backward has completed layer `layer` (and every layer above it): launch
- * each bucket that lies wholly at or above the layer's first offset. */
-static pb_status grads_ready(void *arg, int layer)
+/* Backward has completed block b (and every block above it): launch each
+ * bucket that lies wholly at or above the block's first offset. */
+static pb_status grads_ready(void *arg, int b)
 {
     ddp_state *s = arg;
-    size_t frontier = s->ctx->layout->layer[layer].w_off;
+    size_t frontier = s->ctx->model->block[b].p_off;
     while (s->launched < s->n_buckets && s->bucket[s->launched].lo >= frontier) {
         pb_status st = launch_bucket(s, &s->bucket[s->launched]);
         if (st != PB_OK) return st;
@@ -248,15 +240,13 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     pb_phase_timer_reset(&s->timer);
     s->poison = false;
     PB_TRY(phase_begin(s, PB_PHASE_H2D));
-    r->act[0] = s->own_input;
-    r->labels = s->own_labels;
-    PB_TRY(pb_input_load(&s->input, batch, &r->act[0], &r->labels));
+    PB_TRY(pb_input_load_replica(&s->input, batch, r));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(phase_begin(s, PB_PHASE_FWD));
     PB_TRY(be->zero(s->dev, r->loss_sum, sizeof(float)));
-    PB_TRY(pb_replica_forward(r, m));
-    PB_TRY(pb_replica_loss(r, m, 1.0f / (float)bsz));
+    PB_TRY(pb_replica_forward(r, 0, m));
+    PB_TRY(pb_replica_loss(r, 0, m, 1.0f / (float)bsz));
     PB_TRY(pb_phase_end(&s->timer));
 
     /* backward's span starts with handing the loss to the comm (a wake-up
@@ -272,7 +262,7 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
         PB_TRY(comm->allreduce(s->comm, &s->loss_host, 1, 1.0f, &s->loss_req));
     }
 
-    PB_TRY(pb_replica_backward(r, m, NULL, cfg->no_overlap ? NULL : grads_ready, s));
+    PB_TRY(pb_replica_backward(r, 0, m, NULL, NULL, cfg->no_overlap ? NULL : grads_ready, s));
     PB_TRY(pb_phase_end(&s->timer));
 
     /* what backward did not hide: the buckets still to launch (all of them

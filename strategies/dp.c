@@ -73,16 +73,16 @@ typedef struct dp_state {
     const pb_strategy_ctx *ctx;
     int n;     /* devices */
     int shard; /* rows per device */
-    int top;   /* index of the replica's output activation (n_layers) */
     pb_device *dev[PB_MAX_STAGES];
     pb_replica rep[PB_MAX_STAGES];
     pb_phase_timer timer; /* device 0's */
 
     /* device 0's full-batch buffers */
-    void *x_full;      /* act type [B, in]; NULL when reading in place */
-    int32_t *labels;   /* [B]; NULL when reading in place */
-    void *logits;      /* act type [B, classes]: replica 0 writes its rows here */
-    void *dlogits;     /* act type [B, classes] */
+    void *x_full;      /* the inputs on the device [B]; NULL when reading in place */
+    void *targets;     /* [B]; NULL when reading in place */
+    void *logits;      /* act type [B, the model's output]: replica 0 writes its rows here */
+    void *dlogits;     /* act type [B, the model's output] */
+    size_t out_elems;  /* a sample's output */
     float *loss_sum;
     pb_input input;      /* the global batch onto device 0 */
 
@@ -127,9 +127,9 @@ static pb_status use_nccl(dp_state *s)
     return PB_OK;
 }
 
-static pb_status dp_validate(const pb_config *cfg, const pb_layout *layout)
+static pb_status dp_validate(const pb_config *cfg, const pb_model *model)
 {
-    (void)layout;
+    (void)model;
     if (cfg->devices < 2 || cfg->devices > PB_MAX_STAGES)
         return pb_usage_error("--gpus %d: strategy dp uses 2 to %d devices; use single for 1", cfg->devices,
                               PB_MAX_STAGES);
@@ -146,7 +146,8 @@ static pb_status dp_validate(const pb_config *cfg, const pb_layout *layout)
 static pb_status run_job(dp_state *s, int i, dp_job job)
 {
     pb_replica *r = &s->rep[i];
-    return job == DP_JOB_FWD ? pb_replica_forward(r, s->shard) : pb_replica_backward(r, s->shard, NULL, NULL, NULL);
+    return job == DP_JOB_FWD ? pb_replica_forward(r, 0, s->shard)
+                             : pb_replica_backward(r, 0, s->shard, NULL, NULL, NULL, NULL);
 }
 
 static void *worker_main(void *arg)
@@ -244,15 +245,10 @@ static void dp_destroy(void *state)
     if (s->dev[0]) {
         pb_input_destroy(&s->input);
         be->free(s->dev[0], s->x_full);
-        be->free(s->dev[0], s->labels);
+        be->free(s->dev[0], s->targets);
         be->free(s->dev[0], s->logits);
         be->free(s->dev[0], s->dlogits);
         be->free(s->dev[0], s->loss_sum);
-    }
-    /* replica 0's input and output are views of the buffers above */
-    if (s->rep[0].be) {
-        s->rep[0].act[0] = NULL;
-        s->rep[0].act[s->top] = NULL;
     }
     for (int i = 0; i < s->n; i++) {
         pb_replica_destroy(&s->rep[i]);
@@ -267,45 +263,38 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
     dp_state *s = NULL;
     const pb_backend *be = ctx->be;
     const pb_config *cfg = ctx->cfg;
-    const pb_layout *layout = ctx->layout;
+    const pb_model *model = ctx->model;
     PB_ALLOC(s, 1);
     s->ctx = ctx;
     s->n = cfg->devices;
     s->shard = cfg->shape.batch / cfg->devices;
-    s->top = layout->n_layers;
+    s->out_elems = model->block[model->n_blocks - 1].out_elems;
     PB_REQUIRE(s->n >= 2 && s->n <= PB_MAX_STAGES && s->shard * s->n == cfg->shape.batch, PB_ERR_INTERNAL,
                "dp: %d devices for a batch of %d", s->n, cfg->shape.batch);
 
-    pb_device_opts dev_opts = pb_config_device_opts(cfg);
+    pb_device_opts dev_opts = pb_config_model_device_opts(cfg, model);
     for (int i = 0; i < s->n; i++) {
         PB_TRY(be->open(&dev_opts, dp_ordinal(cfg, i), &s->dev[i]));
         /* only device 0 keeps optimizer state: the others' parameters are
-         * overwritten by replicate every step */
-        PB_TRY(pb_replica_init_opt(&s->rep[i], be, s->dev[i], cfg, layout, 0, layout->n_layers, s->shard,
-                                   ctx->init_params, i == 0));
-        /* the labels are needed only by the loss, on device 0's full batch */
-        be->free(s->dev[i], s->rep[i].labels);
-        s->rep[i].labels = NULL;
+         * overwritten by replicate every step; the targets are needed only
+         * by the loss, on device 0's full batch. Device 0's replica reads
+         * its rows of the full-batch input where they are and writes its
+         * output into the full-batch output: it has none of its own. */
+        PB_TRY(pb_replica_init_bound(&s->rep[i], be, s->dev[i], cfg, model, 0, model->n_blocks, s->shard, 1,
+                                     ctx->init_params, i == 0, false, i == 0));
     }
 
-    /* Device 0: replica 0 reads its rows of the full-batch input in place and
-     * writes its logits into the full-batch logits (its own buffers go). */
     pb_device *d0 = s->dev[0];
     pb_replica *r0 = &s->rep[0];
-    size_t b = (size_t)cfg->shape.batch, in = (size_t)layout->in, c = (size_t)layout->layer[s->top - 1].out;
-    be->free(d0, r0->act[0]);
-    r0->act[0] = NULL;
-    be->free(d0, r0->act[s->top]);
-    r0->act[s->top] = NULL;
+    size_t b = (size_t)cfg->shape.batch, c = s->out_elems;
     bool in_place = be->host_is_device && !r0->params_c;
-    PB_TRY(pb_input_init(&s->input, be, d0, 0, b, in, in_place));
+    PB_TRY(pb_input_init(&s->input, be, d0, 0, b, model, in_place));
     if (!s->input.in_place) {
-        PB_TRY(be->alloc(d0, be->act_bytes(d0, b * in), &s->x_full));
-        PB_TRY(be->alloc(d0, b * sizeof(int32_t), (void **)&s->labels));
-        r0->act[0] = s->x_full;
+        PB_TRY(be->alloc(d0, pb_input_device_bytes(&s->input, b), &s->x_full));
+        PB_TRY(be->alloc(d0, b * s->input.target_bytes, &s->targets));
     }
     PB_TRY(be->alloc(d0, be->act_bytes(d0, b * c), &s->logits));
-    r0->act[s->top] = s->logits;
+    pb_replica_bind(r0, PB_STAGE_OUT, s->logits);
     PB_TRY(be->alloc(d0, be->act_bytes(d0, b * c), &s->dlogits));
     PB_TRY(be->alloc(d0, sizeof(float), (void **)&s->loss_sum));
     PB_TRY(pb_phase_timer_init(&s->timer, be, d0));
@@ -431,28 +420,26 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
 {
     dp_state *s = state;
     const pb_backend *be = s->ctx->be;
-    const pb_layout *layout = s->ctx->layout;
+    const pb_model *model = s->ctx->model;
     pb_device *d0 = s->dev[0];
     pb_replica *r0 = &s->rep[0];
     pb_status st = PB_OK;
     int bsz = batch->count, m = s->shard;
-    size_t in = (size_t)layout->in, c = (size_t)layout->layer[s->top - 1].out;
-    size_t x_rows = be->act_bytes(d0, (size_t)m * in), y_rows = be->act_bytes(d0, (size_t)m * c);
+    size_t x_rows = pb_input_device_bytes(&s->input, (size_t)m), y_rows = be->act_bytes(d0, (size_t)m * s->out_elems);
     void *peer[PB_MAX_STAGES];
     float loss = 0.0f;
     PB_REQUIRE(bsz == m * s->n, PB_ERR_INTERNAL, "dp: batch of %d rows, expected %d", bsz, m * s->n);
 
     pb_phase_timer_reset(&s->timer);
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
-    void *x_in = s->x_full;
-    int32_t *labels = s->labels;
-    PB_TRY(pb_input_load(&s->input, batch, &x_in, &labels));
-    r0->act[0] = x_in;
+    void *x_in = s->x_full, *targets = s->targets;
+    PB_TRY(pb_input_load(&s->input, batch, &x_in, &targets));
+    pb_replica_bind(r0, PB_STAGE_IN, x_in);
     PB_TRY(pb_phase_end(&s->timer));
 
     /* device 0's rows are read where they are; the others get theirs */
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SCATTER));
-    for (int i = 1; i < s->n; i++) peer[i] = s->rep[i].act[0];
+    for (int i = 1; i < s->n; i++) peer[i] = pb_replica_buf(&s->rep[i], PB_STAGE_IN, 0);
     PB_TRY(move_rows(s, false, (char *)x_in, peer, x_rows));
     PB_TRY(pb_phase_end(&s->timer));
 
@@ -464,21 +451,21 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
     PB_TRY(run_parallel(s, DP_JOB_FWD, batch->step));
     PB_TRY(pb_phase_end(&s->timer));
 
-    /* replica 0 wrote its logits into the full-batch buffer already */
+    /* replica 0 wrote its output into the full-batch buffer already */
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_GATHER));
-    for (int i = 1; i < s->n; i++) peer[i] = s->rep[i].act[s->top];
+    for (int i = 1; i < s->n; i++) peer[i] = pb_replica_buf(&s->rep[i], PB_STAGE_OUT, 0);
     PB_TRY(move_rows(s, true, s->logits, peer, y_rows));
     PB_TRY(pb_phase_end(&s->timer));
 
     /* the loss over the global batch: the second span of fwd */
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
     PB_TRY(be->zero(d0, s->loss_sum, sizeof(float)));
-    PB_TRY(be->softmax_xent(d0, bsz, (int)c, s->logits, labels, 1.0f / (float)bsz, s->loss_sum, s->dlogits));
+    PB_TRY(model->ops->loss(model, be, d0, bsz, s->logits, targets, 1.0f / (float)bsz, s->loss_sum, s->dlogits));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SCATTER));
-    PB_TRY(be->copy(d0, pb_replica_top_grad(r0), s->dlogits, y_rows));
-    for (int i = 1; i < s->n; i++) peer[i] = pb_replica_top_grad(&s->rep[i]);
+    PB_TRY(be->copy(d0, pb_replica_buf(r0, PB_STAGE_DOUT, 0), s->dlogits, y_rows));
+    for (int i = 1; i < s->n; i++) peer[i] = pb_replica_buf(&s->rep[i], PB_STAGE_DOUT, 0);
     PB_TRY(move_rows(s, false, s->dlogits, peer, y_rows));
     PB_TRY(pb_phase_end(&s->timer));
 
@@ -540,28 +527,24 @@ static void dp_report(void *state, const pb_step_times *mean, pb_record *row)
 }
 
 /* The memory plan's model of dp (harness/memplan.h): a replica per device
- * over its shard, optimizer state on device 0 only, and device 0's full
- * batch: its input, logits and their gradient. */
-static void dp_plan_memory(const pb_config *cfg, const pb_layout *layout, const pb_memplan_env *env,
+ * over its shard, optimizer state on device 0 only, targets on none, and
+ * device 0's full batch: its inputs and targets (unless read in place), the
+ * outputs and their gradient, which replace its replica's own input and
+ * output. */
+static void dp_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
                            pb_mem_parts *dev)
 {
     const double e = (double)pb_memplan_act_elem(cfg, env->host_is_device);
-    const double B = cfg->shape.batch, in = layout->in, c = layout->classes, P = (double)layout->n_params;
+    const double B = cfg->shape.batch, P = (double)model->n_params;
+    const double c = (double)model->block[model->n_blocks - 1].out_elems;
     const int n = cfg->devices;
     const bool in_place = pb_memplan_in_place(cfg, env);
     double m = B / n;
-    for (int i = 0; i < n; i++) {
-        pb_memplan_add_replica(layout, 0, layout->n_layers, m, i == 0, cfg->optimizer, e, &dev[i]);
-        dev[i].acts -= 4.0 * m; /* labels stay on device 0's full batch */
-    }
-    /* device 0 reads its rows of the full batch and writes its logits
-     * into the full-batch logits: its own input and output buffers go
-     * (after they were allocated: the peak is the larger) */
-    double whole = dev[0].acts + 4.0 * m;
-    dev[0].acts += -e * m * (in + c) + 2.0 * e * B * c + 4.0;
-    if (!in_place) dev[0].acts += e * B * in + 4.0 * B;
-    pb_memplan_add_staging(B, in, in_place, &dev[0]);
-    if (whole > dev[0].acts) dev[0].acts = whole;
+    for (int i = 0; i < n; i++)
+        pb_memplan_add_replica(model, 0, model->n_blocks, m, 1, i == 0, false, i == 0, cfg->optimizer, e, &dev[i]);
+    dev[0].acts += 2.0 * e * B * c + 4.0;
+    if (!in_place) dev[0].acts += pb_memplan_input_bytes(model, B, e) + B * (double)pb_model_target_bytes(model);
+    pb_memplan_add_staging(model, B, in_place, &dev[0]);
     /* the local comm's reduce sums a peer's gradients through scratch
      * where device memory is not host memory */
     if (!env->host_is_device) dev[0].grads += 4.0 * P;

@@ -4,7 +4,7 @@
 #include <string.h>
 
 pb_status pb_input_init(pb_input *in, const pb_backend *be, pb_device *dev, size_t row0, size_t rows,
-                        size_t features, bool in_place)
+                        const pb_model *model, bool in_place)
 {
     pb_status st = PB_OK;
     memset(in, 0, sizeof *in);
@@ -12,15 +12,18 @@ pb_status pb_input_init(pb_input *in, const pb_backend *be, pb_device *dev, size
     in->dev = dev;
     in->row0 = row0;
     in->rows = rows;
-    in->features = features;
+    in->in_bytes = pb_model_input_bytes(model);
+    in->target_bytes = pb_model_target_bytes(model);
+    in->in_elems = model->input_elems;
+    in->convert = model->input_is_act;
     /* test-only: exercise the staged path on the CPU backend too, where the
      * in-place path would otherwise always be taken (docs/strategies.md) */
     const char *force = getenv("PB_TEST_STAGE_INPUTS");
     in->in_place = in_place && !(force && *force && strcmp(force, "0") != 0);
     in->prefetched = -1;
     for (int i = 0; i < 2 && !in->in_place; i++) {
-        PB_TRY(be->alloc(dev, rows * features * sizeof(float), (void **)&in->x_stage[i]));
-        PB_TRY(be->alloc(dev, rows * sizeof(int32_t), (void **)&in->label_stage[i]));
+        PB_TRY(be->alloc(dev, rows * in->in_bytes, &in->x_stage[i]));
+        PB_TRY(be->alloc(dev, rows * in->target_bytes, &in->target_stage[i]));
     }
     return PB_OK;
 cleanup:
@@ -32,9 +35,14 @@ void pb_input_destroy(pb_input *in)
 {
     for (int i = 0; i < 2 && in->be; i++) {
         if (in->x_stage[i]) in->be->free(in->dev, in->x_stage[i]);
-        if (in->label_stage[i]) in->be->free(in->dev, in->label_stage[i]);
+        if (in->target_stage[i]) in->be->free(in->dev, in->target_stage[i]);
     }
     memset(in, 0, sizeof *in);
+}
+
+size_t pb_input_device_bytes(const pb_input *in, size_t rows)
+{
+    return in->convert ? in->be->act_bytes(in->dev, rows * in->in_elems) : rows * in->in_bytes;
 }
 
 void pb_input_shard(int b, int n, int r, int *row0, int *rows)
@@ -49,15 +57,16 @@ void pb_input_shard(int b, int n, int r, int *row0, int *rows)
 static size_t first_row(const pb_input *in, const pb_batch *batch) { return in->row0 - (size_t)batch->row0; }
 
 /* Enqueues the copy of a step's rows into a slot on the copy stream. */
-static pb_status prefetch_rows(pb_input *in, int slot, size_t r0, const float *x, const int32_t *labels)
+static pb_status prefetch_rows(pb_input *in, int slot, size_t r0, const void *x, const void *targets)
 {
-    pb_status st = in->be->prefetch(in->dev, in->x_stage[slot], x + r0 * in->features,
-                                    in->rows * in->features * sizeof(float));
+    pb_status st = in->be->prefetch(in->dev, in->x_stage[slot], (const char *)x + r0 * in->in_bytes,
+                                    in->rows * in->in_bytes);
     if (st != PB_OK) return st;
-    return in->be->prefetch(in->dev, in->label_stage[slot], labels + r0, in->rows * sizeof(int32_t));
+    return in->be->prefetch(in->dev, in->target_stage[slot], (const char *)targets + r0 * in->target_bytes,
+                            in->rows * in->target_bytes);
 }
 
-pb_status pb_input_load(pb_input *in, const pb_batch *batch, void **x, int32_t **labels)
+pb_status pb_input_load(pb_input *in, const pb_batch *batch, void **x, void **targets)
 {
     pb_status st = PB_OK;
     size_t r0 = first_row(in, batch);
@@ -65,25 +74,44 @@ pb_status pb_input_load(pb_input *in, const pb_batch *batch, void **x, int32_t *
                PB_ERR_INTERNAL, "rows %zu to %zu are not among the loader's %d to %d", in->row0,
                in->row0 + in->rows, batch->row0, batch->row0 + batch->count);
     if (in->in_place) {
-        *x = (void *)(batch->x + r0 * in->features);
-        *labels = (int32_t *)(batch->labels + r0);
+        *x = (char *)batch->inputs + r0 * in->in_bytes;
+        *targets = (char *)batch->targets + r0 * in->target_bytes;
         return PB_OK;
     }
     int slot = (int)(batch->step & 1);
-    if (in->prefetched != batch->step) PB_TRY(prefetch_rows(in, slot, r0, batch->x, batch->labels));
+    if (in->prefetched != batch->step) PB_TRY(prefetch_rows(in, slot, r0, batch->inputs, batch->targets));
     PB_TRY(in->be->prefetch_wait(in->dev));
-    PB_TRY(in->be->cast_params(in->dev, *x, in->x_stage[slot], in->rows * in->features));
-    PB_TRY(in->be->copy(in->dev, *labels, in->label_stage[slot], in->rows * sizeof(int32_t)));
+    if (in->convert) PB_TRY(in->be->cast_params(in->dev, *x, in->x_stage[slot], in->rows * in->in_elems));
+    else PB_TRY(in->be->copy(in->dev, *x, in->x_stage[slot], in->rows * in->in_bytes));
+    PB_TRY(in->be->copy(in->dev, *targets, in->target_stage[slot], in->rows * in->target_bytes));
 cleanup:
     return st;
+}
+
+pb_status pb_input_upload(const pb_backend *be, pb_device *dev, const pb_model *model, void *dst, const void *src,
+                          size_t rows)
+{
+    if (model->input_is_act) return be->upload_act(dev, dst, src, rows * model->input_elems);
+    return be->upload(dev, dst, src, rows * pb_model_input_bytes(model));
+}
+
+pb_status pb_input_load_replica(pb_input *in, const pb_batch *batch, pb_replica *r)
+{
+    pb_replica_bind(r, PB_STAGE_IN, NULL);
+    void *x = pb_replica_buf(r, PB_STAGE_IN, 0), *targets = r->own_targets;
+    pb_status st = pb_input_load(in, batch, &x, &targets);
+    if (st != PB_OK) return st;
+    pb_replica_bind(r, PB_STAGE_IN, x);
+    r->targets = targets;
+    return PB_OK;
 }
 
 pb_status pb_input_prefetch_next(pb_input *in, const pb_batch *batch)
 {
     in->prefetched = -1;
-    if (in->in_place || !batch->next_x) return PB_OK;
-    pb_status st =
-        prefetch_rows(in, (int)((batch->step + 1) & 1), first_row(in, batch), batch->next_x, batch->next_labels);
+    if (in->in_place || !batch->next_inputs) return PB_OK;
+    pb_status st = prefetch_rows(in, (int)((batch->step + 1) & 1), first_row(in, batch), batch->next_inputs,
+                                 batch->next_targets);
     if (st == PB_OK) in->prefetched = batch->step + 1;
     return st;
 }

@@ -1,7 +1,7 @@
-/* `mp`: layer-split model parallelism, one process driving N devices.
+/* `mp`: block-split model parallelism, one process driving N devices.
  *
- * The layers are split into N contiguous stages (balanced by FLOPs, or at the
- * --split boundaries), one stage per device. With --microbatches M the global
+ * The workload's blocks are split into N contiguous stages (balanced by
+ * each block's FLOPs, or at the --split boundaries), one stage per device. With --microbatches M the global
  * batch is cut into M microbatches of batch/M rows and pipelined with the
  * GPipe schedule: every stage runs all its forwards (microbatch 0..M-1), then
  * all its backwards in reverse order (M-1..0), then its optimizer. M = 1 is
@@ -10,14 +10,14 @@
  *
  * Each stage has a host thread (a persistent worker), so the stages really
  * overlap on the CPU backend (whose calls are synchronous) and enqueue their
- * own streams on CUDA. A stage's replica is sized for the whole batch, so
- * every microbatch keeps its activations until its backward: microbatch j
- * lives in rows [j*mb, (j+1)*mb) of the replica's activation buffers, and is
- * run through a "view" of the replica whose pointers are offset to those
- * rows (with its own ReLU-mask storage). Backward overwrites weight
- * gradients, so microbatch M-1 (the first one back) writes the stage's
- * gradients and the others write a scratch buffer that is added in with
- * axpy. The loss uses scale 1/global batch on every microbatch, so the sums
+ * own streams on CUDA. A stage's replica keeps M slots of activations (the
+ * workload's stage, workloads/workload.h), so every microbatch keeps its
+ * activations until its backward: microbatch j is slot j, rows
+ * [j*mb, (j+1)*mb) of the stage's buffers. The activation a stage hands the
+ * next and its gradient are the workload's block boundary (its output
+ * elements per sample). Backward overwrites gradients, so microbatch M-1
+ * (the first one back) writes the stage's gradients and the others write a
+ * scratch buffer that is added in with axpy. The loss uses scale 1/global batch on every microbatch, so the sums
  * are the global mean, as in `single`.
  *
  * Stage to stage (phase p2p), send/recv of the run's comm (`local`: stage k
@@ -69,6 +69,7 @@
 #include "../harness/phase.h"
 #include "../harness/timer.h"
 #include "../kernels/comm_local.h"
+#include "input.h"
 #include "replica.h"
 #include "strategy.h"
 
@@ -93,11 +94,9 @@ typedef struct mp_state mp_state;
 typedef struct mp_stage {
     mp_state *s;
     int idx;
-    int nl;          /* layers in the stage */
     pb_device *dev;
-    pb_replica rep;  /* sized for the whole batch */
+    pb_replica rep;  /* M slots of mb rows: the whole batch */
     span_log log;
-    void **aux;      /* [M * nl] ReLU masks per microbatch, when M > 1 */
     float *gscratch; /* p_len: gradients of microbatches after the first back (M > 1) */
     void *gsend;     /* [batch, in of the stage] input gradients for the previous stage */
     pb_comm_ctx *cc; /* participant idx of the comm */
@@ -118,7 +117,7 @@ struct mp_state {
     const pb_strategy_ctx *ctx;
     const pb_comm *comm;
     int p, m, mb;
-    int first[PB_MAX_STAGES + 1]; /* stage i has layers [first[i], first[i+1]) */
+    int first[PB_MAX_STAGES + 1]; /* stage i has blocks [first[i], first[i+1]) */
     mp_stage stage[PB_MAX_STAGES];
 
     pthread_mutex_t mu;
@@ -147,18 +146,15 @@ struct mp_state {
 
 /* --- stage boundaries ---------------------------------------------------- */
 
-static double layer_flops(const pb_layout *layout, int l)
-{
-    return (double)layout->layer[l].in * (double)layout->layer[l].out;
-}
+static double block_flops(const pb_model *model, int b) { return model->block[b].flops; }
 
 /* Contiguous, non-empty stages with roughly equal FLOPs: boundary k goes
  * where the running sum comes closest to k/p of the total. */
-static void balanced_split(const pb_layout *layout, int p, int *first)
+static void balanced_split(const pb_model *model, int p, int *first)
 {
-    int n = layout->n_layers;
+    int n = model->n_blocks;
     double total = 0.0;
-    for (int l = 0; l < n; l++) total += layer_flops(layout, l);
+    for (int l = 0; l < n; l++) total += block_flops(model, l);
     first[0] = 0;
     first[p] = n;
     double run = 0.0;
@@ -167,48 +163,48 @@ static void balanced_split(const pb_layout *layout, int p, int *first)
         double target = total * k / p;
         int lo = first[k - 1] + 1, hi = n - (p - k);
         /* advance to lo */
-        while (l < lo) run += layer_flops(layout, l++);
+        while (l < lo) run += block_flops(model, l++);
         int best = lo;
         double best_d = run > target ? run - target : target - run;
         double r = run;
         for (int b = lo + 1; b <= hi; b++) {
-            r += layer_flops(layout, b - 1);
+            r += block_flops(model, b - 1);
             double d = r > target ? r - target : target - r;
             if (d < best_d) {
                 best_d = d;
                 best = b;
             }
         }
-        while (l < best) run += layer_flops(layout, l++);
+        while (l < best) run += block_flops(model, l++);
         first[k] = best;
     }
 }
 
-static void stage_bounds(const pb_config *cfg, const pb_layout *layout, int *first)
+static void stage_bounds(const pb_config *cfg, const pb_model *model, int *first)
 {
     int p = cfg->devices;
     if (cfg->n_split) {
         first[0] = 0;
         for (int i = 0; i < cfg->n_split; i++) first[i + 1] = cfg->split[i];
-        first[p] = layout->n_layers;
+        first[p] = model->n_blocks;
     } else {
-        balanced_split(layout, p, first);
+        balanced_split(model, p, first);
     }
 }
 
-static pb_status mp_validate(const pb_config *cfg, const pb_layout *layout)
+static pb_status mp_validate(const pb_config *cfg, const pb_model *model)
 {
-    int p = cfg->devices, n = layout->n_layers;
+    int p = cfg->devices, n = model->n_blocks;
     if (p < 2)
-        return pb_usage_error("--gpus %d: strategy mp splits the layers over at least 2 devices; use single "
-                              "for 1",
+        return pb_usage_error("--gpus %d: strategy mp splits the model's blocks over at least 2 devices; use "
+                              "single for 1",
                               p);
     if (p > PB_MAX_STAGES)
         return pb_usage_error("--gpus %d: strategy mp drives at most %d devices", p, PB_MAX_STAGES);
     if (p > n)
-        return pb_usage_error("--gpus %d: more stages than layers (%d); mp puts at least one layer on "
-                              "each device",
-                              p, n);
+        return pb_usage_error("--gpus %d: more stages than blocks (%d %ss); mp puts at least one block on each "
+                              "device",
+                              p, n, model->block_noun);
     if (cfg->shape.batch % cfg->microbatches != 0)
         return pb_usage_error("--batch %d is not divisible by --microbatches %d; mp does not split the batch "
                               "across devices, each microbatch is batch/microbatches rows",
@@ -216,15 +212,16 @@ static pb_status mp_validate(const pb_config *cfg, const pb_layout *layout)
     if (cfg->cuda_graph) return pb_usage_error("--cuda-graph: allowed with --strategy single only");
     if (cfg->n_split) {
         if (cfg->n_split != p - 1)
-            return pb_usage_error("--split has %d entr%s; allowed: %d (the first layer of each stage after "
+            return pb_usage_error("--split has %d entr%s; allowed: %d (the first block of each stage after "
                                   "the first, --gpus %d minus 1)",
                                   cfg->n_split, cfg->n_split == 1 ? "y" : "ies", p - 1, p);
         for (int i = 0; i < cfg->n_split; i++) {
             int v = cfg->split[i];
             if (v < 1 || v > n - 1)
-                return pb_usage_error("--split %d: allowed: layer indices in [1, %d] (--layers %d)", v, n - 1, n);
+                return pb_usage_error("--split %d: allowed: block indices in [1, %d] (the workload's %d %ss)", v,
+                                      n - 1, n, model->block_noun);
             if (i > 0 && v <= cfg->split[i - 1])
-                return pb_usage_error("--split %d after %d: allowed: strictly increasing layer indices", v,
+                return pb_usage_error("--split %d after %d: allowed: strictly increasing block indices", v,
                                       cfg->split[i - 1]);
         }
     }
@@ -281,26 +278,6 @@ static pb_status span_end(span_log *g)
     pb_nvtx_pop();
     g->n++;
     return st;
-}
-
-/* --- microbatch views -------------------------------------------------------- */
-
-/* The replica with its activation pointers at microbatch j's rows. */
-static void view_of(const mp_stage *g, int j, pb_replica *v)
-{
-    const mp_state *s = g->s;
-    const pb_backend *be = s->ctx->be;
-    const pb_layout *layout = s->ctx->layout;
-    size_t rows = (size_t)j * (size_t)s->mb;
-    *v = g->rep;
-    v->max_m = s->mb;
-    for (int i = 0; i <= g->nl; i++) {
-        size_t w = (size_t)(i == 0 ? layout->layer[g->rep.l0].in : layout->layer[g->rep.l0 + i - 1].out);
-        v->act[i] = (char *)g->rep.act[i] + be->act_bytes(g->dev, rows * w);
-    }
-    if (g->aux)
-        for (int i = 0; i < g->nl; i++) v->aux[i] = g->aux[(size_t)j * (size_t)g->nl + (size_t)i];
-    v->labels = g->rep.labels + rows;
 }
 
 /* --- a stage's step ------------------------------------------------------------ */
@@ -393,24 +370,25 @@ static pb_status stage_step(mp_stage *g)
 {
     mp_state *s = g->s;
     const pb_backend *be = s->ctx->be;
-    const pb_layout *layout = s->ctx->layout;
+    const pb_model *model = s->ctx->model;
     const pb_batch *batch = s->batch;
     pb_replica *r = &g->rep;
     pb_status st = PB_OK;
     int k = g->idx, last = s->p - 1, M = s->m, mb = s->mb;
     size_t B = (size_t)s->ctx->cfg->shape.batch;
-    size_t w_in = (size_t)layout->layer[r->l0].in, w_out = (size_t)layout->layer[r->l1 - 1].out;
+    /* the boundaries' activations per sample: what this stage receives
+     * (and sends back as its gradient) and what it hands the next */
+    size_t w_in = model->block[r->b0].in_elems, w_out = model->block[r->b1 - 1].out_elems;
     size_t in_mb = be->act_bytes(g->dev, (size_t)mb * w_in), out_mb = be->act_bytes(g->dev, (size_t)mb * w_out);
-    pb_replica v;
     g->log.n = 0;
     g->log.cur_mb = -1;
     g->loss = 0.0f;
 
     if (k == 0 || k == last) {
         PB_TRY(span_begin(&g->log, PB_PHASE_H2D));
-        if (k == 0) PB_TRY(be->upload_act(g->dev, r->act[0], batch->x, B * w_in));
+        if (k == 0) PB_TRY(pb_input_upload(be, g->dev, model, pb_replica_buf(r, PB_STAGE_IN, 0), batch->inputs, B));
         if (k == last) {
-            PB_TRY(be->upload(g->dev, r->labels, batch->labels, B * sizeof(int32_t)));
+            PB_TRY(be->upload(g->dev, r->targets, batch->targets, B * pb_model_target_bytes(model)));
             PB_TRY(be->zero(g->dev, r->loss_sum, sizeof(float)));
         }
         PB_TRY(span_end(&g->log));
@@ -418,32 +396,30 @@ static pb_status stage_step(mp_stage *g)
 
     /* GPipe: every forward ... */
     for (int j = 0; j < M; j++) {
-        view_of(g, j, &v);
         g->log.cur_mb = j;
         if (k > 0) {
             PB_TRY(wait_for(g, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j));
-            PB_TRY(receive(g, v.act[0], in_mb, k - 1));
+            PB_TRY(receive(g, pb_replica_buf(r, PB_STAGE_IN, j), in_mb, k - 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_FWD));
-        PB_TRY(pb_replica_forward(&v, mb));
+        PB_TRY(pb_replica_forward(r, j, mb));
         PB_TRY(span_end(&g->log));
-        if (k < last) PB_TRY(post_send(g, v.act[g->nl], out_mb, k + 1, 0, j, &s->fwd_ready[k], j + 1));
+        if (k < last)
+            PB_TRY(post_send(g, pb_replica_buf(r, PB_STAGE_OUT, j), out_mb, k + 1, 0, j, &s->fwd_ready[k], j + 1));
     }
 
     /* ... then every backward, last microbatch first */
     for (int j = M - 1; j >= 0; j--) {
-        view_of(g, j, &v);
         g->log.cur_mb = j;
         if (k < last) {
             PB_TRY(wait_for(g, &s->bwd_ready[k + 1], M - j, k + 1, "input gradients", j));
-            PB_TRY(receive(g, r->dz[0], out_mb, k + 1));
+            PB_TRY(receive(g, pb_replica_buf(r, PB_STAGE_DOUT, j), out_mb, k + 1));
         }
         PB_TRY(span_begin(&g->log, PB_PHASE_BWD));
-        if (k == last) PB_TRY(pb_replica_loss(&v, mb, 1.0f / (float)B));
+        if (k == last) PB_TRY(pb_replica_loss(r, j, mb, 1.0f / (float)B));
         bool first_back = j == M - 1;
-        if (!first_back) v.grads = g->gscratch;
         void *dx = NULL;
-        PB_TRY(pb_replica_backward(&v, mb, k > 0 ? &dx : NULL, NULL, NULL));
+        PB_TRY(pb_replica_backward(r, j, mb, first_back ? NULL : g->gscratch, k > 0 ? &dx : NULL, NULL, NULL));
         if (!first_back) PB_TRY(be->axpy(g->dev, r->p_len, 1.0f, g->gscratch, r->grads));
         void *send_rows = k > 0 ? (char *)g->gsend + be->act_bytes(g->dev, (size_t)j * mb * w_in) : NULL;
         if (k > 0) PB_TRY(be->copy(g->dev, send_rows, dx, in_mb));
@@ -537,11 +513,6 @@ static void mp_destroy(void *state)
         mp_stage *g = &s->stage[k];
         if (!g->dev) continue;
         if (g->log.be) span_log_destroy(&g->log);
-        if (g->aux) {
-            for (size_t i = 0; i < (size_t)s->m * (size_t)g->nl; i++)
-                if (g->aux[i]) be->free(g->dev, g->aux[i]);
-            free(g->aux);
-        }
         if (g->gscratch) be->free(g->dev, g->gscratch);
         if (g->gsend) be->free(g->dev, g->gsend);
         if (g->cc) s->comm->destroy(g->cc);
@@ -561,31 +532,21 @@ static pb_status stage_init(mp_state *s, int k)
     const pb_strategy_ctx *ctx = s->ctx;
     const pb_config *cfg = ctx->cfg;
     const pb_backend *be = ctx->be;
-    const pb_layout *layout = ctx->layout;
+    const pb_model *model = ctx->model;
     mp_stage *g = &s->stage[k];
     pb_status st = PB_OK;
     int B = cfg->shape.batch;
     g->s = s;
     g->idx = k;
-    g->nl = s->first[k + 1] - s->first[k];
     int ordinal = cfg->n_device_map ? cfg->device_map[k] : k;
     PB_TRY(be->open(&s->dev_opts, ordinal, &g->dev));
-    PB_TRY(pb_replica_init(&g->rep, be, g->dev, cfg, layout, s->first[k], s->first[k + 1], B, ctx->init_params));
+    /* the targets only where the loss is taken */
+    PB_TRY(pb_replica_init(&g->rep, be, g->dev, cfg, model, s->first[k], s->first[k + 1], s->mb, s->m, ctx->init_params,
+                           true, k == s->p - 1));
     PB_TRY(span_log_init(&g->log, be, g->dev, 4 * s->m + 4));
-    if (s->m > 1) {
-        size_t n = (size_t)s->m * (size_t)g->nl;
-        g->aux = calloc(n, sizeof *g->aux);
-        PB_CHECK_ALLOC(g->aux, n * sizeof *g->aux);
-        for (int j = 0; j < s->m; j++)
-            for (int i = 0; i < g->nl; i++) {
-                const pb_layer_desc *d = &layout->layer[s->first[k] + i];
-                size_t bytes = d->relu ? be->aux_bytes(g->dev, s->mb, d->out) : 0;
-                if (bytes) PB_TRY(be->alloc(g->dev, bytes, &g->aux[(size_t)j * (size_t)g->nl + (size_t)i]));
-            }
-        PB_TRY(be->alloc(g->dev, g->rep.p_len * sizeof(float), (void **)&g->gscratch));
-    }
+    if (s->m > 1) PB_TRY(be->alloc(g->dev, g->rep.p_len * sizeof(float), (void **)&g->gscratch));
     if (k > 0)
-        PB_TRY(be->alloc(g->dev, be->act_bytes(g->dev, (size_t)B * (size_t)layout->layer[s->first[k]].in),
+        PB_TRY(be->alloc(g->dev, be->act_bytes(g->dev, (size_t)B * model->block[s->first[k]].in_elems),
                          &g->gsend));
     PB_ALLOC(g->sreq, 2 * (size_t)s->m);
     PB_TRY(s->comm->init(&s->comm_opts, be, g->dev, k, s->p, &g->cc));
@@ -604,14 +565,14 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
     s->p = ctx->cfg->devices;
     s->m = ctx->cfg->microbatches;
     s->mb = ctx->cfg->shape.batch / s->m;
-    stage_bounds(ctx->cfg, ctx->layout, s->first);
+    stage_bounds(ctx->cfg, ctx->model, s->first);
     PB_REQUIRE(pthread_mutex_init(&s->mu, NULL) == 0, PB_ERR_INTERNAL, "pthread_mutex_init failed");
     if (pb_cond_init_monotonic(&s->cv) != 0) { /* waits with deadlines */
         pthread_mutex_destroy(&s->mu);
         PB_FAIL(PB_ERR_INTERNAL, "pthread_cond_init failed");
     }
     s->sync_ready = true;
-    s->dev_opts = pb_config_device_opts(ctx->cfg);
+    s->dev_opts = pb_config_model_device_opts(ctx->cfg, ctx->model);
     s->comm_opts = pb_config_comm_opts(ctx->cfg);
     for (int k = 0; k < s->p; k++) PB_TRY(stage_init(s, k));
     {
@@ -773,7 +734,7 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
     pb_record_num(row, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
     pb_record_set(row, PB_COL_MICROBATCHES, "%d", s->m);
     pb_record_set(row, PB_COL_P2P, "%s", pb_p2p_link_name(s->p2p.worst));
-    /* the split the run used (balanced or --split), as layers per stage */
+    /* the split the run used (balanced or --split), as blocks per stage */
     char layers[PB_FIELD_MAX] = "";
     size_t n = 0;
     for (int k = 0; k < s->p && n < sizeof layers; k++)
@@ -782,26 +743,29 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
 }
 
 /* The memory plan's model of mp (harness/memplan.h): a replica per stage
- * over the whole batch (GPipe keeps every microbatch's activations), a
- * gradient scratch with microbatches and an input-gradient buffer per stage
- * after the first. */
-static void mp_plan_memory(const pb_config *cfg, const pb_layout *layout, const pb_memplan_env *env,
+ * with a slot per microbatch (GPipe keeps every microbatch's activations;
+ * backward's buffers hold one), the targets on the last stage, a gradient
+ * scratch with microbatches and an input-gradient buffer per stage after
+ * the first. */
+static void mp_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
                            pb_mem_parts *dev)
 {
     const double e = (double)pb_memplan_act_elem(cfg, env->host_is_device);
     const double B = cfg->shape.batch;
     int first[PB_MAX_STAGES + 1];
-    stage_bounds(cfg, layout, first);
+    stage_bounds(cfg, model, first);
     for (int k = 0; k < cfg->devices; k++) {
-        double len = pb_memplan_add_replica(layout, first[k], first[k + 1], B, true, cfg->optimizer, e, &dev[k]);
+        bool last = k == cfg->devices - 1;
+        double len = pb_memplan_add_replica(model, first[k], first[k + 1], B / cfg->microbatches, cfg->microbatches,
+                                            true, last, false, cfg->optimizer, e, &dev[k]);
         if (cfg->microbatches > 1) dev[k].grads += 4.0 * len; /* gscratch */
-        if (k > 0) dev[k].acts += e * B * layout->layer[first[k]].in; /* gsend */
+        if (k > 0) dev[k].acts += e * B * (double)model->block[first[k]].in_elems; /* gsend */
     }
 }
 
 const pb_strategy pb_strategy_mp = {
     .name = "mp",
-    .description = "layers split into contiguous stages, one per device; --microbatches pipelines them (GPipe)",
+    .description = "blocks split into contiguous stages, one per device; --microbatches pipelines them (GPipe)",
     .procs = PB_PROC_ONE,
     .needs_even_split = false,
     .microbatches = true,

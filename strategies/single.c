@@ -23,15 +23,11 @@ typedef struct single_state {
     int steps_done;
     bool graph_ready;
     pb_input input;
-    /* the replica's own input buffers, which in-place reading replaces
-     * during steps and destroy gives back */
-    void *own_input;
-    int32_t *own_labels;
 } single_state;
 
-static pb_status single_validate(const pb_config *cfg, const pb_layout *layout)
+static pb_status single_validate(const pb_config *cfg, const pb_model *model)
 {
-    (void)layout;
+    (void)model;
     /* a graph bakes kernel arguments in, and AdamW's bias correction
      * changes every step */
     if (cfg->cuda_graph && cfg->optimizer != PB_OPT_SGD)
@@ -49,8 +45,6 @@ static void single_destroy(void *state)
     if (!s) return;
     if (s->timer.be) pb_phase_timer_destroy(&s->timer);
     pb_input_destroy(&s->input);
-    s->rep.act[0] = s->own_input;
-    s->rep.labels = s->own_labels;
     pb_replica_destroy(&s->rep);
     if (s->dev) s->ctx->be->close(s->dev);
     free(s);
@@ -62,18 +56,16 @@ static pb_status single_init(const pb_strategy_ctx *ctx, void **state)
     single_state *s = NULL;
     PB_ALLOC(s, 1);
     s->ctx = ctx;
-    pb_device_opts dev_opts = pb_config_device_opts(ctx->cfg);
+    pb_device_opts dev_opts = pb_config_model_device_opts(ctx->cfg, ctx->model);
     /* ctx->device: 0 for a run of single; the run's own first device when
      * single is --verify's reference (so it trains where the run did) */
     PB_TRY(ctx->be->open(&dev_opts, ctx->device, &s->dev));
-    PB_TRY(pb_replica_init(&s->rep, ctx->be, s->dev, ctx->cfg, ctx->layout, 0,
-                           ctx->layout->n_layers, ctx->cfg->shape.batch, ctx->init_params));
+    PB_TRY(pb_replica_init(&s->rep, ctx->be, s->dev, ctx->cfg, ctx->model, 0, ctx->model->n_blocks,
+                           ctx->cfg->shape.batch, 1, ctx->init_params, true, true));
     /* nothing reads the gradients between backward and the optimizer */
     pb_replica_fuse_momentum(&s->rep);
     PB_TRY(pb_phase_timer_init(&s->timer, ctx->be, s->dev));
-    s->own_input = s->rep.act[0];
-    s->own_labels = s->rep.labels;
-    PB_TRY(pb_input_init(&s->input, ctx->be, s->dev, 0, (size_t)ctx->cfg->shape.batch, (size_t)ctx->layout->in,
+    PB_TRY(pb_input_init(&s->input, ctx->be, s->dev, 0, (size_t)ctx->cfg->shape.batch, ctx->model,
                          ctx->be->host_is_device && !s->rep.params_c && !ctx->cfg->cuda_graph));
     *state = s;
     return PB_OK;
@@ -82,9 +74,9 @@ cleanup:
     return st;
 }
 
-static pb_status optimize_layer(void *replica, int layer)
+static pb_status optimize_block(void *replica, int block)
 {
-    return pb_replica_optimize_layer_side(replica, layer);
+    return pb_replica_optimize_block_side(replica, block);
 }
 
 /* fwd (with the loss), bwd and opt: everything after h2d */
@@ -95,17 +87,17 @@ static pb_status compute(single_state *s, int m)
     pb_status st = PB_OK;
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
     PB_TRY(be->zero(s->dev, r->loss_sum, sizeof(float)));
-    PB_TRY(pb_replica_forward(r, m));
-    PB_TRY(pb_replica_loss(r, m, 1.0f / (float)m));
+    PB_TRY(pb_replica_forward(r, 0, m));
+    PB_TRY(pb_replica_loss(r, 0, m, 1.0f / (float)m));
     PB_TRY(pb_phase_end(&s->timer));
 
-    /* With a side stream the optimizer runs in backward, layer by layer, and
+    /* With a side stream the optimizer runs in backward, block by block, and
      * the opt phase is the part of it left exposed after backward (as sync
      * is for communication); otherwise it is a pass of its own. */
     bool overlap = be->optimizer_side && be->join_side;
     if (overlap) pb_replica_next_opt_step(r);
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
-    PB_TRY(pb_replica_backward(r, m, NULL, overlap ? optimize_layer : NULL, r));
+    PB_TRY(pb_replica_backward(r, 0, m, NULL, NULL, overlap ? optimize_block : NULL, r));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
@@ -128,9 +120,7 @@ static pb_status single_step(void *state, const pb_batch *batch, pb_step_result 
      * previous step): wait for it and convert it to the activation type */
     pb_phase_timer_reset(&s->timer);
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
-    r->act[0] = s->own_input;
-    r->labels = s->own_labels;
-    PB_TRY(pb_input_load(&s->input, batch, &r->act[0], &r->labels));
+    PB_TRY(pb_input_load_replica(&s->input, batch, r));
     PB_TRY(pb_phase_end(&s->timer));
 
     if (s->graph_ready) {

@@ -27,21 +27,24 @@ typedef enum pb_process_model {
 /* The global batch of one step, in (pinned) host memory. */
 typedef struct pb_batch {
     int64_t step;
-    int row0;              /* the global batch's row that x's first row is */
+    int row0;              /* the global batch's row that the first row held is */
     int count;             /* rows held: the global batch, or a rank's shard */
-    const float *x;        /* [count, in] */
-    const int32_t *labels; /* [count] */
+    /* count samples of the workload's inputs and targets, of the sizes its
+     * model declares (pb_model_input_bytes, pb_model_target_bytes): what
+     * they are is the workload's (features and labels, token ids) */
+    const void *inputs;
+    const void *targets;
     /* The next step's batch when the loader already has it (else NULL), so
      * a strategy can start copying it while this step computes. */
-    const float *next_x;
-    const int32_t *next_labels;
+    const void *next_inputs;
+    const void *next_targets;
 } pb_batch;
 
 typedef struct pb_strategy_ctx {
     const pb_config *cfg;
     const pb_backend *be;
-    const pb_layout *layout;
-    const float *init_params; /* host, layout->n_params */
+    const pb_model *model;
+    const float *init_params; /* host, model->n_params */
     /* rank-per-device strategies: this rank, the run's ranks and the rank's
      * index on its node (its device), initialised by pb_run; 0, 1 and 0 for
      * one-process strategies */
@@ -82,7 +85,7 @@ typedef struct pb_strategy {
     /* Its own flags, and the config columns its rows carry for them:
      * --microbatches (mp's GPipe schedule: the microbatches column) */
     bool microbatches;
-    /* --split (its layers split into stages, one per device: mp) */
+    /* --split (its blocks split into stages, one per device: mp) */
     bool stages;
     /* --bucket-mb and --no-overlap (ddp's gradient buckets: the bucket_mb
      * and no_overlap columns) */
@@ -92,7 +95,7 @@ typedef struct pb_strategy {
      * GEMM-alone reference times its GEMMs with that beta */
     bool momentum_in_wgrad;
 
-    pb_status (*validate)(const pb_config *cfg, const pb_layout *layout);
+    pb_status (*validate)(const pb_config *cfg, const pb_model *model);
     pb_status (*init)(const pb_strategy_ctx *ctx, void **state);
     /* Runs one step; returns after the devices are synchronised. */
     pb_status (*step)(void *state, const pb_batch *batch, pb_step_result *out);
@@ -103,7 +106,7 @@ typedef struct pb_strategy {
      * has the building blocks): what each of its cfg->devices devices holds
      * at its peak, added into dev (zeroed). NULL: one replica over the rows
      * the process holds (the batch, or a rank's shard) and their staging. */
-    void (*plan_memory)(const pb_config *cfg, const pb_layout *layout, const struct pb_memplan_env *env,
+    void (*plan_memory)(const pb_config *cfg, const pb_model *model, const struct pb_memplan_env *env,
                         struct pb_mem_parts *dev);
     /* optional: the strategy's own columns (bucket_mb, overlap_pct,
      * comm_bytes_per_step, algbw/busbw, bubble_frac, ...), after the

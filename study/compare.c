@@ -39,6 +39,7 @@ static const char *const verdict_names[PB_VERDICT_COUNT] = {
     [PB_VERDICT_REGRESSION] = "regression",
     [PB_VERDICT_IMPROVEMENT] = "improvement",
     [PB_VERDICT_NOISE] = "noise",
+    [PB_VERDICT_DRIFT] = "within-drift",
     [PB_VERDICT_NO_SPREAD] = "no-spread",
     [PB_VERDICT_ONLY_BASELINE] = "only-baseline",
     [PB_VERDICT_ONLY_CURRENT] = "only-current",
@@ -52,6 +53,7 @@ void pb_compare_defaults(pb_compare_opts *o)
     o->metric = "samples_per_s";
     o->threshold_pct = 5.0;
     o->alpha = 0.01;
+    o->power = 0.8;
     o->format = PB_COMPARE_TEXT;
 }
 
@@ -104,7 +106,7 @@ typedef struct side {
     pb_key key; /* the pairing key, both indices into this file */
     group *groups;
     size_t ngroups;
-    int metric, status, iters, cv;
+    int metric, status, iters, cv, time; /* time: -1 in an older schema */
 } side;
 
 static pb_status check_columns(const pb_csv *c, const char *name, const char *metric)
@@ -130,6 +132,32 @@ static pb_status check_columns(const pb_csv *c, const char *name, const char *me
                              name, pb_csv_excerpt(pb_csv_name(c, 0), ex, sizeof ex));
     return pb_user_error(PB_ERR_SCHEMA, "%s:1: the header lacks column%s that compare needs: %s", name,
                          m > 1 ? "s" : "", missing);
+}
+
+/* "YYYY-MM-DDTHH:MM:SSZ" (harness/env.c) in seconds since 1970, NaN for
+ * anything else: days from the civil date (Howard Hinnant's algorithm),
+ * no timegm (not C11) and no time zone. */
+static double parse_utc(const char *v)
+{
+    int y, mo, d, h, mi, sec, n = 0;
+    if (sscanf(v, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n == 0 || v[n] ||
+        mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || h < 0 || mi < 0 || sec < 0)
+        return NAN;
+    y -= mo <= 2;
+    long era = (y >= 0 ? y : y - 399) / 400;
+    long yoe = y - era * 400;
+    long doy = (153L * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    double days = (double)(era * 146097 + doe - 719468);
+    return days * 86400.0 + h * 3600.0 + mi * 60.0 + sec;
+}
+
+/* Runs by time_utc, ties (bench writes whole seconds) in file order. */
+static int cmp_time(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    if (x->time != y->time) return x->time < y->time ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
 }
 
 /* qsort has no context: the side being sorted */
@@ -195,6 +223,7 @@ static pb_status load_side(side *s, size_t *ignored)
                                pb_csv_excerpt(iters, ex, sizeof ex));
             goto cleanup;
         }
+        it->time = s->time >= 0 ? parse_utc(pb_csv_get(c, row, (size_t)s->time)) : NAN;
         s->nitems++;
     }
     sorting = s;
@@ -203,6 +232,15 @@ static pb_status load_side(side *s, size_t *ignored)
         if (i == 0 || pb_key_cmp(&s->key, c, s->items[i].row, c, s->items[i - 1].row) != 0)
             s->groups[s->ngroups++] = (group){i, 0, s->items[i].row, SIZE_MAX};
         s->groups[s->ngroups - 1].count++;
+    }
+    /* each group's runs in time order, for the drift inside it; a group
+     * with a row whose time_utc is missing or unreadable (an older schema)
+     * keeps file order, the order bench appended its rows in */
+    for (size_t g = 0; g < s->ngroups; g++) {
+        item *it = s->items + s->groups[g].first;
+        bool timed = true;
+        for (size_t i = 0; i < s->groups[g].count; i++) timed = timed && isfinite(it[i].time);
+        if (timed) qsort(it, s->groups[g].count, sizeof *it, cmp_time);
     }
 cleanup:
     return st;
@@ -215,9 +253,38 @@ static void free_side(side *s)
     free(s->groups);
 }
 
+/* The later half of a group's runs (in time order: load_side) against
+ * the earlier half, and when they ran. */
+static void drift(const item *it, size_t n, pb_compare_side *out)
+{
+    out->drift = out->span_s = out->mid_s = out->half_gap_s = NAN;
+    bool timed = true;
+    double mid = 0;
+    for (size_t i = 0; i < n; i++) {
+        timed = timed && isfinite(it[i].time);
+        mid += (it[i].time - it[0].time) / (double)n; /* from the first: no precision lost to 1.8e9 s */
+    }
+    if (timed) {
+        out->mid_s = it[0].time + mid;
+        out->span_s = it[n - 1].time - it[0].time;
+    }
+    if (n < 2) return;
+    size_t h = n / 2;
+    double early = 0, late = 0, t_early = 0, t_late = 0;
+    for (size_t i = 0; i < h; i++) {
+        early += it[i].value;
+        late += it[n - h + i].value;
+        t_early += it[i].time;
+        t_late += it[n - h + i].time;
+    }
+    out->drift = (late - early) / (double)h;
+    if (timed) out->half_gap_s = (t_late - t_early) / (double)h;
+}
+
 pb_compare_side pb_compare_summarise(const pb_compare_run *it, size_t count)
 {
-    pb_compare_side out = {count, it[0].row, 0, 0, 0};
+    pb_compare_side out = {count, it[0].row, 0, 0, 0, NAN, NAN, NAN, NAN};
+    drift(it, count, &out);
     if (count == 1) {
         /* one run: the per-step distribution it recorded; the metric's
          * relative standard error is that of the mean step time */
@@ -242,6 +309,35 @@ pb_compare_side pb_compare_summarise(const pb_compare_run *it, size_t count)
     return out;
 }
 
+/* The smallest change, in the metric's units, that a one-sided test at
+ * alpha flags with probability `power` when the standard error of the
+ * difference is se with df degrees of freedom, beyond an allowance a:
+ * a + (t(1 - alpha, df) + t(power, df)) * se (the normal-theory sample-size
+ * formula with Student's quantiles; docs/statistics.md). */
+static double mde(double a, double se, double df, const pb_compare_opts *o)
+{
+    if (se == 0) return a;
+    return a + (pb_stats_t_quantile(1.0 - o->alpha, df) + pb_stats_t_quantile(o->power, df)) * se;
+}
+
+/* Runs per side that would bring the MDE down to the threshold, the
+ * per-run spreads and the drift allowance staying what they are: 0 when a
+ * side is one run (its spread is per step, not per run) or no count up to
+ * 10000 does; SIZE_MAX when the allowance alone is above the threshold. */
+static size_t runs_needed(const pb_compare_pair *p, double allowance, const pb_compare_opts *o)
+{
+    if (p->base.runs < 2 || p->cur.runs < 2) return 0;
+    double thr = o->threshold_pct / 100.0 * p->base.mean;
+    if (allowance >= thr) return SIZE_MAX;
+    double sb = p->base.se2 * (double)p->base.runs, sc = p->cur.se2 * (double)p->cur.runs; /* per-run variances */
+    for (size_t n = 2; n <= 10000; n++) {
+        double vb = sb / (double)n, vc = sc / (double)n, v = vb + vc;
+        double df = v > 0 ? v * v / ((vb * vb + vc * vc) / (double)(n - 1)) : 2.0 * (double)(n - 1);
+        if (mde(allowance, sqrt(v), df, o) <= thr) return n;
+    }
+    return 0;
+}
+
 /* Mean, squared standard error and degrees of freedom of one group. */
 static pb_compare_side summarise(const side *s, const group *g)
 {
@@ -259,9 +355,38 @@ void pb_compare_decide(pb_compare_pair *p, const pb_compare_opts *o, bool higher
     double p_worse = higher_better ? cdf : (tested ? pb_stats_t_cdf(-p->t, p->df) : NAN);
     double p_better = higher_better ? (tested ? pb_stats_t_cdf(-p->t, p->df) : NAN) : cdf;
     p->p = worse > 0 ? p_worse : p_better;
+    /* Drift inside a side is noise the t-test over the runs cannot see: the
+     * machine's speed moved by `drift` between a side's early and late
+     * runs, half_gap_s apart, so it can have moved between the sides,
+     * |mid_c - mid_b| apart, at that rate. Carried no further than twice
+     * (the most two adjacent blocks' midpoints are apart, in half-gaps: a
+     * baseline from last week does not drift a week's worth, the speed
+     * wanders in a range), and in full where the times are unknown. The
+     * larger of the two sides' allowances is taken off the change before
+     * it is tested again. */
+    double allowance = 0, gap = fabs(p->cur.mid_s - p->base.mid_s);
+    bool drifted = false;
+    for (int s = 0; s < 2; s++) {
+        const pb_compare_side *sd = s ? &p->cur : &p->base;
+        if (isnan(sd->drift)) continue;
+        drifted = true;
+        double carry = isfinite(gap) && sd->half_gap_s > 0 ? fmin(2.0, gap / sd->half_gap_s) : 1.0;
+        if (fabs(sd->drift) * carry > allowance) allowance = fabs(sd->drift) * carry;
+    }
+    p->drift_pct = drifted ? 100.0 * allowance / p->base.mean : NAN;
+    p->p_drift = p->mde_pct = NAN;
+    if (tested) {
+        double se = sqrt(p->base.se2 + p->cur.se2), net = fabs(p->cur.mean - p->base.mean) - allowance;
+        /* se 0: every run identical, so any change beyond the allowance is certain */
+        p->p_drift = se > 0 ? 1.0 - pb_stats_t_cdf(net / se, p->df) : (net > 0 ? 0.0 : 1.0);
+        p->mde_pct = 100.0 * mde(allowance, se, p->df, o) / p->base.mean;
+        p->few_repeats = p->mde_pct > o->threshold_pct;
+        if (p->few_repeats) p->runs_needed = runs_needed(p, allowance, o);
+    }
     if (!(fabs(p->change_pct) > o->threshold_pct)) p->verdict = PB_VERDICT_SAME;
     else if (!tested) p->verdict = PB_VERDICT_NO_SPREAD;
     else if (!(p->p < o->alpha)) p->verdict = PB_VERDICT_NOISE;
+    else if (!(p->p_drift < o->alpha)) p->verdict = PB_VERDICT_DRIFT;
     else p->verdict = worse > 0 ? PB_VERDICT_REGRESSION : PB_VERDICT_IMPROVEMENT;
 }
 
@@ -578,6 +703,7 @@ pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_
         s->metric = pb_csv_find(s->csv, o->metric);
         s->iters = pb_csv_find(s->csv, "iters");
         s->cv = pb_csv_find(s->csv, "step_ms_cv");
+        s->time = pb_csv_find(s->csv, "time_utc");
         /* rows of one file compare through its own indices */
         s->key = key;
         for (size_t k = 0; k < key.n; k++) {
@@ -626,7 +752,7 @@ pb_status pb_compare_tables(const pb_csv *base, const char *base_name, const pb_
     PB_ALLOC(r->pairs, norder + 1);
     for (size_t k = 0; k < norder; k++) {
         pb_compare_pair *p = &r->pairs[r->npairs++];
-        p->t = p->df = p->p = p->change_pct = NAN;
+        p->t = p->df = p->p = p->change_pct = p->drift_pct = p->p_drift = p->mde_pct = NAN;
         if (k >= nb) {
             p->cur = summarise(&sc, &sc.groups[order[k].group]);
             p->verdict = PB_VERDICT_ONLY_CURRENT;

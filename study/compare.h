@@ -4,8 +4,12 @@
  *
  * A configuration regresses when its metric changed by more than the
  * threshold in the bad direction AND a one-sided Welch t-test on the runs'
- * measured spread says the change is significant (docs/compare.md has the
- * test exactly). Exit 0: no regression; 1: at least one; 2: bad input. */
+ * measured spread says the change is significant AND it is significant
+ * still after the drift seen inside either side (its first half of runs
+ * against its second, in time order) is taken off it (docs/compare.md has
+ * the test exactly, docs/statistics.md the reasoning). Each pair also
+ * carries the smallest change its runs can tell from noise (mde_pct).
+ * Exit 0: no regression; 1: at least one; 2: bad input. */
 #ifndef PB_COMPARE_H
 #define PB_COMPARE_H
 
@@ -26,6 +30,7 @@ typedef struct pb_compare_opts {
     const char *metric;   /* a column of pb_compare_metrics() */
     double threshold_pct; /* smallest change that counts, in percent */
     double alpha;         /* significance level of the one-sided test */
+    double power;         /* power the minimum detectable effect is stated at (no flag: 0.8) */
     pb_compare_format format;
 } pb_compare_opts;
 
@@ -42,6 +47,7 @@ typedef enum pb_verdict {
     PB_VERDICT_REGRESSION,    /* worse by more than the threshold, significant */
     PB_VERDICT_IMPROVEMENT,   /* better by more than the threshold, significant */
     PB_VERDICT_NOISE,         /* beyond the threshold, not significant */
+    PB_VERDICT_DRIFT,         /* beyond the threshold, significant, but not beyond the drift inside a side */
     PB_VERDICT_NO_SPREAD,     /* beyond the threshold, no spread to test it with */
     PB_VERDICT_ONLY_BASELINE, /* the configuration is in BASELINE only */
     PB_VERDICT_ONLY_CURRENT,  /* the configuration is in CURRENT only */
@@ -60,20 +66,30 @@ typedef struct pb_compare_side {
     double mean;  /* mean of the runs' metric values */
     double se2;   /* squared standard error of mean */
     double df;    /* degrees of freedom of se2 */
+    /* Within-side drift: the mean of the later half of the runs (by
+     * time_utc; file order without it) less the mean of the earlier half,
+     * the middle run of an odd count left out; NaN with fewer than 2 runs. */
+    double drift;
+    /* From time_utc, in seconds (NaN when a run's time is unknown): the
+     * first run to the last; the mean of the runs' times; the later half's
+     * mean time less the earlier half's (what drift was measured over). */
+    double span_s, mid_s, half_gap_s;
 } pb_compare_side;
 
-/* One run read for comparing: its row, the metric, and the step spread a
- * single run is judged by (cv NaN, iters 0 when unknown). */
+/* One run read for comparing: its row, the metric, the step spread a
+ * single run is judged by (cv NaN, iters 0 when unknown) and when it ran. */
 typedef struct pb_compare_run {
     size_t row;
     double value;
     double cv;
     double iters;
+    double time; /* time_utc in seconds since 1970; NaN when unknown */
 } pb_compare_run;
 
 /* The side of `count` runs of one configuration (count >= 1): one run by its
  * own steps (relative standard error cv / sqrt(iters)), several by their
- * values (docs/compare.md). */
+ * values (docs/compare.md), and the drift inside them, the runs taken in
+ * the order given (time order, as pb_compare_tables sorts them). */
 pb_compare_side pb_compare_summarise(const pb_compare_run *runs, size_t count);
 
 typedef struct pb_compare_pair {
@@ -81,6 +97,21 @@ typedef struct pb_compare_pair {
     double change_pct; /* 100 * (cur - base) / base */
     double t, df;      /* Welch's t of cur - base, Welch-Satterthwaite df */
     double p;          /* one-sided p-value in the direction of the change */
+    /* The drift allowance: the larger of the two sides' |drift| carried
+     * over the time between the sides (|drift| * min(2, |mid_c - mid_b| /
+     * half_gap), or |drift| without times), in percent of the baseline
+     * mean (NaN when neither side has 2 runs), and the one-sided p-value
+     * of the change with that allowance taken off it. */
+    double drift_pct, p_drift;
+    /* Minimum detectable effect, percent of the baseline mean: the drift
+     * allowance plus (t(1-alpha, df) + t(power, df)) standard errors, the
+     * smallest change the test flags with probability `power` (NaN when
+     * untestable). mde_pct > threshold: too few repeats for the threshold. */
+    double mde_pct;
+    bool few_repeats;
+    /* Runs per side that would bring the MDE to the threshold with the
+     * spreads seen (0: not estimated; SIZE_MAX: the drift alone exceeds it). */
+    size_t runs_needed;
     pb_verdict verdict;
     size_t cur_failed;     /* PB_VERDICT_FAILED_CURRENT: CURRENT's failed or invalid rows of it */
     size_t cur_failed_row; /* the first of them */

@@ -17,9 +17,9 @@
 /* ------------------------------------------------------------------------ */
 /* output                                                                    */
 
-enum { C_CONFIG, C_RUNS, C_BASE, C_CUR, C_CHANGE, C_P, C_VERDICT, N_CELLS };
+enum { C_CONFIG, C_RUNS, C_BASE, C_CUR, C_CHANGE, C_P, C_MDE, C_VERDICT, N_CELLS };
 #define CELL 512
-static const char *const cell_head[N_CELLS] = {"config", "runs", "baseline", "current", "change", "p", "verdict"};
+static const char *const cell_head[N_CELLS] = {"config", "runs", "baseline", "current", "change", "p", "mde", "verdict"};
 
 /* "single cpu mlp-s fp32 devices=2": the label columns, then the other
  * configuration columns that differ between configurations. */
@@ -58,6 +58,7 @@ static void make_cells(const pb_compare_result *r, const pb_compare_pair *p, cha
     fmt_num(cell[C_CUR], CELL, p->cur.mean, "%.6g");
     fmt_num(cell[C_CHANGE], CELL, p->change_pct, "%+.1f%%");
     fmt_p(cell[C_P], CELL, p->p);
+    fmt_num(cell[C_MDE], CELL, p->mde_pct, "%.1f%%");
     snprintf(cell[C_VERDICT], CELL, "%s", pb_verdict_name(p->verdict));
 }
 
@@ -77,11 +78,12 @@ static void summary(FILE *f, const pb_compare_result *r, const pb_compare_opts *
         snprintf(failed, sizeof failed, " (%zu failed in current)", n[PB_VERDICT_FAILED_CURRENT]);
     fprintf(f,
             "%s (%s is better), threshold %g%%, one-sided Welch t-test at alpha %g: %zu regression%s%s, "
-            "%zu improvement%s, %zu same, %zu noise, %zu no-spread; %zu only in baseline, %zu only in current\n",
+            "%zu improvement%s, %zu same, %zu noise, %zu within drift, %zu no-spread; %zu only in baseline, %zu only "
+            "in current\n",
             o->metric, r->higher_better ? "higher" : "lower", o->threshold_pct, o->alpha, regressions(r),
             regressions(r) == 1 ? "" : "s", failed, n[PB_VERDICT_IMPROVEMENT],
             n[PB_VERDICT_IMPROVEMENT] == 1 ? "" : "s", n[PB_VERDICT_SAME], n[PB_VERDICT_NOISE],
-            n[PB_VERDICT_NO_SPREAD], n[PB_VERDICT_ONLY_BASELINE], n[PB_VERDICT_ONLY_CURRENT]);
+            n[PB_VERDICT_DRIFT], n[PB_VERDICT_NO_SPREAD], n[PB_VERDICT_ONLY_BASELINE], n[PB_VERDICT_ONLY_CURRENT]);
 }
 
 static void one_sided(FILE *f, const pb_compare_result *r, const pb_compare_opts *o, const char *prefix)
@@ -111,6 +113,27 @@ static void one_sided(FILE *f, const pb_compare_result *r, const pb_compare_opts
         }
 }
 
+/* The pair's runs cannot tell a change of the threshold's size from noise:
+ * "warning: CONFIG: ...", NULL-free; false when there is nothing to say. */
+static bool few_repeats(const pb_compare_result *r, const pb_compare_pair *p, const pb_compare_opts *o, char *buf,
+                        size_t len)
+{
+    if (!paired(p) || !p->few_repeats) return false;
+    char lab[CELL], drift[64] = "", advice[160] = "; more runs per side, or more --iters, lower it";
+    label(r, p, lab, sizeof lab);
+    if (!isnan(p->drift_pct)) snprintf(drift, sizeof drift, " (%.1f%% of it drift inside a side)", p->drift_pct);
+    if (p->runs_needed == SIZE_MAX)
+        snprintf(advice, sizeof advice, "; the drift alone exceeds the threshold: rerun both sides on a quieter "
+                                        "machine, or interleave them");
+    else if (p->runs_needed)
+        snprintf(advice, sizeof advice, "; about %zu runs per side would bring it to the threshold", p->runs_needed);
+    snprintf(buf, len,
+             "warning: %s: too few repeats for the threshold: the smallest change these runs tell from noise is "
+             "%.1f%%%s at alpha %g and power %g, above %g%%%s",
+             lab, p->mde_pct, drift, o->alpha, o->power, o->threshold_pct, advice);
+    return true;
+}
+
 static void print_text(FILE *f, const pb_compare_result *r, const pb_compare_opts *o, bool md)
 {
     for (size_t i = 0; i < r->nenv; i++) fprintf(f, "%senv: %s\n", md ? "- " : "", r->env[i]);
@@ -131,7 +154,7 @@ static void print_text(FILE *f, const pb_compare_result *r, const pb_compare_opt
     } else if (md) {
         fprintf(f, "|");
         for (int c = 0; c < N_CELLS; c++) fprintf(f, " %s |", cell_head[c]);
-        fprintf(f, "\n|:---|---:|---:|---:|---:|---:|:---|\n");
+        fprintf(f, "\n|:---|---:|---:|---:|---:|---:|---:|:---|\n");
         for (size_t i = 0; i < r->npairs; i++) {
             if (!paired(&r->pairs[i])) continue;
             make_cells(r, &r->pairs[i], cell);
@@ -161,6 +184,9 @@ static void print_text(FILE *f, const pb_compare_result *r, const pb_compare_opt
         }
     }
     one_sided(f, r, o, md ? "- " : "");
+    char warn[2 * CELL];
+    for (size_t i = 0, any = 0; i < r->npairs; i++)
+        if (few_repeats(r, &r->pairs[i], o, warn, sizeof warn)) fprintf(f, "%s%s%s\n", any++ ? "" : "\n", md ? "- " : "", warn);
     fputc('\n', f);
     summary(f, r, o);
 }
@@ -190,8 +216,12 @@ static void csv_num(FILE *f, double v, bool last)
 static void print_csv(FILE *f, const pb_compare_result *r, const pb_compare_opts *o)
 {
     for (size_t i = 0; i < r->nenv; i++) pb_log_info("compare: env: %s", r->env[i]);
-    static const char *const tail[] = {"metric", "runs_baseline", "runs_current", "baseline", "current",
-                                       "change_pct", "t", "df", "p", "verdict"};
+    char warn[2 * CELL];
+    for (size_t i = 0; i < r->npairs; i++)
+        if (few_repeats(r, &r->pairs[i], o, warn, sizeof warn)) pb_log_info("compare: %s", warn);
+    static const char *const tail[] = {"metric",    "runs_baseline", "runs_current", "baseline", "current",
+                                       "change_pct", "t",            "df",           "p",        "mde_pct",
+                                       "drift_pct",  "p_drift",      "verdict"};
     for (size_t k = 0; k < r->nkey; k++) csv_field(f, r->key_name[k], false);
     const size_t ntail = sizeof tail / sizeof tail[0];
     for (size_t i = 0; i < ntail; i++) csv_field(f, tail[i], i + 1 == ntail);
@@ -210,6 +240,9 @@ static void print_csv(FILE *f, const pb_compare_result *r, const pb_compare_opts
         csv_num(f, p->t, false);
         csv_num(f, p->df, false);
         csv_num(f, p->p, false);
+        csv_num(f, p->mde_pct, false);
+        csv_num(f, p->drift_pct, false);
+        csv_num(f, p->p_drift, false);
         csv_field(f, pb_verdict_name(p->verdict), true);
     }
 }
@@ -268,6 +301,8 @@ static void print_json(FILE *f, const pb_compare_result *r, const pb_compare_opt
     json_num(f, o->threshold_pct);
     fputs(",\n  \"alpha\": ", f);
     json_num(f, o->alpha);
+    fputs(",\n  \"power\": ", f);
+    json_num(f, o->power);
     fprintf(f, ",\n  \"current_ok_rows\": %zu,\n  \"counts\": {", r->ok_cur);
     for (int v = 0; v < PB_VERDICT_COUNT; v++)
         fprintf(f, "%s\"%s\": %zu", v ? ", " : "", pb_verdict_name((pb_verdict)v), r->count[v]);
@@ -293,16 +328,25 @@ static void print_json(FILE *f, const pb_compare_result *r, const pb_compare_opt
         fprintf(f, ", \"verdict\": \"%s\", \"runs_baseline\": %zu, \"runs_current\": %zu, \"baseline\": ",
                 pb_verdict_name(p->verdict), p->base.runs, p->cur.runs);
         json_num(f, p->base.runs ? p->base.mean : NAN);
-        fputs(", \"current\": ", f);
-        json_num(f, p->cur.runs ? p->cur.mean : NAN);
-        fputs(", \"change_pct\": ", f);
-        json_num(f, p->change_pct);
-        fputs(", \"t\": ", f);
-        json_num(f, p->t);
-        fputs(", \"df\": ", f);
-        json_num(f, p->df);
-        fputs(", \"p\": ", f);
-        json_num(f, p->p);
+        const struct {
+            const char *name;
+            double v;
+        } figs[] = {{"current", p->cur.runs ? p->cur.mean : NAN},
+                    {"change_pct", p->change_pct},
+                    {"t", p->t},
+                    {"df", p->df},
+                    {"p", p->p},
+                    {"mde_pct", p->mde_pct},
+                    {"drift_pct", p->drift_pct},
+                    {"p_drift", p->p_drift}};
+        for (size_t j = 0; j < sizeof figs / sizeof figs[0]; j++) {
+            fprintf(f, ", \"%s\": ", figs[j].name);
+            json_num(f, figs[j].v);
+        }
+        fputs(", \"warning\": ", f);
+        char warn[2 * CELL];
+        if (few_repeats(r, p, o, warn, sizeof warn)) json_str(f, warn);
+        else fputs("null", f);
         fprintf(f, ", \"current_failed_runs\": %zu}", p->cur_failed);
     }
     fputs(r->npairs ? "\n  ]\n}\n" : "]\n}\n", f);
@@ -324,7 +368,9 @@ static void print_help(void)
            "Pairs the ok rows of two results CSVs by configuration and prints, per configuration,\n"
            "baseline, current, change and verdict. A configuration regresses when its metric is worse\n"
            "by more than the threshold and a one-sided Welch t-test on the runs' spread (repeats, or\n"
-           "the per-step distribution of a single run) finds the change significant (docs/compare.md).\n"
+           "the per-step distribution of a single run) finds the change significant, also once the drift\n"
+           "inside a side is taken off it (else: within-drift); mde is the smallest change the runs can\n"
+           "tell from noise, with a warning when it exceeds the threshold (docs/compare.md).\n"
            "Exit code: 0 no regression, 1 regression, 2 bad input.\n\n");
     printf("  %-22s %s\n", "--threshold PCT", "smallest change that counts, percent [5]; 0 to 1000");
     printf("  %-22s %s", "--metric NAME", "column compared [samples_per_s]; one of:");

@@ -89,7 +89,7 @@ static pb_status load(side *s)
                                pb_csv_excerpt(v, ex, sizeof ex));
             goto cleanup;
         }
-        it->cv = it->iters = NAN;
+        it->cv = it->iters = it->time = NAN; /* no time: a drift in file order, carried once */
         if (s->cv >= 0 && !pb_csv_number(pb_csv_get(c, r, (size_t)s->cv), &it->cv)) it->cv = NAN;
         if (s->iters >= 0 && !pb_csv_number(pb_csv_get(c, r, (size_t)s->iters), &it->iters)) it->iters = NAN;
         s->n++;
@@ -196,12 +196,12 @@ int pb_compare_comm(const pb_csv *base, const char *base_name, const pb_csv *cur
     }
     free(matched);
     size_t bad = count[PB_VERDICT_REGRESSION] + count[PB_VERDICT_FAILED_CURRENT];
-    printf("%zu regression%s, %zu failed in current, %zu improvement%s, %zu same, %zu noise, %zu no-spread, "
-           "%zu only in baseline, %zu only in current\n",
+    printf("%zu regression%s, %zu failed in current, %zu improvement%s, %zu same, %zu noise, %zu within drift, "
+           "%zu no-spread, %zu only in baseline, %zu only in current\n",
            count[PB_VERDICT_REGRESSION], count[PB_VERDICT_REGRESSION] == 1 ? "" : "s", count[PB_VERDICT_FAILED_CURRENT],
            count[PB_VERDICT_IMPROVEMENT], count[PB_VERDICT_IMPROVEMENT] == 1 ? "" : "s", count[PB_VERDICT_SAME],
-           count[PB_VERDICT_NOISE], count[PB_VERDICT_NO_SPREAD], count[PB_VERDICT_ONLY_BASELINE],
-           count[PB_VERDICT_ONLY_CURRENT]);
+           count[PB_VERDICT_NOISE], count[PB_VERDICT_DRIFT], count[PB_VERDICT_NO_SPREAD],
+           count[PB_VERDICT_ONLY_BASELINE], count[PB_VERDICT_ONLY_CURRENT]);
     fflush(stdout);
     code = bad ? 1 : 0;
     if (!sc.n) {

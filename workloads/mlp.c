@@ -1,11 +1,13 @@
 /* The MLP workload: Linear layers with ReLU between them, softmax
  * cross-entropy over `classes`. Layer 0 is in -> hidden, the last is
- * hidden -> classes (in -> classes when there is one layer). */
+ * hidden -> classes (in -> classes when there is one layer). Each layer is a
+ * block of two tensors, its weight [out, in] and its bias [out]. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "mlp.h"
 #include "rng.h"
-#include "workload.h"
 
 pb_status pb_mlp_layout(const pb_shape *shape, pb_layout *out)
 {
@@ -39,21 +41,120 @@ double pb_mlp_step_flops(const pb_layout *layout, int batch)
     return 6.0 * (double)batch * macs;
 }
 
+/* nn.Linear: kaiming_uniform(a=sqrt(5)) on W and the bias rule both reduce
+ * to U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+static void init_layer(uint64_t seed, int l, int in, int out, float *w, float *b)
+{
+    float bound = 1.0f / sqrtf((float)in);
+    for (int o = 0; o < out; o++) {
+        uint64_t key = pb_rng_key(seed, PB_STREAM_WEIGHT, (uint64_t)l, (uint64_t)o);
+        float *row = w + (size_t)o * in;
+        for (int k = 0; k < in; k++) row[k] = pb_rng_symmetric(pb_rng_u64(key, (uint64_t)k), bound);
+    }
+    uint64_t bkey = pb_rng_key(seed, PB_STREAM_BIAS, (uint64_t)l, 0);
+    for (int o = 0; o < out; o++) b[o] = pb_rng_symmetric(pb_rng_u64(bkey, (uint64_t)o), bound);
+}
+
 void pb_mlp_init_params(const pb_layout *layout, uint64_t seed, float *params)
 {
     for (int l = 0; l < layout->n_layers; l++) {
         const pb_layer_desc *d = &layout->layer[l];
-        /* nn.Linear: kaiming_uniform(a=sqrt(5)) on W and the bias rule both
-         * reduce to U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
-        float bound = 1.0f / sqrtf((float)d->in);
-        float *w = params + d->w_off;
-        for (int o = 0; o < d->out; o++) {
-            uint64_t key = pb_rng_key(seed, PB_STREAM_WEIGHT, (uint64_t)l, (uint64_t)o);
-            float *row = w + (size_t)o * d->in;
-            for (int k = 0; k < d->in; k++) row[k] = pb_rng_symmetric(pb_rng_u64(key, (uint64_t)k), bound);
-        }
-        uint64_t bkey = pb_rng_key(seed, PB_STREAM_BIAS, (uint64_t)l, 0);
-        float *b = params + d->b_off;
-        for (int o = 0; o < d->out; o++) b[o] = pb_rng_symmetric(pb_rng_u64(bkey, (uint64_t)o), bound);
+        init_layer(seed, l, d->in, d->out, params + d->w_off, params + d->b_off);
     }
 }
+
+/* --- the ops ------------------------------------------------------------------ */
+
+static pb_status mlp_describe(const pb_shape *shape, pb_model *out)
+{
+    pb_layout layout;
+    pb_status st = pb_mlp_layout(shape, &layout);
+    if (st != PB_OK) return st;
+    memset(out, 0, sizeof *out);
+    out->shape = *shape;
+    out->n_blocks = layout.n_layers;
+    out->block_noun = "layer";
+    out->n_tensors = 2 * layout.n_layers;
+    out->n_params = layout.n_params;
+    size_t widest = (size_t)shape->in;
+    for (int l = 0; l < layout.n_layers; l++) {
+        const pb_layer_desc *d = &layout.layer[l];
+        pb_block_desc *b = &out->block[l];
+        pb_tensor_desc *w = &out->tensor[2 * l], *bias = &out->tensor[2 * l + 1];
+        *w = (pb_tensor_desc){.off = d->w_off, .size = (size_t)d->in * (size_t)d->out, .block = l,
+                              .decay = true, .gemm_grad = true};
+        snprintf(w->name, sizeof w->name, "layer%d.weight", l);
+        *bias = (pb_tensor_desc){.off = d->b_off, .size = (size_t)d->out, .block = l, .decay = true};
+        snprintf(bias->name, sizeof bias->name, "layer%d.bias", l);
+        b->t0 = 2 * l;
+        b->t1 = 2 * l + 2;
+        b->p_off = d->w_off;
+        b->p_len = w->size + bias->size;
+        b->flops = 6.0 * (double)d->in * (double)d->out;
+        b->in_elems = (size_t)d->in;
+        b->out_elems = (size_t)d->out;
+        if ((size_t)d->out > widest) widest = (size_t)d->out;
+    }
+    out->input_elems = (size_t)shape->in;
+    out->target_elems = 1;
+    memcpy(out->input_dtype, "<f4", 4);
+    memcpy(out->target_dtype, "<i4", 4);
+    out->input_is_act = true;
+    out->data_table = (size_t)shape->classes * (size_t)shape->in;
+    out->max_width = widest;
+    return PB_OK;
+}
+
+static void mlp_init_params(const pb_model *m, uint64_t seed, float *params)
+{
+    for (int l = 0; l < m->n_blocks; l++) {
+        const pb_block_desc *b = &m->block[l];
+        init_layer(seed, l, (int)b->in_elems, (int)b->out_elems, params + m->tensor[b->t0].off,
+                   params + m->tensor[b->t0 + 1].off);
+    }
+}
+
+static void mlp_data_table(const pb_model *m, uint64_t seed, float *table)
+{
+    pb_mlp_prototypes(m->shape.in, m->shape.classes, seed, table);
+}
+
+static void mlp_fill(const pb_model *m, uint64_t seed, const float *table, int64_t step, int64_t first, int count,
+                     void *inputs, void *targets)
+{
+    pb_mlp_fill(m->shape.in, m->shape.classes, seed, step, first, count, table, inputs, targets);
+}
+
+static pb_status mlp_loss(const pb_model *m, const pb_backend *be, pb_device *dev, int rows, const void *out,
+                          const void *targets, float scale, float *loss_sum, void *d_out)
+{
+    return be->softmax_xent(dev, rows, m->shape.classes, out, targets, scale, loss_sum, d_out);
+}
+
+static pb_status mlp_gemm_reference(const pb_model *m, const pb_backend *be, pb_device *dev, int rows, float dw_beta,
+                                    int reps, double *ms)
+{
+    int in[PB_MAX_BLOCKS], outs[PB_MAX_BLOCKS];
+    for (int l = 0; l < m->n_blocks; l++) {
+        in[l] = (int)m->block[l].in_elems;
+        outs[l] = (int)m->block[l].out_elems;
+    }
+    return be->gemm_reference(dev, m->n_blocks, in, outs, rows, dw_beta, reps, ms);
+}
+
+const pb_workload_ops pb_workload_mlp = {
+    .kind = "mlp",
+    .describe = mlp_describe,
+    .init_params = mlp_init_params,
+    .data_table = mlp_data_table,
+    .fill = mlp_fill,
+    .loss = mlp_loss,
+    .stage_create = pb_mlp_stage_create,
+    .stage_destroy = pb_mlp_stage_destroy,
+    .stage_buf = pb_mlp_stage_buf,
+    .stage_bind = pb_mlp_stage_bind,
+    .forward = pb_mlp_forward,
+    .backward = pb_mlp_backward,
+    .stage_bytes = pb_mlp_stage_bytes,
+    .gemm_reference = mlp_gemm_reference,
+};

@@ -1,59 +1,206 @@
-/* Workload: a model kind (layer layout, parameter init, data) and named
- * presets of its shape. Data and init are pure functions of the seed and
- * indices (docs/data.md), so every strategy and device count sees the same
- * global batch and the same initial parameters. */
+/* Workload: a model kind as a plugin (an ops table, like backends and
+ * strategies), and named presets of its shape.
+ *
+ * A workload describes its model (pb_model): the parameter tensors in one
+ * flat fp32 buffer, the blocks they belong to (the unit a strategy splits,
+ * buckets, shards and times), the FLOPs of each block, the batch's byte
+ * sizes, and the activations between blocks. It initialises parameters and
+ * fills batches (pure functions of the seed and indices, docs/data.md, so
+ * every strategy and device count sees the same global batch and the same
+ * initial parameters), and it runs forward and backward of a range of blocks
+ * on one device: a stage, whose activations it owns. Strategies see blocks,
+ * tensor spans and stages only, never what is inside a block.
+ *
+ * docs/workloads.md: how to add one. */
 #ifndef PB_WORKLOAD_H
 #define PB_WORKLOAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "../harness/shape.h"
 #include "../harness/status.h"
+#include "../kernels/backend.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Layer l of the flat parameter buffer: W [out, in] at w_off, b [out] at
- * b_off (offsets in floats). Layer l's W and b are contiguous, layers in
- * order, so gradient buckets in reverse layer order are contiguous ranges. */
-typedef struct pb_layer_desc {
-    int in, out;
-    int relu; /* ReLU after this layer (all but the last) */
-    size_t w_off, b_off;
-} pb_layer_desc;
+#define PB_MAX_BLOCKS 256
+#define PB_MAX_TENSORS 1024
+#define PB_TENSOR_NAME 40
 
-#define PB_MAX_LAYERS 256
+/* One parameter tensor: floats [off, off + size) of the flat buffer. */
+typedef struct pb_tensor_desc {
+    char name[PB_TENSOR_NAME]; /* e.g. "layer0.weight" */
+    size_t off, size;
+    int block;
+    bool decay;     /* weight decay applies to it */
+    /* its gradient is a GEMM's output, which can accumulate SGD's momentum
+     * in place of storing the gradient (pb_stage_params.acc) */
+    bool gemm_grad;
+} pb_tensor_desc;
 
-typedef struct pb_layout {
-    int n_layers;
-    pb_layer_desc layer[PB_MAX_LAYERS];
+/* One block: tensors [t0, t1), their floats [p_off, p_off + p_len). Blocks
+ * are in order and their ranges tile the buffer: block b + 1 starts where b
+ * ends, so any range of blocks is one contiguous span (a stage's slice, a
+ * gradient bucket's frontier). */
+typedef struct pb_block_desc {
+    int t0, t1;
+    size_t p_off, p_len;
+    /* model FLOPs of one sample through it, forward and backward */
+    double flops;
+    /* activation elements per sample entering and leaving it: block b's
+     * out_elems is block b + 1's in_elems, what one pipeline stage hands the
+     * next (and receives back as its gradient). Block 0's in_elems: the
+     * batch's inputs on the device (when input_is_act), the last block's
+     * out_elems: the model's output, which the loss reads. */
+    size_t in_elems, out_elems;
+} pb_block_desc;
+
+struct pb_workload_ops;
+
+typedef struct pb_model {
+    const struct pb_workload_ops *ops;
+    pb_shape shape; /* the shape it was described from */
+    int n_blocks;
+    pb_block_desc block[PB_MAX_BLOCKS];
+    /* what a block is, for messages a person reads ("layer") */
+    const char *block_noun;
+    int n_tensors;
+    pb_tensor_desc tensor[PB_MAX_TENSORS];
     size_t n_params;
-    int in, classes;
-} pb_layout;
+    /* The batch, per sample: inputs (input_elems values of input_dtype)
+     * and targets (target_elems of target_dtype); dtypes in numpy's
+     * notation ("<f4", "<i4"), which --dump writes. */
+    size_t input_elems, target_elems;
+    char input_dtype[4], target_dtype[4];
+    /* inputs are fp32 values the device converts to its activation type
+     * (features); false: copied as they are (token ids) */
+    bool input_is_act;
+    /* floats of the table fill() reads (generated once per seed, e.g. class
+     * prototypes), 0 for none */
+    size_t data_table;
+    /* the widest activation row (sizes device workspaces) */
+    size_t max_width;
+} pb_model;
 
+/* A stage: blocks [b0, b1) of the model on one device, with activation
+ * storage for `slots` microbatches of `rows` samples each (slot j: rows
+ * [j * rows, (j + 1) * rows) of each buffer; GPipe keeps every microbatch
+ * until its backward). Owned by the workload. */
+typedef struct pb_stage pb_stage;
+
+typedef struct pb_stage_opts {
+    const pb_backend *be;
+    pb_device *dev;
+    int b0, b1;
+    int rows, slots;
+    /* the caller binds IN / OUT to buffers of its own (stage_bind) before
+     * the stage runs: the stage allocates none for them (dp's device 0,
+     * which reads and writes full-batch buffers) */
+    bool bind_in, bind_out;
+} pb_stage_opts;
+
+/* The stage's activation boundaries, for pb_workload_ops.stage_buf. */
+typedef enum pb_stage_buf {
+    PB_STAGE_IN = 0, /* block b0's input (the batch's inputs when b0 = 0) */
+    PB_STAGE_OUT,    /* block b1-1's output (the model's output when last) */
+    PB_STAGE_DOUT,   /* the gradient of one slot's output, backward's start */
+} pb_stage_buf;
+
+/* The stage's parameters on its device, offsets relative to block b0's
+ * p_off (a strategy's buffers: full, a slice, or gathered shards). */
+typedef struct pb_stage_params {
+    const float *params;  /* fp32 master */
+    const void *params_c; /* compute copy in the activation type, NULL: params */
+    float *grads;         /* backward overwrites */
+    /* beta != 0: the gemm_grad tensors' gradients are accumulated as
+     * acc = beta * acc + g (SGD's momentum buffer) instead of stored */
+    float *acc;
+    float beta;
+} pb_stage_params;
+
+/* Hooks a strategy passes to forward and backward (any may be NULL). */
+typedef struct pb_stage_hooks {
+    /* before block b runs, in forward and again in backward: where sharded
+     * parameters are gathered */
+    pb_status (*before_block)(void *arg, int block, bool backward);
+    /* after backward has completed block b's gradients (and every block
+     * above it in the stage): where buckets are all-reduced or shards
+     * reduce-scattered */
+    pb_status (*grads_ready)(void *arg, int block);
+    void *arg;
+} pb_stage_hooks;
+
+typedef struct pb_workload_ops {
+    const char *kind; /* "mlp" */
+    /* The model of this shape; a usage error for a shape it cannot build. */
+    pb_status (*describe)(const pb_shape *shape, pb_model *out);
+    void (*init_params)(const pb_model *m, uint64_t seed, float *params);
+    /* the seed's table of data_table floats (NULL when data_table is 0) */
+    void (*data_table)(const pb_model *m, uint64_t seed, float *table);
+    /* Samples [first, first + count) of step `step`, into inputs and
+     * targets (count * the per-sample sizes). */
+    void (*fill)(const pb_model *m, uint64_t seed, const float *table, int64_t step, int64_t first, int count,
+                 void *inputs, void *targets);
+    /* The loss of `rows` outputs (the last block's) against targets on the
+     * device: adds scale * the sum of per-sample losses to *loss_sum and
+     * writes d_out = dL/d(output) * scale. scale = 1 / the global batch, so
+     * a split batch's parts sum to its mean. */
+    pb_status (*loss)(const pb_model *m, const pb_backend *be, pb_device *dev, int rows, const void *out,
+                      const void *targets, float scale, float *loss_sum, void *d_out);
+
+    pb_status (*stage_create)(const pb_model *m, const pb_stage_opts *o, pb_stage **out);
+    void (*stage_destroy)(pb_stage *s);
+    /* Slot `slot`'s rows of a boundary (DOUT: its one slot) */
+    void *(*stage_buf)(pb_stage *s, pb_stage_buf which, int slot);
+    /* Reads IN, or writes OUT, at the caller's buffer from now on (slot 0's
+     * rows at base, the others after it): the batch read in place, a
+     * full-batch buffer; base NULL: the stage's own again. */
+    void (*stage_bind)(pb_stage *s, pb_stage_buf which, void *base);
+    /* Forward of `rows` samples of a slot through the stage's blocks. */
+    pb_status (*forward)(pb_stage *s, const pb_stage_params *p, int slot, int rows, const pb_stage_hooks *h);
+    /* Backward from DOUT. d_in: where the gradient of IN is (the stage's
+     * own buffer, valid until its next backward) when b0 > 0, else not
+     * computed (NULL). */
+    pb_status (*backward)(pb_stage *s, const pb_stage_params *p, int slot, int rows, void **d_in,
+                          const pb_stage_hooks *h);
+
+    /* The memory plan (harness/memplan.h): bytes a stage's activations take
+     * (what stage_create allocates) for `slots` slots of `rows` samples, e
+     * bytes an activation element; bound_io: with bind_in and bind_out. */
+    double (*stage_bytes)(const pb_model *m, int b0, int b1, double rows, int slots, double e, bool bound_io);
+    /* Median ms of one step's GEMMs called alone over `rows` samples (the
+     * calibration's reference, pb_backend.gemm_reference), weight gradients
+     * with beta dw_beta; reps timed sets. */
+    pb_status (*gemm_reference)(const pb_model *m, const pb_backend *be, pb_device *dev, int rows, float dw_beta,
+                                int reps, double *ms);
+} pb_workload_ops;
+
+/* A named preset of a workload's shape. */
 typedef struct pb_workload {
     const char *name;
     const char *description;
-    pb_shape shape; /* the preset */
+    pb_shape shape;
+    const pb_workload_ops *ops;
 } pb_workload;
 
-/* Layout of an MLP of this shape. PB_ERR_USAGE when too many layers. */
-pb_status pb_mlp_layout(const pb_shape *shape, pb_layout *out);
+extern const pb_workload_ops pb_workload_mlp;
 
-/* Model FLOPs of one training step over a batch: 6 * batch * sum(in*out). */
-double pb_mlp_step_flops(const pb_layout *layout, int batch);
+/* The model of `shape` by `ops`, checked against the rules above (blocks
+ * tile the buffer, tensors lie in their block): PB_ERR_INTERNAL names the
+ * broken one. */
+pb_status pb_model_describe(const pb_workload_ops *ops, const pb_shape *shape, pb_model *out);
 
-/* nn.Linear's default init, from the counter-based generator (docs/data.md). */
-void pb_mlp_init_params(const pb_layout *layout, uint64_t seed, float *params);
-
-/* Samples [first, first+count) of step `step`: x [count, in], labels [count]. */
-void pb_data_fill(const pb_layout *layout, uint64_t seed, int64_t step, int64_t first,
-                  int count, const float *prototypes, float *x, int32_t *labels);
-
-/* The class prototypes [classes, in] that make labels learnable. */
-void pb_data_prototypes(const pb_layout *layout, uint64_t seed, float *out);
+/* Model FLOPs of one training step over `rows` samples, blocks [b0, b1). */
+double pb_model_flops(const pb_model *m, int b0, int b1, double rows);
+/* Bytes of one sample's inputs and targets in the host batch. */
+size_t pb_model_input_bytes(const pb_model *m);
+size_t pb_model_target_bytes(const pb_model *m);
+/* The floats of blocks [b0, b1). */
+size_t pb_model_span(const pb_model *m, int b0, int b1);
 
 #ifdef __cplusplus
 }

@@ -162,9 +162,7 @@ static pb_status cuda_open(const pb_device_opts *opts, int ordinal, pb_device **
         /* sized now so that no layer grows it mid-run (a graph capture could
          * not allocate); ensure_bias16 still grows it for custom shapes */
         size_t need = 1u << 16;
-        if (opts && (size_t)opts->shape.in > need) need = (size_t)opts->shape.in;
-        if (opts && (size_t)opts->shape.hidden > need) need = (size_t)opts->shape.hidden;
-        if (opts && (size_t)opts->shape.classes > need) need = (size_t)opts->shape.classes;
+        if (opts && opts->max_width > need) need = opts->max_width;
         PB_TRY(ensure_bias16(dev, need));
     }
     *out = dev;

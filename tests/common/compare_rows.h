@@ -20,6 +20,7 @@ typedef struct rowspec {
     int iters;            /* 0: 20 */
     const char *status;   /* NULL: ok */
     const char *driver;   /* NULL: 550.54.15 */
+    const char *time_utc; /* NULL: 2026-01-02T03:04:05Z (every row at once: file order) */
 } rowspec;
 
 static inline void fill_record(pb_record *r, const rowspec *s)
@@ -27,7 +28,7 @@ static inline void fill_record(pb_record *r, const rowspec *s)
     pb_record_clear(r);
     bool xs = !s->workload || strcmp(s->workload, "mlp-xs") == 0;
     int batch = xs ? 64 : 256;
-    pb_record_set(r, PB_COL_TIME_UTC, "2026-01-02T03:04:05Z");
+    pb_record_set(r, PB_COL_TIME_UTC, "%s", s->time_utc ? s->time_utc : "2026-01-02T03:04:05Z");
     pb_record_set(r, PB_COL_STATUS, "%s", s->status ? s->status : "ok");
     pb_record_set(r, PB_COL_STRATEGY, "single");
     pb_record_set(r, PB_COL_BACKEND, "cuda");

@@ -9,7 +9,7 @@
 
 #include "harness/config.h"
 #include "harness/memplan.h"
-#include "workloads/workload.h"
+#include "harness/registry.h"
 
 /* validated as a run would be (the cpu backend), or parsed only for a
  * plan of the cuda backend, which this host may not have */
@@ -29,11 +29,11 @@ static inline pb_config config(char *const *args, bool validate)
 static inline pb_memplan plan_of(char *const *args, bool host_is_device, int local_ranks)
 {
     pb_config cfg = config(args, host_is_device);
-    pb_layout layout;
-    assert_int_equal(pb_mlp_layout(&cfg.shape, &layout), PB_OK);
+    static pb_model model;
+    assert_int_equal(pb_model_of(&cfg, &model), PB_OK);
     pb_memplan_env env = {.host_is_device = host_is_device, .local_ranks = local_ranks, .writer = true};
     pb_memplan plan;
-    pb_memplan_compute(&cfg, &layout, &env, &plan);
+    pb_memplan_compute(&cfg, &model, &env, &plan);
     return plan;
 }
 

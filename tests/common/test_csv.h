@@ -8,7 +8,7 @@
 #include <math.h>
 
 #include "study/csv_read.h"
-#include "workloads/workload.h"
+#include "workloads/mlp.h"
 
 typedef struct csv {
     pb_csv data;

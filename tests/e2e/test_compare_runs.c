@@ -268,9 +268,9 @@ static void test_cli_format_md(void **state)
         }
         line = end + 1;
     }
-    assert_int_equal(pipes, 8);
+    assert_int_equal(pipes, 9);
     assert_int_equal(table_lines, 4);
-    assert_non_null(strstr(r->out, "| config | runs | baseline | current | change | p | verdict |\n|:---|"));
+    assert_non_null(strstr(r->out, "| config | runs | baseline | current | change | p | mde | verdict |\n|:---|"));
     assert_non_null(strstr(r->out, " | regression |\n"));
 }
 

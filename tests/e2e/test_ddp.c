@@ -13,7 +13,7 @@
 #include "harness/fault.h"
 #include "harness/launch.h"
 #include "kernels/backend.h"
-#include "workloads/workload.h"
+#include "workloads/mlp.h"
 
 /* [mpirun --allow-run-as-root --oversubscribe -np NP] bench --strategy ddp
  * --backend cpu --workload mlp-xs --iters 10 --warmup 0 --threads 1 --quiet

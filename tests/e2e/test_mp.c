@@ -14,7 +14,7 @@
 #include "harness/config.h"
 #include "kernels/comm_local.h"
 #include "strategies/strategy.h"
-#include "workloads/workload.h"
+#include "workloads/mlp.h"
 
 /* One mp run on a custom MLP; extra args NULL-terminated. Leaves the row in
  * c (the caller frees c->text) and returns the exit code. */
@@ -240,7 +240,7 @@ static void test_usage_errors(void **state)
     (void)state;
     expect_usage(4, 64, 2, 3, NULL, "--batch", "--microbatches");
     expect_usage(4, 64, 2, 3, NULL, "not divisible", "64");
-    expect_usage(3, 64, 4, 1, NULL, "--gpus 4", "more stages than layers (3)");
+    expect_usage(3, 64, 4, 1, NULL, "--gpus 4", "more stages than blocks (3");
     char *count[] = {"--split", "1,2", NULL};
     expect_usage(4, 64, 2, 1, count, "--split", "allowed");
     char *order[] = {"--split", "3,2", NULL};

@@ -308,6 +308,33 @@ static void test_usage_error_bad_fault(void **state)
     assert_false(file_exists(j->csv_path));
 }
 
+/* kind=slow's ms= sleeps that long in every step, a fraction of a ms
+ * included (the A/A script's known 10% slowdown, scripts/aa-test.sh), and
+ * refuses a sleep that is not a positive number of ms. */
+static void test_slow_fault_ms(void **state)
+{
+    job *j = *state;
+    char *env[] = {"PB_FAULT=phase=fwd,kind=slow,ms=40.5", NULL};
+    char *args[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-xs", "--iters", "3", "--warmup",
+                    "0", "--threads", "1", "--quiet", "--out", j->csv_path, NULL};
+    start(j, env, args);
+    finish(j, 30);
+    expect_exit(j, 0);
+    expect_err(j, "slow: 40.5 ms more before phase fwd");
+    csv c;
+    csv_load(&c, j->csv_path);
+    if (!(csv_num(&c, "step_ms_min") >= 40.5))
+        fail_msg("every step slept 40.5 ms, but step_ms_min is %s", csv_get(&c, "step_ms_min"));
+    csv_free(&c);
+    char *bad[] = {"PB_FAULT=kind=slow,ms=0", NULL};
+    remove(j->csv_path);
+    start(j, bad, args);
+    finish(j, 30);
+    expect_exit(j, 2);
+    expect_err(j, "PB_FAULT: ms=0; allowed: 0 < ms <= 60000");
+    assert_false(file_exists(j->csv_path));
+}
+
 /* The fault hook sits in the phase timer, so it reaches every strategy:
  * NaN in a single run fails it like a real overflow; a dp device dying
  * ends the process. */
@@ -844,6 +871,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigint_during_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigint_during_calibrate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_error_bad_fault, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_fault_ms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_in_one_process_strategies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stuck_device_one_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_sweep_leaves_no_run, setup, teardown),

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 
 #include "harness/registry.h"
-#include "workloads/workload.h"
+#include "workloads/mlp.h"
 
 #define SEED 1234
 #define BATCH 64 /* mlp-xs */

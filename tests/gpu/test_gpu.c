@@ -26,7 +26,7 @@
 #include "kernels/backend.h"
 #include "kernels/comm_local.h"
 #include "strategies/strategy.h"
-#include "workloads/workload.h"
+#include "workloads/mlp.h"
 
 static pb_precision precision; /* set per group of tests */
 
@@ -305,21 +305,23 @@ static void test_single_mlp_s(void **state)
     gc.precision = precision;
     pb_layout layout;
     CHECK(pb_mlp_layout(&cc.shape, &layout));
+    static pb_model model;
+    CHECK(pb_model_describe(&pb_workload_mlp, &cc.shape, &model));
     float *params = malloc(layout.n_params * 4), *pc = malloc(layout.n_params * 4),
           *pg = malloc(layout.n_params * 4), *proto = malloc((size_t)layout.classes * layout.in * 4),
           *x = malloc((size_t)cc.shape.batch * layout.in * 4);
     int32_t *labels = malloc((size_t)cc.shape.batch * 4);
     pb_mlp_init_params(&layout, cc.seed, params);
     pb_data_prototypes(&layout, cc.seed, proto);
-    pb_strategy_ctx ctx_c = {.cfg = &cc, .be = &pb_backend_cpu, .layout = &layout, .init_params = params, .ranks = 1};
-    pb_strategy_ctx ctx_g = {.cfg = &gc, .be = &pb_backend_cuda, .layout = &layout, .init_params = params, .ranks = 1};
+    pb_strategy_ctx ctx_c = {.cfg = &cc, .be = &pb_backend_cpu, .model = &model, .init_params = params, .ranks = 1};
+    pb_strategy_ctx ctx_g = {.cfg = &gc, .be = &pb_backend_cuda, .model = &model, .init_params = params, .ranks = 1};
     void *sc = NULL, *sg = NULL;
     CHECK(pb_strategy_single.init(&ctx_c, &sc));
     CHECK(pb_strategy_single.init(&ctx_g, &sg));
     double worst_loss = 0.0;
     for (int s = 0; s < 20; s++) {
         pb_data_fill(&layout, cc.seed, s, 0, cc.shape.batch, proto, x, labels);
-        pb_batch batch = {.step = s, .count = cc.shape.batch, .x = x, .labels = labels};
+        pb_batch batch = {.step = s, .count = cc.shape.batch, .inputs = x, .targets = labels};
         pb_step_result rc, rg;
         CHECK(pb_strategy_single.step(sc, &batch, &rc));
         CHECK(pb_strategy_single.step(sg, &batch, &rg));
@@ -373,19 +375,21 @@ static void test_mp_overlap_one_gpu(void **state)
     cfg.warmup = warm;
     pb_layout layout;
     CHECK(pb_mlp_layout(&cfg.shape, &layout));
+    static pb_model model;
+    CHECK(pb_model_describe(&pb_workload_mlp, &cfg.shape, &model));
     float *params = malloc(layout.n_params * 4), *proto = malloc((size_t)layout.classes * layout.in * 4),
           *x = malloc((size_t)cfg.shape.batch * layout.in * 4);
     int32_t *labels = malloc((size_t)cfg.shape.batch * 4);
     pb_mlp_init_params(&layout, cfg.seed, params);
     pb_data_prototypes(&layout, cfg.seed, proto);
-    pb_strategy_ctx ctx = {.cfg = &cfg, .be = &pb_backend_cuda, .layout = &layout, .init_params = params,
+    pb_strategy_ctx ctx = {.cfg = &cfg, .be = &pb_backend_cuda, .model = &model, .init_params = params,
                            .ranks = 1, .comm = &pb_comm_local};
     void *mp = NULL;
     CHECK(pb_strategy_mp.init(&ctx, &mp));
     double bubble = 0.0, total = 0.0;
     for (int step = 0; step < steps; step++) {
         pb_data_fill(&layout, cfg.seed, step, 0, cfg.shape.batch, proto, x, labels);
-        pb_batch batch = {.step = step, .count = cfg.shape.batch, .x = x, .labels = labels};
+        pb_batch batch = {.step = step, .count = cfg.shape.batch, .inputs = x, .targets = labels};
         pb_step_result r;
         CHECK(pb_strategy_mp.step(mp, &batch, &r));
         if (step < warm) continue;

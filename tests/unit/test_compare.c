@@ -7,16 +7,21 @@
  * 2. The statistics: the regularized incomplete beta and Student's t CDF
  *    against closed forms and table quantiles; Welch's t and df by hand.
  * 3. Pairing (pb_compare_tables): repeats, one-sided configurations,
- *    canonical numbers, rows not ok, older schemas, verdicts, env diffs.
+ *    canonical numbers, rows not ok, older schemas, verdicts, env diffs;
+ *    drift inside a side, the minimum detectable effect and the warning
+ *    when repeats are too few for the threshold, against values computed
+ *    by hand (mpmath, 30 digits).
  * 4. The command as a user meets it (./bench compare):
  *    tests/e2e/test_compare_runs.c. */
 #include "tests/common/compare_rows.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "harness/stats.h"
 #include "study/compare.h"
+#include "study/compare_cli.h"
 #include "study/csv_read.h"
 #include "harness/results.h"
 
@@ -373,6 +378,33 @@ static void test_welch_by_hand(void **state)
     assert_true(isinf(t) && t > 0);
 }
 
+/* cmocka's assert_float_equal compares in single precision (it casts its
+ * arguments to float, and an expression's first operand alone): the
+ * statistics below are checked to the digits they were computed to. */
+static void near(double got, double want, double tol, const char *what, int line)
+{
+    if (!(fabs(got - want) <= tol)) fail_msg("line %d: %s = %.17g, expected %.17g +- %g", line, what, got, want, tol);
+}
+#define assert_near(got, want, tol) near((got), (want), (tol), #got, __LINE__)
+
+static void test_t_quantile(void **state)
+{
+    (void)state;
+    /* Student's tables and mpmath's inverse at 30 digits */
+    assert_near(pb_stats_t_quantile(0.99, 4), 3.74694738797919581, 1e-9);
+    assert_near(pb_stats_t_quantile(0.8, 4), 0.940964577235181364, 1e-9);
+    assert_near(pb_stats_t_quantile(0.99, 7.3), 2.96394044758389641, 1e-9);
+    assert_near(pb_stats_t_quantile(0.8, 2.5), 1.01016387472223894, 1e-9);
+    assert_near(pb_stats_t_quantile(0.975, 30), 2.042272, 1e-6);
+    assert_near(pb_stats_t_quantile(0.99, 1), tan(3.14159265358979323846 * 0.49), 1e-8); /* Cauchy */
+    /* symmetric, and the CDF's inverse */
+    assert_near(pb_stats_t_quantile(0.01, 4), -3.74694738797919581, 1e-9);
+    assert_near(pb_stats_t_quantile(0.5, 3), 0, 1e-12);
+    for (double p = 0.05; p < 1; p += 0.1) assert_near(pb_stats_t_cdf(pb_stats_t_quantile(p, 5.5), 5.5), p, 1e-12);
+    assert_true(isinf(pb_stats_t_quantile(1, 4)));
+    assert_true(isnan(pb_stats_t_quantile(0.5, 0)));
+}
+
 /* ------------------------------------------------------------------------ */
 /* 3. pairing                                                                */
 
@@ -557,6 +589,206 @@ static void test_repeats_use_run_to_run_spread(void **state)
     compared_free(&x);
 }
 
+/* time_utc `minute` minutes after 2026-01-02T03:00:00Z, in one of 24 slots */
+static const char *minute(long m)
+{
+    static char slot[24][32];
+    static size_t next;
+    char *buf = slot[next++ % 24];
+    time_t t = 1767322800 + m * 60; /* 2026-01-02T03:00:00Z */
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof slot[0], "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+/* The runs of one side, samples_per_s values in time order, one a minute
+ * from first_minute on. */
+static void side_rows(rowspec *rows, const double *sps, size_t n, long first_minute)
+{
+    for (size_t i = 0; i < n; i++) rows[i] = (rowspec){.sps = sps[i], .cv = 0.01, .time_utc = minute(first_minute + (long)i)};
+}
+
+/* BASELINE's runs, then CURRENT's from cur_minute on (nb: right after). */
+static void compare_sides_at(compared *x, const double *b, size_t nb, const double *c, size_t nc, long cur_minute)
+{
+    rowspec rb[6], rc[6];
+    side_rows(rb, b, nb, 0);
+    side_rows(rc, c, nc, cur_minute);
+    compare_rows(x, rb, nb, rc, nc, NULL, -1);
+}
+
+static void compare_sides(compared *x, const double *b, size_t nb, const double *c, size_t nc)
+{
+    compare_sides_at(x, b, nb, c, nc, (long)nb);
+}
+
+/* The report as `bench compare` prints it (text). */
+static char *printed(const compared *x)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    assert_non_null(f);
+    pb_compare_opts o;
+    pb_compare_defaults(&o);
+    pb_compare_print(f, &x->r, &o);
+    fclose(f);
+    return out;
+}
+
+/* The machine slowed by 4% during BASELINE's six runs (minutes 0-5) and
+ * stayed slow for CURRENT's (6-11): nothing changed, yet a t-test over the
+ * runs calls the 5.6% drop significant (p = 0.0008). BASELINE drifted by
+ * -40 between its halves' mean times, 3 minutes apart; the sides' mean
+ * times are 6 minutes apart, so the drift carried over is 80 (twice, the
+ * cap), 8.2%: within drift, not a regression. The old code called it a
+ * regression. */
+static void test_drift_inside_a_side_is_noise(void **state)
+{
+    (void)state;
+    compared x;
+    const double b[] = {1000, 1001, 999, 961, 960, 959}, c[] = {926, 925, 924, 925, 926, 924};
+    compare_sides(&x, b, 6, c, 6);
+    const pb_compare_pair *p = &x.r.pairs[0];
+    assert_near(p->change_pct, -5.612245, 1e-5);
+    assert_near(p->p, 0.000823196, 1e-8); /* significant by the t-test alone */
+    assert_near(p->base.drift, -40, 1e-9);
+    assert_near(p->cur.drift, 0, 1e-9);
+    assert_near(p->base.span_s, 300, 0);
+    assert_near(p->base.half_gap_s, 180, 0);
+    assert_near(p->cur.mid_s - p->base.mid_s, 360, 1e-6);
+    assert_near(p->drift_pct, 8.16326531, 1e-7);
+    assert_near(p->p_drift, 0.980857475, 1e-8);
+    assert_int_equal(p->verdict, PB_VERDICT_DRIFT);
+    assert_string_equal(pb_verdict_name(p->verdict), "within-drift");
+    assert_int_equal(x.r.count[PB_VERDICT_REGRESSION], 0);
+    char *out = printed(&x);
+    assert_non_null(strstr(out, "within-drift"));
+    assert_non_null(strstr(out, "1 within drift"));
+    free(out);
+    compared_free(&x);
+
+    /* the drift is read in time order, not file order: the same runs
+     * written to the file newest first drift the same way */
+    rowspec rb[6], rc[6];
+    for (size_t i = 0; i < 6; i++) {
+        rb[i] = (rowspec){.sps = b[5 - i], .cv = 0.01, .time_utc = minute(5 - (long)i)};
+        rc[i] = (rowspec){.sps = c[i], .cv = 0.01, .time_utc = minute(6 + (long)i)};
+    }
+    compare_rows(&x, rb, 6, rc, 6, NULL, -1);
+    assert_near(x.r.pairs[0].base.drift, -40, 1e-9);
+    assert_int_equal(x.r.pairs[0].verdict, PB_VERDICT_DRIFT);
+    compared_free(&x);
+
+    /* the drift is carried over the time between the sides: CURRENT's runs
+     * interleaved with BASELINE's (the same mean time) carry none of it, so
+     * the plain t-test decides; CURRENT a week later carries it twice, no
+     * more (a week is not 3360 half-gaps of drift) */
+    const double d3[] = {1000, 1020, 980};
+    compare_sides_at(&x, d3, 3, d3, 3, 0);
+    assert_near(x.r.pairs[0].drift_pct, 0, 0);
+    assert_near(x.r.pairs[0].mde_pct, 7.65532818257543, 1e-9);
+    compared_free(&x);
+    compare_sides_at(&x, d3, 3, d3, 3, 7 * 24 * 60);
+    assert_near(x.r.pairs[0].drift_pct, 4, 1e-12);
+    compared_free(&x);
+    /* without times (every row written in the same second): carried once */
+    rowspec same[3] = {{.sps = 1000, .cv = 0.01}, {.sps = 1020, .cv = 0.01}, {.sps = 980, .cv = 0.01}};
+    compare_rows(&x, same, 3, same, 3, NULL, -1);
+    assert_true(isnan(x.r.pairs[0].base.mid_s) == false && x.r.pairs[0].base.half_gap_s == 0);
+    assert_near(x.r.pairs[0].drift_pct, 2, 1e-12);
+    compared_free(&x);
+}
+
+/* A real 10% slowdown (samples_per_s -9.05%) with tight runs and no drift
+ * is a regression, at six runs a side and at three. */
+static void test_real_slowdown_is_a_regression(void **state)
+{
+    (void)state;
+    compared x;
+    const double b[] = {1000, 1002, 998, 1001, 999, 1000}, c[] = {909, 911, 908, 910, 909, 910};
+    compare_sides(&x, b, 6, c, 6);
+    const pb_compare_pair *p = &x.r.pairs[0];
+    assert_int_equal(p->verdict, PB_VERDICT_REGRESSION);
+    assert_near(p->drift_pct, 0.0666666667, 1e-9);
+    assert_true(p->p_drift < 1e-15);
+    assert_near(p->mde_pct, 0.331879094538413, 1e-9);
+    assert_false(p->few_repeats);
+    compared_free(&x);
+    const double b3[] = {1000, 1005, 995}, c3[] = {909, 913, 905};
+    compare_sides(&x, b3, 3, c3, 3);
+    p = &x.r.pairs[0];
+    assert_int_equal(p->verdict, PB_VERDICT_REGRESSION);
+    assert_near(p->p_drift, 1.66009851e-5, 1e-12);
+    assert_near(p->mde_pct, 2.52261713604716, 1e-9);
+    assert_false(p->few_repeats);
+    char *out = printed(&x);
+    assert_null(strstr(out, "warning"));
+    free(out);
+    compared_free(&x);
+}
+
+/* The minimum detectable effect, by hand: three runs a side of 1000, 1020,
+ * 980, one a minute, CURRENT's right after BASELINE's (mean 1000,
+ * s^2 = 400, so se^2 = 400/3 a side, df 4) and a drift of 20 (980 - 1000)
+ * inside each over 2 minutes, the sides' mean times 3 minutes apart, so an
+ * allowance of 20 * 3/2 = 30:
+ *   MDE = 30 + (t(0.99, 4) + t(0.8, 4)) * sqrt(800/3)
+ *       = 30 + (3.746947 + 0.940965) * 16.329932 = 106.5533 = 10.6553%.
+ * Above the 5% threshold: too few repeats, and 22 runs a side would do
+ * (the smallest n with 30 + (t(0.99, 2n-2) + t(0.8, 2n-2)) sqrt(800/n)
+ * <= 50). Without drift (990, 1020, 990): 6.6297%, 4 runs would do. */
+static void test_mde_and_too_few_repeats(void **state)
+{
+    (void)state;
+    compared x;
+    const double d[] = {1000, 1020, 980};
+    compare_sides(&x, d, 3, d, 3);
+    const pb_compare_pair *p = &x.r.pairs[0];
+    assert_int_equal(p->verdict, PB_VERDICT_SAME);
+    assert_near(p->df, 4, 1e-12);
+    assert_near(p->drift_pct, 3, 1e-12);
+    assert_near(p->mde_pct, 10.6553281825754, 1e-9);
+    assert_true(p->few_repeats);
+    assert_int_equal(p->runs_needed, 22);
+    char *out = printed(&x);
+    assert_non_null(strstr(out, "warning: single cuda mlp-xs fp32: too few repeats for the threshold: the smallest "
+                                "change these runs tell from noise is 10.7% (3.0% of it drift inside a side) at alpha "
+                                "0.01 and power 0.8, above 5%; about 22 runs per side would bring it to the "
+                                "threshold\n"));
+    assert_non_null(strstr(out, "10.7%  same\n")); /* the table's mde column */
+    free(out);
+    compared_free(&x);
+
+    const double n[] = {990, 1020, 990};
+    compare_sides(&x, n, 3, n, 3);
+    p = &x.r.pairs[0];
+    assert_near(p->drift_pct, 0, 0);
+    assert_near(p->mde_pct, 6.62970868041728, 1e-9);
+    assert_int_equal(p->runs_needed, 4);
+    compared_free(&x);
+
+    /* drift alone beyond the threshold: no count of runs helps */
+    const double big[] = {1000, 1000, 940};
+    compare_sides(&x, big, 3, big, 3);
+    assert_true(x.r.pairs[0].few_repeats);
+    assert_int_equal(x.r.pairs[0].runs_needed, SIZE_MAX);
+    compared_free(&x);
+
+    /* one run a side: the per-step spread, no drift to see: cv 0.01 over
+     * 20 steps, se^2 = 10^2/20 a side, df = 38:
+     * MDE = (t(0.99, 38) + t(0.8, 38)) * sqrt(10) / 1000 = 1.0371% */
+    compare_rows(&x, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1, (rowspec[]){{.sps = 1000, .cv = 0.01}}, 1, NULL, -1);
+    p = &x.r.pairs[0];
+    assert_true(isnan(p->drift_pct));
+    assert_near(p->mde_pct,
+                       100 * (pb_stats_t_quantile(0.99, 38) + pb_stats_t_quantile(0.8, 38)) * sqrt(10.0) / 1000, 1e-12);
+    assert_near(p->mde_pct, 1.03714813807729, 1e-9);
+    assert_false(p->few_repeats);
+    compared_free(&x);
+}
+
 static void test_env_differences(void **state)
 {
     (void)state;
@@ -618,10 +850,14 @@ int main(void)
         cmocka_unit_test_setup(test_incbeta_closed_forms, setup_clear),
         cmocka_unit_test_setup(test_t_cdf_known_values, setup_clear),
         cmocka_unit_test_setup(test_welch_by_hand, setup_clear),
+        cmocka_unit_test_setup(test_t_quantile, setup_clear),
         cmocka_unit_test_setup(test_pairing_repeats_and_one_sided, setup_clear),
         cmocka_unit_test_setup(test_pairing_canonical_numbers, setup_clear),
         cmocka_unit_test_setup(test_verdicts, setup_clear),
         cmocka_unit_test_setup(test_repeats_use_run_to_run_spread, setup_clear),
+        cmocka_unit_test_setup(test_drift_inside_a_side_is_noise, setup_clear),
+        cmocka_unit_test_setup(test_real_slowdown_is_a_regression, setup_clear),
+        cmocka_unit_test_setup(test_mde_and_too_few_repeats, setup_clear),
         cmocka_unit_test_setup(test_env_differences, setup_clear),
         cmocka_unit_test_setup(test_tables_bad_values, setup_clear),
     };

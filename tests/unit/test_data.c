@@ -13,7 +13,7 @@
 
 #include "harness/npy.h"
 #include "harness/registry.h"
-#include "workloads/workload.h"
+#include "workloads/mlp.h"
 
 #define SEED 1234
 

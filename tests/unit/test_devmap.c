@@ -18,7 +18,7 @@
 #include "harness/loader.h"
 #include "harness/registry.h"
 #include "strategies/input.h"
-#include "workloads/workload.h"
+#include "workloads/mlp.h"
 
 /* --- pb_rank_device ------------------------------------------------------------ */
 
@@ -167,13 +167,13 @@ static pb_calibration calibrate_fake(char *const *args, bool host_is_device, int
 {
     pb_config cfg = config_of(args);
     pb_backend be = fake_backend(host_is_device);
-    pb_layout layout;
-    assert_int_equal(pb_mlp_layout(&cfg.shape, &layout), PB_OK);
+    static pb_model model;
+    assert_int_equal(pb_model_of(&cfg, &model), PB_OK);
     int ordinals[PB_MAX_STAGES];
     int n = pb_calibrate_ordinals(&cfg, &be, rank_device, ordinals);
     pb_calibration cal;
     n_opened = 0;
-    assert_int_equal(pb_calibrate_on(&cfg, &layout, &be, ordinals, n, &cal), PB_OK);
+    assert_int_equal(pb_calibrate_on(&cfg, &model, &be, ordinals, n, &cal), PB_OK);
     assert_int_equal(cal.n, n);
     return cal;
 }
@@ -272,6 +272,8 @@ static void test_loader_fills_shard_only(void **state)
     pb_config cfg = config_of(args);
     pb_layout layout;
     assert_int_equal(pb_mlp_layout(&cfg.shape, &layout), PB_OK);
+    static pb_model model;
+    assert_int_equal(pb_model_of(&cfg, &model), PB_OK);
     const int steps = 4, b = cfg.shape.batch;
     size_t in = (size_t)layout.in;
     float *x = malloc((size_t)b * in * sizeof(float)), *protos = malloc((size_t)layout.classes * in * sizeof(float));
@@ -283,7 +285,7 @@ static void test_loader_fills_shard_only(void **state)
             int row0, rows;
             pb_input_shard(b, ranks, r, &row0, &rows);
             pb_loader *l = NULL;
-            assert_int_equal(pb_loader_create(&pb_backend_cpu, &layout, cfg.seed, row0, rows, steps, 3, &l), PB_OK);
+            assert_int_equal(pb_loader_create(&pb_backend_cpu, &model, cfg.seed, row0, rows, steps, 3, &l), PB_OK);
             for (int s = 0; s < steps; s++) {
                 pb_batch batch;
                 assert_int_equal(pb_loader_next(l, s, &batch), PB_OK);
@@ -291,8 +293,8 @@ static void test_loader_fills_shard_only(void **state)
                 assert_int_equal(batch.count, rows);
                 /* single's rows of the global batch, bit for bit */
                 pb_data_fill(&layout, cfg.seed, s, 0, b, protos, x, labels);
-                assert_memory_equal(batch.x, x + (size_t)row0 * in, (size_t)rows * in * sizeof(float));
-                assert_memory_equal(batch.labels, labels + row0, (size_t)rows * sizeof(int32_t));
+                assert_memory_equal(batch.inputs, x + (size_t)row0 * in, (size_t)rows * in * sizeof(float));
+                assert_memory_equal(batch.targets, labels + row0, (size_t)rows * sizeof(int32_t));
             }
             assert_int_equal(pb_loader_filled(l), (int64_t)steps * rows);
             pb_loader_destroy(l);

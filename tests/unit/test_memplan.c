@@ -59,13 +59,14 @@ static void test_mp_microbatches_by_hand(void **state)
     (void)state;
     char *args[] = {SHAPE, "--strategy", "mp", "--gpus", "2", "--microbatches", "2", NULL};
     pb_memplan p = plan_of(args, true, 1);
-    /* stages by FLOPs: layer 0 (32) | layer 1 (24); all 6 rows each.
-     * stage 0: 40 parameters (160 bytes) x3, acts 4x6x(4+8) + 2x4x6x8 + 16
-     * + 24 + 4 = 716, gradient scratch 160. stage 1: 27 (108) x3, acts
-     * 4x6x(8+3) + 2x4x6x8 + 4x8 + 24 + 4 = 708, scratch 108, the input
-     * gradient it sends back 4x6x8 = 192 */
-    assert_true(p.device[0] == 160 * 3 + 716 + 160);
-    assert_true(p.device[1] == 108 * 3 + 708 + 108 + 192);
+    /* stages by FLOPs: layer 0 (32) | layer 1 (24); each keeps all 6 rows'
+     * activations (2 slots of 3), its gradient buffers one microbatch's 3.
+     * stage 0: 40 parameters (160 bytes) x3, acts 4x6x(4+8) + 2x4x3x8 + 16
+     * + 4 = 500 (no labels: the loss is the last stage's), gradient scratch
+     * 160. stage 1: 27 (108) x3, acts 4x6x(8+3) + 2x4x3x8 + 4x8 + 24 + 4 =
+     * 516, scratch 108, the input gradient it sends back 4x6x8 = 192 */
+    assert_true(p.device[0] == 160 * 3 + 500 + 160);
+    assert_true(p.device[1] == 108 * 3 + 516 + 108 + 192);
     assert_true(p.host == p.device[0] + p.device[1] + 268 + 408);
 }
 

@@ -9,7 +9,7 @@
 #include "harness/config.h"
 #include "kernels/comm_local.h"
 #include "strategies/strategy.h"
-#include "workloads/workload.h"
+#include "workloads/mlp.h"
 
 /* The span of stage k's phase ph for microbatch mb (the first, in order). */
 static const pb_mp_span *find_span(const pb_mp_span *sp, int n, int k, pb_phase ph, int mb)
@@ -39,12 +39,14 @@ static void test_wait_outside_p2p(void **state)
     cfg.warmup = 0;
     pb_layout layout;
     assert_int_equal(pb_mlp_layout(&cfg.shape, &layout), PB_OK);
+    static pb_model model;
+    assert_int_equal(pb_model_describe(&pb_workload_mlp, &cfg.shape, &model), PB_OK);
     float *params = malloc(layout.n_params * sizeof(float)), *proto = malloc((size_t)layout.classes * layout.in * 4),
           *x = malloc((size_t)cfg.shape.batch * layout.in * 4);
     int32_t *labels = malloc((size_t)cfg.shape.batch * 4);
     pb_mlp_init_params(&layout, cfg.seed, params);
     pb_data_prototypes(&layout, cfg.seed, proto);
-    pb_strategy_ctx ctx = {.cfg = &cfg, .be = &pb_backend_cpu, .layout = &layout, .init_params = params,
+    pb_strategy_ctx ctx = {.cfg = &cfg, .be = &pb_backend_cpu, .model = &model, .init_params = params,
                            .ranks = 1, .comm = &pb_comm_local};
     void *mp = NULL;
     assert_int_equal(pb_strategy_mp.init(&ctx, &mp), PB_OK);
@@ -52,7 +54,7 @@ static void test_wait_outside_p2p(void **state)
     int n = 0;
     for (int step = 0; step < 3; step++) {
         pb_data_fill(&layout, cfg.seed, step, 0, cfg.shape.batch, proto, x, labels);
-        pb_batch batch = {.step = step, .count = cfg.shape.batch, .x = x, .labels = labels};
+        pb_batch batch = {.step = step, .count = cfg.shape.batch, .inputs = x, .targets = labels};
         pb_step_result r;
         assert_int_equal(pb_strategy_mp.step(mp, &batch, &r), PB_OK);
         assert_int_equal(pb_mp_trace(mp, sp, 64, &n), PB_OK);
