@@ -140,7 +140,8 @@ bool pb_predict_compare_wanted(int argc, char **argv);
         X(batch_global) X(batch_per_device) X(microbatches) X(bucket_mb) X(no_overlap) X(step_ms)            \
             X(samples_per_s) X(efficiency) X(compute_ms) X(comm_ms) X(comm_exposed_ms) X(comm_hidden_ms)     \
                 X(bubble_ms) X(bubble_frac) X(mem_mb_per_device) X(collectives) X(topology)                  \
-                    X(measured_step_ms) X(measured_samples_per_s) X(measured_efficiency) X(error_pct)
+                    X(measured_step_ms) X(measured_samples_per_s) X(measured_efficiency) X(error_pct)    \
+                        X(measured_mem_mb_per_device)
 
 #ifdef __cplusplus
 }

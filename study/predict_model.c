@@ -175,13 +175,45 @@ void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_
 
 static double phases_sum(const pb_pred_phases *p) { return p->load + p->h2d + p->fwd + p->bwd + p->opt; }
 
-/* Oversubscription: `active` devices of `threads` each on `cores` (0: each
- * its own hardware) run at cores / (active x threads) of their speed. */
+/* Devices that are threads of one process (dp, mp) on shared cores (the
+ * cpu backend): `active` devices computing at once, each
+ * at `threads` threads on `rows` rows, get at most the node's capacity,
+ * which is what single measured on all its cores: a device takes
+ * max(T_threads(rows), active x T_cores(rows)), so the factor over its own
+ * time is the second over the first when larger. With single measured at
+ * every core count this needs no assumption about how cores scale (two
+ * hyperthreads of one core, say, give little more than one); with 1-thread
+ * rows alone, T_cores is T_1 / cores (perfect scaling). 1 on GPUs (each
+ * device its own). `opt` picks the optimizer's phase, else fwd + bwd. */
+static double capacity(const pb_pred_work *w, const pb_pred_net *net, int active, int threads, double rows, bool opt)
+{
+    int cores = net->cores_per_node;
+    if (cores <= 0 || active < 1) return 1;
+    pb_pred_phases own, all;
+    pb_pred_single_phases(w, rows, threads, &own);
+    pb_pred_single_phases(w, rows, cores, &all);
+    double t_own = opt ? own.opt : own.fwd + own.bwd, t_all = opt ? all.opt : all.fwd + all.bwd;
+    if (!(t_own > 0)) return 1;
+    double f = active * t_all / t_own;
+    return f > 1 ? f : 1;
+}
+
+/* Separate processes (ddp's ranks) each have their own BLAS and cores:
+ * `active` of `threads` threads on `cores` run at cores / (active x
+ * threads) of their own speed when they want more than there are. */
 static double share(int active, int threads, int cores)
 {
     if (cores <= 0) return 1;
     double want = (double)active * threads;
     return want > cores ? want / cores : 1;
+}
+
+/* Whether the devices leave cores free for the communication's own work
+ * (the cpu backend's comms copy and add on the host's cores): without, a
+ * collective overlapped with compute takes its time from it. */
+static bool spare_cores(const pb_pred_net *net, int active, int threads)
+{
+    return net->cores_per_node <= 0 || active * threads < net->cores_per_node;
 }
 
 static double layer_weights(const pb_pred_work *w, int l) { return w->in[l] * w->out[l]; }
@@ -235,9 +267,13 @@ static void predict_ddp(const pb_pred_work *w, const pb_pred_net *net, const pb_
 {
     int n = t->devices;
     double rows = ceil(t->batch_global / n);
+    /* Open MPI binds each rank to one core when it starts 2 ranks or fewer
+     * (bench's launcher keeps that for CPU ranks, docs/strategies.md): its
+     * threads share that core */
+    if (net->cores_per_node > 0 && per_node <= 2) thr = 1;
     pb_pred_phases p;
     pb_pred_single_phases(w, rows, thr, &p);
-    double f = share(per_node, thr, net->cores_per_node);
+    double f = share(per_node, thr, net->cores_per_node), fo = f;
     const char *comm = strcmp(w->backend, "cuda") == 0 ? "nccl" : "mpi";
     const char *src = "none";
     double total_bytes = 0, total_weights = 0;
@@ -266,8 +302,10 @@ static void predict_ddp(const pb_pred_work *w, const pb_pred_net *net, const pb_
             }
         }
     }
-    double exposed = fmax(0, end_ms - bwd);
-    r->compute_ms = (p.load + p.h2d + p.fwd + p.opt) * f + bwd;
+    /* no core to spare: the all-reduces' work is done by the cores that
+     * compute, so none of it is hidden */
+    double exposed = spare_cores(net, per_node, thr) ? fmax(0, end_ms - bwd) : comm_ms;
+    r->compute_ms = p.load + p.h2d + p.fwd * f + bwd + p.opt * fo;
     r->comm_ms = comm_ms;
     r->comm_exposed_ms = exposed;
     r->step_ms = r->compute_ms + exposed;
@@ -284,7 +322,7 @@ static void predict_dp(const pb_pred_work *w, const pb_pred_net *net, const pb_p
     pb_pred_phases p, all;
     pb_pred_single_phases(w, rows, thr, &p);
     pb_pred_single_phases(w, t->batch_global, thr, &all);
-    double f = share(n, thr, net->cores_per_node);
+    double f = capacity(w, net, n, thr, rows, false);
     const char *src = "none", *s2 = "none";
     double in_b = rows * w->in[0] * 4.0, out_b = rows * w->out[w->layers - 1] * 4.0;
     double pbytes = 0;
@@ -360,8 +398,9 @@ static void predict_mp(const pb_pred_work *w, const pb_pred_net *net, const pb_p
     pb_pred_phases mbp, all;
     pb_pred_single_phases(w, rows, thr, &mbp);
     pb_pred_single_phases(w, t->batch_global, thr, &all);
-    /* at most min(p, m) stages compute at once */
-    double f = share(p < m ? p : m, thr, net->cores_per_node);
+    /* each stage at its own threads' speed; on shared cores the stages
+     * together cannot beat the node's capacity (below) */
+    double f = 1;
     double total_w = 0;
     for (int l = 0; l < w->layers; l++) total_w += layer_weights(w, l);
     const char *src = "none";
@@ -394,6 +433,14 @@ static void predict_mp(const pb_pred_work *w, const pb_pred_net *net, const pb_p
     r->step_ms = lead + slot_sum + (m - 1) * slot_max + opt_max;
     for (int s = 0; s < p; s++) busy_sum += m * slot[s] + opt_s[s] + (s == 0 ? lead : 0);
     r->bubble_ms = fmax(0, r->step_ms - busy_sum / p);
+    if (net->cores_per_node > 0) {
+        /* the whole batch's fwd and bwd at the node's capacity (single on
+         * all its cores), whatever the stages' overlap */
+        pb_pred_phases cap;
+        pb_pred_single_phases(w, t->batch_global, net->cores_per_node, &cap);
+        double floor_ms = lead + cap.fwd + cap.bwd + p2p_sum * m + opt_max;
+        if (floor_ms > r->step_ms) r->step_ms = floor_ms;
+    }
     r->bubble_frac = r->step_ms > 0 ? r->bubble_ms / r->step_ms : 0;
     r->comm_ms = m * p2p_sum;
     r->comm_exposed_ms = p2p_sum + (m - 1) * p2p_at_max;

@@ -115,13 +115,15 @@ pb_status pb_pred_targets_against(const pb_csv *c, const char *path, const pb_pr
         }
         if (r->nrep < PB_PRED_MAX_REPS) {
             r->rep_ms[r->nrep] = step;
-            r->rep_sps[r->nrep++] = field_num(c, i, "samples_per_s", NAN);
+            r->rep_sps[r->nrep] = field_num(c, i, "samples_per_s", NAN);
+            r->rep_mem[r->nrep++] = field_num(c, i, "peak_mem_mb", NAN);
         }
     }
     for (size_t k = 0; k < rows->n; k++) {
         pb_pred_row *r = &rows->v[k];
         r->measured_step_ms = pb_pred_median(r->rep_ms, (size_t)r->nrep);
         r->measured_samples_per_s = pb_pred_median(r->rep_sps, (size_t)r->nrep);
+        r->measured_mem_mb = pb_pred_median(r->rep_mem, (size_t)r->nrep);
     }
     if (!rows->n)
         return pb_usage_error("%s: no ok run of %s on %s in %s to predict", path, w->workload, w->backend, w->precision);
@@ -171,7 +173,8 @@ pb_status pb_pred_write_csv(const char *path, const pb_pred_work *w, const pb_pr
         put_num(f, row->has_measured ? row->measured_step_ms : NAN, true);
         put_num(f, row->has_measured ? row->measured_samples_per_s : NAN, true);
         put_num(f, row->has_measured ? row->measured_efficiency : NAN, true);
-        put_num(f, row->has_measured ? row->error_pct : NAN, false);
+        put_num(f, row->has_measured ? row->error_pct : NAN, true);
+        put_num(f, row->has_measured ? row->measured_mem_mb : NAN, false);
         fputc('\n', f);
     }
     bool ok = !ferror(f);

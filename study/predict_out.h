@@ -17,9 +17,9 @@ typedef struct pb_pred_row {
     pb_pred_result r;
     bool ok;           /* predicted */
     bool has_measured; /* --against: a measured run of this configuration */
-    double measured_step_ms, measured_samples_per_s, measured_efficiency, error_pct;
+    double measured_step_ms, measured_samples_per_s, measured_efficiency, error_pct, measured_mem_mb;
     int nrep; /* measured runs pooled (their medians) */
-    double rep_ms[PB_PRED_MAX_REPS], rep_sps[PB_PRED_MAX_REPS];
+    double rep_ms[PB_PRED_MAX_REPS], rep_sps[PB_PRED_MAX_REPS], rep_mem[PB_PRED_MAX_REPS];
 } pb_pred_row;
 
 typedef struct pb_pred_rows {

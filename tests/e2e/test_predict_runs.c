@@ -5,7 +5,8 @@
  *    configuration predicted, its error in the CSV, and the errors within
  *    the limits (median 10%, largest 25%) when the machine's cores are not
  *    busy with other work (a load average above the cores makes any CPU
- *    timing a measure of the neighbours: said, and not judged);
+ *    timing a measure of the neighbours: said, and not judged); memory per
+ *    device within 5% of the runs' peak always;
  *  - the H100 example of the README: a topology file's grid, dp left out
  *    across nodes, efficiency 1 for one device and falling with devices;
  *  - compare --predicted: runs at 90% of the prediction pass, at 50% are
@@ -71,6 +72,10 @@ static void test_validation_quick_share(void **state)
         assert_true(col_num(&c, i, "measured_step_ms") > 0);
         assert_string_equal(col(&c, i, "collectives"), "measured");
         worst = fmax(worst, fabs(e));
+        /* memory does not depend on the machine's load: judged always */
+        double mem = col_num(&c, i, "mem_mb_per_device"), mmem = col_num(&c, i, "measured_mem_mb_per_device");
+        if (!(fabs(mem - mmem) <= 0.05 * mmem))
+            fail_msg("%s: memory predicted %.1f MiB, measured %.1f", col(&c, i, "strategy"), mem, mmem);
         print_message("predict: %s no_overlap=%s: predicted %.1f ms, measured %.1f ms, error %+.1f%%\n",
                       col(&c, i, "strategy"), col(&c, i, "no_overlap"), col_num(&c, i, "step_ms"),
                       col_num(&c, i, "measured_step_ms"), e);

@@ -2,7 +2,8 @@
  * is known: the ring and hierarchical all-reduce formulas, ddp's bucket
  * overlap (what is hidden behind backward and what is left), dp's traffic
  * through device 0, mp's bubble (p-1)/(m+p-1), the cpu threads rule, and
- * the pooling of repeated inputs by their median. */
+ * the node's capacity on shared cores, and the pooling of repeated inputs by
+ * their median. */
 #include "tests/common/test_util.h"
 
 #include <math.h>
@@ -172,16 +173,37 @@ static void test_cpu_devices_share_cores(void **state)
     pb_pred_single_phases(&w, 100, 4, &p);
     assert_float_equal(p.bwd, 6, 1e-12);
     pb_pred_net net;
-    make_net(&net, 64, 1e9, 1e9, 0);
+    make_net(&net, 64, 1, 1, 0);
     net.cores_per_node = 2;
-    /* ddp on 4 devices of 1 thread on 2 cores: each at half speed */
+    /* ddp on 4 ranks of 1 thread on 2 cores: processes of their own, each
+     * at half its 1-thread speed */
     pb_pred_target t = {.strategy = PB_PRED_DDP, .devices = 4, .batch_global = 100, .bucket_mb = 25, .threads = 0};
     pb_pred_result r;
     assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
     assert_int_equal(r.threads, 1);
-    assert_float_equal(r.compute_ms, 2 * (30.0 / 4 + 2), 1e-6);
+    assert_float_equal(r.compute_ms, 2 * (2.5 + 5 + 2), 1e-6);
+    /* no spare core: the all-reduce's work is not hidden */
+    assert_true(r.comm_ms > 0);
+    assert_float_equal(r.comm_exposed_ms, r.comm_ms, 1e-12);
     /* efficiency against the same cores: single at 2 threads, whole batch */
     assert_float_equal(r.efficiency, 19.0 / r.step_ms, 1e-9);
+    /* 2 ranks are bound to a core each (Open MPI's default for np <= 2):
+     * 1 thread whatever --threads says */
+    t.devices = 2;
+    t.threads = 2;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.compute_ms, 5 + 10 + 2, 1e-6);
+    /* dp's devices are threads of one process: together at most the node's
+     * capacity, single on both cores: 2 x (3 + 6) = 18 where one device
+     * alone would take 15; the optimizer on device 0 alone */
+    t.strategy = PB_PRED_DP;
+    t.threads = 1;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.compute_ms, 18 + 2, 1e-6);
+    /* on a 16-core node nothing is shared */
+    net.cores_per_node = 16;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.compute_ms, 15 + 2, 1e-6);
 }
 
 static void test_repeats_pool_by_median(void **state)
