@@ -92,11 +92,20 @@ double pb_pred_allreduce_us(const pb_pred_net *net, const char *comm, int n, dou
     }
     *source = "topology";
     if (nodes == 1) return ring_allreduce_us(n, bytes, net->intra_alpha_us, net->intra_gbps);
+    /* in the node: the topology's figures, else a measured fit's (bench
+     * comm on one node) read as a ring's step and busbw */
+    double ia = net->intra_alpha_us, ib = net->intra_gbps;
+    f = find_fit(net, comm, PB_COLL_ALL_REDUCE, g, false);
+    if (ib <= 0 && f && f->ranks > 1) {
+        const pb_fit_segment *s = fit_segment(f, bytes / g);
+        ia = s->alpha_us / (2.0 * (f->ranks - 1));
+        ib = s->beta_gbps * pb_busbw_factor(PB_COLL_ALL_REDUCE, f->ranks);
+        *source = "extrapolated";
+    }
     /* hierarchical: reduce-scatter in the node, all-reduce of each device's
      * 1/g across the nodes (every device over its own NIC), all-gather */
-    return ring_half_us(g, bytes, net->intra_alpha_us, net->intra_gbps) +
-           ring_allreduce_us(nodes, bytes / g, net->inter_alpha_us, net->inter_gbps) +
-           ring_half_us(g, bytes, net->intra_alpha_us, net->intra_gbps);
+    return ring_half_us(g, bytes, ia, ib) + ring_allreduce_us(nodes, bytes / g, net->inter_alpha_us, net->inter_gbps) +
+           ring_half_us(g, bytes, ia, ib);
 }
 
 double pb_pred_broadcast_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source)
@@ -481,6 +490,10 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
         break;
     default: return pb_usage_error("predict: unknown strategy");
     }
+    if (t->strategy == PB_PRED_DDP && r->nodes > 1 && net->inter_gbps <= 0)
+        return pb_usage_error("predict: ddp on %d nodes needs the links between nodes: give --topology or "
+                              "--inter-gbps",
+                              r->nodes);
     if (strcmp(r->collectives, "none") != 0 && net->nfits == 0 && net->intra_gbps <= 0)
         return pb_usage_error("predict: %s on %d devices needs collective figures: give --comm-csv or --topology",
                               pb_pred_strategy_name(t->strategy), t->devices);
@@ -493,8 +506,10 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
      * whole batch ("the same cores", docs/sweep.md) */
     pb_pred_phases ref;
     if (net->cores_per_node > 0) {
-        int cores = t->devices * thr < net->cores_per_node ? t->devices * thr : net->cores_per_node;
-        pb_pred_single_phases(w, t->batch_global, cores, &ref);
+        /* each node's cores on its share of the batch */
+        int per = (t->devices + r->nodes - 1) / r->nodes;
+        int cores = per * thr < net->cores_per_node ? per * thr : net->cores_per_node;
+        pb_pred_single_phases(w, t->batch_global / r->nodes, cores, &ref);
         r->ideal_ms = phases_sum(&ref);
     } else if (t->strategy == PB_PRED_MP) {
         pb_pred_single_phases(w, t->batch_global, thr, &ref);

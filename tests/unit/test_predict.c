@@ -77,6 +77,13 @@ static void test_measured_fit_is_used_and_extrapolated(void **state)
      * busbw (beta x 2(n0-1)/n0 = 5 GB/s): 6 x 5 us + 1.5 S / 5 GB/s */
     assert_float_equal(pb_pred_allreduce_us(&net, "mpi", 4, 1e6, &src), 30 + 1.5e6 / 5e3, 1e-9);
     assert_string_equal(src, "extrapolated");
+    /* 2 nodes of 2: the fit stands for the node (reduce-scatter and
+     * all-gather: 5 us + S/2 at 5 GB/s each), the given inter-node link for
+     * the all-reduce of S/2 between the nodes (S/2 at 10 GB/s) */
+    net.gpus_per_node = 2;
+    net.inter_gbps = 10;
+    assert_float_equal(pb_pred_allreduce_us(&net, "mpi", 4, 1e6, &src), 2 * (5 + 0.5e6 / 5e3) + 0.5e6 / 10e3, 1e-9);
+    assert_string_equal(src, "extrapolated");
 }
 
 static void test_ddp_buckets_overlap_backward(void **state)
