@@ -141,3 +141,15 @@ $(BENCH_GPT_OPS): benchmarks/bench_gpt_ops.c $(BUILD)/libparbench.a
 
 bench-gpt-ops: $(BENCH_GPT_OPS)
 	@$(BENCH_GPT_OPS) $(BENCH_GPT_OPS_ARGS) $(if $(filter 1,$(BENCH_STRICT)),--strict)
+
+# --- predict-validate -------------------------------------------------------
+#   make predict-validate  bench predict against every configuration that runs
+#                          here (docs/predict.md, "Validation"): single inputs,
+#                          bench comm fits, ddp/dp/mp on 1 to 4 CPU devices
+#                          with --bucket-mb and --no-overlap variants, in
+#                          PREDICT_ROUNDS interleaved rounds; prints each
+#                          error; exit 1 over the limits (median 10%, max 25%).
+.PHONY: predict-validate
+PREDICT_ROUNDS ?= 3
+predict-validate: bench
+	@BENCH=./bench scripts/predict-validate.sh results/predict-validate all $(PREDICT_ROUNDS)

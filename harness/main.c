@@ -21,6 +21,7 @@
 #include "signals.h"
 #include "status.h"
 #include "supervise.h"
+#include "../study/predict.h"
 #include "../study/sweep.h"
 
 static void print_usage(void);
@@ -210,6 +211,7 @@ static const command commands[] = {
     {"check", cmd_check, "all-ranks health check: GEMM, memory, pair links, all-reduce; outliers marked"},
     {"compare", pb_cmd_compare, "two results CSVs: per configuration, change and regression verdict"},
     {"plot", pb_cmd_plot, "PNG and SVG plots of a results CSV, or two compared (gnuplot)"},
+    {"predict", pb_cmd_predict, "step time, throughput, efficiency, exposed comm and memory of each strategy at 1 to 4096 devices, from measured rows"},
     {"sweep", pb_cmd_sweep, "every strategy x device count as its own run, resumable; a scaling table"},
     {"help", cmd_help, "this text; help COMMAND (or COMMAND --help): that command's own"},
     {"version", cmd_version, "version, git revision, build options (CUDA, MPI, NCCL, NVTX) and compiler"},

@@ -2,6 +2,7 @@
  * pairing and verdicts of study/compare.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "compare_cli.h"
+#include "predict.h"
 #include "compare_comm.h"
 
 #include <math.h>
@@ -504,6 +505,8 @@ int pb_cmd_compare(int argc, char **argv)
     memset(&base, 0, sizeof base);
     memset(&cur, 0, sizeof cur);
     memset(&r, 0, sizeof r);
+    /* measured runs against bench predict's rows: study/predict_compare.c */
+    if (pb_predict_compare_wanted(argc, argv)) return pb_predict_compare(argc, argv);
     pb_status st = parse_args(argc, argv, &o, files, &help);
     if (st == PB_OK && help) {
         print_help();

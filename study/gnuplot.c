@@ -138,3 +138,25 @@ pb_gnuplot_result pb_gnuplot_draw(const char *who, const char *exe, const char *
     remove(partial[1]);
     return res;
 }
+
+bool pb_gnuplot_find_scripts(const char *script, char *dir, size_t len)
+{
+    char probe[PATH_MAX + 64], exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(probe, sizeof probe, "%s/plots/%s", exe, script);
+            if (access(probe, R_OK) == 0) {
+                snprintf(dir, len, "%.*s/plots", PATH_MAX - 8, exe);
+                return true;
+            }
+        }
+    }
+    snprintf(probe, sizeof probe, "plots/%s", script);
+    if (access(probe, R_OK) != 0) return false;
+    snprintf(dir, len, "plots");
+    return true;
+}

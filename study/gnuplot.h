@@ -16,6 +16,11 @@
  * when none is an executable file. */
 bool pb_gnuplot_find(char *exe, size_t len);
 
+/* The folder of the plots/ *.gp scripts: plots/ beside the running bench
+ * binary, else ./plots, the first holding `script` (a file name such as
+ * "common.gp"); false when neither does. */
+bool pb_gnuplot_find_scripts(const char *script, char *dir, size_t len);
+
 /* name=value as a gnuplot string literal appended to vars: single quotes,
  * '' for a quote, control characters dropped. */
 void pb_gnuplot_str(pb_strbuf *vars, const char *name, const char *value);

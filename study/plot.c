@@ -6,6 +6,7 @@
  * never a shell; strings reach it as single-quoted gnuplot literals). */
 #define _POSIX_C_SOURCE 200809L
 #include "plot.h"
+#include "predict_out.h"
 #include "plot_internal.h"
 
 #include <ctype.h>
@@ -64,24 +65,7 @@ static pb_status find_plot_dir(ctx *x)
         snprintf(x->plotdir, sizeof x->plotdir, "%s", x->o.plots_dir);
         return PB_OK;
     }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            snprintf(probe, sizeof probe, "%s/plots/common.gp", exe);
-            if (access(probe, R_OK) == 0) {
-                snprintf(x->plotdir, sizeof x->plotdir, "%.*s/plots", PATH_MAX - 8, exe);
-                return PB_OK;
-            }
-        }
-    }
-    if (access("plots/common.gp", R_OK) == 0) {
-        snprintf(x->plotdir, sizeof x->plotdir, "plots");
-        return PB_OK;
-    }
+    if (pb_gnuplot_find_scripts("common.gp", x->plotdir, sizeof x->plotdir)) return PB_OK;
     return pb_usage_error("plot: the gnuplot scripts (plots/*.gp) were not found beside the bench binary or in "
                           "./plots; pass --plots-dir DIR");
 }
@@ -133,8 +117,16 @@ static int plot_csv(ctx *x)
     if (pb_csv_load(x->o.csv, &comm_rows) == PB_OK) {
         bool comm = pb_comm_csv_is(&comm_rows);
         int rc = comm ? pb_plot_comm(x, &comm_rows) : 0;
+        /* bench predict's rows: predicted curves, measured points */
+        bool pred = !comm && pb_pred_csv_is(&comm_rows);
+        if (pred) {
+            pb_status ps = pb_pred_plot_csv(&comm_rows, x->o.csv, x->outdir, x->o.plots_dir);
+            if (ps != PB_OK) pb_log_error("%s", pb_error_message());
+            else x->written += 2; /* throughput and efficiency */
+            rc = pb_status_exit_code(ps);
+        }
         pb_csv_free(&comm_rows);
-        if (comm) return rc;
+        if (comm || pred) return rc;
     }
     pb_error_clear();
     table t;

@@ -207,7 +207,7 @@ static const usage_case unknown_optimizer = {ARGS("--optimizer", "adam"), "--opt
 /* an unknown flag or stray word: the message points at --help for what is allowed */
 static const usage_case unknown_flag = {ARGS("--iterations", "5"), "--iterations", "see --help", "unknown flag", false};
 static const usage_case stray_positional = {ARGS("--iters", "2", "fast"), "'fast'", "see --help", "unexpected argument", false};
-static const usage_case unknown_subcommand = {ARGS("frobnicate", "--out", "@OUT"), "'frobnicate'", "allowed: run, list, calibrate, comm, check, compare, plot, sweep, help", NULL, false};
+static const usage_case unknown_subcommand = {ARGS("frobnicate", "--out", "@OUT"), "'frobnicate'", "allowed: run, list, calibrate, comm, check, compare, plot, predict, sweep, help", NULL, false};
 static const usage_case iters_not_number = {ARGS("--iters", "abc"), "--iters", "allowed: 1 to 1000000", "not an integer", false};
 static const usage_case iters_trailing_junk = {ARGS("--iters", "5x"), "--iters", "allowed: 1 to 1000000", "not an integer", false};
 static const usage_case iters_zero = {ARGS("--iters", "0"), "--iters", "allowed: 1 to 1000000", "out of range", false};

@@ -271,6 +271,11 @@ static int docs_setup(void **state)
         assert_int_equal(symlink(src, path), 0);
     }
     globfree(&g);
+    /* bench predict's example inputs and topology files (read only) */
+    char topo[PATH_MAX];
+    assert_non_null(realpath("results/topologies", topo));
+    snprintf(path, sizeof path, "%s/results/topologies", d->dir);
+    assert_int_equal(symlink(topo, path), 0);
     /* copies: a command may append to a baseline (regenerating it) */
     if (glob("results/baselines/*.csv", 0, NULL, &g) == 0) {
         for (size_t i = 0; i < g.gl_pathc; i++) {
@@ -411,7 +416,7 @@ static bool resolves(const char *page, const char *target, size_t len)
  * outputs, so only results/baselines/ counts there). */
 static const char *const kept[] = {"docs/",   "harness/", "study/",   "strategies/", "kernels/",
                                    "workloads/", "tests/", "scripts/", "benchmarks/", "results/baselines/",
-                                   NULL};
+                                   "results/topologies/", NULL};
 
 static bool path_char(char c)
 {

@@ -136,6 +136,7 @@ static void test_run_core_and_study_tools(void **state)
         "harness/results.h", "harness/config.h", "harness/registry.h", "harness/status.h", "harness/log.h",
         "harness/parse.h",   "harness/paths.h",  "harness/child.h",    "harness/stats.h",  "harness/env.h",
         "harness/envvars.h", /* the env_vars column's format, read back by compare */
+        "harness/comm_fit.h", /* bench comm's busbw factors and alpha-beta fit (libc only): predict refits with it */
         NULL};
     n = folder("study", files, 256);
     assert_true(n >= 10);

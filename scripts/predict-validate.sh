@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Measures what `bench predict` is validated against on this machine, then
+# predicts every measured configuration and prints the errors
+# (docs/predict.md, "Validation"). Usage:
+#   scripts/predict-validate.sh [OUTDIR] [all|quick] [ROUNDS]
+# OUTDIR (default results/predict-validate) gets single.csv (the inputs: one
+# device at 1 thread and at every core), comm.csv (bench comm of mpi and
+# local on 2 to 4 participants), measured.csv (the runs) and predicted.csv.
+# Everything is measured in ROUNDS interleaved rounds (default 3; quick: 1)
+# so that a machine whose load drifts moves inputs and runs alike; bench
+# predict pools each configuration's rounds by their median. The exit status
+# is bench predict --against's: 1 when the median |error| is over 10% or
+# any over 25% (PB_PREDICT_LIMITS="--max-median-error M --max-error X" to
+# change them).
+# `quick` is the CI test's share: ddp on 2 ranks with and without overlap,
+# dp on 2 devices; `all` every configuration of the issue (ddp 1 to 4 ranks
+# with --bucket-mb 1 and 4 and --no-overlap, dp 2 and 4, mp 2 to 4 with 1 and
+# 4 microbatches).
+set -euo pipefail
+OUT=${1:-results/predict-validate}
+MODE=${2:-all}
+ROUNDS=${3:-$([ "$MODE" = quick ] && echo 1 || echo 3)}
+WL=${PB_PREDICT_WORKLOAD:-mlp-s}
+ITERS=${PB_PREDICT_ITERS:-20}
+CORES=$(nproc)
+mkdir -p "$OUT"
+rm -f "$OUT/single.csv" "$OUT/comm.csv" "$OUT/measured.csv" "$OUT/predicted.csv"
+# a private copy: a rebuild of ./bench during the rounds must not end them
+BIN=$(mktemp "${TMPDIR:-/tmp}/pb-predict-bench.XXXXXX")
+trap 'rm -f "$BIN"' EXIT
+cp "${BENCH:-./bench}" "$BIN"
+chmod 755 "$BIN"
+run() { "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 "$@"; }
+comm() { "$BIN" comm --quiet --sizes 128K:32M --iters 5 --warmup 2 --out "$OUT/comm.csv" "$@" >/dev/null; }
+# the cpu threads rule (docs/sweep.md "Threads"): each device cores/devices, at least 1
+thr() { local t=$((CORES / $1)); echo $((t < 1 ? 1 : t)); }
+ddp() { run --strategy ddp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
+dp() { run --strategy dp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
+mp() { run --strategy mp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
+
+for ((r = 1; r <= ROUNDS; r++)); do
+    echo "predict-validate: round $r of $ROUNDS" >&2
+    # inputs: a single device at 1 thread and at every core
+    run --strategy single --gpus 1 --threads 1 --out "$OUT/single.csv"
+    [ "$CORES" -gt 1 ] && run --strategy single --gpus 1 --threads "$CORES" --out "$OUT/single.csv"
+    if [ "$MODE" = quick ]; then
+        comm --comm mpi --ranks 2 --collectives all_reduce
+        comm --comm local --ranks 2 --collectives all_reduce,broadcast,sendrecv
+        ddp 2
+        ddp 2 --no-overlap
+        dp 2
+        continue
+    fi
+    for n in 2 3 4; do
+        comm --comm mpi --ranks "$n" --collectives all_reduce
+        comm --comm local --ranks "$n" --collectives all_reduce,broadcast,sendrecv
+    done
+    for n in 1 2 3 4; do
+        ddp "$n"
+        [ "$n" -lt 2 ] && continue # dp and mp take 2 devices or more
+        # dp splits the global batch evenly: mlp-s's 256 rows not in 3
+        if [ "$n" -ne 3 ]; then dp "$n"; fi
+        mp "$n"
+    done
+    for n in 2 4; do
+        ddp "$n" --bucket-mb 1
+        ddp "$n" --bucket-mb 4
+        ddp "$n" --no-overlap
+        mp "$n" --microbatches 4
+    done
+done
+[ "${PB_PREDICT_MEASURE_ONLY:-0}" = 1 ] && exit 0
+# shellcheck disable=SC2086
+"$BIN" predict --single "$OUT/single.csv" --comm-csv "$OUT/comm.csv" \
+    --against "$OUT/measured.csv" --out "$OUT/predicted.csv" ${PB_PREDICT_LIMITS:-}

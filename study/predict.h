@@ -1,0 +1,149 @@
+/* bench predict: a step-time model of each strategy from measured inputs
+ * (docs/predict.md). The model (predict_model.c) is pure arithmetic over
+ * the structs below, so the unit tests check its formulas; the inputs are
+ * read from a single-device run CSV, bench comm's fit rows and a topology
+ * file (predict_inputs.c); the command (predict.c) writes a CSV of its own
+ * schema (PB_PREDICT_COLUMNS) and can draw it (predict_plot.c).
+ *
+ * Times are ms unless a name says us; bandwidths GB/s (1e9 B/s). */
+#ifndef PB_PREDICT_H
+#define PB_PREDICT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../harness/comm_fit.h"
+#include "../harness/status.h"
+#include "csv_read.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PB_PRED_MAX_LAYERS 64
+#define PB_PRED_MAX_SINGLE 16 /* single rows kept (thread counts x batches) */
+#define PB_PRED_MAX_FITS 64   /* (comm, collective, ranks) fits kept */
+#define PB_PRED_NAME 64
+
+/* One measured single-device row: its phases at a batch and thread count. */
+typedef struct pb_pred_single {
+    int threads;
+    double batch;
+    double load_ms, h2d_ms, fwd_ms, bwd_ms, opt_ms, step_ms;
+} pb_pred_single;
+
+/* The workload as the model needs it: the MLP's layers and the run's
+ * training settings, read from the single rows. */
+typedef struct pb_pred_work {
+    char workload[PB_PRED_NAME], backend[16], precision[16], optimizer[16];
+    int layers;
+    double in[PB_PRED_MAX_LAYERS], out[PB_PRED_MAX_LAYERS];
+    double params;
+    int nsingle;
+    pb_pred_single single[PB_PRED_MAX_SINGLE];
+} pb_pred_work;
+
+/* A measured alpha-beta fit of one collective on one comm and rank count
+ * (bench comm's fit rows: up to PB_FIT_MAX_SEGMENTS segments). */
+typedef struct pb_pred_fit {
+    char comm[16];
+    pb_coll coll;
+    int ranks, nseg;
+    pb_fit_segment seg[PB_FIT_MAX_SEGMENTS];
+} pb_pred_fit;
+
+/* The machines: a topology file's figures (docs/predict.md, "Topology
+ * files"), each overridable on the command line, and the measured fits. */
+typedef struct pb_pred_net {
+    char name[PB_PRED_NAME];
+    int gpus_per_node;
+    int cores_per_node;              /* cpu backend: the cores the devices share; 0 for GPUs */
+    double intra_alpha_us, intra_gbps; /* per device, busbw-class: a ring's per-link bandwidth */
+    double inter_alpha_us, inter_gbps; /* per device's NIC across nodes */
+    double p2p_gbps;                   /* one device to another in a node (dp's scatter, mp's p2p) */
+    int nfits;
+    pb_pred_fit fits[PB_PRED_MAX_FITS];
+} pb_pred_net;
+
+typedef enum pb_pred_strategy { PB_PRED_SINGLE, PB_PRED_DP, PB_PRED_DDP, PB_PRED_MP, PB_PRED_NSTRAT } pb_pred_strategy;
+
+const char *pb_pred_strategy_name(pb_pred_strategy s);
+/* PB_PRED_NSTRAT when unknown */
+pb_pred_strategy pb_pred_strategy_find(const char *name);
+
+/* One configuration to predict. */
+typedef struct pb_pred_target {
+    pb_pred_strategy strategy;
+    int devices;
+    double batch_global;
+    int microbatches;  /* mp; 1 otherwise */
+    double bucket_mb;  /* ddp; 25 by default */
+    bool no_overlap;   /* ddp */
+    int threads;       /* cpu: BLAS threads per device (0: cores / devices, at least 1) */
+} pb_pred_target;
+
+/* What the model says of it. */
+typedef struct pb_pred_result {
+    int nodes, threads;
+    double step_ms, samples_per_s, efficiency, ideal_ms;
+    double compute_ms;        /* load, h2d, fwd, bwd, opt: the devices' own work on the critical path */
+    double comm_ms;           /* all the communication's time, hidden or not */
+    double comm_exposed_ms;   /* what the step waits for */
+    double comm_hidden_ms;    /* comm_ms - comm_exposed_ms: behind compute */
+    double bubble_ms, bubble_frac;
+    double mem_mb;            /* the largest device's memory */
+    const char *collectives;  /* "measured" (a fit for these ranks), "extrapolated" (a fit's alpha and bandwidth in the ring formulas), "topology", "none" */
+} pb_pred_result;
+
+/* Collective times (us) on n devices of the net, S bytes. */
+double pb_pred_allreduce_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source);
+double pb_pred_broadcast_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source);
+double pb_pred_p2p_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source);
+
+/* The single-device time (ms) of each phase at batch b and t threads
+ * sharing the cores `share` ways (>= 1: oversubscription). */
+typedef struct pb_pred_phases {
+    double load, h2d, fwd, bwd, opt;
+} pb_pred_phases;
+void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_pred_phases *out);
+
+/* Predicts one target; a usage error when the inputs cannot (no single row,
+ * a strategy that cannot run the target). */
+pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t,
+                         pb_pred_result *r);
+
+/* Inputs (predict_inputs.c). */
+/* The single-strategy ok rows of a run CSV (one workload, backend and
+ * precision; the first row's when several). */
+pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_work *w);
+/* The fit rows of a bench comm CSV, appended to net->fits. */
+pb_status pb_pred_read_fits(const pb_csv *c, const char *path, pb_pred_net *net);
+/* A topology file: `key = value` lines, '#' comments (docs/predict.md). */
+pb_status pb_pred_read_topology(const char *path, pb_pred_net *net);
+/* The median of v[0..n) (sorts v); NaN when n is 0. */
+double pb_pred_median(double *v, size_t n);
+/* The cpu backend's default: this host's cores, no fits. */
+void pb_pred_net_defaults(pb_pred_net *net);
+
+/* The command: argv holds what follows "predict". */
+int pb_cmd_predict(int argc, char **argv);
+
+/* bench compare --predicted P.csv M.csv (predict_compare.c): argv holds
+ * what follows "compare"; the process exit code. */
+int pb_predict_compare(int argc, char **argv);
+/* true when argv (after "compare") names --predicted */
+bool pb_predict_compare_wanted(int argc, char **argv);
+
+/* The predict CSV's columns, in order. */
+#define PB_PREDICT_COLUMNS(X)                                                                                \
+    X(strategy) X(workload) X(backend) X(precision) X(devices) X(nodes) X(gpus_per_node) X(threads)          \
+        X(batch_global) X(batch_per_device) X(microbatches) X(bucket_mb) X(no_overlap) X(step_ms)            \
+            X(samples_per_s) X(efficiency) X(compute_ms) X(comm_ms) X(comm_exposed_ms) X(comm_hidden_ms)     \
+                X(bubble_ms) X(bubble_frac) X(mem_mb_per_device) X(collectives) X(topology)                  \
+                    X(measured_step_ms) X(measured_samples_per_s) X(measured_efficiency) X(error_pct)    \
+                        X(measured_mem_mb_per_device)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PB_PREDICT_H */

@@ -1,0 +1,523 @@
+/* bench predict's model: per strategy, the measured single-device phases
+ * scaled to the target's batch and cores, plus the collectives from
+ * alpha-beta fits or a topology's ring/tree formulas, overlapped as the
+ * strategy overlaps them. docs/predict.md states every formula and what the
+ * model leaves out; this file is pure arithmetic so the unit tests can check
+ * it. */
+#include <math.h>
+#include <string.h>
+
+#include "predict.h"
+
+static const char *const strategy_names[PB_PRED_NSTRAT] = {"single", "dp", "ddp", "mp"};
+
+const char *pb_pred_strategy_name(pb_pred_strategy s) { return s < PB_PRED_NSTRAT ? strategy_names[s] : "?"; }
+
+pb_pred_strategy pb_pred_strategy_find(const char *name)
+{
+    for (int s = 0; s < PB_PRED_NSTRAT; s++)
+        if (strcmp(name, strategy_names[s]) == 0) return (pb_pred_strategy)s;
+    return PB_PRED_NSTRAT;
+}
+
+/* ---- collectives ------------------------------------------------------- */
+
+/* us to move `bytes` at `gbps` GB/s */
+static double xfer_us(double bytes, double gbps) { return gbps > 0 && isfinite(gbps) ? bytes / (gbps * 1e3) : 0; }
+
+static const pb_pred_fit *find_fit(const pb_pred_net *net, const char *comm, pb_coll c, int n, bool exact)
+{
+    const pb_pred_fit *best = NULL;
+    for (int i = 0; i < net->nfits; i++) {
+        const pb_pred_fit *f = &net->fits[i];
+        if (f->coll != c || f->nseg < 1 || (comm && strcmp(f->comm, comm) != 0)) continue;
+        if (f->ranks == n) return f;
+        /* else the largest rank count measured: its per-link figures are the
+         * nearest to a larger target's */
+        if (!exact && (!best || f->ranks > best->ranks)) best = f;
+    }
+    return exact ? NULL : best;
+}
+
+/* The segment whose sizes hold `bytes` (the first below them, the last above). */
+static const pb_fit_segment *fit_segment(const pb_pred_fit *f, double bytes)
+{
+    const pb_fit_segment *s = &f->seg[0];
+    for (int i = 1; i < f->nseg; i++)
+        if (bytes >= f->seg[i].bytes_lo || bytes > f->seg[i - 1].bytes_hi) s = &f->seg[i];
+    return s;
+}
+
+static double seg_us(const pb_fit_segment *s, double bytes) { return s->alpha_us + xfer_us(bytes, s->beta_gbps); }
+
+/* Ring all-reduce: 2(n-1) latencies, 2(n-1)/n of S over each link;
+ * a pipelined (double binary) tree: 2 log2(n) latencies, 2 S over a link;
+ * the faster of the two, as NCCL's tuner picks. */
+static double ring_allreduce_us(int n, double bytes, double alpha_us, double gbps)
+{
+    if (n <= 1) return 0;
+    double ring = 2.0 * (n - 1) * alpha_us + xfer_us(2.0 * (n - 1) / n * bytes, gbps);
+    double tree = 2.0 * ceil(log2((double)n)) * alpha_us + xfer_us(2.0 * bytes, gbps);
+    return fmin(ring, tree);
+}
+
+/* reduce-scatter or all-gather in a ring: (n-1) latencies, (n-1)/n of S */
+static double ring_half_us(int n, double bytes, double alpha_us, double gbps)
+{
+    return n <= 1 ? 0 : (n - 1) * alpha_us + xfer_us((double)(n - 1) / n * bytes, gbps);
+}
+
+static int devices_per_node(const pb_pred_net *net, int n)
+{
+    return net->gpus_per_node > 0 && net->gpus_per_node < n ? net->gpus_per_node : n;
+}
+
+double pb_pred_allreduce_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source)
+{
+    if (n <= 1 || bytes <= 0) return 0;
+    const pb_pred_fit *f = find_fit(net, comm, PB_COLL_ALL_REDUCE, n, true);
+    if (f) {
+        *source = "measured";
+        return seg_us(fit_segment(f, bytes), bytes);
+    }
+    int g = devices_per_node(net, n);
+    int nodes = (n + g - 1) / g;
+    f = nodes == 1 ? find_fit(net, comm, PB_COLL_ALL_REDUCE, n, false) : NULL;
+    if (f && f->ranks > 1) {
+        /* a fit at n0 ranks read as a ring's per-step latency and busbw */
+        const pb_fit_segment *s = fit_segment(f, bytes);
+        *source = "extrapolated";
+        return ring_allreduce_us(n, bytes, s->alpha_us / (2.0 * (f->ranks - 1)),
+                                 s->beta_gbps * pb_busbw_factor(PB_COLL_ALL_REDUCE, f->ranks));
+    }
+    *source = "topology";
+    if (nodes == 1) return ring_allreduce_us(n, bytes, net->intra_alpha_us, net->intra_gbps);
+    /* in the node: the topology's figures, else a measured fit's (bench
+     * comm on one node) read as a ring's step and busbw */
+    double ia = net->intra_alpha_us, ib = net->intra_gbps;
+    f = find_fit(net, comm, PB_COLL_ALL_REDUCE, g, false);
+    if (ib <= 0 && f && f->ranks > 1) {
+        const pb_fit_segment *s = fit_segment(f, bytes / g);
+        ia = s->alpha_us / (2.0 * (f->ranks - 1));
+        ib = s->beta_gbps * pb_busbw_factor(PB_COLL_ALL_REDUCE, f->ranks);
+        *source = "extrapolated";
+    }
+    /* hierarchical: reduce-scatter in the node, all-reduce of each device's
+     * 1/g across the nodes (every device over its own NIC), all-gather */
+    return ring_half_us(g, bytes, ia, ib) + ring_allreduce_us(nodes, bytes / g, net->inter_alpha_us, net->inter_gbps) +
+           ring_half_us(g, bytes, ia, ib);
+}
+
+double pb_pred_broadcast_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source)
+{
+    if (n <= 1 || bytes <= 0) return 0;
+    const pb_pred_fit *f = find_fit(net, comm, PB_COLL_BROADCAST, n, true);
+    if (f) {
+        *source = "measured";
+        return seg_us(fit_segment(f, bytes), bytes);
+    }
+    *source = "topology";
+    /* pipelined chain: (n-1) latencies, S over a link once */
+    return (n - 1) * net->intra_alpha_us + xfer_us(bytes, net->p2p_gbps > 0 ? net->p2p_gbps : net->intra_gbps);
+}
+
+double pb_pred_p2p_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source)
+{
+    if (bytes <= 0) return 0;
+    const pb_pred_fit *f = find_fit(net, comm, PB_COLL_SENDRECV, n, true);
+    if (!f) f = find_fit(net, comm, PB_COLL_SENDRECV, n, false);
+    if (f) {
+        /* bench comm's sendrecv: every rank sends to the next at once; one
+         * message of it is the figure of a single transfer */
+        *source = f->ranks == n ? "measured" : "extrapolated";
+        return seg_us(fit_segment(f, bytes), bytes);
+    }
+    *source = "topology";
+    return net->intra_alpha_us + xfer_us(bytes, net->p2p_gbps > 0 ? net->p2p_gbps : net->intra_gbps);
+}
+
+/* A reduce to one device: the local comm's all-reduce is that reduce then a
+ * broadcast (docs/strategies.md), so a measured pair gives it; else a
+ * pipelined chain like the broadcast. */
+static double reduce_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source)
+{
+    if (n <= 1) return 0;
+    const pb_pred_fit *ar = find_fit(net, comm, PB_COLL_ALL_REDUCE, n, true);
+    const pb_pred_fit *bc = find_fit(net, comm, PB_COLL_BROADCAST, n, true);
+    if (ar && bc) {
+        *source = "measured";
+        return fmax(0, seg_us(fit_segment(ar, bytes), bytes) - seg_us(fit_segment(bc, bytes), bytes));
+    }
+    return pb_pred_broadcast_us(net, NULL, n, bytes, source);
+}
+
+/* ---- compute ----------------------------------------------------------- */
+
+/* |log(a/b)|: the distance used to pick the nearest measured row */
+static double log_dist(double a, double b) { return fabs(log(a / b)); }
+
+void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_pred_phases *out)
+{
+    memset(out, 0, sizeof *out);
+    if (w->nsingle < 1 || batch <= 0) return;
+    if (threads < 1) threads = 1;
+    /* the row at the nearest thread count, then at the nearest batch */
+    const pb_pred_single *best = NULL;
+    for (int i = 0; i < w->nsingle; i++) {
+        const pb_pred_single *s = &w->single[i];
+        if (!best) {
+            best = s;
+            continue;
+        }
+        double dt = log_dist(s->threads, threads) - log_dist(best->threads, threads);
+        if (dt < -1e-9 || (fabs(dt) <= 1e-9 && log_dist(s->batch, batch) < log_dist(best->batch, batch))) best = s;
+    }
+    /* compute per device scales with the cores it gets, and with its rows;
+     * the optimizer's with the cores only */
+    double tf = (double)best->threads / threads, bf = batch / best->batch;
+    out->load = best->load_ms * bf; /* the loader thread fills rows: not BLAS threads */
+    out->h2d = best->h2d_ms * bf;
+    out->fwd = best->fwd_ms * bf * tf;
+    out->bwd = best->bwd_ms * bf * tf;
+    out->opt = best->opt_ms * tf;
+}
+
+static double phases_sum(const pb_pred_phases *p) { return p->load + p->h2d + p->fwd + p->bwd + p->opt; }
+
+/* Devices that are threads of one process (dp, mp) on shared cores (the
+ * cpu backend): `active` devices computing at once, each
+ * at `threads` threads on `rows` rows, get at most the node's capacity,
+ * which is what single measured on all its cores: a device takes
+ * max(T_threads(rows), active x T_cores(rows)), so the factor over its own
+ * time is the second over the first when larger. With single measured at
+ * every core count this needs no assumption about how cores scale (two
+ * hyperthreads of one core, say, give little more than one); with 1-thread
+ * rows alone, T_cores is T_1 / cores (perfect scaling). 1 on GPUs (each
+ * device its own). `opt` picks the optimizer's phase, else fwd + bwd. */
+static double capacity(const pb_pred_work *w, const pb_pred_net *net, int active, int threads, double rows, bool opt)
+{
+    int cores = net->cores_per_node;
+    if (cores <= 0 || active < 1) return 1;
+    pb_pred_phases own, all;
+    pb_pred_single_phases(w, rows, threads, &own);
+    pb_pred_single_phases(w, rows, cores, &all);
+    double t_own = opt ? own.opt : own.fwd + own.bwd, t_all = opt ? all.opt : all.fwd + all.bwd;
+    if (!(t_own > 0)) return 1;
+    double f = active * t_all / t_own;
+    return f > 1 ? f : 1;
+}
+
+/* Separate processes (ddp's ranks) each have their own BLAS and cores:
+ * `active` of `threads` threads on `cores` run at cores / (active x
+ * threads) of their own speed when they want more than there are. */
+static double share(int active, int threads, int cores)
+{
+    if (cores <= 0) return 1;
+    double want = (double)active * threads;
+    return want > cores ? want / cores : 1;
+}
+
+/* Whether the devices leave cores free for the communication's own work
+ * (the cpu backend's comms copy and add on the host's cores): without, a
+ * collective overlapped with compute takes its time from it. */
+static bool spare_cores(const pb_pred_net *net, int active, int threads)
+{
+    return net->cores_per_node <= 0 || active * threads < net->cores_per_node;
+}
+
+static double layer_weights(const pb_pred_work *w, int l) { return w->in[l] * w->out[l]; }
+static double layer_bytes(const pb_pred_work *w, int l) { return (w->in[l] * w->out[l] + w->out[l]) * 4.0; }
+
+/* ---- memory (MB = 2^20 B) ---------------------------------------------- */
+
+static double opt_states(const pb_pred_work *w) { return strcmp(w->optimizer, "adamw") == 0 ? 2 : 1; }
+
+/* parameters, gradients and optimizer state (fp32), plus a bf16 copy of
+ * the weights on the GPU in bf16 */
+static double state_bytes(const pb_pred_work *w, double params, bool optimizer)
+{
+    double per = 4.0 * (2 + (optimizer ? opt_states(w) : 0));
+    if (strcmp(w->precision, "bf16") == 0 && strcmp(w->backend, "cuda") == 0) per += 2;
+    return params * per;
+}
+
+/* activations kept for backward over layers [l0, l1) for `rows` rows: the
+ * stage's input and every layer's output, plus two gradient buffers of the
+ * widest layer */
+static double act_bytes(const pb_pred_work *w, int l0, int l1, double rows)
+{
+    double sum = w->in[l0], widest = 0;
+    for (int l = l0; l < l1; l++) {
+        sum += w->out[l];
+        widest = fmax(widest, fmax(w->in[l], w->out[l]));
+    }
+    return rows * (sum + 2 * widest) * 4.0;
+}
+
+static double mb(double bytes) { return bytes / 1048576.0; }
+
+/* ---- strategies -------------------------------------------------------- */
+
+static void predict_single(const pb_pred_work *w, const pb_pred_target *t, int thr, pb_pred_result *r)
+{
+    pb_pred_phases p;
+    pb_pred_single_phases(w, t->batch_global, thr, &p);
+    r->compute_ms = phases_sum(&p);
+    r->step_ms = r->compute_ms;
+    r->mem_mb = mb(state_bytes(w, w->params, true) + act_bytes(w, 0, w->layers, t->batch_global));
+}
+
+/* DDP: buckets of at most bucket_mb from the end of the gradient buffer,
+ * each all-reduced when backward has passed its lowest byte, one at a time
+ * in order on the comm's thread or stream; what runs past backward's end is
+ * exposed. */
+static void predict_ddp(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
+                        int per_node, pb_pred_result *r)
+{
+    int n = t->devices;
+    double rows = ceil(t->batch_global / n);
+    /* Open MPI binds each rank to one core when it starts 2 ranks or fewer
+     * (bench's launcher keeps that for CPU ranks, docs/strategies.md): its
+     * threads share that core */
+    if (net->cores_per_node > 0 && per_node <= 2) thr = 1;
+    pb_pred_phases p;
+    pb_pred_single_phases(w, rows, thr, &p);
+    double f = share(per_node, thr, net->cores_per_node), fo = f;
+    const char *comm = strcmp(w->backend, "cuda") == 0 ? "nccl" : "mpi";
+    const char *src = "none";
+    double total_bytes = 0, total_weights = 0;
+    for (int l = 0; l < w->layers; l++) {
+        total_bytes += layer_bytes(w, l);
+        total_weights += layer_weights(w, l);
+    }
+    double bwd = p.bwd * f, comm_ms = 0, end_ms = 0;
+    if (n > 1 && t->no_overlap) {
+        comm_ms = pb_pred_allreduce_us(net, comm, n, total_bytes, &src) / 1e3;
+        end_ms = bwd + comm_ms;
+    } else if (n > 1) {
+        double cap = t->bucket_mb * 1048576.0;
+        double done_bytes = 0, now = 0, next_cut = fmin(cap, total_bytes), launched = 0;
+        /* backward from the top layer down; a layer's share of bwd by its weights */
+        for (int l = w->layers - 1; l >= 0; l--) {
+            now += bwd * layer_weights(w, l) / total_weights;
+            done_bytes += layer_bytes(w, l);
+            while (next_cut <= done_bytes + 0.5 && launched < total_bytes - 0.5) {
+                double sz = next_cut - launched;
+                double t_ar = pb_pred_allreduce_us(net, comm, n, sz, &src) / 1e3;
+                end_ms = fmax(now, end_ms) + t_ar;
+                comm_ms += t_ar;
+                launched = next_cut;
+                next_cut = fmin(next_cut + cap, total_bytes);
+            }
+        }
+    }
+    /* no core to spare: the all-reduces' work is done by the cores that
+     * compute, so none of it is hidden */
+    double exposed = spare_cores(net, per_node, thr) ? fmax(0, end_ms - bwd) : comm_ms;
+    r->compute_ms = p.load + p.h2d + p.fwd * f + bwd + p.opt * fo;
+    r->comm_ms = comm_ms;
+    r->comm_exposed_ms = exposed;
+    r->step_ms = r->compute_ms + exposed;
+    r->collectives = src;
+    r->mem_mb = mb(state_bytes(w, w->params, true) + act_bytes(w, 0, w->layers, rows));
+}
+
+/* DataParallel: everything through device 0, nothing overlapped. */
+static void predict_dp(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
+                       pb_pred_result *r)
+{
+    int n = t->devices;
+    double rows = ceil(t->batch_global / n);
+    pb_pred_phases p, all;
+    pb_pred_single_phases(w, rows, thr, &p);
+    pb_pred_single_phases(w, t->batch_global, thr, &all);
+    double f = capacity(w, net, n, thr, rows, false);
+    const char *src = "none", *s2 = "none";
+    double in_b = rows * w->in[0] * 4.0, out_b = rows * w->out[w->layers - 1] * 4.0;
+    double pbytes = 0;
+    for (int l = 0; l < w->layers; l++) pbytes += layer_bytes(w, l);
+    /* device 0 sends or receives each other device's part in turn */
+    double scatter = (n - 1) * pb_pred_p2p_us(net, "local", n, in_b, &s2) / 1e3;
+    double gather = (n - 1) * pb_pred_p2p_us(net, "local", n, out_b, &s2) / 1e3;
+    double replicate = pb_pred_broadcast_us(net, "local", n, pbytes, &src) / 1e3;
+    double reduce = reduce_us(net, "local", n, pbytes, &src) / 1e3;
+    r->comm_ms = scatter + replicate + 2 * gather + reduce; /* gather logits, scatter their gradients */
+    r->comm_exposed_ms = r->comm_ms;
+    /* device 0 loads the whole batch and runs the optimizer alone */
+    r->compute_ms = all.load + all.h2d + (p.fwd + p.bwd) * f + all.opt;
+    r->step_ms = r->compute_ms + r->comm_ms;
+    r->collectives = strcmp(src, "measured") == 0 && strcmp(s2, "measured") == 0 ? "measured" : src;
+    double dev0 = state_bytes(w, w->params, true) + act_bytes(w, 0, w->layers, rows) +
+                  2.0 * t->batch_global * w->out[w->layers - 1] * 4.0;
+    r->mem_mb = mb(dev0);
+}
+
+/* Contiguous stages balanced by weights (the largest stage as small as it
+ * can be), as mp balances by FLOPs; first[s] is stage s's first layer. */
+static void balance(const pb_pred_work *w, int p, int *first)
+{
+    double total = 0;
+    for (int l = 0; l < w->layers; l++) total += layer_weights(w, l);
+    /* binary search on the largest stage's weights, greedy packing */
+    double lo = 0, hi = total;
+    for (int it = 0; it < 60; it++) {
+        double mid = (lo + hi) / 2, acc = 0;
+        int stages = 1;
+        bool fits = true;
+        for (int l = 0; l < w->layers; l++) {
+            double x = layer_weights(w, l);
+            if (x > mid) fits = false;
+            if (acc + x > mid && acc > 0) {
+                stages++;
+                acc = 0;
+            }
+            acc += x;
+        }
+        /* each stage needs a layer: at most layers - (p - stages) packed */
+        if (fits && stages <= p) hi = mid;
+        else lo = mid;
+    }
+    int s = 0, l = 0;
+    double acc = 0;
+    first[0] = 0;
+    for (l = 0; l < w->layers; l++) {
+        double x = layer_weights(w, l);
+        int left_layers = w->layers - l, left_stages = p - 1 - s;
+        if (s < p - 1 && acc > 0 && (acc + x > hi * (1 + 1e-9) || left_layers <= left_stages)) {
+            first[++s] = l;
+            acc = 0;
+        }
+        acc += x;
+    }
+    for (s = s + 1; s < p; s++) first[s] = w->layers; /* fewer layers than stages: refused by the caller */
+    first[p] = w->layers;
+}
+
+/* Layer split with GPipe microbatches: a stage's slot is its compute for one
+ * microbatch and its receives; the schedule's step is the sum of the
+ * stages' slots plus (m-1) of the largest (the bubble (p-1)/(m+p-1) of a
+ * balanced split). */
+static void predict_mp(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
+                       pb_pred_result *r)
+{
+    int p = t->devices, m = t->microbatches > 0 ? t->microbatches : 1;
+    int first[PB_PRED_MAX_LAYERS + 1];
+    balance(w, p, first);
+    double rows = t->batch_global / m;
+    pb_pred_phases mbp, all;
+    pb_pred_single_phases(w, rows, thr, &mbp);
+    pb_pred_single_phases(w, t->batch_global, thr, &all);
+    /* each stage at its own threads' speed; on shared cores the stages
+     * together cannot beat the node's capacity (below) */
+    double f = 1;
+    double total_w = 0;
+    for (int l = 0; l < w->layers; l++) total_w += layer_weights(w, l);
+    const char *src = "none";
+    double slot_sum = 0, slot_max = 0, p2p_sum = 0, p2p_at_max = 0, opt_max = 0, busy_sum = 0, mem_max = 0;
+    double slot[PB_PRED_MAX_LAYERS], opt_s[PB_PRED_MAX_LAYERS];
+    for (int s = 0; s < p; s++) {
+        double ws = 0, params = 0;
+        for (int l = first[s]; l < first[s + 1]; l++) {
+            ws += layer_weights(w, l);
+            params += layer_bytes(w, l) / 4.0;
+        }
+        double frac = ws / total_w;
+        double c = (mbp.fwd + mbp.bwd) * frac * f;
+        double x = 0; /* the activation in, its gradient out (the receiver copies) */
+        if (s > 0) x += pb_pred_p2p_us(net, "local", p, rows * w->in[first[s]] * 4.0, &src) / 1e3;
+        if (s < p - 1) x += pb_pred_p2p_us(net, "local", p, rows * w->out[first[s + 1] - 1] * 4.0, &src) / 1e3;
+        slot[s] = c + x;
+        slot_sum += slot[s];
+        p2p_sum += x;
+        if (slot[s] > slot_max) {
+            slot_max = slot[s];
+            p2p_at_max = x;
+        }
+        opt_s[s] = all.opt * frac;
+        opt_max = fmax(opt_max, opt_s[s]);
+        double mem = state_bytes(w, params, true) + act_bytes(w, first[s], first[s + 1], t->batch_global);
+        mem_max = fmax(mem_max, mem);
+    }
+    double lead = all.load + all.h2d; /* stage 0 takes the batch */
+    r->step_ms = lead + slot_sum + (m - 1) * slot_max + opt_max;
+    for (int s = 0; s < p; s++) busy_sum += m * slot[s] + opt_s[s] + (s == 0 ? lead : 0);
+    r->bubble_ms = fmax(0, r->step_ms - busy_sum / p);
+    if (net->cores_per_node > 0) {
+        /* the whole batch's fwd and bwd at the node's capacity (single on
+         * all its cores), whatever the stages' overlap */
+        pb_pred_phases cap;
+        pb_pred_single_phases(w, t->batch_global, net->cores_per_node, &cap);
+        double floor_ms = lead + cap.fwd + cap.bwd + p2p_sum * m + opt_max;
+        if (floor_ms > r->step_ms) r->step_ms = floor_ms;
+    }
+    r->bubble_frac = r->step_ms > 0 ? r->bubble_ms / r->step_ms : 0;
+    r->comm_ms = m * p2p_sum;
+    r->comm_exposed_ms = p2p_sum + (m - 1) * p2p_at_max;
+    r->compute_ms = r->step_ms - r->comm_exposed_ms - r->bubble_ms;
+    r->collectives = p > 1 ? src : "none";
+    r->mem_mb = mb(mem_max);
+}
+
+pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, pb_pred_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->collectives = "none";
+    if (w->nsingle < 1) return pb_usage_error("predict: no single-device row to take the compute from");
+    if (t->devices < 1 || t->batch_global < 1) return pb_usage_error("predict: devices and batch must be positive");
+    int per_node = devices_per_node(net, t->devices);
+    r->nodes = (t->devices + per_node - 1) / per_node;
+    int thr = t->threads;
+    if (thr < 1) thr = net->cores_per_node > 0 && net->cores_per_node / per_node > 1 ? net->cores_per_node / per_node : 1;
+    if (net->cores_per_node <= 0 && t->threads < 1) thr = w->single[0].threads > 0 ? w->single[0].threads : 1;
+    r->threads = thr;
+    switch (t->strategy) {
+    case PB_PRED_SINGLE:
+        if (t->devices != 1) return pb_usage_error("predict: single runs on 1 device, not %d", t->devices);
+        predict_single(w, t, thr, r);
+        break;
+    case PB_PRED_DDP: predict_ddp(w, net, t, thr, per_node, r); break;
+    case PB_PRED_DP:
+        if (t->devices < 2 || r->nodes > 1)
+            return pb_usage_error("predict: dp (one process) runs on 2 to %d devices of one node, not %d",
+                                  per_node > 2 ? per_node : 2, t->devices);
+        predict_dp(w, net, t, thr, r);
+        break;
+    case PB_PRED_MP:
+        if (t->devices < 2 || t->devices > w->layers)
+            return pb_usage_error("predict: mp needs 2 to %d devices (one layer a stage at least), not %d", w->layers,
+                                  t->devices);
+        predict_mp(w, net, t, thr, r);
+        break;
+    default: return pb_usage_error("predict: unknown strategy");
+    }
+    if (t->strategy == PB_PRED_DDP && r->nodes > 1 && net->inter_gbps <= 0)
+        return pb_usage_error("predict: ddp on %d nodes needs the links between nodes: give --topology or "
+                              "--inter-gbps",
+                              r->nodes);
+    if (strcmp(r->collectives, "none") != 0 && net->nfits == 0 && net->intra_gbps <= 0)
+        return pb_usage_error("predict: %s on %d devices needs collective figures: give --comm-csv or --topology",
+                              pb_pred_strategy_name(t->strategy), t->devices);
+    r->comm_hidden_ms = fmax(0, r->comm_ms - r->comm_exposed_ms);
+    r->samples_per_s = r->step_ms > 0 ? t->batch_global / r->step_ms * 1e3 : 0;
+    /* efficiency: on GPUs (each device its own), for dp and ddp one device's
+     * time for its share of the batch (weak scaling's T1(b) / TN), for mp
+     * (one batch, the layers split) the single device's time over N; on
+     * shared cores, one device with all the cores the N devices use, for the
+     * whole batch ("the same cores", docs/sweep.md) */
+    pb_pred_phases ref;
+    if (net->cores_per_node > 0) {
+        /* each node's cores on its share of the batch */
+        int per = (t->devices + r->nodes - 1) / r->nodes;
+        int cores = per * thr < net->cores_per_node ? per * thr : net->cores_per_node;
+        pb_pred_single_phases(w, t->batch_global / r->nodes, cores, &ref);
+        r->ideal_ms = phases_sum(&ref);
+    } else if (t->strategy == PB_PRED_MP) {
+        pb_pred_single_phases(w, t->batch_global, thr, &ref);
+        r->ideal_ms = phases_sum(&ref) / t->devices;
+    } else {
+        pb_pred_single_phases(w, t->batch_global / t->devices, thr, &ref);
+        r->ideal_ms = phases_sum(&ref);
+    }
+    r->efficiency = r->step_ms > 0 ? r->ideal_ms / r->step_ms : 0;
+    return PB_OK;
+}

@@ -1,0 +1,251 @@
+/* bench predict's model (study/predict.h) on hand-made inputs whose answer
+ * is known: the ring and hierarchical all-reduce formulas, ddp's bucket
+ * overlap (what is hidden behind backward and what is left), dp's traffic
+ * through device 0, mp's bubble (p-1)/(m+p-1), the cpu threads rule, and
+ * the node's capacity on shared cores, and the pooling of repeated inputs by
+ * their median. */
+#include "tests/common/test_util.h"
+
+#include <math.h>
+
+#include "study/predict.h"
+
+/* an MLP of `layers` square layers of width h, one single row */
+static void make_work(pb_pred_work *w, int layers, double h, double batch, double fwd, double bwd, double opt)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->workload, sizeof w->workload, "t");
+    snprintf(w->backend, sizeof w->backend, "cuda");
+    snprintf(w->precision, sizeof w->precision, "fp32");
+    snprintf(w->optimizer, sizeof w->optimizer, "sgd");
+    w->layers = layers;
+    for (int l = 0; l < layers; l++) {
+        w->in[l] = w->out[l] = h;
+        w->params += h * h + h;
+    }
+    w->nsingle = 1;
+    w->single[0] = (pb_pred_single){.threads = 1, .batch = batch, .fwd_ms = fwd, .bwd_ms = bwd, .opt_ms = opt};
+}
+
+static void make_net(pb_pred_net *n, int per_node, double intra_gbps, double inter_gbps, double alpha_us)
+{
+    memset(n, 0, sizeof *n);
+    n->gpus_per_node = per_node;
+    n->intra_gbps = intra_gbps;
+    n->inter_gbps = inter_gbps;
+    n->intra_alpha_us = n->inter_alpha_us = alpha_us;
+    n->p2p_gbps = intra_gbps;
+}
+
+static void test_ring_and_hierarchical_allreduce(void **state)
+{
+    (void)state;
+    pb_pred_net net;
+    make_net(&net, 8, 100, 10, 0);
+    const char *src = "none";
+    /* one node of 8, no latency: 2 (n-1)/n S / B; 1 GB at 100 GB/s */
+    assert_float_equal(pb_pred_allreduce_us(&net, NULL, 8, 1e9, &src), 2.0 * 7 / 8 * 1e9 / 100e3, 1e-6);
+    assert_string_equal(src, "topology");
+    /* 4 nodes of 8: reduce-scatter and all-gather in the node (each 7/8 S at
+     * 100 GB/s), all-reduce of S/8 across 4 nodes at 10 GB/s */
+    double want = 2 * (7.0 / 8 * 1e9 / 100e3) + 2.0 * 3 / 4 * (1e9 / 8) / 10e3;
+    assert_float_equal(pb_pred_allreduce_us(&net, NULL, 32, 1e9, &src), want, 1e-6);
+    /* small messages: the tree's 2 log2(n) latencies beat the ring's 2(n-1) */
+    make_net(&net, 4096, 100, 100, 10);
+    double t = pb_pred_allreduce_us(&net, NULL, 1024, 8, &src);
+    assert_true(t < 2 * 11 * 10 + 1 && t >= 2 * 10 * 10);
+    /* one device: nothing to reduce */
+    assert_float_equal(pb_pred_allreduce_us(&net, NULL, 1, 1e9, &src), 0, 0);
+}
+
+static void test_measured_fit_is_used_and_extrapolated(void **state)
+{
+    (void)state;
+    pb_pred_net net;
+    make_net(&net, 0, 0, 0, 0);
+    pb_pred_fit *f = &net.fits[net.nfits++];
+    snprintf(f->comm, sizeof f->comm, "mpi");
+    f->coll = PB_COLL_ALL_REDUCE;
+    f->ranks = 2;
+    f->nseg = 1;
+    f->seg[0] = (pb_fit_segment){.bytes_lo = 8, .bytes_hi = 1 << 30, .alpha_us = 10, .beta_gbps = 5};
+    const char *src = "none";
+    /* 2 ranks: the fit itself, alpha + S / beta */
+    assert_float_equal(pb_pred_allreduce_us(&net, "mpi", 2, 1e6, &src), 10 + 1e6 / 5e3, 1e-9);
+    assert_string_equal(src, "measured");
+    /* 4 ranks: the fit read as a ring's step (alpha / 2(n0-1) = 5 us) and
+     * busbw (beta x 2(n0-1)/n0 = 5 GB/s): 6 x 5 us + 1.5 S / 5 GB/s */
+    assert_float_equal(pb_pred_allreduce_us(&net, "mpi", 4, 1e6, &src), 30 + 1.5e6 / 5e3, 1e-9);
+    assert_string_equal(src, "extrapolated");
+    /* 2 nodes of 2: the fit stands for the node (reduce-scatter and
+     * all-gather: 5 us + S/2 at 5 GB/s each), the given inter-node link for
+     * the all-reduce of S/2 between the nodes (S/2 at 10 GB/s) */
+    net.gpus_per_node = 2;
+    net.inter_gbps = 10;
+    assert_float_equal(pb_pred_allreduce_us(&net, "mpi", 4, 1e6, &src), 2 * (5 + 0.5e6 / 5e3) + 0.5e6 / 10e3, 1e-9);
+    assert_string_equal(src, "extrapolated");
+}
+
+static void test_ddp_buckets_overlap_backward(void **state)
+{
+    (void)state;
+    /* 4 layers of 1024: 4.2 MB of gradients each; bwd 40 ms, 10 per layer */
+    pb_pred_work w;
+    make_work(&w, 4, 1024, 64, 20, 40, 4);
+    pb_pred_net net;
+    make_net(&net, 8, 1, 1, 0); /* 1 GB/s: a layer's all-reduce on 2 devices takes 4.2 ms; a bucket a layer */
+    pb_pred_target t = {.strategy = PB_PRED_DDP, .devices = 2, .batch_global = 128, .bucket_mb = 4198400.0 / 1048576, .threads = 1};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    double layer_ms = (1024.0 * 1024 + 1024) * 4 / 1e6; /* 2 (n-1)/n = 1 on 2 devices */
+    /* a bucket per layer: three hide behind the layers below, the last
+     * (ready when backward ends) is exposed */
+    assert_float_equal(r.comm_ms, 4 * layer_ms, 1e-6);
+    assert_float_equal(r.comm_exposed_ms, layer_ms, 1e-6);
+    assert_float_equal(r.comm_hidden_ms, 3 * layer_ms, 1e-6);
+    assert_float_equal(r.step_ms, 20 + 40 + 4 + layer_ms, 1e-6);
+    /* --no-overlap: all of it after backward */
+    t.no_overlap = true;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.comm_exposed_ms, 4 * layer_ms, 1e-6);
+    assert_float_equal(r.comm_hidden_ms, 0, 1e-9);
+    /* one bucket larger than the model is the same as no overlap */
+    t.no_overlap = false;
+    t.bucket_mb = 25;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.comm_exposed_ms, 4 * layer_ms, 1e-6);
+    /* weak scaling's efficiency: one device's time for its rows over the step */
+    assert_float_equal(r.efficiency, 64.0 / r.step_ms, 1e-9);
+}
+
+static void test_mp_bubble_is_gpipe(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 4, 256, 64, 40, 80, 0);
+    pb_pred_net net;
+    make_net(&net, 8, 1e9, 1e9, 0); /* p2p free */
+    for (int m = 1; m <= 8; m *= 2) {
+        pb_pred_target t = {.strategy = PB_PRED_MP, .devices = 4, .batch_global = 64, .microbatches = m, .threads = 1};
+        pb_pred_result r;
+        assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+        /* balanced stages of 120/4/m ms each: (m + p - 1) slots */
+        assert_float_equal(r.step_ms, (m + 3) * 30.0 / m, 1e-6);
+        assert_float_equal(r.bubble_frac, 3.0 / (m + 3), 1e-9);
+    }
+    pb_pred_target bad = {.strategy = PB_PRED_MP, .devices = 5, .batch_global = 64, .microbatches = 1};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&w, &net, &bad, &r), PB_ERR_USAGE);
+    pb_error_clear();
+}
+
+static void test_dp_goes_through_device_zero(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 2, 1000, 100, 10, 20, 5);
+    pb_pred_net net;
+    make_net(&net, 8, 10, 10, 0);
+    pb_pred_target t = {.strategy = PB_PRED_DP, .devices = 4, .batch_global = 100, .threads = 1};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    double pbytes = 2 * (1000.0 * 1000 + 1000) * 4, rows_b = 25 * 1000 * 4.0;
+    /* broadcast and reduce of the parameters (S / B each), and three
+     * (n-1) transfers of a quarter batch through device 0 */
+    double comm = 2 * pbytes / 10e6 + 3 * 3 * rows_b / 10e6;
+    assert_float_equal(r.comm_ms, comm, 1e-6);
+    assert_float_equal(r.comm_exposed_ms, comm, 1e-9);
+    /* compute: a quarter of fwd and bwd, the optimizer whole on device 0 */
+    assert_float_equal(r.step_ms, 7.5 + 5 + comm, 1e-6);
+    /* across nodes dp is refused */
+    t.devices = 16;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
+    pb_error_clear();
+}
+
+static void test_cpu_devices_share_cores(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 2, 100, 100, 10, 20, 2);
+    snprintf(w.backend, sizeof w.backend, "cpu");
+    w.nsingle = 2;
+    w.single[1] = (pb_pred_single){.threads = 2, .batch = 100, .fwd_ms = 6, .bwd_ms = 12, .opt_ms = 1};
+    pb_pred_phases p;
+    /* the row of the thread count asked for; a batch scales fwd and bwd */
+    pb_pred_single_phases(&w, 50, 2, &p);
+    assert_float_equal(p.fwd, 3, 1e-12);
+    assert_float_equal(p.opt, 1, 1e-12);
+    /* 4 threads: the nearest row (2) scaled by the cores: half */
+    pb_pred_single_phases(&w, 100, 4, &p);
+    assert_float_equal(p.bwd, 6, 1e-12);
+    pb_pred_net net;
+    make_net(&net, 64, 1, 1, 0);
+    net.cores_per_node = 2;
+    /* ddp on 4 ranks of 1 thread on 2 cores: processes of their own, each
+     * at half its 1-thread speed */
+    pb_pred_target t = {.strategy = PB_PRED_DDP, .devices = 4, .batch_global = 100, .bucket_mb = 25, .threads = 0};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_int_equal(r.threads, 1);
+    assert_float_equal(r.compute_ms, 2 * (2.5 + 5 + 2), 1e-6);
+    /* no spare core: the all-reduce's work is not hidden */
+    assert_true(r.comm_ms > 0);
+    assert_float_equal(r.comm_exposed_ms, r.comm_ms, 1e-12);
+    /* efficiency against the same cores: single at 2 threads, whole batch */
+    assert_float_equal(r.efficiency, 19.0 / r.step_ms, 1e-9);
+    /* 2 ranks are bound to a core each (Open MPI's default for np <= 2):
+     * 1 thread whatever --threads says */
+    t.devices = 2;
+    t.threads = 2;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.compute_ms, 5 + 10 + 2, 1e-6);
+    /* dp's devices are threads of one process: together at most the node's
+     * capacity, single on both cores: 2 x (3 + 6) = 18 where one device
+     * alone would take 15; the optimizer on device 0 alone */
+    t.strategy = PB_PRED_DP;
+    t.threads = 1;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.compute_ms, 18 + 2, 1e-6);
+    /* on a 16-core node nothing is shared */
+    net.cores_per_node = 16;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.compute_ms, 15 + 2, 1e-6);
+}
+
+static void test_repeats_pool_by_median(void **state)
+{
+    (void)state;
+    const char *text = "strategy,status,workload,backend,precision,optimizer,in,hidden,layers,classes,batch_global,"
+                       "threads,load_ms,h2d_ms,fwd_ms,bwd_ms,opt_ms,step_ms_mean\n"
+                       "single,ok,w,cpu,fp32,sgd,10,10,2,10,8,1,0,0,10,20,1,31\n"
+                       "single,ok,w,cpu,fp32,sgd,10,10,2,10,8,1,0,0,50,90,1,141\n"
+                       "single,ok,w,cpu,fp32,sgd,10,10,2,10,8,1,0,0,12,22,1,35\n"
+                       "single,failed,w,cpu,fp32,sgd,10,10,2,10,8,1,0,0,1,1,1,3\n"
+                       "ddp,ok,w,cpu,fp32,sgd,10,10,2,10,8,1,0,0,1,1,1,3\n";
+    pb_csv c;
+    assert_int_equal(pb_csv_parse("t.csv", text, strlen(text), &c), PB_OK);
+    pb_pred_work w;
+    assert_int_equal(pb_pred_read_single(&c, "t.csv", &w), PB_OK);
+    /* one (threads, batch): the median of each phase, the slow repeat and
+     * the failed run left out */
+    assert_int_equal(w.nsingle, 1);
+    assert_float_equal(w.single[0].fwd_ms, 12, 1e-12);
+    assert_float_equal(w.single[0].bwd_ms, 22, 1e-12);
+    assert_float_equal(w.params, 2 * (100 + 10), 1e-12);
+    pb_csv_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ring_and_hierarchical_allreduce),
+        cmocka_unit_test(test_measured_fit_is_used_and_extrapolated),
+        cmocka_unit_test(test_ddp_buckets_overlap_backward),
+        cmocka_unit_test(test_mp_bubble_is_gpipe),
+        cmocka_unit_test(test_dp_goes_through_device_zero),
+        cmocka_unit_test(test_cpu_devices_share_cores),
+        cmocka_unit_test(test_repeats_pool_by_median),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
