@@ -72,7 +72,7 @@ void pb_plot_table_free(table *t)
  * (inf, nan, text) is dropped, and the notice names it. */
 static const char *const drawn[] = {"samples_per_s", "step_ms_mean", "load_ms", "h2d_ms", "fwd_ms", "bwd_ms",
                                     "comm_ms", "sync_ms", "opt_ms", "scatter_ms", "replicate_ms", "gather_ms",
-                                    "reduce_ms", "p2p_ms", "bubble_ms", "overlap_pct", "bubble_frac",
+                                    "reduce_ms", "p2p_ms", "bubble_ms", "tp_comm_ms", "overlap_pct", "bubble_frac",
                                     "bubble_frac_theory"};
 
 static bool finite_field(const char *v) { return !*v || !isnan(num(v)); }
