@@ -266,6 +266,20 @@ typedef struct pb_backend {
 extern const pb_backend pb_backend_cpu;
 extern const pb_backend pb_backend_cuda; /* stub when built without CUDA */
 
+/* --device-mem-mb in a backend's alloc: PB_ERR_NOMEM when `bytes` more on
+ * the device (holding `now`) would go beyond limit (bytes; 0 none). The
+ * run's plan refuses such a run before it allocates (harness/memplan.h);
+ * this is the backstop for what the plan does not foresee. */
+static inline pb_status pb_backend_check_limit(int ordinal, double limit, size_t now, size_t bytes)
+{
+    if (limit <= 0 || (double)now + (double)bytes <= limit) return PB_OK;
+    return pb_user_error(PB_ERR_NOMEM,
+                         "out of device memory: device %d: allocating %.1f MB more would hold %.1f MB, beyond "
+                         "--device-mem-mb %.1f",
+                         ordinal, (double)bytes / 1048576.0, ((double)now + (double)bytes) / 1048576.0,
+                         limit / 1048576.0);
+}
+
 /* True when this binary was built with the CUDA backend compiled in. */
 bool pb_cuda_built(void);
 

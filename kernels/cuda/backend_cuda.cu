@@ -133,6 +133,7 @@ static pb_status cuda_open(const pb_device_opts *opts, int ordinal, pb_device **
     dev = (pb_device *)calloc(1, sizeof *dev);
     PB_CHECK_ALLOC(dev, sizeof *dev);
     dev->ordinal = ordinal;
+    dev->mem_limit = opts ? opts->mem_limit : 0.0;
     dev->precision = opts ? opts->precision : PB_FP32;
     PB_CUDA_CHECK(cudaSetDevice(ordinal));
     PB_CUDA_CHECK(cudaGetDeviceProperties(&prop, ordinal));
@@ -270,6 +271,7 @@ static pb_status cuda_alloc(pb_device *dev, size_t bytes, void **ptr)
 
     *ptr = NULL;
     if (bytes == 0) return PB_OK;
+    PB_TRY(pb_backend_check_limit(dev->ordinal, dev->mem_limit, dev->bytes_now, bytes));
     PB_TRY(use_device(dev));
     if (dev->n_allocs == dev->cap_allocs) {
         size_t cap = dev->cap_allocs ? dev->cap_allocs * 2 : 64;

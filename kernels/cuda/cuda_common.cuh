@@ -81,6 +81,7 @@ struct pb_device {
     alloc_rec *allocs;
     size_t n_allocs, cap_allocs;
     size_t bytes_now, bytes_peak;
+    double mem_limit; /* --device-mem-mb in bytes, 0 none */
 
     /* fp32 staging for upload_act/download_act in bf16; grows, never shrinks,
      * so steady-state copies allocate nothing */
