@@ -18,10 +18,11 @@
  * This is the fallback and reference path the issue names beside cuDNN's
  * fused attention, which is not here (kernels/cuda has no cuDNN yet; docs/
  * transformer-ops.md). It keeps P [B,NH,T,T] per layer: 768 MiB a layer for
- * gpt2-124m at 16 x 1024 in fp32, more than an H100 holds for 12 layers;
- * fused attention (saving the logsumexp instead) is what makes that size
- * fit. Backward's dP takes NH*T*T floats of the shared scratch (one
- * sequence at a time), so attention_scratch asks the caller for none. */
+ * gpt2-124m at 16 x 1024 in fp32 (9 GiB over 12 layers; gpt2-350m 24 GiB),
+ * and writes and reads it four times a step, where fused attention saves
+ * only the logsumexp [B,NH,T]. Backward's dP takes NH*T*T floats of the
+ * shared scratch (one sequence at a time), so attention_scratch asks the
+ * caller for none. */
 #ifndef PB_CUDA_ATTENTION_CUH
 #define PB_CUDA_ATTENTION_CUH
 
