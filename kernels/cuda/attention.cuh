@@ -7,6 +7,10 @@
  *   dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(P dP)),
  *   dQ += dS K / sqrt(hs), dK += dS^T Q / sqrt(hs).
  *
+ * Activations (qkv, out, att, their gradients, the dP scratch) in the
+ * device's activation type, the GEMMs accumulating in fp32, the softmax in
+ * fp32 registers.
+ *
  * Like the CPU, no copy: head h of sequence b is a strided view of qkv
  * (rows of stride 3C from b*T*3C + h*hs, K at +C, V at +2C) and of out
  * (stride C). Consecutive heads are hs apart in both, so one GEMM call runs
@@ -148,7 +152,8 @@ cleanup:
 }
 
 /* C [m, n] (row-major, ldc, batch stride) = alpha op(A) op(B) + beta C, for
- * `batch` matrices, at the device's precision (fp32; tf32 where asked). */
+ * `batch` matrices of the activation type, fp32 accumulation (tf32
+ * operands where the device's precision asks for it). */
 static pb_status bgemm(pb_device *dev, int m, int n, int k, int batch, float alpha, rm_mat A, rm_mat B, float beta,
                        void *C, int64_t ldc, int64_t stride_c)
 {
@@ -158,7 +163,7 @@ static pb_status bgemm(pb_device *dev, int m, int n, int k, int batch, float alp
     memset(&key, 0, sizeof key);
     key.m = m, key.n = n, key.k = k, key.batch = batch;
     key.trans_a = A.trans, key.trans_b = B.trans;
-    key.type = CUDA_R_32F;
+    key.type = act_type(dev);
     key.compute = dev->precision == PB_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     key.lda = A.ld, key.ldb = B.ld, key.ldc = ldc;
     key.stride_a = A.stride, key.stride_b = B.stride, key.stride_c = stride_c;
@@ -175,28 +180,68 @@ cleanup:
 
 static unsigned softmax_blocks(size_t rows) { return (unsigned)((rows + SOFTMAX_WARPS - 1) / SOFTMAX_WARPS); }
 
+/* The ops in the activation type T (the GEMMs' type is the device's:
+ * act_type), offsets in T's elements */
+template <typename T>
+static pb_status attention_fwd_t(pb_device *dev, T *out, T *att, const T *qkv, int B, int Tn, int C, int NH)
+{
+    pb_status st = PB_OK;
+    const int hs = C / NH;
+    const int64_t C3 = 3 * (int64_t)C, TT = (int64_t)Tn * Tn;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const size_t rows = (size_t)B * (size_t)NH * (size_t)Tn;
+    for (int b = 0; b < B; b++) {
+        const T *q = qkv + (size_t)b * Tn * C3;
+        rm_mat Q = {q, C3, hs, false}, Kt = {q + C, C3, hs, true};
+        PB_TRY(bgemm(dev, Tn, Tn, hs, NH, scale, Q, Kt, 0.0f, att + (size_t)b * NH * TT, Tn, TT));
+    }
+    causal_softmax_kernel<T><<<softmax_blocks(rows), SOFTMAX_WARPS * 32, 0, dev->stream>>>(att, rows, Tn);
+    PB_CUDA_CHECK_LAUNCH("causal_softmax_kernel");
+    for (int b = 0; b < B; b++) {
+        const T *q = qkv + (size_t)b * Tn * C3;
+        rm_mat P = {att + (size_t)b * NH * TT, Tn, TT, false}, V = {q + 2 * C, C3, hs, false};
+        PB_TRY(bgemm(dev, Tn, hs, Tn, NH, 1.0f, P, V, 0.0f, out + (size_t)b * Tn * C, C, hs));
+    }
+cleanup:
+    return st;
+}
+
+template <typename T>
+static pb_status attention_bwd_t(pb_device *dev, T *dqkv, const T *dout, const T *qkv, const T *att, int B, int Tn,
+                                 int C, int NH)
+{
+    pb_status st = PB_OK;
+    const int hs = C / NH;
+    const int64_t C3 = 3 * (int64_t)C, TT = (int64_t)Tn * Tn;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const size_t rows = (size_t)NH * (size_t)Tn;
+    T *dp = NULL;
+    PB_TRY(gpt_scratch(dev, (size_t)NH * (size_t)TT * sizeof(T), (void **)&dp));
+    for (int b = 0; b < B; b++) {
+        const T *q = qkv + (size_t)b * Tn * C3, *p = att + (size_t)b * NH * TT;
+        T *dq = dqkv + (size_t)b * Tn * C3;
+        rm_mat Pt = {p, Tn, TT, true}, dO = {dout + (size_t)b * Tn * C, C, hs, false};
+        rm_mat Vt = {q + 2 * C, C3, hs, true}, dS = {dp, Tn, TT, false}, dSt = {dp, Tn, TT, true};
+        rm_mat K = {q + C, C3, hs, false}, Q = {q, C3, hs, false};
+        PB_TRY(bgemm(dev, Tn, hs, Tn, NH, 1.0f, Pt, dO, 1.0f, dq + 2 * C, C3, hs)); /* dV += P^T dO */
+        PB_TRY(bgemm(dev, Tn, Tn, hs, NH, 1.0f, dO, Vt, 0.0f, dp, Tn, TT));         /* dP = dO V^T */
+        causal_softmax_bwd_kernel<T><<<softmax_blocks(rows), SOFTMAX_WARPS * 32, 0, dev->stream>>>(dp, p, rows, Tn);
+        PB_CUDA_CHECK_LAUNCH("causal_softmax_bwd_kernel");
+        PB_TRY(bgemm(dev, Tn, hs, Tn, NH, scale, dS, K, 1.0f, dq, C3, hs));      /* dQ += scale dS K */
+        PB_TRY(bgemm(dev, Tn, hs, Tn, NH, scale, dSt, Q, 1.0f, dq + C, C3, hs)); /* dK += scale dS^T Q */
+    }
+cleanup:
+    return st;
+}
+
 static pb_status cuda_attention_fwd(pb_device *dev, float *out, float *att, const float *qkv, int B, int T, int C,
                                     int NH)
 {
     pb_status st = PB_OK;
-    const int hs = C / NH;
-    const int64_t C3 = 3 * (int64_t)C, TT = (int64_t)T * T;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const size_t rows = (size_t)B * (size_t)NH * (size_t)T;
     if (B == 0 || T == 0) return PB_OK;
     PB_TRY(use_device(dev));
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (size_t)b * T * C3;
-        rm_mat Q = {q, C3, hs, false}, Kt = {q + C, C3, hs, true};
-        PB_TRY(bgemm(dev, T, T, hs, NH, scale, Q, Kt, 0.0f, att + (size_t)b * NH * TT, T, TT));
-    }
-    causal_softmax_kernel<float><<<softmax_blocks(rows), SOFTMAX_WARPS * 32, 0, dev->stream>>>(att, rows, T);
-    PB_CUDA_CHECK_LAUNCH("causal_softmax_kernel");
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (size_t)b * T * C3;
-        rm_mat P = {att + (size_t)b * NH * TT, T, TT, false}, V = {q + 2 * C, C3, hs, false};
-        PB_TRY(bgemm(dev, T, hs, T, NH, 1.0f, P, V, 0.0f, out + (size_t)b * T * C, C, hs));
-    }
+    if (is_bf16(dev)) return attention_fwd_t<bf16>(dev, (bf16 *)out, (bf16 *)att, (const bf16 *)qkv, B, T, C, NH);
+    return attention_fwd_t<float>(dev, out, att, qkv, B, T, C, NH);
 cleanup:
     return st;
 }
@@ -212,29 +257,13 @@ static pb_status cuda_attention_bwd(pb_device *dev, float *dqkv, float *scratch,
                                     const float *qkv, const float *att, int B, int T, int C, int NH)
 {
     pb_status st = PB_OK;
-    const int hs = C / NH;
-    const int64_t C3 = 3 * (int64_t)C, TT = (int64_t)T * T;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const size_t rows = (size_t)NH * (size_t)T;
-    float *dp = NULL;
     (void)scratch;
     if (B == 0 || T == 0) return PB_OK;
     PB_TRY(use_device(dev));
-    PB_TRY(gpt_scratch(dev, (size_t)NH * (size_t)TT * sizeof(float), (void **)&dp));
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (size_t)b * T * C3, *p = att + (size_t)b * NH * TT;
-        float *dq = dqkv + (size_t)b * T * C3;
-        rm_mat Pt = {p, T, TT, true}, dO = {dout + (size_t)b * T * C, C, hs, false};
-        rm_mat Vt = {q + 2 * C, C3, hs, true}, dS = {dp, T, TT, false}, dSt = {dp, T, TT, true};
-        rm_mat K = {q + C, C3, hs, false}, Q = {q, C3, hs, false};
-        PB_TRY(bgemm(dev, T, hs, T, NH, 1.0f, Pt, dO, 1.0f, dq + 2 * C, C3, hs)); /* dV += P^T dO */
-        PB_TRY(bgemm(dev, T, T, hs, NH, 1.0f, dO, Vt, 0.0f, dp, T, TT));         /* dP = dO V^T */
-        causal_softmax_bwd_kernel<float><<<softmax_blocks(rows), SOFTMAX_WARPS * 32, 0, dev->stream>>>(dp, p, rows,
-                                                                                                       T);
-        PB_CUDA_CHECK_LAUNCH("causal_softmax_bwd_kernel");
-        PB_TRY(bgemm(dev, T, hs, T, NH, scale, dS, K, 1.0f, dq, C3, hs));      /* dQ += scale dS K */
-        PB_TRY(bgemm(dev, T, hs, T, NH, scale, dSt, Q, 1.0f, dq + C, C3, hs)); /* dK += scale dS^T Q */
-    }
+    if (is_bf16(dev))
+        return attention_bwd_t<bf16>(dev, (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, (const bf16 *)att, B,
+                                     T, C, NH);
+    return attention_bwd_t<float>(dev, dqkv, dout, qkv, att, B, T, C, NH);
 cleanup:
     return st;
 }

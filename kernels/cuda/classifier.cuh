@@ -5,7 +5,8 @@
  * Vp columns, loss = m + log(sum exp(z - m)) - z[target]; dlogits =
  * scale (softmax - onehot) there and 0 in the padding (which is never
  * read); dlogits may be the logits themselves; *loss_sum += scale * the
- * sum of the rows' losses.
+ * sum of the rows' losses. Logits and dlogits in the device's activation
+ * type, every sum and the loss fp32.
  *
  * One block per row (a row is 50k logits for GPT-2: a warp per row, as
  * loss.cuh does for the MLP's few classes, would leave most of the GPU
@@ -85,7 +86,11 @@ static pb_status cuda_classifier(pb_device *dev, float *dlogits, const float *lo
     PB_REQUIRE(V > 0 && V <= Vp, PB_ERR_INTERNAL, "classifier: V=%d of Vp=%d", V, Vp);
     PB_TRY(use_device(dev));
     PB_TRY(gpt_scratch(dev, (size_t)N * sizeof(float), (void **)&losses));
-    classifier_kernel<float><<<N, CLS_THREADS, 0, dev->stream>>>(dlogits, logits, targets, losses, V, Vp, scale);
+    if (is_bf16(dev))
+        classifier_kernel<bf16><<<N, CLS_THREADS, 0, dev->stream>>>((bf16 *)dlogits, (const bf16 *)logits, targets,
+                                                                    losses, V, Vp, scale);
+    else
+        classifier_kernel<float><<<N, CLS_THREADS, 0, dev->stream>>>(dlogits, logits, targets, losses, V, Vp, scale);
     PB_CUDA_CHECK_LAUNCH("classifier_kernel");
     loss_sum_kernel<<<1, CLS_SUM_THREADS, 0, dev->stream>>>(loss_sum, losses, N, scale);
     PB_CUDA_CHECK_LAUNCH("loss_sum_kernel");

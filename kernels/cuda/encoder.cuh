@@ -1,6 +1,8 @@
 /* The encoder: token + position embeddings forward, and a deterministic
  * backward (kernels, then launchers). Semantics are the CPU's
- * pb_cpu_encoder_fwd/bwd (docs/transformer-ops.md).
+ * pb_cpu_encoder_fwd/bwd (docs/transformer-ops.md). Activations (out,
+ * dout) in the device's activation type (fp32, or bf16 with --precision
+ * bf16), the embeddings and their gradients fp32.
  *
  * Backward without atomics: atomicAdd of the rows that share a token would
  * add in whatever order the blocks ran, so two runs would differ in the last
@@ -22,13 +24,14 @@
 /* kernels                                                                  */
 
 template <typename T>
-__global__ void encoder_fwd_kernel(T *out, const int32_t *tokens, const T *wte, const T *wpe, int N, int Tlen, int C)
+__global__ void encoder_fwd_kernel(T *out, const int32_t *tokens, const float *wte, const float *wpe, int N, int Tlen,
+                                   int C)
 {
     size_t total = (size_t)N * (size_t)C;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         size_t bt = i / (size_t)C, c = i % (size_t)C;
         size_t t = bt % (size_t)Tlen;
-        out[i] = from_float<T>(to_float(wte[(size_t)tokens[bt] * C + c]) + to_float(wpe[t * C + c]));
+        out[i] = from_float<T>(wte[(size_t)tokens[bt] * C + c] + wpe[t * C + c]);
     }
 }
 
@@ -79,7 +82,11 @@ static pb_status cuda_encoder_fwd(pb_device *dev, float *out, const int32_t *tok
     size_t n = (size_t)B * (size_t)T * (size_t)C;
     if (n == 0) return PB_OK;
     PB_TRY(use_device(dev));
-    encoder_fwd_kernel<float><<<grid_for(dev, n), THREADS, 0, dev->stream>>>(out, tokens, wte, wpe, B * T, T, C);
+    if (is_bf16(dev))
+        encoder_fwd_kernel<bf16><<<grid_for(dev, n), THREADS, 0, dev->stream>>>((bf16 *)out, tokens, wte, wpe, B * T, T,
+                                                                              C);
+    else
+        encoder_fwd_kernel<float><<<grid_for(dev, n), THREADS, 0, dev->stream>>>(out, tokens, wte, wpe, B * T, T, C);
     PB_CUDA_CHECK_LAUNCH("encoder_fwd_kernel");
 cleanup:
     return st;
@@ -96,9 +103,14 @@ static pb_status cuda_encoder_bwd(pb_device *dev, float *dwte, float *dwpe, cons
     size_t cub_bytes = 0, ids = scratch_align((size_t)N * sizeof(int32_t));
     char *s = NULL;
     int32_t *rows_in, *rows_out, *tok_out;
+    const unsigned wte_threads = C < THREADS ? (unsigned)(C + 31) / 32 * 32 : THREADS;
     if (N == 0 || C == 0) return PB_OK;
     PB_TRY(use_device(dev));
-    encoder_bwd_wpe_kernel<float><<<grid_for(dev, (size_t)T * C), THREADS, 0, dev->stream>>>(dwpe, dout, B, T, C);
+    if (is_bf16(dev))
+        encoder_bwd_wpe_kernel<bf16><<<grid_for(dev, (size_t)T * C), THREADS, 0, dev->stream>>>(
+            dwpe, (const bf16 *)dout, B, T, C);
+    else
+        encoder_bwd_wpe_kernel<float><<<grid_for(dev, (size_t)T * C), THREADS, 0, dev->stream>>>(dwpe, dout, B, T, C);
     PB_CUDA_CHECK_LAUNCH("encoder_bwd_wpe_kernel");
     /* the scratch: rows in, rows out, tokens out, then CUB's own */
     PB_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, cub_bytes, (const int32_t *)NULL, (int32_t *)NULL,
@@ -112,8 +124,11 @@ static pb_status cuda_encoder_bwd(pb_device *dev, float *dwte, float *dwpe, cons
     PB_CUDA_CHECK_LAUNCH("iota_kernel");
     PB_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(s + 3 * ids, cub_bytes, tokens, tok_out, rows_in, rows_out, N, 0,
                                                   32, dev->stream));
-    encoder_bwd_wte_kernel<float><<<N, C < THREADS ? (C + 31) / 32 * 32 : THREADS, 0, dev->stream>>>(
-        dwte, dout, tok_out, rows_out, N, C);
+    if (is_bf16(dev))
+        encoder_bwd_wte_kernel<bf16><<<N, wte_threads, 0, dev->stream>>>(dwte, (const bf16 *)dout, tok_out, rows_out,
+                                                                         N, C);
+    else
+        encoder_bwd_wte_kernel<float><<<N, wte_threads, 0, dev->stream>>>(dwte, dout, tok_out, rows_out, N, C);
     PB_CUDA_CHECK_LAUNCH("encoder_bwd_wte_kernel");
 cleanup:
     return st;

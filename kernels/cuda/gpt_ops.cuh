@@ -1,6 +1,8 @@
 /* The cuda backend's transformer ops table (pb_backend.transformer): the
  * kernels of encoder.cuh, layernorm.cuh, attention.cuh and classifier.cuh
- * behind kernels/backend.h's signatures, fp32 activations.
+ * behind kernels/backend.h's signatures. The float * of an activation
+ * points at the device's activation type: fp32, or bf16 with --precision
+ * bf16 (act_bytes), as the stage's boundary buffers are sized.
  *
  * The matmul slots are NULL on purpose: the GEMMs with their epilogues
  * (bias, GELU_AUX_BIAS, DGELU_BGRAD, BGRADB) come as one backend-level
@@ -31,8 +33,10 @@ static const pb_transformer_ops cuda_transformer_ops = {
     .attention_scratch = cuda_attention_scratch,
     .classifier = cuda_classifier,
     .residual_layernorm_fwd = cuda_residual_layernorm_fwd,
-    /* the kernels are templates over the activation type, instantiated for
-     * fp32 only while the table's signatures take float * */
+    /* These ops take bf16 activations already (the launchers dispatch on
+     * the device's precision; parameters and their gradients stay fp32),
+     * but the table as a whole does only once its GEMM op does too: set
+     * this when the GEMM op is wired with bf16 activations. */
     .bf16_act = false,
 };
 

@@ -3,7 +3,9 @@
  * the CPU's pb_cpu_layernorm_fwd/bwd and pb_cpu_residual_fwd
  * (docs/transformer-ops.md): eps 1e-5, biased variance from centred values
  * (two passes, no E[x^2] - m^2 cancellation), backward accumulating into
- * dx, dw and db.
+ * dx, dw and db. Activations (x, out, dout, dx, the residual) in the
+ * device's activation type, fp32 arithmetic; w, b, their gradients, mean
+ * and rstd fp32.
  *
  * One warp per row (llm.c's layernorm_forward_kernel3 shape): C is a few
  * hundred to a few thousand, so each lane strides the row a handful of
@@ -143,8 +145,12 @@ static pb_status launch_layernorm_fwd(pb_device *dev, float *out, float *mean, f
     pb_status st = PB_OK;
     if (N == 0) return PB_OK;
     PB_TRY(use_device(dev));
-    layernorm_fwd_kernel<float><<<(N + LN_WARPS - 1) / LN_WARPS, LN_WARPS * 32, 0, dev->stream>>>(
-        out, mean, rstd, x, res_a, res_b, w, b, N, C);
+    if (is_bf16(dev))
+        layernorm_fwd_kernel<bf16><<<(N + LN_WARPS - 1) / LN_WARPS, LN_WARPS * 32, 0, dev->stream>>>(
+            (bf16 *)out, mean, rstd, (bf16 *)x, (const bf16 *)res_a, (const bf16 *)res_b, w, b, N, C);
+    else
+        layernorm_fwd_kernel<float><<<(N + LN_WARPS - 1) / LN_WARPS, LN_WARPS * 32, 0, dev->stream>>>(
+            out, mean, rstd, x, res_a, res_b, w, b, N, C);
     PB_CUDA_CHECK_LAUNCH("layernorm_fwd_kernel");
 cleanup:
     return st;
@@ -172,15 +178,24 @@ static pb_status cuda_layernorm_bwd(pb_device *dev, float *dx, float *dw, float 
 {
     pb_status st = PB_OK;
     int chunks = (N + LN_CHUNK_ROWS - 1) / LN_CHUNK_ROWS;
+    dim3 col_grid((unsigned)((C + 31) / 32), (unsigned)chunks);
     float *partial = NULL;
     if (N == 0 || C == 0) return PB_OK;
     PB_TRY(use_device(dev));
-    layernorm_bwd_dx_kernel<float><<<(N + LN_WARPS - 1) / LN_WARPS, LN_WARPS * 32, 0, dev->stream>>>(
-        dx, dout, x, w, mean, rstd, N, C);
+    if (is_bf16(dev))
+        layernorm_bwd_dx_kernel<bf16><<<(N + LN_WARPS - 1) / LN_WARPS, LN_WARPS * 32, 0, dev->stream>>>(
+            (bf16 *)dx, (const bf16 *)dout, (const bf16 *)x, w, mean, rstd, N, C);
+    else
+        layernorm_bwd_dx_kernel<float><<<(N + LN_WARPS - 1) / LN_WARPS, LN_WARPS * 32, 0, dev->stream>>>(
+            dx, dout, x, w, mean, rstd, N, C);
     PB_CUDA_CHECK_LAUNCH("layernorm_bwd_dx_kernel");
     PB_TRY(gpt_scratch(dev, (size_t)chunks * 2 * (size_t)C * sizeof(float), (void **)&partial));
-    layernorm_bwd_dwdb_kernel<float><<<dim3((unsigned)((C + 31) / 32), (unsigned)chunks), dim3(32, LN_COL_ROWS), 0,
-                                       dev->stream>>>(partial, dout, x, mean, rstd, N, C);
+    if (is_bf16(dev))
+        layernorm_bwd_dwdb_kernel<bf16><<<col_grid, dim3(32, LN_COL_ROWS), 0, dev->stream>>>(
+            partial, (const bf16 *)dout, (const bf16 *)x, mean, rstd, N, C);
+    else
+        layernorm_bwd_dwdb_kernel<float><<<col_grid, dim3(32, LN_COL_ROWS), 0, dev->stream>>>(partial, dout, x, mean,
+                                                                                              rstd, N, C);
     PB_CUDA_CHECK_LAUNCH("layernorm_bwd_dwdb_kernel");
     layernorm_bwd_finish_kernel<<<(C + THREADS - 1) / THREADS, THREADS, 0, dev->stream>>>(dw, db, partial, chunks, C);
     PB_CUDA_CHECK_LAUNCH("layernorm_bwd_finish_kernel");
@@ -193,7 +208,11 @@ static pb_status cuda_residual_fwd(pb_device *dev, float *out, const float *a, c
     pb_status st = PB_OK;
     if (n == 0) return PB_OK;
     PB_TRY(use_device(dev));
-    residual_fwd_kernel<float><<<grid_for(dev, n), THREADS, 0, dev->stream>>>(out, a, b, n);
+    if (is_bf16(dev))
+        residual_fwd_kernel<bf16><<<grid_for(dev, n), THREADS, 0, dev->stream>>>((bf16 *)out, (const bf16 *)a,
+                                                                                (const bf16 *)b, n);
+    else
+        residual_fwd_kernel<float><<<grid_for(dev, n), THREADS, 0, dev->stream>>>(out, a, b, n);
     PB_CUDA_CHECK_LAUNCH("residual_fwd_kernel");
 cleanup:
     return st;

@@ -124,7 +124,7 @@ static void expect_close(const char *what, const float *got, const float *want, 
     assert_true(e <= tolerance(precision));
 }
 
-/* the transformer ops' checks (fp32 and tf32 groups in main) */
+/* the transformer ops' checks (fp32, tf32 and bf16 groups in main) */
 #include "gpt_ops_checks.h"
 
 /* Forward of one layer (relu on and off) and the backward of a second
@@ -460,10 +460,10 @@ int main(void)
     failed += cmocka_run_group_tests_name("cuda fp32", fp32, set_fp32, NULL);
     failed += cmocka_run_group_tests_name("cuda tf32", tf32, set_tf32, NULL);
     failed += cmocka_run_group_tests_name("cuda bf16", bf16, set_bf16, NULL);
-    /* the transformer ops take fp32 activations only (no bf16 group yet) */
     const struct CMUnitTest gpt_ops[] = {GPT_OPS_TESTS};
     failed += cmocka_run_group_tests_name("cuda transformer ops fp32", gpt_ops, set_fp32, NULL);
     failed += cmocka_run_group_tests_name("cuda transformer ops tf32", gpt_ops, set_tf32, NULL);
+    failed += cmocka_run_group_tests_name("cuda transformer ops bf16", gpt_ops, set_bf16, NULL);
     /* once, in bf16 (the tensor-core path a pipeline run would use) */
     const struct CMUnitTest mp_group[] = {cmocka_unit_test(test_mp_overlap_one_gpu)};
     const struct CMUnitTest info_group[] = {cmocka_unit_test(test_info_gpu_check)};
