@@ -21,6 +21,7 @@
 #include "results.h"
 #include "runid.h"
 #include "steps_out.h"
+#include "../workloads/transformer_check.h"
 
 typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER, F_LIST, F_LABEL } flag_kind;
 
@@ -566,10 +567,13 @@ pb_status pb_config_validate(pb_config *cfg)
     const pb_backend *be = pb_find_backend(cfg->backend);
     bool gpu = be && be->is_gpu, host = be && !be->is_gpu;
     /* before the devices are counted: the refusal holds whatever is present */
-    if (be && model.ops->transformer && !be->transformer)
-        return pb_usage_error("%s workloads need the backend's transformer ops: the %s backend does not have them "
-                              "yet; use --backend cpu",
-                              model.ops->kind, be->name);
+    const char *tr_missing = be && model.ops->transformer ? pb_transformer_missing(be->transformer, cfg->precision)
+                                                          : NULL;
+    if (tr_missing)
+        return pb_usage_error("%s workloads need the backend's transformer ops: the %s backend does not have %s "
+                              "yet; use %s",
+                              model.ops->kind, be->name, tr_missing,
+                              strcmp(tr_missing, "bf16 activations") ? "--backend cpu" : "--precision fp32 or tf32");
     if (gpu && !resolve_auto) {
         char why[256] = "";
         int n = be->device_count(why, sizeof why);

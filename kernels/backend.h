@@ -122,6 +122,16 @@ typedef struct pb_transformer_ops {
      * storing the softmax; dlogits may be logits */
     pb_status (*classifier)(pb_device *dev, float *dlogits, const float *logits, const int32_t *targets, int N,
                             int V, int Vp, float scale, float *loss_sum);
+    /* optional (NULL: residual_fwd then layernorm_fwd): res = a + b (res
+     * may alias a or b), then layernorm_fwd(out, mean, rstd, res, w, bias)
+     * in one pass over the residual stream */
+    pb_status (*residual_layernorm_fwd)(pb_device *dev, float *res, float *out, float *mean, float *rstd,
+                                        const float *a, const float *b, const float *w, const float *bias, int N,
+                                        int C);
+    /* the ops take activations in bf16 storage where the device's
+     * precision is bf16; false: fp32 activations only, and a bf16 run of a
+     * transformer workload is refused (workloads/transformer_check.h) */
+    bool bf16_act;
 } pb_transformer_ops;
 
 typedef struct pb_device_info {

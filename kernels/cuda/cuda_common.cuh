@@ -60,6 +60,9 @@ typedef struct alloc_rec {
     size_t bytes;
 } alloc_rec;
 
+/* the transformer ops' per-device state (gpt_state.cuh) */
+typedef struct pb_cuda_gpt pb_cuda_gpt;
+
 struct pb_device {
     int ordinal;
     pb_precision precision;
@@ -103,6 +106,9 @@ struct pb_device {
 
     bool capturing;
     cudaGraphExec_t graph;
+
+    /* NULL until the first transformer op */
+    pb_cuda_gpt *gpt;
 };
 
 struct pb_mark {
