@@ -923,7 +923,14 @@ static pb_status local_split(pb_comm_ctx *c, int color, int key, double deadline
     char *me = (char *)buf + each * (size_t)c->rank;
     PB_TRY(c->be->upload(c->dev, me, mine, each));
     PB_TRY(local_allgather(c, me, buf, each, &req));
-    PB_TRY(local_wait(c, req, deadline_s));
+    st = local_wait(c, req, deadline_s);
+    if (st != PB_OK) {
+        /* a late participant's post may still run the allgather into buf:
+         * left allocated, as a timed-out wait leaves any buffer to the
+         * operation; the parent's group is not usable after this (the
+         * allgather stays outstanding on it), the run ends */
+        return st;
+    }
     PB_TRY(c->be->download(c->dev, all, buf, each * (size_t)ranks));
     if (mine[0] < 0) goto cleanup;
     int rank = 0, size = 0;

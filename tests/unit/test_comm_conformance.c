@@ -11,6 +11,14 @@
  * participant that never posts makes the others' waits fail within the
  * deadline with the comm's message naming it; destroy with operations
  * outstanding; abort and destroy waking waiters, where the comm has abort.
+ * Split (3 and 4 participants, where the comm has it): three splits of the
+ * world (color rank % 2; color rank / 2 with keys reversed; one participant
+ * with no color and the rest with equal keys), each group running every
+ * collective at two sizes (values and roots by the group's ranks, so a
+ * wrong key order fails) beside a world allreduce outstanding; on 4, the
+ * failures within the groups of the first (destroy, a late participant,
+ * abort), an abort of one group that leaves its sibling and the world
+ * running, and a split whose last participant comes late.
  * Values are small integers, so every sum is exact in fp32 whatever its
  * order and results are compared bit for bit; a guard after every buffer
  * must come back untouched, and an out-of-place operation's input too.
@@ -750,6 +758,53 @@ static bool case_split_abort(cs_env *e, void (*sync)(cs_env *))
     return ok && case_allreduce(e, 5, 1.0f, 43); /* the world is not aborted */
 }
 
+/* A split whose last participant calls it only after the others' deadline
+ * has passed: theirs fail with PB_ERR_COMM in about the deadline, naming
+ * it. Where a timed-out wait leaves the operation to complete (not nccl),
+ * the late one's split then completes (it forms a group nobody else
+ * joins). The world's group has an operation nobody waits for now: every
+ * participant leaves it and joins a new one. */
+static bool case_split_deadline(cs_env *e, void (*sync)(cs_env *), int step)
+{
+    int late = e->ranks - 1;
+    pb_comm_ctx *sub = NULL;
+    bool ok = true;
+    snprintf(e->what, sizeof e->what, "split whose participant %d comes late", late);
+    if (e->rank == late) {
+        cs_sleep_s(LATE_DEADLINE_S + 0.8);
+        pb_progress_set_step(step);
+        ok = cs_ok(e, e->comm->split(e->ctx, 0, 0, WAIT_S, &sub), "split");
+        if (sub) e->comm->destroy(sub);
+    } else {
+        pb_progress_set_step(step);
+        double t0 = pb_now_ms();
+        pb_status st = e->comm->split(e->ctx, 0, 0, LATE_DEADLINE_S, &sub);
+        double ms = pb_now_ms() - t0;
+        const char *msg = pb_error_message();
+        char who[64], within[32];
+        snprintf(who, sizeof who, e->caps.missing_fmt ? e->caps.missing_fmt : "%d",
+                 e->caps.world_names ? e->late_world : late);
+        snprintf(within, sizeof within, "within %g s", LATE_DEADLINE_S);
+        if (st != PB_ERR_COMM || sub) {
+            snprintf(e->err, sizeof e->err, "%s, participant %d, %s: split returned %d%s, want PB_ERR_COMM (%d)",
+                     e->comm->name, e->rank, e->what, (int)st, sub ? " and a ctx" : "", (int)PB_ERR_COMM);
+            ok = false;
+        } else if (ms < LATE_DEADLINE_S * 1e3 * 0.95 || ms > LATE_DEADLINE_S * 1e3 + 5000.0) {
+            snprintf(e->err, sizeof e->err, "%s, participant %d, %s: a %g s deadline failed after %.0f ms",
+                     e->comm->name, e->rank, e->what, LATE_DEADLINE_S, ms);
+            ok = false;
+        } else if (!msg || !strstr(msg, who) || !strstr(msg, within)) {
+            snprintf(e->err, sizeof e->err, "%s, participant %d, %s: the message lacks '%s' or '%s': %s",
+                     e->comm->name, e->rank, e->what, who, within, msg ? msg : "(none)");
+            ok = false;
+        }
+        pb_error_clear();
+    }
+    if (sync) sync(e);
+    cs_leave(e);
+    return cs_join(e) && ok;
+}
+
 /* One participant's whole suite; false with e->err on the first failure.
  * sync: a barrier over the participants outside the comm (threads), or NULL
  * (ranks: the failure cases that need one are skipped). */
@@ -767,6 +822,8 @@ static bool cs_run(cs_env *e, void (*sync)(cs_env *))
     int after = *step + 1000; /* participants run unlike numbers of cases there */
     if (e->ranks >= 3 && e->comm->split && !cs_splits(e, sync, step)) return false;
     *step = after; /* the world's deadline case compares steps across participants */
+    /* on 4 only: a second each, and 2 and 3 take no other path */
+    if (e->ranks == 4 && e->comm->split && e->caps.rewait) CASE(case_split_deadline(e, sync, (*step)++));
     if (e->ranks == 4 && e->comm->split && e->comm->abort && sync) CASE(case_split_abort(e, sync));
     if (!cs_failures(e, sync, step)) return false;
     cs_leave(e);
