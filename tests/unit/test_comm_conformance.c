@@ -445,6 +445,34 @@ static void cs_sleep_s(double s)
     nanosleep(&ts, NULL);
 }
 
+/* call's st after ms: PB_ERR_COMM in about LATE_DEADLINE_S, the message
+ * naming participant late as its comm names a missing one; clears the error. */
+static bool failed_late(cs_env *e, const char *call, pb_status st, double ms, int late)
+{
+    bool ok = true;
+    const char *msg = pb_error_message();
+    char who[64], within[32];
+    /* every instance names how its comm names a missing participant */
+    snprintf(who, sizeof who, e->caps.missing_fmt ? e->caps.missing_fmt : "%d",
+             e->caps.world_names ? e->late_world : late);
+    snprintf(within, sizeof within, "within %g s", LATE_DEADLINE_S);
+    if (st != PB_ERR_COMM) {
+        snprintf(e->err, sizeof e->err, "%s, participant %d, %s: %s returned %d, want PB_ERR_COMM (%d)",
+                 e->comm->name, e->rank, e->what, call, (int)st, (int)PB_ERR_COMM);
+        ok = false;
+    } else if (ms < LATE_DEADLINE_S * 1e3 * 0.95 || ms > LATE_DEADLINE_S * 1e3 + 5000.0) {
+        snprintf(e->err, sizeof e->err, "%s, participant %d, %s: a %g s deadline failed after %.0f ms",
+                 e->comm->name, e->rank, e->what, LATE_DEADLINE_S, ms);
+        ok = false;
+    } else if (!msg || !strstr(msg, who) || !strstr(msg, within)) {
+        snprintf(e->err, sizeof e->err, "%s, participant %d, %s: the message lacks '%s' or '%s': %s",
+                 e->comm->name, e->rank, e->what, who, within, msg ? msg : "(none)");
+        ok = false;
+    }
+    pb_error_clear();
+    return ok;
+}
+
 /* The last participant posts nothing until the others' deadline has passed:
  * their waits fail with PB_ERR_COMM in about the deadline, the message
  * naming it. Where the comm allows it, it then posts and every wait (the
@@ -469,28 +497,7 @@ static bool case_deadline(cs_env *e, int step)
         ok = cs_ok(e, e->comm->allreduce(e->ctx, d, n, 1.0f, &req), "allreduce");
         double t0 = pb_now_ms();
         pb_status st = ok ? e->comm->wait(e->ctx, req, LATE_DEADLINE_S) : PB_OK;
-        double ms = pb_now_ms() - t0;
-        const char *msg = pb_error_message();
-        char who[64], within[32];
-        /* every instance names how its comm names a missing participant */
-        snprintf(who, sizeof who, e->caps.missing_fmt ? e->caps.missing_fmt : "%d",
-                 e->caps.world_names ? e->late_world : late);
-        snprintf(within, sizeof within, "within %g s", LATE_DEADLINE_S);
-        if (!ok) {
-        } else if (st != PB_ERR_COMM) {
-            snprintf(e->err, sizeof e->err, "%s, participant %d, %s: the wait returned %d, want PB_ERR_COMM (%d)",
-                     e->comm->name, e->rank, e->what, (int)st, (int)PB_ERR_COMM);
-            ok = false;
-        } else if (ms < LATE_DEADLINE_S * 1e3 * 0.95 || ms > LATE_DEADLINE_S * 1e3 + 5000.0) {
-            snprintf(e->err, sizeof e->err, "%s, participant %d, %s: a %g s deadline failed after %.0f ms",
-                     e->comm->name, e->rank, e->what, LATE_DEADLINE_S, ms);
-            ok = false;
-        } else if (!msg || !strstr(msg, who) || !strstr(msg, within)) {
-            snprintf(e->err, sizeof e->err, "%s, participant %d, %s: the message lacks '%s' or '%s': %s",
-                     e->comm->name, e->rank, e->what, who, within, msg ? msg : "(none)");
-            ok = false;
-        }
-        pb_error_clear();
+        ok = ok && failed_late(e, "the wait", st, pb_now_ms() - t0, late);
         if (ok && e->caps.rewait) ok = cs_wait(e, req);
     }
     if (ok && e->caps.rewait) {
@@ -781,26 +788,12 @@ static bool case_split_deadline(cs_env *e, void (*sync)(cs_env *), int step)
         pb_progress_set_step(step);
         double t0 = pb_now_ms();
         pb_status st = e->comm->split(e->ctx, 0, 0, LATE_DEADLINE_S, &sub);
-        double ms = pb_now_ms() - t0;
-        const char *msg = pb_error_message();
-        char who[64], within[32];
-        snprintf(who, sizeof who, e->caps.missing_fmt ? e->caps.missing_fmt : "%d",
-                 e->caps.world_names ? e->late_world : late);
-        snprintf(within, sizeof within, "within %g s", LATE_DEADLINE_S);
-        if (st != PB_ERR_COMM || sub) {
-            snprintf(e->err, sizeof e->err, "%s, participant %d, %s: split returned %d%s, want PB_ERR_COMM (%d)",
-                     e->comm->name, e->rank, e->what, (int)st, sub ? " and a ctx" : "", (int)PB_ERR_COMM);
-            ok = false;
-        } else if (ms < LATE_DEADLINE_S * 1e3 * 0.95 || ms > LATE_DEADLINE_S * 1e3 + 5000.0) {
-            snprintf(e->err, sizeof e->err, "%s, participant %d, %s: a %g s deadline failed after %.0f ms",
-                     e->comm->name, e->rank, e->what, LATE_DEADLINE_S, ms);
-            ok = false;
-        } else if (!msg || !strstr(msg, who) || !strstr(msg, within)) {
-            snprintf(e->err, sizeof e->err, "%s, participant %d, %s: the message lacks '%s' or '%s': %s",
-                     e->comm->name, e->rank, e->what, who, within, msg ? msg : "(none)");
+        ok = failed_late(e, "split", st, pb_now_ms() - t0, late);
+        if (ok && sub) {
+            snprintf(e->err, sizeof e->err, "%s, participant %d, %s: a failed split gave a ctx", e->comm->name,
+                     e->rank, e->what);
             ok = false;
         }
-        pb_error_clear();
     }
     if (sync) sync(e);
     cs_leave(e);
