@@ -30,28 +30,36 @@ static int group_of(pb_mesh m, int rank, pb_mesh_axis axis, int *members)
     return count;
 }
 
+/* check on every mesh up to 4 x 4 x 4 */
+static void each_mesh(void (*check)(pb_mesh m, int d, int t, int p))
+{
+    for (int d = 1; d <= 4; d++)
+        for (int t = 1; t <= 4; t++)
+            for (int p = 1; p <= 4; p++) check((pb_mesh){.dp = d, .tp = t, .pp = p}, d, t, p);
+}
+
+static void check_round_trip(pb_mesh m, int d, int t, int p)
+{
+    int n = pb_mesh_ranks(m);
+    assert_int_equal(n, d * t * p);
+    for (int r = 0; r < n; r++) {
+        pb_mesh_coord c = pb_mesh_coord_of(m, r);
+        assert_in_range(c.dp, 0, d - 1);
+        assert_in_range(c.tp, 0, t - 1);
+        assert_in_range(c.pp, 0, p - 1);
+        assert_int_equal(pb_mesh_rank_of(m, c), r);
+        /* tp innermost, then dp, pp outermost */
+        assert_int_equal(r, c.tp + t * (c.dp + d * c.pp));
+        assert_int_equal(pb_mesh_index(m, r, PB_MESH_TP), c.tp);
+        assert_int_equal(pb_mesh_index(m, r, PB_MESH_DP), c.dp);
+        assert_int_equal(pb_mesh_index(m, r, PB_MESH_PP), c.pp);
+    }
+}
+
 static void test_coordinates_round_trip(void **state)
 {
     (void)state;
-    for (int d = 1; d <= 4; d++)
-        for (int t = 1; t <= 4; t++)
-            for (int p = 1; p <= 4; p++) {
-                pb_mesh m = {.dp = d, .tp = t, .pp = p};
-                int n = pb_mesh_ranks(m);
-                assert_int_equal(n, d * t * p);
-                for (int r = 0; r < n; r++) {
-                    pb_mesh_coord c = pb_mesh_coord_of(m, r);
-                    assert_in_range(c.dp, 0, d - 1);
-                    assert_in_range(c.tp, 0, t - 1);
-                    assert_in_range(c.pp, 0, p - 1);
-                    assert_int_equal(pb_mesh_rank_of(m, c), r);
-                    /* tp innermost, then dp, pp outermost */
-                    assert_int_equal(r, c.tp + t * (c.dp + d * c.pp));
-                    assert_int_equal(pb_mesh_index(m, r, PB_MESH_TP), c.tp);
-                    assert_int_equal(pb_mesh_index(m, r, PB_MESH_DP), c.dp);
-                    assert_int_equal(pb_mesh_index(m, r, PB_MESH_PP), c.pp);
-                }
-            }
+    each_mesh(check_round_trip);
 }
 
 /* initialize_model_parallel's docstring: 16 GPUs, tensor 2, pipeline 4
@@ -83,43 +91,44 @@ static void test_megatron_example(void **state)
  * size, its members share the other two coordinates and stand at their
  * index; a tp group is consecutive ranks; a rank's tp and dp groups meet in
  * it alone. */
+static void check_groups(pb_mesh m, int d, int t, int p)
+{
+    (void)d, (void)t, (void)p;
+    int n = pb_mesh_ranks(m);
+    for (int a = 0; a < PB_MESH_AXES; a++) {
+        int seen[MAXR] = {0}, g[MAXR];
+        for (int r = 0; r < n; r++) {
+            int count = group_of(m, r, (pb_mesh_axis)a, g);
+            assert_int_equal(count, pb_mesh_size(m, (pb_mesh_axis)a));
+            pb_mesh_coord c = pb_mesh_coord_of(m, r);
+            int mine = 0;
+            for (int i = 0; i < count; i++) {
+                pb_mesh_coord o = pb_mesh_coord_of(m, g[i]);
+                assert_int_equal(pb_mesh_index(m, g[i], (pb_mesh_axis)a), i);
+                if (a != PB_MESH_TP) assert_int_equal(o.tp, c.tp);
+                if (a != PB_MESH_DP) assert_int_equal(o.dp, c.dp);
+                if (a != PB_MESH_PP) assert_int_equal(o.pp, c.pp);
+                if (a == PB_MESH_TP && i > 0) assert_int_equal(g[i], g[i - 1] + 1);
+                mine += g[i] == r;
+                if (g[0] == r) seen[g[i]]++; /* each group counted once, from its first */
+            }
+            assert_int_equal(mine, 1);
+        }
+        for (int r = 0; r < n; r++) assert_int_equal(seen[r], 1);
+    }
+    for (int r = 0; r < n; r++) {
+        int tpg[MAXR], dpg[MAXR], both = 0;
+        int nt = group_of(m, r, PB_MESH_TP, tpg), nd = group_of(m, r, PB_MESH_DP, dpg);
+        for (int i = 0; i < nt; i++)
+            for (int j = 0; j < nd; j++) both += tpg[i] == dpg[j];
+        assert_int_equal(both, 1);
+    }
+}
+
 static void test_groups_are_consistent(void **state)
 {
     (void)state;
-    for (int d = 1; d <= 4; d++)
-        for (int t = 1; t <= 4; t++)
-            for (int p = 1; p <= 4; p++) {
-                pb_mesh m = {.dp = d, .tp = t, .pp = p};
-                int n = pb_mesh_ranks(m);
-                for (int a = 0; a < PB_MESH_AXES; a++) {
-                    int seen[MAXR] = {0}, g[MAXR];
-                    for (int r = 0; r < n; r++) {
-                        int count = group_of(m, r, (pb_mesh_axis)a, g);
-                        assert_int_equal(count, pb_mesh_size(m, (pb_mesh_axis)a));
-                        pb_mesh_coord c = pb_mesh_coord_of(m, r);
-                        int mine = 0;
-                        for (int i = 0; i < count; i++) {
-                            pb_mesh_coord o = pb_mesh_coord_of(m, g[i]);
-                            assert_int_equal(pb_mesh_index(m, g[i], (pb_mesh_axis)a), i);
-                            if (a != PB_MESH_TP) assert_int_equal(o.tp, c.tp);
-                            if (a != PB_MESH_DP) assert_int_equal(o.dp, c.dp);
-                            if (a != PB_MESH_PP) assert_int_equal(o.pp, c.pp);
-                            if (a == PB_MESH_TP && i > 0) assert_int_equal(g[i], g[i - 1] + 1);
-                            mine += g[i] == r;
-                            if (g[0] == r) seen[g[i]]++; /* each group counted once, from its first */
-                        }
-                        assert_int_equal(mine, 1);
-                    }
-                    for (int r = 0; r < n; r++) assert_int_equal(seen[r], 1);
-                }
-                for (int r = 0; r < n; r++) {
-                    int tpg[MAXR], dpg[MAXR], both = 0;
-                    int nt = group_of(m, r, PB_MESH_TP, tpg), nd = group_of(m, r, PB_MESH_DP, dpg);
-                    for (int i = 0; i < nt; i++)
-                        for (int j = 0; j < nd; j++) both += tpg[i] == dpg[j];
-                    assert_int_equal(both, 1);
-                }
-            }
+    each_mesh(check_groups);
 }
 
 static void test_check(void **state)
