@@ -87,6 +87,7 @@ struct pb_comm_req {
  * thread inside MPI at a time (world.h). The last ctx destroyed ends it. */
 typedef struct engine {
     int refs; /* ctxs on it (under mu) */
+    double deadline_s; /* --timeout: a split ctx's destroy waits this long for its free */
     pthread_t thread;
     bool thread_started, quit;
     pthread_mutex_t mu;
@@ -419,8 +420,6 @@ cleanup:
 
 /* A split ctx's communicator is freed on the comm thread while other ctxs
  * may still use it; the last ctx stops the thread first and frees its own. */
-#define FREE_DEADLINE_S 60.0
-
 static void mpi_destroy(pb_comm_ctx *c)
 {
     if (!c) return;
@@ -436,7 +435,7 @@ static void mpi_destroy(pb_comm_ctx *c)
     if (others && c->comm != MPI_COMM_NULL) {
         pb_comm_req *r = NULL;
         pb_status st = submit(c, (pb_comm_req){.kind = OP_FREE}, &r);
-        if (st == PB_OK) st = wait_req(c, r, FREE_DEADLINE_S, NULL);
+        if (st == PB_OK) st = wait_req(c, r, e->deadline_s, NULL);
         if (st != PB_OK) {
             /* the thread is stuck in an earlier operation (the run is
              * failing): leave the ctx to it rather than free what it reads */
@@ -467,7 +466,6 @@ static void mpi_destroy(pb_comm_ctx *c)
 static pb_status mpi_init(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank, int ranks,
                           pb_comm_ctx **out)
 {
-    (void)opts;
     (void)be;
     (void)dev;
     pb_status st = PB_OK;
@@ -486,6 +484,7 @@ static pb_status mpi_init(const pb_comm_opts *opts, const pb_backend *be, pb_dev
     PB_TRY(ctx_new(NULL, comm, rank, ranks, rank, &c));
     comm = MPI_COMM_NULL; /* c's */
     PB_TRY(engine_start(&e));
+    e->deadline_s = opts ? opts->timeout_s : 300.0;
     c->e = e;
     *out = c;
     return PB_OK;
