@@ -65,26 +65,23 @@ static void test_coordinates_round_trip(void **state)
 /* initialize_model_parallel's docstring: 16 GPUs, tensor 2, pipeline 4
  * (so data 2): tp groups [g0, g1], [g2, g3], ...; dp groups [g0, g2],
  * [g1, g3], [g4, g6], ...; pp groups [g0, g4, g8, g12], [g1, g5, g9, g13], ... */
+/* rank's group along axis is want[0..n), in that order */
+static void expect_group(pb_mesh m, int rank, pb_mesh_axis axis, const int *want, int n)
+{
+    int g[MAXR];
+    assert_int_equal(group_of(m, rank, axis, g), n);
+    for (int i = 0; i < n; i++) assert_int_equal(g[i], want[i]);
+}
+
 static void test_megatron_example(void **state)
 {
     (void)state;
     pb_mesh m = {.dp = 2, .tp = 2, .pp = 4};
-    int g[MAXR];
-    assert_int_equal(group_of(m, 0, PB_MESH_TP, g), 2);
-    assert_int_equal(g[0], 0);
-    assert_int_equal(g[1], 1);
-    assert_int_equal(group_of(m, 7, PB_MESH_TP, g), 2);
-    assert_int_equal(g[0], 6);
-    assert_int_equal(g[1], 7);
-    assert_int_equal(group_of(m, 1, PB_MESH_DP, g), 2);
-    assert_int_equal(g[0], 1);
-    assert_int_equal(g[1], 3);
-    assert_int_equal(group_of(m, 6, PB_MESH_DP, g), 2);
-    assert_int_equal(g[0], 4);
-    assert_int_equal(g[1], 6);
-    assert_int_equal(group_of(m, 9, PB_MESH_PP, g), 4);
-    int want[] = {1, 5, 9, 13};
-    for (int i = 0; i < 4; i++) assert_int_equal(g[i], want[i]);
+    expect_group(m, 0, PB_MESH_TP, (const int[]){0, 1}, 2);
+    expect_group(m, 7, PB_MESH_TP, (const int[]){6, 7}, 2);
+    expect_group(m, 1, PB_MESH_DP, (const int[]){1, 3}, 2);
+    expect_group(m, 6, PB_MESH_DP, (const int[]){4, 6}, 2);
+    expect_group(m, 9, PB_MESH_PP, (const int[]){1, 5, 9, 13}, 4);
 }
 
 /* Along each axis the groups partition the ranks; a group has the axis's
