@@ -270,9 +270,14 @@ static pb_status layer_fwd(gpt_stage *g, const pb_stage_params *p, const pb_stag
     TRY(tr->matmul_fwd(d, s.r2, s.atty, P(g, p, t0 + PB_GPT_PROJ_W), split ? NULL : P(g, p, t0 + PB_GPT_PROJ_B), N,
                        Cl, C));
     TRY(row_parallel_sum(g, h, s.r2, P(g, p, t0 + PB_GPT_PROJ_B), N, C));
-    TRY(tr->residual_fwd(d, s.r2, s.r2, x, (size_t)N * (size_t)C));
-    TRY(tr->layernorm_fwd(d, s.ln2, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W), P(g, p, t0 + PB_GPT_LN2_B), N,
-                          C));
+    if (tr->residual_layernorm_fwd) {
+        TRY(tr->residual_layernorm_fwd(d, s.r2, s.ln2, s.mean2, s.rstd2, s.r2, x, P(g, p, t0 + PB_GPT_LN2_W),
+                                       P(g, p, t0 + PB_GPT_LN2_B), N, C));
+    } else {
+        TRY(tr->residual_fwd(d, s.r2, s.r2, x, (size_t)N * (size_t)C));
+        TRY(tr->layernorm_fwd(d, s.ln2, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W),
+                              P(g, p, t0 + PB_GPT_LN2_B), N, C));
+    }
     TRY(tr->matmul_gelu_fwd(d, s.fchg, s.fch, s.ln2, P(g, p, t0 + PB_GPT_FC_W), P(g, p, t0 + PB_GPT_FC_B), N, C,
                             4 * Cl));
     TRY(tr->matmul_fwd(d, y, s.fchg, P(g, p, t0 + PB_GPT_FCPROJ_W), split ? NULL : P(g, p, t0 + PB_GPT_FCPROJ_B), N,
