@@ -7,7 +7,8 @@
  * allreduce_bytes_per_step is docs/strategies.md's formula (Megatron's 4
  * all-reduces of b*s*h per GPT block; the MLP's per layer pair), the
  * tp_comm phase is timed and the phases add up to the step; shapes that do
- * not split are usage errors (exit 2, one line, no row). The pieces
+ * not split are usage errors (exit 2, one line, no row); a hung rank is
+ * named by the others' all-reduce deadline. The pieces
  * (splits, shard mapping, gradients) are tests/unit/test_tp_lib.c. */
 #include "tests/common/test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
@@ -145,6 +146,31 @@ static void test_gather_mid_run_and_whole_batches(void **state)
     }
 }
 
+/* A rank stuck in forward (PB_FAULT, test-only) holds the others in
+ * their first all-reduce: within --timeout they fail, naming it, its phase
+ * and step; the row is failed */
+static void test_hung_rank_named(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char host[256] = "unknown", want[512];
+    gethostname(host, sizeof host - 1);
+    char *extra[] = {"--workload", "mlp-xs", "--iters", "10", "--timeout", "3", NULL};
+    char *env[] = {"PB_FAULT=rank=1,step=3,phase=fwd,kind=hang", NULL};
+    bench_run *r = keep(state, run_tp(2, extra, env));
+    if (r->res.exit_code == 0) fail_msg("exited 0; stderr:\n%s", r->res.err);
+    snprintf(want, sizeof want, "rank 1 on %s (pid ", host);
+    static const char *const says[] = {"tp step 3: rank 0 of 2 on ", "did not complete within 3 s (--timeout): ",
+                                       ") is stuck in phase fwd of step 3"};
+    for (size_t i = 0; i < sizeof says / sizeof *says; i++)
+        if (!strstr(r->res.err, says[i])) fail_msg("no '%s' in stderr:\n%s", says[i], r->res.err);
+    if (!strstr(r->res.err, want)) fail_msg("no '%s' in stderr:\n%s", want, r->res.err);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "status"), "failed");
+    csv_free(&c);
+}
+
 /* What does not split: exit 2, one line naming it, nothing written */
 static void expect_refused(void **state, char *const extra[], const char *says)
 {
@@ -170,6 +196,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mlp_even_layers_match_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpt_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gather_mid_run_and_whole_batches, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_hung_rank_named, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_shapes_that_do_not_split, run_setup, run_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
