@@ -49,7 +49,7 @@ static bool has_buckets(const pb_strategy *s) { return s->buckets; }
 static const flag_scope for_microbatches = {has_microbatches, NULL}, for_stages = {has_stages, NULL},
                         for_buckets = {has_buckets, NULL},
                         /* every strategy of several devices; the order is the help text's */
-                        for_several_devices = {NULL, "dp,mp,ddp"};
+                        for_several_devices = {NULL, "dp,mp,ddp,tp"};
 
 #define OFF(field) offsetof(pb_config, field)
 

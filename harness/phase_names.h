@@ -23,6 +23,7 @@ typedef enum pb_phase {
     PB_PHASE_REDUCE,
     PB_PHASE_P2P,
     PB_PHASE_BUBBLE,
+    PB_PHASE_TP_COMM, /* tensor parallel's all-reduces inside forward and backward (exposed) */
     PB_PHASE_COUNT
 } pb_phase;
 

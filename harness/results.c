@@ -126,7 +126,9 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     /* ranks need not divide the batch: the largest shard */
     int b = cfg->shape.batch, d = cfg->devices > 0 ? cfg->devices : 1;
     pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d",
-                  per_rank ? (b + d - 1) / d : strategy && strategy->needs_even_split ? b / d : b);
+                  per_rank && !strategy->rank_full_batch ? (b + d - 1) / d
+                  : strategy && strategy->needs_even_split ? b / d
+                                                           : b);
     pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
     pb_record_set(r, PB_COL_RANKS, "%d", per_rank ? cfg->devices : 1);
     if (microbatches) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);

@@ -100,10 +100,12 @@ extern "C" {
     X(REDUCE_MS, "reduce_ms", METRIC, NONE)                                   \
     X(P2P_MS, "p2p_ms", METRIC, NONE)                                         \
     X(BUBBLE_MS, "bubble_ms", METRIC, NONE)                                   \
+    X(TP_COMM_MS, "tp_comm_ms", METRIC, NONE)                                 \
     X(OVERLAP_PCT, "overlap_pct", METRIC, NONE)                               \
     X(COMM_BYTES_PER_STEP, "comm_bytes_per_step", METRIC, NONE)               \
     X(ALGBW_GBPS, "algbw_gbps", METRIC, NONE)                                 \
     X(BUSBW_GBPS, "busbw_gbps", METRIC, NONE)                                 \
+    X(ALLREDUCE_BYTES_PER_STEP, "allreduce_bytes_per_step", METRIC, NONE)     \
     X(BUBBLE_FRAC, "bubble_frac", METRIC, NONE)                               \
     X(BUBBLE_FRAC_THEORY, "bubble_frac_theory", METRIC, NONE)                 \
     X(STAGE_LAYERS, "stage_layers", METRIC, NONE)                             \

@@ -253,7 +253,7 @@ static pb_status setup(run_state *rs)
     /* started last, so its thread does not compete with setup; a rank
      * fills its shard alone (its strategy reads no other row) */
     int row0 = 0, rows = cfg->shape.batch;
-    if (rs->multi) pb_input_shard(cfg->shape.batch, rs->world.ranks, rs->world.rank, &row0, &rows);
+    if (rs->multi && !rs->strategy->rank_full_batch) pb_input_shard(cfg->shape.batch, rs->world.ranks, rs->world.rank, &row0, &rows);
     PB_TRY(pb_loader_create(rs->be, &rs->model, cfg->seed, row0, rows, (int64_t)cfg->warmup + cfg->iters,
                             loader_workers(cfg, rs->multi ? rs->world.local_ranks : 1), &rs->loader));
 cleanup:
@@ -499,7 +499,9 @@ static pb_status train(run_state *rs)
         rs->loss_last = res.loss;
         /* --verify judges the parameters after this step: keep them (between
          * two timed steps, so no step's time includes the copy) */
-        if (rs->verify_params && s + 1 == pb_verify_steps(cfg))
+        if (s + 1 == pb_verify_steps(cfg) &&
+            (rs->verify_params || (rs->strategy->params_collective && cfg->verify &&
+                                   pb_verify_steps(cfg) < (int64_t)cfg->warmup + cfg->iters)))
             PB_TRY(rs->strategy->get_params(rs->strategy_state, rs->verify_params));
         if (s < cfg->warmup) continue;
         int i = s - cfg->warmup;
@@ -600,6 +602,7 @@ static void fill_results(pb_record *r, run_state *rs)
         PB_COL_LOAD_MS, PB_COL_H2D_MS, PB_COL_FWD_MS, PB_COL_BWD_MS, PB_COL_COMM_MS,
         PB_COL_SYNC_MS, PB_COL_OPT_MS, PB_COL_SCATTER_MS, PB_COL_REPLICATE_MS,
         PB_COL_GATHER_MS, PB_COL_REDUCE_MS, PB_COL_P2P_MS, PB_COL_BUBBLE_MS,
+        PB_COL_TP_COMM_MS,
     };
     for (int p = 0; p < PB_PHASE_COUNT; p++)
         pb_record_num(r, phase_col[p], rs->phase_sum.ms[p] / cfg->iters);
@@ -621,8 +624,10 @@ static void fill_results(pb_record *r, run_state *rs)
 static pb_status finish_dump(run_state *rs)
 {
     /* ranks hold the same parameters after the all-reduce: rank 0's do */
-    if ((!rs->cfg->dump[0] && !rs->cfg->verify) || !is_writer(rs)) return PB_OK;
-    pb_status st = rs->strategy->get_params(rs->strategy_state, rs->params);
+    /* (split parameters: every rank sends rank 0 its part) */
+    if ((!rs->cfg->dump[0] && !rs->cfg->verify) || (!is_writer(rs) && !rs->strategy->params_collective)) return PB_OK;
+    pb_status st = rs->strategy->get_params(rs->strategy_state, is_writer(rs) ? rs->params : NULL);
+    if (!is_writer(rs)) return st;
     if (st != PB_OK || !rs->cfg->dump[0]) return st;
     return dump_params(rs->cfg, &rs->model, rs->params, true);
 }

@@ -219,6 +219,14 @@ typedef struct pb_backend {
     /* compute */
     pb_status (*linear_fwd)(pb_device *dev, const pb_linear *l);
     pb_status (*linear_bwd)(pb_device *dev, const pb_linear_grad *g);
+    /* The two halves of the fused epilogues, for a layer whose GEMM output
+     * is summed across ranks first (tensor parallel's row-parallel layer,
+     * workloads/mlp_stage.c): y [m, n] += b (NULL: none) per row, then ReLU
+     * when relu, in place; and dy [m, n] masked in place by y > 0 (y: a
+     * ReLU's output), db (NULL: none) its column sums, as linear_bwd's
+     * x_relu does */
+    pb_status (*bias_act)(pb_device *dev, int m, int n, void *y, const float *b, bool relu);
+    pb_status (*relu_bwd)(pb_device *dev, int m, int n, void *dy, const void *y, float *db);
     /* Softmax cross-entropy over m rows of c logits. Adds scale * sum of row
      * losses to *loss_sum (device fp32 scalar) and writes
      * dlogits = scale * (softmax - onehot). scale = 1 / global batch, so the

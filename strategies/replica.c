@@ -86,12 +86,6 @@ static pb_stage_params stage_params(const pb_replica *r, float *grads)
                              .acc = r->m, .beta = r->wgrad_beta};
 }
 
-pb_status pb_replica_forward(pb_replica *r, int slot, int rows)
-{
-    pb_stage_params p = stage_params(r, NULL);
-    pb_stage_hooks h = {.before_block = r->before_block, .arg = r->before_arg};
-    return r->model->ops->forward(r->stage, &p, slot, rows, &h);
-}
 
 pb_status pb_replica_loss(pb_replica *r, int slot, int rows, float scale)
 {
@@ -129,12 +123,28 @@ static pb_status block_before(void *arg, int b, bool backward)
     return r->before_block(r->before_arg, b, backward);
 }
 
+static pb_status block_tp_allreduce(void *arg, void *buf, size_t n)
+{
+    const pb_replica *r = ((ready_ctx *)arg)->r;
+    return r->tp_allreduce(r->tp_arg, buf, n);
+}
+
+pb_status pb_replica_forward(pb_replica *r, int slot, int rows)
+{
+    pb_stage_params p = stage_params(r, NULL);
+    ready_ctx c = {.r = r};
+    pb_stage_hooks h = {.before_block = r->before_block ? block_before : NULL,
+                        .tp_allreduce = r->tp_allreduce ? block_tp_allreduce : NULL, .arg = &c};
+    return r->model->ops->forward(r->stage, &p, slot, rows, &h);
+}
+
 pb_status pb_replica_backward(pb_replica *r, int slot, int rows, float *grads, void **d_in, pb_grad_ready_fn ready,
                               void *ready_arg)
 {
     pb_stage_params p = stage_params(r, grads);
     ready_ctx c = {.r = r, .grads = p.grads, .ready = ready, .arg = ready_arg};
-    pb_stage_hooks h = {.before_block = r->before_block ? block_before : NULL, .grads_ready = block_ready, .arg = &c};
+    pb_stage_hooks h = {.before_block = r->before_block ? block_before : NULL, .grads_ready = block_ready,
+                        .tp_allreduce = r->tp_allreduce ? block_tp_allreduce : NULL, .arg = &c};
     return r->model->ops->backward(r->stage, &p, slot, rows, d_in, &h);
 }
 

@@ -35,6 +35,10 @@ typedef struct pb_replica {
      * in forward and in backward (where sharded parameters are gathered) */
     pb_status (*before_block)(void *arg, int block, bool backward);
     void *before_arg;
+    /* tensor parallel, set by the strategy after init (model->tp > 1): the
+     * stage's sum across ranks (pb_stage_hooks.tp_allreduce) */
+    pb_status (*tp_allreduce)(void *arg, void *buf, size_t n);
+    void *tp_arg;
 } pb_replica;
 
 /* Called after block b's gradients are complete during backward (ddp starts

@@ -94,6 +94,14 @@ typedef struct pb_strategy {
      * the backend prefers that (pb_replica_fuse_momentum: single), so the
      * GEMM-alone reference times its GEMMs with that beta */
     bool momentum_in_wgrad;
+    /* rank-per-device: every rank trains on the whole global batch (tp: the
+     * model is split across ranks, not the batch), so its loader fills all
+     * of it and batch_per_device is the batch */
+    bool rank_full_batch;
+    /* get_params is a collective: the parameters are split across ranks,
+     * so every rank calls it at the same point, the ranks other than 0 with
+     * host_params NULL (their part only goes to rank 0) */
+    bool params_collective;
 
     pb_status (*validate)(const pb_config *cfg, const pb_model *model);
     pb_status (*init)(const pb_strategy_ctx *ctx, void **state);
@@ -120,6 +128,7 @@ extern const pb_strategy pb_strategy_single;
 extern const pb_strategy pb_strategy_dp;
 extern const pb_strategy pb_strategy_ddp;
 extern const pb_strategy pb_strategy_mp;
+extern const pb_strategy pb_strategy_tp;
 
 /* Test hook: one phase span of an mp stage's last step. */
 typedef struct pb_mp_span {

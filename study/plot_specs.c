@@ -267,9 +267,12 @@ static bool has_microbatches(const char *strategy)
     return s && s->microbatches;
 }
 
-static const char *const stack_phases[] = {"load", "h2d", "scatter", "replicate", "fwd", "gather",
-                                           "bwd",  "reduce", "p2p", "bubble",    "sync", "opt"};
+static const char *const stack_phases[] = {"load", "h2d", "scatter", "replicate", "fwd", "gather", "bwd",
+                                           "reduce", "p2p", "bubble", "sync", "tp_comm", "opt"};
 #define N_STACK (int)(sizeof stack_phases / sizeof stack_phases[0])
+/* plots/common.gp's colour of each phase, and of "other" last (tp_comm's
+ * came later: the others keep theirs) */
+static const int stack_lt[N_STACK + 1] = {11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 24, 22, 23};
 
 /* c's mean step and phase times (a missing or negative one is 0), and in
  * ph[N_STACK] the rest of the step the phases leave (host work between
@@ -347,7 +350,7 @@ static const char *breakdown_rows(plot_job *job, FILE *f)
     }
     pb_strbuf lts = {0};
     for (int p = 0; p <= N_STACK; p++)
-        if (used[p]) pb_strbuf_printf(&lts, "%s%d", lts.n ? " " : "", 11 + p); /* plots/common.gp's phase colours */
+        if (used[p]) pb_strbuf_printf(&lts, "%s%d", lts.n ? " " : "", stack_lt[p]); /* plots/common.gp's phase colours */
     char *lt = pb_strbuf_take(&lts);
     pb_gnuplot_str(&job->vars, "phaselt", lt ? lt : "");
     free(lt);
@@ -732,6 +735,7 @@ static const char *memory_rows(plot_job *job, FILE *f)
  * bench plot's reader checks every one (study/plot_table.c). */
 const pb_plot_col pb_plot_comm_volume[] = {
     {"comm_bytes_per_step", "all collectives"},
+    {"allreduce_bytes_per_step", "all-reduce (ring, on the wire)"},
 };
 const int pb_plot_comm_volume_n = (int)(sizeof pb_plot_comm_volume / sizeof pb_plot_comm_volume[0]);
 

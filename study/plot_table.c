@@ -72,7 +72,7 @@ void pb_plot_table_free(table *t)
  * (inf, nan, text) is dropped, and the notice names it. */
 static const char *const drawn[] = {"samples_per_s", "step_ms_mean", "load_ms", "h2d_ms", "fwd_ms", "bwd_ms",
                                     "comm_ms", "sync_ms", "opt_ms", "scatter_ms", "replicate_ms", "gather_ms",
-                                    "reduce_ms", "p2p_ms", "bubble_ms", "overlap_pct", "bubble_frac",
+                                    "reduce_ms", "p2p_ms", "bubble_ms", "tp_comm_ms", "overlap_pct", "bubble_frac",
                                     "bubble_frac_theory", "peak_mem_mb", "mem_plan_params_mb",
                                     "mem_plan_grads_mb", "mem_plan_optim_mb", "mem_plan_acts_mb"};
 
@@ -177,12 +177,13 @@ void pb_plot_cfgset_free(cfgset *s)
 const char *pb_plot_cv(const config *c, pb_column col) { return pb_plot_tv(c->t, c->row, col); }
 
 /* Does c's strategy split the global batch among its devices (single, dp,
- * ddp)? mp does not: each stage sees every sample. True for a strategy this
- * binary does not know (its batch_per_device column says what it did). */
+ * ddp)? mp and tp do not: each stage, or tp rank, sees every sample. True
+ * for a strategy this binary does not know (its batch_per_device column
+ * says what it did). */
 static bool splits_batch(const config *c)
 {
     const pb_strategy *s = pb_find_strategy(pb_plot_cv(c, PB_COL_STRATEGY));
-    return !s || !s->stages;
+    return !s || (!s->stages && !s->rank_full_batch);
 }
 
 /* Its batch as a scaling line compares it: with weak scaling the batch per

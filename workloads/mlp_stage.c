@@ -1,7 +1,14 @@
 /* The MLP's stage: layers [b0, b1) on one device, their activations for
  * `slots` microbatches of `rows` rows (slot j at rows [j*rows, (j+1)*rows)
  * of each buffer), each Linear layer one call of the backend's fused
- * linear_fwd / linear_bwd. */
+ * linear_fwd / linear_bwd.
+ *
+ * Tensor parallel (m->tp > 1, one rank's part of the model): a pair's
+ * column layer runs as any layer on its rows of the weights (its output
+ * and ReLU are this rank's slice of the hidden width); the row layer's GEMM
+ * gives a partial sum, summed across ranks (the hooks' tp_allreduce) before
+ * its bias and ReLU; in backward the column layer's input gradient is
+ * summed the same way before the ReLU below masks it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,11 +24,17 @@ typedef struct mlp_stage {
     void **aux;                   /* [slots * nl] ReLU masks, where the backend keeps them */
     void *dz[2];                  /* ping-pong gradient buffers, widest layer */
     float *db_spare;              /* bias grad of the layer below a stage boundary, discarded */
+    float *zero_b;                /* tensor parallel: the row layers' GEMM bias (their bias comes after the sum) */
 } mlp_stage;
 
 static size_t in_of(const mlp_stage *g, int l) { return g->m->block[l].in_elems; }
 static size_t out_of(const mlp_stage *g, int l) { return g->m->block[l].out_elems; }
 static bool relu_of(const mlp_stage *g, int l) { return l < g->m->n_blocks - 1; }
+/* layer l's tensor-parallel part: its weight's split (replicated: none) */
+static pb_tp_split split_of(const mlp_stage *g, int l)
+{
+    return g->m->tp > 1 ? g->m->tensor[g->m->block[l].t0].tp : PB_TP_REPLICATED;
+}
 
 static size_t widest(const pb_model *m, int b0, int b1)
 {
@@ -46,6 +59,7 @@ void pb_mlp_stage_destroy(pb_stage *stage)
     be->free(g->dev, g->dz[0]);
     be->free(g->dev, g->dz[1]);
     be->free(g->dev, g->db_spare);
+    be->free(g->dev, g->zero_b);
     free(g);
 }
 
@@ -83,6 +97,7 @@ pb_status pb_mlp_stage_create(const pb_model *m, const pb_stage_opts *o, pb_stag
     PB_TRY(be->alloc(dev, be->act_bytes(dev, (size_t)o->rows * w), &g->dz[0]));
     PB_TRY(be->alloc(dev, be->act_bytes(dev, (size_t)o->rows * w), &g->dz[1]));
     PB_TRY(be->alloc(dev, in_of(g, g->b0) * sizeof(float), (void **)&g->db_spare));
+    if (m->tp > 1) PB_TRY(be->alloc(dev, w * sizeof(float), (void **)&g->zero_b));
     *out = (pb_stage *)g;
     return PB_OK;
 cleanup:
@@ -96,7 +111,7 @@ double pb_mlp_stage_bytes(const pb_model *m, int b0, int b1, double rows, int sl
     for (int l = b0; l < b1; l++)
         if (l < b1 - 1 || !bound_io) act_elems += (double)m->block[l].out_elems;
     return e * rows * slots * act_elems + 2.0 * e * rows * (double)widest(m, b0, b1) +
-           4.0 * (double)m->block[b0].in_elems;
+           4.0 * (double)m->block[b0].in_elems + (m->tp > 1 ? 4.0 * (double)widest(m, b0, b1) : 0.0);
 }
 
 /* act[i]'s rows of a slot */
@@ -150,13 +165,19 @@ pb_status pb_mlp_forward(pb_stage *stage, const pb_stage_params *p, int slot, in
         int i = l - g->b0;
         pb_status st = PB_OK;
         if (h && h->before_block && (st = h->before_block(h->arg, l, false)) != PB_OK) return st;
+        /* a row-parallel layer's bias and ReLU follow the sum across ranks */
+        bool row = split_of(g, l) == PB_TP_ROW;
         pb_linear lin = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
-            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .b = p->params + b_off(g, l),
+            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .b = row ? g->zero_b : p->params + b_off(g, l),
             .y = rows_of(g, i + 1, slot), .aux = g->aux[(size_t)slot * (size_t)nl + (size_t)i],
-            .relu = relu_of(g, l),
+            .relu = relu_of(g, l) && !row,
         };
         if ((st = g->be->linear_fwd(g->dev, &lin)) != PB_OK) return st;
+        if (row && ((st = h->tp_allreduce(h->arg, lin.y, (size_t)rows * out_of(g, l))) != PB_OK ||
+                    (st = g->be->bias_act(g->dev, rows, lin.n, lin.y, p->params + b_off(g, l), relu_of(g, l))) !=
+                        PB_OK))
+            return st;
     }
     return PB_OK;
 }
@@ -172,6 +193,10 @@ pb_status pb_mlp_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
         if (h && h->before_block && (st = h->before_block(h->arg, l, true)) != PB_OK) return st;
         bool has_below = l > 0; /* the input came through the previous layer's ReLU */
         bool need_dx = l > g->b0 || (has_below && d_in);
+        /* a column-parallel layer's input gradient is this rank's part of
+         * a sum: summed across ranks before the ReLU below masks it */
+        bool col = split_of(g, l) == PB_TP_COLUMN && need_dx;
+        float *db_prev = l > g->b0 ? p->grads + b_off(g, l - 1) : g->db_spare;
         pb_linear_grad lg = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
             .dy = g->dz[cur], .x = rows_of(g, i, slot), .w = compute_weight(g, p, l),
@@ -181,11 +206,16 @@ pb_status pb_mlp_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
              * bias gradient; lower layers get it fused from the layer above. */
             .db = l == g->b1 - 1 ? p->grads + b_off(g, l) : NULL,
             .dx = need_dx ? g->dz[cur ^ 1] : NULL,
-            .x_relu = need_dx && has_below,
-            .x_aux = i > 0 ? g->aux[(size_t)slot * (size_t)nl + (size_t)(i - 1)] : NULL,
-            .db_prev = l > g->b0 ? p->grads + b_off(g, l - 1) : g->db_spare,
+            .x_relu = need_dx && has_below && !col,
+            /* (a row-parallel layer below wrote no mask: its ReLU came after the sum) */
+            .x_aux = i > 0 && split_of(g, l - 1) != PB_TP_ROW ? g->aux[(size_t)slot * (size_t)nl + (size_t)(i - 1)]
+                                                              : NULL,
+            .db_prev = col ? NULL : db_prev,
         };
         if ((st = g->be->linear_bwd(g->dev, &lg)) != PB_OK) return st;
+        if (col && (st = h->tp_allreduce(h->arg, lg.dx, (size_t)rows * in_of(g, l))) != PB_OK) return st;
+        if (col && has_below && (st = g->be->relu_bwd(g->dev, rows, lg.k, lg.dx, lg.x, db_prev)) != PB_OK)
+            return st;
         if (h && h->grads_ready && (st = h->grads_ready(h->arg, l)) != PB_OK) return st;
         if (need_dx) cur ^= 1;
     }

@@ -300,6 +300,24 @@ static pb_status cpu_linear_bwd(pb_device *dev, const pb_linear_grad *g)
     return PB_OK;
 }
 
+static pb_status cpu_bias_act(pb_device *dev, int m, int n, void *y, const float *b, bool relu)
+{
+    (void)dev;
+    float *restrict v = y;
+    if (b)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) v[(size_t)i * n + j] += b[j];
+    if (relu) relu_inplace((size_t)m * (size_t)n, v);
+    return PB_OK;
+}
+
+static pb_status cpu_relu_bwd(pb_device *dev, int m, int n, void *dy, const void *y, float *db)
+{
+    (void)dev;
+    drelu_bgrad(m, n, dy, y, db);
+    return PB_OK;
+}
+
 /* exp(z[j] - mx) over a row: the softmax's transcendental work.
  *
  * On x86-64 with AVX2 and FMA, glibc's expf is __expf_fma: the algorithm of
@@ -784,6 +802,8 @@ const pb_backend pb_backend_cpu = {
     .peak_mem_mb = cpu_peak_mem_mb,
     .linear_fwd = cpu_linear_fwd,
     .linear_bwd = cpu_linear_bwd,
+    .bias_act = cpu_bias_act,
+    .relu_bwd = cpu_relu_bwd,
     .softmax_xent = cpu_softmax_xent,
     .optimizer = cpu_optimizer,
     .axpy = cpu_axpy,

@@ -88,6 +88,23 @@ static void test_ddp_against_run(void **state)
     check_against_run(state, args, 2);
 }
 
+/* tp: a rank's part of the model (its shards' parameters, gradients and
+ * AdamW state, the split activations divided) over the whole batch */
+static void test_tp_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "tp", "--gpus", "2", "--optimizer",
+                    "adamw", NULL};
+    check_against_run(state, args, 2);
+}
+
+static void test_tp_gpt_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *args[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "tp", "--gpus", "4", NULL};
+    check_against_run(state, args, 4);
+}
+
 static void test_overcommitted_run_refused(void **state)
 {
     bench_run *r = keep(state, bench_run_new());
@@ -230,6 +247,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dp_3_devices_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_ddp_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_tp_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_tp_gpt_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_overcommitted_run_refused, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_plan_columns_match_peak, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_device_cap, run_setup, run_teardown),

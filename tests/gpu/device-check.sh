@@ -20,6 +20,8 @@
 # the summary table. ddp through NCCL with 2 and 4 ranks on the one GPU
 # (test-only --device-map 0,0,..): --verify, the comm stream priorities, a
 # stuck rank; its own CSVs (nccl-*.csv), PASS/FAIL lines in the summary.
+# tp with 2 ranks on the one GPU (--device-map 0,0) through nccl and mpi,
+# --verify on mlp-s: tp.csv, a PASS/FAIL line.
 #
 # Open MPI: the device machine may have neither mpicc nor mpirun (it has no
 # Debian packages). Without them `make` builds the MPI and NCCL stubs and the
@@ -313,6 +315,27 @@ else
     log "nccl one-GPU multi-rank checks skipped: no MPI, or this build has the nccl stub"
 fi
 # ==== END nccl block ================================================================
+# tp (issue 17): 2 ranks on the one GPU (--device-map 0,0, test-only as the
+# nccl block's ddp): the activation all-reduces in place on the device
+# (nccl), then host-staged (mpi); --verify against single on mlp-s, whose
+# pairs use the bias_act/relu_bwd kernels. Oversubscribed: no timings.
+if nccl_ok; then
+    for comm in nccl mpi; do
+        timeout 120 ./bench --backend cuda --quiet --out "$out/tp.csv" --strategy tp --gpus 2 --device-map 0,0 \
+            --comm "$comm" --workload mlp-s --precision fp32 --iters 10 --warmup 2 --verify 2>>"$out/tp.log" ||
+            log "tp one-GPU run FAILED ($?): --comm $comm"
+    done
+    python3 - "$out/tp.csv" <<'PY' | tee -a "$out/summary.txt"
+import csv, os, sys
+rows = list(csv.DictReader(open(sys.argv[1]))) if os.path.exists(sys.argv[1]) else []
+bad = [r for r in rows if r["status"] != "ok" or not r["verify_max_rel_err"]]
+for r in rows:
+    print("tp one-GPU: 2 ranks --comm %s: status %s, verify_max_rel_err %s, allreduce_bytes_per_step %s"
+          % (r["comm"], r["status"], r["verify_max_rel_err"], r["allreduce_bytes_per_step"]))
+print("tp one-GPU verify: %s (%d of 2 rows, %d bad)" % ("PASS" if len(rows) == 2 and not bad else "FAIL",
+      len(rows), len(bad)))
+PY
+fi
 # More devices than this machine's GPUs, without a device map: exit 2, one
 # line, before any work (dp, and ddp before its launch).
 ngpu=$(nvidia-smi -L | wc -l)
