@@ -874,6 +874,15 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
         pb_record_num(row, PB_COL_BUBBLE_FRAC, s->sum_bubble_ms / s->sum_step_ms);
     pb_record_num(row, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
     pb_record_set(row, PB_COL_MICROBATCHES, "%d", s->m);
+    /* what crosses one stage boundary per step (the mean over boundaries):
+     * the batch's activations forward and their gradients back, 2 B w e
+     * bytes (docs/strategies.md); the tied gradient's exchange is not a
+     * boundary's */
+    double cross = 0.0;
+    for (int k = 1; k < s->p; k++)
+        cross += 2.0 * (double)s->ctx->be->act_bytes(s->stage[k].dev, (size_t)s->ctx->cfg->shape.batch *
+                                                                          s->ctx->model->block[s->first[k]].in_elems);
+    pb_record_num(row, PB_COL_P2P_BYTES_PER_STEP, cross / (p - 1.0));
     pb_record_set(row, PB_COL_P2P, "%s", pb_p2p_link_name(s->p2p.worst));
     /* the split the run used (balanced or --split), as blocks per stage */
     char layers[PB_FIELD_MAX] = "";
