@@ -81,7 +81,7 @@ static const flag flags[] = {
     {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)", NULL},
     {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, on cuda the cores per local rank less one (1 to 8)", NULL},
     {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)", NULL},
-    {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "GPipe microbatches per step; 1 is the plain layer split", &for_microbatches},
+    {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "pipeline microbatches per step (--schedule); 1 is the plain layer split", &for_microbatches},
     {"--schedule", F_SCHEDULE, OFF(schedule), 0, 0, "NAME", "pipeline schedule: gpipe (all forwards, then all backwards) or 1f1b (at most p microbatches in flight)", &for_microbatches},
     {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", &for_stages},
     {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", &for_buckets},

@@ -2,29 +2,36 @@
  *
  * The workload's blocks are split into N contiguous stages (balanced by
  * each block's FLOPs, or at the --split boundaries), one stage per device. With --microbatches M the global
- * batch is cut into M microbatches of batch/M rows and pipelined with the
- * GPipe schedule: every stage runs all its forwards (microbatch 0..M-1), then
- * all its backwards in reverse order (M-1..0), then its optimizer. M = 1 is
- * the naive layer split of the classic two-GPU example. The batch itself is
- * not split across devices: every stage sees every row.
+ * batch is cut into M microbatches of batch/M rows and pipelined by
+ * --schedule (schedule_ops): GPipe, every stage runs all its forwards
+ * (microbatch 0..M-1), then all its backwards in reverse order (M-1..0);
+ * 1F1B (PipeDream-flush), stage k runs p-k-1 warm-up forwards, then one
+ * forward and one backward in turn, then the remaining backwards, in
+ * microbatch order. Then its optimizer. M = 1 is the naive layer split of
+ * the classic two-GPU example. The batch itself is not split across
+ * devices: every stage sees every row.
  *
  * Each stage has a host thread (a persistent worker), so the stages really
  * overlap on the CPU backend (whose calls are synchronous) and enqueue their
- * own streams on CUDA. A stage's replica keeps M slots of activations (the
- * workload's stage, workloads/workload.h), so every microbatch keeps its
- * activations until its backward: microbatch j is slot j, rows
- * [j*mb, (j+1)*mb) of the stage's buffers. The activation a stage hands the
+ * own streams on CUDA. A stage's replica keeps a slot of activations (the
+ * workload's stage, workloads/workload.h) per microbatch it holds between
+ * its forward and backward: GPipe M, 1F1B min(M, p - k) (stage_slots);
+ * microbatch j is slot j mod slots, rows [slot*mb, (slot+1)*mb) of the
+ * stage's buffers. Where a stage holds every microbatch it takes the batch
+ * (inputs, targets) at once; otherwise each microbatch's rows go to its
+ * slot before its forward. The activation a stage hands the
  * next and its gradient are the workload's block boundary (its output
- * elements per sample). Backward overwrites gradients, so microbatch M-1
- * (the first one back) writes the stage's gradients and the others write a
+ * elements per sample). Backward overwrites gradients, so the first
+ * microbatch back writes the stage's gradients and the others write a
  * scratch buffer that is added in with axpy. The loss uses scale 1/global batch on every microbatch, so the sums
  * are the global mean, as in `single`.
  *
  * Stage to stage (phase p2p), send/recv of the run's comm (`local`: stage k
  * is participant k) per microbatch: activations from the sender's output
- * rows (never overwritten within a step), and input gradients from the
- * sender's send buffer (backward's own gradient buffers are reused by the
- * next microbatch, so a stage copies its input gradient there first). The
+ * rows (a slot is rewritten only after its send was waited for), and input
+ * gradients from the sender's send buffer (backward's own gradient buffers
+ * are reused by the next microbatch, so a stage copies its input gradient
+ * there first; send_slots of them, reused the same way). The
  * local comm runs a message when its second half is posted, on that
  * poster's thread; the sender posts its send and then bumps a counter the
  * receiver waits on (outside its spans: bubble), so the receiver always
@@ -43,10 +50,10 @@
  * waited on the other stages. The row's phases are the mean over stages, and
  * bubble_ms the mean bubble, so h2d + fwd + p2p + bwd + opt + bubble = T: the
  * phases tile the step exactly, and with load the harness's step. The last
- * stage's loss is timed in bwd (GPipe computes each microbatch's loss
- * gradient when that microbatch's backward starts). bubble_frac is the mean
- * bubble over the mean T of the measured steps; bubble_frac_theory is GPipe's
- * (p-1)/(m+p-1). A receiver's waiting is outside its spans on both
+ * stage's loss is timed in bwd (each microbatch's loss gradient is computed
+ * when that microbatch's backward starts). bubble_frac is the mean bubble
+ * over the mean T of the measured steps; bubble_frac_theory is
+ * (p-1)/(m+p-1), GPipe's and 1F1B's alike. A receiver's waiting is outside its spans on both
  * backends, so it counts as bubble and p2p is the copy alone: on the CPU the
  * stage waits on the host (wait_for) before its span begins; on CUDA the
  * host wait only sees the send posted, and the stream's wait for the

@@ -703,7 +703,7 @@ static const plot_spec csv_plots[] = {
      .select = bubble_select,
      .rows = bubble_rows,
      .title = "Pipeline bubble (mp)",
-     .sub = "share of the step a stage waits; GPipe theory with p stages, m microbatches"},
+     .sub = "share of the step a stage waits; theory (p-1)/(m+p-1) with p stages, m microbatches"},
 };
 
 /* Every plot of the selection; idx has room for its configurations. */
