@@ -458,10 +458,10 @@ cleanup:
     return st;
 }
 
-/* Microbatch j's rows of the batch into slot `slot`: its inputs on the
- * first stage, its targets on the last (and the loss zeroed before the
- * step's first), timed as h2d. */
-static pb_status upload_rows(mp_stage *g, int j, int slot, bool first)
+/* n microbatches' rows of the batch from microbatch j on into the slots
+ * from `slot` on: their inputs on the first stage, their targets on the
+ * last (and the loss zeroed before the step's first), timed as h2d. */
+static pb_status upload_rows(mp_stage *g, int j, int n, int slot)
 {
     mp_state *s = g->s;
     const pb_backend *be = s->ctx->be;
@@ -469,16 +469,15 @@ static pb_status upload_rows(mp_stage *g, int j, int slot, bool first)
     const pb_batch *batch = s->batch;
     pb_replica *r = &g->rep;
     pb_status st = PB_OK;
-    size_t row0 = (size_t)j * s->mb;
+    size_t row0 = (size_t)j * s->mb, rows = (size_t)n * s->mb;
     PB_TRY(span_begin(&g->log, PB_PHASE_H2D));
     if (g->idx == 0)
         PB_TRY(pb_input_upload(be, g->dev, model, pb_replica_buf(r, PB_STAGE_IN, slot),
-                               (const char *)batch->inputs + row0 * pb_model_input_bytes(model), (size_t)s->mb));
+                               (const char *)batch->inputs + row0 * pb_model_input_bytes(model), rows));
     if (g->idx == s->p - 1) {
         size_t tb = pb_model_target_bytes(model);
-        PB_TRY(be->upload(g->dev, pb_replica_targets(r, slot), (const char *)batch->targets + row0 * tb,
-                          (size_t)s->mb * tb));
-        if (first) PB_TRY(be->zero(g->dev, r->loss_sum, sizeof(float)));
+        PB_TRY(be->upload(g->dev, pb_replica_targets(r, slot), (const char *)batch->targets + row0 * tb, rows * tb));
+        if (j == 0) PB_TRY(be->zero(g->dev, r->loss_sum, sizeof(float)));
     }
     PB_TRY(span_end(&g->log));
 cleanup:
@@ -490,7 +489,6 @@ static pb_status stage_step(mp_stage *g)
     mp_state *s = g->s;
     const pb_backend *be = s->ctx->be;
     const pb_model *model = s->ctx->model;
-    const pb_batch *batch = s->batch;
     pb_replica *r = &g->rep;
     pb_status st = PB_OK;
     int k = g->idx, last = s->p - 1, M = s->m, mb = s->mb;
@@ -508,22 +506,14 @@ static pb_status stage_step(mp_stage *g)
     g->loss = 0.0f;
 
     memset(g->sreq, 0, 2 * (size_t)M * sizeof *g->sreq);
-    if ((k == 0 || k == last) && whole) {
-        PB_TRY(span_begin(&g->log, PB_PHASE_H2D));
-        if (k == 0) PB_TRY(pb_input_upload(be, g->dev, model, pb_replica_buf(r, PB_STAGE_IN, 0), batch->inputs, B));
-        if (k == last) {
-            PB_TRY(be->upload(g->dev, r->targets, batch->targets, B * pb_model_target_bytes(model)));
-            PB_TRY(be->zero(g->dev, r->loss_sum, sizeof(float)));
-        }
-        PB_TRY(span_end(&g->log));
-    }
+    if ((k == 0 || k == last) && whole) PB_TRY(upload_rows(g, 0, M, 0));
 
     for (int n = 0; n < 2 * M; n++) {
         int j = g->ops[n] >= 0 ? g->ops[n] : -g->ops[n] - 1, slot = j % S;
         g->log.cur_mb = j;
         if (g->ops[n] >= 0) {
             /* forward of j */
-            if (!whole && (k == 0 || k == last)) PB_TRY(upload_rows(g, j, slot, j == 0));
+            if (!whole && (k == 0 || k == last)) PB_TRY(upload_rows(g, j, 1, slot));
             if (k > 0) {
                 PB_TRY(wait_for(g, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j));
                 PB_TRY(receive(g, pb_replica_buf(r, PB_STAGE_IN, slot), in_mb, k - 1));
