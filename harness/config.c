@@ -23,7 +23,7 @@
 #include "steps_out.h"
 #include "../workloads/transformer_check.h"
 
-typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER, F_LIST, F_LABEL } flag_kind;
+typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER, F_SCHEDULE, F_LIST, F_LABEL } flag_kind;
 
 typedef struct flag {
     const char *name;
@@ -82,7 +82,8 @@ static const flag flags[] = {
     {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)", NULL},
     {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, on cuda the cores per local rank less one (1 to 8)", NULL},
     {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)", NULL},
-    {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "GPipe microbatches per step; 1 is the plain layer split", &for_microbatches},
+    {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "pipeline microbatches per step (--schedule); 1 is the plain layer split", &for_microbatches},
+    {"--schedule", F_SCHEDULE, OFF(schedule), 0, 0, "NAME", "pipeline schedule: gpipe (all forwards, then all backwards) or 1f1b (at most p microbatches in flight)", &for_microbatches},
     {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", &for_stages},
     {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", &for_buckets},
     {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", &for_buckets},
@@ -204,6 +205,7 @@ static void default_text(const flag *f, const pb_config *d, char *buf, size_t le
     case F_LIST: snprintf(buf, len, "off"); break;
     case F_PRECISION: snprintf(buf, len, "%s", pb_precision_name(*(const pb_precision *)p)); break;
     case F_OPTIMIZER: snprintf(buf, len, "%s", pb_optimizer_name(*(const pb_optimizer *)p)); break;
+    case F_SCHEDULE: snprintf(buf, len, "%s", pb_schedule_name(*(const pb_schedule *)p)); break;
     }
 }
 
@@ -215,6 +217,7 @@ static const char *allowed_names(const flag *f)
     if (strcmp(f->name, "--workload") == 0) return pb_workload_names();
     if (f->kind == F_PRECISION) return "fp32, tf32, bf16";
     if (f->kind == F_OPTIMIZER) return "sgd, adamw";
+    if (f->kind == F_SCHEDULE) return "gpipe, 1f1b";
     return "";
 }
 
@@ -339,10 +342,14 @@ static pb_status parse_value(pb_config *cfg, const flag *f, const char *text, bo
         snprintf(dst, sizeof cfg->out, "%s", text);
         return PB_OK;
     case F_PRECISION:
-    case F_OPTIMIZER: {
-        int count = f->kind == F_PRECISION ? PB_PRECISION_COUNT : PB_OPTIMIZER_COUNT;
+    case F_OPTIMIZER:
+    case F_SCHEDULE: {
+        int count = f->kind == F_PRECISION ? PB_PRECISION_COUNT
+                    : f->kind == F_OPTIMIZER ? PB_OPTIMIZER_COUNT : PB_SCHEDULE_COUNT;
         for (int i = 0; i < count; i++)
-            if (strcmp(f->kind == F_PRECISION ? pb_precision_name((pb_precision)i) : pb_optimizer_name((pb_optimizer)i),
+            if (strcmp(f->kind == F_PRECISION   ? pb_precision_name((pb_precision)i)
+                       : f->kind == F_OPTIMIZER ? pb_optimizer_name((pb_optimizer)i)
+                                                : pb_schedule_name((pb_schedule)i),
                        text) == 0) {
                 *(int *)dst = i;
                 return PB_OK;

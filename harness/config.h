@@ -43,7 +43,8 @@ typedef struct pb_config {
     int loader_threads; /* 0: auto (1 on cpu, more on cuda) */
 
     /* strategy options (each applies to the strategies its flag names) */
-    int microbatches;      /* mp: GPipe microbatches; 1 is the naive layer split */
+    int microbatches;      /* mp: pipeline microbatches; 1 is the naive layer split */
+    pb_schedule schedule;  /* mp: the microbatches' order (--schedule) */
     int split[PB_MAX_STAGES]; /* mp --split: first layer of stages 1.., n_split of them */
     int n_split;           /* 0: stages balanced by FLOPs */
     double bucket_mb;      /* ddp: gradient bucket size */

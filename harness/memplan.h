@@ -21,9 +21,10 @@
  *    rows the process holds): single one replica over the batch; dp a replica per
  *    device over its shard (optimizer state on device 0 only) and device 0's
  *    full-batch logits and their gradient; ddp one such replica per rank,
- *    every rank of this host counted; mp a replica per stage with a slot per
- *    microbatch (GPipe keeps every microbatch's activations), a gradient scratch
- *    with microbatches and an input-gradient buffer per stage after the
+ *    every rank of this host counted; mp a replica per stage with its
+ *    schedule's slots (GPipe a slot per microbatch, every microbatch's
+ *    activations; 1F1B min(m, p - stage)), a gradient scratch with
+ *    microbatches and an input-gradient send buffer per stage after the
  *    first; input staging buffers where the batch is not read in place;
  *  - per process: the initial/final parameters on the host, the loader's
  *    three batch slots and the workload's data table (harness/loader.c);

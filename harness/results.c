@@ -132,6 +132,7 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
     pb_record_set(r, PB_COL_RANKS, "%d", per_rank ? cfg->devices : 1);
     if (microbatches) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
+    if (microbatches) pb_record_set(r, PB_COL_SCHEDULE, "%s", pb_schedule_name(cfg->schedule));
     /* without overlap there are no buckets: one all-reduce of everything */
     if (buckets && !cfg->no_overlap) pb_record_num(r, PB_COL_BUCKET_MB, cfg->bucket_mb);
     if (buckets) pb_record_set(r, PB_COL_NO_OVERLAP, "%d", cfg->no_overlap ? 1 : 0);

@@ -53,6 +53,7 @@ extern "C" {
     X(DEVICES, "devices", CONFIG, ALL)                                        \
     X(RANKS, "ranks", CONFIG, NONE)                                           \
     X(MICROBATCHES, "microbatches", CONFIG, ALL)                              \
+    X(SCHEDULE, "schedule", CONFIG, ALL)                                      \
     X(BUCKET_MB, "bucket_mb", CONFIG, ALL)                                    \
     X(OVERSUBSCRIBED, "oversubscribed", ENV, NONE)                            \
     X(PRECISION, "precision", CONFIG, ALL)                                    \
@@ -103,6 +104,7 @@ extern "C" {
     X(TP_COMM_MS, "tp_comm_ms", METRIC, NONE)                                 \
     X(OVERLAP_PCT, "overlap_pct", METRIC, NONE)                               \
     X(COMM_BYTES_PER_STEP, "comm_bytes_per_step", METRIC, NONE)               \
+    X(P2P_BYTES_PER_STEP, "p2p_bytes_per_step", METRIC, NONE)                 \
     X(ALGBW_GBPS, "algbw_gbps", METRIC, NONE)                                 \
     X(BUSBW_GBPS, "busbw_gbps", METRIC, NONE)                                 \
     X(ALLREDUCE_BYTES_PER_STEP, "allreduce_bytes_per_step", METRIC, NONE)     \

@@ -83,7 +83,8 @@ typedef struct pb_strategy {
      * differ by a row, nor mp, whose stages all see every sample. */
     bool needs_even_split;
     /* Its own flags, and the config columns its rows carry for them:
-     * --microbatches (mp's GPipe schedule: the microbatches column) */
+     * --microbatches and --schedule (mp's pipeline: the microbatches and
+     * schedule columns) */
     bool microbatches;
     /* --split (its blocks split into stages, one per device: mp) */
     bool stages;

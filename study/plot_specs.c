@@ -736,6 +736,7 @@ static const char *memory_rows(plot_job *job, FILE *f)
 const pb_plot_col pb_plot_comm_volume[] = {
     {"comm_bytes_per_step", "all collectives"},
     {"allreduce_bytes_per_step", "all-reduce (ring, on the wire)"},
+    {"p2p_bytes_per_step", "point-to-point (one stage boundary, both ways)"},
 };
 const int pb_plot_comm_volume_n = (int)(sizeof pb_plot_comm_volume / sizeof pb_plot_comm_volume[0]);
 
@@ -835,7 +836,7 @@ static const plot_spec csv_plots[] = {
      .select = bubble_select,
      .rows = bubble_rows,
      .title = "Pipeline bubble (mp)",
-     .sub = "share of the step a stage waits; GPipe theory with p stages, m microbatches"},
+     .sub = "share of the step a stage waits; theory (p-1)/(m+p-1) with p stages, m microbatches"},
     {.name = "memory",
      .script = "memory",
      .what = "memory per device",

@@ -335,6 +335,7 @@ static void dim_text(pb_column col, const char *v, char *buf, size_t len)
     case PB_COL_BUCKET_MB: snprintf(buf, len, "bucket %s MB", v); break;
     case PB_COL_CUDA_GRAPH: snprintf(buf, len, "%s", strcmp(v, "1") == 0 ? "graph" : "no graph"); break;
     case PB_COL_COMM:
+    case PB_COL_SCHEDULE: /* gpipe, 1f1b */
     case PB_COL_PRECISION:
     case PB_COL_OPTIMIZER: snprintf(buf, len, "%s", v); break;
     default: snprintf(buf, len, "%s=%s", pb_column_name(col), v);
@@ -497,7 +498,7 @@ void pb_plot_shared_settings(const cfgset *s, const int *idx, int n, bool per_de
 static int reference_of(const selection *sel, const config *c)
 {
     pb_key same = c->t->series;
-    static const pb_column own[] = {PB_COL_STRATEGY, PB_COL_COMM,       PB_COL_MICROBATCHES,
+    static const pb_column own[] = {PB_COL_STRATEGY,  PB_COL_COMM,       PB_COL_MICROBATCHES, PB_COL_SCHEDULE,
                                     PB_COL_BUCKET_MB, PB_COL_NO_OVERLAP};
     for (size_t k = 0; k < sizeof own / sizeof own[0]; k++) pb_key_drop(&same, own[k]);
     int mine = -1;

@@ -81,6 +81,15 @@ static void test_mp_against_run(void **state)
     check_against_run(state, args, 1);
 }
 
+/* 1F1B's slots (min(m, p - stage)) and send buffer, 3 stages: the plan
+ * follows the schedule, not GPipe's slot per microbatch */
+static void test_mp_1f1b_against_run(void **state)
+{
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-xs", "--strategy", "mp", "--gpus", "3", "--batch", "96",
+                    "--microbatches", "8", "--schedule", "1f1b", NULL};
+    check_against_run(state, args, 1);
+}
+
 static void test_ddp_against_run(void **state)
 {
     if (!PB_EXPECT_MPI) skip();
@@ -246,6 +255,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_dp_3_devices_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mp_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mp_1f1b_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_ddp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tp_gpt_against_run, run_setup, run_teardown),

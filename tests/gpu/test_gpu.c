@@ -360,11 +360,11 @@ static const pb_mp_span *mp_span(const pb_mp_span *sp, int n, int k, pb_phase ph
  * (stage 1's forward of microbatch 0 starts before stage 0's forward of
  * microbatch 7 ends: it waits for microbatch 0's data only), and the
  * measured bubble share over 7 steps after 3 of warm-up is within 0.1 of
- * GPipe's 1/9. Before the per-message marks, stage 1 waited for all of
- * stage 0's forwards and the bubble sat inside p2p. */
-static void test_mp_overlap_one_gpu(void **state)
+ * (p-1)/(m+p-1) = 1/9, under GPipe and 1F1B alike. Before the
+ * per-message marks, stage 1 waited for all of stage 0's forwards and the
+ * bubble sat inside p2p. */
+static void mp_overlap_one_gpu(pb_schedule sched)
 {
-    (void)state;
     const int M = 8, warm = 3, steps = 10;
     pb_config cfg;
     pb_config_defaults(&cfg);
@@ -374,6 +374,7 @@ static void test_mp_overlap_one_gpu(void **state)
     cfg.shape = pb_find_workload("mlp-m")->shape;
     cfg.devices = 2;
     cfg.microbatches = M;
+    cfg.schedule = sched;
     cfg.n_device_map = 2;
     cfg.device_map[0] = cfg.device_map[1] = 0;
     cfg.warmup = warm;
@@ -405,13 +406,21 @@ static void test_mp_overlap_one_gpu(void **state)
     CHECK(pb_mp_trace(mp, sp, 128, &n));
     const pb_mp_span *first1 = mp_span(sp, n, 1, PB_PHASE_FWD, 0), *last0 = mp_span(sp, n, 0, PB_PHASE_FWD, M - 1);
     double frac = total > 0.0 ? bubble / total : 1.0, theory = 1.0 / (M + 1.0);
-    print_message("  %-5s mp mlp-m M=%d on one GPU: stage 1 fwd 0 starts %.3f ms, stage 0 fwd %d ends %.3f ms; "
+    print_message("  %-5s mp %s mlp-m M=%d on one GPU: stage 1 fwd 0 starts %.3f ms, stage 0 fwd %d ends %.3f ms; "
                   "bubble_frac %.3f (theory %.3f)\n",
-                  pb_precision_name(precision), M, first1->start_ms, M - 1, last0->end_ms, frac, theory);
+                  pb_precision_name(precision), pb_schedule_name(sched), M, first1->start_ms, M - 1, last0->end_ms,
+                  frac, theory);
     assert_true(first1->start_ms < last0->end_ms);
     assert_true(fabs(frac - theory) <= 0.1);
     pb_strategy_mp.destroy(mp);
     free(params), free(proto), free(x), free(labels);
+}
+
+static void test_mp_overlap_one_gpu(void **state)
+{
+    (void)state;
+    mp_overlap_one_gpu(PB_SCHED_GPIPE);
+    mp_overlap_one_gpu(PB_SCHED_1F1B);
 }
 
 /* The device info names the GPU's PCIe width and SM clock against their

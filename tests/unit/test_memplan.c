@@ -71,6 +71,22 @@ static void test_mp_microbatches_by_hand(void **state)
     assert_true(p.host == p.device[0] + p.device[1] + 268 + 408);
 }
 
+/* 1F1B, 3 microbatches of 2 rows on 2 stages: stage 0 keeps min(3, 2) = 2
+ * slots, stage 1 min(3, 1) = 1 (and the targets of one), and stage 1's
+ * input-gradient send buffer 2 slots. stage 0: 160 x3, acts 4x2x2x(4+8) +
+ * 2x4x2x8 + 16 + 4 = 340, scratch 160. stage 1: 108 x3, acts 4x2x1x(8+3)
+ * + 2x4x2x8 + 4x8 + 2x4 + 4 = 260, scratch 108, send buffer 4x2x2x8 = 128
+ * (GPipe would keep 3 slots on each and a send buffer of 6 rows). */
+static void test_mp_1f1b_by_hand(void **state)
+{
+    (void)state;
+    char *args[] = {SHAPE, "--strategy", "mp", "--gpus", "2", "--microbatches", "3", "--schedule", "1f1b", NULL};
+    pb_memplan p = plan_of(args, true, 1);
+    assert_true(p.device[0] == 160 * 3 + 340 + 160);
+    assert_true(p.device[1] == 108 * 3 + 260 + 108 + 128);
+    assert_true(p.host == p.device[0] + p.device[1] + 268 + 408);
+}
+
 static void test_ddp_ranks_share_the_host(void **state)
 {
     (void)state;
@@ -307,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_single_by_hand),
         cmocka_unit_test(test_dp_adamw_by_hand),
         cmocka_unit_test(test_mp_microbatches_by_hand),
+        cmocka_unit_test(test_mp_1f1b_by_hand),
         cmocka_unit_test(test_ddp_ranks_share_the_host),
         cmocka_unit_test(test_verify_by_hand),
         cmocka_unit_test(test_device_bf16_by_hand),
