@@ -470,8 +470,11 @@ static pb_status train(run_state *rs)
         rs->loss_last = res.loss;
         /* --verify judges the parameters after this step: keep them (between
          * two timed steps, so no step's time includes the copy) */
-        if (rs->verify_params && s + 1 == pb_verify_steps(cfg))
-            PB_TRY(rs->strategy->get_params(rs->strategy_state, rs->verify_params));
+        /* every rank asks: a sharded strategy (zero) gathers the
+         * parameters collectively; the others' copy lands in their params */
+        if ((rs->verify_params || (cfg->verify && !is_writer(rs))) && s + 1 == pb_verify_steps(cfg) &&
+            pb_verify_steps(cfg) < (int64_t)cfg->warmup + cfg->iters)
+            PB_TRY(rs->strategy->get_params(rs->strategy_state, rs->verify_params ? rs->verify_params : rs->params));
         if (s < cfg->warmup) continue;
         int i = s - cfg->warmup;
         rs->step_ms[i] = step_ms;
@@ -556,6 +559,7 @@ static void fill_results(pb_record *r, run_state *rs)
         PB_COL_LOAD_MS, PB_COL_H2D_MS, PB_COL_FWD_MS, PB_COL_BWD_MS, PB_COL_COMM_MS,
         PB_COL_SYNC_MS, PB_COL_OPT_MS, PB_COL_SCATTER_MS, PB_COL_REPLICATE_MS,
         PB_COL_GATHER_MS, PB_COL_REDUCE_MS, PB_COL_P2P_MS, PB_COL_BUBBLE_MS,
+        PB_COL_REDUCE_SCATTER_MS, PB_COL_ALLGATHER_MS,
     };
     for (int p = 0; p < PB_PHASE_COUNT; p++)
         pb_record_num(r, phase_col[p], rs->phase_sum.ms[p] / cfg->iters);
@@ -577,9 +581,10 @@ static void fill_results(pb_record *r, run_state *rs)
 static pb_status finish_dump(run_state *rs)
 {
     /* ranks hold the same parameters after the all-reduce: rank 0's do */
-    if ((!rs->cfg->dump[0] && !rs->cfg->verify) || !is_writer(rs)) return PB_OK;
+    if (!rs->cfg->dump[0] && !rs->cfg->verify) return PB_OK;
+    /* on every rank, as the judged step's (a collective for zero) */
     pb_status st = rs->strategy->get_params(rs->strategy_state, rs->params);
-    if (st != PB_OK || !rs->cfg->dump[0]) return st;
+    if (st != PB_OK || !rs->cfg->dump[0] || !is_writer(rs)) return st;
     return dump_params(rs->cfg, &rs->model, rs->params, true);
 }
 

@@ -48,6 +48,7 @@
 #include "input.h"
 #include "replica.h"
 #include "strategy.h"
+#include "volume.h"
 
 #define DDP_MAX_BUCKETS 4000
 
@@ -337,6 +338,10 @@ static void ddp_report(void *state, const pb_step_times *mean, pb_record *row)
     double overlap = comm > 0 ? 100.0 * (1.0 - sync / comm) : NAN;
     pb_record_num(row, PB_COL_OVERLAP_PCT, overlap < 0 ? 0 : overlap);
     pb_record_set(row, PB_COL_COMM_BYTES_PER_STEP, "%zu", s->rep.p_len * sizeof(float));
+    /* the gradients' ring all-reduce (the loss's one float left out) */
+    pb_comm_bytes vol = pb_comm_bytes_none();
+    vol.allreduce = pb_ring_allreduce_bytes((double)s->rep.p_len, n);
+    pb_comm_bytes_record(&vol, row);
     pb_record_num(row, PB_COL_ALGBW_GBPS, algbw);
     pb_record_num(row, PB_COL_BUSBW_GBPS, algbw * 2.0 * (n - 1) / n);
 }

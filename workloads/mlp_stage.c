@@ -135,9 +135,30 @@ static size_t b_off(const mlp_stage *g, int l)
     return g->m->tensor[g->m->block[l].t0 + 1].off - g->m->block[g->b0].p_off;
 }
 
+/* Layer l's bias and its gradients (weights' and bias's): in the stage's
+ * contiguous buffers, or the block's own (pb_stage_params.blocks) */
+static const float *bias(const mlp_stage *g, const pb_stage_params *p, int l)
+{
+    if (!p->blocks) return p->params + b_off(g, l);
+    return p->blocks[l].params + (b_off(g, l) - w_off(g, l));
+}
+
+static float *w_grad(const mlp_stage *g, const pb_stage_params *p, int l)
+{
+    if (!p->blocks) return p->beta != 0.0f ? p->acc + w_off(g, l) : p->grads + w_off(g, l);
+    return p->blocks[l].grads;
+}
+
+static float *b_grad(const mlp_stage *g, const pb_stage_params *p, int l)
+{
+    if (!p->blocks) return p->grads + b_off(g, l);
+    return p->blocks[l].grads + (b_off(g, l) - w_off(g, l));
+}
+
 /* The weights in the activation type: the compute copy when there is one. */
 static const void *compute_weight(const mlp_stage *g, const pb_stage_params *p, int l)
 {
+    if (p->blocks) return p->blocks[l].params;
     if (!p->params_c) return p->params + w_off(g, l);
     return (const char *)p->params_c + g->be->act_bytes(g->dev, w_off(g, l));
 }
@@ -152,7 +173,7 @@ pb_status pb_mlp_forward(pb_stage *stage, const pb_stage_params *p, int slot, in
         if (h && h->before_block && (st = h->before_block(h->arg, l, false)) != PB_OK) return st;
         pb_linear lin = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
-            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .b = p->params + b_off(g, l),
+            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .b = bias(g, p, l),
             .y = rows_of(g, i + 1, slot), .aux = g->aux[(size_t)slot * (size_t)nl + (size_t)i],
             .relu = relu_of(g, l),
         };
@@ -175,15 +196,15 @@ pb_status pb_mlp_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
         pb_linear_grad lg = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
             .dy = g->dz[cur], .x = rows_of(g, i, slot), .w = compute_weight(g, p, l),
-            .dw = p->beta != 0.0f ? p->acc + w_off(g, l) : p->grads + w_off(g, l),
+            .dw = w_grad(g, p, l),
             .dw_beta = p->beta,
             /* The top layer of the stage receives dL/dz and sums its own
              * bias gradient; lower layers get it fused from the layer above. */
-            .db = l == g->b1 - 1 ? p->grads + b_off(g, l) : NULL,
+            .db = l == g->b1 - 1 ? b_grad(g, p, l) : NULL,
             .dx = need_dx ? g->dz[cur ^ 1] : NULL,
             .x_relu = need_dx && has_below,
             .x_aux = i > 0 ? g->aux[(size_t)slot * (size_t)nl + (size_t)(i - 1)] : NULL,
-            .db_prev = l > g->b0 ? p->grads + b_off(g, l - 1) : g->db_spare,
+            .db_prev = l > g->b0 ? b_grad(g, p, l - 1) : g->db_spare,
         };
         if ((st = g->be->linear_bwd(g->dev, &lg)) != PB_OK) return st;
         if (h && h->grads_ready && (st = h->grads_ready(h->arg, l)) != PB_OK) return st;
