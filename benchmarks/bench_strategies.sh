@@ -9,8 +9,11 @@
 # ratios of step_ms_p50).
 #
 # Environment: BENCH (./bench), SUMMARY (the summariser), WORKLOAD (mlp-s),
-# RANKS (2), ROUNDS (5), ITERS (10), WARMUP (3), STRICT=1 (a ratio over its
-# limit fails), KEEP=FILE (keep the runs' CSV).
+# RANKS (2), ROUNDS (5), ITERS (10), WARMUP (3), FLAGS (given to every run:
+# "--bucket-mb 4", a bucket per mlp-s layer, so ddp's all-reduces and zero's
+# reduce-scatters overlap backward alike; mlp-s's 16 MB is one default
+# 25 MB bucket), STRICT=1 (a ratio over its limit fails), KEEP=FILE (keep
+# the runs' CSV).
 set -u
 BIN=${BENCH:-./bench}
 SUMMARY=${SUMMARY:-build/benchmarks/bench_strategies}
@@ -19,6 +22,7 @@ RANKS=${RANKS:-2}
 ROUNDS=${ROUNDS:-5}
 ITERS=${ITERS:-10}
 WARMUP=${WARMUP:-3}
+FLAGS=${FLAGS---bucket-mb 4}
 
 CONFIGS=(
     "ddp|--strategy ddp"
@@ -35,7 +39,7 @@ PAIRS=(
 tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
 csv="$tmp/runs.csv"
 echo "bench-strategies: $BIN --workload $WORKLOAD --gpus $RANKS --threads 1 --backend cpu --iters $ITERS" \
-    "--warmup $WARMUP, $ROUNDS rounds of ${#CONFIGS[@]} configurations (rotated)"
+    "--warmup $WARMUP $FLAGS, $ROUNDS rounds of ${#CONFIGS[@]} configurations (rotated)"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
 n=${#CONFIGS[@]}
 for ((r = 0; r < ROUNDS; r++)); do
@@ -44,7 +48,7 @@ for ((r = 0; r < ROUNDS; r++)); do
         name=${entry%%|*}
         flags=${entry#*|}
         # shellcheck disable=SC2086 # flags are words
-        if ! "$BIN" $flags --workload "$WORKLOAD" --gpus "$RANKS" --threads 1 --backend cpu --iters "$ITERS" \
+        if ! "$BIN" $flags $FLAGS --workload "$WORKLOAD" --gpus "$RANKS" --threads 1 --backend cpu --iters "$ITERS" \
             --warmup "$WARMUP" --quiet --tag "$name.r$r" --out "$csv" >"$tmp/log" 2>&1; then
             echo "bench-strategies: $name (round $r) failed:"
             cat "$tmp/log"

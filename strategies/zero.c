@@ -49,6 +49,7 @@
 #include "../kernels/comm.h"
 #include "../kernels/progress.h"
 #include "../kernels/world.h"
+#include "dp_common.h"
 #include "input.h"
 #include "replica.h"
 #include "strategy.h"
@@ -103,16 +104,11 @@ typedef struct zero_state {
 
 /* --- layout (shared with the memory plan) ------------------------------------ */
 
-static size_t bucket_floats(const pb_config *cfg)
-{
-    double f = cfg->bucket_mb * 1048576.0 / sizeof(float);
-    return f < 1.0 ? 1 : (size_t)f;
-}
 
 void pb_zero_layout_of(const pb_config *cfg, const pb_model *model, int ranks, pb_zero_layout *g)
 {
     memset(g, 0, sizeof *g);
-    size_t per = cfg->no_overlap ? SIZE_MAX : bucket_floats(cfg), acc = 0;
+    size_t per = cfg->no_overlap ? SIZE_MAX : pb_bucket_floats(cfg), acc = 0;
     int in_bucket = 0;
     for (int b = model->n_blocks - 1; b >= 0; b--) {
         size_t len = model->block[b].p_len, c = (len + (size_t)ranks - 1) / (size_t)ranks;
@@ -246,7 +242,7 @@ static pb_status zero_init(const pb_strategy_ctx *ctx, void **state)
     pb_zero_layout_of(cfg, model, s->ranks, &s->geo);
     PB_ALLOC(s->blk, s->n);
     PB_ALLOC(s->tab, s->n);
-    size_t pad = 0, shard = 0, per = cfg->no_overlap ? SIZE_MAX : bucket_floats(cfg), acc = 0;
+    size_t pad = 0, shard = 0, per = cfg->no_overlap ? SIZE_MAX : pb_bucket_floats(cfg), acc = 0;
     int low_of_top = s->n - 1;
     for (int b = 0; b < s->n; b++) {
         zero_block *z = &s->blk[b];
@@ -475,14 +471,6 @@ static pb_status optimize_block(zero_state *s, int b)
 
 /* --- the step ------------------------------------------------------------------ */
 
-static pb_status with_step(pb_status st, int64_t step)
-{
-    if (st == PB_OK) return st;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", pb_error_message());
-    pb_error_clear();
-    return pb_user_error(st, "zero step %lld: %s", (long long)step, msg);
-}
 
 static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *out)
 {
@@ -506,7 +494,7 @@ static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *o
     r->before_arg = s;
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
     PB_TRY(be->zero(s->dev, r->loss_sum, sizeof(float)));
-    PB_TRY(with_step(pb_replica_forward(r, 0, rows), batch->step));
+    PB_TRY(pb_with_step(pb_replica_forward(r, 0, rows), "zero", batch->step));
     PB_TRY(pb_replica_loss(r, 0, rows, 1.0f / (float)bsz));
     PB_TRY(pb_phase_end(&s->timer));
     fwd_wait = s->wait_ms;
@@ -514,20 +502,20 @@ static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *o
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
     if (be->host_is_device) PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
     PB_TRY(comm->allreduce(s->comm, be->host_is_device ? &s->loss_host : r->loss_sum, 1, 1.0f, &s->loss_req));
-    PB_TRY(with_step(pb_replica_backward(r, 0, rows, NULL, NULL, cfg->no_overlap ? NULL : grads_ready, s),
-                     batch->step));
+    PB_TRY(pb_with_step(pb_replica_backward(r, 0, rows, NULL, NULL, cfg->no_overlap ? NULL : grads_ready, s),
+                        "zero", batch->step));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SYNC));
     if (cfg->no_overlap) PB_TRY(grads_ready(s, 0));
     for (int b = s->n - 1; b >= 0; b--) {
         zero_block *z = &s->blk[b];
-        if (s->stage > 1 && z->slot >= 0) PB_TRY(with_step(retire_slot(s, z->slot, false), batch->step));
-        else if (z->rs) PB_TRY(with_step(wait_req(s, z->rs, &s->rs_ms), batch->step));
+        if (s->stage > 1 && z->slot >= 0) PB_TRY(pb_with_step(retire_slot(s, z->slot, false), "zero", batch->step));
+        else if (z->rs) PB_TRY(pb_with_step(wait_req(s, z->rs, &s->rs_ms), "zero", batch->step));
         z->rs = NULL;
     }
     double loss_ms = 0;
-    PB_TRY(with_step(wait_req(s, s->loss_req, &loss_ms), batch->step));
+    PB_TRY(pb_with_step(wait_req(s, s->loss_req, &loss_ms), "zero", batch->step));
     if (!be->host_is_device) PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
     PB_TRY(pb_phase_end(&s->timer));
 
@@ -546,7 +534,7 @@ static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *o
     if (s->stage < 3) {
         PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SYNC));
         for (int b = s->n - 1; b >= 0; b--) {
-            PB_TRY(with_step(wait_req(s, s->blk[b].ag, &s->ag_ms), batch->step));
+            PB_TRY(pb_with_step(wait_req(s, s->blk[b].ag, &s->ag_ms), "zero", batch->step));
             s->blk[b].ag = NULL;
         }
         PB_TRY(pb_phase_end(&s->timer));

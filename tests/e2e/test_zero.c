@@ -5,7 +5,8 @@
  * over the shards); one bucket per block and --no-overlap too; the row
  * carries zero_stage, the reduce_scatter and allgather phases inside comm,
  * and per-kind communication volumes equal to docs/strategies.md's
- * formulas, as does ddp's all-reduce; --zero-stage outside 1..3 or with
+ * formulas, as does ddp's all-reduce; bench sweep's zero2 is zero at stage
+ * 2; --zero-stage outside 1..3 or with
  * another strategy is a usage error (exit 2, no row). */
 #include "tests/common/test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
@@ -169,6 +170,23 @@ static void test_ddp_allreduce_bytes(void **state)
     assert_string_equal(csv_get(&c, "zero_stage"), "");
     csv_free(&c);
 }
+
+/* bench sweep --strategies zero2 runs zero at --zero-stage 2 */
+static void test_sweep_stage_names(void **state)
+{
+    bench_run *r = keep(state, bench_run_new());
+    char *args[] = {"sweep", "--strategies", "zero2", "--gpus", "2", "--workload", "mlp-xs", "--iters", "1",
+                    "--warmup", "0", "--threads", "1", "--quiet", "--out", r->csv_path, NULL};
+    run_bench(&r->res, args);
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "strategy"), "zero");
+    assert_string_equal(csv_get(&c, "zero_stage"), "2");
+    assert_string_equal(csv_get(&c, "status"), "ok");
+    csv_free(&c);
+}
 #endif
 
 /* --zero-stage outside 1..3, or with another strategy: exit 2 before any
@@ -197,6 +215,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_small_buckets, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_no_overlap, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_ddp_allreduce_bytes, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_stage_names, run_setup, run_teardown),
 #endif
         cmocka_unit_test_setup_teardown(test_usage_errors, run_setup, run_teardown),
     };
