@@ -157,9 +157,10 @@ predict-validate: bench
 # --- bench-strategies ----------------------------------------------------------
 #   make bench-strategies  ddp and zero stages 1-3 (and whatever strategies
 #                    benchmarks/bench_strategies.sh lists) on the same
-#                    workload and ranks, --threads 1, paired rounds with the
-#                    order rotated; prints the median step-time ratios against
-#                    their targets (zero1/2 <= 1.10 x ddp, zero3 <= 1.25 x).
+#                    workload and ranks, --threads 1 --bucket-mb 4, paired
+#                    rounds with the order rotated; prints the load average and
+#                    the median step-time ratios against their targets
+#                    (zero1/2 <= 1.10 x ddp, zero3 <= 1.25 x).
 #   BENCH_STRAT_WORKLOAD (mlp-s), BENCH_STRAT_RANKS (2), BENCH_STRAT_ROUNDS (5),
 #   BENCH_STRAT_ITERS (10); BENCH_STRICT=1 makes a ratio over its limit fail.
 .PHONY: bench-strategies

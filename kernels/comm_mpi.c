@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../harness/nvtx.h"
 #include "../harness/timer.h"
 #include "mpi_try.h"
 #include "progress.h"
@@ -255,9 +256,14 @@ static void *comm_thread(void *arg)
             else
                 finish(c, r, st, 0.0);
         } else if (r) {
+            /* zero's phases by kind, as NVTX ranges of this thread under
+             * the names of the row's columns (reduce_scatter_ms, allgather_ms) */
+            bool ranged = r->kind == OP_REDUCE_SCATTER || r->kind == OP_ALLGATHER;
+            if (ranged) pb_nvtx_push(op_names[r->kind]);
             double t0 = pb_now_ms();
             pb_status st = run_op(c, r);
             finish(c, r, st, pb_now_ms() - t0);
+            if (ranged) pb_nvtx_pop();
         }
         if (c->n_inflight > 0) test_inflight(c);
     }
