@@ -494,8 +494,8 @@ void pb_plot_shared_settings(const cfgset *s, const int *idx, int n, bool per_de
 static int reference_of(const selection *sel, const config *c)
 {
     pb_key same = c->t->series;
-    static const pb_column own[] = {PB_COL_STRATEGY, PB_COL_COMM,       PB_COL_MICROBATCHES,
-                                    PB_COL_BUCKET_MB, PB_COL_NO_OVERLAP};
+    static const pb_column own[] = {PB_COL_STRATEGY,  PB_COL_COMM,       PB_COL_MICROBATCHES,
+                                    PB_COL_BUCKET_MB, PB_COL_NO_OVERLAP, PB_COL_ZERO_STAGE};
     for (size_t k = 0; k < sizeof own / sizeof own[0]; k++) pb_key_drop(&same, own[k]);
     int mine = -1;
     for (int i = 0; i < sel->n; i++) {
