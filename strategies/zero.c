@@ -84,7 +84,7 @@ typedef struct zero_state {
     int n;               /* blocks */
     zero_block *blk;
     pb_block_bufs *tab;  /* what the workload reads: blocks' current buffers */
-    pb_zero_layout geo;
+    pb_zero_layout layout;
 
     float *full_params;  /* stages 1/2: every block padded; the rank's chunks are its master */
     float *full_grads;   /* stage 1 */
@@ -103,7 +103,6 @@ typedef struct zero_state {
 } zero_state;
 
 /* --- layout (shared with the memory plan) ------------------------------------ */
-
 
 void pb_zero_layout_of(const pb_config *cfg, const pb_model *model, int ranks, pb_zero_layout *g)
 {
@@ -239,7 +238,7 @@ static pb_status zero_init(const pb_strategy_ctx *ctx, void **state)
     pb_comm_opts comm_opts = pb_config_comm_opts(cfg);
     PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, s->rank, s->ranks, &s->comm));
 
-    pb_zero_layout_of(cfg, model, s->ranks, &s->geo);
+    pb_zero_layout_of(cfg, model, s->ranks, &s->layout);
     PB_ALLOC(s->blk, s->n);
     PB_ALLOC(s->tab, s->n);
     size_t pad = 0, shard = 0, per = cfg->no_overlap ? SIZE_MAX : pb_bucket_floats(cfg), acc = 0;
@@ -267,15 +266,15 @@ static pb_status zero_init(const pb_strategy_ctx *ctx, void **state)
     if (s->stage < 3) PB_TRY(dev_buf(s, pad, &s->full_params));
     else {
         PB_TRY(dev_buf(s, shard, &s->shard_params));
-        for (int i = 0; i < 2; i++) PB_TRY(dev_buf(s, s->geo.max_block, &s->pslot[i]));
+        for (int i = 0; i < 2; i++) PB_TRY(dev_buf(s, s->layout.max_block, &s->pslot[i]));
     }
     if (s->stage == 1) PB_TRY(dev_buf(s, pad, &s->full_grads));
     else {
-        s->n_gslots = s->geo.grad_slots;
+        s->n_gslots = s->layout.grad_slots;
         PB_ALLOC(s->gslot, s->n_gslots);
         for (int i = 0; i < s->n_gslots; i++) {
             s->gslot[i].block = -1;
-            PB_TRY(dev_buf(s, s->geo.max_block, &s->gslot[i].buf));
+            PB_TRY(dev_buf(s, s->layout.max_block, &s->gslot[i].buf));
         }
     }
     PB_TRY(dev_buf(s, shard, &s->shard_grads));
