@@ -470,7 +470,6 @@ static pb_status optimize_block(zero_state *s, int b)
 
 /* --- the step ------------------------------------------------------------------ */
 
-
 static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *out)
 {
     zero_state *s = state;
