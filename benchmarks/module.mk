@@ -191,3 +191,31 @@ bench-pipeline: bench $(BENCH_PIPELINE)
 	done && \
 	echo "bench-pipeline: load after: $$(cut -d' ' -f1-3 /proc/loadavg)" && \
 	$(BENCH_PIPELINE) $(if $(filter 1,$(BENCH_STRICT)),--strict) "$$tmp/mp.csv"
+
+# --- bench-strategies ----------------------------------------------------------
+#   make bench-strategies  ddp and zero stages 1-3 (and whatever strategies
+#                    benchmarks/bench_strategies.sh lists) on the same
+#                    workload and ranks, --threads 1 --bucket-mb 4, paired
+#                    rounds with the order rotated; prints the load average and
+#                    the median step-time ratios against their targets
+#                    (zero1/2 <= 1.10 x ddp, zero3 <= 1.25 x).
+#   BENCH_STRAT_WORKLOAD (mlp-s), BENCH_STRAT_RANKS (2), BENCH_STRAT_ROUNDS (5),
+#   BENCH_STRAT_ITERS (10); BENCH_STRICT=1 makes a ratio over its limit fail.
+.PHONY: bench-strategies
+BENCH_STRAT_WORKLOAD ?= mlp-s
+BENCH_STRAT_RANKS ?= 2
+BENCH_STRAT_ROUNDS ?= 5
+BENCH_STRAT_ITERS ?= 10
+BENCH_STRATEGIES := $(BUILD)/benchmarks/bench_strategies
+
+$(BENCH_STRATEGIES): benchmarks/bench_strategies.c $(BUILD)/libparbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(LDLIBS)
+
+bench-strategies: bench $(BENCH_STRATEGIES)
+ifneq ($(MPI_ON),1)
+	@echo "bench-strategies: needs MPI (this build has the stub)"; exit 1
+endif
+	@BENCH=./bench SUMMARY=$(BENCH_STRATEGIES) WORKLOAD=$(BENCH_STRAT_WORKLOAD) RANKS=$(BENCH_STRAT_RANKS) \
+		ROUNDS=$(BENCH_STRAT_ROUNDS) ITERS=$(BENCH_STRAT_ITERS) $(if $(filter 1,$(BENCH_STRICT)),STRICT=1) \
+		benchmarks/bench_strategies.sh

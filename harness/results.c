@@ -136,6 +136,7 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     /* without overlap there are no buckets: one all-reduce of everything */
     if (buckets && !cfg->no_overlap) pb_record_num(r, PB_COL_BUCKET_MB, cfg->bucket_mb);
     if (buckets) pb_record_set(r, PB_COL_NO_OVERLAP, "%d", cfg->no_overlap ? 1 : 0);
+    if (strategy && strategy->zero_stage) pb_record_set(r, PB_COL_ZERO_STAGE, "%d", cfg->zero_stage);
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
     pb_record_num(r, PB_COL_LR, cfg->lr);

@@ -72,6 +72,7 @@ extern "C" {
     X(LOADER_THREADS, "loader_threads", CONFIG, ALL)                          \
     X(CALIBRATE, "calibrate", CONFIG, ALL)                                    \
     X(NO_OVERLAP, "no_overlap", CONFIG, ALL)                                  \
+    X(ZERO_STAGE, "zero_stage", CONFIG, ALL)                                  \
     X(SPLIT, "split", CONFIG, ALL)                                            \
     X(DEVICE_MAP, "device_map", CONFIG, ALL)                                  \
     X(STEP_MS_MIN, "step_ms_min", METRIC, NONE)                               \
@@ -102,12 +103,16 @@ extern "C" {
     X(P2P_MS, "p2p_ms", METRIC, NONE)                                         \
     X(BUBBLE_MS, "bubble_ms", METRIC, NONE)                                   \
     X(TP_COMM_MS, "tp_comm_ms", METRIC, NONE)                                 \
+    X(REDUCE_SCATTER_MS, "reduce_scatter_ms", METRIC, NONE)                   \
+    X(ALLGATHER_MS, "allgather_ms", METRIC, NONE)                             \
     X(OVERLAP_PCT, "overlap_pct", METRIC, NONE)                               \
     X(COMM_BYTES_PER_STEP, "comm_bytes_per_step", METRIC, NONE)               \
+    X(ALLREDUCE_BYTES_PER_STEP, "allreduce_bytes_per_step", METRIC, NONE)     \
+    X(REDUCE_SCATTER_BYTES_PER_STEP, "reduce_scatter_bytes_per_step", METRIC, NONE) \
+    X(ALLGATHER_BYTES_PER_STEP, "allgather_bytes_per_step", METRIC, NONE)     \
     X(P2P_BYTES_PER_STEP, "p2p_bytes_per_step", METRIC, NONE)                 \
     X(ALGBW_GBPS, "algbw_gbps", METRIC, NONE)                                 \
     X(BUSBW_GBPS, "busbw_gbps", METRIC, NONE)                                 \
-    X(ALLREDUCE_BYTES_PER_STEP, "allreduce_bytes_per_step", METRIC, NONE)     \
     X(BUBBLE_FRAC, "bubble_frac", METRIC, NONE)                               \
     X(BUBBLE_FRAC_THEORY, "bubble_frac_theory", METRIC, NONE)                 \
     X(STAGE_LAYERS, "stage_layers", METRIC, NONE)                             \

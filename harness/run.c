@@ -602,7 +602,7 @@ static void fill_results(pb_record *r, run_state *rs)
         PB_COL_LOAD_MS, PB_COL_H2D_MS, PB_COL_FWD_MS, PB_COL_BWD_MS, PB_COL_COMM_MS,
         PB_COL_SYNC_MS, PB_COL_OPT_MS, PB_COL_SCATTER_MS, PB_COL_REPLICATE_MS,
         PB_COL_GATHER_MS, PB_COL_REDUCE_MS, PB_COL_P2P_MS, PB_COL_BUBBLE_MS,
-        PB_COL_TP_COMM_MS,
+        PB_COL_TP_COMM_MS, PB_COL_REDUCE_SCATTER_MS, PB_COL_ALLGATHER_MS,
     };
     for (int p = 0; p < PB_PHASE_COUNT; p++)
         pb_record_num(r, phase_col[p], rs->phase_sum.ms[p] / cfg->iters);

@@ -12,9 +12,27 @@ pb_status pb_replica_init(pb_replica *r, const pb_backend *be, pb_device *dev, c
                                  targets, false);
 }
 
+static pb_status replica_init(pb_replica *r, const pb_backend *be, pb_device *dev, const pb_config *cfg,
+                              const pb_model *model, int b0, int b1, int rows, int slots, const float *init_params_host,
+                              bool optimizer_state, bool targets, bool bind_io, bool buffers);
+
 pb_status pb_replica_init_bound(pb_replica *r, const pb_backend *be, pb_device *dev, const pb_config *cfg,
                                 const pb_model *model, int b0, int b1, int rows, int slots,
                                 const float *init_params_host, bool optimizer_state, bool targets, bool bind_io)
+{
+    return replica_init(r, be, dev, cfg, model, b0, b1, rows, slots, init_params_host, optimizer_state, targets,
+                        bind_io, true);
+}
+
+pb_status pb_replica_init_stage(pb_replica *r, const pb_backend *be, pb_device *dev, const pb_config *cfg,
+                                const pb_model *model, int rows)
+{
+    return replica_init(r, be, dev, cfg, model, 0, model->n_blocks, rows, 1, NULL, false, true, false, false);
+}
+
+static pb_status replica_init(pb_replica *r, const pb_backend *be, pb_device *dev, const pb_config *cfg,
+                              const pb_model *model, int b0, int b1, int rows, int slots, const float *init_params_host,
+                              bool optimizer_state, bool targets, bool bind_io, bool buffers)
 {
     pb_status st = PB_OK;
     memset(r, 0, sizeof *r);
@@ -30,6 +48,7 @@ pb_status pb_replica_init_bound(pb_replica *r, const pb_backend *be, pb_device *
     r->p_len = pb_model_span(model, b0, b1);
     size_t pbytes = r->p_len * sizeof(float);
 
+    if (!buffers) goto stage;
     PB_TRY(be->alloc(dev, pbytes, (void **)&r->params));
     PB_TRY(be->alloc(dev, pbytes, (void **)&r->grads));
     if (optimizer_state) PB_TRY(be->alloc(dev, pbytes, (void **)&r->m));
@@ -40,6 +59,7 @@ pb_status pb_replica_init_bound(pb_replica *r, const pb_backend *be, pb_device *
         PB_TRY(be->alloc(dev, be->act_bytes(dev, r->p_len), &r->params_c));
         PB_TRY(be->cast_params(dev, r->params_c, r->params, r->p_len));
     }
+stage:;
     pb_stage_opts so = {.be = be, .dev = dev, .b0 = b0, .b1 = b1, .rows = rows, .slots = slots,
                         .bind_in = bind_io, .bind_out = bind_io};
     PB_TRY(model->ops->stage_create(model, &so, &r->stage));
@@ -83,7 +103,7 @@ void *pb_replica_targets(const pb_replica *r, int slot)
 static pb_stage_params stage_params(const pb_replica *r, float *grads)
 {
     return (pb_stage_params){.params = r->params, .params_c = r->params_c, .grads = grads ? grads : r->grads,
-                             .acc = r->m, .beta = r->wgrad_beta};
+                             .acc = r->m, .beta = r->wgrad_beta, .blocks = r->blocks};
 }
 
 
@@ -110,7 +130,7 @@ static pb_status block_ready(void *arg, int b)
     /* PB_FAULT kind=skew (test-only): a wrong gradient, before any bucket
      * or reduction takes it: the first element of the top block's last
      * tensor (never accumulated into the momentum) */
-    if (b == r->b1 - 1 && r->be->host_is_device && pb_fault_skew_now()) {
+    if (b == r->b1 - 1 && c->grads && r->be->host_is_device && pb_fault_skew_now()) {
         const pb_tensor_desc *t = &r->model->tensor[r->model->block[b].t1 - 1];
         c->grads[t->off - r->p_off] *= PB_FAULT_SKEW_FACTOR;
     }

@@ -91,6 +91,8 @@ typedef struct pb_strategy {
     /* --bucket-mb and --no-overlap (ddp's gradient buckets: the bucket_mb
      * and no_overlap columns) */
     bool buckets;
+    /* --zero-stage (zero: what is sharded; the zero_stage column) */
+    bool zero_stage;
     /* Its step accumulates SGD's momentum in the weight-gradient GEMM where
      * the backend prefers that (pb_replica_fuse_momentum: single), so the
      * GEMM-alone reference times its GEMMs with that beta */
@@ -130,6 +132,7 @@ extern const pb_strategy pb_strategy_dp;
 extern const pb_strategy pb_strategy_ddp;
 extern const pb_strategy pb_strategy_mp;
 extern const pb_strategy pb_strategy_tp;
+extern const pb_strategy pb_strategy_zero;
 
 /* Test hook: one phase span of an mp stage's last step. */
 typedef struct pb_mp_span {

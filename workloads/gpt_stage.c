@@ -204,12 +204,16 @@ void pb_gpt_stage_bind(pb_stage *stage, pb_stage_buf which, void *base)
 /* Tensor t (of the model) in the stage's parameters / gradients */
 static const float *P(const gpt_stage *g, const pb_stage_params *p, int t)
 {
-    return p->params + (g->m->tensor[t].off - g->m->block[g->b0].p_off);
+    const pb_tensor_desc *d = &g->m->tensor[t];
+    if (p->blocks) return p->blocks[d->block].params + (d->off - g->m->block[d->block].p_off);
+    return p->params + (d->off - g->m->block[g->b0].p_off);
 }
 
 static float *G(const gpt_stage *g, const pb_stage_params *p, int t)
 {
-    return p->grads + (g->m->tensor[t].off - g->m->block[g->b0].p_off);
+    const pb_tensor_desc *d = &g->m->tensor[t];
+    if (p->blocks) return p->blocks[d->block].grads + (d->off - g->m->block[d->block].p_off);
+    return p->grads + (d->off - g->m->block[g->b0].p_off);
 }
 
 /* A transformer block's saved activations for one slot */
@@ -363,11 +367,13 @@ pb_status pb_gpt_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
     const int T = m->shape.seq, C = m->shape.d_model, N = rows * T;
     const int Vp = pb_gpt_padded_vocab(m->shape.vocab);
     const size_t NC = (size_t)N * (size_t)C;
-    /* the ops accumulate; backward overwrites the stage's gradients */
-    TRY(g->be->zero(g->dev, p->grads, pb_model_span(m, g->b0, g->b1) * sizeof(float)));
+    /* the ops accumulate; backward overwrites the stage's gradients (block
+     * by block where the blocks lie apart: each is there from its hook on) */
+    if (!p->blocks) TRY(g->be->zero(g->dev, p->grads, pb_model_span(m, g->b0, g->b1) * sizeof(float)));
     for (int b = g->b1 - 1; b >= g->b0; b--) {
         int i = b - g->b0;
         if (h && h->before_block) TRY(h->before_block(h->arg, b, true));
+        if (p->blocks) TRY(g->be->zero(g->dev, p->blocks[b].grads, m->block[b].p_len * sizeof(float)));
         const void *x = rows_of(g, i, slot);
         if (b == 0) {
             TRY(g->tr->encoder_bwd(g->dev, G(g, p, PB_GPT_WTE), G(g, p, PB_GPT_WPE), g->D, x, rows, T, C));

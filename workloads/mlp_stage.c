@@ -150,9 +150,30 @@ static size_t b_off(const mlp_stage *g, int l)
     return g->m->tensor[g->m->block[l].t0 + 1].off - g->m->block[g->b0].p_off;
 }
 
+/* Layer l's bias and its gradients (weights' and bias's): in the stage's
+ * contiguous buffers, or the block's own (pb_stage_params.blocks) */
+static const float *bias(const mlp_stage *g, const pb_stage_params *p, int l)
+{
+    if (!p->blocks) return p->params + b_off(g, l);
+    return p->blocks[l].params + (b_off(g, l) - w_off(g, l));
+}
+
+static float *w_grad(const mlp_stage *g, const pb_stage_params *p, int l)
+{
+    if (!p->blocks) return p->beta != 0.0f ? p->acc + w_off(g, l) : p->grads + w_off(g, l);
+    return p->blocks[l].grads;
+}
+
+static float *b_grad(const mlp_stage *g, const pb_stage_params *p, int l)
+{
+    if (!p->blocks) return p->grads + b_off(g, l);
+    return p->blocks[l].grads + (b_off(g, l) - w_off(g, l));
+}
+
 /* The weights in the activation type: the compute copy when there is one. */
 static const void *compute_weight(const mlp_stage *g, const pb_stage_params *p, int l)
 {
+    if (p->blocks) return p->blocks[l].params;
     if (!p->params_c) return p->params + w_off(g, l);
     return (const char *)p->params_c + g->be->act_bytes(g->dev, w_off(g, l));
 }
@@ -169,13 +190,13 @@ pb_status pb_mlp_forward(pb_stage *stage, const pb_stage_params *p, int slot, in
         bool row = split_of(g, l) == PB_TP_ROW;
         pb_linear lin = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
-            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .b = row ? g->zero_b : p->params + b_off(g, l),
+            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .b = row ? g->zero_b : bias(g, p, l),
             .y = rows_of(g, i + 1, slot), .aux = g->aux[(size_t)slot * (size_t)nl + (size_t)i],
             .relu = relu_of(g, l) && !row,
         };
         if ((st = g->be->linear_fwd(g->dev, &lin)) != PB_OK) return st;
         if (row && ((st = h->tp_allreduce(h->arg, lin.y, (size_t)rows * out_of(g, l))) != PB_OK ||
-                    (st = g->be->bias_act(g->dev, rows, lin.n, lin.y, p->params + b_off(g, l), relu_of(g, l))) !=
+                    (st = g->be->bias_act(g->dev, rows, lin.n, lin.y, bias(g, p, l), relu_of(g, l))) !=
                         PB_OK))
             return st;
     }
@@ -196,15 +217,15 @@ pb_status pb_mlp_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
         /* a column-parallel layer's input gradient is this rank's part of
          * a sum: summed across ranks before the ReLU below masks it */
         bool col = split_of(g, l) == PB_TP_COLUMN && need_dx;
-        float *db_prev = l > g->b0 ? p->grads + b_off(g, l - 1) : g->db_spare;
+        float *db_prev = l > g->b0 ? b_grad(g, p, l - 1) : g->db_spare;
         pb_linear_grad lg = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
             .dy = g->dz[cur], .x = rows_of(g, i, slot), .w = compute_weight(g, p, l),
-            .dw = p->beta != 0.0f ? p->acc + w_off(g, l) : p->grads + w_off(g, l),
+            .dw = w_grad(g, p, l),
             .dw_beta = p->beta,
             /* The top layer of the stage receives dL/dz and sums its own
              * bias gradient; lower layers get it fused from the layer above. */
-            .db = l == g->b1 - 1 ? p->grads + b_off(g, l) : NULL,
+            .db = l == g->b1 - 1 ? b_grad(g, p, l) : NULL,
             .dx = need_dx ? g->dz[cur ^ 1] : NULL,
             .x_relu = need_dx && has_below && !col,
             /* (a row-parallel layer below wrote no mask: its ReLU came after the sum) */

@@ -148,6 +148,14 @@ typedef enum pb_stage_buf {
     PB_STAGE_DOUT,   /* the gradient of one slot's output, backward's start */
 } pb_stage_buf;
 
+/* One block's parameters and gradients where a strategy keeps blocks
+ * apart (zero: gathered or reduced block by block), each from the block's
+ * own p_off. */
+typedef struct pb_block_bufs {
+    const float *params;
+    float *grads;
+} pb_block_bufs;
+
 /* The stage's parameters on its device, offsets relative to block b0's
  * p_off (a strategy's buffers: full, a slice, or gathered shards). */
 typedef struct pb_stage_params {
@@ -158,6 +166,15 @@ typedef struct pb_stage_params {
      * acc = beta * acc + g (SGD's momentum buffer) instead of stored */
     float *acc;
     float beta;
+    /* NULL: the stage's blocks lie contiguously in the buffers above. Else
+     * block b (the model's index) is at blocks[b], and params, grads and
+     * acc are unused (beta 0, fp32 weights): a strategy that frees blocks
+     * between uses (zero stage 3's gathered parameters, stage 2/3's
+     * gradients) fills the entry in its before_block hook. Block b's
+     * gradients must be there from before_block of block b + 1 in backward
+     * on, since a block's backward may write the one below's (the MLP's
+     * fused bias gradient). */
+    const pb_block_bufs *blocks;
 } pb_stage_params;
 
 /* Hooks a strategy passes to forward and backward (any may be NULL). */

@@ -114,6 +114,23 @@ static void test_tp_gpt_against_run(void **state)
     check_against_run(state, args, 4);
 }
 
+/* zero's plan (its own: shards, the full or pooled gradients, stage 3's two
+ * gathered blocks) is what each stage allocates: on mlp-xs, and on gpt-xs
+ * with AdamW and buckets of one block (the gradient pool, the tied head) */
+static void test_zero_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    static char *const stages[] = {"1", "2", "3"};
+    for (int i = 0; i < 3; i++) {
+        char *args[] = {"--backend", "cpu", "--workload", "mlp-xs", "--strategy", "zero", "--gpus", "2",
+                        "--zero-stage", stages[i], NULL};
+        check_against_run(state, args, 2);
+    }
+    char *gpt[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "zero", "--gpus", "2", "--zero-stage", "3",
+                   "--optimizer", "adamw", "--bucket-mb", "0.01", NULL};
+    check_against_run(state, gpt, 2);
+}
+
 static void test_overcommitted_run_refused(void **state)
 {
     bench_run *r = keep(state, bench_run_new());
@@ -259,6 +276,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ddp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tp_gpt_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_zero_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_overcommitted_run_refused, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_plan_columns_match_peak, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_device_cap, run_setup, run_teardown),
