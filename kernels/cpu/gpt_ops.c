@@ -10,6 +10,10 @@
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
+/* Jump threading splits a loop of vexpf at its clamps into one path per
+ * clamped constant, which the vectoriser then runs all of under masks: the
+ * GELU loops divided three times per vector instead of once (2.5x slower). */
+#pragma GCC optimize("no-thread-jumps")
 #endif
 #include <cblas.h>
 #include <math.h>
@@ -61,6 +65,10 @@ static inline float vexpf(float x)
     scale.u = (k.u - 0x4B400000u + 127u) << 23;
     return y * scale.f;
 }
+
+/* e = exp(pb_gelu_arg(x)), the same value: vexpf clamps at 88 itself, so
+ * the argument goes in unclamped (one clamp less per element). */
+static inline float gelu_exp(float x) { return vexpf(-2.0f * PB_GELU_K * (x + PB_GELU_C * x * x * x)); }
 
 /* Reductions in 8 independent lanes, which the compiler vectorises (a
  * single accumulator is a chain it may not reorder). */
@@ -222,7 +230,7 @@ VEC_CLONES static void dgelu_bgrad(float *dpre, float *dbias, const float *dout,
 {
     for (int r = 0; r < N; r++) {
         size_t o0 = (size_t)r * (size_t)OC;
-        for (int o = 0; o < OC; o++) dpre[o0 + o] = dout[o0 + o] * pb_gelu_grad_e(pre[o0 + o], vexpf(pb_gelu_arg(pre[o0 + o])));
+        for (int o = 0; o < OC; o++) dpre[o0 + o] = dout[o0 + o] * pb_gelu_grad_e(pre[o0 + o], gelu_exp(pre[o0 + o]));
         if (dbias)
             for (int o = 0; o < OC; o++) dbias[o] += dpre[o0 + o];
     }
@@ -239,12 +247,12 @@ void pb_cpu_matmul_gelu_bwd(float *dinp, float *dw, float *dbias, float *dpre, c
 
 VEC_CLONES void pb_cpu_gelu_fwd(float *out, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) out[i] = pb_gelu_e(x[i], vexpf(pb_gelu_arg(x[i])));
+    for (size_t i = 0; i < n; i++) out[i] = pb_gelu_e(x[i], gelu_exp(x[i]));
 }
 
 VEC_CLONES void pb_cpu_gelu_bwd(float *dx, const float *dout, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) dx[i] += dout[i] * pb_gelu_grad_e(x[i], vexpf(pb_gelu_arg(x[i])));
+    for (size_t i = 0; i < n; i++) dx[i] += dout[i] * pb_gelu_grad_e(x[i], gelu_exp(x[i]));
 }
 
 void pb_cpu_residual_fwd(float *out, const float *a, const float *b, size_t n)
