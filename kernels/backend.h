@@ -122,6 +122,11 @@ typedef struct pb_transformer_ops {
      * storing the softmax; dlogits may be logits */
     pb_status (*classifier)(pb_device *dev, float *dlogits, const float *logits, const int32_t *targets, int N,
                             int V, int Vp, float scale, float *loss_sum);
+    /* optional (NULL: a GPT's GEMM-alone reference has its weight GEMMs
+     * only): the median ms over reps of attention's own GEMMs, called as
+     * attention_fwd and attention_bwd call them with nothing between, for
+     * `layers` layers of B sequences (all forwards, then all backwards) */
+    pb_status (*attention_gemms_ms)(pb_device *dev, int layers, int B, int T, int C, int NH, int reps, double *ms);
 } pb_transformer_ops;
 
 typedef struct pb_device_info {
