@@ -95,18 +95,18 @@ static pb_status attention_bwd(pb_device *dev, float *dqkv, float *scratch, cons
     return PB_OK;
 }
 
-/* Row by row, so the losses need no buffer: each row's loss (the fused op
- * scaled by 1 gives it unscaled) is summed in double, then scaled once. */
+/* Row by row, so the losses need no buffer: each row's loss is summed in
+ * double, then scaled once. The op reads the logits and writes dlogits in
+ * one pass (no copy of the logits first, in place or not). */
 static pb_status classifier(pb_device *dev, float *dlogits, const float *logits, const int32_t *targets, int N, int V,
                             int Vp, float scale, float *loss_sum)
 {
     (void)dev;
     double sum = 0.0;
     for (int i = 0; i < N; i++) {
-        float *row = dlogits + (size_t)i * (size_t)Vp;
-        if (row != logits + (size_t)i * (size_t)Vp) memcpy(row, logits + (size_t)i * (size_t)Vp, (size_t)Vp * sizeof *row);
+        size_t off = (size_t)i * (size_t)Vp;
         float loss = 0.0f;
-        pb_cpu_classifier_fused(&loss, row, targets + i, 1, V, Vp, scale);
+        pb_cpu_classifier_fused(&loss, dlogits + off, logits + off, targets + i, 1, V, Vp, scale);
         sum += (double)loss;
     }
     *loss_sum += (float)(sum * (double)scale);

@@ -70,32 +70,65 @@ static inline float vexpf(float x)
  * the argument goes in unclamped (one clamp less per element). */
 static inline float gelu_exp(float x) { return vexpf(-2.0f * PB_GELU_K * (x + PB_GELU_C * x * x * x)); }
 
-/* Reductions in 8 independent lanes, which the compiler vectorises (a
- * single accumulator is a chain it may not reorder). */
-#define LANES 8
+/* Row reductions in 8-float vectors (GNU C's vector extension: one ymm in
+ * the AVX clones, two xmm in the baseline one, the same lanes and order in
+ * each), so that they vectorise: GNU C does not reorder a float sum, and
+ * arrays of 8 accumulators came out as shuffles at rows of 64. */
+typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
+#if defined(__GNUC__) && !defined(__clang__)
+/* static inline helpers, always inlined: no v8f crosses a call boundary */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
+static inline v8f load8(const float *p)
+{
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline v8f splat8(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
+
+/* s + the lanes of v, in lane order */
+static inline float hsum8(float s, v8f v)
+{
+    for (int l = 0; l < 8; l++) s += v[l];
+    return s;
+}
+
+#define LANES 8
+typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
+
+/* the largest of a[0..n) (a NaN is skipped as a scalar `x > m ? x : m`
+ * skips it) */
 static inline float lanes_max(const float *a, int n)
 {
-    float m = a[0], acc[LANES];
-    for (int l = 0; l < LANES; l++) acc[l] = a[0];
+    float m = a[0];
+    v8f acc = splat8(a[0]);
     int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] = a[j + l] > acc[l] ? a[j + l] : acc[l];
+    for (; j + LANES <= n; j += LANES) {
+        v8f v = load8(a + j);
+        v8i gt = v > acc;
+        acc = (v8f)(((v8i)v & gt) | ((v8i)acc & ~gt));
+    }
     for (; j < n; j++) m = a[j] > m ? a[j] : m;
     for (int l = 0; l < LANES; l++) m = acc[l] > m ? acc[l] : m;
     return m;
 }
 
-/* sum of a[j] * (b ? b[j] : 1) */
+/* sum of a[j] * (b ? b[j] : 1): 8 lanes over the blocks of 8, the tail
+ * first, then the lanes in order */
 static inline float lanes_dot(const float *a, const float *b, int n)
 {
-    float s = 0.0f, acc[LANES] = {0};
+    v8f acc = splat8(0.0f);
     int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += b ? a[j + l] * b[j + l] : a[j + l];
+    float s = 0.0f;
+    if (b)
+        for (; j + LANES <= n; j += LANES) acc += load8(a + j) * load8(b + j);
+    else
+        for (; j + LANES <= n; j += LANES) acc += load8(a + j);
     for (; j < n; j++) s += b ? a[j] * b[j] : a[j];
-    for (int l = 0; l < LANES; l++) s += acc[l];
-    return s;
+    return hsum8(s, acc);
 }
 
 #define EXP_BLOCK 16
@@ -140,32 +173,6 @@ void pb_cpu_encoder_bwd(float *dwte, float *dwpe, const float *dout, const int *
 }
 
 /* --- layernorm ------------------------------------------------------------ */
-
-/* The row sums in 8-float vectors (GNU C's vector extension: one ymm in
- * the AVX clones, two xmm in the baseline one, the same lanes and order in
- * each). The scalar chains these replace took 1 ns per element; the LANES
- * arrays of the loops elsewhere came out as shuffles at C = 64. */
-typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
-#if defined(__GNUC__) && !defined(__clang__)
-/* static inline helpers, always inlined: no v8f crosses a call boundary */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
-static inline v8f load8(const float *p)
-{
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline v8f splat8(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
-
-/* s + the lanes of v, in lane order */
-static inline float hsum8(float s, v8f v)
-{
-    for (int l = 0; l < 8; l++) s += v[l];
-    return s;
-}
 
 VEC_CLONES void pb_cpu_layernorm_fwd(float *restrict out, float *restrict mean, float *restrict rstd,
                                      const float *restrict x, const float *restrict w, const float *restrict b, int N,
@@ -494,20 +501,22 @@ VEC_CLONES void pb_cpu_classifier_fwd(float *losses, const float *logits, const 
     }
 }
 
-VEC_CLONES void pb_cpu_classifier_fused(float *losses, float *logits, const int *targets, int N, int V, int Vp,
-                                        float dloss)
+VEC_CLONES void pb_cpu_classifier_fused(float *losses, float *dlogits, const float *logits, const int *targets, int N,
+                                        int V, int Vp, float dloss)
 {
     for (int r = 0; r < N; r++) {
-        float *z = logits + (size_t)r * (size_t)Vp;
+        const float *z = logits + (size_t)r * (size_t)Vp;
+        float *dz = dlogits + (size_t)r * (size_t)Vp;
         int tgt = targets[r];
         float m = lanes_max(z, V), zt = z[tgt];
-        /* exp once per logit: kept in place of the logit, then scaled into
-         * the gradient; only columns below V are read or counted */
-        float sum = exp_shifted(z, z, m, V);
+        /* exp once per logit: kept in dlogits (which may be the logits),
+         * then scaled into the gradient; only columns below V are read or
+         * counted */
+        float sum = exp_shifted(dz, z, m, V);
         losses[r] = m + logf(sum) - zt;
         float scale = dloss / sum;
-        for (int j = 0; j < V; j++) z[j] *= scale;
-        z[tgt] -= dloss;
-        for (int j = V; j < Vp; j++) z[j] = 0.0f;
+        for (int j = 0; j < V; j++) dz[j] *= scale;
+        dz[tgt] -= dloss;
+        for (int j = V; j < Vp; j++) dz[j] = 0.0f;
     }
 }
