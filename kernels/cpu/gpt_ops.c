@@ -2,7 +2,10 @@
  * GEMM, single-threaded loops for the rest (the BLAS has its own threads,
  * set by the backend). docs/transformer-ops.md has the math. */
 /* a*b + c stays two roundings (GNU C would fuse it in the AVX2 and AVX-512
- * clones below and not in the baseline one), and the reductions keep 8
+ * clones below and not in the baseline one), fused multiply-adds are
+ * written out as fmaf (one rounding in every clone: an FMA instruction in
+ * the x86-64-v3 and v4 clones, libm's correctly rounded fmaf in the
+ * baseline one, slow there and the same bits), and the reductions keep 8
  * lanes in every clone, so that the clones compute the same operations in
  * the same order and a run does not depend on the CPU's vector width.
  * Before the includes, so the inline functions of gelu.h get it too. */
@@ -24,51 +27,57 @@
 #include "gpt_ops.h"
 
 /* The loops with an exp (softmax, classifier, GELU) are what the GEMMs are
- * measured against; compiled again for AVX-512 and AVX2 and picked when the
- * library loads (the build targets baseline x86-64). */
+ * measured against; compiled again for x86-64-v4 (AVX-512) and v3 (AVX2
+ * and FMA) and picked when the library loads (the build targets baseline
+ * x86-64). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define VEC_CLONES
 #endif
 
-/* exp(x), within 1 ulp of the exact value on [-87, 88] (0.97 at worst over
- * every 16th float there, checked once by hand) (Cephes' expf: x = k ln2 + r,
- * |r| <= ln2/2, a degree-7 polynomial in r, 2^k from the exponent bits), in
- * float operations alone so that a loop of it vectorises; libm's expf is a
- * call per element (GELU over [N,4C] with tanhf took ten times the GEMM it
- * follows). Arguments below -87 give exp(-87) ~ 1.6e-38 instead of a
- * smaller number or 0 (every use adds it to 1 or to a sum >= 1); above 88,
- * exp(88); NaN stays NaN. */
+/* exp(x), within 1 ulp of the exact value on [-87, 88] (0.995 at worst
+ * over every 16th float there, checked once by hand against double exp) (Cephes' expf: x = k ln2 + r, |r| <= ln2/2, a degree-7 polynomial in
+ * r, 2^k from the exponent bits), in float operations alone so that a loop
+ * of it vectorises; libm's expf is a call per element (GELU over [N,4C]
+ * with tanhf took ten times the GEMM it follows). Its multiply-adds fused:
+ * 40% fewer operations, and the exp loops are compute-bound. Arguments
+ * below -87 give exp(-87) ~ 1.6e-38 instead of a smaller number or 0
+ * (every use adds it to 1 or to a sum >= 1); above 88, exp(88); NaN stays
+ * NaN. */
 static inline float vexpf(float x)
 {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float kf = x * 1.44269504088896341f + shift;
+    float kf = fmaf(x, 1.44269504088896341f, shift);
     union {
         float f;
         uint32_t u;
     } k = {.f = kf}, scale;
     kf -= shift;
-    float r = x - kf * 0.693359375f; /* ln2 in two parts: the first exact in kf * it */
-    r = r - kf * -2.12194440e-4f;
+    float r = fmaf(kf, -0.693359375f, x); /* ln2 in two parts: the first exact in kf * it */
+    r = fmaf(kf, 2.12194440e-4f, r);
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * (r * r) + r + 1.0f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float y = fmaf(p, r * r, r) + 1.0f;
     /* k + 127 in [1, 254]: a normal 2^k (unsigned: a NaN's bits shift out
      * without overflow, and NaN * anything is NaN) */
     scale.u = (k.u - 0x4B400000u + 127u) << 23;
     return y * scale.f;
 }
 
-/* e = exp(pb_gelu_arg(x)), the same value: vexpf clamps at 88 itself, so
- * the argument goes in unclamped (one clamp less per element). */
-static inline float gelu_exp(float x) { return vexpf(-2.0f * PB_GELU_K * (x + PB_GELU_C * x * x * x)); }
+/* e = exp(pb_gelu_arg(x)) up to the rounding of the argument, written
+ * -2k x (1 + c x^2) with one fused multiply-add; vexpf clamps at 88 itself,
+ * so the argument goes in unclamped (one clamp less per element). */
+static inline float gelu_exp(float x)
+{
+    return vexpf((-2.0f * PB_GELU_K * x) * fmaf(PB_GELU_C, x * x, 1.0f));
+}
 
 /* Row reductions in 8-float vectors (GNU C's vector extension: one ymm in
  * the AVX clones, two xmm in the baseline one, the same lanes and order in
