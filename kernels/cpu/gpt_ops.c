@@ -404,34 +404,47 @@ static void gemm_dq_dk(const head *hd, const float *ds)
 }
 
 /* Row t of the scores becomes softmax over columns 0..t; later columns 0.
- * Every loop runs the whole row of T, the causal part selected by a
- * compare: rows of 1..T columns would each end in a scalar remainder,
- * which cost more than the masked lanes' exps (the max reads a[0] for
- * them, which is in the row). */
+ * Each pass runs over the blocks of 8 that hold columns 0..t (the causal
+ * part rounded up to 8, its last block masked by a compare), not over the
+ * whole row: the per-row overhead is what costs at T = 32, and half of a
+ * row's blocks are above the diagonal on average. Only a row longer than
+ * the last whole block of 8 (T not a multiple of 8) ends in scalar
+ * columns. */
 VEC_CLONES static void causal_softmax(float *p, int T)
 {
+    const int T8 = T & ~7;
     for (int t = 0; t < T; t++) {
         float *row = p + (size_t)t * (size_t)T;
-        float acc[LANES], m = row[0];
-        for (int l = 0; l < LANES; l++) acc[l] = row[0];
-        int j = 0;
-        for (; j + LANES <= T; j += LANES)
-            for (int l = 0; l < LANES; l++) {
-                float v = j + l <= t ? row[j + l] : row[0];
-                acc[l] = v > acc[l] ? v : acc[l];
-            }
-        for (; j <= t; j++) m = row[j] > m ? row[j] : m;
+        int n = t + 1, end = (n + 7) & ~7;
+        if (end > T8) end = T8;
+        /* the max (a masked lane keeps the running max) */
+        const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7}, tt = {t, t, t, t, t, t, t, t};
+        v8f acc = splat8(row[0]);
+        for (int j = 0; j < end; j += 8) {
+            v8i in = lane + (v8i){j, j, j, j, j, j, j, j} <= tt;
+            v8f v = (v8f)(((v8i)load8(row + j) & in) | ((v8i)acc & ~in));
+            v8i gt = v > acc;
+            acc = (v8f)(((v8i)v & gt) | ((v8i)acc & ~gt));
+        }
+        float m = row[0];
         for (int l = 0; l < LANES; l++) m = acc[l] > m ? acc[l] : m;
-        /* in blocks, as exp_shifted; the blocks wholly above the diagonal
-         * need no exp */
-        for (j = 0; j + EXP_BLOCK <= T && j <= t; j += EXP_BLOCK)
-            for (int l = 0; l < EXP_BLOCK; l++) row[j + l] = j + l <= t ? vexpf(row[j + l] - m) : 0.0f;
-        if (j <= t)
-            for (; j < T; j++) row[j] = j <= t ? vexpf(row[j] - m) : 0.0f;
-        else
-            memset(row + j, 0, (size_t)(T - j) * sizeof(float));
-        float inv = 1.0f / lanes_dot(row, NULL, T); /* >= 1: the max's own term is exp(0) */
-        for (j = 0; j < T; j++) row[j] *= inv;
+        for (int j = end; j < n; j++) m = row[j] > m ? row[j] : m;
+        /* exp, 0 above the diagonal, and the sum */
+        v8f sum = splat8(0.0f);
+        for (int j = 0; j < end; j += 8) {
+            for (int l = 0; l < 8; l++) row[j + l] = j + l <= t ? vexpf(row[j + l] - m) : 0.0f;
+            sum += load8(row + j);
+        }
+        float tail = 0.0f;
+        for (int j = end; j < n; j++) {
+            row[j] = vexpf(row[j] - m);
+            tail += row[j];
+        }
+        int zero_from = n > end ? n : end;
+        if (zero_from < T) memset(row + zero_from, 0, (size_t)(T - zero_from) * sizeof(float));
+        float inv = 1.0f / hsum8(tail, sum); /* >= 1: the max's own term is exp(0) */
+        int last = n > end ? n : end;
+        for (int j = 0; j < last; j++) row[j] *= inv;
     }
 }
 

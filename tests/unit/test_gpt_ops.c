@@ -491,7 +491,7 @@ static void test_attention(void **state)
     check_attention(2, 8, 16, 4);
     check_attention(3, 7, 12, 3); /* odd T, 3 heads of 4 */
     check_attention(1, 5, 8, 1);  /* one head spanning C */
-    check_attention(1, 37, 16, 2); /* rows past the softmax's 16-wide blocks, and a tail */
+    check_attention(1, 37, 16, 2); /* rows past the softmax's last whole block of 8: a scalar tail */
 }
 
 /* --- fused classifier ----------------------------------------------------- */
