@@ -21,6 +21,7 @@
 #include "results.h"
 #include "runid.h"
 #include "steps_out.h"
+#include "../workloads/transformer_check.h"
 
 typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER, F_LIST, F_LABEL } flag_kind;
 
@@ -88,6 +89,7 @@ static const flag flags[] = {
     {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity); ddp: of each rank (test-only, cuda)", &for_several_devices},
     {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 with single's (exit 1 beyond tolerance)", NULL},
     {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a device may wait for another (a collective, a pipeline stage, dp's devices) before the run fails", NULL},
+    {"--device-mem-mb", F_DOUBLE, OFF(device_mem_mb), 1, 1e9, "MB", "cap each device's memory at MB (2^20 bytes): a run whose memory plan needs more fails before allocating (exit 1, a failed row), and the backend refuses allocations beyond it", NULL},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
     {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to", NULL},
     {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy ({run_id} in DIR: the run's id)", NULL},
@@ -114,7 +116,9 @@ static int online_cpus(void)
 
 pb_device_opts pb_config_device_opts(const pb_config *cfg)
 {
-    return (pb_device_opts){.precision = cfg->precision, .threads = cfg->threads};
+    return (pb_device_opts){.precision = cfg->precision,
+                            .threads = cfg->threads,
+                            .mem_limit = cfg->device_mem_mb * 1048576.0};
 }
 
 pb_device_opts pb_config_model_device_opts(const pb_config *cfg, const pb_model *model)
@@ -190,6 +194,7 @@ static void default_text(const flag *f, const pb_config *d, char *buf, size_t le
     case F_U64: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)p); break;
     case F_DOUBLE:
         if (isnan(*(const double *)p)) snprintf(buf, len, "by optimizer");
+        else if (*(const double *)p < f->min) snprintf(buf, len, "off"); /* unset: below its range */
         else snprintf(buf, len, "%g", *(const double *)p);
         break;
     case F_NAME:
@@ -562,10 +567,13 @@ pb_status pb_config_validate(pb_config *cfg)
     const pb_backend *be = pb_find_backend(cfg->backend);
     bool gpu = be && be->is_gpu, host = be && !be->is_gpu;
     /* before the devices are counted: the refusal holds whatever is present */
-    if (be && model.ops->transformer && !be->transformer)
-        return pb_usage_error("%s workloads need the backend's transformer ops: the %s backend does not have them "
-                              "yet; use --backend cpu",
-                              model.ops->kind, be->name);
+    const char *tr_missing = be && model.ops->transformer ? pb_transformer_missing(be->transformer, cfg->precision)
+                                                          : NULL;
+    if (tr_missing)
+        return pb_usage_error("%s workloads need the backend's transformer ops: the %s backend does not have %s "
+                              "yet; use %s",
+                              model.ops->kind, be->name, tr_missing,
+                              strcmp(tr_missing, "bf16 activations") ? "--backend cpu" : "--precision fp32 or tf32");
     if (gpu && !resolve_auto) {
         char why[256] = "";
         int n = be->device_count(why, sizeof why);

@@ -52,6 +52,7 @@ typedef struct pb_config {
     int n_device_map;      /* 0: identity */
     bool verify;           /* compare the parameters with `single` (after pb_verify_steps) */
     double timeout_s;      /* a collective wait fails after this long without progress */
+    double device_mem_mb;  /* --device-mem-mb: each device's memory cap in MB (2^20 bytes), 0 none */
 
     bool cuda_graph;
     bool calibrate; /* measure GEMM peak and GEMMs-alone time (always on cuda) */

@@ -112,6 +112,11 @@ extern "C" {
     X(LOSS_LAST, "loss_last", METRIC, NONE)                                   \
     X(PEAK_MEM_MB, "peak_mem_mb", METRIC, NONE)                               \
     X(PEAK_MEM_MB_DEV0, "peak_mem_mb_dev0", METRIC, NONE)                     \
+    X(MEM_PLAN_MB, "mem_plan_mb", METRIC, NONE)                               \
+    X(MEM_PLAN_PARAMS_MB, "mem_plan_params_mb", METRIC, NONE)                 \
+    X(MEM_PLAN_GRADS_MB, "mem_plan_grads_mb", METRIC, NONE)                   \
+    X(MEM_PLAN_OPTIM_MB, "mem_plan_optim_mb", METRIC, NONE)                   \
+    X(MEM_PLAN_ACTS_MB, "mem_plan_acts_mb", METRIC, NONE)                     \
     X(HOST_RSS_MB, "host_rss_mb", METRIC, NONE)                               \
     X(SLOWEST_RANK, "slowest_rank", METRIC, NONE)                             \
     X(RANK_SPREAD_PCT, "rank_spread_pct", METRIC, NONE)                       \

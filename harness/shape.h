@@ -45,6 +45,9 @@ typedef struct pb_device_opts {
     /* the model's widest activation row (pb_model.max_width), 0 unknown:
      * sizes the cuda bf16 bias workspace up front */
     size_t max_width;
+    /* --device-mem-mb in bytes, 0 none: an allocation that would hold more
+     * on the device fails (PB_ERR_NOMEM) */
+    double mem_limit;
 } pb_device_opts;
 
 /* What a comm's init reads of the run (kernels/comm.h). The `local` comm

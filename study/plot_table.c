@@ -73,7 +73,8 @@ void pb_plot_table_free(table *t)
 static const char *const drawn[] = {"samples_per_s", "step_ms_mean", "load_ms", "h2d_ms", "fwd_ms", "bwd_ms",
                                     "comm_ms", "sync_ms", "opt_ms", "scatter_ms", "replicate_ms", "gather_ms",
                                     "reduce_ms", "p2p_ms", "bubble_ms", "overlap_pct", "bubble_frac",
-                                    "bubble_frac_theory"};
+                                    "bubble_frac_theory", "peak_mem_mb", "mem_plan_params_mb",
+                                    "mem_plan_grads_mb", "mem_plan_optim_mb", "mem_plan_acts_mb"};
 
 static bool finite_field(const char *v) { return !*v || !isnan(num(v)); }
 
@@ -87,8 +88,9 @@ static void row_problem(const table *t, size_t row, const char *metric, char *wh
         snprintf(why, len, "devices '%s' is not a device count", pb_csv_excerpt(d, ex, sizeof ex));
         return;
     }
-    for (size_t i = 0; i <= sizeof drawn / sizeof drawn[0]; i++) {
-        const char *name = i < sizeof drawn / sizeof drawn[0] ? drawn[i] : metric;
+    const size_t nd = sizeof drawn / sizeof drawn[0], nc = (size_t)pb_plot_comm_volume_n;
+    for (size_t i = 0; i <= nd + nc; i++) {
+        const char *name = i < nd ? drawn[i] : i < nd + nc ? pb_plot_comm_volume[i - nd].col : metric;
         int c = name ? pb_csv_find(&t->csv, name) : -1;
         if (c < 0) continue;
         const char *v = pb_csv_get(&t->csv, row, (size_t)c);

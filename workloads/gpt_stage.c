@@ -234,9 +234,14 @@ static pb_status layer_fwd(gpt_stage *g, const pb_stage_params *p, int b, int sl
     TRY(tr->matmul_fwd(d, s.qkv, s.ln1, P(g, p, t0 + PB_GPT_QKV_W), P(g, p, t0 + PB_GPT_QKV_B), N, C, 3 * C));
     TRY(tr->attention_fwd(d, s.atty, s.att, s.qkv, rows, T, C, NH));
     TRY(tr->matmul_fwd(d, s.r2, s.atty, P(g, p, t0 + PB_GPT_PROJ_W), P(g, p, t0 + PB_GPT_PROJ_B), N, C, C));
-    TRY(tr->residual_fwd(d, s.r2, s.r2, x, (size_t)N * (size_t)C));
-    TRY(tr->layernorm_fwd(d, s.ln2, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W), P(g, p, t0 + PB_GPT_LN2_B), N,
-                          C));
+    if (tr->residual_layernorm_fwd) {
+        TRY(tr->residual_layernorm_fwd(d, s.r2, s.ln2, s.mean2, s.rstd2, s.r2, x, P(g, p, t0 + PB_GPT_LN2_W),
+                                       P(g, p, t0 + PB_GPT_LN2_B), N, C));
+    } else {
+        TRY(tr->residual_fwd(d, s.r2, s.r2, x, (size_t)N * (size_t)C));
+        TRY(tr->layernorm_fwd(d, s.ln2, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W),
+                              P(g, p, t0 + PB_GPT_LN2_B), N, C));
+    }
     TRY(tr->matmul_gelu_fwd(d, s.fchg, s.fch, s.ln2, P(g, p, t0 + PB_GPT_FC_W), P(g, p, t0 + PB_GPT_FC_B), N, C,
                             4 * C));
     TRY(tr->matmul_fwd(d, y, s.fchg, P(g, p, t0 + PB_GPT_FCPROJ_W), P(g, p, t0 + PB_GPT_FCPROJ_B), N, 4 * C, C));

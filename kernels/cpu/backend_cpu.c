@@ -44,6 +44,7 @@ struct pb_device {
     int ordinal;
     int threads;
     size_t bytes_now, bytes_peak;
+    double mem_limit; /* --device-mem-mb in bytes, 0 none */
     gemm_bufs ref;
 };
 
@@ -74,6 +75,7 @@ static pb_status cpu_open(const pb_device_opts *opts, int ordinal, pb_device **o
     if (!dev) return pb_host_nomem(sizeof *dev);
     dev->ordinal = ordinal;
     dev->threads = opts->threads;
+    dev->mem_limit = opts->mem_limit;
     pb_blas_set_threads(opts->threads);
     *out = dev;
     return PB_OK;
@@ -123,6 +125,10 @@ static size_t cpu_aux_bytes(const pb_device *dev, int m, int n)
 
 static pb_status cpu_alloc(pb_device *dev, size_t bytes, void **ptr)
 {
+    if (dev) {
+        pb_status st = pb_backend_check_limit(dev->ordinal, dev->mem_limit, dev->bytes_now, bytes);
+        if (st != PB_OK) return st;
+    }
     size_t total = sizeof(block_header) + ((bytes + CPU_ALIGN - 1) / CPU_ALIGN) * CPU_ALIGN;
     block_header *h;
     if (total >= CPU_HUGE_PAGE) {

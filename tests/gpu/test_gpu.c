@@ -3,7 +3,8 @@
  * trajectory of `single` on both backends; then mp's pipeline on two logical
  * devices of one GPU (separate streams): stage 1's first forward starts
  * before stage 0's last one ends, and bubble_frac is within 0.1 of GPipe's
- * (p-1)/(m+p-1) for M = 8 on mlp-m. Exits 77 (automake's "skipped") with
+ * (p-1)/(m+p-1) for M = 8 on mlp-m; and the transformer ops against the
+ * CPU's (gpt_ops_checks.h). Exits 77 (automake's "skipped") with
  * "skipped: no usable GPU (why)" when no CUDA device is usable; `make
  * test-gpu` turns that 77 into a success (tests/gpu/module.mk).
  *
@@ -122,6 +123,9 @@ static void expect_close(const char *what, const float *got, const float *want, 
                   tolerance(precision));
     assert_true(e <= tolerance(precision));
 }
+
+/* the transformer ops' checks (fp32, tf32 and bf16 groups in main) */
+#include "gpt_ops_checks.h"
 
 /* Forward of one layer (relu on and off) and the backward of a second
  * layer on top of it, using the first layer's ReLU (mask) for dx. */
@@ -456,6 +460,10 @@ int main(void)
     failed += cmocka_run_group_tests_name("cuda fp32", fp32, set_fp32, NULL);
     failed += cmocka_run_group_tests_name("cuda tf32", tf32, set_tf32, NULL);
     failed += cmocka_run_group_tests_name("cuda bf16", bf16, set_bf16, NULL);
+    const struct CMUnitTest gpt_ops[] = {GPT_OPS_TESTS};
+    failed += cmocka_run_group_tests_name("cuda transformer ops fp32", gpt_ops, set_fp32, NULL);
+    failed += cmocka_run_group_tests_name("cuda transformer ops tf32", gpt_ops, set_tf32, NULL);
+    failed += cmocka_run_group_tests_name("cuda transformer ops bf16", gpt_ops, set_bf16, NULL);
     /* once, in bf16 (the tensor-core path a pipeline run would use) */
     const struct CMUnitTest mp_group[] = {cmocka_unit_test(test_mp_overlap_one_gpu)};
     const struct CMUnitTest info_group[] = {cmocka_unit_test(test_info_gpu_check)};
