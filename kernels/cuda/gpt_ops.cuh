@@ -38,6 +38,9 @@ static const pb_transformer_ops cuda_transformer_ops = {
      * but the table as a whole does only once its GEMM op does too: set
      * this when the GEMM op is wired with bf16 activations. */
     .bf16_act = false,
+    /* not yet: a GPT's gemm_ms on cuda is its weight GEMMs alone (the
+     * strided-batched attention GEMMs are not timed apart) */
+    .attention_gemms_ms = NULL,
 };
 
 #endif /* PB_CUDA_GPT_OPS_CUH */
