@@ -12,6 +12,7 @@
  * --no-overlap. Not built: pp > 1 (a usage error saying so) and ZeRO within
  * the dp group (its gradients are all-reduced, its optimizer state whole). */
 #include <stdio.h>
+#include <string.h>
 
 #include "../harness/mesh.h"
 #include "strategy.h"
@@ -34,7 +35,24 @@ static pb_status mesh_validate(const pb_config *cfg, const pb_model *model)
     if (cfg->shape.batch < m.dp)
         return pb_usage_error("--batch %d: fewer rows than the --dp %d replicas; allowed: --batch >= --dp",
                               cfg->shape.batch, m.dp);
-    return pb_tp_validate_parts(cfg, model, m.tp, "mesh");
+    st = pb_tp_validate_parts(cfg, model, m.tp, "mesh");
+    if (st != PB_ERR_USAGE) return st;
+    /* the workload's refusal speaks of tp's --gpus; a mesh splits --tp ways */
+    char msg[1024], out[1024];
+    snprintf(msg, sizeof msg, "%s", pb_error_message());
+    pb_error_clear();
+    size_t o = 0;
+    for (const char *p = msg; *p && o + 5 < sizeof out;) {
+        if (strncmp(p, "--gpus", 6) == 0) {
+            memcpy(out + o, "--tp", 4);
+            o += 4;
+            p += 6;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+    return pb_usage_error("%s", out);
 }
 
 static pb_status mesh_init(const pb_strategy_ctx *ctx, void **state)
