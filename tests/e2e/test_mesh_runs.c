@@ -144,12 +144,44 @@ static void test_refused(void **state)
     expect_refused(state, "mesh", 3, heads, "--heads 4 is not divisible by --tp 3");
 }
 
+/* bench sweep --strategies dp2xtp2 runs mesh --dp 2 --tp 2 once, on its 4
+ * devices, whatever --gpus lists; dp2xpp2 (pp not built) is skipped with a
+ * notice saying why, and a malformed spec is a usage error */
+static void test_sweep_mesh_specs(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    bench_run *r = keep(state, bench_run_new());
+    char *args[] = {"sweep", "--strategies", "dp2xtp2,dp2xpp2", "--gpus", "2,3", "--workload", "mlp-xs", "--iters",
+                    "1", "--warmup", "0", "--threads", "1", "--oversubscribe", "--out", r->csv_path, NULL};
+    run_bench(&r->res, args);
+    expect_exit(r, 0);
+    if (!strstr(r->res.err, "skipping dp2xpp2 x4: --pp 2: pipeline stages in a mesh are not built yet"))
+        fail_msg("stderr:\n%s", r->res.err);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "strategy"), "mesh");
+    assert_string_equal(csv_get(&c, "devices"), "4");
+    assert_string_equal(csv_get(&c, "dp"), "2");
+    assert_string_equal(csv_get(&c, "tp"), "2");
+    assert_string_equal(csv_get(&c, "pp"), "1");
+    assert_string_equal(csv_get(&c, "status"), "ok");
+    csv_free(&c);
+    bench_run *bad = keep(state, bench_run_new());
+    char *bad_args[] = {"sweep", "--strategies", "dp2xdp2", "--out", bad->csv_path, NULL};
+    run_bench(&bad->res, bad_args);
+    expect_exit(bad, 2);
+    if (!strstr(bad->res.err, "unknown 'dp2xdp2'") || count_lines(bad->res.err) != 1)
+        fail_msg("stderr:\n%s", bad->res.err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mlp_dp2_tp2_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpt_dp2_tp2_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_refused, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_mesh_specs, run_setup, run_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
