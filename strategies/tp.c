@@ -111,15 +111,9 @@ void pb_tp_destroy(void *state)
     free(s);
 }
 
-/* A failed wait's message (it names rank and host) with the step. */
-static pb_status with_step(pb_status st, int64_t step)
-{
-    if (st == PB_OK) return st;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", pb_error_message());
-    pb_error_clear();
-    return pb_user_error(st, "tp step %lld: %s", (long long)step, msg);
-}
+/* "tp", or "mesh" for a mesh of several replicas: what a failed wait's
+ * message (pb_with_step) names */
+static const char *strategy_name(const tp_state *s) { return s->mesh.dp > 1 ? "mesh" : "tp"; }
 
 /* The stage's sum across ranks (pb_stage_hooks.tp_allreduce): a tp_comm
  * span cut out of the phase it interrupts */
@@ -140,7 +134,7 @@ static pb_status tp_allreduce(void *arg, void *buf, size_t n)
         b = s->host_buf;
     }
     PB_TRY(comm->allreduce(s->comm, b, n, 1.0f, &req));
-    PB_TRY(with_step(comm->wait(s->comm, req, s->ctx->cfg->timeout_s), s->step));
+    PB_TRY(pb_with_step(comm->wait(s->comm, req, s->ctx->cfg->timeout_s), strategy_name(s), s->step));
     if (comm->req_ms) s->comm_ms += comm->req_ms(req);
     if (s->staged) PB_TRY(be->upload(s->dev, buf, s->host_buf, n * sizeof(float)));
     s->floats += n;
@@ -238,9 +232,9 @@ static pb_status dp_sync(tp_state *s, int64_t step)
         PB_TRY(comm->allreduce(dp, &s->loss_host, 1, 1.0f, &loss_req));
     }
     PB_TRY(comm->allreduce(dp, g, r->p_len, 1.0f, &req));
-    PB_TRY(pb_with_step(comm->wait(dp, loss_req, s->ctx->cfg->timeout_s), "mesh", step));
+    PB_TRY(pb_with_step(comm->wait(dp, loss_req, s->ctx->cfg->timeout_s), strategy_name(s), step));
     if (comm->req_ms) s->comm_ms += comm->req_ms(loss_req);
-    PB_TRY(pb_with_step(comm->wait(dp, req, s->ctx->cfg->timeout_s), "mesh", step));
+    PB_TRY(pb_with_step(comm->wait(dp, req, s->ctx->cfg->timeout_s), strategy_name(s), step));
     if (comm->req_ms) s->comm_ms += comm->req_ms(req);
     if (s->staged) PB_TRY(be->upload(s->dev, r->grads, s->host_grads, r->p_len * sizeof(float)));
     if (comm->device_buffers) PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));

@@ -112,6 +112,31 @@ static void test_gpt_dp2_tp2_matches_single(void **state)
     check_row(r, 5e-3);
 }
 
+/* A rank of replica 1 stuck in forward: its tp partner's all-reduce and
+ * replica 0's dp all-reduce fail within --timeout naming it, its phase and
+ * step; the row is failed */
+static void test_hung_rank_named(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char host[256] = "unknown", want[512];
+    gethostname(host, sizeof host - 1);
+    char *extra[] = {"--workload", "mlp-xs", "--dp", "2", "--tp", "2", "--iters", "10", "--timeout", "3", NULL};
+    char *env[] = {"PB_FAULT=rank=2,step=3,phase=fwd,kind=hang", NULL};
+    bench_run *r = keep(state, run_mesh(4, extra, env));
+    if (r->res.exit_code == 0) fail_msg("exited 0; stderr:\n%s", r->res.err);
+    snprintf(want, sizeof want, "rank 2 on %s (pid ", host);
+    static const char *const says[] = {"mesh step 3: rank ", "of a split group (world rank ",
+                                       "did not complete within 3 s (--timeout): ", ") is stuck in phase fwd of step 3"};
+    for (size_t i = 0; i < sizeof says / sizeof *says; i++)
+        if (!strstr(r->res.err, says[i])) fail_msg("no '%s' in stderr:\n%s", says[i], r->res.err);
+    if (!strstr(r->res.err, want)) fail_msg("no '%s' in stderr:\n%s", want, r->res.err);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "status"), "failed");
+    csv_free(&c);
+}
+
 /* exit 2, one line naming it, nothing written */
 static void expect_refused(void **state, const char *strategy, int gpus, char *const extra[], const char *says)
 {
@@ -180,6 +205,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mlp_dp2_tp2_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpt_dp2_tp2_matches_single, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_hung_rank_named, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_refused, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_sweep_mesh_specs, run_setup, run_teardown),
     };
