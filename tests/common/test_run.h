@@ -56,4 +56,21 @@ static inline void expect_exit(const bench_run *r, int code)
         fail_msg("bench exited %d, expected %d; stderr:\n%s", r->res.exit_code, code, r->res.err);
 }
 
+/* bench --strategy S --backend cpu --gpus N --warmup 0 --threads 1
+ * --quiet --out DIR/r.csv [extra...] with env_add added (NULL: none); a
+ * rank-per-device strategy's launcher runs mpirun */
+static inline bench_run *run_strategy_on(const char *strategy, int gpus, char *const extra[], char *const env_add[])
+{
+    bench_run *r = bench_run_new();
+    char g[16];
+    snprintf(g, sizeof g, "%d", gpus);
+    char *args[48] = {"--strategy", (char *)strategy, "--backend", "cpu", "--gpus", g, "--warmup", "0",
+                      "--threads", "1", "--quiet", "--out", r->csv_path};
+    int n = 13;
+    for (int i = 0; extra && extra[i] && n < 47; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    run_bench_env(&r->res, env_add, args);
+    return r;
+}
+
 #endif /* PB_TEST_RUN_H */

@@ -15,20 +15,10 @@
 #include <math.h>
 #include <stdbool.h>
 
-/* bench --strategy tp --backend cpu --gpus N --warmup 0 --threads 1
- * --quiet --out DIR/r.csv [extra...], the launcher running mpirun */
+/* tp on gpus ranks of the cpu backend (run_strategy_on) */
 static bench_run *run_tp(int gpus, char *const extra[], char *const env[])
 {
-    bench_run *r = bench_run_new();
-    char g[16];
-    snprintf(g, sizeof g, "%d", gpus);
-    char *args[48] = {"--strategy", "tp", "--backend", "cpu", "--gpus", g, "--warmup", "0", "--threads", "1",
-                      "--quiet", "--out", r->csv_path};
-    int n = 13;
-    for (int i = 0; extra[i] && n < 47; i++) args[n++] = extra[i];
-    args[n] = NULL;
-    run_bench_env(&r->res, env, args);
-    return r;
+    return run_strategy_on("tp", gpus, extra, env);
 }
 
 /* docs/strategies.md, "tp": a ring all-reduce of S bytes moves 2 S (N-1)/N
