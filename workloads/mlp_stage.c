@@ -1,7 +1,8 @@
 /* The MLP's stage: layers [b0, b1) on one device, their activations for
  * `slots` microbatches of `rows` rows (slot j at rows [j*rows, (j+1)*rows)
- * of each buffer), each Linear layer one call of the backend's fused
- * linear_fwd / linear_bwd. */
+ * of each buffer), each Linear layer one call of the backend's GEMM with
+ * epilogues (gemm_fwd: bias + ReLU; gemm_bwd: bias gradient and the ReLU
+ * derivative of the layer below, fused). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +15,6 @@ typedef struct mlp_stage {
     int b0, b1, rows, slots;
     void *act[PB_MAX_BLOCKS + 1]; /* act[0]: input; act[i+1]: output of layer b0+i */
     void *own_in, *own_out;       /* act[0] and act[nl] as allocated (stage_bind swaps them) */
-    void **aux;                   /* [slots * nl] ReLU masks, where the backend keeps them */
     void *dz[2];                  /* ping-pong gradient buffers, widest layer */
     float *db_spare;              /* bias grad of the layer below a stage boundary, discarded */
 } mlp_stage;
@@ -40,9 +40,6 @@ void pb_mlp_stage_destroy(pb_stage *stage)
     g->act[0] = g->own_in;
     g->act[nl] = g->own_out;
     for (int i = 0; i <= nl; i++) be->free(g->dev, g->act[i]);
-    if (g->aux)
-        for (int i = 0; i < g->slots * nl; i++) be->free(g->dev, g->aux[i]);
-    free(g->aux);
     be->free(g->dev, g->dz[0]);
     be->free(g->dev, g->dz[1]);
     be->free(g->dev, g->db_spare);
@@ -71,12 +68,6 @@ pb_status pb_mlp_stage_create(const pb_model *m, const pb_stage_opts *o, pb_stag
             PB_TRY(be->alloc(dev, be->act_bytes(dev, all * out_of(g, l)), &g->act[l - g->b0 + 1]));
     g->own_in = g->act[0];
     g->own_out = g->act[nl];
-    PB_ALLOC(g->aux, (size_t)o->slots * (size_t)nl);
-    for (int j = 0; j < o->slots; j++)
-        for (int l = g->b0; l < g->b1; l++) {
-            size_t aux = relu_of(g, l) ? be->aux_bytes(dev, o->rows, (int)out_of(g, l)) : 0;
-            if (aux) PB_TRY(be->alloc(dev, aux, &g->aux[(size_t)j * (size_t)nl + (size_t)(l - g->b0)]));
-        }
     /* one slot's rows: backward runs one microbatch at a time, and what it
      * leaves (an input gradient) is taken before the next one's */
     size_t w = widest(m, g->b0, g->b1);
@@ -145,18 +136,16 @@ static const void *compute_weight(const mlp_stage *g, const pb_stage_params *p, 
 pb_status pb_mlp_forward(pb_stage *stage, const pb_stage_params *p, int slot, int rows, const pb_stage_hooks *h)
 {
     mlp_stage *g = (mlp_stage *)stage;
-    int nl = g->b1 - g->b0;
     for (int l = g->b0; l < g->b1; l++) {
         int i = l - g->b0;
         pb_status st = PB_OK;
         if (h && h->before_block && (st = h->before_block(h->arg, l, false)) != PB_OK) return st;
-        pb_linear lin = {
+        pb_gemm gm = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
-            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .b = p->params + b_off(g, l),
-            .y = rows_of(g, i + 1, slot), .aux = g->aux[(size_t)slot * (size_t)nl + (size_t)i],
-            .relu = relu_of(g, l),
+            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .bias = p->params + b_off(g, l),
+            .y = rows_of(g, i + 1, slot), .epilogue = relu_of(g, l) ? PB_EPI_RELU_BIAS : PB_EPI_BIAS,
         };
-        if ((st = g->be->linear_fwd(g->dev, &lin)) != PB_OK) return st;
+        if ((st = g->be->gemm_fwd(g->dev, &gm)) != PB_OK) return st;
     }
     return PB_OK;
 }
@@ -165,14 +154,14 @@ pb_status pb_mlp_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
                           const pb_stage_hooks *h)
 {
     mlp_stage *g = (mlp_stage *)stage;
-    int nl = g->b1 - g->b0, cur = 0;
+    int cur = 0;
     for (int l = g->b1 - 1; l >= g->b0; l--) {
         int i = l - g->b0;
         pb_status st = PB_OK;
         if (h && h->before_block && (st = h->before_block(h->arg, l, true)) != PB_OK) return st;
         bool has_below = l > 0; /* the input came through the previous layer's ReLU */
         bool need_dx = l > g->b0 || (has_below && d_in);
-        pb_linear_grad lg = {
+        pb_gemm_grad gg = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
             .dy = g->dz[cur], .x = rows_of(g, i, slot), .w = compute_weight(g, p, l),
             .dw = p->beta != 0.0f ? p->acc + w_off(g, l) : p->grads + w_off(g, l),
@@ -181,11 +170,10 @@ pb_status pb_mlp_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
              * bias gradient; lower layers get it fused from the layer above. */
             .db = l == g->b1 - 1 ? p->grads + b_off(g, l) : NULL,
             .dx = need_dx ? g->dz[cur ^ 1] : NULL,
-            .x_relu = need_dx && has_below,
-            .x_aux = i > 0 ? g->aux[(size_t)slot * (size_t)nl + (size_t)(i - 1)] : NULL,
-            .db_prev = l > g->b0 ? p->grads + b_off(g, l - 1) : g->db_spare,
+            .dx_act = need_dx && has_below ? PB_DACT_RELU : PB_DACT_NONE,
+            .dx_db = l > g->b0 ? p->grads + b_off(g, l - 1) : g->db_spare,
         };
-        if ((st = g->be->linear_bwd(g->dev, &lg)) != PB_OK) return st;
+        if ((st = g->be->gemm_bwd(g->dev, &gg)) != PB_OK) return st;
         if (h && h->grads_ready && (st = h->grads_ready(h->arg, l)) != PB_OK) return st;
         if (need_dx) cur ^= 1;
     }

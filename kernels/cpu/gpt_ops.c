@@ -218,7 +218,7 @@ void pb_cpu_matmul_gelu_fwd(float *out, float *pre, const float *inp, const floa
 
 /* dpre = dout * gelu'(pre) (dpre may be dout), and dbias += its column sums
  * in the same pass, while each row is in cache (cuBLASLt's DGELU_BGRAD) */
-VEC_CLONES static void dgelu_bgrad(float *dpre, float *dbias, const float *dout, const float *pre, int N, int OC)
+VEC_CLONES void pb_cpu_dgelu_bgrad(float *dpre, float *dbias, const float *dout, const float *pre, int N, int OC)
 {
     for (int r = 0; r < N; r++) {
         size_t o0 = (size_t)r * (size_t)OC;
@@ -231,7 +231,7 @@ VEC_CLONES static void dgelu_bgrad(float *dpre, float *dbias, const float *dout,
 void pb_cpu_matmul_gelu_bwd(float *dinp, float *dw, float *dbias, float *dpre, const float *dout, const float *pre,
                             const float *inp, const float *w, int N, int C, int OC)
 {
-    dgelu_bgrad(dpre, dbias, dout, pre, N, OC);
+    pb_cpu_dgelu_bgrad(dpre, dbias, dout, pre, N, OC);
     pb_cpu_matmul_bwd(dinp, dw, NULL, dpre, inp, w, N, C, OC);
 }
 

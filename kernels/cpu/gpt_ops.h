@@ -62,6 +62,12 @@ void pb_cpu_matmul_gelu_fwd(float *out, float *pre, const float *inp, const floa
 void pb_cpu_matmul_gelu_bwd(float *dinp, float *dw, float *dbias, float *dpre, const float *dout, const float *pre,
                             const float *inp, const float *w, int N, int C, int OC);
 
+/* dpre [N,OC] = dout * gelu'(pre) (written; dpre may be dout) and, when
+ * dbias is not NULL, dbias += its column sums in the same pass, while each
+ * row is in cache: cuBLASLt's DGELU_BGRAD epilogue, which the cpu backend's
+ * gemm_bwd runs on dx for PB_DACT_GELU. */
+void pb_cpu_dgelu_bgrad(float *dpre, float *dbias, const float *dout, const float *pre, int N, int OC);
+
 /* out = gelu(x), n elements; backward dx += gelu'(x) * dout (reads x). */
 void pb_cpu_gelu_fwd(float *out, const float *x, size_t n);
 void pb_cpu_gelu_bwd(float *dx, const float *dout, const float *x, size_t n);
