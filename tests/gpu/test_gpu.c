@@ -123,6 +123,16 @@ static void expect_close(const char *what, const float *got, const float *want, 
     assert_true(e <= tolerance(precision));
 }
 
+/* expect_close of a device buffer (fp32, or the activation type when act) */
+static void expect_gpu(pair *p, const char *what, const void *d, const float *want, size_t n, bool act)
+{
+    float *h = malloc(n * sizeof *h);
+    assert_non_null(h);
+    gpu_get(p, h, d, n, act);
+    expect_close(what, h, want, n);
+    free(h);
+}
+
 /* The GEMM with epilogues: forward of one layer (BIAS and RELU_BIAS) and
  * the backward of a second layer on top of it, applying the first layer's
  * ReLU derivative (from its output > 0) to dx. */
@@ -177,23 +187,17 @@ static void test_gemm(void **state)
             pb_gemm_grad gg = {.m = m, .n = n2, .k = n, .dy = g_dy, .x = dyv, .w = g_w2c, .dw = g_dw2,
                                .db = g_db2, .dx = g_dx, .dx_act = PB_DACT_RELU, .dx_db = g_dbp};
             CHECK(gb->gemm_bwd(p.gpu, &gg));
-            float *h = calloc(ny > nw2 ? ny : nw2, 4);
-            gpu_get(&p, h, g_dw2, nw2, false);
-            expect_close("gemm_bwd dW", h, dw2_c, nw2);
-            gpu_get(&p, h, g_db2, n2, false);
-            expect_close("gemm_bwd db", h, db2_c, n2);
-            gpu_get(&p, h, g_dx, ny, true);
-            expect_close("gemm_bwd dx (drelu)", h, dx_c, ny);
-            gpu_get(&p, h, g_dbp, n, false);
-            expect_close("gemm_bwd dx_db", h, dbp_c, n);
+            expect_gpu(&p, "gemm_bwd dW", g_dw2, dw2_c, nw2, false);
+            expect_gpu(&p, "gemm_bwd db", g_db2, db2_c, n2, false);
+            expect_gpu(&p, "gemm_bwd dx (drelu)", g_dx, dx_c, ny, true);
+            expect_gpu(&p, "gemm_bwd dx_db", g_dbp, dbp_c, n, false);
             /* dW accumulated onto what dw holds (SGD's momentum in the GEMM):
              * both now hold dW, so the result is 1.9 dW */
             gc.dw_beta = gg.dw_beta = 0.9f;
             CHECK(cb->gemm_bwd(p.cpu, &gc));
             CHECK(gb->gemm_bwd(p.gpu, &gg));
-            gpu_get(&p, h, g_dw2, nw2, false);
-            expect_close("gemm_bwd dW + 0.9 dw", h, dw2_c, nw2);
-            free(h), free(dw2_c), free(db2_c), free(dx_c), free(dbp_c), free(w2_r), free(dy2_r);
+            expect_gpu(&p, "gemm_bwd dW + 0.9 dw", g_dw2, dw2_c, nw2, false);
+            free(dw2_c), free(db2_c), free(dx_c), free(dbp_c), free(w2_r), free(dy2_r);
             gb->free(p.gpu, g_dy), gb->free(p.gpu, g_w2c), gb->free(p.gpu, g_dx), gb->free(p.gpu, g_w2);
             gb->free(p.gpu, g_dw2), gb->free(p.gpu, g_db2), gb->free(p.gpu, g_dbp);
         }
@@ -239,7 +243,7 @@ static void check_gemm_gelu(int n)
 
     /* layer 2 (n -> n2) on the GPU's own forward outputs, as test_gemm */
     float *dw2_c = calloc(nw2, 4), *dx_c = calloc(ny, 4), *dbp_c = calloc(n, 4), *w2_r = malloc(nw2 * 4),
-          *dy2_r = malloc(ny2 * 4), *h = calloc(ny > nw2 ? ny : nw2, 4);
+          *dy2_r = malloc(ny2 * 4);
     round_trip(&p, w2, w2_r, nw2);
     round_trip(&p, dy2, dy2_r, ny2);
     pb_gemm_grad gc = {.m = m, .n = n2, .k = n, .dy = dy2_r, .x = y_g, .w = w2_r, .dw = dw2_c, .dx = dx_c,
@@ -255,24 +259,19 @@ static void check_gemm_gelu(int n)
     pb_gemm_grad gg = {.m = m, .n = n2, .k = n, .dy = g_dy, .x = g_y, .w = g_w2c, .dw = g_dw2, .dx = g_dx,
                        .dx_act = PB_DACT_GELU, .x_pre = g_pre, .dx_db = g_dbp};
     CHECK(gb->gemm_bwd(p.gpu, &gg));
-    gpu_get(&p, h, g_dw2, nw2, false);
-    expect_close("gemm_bwd dW (gelu x)", h, dw2_c, nw2);
-    gpu_get(&p, h, g_dx, ny, true);
-    expect_close("gemm_bwd dx (dgelu)", h, dx_c, ny);
-    gpu_get(&p, h, g_dbp, n, false);
-    expect_close("gemm_bwd dx_db (dgelu)", h, dbp_c, n);
+    expect_gpu(&p, "gemm_bwd dW (gelu x)", g_dw2, dw2_c, nw2, false);
+    expect_gpu(&p, "gemm_bwd dx (dgelu)", g_dx, dx_c, ny, true);
+    expect_gpu(&p, "gemm_bwd dx_db (dgelu)", g_dbp, dbp_c, n, false);
     /* dx_beta 1 onto zeros: the unfused derivative, the same numbers */
     CHECK(gb->zero(p.gpu, g_dx, gb->act_bytes(p.gpu, ny)));
     gg.dx_beta = 1.0f;
     CHECK(gb->gemm_bwd(p.gpu, &gg));
-    gpu_get(&p, h, g_dx, ny, true);
-    expect_close("gemm_bwd dx (dgelu, +=)", h, dx_c, ny);
-    gpu_get(&p, h, g_dbp, n, false);
-    expect_close("gemm_bwd dx_db (+=)", h, dbp_c, n);
+    expect_gpu(&p, "gemm_bwd dx (dgelu, +=)", g_dx, dx_c, ny, true);
+    expect_gpu(&p, "gemm_bwd dx_db (+=)", g_dbp, dbp_c, n, false);
 
     void *gbufs[] = {g_x, g_wc, g_y, g_pre, g_w, g_b, g_dy, g_w2c, g_dx, g_w2, g_dw2, g_dbp};
     for (size_t i = 0; i < sizeof gbufs / sizeof gbufs[0]; i++) gb->free(p.gpu, gbufs[i]);
-    float *hbufs[] = {x, w, b, w2, dy2, y_c, pre_c, y_g, pre_g, dw2_c, dx_c, dbp_c, w2_r, dy2_r, h};
+    float *hbufs[] = {x, w, b, w2, dy2, y_c, pre_c, y_g, pre_g, dw2_c, dx_c, dbp_c, w2_r, dy2_r};
     for (size_t i = 0; i < sizeof hbufs / sizeof hbufs[0]; i++) free(hbufs[i]);
     pair_close(&p);
 }

@@ -81,6 +81,9 @@ static double net_loss(pb_device *dev, net *t)
     return loss;
 }
 
+/* GELU's tanh form (GPT-2's gelu_new) in double */
+static double ref_gelu(double z) { return 0.5 * z * (1 + tanh(0.7978845608028654 * (z + 0.044715 * z * z * z))); }
+
 /* Smallest |pre-activation| of the ReLU layers, from a double host reference
  * (the kink of ReLU must stay out of reach of the finite-difference step). */
 static double relu_margin(const net *t)
@@ -92,8 +95,7 @@ static double relu_margin(const net *t)
             double z = t->b1[o];
             for (int k = 0; k < K; k++) z += (double)t->x[i * K + k] * t->w1[o * K + k];
             if (!t->gelu) margin = fmin(margin, fabs(z));
-            h[i * HID + o] = t->gelu ? 0.5 * z * (1 + tanh(0.7978845608028654 * (z + 0.044715 * z * z * z)))
-                           : z > 0 ? z : 0;
+            h[i * HID + o] = t->gelu ? ref_gelu(z) : z > 0 ? z : 0;
         }
     for (int i = 0; i < M && t->relu_top; i++)
         for (int o = 0; o < N; o++) {
@@ -230,24 +232,44 @@ static void check_one_layer(pb_device *dev, bool relu)
 static void test_gemm_grad_no_relu(void **state) { check_one_layer(*state, false); }
 static void test_gemm_grad_relu(void **state) { check_one_layer(*state, true); }
 
-/* The forward itself against a double host reference: y = x W^T + b (the
- * finite differences above cannot see an error that is constant in the
- * parameters). */
+/* One layer's forward against a double host reference: z = x W^T + b
+ * ([M, n] from x [M, K]), y = relu(z) or gelu(z), and z saved in pre when
+ * given (the finite differences cannot see an error that is constant in
+ * the parameters) */
+static void expect_forward(const float *x, const float *w, const float *b, int n, const float *pre, const float *y,
+                           bool gelu)
+{
+    for (int i = 0; i < M; i++)
+        for (int o = 0; o < n; o++) {
+            double z = b[o];
+            for (int k = 0; k < K; k++) z += (double)x[i * K + k] * w[o * K + k];
+            double want = gelu ? ref_gelu(z) : z > 0 ? z : 0;
+            if (pre) assert_true(fabs(pre[i * n + o] - z) < 1e-6 * (1 + fabs(z)));
+            assert_true(fabs(y[i * n + o] - want) < 1e-6 * (1 + fabs(want)));
+        }
+}
+
 static void test_gemm_forward_values(void **state)
 {
-    pb_device *dev = *state;
     net *t = calloc(1, sizeof *t);
     assert_non_null(t);
     net_init(t, false, true, false);
     fill_sentinel(t->y, M * N);
-    net_loss(dev, t);
-    for (int i = 0; i < M; i++)
-        for (int o = 0; o < N; o++) {
-            double z = t->b2[o];
-            for (int k = 0; k < K; k++) z += (double)t->x[i * K + k] * t->w2[o * K + k];
-            double want = z > 0 ? z : 0;
-            assert_true(fabs(t->y[i * N + o] - want) < 1e-6 * (1 + fabs(want)));
-        }
+    net_loss(*state, t);
+    expect_forward(t->x, t->w2, t->b2, N, NULL, t->y, false);
+    free(t);
+}
+
+/* GELU_BIAS: the saved pre-activation and y = gelu(pre), tanh form */
+static void test_gemm_gelu_forward_values(void **state)
+{
+    net *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    net_init(t, true, false, true);
+    fill_sentinel(t->h, M * HID);
+    fill_sentinel(t->pre, M * HID);
+    net_loss(*state, t);
+    expect_forward(t->x, t->w1, t->b1, HID, t->pre, t->h, true);
     free(t);
 }
 
@@ -297,28 +319,6 @@ static void check_two_layers(pb_device *dev, bool relu_top, bool gelu)
 static void test_gemm_grad_fused_relu(void **state) { check_two_layers(*state, false, false); }
 static void test_gemm_grad_fused_relu_top_relu(void **state) { check_two_layers(*state, true, false); }
 static void test_gemm_grad_fused_gelu(void **state) { check_two_layers(*state, false, true); }
-
-/* GELU_BIAS's forward against a double reference: pre = x W^T + b saved,
- * h = gelu(pre) (tanh form) */
-static void test_gemm_gelu_forward_values(void **state)
-{
-    pb_device *dev = *state;
-    net *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    net_init(t, true, false, true);
-    fill_sentinel(t->h, M * HID);
-    fill_sentinel(t->pre, M * HID);
-    net_loss(dev, t);
-    for (int i = 0; i < M; i++)
-        for (int o = 0; o < HID; o++) {
-            double z = t->b1[o];
-            for (int k = 0; k < K; k++) z += (double)t->x[i * K + k] * t->w1[o * K + k];
-            double want = 0.5 * z * (1 + tanh(0.7978845608028654 * (z + 0.044715 * z * z * z)));
-            assert_true(fabs(t->pre[i * HID + o] - z) < 1e-6 * (1 + fabs(z)));
-            assert_true(fabs(t->h[i * HID + o] - want) < 1e-6 * (1 + fabs(want)));
-        }
-    free(t);
-}
 
 /* --- softmax cross-entropy --------------------------------------------- */
 
