@@ -64,7 +64,10 @@ typedef struct pb_gemm {
 /* The derivative of the activation of the layer BELOW (the one that made
  * x), applied to dx in the same call: dx becomes that layer's
  * dL/d(pre-activation), and dx_db its bias gradient, while dx is still hot
- * (cuBLASLt's DGELU_BGRAD epilogue; the CPU's pass over dx in cache). */
+ * (cuBLASLt's DGELU_BGRAD epilogue; for ReLU one kernel over dx reading
+ * x > 0, since cuBLASLt's DRELU_BGRAD needs a RELU_AUX bit mask; on the CPU
+ * a pass over dx in cache). The layer below's own gemm_bwd then runs with
+ * db NULL. */
 typedef enum pb_dact {
     PB_DACT_NONE = 0, /* x is not an activation's output (an input, a LayerNorm's) */
     PB_DACT_RELU,     /* x = relu(z) of the layer below: dx masked by x > 0 */
@@ -93,7 +96,9 @@ typedef struct pb_gemm_grad {
     float *db;
     /* [m, k] or NULL to skip (the first layer, nothing upstream wants it):
      * dx = dact(dy w + dx_beta * dx); dx_beta 0 overwrites, 1 accumulates
-     * (a tensor with two consumers); the derivative applies to the sum */
+     * (a tensor with two consumers); the derivative applies to the sum
+     * (cuda fuses DGELU_BGRAD at dx_beta 0 only: cuBLASLt does not document
+     * what its derivative does to a beta term) */
     void *dx;
     float dx_beta;
     pb_dact dx_act;
