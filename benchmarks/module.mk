@@ -153,3 +153,69 @@ bench-gpt-ops: $(BENCH_GPT_OPS)
 PREDICT_ROUNDS ?= 3
 predict-validate: bench
 	@BENCH=./bench scripts/predict-validate.sh results/predict-validate all $(PREDICT_ROUNDS)
+
+# --- bench-pipeline ------------------------------------------------------------
+#   make bench-pipeline  mp's schedules side by side (issue 17): each of
+#                    BENCH_PIPE_CONFIGS (workload:stages:microbatches) under
+#                    --schedule gpipe and 1f1b, alternating, BENCH_PIPE_REPEATS
+#                    times (--threads 1 --iters BENCH_PIPE_ITERS --warmup 1,
+#                    the cpu backend); then build/benchmarks/bench_pipeline
+#                    prints per configuration the median bubble_frac against
+#                    (p-1)/(m+p-1), the peak memory of both schedules, and the
+#                    verdicts for m >= 4p (1F1B's bubble within 0.05 of the
+#                    theory; its peak below GPipe's). The machine's load
+#                    before and after is printed: shared cores inflate the
+#                    bubble. BENCH_STRICT=1 makes a missed verdict fail.
+.PHONY: bench-pipeline
+BENCH_PIPE_CONFIGS ?= mlp-m:2:8 mlp-s:2:8 mlp-s:2:16 gpt-xs:2:8
+BENCH_PIPE_REPEATS ?= 3
+BENCH_PIPE_ITERS ?= 5
+BENCH_PIPELINE := $(BUILD)/benchmarks/bench_pipeline
+
+$(BENCH_PIPELINE): benchmarks/bench_pipeline.c $(BUILD)/libparbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(LDLIBS)
+
+bench-pipeline: bench $(BENCH_PIPELINE)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	echo "bench-pipeline: load before: $$(cut -d' ' -f1-3 /proc/loadavg) ($$(nproc) cores)" && \
+	for i in $$(seq 1 $(BENCH_PIPE_REPEATS)); do \
+		for c in $(BENCH_PIPE_CONFIGS); do \
+			w=$${c%%:*}; r=$${c#*:}; p=$${r%%:*}; m=$${r#*:}; \
+			for s in gpipe 1f1b; do \
+				./bench --strategy mp --backend cpu --workload $$w --gpus $$p --microbatches $$m --schedule $$s \
+					--threads 1 --iters $(BENCH_PIPE_ITERS) --warmup 1 --quiet --out "$$tmp/mp.csv" \
+					>"$$tmp/log" 2>&1 || { cat "$$tmp/log"; exit 1; }; \
+			done; \
+		done; \
+	done && \
+	echo "bench-pipeline: load after: $$(cut -d' ' -f1-3 /proc/loadavg)" && \
+	$(BENCH_PIPELINE) $(if $(filter 1,$(BENCH_STRICT)),--strict) "$$tmp/mp.csv"
+
+# --- bench-strategies ----------------------------------------------------------
+#   make bench-strategies  ddp and zero stages 1-3 (and whatever strategies
+#                    benchmarks/bench_strategies.sh lists) on the same
+#                    workload and ranks, --threads 1 --bucket-mb 4, paired
+#                    rounds with the order rotated; prints the load average and
+#                    the median step-time ratios against their targets
+#                    (zero1/2 <= 1.10 x ddp, zero3 <= 1.25 x).
+#   BENCH_STRAT_WORKLOAD (mlp-s), BENCH_STRAT_RANKS (2), BENCH_STRAT_ROUNDS (5),
+#   BENCH_STRAT_ITERS (10); BENCH_STRICT=1 makes a ratio over its limit fail.
+.PHONY: bench-strategies
+BENCH_STRAT_WORKLOAD ?= mlp-s
+BENCH_STRAT_RANKS ?= 2
+BENCH_STRAT_ROUNDS ?= 5
+BENCH_STRAT_ITERS ?= 10
+BENCH_STRATEGIES := $(BUILD)/benchmarks/bench_strategies
+
+$(BENCH_STRATEGIES): benchmarks/bench_strategies.c $(BUILD)/libparbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(LDLIBS)
+
+bench-strategies: bench $(BENCH_STRATEGIES)
+ifneq ($(MPI_ON),1)
+	@echo "bench-strategies: needs MPI (this build has the stub)"; exit 1
+endif
+	@BENCH=./bench SUMMARY=$(BENCH_STRATEGIES) WORKLOAD=$(BENCH_STRAT_WORKLOAD) RANKS=$(BENCH_STRAT_RANKS) \
+		ROUNDS=$(BENCH_STRAT_ROUNDS) ITERS=$(BENCH_STRAT_ITERS) $(if $(filter 1,$(BENCH_STRICT)),STRICT=1) \
+		benchmarks/bench_strategies.sh

@@ -74,6 +74,7 @@ static pb_status calibrate_one(const pb_config *cfg, const pb_model *model, cons
     pb_device *dev = NULL;
     pb_device_info info;
     pb_device_opts dev_opts = pb_config_model_device_opts(cfg, model);
+    dev_opts.mem_limit = 0; /* --device-mem-mb caps the run's memory; these buffers are freed before it allocates */
     PB_TRY(be->open(&dev_opts, ordinal, &dev));
     if (be->info(dev, &info) == PB_OK && !name[0]) snprintf(name, name_len, "%s", info.name);
     if (be->calibrate) PB_TRY(be->calibrate(dev, peak));

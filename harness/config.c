@@ -21,8 +21,9 @@
 #include "results.h"
 #include "runid.h"
 #include "steps_out.h"
+#include "../workloads/transformer_check.h"
 
-typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER, F_LIST, F_LABEL } flag_kind;
+typedef enum flag_kind { F_INT, F_U64, F_DOUBLE, F_NAME, F_PATH, F_BOOL, F_PRECISION, F_OPTIMIZER, F_SCHEDULE, F_LIST, F_LABEL } flag_kind;
 
 typedef struct flag {
     const char *name;
@@ -44,11 +45,12 @@ typedef struct flag_scope {
 static bool has_microbatches(const pb_strategy *s) { return s->microbatches; }
 static bool has_stages(const pb_strategy *s) { return s->stages; }
 static bool has_buckets(const pb_strategy *s) { return s->buckets; }
+static bool has_zero_stage(const pb_strategy *s) { return s->zero_stage; }
 
 static const flag_scope for_microbatches = {has_microbatches, NULL}, for_stages = {has_stages, NULL},
-                        for_buckets = {has_buckets, NULL},
+                        for_buckets = {has_buckets, NULL}, for_zero_stage = {has_zero_stage, NULL},
                         /* every strategy of several devices; the order is the help text's */
-                        for_several_devices = {NULL, "dp,mp,ddp"};
+                        for_several_devices = {NULL, "dp,mp,ddp,tp"};
 
 #define OFF(field) offsetof(pb_config, field)
 
@@ -81,13 +83,16 @@ static const flag flags[] = {
     {"--threads", F_INT, OFF(threads), 1, 1024, "N", "BLAS threads per device (cpu backend)", NULL},
     {"--loader-threads", F_INT, OFF(loader_threads), 0, 64, "N", "threads filling each batch; 0: 1 on cpu, on cuda the cores per local rank less one (1 to 8)", NULL},
     {"--calibrate", F_BOOL, OFF(calibrate), 0, 0, NULL, "before the steps, measure the GEMM peak and the step's GEMMs alone (always on for cuda)", NULL},
-    {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "GPipe microbatches per step; 1 is the plain layer split", &for_microbatches},
+    {"--microbatches", F_INT, OFF(microbatches), 1, 4096, "M", "pipeline microbatches per step (--schedule); 1 is the plain layer split", &for_microbatches},
+    {"--schedule", F_SCHEDULE, OFF(schedule), 0, 0, "NAME", "pipeline schedule: gpipe (all forwards, then all backwards) or 1f1b (at most p microbatches in flight)", &for_microbatches},
     {"--split", F_LIST, OFF(split), 1, 255, "L1,L2,..", "first layer of each stage after the first (default: balanced by FLOPs)", &for_stages},
     {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", &for_buckets},
     {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", &for_buckets},
+    {"--zero-stage", F_INT, OFF(zero_stage), 1, 3, "S", "what ZeRO shards across ranks: 1 optimizer state, 2 and gradients, 3 and parameters (FSDP)", &for_zero_stage},
     {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity); ddp: of each rank (test-only, cuda)", &for_several_devices},
     {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 with single's (exit 1 beyond tolerance)", NULL},
     {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a device may wait for another (a collective, a pipeline stage, dp's devices) before the run fails", NULL},
+    {"--device-mem-mb", F_DOUBLE, OFF(device_mem_mb), 1, 1e9, "MB", "cap each device's memory at MB (2^20 bytes): a run whose memory plan needs more fails before allocating (exit 1, a failed row), and the backend refuses allocations beyond it", NULL},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
     {"--out", F_PATH, OFF(out), 0, 0, "PATH", "CSV the run's row is appended to", NULL},
     {"--dump", F_PATH, OFF(dump), 0, 0, "DIR", "write initial/final parameters and the first batch as .npy ({run_id} in DIR: the run's id)", NULL},
@@ -114,7 +119,9 @@ static int online_cpus(void)
 
 pb_device_opts pb_config_device_opts(const pb_config *cfg)
 {
-    return (pb_device_opts){.precision = cfg->precision, .threads = cfg->threads};
+    return (pb_device_opts){.precision = cfg->precision,
+                            .threads = cfg->threads,
+                            .mem_limit = cfg->device_mem_mb * 1048576.0};
 }
 
 pb_device_opts pb_config_model_device_opts(const pb_config *cfg, const pb_model *model)
@@ -152,6 +159,7 @@ void pb_config_defaults(pb_config *cfg)
     cfg->threads = online_cpus();
     cfg->microbatches = 1;
     cfg->bucket_mb = 25.0;
+    cfg->zero_stage = 1;
     cfg->timeout_s = 300.0;
     snprintf(cfg->out, sizeof cfg->out, "results/runs.csv");
 }
@@ -190,6 +198,7 @@ static void default_text(const flag *f, const pb_config *d, char *buf, size_t le
     case F_U64: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)p); break;
     case F_DOUBLE:
         if (isnan(*(const double *)p)) snprintf(buf, len, "by optimizer");
+        else if (*(const double *)p < f->min) snprintf(buf, len, "off"); /* unset: below its range */
         else snprintf(buf, len, "%g", *(const double *)p);
         break;
     case F_NAME:
@@ -199,6 +208,7 @@ static void default_text(const flag *f, const pb_config *d, char *buf, size_t le
     case F_LIST: snprintf(buf, len, "off"); break;
     case F_PRECISION: snprintf(buf, len, "%s", pb_precision_name(*(const pb_precision *)p)); break;
     case F_OPTIMIZER: snprintf(buf, len, "%s", pb_optimizer_name(*(const pb_optimizer *)p)); break;
+    case F_SCHEDULE: snprintf(buf, len, "%s", pb_schedule_name(*(const pb_schedule *)p)); break;
     }
 }
 
@@ -210,6 +220,7 @@ static const char *allowed_names(const flag *f)
     if (strcmp(f->name, "--workload") == 0) return pb_workload_names();
     if (f->kind == F_PRECISION) return "fp32, tf32, bf16";
     if (f->kind == F_OPTIMIZER) return "sgd, adamw";
+    if (f->kind == F_SCHEDULE) return "gpipe, 1f1b";
     return "";
 }
 
@@ -334,10 +345,14 @@ static pb_status parse_value(pb_config *cfg, const flag *f, const char *text, bo
         snprintf(dst, sizeof cfg->out, "%s", text);
         return PB_OK;
     case F_PRECISION:
-    case F_OPTIMIZER: {
-        int count = f->kind == F_PRECISION ? PB_PRECISION_COUNT : PB_OPTIMIZER_COUNT;
+    case F_OPTIMIZER:
+    case F_SCHEDULE: {
+        int count = f->kind == F_PRECISION ? PB_PRECISION_COUNT
+                    : f->kind == F_OPTIMIZER ? PB_OPTIMIZER_COUNT : PB_SCHEDULE_COUNT;
         for (int i = 0; i < count; i++)
-            if (strcmp(f->kind == F_PRECISION ? pb_precision_name((pb_precision)i) : pb_optimizer_name((pb_optimizer)i),
+            if (strcmp(f->kind == F_PRECISION   ? pb_precision_name((pb_precision)i)
+                       : f->kind == F_OPTIMIZER ? pb_optimizer_name((pb_optimizer)i)
+                                                : pb_schedule_name((pb_schedule)i),
                        text) == 0) {
                 *(int *)dst = i;
                 return PB_OK;
@@ -562,10 +577,12 @@ pb_status pb_config_validate(pb_config *cfg)
     const pb_backend *be = pb_find_backend(cfg->backend);
     bool gpu = be && be->is_gpu, host = be && !be->is_gpu;
     /* before the devices are counted: the refusal holds whatever is present */
-    if (be && model.ops->transformer && !be->transformer)
-        return pb_usage_error("%s workloads need the backend's transformer ops: the %s backend does not have them "
-                              "yet; use --backend cpu",
-                              model.ops->kind, be->name);
+    const char *tr_missing = be && model.ops->transformer ? pb_transformer_missing(be, cfg->precision) : NULL;
+    if (tr_missing)
+        return pb_usage_error("%s workloads need the backend's transformer ops: the %s backend does not have %s "
+                              "yet; use %s",
+                              model.ops->kind, be->name, tr_missing,
+                              strcmp(tr_missing, "bf16 activations") ? "--backend cpu" : "--precision fp32 or tf32");
     if (gpu && !resolve_auto) {
         char why[256] = "";
         int n = be->device_count(why, sizeof why);

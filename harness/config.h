@@ -43,15 +43,18 @@ typedef struct pb_config {
     int loader_threads; /* 0: auto (1 on cpu, more on cuda) */
 
     /* strategy options (each applies to the strategies its flag names) */
-    int microbatches;      /* mp: GPipe microbatches; 1 is the naive layer split */
+    int microbatches;      /* mp: pipeline microbatches; 1 is the naive layer split */
+    pb_schedule schedule;  /* mp: the microbatches' order (--schedule) */
     int split[PB_MAX_STAGES]; /* mp --split: first layer of stages 1.., n_split of them */
     int n_split;           /* 0: stages balanced by FLOPs */
     double bucket_mb;      /* ddp: gradient bucket size */
     bool no_overlap;       /* ddp: one all-reduce after backward instead of buckets during it */
+    int zero_stage;        /* zero: 1 optimizer state, 2 + gradients, 3 + parameters sharded */
     int device_map[PB_MAX_STAGES]; /* logical device -> physical ordinal */
     int n_device_map;      /* 0: identity */
     bool verify;           /* compare the parameters with `single` (after pb_verify_steps) */
     double timeout_s;      /* a collective wait fails after this long without progress */
+    double device_mem_mb;  /* --device-mem-mb: each device's memory cap in MB (2^20 bytes), 0 none */
 
     bool cuda_graph;
     bool calibrate; /* measure GEMM peak and GEMMs-alone time (always on cuda) */

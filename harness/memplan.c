@@ -51,7 +51,7 @@ static void add_loader(const pb_model *model, double batch, double *bytes)
               4.0 * (double)model->data_table;
 }
 
-static double parts_sum(const pb_mem_parts *p)
+double pb_mem_parts_sum(const pb_mem_parts *p)
 {
     return p->params + p->grads + p->optim + p->acts + p->loader + p->verify;
 }
@@ -93,7 +93,8 @@ void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_me
         pb_memplan_add_staging(model, rows, in_place && !cfg->cuda_graph, &dev[0]);
     }
     for (int i = 0; i < out->n_devices; i++) {
-        out->device[i] = parts_sum(&dev[i]);
+        out->device_parts[i] = dev[i];
+        out->device[i] = pb_mem_parts_sum(&dev[i]);
         /* ddp's rank drives the device pb_rank_device gave it */
         out->ordinal[i] = per_rank ? env->device : cfg->n_device_map ? cfg->device_map[i] : i;
     }
@@ -104,7 +105,7 @@ void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_me
     proc.params += 4.0 * P; /* initial, later final parameters (run.c) */
     /* a rank's loader fills its shard alone (the larger one when the ranks
      * do not divide the batch) */
-    add_loader(model, per_rank ? ceil(B / (double)n) : B, &proc.loader);
+    add_loader(model, per_rank && !strategy->rank_full_batch ? ceil(B / (double)n) : B, &proc.loader);
     /* ddp's gradients staged through the host for a host comm */
     if (per_rank && !env->host_is_device && !(comm && comm->device_buffers)) proc.grads += 4.0 * P;
     if (env->host_is_device)
@@ -119,7 +120,8 @@ void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_me
         pb_mem_parts ref = {0};
         pb_memplan_add_replica(model, 0, L, B, 1, true, true, false, o, e, &ref);
         pb_memplan_add_staging(model, B, in_place, &ref);
-        double ref_dev = parts_sum(&ref);
+        double ref_dev = pb_mem_parts_sum(&ref);
+        out->verify_parts = ref;
         double host = 8.0 * P;
         add_loader(model, B, &host);
         if (pb_verify_steps(cfg) < (int64_t)cfg->warmup + cfg->iters) host += 4.0 * P;
@@ -127,7 +129,34 @@ void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_me
         else out->device[0] += ref_dev;
         out->host_parts.verify += host;
     }
-    out->host = parts_sum(&out->host_parts);
+    out->host = pb_mem_parts_sum(&out->host_parts);
+}
+
+int pb_memplan_largest(const pb_memplan *plan)
+{
+    int best = 0;
+    for (int i = 1; i < plan->n_devices; i++)
+        if (pb_mem_parts_sum(&plan->device_parts[i]) > pb_mem_parts_sum(&plan->device_parts[best])) best = i;
+    return best;
+}
+
+static pb_status cap_refusal(const char *who, int device, const pb_mem_parts *p, double cap)
+{
+    return pb_user_error(PB_ERR_NOMEM,
+                         "out of device memory: %sdevice %d needs %.1f MB, has %.1f MB (params %.1f, grads %.1f, "
+                         "optimizer %.1f, activations %.1f) under --device-mem-mb; refused before allocating",
+                         who, device, pb_mem_parts_sum(p) / MIB, cap / MIB, p->params / MIB, p->grads / MIB,
+                         p->optim / MIB, p->acts / MIB);
+}
+
+pb_status pb_memplan_check_cap(const pb_memplan *plan, double cap)
+{
+    for (int i = 0; i < plan->n_devices; i++)
+        if (pb_mem_parts_sum(&plan->device_parts[i]) > cap)
+            return cap_refusal("", plan->ordinal[i], &plan->device_parts[i], cap);
+    if (pb_mem_parts_sum(&plan->verify_parts) > cap)
+        return cap_refusal("--verify's single on ", plan->ordinal[0], &plan->verify_parts, cap);
+    return PB_OK;
 }
 
 /* --- what the host can give ------------------------------------------------ */

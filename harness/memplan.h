@@ -21,9 +21,10 @@
  *    rows the process holds): single one replica over the batch; dp a replica per
  *    device over its shard (optimizer state on device 0 only) and device 0's
  *    full-batch logits and their gradient; ddp one such replica per rank,
- *    every rank of this host counted; mp a replica per stage with a slot per
- *    microbatch (GPipe keeps every microbatch's activations), a gradient scratch
- *    with microbatches and an input-gradient buffer per stage after the
+ *    every rank of this host counted; mp a replica per stage with its
+ *    schedule's slots (GPipe a slot per microbatch, every microbatch's
+ *    activations; 1F1B min(m, p - stage)), a gradient scratch with
+ *    microbatches and an input-gradient send buffer per stage after the
  *    first; input staging buffers where the batch is not read in place;
  *  - per process: the initial/final parameters on the host, the loader's
  *    three batch slots and the workload's data table (harness/loader.c);
@@ -63,6 +64,12 @@ typedef struct pb_memplan {
     int n_devices;
     double device[PB_MAX_STAGES];
     int ordinal[PB_MAX_STAGES]; /* the physical device each logical one is */
+    /* each device's own figure by part (params, grads, optim, acts; the
+     * strategy's allocations alone, what the backend's peak_mem_mb counts),
+     * and --verify's reference on the writer, a device of its own (on
+     * cuda also in device[0], the physical device it shares) */
+    pb_mem_parts device_parts[PB_MAX_STAGES];
+    pb_mem_parts verify_parts;
     /* host memory of every process of the run on this host */
     double host;
     pb_mem_parts host_parts;
@@ -93,6 +100,19 @@ bool pb_memplan_in_place(const pb_config *cfg, const pb_memplan_env *env);
 /* The plan of cfg (validated) over its model. Pure: no allocation, no I/O. */
 void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
                         pb_memplan *out);
+
+/* The sum of the parts */
+double pb_mem_parts_sum(const pb_mem_parts *p);
+/* The logical device whose own figure (device_parts) is the largest: the
+ * one the row's mem_plan_* columns describe */
+int pb_memplan_largest(const pb_memplan *plan);
+
+/* --device-mem-mb: PB_OK when every device's own figure and --verify's
+ * reference fit cap bytes each (no margin: the backends count exactly
+ * what the plan counts, and refuse an allocation beyond the cap); else
+ * PB_ERR_NOMEM with "out of device memory: device D needs X MB, has Y MB
+ * (params A, grads B, optimizer C, activations D)". */
+pb_status pb_memplan_check_cap(const pb_memplan *plan, double cap);
 
 /* What this host can give: MemAvailable from <root>/proc/meminfo, and the
  * room left in the process's memory cgroup and the ones above it, the least

@@ -1,5 +1,6 @@
 #include "phase.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "nvtx.h"
@@ -11,11 +12,23 @@ void pb_phase_set_hooks(const pb_phase_hooks *h) { hooks = h ? *h : (pb_phase_ho
 
 pb_status pb_phase_timer_init(pb_phase_timer *t, const pb_backend *be, pb_device *dev)
 {
+    return pb_phase_timer_init_spans(t, be, dev, PB_MAX_PHASE_SPANS);
+}
+
+pb_status pb_phase_timer_init_spans(pb_phase_timer *t, const pb_backend *be, pb_device *dev, int cap)
+{
     memset(t, 0, sizeof *t);
     t->be = be;
     t->dev = dev;
     t->open = -1;
-    for (int i = 0; i < 2 * PB_MAX_PHASE_SPANS; i++) {
+    t->marks = calloc(2 * (size_t)cap, sizeof *t->marks);
+    t->phase = calloc((size_t)cap, sizeof *t->phase);
+    if (!t->marks || !t->phase) {
+        pb_phase_timer_destroy(t);
+        return pb_error(PB_ERR_NOMEM, "out of host memory: a phase timer of %d spans", cap);
+    }
+    t->cap = cap;
+    for (int i = 0; i < 2 * cap; i++) {
         pb_status st = be->mark_create(dev, &t->marks[i]);
         if (st != PB_OK) {
             pb_phase_timer_destroy(t);
@@ -27,8 +40,10 @@ pb_status pb_phase_timer_init(pb_phase_timer *t, const pb_backend *be, pb_device
 
 void pb_phase_timer_destroy(pb_phase_timer *t)
 {
-    for (int i = 0; i < 2 * PB_MAX_PHASE_SPANS; i++)
+    for (int i = 0; t->marks && i < 2 * t->cap; i++)
         if (t->marks[i]) t->be->mark_destroy(t->dev, t->marks[i]);
+    free(t->marks);
+    free(t->phase);
     memset(t, 0, sizeof *t);
     t->open = -1;
 }
@@ -44,8 +59,7 @@ pb_status pb_phase_begin(pb_phase_timer *t, pb_phase p)
     if (t->open >= 0)
         return pb_error(PB_ERR_INTERNAL, "phase %s begun inside phase %s", pb_phase_name(p),
                         pb_phase_name(t->phase[t->open]));
-    if (t->spans >= PB_MAX_PHASE_SPANS)
-        return pb_error(PB_ERR_INTERNAL, "more than %d phase spans in one step", PB_MAX_PHASE_SPANS);
+    if (t->spans >= t->cap) return pb_error(PB_ERR_INTERNAL, "more than %d phase spans in one step", t->cap);
     /* the run's hook (progress, then the test-only fault injection) sits
      * where every strategy passes, before the mark: a rank stalled in it
      * reads as stuck in this phase */
@@ -85,7 +99,7 @@ pb_status pb_phase_timer_collect(pb_phase_timer *t, pb_step_times *out)
 
 pb_status pb_phase_timer_replayed(pb_phase_timer *t, const pb_phase *phases, int first, int count)
 {
-    if (t->open >= 0 || t->spans != first || first + count > PB_MAX_PHASE_SPANS)
+    if (t->open >= 0 || t->spans != first || first + count > t->cap)
         return pb_error(PB_ERR_INTERNAL, "graph replay does not line up with the phase timer");
     for (int i = 0; i < count; i++) t->phase[first + i] = phases[i];
     t->spans = first + count;

@@ -13,6 +13,8 @@
 extern "C" {
 #endif
 
+/* spans pb_phase_timer_init makes room for (pb_phase_timer_init_spans:
+ * more, for a strategy that splits its phases finely: tp) */
 #define PB_MAX_PHASE_SPANS 64
 
 /* Records spans (phase, begin mark, end mark) during a step on one device and
@@ -21,8 +23,9 @@ extern "C" {
 typedef struct pb_phase_timer {
     const pb_backend *be;
     pb_device *dev;
-    pb_mark *marks[2 * PB_MAX_PHASE_SPANS];
-    pb_phase phase[PB_MAX_PHASE_SPANS];
+    pb_mark **marks; /* 2 * cap */
+    pb_phase *phase; /* cap */
+    int cap;
     int spans;
     int open;  /* index of the open span, -1 when none */
 } pb_phase_timer;
@@ -37,6 +40,8 @@ typedef struct pb_phase_hooks {
 void pb_phase_set_hooks(const pb_phase_hooks *hooks);
 
 pb_status pb_phase_timer_init(pb_phase_timer *t, const pb_backend *be, pb_device *dev);
+/* The same with room for `cap` spans a step */
+pb_status pb_phase_timer_init_spans(pb_phase_timer *t, const pb_backend *be, pb_device *dev, int cap);
 void pb_phase_timer_destroy(pb_phase_timer *t);
 void pb_phase_timer_reset(pb_phase_timer *t);
 pb_status pb_phase_begin(pb_phase_timer *t, pb_phase p);

@@ -7,7 +7,8 @@ static const char *const phase_names[PB_PHASE_COUNT] = {
     [PB_PHASE_OPT] = "opt",         [PB_PHASE_SCATTER] = "scatter",
     [PB_PHASE_REPLICATE] = "replicate", [PB_PHASE_GATHER] = "gather",
     [PB_PHASE_REDUCE] = "reduce",   [PB_PHASE_P2P] = "p2p",
-    [PB_PHASE_BUBBLE] = "bubble",
+    [PB_PHASE_BUBBLE] = "bubble",   [PB_PHASE_TP_COMM] = "tp_comm",
+    [PB_PHASE_REDUCE_SCATTER] = "reduce_scatter", [PB_PHASE_ALLGATHER] = "allgather",
 };
 
 const char *pb_phase_name(pb_phase p)

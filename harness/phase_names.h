@@ -23,6 +23,9 @@ typedef enum pb_phase {
     PB_PHASE_REDUCE,
     PB_PHASE_P2P,
     PB_PHASE_BUBBLE,
+    PB_PHASE_TP_COMM, /* tensor parallel's all-reduces inside forward and backward (exposed) */
+    PB_PHASE_REDUCE_SCATTER, /* zero: reduce-scatter collective time (part of comm) */
+    PB_PHASE_ALLGATHER,      /* zero: all-gather collective time (part of comm) */
     PB_PHASE_COUNT
 } pb_phase;
 

@@ -126,13 +126,17 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     /* ranks need not divide the batch: the largest shard */
     int b = cfg->shape.batch, d = cfg->devices > 0 ? cfg->devices : 1;
     pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d",
-                  per_rank ? (b + d - 1) / d : strategy && strategy->needs_even_split ? b / d : b);
+                  per_rank && !strategy->rank_full_batch ? (b + d - 1) / d
+                  : strategy && strategy->needs_even_split ? b / d
+                                                           : b);
     pb_record_set(r, PB_COL_DEVICES, "%d", cfg->devices);
     pb_record_set(r, PB_COL_RANKS, "%d", per_rank ? cfg->devices : 1);
     if (microbatches) pb_record_set(r, PB_COL_MICROBATCHES, "%d", cfg->microbatches);
+    if (microbatches) pb_record_set(r, PB_COL_SCHEDULE, "%s", pb_schedule_name(cfg->schedule));
     /* without overlap there are no buckets: one all-reduce of everything */
     if (buckets && !cfg->no_overlap) pb_record_num(r, PB_COL_BUCKET_MB, cfg->bucket_mb);
     if (buckets) pb_record_set(r, PB_COL_NO_OVERLAP, "%d", cfg->no_overlap ? 1 : 0);
+    if (strategy && strategy->zero_stage) pb_record_set(r, PB_COL_ZERO_STAGE, "%d", cfg->zero_stage);
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
     pb_record_num(r, PB_COL_LR, cfg->lr);

@@ -53,6 +53,7 @@ extern "C" {
     X(DEVICES, "devices", CONFIG, ALL)                                        \
     X(RANKS, "ranks", CONFIG, NONE)                                           \
     X(MICROBATCHES, "microbatches", CONFIG, ALL)                              \
+    X(SCHEDULE, "schedule", CONFIG, ALL)                                      \
     X(BUCKET_MB, "bucket_mb", CONFIG, ALL)                                    \
     X(OVERSUBSCRIBED, "oversubscribed", ENV, NONE)                            \
     X(PRECISION, "precision", CONFIG, ALL)                                    \
@@ -71,6 +72,7 @@ extern "C" {
     X(LOADER_THREADS, "loader_threads", CONFIG, ALL)                          \
     X(CALIBRATE, "calibrate", CONFIG, ALL)                                    \
     X(NO_OVERLAP, "no_overlap", CONFIG, ALL)                                  \
+    X(ZERO_STAGE, "zero_stage", CONFIG, ALL)                                  \
     X(SPLIT, "split", CONFIG, ALL)                                            \
     X(DEVICE_MAP, "device_map", CONFIG, ALL)                                  \
     X(STEP_MS_MIN, "step_ms_min", METRIC, NONE)                               \
@@ -100,8 +102,15 @@ extern "C" {
     X(REDUCE_MS, "reduce_ms", METRIC, NONE)                                   \
     X(P2P_MS, "p2p_ms", METRIC, NONE)                                         \
     X(BUBBLE_MS, "bubble_ms", METRIC, NONE)                                   \
+    X(TP_COMM_MS, "tp_comm_ms", METRIC, NONE)                                 \
+    X(REDUCE_SCATTER_MS, "reduce_scatter_ms", METRIC, NONE)                   \
+    X(ALLGATHER_MS, "allgather_ms", METRIC, NONE)                             \
     X(OVERLAP_PCT, "overlap_pct", METRIC, NONE)                               \
     X(COMM_BYTES_PER_STEP, "comm_bytes_per_step", METRIC, NONE)               \
+    X(ALLREDUCE_BYTES_PER_STEP, "allreduce_bytes_per_step", METRIC, NONE)     \
+    X(REDUCE_SCATTER_BYTES_PER_STEP, "reduce_scatter_bytes_per_step", METRIC, NONE) \
+    X(ALLGATHER_BYTES_PER_STEP, "allgather_bytes_per_step", METRIC, NONE)     \
+    X(P2P_BYTES_PER_STEP, "p2p_bytes_per_step", METRIC, NONE)                 \
     X(ALGBW_GBPS, "algbw_gbps", METRIC, NONE)                                 \
     X(BUSBW_GBPS, "busbw_gbps", METRIC, NONE)                                 \
     X(BUBBLE_FRAC, "bubble_frac", METRIC, NONE)                               \
@@ -112,6 +121,11 @@ extern "C" {
     X(LOSS_LAST, "loss_last", METRIC, NONE)                                   \
     X(PEAK_MEM_MB, "peak_mem_mb", METRIC, NONE)                               \
     X(PEAK_MEM_MB_DEV0, "peak_mem_mb_dev0", METRIC, NONE)                     \
+    X(MEM_PLAN_MB, "mem_plan_mb", METRIC, NONE)                               \
+    X(MEM_PLAN_PARAMS_MB, "mem_plan_params_mb", METRIC, NONE)                 \
+    X(MEM_PLAN_GRADS_MB, "mem_plan_grads_mb", METRIC, NONE)                   \
+    X(MEM_PLAN_OPTIM_MB, "mem_plan_optim_mb", METRIC, NONE)                   \
+    X(MEM_PLAN_ACTS_MB, "mem_plan_acts_mb", METRIC, NONE)                     \
     X(HOST_RSS_MB, "host_rss_mb", METRIC, NONE)                               \
     X(SLOWEST_RANK, "slowest_rank", METRIC, NONE)                             \
     X(RANK_SPREAD_PCT, "rank_spread_pct", METRIC, NONE)                       \

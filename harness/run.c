@@ -63,6 +63,8 @@ typedef struct run_state {
     pb_device_info info;
     bool have_info;
     pb_calibration cal;
+    pb_memplan plan; /* the memory plan, once check_memory made it */
+    bool have_plan;
     pb_strategy_ctx ctx; /* the strategy keeps a pointer to it */
     /* rank-per-device strategies: the MPI world; rank 0 alone dumps,
      * verifies and writes the row */
@@ -150,26 +152,53 @@ static int loader_workers(const pb_config *cfg, int local_ranks)
 /* Refuses, before anything is allocated, a run whose memory plan does not
  * fit this host, its cgroup or a GPU: Linux would grant every allocation and
  * the OOM killer end the run mid-way, with no row and no message. */
-static pb_status check_memory(const run_state *rs)
+static pb_status check_memory(run_state *rs)
 {
     pb_memplan_env env = {.host_is_device = rs->be->host_is_device,
                           .local_ranks = rs->multi ? rs->world.local_ranks : 1,
                           .device = rs->multi ? rs->device : 0,
                           .writer = is_writer(rs)};
-    pb_memplan plan;
-    pb_memplan_compute(rs->cfg, &rs->model, &env, &plan);
+    pb_memplan_compute(rs->cfg, &rs->model, &env, &rs->plan);
+    rs->have_plan = true;
+    const pb_memplan *plan = &rs->plan;
+    /* --device-mem-mb first: the limit the user set is the one to tell */
+    if (rs->cfg->device_mem_mb > 0) {
+        pb_status st = pb_memplan_check_cap(plan, rs->cfg->device_mem_mb * 1048576.0);
+        if (st != PB_OK) return st;
+    }
     pb_host_room room;
     pb_host_room_read("", &room);
     double dev_free[PB_MAX_STAGES], dev_total[PB_MAX_STAGES];
-    for (int i = 0; i < plan.n_devices; i++) {
+    for (int i = 0; i < plan->n_devices; i++) {
         size_t f = 0, t = 0;
         dev_free[i] = dev_total[i] = -1.0;
         if (!rs->be->mem_info) continue;
-        if (rs->be->mem_info(plan.ordinal[i], &f, &t) != PB_OK) return pb_error_status();
+        if (rs->be->mem_info(plan->ordinal[i], &f, &t) != PB_OK) return pb_error_status();
         dev_free[i] = (double)f;
         dev_total[i] = (double)t;
     }
-    return pb_memplan_check(&plan, env.local_ranks, &room, dev_free, dev_total);
+    return pb_memplan_check(plan, env.local_ranks, &room, dev_free, dev_total);
+}
+
+static pb_status agreed_failure(run_state *rs, int failed_rank, pb_status code);
+
+/* Multi-rank: every rank learns whether one's memory check refused the
+ * run (a smaller device, or --device-mem-mb), so all stop together with
+ * the lowest refused rank's message and rank 0's failed row, instead of
+ * an MPI_Abort while the others go on into the comm's set-up. */
+static pb_status agree_memory(run_state *rs, pb_status mine)
+{
+    if (!rs->multi || rs->world.ranks <= 1) return mine;
+    int sig = 0, failed_rank = -1;
+    if (mine != PB_OK) {
+        failed_rank = rs->world.rank;
+        snprintf(rs->failed_why, sizeof rs->failed_why, "%s", pb_error_message());
+        pb_error_clear();
+    }
+    pb_status st = pb_world_agree_signal(&sig, &failed_rank, rs->cfg->timeout_s, 0);
+    if (st != PB_OK) return st;
+    /* a signal is agreed on again at the first step boundary */
+    return failed_rank >= 0 ? agreed_failure(rs, failed_rank, PB_ERR_NOMEM) : PB_OK;
 }
 
 static pb_status setup(run_state *rs)
@@ -177,7 +206,7 @@ static pb_status setup(run_state *rs)
     pb_status st = PB_OK;
     const pb_config *cfg = rs->cfg;
     PB_TRY(pb_model_of(cfg, &rs->model));
-    PB_TRY(check_memory(rs));
+    PB_TRY(agree_memory(rs, check_memory(rs)));
     PB_ALLOC(rs->params, rs->model.n_params);
     PB_ALLOC(rs->step_ms, cfg->iters);
     PB_ALLOC(rs->scratch, cfg->iters);
@@ -224,7 +253,7 @@ static pb_status setup(run_state *rs)
     /* started last, so its thread does not compete with setup; a rank
      * fills its shard alone (its strategy reads no other row) */
     int row0 = 0, rows = cfg->shape.batch;
-    if (rs->multi) pb_input_shard(cfg->shape.batch, rs->world.ranks, rs->world.rank, &row0, &rows);
+    if (rs->multi && !rs->strategy->rank_full_batch) pb_input_shard(cfg->shape.batch, rs->world.ranks, rs->world.rank, &row0, &rows);
     PB_TRY(pb_loader_create(rs->be, &rs->model, cfg->seed, row0, rows, (int64_t)cfg->warmup + cfg->iters,
                             loader_workers(cfg, rs->multi ? rs->world.local_ranks : 1), &rs->loader));
 cleanup:
@@ -257,15 +286,15 @@ static const char *signal_name(int sig) { return sig == 2 ? "SIGINT" : sig == 15
 
 /* A rank's failure at a step, learnt by every rank at the boundary after
  * it: the lowest failed rank's message, to every rank (rank 0 tells it). */
-static pb_status agreed_failure(run_state *rs, int failed_rank)
+static pb_status agreed_failure(run_state *rs, int failed_rank, pb_status code)
 {
     char why[sizeof rs->failed_why];
     snprintf(why, sizeof why, "%s", rs->failed_why);
     pb_status st = pb_world_share_text(why, sizeof why, failed_rank, rs->cfg->timeout_s);
     if (st != PB_OK) return st; /* a rank missing: aborted as any other error */
     rs->agreed_failure = true;
-    if (failed_rank == rs->world.rank) return pb_user_error(PB_ERR_NUMERIC, "%s", why);
-    return pb_user_error(PB_ERR_NUMERIC, "rank %d: %s", failed_rank, why);
+    if (failed_rank == rs->world.rank) return pb_user_error(code, "%s", why);
+    return pb_user_error(code, "rank %d: %s", failed_rank, why);
 }
 
 /* Multi-rank: every rank passes the signal it caught and adopts the
@@ -279,7 +308,7 @@ static pb_status stop_requested(run_state *rs, int64_t step)
         int failed_rank = rs->failed ? rs->world.rank : -1;
         pb_status st = pb_world_agree_signal(&sig, &failed_rank, rs->cfg->timeout_s, step);
         if (st != PB_OK) return st;
-        if (failed_rank >= 0) return agreed_failure(rs, failed_rank);
+        if (failed_rank >= 0) return agreed_failure(rs, failed_rank, PB_ERR_NUMERIC);
         if (sig && !pb_signals_caught()) pb_signals_set(sig);
     }
     if (sig && !rs->interrupted) {
@@ -470,7 +499,9 @@ static pb_status train(run_state *rs)
         rs->loss_last = res.loss;
         /* --verify judges the parameters after this step: keep them (between
          * two timed steps, so no step's time includes the copy) */
-        if (rs->verify_params && s + 1 == pb_verify_steps(cfg))
+        if (s + 1 == pb_verify_steps(cfg) &&
+            (rs->verify_params || (rs->strategy->params_collective && cfg->verify &&
+                                   pb_verify_steps(cfg) < (int64_t)cfg->warmup + cfg->iters)))
             PB_TRY(rs->strategy->get_params(rs->strategy_state, rs->verify_params));
         if (s < cfg->warmup) continue;
         int i = s - cfg->warmup;
@@ -529,6 +560,21 @@ static void fill_config(pb_record *r, const pb_config *cfg, const run_state *rs)
                   (rs->multi && rs->world.oversubscribed) || shares_hardware(cfg) ? 1 : 0);
 }
 
+/* The plan of the device with the largest one, by part: beside the
+ * measured peak_mem_mb in an ok row, and in a failed row the memory the
+ * run would have needed (a prediction, never a measurement) */
+static void fill_plan(pb_record *r, const run_state *rs)
+{
+    if (!rs->have_plan) return;
+    const pb_mem_parts *p = &rs->plan.device_parts[pb_memplan_largest(&rs->plan)];
+    const double mib = 1048576.0;
+    pb_record_num(r, PB_COL_MEM_PLAN_MB, pb_mem_parts_sum(p) / mib);
+    pb_record_num(r, PB_COL_MEM_PLAN_PARAMS_MB, p->params / mib);
+    pb_record_num(r, PB_COL_MEM_PLAN_GRADS_MB, p->grads / mib);
+    pb_record_num(r, PB_COL_MEM_PLAN_OPTIM_MB, p->optim / mib);
+    pb_record_num(r, PB_COL_MEM_PLAN_ACTS_MB, p->acts / mib);
+}
+
 static void fill_results(pb_record *r, run_state *rs)
 {
     const pb_config *cfg = rs->cfg;
@@ -556,6 +602,7 @@ static void fill_results(pb_record *r, run_state *rs)
         PB_COL_LOAD_MS, PB_COL_H2D_MS, PB_COL_FWD_MS, PB_COL_BWD_MS, PB_COL_COMM_MS,
         PB_COL_SYNC_MS, PB_COL_OPT_MS, PB_COL_SCATTER_MS, PB_COL_REPLICATE_MS,
         PB_COL_GATHER_MS, PB_COL_REDUCE_MS, PB_COL_P2P_MS, PB_COL_BUBBLE_MS,
+        PB_COL_TP_COMM_MS, PB_COL_REDUCE_SCATTER_MS, PB_COL_ALLGATHER_MS,
     };
     for (int p = 0; p < PB_PHASE_COUNT; p++)
         pb_record_num(r, phase_col[p], rs->phase_sum.ms[p] / cfg->iters);
@@ -577,8 +624,10 @@ static void fill_results(pb_record *r, run_state *rs)
 static pb_status finish_dump(run_state *rs)
 {
     /* ranks hold the same parameters after the all-reduce: rank 0's do */
-    if ((!rs->cfg->dump[0] && !rs->cfg->verify) || !is_writer(rs)) return PB_OK;
-    pb_status st = rs->strategy->get_params(rs->strategy_state, rs->params);
+    /* (split parameters: every rank sends rank 0 its part) */
+    if ((!rs->cfg->dump[0] && !rs->cfg->verify) || (!is_writer(rs) && !rs->strategy->params_collective)) return PB_OK;
+    pb_status st = rs->strategy->get_params(rs->strategy_state, is_writer(rs) ? rs->params : NULL);
+    if (!is_writer(rs)) return st;
     if (st != PB_OK || !rs->cfg->dump[0]) return st;
     return dump_params(rs->cfg, &rs->model, rs->params, true);
 }
@@ -850,6 +899,7 @@ pb_status pb_run(const pb_config *cfg)
     if (st == PB_OK) st = finish_dump(&rs);
 
     fill_config(rec, cfg, &rs);
+    fill_plan(rec, &rs);
     if (!rs.have_info) pb_backend_cpu.info(NULL, &rs.info); /* host facts still apply */
     pb_env_fill(rec, pb_find_backend(cfg->backend), &rs.info, cfg->devices);
     if (rs.multi) pb_record_set(rec, PB_COL_MPI, "%s", rs.world.version);

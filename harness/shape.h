@@ -18,6 +18,9 @@ extern "C" {
 
 typedef enum pb_precision { PB_FP32 = 0, PB_TF32, PB_BF16, PB_PRECISION_COUNT } pb_precision;
 typedef enum pb_optimizer { PB_OPT_SGD = 0, PB_OPT_ADAMW, PB_OPTIMIZER_COUNT } pb_optimizer;
+/* mp's pipeline schedule: GPipe (all forwards, then all backwards) or 1F1B
+ * (PipeDream-flush: at most p - stage microbatches in flight per stage) */
+typedef enum pb_schedule { PB_SCHED_GPIPE = 0, PB_SCHED_1F1B, PB_SCHEDULE_COUNT } pb_schedule;
 
 /* Shape of a workload. batch is always the global batch (samples: an MLP's
  * rows, a GPT's sequences). layers and batch are every workload's; the
@@ -36,6 +39,7 @@ typedef struct pb_shape {
 
 const char *pb_precision_name(pb_precision p);
 const char *pb_optimizer_name(pb_optimizer o);
+const char *pb_schedule_name(pb_schedule s);
 
 /* What a backend's open reads of the run (kernels/backend.h). NULL for
  * open: fp32, no workspace sized for a model. */
@@ -45,6 +49,9 @@ typedef struct pb_device_opts {
     /* the model's widest activation row (pb_model.max_width), 0 unknown:
      * sizes the cuda bf16 bias workspace up front */
     size_t max_width;
+    /* --device-mem-mb in bytes, 0 none: an allocation that would hold more
+     * on the device fails (PB_ERR_NOMEM) */
+    double mem_limit;
 } pb_device_opts;
 
 /* What a comm's init reads of the run (kernels/comm.h). The `local` comm

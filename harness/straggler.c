@@ -13,8 +13,13 @@
 #define MEDIAN_SE 1.2533
 
 /* Phases where a rank's own work goes: not the waits (sync) nor comm, which
- * overlaps backward and grows with the wait too. */
-static bool is_compute(int p) { return p != PB_PHASE_COMM && p != PB_PHASE_SYNC; }
+ * overlaps backward and grows with the wait too, nor comm's parts by kind
+ * (zero's reduce-scatters and all-gathers), nor tp's all-reduces. */
+static bool is_compute(int p)
+{
+    return p != PB_PHASE_COMM && p != PB_PHASE_SYNC && p != PB_PHASE_REDUCE_SCATTER && p != PB_PHASE_ALLGATHER &&
+           p != PB_PHASE_TP_COMM;
+}
 
 void pb_rank_stats_compute(const double *step_ms, const double *phases, int iters, double *scratch,
                            pb_rank_stats *out)
@@ -30,7 +35,8 @@ void pb_rank_stats_compute(const double *step_ms, const double *phases, int iter
     double busy_sum = 0.0;
     for (int i = 0; i < iters; i++) {
         const double *ph = phases + (size_t)i * PB_PHASE_COUNT;
-        scratch[i] = step_ms[i] - ph[PB_PHASE_SYNC];
+        /* exposed communication (tp's all-reduces too) waits for the others */
+        scratch[i] = step_ms[i] - ph[PB_PHASE_SYNC] - ph[PB_PHASE_TP_COMM];
         busy_sum += scratch[i];
         for (int p = 0; p < PB_PHASE_COUNT; p++) out->phase_ms[p] += ph[p] / iters;
     }

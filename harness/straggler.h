@@ -5,9 +5,10 @@
  * In a synchronous ddp step every rank's step time is the same (they all
  * wait for the slowest in the all-reduce), so step time cannot tell the
  * slow rank: the rule compares each rank's *busy* time, its step less
- * `sync` (the wait for the others' gradients), and names the compute phase
+ * `sync` (the wait for the others' gradients) and `tp_comm` (tp's blocking
+ * all-reduces, where the others wait too), and names the compute phase
  * where its extra time goes (any phase but `comm`, which overlaps backward,
- * and `sync`; or time in no phase). */
+ * `sync` and `tp_comm`; or time in no phase). */
 #ifndef PB_STRAGGLER_H
 #define PB_STRAGGLER_H
 
@@ -33,7 +34,7 @@ extern "C" {
  * them to rank 0 as PB_RANK_STATS_WIDTH doubles. */
 typedef struct pb_rank_stats {
     double step_p50, step_mean, step_p95; /* its own step times, ms */
-    double busy_p50;                      /* median of step - sync, ms */
+    double busy_p50;                      /* median of step - sync - tp_comm, ms */
     double busy_se;                       /* robust standard error of busy_p50 */
     double phase_ms[PB_PHASE_COUNT];      /* mean per step of each phase */
     double other_ms;                      /* mean busy time in no phase */

@@ -157,6 +157,18 @@ typedef struct pb_transformer_ops {
      * storing the softmax; dlogits may be logits */
     pb_status (*classifier)(pb_device *dev, float *dlogits, const float *logits, const int32_t *targets, int N,
                             int V, int Vp, float scale, float *loss_sum);
+    /* optional (NULL: residual_fwd then layernorm_fwd): res = a + b (res
+     * may alias a or b), then layernorm_fwd(out, mean, rstd, res, w, bias)
+     * in one pass over the residual stream */
+    pb_status (*residual_layernorm_fwd)(pb_device *dev, float *res, float *out, float *mean, float *rstd,
+                                        const float *a, const float *b, const float *w, const float *bias, int N,
+                                        int C);
+    /* the ops, and the backend's gemm_fwd / gemm_bwd that a transformer
+     * workload runs beside them, take activations in bf16 storage where
+     * the device's precision is bf16; false: fp32 activations only, and a
+     * bf16 run of a transformer workload is refused
+     * (workloads/transformer_check.h) */
+    bool bf16_act;
 } pb_transformer_ops;
 
 typedef struct pb_device_info {
@@ -244,6 +256,14 @@ typedef struct pb_backend {
     /* the GEMM with epilogues (pb_gemm above) and its backward */
     pb_status (*gemm_fwd)(pb_device *dev, const pb_gemm *g);
     pb_status (*gemm_bwd)(pb_device *dev, const pb_gemm_grad *g);
+    /* The two halves of the fused epilogues, for a layer whose GEMM output
+     * is summed across ranks first (tensor parallel's row-parallel layer,
+     * workloads/mlp_stage.c): y [m, n] += b (NULL: none) per row, then ReLU
+     * when relu, in place; and dy [m, n] masked in place by y > 0 (y: a
+     * ReLU's output), db (NULL: none) its column sums, as gemm_bwd's
+     * PB_DACT_RELU does */
+    pb_status (*bias_act)(pb_device *dev, int m, int n, void *y, const float *b, bool relu);
+    pb_status (*relu_bwd)(pb_device *dev, int m, int n, void *dy, const void *y, float *db);
     /* Softmax cross-entropy over m rows of c logits. Adds scale * sum of row
      * losses to *loss_sum (device fp32 scalar) and writes
      * dlogits = scale * (softmax - onehot). scale = 1 / global batch, so the
@@ -300,6 +320,20 @@ typedef struct pb_backend {
 
 extern const pb_backend pb_backend_cpu;
 extern const pb_backend pb_backend_cuda; /* stub when built without CUDA */
+
+/* --device-mem-mb in a backend's alloc: PB_ERR_NOMEM when `bytes` more on
+ * the device (holding `now`) would go beyond limit (bytes; 0 none). The
+ * run's plan refuses such a run before it allocates (harness/memplan.h);
+ * this is the backstop for what the plan does not foresee. */
+static inline pb_status pb_backend_check_limit(int ordinal, double limit, size_t now, size_t bytes)
+{
+    if (limit <= 0 || (double)now + (double)bytes <= limit) return PB_OK;
+    return pb_user_error(PB_ERR_NOMEM,
+                         "out of device memory: device %d: allocating %.1f MB more would hold %.1f MB, beyond "
+                         "--device-mem-mb %.1f",
+                         ordinal, (double)bytes / 1048576.0, ((double)now + (double)bytes) / 1048576.0,
+                         limit / 1048576.0);
+}
 
 /* True when this binary was built with the CUDA backend compiled in. */
 bool pb_cuda_built(void);

@@ -19,6 +19,10 @@ extern "C" {
 typedef struct pb_comm_ctx pb_comm_ctx; /* one per participant */
 typedef struct pb_comm_req pb_comm_req;
 
+/* The color of a participant that joins no group of a split (its *out is
+ * NULL), as MPI_UNDEFINED and NCCL_SPLIT_NOCOLOR. */
+#define PB_COMM_SPLIT_NONE (-1)
+
 typedef struct pb_comm {
     const char *name;
     const char *description;
@@ -63,6 +67,20 @@ typedef struct pb_comm {
      * starts at once (mp times the wait apart from the copy: the wait is
      * pipeline bubble); nothing where copies need no ordering (the cpu) */
     pb_status (*recv_ready)(pb_comm_ctx *ctx, int peer);
+    /* optional: MPI_Comm_split. A collective of ctx's group (every
+     * participant calls it, in its place among the group's collectives):
+     * the participants passing the same color >= 0 form a new group, their
+     * ranks in it ordered by key, ties by rank in ctx; *out is this
+     * participant's ctx there (NULL for PB_COMM_SPLIT_NONE), a ctx like
+     * init's: every operation above, its own requests, deadlines and
+     * abort (aborting one group leaves its parent and siblings running),
+     * destroyed on its own, before or after ctx. Fails with PB_ERR_COMM
+     * when a participant does not call it within deadline_s. The groups
+     * of one rank share that rank's progress: `mpi` runs every group's
+     * operations on the one comm thread in the order posted, so the ranks
+     * post them across groups in an order they all agree on (as blocking
+     * MPI collectives on several communicators need). */
+    pb_status (*split)(pb_comm_ctx *ctx, int color, int key, double deadline_s, pb_comm_ctx **out);
 } pb_comm;
 
 #ifdef __cplusplus

@@ -121,6 +121,7 @@ struct pb_comm_ctx {
     pb_device *dev;
     int rank, ranks;
     int64_t coll_seq;   /* collectives posted */
+    int64_t splits;     /* splits of the group called (each a collective) */
     int64_t *send_seq;  /* [ranks]: messages posted to each peer */
     int64_t *recv_seq;  /* [ranks]: receives posted from each peer */
     /* [DEPTH * (1 + 2 * ranks)]: ring 0 the collectives, 1 + peer the sends
@@ -146,7 +147,14 @@ struct pb_comm_ctx {
 
 struct group {
     group *next; /* the list of groups still forming */
+    uint64_t id; /* unique in the process, so a split's groups never join a later one's */
+    /* who joins: init's participants pass the same opts and ranks (parent
+     * 0); a split's, the parent group's id, the split's number in it and
+     * their color */
     const pb_comm_opts *opts;
+    uint64_t parent;
+    int64_t split;
+    int color;
     const pb_backend *be;
     int ranks, joined, members;
     pthread_mutex_t mu;
@@ -165,6 +173,15 @@ struct group {
  * and leaving (taken before any group's own lock). */
 static group *forming;
 static pthread_mutex_t forming_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t last_group_id; /* under forming_mu */
+
+/* The group a participant joins (struct group's fields of the same names). */
+typedef struct group_tag {
+    const pb_comm_opts *opts;
+    uint64_t parent;
+    int64_t split;
+    int color;
+} group_tag;
 
 /* --- groups ------------------------------------------------------------------ */
 
@@ -182,7 +199,7 @@ static void group_free(group *g)
 
 /* The slots and parts for every operation the group can have outstanding,
  * allocated once: calloc leaves the pages of unused pairs untouched. */
-static pb_status group_create(const pb_comm_opts *opts, const pb_backend *be, int ranks, group **out)
+static pb_status group_create(const group_tag *tag, const pb_backend *be, int ranks, group **out)
 {
     pb_status st = PB_OK;
     group *g = NULL;
@@ -194,7 +211,11 @@ static pb_status group_create(const pb_comm_opts *opts, const pb_backend *be, in
     PB_ALLOC(g->coll, DEPTH);
     PB_ALLOC(g->p2p, n_p2p);
     PB_ALLOC(g->parts, DEPTH * r + 2 * n_p2p);
-    g->opts = opts;
+    g->id = ++last_group_id;
+    g->opts = tag->opts;
+    g->parent = tag->parent;
+    g->split = tag->split;
+    g->color = tag->color;
     g->be = be;
     g->ranks = ranks;
     for (size_t i = 0; i < DEPTH; i++) g->coll[i].part = g->parts + i * r;
@@ -300,8 +321,10 @@ static void local_destroy(pb_comm_ctx *c)
     free(c);
 }
 
-static pb_status local_init(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank, int ranks,
-                            pb_comm_ctx **out)
+/* Joins the group of tag that is still forming as participant rank of
+ * ranks, or starts it. */
+static pb_status join(const group_tag *tag, const pb_backend *be, pb_device *dev, int rank, int ranks,
+                      pb_comm_ctx **out)
 {
     pb_status st = PB_OK;
     pb_comm_ctx *c = NULL;
@@ -325,12 +348,13 @@ static pb_status local_init(const pb_comm_opts *opts, const pb_backend *be, pb_d
     group *g = forming;
     for (; g; g = g->next) {
         pthread_mutex_lock(&g->mu);
-        bool fits = g->opts == opts && g->ranks == ranks && !g->member[rank] && !g->aborted;
+        bool fits = g->opts == tag->opts && g->parent == tag->parent && g->split == tag->split &&
+                    g->color == tag->color && g->ranks == ranks && !g->member[rank] && !g->aborted;
         pthread_mutex_unlock(&g->mu);
         if (fits) break;
     }
     if (!g) {
-        PB_TRY(group_create(opts, be, ranks, &g));
+        PB_TRY(group_create(tag, be, ranks, &g));
         g->next = forming;
         forming = g;
     }
@@ -356,6 +380,12 @@ cleanup:
     if (locked) pthread_mutex_unlock(&forming_mu);
     local_destroy(c);
     return st;
+}
+
+static pb_status local_init(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank, int ranks,
+                            pb_comm_ctx **out)
+{
+    return join(&(group_tag){.opts = opts}, be, dev, rank, ranks, out);
 }
 
 /* --- running an operation ----------------------------------------------------- */
@@ -874,6 +904,47 @@ static void local_abort(pb_comm_ctx *c)
     pthread_mutex_unlock(&c->g->mu);
 }
 
+/* The participants' (color, key) pairs go round in an allgather of the
+ * group, in its place among the group's collectives, so a split gets the
+ * deadline, abort and mismatch checks of every collective; each then joins
+ * the group of (this group, this split, its color) with its rank there. */
+static pb_status local_split(pb_comm_ctx *c, int color, int key, double deadline_s, pb_comm_ctx **out)
+{
+    pb_status st = PB_OK;
+    group *g = c->g;
+    int ranks = c->ranks, all[2 * PB_MAX_STAGES], mine[2] = {color < 0 ? PB_COMM_SPLIT_NONE : color, key};
+    size_t each = sizeof mine;
+    void *buf = NULL;
+    pb_comm_req *req = NULL;
+    group_tag tag = {.opts = g->opts, .parent = g->id, .split = c->splits++, .color = mine[0]};
+    *out = NULL;
+    /* device memory: on cuda the allgather's copies are the devices' */
+    PB_TRY(c->be->alloc(c->dev, each * (size_t)ranks, &buf));
+    char *me = (char *)buf + each * (size_t)c->rank;
+    PB_TRY(c->be->upload(c->dev, me, mine, each));
+    PB_TRY(local_allgather(c, me, buf, each, &req));
+    st = local_wait(c, req, deadline_s);
+    if (st != PB_OK) {
+        /* a late participant's post may still run the allgather into buf:
+         * left allocated, as a timed-out wait leaves any buffer to the
+         * operation; the parent's group is not usable after this (the
+         * allgather stays outstanding on it), the run ends */
+        return st;
+    }
+    PB_TRY(c->be->download(c->dev, all, buf, each * (size_t)ranks));
+    if (mine[0] < 0) goto cleanup;
+    int rank = 0, size = 0;
+    for (int r = 0; r < ranks; r++) {
+        if (all[2 * r] != mine[0]) continue;
+        size++;
+        rank += all[2 * r + 1] < key || (all[2 * r + 1] == key && r < c->rank);
+    }
+    PB_TRY(join(&tag, c->be, c->dev, rank, size, out));
+cleanup:
+    if (buf) c->be->free(c->dev, buf);
+    return st;
+}
+
 /* No library: the process's own threads and the backend's copies. */
 static const char *local_version(void) { return ""; }
 
@@ -896,4 +967,5 @@ const pb_comm pb_comm_local = {
     .req_ms = local_req_ms,
     .recv_ready = local_recv_ready,
     .abort = local_abort,
+    .split = local_split,
 };

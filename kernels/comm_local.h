@@ -6,6 +6,9 @@
  * same opts pointer and ranks, from one thread or from several; the calls
  * join the group of that (opts, ranks) that is still forming. Groups of the
  * same opts form one at a time.
+ * A split (comm.h) forms sub-groups the same way: the participants of a
+ * group with one color join the group of (that group, that split, that
+ * color), which has a lock, slots and abort of its own.
  *
  * A participant's k-th collective matches the other participants' k-th, and
  * a send from a to b matches b's recv from a in the order each side posted

@@ -33,7 +33,7 @@ set linetype 9 lc rgb '#777777' lw 1.5 pt 6 ps 1.3
 
 # One fixed colour per phase, the same in every plot (study/plot.c names
 # them by these numbers): load h2d scatter replicate fwd gather bwd reduce
-# p2p bubble sync opt other
+# p2p bubble sync opt other, and tp_comm (24)
 set linetype 11 lc rgb '#BBBBBB'
 set linetype 12 lc rgb '#CC79A7'
 set linetype 13 lc rgb '#88CCEE'
@@ -47,6 +47,7 @@ set linetype 20 lc rgb '#F0E442'
 set linetype 21 lc rgb '#E69F00'
 set linetype 22 lc rgb '#009E73'
 set linetype 23 lc rgb '#555555'
+set linetype 24 lc rgb '#332288'
 
 if (exists("ntitle")) {
     ptitle = title1

@@ -45,9 +45,11 @@
 #include "../kernels/progress.h"
 #include "../kernels/comm.h"
 #include "../kernels/world.h"
+#include "dp_common.h"
 #include "input.h"
 #include "replica.h"
 #include "strategy.h"
+#include "volume.h"
 
 #define DDP_MAX_BUCKETS 4000
 
@@ -81,11 +83,6 @@ typedef struct ddp_state {
 
 } ddp_state;
 
-static size_t bucket_floats(const pb_config *cfg)
-{
-    double f = cfg->bucket_mb * 1048576.0 / sizeof(float);
-    return f < 1.0 ? 1 : (size_t)f;
-}
 
 static pb_status ddp_validate(const pb_config *cfg, const pb_model *model)
 {
@@ -97,7 +94,7 @@ static pb_status ddp_validate(const pb_config *cfg, const pb_model *model)
         return pb_usage_error("--batch %d is smaller than --gpus %d; ddp gives every rank at least one row",
                               cfg->shape.batch, cfg->devices);
     if (!cfg->no_overlap) {
-        size_t per = bucket_floats(cfg), n = (model->n_params + per - 1) / per;
+        size_t per = pb_bucket_floats(cfg), n = (model->n_params + per - 1) / per;
         if (n > DDP_MAX_BUCKETS)
             return pb_usage_error("--bucket-mb %g makes %zu buckets of the %zu-parameter model; allowed: at most %d "
                                   "(a larger --bucket-mb)",
@@ -148,7 +145,7 @@ static pb_status ddp_init(const pb_strategy_ctx *ctx, void **state)
     pb_comm_opts comm_opts = pb_config_comm_opts(cfg); /* ranks: no group of pointers to keep */
     PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, s->rank, s->ranks, &s->comm));
 
-    size_t n = s->rep.p_len, per = cfg->no_overlap ? n : bucket_floats(cfg);
+    size_t n = s->rep.p_len, per = cfg->no_overlap ? n : pb_bucket_floats(cfg);
     s->n_buckets = (int)((n + per - 1) / per);
     PB_ALLOC(s->bucket, s->n_buckets);
     for (int i = 0; i < s->n_buckets; i++) {
@@ -211,16 +208,6 @@ static pb_status grads_ready(void *arg, int b)
 
 /* --- the step ------------------------------------------------------------------ */
 
-/* A failed wait's message (it names rank and host) with the step. */
-static pb_status with_step(pb_status st, int64_t step)
-{
-    if (st == PB_OK) return st;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", pb_error_message());
-    pb_error_clear();
-    return pb_user_error(st, "ddp step %lld: %s", (long long)step, msg);
-}
-
 static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *out)
 {
     ddp_state *s = state;
@@ -271,12 +258,12 @@ static pb_status ddp_step(void *state, const pb_batch *batch, pb_step_result *ou
     for (; s->launched < s->n_buckets; s->launched++) PB_TRY(launch_bucket(s, &s->bucket[s->launched]));
     for (int i = 0; i < s->n_buckets; i++) {
         ddp_bucket *b = &s->bucket[i];
-        PB_TRY(with_step(comm->wait(s->comm, b->req, cfg->timeout_s), batch->step));
+        PB_TRY(pb_with_step(comm->wait(s->comm, b->req, cfg->timeout_s), "ddp", batch->step));
         if (comm->req_ms) comm_ms += comm->req_ms(b->req);
         if (s->staged)
             PB_TRY(be->upload(s->dev, r->grads + b->lo, s->host_grads + b->lo, (b->hi - b->lo) * sizeof(float)));
     }
-    PB_TRY(with_step(comm->wait(s->comm, s->loss_req, cfg->timeout_s), batch->step));
+    PB_TRY(pb_with_step(comm->wait(s->comm, s->loss_req, cfg->timeout_s), "ddp", batch->step));
     if (comm->req_ms) comm_ms += comm->req_ms(s->loss_req);
     if (s->dev_comm) PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
     PB_TRY(pb_phase_end(&s->timer));
@@ -337,6 +324,10 @@ static void ddp_report(void *state, const pb_step_times *mean, pb_record *row)
     double overlap = comm > 0 ? 100.0 * (1.0 - sync / comm) : NAN;
     pb_record_num(row, PB_COL_OVERLAP_PCT, overlap < 0 ? 0 : overlap);
     pb_record_set(row, PB_COL_COMM_BYTES_PER_STEP, "%zu", s->rep.p_len * sizeof(float));
+    /* the gradients' ring all-reduce (the loss's one float left out) */
+    pb_comm_bytes vol = pb_comm_bytes_none();
+    vol.allreduce = pb_ring_allreduce_bytes((double)s->rep.p_len, n);
+    pb_comm_bytes_record(&vol, row);
     pb_record_num(row, PB_COL_ALGBW_GBPS, algbw);
     pb_record_num(row, PB_COL_BUSBW_GBPS, algbw * 2.0 * (n - 1) / n);
 }

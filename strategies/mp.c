@@ -2,29 +2,36 @@
  *
  * The workload's blocks are split into N contiguous stages (balanced by
  * each block's FLOPs, or at the --split boundaries), one stage per device. With --microbatches M the global
- * batch is cut into M microbatches of batch/M rows and pipelined with the
- * GPipe schedule: every stage runs all its forwards (microbatch 0..M-1), then
- * all its backwards in reverse order (M-1..0), then its optimizer. M = 1 is
- * the naive layer split of the classic two-GPU example. The batch itself is
- * not split across devices: every stage sees every row.
+ * batch is cut into M microbatches of batch/M rows and pipelined by
+ * --schedule (schedule_ops): GPipe, every stage runs all its forwards
+ * (microbatch 0..M-1), then all its backwards in reverse order (M-1..0);
+ * 1F1B (PipeDream-flush), stage k runs p-k-1 warm-up forwards, then one
+ * forward and one backward in turn, then the remaining backwards, in
+ * microbatch order. Then its optimizer. M = 1 is the naive layer split of
+ * the classic two-GPU example. The batch itself is not split across
+ * devices: every stage sees every row.
  *
  * Each stage has a host thread (a persistent worker), so the stages really
  * overlap on the CPU backend (whose calls are synchronous) and enqueue their
- * own streams on CUDA. A stage's replica keeps M slots of activations (the
- * workload's stage, workloads/workload.h), so every microbatch keeps its
- * activations until its backward: microbatch j is slot j, rows
- * [j*mb, (j+1)*mb) of the stage's buffers. The activation a stage hands the
+ * own streams on CUDA. A stage's replica keeps a slot of activations (the
+ * workload's stage, workloads/workload.h) per microbatch it holds between
+ * its forward and backward: GPipe M, 1F1B min(M, p - k) (stage_slots);
+ * microbatch j is slot j mod slots, rows [slot*mb, (slot+1)*mb) of the
+ * stage's buffers. Where a stage holds every microbatch it takes the batch
+ * (inputs, targets) at once; otherwise each microbatch's rows go to its
+ * slot before its forward. The activation a stage hands the
  * next and its gradient are the workload's block boundary (its output
- * elements per sample). Backward overwrites gradients, so microbatch M-1
- * (the first one back) writes the stage's gradients and the others write a
+ * elements per sample). Backward overwrites gradients, so the first
+ * microbatch back writes the stage's gradients and the others write a
  * scratch buffer that is added in with axpy. The loss uses scale 1/global batch on every microbatch, so the sums
  * are the global mean, as in `single`.
  *
  * Stage to stage (phase p2p), send/recv of the run's comm (`local`: stage k
  * is participant k) per microbatch: activations from the sender's output
- * rows (never overwritten within a step), and input gradients from the
- * sender's send buffer (backward's own gradient buffers are reused by the
- * next microbatch, so a stage copies its input gradient there first). The
+ * rows (a slot is rewritten only after its send was waited for), and input
+ * gradients from the sender's send buffer (backward's own gradient buffers
+ * are reused by the next microbatch, so a stage copies its input gradient
+ * there first; send_slots of them, reused the same way). The
  * local comm runs a message when its second half is posted, on that
  * poster's thread; the sender posts its send and then bumps a counter the
  * receiver waits on (outside its spans: bubble), so the receiver always
@@ -43,10 +50,10 @@
  * waited on the other stages. The row's phases are the mean over stages, and
  * bubble_ms the mean bubble, so h2d + fwd + p2p + bwd + opt + bubble = T: the
  * phases tile the step exactly, and with load the harness's step. The last
- * stage's loss is timed in bwd (GPipe computes each microbatch's loss
- * gradient when that microbatch's backward starts). bubble_frac is the mean
- * bubble over the mean T of the measured steps; bubble_frac_theory is GPipe's
- * (p-1)/(m+p-1). A receiver's waiting is outside its spans on both
+ * stage's loss is timed in bwd (each microbatch's loss gradient is computed
+ * when that microbatch's backward starts). bubble_frac is the mean bubble
+ * over the mean T of the measured steps; bubble_frac_theory is
+ * (p-1)/(m+p-1), GPipe's and 1F1B's alike. A receiver's waiting is outside its spans on both
  * backends, so it counts as bubble and p2p is the copy alone: on the CPU the
  * stage waits on the host (wait_for) before its span begins; on CUDA the
  * host wait only sees the send posted, and the stream's wait for the
@@ -95,13 +102,17 @@ typedef struct mp_stage {
     mp_state *s;
     int idx;
     pb_device *dev;
-    pb_replica rep;  /* M slots of mb rows: the whole batch */
+    pb_replica rep;  /* stage_slots() slots of mb rows (GPipe: M, the whole batch) */
     span_log log;
     float *gscratch; /* p_len: gradients of microbatches after the first back (M > 1) */
     float *tscratch; /* the other end's gradient of a tied tensor (first and last stage) */
-    void *gsend;     /* [batch, in of the stage] input gradients for the previous stage */
+    void *gsend;     /* send_slots() slots of [mb, in of the stage]: input gradients for the previous stage */
     pb_comm_ctx *cc; /* participant idx of the comm */
-    pb_comm_req **sreq; /* [2 * M]: forward sends, then backward sends, in posting order */
+    /* [2 * M]: forward sends, then backward sends, in posting order; NULL
+     * once waited for */
+    pb_comm_req **sreq;
+    int *ops;           /* [2 * M]: the stage's forwards and backwards in the schedule's order */
+    int send_slots;     /* gsend's slots of mb rows */
     pthread_t thread;
     bool thread_started;
     /* one step's outcome, written by the worker */
@@ -118,6 +129,7 @@ struct mp_state {
     const pb_strategy_ctx *ctx;
     const pb_comm *comm;
     int p, m, mb;
+    pb_schedule sched;
     int first[PB_MAX_STAGES + 1]; /* stage i has blocks [first[i], first[i+1]) */
     mp_stage stage[PB_MAX_STAGES];
 
@@ -145,6 +157,50 @@ struct mp_state {
     int measured;
     double sum_step_ms, sum_bubble_ms;
 };
+
+/* --- the schedule ---------------------------------------------------------- */
+
+/* Stage k's 2m operations in order: j >= 0 the forward of microbatch j,
+ * -(j + 1) its backward.
+ * GPipe: every forward (0..m-1), then every backward, last first.
+ * 1F1B (PipeDream-flush, Megatron's non-interleaved schedule): w = p-k-1
+ * warm-up forwards, then one forward and one backward in turn, then the
+ * cool-down backwards; backwards go in microbatch order, so stage k holds
+ * at most w + 1 = p - k microbatches between forward and backward. */
+static void schedule_ops(pb_schedule sched, int p, int m, int k, int *ops)
+{
+    int n = 0;
+    if (sched == PB_SCHED_GPIPE) {
+        for (int j = 0; j < m; j++) ops[n++] = j;
+        for (int j = m - 1; j >= 0; j--) ops[n++] = -(j + 1);
+        return;
+    }
+    int w = p - k - 1 < m ? p - k - 1 : m;
+    for (int j = 0; j < w; j++) ops[n++] = j;
+    for (int i = 0; i < m - w; i++) {
+        ops[n++] = w + i;
+        ops[n++] = -(i + 1);
+    }
+    for (int j = m - w; j < m; j++) ops[n++] = -(j + 1);
+}
+
+/* Microbatch j's place among the stage's backwards (0: the first back). */
+static int bwd_rank(pb_schedule sched, int m, int j) { return sched == PB_SCHED_GPIPE ? m - 1 - j : j; }
+
+/* Activation slots stage k keeps: GPipe every microbatch's, 1F1B its most
+ * in flight, min(m, p - k); microbatch j uses slot j % slots (1F1B's
+ * backwards go in order, so slot j's previous microbatch is back). */
+static int stage_slots(pb_schedule sched, int p, int m, int k)
+{
+    return sched == PB_SCHED_GPIPE || m < p - k ? m : p - k;
+}
+
+/* Slots of a stage's input-gradient send buffer: GPipe one per microbatch
+ * (they stay put until the step ends); 1F1B two, a slot reused once the
+ * send two before it has been taken, which the previous stage does without
+ * anything more from this one (its backward of that microbatch needs only
+ * its own forwards), so the wait cannot deadlock. */
+static int send_slots(pb_schedule sched, int m) { return sched == PB_SCHED_GPIPE || m < 2 ? m : 2; }
 
 /* --- stage boundaries ---------------------------------------------------- */
 
@@ -341,6 +397,16 @@ cleanup:
     return st;
 }
 
+/* Waits for send i unless already waited for: its rows may be reused. */
+static pb_status wait_send(mp_stage *g, int i)
+{
+    pb_status st = PB_OK;
+    if (g->sreq[i]) PB_TRY(g->s->comm->wait(g->cc, g->sreq[i], g->s->ctx->cfg->timeout_s));
+    g->sreq[i] = NULL;
+cleanup:
+    return st;
+}
+
 /* Posts send i (sreq[i]) of buf to stage `to`, then lets it know (counter
  * = value); first waits for the send SEND_WINDOW before it in the same
  * direction (base: the direction's first index). Outside the spans: it
@@ -350,7 +416,7 @@ static pb_status post_send(mp_stage *g, const void *buf, size_t bytes, int to, i
 {
     pb_status st = PB_OK;
     const pb_comm *cm = g->s->comm;
-    if (i - base >= SEND_WINDOW) PB_TRY(cm->wait(g->cc, g->sreq[i - SEND_WINDOW], g->s->ctx->cfg->timeout_s));
+    if (i - base >= SEND_WINDOW) PB_TRY(wait_send(g, i - SEND_WINDOW));
     PB_TRY(cm->send(g->cc, buf, bytes, to, &g->sreq[i]));
     publish(g->s, counter, value);
 cleanup:
@@ -362,8 +428,7 @@ cleanup:
 static pb_status drain_sends(mp_stage *g, int base, int end)
 {
     pb_status st = PB_OK;
-    for (int i = end - SEND_WINDOW > base ? end - SEND_WINDOW : base; i < end; i++)
-        PB_TRY(g->s->comm->wait(g->cc, g->sreq[i], g->s->ctx->cfg->timeout_s));
+    for (int i = end - SEND_WINDOW > base ? end - SEND_WINDOW : base; i < end; i++) PB_TRY(wait_send(g, i));
 cleanup:
     return st;
 }
@@ -393,12 +458,37 @@ cleanup:
     return st;
 }
 
-static pb_status stage_step(mp_stage *g)
+/* n microbatches' rows of the batch from microbatch j on into the slots
+ * from `slot` on: their inputs on the first stage, their targets on the
+ * last (and the loss zeroed before the step's first), timed as h2d. */
+static pb_status upload_rows(mp_stage *g, int j, int n, int slot)
 {
     mp_state *s = g->s;
     const pb_backend *be = s->ctx->be;
     const pb_model *model = s->ctx->model;
     const pb_batch *batch = s->batch;
+    pb_replica *r = &g->rep;
+    pb_status st = PB_OK;
+    size_t row0 = (size_t)j * s->mb, rows = (size_t)n * s->mb;
+    PB_TRY(span_begin(&g->log, PB_PHASE_H2D));
+    if (g->idx == 0)
+        PB_TRY(pb_input_upload(be, g->dev, model, pb_replica_buf(r, PB_STAGE_IN, slot),
+                               (const char *)batch->inputs + row0 * pb_model_input_bytes(model), rows));
+    if (g->idx == s->p - 1) {
+        size_t tb = pb_model_target_bytes(model);
+        PB_TRY(be->upload(g->dev, pb_replica_targets(r, slot), (const char *)batch->targets + row0 * tb, rows * tb));
+        if (j == 0) PB_TRY(be->zero(g->dev, r->loss_sum, sizeof(float)));
+    }
+    PB_TRY(span_end(&g->log));
+cleanup:
+    return st;
+}
+
+static pb_status stage_step(mp_stage *g)
+{
+    mp_state *s = g->s;
+    const pb_backend *be = s->ctx->be;
+    const pb_model *model = s->ctx->model;
     pb_replica *r = &g->rep;
     pb_status st = PB_OK;
     int k = g->idx, last = s->p - 1, M = s->m, mb = s->mb;
@@ -407,51 +497,55 @@ static pb_status stage_step(mp_stage *g)
      * (and sends back as its gradient) and what it hands the next */
     size_t w_in = model->block[r->b0].in_elems, w_out = model->block[r->b1 - 1].out_elems;
     size_t in_mb = be->act_bytes(g->dev, (size_t)mb * w_in), out_mb = be->act_bytes(g->dev, (size_t)mb * w_out);
+    /* a stage that keeps every microbatch's rows takes the batch at once;
+     * 1F1B's first and last stage take each microbatch's into its slot */
+    int S = r->slots;
+    bool whole = S == M;
     g->log.n = 0;
     g->log.cur_mb = -1;
     g->loss = 0.0f;
 
-    if (k == 0 || k == last) {
-        PB_TRY(span_begin(&g->log, PB_PHASE_H2D));
-        if (k == 0) PB_TRY(pb_input_upload(be, g->dev, model, pb_replica_buf(r, PB_STAGE_IN, 0), batch->inputs, B));
-        if (k == last) {
-            PB_TRY(be->upload(g->dev, r->targets, batch->targets, B * pb_model_target_bytes(model)));
-            PB_TRY(be->zero(g->dev, r->loss_sum, sizeof(float)));
-        }
-        PB_TRY(span_end(&g->log));
-    }
+    memset(g->sreq, 0, 2 * (size_t)M * sizeof *g->sreq);
+    if ((k == 0 || k == last) && whole) PB_TRY(upload_rows(g, 0, M, 0));
 
-    /* GPipe: every forward ... */
-    for (int j = 0; j < M; j++) {
+    for (int n = 0; n < 2 * M; n++) {
+        int j = g->ops[n] >= 0 ? g->ops[n] : -g->ops[n] - 1, slot = j % S;
         g->log.cur_mb = j;
-        if (k > 0) {
-            PB_TRY(wait_for(g, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j));
-            PB_TRY(receive(g, pb_replica_buf(r, PB_STAGE_IN, j), in_mb, k - 1));
+        if (g->ops[n] >= 0) {
+            /* forward of j */
+            if (!whole && (k == 0 || k == last)) PB_TRY(upload_rows(g, j, 1, slot));
+            if (k > 0) {
+                PB_TRY(wait_for(g, &s->fwd_ready[k - 1], j + 1, k - 1, "forward activations", j));
+                PB_TRY(receive(g, pb_replica_buf(r, PB_STAGE_IN, slot), in_mb, k - 1));
+            }
+            /* the slot's output rows were sent for microbatch j - S: taken
+             * long since (that one is back), but the send is waited for */
+            if (k < last && j >= S) PB_TRY(wait_send(g, j - S));
+            PB_TRY(span_begin(&g->log, PB_PHASE_FWD));
+            PB_TRY(pb_replica_forward(r, slot, mb));
+            PB_TRY(span_end(&g->log));
+            if (k < last)
+                PB_TRY(post_send(g, pb_replica_buf(r, PB_STAGE_OUT, slot), out_mb, k + 1, 0, j, &s->fwd_ready[k],
+                                 j + 1));
+            continue;
         }
-        PB_TRY(span_begin(&g->log, PB_PHASE_FWD));
-        PB_TRY(pb_replica_forward(r, j, mb));
-        PB_TRY(span_end(&g->log));
-        if (k < last)
-            PB_TRY(post_send(g, pb_replica_buf(r, PB_STAGE_OUT, j), out_mb, k + 1, 0, j, &s->fwd_ready[k], j + 1));
-    }
-
-    /* ... then every backward, last microbatch first */
-    for (int j = M - 1; j >= 0; j--) {
-        g->log.cur_mb = j;
+        /* backward of j, the stage's nb-th */
+        int nb = bwd_rank(s->sched, M, j), gs = nb % g->send_slots;
         if (k < last) {
-            PB_TRY(wait_for(g, &s->bwd_ready[k + 1], M - j, k + 1, "input gradients", j));
-            PB_TRY(receive(g, pb_replica_buf(r, PB_STAGE_DOUT, j), out_mb, k + 1));
+            PB_TRY(wait_for(g, &s->bwd_ready[k + 1], nb + 1, k + 1, "input gradients", j));
+            PB_TRY(receive(g, pb_replica_buf(r, PB_STAGE_DOUT, slot), out_mb, k + 1));
         }
+        if (k > 0 && nb >= g->send_slots) PB_TRY(wait_send(g, M + nb - g->send_slots));
         PB_TRY(span_begin(&g->log, PB_PHASE_BWD));
-        if (k == last) PB_TRY(pb_replica_loss(r, j, mb, 1.0f / (float)B));
-        bool first_back = j == M - 1;
+        if (k == last) PB_TRY(pb_replica_loss(r, slot, mb, 1.0f / (float)B));
+        bool first_back = nb == 0;
         void *dx = NULL;
-        PB_TRY(pb_replica_backward(r, j, mb, first_back ? NULL : g->gscratch, k > 0 ? &dx : NULL, NULL, NULL));
+        PB_TRY(pb_replica_backward(r, slot, mb, first_back ? NULL : g->gscratch, k > 0 ? &dx : NULL, NULL, NULL));
         if (!first_back) PB_TRY(be->axpy(g->dev, r->p_len, 1.0f, g->gscratch, r->grads));
-        void *send_rows = k > 0 ? (char *)g->gsend + be->act_bytes(g->dev, (size_t)j * mb * w_in) : NULL;
+        void *send_rows = k > 0 ? (char *)g->gsend + be->act_bytes(g->dev, (size_t)gs * mb * w_in) : NULL;
         if (k > 0) PB_TRY(be->copy(g->dev, send_rows, dx, in_mb));
         PB_TRY(span_end(&g->log));
-        if (k > 0) PB_TRY(post_send(g, send_rows, in_mb, k - 1, M, M + (M - 1 - j), &s->bwd_ready[k], M - j));
+        if (k > 0) PB_TRY(post_send(g, send_rows, in_mb, k - 1, M, M + nb, &s->bwd_ready[k], nb + 1));
     }
 
     g->log.cur_mb = -1;
@@ -553,6 +647,7 @@ static void mp_destroy(void *state)
         if (g->gsend) be->free(g->dev, g->gsend);
         if (g->cc) s->comm->destroy(g->cc);
         free(g->sreq);
+        free(g->ops);
         pb_replica_destroy(&g->rep);
         be->close(g->dev);
     }
@@ -571,22 +666,25 @@ static pb_status stage_init(mp_state *s, int k)
     const pb_model *model = ctx->model;
     mp_stage *g = &s->stage[k];
     pb_status st = PB_OK;
-    int B = cfg->shape.batch;
     g->s = s;
     g->idx = k;
     int ordinal = cfg->n_device_map ? cfg->device_map[k] : k;
     PB_TRY(be->open(&s->dev_opts, ordinal, &g->dev));
     /* the targets only where the loss is taken */
-    PB_TRY(pb_replica_init(&g->rep, be, g->dev, cfg, model, s->first[k], s->first[k + 1], s->mb, s->m, ctx->init_params,
-                           true, k == s->p - 1));
+    PB_TRY(pb_replica_init(&g->rep, be, g->dev, cfg, model, s->first[k], s->first[k + 1], s->mb,
+                           stage_slots(s->sched, s->p, s->m, k), ctx->init_params, true, k == s->p - 1));
     PB_TRY(span_log_init(&g->log, be, g->dev, 4 * s->m + 4));
     if (s->m > 1) PB_TRY(be->alloc(g->dev, g->rep.p_len * sizeof(float), (void **)&g->gscratch));
     if (model->n_tied && s->p > 1 && (k == 0 || k == s->p - 1))
         PB_TRY(be->alloc(g->dev, model->n_tied * sizeof(float), (void **)&g->tscratch));
+    g->send_slots = send_slots(s->sched, s->m);
     if (k > 0)
-        PB_TRY(be->alloc(g->dev, be->act_bytes(g->dev, (size_t)B * model->block[s->first[k]].in_elems),
+        PB_TRY(be->alloc(g->dev,
+                         be->act_bytes(g->dev, (size_t)g->send_slots * s->mb * model->block[s->first[k]].in_elems),
                          &g->gsend));
     PB_ALLOC(g->sreq, 2 * (size_t)s->m);
+    PB_ALLOC(g->ops, 2 * (size_t)s->m);
+    schedule_ops(s->sched, s->p, s->m, k, g->ops);
     PB_TRY(s->comm->init(&s->comm_opts, be, g->dev, k, s->p, &g->cc));
 cleanup:
     return st;
@@ -603,6 +701,7 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
     s->p = ctx->cfg->devices;
     s->m = ctx->cfg->microbatches;
     s->mb = ctx->cfg->shape.batch / s->m;
+    s->sched = ctx->cfg->schedule;
     stage_bounds(ctx->cfg, ctx->model, s->first);
     PB_REQUIRE(pthread_mutex_init(&s->mu, NULL) == 0, PB_ERR_INTERNAL, "pthread_mutex_init failed");
     if (pb_cond_init_monotonic(&s->cv) != 0) { /* waits with deadlines */
@@ -772,6 +871,15 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
         pb_record_num(row, PB_COL_BUBBLE_FRAC, s->sum_bubble_ms / s->sum_step_ms);
     pb_record_num(row, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
     pb_record_set(row, PB_COL_MICROBATCHES, "%d", s->m);
+    /* what crosses one stage boundary per step (the mean over boundaries):
+     * the batch's activations forward and their gradients back, 2 B w e
+     * bytes (docs/strategies.md); the tied gradient's exchange is not a
+     * boundary's */
+    double cross = 0.0;
+    for (int k = 1; k < s->p; k++)
+        cross += 2.0 * (double)s->ctx->be->act_bytes(s->stage[k].dev, (size_t)s->ctx->cfg->shape.batch *
+                                                                          s->ctx->model->block[s->first[k]].in_elems);
+    pb_record_num(row, PB_COL_P2P_BYTES_PER_STEP, cross / (p - 1.0));
     pb_record_set(row, PB_COL_P2P, "%s", pb_p2p_link_name(s->p2p.worst));
     /* the split the run used (balanced or --split), as blocks per stage */
     char layers[PB_FIELD_MAX] = "";
@@ -782,30 +890,34 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
 }
 
 /* The memory plan's model of mp (harness/memplan.h): a replica per stage
- * with a slot per microbatch (GPipe keeps every microbatch's activations;
- * backward's buffers hold one), the targets on the last stage, a gradient
- * scratch with microbatches and an input-gradient buffer per stage after
- * the first. */
+ * with its schedule's slots (GPipe: a slot per microbatch, every
+ * microbatch's activations; 1F1B: min(m, p - k); backward's buffers hold
+ * one), the targets of those slots on the last stage, a gradient scratch
+ * with microbatches and an input-gradient send buffer per stage after the
+ * first (send_slots of a microbatch's rows). */
 static void mp_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
                            pb_mem_parts *dev)
 {
     const double e = (double)pb_memplan_act_elem(cfg, env->host_is_device);
-    const double B = cfg->shape.batch;
+    const int p = cfg->devices, m = cfg->microbatches;
+    const double mb = (double)(cfg->shape.batch / m);
     int first[PB_MAX_STAGES + 1];
     stage_bounds(cfg, model, first);
-    for (int k = 0; k < cfg->devices; k++) {
-        bool last = k == cfg->devices - 1;
-        double len = pb_memplan_add_replica(model, first[k], first[k + 1], B / cfg->microbatches, cfg->microbatches,
+    for (int k = 0; k < p; k++) {
+        bool last = k == p - 1;
+        double len = pb_memplan_add_replica(model, first[k], first[k + 1], mb, stage_slots(cfg->schedule, p, m, k),
                                             true, last, false, cfg->optimizer, e, &dev[k]);
-        if (cfg->microbatches > 1) dev[k].grads += 4.0 * len; /* gscratch */
-        if (k > 0) dev[k].acts += e * B * (double)model->block[first[k]].in_elems; /* gsend */
+        if (m > 1) dev[k].grads += 4.0 * len; /* gscratch */
+        if (k > 0) /* gsend */
+            dev[k].acts += e * mb * send_slots(cfg->schedule, m) * (double)model->block[first[k]].in_elems;
         if (model->n_tied && cfg->devices > 1 && (k == 0 || last)) dev[k].grads += 4.0 * (double)model->n_tied;
     }
 }
 
 const pb_strategy pb_strategy_mp = {
     .name = "mp",
-    .description = "blocks split into contiguous stages, one per device; --microbatches pipelines them (GPipe)",
+    .description = "blocks split into contiguous stages, one per device; --microbatches pipelines them (--schedule "
+                   "gpipe or 1f1b)",
     .procs = PB_PROC_ONE,
     .needs_even_split = false,
     .microbatches = true,

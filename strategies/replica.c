@@ -12,9 +12,27 @@ pb_status pb_replica_init(pb_replica *r, const pb_backend *be, pb_device *dev, c
                                  targets, false);
 }
 
+static pb_status replica_init(pb_replica *r, const pb_backend *be, pb_device *dev, const pb_config *cfg,
+                              const pb_model *model, int b0, int b1, int rows, int slots, const float *init_params_host,
+                              bool optimizer_state, bool targets, bool bind_io, bool buffers);
+
 pb_status pb_replica_init_bound(pb_replica *r, const pb_backend *be, pb_device *dev, const pb_config *cfg,
                                 const pb_model *model, int b0, int b1, int rows, int slots,
                                 const float *init_params_host, bool optimizer_state, bool targets, bool bind_io)
+{
+    return replica_init(r, be, dev, cfg, model, b0, b1, rows, slots, init_params_host, optimizer_state, targets,
+                        bind_io, true);
+}
+
+pb_status pb_replica_init_stage(pb_replica *r, const pb_backend *be, pb_device *dev, const pb_config *cfg,
+                                const pb_model *model, int rows)
+{
+    return replica_init(r, be, dev, cfg, model, 0, model->n_blocks, rows, 1, NULL, false, true, false, false);
+}
+
+static pb_status replica_init(pb_replica *r, const pb_backend *be, pb_device *dev, const pb_config *cfg,
+                              const pb_model *model, int b0, int b1, int rows, int slots, const float *init_params_host,
+                              bool optimizer_state, bool targets, bool bind_io, bool buffers)
 {
     pb_status st = PB_OK;
     memset(r, 0, sizeof *r);
@@ -30,6 +48,7 @@ pb_status pb_replica_init_bound(pb_replica *r, const pb_backend *be, pb_device *
     r->p_len = pb_model_span(model, b0, b1);
     size_t pbytes = r->p_len * sizeof(float);
 
+    if (!buffers) goto stage;
     PB_TRY(be->alloc(dev, pbytes, (void **)&r->params));
     PB_TRY(be->alloc(dev, pbytes, (void **)&r->grads));
     if (optimizer_state) PB_TRY(be->alloc(dev, pbytes, (void **)&r->m));
@@ -40,6 +59,7 @@ pb_status pb_replica_init_bound(pb_replica *r, const pb_backend *be, pb_device *
         PB_TRY(be->alloc(dev, be->act_bytes(dev, r->p_len), &r->params_c));
         PB_TRY(be->cast_params(dev, r->params_c, r->params, r->p_len));
     }
+stage:;
     pb_stage_opts so = {.be = be, .dev = dev, .b0 = b0, .b1 = b1, .rows = rows, .slots = slots,
                         .bind_in = bind_io, .bind_out = bind_io};
     PB_TRY(model->ops->stage_create(model, &so, &r->stage));
@@ -83,15 +103,9 @@ void *pb_replica_targets(const pb_replica *r, int slot)
 static pb_stage_params stage_params(const pb_replica *r, float *grads)
 {
     return (pb_stage_params){.params = r->params, .params_c = r->params_c, .grads = grads ? grads : r->grads,
-                             .acc = r->m, .beta = r->wgrad_beta};
+                             .acc = r->m, .beta = r->wgrad_beta, .blocks = r->blocks};
 }
 
-pb_status pb_replica_forward(pb_replica *r, int slot, int rows)
-{
-    pb_stage_params p = stage_params(r, NULL);
-    pb_stage_hooks h = {.before_block = r->before_block, .arg = r->before_arg};
-    return r->model->ops->forward(r->stage, &p, slot, rows, &h);
-}
 
 pb_status pb_replica_loss(pb_replica *r, int slot, int rows, float scale)
 {
@@ -116,7 +130,7 @@ static pb_status block_ready(void *arg, int b)
     /* PB_FAULT kind=skew (test-only): a wrong gradient, before any bucket
      * or reduction takes it: the first element of the top block's last
      * tensor (never accumulated into the momentum) */
-    if (b == r->b1 - 1 && r->be->host_is_device && pb_fault_skew_now()) {
+    if (b == r->b1 - 1 && c->grads && r->be->host_is_device && pb_fault_skew_now()) {
         const pb_tensor_desc *t = &r->model->tensor[r->model->block[b].t1 - 1];
         c->grads[t->off - r->p_off] *= PB_FAULT_SKEW_FACTOR;
     }
@@ -129,12 +143,28 @@ static pb_status block_before(void *arg, int b, bool backward)
     return r->before_block(r->before_arg, b, backward);
 }
 
+static pb_status block_tp_allreduce(void *arg, void *buf, size_t n)
+{
+    const pb_replica *r = ((ready_ctx *)arg)->r;
+    return r->tp_allreduce(r->tp_arg, buf, n);
+}
+
+pb_status pb_replica_forward(pb_replica *r, int slot, int rows)
+{
+    pb_stage_params p = stage_params(r, NULL);
+    ready_ctx c = {.r = r};
+    pb_stage_hooks h = {.before_block = r->before_block ? block_before : NULL,
+                        .tp_allreduce = r->tp_allreduce ? block_tp_allreduce : NULL, .arg = &c};
+    return r->model->ops->forward(r->stage, &p, slot, rows, &h);
+}
+
 pb_status pb_replica_backward(pb_replica *r, int slot, int rows, float *grads, void **d_in, pb_grad_ready_fn ready,
                               void *ready_arg)
 {
     pb_stage_params p = stage_params(r, grads);
     ready_ctx c = {.r = r, .grads = p.grads, .ready = ready, .arg = ready_arg};
-    pb_stage_hooks h = {.before_block = r->before_block ? block_before : NULL, .grads_ready = block_ready, .arg = &c};
+    pb_stage_hooks h = {.before_block = r->before_block ? block_before : NULL, .grads_ready = block_ready,
+                        .tp_allreduce = r->tp_allreduce ? block_tp_allreduce : NULL, .arg = &c};
     return r->model->ops->backward(r->stage, &p, slot, rows, d_in, &h);
 }
 

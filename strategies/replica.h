@@ -35,6 +35,14 @@ typedef struct pb_replica {
      * in forward and in backward (where sharded parameters are gathered) */
     pb_status (*before_block)(void *arg, int block, bool backward);
     void *before_arg;
+    /* tensor parallel, set by the strategy after init (model->tp > 1): the
+     * stage's sum across ranks (pb_stage_hooks.tp_allreduce) */
+    pb_status (*tp_allreduce)(void *arg, void *buf, size_t n);
+    void *tp_arg;
+    /* optional, set by a strategy after init: the blocks' own buffers
+     * (pb_stage_params.blocks), for a replica without params and grads
+     * (pb_replica_init_stage) */
+    const pb_block_bufs *blocks;
 } pb_replica;
 
 /* Called after block b's gradients are complete during backward (ddp starts
@@ -53,6 +61,11 @@ pb_status pb_replica_init(pb_replica *r, const pb_backend *be, pb_device *dev, c
 pb_status pb_replica_init_bound(pb_replica *r, const pb_backend *be, pb_device *dev, const pb_config *cfg,
                                 const pb_model *model, int b0, int b1, int rows, int slots,
                                 const float *init_params_host, bool optimizer_state, bool targets, bool bind_io);
+/* A replica of the stage, targets and loss only: no parameters,
+ * gradients or optimizer state, which the strategy keeps block by block
+ * and hands in through r->blocks (zero). Never optimize it. */
+pb_status pb_replica_init_stage(pb_replica *r, const pb_backend *be, pb_device *dev, const pb_config *cfg,
+                                const pb_model *model, int rows);
 void pb_replica_destroy(pb_replica *r);
 
 /* A boundary's rows of a slot (workload.h, pb_stage_buf), and binding one

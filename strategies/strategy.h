@@ -83,17 +83,28 @@ typedef struct pb_strategy {
      * differ by a row, nor mp, whose stages all see every sample. */
     bool needs_even_split;
     /* Its own flags, and the config columns its rows carry for them:
-     * --microbatches (mp's GPipe schedule: the microbatches column) */
+     * --microbatches and --schedule (mp's pipeline: the microbatches and
+     * schedule columns) */
     bool microbatches;
     /* --split (its blocks split into stages, one per device: mp) */
     bool stages;
     /* --bucket-mb and --no-overlap (ddp's gradient buckets: the bucket_mb
      * and no_overlap columns) */
     bool buckets;
+    /* --zero-stage (zero: what is sharded; the zero_stage column) */
+    bool zero_stage;
     /* Its step accumulates SGD's momentum in the weight-gradient GEMM where
      * the backend prefers that (pb_replica_fuse_momentum: single), so the
      * GEMM-alone reference times its GEMMs with that beta */
     bool momentum_in_wgrad;
+    /* rank-per-device: every rank trains on the whole global batch (tp: the
+     * model is split across ranks, not the batch), so its loader fills all
+     * of it and batch_per_device is the batch */
+    bool rank_full_batch;
+    /* get_params is a collective: the parameters are split across ranks,
+     * so every rank calls it at the same point, the ranks other than 0 with
+     * host_params NULL (their part only goes to rank 0) */
+    bool params_collective;
 
     pb_status (*validate)(const pb_config *cfg, const pb_model *model);
     pb_status (*init)(const pb_strategy_ctx *ctx, void **state);
@@ -120,6 +131,8 @@ extern const pb_strategy pb_strategy_single;
 extern const pb_strategy pb_strategy_dp;
 extern const pb_strategy pb_strategy_ddp;
 extern const pb_strategy pb_strategy_mp;
+extern const pb_strategy pb_strategy_tp;
+extern const pb_strategy pb_strategy_zero;
 
 /* Test hook: one phase span of an mp stage's last step. */
 typedef struct pb_mp_span {

@@ -183,6 +183,14 @@ void pb_plot_shared_settings(const cfgset *s, const int *idx, int n, bool per_de
                              size_t len);
 pb_status pb_plot_find_series(selection *sel);
 
+/* study/plot_specs.c: the communication plot's columns (a line each per
+ * strategy), which the reader also checks are finite numbers */
+typedef struct pb_plot_col {
+    const char *col, *title;
+} pb_plot_col;
+extern const pb_plot_col pb_plot_comm_volume[];
+extern const int pb_plot_comm_volume_n;
+
 /* study/plot_specs.c: the plots */
 void pb_plot_safe_name(char *s);
 bool pb_plot_build_plot(const plot_spec *spec, plot_job *job);

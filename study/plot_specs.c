@@ -267,9 +267,12 @@ static bool has_microbatches(const char *strategy)
     return s && s->microbatches;
 }
 
-static const char *const stack_phases[] = {"load", "h2d", "scatter", "replicate", "fwd", "gather",
-                                           "bwd",  "reduce", "p2p", "bubble",    "sync", "opt"};
+static const char *const stack_phases[] = {"load", "h2d", "scatter", "replicate", "fwd", "gather", "bwd",
+                                           "reduce", "p2p", "bubble", "sync", "tp_comm", "opt"};
 #define N_STACK (int)(sizeof stack_phases / sizeof stack_phases[0])
+/* plots/common.gp's colour of each phase, and of "other" last (tp_comm's
+ * came later: the others keep theirs) */
+static const int stack_lt[N_STACK + 1] = {11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 24, 22, 23};
 
 /* c's mean step and phase times (a missing or negative one is 0), and in
  * ph[N_STACK] the rest of the step the phases leave (host work between
@@ -347,7 +350,7 @@ static const char *breakdown_rows(plot_job *job, FILE *f)
     }
     pb_strbuf lts = {0};
     for (int p = 0; p <= N_STACK; p++)
-        if (used[p]) pb_strbuf_printf(&lts, "%s%d", lts.n ? " " : "", 11 + p); /* plots/common.gp's phase colours */
+        if (used[p]) pb_strbuf_printf(&lts, "%s%d", lts.n ? " " : "", stack_lt[p]); /* plots/common.gp's phase colours */
     char *lt = pb_strbuf_take(&lts);
     pb_gnuplot_str(&job->vars, "phaselt", lt ? lt : "");
     free(lt);
@@ -667,6 +670,136 @@ static const char *bubble_rows(plot_job *job, FILE *f)
     return NULL;
 }
 
+/* --- memory per device ------------------------------------------------------ */
+
+/* The memory plot's stacked parts: the plan of each configuration's
+ * largest device (docs/csv-schema.md, mem_plan_*), in MB (2^20 bytes) */
+static const bar_col mem_cols[] = {{"parameters (plan)", 1}, {"gradients (plan)", 2},
+                                   {"optimizer state (plan)", 3}, {"activations (plan)", 5}};
+static const char *const mem_names[] = {"mem_plan_params_mb", "mem_plan_grads_mb", "mem_plan_optim_mb",
+                                        "mem_plan_acts_mb"};
+#define N_MEM (int)(sizeof mem_names / sizeof mem_names[0])
+
+static bool has_memory(const config *c)
+{
+    return !isnan(pb_plot_cmean(c, "mem_plan_mb")) || !isnan(pb_plot_cmean(c, "peak_mem_mb"));
+}
+
+static const char *memory_select(plot_job *job)
+{
+    keep_configs(job, has_memory);
+    return job->n ? NULL : "no memory figures (mem_plan_mb, peak_mem_mb) in the rows";
+}
+
+/* A bar per configuration: its planned parts stacked, the measured peak
+ * (peak_mem_mb, the largest device's) a point on it; where the plan is
+ * exact (the cpu backend) the point sits on the bar's top. */
+static const char *memory_rows(plot_job *job, FILE *f)
+{
+    bool used[N_MEM] = {false};
+    double top = 0;
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        double sum = 0;
+        for (int k = 0; k < N_MEM; k++) {
+            double v = pb_plot_cmean(c, mem_names[k]);
+            used[k] |= v > 0;
+            sum += v > 0 ? v : 0;
+        }
+        top = fmax(top, fmax(sum, pb_plot_cmean(c, "peak_mem_mb")));
+    }
+    bool any = false;
+    for (int k = 0; k < N_MEM; k++) any |= used[k];
+    if (!any) used[N_MEM - 1] = true; /* rows from before the plan: still one bar column */
+    bar_header(job, f, mem_cols, N_MEM, used);
+    fputs(" \"measured peak (peak_mem_mb)\"\n", f);
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        dat_tics(f, c);
+        for (int k = 0; k < N_MEM; k++)
+            if (used[k]) dat_num(f, pb_plot_cmean(c, mem_names[k]));
+        dat_num(f, pb_plot_cmean(c, "peak_mem_mb"));
+        fputc('\n', f);
+    }
+    pb_gnuplot_num(&job->vars, "ymax", top > 0 ? axis_top(top * 1.1) : 1);
+    add_xrot(job, job->set, job->idx, job->n);
+    return NULL;
+}
+
+/* --- communication volume ------------------------------------------------------- */
+
+/* The communication plot's lines: each column here that some configuration
+ * has, a line per strategy (and settings) against devices. The per-kind
+ * columns (allreduce_bytes_per_step, reduce_scatter_bytes_per_step,
+ * allgather_bytes_per_step, p2p_bytes_per_step) join as rows of this table;
+ * bench plot's reader checks every one (study/plot_table.c). */
+const pb_plot_col pb_plot_comm_volume[] = {
+    {"comm_bytes_per_step", "all collectives"},
+    {"allreduce_bytes_per_step", "all-reduce (ring, on the wire)"},
+    {"p2p_bytes_per_step", "point-to-point (one stage boundary, both ways)"},
+};
+const int pb_plot_comm_volume_n = (int)(sizeof pb_plot_comm_volume / sizeof pb_plot_comm_volume[0]);
+
+static bool has_comm_volume(const config *c)
+{
+    for (int k = 0; k < pb_plot_comm_volume_n; k++)
+        if (!isnan(pb_plot_cmean(c, pb_plot_comm_volume[k].col))) return true;
+    return false;
+}
+
+static const char *comm_volume_select(plot_job *job)
+{
+    keep_configs(job, has_comm_volume);
+    return job->n ? NULL : "no communication volume (comm_bytes_per_step) in the rows";
+}
+
+/* Whether some configuration of series s (any, with s < 0) has column k. */
+static bool series_has(const plot_job *job, int s, int k)
+{
+    for (int i = 0; i < job->n; i++) {
+        const config *c = &job->set->c[job->idx[i]];
+        if ((s < 0 || c->series == s) && !isnan(pb_plot_cmean(c, pb_plot_comm_volume[k].col))) return true;
+    }
+    return false;
+}
+
+/* A block per series and column it has: devices, MB per step and rank. A
+ * series' lines share its colour, a column's its dash. */
+static const char *comm_volume_rows(plot_job *job, FILE *f)
+{
+    const selection *sel = job->sel;
+    int ncols = 0, nlines = 0;
+    for (int k = 0; k < pb_plot_comm_volume_n; k++) ncols += series_has(job, -1, k);
+    pb_strbuf lts = {0}, dts = {0};
+    for (int s = 0; s < sel->nseries; s++)
+        for (int k = 0; k < pb_plot_comm_volume_n; k++) {
+            if (!series_has(job, s, k)) continue;
+            char label[TEXT_MAX + 64];
+            snprintf(label, sizeof label, "%s%s%s", sel->set.c[sel->first[s]].series_label, ncols > 1 ? ": " : "",
+                     ncols > 1 ? pb_plot_comm_volume[k].title : "");
+            if (nlines++) fputs("\n\n", f);
+            dat_label(f, label);
+            fputs(" \"MB\"\n", f);
+            for (int i = 0; i < job->n; i++) {
+                const config *c = &job->set->c[job->idx[i]];
+                if (c->series != s) continue;
+                fprintf(f, "%d", c->devices);
+                dat_num(f, pb_plot_cmean(c, pb_plot_comm_volume[k].col) / 1048576.0);
+                fputc('\n', f);
+            }
+            pb_strbuf_printf(&lts, "%s%d", lts.n ? " " : "", s % 8 + 1);
+            pb_strbuf_printf(&dts, "%s%d", dts.n ? " " : "", k % 5 + 1);
+        }
+    char *lt = pb_strbuf_take(&lts), *dt = pb_strbuf_take(&dts);
+    pb_gnuplot_str(&job->vars, "linelt", lt ? lt : "");
+    pb_gnuplot_str(&job->vars, "linedt", dt ? dt : "");
+    free(lt);
+    free(dt);
+    pb_gnuplot_num(&job->vars, "nlines", nlines);
+    add_devtics(job);
+    return NULL;
+}
+
 /* The plots of one CSV, in the order they are drawn. */
 static const plot_spec csv_plots[] = {
     {.name = "throughput",
@@ -703,7 +836,21 @@ static const plot_spec csv_plots[] = {
      .select = bubble_select,
      .rows = bubble_rows,
      .title = "Pipeline bubble (mp)",
-     .sub = "share of the step a stage waits; GPipe theory with p stages, m microbatches"},
+     .sub = "share of the step a stage waits; theory (p-1)/(m+p-1) with p stages, m microbatches"},
+    {.name = "memory",
+     .script = "memory",
+     .what = "memory per device",
+     .select = memory_select,
+     .rows = memory_rows,
+     .title = "Memory per device",
+     .sub = "the largest device: planned parts stacked (mem_plan_*), measured peak_mem_mb a point; MB = 2^20 bytes"},
+    {.name = "comm-volume",
+     .script = "comm_volume",
+     .what = "communication volume",
+     .select = comm_volume_select,
+     .rows = comm_volume_rows,
+     .title = "Communication per step",
+     .sub = "bytes each rank sends into collectives per step; MB = 2^20 bytes"},
 };
 
 /* Every plot of the selection; idx has room for its configurations. */

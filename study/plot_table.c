@@ -72,8 +72,9 @@ void pb_plot_table_free(table *t)
  * (inf, nan, text) is dropped, and the notice names it. */
 static const char *const drawn[] = {"samples_per_s", "step_ms_mean", "load_ms", "h2d_ms", "fwd_ms", "bwd_ms",
                                     "comm_ms", "sync_ms", "opt_ms", "scatter_ms", "replicate_ms", "gather_ms",
-                                    "reduce_ms", "p2p_ms", "bubble_ms", "overlap_pct", "bubble_frac",
-                                    "bubble_frac_theory"};
+                                    "reduce_ms", "p2p_ms", "bubble_ms", "tp_comm_ms", "overlap_pct", "bubble_frac",
+                                    "bubble_frac_theory", "peak_mem_mb", "mem_plan_params_mb",
+                                    "mem_plan_grads_mb", "mem_plan_optim_mb", "mem_plan_acts_mb"};
 
 static bool finite_field(const char *v) { return !*v || !isnan(num(v)); }
 
@@ -87,8 +88,9 @@ static void row_problem(const table *t, size_t row, const char *metric, char *wh
         snprintf(why, len, "devices '%s' is not a device count", pb_csv_excerpt(d, ex, sizeof ex));
         return;
     }
-    for (size_t i = 0; i <= sizeof drawn / sizeof drawn[0]; i++) {
-        const char *name = i < sizeof drawn / sizeof drawn[0] ? drawn[i] : metric;
+    const size_t nd = sizeof drawn / sizeof drawn[0], nc = (size_t)pb_plot_comm_volume_n;
+    for (size_t i = 0; i <= nd + nc; i++) {
+        const char *name = i < nd ? drawn[i] : i < nd + nc ? pb_plot_comm_volume[i - nd].col : metric;
         int c = name ? pb_csv_find(&t->csv, name) : -1;
         if (c < 0) continue;
         const char *v = pb_csv_get(&t->csv, row, (size_t)c);
@@ -175,12 +177,13 @@ void pb_plot_cfgset_free(cfgset *s)
 const char *pb_plot_cv(const config *c, pb_column col) { return pb_plot_tv(c->t, c->row, col); }
 
 /* Does c's strategy split the global batch among its devices (single, dp,
- * ddp)? mp does not: each stage sees every sample. True for a strategy this
- * binary does not know (its batch_per_device column says what it did). */
+ * ddp)? mp and tp do not: each stage, or tp rank, sees every sample. True
+ * for a strategy this binary does not know (its batch_per_device column
+ * says what it did). */
 static bool splits_batch(const config *c)
 {
     const pb_strategy *s = pb_find_strategy(pb_plot_cv(c, PB_COL_STRATEGY));
-    return !s || !s->stages;
+    return !s || (!s->stages && !s->rank_full_batch);
 }
 
 /* Its batch as a scaling line compares it: with weak scaling the batch per
@@ -332,6 +335,7 @@ static void dim_text(pb_column col, const char *v, char *buf, size_t len)
     case PB_COL_BUCKET_MB: snprintf(buf, len, "bucket %s MB", v); break;
     case PB_COL_CUDA_GRAPH: snprintf(buf, len, "%s", strcmp(v, "1") == 0 ? "graph" : "no graph"); break;
     case PB_COL_COMM:
+    case PB_COL_SCHEDULE: /* gpipe, 1f1b */
     case PB_COL_PRECISION:
     case PB_COL_OPTIMIZER: snprintf(buf, len, "%s", v); break;
     default: snprintf(buf, len, "%s=%s", pb_column_name(col), v);
@@ -494,8 +498,8 @@ void pb_plot_shared_settings(const cfgset *s, const int *idx, int n, bool per_de
 static int reference_of(const selection *sel, const config *c)
 {
     pb_key same = c->t->series;
-    static const pb_column own[] = {PB_COL_STRATEGY, PB_COL_COMM,       PB_COL_MICROBATCHES,
-                                    PB_COL_BUCKET_MB, PB_COL_NO_OVERLAP};
+    static const pb_column own[] = {PB_COL_STRATEGY,  PB_COL_COMM,       PB_COL_MICROBATCHES, PB_COL_SCHEDULE,
+                                    PB_COL_BUCKET_MB, PB_COL_NO_OVERLAP, PB_COL_ZERO_STAGE};
     for (size_t k = 0; k < sizeof own / sizeof own[0]; k++) pb_key_drop(&same, own[k]);
     int mine = -1;
     for (int i = 0; i < sel->n; i++) {

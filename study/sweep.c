@@ -76,7 +76,7 @@ static void usage(void)
            "                   [--quiet]\n"
            "                   [--backend B] [--iters N] [--warmup N] [--threads N] [--precision P]\n"
            "                   [--optimizer O] [--seed N] [--lr X] [-- RUN FLAGS...]\n\n"
-           "  --strategies LIST  strategies to run [single,dp,mp,ddp]\n"
+           "  --strategies LIST  strategies to run; zero1, zero2, zero3: zero at that --zero-stage [single,dp,mp,ddp]\n"
            "  --gpus LIST        device counts [1,2]\n"
            "  --workload NAME    model preset [mlp-xs]\n"
            "  --scaling MODE     weak: the per-device batch is kept (global = per-device x devices);\n"
@@ -118,6 +118,17 @@ static pb_status parse_counts(sweep_opts *o, const char *text)
     return PB_OK;
 }
 
+/* "zero1", "zero2", "zero3": zero at that --zero-stage, so one sweep lists
+ * the stages side by side; *stage "" for any other name */
+static const char *base_strategy(const char *name, char stage[2])
+{
+    stage[0] = '\0';
+    if (strncmp(name, "zero", 4) != 0 || name[4] < '1' || name[4] > '3' || name[5]) return name;
+    stage[0] = name[4];
+    stage[1] = '\0';
+    return "zero";
+}
+
 static pb_status parse_strategies(sweep_opts *o, const char *text)
 {
     o->n_strategies = 0;
@@ -130,8 +141,10 @@ static pb_status parse_strategies(sweep_opts *o, const char *text)
                                   pb_strategy_names());
         memcpy(name, p, n);
         name[n] = '\0';
-        if (!pb_find_strategy(name))
-            return pb_usage_error("sweep --strategies: unknown '%s'; allowed: %s", name, pb_strategy_names());
+        char stage[2];
+        if (!pb_find_strategy(base_strategy(name, stage)))
+            return pb_usage_error("sweep --strategies: unknown '%s'; allowed: %s, zero1, zero2, zero3", name,
+                                  pb_strategy_names());
         for (int i = 0; i < o->n_strategies; i++)
             if (strcmp(o->strategies[i], name) == 0)
                 return pb_usage_error("sweep --strategies: '%s' is listed twice", name);
@@ -264,11 +277,17 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
 static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[3][16])
 {
     int n = 0;
+    char stage[2];
+    const char *strategy = base_strategy(c->strategy, stage);
     snprintf(bufs[0], 16, "%d", c->devices);
     snprintf(bufs[1], 16, "%d", c->batch);
     args[n++] = "run";
     args[n++] = "--strategy";
-    args[n++] = c->strategy;
+    args[n++] = (char *)strategy;
+    if (stage[0]) { /* "zero2": the digit, in c's own name */
+        args[n++] = "--zero-stage";
+        args[n++] = c->strategy + 4;
+    }
     args[n++] = "--gpus";
     args[n++] = bufs[0];
     args[n++] = "--workload";
@@ -1003,7 +1022,7 @@ int pb_cmd_sweep(int argc, char **argv)
                     }
                     c->oversubscribed = true;
                     if (be->is_gpu &&
-                        pb_find_strategy(c->strategy)->procs == PB_PROC_ONE && c->devices <= PB_MAX_STAGES) {
+                        pb_find_strategy(c->cfg.strategy)->procs == PB_PROC_ONE && c->devices <= PB_MAX_STAGES) {
                         size_t used = 0;
                         for (int i = 0; i < c->devices; i++)
                             used += (size_t)snprintf(c->map + used, sizeof c->map - used, "%s%d", i ? "," : "",

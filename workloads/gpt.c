@@ -9,12 +9,14 @@
 #include "rng.h"
 
 /* Adds tensor `name` of `size` floats to block b at *off. */
-static void add_tensor(pb_model *m, int b, const char *name, size_t rows, size_t size, bool decay, size_t *off)
+static pb_tensor_desc *add_tensor(pb_model *m, int b, const char *name, size_t rows, size_t size, bool decay,
+                                  size_t *off)
 {
     pb_tensor_desc *t = &m->tensor[m->n_tensors++];
     *t = (pb_tensor_desc){.off = *off, .size = size, .block = b, .decay = decay, .rows = rows};
     snprintf(t->name, sizeof t->name, "%s", name);
     *off += size;
+    return t;
 }
 
 static void close_block(pb_model *m, int b, int t0, size_t p_off, size_t off, double flops, size_t in, size_t out)
@@ -48,13 +50,17 @@ static pb_status gpt_describe(const pb_shape *s, pb_model *out)
     add_tensor(out, 0, "wpe.weight", T, T * C, true, &off);
     close_block(out, 0, 0, p0, off, 6.0 * (double)T * (double)(T * C), T, T * C);
 
-    static const struct { const char *name; int rows, cols; bool decay; } layer[PB_GPT_LAYER_TENSORS] = {
-        {"ln_1.weight", 0, 1, false},        {"ln_1.bias", 0, 1, false},
-        {"attn.c_attn.weight", 3, 1, true},  {"attn.c_attn.bias", 0, 3, false},
-        {"attn.c_proj.weight", 1, 1, true},  {"attn.c_proj.bias", 0, 1, false},
-        {"ln_2.weight", 0, 1, false},        {"ln_2.bias", 0, 1, false},
-        {"mlp.c_fc.weight", 4, 1, true},     {"mlp.c_fc.bias", 0, 4, false},
-        {"mlp.c_proj.weight", 1, 4, true},   {"mlp.c_proj.bias", 0, 1, false},
+    /* tensor parallel (Megatron): QKV column-parallel by heads (each of
+     * q, k, v split), the attention and MLP output projections
+     * row-parallel, the MLP's up projection column-parallel */
+    enum { R = PB_TP_REPLICATED, COL = PB_TP_COLUMN, ROW = PB_TP_ROW };
+    static const struct { const char *name; int rows, cols; bool decay; int tp, parts; } layer[PB_GPT_LAYER_TENSORS] = {
+        {"ln_1.weight", 0, 1, false, R, 0},        {"ln_1.bias", 0, 1, false, R, 0},
+        {"attn.c_attn.weight", 3, 1, true, COL, 3}, {"attn.c_attn.bias", 0, 3, false, COL, 3},
+        {"attn.c_proj.weight", 1, 1, true, ROW, 0}, {"attn.c_proj.bias", 0, 1, false, R, 0},
+        {"ln_2.weight", 0, 1, false, R, 0},        {"ln_2.bias", 0, 1, false, R, 0},
+        {"mlp.c_fc.weight", 4, 1, true, COL, 0},    {"mlp.c_fc.bias", 0, 4, false, COL, 0},
+        {"mlp.c_proj.weight", 1, 4, true, ROW, 0},  {"mlp.c_proj.bias", 0, 1, false, R, 0},
     };
     for (int l = 0; l < L; l++) {
         p0 = off;
@@ -64,7 +70,10 @@ static pb_status gpt_describe(const pb_shape *s, pb_model *out)
             size_t size = layer[k].rows ? (size_t)layer[k].rows * C * (size_t)layer[k].cols * C
                                         : (size_t)layer[k].cols * C;
             snprintf(name, sizeof name, "h.%d.%s", l, layer[k].name);
-            add_tensor(out, 1 + l, name, layer[k].rows ? (size_t)layer[k].rows * C : 0, size, layer[k].decay, &off);
+            pb_tensor_desc *t =
+                add_tensor(out, 1 + l, name, layer[k].rows ? (size_t)layer[k].rows * C : 0, size, layer[k].decay, &off);
+            t->tp = (pb_tp_split)layer[k].tp;
+            t->tp_parts = layer[k].parts;
         }
         double n = (double)(off - p0);
         /* 6 per parameter per token, and attention's two T x T GEMMs per
@@ -91,6 +100,19 @@ static pb_status gpt_describe(const pb_shape *s, pb_model *out)
     out->data_table = (size_t)s->vocab * PB_GPT_FANOUT;
     out->max_width = Vp > 4 * C ? Vp : 4 * C;
     return PB_OK;
+}
+
+/* One rank's part over tp ranks: its heads (the residual stream between
+ * blocks stays whole) */
+static pb_status gpt_describe_tp(const pb_shape *s, int tp, pb_model *out)
+{
+    pb_status st = gpt_describe(s, out);
+    if (st != PB_OK) return st;
+    if (s->heads % tp != 0)
+        return pb_usage_error("--heads %d is not divisible by --gpus %d; strategy tp splits attention heads across "
+                              "ranks; allowed: a --gpus that divides --heads",
+                              s->heads, tp);
+    return pb_model_tp_local(out, tp, out);
 }
 
 float pb_gpt_normal(uint64_t key, uint64_t j)
@@ -218,4 +240,5 @@ const pb_workload_ops pb_workload_gpt = {
     .backward = pb_gpt_backward,
     .stage_bytes = pb_gpt_stage_bytes,
     .gemm_reference = gpt_gemm_reference,
+    .describe_tp = gpt_describe_tp,
 };

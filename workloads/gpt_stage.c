@@ -10,7 +10,17 @@
  * attention, the MLP's pre-activation and GELU output; the head its
  * LayerNorm. Backward runs one slot at a time through shared gradient
  * buffers: D carries the residual stream's gradient down (the stage's
- * DOUT when it ends below the head, its input gradient at the end). */
+ * DOUT when it ends below the head, its input gradient at the end).
+ *
+ * Tensor parallel (m->tp > 1, one rank's part of the model, Megatron's
+ * split): the rank holds its heads' q, k and v rows of the QKV projection
+ * and attends over its heads only, the attention output projection's and
+ * the MLP's down projection's columns (row-parallel: their GEMMs give
+ * partial sums, summed across ranks by the hooks' tp_allreduce before their
+ * bias), and the MLP's up projection's rows (column-parallel); in backward
+ * the input gradients of the QKV and up projections are summed before their
+ * LayerNorm's backward. Four sums of N x C per block; embeddings,
+ * LayerNorms and the head are whole on every rank. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,11 +44,16 @@ typedef struct gpt_stage {
 /* Floats per token of a transformer block's saved activations, in order */
 enum { S_LN1 = 0, S_QKV, S_ATTY, S_R2, S_LN2, S_FCH, S_FCHG, S_STATS, S_COUNT };
 
-static size_t save_off(size_t C, int which)
+/* the tensor-parallel degree (1: the whole model) */
+static int tp_of(const pb_model *m) { return m->tp > 1 ? m->tp : 1; }
+
+/* widths in C (whole) or C / tp (a rank's heads, its part of 4C) */
+static size_t save_off(const pb_model *m, int which)
 {
     static const int widths[S_COUNT] = {1, 3, 1, 1, 1, 4, 4, 0};
-    size_t off = 0;
-    for (int i = 0; i < which; i++) off += (size_t)widths[i] * C;
+    static const bool split[S_COUNT] = {false, true, true, false, false, true, true, false};
+    size_t C = (size_t)m->shape.d_model, Cl = C / (size_t)tp_of(m), off = 0;
+    for (int i = 0; i < which; i++) off += (size_t)widths[i] * (split[i] ? Cl : C);
     return off;
 }
 
@@ -56,14 +71,14 @@ static bool is_layer(const pb_model *m, int b) { return b > 0 && b < m->n_blocks
 static size_t save_per_token(const pb_model *m, int b)
 {
     size_t C = (size_t)m->shape.d_model;
-    if (is_layer(m, b)) return save_off(C, S_STATS) + 4;
+    if (is_layer(m, b)) return save_off(m, S_STATS) + 4;
     if (is_head(m, b)) return C + 2;
     return 0;
 }
 
 static size_t att_per_seq(const pb_model *m)
 {
-    return (size_t)m->shape.heads * (size_t)m->shape.seq * (size_t)m->shape.seq;
+    return (size_t)(m->shape.heads / tp_of(m)) * (size_t)m->shape.seq * (size_t)m->shape.seq;
 }
 
 /* bytes of boundary i's rows (i = 0: the stage's input) for n sequences */
@@ -138,8 +153,8 @@ pb_status pb_gpt_stage_create(const pb_model *m, const pb_stage_opts *o, pb_stag
     PB_TRY(alloc_f(g, N * C, &g->R));
     PB_TRY(alloc_f(g, N * C, &g->dsmall));
     if (nl) {
-        PB_TRY(alloc_f(g, N * 3 * C, &g->dqkv));
-        PB_TRY(alloc_f(g, N * 4 * C, &g->dbig));
+        PB_TRY(alloc_f(g, N * 3 * C / (size_t)tp_of(m), &g->dqkv));
+        PB_TRY(alloc_f(g, N * 4 * C / (size_t)tp_of(m), &g->dbig));
         PB_TRY(alloc_f(g, g->tr->attention_scratch(m->shape.seq), &g->scratch));
     }
     *out = (pb_stage *)g;
@@ -158,7 +173,7 @@ double pb_gpt_stage_bytes(const pb_model *m, int b0, int b1, double rows, int sl
         per_seq += 4.0 * T * (double)save_per_token(m, b) + (is_layer(m, b) ? 4.0 * (double)att_per_seq(m) : 0.0);
     }
     int nl = n_layers_of(m, b0, b1);
-    double slot = 4.0 * rows * T * (3.0 * C + (nl ? 7.0 * C : 0.0)) +
+    double slot = 4.0 * rows * T * (3.0 * C + (nl ? 7.0 * C / tp_of(m) : 0.0)) +
                   (is_head(m, b1 - 1) ? 4.0 * rows * (double)m->block[b1 - 1].out_elems : 0.0) +
                   (nl ? 4.0 * T * T : 0.0);
     return rows * slots * per_seq + slot;
@@ -190,12 +205,16 @@ void pb_gpt_stage_bind(pb_stage *stage, pb_stage_buf which, void *base)
 /* Tensor t (of the model) in the stage's parameters / gradients */
 static const float *P(const gpt_stage *g, const pb_stage_params *p, int t)
 {
-    return p->params + (g->m->tensor[t].off - g->m->block[g->b0].p_off);
+    const pb_tensor_desc *d = &g->m->tensor[t];
+    if (p->blocks) return p->blocks[d->block].params + (d->off - g->m->block[d->block].p_off);
+    return p->params + (d->off - g->m->block[g->b0].p_off);
 }
 
 static float *G(const gpt_stage *g, const pb_stage_params *p, int t)
 {
-    return p->grads + (g->m->tensor[t].off - g->m->block[g->b0].p_off);
+    const pb_tensor_desc *d = &g->m->tensor[t];
+    if (p->blocks) return p->blocks[d->block].grads + (d->off - g->m->block[d->block].p_off);
+    return p->grads + (d->off - g->m->block[g->b0].p_off);
 }
 
 /* A transformer block's saved activations for one slot */
@@ -206,13 +225,14 @@ typedef struct layer_saves {
 static layer_saves saves_of(const gpt_stage *g, int b, int slot)
 {
     size_t k = (size_t)slot * (size_t)(g->b1 - g->b0) + (size_t)(b - g->b0);
-    size_t C = (size_t)g->m->shape.d_model, N = (size_t)g->rows * (size_t)g->m->shape.seq;
+    const pb_model *m = g->m;
+    size_t N = (size_t)g->rows * (size_t)m->shape.seq;
     float *s = g->save[k];
-    float *stats = s + N * save_off(C, S_STATS);
+    float *stats = s + N * save_off(m, S_STATS);
     return (layer_saves){
-        .ln1 = s + N * save_off(C, S_LN1), .qkv = s + N * save_off(C, S_QKV), .atty = s + N * save_off(C, S_ATTY),
-        .r2 = s + N * save_off(C, S_R2), .ln2 = s + N * save_off(C, S_LN2), .fch = s + N * save_off(C, S_FCH),
-        .fchg = s + N * save_off(C, S_FCHG), .mean1 = stats, .rstd1 = stats + N, .mean2 = stats + 2 * N,
+        .ln1 = s + N * save_off(m, S_LN1), .qkv = s + N * save_off(m, S_QKV), .atty = s + N * save_off(m, S_ATTY),
+        .r2 = s + N * save_off(m, S_R2), .ln2 = s + N * save_off(m, S_LN2), .fch = s + N * save_off(m, S_FCH),
+        .fchg = s + N * save_off(m, S_FCHG), .mean1 = stats, .rstd1 = stats + N, .mean2 = stats + 2 * N,
         .rstd2 = stats + 3 * N, .att = g->att_of[k],
     };
 }
@@ -224,12 +244,12 @@ static layer_saves saves_of(const gpt_stage *g, int b, int slot)
     } while (0)
 
 /* y [N, out] = epi(x [N, in] W^T + b) with W, b tensors tw, tb of the model
- * (tb < 0: no bias); pre: GELU's saved pre-activation */
+ * (tb < 0: no bias, no epilogue); pre: GELU's saved pre-activation */
 static pb_status linear_fwd(gpt_stage *g, const pb_stage_params *p, const float *x, int tw, int tb, float *y,
                             float *pre, pb_epilogue epi, int N, int in, int out)
 {
     pb_gemm gm = {.m = N, .n = out, .k = in, .x = x, .w = P(g, p, tw), .bias = tb < 0 ? NULL : P(g, p, tb),
-                  .y = y, .pre = pre, .epilogue = epi};
+                  .y = y, .pre = pre, .epilogue = tb < 0 ? PB_EPI_NONE : epi};
     return g->be->gemm_fwd(g->dev, &gm);
 }
 
@@ -238,7 +258,10 @@ static pb_status linear_fwd(gpt_stage *g, const pb_stage_params *p, const float 
  * were zeroed). gelu_pre: x came through a GELU of that pre-activation,
  * whose derivative is applied to dx, the layer below's bias gradient
  * (tensor gelu_tb) written beside it; that dx (the fc's dL/dpre) feeds
- * nothing else, so it is overwritten, which lets cuBLASLt fuse DGELU_BGRAD. */
+ * nothing else, so it is overwritten, which lets cuBLASLt fuse DGELU_BGRAD.
+ * (Under tensor parallel that derivative stays fused: the GELU sits between
+ * a column and a row projection, so the row projection's dx is this rank's
+ * whole slice, not a partial sum.) */
 static pb_status linear_bwd(gpt_stage *g, const pb_stage_params *p, const float *dy, const float *x, int tw, int tb,
                             float *dx, const float *gelu_pre, int gelu_tb, int N, int in, int out)
 {
@@ -249,50 +272,83 @@ static pb_status linear_bwd(gpt_stage *g, const pb_stage_params *p, const float 
     return g->be->gemm_bwd(g->dev, &gg);
 }
 
-static pb_status layer_fwd(gpt_stage *g, const pb_stage_params *p, int b, int slot, int rows, const float *x, float *y)
+/* A row-parallel projection's output: the ranks' partial sums summed, then
+ * its bias (tensor parallel; nothing otherwise, the GEMM added the bias) */
+static pb_status row_parallel_sum(gpt_stage *g, const pb_stage_hooks *h, float *y, const float *bias, int N, int C)
+{
+    if (tp_of(g->m) == 1) return PB_OK;
+    TRY(h->tp_allreduce(h->arg, y, (size_t)N * (size_t)C));
+    return g->be->bias_act(g->dev, N, C, y, bias, false);
+}
+
+/* A column-parallel projection's input gradient: the ranks' parts summed */
+static pb_status column_parallel_sum(gpt_stage *g, const pb_stage_hooks *h, float *dx, int N, int C)
+{
+    return tp_of(g->m) == 1 ? PB_OK : h->tp_allreduce(h->arg, dx, (size_t)N * (size_t)C);
+}
+
+static pb_status layer_fwd(gpt_stage *g, const pb_stage_params *p, const pb_stage_hooks *h, int b, int slot, int rows,
+                           const float *x, float *y)
 {
     const pb_transformer_ops *tr = g->tr;
     pb_device *d = g->dev;
-    const int T = g->m->shape.seq, C = g->m->shape.d_model, NH = g->m->shape.heads, N = rows * T;
+    const int T = g->m->shape.seq, C = g->m->shape.d_model, N = rows * T;
+    /* this rank's heads and their width (all of them without tensor parallel) */
+    const int tp = tp_of(g->m), NH = g->m->shape.heads / tp, Cl = C / tp;
+    const bool split = tp > 1;
     const int t0 = pb_gpt_layer_t0(b - 1);
     layer_saves s = saves_of(g, b, slot);
     TRY(tr->layernorm_fwd(d, s.ln1, s.mean1, s.rstd1, x, P(g, p, t0 + PB_GPT_LN1_W), P(g, p, t0 + PB_GPT_LN1_B), N, C));
-    TRY(linear_fwd(g, p, s.ln1, t0 + PB_GPT_QKV_W, t0 + PB_GPT_QKV_B, s.qkv, NULL, PB_EPI_BIAS, N, C, 3 * C));
-    TRY(tr->attention_fwd(d, s.atty, s.att, s.qkv, rows, T, C, NH));
-    TRY(linear_fwd(g, p, s.atty, t0 + PB_GPT_PROJ_W, t0 + PB_GPT_PROJ_B, s.r2, NULL, PB_EPI_BIAS, N, C, C));
-    TRY(tr->residual_fwd(d, s.r2, s.r2, x, (size_t)N * (size_t)C));
-    TRY(tr->layernorm_fwd(d, s.ln2, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W), P(g, p, t0 + PB_GPT_LN2_B), N,
-                          C));
-    TRY(linear_fwd(g, p, s.ln2, t0 + PB_GPT_FC_W, t0 + PB_GPT_FC_B, s.fchg, s.fch, PB_EPI_GELU_BIAS, N, C, 4 * C));
-    TRY(linear_fwd(g, p, s.fchg, t0 + PB_GPT_FCPROJ_W, t0 + PB_GPT_FCPROJ_B, y, NULL, PB_EPI_BIAS, N, 4 * C, C));
+    TRY(linear_fwd(g, p, s.ln1, t0 + PB_GPT_QKV_W, t0 + PB_GPT_QKV_B, s.qkv, NULL, PB_EPI_BIAS, N, C, 3 * Cl));
+    TRY(tr->attention_fwd(d, s.atty, s.att, s.qkv, rows, T, Cl, NH));
+    /* a row-parallel projection's bias follows the sum across ranks */
+    TRY(linear_fwd(g, p, s.atty, t0 + PB_GPT_PROJ_W, split ? -1 : t0 + PB_GPT_PROJ_B, s.r2, NULL, PB_EPI_BIAS, N, Cl,
+                   C));
+    TRY(row_parallel_sum(g, h, s.r2, P(g, p, t0 + PB_GPT_PROJ_B), N, C));
+    if (tr->residual_layernorm_fwd) {
+        TRY(tr->residual_layernorm_fwd(d, s.r2, s.ln2, s.mean2, s.rstd2, s.r2, x, P(g, p, t0 + PB_GPT_LN2_W),
+                                       P(g, p, t0 + PB_GPT_LN2_B), N, C));
+    } else {
+        TRY(tr->residual_fwd(d, s.r2, s.r2, x, (size_t)N * (size_t)C));
+        TRY(tr->layernorm_fwd(d, s.ln2, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W),
+                              P(g, p, t0 + PB_GPT_LN2_B), N, C));
+    }
+    TRY(linear_fwd(g, p, s.ln2, t0 + PB_GPT_FC_W, t0 + PB_GPT_FC_B, s.fchg, s.fch, PB_EPI_GELU_BIAS, N, C, 4 * Cl));
+    TRY(linear_fwd(g, p, s.fchg, t0 + PB_GPT_FCPROJ_W, split ? -1 : t0 + PB_GPT_FCPROJ_B, y, NULL, PB_EPI_BIAS, N,
+                   4 * Cl, C));
+    TRY(row_parallel_sum(g, h, y, P(g, p, t0 + PB_GPT_FCPROJ_B), N, C));
     return tr->residual_fwd(d, y, y, s.r2, (size_t)N * (size_t)C);
 }
 
 /* From D = dL/dy to D = dL/dx (the gradients of the block's tensors added) */
-static pb_status layer_bwd(gpt_stage *g, const pb_stage_params *p, int b, int slot, int rows, const float *x)
+static pb_status layer_bwd(gpt_stage *g, const pb_stage_params *p, const pb_stage_hooks *h, int b, int slot, int rows,
+                           const float *x)
 {
     const pb_transformer_ops *tr = g->tr;
     const pb_backend *be = g->be;
     pb_device *d = g->dev;
-    const int T = g->m->shape.seq, C = g->m->shape.d_model, NH = g->m->shape.heads, N = rows * T;
-    const size_t NC = (size_t)N * (size_t)C, f = sizeof(float);
+    const int T = g->m->shape.seq, C = g->m->shape.d_model, N = rows * T;
+    const int tp = tp_of(g->m), NH = g->m->shape.heads / tp, Cl = C / tp;
+    const size_t NC = (size_t)N * (size_t)C, NCl = (size_t)N * (size_t)Cl, f = sizeof(float);
     const int t0 = pb_gpt_layer_t0(b - 1);
     layer_saves s = saves_of(g, b, slot);
     /* dbig: the fc's dL/dpre (GELU's derivative fused, and fc's bias gradient) */
     TRY(linear_bwd(g, p, g->D, s.fchg, t0 + PB_GPT_FCPROJ_W, t0 + PB_GPT_FCPROJ_B, g->dbig, s.fch, t0 + PB_GPT_FC_B, N,
-                   4 * C, C));
+                   4 * Cl, C));
     TRY(be->zero(d, g->dsmall, NC * f));
-    TRY(linear_bwd(g, p, g->dbig, s.ln2, t0 + PB_GPT_FC_W, -1, g->dsmall, NULL, -1, N, C, 4 * C));
+    TRY(linear_bwd(g, p, g->dbig, s.ln2, t0 + PB_GPT_FC_W, -1, g->dsmall, NULL, -1, N, C, 4 * Cl));
+    TRY(column_parallel_sum(g, h, g->dsmall, N, C));
     /* the residual: dr2 = dy + the LayerNorm branch's */
     TRY(be->copy(d, g->R, g->D, NC * f));
     TRY(tr->layernorm_bwd(d, g->R, G(g, p, t0 + PB_GPT_LN2_W), G(g, p, t0 + PB_GPT_LN2_B), g->dsmall, s.r2,
                           P(g, p, t0 + PB_GPT_LN2_W), s.mean2, s.rstd2, N, C));
     TRY(be->zero(d, g->dsmall, NC * f));
-    TRY(linear_bwd(g, p, g->R, s.atty, t0 + PB_GPT_PROJ_W, t0 + PB_GPT_PROJ_B, g->dsmall, NULL, -1, N, C, C));
-    TRY(be->zero(d, g->dqkv, 3 * NC * f));
-    TRY(tr->attention_bwd(d, g->dqkv, g->scratch, g->dsmall, s.qkv, s.att, rows, T, C, NH));
+    TRY(linear_bwd(g, p, g->R, s.atty, t0 + PB_GPT_PROJ_W, t0 + PB_GPT_PROJ_B, g->dsmall, NULL, -1, N, Cl, C));
+    TRY(be->zero(d, g->dqkv, 3 * NCl * f));
+    TRY(tr->attention_bwd(d, g->dqkv, g->scratch, g->dsmall, s.qkv, s.att, rows, T, Cl, NH));
     TRY(be->zero(d, g->dsmall, NC * f));
-    TRY(linear_bwd(g, p, g->dqkv, s.ln1, t0 + PB_GPT_QKV_W, t0 + PB_GPT_QKV_B, g->dsmall, NULL, -1, N, C, 3 * C));
+    TRY(linear_bwd(g, p, g->dqkv, s.ln1, t0 + PB_GPT_QKV_W, t0 + PB_GPT_QKV_B, g->dsmall, NULL, -1, N, C, 3 * Cl));
+    TRY(column_parallel_sum(g, h, g->dsmall, N, C));
     TRY(be->copy(d, g->D, g->R, NC * f));
     return tr->layernorm_bwd(d, g->D, G(g, p, t0 + PB_GPT_LN1_W), G(g, p, t0 + PB_GPT_LN1_B), g->dsmall, x,
                              P(g, p, t0 + PB_GPT_LN1_W), s.mean1, s.rstd1, N, C);
@@ -318,7 +374,7 @@ pb_status pb_gpt_forward(pb_stage *stage, const pb_stage_params *p, int slot, in
         if (b == 0) {
             TRY(g->tr->encoder_fwd(g->dev, y, x, P(g, p, PB_GPT_WTE), P(g, p, PB_GPT_WPE), rows, T, C));
         } else if (is_layer(m, b)) {
-            TRY(layer_fwd(g, p, b, slot, rows, x, y));
+            TRY(layer_fwd(g, p, h, b, slot, rows, x, y));
         } else {
             int t0 = m->block[b].t0;
             float *ln = head_save(g, slot);
@@ -338,16 +394,18 @@ pb_status pb_gpt_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
     const int T = m->shape.seq, C = m->shape.d_model, N = rows * T;
     const int Vp = pb_gpt_padded_vocab(m->shape.vocab);
     const size_t NC = (size_t)N * (size_t)C;
-    /* the ops accumulate; backward overwrites the stage's gradients */
-    TRY(g->be->zero(g->dev, p->grads, pb_model_span(m, g->b0, g->b1) * sizeof(float)));
+    /* the ops accumulate; backward overwrites the stage's gradients (block
+     * by block where the blocks lie apart: each is there from its hook on) */
+    if (!p->blocks) TRY(g->be->zero(g->dev, p->grads, pb_model_span(m, g->b0, g->b1) * sizeof(float)));
     for (int b = g->b1 - 1; b >= g->b0; b--) {
         int i = b - g->b0;
         if (h && h->before_block) TRY(h->before_block(h->arg, b, true));
+        if (p->blocks) TRY(g->be->zero(g->dev, p->blocks[b].grads, m->block[b].p_len * sizeof(float)));
         const void *x = rows_of(g, i, slot);
         if (b == 0) {
             TRY(g->tr->encoder_bwd(g->dev, G(g, p, PB_GPT_WTE), G(g, p, PB_GPT_WPE), g->D, x, rows, T, C));
         } else if (is_layer(m, b)) {
-            TRY(layer_bwd(g, p, b, slot, rows, x));
+            TRY(layer_bwd(g, p, h, b, slot, rows, x));
         } else {
             int t0 = m->block[b].t0;
             float *ln = head_save(g, slot);

@@ -86,6 +86,11 @@ static pb_status mlp_describe(const pb_shape *shape, pb_model *out)
         snprintf(w->name, sizeof w->name, "layer%d.weight", l);
         *bias = (pb_tensor_desc){.off = d->b_off, .size = (size_t)d->out, .block = l, .decay = true};
         snprintf(bias->name, sizeof bias->name, "layer%d.bias", l);
+        /* tensor parallel: layers (0, 1), (2, 3), ... pair up column- then
+         * row-parallel (the ReLU between them is elementwise on the column
+         * layer's split output); an odd last layer stays whole */
+        if (l % 2 == 0 && l + 1 < layout.n_layers) w->tp = bias->tp = PB_TP_COLUMN;
+        if (l % 2 == 1) w->tp = PB_TP_ROW;
         b->t0 = 2 * l;
         b->t1 = 2 * l + 2;
         b->p_off = d->w_off;
@@ -102,6 +107,24 @@ static pb_status mlp_describe(const pb_shape *shape, pb_model *out)
     out->input_is_act = true;
     out->data_table = (size_t)shape->classes * (size_t)shape->in;
     out->max_width = widest;
+    return PB_OK;
+}
+
+/* One rank's part over tp ranks: each pair's hidden activation (the
+ * column layer's output, the row layer's input) is split. */
+static pb_status mlp_describe_tp(const pb_shape *shape, int tp, pb_model *out)
+{
+    pb_status st = mlp_describe(shape, out);
+    if (st != PB_OK) return st;
+    if (out->n_blocks >= 2 && shape->hidden % tp != 0)
+        return pb_usage_error("--hidden %d is not divisible by --gpus %d; strategy tp splits each column/row layer "
+                              "pair's hidden width across ranks; allowed: a --gpus that divides --hidden",
+                              shape->hidden, tp);
+    if ((st = pb_model_tp_local(out, tp, out)) != PB_OK) return st;
+    for (int l = 0; l + 1 < out->n_blocks; l += 2) {
+        out->block[l].out_elems /= (size_t)tp;
+        out->block[l + 1].in_elems /= (size_t)tp;
+    }
     return PB_OK;
 }
 
@@ -163,4 +186,5 @@ const pb_workload_ops pb_workload_mlp = {
     .backward = pb_mlp_backward,
     .stage_bytes = pb_mlp_stage_bytes,
     .gemm_reference = mlp_gemm_reference,
+    .describe_tp = mlp_describe_tp,
 };

@@ -2,7 +2,15 @@
  * `slots` microbatches of `rows` rows (slot j at rows [j*rows, (j+1)*rows)
  * of each buffer), each Linear layer one call of the backend's GEMM with
  * epilogues (gemm_fwd: bias + ReLU; gemm_bwd: bias gradient and the ReLU
- * derivative of the layer below, fused). */
+ * derivative of the layer below, fused).
+ *
+ * Tensor parallel (m->tp > 1, one rank's part of the model): a pair's
+ * column layer runs as any layer on its rows of the weights (its output
+ * and ReLU are this rank's slice of the hidden width); the row layer's GEMM
+ * (no epilogue) gives a partial sum, summed across ranks (the hooks'
+ * tp_allreduce) before its bias and ReLU (bias_act); in backward the column
+ * layer's input gradient is summed the same way before the ReLU below masks
+ * it (relu_bwd), so its gemm_bwd runs without the fused derivative. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +30,11 @@ typedef struct mlp_stage {
 static size_t in_of(const mlp_stage *g, int l) { return g->m->block[l].in_elems; }
 static size_t out_of(const mlp_stage *g, int l) { return g->m->block[l].out_elems; }
 static bool relu_of(const mlp_stage *g, int l) { return l < g->m->n_blocks - 1; }
+/* layer l's tensor-parallel part: its weight's split (replicated: none) */
+static pb_tp_split split_of(const mlp_stage *g, int l)
+{
+    return g->m->tp > 1 ? g->m->tensor[g->m->block[l].t0].tp : PB_TP_REPLICATED;
+}
 
 static size_t widest(const pb_model *m, int b0, int b1)
 {
@@ -126,9 +139,30 @@ static size_t b_off(const mlp_stage *g, int l)
     return g->m->tensor[g->m->block[l].t0 + 1].off - g->m->block[g->b0].p_off;
 }
 
+/* Layer l's bias and its gradients (weights' and bias's): in the stage's
+ * contiguous buffers, or the block's own (pb_stage_params.blocks) */
+static const float *bias(const mlp_stage *g, const pb_stage_params *p, int l)
+{
+    if (!p->blocks) return p->params + b_off(g, l);
+    return p->blocks[l].params + (b_off(g, l) - w_off(g, l));
+}
+
+static float *w_grad(const mlp_stage *g, const pb_stage_params *p, int l)
+{
+    if (!p->blocks) return p->beta != 0.0f ? p->acc + w_off(g, l) : p->grads + w_off(g, l);
+    return p->blocks[l].grads;
+}
+
+static float *b_grad(const mlp_stage *g, const pb_stage_params *p, int l)
+{
+    if (!p->blocks) return p->grads + b_off(g, l);
+    return p->blocks[l].grads + (b_off(g, l) - w_off(g, l));
+}
+
 /* The weights in the activation type: the compute copy when there is one. */
 static const void *compute_weight(const mlp_stage *g, const pb_stage_params *p, int l)
 {
+    if (p->blocks) return p->blocks[l].params;
     if (!p->params_c) return p->params + w_off(g, l);
     return (const char *)p->params_c + g->be->act_bytes(g->dev, w_off(g, l));
 }
@@ -140,12 +174,18 @@ pb_status pb_mlp_forward(pb_stage *stage, const pb_stage_params *p, int slot, in
         int i = l - g->b0;
         pb_status st = PB_OK;
         if (h && h->before_block && (st = h->before_block(h->arg, l, false)) != PB_OK) return st;
+        /* a row-parallel layer's bias and ReLU follow the sum across ranks */
+        bool row = split_of(g, l) == PB_TP_ROW;
         pb_gemm gm = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
-            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .bias = p->params + b_off(g, l),
-            .y = rows_of(g, i + 1, slot), .epilogue = relu_of(g, l) ? PB_EPI_RELU_BIAS : PB_EPI_BIAS,
+            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .bias = row ? NULL : bias(g, p, l),
+            .y = rows_of(g, i + 1, slot),
+            .epilogue = row ? PB_EPI_NONE : relu_of(g, l) ? PB_EPI_RELU_BIAS : PB_EPI_BIAS,
         };
         if ((st = g->be->gemm_fwd(g->dev, &gm)) != PB_OK) return st;
+        if (row && ((st = h->tp_allreduce(h->arg, gm.y, (size_t)rows * out_of(g, l))) != PB_OK ||
+                    (st = g->be->bias_act(g->dev, rows, gm.n, gm.y, bias(g, p, l), relu_of(g, l))) != PB_OK))
+            return st;
     }
     return PB_OK;
 }
@@ -161,19 +201,26 @@ pb_status pb_mlp_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
         if (h && h->before_block && (st = h->before_block(h->arg, l, true)) != PB_OK) return st;
         bool has_below = l > 0; /* the input came through the previous layer's ReLU */
         bool need_dx = l > g->b0 || (has_below && d_in);
+        /* a column-parallel layer's input gradient is this rank's part of
+         * a sum: summed across ranks before the ReLU below masks it */
+        bool col = split_of(g, l) == PB_TP_COLUMN && need_dx;
+        float *db_prev = l > g->b0 ? b_grad(g, p, l - 1) : g->db_spare;
         pb_gemm_grad gg = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
             .dy = g->dz[cur], .x = rows_of(g, i, slot), .w = compute_weight(g, p, l),
-            .dw = p->beta != 0.0f ? p->acc + w_off(g, l) : p->grads + w_off(g, l),
+            .dw = w_grad(g, p, l),
             .dw_beta = p->beta,
             /* The top layer of the stage receives dL/dz and sums its own
              * bias gradient; lower layers get it fused from the layer above. */
-            .db = l == g->b1 - 1 ? p->grads + b_off(g, l) : NULL,
+            .db = l == g->b1 - 1 ? b_grad(g, p, l) : NULL,
             .dx = need_dx ? g->dz[cur ^ 1] : NULL,
-            .dx_act = need_dx && has_below ? PB_DACT_RELU : PB_DACT_NONE,
-            .dx_db = l > g->b0 ? p->grads + b_off(g, l - 1) : g->db_spare,
+            .dx_act = need_dx && has_below && !col ? PB_DACT_RELU : PB_DACT_NONE,
+            .dx_db = col ? NULL : db_prev,
         };
         if ((st = g->be->gemm_bwd(g->dev, &gg)) != PB_OK) return st;
+        if (col && (st = h->tp_allreduce(h->arg, gg.dx, (size_t)rows * in_of(g, l))) != PB_OK) return st;
+        if (col && has_below && (st = g->be->relu_bwd(g->dev, rows, gg.k, gg.dx, gg.x, db_prev)) != PB_OK)
+            return st;
         if (h && h->grads_ready && (st = h->grads_ready(h->arg, l)) != PB_OK) return st;
         if (need_dx) cur ^= 1;
     }

@@ -32,6 +32,19 @@ extern "C" {
 #define PB_TENSOR_NAME 40
 #define PB_SHAPE_STR 64
 
+/* Tensor parallelism (Megatron-LM's): how a tensor is split over the ranks
+ * of a tensor-parallel group (docs/workloads.md, "Tensor parallel"). */
+typedef enum pb_tp_split {
+    PB_TP_REPLICATED = 0, /* every rank holds all of it */
+    /* a column-parallel Linear's weight [out, in] and bias [out]: its rows
+     * (output features) split, rank r holding the r-th of tp equal parts
+     * (of each of tp_parts stacked tensors: QKV's q, k and v) */
+    PB_TP_COLUMN,
+    /* a row-parallel Linear's weight [out, in]: its columns (input
+     * features) split the same way; its bias is replicated */
+    PB_TP_ROW,
+} pb_tp_split;
+
 /* One parameter tensor: floats [off, off + size) of the flat buffer. */
 typedef struct pb_tensor_desc {
     char name[PB_TENSOR_NAME]; /* e.g. "layer0.weight" */
@@ -44,6 +57,10 @@ typedef struct pb_tensor_desc {
     /* its shape: [rows, size / rows] (PyTorch's: a Linear weight [out, in]),
      * 0 for a vector */
     size_t rows;
+    /* its split under tensor parallelism, and for PB_TP_COLUMN how many
+     * stacked tensors it is (0 or 1: one; GPT's QKV: 3) */
+    pb_tp_split tp;
+    int tp_parts;
 } pb_tensor_desc;
 
 /* One block: tensors [t0, t1), their floats [p_off, p_off + p_len). Blocks
@@ -99,6 +116,12 @@ typedef struct pb_model {
     size_t n_tied;
     /* samples are sequences of `seq` tokens (0: not a token workload) */
     int seq;
+    /* > 1: this is one rank's part of the model under tensor parallelism
+     * of degree tp (pb_model_describe_tp): its tensors are the shards their
+     * tp split says, laid out in the same order, and its stage sums partial
+     * activations through pb_stage_hooks.tp_allreduce. 0 or 1: the whole
+     * model. Block FLOPs stay the whole model's. */
+    int tp;
 } pb_model;
 
 /* A stage: blocks [b0, b1) of the model on one device, with activation
@@ -125,6 +148,14 @@ typedef enum pb_stage_buf {
     PB_STAGE_DOUT,   /* the gradient of one slot's output, backward's start */
 } pb_stage_buf;
 
+/* One block's parameters and gradients where a strategy keeps blocks
+ * apart (zero: gathered or reduced block by block), each from the block's
+ * own p_off. */
+typedef struct pb_block_bufs {
+    const float *params;
+    float *grads;
+} pb_block_bufs;
+
 /* The stage's parameters on its device, offsets relative to block b0's
  * p_off (a strategy's buffers: full, a slice, or gathered shards). */
 typedef struct pb_stage_params {
@@ -135,6 +166,15 @@ typedef struct pb_stage_params {
      * acc = beta * acc + g (SGD's momentum buffer) instead of stored */
     float *acc;
     float beta;
+    /* NULL: the stage's blocks lie contiguously in the buffers above. Else
+     * block b (the model's index) is at blocks[b], and params, grads and
+     * acc are unused (beta 0, fp32 weights): a strategy that frees blocks
+     * between uses (zero stage 3's gathered parameters, stage 2/3's
+     * gradients) fills the entry in its before_block hook. Block b's
+     * gradients must be there from before_block of block b + 1 in backward
+     * on, since a block's backward may write the one below's (the MLP's
+     * fused bias gradient). */
+    const pb_block_bufs *blocks;
 } pb_stage_params;
 
 /* Hooks a strategy passes to forward and backward (any may be NULL). */
@@ -146,6 +186,12 @@ typedef struct pb_stage_hooks {
      * above it in the stage): where buckets are all-reduced or shards
      * reduce-scattered */
     pb_status (*grads_ready)(void *arg, int block);
+    /* tensor parallel (pb_model.tp > 1, required there): sums n activation
+     * values at buf over the tensor-parallel ranks, in place. The stage calls
+     * it at Megatron's points: after a row-parallel layer's GEMM in forward
+     * (g; its bias is added after the sum), and on a column-parallel
+     * layer's input gradient in backward (f), each rank's part summed */
+    pb_status (*tp_allreduce)(void *arg, void *buf, size_t n);
     void *arg;
 } pb_stage_hooks;
 
@@ -197,6 +243,13 @@ typedef struct pb_workload_ops {
      * with beta dw_beta; reps timed sets. */
     pb_status (*gemm_reference)(const pb_model *m, const pb_backend *be, pb_device *dev, int rows, float dw_beta,
                                 int reps, double *ms);
+    /* optional (NULL: the workload does not split under tensor
+     * parallelism): one rank's part of the model of this shape over tp
+     * ranks (the same for every rank; pb_model_tp_local does the tensors
+     * from their declared splits, the workload its activations' widths), a
+     * usage error for a shape that does not split so. Its describe declares
+     * each tensor's tp split either way. */
+    pb_status (*describe_tp)(const pb_shape *shape, int tp, pb_model *out);
 } pb_workload_ops;
 
 /* A named preset of a workload's shape. */
@@ -214,6 +267,22 @@ extern const pb_workload_ops pb_workload_gpt;
  * tile the buffer, tensors lie in their block): PB_ERR_INTERNAL names the
  * broken one. */
 pb_status pb_model_describe(const pb_workload_ops *ops, const pb_shape *shape, pb_model *out);
+
+/* The same for one rank's part under tensor parallelism of degree tp
+ * (ops->describe_tp): a usage error where the workload does not split. */
+pb_status pb_model_describe_tp(const pb_workload_ops *ops, const pb_shape *shape, int tp, pb_model *out);
+/* The tensors of one rank's part of `full` over tp ranks, by their splits:
+ * each tensor's shard in the same order, the blocks tiling the smaller
+ * buffer, local->tp = tp; activation widths (block in/out) are left to the
+ * workload. PB_ERR_INTERNAL when a split does not divide. */
+pb_status pb_model_tp_local(const pb_model *full, int tp, pb_model *local);
+/* Rank `rank`'s shard of the whole model's parameters (full_buf, full's
+ * layout) into local_buf (local's); and back, writing the rank's shard
+ * (its replicated tensors too) into the whole buffer. */
+void pb_model_tp_shard(const pb_model *full, const pb_model *local, int rank, const float *full_buf,
+                       float *local_buf);
+void pb_model_tp_unshard(const pb_model *full, const pb_model *local, int rank, const float *local_buf,
+                         float *full_buf);
 
 /* Model FLOPs of one training step over `rows` samples, blocks [b0, b1). */
 double pb_model_flops(const pb_model *m, int b0, int b1, double rows);

@@ -45,6 +45,7 @@ struct pb_device {
     int ordinal;
     int threads;
     size_t bytes_now, bytes_peak;
+    double mem_limit; /* --device-mem-mb in bytes, 0 none */
     gemm_bufs ref;
 };
 
@@ -75,6 +76,7 @@ static pb_status cpu_open(const pb_device_opts *opts, int ordinal, pb_device **o
     if (!dev) return pb_host_nomem(sizeof *dev);
     dev->ordinal = ordinal;
     dev->threads = opts->threads;
+    dev->mem_limit = opts->mem_limit;
     pb_blas_set_threads(opts->threads);
     *out = dev;
     return PB_OK;
@@ -115,6 +117,10 @@ static size_t cpu_act_bytes(const pb_device *dev, size_t elems)
 
 static pb_status cpu_alloc(pb_device *dev, size_t bytes, void **ptr)
 {
+    if (dev) {
+        pb_status st = pb_backend_check_limit(dev->ordinal, dev->mem_limit, dev->bytes_now, bytes);
+        if (st != PB_OK) return st;
+    }
     size_t total = sizeof(block_header) + ((bytes + CPU_ALIGN - 1) / CPU_ALIGN) * CPU_ALIGN;
     block_header *h;
     if (total >= CPU_HUGE_PAGE) {
@@ -292,6 +298,24 @@ static pb_status cpu_gemm_bwd(pb_device *dev, const pb_gemm_grad *g)
         if (g->dx_db) memset(g->dx_db, 0, (size_t)g->k * sizeof(float));
         pb_cpu_dgelu_bgrad(g->dx, g->dx_db, g->dx, g->x_pre, g->m, g->k);
     }
+    return PB_OK;
+}
+
+static pb_status cpu_bias_act(pb_device *dev, int m, int n, void *y, const float *b, bool relu)
+{
+    (void)dev;
+    float *restrict v = y;
+    if (b)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) v[(size_t)i * n + j] += b[j];
+    if (relu) relu_inplace((size_t)m * (size_t)n, v);
+    return PB_OK;
+}
+
+static pb_status cpu_relu_bwd(pb_device *dev, int m, int n, void *dy, const void *y, float *db)
+{
+    (void)dev;
+    drelu_bgrad(m, n, dy, y, db);
     return PB_OK;
 }
 
@@ -778,6 +802,8 @@ const pb_backend pb_backend_cpu = {
     .peak_mem_mb = cpu_peak_mem_mb,
     .gemm_fwd = cpu_gemm_fwd,
     .gemm_bwd = cpu_gemm_bwd,
+    .bias_act = cpu_bias_act,
+    .relu_bwd = cpu_relu_bwd,
     .softmax_xent = cpu_softmax_xent,
     .optimizer = cpu_optimizer,
     .axpy = cpu_axpy,

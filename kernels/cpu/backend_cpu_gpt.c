@@ -61,6 +61,18 @@ static pb_status attention_bwd(pb_device *dev, float *dqkv, float *scratch, cons
     return PB_OK;
 }
 
+/* the fused form the stage prefers where a backend has it: on the CPU the
+ * two ops, so the CPU tests run the stage's fused path too */
+static pb_status residual_layernorm_fwd(pb_device *dev, float *res, float *out, float *mean, float *rstd,
+                                        const float *a, const float *b, const float *w, const float *bias, int N,
+                                        int C)
+{
+    (void)dev;
+    pb_cpu_residual_fwd(res, a, b, (size_t)N * (size_t)C);
+    pb_cpu_layernorm_fwd(out, mean, rstd, res, w, bias, N, C);
+    return PB_OK;
+}
+
 /* Row by row, so the losses need no buffer: each row's loss (the fused op
  * scaled by 1 gives it unscaled) is summed in double, then scaled once. */
 static pb_status classifier(pb_device *dev, float *dlogits, const float *logits, const int32_t *targets, int N, int V,
@@ -89,4 +101,6 @@ const pb_transformer_ops pb_cpu_transformer_ops = {
     .attention_bwd = attention_bwd,
     .attention_scratch = pb_cpu_attention_scratch,
     .classifier = classifier,
+    .residual_layernorm_fwd = residual_layernorm_fwd,
+    .bf16_act = false,
 };

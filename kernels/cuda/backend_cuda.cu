@@ -10,6 +10,9 @@
  *   optimizer.cuh    SGD/AdamW update and the side stream it may run on
  *   matmul.cuh       the cuBLASLt plan cache and the Linear layers' GEMMs
  *   calibrate.cuh    calibration and the GEMM-alone reference
+ *   gpt_ops.cuh      the transformer ops table, from gpt_state.cuh (their
+ *                    scratch, batched-GEMM plans, reductions), encoder.cuh,
+ *                    layernorm.cuh (+ residual), attention.cuh, classifier.cuh
  * This file keeps the devices, memory, copies, peer access, timing marks and
  * graphs, and the ops table. */
 #include <cuda_runtime.h>
@@ -34,6 +37,7 @@
 #include "optimizer.cuh"
 #include "matmul.cuh"
 #include "calibrate.cuh"
+#include "gpt_ops.cuh"
 
 /* ------------------------------------------------------------------------ */
 /* ops: devices                                                             */
@@ -99,6 +103,7 @@ static void cuda_close(pb_device *dev)
     for (int i = 0; i < PLAN_CAP; i++)
         if (dev->plans[i].used) plan_release(&dev->plans[i]);
     if (dev->graph) cudaGraphExecDestroy(dev->graph);
+    gpt_state_free(dev);
     /* free() needs the device, so nothing can free these after close */
     for (size_t i = 0; i < dev->n_allocs; i++) cudaFree(dev->allocs[i].ptr);
     free(dev->allocs);
@@ -133,6 +138,7 @@ static pb_status cuda_open(const pb_device_opts *opts, int ordinal, pb_device **
     dev = (pb_device *)calloc(1, sizeof *dev);
     PB_CHECK_ALLOC(dev, sizeof *dev);
     dev->ordinal = ordinal;
+    dev->mem_limit = opts ? opts->mem_limit : 0.0;
     dev->precision = opts ? opts->precision : PB_FP32;
     PB_CUDA_CHECK(cudaSetDevice(ordinal));
     PB_CUDA_CHECK(cudaGetDeviceProperties(&prop, ordinal));
@@ -261,6 +267,7 @@ static pb_status cuda_alloc(pb_device *dev, size_t bytes, void **ptr)
 
     *ptr = NULL;
     if (bytes == 0) return PB_OK;
+    PB_TRY(pb_backend_check_limit(dev->ordinal, dev->mem_limit, dev->bytes_now, bytes));
     PB_TRY(use_device(dev));
     if (dev->n_allocs == dev->cap_allocs) {
         size_t cap = dev->cap_allocs ? dev->cap_allocs * 2 : 64;
@@ -688,6 +695,8 @@ const pb_backend pb_backend_cuda = {
     .mem_info = cuda_mem_info,
     .gemm_fwd = cuda_gemm_fwd,
     .gemm_bwd = cuda_gemm_bwd,
+    .bias_act = cuda_bias_act,
+    .relu_bwd = cuda_relu_bwd,
     .softmax_xent = cuda_softmax_xent,
     .optimizer = cuda_optimizer,
     .optimizer_side = cuda_optimizer_side,
@@ -702,8 +711,9 @@ const pb_backend pb_backend_cuda = {
     .synchronize = cuda_synchronize,
     .calibrate = cuda_calibrate,
     .gemm_reference = cuda_gemm_reference,
-    /* not yet: the GPT workload refuses this backend (docs/workloads.md) */
-    .transformer = NULL,
+    /* the GEMM slots still NULL: the GPT workload refuses this backend
+     * (gpt_ops.cuh, docs/transformer-ops.md) */
+    .transformer = &cuda_transformer_ops,
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,
     .replay = cuda_replay,

@@ -316,12 +316,27 @@ static void share_one_gpu(const pb_comm_opts *opts, int rank, int ranks, const c
                                   : "each rank has its own NCCL_HOSTID and talks over sockets");
 }
 
+/* c's comm stream and its ready event, on c's device. */
+static pb_status open_streams(pb_comm_ctx *c)
+{
+    pb_status st = PB_OK;
+    int prio = 0;
+    PB_TRY(use_device(c));
+    PB_TRY(stream_priority(&prio));
+    PB_CUDA_CHECK(cudaStreamCreateWithPriority(&c->stream, cudaStreamNonBlocking, prio));
+    c->have_stream = true;
+    PB_CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
+    c->have_ready = true;
+cleanup:
+    return st;
+}
+
 static pb_status nccl_init(const pb_comm_opts *opts, const pb_backend *be, pb_device *dev, int rank, int ranks,
                            pb_comm_ctx **out)
 {
     pb_status st = PB_OK;
     pb_comm_ctx *c = NULL;
-    int mpi_up = 0, world_rank = -1, world_size = 0, prio = 0;
+    int mpi_up = 0, world_rank = -1, world_size = 0;
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     struct {
         int ok;
@@ -357,12 +372,7 @@ static pb_status nccl_init(const pb_comm_opts *opts, const pb_backend *be, pb_de
         PB_FAIL(PB_ERR_COMM, "nccl comm: ncclGetUniqueId failed on rank 0%s%s", why && *why ? ": " : "",
                 why ? why : "");
     }
-    PB_TRY(use_device(c));
-    PB_TRY(stream_priority(&prio));
-    PB_CUDA_CHECK(cudaStreamCreateWithPriority(&c->stream, cudaStreamNonBlocking, prio));
-    c->have_stream = true;
-    PB_CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
-    c->have_ready = true;
+    PB_TRY(open_streams(c));
     /* non-blocking: the set-up goes on in NCCL's threads while settle()
      * bounds it by --timeout (a rank that never arrives) */
     config.blocking = 0;
@@ -620,6 +630,58 @@ cleanup:
 
 static double nccl_req_ms(const pb_comm_req *r) { return r->ms; }
 
+/* --- split ------------------------------------------------------------------------ */
+
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 18, 0)
+/* ncclCommSplit, non-blocking as the parent: the parent's side and then the
+ * new communicator's set-up are each polled under deadline_s, like init's.
+ * The new ctx has its own comm stream (ordered after the same compute
+ * stream), requests and abort; aborting it leaves the parent running.
+ * Compiled; not yet run on a GPU when written. */
+static pb_status nccl_split(pb_comm_ctx *c, int color, int key, double deadline_s, pb_comm_ctx **out)
+{
+    pb_status st = PB_OK;
+    pb_comm_ctx *s = NULL;
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    ncclComm_t nc = NULL;
+    *out = NULL;
+    PB_TRY(check_alive(c));
+    PB_TRY(flush_p2p(c)); /* held-back sends and recvs go first, in issue order */
+    PB_ALLOC(s, 1);
+    s->ordinal = c->ordinal;
+    s->compute = c->compute;
+    s->deadline_s = c->deadline_s;
+    snprintf(s->host, sizeof s->host, "%s", c->host);
+    PB_TRY(open_streams(s));
+    config.blocking = 0;
+    ncclResult_t r = ncclCommSplit(c->comm, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &nc, &config);
+    s->comm = nc;
+    s->comm_up = nc != NULL; /* a non-blocking communicator comes back even from a failed call, to be aborted */
+    if (r != ncclSuccess && r != ncclInProgress) abort_comm(c);
+    PB_NCCL_CHECK(r);
+    PB_TRY(settle(c, (op_desc){"communicator split", 0, 0, NULL}, NULL, deadline_s));
+    if (!nc) goto cleanup; /* PB_COMM_SPLIT_NONE */
+    s->rank = c->rank; /* named in set-up messages until NCCL says */
+    s->ranks = c->ranks;
+    PB_TRY(settle(s, (op_desc){"split communicator set-up", 0, 0, NULL}, NULL, deadline_s));
+    PB_NCCL_CHECK(ncclCommCount(nc, &s->ranks));
+    PB_NCCL_CHECK(ncclCommUserRank(nc, &s->rank));
+    *out = s;
+    s = NULL;
+cleanup:
+    if (s) {
+        if (st != PB_OK) abort_comm(s);
+        nccl_destroy(s);
+    }
+    return st;
+}
+#define NCCL_SPLIT nccl_split
+#else
+/* NCCL before 2.18 has no ncclCommSplit: the slot stays empty (callers
+ * check it) and the mesh strategies say so. */
+#define NCCL_SPLIT NULL
+#endif
+
 static const char *nccl_version(void)
 {
     static char v[64];
@@ -653,4 +715,5 @@ const pb_comm pb_comm_nccl = {
     .wait = nccl_wait,
     .version = nccl_version,
     .req_ms = nccl_req_ms,
+    .split = NCCL_SPLIT,
 };

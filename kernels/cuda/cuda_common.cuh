@@ -60,6 +60,9 @@ typedef struct alloc_rec {
     size_t bytes;
 } alloc_rec;
 
+/* the transformer ops' per-device state (gpt_state.cuh) */
+typedef struct pb_cuda_gpt pb_cuda_gpt;
+
 struct pb_device {
     int ordinal;
     pb_precision precision;
@@ -81,6 +84,7 @@ struct pb_device {
     alloc_rec *allocs;
     size_t n_allocs, cap_allocs;
     size_t bytes_now, bytes_peak;
+    double mem_limit; /* --device-mem-mb in bytes, 0 none */
 
     /* fp32 staging for upload_act/download_act in bf16; grows, never shrinks,
      * so steady-state copies allocate nothing */
@@ -100,6 +104,9 @@ struct pb_device {
 
     bool capturing;
     cudaGraphExec_t graph;
+
+    /* NULL until the first transformer op */
+    pb_cuda_gpt *gpt;
 };
 
 struct pb_mark {

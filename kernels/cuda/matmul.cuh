@@ -439,4 +439,25 @@ cleanup:
     return st;
 }
 
+/* the epilogues alone, for a GEMM output summed across ranks first */
+static pb_status cuda_bias_act(pb_device *dev, int m, int n, void *y, const float *b, bool relu)
+{
+    pb_status st = PB_OK;
+    if (m == 0 || (!b && !relu)) return PB_OK;
+    PB_TRY(use_device(dev));
+    PB_TRY(launch_bias_act(dev, m, n, y, b, relu ? ACT_RELU : ACT_NONE, y));
+cleanup:
+    return st;
+}
+
+static pb_status cuda_relu_bwd(pb_device *dev, int m, int n, void *dy, const void *y, float *db)
+{
+    pb_status st = PB_OK;
+    if (m == 0) return PB_OK;
+    PB_TRY(use_device(dev));
+    PB_TRY(launch_colsum_act(dev, m, n, dy, ACT_RELU, y, db));
+cleanup:
+    return st;
+}
+
 #endif /* PB_CUDA_MATMUL_CUH */

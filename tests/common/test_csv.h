@@ -104,7 +104,7 @@ static inline void expect_phases_add_up(const csv *c)
 {
     static const char *const phases[] = {"load_ms",      "h2d_ms",    "fwd_ms",    "bwd_ms", "sync_ms",
                                          "opt_ms",       "scatter_ms", "replicate_ms", "gather_ms",
-                                         "reduce_ms",    "p2p_ms",    "bubble_ms"};
+                                         "reduce_ms",    "p2p_ms",    "bubble_ms", "tp_comm_ms"};
     double sum = 0.0;
     for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
         double ms = csv_num(c, phases[i]);

@@ -81,11 +81,54 @@ static void test_mp_against_run(void **state)
     check_against_run(state, args, 1);
 }
 
+/* 1F1B's slots (min(m, p - stage)) and send buffer, 3 stages: the plan
+ * follows the schedule, not GPipe's slot per microbatch */
+static void test_mp_1f1b_against_run(void **state)
+{
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-xs", "--strategy", "mp", "--gpus", "3", "--batch", "96",
+                    "--microbatches", "8", "--schedule", "1f1b", NULL};
+    check_against_run(state, args, 1);
+}
+
 static void test_ddp_against_run(void **state)
 {
     if (!PB_EXPECT_MPI) skip();
     char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "ddp", "--gpus", "2", NULL};
     check_against_run(state, args, 2);
+}
+
+/* tp: a rank's part of the model (its shards' parameters, gradients and
+ * AdamW state, the split activations divided) over the whole batch */
+static void test_tp_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "tp", "--gpus", "2", "--optimizer",
+                    "adamw", NULL};
+    check_against_run(state, args, 2);
+}
+
+static void test_tp_gpt_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *args[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "tp", "--gpus", "4", NULL};
+    check_against_run(state, args, 4);
+}
+
+/* zero's plan (its own: shards, the full or pooled gradients, stage 3's two
+ * gathered blocks) is what each stage allocates: on mlp-xs, and on gpt-xs
+ * with AdamW and buckets of one block (the gradient pool, the tied head) */
+static void test_zero_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    static char *const stages[] = {"1", "2", "3"};
+    for (int i = 0; i < 3; i++) {
+        char *args[] = {"--backend", "cpu", "--workload", "mlp-xs", "--strategy", "zero", "--gpus", "2",
+                        "--zero-stage", stages[i], NULL};
+        check_against_run(state, args, 2);
+    }
+    char *gpt[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "zero", "--gpus", "2", "--zero-stage", "3",
+                   "--optimizer", "adamw", "--bucket-mb", "0.01", NULL};
+    check_against_run(state, gpt, 2);
 }
 
 static void test_overcommitted_run_refused(void **state)
@@ -115,6 +158,113 @@ static void test_overcommitted_run_refused(void **state)
     csv_free(&c);
 }
 
+/* --- the row's plan columns --------------------------------------------------- */
+
+/* Every strategy on both workloads: the row's planned figure of its
+ * largest device (mem_plan_mb) within 1% of what the cpu backend counted
+ * (peak_mem_mb; the plan is exact there, the 1% is the row's rounding and
+ * room for a strategy whose transient buffers it does not foresee), and its
+ * parts adding up to it. */
+static void test_plan_columns_match_peak(void **state)
+{
+    bench_run *r = keep(state, bench_run_new());
+    static const char *const workloads[] = {"mlp-xs", "gpt-xs"};
+    static const char *const strategies[][2] = {{"single", "1"}, {"dp", "2"}, {"mp", "2"}, {"ddp", "2"}};
+    int runs = 0;
+    for (size_t w = 0; w < 2; w++)
+        for (size_t k = 0; k < 4; k++) {
+            if (strcmp(strategies[k][0], "ddp") == 0 && !PB_EXPECT_MPI) continue;
+            char *args[] = {"--backend", "cpu", "--workload", (char *)workloads[w], "--strategy",
+                            (char *)strategies[k][0], "--gpus", (char *)strategies[k][1], "--iters", "1",
+                            "--warmup", "0", "--quiet", "--out", r->csv_path, NULL};
+            run_bench(&r->res, args);
+            expect_exit(r, 0);
+            runs++;
+        }
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, runs);
+    for (int i = 0; i < c.rows; i++) {
+        double peak = atof(csv_field(&c, i, "peak_mem_mb")), plan = atof(csv_field(&c, i, "mem_plan_mb"));
+        double parts = atof(csv_field(&c, i, "mem_plan_params_mb")) + atof(csv_field(&c, i, "mem_plan_grads_mb")) +
+                       atof(csv_field(&c, i, "mem_plan_optim_mb")) + atof(csv_field(&c, i, "mem_plan_acts_mb"));
+        const char *what = csv_field(&c, i, "strategy"), *wl = csv_field(&c, i, "workload");
+        if (!(peak > 0) || fabs(plan - peak) > 0.01 * peak)
+            fail_msg("%s %s: mem_plan_mb %.4f, peak_mem_mb %.4f", wl, what, plan, peak);
+        if (fabs(parts - plan) > 1e-4 * plan)
+            fail_msg("%s %s: the parts add up to %.5f MB, mem_plan_mb %.5f", wl, what, parts, plan);
+        /* every strategy here keeps whole fp32 parameters, gradients and
+         * momentum on its largest device, or a stage's share of them */
+        if (!(atof(csv_field(&c, i, "mem_plan_params_mb")) > 0)) fail_msg("%s %s: no parameters", wl, what);
+    }
+    csv_free(&c);
+}
+
+/* --- --device-mem-mb ------------------------------------------------------------ */
+
+/* A cap below the plan of the largest device: exit 1 before anything is
+ * allocated, with the device, both figures and the split in the message
+ * and the failed row (which also keeps the plan); a cap of exactly the
+ * plan runs, so the backend, which refuses any allocation beyond the cap,
+ * never held more than the plan on any device. */
+static void test_device_cap(void **state)
+{
+    bench_run *r = keep(state, bench_run_new());
+    char *base[] = {"--backend", "cpu", "--workload", "mlp-xs", "--strategy", "dp", "--gpus", "2", NULL};
+    pb_memplan p = plan_of(base, true, 1);
+    int big = pb_memplan_largest(&p);
+    double need = p.device[big] / MIB;
+    char cap[32];
+    snprintf(cap, sizeof cap, "%.6f", need - 0.05);
+    char *args[] = {"--backend", "cpu", "--workload", "mlp-xs", "--strategy", "dp", "--gpus", "2", "--iters", "1",
+                    "--warmup", "0", "--quiet", "--device-mem-mb", cap, "--out", r->csv_path, NULL};
+    run_bench(&r->res, args);
+    expect_exit(r, 1);
+    char want[160];
+    snprintf(want, sizeof want, "out of device memory: device %d needs %.1f MB, has %.1f MB (params ", big, need,
+             need - 0.05);
+    if (!strstr(r->res.err, want) || !strstr(r->res.err, "under --device-mem-mb; refused before allocating"))
+        fail_msg("wanted '%s' in stderr:\n%s", want, r->res.err);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "status"), "failed");
+    assert_non_null(strstr(csv_get(&c, "error"), want));
+    assert_string_equal(csv_get(&c, "peak_mem_mb"), "");
+    assert_string_equal(csv_get(&c, "step_ms_p50"), "");
+    if (fabs(csv_num(&c, "mem_plan_mb") - need) > 1e-4) fail_msg("mem_plan_mb %s", csv_get(&c, "mem_plan_mb"));
+    csv_free(&c);
+
+    /* exactly the plan (rounded up to the flag's precision) */
+    snprintf(cap, sizeof cap, "%.9f", ceil(need * 1e9) / 1e9);
+    run_bench(&r->res, args);
+    expect_exit(r, 0);
+}
+
+/* The sweep goes on past a configuration that does not fit: single x1
+ * (5.1 MB) is refused under a 4 MB cap, mp x2 (3.3 MB per stage) runs. */
+static void test_sweep_goes_on_past_the_cap(void **state)
+{
+    bench_run *r = keep(state, bench_run_new());
+    char *args[] = {"sweep", "--strategies", "single,mp", "--gpus", "1,2", "--workload", "gpt-xs", "--scaling",
+                    "strong", "--iters", "1", "--warmup", "0", "--threads", "1", "--out", r->csv_path, "--",
+                    "--device-mem-mb", "4", NULL};
+    run_bench(&r->res, args);
+    expect_exit(r, 1); /* a run failed */
+    if (!strstr(r->res.err, "single x1 batch 8, repeat 1/1 failed (exit 1): bench: error: out of device memory: "
+                            "device 0 needs 5.1 MB, has 4.0 MB") ||
+        !strstr(r->res.err, "mp x2 batch 8, repeat 1/1: ok"))
+        fail_msg("stderr:\n%s", r->res.err);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 2);
+    for (int i = 0; i < c.rows; i++) {
+        bool single = strcmp(csv_field(&c, i, "strategy"), "single") == 0;
+        assert_string_equal(csv_field(&c, i, "status"), single ? "failed" : "ok");
+    }
+    csv_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -122,8 +272,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_dp_3_devices_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mp_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mp_1f1b_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_ddp_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_tp_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_tp_gpt_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_zero_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_overcommitted_run_refused, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_plan_columns_match_peak, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_device_cap, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_goes_on_past_the_cap, run_setup, run_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,11 @@
  * microbatches (far more messages than the comm holds outstanding per pair);
  * usage errors are one line with exit 2; the row reports microbatches, the
  * theoretical and measured bubble, p2p time, and phases that add up to the
- * step, and `p2p` none (the cpu has no device links). The stages' spans in
- * process (pb_mp_trace): tests/unit/test_mp_lib.c. */
+ * step, and `p2p` none (the cpu has no device links). --schedule 1f1b
+ * trains what `single` trains on 2 and 4 stages with 4 and 8 microbatches
+ * on the MLP and gpt-xs, holds less memory than GPipe at the same m, and
+ * the row's p2p_bytes_per_step is docs/strategies.md's 2 B w e. The stages'
+ * spans in process (pb_mp_trace, 1F1B's order): tests/unit/test_mp_lib.c. */
 #include "tests/common/test_csv.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
@@ -94,6 +97,14 @@ static void test_uneven_split(void **state)
     }
 }
 
+/* docs/strategies.md: what crosses one boundary per step, 2 B w e bytes
+ * (w: the boundary's activation per sample, e: 4 on the cpu) */
+static void expect_p2p_bytes(const csv *c, double w)
+{
+    double want = 2.0 * csv_num(c, "batch_global") * w * 4.0, got = csv_num(c, "p2p_bytes_per_step");
+    if (got != want) fail_msg("p2p_bytes_per_step %.0f, expected 2 B w e = %.0f", got, want);
+}
+
 /* The row: microbatches, GPipe's theoretical bubble, a measured bubble, p2p
  * time, and phases that tile the step. */
 static void test_row(void **state)
@@ -114,6 +125,8 @@ static void test_row(void **state)
         double frac = csv_num(&c, "bubble_frac");
         assert_true(frac >= 0.0 && frac <= 1.0);
         assert_true(csv_num(&c, "bubble_ms") >= 0.0);
+        assert_string_equal(csv_get(&c, "schedule"), "gpipe"); /* the default */
+        expect_p2p_bytes(&c, 256);
         expect_phases_add_up(&c);
         csv_free(&c);
     }
@@ -209,16 +222,79 @@ static void test_spans_cover_large_loss(void **state)
 static void test_many_microbatches(void **state)
 {
     (void)state;
-    static const int cases[][2] = {{3, 41}, {2, 65}};
+    /* {p, m, 1f1b} */
+    static const int cases[][3] = {{3, 41, 0}, {2, 65, 0}, {3, 41, 1}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         int p = cases[k][0], m = cases[k][1];
+        char *sched[] = {"--schedule", "1f1b", NULL};
         csv c;
-        int rc = run_mp(&c, &res, 3, 2 * m, p, m, "sgd", NULL);
+        int rc = run_mp(&c, &res, 3, 2 * m, p, m, "sgd", cases[k][2] ? sched : NULL);
         if (rc != 0) fail_msg("--gpus %d --microbatches %d: exit %d: %s", p, m, rc, res.err);
         assert_string_equal(csv_get(&c, "status"), "ok");
         double err = csv_num(&c, "verify_max_rel_err");
         if (!(err < 1e-4)) fail_msg("--gpus %d --microbatches %d: verify error %g", p, m, err);
         csv_free(&c);
+    }
+}
+
+/* 1F1B on 2 and 4 stages with 4 and 8 microbatches trains what `single`
+ * trains, on the MLP (4 layers of 256) and gpt-xs (4 blocks) */
+static void test_1f1b_matches_single(void **state)
+{
+    (void)state;
+    char *sched[] = {"--schedule", "1f1b", NULL};
+    for (int gpus = 2; gpus <= 4; gpus += 2) {
+        for (int micro = 4; micro <= 8; micro += 4) {
+            csv c;
+            int rc = run_mp(&c, &res, 4, 64, gpus, micro, "sgd", sched);
+            if (rc != 0) fail_msg("mlp 1f1b --gpus %d --microbatches %d: exit %d: %s", gpus, micro, rc, res.err);
+            assert_string_equal(csv_get(&c, "schedule"), "1f1b");
+            double err = csv_num(&c, "verify_max_rel_err");
+            if (!(err < 1e-4)) fail_msg("mlp 1f1b --gpus %d --microbatches %d: verify error %g", gpus, micro, err);
+            double theory = (gpus - 1.0) / (micro + gpus - 1.0);
+            assert_true(fabs(csv_num(&c, "bubble_frac_theory") - theory) < 1e-6 * theory);
+            expect_p2p_bytes(&c, 256);
+            expect_phases_add_up(&c);
+            csv_free(&c);
+
+            char g[8], m[8];
+            snprintf(g, sizeof g, "%d", gpus);
+            snprintf(m, sizeof m, "%d", micro);
+            char *args[] = {"--workload", "gpt-xs", "--gpus", g, "--microbatches", m, "--schedule", "1f1b",
+                            "--iters", "10", "--verify", NULL};
+            run_mp_ok(&c, args);
+            assert_string_equal(csv_get(&c, "status"), "ok");
+            assert_true(csv_num(&c, "verify_max_rel_err") >= 0.0);
+            expect_p2p_bytes(&c, csv_num(&c, "seq") * csv_num(&c, "d_model"));
+            csv_free(&c);
+        }
+    }
+}
+
+/* At p = 2, m = 8, 1F1B keeps 2 and 1 microbatches' activations where
+ * GPipe keeps 8 on each stage: the largest stage's peak (the backend's
+ * count) is lower, on both workloads; the row says the schedule. */
+static void test_1f1b_less_memory(void **state)
+{
+    (void)state;
+    static const char *const workloads[] = {"mlp-xs", "gpt-xs"};
+    for (size_t w = 0; w < 2; w++) {
+        double peak[2], dev0[2];
+        for (int k = 0; k < 2; k++) {
+            const char *sched = k ? "1f1b" : "gpipe";
+            char *args[] = {"--workload", (char *)workloads[w], "--gpus", "2", "--microbatches", "8", "--schedule",
+                            (char *)sched, "--batch", "16", "--iters", "1", NULL};
+            csv c;
+            run_mp_ok(&c, args);
+            assert_string_equal(csv_get(&c, "schedule"), sched);
+            peak[k] = csv_num(&c, "peak_mem_mb");
+            dev0[k] = csv_num(&c, "peak_mem_mb_dev0");
+            csv_free(&c);
+        }
+        if (!(peak[1] < peak[0] && dev0[1] < dev0[0]))
+            fail_msg("%s, 2 stages, 8 microbatches: 1f1b peak %g MB (stage 0 %g), gpipe %g (%g): expected 1f1b's "
+                     "lower",
+                     workloads[w], peak[1], dev0[1], peak[0], dev0[0]);
     }
 }
 
@@ -248,6 +324,18 @@ static void test_usage_errors(void **state)
     char *range[] = {"--split", "4", NULL};
     expect_usage(4, 64, 2, 1, range, "--split 4", "[1, 3]");
     expect_usage(4, 64, 1, 1, NULL, "--gpus 1", "at least 2");
+    char *sched[] = {"--schedule", "zigzag", NULL};
+    expect_usage(4, 64, 2, 4, sched, "--schedule: unknown 'zigzag'", "allowed: gpipe, 1f1b");
+    /* a strategy without stages refuses it as it refuses --microbatches */
+    char *dir = make_temp_dir(), out[512];
+    snprintf(out, sizeof out, "%s/r.csv", dir);
+    char *single[] = {"--strategy", "single", "--backend", "cpu", "--workload", "mlp-xs", "--schedule", "1f1b",
+                      "--quiet", "--out", out, NULL};
+    run_bench(&res, single);
+    if (res.exit_code != 2 || count_lines(res.err) != 1 || !strstr(res.err, "--schedule applies to --strategy mp"))
+        fail_msg("single --schedule 1f1b: exit %d, expected 2 and one line: %s", res.exit_code, res.err);
+    assert_false(file_exists(out));
+    remove_temp_dir(dir);
 }
 
 int main(void)
@@ -261,6 +349,8 @@ int main(void)
         cmocka_unit_test(test_stage_boundaries),
         cmocka_unit_test(test_spans_cover_large_loss),
         cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_1f1b_matches_single),
+        cmocka_unit_test(test_1f1b_less_memory),
     };
     return cmocka_run_group_tests_name("mp", tests, NULL, NULL);
 }

@@ -18,7 +18,8 @@
 
 #include "harness/results.h"
 
-static const char *const all_plots[] = {"throughput", "efficiency", "breakdown", "ddp-comm", "mp-bubble"};
+static const char *const all_plots[] = {"throughput", "efficiency", "breakdown", "ddp-comm",
+                                        "mp-bubble",  "memory",     "comm-volume"};
 #define N_PLOTS (sizeof all_plots / sizeof all_plots[0])
 
 /* ------------------------------------------------------------------------ */
@@ -88,6 +89,16 @@ static void fake_record(pb_record *r, const fake *f, const char *day)
     pb_record_num(r, PB_COL_OPT_MS, 0.1 * step);
     pb_record_num(r, PB_COL_COMM_MS, 0);
     pb_record_num(r, PB_COL_SYNC_MS, 0);
+    /* the largest device's plan: 4 MB each of parameters, gradients and
+     * momentum (a stage's share under mp), 1.5 MB of activations; the
+     * measured peak 0.25 MB above it */
+    double share = strcmp(f->strategy, "mp") == 0 ? 4.0 / f->devices : 4.0;
+    pb_record_num(r, PB_COL_MEM_PLAN_PARAMS_MB, share);
+    pb_record_num(r, PB_COL_MEM_PLAN_GRADS_MB, share);
+    pb_record_num(r, PB_COL_MEM_PLAN_OPTIM_MB, share);
+    pb_record_num(r, PB_COL_MEM_PLAN_ACTS_MB, 1.5);
+    pb_record_num(r, PB_COL_MEM_PLAN_MB, 3 * share + 1.5);
+    pb_record_num(r, PB_COL_PEAK_MEM_MB, 3 * share + 1.75);
     if (strcmp(f->strategy, "dp") == 0) {
         pb_record_num(r, PB_COL_SCATTER_MS, 0.01 * step);
         pb_record_num(r, PB_COL_REPLICATE_MS, 0.02 * step);
@@ -98,6 +109,8 @@ static void fake_record(pb_record *r, const fake *f, const char *day)
         pb_record_num(r, PB_COL_SYNC_MS, 0.04 * step);
         pb_record_num(r, PB_COL_OVERLAP_PCT, 80);
         pb_record_set(r, PB_COL_BUCKET_MB, "25");
+        /* a ring all-reduce of 4 MB: 2(N-1)/N x 4 MB */
+        pb_record_num(r, PB_COL_COMM_BYTES_PER_STEP, 2.0 * (f->devices - 1) / f->devices * 4 * 1048576.0);
     } else if (strcmp(f->strategy, "mp") == 0) {
         int m = 4, p = f->devices;
         pb_record_set(r, PB_COL_MICROBATCHES, "%d", m);
@@ -372,8 +385,10 @@ static void test_plot_skips_plots_without_data(void **state)
     run_bench(r, (char *[]){"plot", csv, "--out", dir, NULL});
     if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
     assert_no_gnuplot_warning(r->err);
-    assert_int_equal(count_lines(r->out), 2);
+    assert_int_equal(count_lines(r->out), 4); /* the breakdown and the memory */
     char png[1024], svg[1024];
+    path_of(png, sizeof png, dir, "mlp-s-cuda-memory", "png");
+    assert_png(png);
     path_of(png, sizeof png, dir, "mlp-s-cuda-breakdown", "png");
     path_of(svg, sizeof svg, dir, "mlp-s-cuda-breakdown", "svg");
     assert_png(png);
@@ -381,13 +396,59 @@ static void test_plot_skips_plots_without_data(void **state)
     assert_non_null(strstr(r->err, "skipped throughput and scaling efficiency: no ok rows on more than one device"));
     assert_non_null(strstr(r->err, "skipped ddp exposed vs hidden communication: no ddp rows"));
     assert_non_null(strstr(r->err, "skipped mp pipeline bubble: no mp rows"));
+    assert_non_null(
+        strstr(r->err, "skipped communication volume: no communication volume (comm_bytes_per_step) in the rows"));
     path_of(png, sizeof png, dir, "mlp-s-cuda-ddp-comm", "png");
     assert_false(file_exists(png));
     /* --quiet keeps the notices off stderr, the paths on stdout */
     run_bench(r, (char *[]){"plot", csv, "--out", dir, "--quiet", NULL});
     assert_int_equal(r->exit_code, 0);
     assert_string_equal(r->err, "");
-    assert_int_equal(count_lines(r->out), 2);
+    assert_int_equal(count_lines(r->out), 4);
+    free(r);
+    remove_temp_dir(dir);
+}
+
+/* The memory plot's data: a bar per configuration with the planned parts
+ * and the measured peak; the communication plot's: a line per strategy
+ * that has a volume, in MB per step against devices. */
+static void test_plot_memory_and_comm_volume(void **state)
+{
+    (void)state;
+    if (!have_gnuplot()) skip();
+    char *dir = make_temp_dir();
+    char csv[512], dat[1024];
+    snprintf(csv, sizeof csv, "%s/runs.csv", dir);
+    write_csv(csv, study, N_STUDY, 1.0, "2026-01-02", false);
+    bench_result *r = calloc(1, sizeof *r);
+    run_bench(r, (char *[]){"plot", csv, "--out", dir, "--keep-data", NULL});
+    if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
+    assert_no_gnuplot_warning(r->err);
+    path_of(dat, sizeof dat, dir, "mlp-s-cuda-memory", "dat");
+    char *text = read_file(dat);
+    assert_non_null(text);
+    if (strncmp(text,
+                "\"config\" \"settings\" \"parameters (plan)\" \"gradients (plan)\" \"optimizer state (plan)\" "
+                "\"activations (plan)\" \"measured peak (peak_mem_mb)\"\n",
+                strlen("\"config\" \"settings\" \"parameters (plan)\" \"gradients (plan)\" \"optimizer state "
+                       "(plan)\" \"activations (plan)\" \"measured peak (peak_mem_mb)\"\n")) != 0)
+        fail_msg("memory.dat:\n%s", text);
+    if (!strstr(text, "\"ddp x4\" \"batch/dev 256\" 4 4 4 1.5 13.75\n") ||
+        !strstr(text, "\"mp x4\" \"global batch 1024\" 1 1 1 1.5 4.75\n")) /* a stage's share */
+        fail_msg("memory.dat:\n%s", text);
+    free(text);
+    path_of(dat, sizeof dat, dir, "mlp-s-cuda-comm-volume", "dat");
+    text = read_file(dat);
+    assert_non_null(text);
+    /* ddp alone has a volume: 2(N-1)/N x 4 MB */
+    if (strcmp(text, "\"ddp, batch/dev 256\" \"MB\"\n1 0\n2 4\n4 6\n") != 0) fail_msg("comm-volume.dat:\n%s", text);
+    free(text);
+    char svg[1024];
+    path_of(svg, sizeof svg, dir, "mlp-s-cuda-memory", "svg");
+    text = read_file(svg);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "memory of the largest device (MB)"));
+    free(text);
     free(r);
     remove_temp_dir(dir);
 }
@@ -717,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_plot_writes_every_plot),
         cmocka_unit_test(test_plot_no_legend_for_empty_bars),
         cmocka_unit_test(test_plot_skips_plots_without_data),
+        cmocka_unit_test(test_plot_memory_and_comm_volume),
         cmocka_unit_test(test_plot_compare),
         cmocka_unit_test(test_plot_gnuplot_missing),
         cmocka_unit_test(test_plot_bad_input),

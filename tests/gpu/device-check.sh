@@ -2,8 +2,9 @@
 # Device check: on a machine with one NVIDIA GPU, in one go and in well under
 # 8 minutes: build for that GPU, make test-gpu, single-GPU runs of mlp-s,
 # mlp-m and mlp-l in fp32, tf32 and bf16, --cuda-graph on mlp-s, bench
-# calibrate, and the GEMM-alone reference; writes the CSV, logs and a short
-# summary into the folder given as the argument.
+# calibrate, and the GEMM-alone reference, gpt2-124m and gpt2-350m in bf16
+# where the cuda backend runs the GPT workload; writes the CSV, logs and a
+# short summary into the folder given as the argument.
 #
 #   tests/gpu/device-check.sh OUT_DIR
 #
@@ -19,6 +20,8 @@
 # the summary table. ddp through NCCL with 2 and 4 ranks on the one GPU
 # (test-only --device-map 0,0,..): --verify, the comm stream priorities, a
 # stuck rank; its own CSVs (nccl-*.csv), PASS/FAIL lines in the summary.
+# tp with 2 ranks on the one GPU (--device-map 0,0) through nccl and mpi,
+# --verify on mlp-s: tp.csv, a PASS/FAIL line.
 #
 # Open MPI: the device machine may have neither mpicc nor mpirun (it has no
 # Debian packages). Without them `make` builds the MPI and NCCL stubs and the
@@ -165,6 +168,40 @@ run --workload mlp-s --precision fp32 --iters 50 --warmup 50
 run --workload mlp-s --precision fp32 --iters 50 --warmup 50 --cuda-graph
 timeout 120 ./bench calibrate --workload mlp-l --precision bf16 --backend cuda >>"$out/summary.txt" 2>&1 || log "calibrate mlp-l FAILED"
 
+# >>> GPT on cuda (issue 16) >>>
+# gpt2-124m and gpt2-350m, bf16, batch 16 x 1024 tokens, one GPU: tokens/s,
+# MFU and step/GEMMs from their rows (the summary table below has them too).
+# Guarded: should the cuda backend's transformer ops lack an op the GPT
+# stage needs (workloads/transformer_check.c), bench refuses with exit 2 and
+# one line before opening the device, and this block says so and goes on;
+# should they lack bf16 activations only, it runs tf32 instead and says so. About a minute
+# of device time when it runs (25 steps each).
+gcsv="$out/gpt.csv"
+for wl in gpt2-124m gpt2-350m; do
+    for prec in bf16 tf32; do
+        msg=$(timeout 240 ./bench --backend cuda --quiet --out "$gcsv" --workload "$wl" --precision "$prec" \
+              --batch 16 --seq 1024 --iters 20 --warmup 5 2>&1); rc=$?
+        refused=""; [ "$rc" = 2 ] && printf '%s' "$msg" | grep -q "transformer ops" && refused=1
+        [ -n "$refused" ] && log "gpt $wl $prec refused: $msg"
+        if [ -n "$refused" ] && [ "$prec" = bf16 ] && printf '%s' "$msg" | grep -q "bf16 activations"; then continue; fi
+        [ -n "$refused" ] && break 2
+        [ "$rc" = 0 ] || log "gpt $wl $prec FAILED ($rc): $(printf '%s' "$msg" | tail -3)"
+        printf '%s\n' "$msg" >>"$out/runs.log"
+        break
+    done
+done
+[ -e "$gcsv" ] && python3 - "$gcsv" <<'PY' | tee -a "$out/summary.txt"
+import csv, sys
+for r in csv.DictReader(open(sys.argv[1])):
+    try: ratio = "%.2f" % (float(r["step_ms_p50"]) / float(r["gemm_ms"]))
+    except (ValueError, ZeroDivisionError): ratio = "-"
+    print("gpt %s %s batch %s seq %s: status %s, %s tokens/s, mfu %s (peak %s TFLOP/s), step %s ms p50, "
+          "step/GEMMs %s, loss %s -> %s, peak mem %s MB" % (r["workload"], r["precision"], r["batch_global"],
+          r["seq"], r["status"], r["tokens_per_s"], r["mfu"], r["peak_tflops"], r["step_ms_p50"], ratio,
+          r["loss_first"], r["loss_last"], r["peak_mem_mb"]))
+PY
+# <<< GPT on cuda <<<
+
 # --- strategies on the one GPU ----------------------------------------------------
 # dp and mp: 2 logical devices sharing physical device 0. Such rows should
 # say oversubscribed=1 (devices share hardware); check the column.
@@ -278,6 +315,27 @@ else
     log "nccl one-GPU multi-rank checks skipped: no MPI, or this build has the nccl stub"
 fi
 # ==== END nccl block ================================================================
+# tp (issue 17): 2 ranks on the one GPU (--device-map 0,0, test-only as the
+# nccl block's ddp): the activation all-reduces in place on the device
+# (nccl), then host-staged (mpi); --verify against single on mlp-s, whose
+# pairs use the bias_act/relu_bwd kernels. Oversubscribed: no timings.
+if nccl_ok; then
+    for comm in nccl mpi; do
+        timeout 120 ./bench --backend cuda --quiet --out "$out/tp.csv" --strategy tp --gpus 2 --device-map 0,0 \
+            --comm "$comm" --workload mlp-s --precision fp32 --iters 10 --warmup 2 --verify 2>>"$out/tp.log" ||
+            log "tp one-GPU run FAILED ($?): --comm $comm"
+    done
+    python3 - "$out/tp.csv" <<'PY' | tee -a "$out/summary.txt"
+import csv, os, sys
+rows = list(csv.DictReader(open(sys.argv[1]))) if os.path.exists(sys.argv[1]) else []
+bad = [r for r in rows if r["status"] != "ok" or not r["verify_max_rel_err"]]
+for r in rows:
+    print("tp one-GPU: 2 ranks --comm %s: status %s, verify_max_rel_err %s, allreduce_bytes_per_step %s"
+          % (r["comm"], r["status"], r["verify_max_rel_err"], r["allreduce_bytes_per_step"]))
+print("tp one-GPU verify: %s (%d of 2 rows, %d bad)" % ("PASS" if len(rows) == 2 and not bad else "FAIL",
+      len(rows), len(bad)))
+PY
+fi
 # More devices than this machine's GPUs, without a device map: exit 2, one
 # line, before any work (dp, and ddp before its launch).
 ngpu=$(nvidia-smi -L | wc -l)

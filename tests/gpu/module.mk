@@ -4,7 +4,7 @@
 # test_cuda_build read); the target turns that one code into success, so
 # `make test-gpu` on a CPU machine exits 0 having said it skipped, while any
 # other non-zero code (a failed test, a crash) still fails it.
-$(BUILD)/tests/test_gpu: tests/gpu/test_gpu.c $(BUILD)/libparbench.a
+$(BUILD)/tests/test_gpu: tests/gpu/test_gpu.c tests/gpu/gpt_ops_checks.h $(BUILD)/libparbench.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -D_GNU_SOURCE -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(TEST_LIBS) $(LDLIBS)
 

@@ -3,7 +3,8 @@
  * trajectory of `single` on both backends; then mp's pipeline on two logical
  * devices of one GPU (separate streams): stage 1's first forward starts
  * before stage 0's last one ends, and bubble_frac is within 0.1 of GPipe's
- * (p-1)/(m+p-1) for M = 8 on mlp-m. Exits 77 (automake's "skipped") with
+ * (p-1)/(m+p-1) for M = 8 on mlp-m; and the transformer ops against the
+ * CPU's (gpt_ops_checks.h). Exits 77 (automake's "skipped") with
  * "skipped: no usable GPU (why)" when no CUDA device is usable; `make
  * test-gpu` turns that 77 into a success (tests/gpu/module.mk).
  *
@@ -122,6 +123,9 @@ static void expect_close(const char *what, const float *got, const float *want, 
                   tolerance(precision));
     assert_true(e <= tolerance(precision));
 }
+
+/* the transformer ops' checks (fp32, tf32 and bf16 groups in main) */
+#include "gpt_ops_checks.h"
 
 /* expect_close of a device buffer (fp32, or the activation type when act) */
 static void expect_gpu(pair *p, const char *what, const void *d, const float *want, size_t n, bool act)
@@ -430,11 +434,11 @@ static const pb_mp_span *mp_span(const pb_mp_span *sp, int n, int k, pb_phase ph
  * (stage 1's forward of microbatch 0 starts before stage 0's forward of
  * microbatch 7 ends: it waits for microbatch 0's data only), and the
  * measured bubble share over 7 steps after 3 of warm-up is within 0.1 of
- * GPipe's 1/9. Before the per-message marks, stage 1 waited for all of
- * stage 0's forwards and the bubble sat inside p2p. */
-static void test_mp_overlap_one_gpu(void **state)
+ * (p-1)/(m+p-1) = 1/9, under GPipe and 1F1B alike. Before the
+ * per-message marks, stage 1 waited for all of stage 0's forwards and the
+ * bubble sat inside p2p. */
+static void mp_overlap_one_gpu(pb_schedule sched)
 {
-    (void)state;
     const int M = 8, warm = 3, steps = 10;
     pb_config cfg;
     pb_config_defaults(&cfg);
@@ -444,6 +448,7 @@ static void test_mp_overlap_one_gpu(void **state)
     cfg.shape = pb_find_workload("mlp-m")->shape;
     cfg.devices = 2;
     cfg.microbatches = M;
+    cfg.schedule = sched;
     cfg.n_device_map = 2;
     cfg.device_map[0] = cfg.device_map[1] = 0;
     cfg.warmup = warm;
@@ -475,13 +480,21 @@ static void test_mp_overlap_one_gpu(void **state)
     CHECK(pb_mp_trace(mp, sp, 128, &n));
     const pb_mp_span *first1 = mp_span(sp, n, 1, PB_PHASE_FWD, 0), *last0 = mp_span(sp, n, 0, PB_PHASE_FWD, M - 1);
     double frac = total > 0.0 ? bubble / total : 1.0, theory = 1.0 / (M + 1.0);
-    print_message("  %-5s mp mlp-m M=%d on one GPU: stage 1 fwd 0 starts %.3f ms, stage 0 fwd %d ends %.3f ms; "
+    print_message("  %-5s mp %s mlp-m M=%d on one GPU: stage 1 fwd 0 starts %.3f ms, stage 0 fwd %d ends %.3f ms; "
                   "bubble_frac %.3f (theory %.3f)\n",
-                  pb_precision_name(precision), M, first1->start_ms, M - 1, last0->end_ms, frac, theory);
+                  pb_precision_name(precision), pb_schedule_name(sched), M, first1->start_ms, M - 1, last0->end_ms,
+                  frac, theory);
     assert_true(first1->start_ms < last0->end_ms);
     assert_true(fabs(frac - theory) <= 0.1);
     pb_strategy_mp.destroy(mp);
     free(params), free(proto), free(x), free(labels);
+}
+
+static void test_mp_overlap_one_gpu(void **state)
+{
+    (void)state;
+    mp_overlap_one_gpu(PB_SCHED_GPIPE);
+    mp_overlap_one_gpu(PB_SCHED_1F1B);
 }
 
 /* The device info names the GPU's PCIe width and SM clock against their
@@ -531,6 +544,10 @@ int main(void)
     failed += cmocka_run_group_tests_name("cuda fp32", fp32, set_fp32, NULL);
     failed += cmocka_run_group_tests_name("cuda tf32", tf32, set_tf32, NULL);
     failed += cmocka_run_group_tests_name("cuda bf16", bf16, set_bf16, NULL);
+    const struct CMUnitTest gpt_ops[] = {GPT_OPS_TESTS};
+    failed += cmocka_run_group_tests_name("cuda transformer ops fp32", gpt_ops, set_fp32, NULL);
+    failed += cmocka_run_group_tests_name("cuda transformer ops tf32", gpt_ops, set_tf32, NULL);
+    failed += cmocka_run_group_tests_name("cuda transformer ops bf16", gpt_ops, set_bf16, NULL);
     /* once, in bf16 (the tensor-core path a pipeline run would use) */
     const struct CMUnitTest mp_group[] = {cmocka_unit_test(test_mp_overlap_one_gpu)};
     const struct CMUnitTest info_group[] = {cmocka_unit_test(test_info_gpu_check)};

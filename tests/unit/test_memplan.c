@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "harness/memplan.h"
+#include "kernels/backend.h"
 #include "tests/common/memplan_plan.h"
 
 #define MIB 1048576.0
@@ -67,6 +68,22 @@ static void test_mp_microbatches_by_hand(void **state)
      * 516, scratch 108, the input gradient it sends back 4x6x8 = 192 */
     assert_true(p.device[0] == 160 * 3 + 500 + 160);
     assert_true(p.device[1] == 108 * 3 + 516 + 108 + 192);
+    assert_true(p.host == p.device[0] + p.device[1] + 268 + 408);
+}
+
+/* 1F1B, 3 microbatches of 2 rows on 2 stages: stage 0 keeps min(3, 2) = 2
+ * slots, stage 1 min(3, 1) = 1 (and the targets of one), and stage 1's
+ * input-gradient send buffer 2 slots. stage 0: 160 x3, acts 4x2x2x(4+8) +
+ * 2x4x2x8 + 16 + 4 = 340, scratch 160. stage 1: 108 x3, acts 4x2x1x(8+3)
+ * + 2x4x2x8 + 4x8 + 2x4 + 4 = 260, scratch 108, send buffer 4x2x2x8 = 128
+ * (GPipe would keep 3 slots on each and a send buffer of 6 rows). */
+static void test_mp_1f1b_by_hand(void **state)
+{
+    (void)state;
+    char *args[] = {SHAPE, "--strategy", "mp", "--gpus", "2", "--microbatches", "3", "--schedule", "1f1b", NULL};
+    pb_memplan p = plan_of(args, true, 1);
+    assert_true(p.device[0] == 160 * 3 + 340 + 160);
+    assert_true(p.device[1] == 108 * 3 + 260 + 108 + 128);
     assert_true(p.host == p.device[0] + p.device[1] + 268 + 408);
 }
 
@@ -239,12 +256,74 @@ static void test_device_refused(void **state)
         fail_msg("%s", pb_error_message());
 }
 
+/* --device-mem-mb: each device's own figure against the cap, no margin:
+ * the hand-worked single (params, grads and momentum 268 bytes each,
+ * activations 788) fits 1592 bytes and not one byte less; the message
+ * names the device, both figures and the split */
+static void test_cap_by_hand(void **state)
+{
+    (void)state;
+    char *args[] = {SHAPE, NULL};
+    pb_memplan p = plan_of(args, true, 1);
+    assert_int_equal(pb_memplan_largest(&p), 0);
+    const pb_mem_parts *d = &p.device_parts[0];
+    assert_true(d->params == 268 && d->grads == 268 && d->optim == 268 && d->acts == 788);
+    assert_int_equal(pb_memplan_check_cap(&p, 1592), PB_OK);
+    pb_error_clear();
+    assert_int_equal(pb_memplan_check_cap(&p, 1591), PB_ERR_NOMEM);
+    /* mlp-s's dp on 2 devices: device 0 holds more (the full-batch logits,
+     * the optimizer) and is the one the cap refuses and the row describes */
+    char *dp[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "dp", "--gpus", "2", NULL};
+    p = plan_of(dp, true, 1);
+    assert_int_equal(pb_memplan_largest(&p), 0);
+    pb_error_clear();
+    assert_true(p.device[0] > p.device[1] && p.device[1] > 8 * MIB);
+    assert_int_equal(pb_memplan_check_cap(&p, 8 * MIB), PB_ERR_NOMEM);
+    char want[256];
+    d = &p.device_parts[0];
+    snprintf(want, sizeof want,
+             "out of device memory: device 0 needs %.1f MB, has 8.0 MB (params %.1f, grads %.1f, optimizer %.1f, "
+             "activations %.1f) under --device-mem-mb",
+             p.device[0] / MIB, d->params / MIB, d->grads / MIB, d->optim / MIB, d->acts / MIB);
+    if (!strstr(pb_error_message(), want)) fail_msg("%s\nwanted %s", pb_error_message(), want);
+    /* --verify's single, a device of its own, needs the most */
+    char *ver[] = {"--backend", "cpu", "--workload", "mlp-s", "--strategy", "dp", "--gpus", "2", "--verify", NULL};
+    p = plan_of(ver, true, 1);
+    pb_error_clear();
+    assert_int_equal(pb_memplan_check_cap(&p, p.device[0] + 1), PB_ERR_NOMEM);
+    assert_non_null(strstr(pb_error_message(), "out of device memory: --verify's single on device 0 needs "));
+}
+
+/* The backend refuses an allocation beyond --device-mem-mb (what the plan
+ * did not foresee), and counts nothing for it */
+static void test_backend_refuses_beyond_cap(void **state)
+{
+    (void)state;
+    pb_device_opts opts = {.precision = PB_FP32, .threads = 1, .mem_limit = 3 * MIB};
+    pb_device *dev = NULL;
+    assert_int_equal(pb_backend_cpu.open(&opts, 0, &dev), PB_OK);
+    void *a = NULL, *b = NULL, *c = NULL;
+    assert_int_equal(pb_backend_cpu.alloc(dev, 2 * 1048576, &a), PB_OK);
+    pb_error_clear();
+    assert_int_equal(pb_backend_cpu.alloc(dev, 1048577, &b), PB_ERR_NOMEM);
+    assert_null(b);
+    if (!strstr(pb_error_message(), "out of device memory: device 0: allocating 1.0 MB more would hold 3.0 MB, "
+                                    "beyond --device-mem-mb 3.0"))
+        fail_msg("%s", pb_error_message());
+    assert_int_equal(pb_backend_cpu.alloc(dev, 1048576, &c), PB_OK); /* up to the cap exactly */
+    assert_true(pb_backend_cpu.peak_mem_mb(dev) == 3.0);
+    pb_backend_cpu.free(dev, a);
+    pb_backend_cpu.free(dev, c);
+    pb_backend_cpu.close(dev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_by_hand),
         cmocka_unit_test(test_dp_adamw_by_hand),
         cmocka_unit_test(test_mp_microbatches_by_hand),
+        cmocka_unit_test(test_mp_1f1b_by_hand),
         cmocka_unit_test(test_ddp_ranks_share_the_host),
         cmocka_unit_test(test_verify_by_hand),
         cmocka_unit_test(test_device_bf16_by_hand),
@@ -253,6 +332,8 @@ int main(void)
         cmocka_unit_test(test_host_room_cgroup_v2_ancestor),
         cmocka_unit_test(test_host_room_cgroup_v1),
         cmocka_unit_test(test_device_refused),
+        cmocka_unit_test(test_cap_by_hand),
+        cmocka_unit_test(test_backend_refuses_beyond_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

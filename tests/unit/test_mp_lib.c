@@ -1,10 +1,13 @@
 /* Strategy mp in process, through pb_mp_trace: a stage's waiting for its
  * neighbour is outside its p2p spans (it is bubble; p2p is the copy
- * alone). Strategy mp through ./bench is tests/e2e/test_mp.c. */
+ * alone), under both schedules; 1F1B runs each stage's forwards and
+ * backwards in its order and holds at most p - stage microbatches in
+ * flight. Strategy mp through ./bench is tests/e2e/test_mp.c. */
 #include "tests/common/test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "harness/config.h"
 #include "kernels/comm_local.h"
@@ -20,22 +23,22 @@ static const pb_mp_span *find_span(const pb_mp_span *sp, int n, int k, pb_phase 
     return NULL;
 }
 
-/* mp in process on the cpu, 2 stages and 4 microbatches: every p2p span
- * starts after the neighbour's span that produced its data has ended, so a
- * stage's waiting shows as bubble, not p2p (the cuda path keeps the same
- * rule with recv_ready; tests/gpu checks it there). Fails when the wait is
- * moved inside the span (tried). */
-static void test_wait_outside_p2p(void **state)
+/* An mp run in process on the cpu: p stages of a 4-layer MLP, m
+ * microbatches, a schedule; its trace after `steps` steps into sp (at most
+ * cap spans), their count returned. check runs after each step. */
+typedef void (*trace_check)(const pb_mp_span *sp, int n, int p, int m, int step);
+
+static void run_traced(int p, int m, pb_schedule sched, int steps, trace_check check)
 {
-    (void)state;
     pb_config cfg;
     pb_config_defaults(&cfg);
     cfg.threads = 1;
     cfg.lr = 0.01;
     snprintf(cfg.backend, sizeof cfg.backend, "cpu");
-    cfg.shape = (pb_shape){.in = 64, .hidden = 256, .layers = 3, .classes = 10, .batch = 64};
-    cfg.devices = 2;
-    cfg.microbatches = 4;
+    cfg.shape = (pb_shape){.in = 64, .hidden = 256, .layers = 4, .classes = 10, .batch = 8 * m};
+    cfg.devices = p;
+    cfg.microbatches = m;
+    cfg.schedule = sched;
     cfg.warmup = 0;
     pb_layout layout;
     assert_int_equal(pb_mlp_layout(&cfg.shape, &layout), PB_OK);
@@ -50,42 +53,110 @@ static void test_wait_outside_p2p(void **state)
                            .ranks = 1, .comm = &pb_comm_local};
     void *mp = NULL;
     assert_int_equal(pb_strategy_mp.init(&ctx, &mp), PB_OK);
-    pb_mp_span sp[64];
+    enum { CAP = 512 };
+    pb_mp_span *sp = malloc(CAP * sizeof *sp);
     int n = 0;
-    for (int step = 0; step < 3; step++) {
+    for (int step = 0; step < steps; step++) {
         pb_data_fill(&layout, cfg.seed, step, 0, cfg.shape.batch, proto, x, labels);
         pb_batch batch = {.step = step, .count = cfg.shape.batch, .inputs = x, .targets = labels};
         pb_step_result r;
         assert_int_equal(pb_strategy_mp.step(mp, &batch, &r), PB_OK);
-        assert_int_equal(pb_mp_trace(mp, sp, 64, &n), PB_OK);
-        const double eps = 1e-3; /* ms: the marks' own clock reads */
-        for (int j = 0; j < cfg.microbatches; j++) {
-            /* stage 1's activations of j: after stage 0's forward of j */
-            const pb_mp_span *recv = find_span(sp, n, 1, PB_PHASE_P2P, j), *fwd = find_span(sp, n, 0, PB_PHASE_FWD, j);
-            if (recv->start_ms < fwd->end_ms - eps)
-                fail_msg("step %d: stage 1's p2p of microbatch %d starts at %.3f ms, before stage 0's forward of it "
-                         "ends (%.3f ms): the wait is inside the p2p span",
-                         step, j, recv->start_ms, fwd->end_ms);
-            /* stage 0's gradients of j: after stage 1's backward of j */
-            const pb_mp_span *back = find_span(sp, n, 1, PB_PHASE_BWD, j);
-            const pb_mp_span *grecv = NULL;
-            for (int i = 0; i < n; i++)
-                if (sp[i].stage == 0 && sp[i].phase == PB_PHASE_P2P && sp[i].mb == j) grecv = &sp[i];
-            assert_non_null(grecv);
-            if (grecv->start_ms < back->end_ms - eps)
-                fail_msg("step %d: stage 0's p2p of microbatch %d's gradients starts at %.3f ms, before stage 1's "
-                         "backward of it ends (%.3f ms)",
-                         step, j, grecv->start_ms, back->end_ms);
-        }
+        assert_int_equal(pb_mp_trace(mp, sp, CAP, &n), PB_OK);
+        assert_true(n < CAP);
+        check(sp, n, p, m, step);
     }
     pb_strategy_mp.destroy(mp);
-    free(params), free(proto), free(x), free(labels);
+    free(sp), free(params), free(proto), free(x), free(labels);
+}
+
+/* every p2p span starts after the neighbour's span that produced its data
+ * has ended (stages 0 and 1), so a stage's waiting shows as bubble, not
+ * p2p (the cuda path keeps the same rule with recv_ready; tests/gpu checks
+ * it there) */
+static void check_wait_outside_p2p(const pb_mp_span *sp, int n, int p, int m, int step)
+{
+    (void)p;
+    const double eps = 1e-3; /* ms: the marks' own clock reads */
+    for (int j = 0; j < m; j++) {
+        /* stage 1's activations of j: after stage 0's forward of j */
+        const pb_mp_span *recv = find_span(sp, n, 1, PB_PHASE_P2P, j), *fwd = find_span(sp, n, 0, PB_PHASE_FWD, j);
+        if (recv->start_ms < fwd->end_ms - eps)
+            fail_msg("step %d: stage 1's p2p of microbatch %d starts at %.3f ms, before stage 0's forward of it "
+                     "ends (%.3f ms): the wait is inside the p2p span",
+                     step, j, recv->start_ms, fwd->end_ms);
+        /* stage 0's gradients of j: after stage 1's backward of j */
+        const pb_mp_span *back = find_span(sp, n, 1, PB_PHASE_BWD, j);
+        const pb_mp_span *grecv = NULL;
+        for (int i = 0; i < n; i++)
+            if (sp[i].stage == 0 && sp[i].phase == PB_PHASE_P2P && sp[i].mb == j) grecv = &sp[i];
+        assert_non_null(grecv);
+        if (grecv->start_ms < back->end_ms - eps)
+            fail_msg("step %d: stage 0's p2p of microbatch %d's gradients starts at %.3f ms, before stage 1's "
+                     "backward of it ends (%.3f ms)",
+                     step, j, grecv->start_ms, back->end_ms);
+    }
+}
+
+/* 2 stages and 4 microbatches, both schedules. Fails when the wait is
+ * moved inside the span (tried). */
+static void test_wait_outside_p2p(void **state)
+{
+    (void)state;
+    run_traced(2, 4, PB_SCHED_GPIPE, 3, check_wait_outside_p2p);
+    run_traced(2, 4, PB_SCHED_1F1B, 3, check_wait_outside_p2p);
+}
+
+/* 1F1B's order on each stage s, from the stage's forward and backward
+ * spans in the order it ran them: min(p - s - 1, m) warm-up forwards, then
+ * forward and backward in turn, then the remaining backwards; forwards
+ * and backwards each in microbatch order, and never more than p - s
+ * microbatches forward but not yet back (reached when m allows). */
+static void check_1f1b_order(const pb_mp_span *sp, int n, int p, int m, int step)
+{
+    for (int s = 0; s < p; s++) {
+        int warm = p - s - 1 < m ? p - s - 1 : m;
+        char want[256] = "", got[256] = "";
+        size_t wl = 0, gl = 0;
+        int f = 0, b = 0;
+        for (int i = 0; i < warm; i++) wl += (size_t)snprintf(want + wl, sizeof want - wl, "F%d ", f++);
+        while (b < m) {
+            if (f < m) wl += (size_t)snprintf(want + wl, sizeof want - wl, "F%d ", f++);
+            wl += (size_t)snprintf(want + wl, sizeof want - wl, "B%d ", b++);
+        }
+        int in_flight = 0, most = 0;
+        double prev = -1.0;
+        for (int i = 0; i < n; i++) {
+            if (sp[i].stage != s || (sp[i].phase != PB_PHASE_FWD && sp[i].phase != PB_PHASE_BWD)) continue;
+            bool fwd = sp[i].phase == PB_PHASE_FWD;
+            gl += (size_t)snprintf(got + gl, sizeof got - gl, "%c%d ", fwd ? 'F' : 'B', sp[i].mb);
+            in_flight += fwd ? 1 : -1;
+            if (in_flight > most) most = in_flight;
+            /* the log's order is the stage's order in time */
+            assert_true(sp[i].start_ms >= prev - 1e-3);
+            prev = sp[i].end_ms;
+        }
+        if (strcmp(want, got) != 0)
+            fail_msg("step %d, p %d, m %d, stage %d ran\n  %s\nexpected 1F1B's\n  %s", step, p, m, s, got, want);
+        int cap = p - s < m ? p - s : m;
+        if (most != cap)
+            fail_msg("step %d, p %d, m %d, stage %d: %d microbatches in flight at most, expected %d", step, p, m, s,
+                     most, cap);
+    }
+}
+
+static void test_1f1b_order(void **state)
+{
+    (void)state;
+    static const int cases[][2] = {{2, 8}, {4, 8}, {4, 4}, {4, 2}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        run_traced(cases[k][0], cases[k][1], PB_SCHED_1F1B, 2, check_1f1b_order);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wait_outside_p2p),
+        cmocka_unit_test(test_1f1b_order),
     };
     return cmocka_run_group_tests_name("mp", tests, NULL, NULL);
 }

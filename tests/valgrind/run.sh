@@ -92,9 +92,10 @@ run single-sgd 0 --strategy single --optimizer sgd
 run dp-adamw 0 --strategy dp --gpus 2 --optimizer adamw --verify
 run mp-mb1-sgd 0 --strategy mp --gpus 2 --microbatches 1 --optimizer sgd
 run mp-mb4-adamw 0 --strategy mp --gpus 2 --microbatches 4 --optimizer adamw --verify
+run mp-1f1b-sgd 0 --strategy mp --gpus 2 --microbatches 4 --schedule 1f1b --optimizer sgd --verify
 run ddp-sgd 2 --strategy ddp --gpus 2 --optimizer sgd
 
-runs=5
+runs=6
 echo "valgrind: $((runs - failed)) of $runs runs clean in $((SECONDS - total_start)) s"
 if [ "$failed" -ne 0 ]; then
     echo "valgrind: logs kept in $work"

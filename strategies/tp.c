@@ -1,0 +1,329 @@
+/* `tp`: tensor parallelism as Megatron-LM splits a model, one MPI rank per
+ * device. Every rank holds its part of every block (the workload says how a
+ * block splits: workloads/workload.h, pb_tp_split; the MLP's layer pairs
+ * column- then row-parallel, GPT's attention heads and MLP), the whole of
+ * what is replicated, and trains on the whole global batch. Each step,
+ *   h2d      the batch (every rank all of it),
+ *   fwd      forward and the loss (the same on every rank: the model's
+ *            output is whole after each row-parallel layer's sum),
+ *   tp_comm  the all-reduces the stage asks for: after each row-parallel
+ *            layer in forward (Megatron's g) and on each column-parallel
+ *            layer's input gradient in backward (f); they block the stage,
+ *            so all of their time is exposed, cut out of fwd and bwd,
+ *   bwd      backward: each rank's gradients of its part, and identical
+ *            gradients of the replicated tensors (their inputs and output
+ *            gradients are the same on every rank),
+ *   opt      the optimizer over the rank's part; no gradient reduction.
+ *
+ * get_params gathers every rank's part to rank 0 (a collective), for
+ * --verify and --dump. GPUs: the all-reduces run in place on the device
+ * with --comm nccl, host-staged with --comm mpi (compiled, not run on a GPU
+ * yet). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness/memplan.h"
+#include "../harness/phase.h"
+#include "../kernels/comm.h"
+#include "../kernels/progress.h"
+#include "../kernels/world.h"
+#include "input.h"
+#include "replica.h"
+#include "strategy.h"
+
+typedef struct tp_state {
+    const pb_strategy_ctx *ctx;
+    int rank, ranks;
+    pb_device *dev;
+    pb_model *local;     /* this rank's part of the model */
+    float *local_init;   /* its initial parameters (host) */
+    pb_replica rep;
+    pb_phase_timer timer;
+    pb_comm_ctx *comm;
+    bool staged;         /* a GPU with a host comm: all-reduces staged through host_buf */
+    float *host_buf;     /* the largest all-reduce (staged only) */
+    size_t host_len;
+    pb_phase cur;        /* the phase an all-reduce interrupts (fwd or bwd) */
+    int64_t step;
+    double comm_ms;      /* this step's collectives, as the comm timed them */
+    size_t floats;       /* floats all-reduced in the last step */
+    int count;           /* all-reduces in the last step */
+    float *gather;       /* get_params: every rank's part, n_params of local each */
+    pb_input input;
+} tp_state;
+
+static pb_status tp_validate(const pb_config *cfg, const pb_model *model)
+{
+    if (!pb_mpi_available())
+        return pb_user_error(PB_ERR_UNAVAILABLE,
+                             "strategy tp: built without MPI (install Open MPI so `make` finds mpicc, and rebuild)");
+    if (cfg->cuda_graph) return pb_usage_error("--cuda-graph applies to --strategy single, not tp");
+    if (cfg->precision == PB_BF16)
+        return pb_usage_error("--precision bf16: strategy tp all-reduces fp32 activations; allowed: fp32, tf32");
+    pb_model *local = malloc(sizeof *local);
+    if (!local) return pb_error(PB_ERR_NOMEM, "out of host memory: a model description");
+    /* the workload's own refusal (heads or hidden width not divisible) */
+    pb_status st = pb_model_describe_tp(model->ops, &model->shape, cfg->devices, local);
+    free(local);
+    return st;
+}
+
+static void tp_destroy(void *state)
+{
+    tp_state *s = state;
+    if (!s) return;
+    const pb_backend *be = s->ctx->be;
+    if (s->comm) s->ctx->comm->destroy(s->comm);
+    if (s->timer.be) pb_phase_timer_destroy(&s->timer);
+    pb_input_destroy(&s->input);
+    pb_replica_destroy(&s->rep);
+    if (s->dev) be->close(s->dev);
+    free(s->host_buf);
+    free(s->gather);
+    free(s->local_init);
+    free(s->local);
+    free(s);
+}
+
+/* A failed wait's message (it names rank and host) with the step. */
+static pb_status with_step(pb_status st, int64_t step)
+{
+    if (st == PB_OK) return st;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", pb_error_message());
+    pb_error_clear();
+    return pb_user_error(st, "tp step %lld: %s", (long long)step, msg);
+}
+
+/* The stage's sum across ranks (pb_stage_hooks.tp_allreduce): a tp_comm
+ * span cut out of the phase it interrupts */
+static pb_status tp_allreduce(void *arg, void *buf, size_t n)
+{
+    tp_state *s = arg;
+    const pb_backend *be = s->ctx->be;
+    const pb_comm *comm = s->ctx->comm;
+    pb_status st = PB_OK;
+    pb_comm_req *req = NULL;
+    float *b = buf;
+    PB_TRY(pb_phase_end(&s->timer));
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_TP_COMM));
+    if (s->staged) {
+        PB_REQUIRE(n <= s->host_len, PB_ERR_INTERNAL, "tp: an all-reduce of %zu floats, staging for %zu", n,
+                   s->host_len);
+        PB_TRY(be->download(s->dev, s->host_buf, buf, n * sizeof(float)));
+        b = s->host_buf;
+    }
+    PB_TRY(comm->allreduce(s->comm, b, n, 1.0f, &req));
+    PB_TRY(with_step(comm->wait(s->comm, req, s->ctx->cfg->timeout_s), s->step));
+    if (comm->req_ms) s->comm_ms += comm->req_ms(req);
+    if (s->staged) PB_TRY(be->upload(s->dev, buf, s->host_buf, n * sizeof(float)));
+    s->floats += n;
+    s->count++;
+    PB_TRY(pb_phase_end(&s->timer));
+    PB_TRY(pb_phase_begin(&s->timer, s->cur));
+cleanup:
+    return st;
+}
+
+static pb_status tp_init(const pb_strategy_ctx *ctx, void **state)
+{
+    pb_status st = PB_OK;
+    tp_state *s = NULL;
+    const pb_backend *be = ctx->be;
+    const pb_config *cfg = ctx->cfg;
+    const pb_model *model = ctx->model;
+    PB_ALLOC(s, 1);
+    s->ctx = ctx;
+    s->rank = ctx->rank;
+    s->ranks = ctx->ranks;
+    PB_REQUIRE(ctx->comm && s->ranks >= 1 && s->ranks == cfg->devices, PB_ERR_INTERNAL, "tp: %d ranks for --gpus %d",
+               s->ranks, cfg->devices);
+    PB_ALLOC(s->local, 1);
+    PB_TRY(pb_model_describe_tp(model->ops, &model->shape, s->ranks, s->local));
+    PB_ALLOC(s->local_init, s->local->n_params);
+    pb_model_tp_shard(model, s->local, s->rank, ctx->init_params, s->local_init);
+
+    pb_device_opts dev_opts = pb_config_model_device_opts(cfg, model);
+    PB_TRY(be->open(&dev_opts, ctx->device, &s->dev));
+    int rows = cfg->shape.batch;
+    PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, s->local, 0, s->local->n_blocks, rows, 1, s->local_init, true,
+                           true));
+    s->rep.tp_allreduce = tp_allreduce;
+    s->rep.tp_arg = s;
+    /* each all-reduce cuts its phase in two: at most two a block each way
+     * (GPT's), and h2d, fwd, bwd, opt */
+    PB_TRY(pb_phase_timer_init_spans(&s->timer, be, s->dev, 8 + 8 * s->local->n_blocks));
+    pb_comm_opts comm_opts = pb_config_comm_opts(cfg);
+    PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, s->rank, s->ranks, &s->comm));
+    s->staged = !be->host_is_device && !ctx->comm->device_buffers;
+    if (s->staged) {
+        /* a sum carries a block's whole input or output activations */
+        for (int b = 0; b < s->local->n_blocks; b++) {
+            const pb_block_desc *d = &s->local->block[b];
+            size_t w = d->in_elems > d->out_elems ? d->in_elems : d->out_elems;
+            if ((size_t)rows * w > s->host_len) s->host_len = (size_t)rows * w;
+        }
+        PB_ALLOC(s->host_buf, s->host_len);
+    }
+    PB_TRY(pb_input_init(&s->input, be, s->dev, 0, (size_t)rows, model, be->host_is_device && !s->rep.params_c));
+    *state = s;
+    return PB_OK;
+cleanup:
+    tp_destroy(s);
+    return st;
+}
+
+static pb_status tp_step(void *state, const pb_batch *batch, pb_step_result *out)
+{
+    tp_state *s = state;
+    const pb_backend *be = s->ctx->be;
+    pb_replica *r = &s->rep;
+    pb_status st = PB_OK;
+    int m = s->ctx->cfg->shape.batch;
+    float loss = 0.0f;
+
+    pb_progress_set_step(batch->step);
+    s->step = batch->step;
+    s->comm_ms = 0.0;
+    s->floats = 0;
+    s->count = 0;
+    pb_phase_timer_reset(&s->timer);
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
+    PB_TRY(pb_input_load_replica(&s->input, batch, r));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    s->cur = PB_PHASE_FWD;
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
+    PB_TRY(be->zero(s->dev, r->loss_sum, sizeof(float)));
+    PB_TRY(pb_replica_forward(r, 0, m));
+    PB_TRY(pb_replica_loss(r, 0, m, 1.0f / (float)m));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    s->cur = PB_PHASE_BWD;
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
+    PB_TRY(pb_replica_backward(r, 0, m, NULL, NULL, NULL, NULL));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
+    PB_TRY(pb_replica_tie_grads(r));
+    PB_TRY(pb_replica_optimize(r));
+    PB_TRY(pb_phase_end(&s->timer));
+
+    PB_TRY(pb_input_prefetch_next(&s->input, batch));
+    PB_TRY(be->download(s->dev, &loss, r->loss_sum, sizeof loss));
+    PB_TRY(be->synchronize(s->dev));
+    memset(out, 0, sizeof *out);
+    PB_TRY(pb_phase_timer_collect(&s->timer, &out->t));
+    /* all of it blocked the stage: comm is tp_comm's collectives alone */
+    out->t.ms[PB_PHASE_COMM] = s->comm_ms;
+    out->loss = loss;
+cleanup:
+    return st;
+}
+
+/* Every rank's part to rank 0 (a collective: every rank calls it), put
+ * back into the whole model's layout there. */
+static pb_status tp_get_params(void *state, float *host_params)
+{
+    tp_state *s = state;
+    const pb_backend *be = s->ctx->be;
+    const pb_comm *comm = s->ctx->comm;
+    pb_status st = PB_OK;
+    pb_comm_req *req = NULL;
+    size_t n = s->local->n_params;
+    if (!s->gather) PB_ALLOC(s->gather, n * (size_t)s->ranks);
+    float *mine = s->gather + (size_t)s->rank * n;
+    PB_TRY(be->download(s->dev, mine, s->rep.params, n * sizeof(float)));
+    if (comm->device_buffers) {
+        /* nccl gathers device buffers: through a device copy of the parts */
+        void *d = NULL;
+        PB_TRY(be->alloc(s->dev, n * (size_t)s->ranks * sizeof(float), &d));
+        st = be->copy(s->dev, (float *)d + (size_t)s->rank * n, s->rep.params, n * sizeof(float));
+        if (st == PB_OK) st = comm->allgather(s->comm, (float *)d + (size_t)s->rank * n, d, n * sizeof(float), &req);
+        if (st == PB_OK) st = comm->wait(s->comm, req, s->ctx->cfg->timeout_s);
+        if (st == PB_OK) st = be->download(s->dev, s->gather, d, n * (size_t)s->ranks * sizeof(float));
+        be->free(s->dev, d);
+        PB_TRY(st);
+    } else {
+        PB_TRY(comm->allgather(s->comm, mine, s->gather, n * sizeof(float), &req));
+        PB_TRY(comm->wait(s->comm, req, s->ctx->cfg->timeout_s));
+    }
+    if (host_params)
+        for (int r = 0; r < s->ranks; r++)
+            pb_model_tp_unshard(s->ctx->model, s->local, r, s->gather + (size_t)r * n, host_params);
+cleanup:
+    return st;
+}
+
+static pb_status tp_memory(void *state, pb_memory_report *out)
+{
+    tp_state *s = state;
+    out->peak_mb_max = out->peak_mb_dev0 = s->ctx->be->peak_mem_mb(s->dev);
+    return PB_OK;
+}
+
+static pb_status tp_device_info(void *state, pb_device_info *out)
+{
+    tp_state *s = state;
+    return s->ctx->be->info(s->dev, out);
+}
+
+/* a ring all-reduce's wire volume per rank: 2 S (N - 1) / N */
+static double ring_bytes(double payload_bytes, int ranks)
+{
+    return ranks > 1 ? 2.0 * payload_bytes * (ranks - 1) / ranks : 0.0;
+}
+
+/* A rank's device: its part of the model (parameters, gradients and
+ * optimizer state divided as the tensors split) over the whole batch, the
+ * activations of its part (the split ones divided), and its input staging */
+static void tp_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
+                           pb_mem_parts *dev)
+{
+    pb_model *local = malloc(sizeof *local);
+    if (!local) return;
+    if (pb_model_describe_tp(model->ops, &model->shape, cfg->devices, local) == PB_OK) {
+        double e = (double)pb_memplan_act_elem(cfg, env->host_is_device), B = cfg->shape.batch;
+        pb_memplan_add_replica(local, 0, local->n_blocks, B, 1, true, true, false, cfg->optimizer, e, dev);
+        pb_memplan_add_staging(local, B, pb_memplan_in_place(cfg, env), dev);
+    } else {
+        pb_error_clear(); /* validation refused it already */
+    }
+    free(local);
+}
+
+/* The all-reduces' volume (the last step's, as the stage asked for them:
+ * docs/strategies.md has the formula they must equal) and nccl-tests'
+ * bandwidths over their time. */
+static void tp_report(void *state, const pb_step_times *mean, pb_record *row)
+{
+    tp_state *s = state;
+    double bytes = (double)s->floats * sizeof(float), comm = mean->ms[PB_PHASE_COMM];
+    double algbw = comm > 0 ? bytes / (comm * 1e-3) / 1e9 : NAN;
+    int n = s->ranks;
+    pb_record_set(row, PB_COL_COMM_BYTES_PER_STEP, "%zu", s->floats * sizeof(float));
+    pb_record_num(row, PB_COL_ALLREDUCE_BYTES_PER_STEP, ring_bytes(bytes, n));
+    pb_record_num(row, PB_COL_ALGBW_GBPS, algbw);
+    pb_record_num(row, PB_COL_BUSBW_GBPS, algbw * 2.0 * (n - 1) / n);
+}
+
+const pb_strategy pb_strategy_tp = {
+    .name = "tp",
+    .description = "tensor parallel (Megatron): a rank per device, each block split across ranks, all-reduces in "
+                   "forward and backward",
+    .procs = PB_PROC_PER_DEVICE,
+    .needs_even_split = false,
+    .rank_full_batch = true,
+    .params_collective = true,
+    .validate = tp_validate,
+    .init = tp_init,
+    .step = tp_step,
+    .get_params = tp_get_params,
+    .memory = tp_memory,
+    .device_info = tp_device_info,
+    .plan_memory = tp_plan_memory,
+    .report = tp_report,
+    .destroy = tp_destroy,
+};

@@ -1,0 +1,203 @@
+/* Strategy tp through ./bench on the cpu backend, its ranks launched
+ * under mpirun (oversubscribed as ddp's tests are): on 2 and 4 ranks, with
+ * SGD and AdamW, the MLP with an even layer count (every layer in a
+ * column/row pair) and an odd one (the last layer replicated) and the GPT
+ * (heads split) train as single does (--verify, the parameters gathered
+ * from every rank); every rank loads the whole batch; the row's
+ * allreduce_bytes_per_step is docs/strategies.md's formula (Megatron's 4
+ * all-reduces of b*s*h per GPT block; the MLP's per layer pair), the
+ * tp_comm phase is timed and the phases add up to the step; shapes that do
+ * not split are usage errors (exit 2, one line, no row); a hung rank is
+ * named by the others' all-reduce deadline. The pieces
+ * (splits, shard mapping, gradients) are tests/unit/test_tp_lib.c. */
+#include "tests/common/test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
+
+#include <math.h>
+#include <stdbool.h>
+
+/* bench --strategy tp --backend cpu --gpus N --warmup 0 --threads 1
+ * --quiet --out DIR/r.csv [extra...], the launcher running mpirun */
+static bench_run *run_tp(int gpus, char *const extra[], char *const env[])
+{
+    bench_run *r = bench_run_new();
+    char g[16];
+    snprintf(g, sizeof g, "%d", gpus);
+    char *args[48] = {"--strategy", "tp", "--backend", "cpu", "--gpus", g, "--warmup", "0", "--threads", "1",
+                      "--quiet", "--out", r->csv_path};
+    int n = 13;
+    for (int i = 0; extra[i] && n < 47; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    run_bench_env(&r->res, env, args);
+    return r;
+}
+
+/* docs/strategies.md, "tp": a ring all-reduce of S bytes moves 2 S (N-1)/N
+ * per rank. GPT: 4 of b*s*h fp32 per block a step (2 forward, 2 backward).
+ * MLP: per column/row pair, one of b*out (the row layer's output) forward
+ * and one of b*in (the column layer's input gradient) backward, but for the
+ * first pair, whose input (the batch) has no gradient. */
+static double formula_bytes(const csv *c, int n)
+{
+    double b = csv_num(c, "batch_global"), L = csv_num(c, "layers"), ring = 2.0 * (n - 1) / n, s = 0.0;
+    if (strcmp(csv_get(c, "workload"), "gpt-xs") == 0) return ring * 4.0 * L * (b * csv_num(c, "seq") * csv_num(c, "d_model") * 4.0);
+    double hidden = csv_num(c, "hidden"), classes = csv_num(c, "classes");
+    for (int l = 0; l + 1 < (int)L; l += 2) {
+        double out = l + 2 == (int)L ? classes : hidden;
+        s += b * out * 4.0;                 /* forward: after the row layer */
+        if (l > 0) s += b * hidden * 4.0; /* backward: the column layer's input gradient */
+    }
+    return ring * s;
+}
+
+/* exit 0, one ok row within tol of single, the columns tp fills */
+static void check_row(const bench_run *r, int n, double tol)
+{
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "status"), "ok");
+    assert_string_equal(csv_get(&c, "strategy"), "tp");
+    assert_string_equal(csv_get(&c, "comm"), "mpi");
+    assert_int_equal((int)csv_num(&c, "ranks"), n);
+    /* each rank trains on the whole batch */
+    assert_int_equal((int)csv_num(&c, "batch_per_device"), (int)csv_num(&c, "batch_global"));
+    double err = csv_num(&c, "verify_max_rel_err");
+    if (!(err <= tol))
+        fail_msg("tp on %d ranks (%s, %s layers, %s): max relative error %g vs single, allowed %g", n,
+                 csv_get(&c, "workload"), csv_get(&c, "layers"), csv_get(&c, "optimizer"), err, tol);
+    double want = formula_bytes(&c, n), got = csv_num(&c, "allreduce_bytes_per_step");
+    if (!(fabs(got - want) <= 1e-6 * want))
+        fail_msg("allreduce_bytes_per_step %s, the formula %.0f", csv_get(&c, "allreduce_bytes_per_step"), want);
+    /* the payload: the wire volume without the ring's factor */
+    if (!(fabs(csv_num(&c, "comm_bytes_per_step") * 2.0 * (n - 1) / n - want) <= 1e-6 * want))
+        fail_msg("comm_bytes_per_step %s for a ring volume of %.0f", csv_get(&c, "comm_bytes_per_step"), want);
+    if (!(csv_num(&c, "tp_comm_ms") > 0)) fail_msg("tp_comm_ms is '%s'", csv_get(&c, "tp_comm_ms"));
+    if (!(csv_num(&c, "comm_ms") > 0)) fail_msg("comm_ms is '%s'", csv_get(&c, "comm_ms"));
+    expect_phases_add_up(&c);
+    csv_free(&c);
+}
+
+/* A run of each rank count and optimizer; AdamW's bound: after 10 steps
+ * its error is 4.0e-5 and 7.8e-5 (mlp-xs on 4 and 2 ranks), 4.8e-4 and
+ * 3.7e-4 (4 layers): the sums split over the ranks' hidden units round
+ * otherwise than single's one GEMM, and AdamW scales a small gradient's
+ * rounding up to a step of about lr (SGD: 2e-7) */
+static void check_matches(void **state, char *const shape[], double adamw_tol)
+{
+    static const char *const opts[] = {"sgd", "adamw"};
+    for (int n = 2; n <= 4; n += 2)
+        for (int o = 0; o < 2; o++) {
+            char *extra[24];
+            int k = 0;
+            for (int i = 0; shape[i]; i++) extra[k++] = shape[i];
+            extra[k++] = "--verify";
+            extra[k++] = "--optimizer";
+            extra[k++] = (char *)opts[o];
+            extra[k] = NULL;
+            bench_run *r = keep(state, run_tp(n, extra, NULL));
+            check_row(r, n, o == 0 ? 1e-5 : adamw_tol);
+        }
+}
+
+static void test_mlp_odd_layers_match_single(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *shape[] = {"--workload", "mlp-xs", "--iters", "10", NULL};
+    check_matches(state, shape, 2e-4);
+}
+
+static void test_mlp_even_layers_match_single(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *shape[] = {"--workload", "mlp-xs", "--layers", "4", "--iters", "10", NULL};
+    check_matches(state, shape, 1e-3);
+}
+
+/* 5 steps: the key projection's bias has a zero gradient in exact
+ * arithmetic (softmax ignores a shift shared by a query's scores), so
+ * AdamW moves it by its rounding noise, whose sign any other order of sums
+ * flips: it drifts from single's with every step, whatever the strategy
+ * (ddp on 4 ranks: 3.3e-3 after 10 steps; tp 4: 6.1e-3, beyond the run's
+ * 5e-3; after 5: 4.1e-3) */
+static void test_gpt_matches_single(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *shape[] = {"--workload", "gpt-xs", "--iters", "5", NULL};
+    check_matches(state, shape, 5e-3);
+}
+
+/* --verify judged before the last step: the parameters are gathered from
+ * every rank in the middle of the run, then again for --dump's final ones;
+ * every rank's loader filled the whole batch of every step */
+static void test_gather_mid_run_and_whole_batches(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *extra[] = {"--workload", "mlp-xs", "--iters", "12", "--verify", NULL};
+    char *env[] = {"PB_TEST_LOADER_STATS=1", NULL};
+    bench_run *r = keep(state, run_tp(2, extra, env));
+    check_row(r, 2, 1e-5);
+    for (int k = 0; k < 2; k++) {
+        char want[128];
+        /* 12 steps of 64 rows, 256 features and a label each */
+        snprintf(want, sizeof want, "bench: rank %d loader filled %d samples, %d bytes\n", k, 12 * 64,
+                 12 * 64 * (256 * 4 + 4));
+        if (!strstr(r->res.err, want)) fail_msg("no '%.*s' in stderr:\n%s", (int)strlen(want) - 1, want, r->res.err);
+    }
+}
+
+/* A rank stuck in forward (PB_FAULT, test-only) holds the others in
+ * their first all-reduce: within --timeout they fail, naming it, its phase
+ * and step; the row is failed */
+static void test_hung_rank_named(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char host[256] = "unknown", want[512];
+    gethostname(host, sizeof host - 1);
+    char *extra[] = {"--workload", "mlp-xs", "--iters", "10", "--timeout", "3", NULL};
+    char *env[] = {"PB_FAULT=rank=1,step=3,phase=fwd,kind=hang", NULL};
+    bench_run *r = keep(state, run_tp(2, extra, env));
+    if (r->res.exit_code == 0) fail_msg("exited 0; stderr:\n%s", r->res.err);
+    snprintf(want, sizeof want, "rank 1 on %s (pid ", host);
+    static const char *const says[] = {"tp step 3: rank 0 of 2 on ", "did not complete within 3 s (--timeout): ",
+                                       ") is stuck in phase fwd of step 3"};
+    for (size_t i = 0; i < sizeof says / sizeof *says; i++)
+        if (!strstr(r->res.err, says[i])) fail_msg("no '%s' in stderr:\n%s", says[i], r->res.err);
+    if (!strstr(r->res.err, want)) fail_msg("no '%s' in stderr:\n%s", want, r->res.err);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "status"), "failed");
+    csv_free(&c);
+}
+
+/* What does not split: exit 2, one line naming it, nothing written */
+static void expect_refused(void **state, char *const extra[], const char *says)
+{
+    bench_run *r = keep(state, run_tp(3, extra, NULL));
+    expect_exit(r, 2);
+    if (!strstr(r->res.err, says) || count_lines(r->res.err) != 1) fail_msg("stderr:\n%s", r->res.err);
+    assert_false(file_exists(r->csv_path));
+}
+
+static void test_shapes_that_do_not_split(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *heads[] = {"--workload", "gpt-xs", NULL};
+    expect_refused(state, heads, "--heads 4 is not divisible by --gpus 3");
+    char *hidden[] = {"--workload", "mlp-xs", NULL};
+    expect_refused(state, hidden, "--hidden 256 is not divisible by --gpus 3");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_mlp_odd_layers_match_single, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mlp_even_layers_match_single, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_gpt_matches_single, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_gather_mid_run_and_whole_batches, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_hung_rank_named, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_shapes_that_do_not_split, run_setup, run_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
