@@ -368,38 +368,43 @@ static void test_sgd(void **state) { (void)state; run_optimizer(PB_OPT_SGD, fals
 static void test_sgd_ready(void **state) { (void)state; run_optimizer(PB_OPT_SGD, true); }
 static void test_adamw(void **state) { (void)state; run_optimizer(PB_OPT_ADAMW, false); }
 
-/* `single` on mlp-s on both backends from the same parameters and data: the
- * parameters after one step, and the loss over 20 steps. */
-static void test_single_mlp_s(void **state)
+/* `single` on a preset on both backends from the same parameters and data
+ * (the workload's own init and data): the parameters after one step, and
+ * the loss over `steps` steps. */
+static void single_against_cpu(const char *workload, int steps)
 {
-    (void)state;
+    const pb_workload *w = pb_find_workload(workload);
+    assert_non_null(w);
     pb_config cc, gc;
     pb_config_defaults(&cc);
+    snprintf(cc.workload, sizeof cc.workload, "%s", w->name);
+    cc.shape = w->shape;
     cc.threads = 2;
     cc.lr = 0.01; /* pb_config_parse resolves the default; set it here */
     snprintf(cc.backend, sizeof cc.backend, "cpu");
     gc = cc;
     snprintf(gc.backend, sizeof gc.backend, "cuda");
     gc.precision = precision;
-    pb_layout layout;
-    CHECK(pb_mlp_layout(&cc.shape, &layout));
     static pb_model model;
-    CHECK(pb_model_describe(&pb_workload_mlp, &cc.shape, &model));
-    float *params = malloc(layout.n_params * 4), *pc = malloc(layout.n_params * 4),
-          *pg = malloc(layout.n_params * 4), *proto = malloc((size_t)layout.classes * layout.in * 4),
-          *x = malloc((size_t)cc.shape.batch * layout.in * 4);
-    int32_t *labels = malloc((size_t)cc.shape.batch * 4);
-    pb_mlp_init_params(&layout, cc.seed, params);
-    pb_data_prototypes(&layout, cc.seed, proto);
-    pb_strategy_ctx ctx_c = {.cfg = &cc, .be = &pb_backend_cpu, .model = &model, .init_params = params, .ranks = 1};
-    pb_strategy_ctx ctx_g = {.cfg = &gc, .be = &pb_backend_cuda, .model = &model, .init_params = params, .ranks = 1};
+    CHECK(pb_model_describe(w->ops, &cc.shape, &model));
+    const pb_model *m = &model;
+    int B = cc.shape.batch;
+    float *params = malloc(m->n_params * 4), *pc = malloc(m->n_params * 4), *pg = malloc(m->n_params * 4),
+          *table = malloc((m->data_table + 1) * 4);
+    void *in = malloc((size_t)B * pb_model_input_bytes(m)), *tg = malloc((size_t)B * pb_model_target_bytes(m));
+    assert_true(params && pc && pg && table && in && tg);
+    m->ops->init_params(m, cc.seed, params);
+    if (m->data_table) m->ops->data_table(m, cc.seed, table);
+    pb_strategy_ctx ctx_c = {.cfg = &cc, .be = &pb_backend_cpu, .model = m, .init_params = params, .ranks = 1};
+    pb_strategy_ctx ctx_g = {.cfg = &gc, .be = &pb_backend_cuda, .model = m, .init_params = params, .ranks = 1};
     void *sc = NULL, *sg = NULL;
     CHECK(pb_strategy_single.init(&ctx_c, &sc));
     CHECK(pb_strategy_single.init(&ctx_g, &sg));
+    char what[64];
     double worst_loss = 0.0;
-    for (int s = 0; s < 20; s++) {
-        pb_data_fill(&layout, cc.seed, s, 0, cc.shape.batch, proto, x, labels);
-        pb_batch batch = {.step = s, .count = cc.shape.batch, .inputs = x, .targets = labels};
+    for (int s = 0; s < steps; s++) {
+        m->ops->fill(m, cc.seed, table, s, 0, B, in, tg);
+        pb_batch batch = {.step = s, .count = B, .inputs = in, .targets = tg};
         pb_step_result rc, rg;
         CHECK(pb_strategy_single.step(sc, &batch, &rc));
         CHECK(pb_strategy_single.step(sg, &batch, &rg));
@@ -408,16 +413,34 @@ static void test_single_mlp_s(void **state)
         if (s == 0) {
             CHECK(pb_strategy_single.get_params(sc, pc));
             CHECK(pb_strategy_single.get_params(sg, pg));
-            expect_close("mlp-s params, 1 step", pg, pc, layout.n_params);
+            snprintf(what, sizeof what, "%s params, 1 step", workload);
+            expect_close(what, pg, pc, m->n_params);
         }
-        if (s == 19) print_message("  %-5s loss step 20: cpu %.5f gpu %.5f\n", pb_precision_name(precision), rc.loss, rg.loss);
+        if (s == steps - 1)
+            print_message("  %-5s loss step %d: cpu %.5f gpu %.5f\n", pb_precision_name(precision), steps, rc.loss,
+                          rg.loss);
     }
-    print_message("  %-5s %-22s rel err %.2e (tol %.0e)\n", pb_precision_name(precision), "mlp-s loss, 20 steps",
-                  worst_loss, tolerance(precision));
+    snprintf(what, sizeof what, "%s loss, %d steps", workload, steps);
+    print_message("  %-5s %-22s rel err %.2e (tol %.0e)\n", pb_precision_name(precision), what, worst_loss,
+                  tolerance(precision));
     assert_true(worst_loss <= tolerance(precision));
     pb_strategy_single.destroy(sc);
     pb_strategy_single.destroy(sg);
-    free(params), free(pc), free(pg), free(proto), free(x), free(labels);
+    free(params), free(pc), free(pg), free(table), free(in), free(tg);
+}
+
+static void test_single_mlp_s(void **state)
+{
+    (void)state;
+    single_against_cpu("mlp-s", 20);
+}
+
+/* gpt-xs: the transformer table and the backend's GEMM with epilogues
+ * together, as a GPT run calls them */
+static void test_single_gpt_xs(void **state)
+{
+    (void)state;
+    single_against_cpu("gpt-xs", 5);
 }
 
 /* The span of stage k's phase ph for microbatch mb. */
@@ -528,6 +551,7 @@ static int set_bf16(void **s) { (void)s; precision = PB_BF16; return 0; }
         cmocka_unit_test(test_sgd), cmocka_unit_test(test_sgd_ready),         \
         cmocka_unit_test(test_adamw),                                         \
         cmocka_unit_test(test_single_mlp_s),                                  \
+        cmocka_unit_test(test_single_gpt_xs),                                 \
     }
 
 int main(void)
