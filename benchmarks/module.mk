@@ -1,22 +1,26 @@
 # Benchmarks, included by the Makefile. Not part of `make test`: they print
 # figures and take minutes.
 #
-#   make bench-cpu   the CPU step against its GEMMs alone (--threads 1, mlp-s
-#                    and mlp-m, ABAB rounds), then the allocation check of
-#                    ./bench's measured steps with tests/alloc_count.c preloaded
-#                    (single, and dp and mp with their comm).
+#   make bench-cpu   the CPU step against its GEMMs alone (--threads 1, mlp-s,
+#                    mlp-m and gpt-xs, ABAB rounds), then the allocation check
+#                    of ./bench's measured steps with tests/alloc_count.c
+#                    preloaded (single, and dp and mp with their comm, on
+#                    mlp-s; single on gpt-xs).
 #   make bench-cpu-exact   the optimised CPU kernels against the plain loops
 #                    they replaced, bit for bit (and the row exp against expf
 #                    over all 2^32 floats per implementation; ~2 minutes).
-#   BENCH_ROUNDS_S / BENCH_ROUNDS_M  rounds per preset (each round: one step
-#                    and one GEMM-only pass); BENCH_WARMUP warmup rounds;
-#                    BENCH_LIMIT the allowed step/GEMM ratio;
+#   BENCH_ROUNDS_S / BENCH_ROUNDS_M / BENCH_ROUNDS_GPT  rounds per preset
+#                    (each round: one step and one GEMM-only pass);
+#                    BENCH_WARMUP warmup rounds; BENCH_LIMIT the allowed
+#                    step/GEMM ratio of the MLPs, BENCH_LIMIT_GPT gpt-xs's;
 #                    BENCH_STRICT=1 makes a ratio over the limit fail the target.
 .PHONY: bench-cpu bench-cpu-exact
 BENCH_ROUNDS_S ?= 30
 BENCH_ROUNDS_M ?= 7
+BENCH_ROUNDS_GPT ?= 60
 BENCH_WARMUP ?= 2
 BENCH_LIMIT ?= 1.10
+BENCH_LIMIT_GPT ?= 1.25
 BENCH_STRICT ?= 0
 
 BENCH_CPU := $(BUILD)/benchmarks/bench_cpu
@@ -44,14 +48,15 @@ $(ALLOC_COUNT_LIB): tests/alloc_count.c
 	$(CC) $(CFLAGS) -fPIC -shared -fvisibility=hidden -o $@ $< -ldl
 
 bench-cpu: bench $(BENCH_CPU) $(ALLOC_COUNT_LIB)
-	@$(BENCH_CPU) --warmup $(BENCH_WARMUP) --limit $(BENCH_LIMIT) $(if $(filter 1,$(BENCH_STRICT)),--strict) \
-		mlp-s:$(BENCH_ROUNDS_S) mlp-m:$(BENCH_ROUNDS_M)
+	@$(BENCH_CPU) --warmup $(BENCH_WARMUP) --limit $(BENCH_LIMIT) --limit-gpt $(BENCH_LIMIT_GPT) \
+		$(if $(filter 1,$(BENCH_STRICT)),--strict) mlp-s:$(BENCH_ROUNDS_S) mlp-m:$(BENCH_ROUNDS_M) gpt-xs:$(BENCH_ROUNDS_GPT)
 ifeq ($(SAN),1)
 	@echo "allocation check: skipped under SAN=1 (AddressSanitizer's allocator must come first and would hide the counter's)"
 else
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	for strat in "single" "dp --gpus 2" "mp --gpus 2 --microbatches 4"; do \
-	cmd="./bench --strategy $$strat --workload mlp-s --threads 1 --iters 5 --warmup 2 --backend cpu --out $$tmp/run.csv" && \
+	for strat in "single --workload mlp-s" "dp --gpus 2 --workload mlp-s" "mp --gpus 2 --microbatches 4 --workload mlp-s" \
+		"single --workload gpt-xs"; do \
+	cmd="./bench --strategy $$strat --threads 1 --iters 5 --warmup 2 --backend cpu --out $$tmp/run.csv" && \
 	LD_PRELOAD=$(abspath $(ALLOC_COUNT_LIB)) $$cmd 2>"$$tmp/err" || { cat "$$tmp/err"; exit 1; }; \
 	n=$$(sed -n 's/^bench: allocations during measured steps: \([0-9]*\)$$/\1/p' "$$tmp/err"); \
 	if [ -z "$$n" ]; then \

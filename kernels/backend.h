@@ -169,6 +169,11 @@ typedef struct pb_transformer_ops {
      * bf16 run of a transformer workload is refused
      * (workloads/transformer_check.h) */
     bool bf16_act;
+    /* optional (NULL: a GPT's GEMM-alone reference has its weight GEMMs
+     * only): the median ms over reps of attention's own GEMMs, called as
+     * attention_fwd and attention_bwd call them with nothing between, for
+     * `layers` layers of B sequences (all forwards, then all backwards) */
+    pb_status (*attention_gemms_ms)(pb_device *dev, int layers, int B, int T, int C, int NH, int reps, double *ms);
 } pb_transformer_ops;
 
 typedef struct pb_device_info {

@@ -198,15 +198,19 @@ static pb_status gpt_loss(const pb_model *m, const pb_backend *be, pb_device *de
                                        pb_gpt_padded_vocab(s->vocab), scale / (float)s->seq, loss_sum);
 }
 
-/* The step's weight GEMMs as Linear layers over rows * seq tokens (QKV,
- * attention projection, MLP up and down per block; the head): what the
- * backends' reference times. Attention's own T x T GEMMs are not in it. */
+/* The step's GEMMs alone, as the step calls them: the weight GEMMs as
+ * Linear layers over rows * seq tokens (QKV, attention projection, MLP up
+ * and down per block; the head), through the backend's reference, plus
+ * attention's own T x T GEMMs (per head, 2 forward and 4 backward per
+ * layer) where the backend can time them (attention_gemms_ms): what the
+ * calibration's gemm_ms and `make bench-cpu`'s ratio divide by. */
 static pb_status gpt_gemm_reference(const pb_model *m, const pb_backend *be, pb_device *dev, int rows, float dw_beta,
                                     int reps, double *ms)
 {
     int in[PB_MAX_BLOCKS * 4], outs[PB_MAX_BLOCKS * 4], n = 0;
-    const int C = m->shape.d_model;
-    for (int l = 0; l < m->shape.layers && n + 5 <= PB_MAX_BLOCKS * 4; l++) {
+    const pb_shape *s = &m->shape;
+    const int C = s->d_model;
+    for (int l = 0; l < s->layers && n + 5 <= PB_MAX_BLOCKS * 4; l++) {
         const int sh[4][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}};
         for (int k = 0; k < 4; k++, n++) {
             in[n] = sh[k][0];
@@ -214,8 +218,16 @@ static pb_status gpt_gemm_reference(const pb_model *m, const pb_backend *be, pb_
         }
     }
     in[n] = C;
-    outs[n++] = pb_gpt_padded_vocab(m->shape.vocab);
-    return be->gemm_reference(dev, n, in, outs, rows * m->shape.seq, dw_beta, reps, ms);
+    outs[n++] = pb_gpt_padded_vocab(s->vocab);
+    double weights_ms = 0.0, attention_ms = 0.0;
+    pb_status st = be->gemm_reference(dev, n, in, outs, rows * s->seq, dw_beta, reps, &weights_ms);
+    if (st != PB_OK) return st;
+    if (be->transformer && be->transformer->attention_gemms_ms) {
+        st = be->transformer->attention_gemms_ms(dev, s->layers, rows, s->seq, C, s->heads, reps, &attention_ms);
+        if (st != PB_OK) return st;
+    }
+    *ms = weights_ms + attention_ms;
+    return PB_OK;
 }
 
 static void gpt_shape_str(const pb_shape *s, char *buf, size_t len)

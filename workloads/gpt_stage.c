@@ -10,7 +10,9 @@
  * attention, the MLP's pre-activation and GELU output; the head its
  * LayerNorm. Backward runs one slot at a time through shared gradient
  * buffers: D carries the residual stream's gradient down (the stage's
- * DOUT when it ends below the head, its input gradient at the end).
+ * DOUT when it ends below the head, its input gradient at the end), each
+ * LayerNorm's backward adding its branch into it in place (the ops
+ * accumulate), so the stream is never copied.
  *
  * Tensor parallel (m->tp > 1, one rank's part of the model, Megatron's
  * split): the rank holds its heads' q, k and v rows of the QKV projection
@@ -38,7 +40,7 @@ typedef struct gpt_stage {
     float *att;                   /* [slots * layers in the stage]: attention probabilities */
     float **att_of;               /* [slots * nb] into att */
     float *dlogits;               /* the head's DOUT, one slot (when the stage holds the head) */
-    float *D, *R, *dsmall, *dqkv, *dbig, *scratch; /* one slot's backward buffers */
+    float *D, *dsmall, *dqkv, *dbig, *scratch; /* one slot's backward buffers */
 } gpt_stage;
 
 /* Floats per token of a transformer block's saved activations, in order */
@@ -105,7 +107,7 @@ void pb_gpt_stage_destroy(pb_stage *stage)
     free(g->save);
     free(g->att_of);
     be->free(g->dev, g->att);
-    float *bufs[] = {g->dlogits, g->D, g->R, g->dsmall, g->dqkv, g->dbig, g->scratch};
+    float *bufs[] = {g->dlogits, g->D, g->dsmall, g->dqkv, g->dbig, g->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(g->dev, bufs[i]);
     free(g);
 }
@@ -150,7 +152,6 @@ pb_status pb_gpt_stage_create(const pb_model *m, const pb_stage_opts *o, pb_stag
         }
     if (is_head(m, g->b1 - 1)) PB_TRY(alloc_f(g, N * m->block[g->b1 - 1].out_elems / T, &g->dlogits));
     PB_TRY(alloc_f(g, N * C, &g->D));
-    PB_TRY(alloc_f(g, N * C, &g->R));
     PB_TRY(alloc_f(g, N * C, &g->dsmall));
     if (nl) {
         PB_TRY(alloc_f(g, N * 3 * C / (size_t)tp_of(m), &g->dqkv));
@@ -173,7 +174,7 @@ double pb_gpt_stage_bytes(const pb_model *m, int b0, int b1, double rows, int sl
         per_seq += 4.0 * T * (double)save_per_token(m, b) + (is_layer(m, b) ? 4.0 * (double)att_per_seq(m) : 0.0);
     }
     int nl = n_layers_of(m, b0, b1);
-    double slot = 4.0 * rows * T * (3.0 * C + (nl ? 7.0 * C / tp_of(m) : 0.0)) +
+    double slot = 4.0 * rows * T * (2.0 * C + (nl ? 7.0 * C / tp_of(m) : 0.0)) +
                   (is_head(m, b1 - 1) ? 4.0 * rows * (double)m->block[b1 - 1].out_elems : 0.0) +
                   (nl ? 4.0 * T * T : 0.0);
     return rows * slots * per_seq + slot;
@@ -338,18 +339,17 @@ static pb_status layer_bwd(gpt_stage *g, const pb_stage_params *p, const pb_stag
     TRY(be->zero(d, g->dsmall, NC * f));
     TRY(linear_bwd(g, p, g->dbig, s.ln2, t0 + PB_GPT_FC_W, -1, g->dsmall, NULL, -1, N, C, 4 * Cl));
     TRY(column_parallel_sum(g, h, g->dsmall, N, C));
-    /* the residual: dr2 = dy + the LayerNorm branch's */
-    TRY(be->copy(d, g->R, g->D, NC * f));
-    TRY(tr->layernorm_bwd(d, g->R, G(g, p, t0 + PB_GPT_LN2_W), G(g, p, t0 + PB_GPT_LN2_B), g->dsmall, s.r2,
+    /* the residual: dr2 = dy + the LayerNorm branch's, in D */
+    TRY(tr->layernorm_bwd(d, g->D, G(g, p, t0 + PB_GPT_LN2_W), G(g, p, t0 + PB_GPT_LN2_B), g->dsmall, s.r2,
                           P(g, p, t0 + PB_GPT_LN2_W), s.mean2, s.rstd2, N, C));
     TRY(be->zero(d, g->dsmall, NC * f));
-    TRY(linear_bwd(g, p, g->R, s.atty, t0 + PB_GPT_PROJ_W, t0 + PB_GPT_PROJ_B, g->dsmall, NULL, -1, N, Cl, C));
+    TRY(linear_bwd(g, p, g->D, s.atty, t0 + PB_GPT_PROJ_W, t0 + PB_GPT_PROJ_B, g->dsmall, NULL, -1, N, Cl, C));
     TRY(be->zero(d, g->dqkv, 3 * NCl * f));
     TRY(tr->attention_bwd(d, g->dqkv, g->scratch, g->dsmall, s.qkv, s.att, rows, T, Cl, NH));
     TRY(be->zero(d, g->dsmall, NC * f));
     TRY(linear_bwd(g, p, g->dqkv, s.ln1, t0 + PB_GPT_QKV_W, t0 + PB_GPT_QKV_B, g->dsmall, NULL, -1, N, C, 3 * Cl));
     TRY(column_parallel_sum(g, h, g->dsmall, N, C));
-    TRY(be->copy(d, g->D, g->R, NC * f));
+    /* dx = dr2 + the first LayerNorm branch's, in D */
     return tr->layernorm_bwd(d, g->D, G(g, p, t0 + PB_GPT_LN1_W), G(g, p, t0 + PB_GPT_LN1_B), g->dsmall, x,
                              P(g, p, t0 + PB_GPT_LN1_W), s.mean1, s.rstd1, N, C);
 }

@@ -2,7 +2,10 @@
  * GEMM, single-threaded loops for the rest (the BLAS has its own threads,
  * set by the backend). docs/transformer-ops.md has the math. */
 /* a*b + c stays two roundings (GNU C would fuse it in the AVX2 and AVX-512
- * clones below and not in the baseline one), and the reductions keep 8
+ * clones below and not in the baseline one), fused multiply-adds are
+ * written out as fmaf (one rounding in every clone: an FMA instruction in
+ * the x86-64-v3 and v4 clones, libm's correctly rounded fmaf in the
+ * baseline one, slow there and the same bits), and the reductions keep 8
  * lanes in every clone, so that the clones compute the same operations in
  * the same order and a run does not depend on the CPU's vector width.
  * Before the includes, so the inline functions of gelu.h get it too. */
@@ -10,6 +13,10 @@
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
+/* Jump threading splits a loop of vexpf at its clamps into one path per
+ * clamped constant, which the vectoriser then runs all of under masks: the
+ * GELU loops divided three times per vector instead of once (2.5x slower). */
+#pragma GCC optimize("no-thread-jumps")
 #endif
 #include <cblas.h>
 #include <math.h>
@@ -20,74 +27,117 @@
 #include "gpt_ops.h"
 
 /* The loops with an exp (softmax, classifier, GELU) are what the GEMMs are
- * measured against; compiled again for AVX-512 and AVX2 and picked when the
- * library loads (the build targets baseline x86-64). */
+ * measured against; compiled again for x86-64-v4 (AVX-512) and v3 (AVX2
+ * and FMA) and picked when the library loads (the build targets baseline
+ * x86-64). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define VEC_CLONES
 #endif
 
-/* exp(x), within 1 ulp of the exact value on [-87, 88] (0.97 at worst over
- * every 16th float there, checked once by hand) (Cephes' expf: x = k ln2 + r,
- * |r| <= ln2/2, a degree-7 polynomial in r, 2^k from the exponent bits), in
- * float operations alone so that a loop of it vectorises; libm's expf is a
- * call per element (GELU over [N,4C] with tanhf took ten times the GEMM it
- * follows). Arguments below -87 give exp(-87) ~ 1.6e-38 instead of a
- * smaller number or 0 (every use adds it to 1 or to a sum >= 1); above 88,
- * exp(88); NaN stays NaN. */
+/* exp(x), within 1 ulp of the exact value on [-87, 88] (0.995 at worst
+ * over every 16th float there, checked once by hand against double exp) (Cephes' expf: x = k ln2 + r, |r| <= ln2/2, a degree-7 polynomial in
+ * r, 2^k from the exponent bits), in float operations alone so that a loop
+ * of it vectorises; libm's expf is a call per element (GELU over [N,4C]
+ * with tanhf took ten times the GEMM it follows). Its multiply-adds fused:
+ * 40% fewer operations, and the exp loops are compute-bound. Arguments
+ * below -87 give exp(-87) ~ 1.6e-38 instead of a smaller number or 0
+ * (every use adds it to 1 or to a sum >= 1); above 88, exp(88); NaN stays
+ * NaN. */
 static inline float vexpf(float x)
 {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float kf = x * 1.44269504088896341f + shift;
+    float kf = fmaf(x, 1.44269504088896341f, shift);
     union {
         float f;
         uint32_t u;
     } k = {.f = kf}, scale;
     kf -= shift;
-    float r = x - kf * 0.693359375f; /* ln2 in two parts: the first exact in kf * it */
-    r = r - kf * -2.12194440e-4f;
+    float r = fmaf(kf, -0.693359375f, x); /* ln2 in two parts: the first exact in kf * it */
+    r = fmaf(kf, 2.12194440e-4f, r);
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * (r * r) + r + 1.0f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float y = fmaf(p, r * r, r) + 1.0f;
     /* k + 127 in [1, 254]: a normal 2^k (unsigned: a NaN's bits shift out
      * without overflow, and NaN * anything is NaN) */
     scale.u = (k.u - 0x4B400000u + 127u) << 23;
     return y * scale.f;
 }
 
-/* Reductions in 8 independent lanes, which the compiler vectorises (a
- * single accumulator is a chain it may not reorder). */
-#define LANES 8
+/* e = exp(pb_gelu_arg(x)) up to the rounding of the argument, written
+ * -2k x (1 + c x^2) with one fused multiply-add; vexpf clamps at 88 itself,
+ * so the argument goes in unclamped (one clamp less per element). */
+static inline float gelu_exp(float x)
+{
+    return vexpf((-2.0f * PB_GELU_K * x) * fmaf(PB_GELU_C, x * x, 1.0f));
+}
 
+/* Row reductions in 8-float vectors (GNU C's vector extension: one ymm in
+ * the AVX clones, two xmm in the baseline one, the same lanes and order in
+ * each), so that they vectorise: GNU C does not reorder a float sum, and
+ * arrays of 8 accumulators came out as shuffles at rows of 64. */
+typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
+#if defined(__GNUC__) && !defined(__clang__)
+/* static inline helpers, always inlined: no v8f crosses a call boundary */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+static inline v8f load8(const float *p)
+{
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline v8f splat8(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
+
+/* s + the lanes of v, as a tree (three dependent adds, not eight: rows
+ * of 32 to 64 floats are short enough that the chain showed) */
+static inline float hsum8(float s, v8f v)
+{
+    return s + (((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])));
+}
+
+#define LANES 8
+typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
+
+/* the largest of a[0..n) (a NaN is skipped as a scalar `x > m ? x : m`
+ * skips it) */
 static inline float lanes_max(const float *a, int n)
 {
-    float m = a[0], acc[LANES];
-    for (int l = 0; l < LANES; l++) acc[l] = a[0];
+    float m = a[0];
+    v8f acc = splat8(a[0]);
     int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] = a[j + l] > acc[l] ? a[j + l] : acc[l];
+    for (; j + LANES <= n; j += LANES) {
+        v8f v = load8(a + j);
+        v8i gt = v > acc;
+        acc = (v8f)(((v8i)v & gt) | ((v8i)acc & ~gt));
+    }
     for (; j < n; j++) m = a[j] > m ? a[j] : m;
     for (int l = 0; l < LANES; l++) m = acc[l] > m ? acc[l] : m;
     return m;
 }
 
-/* sum of a[j] * (b ? b[j] : 1) */
+/* sum of a[j] * (b ? b[j] : 1): 8 lanes over the blocks of 8, the tail
+ * apart, then hsum8 */
 static inline float lanes_dot(const float *a, const float *b, int n)
 {
-    float s = 0.0f, acc[LANES] = {0};
+    v8f acc = splat8(0.0f);
     int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += b ? a[j + l] * b[j + l] : a[j + l];
+    float s = 0.0f;
+    if (b)
+        for (; j + LANES <= n; j += LANES) acc += load8(a + j) * load8(b + j);
+    else
+        for (; j + LANES <= n; j += LANES) acc += load8(a + j);
     for (; j < n; j++) s += b ? a[j] * b[j] : a[j];
-    for (int l = 0; l < LANES; l++) s += acc[l];
-    return s;
+    return hsum8(s, acc);
 }
 
 #define EXP_BLOCK 16
@@ -133,23 +183,29 @@ void pb_cpu_encoder_bwd(float *dwte, float *dwpe, const float *dout, const int *
 
 /* --- layernorm ------------------------------------------------------------ */
 
-void pb_cpu_layernorm_fwd(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
-                          int C)
+VEC_CLONES void pb_cpu_layernorm_fwd(float *restrict out, float *restrict mean, float *restrict rstd,
+                                     const float *restrict x, const float *restrict w, const float *restrict b, int N,
+                                     int C)
 {
+    const int C8 = C & ~7;
     for (int r = 0; r < N; r++) {
         const float *xr = x + (size_t)r * (size_t)C;
         float *o = out + (size_t)r * (size_t)C;
-        float m = 0.0f;
-        for (int i = 0; i < C; i++) m += xr[i];
-        m /= (float)C;
+        float m = 0.0f, v = 0.0f;
+        v8f acc = splat8(0.0f);
+        for (int i = 0; i < C8; i += 8) acc += load8(xr + i);
+        for (int i = C8; i < C; i++) m += xr[i];
+        m = hsum8(m, acc) / (float)C;
         /* two passes: the variance from centred values does not cancel
          * catastrophically as E[x^2] - m^2 does on a large residual stream */
-        float v = 0.0f;
-        for (int i = 0; i < C; i++) {
-            float d = xr[i] - m;
-            v += d * d;
+        const v8f vm = splat8(m);
+        acc = splat8(0.0f);
+        for (int i = 0; i < C8; i += 8) {
+            v8f d = load8(xr + i) - vm;
+            acc += d * d;
         }
-        v /= (float)C;
+        for (int i = C8; i < C; i++) v += (xr[i] - m) * (xr[i] - m);
+        v = hsum8(v, acc) / (float)C;
         float s = 1.0f / sqrtf(v + PB_LAYERNORM_EPS);
         for (int i = 0; i < C; i++) o[i] = (xr[i] - m) * s * w[i] + b[i];
         mean[r] = m;
@@ -157,22 +213,31 @@ void pb_cpu_layernorm_fwd(float *out, float *mean, float *rstd, const float *x, 
     }
 }
 
-void pb_cpu_layernorm_bwd(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w,
-                          const float *mean, const float *rstd, int N, int C)
+VEC_CLONES void pb_cpu_layernorm_bwd(float *restrict dx, float *restrict dw, float *restrict db,
+                                     const float *restrict dout, const float *restrict x, const float *restrict w,
+                                     const float *restrict mean, const float *restrict rstd, int N, int C)
 {
+    const int C8 = C & ~7;
     for (int r = 0; r < N; r++) {
         const float *xr = x + (size_t)r * (size_t)C, *d = dout + (size_t)r * (size_t)C;
         float *dxr = dx + (size_t)r * (size_t)C;
         float m = mean[r], s = rstd[r];
         /* dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dout * w */
         float g_mean = 0.0f, gx_mean = 0.0f;
-        for (int i = 0; i < C; i++) {
+        v8f ga = splat8(0.0f), gxa = splat8(0.0f);
+        const v8f vm = splat8(m), vs = splat8(s);
+        for (int i = 0; i < C8; i += 8) {
+            v8f xhat = (load8(xr + i) - vm) * vs, g = load8(d + i) * load8(w + i);
+            ga += g;
+            gxa += g * xhat;
+        }
+        for (int i = C8; i < C; i++) {
             float xhat = (xr[i] - m) * s, g = d[i] * w[i];
             g_mean += g;
             gx_mean += g * xhat;
         }
-        g_mean /= (float)C;
-        gx_mean /= (float)C;
+        g_mean = hsum8(g_mean, ga) / (float)C;
+        gx_mean = hsum8(gx_mean, gxa) / (float)C;
         for (int i = 0; i < C; i++) {
             float xhat = (xr[i] - m) * s, g = d[i] * w[i];
             db[i] += d[i];
@@ -190,7 +255,7 @@ VEC_CLONES void pb_cpu_dgelu_bgrad(float *dpre, float *dbias, const float *dout,
 {
     for (int r = 0; r < N; r++) {
         size_t o0 = (size_t)r * (size_t)OC;
-        for (int o = 0; o < OC; o++) dpre[o0 + o] = dout[o0 + o] * pb_gelu_grad_e(pre[o0 + o], vexpf(pb_gelu_arg(pre[o0 + o])));
+        for (int o = 0; o < OC; o++) dpre[o0 + o] = dout[o0 + o] * pb_gelu_grad_e(pre[o0 + o], gelu_exp(pre[o0 + o]));
         if (dbias)
             for (int o = 0; o < OC; o++) dbias[o] += dpre[o0 + o];
     }
@@ -200,12 +265,12 @@ VEC_CLONES void pb_cpu_dgelu_bgrad(float *dpre, float *dbias, const float *dout,
 
 VEC_CLONES void pb_cpu_gelu_fwd(float *out, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) out[i] = pb_gelu_e(x[i], vexpf(pb_gelu_arg(x[i])));
+    for (size_t i = 0; i < n; i++) out[i] = pb_gelu_e(x[i], gelu_exp(x[i]));
 }
 
 VEC_CLONES void pb_cpu_gelu_bwd(float *dx, const float *dout, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) dx[i] += dout[i] * pb_gelu_grad_e(x[i], vexpf(pb_gelu_arg(x[i])));
+    for (size_t i = 0; i < n; i++) dx[i] += dout[i] * pb_gelu_grad_e(x[i], gelu_exp(x[i]));
 }
 
 void pb_cpu_residual_fwd(float *out, const float *a, const float *b, size_t n)
@@ -300,34 +365,47 @@ static void gemm_dq_dk(const head *hd, const float *ds)
 }
 
 /* Row t of the scores becomes softmax over columns 0..t; later columns 0.
- * Every loop runs the whole row of T, the causal part selected by a
- * compare: rows of 1..T columns would each end in a scalar remainder,
- * which cost more than the masked lanes' exps (the max reads a[0] for
- * them, which is in the row). */
+ * Each pass runs over the blocks of 8 that hold columns 0..t (the causal
+ * part rounded up to 8, its last block masked by a compare), not over the
+ * whole row: the per-row overhead is what costs at T = 32, and half of a
+ * row's blocks are above the diagonal on average. Only a row longer than
+ * the last whole block of 8 (T not a multiple of 8) ends in scalar
+ * columns. */
 VEC_CLONES static void causal_softmax(float *p, int T)
 {
+    const int T8 = T & ~7;
     for (int t = 0; t < T; t++) {
         float *row = p + (size_t)t * (size_t)T;
-        float acc[LANES], m = row[0];
-        for (int l = 0; l < LANES; l++) acc[l] = row[0];
-        int j = 0;
-        for (; j + LANES <= T; j += LANES)
-            for (int l = 0; l < LANES; l++) {
-                float v = j + l <= t ? row[j + l] : row[0];
-                acc[l] = v > acc[l] ? v : acc[l];
-            }
-        for (; j <= t; j++) m = row[j] > m ? row[j] : m;
+        int n = t + 1, end = (n + 7) & ~7;
+        if (end > T8) end = T8;
+        /* the max (a masked lane keeps the running max) */
+        const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7}, tt = {t, t, t, t, t, t, t, t};
+        v8f acc = splat8(row[0]);
+        for (int j = 0; j < end; j += 8) {
+            v8i in = lane + (v8i){j, j, j, j, j, j, j, j} <= tt;
+            v8f v = (v8f)(((v8i)load8(row + j) & in) | ((v8i)acc & ~in));
+            v8i gt = v > acc;
+            acc = (v8f)(((v8i)v & gt) | ((v8i)acc & ~gt));
+        }
+        float m = row[0];
         for (int l = 0; l < LANES; l++) m = acc[l] > m ? acc[l] : m;
-        /* in blocks, as exp_shifted; the blocks wholly above the diagonal
-         * need no exp */
-        for (j = 0; j + EXP_BLOCK <= T && j <= t; j += EXP_BLOCK)
-            for (int l = 0; l < EXP_BLOCK; l++) row[j + l] = j + l <= t ? vexpf(row[j + l] - m) : 0.0f;
-        if (j <= t)
-            for (; j < T; j++) row[j] = j <= t ? vexpf(row[j] - m) : 0.0f;
-        else
-            memset(row + j, 0, (size_t)(T - j) * sizeof(float));
-        float inv = 1.0f / lanes_dot(row, NULL, T); /* >= 1: the max's own term is exp(0) */
-        for (j = 0; j < T; j++) row[j] *= inv;
+        for (int j = end; j < n; j++) m = row[j] > m ? row[j] : m;
+        /* exp, 0 above the diagonal, and the sum */
+        v8f sum = splat8(0.0f);
+        for (int j = 0; j < end; j += 8) {
+            for (int l = 0; l < 8; l++) row[j + l] = j + l <= t ? vexpf(row[j + l] - m) : 0.0f;
+            sum += load8(row + j);
+        }
+        float tail = 0.0f;
+        for (int j = end; j < n; j++) {
+            row[j] = vexpf(row[j] - m);
+            tail += row[j];
+        }
+        int zero_from = n > end ? n : end;
+        if (zero_from < T) memset(row + zero_from, 0, (size_t)(T - zero_from) * sizeof(float));
+        float inv = 1.0f / hsum8(tail, sum); /* >= 1: the max's own term is exp(0) */
+        int last = n > end ? n : end;
+        for (int j = 0; j < last; j++) row[j] *= inv;
     }
 }
 
@@ -406,20 +484,22 @@ VEC_CLONES void pb_cpu_classifier_fwd(float *losses, const float *logits, const 
     }
 }
 
-VEC_CLONES void pb_cpu_classifier_fused(float *losses, float *logits, const int *targets, int N, int V, int Vp,
-                                        float dloss)
+VEC_CLONES void pb_cpu_classifier_fused(float *losses, float *dlogits, const float *logits, const int *targets, int N,
+                                        int V, int Vp, float dloss)
 {
     for (int r = 0; r < N; r++) {
-        float *z = logits + (size_t)r * (size_t)Vp;
+        const float *z = logits + (size_t)r * (size_t)Vp;
+        float *dz = dlogits + (size_t)r * (size_t)Vp;
         int tgt = targets[r];
         float m = lanes_max(z, V), zt = z[tgt];
-        /* exp once per logit: kept in place of the logit, then scaled into
-         * the gradient; only columns below V are read or counted */
-        float sum = exp_shifted(z, z, m, V);
+        /* exp once per logit: kept in dlogits (which may be the logits),
+         * then scaled into the gradient; only columns below V are read or
+         * counted */
+        float sum = exp_shifted(dz, z, m, V);
         losses[r] = m + logf(sum) - zt;
         float scale = dloss / sum;
-        for (int j = 0; j < V; j++) z[j] *= scale;
-        z[tgt] -= dloss;
-        for (int j = V; j < Vp; j++) z[j] = 0.0f;
+        for (int j = 0; j < V; j++) dz[j] *= scale;
+        dz[tgt] -= dloss;
+        for (int j = V; j < Vp; j++) dz[j] = 0.0f;
     }
 }

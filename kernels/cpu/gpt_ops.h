@@ -16,7 +16,7 @@
  * and inputs' alike, as llm.c's do: a tensor that feeds two consumers (the
  * residual stream) sums both without a copy, and the caller zeroes the
  * gradients once per step. The fused classifier is the one exception: it
- * overwrites the logits with their gradient.
+ * writes the logits' gradient (in place of the logits if asked).
  *
  * No op allocates: the one that needs a scratch buffer (attention backward)
  * takes it from the caller, so a measured step allocates nothing.
@@ -88,11 +88,13 @@ void pb_cpu_attention_gemms_bwd(float *dqkv, float *scratch, const float *dout, 
  * losses[i] = logsumexp(logits[i, :V]) - logits[i, targets[i]].
  * The forward alone (evaluation) leaves logits as they are. */
 void pb_cpu_classifier_fwd(float *losses, const float *logits, const int *targets, int N, int V, int Vp);
-/* The fused classifier: the losses as above, and logits overwritten in place
- * with dlogits = dloss * (softmax - onehot(target)) for the first V columns
- * and 0 for the padding, so no softmax is stored beside the logits (dloss is
- * 1/N for a mean loss). */
-void pb_cpu_classifier_fused(float *losses, float *logits, const int *targets, int N, int V, int Vp, float dloss);
+/* The fused classifier: the losses as above, and dlogits [N,Vp] = dloss *
+ * (softmax - onehot(target)) for the first V columns and 0 for the
+ * padding, so no softmax is stored beside the logits (dloss is 1/N for a
+ * mean loss). dlogits may be logits (overwritten in place); written in
+ * one pass either way, so a separate output costs no copy. */
+void pb_cpu_classifier_fused(float *losses, float *dlogits, const float *logits, const int *targets, int N, int V,
+                             int Vp, float dloss);
 
 #ifdef __cplusplus
 }

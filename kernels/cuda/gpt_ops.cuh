@@ -30,6 +30,9 @@ static const pb_transformer_ops cuda_transformer_ops = {
      * device's precision; parameters and their gradients stay fp32), and
      * so do gemm_fwd / gemm_bwd, the GPT's other ops */
     .bf16_act = true,
+    /* not yet: a GPT's gemm_ms on cuda is its weight GEMMs alone (the
+     * strided-batched attention GEMMs are not timed apart) */
+    .attention_gemms_ms = NULL,
 };
 
 #endif /* PB_CUDA_GPT_OPS_CUH */

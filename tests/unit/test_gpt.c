@@ -409,6 +409,60 @@ static void test_stage_bytes(void **state)
         }
 }
 
+/* The GEMM-alone reference (gemm_ms, bench-cpu's ratio) is the weight
+ * GEMMs plus attention's own: the backend's attention part is asked for
+ * every layer at the step's shape and added; the cpu backend's times
+ * something. */
+static int ref_layers, ref_m, att_args[5];
+static pb_status fake_weights(pb_device *dev, int n_layers, const int *in, const int *out, int m, float dw_beta,
+                              int reps, double *ms)
+{
+    (void)dev, (void)in, (void)out, (void)dw_beta, (void)reps;
+    ref_layers = n_layers;
+    ref_m = m;
+    *ms = 1.0;
+    return PB_OK;
+}
+static pb_status fake_attention(pb_device *dev, int layers, int B, int T, int C, int NH, int reps, double *ms)
+{
+    (void)dev, (void)reps;
+    int a[5] = {layers, B, T, C, NH};
+    memcpy(att_args, a, sizeof a);
+    *ms = 0.25;
+    return PB_OK;
+}
+
+static void test_gemm_reference_has_attention(void **state)
+{
+    (void)state;
+    static pb_model m;
+    const pb_shape *s = preset("gpt-xs");
+    assert_int_equal(pb_model_describe(&pb_workload_gpt, s, &m), PB_OK);
+    pb_device *dev = NULL;
+    pb_device_opts opts = {.precision = PB_FP32, .threads = 1};
+    assert_int_equal(pb_backend_cpu.open(&opts, 0, &dev), PB_OK);
+    pb_backend be = pb_backend_cpu;
+    pb_transformer_ops tr = *pb_backend_cpu.transformer;
+    be.gemm_reference = fake_weights;
+    tr.attention_gemms_ms = fake_attention;
+    be.transformer = &tr;
+    double ms = 0.0;
+    assert_int_equal(m.ops->gemm_reference(&m, &be, dev, 3, 0.0f, 1, &ms), PB_OK);
+    assert_true(ms == 1.25);
+    assert_int_equal(ref_layers, 4 * s->layers + 1);
+    assert_int_equal(ref_m, 3 * s->seq);
+    int want[5] = {s->layers, 3, s->seq, s->d_model, s->heads};
+    assert_memory_equal(att_args, want, sizeof want);
+    /* the cpu backend's own attention part */
+    ms = 0.0;
+    assert_non_null(pb_backend_cpu.transformer->attention_gemms_ms);
+    assert_int_equal(pb_backend_cpu.transformer->attention_gemms_ms(dev, s->layers, 3, s->seq, s->d_model, s->heads,
+                                                                    3, &ms),
+                     PB_OK);
+    assert_true(ms > 0.0 && ms < 1000.0);
+    pb_backend_cpu.close(dev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_reference_script),
         cmocka_unit_test(test_step_against_reference),
         cmocka_unit_test(test_stage_bytes),
+        cmocka_unit_test(test_gemm_reference_has_attention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -523,7 +523,7 @@ static void test_attention(void **state)
     check_attention(2, 8, 16, 4);
     check_attention(3, 7, 12, 3); /* odd T, 3 heads of 4 */
     check_attention(1, 5, 8, 1);  /* one head spanning C */
-    check_attention(1, 37, 16, 2); /* rows past the softmax's 16-wide blocks, and a tail */
+    check_attention(1, 37, 16, 2); /* rows past the softmax's last whole block of 8: a scalar tail */
 }
 
 /* --- fused classifier ----------------------------------------------------- */
@@ -562,8 +562,16 @@ static void test_classifier(void **state)
     ref_xent(c.losses, c.logits, tgt, N, V, Vp);
     expect_close("classifier loss (forward only)", losses, c.losses, N, FWD_RTOL);
 
-    float *dlogits = fcopy(logits, n);
-    pb_cpu_classifier_fused(fused_losses, dlogits, tgt, N, V, Vp, 1.0f / N);
+    float *dlogits = fcopy(logits, n), *apart = fcopy(logits, n), apart_losses[N];
+    pb_cpu_classifier_fused(fused_losses, dlogits, dlogits, tgt, N, V, Vp, 1.0f / N);
+    /* into a buffer of its own: the same bits, the logits left as they were */
+    for (size_t i = 0; i < n; i++) apart[i] = -7.0f;
+    pb_cpu_classifier_fused(apart_losses, apart, logits, tgt, N, V, Vp, 1.0f / N);
+    assert_memory_equal(apart, dlogits, n * sizeof *apart);
+    assert_memory_equal(apart_losses, fused_losses, sizeof apart_losses);
+    for (size_t i = 0; i < n; i++)
+        if (logits[i] != (float)c.logits[i]) fail_msg("logit %zu changed by the out-of-place classifier", i);
+    free(apart);
     expect_close("classifier loss (fused)", fused_losses, c.losses, N, FWD_RTOL);
     for (int r = 0; r < N; r++)
         for (int j = V; j < Vp; j++)
@@ -631,7 +639,7 @@ static float gpt_step(const gpt *g, const float *p, float *grads, acts *a, const
     pb_cpu_layernorm_fwd(a->lnf, a->lnfm, a->lnfr, a->res3[G_L - 1], PRM(P_LNFW, 0, 0), PRM(P_LNFB, 0, 0), N, C);
     /* the LM head is the token embedding, all Vp rows of it */
     mm_fwd(a->logits, NULL, a->lnf, PRM(P_WTE, 0, 0), NULL, N, C, G_VP, PB_EPI_NONE);
-    pb_cpu_classifier_fused(a->losses, a->logits, tgt, N, G_V, G_VP, 1.0f / N);
+    pb_cpu_classifier_fused(a->losses, a->logits, a->logits, tgt, N, G_V, G_VP, 1.0f / N);
     float loss = 0.0f;
     for (int r = 0; r < N; r++) loss += a->losses[r];
     loss /= N;
