@@ -232,6 +232,8 @@ int pb_cmd_predict(int argc, char **argv)
         pb_pred_row *row = &rows.v[i];
         if (row->t.threads < 1 && o.threads) row->t.threads = (int)o.threads;
         pb_status s = pb_predict_one(w, net, &row->t, &row->r);
+        double plan_mb;
+        if (s == PB_OK && pb_pred_plan_mb(w, &row->t, &plan_mb)) row->r.mem_mb = plan_mb;
         if (s == PB_OK) {
             row->ok = true;
             done++;

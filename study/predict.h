@@ -132,6 +132,11 @@ void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_
 pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t,
                          pb_pred_result *r);
 
+/* The run's memory plan of the target (predict_mem.c): the largest
+ * device's MiB, as the run's mem_plan_mb; false where the configuration
+ * cannot be built here (the model's own estimate then stands). */
+bool pb_pred_plan_mb(const pb_pred_work *w, const pb_pred_target *t, double *mb);
+
 /* Inputs (predict_inputs.c). */
 /* The single-strategy ok rows of a run CSV (one workload, backend and
  * precision; the first row's when several). */
