@@ -17,10 +17,6 @@ pb_status pb_run(const pb_config *cfg);
 pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *state, int64_t step,
                         pb_batch *batch, pb_step_result *res, double *step_ms);
 
-/* --verify: the largest relative difference between two parameter sets,
- * |got - want| / (|want| + PB_VERIFY_FLOOR), and the tolerance it must stay
- * within for a precision and optimizer (docs/strategies.md). */
-#define PB_VERIFY_FLOOR 1e-3
 /* --verify judges the parameters after this many steps (warm-up included),
  * or after all of them when there are fewer: beyond it, fp32 sums in another
  * order (a split batch, a reduction) drift apart by more than the tolerance
@@ -28,7 +24,8 @@ pb_status pb_timed_step(pb_loader *loader, const pb_strategy *strategy, void *st
  * gradient); the final difference is reported as drift, not judged. */
 #define PB_VERIFY_STEPS 10
 int64_t pb_verify_steps(const pb_config *cfg);
-double pb_max_rel_diff(const float *got, const float *want, size_t n);
+/* the tolerance --verify's measure (verify_err.h) must stay within for a
+ * precision and optimizer (docs/strategies.md) */
 double pb_verify_tolerance(pb_precision p, pb_optimizer o);
 
 #endif /* PB_RUN_H */
