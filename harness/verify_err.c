@@ -8,7 +8,8 @@ double pb_max_rel_diff(const float *got, const float *want, size_t n)
     double worst = 0.0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - want[i]) / (fabs((double)want[i]) + PB_VERIFY_FLOOR);
-        if (!(d <= worst)) worst = d; /* also takes NaN */
+        if (isnan(d)) return d; /* a later element must not hide it */
+        if (d > worst) worst = d;
     }
     return worst;
 }
@@ -34,10 +35,11 @@ double pb_max_tensor_rel_diff(const pb_model *m, const float *got, const float *
     for (int t = 0; t < m->n_tensors; t++) {
         const pb_tensor_desc *d = &m->tensor[t];
         double e = tensor_rel_diff(got + d->off, want + d->off, d->size);
-        if (!(e <= max)) { /* also takes NaN */
+        if (e > max || isnan(e)) {
             max = e;
             at = t;
         }
+        if (isnan(e)) break; /* a later tensor must not hide it */
     }
     if (worst) *worst = at;
     return max;
