@@ -11,7 +11,8 @@
 #include "harness/run.h"
 #include "harness/verify_err.h"
 
-/* The judged step: PB_VERIFY_STEPS, or the last when there are fewer. */
+/* The judged step: PB_VERIFY_STEPS (AdamW: PB_VERIFY_STEPS_ADAMW), or the
+ * last when there are fewer. */
 static void test_verify_steps(void **state)
 {
     (void)state;
@@ -25,6 +26,11 @@ static void test_verify_steps(void **state)
     cfg.warmup = 0;
     cfg.iters = PB_VERIFY_STEPS;
     assert_int_equal(pb_verify_steps(&cfg), PB_VERIFY_STEPS);
+    /* AdamW: before its rounding grows into parts of lr-sized steps */
+    cfg.optimizer = PB_OPT_ADAMW;
+    assert_int_equal(pb_verify_steps(&cfg), PB_VERIFY_STEPS_ADAMW);
+    cfg.iters = 2;
+    assert_int_equal(pb_verify_steps(&cfg), 2);
 }
 
 /* Two tensors of 10000 floats of 0.04 (a weight's scale): AdamW's measure
