@@ -90,7 +90,7 @@ static const flag flags[] = {
     {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", &for_buckets},
     {"--zero-stage", F_INT, OFF(zero_stage), 1, 3, "S", "what ZeRO shards across ranks: 1 optimizer state, 2 and gradients, 3 and parameters (FSDP)", &for_zero_stage},
     {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity); ddp: of each rank (test-only, cuda)", &for_several_devices},
-    {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 with single's (exit 1 beyond tolerance)", NULL},
+    {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 (AdamW: 3) with single's (exit 1 beyond tolerance)", NULL},
     {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a device may wait for another (a collective, a pipeline stage, dp's devices) before the run fails", NULL},
     {"--device-mem-mb", F_DOUBLE, OFF(device_mem_mb), 1, 1e9, "MB", "cap each device's memory at MB (2^20 bytes): a run whose memory plan needs more fails before allocating (exit 1, a failed row), and the backend refuses allocations beyond it", NULL},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
