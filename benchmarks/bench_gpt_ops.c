@@ -10,9 +10,12 @@
  *   attention: pb_cpu_attention_fwd/bwd against pb_cpu_attention_gemms_fwd/
  *     bwd (2 forward, 4 backward sgemm per head; the op adds the causal
  *     softmax, O(T^2) per head);
- *   fc + GELU: the MLP's first map (C -> 4C), pb_cpu_matmul_gelu_fwd/bwd
- *     against pb_cpu_matmul_fwd/bwd without a bias (its 3 GEMMs; the op
- *     adds the bias, GELU and dGELU passes and the bias gradient).
+ *   fc + GELU: the MLP's first map (C -> 4C), the cpu backend's gemm_fwd
+ *     with GELU_BIAS and, backward, the GELU derivative with the bias
+ *     gradient (pb_cpu_dgelu_bgrad, what gemm_bwd fuses into the input
+ *     gradient of the layer above) and gemm_bwd, against gemm_fwd / gemm_bwd
+ *     with no bias and no activation (its 3 GEMMs; the op adds the bias,
+ *     GELU and dGELU passes and the bias gradient).
  * It prints the medians of forward, backward and both, the median of the
  * per-round ratios op / GEMMs, and the verdict of that fwd+bwd ratio against
  * --limit (default 1.25, issue 16's "step at most 1.25x the same GEMMs").
@@ -29,6 +32,7 @@
 #include "../harness/parse.h"
 #include "../harness/stats.h"
 #include "../harness/timer.h"
+#include "../kernels/backend.h"
 #include "../kernels/cpu/blas_info.h"
 #include "../kernels/cpu/gpt_ops.h"
 
@@ -73,23 +77,30 @@ static void attn_gemms_bwd(const bufs *b)
 }
 
 /* fc: N x C -> N x 4C with bias and GELU; its GEMMs alone are the plain
- * matmul with no bias (no bias pass, no column sums) */
-static void fc_op_fwd(const bufs *b)
+ * GEMM with no bias (no bias pass, no column sums). The cpu backend's
+ * compute ops do not read their device, so none is opened. */
+static void fc_fwd(const bufs *b, pb_epilogue epi, float *y)
 {
-    pb_cpu_matmul_gelu_fwd(b->h, b->pre, b->x, b->w, b->bias, b->s.B * b->s.T, b->s.C, 4 * b->s.C);
+    pb_gemm g = {.m = b->s.B * b->s.T, .n = 4 * b->s.C, .k = b->s.C, .x = b->x, .w = b->w,
+                 .bias = b->bias, .y = y, .pre = b->pre, .epilogue = epi};
+    (void)pb_backend_cpu.gemm_fwd(NULL, &g);
 }
+static void fc_bwd(const bufs *b, const float *dy)
+{
+    pb_gemm_grad g = {.m = b->s.B * b->s.T, .n = 4 * b->s.C, .k = b->s.C, .dy = dy, .x = b->x, .w = b->w,
+                      .dw = b->dw, .dw_beta = 1.0f, .dx = b->dx, .dx_beta = 1.0f};
+    (void)pb_backend_cpu.gemm_bwd(NULL, &g);
+}
+static void fc_op_fwd(const bufs *b) { fc_fwd(b, PB_EPI_GELU_BIAS, b->h); }
 static void fc_op_bwd(const bufs *b)
 {
     /* dpre in a buffer of its own: in dh's place (as a step runs it) it
      * would shrink call after call into denormals, which slow the GEMMs */
-    pb_cpu_matmul_gelu_bwd(b->dx, b->dw, b->dbias, b->dpre, b->dh, b->pre, b->x, b->w, b->s.B * b->s.T, b->s.C,
-                           4 * b->s.C);
+    pb_cpu_dgelu_bgrad(b->dpre, b->dbias, b->dh, b->pre, b->s.B * b->s.T, 4 * b->s.C);
+    fc_bwd(b, b->dpre);
 }
-static void fc_gemms_fwd(const bufs *b) { pb_cpu_matmul_fwd(b->pre, b->x, b->w, NULL, b->s.B * b->s.T, b->s.C, 4 * b->s.C); }
-static void fc_gemms_bwd(const bufs *b)
-{
-    pb_cpu_matmul_bwd(b->dx, b->dw, NULL, b->dh, b->x, b->w, b->s.B * b->s.T, b->s.C, 4 * b->s.C);
-}
+static void fc_gemms_fwd(const bufs *b) { fc_fwd(b, PB_EPI_NONE, b->pre); }
+static void fc_gemms_bwd(const bufs *b) { fc_bwd(b, b->dh); }
 
 typedef struct bench_case {
     const char *name;

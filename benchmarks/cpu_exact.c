@@ -50,17 +50,17 @@ static void fill(float *p, size_t n, float lo, float hi)
 
 /* --- the reference loops ------------------------------------------------- */
 
-static void ref_linear_fwd(const pb_linear *l)
+static void ref_linear_fwd(const pb_gemm *l)
 {
     float *y = l->y;
-    for (int i = 0; i < l->m; i++) memcpy(y + (size_t)i * l->n, l->b, (size_t)l->n * sizeof(float));
+    for (int i = 0; i < l->m; i++) memcpy(y + (size_t)i * l->n, l->bias, (size_t)l->n * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->m, l->n, l->k, 1.0f, l->x, l->k, l->w, l->k, 1.0f, y,
                 l->n);
-    if (l->relu)
+    if (l->epilogue == PB_EPI_RELU_BIAS)
         for (size_t i = 0; i < (size_t)l->m * (size_t)l->n; i++) y[i] = pb_relu(y[i]);
 }
 
-static void ref_linear_bwd(const pb_linear_grad *g)
+static void ref_linear_bwd(const pb_gemm_grad *g)
 {
     const float *dy = g->dy;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->n, g->k, g->m, 1.0f, dy, g->n, g->x, g->k, 0.0f, g->dw,
@@ -74,9 +74,9 @@ static void ref_linear_bwd(const pb_linear_grad *g)
     float *dx = g->dx;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->m, g->k, g->n, 1.0f, dy, g->n, g->w, g->k, 0.0f, dx,
                 g->k);
-    if (!g->x_relu) return;
+    if (g->dx_act != PB_DACT_RELU) return;
     const float *x = g->x;
-    float *dbp = g->db_prev;
+    float *dbp = g->dx_db;
     if (dbp) memset(dbp, 0, (size_t)g->k * sizeof(float));
     for (int i = 0; i < g->m; i++) {
         float *row = dx + (size_t)i * g->k;
@@ -174,33 +174,34 @@ static void check_linear(int m, int n, int k, bool relu, bool has_db, bool x_rel
     for (size_t i = 0; i < (size_t)m * k; i += 3) x[i] = 0.0f; /* the ReLU zeros of a stored activation */
     fill(w, (size_t)n * k, -0.1f, 0.1f);
     fill(b, n, -0.5f, 0.5f);
-    pb_linear l = {.m = m, .n = n, .k = k, .x = x, .w = w, .b = b, .y = y, .relu = relu};
-    cpu_linear_fwd(NULL, &l);
+    pb_gemm l = {.m = m, .n = n, .k = k, .x = x, .w = w, .bias = b, .y = y,
+                 .epilogue = relu ? PB_EPI_RELU_BIAS : PB_EPI_BIAS};
+    cpu_gemm_fwd(NULL, &l);
     l.y = yr;
     ref_linear_fwd(&l);
     char what[96];
-    snprintf(what, sizeof what, "linear_fwd %dx%dx%d relu %d", m, n, k, relu);
+    snprintf(what, sizeof what, "gemm_fwd %dx%dx%d relu %d", m, n, k, relu);
     compare(what, y, yr, (size_t)m * n);
 
     float *dy = buf((size_t)m * n), *dw = buf((size_t)n * k), *dwr = buf((size_t)n * k);
     float *db = buf(n), *dbr = buf(n), *dx = buf((size_t)m * k), *dxr = buf((size_t)m * k);
     float *dbp = buf(k), *dbpr = buf(k);
     fill(dy, (size_t)m * n, -0.01f, 0.01f);
-    pb_linear_grad g = {.m = m, .n = n, .k = k, .dy = dy, .x = x, .w = w, .dw = dw, .db = has_db ? db : NULL,
-                        .dx = dx, .x_relu = x_relu, .db_prev = has_dbp ? dbp : NULL};
-    cpu_linear_bwd(NULL, &g);
-    g.dw = dwr, g.db = has_db ? dbr : NULL, g.dx = dxr, g.db_prev = has_dbp ? dbpr : NULL;
+    pb_gemm_grad g = {.m = m, .n = n, .k = k, .dy = dy, .x = x, .w = w, .dw = dw, .db = has_db ? db : NULL,
+                      .dx = dx, .dx_act = x_relu ? PB_DACT_RELU : PB_DACT_NONE, .dx_db = has_dbp ? dbp : NULL};
+    cpu_gemm_bwd(NULL, &g);
+    g.dw = dwr, g.db = has_db ? dbr : NULL, g.dx = dxr, g.dx_db = has_dbp ? dbpr : NULL;
     ref_linear_bwd(&g);
-    snprintf(what, sizeof what, "linear_bwd %dx%dx%d dw", m, n, k);
+    snprintf(what, sizeof what, "gemm_bwd %dx%dx%d dw", m, n, k);
     compare(what, dw, dwr, (size_t)n * k);
     if (has_db) {
-        snprintf(what, sizeof what, "linear_bwd %dx%dx%d db", m, n, k);
+        snprintf(what, sizeof what, "gemm_bwd %dx%dx%d db", m, n, k);
         compare(what, db, dbr, n);
     }
-    snprintf(what, sizeof what, "linear_bwd %dx%dx%d dx (relu %d)", m, n, k, x_relu);
+    snprintf(what, sizeof what, "gemm_bwd %dx%dx%d dx (relu %d)", m, n, k, x_relu);
     compare(what, dx, dxr, (size_t)m * k);
     if (x_relu && has_dbp) {
-        snprintf(what, sizeof what, "linear_bwd %dx%dx%d db_prev", m, n, k);
+        snprintf(what, sizeof what, "gemm_bwd %dx%dx%d dx_db", m, n, k);
         compare(what, dbp, dbpr, k);
     }
     float *all[] = {x, w, b, y, yr, dy, dw, dwr, db, dbr, dx, dxr, dbp, dbpr};

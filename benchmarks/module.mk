@@ -151,7 +151,9 @@ bench-gpt-ops: $(BENCH_GPT_OPS)
 #   make predict-validate  bench predict against every configuration that runs
 #                          here (docs/predict.md, "Validation"): single inputs,
 #                          bench comm fits, ddp/dp/mp on 1 to 4 CPU devices
-#                          with --bucket-mb and --no-overlap variants, in
+#                          with --bucket-mb and --no-overlap variants, zero
+#                          1/2/3 and tp on 2 ranks, mp 1f1b (2 stages, 8
+#                          microbatches), in
 #                          PREDICT_ROUNDS interleaved rounds; prints each
 #                          error; exit 1 over the limits (median 10%, max 25%).
 .PHONY: predict-validate

@@ -95,7 +95,7 @@ static const flag flags[] = {
     {"--tp", F_INT, OFF(mesh_tp), 1, 4096, "T", "mesh: tensor-parallel ranks per replica, innermost (consecutive ranks)", &for_mesh},
     {"--pp", F_INT, OFF(mesh_pp), 1, 4096, "P", "mesh: pipeline stages, outermost (only 1 is built yet)", &for_mesh},
     {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity); ddp: of each rank (test-only, cuda)", &for_several_devices},
-    {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 with single's (exit 1 beyond tolerance)", NULL},
+    {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 (AdamW: 3) with single's (exit 1 beyond tolerance)", NULL},
     {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a device may wait for another (a collective, a pipeline stage, dp's devices) before the run fails", NULL},
     {"--device-mem-mb", F_DOUBLE, OFF(device_mem_mb), 1, 1e9, "MB", "cap each device's memory at MB (2^20 bytes): a run whose memory plan needs more fails before allocating (exit 1, a failed row), and the backend refuses allocations beyond it", NULL},
     {"--cuda-graph", F_BOOL, OFF(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it (cuda)", NULL},
@@ -583,8 +583,7 @@ pb_status pb_config_validate(pb_config *cfg)
     const pb_backend *be = pb_find_backend(cfg->backend);
     bool gpu = be && be->is_gpu, host = be && !be->is_gpu;
     /* before the devices are counted: the refusal holds whatever is present */
-    const char *tr_missing = be && model.ops->transformer ? pb_transformer_missing(be->transformer, cfg->precision)
-                                                          : NULL;
+    const char *tr_missing = be && model.ops->transformer ? pb_transformer_missing(be, cfg->precision) : NULL;
     if (tr_missing)
         return pb_usage_error("%s workloads need the backend's transformer ops: the %s backend does not have %s "
                               "yet; use %s",

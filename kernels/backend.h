@@ -1,5 +1,6 @@
-/* Backend: one compute device as an ops table (memory, copies, the fused
- * layer kernels, the loss, the optimizers, timing marks).
+/* Backend: one compute device as an ops table (memory, copies, the GEMM
+ * with epilogues, the loss, the optimizers, timing marks, and optionally
+ * the other transformer ops).
  *
  * `cpu` (CBLAS + C loops) always builds; `cuda` (cuBLASLt + CUDA kernels)
  * builds when nvcc is found, otherwise its stub reports "built without CUDA".
@@ -25,40 +26,88 @@ extern "C" {
 typedef struct pb_device pb_device; /* opaque, one per backend */
 typedef struct pb_mark pb_mark;     /* a timestamp on the device's stream */
 
-/* One Linear layer's tensors for a (micro)batch of m rows.
+/* The GEMM with epilogues that every workload's linear maps run (the MLP's
+ * layers, the GPT's projections and LM head): one op pair, so that a
+ * workload never needs a backend op of its own for a Linear layer, and the
+ * fusions cuBLASLt offers (bias, activation, bias gradient, the derivative
+ * of the layer below's activation) are named once, here.
+ *
  * Layout: x [m, k] row-major, w [n, k] row-major (PyTorch's nn.Linear),
- * b [n], y [m, n]; y = x w^T + b, then ReLU when relu. */
-typedef struct pb_linear {
-    int m, n, k;
-    const void *x;     /* activation type */
-    const void *w;     /* compute copy of the weights (act type); fp32 on cpu */
-    const float *b;
-    void *y;           /* activation type */
-    void *aux;         /* ReLU mask storage from aux_bytes(); may be NULL on cpu */
-    bool relu;
-} pb_linear;
+ * bias [n], y [m, n]: y = act(x w^T + bias). Activations (x, y, pre, dy, dx)
+ * are in the activation type (act_bytes), w is the compute copy of the
+ * weights (the activation type; fp32 on the cpu), bias and every parameter
+ * gradient fp32. */
+typedef enum pb_epilogue {
+    PB_EPI_NONE = 0,  /* y = x w^T (the GPT's tied LM head); bias unused */
+    PB_EPI_BIAS,      /* y = x w^T + bias */
+    PB_EPI_RELU_BIAS, /* y = relu(x w^T + bias): the MLP's hidden layers */
+    PB_EPI_GELU_BIAS, /* pre = x w^T + bias, y = gelu(pre) (tanh form, gelu.h):
+                       * the GPT's fc; pre is saved for the backward's
+                       * derivative (cuBLASLt's GELU_AUX_BIAS writes it as
+                       * its aux output) */
+} pb_epilogue;
 
-/* Backward of one Linear layer given dy = dL/d(pre-activation) [m, n]. */
-typedef struct pb_linear_grad {
+typedef struct pb_gemm {
     int m, n, k;
-    const void *dy;    /* [m, n] activation type */
-    const void *x;     /* [m, k] the layer's input (post-ReLU of the previous layer) */
+    const void *x;     /* [m, k] */
     const void *w;     /* [n, k] */
-    float *dw;         /* [n, k] fp32: dy^T x + dw_beta * dw */
-    /* 0: dw is overwritten. The momentum in SGD's weight-gradient GEMM:
-     * dw pointing at the momentum buffer and dw_beta = momentum leaves
-     * mu*m + g there, so the gradient is never stored or read back (see
-     * pb_opt_args.momentum_ready) */
+    const float *bias; /* [n], required by the _BIAS epilogues */
+    void *y;           /* [m, n], overwritten */
+    /* [m, n] GELU_BIAS's pre-activation, overwritten (NULL otherwise). A
+     * ReLU needs no such buffer: its backward reads the stored output
+     * (y > 0 <=> pre > 0), which is exact in every precision and measured
+     * faster on an H200 than cuBLASLt's 1-bit mask (docs/gpu.md). */
+    void *pre;
+    pb_epilogue epilogue;
+} pb_gemm;
+
+/* The derivative of the activation of the layer BELOW (the one that made
+ * x), applied to dx in the same call: dx becomes that layer's
+ * dL/d(pre-activation), and dx_db its bias gradient, while dx is still hot
+ * (cuBLASLt's DGELU_BGRAD epilogue; for ReLU one kernel over dx reading
+ * x > 0, since cuBLASLt's DRELU_BGRAD needs a RELU_AUX bit mask; on the CPU
+ * a pass over dx in cache). The layer below's own gemm_bwd then runs with
+ * db NULL. */
+typedef enum pb_dact {
+    PB_DACT_NONE = 0, /* x is not an activation's output (an input, a LayerNorm's) */
+    PB_DACT_RELU,     /* x = relu(z) of the layer below: dx masked by x > 0 */
+    PB_DACT_GELU,     /* x = gelu(x_pre): dx *= gelu'(x_pre) */
+} pb_dact;
+
+/* Backward of pb_gemm given dy = dL/d(y's pre-activation) [m, n] (the
+ * caller's own activation derivative already applied: the layer above's
+ * dx_act, or the loss's gradient at the top). */
+typedef struct pb_gemm_grad {
+    int m, n, k;
+    const void *dy; /* [m, n] */
+    const void *x;  /* [m, k] the forward's input */
+    const void *w;  /* [n, k] */
+    /* [n, k] fp32: dw = dy^T x + dw_beta * dw. 0: overwritten (the MLP); 1:
+     * accumulated (the GPT, whose backward zeroes its gradients once and
+     * adds, as llm.c's); SGD's momentum mu: dw pointing at the momentum
+     * buffer leaves mu*m + g there, so the gradient is never stored or read
+     * back (see pb_opt_args.momentum_ready) */
+    float *dw;
     float dw_beta;
-    float *db;         /* [n] fp32, overwritten; NULL when already produced */
-    void *dx;          /* [m, k] activation type, NULL to skip (first layer) */
-    /* When the input came through a ReLU: dx becomes dL/d(pre-activation) of
-     * the previous layer (masked by x > 0 / x_aux), and db_prev its column
-     * sum, fusing what cuBLASLt's DRELU_BGRAD epilogue does. */
-    bool x_relu;
-    const void *x_aux;
-    float *db_prev;
-} pb_linear_grad;
+    /* [n] fp32 or NULL (no bias, or already produced by the layer above's
+     * dx_db): the column sums of dy, OVERWRITTEN. Always overwritten
+     * because cuBLASLt's BGRAD epilogues write, never add, and no caller
+     * needs more: each bias gradient is produced once per backward. */
+    float *db;
+    /* [m, k] or NULL to skip (the first layer, nothing upstream wants it):
+     * dx = dact(dy w + dx_beta * dx); dx_beta 0 overwrites, 1 accumulates
+     * (a tensor with two consumers); the derivative applies to the sum
+     * (cuda fuses DGELU_BGRAD at dx_beta 0 only: cuBLASLt does not document
+     * what its derivative does to a beta term) */
+    void *dx;
+    float dx_beta;
+    pb_dact dx_act;
+    /* [m, k] PB_DACT_GELU: the layer below's saved pre (its pb_gemm.pre) */
+    const void *x_pre;
+    /* [k] fp32 or NULL (with an activation only): the layer below's bias
+     * gradient, the column sums of the final dx, OVERWRITTEN like db */
+    float *dx_db;
+} pb_gemm_grad;
 
 typedef struct pb_opt_args {
     pb_optimizer kind;
@@ -75,9 +124,9 @@ typedef struct pb_opt_args {
     bool momentum_ready;
 } pb_opt_args;
 
-/* The transformer ops a GPT workload runs (workloads/gpt_stage.c), fp32
- * activations, row-major: N = B*T token rows of C channels, W [OC, C]
- * (PyTorch Linear's layout). Every backward ACCUMULATES (+=) into the
+/* The transformer ops a GPT workload runs (workloads/gpt_stage.c) besides
+ * the GEMMs (gemm_fwd / gemm_bwd below), fp32 activations, row-major: N =
+ * B*T token rows of C channels. Every backward ACCUMULATES (+=) into the
  * gradients it writes, parameters' and inputs' alike (the caller zeroes
  * them), as llm.c's do. An optional table: NULL in a backend that does not
  * have them yet (the run refuses a GPT workload there). */
@@ -92,20 +141,6 @@ typedef struct pb_transformer_ops {
                                const float *b, int N, int C);
     pb_status (*layernorm_bwd)(pb_device *dev, float *dx, float *dw, float *db, const float *dout, const float *x,
                                const float *w, const float *mean, const float *rstd, int N, int C);
-    /* out [N,OC] = inp W^T + bias (bias may be NULL); backward: dinp (NULL:
-     * skipped) += dout W, dw += dout^T inp, dbias (NULL: none) += colsum */
-    pb_status (*matmul_fwd)(pb_device *dev, float *out, const float *inp, const float *w, const float *bias, int N,
-                            int C, int OC);
-    pb_status (*matmul_bwd)(pb_device *dev, float *dinp, float *dw, float *dbias, const float *dout,
-                            const float *inp, const float *w, int N, int C, int OC);
-    /* the GELU (tanh) epilogue: pre = inp W^T + bias (saved), out = gelu(pre);
-     * backward writes dpre = dout * gelu'(pre) (dpre may be dout) and runs
-     * matmul_bwd from it */
-    pb_status (*matmul_gelu_fwd)(pb_device *dev, float *out, float *pre, const float *inp, const float *w,
-                                 const float *bias, int N, int C, int OC);
-    pb_status (*matmul_gelu_bwd)(pb_device *dev, float *dinp, float *dw, float *dbias, float *dpre,
-                                 const float *dout, const float *pre, const float *inp, const float *w, int N, int C,
-                                 int OC);
     /* out = a + b over n values (out may alias either) */
     pb_status (*residual_fwd)(pb_device *dev, float *out, const float *a, const float *b, size_t n);
     /* causal self-attention from fused qkv [B,T,3C] into out [B,T,C], NH
@@ -128,9 +163,11 @@ typedef struct pb_transformer_ops {
     pb_status (*residual_layernorm_fwd)(pb_device *dev, float *res, float *out, float *mean, float *rstd,
                                         const float *a, const float *b, const float *w, const float *bias, int N,
                                         int C);
-    /* the ops take activations in bf16 storage where the device's
-     * precision is bf16; false: fp32 activations only, and a bf16 run of a
-     * transformer workload is refused (workloads/transformer_check.h) */
+    /* the ops, and the backend's gemm_fwd / gemm_bwd that a transformer
+     * workload runs beside them, take activations in bf16 storage where
+     * the device's precision is bf16; false: fp32 activations only, and a
+     * bf16 run of a transformer workload is refused
+     * (workloads/transformer_check.h) */
     bool bf16_act;
     /* optional (NULL: a GPT's GEMM-alone reference has its weight GEMMs
      * only): the median ms over reps of attention's own GEMMs, called as
@@ -184,7 +221,6 @@ typedef struct pb_backend {
 
     /* memory; sizes in bytes. alloc zero-fills. */
     size_t (*act_bytes)(const pb_device *dev, size_t elems);
-    size_t (*aux_bytes)(const pb_device *dev, int m, int n);
     pb_status (*alloc)(pb_device *dev, size_t bytes, void **ptr);
     void (*free)(pb_device *dev, void *ptr);
     /* pinned host memory; dev may be NULL (the loader allocates before any
@@ -222,14 +258,15 @@ typedef struct pb_backend {
     pb_status (*mem_info)(int ordinal, size_t *free_b, size_t *total_b);
 
     /* compute */
-    pb_status (*linear_fwd)(pb_device *dev, const pb_linear *l);
-    pb_status (*linear_bwd)(pb_device *dev, const pb_linear_grad *g);
+    /* the GEMM with epilogues (pb_gemm above) and its backward */
+    pb_status (*gemm_fwd)(pb_device *dev, const pb_gemm *g);
+    pb_status (*gemm_bwd)(pb_device *dev, const pb_gemm_grad *g);
     /* The two halves of the fused epilogues, for a layer whose GEMM output
      * is summed across ranks first (tensor parallel's row-parallel layer,
      * workloads/mlp_stage.c): y [m, n] += b (NULL: none) per row, then ReLU
      * when relu, in place; and dy [m, n] masked in place by y > 0 (y: a
-     * ReLU's output), db (NULL: none) its column sums, as linear_bwd's
-     * x_relu does */
+     * ReLU's output), db (NULL: none) its column sums, as gemm_bwd's
+     * PB_DACT_RELU does */
     pb_status (*bias_act)(pb_device *dev, int m, int n, void *y, const float *b, bool relu);
     pb_status (*relu_bwd)(pb_device *dev, int m, int n, void *dy, const void *y, float *db);
     /* Softmax cross-entropy over m rows of c logits. Adds scale * sum of row

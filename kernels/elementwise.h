@@ -43,7 +43,7 @@ PB_HD void pb_sgd_momentum(float *p, float *m, float g, float lr, float mu, floa
 }
 
 /* The same update when the weight-gradient GEMM has already accumulated the
- * gradient into the momentum buffer (m = mu*m + g, pb_linear_grad.dw_beta):
+ * gradient into the momentum buffer (m = mu*m + g, pb_gemm_grad.dw_beta):
  * m += wd*p; p -= lr*m. The same SGD to a rounding: the GEMM may fuse
  * mu*m + g into one multiply-add, and the decay is added after the sum
  * rather than before it. */

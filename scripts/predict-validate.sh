@@ -15,7 +15,9 @@
 # `quick` is the CI test's share: ddp on 2 ranks with and without overlap,
 # dp on 2 devices; `all` every configuration of the issue (ddp 1 to 4 ranks
 # with --bucket-mb 1 and 4 and --no-overlap, dp 2 and 4, mp 2 to 4 with 1 and
-# 4 microbatches).
+# 4 microbatches), and the later strategies (zero stages 1, 2 and 3 and tp
+# on 2 ranks, mp on 2 stages with 8 microbatches under 1f1b); `new` those
+# later strategies alone (with ddp 2 beside them).
 set -euo pipefail
 OUT=${1:-results/predict-validate}
 MODE=${2:-all}
@@ -36,6 +38,16 @@ comm() { "$BIN" comm --quiet --sizes 128K:32M --iters 5 --warmup 2 --out "$OUT/c
 thr() { local t=$((CORES / $1)); echo $((t < 1 ? 1 : t)); }
 ddp() { run --strategy ddp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
 dp() { run --strategy dp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
+zero() { run --strategy zero --gpus 2 --threads "$(thr 2)" --zero-stage "$1" --out "$OUT/measured.csv"; }
+tp() { run --strategy tp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv"; }
+# the strategies that landed after ddp, dp and mp
+later() {
+    zero 1
+    zero 2
+    zero 3
+    tp 2
+    mp 2 --microbatches 8 --schedule 1f1b
+}
 mp() { run --strategy mp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
 
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -51,8 +63,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
         dp 2
         continue
     fi
+    if [ "$MODE" = new ]; then
+        comm --comm mpi --ranks 2 --collectives all_reduce,reduce_scatter,all_gather
+        later
+        ddp 2
+        continue
+    fi
+    later
     for n in 2 3 4; do
-        comm --comm mpi --ranks "$n" --collectives all_reduce
+        comm --comm mpi --ranks "$n" --collectives all_reduce,reduce_scatter,all_gather
         comm --comm local --ranks "$n" --collectives all_reduce,broadcast,sendrecv
     done
     for n in 1 2 3 4; do

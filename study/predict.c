@@ -16,7 +16,8 @@ typedef struct opts {
     char strategies[128], devices[1024];
     double batch, batch_per_device, bucket_mb, max_median, max_err;
     double intra_gbps, intra_us, inter_gbps, inter_us;
-    long long gpus_per_node, microbatches, threads;
+    long long gpus_per_node, microbatches, threads, zero_stage;
+    const char *schedule;
     bool no_overlap, quiet;
 } opts;
 
@@ -33,7 +34,7 @@ static void print_help(void)
            "  --single PATH          run CSV with ok rows of strategy single (their phases) [required]\n"
            "  --comm-csv PATH        bench comm CSV: its fit rows give the collectives\n"
            "  --topology PATH        key = value file of the links (results/topologies/*.topo)\n"
-           "  --strategies LIST      single, dp, ddp, mp [single,dp,ddp,mp]\n"
+           "  --strategies LIST      single, dp, ddp, mp, zero, tp [single,dp,ddp,mp]\n"
            "  --devices LIST         device counts, 1 to 4096 [1,2,4,8,16,...,4096 with --topology, else 1,2,4]\n"
            "  --gpus-per-node N      devices per node, 1 to 4096 [the topology's, else all on one node]\n"
            "  --intra-gbps X, --intra-us X   in a node: busbw per device (GB/s), latency (us) [the topology's]\n"
@@ -41,8 +42,10 @@ static void print_help(void)
            "  --batch N              global batch (strong scaling) [off]\n"
            "  --batch-per-device N   rows per device (weak scaling) [the single row's batch]\n"
            "  --microbatches M       mp's microbatches, 1 to 4096 [1]\n"
-           "  --bucket-mb X          ddp's bucket size in MiB [25]\n"
-           "  --no-overlap           ddp: one all-reduce after backward [off]\n"
+           "  --schedule NAME        mp's schedule: gpipe or 1f1b [gpipe]\n"
+           "  --zero-stage S         zero's stage, 1 to 3 [1]\n"
+           "  --bucket-mb X          ddp's and zero's bucket size in MiB [25]\n"
+           "  --no-overlap           ddp, zero: the gradients' collectives after backward [off]\n"
            "  --threads N            cpu: BLAS threads per device [cores / devices, at least 1]\n"
            "  --against PATH         predict every ok run of this run CSV instead, with its error\n"
            "  --max-median-error P   --against: exit 1 when the median |error| is over P%% [10]\n"
@@ -129,6 +132,12 @@ static pb_status parse_args(int argc, char **argv, opts *o, bool *help)
         else if (strcmp(a, "--gpus-per-node") == 0) st = parse_int(a, v, 1, 4096, &o->gpus_per_node);
         else if (strcmp(a, "--microbatches") == 0) st = parse_int(a, v, 1, 4096, &o->microbatches);
         else if (strcmp(a, "--threads") == 0) st = parse_int(a, v, 1, 1024, &o->threads);
+        else if (strcmp(a, "--zero-stage") == 0) st = parse_int(a, v, 1, 3, &o->zero_stage);
+        else if (strcmp(a, "--schedule") == 0) {
+            if (!v || (strcmp(v, "gpipe") != 0 && strcmp(v, "1f1b") != 0))
+                return pb_usage_error("predict: --schedule '%s': give gpipe or 1f1b", v ? v : "");
+            o->schedule = v;
+        }
         else
             return pb_usage_error("predict: unknown flag '%s'; bench predict --help lists them", a);
         if (st != PB_OK) return st;
@@ -210,6 +219,8 @@ int pb_cmd_predict(int argc, char **argv)
                              .batch = o.batch,
                              .batch_per_device = o.batch_per_device,
                              .microbatches = (int)o.microbatches,
+                             .one_f_one_b = o.schedule && strcmp(o.schedule, "1f1b") == 0,
+                             .zero_stage = (int)o.zero_stage,
                              .bucket_mb = o.bucket_mb,
                              .no_overlap = o.no_overlap,
                              .threads = (int)o.threads};
@@ -221,6 +232,8 @@ int pb_cmd_predict(int argc, char **argv)
         pb_pred_row *row = &rows.v[i];
         if (row->t.threads < 1 && o.threads) row->t.threads = (int)o.threads;
         pb_status s = pb_predict_one(w, net, &row->t, &row->r);
+        double plan_mb;
+        if (s == PB_OK && pb_pred_plan_mb(w, &row->t, &plan_mb)) row->r.mem_mb = plan_mb;
         if (s == PB_OK) {
             row->ok = true;
             done++;

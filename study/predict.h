@@ -65,7 +65,15 @@ typedef struct pb_pred_net {
     pb_pred_fit fits[PB_PRED_MAX_FITS];
 } pb_pred_net;
 
-typedef enum pb_pred_strategy { PB_PRED_SINGLE, PB_PRED_DP, PB_PRED_DDP, PB_PRED_MP, PB_PRED_NSTRAT } pb_pred_strategy;
+typedef enum pb_pred_strategy {
+    PB_PRED_SINGLE,
+    PB_PRED_DP,
+    PB_PRED_DDP,
+    PB_PRED_MP,
+    PB_PRED_ZERO,
+    PB_PRED_TP,
+    PB_PRED_NSTRAT
+} pb_pred_strategy;
 
 const char *pb_pred_strategy_name(pb_pred_strategy s);
 /* PB_PRED_NSTRAT when unknown */
@@ -77,8 +85,10 @@ typedef struct pb_pred_target {
     int devices;
     double batch_global;
     int microbatches;  /* mp; 1 otherwise */
-    double bucket_mb;  /* ddp; 25 by default */
-    bool no_overlap;   /* ddp */
+    bool one_f_one_b;  /* mp: --schedule 1f1b (else gpipe) */
+    int zero_stage;    /* zero: 1, 2 or 3; 0 otherwise */
+    double bucket_mb;  /* ddp, zero; 25 by default */
+    bool no_overlap;   /* ddp, zero */
     int threads;       /* cpu: BLAS threads per device (0: cores / devices, at least 1) */
 } pb_pred_target;
 
@@ -92,6 +102,12 @@ typedef struct pb_pred_result {
     double comm_hidden_ms;    /* comm_ms - comm_exposed_ms: behind compute */
     double bubble_ms, bubble_frac;
     double mem_mb;            /* the largest device's memory */
+    /* a rank's wire bytes per step by kind (the run rows' *_bytes_per_step
+     * columns; NaN where the kind is not used) and the count of tp's
+     * all-reduces */
+    double allreduce_bytes, reduce_scatter_bytes, allgather_bytes, p2p_bytes;
+    int tp_allreduces;
+    double tp_comm_ms, reduce_scatter_ms, allgather_ms; /* the run rows' phases of those names */
     const char *collectives;  /* "measured" (a fit for these ranks), "extrapolated" (a fit's alpha and bandwidth in the ring formulas), "topology", "none" */
 } pb_pred_result;
 
@@ -99,6 +115,10 @@ typedef struct pb_pred_result {
 double pb_pred_allreduce_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source);
 double pb_pred_broadcast_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source);
 double pb_pred_p2p_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source);
+/* reduce-scatter and all-gather of a buffer of `bytes` in all (nccl-tests'
+ * size: the N chunks together) */
+double pb_pred_reduce_scatter_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source);
+double pb_pred_allgather_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source);
 
 /* The single-device time (ms) of each phase at batch b and t threads
  * sharing the cores `share` ways (>= 1: oversubscription). */
@@ -111,6 +131,11 @@ void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_
  * a strategy that cannot run the target). */
 pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t,
                          pb_pred_result *r);
+
+/* The run's memory plan of the target (predict_mem.c): the largest
+ * device's MiB, as the run's mem_plan_mb; false where the configuration
+ * cannot be built here (the model's own estimate then stands). */
+bool pb_pred_plan_mb(const pb_pred_work *w, const pb_pred_target *t, double *mb);
 
 /* Inputs (predict_inputs.c). */
 /* The single-strategy ok rows of a run CSV (one workload, backend and
@@ -141,7 +166,9 @@ bool pb_predict_compare_wanted(int argc, char **argv);
             X(samples_per_s) X(efficiency) X(compute_ms) X(comm_ms) X(comm_exposed_ms) X(comm_hidden_ms)     \
                 X(bubble_ms) X(bubble_frac) X(mem_mb_per_device) X(collectives) X(topology)                  \
                     X(measured_step_ms) X(measured_samples_per_s) X(measured_efficiency) X(error_pct)    \
-                        X(measured_mem_mb_per_device)
+                        X(measured_mem_mb_per_device) X(allreduce_bytes_per_step)                         \
+                            X(reduce_scatter_bytes_per_step) X(allgather_bytes_per_step) X(p2p_bytes_per_step) \
+                                X(tp_comm_ms) X(reduce_scatter_ms) X(allgather_ms) X(schedule) X(zero_stage)
 
 #ifdef __cplusplus
 }

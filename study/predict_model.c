@@ -9,7 +9,7 @@
 
 #include "predict.h"
 
-static const char *const strategy_names[PB_PRED_NSTRAT] = {"single", "dp", "ddp", "mp"};
+static const char *const strategy_names[PB_PRED_NSTRAT] = {"single", "dp", "ddp", "mp", "zero", "tp"};
 
 const char *pb_pred_strategy_name(pb_pred_strategy s) { return s < PB_PRED_NSTRAT ? strategy_names[s] : "?"; }
 
@@ -134,6 +134,50 @@ double pb_pred_p2p_us(const pb_pred_net *net, const char *comm, int n, double by
     }
     *source = "topology";
     return net->intra_alpha_us + xfer_us(bytes, net->p2p_gbps > 0 ? net->p2p_gbps : net->intra_gbps);
+}
+
+/* Reduce-scatter or all-gather of `bytes` in all: a measured fit of that
+ * collective; else a fit of it or of the all-reduce at other ranks, read as
+ * a ring's per-step latency and busbw (a ring all-reduce is a
+ * reduce-scatter then an all-gather, each half its steps and bytes); else
+ * the topology's ring, hierarchical across nodes (in the node over the
+ * whole buffer, then each device's 1/g across the nodes). */
+static double half_us(const pb_pred_net *net, const char *comm, pb_coll c, int n, double bytes, const char **source)
+{
+    if (n <= 1 || bytes <= 0) return 0;
+    const pb_pred_fit *f = find_fit(net, comm, c, n, true);
+    if (f) {
+        *source = "measured";
+        return seg_us(fit_segment(f, bytes), bytes);
+    }
+    int g = devices_per_node(net, n), nodes = (n + g - 1) / g;
+    pb_coll fc = c;
+    f = find_fit(net, comm, c, n, false);
+    if (!f || f->ranks <= 1) {
+        fc = PB_COLL_ALL_REDUCE;
+        f = find_fit(net, comm, fc, n, true);
+        if (!f) f = find_fit(net, comm, fc, n, false);
+    }
+    if (f && f->ranks > 1 && nodes == 1) {
+        const pb_fit_segment *s = fit_segment(f, bytes);
+        double steps = (fc == PB_COLL_ALL_REDUCE ? 2.0 : 1.0) * (f->ranks - 1);
+        *source = "extrapolated";
+        return ring_half_us(n, bytes, s->alpha_us / steps, s->beta_gbps * pb_busbw_factor(fc, f->ranks));
+    }
+    *source = "topology";
+    if (nodes == 1) return ring_half_us(n, bytes, net->intra_alpha_us, net->intra_gbps);
+    return ring_half_us(g, bytes, net->intra_alpha_us, net->intra_gbps) +
+           ring_half_us(nodes, bytes / g, net->inter_alpha_us, net->inter_gbps);
+}
+
+double pb_pred_reduce_scatter_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source)
+{
+    return half_us(net, comm, PB_COLL_REDUCE_SCATTER, n, bytes, source);
+}
+
+double pb_pred_allgather_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source)
+{
+    return half_us(net, comm, PB_COLL_ALL_GATHER, n, bytes, source);
 }
 
 /* A reduce to one device: the local comm's all-reduce is that reduce then a
@@ -322,6 +366,147 @@ static void predict_ddp(const pb_pred_work *w, const pb_pred_net *net, const pb_
     r->mem_mb = mb(state_bytes(w, w->params, true) + act_bytes(w, 0, w->layers, rows));
 }
 
+/* a ring all-reduce's wire bytes per rank of n floats: the run rows'
+ * allreduce_bytes_per_step rule (strategies/volume.c) */
+static double ring_allreduce_bytes(double floats, int n) { return n > 0 ? 2.0 * floats * (n - 1) / n * 4.0 : 0; }
+
+/* The comm of a rank-per-device strategy: nccl on GPUs, mpi on the cpu. */
+static const char *rank_comm(const pb_pred_work *w) { return strcmp(w->backend, "cuda") == 0 ? "nccl" : "mpi"; }
+
+/* ZeRO (strategies/zero.c): ddp's shard of the batch; block l's span padded
+ * to n chunks of c[l] floats; on the one comm queue (the comm thread or
+ * stream, in issue order): stage 3's gather of each block before its
+ * forward and again before its backward, the next block's issued when a
+ * block starts (the prefetch); each block's reduce-scatter once a bucket of
+ * whole blocks of at least bucket_mb is complete (all after backward with
+ * no_overlap); stages 1 and 2's all-gather of each block once the optimizer
+ * has updated its chunk. Exposed: what the compute waits for. */
+static void predict_zero(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
+                         int per_node, pb_pred_result *r)
+{
+    int n = t->devices, L = w->layers, z = t->zero_stage;
+    double rows = ceil(t->batch_global / n);
+    if (net->cores_per_node > 0 && per_node <= 2) thr = 1; /* as ddp's ranks */
+    pb_pred_phases p;
+    pb_pred_single_phases(w, rows, thr, &p);
+    double f = share(per_node, thr, net->cores_per_node);
+    const char *comm = rank_comm(w), *src = "none";
+    double c[PB_PRED_MAX_LAYERS], rs[PB_PRED_MAX_LAYERS], ag[PB_PRED_MAX_LAYERS], ready[PB_PRED_MAX_LAYERS];
+    double S = 0, K = 0, tw = 0, rs_sum = 0, ag_sum = 0;
+    for (int l = 0; l < L; l++) {
+        c[l] = ceil(layer_bytes(w, l) / 4.0 / n);
+        S += c[l];
+        K = fmax(K, n * c[l]);
+        tw += layer_weights(w, l);
+        rs[l] = pb_pred_reduce_scatter_us(net, comm, n, n * c[l] * 4.0, &src) / 1e3;
+        ag[l] = pb_pred_allgather_us(net, comm, n, n * c[l] * 4.0, &src) / 1e3;
+        rs_sum += rs[l];
+        ag_sum += ag[l];
+    }
+    double fwd = p.fwd * f, bwd = p.bwd * f, opt = p.opt * f * S / (w->params > 0 ? w->params : S);
+    double now = 0, q = 0, wait = 0;
+    if (z == 3) q = ready[0] = ag[0];
+    for (int l = 0; l < L; l++) {
+        double start = z == 3 ? fmax(now, ready[l]) : now;
+        wait += start - now;
+        if (z == 3 && l + 1 < L) q = ready[l + 1] = fmax(q, start) + ag[l + 1];
+        now = start + fwd * layer_weights(w, l) / tw;
+    }
+    if (z == 3) q = ready[L - 1] = fmax(q, now) + ag[L - 1];
+    double cap = t->bucket_mb * 1048576.0, acc = 0;
+    int top = L - 1, most = 0; /* the bucket's highest block; the most blocks a bucket holds */
+    for (int l = L - 1; l >= 0; l--) {
+        double start = z == 3 ? fmax(now, ready[l]) : now;
+        wait += start - now;
+        if (z == 3 && l > 0) q = ready[l - 1] = fmax(q, start) + ag[l - 1];
+        now = start + bwd * layer_weights(w, l) / tw;
+        acc += layer_bytes(w, l);
+        if (!t->no_overlap && (acc >= cap || l == 0)) {
+            for (int b = top; b >= l; b--) q = fmax(q, now) + rs[b];
+            most = most > top - l + 1 ? most : top - l + 1;
+            top = l - 1;
+            acc = 0;
+        }
+    }
+    if (t->no_overlap) {
+        for (int b = L - 1; b >= 0; b--) q = fmax(q, now) + rs[b];
+        most = L;
+    }
+    double rs_exposed = fmax(0, q - now);
+    /* stages 1 and 2: each block's gather once its chunk is updated, in
+     * block order */
+    double o = 0, qa = 0;
+    for (int l = 0; z < 3 && l < L; l++) {
+        o += opt * c[l] / S;
+        qa = fmax(qa, o) + ag[l];
+    }
+    double ag_exposed = fmax(0, qa - opt);
+    double passes = z == 3 ? 2 : 1;
+    r->compute_ms = p.load + p.h2d + fwd + bwd + opt;
+    r->reduce_scatter_ms = n > 1 ? rs_sum : 0;
+    r->allgather_ms = n > 1 ? passes * ag_sum : 0;
+    r->comm_ms = r->reduce_scatter_ms + r->allgather_ms;
+    r->comm_exposed_ms = spare_cores(net, per_node, thr) ? wait + rs_exposed + ag_exposed : r->comm_ms;
+    if (n <= 1) r->comm_exposed_ms = 0;
+    r->step_ms = r->compute_ms + r->comm_exposed_ms;
+    r->collectives = n > 1 ? src : "none";
+    r->reduce_scatter_bytes = (n - 1) * S * 4.0;
+    r->allgather_bytes = passes * (n - 1) * S * 4.0;
+    /* docs/strategies.md "zero", memory by stage (zero_plan_memory) */
+    double G = fmin(L, most + 2), M = opt_states(w), Pp = n * S;
+    double state = z == 1 ? Pp + Pp + S + M * S : z == 2 ? Pp + G * K + S + M * S : S + 2 * K + G * K + S + M * S;
+    r->mem_mb = mb(state * 4.0 + act_bytes(w, 0, L, rows));
+}
+
+/* Megatron tensor parallelism on the MLP (strategies/tp.c): layers paired
+ * column- then row-parallel, (0, 1), (2, 3), ..., an odd last layer
+ * replicated; every rank runs the whole batch, the split GEMMs' share of
+ * forward and backward over n, the replicated layer's whole; one all-reduce
+ * of b x out(2k+1) after each pair's forward and one of b x in(2k) in each
+ * pair's backward but the first's, all exposed (the stage waits for each). */
+static void predict_tp(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
+                       int per_node, pb_pred_result *r)
+{
+    int n = t->devices, L = w->layers, pairs = L / 2;
+    double B = t->batch_global;
+    if (net->cores_per_node > 0 && per_node <= 2) thr = 1; /* as ddp's ranks */
+    pb_pred_phases p;
+    pb_pred_single_phases(w, B, thr, &p);
+    double f = share(per_node, thr, net->cores_per_node);
+    double tw = 0, wrank = 0, prank = 0, acts = w->in[0], widest = 0;
+    for (int l = 0; l < L; l++) {
+        bool split = l < 2 * pairs, column = split && l % 2 == 0;
+        tw += layer_weights(w, l);
+        wrank += layer_weights(w, l) / (split ? n : 1);
+        /* the column layer's bias is split, the row layer's replicated */
+        prank += layer_weights(w, l) / (split ? n : 1) + w->out[l] / (column ? n : 1);
+        acts += w->out[l] / (column ? n : 1);
+        widest = fmax(widest, fmax(w->in[l], w->out[l]));
+    }
+    const char *comm = rank_comm(w), *src = "none";
+    double ar_ms = 0, ar_bytes = 0;
+    int count = 0;
+    for (int k = 0; k < pairs && n > 1; k++) {
+        double fb = B * w->out[2 * k + 1] * 4.0, bb = k > 0 ? B * w->in[2 * k] * 4.0 : 0;
+        ar_ms += pb_pred_allreduce_us(net, comm, n, fb, &src) / 1e3;
+        ar_bytes += ring_allreduce_bytes(fb / 4.0, n);
+        count++;
+        if (bb > 0) {
+            ar_ms += pb_pred_allreduce_us(net, comm, n, bb, &src) / 1e3;
+            ar_bytes += ring_allreduce_bytes(bb / 4.0, n);
+            count++;
+        }
+    }
+    double frac = wrank / tw;
+    r->compute_ms = p.load + p.h2d + (p.fwd + p.bwd) * f * frac + p.opt * f * prank / w->params;
+    r->tp_comm_ms = r->comm_ms = r->comm_exposed_ms = ar_ms;
+    r->step_ms = r->compute_ms + ar_ms;
+    r->collectives = n > 1 ? src : "none";
+    r->allreduce_bytes = ar_bytes;
+    r->tp_allreduces = count;
+    r->mem_mb = mb(state_bytes(w, prank, true) + B * (acts + 2 * widest) * 4.0);
+}
+
 /* DataParallel: everything through device 0, nothing overlapped. */
 static void predict_dp(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
                        pb_pred_result *r)
@@ -435,7 +620,10 @@ static void predict_mp(const pb_pred_work *w, const pb_pred_net *net, const pb_p
         }
         opt_s[s] = all.opt * frac;
         opt_max = fmax(opt_max, opt_s[s]);
-        double mem = state_bytes(w, params, true) + act_bytes(w, first[s], first[s + 1], t->batch_global);
+        /* GPipe keeps every microbatch's activations, 1F1B min(m, p - s) slots */
+        double held = t->one_f_one_b ? fmin(m, p - s) * rows : t->batch_global;
+        double mem = state_bytes(w, params, true) + act_bytes(w, first[s], first[s + 1], held);
+        if (s > 0) r->p2p_bytes += 2.0 * t->batch_global * w->in[first[s]] * 4.0;
         mem_max = fmax(mem_max, mem);
     }
     double lead = all.load + all.h2d; /* stage 0 takes the batch */
@@ -462,6 +650,8 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
 {
     memset(r, 0, sizeof *r);
     r->collectives = "none";
+    r->allreduce_bytes = r->reduce_scatter_bytes = r->allgather_bytes = r->p2p_bytes = NAN;
+    r->tp_comm_ms = r->reduce_scatter_ms = r->allgather_ms = NAN;
     if (w->nsingle < 1) return pb_usage_error("predict: no single-device row to take the compute from");
     if (t->devices < 1 || t->batch_global < 1) return pb_usage_error("predict: devices and batch must be positive");
     int per_node = devices_per_node(net, t->devices);
@@ -475,7 +665,21 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
         if (t->devices != 1) return pb_usage_error("predict: single runs on 1 device, not %d", t->devices);
         predict_single(w, t, thr, r);
         break;
-    case PB_PRED_DDP: predict_ddp(w, net, t, thr, per_node, r); break;
+    case PB_PRED_DDP:
+        predict_ddp(w, net, t, thr, per_node, r);
+        r->allreduce_bytes = ring_allreduce_bytes(w->params, t->devices);
+        break;
+    case PB_PRED_ZERO:
+        if (t->zero_stage < 1 || t->zero_stage > 3)
+            return pb_usage_error("predict: zero needs a stage 1, 2 or 3, not %d", t->zero_stage);
+        predict_zero(w, net, t, thr, per_node, r);
+        break;
+    case PB_PRED_TP:
+        if (t->devices < 2 || w->layers < 2 || fmod(w->out[0], t->devices) != 0)
+            return pb_usage_error("predict: tp needs 2 devices or more dividing the hidden width (%g), not %d",
+                                  w->out[0], t->devices);
+        predict_tp(w, net, t, thr, per_node, r);
+        break;
     case PB_PRED_DP:
         if (t->devices < 2 || r->nodes > 1)
             return pb_usage_error("predict: dp (one process) runs on 2 to %d devices of one node, not %d",
@@ -486,14 +690,15 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
         if (t->devices < 2 || t->devices > w->layers)
             return pb_usage_error("predict: mp needs 2 to %d devices (one layer a stage at least), not %d", w->layers,
                                   t->devices);
+        r->p2p_bytes = 0;
         predict_mp(w, net, t, thr, r);
         break;
     default: return pb_usage_error("predict: unknown strategy");
     }
-    if (t->strategy == PB_PRED_DDP && r->nodes > 1 && net->inter_gbps <= 0)
-        return pb_usage_error("predict: ddp on %d nodes needs the links between nodes: give --topology or "
+    if (t->strategy != PB_PRED_DP && t->strategy != PB_PRED_MP && r->nodes > 1 && net->inter_gbps <= 0)
+        return pb_usage_error("predict: %s on %d nodes needs the links between nodes: give --topology or "
                               "--inter-gbps",
-                              r->nodes);
+                              pb_pred_strategy_name(t->strategy), r->nodes);
     if (strcmp(r->collectives, "none") != 0 && net->nfits == 0 && net->intra_gbps <= 0)
         return pb_usage_error("predict: %s on %d devices needs collective figures: give --comm-csv or --topology",
                               pb_pred_strategy_name(t->strategy), t->devices);
@@ -511,7 +716,7 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
         int cores = per * thr < net->cores_per_node ? per * thr : net->cores_per_node;
         pb_pred_single_phases(w, t->batch_global / r->nodes, cores, &ref);
         r->ideal_ms = phases_sum(&ref);
-    } else if (t->strategy == PB_PRED_MP) {
+    } else if (t->strategy == PB_PRED_MP || t->strategy == PB_PRED_TP) {
         pb_pred_single_phases(w, t->batch_global, thr, &ref);
         r->ideal_ms = phases_sum(&ref) / t->devices;
     } else {

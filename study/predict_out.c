@@ -47,7 +47,7 @@ pb_status pb_pred_targets_grid(const pb_pred_grid *g, const pb_pred_work *w, pb_
     for (char *save = NULL, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
         pb_pred_strategy st = pb_pred_strategy_find(s);
         if (st == PB_PRED_NSTRAT)
-            return pb_usage_error("predict: --strategies: unknown '%s'; allowed: single, dp, ddp, mp", s);
+            return pb_usage_error("predict: --strategies: unknown '%s'; allowed: single, dp, ddp, mp, zero, tp", s);
         for (int i = 0; i < ndev; i++) {
             if ((st == PB_PRED_SINGLE) != (dev[i] == 1)) continue; /* single is the 1-device point */
             pb_pred_row *r = push(rows);
@@ -55,10 +55,14 @@ pb_status pb_pred_targets_grid(const pb_pred_grid *g, const pb_pred_work *w, pb_
             r->t.strategy = st;
             r->t.devices = (int)dev[i];
             /* weak scaling by default: each device the single row's rows;
-             * mp splits layers, not rows: its global batch stays */
+             * mp and tp split layers or tensors, not rows: their global
+             * batch stays */
             double per = g->batch_per_device > 0 ? g->batch_per_device : b1;
-            r->t.batch_global = g->batch > 0 ? g->batch : (st == PB_PRED_MP ? per : per * (double)dev[i]);
+            bool whole = st == PB_PRED_MP || st == PB_PRED_TP;
+            r->t.batch_global = g->batch > 0 ? g->batch : (whole ? per : per * (double)dev[i]);
             r->t.microbatches = g->microbatches > 0 ? g->microbatches : 1;
+            r->t.one_f_one_b = st == PB_PRED_MP && g->one_f_one_b;
+            r->t.zero_stage = st == PB_PRED_ZERO ? (g->zero_stage > 0 ? g->zero_stage : 1) : 0;
             r->t.bucket_mb = g->bucket_mb > 0 ? g->bucket_mb : 25;
             r->t.no_overlap = g->no_overlap;
             r->t.threads = g->threads;
@@ -103,6 +107,8 @@ pb_status pb_pred_targets_against(const pb_csv *c, const char *path, const pb_pr
         t.no_overlap = field_num(c, i, "no_overlap", 0) == 1;
         t.bucket_mb = field_num(c, i, "bucket_mb", 25);
         t.threads = (int)field_num(c, i, "threads", 0);
+        t.one_f_one_b = st == PB_PRED_MP && strcmp(field(c, i, "schedule"), "1f1b") == 0;
+        t.zero_stage = st == PB_PRED_ZERO ? (int)field_num(c, i, "zero_stage", 1) : 0;
         /* repeats of one configuration pool: their medians */
         pb_pred_row *r = NULL;
         for (size_t k = 0; k < rows->n && !r; k++)
@@ -156,11 +162,12 @@ pb_status pb_pred_write_csv(const char *path, const pb_pred_work *w, const pb_pr
         if (!row->ok) continue;
         const pb_pred_target *t = &row->t;
         const pb_pred_result *r = &row->r;
-        bool ddp = t->strategy == PB_PRED_DDP;
+        bool ddp = t->strategy == PB_PRED_DDP || t->strategy == PB_PRED_ZERO; /* bucketed, as the runs' rows */
+        bool whole = t->strategy == PB_PRED_MP || t->strategy == PB_PRED_TP;
         fprintf(f, "%s,%s,%s,%s,%d,%d,%d,%d,", pb_pred_strategy_name(t->strategy), w->workload, w->backend,
                 w->precision, t->devices, r->nodes, net->gpus_per_node ? net->gpus_per_node : t->devices, r->threads);
         put_num(f, t->batch_global, true);
-        put_num(f, t->strategy == PB_PRED_MP ? t->batch_global : ceil(t->batch_global / t->devices), true);
+        put_num(f, whole ? t->batch_global : ceil(t->batch_global / t->devices), true);
         if (t->strategy == PB_PRED_MP) fprintf(f, "%d", t->microbatches);
         fputc(',', f);
         put_num(f, ddp && !t->no_overlap ? t->bucket_mb : NAN, true);
@@ -174,7 +181,14 @@ pb_status pb_pred_write_csv(const char *path, const pb_pred_work *w, const pb_pr
         put_num(f, row->has_measured ? row->measured_samples_per_s : NAN, true);
         put_num(f, row->has_measured ? row->measured_efficiency : NAN, true);
         put_num(f, row->has_measured ? row->error_pct : NAN, true);
-        put_num(f, row->has_measured ? row->measured_mem_mb : NAN, false);
+        put_num(f, row->has_measured ? row->measured_mem_mb : NAN, true);
+        double k[] = {r->allreduce_bytes, r->reduce_scatter_bytes, r->allgather_bytes, r->p2p_bytes,
+                      r->tp_comm_ms,      r->reduce_scatter_ms,    r->allgather_ms};
+        for (size_t j = 0; j < sizeof k / sizeof k[0]; j++) put_num(f, k[j], true);
+        /* as the runs' rows: mp's schedule, zero's stage, else empty */
+        if (t->strategy == PB_PRED_MP) fprintf(f, "%s", t->one_f_one_b ? "1f1b" : "gpipe");
+        fputc(',', f);
+        if (t->strategy == PB_PRED_ZERO) fprintf(f, "%d", t->zero_stage);
         fputc('\n', f);
     }
     bool ok = !ferror(f);

@@ -32,6 +32,8 @@ typedef struct pb_pred_grid {
     int default_max;                  /* the default list's largest count */
     double batch, batch_per_device;   /* one of them, or neither (the single row's batch per device) */
     int microbatches;
+    bool one_f_one_b; /* mp: --schedule 1f1b */
+    int zero_stage;   /* zero: 1 to 3 */
     double bucket_mb;
     bool no_overlap;
     int threads;

@@ -1,7 +1,8 @@
 /* The GPT's stage: blocks [b0, b1) on one device, their activations for
  * `slots` microbatches of `rows` sequences (slot j at rows [j*rows,
  * (j+1)*rows) of each buffer), through the backend's transformer ops
- * (kernels/backend.h, pb_transformer_ops: fp32 activations).
+ * (kernels/backend.h, pb_transformer_ops: fp32 activations) and the
+ * backend's GEMM with epilogues (gemm_fwd / gemm_bwd).
  *
  * Per slot and block it keeps what backward reads (llm.c's activations):
  * a transformer block its two LayerNorms' outputs and statistics, the
@@ -243,6 +244,35 @@ static layer_saves saves_of(const gpt_stage *g, int b, int slot)
         if (st_ != PB_OK) return st_;                                                                                  \
     } while (0)
 
+/* y [N, out] = epi(x [N, in] W^T + b) with W, b tensors tw, tb of the model
+ * (tb < 0: no bias, no epilogue); pre: GELU's saved pre-activation */
+static pb_status linear_fwd(gpt_stage *g, const pb_stage_params *p, const float *x, int tw, int tb, float *y,
+                            float *pre, pb_epilogue epi, int N, int in, int out)
+{
+    pb_gemm gm = {.m = N, .n = out, .k = in, .x = x, .w = P(g, p, tw), .bias = tb < 0 ? NULL : P(g, p, tb),
+                  .y = y, .pre = pre, .epilogue = tb < 0 ? PB_EPI_NONE : epi};
+    return g->be->gemm_fwd(g->dev, &gm);
+}
+
+/* Its backward, accumulating (beta 1) into dW and dx (NULL: skipped) like
+ * the other ops; db (tb >= 0) is written (once per backward: the gradients
+ * were zeroed). gelu_pre: x came through a GELU of that pre-activation,
+ * whose derivative is applied to dx, the layer below's bias gradient
+ * (tensor gelu_tb) written beside it; that dx (the fc's dL/dpre) feeds
+ * nothing else, so it is overwritten, which lets cuBLASLt fuse DGELU_BGRAD.
+ * (Under tensor parallel that derivative stays fused: the GELU sits between
+ * a column and a row projection, so the row projection's dx is this rank's
+ * whole slice, not a partial sum.) */
+static pb_status linear_bwd(gpt_stage *g, const pb_stage_params *p, const float *dy, const float *x, int tw, int tb,
+                            float *dx, const float *gelu_pre, int gelu_tb, int N, int in, int out)
+{
+    pb_gemm_grad gg = {.m = N, .n = out, .k = in, .dy = dy, .x = x, .w = P(g, p, tw), .dw = G(g, p, tw),
+                       .dw_beta = 1.0f, .db = tb < 0 ? NULL : G(g, p, tb), .dx = dx, .dx_beta = gelu_pre ? 0.0f : 1.0f,
+                       .dx_act = gelu_pre ? PB_DACT_GELU : PB_DACT_NONE, .x_pre = gelu_pre,
+                       .dx_db = gelu_pre ? G(g, p, gelu_tb) : NULL};
+    return g->be->gemm_bwd(g->dev, &gg);
+}
+
 /* A row-parallel projection's output: the ranks' partial sums summed, then
  * its bias (tensor parallel; nothing otherwise, the GEMM added the bias) */
 static pb_status row_parallel_sum(gpt_stage *g, const pb_stage_hooks *h, float *y, const float *bias, int N, int C)
@@ -270,10 +300,11 @@ static pb_status layer_fwd(gpt_stage *g, const pb_stage_params *p, const pb_stag
     const int t0 = pb_gpt_layer_t0(b - 1);
     layer_saves s = saves_of(g, b, slot);
     TRY(tr->layernorm_fwd(d, s.ln1, s.mean1, s.rstd1, x, P(g, p, t0 + PB_GPT_LN1_W), P(g, p, t0 + PB_GPT_LN1_B), N, C));
-    TRY(tr->matmul_fwd(d, s.qkv, s.ln1, P(g, p, t0 + PB_GPT_QKV_W), P(g, p, t0 + PB_GPT_QKV_B), N, C, 3 * Cl));
+    TRY(linear_fwd(g, p, s.ln1, t0 + PB_GPT_QKV_W, t0 + PB_GPT_QKV_B, s.qkv, NULL, PB_EPI_BIAS, N, C, 3 * Cl));
     TRY(tr->attention_fwd(d, s.atty, s.att, s.qkv, rows, T, Cl, NH));
-    TRY(tr->matmul_fwd(d, s.r2, s.atty, P(g, p, t0 + PB_GPT_PROJ_W), split ? NULL : P(g, p, t0 + PB_GPT_PROJ_B), N,
-                       Cl, C));
+    /* a row-parallel projection's bias follows the sum across ranks */
+    TRY(linear_fwd(g, p, s.atty, t0 + PB_GPT_PROJ_W, split ? -1 : t0 + PB_GPT_PROJ_B, s.r2, NULL, PB_EPI_BIAS, N, Cl,
+                   C));
     TRY(row_parallel_sum(g, h, s.r2, P(g, p, t0 + PB_GPT_PROJ_B), N, C));
     if (tr->residual_layernorm_fwd) {
         TRY(tr->residual_layernorm_fwd(d, s.r2, s.ln2, s.mean2, s.rstd2, s.r2, x, P(g, p, t0 + PB_GPT_LN2_W),
@@ -283,10 +314,9 @@ static pb_status layer_fwd(gpt_stage *g, const pb_stage_params *p, const pb_stag
         TRY(tr->layernorm_fwd(d, s.ln2, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W),
                               P(g, p, t0 + PB_GPT_LN2_B), N, C));
     }
-    TRY(tr->matmul_gelu_fwd(d, s.fchg, s.fch, s.ln2, P(g, p, t0 + PB_GPT_FC_W), P(g, p, t0 + PB_GPT_FC_B), N, C,
-                            4 * Cl));
-    TRY(tr->matmul_fwd(d, y, s.fchg, P(g, p, t0 + PB_GPT_FCPROJ_W), split ? NULL : P(g, p, t0 + PB_GPT_FCPROJ_B), N,
-                       4 * Cl, C));
+    TRY(linear_fwd(g, p, s.ln2, t0 + PB_GPT_FC_W, t0 + PB_GPT_FC_B, s.fchg, s.fch, PB_EPI_GELU_BIAS, N, C, 4 * Cl));
+    TRY(linear_fwd(g, p, s.fchg, t0 + PB_GPT_FCPROJ_W, split ? -1 : t0 + PB_GPT_FCPROJ_B, y, NULL, PB_EPI_BIAS, N,
+                   4 * Cl, C));
     TRY(row_parallel_sum(g, h, y, P(g, p, t0 + PB_GPT_FCPROJ_B), N, C));
     return tr->residual_fwd(d, y, y, s.r2, (size_t)N * (size_t)C);
 }
@@ -303,24 +333,21 @@ static pb_status layer_bwd(gpt_stage *g, const pb_stage_params *p, const pb_stag
     const size_t NC = (size_t)N * (size_t)C, NCl = (size_t)N * (size_t)Cl, f = sizeof(float);
     const int t0 = pb_gpt_layer_t0(b - 1);
     layer_saves s = saves_of(g, b, slot);
-    TRY(be->zero(d, g->dbig, 4 * NCl * f));
-    TRY(tr->matmul_bwd(d, g->dbig, G(g, p, t0 + PB_GPT_FCPROJ_W), G(g, p, t0 + PB_GPT_FCPROJ_B), g->D, s.fchg,
-                       P(g, p, t0 + PB_GPT_FCPROJ_W), N, 4 * Cl, C));
+    /* dbig: the fc's dL/dpre (GELU's derivative fused, and fc's bias gradient) */
+    TRY(linear_bwd(g, p, g->D, s.fchg, t0 + PB_GPT_FCPROJ_W, t0 + PB_GPT_FCPROJ_B, g->dbig, s.fch, t0 + PB_GPT_FC_B, N,
+                   4 * Cl, C));
     TRY(be->zero(d, g->dsmall, NC * f));
-    TRY(tr->matmul_gelu_bwd(d, g->dsmall, G(g, p, t0 + PB_GPT_FC_W), G(g, p, t0 + PB_GPT_FC_B), g->dbig, g->dbig, s.fch,
-                            s.ln2, P(g, p, t0 + PB_GPT_FC_W), N, C, 4 * Cl));
+    TRY(linear_bwd(g, p, g->dbig, s.ln2, t0 + PB_GPT_FC_W, -1, g->dsmall, NULL, -1, N, C, 4 * Cl));
     TRY(column_parallel_sum(g, h, g->dsmall, N, C));
     /* the residual: dr2 = dy + the LayerNorm branch's, in D */
     TRY(tr->layernorm_bwd(d, g->D, G(g, p, t0 + PB_GPT_LN2_W), G(g, p, t0 + PB_GPT_LN2_B), g->dsmall, s.r2,
                           P(g, p, t0 + PB_GPT_LN2_W), s.mean2, s.rstd2, N, C));
     TRY(be->zero(d, g->dsmall, NC * f));
-    TRY(tr->matmul_bwd(d, g->dsmall, G(g, p, t0 + PB_GPT_PROJ_W), G(g, p, t0 + PB_GPT_PROJ_B), g->D, s.atty,
-                       P(g, p, t0 + PB_GPT_PROJ_W), N, Cl, C));
+    TRY(linear_bwd(g, p, g->D, s.atty, t0 + PB_GPT_PROJ_W, t0 + PB_GPT_PROJ_B, g->dsmall, NULL, -1, N, Cl, C));
     TRY(be->zero(d, g->dqkv, 3 * NCl * f));
     TRY(tr->attention_bwd(d, g->dqkv, g->scratch, g->dsmall, s.qkv, s.att, rows, T, Cl, NH));
     TRY(be->zero(d, g->dsmall, NC * f));
-    TRY(tr->matmul_bwd(d, g->dsmall, G(g, p, t0 + PB_GPT_QKV_W), G(g, p, t0 + PB_GPT_QKV_B), g->dqkv, s.ln1,
-                       P(g, p, t0 + PB_GPT_QKV_W), N, C, 3 * Cl));
+    TRY(linear_bwd(g, p, g->dqkv, s.ln1, t0 + PB_GPT_QKV_W, t0 + PB_GPT_QKV_B, g->dsmall, NULL, -1, N, C, 3 * Cl));
     TRY(column_parallel_sum(g, h, g->dsmall, N, C));
     /* dx = dr2 + the first LayerNorm branch's, in D */
     return tr->layernorm_bwd(d, g->D, G(g, p, t0 + PB_GPT_LN1_W), G(g, p, t0 + PB_GPT_LN1_B), g->dsmall, x,
@@ -353,7 +380,7 @@ pb_status pb_gpt_forward(pb_stage *stage, const pb_stage_params *p, int slot, in
             float *ln = head_save(g, slot);
             TRY(g->tr->layernorm_fwd(g->dev, ln, ln + (size_t)N * C, ln + (size_t)N * C + N, x, P(g, p, t0),
                                      P(g, p, t0 + 1), N, C));
-            TRY(g->tr->matmul_fwd(g->dev, y, ln, P(g, p, t0 + 2), NULL, N, C, Vp));
+            TRY(linear_fwd(g, p, ln, t0 + 2, -1, y, NULL, PB_EPI_NONE, N, C, Vp));
         }
     }
     return PB_OK;
@@ -383,8 +410,7 @@ pb_status pb_gpt_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
             int t0 = m->block[b].t0;
             float *ln = head_save(g, slot);
             TRY(g->be->zero(g->dev, g->dsmall, NC * sizeof(float)));
-            TRY(g->tr->matmul_bwd(g->dev, g->dsmall, G(g, p, t0 + 2), NULL, g->dlogits, ln, P(g, p, t0 + 2), N, C,
-                                  Vp));
+            TRY(linear_bwd(g, p, g->dlogits, ln, t0 + 2, -1, g->dsmall, NULL, -1, N, C, Vp));
             TRY(g->be->zero(g->dev, g->D, NC * sizeof(float)));
             TRY(g->tr->layernorm_bwd(g->dev, g->D, G(g, p, t0), G(g, p, t0 + 1), g->dsmall, x, P(g, p, t0),
                                      ln + NC, ln + NC + N, N, C));

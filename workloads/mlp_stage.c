@@ -1,14 +1,16 @@
 /* The MLP's stage: layers [b0, b1) on one device, their activations for
  * `slots` microbatches of `rows` rows (slot j at rows [j*rows, (j+1)*rows)
- * of each buffer), each Linear layer one call of the backend's fused
- * linear_fwd / linear_bwd.
+ * of each buffer), each Linear layer one call of the backend's GEMM with
+ * epilogues (gemm_fwd: bias + ReLU; gemm_bwd: bias gradient and the ReLU
+ * derivative of the layer below, fused).
  *
  * Tensor parallel (m->tp > 1, one rank's part of the model): a pair's
  * column layer runs as any layer on its rows of the weights (its output
  * and ReLU are this rank's slice of the hidden width); the row layer's GEMM
- * gives a partial sum, summed across ranks (the hooks' tp_allreduce) before
- * its bias and ReLU; in backward the column layer's input gradient is
- * summed the same way before the ReLU below masks it. */
+ * (no epilogue) gives a partial sum, summed across ranks (the hooks'
+ * tp_allreduce) before its bias and ReLU (bias_act); in backward the column
+ * layer's input gradient is summed the same way before the ReLU below masks
+ * it (relu_bwd), so its gemm_bwd runs without the fused derivative. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,10 +23,8 @@ typedef struct mlp_stage {
     int b0, b1, rows, slots;
     void *act[PB_MAX_BLOCKS + 1]; /* act[0]: input; act[i+1]: output of layer b0+i */
     void *own_in, *own_out;       /* act[0] and act[nl] as allocated (stage_bind swaps them) */
-    void **aux;                   /* [slots * nl] ReLU masks, where the backend keeps them */
     void *dz[2];                  /* ping-pong gradient buffers, widest layer */
     float *db_spare;              /* bias grad of the layer below a stage boundary, discarded */
-    float *zero_b;                /* tensor parallel: the row layers' GEMM bias (their bias comes after the sum) */
 } mlp_stage;
 
 static size_t in_of(const mlp_stage *g, int l) { return g->m->block[l].in_elems; }
@@ -53,13 +53,9 @@ void pb_mlp_stage_destroy(pb_stage *stage)
     g->act[0] = g->own_in;
     g->act[nl] = g->own_out;
     for (int i = 0; i <= nl; i++) be->free(g->dev, g->act[i]);
-    if (g->aux)
-        for (int i = 0; i < g->slots * nl; i++) be->free(g->dev, g->aux[i]);
-    free(g->aux);
     be->free(g->dev, g->dz[0]);
     be->free(g->dev, g->dz[1]);
     be->free(g->dev, g->db_spare);
-    be->free(g->dev, g->zero_b);
     free(g);
 }
 
@@ -85,19 +81,12 @@ pb_status pb_mlp_stage_create(const pb_model *m, const pb_stage_opts *o, pb_stag
             PB_TRY(be->alloc(dev, be->act_bytes(dev, all * out_of(g, l)), &g->act[l - g->b0 + 1]));
     g->own_in = g->act[0];
     g->own_out = g->act[nl];
-    PB_ALLOC(g->aux, (size_t)o->slots * (size_t)nl);
-    for (int j = 0; j < o->slots; j++)
-        for (int l = g->b0; l < g->b1; l++) {
-            size_t aux = relu_of(g, l) ? be->aux_bytes(dev, o->rows, (int)out_of(g, l)) : 0;
-            if (aux) PB_TRY(be->alloc(dev, aux, &g->aux[(size_t)j * (size_t)nl + (size_t)(l - g->b0)]));
-        }
     /* one slot's rows: backward runs one microbatch at a time, and what it
      * leaves (an input gradient) is taken before the next one's */
     size_t w = widest(m, g->b0, g->b1);
     PB_TRY(be->alloc(dev, be->act_bytes(dev, (size_t)o->rows * w), &g->dz[0]));
     PB_TRY(be->alloc(dev, be->act_bytes(dev, (size_t)o->rows * w), &g->dz[1]));
     PB_TRY(be->alloc(dev, in_of(g, g->b0) * sizeof(float), (void **)&g->db_spare));
-    if (m->tp > 1) PB_TRY(be->alloc(dev, w * sizeof(float), (void **)&g->zero_b));
     *out = (pb_stage *)g;
     return PB_OK;
 cleanup:
@@ -111,7 +100,7 @@ double pb_mlp_stage_bytes(const pb_model *m, int b0, int b1, double rows, int sl
     for (int l = b0; l < b1; l++)
         if (l < b1 - 1 || !bound_io) act_elems += (double)m->block[l].out_elems;
     return e * rows * slots * act_elems + 2.0 * e * rows * (double)widest(m, b0, b1) +
-           4.0 * (double)m->block[b0].in_elems + (m->tp > 1 ? 4.0 * (double)widest(m, b0, b1) : 0.0);
+           4.0 * (double)m->block[b0].in_elems;
 }
 
 /* act[i]'s rows of a slot */
@@ -181,23 +170,21 @@ static const void *compute_weight(const mlp_stage *g, const pb_stage_params *p, 
 pb_status pb_mlp_forward(pb_stage *stage, const pb_stage_params *p, int slot, int rows, const pb_stage_hooks *h)
 {
     mlp_stage *g = (mlp_stage *)stage;
-    int nl = g->b1 - g->b0;
     for (int l = g->b0; l < g->b1; l++) {
         int i = l - g->b0;
         pb_status st = PB_OK;
         if (h && h->before_block && (st = h->before_block(h->arg, l, false)) != PB_OK) return st;
         /* a row-parallel layer's bias and ReLU follow the sum across ranks */
         bool row = split_of(g, l) == PB_TP_ROW;
-        pb_linear lin = {
+        pb_gemm gm = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
-            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .b = row ? g->zero_b : bias(g, p, l),
-            .y = rows_of(g, i + 1, slot), .aux = g->aux[(size_t)slot * (size_t)nl + (size_t)i],
-            .relu = relu_of(g, l) && !row,
+            .x = rows_of(g, i, slot), .w = compute_weight(g, p, l), .bias = row ? NULL : bias(g, p, l),
+            .y = rows_of(g, i + 1, slot),
+            .epilogue = row ? PB_EPI_NONE : relu_of(g, l) ? PB_EPI_RELU_BIAS : PB_EPI_BIAS,
         };
-        if ((st = g->be->linear_fwd(g->dev, &lin)) != PB_OK) return st;
-        if (row && ((st = h->tp_allreduce(h->arg, lin.y, (size_t)rows * out_of(g, l))) != PB_OK ||
-                    (st = g->be->bias_act(g->dev, rows, lin.n, lin.y, bias(g, p, l), relu_of(g, l))) !=
-                        PB_OK))
+        if ((st = g->be->gemm_fwd(g->dev, &gm)) != PB_OK) return st;
+        if (row && ((st = h->tp_allreduce(h->arg, gm.y, (size_t)rows * out_of(g, l))) != PB_OK ||
+                    (st = g->be->bias_act(g->dev, rows, gm.n, gm.y, bias(g, p, l), relu_of(g, l))) != PB_OK))
             return st;
     }
     return PB_OK;
@@ -207,7 +194,7 @@ pb_status pb_mlp_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
                           const pb_stage_hooks *h)
 {
     mlp_stage *g = (mlp_stage *)stage;
-    int nl = g->b1 - g->b0, cur = 0;
+    int cur = 0;
     for (int l = g->b1 - 1; l >= g->b0; l--) {
         int i = l - g->b0;
         pb_status st = PB_OK;
@@ -218,7 +205,7 @@ pb_status pb_mlp_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
          * a sum: summed across ranks before the ReLU below masks it */
         bool col = split_of(g, l) == PB_TP_COLUMN && need_dx;
         float *db_prev = l > g->b0 ? b_grad(g, p, l - 1) : g->db_spare;
-        pb_linear_grad lg = {
+        pb_gemm_grad gg = {
             .m = rows, .n = (int)out_of(g, l), .k = (int)in_of(g, l),
             .dy = g->dz[cur], .x = rows_of(g, i, slot), .w = compute_weight(g, p, l),
             .dw = w_grad(g, p, l),
@@ -227,15 +214,12 @@ pb_status pb_mlp_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
              * bias gradient; lower layers get it fused from the layer above. */
             .db = l == g->b1 - 1 ? b_grad(g, p, l) : NULL,
             .dx = need_dx ? g->dz[cur ^ 1] : NULL,
-            .x_relu = need_dx && has_below && !col,
-            /* (a row-parallel layer below wrote no mask: its ReLU came after the sum) */
-            .x_aux = i > 0 && split_of(g, l - 1) != PB_TP_ROW ? g->aux[(size_t)slot * (size_t)nl + (size_t)(i - 1)]
-                                                              : NULL,
-            .db_prev = col ? NULL : db_prev,
+            .dx_act = need_dx && has_below && !col ? PB_DACT_RELU : PB_DACT_NONE,
+            .dx_db = col ? NULL : db_prev,
         };
-        if ((st = g->be->linear_bwd(g->dev, &lg)) != PB_OK) return st;
-        if (col && (st = h->tp_allreduce(h->arg, lg.dx, (size_t)rows * in_of(g, l))) != PB_OK) return st;
-        if (col && has_below && (st = g->be->relu_bwd(g->dev, rows, lg.k, lg.dx, lg.x, db_prev)) != PB_OK)
+        if ((st = g->be->gemm_bwd(g->dev, &gg)) != PB_OK) return st;
+        if (col && (st = h->tp_allreduce(h->arg, gg.dx, (size_t)rows * in_of(g, l))) != PB_OK) return st;
+        if (col && has_below && (st = g->be->relu_bwd(g->dev, rows, gg.k, gg.dx, gg.x, db_prev)) != PB_OK)
             return st;
         if (h && h->grads_ready && (st = h->grads_ready(h->arg, l)) != PB_OK) return st;
         if (need_dx) cur ^= 1;

@@ -1,11 +1,14 @@
-/* The slots a transformer workload needs (transformer_check.h). */
+/* The ops a transformer workload needs (transformer_check.h). */
 #include "transformer_check.h"
 
-const char *pb_transformer_missing(const pb_transformer_ops *tr, pb_precision precision)
+const char *pb_transformer_missing(const pb_backend *be, pb_precision precision)
 {
+    const pb_transformer_ops *tr = be->transformer;
     if (!tr) return "them";
-    /* every slot the GPT stage and its loss call; residual_layernorm_fwd
-     * is optional (the stage falls back to the two ops) */
+    /* every op the GPT stage and its loss call: the table's slots, and the
+     * backend's GEMM with epilogues (its linear maps, GELU included);
+     * residual_layernorm_fwd is optional (the stage falls back to the two
+     * ops) */
     const struct {
         const char *name;
         bool present;
@@ -14,10 +17,8 @@ const char *pb_transformer_missing(const pb_transformer_ops *tr, pb_precision pr
         {"encoder_bwd", tr->encoder_bwd != NULL},
         {"layernorm_fwd", tr->layernorm_fwd != NULL},
         {"layernorm_bwd", tr->layernorm_bwd != NULL},
-        {"matmul_fwd", tr->matmul_fwd != NULL},
-        {"matmul_bwd", tr->matmul_bwd != NULL},
-        {"matmul_gelu_fwd", tr->matmul_gelu_fwd != NULL},
-        {"matmul_gelu_bwd", tr->matmul_gelu_bwd != NULL},
+        {"gemm_fwd", be->gemm_fwd != NULL},
+        {"gemm_bwd", be->gemm_bwd != NULL},
         {"residual_fwd", tr->residual_fwd != NULL},
         {"attention_fwd", tr->attention_fwd != NULL},
         {"attention_bwd", tr->attention_bwd != NULL},

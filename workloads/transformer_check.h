@@ -1,6 +1,7 @@
-/* Whether a backend's transformer ops can run a transformer workload: the
- * slots the GPT stage calls (workloads/gpt_stage.c, gpt.c) must all be
- * there, and bf16 activations need ops that take them. The run refuses a
+/* Whether a backend can run a transformer workload: the transformer
+ * table's slots the GPT stage calls (workloads/gpt_stage.c, gpt.c) and the
+ * backend's gemm_fwd / gemm_bwd must all be there, and bf16 activations
+ * need a table that takes them (bf16_act: its ops and the GEMM's). The run refuses a
  * workload on a backend that fails this (harness/config.c), before any
  * device is opened, instead of calling a NULL slot mid-step. */
 #ifndef PB_TRANSFORMER_CHECK_H
@@ -8,9 +9,10 @@
 
 #include "../kernels/backend.h"
 
-/* NULL when `tr` runs the transformer workloads at `precision`; otherwise
+/* NULL when `be` runs the transformer workloads at `precision`; otherwise
  * what is missing, for "the X backend does not have <it> yet": "them" (no
- * table), a slot's name ("matmul_fwd"), or "bf16 activations". */
-const char *pb_transformer_missing(const pb_transformer_ops *tr, pb_precision precision);
+ * table), an op's name ("attention_fwd", "gemm_fwd"), or "bf16
+ * activations". */
+const char *pb_transformer_missing(const pb_backend *be, pb_precision precision);
 
 #endif /* PB_TRANSFORMER_CHECK_H */

@@ -29,6 +29,7 @@
 #include "../gemm_ref.h"
 #include "backend_cpu_gpt.h"
 #include "blas_info.h"
+#include "gpt_ops.h"
 
 #define CPU_ALIGN 64
 
@@ -106,15 +107,6 @@ static size_t cpu_act_bytes(const pb_device *dev, size_t elems)
 {
     (void)dev;
     return elems * sizeof(float);
-}
-
-/* The CPU's ReLU backward reads the stored activation (a > 0), no mask. */
-static size_t cpu_aux_bytes(const pb_device *dev, int m, int n)
-{
-    (void)dev;
-    (void)m;
-    (void)n;
-    return 0;
 }
 
 /* Blocks of 2 MB and more are 2 MB aligned and asked to be backed by
@@ -221,10 +213,10 @@ SIMD_CLONES static void relu_inplace(size_t n, float *restrict y)
 
 /* The three GEMMs of a Linear layer, exactly as the step issues them; the
  * GEMM-alone reference (cpu_gemm_reference) calls the same functions.
- * y[m,n] (+)= x[m,k] w[n,k]^T; beta 1 accumulates onto a bias prefill. */
-static void gemm_forward(int m, int n, int k, const float *x, const float *w, float *y)
+ * y[m,n] = x[m,k] w[n,k]^T + beta y; beta 1 accumulates onto a bias prefill. */
+static void gemm_forward(int m, int n, int k, const float *x, const float *w, float beta, float *y)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 1.0f, y, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
 }
 
 /* dw[n,k] = dy[m,n]^T x[m,k] + beta dw. With beta 0 OpenBLAS clears dw in
@@ -235,24 +227,28 @@ static void gemm_weight_grad(int m, int n, int k, const float *dy, const float *
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0f, dy, n, x, k, beta, dw, k);
 }
 
-/* dx[m,k] = dy[m,n] w[n,k] */
-static void gemm_input_grad(int m, int n, int k, const float *dy, const float *w, float *dx)
+/* dx[m,k] = dy[m,n] w[n,k] + beta dx */
+static void gemm_input_grad(int m, int n, int k, const float *dy, const float *w, float beta, float *dx)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0f, dy, n, w, k, 0.0f, dx, k);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0f, dy, n, w, k, beta, dx, k);
 }
 
-static pb_status cpu_linear_fwd(pb_device *dev, const pb_linear *l)
+static pb_status cpu_gemm_fwd(pb_device *dev, const pb_gemm *g)
 {
     (void)dev;
-    float *restrict y = l->y;
-    const float *restrict b = l->b;
-    /* Pre-fill y with the bias and let the GEMM accumulate (beta = 1): the
+    const size_t mn = (size_t)g->m * (size_t)g->n;
+    /* GELU's GEMM writes the pre-activation it saves; y follows from it */
+    float *restrict z = g->epilogue == PB_EPI_GELU_BIAS ? g->pre : g->y;
+    const float *restrict b = g->epilogue == PB_EPI_NONE ? NULL : g->bias;
+    /* Pre-fill with the bias and let the GEMM accumulate (beta = 1): the
      * bias costs one streaming write instead of an extra read-modify-write
      * (and OpenBLAS would clear C in a pass of its own for beta = 0). */
-    for (int i = 0; i < l->m; i++) memcpy(y + (size_t)i * l->n, b, (size_t)l->n * sizeof(float));
-    gemm_forward(l->m, l->n, l->k, l->x, l->w, y);
-    /* y was just written by the GEMM: the ReLU pass runs in cache */
-    if (l->relu) relu_inplace((size_t)l->m * (size_t)l->n, y);
+    if (b)
+        for (int i = 0; i < g->m; i++) memcpy(z + (size_t)i * g->n, b, (size_t)g->n * sizeof(float));
+    gemm_forward(g->m, g->n, g->k, g->x, g->w, b ? 1.0f : 0.0f, z);
+    /* z was just written by the GEMM: the activation's pass runs in cache */
+    if (g->epilogue == PB_EPI_RELU_BIAS) relu_inplace(mn, z);
+    if (g->epilogue == PB_EPI_GELU_BIAS) pb_cpu_gelu_fwd(g->y, z, mn);
     return PB_OK;
 }
 
@@ -288,15 +284,20 @@ SIMD_CLONES static void drelu_bgrad(int m, int k, float *restrict dx, const floa
     }
 }
 
-static pb_status cpu_linear_bwd(pb_device *dev, const pb_linear_grad *g)
+static pb_status cpu_gemm_bwd(pb_device *dev, const pb_gemm_grad *g)
 {
     (void)dev;
     const float *dy = g->dy;
     gemm_weight_grad(g->m, g->n, g->k, dy, g->x, g->dw_beta, g->dw);
     if (g->db) column_sums(g->m, g->n, dy, g->db);
     if (!g->dx) return PB_OK;
-    gemm_input_grad(g->m, g->n, g->k, dy, g->w, g->dx);
-    if (g->x_relu) drelu_bgrad(g->m, g->k, g->dx, g->x, g->db_prev);
+    gemm_input_grad(g->m, g->n, g->k, dy, g->w, g->dx_beta, g->dx);
+    if (g->dx_act == PB_DACT_RELU) drelu_bgrad(g->m, g->k, g->dx, g->x, g->dx_db);
+    if (g->dx_act == PB_DACT_GELU) {
+        /* DGELU_BGRAD: the op adds its column sums; ours are overwritten */
+        if (g->dx_db) memset(g->dx_db, 0, (size_t)g->k * sizeof(float));
+        pb_cpu_dgelu_bgrad(g->dx, g->dx_db, g->dx, g->x_pre, g->m, g->k);
+    }
     return PB_OK;
 }
 
@@ -670,7 +671,7 @@ static void gemm_step(const gemm_bufs *b, int n, const int *in, const int *out, 
     size_t wo = 0, ao = 0;
     for (int l = 0; l < n; l++) {
         float *x = b->act + ao;
-        gemm_forward(m, out[l], in[l], x, b->w + wo, x + (size_t)m * in[l]);
+        gemm_forward(m, out[l], in[l], x, b->w + wo, 1.0f, x + (size_t)m * in[l]);
         wo += (size_t)in[l] * out[l];
         ao += (size_t)m * in[l];
     }
@@ -681,7 +682,7 @@ static void gemm_step(const gemm_bufs *b, int n, const int *in, const int *out, 
         const float *dy = l == n - 1 ? b->top : b->dz[cur];
         gemm_weight_grad(m, out[l], in[l], dy, b->act + ao, dw_beta, b->dw + wo);
         if (l == 0) break; /* no input gradient below the first layer */
-        gemm_input_grad(m, out[l], in[l], dy, b->w + wo, b->dz[cur ^ 1]);
+        gemm_input_grad(m, out[l], in[l], dy, b->w + wo, 0.0f, b->dz[cur ^ 1]);
         cur ^= 1;
     }
 }
@@ -785,7 +786,6 @@ const pb_backend pb_backend_cpu = {
     .close = cpu_close,
     .info = cpu_info,
     .act_bytes = cpu_act_bytes,
-    .aux_bytes = cpu_aux_bytes,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .host_alloc = cpu_alloc,
@@ -800,8 +800,8 @@ const pb_backend pb_backend_cpu = {
     .upload_act = cpu_copy_act_in,
     .download_act = cpu_copy_act_out,
     .peak_mem_mb = cpu_peak_mem_mb,
-    .linear_fwd = cpu_linear_fwd,
-    .linear_bwd = cpu_linear_bwd,
+    .gemm_fwd = cpu_gemm_fwd,
+    .gemm_bwd = cpu_gemm_bwd,
     .bias_act = cpu_bias_act,
     .relu_bwd = cpu_relu_bwd,
     .softmax_xent = cpu_softmax_xent,

@@ -1,5 +1,6 @@
-/* The cpu backend's transformer ops: gpt_ops.h's host-array ops behind the
- * backend table's signatures (device memory is host memory here, and none
+/* The cpu backend's transformer ops (its GEMMs are the backend's gemm_fwd /
+ * gemm_bwd, backend_cpu.c): gpt_ops.h's host-array ops behind the backend
+ * table's signatures (device memory is host memory here, and none
  * of them can fail on valid shapes). */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -38,38 +39,6 @@ static pb_status layernorm_bwd(pb_device *dev, float *dx, float *dw, float *db, 
 {
     (void)dev;
     pb_cpu_layernorm_bwd(dx, dw, db, dout, x, w, mean, rstd, N, C);
-    return PB_OK;
-}
-
-static pb_status matmul_fwd(pb_device *dev, float *out, const float *inp, const float *w, const float *bias, int N,
-                            int C, int OC)
-{
-    (void)dev;
-    pb_cpu_matmul_fwd(out, inp, w, bias, N, C, OC);
-    return PB_OK;
-}
-
-static pb_status matmul_bwd(pb_device *dev, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                            const float *w, int N, int C, int OC)
-{
-    (void)dev;
-    pb_cpu_matmul_bwd(dinp, dw, dbias, dout, inp, w, N, C, OC);
-    return PB_OK;
-}
-
-static pb_status matmul_gelu_fwd(pb_device *dev, float *out, float *pre, const float *inp, const float *w,
-                                 const float *bias, int N, int C, int OC)
-{
-    (void)dev;
-    pb_cpu_matmul_gelu_fwd(out, pre, inp, w, bias, N, C, OC);
-    return PB_OK;
-}
-
-static pb_status matmul_gelu_bwd(pb_device *dev, float *dinp, float *dw, float *dbias, float *dpre, const float *dout,
-                                 const float *pre, const float *inp, const float *w, int N, int C, int OC)
-{
-    (void)dev;
-    pb_cpu_matmul_gelu_bwd(dinp, dw, dbias, dpre, dout, pre, inp, w, N, C, OC);
     return PB_OK;
 }
 
@@ -172,10 +141,6 @@ const pb_transformer_ops pb_cpu_transformer_ops = {
     .encoder_bwd = encoder_bwd,
     .layernorm_fwd = layernorm_fwd,
     .layernorm_bwd = layernorm_bwd,
-    .matmul_fwd = matmul_fwd,
-    .matmul_bwd = matmul_bwd,
-    .matmul_gelu_fwd = matmul_gelu_fwd,
-    .matmul_gelu_bwd = matmul_gelu_bwd,
     .residual_fwd = residual_fwd,
     .attention_fwd = attention_fwd,
     .attention_bwd = attention_bwd,

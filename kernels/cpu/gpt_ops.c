@@ -247,43 +247,11 @@ VEC_CLONES void pb_cpu_layernorm_bwd(float *restrict dx, float *restrict dw, flo
     }
 }
 
-/* --- matmul with epilogues ------------------------------------------------ */
-
-void pb_cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC)
-{
-    /* The bias goes in before the GEMM, which then adds to it (beta 1):
-     * OpenBLAS scales C by beta in a pass of its own when beta != 1, so
-     * beta 0 would cost the same pass over out that the bias fill does. */
-    float beta = 0.0f;
-    if (bias) {
-        for (int r = 0; r < N; r++) memcpy(out + (size_t)r * (size_t)OC, bias, (size_t)OC * sizeof(float));
-        beta = 1.0f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
-}
-
-void pb_cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                       int N, int C, int OC)
-{
-    if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
-    if (dbias)
-        for (int r = 0; r < N; r++) {
-            const float *d = dout + (size_t)r * (size_t)OC;
-            for (int o = 0; o < OC; o++) dbias[o] += d[o];
-        }
-}
-
-void pb_cpu_matmul_gelu_fwd(float *out, float *pre, const float *inp, const float *w, const float *bias, int N, int C,
-                            int OC)
-{
-    pb_cpu_matmul_fwd(pre, inp, w, bias, N, C, OC);
-    pb_cpu_gelu_fwd(out, pre, (size_t)N * (size_t)OC);
-}
+/* --- the GELU epilogue's derivative (the GEMMs: the backend's gemm_bwd) -- */
 
 /* dpre = dout * gelu'(pre) (dpre may be dout), and dbias += its column sums
  * in the same pass, while each row is in cache (cuBLASLt's DGELU_BGRAD) */
-VEC_CLONES static void dgelu_bgrad(float *dpre, float *dbias, const float *dout, const float *pre, int N, int OC)
+VEC_CLONES void pb_cpu_dgelu_bgrad(float *dpre, float *dbias, const float *dout, const float *pre, int N, int OC)
 {
     for (int r = 0; r < N; r++) {
         size_t o0 = (size_t)r * (size_t)OC;
@@ -291,13 +259,6 @@ VEC_CLONES static void dgelu_bgrad(float *dpre, float *dbias, const float *dout,
         if (dbias)
             for (int o = 0; o < OC; o++) dbias[o] += dpre[o0 + o];
     }
-}
-
-void pb_cpu_matmul_gelu_bwd(float *dinp, float *dw, float *dbias, float *dpre, const float *dout, const float *pre,
-                            const float *inp, const float *w, int N, int C, int OC)
-{
-    dgelu_bgrad(dpre, dbias, dout, pre, N, OC);
-    pb_cpu_matmul_bwd(dinp, dw, NULL, dpre, inp, w, N, C, OC);
 }
 
 /* --- GELU, residual ------------------------------------------------------- */

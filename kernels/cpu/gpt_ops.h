@@ -1,8 +1,10 @@
 /* The GPT-2 transformer ops on the CPU: fp32, row-major host arrays, CBLAS
  * sgemm wherever the op is a GEMM, plain loops elsewhere. The op set is
- * llm.c's train_gpt2.c (encoder, layernorm, matmul, attention, GELU,
- * residual, softmax + cross-entropy), with the epilogue fusions its CUDA
- * version and cuBLASLt use (bias, bias+GELU, the fused classifier).
+ * llm.c's train_gpt2.c (encoder, layernorm, attention, GELU, residual,
+ * softmax + cross-entropy), with the fusions its CUDA version and cuBLASLt
+ * use (the fused classifier, GELU's derivative with the bias gradient).
+ * The matmuls are the backend's GEMM with epilogues (kernels/backend.h,
+ * pb_gemm; backend_cpu.c), shared with the MLP.
  * docs/transformer-ops.md gives each op's math, shapes, what forward saves
  * for backward, and the FLOP count.
  *
@@ -43,24 +45,11 @@ void pb_cpu_layernorm_fwd(float *out, float *mean, float *rstd, const float *x, 
 void pb_cpu_layernorm_bwd(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w,
                           const float *mean, const float *rstd, int N, int C);
 
-/* out [N,OC] = inp [N,C] W^T + bias; W [OC,C] (PyTorch Linear's layout),
- * bias [OC] or NULL. */
-void pb_cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
-/* dinp += dout W; dw += dout^T inp; dbias += column sums of dout. dinp NULL
- * skips that GEMM (nothing upstream wants it); dbias NULL when no bias. */
-void pb_cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                       int N, int C, int OC);
-
-/* The GELU epilogue: pre = inp W^T + bias (saved for backward), out =
- * gelu(pre); both [N,OC]. */
-void pb_cpu_matmul_gelu_fwd(float *out, float *pre, const float *inp, const float *w, const float *bias, int N, int C,
-                            int OC);
-/* dpre = dout * gelu'(pre) (written, not accumulated; dpre may be dout
- * itself, which then holds dpre afterwards) with dbias += its column sums in
- * the same pass (cuBLASLt's DGELU_BGRAD epilogue), then the two GEMMs of
- * pb_cpu_matmul_bwd from dpre. */
-void pb_cpu_matmul_gelu_bwd(float *dinp, float *dw, float *dbias, float *dpre, const float *dout, const float *pre,
-                            const float *inp, const float *w, int N, int C, int OC);
+/* dpre [N,OC] = dout * gelu'(pre) (written; dpre may be dout) and, when
+ * dbias is not NULL, dbias += its column sums in the same pass, while each
+ * row is in cache: cuBLASLt's DGELU_BGRAD epilogue, which the cpu backend's
+ * gemm_bwd runs on dx for PB_DACT_GELU. */
+void pb_cpu_dgelu_bgrad(float *dpre, float *dbias, const float *dout, const float *pre, int N, int OC);
 
 /* out = gelu(x), n elements; backward dx += gelu'(x) * dout (reads x). */
 void pb_cpu_gelu_fwd(float *out, const float *x, size_t n);

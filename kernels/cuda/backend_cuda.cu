@@ -246,15 +246,6 @@ static size_t cuda_act_bytes(const pb_device *dev, size_t elems)
     return elems * (is_bf16(dev) ? sizeof(bf16) : sizeof(float));
 }
 
-/* one bit per element of the [n, m] column-major D, columns padded to
- * aux_ld(n) bits = aux_ld(n) / 8 bytes */
-static size_t cuda_aux_bytes(const pb_device *dev, int m, int n)
-{
-    (void)dev;
-    if (!use_relu_mask || m <= 0 || n <= 0) return 0;
-    return (size_t)(aux_ld(n) / 8) * (size_t)m;
-}
-
 /* The device's context is created here if it is not yet: the run creates
  * it anyway, and the free figure then leaves it out. */
 static pb_status cuda_mem_info(int ordinal, size_t *free_b, size_t *total_b)
@@ -687,7 +678,6 @@ const pb_backend pb_backend_cuda = {
     .close = cuda_close,
     .info = cuda_info,
     .act_bytes = cuda_act_bytes,
-    .aux_bytes = cuda_aux_bytes,
     .alloc = cuda_alloc,
     .free = cuda_free,
     .host_alloc = cuda_host_alloc,
@@ -703,8 +693,8 @@ const pb_backend pb_backend_cuda = {
     .download_act = cuda_download_act,
     .peak_mem_mb = cuda_peak_mem_mb,
     .mem_info = cuda_mem_info,
-    .linear_fwd = cuda_linear_fwd,
-    .linear_bwd = cuda_linear_bwd,
+    .gemm_fwd = cuda_gemm_fwd,
+    .gemm_bwd = cuda_gemm_bwd,
     .bias_act = cuda_bias_act,
     .relu_bwd = cuda_relu_bwd,
     .softmax_xent = cuda_softmax_xent,

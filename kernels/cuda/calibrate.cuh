@@ -133,7 +133,7 @@ typedef struct step_args {
     float dw_beta;
 } step_args;
 
-/* The step's GEMMs exactly as linear_fwd/linear_bwd issue them (same keys),
+/* The step's GEMMs exactly as gemm_fwd/gemm_bwd issue them (same keys),
  * with the default epilogue, on buffers laid out as the step's: every layer
  * its own weights, gradients and activations (one shared weight buffer
  * could sit in L2 and flatter the reference). */

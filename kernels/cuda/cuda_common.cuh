@@ -93,16 +93,14 @@ struct pb_device {
 
     /* bf16 bias vectors for the epilogues: cuBLASLt rejects an fp32 bias or
      * bias gradient beside a bf16 D (INVALID_VALUE in cuBLASLt 13.1), so in
-     * bf16 the forward reads a bf16 copy of b (and, with use_relu_mask,
-     * DRELU_BGRAD writes db_prev here before it is widened). Sized at open
-     * from the workload's shape so that nothing grows inside a capture. */
+     * bf16 the forward reads a bf16 copy of the bias (and DGELU_BGRAD writes
+     * the layer below's bias gradient here before it is widened). Sized at
+     * open from the workload's shape so that nothing grows inside a capture. */
     bf16 *bias16;
     size_t bias16_bytes;
 
     mm_plan plans[PLAN_CAP];
     int next_evict;
-    /* set once a ReLU forward could not write its cuBLASLt mask */
-    bool aux_unusable;
 
     bool capturing;
     cudaGraphExec_t graph;
@@ -148,9 +146,12 @@ static uint32_t ptr_align(const void *p)
     return r;
 }
 
-/* The ReLU bitmask's leading dimension, in bits: a multiple of 128 no less
- * than the rows of D (cublasLt.h, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD). */
-static int64_t aux_ld(int rows) { return ((int64_t)rows + 127) / 128 * 128; }
+/* GELU's aux matrix (the pre-activation, D's type and shape) may have the
+ * dense leading dimension D has only when that is a multiple of 8 elements
+ * (cublasLt.h, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD: "divisible by 8 and no
+ * less than the number of rows in the output matrix"); otherwise the op
+ * runs unfused. */
+static bool gelu_aux_ok(int rows) { return rows % 8 == 0; }
 
 /* Grid-stride kernels: enough blocks to fill the GPU a few times over. */
 static unsigned grid_for(const pb_device *dev, size_t work)

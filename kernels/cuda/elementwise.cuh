@@ -1,5 +1,6 @@
-/* Elementwise kernels and their launchers: the unfused bias and ReLU
- * epilogue, the masked column sums of the backward, the fp32 <-> bf16
+/* Elementwise kernels and their launchers: the unfused bias + activation
+ * epilogue, the column sums of the backward with the activation's
+ * derivative, the fp32 <-> bf16
  * conversions and axpy (the per-element formulas are ../elementwise.h's,
  * shared with the CPU backend). Kernels first, then launchers, each launch
  * checked. */
@@ -7,35 +8,46 @@
 #define PB_CUDA_ELEMENTWISE_CUH
 
 #include "cuda_common.cuh"
+#include "../gelu.h"
 
 #define COLSUM_ROWS 8
+
+/* The activation of an unfused epilogue, or whose derivative a column sum
+ * applies first (pb_epilogue / pb_dact without the bias) */
+enum { ACT_NONE = 0, ACT_RELU, ACT_GELU };
 
 /* ------------------------------------------------------------------------ */
 /* kernels                                                                  */
 
-/* Fallback epilogue: y = relu(y + b). */
-template <typename T>
-__global__ void bias_act_kernel(size_t rows, int n, T *y, const float *b, bool relu)
+/* Fallback epilogue: z = z + b, then y = act(z) (y may be z; GELU keeps z,
+ * its pre-activation, and writes y beside it, as GELU_AUX_BIAS does). */
+template <typename T, int ACT>
+__global__ void bias_act_kernel(size_t rows, int n, T *z, const float *b, T *y)
 {
     size_t total = rows * (size_t)n;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
-        float v = to_float(y[i]);
+        float v = to_float(z[i]);
         if (b) v += b[i % n];
-        if (relu) v = pb_relu(v);
+        if (ACT == ACT_GELU) {
+            z[i] = from_float<T>(v);
+            v = pb_gelu(v);
+        }
+        if (ACT == ACT_RELU) v = pb_relu(v);
         y[i] = from_float<T>(v);
     }
 }
 
-/* Column sums of a row-major [m, n] gradient, optionally masking it in place
- * by a ReLU output first (dx -> dL/dz of the previous layer). A block owns 32
+/* Column sums of a row-major [m, n] gradient, optionally applying the
+ * derivative of the layer below's activation in place first (dx -> dL/dz of
+ * that layer): ReLU from its output src > 0, GELU from its saved
+ * pre-activation src (the same formulas as the CPU's). A block owns 32
  * adjacent columns (so each warp reads 32 consecutive elements of a row) and
  * one chunk of rows; it writes its partial sum per column, or nothing when
  * only the mask is wanted. Partials are added in a fixed order by
  * colsum_finish_kernel: deterministic, no atomics, nothing to zero first. */
-template <typename T>
-__global__ void colsum_mask_kernel(int m, int n, int rows_per_chunk, T *g, const T *relu_out,
-                                   float *partial)
+template <typename T, int ACT>
+__global__ void colsum_act_kernel(int m, int n, int rows_per_chunk, T *g, const T *src, float *partial)
 {
     __shared__ float part[COLSUM_ROWS][33];
     int col = blockIdx.x * 32 + threadIdx.x;
@@ -46,8 +58,9 @@ __global__ void colsum_mask_kernel(int m, int n, int rows_per_chunk, T *g, const
         for (int r = r0 + threadIdx.y; r < r1; r += COLSUM_ROWS) {
             size_t i = (size_t)r * n + col;
             float v = to_float(g[i]);
-            if (relu_out) {
-                v = pb_relu_backward(v, to_float(relu_out[i]));
+            if (ACT != ACT_NONE) {
+                v = ACT == ACT_RELU ? pb_relu_backward(v, to_float(src[i]))
+                                   : v * pb_gelu_grad(to_float(src[i]));
                 g[i] = from_float<T>(v);
             }
             acc += v;
@@ -105,27 +118,49 @@ __global__ void axpy_kernel(size_t n, float alpha, const float *x, float *y)
 /* ------------------------------------------------------------------------ */
 /* launchers                                                                */
 
-static pb_status launch_bias_act(pb_device *dev, int m, int n, void *y, const float *b, bool relu)
+template <typename T>
+static void bias_act_launch(unsigned grid, cudaStream_t s, int act, size_t m, int n, T *z, const float *b, T *y)
+{
+    if (act == ACT_RELU)
+        bias_act_kernel<T, ACT_RELU><<<grid, THREADS, 0, s>>>(m, n, z, b, y);
+    else if (act == ACT_GELU)
+        bias_act_kernel<T, ACT_GELU><<<grid, THREADS, 0, s>>>(m, n, z, b, y);
+    else
+        bias_act_kernel<T, ACT_NONE><<<grid, THREADS, 0, s>>>(m, n, z, b, y);
+}
+
+/* z [m, n] += b, then y = act(z) (y may be z) */
+static pb_status launch_bias_act(pb_device *dev, int m, int n, void *z, const float *b, int act, void *y)
 {
     pb_status st = PB_OK;
     size_t total = (size_t)m * n;
     if (is_bf16(dev))
-        bias_act_kernel<bf16><<<grid_for(dev, total), THREADS, 0, dev->stream>>>(
-            (size_t)m, n, (bf16 *)y, b, relu);
+        bias_act_launch<bf16>(grid_for(dev, total), dev->stream, act, (size_t)m, n, (bf16 *)z, b, (bf16 *)y);
     else
-        bias_act_kernel<float><<<grid_for(dev, total), THREADS, 0, dev->stream>>>(
-            (size_t)m, n, (float *)y, b, relu);
+        bias_act_launch<float>(grid_for(dev, total), dev->stream, act, (size_t)m, n, (float *)z, b, (float *)y);
     PB_CUDA_CHECK_LAUNCH("bias_act_kernel");
 cleanup:
     return st;
 }
 
-/* out (may be NULL) = column sums of g[m, n], g first masked by relu_out
- * when given. Rows are split into chunks until there are a few blocks per
+template <typename T>
+static void colsum_act_launch(dim3 grid, dim3 block, cudaStream_t s, int act, int m, int n, int rows, T *g,
+                              const T *src, float *partial)
+{
+    if (act == ACT_RELU)
+        colsum_act_kernel<T, ACT_RELU><<<grid, block, 0, s>>>(m, n, rows, g, src, partial);
+    else if (act == ACT_GELU)
+        colsum_act_kernel<T, ACT_GELU><<<grid, block, 0, s>>>(m, n, rows, g, src, partial);
+    else
+        colsum_act_kernel<T, ACT_NONE><<<grid, block, 0, s>>>(m, n, rows, g, src, partial);
+}
+
+/* out (may be NULL) = column sums of g[m, n], g first taken through the
+ * derivative of activation act (src: the ReLU's output or GELU's
+ * pre-activation). Rows are split into chunks until there are a few blocks per
  * SM; with several chunks the partials go to the cuBLASLt workspace, which
  * is free between GEMMs because everything here runs on the one stream. */
-static pb_status launch_colsum_mask(pb_device *dev, int m, int n, void *g, const void *relu_out,
-                                    float *out)
+static pb_status launch_colsum_act(pb_device *dev, int m, int n, void *g, int act, const void *src, float *out)
 {
     pb_status st = PB_OK;
     int col_blocks = (n + 31) / 32;
@@ -146,13 +181,13 @@ static pb_status launch_colsum_mask(pb_device *dev, int m, int n, void *g, const
     {
         dim3 grid((unsigned)col_blocks, (unsigned)chunks);
         if (is_bf16(dev))
-            colsum_mask_kernel<bf16><<<grid, block, 0, dev->stream>>>(
-                m, n, rows_per_chunk, (bf16 *)g, (const bf16 *)relu_out, partial);
+            colsum_act_launch<bf16>(grid, block, dev->stream, act, m, n, rows_per_chunk, (bf16 *)g,
+                                    (const bf16 *)src, partial);
         else
-            colsum_mask_kernel<float><<<grid, block, 0, dev->stream>>>(
-                m, n, rows_per_chunk, (float *)g, (const float *)relu_out, partial);
+            colsum_act_launch<float>(grid, block, dev->stream, act, m, n, rows_per_chunk, (float *)g,
+                                     (const float *)src, partial);
     }
-    PB_CUDA_CHECK_LAUNCH("colsum_mask_kernel");
+    PB_CUDA_CHECK_LAUNCH("colsum_act_kernel");
     if (out && chunks > 1) {
         colsum_finish_kernel<<<(unsigned)((n + THREADS - 1) / THREADS), THREADS, 0, dev->stream>>>(
             n, chunks, partial, out);

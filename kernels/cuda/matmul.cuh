@@ -1,5 +1,5 @@
-/* The Linear layers' GEMMs: the cuBLASLt plan cache and the linear_fwd and
- * linear_bwd ops built on it.
+/* The GEMM with epilogues: the cuBLASLt plan cache and the gemm_fwd and
+ * gemm_bwd ops built on it (kernels/backend.h, pb_gemm).
  *
  * Row-major tensors, column-major cuBLASLt. A row-major [r, c] matrix is the
  * column-major [c, r] matrix with ld = c, i.e. its transpose, for free. So
@@ -8,38 +8,36 @@
  *   weights  dw = dy^T x    ->  dw^T[k,n] = x^T[k,m] * op_T(dy^T[n,m])
  *   input    dx = dy w      ->  dx^T[k,m] = w^T[k,n] * dy^T[n,m]
  * where A^T[a,b] names the column-major view of row-major A. In each the
- * bias-like vector runs along the rows of D (forward bias n, db_prev k) or its
- * columns (db n), which is exactly where the BIAS/DRELU_BGRAD (rows) and BGRADB
- * (columns) epilogues put it.
+ * bias-like vector runs along the rows of D (forward bias n, the layer
+ * below's dx_db k) or its columns (db n), which is exactly where the BIAS /
+ * DGELU_BGRAD (rows) and BGRADB (columns) epilogues put it, and GELU's aux
+ * (the pre-activation, D's type and [rows, m] shape) has D's leading
+ * dimension.
  *
  * What is fused (each checked against cuBLASLt's heuristic per shape and
  * type, with a plain GEMM plus elementwise.cuh's kernels when it has no
  * algorithm):
- *   forward   RELU_BIAS / BIAS. In bf16 cuBLASLt 13.1 rejects an fp32 bias
- *             beside a bf16 D (INVALID_VALUE), so b is first rounded into a
- *             bf16 scratch vector, as autocast would.
+ *   forward   BIAS / RELU_BIAS / GELU_AUX_BIAS (pre as the aux). In bf16
+ *             cuBLASLt 13.1 rejects an fp32 bias beside a bf16 D
+ *             (INVALID_VALUE), so the bias is first rounded into a bf16
+ *             scratch vector, as autocast would.
  *   dW, db    BGRADB: db is the column sum of dy, i.e. the sum of B over the
  *             GEMM's k, read once inside the GEMM; fp32 like dW.
- *   dx        plain GEMM, then one kernel masks it by x > 0 (pb_relu_backward,
- *             as on the CPU) and writes db_prev's column sums.
- * The cuBLASLt ReLU bitmask path (RELU_AUX_BIAS + DRELU_BGRAD) is kept behind
- * use_relu_mask below, tested, but off: it measured slower (see there). */
+ *   dx        GELU below: DGELU_BGRAD (x_pre as the aux input; dx_db comes
+ *             out in D's type, widened in bf16), or DGELU plus a column sum.
+ *             ReLU below: plain GEMM, then one kernel masks dx by x > 0
+ *             (pb_relu_backward, as on the CPU) and writes dx_db's column
+ *             sums. cuBLASLt's DRELU_BGRAD needs the 1-bit mask of a
+ *             RELU_AUX forward: on an H200 (cuBLASLt 13.1, fwd+bwd of one
+ *             layer) that path was never faster and up to 11% slower (tf32
+ *             8192 x 4096: 3.13 vs 2.81 ms; bf16 1.29 vs 1.21 ms), and in bf16
+ *             the mask disagreed with the stored output's sign for ~0.03% of
+ *             elements near zero, so it was removed (docs/gpu.md). */
 #ifndef PB_CUDA_MATMUL_CUH
 #define PB_CUDA_MATMUL_CUH
 
 #include "cuda_common.cuh"
 #include "elementwise.cuh"
-
-/* Whether ReLU layers keep cuBLASLt's 1-bit mask (RELU_AUX_BIAS forward,
- * DRELU(_BGRAD) backward) or the backward masks by x > 0 in a column-sum
- * kernel. Measured on an H200 (cuBLASLt 13.1), fwd+bwd of one layer, m x k
- * by k x k, k = n: the mask path was never faster and up to 11% slower
- * (tf32, 8192 x 4096: 3.13 vs 2.81 ms; bf16: 1.29 vs 1.21 ms; fp32 1024 x
- * 8192: 8.12 vs 8.04 ms; 256 x 1024 equal within noise). In bf16 the mask
- * also disagrees with the stored activation's sign for ~0.03% of elements
- * near zero, whereas x > 0 is exactly the CPU backend's pb_relu_backward.
- * With this off, aux_bytes() is 0 so callers allocate no masks. */
-static const bool use_relu_mask = false;
 
 /* ------------------------------------------------------------------------ */
 /* cuBLASLt plans: descriptors + heuristic result per distinct GEMM, built on
@@ -59,7 +57,7 @@ static mm_key make_key(const pb_device *dev, int m, int n, int k, bool trans_a, 
                        cudaDataType_t ab_type, cudaDataType_t d_type, cublasLtEpilogue_t epilogue,
                        const void *a, int64_t lda, const void *b, int64_t ldb, void *d,
                        int64_t ldd, const void *bias, int32_t bias_type, const void *aux,
-                       int64_t aux_ld_bits)
+                       int64_t aux_ld)
 {
     mm_key key;
     memset(&key, 0, sizeof key);
@@ -76,7 +74,7 @@ static mm_key make_key(const pb_device *dev, int m, int n, int k, bool trans_a, 
     key.lda = lda;
     key.ldb = ldb;
     key.ldd = ldd;
-    key.aux_ld = aux ? aux_ld_bits : 0;
+    key.aux_ld = aux ? aux_ld : 0;
     key.align_a = ptr_align(a);
     key.align_b = ptr_align(b);
     key.align_d = ptr_align(d);
@@ -257,7 +255,7 @@ cleanup:
 }
 
 /* ------------------------------------------------------------------------ */
-/* ops: the Linear layers                                                   */
+/* ops: the GEMM with epilogues                                             */
 
 /* One fused GEMM to try: an epilogue, and whether its bias (or bias
  * gradient) vector is the caller's fp32 one or the bf16 scratch. */
@@ -269,13 +267,13 @@ typedef struct mm_try {
 static bool epilogue_has_bias(cublasLtEpilogue_t e)
 {
     return e == CUBLASLT_EPILOGUE_BIAS || e == CUBLASLT_EPILOGUE_RELU_BIAS ||
-           e == CUBLASLT_EPILOGUE_RELU_AUX_BIAS || e == CUBLASLT_EPILOGUE_DRELU_BGRAD;
+           e == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || e == CUBLASLT_EPILOGUE_DGELU_BGRAD;
 }
 
 static bool epilogue_has_aux(cublasLtEpilogue_t e)
 {
-    return e == CUBLASLT_EPILOGUE_RELU_AUX || e == CUBLASLT_EPILOGUE_RELU_AUX_BIAS ||
-           e == CUBLASLT_EPILOGUE_DRELU || e == CUBLASLT_EPILOGUE_DRELU_BGRAD;
+    return e == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || e == CUBLASLT_EPILOGUE_DGELU ||
+           e == CUBLASLT_EPILOGUE_DGELU_BGRAD;
 }
 
 /* Each epilogue in order of preference; in bf16 an fp32 bias is asked for
@@ -302,76 +300,110 @@ static int32_t try_bias_type(const pb_device *dev, const mm_try *t)
     return is_bf16(dev) && !t->bias16 ? CUDA_R_32F : -1;
 }
 
-static pb_status cuda_linear_fwd(pb_device *dev, const pb_linear *l)
+static pb_status cuda_gemm_fwd(pb_device *dev, const pb_gemm *g)
 {
     pb_status st = PB_OK;
     cudaDataType_t act = act_type(dev);
-    bool ran = false, wrote_aux = false;
-    bool with_aux = use_relu_mask && l->relu && l->aux;
-    cublasLtEpilogue_t epis[2];
-    mm_try tries[4];
-    int n_epis = 0, n_tries;
+    const bool gelu = g->epilogue == PB_EPI_GELU_BIAS, has_bias = g->epilogue != PB_EPI_NONE;
+    const int act_kind = gelu ? ACT_GELU : g->epilogue == PB_EPI_RELU_BIAS ? ACT_RELU : ACT_NONE;
+    bool ran = false;
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+    mm_try tries[2];
+    int n_tries = 0;
     mm_key key;
     mm_plan *p = NULL;
-    const void *bias, *aux;
+    const void *bias;
+    void *aux = gelu ? g->pre : NULL;
+    /* GELU's GEMM writes the pre-activation where the epilogue is unfused */
+    void *z = gelu ? g->pre : g->y;
 
-    if (l->m == 0) return PB_OK;
-    PB_REQUIRE(l->m > 0 && l->n > 0 && l->k > 0 && l->x && l->w && l->y, PB_ERR_INTERNAL,
-               "linear_fwd: bad shape m=%d n=%d k=%d or NULL tensor", l->m, l->n, l->k);
+    if (g->m == 0) return PB_OK;
+    PB_REQUIRE(g->m > 0 && g->n > 0 && g->k > 0 && g->x && g->w && g->y && (!has_bias || g->bias) &&
+                   (!gelu || g->pre),
+               PB_ERR_INTERNAL, "gemm_fwd: bad shape m=%d n=%d k=%d or NULL tensor (epilogue %d)", g->m,
+               g->n, g->k, (int)g->epilogue);
     PB_TRY(use_device(dev));
-    if (l->b && is_bf16(dev)) PB_TRY(ensure_bias16(dev, (size_t)l->n));
+    if (has_bias && is_bf16(dev)) PB_TRY(ensure_bias16(dev, (size_t)g->n));
 
-    /* preferred first: with the mask, then without it; unfused last */
-    if (l->relu) {
-        if (with_aux) epis[n_epis++] = l->b ? CUBLASLT_EPILOGUE_RELU_AUX_BIAS : CUBLASLT_EPILOGUE_RELU_AUX;
-        epis[n_epis++] = l->b ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
-    } else if (l->b) {
-        epis[n_epis++] = CUBLASLT_EPILOGUE_BIAS;
-    }
-    n_tries = expand_tries(dev, epis, n_epis, tries);
+    if (g->epilogue == PB_EPI_BIAS) epi = CUBLASLT_EPILOGUE_BIAS;
+    if (g->epilogue == PB_EPI_RELU_BIAS) epi = CUBLASLT_EPILOGUE_RELU_BIAS;
+    /* the aux is D-shaped: its ld is D's rows, n */
+    if (gelu && gelu_aux_ok(g->n)) epi = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    if (epi != CUBLASLT_EPILOGUE_DEFAULT) n_tries = expand_tries(dev, &epi, 1, tries);
     for (int i = 0; i < n_tries && !ran; i++) {
-        bias = !epilogue_has_bias(tries[i].epilogue) ? NULL
-               : tries[i].bias16                     ? (const void *)dev->bias16
-                                                     : (const void *)l->b;
-        aux = epilogue_has_aux(tries[i].epilogue) ? l->aux : NULL;
+        bias = tries[i].bias16 ? (const void *)dev->bias16 : (const void *)g->bias;
         /* y^T[n,m] = op_T(w^T[k,n]) x^T[k,m] */
-        key = make_key(dev, l->n, l->m, l->k, true, false, act, act, tries[i].epilogue, l->w, l->k,
-                       l->x, l->k, l->y, l->n, bias, try_bias_type(dev, &tries[i]), aux,
-                       aux_ld(l->n));
+        key = make_key(dev, g->n, g->m, g->k, true, false, act, act, tries[i].epilogue, g->w, g->k, g->x,
+                       g->k, g->y, g->n, bias, try_bias_type(dev, &tries[i]), aux, g->n);
         PB_TRY(plan_get(dev, &key, bias, aux, &p));
         if (!p->supported) continue;
-        if (tries[i].bias16) PB_TRY(launch_to_act(dev, (size_t)l->n, l->b, dev->bias16));
-        PB_TRY(plan_run(dev, p, l->w, l->x, l->y, bias, aux, 0.0f));
+        if (tries[i].bias16) PB_TRY(launch_to_act(dev, (size_t)g->n, g->bias, dev->bias16));
+        PB_TRY(plan_run(dev, p, g->w, g->x, g->y, bias, aux, 0.0f));
         ran = true;
-        wrote_aux = aux != NULL;
     }
     if (!ran) {
-        key = make_key(dev, l->n, l->m, l->k, true, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, l->w,
-                       l->k, l->x, l->k, l->y, l->n, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, l->w, l->x, l->y, 0.0f, "forward"));
-        if (l->b || l->relu) PB_TRY(launch_bias_act(dev, l->m, l->n, l->y, l->b, l->relu));
+        key = make_key(dev, g->n, g->m, g->k, true, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, g->w, g->k,
+                       g->x, g->k, z, g->n, NULL, -1, NULL, 0);
+        PB_TRY(matmul_plain(dev, key, g->w, g->x, z, 0.0f, "forward"));
+        if (has_bias) PB_TRY(launch_bias_act(dev, g->m, g->n, z, g->bias, act_kind, g->y));
     }
-    /* a mask we were asked for but did not write must never be read */
-    if (with_aux && !wrote_aux) dev->aux_unusable = true;
 cleanup:
     return st;
 }
 
-static pb_status cuda_linear_bwd(pb_device *dev, const pb_linear_grad *g)
+/* dx^T[k,m] = w^T[k,n] dy^T[n,m] (+ dx_beta dx^T) through GELU's derivative
+ * fused: DGELU_BGRAD (dx_db in the GEMM), else DGELU and a column sum. *ran
+ * false: cuBLASLt has neither for this shape and type (or the aux's ld k is
+ * not a multiple of 8), nothing was enqueued. Only for dx_beta 0: what
+ * cuBLASLt's derivative does to a beta * C term is not documented, and
+ * gemm_bwd's contract applies it to the sum. */
+static pb_status dx_dgelu_fused(pb_device *dev, const pb_gemm_grad *g, bool *ran)
 {
     pb_status st = PB_OK;
     cudaDataType_t act = act_type(dev);
-    bool ran = false;
     cublasLtEpilogue_t epis[2];
-    mm_try tries[4];
+    mm_try tries[3];
     int n_epis = 0, n_tries;
     mm_key key;
     mm_plan *p = NULL;
     const void *bias;
 
+    *ran = false;
+    if (g->dx_beta != 0.0f || !gelu_aux_ok(g->k)) return PB_OK;
+    if (g->dx_db && is_bf16(dev)) PB_TRY(ensure_bias16(dev, (size_t)g->k));
+    if (g->dx_db) epis[n_epis++] = CUBLASLT_EPILOGUE_DGELU_BGRAD;
+    epis[n_epis++] = CUBLASLT_EPILOGUE_DGELU;
+    n_tries = expand_tries(dev, epis, n_epis, tries);
+    for (int i = 0; i < n_tries && !*ran; i++) {
+        bias = !epilogue_has_bias(tries[i].epilogue) ? NULL
+               : tries[i].bias16                     ? (const void *)dev->bias16
+                                                     : (const void *)g->dx_db;
+        key = make_key(dev, g->k, g->m, g->n, false, false, act, act, tries[i].epilogue, g->w, g->k, g->dy,
+                       g->n, g->dx, g->k, bias, try_bias_type(dev, &tries[i]), g->x_pre, g->k);
+        PB_TRY(plan_get(dev, &key, bias, g->x_pre, &p));
+        if (!p->supported) continue;
+        PB_TRY(plan_run(dev, p, g->w, g->dy, g->dx, bias, g->x_pre, 0.0f));
+        if (tries[i].bias16)
+            PB_TRY(launch_from_act(dev, (size_t)g->k, dev->bias16, g->dx_db));
+        else if (!bias && g->dx_db)
+            PB_TRY(launch_colsum_act(dev, g->m, g->k, g->dx, ACT_NONE, NULL, g->dx_db));
+        *ran = true;
+    }
+cleanup:
+    return st;
+}
+
+static pb_status cuda_gemm_bwd(pb_device *dev, const pb_gemm_grad *g)
+{
+    pb_status st = PB_OK;
+    cudaDataType_t act = act_type(dev);
+    bool ran = false;
+    mm_key key;
+
     if (g->m == 0) return PB_OK;
-    PB_REQUIRE(g->m > 0 && g->n > 0 && g->k > 0 && g->dy && g->x && g->w && g->dw, PB_ERR_INTERNAL,
-               "linear_bwd: bad shape m=%d n=%d k=%d or NULL tensor", g->m, g->n, g->k);
+    PB_REQUIRE(g->m > 0 && g->n > 0 && g->k > 0 && g->dy && g->x && g->w && g->dw &&
+                   (g->dx_act != PB_DACT_GELU || g->x_pre),
+               PB_ERR_INTERNAL, "gemm_bwd: bad shape m=%d n=%d k=%d or NULL tensor", g->m, g->n, g->k);
     PB_TRY(use_device(dev));
 
     /* dw^T[k,n] = x^T[k,m] op_T(dy^T[n,m]); db = sum of op(B) over the GEMM's
@@ -386,46 +418,22 @@ static pb_status cuda_linear_bwd(pb_device *dev, const pb_linear_grad *g)
         key = make_key(dev, g->k, g->n, g->m, false, true, act, CUDA_R_32F, CUBLASLT_EPILOGUE_DEFAULT,
                        g->x, g->k, g->dy, g->n, g->dw, g->k, NULL, -1, NULL, 0);
         PB_TRY(matmul_plain(dev, key, g->x, g->dy, g->dw, g->dw_beta, "weight-gradient"));
-        if (g->db) PB_TRY(launch_colsum_mask(dev, g->m, g->n, (void *)g->dy, NULL, g->db));
+        if (g->db) PB_TRY(launch_colsum_act(dev, g->m, g->n, (void *)g->dy, ACT_NONE, NULL, g->db));
     }
 
     if (!g->dx) goto cleanup;
-    /* dx^T[k,m] = w^T[k,n] dy^T[n,m]; the previous layer's mask has the same
-     * [k, m] column-major shape as D here, so its ld is aux_ld(k) as written
-     * by that layer's forward (whose n is our k). Preference: DRELU_BGRAD
-     * (mask and db_prev in the GEMM; in bf16 db_prev comes out bf16 and is
-     * widened, one rounding of an fp32 sum), then DRELU plus a column sum,
-     * then the plain GEMM with the mask taken from x > 0. */
     ran = false;
-    if (use_relu_mask && g->x_relu && g->x_aux && !dev->aux_unusable) {
-        if (g->db_prev && is_bf16(dev)) PB_TRY(ensure_bias16(dev, (size_t)g->k));
-        if (g->db_prev) epis[n_epis++] = CUBLASLT_EPILOGUE_DRELU_BGRAD;
-        epis[n_epis++] = CUBLASLT_EPILOGUE_DRELU;
-        n_tries = expand_tries(dev, epis, n_epis, tries);
-        for (int i = 0; i < n_tries && !ran; i++) {
-            bias = !epilogue_has_bias(tries[i].epilogue) ? NULL
-                   : tries[i].bias16                     ? (const void *)dev->bias16
-                                                         : (const void *)g->db_prev;
-            key = make_key(dev, g->k, g->m, g->n, false, false, act, act, tries[i].epilogue, g->w,
-                           g->k, g->dy, g->n, g->dx, g->k, bias, try_bias_type(dev, &tries[i]),
-                           g->x_aux, aux_ld(g->k));
-            PB_TRY(plan_get(dev, &key, bias, g->x_aux, &p));
-            if (!p->supported) continue;
-            PB_TRY(plan_run(dev, p, g->w, g->dy, g->dx, bias, g->x_aux, 0.0f));
-            if (tries[i].bias16)
-                PB_TRY(launch_from_act(dev, (size_t)g->k, dev->bias16, g->db_prev));
-            else if (!bias && g->db_prev)
-                PB_TRY(launch_colsum_mask(dev, g->m, g->k, g->dx, NULL, g->db_prev));
-            ran = true;
-        }
-    }
+    if (g->dx_act == PB_DACT_GELU) PB_TRY(dx_dgelu_fused(dev, g, &ran));
     if (!ran) {
+        /* dx^T[k,m] = w^T[k,n] dy^T[n,m], then the derivative of the layer
+         * below (ReLU: from x > 0, x being its output) and its column sums */
+        int act_kind = g->dx_act == PB_DACT_RELU ? ACT_RELU : g->dx_act == PB_DACT_GELU ? ACT_GELU : ACT_NONE;
+        const void *src = g->dx_act == PB_DACT_RELU ? g->x : g->x_pre;
         key = make_key(dev, g->k, g->m, g->n, false, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, g->w,
                        g->k, g->dy, g->n, g->dx, g->k, NULL, -1, NULL, 0);
-        PB_TRY(matmul_plain(dev, key, g->w, g->dy, g->dx, 0.0f, "input-gradient"));
-        /* mask by x > 0 (x is the previous layer's ReLU output) and sum */
-        if (g->x_relu)
-            PB_TRY(launch_colsum_mask(dev, g->m, g->k, g->dx, g->x, g->db_prev));
+        PB_TRY(matmul_plain(dev, key, g->w, g->dy, g->dx, g->dx_beta, "input-gradient"));
+        if (act_kind != ACT_NONE)
+            PB_TRY(launch_colsum_act(dev, g->m, g->k, g->dx, act_kind, src, g->dx_db));
     }
 cleanup:
     return st;
@@ -437,7 +445,7 @@ static pb_status cuda_bias_act(pb_device *dev, int m, int n, void *y, const floa
     pb_status st = PB_OK;
     if (m == 0 || (!b && !relu)) return PB_OK;
     PB_TRY(use_device(dev));
-    PB_TRY(launch_bias_act(dev, m, n, y, b, relu));
+    PB_TRY(launch_bias_act(dev, m, n, y, b, relu ? ACT_RELU : ACT_NONE, y));
 cleanup:
     return st;
 }
@@ -447,7 +455,7 @@ static pb_status cuda_relu_bwd(pb_device *dev, int m, int n, void *dy, const voi
     pb_status st = PB_OK;
     if (m == 0) return PB_OK;
     PB_TRY(use_device(dev));
-    PB_TRY(launch_colsum_mask(dev, m, n, dy, y, db));
+    PB_TRY(launch_colsum_act(dev, m, n, dy, ACT_RELU, y, db));
 cleanup:
     return st;
 }

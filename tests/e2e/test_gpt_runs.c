@@ -107,13 +107,22 @@ static void expect_refused(void **state, char *const args[], const char *phrase)
 
 static void test_refusals(void **state)
 {
-    /* built with CUDA: the table is there, its GEMM slots not yet; the
-     * stub has no table */
-    expect_refused(state, (char *[]){"--workload", "gpt-xs", "--backend", "cuda", NULL},
-                   PB_EXPECT_CUDA ? "gpt workloads need the backend's transformer ops: the cuda backend does not have "
-                                    "matmul_fwd yet; use --backend cpu"
-                                  : "gpt workloads need the backend's transformer ops: the cuda backend does not have "
-                                    "them yet; use --backend cpu");
+    /* the stub has no transformer table; built with CUDA, the table and the
+     * GEMM op are all there (bf16 too): configuration lets gpt-xs through,
+     * and without a GPU it stops at the device count ("no usable CUDA
+     * device"), never with the transformer-ops refusal */
+    if (PB_EXPECT_CUDA) {
+        bench_run *r = keep(state, bench_run_new());
+        run_bench(&r->res, (char *[]){"--workload", "gpt-xs", "--backend", "cuda", "--precision", "bf16",
+                                      "--iters", "2", "--warmup", "1", NULL});
+        if (strstr(r->res.err, "transformer ops")) fail_msg("gpt on cuda refused:\n%s", r->res.err);
+        if (r->res.exit_code != 0 && !strstr(r->res.err, "no usable CUDA device"))
+            fail_msg("gpt-xs on cuda: exit %d:\n%s", r->res.exit_code, r->res.err);
+    } else {
+        expect_refused(state, (char *[]){"--workload", "gpt-xs", "--backend", "cuda", NULL},
+                       "gpt workloads need the backend's transformer ops: the cuda backend does not have them yet; "
+                       "use --backend cpu");
+    }
     expect_refused(state, (char *[]){"--workload", "gpt-xs", "--hidden", "64", NULL},
                    "--hidden is a flag of mlp workloads; the gpt workloads' shape flags: --d-model --heads --seq "
                    "--vocab --layers --batch");

@@ -227,6 +227,82 @@ static void test_compare_predicted_flags_below_model(void **state)
     assert_non_null(strstr(f->res.err, "not a bench predict CSV"));
 }
 
+/* predicted memory is the run's own plan: zero 3, tp and mp 1f1b runs of
+ * mlp-xs, predicted --against them, have mem_mb_per_device equal to their
+ * peak_mem_mb (which the backends hold to the plan) */
+static void test_memory_is_the_runs_plan(void **state)
+{
+    files *f = *state;
+    char single[600], runs[600];
+    snprintf(single, sizeof single, "%s/single.csv", f->dir);
+    snprintf(runs, sizeof runs, "%s/runs.csv", f->dir);
+    char *common[] = {"--quiet", "--workload", "mlp-xs", "--iters", "2", "--warmup", "1", "--threads", "1"};
+    char *cfgs[][8] = {
+        {"--strategy", "single", "--gpus", "1", "--out", single, NULL},
+        {"--strategy", "zero", "--gpus", "2", "--zero-stage", "3", "--out", runs},
+        {"--strategy", "tp", "--gpus", "2", "--out", runs, NULL},
+        {"--strategy", "mp", "--gpus", "2", "--microbatches", "8", "--schedule", "1f1b"},
+    };
+    for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
+        char *argv[24];
+        int n = 0;
+        for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) argv[n++] = common[i];
+        for (int i = 0; i < 8 && cfgs[k][i]; i++) argv[n++] = cfgs[k][i];
+        if (k == 3) {
+            argv[n++] = "--out";
+            argv[n++] = runs;
+        }
+        argv[n] = NULL;
+        run_bench(&f->res, argv);
+        if (f->res.exit_code != 0) fail_msg("run %zu: exit %d\n%s", k, f->res.exit_code, f->res.err);
+    }
+    run_bench(&f->res, (char *[]){"predict", "--single", single, "--against", runs, "--intra-gbps", "1", "--out",
+                                  f->out, "--quiet", "--max-median-error", "1e6", "--max-error", "1e6", NULL});
+    if (f->res.exit_code != 0) fail_msg("exit %d\n%s", f->res.exit_code, f->res.err);
+    pb_csv c;
+    assert_int_equal(pb_csv_load(f->out, &c), PB_OK);
+    assert_int_equal(c.nrows, 3);
+    for (size_t i = 0; i < c.nrows; i++) {
+        double want = col_num(&c, i, "measured_mem_mb_per_device");
+        assert_true(want > 0);
+        assert_float_equal(col_num(&c, i, "mem_mb_per_device"), want, 1e-3 * want);
+    }
+    pb_csv_free(&c);
+}
+
+/* zero's stage and mp's schedule are keys: a zero 3 prediction pairs a
+ * zero 3 run and not a zero 1 run, and a 1f1b prediction a 1f1b run */
+static void test_compare_predicted_pairs_by_stage_and_schedule(void **state)
+{
+    files *f = *state;
+    run_bench(&f->res, (char *[]){"predict", "--single", (char *)h100_single, "--topology", (char *)h100_topo,
+                                  "--strategies", "zero,mp", "--zero-stage", "3", "--schedule", "1f1b",
+                                  "--microbatches", "8", "--devices", "2", "--out", f->out, "--quiet", NULL});
+    if (f->res.exit_code != 0) fail_msg("exit %d\n%s", f->res.exit_code, f->res.err);
+    pb_csv c;
+    assert_int_equal(pb_csv_load(f->out, &c), PB_OK);
+    assert_int_equal(c.nrows, 2);
+    assert_string_equal(pb_csv_get(&c, 0, (size_t)pb_csv_find(&c, "zero_stage")), "3");
+    assert_true(col_num(&c, 0, "allgather_bytes_per_step") == 2 * col_num(&c, 0, "reduce_scatter_bytes_per_step"));
+    assert_string_equal(pb_csv_get(&c, 1, (size_t)pb_csv_find(&c, "schedule")), "1f1b");
+    char text[1024], meas[600];
+    snprintf(text, sizeof text,
+             "strategy,status,workload,backend,precision,devices,batch_global,microbatches,bucket_mb,no_overlap,"
+             "threads,schedule,zero_stage,samples_per_s\n"
+             "zero,ok,mlp-l,cuda,bf16,2,%.0f,,25,0,1,,3,%.1f\n"
+             "zero,ok,mlp-l,cuda,bf16,2,%.0f,,25,0,1,,1,1\n"
+             "mp,ok,mlp-l,cuda,bf16,2,%.0f,8,,,1,gpipe,,1\n",
+             col_num(&c, 0, "batch_global"), col_num(&c, 0, "samples_per_s"), col_num(&c, 0, "batch_global"),
+             col_num(&c, 1, "batch_global"));
+    pb_csv_free(&c);
+    snprintf(meas, sizeof meas, "%s/m.csv", f->dir);
+    write_text(meas, text);
+    run_bench(&f->res, (char *[]){"compare", "--predicted", f->out, meas, NULL});
+    if (f->res.exit_code != 0) fail_msg("exit %d\n%s%s", f->res.exit_code, f->res.out, f->res.err);
+    assert_non_null(strstr(f->res.out, "1 configurations compared, 0 below-model"));
+    assert_non_null(strstr(f->res.err, "2 measured configurations have no prediction"));
+}
+
 static void test_bad_input_is_a_usage_error(void **state)
 {
     files *f = *state;
@@ -247,7 +323,9 @@ static void test_bad_input_is_a_usage_error(void **state)
         {{"predict", "--single", (char *)h100_single, "--topology", topo, NULL}, "unknown key 'nvlink'"},
         {{"predict", "--single", (char *)h100_single, "--batch", "8", "--batch-per-device", "8", NULL},
          "give one"},
-        {{"predict", "--single", (char *)h100_single, "--strategies", "zero", NULL}, "unknown 'zero'"},
+        {{"predict", "--single", (char *)h100_single, "--strategies", "mesh", NULL}, "unknown 'mesh'"},
+        {{"predict", "--single", (char *)h100_single, "--zero-stage", "4", NULL}, "--zero-stage '4'"},
+        {{"predict", "--single", (char *)h100_single, "--schedule", "zb", NULL}, "give gpipe or 1f1b"},
         {{"predict", "--single", other, NULL}, "not a results CSV"},
         {{"predict", "--single", (char *)h100_single, "--frobnicate", NULL}, "unknown flag '--frobnicate'"},
         /* ddp on 8 devices needs collective figures */
@@ -273,6 +351,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_h100_grid_from_a_topology, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_plot_of_a_prediction, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_compare_predicted_flags_below_model, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_memory_is_the_runs_plan, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_compare_predicted_pairs_by_stage_and_schedule, files_setup,
+                                        files_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_is_a_usage_error, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_validation_quick_share, files_setup, files_teardown),
     };

@@ -84,11 +84,11 @@ static void check_zero(void **state, int stage, int ranks, const char *workload,
     assert_string_equal(csv_get(&c, "comm"), "mpi");
     assert_int_equal((int)csv_num(&c, "zero_stage"), stage);
     assert_int_equal((int)csv_num(&c, "ranks"), ranks);
-    /* SGD: fp32 summation order only; AdamW on a GPT: the run's own bound
-     * (a near-zero gradient's rounding can flip an update; ddp's error on
-     * gpt-xs, 3 ranks, is 3.4e-3) */
+    /* SGD: fp32 summation order only; AdamW on a GPT: the run's own bound,
+     * normwise per tensor after step 3 (a zero gradient's rounding flips
+     * updates of the key bias; zero 2 on 3 ranks: 2.7e-4) */
     bool loose = strcmp(optimizer, "adamw") == 0 && strcmp(workload, "gpt-xs") == 0;
-    double err = csv_num(&c, "verify_max_rel_err"), tol = loose ? 5e-3 : 1e-4;
+    double err = csv_num(&c, "verify_max_rel_err"), tol = loose ? 1e-3 : 1e-4;
     if (!(err < tol)) fail_msg("zero %d on %d ranks, %s %s: error %g vs single, tolerance %g", stage, ranks, workload,
                                optimizer, err, tol);
     /* the collectives' time by kind, inside comm (which adds the loss's) */

@@ -171,10 +171,10 @@ timeout 120 ./bench calibrate --workload mlp-l --precision bf16 --backend cuda >
 # >>> GPT on cuda (issue 16) >>>
 # gpt2-124m and gpt2-350m, bf16, batch 16 x 1024 tokens, one GPU: tokens/s,
 # MFU and step/GEMMs from their rows (the summary table below has them too).
-# Guarded: while the cuda backend's transformer ops lack a slot the GPT
-# stage needs (the GEMMs), bench refuses with exit 2 and one line before
-# opening the device, and this block says so and goes on; while they lack
-# bf16 activations only, it runs tf32 instead and says so. About a minute
+# Guarded: should the cuda backend's transformer ops lack an op the GPT
+# stage needs (workloads/transformer_check.c), bench refuses with exit 2 and
+# one line before opening the device, and this block says so and goes on;
+# should they lack bf16 activations only, it runs tf32 instead and says so. About a minute
 # of device time when it runs (25 steps each).
 gcsv="$out/gpt.csv"
 for wl in gpt2-124m gpt2-350m; do

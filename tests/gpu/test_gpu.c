@@ -127,9 +127,20 @@ static void expect_close(const char *what, const float *got, const float *want, 
 /* the transformer ops' checks (fp32, tf32 and bf16 groups in main) */
 #include "gpt_ops_checks.h"
 
-/* Forward of one layer (relu on and off) and the backward of a second
- * layer on top of it, using the first layer's ReLU (mask) for dx. */
-static void test_linear(void **state)
+/* expect_close of a device buffer (fp32, or the activation type when act) */
+static void expect_gpu(pair *p, const char *what, const void *d, const float *want, size_t n, bool act)
+{
+    float *h = malloc(n * sizeof *h);
+    assert_non_null(h);
+    gpu_get(p, h, d, n, act);
+    expect_close(what, h, want, n);
+    free(h);
+}
+
+/* The GEMM with epilogues: forward of one layer (BIAS and RELU_BIAS) and
+ * the backward of a second layer on top of it, applying the first layer's
+ * ReLU derivative (from its output > 0) to dx. */
+static void test_gemm(void **state)
 {
     (void)state;
     pair p;
@@ -143,20 +154,19 @@ static void test_linear(void **state)
     fill(x, nx, 1.0f), fill(w, nw, 0.1f), fill(b, n, 0.1f), fill(w2, nw2, 0.1f), fill(dy2, ny2, 0.01f);
 
     for (int relu = 0; relu <= 1; relu++) {
-        pb_linear lc = {m, n, k, x, w, b, y_c, NULL, relu != 0};
-        CHECK(cb->linear_fwd(p.cpu, &lc));
+        pb_epilogue epi = relu ? PB_EPI_RELU_BIAS : PB_EPI_BIAS;
+        pb_gemm lc = {.m = m, .n = n, .k = k, .x = x, .w = w, .bias = b, .y = y_c, .epilogue = epi};
+        CHECK(cb->gemm_fwd(p.cpu, &lc));
         void *dx = gpu_put(&p, x, nx, true), *dw = NULL, *db = gpu_put(&p, b, n, false);
         CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, nw), &dw));
         float *w32 = gpu_put(&p, w, nw, false);
         CHECK(gb->cast_params(p.gpu, dw, w32, nw));
-        void *dyv = NULL, *aux = NULL;
+        void *dyv = NULL;
         CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, ny), &dyv));
-        size_t aux_bytes = gb->aux_bytes(p.gpu, m, n);
-        if (relu && aux_bytes) CHECK(gb->alloc(p.gpu, aux_bytes, &aux));
-        pb_linear lg = {m, n, k, dx, dw, db, dyv, aux, relu != 0};
-        CHECK(gb->linear_fwd(p.gpu, &lg));
+        pb_gemm lg = {.m = m, .n = n, .k = k, .x = dx, .w = dw, .bias = db, .y = dyv, .epilogue = epi};
+        CHECK(gb->gemm_fwd(p.gpu, &lg));
         gpu_get(&p, y_g, dyv, ny, true);
-        expect_close(relu ? "linear_fwd relu" : "linear_fwd", y_g, y_c, ny);
+        expect_close(relu ? "gemm_fwd relu_bias" : "gemm_fwd bias", y_g, y_c, ny);
 
         if (relu) {
             /* backward of layer 2 (n -> n2) whose input came through the ReLU.
@@ -167,9 +177,9 @@ static void test_linear(void **state)
             float *w2_r = malloc(nw2 * 4), *dy2_r = malloc(ny2 * 4);
             round_trip(&p, w2, w2_r, nw2);
             round_trip(&p, dy2, dy2_r, ny2);
-            pb_linear_grad gc = {.m = m, .n = n2, .k = n, .dy = dy2_r, .x = y_g, .w = w2_r, .dw = dw2_c,
-                                 .db = db2_c, .dx = dx_c, .x_relu = true, .db_prev = dbp_c};
-            CHECK(cb->linear_bwd(p.cpu, &gc));
+            pb_gemm_grad gc = {.m = m, .n = n2, .k = n, .dy = dy2_r, .x = y_g, .w = w2_r, .dw = dw2_c,
+                               .db = db2_c, .dx = dx_c, .dx_act = PB_DACT_RELU, .dx_db = dbp_c};
+            CHECK(cb->gemm_bwd(p.cpu, &gc));
             void *g_dy = gpu_put(&p, dy2, ny2, true), *g_w2c = NULL, *g_dx = NULL;
             float *g_w2 = gpu_put(&p, w2, nw2, false), *g_dw2 = NULL, *g_db2 = NULL, *g_dbp = NULL;
             CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, nw2), &g_w2c));
@@ -178,39 +188,103 @@ static void test_linear(void **state)
             CHECK(gb->alloc(p.gpu, n2 * 4, (void **)&g_db2));
             CHECK(gb->alloc(p.gpu, n * 4, (void **)&g_dbp));
             CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, ny), &g_dx));
-            pb_linear_grad gg = {.m = m, .n = n2, .k = n, .dy = g_dy, .x = dyv, .w = g_w2c, .dw = g_dw2,
-                                 .db = g_db2, .dx = g_dx, .x_relu = true, .x_aux = aux, .db_prev = g_dbp};
-            CHECK(gb->linear_bwd(p.gpu, &gg));
-            float *h = calloc(ny > nw2 ? ny : nw2, 4);
-            gpu_get(&p, h, g_dw2, nw2, false);
-            expect_close("linear_bwd dW", h, dw2_c, nw2);
-            gpu_get(&p, h, g_db2, n2, false);
-            expect_close("linear_bwd db", h, db2_c, n2);
-            gpu_get(&p, h, g_dx, ny, true);
-            expect_close("linear_bwd dx (drelu)", h, dx_c, ny);
-            gpu_get(&p, h, g_dbp, n, false);
-            expect_close("linear_bwd db_prev", h, dbp_c, n);
-            /* the same without the mask: the kernel must fall back to x > 0 */
-            gg.x_aux = NULL;
-            CHECK(gb->linear_bwd(p.gpu, &gg));
-            gpu_get(&p, h, g_dx, ny, true);
-            expect_close("linear_bwd dx (x>0)", h, dx_c, ny);
+            pb_gemm_grad gg = {.m = m, .n = n2, .k = n, .dy = g_dy, .x = dyv, .w = g_w2c, .dw = g_dw2,
+                               .db = g_db2, .dx = g_dx, .dx_act = PB_DACT_RELU, .dx_db = g_dbp};
+            CHECK(gb->gemm_bwd(p.gpu, &gg));
+            expect_gpu(&p, "gemm_bwd dW", g_dw2, dw2_c, nw2, false);
+            expect_gpu(&p, "gemm_bwd db", g_db2, db2_c, n2, false);
+            expect_gpu(&p, "gemm_bwd dx (drelu)", g_dx, dx_c, ny, true);
+            expect_gpu(&p, "gemm_bwd dx_db", g_dbp, dbp_c, n, false);
             /* dW accumulated onto what dw holds (SGD's momentum in the GEMM):
              * both now hold dW, so the result is 1.9 dW */
             gc.dw_beta = gg.dw_beta = 0.9f;
-            CHECK(cb->linear_bwd(p.cpu, &gc));
-            CHECK(gb->linear_bwd(p.gpu, &gg));
-            gpu_get(&p, h, g_dw2, nw2, false);
-            expect_close("linear_bwd dW + 0.9 dw", h, dw2_c, nw2);
-            free(h), free(dw2_c), free(db2_c), free(dx_c), free(dbp_c), free(w2_r), free(dy2_r);
+            CHECK(cb->gemm_bwd(p.cpu, &gc));
+            CHECK(gb->gemm_bwd(p.gpu, &gg));
+            expect_gpu(&p, "gemm_bwd dW + 0.9 dw", g_dw2, dw2_c, nw2, false);
+            free(dw2_c), free(db2_c), free(dx_c), free(dbp_c), free(w2_r), free(dy2_r);
             gb->free(p.gpu, g_dy), gb->free(p.gpu, g_w2c), gb->free(p.gpu, g_dx), gb->free(p.gpu, g_w2);
             gb->free(p.gpu, g_dw2), gb->free(p.gpu, g_db2), gb->free(p.gpu, g_dbp);
         }
         gb->free(p.gpu, dx), gb->free(p.gpu, dw), gb->free(p.gpu, db), gb->free(p.gpu, w32);
-        gb->free(p.gpu, dyv), gb->free(p.gpu, aux);
+        gb->free(p.gpu, dyv);
     }
     free(x), free(w), free(b), free(w2), free(dy2), free(y_c), free(y_g);
     pair_close(&p);
+}
+
+/* GELU_BIAS forward (y and the saved pre) and a second layer's backward
+ * through its derivative (dx and the first layer's bias gradient dx_db),
+ * against the CPU backend. n: the GELU layer's width; a multiple of 8 lets
+ * cuBLASLt fuse GELU_AUX_BIAS / DGELU_BGRAD, another width takes the
+ * unfused kernels. dx_beta 1 (accumulating onto a dx that holds values)
+ * always takes the unfused derivative. */
+static void check_gemm_gelu(int n)
+{
+    pair p;
+    pair_open(&p);
+    const pb_backend *cb = &pb_backend_cpu, *gb = &pb_backend_cuda;
+    const int m = 64, k = 96, n2 = 80;
+    size_t nx = (size_t)m * k, nw = (size_t)n * k, ny = (size_t)m * n, nw2 = (size_t)n2 * n, ny2 = (size_t)m * n2;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(n * 4), *w2 = malloc(nw2 * 4), *dy2 = malloc(ny2 * 4);
+    float *y_c = calloc(ny, 4), *pre_c = calloc(ny, 4), *y_g = calloc(ny, 4), *pre_g = calloc(ny, 4);
+    fill(x, nx, 1.0f), fill(w, nw, 0.2f), fill(b, n, 0.5f), fill(w2, nw2, 0.1f), fill(dy2, ny2, 0.01f);
+
+    pb_gemm lc = {.m = m, .n = n, .k = k, .x = x, .w = w, .bias = b, .y = y_c, .pre = pre_c, .epilogue = PB_EPI_GELU_BIAS};
+    CHECK(cb->gemm_fwd(p.cpu, &lc));
+    void *g_x = gpu_put(&p, x, nx, true), *g_wc = NULL, *g_y = NULL, *g_pre = NULL;
+    float *g_w = gpu_put(&p, w, nw, false), *g_b = gpu_put(&p, b, n, false);
+    CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, nw), &g_wc));
+    CHECK(gb->cast_params(p.gpu, g_wc, g_w, nw));
+    CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, ny), &g_y));
+    CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, ny), &g_pre));
+    pb_gemm lg = {.m = m, .n = n, .k = k, .x = g_x, .w = g_wc, .bias = g_b, .y = g_y, .pre = g_pre,
+                  .epilogue = PB_EPI_GELU_BIAS};
+    CHECK(gb->gemm_fwd(p.gpu, &lg));
+    gpu_get(&p, y_g, g_y, ny, true);
+    gpu_get(&p, pre_g, g_pre, ny, true);
+    expect_close("gemm_fwd gelu pre", pre_g, pre_c, ny);
+    expect_close("gemm_fwd gelu y", y_g, y_c, ny);
+
+    /* layer 2 (n -> n2) on the GPU's own forward outputs, as test_gemm */
+    float *dw2_c = calloc(nw2, 4), *dx_c = calloc(ny, 4), *dbp_c = calloc(n, 4), *w2_r = malloc(nw2 * 4),
+          *dy2_r = malloc(ny2 * 4);
+    round_trip(&p, w2, w2_r, nw2);
+    round_trip(&p, dy2, dy2_r, ny2);
+    pb_gemm_grad gc = {.m = m, .n = n2, .k = n, .dy = dy2_r, .x = y_g, .w = w2_r, .dw = dw2_c, .dx = dx_c,
+                       .dx_act = PB_DACT_GELU, .x_pre = pre_g, .dx_db = dbp_c};
+    CHECK(cb->gemm_bwd(p.cpu, &gc));
+    void *g_dy = gpu_put(&p, dy2, ny2, true), *g_w2c = NULL, *g_dx = NULL;
+    float *g_w2 = gpu_put(&p, w2, nw2, false), *g_dw2 = NULL, *g_dbp = NULL;
+    CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, nw2), &g_w2c));
+    CHECK(gb->cast_params(p.gpu, g_w2c, g_w2, nw2));
+    CHECK(gb->alloc(p.gpu, nw2 * 4, (void **)&g_dw2));
+    CHECK(gb->alloc(p.gpu, n * 4, (void **)&g_dbp));
+    CHECK(gb->alloc(p.gpu, gb->act_bytes(p.gpu, ny), &g_dx));
+    pb_gemm_grad gg = {.m = m, .n = n2, .k = n, .dy = g_dy, .x = g_y, .w = g_w2c, .dw = g_dw2, .dx = g_dx,
+                       .dx_act = PB_DACT_GELU, .x_pre = g_pre, .dx_db = g_dbp};
+    CHECK(gb->gemm_bwd(p.gpu, &gg));
+    expect_gpu(&p, "gemm_bwd dW (gelu x)", g_dw2, dw2_c, nw2, false);
+    expect_gpu(&p, "gemm_bwd dx (dgelu)", g_dx, dx_c, ny, true);
+    expect_gpu(&p, "gemm_bwd dx_db (dgelu)", g_dbp, dbp_c, n, false);
+    /* dx_beta 1 onto zeros: the unfused derivative, the same numbers */
+    CHECK(gb->zero(p.gpu, g_dx, gb->act_bytes(p.gpu, ny)));
+    gg.dx_beta = 1.0f;
+    CHECK(gb->gemm_bwd(p.gpu, &gg));
+    expect_gpu(&p, "gemm_bwd dx (dgelu, +=)", g_dx, dx_c, ny, true);
+    expect_gpu(&p, "gemm_bwd dx_db (+=)", g_dbp, dbp_c, n, false);
+
+    void *gbufs[] = {g_x, g_wc, g_y, g_pre, g_w, g_b, g_dy, g_w2c, g_dx, g_w2, g_dw2, g_dbp};
+    for (size_t i = 0; i < sizeof gbufs / sizeof gbufs[0]; i++) gb->free(p.gpu, gbufs[i]);
+    float *hbufs[] = {x, w, b, w2, dy2, y_c, pre_c, y_g, pre_g, dw2_c, dx_c, dbp_c, w2_r, dy2_r};
+    for (size_t i = 0; i < sizeof hbufs / sizeof hbufs[0]; i++) free(hbufs[i]);
+    pair_close(&p);
+}
+
+static void test_gemm_gelu(void **state)
+{
+    (void)state;
+    check_gemm_gelu(128); /* fused: GELU_AUX_BIAS, DGELU_BGRAD */
+    check_gemm_gelu(100); /* aux ld not a multiple of 8: unfused kernels */
 }
 
 static void test_softmax_xent(void **state)
@@ -294,38 +368,43 @@ static void test_sgd(void **state) { (void)state; run_optimizer(PB_OPT_SGD, fals
 static void test_sgd_ready(void **state) { (void)state; run_optimizer(PB_OPT_SGD, true); }
 static void test_adamw(void **state) { (void)state; run_optimizer(PB_OPT_ADAMW, false); }
 
-/* `single` on mlp-s on both backends from the same parameters and data: the
- * parameters after one step, and the loss over 20 steps. */
-static void test_single_mlp_s(void **state)
+/* `single` on a preset on both backends from the same parameters and data
+ * (the workload's own init and data): the parameters after one step, and
+ * the loss over `steps` steps. */
+static void single_against_cpu(const char *workload, int steps)
 {
-    (void)state;
+    const pb_workload *w = pb_find_workload(workload);
+    assert_non_null(w);
     pb_config cc, gc;
     pb_config_defaults(&cc);
+    snprintf(cc.workload, sizeof cc.workload, "%s", w->name);
+    cc.shape = w->shape;
     cc.threads = 2;
     cc.lr = 0.01; /* pb_config_parse resolves the default; set it here */
     snprintf(cc.backend, sizeof cc.backend, "cpu");
     gc = cc;
     snprintf(gc.backend, sizeof gc.backend, "cuda");
     gc.precision = precision;
-    pb_layout layout;
-    CHECK(pb_mlp_layout(&cc.shape, &layout));
     static pb_model model;
-    CHECK(pb_model_describe(&pb_workload_mlp, &cc.shape, &model));
-    float *params = malloc(layout.n_params * 4), *pc = malloc(layout.n_params * 4),
-          *pg = malloc(layout.n_params * 4), *proto = malloc((size_t)layout.classes * layout.in * 4),
-          *x = malloc((size_t)cc.shape.batch * layout.in * 4);
-    int32_t *labels = malloc((size_t)cc.shape.batch * 4);
-    pb_mlp_init_params(&layout, cc.seed, params);
-    pb_data_prototypes(&layout, cc.seed, proto);
-    pb_strategy_ctx ctx_c = {.cfg = &cc, .be = &pb_backend_cpu, .model = &model, .init_params = params, .ranks = 1};
-    pb_strategy_ctx ctx_g = {.cfg = &gc, .be = &pb_backend_cuda, .model = &model, .init_params = params, .ranks = 1};
+    CHECK(pb_model_describe(w->ops, &cc.shape, &model));
+    const pb_model *m = &model;
+    int B = cc.shape.batch;
+    float *params = malloc(m->n_params * 4), *pc = malloc(m->n_params * 4), *pg = malloc(m->n_params * 4),
+          *table = malloc((m->data_table + 1) * 4);
+    void *in = malloc((size_t)B * pb_model_input_bytes(m)), *tg = malloc((size_t)B * pb_model_target_bytes(m));
+    assert_true(params && pc && pg && table && in && tg);
+    m->ops->init_params(m, cc.seed, params);
+    if (m->data_table) m->ops->data_table(m, cc.seed, table);
+    pb_strategy_ctx ctx_c = {.cfg = &cc, .be = &pb_backend_cpu, .model = m, .init_params = params, .ranks = 1};
+    pb_strategy_ctx ctx_g = {.cfg = &gc, .be = &pb_backend_cuda, .model = m, .init_params = params, .ranks = 1};
     void *sc = NULL, *sg = NULL;
     CHECK(pb_strategy_single.init(&ctx_c, &sc));
     CHECK(pb_strategy_single.init(&ctx_g, &sg));
+    char what[64];
     double worst_loss = 0.0;
-    for (int s = 0; s < 20; s++) {
-        pb_data_fill(&layout, cc.seed, s, 0, cc.shape.batch, proto, x, labels);
-        pb_batch batch = {.step = s, .count = cc.shape.batch, .inputs = x, .targets = labels};
+    for (int s = 0; s < steps; s++) {
+        m->ops->fill(m, cc.seed, table, s, 0, B, in, tg);
+        pb_batch batch = {.step = s, .count = B, .inputs = in, .targets = tg};
         pb_step_result rc, rg;
         CHECK(pb_strategy_single.step(sc, &batch, &rc));
         CHECK(pb_strategy_single.step(sg, &batch, &rg));
@@ -334,16 +413,34 @@ static void test_single_mlp_s(void **state)
         if (s == 0) {
             CHECK(pb_strategy_single.get_params(sc, pc));
             CHECK(pb_strategy_single.get_params(sg, pg));
-            expect_close("mlp-s params, 1 step", pg, pc, layout.n_params);
+            snprintf(what, sizeof what, "%s params, 1 step", workload);
+            expect_close(what, pg, pc, m->n_params);
         }
-        if (s == 19) print_message("  %-5s loss step 20: cpu %.5f gpu %.5f\n", pb_precision_name(precision), rc.loss, rg.loss);
+        if (s == steps - 1)
+            print_message("  %-5s loss step %d: cpu %.5f gpu %.5f\n", pb_precision_name(precision), steps, rc.loss,
+                          rg.loss);
     }
-    print_message("  %-5s %-22s rel err %.2e (tol %.0e)\n", pb_precision_name(precision), "mlp-s loss, 20 steps",
-                  worst_loss, tolerance(precision));
+    snprintf(what, sizeof what, "%s loss, %d steps", workload, steps);
+    print_message("  %-5s %-22s rel err %.2e (tol %.0e)\n", pb_precision_name(precision), what, worst_loss,
+                  tolerance(precision));
     assert_true(worst_loss <= tolerance(precision));
     pb_strategy_single.destroy(sc);
     pb_strategy_single.destroy(sg);
-    free(params), free(pc), free(pg), free(proto), free(x), free(labels);
+    free(params), free(pc), free(pg), free(table), free(in), free(tg);
+}
+
+static void test_single_mlp_s(void **state)
+{
+    (void)state;
+    single_against_cpu("mlp-s", 20);
+}
+
+/* gpt-xs: the transformer table and the backend's GEMM with epilogues
+ * together, as a GPT run calls them */
+static void test_single_gpt_xs(void **state)
+{
+    (void)state;
+    single_against_cpu("gpt-xs", 5);
 }
 
 /* The span of stage k's phase ph for microbatch mb. */
@@ -449,10 +546,12 @@ static int set_bf16(void **s) { (void)s; precision = PB_BF16; return 0; }
 
 #define GROUP(name, setup)                                                    \
     const struct CMUnitTest name[] = {                                        \
-        cmocka_unit_test(test_linear), cmocka_unit_test(test_softmax_xent),   \
+        cmocka_unit_test(test_gemm), cmocka_unit_test(test_gemm_gelu),        \
+        cmocka_unit_test(test_softmax_xent),                                  \
         cmocka_unit_test(test_sgd), cmocka_unit_test(test_sgd_ready),         \
         cmocka_unit_test(test_adamw),                                         \
         cmocka_unit_test(test_single_mlp_s),                                  \
+        cmocka_unit_test(test_single_gpt_xs),                                 \
     }
 
 int main(void)

@@ -18,14 +18,14 @@ static void test_backend_built_as_configured(void **state)
     assert_string_equal(pb_backend_cuda.name, "cuda");
     if (PB_EXPECT_CUDA) {
         /* the real backend fills every compute slot; the stub has none */
-        assert_non_null(pb_backend_cuda.linear_fwd);
-        assert_non_null(pb_backend_cuda.linear_bwd);
+        assert_non_null(pb_backend_cuda.gemm_fwd);
+        assert_non_null(pb_backend_cuda.gemm_bwd);
         assert_non_null(pb_backend_cuda.softmax_xent);
         assert_non_null(pb_backend_cuda.optimizer);
         assert_non_null(pb_backend_cuda.calibrate);
         assert_non_null(pb_backend_cuda.capture_begin);
     } else {
-        assert_null(pb_backend_cuda.linear_fwd);
+        assert_null(pb_backend_cuda.gemm_fwd);
     }
 }
 

@@ -1,4 +1,6 @@
-/* The GPT-2 ops of the CPU (kernels/cpu/gpt_ops.h), each on small shapes:
+/* The GPT-2 ops of the CPU (kernels/cpu/gpt_ops.h, and the cpu backend's
+ * GEMM with epilogues, kernels/backend.h's gemm_fwd / gemm_bwd, that the
+ * GPT's linear maps run), each on small shapes:
  *
  *  - forward against a straightforward reference written here in double
  *    precision with naive loops (no BLAS): max |op - ref| <= FWD_RTOL x
@@ -20,6 +22,8 @@
 
 #include <math.h>
 
+#include "harness/config.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/blas_info.h"
 #include "kernels/cpu/gpt_ops.h"
 #include "tests/common/test_rng.h"
@@ -300,6 +304,29 @@ static void test_layernorm(void **state)
 
 /* --- matmul, with the bias and the bias+GELU epilogues -------------------- */
 
+static pb_device *cpu_dev; /* the cpu backend's device (one BLAS thread) */
+
+/* out [N,OC] = epi(inp [N,C] W^T + bias) through the backend's gemm_fwd */
+static void mm_fwd(float *out, float *pre, const float *inp, const float *w, const float *bias, int N, int C, int OC,
+                   pb_epilogue epi)
+{
+    pb_gemm g = {.m = N, .n = OC, .k = C, .x = inp, .w = w, .bias = bias, .y = out, .pre = pre, .epilogue = epi};
+    assert_int_equal(pb_backend_cpu.gemm_fwd(cpu_dev, &g), PB_OK);
+}
+
+/* its backward: dw += dout^T inp, dinp (NULL: none) = dinp_beta dinp +
+ * dout W through GELU's derivative when gelu_pre (then gelu_db, NULL or
+ * not, is written with that layer's bias gradient); dbias (NULL: none)
+ * written */
+static void mm_bwd(float *dinp, float dinp_beta, float *dw, float *dbias, const float *dout, const float *inp,
+                   const float *w, int N, int C, int OC, const float *gelu_pre, float *gelu_db)
+{
+    pb_gemm_grad g = {.m = N, .n = OC, .k = C, .dy = dout, .x = inp, .w = w, .dw = dw, .dw_beta = 1.0f,
+                      .db = dbias, .dx = dinp, .dx_beta = dinp_beta,
+                      .dx_act = gelu_pre ? PB_DACT_GELU : PB_DACT_NONE, .x_pre = gelu_pre, .dx_db = gelu_db};
+    assert_int_equal(pb_backend_cpu.gemm_bwd(cpu_dev, &g), PB_OK);
+}
+
 typedef struct mm_ctx {
     int N, C, OC, gelu;
     double *inp, *w, *bias, *r, *out;
@@ -316,17 +343,17 @@ static double mm_loss(void *p)
 }
 
 /* Shapes that are not multiples of anything, so a wrong leading dimension
- * or a transposed operand cannot pass by symmetry. gelu: the GELU epilogue;
- * in_place: its dpre is dout's own buffer. */
+ * or a transposed operand cannot pass by symmetry. gelu: the GELU epilogue,
+ * whose derivative (pb_cpu_dgelu_bgrad, what gemm_bwd applies to the input
+ * gradient of the layer above it) makes dpre and the bias gradient before
+ * the GEMMs run from dpre; in_place: dpre is dout's own buffer. */
 static void check_matmul(int N, int C, int OC, bool with_bias, bool gelu, bool in_place)
 {
     size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
     float *inp = fvec(ni, -1, 1), *w = fvec(nw, -1, 1), *bias = with_bias ? fvec(OC, -1, 1) : NULL;
     float *out = fvec(no, 7, 8), *pre = fvec(no, 7, 8); /* not zero: forward must overwrite */
-    if (gelu)
-        pb_cpu_matmul_gelu_fwd(out, pre, inp, w, bias, N, C, OC);
-    else
-        pb_cpu_matmul_fwd(out, inp, w, bias, N, C, OC);
+    mm_fwd(out, gelu ? pre : NULL, inp, w, bias, N, C, OC,
+           gelu ? PB_EPI_GELU_BIAS : bias ? PB_EPI_BIAS : PB_EPI_NONE);
     mm_ctx c = {N, C, OC, gelu, to_double(inp, ni), to_double(w, nw), bias ? to_double(bias, OC) : NULL, NULL, dvec(no)};
     ref_matmul(c.out, c.inp, c.w, c.bias, N, C, OC);
     if (gelu) {
@@ -335,15 +362,20 @@ static void check_matmul(int N, int C, int OC, bool with_bias, bool gelu, bool i
     }
     expect_close(gelu ? "matmul+gelu forward" : "matmul forward", out, c.out, no, FWD_RTOL);
 
+    /* dinp and dw accumulate (beta 1); gemm_bwd overwrites db, so without
+     * GELU its increment is counted from 0 (db starts as garbage all the
+     * same), while pb_cpu_dgelu_bgrad adds */
     float *dout = fvec(no, -1, 1), *dinp0 = fvec(ni, -1, 1), *dw0 = fvec(nw, -1, 1), *db0 = fvec(OC, -1, 1);
     float *dinp = fcopy(dinp0, ni), *dw = fcopy(dw0, nw), *db = fcopy(db0, OC);
+    if (!gelu) memset(db0, 0, OC * sizeof *db0);
     c.r = to_double(dout, no);
     if (gelu) {
         float *dpre = in_place ? dout : fvec(no, 0, 0);
-        pb_cpu_matmul_gelu_bwd(dinp, dw, bias ? db : NULL, dpre, dout, pre, inp, w, N, C, OC);
+        pb_cpu_dgelu_bgrad(dpre, bias ? db : NULL, dout, pre, N, OC);
+        mm_bwd(dinp, 1.0f, dw, NULL, dpre, inp, w, N, C, OC, NULL, NULL);
         if (!in_place) free(dpre);
     } else {
-        pb_cpu_matmul_bwd(dinp, dw, bias ? db : NULL, dout, inp, w, N, C, OC);
+        mm_bwd(dinp, 1.0f, dw, bias ? db : NULL, dout, inp, w, N, C, OC, NULL, NULL);
     }
     expect_grad_added("matmul dinp", dinp, dinp0, c.inp, ni, mm_loss, &c);
     expect_grad_added("matmul dw", dw, dw0, c.w, nw, mm_loss, &c);
@@ -379,7 +411,7 @@ static void test_matmul_no_dinp(void **state)
     enum { N = 5, C = 3, OC = 4 };
     float *inp = fvec(N * C, -1, 1), *w = fvec(OC * C, -1, 1), *dout = fvec(N * OC, -1, 1);
     float dw[OC * C] = {0}, db[OC] = {0};
-    pb_cpu_matmul_bwd(NULL, dw, db, dout, inp, w, N, C, OC);
+    mm_bwd(NULL, 1.0f, dw, db, dout, inp, w, N, C, OC, NULL, NULL);
     for (int o = 0; o < OC; o++) {
         double s = 0.0;
         for (int r = 0; r < N; r++) s += dout[r * OC + o];
@@ -593,20 +625,20 @@ static float gpt_step(const gpt *g, const float *p, float *grads, acts *a, const
     for (int l = 0; l < G_L; l++) {
         const float *res = l ? a->res3[l - 1] : a->enc;
         pb_cpu_layernorm_fwd(a->ln1[l], a->ln1m[l], a->ln1r[l], res, PRM(P_LN1W, l, C), PRM(P_LN1B, l, C), N, C);
-        pb_cpu_matmul_fwd(a->qkv[l], a->ln1[l], PRM(P_QKVW, l, 3 * C * C), PRM(P_QKVB, l, 3 * C), N, C, 3 * C);
+        mm_fwd(a->qkv[l], NULL, a->ln1[l], PRM(P_QKVW, l, 3 * C * C), PRM(P_QKVB, l, 3 * C), N, C, 3 * C, PB_EPI_BIAS);
         pb_cpu_attention_fwd(a->atty[l], a->att[l], a->qkv[l], B, T, C, NH);
-        pb_cpu_matmul_fwd(a->tmp, a->atty[l], PRM(P_ATTPROJW, l, C * C), PRM(P_ATTPROJB, l, C), N, C, C);
+        mm_fwd(a->tmp, NULL, a->atty[l], PRM(P_ATTPROJW, l, C * C), PRM(P_ATTPROJB, l, C), N, C, C, PB_EPI_BIAS);
         pb_cpu_residual_fwd(a->res2[l], res, a->tmp, (size_t)N * C);
         pb_cpu_layernorm_fwd(a->ln2[l], a->ln2m[l], a->ln2r[l], a->res2[l], PRM(P_LN2W, l, C), PRM(P_LN2B, l, C), N,
                              C);
-        pb_cpu_matmul_gelu_fwd(a->fchg[l], a->fch[l], a->ln2[l], PRM(P_FCW, l, 4 * C * C), PRM(P_FCB, l, 4 * C), N, C,
-                               4 * C);
-        pb_cpu_matmul_fwd(a->tmp, a->fchg[l], PRM(P_FCPROJW, l, 4 * C * C), PRM(P_FCPROJB, l, C), N, 4 * C, C);
+        mm_fwd(a->fchg[l], a->fch[l], a->ln2[l], PRM(P_FCW, l, 4 * C * C), PRM(P_FCB, l, 4 * C), N, C, 4 * C,
+               PB_EPI_GELU_BIAS);
+        mm_fwd(a->tmp, NULL, a->fchg[l], PRM(P_FCPROJW, l, 4 * C * C), PRM(P_FCPROJB, l, C), N, 4 * C, C, PB_EPI_BIAS);
         pb_cpu_residual_fwd(a->res3[l], a->res2[l], a->tmp, (size_t)N * C);
     }
     pb_cpu_layernorm_fwd(a->lnf, a->lnfm, a->lnfr, a->res3[G_L - 1], PRM(P_LNFW, 0, 0), PRM(P_LNFB, 0, 0), N, C);
     /* the LM head is the token embedding, all Vp rows of it */
-    pb_cpu_matmul_fwd(a->logits, a->lnf, PRM(P_WTE, 0, 0), NULL, N, C, G_VP);
+    mm_fwd(a->logits, NULL, a->lnf, PRM(P_WTE, 0, 0), NULL, N, C, G_VP, PB_EPI_NONE);
     pb_cpu_classifier_fused(a->losses, a->logits, a->logits, tgt, N, G_V, G_VP, 1.0f / N);
     float loss = 0.0f;
     for (int r = 0; r < N; r++) loss += a->losses[r];
@@ -618,27 +650,28 @@ static float gpt_step(const gpt *g, const float *p, float *grads, acts *a, const
         scratch[G_T * G_T];
     memset(dln, 0, sizeof dln);
     memset(dres, 0, sizeof dres);
-    pb_cpu_matmul_bwd(dln, GRD(P_WTE, 0, 0), NULL, a->logits, a->lnf, PRM(P_WTE, 0, 0), N, C, G_VP);
+    mm_bwd(dln, 1.0f, GRD(P_WTE, 0, 0), NULL, a->logits, a->lnf, PRM(P_WTE, 0, 0), N, C, G_VP, NULL, NULL);
     pb_cpu_layernorm_bwd(dres, GRD(P_LNFW, 0, 0), GRD(P_LNFB, 0, 0), dln, a->res3[G_L - 1], PRM(P_LNFW, 0, 0), a->lnfm,
                          a->lnfr, N, C);
     for (int l = G_L - 1; l >= 0; l--) {
         const float *res = l ? a->res3[l - 1] : a->enc;
-        memset(dfch, 0, sizeof dfch);
         memset(dln, 0, sizeof dln);
-        pb_cpu_matmul_bwd(dfch, GRD(P_FCPROJW, l, 4 * C * C), GRD(P_FCPROJB, l, C), dres, a->fchg[l],
-                          PRM(P_FCPROJW, l, 4 * C * C), N, 4 * C, C);
-        pb_cpu_matmul_gelu_bwd(dln, GRD(P_FCW, l, 4 * C * C), GRD(P_FCB, l, 4 * C), dfch, dfch, a->fch[l], a->ln2[l],
-                               PRM(P_FCW, l, 4 * C * C), N, C, 4 * C);
+        /* dfch: the fc's dL/dpre, GELU's derivative and the fc's bias
+         * gradient fused into the projection's input gradient */
+        mm_bwd(dfch, 0.0f, GRD(P_FCPROJW, l, 4 * C * C), GRD(P_FCPROJB, l, C), dres, a->fchg[l],
+               PRM(P_FCPROJW, l, 4 * C * C), N, 4 * C, C, a->fch[l], GRD(P_FCB, l, 4 * C));
+        mm_bwd(dln, 1.0f, GRD(P_FCW, l, 4 * C * C), NULL, dfch, a->ln2[l], PRM(P_FCW, l, 4 * C * C), N, C, 4 * C, NULL,
+               NULL);
         pb_cpu_layernorm_bwd(dres, GRD(P_LN2W, l, C), GRD(P_LN2B, l, C), dln, a->res2[l], PRM(P_LN2W, l, C), a->ln2m[l],
                              a->ln2r[l], N, C);
         memset(datty, 0, sizeof datty);
         memset(dqkv, 0, sizeof dqkv);
         memset(dln, 0, sizeof dln);
-        pb_cpu_matmul_bwd(datty, GRD(P_ATTPROJW, l, C * C), GRD(P_ATTPROJB, l, C), dres, a->atty[l],
-                          PRM(P_ATTPROJW, l, C * C), N, C, C);
+        mm_bwd(datty, 1.0f, GRD(P_ATTPROJW, l, C * C), GRD(P_ATTPROJB, l, C), dres, a->atty[l],
+               PRM(P_ATTPROJW, l, C * C), N, C, C, NULL, NULL);
         pb_cpu_attention_bwd(dqkv, scratch, datty, a->qkv[l], a->att[l], B, T, C, NH);
-        pb_cpu_matmul_bwd(dln, GRD(P_QKVW, l, 3 * C * C), GRD(P_QKVB, l, 3 * C), dqkv, a->ln1[l],
-                          PRM(P_QKVW, l, 3 * C * C), N, C, 3 * C);
+        mm_bwd(dln, 1.0f, GRD(P_QKVW, l, 3 * C * C), GRD(P_QKVB, l, 3 * C), dqkv, a->ln1[l],
+               PRM(P_QKVW, l, 3 * C * C), N, C, 3 * C, NULL, NULL);
         pb_cpu_layernorm_bwd(dres, GRD(P_LN1W, l, C), GRD(P_LN1B, l, C), dln, res, PRM(P_LN1W, l, C), a->ln1m[l],
                              a->ln1r[l], N, C);
     }
@@ -759,6 +792,23 @@ static void test_gpt2_model(void **state)
     free(p), free(grads), free(a), free(ref.p);
 }
 
+static int open_cpu(void **state)
+{
+    (void)state;
+    pb_config cfg;
+    pb_config_defaults(&cfg);
+    cfg.threads = 1; /* one BLAS thread: reproducible sums */
+    pb_device_opts opts = pb_config_device_opts(&cfg);
+    return pb_backend_cpu.open(&opts, 0, &cpu_dev) == PB_OK ? 0 : -1;
+}
+
+static int close_cpu(void **state)
+{
+    (void)state;
+    pb_backend_cpu.close(cpu_dev);
+    return 0;
+}
+
 int main(void)
 {
     pb_blas_set_threads(1);
@@ -768,5 +818,5 @@ int main(void)
         cmocka_unit_test(test_gelu),        cmocka_unit_test(test_residual),       cmocka_unit_test(test_attention),
         cmocka_unit_test(test_classifier),  cmocka_unit_test(test_gpt2_model),
     };
-    return cmocka_run_group_tests_name("gpt_ops", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("gpt_ops", tests, open_cpu, close_cpu);
 }

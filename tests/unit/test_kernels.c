@@ -1,6 +1,6 @@
-/* The CPU backend's kernels through its ops table: Linear forward/backward
- * (finite-difference gradient checks, including the fused ReLU-backward +
- * bias-gradient path), softmax cross-entropy, the optimizers against
+/* The CPU backend's kernels through its ops table: the GEMM with epilogues
+ * forward/backward (finite-difference gradient checks, including the fused
+ * derivative of the layer below's ReLU or GELU + its bias gradient), softmax cross-entropy, the optimizers against
  * hand-computed numbers, axpy, zero and the peak-memory accounting.
  *
  * The elementwise math is shared with the CUDA kernels (kernels/elementwise.h),
@@ -45,21 +45,22 @@ static float *dev_alloc(pb_device *dev, size_t elems)
     return p;
 }
 
-/* --- Linear: finite-difference gradient checks ------------------------- */
+/* --- GEMM with epilogues: finite-difference gradient checks ------------- */
 
 /* A two-layer composition, all host-visible (the CPU backend's memory is host
- * memory): h = relu(x W1^T + b1) [m, hid], y = act(h W2^T + b2) [m, n],
- * L = sum(c * y) with fixed random c. Layer 1 is used only when two_layer. */
+ * memory): h = act1(x W1^T + b1) [m, hid] (ReLU, or GELU when gelu),
+ * y = act(h W2^T + b2) [m, n], L = sum(c * y) with fixed random c. Layer 1
+ * is used only when two_layer. */
 enum { M = 5, K = 7, HID = 6, N = 4 };
 _Static_assert(K >= HID, "w2 is sized for the one-layer case, whose input is x [M, K]");
 
 typedef struct net {
-    bool two_layer, relu_top;
+    bool two_layer, relu_top, gelu;
     float x[M * K];
     float w1[HID * K], b1[HID];
     float w2[N * K], b2[N]; /* the top layer: [N, HID], or [N, K] on x when !two_layer */
     float c[M * N];
-    float h[M * HID], y[M * N];
+    float h[M * HID], pre[M * HID], y[M * N];
 } net;
 
 static int top_in(const net *t) { return t->two_layer ? HID : K; }
@@ -68,16 +69,20 @@ static int top_in(const net *t) { return t->two_layer ? HID : K; }
 static double net_loss(pb_device *dev, net *t)
 {
     if (t->two_layer) {
-        pb_linear l1 = {.m = M, .n = HID, .k = K, .x = t->x, .w = t->w1, .b = t->b1, .y = t->h, .relu = true};
-        assert_int_equal(be->linear_fwd(dev, &l1), PB_OK);
+        pb_gemm l1 = {.m = M, .n = HID, .k = K, .x = t->x, .w = t->w1, .bias = t->b1, .y = t->h,
+                      .pre = t->gelu ? t->pre : NULL, .epilogue = t->gelu ? PB_EPI_GELU_BIAS : PB_EPI_RELU_BIAS};
+        assert_int_equal(be->gemm_fwd(dev, &l1), PB_OK);
     }
-    pb_linear l2 = {.m = M, .n = N, .k = top_in(t), .x = t->two_layer ? t->h : t->x, .w = t->w2,
-                    .b = t->b2, .y = t->y, .relu = t->relu_top};
-    assert_int_equal(be->linear_fwd(dev, &l2), PB_OK);
+    pb_gemm l2 = {.m = M, .n = N, .k = top_in(t), .x = t->two_layer ? t->h : t->x, .w = t->w2,
+                  .bias = t->b2, .y = t->y, .epilogue = t->relu_top ? PB_EPI_RELU_BIAS : PB_EPI_BIAS};
+    assert_int_equal(be->gemm_fwd(dev, &l2), PB_OK);
     double loss = 0.0;
     for (int i = 0; i < M * N; i++) loss += (double)t->c[i] * t->y[i];
     return loss;
 }
+
+/* GELU's tanh form (GPT-2's gelu_new) in double */
+static double ref_gelu(double z) { return 0.5 * z * (1 + tanh(0.7978845608028654 * (z + 0.044715 * z * z * z))); }
 
 /* Smallest |pre-activation| of the ReLU layers, from a double host reference
  * (the kink of ReLU must stay out of reach of the finite-difference step). */
@@ -89,8 +94,8 @@ static double relu_margin(const net *t)
         for (int o = 0; o < HID; o++) {
             double z = t->b1[o];
             for (int k = 0; k < K; k++) z += (double)t->x[i * K + k] * t->w1[o * K + k];
-            margin = fmin(margin, fabs(z));
-            h[i * HID + o] = z > 0 ? z : 0;
+            if (!t->gelu) margin = fmin(margin, fabs(z));
+            h[i * HID + o] = t->gelu ? ref_gelu(z) : z > 0 ? z : 0;
         }
     for (int i = 0; i < M && t->relu_top; i++)
         for (int o = 0; o < N; o++) {
@@ -104,11 +109,12 @@ static double relu_margin(const net *t)
 
 /* Random inputs whose pre-activations are all at least 0.05 from the kink.
  * The search is over a fixed sequence, so the chosen inputs never change. */
-static void net_init(net *t, bool two_layer, bool relu_top)
+static void net_init(net *t, bool two_layer, bool relu_top, bool gelu)
 {
     memset(t, 0, sizeof *t);
     t->two_layer = two_layer;
     t->relu_top = relu_top;
+    t->gelu = gelu;
     rng_state = 0x9E3779B97F4A7C15ULL;
     for (int tries = 0; tries < 10000; tries++) {
         fill_uniform(t->x, M * K, -1, 1);
@@ -165,12 +171,12 @@ static void fill_sentinel(float *a, size_t n)
 }
 
 /* One Linear layer, L = sum(c * act(x W^T + b)): dz = c masked by the ReLU
- * (from the stored output y > 0), then linear_bwd gives dW, db and dx. */
+ * (from the stored output y > 0), then gemm_bwd gives dW, db and dx. */
 static void check_one_layer(pb_device *dev, bool relu)
 {
     net *t = calloc(1, sizeof *t);
     assert_non_null(t);
-    net_init(t, false, relu);
+    net_init(t, false, relu, false);
     net_loss(dev, t);
     float dz[M * N], dw[N * K], db[N], dx[M * K];
     int masked = 0;
@@ -184,9 +190,9 @@ static void check_one_layer(pb_device *dev, bool relu)
     fill_sentinel(dw, N * K);
     fill_sentinel(db, N);
     fill_sentinel(dx, M * K);
-    pb_linear_grad g = {.m = M, .n = N, .k = K, .dy = dz, .x = t->x, .w = t->w2,
-                        .dw = dw, .db = db, .dx = dx, .x_relu = false};
-    assert_int_equal(be->linear_bwd(dev, &g), PB_OK);
+    pb_gemm_grad g = {.m = M, .n = N, .k = K, .dy = dz, .x = t->x, .w = t->w2,
+                      .dw = dw, .db = db, .dx = dx, .dx_act = PB_DACT_NONE};
+    assert_int_equal(be->gemm_bwd(dev, &g), PB_OK);
     for (int i = 0; i < N * K; i++) check_grad("dW", i, dw[i], central_diff(dev, t, &t->w2[i]));
     for (int i = 0; i < N; i++) check_grad("db", i, db[i], central_diff(dev, t, &t->b2[i]));
     for (int i = 0; i < M * K; i++) check_grad("dx", i, dx[i], central_diff(dev, t, &t->x[i]));
@@ -203,50 +209,84 @@ static void check_one_layer(pb_device *dev, bool relu)
     g.dw_beta = 0.9f;
     g.db = NULL;
     g.dx = NULL;
-    assert_int_equal(be->linear_bwd(dev, &g), PB_OK);
+    assert_int_equal(be->gemm_bwd(dev, &g), PB_OK);
     for (int i = 0; i < N * K; i++)
         if (fabsf(m[i] - want[i]) > 2e-7f * (1.0f + fabsf(want[i])))
             fail_msg("dW + 0.9 m, element %d: %.9g, expected %.9g", i, m[i], want[i]);
+
+    /* dx_beta 1 adds dy W onto what dx holds (the GPT's tensors with two
+     * consumers), and db is overwritten whatever it held */
+    float dx0[M * K], dxw[M * K];
+    for (int i = 0; i < M * K; i++) dx0[i] = dxw[i] = (float)i / 3.0f;
+    fill_sentinel(db, N);
+    g = (pb_gemm_grad){.m = M, .n = N, .k = K, .dy = dz, .x = t->x, .w = t->w2, .dw = m, .db = db,
+                       .dx = dxw, .dx_beta = 1.0f};
+    assert_int_equal(be->gemm_bwd(dev, &g), PB_OK);
+    for (int i = 0; i < M * K; i++)
+        if (fabsf(dxw[i] - (dx0[i] + dx[i])) > 1e-6f * (1.0f + fabsf(dx0[i])))
+            fail_msg("dx + dy W, element %d: %.9g, expected %.9g", i, dxw[i], dx0[i] + dx[i]);
+    for (int i = 0; i < N; i++) check_grad("db (overwritten)", i, db[i], central_diff(dev, t, &t->b2[i]));
     free(t);
 }
 
-static void test_linear_grad_no_relu(void **state) { check_one_layer(*state, false); }
-static void test_linear_grad_relu(void **state) { check_one_layer(*state, true); }
+static void test_gemm_grad_no_relu(void **state) { check_one_layer(*state, false); }
+static void test_gemm_grad_relu(void **state) { check_one_layer(*state, true); }
 
-/* The forward itself against a double host reference: y = x W^T + b (the
- * finite differences above cannot see an error that is constant in the
- * parameters). */
-static void test_linear_forward_values(void **state)
+/* One layer's forward against a double host reference: z = x W^T + b
+ * ([M, n] from x [M, K]), y = relu(z) or gelu(z), and z saved in pre when
+ * given (the finite differences cannot see an error that is constant in
+ * the parameters) */
+static void expect_forward(const float *x, const float *w, const float *b, int n, const float *pre, const float *y,
+                           bool gelu)
 {
-    pb_device *dev = *state;
-    net *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    net_init(t, false, true);
-    fill_sentinel(t->y, M * N);
-    net_loss(dev, t);
     for (int i = 0; i < M; i++)
-        for (int o = 0; o < N; o++) {
-            double z = t->b2[o];
-            for (int k = 0; k < K; k++) z += (double)t->x[i * K + k] * t->w2[o * K + k];
-            double want = z > 0 ? z : 0;
-            assert_true(fabs(t->y[i * N + o] - want) < 1e-6 * (1 + fabs(want)));
+        for (int o = 0; o < n; o++) {
+            double z = b[o];
+            for (int k = 0; k < K; k++) z += (double)x[i * K + k] * w[o * K + k];
+            double want = gelu ? ref_gelu(z) : z > 0 ? z : 0;
+            if (pre) assert_true(fabs(pre[i * n + o] - z) < 1e-6 * (1 + fabs(z)));
+            assert_true(fabs(y[i * n + o] - want) < 1e-6 * (1 + fabs(want)));
         }
-    free(t);
 }
 
-/* Two layers: the top layer's backward with x_relu produces layer 1's
- * dL/d(pre-activation) in dx (masked by h > 0) and its bias gradient in
- * db_prev (the DRELU_BGRAD fusion); layer 1's backward then runs with
- * db = NULL (already produced) and gives dW1 and dL/dx. */
-static void check_two_layers(pb_device *dev, bool relu_top)
+static void test_gemm_forward_values(void **state)
 {
     net *t = calloc(1, sizeof *t);
     assert_non_null(t);
-    net_init(t, true, relu_top);
+    net_init(t, false, true, false);
+    fill_sentinel(t->y, M * N);
+    net_loss(*state, t);
+    expect_forward(t->x, t->w2, t->b2, N, NULL, t->y, false);
+    free(t);
+}
+
+/* GELU_BIAS: the saved pre-activation and y = gelu(pre), tanh form */
+static void test_gemm_gelu_forward_values(void **state)
+{
+    net *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    net_init(t, true, false, true);
+    fill_sentinel(t->h, M * HID);
+    fill_sentinel(t->pre, M * HID);
+    net_loss(*state, t);
+    expect_forward(t->x, t->w1, t->b1, HID, t->pre, t->h, true);
+    free(t);
+}
+
+/* Two layers: the top layer's backward with dx_act produces layer 1's
+ * dL/d(pre-activation) in dx (masked by h > 0, or times gelu'(pre)) and its
+ * bias gradient in dx_db (the DRELU_BGRAD / DGELU_BGRAD fusion); layer 1's
+ * backward then runs with db = NULL (already produced) and gives dW1 and
+ * dL/dx. */
+static void check_two_layers(pb_device *dev, bool relu_top, bool gelu)
+{
+    net *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    net_init(t, true, relu_top, gelu);
     net_loss(dev, t);
     int dead = 0;
     for (int i = 0; i < M * HID; i++) dead += t->h[i] == 0.0f;
-    assert_true(dead > 0 && dead < M * HID); /* the mask matters */
+    if (!gelu) assert_true(dead > 0 && dead < M * HID); /* the mask matters */
 
     float dz2[M * N], dw2[N * HID], db2[N], dz1[M * HID], db1[HID], dw1[HID * K], dx[M * K];
     for (int i = 0; i < M * N; i++) dz2[i] = relu_top && t->y[i] <= 0.0f ? 0.0f : t->c[i];
@@ -256,27 +296,29 @@ static void check_two_layers(pb_device *dev, bool relu_top)
     fill_sentinel(db1, HID);
     fill_sentinel(dw1, HID * K);
     fill_sentinel(dx, M * K);
-    pb_linear_grad g2 = {.m = M, .n = N, .k = HID, .dy = dz2, .x = t->h, .w = t->w2, .dw = dw2,
-                         .db = db2, .dx = dz1, .x_relu = true, .x_aux = NULL, .db_prev = db1};
-    assert_int_equal(be->linear_bwd(dev, &g2), PB_OK);
+    pb_gemm_grad g2 = {.m = M, .n = N, .k = HID, .dy = dz2, .x = t->h, .w = t->w2, .dw = dw2, .db = db2,
+                       .dx = dz1, .dx_act = gelu ? PB_DACT_GELU : PB_DACT_RELU, .x_pre = gelu ? t->pre : NULL,
+                       .dx_db = db1};
+    assert_int_equal(be->gemm_bwd(dev, &g2), PB_OK);
     float db1_spare = SENTINEL; /* db = NULL must leave bias gradients alone */
-    pb_linear_grad g1 = {.m = M, .n = HID, .k = K, .dy = dz1, .x = t->x, .w = t->w1, .dw = dw1,
-                         .db = NULL, .dx = dx, .x_relu = false, .db_prev = &db1_spare};
-    assert_int_equal(be->linear_bwd(dev, &g1), PB_OK);
+    pb_gemm_grad g1 = {.m = M, .n = HID, .k = K, .dy = dz1, .x = t->x, .w = t->w1, .dw = dw1,
+                       .db = NULL, .dx = dx, .dx_act = PB_DACT_NONE, .dx_db = &db1_spare};
+    assert_int_equal(be->gemm_bwd(dev, &g1), PB_OK);
     assert_true(db1_spare == SENTINEL);
-    for (int i = 0; i < M * HID; i++)
+    for (int i = 0; i < M * HID && !gelu; i++)
         if (t->h[i] == 0.0f) assert_true(dz1[i] == 0.0f);
 
     for (int i = 0; i < N * HID; i++) check_grad("dW2", i, dw2[i], central_diff(dev, t, &t->w2[i]));
     for (int i = 0; i < N; i++) check_grad("db2", i, db2[i], central_diff(dev, t, &t->b2[i]));
-    for (int i = 0; i < HID; i++) check_grad("db1 (db_prev)", i, db1[i], central_diff(dev, t, &t->b1[i]));
+    for (int i = 0; i < HID; i++) check_grad("db1 (dx_db)", i, db1[i], central_diff(dev, t, &t->b1[i]));
     for (int i = 0; i < HID * K; i++) check_grad("dW1", i, dw1[i], central_diff(dev, t, &t->w1[i]));
     for (int i = 0; i < M * K; i++) check_grad("dx", i, dx[i], central_diff(dev, t, &t->x[i]));
     free(t);
 }
 
-static void test_linear_grad_fused_relu(void **state) { check_two_layers(*state, false); }
-static void test_linear_grad_fused_relu_top_relu(void **state) { check_two_layers(*state, true); }
+static void test_gemm_grad_fused_relu(void **state) { check_two_layers(*state, false, false); }
+static void test_gemm_grad_fused_relu_top_relu(void **state) { check_two_layers(*state, true, false); }
+static void test_gemm_grad_fused_gelu(void **state) { check_two_layers(*state, false, true); }
 
 /* --- softmax cross-entropy --------------------------------------------- */
 
@@ -526,11 +568,13 @@ static void test_peak_memory(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear_forward_values),
-        cmocka_unit_test(test_linear_grad_no_relu),
-        cmocka_unit_test(test_linear_grad_relu),
-        cmocka_unit_test(test_linear_grad_fused_relu),
-        cmocka_unit_test(test_linear_grad_fused_relu_top_relu),
+        cmocka_unit_test(test_gemm_forward_values),
+        cmocka_unit_test(test_gemm_gelu_forward_values),
+        cmocka_unit_test(test_gemm_grad_no_relu),
+        cmocka_unit_test(test_gemm_grad_relu),
+        cmocka_unit_test(test_gemm_grad_fused_relu),
+        cmocka_unit_test(test_gemm_grad_fused_relu_top_relu),
+        cmocka_unit_test(test_gemm_grad_fused_gelu),
         cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_sgd_momentum),
         cmocka_unit_test(test_sgd_momentum_ready),

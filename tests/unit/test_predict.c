@@ -139,6 +139,91 @@ static void test_mp_bubble_is_gpipe(void **state)
     pb_error_clear();
 }
 
+/* zero's volumes are the strategy's own column formulas over the padded
+ * shard S = sum of ceil(block / n) (docs/strategies.md "zero"): (n-1) S x 4
+ * reduce-scattered, as much gathered at stages 1 and 2, twice at 3; each
+ * stage holds less; stage 3 waits at least for block 0's gather. */
+static void test_zero_volumes_memory_and_gathers(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 4, 1000, 30, 40, 80, 8);
+    pb_pred_net net;
+    make_net(&net, 8, 10, 10, 0);
+    double S = 4 * ceil((1000.0 * 1000 + 1000) / 3), mem[4] = {0};
+    for (int z = 1; z <= 3; z++) {
+        pb_pred_target t = {.strategy = PB_PRED_ZERO, .devices = 3, .batch_global = 90, .zero_stage = z,
+                            .bucket_mb = 1, .threads = 1}; /* a block a bucket: stage 2 holds 3 blocks' gradients */
+        pb_pred_result r;
+        assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+        assert_float_equal(r.reduce_scatter_bytes, 2 * S * 4, 1e-3);
+        assert_float_equal(r.allgather_bytes, (z == 3 ? 2 : 1) * 2 * S * 4, 1e-3);
+        assert_true(isnan(r.allreduce_bytes));
+        /* a block's reduce-scatter: 2/3 of its padded bytes at 10 GB/s */
+        double block_ms = 2.0 / 3 * (S / 4 * 3 * 4) / 10e6;
+        assert_float_equal(r.reduce_scatter_ms, 4 * block_ms, 1e-6);
+        assert_float_equal(r.comm_ms, r.reduce_scatter_ms + r.allgather_ms, 1e-9);
+        /* compute: ddp's shard of the batch, the optimizer over a third */
+        assert_float_equal(r.compute_ms, 40 + 80 + 8 * S / w.params, 1e-6);
+        if (z == 3) assert_true(r.comm_exposed_ms >= block_ms - 1e-9);
+        assert_float_equal(r.step_ms, r.compute_ms + r.comm_exposed_ms, 1e-9);
+        mem[z] = r.mem_mb;
+    }
+    assert_true(mem[3] < mem[2] && mem[2] < mem[1]);
+    pb_pred_target bad = {.strategy = PB_PRED_ZERO, .devices = 2, .batch_global = 90, .bucket_mb = 25};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&w, &net, &bad, &r), PB_ERR_USAGE); /* no stage */
+    pb_error_clear();
+}
+
+/* tp on the MLP: an all-reduce after each pair's forward and in each
+ * pair's backward but the first, all exposed; the split GEMMs' time over n,
+ * an odd last layer's whole; every rank the whole batch. */
+static void test_tp_allreduces_and_split_compute(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 4, 1000, 64, 40, 80, 8);
+    pb_pred_net net;
+    make_net(&net, 8, 10, 10, 0);
+    pb_pred_target t = {.strategy = PB_PRED_TP, .devices = 2, .batch_global = 64, .threads = 1};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_int_equal(r.tp_allreduces, 3);
+    double S = 64 * 1000 * 4.0;
+    assert_float_equal(r.allreduce_bytes, 3 * 2 * S / 2, 1e-6);
+    assert_float_equal(r.tp_comm_ms, 3 * S / 10e6, 1e-9);
+    assert_float_equal(r.comm_exposed_ms, r.comm_ms, 0);
+    assert_float_equal(r.step_ms, 60 + r.compute_ms - 60 + r.comm_ms, 1e-9);
+    assert_true(r.compute_ms > 60 && r.compute_ms < 60 + 8); /* half of fwd + bwd, about half the optimizer */
+    /* 3 layers: one pair (its forward's all-reduce alone), the last whole */
+    make_work(&w, 3, 1000, 64, 30, 60, 0);
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_int_equal(r.tp_allreduces, 1);
+    assert_float_equal(r.compute_ms, (30 + 60) * (2 * 0.5 + 1) / 3, 1e-9);
+    t.devices = 3; /* 1000 hidden units do not split in 3 */
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
+    pb_error_clear();
+}
+
+/* 1F1B: GPipe's step and bubble, fewer activations held */
+static void test_1f1b_same_step_less_memory(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 4, 256, 64, 40, 80, 0);
+    pb_pred_net net;
+    make_net(&net, 8, 1e9, 1e9, 0);
+    pb_pred_target t = {.strategy = PB_PRED_MP, .devices = 2, .batch_global = 64, .microbatches = 8, .threads = 1};
+    pb_pred_result g, f;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &g), PB_OK);
+    t.one_f_one_b = true;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &f), PB_OK);
+    assert_float_equal(f.step_ms, g.step_ms, 1e-9);
+    assert_float_equal(f.bubble_frac, 1.0 / 9, 1e-9);
+    assert_true(f.mem_mb < g.mem_mb);
+}
+
 static void test_dp_goes_through_device_zero(void **state)
 {
     (void)state;
@@ -244,6 +329,9 @@ int main(void)
         cmocka_unit_test(test_ddp_buckets_overlap_backward),
         cmocka_unit_test(test_mp_bubble_is_gpipe),
         cmocka_unit_test(test_dp_goes_through_device_zero),
+        cmocka_unit_test(test_zero_volumes_memory_and_gathers),
+        cmocka_unit_test(test_tp_allreduces_and_split_compute),
+        cmocka_unit_test(test_1f1b_same_step_less_memory),
         cmocka_unit_test(test_cpu_devices_share_cores),
         cmocka_unit_test(test_repeats_pool_by_median),
     };

@@ -1,0 +1,87 @@
+/* bench predict's memory per device: the run's own memory plan
+ * (harness/memplan.h: the strategies' plan_memory over the workload's
+ * model), computed for the target's configuration, so a predicted row's
+ * mem_mb_per_device is what that run's mem_plan_mb will say; the
+ * backends allocate exactly what the plan counts (docs/reliability.md).
+ * The configuration is built the way the command line builds it, from the
+ * single rows' workload, shape and settings; where it cannot be (a
+ * workload this binary does not have), the model's own estimate stands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../harness/config.h"
+#include "../harness/memplan.h"
+#include "../harness/registry.h"
+#include "predict.h"
+
+#define ARGS 40
+#define ARG_LEN 72 /* a workload name (PB_PRED_NAME) and its NUL */
+
+typedef struct argv_buf {
+    int n;
+    char text[ARGS][ARG_LEN];
+    char *v[ARGS + 1];
+} argv_buf;
+
+static void arg(argv_buf *a, const char *flag, const char *fmt, double x)
+{
+    if (a->n + 2 > ARGS) return;
+    snprintf(a->text[a->n], ARG_LEN, "%s", flag);
+    a->v[a->n] = a->text[a->n];
+    a->n++;
+    if (!fmt) return;
+    snprintf(a->text[a->n], ARG_LEN, fmt, x);
+    a->v[a->n] = a->text[a->n];
+    a->n++;
+}
+
+static void arg_s(argv_buf *a, const char *flag, const char *value)
+{
+    if (a->n + 2 > ARGS || !*value) return;
+    arg(a, flag, NULL, 0);
+    snprintf(a->text[a->n], ARG_LEN, "%s", value);
+    a->v[a->n] = a->text[a->n];
+    a->n++;
+}
+
+bool pb_pred_plan_mb(const pb_pred_work *w, const pb_pred_target *t, double *mb)
+{
+    static pb_model model; /* large for a stack */
+    pb_config cfg;
+    pb_config_defaults(&cfg);
+    argv_buf a = {0};
+    arg_s(&a, "--workload", w->workload);
+    arg_s(&a, "--backend", w->backend);
+    arg_s(&a, "--precision", w->precision);
+    arg_s(&a, "--optimizer", w->optimizer);
+    arg_s(&a, "--strategy", pb_pred_strategy_name(t->strategy));
+    arg(&a, "--gpus", "%.0f", t->devices);
+    arg(&a, "--batch", "%.0f", t->batch_global);
+    /* the MLP's shape as the single rows give it */
+    if (w->layers >= 1 && strncmp(w->workload, "mlp", 3) == 0) {
+        arg(&a, "--in", "%.0f", w->in[0]);
+        arg(&a, "--layers", "%.0f", w->layers);
+        arg(&a, "--classes", "%.0f", w->out[w->layers - 1]);
+        if (w->layers > 1) arg(&a, "--hidden", "%.0f", w->out[0]);
+    }
+    if (t->strategy == PB_PRED_MP) {
+        arg(&a, "--microbatches", "%.0f", t->microbatches > 0 ? t->microbatches : 1);
+        arg_s(&a, "--schedule", t->one_f_one_b ? "1f1b" : "gpipe");
+    }
+    if (t->strategy == PB_PRED_ZERO) arg(&a, "--zero-stage", "%.0f", t->zero_stage);
+    if (t->strategy == PB_PRED_DDP || t->strategy == PB_PRED_ZERO) {
+        if (t->no_overlap) arg(&a, "--no-overlap", NULL, 0);
+        else arg(&a, "--bucket-mb", "%.17g", t->bucket_mb);
+    }
+    a.v[a.n] = NULL;
+    bool help = false;
+    if (pb_config_parse(&cfg, a.n, a.v, &help) != PB_OK || pb_model_of(&cfg, &model) != PB_OK) {
+        pb_error_clear();
+        return false;
+    }
+    pb_memplan_env env = {.host_is_device = strcmp(w->backend, "cpu") == 0, .local_ranks = 1};
+    pb_memplan plan;
+    pb_memplan_compute(&cfg, &model, &env, &plan);
+    *mb = pb_mem_parts_sum(&plan.device_parts[pb_memplan_largest(&plan)]) / 1048576.0;
+    return true;
+}
