@@ -84,12 +84,7 @@ static void test_mlp_dp2_tp2_matches_single(void **state)
     bench_run *r = keep(state, run_mesh(4, extra, env));
     check_row(r, 1e-5);
     /* ranks 0,1 (replica 0) and 2,3 (replica 1): 32 rows each of 10 steps */
-    for (int k = 0; k < 4; k++) {
-        char want[128];
-        snprintf(want, sizeof want, "bench: rank %d loader filled %d samples, %d bytes\n", k, 10 * 32,
-                 10 * 32 * (256 * 4 + 4));
-        if (!strstr(r->res.err, want)) fail_msg("no '%.*s' in stderr:\n%s", (int)strlen(want) - 1, want, r->res.err);
-    }
+    expect_mlp_xs_loader_filled(r, 4, 10 * 32);
 }
 
 /* AdamW, 5 steps: test_tp.c says why the GPT's bound is 5e-3 */
@@ -108,23 +103,12 @@ static void test_gpt_dp2_tp2_matches_single(void **state)
 static void test_hung_rank_named(void **state)
 {
     if (!PB_EXPECT_MPI) skip();
-    char host[256] = "unknown", want[512];
-    gethostname(host, sizeof host - 1);
     char *extra[] = {"--workload", "mlp-xs", "--dp", "2", "--tp", "2", "--iters", "10", "--timeout", "3", NULL};
     char *env[] = {"PB_FAULT=rank=2,step=3,phase=fwd,kind=hang", NULL};
     bench_run *r = keep(state, run_mesh(4, extra, env));
-    if (r->res.exit_code == 0) fail_msg("exited 0; stderr:\n%s", r->res.err);
-    snprintf(want, sizeof want, "rank 2 on %s (pid ", host);
     static const char *const says[] = {"mesh step 3: rank ", "of a split group (world rank ",
                                        "did not complete within 3 s (--timeout): ", ") is stuck in phase fwd of step 3"};
-    for (size_t i = 0; i < sizeof says / sizeof *says; i++)
-        if (!strstr(r->res.err, says[i])) fail_msg("no '%s' in stderr:\n%s", says[i], r->res.err);
-    if (!strstr(r->res.err, want)) fail_msg("no '%s' in stderr:\n%s", want, r->res.err);
-    csv c;
-    csv_load(&c, r->csv_path);
-    assert_int_equal(c.rows, 1);
-    assert_string_equal(csv_get(&c, "status"), "failed");
-    csv_free(&c);
+    expect_hung_rank_named(r, 2, says, sizeof says / sizeof *says);
 }
 
 /* exit 2, one line naming it, nothing written */

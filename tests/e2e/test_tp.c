@@ -128,13 +128,7 @@ static void test_gather_mid_run_and_whole_batches(void **state)
     char *env[] = {"PB_TEST_LOADER_STATS=1", NULL};
     bench_run *r = keep(state, run_tp(2, extra, env));
     check_row(r, 2, 1e-5);
-    for (int k = 0; k < 2; k++) {
-        char want[128];
-        /* 12 steps of 64 rows, 256 features and a label each */
-        snprintf(want, sizeof want, "bench: rank %d loader filled %d samples, %d bytes\n", k, 12 * 64,
-                 12 * 64 * (256 * 4 + 4));
-        if (!strstr(r->res.err, want)) fail_msg("no '%.*s' in stderr:\n%s", (int)strlen(want) - 1, want, r->res.err);
-    }
+    expect_mlp_xs_loader_filled(r, 2, 12 * 64); /* 12 steps of 64 rows */
 }
 
 /* A rank stuck in forward (PB_FAULT, test-only) holds the others in
@@ -143,23 +137,12 @@ static void test_gather_mid_run_and_whole_batches(void **state)
 static void test_hung_rank_named(void **state)
 {
     if (!PB_EXPECT_MPI) skip();
-    char host[256] = "unknown", want[512];
-    gethostname(host, sizeof host - 1);
     char *extra[] = {"--workload", "mlp-xs", "--iters", "10", "--timeout", "3", NULL};
     char *env[] = {"PB_FAULT=rank=1,step=3,phase=fwd,kind=hang", NULL};
     bench_run *r = keep(state, run_tp(2, extra, env));
-    if (r->res.exit_code == 0) fail_msg("exited 0; stderr:\n%s", r->res.err);
-    snprintf(want, sizeof want, "rank 1 on %s (pid ", host);
     static const char *const says[] = {"tp step 3: rank 0 of 2 on ", "did not complete within 3 s (--timeout): ",
                                        ") is stuck in phase fwd of step 3"};
-    for (size_t i = 0; i < sizeof says / sizeof *says; i++)
-        if (!strstr(r->res.err, says[i])) fail_msg("no '%s' in stderr:\n%s", says[i], r->res.err);
-    if (!strstr(r->res.err, want)) fail_msg("no '%s' in stderr:\n%s", want, r->res.err);
-    csv c;
-    csv_load(&c, r->csv_path);
-    assert_int_equal(c.rows, 1);
-    assert_string_equal(csv_get(&c, "status"), "failed");
-    csv_free(&c);
+    expect_hung_rank_named(r, 1, says, sizeof says / sizeof *says);
 }
 
 /* What does not split: exit 2, one line naming it, nothing written */
