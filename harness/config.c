@@ -46,9 +46,11 @@ static bool has_microbatches(const pb_strategy *s) { return s->microbatches; }
 static bool has_stages(const pb_strategy *s) { return s->stages; }
 static bool has_buckets(const pb_strategy *s) { return s->buckets; }
 static bool has_zero_stage(const pb_strategy *s) { return s->zero_stage; }
+static bool has_mesh(const pb_strategy *s) { return s->mesh; }
 
 static const flag_scope for_microbatches = {has_microbatches, NULL}, for_stages = {has_stages, NULL},
                         for_buckets = {has_buckets, NULL}, for_zero_stage = {has_zero_stage, NULL},
+                        for_mesh = {has_mesh, NULL},
                         /* every strategy of several devices; the order is the help text's */
                         for_several_devices = {NULL, "dp,mp,ddp,tp"};
 
@@ -89,6 +91,9 @@ static const flag flags[] = {
     {"--bucket-mb", F_DOUBLE, OFF(bucket_mb), 0.001, 65536, "X", "gradient bucket size in MB (2^20 bytes)", &for_buckets},
     {"--no-overlap", F_BOOL, OFF(no_overlap), 0, 0, NULL, "all-reduce once after backward instead of per bucket during it", &for_buckets},
     {"--zero-stage", F_INT, OFF(zero_stage), 1, 3, "S", "what ZeRO shards across ranks: 1 optimizer state, 2 and gradients, 3 and parameters (FSDP)", &for_zero_stage},
+    {"--dp", F_INT, OFF(mesh_dp), 1, 4096, "D", "mesh: data-parallel replicas (D x T x P = --gpus)", &for_mesh},
+    {"--tp", F_INT, OFF(mesh_tp), 1, 4096, "T", "mesh: tensor-parallel ranks per replica, innermost (consecutive ranks)", &for_mesh},
+    {"--pp", F_INT, OFF(mesh_pp), 1, 4096, "P", "mesh: pipeline stages, outermost (only 1 is built yet)", &for_mesh},
     {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity); ddp: of each rank (test-only, cuda)", &for_several_devices},
     {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 (AdamW: 3) with single's (exit 1 beyond tolerance)", NULL},
     {"--timeout", F_DOUBLE, OFF(timeout_s), 1, 86400, "S", "seconds a device may wait for another (a collective, a pipeline stage, dp's devices) before the run fails", NULL},
@@ -160,6 +165,7 @@ void pb_config_defaults(pb_config *cfg)
     cfg->microbatches = 1;
     cfg->bucket_mb = 25.0;
     cfg->zero_stage = 1;
+    cfg->mesh_dp = cfg->mesh_tp = cfg->mesh_pp = 1;
     cfg->timeout_s = 300.0;
     snprintf(cfg->out, sizeof cfg->out, "results/runs.csv");
 }

@@ -105,7 +105,9 @@ void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_me
     proc.params += 4.0 * P; /* initial, later final parameters (run.c) */
     /* a rank's loader fills its shard alone (the larger one when the ranks
      * do not divide the batch) */
-    add_loader(model, per_rank && !strategy->rank_full_batch ? ceil(B / (double)n) : B, &proc.loader);
+    int shards = n;
+    if (strategy->batch_shard) strategy->batch_shard(cfg, 0, &shards);
+    add_loader(model, per_rank && !strategy->rank_full_batch ? ceil(B / (double)shards) : B, &proc.loader);
     /* ddp's gradients staged through the host for a host comm */
     if (per_rank && !env->host_is_device && !(comm && comm->device_buffers)) proc.grads += 4.0 * P;
     if (env->host_is_device)

@@ -14,7 +14,7 @@ static const pb_backend *const backends[] = {&pb_backend_cpu, &pb_backend_cuda};
 static const pb_comm *const comms[] = {&pb_comm_mpi, &pb_comm_nccl, &pb_comm_local};
 
 static const pb_strategy *const strategies[] = {&pb_strategy_single, &pb_strategy_dp, &pb_strategy_ddp, &pb_strategy_mp,
-                                                &pb_strategy_tp,     &pb_strategy_zero};
+                                                &pb_strategy_tp,     &pb_strategy_zero, &pb_strategy_mesh};
 
 static const pb_workload workloads[] = {
     {"mlp-xs", "tiny MLP for tests", {256, 256, 3, 10, 64, 0, 0, 0, 0}, &pb_workload_mlp},

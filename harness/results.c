@@ -125,6 +125,7 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     pb_record_set(r, PB_COL_BATCH_GLOBAL, "%d", s->batch);
     /* ranks need not divide the batch: the largest shard */
     int b = cfg->shape.batch, d = cfg->devices > 0 ? cfg->devices : 1;
+    if (strategy && strategy->batch_shard) strategy->batch_shard(cfg, 0, &d);
     pb_record_set(r, PB_COL_BATCH_PER_DEVICE, "%d",
                   per_rank && !strategy->rank_full_batch ? (b + d - 1) / d
                   : strategy && strategy->needs_even_split ? b / d
@@ -137,6 +138,11 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     if (buckets && !cfg->no_overlap) pb_record_num(r, PB_COL_BUCKET_MB, cfg->bucket_mb);
     if (buckets) pb_record_set(r, PB_COL_NO_OVERLAP, "%d", cfg->no_overlap ? 1 : 0);
     if (strategy && strategy->zero_stage) pb_record_set(r, PB_COL_ZERO_STAGE, "%d", cfg->zero_stage);
+    if (strategy && strategy->mesh) {
+        pb_record_set(r, PB_COL_DP, "%d", cfg->mesh_dp);
+        pb_record_set(r, PB_COL_TP, "%d", cfg->mesh_tp);
+        pb_record_set(r, PB_COL_PP, "%d", cfg->mesh_pp);
+    }
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
     pb_record_num(r, PB_COL_LR, cfg->lr);

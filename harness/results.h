@@ -73,6 +73,9 @@ extern "C" {
     X(CALIBRATE, "calibrate", CONFIG, ALL)                                    \
     X(NO_OVERLAP, "no_overlap", CONFIG, ALL)                                  \
     X(ZERO_STAGE, "zero_stage", CONFIG, ALL)                                  \
+    X(DP, "dp", CONFIG, ALL)                                                  \
+    X(TP, "tp", CONFIG, ALL)                                                  \
+    X(PP, "pp", CONFIG, ALL)                                                  \
     X(SPLIT, "split", CONFIG, ALL)                                            \
     X(DEVICE_MAP, "device_map", CONFIG, ALL)                                  \
     X(STEP_MS_MIN, "step_ms_min", METRIC, NONE)                               \

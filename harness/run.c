@@ -254,7 +254,9 @@ static pb_status setup(run_state *rs)
     /* started last, so its thread does not compete with setup; a rank
      * fills its shard alone (its strategy reads no other row) */
     int row0 = 0, rows = cfg->shape.batch;
-    if (rs->multi && !rs->strategy->rank_full_batch) pb_input_shard(cfg->shape.batch, rs->world.ranks, rs->world.rank, &row0, &rows);
+    int shard = rs->world.rank, shards = rs->world.ranks;
+    if (rs->strategy->batch_shard) shard = rs->strategy->batch_shard(cfg, rs->world.rank, &shards);
+    if (rs->multi && !rs->strategy->rank_full_batch) pb_input_shard(cfg->shape.batch, shards, shard, &row0, &rows);
     PB_TRY(pb_loader_create(rs->be, &rs->model, cfg->seed, row0, rows, (int64_t)cfg->warmup + cfg->iters,
                             loader_workers(cfg, rs->multi ? rs->world.local_ranks : 1), &rs->loader));
 cleanup:

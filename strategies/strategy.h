@@ -105,6 +105,14 @@ typedef struct pb_strategy {
      * so every rank calls it at the same point, the ranks other than 0 with
      * host_params NULL (their part only goes to rank 0) */
     bool params_collective;
+    /* --dp, --tp and --pp (a hybrid mesh: the dp, tp and pp columns) */
+    bool mesh;
+
+    /* optional, rank-per-device: the batch shard rank's loader fills, of
+     * *shards equal-as-can-be shards of the global batch (mesh: its data-
+     * parallel index of --dp); NULL: shard rank of the ranks, or the whole
+     * batch with rank_full_batch */
+    int (*batch_shard)(const pb_config *cfg, int rank, int *shards);
 
     pb_status (*validate)(const pb_config *cfg, const pb_model *model);
     pb_status (*init)(const pb_strategy_ctx *ctx, void **state);
@@ -133,6 +141,7 @@ extern const pb_strategy pb_strategy_ddp;
 extern const pb_strategy pb_strategy_mp;
 extern const pb_strategy pb_strategy_tp;
 extern const pb_strategy pb_strategy_zero;
+extern const pb_strategy pb_strategy_mesh;
 
 /* Test hook: one phase span of an mp stage's last step. */
 typedef struct pb_mp_span {

@@ -15,6 +15,11 @@
  *            gradients are the same on every rank),
  *   opt      the optimizer over the rank's part; no gradient reduction.
  *
+ * The hybrid mesh (--strategy mesh, strategies/mesh.c) runs this step in
+ * each of its tp groups: the group trains on its data-parallel shard of the
+ * batch, and after backward its gradients are all-reduced across the dp
+ * group (a `sync` phase: ddp's --no-overlap), with the loss.
+ *
  * get_params gathers every rank's part to rank 0 (a collective), for
  * --verify and --dump. GPUs: the all-reduces run in place on the device
  * with --comm nccl, host-staged with --comm mpi (compiled, not run on a GPU
@@ -31,7 +36,10 @@
 #include "../kernels/world.h"
 #include "input.h"
 #include "replica.h"
+#include "dp_common.h"
 #include "strategy.h"
+#include "tp.h"
+#include "volume.h"
 
 typedef struct tp_state {
     const pb_strategy_ctx *ctx;
@@ -41,7 +49,13 @@ typedef struct tp_state {
     float *local_init;   /* its initial parameters (host) */
     pb_replica rep;
     pb_phase_timer timer;
-    pb_comm_ctx *comm;
+    pb_comm_ctx *comm;   /* the tp group: the world, or the mesh's tp group */
+    pb_mesh mesh;
+    pb_comm_ctx *world;  /* the mesh's world, split into groups (NULL for tp) */
+    pb_comm_ctx *groups[PB_MESH_AXES];
+    int row0, rows;      /* the rows of the batch this rank trains on (its dp shard) */
+    float *host_grads;   /* dp's all-reduce staged through the host (GPU with a host comm) */
+    float loss_host;
     bool staged;         /* a GPU with a host comm: all-reduces staged through host_buf */
     float *host_buf;     /* the largest all-reduce (staged only) */
     size_t host_len;
@@ -54,48 +68,52 @@ typedef struct tp_state {
     pb_input input;
 } tp_state;
 
-static pb_status tp_validate(const pb_config *cfg, const pb_model *model)
+pb_status pb_tp_validate_parts(const pb_config *cfg, const pb_model *model, int tp, const char *name)
 {
     if (!pb_mpi_available())
         return pb_user_error(PB_ERR_UNAVAILABLE,
-                             "strategy tp: built without MPI (install Open MPI so `make` finds mpicc, and rebuild)");
-    if (cfg->cuda_graph) return pb_usage_error("--cuda-graph applies to --strategy single, not tp");
+                             "strategy %s: built without MPI (install Open MPI so `make` finds mpicc, and rebuild)", name);
+    if (cfg->cuda_graph) return pb_usage_error("--cuda-graph applies to --strategy single, not %s", name);
     if (cfg->precision == PB_BF16)
-        return pb_usage_error("--precision bf16: strategy tp all-reduces fp32 activations; allowed: fp32, tf32");
+        return pb_usage_error("--precision bf16: strategy %s all-reduces fp32 activations; allowed: fp32, tf32", name);
     pb_model *local = malloc(sizeof *local);
     if (!local) return pb_error(PB_ERR_NOMEM, "out of host memory: a model description");
     /* the workload's own refusal (heads or hidden width not divisible) */
-    pb_status st = pb_model_describe_tp(model->ops, &model->shape, cfg->devices, local);
+    pb_status st = pb_model_describe_tp(model->ops, &model->shape, tp, local);
     free(local);
     return st;
 }
 
-static void tp_destroy(void *state)
+static pb_status tp_validate(const pb_config *cfg, const pb_model *model)
+{
+    return pb_tp_validate_parts(cfg, model, cfg->devices, "tp");
+}
+
+void pb_tp_destroy(void *state)
 {
     tp_state *s = state;
     if (!s) return;
     const pb_backend *be = s->ctx->be;
-    if (s->comm) s->ctx->comm->destroy(s->comm);
+    /* split groups before the world they came from */
+    for (int a = 0; a < PB_MESH_AXES; a++)
+        if (s->groups[a]) s->ctx->comm->destroy(s->groups[a]);
+    if (s->world) s->ctx->comm->destroy(s->world);
+    else if (s->comm) s->ctx->comm->destroy(s->comm);
     if (s->timer.be) pb_phase_timer_destroy(&s->timer);
     pb_input_destroy(&s->input);
     pb_replica_destroy(&s->rep);
     if (s->dev) be->close(s->dev);
     free(s->host_buf);
+    free(s->host_grads);
     free(s->gather);
     free(s->local_init);
     free(s->local);
     free(s);
 }
 
-/* A failed wait's message (it names rank and host) with the step. */
-static pb_status with_step(pb_status st, int64_t step)
-{
-    if (st == PB_OK) return st;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", pb_error_message());
-    pb_error_clear();
-    return pb_user_error(st, "tp step %lld: %s", (long long)step, msg);
-}
+/* "tp", or "mesh" for a mesh of several replicas: what a failed wait's
+ * message (pb_with_step) names */
+static const char *strategy_name(const tp_state *s) { return s->mesh.dp > 1 ? "mesh" : "tp"; }
 
 /* The stage's sum across ranks (pb_stage_hooks.tp_allreduce): a tp_comm
  * span cut out of the phase it interrupts */
@@ -116,7 +134,7 @@ static pb_status tp_allreduce(void *arg, void *buf, size_t n)
         b = s->host_buf;
     }
     PB_TRY(comm->allreduce(s->comm, b, n, 1.0f, &req));
-    PB_TRY(with_step(comm->wait(s->comm, req, s->ctx->cfg->timeout_s), s->step));
+    PB_TRY(pb_with_step(comm->wait(s->comm, req, s->ctx->cfg->timeout_s), strategy_name(s), s->step));
     if (comm->req_ms) s->comm_ms += comm->req_ms(req);
     if (s->staged) PB_TRY(be->upload(s->dev, buf, s->host_buf, n * sizeof(float)));
     s->floats += n;
@@ -127,7 +145,7 @@ cleanup:
     return st;
 }
 
-static pb_status tp_init(const pb_strategy_ctx *ctx, void **state)
+pb_status pb_tp_init_mesh(const pb_strategy_ctx *ctx, pb_mesh mesh, void **state)
 {
     pb_status st = PB_OK;
     tp_state *s = NULL;
@@ -136,10 +154,14 @@ static pb_status tp_init(const pb_strategy_ctx *ctx, void **state)
     const pb_model *model = ctx->model;
     PB_ALLOC(s, 1);
     s->ctx = ctx;
-    s->rank = ctx->rank;
-    s->ranks = ctx->ranks;
-    PB_REQUIRE(ctx->comm && s->ranks >= 1 && s->ranks == cfg->devices, PB_ERR_INTERNAL, "tp: %d ranks for --gpus %d",
-               s->ranks, cfg->devices);
+    s->mesh = mesh;
+    PB_REQUIRE(ctx->comm && ctx->ranks >= 1 && ctx->ranks == cfg->devices && pb_mesh_ranks(mesh) == ctx->ranks,
+               PB_ERR_INTERNAL, "tp: %d ranks for --gpus %d", ctx->ranks, cfg->devices);
+    PB_REQUIRE(mesh.pp == 1, PB_ERR_INTERNAL, "tp: a mesh of %d pipeline stages", mesh.pp);
+    /* this rank's place in its tp group, and its dp shard of the batch */
+    s->rank = pb_mesh_index(mesh, ctx->rank, PB_MESH_TP);
+    s->ranks = mesh.tp;
+    pb_input_shard(cfg->shape.batch, mesh.dp, pb_mesh_index(mesh, ctx->rank, PB_MESH_DP), &s->row0, &s->rows);
     PB_ALLOC(s->local, 1);
     PB_TRY(pb_model_describe_tp(model->ops, &model->shape, s->ranks, s->local));
     PB_ALLOC(s->local_init, s->local->n_params);
@@ -147,7 +169,7 @@ static pb_status tp_init(const pb_strategy_ctx *ctx, void **state)
 
     pb_device_opts dev_opts = pb_config_model_device_opts(cfg, model);
     PB_TRY(be->open(&dev_opts, ctx->device, &s->dev));
-    int rows = cfg->shape.batch;
+    int rows = s->rows;
     PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, s->local, 0, s->local->n_blocks, rows, 1, s->local_init, true,
                            true));
     s->rep.tp_allreduce = tp_allreduce;
@@ -156,8 +178,15 @@ static pb_status tp_init(const pb_strategy_ctx *ctx, void **state)
      * (GPT's), and h2d, fwd, bwd, opt */
     PB_TRY(pb_phase_timer_init_spans(&s->timer, be, s->dev, 8 + 8 * s->local->n_blocks));
     pb_comm_opts comm_opts = pb_config_comm_opts(cfg);
-    PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, s->rank, s->ranks, &s->comm));
+    if (mesh.dp == 1) {
+        PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, s->rank, s->ranks, &s->comm));
+    } else {
+        PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, ctx->rank, ctx->ranks, &s->world));
+        PB_TRY(pb_mesh_split(ctx->comm, s->world, mesh, ctx->rank, cfg->timeout_s, s->groups));
+        s->comm = s->groups[PB_MESH_TP];
+    }
     s->staged = !be->host_is_device && !ctx->comm->device_buffers;
+    if (s->staged && mesh.dp > 1) PB_ALLOC(s->host_grads, s->rep.p_len);
     if (s->staged) {
         /* a sum carries a block's whole input or output activations */
         for (int b = 0; b < s->local->n_blocks; b++) {
@@ -167,22 +196,61 @@ static pb_status tp_init(const pb_strategy_ctx *ctx, void **state)
         }
         PB_ALLOC(s->host_buf, s->host_len);
     }
-    PB_TRY(pb_input_init(&s->input, be, s->dev, 0, (size_t)rows, model, be->host_is_device && !s->rep.params_c));
+    PB_TRY(pb_input_init(&s->input, be, s->dev, s->row0, (size_t)rows, model, be->host_is_device && !s->rep.params_c));
     *state = s;
     return PB_OK;
 cleanup:
-    tp_destroy(s);
+    pb_tp_destroy(s);
     return st;
 }
 
-static pb_status tp_step(void *state, const pb_batch *batch, pb_step_result *out)
+static pb_status tp_init(const pb_strategy_ctx *ctx, void **state)
+{
+    return pb_tp_init_mesh(ctx, (pb_mesh){.dp = 1, .tp = ctx->ranks, .pp = 1}, state);
+}
+
+/* The mesh's data-parallel sum after backward: the gradients of this
+ * rank's part and the loss, across the replicas of its part (the dp
+ * group), blocking: ddp's --no-overlap. Both are scaled by 1/B already. */
+static pb_status dp_sync(tp_state *s, int64_t step)
+{
+    const pb_backend *be = s->ctx->be;
+    const pb_comm *comm = s->ctx->comm;
+    pb_comm_ctx *dp = s->groups[PB_MESH_DP];
+    pb_replica *r = &s->rep;
+    pb_status st = PB_OK;
+    pb_comm_req *req = NULL, *loss_req = NULL;
+    float *g = r->grads;
+    if (s->staged) {
+        PB_TRY(be->download(s->dev, s->host_grads, r->grads, r->p_len * sizeof(float)));
+        g = s->host_grads;
+    }
+    if (comm->device_buffers) {
+        PB_TRY(comm->allreduce(dp, r->loss_sum, 1, 1.0f, &loss_req));
+    } else {
+        PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
+        PB_TRY(comm->allreduce(dp, &s->loss_host, 1, 1.0f, &loss_req));
+    }
+    PB_TRY(comm->allreduce(dp, g, r->p_len, 1.0f, &req));
+    PB_TRY(pb_with_step(comm->wait(dp, loss_req, s->ctx->cfg->timeout_s), strategy_name(s), step));
+    if (comm->req_ms) s->comm_ms += comm->req_ms(loss_req);
+    PB_TRY(pb_with_step(comm->wait(dp, req, s->ctx->cfg->timeout_s), strategy_name(s), step));
+    if (comm->req_ms) s->comm_ms += comm->req_ms(req);
+    if (s->staged) PB_TRY(be->upload(s->dev, r->grads, s->host_grads, r->p_len * sizeof(float)));
+    if (comm->device_buffers) PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
+cleanup:
+    return st;
+}
+
+pb_status pb_tp_step(void *state, const pb_batch *batch, pb_step_result *out)
 {
     tp_state *s = state;
     const pb_backend *be = s->ctx->be;
     pb_replica *r = &s->rep;
     pb_status st = PB_OK;
-    int m = s->ctx->cfg->shape.batch;
-    float loss = 0.0f;
+    /* its dp shard's rows (the whole batch for tp); the loss averages over
+     * the global batch */
+    int m = s->rows, bsz = s->ctx->cfg->shape.batch;
 
     pb_progress_set_step(batch->step);
     s->step = batch->step;
@@ -198,7 +266,7 @@ static pb_status tp_step(void *state, const pb_batch *batch, pb_step_result *out
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
     PB_TRY(be->zero(s->dev, r->loss_sum, sizeof(float)));
     PB_TRY(pb_replica_forward(r, 0, m));
-    PB_TRY(pb_replica_loss(r, 0, m, 1.0f / (float)m));
+    PB_TRY(pb_replica_loss(r, 0, m, 1.0f / (float)bsz));
     PB_TRY(pb_phase_end(&s->timer));
 
     s->cur = PB_PHASE_BWD;
@@ -206,26 +274,34 @@ static pb_status tp_step(void *state, const pb_batch *batch, pb_step_result *out
     PB_TRY(pb_replica_backward(r, 0, m, NULL, NULL, NULL, NULL));
     PB_TRY(pb_phase_end(&s->timer));
 
+    if (s->mesh.dp > 1) {
+        PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SYNC));
+        PB_TRY(dp_sync(s, batch->step));
+        PB_TRY(pb_phase_end(&s->timer));
+    } else {
+        PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
+    }
+
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
     PB_TRY(pb_replica_tie_grads(r));
     PB_TRY(pb_replica_optimize(r));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_input_prefetch_next(&s->input, batch));
-    PB_TRY(be->download(s->dev, &loss, r->loss_sum, sizeof loss));
     PB_TRY(be->synchronize(s->dev));
     memset(out, 0, sizeof *out);
     PB_TRY(pb_phase_timer_collect(&s->timer, &out->t));
-    /* all of it blocked the stage: comm is tp_comm's collectives alone */
+    /* all of it blocked the stage: comm is tp_comm's collectives (and the
+     * mesh's dp sync, all exposed too) */
     out->t.ms[PB_PHASE_COMM] = s->comm_ms;
-    out->loss = loss;
+    out->loss = s->loss_host;
 cleanup:
     return st;
 }
 
 /* Every rank's part to rank 0 (a collective: every rank calls it), put
  * back into the whole model's layout there. */
-static pb_status tp_get_params(void *state, float *host_params)
+pb_status pb_tp_get_params(void *state, float *host_params)
 {
     tp_state *s = state;
     const pb_backend *be = s->ctx->be;
@@ -257,56 +333,64 @@ cleanup:
     return st;
 }
 
-static pb_status tp_memory(void *state, pb_memory_report *out)
+pb_status pb_tp_memory(void *state, pb_memory_report *out)
 {
     tp_state *s = state;
     out->peak_mb_max = out->peak_mb_dev0 = s->ctx->be->peak_mem_mb(s->dev);
     return PB_OK;
 }
 
-static pb_status tp_device_info(void *state, pb_device_info *out)
+pb_status pb_tp_device_info(void *state, pb_device_info *out)
 {
     tp_state *s = state;
     return s->ctx->be->info(s->dev, out);
 }
 
-/* a ring all-reduce's wire volume per rank: 2 S (N - 1) / N */
-static double ring_bytes(double payload_bytes, int ranks)
-{
-    return ranks > 1 ? 2.0 * payload_bytes * (ranks - 1) / ranks : 0.0;
-}
-
 /* A rank's device: its part of the model (parameters, gradients and
- * optimizer state divided as the tensors split) over the whole batch, the
+ * optimizer state divided as the tensors split, T ways) over the rows it
+ * trains on (the batch, or the largest of the mesh's D shards), the
  * activations of its part (the split ones divided), and its input staging */
-static void tp_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
-                           pb_mem_parts *dev)
+void pb_tp_plan_memory_mesh(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env, pb_mesh mesh,
+                            pb_mem_parts *dev)
 {
     pb_model *local = malloc(sizeof *local);
     if (!local) return;
-    if (pb_model_describe_tp(model->ops, &model->shape, cfg->devices, local) == PB_OK) {
-        double e = (double)pb_memplan_act_elem(cfg, env->host_is_device), B = cfg->shape.batch;
-        pb_memplan_add_replica(local, 0, local->n_blocks, B, 1, true, true, false, cfg->optimizer, e, dev);
-        pb_memplan_add_staging(local, B, pb_memplan_in_place(cfg, env), dev);
+    if (pb_model_describe_tp(model->ops, &model->shape, mesh.tp, local) == PB_OK) {
+        double e = (double)pb_memplan_act_elem(cfg, env->host_is_device);
+        double rows = ceil(cfg->shape.batch / (double)mesh.dp);
+        pb_memplan_add_replica(local, 0, local->n_blocks, rows, 1, true, true, false, cfg->optimizer, e, dev);
+        pb_memplan_add_staging(local, rows, pb_memplan_in_place(cfg, env), dev);
     } else {
         pb_error_clear(); /* validation refused it already */
     }
     free(local);
 }
 
-/* The all-reduces' volume (the last step's, as the stage asked for them:
- * docs/strategies.md has the formula they must equal) and nccl-tests'
- * bandwidths over their time. */
-static void tp_report(void *state, const pb_step_times *mean, pb_record *row)
+static void tp_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
+                           pb_mem_parts *dev)
+{
+    pb_tp_plan_memory_mesh(cfg, model, env, (pb_mesh){.dp = 1, .tp = cfg->devices, .pp = 1}, dev);
+}
+
+/* The all-reduces' volume (the last step's, as the stage asked for them,
+ * plus the mesh's gradient all-reduce over its D replicas: docs/
+ * strategies.md has the formulas they must equal) and nccl-tests'
+ * bandwidths over their time (tp alone: a mesh's two groups' all-reduces
+ * have different bus factors, so its busbw is left empty). */
+void pb_tp_report(void *state, const pb_step_times *mean, pb_record *row)
 {
     tp_state *s = state;
-    double bytes = (double)s->floats * sizeof(float), comm = mean->ms[PB_PHASE_COMM];
+    double tp_bytes = (double)s->floats * sizeof(float), comm = mean->ms[PB_PHASE_COMM];
+    double dp_floats = s->mesh.dp > 1 ? (double)s->rep.p_len : 0.0;
+    double bytes = tp_bytes + dp_floats * sizeof(float);
     double algbw = comm > 0 ? bytes / (comm * 1e-3) / 1e9 : NAN;
     int n = s->ranks;
-    pb_record_set(row, PB_COL_COMM_BYTES_PER_STEP, "%zu", s->floats * sizeof(float));
-    pb_record_num(row, PB_COL_ALLREDUCE_BYTES_PER_STEP, ring_bytes(bytes, n));
+    pb_comm_bytes vol = pb_comm_bytes_none();
+    vol.allreduce = pb_ring_allreduce_bytes((double)s->floats, n) + pb_ring_allreduce_bytes(dp_floats, s->mesh.dp);
+    pb_record_set(row, PB_COL_COMM_BYTES_PER_STEP, "%.0f", bytes);
+    pb_comm_bytes_record(&vol, row);
     pb_record_num(row, PB_COL_ALGBW_GBPS, algbw);
-    pb_record_num(row, PB_COL_BUSBW_GBPS, algbw * 2.0 * (n - 1) / n);
+    pb_record_num(row, PB_COL_BUSBW_GBPS, s->mesh.dp > 1 ? NAN : algbw * 2.0 * (n - 1) / n);
 }
 
 const pb_strategy pb_strategy_tp = {
@@ -319,11 +403,11 @@ const pb_strategy pb_strategy_tp = {
     .params_collective = true,
     .validate = tp_validate,
     .init = tp_init,
-    .step = tp_step,
-    .get_params = tp_get_params,
-    .memory = tp_memory,
-    .device_info = tp_device_info,
+    .step = pb_tp_step,
+    .get_params = pb_tp_get_params,
+    .memory = pb_tp_memory,
+    .device_info = pb_tp_device_info,
     .plan_memory = tp_plan_memory,
-    .report = tp_report,
-    .destroy = tp_destroy,
+    .report = pb_tp_report,
+    .destroy = pb_tp_destroy,
 };

@@ -499,7 +499,8 @@ static int reference_of(const selection *sel, const config *c)
 {
     pb_key same = c->t->series;
     static const pb_column own[] = {PB_COL_STRATEGY,  PB_COL_COMM,       PB_COL_MICROBATCHES, PB_COL_SCHEDULE,
-                                    PB_COL_BUCKET_MB, PB_COL_NO_OVERLAP, PB_COL_ZERO_STAGE};
+                                    PB_COL_BUCKET_MB, PB_COL_NO_OVERLAP, PB_COL_ZERO_STAGE,
+                                    PB_COL_DP,        PB_COL_TP,         PB_COL_PP};
     for (size_t k = 0; k < sizeof own / sizeof own[0]; k++) pb_key_drop(&same, own[k]);
     int mine = -1;
     for (int i = 0; i < sel->n; i++) {

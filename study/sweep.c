@@ -58,6 +58,7 @@ typedef struct combo {
     bool oversubscribed;
     char map[4 * PB_MAX_STAGES]; /* --device-map for one-process strategies beyond the GPUs */
     int threads;                 /* --threads the sweep gives it (the cpu rule); 0: none */
+    char mesh[3][12];            /* a mesh spec's --dp, --tp, --pp values */
     bool reference;              /* single x1 run only as the reference of other device counts */
     pb_config cfg;               /* validated: what the rows must match */
     int have, todo;              /* ok rows already in --out; runs left */
@@ -76,7 +77,9 @@ static void usage(void)
            "                   [--quiet]\n"
            "                   [--backend B] [--iters N] [--warmup N] [--threads N] [--precision P]\n"
            "                   [--optimizer O] [--seed N] [--lr X] [-- RUN FLAGS...]\n\n"
-           "  --strategies LIST  strategies to run; zero1, zero2, zero3: zero at that --zero-stage [single,dp,mp,ddp]\n"
+           "  --strategies LIST  strategies to run; zero1, zero2, zero3: zero at that --zero-stage;\n"
+           "                     dp2xtp2 (dpD, tpT, ppP joined by x): mesh --dp 2 --tp 2 on its 4 devices,\n"
+           "                     whatever --gpus lists [single,dp,mp,ddp]\n"
            "  --gpus LIST        device counts [1,2]\n"
            "  --workload NAME    model preset [mlp-xs]\n"
            "  --scaling MODE     weak: the per-device batch is kept (global = per-device x devices);\n"
@@ -118,11 +121,38 @@ static pb_status parse_counts(sweep_opts *o, const char *text)
     return PB_OK;
 }
 
+/* "dp2xtp2", "tp2xpp2", "dp2xtp2xpp2": strategy mesh of those sizes (an
+ * axis left out is 1; each at most once), so one sweep lists meshes beside
+ * the plain strategies; false for any other name */
+static bool mesh_spec(const char *name, int size[3])
+{
+    static const char *const axes[3] = {"dp", "tp", "pp"};
+    size[0] = size[1] = size[2] = 1;
+    int seen = 0;
+    for (const char *p = name; *p;) {
+        int a = 0;
+        while (a < 3 && strncmp(p, axes[a], 2) != 0) a++;
+        if (a == 3 || (seen & (1 << a)) || p[2] < '1' || p[2] > '9') return false;
+        char *end;
+        long v = strtol(p + 2, &end, 10);
+        if (v > 4096) return false;
+        size[a] = (int)v;
+        seen |= 1 << a;
+        p = end;
+        if (*p == 'x' && p[1]) p++;
+        else if (*p) return false;
+    }
+    return seen != 0;
+}
+
 /* "zero1", "zero2", "zero3": zero at that --zero-stage, so one sweep lists
- * the stages side by side; *stage "" for any other name */
+ * the stages side by side; *stage "" for any other name; a mesh spec:
+ * "mesh" */
 static const char *base_strategy(const char *name, char stage[2])
 {
+    int size[3];
     stage[0] = '\0';
+    if (mesh_spec(name, size)) return "mesh";
     if (strncmp(name, "zero", 4) != 0 || name[4] < '1' || name[4] > '3' || name[5]) return name;
     stage[0] = name[4];
     stage[1] = '\0';
@@ -143,7 +173,8 @@ static pb_status parse_strategies(sweep_opts *o, const char *text)
         name[n] = '\0';
         char stage[2];
         if (!pb_find_strategy(base_strategy(name, stage)))
-            return pb_usage_error("sweep --strategies: unknown '%s'; allowed: %s, zero1, zero2, zero3", name,
+            return pb_usage_error("sweep --strategies: unknown '%s'; allowed: %s, zero1, zero2, zero3, "
+                                  "meshes as dp2xtp2 (dpD, tpT, ppP joined by x)", name,
                                   pb_strategy_names());
         for (int i = 0; i < o->n_strategies; i++)
             if (strcmp(o->strategies[i], name) == 0)
@@ -287,6 +318,15 @@ static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[3][
     if (stage[0]) { /* "zero2": the digit, in c's own name */
         args[n++] = "--zero-stage";
         args[n++] = c->strategy + 4;
+    }
+    int size[3];
+    if (mesh_spec(c->strategy, size)) {
+        static const char *const flags[3] = {"--dp", "--tp", "--pp"};
+        for (int a = 0; a < 3; a++) {
+            snprintf(c->mesh[a], sizeof c->mesh[a], "%d", size[a]);
+            args[n++] = (char *)flags[a];
+            args[n++] = c->mesh[a];
+        }
     }
     args[n++] = "--gpus";
     args[n++] = bufs[0];
@@ -988,9 +1028,12 @@ int pb_cmd_sweep(int argc, char **argv)
     for (int s = 0; s < o.n_strategies; s++)
         for (int d = 0; d < o.n_counts; d++) {
             combo *c = &cs[n];
+            int size[3];
+            bool mesh = mesh_spec(o.strategies[s], size);
+            if (mesh && d > 0) continue; /* a mesh runs once, on its D x T x P devices */
             memset(c, 0, sizeof *c);
             snprintf(c->strategy, sizeof c->strategy, "%s", o.strategies[s]);
-            c->devices = o.counts[d];
+            c->devices = mesh ? size[0] * size[1] * size[2] : o.counts[d];
             long b = o.strong ? per_device : (long)per_device * c->devices;
             char label[64];
             snprintf(label, sizeof label, "%s x%d", c->strategy, c->devices);

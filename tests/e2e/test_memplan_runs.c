@@ -114,6 +114,16 @@ static void test_tp_gpt_against_run(void **state)
     check_against_run(state, args, 4);
 }
 
+/* mesh dp2 x tp2: tp's part over a replica's half of the batch (the dp
+ * all-reduce runs in place on the cpu) */
+static void test_mesh_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *args[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "mesh", "--gpus", "4", "--dp", "2",
+                    "--tp", "2", "--optimizer", "adamw", NULL};
+    check_against_run(state, args, 4);
+}
+
 /* zero's plan (its own: shards, the full or pooled gradients, stage 3's two
  * gathered blocks) is what each stage allocates: on mlp-xs, and on gpt-xs
  * with AdamW and buckets of one block (the gradient pool, the tied head) */
@@ -277,6 +287,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tp_gpt_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_zero_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mesh_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_overcommitted_run_refused, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_plan_columns_match_peak, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_device_cap, run_setup, run_teardown),

@@ -15,20 +15,10 @@
 #include <math.h>
 #include <stdbool.h>
 
-/* bench --strategy tp --backend cpu --gpus N --warmup 0 --threads 1
- * --quiet --out DIR/r.csv [extra...], the launcher running mpirun */
+/* tp on gpus ranks of the cpu backend (run_strategy_on) */
 static bench_run *run_tp(int gpus, char *const extra[], char *const env[])
 {
-    bench_run *r = bench_run_new();
-    char g[16];
-    snprintf(g, sizeof g, "%d", gpus);
-    char *args[48] = {"--strategy", "tp", "--backend", "cpu", "--gpus", g, "--warmup", "0", "--threads", "1",
-                      "--quiet", "--out", r->csv_path};
-    int n = 13;
-    for (int i = 0; extra[i] && n < 47; i++) args[n++] = extra[i];
-    args[n] = NULL;
-    run_bench_env(&r->res, env, args);
-    return r;
+    return run_strategy_on("tp", gpus, extra, env);
 }
 
 /* docs/strategies.md, "tp": a ring all-reduce of S bytes moves 2 S (N-1)/N
@@ -138,13 +128,7 @@ static void test_gather_mid_run_and_whole_batches(void **state)
     char *env[] = {"PB_TEST_LOADER_STATS=1", NULL};
     bench_run *r = keep(state, run_tp(2, extra, env));
     check_row(r, 2, 1e-5);
-    for (int k = 0; k < 2; k++) {
-        char want[128];
-        /* 12 steps of 64 rows, 256 features and a label each */
-        snprintf(want, sizeof want, "bench: rank %d loader filled %d samples, %d bytes\n", k, 12 * 64,
-                 12 * 64 * (256 * 4 + 4));
-        if (!strstr(r->res.err, want)) fail_msg("no '%.*s' in stderr:\n%s", (int)strlen(want) - 1, want, r->res.err);
-    }
+    expect_mlp_xs_loader_filled(r, 2, 12 * 64); /* 12 steps of 64 rows */
 }
 
 /* A rank stuck in forward (PB_FAULT, test-only) holds the others in
@@ -153,23 +137,12 @@ static void test_gather_mid_run_and_whole_batches(void **state)
 static void test_hung_rank_named(void **state)
 {
     if (!PB_EXPECT_MPI) skip();
-    char host[256] = "unknown", want[512];
-    gethostname(host, sizeof host - 1);
     char *extra[] = {"--workload", "mlp-xs", "--iters", "10", "--timeout", "3", NULL};
     char *env[] = {"PB_FAULT=rank=1,step=3,phase=fwd,kind=hang", NULL};
     bench_run *r = keep(state, run_tp(2, extra, env));
-    if (r->res.exit_code == 0) fail_msg("exited 0; stderr:\n%s", r->res.err);
-    snprintf(want, sizeof want, "rank 1 on %s (pid ", host);
     static const char *const says[] = {"tp step 3: rank 0 of 2 on ", "did not complete within 3 s (--timeout): ",
                                        ") is stuck in phase fwd of step 3"};
-    for (size_t i = 0; i < sizeof says / sizeof *says; i++)
-        if (!strstr(r->res.err, says[i])) fail_msg("no '%s' in stderr:\n%s", says[i], r->res.err);
-    if (!strstr(r->res.err, want)) fail_msg("no '%s' in stderr:\n%s", want, r->res.err);
-    csv c;
-    csv_load(&c, r->csv_path);
-    assert_int_equal(c.rows, 1);
-    assert_string_equal(csv_get(&c, "status"), "failed");
-    csv_free(&c);
+    expect_hung_rank_named(r, 1, says, sizeof says / sizeof *says);
 }
 
 /* What does not split: exit 2, one line naming it, nothing written */
