@@ -200,7 +200,10 @@ bench-pipeline: bench $(BENCH_PIPELINE)
 	$(BENCH_PIPELINE) $(if $(filter 1,$(BENCH_STRICT)),--strict) "$$tmp/mp.csv"
 
 # --- bench-strategies ----------------------------------------------------------
-#   make bench-strategies  ddp and zero stages 1-3 (and whatever strategies
+#   make bench-strategies  issue 17's figures in one target: bench-zero,
+#                    then bench-pipeline (above), one after the other so
+#                    neither times the other's load.
+#   make bench-zero  ddp and zero stages 1-3 (and whatever strategies
 #                    benchmarks/bench_strategies.sh lists) on the same
 #                    workload and ranks, --threads 1 --bucket-mb 4, paired
 #                    rounds with the order rotated; prints the load average and
@@ -208,7 +211,7 @@ bench-pipeline: bench $(BENCH_PIPELINE)
 #                    (zero1/2 <= 1.10 x ddp, zero3 <= 1.25 x).
 #   BENCH_STRAT_WORKLOAD (mlp-s), BENCH_STRAT_RANKS (2), BENCH_STRAT_ROUNDS (5),
 #   BENCH_STRAT_ITERS (10); BENCH_STRICT=1 makes a ratio over its limit fail.
-.PHONY: bench-strategies
+.PHONY: bench-strategies bench-zero
 BENCH_STRAT_WORKLOAD ?= mlp-s
 BENCH_STRAT_RANKS ?= 2
 BENCH_STRAT_ROUNDS ?= 5
@@ -219,9 +222,12 @@ $(BENCH_STRATEGIES): benchmarks/bench_strategies.c $(BUILD)/libparbench.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(BUILD)/libparbench.a $(LDLIBS)
 
-bench-strategies: bench $(BENCH_STRATEGIES)
+bench-strategies:
+	@$(MAKE) --no-print-directory bench-zero && $(MAKE) --no-print-directory bench-pipeline
+
+bench-zero: bench $(BENCH_STRATEGIES)
 ifneq ($(MPI_ON),1)
-	@echo "bench-strategies: needs MPI (this build has the stub)"; exit 1
+	@echo "bench-zero: needs MPI (this build has the stub)"; exit 1
 endif
 	@BENCH=./bench SUMMARY=$(BENCH_STRATEGIES) WORKLOAD=$(BENCH_STRAT_WORKLOAD) RANKS=$(BENCH_STRAT_RANKS) \
 		ROUNDS=$(BENCH_STRAT_ROUNDS) ITERS=$(BENCH_STRAT_ITERS) $(if $(filter 1,$(BENCH_STRICT)),STRICT=1) \
