@@ -143,6 +143,13 @@ struct pb_comm_ctx {
      * stream before the next starts), and messages never use it. */
     void *scratch;
     size_t scratch_bytes;
+    /* on dev: the (color, key) pairs a split gathers, kept until destroy. A
+     * split whose wait timed out leaves its allgather outstanding, and a
+     * late participant's post may still run it into this buffer; destroy
+     * frees it once no operation runs (later posts fail: the group is
+     * aborted or gone). Splits reuse it: collectives run in order, so a
+     * later split's completed allgather ran after any earlier one. */
+    void *split_buf;
 };
 
 struct group {
@@ -313,6 +320,7 @@ static void local_destroy(pb_comm_ctx *c)
         pthread_mutex_unlock(&forming_mu);
     }
     if (c->scratch) c->be->free(c->dev, c->scratch);
+    if (c->split_buf) c->be->free(c->dev, c->split_buf);
     destroy_marks(c);
     if (last) group_free(g);
     free(c->send_seq);
@@ -914,23 +922,19 @@ static pb_status local_split(pb_comm_ctx *c, int color, int key, double deadline
     group *g = c->g;
     int ranks = c->ranks, all[2 * PB_MAX_STAGES], mine[2] = {color < 0 ? PB_COMM_SPLIT_NONE : color, key};
     size_t each = sizeof mine;
-    void *buf = NULL;
     pb_comm_req *req = NULL;
     group_tag tag = {.opts = g->opts, .parent = g->id, .split = c->splits++, .color = mine[0]};
     *out = NULL;
     /* device memory: on cuda the allgather's copies are the devices' */
-    PB_TRY(c->be->alloc(c->dev, each * (size_t)ranks, &buf));
-    char *me = (char *)buf + each * (size_t)c->rank;
+    if (!c->split_buf) PB_TRY(c->be->alloc(c->dev, each * (size_t)ranks, &c->split_buf));
+    char *buf = c->split_buf, *me = buf + each * (size_t)c->rank;
     PB_TRY(c->be->upload(c->dev, me, mine, each));
     PB_TRY(local_allgather(c, me, buf, each, &req));
-    st = local_wait(c, req, deadline_s);
-    if (st != PB_OK) {
-        /* a late participant's post may still run the allgather into buf:
-         * left allocated, as a timed-out wait leaves any buffer to the
-         * operation; the parent's group is not usable after this (the
-         * allgather stays outstanding on it), the run ends */
-        return st;
-    }
+    /* after a timeout a late participant's post may still run the
+     * allgather into buf (kept until destroy, see split_buf); the parent's
+     * group is not usable after this (the allgather stays outstanding on
+     * it), the run ends */
+    PB_TRY(local_wait(c, req, deadline_s));
     PB_TRY(c->be->download(c->dev, all, buf, each * (size_t)ranks));
     if (mine[0] < 0) goto cleanup;
     int rank = 0, size = 0;
@@ -941,7 +945,6 @@ static pb_status local_split(pb_comm_ctx *c, int color, int key, double deadline
     }
     PB_TRY(join(&tag, c->be, c->dev, rank, size, out));
 cleanup:
-    if (buf) c->be->free(c->dev, buf);
     return st;
 }
 

@@ -252,7 +252,10 @@ static void test_device_cap(void **state)
 }
 
 /* The sweep goes on past a configuration that does not fit: single x1
- * (5.0 MB) is refused under a 4 MB cap, mp x2 (3.3 MB per stage) runs. */
+ * (5.0 MB) is refused under a 4 MB cap, mp x2 (3.3 MB per stage) runs.
+ * The figure single x1 needs is test_device_cap's to check against the
+ * plan; here only that it is over the cap, so that a change to the GPT's
+ * activations does not break this test. */
 static void test_sweep_goes_on_past_the_cap(void **state)
 {
     bench_run *r = keep(state, bench_run_new());
@@ -261,8 +264,13 @@ static void test_sweep_goes_on_past_the_cap(void **state)
                     "--device-mem-mb", "4", NULL};
     run_bench(&r->res, args);
     expect_exit(r, 1); /* a run failed */
-    if (!strstr(r->res.err, "single x1 batch 8, repeat 1/1 failed (exit 1): bench: error: out of device memory: "
-                            "device 0 needs 5.0 MB, has 4.0 MB") ||
+    const char *said = "single x1 batch 8, repeat 1/1 failed (exit 1): bench: error: out of device memory: "
+                       "device 0 needs ";
+    const char *refused = strstr(r->res.err, said);
+    double needs = 0;
+    int end = 0;
+    if (!refused || sscanf(refused + strlen(said), "%lf MB, has 4.0 MB%n", &needs, &end) != 1 || end == 0 ||
+        needs <= 4.0 ||
         !strstr(r->res.err, "mp x2 batch 8, repeat 1/1: ok"))
         fail_msg("stderr:\n%s", r->res.err);
     csv c;

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make valgrind: one short run of each strategy on the CPU backend (mlp-xs,
-# 1 warmup + 2 measured steps) under valgrind's memcheck, with full leak
+# tp also gpt-xs's split heads; 1 warmup + 2 measured steps) under
+# valgrind's memcheck, with full leak
 # checking. Prints one verdict line per run and fails when any run reports a
 # memory error, a definitely or indirectly lost block, or exits non-zero.
 #   usage: tests/valgrind/run.sh [BENCH]   (default ./bench; not a SAN=1 build)
 # Third-party noise (Open MPI, PMIx) is suppressed by tests/valgrind.supp and,
 # when installed, Open MPI's own openmpi-valgrind.supp. ddp runs valgrind per
-# rank under mpirun: bench sees the MPI launch and runs as a rank.
+# rank under mpirun (so do tp and zero): bench sees the MPI launch and runs
+# as a rank.
 # Keeps the logs in the temporary folder when a run fails, and says where.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -36,15 +38,16 @@ ompi_supp=/usr/share/openmpi/openmpi-valgrind.supp
 mpirun_args=(mpirun --oversubscribe --timeout 900)
 [ "$(id -u)" -eq 0 ] && mpirun_args+=(--allow-run-as-root)
 
-common=(--backend cpu --workload mlp-xs --iters 2 --warmup 1 --threads 1 --quiet --out "$work/runs.csv")
+common=(--backend cpu --iters 2 --warmup 1 --threads 1 --quiet --out "$work/runs.csv")
 
 failed=0
-# run NAME RANKS BENCH-ARGS...   (RANKS 0: one process, no mpirun)
+# [WORKLOAD=W] run NAME RANKS BENCH-ARGS...   (RANKS 0: one process, no
+# mpirun; W: the workload, default mlp-xs)
 run() {
     local name=$1 ranks=$2
     shift 2
     local log="$work/$name"
-    local cmd=("${vg[@]}" --log-file="$log.%p.vg" "$BENCH" "$@" "${common[@]}")
+    local cmd=("${vg[@]}" --log-file="$log.%p.vg" "$BENCH" "$@" --workload "${WORKLOAD:-mlp-xs}" "${common[@]}")
     [ "$ranks" -gt 0 ] && cmd=("${mpirun_args[@]}" -np "$ranks" "${cmd[@]}")
     local rows_before rows_after start=$SECONDS
     rows_before=$(cat "$work/runs.csv" 2>/dev/null | wc -l)
@@ -69,7 +72,7 @@ run() {
     if [ "$errors" -ne 0 ] || [ "$lost" -ne 0 ]; then why="${why:+$why, }$errors errors, $lost bytes lost"; fi
     if [ "$logs" -ne "$want_logs" ]; then why="${why:+$why, }$logs valgrind logs for $want_logs processes"; fi
     if [ -z "$why" ] && [ $((rows_after - rows_before)) -lt 1 ]; then why="no row appended"; fi
-    local what="$name ($*)"
+    local what="$name ($* ${WORKLOAD:-mlp-xs})"
     if [ -z "$why" ]; then
         printf 'valgrind: ok    %-16s %3d s  0 errors, 0 bytes lost  [%s]\n' "$name" "$secs" "$*"
     else
@@ -94,8 +97,12 @@ run mp-mb1-sgd 0 --strategy mp --gpus 2 --microbatches 1 --optimizer sgd
 run mp-mb4-adamw 0 --strategy mp --gpus 2 --microbatches 4 --optimizer adamw --verify
 run mp-1f1b-sgd 0 --strategy mp --gpus 2 --microbatches 4 --schedule 1f1b --optimizer sgd --verify
 run ddp-sgd 2 --strategy ddp --gpus 2 --optimizer sgd
+run zero1-adamw 2 --strategy zero --gpus 2 --zero-stage 1 --optimizer adamw
+run zero3-sgd 2 --strategy zero --gpus 2 --zero-stage 3 --optimizer sgd
+run tp-sgd 2 --strategy tp --gpus 2 --optimizer sgd
+WORKLOAD=gpt-xs run tp-gpt-adamw 2 --strategy tp --gpus 2 --optimizer adamw
 
-runs=6
+runs=10
 echo "valgrind: $((runs - failed)) of $runs runs clean in $((SECONDS - total_start)) s"
 if [ "$failed" -ne 0 ]; then
     echo "valgrind: logs kept in $work"
