@@ -137,6 +137,8 @@ static void test_run_core_and_study_tools(void **state)
         "harness/parse.h",   "harness/paths.h",  "harness/child.h",    "harness/stats.h",  "harness/env.h",
         "harness/envvars.h", /* the env_vars column's format, read back by compare */
         "harness/comm_fit.h", /* bench comm's busbw factors and alpha-beta fit (libc only): predict refits with it */
+        "harness/memplan.h", /* the run's memory plan (a pure function of config and model): predict's memory
+                              * per device is the plan a run of that configuration would make */
         NULL};
     n = folder("study", files, 256);
     assert_true(n >= 10);
