@@ -18,7 +18,11 @@
  *   opt   the optimizer over the rank's chunks only, split where tensors'
  *         weight decay changes; stages 1 and 2 all-gather each block's
  *         updated chunks into the full parameters as soon as the block's
- *         chunk is updated, and wait for them in a second sync span.
+ *         chunk is updated and leave them in flight: the next step's
+ *         forward waits for block b's gather in before_block (exposed,
+ *         counted as sync), so they overlap the step's end, the next
+ *         step's input and earlier blocks' forward; whatever reads the
+ *         full parameters before then (get_params, destroy) waits first.
  * Gradients: stage 1 keeps a full gradient buffer (backward writes it, the
  * reduce-scatters read it); stages 2 and 3 keep a block's gradients only
  * from its backward until its reduce-scatter is done, in a pool of block
@@ -31,8 +35,9 @@
  *
  * Timing (as ddp): reduce_scatter and allgather are the collectives' own
  * time (the comm's clock), comm their sum; sync the exposed waits: after
- * backward, after the optimizer, and stage 3's waits for a gather in
- * before_block (host clock, moved from fwd/bwd to sync; on a GPU those waits
+ * backward, and the waits for a gather in before_block (stages 1/2:
+ * the previous step's, whose collective time is counted in the step that
+ * waits; stage 3: this step's) (host clock, moved from fwd/bwd to sync; on a GPU those waits
  * are stream dependencies the host does not see).
  *
  * GPUs: the comm must reduce device buffers (--comm nccl): there is no
@@ -143,11 +148,16 @@ static pb_status zero_validate(const pb_config *cfg, const pb_model *model)
     return PB_OK;
 }
 
+/* defined with the collectives below */
+static pb_status wait_gathers(zero_state *s);
+
 static void zero_destroy(void *state)
 {
     zero_state *s = state;
     if (!s) return;
     const pb_backend *be = s->ctx->be;
+    /* no gather may still write the parameters as they are freed */
+    if (s->comm && s->blk) (void)wait_gathers(s);
     if (s->comm) s->ctx->comm->destroy(s->comm);
     if (s->timer.be) pb_phase_timer_destroy(&s->timer);
     pb_input_destroy(&s->input);
@@ -314,6 +324,19 @@ static pb_status wait_exposed(zero_state *s, pb_comm_req *req, double *ms)
     return st;
 }
 
+/* Stages 1/2: the gathers left in flight by the last step, done (before
+ * anything but the next forward reads the full parameters) */
+static pb_status wait_gathers(zero_state *s)
+{
+    pb_status st = PB_OK;
+    for (int b = s->n - 1; b >= 0; b--) {
+        double ms = 0;
+        if (s->blk[b].ag && st == PB_OK) st = wait_req(s, s->blk[b].ag, &ms);
+        s->blk[b].ag = NULL;
+    }
+    return st;
+}
+
 /* Stage 3: block b's chunks from every rank into `out` (len padded) */
 static pb_status gather_block(zero_state *s, int b, float *out, pb_comm_req **req)
 {
@@ -375,6 +398,12 @@ static pb_status before_block(void *arg, int b, bool backward)
 {
     zero_state *s = arg;
     pb_status st = PB_OK;
+    if (s->stage < 3 && !backward && s->blk[b].ag) {
+        /* the previous step's gather of this block, left in flight */
+        st = wait_exposed(s, s->blk[b].ag, &s->ag_ms);
+        s->blk[b].ag = NULL;
+        if (st != PB_OK) return st;
+    }
     if (s->stage == 3) {
         int k = backward ? 2 * s->n - 1 - b : b, slot = k % 2;
         if (!s->preq[slot]) PB_TRY(gather_block(s, b, s->pslot[slot], &s->preq[slot]));
@@ -529,20 +558,13 @@ static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *o
         }
     }
     PB_TRY(pb_phase_end(&s->timer));
-    if (s->stage < 3) {
-        PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SYNC));
-        for (int b = s->n - 1; b >= 0; b--) {
-            PB_TRY(pb_with_step(wait_req(s, s->blk[b].ag, &s->ag_ms), "zero", batch->step));
-            s->blk[b].ag = NULL;
-        }
-        PB_TRY(pb_phase_end(&s->timer));
-    }
+    /* stages 1/2: the gathers stay in flight; the next forward waits */
 
     PB_TRY(pb_input_prefetch_next(&s->input, batch));
     PB_TRY(be->synchronize(s->dev));
     memset(out, 0, sizeof *out);
     PB_TRY(pb_phase_timer_collect(&s->timer, &out->t));
-    /* stage 3's waits for a gather inside forward and backward are exposed */
+    /* the waits for a gather inside forward and backward are exposed */
     out->t.ms[PB_PHASE_FWD] -= fwd_wait;
     out->t.ms[PB_PHASE_BWD] -= s->wait_ms - fwd_wait;
     out->t.ms[PB_PHASE_SYNC] += s->wait_ms;
@@ -561,6 +583,7 @@ static pb_status zero_get_params(void *state, float *host_params)
     const pb_backend *be = s->ctx->be;
     const pb_model *m = s->ctx->model;
     pb_status st = PB_OK;
+    PB_TRY(wait_gathers(s));
     for (int b = 0; b < s->n; b++) {
         const float *src = s->stage < 3 ? s->full_params + s->blk[b].pad_off : s->pslot[0];
         if (s->stage == 3) {

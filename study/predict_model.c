@@ -380,7 +380,8 @@ static const char *rank_comm(const pb_pred_work *w) { return strcmp(w->backend, 
  * block starts (the prefetch); each block's reduce-scatter once a bucket of
  * whole blocks of at least bucket_mb is complete (all after backward with
  * no_overlap); stages 1 and 2's all-gather of each block once the optimizer
- * has updated its chunk. Exposed: what the compute waits for. */
+ * has updated its chunk, waited by the next forward. Exposed: what the
+ * compute waits for. */
 static void predict_zero(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
                          int per_node, pb_pred_result *r)
 {
@@ -433,14 +434,16 @@ static void predict_zero(const pb_pred_work *w, const pb_pred_net *net, const pb
         most = L;
     }
     double rs_exposed = fmax(0, q - now);
-    /* stages 1 and 2: each block's gather once its chunk is updated, in
-     * block order */
+    /* stages 1 and 2: each block's gather once its chunk is updated, last
+     * block first (the optimizer's order), left in flight into the next
+     * step: its forward waits before block 0, whose gather ends the queue,
+     * after the next step's load and h2d */
     double o = 0, qa = 0;
-    for (int l = 0; z < 3 && l < L; l++) {
+    for (int l = L - 1; z < 3 && l >= 0; l--) {
         o += opt * c[l] / S;
         qa = fmax(qa, o) + ag[l];
     }
-    double ag_exposed = fmax(0, qa - opt);
+    double ag_exposed = fmax(0, qa - opt - p.load - p.h2d);
     double passes = z == 3 ? 2 : 1;
     r->compute_ms = p.load + p.h2d + fwd + bwd + opt;
     r->reduce_scatter_ms = n > 1 ? rs_sum : 0;

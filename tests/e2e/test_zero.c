@@ -117,6 +117,30 @@ static void test_stage1(void **state)
     check_zero(state, 1, 2, "gpt-xs", "sgd", NULL);
 }
 
+/* Stages 1/2 leave each step's all-gathers in flight: the next forward
+ * waits for them, so the first step waits for none (its allgather_ms is
+ * exactly 0: its own gathers are counted in step 1) */
+static void test_gathers_overlap_next_step(void **state)
+{
+    char steps[300];
+    bench_run *r = keep(state, bench_run_new());
+    snprintf(steps, sizeof steps, "%s/steps.csv", r->dir);
+    char *args[] = {"--strategy", "zero", "--zero-stage", "1", "--backend", "cpu", "--workload", "mlp-xs",
+                    "--gpus", "2", "--iters", "4", "--warmup", "0", "--threads", "1", "--quiet",
+                    "--out", r->csv_path, "--steps-out", steps, NULL};
+    run_bench(&r->res, args);
+    if (r->res.exit_code != 0) fail_msg("exit %d\n%s", r->res.exit_code, r->res.err);
+    csv c;
+    csv_load(&c, steps);
+    assert_int_equal(c.rows, 8); /* 2 ranks x 4 steps */
+    for (size_t i = 0; i < (size_t)c.rows; i++) {
+        double ag = atof(csv_field(&c, i, "allgather_ms"));
+        if (atoi(csv_field(&c, i, "step")) == 0 && ag != 0)
+            fail_msg("rank %s waited %g ms for gathers in its first step", csv_field(&c, i, "rank"), ag);
+    }
+    csv_free(&c);
+}
+
 static void test_stage2(void **state)
 {
     check_zero(state, 2, 2, "gpt-xs", "adamw", NULL);
@@ -210,6 +234,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #if PB_EXPECT_MPI
         cmocka_unit_test_setup_teardown(test_stage1, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_gathers_overlap_next_step, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_stage2, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_stage3, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_small_buckets, run_setup, run_teardown),
