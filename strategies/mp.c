@@ -123,6 +123,11 @@ typedef struct mp_stage {
     float loss;
     bool back;      /* finished the current step */
     int waiting_on; /* the stage its wait_for waits for, -1 none */
+    /* under s->mu, this stage's own: its peers' posts, a step to run, a
+     * failure. One per stage, so a post wakes the one stage it is for */
+    pthread_cond_t cv;
+    bool cv_ready;
+    int wakeups; /* this step: wait_for's returns from the cond var (pb_mp_wakeups) */
 } mp_stage;
 
 struct mp_state {
@@ -134,9 +139,10 @@ struct mp_state {
     mp_stage stage[PB_MAX_STAGES];
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv; /* the host thread's (mp_step): a stage back or failed */
     bool sync_ready;
     int64_t gen;   /* bumped to start a step */
+    int host_wakeups; /* mp_step's returns from its cond var this step */
     int done;      /* stages finished the current step */
     bool quit;
     bool failed;   /* a stage failed this step: the others stop waiting */
@@ -354,7 +360,10 @@ static pb_status wait_for(mp_stage *g, const int *counter, int want, int from, c
     int rc = 0, hung = from;
     pthread_mutex_lock(&s->mu);
     g->waiting_on = from;
-    while (*counter < want && !s->failed && rc == 0) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
+    while (*counter < want && !s->failed && rc == 0) {
+        rc = pthread_cond_timedwait(&g->cv, &s->mu, &until);
+        g->wakeups++;
+    }
     bool arrived = *counter >= want, aborted = s->failed;
     /* one that gave up still counts as waiting, for the chain of another
      * that gives up at the same moment */
@@ -371,12 +380,24 @@ static pb_status wait_for(mp_stage *g, const int *counter, int want, int from, c
                          limit, from, what, mb + 1, s->m, chain, hung);
 }
 
-static void publish(mp_state *s, int *counter, int value)
+/* Sets a counter stage `to` waits on and wakes that stage alone: a
+ * broadcast to all would wake every stage and the host thread per message,
+ * each wake-up taking a core from a stage that computes (2m(p-1) a step). */
+static void publish(mp_state *s, int *counter, int value, int to)
 {
     pthread_mutex_lock(&s->mu);
     *counter = value;
-    pthread_cond_broadcast(&s->cv);
+    pthread_cond_signal(&s->stage[to].cv);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* Wakes every stage and the host thread (under mu): a step begins, a stage
+ * failed (the others stop waiting), or the workers quit. */
+static void wake_all(mp_state *s)
+{
+    for (int k = 0; k < s->p; k++)
+        if (s->stage[k].cv_ready) pthread_cond_broadcast(&s->stage[k].cv);
+    pthread_cond_broadcast(&s->cv);
 }
 
 /* The next message from stage `from` into buf, its send already posted:
@@ -418,7 +439,7 @@ static pb_status post_send(mp_stage *g, const void *buf, size_t bytes, int to, i
     const pb_comm *cm = g->s->comm;
     if (i - base >= SEND_WINDOW) PB_TRY(wait_send(g, i - SEND_WINDOW));
     PB_TRY(cm->send(g->cc, buf, bytes, to, &g->sreq[i]));
-    publish(g->s, counter, value);
+    publish(g->s, counter, value, to);
 cleanup:
     return st;
 }
@@ -449,7 +470,7 @@ static pb_status tie_grads(mp_stage *g)
     float *mine = pb_replica_tied_grad(&g->rep, k == 0);
     pb_comm_req *req = NULL;
     PB_TRY(cm->send(g->cc, mine, bytes, other, &req));
-    publish(s, &s->tie_ready[k], 1);
+    publish(s, &s->tie_ready[k], 1, other);
     PB_TRY(wait_for(g, &s->tie_ready[other], 1, other, "tied gradient", s->m - 1));
     PB_TRY(receive(g, g->tscratch, bytes, other));
     PB_TRY(cm->wait(g->cc, req, s->ctx->cfg->timeout_s));
@@ -588,7 +609,7 @@ static void *stage_worker(void *arg)
     pb_fault_set_device(g->idx);
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (s->gen == seen && !s->quit) pthread_cond_wait(&s->cv, &s->mu);
+        while (s->gen == seen && !s->quit) pthread_cond_wait(&g->cv, &s->mu);
         if (s->quit) {
             pthread_mutex_unlock(&s->mu);
             return NULL;
@@ -606,7 +627,7 @@ static void *stage_worker(void *arg)
             first = s->cause < 0;
             if (first) s->cause = g->idx;
             s->failed = true;
-            pthread_cond_broadcast(&s->cv);
+            wake_all(s);
             pthread_mutex_unlock(&s->mu);
             if (first && s->comm->abort) s->comm->abort(g->cc);
         }
@@ -629,7 +650,7 @@ static void mp_destroy(void *state)
     if (s->sync_ready) {
         pthread_mutex_lock(&s->mu);
         s->quit = true;
-        pthread_cond_broadcast(&s->cv);
+        wake_all(s);
         pthread_mutex_unlock(&s->mu);
     }
     /* a stuck stage would never join, and may still use its buffers: all is
@@ -651,6 +672,8 @@ static void mp_destroy(void *state)
         pb_replica_destroy(&g->rep);
         be->close(g->dev);
     }
+    for (int k = 0; k < s->p; k++)
+        if (s->stage[k].cv_ready) pthread_cond_destroy(&s->stage[k].cv);
     if (s->sync_ready) {
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
@@ -709,6 +732,10 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
         PB_FAIL(PB_ERR_INTERNAL, "pthread_cond_init failed");
     }
     s->sync_ready = true;
+    for (int k = 0; k < s->p; k++) {
+        PB_REQUIRE(pb_cond_init_monotonic(&s->stage[k].cv) == 0, PB_ERR_INTERNAL, "pthread_cond_init failed");
+        s->stage[k].cv_ready = true;
+    }
     s->dev_opts = pb_config_model_device_opts(ctx->cfg, ctx->model);
     s->comm_opts = pb_config_comm_opts(ctx->cfg);
     for (int k = 0; k < s->p; k++) PB_TRY(stage_init(s, k));
@@ -753,9 +780,11 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
     for (int k = 0; k < s->p; k++) {
         s->stage[k].back = false;
         s->stage[k].waiting_on = -1;
+        s->stage[k].wakeups = 0;
     }
+    s->host_wakeups = 0;
     s->gen++;
-    pthread_cond_broadcast(&s->cv);
+    wake_all(s);
     /* once a stage is back (done, or failed), the others get --timeout to
      * follow (after a failure each stops at its next wait); one that does
      * not is stuck: a hung device, which may be past its last wait (in its
@@ -776,6 +805,7 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
         }
         if (timing) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
         else pthread_cond_wait(&s->cv, &s->mu);
+        s->host_wakeups++;
     }
     s->stuck = s->done < s->p;
     for (int k = 0; k < s->p && late < 0; k++)
@@ -831,6 +861,16 @@ pb_status pb_mp_trace(void *state, pb_mp_span *out, int cap, int *n)
             if (st != PB_OK) return st;
         }
     }
+    return PB_OK;
+}
+
+pb_status pb_mp_wakeups(void *state, int *host, int *stage, int cap)
+{
+    mp_state *s = state;
+    pthread_mutex_lock(&s->mu);
+    *host = s->host_wakeups;
+    for (int k = 0; k < s->p && k < cap; k++) stage[k] = s->stage[k].wakeups;
+    pthread_mutex_unlock(&s->mu);
     return PB_OK;
 }
 

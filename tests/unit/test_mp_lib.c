@@ -28,6 +28,9 @@ static const pb_mp_span *find_span(const pb_mp_span *sp, int n, int k, pb_phase 
  * cap spans), their count returned. check runs after each step. */
 typedef void (*trace_check)(const pb_mp_span *sp, int n, int p, int m, int step);
 
+/* the run run_traced is checking, for checks that ask it more than its trace */
+static void *traced_mp;
+
 static void run_traced(int p, int m, pb_schedule sched, int steps, trace_check check)
 {
     pb_config cfg;
@@ -53,6 +56,7 @@ static void run_traced(int p, int m, pb_schedule sched, int steps, trace_check c
                            .ranks = 1, .comm = &pb_comm_local};
     void *mp = NULL;
     assert_int_equal(pb_strategy_mp.init(&ctx, &mp), PB_OK);
+    traced_mp = mp;
     enum { CAP = 512 };
     pb_mp_span *sp = malloc(CAP * sizeof *sp);
     int n = 0;
@@ -152,11 +156,40 @@ static void test_1f1b_order(void **state)
         run_traced(cases[k][0], cases[k][1], PB_SCHED_1F1B, 2, check_1f1b_order);
 }
 
+/* A stage's post wakes the stage it is for, and the host thread wakes only
+ * when a stage comes back: at most p host wake-ups a step, and a stage's
+ * waits return from their cond var at most once per message sent to it.
+ * One cond var for all, broadcast per message, woke the host and every
+ * waiting stage 2m(p-1) times a step, each wake-up taking a core from a
+ * stage that computes. */
+static void check_wakeups(const pb_mp_span *sp, int n, int p, int m, int step)
+{
+    (void)sp, (void)n;
+    int host = 0, stage[PB_MAX_STAGES] = {0};
+    assert_int_equal(pb_mp_wakeups(traced_mp, &host, stage, PB_MAX_STAGES), PB_OK);
+    if (host > p) fail_msg("step %d, p %d, m %d: the host thread woke %d times, expected at most %d (once per stage back)",
+                           step, p, m, host, p);
+    for (int k = 0; k < p; k++) {
+        int msgs = (k > 0 ? m : 0) + (k < p - 1 ? m : 0);
+        if (stage[k] > msgs)
+            fail_msg("step %d, p %d, m %d: stage %d's waits woke %d times, more than the %d messages sent to it", step,
+                     p, m, k, stage[k], msgs);
+    }
+}
+
+static void test_wakeups(void **state)
+{
+    (void)state;
+    run_traced(4, 8, PB_SCHED_1F1B, 2, check_wakeups);
+    run_traced(4, 8, PB_SCHED_GPIPE, 2, check_wakeups);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wait_outside_p2p),
         cmocka_unit_test(test_1f1b_order),
+        cmocka_unit_test(test_wakeups),
     };
     return cmocka_run_group_tests_name("mp", tests, NULL, NULL);
 }
