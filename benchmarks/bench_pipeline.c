@@ -2,6 +2,7 @@
  * (`make bench-pipeline` runs them; benchmarks/README.md):
  *
  *     bench_pipeline [--strict] CSV
+ *     bench_pipeline --cores P
  *
  * Per configuration (workload, stages p, microbatches m) and schedule, the
  * medians over its runs of bubble_frac, step_ms_p50 and the peak memory
@@ -10,15 +11,25 @@
  * configuration with m >= 4p (issue 17): 1F1B's measured bubble within
  * 0.05 of the theory, and 1F1B's peak below GPipe's at the same m. Shared
  * cores inflate the bubble (a stage waiting for a core is idle), so the
- * verdicts are reported, and fail the target only with --strict. */
+ * verdicts are reported, and fail the target only with --strict.
+ *
+ * --cores P measures how many cores P threads get now: a busy loop timed
+ * alone, then on P threads at once; P x its time alone over the time all P
+ * took (P: every thread had a core of its own; 1: they shared one). The
+ * stages are P such threads: with fewer cores free than stages, a stage
+ * waits for a core, and the step counts that wait as bubble. The load
+ * average cannot say this: it counts threads that wait for a disk or run in
+ * another container's share, and misses what the loop sees. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../harness/stats.h"
+#include "../harness/timer.h"
 #include "../study/csv_read.h"
 
 enum { C_STATUS, C_STRATEGY, C_WORKLOAD, C_DEVICES, C_MICRO, C_SCHED, C_BUBBLE, C_THEORY, C_STEP, C_PEAK, C_DEV0, C_N };
@@ -39,6 +50,43 @@ typedef struct group {
 static group g[MAXG];
 static int ng;
 
+/* --- --cores -------------------------------------------------------------- */
+
+enum { SPIN_ITERS = 20 * 1000 * 1000, MAX_PROBE = 64 };
+
+/* A dependent chain of multiply-adds: the core's time, not memory's. */
+static void *busy_loop(void *arg)
+{
+    volatile double x = 1.0;
+    for (long i = 0; i < SPIN_ITERS; i++) x = x * 1.0000001 + 1e-9;
+    (void)arg;
+    return NULL;
+}
+
+static int probe_cores(int p)
+{
+    if (p < 1 || p > MAX_PROBE) {
+        fprintf(stderr, "bench_pipeline: --cores %d: allowed 1 to %d threads\n", p, MAX_PROBE);
+        return 2;
+    }
+    double t0 = pb_now_ms();
+    busy_loop(NULL);
+    double alone = pb_now_ms() - t0;
+    pthread_t th[MAX_PROBE];
+    t0 = pb_now_ms();
+    for (int i = 0; i < p; i++)
+        if (pthread_create(&th[i], NULL, busy_loop, NULL) != 0) {
+            fprintf(stderr, "bench_pipeline: cannot start probe thread %d\n", i);
+            for (int j = 0; j < i; j++) pthread_join(th[j], NULL);
+            return 1;
+        }
+    for (int i = 0; i < p; i++) pthread_join(th[i], NULL);
+    double all = pb_now_ms() - t0;
+    printf("cores free for %d threads: %.2f of %d (a busy loop %.1f ms alone, %d at once %.1f ms)\n", p,
+           p * alone / all, p, alone, p, all);
+    return 0;
+}
+
 static group *find(const char *workload, int p, int m, const char *sched)
 {
     for (int i = 0; i < ng; i++)
@@ -52,11 +100,12 @@ int main(int argc, char **argv)
     bool strict = false;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--cores") == 0 && i + 1 < argc) return probe_cores(atoi(argv[i + 1]));
         if (strcmp(argv[i], "--strict") == 0) strict = true;
         else path = argv[i];
     }
     if (!path) {
-        fprintf(stderr, "usage: bench_pipeline [--strict] CSV\n");
+        fprintf(stderr, "usage: bench_pipeline [--strict] CSV | --cores P\n");
         return 2;
     }
     pb_csv csv;
