@@ -77,6 +77,7 @@
 #include "../harness/timer.h"
 #include "../kernels/comm_local.h"
 #include "input.h"
+#include "mp_replay.h"
 #include "replica.h"
 #include "strategy.h"
 
@@ -112,6 +113,10 @@ typedef struct mp_stage {
      * once waited for */
     pb_comm_req **sreq;
     int *ops;           /* [2 * M]: the stage's forwards and backwards in the schedule's order */
+    int *op_first;      /* [2 * M + 1]: op n's spans in the log start at op_first[n]; then the post-op spans */
+    double *op_ms;      /* [2 * M]: op n's busy time in the last step once its input was posted, for the replay */
+    double *op_pre_ms;  /* [2 * M]: op n's busy time before it waited for its input (its rows' upload) */
+    double pre_ms, post_ms; /* busy before the first op, after the last */
     int send_slots;     /* gsend's slots of mb rows */
     pthread_t thread;
     bool thread_started;
@@ -162,6 +167,9 @@ struct mp_state {
     /* measured steps, for the report */
     int measured;
     double sum_step_ms, sum_bubble_ms;
+    double sum_replay_ms, sum_replay_bubble_ms; /* the steps replayed (mp_replay.h) */
+    double *replay_scratch;                     /* 2 p m */
+    bool replay_failed;                         /* an op log that did not replay: no figure */
 };
 
 /* --- the schedule ---------------------------------------------------------- */
@@ -530,6 +538,7 @@ static pb_status stage_step(mp_stage *g)
     if ((k == 0 || k == last) && whole) PB_TRY(upload_rows(g, 0, M, 0));
 
     for (int n = 0; n < 2 * M; n++) {
+        g->op_first[n] = g->log.n;
         int j = g->ops[n] >= 0 ? g->ops[n] : -g->ops[n] - 1, slot = j % S;
         g->log.cur_mb = j;
         if (g->ops[n] >= 0) {
@@ -570,6 +579,7 @@ static pb_status stage_step(mp_stage *g)
     }
 
     g->log.cur_mb = -1;
+    g->op_first[2 * M] = g->log.n;
     if (g->tscratch) {
         /* the tied tensor's ends exchange their pipeline's last messages
          * first, so a pair's queue holds one more at most */
@@ -590,12 +600,18 @@ static pb_status stage_step(mp_stage *g)
     if (k == last) PB_TRY(be->download(g->dev, &g->loss, r->loss_sum, sizeof g->loss));
     PB_TRY(be->synchronize(g->dev));
     memset(&g->t, 0, sizeof g->t);
-    g->busy_ms = 0.0;
-    for (int i = 0; i < g->log.n; i++) {
+    g->busy_ms = g->pre_ms = g->post_ms = 0.0;
+    memset(g->op_ms, 0, 2 * (size_t)M * sizeof *g->op_ms);
+    memset(g->op_pre_ms, 0, 2 * (size_t)M * sizeof *g->op_pre_ms);
+    for (int i = 0, n = -1; i < g->log.n; i++) {
         double ms = 0.0;
         PB_TRY(be->mark_elapsed_ms(g->dev, g->log.marks[2 * i], g->log.marks[2 * i + 1], &ms));
         g->t.ms[g->log.phase[i]] += ms;
         g->busy_ms += ms;
+        while (n < 2 * M && i >= g->op_first[n + 1]) n++; /* the op span i belongs to */
+        if (n < 0) g->pre_ms += ms;
+        else if (n < 2 * M) (g->log.phase[i] == PB_PHASE_H2D ? g->op_pre_ms : g->op_ms)[n] += ms;
+        else g->post_ms += ms;
     }
 cleanup:
     return st;
@@ -669,6 +685,9 @@ static void mp_destroy(void *state)
         if (g->cc) s->comm->destroy(g->cc);
         free(g->sreq);
         free(g->ops);
+        free(g->op_first);
+        free(g->op_ms);
+        free(g->op_pre_ms);
         pb_replica_destroy(&g->rep);
         be->close(g->dev);
     }
@@ -678,6 +697,7 @@ static void mp_destroy(void *state)
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
     }
+    free(s->replay_scratch);
     free(s);
 }
 
@@ -707,6 +727,9 @@ static pb_status stage_init(mp_state *s, int k)
                          &g->gsend));
     PB_ALLOC(g->sreq, 2 * (size_t)s->m);
     PB_ALLOC(g->ops, 2 * (size_t)s->m);
+    PB_ALLOC(g->op_first, 2 * (size_t)s->m + 1);
+    PB_ALLOC(g->op_ms, 2 * (size_t)s->m);
+    PB_ALLOC(g->op_pre_ms, 2 * (size_t)s->m);
     schedule_ops(s->sched, s->p, s->m, k, g->ops);
     PB_TRY(s->comm->init(&s->comm_opts, be, g->dev, k, s->p, &g->cc));
 cleanup:
@@ -739,6 +762,7 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
     s->dev_opts = pb_config_model_device_opts(ctx->cfg, ctx->model);
     s->comm_opts = pb_config_comm_opts(ctx->cfg);
     for (int k = 0; k < s->p; k++) PB_TRY(stage_init(s, k));
+    PB_ALLOC(s->replay_scratch, 2 * (size_t)s->p * s->m);
     {
         int ordinal[PB_MAX_STAGES];
         for (int k = 0; k < s->p; k++) ordinal[k] = ctx->cfg->n_device_map ? ctx->cfg->device_map[k] : k;
@@ -762,6 +786,21 @@ static bool all_back(const mp_state *s)
     for (int k = 0; k < s->p; k++)
         if (!s->stage[k].back && k != s->hung) return false;
     return true;
+}
+
+/* Adds the step, replayed on its stages' op times, to the report's sums. */
+static void replay_step(mp_state *s)
+{
+    pb_mp_replay_stage st[PB_MAX_STAGES];
+    for (int k = 0; k < s->p; k++) {
+        const mp_stage *g = &s->stage[k];
+        st[k] = (pb_mp_replay_stage){.ops = g->ops, .op_ms = g->op_ms, .op_pre_ms = g->op_pre_ms, .pre_ms = g->pre_ms, .post_ms = g->post_ms};
+    }
+    double bubble = 0.0;
+    double step = pb_mp_replay(st, s->p, s->m, s->stage[0].tscratch != NULL, s->replay_scratch, &bubble);
+    if (step < 0.0) s->replay_failed = true;
+    s->sum_replay_ms += step;
+    s->sum_replay_bubble_ms += bubble;
 }
 
 static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out)
@@ -839,6 +878,7 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
         s->measured++;
         s->sum_step_ms += step_ms;
         s->sum_bubble_ms += bubble;
+        replay_step(s);
     }
     return PB_OK;
 }
@@ -909,6 +949,8 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
     double p = s->p, m = s->m;
     if (s->measured > 0 && s->sum_step_ms > 0.0)
         pb_record_num(row, PB_COL_BUBBLE_FRAC, s->sum_bubble_ms / s->sum_step_ms);
+    if (s->measured > 0 && s->sum_replay_ms > 0.0 && !s->replay_failed)
+        pb_record_num(row, PB_COL_BUBBLE_FRAC_REPLAY, s->sum_replay_bubble_ms / s->sum_replay_ms);
     pb_record_num(row, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
     pb_record_set(row, PB_COL_MICROBATCHES, "%d", s->m);
     /* what crosses one stage boundary per step (the mean over boundaries):
