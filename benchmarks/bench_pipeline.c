@@ -16,9 +16,10 @@
  * cores inflate the bubble (a stage waiting for a core is idle), so the
  * verdicts are reported, and fail the target only with --strict.
  *
- * --cores P measures how many cores P threads get now: a busy loop timed
- * alone, then on P threads at once; P x its time alone over the time all P
- * took (P: every thread had a core of its own; 1: they shared one). The
+ * --cores P measures how many cores P threads get now: P threads run a
+ * busy loop at once, and the CPU time they got over the wall time they
+ * took is the cores they had (P: each a core of its own; 1: they shared
+ * one). The
  * stages are P such threads: with fewer cores free than stages, a stage
  * waits for a core, and the step counts that wait as bubble. The load
  * average cannot say this: it counts threads that wait for a disk or run in
@@ -26,6 +27,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,12 +61,15 @@ static int ng;
 
 enum { SPIN_ITERS = 20 * 1000 * 1000, MAX_PROBE = 64 };
 
-/* A dependent chain of multiply-adds: the core's time, not memory's. */
+/* A dependent chain of multiply-adds (the core's time, not memory's); its
+ * thread's CPU time into *arg. */
 static void *busy_loop(void *arg)
 {
     volatile double x = 1.0;
     for (long i = 0; i < SPIN_ITERS; i++) x = x * 1.0000001 + 1e-9;
-    (void)arg;
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    *(double *)arg = t.tv_sec * 1e3 + t.tv_nsec / 1e6;
     return NULL;
 }
 
@@ -74,21 +79,22 @@ static int probe_cores(int p)
         fprintf(stderr, "bench_pipeline: --cores %d: allowed 1 to %d threads\n", p, MAX_PROBE);
         return 2;
     }
-    double t0 = pb_now_ms();
-    busy_loop(NULL);
-    double alone = pb_now_ms() - t0;
     pthread_t th[MAX_PROBE];
-    t0 = pb_now_ms();
+    double cpu[MAX_PROBE], t0 = pb_now_ms();
     for (int i = 0; i < p; i++)
-        if (pthread_create(&th[i], NULL, busy_loop, NULL) != 0) {
+        if (pthread_create(&th[i], NULL, busy_loop, &cpu[i]) != 0) {
             fprintf(stderr, "bench_pipeline: cannot start probe thread %d\n", i);
             for (int j = 0; j < i; j++) pthread_join(th[j], NULL);
             return 1;
         }
-    for (int i = 0; i < p; i++) pthread_join(th[i], NULL);
-    double all = pb_now_ms() - t0;
-    printf("cores free for %d threads: %.2f of %d (a busy loop %.1f ms alone, %d at once %.1f ms)\n", p,
-           p * alone / all, p, alone, p, all);
+    double got = 0.0;
+    for (int i = 0; i < p; i++) {
+        pthread_join(th[i], NULL);
+        got += cpu[i];
+    }
+    double wall = pb_now_ms() - t0;
+    printf("cores free for %d threads: %.2f of %d (%d busy loops: %.1f ms of CPU in %.1f ms)\n", p, got / wall, p, p,
+           got, wall);
     return 0;
 }
 
