@@ -53,7 +53,13 @@
  * stage's loss is timed in bwd (each microbatch's loss gradient is computed
  * when that microbatch's backward starts). bubble_frac is the mean bubble
  * over the mean T of the measured steps; bubble_frac_theory is
- * (p-1)/(m+p-1), GPipe's and 1F1B's alike. A receiver's waiting is outside its spans on both
+ * (p-1)/(m+p-1), GPipe's and 1F1B's alike, which assumes equal stages;
+ * bubble_frac_replay is the run's schedule replayed on its stages'
+ * measured op times with free handoffs (mp_replay.h), so the measured
+ * bubble splits into the schedule's with these stages (their imbalance
+ * included) and the host's (wake-ups, waits for a core). A stage waits on
+ * its own cond var, which a post for it signals; the host thread's wakes
+ * only when a stage is back. A receiver's waiting is outside its spans on both
  * backends, so it counts as bubble and p2p is the copy alone: on the CPU the
  * stage waits on the host (wait_for) before its span begins; on CUDA the
  * host wait only sees the send posted, and the stream's wait for the
