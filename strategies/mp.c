@@ -800,7 +800,8 @@ static void replay_step(mp_state *s)
     pb_mp_replay_stage st[PB_MAX_STAGES];
     for (int k = 0; k < s->p; k++) {
         const mp_stage *g = &s->stage[k];
-        st[k] = (pb_mp_replay_stage){.ops = g->ops, .op_ms = g->op_ms, .op_pre_ms = g->op_pre_ms, .pre_ms = g->pre_ms, .post_ms = g->post_ms};
+        st[k] = (pb_mp_replay_stage){
+            .ops = g->ops, .op_ms = g->op_ms, .op_pre_ms = g->op_pre_ms, .pre_ms = g->pre_ms, .post_ms = g->post_ms};
     }
     double bubble = 0.0;
     double step = pb_mp_replay(st, s->p, s->m, s->stage[0].tscratch != NULL, s->replay_scratch, &bubble);

@@ -168,8 +168,9 @@ static void check_wakeups(const pb_mp_span *sp, int n, int p, int m, int step)
     (void)sp, (void)n;
     int host = 0, stage[PB_MAX_STAGES] = {0};
     assert_int_equal(pb_mp_wakeups(traced_mp, &host, stage, PB_MAX_STAGES), PB_OK);
-    if (host > p) fail_msg("step %d, p %d, m %d: the host thread woke %d times, expected at most %d (once per stage back)",
-                           step, p, m, host, p);
+    if (host > p)
+        fail_msg("step %d, p %d, m %d: the host thread woke %d times, expected at most %d (once per stage back)", step,
+                 p, m, host, p);
     for (int k = 0; k < p; k++) {
         int msgs = (k > 0 ? m : 0) + (k < p - 1 ? m : 0);
         if (stage[k] > msgs)
