@@ -9,8 +9,12 @@
  *   fwd   forward and the loss scaled by 1/B; stage 3 all-gathers each
  *         block's parameters before it runs (before_block), the next
  *         block's gather already in flight, into one of two block buffers
- *         (a block's buffer is reused two blocks later: freed after use),
- *   bwd   backward; stage 3 gathers every block again before its backward;
+ *         (a block's buffer is reused two gathers later: freed after use);
+ *         blocks 0 and 1's gathers were launched by the last step's
+ *         optimizer,
+ *   bwd   backward; stage 3 gathers every block again before its backward
+ *         but the last, whose forward gather is still in its buffer (as
+ *         FSDP keeps the root's parameters: one gather fewer a step);
  *         as blocks complete (grads_ready), whole blocks at least
  *         --bucket-mb together are reduce-scattered: a rank receives the
  *         sum over ranks of its chunk of each block,
@@ -23,6 +27,8 @@
  *         counted as sync), so they overlap the step's end, the next
  *         step's input and earlier blocks' forward; whatever reads the
  *         full parameters before then (get_params, destroy) waits first.
+ *         Stage 3 likewise launches the next step's gathers of blocks 1
+ *         and 0 as soon as their chunks are updated.
  * Gradients: stage 1 keeps a full gradient buffer (backward writes it, the
  * reduce-scatters read it); stages 2 and 3 keep a block's gradients only
  * from its backward until its reduce-scatter is done, in a pool of block
@@ -96,7 +102,8 @@ typedef struct zero_state {
     float *shard_params; /* stage 3: the rank's master chunks */
     float *shard_grads, *m, *v;
     float *pslot[2];     /* stage 3: gathered blocks */
-    pb_comm_req *preq[2];
+    pb_comm_req *preq[2]; /* stage 3: the slot's gather, while in flight */
+    int pseq[2];         /* stage 3: the gather (gather_seq) the slot holds or awaits, -1 none */
     grad_slot *gslot;    /* stages 2/3 */
     int n_gslots;
     int64_t launches;
@@ -118,6 +125,7 @@ void pb_zero_layout_of(const pb_config *cfg, const pb_model *model, int ranks, p
         size_t len = model->block[b].p_len, c = (len + (size_t)ranks - 1) / (size_t)ranks;
         g->padded += c * (size_t)ranks;
         g->shard += c;
+        if (b == model->n_blocks - 1) g->last_chunk = c;
         if (c * (size_t)ranks > g->max_block) g->max_block = c * (size_t)ranks;
         acc += c * (size_t)ranks;
         in_bucket++;
@@ -128,6 +136,11 @@ void pb_zero_layout_of(const pb_config *cfg, const pb_model *model, int ranks, p
      * (before_block), one in flight, and the tied last block held */
     g->grad_slots = g->max_bucket_blocks + 2 + (model->n_tied ? 1 : 0);
     if (g->grad_slots > model->n_blocks) g->grad_slots = model->n_blocks;
+}
+
+size_t pb_zero_gathered(const pb_config *cfg, const pb_zero_layout *g)
+{
+    return cfg->zero_stage == 3 ? 2 * g->shard - g->last_chunk : g->shard;
 }
 
 /* --- lifetime ------------------------------------------------------------------ */
@@ -276,7 +289,10 @@ static pb_status zero_init(const pb_strategy_ctx *ctx, void **state)
     if (s->stage < 3) PB_TRY(dev_buf(s, pad, &s->full_params));
     else {
         PB_TRY(dev_buf(s, shard, &s->shard_params));
-        for (int i = 0; i < 2; i++) PB_TRY(dev_buf(s, s->layout.max_block, &s->pslot[i]));
+        for (int i = 0; i < 2; i++) {
+            s->pseq[i] = -1;
+            PB_TRY(dev_buf(s, s->layout.max_block, &s->pslot[i]));
+        }
     }
     if (s->stage == 1) PB_TRY(dev_buf(s, pad, &s->full_grads));
     else {
@@ -324,8 +340,9 @@ static pb_status wait_exposed(zero_state *s, pb_comm_req *req, double *ms)
     return st;
 }
 
-/* Stages 1/2: the gathers left in flight by the last step, done (before
- * anything but the next forward reads the full parameters) */
+/* The gathers left in flight by the last step (stages 1/2: every block's;
+ * stage 3: the next forward's first two), done, before anything but the
+ * next forward reads the gathered parameters */
 static pb_status wait_gathers(zero_state *s)
 {
     pb_status st = PB_OK;
@@ -333,6 +350,11 @@ static pb_status wait_gathers(zero_state *s)
         double ms = 0;
         if (s->blk[b].ag && st == PB_OK) st = wait_req(s, s->blk[b].ag, &ms);
         s->blk[b].ag = NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        double ms = 0;
+        if (s->preq[i] && st == PB_OK) st = wait_req(s, s->preq[i], &ms);
+        s->preq[i] = NULL;
     }
     return st;
 }
@@ -390,9 +412,28 @@ static pb_status bind_grads(zero_state *s, int b)
     return PB_OK;
 }
 
-/* The step's execution order: forward 0..n-1 (k = b), then backward
- * n-1..0 (k = 2n-1-b); stage 3 gathers sequence k into pslot[k % 2]. */
-static int block_of_seq(const zero_state *s, int k) { return k < s->n ? k : 2 * s->n - 1 - k; }
+/* Stage 3's gathers in a step, 2n - 1 of them: forward's blocks 0..n-1
+ * (j = b), then backward's n-2..0 (j = 2n-2-b). The last block's backward
+ * runs right after its forward and reuses that gather (FSDP keeps the
+ * root's parameters between forward and backward likewise), so gather j
+ * goes to pslot[j % 2], and a slot's buffer is reused two gathers later. */
+static int gather_seq(const zero_state *s, int b, bool backward) { return backward ? 2 * s->n - 2 - b : b; }
+static int block_of_gather(const zero_state *s, int j) { return j < s->n ? j : 2 * s->n - 2 - j; }
+
+/* Stage 3: gather j into its slot, unless the slot holds it or awaits it
+ * already (a prefetch, or the last block kept from forward) */
+static pb_status launch_gather(zero_state *s, int j)
+{
+    int slot = j % 2;
+    if (s->pseq[slot] == j) return PB_OK;
+    if (s->preq[slot]) { /* not in the step's order: never, but never overwrite a buffer in flight */
+        pb_status st = wait_exposed(s, s->preq[slot], &s->ag_ms);
+        s->preq[slot] = NULL;
+        if (st != PB_OK) return st;
+    }
+    s->pseq[slot] = j;
+    return gather_block(s, block_of_gather(s, j), s->pslot[slot], &s->preq[slot]);
+}
 
 static pb_status before_block(void *arg, int b, bool backward)
 {
@@ -405,16 +446,13 @@ static pb_status before_block(void *arg, int b, bool backward)
         if (st != PB_OK) return st;
     }
     if (s->stage == 3) {
-        int k = backward ? 2 * s->n - 1 - b : b, slot = k % 2;
-        if (!s->preq[slot]) PB_TRY(gather_block(s, b, s->pslot[slot], &s->preq[slot]));
-        PB_TRY(wait_exposed(s, s->preq[slot], &s->ag_ms));
+        int j = gather_seq(s, b, backward), slot = j % 2;
+        PB_TRY(launch_gather(s, j));
+        if (s->preq[slot]) PB_TRY(wait_exposed(s, s->preq[slot], &s->ag_ms));
         s->preq[slot] = NULL;
         s->tab[b].params = s->pslot[slot];
-        /* prefetch: the other buffer held the block before this one, done */
-        if (k + 1 < 2 * s->n) {
-            int nb = block_of_seq(s, k + 1);
-            PB_TRY(gather_block(s, nb, s->pslot[slot ^ 1], &s->preq[slot ^ 1]));
-        }
+        /* prefetch: the other buffer held the gather before this one, done */
+        if (j + 1 < 2 * s->n - 1) PB_TRY(launch_gather(s, j + 1));
     }
     if (backward && s->stage > 1) {
         PB_TRY(bind_grads(s, b));
@@ -548,8 +586,13 @@ static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *o
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
     s->opt_steps++;
+    s->pseq[0] = s->pseq[1] = -1; /* what the slots hold is about to be stale */
     for (int b = s->n - 1; b >= 0; b--) {
         PB_TRY(optimize_block(s, b));
+        /* stage 3: the next forward's first two gathers as soon as their
+         * chunks are updated (backward is done with both slots), left in
+         * flight as stages 1/2's are */
+        if (s->stage == 3 && b < 2) PB_TRY(launch_gather(s, b));
         if (s->stage < 3) {
             zero_block *z = &s->blk[b];
             float *full = s->full_params + z->pad_off;
@@ -558,7 +601,7 @@ static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *o
         }
     }
     PB_TRY(pb_phase_end(&s->timer));
-    /* stages 1/2: the gathers stay in flight; the next forward waits */
+    /* the gathers stay in flight; the next forward waits */
 
     PB_TRY(pb_input_prefetch_next(&s->input, batch));
     PB_TRY(be->synchronize(s->dev));
@@ -589,6 +632,7 @@ static pb_status zero_get_params(void *state, float *host_params)
         if (s->stage == 3) {
             pb_comm_req *req = NULL;
             double ms = 0;
+            s->pseq[0] = -1; /* the next forward gathers its block again */
             PB_TRY(gather_block(s, b, s->pslot[0], &req));
             PB_TRY(wait_req(s, req, &ms));
         }
@@ -620,7 +664,7 @@ void pb_zero_bytes(const pb_config *cfg, const pb_model *model, int ranks, pb_co
     double one = (double)(ranks - 1) * (double)g.shard * sizeof(float);
     *out = pb_comm_bytes_none();
     out->reduce_scatter = one;
-    out->allgather = cfg->zero_stage == 3 ? 2 * one : one;
+    out->allgather = (double)(ranks - 1) * (double)pb_zero_gathered(cfg, &g) * sizeof(float);
 }
 
 static void zero_report(void *state, const pb_step_times *mean, pb_record *row)
@@ -638,8 +682,7 @@ static void zero_report(void *state, const pb_step_times *mean, pb_record *row)
      * reduce-scatters, its chunks to the all-gathers (twice at stage 3) */
     pb_zero_layout g;
     pb_zero_layout_of(cfg, s->ctx->model, n, &g);
-    pb_record_set(row, PB_COL_COMM_BYTES_PER_STEP, "%zu",
-                  (g.padded + g.shard * (cfg->zero_stage == 3 ? 2 : 1)) * sizeof(float));
+    pb_record_set(row, PB_COL_COMM_BYTES_PER_STEP, "%zu", (g.padded + pb_zero_gathered(cfg, &g)) * sizeof(float));
     pb_comm_bytes_record(&bytes, row);
 }
 
