@@ -137,7 +137,9 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     /* without overlap there are no buckets: one all-reduce of everything */
     if (buckets && !cfg->no_overlap) pb_record_num(r, PB_COL_BUCKET_MB, cfg->bucket_mb);
     if (buckets) pb_record_set(r, PB_COL_NO_OVERLAP, "%d", cfg->no_overlap ? 1 : 0);
-    if (strategy && strategy->zero_stage) pb_record_set(r, PB_COL_ZERO_STAGE, "%d", cfg->zero_stage);
+    /* (a mesh shards across its dp group only when --zero-stage is given) */
+    if (strategy && strategy->zero_stage && (!strategy->mesh || pb_config_given(cfg, "--zero-stage")))
+        pb_record_set(r, PB_COL_ZERO_STAGE, "%d", cfg->zero_stage);
     if (strategy && strategy->mesh) {
         pb_record_set(r, PB_COL_DP, "%d", cfg->mesh_dp);
         pb_record_set(r, PB_COL_TP, "%d", cfg->mesh_tp);

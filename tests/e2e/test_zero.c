@@ -228,7 +228,7 @@ static void test_usage_errors(void **state)
     char *other[] = {"--zero-stage", "2", NULL};
     r = run_strategy(state, "ddp", "mlp-xs", 2, other);
     expect_exit(r, 2);
-    assert_non_null(strstr(r->res.err, "--zero-stage applies to --strategy zero, not ddp"));
+    assert_non_null(strstr(r->res.err, "--zero-stage applies to --strategy zero,mesh, not ddp"));
     assert_false(file_exists(r->csv_path));
 }
 
