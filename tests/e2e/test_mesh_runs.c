@@ -16,9 +16,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "harness/config.h"
-#include "harness/registry.h"
-#include "workloads/workload.h"
+#include "tests/common/preset_model.h"
 
 /* mesh on gpus ranks of the cpu backend (run_strategy_on) */
 static bench_run *run_mesh(int gpus, char *const extra[], char *const env[])
@@ -144,16 +142,10 @@ static void test_hung_rank_named(void **state)
  * block's chunk) */
 static void zero_part_bytes(const char *workload, int D, int T, int stage, double *rs, double *ag)
 {
-    pb_config cfg;
-    pb_config_defaults(&cfg);
-    const pb_workload *w = pb_find_workload(workload);
-    assert_non_null(w);
-    cfg.shape = w->shape;
-    snprintf(cfg.workload, sizeof cfg.workload, "%s", workload);
     pb_model *m = malloc(sizeof *m), *part = malloc(sizeof *part);
     assert_non_null(m);
     assert_non_null(part);
-    assert_int_equal(pb_model_of(&cfg, m), PB_OK);
+    preset_model_of(workload, m);
     assert_int_equal(pb_model_describe_tp(m->ops, &m->shape, T, part), PB_OK);
     double S = 0, last = 0;
     for (int b = 0; b < part->n_blocks; b++) {
