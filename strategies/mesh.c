@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "../harness/mesh.h"
+#include "pipe.h"
 #include "strategy.h"
 #include "tp.h"
 
@@ -28,10 +29,11 @@ static pb_status mesh_validate(const pb_config *cfg, const pb_model *model)
     pb_mesh m = mesh_of(cfg);
     pb_status st = pb_mesh_check(m, cfg->devices);
     if (st != PB_OK) return st;
-    if (m.pp > 1)
-        return pb_usage_error("--pp %d: pipeline stages in a mesh are not built yet; allowed: --pp 1 (--strategy mp "
-                              "pipelines one process's devices)",
-                              m.pp);
+    if (m.pp > 1 && (st = pb_pipe_validate(cfg, model, m)) != PB_OK) return st;
+    if (m.pp == 1 && cfg->microbatches > 1)
+        return pb_usage_error("--microbatches %d: a mesh pipelines microbatches over its --pp stages; allowed: "
+                              "--microbatches 1 with --pp 1",
+                              cfg->microbatches);
     if (cfg->shape.batch < m.dp)
         return pb_usage_error("--batch %d: fewer rows than the --dp %d replicas; allowed: --batch >= --dp",
                               cfg->shape.batch, m.dp);
@@ -77,9 +79,10 @@ static void mesh_plan_memory(const pb_config *cfg, const pb_model *model, const 
 const pb_strategy pb_strategy_mesh = {
     .name = "mesh",
     .description = "hybrid mesh --dp D --tp T --pp P: tp groups of consecutive ranks, each a data-parallel replica "
-                   "on its batch shard, gradients all-reduced across replicas (pp 1 built)",
+                   "on its batch shard, gradients all-reduced across replicas; --pp stages pipeline microbatches (--schedule)",
     .procs = PB_PROC_PER_DEVICE,
     .needs_even_split = false,
+    .microbatches = true,
     .params_collective = true,
     .mesh = true,
     .batch_shard = mesh_batch_shard,

@@ -830,10 +830,7 @@ static void mp_plan_memory(const pb_config *cfg, const pb_model *model, const pb
         bool last = k == p - 1;
         double len = pb_memplan_add_replica(model, first[k], first[k + 1], mb, pb_sched_slots(cfg->schedule, p, m, k),
                                             true, last, false, cfg->optimizer, e, &dev[k]);
-        if (m > 1) dev[k].grads += 4.0 * len; /* gscratch */
-        if (k > 0) /* gsend */
-            dev[k].acts += e * mb * pb_sched_send_slots(cfg->schedule, m) * (double)model->block[first[k]].in_elems;
-        if (model->n_tied && cfg->devices > 1 && (k == 0 || last)) dev[k].grads += 4.0 * (double)model->n_tied;
+        pb_sched_plan_extras(cfg, model, first, p, k, mb, len, e, &dev[k]);
     }
 }
 

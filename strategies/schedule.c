@@ -59,3 +59,12 @@ void pb_sched_balanced_split(const pb_model *model, int p, int *first)
         first[k] = best;
     }
 }
+
+void pb_sched_plan_extras(const pb_config *cfg, const pb_model *model, const int *first, int p, int k, double mb,
+                          double len, double e, pb_mem_parts *dev)
+{
+    int m = cfg->microbatches;
+    if (m > 1) dev->grads += 4.0 * len; /* gscratch */
+    if (k > 0) dev->acts += e * mb * pb_sched_send_slots(cfg->schedule, m) * (double)model->block[first[k]].in_elems;
+    if (model->n_tied && p > 1 && (k == 0 || k == p - 1)) dev->grads += 4.0 * (double)model->n_tied;
+}

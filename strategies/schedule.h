@@ -5,6 +5,8 @@
 #ifndef PB_SCHEDULE_H
 #define PB_SCHEDULE_H
 
+#include "../harness/config.h"
+#include "../harness/memplan.h"
 #include "../harness/shape.h"
 #include "../workloads/workload.h"
 
@@ -31,5 +33,13 @@ int pb_sched_send_slots(pb_schedule sched, int m);
 /* p contiguous, non-empty stages of the model's blocks with roughly equal
  * FLOPs: stage k has blocks [first[k], first[k+1]) (first: p + 1 ints). */
 void pb_sched_balanced_split(const pb_model *model, int p, int *first);
+ 
+/* The memory plan of stage k's buffers beside its replica (len: the
+ * replica's parameter floats; mb: a microbatch's rows; e: an activation's
+ * bytes): with microbatches a gradient scratch, after the first stage the
+ * input-gradient send slots, and on the first and last stage the other
+ * end's tied gradient. Both pipelines hold them. */
+void pb_sched_plan_extras(const pb_config *cfg, const pb_model *model, const int *first, int p, int k, double mb,
+                          double len, double e, pb_mem_parts *dev);
 
 #endif /* PB_SCHEDULE_H */
