@@ -3,14 +3,20 @@
  * innermost, then dp, pp outermost: Megatron-LM's), the world split into
  * each rank's tp, dp and pp groups by the comm's split.
  *
- * Built: pp 1. Each tp group is one data-parallel replica running tp's
- * step (strategies/tp.c: the blocks split T ways, tp_comm all-reduces in
- * forward and backward) on its shard of the global batch (every rank of the
- * group the same rows); after backward the gradients of each rank's part
- * and the loss are all-reduced across its dp group (the ranks holding the
- * same part in the other replicas), a blocking `sync` phase as ddp's
- * --no-overlap. Not built: pp > 1 (a usage error saying so) and ZeRO within
- * the dp group (its gradients are all-reduced, its optimizer state whole). */
+ * Each tp group is one data-parallel replica running tp's step
+ * (strategies/tp.c: the blocks split T ways, tp_comm all-reduces in forward
+ * and backward) on its shard of the global batch (every rank of the group
+ * the same rows); after backward the gradients of each rank's part and the
+ * loss are all-reduced across its dp group (the ranks holding the same part
+ * in the other replicas), a blocking `sync` phase as ddp's --no-overlap.
+ * With --pp P > 1 a replica is P stages, a rank each (strategies/pipe.c):
+ * its blocks of mp's FLOP-balanced split, --microbatches run in --schedule
+ * order (gpipe or 1f1b, mp's generator: schedule.c), stage boundaries sent
+ * and received over the pp group; after the dp sync the tied gradient is
+ * summed between the first and last stage and the loss shared. This file
+ * validates and dispatches; tp.c's step calls the pipe where there is one.
+ * Not built: ZeRO within the dp group (its gradients are all-reduced, its
+ * optimizer state whole). */
 #include <stdio.h>
 #include <string.h>
 

@@ -18,7 +18,11 @@
  * The hybrid mesh (--strategy mesh, strategies/mesh.c) runs this step in
  * each of its tp groups: the group trains on its data-parallel shard of the
  * batch, and after backward its gradients are all-reduced across the dp
- * group (a `sync` phase: ddp's --no-overlap), with the loss.
+ * group (a `sync` phase: ddp's --no-overlap), with the loss. With pipeline
+ * stages (--pp > 1) the replica holds the rank's stage only, and
+ * strategies/pipe.c runs h2d, fwd and bwd over the microbatches in place
+ * of the whole-batch pass (whole_pass), then the stages' tied gradient and
+ * loss in the sync span; bubble is the step's time outside the spans.
  *
  * get_params gathers every rank's part to rank 0 (a collective), for
  * --verify and --dump. GPUs: the all-reduces run in place on the device
