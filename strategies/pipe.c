@@ -297,23 +297,29 @@ cleanup:
     return st;
 }
 
-pb_status pb_pipe_finish(pb_pipe *pp, float *loss)
+/* n host floats summed over the pp group, in place; through dev (n floats
+ * on the device) for a comm of device buffers */
+static pb_status group_sum(pb_pipe *pp, float *host, size_t n, float *dev)
 {
     pb_status st = PB_OK;
     const pb_comm *comm = pp->comm;
     pb_comm_req *req = NULL;
+    if (comm->device_buffers) PB_TRY(pp->be->upload(pp->dev, dev, host, n * sizeof(float)));
+    PB_TRY(comm->allreduce(pp->cc, comm->device_buffers ? dev : host, n, 1.0f, &req));
+    PB_TRY(pb_with_step(comm->wait(pp->cc, req, pp->cfg->timeout_s), pp->name, pp->step));
+    if (comm->req_ms) pp->comm_ms += comm->req_ms(req);
+    if (comm->device_buffers) PB_TRY(pp->be->download(pp->dev, host, dev, n * sizeof(float)));
+cleanup:
+    return st;
+}
+
+pb_status pb_pipe_finish(pb_pipe *pp, float *loss)
+{
+    pb_status st = PB_OK;
     if (pp->tscratch) PB_TRY(tie_grads(pp));
     /* the loss, the last stage's (0 on the others), summed over the group */
     if (pp->k != pp->p - 1) *loss = 0.0f;
-    if (comm->device_buffers) {
-        PB_TRY(pp->be->upload(pp->dev, pp->rep->loss_sum, loss, sizeof(float)));
-        PB_TRY(comm->allreduce(pp->cc, pp->rep->loss_sum, 1, 1.0f, &req));
-    } else {
-        PB_TRY(comm->allreduce(pp->cc, loss, 1, 1.0f, &req));
-    }
-    PB_TRY(pb_with_step(comm->wait(pp->cc, req, pp->cfg->timeout_s), pp->name, pp->step));
-    if (comm->req_ms) pp->comm_ms += comm->req_ms(req);
-    if (comm->device_buffers) PB_TRY(pp->be->download(pp->dev, loss, pp->rep->loss_sum, sizeof(float)));
+    PB_TRY(group_sum(pp, loss, 1, pp->rep->loss_sum));
 cleanup:
     return st;
 }
@@ -321,23 +327,13 @@ cleanup:
 pb_status pb_pipe_gather_params(pb_pipe *pp, float *local_params)
 {
     pb_status st = PB_OK;
-    const pb_comm *comm = pp->comm;
-    pb_comm_req *req = NULL;
     size_t n = pp->local->n_params;
     void *d = NULL;
     memset(local_params, 0, n * sizeof(float));
     PB_TRY(pb_replica_download_params(pp->rep, local_params));
     /* the stages' spans are disjoint: a sum over the group is their union */
-    if (comm->device_buffers) {
-        PB_TRY(pp->be->alloc(pp->dev, n * sizeof(float), &d));
-        PB_TRY(pp->be->upload(pp->dev, d, local_params, n * sizeof(float)));
-        PB_TRY(comm->allreduce(pp->cc, d, n, 1.0f, &req));
-        PB_TRY(comm->wait(pp->cc, req, pp->cfg->timeout_s));
-        PB_TRY(pp->be->download(pp->dev, local_params, d, n * sizeof(float)));
-    } else {
-        PB_TRY(comm->allreduce(pp->cc, local_params, n, 1.0f, &req));
-        PB_TRY(comm->wait(pp->cc, req, pp->cfg->timeout_s));
-    }
+    if (pp->comm->device_buffers) PB_TRY(pp->be->alloc(pp->dev, n * sizeof(float), &d));
+    PB_TRY(group_sum(pp, local_params, n, d));
 cleanup:
     if (d) pp->be->free(pp->dev, d);
     return st;

@@ -51,17 +51,23 @@ static double formula_bytes(const csv *c)
     return ring(tp_bytes, T) + ring((P - split * (T - 1) / T) * 4.0, D);
 }
 
-static void check_row(const bench_run *r, double tol)
+/* The run's one row, ok, of a mesh of those sizes, into c */
+static void load_mesh_row(const bench_run *r, csv *c, const char *dp, const char *tp, const char *pp)
 {
     expect_exit(r, 0);
+    csv_load(c, r->csv_path);
+    assert_int_equal(c->rows, 1);
+    assert_string_equal(csv_get(c, "status"), "ok");
+    assert_string_equal(csv_get(c, "strategy"), "mesh");
+    assert_string_equal(csv_get(c, "dp"), dp);
+    assert_string_equal(csv_get(c, "tp"), tp);
+    assert_string_equal(csv_get(c, "pp"), pp);
+}
+
+static void check_row(const bench_run *r, double tol)
+{
     csv c;
-    csv_load(&c, r->csv_path);
-    assert_int_equal(c.rows, 1);
-    assert_string_equal(csv_get(&c, "status"), "ok");
-    assert_string_equal(csv_get(&c, "strategy"), "mesh");
-    assert_string_equal(csv_get(&c, "dp"), "2");
-    assert_string_equal(csv_get(&c, "tp"), "2");
-    assert_string_equal(csv_get(&c, "pp"), "1");
+    load_mesh_row(r, &c, "2", "2", "1");
     assert_int_equal((int)csv_num(&c, "ranks"), 4);
     /* a replica's (a dp group index's) half of the batch */
     assert_int_equal((int)csv_num(&c, "batch_per_device"), (int)csv_num(&c, "batch_global") / 2);
@@ -135,15 +141,8 @@ static double p2p_formula(const csv *c)
 static void check_pipe_row(const bench_run *r, const char *dp, const char *tp, const char *pp, const char *sched,
                            const char *m, double tol)
 {
-    expect_exit(r, 0);
     csv c;
-    csv_load(&c, r->csv_path);
-    assert_int_equal(c.rows, 1);
-    assert_string_equal(csv_get(&c, "status"), "ok");
-    assert_string_equal(csv_get(&c, "strategy"), "mesh");
-    assert_string_equal(csv_get(&c, "dp"), dp);
-    assert_string_equal(csv_get(&c, "tp"), tp);
-    assert_string_equal(csv_get(&c, "pp"), pp);
+    load_mesh_row(r, &c, dp, tp, pp);
     assert_string_equal(csv_get(&c, "schedule"), sched);
     assert_string_equal(csv_get(&c, "microbatches"), m);
     double err = csv_num(&c, "verify_max_rel_err");
