@@ -32,8 +32,6 @@
 #include "pipe.h"
 #include "schedule.h"
 
-void pb_pipe_bounds(const pb_model *model, int p, int *first) { pb_sched_balanced_split(model, p, first); }
-
 pb_status pb_pipe_validate(const pb_config *cfg, const pb_model *model, pb_mesh mesh)
 {
     int p = mesh.pp, n = model->n_blocks, b = cfg->shape.batch, m = cfg->microbatches;
@@ -58,7 +56,7 @@ void pb_pipe_stage_rows(pb_pipe *pp, const pb_config *cfg, const pb_model *model
     pp->m = cfg->microbatches;
     pp->mb = cfg->shape.batch / mesh.dp / pp->m;
     pp->sched = cfg->schedule;
-    pb_pipe_bounds(model, pp->p, pp->first);
+    pb_sched_balanced_split(model, pp->p, pp->first);
     *b0 = pp->first[pp->k];
     *b1 = pp->first[pp->k + 1];
     *rows = pp->mb;
@@ -375,7 +373,7 @@ void pb_pipe_plan_memory(const pb_config *cfg, const pb_model *model, const pb_m
     const int p = mesh.pp, m = cfg->microbatches;
     const double mb = (double)(cfg->shape.batch / mesh.dp / m);
     int first[PB_MAX_STAGES + 1];
-    pb_pipe_bounds(model, p, first);
+    pb_sched_balanced_split(model, p, first);
     for (int k = 0; k < p; k++) {
         double len = pb_memplan_add_replica(local, first[k], first[k + 1], mb, pb_sched_slots(cfg->schedule, p, m, k),
                                             true, k == p - 1, false, cfg->optimizer, e, &dev[k]);

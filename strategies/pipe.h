@@ -47,9 +47,6 @@ typedef struct pb_pipe {
     double comm_ms;         /* this step's messages, as the comm timed them */
 } pb_pipe;
 
-/* Stage k's blocks of model (the split every rank computes alike), into
- * first (p + 1 ints). */
-void pb_pipe_bounds(const pb_model *model, int p, int *first);
 /* Usage errors of a mesh with pp > 1 (stages, microbatches, the batch). */
 pb_status pb_pipe_validate(const pb_config *cfg, const pb_model *model, pb_mesh mesh);
 
