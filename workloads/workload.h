@@ -197,12 +197,15 @@ typedef struct pb_stage_hooks {
      * values at buf over the tensor-parallel ranks, in place. The stage calls
      * it at Megatron's points: after a row-parallel layer's GEMM in forward
      * (g; its bias is added after the sum), and on a column-parallel
-     * layer's input gradient in backward (f), each rank's part summed */
+     * layer's input gradient in backward (f), each rank's part summed;
+     * under sequence parallel only the LayerNorms' weight and bias
+     * gradients instead (of the rank's tokens, summed) */
     pb_status (*tp_allreduce)(void *arg, void *buf, size_t n);
     /* sequence parallel (pb_model.seq_parallel): n is the whole buffer's
      * floats, rank r's part its r-th of tp equal parts. tp_reduce_scatter
      * sums `in` (n) over the ranks and writes this rank's part of the sum
-     * to `out` (n / tp); Megatron's row-parallel output in forward, its
+     * to `out` (n / tp; disjoint from in, or in place at in + its part);
+     * Megatron's row-parallel output in forward, its
      * all-gather's backward. tp_allgather fills buf (n) in place from every
      * rank's part (this rank's already at its place); a column-parallel
      * layer's input in forward, the reduce-scatter's backward. tp_rank: this
