@@ -4,7 +4,9 @@
  * their replica's half of the batch; the row carries dp, tp, pp and an
  * allreduce_bytes_per_step equal to docs/strategies.md's mesh formula (tp's
  * all-reduces over a replica's rows plus the ring all-reduce of a rank's
- * part of the gradients over D); what the mesh refuses is a usage error
+ * part of the gradients over D); with --sequence-parallel (SGD and AdamW)
+ * too, its reduce-scatters and all-gathers within the tp group by
+ * docs/strategies.md's formula; what the mesh refuses is a usage error
  * (exit 2, one line, no row). The groups themselves: tests/unit/test_mesh.c. */
 #include "tests/common/test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
@@ -97,6 +99,40 @@ static void test_gpt_dp2_tp2_matches_single(void **state)
     check_row(r, 5e-3);
 }
 
+/* --sequence-parallel, dp2 x tp2 on gpt-xs: single's training (SGD 10
+ * steps, AdamW 5 as above), and docs/strategies.md's volume with b = B/D
+ * rows on T ranks: 4L reduce-scatters and 4L + 1 all-gathers of b*s*h fp32
+ * (S (T-1)/T each), the all-reduces the LayerNorms' 2L of 2h in the tp
+ * group in place of tp's 4L of b*s*h, plus the dp group's */
+static void test_gpt_dp2_tp2_sequence_parallel_matches_single(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    static const char *const opts[] = {"sgd", "adamw"}, *const iters[] = {"10", "5"};
+    for (int o = 0; o < 2; o++) {
+        char *extra[] = {"--workload", "gpt-xs", "--dp", "2", "--tp", "2", "--sequence-parallel", "--iters",
+                         (char *)iters[o], "--optimizer", (char *)opts[o], "--verify", NULL};
+        bench_run *r = keep(state, run_mesh(4, extra, NULL));
+        expect_exit(r, 0);
+        csv c;
+        csv_load(&c, r->csv_path);
+        assert_string_equal(csv_get(&c, "status"), "ok");
+        assert_string_equal(csv_get(&c, "sequence_parallel"), "1");
+        double err = csv_num(&c, "verify_max_rel_err"), tol = o == 0 ? 1e-5 : 5e-3;
+        if (!(err <= tol)) fail_msg("mesh --sequence-parallel %s: error %g vs single, allowed %g", opts[o], err, tol);
+        double T = 2.0, L = csv_num(&c, "layers"), h = csv_num(&c, "d_model");
+        double S = csv_num(&c, "batch_global") / 2.0 * csv_num(&c, "seq") * h * 4.0;
+        double want[] = {4.0 * L * S * (T - 1) / T, (4.0 * L + 1.0) * S * (T - 1) / T,
+                         formula_bytes(&c) - ring(4.0 * L * S, T) + ring(2.0 * L * 2.0 * h * 4.0, T)};
+        static const char *const cols[] = {"reduce_scatter_bytes_per_step", "allgather_bytes_per_step",
+                                           "allreduce_bytes_per_step"};
+        for (int k = 0; k < 3; k++)
+            if (!(fabs(csv_num(&c, cols[k]) - want[k]) <= 1e-9 * want[k]))
+                fail_msg("%s is '%s', the formula %.0f", cols[k], csv_get(&c, cols[k]), want[k]);
+        expect_phases_add_up(&c);
+        csv_free(&c);
+    }
+}
+
 /* A rank of replica 1 stuck in forward: its tp partner's all-reduce and
  * replica 0's dp all-reduce fail within --timeout naming it, its phase and
  * step; the row is failed */
@@ -170,6 +206,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mlp_dp2_tp2_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpt_dp2_tp2_matches_single, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_gpt_dp2_tp2_sequence_parallel_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_hung_rank_named, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_refused, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_sweep_mesh_specs, run_setup, run_teardown),
