@@ -35,6 +35,13 @@ static pb_status mesh_validate(const pb_config *cfg, const pb_model *model)
     pb_mesh m = mesh_of(cfg);
     pb_status st = pb_mesh_check(m, cfg->devices);
     if (st != PB_OK) return st;
+    /* gpt_stage.c splits the tokens only on a stage that is the whole
+     * model: the shard would cross pipe.c's boundaries, the head's gather
+     * sit on another stage */
+    if (m.pp > 1 && cfg->sequence_parallel)
+        return pb_usage_error("--sequence-parallel with --pp %d: pipeline stages do not split the tokens; allowed: "
+                              "--sequence-parallel with --pp 1",
+                              m.pp);
     if (m.pp > 1 && (st = pb_pipe_validate(cfg, model, m)) != PB_OK) return st;
     if (m.pp == 1 && cfg->microbatches > 1)
         return pb_usage_error("--microbatches %d: a mesh pipelines microbatches over its --pp stages; allowed: "

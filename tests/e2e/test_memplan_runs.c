@@ -114,6 +114,20 @@ static void test_tp_gpt_against_run(void **state)
     check_against_run(state, args, 4);
 }
 
+/* --sequence-parallel: the residual stream, the residual after attention
+ * and the LayerNorms' statistics held for 1/T of the tokens, the head's
+ * gathered input whole (with the mesh's dp2 x tp2 below) */
+static void test_tp_gpt_sequence_parallel_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *args[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "tp", "--gpus", "4",
+                    "--sequence-parallel", NULL};
+    check_against_run(state, args, 4);
+    char *mesh[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "mesh", "--gpus", "4", "--dp", "2",
+                    "--tp", "2", "--sequence-parallel", NULL};
+    check_against_run(state, mesh, 4);
+}
+
 /* mesh dp2 x tp2: tp's part over a replica's half of the batch (the dp
  * all-reduce runs in place on the cpu) */
 static void test_mesh_against_run(void **state)
@@ -305,6 +319,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ddp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tp_gpt_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_tp_gpt_sequence_parallel_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_zero_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mesh_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mesh_pp_against_run, run_setup, run_teardown),

@@ -4,7 +4,9 @@
  * their replica's half of the batch; the row carries dp, tp, pp and an
  * allreduce_bytes_per_step equal to docs/strategies.md's mesh formula (tp's
  * all-reduces over a replica's rows plus the ring all-reduce of a rank's
- * part of the gradients over D). Pipelines (--pp > 1): pp2 and pp4 alone,
+ * part of the gradients over D); with --sequence-parallel (SGD and AdamW)
+ * too, its reduce-scatters and all-gathers within the tp group by
+ * docs/strategies.md's formula. Pipelines (--pp > 1): pp2 and pp4 alone,
  * dp2 x pp2, tp2 x pp2 and dp2 x tp2 x pp2 (8 ranks) train as single does
  * on both workloads, with gpipe and 1f1b, their p2p_bytes_per_step equal
  * to the pipeline formula; a hung stage is named within --timeout. What
@@ -105,6 +107,40 @@ static void test_gpt_dp2_tp2_matches_single(void **state)
                      "--verify", NULL};
     bench_run *r = keep(state, run_mesh(4, extra, NULL));
     check_row(r, 5e-3);
+}
+
+/* --sequence-parallel, dp2 x tp2 on gpt-xs: single's training (SGD 10
+ * steps, AdamW 5 as above), and docs/strategies.md's volume with b = B/D
+ * rows on T ranks: 4L reduce-scatters and 4L + 1 all-gathers of b*s*h fp32
+ * (S (T-1)/T each), the all-reduces the LayerNorms' 2L of 2h in the tp
+ * group in place of tp's 4L of b*s*h, plus the dp group's */
+static void test_gpt_dp2_tp2_sequence_parallel_matches_single(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    static const char *const opts[] = {"sgd", "adamw"}, *const iters[] = {"10", "5"};
+    for (int o = 0; o < 2; o++) {
+        char *extra[] = {"--workload", "gpt-xs", "--dp", "2", "--tp", "2", "--sequence-parallel", "--iters",
+                         (char *)iters[o], "--optimizer", (char *)opts[o], "--verify", NULL};
+        bench_run *r = keep(state, run_mesh(4, extra, NULL));
+        expect_exit(r, 0);
+        csv c;
+        csv_load(&c, r->csv_path);
+        assert_string_equal(csv_get(&c, "status"), "ok");
+        assert_string_equal(csv_get(&c, "sequence_parallel"), "1");
+        double err = csv_num(&c, "verify_max_rel_err"), tol = o == 0 ? 1e-5 : 5e-3;
+        if (!(err <= tol)) fail_msg("mesh --sequence-parallel %s: error %g vs single, allowed %g", opts[o], err, tol);
+        double T = 2.0, L = csv_num(&c, "layers"), h = csv_num(&c, "d_model");
+        double S = csv_num(&c, "batch_global") / 2.0 * csv_num(&c, "seq") * h * 4.0;
+        double want[] = {4.0 * L * S * (T - 1) / T, (4.0 * L + 1.0) * S * (T - 1) / T,
+                         formula_bytes(&c) - ring(4.0 * L * S, T) + ring(2.0 * L * 2.0 * h * 4.0, T)};
+        static const char *const cols[] = {"reduce_scatter_bytes_per_step", "allgather_bytes_per_step",
+                                           "allreduce_bytes_per_step"};
+        for (int k = 0; k < 3; k++)
+            if (!(fabs(csv_num(&c, cols[k]) - want[k]) <= 1e-9 * want[k]))
+                fail_msg("%s is '%s', the formula %.0f", cols[k], csv_get(&c, cols[k]), want[k]);
+        expect_phases_add_up(&c);
+        csv_free(&c);
+    }
 }
 
 /* --- pipelines ---------------------------------------------------------- */
@@ -263,6 +299,8 @@ static void test_refused(void **state)
     expect_refused(state, "mesh", 4, rows, "--batch 24 is not divisible by --dp 2 x --microbatches 8");
     char *flat[] = {"--dp", "2", "--microbatches", "2", NULL};
     expect_refused(state, "mesh", 2, flat, "--microbatches 2: a mesh pipelines microbatches over its --pp stages");
+    char *seqpar[] = {"--workload", "gpt-xs", "--tp", "2", "--pp", "2", "--sequence-parallel", NULL};
+    expect_refused(state, "mesh", 4, seqpar, "--sequence-parallel with --pp 2: pipeline stages do not split the tokens");
     char *other[] = {"--tp", "2", NULL};
     expect_refused(state, "ddp", 2, other, "--tp applies to --strategy mesh, not ddp");
     if (!PB_EXPECT_MPI) return; /* the workload's split is asked after MPI's presence */
@@ -317,6 +355,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mlp_dp2_tp2_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpt_dp2_tp2_matches_single, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_gpt_dp2_tp2_sequence_parallel_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_hung_rank_named, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_pp_alone_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_dp2_pp2_matches_single, run_setup, run_teardown),
