@@ -173,6 +173,13 @@ void pb_config_defaults(pb_config *cfg)
 
 /* "mp", "dp,mp,ddp": the names of the strategies scope holds, in the
  * registry's order where a fact of the table says which */
+bool pb_config_given(const pb_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < N_FLAGS; i++)
+        if (strcmp(flags[i].name, name) == 0) return (cfg->given & (1ULL << i)) != 0;
+    return false;
+}
+
 static const char *scope_names(const flag_scope *scope, char *buf, size_t len)
 {
     if (scope->names) return scope->names;

@@ -73,6 +73,8 @@ typedef struct pb_config {
 
 /* Defaults for every field (the values --help prints). */
 void pb_config_defaults(pb_config *cfg);
+/* Whether the flag `name` (e.g. "--zero-stage") was on the command line. */
+bool pb_config_given(const pb_config *cfg, const char *name);
 
 /* The settings a backend's open and a comm's init read (harness/shape.h);
  * the comm's device_map points into cfg, which outlives the comm. */

@@ -436,40 +436,48 @@ cleanup:
     return st;
 }
 
+pb_status pb_tp_gather_parts(const pb_strategy_ctx *ctx, pb_comm_ctx *tp, pb_device *dev, const pb_model *local,
+                            int rank, int ranks, float *gather, float *host_params)
+{
+    const pb_backend *be = ctx->be;
+    const pb_comm *comm = ctx->comm;
+    pb_status st = PB_OK;
+    pb_comm_req *req = NULL;
+    size_t n = local->n_params;
+    float *mine = gather + (size_t)rank * n;
+    if (comm->device_buffers) {
+        /* nccl gathers device buffers: through a device copy of the parts */
+        void *d = NULL;
+        PB_TRY(be->alloc(dev, n * (size_t)ranks * sizeof(float), &d));
+        st = be->upload(dev, (float *)d + (size_t)rank * n, mine, n * sizeof(float));
+        if (st == PB_OK) st = comm->allgather(tp, (float *)d + (size_t)rank * n, d, n * sizeof(float), &req);
+        if (st == PB_OK) st = comm->wait(tp, req, ctx->cfg->timeout_s);
+        if (st == PB_OK) st = be->download(dev, gather, d, n * (size_t)ranks * sizeof(float));
+        be->free(dev, d);
+        PB_TRY(st);
+    } else {
+        PB_TRY(comm->allgather(tp, mine, gather, n * sizeof(float), &req));
+        PB_TRY(comm->wait(tp, req, ctx->cfg->timeout_s));
+    }
+    if (host_params)
+        for (int r = 0; r < ranks; r++) pb_model_tp_unshard(ctx->model, local, r, gather + (size_t)r * n, host_params);
+cleanup:
+    return st;
+}
+
 /* Every rank's part to rank 0 (a collective: every rank calls it), put
  * back into the whole model's layout there. */
 pb_status pb_tp_get_params(void *state, float *host_params)
 {
     tp_state *s = state;
-    const pb_backend *be = s->ctx->be;
-    const pb_comm *comm = s->ctx->comm;
     pb_status st = PB_OK;
-    pb_comm_req *req = NULL;
     size_t n = s->local->n_params;
     if (!s->gather) PB_ALLOC(s->gather, n * (size_t)s->ranks);
     float *mine = s->gather + (size_t)s->rank * n;
     /* a stage's blocks only: the pp group's stages make the part whole */
     if (s->piped) PB_TRY(pb_pipe_gather_params(&s->pipe, mine));
-    else PB_TRY(be->download(s->dev, mine, s->rep.params, n * sizeof(float)));
-    if (comm->device_buffers) {
-        /* nccl gathers device buffers: through a device copy of the parts */
-        void *d = NULL;
-        PB_TRY(be->alloc(s->dev, n * (size_t)s->ranks * sizeof(float), &d));
-        float *d_mine = (float *)d + (size_t)s->rank * n;
-        st = s->piped ? be->upload(s->dev, d_mine, mine, n * sizeof(float))
-                      : be->copy(s->dev, d_mine, s->rep.params, n * sizeof(float));
-        if (st == PB_OK) st = comm->allgather(s->comm, (float *)d + (size_t)s->rank * n, d, n * sizeof(float), &req);
-        if (st == PB_OK) st = comm->wait(s->comm, req, s->ctx->cfg->timeout_s);
-        if (st == PB_OK) st = be->download(s->dev, s->gather, d, n * (size_t)s->ranks * sizeof(float));
-        be->free(s->dev, d);
-        PB_TRY(st);
-    } else {
-        PB_TRY(comm->allgather(s->comm, mine, s->gather, n * sizeof(float), &req));
-        PB_TRY(comm->wait(s->comm, req, s->ctx->cfg->timeout_s));
-    }
-    if (host_params)
-        for (int r = 0; r < s->ranks; r++)
-            pb_model_tp_unshard(s->ctx->model, s->local, r, s->gather + (size_t)r * n, host_params);
+    else PB_TRY(s->ctx->be->download(s->dev, mine, s->rep.params, n * sizeof(float)));
+    PB_TRY(pb_tp_gather_parts(s->ctx, s->comm, s->dev, s->local, s->rank, s->ranks, s->gather, host_params));
 cleanup:
     return st;
 }

@@ -138,6 +138,19 @@ static void test_mesh_against_run(void **state)
     check_against_run(state, args, 4);
 }
 
+/* mesh dp2 x tp2 with ZeRO in the dp group: zero's plan over a rank's tp
+ * part (stage 3's two gathered blocks of the part, its gradient pool) */
+static void test_mesh_zero_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    static char *const stages[] = {"1", "3"};
+    for (int i = 0; i < 2; i++) {
+        char *args[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "mesh", "--gpus", "4", "--dp", "2",
+                        "--tp", "2", "--zero-stage", stages[i], "--optimizer", "adamw", NULL};
+        check_against_run(state, args, 4);
+    }
+}
+
 /* mesh tp2 x pp2 under 1F1B: a figure per stage (stage 0, rank 0's, with
  * min(m, p) = 2 slots and the tied head's other end; stage 1 one slot, the
  * targets and the input-gradient send slots), each what its ranks allocate */
@@ -322,6 +335,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tp_gpt_sequence_parallel_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_zero_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mesh_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mesh_zero_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mesh_pp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_overcommitted_run_refused, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_plan_columns_match_peak, run_setup, run_teardown),

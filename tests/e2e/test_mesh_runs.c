@@ -11,11 +11,18 @@
  * on both workloads, with gpipe and 1f1b, their p2p_bytes_per_step equal
  * to the pipeline formula; a hung stage is named within --timeout. What
  * the mesh refuses is a usage error (exit 2, one line, no row). The groups
- * themselves: tests/unit/test_mesh.c. */
+ * themselves: tests/unit/test_mesh.c. With --zero-stage 1, 2
+ * or 3, ZeRO within the dp group (zero's step over each rank's tp part)
+ * trains as single does on both workloads, its row carrying zero_stage and
+ * reduce-scatter and all-gather volumes of zero's formulas over the part on
+ * D ranks plus tp's all-reduces, and it honours --bucket-mb. */
 #include "tests/common/test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
+
+#include "tests/common/preset_model.h"
 
 /* mesh on gpus ranks of the cpu backend (run_strategy_on) */
 static bench_run *run_mesh(int gpus, char *const extra[], char *const env[])
@@ -53,6 +60,22 @@ static double formula_bytes(const csv *c)
     return ring(tp_bytes, T) + ring((P - split * (T - 1) / T) * 4.0, D);
 }
 
+/* tp's all-reduces alone: the formula above without the dp group's */
+static double formula_tp_bytes(const csv *c)
+{
+    double D = csv_num(c, "dp"), T = csv_num(c, "tp"), b = csv_num(c, "batch_global") / D, L = csv_num(c, "layers");
+    double tp_bytes = 0.0;
+    if (strcmp(csv_get(c, "workload"), "gpt-xs") == 0) {
+        tp_bytes = 4.0 * L * b * csv_num(c, "seq") * csv_num(c, "d_model") * 4.0;
+    } else {
+        for (int l = 0; l + 1 < (int)L; l += 2) {
+            tp_bytes += b * (l + 2 == (int)L ? csv_num(c, "classes") : csv_num(c, "hidden")) * 4.0;
+            if (l > 0) tp_bytes += b * csv_num(c, "hidden") * 4.0;
+        }
+    }
+    return ring(tp_bytes, T);
+}
+
 /* The run's one row, ok, of a mesh of those sizes, into c */
 static void load_mesh_row(const bench_run *r, csv *c, const char *dp, const char *tp, const char *pp)
 {
@@ -70,6 +93,7 @@ static void check_row(const bench_run *r, double tol)
 {
     csv c;
     load_mesh_row(r, &c, "2", "2", "1");
+    assert_string_equal(csv_get(&c, "zero_stage"), ""); /* gradients all-reduced: no ZeRO */
     assert_int_equal((int)csv_num(&c, "ranks"), 4);
     /* a replica's (a dp group index's) half of the batch */
     assert_int_equal((int)csv_num(&c, "batch_per_device"), (int)csv_num(&c, "batch_global") / 2);
@@ -279,6 +303,124 @@ static void test_hung_rank_named(void **state)
     expect_hung_rank_named(r, 2, says, sizeof says / sizeof *says);
 }
 
+#if PB_EXPECT_MPI
+/* docs/strategies.md, "zero" over a mesh: a rank's tp part (T ways) in
+ * blocks padded to D chunks; reduce-scatter (D-1) S x 4 with S the sum of
+ * the part's chunks, all-gather as much (stage 3: twice, less the last
+ * block's chunk) */
+static void zero_part_bytes(const char *workload, int D, int T, int stage, double *rs, double *ag)
+{
+    pb_model *m = malloc(sizeof *m), *part = malloc(sizeof *part);
+    assert_non_null(m);
+    assert_non_null(part);
+    preset_model_of(workload, m);
+    assert_int_equal(pb_model_describe_tp(m->ops, &m->shape, T, part), PB_OK);
+    double S = 0, last = 0;
+    for (int b = 0; b < part->n_blocks; b++) {
+        last = (double)((part->block[b].p_len + (size_t)D - 1) / (size_t)D);
+        S += last;
+    }
+    *rs = (D - 1) * S * 4.0;
+    *ag = (D - 1) * (stage == 3 ? 2 * S - last : S) * 4.0;
+    free(m);
+    free(part);
+}
+
+/* mesh dp2 x tp2 --zero-stage S --verify on a workload: the training of
+ * single, zero_stage and the volumes of the formulas */
+static void check_mesh_zero(void **state, const char *workload, int stage, const char *optimizer, double tol)
+{
+    char z[4];
+    snprintf(z, sizeof z, "%d", stage);
+    char *extra[] = {"--workload", (char *)workload, "--dp", "2", "--tp", "2", "--zero-stage", z, "--iters", "4",
+                     "--optimizer", (char *)optimizer, "--verify", NULL};
+    bench_run *r = keep(state, run_mesh(4, extra, NULL));
+    if (r->res.exit_code != 0) fail_msg("mesh zero %d, %s: exit %d\n%s", stage, workload, r->res.exit_code, r->res.err);
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(csv_get(&c, "status"), "ok");
+    assert_int_equal((int)csv_num(&c, "zero_stage"), stage);
+    assert_int_equal((int)csv_num(&c, "batch_per_device"), (int)csv_num(&c, "batch_global") / 2);
+    double err = csv_num(&c, "verify_max_rel_err");
+    if (!(err <= tol)) fail_msg("mesh zero %d (%s): max relative error %g vs single, allowed %g", stage, workload, err, tol);
+    double rs = 0, ag = 0;
+    zero_part_bytes(workload, 2, 2, stage, &rs, &ag);
+    double got_rs = csv_num(&c, "reduce_scatter_bytes_per_step"), got_ag = csv_num(&c, "allgather_bytes_per_step");
+    double got_ar = csv_num(&c, "allreduce_bytes_per_step"), want_ar = formula_tp_bytes(&c);
+    if (got_rs != rs || got_ag != ag || !(fabs(got_ar - want_ar) <= 1e-6 * want_ar))
+        fail_msg("mesh zero %d (%s): reduce_scatter/allgather/allreduce bytes %g/%g/%g, the formulas %g/%g/%g", stage,
+                 workload, got_rs, got_ag, got_ar, rs, ag, want_ar);
+    if (!(csv_num(&c, "tp_comm_ms") > 0 && csv_num(&c, "reduce_scatter_ms") > 0 && csv_num(&c, "allgather_ms") > 0))
+        fail_msg("tp_comm_ms '%s', reduce_scatter_ms '%s', allgather_ms '%s'", csv_get(&c, "tp_comm_ms"),
+                 csv_get(&c, "reduce_scatter_ms"), csv_get(&c, "allgather_ms"));
+    expect_phases_add_up(&c);
+    csv_free(&c);
+}
+#endif
+
+/* ZeRO within the dp group, stages 1 to 3, on both workloads (SGD on the
+ * MLP; AdamW on the GPT: test_tp.c says why its bound is 5e-3) */
+static void test_mesh_zero_matches_single(void **state)
+{
+#if PB_EXPECT_MPI
+    for (int stage = 1; stage <= 3; stage++) {
+        check_mesh_zero(state, "mlp-xs", stage, "sgd", 1e-5);
+        check_mesh_zero(state, "gpt-xs", stage, "adamw", 5e-3);
+    }
+#else
+    (void)state;
+    skip();
+#endif
+}
+
+#if PB_EXPECT_MPI
+/* mesh dp2 x tp2 --zero-stage 2 on mlp-xs with 8 layers (8 blocks: the
+ * gradient pool is below n only with small buckets) and extra flags, its
+ * row (verified) into c */
+static void run_mesh_zero2(void **state, char *const flags[], csv *c)
+{
+    char *extra[16] = {"--workload", "mlp-xs", "--layers", "8", "--dp", "2", "--tp", "2", "--zero-stage", "2",
+                       "--iters", "2", "--verify"};
+    int n = 13;
+    for (int i = 0; flags[i]; i++) extra[n++] = flags[i];
+    extra[n] = NULL;
+    bench_run *r = keep(state, run_mesh(4, extra, NULL));
+    load_mesh_row(r, c, "2", "2", "1");
+    double err = csv_num(c, "verify_max_rel_err");
+    if (!(err <= 1e-4)) fail_msg("mesh zero 2 %s: max relative error %g vs single", flags[0], err);
+}
+#endif
+
+/* --bucket-mb and --no-overlap are zero's in the mesh too: buckets of one
+ * block hold fewer gradient buffers (plan and allocation alike) than one
+ * bucket of everything, and the row says which */
+static void test_mesh_zero_bucket_mb(void **state)
+{
+#if PB_EXPECT_MPI
+    csv small, big, none;
+    run_mesh_zero2(state, (char *[]){"--bucket-mb", "0.001", NULL}, &small);
+    run_mesh_zero2(state, (char *[]){"--bucket-mb", "64", NULL}, &big);
+    run_mesh_zero2(state, (char *[]){"--no-overlap", NULL}, &none);
+    assert_string_equal(csv_get(&small, "bucket_mb"), "0.001");
+    assert_string_equal(csv_get(&big, "bucket_mb"), "64");
+    assert_string_equal(csv_get(&none, "bucket_mb"), "");
+    assert_string_equal(csv_get(&small, "no_overlap"), "0");
+    assert_string_equal(csv_get(&none, "no_overlap"), "1");
+    double g_small = csv_num(&small, "mem_plan_grads_mb"), g_big = csv_num(&big, "mem_plan_grads_mb");
+    double p_small = csv_num(&small, "peak_mem_mb"), p_big = csv_num(&big, "peak_mem_mb");
+    if (!(g_small < g_big && p_small < p_big))
+        fail_msg("one-block buckets: grads plan %g MB, peak %g MB; one bucket: %g, %g", g_small, p_small, g_big, p_big);
+    assert_true(csv_num(&none, "mem_plan_grads_mb") == g_big);
+    csv_free(&small);
+    csv_free(&big);
+    csv_free(&none);
+#else
+    (void)state;
+    skip();
+#endif
+}
+
 /* exit 2, one line naming it, nothing written */
 static void expect_refused(void **state, const char *strategy, int gpus, char *const extra[], const char *says)
 {
@@ -301,6 +443,12 @@ static void test_refused(void **state)
     expect_refused(state, "mesh", 2, flat, "--microbatches 2: a mesh pipelines microbatches over its --pp stages");
     char *seqpar[] = {"--workload", "gpt-xs", "--tp", "2", "--pp", "2", "--sequence-parallel", NULL};
     expect_refused(state, "mesh", 4, seqpar, "--sequence-parallel with --pp 2: pipeline stages do not split the tokens");
+    char *zero_pp[] = {"--dp", "2", "--tp", "2", "--pp", "2", "--zero-stage", "2", NULL};
+    expect_refused(state, "mesh", 8, zero_pp, "--zero-stage with --pp 2: ZeRO within a pipelined mesh is not built");
+    char *zero_sp[] = {"--workload", "gpt-xs", "--dp", "2", "--tp", "2", "--zero-stage", "2", "--sequence-parallel", NULL};
+    expect_refused(state, "mesh", 4, zero_sp, "--sequence-parallel with --zero-stage: ZeRO within the dp group");
+    char *buckets[] = {"--dp", "2", "--tp", "2", "--bucket-mb", "4", NULL};
+    expect_refused(state, "mesh", 4, buckets, "--bucket-mb: the mesh's dp all-reduce has no buckets");
     char *other[] = {"--tp", "2", NULL};
     expect_refused(state, "ddp", 2, other, "--tp applies to --strategy mesh, not ddp");
     if (!PB_EXPECT_MPI) return; /* the workload's split is asked after MPI's presence */
@@ -355,6 +503,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mlp_dp2_tp2_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpt_dp2_tp2_matches_single, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mesh_zero_matches_single, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mesh_zero_bucket_mb, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_gpt_dp2_tp2_sequence_parallel_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_hung_rank_named, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_pp_alone_matches_single, run_setup, run_teardown),
