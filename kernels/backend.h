@@ -163,6 +163,12 @@ typedef struct pb_transformer_ops {
     pb_status (*residual_layernorm_fwd)(pb_device *dev, float *res, float *out, float *mean, float *rstd,
                                         const float *a, const float *b, const float *w, const float *bias, int N,
                                         int C);
+    /* optional (NULL: gemm_fwd, then residual_fwd): y = x W^T + bias + res
+     * for a pb_gemm with the PB_EPI_BIAS epilogue (res [m, n], not y), the
+     * residual added as the GEMM writes y, so the stream is not read and
+     * written again (the CPU's: y prefilled with res + bias, the GEMM with
+     * beta 1, which it needed for the bias anyway) */
+    pb_status (*gemm_residual_fwd)(pb_device *dev, const pb_gemm *g, const float *res);
     /* the ops, and the backend's gemm_fwd / gemm_bwd that a transformer
      * workload runs beside them, take activations in bf16 storage where
      * the device's precision is bf16; false: fp32 activations only, and a

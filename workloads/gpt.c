@@ -74,6 +74,9 @@ static pb_status gpt_describe(const pb_shape *s, pb_model *out)
                 add_tensor(out, 1 + l, name, layer[k].rows ? (size_t)layer[k].rows * C : 0, size, layer[k].decay, &off);
             t->tp = (pb_tp_split)layer[k].tp;
             t->tp_parts = layer[k].parts;
+            /* a block's four weights: each gradient is one GEMM's output
+             * (the tied lm_head's is summed into wte's, so it is not) */
+            t->gemm_grad = layer[k].rows != 0;
         }
         double n = (double)(off - p0);
         /* 6 per parameter per token, and attention's two T x T GEMMs per
