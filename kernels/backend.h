@@ -84,7 +84,8 @@ typedef struct pb_gemm_grad {
     const void *w;  /* [n, k] */
     /* [n, k] fp32: dw = dy^T x + dw_beta * dw. 0: overwritten (the MLP); 1:
      * accumulated (the GPT, whose backward zeroes its gradients once and
-     * adds, as llm.c's); SGD's momentum mu: dw pointing at the momentum
+     * adds, as llm.c's); SGD's momentum mu (the MLP's layers and the GPT's
+     * four weights per block, under single): dw pointing at the momentum
      * buffer leaves mu*m + g there, so the gradient is never stored or read
      * back (see pb_opt_args.momentum_ready) */
     float *dw;
