@@ -233,20 +233,6 @@ static void gemm_input_grad(int m, int n, int k, const float *dy, const float *w
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0f, dy, n, w, k, beta, dx, k);
 }
 
-/* z[i, :] = b for each of m rows: one loop, not a memcpy call per row (the
- * calls cost more than the copying at gpt-xs's rows of 64 to 256 floats;
- * GNU C would turn the inner loop back into memcpy calls) */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
-#endif
-SIMD_CLONES static void fill_rows(int m, int n, const float *restrict b, float *restrict z)
-{
-    for (int i = 0; i < m; i++) {
-        float *restrict row = z + (size_t)i * (size_t)n;
-        for (int j = 0; j < n; j++) row[j] = b[j];
-    }
-}
-
 /* z[i, :] = r[i, :] + b: the residual's prefill, the bias added in the
  * same pass */
 SIMD_CLONES static void fill_rows_res(int m, int n, const float *restrict b, const float *restrict r,
@@ -281,7 +267,8 @@ static pb_status cpu_gemm_fwd(pb_device *dev, const pb_gemm *g)
     /* Pre-fill with the bias and let the GEMM accumulate (beta = 1): the
      * bias costs one streaming write instead of an extra read-modify-write
      * (and OpenBLAS would clear C in a pass of its own for beta = 0). */
-    if (b) fill_rows(g->m, g->n, b, z);
+    if (b)
+        for (int i = 0; i < g->m; i++) memcpy(z + (size_t)i * g->n, b, (size_t)g->n * sizeof(float));
     gemm_forward(g->m, g->n, g->k, g->x, g->w, b ? 1.0f : 0.0f, z);
     /* z was just written by the GEMM: the activation's pass runs in cache */
     if (g->epilogue == PB_EPI_RELU_BIAS) relu_inplace(mn, z);
