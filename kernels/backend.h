@@ -312,13 +312,14 @@ typedef struct pb_backend {
      * datasheet). */
     pb_status (*calibrate)(pb_device *dev, double *tflops);
     /* Median ms of one training step's GEMMs called alone: per layer the
-     * forward, weight-gradient and (above layer 0) input-gradient GEMM of
-     * the same shapes, types and transposes the step uses, the weight
-     * gradient with the step's dw_beta (0, or the momentum where the step
-     * accumulates it there), without epilogues or any other kernel; `reps`
-     * timed sets. */
+     * forward, weight-gradient and (above layer 0, or at layer 0 too when
+     * first_dx: a GPT's first QKV projection passes its gradient down to
+     * the embeddings) input-gradient GEMM of the same shapes, types and
+     * transposes the step uses, the weight gradient with the step's dw_beta
+     * (0, or the momentum where the step accumulates it there), without
+     * epilogues or any other kernel; `reps` timed sets. */
     pb_status (*gemm_reference)(pb_device *dev, int n_layers, const int *in, const int *out, int m,
-                                float dw_beta, int reps, double *ms);
+                                float dw_beta, bool first_dx, int reps, double *ms);
 
     /* optional (NULL: not in this backend yet): the transformer ops */
     const pb_transformer_ops *transformer;

@@ -223,7 +223,9 @@ static pb_status gpt_gemm_reference(const pb_model *m, const pb_backend *be, pb_
     in[n] = C;
     outs[n++] = pb_gpt_padded_vocab(s->vocab);
     double weights_ms = 0.0, attention_ms = 0.0;
-    pb_status st = be->gemm_reference(dev, n, in, outs, rows * s->seq, dw_beta, reps, &weights_ms);
+    /* first_dx: the step's first QKV projection passes its input gradient
+     * down to the embeddings, so that GEMM is the step's too */
+    pb_status st = be->gemm_reference(dev, n, in, outs, rows * s->seq, dw_beta, true, reps, &weights_ms);
     if (st != PB_OK) return st;
     if (be->transformer && be->transformer->attention_gemms_ms) {
         st = be->transformer->attention_gemms_ms(dev, s->layers, rows, s->seq, C, s->heads, reps, &attention_ms);

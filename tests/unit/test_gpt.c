@@ -516,10 +516,12 @@ static void test_stage_bytes(void **state)
  * every layer at the step's shape and added; the cpu backend's times
  * something. */
 static int ref_layers, ref_m, att_args[5];
+static bool ref_first_dx;
 static pb_status fake_weights(pb_device *dev, int n_layers, const int *in, const int *out, int m, float dw_beta,
-                              int reps, double *ms)
+                              bool first_dx, int reps, double *ms)
 {
     (void)dev, (void)in, (void)out, (void)dw_beta, (void)reps;
+    ref_first_dx = first_dx;
     ref_layers = n_layers;
     ref_m = m;
     *ms = 1.0;
@@ -552,6 +554,7 @@ static void test_gemm_reference_has_attention(void **state)
     assert_int_equal(m.ops->gemm_reference(&m, &be, dev, 3, 0.0f, 1, &ms), PB_OK);
     assert_true(ms == 1.25);
     assert_int_equal(ref_layers, 4 * s->layers + 1);
+    assert_true(ref_first_dx); /* the first QKV's input gradient is the step's too */
     assert_int_equal(ref_m, 3 * s->seq);
     int want[5] = {s->layers, 3, s->seq, s->d_model, s->heads};
     assert_memory_equal(att_args, want, sizeof want);
