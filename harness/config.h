@@ -51,6 +51,7 @@ typedef struct pb_config {
     bool no_overlap;       /* ddp: one all-reduce after backward instead of buckets during it */
     int zero_stage;        /* zero: 1 optimizer state, 2 + gradients, 3 + parameters sharded */
     int mesh_dp, mesh_tp, mesh_pp; /* mesh: --dp, --tp, --pp (D x T x P = --gpus) */
+    bool sequence_parallel; /* tp, mesh: --sequence-parallel (Megatron's, the GPT only) */
     int device_map[PB_MAX_STAGES]; /* logical device -> physical ordinal */
     int n_device_map;      /* 0: identity */
     bool verify;           /* compare the parameters with `single` (after pb_verify_steps) */

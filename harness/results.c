@@ -143,6 +143,9 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
         pb_record_set(r, PB_COL_TP, "%d", cfg->mesh_tp);
         pb_record_set(r, PB_COL_PP, "%d", cfg->mesh_pp);
     }
+    /* tp's and the mesh's own: 0 or 1, so on and off rows never pair */
+    if (strategy && (strcmp(strategy->name, "tp") == 0 || strategy->mesh))
+        pb_record_set(r, PB_COL_SEQUENCE_PARALLEL, "%d", cfg->sequence_parallel ? 1 : 0);
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
     pb_record_num(r, PB_COL_LR, cfg->lr);
