@@ -257,6 +257,21 @@ static float *G(const gpt_stage *g, const pb_stage_params *p, int t)
     return p->grads + (d->off - g->m->block[g->b0].p_off);
 }
 
+/* Tensor t's gradient goes into SGD's momentum (acc = beta acc + dW, the
+ * weight GEMM's beta doing the scaling; pb_stage_params.acc): a gemm_grad
+ * tensor in contiguous buffers when the strategy asks for it */
+static bool into_acc(const gpt_stage *g, const pb_stage_params *p, int t)
+{
+    return !p->blocks && p->beta != 0.0f && g->m->tensor[t].gemm_grad;
+}
+
+/* where the weight-gradient GEMM of tensor t writes, and with what beta */
+static float *W_G(const gpt_stage *g, const pb_stage_params *p, int t)
+{
+    if (!into_acc(g, p, t)) return G(g, p, t);
+    return p->acc + (g->m->tensor[t].off - g->m->block[g->b0].p_off);
+}
+
 /* A transformer block's saved activations for one slot */
 typedef struct layer_saves {
     float *ln1, *qkv, *atty, *r2, *ln2, *fch, *fchg, *mean1, *rstd1, *mean2, *rstd2, *att;
@@ -294,8 +309,10 @@ static pb_status linear_fwd(gpt_stage *g, const pb_stage_params *p, const float 
     return g->be->gemm_fwd(g->dev, &gm);
 }
 
-/* Its backward, accumulating (beta 1) into dW and dx (NULL: skipped) like
- * the other ops; db (tb >= 0) is written (once per backward: the gradients
+/* Its backward, accumulating (beta 1) into dW like the other ops (or into
+ * SGD's momentum, into_acc), writing dx (NULL: skipped; beta 0: every dx
+ * here is a buffer of its own that nothing else adds to, so no clearing
+ * pass first); db (tb >= 0) is written (once per backward: the gradients
  * were zeroed). gelu_pre: x came through a GELU of that pre-activation,
  * whose derivative is applied to dx, the layer below's bias gradient
  * (tensor gelu_tb) written beside it; that dx (the fc's dL/dpre) feeds
@@ -306,11 +323,21 @@ static pb_status linear_fwd(gpt_stage *g, const pb_stage_params *p, const float 
 static pb_status linear_bwd(gpt_stage *g, const pb_stage_params *p, const float *dy, const float *x, int tw, int tb,
                             float *dx, const float *gelu_pre, int gelu_tb, int N, int in, int out)
 {
-    pb_gemm_grad gg = {.m = N, .n = out, .k = in, .dy = dy, .x = x, .w = P(g, p, tw), .dw = G(g, p, tw),
-                       .dw_beta = 1.0f, .db = tb < 0 ? NULL : G(g, p, tb), .dx = dx, .dx_beta = gelu_pre ? 0.0f : 1.0f,
+    pb_gemm_grad gg = {.m = N, .n = out, .k = in, .dy = dy, .x = x, .w = P(g, p, tw), .dw = W_G(g, p, tw),
+                       .dw_beta = into_acc(g, p, tw) ? p->beta : 1.0f, .db = tb < 0 ? NULL : G(g, p, tb), .dx = dx, .dx_beta = 0.0f,
                        .dx_act = gelu_pre ? PB_DACT_GELU : PB_DACT_NONE, .x_pre = gelu_pre,
                        .dx_db = gelu_pre ? G(g, p, gelu_tb) : NULL};
     return g->be->gemm_bwd(g->dev, &gg);
+}
+
+/* y = x W^T + b + res, the residual added as the GEMM writes y (the
+ * backend's gemm_residual_fwd) */
+static pb_status linear_residual_fwd(gpt_stage *g, const pb_stage_params *p, const float *x, int tw, int tb,
+                                     const float *res, float *y, int N, int in, int out)
+{
+    pb_gemm gm = {.m = N, .n = out, .k = in, .x = x, .w = P(g, p, tw), .bias = P(g, p, tb), .y = y,
+                  .epilogue = PB_EPI_BIAS};
+    return g->tr->gemm_residual_fwd(g->dev, &gm, res);
 }
 
 /* Where this rank's tokens start in a slot's whole [N, C] (0 but under
@@ -384,21 +411,34 @@ static pb_status layer_fwd(gpt_stage *g, const pb_stage_params *p, const pb_stag
     TRY(gather_tokens(g, h, s.ln1, N, C));
     TRY(linear_fwd(g, p, s.ln1, t0 + PB_GPT_QKV_W, t0 + PB_GPT_QKV_B, s.qkv, NULL, PB_EPI_BIAS, N, C, 3 * Cl));
     TRY(tr->attention_fwd(d, s.atty, s.att, s.qkv, rows, T, Cl, NH));
-    /* a row-parallel projection's bias follows the sum across ranks */
+    /* the residual stream written once by each projection's GEMM where the
+     * backend can (not under tensor parallel, sequence parallel or not:
+     * there the projections give partial sums, to which the bias and the
+     * residual are added once summed, or scattered to the rank's tokens) */
+    const bool fuse_res = !split && tr->gemm_residual_fwd;
     float *sum_in = sp_of(g->m) ? g->dsmall : s.r2;
-    TRY(linear_fwd(g, p, s.atty, t0 + PB_GPT_PROJ_W, split ? -1 : t0 + PB_GPT_PROJ_B, sum_in, NULL, PB_EPI_BIAS, N,
-                   Cl, C));
-    TRY(row_parallel_sum(g, h, sum_in, s.r2, P(g, p, t0 + PB_GPT_PROJ_B), N, C));
-    if (tr->residual_layernorm_fwd) {
-        TRY(tr->residual_layernorm_fwd(d, s.r2, s.ln2 + part, s.mean2, s.rstd2, s.r2, x, P(g, p, t0 + PB_GPT_LN2_W),
-                                       P(g, p, t0 + PB_GPT_LN2_B), Nl, C));
+    if (fuse_res) {
+        TRY(linear_residual_fwd(g, p, s.atty, t0 + PB_GPT_PROJ_W, t0 + PB_GPT_PROJ_B, x, s.r2, N, Cl, C));
+        TRY(tr->layernorm_fwd(d, s.ln2, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W),
+                              P(g, p, t0 + PB_GPT_LN2_B), N, C));
     } else {
-        TRY(tr->residual_fwd(d, s.r2, s.r2, x, (size_t)Nl * (size_t)C));
-        TRY(tr->layernorm_fwd(d, s.ln2 + part, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W),
-                              P(g, p, t0 + PB_GPT_LN2_B), Nl, C));
+        /* a row-parallel projection's bias follows the sum across ranks */
+        TRY(linear_fwd(g, p, s.atty, t0 + PB_GPT_PROJ_W, split ? -1 : t0 + PB_GPT_PROJ_B, sum_in, NULL, PB_EPI_BIAS,
+                       N, Cl, C));
+        TRY(row_parallel_sum(g, h, sum_in, s.r2, P(g, p, t0 + PB_GPT_PROJ_B), N, C));
+        if (tr->residual_layernorm_fwd) {
+            TRY(tr->residual_layernorm_fwd(d, s.r2, s.ln2 + part, s.mean2, s.rstd2, s.r2, x,
+                                           P(g, p, t0 + PB_GPT_LN2_W), P(g, p, t0 + PB_GPT_LN2_B), Nl, C));
+        } else {
+            TRY(tr->residual_fwd(d, s.r2, s.r2, x, (size_t)Nl * (size_t)C));
+            TRY(tr->layernorm_fwd(d, s.ln2 + part, s.mean2, s.rstd2, s.r2, P(g, p, t0 + PB_GPT_LN2_W),
+                                  P(g, p, t0 + PB_GPT_LN2_B), Nl, C));
+        }
     }
     TRY(gather_tokens(g, h, s.ln2, N, C));
     TRY(linear_fwd(g, p, s.ln2, t0 + PB_GPT_FC_W, t0 + PB_GPT_FC_B, s.fchg, s.fch, PB_EPI_GELU_BIAS, N, C, 4 * Cl));
+    if (fuse_res)
+        return linear_residual_fwd(g, p, s.fchg, t0 + PB_GPT_FCPROJ_W, t0 + PB_GPT_FCPROJ_B, s.r2, y, N, 4 * Cl, C);
     sum_in = sp_of(g->m) ? g->dsmall : y;
     TRY(linear_fwd(g, p, s.fchg, t0 + PB_GPT_FCPROJ_W, split ? -1 : t0 + PB_GPT_FCPROJ_B, sum_in, NULL, PB_EPI_BIAS,
                    N, 4 * Cl, C));
@@ -415,7 +455,7 @@ static pb_status layer_bwd(gpt_stage *g, const pb_stage_params *p, const pb_stag
     pb_device *d = g->dev;
     const int T = g->m->shape.seq, C = g->m->shape.d_model, N = rows * T;
     const int tp = tp_of(g->m), NH = g->m->shape.heads / tp, Cl = C / tp;
-    const size_t NC = (size_t)N * (size_t)C, NCl = (size_t)N * (size_t)Cl, f = sizeof(float);
+    const size_t NCl = (size_t)N * (size_t)Cl, f = sizeof(float);
     const int t0 = pb_gpt_layer_t0(b - 1);
     layer_saves s = saves_of(g, b, slot);
     /* under sequence parallel the residual stream's gradient is the rank's
@@ -429,7 +469,6 @@ static pb_status layer_bwd(gpt_stage *g, const pb_stage_params *p, const pb_stag
     /* dbig: the fc's dL/dpre (GELU's derivative fused, and fc's bias gradient) */
     TRY(linear_bwd(g, p, g->D, s.fchg, t0 + PB_GPT_FCPROJ_W, t0 + PB_GPT_FCPROJ_B, g->dbig, s.fch, t0 + PB_GPT_FC_B, N,
                    4 * Cl, C));
-    TRY(be->zero(d, g->dsmall, NC * f));
     TRY(linear_bwd(g, p, g->dbig, s.ln2, t0 + PB_GPT_FC_W, -1, g->dsmall, NULL, -1, N, C, 4 * Cl));
     TRY(column_parallel_sum(g, h, g->dsmall, N, C));
     /* the residual: dr2 = dy + the LayerNorm branch's, in D */
@@ -437,11 +476,9 @@ static pb_status layer_bwd(gpt_stage *g, const pb_stage_params *p, const pb_stag
                           s.r2, P(g, p, t0 + PB_GPT_LN2_W), s.mean2, s.rstd2, Nl, C));
     TRY(layernorm_grads_sum(g, p, h, t0 + PB_GPT_LN2_W));
     TRY(gather_tokens(g, h, g->D, N, C));
-    TRY(be->zero(d, g->dsmall, NC * f));
     TRY(linear_bwd(g, p, g->D, s.atty, t0 + PB_GPT_PROJ_W, t0 + PB_GPT_PROJ_B, g->dsmall, NULL, -1, N, Cl, C));
     TRY(be->zero(d, g->dqkv, 3 * NCl * f));
     TRY(tr->attention_bwd(d, g->dqkv, g->scratch, g->dsmall, s.qkv, s.att, rows, T, Cl, NH));
-    TRY(be->zero(d, g->dsmall, NC * f));
     TRY(linear_bwd(g, p, g->dqkv, s.ln1, t0 + PB_GPT_QKV_W, t0 + PB_GPT_QKV_B, g->dsmall, NULL, -1, N, C, 3 * Cl));
     TRY(column_parallel_sum(g, h, g->dsmall, N, C));
     /* dx = dr2 + the first LayerNorm branch's, in D */
@@ -495,6 +532,26 @@ pb_status pb_gpt_forward(pb_stage *stage, const pb_stage_params *p, int slot, in
     return PB_OK;
 }
 
+/* Zeroes the stage's gradients in runs of adjacent tensors, skipping those
+ * whose weight GEMM accumulates into the momentum instead */
+static pb_status zero_grads(gpt_stage *g, const pb_stage_params *p)
+{
+    const pb_model *m = g->m;
+    const size_t base = m->block[g->b0].p_off;
+    int t = m->block[g->b0].t0;
+    const int t1 = m->block[g->b1 - 1].t1;
+    while (t < t1) {
+        if (into_acc(g, p, t)) {
+            t++;
+            continue;
+        }
+        size_t lo = m->tensor[t].off, hi = lo + m->tensor[t].size;
+        for (t++; t < t1 && !into_acc(g, p, t) && m->tensor[t].off == hi; t++) hi += m->tensor[t].size;
+        TRY(g->be->zero(g->dev, p->grads + (lo - base), (hi - lo) * sizeof(float)));
+    }
+    return PB_OK;
+}
+
 pb_status pb_gpt_backward(pb_stage *stage, const pb_stage_params *p, int slot, int rows, void **d_in,
                           const pb_stage_hooks *h)
 {
@@ -504,8 +561,9 @@ pb_status pb_gpt_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
     const int Vp = pb_gpt_padded_vocab(m->shape.vocab);
     const size_t NC = (size_t)N * (size_t)C;
     /* the ops accumulate; backward overwrites the stage's gradients (block
-     * by block where the blocks lie apart: each is there from its hook on) */
-    if (!p->blocks) TRY(g->be->zero(g->dev, p->grads, pb_model_span(m, g->b0, g->b1) * sizeof(float)));
+     * by block where the blocks lie apart: each is there from its hook on),
+     * all but those that go into the momentum (nothing reads them) */
+    if (!p->blocks) TRY(zero_grads(g, p));
     g->d_whole = !sp_of(m);
     for (int b = g->b1 - 1; b >= g->b0; b--) {
         int i = b - g->b0;
@@ -522,7 +580,6 @@ pb_status pb_gpt_backward(pb_stage *stage, const pb_stage_params *p, int slot, i
         } else {
             int t0 = m->block[b].t0;
             float *ln = head_save(g, slot);
-            TRY(g->be->zero(g->dev, g->dsmall, NC * sizeof(float)));
             TRY(linear_bwd(g, p, g->dlogits, ln, t0 + 2, -1, g->dsmall, NULL, -1, N, C, Vp));
             TRY(g->be->zero(g->dev, g->D, NC * sizeof(float)));
             /* whole on every rank: under sequence parallel the rank's part
