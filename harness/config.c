@@ -50,7 +50,7 @@ static bool has_mesh(const pb_strategy *s) { return s->mesh; }
 
 static const flag_scope for_microbatches = {has_microbatches, NULL}, for_stages = {has_stages, NULL},
                         for_buckets = {has_buckets, NULL}, for_zero_stage = {has_zero_stage, NULL},
-                        for_mesh = {has_mesh, NULL},
+                        for_mesh = {has_mesh, NULL}, for_tensor_parallel = {NULL, "tp,mesh"},
                         /* every strategy of several devices; the order is the help text's */
                         for_several_devices = {NULL, "dp,mp,ddp,tp"};
 
@@ -93,6 +93,7 @@ static const flag flags[] = {
     {"--zero-stage", F_INT, OFF(zero_stage), 1, 3, "S", "what ZeRO shards across ranks: 1 optimizer state, 2 and gradients, 3 and parameters (FSDP)", &for_zero_stage},
     {"--dp", F_INT, OFF(mesh_dp), 1, 4096, "D", "mesh: data-parallel replicas (D x T x P = --gpus)", &for_mesh},
     {"--tp", F_INT, OFF(mesh_tp), 1, 4096, "T", "mesh: tensor-parallel ranks per replica, innermost (consecutive ranks)", &for_mesh},
+    {"--sequence-parallel", F_BOOL, OFF(sequence_parallel), 0, 0, NULL, "gpt: Megatron's sequence parallelism: the LayerNorms and residuals split by tokens over the tp ranks, reduce-scatter and all-gather in place of the all-reduces", &for_tensor_parallel},
     {"--pp", F_INT, OFF(mesh_pp), 1, 4096, "P", "mesh: pipeline stages, outermost (only 1 is built yet)", &for_mesh},
     {"--device-map", F_LIST, OFF(device_map), 0, 4095, "D0,D1,..", "physical device of each logical device, e.g. 0,0 (default: identity); ddp: of each rank (test-only, cuda)", &for_several_devices},
     {"--verify", F_BOOL, OFF(verify), 0, 0, NULL, "after the run, compare the parameters after step 10 (AdamW: 3) with single's (exit 1 beyond tolerance)", NULL},
@@ -172,6 +173,13 @@ void pb_config_defaults(pb_config *cfg)
 
 /* "mp", "dp,mp,ddp": the names of the strategies scope holds, in the
  * registry's order where a fact of the table says which */
+bool pb_config_given(const pb_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < N_FLAGS; i++)
+        if (strcmp(flags[i].name, name) == 0) return (cfg->given & (1ULL << i)) != 0;
+    return false;
+}
+
 static const char *scope_names(const flag_scope *scope, char *buf, size_t len)
 {
     if (scope->names) return scope->names;

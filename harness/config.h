@@ -51,6 +51,7 @@ typedef struct pb_config {
     bool no_overlap;       /* ddp: one all-reduce after backward instead of buckets during it */
     int zero_stage;        /* zero: 1 optimizer state, 2 + gradients, 3 + parameters sharded */
     int mesh_dp, mesh_tp, mesh_pp; /* mesh: --dp, --tp, --pp (D x T x P = --gpus) */
+    bool sequence_parallel; /* tp, mesh: --sequence-parallel (Megatron's, the GPT only) */
     int device_map[PB_MAX_STAGES]; /* logical device -> physical ordinal */
     int n_device_map;      /* 0: identity */
     bool verify;           /* compare the parameters with `single` (after pb_verify_steps) */
@@ -72,6 +73,8 @@ typedef struct pb_config {
 
 /* Defaults for every field (the values --help prints). */
 void pb_config_defaults(pb_config *cfg);
+/* Whether the flag `name` (e.g. "--zero-stage") was on the command line. */
+bool pb_config_given(const pb_config *cfg, const char *name);
 
 /* The settings a backend's open and a comm's init read (harness/shape.h);
  * the comm's device_map points into cfg, which outlives the comm. */

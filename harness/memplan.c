@@ -81,6 +81,9 @@ void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_me
     const pb_comm *comm = pb_find_comm(cfg->comm);
     bool per_rank = strategy && strategy->procs == PB_PROC_PER_DEVICE;
     out->n_devices = per_rank ? 1 : n;
+    /* a mesh's pipeline stages differ: one figure per stage (a rank holds
+     * its stage's), stage 0 rank 0's */
+    if (per_rank && strategy && strategy->mesh && cfg->mesh_pp > 1) out->n_devices = cfg->mesh_pp;
 
     if (strategy && strategy->plan_memory) {
         strategy->plan_memory(cfg, model, env, dev);
@@ -111,7 +114,7 @@ void pb_memplan_compute(const pb_config *cfg, const pb_model *model, const pb_me
     /* ddp's gradients staged through the host for a host comm */
     if (per_rank && !env->host_is_device && !(comm && comm->device_buffers)) proc.grads += 4.0 * P;
     if (env->host_is_device)
-        for (int i = 0; i < out->n_devices; i++) parts_add(&proc, &dev[i], 1.0);
+        for (int i = 0; i < out->n_devices; i++) parts_add(&proc, &dev[i], per_rank ? 1.0 / out->n_devices : 1.0);
     int procs = per_rank && env->local_ranks > 0 ? env->local_ranks : 1;
     parts_add(&out->host_parts, &proc, procs);
 

@@ -90,6 +90,10 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     const pb_strategy *strategy = pb_find_strategy(cfg->strategy);
     bool per_rank = strategy && strategy->procs == PB_PROC_PER_DEVICE;
     bool microbatches = strategy && strategy->microbatches, buckets = strategy && strategy->buckets;
+    /* (a mesh has buckets, and shards across its dp group, only when
+     * --zero-stage is given) */
+    bool mesh_zero = strategy && strategy->mesh && pb_config_given(cfg, "--zero-stage");
+    if (strategy && strategy->mesh && !mesh_zero) buckets = false;
     const pb_backend *be = pb_find_backend(cfg->backend);
     bool sgd = cfg->optimizer == PB_OPT_SGD;
     pb_record_set(r, PB_COL_TAG, "%s", cfg->tag);
@@ -137,12 +141,16 @@ void pb_record_fill_config(pb_record *r, const pb_config *cfg)
     /* without overlap there are no buckets: one all-reduce of everything */
     if (buckets && !cfg->no_overlap) pb_record_num(r, PB_COL_BUCKET_MB, cfg->bucket_mb);
     if (buckets) pb_record_set(r, PB_COL_NO_OVERLAP, "%d", cfg->no_overlap ? 1 : 0);
-    if (strategy && strategy->zero_stage) pb_record_set(r, PB_COL_ZERO_STAGE, "%d", cfg->zero_stage);
+    if (strategy && strategy->zero_stage && (!strategy->mesh || mesh_zero))
+        pb_record_set(r, PB_COL_ZERO_STAGE, "%d", cfg->zero_stage);
     if (strategy && strategy->mesh) {
         pb_record_set(r, PB_COL_DP, "%d", cfg->mesh_dp);
         pb_record_set(r, PB_COL_TP, "%d", cfg->mesh_tp);
         pb_record_set(r, PB_COL_PP, "%d", cfg->mesh_pp);
     }
+    /* tp's and the mesh's own: 0 or 1, so on and off rows never pair */
+    if (strategy && (strcmp(strategy->name, "tp") == 0 || strategy->mesh))
+        pb_record_set(r, PB_COL_SEQUENCE_PARALLEL, "%d", cfg->sequence_parallel ? 1 : 0);
     pb_record_set(r, PB_COL_PRECISION, "%s", pb_precision_name(cfg->precision));
     pb_record_set(r, PB_COL_OPTIMIZER, "%s", pb_optimizer_name(cfg->optimizer));
     pb_record_num(r, PB_COL_LR, cfg->lr);

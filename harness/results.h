@@ -76,6 +76,7 @@ extern "C" {
     X(DP, "dp", CONFIG, ALL)                                                  \
     X(TP, "tp", CONFIG, ALL)                                                  \
     X(PP, "pp", CONFIG, ALL)                                                  \
+    X(SEQUENCE_PARALLEL, "sequence_parallel", CONFIG, ALL)                    \
     X(SPLIT, "split", CONFIG, ALL)                                            \
     X(DEVICE_MAP, "device_map", CONFIG, ALL)                                  \
     X(STEP_MS_MIN, "step_ms_min", METRIC, NONE)                               \

@@ -84,7 +84,8 @@ typedef struct pb_gemm_grad {
     const void *w;  /* [n, k] */
     /* [n, k] fp32: dw = dy^T x + dw_beta * dw. 0: overwritten (the MLP); 1:
      * accumulated (the GPT, whose backward zeroes its gradients once and
-     * adds, as llm.c's); SGD's momentum mu: dw pointing at the momentum
+     * adds, as llm.c's); SGD's momentum mu (the MLP's layers and the GPT's
+     * four weights per block, under single): dw pointing at the momentum
      * buffer leaves mu*m + g there, so the gradient is never stored or read
      * back (see pb_opt_args.momentum_ready) */
     float *dw;
@@ -163,6 +164,12 @@ typedef struct pb_transformer_ops {
     pb_status (*residual_layernorm_fwd)(pb_device *dev, float *res, float *out, float *mean, float *rstd,
                                         const float *a, const float *b, const float *w, const float *bias, int N,
                                         int C);
+    /* optional (NULL: gemm_fwd, then residual_fwd): y = x W^T + bias + res
+     * for a pb_gemm with the PB_EPI_BIAS epilogue (res [m, n], not y), the
+     * residual added as the GEMM writes y, so the stream is not read and
+     * written again (the CPU's: y prefilled with res + bias, the GEMM with
+     * beta 1, which it needed for the bias anyway) */
+    pb_status (*gemm_residual_fwd)(pb_device *dev, const pb_gemm *g, const float *res);
     /* the ops, and the backend's gemm_fwd / gemm_bwd that a transformer
      * workload runs beside them, take activations in bf16 storage where
      * the device's precision is bf16; false: fp32 activations only, and a
@@ -305,13 +312,14 @@ typedef struct pb_backend {
      * datasheet). */
     pb_status (*calibrate)(pb_device *dev, double *tflops);
     /* Median ms of one training step's GEMMs called alone: per layer the
-     * forward, weight-gradient and (above layer 0) input-gradient GEMM of
-     * the same shapes, types and transposes the step uses, the weight
-     * gradient with the step's dw_beta (0, or the momentum where the step
-     * accumulates it there), without epilogues or any other kernel; `reps`
-     * timed sets. */
+     * forward, weight-gradient and (above layer 0, or at layer 0 too when
+     * first_dx: a GPT's first QKV projection passes its gradient down to
+     * the embeddings) input-gradient GEMM of the same shapes, types and
+     * transposes the step uses, the weight gradient with the step's dw_beta
+     * (0, or the momentum where the step accumulates it there), without
+     * epilogues or any other kernel; `reps` timed sets. */
     pb_status (*gemm_reference)(pb_device *dev, int n_layers, const int *in, const int *out, int m,
-                                float dw_beta, int reps, double *ms);
+                                float dw_beta, bool first_dx, int reps, double *ms);
 
     /* optional (NULL: not in this backend yet): the transformer ops */
     const pb_transformer_ops *transformer;

@@ -3,7 +3,7 @@
  * The workload's blocks are split into N contiguous stages (balanced by
  * each block's FLOPs, or at the --split boundaries), one stage per device. With --microbatches M the global
  * batch is cut into M microbatches of batch/M rows and pipelined by
- * --schedule (schedule_ops): GPipe, every stage runs all its forwards
+ * --schedule (pb_sched_ops, schedule.c): GPipe, every stage runs all its forwards
  * (microbatch 0..M-1), then all its backwards in reverse order (M-1..0);
  * 1F1B (PipeDream-flush), stage k runs p-k-1 warm-up forwards, then one
  * forward and one backward in turn, then the remaining backwards, in
@@ -15,7 +15,7 @@
  * overlap on the CPU backend (whose calls are synchronous) and enqueue their
  * own streams on CUDA. A stage's replica keeps a slot of activations (the
  * workload's stage, workloads/workload.h) per microbatch it holds between
- * its forward and backward: GPipe M, 1F1B min(M, p - k) (stage_slots);
+ * its forward and backward: GPipe M, 1F1B min(M, p - k) (pb_sched_slots);
  * microbatch j is slot j mod slots, rows [slot*mb, (slot+1)*mb) of the
  * stage's buffers. Where a stage holds every microbatch it takes the batch
  * (inputs, targets) at once; otherwise each microbatch's rows go to its
@@ -31,7 +31,7 @@
  * rows (a slot is rewritten only after its send was waited for), and input
  * gradients from the sender's send buffer (backward's own gradient buffers
  * are reused by the next microbatch, so a stage copies its input gradient
- * there first; send_slots of them, reused the same way). The
+ * there first; pb_sched_send_slots of them, reused the same way). The
  * local comm runs a message when its second half is posted, on that
  * poster's thread; the sender posts its send and then bumps a counter the
  * receiver waits on (outside its spans: bubble), so the receiver always
@@ -85,6 +85,7 @@
 #include "input.h"
 #include "mp_replay.h"
 #include "replica.h"
+#include "schedule.h"
 #include "strategy.h"
 
 /* Spans of one stage's step, with marks created once for the most a step can
@@ -109,11 +110,11 @@ typedef struct mp_stage {
     mp_state *s;
     int idx;
     pb_device *dev;
-    pb_replica rep;  /* stage_slots() slots of mb rows (GPipe: M, the whole batch) */
+    pb_replica rep;  /* pb_sched_slots() slots of mb rows (GPipe: M, the whole batch) */
     span_log log;
     float *gscratch; /* p_len: gradients of microbatches after the first back (M > 1) */
     float *tscratch; /* the other end's gradient of a tied tensor (first and last stage) */
-    void *gsend;     /* send_slots() slots of [mb, in of the stage]: input gradients for the previous stage */
+    void *gsend;     /* pb_sched_send_slots() slots of [mb, in of the stage]: input gradients for the previous stage */
     pb_comm_ctx *cc; /* participant idx of the comm */
     /* [2 * M]: forward sends, then backward sends, in posting order; NULL
      * once waited for */
@@ -178,85 +179,7 @@ struct mp_state {
     bool replay_failed;                         /* an op log that did not replay: no figure */
 };
 
-/* --- the schedule ---------------------------------------------------------- */
-
-/* Stage k's 2m operations in order: j >= 0 the forward of microbatch j,
- * -(j + 1) its backward.
- * GPipe: every forward (0..m-1), then every backward, last first.
- * 1F1B (PipeDream-flush, Megatron's non-interleaved schedule): w = p-k-1
- * warm-up forwards, then one forward and one backward in turn, then the
- * cool-down backwards; backwards go in microbatch order, so stage k holds
- * at most w + 1 = p - k microbatches between forward and backward. */
-static void schedule_ops(pb_schedule sched, int p, int m, int k, int *ops)
-{
-    int n = 0;
-    if (sched == PB_SCHED_GPIPE) {
-        for (int j = 0; j < m; j++) ops[n++] = j;
-        for (int j = m - 1; j >= 0; j--) ops[n++] = -(j + 1);
-        return;
-    }
-    int w = p - k - 1 < m ? p - k - 1 : m;
-    for (int j = 0; j < w; j++) ops[n++] = j;
-    for (int i = 0; i < m - w; i++) {
-        ops[n++] = w + i;
-        ops[n++] = -(i + 1);
-    }
-    for (int j = m - w; j < m; j++) ops[n++] = -(j + 1);
-}
-
-/* Microbatch j's place among the stage's backwards (0: the first back). */
-static int bwd_rank(pb_schedule sched, int m, int j) { return sched == PB_SCHED_GPIPE ? m - 1 - j : j; }
-
-/* Activation slots stage k keeps: GPipe every microbatch's, 1F1B its most
- * in flight, min(m, p - k); microbatch j uses slot j % slots (1F1B's
- * backwards go in order, so slot j's previous microbatch is back). */
-static int stage_slots(pb_schedule sched, int p, int m, int k)
-{
-    return sched == PB_SCHED_GPIPE || m < p - k ? m : p - k;
-}
-
-/* Slots of a stage's input-gradient send buffer: GPipe one per microbatch
- * (they stay put until the step ends); 1F1B two, a slot reused once the
- * send two before it has been taken, which the previous stage does without
- * anything more from this one (its backward of that microbatch needs only
- * its own forwards), so the wait cannot deadlock. */
-static int send_slots(pb_schedule sched, int m) { return sched == PB_SCHED_GPIPE || m < 2 ? m : 2; }
-
 /* --- stage boundaries ---------------------------------------------------- */
-
-static double block_flops(const pb_model *model, int b) { return model->block[b].flops; }
-
-/* Contiguous, non-empty stages with roughly equal FLOPs: boundary k goes
- * where the running sum comes closest to k/p of the total. */
-static void balanced_split(const pb_model *model, int p, int *first)
-{
-    int n = model->n_blocks;
-    double total = 0.0;
-    for (int l = 0; l < n; l++) total += block_flops(model, l);
-    first[0] = 0;
-    first[p] = n;
-    double run = 0.0;
-    int l = 0;
-    for (int k = 1; k < p; k++) {
-        double target = total * k / p;
-        int lo = first[k - 1] + 1, hi = n - (p - k);
-        /* advance to lo */
-        while (l < lo) run += block_flops(model, l++);
-        int best = lo;
-        double best_d = run > target ? run - target : target - run;
-        double r = run;
-        for (int b = lo + 1; b <= hi; b++) {
-            r += block_flops(model, b - 1);
-            double d = r > target ? r - target : target - r;
-            if (d < best_d) {
-                best_d = d;
-                best = b;
-            }
-        }
-        while (l < best) run += block_flops(model, l++);
-        first[k] = best;
-    }
-}
 
 static void stage_bounds(const pb_config *cfg, const pb_model *model, int *first)
 {
@@ -266,7 +189,7 @@ static void stage_bounds(const pb_config *cfg, const pb_model *model, int *first
         for (int i = 0; i < cfg->n_split; i++) first[i + 1] = cfg->split[i];
         first[p] = model->n_blocks;
     } else {
-        balanced_split(model, p, first);
+        pb_sched_balanced_split(model, p, first);
     }
 }
 
@@ -566,7 +489,7 @@ static pb_status stage_step(mp_stage *g)
             continue;
         }
         /* backward of j, the stage's nb-th */
-        int nb = bwd_rank(s->sched, M, j), gs = nb % g->send_slots;
+        int nb = pb_sched_bwd_rank(s->sched, M, j), gs = nb % g->send_slots;
         if (k < last) {
             PB_TRY(wait_for(g, &s->bwd_ready[k + 1], nb + 1, k + 1, "input gradients", j));
             PB_TRY(receive(g, pb_replica_buf(r, PB_STAGE_DOUT, slot), out_mb, k + 1));
@@ -721,12 +644,12 @@ static pb_status stage_init(mp_state *s, int k)
     PB_TRY(be->open(&s->dev_opts, ordinal, &g->dev));
     /* the targets only where the loss is taken */
     PB_TRY(pb_replica_init(&g->rep, be, g->dev, cfg, model, s->first[k], s->first[k + 1], s->mb,
-                           stage_slots(s->sched, s->p, s->m, k), ctx->init_params, true, k == s->p - 1));
+                           pb_sched_slots(s->sched, s->p, s->m, k), ctx->init_params, true, k == s->p - 1));
     PB_TRY(span_log_init(&g->log, be, g->dev, 4 * s->m + 4));
     if (s->m > 1) PB_TRY(be->alloc(g->dev, g->rep.p_len * sizeof(float), (void **)&g->gscratch));
     if (model->n_tied && s->p > 1 && (k == 0 || k == s->p - 1))
         PB_TRY(be->alloc(g->dev, model->n_tied * sizeof(float), (void **)&g->tscratch));
-    g->send_slots = send_slots(s->sched, s->m);
+    g->send_slots = pb_sched_send_slots(s->sched, s->m);
     if (k > 0)
         PB_TRY(be->alloc(g->dev,
                          be->act_bytes(g->dev, (size_t)g->send_slots * s->mb * model->block[s->first[k]].in_elems),
@@ -736,7 +659,7 @@ static pb_status stage_init(mp_state *s, int k)
     PB_ALLOC(g->op_first, 2 * (size_t)s->m + 1);
     PB_ALLOC(g->op_ms, 2 * (size_t)s->m);
     PB_ALLOC(g->op_pre_ms, 2 * (size_t)s->m);
-    schedule_ops(s->sched, s->p, s->m, k, g->ops);
+    pb_sched_ops(s->sched, s->p, s->m, k, g->ops);
     PB_TRY(s->comm->init(&s->comm_opts, be, g->dev, k, s->p, &g->cc));
 cleanup:
     return st;
@@ -983,7 +906,7 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
  * microbatch's activations; 1F1B: min(m, p - k); backward's buffers hold
  * one), the targets of those slots on the last stage, a gradient scratch
  * with microbatches and an input-gradient send buffer per stage after the
- * first (send_slots of a microbatch's rows). */
+ * first (pb_sched_send_slots of a microbatch's rows). */
 static void mp_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
                            pb_mem_parts *dev)
 {
@@ -994,12 +917,9 @@ static void mp_plan_memory(const pb_config *cfg, const pb_model *model, const pb
     stage_bounds(cfg, model, first);
     for (int k = 0; k < p; k++) {
         bool last = k == p - 1;
-        double len = pb_memplan_add_replica(model, first[k], first[k + 1], mb, stage_slots(cfg->schedule, p, m, k),
+        double len = pb_memplan_add_replica(model, first[k], first[k + 1], mb, pb_sched_slots(cfg->schedule, p, m, k),
                                             true, last, false, cfg->optimizer, e, &dev[k]);
-        if (m > 1) dev[k].grads += 4.0 * len; /* gscratch */
-        if (k > 0) /* gsend */
-            dev[k].acts += e * mb * send_slots(cfg->schedule, m) * (double)model->block[first[k]].in_elems;
-        if (model->n_tied && cfg->devices > 1 && (k == 0 || last)) dev[k].grads += 4.0 * (double)model->n_tied;
+        pb_sched_plan_extras(cfg, model, first, p, k, mb, len, e, &dev[k]);
     }
 }
 

@@ -149,12 +149,33 @@ static pb_status block_tp_allreduce(void *arg, void *buf, size_t n)
     return r->tp_allreduce(r->tp_arg, buf, n);
 }
 
+static pb_status block_tp_reduce_scatter(void *arg, const void *in, void *out, size_t n)
+{
+    const pb_replica *r = ((ready_ctx *)arg)->r;
+    return r->tp_reduce_scatter(r->tp_arg, in, out, n);
+}
+
+static pb_status block_tp_allgather(void *arg, void *buf, size_t n)
+{
+    const pb_replica *r = ((ready_ctx *)arg)->r;
+    return r->tp_allgather(r->tp_arg, buf, n);
+}
+
+/* the hooks forward and backward share, over c */
+static pb_stage_hooks stage_hooks(const pb_replica *r, ready_ctx *c)
+{
+    return (pb_stage_hooks){.before_block = r->before_block ? block_before : NULL,
+                            .tp_allreduce = r->tp_allreduce ? block_tp_allreduce : NULL,
+                            .tp_reduce_scatter = r->tp_reduce_scatter ? block_tp_reduce_scatter : NULL,
+                            .tp_allgather = r->tp_allgather ? block_tp_allgather : NULL,
+                            .tp_rank = r->tp_rank, .arg = c};
+}
+
 pb_status pb_replica_forward(pb_replica *r, int slot, int rows)
 {
     pb_stage_params p = stage_params(r, NULL);
     ready_ctx c = {.r = r};
-    pb_stage_hooks h = {.before_block = r->before_block ? block_before : NULL,
-                        .tp_allreduce = r->tp_allreduce ? block_tp_allreduce : NULL, .arg = &c};
+    pb_stage_hooks h = stage_hooks(r, &c);
     return r->model->ops->forward(r->stage, &p, slot, rows, &h);
 }
 
@@ -163,8 +184,8 @@ pb_status pb_replica_backward(pb_replica *r, int slot, int rows, float *grads, v
 {
     pb_stage_params p = stage_params(r, grads);
     ready_ctx c = {.r = r, .grads = p.grads, .ready = ready, .arg = ready_arg};
-    pb_stage_hooks h = {.before_block = r->before_block ? block_before : NULL, .grads_ready = block_ready,
-                        .tp_allreduce = r->tp_allreduce ? block_tp_allreduce : NULL, .arg = &c};
+    pb_stage_hooks h = stage_hooks(r, &c);
+    h.grads_ready = block_ready;
     return r->model->ops->backward(r->stage, &p, slot, rows, d_in, &h);
 }
 

@@ -38,6 +38,11 @@ typedef struct pb_replica {
     /* tensor parallel, set by the strategy after init (model->tp > 1): the
      * stage's sum across ranks (pb_stage_hooks.tp_allreduce) */
     pb_status (*tp_allreduce)(void *arg, void *buf, size_t n);
+    /* and with model->seq_parallel its reduce-scatter, all-gather and rank
+     * (pb_stage_hooks' of the same names) */
+    pb_status (*tp_reduce_scatter)(void *arg, const void *in, void *out, size_t n);
+    pb_status (*tp_allgather)(void *arg, void *buf, size_t n);
+    int tp_rank;
     void *tp_arg;
     /* optional, set by a strategy after init: the blocks' own buffers
      * (pb_stage_params.blocks), for a replica without params and grads

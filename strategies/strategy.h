@@ -89,7 +89,7 @@ typedef struct pb_strategy {
     /* --split (its blocks split into stages, one per device: mp) */
     bool stages;
     /* --bucket-mb and --no-overlap (ddp's gradient buckets: the bucket_mb
-     * and no_overlap columns) */
+     * and no_overlap columns; a mesh's with --zero-stage only) */
     bool buckets;
     /* --zero-stage (zero: what is sharded; the zero_stage column) */
     bool zero_stage;

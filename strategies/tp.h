@@ -19,6 +19,13 @@ pb_status pb_tp_init_mesh(const pb_strategy_ctx *ctx, pb_mesh mesh, void **state
 void pb_tp_plan_memory_mesh(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env, pb_mesh mesh,
                             pb_mem_parts *dev);
 
+/* Every tp rank's part of the model (gather: ranks x local->n_params host
+ * floats, this rank's at rank x n_params filled by the caller) to every
+ * rank of the tp group, put back into the whole model's layout in
+ * host_params (NULL: only take part). A collective of the group. */
+pb_status pb_tp_gather_parts(const pb_strategy_ctx *ctx, pb_comm_ctx *tp, pb_device *dev, const pb_model *local,
+                            int rank, int ranks, float *gather, float *host_params);
+
 /* The strategy table's slots, for either strategy's state */
 pb_status pb_tp_step(void *state, const pb_batch *batch, pb_step_result *out);
 pb_status pb_tp_get_params(void *state, float *host_params);

@@ -1,6 +1,13 @@
 /* `zero`: sharded data parallelism, one MPI rank per device, like DeepSpeed
  * ZeRO stages 1-3 and PyTorch FSDP (docs/strategies.md, "zero").
  *
+ * Over a group: the mesh's dp group (strategies/mesh.c with --zero-stage,
+ * pb_zero_init_mesh) shards each rank's tp part of the model across the D
+ * ranks holding the same part, tp's all-reduces on the tp group from the
+ * stage's hook (tp_comm, exposed); --strategy zero is that mesh with tp 1,
+ * the world its dp group. Below, N, "rank" and "the model" are the dp
+ * group's size, the rank in it and the rank's part.
+ *
  * Sharding is per block, FSDP's unit: block b's flat span of len floats is
  * padded to N equal chunks of c = ceil(len / N), and rank r owns chunk r of
  * every block: its part of the fp32 master weights, of the reduced
@@ -9,8 +16,12 @@
  *   fwd   forward and the loss scaled by 1/B; stage 3 all-gathers each
  *         block's parameters before it runs (before_block), the next
  *         block's gather already in flight, into one of two block buffers
- *         (a block's buffer is reused two blocks later: freed after use),
- *   bwd   backward; stage 3 gathers every block again before its backward;
+ *         (a block's buffer is reused two gathers later: freed after use);
+ *         blocks 0 and 1's gathers were launched by the last step's
+ *         optimizer,
+ *   bwd   backward; stage 3 gathers every block again before its backward
+ *         but the last, whose forward gather is still in its buffer (as
+ *         FSDP keeps the root's parameters: one gather fewer a step);
  *         as blocks complete (grads_ready), whole blocks at least
  *         --bucket-mb together are reduce-scattered: a rank receives the
  *         sum over ranks of its chunk of each block,
@@ -23,6 +34,8 @@
  *         counted as sync), so they overlap the step's end, the next
  *         step's input and earlier blocks' forward; whatever reads the
  *         full parameters before then (get_params, destroy) waits first.
+ *         Stage 3 likewise launches the next step's gathers of blocks 1
+ *         and 0 as soon as their chunks are updated.
  * Gradients: stage 1 keeps a full gradient buffer (backward writes it, the
  * reduce-scatters read it); stages 2 and 3 keep a block's gradients only
  * from its backward until its reduce-scatter is done, in a pool of block
@@ -49,6 +62,7 @@
 #include <string.h>
 
 #include "../harness/memplan.h"
+#include "../harness/mesh.h"
 #include "../harness/phase.h"
 #include "../harness/timer.h"
 #include "../kernels/comm.h"
@@ -58,6 +72,8 @@
 #include "input.h"
 #include "replica.h"
 #include "strategy.h"
+#include "tp.h"
+#include "volume.h"
 #include "zero.h"
 
 typedef struct zero_block {
@@ -78,12 +94,23 @@ typedef struct grad_slot {
 
 typedef struct zero_state {
     const pb_strategy_ctx *ctx;
-    int rank, ranks, stage;
+    int rank, ranks, stage; /* rank and ranks in the dp group (the world for --strategy zero) */
     int row0, shard;
     pb_device *dev;
     pb_replica rep; /* stage, targets and loss; blocks through rep.blocks */
     pb_phase_timer timer;
-    pb_comm_ctx *comm;
+    pb_comm_ctx *comm;   /* the dp group: what is sharded over */
+    /* the mesh (--strategy mesh --zero-stage): this rank's tp part of the
+     * model (the whole model at tp 1), its tp group and the split world */
+    pb_mesh mesh;
+    int tp_rank;
+    const pb_model *model;
+    pb_model *local;     /* owned, tp > 1 */
+    float *local_init;   /* its initial parameters (host), tp > 1 */
+    pb_comm_ctx *world, *groups[PB_MESH_AXES];
+    double tp_ms, tp_comm_ms; /* this step: tp all-reduces' host time, collectives' time */
+    size_t tp_floats;    /* floats tp all-reduced in the last step */
+    float *gather;       /* get_params: every tp rank's part */
     pb_input input;
 
     int n;               /* blocks */
@@ -96,7 +123,8 @@ typedef struct zero_state {
     float *shard_params; /* stage 3: the rank's master chunks */
     float *shard_grads, *m, *v;
     float *pslot[2];     /* stage 3: gathered blocks */
-    pb_comm_req *preq[2];
+    pb_comm_req *preq[2]; /* stage 3: the slot's gather, while in flight */
+    int pseq[2];         /* stage 3: the gather (gather_seq) the slot holds or awaits, -1 none */
     grad_slot *gslot;    /* stages 2/3 */
     int n_gslots;
     int64_t launches;
@@ -118,6 +146,7 @@ void pb_zero_layout_of(const pb_config *cfg, const pb_model *model, int ranks, p
         size_t len = model->block[b].p_len, c = (len + (size_t)ranks - 1) / (size_t)ranks;
         g->padded += c * (size_t)ranks;
         g->shard += c;
+        if (b == model->n_blocks - 1) g->last_chunk = c;
         if (c * (size_t)ranks > g->max_block) g->max_block = c * (size_t)ranks;
         acc += c * (size_t)ranks;
         in_bucket++;
@@ -128,6 +157,11 @@ void pb_zero_layout_of(const pb_config *cfg, const pb_model *model, int ranks, p
      * (before_block), one in flight, and the tied last block held */
     g->grad_slots = g->max_bucket_blocks + 2 + (model->n_tied ? 1 : 0);
     if (g->grad_slots > model->n_blocks) g->grad_slots = model->n_blocks;
+}
+
+size_t pb_zero_gathered(const pb_config *cfg, const pb_zero_layout *g)
+{
+    return cfg->zero_stage == 3 ? 2 * g->shard - g->last_chunk : g->shard;
 }
 
 /* --- lifetime ------------------------------------------------------------------ */
@@ -158,7 +192,11 @@ static void zero_destroy(void *state)
     const pb_backend *be = s->ctx->be;
     /* no gather may still write the parameters as they are freed */
     if (s->comm && s->blk) (void)wait_gathers(s);
-    if (s->comm) s->ctx->comm->destroy(s->comm);
+    /* split groups before the world they came from */
+    for (int a = 0; a < PB_MESH_AXES; a++)
+        if (s->groups[a]) s->ctx->comm->destroy(s->groups[a]);
+    if (s->world) s->ctx->comm->destroy(s->world);
+    else if (s->comm) s->ctx->comm->destroy(s->comm);
     if (s->timer.be) pb_phase_timer_destroy(&s->timer);
     pb_input_destroy(&s->input);
     pb_replica_destroy(&s->rep);
@@ -170,6 +208,9 @@ static void zero_destroy(void *state)
         be->close(s->dev);
     }
     free(s->gslot);
+    free(s->gather);
+    free(s->local_init);
+    free(s->local);
     free(s->tab);
     free(s->blk);
     free(s);
@@ -194,7 +235,7 @@ static float *master(zero_state *s, int b)
 static pb_status upload_params(zero_state *s, const float *init)
 {
     const pb_backend *be = s->ctx->be;
-    const pb_model *m = s->ctx->model;
+    const pb_model *m = s->model;
     for (int b = 0; b < s->n; b++) {
         const zero_block *z = &s->blk[b];
         const float *src = init + m->block[b].p_off;
@@ -212,7 +253,10 @@ static pb_status upload_params(zero_state *s, const float *init)
     return PB_OK;
 }
 
-static pb_status zero_init(const pb_strategy_ctx *ctx, void **state)
+/* defined with the collectives below */
+static pb_status tp_allreduce(void *arg, void *buf, size_t n);
+
+pb_status pb_zero_init_mesh(const pb_strategy_ctx *ctx, pb_mesh mesh, void **state)
 {
     pb_status st = PB_OK;
     zero_state *s = NULL;
@@ -221,15 +265,29 @@ static pb_status zero_init(const pb_strategy_ctx *ctx, void **state)
     const pb_model *model = ctx->model;
     PB_ALLOC(s, 1);
     s->ctx = ctx;
-    s->rank = ctx->rank;
-    s->ranks = ctx->ranks;
+    s->mesh = mesh;
+    s->rank = pb_mesh_index(mesh, ctx->rank, PB_MESH_DP);
+    s->ranks = mesh.dp;
+    s->tp_rank = pb_mesh_index(mesh, ctx->rank, PB_MESH_TP);
     s->stage = cfg->zero_stage;
-    s->n = model->n_blocks;
-    PB_REQUIRE(ctx->comm && s->ranks >= 1 && s->ranks == cfg->devices && cfg->shape.batch >= s->ranks,
-               PB_ERR_INTERNAL, "zero: %d ranks for --gpus %d and a batch of %d", s->ranks, cfg->devices,
-               cfg->shape.batch);
+    PB_REQUIRE(ctx->comm && mesh.pp == 1 && pb_mesh_ranks(mesh) == ctx->ranks && ctx->ranks == cfg->devices &&
+                   cfg->shape.batch >= s->ranks,
+               PB_ERR_INTERNAL, "zero: %d ranks for --gpus %d, dp %d tp %d pp %d and a batch of %d", ctx->ranks,
+               cfg->devices, mesh.dp, mesh.tp, mesh.pp, cfg->shape.batch);
     PB_REQUIRE(s->stage >= 1 && s->stage <= 3, PB_ERR_INTERNAL, "zero: stage %d", s->stage);
     pb_input_shard(cfg->shape.batch, s->ranks, s->rank, &s->row0, &s->shard);
+    /* the rank's tp part is the model zero shards over the dp group */
+    const float *init = ctx->init_params;
+    if (mesh.tp > 1) {
+        PB_ALLOC(s->local, 1);
+        PB_TRY(pb_model_describe_tp(model->ops, &model->shape, mesh.tp, s->local));
+        PB_ALLOC(s->local_init, s->local->n_params);
+        pb_model_tp_shard(model, s->local, s->tp_rank, ctx->init_params, s->local_init);
+        model = s->local;
+        init = s->local_init;
+    }
+    s->model = model;
+    s->n = model->n_blocks;
 
     pb_device_opts dev_opts = pb_config_model_device_opts(cfg, model);
     PB_TRY(be->open(&dev_opts, ctx->device, &s->dev));
@@ -246,7 +304,15 @@ static pb_status zero_init(const pb_strategy_ctx *ctx, void **state)
     PB_TRY(pb_replica_init_stage(&s->rep, be, s->dev, cfg, model, s->shard));
     PB_TRY(pb_phase_timer_init(&s->timer, be, s->dev));
     pb_comm_opts comm_opts = pb_config_comm_opts(cfg);
-    PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, s->rank, s->ranks, &s->comm));
+    if (mesh.tp == 1) {
+        PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, s->rank, s->ranks, &s->comm));
+    } else {
+        PB_TRY(ctx->comm->init(&comm_opts, be, s->dev, ctx->rank, ctx->ranks, &s->world));
+        PB_TRY(pb_mesh_split(ctx->comm, s->world, mesh, ctx->rank, cfg->timeout_s, s->groups));
+        s->comm = s->groups[PB_MESH_DP];
+        s->rep.tp_allreduce = tp_allreduce;
+        s->rep.tp_arg = s;
+    }
 
     pb_zero_layout_of(cfg, model, s->ranks, &s->layout);
     PB_ALLOC(s->blk, s->n);
@@ -276,7 +342,10 @@ static pb_status zero_init(const pb_strategy_ctx *ctx, void **state)
     if (s->stage < 3) PB_TRY(dev_buf(s, pad, &s->full_params));
     else {
         PB_TRY(dev_buf(s, shard, &s->shard_params));
-        for (int i = 0; i < 2; i++) PB_TRY(dev_buf(s, s->layout.max_block, &s->pslot[i]));
+        for (int i = 0; i < 2; i++) {
+            s->pseq[i] = -1;
+            PB_TRY(dev_buf(s, s->layout.max_block, &s->pslot[i]));
+        }
     }
     if (s->stage == 1) PB_TRY(dev_buf(s, pad, &s->full_grads));
     else {
@@ -290,19 +359,25 @@ static pb_status zero_init(const pb_strategy_ctx *ctx, void **state)
     PB_TRY(dev_buf(s, shard, &s->shard_grads));
     PB_TRY(dev_buf(s, shard, &s->m));
     if (cfg->optimizer == PB_OPT_ADAMW) PB_TRY(dev_buf(s, shard, &s->v));
-    PB_TRY(upload_params(s, ctx->init_params));
+    PB_TRY(upload_params(s, init));
     for (int b = 0; b < s->n; b++) {
         if (s->stage < 3) s->tab[b].params = s->full_params + s->blk[b].pad_off;
         if (s->stage == 1) s->tab[b].grads = s->full_grads + s->blk[b].pad_off;
     }
     s->rep.blocks = s->tab;
 
-    PB_TRY(pb_input_init(&s->input, be, s->dev, (size_t)s->row0, (size_t)s->shard, model, be->host_is_device));
+    PB_TRY(pb_input_init(&s->input, be, s->dev, (size_t)s->row0, (size_t)s->shard, ctx->model, be->host_is_device));
     *state = s;
     return PB_OK;
 cleanup:
     zero_destroy(s);
     return st;
+}
+
+/* --strategy zero: the mesh of one tp rank per replica */
+static pb_status zero_init(const pb_strategy_ctx *ctx, void **state)
+{
+    return pb_zero_init_mesh(ctx, (pb_mesh){.dp = ctx->ranks, .tp = 1, .pp = 1}, state);
 }
 
 /* --- collectives ------------------------------------------------------------------ */
@@ -324,8 +399,28 @@ static pb_status wait_exposed(zero_state *s, pb_comm_req *req, double *ms)
     return st;
 }
 
-/* Stages 1/2: the gathers left in flight by the last step, done (before
- * anything but the next forward reads the full parameters) */
+/* The stage's sum across the tp group (pb_stage_hooks.tp_allreduce),
+ * blocking; its host time is moved from fwd/bwd to tp_comm after the step.
+ * On the one comm thread (or stream) it runs after the dp group's
+ * collectives already issued: every rank issues the same sequence. */
+static pb_status tp_allreduce(void *arg, void *buf, size_t n)
+{
+    zero_state *s = arg;
+    const pb_comm *comm = s->ctx->comm;
+    pb_comm_ctx *tp = s->groups[PB_MESH_TP];
+    pb_comm_req *req = NULL;
+    double t0 = pb_now_ms();
+    pb_status st = comm->allreduce(tp, buf, n, 1.0f, &req);
+    if (st == PB_OK) st = comm->wait(tp, req, s->ctx->cfg->timeout_s);
+    if (st == PB_OK && comm->req_ms) s->tp_comm_ms += comm->req_ms(req);
+    s->tp_ms += pb_now_ms() - t0;
+    s->tp_floats += n;
+    return st;
+}
+
+/* The gathers left in flight by the last step (stages 1/2: every block's;
+ * stage 3: the next forward's first two), done, before anything but the
+ * next forward reads the gathered parameters */
 static pb_status wait_gathers(zero_state *s)
 {
     pb_status st = PB_OK;
@@ -333,6 +428,11 @@ static pb_status wait_gathers(zero_state *s)
         double ms = 0;
         if (s->blk[b].ag && st == PB_OK) st = wait_req(s, s->blk[b].ag, &ms);
         s->blk[b].ag = NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        double ms = 0;
+        if (s->preq[i] && st == PB_OK) st = wait_req(s, s->preq[i], &ms);
+        s->preq[i] = NULL;
     }
     return st;
 }
@@ -390,9 +490,28 @@ static pb_status bind_grads(zero_state *s, int b)
     return PB_OK;
 }
 
-/* The step's execution order: forward 0..n-1 (k = b), then backward
- * n-1..0 (k = 2n-1-b); stage 3 gathers sequence k into pslot[k % 2]. */
-static int block_of_seq(const zero_state *s, int k) { return k < s->n ? k : 2 * s->n - 1 - k; }
+/* Stage 3's gathers in a step, 2n - 1 of them: forward's blocks 0..n-1
+ * (j = b), then backward's n-2..0 (j = 2n-2-b). The last block's backward
+ * runs right after its forward and reuses that gather (FSDP keeps the
+ * root's parameters between forward and backward likewise), so gather j
+ * goes to pslot[j % 2], and a slot's buffer is reused two gathers later. */
+static int gather_seq(const zero_state *s, int b, bool backward) { return backward ? 2 * s->n - 2 - b : b; }
+static int block_of_gather(const zero_state *s, int j) { return j < s->n ? j : 2 * s->n - 2 - j; }
+
+/* Stage 3: gather j into its slot, unless the slot holds it or awaits it
+ * already (a prefetch, or the last block kept from forward) */
+static pb_status launch_gather(zero_state *s, int j)
+{
+    int slot = j % 2;
+    if (s->pseq[slot] == j) return PB_OK;
+    if (s->preq[slot]) { /* not in the step's order: never, but never overwrite a buffer in flight */
+        pb_status st = wait_exposed(s, s->preq[slot], &s->ag_ms);
+        s->preq[slot] = NULL;
+        if (st != PB_OK) return st;
+    }
+    s->pseq[slot] = j;
+    return gather_block(s, block_of_gather(s, j), s->pslot[slot], &s->preq[slot]);
+}
 
 static pb_status before_block(void *arg, int b, bool backward)
 {
@@ -405,16 +524,13 @@ static pb_status before_block(void *arg, int b, bool backward)
         if (st != PB_OK) return st;
     }
     if (s->stage == 3) {
-        int k = backward ? 2 * s->n - 1 - b : b, slot = k % 2;
-        if (!s->preq[slot]) PB_TRY(gather_block(s, b, s->pslot[slot], &s->preq[slot]));
-        PB_TRY(wait_exposed(s, s->preq[slot], &s->ag_ms));
+        int j = gather_seq(s, b, backward), slot = j % 2;
+        PB_TRY(launch_gather(s, j));
+        if (s->preq[slot]) PB_TRY(wait_exposed(s, s->preq[slot], &s->ag_ms));
         s->preq[slot] = NULL;
         s->tab[b].params = s->pslot[slot];
-        /* prefetch: the other buffer held the block before this one, done */
-        if (k + 1 < 2 * s->n) {
-            int nb = block_of_seq(s, k + 1);
-            PB_TRY(gather_block(s, nb, s->pslot[slot ^ 1], &s->preq[slot ^ 1]));
-        }
+        /* prefetch: the other buffer held the gather before this one, done */
+        if (j + 1 < 2 * s->n - 1) PB_TRY(launch_gather(s, j + 1));
     }
     if (backward && s->stage > 1) {
         PB_TRY(bind_grads(s, b));
@@ -427,7 +543,7 @@ cleanup:
 /* Both tied gradients made their local sum, before either is reduced */
 static pb_status tie_grads(zero_state *s)
 {
-    const pb_model *m = s->ctx->model;
+    const pb_model *m = s->model;
     int last = s->n - 1;
     float *src = s->tab[0].grads + (m->tensor[m->tie_src].off - m->block[0].p_off);
     float *dst = s->tab[last].grads + (m->tensor[m->tie_dst].off - m->block[last].p_off);
@@ -441,7 +557,7 @@ static pb_status tie_grads(zero_state *s)
 static pb_status grads_ready(void *arg, int b)
 {
     zero_state *s = arg;
-    const pb_model *m = s->ctx->model;
+    const pb_model *m = s->model;
     bool tied = m->n_tied > 0 && s->n > 1;
     if (s->blk[b].bucket_low != b) return PB_OK;
     pb_status st = PB_OK;
@@ -465,7 +581,7 @@ cleanup:
 static pb_status optimize_block(zero_state *s, int b)
 {
     const pb_config *cfg = s->ctx->cfg;
-    const pb_model *m = s->ctx->model;
+    const pb_model *m = s->model;
     const zero_block *z = &s->blk[b];
     size_t lo = (size_t)s->rank * z->chunk, hi = lo + z->chunk < z->len ? lo + z->chunk : z->len;
     size_t base = m->block[b].p_off;
@@ -508,11 +624,12 @@ static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *o
     pb_replica *r = &s->rep;
     pb_status st = PB_OK;
     int rows = s->shard, bsz = cfg->shape.batch;
-    double fwd_wait = 0;
+    double fwd_wait = 0, fwd_tp = 0;
 
     pb_progress_set_step(batch->step);
     pb_phase_timer_reset(&s->timer);
-    s->rs_ms = s->ag_ms = s->wait_ms = 0;
+    s->rs_ms = s->ag_ms = s->wait_ms = s->tp_ms = s->tp_comm_ms = 0;
+    s->tp_floats = 0;
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));
     PB_TRY(pb_input_load_replica(&s->input, batch, r));
     PB_TRY(pb_phase_end(&s->timer));
@@ -521,35 +638,41 @@ static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *o
     r->before_arg = s;
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_FWD));
     PB_TRY(be->zero(s->dev, r->loss_sum, sizeof(float)));
-    PB_TRY(pb_with_step(pb_replica_forward(r, 0, rows), "zero", batch->step));
+    PB_TRY(pb_with_step(pb_replica_forward(r, 0, rows), cfg->strategy, batch->step));
     PB_TRY(pb_replica_loss(r, 0, rows, 1.0f / (float)bsz));
     PB_TRY(pb_phase_end(&s->timer));
     fwd_wait = s->wait_ms;
+    fwd_tp = s->tp_ms;
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_BWD));
     if (be->host_is_device) PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
     PB_TRY(comm->allreduce(s->comm, be->host_is_device ? &s->loss_host : r->loss_sum, 1, 1.0f, &s->loss_req));
     PB_TRY(pb_with_step(pb_replica_backward(r, 0, rows, NULL, NULL, cfg->no_overlap ? NULL : grads_ready, s),
-                        "zero", batch->step));
+                        cfg->strategy, batch->step));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_SYNC));
     if (cfg->no_overlap) PB_TRY(grads_ready(s, 0));
     for (int b = s->n - 1; b >= 0; b--) {
         zero_block *z = &s->blk[b];
-        if (s->stage > 1 && z->slot >= 0) PB_TRY(pb_with_step(retire_slot(s, z->slot, false), "zero", batch->step));
-        else if (z->rs) PB_TRY(pb_with_step(wait_req(s, z->rs, &s->rs_ms), "zero", batch->step));
+        if (s->stage > 1 && z->slot >= 0) PB_TRY(pb_with_step(retire_slot(s, z->slot, false), cfg->strategy, batch->step));
+        else if (z->rs) PB_TRY(pb_with_step(wait_req(s, z->rs, &s->rs_ms), cfg->strategy, batch->step));
         z->rs = NULL;
     }
     double loss_ms = 0;
-    PB_TRY(pb_with_step(wait_req(s, s->loss_req, &loss_ms), "zero", batch->step));
+    PB_TRY(pb_with_step(wait_req(s, s->loss_req, &loss_ms), cfg->strategy, batch->step));
     if (!be->host_is_device) PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
     PB_TRY(pb_phase_end(&s->timer));
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
     s->opt_steps++;
+    s->pseq[0] = s->pseq[1] = -1; /* what the slots hold is about to be stale */
     for (int b = s->n - 1; b >= 0; b--) {
         PB_TRY(optimize_block(s, b));
+        /* stage 3: the next forward's first two gathers as soon as their
+         * chunks are updated (backward is done with both slots), left in
+         * flight as stages 1/2's are */
+        if (s->stage == 3 && b < 2) PB_TRY(launch_gather(s, b));
         if (s->stage < 3) {
             zero_block *z = &s->blk[b];
             float *full = s->full_params + z->pad_off;
@@ -558,19 +681,21 @@ static pb_status zero_step(void *state, const pb_batch *batch, pb_step_result *o
         }
     }
     PB_TRY(pb_phase_end(&s->timer));
-    /* stages 1/2: the gathers stay in flight; the next forward waits */
+    /* the gathers stay in flight; the next forward waits */
 
     PB_TRY(pb_input_prefetch_next(&s->input, batch));
     PB_TRY(be->synchronize(s->dev));
     memset(out, 0, sizeof *out);
     PB_TRY(pb_phase_timer_collect(&s->timer, &out->t));
     /* the waits for a gather inside forward and backward are exposed */
-    out->t.ms[PB_PHASE_FWD] -= fwd_wait;
-    out->t.ms[PB_PHASE_BWD] -= s->wait_ms - fwd_wait;
+    out->t.ms[PB_PHASE_FWD] -= fwd_wait + fwd_tp;
+    out->t.ms[PB_PHASE_BWD] -= s->wait_ms - fwd_wait + s->tp_ms - fwd_tp;
+    /* the tp all-reduces block the stage: all exposed (as tp's) */
+    out->t.ms[PB_PHASE_TP_COMM] = s->tp_ms;
     out->t.ms[PB_PHASE_SYNC] += s->wait_ms;
     out->t.ms[PB_PHASE_REDUCE_SCATTER] = s->rs_ms;
     out->t.ms[PB_PHASE_ALLGATHER] = s->ag_ms;
-    out->t.ms[PB_PHASE_COMM] = s->rs_ms + s->ag_ms + loss_ms;
+    out->t.ms[PB_PHASE_COMM] = s->rs_ms + s->ag_ms + loss_ms + s->tp_comm_ms;
     out->loss = s->loss_host;
 cleanup:
     return st;
@@ -581,20 +706,31 @@ static pb_status zero_get_params(void *state, float *host_params)
 {
     zero_state *s = state;
     const pb_backend *be = s->ctx->be;
-    const pb_model *m = s->ctx->model;
+    const pb_model *m = s->model;
     pb_status st = PB_OK;
+    size_t n = m->n_params;
     PB_TRY(wait_gathers(s));
+    /* a mesh's tp part to this rank's slot of the tp gather, then the parts together */
+    float *dst = host_params;
+    if (s->mesh.tp > 1) {
+        if (!s->gather) PB_ALLOC(s->gather, n * (size_t)s->mesh.tp);
+        dst = s->gather + (size_t)s->tp_rank * n;
+    }
     for (int b = 0; b < s->n; b++) {
         const float *src = s->stage < 3 ? s->full_params + s->blk[b].pad_off : s->pslot[0];
         if (s->stage == 3) {
             pb_comm_req *req = NULL;
             double ms = 0;
+            s->pseq[0] = -1; /* the next forward gathers its block again */
             PB_TRY(gather_block(s, b, s->pslot[0], &req));
             PB_TRY(wait_req(s, req, &ms));
         }
         /* (NULL on the ranks that only take part in the gathers: run.c) */
-        if (host_params) PB_TRY(be->download(s->dev, host_params + m->block[b].p_off, src, s->blk[b].len * sizeof(float)));
+        if (dst) PB_TRY(be->download(s->dev, dst + m->block[b].p_off, src, s->blk[b].len * sizeof(float)));
     }
+    if (s->mesh.tp > 1)
+        PB_TRY(pb_tp_gather_parts(s->ctx, s->groups[PB_MESH_TP], s->dev, m, s->tp_rank, s->mesh.tp, s->gather,
+                                  host_params));
 cleanup:
     return st;
 }
@@ -620,7 +756,7 @@ void pb_zero_bytes(const pb_config *cfg, const pb_model *model, int ranks, pb_co
     double one = (double)(ranks - 1) * (double)g.shard * sizeof(float);
     *out = pb_comm_bytes_none();
     out->reduce_scatter = one;
-    out->allgather = cfg->zero_stage == 3 ? 2 * one : one;
+    out->allgather = (double)(ranks - 1) * (double)pb_zero_gathered(cfg, &g) * sizeof(float);
 }
 
 static void zero_report(void *state, const pb_step_times *mean, pb_record *row)
@@ -629,7 +765,7 @@ static void zero_report(void *state, const pb_step_times *mean, pb_record *row)
     const pb_config *cfg = s->ctx->cfg;
     int n = s->ranks;
     pb_comm_bytes bytes;
-    pb_zero_bytes(cfg, s->ctx->model, n, &bytes);
+    pb_zero_bytes(cfg, s->model, n, &bytes);
     pb_record_set(row, PB_COL_BATCH_PER_DEVICE, "%d", (cfg->shape.batch + n - 1) / n);
     double comm = mean->ms[PB_PHASE_COMM], sync = mean->ms[PB_PHASE_SYNC];
     double overlap = comm > 0 ? 100.0 * (1.0 - sync / comm) : NAN;
@@ -637,9 +773,11 @@ static void zero_report(void *state, const pb_step_times *mean, pb_record *row)
     /* what the rank hands the collectives: its padded gradients to the
      * reduce-scatters, its chunks to the all-gathers (twice at stage 3) */
     pb_zero_layout g;
-    pb_zero_layout_of(cfg, s->ctx->model, n, &g);
-    pb_record_set(row, PB_COL_COMM_BYTES_PER_STEP, "%zu",
-                  (g.padded + g.shard * (cfg->zero_stage == 3 ? 2 : 1)) * sizeof(float));
+    pb_zero_layout_of(cfg, s->model, n, &g);
+    /* a mesh's tp all-reduces besides (tp's: over a replica's rows, on T ranks) */
+    size_t tp = s->mesh.tp > 1 ? s->tp_floats : 0;
+    if (tp) bytes.allreduce = pb_ring_allreduce_bytes((double)tp, s->mesh.tp);
+    pb_record_set(row, PB_COL_COMM_BYTES_PER_STEP, "%zu", (g.padded + pb_zero_gathered(cfg, &g) + tp) * sizeof(float));
     pb_comm_bytes_record(&bytes, row);
 }
 
@@ -647,22 +785,38 @@ static void zero_report(void *state, const pb_step_times *mean, pb_record *row)
  * master weights, reduced gradients and optimizer state; stage 1/2 the full
  * (padded) parameters, stage 1 the full gradients, stage 2/3 the gradient
  * pool, stage 3 two gathered blocks; the stage's activations, targets and
- * loss; input staging. Every rank of this host on the cpu. */
-static void zero_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
-                             pb_mem_parts *dev)
+ * loss; input staging. Every rank of this host on the cpu. `local` is the
+ * rank's tp part (the model at tp 1), sharded over the dp group. */
+void pb_zero_plan_memory_mesh(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env, pb_mesh mesh,
+                              pb_mem_parts *dev)
 {
-    int n = cfg->devices, row0 = 0, rows = 0;
+    static pb_model part; /* large for a stack; the plan runs before any thread */
+    const pb_model *local = model;
+    if (mesh.tp > 1) {
+        if (pb_model_describe_tp(model->ops, &model->shape, mesh.tp, &part) != PB_OK) {
+            pb_error_clear(); /* validation refused it already */
+            return;
+        }
+        local = &part;
+    }
+    int n = mesh.dp, row0 = 0, rows = 0;
     pb_input_shard(cfg->shape.batch, n, n - 1, &row0, &rows); /* the last rank's shard: the largest */
     double e = (double)pb_memplan_act_elem(cfg, env->host_is_device), f = sizeof(float);
     pb_zero_layout g;
-    pb_zero_layout_of(cfg, model, n, &g);
+    pb_zero_layout_of(cfg, local, n, &g);
     double shard = (double)g.shard * f, block = (double)g.max_block * f;
     dev->params += cfg->zero_stage < 3 ? (double)g.padded * f : shard + 2.0 * block;
     dev->grads += shard + (cfg->zero_stage == 1 ? (double)g.padded * f : g.grad_slots * block);
     dev->optim += shard * (cfg->optimizer == PB_OPT_ADAMW ? 2 : 1);
-    dev->acts += model->ops->stage_bytes(model, 0, model->n_blocks, rows, 1, e, false) + f +
-                 (double)rows * (double)pb_model_target_bytes(model);
+    dev->acts += local->ops->stage_bytes(local, 0, local->n_blocks, rows, 1, e, false) + f +
+                 (double)rows * (double)pb_model_target_bytes(local);
     pb_memplan_add_staging(model, rows, pb_memplan_in_place(cfg, env), dev);
+}
+
+static void zero_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
+                             pb_mem_parts *dev)
+{
+    pb_zero_plan_memory_mesh(cfg, model, env, (pb_mesh){.dp = cfg->devices, .tp = 1, .pp = 1}, dev);
 }
 
 const pb_strategy pb_strategy_zero = {

@@ -6,6 +6,9 @@
 #include <stddef.h>
 
 #include "../harness/config.h"
+#include "../harness/memplan.h"
+#include "../harness/mesh.h"
+#include "strategy.h"
 #include "../workloads/workload.h"
 #include "volume.h"
 
@@ -16,12 +19,27 @@ typedef struct pb_zero_layout {
     size_t max_block; /* the largest padded block: a gather or gradient buffer */
     int max_bucket_blocks; /* the most blocks a --bucket-mb bucket holds */
     int grad_slots;   /* stages 2 and 3: gradient buffers of max_block floats */
+    size_t last_chunk; /* the last block's chunk: stage 3 gathers it once, for forward and backward */
 } pb_zero_layout;
 
 void pb_zero_layout_of(const pb_config *cfg, const pb_model *model, int ranks, pb_zero_layout *out);
 
+/* The floats a rank hands the all-gathers per step: its shard, at stage 3
+ * twice less the last block's chunk (its backward reuses forward's gather). */
+size_t pb_zero_gathered(const pb_config *cfg, const pb_zero_layout *g);
+
 /* Per rank per step, a ring's wire volume: reduce-scatter (N-1) x shard x 4
- * bytes (padding counted as sent); all-gather the same, twice at stage 3. */
+ * bytes (padding counted as sent); all-gather (N-1) x pb_zero_gathered x 4. */
 void pb_zero_bytes(const pb_config *cfg, const pb_model *model, int ranks, pb_comm_bytes *out);
+
+/* ZeRO over a mesh's dp group (pp 1): each rank's tp part of the model
+ * (pb_model_describe_tp; the whole model at tp 1) sharded across the D
+ * ranks holding the same part, tp's all-reduces on the tp group.
+ * --strategy zero is the mesh dp N, tp 1; --strategy mesh --zero-stage S
+ * runs it with the strategy table pb_strategy_zero's other slots. */
+pb_status pb_zero_init_mesh(const pb_strategy_ctx *ctx, pb_mesh mesh, void **state);
+/* What a rank's device holds at its peak under the mesh (memplan). */
+void pb_zero_plan_memory_mesh(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env, pb_mesh mesh,
+                              pb_mem_parts *dev);
 
 #endif /* PB_ZERO_H */

@@ -376,8 +376,9 @@ static const char *rank_comm(const pb_pred_work *w) { return strcmp(w->backend, 
 /* ZeRO (strategies/zero.c): ddp's shard of the batch; block l's span padded
  * to n chunks of c[l] floats; on the one comm queue (the comm thread or
  * stream, in issue order): stage 3's gather of each block before its
- * forward and again before its backward, the next block's issued when a
- * block starts (the prefetch); each block's reduce-scatter once a bucket of
+ * forward and again before its backward (but the last block's, kept), the
+ * next block's issued when a block starts (the prefetch), block 0's of the
+ * next step by the optimizer; each block's reduce-scatter once a bucket of
  * whole blocks of at least bucket_mb is complete (all after backward with
  * no_overlap); stages 1 and 2's all-gather of each block once the optimizer
  * has updated its chunk, waited by the next forward. Exposed: what the
@@ -406,14 +407,15 @@ static void predict_zero(const pb_pred_work *w, const pb_pred_net *net, const pb
     }
     double fwd = p.fwd * f, bwd = p.bwd * f, opt = p.opt * f * S / (w->params > 0 ? w->params : S);
     double now = 0, q = 0, wait = 0;
-    if (z == 3) q = ready[0] = ag[0];
+    /* stage 3: block 0's gather left in flight by the last step's optimizer */
+    if (z == 3) q = ready[0] = fmax(0, ag[0] - p.load - p.h2d);
     for (int l = 0; l < L; l++) {
         double start = z == 3 ? fmax(now, ready[l]) : now;
         wait += start - now;
         if (z == 3 && l + 1 < L) q = ready[l + 1] = fmax(q, start) + ag[l + 1];
         now = start + fwd * layer_weights(w, l) / tw;
     }
-    if (z == 3) q = ready[L - 1] = fmax(q, now) + ag[L - 1];
+    if (z == 3) ready[L - 1] = now; /* the last block's backward reuses forward's gather */
     double cap = t->bucket_mb * 1048576.0, acc = 0;
     int top = L - 1, most = 0; /* the bucket's highest block; the most blocks a bucket holds */
     for (int l = L - 1; l >= 0; l--) {
@@ -444,17 +446,17 @@ static void predict_zero(const pb_pred_work *w, const pb_pred_net *net, const pb
         qa = fmax(qa, o) + ag[l];
     }
     double ag_exposed = fmax(0, qa - opt - p.load - p.h2d);
-    double passes = z == 3 ? 2 : 1;
+    double passes = z == 3 ? 2 : 1, last = z == 3 ? 1 : 0; /* stage 3 gathers the last block once */
     r->compute_ms = p.load + p.h2d + fwd + bwd + opt;
     r->reduce_scatter_ms = n > 1 ? rs_sum : 0;
-    r->allgather_ms = n > 1 ? passes * ag_sum : 0;
+    r->allgather_ms = n > 1 ? passes * ag_sum - last * ag[L - 1] : 0;
     r->comm_ms = r->reduce_scatter_ms + r->allgather_ms;
     r->comm_exposed_ms = spare_cores(net, per_node, thr) ? wait + rs_exposed + ag_exposed : r->comm_ms;
     if (n <= 1) r->comm_exposed_ms = 0;
     r->step_ms = r->compute_ms + r->comm_exposed_ms;
     r->collectives = n > 1 ? src : "none";
     r->reduce_scatter_bytes = (n - 1) * S * 4.0;
-    r->allgather_bytes = passes * (n - 1) * S * 4.0;
+    r->allgather_bytes = (n - 1) * (passes * S - last * c[L - 1]) * 4.0;
     /* docs/strategies.md "zero", memory by stage (zero_plan_memory) */
     double G = fmin(L, most + 2), M = opt_states(w), Pp = n * S;
     double state = z == 1 ? Pp + Pp + S + M * S : z == 2 ? Pp + G * K + S + M * S : S + 2 * K + G * K + S + M * S;

@@ -59,6 +59,7 @@ typedef struct combo {
     char map[4 * PB_MAX_STAGES]; /* --device-map for one-process strategies beyond the GPUs */
     int threads;                 /* --threads the sweep gives it (the cpu rule); 0: none */
     char mesh[3][12];            /* a mesh spec's --dp, --tp, --pp values */
+    char microbatches[12];       /* a pipeline's --microbatches (pp > 1) */
     bool reference;              /* single x1 run only as the reference of other device counts */
     pb_config cfg;               /* validated: what the rows must match */
     int have, todo;              /* ok rows already in --out; runs left */
@@ -79,7 +80,8 @@ static void usage(void)
            "                   [--optimizer O] [--seed N] [--lr X] [-- RUN FLAGS...]\n\n"
            "  --strategies LIST  strategies to run; zero1, zero2, zero3: zero at that --zero-stage;\n"
            "                     dp2xtp2 (dpD, tpT, ppP joined by x): mesh --dp 2 --tp 2 on its 4 devices,\n"
-           "                     whatever --gpus lists [single,dp,mp,ddp]\n"
+           "                     whatever --gpus lists; pp: mesh --pp N on each count N; a pipeline\n"
+           "                     runs 1f1b over 2P microbatches unless the run flags say [single,dp,mp,ddp]\n"
            "  --gpus LIST        device counts [1,2]\n"
            "  --workload NAME    model preset [mlp-xs]\n"
            "  --scaling MODE     weak: the per-device batch is kept (global = per-device x devices);\n"
@@ -145,14 +147,18 @@ static bool mesh_spec(const char *name, int size[3])
     return seen != 0;
 }
 
+/* "pp": a pipeline of the combination's devices, mesh --pp N (docs/
+ * sweep.md), as dp2xtp2 is a mesh of its own */
+static bool pp_spec(const char *name) { return strcmp(name, "pp") == 0; }
+
 /* "zero1", "zero2", "zero3": zero at that --zero-stage, so one sweep lists
- * the stages side by side; *stage "" for any other name; a mesh spec:
- * "mesh" */
+ * the stages side by side; *stage "" for any other name; a mesh spec or
+ * "pp": "mesh" */
 static const char *base_strategy(const char *name, char stage[2])
 {
     int size[3];
     stage[0] = '\0';
-    if (mesh_spec(name, size)) return "mesh";
+    if (mesh_spec(name, size) || pp_spec(name)) return "mesh";
     if (strncmp(name, "zero", 4) != 0 || name[4] < '1' || name[4] > '3' || name[5]) return name;
     stage[0] = name[4];
     stage[1] = '\0';
@@ -173,7 +179,7 @@ static pb_status parse_strategies(sweep_opts *o, const char *text)
         name[n] = '\0';
         char stage[2];
         if (!pb_find_strategy(base_strategy(name, stage)))
-            return pb_usage_error("sweep --strategies: unknown '%s'; allowed: %s, zero1, zero2, zero3, "
+            return pb_usage_error("sweep --strategies: unknown '%s'; allowed: %s, zero1, zero2, zero3, pp, "
                                   "meshes as dp2xtp2 (dpD, tpT, ppP joined by x)", name,
                                   pb_strategy_names());
         for (int i = 0; i < o->n_strategies; i++)
@@ -303,6 +309,16 @@ static pb_status parse_opts(sweep_opts *o, int argc, char **argv, bool *help)
     return PB_OK;
 }
 
+/* flag among the run flags (the sweep's own, or after --), as --flag or
+ * --flag=value */
+static bool flag_given(const sweep_opts *o, const char *flag)
+{
+    size_t n = strlen(flag);
+    for (int i = 0; i < o->n_fwd; i++)
+        if (strncmp(o->fwd[i], flag, n) == 0 && (o->fwd[i][n] == '\0' || o->fwd[i][n] == '=')) return true;
+    return false;
+}
+
 /* The child's arguments after argv[0]: run, the combination, the sweep's
  * run flags. Strings point into c, o and the static buffers of c. */
 static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[3][16])
@@ -319,13 +335,24 @@ static int child_args(const sweep_opts *o, combo *c, char *args[], char bufs[3][
         args[n++] = "--zero-stage";
         args[n++] = c->strategy + 4;
     }
-    int size[3];
-    if (mesh_spec(c->strategy, size)) {
+    int size[3] = {1, 1, c->devices};
+    if (pp_spec(c->strategy) || mesh_spec(c->strategy, size)) {
         static const char *const flags[3] = {"--dp", "--tp", "--pp"};
         for (int a = 0; a < 3; a++) {
             snprintf(c->mesh[a], sizeof c->mesh[a], "%d", size[a]);
             args[n++] = (char *)flags[a];
             args[n++] = c->mesh[a];
+        }
+        /* a pipeline as it is meant to run: 1F1B, 2P microbatches (its
+         * bubble (P-1)/(3P-1)), unless the run flags choose */
+        if (size[2] > 1 && !flag_given(o, "--schedule")) {
+            args[n++] = "--schedule";
+            args[n++] = "1f1b";
+        }
+        if (size[2] > 1 && !flag_given(o, "--microbatches")) {
+            snprintf(c->microbatches, sizeof c->microbatches, "%d", 2 * size[2]);
+            args[n++] = "--microbatches";
+            args[n++] = c->microbatches;
         }
     }
     args[n++] = "--gpus";
@@ -757,7 +784,7 @@ static void print_table(const sweep_opts *o, const combo *cs, int n, int per_dev
 /* Validates a combination's run in-process, as the child will. */
 static pb_status validate(const sweep_opts *o, combo *c)
 {
-    char *args[MAX_FWD + 24], bufs[3][16];
+    char *args[MAX_FWD + 32], bufs[3][16];
     int n = child_args(o, c, args, bufs);
     bool help = false;
     pb_config_defaults(&c->cfg);
@@ -770,12 +797,7 @@ static pb_status validate(const sweep_opts *o, combo *c)
 /* ---- BLAS threads on the cpu backend ---------------------------------------- */
 
 /* --threads among the run flags (the sweep's own, or after --) */
-static bool threads_given(const sweep_opts *o)
-{
-    for (int i = 0; i < o->n_fwd; i++)
-        if (strncmp(o->fwd[i], "--threads", 9) == 0 && (o->fwd[i][9] == '\0' || o->fwd[i][9] == '=')) return true;
-    return false;
-}
+static bool threads_given(const sweep_opts *o) { return flag_given(o, "--threads"); }
 
 /* The cpu rule (docs/sweep.md, "Threads"): without --threads, each device
  * of an N-device run on the cpu backend gets cores/N BLAS threads (at
@@ -912,7 +934,7 @@ static int sweep_runs(const sweep_opts *o, combo *cs, int n, int per_device, cha
                      c->oversubscribed ? " (oversubscribed)" : "", ref_text, c->batch, r + 1, o->repeats);
             double elapsed = now_s() - t0;
             draw_bar(tty, done, total, label, done ? elapsed / done * (total - done) : NAN);
-            char *args[MAX_FWD + 24], bufs[3][16];
+            char *args[MAX_FWD + 32], bufs[3][16];
             child_args(o, c, args + 1, bufs);
             args[0] = self;
             double start = now_s();
@@ -1012,7 +1034,7 @@ int pb_cmd_sweep(int argc, char **argv)
         snprintf(probe.strategy, sizeof probe.strategy, "single");
         probe.devices = 1;
         probe.batch = o.batch ? o.batch : pb_find_workload(o.workload)->shape.batch;
-        char *args[MAX_FWD + 24], bufs[3][16];
+        char *args[MAX_FWD + 32], bufs[3][16];
         int n = child_args(&o, &probe, args, bufs);
         bool h = false;
         pb_config_defaults(&probe.cfg);

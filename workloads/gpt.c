@@ -74,6 +74,9 @@ static pb_status gpt_describe(const pb_shape *s, pb_model *out)
                 add_tensor(out, 1 + l, name, layer[k].rows ? (size_t)layer[k].rows * C : 0, size, layer[k].decay, &off);
             t->tp = (pb_tp_split)layer[k].tp;
             t->tp_parts = layer[k].parts;
+            /* a block's four weights: each gradient is one GEMM's output
+             * (the tied lm_head's is summed into wte's, so it is not) */
+            t->gemm_grad = layer[k].rows != 0;
         }
         double n = (double)(off - p0);
         /* 6 per parameter per token, and attention's two T x T GEMMs per
@@ -220,7 +223,9 @@ static pb_status gpt_gemm_reference(const pb_model *m, const pb_backend *be, pb_
     in[n] = C;
     outs[n++] = pb_gpt_padded_vocab(s->vocab);
     double weights_ms = 0.0, attention_ms = 0.0;
-    pb_status st = be->gemm_reference(dev, n, in, outs, rows * s->seq, dw_beta, reps, &weights_ms);
+    /* first_dx: the step's first QKV projection passes its input gradient
+     * down to the embeddings, so that GEMM is the step's too */
+    pb_status st = be->gemm_reference(dev, n, in, outs, rows * s->seq, dw_beta, true, reps, &weights_ms);
     if (st != PB_OK) return st;
     if (be->transformer && be->transformer->attention_gemms_ms) {
         st = be->transformer->attention_gemms_ms(dev, s->layers, rows, s->seq, C, s->heads, reps, &attention_ms);

@@ -162,7 +162,7 @@ static pb_status mlp_gemm_reference(const pb_model *m, const pb_backend *be, pb_
         in[l] = (int)m->block[l].in_elems;
         outs[l] = (int)m->block[l].out_elems;
     }
-    return be->gemm_reference(dev, m->n_blocks, in, outs, rows, dw_beta, reps, ms);
+    return be->gemm_reference(dev, m->n_blocks, in, outs, rows, dw_beta, false, reps, ms);
 }
 
 static void mlp_shape_str(const pb_shape *s, char *buf, size_t len)

@@ -122,6 +122,13 @@ typedef struct pb_model {
      * activations through pb_stage_hooks.tp_allreduce. 0 or 1: the whole
      * model. Block FLOPs stay the whole model's. */
     int tp;
+    /* with tp > 1, set by the strategy (--sequence-parallel, workloads with
+     * a seq only): Megatron's sequence parallelism. Between a row-parallel
+     * and the next column-parallel layer the stage keeps 1/tp of the token
+     * rows (rank r the r-th contiguous part) and uses the hooks'
+     * tp_reduce_scatter / tp_allgather there instead of tp_allreduce.
+     * in_elems / out_elems stay the whole widths. */
+    bool seq_parallel;
 } pb_model;
 
 /* A stage: blocks [b0, b1) of the model on one device, with activation
@@ -190,8 +197,22 @@ typedef struct pb_stage_hooks {
      * values at buf over the tensor-parallel ranks, in place. The stage calls
      * it at Megatron's points: after a row-parallel layer's GEMM in forward
      * (g; its bias is added after the sum), and on a column-parallel
-     * layer's input gradient in backward (f), each rank's part summed */
+     * layer's input gradient in backward (f), each rank's part summed;
+     * under sequence parallel only the LayerNorms' weight and bias
+     * gradients instead (of the rank's tokens, summed) */
     pb_status (*tp_allreduce)(void *arg, void *buf, size_t n);
+    /* sequence parallel (pb_model.seq_parallel): n is the whole buffer's
+     * floats, rank r's part its r-th of tp equal parts. tp_reduce_scatter
+     * sums `in` (n) over the ranks and writes this rank's part of the sum
+     * to `out` (n / tp; disjoint from in, or in place at in + its part);
+     * Megatron's row-parallel output in forward, its
+     * all-gather's backward. tp_allgather fills buf (n) in place from every
+     * rank's part (this rank's already at its place); a column-parallel
+     * layer's input in forward, the reduce-scatter's backward. tp_rank: this
+     * rank's index in the tensor-parallel group */
+    pb_status (*tp_reduce_scatter)(void *arg, const void *in, void *out, size_t n);
+    pb_status (*tp_allgather)(void *arg, void *buf, size_t n);
+    int tp_rank;
     void *arg;
 } pb_stage_hooks;
 

@@ -233,6 +233,30 @@ static void gemm_input_grad(int m, int n, int k, const float *dy, const float *w
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0f, dy, n, w, k, beta, dx, k);
 }
 
+/* z[i, :] = r[i, :] + b: the residual's prefill, the bias added in the
+ * same pass */
+SIMD_CLONES static void fill_rows_res(int m, int n, const float *restrict b, const float *restrict r,
+                                      float *restrict z)
+{
+    for (int i = 0; i < m; i++) {
+        float *restrict row = z + (size_t)i * (size_t)n;
+        const float *restrict rr = r + (size_t)i * (size_t)n;
+        for (int j = 0; j < n; j++) row[j] = rr[j] + b[j];
+    }
+}
+
+pb_status pb_cpu_gemm_residual_fwd(pb_device *dev, const pb_gemm *g, const float *res)
+{
+    (void)dev;
+    pb_status st = PB_OK;
+    PB_REQUIRE(g->epilogue == PB_EPI_BIAS && g->bias && (const void *)res != g->y, PB_ERR_INTERNAL,
+               "gemm_residual_fwd takes the bias epilogue and a residual apart from y");
+    fill_rows_res(g->m, g->n, g->bias, res, g->y);
+    gemm_forward(g->m, g->n, g->k, g->x, g->w, 1.0f, g->y);
+cleanup:
+    return st;
+}
+
 static pb_status cpu_gemm_fwd(pb_device *dev, const pb_gemm *g)
 {
     (void)dev;
@@ -666,7 +690,8 @@ static void fill_uniform(float *p, size_t n, uint64_t seed)
  * one weight buffer would let it sit in cache and flatter the reference).
  * The top gradient comes from a fixed buffer so repeated sets cannot shrink
  * into denormals. */
-static void gemm_step(const gemm_bufs *b, int n, const int *in, const int *out, int m, float dw_beta)
+static void gemm_step(const gemm_bufs *b, int n, const int *in, const int *out, int m, float dw_beta,
+                      bool first_dx)
 {
     size_t wo = 0, ao = 0;
     for (int l = 0; l < n; l++) {
@@ -681,7 +706,7 @@ static void gemm_step(const gemm_bufs *b, int n, const int *in, const int *out, 
         ao -= (size_t)m * in[l];
         const float *dy = l == n - 1 ? b->top : b->dz[cur];
         gemm_weight_grad(m, out[l], in[l], dy, b->act + ao, dw_beta, b->dw + wo);
-        if (l == 0) break; /* no input gradient below the first layer */
+        if (l == 0 && !first_dx) break; /* no input gradient below the first layer */
         gemm_input_grad(m, out[l], in[l], dy, b->w + wo, 0.0f, b->dz[cur ^ 1]);
         cur ^= 1;
     }
@@ -725,7 +750,7 @@ cleanup:
 }
 
 static pb_status cpu_gemm_reference(pb_device *dev, int n_layers, const int *in, const int *out, int m,
-                                    float dw_beta, int reps, double *ms)
+                                    float dw_beta, bool first_dx, int reps, double *ms)
 {
     pb_status st = PB_OK;
     double t[64];
@@ -735,10 +760,10 @@ static pb_status cpu_gemm_reference(pb_device *dev, int n_layers, const int *in,
     gemm_bufs *b = &dev->ref;
     bool fresh = b->w_elems < z.w_total || b->act_elems < z.act_total || b->dz_elems < z.grad;
     PB_TRY(ensure_gemm_bufs(dev, z.w_total, z.act_total, z.grad));
-    if (fresh) gemm_step(b, n_layers, in, out, m, dw_beta); /* warm-up: pages, BLAS buffers */
+    if (fresh) gemm_step(b, n_layers, in, out, m, dw_beta, first_dx); /* warm-up: pages, BLAS buffers */
     for (int i = 0; i < reps; i++) {
         double t0 = pb_now_ms();
-        gemm_step(b, n_layers, in, out, m, dw_beta);
+        gemm_step(b, n_layers, in, out, m, dw_beta, first_dx);
         t[i] = pb_now_ms() - t0;
     }
     qsort(t, (size_t)reps, sizeof t[0], cmp_double);

@@ -147,6 +147,7 @@ const pb_transformer_ops pb_cpu_transformer_ops = {
     .attention_scratch = pb_cpu_attention_scratch,
     .classifier = classifier,
     .residual_layernorm_fwd = residual_layernorm_fwd,
+    .gemm_residual_fwd = pb_cpu_gemm_residual_fwd,
     .bf16_act = false,
     .attention_gemms_ms = attention_gemms_ms,
 };

@@ -7,4 +7,7 @@
 
 extern const pb_transformer_ops pb_cpu_transformer_ops;
 
+/* pb_transformer_ops.gemm_residual_fwd (backend_cpu.c, beside gemm_fwd) */
+pb_status pb_cpu_gemm_residual_fwd(pb_device *dev, const pb_gemm *g, const float *res);
+
 #endif /* PB_BACKEND_CPU_GPT_H */

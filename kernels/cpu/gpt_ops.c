@@ -17,6 +17,9 @@
  * clamped constant, which the vectoriser then runs all of under masks: the
  * GELU loops divided three times per vector instead of once (2.5x slower). */
 #pragma GCC optimize("no-thread-jumps")
+/* A zeroing or copying loop stays a loop: turned into a memset call per
+ * softmax row, the call cost more than the row's exps at T = 32 */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
 #endif
 #include <cblas.h>
 #include <math.h>
@@ -140,6 +143,19 @@ static inline float lanes_dot(const float *a, const float *b, int n)
     return hsum8(s, acc);
 }
 
+/* the largest lane, as a tree (a chain of eight compares was a latency
+ * the softmax's short rows paid per row); exact, so in any order the
+ * same float, but for a zero's sign, which no later use tells apart */
+static inline float max8(v8f v)
+{
+#define PB_MAX2(a, b) ((a) > (b) ? (a) : (b))
+    float a = PB_MAX2(v[0], v[4]), b = PB_MAX2(v[1], v[5]), c = PB_MAX2(v[2], v[6]), d = PB_MAX2(v[3], v[7]);
+    a = PB_MAX2(a, c);
+    b = PB_MAX2(b, d);
+    return PB_MAX2(a, b);
+#undef PB_MAX2
+}
+
 #define EXP_BLOCK 16
 
 /* e[j] = exp(z[j] - m) for j < n (e may be z); returns their sum. In blocks
@@ -183,12 +199,53 @@ void pb_cpu_encoder_bwd(float *dwte, float *dwpe, const float *dout, const int *
 
 /* --- layernorm ------------------------------------------------------------ */
 
+/* LN_ROWS rows at a time, each with its own accumulators and in the same
+ * order as one row alone (the same bits): a row of 64 is a chain of eight
+ * dependent vector adds per reduction, and rows side by side keep the
+ * adders busy where one row waited on its own chain (25 ns a row of 64) */
+#define LN_ROWS 4
+
 VEC_CLONES void pb_cpu_layernorm_fwd(float *restrict out, float *restrict mean, float *restrict rstd,
                                      const float *restrict x, const float *restrict w, const float *restrict b, int N,
                                      int C)
 {
     const int C8 = C & ~7;
-    for (int r = 0; r < N; r++) {
+    int r0 = 0;
+    for (; r0 + LN_ROWS <= N; r0 += LN_ROWS) {
+        const float *xr = x + (size_t)r0 * (size_t)C;
+        float m[LN_ROWS], v[LN_ROWS], s[LN_ROWS];
+        v8f acc[LN_ROWS];
+        for (int k = 0; k < LN_ROWS; k++) acc[k] = splat8(0.0f);
+        for (int i = 0; i < C8; i += 8)
+            for (int k = 0; k < LN_ROWS; k++) acc[k] += load8(xr + (size_t)k * C + i);
+        for (int k = 0; k < LN_ROWS; k++) {
+            m[k] = 0.0f;
+            for (int i = C8; i < C; i++) m[k] += xr[(size_t)k * C + i];
+            m[k] = hsum8(m[k], acc[k]) / (float)C;
+            acc[k] = splat8(0.0f);
+        }
+        /* two passes: the variance from centred values does not cancel
+         * catastrophically as E[x^2] - m^2 does on a large residual stream */
+        for (int i = 0; i < C8; i += 8)
+            for (int k = 0; k < LN_ROWS; k++) {
+                v8f d = load8(xr + (size_t)k * C + i) - splat8(m[k]);
+                acc[k] += d * d;
+            }
+        for (int k = 0; k < LN_ROWS; k++) {
+            v[k] = 0.0f;
+            for (int i = C8; i < C; i++) v[k] += (xr[(size_t)k * C + i] - m[k]) * (xr[(size_t)k * C + i] - m[k]);
+            v[k] = hsum8(v[k], acc[k]) / (float)C;
+            s[k] = 1.0f / sqrtf(v[k] + PB_LAYERNORM_EPS);
+        }
+        for (int k = 0; k < LN_ROWS; k++) {
+            const float *xk = xr + (size_t)k * C;
+            float *o = out + (size_t)(r0 + k) * (size_t)C;
+            for (int i = 0; i < C; i++) o[i] = (xk[i] - m[k]) * s[k] * w[i] + b[i];
+            mean[r0 + k] = m[k];
+            rstd[r0 + k] = s[k];
+        }
+    }
+    for (int r = r0; r < N; r++) {
         const float *xr = x + (size_t)r * (size_t)C;
         float *o = out + (size_t)r * (size_t)C;
         float m = 0.0f, v = 0.0f;
@@ -196,8 +253,6 @@ VEC_CLONES void pb_cpu_layernorm_fwd(float *restrict out, float *restrict mean, 
         for (int i = 0; i < C8; i += 8) acc += load8(xr + i);
         for (int i = C8; i < C; i++) m += xr[i];
         m = hsum8(m, acc) / (float)C;
-        /* two passes: the variance from centred values does not cancel
-         * catastrophically as E[x^2] - m^2 does on a large residual stream */
         const v8f vm = splat8(m);
         acc = splat8(0.0f);
         for (int i = 0; i < C8; i += 8) {
@@ -368,44 +423,72 @@ static void gemm_dq_dk(const head *hd, const float *ds)
  * Each pass runs over the blocks of 8 that hold columns 0..t (the causal
  * part rounded up to 8, its last block masked by a compare), not over the
  * whole row: the per-row overhead is what costs at T = 32, and half of a
- * row's blocks are above the diagonal on average. Only a row longer than
- * the last whole block of 8 (T not a multiple of 8) ends in scalar
- * columns. */
+ * row's blocks are above the diagonal on average. So every pass is whole
+ * 8-float vectors: the exp of a block is computed for all 8 lanes (vexpf
+ * of any float is finite or NaN, and a masked lane's is dropped by the
+ * select), the scaling multiplies whole blocks, and the zeros above the
+ * causal part are vector stores, not a memset call per row (that call and
+ * the scalar ends of the old loops were two thirds of the op's time at
+ * T = 32). Only a row longer than the last whole block of 8 (T not a
+ * multiple of 8) ends in scalar columns. */
 VEC_CLONES static void causal_softmax(float *p, int T)
 {
     const int T8 = T & ~7;
-    for (int t = 0; t < T; t++) {
-        float *row = p + (size_t)t * (size_t)T;
-        int n = t + 1, end = (n + 7) & ~7;
-        if (end > T8) end = T8;
-        /* the max (a masked lane keeps the running max) */
-        const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7}, tt = {t, t, t, t, t, t, t, t};
-        v8f acc = splat8(row[0]);
-        for (int j = 0; j < end; j += 8) {
-            v8i in = lane + (v8i){j, j, j, j, j, j, j, j} <= tt;
-            v8f v = (v8f)(((v8i)load8(row + j) & in) | ((v8i)acc & ~in));
-            v8i gt = v > acc;
-            acc = (v8f)(((v8i)v & gt) | ((v8i)acc & ~gt));
+    const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    /* the rows' 1/sum, for a chunk of rows at a time: the exps of a chunk
+     * first, then its scaling, so that no row's chain of max, exp, sum,
+     * division and scaling waits on the one before (the division's
+     * latency was the op's largest single cost) */
+    enum { CHUNK = 64 };
+    float inv[CHUNK];
+    for (int t0 = 0; t0 < T; t0 += CHUNK) {
+        const int t1 = t0 + CHUNK < T ? t0 + CHUNK : T;
+        for (int t = t0; t < t1; t++) {
+            float *row = p + (size_t)t * (size_t)T;
+            int n = t + 1, end = (n + 7) & ~7;
+            if (end > T8) end = T8;
+            /* the max (a masked lane keeps the running max) */
+            const v8i tt = {t, t, t, t, t, t, t, t};
+            v8f acc = splat8(row[0]);
+            for (int j = 0; j < end; j += 8) {
+                v8i in = lane + (v8i){j, j, j, j, j, j, j, j} <= tt;
+                v8f v = (v8f)(((v8i)load8(row + j) & in) | ((v8i)acc & ~in));
+                v8i gt = v > acc;
+                acc = (v8f)(((v8i)v & gt) | ((v8i)acc & ~gt));
+            }
+            float m = max8(acc);
+            for (int j = end; j < n; j++) m = row[j] > m ? row[j] : m;
+            /* exp, 0 above the diagonal, and the sum */
+            v8f sum = splat8(0.0f);
+            for (int j = 0; j < end; j += 8) {
+                v8i in = lane + (v8i){j, j, j, j, j, j, j, j} <= tt;
+                float e[8];
+                for (int l = 0; l < 8; l++) e[l] = vexpf(row[j + l] - m);
+                v8f v = (v8f)((v8i)load8(e) & in);
+                memcpy(row + j, &v, sizeof v);
+                sum += v;
+            }
+            float tail = 0.0f;
+            for (int j = end; j < n; j++) {
+                row[j] = vexpf(row[j] - m);
+                tail += row[j];
+            }
+            inv[t - t0] = 1.0f / hsum8(tail, sum); /* >= 1: the max's own term is exp(0) */
         }
-        float m = row[0];
-        for (int l = 0; l < LANES; l++) m = acc[l] > m ? acc[l] : m;
-        for (int j = end; j < n; j++) m = row[j] > m ? row[j] : m;
-        /* exp, 0 above the diagonal, and the sum */
-        v8f sum = splat8(0.0f);
-        for (int j = 0; j < end; j += 8) {
-            for (int l = 0; l < 8; l++) row[j + l] = j + l <= t ? vexpf(row[j + l] - m) : 0.0f;
-            sum += load8(row + j);
+        for (int t = t0; t < t1; t++) {
+            float *row = p + (size_t)t * (size_t)T;
+            int n = t + 1, end = (n + 7) & ~7;
+            if (end > T8) end = T8;
+            const float s = inv[t - t0];
+            const v8f vs = splat8(s), zero = splat8(0.0f);
+            for (int j = 0; j < end; j += 8) {
+                v8f v = load8(row + j) * vs;
+                memcpy(row + j, &v, sizeof v);
+            }
+            for (int j = end; j < n; j++) row[j] *= s;
+            for (int j = end; j < T8; j += 8) memcpy(row + j, &zero, sizeof zero);
+            for (int j = n > T8 ? n : T8; j < T; j++) row[j] = 0.0f;
         }
-        float tail = 0.0f;
-        for (int j = end; j < n; j++) {
-            row[j] = vexpf(row[j] - m);
-            tail += row[j];
-        }
-        int zero_from = n > end ? n : end;
-        if (zero_from < T) memset(row + zero_from, 0, (size_t)(T - zero_from) * sizeof(float));
-        float inv = 1.0f / hsum8(tail, sum); /* >= 1: the max's own term is exp(0) */
-        int last = n > end ? n : end;
-        for (int j = 0; j < last; j++) row[j] *= inv;
     }
 }
 

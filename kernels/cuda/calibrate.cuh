@@ -131,6 +131,7 @@ typedef struct step_args {
     void *act, *w, *top, *dz[2]; /* activation type */
     float *dw;
     float dw_beta;
+    bool first_dx; /* layer 0's input gradient too (a GPT's) */
 } step_args;
 
 /* The step's GEMMs exactly as gemm_fwd/gemm_bwd issue them (same keys),
@@ -164,7 +165,7 @@ static pb_status step_set(pb_device *dev, void *arg)
         mm_key key = make_key(dev, k, n, m, false, true, act, CUDA_R_32F, CUBLASLT_EPILOGUE_DEFAULT, x, k,
                               dy, n, dw, k, NULL, -1, NULL, 0);
         PB_TRY(matmul_plain(dev, key, x, dy, dw, a->dw_beta, "weight-gradient"));
-        if (l == 0) break;
+        if (l == 0 && !a->first_dx) break;
         key = make_key(dev, k, m, n, false, false, act, act, CUBLASLT_EPILOGUE_DEFAULT, w, k, dy, n,
                        a->dz[cur ^ 1], k, NULL, -1, NULL, 0);
         PB_TRY(matmul_plain(dev, key, w, dy, a->dz[cur ^ 1], 0.0f, "input-gradient"));
@@ -175,10 +176,10 @@ cleanup:
 }
 
 static pb_status cuda_gemm_reference(pb_device *dev, int n_layers, const int *in, const int *out,
-                                     int m, float dw_beta, int reps, double *ms)
+                                     int m, float dw_beta, bool first_dx, int reps, double *ms)
 {
     pb_status st = PB_OK;
-    step_args a = {n_layers, m, in, out, NULL, NULL, NULL, {NULL, NULL}, NULL, dw_beta};
+    step_args a = {n_layers, m, in, out, NULL, NULL, NULL, {NULL, NULL}, NULL, dw_beta, first_dx};
     pb_gemm_ref_sizes z = pb_gemm_ref_size(n_layers, in, out, m);
     PB_TRY(use_device(dev));
     PB_TRY(random_act(dev, z.act_total, &a.act));

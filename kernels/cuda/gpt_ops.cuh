@@ -26,6 +26,9 @@ static const pb_transformer_ops cuda_transformer_ops = {
     .attention_scratch = cuda_attention_scratch,
     .classifier = cuda_classifier,
     .residual_layernorm_fwd = cuda_residual_layernorm_fwd,
+    /* not yet (cuBLASLt's C = the residual with beta 1 would give it): the
+     * stage runs gemm_fwd, then residual_layernorm_fwd or residual_fwd */
+    .gemm_residual_fwd = NULL,
     /* These ops take bf16 activations (the launchers dispatch on the
      * device's precision; parameters and their gradients stay fp32), and
      * so do gemm_fwd / gemm_bwd, the GPT's other ops */

@@ -114,6 +114,20 @@ static void test_tp_gpt_against_run(void **state)
     check_against_run(state, args, 4);
 }
 
+/* --sequence-parallel: the residual stream, the residual after attention
+ * and the LayerNorms' statistics held for 1/T of the tokens, the head's
+ * gathered input whole (with the mesh's dp2 x tp2 below) */
+static void test_tp_gpt_sequence_parallel_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *args[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "tp", "--gpus", "4",
+                    "--sequence-parallel", NULL};
+    check_against_run(state, args, 4);
+    char *mesh[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "mesh", "--gpus", "4", "--dp", "2",
+                    "--tp", "2", "--sequence-parallel", NULL};
+    check_against_run(state, mesh, 4);
+}
+
 /* mesh dp2 x tp2: tp's part over a replica's half of the batch (the dp
  * all-reduce runs in place on the cpu) */
 static void test_mesh_against_run(void **state)
@@ -121,6 +135,30 @@ static void test_mesh_against_run(void **state)
     if (!PB_EXPECT_MPI) skip();
     char *args[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "mesh", "--gpus", "4", "--dp", "2",
                     "--tp", "2", "--optimizer", "adamw", NULL};
+    check_against_run(state, args, 4);
+}
+
+/* mesh dp2 x tp2 with ZeRO in the dp group: zero's plan over a rank's tp
+ * part (stage 3's two gathered blocks of the part, its gradient pool) */
+static void test_mesh_zero_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    static char *const stages[] = {"1", "3"};
+    for (int i = 0; i < 2; i++) {
+        char *args[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "mesh", "--gpus", "4", "--dp", "2",
+                        "--tp", "2", "--zero-stage", stages[i], "--optimizer", "adamw", NULL};
+        check_against_run(state, args, 4);
+    }
+}
+
+/* mesh tp2 x pp2 under 1F1B: a figure per stage (stage 0, rank 0's, with
+ * min(m, p) = 2 slots and the tied head's other end; stage 1 one slot, the
+ * targets and the input-gradient send slots), each what its ranks allocate */
+static void test_mesh_pp_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *args[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "mesh", "--gpus", "4", "--tp", "2",
+                    "--pp", "2", "--microbatches", "4", "--schedule", "1f1b", "--optimizer", "adamw", NULL};
     check_against_run(state, args, 4);
 }
 
@@ -294,8 +332,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ddp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tp_gpt_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_tp_gpt_sequence_parallel_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_zero_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mesh_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mesh_zero_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mesh_pp_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_overcommitted_run_refused, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_plan_columns_match_peak, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_device_cap, run_setup, run_teardown),

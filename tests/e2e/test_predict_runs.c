@@ -283,7 +283,10 @@ static void test_compare_predicted_pairs_by_stage_and_schedule(void **state)
     assert_int_equal(pb_csv_load(f->out, &c), PB_OK);
     assert_int_equal(c.nrows, 2);
     assert_string_equal(pb_csv_get(&c, 0, (size_t)pb_csv_find(&c, "zero_stage")), "3");
-    assert_true(col_num(&c, 0, "allgather_bytes_per_step") == 2 * col_num(&c, 0, "reduce_scatter_bytes_per_step"));
+    /* stage 3 gathers every block twice but the last (its backward keeps
+     * forward's gather): more than one pass, less than two */
+    double ag = col_num(&c, 0, "allgather_bytes_per_step"), rs = col_num(&c, 0, "reduce_scatter_bytes_per_step");
+    assert_true(ag > rs && ag < 2 * rs);
     assert_string_equal(pb_csv_get(&c, 1, (size_t)pb_csv_find(&c, "schedule")), "1f1b");
     char text[1024], meas[600];
     snprintf(text, sizeof text,

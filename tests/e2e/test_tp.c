@@ -8,7 +8,10 @@
  * all-reduces of b*s*h per GPT block; the MLP's per layer pair), the
  * tp_comm phase is timed and the phases add up to the step; shapes that do
  * not split are usage errors (exit 2, one line, no row); a hung rank is
- * named by the others' all-reduce deadline. The pieces
+ * named by the others' all-reduce deadline. --sequence-parallel on the GPT
+ * trains as single does on 2 and 4 ranks, its reduce-scatter, all-gather
+ * and all-reduce columns docs/strategies.md's formula, and what it does
+ * not apply to is a usage error. The pieces
  * (splits, shard mapping, gradients) are tests/unit/test_tp_lib.c. */
 #include "tests/common/test_run.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
@@ -163,6 +166,95 @@ static void test_shapes_that_do_not_split(void **state)
     expect_refused(state, hidden, "--hidden 256 is not divisible by --gpus 3");
 }
 
+/* docs/strategies.md, "Sequence parallel": per step, over T ranks, a ring
+ * reduce-scatter or all-gather of a whole b*s*h fp32 buffer S moving S
+ * (T-1)/T: 4L reduce-scatters (2 a block forward, 2 backward), 4L + 1
+ * all-gathers (the same and the head's input, the top block's backward one
+ * not needed, the embedding's backward one added), and 2L all-reduces of
+ * a LayerNorm's 2h weight and bias gradients */
+static void expect_sp_volume(const csv *c, int n)
+{
+    double L = csv_num(c, "layers"), h = csv_num(c, "d_model"), f = (n - 1.0) / n;
+    double S = csv_num(c, "batch_global") * csv_num(c, "seq") * h * 4.0;
+    const struct {
+        const char *col;
+        double want;
+    } kinds[] = {{"reduce_scatter_bytes_per_step", 4.0 * L * S * f},
+                 {"allgather_bytes_per_step", (4.0 * L + 1.0) * S * f},
+                 {"allreduce_bytes_per_step", 2.0 * L * 2.0 * f * 2.0 * h * 4.0},
+                 /* the payloads: each collective's whole buffer */
+                 {"comm_bytes_per_step", (8.0 * L + 1.0) * S + 2.0 * L * 2.0 * h * 4.0}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        double got = csv_num(c, kinds[k].col);
+        if (!(fabs(got - kinds[k].want) <= 1e-9 * kinds[k].want))
+            fail_msg("tp %d ranks --sequence-parallel: %s is '%s', the formula %.0f", n, kinds[k].col,
+                     csv_get(c, kinds[k].col), kinds[k].want);
+    }
+}
+
+/* Megatron's sequence parallelism on gpt-xs (L 2, s 32, h 64, b 8), 2 and
+ * 4 ranks, SGD and AdamW: single's training within the bounds plain tp
+ * keeps (AdamW: the QKV bias, test_gpt_matches_single), the volume by kind,
+ * the row saying it is on, tp_comm timed and the phases adding up */
+static void test_gpt_sequence_parallel_matches_single(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    static const char *const opts[] = {"sgd", "adamw"};
+    for (int n = 2; n <= 4; n += 2)
+        for (int o = 0; o < 2; o++) {
+            char *extra[] = {"--workload", "gpt-xs", "--sequence-parallel", "--iters", "10", "--verify",
+                             "--optimizer", (char *)opts[o], NULL};
+            bench_run *r = keep(state, run_tp(n, extra, NULL));
+            expect_exit(r, 0);
+            csv c;
+            csv_load(&c, r->csv_path);
+            assert_int_equal(c.rows, 1);
+            assert_string_equal(csv_get(&c, "status"), "ok");
+            assert_string_equal(csv_get(&c, "sequence_parallel"), "1");
+            double err = csv_num(&c, "verify_max_rel_err"), tol = o == 0 ? 1e-5 : 1e-3;
+            if (!(err <= tol))
+                fail_msg("tp %d --sequence-parallel %s: max relative error %g vs single, allowed %g", n, opts[o], err,
+                         tol);
+            expect_sp_volume(&c, n);
+            if (!(csv_num(&c, "tp_comm_ms") > 0)) fail_msg("tp_comm_ms is '%s'", csv_get(&c, "tp_comm_ms"));
+            expect_phases_add_up(&c);
+            csv_free(&c);
+        }
+}
+
+/* --sequence-parallel where it has no meaning: exit 2, one line naming
+ * the problem, nothing written */
+static void test_sequence_parallel_refused(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    static const struct {
+        const char *strategy;
+        int gpus;
+        char *extra[8];
+        const char *says;
+    } cases[] = {
+        {"tp", 2, {"--workload", "mlp-xs"}, "--sequence-parallel: the mlp workload has no sequence to split"},
+        {"tp", 1, {"--workload", "gpt-xs"}, "--sequence-parallel needs tensor-parallel ranks to split the tokens over; "
+                                             "allowed: --gpus 2 or more"},
+        {"mesh", 2, {"--workload", "gpt-xs", "--dp", "2", "--tp", "1"}, "allowed: --tp 2 or more"},
+        {"tp", 3, {"--workload", "gpt-xs", "--heads", "6", "--d-model", "96"},
+         "--sequence-parallel: --seq 32 is not divisible by --gpus 3"},
+        {"ddp", 2, {"--workload", "gpt-xs"}, "--sequence-parallel applies to --strategy tp,mesh, not ddp"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *extra[12];
+        int k = 0;
+        for (int j = 0; cases[i].extra[j]; j++) extra[k++] = cases[i].extra[j];
+        extra[k++] = "--sequence-parallel";
+        extra[k] = NULL;
+        bench_run *r = keep(state, run_strategy_on(cases[i].strategy, cases[i].gpus, extra, NULL));
+        expect_exit(r, 2);
+        if (!strstr(r->res.err, cases[i].says) || count_lines(r->res.err) != 1)
+            fail_msg("%s --gpus %d: stderr:\n%s", cases[i].strategy, cases[i].gpus, r->res.err);
+        assert_false(file_exists(r->csv_path));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +264,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gather_mid_run_and_whole_batches, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_hung_rank_named, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_shapes_that_do_not_split, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_gpt_sequence_parallel_matches_single, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_sequence_parallel_refused, run_setup, run_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

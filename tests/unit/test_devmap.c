@@ -129,9 +129,9 @@ static pb_status fake_calibrate(pb_device *dev, double *tflops)
 static const double *gemm_set_ms;
 static int gemm_sets_done;
 static pb_status fake_gemm_reference(pb_device *dev, int n_layers, const int *in, const int *out, int m,
-                                     float dw_beta, int reps, double *ms)
+                                     float dw_beta, bool first_dx, int reps, double *ms)
 {
-    (void)dev, (void)n_layers, (void)in, (void)out, (void)m, (void)dw_beta, (void)reps;
+    (void)dev, (void)n_layers, (void)in, (void)out, (void)m, (void)dw_beta, (void)first_dx, (void)reps;
     *ms = gemm_set_ms[gemm_sets_done++];
     return PB_OK;
 }

@@ -381,6 +381,108 @@ static void test_step_against_reference(void **state)
     free(p), free(g), free(g2), free(table), free(pd);
 }
 
+/* One forward, loss and backward of the whole model on backend be */
+static float gpt_step(const pb_model *m, const pb_backend *be, pb_device *dev, const pb_stage_params *sp,
+                      const int32_t *in, const int32_t *tg, int B)
+{
+    pb_stage *s = NULL;
+    pb_stage_opts o = {.be = be, .dev = dev, .b0 = 0, .b1 = m->n_blocks, .rows = B, .slots = 1};
+    assert_int_equal(m->ops->stage_create(m, &o, &s), PB_OK);
+    memcpy(m->ops->stage_buf(s, PB_STAGE_IN, 0), in, (size_t)B * (size_t)m->seq * sizeof *in);
+    float loss = 0.0f;
+    assert_int_equal(m->ops->forward(s, sp, 0, B, NULL), PB_OK);
+    assert_int_equal(m->ops->loss(m, be, dev, B, m->ops->stage_buf(s, PB_STAGE_OUT, 0), tg, 1.0f / (float)B, &loss,
+                                  m->ops->stage_buf(s, PB_STAGE_DOUT, 0)),
+                     PB_OK);
+    assert_int_equal(m->ops->backward(s, sp, 0, B, NULL, NULL), PB_OK);
+    m->ops->stage_destroy(s);
+    return loss;
+}
+
+/* issue 16's CPU step: (a) with SGD's momentum in the weight GEMMs (beta
+ * != 0, as single asks), a block's four weights get acc = beta acc + their
+ * gradient and their gradients are neither zeroed nor written, every other
+ * tensor's gradient is as without it, and acc is left alone there; (b) a
+ * backend without gemm_residual_fwd (the residual added by residual_fwd
+ * after the GEMM) computes the same step. */
+static void test_momentum_and_residual_paths(void **state)
+{
+    (void)state;
+    static pb_model m;
+    const pb_shape *sh = preset("gpt-xs");
+    assert_int_equal(pb_model_describe(&pb_workload_gpt, sh, &m), PB_OK);
+    int n_gemm = 0;
+    for (int t = 0; t < m.n_tensors; t++) {
+        const char *name = m.tensor[t].name;
+        bool weight = strstr(name, "attn.c_attn.weight") || strstr(name, "attn.c_proj.weight") ||
+                      strstr(name, "mlp.c_fc.weight") || strstr(name, "mlp.c_proj.weight");
+        assert_int_equal(m.tensor[t].gemm_grad, weight);
+        n_gemm += weight;
+    }
+    assert_int_equal(n_gemm, 4 * sh->layers);
+    pb_device *dev = NULL;
+    pb_device_opts opts = {.precision = PB_FP32, .threads = 1};
+    assert_int_equal(pb_backend_cpu.open(&opts, 0, &dev), PB_OK);
+    const int B = 2;
+    size_t n = m.n_params;
+    float *p = malloc(n * 4), *g = calloc(n, 4), *g2 = malloc(n * 4), *g3 = calloc(n, 4), *m0 = malloc(n * 4),
+          *acc = malloc(n * 4), *table = malloc(m.data_table * 4);
+    int32_t *in = malloc((size_t)B * (size_t)m.seq * 4), *tg = malloc((size_t)B * (size_t)m.seq * 4);
+    assert_true(p && g && g2 && g3 && m0 && acc && table && in && tg);
+    m.ops->init_params(&m, 5, p);
+    /* nonzero biases, so that where the residual's bias is added shows */
+    for (size_t i = 0; i < n; i++) p[i] += 0.01f * (float)sin((double)i);
+    memcpy(p + m.tensor[m.tie_dst].off, p + m.tensor[m.tie_src].off, m.n_tied * 4);
+    m.ops->data_table(&m, 5, table);
+    m.ops->fill(&m, 5, table, 0, 0, B, in, tg);
+    for (size_t i = 0; i < n; i++) {
+        m0[i] = 0.001f * (float)cos((double)i);
+        g2[i] = NAN; /* never written where the momentum takes the gradient */
+    }
+    memcpy(acc, m0, n * 4);
+
+    pb_stage_params plain = {.params = p, .grads = g};
+    float loss = gpt_step(&m, &pb_backend_cpu, dev, &plain, in, tg, B);
+    const float beta = 0.9f;
+    pb_stage_params fused = {.params = p, .grads = g2, .acc = acc, .beta = beta};
+    float loss2 = gpt_step(&m, &pb_backend_cpu, dev, &fused, in, tg, B);
+    assert_true(loss2 == loss);
+    for (int t = 0; t < m.n_tensors; t++) {
+        const pb_tensor_desc *d = &m.tensor[t];
+        for (size_t i = d->off; i < d->off + d->size; i++) {
+            if (d->gemm_grad) {
+                float want = beta * m0[i] + g[i];
+                if (!(fabsf(acc[i] - want) <= 1e-6f * (fabsf(want) + 1e-3f)) || !isnan(g2[i]))
+                    fail_msg("%s[%zu]: acc %g, want %g; grad %g (want untouched)", d->name, i - d->off, acc[i],
+                             want, g2[i]);
+            } else if (g2[i] != g[i] || acc[i] != m0[i]) {
+                fail_msg("%s[%zu]: grad %g, want %g; acc %g, want it untouched", d->name, i - d->off, g2[i], g[i],
+                         acc[i]);
+            }
+        }
+    }
+
+    /* (b) the stage's path for a backend without the fused residual */
+    pb_backend be = pb_backend_cpu;
+    pb_transformer_ops tr = *pb_backend_cpu.transformer;
+    assert_non_null(tr.gemm_residual_fwd);
+    tr.gemm_residual_fwd = NULL;
+    be.transformer = &tr;
+    pb_stage_params apart = {.params = p, .grads = g3};
+    float loss3 = gpt_step(&m, &be, dev, &apart, in, tg, B);
+    assert_true(fabsf(loss3 - loss) <= 1e-6f * loss);
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)g3[i] - (double)g[i]) / (fabs((double)g[i]) + 1e-4);
+        worst = e > worst ? e : worst;
+    }
+    print_message("residual added apart: loss %.7g vs %.7g, worst relative gradient difference %.2e\n", loss3, loss,
+                  worst);
+    assert_true(worst < 1e-3);
+    pb_backend_cpu.close(dev);
+    free(p), free(g), free(g2), free(g3), free(m0), free(acc), free(table), free(in), free(tg);
+}
+
 /* The memory plan's figure for a stage (stage_bytes) is what stage_create
  * allocates: whole model, a middle range, the head alone, bound or not */
 static void test_stage_bytes(void **state)
@@ -414,10 +516,12 @@ static void test_stage_bytes(void **state)
  * every layer at the step's shape and added; the cpu backend's times
  * something. */
 static int ref_layers, ref_m, att_args[5];
+static bool ref_first_dx;
 static pb_status fake_weights(pb_device *dev, int n_layers, const int *in, const int *out, int m, float dw_beta,
-                              int reps, double *ms)
+                              bool first_dx, int reps, double *ms)
 {
     (void)dev, (void)in, (void)out, (void)dw_beta, (void)reps;
+    ref_first_dx = first_dx;
     ref_layers = n_layers;
     ref_m = m;
     *ms = 1.0;
@@ -450,6 +554,7 @@ static void test_gemm_reference_has_attention(void **state)
     assert_int_equal(m.ops->gemm_reference(&m, &be, dev, 3, 0.0f, 1, &ms), PB_OK);
     assert_true(ms == 1.25);
     assert_int_equal(ref_layers, 4 * s->layers + 1);
+    assert_true(ref_first_dx); /* the first QKV's input gradient is the step's too */
     assert_int_equal(ref_m, 3 * s->seq);
     int want[5] = {s->layers, 3, s->seq, s->d_model, s->heads};
     assert_memory_equal(att_args, want, sizeof want);
@@ -473,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_step_against_reference),
         cmocka_unit_test(test_stage_bytes),
         cmocka_unit_test(test_gemm_reference_has_attention),
+        cmocka_unit_test(test_momentum_and_residual_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

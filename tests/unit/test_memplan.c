@@ -317,6 +317,26 @@ static void test_backend_refuses_beyond_cap(void **state)
     pb_backend_cpu.close(dev);
 }
 
+/* --sequence-parallel on gpt-xs (b 8, s 32, h 64, L 2) over T = 4: per
+ * token, each block's output and its residual after attention (h each)
+ * and its 4 LayerNorm statistics, and the embedding's output (h), held for
+ * 1/T of the tokens; the head keeps its gathered input (h) besides. The
+ * activations shrink by 4 b s ((2h + 4) L (1 - 1/T) + h (1 - 1/T) - h)
+ * bytes, and nothing else changes. */
+static void test_sequence_parallel_by_hand(void **state)
+{
+    (void)state;
+    char *off[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "tp", "--gpus", "4", NULL};
+    char *on[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "tp", "--gpus", "4",
+                  "--sequence-parallel", NULL};
+    pb_memplan a = plan_of(off, false, 4), b = plan_of(on, false, 4);
+    double tokens = 8.0 * 32.0, h = 64.0, L = 2.0, keep = 1.0 - 1.0 / 4.0;
+    double saved = 4.0 * tokens * ((2.0 * h + 4.0) * L * keep + h * keep - h);
+    assert_true(a.device_parts[0].acts - b.device_parts[0].acts == saved);
+    assert_true(a.device_parts[0].params == b.device_parts[0].params);
+    assert_true(a.device_parts[0].grads == b.device_parts[0].grads && a.device_parts[0].optim == b.device_parts[0].optim);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_device_refused),
         cmocka_unit_test(test_cap_by_hand),
         cmocka_unit_test(test_backend_refuses_beyond_cap),
+        cmocka_unit_test(test_sequence_parallel_by_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -376,8 +376,9 @@ static void test_fill_config_and_key_values(void **state)
     assert_true(pb_key_uses(PB_KEY_PAIR, PB_COL_MOMENTUM) && !pb_key_uses(PB_KEY_SWEEP, PB_COL_PARAMS));
 
     /* rows differing in one key column only, the first or the last of the
-     * key, are other configurations; in iters only, the same pair */
-    static const pb_column vary[] = {PB_COL_STRATEGY, PB_COL_DEVICE_MAP, PB_COL_ITERS};
+     * key, or --sequence-parallel, are other configurations; in iters only,
+     * the same pair */
+    static const pb_column vary[] = {PB_COL_STRATEGY, PB_COL_DEVICE_MAP, PB_COL_ITERS, PB_COL_SEQUENCE_PARALLEL};
     for (size_t i = 0; i < sizeof vary / sizeof vary[0]; i++) {
         static char text[1 << 16];
         size_t n = pb_results_header(text, sizeof text);

@@ -6,7 +6,9 @@
  * gradients of one step as the whole model does: every rank's part
  * put back together matches the whole model's, and the replicated tensors'
  * gradients are bit for bit the same on every rank (so the replicas never
- * drift apart without a reduction). The runs through ./bench are
+ * drift apart without a reduction), with Megatron's sequence parallelism
+ * too (the GPT's tokens split between the row- and column-parallel layers,
+ * reduce-scatters and all-gathers). The runs through ./bench are
  * tests/e2e/test_tp.c. */
 #include "tests/common/test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
@@ -186,6 +188,24 @@ static pb_status sum_across(void *arg, void *buf, size_t n)
     return st == PB_OK ? pb_comm_local.wait(j->comm, req, 10.0) : st;
 }
 
+/* sequence parallel's collectives over the same comm */
+static pb_status scatter_across(void *arg, const void *in, void *out, size_t n)
+{
+    rank_job *j = arg;
+    pb_comm_req *req = NULL;
+    pb_status st = pb_comm_local.reduce_scatter(j->comm, in, out, n / (size_t)j->tp, &req);
+    return st == PB_OK ? pb_comm_local.wait(j->comm, req, 10.0) : st;
+}
+
+static pb_status gather_across(void *arg, void *buf, size_t n)
+{
+    rank_job *j = arg;
+    pb_comm_req *req = NULL;
+    size_t chunk = n / (size_t)j->tp;
+    pb_status st = pb_comm_local.allgather(j->comm, (float *)buf + (size_t)j->rank * chunk, buf, chunk * 4, &req);
+    return st == PB_OK ? pb_comm_local.wait(j->comm, req, 10.0) : st;
+}
+
 /* forward, loss and backward of a model (a rank's part, or the whole
  * with tp 1) over the batch */
 static pb_status one_step(rank_job *j)
@@ -201,7 +221,8 @@ static pb_status one_step(rank_job *j)
     PB_TRY(j->ops->stage_create(m, &o, &s));
     memcpy(j->ops->stage_buf(s, PB_STAGE_IN, 0), j->inputs, (size_t)j->rows * pb_model_input_bytes(m));
     pb_stage_params sp = {.params = j->params, .grads = j->grads};
-    pb_stage_hooks h = {.tp_allreduce = j->tp > 1 ? sum_across : NULL, .arg = j};
+    pb_stage_hooks h = {.tp_allreduce = j->tp > 1 ? sum_across : NULL, .tp_reduce_scatter = scatter_across,
+                        .tp_allgather = gather_across, .tp_rank = j->rank, .arg = j};
     PB_TRY(j->ops->forward(s, &sp, 0, j->rows, &h));
     PB_TRY(j->ops->loss(m, &pb_backend_cpu, dev, j->rows, j->ops->stage_buf(s, PB_STAGE_OUT, 0), j->targets,
                         1.0f / (float)j->rows, &j->loss, j->ops->stage_buf(s, PB_STAGE_DOUT, 0)));
@@ -220,10 +241,11 @@ static void *rank_main(void *arg)
     return NULL;
 }
 
-static void step_matches_whole(const pb_workload_ops *ops, const pb_shape *shape, int tp)
+static void step_matches_whole(const pb_workload_ops *ops, const pb_shape *shape, int tp, bool seq_parallel)
 {
     assert_int_equal(pb_model_describe(ops, shape, &full_m), PB_OK);
     assert_int_equal(pb_model_describe_tp(ops, shape, tp, &local_m), PB_OK);
+    local_m.seq_parallel = seq_parallel;
     const pb_model *m = &full_m;
     size_t n = m->n_params, nl = local_m.n_params;
     int B = shape->batch;
@@ -288,15 +310,26 @@ static void step_matches_whole(const pb_workload_ops *ops, const pb_shape *shape
 static void test_mlp_step_matches_whole(void **state)
 {
     (void)state;
-    step_matches_whole(&pb_workload_mlp, &MLP4, 2);
-    step_matches_whole(&pb_workload_mlp, &MLP3, 4);
+    step_matches_whole(&pb_workload_mlp, &MLP4, 2, false);
+    step_matches_whole(&pb_workload_mlp, &MLP3, 4, false);
 }
 
 static void test_gpt_step_matches_whole(void **state)
 {
     (void)state;
-    step_matches_whole(&pb_workload_gpt, &GPT1, 2);
-    step_matches_whole(&pb_workload_gpt, &GPT1, 4);
+    step_matches_whole(&pb_workload_gpt, &GPT1, 2, false);
+    step_matches_whole(&pb_workload_gpt, &GPT1, 4, false);
+}
+
+/* Sequence parallel (seq 4 over 2 and 4 ranks: down to one token a rank
+ * a sequence): the whole model's gradients, and the replicated tensors'
+ * (LayerNorms summed over the ranks, biases and embeddings from gathered
+ * gradients) the same bit for bit on every rank */
+static void test_gpt_sequence_parallel_step_matches_whole(void **state)
+{
+    (void)state;
+    step_matches_whole(&pb_workload_gpt, &GPT1, 2, true);
+    step_matches_whole(&pb_workload_gpt, &GPT1, 4, true);
 }
 
 int main(void)
@@ -309,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_refused_shapes),
         cmocka_unit_test(test_mlp_step_matches_whole),
         cmocka_unit_test(test_gpt_step_matches_whole),
+        cmocka_unit_test(test_gpt_sequence_parallel_step_matches_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

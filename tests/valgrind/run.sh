@@ -101,8 +101,9 @@ run zero1-adamw 2 --strategy zero --gpus 2 --zero-stage 1 --optimizer adamw
 run zero3-sgd 2 --strategy zero --gpus 2 --zero-stage 3 --optimizer sgd
 run tp-sgd 2 --strategy tp --gpus 2 --optimizer sgd
 WORKLOAD=gpt-xs run tp-gpt-adamw 2 --strategy tp --gpus 2 --optimizer adamw
+WORKLOAD=gpt-xs run mesh-zero3-adamw 4 --strategy mesh --gpus 4 --dp 2 --tp 2 --zero-stage 3 --optimizer adamw
 
-runs=10
+runs=11
 echo "valgrind: $((runs - failed)) of $runs runs clean in $((SECONDS - total_start)) s"
 if [ "$failed" -ne 0 ]; then
     echo "valgrind: logs kept in $work"
