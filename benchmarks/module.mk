@@ -171,8 +171,10 @@ predict-validate: bench
 #                    (p-1)/(m+p-1), the peak memory of both schedules, and the
 #                    verdicts for m >= 4p (1F1B's bubble within 0.05 of the
 #                    theory; its peak below GPipe's). The machine's load
-#                    before and after is printed: shared cores inflate the
-#                    bubble. BENCH_STRICT=1 makes a missed verdict fail.
+#                    and the cores free for the most stages (bench_pipeline
+#                    --cores) before and after are printed: a stage waiting
+#                    for a core counts as bubble. BENCH_STRICT=1 makes a
+#                    missed verdict fail.
 .PHONY: bench-pipeline
 BENCH_PIPE_CONFIGS ?= mlp-m:2:8 mlp-s:2:8 mlp-s:2:16 gpt-xs:2:8
 BENCH_PIPE_REPEATS ?= 3
@@ -185,7 +187,9 @@ $(BENCH_PIPELINE): benchmarks/bench_pipeline.c $(BUILD)/libparbench.a
 
 bench-pipeline: bench $(BENCH_PIPELINE)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	maxp=$$(for c in $(BENCH_PIPE_CONFIGS); do r=$${c#*:}; echo $${r%%:*}; done | sort -n | tail -1) && \
 	echo "bench-pipeline: load before: $$(cut -d' ' -f1-3 /proc/loadavg) ($$(nproc) cores)" && \
+	$(BENCH_PIPELINE) --cores $$maxp && \
 	for i in $$(seq 1 $(BENCH_PIPE_REPEATS)); do \
 		for c in $(BENCH_PIPE_CONFIGS); do \
 			w=$${c%%:*}; r=$${c#*:}; p=$${r%%:*}; m=$${r#*:}; \
@@ -197,6 +201,7 @@ bench-pipeline: bench $(BENCH_PIPELINE)
 		done; \
 	done && \
 	echo "bench-pipeline: load after: $$(cut -d' ' -f1-3 /proc/loadavg)" && \
+	$(BENCH_PIPELINE) --cores $$maxp && \
 	$(BENCH_PIPELINE) $(if $(filter 1,$(BENCH_STRICT)),--strict) "$$tmp/mp.csv"
 
 # --- bench-strategies ----------------------------------------------------------

@@ -119,6 +119,7 @@ extern "C" {
     X(BUSBW_GBPS, "busbw_gbps", METRIC, NONE)                                 \
     X(BUBBLE_FRAC, "bubble_frac", METRIC, NONE)                               \
     X(BUBBLE_FRAC_THEORY, "bubble_frac_theory", METRIC, NONE)                 \
+    X(BUBBLE_FRAC_REPLAY, "bubble_frac_replay", METRIC, NONE)                 \
     X(STAGE_LAYERS, "stage_layers", METRIC, NONE)                             \
     X(VERIFY_MAX_REL_ERR, "verify_max_rel_err", METRIC, NONE)                 \
     X(LOSS_FIRST, "loss_first", METRIC, NONE)                                 \

@@ -53,7 +53,13 @@
  * stage's loss is timed in bwd (each microbatch's loss gradient is computed
  * when that microbatch's backward starts). bubble_frac is the mean bubble
  * over the mean T of the measured steps; bubble_frac_theory is
- * (p-1)/(m+p-1), GPipe's and 1F1B's alike. A receiver's waiting is outside its spans on both
+ * (p-1)/(m+p-1), GPipe's and 1F1B's alike, which assumes equal stages;
+ * bubble_frac_replay is the run's schedule replayed on its stages'
+ * measured op times with free handoffs (mp_replay.h), so the measured
+ * bubble splits into the schedule's with these stages (their imbalance
+ * included) and the host's (wake-ups, waits for a core). A stage waits on
+ * its own cond var, which a post for it signals; the host thread's wakes
+ * only when a stage is back. A receiver's waiting is outside its spans on both
  * backends, so it counts as bubble and p2p is the copy alone: on the CPU the
  * stage waits on the host (wait_for) before its span begins; on CUDA the
  * host wait only sees the send posted, and the stream's wait for the
@@ -77,6 +83,7 @@
 #include "../harness/timer.h"
 #include "../kernels/comm_local.h"
 #include "input.h"
+#include "mp_replay.h"
 #include "replica.h"
 #include "schedule.h"
 #include "strategy.h"
@@ -113,6 +120,10 @@ typedef struct mp_stage {
      * once waited for */
     pb_comm_req **sreq;
     int *ops;           /* [2 * M]: the stage's forwards and backwards in the schedule's order */
+    int *op_first;      /* [2 * M + 1]: op n's spans in the log start at op_first[n]; then the post-op spans */
+    double *op_ms;      /* [2 * M]: op n's busy time in the last step once its input was posted, for the replay */
+    double *op_pre_ms;  /* [2 * M]: op n's busy time before it waited for its input (its rows' upload) */
+    double pre_ms, post_ms; /* busy before the first op, after the last */
     int send_slots;     /* gsend's slots of mb rows */
     pthread_t thread;
     bool thread_started;
@@ -124,6 +135,11 @@ typedef struct mp_stage {
     float loss;
     bool back;      /* finished the current step */
     int waiting_on; /* the stage its wait_for waits for, -1 none */
+    /* under s->mu, this stage's own: its peers' posts, a step to run, a
+     * failure. One per stage, so a post wakes the one stage it is for */
+    pthread_cond_t cv;
+    bool cv_ready;
+    int wakeups; /* this step: wait_for's returns from the cond var (pb_mp_wakeups) */
 } mp_stage;
 
 struct mp_state {
@@ -135,9 +151,10 @@ struct mp_state {
     mp_stage stage[PB_MAX_STAGES];
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv; /* the host thread's (mp_step): a stage back or failed */
     bool sync_ready;
     int64_t gen;   /* bumped to start a step */
+    int host_wakeups; /* mp_step's returns from its cond var this step */
     int done;      /* stages finished the current step */
     bool quit;
     bool failed;   /* a stage failed this step: the others stop waiting */
@@ -157,6 +174,9 @@ struct mp_state {
     /* measured steps, for the report */
     int measured;
     double sum_step_ms, sum_bubble_ms;
+    double sum_replay_ms, sum_replay_bubble_ms; /* the steps replayed (mp_replay.h) */
+    double *replay_scratch;                     /* 2 p m */
+    bool replay_failed;                         /* an op log that did not replay: no figure */
 };
 
 /* --- stage boundaries ---------------------------------------------------- */
@@ -277,7 +297,10 @@ static pb_status wait_for(mp_stage *g, const int *counter, int want, int from, c
     int rc = 0, hung = from;
     pthread_mutex_lock(&s->mu);
     g->waiting_on = from;
-    while (*counter < want && !s->failed && rc == 0) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
+    while (*counter < want && !s->failed && rc == 0) {
+        rc = pthread_cond_timedwait(&g->cv, &s->mu, &until);
+        g->wakeups++;
+    }
     bool arrived = *counter >= want, aborted = s->failed;
     /* one that gave up still counts as waiting, for the chain of another
      * that gives up at the same moment */
@@ -294,12 +317,24 @@ static pb_status wait_for(mp_stage *g, const int *counter, int want, int from, c
                          limit, from, what, mb + 1, s->m, chain, hung);
 }
 
-static void publish(mp_state *s, int *counter, int value)
+/* Sets a counter stage `to` waits on and wakes that stage alone: a
+ * broadcast to all would wake every stage and the host thread per message,
+ * each wake-up taking a core from a stage that computes (2m(p-1) a step). */
+static void publish(mp_state *s, int *counter, int value, int to)
 {
     pthread_mutex_lock(&s->mu);
     *counter = value;
-    pthread_cond_broadcast(&s->cv);
+    pthread_cond_signal(&s->stage[to].cv);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* Wakes every stage and the host thread (under mu): a step begins, a stage
+ * failed (the others stop waiting), or the workers quit. */
+static void wake_all(mp_state *s)
+{
+    for (int k = 0; k < s->p; k++)
+        if (s->stage[k].cv_ready) pthread_cond_broadcast(&s->stage[k].cv);
+    pthread_cond_broadcast(&s->cv);
 }
 
 /* The next message from stage `from` into buf, its send already posted:
@@ -341,7 +376,7 @@ static pb_status post_send(mp_stage *g, const void *buf, size_t bytes, int to, i
     const pb_comm *cm = g->s->comm;
     if (i - base >= SEND_WINDOW) PB_TRY(wait_send(g, i - SEND_WINDOW));
     PB_TRY(cm->send(g->cc, buf, bytes, to, &g->sreq[i]));
-    publish(g->s, counter, value);
+    publish(g->s, counter, value, to);
 cleanup:
     return st;
 }
@@ -372,7 +407,7 @@ static pb_status tie_grads(mp_stage *g)
     float *mine = pb_replica_tied_grad(&g->rep, k == 0);
     pb_comm_req *req = NULL;
     PB_TRY(cm->send(g->cc, mine, bytes, other, &req));
-    publish(s, &s->tie_ready[k], 1);
+    publish(s, &s->tie_ready[k], 1, other);
     PB_TRY(wait_for(g, &s->tie_ready[other], 1, other, "tied gradient", s->m - 1));
     PB_TRY(receive(g, g->tscratch, bytes, other));
     PB_TRY(cm->wait(g->cc, req, s->ctx->cfg->timeout_s));
@@ -432,6 +467,7 @@ static pb_status stage_step(mp_stage *g)
     if ((k == 0 || k == last) && whole) PB_TRY(upload_rows(g, 0, M, 0));
 
     for (int n = 0; n < 2 * M; n++) {
+        g->op_first[n] = g->log.n;
         int j = g->ops[n] >= 0 ? g->ops[n] : -g->ops[n] - 1, slot = j % S;
         g->log.cur_mb = j;
         if (g->ops[n] >= 0) {
@@ -472,6 +508,7 @@ static pb_status stage_step(mp_stage *g)
     }
 
     g->log.cur_mb = -1;
+    g->op_first[2 * M] = g->log.n;
     if (g->tscratch) {
         /* the tied tensor's ends exchange their pipeline's last messages
          * first, so a pair's queue holds one more at most */
@@ -492,12 +529,18 @@ static pb_status stage_step(mp_stage *g)
     if (k == last) PB_TRY(be->download(g->dev, &g->loss, r->loss_sum, sizeof g->loss));
     PB_TRY(be->synchronize(g->dev));
     memset(&g->t, 0, sizeof g->t);
-    g->busy_ms = 0.0;
-    for (int i = 0; i < g->log.n; i++) {
+    g->busy_ms = g->pre_ms = g->post_ms = 0.0;
+    memset(g->op_ms, 0, 2 * (size_t)M * sizeof *g->op_ms);
+    memset(g->op_pre_ms, 0, 2 * (size_t)M * sizeof *g->op_pre_ms);
+    for (int i = 0, n = -1; i < g->log.n; i++) {
         double ms = 0.0;
         PB_TRY(be->mark_elapsed_ms(g->dev, g->log.marks[2 * i], g->log.marks[2 * i + 1], &ms));
         g->t.ms[g->log.phase[i]] += ms;
         g->busy_ms += ms;
+        while (n < 2 * M && i >= g->op_first[n + 1]) n++; /* the op span i belongs to */
+        if (n < 0) g->pre_ms += ms;
+        else if (n < 2 * M) (g->log.phase[i] == PB_PHASE_H2D ? g->op_pre_ms : g->op_ms)[n] += ms;
+        else g->post_ms += ms;
     }
 cleanup:
     return st;
@@ -511,7 +554,7 @@ static void *stage_worker(void *arg)
     pb_fault_set_device(g->idx);
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (s->gen == seen && !s->quit) pthread_cond_wait(&s->cv, &s->mu);
+        while (s->gen == seen && !s->quit) pthread_cond_wait(&g->cv, &s->mu);
         if (s->quit) {
             pthread_mutex_unlock(&s->mu);
             return NULL;
@@ -529,7 +572,7 @@ static void *stage_worker(void *arg)
             first = s->cause < 0;
             if (first) s->cause = g->idx;
             s->failed = true;
-            pthread_cond_broadcast(&s->cv);
+            wake_all(s);
             pthread_mutex_unlock(&s->mu);
             if (first && s->comm->abort) s->comm->abort(g->cc);
         }
@@ -552,7 +595,7 @@ static void mp_destroy(void *state)
     if (s->sync_ready) {
         pthread_mutex_lock(&s->mu);
         s->quit = true;
-        pthread_cond_broadcast(&s->cv);
+        wake_all(s);
         pthread_mutex_unlock(&s->mu);
     }
     /* a stuck stage would never join, and may still use its buffers: all is
@@ -571,13 +614,19 @@ static void mp_destroy(void *state)
         if (g->cc) s->comm->destroy(g->cc);
         free(g->sreq);
         free(g->ops);
+        free(g->op_first);
+        free(g->op_ms);
+        free(g->op_pre_ms);
         pb_replica_destroy(&g->rep);
         be->close(g->dev);
     }
+    for (int k = 0; k < s->p; k++)
+        if (s->stage[k].cv_ready) pthread_cond_destroy(&s->stage[k].cv);
     if (s->sync_ready) {
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
     }
+    free(s->replay_scratch);
     free(s);
 }
 
@@ -607,6 +656,9 @@ static pb_status stage_init(mp_state *s, int k)
                          &g->gsend));
     PB_ALLOC(g->sreq, 2 * (size_t)s->m);
     PB_ALLOC(g->ops, 2 * (size_t)s->m);
+    PB_ALLOC(g->op_first, 2 * (size_t)s->m + 1);
+    PB_ALLOC(g->op_ms, 2 * (size_t)s->m);
+    PB_ALLOC(g->op_pre_ms, 2 * (size_t)s->m);
     pb_sched_ops(s->sched, s->p, s->m, k, g->ops);
     PB_TRY(s->comm->init(&s->comm_opts, be, g->dev, k, s->p, &g->cc));
 cleanup:
@@ -632,9 +684,14 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
         PB_FAIL(PB_ERR_INTERNAL, "pthread_cond_init failed");
     }
     s->sync_ready = true;
+    for (int k = 0; k < s->p; k++) {
+        PB_REQUIRE(pb_cond_init_monotonic(&s->stage[k].cv) == 0, PB_ERR_INTERNAL, "pthread_cond_init failed");
+        s->stage[k].cv_ready = true;
+    }
     s->dev_opts = pb_config_model_device_opts(ctx->cfg, ctx->model);
     s->comm_opts = pb_config_comm_opts(ctx->cfg);
     for (int k = 0; k < s->p; k++) PB_TRY(stage_init(s, k));
+    PB_ALLOC(s->replay_scratch, 2 * (size_t)s->p * s->m);
     {
         int ordinal[PB_MAX_STAGES];
         for (int k = 0; k < s->p; k++) ordinal[k] = ctx->cfg->n_device_map ? ctx->cfg->device_map[k] : k;
@@ -660,6 +717,22 @@ static bool all_back(const mp_state *s)
     return true;
 }
 
+/* Adds the step, replayed on its stages' op times, to the report's sums. */
+static void replay_step(mp_state *s)
+{
+    pb_mp_replay_stage st[PB_MAX_STAGES];
+    for (int k = 0; k < s->p; k++) {
+        const mp_stage *g = &s->stage[k];
+        st[k] = (pb_mp_replay_stage){
+            .ops = g->ops, .op_ms = g->op_ms, .op_pre_ms = g->op_pre_ms, .pre_ms = g->pre_ms, .post_ms = g->post_ms};
+    }
+    double bubble = 0.0;
+    double step = pb_mp_replay(st, s->p, s->m, s->stage[0].tscratch != NULL, s->replay_scratch, &bubble);
+    if (step < 0.0) s->replay_failed = true;
+    s->sum_replay_ms += step;
+    s->sum_replay_bubble_ms += bubble;
+}
+
 static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out)
 {
     mp_state *s = state;
@@ -676,9 +749,11 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
     for (int k = 0; k < s->p; k++) {
         s->stage[k].back = false;
         s->stage[k].waiting_on = -1;
+        s->stage[k].wakeups = 0;
     }
+    s->host_wakeups = 0;
     s->gen++;
-    pthread_cond_broadcast(&s->cv);
+    wake_all(s);
     /* once a stage is back (done, or failed), the others get --timeout to
      * follow (after a failure each stops at its next wait); one that does
      * not is stuck: a hung device, which may be past its last wait (in its
@@ -699,6 +774,7 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
         }
         if (timing) rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
         else pthread_cond_wait(&s->cv, &s->mu);
+        s->host_wakeups++;
     }
     s->stuck = s->done < s->p;
     for (int k = 0; k < s->p && late < 0; k++)
@@ -732,6 +808,7 @@ static pb_status mp_step(void *state, const pb_batch *batch, pb_step_result *out
         s->measured++;
         s->sum_step_ms += step_ms;
         s->sum_bubble_ms += bubble;
+        replay_step(s);
     }
     return PB_OK;
 }
@@ -754,6 +831,16 @@ pb_status pb_mp_trace(void *state, pb_mp_span *out, int cap, int *n)
             if (st != PB_OK) return st;
         }
     }
+    return PB_OK;
+}
+
+pb_status pb_mp_wakeups(void *state, int *host, int *stage, int cap)
+{
+    mp_state *s = state;
+    pthread_mutex_lock(&s->mu);
+    *host = s->host_wakeups;
+    for (int k = 0; k < s->p && k < cap; k++) stage[k] = s->stage[k].wakeups;
+    pthread_mutex_unlock(&s->mu);
     return PB_OK;
 }
 
@@ -792,6 +879,8 @@ static void mp_report(void *state, const pb_step_times *mean, pb_record *row)
     double p = s->p, m = s->m;
     if (s->measured > 0 && s->sum_step_ms > 0.0)
         pb_record_num(row, PB_COL_BUBBLE_FRAC, s->sum_bubble_ms / s->sum_step_ms);
+    if (s->measured > 0 && s->sum_replay_ms > 0.0 && !s->replay_failed)
+        pb_record_num(row, PB_COL_BUBBLE_FRAC_REPLAY, s->sum_replay_bubble_ms / s->sum_replay_ms);
     pb_record_num(row, PB_COL_BUBBLE_FRAC_THEORY, (p - 1.0) / (m + p - 1.0));
     pb_record_set(row, PB_COL_MICROBATCHES, "%d", s->m);
     /* what crosses one stage boundary per step (the mean over boundaries):

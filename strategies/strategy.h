@@ -157,6 +157,11 @@ typedef struct pb_mp_span {
  * elapsed-time call fails and so does this. */
 pb_status pb_mp_trace(void *state, pb_mp_span *out, int cap, int *n);
 
+/* Test hook: how often mp's last step woke its host thread (waiting for
+ * the stages to come back) and each stage's wait for a peer (stage[k], the
+ * first cap stages) from their condition variables. */
+pb_status pb_mp_wakeups(void *state, int *host, int *stage, int cap);
+
 #ifdef __cplusplus
 }
 #endif

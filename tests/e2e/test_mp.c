@@ -125,6 +125,11 @@ static void test_row(void **state)
         double frac = csv_num(&c, "bubble_frac");
         assert_true(frac >= 0.0 && frac <= 1.0);
         assert_true(csv_num(&c, "bubble_ms") >= 0.0);
+        /* the replay has the run's busy times and waits no more than the
+         * run did: its bubble is at most the measured one */
+        double replay = csv_num(&c, "bubble_frac_replay");
+        if (!(replay >= 0.0 && replay <= frac + 1e-9))
+            fail_msg("p %d m %d: bubble_frac_replay %g, expected in [0, bubble_frac %g]", p, m, replay, frac);
         assert_string_equal(csv_get(&c, "schedule"), "gpipe"); /* the default */
         expect_p2p_bytes(&c, 256);
         expect_phases_add_up(&c);

@@ -11,6 +11,7 @@
 
 #include "harness/config.h"
 #include "kernels/comm_local.h"
+#include "strategies/mp_replay.h"
 #include "strategies/strategy.h"
 #include "workloads/mlp.h"
 
@@ -27,6 +28,9 @@ static const pb_mp_span *find_span(const pb_mp_span *sp, int n, int k, pb_phase 
  * microbatches, a schedule; its trace after `steps` steps into sp (at most
  * cap spans), their count returned. check runs after each step. */
 typedef void (*trace_check)(const pb_mp_span *sp, int n, int p, int m, int step);
+
+/* the run run_traced is checking, for checks that ask it more than its trace */
+static void *traced_mp;
 
 static void run_traced(int p, int m, pb_schedule sched, int steps, trace_check check)
 {
@@ -53,6 +57,7 @@ static void run_traced(int p, int m, pb_schedule sched, int steps, trace_check c
                            .ranks = 1, .comm = &pb_comm_local};
     void *mp = NULL;
     assert_int_equal(pb_strategy_mp.init(&ctx, &mp), PB_OK);
+    traced_mp = mp;
     enum { CAP = 512 };
     pb_mp_span *sp = malloc(CAP * sizeof *sp);
     int n = 0;
@@ -152,11 +157,136 @@ static void test_1f1b_order(void **state)
         run_traced(cases[k][0], cases[k][1], PB_SCHED_1F1B, 2, check_1f1b_order);
 }
 
+/* A stage's post wakes the stage it is for, and the host thread wakes only
+ * when a stage comes back: at most p host wake-ups a step, and a stage's
+ * waits return from their cond var at most once per message sent to it.
+ * One cond var for all, broadcast per message, woke the host and every
+ * waiting stage 2m(p-1) times a step, each wake-up taking a core from a
+ * stage that computes. */
+static void check_wakeups(const pb_mp_span *sp, int n, int p, int m, int step)
+{
+    (void)sp, (void)n;
+    int host = 0, stage[PB_MAX_STAGES] = {0};
+    assert_int_equal(pb_mp_wakeups(traced_mp, &host, stage, PB_MAX_STAGES), PB_OK);
+    if (host > p)
+        fail_msg("step %d, p %d, m %d: the host thread woke %d times, expected at most %d (once per stage back)", step,
+                 p, m, host, p);
+    for (int k = 0; k < p; k++) {
+        int msgs = (k > 0 ? m : 0) + (k < p - 1 ? m : 0);
+        if (stage[k] > msgs)
+            fail_msg("step %d, p %d, m %d: stage %d's waits woke %d times, more than the %d messages sent to it", step,
+                     p, m, k, stage[k], msgs);
+    }
+}
+
+static void test_wakeups(void **state)
+{
+    (void)state;
+    run_traced(4, 8, PB_SCHED_1F1B, 2, check_wakeups);
+    run_traced(4, 8, PB_SCHED_GPIPE, 2, check_wakeups);
+}
+
+/* --- the replay (strategies/mp_replay.h) --------------------------------- */
+
+/* Stage k's ops under a schedule, as mp runs them (docs/strategies.md):
+ * GPipe every forward then every backward last first; 1F1B p-k-1 warm-up
+ * forwards, then one forward and one backward in turn, backwards in order. */
+static void sched_ops(pb_schedule sched, int p, int m, int k, int *ops)
+{
+    int n = 0, f = 0, b = 0;
+    if (sched == PB_SCHED_GPIPE) {
+        for (int j = 0; j < m; j++) ops[n++] = j;
+        for (int j = m - 1; j >= 0; j--) ops[n++] = -(j + 1);
+        return;
+    }
+    for (int i = 0; i < p - k - 1 && f < m; i++) ops[n++] = f++;
+    while (b < m) {
+        if (f < m) ops[n++] = f++;
+        ops[n++] = -(++b);
+    }
+}
+
+enum { RP = 4, RM = 8 };
+static int r_ops[RP][2 * RM];
+static double r_ms[RP][2 * RM], r_scratch[2 * RP * RM];
+static pb_mp_replay_stage r_st[RP];
+
+/* p stages of m microbatches; stage k's forwards take f[k], backwards b[k] */
+static void replay_setup(pb_schedule sched, int p, int m, const double *f, const double *b)
+{
+    for (int k = 0; k < p; k++) {
+        sched_ops(sched, p, m, k, r_ops[k]);
+        for (int n = 0; n < 2 * m; n++) r_ms[k][n] = r_ops[k][n] >= 0 ? f[k] : b[k];
+        r_st[k] = (pb_mp_replay_stage){.ops = r_ops[k], .op_ms = r_ms[k]};
+    }
+}
+
+/* Equal stages and free handoffs: the textbook's step (m+p-1)(t_f+t_b) and
+ * bubble (p-1)/(m+p-1), under both schedules. */
+static void test_replay_equal_stages(void **state)
+{
+    (void)state;
+    const double f[RP] = {1, 1, 1, 1}, b[RP] = {2, 2, 2, 2};
+    for (int sched = 0; sched < 2; sched++)
+        for (int p = 2; p <= RP; p++) {
+            replay_setup(sched ? PB_SCHED_1F1B : PB_SCHED_GPIPE, p, RM, f, b);
+            double bubble = -1.0, step = pb_mp_replay(r_st, p, RM, false, r_scratch, &bubble);
+            if (fabs(step - (RM + p - 1) * 3.0) > 1e-9 || fabs(bubble / step - (p - 1.0) / (RM + p - 1.0)) > 1e-12)
+                fail_msg("%s p %d m %d: step %g bubble %g, expected %g and fraction %g", sched ? "1f1b" : "gpipe", p,
+                         RM, step, bubble, (RM + p - 1) * 3.0, (p - 1.0) / (RM + p - 1.0));
+        }
+}
+
+/* Unequal stages, by hand: 1F1B, 2 stages, 4 microbatches, stage 0's ops 1
+ * each, stage 1's 2 each: stage 1 never waits after its first forward, the
+ * step is a + m b = 2 + 4 x 4 = 18, stage 0 busy 8 and stage 1 16, so the
+ * bubble is ((18-8) + (18-16)) / 2 = 6 (a third; the equal stages' 0.2).
+ * Work before a wait (op_pre_ms, an upload) overlaps the wait. */
+static void test_replay_unequal_stages(void **state)
+{
+    (void)state;
+    const double f[2] = {1, 2}, b[2] = {1, 2};
+    replay_setup(PB_SCHED_1F1B, 2, 4, f, b);
+    double bubble = -1.0, step = pb_mp_replay(r_st, 2, 4, false, r_scratch, &bubble);
+    assert_true(fabs(step - 18.0) < 1e-9);
+    assert_true(fabs(bubble - 6.0) < 1e-9);
+    /* stage 1 uploads 1 ms before each forward: the first while it waits
+     * for stage 0's forward 0 (both end at 1), the other three on its
+     * critical path: step 18 + 3, stage 1 busy 20, bubble (13 + 1) / 2 */
+    double pre[2 * 4] = {0};
+    for (int n = 0; n < 8; n++) pre[n] = r_ops[1][n] >= 0 ? 1.0 : 0.0;
+    r_st[1].op_pre_ms = pre;
+    step = pb_mp_replay(r_st, 2, 4, false, r_scratch, &bubble);
+    if (fabs(step - 21.0) > 1e-9 || fabs(bubble - ((21.0 - 8) + (21.0 - 20)) / 2) > 1e-9)
+        fail_msg("with stage 1's uploads: step %g bubble %g, expected 21 and 7", step, bubble);
+}
+
+/* The first and last stage's post (tied gradient, optimizer) waits for both
+ * to finish their ops; an op log that is not a schedule does not replay. */
+static void test_replay_tied_and_invalid(void **state)
+{
+    (void)state;
+    const double f[2] = {1, 1}, b[2] = {1, 1};
+    replay_setup(PB_SCHED_GPIPE, 2, 1, f, b); /* F0 | F0 B0 | B0: stage 1 done at 3, stage 0 at 4 */
+    r_st[0].post_ms = 1.0;
+    r_st[1].post_ms = 3.0;
+    double bubble = -1.0;
+    assert_true(fabs(pb_mp_replay(r_st, 2, 1, false, r_scratch, &bubble) - 6.0) < 1e-9);
+    assert_true(fabs(pb_mp_replay(r_st, 2, 1, true, r_scratch, &bubble) - 7.0) < 1e-9);
+    /* stage 0's backward before its forward: waits on itself */
+    r_ops[0][0] = -1, r_ops[0][1] = 0;
+    assert_true(pb_mp_replay(r_st, 2, 1, false, r_scratch, &bubble) < 0.0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wait_outside_p2p),
         cmocka_unit_test(test_1f1b_order),
+        cmocka_unit_test(test_wakeups),
+        cmocka_unit_test(test_replay_equal_stages),
+        cmocka_unit_test(test_replay_unequal_stages),
+        cmocka_unit_test(test_replay_tied_and_invalid),
     };
     return cmocka_run_group_tests_name("mp", tests, NULL, NULL);
 }
