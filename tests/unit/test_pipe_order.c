@@ -12,7 +12,9 @@
  * send alone before their recvs: 1F1B's steady state) hangs here and fails
  * at the deadline. And a send held back while its stage posts another
  * means the neighbour cannot start on it (GPipe's forwards on the first
- * stage would run one stage after another): each stage holds at most one. */
+ * stage would run one stage after another): each stage holds at most one.
+ * MLP stages 2..4, 1, 3 and 8 microbatches, both schedules; a 2-stage GPT
+ * for the tied embedding/LM-head gradient exchanged between its ends. */
 #include "tests/common/test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
@@ -24,6 +26,7 @@
 #include "harness/config.h"
 #include "kernels/comm_local.h"
 #include "strategies/pipe.h"
+#include "workloads/gpt.h"
 #include "workloads/mlp.h"
 
 #define MAX_STAGES 4
@@ -255,24 +258,27 @@ static void *stage_main(void *arg)
 }
 
 static const pb_shape MLP = {.in = 6, .hidden = 8, .layers = 4, .classes = 3, .batch = 8};
+static const pb_shape GPT = {.layers = 2, .batch = 4, .seq = 4, .heads = 2, .d_model = 8, .vocab = 10};
 
 /* One step of p stages, m microbatches: every stage finishes, agrees on
  * the loss, and never held two sends back at once. */
-static void one_step(pb_schedule sched, int p, int m)
+static void one_step(const pb_workload_ops *ops, const pb_shape *shape, pb_schedule sched, int p, int m)
 {
     pb_config cfg;
     pb_config_defaults(&cfg);
-    cfg.shape = MLP;
+    cfg.shape = *shape;
     cfg.microbatches = m;
     cfg.schedule = sched;
     cfg.timeout_s = DEADLINE_S;
     pb_model model;
-    assert_int_equal(pb_model_describe(&pb_workload_mlp, &MLP, &model), PB_OK);
-    int B = MLP.batch;
+    assert_int_equal(pb_model_describe(ops, shape, &model), PB_OK);
+    int B = shape->batch;
     float *params = malloc(model.n_params * 4), *table = malloc((model.data_table + 1) * 4);
     void *in = malloc((size_t)B * pb_model_input_bytes(&model)), *tg = malloc((size_t)B * pb_model_target_bytes(&model));
     assert_true(params && table && in && tg);
     model.ops->init_params(&model, 5, params);
+    if (model.n_tied) memcpy(params + model.tensor[model.tie_dst].off, params + model.tensor[model.tie_src].off,
+                             model.n_tied * 4);
     model.ops->data_table(&model, 5, table);
     model.ops->fill(&model, 5, table, 0, 0, B, in, tg);
     pb_batch batch = {.step = 0, .row0 = 0, .count = B, .inputs = in, .targets = tg};
@@ -307,7 +313,9 @@ static void run_all(pb_schedule sched)
 {
     static const int ms[] = {1, 3, 8};
     for (int p = 2; p <= MAX_STAGES; p++)
-        for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) one_step(sched, p, ms[i]);
+        for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) one_step(&pb_workload_mlp, &MLP, sched, p, ms[i]);
+    /* the tied embedding/LM-head gradient between the first and last stage */
+    one_step(&pb_workload_gpt, &GPT, sched, 2, 2);
 }
 
 static void test_gpipe_under_nccl_order(void **state)
