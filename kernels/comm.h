@@ -67,6 +67,14 @@ typedef struct pb_comm {
      * starts at once (mp times the wait apart from the copy: the wait is
      * pipeline bubble); nothing where copies need no ordering (the cpu) */
     pb_status (*recv_ready)(pb_comm_ctx *ctx, int peer);
+    /* optional: starts the sends and recvs posted so far, now. `nccl`
+     * holds them back and issues them as one group at the next wait or
+     * operation, so that a send and the recv posted after it progress
+     * together (two ranks that each send before they receive would
+     * otherwise wait on each other on their serialized streams); a caller
+     * with no recv coming soon flushes, so its sends do not sit until one
+     * does. NULL where posting starts the message (mpi, local). */
+    pb_status (*flush)(pb_comm_ctx *ctx);
     /* optional: MPI_Comm_split. A collective of ctx's group (every
      * participant calls it, in its place among the group's collectives):
      * the participants passing the same color >= 0 form a new group, their

@@ -17,7 +17,18 @@
  * (never blocking: comm.h) and waited for lazily, so two stages that send
  * to each other before receiving do not deadlock, and each rank's sends
  * precede its blocking collectives (tp's all-reduces, the dp sync) on the
- * mpi comm's one thread. A receive's wait is outside every span: it is the
+ * mpi comm's one thread. On nccl, whose sends and receives are held back
+ * and issued as one group at the next wait (comm_nccl.c), a send goes out
+ * with the stage's next receive, as Megatron pairs them
+ * (send_forward_recv_backward, send_backward_recv_forward): one alone on
+ * each of two neighbours' serialized streams, both sending first, would
+ * wait for each other. A send with no receive next (the first stage's
+ * warm-up forwards, the last stage's GPipe backwards) is flushed at once,
+ * else it would sit until the stage's next receive and the neighbour could
+ * not start (GPipe's forwards one stage after another). A model of these
+ * orders under NCCL's rules found neither a hang nor that wait for 2..8
+ * stages, 1..16 microbatches (notes: pipereview).
+ * A receive's wait is outside every span: it is the
  * stage waiting for its neighbour, the bubble (tp.c: the step's wall time
  * less its spans); p2p is posting, host staging, and the sends' waits. A
  * neighbour that stops (a hung rank) fails the wait after --timeout, the
@@ -142,8 +153,9 @@ cleanup:
     return st;
 }
 
-/* Posts send i of bytes at buf (device) to stage `to`, in a p2p span */
-static pb_status post_send(pb_pipe *pp, const void *buf, size_t bytes, int to, int i)
+/* Posts send i of bytes at buf (device) to stage `to`, in a p2p span;
+ * lone: the stage posts no receive next, so the comm starts it now */
+static pb_status post_send(pb_pipe *pp, const void *buf, size_t bytes, int to, int i, bool lone)
 {
     pb_status st = PB_OK;
     PB_TRY(pb_phase_begin(pp->timer, PB_PHASE_P2P));
@@ -153,6 +165,7 @@ static pb_status post_send(pb_pipe *pp, const void *buf, size_t bytes, int to, i
         buf = h;
     }
     PB_TRY(pp->comm->send(pp->cc, buf, bytes, to, &pp->sreq[i]));
+    if (lone && pp->comm->flush) PB_TRY(pb_with_step(pp->comm->flush(pp->cc), pp->name, pp->step));
     PB_TRY(pb_phase_end(pp->timer));
 cleanup:
     return st;
@@ -200,7 +213,7 @@ cleanup:
 
 /* --- the step ------------------------------------------------------------- */
 
-static pb_status forward(pb_pipe *pp, const pb_batch *batch, int j)
+static pb_status forward(pb_pipe *pp, const pb_batch *batch, int j, bool lone)
 {
     pb_status st = PB_OK;
     pb_replica *r = pp->rep;
@@ -213,12 +226,13 @@ static pb_status forward(pb_pipe *pp, const pb_batch *batch, int j)
     PB_TRY(pb_phase_begin(pp->timer, PB_PHASE_FWD));
     PB_TRY(pb_replica_forward(r, slot, pp->mb));
     PB_TRY(pb_phase_end(pp->timer));
-    if (k < last) PB_TRY(post_send(pp, pb_replica_buf(r, PB_STAGE_OUT, slot), boundary_bytes(pp, r->b1), k + 1, j));
+    if (k < last)
+        PB_TRY(post_send(pp, pb_replica_buf(r, PB_STAGE_OUT, slot), boundary_bytes(pp, r->b1), k + 1, j, lone));
 cleanup:
     return st;
 }
 
-static pb_status backward(pb_pipe *pp, int j)
+static pb_status backward(pb_pipe *pp, int j, bool lone)
 {
     pb_status st = PB_OK;
     const pb_backend *be = pp->be;
@@ -239,9 +253,18 @@ static pb_status backward(pb_pipe *pp, int j)
     void *send_rows = k > 0 ? (char *)pp->gsend + (size_t)gs * in_mb : NULL;
     if (k > 0) PB_TRY(be->copy(pp->dev, send_rows, dx, in_mb));
     PB_TRY(pb_phase_end(pp->timer));
-    if (k > 0) PB_TRY(post_send(pp, send_rows, in_mb, k - 1, M + nb));
+    if (k > 0) PB_TRY(post_send(pp, send_rows, in_mb, k - 1, M + nb, lone));
 cleanup:
     return st;
+}
+
+/* Whether the stage's op n + 1 starts with a receive (a forward but on
+ * the first stage, a backward but on the last); none after the last op,
+ * whose sends the drain waits for at once. */
+static bool next_receives(const pb_pipe *pp, int n)
+{
+    if (n + 1 >= 2 * pp->m) return true;
+    return pp->ops[n + 1] >= 0 ? pp->k > 0 : pp->k < pp->p - 1;
 }
 
 pb_status pb_pipe_run(pb_pipe *pp, const pb_batch *batch)
@@ -254,7 +277,8 @@ pb_status pb_pipe_run(pb_pipe *pp, const pb_batch *batch)
     PB_TRY(pp->be->zero(pp->dev, pp->rep->loss_sum, sizeof(float)));
     for (int n = 0; n < 2 * M; n++) {
         int op = pp->ops[n];
-        PB_TRY(op >= 0 ? forward(pp, batch, op) : backward(pp, -op - 1));
+        bool lone = !next_receives(pp, n);
+        PB_TRY(op >= 0 ? forward(pp, batch, op, lone) : backward(pp, -op - 1, lone));
     }
     /* the last sends' rows are the gradients' and activations' own: taken
      * before the sync and the optimizer touch them */

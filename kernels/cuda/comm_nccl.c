@@ -27,9 +27,12 @@
  * then ends every rank (pb_world_abort: MPI_Abort).
  *
  * send/recv are grouped: they are held back and issued together inside
- * ncclGroupStart/End when one of them is waited on or another operation is
- * issued, so a pair of ranks that both send and then receive does not
- * deadlock. Every rank must issue the same operations in the same order.
+ * ncclGroupStart/End when one of them is waited on, another operation is
+ * issued or the caller flushes (comm.h), so a pair of ranks that both send
+ * and then receive does not deadlock (a send alone on the stream would wait
+ * for the peer's recv, queued on the peer's stream behind the peer's own
+ * send: 1F1B's steady state). Every rank must issue the same operations in
+ * the same order.
  *
  * Several ranks on one GPU (test-only, --device-map 0,0,.. for ddp): NCCL
  * refuses two ranks on one device ("Duplicate GPU") unless each looks like
@@ -600,6 +603,7 @@ static pb_status nccl_recv(pb_comm_ctx *c, void *buf, size_t bytes, int peer, pb
 {
     return hold_p2p(c, OP_RECV, buf, bytes, peer, req);
 }
+static pb_status nccl_flush(pb_comm_ctx *c) { return flush_p2p(c); }
 static pb_status nccl_allgather(pb_comm_ctx *c, const void *in, void *out, size_t bytes, pb_comm_req **req)
 {
     return issue(c, OP_ALLGATHER, in, out, bytes, 1.0f, 0, req);
@@ -715,5 +719,6 @@ const pb_comm pb_comm_nccl = {
     .wait = nccl_wait,
     .version = nccl_version,
     .req_ms = nccl_req_ms,
+    .flush = nccl_flush,
     .split = NCCL_SPLIT,
 };

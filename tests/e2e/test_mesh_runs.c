@@ -9,7 +9,8 @@
  * docs/strategies.md's formula. Pipelines (--pp > 1): pp2 and pp4 alone,
  * dp2 x pp2, tp2 x pp2 and dp2 x tp2 x pp2 (8 ranks) train as single does
  * on both workloads, with gpipe and 1f1b, their p2p_bytes_per_step equal
- * to the pipeline formula; a hung stage is named within --timeout. What
+ * to the pipeline formula; two stages whose messages are past MPI's eager
+ * limit finish 1F1B; a hung stage is named within --timeout. What
  * the mesh refuses is a usage error (exit 2, one line, no row). The groups
  * themselves: tests/unit/test_mesh.c. With --zero-stage 1, 2
  * or 3, ZeRO within the dp group (zero's step over each rank's tp part)
@@ -274,6 +275,21 @@ static void test_dp2_tp2_pp2_matches_single(void **state)
     pipe_case(state, "gpt-xs", "2", "2", "2", "1f1b", "2", "2", NULL);
 }
 
+/* Messages past every MPI eager limit (vader's 4 KiB, tcp's 64 KiB): two
+ * stages' 1F1B steady state, where each sends before it receives, must
+ * not wait on each other (the mpi comm's sends are MPI_Isend on its comm
+ * thread); a blocking send there hangs until --timeout. */
+static void test_pp_large_messages_finish(void **state)
+{
+    char *wide[] = {"--hidden", "2048", "--timeout", "5", NULL};
+    pipe_case(state, "mlp-xs", "1", "1", "2", "1f1b", "4", "3", wide);
+    csv c;
+    csv_load(&c, ((bench_run *)*state)->csv_path);
+    double per_message = csv_num(&c, "p2p_bytes_per_step") / (2.0 * csv_num(&c, "microbatches"));
+    if (!(per_message > 65536.0)) fail_msg("a boundary message of %g bytes: not past the eager limit", per_message);
+    csv_free(&c);
+}
+
 /* dp2 x pp2: rank 1 (replica 1's first stage) stuck in forward: its next
  * stage's receive and replica 0's dp all-reduce fail within --timeout
  * naming it, its phase and step; the row is failed */
@@ -511,6 +527,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dp2_pp2_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_tp2_pp2_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_dp2_tp2_pp2_matches_single, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_pp_large_messages_finish, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_hung_stage_named, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_refused, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_sweep_mesh_specs, run_setup, run_teardown),
