@@ -890,6 +890,12 @@ cleanup:
     return st;
 }
 
+/* A collective just launched (its launch's status), waited for at once */
+static pb_status wait_now(zero_state *s, pb_status launched, pb_comm_req **req, double *ms)
+{
+    return launched == PB_OK ? wait_req(s, *req, ms) : launched;
+}
+
 /* After the pipeline's last backward and the tied gradient's exchange:
  * each block's gradients, padded, reduce-scattered over the dp group
  * (blocking) into the rank's reduced chunk */
@@ -902,10 +908,10 @@ pb_status pb_zero_piped_reduce(void *state, double *ms)
     for (int b = s->n - 1; b >= s->b0; b--) {
         zero_block *z = &s->blk[b];
         PB_TRY(be->copy(s->dev, s->pad_buf, s->stage_rep->grads + z->pad_off, z->len * sizeof(float)));
-        PB_TRY(s->ctx->comm->reduce_scatter(s->comm, s->pad_buf, s->shard_grads + z->shard_off, z->chunk, &z->rs));
-        st = wait_req(s, z->rs, &s->rs_ms);
-        z->rs = NULL;
-        PB_TRY(st);
+        pb_comm_req *req = NULL;
+        PB_TRY(wait_now(
+            s, s->ctx->comm->reduce_scatter(s->comm, s->pad_buf, s->shard_grads + z->shard_off, z->chunk, &req), &req,
+            &s->rs_ms));
     }
     *ms += s->rs_ms;
 cleanup:
@@ -927,10 +933,9 @@ pb_status pb_zero_piped_update(void *state, double *ms)
         PB_TRY(optimize_block(s, b));
         size_t lo = (size_t)s->rank * z->chunk, hi = lo + z->chunk < z->len ? lo + z->chunk : z->len;
         if (lo < hi) PB_TRY(be->copy(s->dev, s->pad_buf + lo, master(s, b), (hi - lo) * sizeof(float)));
-        PB_TRY(s->ctx->comm->allgather(s->comm, s->pad_buf + lo, s->pad_buf, z->chunk * sizeof(float), &z->ag));
-        st = wait_req(s, z->ag, &s->ag_ms);
-        z->ag = NULL;
-        PB_TRY(st);
+        pb_comm_req *req = NULL;
+        PB_TRY(wait_now(s, s->ctx->comm->allgather(s->comm, s->pad_buf + lo, s->pad_buf, z->chunk * sizeof(float), &req),
+                        &req, &s->ag_ms));
         PB_TRY(be->copy(s->dev, s->stage_rep->params + z->pad_off, s->pad_buf, z->len * sizeof(float)));
     }
     *ms += s->ag_ms;
