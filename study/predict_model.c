@@ -208,6 +208,21 @@ static double reduce_us(const pb_pred_net *net, const char *comm, int n, double 
 /* |log(a/b)|: the distance used to pick the nearest measured row */
 static double log_dist(double a, double b) { return fabs(log(a / b)); }
 
+/* A phase at `batch` rows from the nearest measured batch `a` (time ta)
+ * and, where measured, a second batch `b` (tb): time = fixed + per-row x
+ * rows through the two (a GEMM streams its weights once whatever the rows,
+ * so few rows cost more per row than many), anchored at the nearest; with
+ * one batch, or where the two give no fixed part (a negative intercept:
+ * noise), proportional to the rows. */
+static double rows_ms(double ta, double tb, const pb_pred_single *a, const pb_pred_single *b, double batch)
+{
+    double prop = ta * batch / a->batch;
+    if (!b) return prop;
+    double per_row = (tb - ta) / (b->batch - a->batch), fixed = ta - per_row * a->batch;
+    if (!(fixed > 0) || !(per_row > 0)) return prop;
+    return fixed + per_row * batch;
+}
+
 void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_pred_phases *out)
 {
     memset(out, 0, sizeof *out);
@@ -224,13 +239,21 @@ void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_
         double dt = log_dist(s->threads, threads) - log_dist(best->threads, threads);
         if (dt < -1e-9 || (fabs(dt) <= 1e-9 && log_dist(s->batch, batch) < log_dist(best->batch, batch))) best = s;
     }
+    /* a second row at that thread count and another batch, the nearest:
+     * with it, rows cost what the two measured batches say (below) */
+    const pb_pred_single *other = NULL;
+    for (int i = 0; i < w->nsingle; i++) {
+        const pb_pred_single *s = &w->single[i];
+        if (s->threads != best->threads || s->batch == best->batch) continue;
+        if (!other || log_dist(s->batch, batch) < log_dist(other->batch, batch)) other = s;
+    }
     /* compute per device scales with the cores it gets, and with its rows;
      * the optimizer's with the cores only */
-    double tf = (double)best->threads / threads, bf = batch / best->batch;
-    out->load = best->load_ms * bf; /* the loader thread fills rows: not BLAS threads */
-    out->h2d = best->h2d_ms * bf;
-    out->fwd = best->fwd_ms * bf * tf;
-    out->bwd = best->bwd_ms * bf * tf;
+    double tf = (double)best->threads / threads;
+    out->load = rows_ms(best->load_ms, other ? other->load_ms : 0, best, other, batch); /* the loader fills rows: not BLAS threads */
+    out->h2d = rows_ms(best->h2d_ms, other ? other->h2d_ms : 0, best, other, batch);
+    out->fwd = rows_ms(best->fwd_ms, other ? other->fwd_ms : 0, best, other, batch) * tf;
+    out->bwd = rows_ms(best->bwd_ms, other ? other->bwd_ms : 0, best, other, batch) * tf;
     out->opt = best->opt_ms * tf;
 }
 

@@ -270,6 +270,59 @@ static void test_memory_is_the_runs_plan(void **state)
     pb_csv_free(&c);
 }
 
+/* tp and the dp2 x tp2 mesh on gpt-xs, predicted from its single rows:
+ * memory the runs' plan, the all-reduce volume the runs' own (4 of b s h a
+ * block, plus the mesh's dp all-reduce of the rank's part), the mesh's
+ * shape in its row; and compare --predicted pairs the mesh by it */
+static void test_gpt_tp_and_mesh_against_runs(void **state)
+{
+    files *f = *state;
+    char single[600], runs[600];
+    snprintf(single, sizeof single, "%s/single.csv", f->dir);
+    snprintf(runs, sizeof runs, "%s/runs.csv", f->dir);
+    char *common[] = {"--quiet", "--workload", "gpt-xs", "--iters", "2", "--warmup", "1", "--threads", "1"};
+    char *cfgs[][10] = {
+        {"--strategy", "single", "--gpus", "1", "--out", single, NULL},
+        {"--strategy", "tp", "--gpus", "2", "--out", runs, NULL},
+        {"--strategy", "mesh", "--gpus", "4", "--dp", "2", "--tp", "2", "--out", runs},
+    };
+    for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
+        char *argv[24];
+        int n = 0;
+        for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) argv[n++] = common[i];
+        for (int i = 0; i < 10 && cfgs[k][i]; i++) argv[n++] = cfgs[k][i];
+        argv[n] = NULL;
+        run_bench(&f->res, argv);
+        if (f->res.exit_code != 0) fail_msg("run %zu: exit %d\n%s", k, f->res.exit_code, f->res.err);
+    }
+    run_bench(&f->res, (char *[]){"predict", "--single", single, "--against", runs, "--intra-gbps", "1", "--out",
+                                  f->out, "--quiet", "--max-median-error", "1e6", "--max-error", "1e6", NULL});
+    if (f->res.exit_code != 0) fail_msg("exit %d\n%s", f->res.exit_code, f->res.err);
+    pb_csv c, m;
+    assert_int_equal(pb_csv_load(f->out, &c), PB_OK);
+    assert_int_equal(pb_csv_load(runs, &m), PB_OK);
+    assert_int_equal(c.nrows, 2);
+    for (size_t i = 0; i < c.nrows; i++) {
+        double want = col_num(&c, i, "measured_mem_mb_per_device");
+        assert_true(want > 0);
+        assert_float_equal(col_num(&c, i, "mem_mb_per_device"), want, 1e-3 * want);
+        bool mesh = strcmp(col(&c, i, "strategy"), "mesh") == 0;
+        assert_string_equal(col(&c, i, "dp"), mesh ? "2" : "");
+        assert_string_equal(col(&c, i, "tp"), mesh ? "2" : "");
+        for (size_t j = 0; j < m.nrows; j++)
+            if (strcmp(col(&m, j, "strategy"), col(&c, i, "strategy")) == 0)
+                assert_float_equal(col_num(&c, i, "allreduce_bytes_per_step"),
+                                   col_num(&m, j, "allreduce_bytes_per_step"), 1.0);
+        assert_true(col_num(&c, i, "comm_exposed_ms") == col_num(&c, i, "comm_ms"));
+    }
+    pb_csv_free(&m);
+    pb_csv_free(&c);
+    /* compare --predicted pairs both (exit 0 or 1: the verdict is the
+     * machine's; nothing paired would be exit 2) */
+    run_bench(&f->res, (char *[]){"compare", "--predicted", f->out, runs, "--threshold", "100", NULL});
+    assert_int_equal(f->res.exit_code, 0);
+}
+
 /* zero's stage and mp's schedule are keys: a zero 3 prediction pairs a
  * zero 3 run and not a zero 1 run, and a 1f1b prediction a 1f1b run */
 static void test_compare_predicted_pairs_by_stage_and_schedule(void **state)
@@ -352,6 +405,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plot_of_a_prediction, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_compare_predicted_flags_below_model, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_memory_is_the_runs_plan, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_gpt_tp_and_mesh_against_runs, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_compare_predicted_pairs_by_stage_and_schedule, files_setup,
                                         files_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_is_a_usage_error, files_setup, files_teardown),
