@@ -210,15 +210,11 @@ static void test_tp_allreduces_and_split_compute(void **state)
  * described by the workload itself, one single row at 8 sequences */
 static void make_gpt_work(pb_pred_work *w, double fwd, double bwd, double opt)
 {
-    memset(w, 0, sizeof *w);
+    make_work(w, 0, 0, 8, fwd, bwd, opt);
     snprintf(w->workload, sizeof w->workload, "gpt-xs");
     snprintf(w->backend, sizeof w->backend, "cpu");
-    snprintf(w->precision, sizeof w->precision, "fp32");
-    snprintf(w->optimizer, sizeof w->optimizer, "sgd");
     w->gpt = (pb_pred_gpt){.on = true, .layers = 2, .d_model = 64, .heads = 4, .seq = 32, .vocab = 256};
     assert_true(pb_pred_describe_gpt(w));
-    w->nsingle = 1;
-    w->single[0] = (pb_pred_single){.threads = 1, .batch = 8, .fwd_ms = fwd, .bwd_ms = bwd, .opt_ms = opt};
 }
 
 /* Hand arithmetic of gpt-xs (C = 64, T = 32 tokens, V = 256), per token:
