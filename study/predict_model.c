@@ -624,6 +624,12 @@ static void predict_mesh(const pb_pred_work *w, const pb_pred_net *net, const pb
         sync = allreduce_group_us(net, comm, D, dp_g, tp.params * 4.0, &src) / 1e3 +
                allreduce_group_us(net, comm, D, dp_g, 4.0, &src) / 1e3; /* the loss: a blocking collective too */
     }
+    /* on shared cores every group runs its collectives at once (the same
+     * schedule), so a group's copies and sums share the node's cores with
+     * the other groups' as compute does: a group of n ranks, measured or
+     * modelled alone on the node, takes share(node's ranks) / share(n) */
+    tp.ar_ms *= share(per_node, thr, net->cores_per_node) / share(tp_g, thr, net->cores_per_node);
+    sync *= share(per_node, thr, net->cores_per_node) / share(dp_g < D ? dp_g : D, thr, net->cores_per_node);
     r->compute_ms = p.load + p.h2d + (p.fwd + p.bwd) * f * tp.compute_frac + p.opt * f * tp.opt_frac;
     r->tp_comm_ms = tp.ar_ms;
     r->comm_ms = r->comm_exposed_ms = tp.ar_ms + sync;

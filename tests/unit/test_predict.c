@@ -285,6 +285,15 @@ static void test_mesh_is_tp_then_dp_sync(void **state)
     assert_float_equal(r.comm_ms, tp.tp_comm_ms + sync, 1e-9);
     assert_float_equal(r.step_ms, tp.step_ms + sync, 1e-9);
     assert_float_equal(r.allreduce_bytes, tp.allreduce_bytes + 2 * PT * 4 / 2, 1e-6);
+    /* 4 ranks on 2 cores: each group's compute and collectives share the
+     * cores with the other group's, twice tp's alone on 2 ranks */
+    net.cores_per_node = 2;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_int_equal(pb_predict_one(&w, &net, &tt, &tp), PB_OK);
+    assert_float_equal(r.tp_comm_ms, 2 * tp.tp_comm_ms, 1e-12);
+    assert_float_equal(r.compute_ms, 2 * tp.compute_ms, 1e-12);
+    assert_float_equal(r.comm_ms, 2 * (tp.tp_comm_ms + sync), 1e-9);
+    net.cores_per_node = 0;
     /* the MLP: the same composition over its pairs */
     make_work(&w, 4, 1000, 64, 40, 80, 8);
     t.batch_global = 128;
