@@ -16,8 +16,11 @@
 # dp on 2 devices; `all` every configuration of the issue (ddp 1 to 4 ranks
 # with --bucket-mb 1 and 4 and --no-overlap, dp 2 and 4, mp 2 to 4 with 1 and
 # 4 microbatches), and the later strategies (zero stages 1, 2 and 3 and tp
-# on 2 ranks, mp on 2 stages with 8 microbatches under 1f1b); `new` those
-# later strategies alone (with ddp 2 beside them).
+# on 2 ranks, mp on 2 stages with 8 microbatches under 1f1b, the mesh dp2 x
+# tp2; and on gpt-xs, from its own single inputs in OUTDIR/gpt, tp on 2
+# ranks and the mesh dp2 x tp2); `new` those later strategies alone (with
+# ddp 2 beside them). The gpt-xs set is predicted by a second bench
+# predict (one workload a prediction); the exit status is the worse.
 set -euo pipefail
 OUT=${1:-results/predict-validate}
 MODE=${2:-all}
@@ -25,8 +28,14 @@ ROUNDS=${3:-$([ "$MODE" = quick ] && echo 1 || echo 3)}
 WL=${PB_PREDICT_WORKLOAD:-mlp-s}
 ITERS=${PB_PREDICT_ITERS:-20}
 CORES=$(nproc)
-mkdir -p "$OUT"
+GPT=${PB_PREDICT_GPT_WORKLOAD:-gpt-xs}
+# the rows a device gets below (mlp-s's 256 over 2 and 4 devices or
+# microbatches, 8 microbatches; gpt-xs's 8 over the mesh's 2 replicas)
+ROWS=${PB_PREDICT_ROWS:-128 64 32}
+GPT_ROWS=${PB_PREDICT_GPT_ROWS:-4}
+mkdir -p "$OUT/gpt"
 rm -f "$OUT/single.csv" "$OUT/comm.csv" "$OUT/measured.csv" "$OUT/predicted.csv"
+rm -f "$OUT/gpt/single.csv" "$OUT/gpt/measured.csv" "$OUT/gpt/predicted.csv"
 # a private copy: a rebuild of ./bench during the rounds must not end them
 BIN=$(mktemp "${TMPDIR:-/tmp}/pb-predict-bench.XXXXXX")
 trap 'rm -f "$BIN"' EXIT
@@ -40,6 +49,17 @@ ddp() { run --strategy ddp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measu
 dp() { run --strategy dp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
 zero() { run --strategy zero --gpus 2 --threads "$(thr 2)" --zero-stage "$1" --out "$OUT/measured.csv"; }
 tp() { run --strategy tp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv"; }
+mesh() { run --strategy mesh --gpus $(($1 * $2)) --dp "$1" --tp "$2" --threads "$(thr $(($1 * $2)))" --out "$OUT/measured.csv"; }
+# the gpt workload: its own inputs and runs (bench predict takes one workload)
+gpt() {
+    WL=$GPT run --strategy single --gpus 1 --threads 1 --out "$OUT/gpt/single.csv"
+    [ "$CORES" -gt 1 ] && WL=$GPT run --strategy single --gpus 1 --threads "$CORES" --out "$OUT/gpt/single.csv"
+    for rows in $GPT_ROWS; do
+        WL=$GPT run --strategy single --gpus 1 --threads 1 --batch "$rows" --out "$OUT/gpt/single.csv"
+    done
+    WL=$GPT run --strategy tp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
+    WL=$GPT run --strategy mesh --gpus 4 --dp 2 --tp 2 --threads "$(thr 4)" --out "$OUT/gpt/measured.csv"
+}
 # the strategies that landed after ddp, dp and mp
 later() {
     zero 1
@@ -47,14 +67,21 @@ later() {
     zero 3
     tp 2
     mp 2 --microbatches 8 --schedule 1f1b
+    mesh 2 2
+    gpt
 }
 mp() { run --strategy mp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
 
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "predict-validate: round $r of $ROUNDS" >&2
-    # inputs: a single device at 1 thread and at every core
+    # inputs: a single device at 1 thread and at every core, and at 1
+    # thread on the rows a device of the runs below gets (a GEMM on fewer
+    # rows costs more a row: docs/predict.md "Compute")
     run --strategy single --gpus 1 --threads 1 --out "$OUT/single.csv"
     [ "$CORES" -gt 1 ] && run --strategy single --gpus 1 --threads "$CORES" --out "$OUT/single.csv"
+    for rows in $([ "$MODE" = quick ] && echo 128 || echo "$ROWS"); do
+        run --strategy single --gpus 1 --threads 1 --batch "$rows" --out "$OUT/single.csv"
+    done
     if [ "$MODE" = quick ]; then
         comm --comm mpi --ranks 2 --collectives all_reduce
         comm --comm local --ranks 2 --collectives all_reduce,broadcast,sendrecv
@@ -89,6 +116,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 [ "${PB_PREDICT_MEASURE_ONLY:-0}" = 1 ] && exit 0
+rc=0
 # shellcheck disable=SC2086
 "$BIN" predict --single "$OUT/single.csv" --comm-csv "$OUT/comm.csv" \
-    --against "$OUT/measured.csv" --out "$OUT/predicted.csv" ${PB_PREDICT_LIMITS:-}
+    --against "$OUT/measured.csv" --out "$OUT/predicted.csv" ${PB_PREDICT_LIMITS:-} || rc=$?
+if [ -s "$OUT/gpt/measured.csv" ]; then
+    # shellcheck disable=SC2086
+    "$BIN" predict --single "$OUT/gpt/single.csv" --comm-csv "$OUT/comm.csv" \
+        --against "$OUT/gpt/measured.csv" --out "$OUT/gpt/predicted.csv" ${PB_PREDICT_LIMITS:-} || {
+        r=$?
+        [ "$r" -gt "$rc" ] && rc=$r
+    }
+fi
+exit "$rc"

@@ -16,7 +16,7 @@ typedef struct opts {
     char strategies[128], devices[1024];
     double batch, batch_per_device, bucket_mb, max_median, max_err;
     double intra_gbps, intra_us, inter_gbps, inter_us;
-    long long gpus_per_node, microbatches, threads, zero_stage;
+    long long gpus_per_node, microbatches, threads, zero_stage, mesh_tp;
     const char *schedule;
     bool no_overlap, quiet;
 } opts;
@@ -34,7 +34,7 @@ static void print_help(void)
            "  --single PATH          run CSV with ok rows of strategy single (their phases) [required]\n"
            "  --comm-csv PATH        bench comm CSV: its fit rows give the collectives\n"
            "  --topology PATH        key = value file of the links (results/topologies/*.topo)\n"
-           "  --strategies LIST      single, dp, ddp, mp, zero, tp [single,dp,ddp,mp]\n"
+           "  --strategies LIST      single, dp, ddp, mp, zero, tp, mesh [single,dp,ddp,mp]\n"
            "  --devices LIST         device counts, 1 to 4096 [1,2,4,8,16,...,4096 with --topology, else 1,2,4]\n"
            "  --gpus-per-node N      devices per node, 1 to 4096 [the topology's, else all on one node]\n"
            "  --intra-gbps X, --intra-us X   in a node: busbw per device (GB/s), latency (us) [the topology's]\n"
@@ -44,6 +44,7 @@ static void print_help(void)
            "  --microbatches M       mp's microbatches, 1 to 4096 [1]\n"
            "  --schedule NAME        mp's schedule: gpipe or 1f1b [gpipe]\n"
            "  --zero-stage S         zero's stage, 1 to 3 [1]\n"
+           "  --tp T                 mesh: tensor-parallel ranks per replica (--dp is devices / T)\n"
            "  --bucket-mb X          ddp's and zero's bucket size in MiB [25]\n"
            "  --no-overlap           ddp, zero: the gradients' collectives after backward [off]\n"
            "  --threads N            cpu: BLAS threads per device [cores / devices, at least 1]\n"
@@ -133,6 +134,7 @@ static pb_status parse_args(int argc, char **argv, opts *o, bool *help)
         else if (strcmp(a, "--microbatches") == 0) st = parse_int(a, v, 1, 4096, &o->microbatches);
         else if (strcmp(a, "--threads") == 0) st = parse_int(a, v, 1, 1024, &o->threads);
         else if (strcmp(a, "--zero-stage") == 0) st = parse_int(a, v, 1, 3, &o->zero_stage);
+        else if (strcmp(a, "--tp") == 0) st = parse_int(a, v, 1, 4096, &o->mesh_tp);
         else if (strcmp(a, "--schedule") == 0) {
             if (!v || (strcmp(v, "gpipe") != 0 && strcmp(v, "1f1b") != 0))
                 return pb_usage_error("predict: --schedule '%s': give gpipe or 1f1b", v ? v : "");
@@ -221,6 +223,7 @@ int pb_cmd_predict(int argc, char **argv)
                              .microbatches = (int)o.microbatches,
                              .one_f_one_b = o.schedule && strcmp(o.schedule, "1f1b") == 0,
                              .zero_stage = (int)o.zero_stage,
+                             .mesh_tp = (int)o.mesh_tp,
                              .bucket_mb = o.bucket_mb,
                              .no_overlap = o.no_overlap,
                              .threads = (int)o.threads};

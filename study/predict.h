@@ -32,13 +32,29 @@ typedef struct pb_pred_single {
     double load_ms, h2d_ms, fwd_ms, bwd_ms, opt_ms, step_ms;
 } pb_pred_single;
 
-/* The workload as the model needs it: the MLP's layers and the run's
- * training settings, read from the single rows. */
+/* A transformer (the gpt workload) as tensor parallelism splits it, from
+ * the workload's own model description (pb_pred_describe_gpt: its blocks'
+ * FLOPs and its tensors' tp splits): per row (one sequence) the FLOPs of
+ * forward and backward that split across a tp group (the split tensors'
+ * 6 per parameter per token and attention's T x T GEMMs, split by heads)
+ * and those every rank runs whole (embeddings, LayerNorms, the replicated
+ * biases, the head); and the flat parameter buffer's floats that split
+ * and those replicated (the tied head counted twice, as the run's buffer). */
+typedef struct pb_pred_gpt {
+    bool on;
+    int layers, d_model, heads, seq, vocab;
+    double flops_split, flops_whole;
+    double params_split, params_whole;
+} pb_pred_gpt;
+
+/* The workload as the model needs it: the MLP's layers (or the GPT's
+ * parts) and the run's training settings, read from the single rows. */
 typedef struct pb_pred_work {
     char workload[PB_PRED_NAME], backend[16], precision[16], optimizer[16];
     int layers;
     double in[PB_PRED_MAX_LAYERS], out[PB_PRED_MAX_LAYERS];
     double params;
+    pb_pred_gpt gpt;
     int nsingle;
     pb_pred_single single[PB_PRED_MAX_SINGLE];
 } pb_pred_work;
@@ -72,6 +88,7 @@ typedef enum pb_pred_strategy {
     PB_PRED_MP,
     PB_PRED_ZERO,
     PB_PRED_TP,
+    PB_PRED_MESH,
     PB_PRED_NSTRAT
 } pb_pred_strategy;
 
@@ -90,6 +107,7 @@ typedef struct pb_pred_target {
     double bucket_mb;  /* ddp, zero; 25 by default */
     bool no_overlap;   /* ddp, zero */
     int threads;       /* cpu: BLAS threads per device (0: cores / devices, at least 1) */
+    int mesh_dp, mesh_tp, mesh_pp; /* mesh: D x T x P = devices (pp 1 is what the model has); 0 otherwise */
 } pb_pred_target;
 
 /* What the model says of it. */
@@ -136,6 +154,10 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
  * device's MiB, as the run's mem_plan_mb; false where the configuration
  * cannot be built here (the model's own estimate then stands). */
 bool pb_pred_plan_mb(const pb_pred_work *w, const pb_pred_target *t, double *mb);
+/* Fills w->gpt's FLOPs and parameters from the workload's model
+ * description of w->gpt's shape (predict_mem.c); false where this binary
+ * cannot describe it. */
+bool pb_pred_describe_gpt(pb_pred_work *w);
 
 /* Inputs (predict_inputs.c). */
 /* The single-strategy ok rows of a run CSV (one workload, backend and
@@ -168,7 +190,8 @@ bool pb_predict_compare_wanted(int argc, char **argv);
                     X(measured_step_ms) X(measured_samples_per_s) X(measured_efficiency) X(error_pct)    \
                         X(measured_mem_mb_per_device) X(allreduce_bytes_per_step)                         \
                             X(reduce_scatter_bytes_per_step) X(allgather_bytes_per_step) X(p2p_bytes_per_step) \
-                                X(tp_comm_ms) X(reduce_scatter_ms) X(allgather_ms) X(schedule) X(zero_stage)
+                                X(tp_comm_ms) X(reduce_scatter_ms) X(allgather_ms) X(schedule) X(zero_stage) \
+                                    X(dp) X(tp) X(pp)
 
 #ifdef __cplusplus
 }

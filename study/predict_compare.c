@@ -27,7 +27,7 @@ bool pb_predict_compare_wanted(int argc, char **argv)
 /* the columns a prediction and a run are paired by */
 static const char *const key_cols[] = {"strategy",  "workload",     "backend",   "precision", "devices",
                                        "batch_global", "microbatches", "bucket_mb", "no_overlap", "threads",
-                                       "schedule",     "zero_stage"};
+                                       "schedule",     "zero_stage", "dp",        "tp",         "pp"};
 #define NKEY (sizeof key_cols / sizeof key_cols[0])
 
 static bool same_value(const char *a, const char *b)

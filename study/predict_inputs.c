@@ -83,19 +83,34 @@ pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_work *w
             copy_field(w->precision, sizeof w->precision, c, i, c_pr);
             copy_field(w->optimizer, sizeof w->optimizer, c, i, c_opt);
             double in = num(c, i, c_in), hid = num(c, i, c_hid), lay = num(c, i, c_lay), cls = num(c, i, c_cls);
-            if (!(in >= 1 && hid >= 1 && cls >= 1 && lay >= 1 && lay <= PB_PRED_MAX_LAYERS)) {
+            double dm = num(c, i, pb_csv_find(c, "d_model"));
+            if (dm >= 1) {
+                /* a GPT: its parts from the workload's own description */
+                pb_pred_gpt *g = &w->gpt;
+                *g = (pb_pred_gpt){.on = true, .layers = (int)lay, .d_model = (int)dm,
+                                   .heads = (int)num0(c, i, pb_csv_find(c, "heads")),
+                                   .seq = (int)num0(c, i, pb_csv_find(c, "seq")),
+                                   .vocab = (int)num0(c, i, pb_csv_find(c, "vocab"))};
+                if (!pb_pred_describe_gpt(w)) {
+                    st = pb_usage_error("%s:%zu: the single row's gpt shape (layers, d_model, heads, seq, vocab) "
+                                        "is not one this binary can describe",
+                                        path, c->line[i]);
+                    break;
+                }
+                w->params = num0(c, i, c_par) > 0 ? num(c, i, c_par) : g->params_split + g->params_whole;
+            } else if (!(in >= 1 && hid >= 1 && cls >= 1 && lay >= 1 && lay <= PB_PRED_MAX_LAYERS)) {
                 st = pb_usage_error("%s:%zu: the single row's shape (in, hidden, layers, classes) is not usable",
                                     path, c->line[i]);
                 break;
             }
-            w->layers = (int)lay;
+            w->layers = w->gpt.on ? 0 : (int)lay;
             for (int l = 0; l < w->layers; l++) {
                 w->in[l] = l == 0 ? in : hid;
                 w->out[l] = l == w->layers - 1 ? cls : hid;
                 w->params += w->in[l] * w->out[l] + w->out[l];
             }
             double p = num(c, i, c_par);
-            if (isfinite(p) && p > 0) w->params = p;
+            if (isfinite(p) && p > 0 && !w->gpt.on) w->params = p;
         } else {
             /* one workload: rows of another shape or backend are not inputs of this one */
             char wl[PB_PRED_NAME], be[16], pr[16];

@@ -9,7 +9,7 @@
 
 #include "predict.h"
 
-static const char *const strategy_names[PB_PRED_NSTRAT] = {"single", "dp", "ddp", "mp", "zero", "tp"};
+static const char *const strategy_names[PB_PRED_NSTRAT] = {"single", "dp", "ddp", "mp", "zero", "tp", "mesh"};
 
 const char *pb_pred_strategy_name(pb_pred_strategy s) { return s < PB_PRED_NSTRAT ? strategy_names[s] : "?"; }
 
@@ -72,7 +72,10 @@ static int devices_per_node(const pb_pred_net *net, int n)
     return net->gpus_per_node > 0 && net->gpus_per_node < n ? net->gpus_per_node : n;
 }
 
-double pb_pred_allreduce_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source)
+/* An all-reduce over n devices of which g share a node (a group's: a mesh's
+ * dp group has T apart of its ranks' in each node) */
+static double allreduce_group_us(const pb_pred_net *net, const char *comm, int n, int g, double bytes,
+                                 const char **source)
 {
     if (n <= 1 || bytes <= 0) return 0;
     const pb_pred_fit *f = find_fit(net, comm, PB_COLL_ALL_REDUCE, n, true);
@@ -80,7 +83,7 @@ double pb_pred_allreduce_us(const pb_pred_net *net, const char *comm, int n, dou
         *source = "measured";
         return seg_us(fit_segment(f, bytes), bytes);
     }
-    int g = devices_per_node(net, n);
+    g = g < 1 ? 1 : g > n ? n : g;
     int nodes = (n + g - 1) / g;
     f = nodes == 1 ? find_fit(net, comm, PB_COLL_ALL_REDUCE, n, false) : NULL;
     if (f && f->ranks > 1) {
@@ -106,6 +109,11 @@ double pb_pred_allreduce_us(const pb_pred_net *net, const char *comm, int n, dou
      * 1/g across the nodes (every device over its own NIC), all-gather */
     return ring_half_us(g, bytes, ia, ib) + ring_allreduce_us(nodes, bytes / g, net->inter_alpha_us, net->inter_gbps) +
            ring_half_us(g, bytes, ia, ib);
+}
+
+double pb_pred_allreduce_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source)
+{
+    return allreduce_group_us(net, comm, n, devices_per_node(net, n), bytes, source);
 }
 
 double pb_pred_broadcast_us(const pb_pred_net *net, const char *comm, int n, double bytes, const char **source)
@@ -200,6 +208,21 @@ static double reduce_us(const pb_pred_net *net, const char *comm, int n, double 
 /* |log(a/b)|: the distance used to pick the nearest measured row */
 static double log_dist(double a, double b) { return fabs(log(a / b)); }
 
+/* A phase at `batch` rows from the nearest measured batch `a` (time ta)
+ * and, where measured, a second batch `b` (tb): time = fixed + per-row x
+ * rows through the two (a GEMM streams its weights once whatever the rows,
+ * so few rows cost more per row than many), anchored at the nearest; with
+ * one batch, or where the two give no fixed part (a negative intercept:
+ * noise), proportional to the rows. */
+static double rows_ms(double ta, double tb, const pb_pred_single *a, const pb_pred_single *b, double batch)
+{
+    double prop = ta * batch / a->batch;
+    if (!b) return prop;
+    double per_row = (tb - ta) / (b->batch - a->batch), fixed = ta - per_row * a->batch;
+    if (!(fixed > 0) || !(per_row > 0)) return prop;
+    return fixed + per_row * batch;
+}
+
 void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_pred_phases *out)
 {
     memset(out, 0, sizeof *out);
@@ -216,13 +239,21 @@ void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_
         double dt = log_dist(s->threads, threads) - log_dist(best->threads, threads);
         if (dt < -1e-9 || (fabs(dt) <= 1e-9 && log_dist(s->batch, batch) < log_dist(best->batch, batch))) best = s;
     }
+    /* a second row at that thread count and another batch, the nearest:
+     * with it, rows cost what the two measured batches say (below) */
+    const pb_pred_single *other = NULL;
+    for (int i = 0; i < w->nsingle; i++) {
+        const pb_pred_single *s = &w->single[i];
+        if (s->threads != best->threads || s->batch == best->batch) continue;
+        if (!other || log_dist(s->batch, batch) < log_dist(other->batch, batch)) other = s;
+    }
     /* compute per device scales with the cores it gets, and with its rows;
      * the optimizer's with the cores only */
-    double tf = (double)best->threads / threads, bf = batch / best->batch;
-    out->load = best->load_ms * bf; /* the loader thread fills rows: not BLAS threads */
-    out->h2d = best->h2d_ms * bf;
-    out->fwd = best->fwd_ms * bf * tf;
-    out->bwd = best->bwd_ms * bf * tf;
+    double tf = (double)best->threads / threads;
+    out->load = rows_ms(best->load_ms, other ? other->load_ms : 0, best, other, batch); /* the loader fills rows: not BLAS threads */
+    out->h2d = rows_ms(best->h2d_ms, other ? other->h2d_ms : 0, best, other, batch);
+    out->fwd = rows_ms(best->fwd_ms, other ? other->fwd_ms : 0, best, other, batch) * tf;
+    out->bwd = rows_ms(best->bwd_ms, other ? other->bwd_ms : 0, best, other, batch) * tf;
     out->opt = best->opt_ms * tf;
 }
 
@@ -463,53 +494,152 @@ static void predict_zero(const pb_pred_work *w, const pb_pred_net *net, const pb
     r->mem_mb = mb(state * 4.0 + act_bytes(w, 0, L, rows));
 }
 
-/* Megatron tensor parallelism on the MLP (strategies/tp.c): layers paired
- * column- then row-parallel, (0, 1), (2, 3), ..., an odd last layer
- * replicated; every rank runs the whole batch, the split GEMMs' share of
- * forward and backward over n, the replicated layer's whole; one all-reduce
- * of b x out(2k+1) after each pair's forward and one of b x in(2k) in each
- * pair's backward but the first's, all exposed (the stage waits for each). */
+/* What a tp group (strategies/tp.c) of T ranks, g of them on a node, adds
+ * to one rank's step on `rows` rows: the share of forward and backward and
+ * of the optimizer a rank runs, its parameters, its activations, and the
+ * all-reduces, all exposed (the stage waits for each). */
+typedef struct tp_part {
+    double compute_frac, opt_frac; /* of single's fwd + bwd, and of its opt */
+    double params;                 /* the rank's flat parameter buffer (floats) */
+    double act_bytes;              /* the fallback's activations (predict_mem.c has the plan) */
+    double ar_ms, ar_bytes;        /* the all-reduces' time and ring wire bytes */
+    int count;
+    const char *src;
+} tp_part;
+
+/* The MLP: layers paired column- then row-parallel, (0, 1), (2, 3), ...,
+ * an odd last layer replicated; the split GEMMs' share of forward and
+ * backward over T, the replicated layer's whole; one all-reduce of rows x
+ * out(2k+1) after each pair's forward and one of rows x in(2k) in each
+ * pair's backward but the first's. */
+static void tp_mlp(const pb_pred_work *w, const pb_pred_net *net, double rows, int T, int g, tp_part *o)
+{
+    int L = w->layers, pairs = L / 2;
+    double tw = 0, wrank = 0, prank = 0, acts = w->in[0], widest = 0;
+    for (int l = 0; l < L; l++) {
+        bool split = l < 2 * pairs, column = split && l % 2 == 0;
+        tw += layer_weights(w, l);
+        wrank += layer_weights(w, l) / (split ? T : 1);
+        /* the column layer's bias is split, the row layer's replicated */
+        prank += layer_weights(w, l) / (split ? T : 1) + w->out[l] / (column ? T : 1);
+        acts += w->out[l] / (column ? T : 1);
+        widest = fmax(widest, fmax(w->in[l], w->out[l]));
+    }
+    const char *comm = rank_comm(w);
+    for (int k = 0; k < pairs && T > 1; k++) {
+        double fb = rows * w->out[2 * k + 1] * 4.0, bb = k > 0 ? rows * w->in[2 * k] * 4.0 : 0;
+        o->ar_ms += allreduce_group_us(net, comm, T, g, fb, &o->src) / 1e3;
+        o->ar_bytes += ring_allreduce_bytes(fb / 4.0, T);
+        o->count++;
+        if (bb > 0) {
+            o->ar_ms += allreduce_group_us(net, comm, T, g, bb, &o->src) / 1e3;
+            o->ar_bytes += ring_allreduce_bytes(bb / 4.0, T);
+            o->count++;
+        }
+    }
+    o->compute_frac = wrank / tw;
+    o->opt_frac = prank / w->params;
+    o->params = prank;
+    o->act_bytes = rows * (acts + 2 * widest) * 4.0;
+}
+
+/* The GPT (Megatron's split: heads and the MLP over T; embeddings,
+ * LayerNorms and the head whole): forward and backward by their FLOPs
+ * (w->gpt, from the workload's description), the optimizer by the rank's
+ * share of the flat buffer; per block 4 all-reduces of rows x seq x
+ * d_model floats (after the attention's and the MLP's row-parallel
+ * projections in forward, on the QKV's and the up projection's input
+ * gradients in backward). */
+static void tp_gpt(const pb_pred_work *w, const pb_pred_net *net, double rows, int T, int g, tp_part *o)
+{
+    const pb_pred_gpt *G = &w->gpt;
+    double flops = G->flops_split + G->flops_whole, flat = G->params_split + G->params_whole;
+    o->compute_frac = flops > 0 ? (G->flops_whole + G->flops_split / T) / flops : 1;
+    o->params = G->params_whole + G->params_split / T;
+    o->opt_frac = flat > 0 ? o->params / flat : 1;
+    double bytes = rows * G->seq * G->d_model * 4.0;
+    const char *comm = rank_comm(w);
+    for (int k = 0; k < 4 * G->layers && T > 1; k++) {
+        o->ar_ms += allreduce_group_us(net, comm, T, g, bytes, &o->src) / 1e3;
+        o->ar_bytes += ring_allreduce_bytes(bytes / 4.0, T);
+        o->count++;
+    }
+    /* the fallback's activations: per token and block the residual and
+     * LayerNorms' 3h whole, 12h split (docs/strategies.md "tp") */
+    double h = G->d_model;
+    o->act_bytes = rows * G->seq * (G->layers * (3 * h + 12 * h / T) + 3 * h + 7 * h / T) * 4.0;
+}
+
+static void tp_group(const pb_pred_work *w, const pb_pred_net *net, double rows, int T, int g, tp_part *o)
+{
+    memset(o, 0, sizeof *o);
+    o->src = "none";
+    if (w->gpt.on) tp_gpt(w, net, rows, T, g, o);
+    else tp_mlp(w, net, rows, T, g, o);
+}
+
+/* tp (strategies/tp.c): every rank runs the whole batch through its part. */
 static void predict_tp(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
                        int per_node, pb_pred_result *r)
 {
-    int n = t->devices, L = w->layers, pairs = L / 2;
+    int n = t->devices;
     double B = t->batch_global;
     if (net->cores_per_node > 0 && per_node <= 2) thr = 1; /* as ddp's ranks */
     pb_pred_phases p;
     pb_pred_single_phases(w, B, thr, &p);
     double f = share(per_node, thr, net->cores_per_node);
-    double tw = 0, wrank = 0, prank = 0, acts = w->in[0], widest = 0;
-    for (int l = 0; l < L; l++) {
-        bool split = l < 2 * pairs, column = split && l % 2 == 0;
-        tw += layer_weights(w, l);
-        wrank += layer_weights(w, l) / (split ? n : 1);
-        /* the column layer's bias is split, the row layer's replicated */
-        prank += layer_weights(w, l) / (split ? n : 1) + w->out[l] / (column ? n : 1);
-        acts += w->out[l] / (column ? n : 1);
-        widest = fmax(widest, fmax(w->in[l], w->out[l]));
+    tp_part tp;
+    tp_group(w, net, B, n, per_node, &tp);
+    r->compute_ms = p.load + p.h2d + (p.fwd + p.bwd) * f * tp.compute_frac + p.opt * f * tp.opt_frac;
+    r->tp_comm_ms = r->comm_ms = r->comm_exposed_ms = tp.ar_ms;
+    r->step_ms = r->compute_ms + tp.ar_ms;
+    r->collectives = n > 1 ? tp.src : "none";
+    r->allreduce_bytes = tp.ar_bytes;
+    r->tp_allreduces = tp.count;
+    r->mem_mb = mb(state_bytes(w, tp.params, true) + tp.act_bytes);
+}
+
+/* The mesh (strategies/mesh.c, pp 1): each tp group of T consecutive ranks
+ * is a data-parallel replica running tp's step on its B/D rows; after
+ * backward each rank's part (its flat buffer) and the loss are all-reduced
+ * across its dp group of D ranks, T apart, blocking (the `sync` phase:
+ * ddp's --no-overlap), all of it exposed. Where ZeRO within the dp group
+ * or pipeline stages land, they replace dp_sync's all-reduce and the
+ * group's step here. */
+static void predict_mesh(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
+                         int per_node, pb_pred_result *r)
+{
+    int D = t->mesh_dp, T = t->mesh_tp;
+    double rows = ceil(t->batch_global / D);
+    if (net->cores_per_node > 0 && per_node <= 2) thr = 1; /* as ddp's ranks */
+    pb_pred_phases p;
+    pb_pred_single_phases(w, rows, thr, &p);
+    double f = share(per_node, thr, net->cores_per_node);
+    /* tp innermost: a tp group's ranks share a node up to g of them; a dp
+     * group's members are T apart, g / T of them on a node */
+    int tp_g = per_node < T ? per_node : T, dp_g = per_node > T ? per_node / T : 1;
+    tp_part tp;
+    tp_group(w, net, rows, T, tp_g, &tp);
+    const char *comm = rank_comm(w), *src = tp.src;
+    double sync = 0;
+    if (D > 1) {
+        sync = allreduce_group_us(net, comm, D, dp_g, tp.params * 4.0, &src) / 1e3 +
+               allreduce_group_us(net, comm, D, dp_g, 4.0, &src) / 1e3; /* the loss: a blocking collective too */
     }
-    const char *comm = rank_comm(w), *src = "none";
-    double ar_ms = 0, ar_bytes = 0;
-    int count = 0;
-    for (int k = 0; k < pairs && n > 1; k++) {
-        double fb = B * w->out[2 * k + 1] * 4.0, bb = k > 0 ? B * w->in[2 * k] * 4.0 : 0;
-        ar_ms += pb_pred_allreduce_us(net, comm, n, fb, &src) / 1e3;
-        ar_bytes += ring_allreduce_bytes(fb / 4.0, n);
-        count++;
-        if (bb > 0) {
-            ar_ms += pb_pred_allreduce_us(net, comm, n, bb, &src) / 1e3;
-            ar_bytes += ring_allreduce_bytes(bb / 4.0, n);
-            count++;
-        }
-    }
-    double frac = wrank / tw;
-    r->compute_ms = p.load + p.h2d + (p.fwd + p.bwd) * f * frac + p.opt * f * prank / w->params;
-    r->tp_comm_ms = r->comm_ms = r->comm_exposed_ms = ar_ms;
-    r->step_ms = r->compute_ms + ar_ms;
-    r->collectives = n > 1 ? src : "none";
-    r->allreduce_bytes = ar_bytes;
-    r->tp_allreduces = count;
-    r->mem_mb = mb(state_bytes(w, prank, true) + B * (acts + 2 * widest) * 4.0);
+    /* on shared cores every group runs its collectives at once (the same
+     * schedule), so a group's copies and sums share the node's cores with
+     * the other groups' as compute does: a group of n ranks, measured or
+     * modelled alone on the node, takes share(node's ranks) / share(n) */
+    tp.ar_ms *= share(per_node, thr, net->cores_per_node) / share(tp_g, thr, net->cores_per_node);
+    sync *= share(per_node, thr, net->cores_per_node) / share(dp_g < D ? dp_g : D, thr, net->cores_per_node);
+    r->compute_ms = p.load + p.h2d + (p.fwd + p.bwd) * f * tp.compute_frac + p.opt * f * tp.opt_frac;
+    r->tp_comm_ms = tp.ar_ms;
+    r->comm_ms = r->comm_exposed_ms = tp.ar_ms + sync;
+    r->step_ms = r->compute_ms + r->comm_ms;
+    r->collectives = t->devices > 1 ? src : "none";
+    r->allreduce_bytes = tp.ar_bytes + (D > 1 ? ring_allreduce_bytes(tp.params, D) : 0);
+    r->tp_allreduces = tp.count;
+    r->mem_mb = mb(state_bytes(w, tp.params, true) + tp.act_bytes);
 }
 
 /* DataParallel: everything through device 0, nothing overlapped. */
@@ -651,6 +781,18 @@ static void predict_mp(const pb_pred_work *w, const pb_pred_net *net, const pb_p
     r->mem_mb = mb(mem_max);
 }
 
+/* Whether a tp group of T ranks can split the workload: the GPT's heads,
+ * the MLP's hidden width (a usage error naming what is allowed). */
+static pb_status tp_refused(const pb_pred_work *w, int T)
+{
+    if (w->gpt.on && w->gpt.heads % T != 0)
+        return pb_usage_error("predict: tp of %d ranks does not divide the gpt's %d heads", T, w->gpt.heads);
+    if (!w->gpt.on && T > 1 && (w->layers < 2 || fmod(w->out[0], T) != 0))
+        return pb_usage_error("predict: tp needs 2 layers or more and ranks dividing the hidden width (%g), not %d",
+                              w->out[0], T);
+    return PB_OK;
+}
+
 pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, pb_pred_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -661,6 +803,11 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
     if (t->devices < 1 || t->batch_global < 1) return pb_usage_error("predict: devices and batch must be positive");
     int per_node = devices_per_node(net, t->devices);
     r->nodes = (t->devices + per_node - 1) / per_node;
+    if (w->gpt.on && t->strategy != PB_PRED_SINGLE && t->strategy != PB_PRED_TP && t->strategy != PB_PRED_MESH)
+        return pb_usage_error("predict: %s on a gpt is not modelled (it reads MLP layers); allowed on a gpt: single, "
+                              "tp, mesh",
+                              pb_pred_strategy_name(t->strategy));
+    pb_status st = PB_OK;
     int thr = t->threads;
     if (thr < 1) thr = net->cores_per_node > 0 && net->cores_per_node / per_node > 1 ? net->cores_per_node / per_node : 1;
     if (net->cores_per_node <= 0 && t->threads < 1) thr = w->single[0].threads > 0 ? w->single[0].threads : 1;
@@ -680,10 +827,22 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
         predict_zero(w, net, t, thr, per_node, r);
         break;
     case PB_PRED_TP:
-        if (t->devices < 2 || w->layers < 2 || fmod(w->out[0], t->devices) != 0)
-            return pb_usage_error("predict: tp needs 2 devices or more dividing the hidden width (%g), not %d",
-                                  w->out[0], t->devices);
+        if (t->devices < 2) return pb_usage_error("predict: tp needs 2 devices or more, not %d", t->devices);
+        st = tp_refused(w, t->devices);
+        if (st != PB_OK) return st;
         predict_tp(w, net, t, thr, per_node, r);
+        break;
+    case PB_PRED_MESH:
+        if (t->mesh_pp > 1)
+            return pb_usage_error("predict: mesh with --pp %d: pipeline stages in a mesh are not modelled; "
+                                  "allowed: --pp 1",
+                                  t->mesh_pp);
+        if (t->mesh_dp < 1 || t->mesh_tp < 1 || t->mesh_dp * t->mesh_tp != t->devices)
+            return pb_usage_error("predict: mesh needs --dp D x --tp T = the devices (%d), not %d x %d",
+                                  t->devices, t->mesh_dp, t->mesh_tp);
+        st = tp_refused(w, t->mesh_tp);
+        if (st != PB_OK) return st;
+        predict_mesh(w, net, t, thr, per_node, r);
         break;
     case PB_PRED_DP:
         if (t->devices < 2 || r->nodes > 1)
@@ -721,7 +880,7 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
         int cores = per * thr < net->cores_per_node ? per * thr : net->cores_per_node;
         pb_pred_single_phases(w, t->batch_global / r->nodes, cores, &ref);
         r->ideal_ms = phases_sum(&ref);
-    } else if (t->strategy == PB_PRED_MP || t->strategy == PB_PRED_TP) {
+    } else if (t->strategy == PB_PRED_MP || t->strategy == PB_PRED_TP || t->strategy == PB_PRED_MESH) {
         pb_pred_single_phases(w, t->batch_global, thr, &ref);
         r->ideal_ms = phases_sum(&ref) / t->devices;
     } else {

@@ -47,9 +47,13 @@ pb_status pb_pred_targets_grid(const pb_pred_grid *g, const pb_pred_work *w, pb_
     for (char *save = NULL, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
         pb_pred_strategy st = pb_pred_strategy_find(s);
         if (st == PB_PRED_NSTRAT)
-            return pb_usage_error("predict: --strategies: unknown '%s'; allowed: single, dp, ddp, mp, zero, tp", s);
+            return pb_usage_error("predict: --strategies: unknown '%s'; allowed: single, dp, ddp, mp, zero, tp, mesh",
+                                  s);
+        if (st == PB_PRED_MESH && g->mesh_tp < 1)
+            return pb_usage_error("predict: --strategies mesh needs --tp T (each device count's --dp is devices / T)");
         for (int i = 0; i < ndev; i++) {
             if ((st == PB_PRED_SINGLE) != (dev[i] == 1)) continue; /* single is the 1-device point */
+            if (st == PB_PRED_MESH && (dev[i] % g->mesh_tp != 0 || dev[i] == g->mesh_tp)) continue; /* tp's */
             pb_pred_row *r = push(rows);
             if (!r) return pb_usage_error("predict: out of memory");
             r->t.strategy = st;
@@ -59,7 +63,14 @@ pb_status pb_pred_targets_grid(const pb_pred_grid *g, const pb_pred_work *w, pb_
              * batch stays */
             double per = g->batch_per_device > 0 ? g->batch_per_device : b1;
             bool whole = st == PB_PRED_MP || st == PB_PRED_TP;
-            r->t.batch_global = g->batch > 0 ? g->batch : (whole ? per : per * (double)dev[i]);
+            if (st == PB_PRED_MESH) {
+                /* each replica (a tp group) the rows a tp run takes */
+                r->t.mesh_tp = g->mesh_tp;
+                r->t.mesh_dp = (int)dev[i] / g->mesh_tp;
+                r->t.mesh_pp = 1;
+            }
+            double replicas = st == PB_PRED_MESH ? r->t.mesh_dp : whole ? 1 : (double)dev[i];
+            r->t.batch_global = g->batch > 0 ? g->batch : per * replicas;
             r->t.microbatches = g->microbatches > 0 ? g->microbatches : 1;
             r->t.one_f_one_b = st == PB_PRED_MP && g->one_f_one_b;
             r->t.zero_stage = st == PB_PRED_ZERO ? (g->zero_stage > 0 ? g->zero_stage : 1) : 0;
@@ -109,6 +120,14 @@ pb_status pb_pred_targets_against(const pb_csv *c, const char *path, const pb_pr
         t.threads = (int)field_num(c, i, "threads", 0);
         t.one_f_one_b = st == PB_PRED_MP && strcmp(field(c, i, "schedule"), "1f1b") == 0;
         t.zero_stage = st == PB_PRED_ZERO ? (int)field_num(c, i, "zero_stage", 1) : 0;
+        if (st == PB_PRED_MESH) {
+            t.mesh_dp = (int)field_num(c, i, "dp", 1);
+            t.mesh_tp = (int)field_num(c, i, "tp", 1);
+            t.mesh_pp = (int)field_num(c, i, "pp", 1);
+            /* pipeline stages in a mesh (or ZeRO within its dp group) are
+             * not modelled: such runs are left out */
+            if (t.mesh_pp > 1 || field_num(c, i, "zero_stage", 0) > 0) continue;
+        }
         /* repeats of one configuration pool: their medians */
         pb_pred_row *r = NULL;
         for (size_t k = 0; k < rows->n && !r; k++)
@@ -164,10 +183,11 @@ pb_status pb_pred_write_csv(const char *path, const pb_pred_work *w, const pb_pr
         const pb_pred_result *r = &row->r;
         bool ddp = t->strategy == PB_PRED_DDP || t->strategy == PB_PRED_ZERO; /* bucketed, as the runs' rows */
         bool whole = t->strategy == PB_PRED_MP || t->strategy == PB_PRED_TP;
+        bool mesh = t->strategy == PB_PRED_MESH;
         fprintf(f, "%s,%s,%s,%s,%d,%d,%d,%d,", pb_pred_strategy_name(t->strategy), w->workload, w->backend,
                 w->precision, t->devices, r->nodes, net->gpus_per_node ? net->gpus_per_node : t->devices, r->threads);
         put_num(f, t->batch_global, true);
-        put_num(f, whole ? t->batch_global : ceil(t->batch_global / t->devices), true);
+        put_num(f, whole ? t->batch_global : ceil(t->batch_global / (mesh ? t->mesh_dp : t->devices)), true);
         if (t->strategy == PB_PRED_MP) fprintf(f, "%d", t->microbatches);
         fputc(',', f);
         put_num(f, ddp && !t->no_overlap ? t->bucket_mb : NAN, true);
@@ -189,6 +209,9 @@ pb_status pb_pred_write_csv(const char *path, const pb_pred_work *w, const pb_pr
         if (t->strategy == PB_PRED_MP) fprintf(f, "%s", t->one_f_one_b ? "1f1b" : "gpipe");
         fputc(',', f);
         if (t->strategy == PB_PRED_ZERO) fprintf(f, "%d", t->zero_stage);
+        /* as the runs' rows: the mesh's shape, empty otherwise */
+        if (mesh) fprintf(f, ",%d,%d,%d", t->mesh_dp, t->mesh_tp, t->mesh_pp > 0 ? t->mesh_pp : 1);
+        else fputs(",,,", f);
         fputc('\n', f);
     }
     bool ok = !ferror(f);
@@ -250,6 +273,7 @@ pb_status pb_pred_plot_csv(const pb_csv *c, const char *csv_path, const char *ou
         if (strcmp(field(c, i, "no_overlap"), "1") == 0) snprintf(q->series, sizeof q->series, "%s no-overlap", s);
         else if (*bk && strcmp(bk, "25") != 0) snprintf(q->series, sizeof q->series, "%s bucket %s MiB", s, bk);
         else if (*mb && strcmp(mb, "1") != 0) snprintf(q->series, sizeof q->series, "%s m=%s", s, mb);
+        else if (*field(c, i, "tp")) snprintf(q->series, sizeof q->series, "%s tp=%s", s, field(c, i, "tp"));
         else snprintf(q->series, sizeof q->series, "%s", s);
         q->dev = field_num(c, i, "devices", NAN);
         q->sps = field_num(c, i, "samples_per_s", NAN);

@@ -34,6 +34,7 @@ typedef struct pb_pred_grid {
     int microbatches;
     bool one_f_one_b; /* mp: --schedule 1f1b */
     int zero_stage;   /* zero: 1 to 3 */
+    int mesh_tp;      /* mesh: T of each --dp x --tp grid point (D = devices / T) */
     double bucket_mb;
     bool no_overlap;
     int threads;

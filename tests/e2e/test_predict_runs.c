@@ -230,28 +230,20 @@ static void test_compare_predicted_flags_below_model(void **state)
 /* predicted memory is the run's own plan: zero 3, tp and mp 1f1b runs of
  * mlp-xs, predicted --against them, have mem_mb_per_device equal to their
  * peak_mem_mb (which the backends hold to the plan) */
-static void test_memory_is_the_runs_plan(void **state)
+#define CFG_ARGS 10
+
+/* Runs each configuration briefly (2 steps, 1 thread) on the workload,
+ * each must exit 0; then predicts the runs from the single rows into
+ * f->out (errors not judged). */
+static void predict_runs(files *f, const char *workload, char *cfgs[][CFG_ARGS], size_t count, char *single,
+                         char *runs)
 {
-    files *f = *state;
-    char single[600], runs[600];
-    snprintf(single, sizeof single, "%s/single.csv", f->dir);
-    snprintf(runs, sizeof runs, "%s/runs.csv", f->dir);
-    char *common[] = {"--quiet", "--workload", "mlp-xs", "--iters", "2", "--warmup", "1", "--threads", "1"};
-    char *cfgs[][8] = {
-        {"--strategy", "single", "--gpus", "1", "--out", single, NULL},
-        {"--strategy", "zero", "--gpus", "2", "--zero-stage", "3", "--out", runs},
-        {"--strategy", "tp", "--gpus", "2", "--out", runs, NULL},
-        {"--strategy", "mp", "--gpus", "2", "--microbatches", "8", "--schedule", "1f1b"},
-    };
-    for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
+    char *common[] = {"--quiet", "--workload", (char *)workload, "--iters", "2", "--warmup", "1", "--threads", "1"};
+    for (size_t k = 0; k < count; k++) {
         char *argv[24];
         int n = 0;
         for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) argv[n++] = common[i];
-        for (int i = 0; i < 8 && cfgs[k][i]; i++) argv[n++] = cfgs[k][i];
-        if (k == 3) {
-            argv[n++] = "--out";
-            argv[n++] = runs;
-        }
+        for (int i = 0; i < CFG_ARGS && cfgs[k][i]; i++) argv[n++] = cfgs[k][i];
         argv[n] = NULL;
         run_bench(&f->res, argv);
         if (f->res.exit_code != 0) fail_msg("run %zu: exit %d\n%s", k, f->res.exit_code, f->res.err);
@@ -259,6 +251,21 @@ static void test_memory_is_the_runs_plan(void **state)
     run_bench(&f->res, (char *[]){"predict", "--single", single, "--against", runs, "--intra-gbps", "1", "--out",
                                   f->out, "--quiet", "--max-median-error", "1e6", "--max-error", "1e6", NULL});
     if (f->res.exit_code != 0) fail_msg("exit %d\n%s", f->res.exit_code, f->res.err);
+}
+
+static void test_memory_is_the_runs_plan(void **state)
+{
+    files *f = *state;
+    char single[600], runs[600];
+    snprintf(single, sizeof single, "%s/single.csv", f->dir);
+    snprintf(runs, sizeof runs, "%s/runs.csv", f->dir);
+    char *cfgs[][CFG_ARGS] = {
+        {"--strategy", "single", "--gpus", "1", "--out", single, NULL},
+        {"--strategy", "zero", "--gpus", "2", "--zero-stage", "3", "--out", runs, NULL},
+        {"--strategy", "tp", "--gpus", "2", "--out", runs, NULL},
+        {"--strategy", "mp", "--gpus", "2", "--microbatches", "8", "--schedule", "1f1b", "--out", runs},
+    };
+    predict_runs(f, "mlp-xs", cfgs, sizeof cfgs / sizeof cfgs[0], single, runs);
     pb_csv c;
     assert_int_equal(pb_csv_load(f->out, &c), PB_OK);
     assert_int_equal(c.nrows, 3);
@@ -268,6 +275,47 @@ static void test_memory_is_the_runs_plan(void **state)
         assert_float_equal(col_num(&c, i, "mem_mb_per_device"), want, 1e-3 * want);
     }
     pb_csv_free(&c);
+}
+
+/* tp and the dp2 x tp2 mesh on gpt-xs, predicted from its single rows:
+ * memory the runs' plan, the all-reduce volume the runs' own (4 of b s h a
+ * block, plus the mesh's dp all-reduce of the rank's part), the mesh's
+ * shape in its row; and compare --predicted pairs the mesh by it */
+static void test_gpt_tp_and_mesh_against_runs(void **state)
+{
+    files *f = *state;
+    char single[600], runs[600];
+    snprintf(single, sizeof single, "%s/single.csv", f->dir);
+    snprintf(runs, sizeof runs, "%s/runs.csv", f->dir);
+    char *cfgs[][CFG_ARGS] = {
+        {"--strategy", "single", "--gpus", "1", "--out", single, NULL},
+        {"--strategy", "tp", "--gpus", "2", "--out", runs, NULL},
+        {"--strategy", "mesh", "--gpus", "4", "--dp", "2", "--tp", "2", "--out", runs},
+    };
+    predict_runs(f, "gpt-xs", cfgs, sizeof cfgs / sizeof cfgs[0], single, runs);
+    pb_csv c, m;
+    assert_int_equal(pb_csv_load(f->out, &c), PB_OK);
+    assert_int_equal(pb_csv_load(runs, &m), PB_OK);
+    assert_int_equal(c.nrows, 2);
+    for (size_t i = 0; i < c.nrows; i++) {
+        double want = col_num(&c, i, "measured_mem_mb_per_device");
+        assert_true(want > 0);
+        assert_float_equal(col_num(&c, i, "mem_mb_per_device"), want, 1e-3 * want);
+        bool mesh = strcmp(col(&c, i, "strategy"), "mesh") == 0;
+        assert_string_equal(col(&c, i, "dp"), mesh ? "2" : "");
+        assert_string_equal(col(&c, i, "tp"), mesh ? "2" : "");
+        for (size_t j = 0; j < m.nrows; j++)
+            if (strcmp(col(&m, j, "strategy"), col(&c, i, "strategy")) == 0)
+                assert_float_equal(col_num(&c, i, "allreduce_bytes_per_step"),
+                                   col_num(&m, j, "allreduce_bytes_per_step"), 1.0);
+        assert_true(col_num(&c, i, "comm_exposed_ms") == col_num(&c, i, "comm_ms"));
+    }
+    pb_csv_free(&m);
+    pb_csv_free(&c);
+    /* compare --predicted pairs both (exit 0 or 1: the verdict is the
+     * machine's; nothing paired would be exit 2) */
+    run_bench(&f->res, (char *[]){"compare", "--predicted", f->out, runs, "--threshold", "100", NULL});
+    assert_int_equal(f->res.exit_code, 0);
 }
 
 /* zero's stage and mp's schedule are keys: a zero 3 prediction pairs a
@@ -326,7 +374,8 @@ static void test_bad_input_is_a_usage_error(void **state)
         {{"predict", "--single", (char *)h100_single, "--topology", topo, NULL}, "unknown key 'nvlink'"},
         {{"predict", "--single", (char *)h100_single, "--batch", "8", "--batch-per-device", "8", NULL},
          "give one"},
-        {{"predict", "--single", (char *)h100_single, "--strategies", "mesh", NULL}, "unknown 'mesh'"},
+        {{"predict", "--single", (char *)h100_single, "--strategies", "fsdp", NULL}, "unknown 'fsdp'"},
+        {{"predict", "--single", (char *)h100_single, "--strategies", "mesh", NULL}, "mesh needs --tp T"},
         {{"predict", "--single", (char *)h100_single, "--zero-stage", "4", NULL}, "--zero-stage '4'"},
         {{"predict", "--single", (char *)h100_single, "--schedule", "zb", NULL}, "give gpipe or 1f1b"},
         {{"predict", "--single", other, NULL}, "not a results CSV"},
@@ -355,6 +404,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plot_of_a_prediction, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_compare_predicted_flags_below_model, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_memory_is_the_runs_plan, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_gpt_tp_and_mesh_against_runs, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_compare_predicted_pairs_by_stage_and_schedule, files_setup,
                                         files_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_is_a_usage_error, files_setup, files_teardown),

@@ -207,6 +207,148 @@ static void test_tp_allreduces_and_split_compute(void **state)
     pb_error_clear();
 }
 
+/* gpt-xs's shape (d 64, 2 blocks, 4 heads, seq 32, vocab 256), its parts
+ * described by the workload itself, one single row at 8 sequences */
+static void make_gpt_work(pb_pred_work *w, double fwd, double bwd, double opt)
+{
+    make_work(w, 0, 0, 8, fwd, bwd, opt);
+    snprintf(w->workload, sizeof w->workload, "gpt-xs");
+    snprintf(w->backend, sizeof w->backend, "cpu");
+    w->gpt = (pb_pred_gpt){.on = true, .layers = 2, .d_model = 64, .heads = 4, .seq = 32, .vocab = 256};
+    assert_true(pb_pred_describe_gpt(w));
+}
+
+/* Hand arithmetic of gpt-xs (C = 64, T = 32 tokens, V = 256), per token:
+ * a block's split tensors (QKV 3C^2 + 3C, attention projection C^2, MLP
+ * up 4C^2 + 4C and down 4C^2: 49600 floats) at 6 FLOPs each plus
+ * attention's 12 T C = 24576, split; its replicated LayerNorms and
+ * projection biases (6C = 384) at 6 each, whole; the embeddings' 6 T C
+ * (wpe) = 12288 and the head's 6 (V C + 2C) = 99072, whole. */
+static void test_tp_on_gpt_splits_by_flops(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_gpt_work(&w, 10, 20, 4);
+    double split_tok = 2 * (6 * 49600.0 + 24576), whole_tok = 12288 + 99072 + 2 * 6 * 384.0;
+    assert_float_equal(w.gpt.flops_split, 32 * split_tok, 1e-3);
+    assert_float_equal(w.gpt.flops_whole, 32 * whole_tok, 1e-3);
+    /* the flat buffer: split 2 x 49600; whole wte 16384, wpe 2048, 2 x 384,
+     * ln_f 128 and the tied head's copy 16384 */
+    assert_float_equal(w.gpt.params_split, 99200, 0);
+    assert_float_equal(w.gpt.params_whole, 16384 + 2048 + 768 + 128 + 16384, 0);
+    pb_pred_net net;
+    make_net(&net, 8, 10, 10, 5); /* 10 GB/s, 5 us a ring step */
+    pb_pred_target t = {.strategy = PB_PRED_TP, .devices = 2, .batch_global = 8, .threads = 1};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    /* 4 all-reduces a block of 8 x 32 x 64 floats, each 2 (n-1) alpha +
+     * 2 (n-1)/n S / B on 2 ranks */
+    double S = 8 * 32 * 64 * 4.0, ar = (2 * 5 + S / 10e3) / 1e3;
+    assert_int_equal(r.tp_allreduces, 8);
+    assert_float_equal(r.tp_comm_ms, 8 * ar, 1e-9);
+    assert_float_equal(r.allreduce_bytes, 8 * S, 1e-6);
+    double frac = (whole_tok + split_tok / 2) / (whole_tok + split_tok); /* 0.576 */
+    double opt_frac = (35712 + 99200 / 2.0) / 134912;
+    assert_float_equal(r.compute_ms, 30 * frac + 4 * opt_frac, 1e-9);
+    assert_float_equal(r.step_ms, r.compute_ms + 8 * ar, 1e-9);
+    assert_float_equal(r.comm_exposed_ms, r.comm_ms, 0);
+    /* heads do not split in 3; ddp on a gpt is not modelled */
+    t.devices = 3;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
+    pb_error_clear();
+    t.strategy = PB_PRED_DDP;
+    t.devices = 2;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
+    pb_error_clear();
+}
+
+/* The mesh dp2 x tp2 on 16 sequences: each tp group tp's step on 8 rows,
+ * then the dp group's all-reduce of the rank's part (P_T floats) and of
+ * the loss, all exposed; pp > 1 and a shape that does not multiply out are
+ * refused. */
+static void test_mesh_is_tp_then_dp_sync(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_gpt_work(&w, 10, 20, 4);
+    pb_pred_net net;
+    make_net(&net, 8, 10, 10, 5);
+    pb_pred_target t = {.strategy = PB_PRED_MESH, .devices = 4, .batch_global = 16, .threads = 1, .mesh_dp = 2,
+                        .mesh_tp = 2, .mesh_pp = 1};
+    pb_pred_result r, tp;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    pb_pred_target tt = {.strategy = PB_PRED_TP, .devices = 2, .batch_global = 8, .threads = 1};
+    assert_int_equal(pb_predict_one(&w, &net, &tt, &tp), PB_OK);
+    double PT = 35712 + 99200 / 2.0;
+    double sync = (2 * 5 + PT * 4 / 10e3) / 1e3 + (2 * 5 + 4 / 10e3) / 1e3;
+    assert_float_equal(r.tp_comm_ms, tp.tp_comm_ms, 1e-12);
+    assert_float_equal(r.compute_ms, tp.compute_ms, 1e-12);
+    assert_float_equal(r.comm_ms, tp.tp_comm_ms + sync, 1e-9);
+    assert_float_equal(r.step_ms, tp.step_ms + sync, 1e-9);
+    assert_float_equal(r.allreduce_bytes, tp.allreduce_bytes + 2 * PT * 4 / 2, 1e-6);
+    /* 4 ranks on 2 cores: each group's compute and collectives share the
+     * cores with the other group's, twice tp's alone on 2 ranks */
+    net.cores_per_node = 2;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_int_equal(pb_predict_one(&w, &net, &tt, &tp), PB_OK);
+    assert_float_equal(r.tp_comm_ms, 2 * tp.tp_comm_ms, 1e-12);
+    assert_float_equal(r.compute_ms, 2 * tp.compute_ms, 1e-12);
+    assert_float_equal(r.comm_ms, 2 * (tp.tp_comm_ms + sync), 1e-9);
+    net.cores_per_node = 0;
+    /* the MLP: the same composition over its pairs */
+    make_work(&w, 4, 1000, 64, 40, 80, 8);
+    t.batch_global = 128;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    tt.batch_global = 64;
+    assert_int_equal(pb_predict_one(&w, &net, &tt, &tp), PB_OK);
+    assert_float_equal(r.compute_ms, tp.compute_ms, 1e-12);
+    assert_true(r.comm_ms > tp.comm_ms);
+    t.mesh_pp = 2;
+    t.devices = 8;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
+    pb_error_clear();
+    t.mesh_pp = 1;
+    t.mesh_dp = 3; /* 3 x 2 is not 8 */
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
+    pb_error_clear();
+}
+
+/* Two single rows at 64 and 256 rows: a phase at b rows is the line
+ * through them (a fixed part, the weights streamed once, plus a per-row
+ * part), not the nearest row scaled; one row, or two whose line has no
+ * fixed part, scale proportionally. */
+static void test_rows_cost_the_two_measured_batches_line(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 4, 1000, 64, 20, 40, 3);
+    w.single[w.nsingle++] = (pb_pred_single){.threads = 1, .batch = 256, .fwd_ms = 50, .bwd_ms = 100, .opt_ms = 3};
+    pb_pred_phases p;
+    pb_pred_single_phases(&w, 128, 1, &p);
+    /* fwd: 30 / 192 a row, 10 fixed: 10 + 20 at 128; bwd twice that */
+    assert_float_equal(p.fwd, 30, 1e-9);
+    assert_float_equal(p.bwd, 60, 1e-9);
+    assert_float_equal(p.opt, 3, 0);
+    /* beyond the measured rows the line still holds: 32 rows */
+    pb_pred_single_phases(&w, 32, 1, &p);
+    assert_float_equal(p.fwd, 15, 1e-9);
+    /* ddp on 2 ranks of 128 rows each takes the line's figure */
+    pb_pred_net net;
+    make_net(&net, 8, 1e6, 1e6, 0);
+    pb_pred_target t = {.strategy = PB_PRED_DDP, .devices = 2, .batch_global = 256, .bucket_mb = 25, .threads = 1};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.compute_ms, 30 + 60 + 3, 1e-3);
+    /* rows that cost less per row at fewer rows (noise): proportional */
+    w.single[1].fwd_ms = 90;
+    pb_pred_single_phases(&w, 128, 1, &p);
+    assert_float_equal(p.fwd, 40, 1e-9);
+    /* one row: proportional */
+    w.nsingle = 1;
+    pb_pred_single_phases(&w, 128, 1, &p);
+    assert_float_equal(p.fwd, 40, 1e-9);
+}
+
 /* 1F1B: GPipe's step and bubble, fewer activations held */
 static void test_1f1b_same_step_less_memory(void **state)
 {
@@ -332,6 +474,9 @@ int main(void)
         cmocka_unit_test(test_dp_goes_through_device_zero),
         cmocka_unit_test(test_zero_volumes_memory_and_gathers),
         cmocka_unit_test(test_tp_allreduces_and_split_compute),
+        cmocka_unit_test(test_tp_on_gpt_splits_by_flops),
+        cmocka_unit_test(test_mesh_is_tp_then_dp_sync),
+        cmocka_unit_test(test_rows_cost_the_two_measured_batches_line),
         cmocka_unit_test(test_1f1b_same_step_less_memory),
         cmocka_unit_test(test_cpu_devices_share_cores),
         cmocka_unit_test(test_repeats_pool_by_median),
