@@ -23,8 +23,11 @@
  * finish backward, the optimizer over the rank's chunks, parameters
  * all-gathered; stage 3 per block; --bucket-mb and --no-overlap as zero's),
  * tp's all-reduces on the tp group from the same stage hook. --strategy
- * zero is this mesh with tp 1. Not built: ZeRO with pp > 1 or with
- * --sequence-parallel (usage errors saying so). */
+ * zero is this mesh with tp 1. With pp > 1, stages 1 and 2 run tp's
+ * pipelined step with zero's update over the stage's blocks in place of the
+ * dp all-reduce (tp.c, zero.h's pb_zero_piped_*); stage 3 is refused (as
+ * DeepSpeed refuses ZeRO-3 with pipeline parallelism). Not built: ZeRO with
+ * --sequence-parallel (a usage error saying so). */
 #include <stdio.h>
 #include <string.h>
 
@@ -47,9 +50,16 @@ static pb_status mesh_validate(const pb_config *cfg, const pb_model *model)
     pb_status st = pb_mesh_check(m, cfg->devices);
     if (st != PB_OK) return st;
     bool zero = pb_config_given(cfg, "--zero-stage");
-    if (m.pp > 1 && zero)
-        return pb_usage_error("--zero-stage with --pp %d: ZeRO within a pipelined mesh is not built; allowed: --pp 1",
+    if (m.pp > 1 && zero && cfg->zero_stage == 3)
+        return pb_usage_error("--zero-stage 3 with --pp %d: sharded parameters would be gathered for every "
+                              "microbatch (DeepSpeed refuses ZeRO-3 with pipeline parallelism too); allowed: "
+                              "--zero-stage 1 or 2 with --pp > 1, 3 with --pp 1",
                               m.pp);
+    /* the pipelined mesh reduce-scatters block by block after its last backward */
+    if (m.pp > 1 && zero && (pb_config_given(cfg, "--bucket-mb") || pb_config_given(cfg, "--no-overlap")))
+        return pb_usage_error("%s with --pp %d: a pipelined mesh's ZeRO reduces each block after the last "
+                              "backward, unbucketed; allowed: --bucket-mb and --no-overlap with --pp 1",
+                              pb_config_given(cfg, "--bucket-mb") ? "--bucket-mb" : "--no-overlap", m.pp);
     /* gpt_stage.c splits the tokens only on a stage that is the whole
      * model: the shard would cross pipe.c's boundaries, the head's gather
      * sit on another stage */
@@ -115,7 +125,8 @@ static pb_status mesh_init(const pb_strategy_ctx *ctx, void **state)
 {
     mesh_state *s = calloc(1, sizeof *s);
     if (!s) return pb_error(PB_ERR_NOMEM, "out of host memory: the mesh's state");
-    s->zero = pb_config_given(ctx->cfg, "--zero-stage");
+    /* with --pp, tp's pipeline runs zero's update (tp.c) */
+    s->zero = pb_config_given(ctx->cfg, "--zero-stage") && mesh_of(ctx->cfg).pp == 1;
     pb_status st = s->zero ? pb_zero_init_mesh(ctx, mesh_of(ctx->cfg), &s->inner)
                            : pb_tp_init_mesh(ctx, mesh_of(ctx->cfg), &s->inner);
     if (st != PB_OK) {
@@ -168,7 +179,7 @@ static int mesh_batch_shard(const pb_config *cfg, int rank, int *shards)
 static void mesh_plan_memory(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env,
                              pb_mem_parts *dev)
 {
-    if (pb_config_given(cfg, "--zero-stage")) pb_zero_plan_memory_mesh(cfg, model, env, mesh_of(cfg), dev);
+    if (pb_config_given(cfg, "--zero-stage") && mesh_of(cfg).pp == 1) pb_zero_plan_memory_mesh(cfg, model, env, mesh_of(cfg), dev);
     else pb_tp_plan_memory_mesh(cfg, model, env, mesh_of(cfg), dev);
 }
 
@@ -176,7 +187,7 @@ const pb_strategy pb_strategy_mesh = {
     .name = "mesh",
     .description = "hybrid mesh --dp D --tp T --pp P: tp groups of consecutive ranks, each a data-parallel replica "
                    "on its batch shard, gradients all-reduced across replicas, or ZeRO within them with "
-                   "--zero-stage (pp 1); --pp stages pipeline microbatches (--schedule)",
+                   "--zero-stage (1, 2 with --pp); --pp stages pipeline microbatches (--schedule)",
     .procs = PB_PROC_PER_DEVICE,
     .needs_even_split = false,
     .microbatches = true,

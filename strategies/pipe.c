@@ -42,6 +42,7 @@
 #include "input.h"
 #include "pipe.h"
 #include "schedule.h"
+#include "zero.h"
 
 pb_status pb_pipe_validate(const pb_config *cfg, const pb_model *model, pb_mesh mesh)
 {
@@ -398,9 +399,12 @@ void pb_pipe_plan_memory(const pb_config *cfg, const pb_model *model, const pb_m
     const double mb = (double)(cfg->shape.batch / mesh.dp / m);
     int first[PB_MAX_STAGES + 1];
     pb_sched_balanced_split(model, p, first);
+    /* with ZeRO (tp.c's zero) the replica keeps no optimizer state */
+    bool zero = pb_config_given(cfg, "--zero-stage");
     for (int k = 0; k < p; k++) {
         double len = pb_memplan_add_replica(local, first[k], first[k + 1], mb, pb_sched_slots(cfg->schedule, p, m, k),
-                                            true, k == p - 1, false, cfg->optimizer, e, &dev[k]);
+                                            !zero, k == p - 1, false, cfg->optimizer, e, &dev[k]);
         pb_sched_plan_extras(cfg, local, first, p, k, mb, len, e, &dev[k]);
+        if (zero) pb_zero_plan_piped(cfg, local, first[k], first[k + 1], mesh.dp, &dev[k]);
     }
 }

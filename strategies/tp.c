@@ -23,6 +23,11 @@
  * strategies/pipe.c runs h2d, fwd and bwd over the microbatches in place
  * of the whole-batch pass (whole_pass), then the stages' tied gradient and
  * loss in the sync span; bubble is the step's time outside the spans.
+ * A pipelined mesh with --zero-stage 1|2 (s->zero): the sync span
+ * all-reduces the loss only and, after the tied gradient's exchange,
+ * reduce-scatters the stage's blocks over the dp group; opt is zero's
+ * update of the rank's chunks and the all-gathers (zero.h,
+ * pb_zero_piped_*); the replica keeps no optimizer state.
  *
  * --sequence-parallel (the GPT: workloads/gpt_stage.c): the stage keeps its
  * part of the tokens between a row- and the next column-parallel layer and
@@ -51,6 +56,7 @@
 #include "strategy.h"
 #include "tp.h"
 #include "volume.h"
+#include "zero.h"
 
 typedef struct tp_state {
     const pb_strategy_ctx *ctx;
@@ -80,6 +86,7 @@ typedef struct tp_state {
     pb_input input;
     bool piped;          /* the mesh's pp > 1: this rank is a stage of pipe */
     pb_pipe pipe;
+    void *zero;          /* piped with --zero-stage: ZeRO over the dp group in place of its all-reduce (zero.h) */
 } tp_state;
 
 pb_status pb_tp_validate_parts(const pb_config *cfg, const pb_model *model, int tp, const char *name)
@@ -126,6 +133,7 @@ void pb_tp_destroy(void *state)
     if (s->world) s->ctx->comm->destroy(s->world);
     else if (s->comm) s->ctx->comm->destroy(s->comm);
     if (s->timer.be) pb_phase_timer_destroy(&s->timer);
+    pb_zero_piped_destroy(s->zero);
     pb_pipe_destroy(&s->pipe);
     pb_input_destroy(&s->input);
     pb_replica_destroy(&s->rep);
@@ -270,7 +278,9 @@ pb_status pb_tp_init_mesh(const pb_strategy_ctx *ctx, pb_mesh mesh, void **state
     s->piped = mesh.pp > 1;
     if (s->piped) pb_pipe_stage_rows(&s->pipe, cfg, model, mesh, ctx->rank, &b0, &b1, &rows, &slots);
     bool targets = !s->piped || s->pipe.k == mesh.pp - 1;
-    PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, s->local, b0, b1, rows, slots, s->local_init, true, targets));
+    /* ZeRO keeps the optimizer state of the rank's chunks only */
+    bool zero = s->piped && pb_config_given(cfg, "--zero-stage");
+    PB_TRY(pb_replica_init(&s->rep, be, s->dev, cfg, s->local, b0, b1, rows, slots, s->local_init, !zero, targets));
     s->rep.tp_allreduce = tp_allreduce;
     if (cfg->sequence_parallel) {
         s->rep.tp_reduce_scatter = tp_reduce_scatter;
@@ -293,6 +303,14 @@ pb_status pb_tp_init_mesh(const pb_strategy_ctx *ctx, pb_mesh mesh, void **state
         s->comm = s->groups[PB_MESH_TP];
     }
     s->staged = !be->host_is_device && !ctx->comm->device_buffers;
+    if (zero && s->staged) {
+        st = pb_user_error(PB_ERR_UNAVAILABLE, "mesh --zero-stage on %s: --comm %s stages nothing through the host; "
+                           "use --comm nccl", be->name, ctx->comm->name);
+        goto cleanup;
+    }
+    if (zero)
+        PB_TRY(pb_zero_piped_init(ctx, s->dev, &s->rep, s->groups[PB_MESH_DP], pb_mesh_index(mesh, ctx->rank, PB_MESH_DP),
+                                  mesh.dp, &s->zero));
     if (s->staged && mesh.dp > 1) PB_ALLOC(s->host_grads, s->rep.p_len);
     if (s->staged) {
         /* a sum carries a block's whole input or output activations */
@@ -323,7 +341,8 @@ static pb_status tp_init(const pb_strategy_ctx *ctx, void **state)
 
 /* The mesh's data-parallel sum after backward: the gradients of this
  * rank's part and the loss, across the replicas of its part (the dp
- * group), blocking: ddp's --no-overlap. Both are scaled by 1/B already. */
+ * group), blocking: ddp's --no-overlap. Both are scaled by 1/B already.
+ * With ZeRO (s->zero) the loss only: zero reduce-scatters the gradients. */
 static pb_status dp_sync(tp_state *s, int64_t step)
 {
     const pb_backend *be = s->ctx->be;
@@ -333,7 +352,7 @@ static pb_status dp_sync(tp_state *s, int64_t step)
     pb_status st = PB_OK;
     pb_comm_req *req = NULL, *loss_req = NULL;
     float *g = r->grads;
-    if (s->staged) {
+    if (s->staged && !s->zero) {
         PB_TRY(be->download(s->dev, s->host_grads, r->grads, r->p_len * sizeof(float)));
         g = s->host_grads;
     }
@@ -343,12 +362,14 @@ static pb_status dp_sync(tp_state *s, int64_t step)
         PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
         PB_TRY(comm->allreduce(dp, &s->loss_host, 1, 1.0f, &loss_req));
     }
-    PB_TRY(comm->allreduce(dp, g, r->p_len, 1.0f, &req));
+    if (!s->zero) PB_TRY(comm->allreduce(dp, g, r->p_len, 1.0f, &req));
     PB_TRY(pb_with_step(comm->wait(dp, loss_req, s->ctx->cfg->timeout_s), strategy_name(s), step));
     if (comm->req_ms) s->comm_ms += comm->req_ms(loss_req);
+    if (s->zero) goto loss;
     PB_TRY(pb_with_step(comm->wait(dp, req, s->ctx->cfg->timeout_s), strategy_name(s), step));
     if (comm->req_ms) s->comm_ms += comm->req_ms(req);
     if (s->staged) PB_TRY(be->upload(s->dev, r->grads, s->host_grads, r->p_len * sizeof(float)));
+loss:
     if (comm->device_buffers) PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
 cleanup:
     return st;
@@ -405,14 +426,20 @@ pb_status pb_tp_step(void *state, const pb_batch *batch, pb_step_result *out)
         else PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
         /* the tied gradient's ends, the loss to every stage */
         if (s->piped) PB_TRY(pb_pipe_finish(&s->pipe, &s->loss_host));
+        /* ZeRO: after the tied gradient's exchange, both ends reduced alike */
+        if (s->zero) PB_TRY(pb_with_step(pb_zero_piped_reduce(s->zero, &s->comm_ms), strategy_name(s), batch->step));
         PB_TRY(pb_phase_end(&s->timer));
     } else {
         PB_TRY(be->download(s->dev, &s->loss_host, r->loss_sum, sizeof(float)));
     }
 
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_OPT));
-    PB_TRY(pb_replica_tie_grads(r));
-    PB_TRY(pb_replica_optimize(r));
+    if (s->zero) {
+        PB_TRY(pb_with_step(pb_zero_piped_update(s->zero, &s->comm_ms), strategy_name(s), batch->step));
+    } else {
+        PB_TRY(pb_replica_tie_grads(r));
+        PB_TRY(pb_replica_optimize(r));
+    }
     PB_TRY(pb_phase_end(&s->timer));
 
     if (!s->piped) PB_TRY(pb_input_prefetch_next(&s->input, batch));
@@ -431,6 +458,7 @@ pb_status pb_tp_step(void *state, const pb_batch *batch, pb_step_result *out)
     /* all of it blocked the stage: comm is tp_comm's collectives (and the
      * mesh's dp sync, all exposed too) */
     out->t.ms[PB_PHASE_COMM] = s->comm_ms;
+    if (s->zero) pb_zero_piped_times(s->zero, &out->t.ms[PB_PHASE_REDUCE_SCATTER], &out->t.ms[PB_PHASE_ALLGATHER]);
     out->loss = s->loss_host;
 cleanup:
     return st;
@@ -536,7 +564,7 @@ void pb_tp_report(void *state, const pb_step_times *mean, pb_record *row)
 {
     tp_state *s = state;
     double tp_floats = (double)(s->floats + s->rs_floats + s->ag_floats), comm = mean->ms[PB_PHASE_COMM];
-    double dp_floats = s->mesh.dp > 1 ? (double)s->rep.p_len : 0.0;
+    double dp_floats = s->mesh.dp > 1 && !s->zero ? (double)s->rep.p_len : 0.0;
     double bytes = (tp_floats + dp_floats) * sizeof(float);
     double algbw = comm > 0 ? bytes / (comm * 1e-3) / 1e9 : NAN;
     int n = s->ranks;
@@ -547,6 +575,7 @@ void pb_tp_report(void *state, const pb_step_times *mean, pb_record *row)
         bytes += vol.p2p;
         pb_pipe_report(&s->pipe, mean, row);
     }
+    if (s->zero) pb_zero_piped_bytes(s->zero, &vol, &bytes);
     if (s->local->seq_parallel) {
         vol.reduce_scatter = (double)s->rs_floats * sizeof(float) * (n - 1) / n;
         vol.allgather = (double)s->ag_floats * sizeof(float) * (n - 1) / n;

@@ -6,7 +6,10 @@
  * ranks holding the same part, tp's all-reduces on the tp group from the
  * stage's hook (tp_comm, exposed); --strategy zero is that mesh with tp 1,
  * the world its dp group. Below, N, "rank" and "the model" are the dp
- * group's size, the rank in it and the rank's part.
+ * group's size, the rank in it and the rank's part. A pipelined mesh
+ * (--pp > 1, stages 1 and 2) uses this file's layout, shards and update
+ * over its stage's blocks from tp.c's step instead (pb_zero_piped_*, at
+ * the end): synchronous, block by block, after the last microbatch.
  *
  * Sharding is per block, FSDP's unit: block b's flat span of len floats is
  * padded to N equal chunks of c = ceil(len / N), and rank r owns chunk r of
@@ -130,6 +133,13 @@ typedef struct zero_state {
     int64_t launches;
     int opt_steps;
 
+    /* a pipelined mesh's stage (pb_zero_piped_*): blocks [b0, n) of tp's
+     * replica `stage`, whose parameters and gradients are whole; a
+     * block's gradients and gathered parameters go through pad_buf */
+    const pb_replica *stage_rep;
+    int b0;
+    float *pad_buf;
+
     double rs_ms, ag_ms, wait_ms; /* this step: collectives' time, waits inside fwd/bwd */
     float loss_host;
     pb_comm_req *loss_req;
@@ -137,26 +147,32 @@ typedef struct zero_state {
 
 /* --- layout (shared with the memory plan) ------------------------------------ */
 
-void pb_zero_layout_of(const pb_config *cfg, const pb_model *model, int ranks, pb_zero_layout *g)
+/* The layout of blocks [b0, b1) (a pipeline stage's; the whole model's) */
+static void layout_range(const pb_config *cfg, const pb_model *model, int b0, int b1, int ranks, pb_zero_layout *g)
 {
     memset(g, 0, sizeof *g);
     size_t per = cfg->no_overlap ? SIZE_MAX : pb_bucket_floats(cfg), acc = 0;
     int in_bucket = 0;
-    for (int b = model->n_blocks - 1; b >= 0; b--) {
+    for (int b = b1 - 1; b >= b0; b--) {
         size_t len = model->block[b].p_len, c = (len + (size_t)ranks - 1) / (size_t)ranks;
         g->padded += c * (size_t)ranks;
         g->shard += c;
-        if (b == model->n_blocks - 1) g->last_chunk = c;
+        if (b == b1 - 1) g->last_chunk = c;
         if (c * (size_t)ranks > g->max_block) g->max_block = c * (size_t)ranks;
         acc += c * (size_t)ranks;
         in_bucket++;
         if (in_bucket > g->max_bucket_blocks) g->max_bucket_blocks = in_bucket;
-        if (acc >= per || b == 0) acc = 0, in_bucket = 0;
+        if (acc >= per || b == b0) acc = 0, in_bucket = 0;
     }
     /* the blocks of a bucket not yet launched, the block below bound early
      * (before_block), one in flight, and the tied last block held */
     g->grad_slots = g->max_bucket_blocks + 2 + (model->n_tied ? 1 : 0);
-    if (g->grad_slots > model->n_blocks) g->grad_slots = model->n_blocks;
+    if (g->grad_slots > b1 - b0) g->grad_slots = b1 - b0;
+}
+
+void pb_zero_layout_of(const pb_config *cfg, const pb_model *model, int ranks, pb_zero_layout *g)
+{
+    layout_range(cfg, model, 0, model->n_blocks, ranks, g);
 }
 
 size_t pb_zero_gathered(const pb_config *cfg, const pb_zero_layout *g)
@@ -253,6 +269,22 @@ static pb_status upload_params(zero_state *s, const float *init)
     return PB_OK;
 }
 
+/* Blocks [b0, b1)'s chunks: offsets in the padded full buffers (*pad
+ * floats in all) and in the rank's shard buffers (*shard) */
+static void set_blocks(zero_state *s, int b0, int b1, size_t *pad, size_t *shard)
+{
+    for (int b = b0; b < b1; b++) {
+        zero_block *z = &s->blk[b];
+        z->len = s->model->block[b].p_len;
+        z->chunk = (z->len + (size_t)s->ranks - 1) / (size_t)s->ranks;
+        z->pad_off = *pad;
+        z->shard_off = *shard;
+        z->slot = -1;
+        *pad += z->chunk * (size_t)s->ranks;
+        *shard += z->chunk;
+    }
+}
+
 /* defined with the collectives below */
 static pb_status tp_allreduce(void *arg, void *buf, size_t n);
 
@@ -319,16 +351,7 @@ pb_status pb_zero_init_mesh(const pb_strategy_ctx *ctx, pb_mesh mesh, void **sta
     PB_ALLOC(s->tab, s->n);
     size_t pad = 0, shard = 0, per = cfg->no_overlap ? SIZE_MAX : pb_bucket_floats(cfg), acc = 0;
     int low_of_top = s->n - 1;
-    for (int b = 0; b < s->n; b++) {
-        zero_block *z = &s->blk[b];
-        z->len = model->block[b].p_len;
-        z->chunk = (z->len + (size_t)s->ranks - 1) / (size_t)s->ranks;
-        z->pad_off = pad;
-        z->shard_off = shard;
-        z->slot = -1;
-        pad += z->chunk * (size_t)s->ranks;
-        shard += z->chunk;
-    }
+    set_blocks(s, 0, s->n, &pad, &shard);
     /* buckets from the top, as backward completes blocks (pb_zero_layout_of's) */
     for (int b = s->n - 1; b >= 0; b--) {
         acc += s->blk[b].chunk * (size_t)s->ranks;
@@ -817,6 +840,134 @@ static void zero_plan_memory(const pb_config *cfg, const pb_model *model, const 
                              pb_mem_parts *dev)
 {
     pb_zero_plan_memory_mesh(cfg, model, env, (pb_mesh){.dp = cfg->devices, .tp = 1, .pp = 1}, dev);
+}
+
+/* --- a pipelined mesh's stage (strategies/tp.c with --pp > 1) ----------------- */
+
+void pb_zero_piped_destroy(void *state)
+{
+    zero_state *s = state;
+    if (!s) return;
+    float *bufs[] = {s->shard_grads, s->m, s->v, s->pad_buf};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) s->ctx->be->free(s->dev, bufs[i]);
+    free(s->blk);
+    free(s);
+}
+
+pb_status pb_zero_piped_init(const pb_strategy_ctx *ctx, pb_device *dev, const pb_replica *rep, pb_comm_ctx *dp,
+                             int rank, int ranks, void **state)
+{
+    pb_status st = PB_OK;
+    zero_state *s = NULL;
+    const pb_config *cfg = ctx->cfg;
+    PB_ALLOC(s, 1);
+    s->ctx = ctx;
+    s->dev = dev;
+    s->comm = dp;
+    s->rank = rank;
+    s->ranks = ranks;
+    s->stage = cfg->zero_stage;
+    s->model = rep->model;
+    s->stage_rep = rep;
+    s->b0 = rep->b0;
+    s->n = rep->b1;
+    PB_REQUIRE(s->stage == 1 || s->stage == 2, PB_ERR_INTERNAL, "zero: stage %d in a pipeline", s->stage);
+    layout_range(cfg, s->model, s->b0, s->n, ranks, &s->layout);
+    PB_ALLOC(s->blk, s->n);
+    size_t pad = 0, shard = 0;
+    set_blocks(s, s->b0, s->n, &pad, &shard);
+    /* the replica's unpadded span: master() is the rank's chunk in place */
+    for (int b = s->b0; b < s->n; b++) s->blk[b].pad_off = s->model->block[b].p_off - rep->p_off;
+    s->full_params = rep->params;
+    PB_TRY(dev_buf(s, shard, &s->shard_grads));
+    PB_TRY(dev_buf(s, shard, &s->m));
+    if (cfg->optimizer == PB_OPT_ADAMW) PB_TRY(dev_buf(s, shard, &s->v));
+    PB_TRY(dev_buf(s, s->layout.max_block, &s->pad_buf));
+    *state = s;
+    return PB_OK;
+cleanup:
+    pb_zero_piped_destroy(s);
+    return st;
+}
+
+/* A collective just launched (its launch's status), waited for at once */
+static pb_status wait_now(zero_state *s, pb_status launched, pb_comm_req **req, double *ms)
+{
+    return launched == PB_OK ? wait_req(s, *req, ms) : launched;
+}
+
+/* After the pipeline's last backward and the tied gradient's exchange:
+ * each block's gradients, padded, reduce-scattered over the dp group
+ * (blocking) into the rank's reduced chunk */
+pb_status pb_zero_piped_reduce(void *state, double *ms)
+{
+    zero_state *s = state;
+    const pb_backend *be = s->ctx->be;
+    pb_status st = PB_OK;
+    s->rs_ms = 0;
+    for (int b = s->n - 1; b >= s->b0; b--) {
+        zero_block *z = &s->blk[b];
+        PB_TRY(be->copy(s->dev, s->pad_buf, s->stage_rep->grads + z->pad_off, z->len * sizeof(float)));
+        pb_comm_req *req = NULL;
+        PB_TRY(wait_now(
+            s, s->ctx->comm->reduce_scatter(s->comm, s->pad_buf, s->shard_grads + z->shard_off, z->chunk, &req), &req,
+            &s->rs_ms));
+    }
+    *ms += s->rs_ms;
+cleanup:
+    return st;
+}
+
+/* The optimizer over the rank's chunks (zero's), each block's updated
+ * chunks then all-gathered over the dp group into the replica's
+ * parameters (blocking) */
+pb_status pb_zero_piped_update(void *state, double *ms)
+{
+    zero_state *s = state;
+    const pb_backend *be = s->ctx->be;
+    pb_status st = PB_OK;
+    s->ag_ms = 0;
+    s->opt_steps++;
+    for (int b = s->n - 1; b >= s->b0; b--) {
+        zero_block *z = &s->blk[b];
+        PB_TRY(optimize_block(s, b));
+        size_t lo = (size_t)s->rank * z->chunk, hi = lo + z->chunk < z->len ? lo + z->chunk : z->len;
+        if (lo < hi) PB_TRY(be->copy(s->dev, s->pad_buf + lo, master(s, b), (hi - lo) * sizeof(float)));
+        pb_comm_req *req = NULL;
+        PB_TRY(wait_now(s, s->ctx->comm->allgather(s->comm, s->pad_buf + lo, s->pad_buf, z->chunk * sizeof(float), &req),
+                        &req, &s->ag_ms));
+        PB_TRY(be->copy(s->dev, s->stage_rep->params + z->pad_off, s->pad_buf, z->len * sizeof(float)));
+    }
+    *ms += s->ag_ms;
+cleanup:
+    return st;
+}
+
+void pb_zero_piped_times(const void *state, double *rs_ms, double *ag_ms)
+{
+    const zero_state *s = state;
+    *rs_ms = s->rs_ms;
+    *ag_ms = s->ag_ms;
+}
+
+/* zero's volumes over the stage's blocks; comm_bytes_per_step's share as
+ * zero's row counts it (padded gradients and the rank's chunks) */
+void pb_zero_piped_bytes(const void *state, pb_comm_bytes *vol, double *bytes)
+{
+    const zero_state *s = state;
+    const pb_zero_layout *g = &s->layout;
+    vol->reduce_scatter = (double)(s->ranks - 1) * (double)g->shard * sizeof(float);
+    vol->allgather = (double)(s->ranks - 1) * (double)g->shard * sizeof(float);
+    *bytes += (double)(g->padded + g->shard) * sizeof(float);
+}
+
+void pb_zero_plan_piped(const pb_config *cfg, const pb_model *local, int b0, int b1, int ranks, pb_mem_parts *dev)
+{
+    pb_zero_layout g;
+    layout_range(cfg, local, b0, b1, ranks, &g);
+    double shard = (double)g.shard * sizeof(float);
+    dev->grads += shard + (double)g.max_block * sizeof(float);
+    dev->optim += shard * (cfg->optimizer == PB_OPT_ADAMW ? 2 : 1);
 }
 
 const pb_strategy pb_strategy_zero = {

@@ -8,6 +8,7 @@
 #include "../harness/config.h"
 #include "../harness/memplan.h"
 #include "../harness/mesh.h"
+#include "replica.h"
 #include "strategy.h"
 #include "../workloads/workload.h"
 #include "volume.h"
@@ -41,5 +42,27 @@ pb_status pb_zero_init_mesh(const pb_strategy_ctx *ctx, pb_mesh mesh, void **sta
 /* What a rank's device holds at its peak under the mesh (memplan). */
 void pb_zero_plan_memory_mesh(const pb_config *cfg, const pb_model *model, const pb_memplan_env *env, pb_mesh mesh,
                               pb_mem_parts *dev);
+
+/* ZeRO 1/2 within the dp group of a pipelined mesh (strategies/tp.c with
+ * --pp > 1): zero's layout, shards and update over the stage's blocks
+ * [b0, b1) of the rank's tp part, whose parameters and accumulated
+ * gradients tp's replica `rep` keeps whole (it keeps no optimizer state).
+ * After the pipeline's last backward and the tied gradient's exchange,
+ * reduce (each block's gradients reduce-scattered over the dp group), then
+ * update (the rank's chunks updated, each block all-gathered back into
+ * rep's parameters); both blocking, their collectives' time added to *ms. */
+pb_status pb_zero_piped_init(const pb_strategy_ctx *ctx, pb_device *dev, const pb_replica *rep, pb_comm_ctx *dp,
+                             int rank, int ranks, void **state);
+pb_status pb_zero_piped_reduce(void *state, double *ms);
+pb_status pb_zero_piped_update(void *state, double *ms);
+/* the last step's reduce-scatter and all-gather time */
+void pb_zero_piped_times(const void *state, double *rs_ms, double *ag_ms);
+/* vol's reduce_scatter and allgather (zero's formulas over the stage's
+ * blocks); what comm_bytes_per_step adds for them into *bytes */
+void pb_zero_piped_bytes(const void *state, pb_comm_bytes *vol, double *bytes);
+void pb_zero_piped_destroy(void *state);
+/* A stage's terms beside its replica without optimizer state: the reduced
+ * chunks and the padding buffer (grads), the chunks' optimizer state */
+void pb_zero_plan_piped(const pb_config *cfg, const pb_model *local, int b0, int b1, int ranks, pb_mem_parts *dev);
 
 #endif /* PB_ZERO_H */

@@ -162,6 +162,18 @@ static void test_mesh_pp_against_run(void **state)
     check_against_run(state, args, 4);
 }
 
+/* mesh dp2 x pp2 with ZeRO 1 in the dp group: a figure per stage, pipe's
+ * replica without optimizer state plus zero's chunks of the stage's blocks
+ * (reduced gradients, AdamW's state) and its padding buffer */
+static void test_mesh_pp_zero_against_run(void **state)
+{
+    if (!PB_EXPECT_MPI) skip();
+    char *args[] = {"--backend", "cpu", "--workload", "gpt-xs", "--strategy", "mesh", "--gpus", "4", "--dp", "2",
+                    "--pp", "2", "--microbatches", "2", "--schedule", "1f1b", "--zero-stage", "1", "--optimizer",
+                    "adamw", NULL};
+    check_against_run(state, args, 4);
+}
+
 /* zero's plan (its own: shards, the full or pooled gradients, stage 3's two
  * gathered blocks) is what each stage allocates: on mlp-xs, and on gpt-xs
  * with AdamW and buckets of one block (the gradient pool, the tied head) */
@@ -337,6 +349,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mesh_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mesh_zero_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mesh_pp_against_run, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mesh_pp_zero_against_run, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_overcommitted_run_refused, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_plan_columns_match_peak, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_device_cap, run_setup, run_teardown),

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "strategies/schedule.h"
 #include "tests/common/preset_model.h"
 
 /* mesh on gpus ranks of the cpu backend (run_strategy_on) */
@@ -226,8 +227,8 @@ static void check_pipe_row(const bench_run *r, const char *dp, const char *tp, c
 
 /* mesh with the sizes and schedule given, M microbatches, on a workload
  * (the GPT with AdamW: its bound is tp's 5e-3), --verify */
-static void pipe_case(void **state, const char *workload, const char *dp, const char *tp, const char *pp,
-                      const char *sched, const char *m, const char *iters, char *const more[])
+static bench_run *pipe_case(void **state, const char *workload, const char *dp, const char *tp, const char *pp,
+                            const char *sched, const char *m, const char *iters, char *const more[])
 {
     if (!PB_EXPECT_MPI) skip();
     bool gpt = strcmp(workload, "gpt-xs") == 0;
@@ -243,6 +244,7 @@ static void pipe_case(void **state, const char *workload, const char *dp, const 
     extra[n] = NULL;
     bench_run *r = keep(state, run_mesh(atoi(dp) * atoi(tp) * atoi(pp), extra, NULL));
     check_pipe_row(r, dp, tp, pp, sched, m, gpt ? 5e-3 : 1e-5);
+    return r;
 }
 
 /* pp alone: 2 stages of the MLP (GPipe), 4 of the GPT (1F1B), and 4 of a
@@ -324,15 +326,18 @@ static void test_hung_rank_named(void **state)
  * blocks padded to D chunks; reduce-scatter (D-1) S x 4 with S the sum of
  * the part's chunks, all-gather as much (stage 3: twice, less the last
  * block's chunk) */
-static void zero_part_bytes(const char *workload, int D, int T, int stage, double *rs, double *ag)
+static void zero_part_bytes(const char *workload, int D, int T, int P, int stage, double *rs, double *ag)
 {
     pb_model *m = malloc(sizeof *m), *part = malloc(sizeof *part);
     assert_non_null(m);
     assert_non_null(part);
     preset_model_of(workload, m);
     assert_int_equal(pb_model_describe_tp(m->ops, &m->shape, T, part), PB_OK);
+    /* P > 1: rank 0's pipeline stage, the first of the FLOP-balanced split */
+    int first[PB_MAX_STAGES + 1] = {0, part->n_blocks};
+    if (P > 1) pb_sched_balanced_split(m, P, first);
     double S = 0, last = 0;
-    for (int b = 0; b < part->n_blocks; b++) {
+    for (int b = 0; b < first[1]; b++) {
         last = (double)((part->block[b].p_len + (size_t)D - 1) / (size_t)D);
         S += last;
     }
@@ -361,7 +366,7 @@ static void check_mesh_zero(void **state, const char *workload, int stage, const
     double err = csv_num(&c, "verify_max_rel_err");
     if (!(err <= tol)) fail_msg("mesh zero %d (%s): max relative error %g vs single, allowed %g", stage, workload, err, tol);
     double rs = 0, ag = 0;
-    zero_part_bytes(workload, 2, 2, stage, &rs, &ag);
+    zero_part_bytes(workload, 2, 2, 1, stage, &rs, &ag);
     double got_rs = csv_num(&c, "reduce_scatter_bytes_per_step"), got_ag = csv_num(&c, "allgather_bytes_per_step");
     double got_ar = csv_num(&c, "allreduce_bytes_per_step"), want_ar = formula_tp_bytes(&c);
     if (got_rs != rs || got_ag != ag || !(fabs(got_ar - want_ar) <= 1e-6 * want_ar))
@@ -373,7 +378,49 @@ static void check_mesh_zero(void **state, const char *workload, int stage, const
     expect_phases_add_up(&c);
     csv_free(&c);
 }
+
+/* ZeRO 1/2 within the dp group of a pipelined mesh (a pipe_case run): its
+ * zero_stage, and rank 0's stage's blocks sharded over D: reduce-scatter
+ * and all-gather (D-1) S x 4 each, S the sum of those blocks' chunks
+ * (p2p volume as without ZeRO: check_pipe_row) */
+static void check_pipe_zero(const bench_run *r, const char *workload, int D, int T, int P, int stage)
+{
+    csv c;
+    csv_load(&c, r->csv_path);
+    assert_int_equal((int)csv_num(&c, "zero_stage"), stage);
+    double rs = 0, ag = 0;
+    zero_part_bytes(workload, D, T, P, stage, &rs, &ag);
+    double got_rs = csv_num(&c, "reduce_scatter_bytes_per_step"), got_ag = csv_num(&c, "allgather_bytes_per_step");
+    if (got_rs != rs || got_ag != ag)
+        fail_msg("mesh dp%d x tp%d x pp%d zero %d (%s): reduce_scatter/allgather bytes %g/%g, the formula %g/%g", D, T,
+                 P, stage, workload, got_rs, got_ag, rs, ag);
+    if (T == 1 && csv_num(&c, "allreduce_bytes_per_step") != 0)
+        fail_msg("allreduce_bytes_per_step '%s': the dp all-reduce is zero's reduce-scatter",
+                 csv_get(&c, "allreduce_bytes_per_step"));
+    if (!(csv_num(&c, "reduce_scatter_ms") > 0 && csv_num(&c, "allgather_ms") > 0))
+        fail_msg("reduce_scatter_ms '%s', allgather_ms '%s'", csv_get(&c, "reduce_scatter_ms"),
+                 csv_get(&c, "allgather_ms"));
+    csv_free(&c);
+}
 #endif
+
+/* ZeRO 1 and 2 in dp2 x pp2 on both workloads and schedules (the GPT with
+ * AdamW and its tied head across the stages), and ZeRO 1 in dp2 x tp2 x
+ * pp2 (8 ranks: 2 steps) */
+static void test_mesh_pp_zero_matches_single(void **state)
+{
+#if PB_EXPECT_MPI
+    char *z1[] = {"--zero-stage", "1", NULL}, *z2[] = {"--zero-stage", "2", NULL};
+    check_pipe_zero(pipe_case(state, "mlp-xs", "2", "1", "2", "gpipe", "2", "3", z1), "mlp-xs", 2, 1, 2, 1);
+    check_pipe_zero(pipe_case(state, "mlp-xs", "2", "1", "2", "1f1b", "2", "3", z2), "mlp-xs", 2, 1, 2, 2);
+    check_pipe_zero(pipe_case(state, "gpt-xs", "2", "1", "2", "1f1b", "2", "3", z1), "gpt-xs", 2, 1, 2, 1);
+    check_pipe_zero(pipe_case(state, "gpt-xs", "2", "1", "2", "gpipe", "2", "3", z2), "gpt-xs", 2, 1, 2, 2);
+    check_pipe_zero(pipe_case(state, "gpt-xs", "2", "2", "2", "1f1b", "2", "2", z1), "gpt-xs", 2, 2, 2, 1);
+#else
+    (void)state;
+    skip();
+#endif
+}
 
 /* ZeRO within the dp group, stages 1 to 3, on both workloads (SGD on the
  * MLP; AdamW on the GPT: test_tp.c says why its bound is 5e-3) */
@@ -459,8 +506,12 @@ static void test_refused(void **state)
     expect_refused(state, "mesh", 2, flat, "--microbatches 2: a mesh pipelines microbatches over its --pp stages");
     char *seqpar[] = {"--workload", "gpt-xs", "--tp", "2", "--pp", "2", "--sequence-parallel", NULL};
     expect_refused(state, "mesh", 4, seqpar, "--sequence-parallel with --pp 2: pipeline stages do not split the tokens");
-    char *zero_pp[] = {"--dp", "2", "--tp", "2", "--pp", "2", "--zero-stage", "2", NULL};
-    expect_refused(state, "mesh", 8, zero_pp, "--zero-stage with --pp 2: ZeRO within a pipelined mesh is not built");
+    char *zero_pp[] = {"--dp", "2", "--tp", "2", "--pp", "2", "--zero-stage", "3", NULL};
+    expect_refused(state, "mesh", 8, zero_pp, "--zero-stage 3 with --pp 2: sharded parameters would be gathered for "
+                   "every microbatch (DeepSpeed refuses ZeRO-3 with pipeline parallelism too)");
+    char *zero_pp_bucket[] = {"--dp", "2", "--pp", "2", "--zero-stage", "1", "--bucket-mb", "1", NULL};
+    expect_refused(state, "mesh", 4, zero_pp_bucket, "--bucket-mb with --pp 2: a pipelined mesh's ZeRO reduces each "
+                   "block after the last backward, unbucketed");
     char *zero_sp[] = {"--workload", "gpt-xs", "--dp", "2", "--tp", "2", "--zero-stage", "2", "--sequence-parallel", NULL};
     expect_refused(state, "mesh", 4, zero_sp, "--sequence-parallel with --zero-stage: ZeRO within the dp group");
     char *buckets[] = {"--dp", "2", "--tp", "2", "--bucket-mb", "4", NULL};
@@ -528,6 +579,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tp2_pp2_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_dp2_tp2_pp2_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_pp_large_messages_finish, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_mesh_pp_zero_matches_single, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_hung_stage_named, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_refused, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_sweep_mesh_specs, run_setup, run_teardown),
