@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make valgrind: one short run of each strategy on the CPU backend (mlp-xs,
-# tp also gpt-xs's split heads; 1 warmup + 2 measured steps) under
+# tp also gpt-xs's split heads and its sequence parallelism, mesh gpt-xs's
+# pipeline; 1 warmup + 2 measured steps) under
 # valgrind's memcheck, with full leak
 # checking. Prints one verdict line per run and fails when any run reports a
 # memory error, a definitely or indirectly lost block, or exits non-zero.
@@ -101,9 +102,11 @@ run zero1-adamw 2 --strategy zero --gpus 2 --zero-stage 1 --optimizer adamw
 run zero3-sgd 2 --strategy zero --gpus 2 --zero-stage 3 --optimizer sgd
 run tp-sgd 2 --strategy tp --gpus 2 --optimizer sgd
 WORKLOAD=gpt-xs run tp-gpt-adamw 2 --strategy tp --gpus 2 --optimizer adamw
+WORKLOAD=gpt-xs run tp-sp-gpt-sgd 2 --strategy tp --gpus 2 --sequence-parallel --optimizer sgd
+WORKLOAD=gpt-xs run mesh-pp2-1f1b 2 --strategy mesh --gpus 2 --pp 2 --microbatches 2 --schedule 1f1b --optimizer adamw
 WORKLOAD=gpt-xs run mesh-zero3-adamw 4 --strategy mesh --gpus 4 --dp 2 --tp 2 --zero-stage 3 --optimizer adamw
 
-runs=11
+runs=13
 echo "valgrind: $((runs - failed)) of $runs runs clean in $((SECONDS - total_start)) s"
 if [ "$failed" -ne 0 ]; then
     echo "valgrind: logs kept in $work"
