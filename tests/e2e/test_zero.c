@@ -56,7 +56,7 @@ static void expect_num(const csv *c, const char *col, double want)
 static void check_zero(void **state, int stage, int ranks, const char *workload, const char *optimizer,
                        const char *bucket_mb)
 {
-    char st[4];
+    char st[12]; /* any int: gcc -fsanitize reads "%d" as unbounded (-Wformat-truncation) */
     snprintf(st, sizeof st, "%d", stage);
     char *extra[] = {"--zero-stage", st, "--verify", "--optimizer", (char *)optimizer, "--weight-decay", "0.05",
                      bucket_mb ? "--bucket-mb" : NULL, (char *)bucket_mb, NULL};
