@@ -43,7 +43,7 @@ static void print_help(void)
            "  --batch-per-device N   rows per device (weak scaling) [the single row's batch]\n"
            "  --microbatches M       mp's microbatches, 1 to 4096 [1]\n"
            "  --schedule NAME        mp's schedule: gpipe or 1f1b [gpipe]\n"
-           "  --zero-stage S         zero's stage, 1 to 3 [1]\n"
+           "  --zero-stage S         zero's stage, 1 to 3 [1]; mesh: ZeRO within the dp group (MLP)\n"
            "  --tp T                 mesh: tensor-parallel ranks per replica (--dp is devices / T)\n"
            "  --bucket-mb X          ddp's and zero's bucket size in MiB [25]\n"
            "  --no-overlap           ddp, zero: the gradients' collectives after backward [off]\n"

@@ -76,8 +76,10 @@ static bool config_of(const pb_pred_work *w, const pb_pred_target *t, pb_config 
         arg(&a, "--microbatches", "%.0f", t->microbatches > 0 ? t->microbatches : 1);
         arg_s(&a, "--schedule", t->one_f_one_b ? "1f1b" : "gpipe");
     }
-    if (t->strategy == PB_PRED_ZERO) arg(&a, "--zero-stage", "%.0f", t->zero_stage);
-    if (t->strategy == PB_PRED_DDP || t->strategy == PB_PRED_ZERO) {
+    /* the mesh's ZeRO within the dp group, with its buckets, only when given */
+    bool zero = t->strategy == PB_PRED_ZERO || (t->strategy == PB_PRED_MESH && t->zero_stage > 0);
+    if (zero) arg(&a, "--zero-stage", "%.0f", t->zero_stage);
+    if (t->strategy == PB_PRED_DDP || zero) {
         if (t->no_overlap) arg(&a, "--no-overlap", NULL, 0);
         else arg(&a, "--bucket-mb", "%.17g", t->bucket_mb);
     }

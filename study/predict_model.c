@@ -404,7 +404,9 @@ static double ring_allreduce_bytes(double floats, int n) { return n > 0 ? 2.0 * 
 /* The comm of a rank-per-device strategy: nccl on GPUs, mpi on the cpu. */
 static const char *rank_comm(const pb_pred_work *w) { return strcmp(w->backend, "cuda") == 0 ? "nccl" : "mpi"; }
 
-/* ZeRO (strategies/zero.c): ddp's shard of the batch; block l's span padded
+/* ZeRO (strategies/zero.c) over n ranks (a mesh's dp group: w is then the
+ * rank's tp part, cfrac its share of single's forward and backward; 1
+ * otherwise): ddp's shard of the batch; block l's span padded
  * to n chunks of c[l] floats; on the one comm queue (the comm thread or
  * stream, in issue order): stage 3's gather of each block before its
  * forward and again before its backward (but the last block's, kept), the
@@ -414,10 +416,10 @@ static const char *rank_comm(const pb_pred_work *w) { return strcmp(w->backend, 
  * no_overlap); stages 1 and 2's all-gather of each block once the optimizer
  * has updated its chunk, waited by the next forward. Exposed: what the
  * compute waits for. */
-static void predict_zero(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
-                         int per_node, pb_pred_result *r)
+static void predict_zero(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int n,
+                         double cfrac, int thr, int per_node, pb_pred_result *r)
 {
-    int n = t->devices, L = w->layers, z = t->zero_stage;
+    int L = w->layers, z = t->zero_stage;
     double rows = ceil(t->batch_global / n);
     if (net->cores_per_node > 0 && per_node <= 2) thr = 1; /* as ddp's ranks */
     pb_pred_phases p;
@@ -436,7 +438,7 @@ static void predict_zero(const pb_pred_work *w, const pb_pred_net *net, const pb
         rs_sum += rs[l];
         ag_sum += ag[l];
     }
-    double fwd = p.fwd * f, bwd = p.bwd * f, opt = p.opt * f * S / (w->params > 0 ? w->params : S);
+    double fwd = p.fwd * f * cfrac, bwd = p.bwd * f * cfrac, opt = p.opt * f * S / (w->params > 0 ? w->params : S);
     double now = 0, q = 0, wait = 0;
     /* stage 3: block 0's gather left in flight by the last step's optimizer */
     if (z == 3) q = ready[0] = fmax(0, ag[0] - p.load - p.h2d);
@@ -599,13 +601,26 @@ static void predict_tp(const pb_pred_work *w, const pb_pred_net *net, const pb_p
     r->mem_mb = mb(state_bytes(w, tp.params, true) + tp.act_bytes);
 }
 
+/* A rank's tp part of the MLP as a model of its own (tp_mlp's split): a
+ * pair's column layer keeps out/T outputs (its bias split), the row layer
+ * in/T inputs (its bias whole), an odd last layer whole; params stays the
+ * whole model's, which single's optimizer time is of. */
+static void tp_part_work(const pb_pred_work *w, int T, pb_pred_work *o)
+{
+    *o = *w;
+    for (int k = 0; k < w->layers / 2; k++) {
+        o->out[2 * k] /= T;
+        o->in[2 * k + 1] /= T;
+    }
+}
+
 /* The mesh (strategies/mesh.c, pp 1): each tp group of T consecutive ranks
  * is a data-parallel replica running tp's step on its B/D rows; after
  * backward each rank's part (its flat buffer) and the loss are all-reduced
  * across its dp group of D ranks, T apart, blocking (the `sync` phase:
- * ddp's --no-overlap), all of it exposed. Where ZeRO within the dp group
- * or pipeline stages land, they replace dp_sync's all-reduce and the
- * group's step here. */
+ * ddp's --no-overlap), all of it exposed. With --zero-stage (the MLP),
+ * zero's model over the dp group on the rank's tp part replaces that
+ * all-reduce, tp's all-reduces and the loss's added, exposed. */
 static void predict_mesh(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
                          int per_node, pb_pred_result *r)
 {
@@ -632,6 +647,21 @@ static void predict_mesh(const pb_pred_work *w, const pb_pred_net *net, const pb
      * modelled alone on the node, takes share(node's ranks) / share(n) */
     tp.ar_ms *= share(per_node, thr, net->cores_per_node) / share(tp_g, thr, net->cores_per_node);
     sync *= share(per_node, thr, net->cores_per_node) / share(dp_g < D ? dp_g : D, thr, net->cores_per_node);
+    if (t->zero_stage > 0) {
+        pb_pred_work part;
+        tp_part_work(w, T, &part);
+        predict_zero(&part, net, t, D, tp.compute_frac, thr, per_node, r);
+        const char *zsrc = r->collectives;
+        double loss = D > 1 ? allreduce_group_us(net, comm, D, dp_g, 4.0, &src) / 1e3 : 0;
+        r->tp_comm_ms = tp.ar_ms;
+        r->comm_ms += tp.ar_ms + loss;
+        r->comm_exposed_ms += tp.ar_ms + loss;
+        r->step_ms = r->compute_ms + r->comm_exposed_ms;
+        r->collectives = t->devices <= 1 ? "none" : D > 1 ? zsrc : tp.src;
+        r->allreduce_bytes = tp.ar_bytes;
+        r->tp_allreduces = tp.count;
+        return;
+    }
     r->compute_ms = p.load + p.h2d + (p.fwd + p.bwd) * f * tp.compute_frac + p.opt * f * tp.opt_frac;
     r->tp_comm_ms = tp.ar_ms;
     r->comm_ms = r->comm_exposed_ms = tp.ar_ms + sync;
@@ -824,7 +854,7 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
     case PB_PRED_ZERO:
         if (t->zero_stage < 1 || t->zero_stage > 3)
             return pb_usage_error("predict: zero needs a stage 1, 2 or 3, not %d", t->zero_stage);
-        predict_zero(w, net, t, thr, per_node, r);
+        predict_zero(w, net, t, t->devices, 1, thr, per_node, r);
         break;
     case PB_PRED_TP:
         if (t->devices < 2) return pb_usage_error("predict: tp needs 2 devices or more, not %d", t->devices);
@@ -840,6 +870,12 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
         if (t->mesh_dp < 1 || t->mesh_tp < 1 || t->mesh_dp * t->mesh_tp != t->devices)
             return pb_usage_error("predict: mesh needs --dp D x --tp T = the devices (%d), not %d x %d",
                                   t->devices, t->mesh_dp, t->mesh_tp);
+        if (t->zero_stage < 0 || t->zero_stage > 3)
+            return pb_usage_error("predict: mesh's --zero-stage is 1, 2 or 3 (0: the all-reduce), not %d",
+                                  t->zero_stage);
+        if (t->zero_stage > 0 && w->gpt.on)
+            return pb_usage_error("predict: mesh with --zero-stage on a gpt is not modelled (zero reads MLP layers); "
+                                  "allowed: the MLP, or the gpt without --zero-stage");
         st = tp_refused(w, t->mesh_tp);
         if (st != PB_OK) return st;
         predict_mesh(w, net, t, thr, per_node, r);

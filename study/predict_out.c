@@ -74,6 +74,7 @@ pb_status pb_pred_targets_grid(const pb_pred_grid *g, const pb_pred_work *w, pb_
             r->t.microbatches = g->microbatches > 0 ? g->microbatches : 1;
             r->t.one_f_one_b = st == PB_PRED_MP && g->one_f_one_b;
             r->t.zero_stage = st == PB_PRED_ZERO ? (g->zero_stage > 0 ? g->zero_stage : 1) : 0;
+            if (st == PB_PRED_MESH) r->t.zero_stage = g->zero_stage; /* ZeRO within dp when given */
             r->t.bucket_mb = g->bucket_mb > 0 ? g->bucket_mb : 25;
             r->t.no_overlap = g->no_overlap;
             r->t.threads = g->threads;
@@ -120,13 +121,14 @@ pb_status pb_pred_targets_against(const pb_csv *c, const char *path, const pb_pr
         t.threads = (int)field_num(c, i, "threads", 0);
         t.one_f_one_b = st == PB_PRED_MP && strcmp(field(c, i, "schedule"), "1f1b") == 0;
         t.zero_stage = st == PB_PRED_ZERO ? (int)field_num(c, i, "zero_stage", 1) : 0;
+        if (st == PB_PRED_MESH) t.zero_stage = (int)field_num(c, i, "zero_stage", 0); /* empty: the all-reduce */
         if (st == PB_PRED_MESH) {
             t.mesh_dp = (int)field_num(c, i, "dp", 1);
             t.mesh_tp = (int)field_num(c, i, "tp", 1);
             t.mesh_pp = (int)field_num(c, i, "pp", 1);
-            /* pipeline stages in a mesh (or ZeRO within its dp group) are
-             * not modelled: such runs are left out */
-            if (t.mesh_pp > 1 || field_num(c, i, "zero_stage", 0) > 0) continue;
+            /* pipeline stages in a mesh, and ZeRO within its dp group on
+             * a gpt, are not modelled: such runs are left out */
+            if (t.mesh_pp > 1 || (t.zero_stage > 0 && w->gpt.on)) continue;
         }
         /* repeats of one configuration pool: their medians */
         pb_pred_row *r = NULL;
@@ -208,7 +210,8 @@ pb_status pb_pred_write_csv(const char *path, const pb_pred_work *w, const pb_pr
         /* as the runs' rows: mp's schedule, zero's stage, else empty */
         if (t->strategy == PB_PRED_MP) fprintf(f, "%s", t->one_f_one_b ? "1f1b" : "gpipe");
         fputc(',', f);
-        if (t->strategy == PB_PRED_ZERO) fprintf(f, "%d", t->zero_stage);
+        if (t->strategy == PB_PRED_ZERO || (t->strategy == PB_PRED_MESH && t->zero_stage > 0))
+            fprintf(f, "%d", t->zero_stage);
         /* as the runs' rows: the mesh's shape, empty otherwise */
         if (mesh) fprintf(f, ",%d,%d,%d", t->mesh_dp, t->mesh_tp, t->mesh_pp > 0 ? t->mesh_pp : 1);
         else fputs(",,,", f);

@@ -230,7 +230,7 @@ static void test_compare_predicted_flags_below_model(void **state)
 /* predicted memory is the run's own plan: zero 3, tp and mp 1f1b runs of
  * mlp-xs, predicted --against them, have mem_mb_per_device equal to their
  * peak_mem_mb (which the backends hold to the plan) */
-#define CFG_ARGS 10
+#define CFG_ARGS 14
 
 /* Runs each configuration briefly (2 steps, 1 thread) on the workload,
  * each must exit 0; then predicts the runs from the single rows into
@@ -264,16 +264,32 @@ static void test_memory_is_the_runs_plan(void **state)
         {"--strategy", "zero", "--gpus", "2", "--zero-stage", "3", "--out", runs, NULL},
         {"--strategy", "tp", "--gpus", "2", "--out", runs, NULL},
         {"--strategy", "mp", "--gpus", "2", "--microbatches", "8", "--schedule", "1f1b", "--out", runs},
+        /* ZeRO within the mesh's dp group: predicted, not left out */
+        {"--strategy", "mesh", "--gpus", "4", "--dp", "2", "--tp", "2", "--zero-stage", "3", "--out", runs, NULL},
     };
     predict_runs(f, "mlp-xs", cfgs, sizeof cfgs / sizeof cfgs[0], single, runs);
-    pb_csv c;
+    pb_csv c, m;
     assert_int_equal(pb_csv_load(f->out, &c), PB_OK);
-    assert_int_equal(c.nrows, 3);
+    assert_int_equal(pb_csv_load(runs, &m), PB_OK);
+    assert_int_equal(c.nrows, 4);
     for (size_t i = 0; i < c.nrows; i++) {
         double want = col_num(&c, i, "measured_mem_mb_per_device");
         assert_true(want > 0);
         assert_float_equal(col_num(&c, i, "mem_mb_per_device"), want, 1e-3 * want);
+        if (strcmp(col(&c, i, "strategy"), "mesh") != 0) continue;
+        assert_string_equal(col(&c, i, "zero_stage"), "3");
+        /* the volumes are the run's own (docs/strategies.md, the mesh's ZeRO) */
+        for (size_t j = 0; j < m.nrows; j++)
+            if (strcmp(col(&m, j, "strategy"), "mesh") == 0) {
+                assert_float_equal(col_num(&c, i, "reduce_scatter_bytes_per_step"),
+                                   col_num(&m, j, "reduce_scatter_bytes_per_step"), 1.0);
+                assert_float_equal(col_num(&c, i, "allgather_bytes_per_step"),
+                                   col_num(&m, j, "allgather_bytes_per_step"), 1.0);
+                assert_float_equal(col_num(&c, i, "allreduce_bytes_per_step"),
+                                   col_num(&m, j, "allreduce_bytes_per_step"), 1.0);
+            }
     }
+    pb_csv_free(&m);
     pb_csv_free(&c);
 }
 

@@ -313,6 +313,48 @@ static void test_mesh_is_tp_then_dp_sync(void **state)
     pb_error_clear();
 }
 
+/* The mesh dp3 x tp2 with --zero-stage on a 4-layer MLP of width 1000:
+ * zero's model over the dp group on a rank's tp part (column layers
+ * 1000 x 500 + 500, row layers 500 x 1000 + 1000), tp's three all-reduces
+ * of 30 rows x 1000 and the loss's added; hand figures at 10 GB/s, no
+ * latency. A gpt is refused. */
+static void test_mesh_zero_is_zero_on_the_tp_part(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 4, 1000, 30, 40, 80, 8);
+    pb_pred_net net;
+    make_net(&net, 8, 10, 10, 0);
+    double c0 = ceil(500500.0 / 3), c1 = 501000.0 / 3, S = 2 * (c0 + c1);
+    double tp_ms = 3 * (30 * 1000 * 4.0) / 10e6; /* a ring of 2: 2 (n-1)/n of the bytes, once */
+    double loss_ms = 2.0 * 2 / 3 * 4 / 10e6;
+    for (int z = 1; z <= 3; z++) {
+        pb_pred_target t = {.strategy = PB_PRED_MESH, .devices = 6, .batch_global = 90, .zero_stage = z,
+                            .bucket_mb = 1, .threads = 1, .mesh_dp = 3, .mesh_tp = 2, .mesh_pp = 1};
+        pb_pred_result r;
+        assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+        assert_false(isnan(r.reduce_scatter_bytes) || isnan(r.reduce_scatter_ms)); /* NaN compares equal */
+        assert_float_equal(r.reduce_scatter_bytes, 2 * S * 4, 1e-3);
+        assert_float_equal(r.allgather_bytes, (z == 3 ? 2 * S - c1 : S) * 2 * 4, 1e-3);
+        assert_float_equal(r.reduce_scatter_ms, 2 * S * 4 / 10e6, 1e-9);
+        assert_float_equal(r.allreduce_bytes, 3 * 30 * 1000 * 4.0, 1e-6);
+        assert_int_equal(r.tp_allreduces, 3);
+        assert_float_equal(r.tp_comm_ms, tp_ms, 1e-12);
+        /* half of fwd and bwd (every layer split), the optimizer over S */
+        assert_float_equal(r.compute_ms, (40 + 80) / 2.0 + 8 * S / w.params, 1e-9);
+        assert_float_equal(r.comm_ms, r.reduce_scatter_ms + r.allgather_ms + tp_ms + loss_ms, 1e-9);
+        assert_float_equal(r.step_ms, r.compute_ms + r.comm_exposed_ms, 1e-9);
+        assert_true(r.comm_exposed_ms >= tp_ms + loss_ms - 1e-12);
+    }
+    pb_pred_work g;
+    make_gpt_work(&g, 10, 20, 4);
+    pb_pred_target t = {.strategy = PB_PRED_MESH, .devices = 4, .batch_global = 16, .zero_stage = 1,
+                        .bucket_mb = 25, .threads = 1, .mesh_dp = 2, .mesh_tp = 2, .mesh_pp = 1};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&g, &net, &t, &r), PB_ERR_USAGE);
+    pb_error_clear();
+}
+
 /* Two single rows at 64 and 256 rows: a phase at b rows is the line
  * through them (a fixed part, the weights streamed once, plus a per-row
  * part), not the nearest row scaled; one row, or two whose line has no
@@ -476,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_tp_allreduces_and_split_compute),
         cmocka_unit_test(test_tp_on_gpt_splits_by_flops),
         cmocka_unit_test(test_mesh_is_tp_then_dp_sync),
+        cmocka_unit_test(test_mesh_zero_is_zero_on_the_tp_part),
         cmocka_unit_test(test_rows_cost_the_two_measured_batches_line),
         cmocka_unit_test(test_1f1b_same_step_less_memory),
         cmocka_unit_test(test_cpu_devices_share_cores),
