@@ -16,7 +16,7 @@ typedef struct opts {
     char strategies[128], devices[1024];
     double batch, batch_per_device, bucket_mb, max_median, max_err;
     double intra_gbps, intra_us, inter_gbps, inter_us;
-    long long gpus_per_node, microbatches, threads, zero_stage, mesh_tp;
+    long long gpus_per_node, microbatches, threads, zero_stage, mesh_tp, mesh_pp;
     const char *schedule;
     bool no_overlap, quiet;
 } opts;
@@ -41,10 +41,11 @@ static void print_help(void)
            "  --inter-gbps X, --inter-us X   across nodes, per device's NIC [the topology's]\n"
            "  --batch N              global batch (strong scaling) [off]\n"
            "  --batch-per-device N   rows per device (weak scaling) [the single row's batch]\n"
-           "  --microbatches M       mp's microbatches, 1 to 4096 [1]\n"
-           "  --schedule NAME        mp's schedule: gpipe or 1f1b [gpipe]\n"
+           "  --microbatches M       mp's and the mesh's pipeline's microbatches, 1 to 4096 [1]\n"
+           "  --schedule NAME        mp's and the mesh's pipeline's schedule: gpipe or 1f1b [gpipe]\n"
            "  --zero-stage S         zero's stage, 1 to 3 [1]; mesh: ZeRO within the dp group (MLP)\n"
            "  --tp T                 mesh: tensor-parallel ranks per replica (--dp is devices / T)\n"
+           "  --pp P                 mesh: pipeline stages, the MLP without --zero-stage (--dp is devices / (T x P)) [1]\n"
            "  --bucket-mb X          ddp's and zero's bucket size in MiB [25]\n"
            "  --no-overlap           ddp, zero: the gradients' collectives after backward [off]\n"
            "  --threads N            cpu: BLAS threads per device [cores / devices, at least 1]\n"
@@ -135,6 +136,7 @@ static pb_status parse_args(int argc, char **argv, opts *o, bool *help)
         else if (strcmp(a, "--threads") == 0) st = parse_int(a, v, 1, 1024, &o->threads);
         else if (strcmp(a, "--zero-stage") == 0) st = parse_int(a, v, 1, 3, &o->zero_stage);
         else if (strcmp(a, "--tp") == 0) st = parse_int(a, v, 1, 4096, &o->mesh_tp);
+        else if (strcmp(a, "--pp") == 0) st = parse_int(a, v, 1, 4096, &o->mesh_pp);
         else if (strcmp(a, "--schedule") == 0) {
             if (!v || (strcmp(v, "gpipe") != 0 && strcmp(v, "1f1b") != 0))
                 return pb_usage_error("predict: --schedule '%s': give gpipe or 1f1b", v ? v : "");
@@ -224,6 +226,7 @@ int pb_cmd_predict(int argc, char **argv)
                              .one_f_one_b = o.schedule && strcmp(o.schedule, "1f1b") == 0,
                              .zero_stage = (int)o.zero_stage,
                              .mesh_tp = (int)o.mesh_tp,
+                             .mesh_pp = (int)o.mesh_pp,
                              .bucket_mb = o.bucket_mb,
                              .no_overlap = o.no_overlap,
                              .threads = (int)o.threads};

@@ -72,7 +72,7 @@ static bool config_of(const pb_pred_work *w, const pb_pred_target *t, pb_config 
         arg(&a, "--seq", "%.0f", w->gpt.seq);
         arg(&a, "--vocab", "%.0f", w->gpt.vocab);
     }
-    if (t->strategy == PB_PRED_MP) {
+    if (t->strategy == PB_PRED_MP || (t->strategy == PB_PRED_MESH && t->mesh_pp > 1)) {
         arg(&a, "--microbatches", "%.0f", t->microbatches > 0 ? t->microbatches : 1);
         arg_s(&a, "--schedule", t->one_f_one_b ? "1f1b" : "gpipe");
     }

@@ -743,72 +743,161 @@ static void balance(const pb_pred_work *w, int p, int *first)
     first[p] = w->layers;
 }
 
+/* What a pipeline's stages add to mp's schedule (the mesh's --pp): the
+ * stage's compute on its part of the model (part: the rank's tp part, w
+ * itself for mp), at the shared cores' factor f; each microbatch's tp
+ * all-reduces (tp_ms[s], exposed in the stage's slot); the dp group's
+ * all-reduce of the stage's part after the pipeline (after_ms[s], before
+ * the optimizer); p2p through comm (mp's stages: "local"). */
+typedef struct pipe_parts {
+    const pb_pred_work *part;
+    double batch, f;
+    const char *comm;
+    const double *tp_ms, *after_ms; /* NULL: none */
+    bool node_floor;                /* mp's stages as threads of one process share a node's capacity */
+} pipe_parts;
+
 /* Layer split with GPipe microbatches: a stage's slot is its compute for one
  * microbatch and its receives; the schedule's step is the sum of the
  * stages' slots plus (m-1) of the largest (the bubble (p-1)/(m+p-1) of a
- * balanced split). */
-static void predict_mp(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
-                       pb_pred_result *r)
+ * balanced split). The split is balanced on the whole model w (the run's
+ * FLOP split), the stages' work, parameters and messages are the part's. */
+static void pipe_schedule(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int p, int thr,
+                          const pipe_parts *pp, pb_pred_result *r)
 {
-    int p = t->devices, m = t->microbatches > 0 ? t->microbatches : 1;
+    const pb_pred_work *pw = pp->part;
+    int m = t->microbatches > 0 ? t->microbatches : 1;
     int first[PB_PRED_MAX_LAYERS + 1];
     balance(w, p, first);
-    double rows = t->batch_global / m;
+    double rows = pp->batch / m;
     pb_pred_phases mbp, all;
     pb_pred_single_phases(w, rows, thr, &mbp);
-    pb_pred_single_phases(w, t->batch_global, thr, &all);
-    /* each stage at its own threads' speed; on shared cores the stages
-     * together cannot beat the node's capacity (below) */
-    double f = 1;
+    pb_pred_single_phases(w, pp->batch, thr, &all);
     double total_w = 0;
     for (int l = 0; l < w->layers; l++) total_w += layer_weights(w, l);
     const char *src = "none";
     double slot_sum = 0, slot_max = 0, p2p_sum = 0, p2p_at_max = 0, opt_max = 0, busy_sum = 0, mem_max = 0;
+    double tp_sum = 0, after_max = 0;
     double slot[PB_PRED_MAX_LAYERS], opt_s[PB_PRED_MAX_LAYERS];
     for (int s = 0; s < p; s++) {
         double ws = 0, params = 0;
         for (int l = first[s]; l < first[s + 1]; l++) {
-            ws += layer_weights(w, l);
-            params += layer_bytes(w, l) / 4.0;
+            ws += layer_weights(pw, l);
+            params += layer_bytes(pw, l) / 4.0;
         }
         double frac = ws / total_w;
-        double c = (mbp.fwd + mbp.bwd) * frac * f;
+        double c = (mbp.fwd + mbp.bwd) * frac * pp->f;
         double x = 0; /* the activation in, its gradient out (the receiver copies) */
-        if (s > 0) x += pb_pred_p2p_us(net, "local", p, rows * w->in[first[s]] * 4.0, &src) / 1e3;
-        if (s < p - 1) x += pb_pred_p2p_us(net, "local", p, rows * w->out[first[s + 1] - 1] * 4.0, &src) / 1e3;
-        slot[s] = c + x;
+        if (s > 0) x += pb_pred_p2p_us(net, pp->comm, t->devices, rows * pw->in[first[s]] * 4.0, &src) / 1e3;
+        if (s < p - 1)
+            x += pb_pred_p2p_us(net, pp->comm, t->devices, rows * pw->out[first[s + 1] - 1] * 4.0, &src) / 1e3;
+        double tpc = pp->tp_ms ? pp->tp_ms[s] : 0;
+        slot[s] = c + x + tpc;
         slot_sum += slot[s];
         p2p_sum += x;
+        tp_sum += tpc;
         if (slot[s] > slot_max) {
             slot_max = slot[s];
-            p2p_at_max = x;
+            p2p_at_max = x + tpc;
         }
-        opt_s[s] = all.opt * frac;
+        double after = pp->after_ms ? pp->after_ms[s] : 0;
+        after_max = fmax(after_max, after);
+        opt_s[s] = all.opt * frac * pp->f + after;
         opt_max = fmax(opt_max, opt_s[s]);
         /* GPipe keeps every microbatch's activations, 1F1B min(m, p - s) slots */
-        double held = t->one_f_one_b ? fmin(m, p - s) * rows : t->batch_global;
-        double mem = state_bytes(w, params, true) + act_bytes(w, first[s], first[s + 1], held);
-        if (s > 0) r->p2p_bytes += 2.0 * t->batch_global * w->in[first[s]] * 4.0;
+        double held = t->one_f_one_b ? fmin(m, p - s) * rows : pp->batch;
+        double mem = state_bytes(pw, params, true) + act_bytes(pw, first[s], first[s + 1], held);
+        if (s > 0) r->p2p_bytes += 2.0 * pp->batch * pw->in[first[s]] * 4.0;
         mem_max = fmax(mem_max, mem);
     }
     double lead = all.load + all.h2d; /* stage 0 takes the batch */
     r->step_ms = lead + slot_sum + (m - 1) * slot_max + opt_max;
     for (int s = 0; s < p; s++) busy_sum += m * slot[s] + opt_s[s] + (s == 0 ? lead : 0);
     r->bubble_ms = fmax(0, r->step_ms - busy_sum / p);
-    if (net->cores_per_node > 0) {
+    if (pp->node_floor && net->cores_per_node > 0) {
         /* the whole batch's fwd and bwd at the node's capacity (single on
          * all its cores), whatever the stages' overlap */
         pb_pred_phases cap;
-        pb_pred_single_phases(w, t->batch_global, net->cores_per_node, &cap);
+        pb_pred_single_phases(w, pp->batch, net->cores_per_node, &cap);
         double floor_ms = lead + cap.fwd + cap.bwd + p2p_sum * m + opt_max;
         if (floor_ms > r->step_ms) r->step_ms = floor_ms;
     }
     r->bubble_frac = r->step_ms > 0 ? r->bubble_ms / r->step_ms : 0;
-    r->comm_ms = m * p2p_sum;
-    r->comm_exposed_ms = p2p_sum + (m - 1) * p2p_at_max;
+    r->comm_ms = m * (p2p_sum + tp_sum) + after_max;
+    r->comm_exposed_ms = p2p_sum + tp_sum + (m - 1) * p2p_at_max + after_max;
     r->compute_ms = r->step_ms - r->comm_exposed_ms - r->bubble_ms;
     r->collectives = p > 1 ? src : "none";
     r->mem_mb = mb(mem_max);
+}
+
+/* mp (strategies/mp.c): the stages are threads of one process, p2p local. */
+static void predict_mp(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
+                       pb_pred_result *r)
+{
+    pipe_parts pp = {.part = w, .batch = t->batch_global, .f = 1, .comm = "local", .node_floor = true};
+    pipe_schedule(w, net, t, t->devices, thr, &pp, r);
+}
+
+/* The mesh with --pp P > 1 (strategies/pipe.c, the MLP): each replica's
+ * B/D rows in mp's schedule over P stages of the rank's tp part (the
+ * split balanced on the whole model, as the run's), p2p between the ranks
+ * through their comm; each microbatch's tp all-reduces in the slot of the
+ * stage holding the layer (a pair's forward one after its row layer, its
+ * backward one before its column layer, as tp_mlp counts them); after the
+ * pipeline the dp group's all-reduce of the stage's part and the loss,
+ * blocking, before the optimizer. The row's volumes are rank 0's (stage
+ * 0's), its p2p the mean over the boundaries, as pb_tp_report's. */
+static void predict_mesh_pp(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, int thr,
+                            int per_node, pb_pred_result *r)
+{
+    int D = t->mesh_dp, T = t->mesh_tp, P = t->mesh_pp, m = t->microbatches > 0 ? t->microbatches : 1;
+    double rows = ceil(t->batch_global / D), mrows = rows / m;
+    if (net->cores_per_node > 0 && per_node <= 2) thr = 1; /* as ddp's ranks */
+    /* placement and shared cores as predict_mesh's */
+    int tp_g = per_node < T ? per_node : T, dp_g = per_node > T ? per_node / T : 1;
+    double node = share(per_node, thr, net->cores_per_node);
+    double tp_scale = node / share(tp_g, thr, net->cores_per_node);
+    double dp_scale = node / share(dp_g < D ? dp_g : D, thr, net->cores_per_node);
+    pb_pred_work part;
+    tp_part_work(w, T, &part);
+    int first[PB_PRED_MAX_LAYERS + 1], stage[PB_PRED_MAX_LAYERS];
+    balance(w, P, first);
+    for (int s = 0; s < P; s++)
+        for (int l = first[s]; l < first[s + 1]; l++) stage[l] = s;
+    const char *comm = rank_comm(w), *src = "none";
+    double tp_ms[PB_PRED_MAX_LAYERS] = {0}, after[PB_PRED_MAX_LAYERS] = {0}, tp_floats0 = 0;
+    int count = 0;
+    for (int k = 0; k < w->layers / 2 && T > 1; k++) {
+        double fb = mrows * w->out[2 * k + 1], bb = k > 0 ? mrows * w->in[2 * k] : 0;
+        tp_ms[stage[2 * k + 1]] += allreduce_group_us(net, comm, T, tp_g, fb * 4.0, &src) / 1e3 * tp_scale;
+        if (stage[2 * k + 1] == 0) tp_floats0 += m * fb;
+        count += m;
+        if (bb > 0) {
+            tp_ms[stage[2 * k]] += allreduce_group_us(net, comm, T, tp_g, bb * 4.0, &src) / 1e3 * tp_scale;
+            if (stage[2 * k] == 0) tp_floats0 += m * bb;
+            count += m;
+        }
+    }
+    double params0 = 0;
+    for (int s = 0; s < P; s++) {
+        double params = 0;
+        for (int l = first[s]; l < first[s + 1]; l++) params += layer_bytes(&part, l) / 4.0;
+        if (s == 0) params0 = params;
+        if (D > 1)
+            after[s] = (allreduce_group_us(net, comm, D, dp_g, params * 4.0, &src) / 1e3 +
+                        allreduce_group_us(net, comm, D, dp_g, 4.0, &src) / 1e3) * dp_scale;
+    }
+    const char *tsrc = src;
+    r->p2p_bytes = 0;
+    pipe_parts pp = {.part = &part, .batch = rows, .f = node, .comm = comm, .tp_ms = tp_ms, .after_ms = after};
+    pipe_schedule(w, net, t, P, thr, &pp, r);
+    r->p2p_bytes /= P - 1;
+    double tp_sum = 0;
+    for (int s = 0; s < P; s++) tp_sum += tp_ms[s];
+    r->tp_comm_ms = m * tp_sum;
+    r->tp_allreduces = count;
+    r->allreduce_bytes = ring_allreduce_bytes(tp_floats0, T) + (D > 1 ? ring_allreduce_bytes(params0, D) : 0);
+    if (strcmp(r->collectives, "none") == 0) r->collectives = tsrc;
 }
 
 /* Whether a tp group of T ranks can split the workload: the GPT's heads,
@@ -862,14 +951,15 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
         if (st != PB_OK) return st;
         predict_tp(w, net, t, thr, per_node, r);
         break;
-    case PB_PRED_MESH:
-        if (t->mesh_pp > 1)
-            return pb_usage_error("predict: mesh with --pp %d: pipeline stages in a mesh are not modelled; "
-                                  "allowed: --pp 1",
-                                  t->mesh_pp);
-        if (t->mesh_dp < 1 || t->mesh_tp < 1 || t->mesh_dp * t->mesh_tp != t->devices)
-            return pb_usage_error("predict: mesh needs --dp D x --tp T = the devices (%d), not %d x %d",
-                                  t->devices, t->mesh_dp, t->mesh_tp);
+    case PB_PRED_MESH: {
+        int P = t->mesh_pp > 0 ? t->mesh_pp : 1;
+        if (t->mesh_dp < 1 || t->mesh_tp < 1 || t->mesh_dp * t->mesh_tp * P != t->devices)
+            return pb_usage_error("predict: mesh needs --dp D x --tp T x --pp P = the devices (%d), not %d x %d x %d",
+                                  t->devices, t->mesh_dp, t->mesh_tp, P);
+        if (P > 1 && (w->gpt.on || t->zero_stage > 0 || P > w->layers))
+            return pb_usage_error("predict: mesh with --pp %d is modelled on the MLP, without --zero-stage, with at "
+                                  "most one stage a layer (%d); allowed: --pp 1 otherwise",
+                                  P, w->layers);
         if (t->zero_stage < 0 || t->zero_stage > 3)
             return pb_usage_error("predict: mesh's --zero-stage is 1, 2 or 3 (0: the all-reduce), not %d",
                                   t->zero_stage);
@@ -878,8 +968,10 @@ pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb
                                   "allowed: the MLP, or the gpt without --zero-stage");
         st = tp_refused(w, t->mesh_tp);
         if (st != PB_OK) return st;
-        predict_mesh(w, net, t, thr, per_node, r);
+        if (P > 1) predict_mesh_pp(w, net, t, thr, per_node, r);
+        else predict_mesh(w, net, t, thr, per_node, r);
         break;
+    }
     case PB_PRED_DP:
         if (t->devices < 2 || r->nodes > 1)
             return pb_usage_error("predict: dp (one process) runs on 2 to %d devices of one node, not %d",

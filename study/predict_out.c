@@ -51,9 +51,10 @@ pb_status pb_pred_targets_grid(const pb_pred_grid *g, const pb_pred_work *w, pb_
                                   s);
         if (st == PB_PRED_MESH && g->mesh_tp < 1)
             return pb_usage_error("predict: --strategies mesh needs --tp T (each device count's --dp is devices / T)");
+        int pp = g->mesh_pp > 0 ? g->mesh_pp : 1, tp_pp = g->mesh_tp * pp;
         for (int i = 0; i < ndev; i++) {
             if ((st == PB_PRED_SINGLE) != (dev[i] == 1)) continue; /* single is the 1-device point */
-            if (st == PB_PRED_MESH && (dev[i] % g->mesh_tp != 0 || dev[i] == g->mesh_tp)) continue; /* tp's */
+            if (st == PB_PRED_MESH && (dev[i] % tp_pp != 0 || dev[i] == g->mesh_tp)) continue; /* tp's */
             pb_pred_row *r = push(rows);
             if (!r) return pb_usage_error("predict: out of memory");
             r->t.strategy = st;
@@ -66,13 +67,13 @@ pb_status pb_pred_targets_grid(const pb_pred_grid *g, const pb_pred_work *w, pb_
             if (st == PB_PRED_MESH) {
                 /* each replica (a tp group) the rows a tp run takes */
                 r->t.mesh_tp = g->mesh_tp;
-                r->t.mesh_dp = (int)dev[i] / g->mesh_tp;
-                r->t.mesh_pp = 1;
+                r->t.mesh_dp = (int)dev[i] / tp_pp;
+                r->t.mesh_pp = pp;
             }
             double replicas = st == PB_PRED_MESH ? r->t.mesh_dp : whole ? 1 : (double)dev[i];
             r->t.batch_global = g->batch > 0 ? g->batch : per * replicas;
             r->t.microbatches = g->microbatches > 0 ? g->microbatches : 1;
-            r->t.one_f_one_b = st == PB_PRED_MP && g->one_f_one_b;
+            r->t.one_f_one_b = (st == PB_PRED_MP || (st == PB_PRED_MESH && pp > 1)) && g->one_f_one_b;
             r->t.zero_stage = st == PB_PRED_ZERO ? (g->zero_stage > 0 ? g->zero_stage : 1) : 0;
             if (st == PB_PRED_MESH) r->t.zero_stage = g->zero_stage; /* ZeRO within dp when given */
             r->t.bucket_mb = g->bucket_mb > 0 ? g->bucket_mb : 25;
@@ -119,16 +120,16 @@ pb_status pb_pred_targets_against(const pb_csv *c, const char *path, const pb_pr
         t.no_overlap = field_num(c, i, "no_overlap", 0) == 1;
         t.bucket_mb = field_num(c, i, "bucket_mb", 25);
         t.threads = (int)field_num(c, i, "threads", 0);
-        t.one_f_one_b = st == PB_PRED_MP && strcmp(field(c, i, "schedule"), "1f1b") == 0;
+        t.one_f_one_b = (st == PB_PRED_MP || st == PB_PRED_MESH) && strcmp(field(c, i, "schedule"), "1f1b") == 0;
         t.zero_stage = st == PB_PRED_ZERO ? (int)field_num(c, i, "zero_stage", 1) : 0;
         if (st == PB_PRED_MESH) t.zero_stage = (int)field_num(c, i, "zero_stage", 0); /* empty: the all-reduce */
         if (st == PB_PRED_MESH) {
             t.mesh_dp = (int)field_num(c, i, "dp", 1);
             t.mesh_tp = (int)field_num(c, i, "tp", 1);
             t.mesh_pp = (int)field_num(c, i, "pp", 1);
-            /* pipeline stages in a mesh, and ZeRO within its dp group on
-             * a gpt, are not modelled: such runs are left out */
-            if (t.mesh_pp > 1 || (t.zero_stage > 0 && w->gpt.on)) continue;
+            /* ZeRO within the dp group on a gpt, pipeline stages on a gpt
+             * or with ZeRO, are not modelled: such runs are left out */
+            if ((t.zero_stage > 0 && w->gpt.on) || (t.mesh_pp > 1 && (w->gpt.on || t.zero_stage > 0))) continue;
         }
         /* repeats of one configuration pool: their medians */
         pb_pred_row *r = NULL;
@@ -190,7 +191,8 @@ pb_status pb_pred_write_csv(const char *path, const pb_pred_work *w, const pb_pr
                 w->precision, t->devices, r->nodes, net->gpus_per_node ? net->gpus_per_node : t->devices, r->threads);
         put_num(f, t->batch_global, true);
         put_num(f, whole ? t->batch_global : ceil(t->batch_global / (mesh ? t->mesh_dp : t->devices)), true);
-        if (t->strategy == PB_PRED_MP) fprintf(f, "%d", t->microbatches);
+        bool piped = t->strategy == PB_PRED_MP || (mesh && t->mesh_pp > 1);
+        if (piped) fprintf(f, "%d", t->microbatches);
         fputc(',', f);
         put_num(f, ddp && !t->no_overlap ? t->bucket_mb : NAN, true);
         if (ddp) fprintf(f, "%d", t->no_overlap ? 1 : 0);
@@ -207,8 +209,8 @@ pb_status pb_pred_write_csv(const char *path, const pb_pred_work *w, const pb_pr
         double k[] = {r->allreduce_bytes, r->reduce_scatter_bytes, r->allgather_bytes, r->p2p_bytes,
                       r->tp_comm_ms,      r->reduce_scatter_ms,    r->allgather_ms};
         for (size_t j = 0; j < sizeof k / sizeof k[0]; j++) put_num(f, k[j], true);
-        /* as the runs' rows: mp's schedule, zero's stage, else empty */
-        if (t->strategy == PB_PRED_MP) fprintf(f, "%s", t->one_f_one_b ? "1f1b" : "gpipe");
+        /* as the runs' rows: mp's and the mesh's pipeline's schedule, zero's stage, else empty */
+        if (piped) fprintf(f, "%s", t->one_f_one_b ? "1f1b" : "gpipe");
         fputc(',', f);
         if (t->strategy == PB_PRED_ZERO || (t->strategy == PB_PRED_MESH && t->zero_stage > 0))
             fprintf(f, "%d", t->zero_stage);

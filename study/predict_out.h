@@ -35,6 +35,7 @@ typedef struct pb_pred_grid {
     bool one_f_one_b; /* mp: --schedule 1f1b */
     int zero_stage;   /* zero: 1 to 3 */
     int mesh_tp;      /* mesh: T of each --dp x --tp grid point (D = devices / T) */
+    int mesh_pp;      /* mesh: P stages (D = devices / (T x P)); 0: 1 */
     double bucket_mb;
     bool no_overlap;
     int threads;

@@ -266,21 +266,39 @@ static void test_memory_is_the_runs_plan(void **state)
         {"--strategy", "mp", "--gpus", "2", "--microbatches", "8", "--schedule", "1f1b", "--out", runs},
         /* ZeRO within the mesh's dp group: predicted, not left out */
         {"--strategy", "mesh", "--gpus", "4", "--dp", "2", "--tp", "2", "--zero-stage", "3", "--out", runs, NULL},
+        /* pipeline stages in the mesh: predicted, their plan the run's */
+        {"--strategy", "mesh", "--gpus", "4", "--dp", "2", "--pp", "2", "--microbatches", "4", "--schedule", "1f1b",
+         "--out", runs},
     };
     predict_runs(f, "mlp-xs", cfgs, sizeof cfgs / sizeof cfgs[0], single, runs);
     pb_csv c, m;
     assert_int_equal(pb_csv_load(f->out, &c), PB_OK);
     assert_int_equal(pb_csv_load(runs, &m), PB_OK);
-    assert_int_equal(c.nrows, 4);
+    assert_int_equal(c.nrows, 5);
     for (size_t i = 0; i < c.nrows; i++) {
         double want = col_num(&c, i, "measured_mem_mb_per_device");
         assert_true(want > 0);
+        if (strcmp(col(&c, i, "pp"), "2") == 0) {
+            /* the plan's largest stage (the run's mem_plan_mb), the
+             * volumes rank 0's as the run's, the schedule the run's */
+            assert_string_equal(col(&c, i, "schedule"), "1f1b");
+            for (size_t j = 0; j < m.nrows; j++)
+                if (strcmp(col(&m, j, "pp"), "2") == 0) {
+                    double plan = col_num(&m, j, "mem_plan_mb");
+                    assert_float_equal(col_num(&c, i, "mem_mb_per_device"), plan, 1e-3 * plan);
+                    assert_float_equal(col_num(&c, i, "allreduce_bytes_per_step"),
+                                       col_num(&m, j, "allreduce_bytes_per_step"), 1.0);
+                    assert_float_equal(col_num(&c, i, "p2p_bytes_per_step"),
+                                       col_num(&m, j, "p2p_bytes_per_step"), 1.0);
+                }
+            continue;
+        }
         assert_float_equal(col_num(&c, i, "mem_mb_per_device"), want, 1e-3 * want);
         if (strcmp(col(&c, i, "strategy"), "mesh") != 0) continue;
         assert_string_equal(col(&c, i, "zero_stage"), "3");
         /* the volumes are the run's own (docs/strategies.md, the mesh's ZeRO) */
         for (size_t j = 0; j < m.nrows; j++)
-            if (strcmp(col(&m, j, "strategy"), "mesh") == 0) {
+            if (strcmp(col(&m, j, "strategy"), "mesh") == 0 && strcmp(col(&m, j, "pp"), "2") != 0) {
                 assert_float_equal(col_num(&c, i, "reduce_scatter_bytes_per_step"),
                                    col_num(&m, j, "reduce_scatter_bytes_per_step"), 1.0);
                 assert_float_equal(col_num(&c, i, "allgather_bytes_per_step"),

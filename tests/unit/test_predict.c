@@ -303,12 +303,55 @@ static void test_mesh_is_tp_then_dp_sync(void **state)
     assert_int_equal(pb_predict_one(&w, &net, &tt, &tp), PB_OK);
     assert_float_equal(r.compute_ms, tp.compute_ms, 1e-12);
     assert_true(r.comm_ms > tp.comm_ms);
-    t.mesh_pp = 2;
+    t.mesh_pp = 2; /* pipeline stages with ZeRO are not modelled */
     t.devices = 8;
+    t.zero_stage = 1;
     assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
+    pb_error_clear();
+    t.zero_stage = 0;
     pb_error_clear();
     t.mesh_pp = 1;
     t.mesh_dp = 3; /* 3 x 2 is not 8 */
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
+    pb_error_clear();
+}
+
+/* The mesh dp2 x tp2 x pp2 on a 4-layer MLP of width 1000, 128 rows, 2
+ * microbatches: mp's schedule over the stages {0, 1}, {2, 3} of a rank's
+ * tp part (a pair each: a quarter of fwd + bwd, 60 ms at 32 rows, 15 ms a
+ * slot), each slot with its p2p (32 x 1000 floats each way at 10 GB/s,
+ * 12.8 us) and its tp all-reduces (stage 0 pair 0's forward one, stage 1
+ * pair 1's two, 12.8 us each on a ring of 2), then the dp all-reduce of
+ * the stage's part (1001500 floats over 2) and the loss before the
+ * optimizer's quarter; hand figures, no latency. */
+static void test_mesh_pp_is_mps_schedule_on_the_tp_part(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 4, 1000, 64, 40, 80, 8);
+    pb_pred_net net;
+    make_net(&net, 8, 10, 10, 0);
+    pb_pred_target t = {.strategy = PB_PRED_MESH, .devices = 8, .batch_global = 128, .microbatches = 2,
+                        .threads = 1, .mesh_dp = 2, .mesh_tp = 2, .mesh_pp = 2};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    double x = 0.0128, slot0 = 15 + x + x, slot1 = 15 + x + 2 * x;
+    double sync = 1001500 * 4.0 / 10e6 + 4.0 / 10e6, opt = 8 / 4.0 + sync;
+    assert_false(isnan(r.step_ms) || isnan(r.p2p_bytes) || isnan(r.allreduce_bytes));
+    assert_float_equal(r.step_ms, slot0 + slot1 + slot1 + opt, 1e-9);
+    assert_float_equal(r.bubble_ms, r.step_ms - (2 * (slot0 + slot1) + 2 * opt) / 2, 1e-5); /* cmocka compares floats */
+    assert_float_equal(r.tp_comm_ms, 2 * 3 * x, 1e-12);
+    assert_int_equal(r.tp_allreduces, 6);
+    assert_float_equal(r.comm_exposed_ms, 2 * x + 3 * x + (x + 2 * x) + sync, 1e-9);
+    /* rank 0's (stage 0's) volumes as the run's row: its two forward
+     * all-reduces of 32 x 1000 on 2 ranks and its part's dp all-reduce;
+     * the boundary's 64 rows of 1000 floats each way */
+    assert_float_equal(r.allreduce_bytes, 2 * 32000 * 4.0 + 1001500 * 4.0, 1e-6);
+    assert_float_equal(r.p2p_bytes, 2 * 64 * 1000 * 4.0, 1e-6);
+    /* more stages than layers, and a gpt, are refused */
+    t.mesh_pp = 8;
+    t.mesh_dp = 1;
+    t.devices = 16;
     assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
     pb_error_clear();
 }
@@ -519,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_tp_on_gpt_splits_by_flops),
         cmocka_unit_test(test_mesh_is_tp_then_dp_sync),
         cmocka_unit_test(test_mesh_zero_is_zero_on_the_tp_part),
+        cmocka_unit_test(test_mesh_pp_is_mps_schedule_on_the_tp_part),
         cmocka_unit_test(test_rows_cost_the_two_measured_batches_line),
         cmocka_unit_test(test_1f1b_same_step_less_memory),
         cmocka_unit_test(test_cpu_devices_share_cores),
