@@ -839,11 +839,12 @@ pb_status pb_run(const pb_config *cfg)
     pb_status st = PB_OK;
     pb_record *rec = calloc(1, sizeof *rec);
     if (!rec) return pb_host_nomem(sizeof *rec);
-    pb_env_fill_vars(rec); /* as the run was given them, before a library sets its own */
     rs.be = pb_find_backend(cfg->backend);
     rs.strategy = pb_find_strategy(cfg->strategy);
     PB_REQUIRE(rs.be && rs.strategy, PB_ERR_INTERNAL, "unresolved backend or strategy");
     rs.multi = rs.strategy->procs == PB_PROC_PER_DEVICE;
+    if (rs.multi) pb_world_prepare_env();
+    pb_env_fill_vars(rec); /* as the run was given them and bench set them, before a library sets its own */
     PB_TRY(pb_fault_init());
     pb_phase_set_hooks(&(pb_phase_hooks){.begin = phase_begun, .end = phase_ended});
     if (rs.multi) {

@@ -46,6 +46,10 @@ bool pb_mpi_available(void);
  * the node's shared progress slots (kernels/progress.h), which the comms'
  * and the step boundary's deadline messages read to name a stuck rank. Best effort: without
  * them the messages are generic. pb_world_finalize frees them. */
+/* The environment MPI should start in (Open MPI's ranks yield while they
+ * wait), unless the user's says otherwise: pb_world_init calls it, and a
+ * run calls it first so that its row's env_vars records it. */
+void pb_world_prepare_env(void);
 pb_status pb_world_init(pb_world *w);
 void pb_world_finalize(void);
 /* Between pb_world_init succeeding and pb_world_finalize (the comms check

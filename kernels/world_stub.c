@@ -7,6 +7,8 @@
 
 bool pb_mpi_available(void) { return false; }
 
+void pb_world_prepare_env(void) {} /* no MPI: nothing to prepare */
+
 pb_status pb_world_init(pb_world *w)
 {
     memset(w, 0, sizeof *w);

@@ -264,6 +264,24 @@ static void test_phases_add_up(void **state)
     expect_phases_add_up(&c);
     /* exposed communication is part of all communication */
     assert_true(csv_num(&c, "sync_ms") <= csv_num(&c, "comm_ms") + 1e-9 || csv_num(&c, "overlap_pct") == 0.0);
+    /* the ranks yielded while they waited (world_mpi.c), and the row says so */
+    if (!strstr(csv_get(&c, "env_vars"), "OMPI_MCA_mpi_yield_when_idle=1"))
+        fail_msg("env_vars '%s' lacks OMPI_MCA_mpi_yield_when_idle=1", csv_get(&c, "env_vars"));
+    csv_free(&c);
+}
+
+/* A user's own OMPI_MCA_mpi_yield_when_idle wins over bench's default. */
+static void test_users_yield_setting_kept(void **state)
+{
+    char *extra[] = {"--iters", "2", NULL};
+    setenv("OMPI_MCA_mpi_yield_when_idle", "0", 1);
+    bench_run *r = keep(state, run_ddp(0, 2, extra));
+    unsetenv("OMPI_MCA_mpi_yield_when_idle");
+    expect_exit(r, 0);
+    csv c;
+    csv_load(&c, r->csv_path);
+    if (!strstr(csv_get(&c, "env_vars"), "OMPI_MCA_mpi_yield_when_idle=0"))
+        fail_msg("env_vars '%s' lacks the user's OMPI_MCA_mpi_yield_when_idle=0", csv_get(&c, "env_vars"));
     csv_free(&c);
 }
 
@@ -587,6 +605,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_adamw_haswell_kernels, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_no_overlap_equals_overlap, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_phases_add_up, run_setup, run_teardown),
+        cmocka_unit_test_setup_teardown(test_users_yield_setting_kept, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_already_launched, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_mfu_per_device, run_setup, run_teardown),
         cmocka_unit_test_setup_teardown(test_slowest_rank_reported, run_setup, run_teardown),
