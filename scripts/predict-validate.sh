@@ -11,7 +11,8 @@
 # predict pools each configuration's rounds by their median. The exit status
 # is bench predict --against's: 1 when the median |error| is over 10% or
 # any over 25% (PB_PREDICT_LIMITS="--max-median-error M --max-error X" to
-# change them).
+# change them; PB_PREDICT_STEP=median judges the typical step, bench predict
+# --step).
 # `quick` is the CI test's share: ddp on 2 ranks with and without overlap,
 # dp on 2 devices; `all` every configuration of the issue (ddp 1 to 4 ranks
 # with --bucket-mb 1 and 4 and --no-overlap, dp 2 and 4, mp 2 to 4 with 1 and
@@ -119,11 +120,11 @@ done
 rc=0
 # shellcheck disable=SC2086
 "$BIN" predict --single "$OUT/single.csv" --comm-csv "$OUT/comm.csv" \
-    --against "$OUT/measured.csv" --out "$OUT/predicted.csv" ${PB_PREDICT_LIMITS:-} || rc=$?
+    --against "$OUT/measured.csv" --out "$OUT/predicted.csv" --step "${PB_PREDICT_STEP:-mean}" ${PB_PREDICT_LIMITS:-} || rc=$?
 if [ -s "$OUT/gpt/measured.csv" ]; then
     # shellcheck disable=SC2086
     "$BIN" predict --single "$OUT/gpt/single.csv" --comm-csv "$OUT/comm.csv" \
-        --against "$OUT/gpt/measured.csv" --out "$OUT/gpt/predicted.csv" ${PB_PREDICT_LIMITS:-} || {
+        --against "$OUT/gpt/measured.csv" --out "$OUT/gpt/predicted.csv" --step "${PB_PREDICT_STEP:-mean}" ${PB_PREDICT_LIMITS:-} || {
         r=$?
         [ "$r" -gt "$rc" ] && rc=$r
     }

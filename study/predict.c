@@ -18,6 +18,7 @@ typedef struct opts {
     double intra_gbps, intra_us, inter_gbps, inter_us;
     long long gpus_per_node, microbatches, threads, zero_stage, mesh_tp, mesh_pp;
     const char *schedule;
+    pb_pred_step step;
     bool no_overlap, quiet;
 } opts;
 
@@ -52,6 +53,8 @@ static void print_help(void)
            "  --against PATH         predict every ok run of this run CSV instead, with its error\n"
            "  --max-median-error P   --against: exit 1 when the median |error| is over P%% [10]\n"
            "  --max-error P          --against: exit 1 when any |error| is over P%% [25]\n"
+           "  --step WHICH           the step taken from the rows and judged against: mean (throughput's) or\n"
+           "                         median (the typical step: rare stalls left out) [mean]\n"
            "  --out PATH             the predicted rows' CSV (replaced) [results/predict.csv]\n"
            "  --plot DIR             draw predicted curves and measured points into DIR (gnuplot)\n"
            "  --plots-dir DIR        where plots/predict.gp is [beside bench, else ./plots]\n"
@@ -119,6 +122,13 @@ static pb_status parse_args(int argc, char **argv, opts *o, bool *help)
             size_t len = a[2] == 's' ? sizeof o->strategies : sizeof o->devices;
             if (!v || !*v || strlen(v) >= len) return pb_usage_error("predict: %s needs a comma list", a);
             snprintf(dst, len, "%s", v);
+            i++;
+            continue;
+        }
+        if (strcmp(a, "--step") == 0) {
+            if (v && strcmp(v, "mean") == 0) o->step = PB_PRED_STEP_MEAN;
+            else if (v && strcmp(v, "median") == 0) o->step = PB_PRED_STEP_MEDIAN;
+            else return pb_usage_error("predict: --step '%s': give mean or median", v ? v : "");
             i++;
             continue;
         }
@@ -197,7 +207,7 @@ int pb_cmd_predict(int argc, char **argv)
         goto cleanup;
     }
     if (st == PB_OK) st = pb_csv_load(o.single, &single);
-    if (st == PB_OK) st = pb_pred_read_single(&single, o.single, w);
+    if (st == PB_OK) st = pb_pred_read_single(&single, o.single, o.step, w);
     if (st == PB_OK) {
         pb_pred_net_defaults(net);
         if (strcmp(w->backend, "cuda") == 0) net->cores_per_node = 0;
@@ -215,7 +225,7 @@ int pb_cmd_predict(int argc, char **argv)
     }
     if (st == PB_OK && o.against) {
         st = pb_csv_load(o.against, &meas);
-        if (st == PB_OK) st = pb_pred_targets_against(&meas, o.against, w, &rows);
+        if (st == PB_OK) st = pb_pred_targets_against(&meas, o.against, w, o.step, &rows);
     } else if (st == PB_OK) {
         pb_pred_grid grid = {.strategies = o.strategies[0] ? o.strategies : "single,dp,ddp,mp",
                              .devices = o.devices,

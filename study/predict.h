@@ -57,6 +57,10 @@ typedef struct pb_pred_work {
     pb_pred_gpt gpt;
     int nsingle;
     pb_pred_single single[PB_PRED_MAX_SINGLE];
+    /* single's SGD momentum accumulated by its weight-gradient GEMMs (the
+     * cpu backend: strategies/single.c), so its opt_ms is a lighter
+     * optimizer than the other strategies run */
+    bool opt_fused;
 } pb_pred_work;
 
 /* A measured alpha-beta fit of one collective on one comm and rank count
@@ -160,9 +164,15 @@ bool pb_pred_plan_mb(const pb_pred_work *w, const pb_pred_target *t, double *mb)
 bool pb_pred_describe_gpt(pb_pred_work *w);
 
 /* Inputs (predict_inputs.c). */
+/* Which step the model takes from its input rows and is judged against
+ * (--step): their mean (step_ms_mean and the phases' means: what a run's
+ * throughput is) or their typical step (step_ms_p50, an input row's phases
+ * scaled by its step_ms_p50 / step_ms_mean: rare stalls, such as a host's
+ * CPU quota stopping a busy VM for 100 ms, left out). */
+typedef enum pb_pred_step { PB_PRED_STEP_MEAN, PB_PRED_STEP_MEDIAN } pb_pred_step;
 /* The single-strategy ok rows of a run CSV (one workload, backend and
  * precision; the first row's when several). */
-pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_work *w);
+pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_step which, pb_pred_work *w);
 /* The fit rows of a bench comm CSV, appended to net->fits. */
 pb_status pb_pred_read_fits(const pb_csv *c, const char *path, pb_pred_net *net);
 /* A topology file: `key = value` lines, '#' comments (docs/predict.md). */

@@ -55,7 +55,7 @@ static double pooled(const pb_pred_single *all, size_t n, const pb_pred_single *
     return pb_pred_median(v, m);
 }
 
-pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_work *w)
+pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_step which, pb_pred_work *w)
 {
     memset(w, 0, sizeof *w);
     int c_strat = pb_csv_find(c, "strategy"), c_status = pb_csv_find(c, "status");
@@ -65,7 +65,8 @@ pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_work *w
         return pb_usage_error("%s: not a results CSV of runs (no strategy, shape or fwd_ms column)", path);
     int c_wl = pb_csv_find(c, "workload"), c_be = pb_csv_find(c, "backend"), c_pr = pb_csv_find(c, "precision"),
         c_opt = pb_csv_find(c, "optimizer");
-    int c_thr = pb_csv_find(c, "threads"), c_b = pb_csv_find(c, "batch_global"), c_step = pb_csv_find(c, "step_ms_mean");
+    int c_thr = pb_csv_find(c, "threads"), c_b = pb_csv_find(c, "batch_global"), c_step = pb_csv_find(c, "step_ms_mean"),
+        c_p50 = pb_csv_find(c, "step_ms_p50");
     int c_load = pb_csv_find(c, "load_ms"), c_h2d = pb_csv_find(c, "h2d_ms"), c_fwd = pb_csv_find(c, "fwd_ms"),
         c_bwd = pb_csv_find(c, "bwd_ms"), c_o = pb_csv_find(c, "opt_ms"), c_par = pb_csv_find(c, "params");
     pb_pred_single *all = calloc(MAX_SINGLE_ROWS, sizeof *all);
@@ -82,6 +83,8 @@ pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_work *w
             copy_field(w->backend, sizeof w->backend, c, i, c_be);
             copy_field(w->precision, sizeof w->precision, c, i, c_pr);
             copy_field(w->optimizer, sizeof w->optimizer, c, i, c_opt);
+            w->opt_fused = strcmp(w->backend, "cpu") == 0 && strcmp(w->optimizer, "sgd") == 0 &&
+                           num0(c, i, pb_csv_find(c, "momentum")) > 0;
             double in = num(c, i, c_in), hid = num(c, i, c_hid), lay = num(c, i, c_lay), cls = num(c, i, c_cls);
             double dm = num(c, i, pb_csv_find(c, "d_model"));
             if (dm >= 1) {
@@ -121,14 +124,18 @@ pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_work *w
         }
         pb_pred_single *s = &all[n++];
         double thr = num(c, i, c_thr);
+        /* the typical step's phases: the row has each phase's mean only,
+         * so all of them are scaled as its step is */
+        double mean = num(c, i, c_step), p50 = num(c, i, c_p50);
+        double k = which == PB_PRED_STEP_MEDIAN && mean > 0 && p50 > 0 ? p50 / mean : 1.0;
         s->threads = isfinite(thr) && thr >= 1 ? (int)thr : 1;
         s->batch = batch;
-        s->load_ms = num0(c, i, c_load);
-        s->h2d_ms = num0(c, i, c_h2d);
-        s->fwd_ms = fwd;
-        s->bwd_ms = bwd;
-        s->opt_ms = num0(c, i, c_o);
-        s->step_ms = num0(c, i, c_step);
+        s->load_ms = k * num0(c, i, c_load);
+        s->h2d_ms = k * num0(c, i, c_h2d);
+        s->fwd_ms = k * fwd;
+        s->bwd_ms = k * bwd;
+        s->opt_ms = k * num0(c, i, c_o);
+        s->step_ms = k * num0(c, i, c_step);
     }
     /* repeats of one (threads, batch): each phase their median, so one run
      * slowed by a neighbour does not move the inputs */

@@ -5,6 +5,7 @@
  * model leaves out; this file is pure arithmetic so the unit tests can check
  * it. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "predict.h"
@@ -255,6 +256,26 @@ void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_
     out->fwd = rows_ms(best->fwd_ms, other ? other->fwd_ms : 0, best, other, batch) * tf;
     out->bwd = rows_ms(best->bwd_ms, other ? other->bwd_ms : 0, best, other, batch) * tf;
     out->opt = best->opt_ms * tf;
+    if (other || batch == best->batch) return;
+    /* one batch measured at this thread count: rows cost here as they do
+     * at a thread count measured at several (single at every core is
+     * measured at the whole batch, at 1 thread on each device's rows), the
+     * measured row scaled by that count's ratio of the two batches; rows
+     * in proportion only where no count has two */
+    for (int i = 0; i < w->nsingle; i++) {
+        const pb_pred_single *s = &w->single[i];
+        if (s->threads == best->threads) continue;
+        bool several = false;
+        for (int j = 0; j < w->nsingle && !several; j++)
+            several = w->single[j].threads == s->threads && w->single[j].batch != s->batch;
+        if (!several) continue;
+        pb_pred_phases at, there;
+        pb_pred_single_phases(w, batch, s->threads, &at);
+        pb_pred_single_phases(w, best->batch, s->threads, &there);
+        if (there.fwd > 0 && at.fwd > 0) out->fwd = best->fwd_ms * tf * at.fwd / there.fwd;
+        if (there.bwd > 0 && at.bwd > 0) out->bwd = best->bwd_ms * tf * at.bwd / there.bwd;
+        return;
+    }
 }
 
 static double phases_sum(const pb_pred_phases *p) { return p->load + p->h2d + p->fwd + p->bwd + p->opt; }
@@ -815,11 +836,12 @@ static void pipe_schedule(const pb_pred_work *w, const pb_pred_net *net, const p
     for (int s = 0; s < p; s++) busy_sum += m * slot[s] + opt_s[s] + (s == 0 ? lead : 0);
     r->bubble_ms = fmax(0, r->step_ms - busy_sum / p);
     if (pp->node_floor && net->cores_per_node > 0) {
-        /* the whole batch's fwd and bwd at the node's capacity (single on
-         * all its cores), whatever the stages' overlap */
+        /* every microbatch's fwd and bwd at the node's capacity (single on
+         * all its cores, on a microbatch's rows), whatever the stages'
+         * overlap */
         pb_pred_phases cap;
-        pb_pred_single_phases(w, pp->batch, net->cores_per_node, &cap);
-        double floor_ms = lead + cap.fwd + cap.bwd + p2p_sum * m + opt_max;
+        pb_pred_single_phases(w, rows, net->cores_per_node, &cap);
+        double floor_ms = lead + m * (cap.fwd + cap.bwd) + p2p_sum * m + opt_max;
         if (floor_ms > r->step_ms) r->step_ms = floor_ms;
     }
     r->bubble_frac = r->step_ms > 0 ? r->bubble_ms / r->step_ms : 0;
@@ -912,7 +934,32 @@ static pb_status tp_refused(const pb_pred_work *w, int T)
     return PB_OK;
 }
 
+/* The other strategies' optimizer where single's is fused: SGD with
+ * momentum streams the gradient, the momentum and the parameters (read g
+ * and m, write m, read and write p: 5 passes over the parameters' bytes)
+ * where single's GEMMs left m ready (read m and p, write p: 3); the
+ * optimizer is bound by memory, so 5/3 of single's time (measured here on
+ * mlp-s: ddp's and dp's opt_ms 1.6 to 1.9 x single's). */
+#define PB_PRED_UNFUSED_OPT (5.0 / 3.0)
+
+static pb_status predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t,
+                             pb_pred_result *r);
+
 pb_status pb_predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t, pb_pred_result *r)
+{
+    if (!w->opt_fused || t->strategy == PB_PRED_SINGLE) return predict_one(w, net, t, r);
+    pb_pred_work *u = malloc(sizeof *u);
+    if (!u) return pb_usage_error("predict: out of memory");
+    *u = *w;
+    u->opt_fused = false;
+    for (int i = 0; i < u->nsingle; i++) u->single[i].opt_ms *= PB_PRED_UNFUSED_OPT;
+    pb_status st = predict_one(u, net, t, r);
+    free(u);
+    return st;
+}
+
+static pb_status predict_one(const pb_pred_work *w, const pb_pred_net *net, const pb_pred_target *t,
+                             pb_pred_result *r)
 {
     memset(r, 0, sizeof *r);
     r->collectives = "none";

@@ -99,7 +99,8 @@ static const char *field(const pb_csv *c, size_t row, const char *name)
     return col < 0 ? "" : pb_csv_get(c, row, (size_t)col);
 }
 
-pb_status pb_pred_targets_against(const pb_csv *c, const char *path, const pb_pred_work *w, pb_pred_rows *rows)
+pb_status pb_pred_targets_against(const pb_csv *c, const char *path, const pb_pred_work *w, pb_pred_step which,
+                                  pb_pred_rows *rows)
 {
     if (pb_csv_find(c, "strategy") < 0 || pb_csv_find(c, "step_ms_mean") < 0)
         return pb_usage_error("%s: not a results CSV of runs (no strategy or step_ms_mean column)", path);
@@ -109,7 +110,7 @@ pb_status pb_pred_targets_against(const pb_csv *c, const char *path, const pb_pr
         if (strcmp(field(c, i, "workload"), w->workload) || strcmp(field(c, i, "backend"), w->backend) ||
             strcmp(field(c, i, "precision"), w->precision))
             continue;
-        double step = field_num(c, i, "step_ms_mean", NAN);
+        double step = field_num(c, i, which == PB_PRED_STEP_MEDIAN ? "step_ms_p50" : "step_ms_mean", NAN);
         if (!(step > 0)) continue;
         pb_pred_target t;
         memset(&t, 0, sizeof t); /* padding too: targets are compared with memcmp */

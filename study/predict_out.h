@@ -43,7 +43,8 @@ typedef struct pb_pred_grid {
 
 pb_status pb_pred_targets_grid(const pb_pred_grid *g, const pb_pred_work *w, pb_pred_rows *rows);
 /* Every ok run of a known strategy, workload, backend and precision as w's. */
-pb_status pb_pred_targets_against(const pb_csv *c, const char *path, const pb_pred_work *w, pb_pred_rows *rows);
+pb_status pb_pred_targets_against(const pb_csv *c, const char *path, const pb_pred_work *w, pb_pred_step which,
+                                  pb_pred_rows *rows);
 /* Writes the predicted rows to path (a new file renamed over it). */
 pb_status pb_pred_write_csv(const char *path, const pb_pred_work *w, const pb_pred_net *net, const pb_pred_rows *rows);
 /* Draws the predict CSV at csv_path into outdir (plots/predict.gp):

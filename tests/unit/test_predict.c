@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "study/predict.h"
+#include "study/predict_out.h"
 
 /* an MLP of `layers` square layers of width h, one single row */
 static void make_work(pb_pred_work *w, int layers, double h, double batch, double fwd, double bwd, double opt)
@@ -539,13 +540,113 @@ static void test_repeats_pool_by_median(void **state)
     pb_csv c;
     assert_int_equal(pb_csv_parse("t.csv", text, strlen(text), &c), PB_OK);
     pb_pred_work w;
-    assert_int_equal(pb_pred_read_single(&c, "t.csv", &w), PB_OK);
+    assert_int_equal(pb_pred_read_single(&c, "t.csv", PB_PRED_STEP_MEAN, &w), PB_OK);
     /* one (threads, batch): the median of each phase, the slow repeat and
      * the failed run left out */
     assert_int_equal(w.nsingle, 1);
     assert_float_equal(w.single[0].fwd_ms, 12, 1e-12);
     assert_float_equal(w.single[0].bwd_ms, 22, 1e-12);
     assert_float_equal(w.params, 2 * (100 + 10), 1e-12);
+    pb_csv_free(&c);
+}
+
+/* single's SGD momentum rides in its GEMMs on the cpu backend (opt_fused):
+ * every other strategy runs the whole optimizer, 5/3 of single's (5 passes
+ * over the parameters' bytes instead of 3); single keeps its own */
+static void test_other_strategies_run_the_unfused_optimizer(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 4, 1024, 128, 20, 40, 3);
+    pb_pred_net net;
+    make_net(&net, 8, 1e6, 1e6, 0);
+    pb_pred_target t = {.strategy = PB_PRED_DDP, .devices = 2, .batch_global = 256, .bucket_mb = 25, .threads = 1};
+    pb_pred_result fused, plain;
+    w.opt_fused = false;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &plain), PB_OK);
+    w.opt_fused = true;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &fused), PB_OK);
+    assert_float_equal(fused.compute_ms - plain.compute_ms, 3 * (5.0 / 3 - 1), 1e-9);
+    assert_float_equal(w.single[0].opt_ms, 3, 0); /* the inputs stay as measured */
+    pb_pred_target s = {.strategy = PB_PRED_SINGLE, .devices = 1, .batch_global = 128, .threads = 1};
+    assert_int_equal(pb_predict_one(&w, &net, &s, &fused), PB_OK);
+    assert_float_equal(fused.step_ms, 20 + 40 + 3, 1e-9);
+}
+
+/* A thread count measured at one batch only (single at every core, the
+ * whole batch) costs rows as a count measured at several does: at 64 rows
+ * the 2-thread row times 1 thread's 64/256 ratio, not a quarter of it */
+static void test_rows_at_a_thread_count_of_one_batch(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 4, 1000, 64, 20, 40, 3);
+    w.single[w.nsingle++] = (pb_pred_single){.threads = 1, .batch = 256, .fwd_ms = 50, .bwd_ms = 100, .opt_ms = 3};
+    w.single[w.nsingle++] = (pb_pred_single){.threads = 2, .batch = 256, .fwd_ms = 30, .bwd_ms = 60, .opt_ms = 2};
+    pb_pred_phases p;
+    pb_pred_single_phases(&w, 64, 2, &p);
+    assert_float_equal(p.fwd, 30 * 20.0 / 50, 1e-9);
+    assert_float_equal(p.bwd, 60 * 40.0 / 100, 1e-9);
+    pb_pred_single_phases(&w, 256, 2, &p); /* the measured batch itself */
+    assert_float_equal(p.fwd, 30, 1e-12);
+    /* no count measured at two batches: in proportion */
+    w.single[1] = w.single[2];
+    w.nsingle = 2;
+    pb_pred_single_phases(&w, 128, 2, &p);
+    assert_float_equal(p.fwd, 15, 1e-9);
+}
+
+/* mp's microbatches run their GEMMs at B/m rows: on shared cores the node's
+ * floor is m times single's fwd and bwd on all the cores at those rows */
+static void test_mp_floor_is_at_the_microbatch_rows(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 4, 1000, 64, 20, 40, 0);
+    w.single[w.nsingle++] = (pb_pred_single){.threads = 1, .batch = 256, .fwd_ms = 50, .bwd_ms = 100};
+    w.single[w.nsingle++] = (pb_pred_single){.threads = 2, .batch = 256, .fwd_ms = 30, .bwd_ms = 60};
+    pb_pred_net net;
+    make_net(&net, 8, 1e9, 1e9, 0); /* p2p free */
+    net.cores_per_node = 2;
+    pb_pred_target t = {.strategy = PB_PRED_MP, .devices = 4, .batch_global = 256, .microbatches = 4, .threads = 1};
+    pb_pred_result r;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    /* 4 microbatches of 64 rows at 2 threads: 4 x (12 + 24); the slots
+     * alone (1 thread, 4 stages of 15 ms a microbatch, 7 slots) give 26.25 */
+    assert_true(r.step_ms >= 4 * (12 + 24) - 1e-6);
+    assert_float_equal(r.step_ms, 4 * (12 + 24), 0.5);
+}
+
+/* --step median: an input row's phases scaled by its step_ms_p50 /
+ * step_ms_mean (a typical step), and the runs judged by step_ms_p50 */
+static void test_typical_step(void **state)
+{
+    (void)state;
+    const char *text = "strategy,status,workload,backend,precision,optimizer,momentum,in,hidden,layers,classes,"
+                       "batch_global,threads,load_ms,h2d_ms,fwd_ms,bwd_ms,opt_ms,step_ms_mean,step_ms_p50\n"
+                       "single,ok,w,cpu,fp32,sgd,0.9,10,10,2,10,8,1,0,0,12,24,4,40,30\n"
+                       "ddp,ok,w,cpu,fp32,sgd,0.9,10,10,2,10,8,1,0,0,12,24,4,50,20\n";
+    pb_csv c;
+    assert_int_equal(pb_csv_parse("t.csv", text, strlen(text), &c), PB_OK);
+    pb_pred_work w;
+    assert_int_equal(pb_pred_read_single(&c, "t.csv", PB_PRED_STEP_MEDIAN, &w), PB_OK);
+    assert_float_equal(w.single[0].fwd_ms, 9, 1e-12);
+    assert_float_equal(w.single[0].bwd_ms, 18, 1e-12);
+    assert_float_equal(w.single[0].opt_ms, 3, 1e-12);
+    assert_true(w.opt_fused); /* sgd with momentum on the cpu */
+    pb_pred_rows rows = {0};
+    assert_int_equal(pb_pred_targets_against(&c, "t.csv", &w, PB_PRED_STEP_MEDIAN, &rows), PB_OK);
+    assert_int_equal((int)rows.n, 2); /* single's row is a run too */
+    assert_int_equal(rows.v[1].t.strategy, PB_PRED_DDP);
+    assert_float_equal(rows.v[0].measured_step_ms, 30, 1e-12);
+    assert_float_equal(rows.v[1].measured_step_ms, 20, 1e-12);
+    free(rows.v);
+    rows = (pb_pred_rows){0};
+    assert_int_equal(pb_pred_read_single(&c, "t.csv", PB_PRED_STEP_MEAN, &w), PB_OK);
+    assert_float_equal(w.single[0].fwd_ms, 12, 1e-12);
+    assert_int_equal(pb_pred_targets_against(&c, "t.csv", &w, PB_PRED_STEP_MEAN, &rows), PB_OK);
+    assert_float_equal(rows.v[1].measured_step_ms, 50, 1e-12);
+    free(rows.v);
     pb_csv_free(&c);
 }
 
@@ -567,6 +668,10 @@ int main(void)
         cmocka_unit_test(test_1f1b_same_step_less_memory),
         cmocka_unit_test(test_cpu_devices_share_cores),
         cmocka_unit_test(test_repeats_pool_by_median),
+        cmocka_unit_test(test_other_strategies_run_the_unfused_optimizer),
+        cmocka_unit_test(test_rows_at_a_thread_count_of_one_batch),
+        cmocka_unit_test(test_mp_floor_is_at_the_microbatch_rows),
+        cmocka_unit_test(test_typical_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
