@@ -508,6 +508,12 @@ static void test_cpu_devices_share_cores(void **state)
     assert_float_equal(r.comm_exposed_ms, r.comm_ms, 1e-12);
     /* efficiency against the same cores: single at 2 threads, whole batch */
     assert_float_equal(r.efficiency, 19.0 / r.step_ms, 1e-9);
+    /* 3 ranks on 2 cores: one core holds two of them, and the step is
+     * theirs (x2 on 34 rows each, not x1.5) */
+    t.devices = 3;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.compute_ms, 2 * (10 * 0.34 + 20 * 0.34 + 2), 1e-6);
+    t.devices = 4;
     /* 2 ranks are bound to a core each (Open MPI's default for np <= 2):
      * 1 thread whatever --threads says */
     t.devices = 2;
@@ -596,9 +602,12 @@ static void test_rows_at_a_thread_count_of_one_batch(void **state)
     assert_float_equal(p.fwd, 15, 1e-9);
 }
 
-/* mp's microbatches run their GEMMs at B/m rows: on shared cores the node's
- * floor is m times single's fwd and bwd on all the cores at those rows */
-static void test_mp_floor_is_at_the_microbatch_rows(void **state)
+/* mp's microbatches run their GEMMs at B/m rows, and on shared cores more
+ * stages than cores leave two on one core: the step is at least m times
+ * single's fwd and bwd on all the cores at those rows (the node's floor),
+ * and at least the forwards' and backwards' waves slot by slot, each at the
+ * pace of its busiest core */
+static void test_mp_on_shared_cores(void **state)
 {
     (void)state;
     pb_pred_work w;
@@ -611,10 +620,16 @@ static void test_mp_floor_is_at_the_microbatch_rows(void **state)
     pb_pred_target t = {.strategy = PB_PRED_MP, .devices = 4, .batch_global = 256, .microbatches = 4, .threads = 1};
     pb_pred_result r;
     assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
-    /* 4 microbatches of 64 rows at 2 threads: 4 x (12 + 24); the slots
-     * alone (1 thread, 4 stages of 15 ms a microbatch, 7 slots) give 26.25 */
-    assert_true(r.step_ms >= 4 * (12 + 24) - 1e-6);
-    assert_float_equal(r.step_ms, 4 * (12 + 24), 0.5);
+    /* a stage's slot at 64 rows, 1 thread: fwd 20 / 4, bwd 40 / 4; 1, 2,
+     * 3, 4, 3, 2, 1 stages in the waves' slots, on 2 cores 1, 1, 2, 2, 2,
+     * 1, 1 a core: 10 x (5 + 10) = 150, above the floor 4 x (12 + 24) */
+    assert_float_equal(r.step_ms, 150, 1e-6);
+    /* a node whose second core adds little: the floor binds, at the
+     * microbatches' rows (4 x (40 + 80) x 20 / 50 at 64 rows) */
+    w.single[2].fwd_ms = 100;
+    w.single[2].bwd_ms = 200;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.step_ms, 4 * (40 + 80), 1e-6);
 }
 
 /* --step median: an input row's phases scaled by its step_ms_p50 /
@@ -670,7 +685,7 @@ int main(void)
         cmocka_unit_test(test_repeats_pool_by_median),
         cmocka_unit_test(test_other_strategies_run_the_unfused_optimizer),
         cmocka_unit_test(test_rows_at_a_thread_count_of_one_batch),
-        cmocka_unit_test(test_mp_floor_is_at_the_microbatch_rows),
+        cmocka_unit_test(test_mp_on_shared_cores),
         cmocka_unit_test(test_typical_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
