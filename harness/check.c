@@ -14,6 +14,7 @@
 
 #include "commbench.h"
 #include "config.h"
+#include "cpu_stall.h"
 #include "devmap.h"
 #include "launch.h"
 #include "log.h"
@@ -60,6 +61,8 @@ static void print_help(void)
     printf("  %-22s %s\n", "--gpus N, --ranks N", "ranks, 2 to 4096 [2]");
     printf("  %-22s %s\n", "--min-fraction F", "an outlier is below F x its peers' median, 0 < F < 1 [0.8]");
     printf("  %-22s %s\n", "--timeout S", "seconds a rank may wait for another before the run fails, 1 to 86400 [60]");
+    printf("  %-22s %s\n", "--stall-seconds S", "cpu: spin every core this long to find a CPU quota's stalls, 0 (off) "
+                                               "to 600 [3]");
     printf("  %-22s %s\n", "--out PATH", "CSV the rows are appended to [results/check.csv]");
     printf("  %-22s %s\n", "--quiet", "no progress lines on stderr [off]");
     printf("  %-22s %s\n", "--help", "this text");
@@ -107,13 +110,19 @@ static pb_status check_flag(void *ctx, int k, const char *name, const char *valu
         return PB_OK;
     }
     if (k == 5) return pb_commbench_parse_timeout(value, &o->comm.timeout_s);
+    if (k == 7) {
+        if (!pb_parse_double(value, &d) || !(d >= 0 && d <= 600))
+            return pb_usage_error("--stall-seconds: '%s' is out of range; allowed: 0 (off) to 600", value);
+        o->stall_seconds = d;
+        return PB_OK;
+    }
     return pb_commbench_parse_out(value, o->comm.out, sizeof o->comm.out);
 }
 
 static pb_status parse_flags(int argc, char **argv, pb_check_opts *o, bool *help)
 {
-    static const char *const with_value[] = {"--comm",         "--backend", "--gpus", "--ranks",
-                                             "--min-fraction", "--timeout", "--out",  NULL};
+    static const char *const with_value[] = {"--comm",    "--backend", "--gpus",          "--ranks", "--min-fraction",
+                                             "--timeout", "--out",     "--stall-seconds", NULL};
     return pb_commbench_walk_flags(argc, argv, "check", with_value, &o->comm.quiet, help, check_flag, o);
 }
 
@@ -130,6 +139,7 @@ static pb_status parse(int argc, char **argv, pb_check_opts *o, bool *help)
     c->coll[PB_COLL_ALL_REDUCE] = true;
     snprintf(c->out, sizeof c->out, "results/check.csv");
     o->min_fraction = 0.8;
+    o->stall_seconds = 3;
     *help = false;
     pb_status st = parse_flags(argc, argv, o, help);
     if (st != PB_OK || *help) return st;
@@ -329,6 +339,61 @@ cleanup:
     return st;
 }
 
+/* CPU stalls (cpu_stall.h), where the ranks' devices are the host's cores:
+ * every rank spins a thread a core of its share of the node at once, for
+ * --stall-seconds; rank 0 gets each rank's figures. */
+
+typedef struct stall_figures {
+    double *stalled_ms, *stalls, *longest_ms, *spun_ms; /* per rank */
+} stall_figures;
+
+static pb_status measure_stalls(rank_ctx *r, stall_figures *s)
+{
+    pb_status st = PB_OK;
+    int n = r->w.ranks, me = r->w.rank;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int local = r->w.local_ranks > 0 ? r->w.local_ranks : 1;
+    int threads = cores > local ? (int)(cores / local) : 1;
+    PB_TRY(lazy_barrier(r));
+    pb_cpu_stall mine;
+    PB_TRY(pb_cpu_stall_probe(threads, r->o->stall_seconds, &mine));
+    s->stalled_ms[me] = mine.stalled_ms;
+    s->stalls[me] = mine.stalls;
+    s->longest_ms[me] = mine.longest_ms;
+    s->spun_ms[me] = mine.threads * mine.seconds * 1e3;
+    PB_TRY(pb_world_max_to_root(s->stalled_ms, n));
+    PB_TRY(pb_world_max_to_root(s->stalls, n));
+    PB_TRY(pb_world_max_to_root(s->longest_ms, n));
+    PB_TRY(pb_world_max_to_root(s->spun_ms, n));
+cleanup:
+    return st;
+}
+
+/* Rank 0: the node's stall line, and a warning when the cores stall. */
+static void report_stalls(const stall_figures *s, int n, double seconds)
+{
+    pb_cpu_stall all = {.threads = 1};
+    for (int q = 0; q < n; q++) {
+        all.stalled_ms += s->stalled_ms[q];
+        all.stalls += (int)s->stalls[q];
+        all.seconds += s->spun_ms[q] / 1e3;
+        if (s->longest_ms[q] > all.longest_ms) all.longest_ms = s->longest_ms[q];
+    }
+    double frac = pb_cpu_stall_fraction(&all), quota = pb_cpu_quota_cores();
+    char q[64] = "";
+    if (quota > 0) snprintf(q, sizeof q, "; cgroup cpu.max: %.2f cores", quota);
+    printf("# cpu stalls: every core busy for %.1f s: %.1f%% of the time stopped (%d stalls of %.0f ms or more, "
+           "longest gap %.0f ms)%s\n",
+           seconds, 100 * frac, all.stalls, PB_CPU_STALL_MIN_GAP_MS, all.longest_ms, q);
+    fflush(stdout);
+    if (all.stalls > 0)
+        pb_log_warn("check: this node's cores stopped %.1f%% of the time when all were busy (%d stall%s of %.0f ms or "
+                    "more, longest %.0f ms): the host or the container caps its CPU (a quota: a VM's vCPU limit, "
+                    "cgroup cpu.max), or other work holds the cores; steps that use every core carry the stalls in "
+                    "their mean (bench predict --step median judges the typical step)",
+                    100 * frac, all.stalls, all.stalls == 1 ? "" : "s", PB_CPU_STALL_MIN_GAP_MS, all.longest_ms);
+}
+
 static pb_status open_rank(rank_ctx *r, size_t top, char *device, size_t device_len, pb_device_info *info)
 {
     pb_status st = PB_OK;
@@ -385,6 +450,8 @@ static pb_status run_rank(const pb_check_opts *o, pb_world *w, char *summary, si
     int n = w->ranks;
     pb_check_figures f = {.n = n, .sizes = o->comm.sizes, .n_sizes = o->comm.n_sizes};
     rank_ctx r = {.o = o, .be = pb_find_backend(o->comm.backend), .comm = pb_find_comm(o->comm.comm), .w = *w};
+    stall_figures stalls = {0};
+    bool probe = false;
     char device[PB_CHECK_NAME_CHARS] = "", host[PB_CHECK_NAME_CHARS] = "unknown";
     gethostname(host, sizeof host - 1);
     PB_REQUIRE(r.be && r.comm, PB_ERR_INTERNAL, "unresolved backend or comm");
@@ -394,6 +461,10 @@ static pb_status run_rank(const pb_check_opts *o, pb_world *w, char *summary, si
     PB_ALLOC(f.allreduce_gbps, PB_CHECK_SIZES);
     PB_ALLOC(f.hosts, (size_t)n * PB_CHECK_NAME_CHARS);
     PB_ALLOC(f.devices, (size_t)n * PB_CHECK_NAME_CHARS);
+    PB_ALLOC(stalls.stalled_ms, n);
+    PB_ALLOC(stalls.stalls, n);
+    PB_ALLOC(stalls.longest_ms, n);
+    PB_ALLOC(stalls.spun_ms, n);
     for (int i = 0; i < PB_CHECK_SIZES; i++) f.allreduce_gbps[i] = NAN;
     size_t top = o->mem_bytes > o->comm.sizes[o->comm.n_sizes - 1] ? o->mem_bytes : o->comm.sizes[o->comm.n_sizes - 1];
     double t0 = pb_now_ms();
@@ -401,10 +472,13 @@ static pb_status run_rank(const pb_check_opts *o, pb_world *w, char *summary, si
     PB_TRY(pb_world_gather_text(host, f.hosts, PB_CHECK_NAME_CHARS));
     PB_TRY(pb_world_gather_text(device, f.devices, PB_CHECK_NAME_CHARS));
     PB_TRY(measure_rank(&r, &f));
+    probe = r.be->host_is_device && o->stall_seconds > 0;
+    if (probe) PB_TRY(measure_stalls(&r, &stalls));
     close_rank(&r); /* the sweep opens its own device and comm */
     PB_TRY(pb_commbench_sweep_world(&o->comm, w, f.allreduce_gbps));
     f.seconds = (pb_now_ms() - t0) / 1e3;
     if (w->rank == 0) st = pb_check_report(o, w, r.be, &f);
+    if (w->rank == 0 && probe) report_stalls(&stalls, n, o->stall_seconds);
     if (f.outliers) snprintf(summary, summary_len, "%s", f.summary);
 cleanup:
     if (st != PB_OK && n > 1) {
@@ -420,6 +494,10 @@ cleanup:
     free(f.allreduce_gbps);
     free(f.hosts);
     free(f.devices);
+    free(stalls.stalled_ms);
+    free(stalls.stalls);
+    free(stalls.longest_ms);
+    free(stalls.spun_ms);
     return st;
 }
 

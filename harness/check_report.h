@@ -21,6 +21,7 @@ typedef enum pb_check_metric { PB_CHECK_GEMM = 1, PB_CHECK_MEM, PB_CHECK_LINK } 
 typedef struct pb_check_opts {
     pb_commbench_opts comm; /* comm, backend, ranks, timeout, out, quiet; the sweep's sizes */
     double min_fraction;
+    double stall_seconds;   /* the CPU stall probe's spin (cpu backend), 0: none */
     size_t mem_bytes;       /* the copy's buffer */
     int fault_kind;         /* a pb_check_metric, or 0: none (PB_CHECK_FAULT) */
     int fault_rank, fault_peer;

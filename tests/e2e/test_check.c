@@ -10,14 +10,24 @@
 
 #include <stdbool.h>
 
-/* bench check --ranks N --quiet --out DIR/r.csv [extra...] with env, in r */
+/* bench check --ranks N --quiet --out DIR/r.csv [extra...] with env, in r;
+ * --stall-seconds 0 unless extra gives it (the probe spins every core for
+ * its seconds: only where a test asks for it) */
 static void run_check_into(bench_run *r, int ranks, char *const extra[], char *const env[])
 {
     char n[16];
     snprintf(n, sizeof n, "%d", ranks);
     char *args[32] = {(char *)bench_path(), "check", "--ranks", n, "--quiet", "--out", r->csv_path};
     int k = 7;
-    for (int i = 0; extra && extra[i] && k < 31; i++) args[k++] = extra[i];
+    bool stall = false;
+    for (int i = 0; extra && extra[i] && k < 31; i++) {
+        stall = stall || strcmp(extra[i], "--stall-seconds") == 0;
+        args[k++] = extra[i];
+    }
+    if (!stall) {
+        args[k++] = "--stall-seconds";
+        args[k++] = "0";
+    }
     args[k] = NULL;
     run_argv_env(&r->res, env, args);
 }
@@ -46,10 +56,16 @@ static size_t find_row(const csv *c, const char *what, int rank, int peer)
 static void test_healthy_three_ranks_exit_0(void **state)
 {
     if (!PB_EXPECT_MPI) skip();
-    char *extra[] = {"--min-fraction", "0.25", NULL};
+    char *extra[] = {"--min-fraction", "0.25", "--stall-seconds", "0.5", NULL};
     bench_run *r = keep(state, run_check(3, extra, NULL));
     expect_exit(r, 0);
     assert_non_null(strstr(r->res.out, "# rank"));
+    /* the CPU stall probe's line (how much it finds is the host's) */
+    const char *stall = strstr(r->res.out, "# cpu stalls: every core busy for 0.5 s: ");
+    if (!stall) fail_msg("no cpu stalls line in:\n%s", r->res.out);
+    double pct = -1;
+    assert_int_equal(sscanf(stall, "# cpu stalls: every core busy for 0.5 s: %lf%%", &pct), 1);
+    assert_true(pct >= 0 && pct <= 100);
     assert_null(strstr(r->res.out, " !"));
     assert_null(strstr(r->res.err, "outlier"));
     csv c;
@@ -123,7 +139,7 @@ static void test_bad_input_exit_2_nothing_written(void **state)
     static char *const bad[][4] = {
         {"--min-fraction", "1.5", NULL}, {"--min-fraction", "0", NULL}, {"--min-fraction", "x", NULL},
         {"--ranks", "1", NULL},          {"--comm", "local", NULL},     {"--bogus", NULL},
-        {"--timeout", "0", NULL},
+        {"--timeout", "0", NULL},        {"--stall-seconds", "-1", NULL}, {"--stall-seconds", "601", NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         bench_run *r = run_check(2, bad[i], NULL);

@@ -9,6 +9,7 @@
  *     the driver's slowdown reasons (the facts faked: no GPU here). */
 #include "tests/common/test_util.h"
 
+#include "harness/cpu_stall.h"
 #include "harness/envvars.h"
 #include "harness/results.h"
 #include "kernels/cpu/blas_core.h"
@@ -214,10 +215,36 @@ static void test_env_vars_column_is_wide(void **state)
     assert_int_equal(strlen(r.v[PB_COL_ERROR]), PB_FIELD_MAX - 1);
 }
 
+/* The CPU stall probe's accounting: gaps of 50 ms or more are stalls, the
+ * longest gap of any length is kept, the fraction is over every thread's
+ * spin; a short spin on this machine adds up to its own length at most. */
+static void test_cpu_stalls_accounted(void **state)
+{
+    (void)state;
+    pb_cpu_stall s = {.threads = 2, .seconds = 1.0};
+    pb_cpu_stall_add(&s, 0.001);
+    pb_cpu_stall_add(&s, 49.9);
+    assert_int_equal(s.stalls, 0);
+    assert_float_equal(s.longest_ms, 49.9, 1e-9);
+    pb_cpu_stall_add(&s, 100);
+    pb_cpu_stall_add(&s, 60);
+    assert_int_equal(s.stalls, 2);
+    assert_float_equal(s.stalled_ms, 160, 1e-9);
+    assert_float_equal(s.longest_ms, 100, 1e-9);
+    assert_float_equal(pb_cpu_stall_fraction(&s), 160.0 / 2000, 1e-12);
+    pb_cpu_stall p;
+    assert_int_equal(pb_cpu_stall_probe(2, 0.05, &p), PB_OK);
+    assert_int_equal(p.threads, 2);
+    assert_true(p.longest_ms > 0 && p.longest_ms < 2 * 50 + 1000);
+    assert_true(pb_cpu_stall_fraction(&p) >= 0 && pb_cpu_stall_fraction(&p) <= 1);
+    assert_true(pb_cpu_quota_cores() >= 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prescott_on_avx512_is_below),
+        cmocka_unit_test(test_cpu_stalls_accounted),
         cmocka_unit_test(test_matching_kernels_are_not_below),
         cmocka_unit_test(test_unknown_is_never_judged),
         cmocka_unit_test(test_gpu_at_full_width_and_clock),
