@@ -20,6 +20,22 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <math.h>
+
+/* cmocka's assert_float_equal casts to float and passes when either side is
+ * NaN (every comparison with NaN is false, and it fails only on one that is
+ * true): a test of a NaN result passed, and a tolerance below float's
+ * precision meant nothing. Here: in double, and NaN or infinity on either
+ * side fails unless both are the same infinity. */
+static inline void pb_assert_near(double a, double b, double eps, const char *ea, const char *eb, const char *file,
+                                  int line)
+{
+    if (fabs(a - b) <= eps || (isinf(a) && a == b)) return;
+    print_error("%s = %.17g is not within %g of %s = %.17g\n", ea, a, eps, eb, b);
+    _fail(file, line);
+}
+#undef assert_float_equal
+#define assert_float_equal(a, b, epsilon) pb_assert_near((a), (b), (epsilon), #a, #b, __FILE__, __LINE__)
 
 typedef struct bench_result {
     int exit_code; /* -signal when killed */
