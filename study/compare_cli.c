@@ -413,6 +413,16 @@ static pb_status parse_double(const char *flag, const char *text, double lo, dou
     return PB_OK;
 }
 
+pb_status pb_compare_parse_threshold(const char *value, double *pct)
+{
+    return parse_double("--threshold", value, 0, 1000, " (percent)", pct);
+}
+
+pb_status pb_compare_parse_alpha(const char *value, double *alpha)
+{
+    return parse_double("--alpha", value, 1e-6, 0.5, NULL, alpha);
+}
+
 static pb_status parse_args(int argc, char **argv, pb_compare_opts *o, const char **files, bool *help)
 {
     size_t nfiles = 0;
@@ -462,7 +472,7 @@ static pb_status parse_args(int argc, char **argv, pb_compare_opts *o, const cha
         }
         pb_status st = PB_OK;
         switch (which) {
-        case 0: st = parse_double("--threshold", value, 0, 1000, " (percent)", &o->threshold_pct); break;
+        case 0: st = pb_compare_parse_threshold(value, &o->threshold_pct); break;
         case 1: {
             bool found = false;
             for (size_t m = 0; m < pb_compare_metric_count() && !found; m++)
@@ -475,7 +485,7 @@ static pb_status parse_args(int argc, char **argv, pb_compare_opts *o, const cha
                                       metric_list());
             break;
         }
-        case 2: st = parse_double("--alpha", value, 1e-6, 0.5, NULL, &o->alpha); break;
+        case 2: st = pb_compare_parse_alpha(value, &o->alpha); break;
         default:
             if (strcmp(value, "text") == 0) o->format = PB_COMPARE_TEXT;
             else if (strcmp(value, "md") == 0) o->format = PB_COMPARE_MD;

@@ -22,6 +22,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "compare_cli.h"
 #include "compare_comm.h"
 #include "gnuplot.h"
 #include "../harness/log.h"
@@ -235,8 +236,17 @@ static bool holds_row(const config *c, size_t row)
     return false;
 }
 
-/* bench compare's test of each plotted pair, with its default threshold and
- * alpha (the picture of its verdict): per pair, NULL where it has none (a
+/* The verdicts' settings: bench compare's defaults, or --threshold and
+ * --alpha as bench compare reads them (checked when parsed). */
+static void verdict_opts(const plot_opts *po, pb_compare_opts *o)
+{
+    pb_compare_defaults(o);
+    if (po->threshold) (void)pb_compare_parse_threshold(po->threshold, &o->threshold_pct);
+    if (po->alpha) (void)pb_compare_parse_alpha(po->alpha, &o->alpha);
+}
+
+/* bench compare's test of each plotted pair, with its threshold and alpha
+ * (the picture of its verdict): per pair, NULL where it has none (a
  * metric it does not judge, or input it refuses: the plot still draws the
  * values). Its notices repeat the plot's: not shown. */
 static const pb_compare_pair **judge(ctx *x, const pairing *p, pb_compare_result *r)
@@ -244,7 +254,7 @@ static const pb_compare_pair **judge(ctx *x, const pairing *p, pb_compare_result
     const pb_compare_pair **test = calloc((size_t)p->m + 1, sizeof *test);
     if (!test || pb_compare_metric_higher_better(p->metric) < 0) return test;
     pb_compare_opts o;
-    pb_compare_defaults(&o);
+    verdict_opts(&x->o, &o);
     o.metric = p->metric;
     pb_log_set_quiet(1);
     pb_status st = pb_compare_tables(&p->base->csv, p->base->path, &p->cur->csv, p->cur->path, &o, r);
@@ -344,7 +354,7 @@ static int plot_compare(ctx *x)
     pairing paired = {.base = &base, .cur = &cur, .bs = &bs, .cs = &cs, .bi = bi, .ci = ci, .m = m, .metric = metric};
     test = judge(x, &paired, &judged);
     paired.test = test;
-    pb_compare_defaults(&paired.opts);
+    verdict_opts(&x->o, &paired.opts);
     char prefix[64 + DIM_MAX];
     snprintf(prefix, sizeof prefix, "compare-%s", metric);
     plot_job job = {.x = x, .pair = &paired, .set = &bs, .idx = bi, .n = m, .prefix = prefix};
@@ -382,6 +392,8 @@ static void usage(FILE *f)
           "  --scaling MODE     weak (same batch per device) or strong (same global batch) [weak]\n"
           "  --compare          plot BASELINE vs CURRENT per configuration [off]\n"
           "  --metric COLUMN    the --compare metric [samples_per_s]\n"
+          "  --threshold PCT    --compare: bench compare's threshold for the verdicts' colours [5]\n"
+          "  --alpha A          --compare: bench compare's significance level [0.01]\n"
           "  --plots-dir DIR    the gnuplot scripts [plots/ beside bench, else ./plots]\n"
           "  --keep-data        keep the .dat files gnuplot read, in --out [off]\n"
           "  --quiet            no notices on stderr [off]\n"
@@ -420,6 +432,10 @@ static pb_status parse_args(plot_opts *o, int argc, char **argv, bool *help)
             dst = &o->backend;
         } else if (strcmp(a, "--metric") == 0) {
             dst = &o->metric;
+        } else if (strcmp(a, "--threshold") == 0) {
+            dst = &o->threshold;
+        } else if (strcmp(a, "--alpha") == 0) {
+            dst = &o->alpha;
         } else if (strcmp(a, "--plots-dir") == 0) {
             dst = &o->plots_dir;
         } else if (strcmp(a, "--scaling") == 0) {
@@ -431,7 +447,8 @@ static pb_status parse_args(plot_opts *o, int argc, char **argv, bool *help)
             continue;
         } else if (a[0] == '-' && a[1]) {
             return pb_usage_error("plot: unknown flag '%s'; allowed: --out, --workload, --backend, --scaling, "
-                                  "--compare, --metric, --plots-dir, --keep-data, --quiet, --help",
+                                  "--compare, --metric, --threshold, --alpha, --plots-dir, --keep-data, --quiet, "
+                                  "--help",
                                   a);
         } else {
             if (npos == 3) return pb_usage_error("plot: too many files ('%s')", a);
@@ -447,10 +464,14 @@ static pb_status parse_args(plot_opts *o, int argc, char **argv, bool *help)
         o->cur = pos[1];
         if (o->workload || o->backend || o->strong)
             return pb_usage_error("plot: --workload, --backend and --scaling do not apply to --compare");
+        double v;
+        if (o->threshold && pb_compare_parse_threshold(o->threshold, &v) != PB_OK) return PB_ERR_USAGE;
+        if (o->alpha && pb_compare_parse_alpha(o->alpha, &v) != PB_OK) return PB_ERR_USAGE;
     } else {
         if (npos != 1)
             return pb_usage_error("plot: takes one CSV file (%d given); usage: bench plot CSV [--out DIR]", npos);
-        if (o->metric) return pb_usage_error("plot: --metric applies to --compare only");
+        if (o->metric || o->threshold || o->alpha)
+            return pb_usage_error("plot: --metric, --threshold and --alpha apply to --compare only");
         o->csv = pos[0];
     }
     return PB_OK;

@@ -80,6 +80,7 @@ typedef struct cfgset {
 typedef struct plot_opts {
     const char *csv, *base, *cur;
     const char *out, *workload, *backend, *metric, *plots_dir;
+    const char *threshold, *alpha; /* --compare: bench compare's flags (NULL: its defaults) */
     bool compare, strong, keep_data, quiet;
 } plot_opts;
 

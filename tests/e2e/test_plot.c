@@ -535,6 +535,25 @@ static void test_plot_compare(void **state)
     assert_true(eb > 0 && ec > 0); /* error bars from the repeats */
     assert_non_null(strstr(text, "\"same\""));
     free(text);
+    /* bench compare's --threshold and --alpha: at 40 % the 30 % slowdown is
+     * no regression, and the band says the threshold drawn */
+    run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--keep-data", "--threshold", "40", "--alpha",
+                            "0.05", NULL});
+    if (r->exit_code != 0) fail_msg("exit %d\nstderr:\n%s", r->exit_code, r->err);
+    text = read_file(svg);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "no-change band (baseline +- 40 %)"));
+    assert_null(strstr(text, "rgb(213,  94,   0)"));
+    free(text);
+    text = read_file(dat);
+    assert_non_null(text);
+    assert_null(strstr(text, "\"regression\""));
+    free(text);
+    run_bench(r, (char *[]){"plot", "--compare", base, cur, "--out", dir, "--threshold", "2000", NULL});
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "--threshold"));
+    run_bench(r, (char *[]){"plot", base, "--out", dir, "--alpha", "0.05", NULL});
+    assert_int_equal(r->exit_code, 2);
     free(r);
     remove_temp_dir(dir);
 }
