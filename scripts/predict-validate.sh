@@ -129,4 +129,12 @@ if [ -s "$OUT/gpt/measured.csv" ]; then
         [ "$r" -gt "$rc" ] && rc=$r
     }
 fi
+# the other step's figures beside them, not judged (docs/predict.md, "Which step")
+OTHER=$([ "${PB_PREDICT_STEP:-mean}" = median ] && echo mean || echo median)
+echo "predict-validate: the same runs judged on the $OTHER step (not gated):" >&2
+for d in "$OUT" "$OUT/gpt"; do
+    [ -s "$d/measured.csv" ] || continue
+    "$BIN" predict --single "$d/single.csv" --comm-csv "$OUT/comm.csv" --against "$d/measured.csv" \
+        --out "$d/predicted-$OTHER.csv" --step "$OTHER" --quiet --max-median-error 1e6 --max-error 1e6 2>/dev/null || true
+done
 exit "$rc"

@@ -177,6 +177,31 @@ static void print_line(const pb_pred_row *row)
     printf("\n");
 }
 
+/* Runs whose mean step is well above their median met a few very long
+ * steps (a host's CPU quota stopping the cores: bench check's stall probe):
+ * their mean is not the step the model predicts. Said, not judged. */
+static void stall_notice(const pb_csv *c)
+{
+    int c_mean = pb_csv_find(c, "step_ms_mean"), c_p50 = pb_csv_find(c, "step_ms_p50"),
+        c_status = pb_csv_find(c, "status");
+    if (c_mean < 0 || c_p50 < 0) return;
+    size_t runs = 0, stalled = 0;
+    for (size_t i = 0; i < c->nrows; i++) {
+        double mean, p50;
+        if (c_status >= 0 && strcmp(pb_csv_get(c, i, (size_t)c_status), "ok") != 0) continue;
+        if (!pb_csv_number(pb_csv_get(c, i, (size_t)c_mean), &mean) ||
+            !pb_csv_number(pb_csv_get(c, i, (size_t)c_p50), &p50) || !(p50 > 0))
+            continue;
+        runs++;
+        stalled += mean > 1.15 * p50;
+    }
+    if (stalled)
+        pb_log_info("predict: %zu of %zu measured runs have a mean step over 1.15x their median: a few very long "
+                    "steps (a CPU quota's stalls? bench check --stall-seconds 8); --step median judges the typical "
+                    "step",
+                    stalled, runs);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -296,8 +321,9 @@ int pb_cmd_predict(int argc, char **argv)
         if (n) {
             qsort(err, n, sizeof *err, cmp_double);
             double med = n % 2 ? err[n / 2] : (err[n / 2 - 1] + err[n / 2]) / 2, mx = err[n - 1];
-            printf("# %zu configurations: median |error| %.1f%% (limit %.0f%%), largest %.1f%% (limit %.0f%%)\n", n,
-                   med, o.max_median, mx, o.max_err);
+            printf("# %zu configurations, %s step: median |error| %.1f%% (limit %.0f%%), largest %.1f%% (limit %.0f%%)\n",
+                   n, o.step == PB_PRED_STEP_MEDIAN ? "median" : "mean", med, o.max_median, mx, o.max_err);
+            if (o.step == PB_PRED_STEP_MEAN) stall_notice(&meas);
             if (med > o.max_median || mx > o.max_err) {
                 pb_log_error("predict: the model misses the measured runs: median |error| %.1f%%, largest %.1f%%",
                              med, mx);
