@@ -431,6 +431,42 @@ static void test_bad_input_is_a_usage_error(void **state)
     assert_non_null(strstr(f->res.out, "example:"));
 }
 
+/* --step: the summary says which step was judged; on the mean step, runs
+ * whose mean is well above their median are noted (stalls), and --step
+ * median judges step_ms_p50 instead; a bad --step is a usage error */
+static void test_which_step_is_judged(void **state)
+{
+    files *f = *state;
+    char single[600], runs[600];
+    snprintf(single, sizeof single, "%s/single.csv", f->dir);
+    snprintf(runs, sizeof runs, "%s/runs.csv", f->dir);
+    const char *head = "strategy,status,workload,backend,precision,optimizer,in,hidden,layers,classes,batch_global,"
+                       "threads,load_ms,h2d_ms,fwd_ms,bwd_ms,opt_ms,step_ms_mean,step_ms_p50\n";
+    char text[1024];
+    snprintf(text, sizeof text, "%ssingle,ok,w,cpu,fp32,adamw,10,10,2,10,8,1,0,0,4,8,1,13,13\n", head);
+    write_text(single, text);
+    /* the same run measured twice: a mean of 26 (stalls) over a median of 13 */
+    snprintf(text, sizeof text, "%ssingle,ok,w,cpu,fp32,adamw,10,10,2,10,8,1,0,0,4,8,1,26,13\n", head);
+    write_text(runs, text);
+    char *mean[] = {"predict", "--single", single, "--against", runs, "--out", f->out, "--max-error", "1e6",
+                    "--max-median-error", "1e6", NULL};
+    run_bench(&f->res, mean);
+    if (f->res.exit_code != 0) fail_msg("exit %d\n%s", f->res.exit_code, f->res.err);
+    assert_non_null(strstr(f->res.out, "# 1 configurations, mean step: median |error| 50.0%"));
+    assert_non_null(strstr(f->res.err, "1 of 1 measured runs have a mean step over 1.15x their median"));
+    char *median[] = {"predict", "--single", single, "--against", runs, "--out", f->out, "--step", "median", NULL};
+    run_bench(&f->res, median);
+    if (f->res.exit_code != 0) fail_msg("exit %d\n%s", f->res.exit_code, f->res.err);
+    assert_non_null(strstr(f->res.out, "# 1 configurations, median step: median |error| 0.0%"));
+    assert_null(strstr(f->res.err, "1.15x"));
+    remove(f->out);
+    run_bench(&f->res, (char *[]){"predict", "--single", single, "--against", runs, "--out", f->out, "--step", "p99",
+                                  NULL});
+    assert_int_equal(f->res.exit_code, 2);
+    assert_non_null(strstr(f->res.err, "--step 'p99': give mean or median"));
+    assert_false(file_exists(f->out));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +478,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compare_predicted_pairs_by_stage_and_schedule, files_setup,
                                         files_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_is_a_usage_error, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_which_step_is_judged, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_validation_quick_share, files_setup, files_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
