@@ -341,57 +341,52 @@ cleanup:
 
 /* CPU stalls (cpu_stall.h), where the ranks' devices are the host's cores:
  * every rank spins a thread a core of its share of the node at once, for
- * --stall-seconds; rank 0 gets each rank's figures. */
+ * --stall-seconds; rank 0 gets each rank's figures, STALL_FIGS a rank. */
+enum { STALL_MS, STALL_COUNT, STALL_LONGEST_MS, STALL_SPUN_MS, STALL_FIGS };
 
-typedef struct stall_figures {
-    double *stalled_ms, *stalls, *longest_ms, *spun_ms; /* per rank */
-} stall_figures;
-
-static pb_status measure_stalls(rank_ctx *r, stall_figures *s)
+static pb_status measure_stalls(rank_ctx *r, double *fig)
 {
     pb_status st = PB_OK;
-    int n = r->w.ranks, me = r->w.rank;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int local = r->w.local_ranks > 0 ? r->w.local_ranks : 1;
     int threads = cores > local ? (int)(cores / local) : 1;
     PB_TRY(lazy_barrier(r));
     pb_cpu_stall mine;
     PB_TRY(pb_cpu_stall_probe(threads, r->o->stall_seconds, &mine));
-    s->stalled_ms[me] = mine.stalled_ms;
-    s->stalls[me] = mine.stalls;
-    s->longest_ms[me] = mine.longest_ms;
-    s->spun_ms[me] = mine.threads * mine.seconds * 1e3;
-    PB_TRY(pb_world_max_to_root(s->stalled_ms, n));
-    PB_TRY(pb_world_max_to_root(s->stalls, n));
-    PB_TRY(pb_world_max_to_root(s->longest_ms, n));
-    PB_TRY(pb_world_max_to_root(s->spun_ms, n));
+    double *f = fig + (size_t)r->w.rank * STALL_FIGS;
+    f[STALL_MS] = mine.stalled_ms;
+    f[STALL_COUNT] = mine.stalls;
+    f[STALL_LONGEST_MS] = mine.longest_ms;
+    f[STALL_SPUN_MS] = mine.threads * mine.seconds * 1e3;
+    PB_TRY(pb_world_max_to_root(fig, r->w.ranks * STALL_FIGS));
 cleanup:
     return st;
 }
 
 /* Rank 0: the node's stall line, and a warning when the cores stall. */
-static void report_stalls(const stall_figures *s, int n, double seconds)
+static void report_stalls(const double *fig, int n, double seconds)
 {
-    pb_cpu_stall all = {.threads = 1};
-    for (int q = 0; q < n; q++) {
-        all.stalled_ms += s->stalled_ms[q];
-        all.stalls += (int)s->stalls[q];
-        all.seconds += s->spun_ms[q] / 1e3;
-        if (s->longest_ms[q] > all.longest_ms) all.longest_ms = s->longest_ms[q];
+    double stalled = 0, spun = 0, longest = 0;
+    int stalls = 0;
+    for (const double *f = fig; f < fig + (size_t)n * STALL_FIGS; f += STALL_FIGS) {
+        stalled += f[STALL_MS];
+        stalls += (int)f[STALL_COUNT];
+        spun += f[STALL_SPUN_MS];
+        longest = fmax(longest, f[STALL_LONGEST_MS]);
     }
-    double frac = pb_cpu_stall_fraction(&all), quota = pb_cpu_quota_cores();
+    double frac = spun > 0 ? stalled / spun : 0, quota = pb_cpu_quota_cores();
     char q[64] = "";
     if (quota > 0) snprintf(q, sizeof q, "; cgroup cpu.max: %.2f cores", quota);
     printf("# cpu stalls: every core busy for %.1f s: %.1f%% of the time stopped (%d stalls of %.0f ms or more, "
            "longest gap %.0f ms)%s\n",
-           seconds, 100 * frac, all.stalls, PB_CPU_STALL_MIN_GAP_MS, all.longest_ms, q);
+           seconds, 100 * frac, stalls, PB_CPU_STALL_MIN_GAP_MS, longest, q);
     fflush(stdout);
-    if (all.stalls > 0)
+    if (stalls > 0)
         pb_log_warn("check: this node's cores stopped %.1f%% of the time when all were busy (%d stall%s of %.0f ms or "
                     "more, longest %.0f ms): the host or the container caps its CPU (a quota: a VM's vCPU limit, "
                     "cgroup cpu.max), or other work holds the cores; steps that use every core carry the stalls in "
                     "their mean (bench predict --step median judges the typical step)",
-                    100 * frac, all.stalls, all.stalls == 1 ? "" : "s", PB_CPU_STALL_MIN_GAP_MS, all.longest_ms);
+                    100 * frac, stalls, stalls == 1 ? "" : "s", PB_CPU_STALL_MIN_GAP_MS, longest);
 }
 
 static pb_status open_rank(rank_ctx *r, size_t top, char *device, size_t device_len, pb_device_info *info)
@@ -450,7 +445,7 @@ static pb_status run_rank(const pb_check_opts *o, pb_world *w, char *summary, si
     int n = w->ranks;
     pb_check_figures f = {.n = n, .sizes = o->comm.sizes, .n_sizes = o->comm.n_sizes};
     rank_ctx r = {.o = o, .be = pb_find_backend(o->comm.backend), .comm = pb_find_comm(o->comm.comm), .w = *w};
-    stall_figures stalls = {0};
+    double *stalls = NULL; /* [n][STALL_FIGS] */
     bool probe = false;
     char device[PB_CHECK_NAME_CHARS] = "", host[PB_CHECK_NAME_CHARS] = "unknown";
     gethostname(host, sizeof host - 1);
@@ -461,10 +456,7 @@ static pb_status run_rank(const pb_check_opts *o, pb_world *w, char *summary, si
     PB_ALLOC(f.allreduce_gbps, PB_CHECK_SIZES);
     PB_ALLOC(f.hosts, (size_t)n * PB_CHECK_NAME_CHARS);
     PB_ALLOC(f.devices, (size_t)n * PB_CHECK_NAME_CHARS);
-    PB_ALLOC(stalls.stalled_ms, n);
-    PB_ALLOC(stalls.stalls, n);
-    PB_ALLOC(stalls.longest_ms, n);
-    PB_ALLOC(stalls.spun_ms, n);
+    PB_ALLOC(stalls, (size_t)n * STALL_FIGS);
     for (int i = 0; i < PB_CHECK_SIZES; i++) f.allreduce_gbps[i] = NAN;
     size_t top = o->mem_bytes > o->comm.sizes[o->comm.n_sizes - 1] ? o->mem_bytes : o->comm.sizes[o->comm.n_sizes - 1];
     double t0 = pb_now_ms();
@@ -473,12 +465,12 @@ static pb_status run_rank(const pb_check_opts *o, pb_world *w, char *summary, si
     PB_TRY(pb_world_gather_text(device, f.devices, PB_CHECK_NAME_CHARS));
     PB_TRY(measure_rank(&r, &f));
     probe = r.be->host_is_device && o->stall_seconds > 0;
-    if (probe) PB_TRY(measure_stalls(&r, &stalls));
+    if (probe) PB_TRY(measure_stalls(&r, stalls));
     close_rank(&r); /* the sweep opens its own device and comm */
     PB_TRY(pb_commbench_sweep_world(&o->comm, w, f.allreduce_gbps));
     f.seconds = (pb_now_ms() - t0) / 1e3;
     if (w->rank == 0) st = pb_check_report(o, w, r.be, &f);
-    if (w->rank == 0 && probe) report_stalls(&stalls, n, o->stall_seconds);
+    if (w->rank == 0 && probe) report_stalls(stalls, n, o->stall_seconds);
     if (f.outliers) snprintf(summary, summary_len, "%s", f.summary);
 cleanup:
     if (st != PB_OK && n > 1) {
@@ -494,10 +486,7 @@ cleanup:
     free(f.allreduce_gbps);
     free(f.hosts);
     free(f.devices);
-    free(stalls.stalled_ms);
-    free(stalls.stalls);
-    free(stalls.longest_ms);
-    free(stalls.spun_ms);
+    free(stalls);
     return st;
 }
 

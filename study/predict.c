@@ -177,9 +177,11 @@ static void print_line(const pb_pred_row *row)
     printf("\n");
 }
 
-/* Runs whose mean step is well above their median met a few very long
- * steps (a host's CPU quota stopping the cores: bench check's stall probe):
- * their mean is not the step the model predicts. Said, not judged. */
+/* Runs whose mean step is over STALLED_MEAN x their median met a few very
+ * long steps (a host's CPU quota stopping the cores: bench check's stall
+ * probe): their mean is not the step the model predicts. Said, not judged. */
+#define STALLED_MEAN 1.15
+
 static void stall_notice(const pb_csv *c)
 {
     int c_mean = pb_csv_find(c, "step_ms_mean"), c_p50 = pb_csv_find(c, "step_ms_p50"),
@@ -193,13 +195,13 @@ static void stall_notice(const pb_csv *c)
             !pb_csv_number(pb_csv_get(c, i, (size_t)c_p50), &p50) || !(p50 > 0))
             continue;
         runs++;
-        stalled += mean > 1.15 * p50;
+        stalled += mean > STALLED_MEAN * p50;
     }
     if (stalled)
-        pb_log_info("predict: %zu of %zu measured runs have a mean step over 1.15x their median: a few very long "
+        pb_log_info("predict: %zu of %zu measured runs have a mean step over %gx their median: a few very long "
                     "steps (a CPU quota's stalls? bench check --stall-seconds 8); --step median judges the typical "
                     "step",
-                    stalled, runs);
+                    stalled, runs, STALLED_MEAN);
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -318,6 +318,19 @@ static double share(int active, int threads, int cores)
     return want > cores ? ceil(want / cores) : 1;
 }
 
+/* A rank's compute (ddp, zero, tp, the mesh: a process per device): its
+ * phases at `rows` rows and its threads, and the factor the node's sharing
+ * of cores puts on them (share). Open MPI binds each rank to one core when
+ * it starts 2 ranks or fewer (bench's launcher keeps that for CPU ranks,
+ * docs/strategies.md), so such a rank runs at 1 thread: *thr becomes 1. */
+static double rank_phases(const pb_pred_work *w, const pb_pred_net *net, double rows, int per_node, int *thr,
+                          pb_pred_phases *p)
+{
+    if (net->cores_per_node > 0 && per_node <= 2) *thr = 1;
+    pb_pred_single_phases(w, rows, *thr, p);
+    return share(per_node, *thr, net->cores_per_node);
+}
+
 /* Whether the devices leave cores free for the communication's own work
  * (the cpu backend's comms copy and add on the host's cores): without, a
  * collective overlapped with compute takes its time from it. */
@@ -377,13 +390,8 @@ static void predict_ddp(const pb_pred_work *w, const pb_pred_net *net, const pb_
 {
     int n = t->devices;
     double rows = ceil(t->batch_global / n);
-    /* Open MPI binds each rank to one core when it starts 2 ranks or fewer
-     * (bench's launcher keeps that for CPU ranks, docs/strategies.md): its
-     * threads share that core */
-    if (net->cores_per_node > 0 && per_node <= 2) thr = 1;
     pb_pred_phases p;
-    pb_pred_single_phases(w, rows, thr, &p);
-    double f = share(per_node, thr, net->cores_per_node), fo = f;
+    double f = rank_phases(w, net, rows, per_node, &thr, &p), fo = f;
     const char *comm = strcmp(w->backend, "cuda") == 0 ? "nccl" : "mpi";
     const char *src = "none";
     double total_bytes = 0, total_weights = 0;
@@ -447,10 +455,8 @@ static void predict_zero(const pb_pred_work *w, const pb_pred_net *net, const pb
 {
     int L = w->layers, z = t->zero_stage;
     double rows = ceil(t->batch_global / n);
-    if (net->cores_per_node > 0 && per_node <= 2) thr = 1; /* as ddp's ranks */
     pb_pred_phases p;
-    pb_pred_single_phases(w, rows, thr, &p);
-    double f = share(per_node, thr, net->cores_per_node);
+    double f = rank_phases(w, net, rows, per_node, &thr, &p);
     const char *comm = rank_comm(w), *src = "none";
     double c[PB_PRED_MAX_LAYERS], rs[PB_PRED_MAX_LAYERS], ag[PB_PRED_MAX_LAYERS], ready[PB_PRED_MAX_LAYERS];
     double S = 0, K = 0, tw = 0, rs_sum = 0, ag_sum = 0;
@@ -612,10 +618,8 @@ static void predict_tp(const pb_pred_work *w, const pb_pred_net *net, const pb_p
 {
     int n = t->devices;
     double B = t->batch_global;
-    if (net->cores_per_node > 0 && per_node <= 2) thr = 1; /* as ddp's ranks */
     pb_pred_phases p;
-    pb_pred_single_phases(w, B, thr, &p);
-    double f = share(per_node, thr, net->cores_per_node);
+    double f = rank_phases(w, net, B, per_node, &thr, &p);
     tp_part tp;
     tp_group(w, net, B, n, per_node, &tp);
     r->compute_ms = p.load + p.h2d + (p.fwd + p.bwd) * f * tp.compute_frac + p.opt * f * tp.opt_frac;
@@ -652,10 +656,8 @@ static void predict_mesh(const pb_pred_work *w, const pb_pred_net *net, const pb
 {
     int D = t->mesh_dp, T = t->mesh_tp;
     double rows = ceil(t->batch_global / D);
-    if (net->cores_per_node > 0 && per_node <= 2) thr = 1; /* as ddp's ranks */
     pb_pred_phases p;
-    pb_pred_single_phases(w, rows, thr, &p);
-    double f = share(per_node, thr, net->cores_per_node);
+    double f = rank_phases(w, net, rows, per_node, &thr, &p);
     /* tp innermost: a tp group's ranks share a node up to g of them; a dp
      * group's members are T apart, g / T of them on a node */
     int tp_g = per_node < T ? per_node : T, dp_g = per_node > T ? per_node / T : 1;
