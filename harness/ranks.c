@@ -1,7 +1,9 @@
 /* Every rank's record: see ranks.h. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_ISSET_S */
 #include "ranks.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,44 @@ void pb_ranks_free(pb_ranks *rk)
 {
     free(rk->stats);
     free(rk->hosts);
+    free(rk->cpus);
     free(rk->verdict);
     memset(rk, 0, sizeof *rk);
+}
+
+void pb_ranks_cpulist(char *buf, size_t len)
+{
+    if (len == 0) return;
+    buf[0] = '\0';
+    /* room for any CPU number Linux allows (CONFIG_NR_CPUS at most 8192) */
+    enum { MAX_CPUS = 8192 };
+    cpu_set_t *set = CPU_ALLOC(MAX_CPUS);
+    size_t bytes = CPU_ALLOC_SIZE(MAX_CPUS);
+    if (!set) return;
+    if (sched_getaffinity(0, bytes, set) != 0) {
+        CPU_FREE(set);
+        return;
+    }
+    size_t used = 0;
+    for (int c = 0; c < MAX_CPUS; c++) {
+        if (!CPU_ISSET_S(c, bytes, set)) continue;
+        int last = c;
+        while (last + 1 < MAX_CPUS && CPU_ISSET_S(last + 1, bytes, set)) last++;
+        char one[32];
+        int m = last > c ? snprintf(one, sizeof one, "%s%d-%d", used ? "," : "", c, last)
+                         : snprintf(one, sizeof one, "%s%d", used ? "," : "", c);
+        if (m < 0 || used + (size_t)m >= len) {
+            /* cut where "..." still fits; no room even for that: "" */
+            while (used > 0 && used + 3 >= len) used--;
+            if (used + 3 < len) memcpy(buf + used, "...", 4);
+            else buf[0] = '\0';
+            break;
+        }
+        memcpy(buf + used, one, (size_t)m + 1);
+        used += (size_t)m;
+        c = last;
+    }
+    CPU_FREE(set);
 }
 
 pb_status pb_ranks_collect(pb_ranks *rk, const pb_rank_stats *mine, const char *host, int rank, int n, bool multi)
@@ -27,8 +65,12 @@ pb_status pb_ranks_collect(pb_ranks *rk, const pb_rank_stats *mine, const char *
     rk->n = n;
     PB_ALLOC(rk->stats, (size_t)n);
     PB_ALLOC(rk->hosts, (size_t)n * PB_RANK_HOST_CHARS);
+    PB_ALLOC(rk->cpus, (size_t)n * PB_RANK_CPUS_CHARS);
     PB_ALLOC(rk->verdict, (size_t)n);
     snprintf(rk->hosts + (size_t)rank * PB_RANK_HOST_CHARS, PB_RANK_HOST_CHARS, "%s", host);
+    char cpus[PB_RANK_CPUS_CHARS];
+    pb_ranks_cpulist(cpus, sizeof cpus);
+    memcpy(rk->cpus + (size_t)rank * PB_RANK_CPUS_CHARS, cpus, sizeof cpus);
     if (!multi) {
         rk->stats[rank] = *mine;
         return PB_OK;
@@ -43,6 +85,7 @@ pb_status pb_ranks_collect(pb_ranks *rk, const pb_rank_stats *mine, const char *
         if (isnan(v[(size_t)rank * w + i])) v[(size_t)rank * w + i] = -HUGE_VAL;
     PB_TRY(pb_world_max_to_root(v, (int)((size_t)n * w)));
     PB_TRY(pb_world_gather_text(host, rk->hosts, PB_RANK_HOST_CHARS));
+    PB_TRY(pb_world_gather_text(cpus, rk->cpus, PB_RANK_CPUS_CHARS));
     for (size_t i = 0; i < (size_t)n * w; i++)
         if (v[i] == -HUGE_VAL) v[i] = NAN;
     memcpy(rk->stats, v, (size_t)n * sizeof *rk->stats);
@@ -108,7 +151,7 @@ pb_status pb_ranks_out_write(const pb_ranks *rk, const char *path, const char *r
     FILE *f = NULL;
     pb_status st = pb_out_file_open("--ranks-out", path, tmp, tmp_len, &f);
     if (st != PB_OK) return st;
-    fprintf(f, "run_id,rank,host,device,step_ms_p50,step_ms_mean,step_ms_p95,busy_ms_p50,busy_ms_se");
+    fprintf(f, "run_id,rank,host,device,cpus,step_ms_p50,step_ms_mean,step_ms_p95,busy_ms_p50,busy_ms_se");
     for (int p = 0; p < PB_PHASE_COUNT; p++) fprintf(f, ",%s_ms", pb_phase_name((pb_phase)p));
     fprintf(f, ",other_ms,peak_tflops,vs_peers_pct,threshold_pct,straggler,straggler_phase\n");
     for (int r = 0; r < rk->n; r++) {
@@ -117,6 +160,9 @@ pb_status pb_ranks_out_write(const pb_ranks *rk, const char *path, const char *r
         /* a host name is letters, digits, '-' and '.': no quoting needed */
         fprintf(f, "%s,%d,%s,", run_id, r, host_of(rk, r));
         pb_out_num(f, s->device, ',');
+        /* a cpulist with a comma is quoted (no quotes inside one) */
+        const char *cpus = rk->cpus + (size_t)r * PB_RANK_CPUS_CHARS;
+        fprintf(f, strchr(cpus, ',') ? "\"%s\"," : "%s,", cpus);
         const double head[] = {s->step_p50, s->step_mean, s->step_p95, s->busy_p50, s->busy_se};
         for (size_t i = 0; i < sizeof head / sizeof head[0]; i++) pb_out_num(f, head[i], ',');
         for (int p = 0; p < PB_PHASE_COUNT; p++) pb_out_num(f, s->phase_ms[p], ',');

@@ -21,19 +21,25 @@ extern "C" {
 #endif
 
 #define PB_RANK_HOST_CHARS 65 /* Linux's HOST_NAME_MAX + 1 */
+#define PB_RANK_CPUS_CHARS 96 /* a cpulist; a longer one is cut with "..." */
 
 typedef struct pb_ranks {
     int n;                          /* ranks (1 for a one-process run) */
     pb_rank_stats *stats;           /* [n], rank 0's complete after collect */
     char *hosts;                    /* [n][PB_RANK_HOST_CHARS] */
+    char *cpus;                     /* [n][PB_RANK_CPUS_CHARS]: each rank's CPU affinity, "0-3,8" */
     pb_straggler_verdict *verdict;  /* [n], after judge; n >= 2 only */
     int found, slowest;
     double spread_pct;
 } pb_ranks;
 
-/* This rank's figures `mine` (index `rank` of n) to rank 0; multi: over
- * the MPI world (every rank calls it), else n is 1 and nothing moves. */
+/* This rank's figures `mine` (index `rank` of n) and the CPUs it may run
+ * on to rank 0; multi: over the MPI world (every rank calls it), else n is
+ * 1 and nothing moves. */
 pb_status pb_ranks_collect(pb_ranks *rk, const pb_rank_stats *mine, const char *host, int rank, int n, bool multi);
+/* The CPUs this process may run on (sched_getaffinity) as a Linux cpulist,
+ * "0-3,8"; cut with "..." past len - 1 bytes; "" where unknown. */
+void pb_ranks_cpulist(char *buf, size_t len);
 /* Rank 0: the verdicts, the slowest rank and the spread (n >= 2); shared:
  * some node has more ranks than cores (straggler.h,
  * PB_STRAGGLER_SHARED_FRAC). */

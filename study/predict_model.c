@@ -321,12 +321,14 @@ static double share(int active, int threads, int cores)
 /* A rank's compute (ddp, zero, tp, the mesh: a process per device): its
  * phases at `rows` rows and its threads, and the factor the node's sharing
  * of cores puts on them (share). Open MPI binds each rank to one core when
- * it starts 2 ranks or fewer (bench's launcher keeps that for CPU ranks,
- * docs/strategies.md), so such a rank runs at 1 thread: *thr becomes 1. */
+ * it starts 2 ranks or fewer (bench's launcher keeps that for CPU ranks),
+ * and bench's launcher binds rank r to core r mod cores when there are more
+ * ranks than cores (docs/strategies.md, "Where CPU ranks run"): either way
+ * a rank runs on one core, at 1 thread: *thr becomes 1. */
 static double rank_phases(const pb_pred_work *w, const pb_pred_net *net, double rows, int per_node, int *thr,
                           pb_pred_phases *p)
 {
-    if (net->cores_per_node > 0 && per_node <= 2) *thr = 1;
+    if (net->cores_per_node > 0 && (per_node <= 2 || per_node > net->cores_per_node)) *thr = 1;
     pb_pred_single_phases(w, rows, *thr, p);
     return share(per_node, *thr, net->cores_per_node);
 }

@@ -329,6 +329,18 @@ static void load_ranks(csv *f, const char *path, int ranks, const char *run_id)
         assert_string_equal(pb_csv_get(&f->data, (size_t)r, (size_t)pb_csv_find(&f->data, "run_id")), run_id);
         assert_int_equal(atoi(pb_csv_get(&f->data, (size_t)r, (size_t)pb_csv_find(&f->data, "rank"))), r);
         assert_int_equal(atoi(pb_csv_get(&f->data, (size_t)r, (size_t)pb_csv_find(&f->data, "device"))), r);
+        /* where the rank ran: more ranks than cores, bench's launcher binds
+         * rank r to core r mod cores (harness/launch.c); else Open MPI's
+         * own binding, some CPUs */
+        const char *cpus = pb_csv_get(&f->data, (size_t)r, (size_t)pb_csv_find(&f->data, "cpus"));
+        if (ranks > cores()) {
+            char want[16];
+            snprintf(want, sizeof want, "%d", r % cores());
+            if (strcmp(cpus, want) != 0)
+                fail_msg("rank %d of %d on %d cores ran on CPUs '%s', want '%s'", r, ranks, cores(), cpus, want);
+        } else if (!cpus[0] || !strchr("0123456789", cpus[0])) {
+            fail_msg("rank %d: cpus '%s' is not a cpulist", r, cpus);
+        }
     }
 }
 

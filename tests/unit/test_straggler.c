@@ -6,7 +6,10 @@
 #include "tests/common/test_util.h" /* first: it defines _GNU_SOURCE for the libc headers */
 
 #include <math.h>
+#include <sched.h>
+#include <unistd.h>
 
+#include "harness/ranks.h"
 #include "harness/straggler.h"
 
 #define MAX_RANKS 8
@@ -153,6 +156,59 @@ static void test_rank_stats_from_steps(void **state)
     assert_true(isnan(s.peak_tflops));
 }
 
+/* The per-rank file's cpus (harness/ranks.c): the calling thread's
+ * affinity as a Linux cpulist, ranges joined, cut with "..." to fit. */
+static void test_cpulist(void **state)
+{
+    (void)state;
+    cpu_set_t saved, one;
+    assert_int_equal(sched_getaffinity(0, sizeof saved, &saved), 0);
+    int first = -1, n = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &saved)) {
+            if (first < 0) first = c;
+            n++;
+        }
+    char buf[PB_RANK_CPUS_CHARS], want[64];
+    /* one CPU */
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+    pb_ranks_cpulist(buf, sizeof buf);
+    snprintf(want, sizeof want, "%d", first);
+    assert_string_equal(buf, want);
+    assert_int_equal(sched_setaffinity(0, sizeof saved, &saved), 0);
+    /* every CPU this test may use: contiguous ones as a range */
+    pb_ranks_cpulist(buf, sizeof buf);
+    int last = first;
+    while (last + 1 < CPU_SETSIZE && CPU_ISSET(last + 1, &saved)) last++;
+    if (n == last - first + 1) {
+        if (n == 1) snprintf(want, sizeof want, "%d", first);
+        else snprintf(want, sizeof want, "%d-%d", first, last);
+        assert_string_equal(buf, want);
+    }
+    /* too little room: cut, ending in "..." within the buffer, or "" where
+     * not even that fits */
+    if (n > 1) {
+        char small[4], tiny[3];
+        CPU_ZERO(&one);
+        CPU_SET(first, &one);
+        CPU_SET(last, &one);
+        assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+        size_t need = (size_t)snprintf(want, sizeof want, last == first + 1 ? "%d-%d" : "%d,%d", first, last);
+        if (need >= sizeof small) {
+            pb_ranks_cpulist(small, sizeof small);
+            assert_string_equal(small, "...");
+        }
+        pb_ranks_cpulist(tiny, sizeof tiny);
+        assert_string_equal(tiny, "");
+        assert_int_equal(sched_setaffinity(0, sizeof saved, &saved), 0);
+    }
+    char none[1] = {'x'};
+    pb_ranks_cpulist(none, sizeof none);
+    assert_int_equal(none[0], '\0');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_thresholds),
         cmocka_unit_test(test_between_phases_and_peak),
         cmocka_unit_test(test_rank_stats_from_steps),
+        cmocka_unit_test(test_cpulist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
