@@ -19,8 +19,9 @@
 # 4 microbatches), and the later strategies (zero stages 1, 2 and 3 and tp
 # on 2 ranks, mp on 2 stages with 8 microbatches under 1f1b, the mesh dp2 x
 # tp2; and on gpt-xs, from its own single inputs in OUTDIR/gpt, tp on 2
-# ranks and the mesh dp2 x tp2); `new` those later strategies alone (with
-# ddp 2 beside them). The gpt-xs set is predicted by a second bench
+# ranks, the mesh dp2 x tp2, ddp on 2 and 4 ranks, dp and mp on 2 devices);
+# `new` those later strategies alone (with ddp 2 beside them; on gpt-xs tp
+# and the mesh). The gpt-xs set is predicted by a second bench
 # predict (one workload a prediction); the exit status is the worse.
 set -euo pipefail
 OUT=${1:-results/predict-validate}
@@ -31,9 +32,9 @@ ITERS=${PB_PREDICT_ITERS:-20}
 CORES=$(nproc)
 GPT=${PB_PREDICT_GPT_WORKLOAD:-gpt-xs}
 # the rows a device gets below (mlp-s's 256 over 2 and 4 devices or
-# microbatches, 8 microbatches; gpt-xs's 8 over the mesh's 2 replicas)
+# microbatches, 8 microbatches; gpt-xs's 8 over 2 and 4 replicas)
 ROWS=${PB_PREDICT_ROWS:-128 64 32}
-GPT_ROWS=${PB_PREDICT_GPT_ROWS:-4}
+GPT_ROWS=${PB_PREDICT_GPT_ROWS:-4 2}
 mkdir -p "$OUT/gpt"
 rm -f "$OUT/single.csv" "$OUT/comm.csv" "$OUT/measured.csv" "$OUT/predicted.csv"
 rm -f "$OUT/gpt/single.csv" "$OUT/gpt/measured.csv" "$OUT/gpt/predicted.csv"
@@ -43,7 +44,9 @@ trap 'rm -f "$BIN"' EXIT
 cp "${BENCH:-./bench}" "$BIN"
 chmod 755 "$BIN"
 run() { "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 "$@"; }
-comm() { "$BIN" comm --quiet --sizes 128K:32M --iters 5 --warmup 2 --out "$OUT/comm.csv" "$@" >/dev/null; }
+# from 16K: the smallest collective of a run below (gpt-xs mesh's tp
+# all-reduces, 32 KB) inside the measured sizes, not extrapolated from a fit
+comm() { "$BIN" comm --quiet --sizes 16K:32M --iters 5 --warmup 2 --out "$OUT/comm.csv" "$@" >/dev/null; }
 # the cpu threads rule (docs/sweep.md "Threads"): each device cores/devices, at least 1
 thr() { local t=$((CORES / $1)); echo $((t < 1 ? 1 : t)); }
 ddp() { run --strategy ddp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
@@ -60,6 +63,12 @@ gpt() {
     done
     WL=$GPT run --strategy tp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
     WL=$GPT run --strategy mesh --gpus 4 --dp 2 --tp 2 --threads "$(thr 4)" --out "$OUT/gpt/measured.csv"
+    [ "$MODE" = all ] || return 0
+    for n in 2 4; do
+        WL=$GPT run --strategy ddp --gpus "$n" --threads "$(thr "$n")" --out "$OUT/gpt/measured.csv"
+    done
+    WL=$GPT run --strategy dp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
+    WL=$GPT run --strategy mp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
 }
 # the strategies that landed after ddp, dp and mp
 later() {

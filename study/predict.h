@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define PB_PRED_MAX_LAYERS 64
+#define PB_PRED_MAX_LAYERS 256 /* blocks: the workload's PB_MAX_BLOCKS */
 #define PB_PRED_MAX_SINGLE 16 /* single rows kept (thread counts x batches) */
 #define PB_PRED_MAX_FITS 64   /* (comm, collective, ranks) fits kept */
 #define PB_PRED_NAME 64
@@ -47,12 +47,20 @@ typedef struct pb_pred_gpt {
     double params_split, params_whole;
 } pb_pred_gpt;
 
-/* The workload as the model needs it: the MLP's layers (or the GPT's
- * parts) and the run's training settings, read from the single rows. */
+/* The workload as the model needs it: its blocks (the MLP's layers, the
+ * GPT's embeddings, transformer blocks and head), the GPT's tp parts, and
+ * the run's training settings, read from the single rows. */
 typedef struct pb_pred_work {
     char workload[PB_PRED_NAME], backend[16], precision[16], optimizer[16];
-    int layers;
+    int layers; /* blocks */
+    /* activation elements per row entering and leaving block l (an MLP
+     * layer's in and out features; a GPT's T tokens, T x d_model between
+     * blocks, the head's T x padded vocabulary logits) */
     double in[PB_PRED_MAX_LAYERS], out[PB_PRED_MAX_LAYERS];
+    /* a GPT's blocks from the workload's description: each one's model
+     * FLOPs a row and its span of the flat parameter buffer (floats); an
+     * MLP's follow from in and out (layer_weights, layer_bytes) */
+    double block_flops[PB_PRED_MAX_LAYERS], block_params[PB_PRED_MAX_LAYERS];
     double params;
     pb_pred_gpt gpt;
     int nsingle;

@@ -106,8 +106,8 @@ pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_step wh
                                     path, c->line[i]);
                 break;
             }
-            w->layers = w->gpt.on ? 0 : (int)lay;
-            for (int l = 0; l < w->layers; l++) {
+            if (!w->gpt.on) w->layers = (int)lay; /* a GPT's blocks: pb_pred_describe_gpt */
+            for (int l = 0; l < w->layers && !w->gpt.on; l++) {
                 w->in[l] = l == 0 ? in : hid;
                 w->out[l] = l == w->layers - 1 ? cls : hid;
                 w->params += w->in[l] * w->out[l] + w->out[l];

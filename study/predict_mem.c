@@ -139,5 +139,16 @@ bool pb_pred_describe_gpt(pb_pred_work *w)
         g->flops_split += fs;
         g->flops_whole += d->flops - fs;
     }
+    /* the blocks, for the strategies that place, bucket or shard by block
+     * (ddp, zero, dp, mp); more blocks than the model keeps: none, and
+     * those strategies are refused (pb_pred_block_strategy_refused) */
+    w->layers = model.n_blocks <= PB_PRED_MAX_LAYERS ? model.n_blocks : 0;
+    for (int b = 0; b < w->layers; b++) {
+        const pb_block_desc *d = &model.block[b];
+        w->in[b] = (double)d->in_elems;
+        w->out[b] = (double)d->out_elems;
+        w->block_flops[b] = d->flops;
+        w->block_params[b] = (double)d->p_len;
+    }
     return true;
 }

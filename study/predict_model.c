@@ -280,20 +280,23 @@ void pb_pred_single_phases(const pb_pred_work *w, double batch, int threads, pb_
 
 static double phases_sum(const pb_pred_phases *p) { return p->load + p->h2d + p->fwd + p->bwd + p->opt; }
 
-/* Devices that are threads of one process (dp, mp) on shared cores (the
- * cpu backend): `active` devices computing at once, each
- * at `threads` threads on `rows` rows, get at most the node's capacity,
- * which is what single measured on all its cores: a device takes
- * max(T_threads(rows), active x T_cores(rows)), so the factor over its own
- * time is the second over the first when larger. With single measured at
- * every core count this needs no assumption about how cores scale (two
- * hyperthreads of one core, say, give little more than one); with 1-thread
- * rows alone, T_cores is T_1 / cores (perfect scaling). 1 on GPUs (each
- * device its own). `opt` picks the optimizer's phase, else fwd + bwd. */
+/* Devices that are threads of one process (dp) on shared cores (the cpu
+ * backend): `active` devices computing at once, each at `threads` threads
+ * on `rows` rows. When they want no more threads than the cores, each runs
+ * on cores of its own at its own pace (1): single on every core is no
+ * bound there, as its BLAS threads may gain little on small GEMMs that
+ * separate devices run side by side (gpt-xs: single on 2 threads took 2.0
+ * ms a step against 2.1 on 1, while dp's 2 devices of 4 rows each took
+ * 1.5). Wanting more, they get at most the node's capacity, what single
+ * measured on all its cores: a device takes max(T_threads(rows), active x
+ * T_cores(rows)), the factor over its own time the second over the first
+ * when larger (with 1-thread rows alone, T_cores is T_1 / cores). 1 on
+ * GPUs (each device its own). `opt` picks the optimizer's phase, else
+ * fwd + bwd. */
 static double capacity(const pb_pred_work *w, const pb_pred_net *net, int active, int threads, double rows, bool opt)
 {
     int cores = net->cores_per_node;
-    if (cores <= 0 || active < 1) return 1;
+    if (cores <= 0 || active < 1 || active * threads <= cores) return 1;
     pb_pred_phases own, all;
     pb_pred_single_phases(w, rows, threads, &own);
     pb_pred_single_phases(w, rows, cores, &all);
@@ -341,8 +344,17 @@ static bool spare_cores(const pb_pred_net *net, int active, int threads)
     return net->cores_per_node <= 0 || active * threads < net->cores_per_node;
 }
 
-static double layer_weights(const pb_pred_work *w, int l) { return w->in[l] * w->out[l]; }
-static double layer_bytes(const pb_pred_work *w, int l) { return (w->in[l] * w->out[l] + w->out[l]) * 4.0; }
+/* Block l's share of the compute (only ratios are used: an MLP layer's
+ * in x out is its FLOPs over 6 a row) and its span of the flat parameter
+ * buffer in bytes (an MLP layer's weights and bias). */
+static double layer_weights(const pb_pred_work *w, int l)
+{
+    return w->gpt.on ? w->block_flops[l] : w->in[l] * w->out[l];
+}
+static double layer_bytes(const pb_pred_work *w, int l)
+{
+    return (w->gpt.on ? w->block_params[l] : w->in[l] * w->out[l] + w->out[l]) * 4.0;
+}
 
 /* ---- memory (MB = 2^20 B) ---------------------------------------------- */
 
@@ -406,7 +418,8 @@ static void predict_ddp(const pb_pred_work *w, const pb_pred_net *net, const pb_
         comm_ms = pb_pred_allreduce_us(net, comm, n, total_bytes, &src) / 1e3;
         end_ms = bwd + comm_ms;
     } else if (n > 1) {
-        double cap = t->bucket_mb * 1048576.0;
+        /* no bucket size: one bucket, as a size larger than the model */
+        double cap = t->bucket_mb > 0 ? t->bucket_mb * 1048576.0 : total_bytes;
         double done_bytes = 0, now = 0, next_cut = fmin(cap, total_bytes), launched = 0;
         /* backward from the top layer down; a layer's share of bwd by its weights */
         for (int l = w->layers - 1; l >= 0; l--) {
@@ -995,10 +1008,10 @@ static pb_status predict_one(const pb_pred_work *w, const pb_pred_net *net, cons
     if (t->devices < 1 || t->batch_global < 1) return pb_usage_error("predict: devices and batch must be positive");
     int per_node = devices_per_node(net, t->devices);
     r->nodes = (t->devices + per_node - 1) / per_node;
-    if (w->gpt.on && t->strategy != PB_PRED_SINGLE && t->strategy != PB_PRED_TP && t->strategy != PB_PRED_MESH)
-        return pb_usage_error("predict: %s on a gpt is not modelled (it reads MLP layers); allowed on a gpt: single, "
-                              "tp, mesh",
-                              pb_pred_strategy_name(t->strategy));
+    if (w->layers < 1 && t->strategy != PB_PRED_SINGLE && t->strategy != PB_PRED_TP && t->strategy != PB_PRED_MESH)
+        return pb_usage_error("predict: %s places the model by blocks, and this gpt has more than %d; allowed: "
+                              "single, tp, mesh",
+                              pb_pred_strategy_name(t->strategy), PB_PRED_MAX_LAYERS);
     pb_status st = PB_OK;
     int thr = t->threads;
     if (thr < 1) thr = net->cores_per_node > 0 && net->cores_per_node / per_node > 1 ? net->cores_per_node / per_node : 1;
@@ -1053,7 +1066,7 @@ static pb_status predict_one(const pb_pred_work *w, const pb_pred_net *net, cons
         break;
     case PB_PRED_MP:
         if (t->devices < 2 || t->devices > w->layers)
-            return pb_usage_error("predict: mp needs 2 to %d devices (one layer a stage at least), not %d", w->layers,
+            return pb_usage_error("predict: mp needs 2 to %d devices (one block a stage at least), not %d", w->layers,
                                   t->devices);
         r->p2p_bytes = 0;
         predict_mp(w, net, t, thr, r);

@@ -253,13 +253,77 @@ static void test_tp_on_gpt_splits_by_flops(void **state)
     assert_float_equal(r.compute_ms, 30 * frac + 4 * opt_frac, 1e-9);
     assert_float_equal(r.step_ms, r.compute_ms + 8 * ar, 1e-9);
     assert_float_equal(r.comm_exposed_ms, r.comm_ms, 0);
-    /* heads do not split in 3; ddp on a gpt is not modelled */
+    /* heads do not split in 3 */
     t.devices = 3;
     assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
     pb_error_clear();
-    t.strategy = PB_PRED_DDP;
-    t.devices = 2;
-    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_ERR_USAGE);
+}
+
+/* The strategies that place the model by blocks (ddp, zero, dp, mp) see a
+ * GPT's blocks as the workload describes them: gpt-xs's embeddings (wte
+ * and wpe), its 2 transformer blocks, the head (ln_f and the tied
+ * lm_head), with their FLOPs and their spans of the flat buffer. ddp's
+ * buckets and mp's split follow them. */
+static void test_block_strategies_on_gpt(void **state)
+{
+    (void)state;
+    const double C = 64, T = 32, Vp = 256;
+    pb_pred_work w;
+    make_gpt_work(&w, 10, 20, 4);
+    assert_int_equal(w.layers, 4);
+    double block = 49600 + 6 * C; /* a transformer block's floats: split and replicated */
+    assert_float_equal(w.block_params[0], Vp * C + T * C, 0);
+    assert_float_equal(w.block_params[1], block, 0);
+    assert_float_equal(w.block_params[3], 2 * C + Vp * C, 0);
+    assert_float_equal(w.block_flops[0], 6 * T * T * C, 1e-6);
+    assert_float_equal(w.block_flops[1], T * (6 * block + 12 * T * C), 1e-6);
+    assert_float_equal(w.block_flops[3], 6 * T * (Vp * C + 2 * C), 1e-6);
+    assert_float_equal(w.in[0], T, 0);
+    assert_float_equal(w.out[1], T * C, 0);
+    assert_float_equal(w.out[3], T * Vp, 0);
+    double flat = 0, flops = 0;
+    for (int b = 0; b < 4; b++) flat += w.block_params[b], flops += w.block_flops[b];
+    pb_pred_net net;
+    make_net(&net, 8, 1, 1, 0); /* 1 GB/s: bytes / 1e6 ms on 2 devices */
+    pb_pred_result r;
+    /* ddp --no-overlap: the whole flat buffer after backward */
+    pb_pred_target t = {.strategy = PB_PRED_DDP, .devices = 2, .batch_global = 16, .no_overlap = true,
+                        .bucket_mb = 25, .threads = 1};
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.comm_ms, flat * 4 / 1e6, 1e-9);
+    assert_float_equal(r.step_ms, 10 + 20 + 4 + flat * 4 / 1e6, 1e-9);
+    /* buckets of one block's bytes: the head's is ready first and its
+     * all-reduce hides behind the blocks below; the embeddings' (last
+     * ready) is exposed: exposed at least its all-reduce */
+    t.no_overlap = false;
+    t.bucket_mb = w.block_params[3] * 4 / 1048576.0;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.comm_ms, flat * 4 / 1e6, 1e-9);
+    assert_true(r.comm_exposed_ms < r.comm_ms - 1e-6);
+    assert_true(r.comm_exposed_ms >= w.block_params[0] * 4 / 1e6 - 1e-9);
+    /* mp on 2 stages, free p2p: split by the blocks' FLOPs, per token
+     * 12288 (embeddings), 324480 a block, 99072 (head): embeddings and
+     * block 1 | block 2 and the head. One microbatch: the stages one after
+     * the other (fwd + bwd of 16 rows, twice the single row's 8), then the
+     * heavier stage's optimizer (its FLOPs' share of opt) */
+    make_net(&net, 8, 1e9, 1e9, 0);
+    pb_pred_target m = {.strategy = PB_PRED_MP, .devices = 2, .batch_global = 16, .microbatches = 1, .threads = 1};
+    assert_int_equal(pb_predict_one(&w, &net, &m, &r), PB_OK);
+    double heavy = (w.block_flops[2] + w.block_flops[3]) / flops;
+    assert_true(heavy > (w.block_flops[0] + w.block_flops[1]) / flops);
+    assert_float_equal(r.step_ms, 2 * 30 + 4 * heavy, 1e-6);
+    assert_true(r.p2p_bytes > 0);
+    assert_float_equal(r.p2p_bytes, 2 * 16 * T * C * 4, 1e-6); /* one boundary of T x C floats a row */
+    /* zero stage 1 on 2 ranks: each block padded to 2 chunks */
+    pb_pred_target z = {.strategy = PB_PRED_ZERO, .devices = 2, .batch_global = 16, .zero_stage = 1, .bucket_mb = 25,
+                        .threads = 1};
+    assert_int_equal(pb_predict_one(&w, &net, &z, &r), PB_OK);
+    double S = 0;
+    for (int b = 0; b < 4; b++) S += ceil(w.block_params[b] / 2);
+    assert_float_equal(r.reduce_scatter_bytes, S * 4, 1e-9);
+    /* more devices than blocks: refused */
+    m.devices = 5;
+    assert_int_equal(pb_predict_one(&w, &net, &m, &r), PB_ERR_USAGE);
     pb_error_clear();
 }
 
@@ -520,13 +584,20 @@ static void test_cpu_devices_share_cores(void **state)
     t.threads = 2;
     assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
     assert_float_equal(r.compute_ms, 5 + 10 + 2, 1e-6);
-    /* dp's devices are threads of one process: together at most the node's
-     * capacity, single on both cores: 2 x (3 + 6) = 18 where one device
-     * alone would take 15; the optimizer on device 0 alone */
+    /* dp's devices are threads of one process: 2 of 1 thread have a core
+     * each and run at their own pace, 15, whatever single on both cores
+     * measured; the optimizer on device 0 alone */
     t.strategy = PB_PRED_DP;
     t.threads = 1;
     assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
-    assert_float_equal(r.compute_ms, 18 + 2, 1e-6);
+    assert_float_equal(r.compute_ms, 15 + 2, 1e-6);
+    /* 2 of 2 threads want 4 cores of 2: together at most the node's
+     * capacity, single on both cores: 2 x (3 + 6) = 18 where one device
+     * alone would take 9; the optimizer at 2 threads, 1 */
+    t.threads = 2;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.compute_ms, 18 + 1, 1e-6);
+    t.threads = 1;
     /* on a 16-core node nothing is shared */
     net.cores_per_node = 16;
     assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
@@ -676,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_zero_volumes_memory_and_gathers),
         cmocka_unit_test(test_tp_allreduces_and_split_compute),
         cmocka_unit_test(test_tp_on_gpt_splits_by_flops),
+        cmocka_unit_test(test_block_strategies_on_gpt),
         cmocka_unit_test(test_mesh_is_tp_then_dp_sync),
         cmocka_unit_test(test_mesh_zero_is_zero_on_the_tp_part),
         cmocka_unit_test(test_mesh_pp_is_mps_schedule_on_the_tp_part),
