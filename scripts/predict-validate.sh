@@ -44,6 +44,17 @@ trap 'rm -f "$BIN"' EXIT
 cp "${BENCH:-./bench}" "$BIN"
 chmod 755 "$BIN"
 run() { "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 "$@"; }
+# The 1-thread inputs run on one core, as a device of the runs below does:
+# there every core computes, so a device's loader threads take their turns
+# on its core (a bound rank's always) instead of on a core left idle (mlp-s
+# single at 128 rows: 27.8 ms a step unbound, 29.6 on one core). The
+# first CPU this script may use; without taskset, unbound.
+PIN=()
+if command -v taskset >/dev/null 2>&1; then
+    first_cpu=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*\([0-9]*\).*/\1/p' /proc/self/status 2>/dev/null)
+    [ -n "$first_cpu" ] && PIN=(taskset -c "$first_cpu")
+fi
+run1() { "${PIN[@]}" "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 --strategy single --gpus 1 --threads 1 "$@"; }
 # from 16K: the smallest collective of a run below (gpt-xs mesh's tp
 # all-reduces, 32 KB) inside the measured sizes, not extrapolated from a fit
 comm() { "$BIN" comm --quiet --sizes 16K:32M --iters 5 --warmup 2 --out "$OUT/comm.csv" "$@" >/dev/null; }
@@ -56,10 +67,10 @@ tp() { run --strategy tp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measure
 mesh() { run --strategy mesh --gpus $(($1 * $2)) --dp "$1" --tp "$2" --threads "$(thr $(($1 * $2)))" --out "$OUT/measured.csv"; }
 # the gpt workload: its own inputs and runs (bench predict takes one workload)
 gpt() {
-    WL=$GPT run --strategy single --gpus 1 --threads 1 --out "$OUT/gpt/single.csv"
+    WL=$GPT run1 --out "$OUT/gpt/single.csv"
     [ "$CORES" -gt 1 ] && WL=$GPT run --strategy single --gpus 1 --threads "$CORES" --out "$OUT/gpt/single.csv"
     for rows in $GPT_ROWS; do
-        WL=$GPT run --strategy single --gpus 1 --threads 1 --batch "$rows" --out "$OUT/gpt/single.csv"
+        WL=$GPT run1 --batch "$rows" --out "$OUT/gpt/single.csv"
     done
     WL=$GPT run --strategy tp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
     WL=$GPT run --strategy mesh --gpus 4 --dp 2 --tp 2 --threads "$(thr 4)" --out "$OUT/gpt/measured.csv"
@@ -87,10 +98,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
     # inputs: a single device at 1 thread and at every core, and at 1
     # thread on the rows a device of the runs below gets (a GEMM on fewer
     # rows costs more a row: docs/predict.md "Compute")
-    run --strategy single --gpus 1 --threads 1 --out "$OUT/single.csv"
+    run1 --out "$OUT/single.csv"
     [ "$CORES" -gt 1 ] && run --strategy single --gpus 1 --threads "$CORES" --out "$OUT/single.csv"
     for rows in $([ "$MODE" = quick ] && echo 128 || echo "$ROWS"); do
-        run --strategy single --gpus 1 --threads 1 --batch "$rows" --out "$OUT/single.csv"
+        run1 --batch "$rows" --out "$OUT/single.csv"
     done
     if [ "$MODE" = quick ]; then
         comm --comm mpi --ranks 2 --collectives all_reduce

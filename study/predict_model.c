@@ -328,10 +328,15 @@ static double share(int active, int threads, int cores)
  * and bench's launcher binds rank r to core r mod cores when there are more
  * ranks than cores (docs/strategies.md, "Where CPU ranks run"): either way
  * a rank runs on one core, at 1 thread: *thr becomes 1. */
+static int rank_threads(const pb_pred_net *net, int per_node, int thr)
+{
+    return net->cores_per_node > 0 && (per_node <= 2 || per_node > net->cores_per_node) ? 1 : thr;
+}
+
 static double rank_phases(const pb_pred_work *w, const pb_pred_net *net, double rows, int per_node, int *thr,
                           pb_pred_phases *p)
 {
-    if (net->cores_per_node > 0 && (per_node <= 2 || per_node > net->cores_per_node)) *thr = 1;
+    *thr = rank_threads(net, per_node, *thr);
     pb_pred_single_phases(w, rows, *thr, p);
     return share(per_node, *thr, net->cores_per_node);
 }
@@ -913,7 +918,7 @@ static void predict_mesh_pp(const pb_pred_work *w, const pb_pred_net *net, const
 {
     int D = t->mesh_dp, T = t->mesh_tp, P = t->mesh_pp, m = t->microbatches > 0 ? t->microbatches : 1;
     double rows = ceil(t->batch_global / D), mrows = rows / m;
-    if (net->cores_per_node > 0 && per_node <= 2) thr = 1; /* as ddp's ranks */
+    thr = rank_threads(net, per_node, thr); /* as ddp's ranks */
     /* placement and shared cores as predict_mesh's */
     int tp_g = per_node < T ? per_node : T, dp_g = per_node > T ? per_node / T : 1;
     double node = share(per_node, thr, net->cores_per_node);
