@@ -109,6 +109,55 @@ cleanup:
 }
 
 static const char *host_of(const pb_ranks *rk, int r) { return rk->hosts + (size_t)r * PB_RANK_HOST_CHARS; }
+static const char *cpus_of(const pb_ranks *rk, int r) { return rk->cpus + (size_t)r * PB_RANK_CPUS_CHARS; }
+
+enum { CPULIST_MAX = 8192 }; /* as pb_ranks_cpulist */
+
+/* A cpulist ("0-3,8", possibly cut with "...") into bits; false when it
+ * names no CPU it can read. */
+static bool cpulist_bits(const char *s, unsigned char *bits)
+{
+    memset(bits, 0, CPULIST_MAX / 8);
+    bool any = false;
+    while (*s) {
+        char *end;
+        long a = strtol(s, &end, 10), b = a;
+        if (end == s) break; /* "..." or anything else: what was read stands */
+        if (*end == '-') {
+            const char *t = end + 1;
+            b = strtol(t, &end, 10);
+            if (end == t) break;
+        }
+        for (long c = a < 0 ? 0 : a; c <= b && c < CPULIST_MAX; c++) {
+            bits[c / 8] |= (unsigned char)(1u << (c % 8));
+            any = true;
+        }
+        s = *end == ',' ? end + 1 : end;
+        if (*end != ',') break;
+    }
+    return any;
+}
+
+bool pb_ranks_cpulists_overlap(const char *a, const char *b)
+{
+    unsigned char x[CPULIST_MAX / 8], y[CPULIST_MAX / 8];
+    if (!cpulist_bits(a, x) || !cpulist_bits(b, y)) return false;
+    for (size_t i = 0; i < sizeof x; i++)
+        if (x[i] & y[i]) return true;
+    return false;
+}
+
+/* The lowest other rank on r's host whose CPUs overlap r's, or -1: a rank
+ * that takes turns on its cores with another is slow for that reason. */
+static int sharing_rank(const pb_ranks *rk, int r)
+{
+    if (!rk->cpus || !cpus_of(rk, r)[0]) return -1;
+    for (int s = 0; s < rk->n; s++)
+        if (s != r && strcmp(host_of(rk, s), host_of(rk, r)) == 0 &&
+            pb_ranks_cpulists_overlap(cpus_of(rk, r), cpus_of(rk, s)))
+            return s;
+    return -1;
+}
 
 void pb_ranks_report(const pb_ranks *rk, pb_record *rec, bool warn)
 {
@@ -133,6 +182,11 @@ void pb_ranks_report(const pb_ranks *rk, pb_record *rec, bool warn)
         if (done) done[worst] = true;
         char one[256];
         pb_straggler_describe(worst, host_of(rk, worst), &rk->stats[worst], &rk->verdict[worst], one, sizeof one);
+        int with = sharing_rank(rk, worst);
+        if (with >= 0) {
+            size_t at = strlen(one);
+            snprintf(one + at, sizeof one - at, ", shares CPUs %s with rank %d", cpus_of(rk, worst), with);
+        }
         if (warn)
             pb_log_warn("straggler: %s: busy %.3g ms per step (step less sync) against its peers' median %.3g ms, "
                         "beyond the %.0f%% it had to pass",
@@ -161,7 +215,7 @@ pb_status pb_ranks_out_write(const pb_ranks *rk, const char *path, const char *r
         fprintf(f, "%s,%d,%s,", run_id, r, host_of(rk, r));
         pb_out_num(f, s->device, ',');
         /* a cpulist with a comma is quoted (no quotes inside one) */
-        const char *cpus = rk->cpus + (size_t)r * PB_RANK_CPUS_CHARS;
+        const char *cpus = cpus_of(rk, r);
         fprintf(f, strchr(cpus, ',') ? "\"%s\"," : "%s,", cpus);
         const double head[] = {s->step_p50, s->step_mean, s->step_p95, s->busy_p50, s->busy_se};
         for (size_t i = 0; i < sizeof head / sizeof head[0]; i++) pb_out_num(f, head[i], ',');

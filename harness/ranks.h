@@ -40,12 +40,16 @@ pb_status pb_ranks_collect(pb_ranks *rk, const pb_rank_stats *mine, const char *
 /* The CPUs this process may run on (sched_getaffinity) as a Linux cpulist,
  * "0-3,8"; cut with "..." past len - 1 bytes; "" where unknown. */
 void pb_ranks_cpulist(char *buf, size_t len);
+/* Whether two cpulists name a CPU in common (false when either names none
+ * it can read). */
+bool pb_ranks_cpulists_overlap(const char *a, const char *b);
 /* Rank 0: the verdicts, the slowest rank and the spread (n >= 2); shared:
  * some node has more ranks than cores (straggler.h,
  * PB_STRAGGLER_SHARED_FRAC). */
 pb_status pb_ranks_judge(pb_ranks *rk, bool shared);
 /* Rank 0: the row's columns (empty for n < 2: no peers to compare) and one
- * stderr warning per straggler. */
+ * stderr warning per straggler, naming another rank of its host whose CPUs
+ * overlap its own ("shares CPUs 0 with rank 2"). */
 void pb_ranks_report(const pb_ranks *rk, pb_record *rec, bool warn);
 /* Rank 0, --ranks-out: the file beside path as --steps-out's (steps_out.h:
  * pb_out_file_finish(\"--ranks-out\", tmp, ..) renames it). */

@@ -209,6 +209,23 @@ static void test_cpulist(void **state)
     assert_int_equal(none[0], '\0');
 }
 
+/* Which ranks' cpulists name a CPU in common (the straggler line's
+ * "shares CPUs ... with rank N"): ranges and single CPUs, a cut list's
+ * readable part, nothing readable never overlapping. */
+static void test_cpulists_overlap(void **state)
+{
+    (void)state;
+    assert_true(pb_ranks_cpulists_overlap("0", "0"));
+    assert_false(pb_ranks_cpulists_overlap("0", "1"));
+    assert_true(pb_ranks_cpulists_overlap("0-3,8", "8"));
+    assert_true(pb_ranks_cpulists_overlap("2", "0-3"));
+    assert_false(pb_ranks_cpulists_overlap("0-3,8", "4-7,9"));
+    assert_true(pb_ranks_cpulists_overlap("4-7,12,...", "12-15"));
+    assert_false(pb_ranks_cpulists_overlap("", "0"));
+    assert_false(pb_ranks_cpulists_overlap("...", "0-8191"));
+    assert_true(pb_ranks_cpulists_overlap("8191", "8000-9000"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_between_phases_and_peak),
         cmocka_unit_test(test_rank_stats_from_steps),
         cmocka_unit_test(test_cpulist),
+        cmocka_unit_test(test_cpulists_overlap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
