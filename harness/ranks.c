@@ -21,12 +21,13 @@ void pb_ranks_free(pb_ranks *rk)
     memset(rk, 0, sizeof *rk);
 }
 
+/* room for any CPU number Linux allows (CONFIG_NR_CPUS at most 8192) */
+enum { MAX_CPUS = 8192 };
+
 void pb_ranks_cpulist(char *buf, size_t len)
 {
     if (len == 0) return;
     buf[0] = '\0';
-    /* room for any CPU number Linux allows (CONFIG_NR_CPUS at most 8192) */
-    enum { MAX_CPUS = 8192 };
     cpu_set_t *set = CPU_ALLOC(MAX_CPUS);
     size_t bytes = CPU_ALLOC_SIZE(MAX_CPUS);
     if (!set) return;
@@ -111,13 +112,11 @@ cleanup:
 static const char *host_of(const pb_ranks *rk, int r) { return rk->hosts + (size_t)r * PB_RANK_HOST_CHARS; }
 static const char *cpus_of(const pb_ranks *rk, int r) { return rk->cpus + (size_t)r * PB_RANK_CPUS_CHARS; }
 
-enum { CPULIST_MAX = 8192 }; /* as pb_ranks_cpulist */
-
 /* A cpulist ("0-3,8", possibly cut with "...") into bits; false when it
  * names no CPU it can read. */
 static bool cpulist_bits(const char *s, unsigned char *bits)
 {
-    memset(bits, 0, CPULIST_MAX / 8);
+    memset(bits, 0, MAX_CPUS / 8);
     bool any = false;
     while (*s) {
         char *end;
@@ -128,7 +127,7 @@ static bool cpulist_bits(const char *s, unsigned char *bits)
             b = strtol(t, &end, 10);
             if (end == t) break;
         }
-        for (long c = a < 0 ? 0 : a; c <= b && c < CPULIST_MAX; c++) {
+        for (long c = a < 0 ? 0 : a; c <= b && c < MAX_CPUS; c++) {
             bits[c / 8] |= (unsigned char)(1u << (c % 8));
             any = true;
         }
@@ -140,7 +139,7 @@ static bool cpulist_bits(const char *s, unsigned char *bits)
 
 bool pb_ranks_cpulists_overlap(const char *a, const char *b)
 {
-    unsigned char x[CPULIST_MAX / 8], y[CPULIST_MAX / 8];
+    unsigned char x[MAX_CPUS / 8], y[MAX_CPUS / 8];
     if (!cpulist_bits(a, x) || !cpulist_bits(b, y)) return false;
     for (size_t i = 0; i < sizeof x; i++)
         if (x[i] & y[i]) return true;

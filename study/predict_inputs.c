@@ -106,11 +106,13 @@ pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_step wh
                                     path, c->line[i]);
                 break;
             }
-            if (!w->gpt.on) w->layers = (int)lay; /* a GPT's blocks: pb_pred_describe_gpt */
-            for (int l = 0; l < w->layers && !w->gpt.on; l++) {
-                w->in[l] = l == 0 ? in : hid;
-                w->out[l] = l == w->layers - 1 ? cls : hid;
-                w->params += w->in[l] * w->out[l] + w->out[l];
+            if (!w->gpt.on) { /* a GPT's blocks: pb_pred_describe_gpt */
+                w->layers = (int)lay;
+                for (int l = 0; l < w->layers; l++) {
+                    w->in[l] = l == 0 ? in : hid;
+                    w->out[l] = l == w->layers - 1 ? cls : hid;
+                    w->params += w->in[l] * w->out[l] + w->out[l];
+                }
             }
             double p = num(c, i, c_par);
             if (isfinite(p) && p > 0 && !w->gpt.on) w->params = p;

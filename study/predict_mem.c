@@ -141,7 +141,7 @@ bool pb_pred_describe_gpt(pb_pred_work *w)
     }
     /* the blocks, for the strategies that place, bucket or shard by block
      * (ddp, zero, dp, mp); more blocks than the model keeps: none, and
-     * those strategies are refused (pb_pred_block_strategy_refused) */
+     * predict_one refuses those strategies */
     w->layers = model.n_blocks <= PB_PRED_MAX_LAYERS ? model.n_blocks : 0;
     for (int b = 0; b < w->layers; b++) {
         const pb_block_desc *d = &model.block[b];

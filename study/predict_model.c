@@ -321,18 +321,19 @@ static double share(int active, int threads, int cores)
     return want > cores ? ceil(want / cores) : 1;
 }
 
-/* A rank's compute (ddp, zero, tp, the mesh: a process per device): its
- * phases at `rows` rows and its threads, and the factor the node's sharing
- * of cores puts on them (share). Open MPI binds each rank to one core when
- * it starts 2 ranks or fewer (bench's launcher keeps that for CPU ranks),
- * and bench's launcher binds rank r to core r mod cores when there are more
- * ranks than cores (docs/strategies.md, "Where CPU ranks run"): either way
- * a rank runs on one core, at 1 thread: *thr becomes 1. */
+/* A CPU rank's threads: Open MPI binds each rank to one core when it starts
+ * 2 ranks or fewer (bench's launcher keeps that for CPU ranks), and bench's
+ * launcher binds rank r to core r mod cores when there are more ranks than
+ * cores (docs/strategies.md, "Where CPU ranks run"): either way a rank runs
+ * on one core, at 1 thread. */
 static int rank_threads(const pb_pred_net *net, int per_node, int thr)
 {
     return net->cores_per_node > 0 && (per_node <= 2 || per_node > net->cores_per_node) ? 1 : thr;
 }
 
+/* A rank's compute (ddp, zero, tp, the mesh: a process per device): its
+ * phases at `rows` rows and its threads (*thr, as rank_threads leaves it),
+ * and the factor the node's sharing of cores puts on them (share). */
 static double rank_phases(const pb_pred_work *w, const pb_pred_net *net, double rows, int per_node, int *thr,
                           pb_pred_phases *p)
 {
