@@ -1,5 +1,5 @@
 /* Every rank's record: see ranks.h. */
-#define _GNU_SOURCE /* sched_getaffinity, CPU_ISSET_S */
+#define _GNU_SOURCE /* CPU_ISSET_S */
 #include "ranks.h"
 
 #include <math.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../kernels/world.h"
+#include "cpu_bind.h"
 #include "log.h"
 #include "steps_out.h"
 
@@ -21,8 +22,7 @@ void pb_ranks_free(pb_ranks *rk)
     memset(rk, 0, sizeof *rk);
 }
 
-/* room for any CPU number Linux allows (CONFIG_NR_CPUS at most 8192) */
-enum { MAX_CPUS = 8192 };
+enum { MAX_CPUS = PB_CPU_MAX };
 
 void pb_ranks_cpulist(char *buf, size_t len)
 {
@@ -31,7 +31,9 @@ void pb_ranks_cpulist(char *buf, size_t len)
     cpu_set_t *set = CPU_ALLOC(MAX_CPUS);
     size_t bytes = CPU_ALLOC_SIZE(MAX_CPUS);
     if (!set) return;
-    if (sched_getaffinity(0, bytes, set) != 0) {
+    /* the process's, not this thread's: a one-process strategy binds its
+     * device threads, the main thread among them (cpu_bind.h) */
+    if (!pb_cpu_process_set(set, bytes)) {
         CPU_FREE(set);
         return;
     }

@@ -37,7 +37,7 @@ typedef struct pb_ranks {
  * on to rank 0; multi: over the MPI world (every rank calls it), else n is
  * 1 and nothing moves. */
 pb_status pb_ranks_collect(pb_ranks *rk, const pb_rank_stats *mine, const char *host, int rank, int n, bool multi);
-/* The CPUs this process may run on (sched_getaffinity) as a Linux cpulist,
+/* The CPUs this process may run on (cpu_bind.h) as a Linux cpulist,
  * "0-3,8"; cut with "..." past len - 1 bytes; "" where unknown. */
 void pb_ranks_cpulist(char *buf, size_t len);
 /* Whether two cpulists name a CPU in common (false when either names none

@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../harness/cpu_bind.h"
 #include "../harness/fault.h"
 #include "../harness/phase.h"
 #include "../harness/timer.h"
@@ -99,6 +100,7 @@ typedef struct dp_state {
     pthread_cond_t go, done;
     bool sync_ready;
     bool stuck; /* a worker never came back from a job: left to the process's exit */
+    bool bound; /* the calling thread runs on device 0's CPUs (cpu backend) */
     dp_job job;
     unsigned gen;
     int pending;
@@ -225,6 +227,7 @@ static void dp_destroy(void *state)
     /* a stuck worker would never join, and may still use its device: all
      * is left as it is for the process's exit, which the failed run goes to */
     if (s->stuck) return;
+    if (s->bound) pb_cpu_unbind_self();
     if (s->sync_ready) {
         pthread_mutex_lock(&s->mu);
         s->job = DP_JOB_QUIT;
@@ -327,6 +330,7 @@ static pb_status dp_init(const pb_strategy_ctx *ctx, void **state)
         int rc = pthread_create(&s->w[i].thread, NULL, worker_main, &s->w[i]);
         PB_REQUIRE(rc == 0, PB_ERR_INTERNAL, "dp: could not start the thread of device %d (error %d)", i, rc);
         s->w[i].started = true;
+        if (!be->is_gpu) pb_cpu_bind_thread(s->w[i].thread, i, s->n);
     }
     *state = s;
     return PB_OK;
@@ -429,6 +433,7 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
     void *peer[PB_MAX_STAGES];
     float loss = 0.0f;
     PB_REQUIRE(bsz == m * s->n, PB_ERR_INTERNAL, "dp: batch of %d rows, expected %d", bsz, m * s->n);
+    if (!be->is_gpu && !s->bound) s->bound = pb_cpu_bind_thread(pthread_self(), 0, s->n);
 
     pb_phase_timer_reset(&s->timer);
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));

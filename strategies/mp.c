@@ -59,7 +59,8 @@
  * bubble splits into the schedule's with these stages (their imbalance
  * included) and the host's (wake-ups, waits for a core). A stage waits on
  * its own cond var, which a post for it signals; the host thread's wakes
- * only when a stage is back. A receiver's waiting is outside its spans on both
+ * only when a stage is back; on the cpu backend each stage's thread runs
+ * on CPUs of its own (harness/cpu_bind.h). A receiver's waiting is outside its spans on both
  * backends, so it counts as bubble and p2p is the copy alone: on the CPU the
  * stage waits on the host (wait_for) before its span begins; on CUDA the
  * host wait only sees the send posted, and the stream's wait for the
@@ -76,6 +77,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../harness/cpu_bind.h"
 #include "../harness/fault.h"
 #include "../harness/memplan.h"
 #include "../harness/nvtx.h"
@@ -701,6 +703,7 @@ static pb_status mp_init(const pb_strategy_ctx *ctx, void **state)
         PB_REQUIRE(pthread_create(&s->stage[k].thread, NULL, stage_worker, &s->stage[k]) == 0, PB_ERR_INTERNAL,
                    "cannot start the worker thread of stage %d", k);
         s->stage[k].thread_started = true;
+        if (!ctx->be->is_gpu) pb_cpu_bind_thread(s->stage[k].thread, k, s->p);
     }
     *state = s;
     return PB_OK;
