@@ -4,8 +4,10 @@
 # (docs/predict.md, "Validation"). Usage:
 #   scripts/predict-validate.sh [OUTDIR] [all|quick] [ROUNDS]
 # OUTDIR (default results/predict-validate) gets single.csv (the inputs: one
-# device at 1 thread and at every core), comm.csv (bench comm of mpi and
-# local on 2 to 4 participants), measured.csv (the runs) and predicted.csv.
+# device at 1 thread, a copy on each core at once, and at every core),
+# single-shared.csv (at 1 thread, two copies on each core, where a run puts
+# more devices than cores), comm.csv (bench comm of mpi and local on 2 to 4
+# participants), measured.csv (the runs) and predicted.csv.
 # Everything is measured in ROUNDS interleaved rounds (default 3; quick: 1)
 # so that a machine whose load drifts moves inputs and runs alike; bench
 # predict pools each configuration's rounds by their median. The exit status
@@ -36,25 +38,62 @@ GPT=${PB_PREDICT_GPT_WORKLOAD:-gpt-xs}
 ROWS=${PB_PREDICT_ROWS:-128 64 32}
 GPT_ROWS=${PB_PREDICT_GPT_ROWS:-4 2}
 mkdir -p "$OUT/gpt"
-rm -f "$OUT/single.csv" "$OUT/comm.csv" "$OUT/measured.csv" "$OUT/predicted.csv"
-rm -f "$OUT/gpt/single.csv" "$OUT/gpt/measured.csv" "$OUT/gpt/predicted.csv"
+rm -f "$OUT/single.csv" "$OUT/single-shared.csv" "$OUT/comm.csv" "$OUT/measured.csv" "$OUT/predicted.csv"
+rm -f "$OUT/gpt/single.csv" "$OUT/gpt/single-shared.csv" "$OUT/gpt/measured.csv" "$OUT/gpt/predicted.csv"
 # a private copy: a rebuild of ./bench during the rounds must not end them
 BIN=$(mktemp "${TMPDIR:-/tmp}/pb-predict-bench.XXXXXX")
 trap 'rm -f "$BIN"' EXIT
 cp "${BENCH:-./bench}" "$BIN"
 chmod 755 "$BIN"
 run() { "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 "$@"; }
-# The 1-thread inputs run on one core, as a device of the runs below does:
-# there every core computes, so a device's loader threads take their turns
-# on its core (a bound rank's always) instead of on a core left idle (mlp-s
-# single at 128 rows: 27.8 ms a step unbound, 29.6 on one core). The
-# first CPU this script may use; without taskset, unbound.
-PIN=()
-if command -v taskset >/dev/null 2>&1; then
-    first_cpu=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*\([0-9]*\).*/\1/p' /proc/self/status 2>/dev/null)
-    [ -n "$first_cpu" ] && PIN=(taskset -c "$first_cpu")
-fi
-run1() { "${PIN[@]}" "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 --strategy single --gpus 1 --threads 1 "$@"; }
+# The 1-thread inputs run as every device of the runs below does: one
+# copy pinned on each CPU this script may use, all at once. Every core
+# computes in every measured configuration, so a device shares the memory
+# system with the other cores' work, and its loader threads take their
+# turns on its own core (a bound rank's always) rather than on an idle one
+# (mlp-s single at 128 rows: 27.8 ms a step unbound alone, 29.6 on one
+# core alone; docs/predict.md "The 1-thread inputs"). Every copy's row is
+# an input: bench predict pools them by their median. Without taskset,
+# one unbound copy.
+cpus() { # the CPUs this script may use, from a cpulist such as 0-3,8
+    local list c lo hi
+    list=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status 2>/dev/null)
+    for c in ${list//,/ }; do
+        lo=${c%-*} hi=${c#*-}
+        seq "$lo" "$hi"
+    done
+}
+CPUS=()
+command -v taskset >/dev/null 2>&1 && mapfile -t CPUS < <(cpus)
+# single at 1 thread, K copies pinned on each CPU at once (unpinned alone
+# without taskset, and then no K = 2)
+corun() {
+    local k=$1 c j p rc=0 pids=()
+    shift
+    if [ "${#CPUS[@]}" -eq 0 ]; then
+        [ "$k" -eq 1 ] || return 0
+        "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 --strategy single --gpus 1 --threads 1 "$@"
+        return
+    fi
+    for c in "${CPUS[@]}"; do
+        for ((j = 0; j < k; j++)); do
+            taskset -c "$c" "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 --strategy single \
+                --gpus 1 --threads 1 "$@" &
+            pids+=($!)
+        done
+    done
+    for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+    return "$rc"
+}
+run1() { corun 1 "$@"; }
+# Where a configuration below puts more devices than cores (ddp on 3 and
+# 4 ranks, dp on 4 devices, the mesh, on fewer than 4 cores), two take
+# turns on a core and each takes more than twice its time alone (mlp-s at
+# 64 rows: x2.27): bench predict --single-shared reads that pace from
+# single run two to a core, on the rows those devices get.
+SHARED=$([ "$CORES" -lt 4 ] && [ "${#CPUS[@]}" -gt 0 ] && echo 1 || echo 0)
+SHARED_ROWS=${PB_PREDICT_SHARED_ROWS:-128 64}
+GPT_SHARED_ROWS=${PB_PREDICT_GPT_SHARED_ROWS:-4 2}
 # from 16K: the smallest collective of a run below (gpt-xs mesh's tp
 # all-reduces, 32 KB) inside the measured sizes, not extrapolated from a fit
 comm() { "$BIN" comm --quiet --sizes 16K:32M --iters 5 --warmup 2 --out "$OUT/comm.csv" "$@" >/dev/null; }
@@ -72,6 +111,11 @@ gpt() {
     for rows in $GPT_ROWS; do
         WL=$GPT run1 --batch "$rows" --out "$OUT/gpt/single.csv"
     done
+    if [ "$SHARED" = 1 ]; then
+        for rows in $GPT_SHARED_ROWS; do
+            WL=$GPT corun 2 --batch "$rows" --out "$OUT/gpt/single-shared.csv"
+        done
+    fi
     WL=$GPT run --strategy tp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
     WL=$GPT run --strategy mesh --gpus 4 --dp 2 --tp 2 --threads "$(thr 4)" --out "$OUT/gpt/measured.csv"
     [ "$MODE" = all ] || return 0
@@ -103,6 +147,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for rows in $([ "$MODE" = quick ] && echo 128 || echo "$ROWS"); do
         run1 --batch "$rows" --out "$OUT/single.csv"
     done
+    if [ "$SHARED" = 1 ] && [ "$MODE" != quick ]; then
+        for rows in $SHARED_ROWS; do
+            corun 2 --batch "$rows" --out "$OUT/single-shared.csv"
+        done
+    fi
     if [ "$MODE" = quick ]; then
         comm --comm mpi --ranks 2 --collectives all_reduce
         comm --comm local --ranks 2 --collectives all_reduce,broadcast,sendrecv
@@ -137,13 +186,20 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 [ "${PB_PREDICT_MEASURE_ONLY:-0}" = 1 ] && exit 0
+# SH: --single-shared DIR/single-shared.csv where measured
+shared() {
+    SH=()
+    if [ -s "$1/single-shared.csv" ]; then SH=(--single-shared "$1/single-shared.csv"); fi
+}
 rc=0
+shared "$OUT"
 # shellcheck disable=SC2086
-"$BIN" predict --single "$OUT/single.csv" --comm-csv "$OUT/comm.csv" \
+"$BIN" predict --single "$OUT/single.csv" "${SH[@]}" --comm-csv "$OUT/comm.csv" \
     --against "$OUT/measured.csv" --out "$OUT/predicted.csv" --step "${PB_PREDICT_STEP:-mean}" ${PB_PREDICT_LIMITS:-} || rc=$?
 if [ -s "$OUT/gpt/measured.csv" ]; then
+    shared "$OUT/gpt"
     # shellcheck disable=SC2086
-    "$BIN" predict --single "$OUT/gpt/single.csv" --comm-csv "$OUT/comm.csv" \
+    "$BIN" predict --single "$OUT/gpt/single.csv" "${SH[@]}" --comm-csv "$OUT/comm.csv" \
         --against "$OUT/gpt/measured.csv" --out "$OUT/gpt/predicted.csv" --step "${PB_PREDICT_STEP:-mean}" ${PB_PREDICT_LIMITS:-} || {
         r=$?
         [ "$r" -gt "$rc" ] && rc=$r
@@ -154,7 +210,8 @@ OTHER=$([ "${PB_PREDICT_STEP:-mean}" = median ] && echo mean || echo median)
 echo "predict-validate: the same runs judged on the $OTHER step (not gated):" >&2
 for d in "$OUT" "$OUT/gpt"; do
     [ -s "$d/measured.csv" ] || continue
-    "$BIN" predict --single "$d/single.csv" --comm-csv "$OUT/comm.csv" --against "$d/measured.csv" \
+    shared "$d"
+    "$BIN" predict --single "$d/single.csv" "${SH[@]}" --comm-csv "$OUT/comm.csv" --against "$d/measured.csv" \
         --out "$d/predicted-$OTHER.csv" --step "$OTHER" --quiet --max-median-error 1e6 --max-error 1e6 2>/dev/null || true
 done
 exit "$rc"

@@ -12,7 +12,7 @@
 #include "predict_out.h"
 
 typedef struct opts {
-    const char *single, *comm_csv, *topology, *against, *out, *plot, *plots_dir;
+    const char *single, *single_shared, *comm_csv, *topology, *against, *out, *plot, *plots_dir;
     char strategies[128], devices[1024];
     double batch, batch_per_device, bucket_mb, max_median, max_err;
     double intra_gbps, intra_us, inter_gbps, inter_us;
@@ -33,6 +33,8 @@ static void print_help(void)
            "\n"
            "flags (default in brackets):\n"
            "  --single PATH          run CSV with ok rows of strategy single (their phases) [required]\n"
+           "  --single-shared PATH   cpu: single rows at --threads 1 run two to a core: the pace of devices\n"
+           "                         that take turns on a core [off: each takes exactly its share]\n"
            "  --comm-csv PATH        bench comm CSV: its fit rows give the collectives\n"
            "  --topology PATH        key = value file of the links (results/topologies/*.topo)\n"
            "  --strategies LIST      single, dp, ddp, mp, zero, tp, mesh [single,dp,ddp,mp]\n"
@@ -102,6 +104,7 @@ static pb_status parse_args(int argc, char **argv, opts *o, bool *help)
             return PB_OK;
         }
         PATHFLAG("--single", single)
+        PATHFLAG("--single-shared", single_shared)
         PATHFLAG("--comm-csv", comm_csv)
         PATHFLAG("--topology", topology)
         PATHFLAG("--against", against)
@@ -235,6 +238,13 @@ int pb_cmd_predict(int argc, char **argv)
     }
     if (st == PB_OK) st = pb_csv_load(o.single, &single);
     if (st == PB_OK) st = pb_pred_read_single(&single, o.single, o.step, w);
+    if (st == PB_OK && o.single_shared) {
+        pb_csv shared;
+        memset(&shared, 0, sizeof shared);
+        st = pb_csv_load(o.single_shared, &shared);
+        if (st == PB_OK) st = pb_pred_read_shared(&shared, o.single_shared, o.step, w);
+        pb_csv_free(&shared);
+    }
     if (st == PB_OK) {
         pb_pred_net_defaults(net);
         if (strcmp(w->backend, "cuda") == 0) net->cores_per_node = 0;

@@ -65,6 +65,11 @@ typedef struct pb_pred_work {
     pb_pred_gpt gpt;
     int nsingle;
     pb_pred_single single[PB_PRED_MAX_SINGLE];
+    /* single rows at 1 thread measured two to a core, every core so
+     * (--single-shared): what a device pays beyond half a core when it
+     * takes turns on one (pb_pred_shared_pace); none: exactly half */
+    int nshared;
+    pb_pred_single shared[PB_PRED_MAX_SINGLE];
     /* single's SGD momentum accumulated by its weight-gradient GEMMs (the
      * cpu backend: strategies/single.c), so its opt_ms is a lighter
      * optimizer than the other strategies run */
@@ -181,6 +186,16 @@ typedef enum pb_pred_step { PB_PRED_STEP_MEAN, PB_PRED_STEP_MEDIAN } pb_pred_ste
 /* The single-strategy ok rows of a run CSV (one workload, backend and
  * precision; the first row's when several). */
 pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_step which, pb_pred_work *w);
+/* --single-shared's rows (single at 1 thread, two runs to a core) into
+ * w->shared, pooled as pb_pred_read_single's; after it: a usage error
+ * when w is not the cpu backend's, when they are another workload,
+ * backend or precision than w's, or when none is at 1 thread. */
+pb_status pb_pred_read_shared(const pb_csv *c, const char *path, pb_pred_step which, pb_pred_work *w);
+/* A device's pace at `rows` rows on a core it takes turns on, as a factor
+ * over its exact share (a core's k devices take k x pace its time alone):
+ * the nearest --single-shared row's step over twice the 1-thread single
+ * row's at the same rows, at least 1; 1 without such a pair. */
+double pb_pred_shared_pace(const pb_pred_work *w, double rows);
 /* The fit rows of a bench comm CSV, appended to net->fits. */
 pb_status pb_pred_read_fits(const pb_csv *c, const char *path, pb_pred_net *net);
 /* A topology file: `key = value` lines, '#' comments (docs/predict.md). */

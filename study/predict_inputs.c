@@ -163,6 +163,32 @@ pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_step wh
     return st;
 }
 
+pb_status pb_pred_read_shared(const pb_csv *c, const char *path, pb_pred_step which, pb_pred_work *w)
+{
+    if (strcmp(w->backend, "cpu") != 0)
+        return pb_usage_error("%s: --single-shared is the pace of cpu devices taking turns on a core; --single's "
+                              "rows are %s runs, whose devices share nothing",
+                              path, w->backend);
+    pb_pred_work *tmp = calloc(1, sizeof *tmp);
+    if (!tmp) return pb_usage_error("predict: out of memory");
+    pb_status st = pb_pred_read_single(c, path, which, tmp);
+    if (st == PB_OK && (strcmp(tmp->workload, w->workload) || strcmp(tmp->backend, w->backend) ||
+                        strcmp(tmp->precision, w->precision)))
+        st = pb_usage_error("%s: --single-shared rows are %s on %s in %s; --single's are %s on %s in %s: give "
+                            "rows of one workload",
+                            path, tmp->workload, tmp->backend, tmp->precision, w->workload, w->backend,
+                            w->precision);
+    w->nshared = 0;
+    for (int i = 0; st == PB_OK && i < tmp->nsingle; i++)
+        if (tmp->single[i].threads == 1) w->shared[w->nshared++] = tmp->single[i];
+    if (st == PB_OK && w->nshared == 0)
+        st = pb_usage_error("%s: no ok row of strategy single at 1 thread: --single-shared takes single runs at "
+                            "--threads 1, two to a core",
+                            path);
+    free(tmp);
+    return st;
+}
+
 static pb_pred_fit *fit_slot(pb_pred_net *net, const char *comm, pb_coll coll, int ranks, bool *fresh)
 {
     *fresh = false;

@@ -2,13 +2,13 @@
  *  - the validation's CI share (scripts/predict-validate.sh quick: ddp on 2
  *    ranks with and without overlap, dp on 2 devices, predicted from single
  *    runs and bench comm fits measured in the same minute): every
- *    configuration predicted, its error in the CSV, and the errors within
- *    median 25% and largest 50% (what the model met in a quiet window here;
- *    the issue's 10%/25% are not met, docs/predict.md) when no other work
- *    was busy before the runs (1-minute load average under 1; otherwise
- *    any CPU timing is a measure of the neighbours, and ddp's ranks most:
- *    said, and not judged); memory per device within 5% of the runs' peak
- *    always;
+ *    configuration predicted, its error in the CSV, and with
+ *    PB_PREDICT_STRICT=1 the errors within the issue's median 10% and
+ *    largest 25% (what the whole validation meets here, docs/predict.md)
+ *    when no other work was busy before the runs (1-minute load average
+ *    under 1; otherwise any CPU timing is a measure of the neighbours, and
+ *    ddp's ranks most: said, and not judged); memory per device within 5%
+ *    of the runs' peak always;
  *  - the H100 example of the README: a topology file's grid, dp left out
  *    across nodes, efficiency 1 for one device and falling with devices;
  *  - compare --predicted: runs at 90% of the prediction pass, at 50% are
@@ -57,10 +57,8 @@ static void test_validation_quick_share(void **state)
     char dir[600], script_env[64];
     snprintf(dir, sizeof dir, "%s/v", f->dir);
     snprintf(script_env, sizeof script_env, "PB_PREDICT_ITERS=10");
-    /* the limits this machine's quiet window met (docs/predict.md,
-     * "Validation"), looser than the issue's 10%/25%, which are not met */
-    char limits[] = "PB_PREDICT_LIMITS=--max-median-error 25 --max-error 50";
-    run_argv_env(&f->res, (char *[]){script_env, limits, NULL},
+    /* bench predict's own limits: the 10% median, 25% largest */
+    run_argv_env(&f->res, (char *[]){script_env, NULL},
                  (char *[]){"scripts/predict-validate.sh", dir, "quick", NULL});
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     /* exit 1 is the limits missed: judged below with the load in view */
@@ -92,8 +90,8 @@ static void test_validation_quick_share(void **state)
      * the 1-thread single inputs run on the free core (measured here) */
     /* step times are judged only when asked (make predict-validate's
      * machine, PB_PREDICT_STRICT=1) and the machine is quiet: on a CI
-     * runner of unknown cores and load the model's misses are reported,
-     * not a failure (the issue's 10%/25% are not met yet: docs/predict.md) */
+     * runner of unknown cores and load, shared with other jobs, they are
+     * a measure of the neighbours: reported, not a failure */
     const char *strict = getenv("PB_PREDICT_STRICT");
     if (before >= 1.0 || !strict || strcmp(strict, "1") != 0) {
         print_message("predict: load average %.1f on %ld cores before the runs%s: the errors (largest %.1f%%) are "
@@ -414,6 +412,10 @@ static void test_bad_input_is_a_usage_error(void **state)
         {{"predict", "--single", (char *)h100_single, "--schedule", "zb", NULL}, "give gpipe or 1f1b"},
         {{"predict", "--single", other, NULL}, "not a results CSV"},
         {{"predict", "--single", (char *)h100_single, "--frobnicate", NULL}, "unknown flag '--frobnicate'"},
+        /* the shared pace is the cpu's */
+        {{"predict", "--single", (char *)h100_single, "--single-shared", (char *)h100_single, NULL},
+         "--single-shared is the pace of cpu devices"},
+        {{"predict", "--single", (char *)h100_single, "--single-shared", NULL}, "--single-shared needs a path"},
         /* ddp on 8 devices needs collective figures */
         {{"predict", "--single", (char *)h100_single, "--strategies", "ddp", "--devices", "8", NULL},
          "needs collective figures"},
@@ -434,6 +436,37 @@ static void test_bad_input_is_a_usage_error(void **state)
 /* --step: the summary says which step was judged; on the mean step, runs
  * whose mean is well above their median are noted (stalls), and --step
  * median judges step_ms_p50 instead; a bad --step is a usage error */
+/* --single-shared takes single rows at 1 thread of --single's workload */
+static void test_single_shared_inputs(void **state)
+{
+    files *f = *state;
+    char mlp[600], gpt[600], two[600];
+    snprintf(mlp, sizeof mlp, "%s/mlp.csv", f->dir);
+    snprintf(gpt, sizeof gpt, "%s/gpt.csv", f->dir);
+    snprintf(two, sizeof two, "%s/two.csv", f->dir);
+    run_bench(&f->res, (char *[]){"--quiet", "--workload", "mlp-s", "--batch", "8", "--iters", "2", "--warmup", "0",
+                                  "--threads", "1", "--out", mlp, NULL});
+    assert_int_equal(f->res.exit_code, 0);
+    run_bench(&f->res, (char *[]){"--quiet", "--workload", "gpt-xs", "--iters", "2", "--warmup", "0", "--threads",
+                                  "1", "--out", gpt, NULL});
+    assert_int_equal(f->res.exit_code, 0);
+    run_bench(&f->res, (char *[]){"--quiet", "--workload", "mlp-s", "--batch", "8", "--iters", "2", "--warmup", "0",
+                                  "--threads", "2", "--out", two, NULL});
+    assert_int_equal(f->res.exit_code, 0);
+    run_bench(&f->res, (char *[]){"predict", "--single", mlp, "--single-shared", gpt, "--out", f->out, NULL});
+    assert_int_equal(f->res.exit_code, 2);
+    assert_non_null(strstr(f->res.err, "--single-shared rows are gpt-xs on cpu in fp32; --single's are mlp-s"));
+    assert_int_equal(count_lines(f->res.err), 1);
+    run_bench(&f->res, (char *[]){"predict", "--single", mlp, "--single-shared", two, "--out", f->out, NULL});
+    assert_int_equal(f->res.exit_code, 2);
+    assert_non_null(strstr(f->res.err, "no ok row of strategy single at 1 thread"));
+    assert_false(file_exists(f->out));
+    /* its own rows: taken (single alone needs no collective figures) */
+    run_bench(&f->res, (char *[]){"predict", "--single", mlp, "--single-shared", mlp, "--strategies", "single",
+                                  "--devices", "1", "--out", f->out, "--quiet", NULL});
+    if (f->res.exit_code != 0) fail_msg("exit %d\n%s", f->res.exit_code, f->res.err);
+}
+
 static void test_which_step_is_judged(void **state)
 {
     files *f = *state;
@@ -478,6 +511,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compare_predicted_pairs_by_stage_and_schedule, files_setup,
                                         files_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_is_a_usage_error, files_setup, files_teardown),
+        cmocka_unit_test_setup_teardown(test_single_shared_inputs, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_which_step_is_judged, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_validation_quick_share, files_setup, files_teardown),
     };

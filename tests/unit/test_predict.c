@@ -604,6 +604,70 @@ static void test_cpu_devices_share_cores(void **state)
     assert_float_equal(r.compute_ms, 15 + 2, 1e-6);
 }
 
+/* Devices taking turns on a core (more ranks or 1-thread dp devices than
+ * cores) at the pace --single-shared measured: its step over twice the
+ * 1-thread row's at those rows (x2.27 for two mlp-s runs on one core),
+ * never under exactly the share; nothing changes without it, nor where
+ * each device has a core. */
+static void test_shared_cores_pace(void **state)
+{
+    (void)state;
+    pb_pred_work w;
+    make_work(&w, 2, 100, 100, 10, 20, 2);
+    snprintf(w.backend, sizeof w.backend, "cpu");
+    w.single[0].step_ms = 32;
+    w.nsingle = 2;
+    w.single[1] = (pb_pred_single){.threads = 2, .batch = 100, .fwd_ms = 6, .bwd_ms = 12, .opt_ms = 1, .step_ms = 19};
+    assert_float_equal(pb_pred_shared_pace(&w, 100), 1, 0);
+    pb_pred_net net;
+    make_net(&net, 64, 1, 1, 0);
+    net.cores_per_node = 2;
+    pb_pred_target t = {.strategy = PB_PRED_DDP, .devices = 4, .batch_global = 400, .bucket_mb = 25};
+    pb_pred_result alone4, alone2, dp4;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &alone4), PB_OK);
+    t.devices = 2;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &alone2), PB_OK);
+    t.strategy = PB_PRED_DP;
+    t.devices = 4;
+    t.threads = 1;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &dp4), PB_OK);
+
+    /* two to a core took 80 ms a step at 100 rows: 1.25 x the share */
+    w.nshared = 1;
+    w.shared[0] = (pb_pred_single){.threads = 1, .batch = 100, .fwd_ms = 25, .bwd_ms = 50, .opt_ms = 5, .step_ms = 80};
+    assert_float_equal(pb_pred_shared_pace(&w, 100), 1.25, 1e-12);
+    assert_float_equal(pb_pred_shared_pace(&w, 50), 1.25, 1e-12); /* the nearest rows */
+    pb_pred_result r;
+    t.strategy = PB_PRED_DDP;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    /* ddp on 4 ranks, 100 rows each: 2 x (10 + 20 + 2) becomes 1.25 x that */
+    assert_float_equal(alone4.compute_ms, 2 * (10 + 20 + 2), 1e-6);
+    assert_float_equal(r.compute_ms, 1.25 * alone4.compute_ms, 1e-6);
+    assert_float_equal(r.step_ms - r.compute_ms, alone4.step_ms - alone4.compute_ms, 1e-9);
+    /* dp's 4 devices of 1 thread take turns too: slower than without */
+    t.strategy = PB_PRED_DP;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_true(r.compute_ms > dp4.compute_ms * 1.1);
+    /* 2 ranks on 2 cores: a core each, nothing shared */
+    t.strategy = PB_PRED_DDP;
+    t.devices = 2;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    assert_float_equal(r.step_ms, alone2.step_ms, 1e-12);
+    /* 16 cores: 4 ranks share nothing */
+    net.cores_per_node = 16;
+    t.devices = 4;
+    assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
+    net.cores_per_node = 2;
+    assert_float_equal(r.compute_ms, 10 + 20 + 2, 1e-6);
+    /* faster than twice alone (noise): exactly the share, never less */
+    w.shared[0].step_ms = 60;
+    assert_float_equal(pb_pred_shared_pace(&w, 100), 1, 0);
+    /* no 1-thread row at the shared row's rows: no pace to read */
+    w.shared[0].step_ms = 80;
+    w.shared[0].batch = 64;
+    assert_float_equal(pb_pred_shared_pace(&w, 100), 1, 0);
+}
+
 static void test_repeats_pool_by_median(void **state)
 {
     (void)state;
@@ -754,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_rows_cost_the_two_measured_batches_line),
         cmocka_unit_test(test_1f1b_same_step_less_memory),
         cmocka_unit_test(test_cpu_devices_share_cores),
+        cmocka_unit_test(test_shared_cores_pace),
         cmocka_unit_test(test_repeats_pool_by_median),
         cmocka_unit_test(test_other_strategies_run_the_unfused_optimizer),
         cmocka_unit_test(test_rows_at_a_thread_count_of_one_batch),
