@@ -13,6 +13,7 @@
 
 #include "../kernels/world.h"
 #include "calibrate.h"
+#include "cpu_bind.h"
 #include "devmap.h"
 #include "env.h"
 #include "fault.h"
@@ -891,6 +892,10 @@ pb_status pb_run(const pb_config *cfg)
     bool invalid = false;
     st = setup(&rs);
     if (st == PB_OK) st = train(&rs);
+    /* a one-process strategy's device 0 is this thread, bound to its CPUs
+     * during the steps (cpu_bind.h): --verify's single and the rest get
+     * every CPU back */
+    pb_cpu_unbind_self();
     /* interrupted: every rank stopped at the same boundary; nothing is
      * gathered, dumped or written, and the caller exits 128 + the signal */
     if (st == PB_OK && rs.interrupted) goto cleanup;

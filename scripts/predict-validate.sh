@@ -65,6 +65,9 @@ cpus() { # the CPUs this script may use, from a cpulist such as 0-3,8
 }
 CPUS=()
 command -v taskset >/dev/null 2>&1 && mapfile -t CPUS < <(cpus)
+# at most 4: no run below has more 1-thread devices (more CPUs give each
+# device more threads, whose inputs are single at every core)
+CPUS=("${CPUS[@]:0:4}")
 # single at 1 thread, K copies pinned on each CPU at once (unpinned alone
 # without taskset, and then no K = 2)
 corun() {
@@ -105,7 +108,8 @@ zero() { run --strategy zero --gpus 2 --threads "$(thr 2)" --zero-stage "$1" --o
 tp() { run --strategy tp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv"; }
 mesh() { run --strategy mesh --gpus $(($1 * $2)) --dp "$1" --tp "$2" --threads "$(thr $(($1 * $2)))" --out "$OUT/measured.csv"; }
 # the gpt workload: its own inputs and runs (bench predict takes one workload)
-gpt() {
+# gpt-xs's inputs (as the MLP's: inputs below), before and after its runs
+gpt_inputs() {
     WL=$GPT run1 --out "$OUT/gpt/single.csv"
     [ "$CORES" -gt 1 ] && WL=$GPT run --strategy single --gpus 1 --threads "$CORES" --out "$OUT/gpt/single.csv"
     for rows in $GPT_ROWS; do
@@ -116,6 +120,9 @@ gpt() {
             WL=$GPT corun 2 --batch "$rows" --out "$OUT/gpt/single-shared.csv"
         done
     fi
+}
+gpt() {
+    gpt_inputs
     WL=$GPT run --strategy tp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
     WL=$GPT run --strategy mesh --gpus 4 --dp 2 --tp 2 --threads "$(thr 4)" --out "$OUT/gpt/measured.csv"
     [ "$MODE" = all ] || return 0
@@ -124,6 +131,7 @@ gpt() {
     done
     WL=$GPT run --strategy dp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
     WL=$GPT run --strategy mp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
+    gpt_inputs
 }
 # the strategies that landed after ddp, dp and mp
 later() {
@@ -137,11 +145,10 @@ later() {
 }
 mp() { run --strategy mp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
 
-for ((r = 1; r <= ROUNDS; r++)); do
-    echo "predict-validate: round $r of $ROUNDS" >&2
-    # inputs: a single device at 1 thread and at every core, and at 1
-    # thread on the rows a device of the runs below gets (a GEMM on fewer
-    # rows costs more a row: docs/predict.md "Compute")
+# inputs: a single device at 1 thread and at every core, and at 1 thread
+# on the rows a device of the runs below gets (a GEMM on fewer rows costs
+# more a row: docs/predict.md "Compute")
+inputs() {
     run1 --out "$OUT/single.csv"
     [ "$CORES" -gt 1 ] && run --strategy single --gpus 1 --threads "$CORES" --out "$OUT/single.csv"
     for rows in $([ "$MODE" = quick ] && echo 128 || echo "$ROWS"); do
@@ -152,6 +159,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
             corun 2 --batch "$rows" --out "$OUT/single-shared.csv"
         done
     fi
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+    echo "predict-validate: round $r of $ROUNDS" >&2
+    # the inputs before and after the round's runs (A B A): a machine
+    # that drifts during the round moves the pooled inputs as it moves
+    # the runs between them (one side alone read 8% fast in one pass)
+    inputs
     if [ "$MODE" = quick ]; then
         comm --comm mpi --ranks 2 --collectives all_reduce
         comm --comm local --ranks 2 --collectives all_reduce,broadcast,sendrecv
@@ -164,6 +179,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         comm --comm mpi --ranks 2 --collectives all_reduce,reduce_scatter,all_gather
         later
         ddp 2
+        inputs
         continue
     fi
     later
@@ -184,6 +200,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         ddp "$n" --no-overlap
         mp "$n" --microbatches 4
     done
+    inputs
 done
 [ "${PB_PREDICT_MEASURE_ONLY:-0}" = 1 ] && exit 0
 # SH: --single-shared DIR/single-shared.csv where measured

@@ -38,7 +38,11 @@
  * a persistent worker thread per other device runs its forward and backward,
  * woken per phase through a condition variable. A parallel phase's span, on
  * device 0's timer, ends once every device has finished (workers synchronise
- * their device before reporting done). */
+ * their device before reporting done). On the cpu backend each device's
+ * thread runs on CPUs of its own (harness/cpu_bind.h): the workers from
+ * their start, the calling thread from the first step (the loader's
+ * threads, started after init, keep every CPU) to the last (pb_run gives
+ * it every CPU back after the steps). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,7 +104,7 @@ typedef struct dp_state {
     pthread_cond_t go, done;
     bool sync_ready;
     bool stuck; /* a worker never came back from a job: left to the process's exit */
-    bool bound; /* the calling thread runs on device 0's CPUs (cpu backend) */
+    bool bind_tried; /* the calling thread put on device 0's CPUs (cpu backend), once */
     dp_job job;
     unsigned gen;
     int pending;
@@ -227,7 +231,7 @@ static void dp_destroy(void *state)
     /* a stuck worker would never join, and may still use its device: all
      * is left as it is for the process's exit, which the failed run goes to */
     if (s->stuck) return;
-    if (s->bound) pb_cpu_unbind_self();
+    if (s->bind_tried) pb_cpu_unbind_self();
     if (s->sync_ready) {
         pthread_mutex_lock(&s->mu);
         s->job = DP_JOB_QUIT;
@@ -433,7 +437,10 @@ static pb_status dp_step(void *state, const pb_batch *batch, pb_step_result *out
     void *peer[PB_MAX_STAGES];
     float loss = 0.0f;
     PB_REQUIRE(bsz == m * s->n, PB_ERR_INTERNAL, "dp: batch of %d rows, expected %d", bsz, m * s->n);
-    if (!be->is_gpu && !s->bound) s->bound = pb_cpu_bind_thread(pthread_self(), 0, s->n);
+    if (!be->is_gpu && !s->bind_tried) {
+        s->bind_tried = true;
+        pb_cpu_bind_thread(pthread_self(), 0, s->n);
+    }
 
     pb_phase_timer_reset(&s->timer);
     PB_TRY(pb_phase_begin(&s->timer, PB_PHASE_H2D));

@@ -189,7 +189,8 @@ pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_step wh
 /* --single-shared's rows (single at 1 thread, two runs to a core) into
  * w->shared, pooled as pb_pred_read_single's; after it: a usage error
  * when w is not the cpu backend's, when they are another workload,
- * backend or precision than w's, or when none is at 1 thread. */
+ * backend or precision than w's, when none is at 1 thread, or when one
+ * has no 1-thread --single row at its rows. */
 pb_status pb_pred_read_shared(const pb_csv *c, const char *path, pb_pred_step which, pb_pred_work *w);
 /* A device's pace at `rows` rows on a core it takes turns on, as a factor
  * over its exact share (a core's k devices take k x pace its time alone):

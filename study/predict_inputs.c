@@ -185,6 +185,16 @@ pb_status pb_pred_read_shared(const pb_csv *c, const char *path, pb_pred_step wh
         st = pb_usage_error("%s: no ok row of strategy single at 1 thread: --single-shared takes single runs at "
                             "--threads 1, two to a core",
                             path);
+    /* each pace is a ratio to --single's 1-thread row at the same rows */
+    for (int i = 0; st == PB_OK && i < w->nshared; i++) {
+        bool paired = false;
+        for (int k = 0; k < w->nsingle && !paired; k++)
+            paired = w->single[k].threads == 1 && w->single[k].batch == w->shared[i].batch;
+        if (!paired)
+            st = pb_usage_error("%s: its row at %g rows has no --single row at 1 thread and %g rows to compare "
+                                "with: measure single at those rows too",
+                                path, w->shared[i].batch, w->shared[i].batch);
+    }
     free(tmp);
     return st;
 }

@@ -303,7 +303,9 @@ static double capacity(const pb_pred_work *w, const pb_pred_net *net, int active
     double t_own = opt ? own.opt : own.fwd + own.bwd, t_all = opt ? all.opt : all.fwd + all.bwd;
     if (!(t_own > 0)) return 1;
     double f = active * t_all / t_own;
-    /* past one 1-thread device a core, they take turns at the shared pace */
+    /* past one 1-thread device a core, they take turns at the shared pace
+     * (on top of f, which is single's loss on all the cores, not the
+     * turns: dp on 4 devices at 64 rows measured -3% to -18% without) */
     return (f > 1 ? f : 1) * (threads == 1 ? pb_pred_shared_pace(w, rows) : 1);
 }
 
@@ -342,6 +344,14 @@ double pb_pred_shared_pace(const pb_pred_work *w, double rows)
     return 1;
 }
 
+/* share() for compute at `rows` rows: 1-thread devices that take turns on
+ * a core at the pace --single-shared measured (pb_pred_shared_pace). */
+static double paced_share(const pb_pred_work *w, int active, int threads, int cores, double rows)
+{
+    double k = share(active, threads, cores);
+    return k > 1 && threads == 1 ? k * pb_pred_shared_pace(w, rows) : k;
+}
+
 /* A CPU rank's threads: Open MPI binds each rank to one core when it starts
  * 2 ranks or fewer (bench's launcher keeps that for CPU ranks), and bench's
  * launcher binds rank r to core r mod cores when there are more ranks than
@@ -360,8 +370,7 @@ static double rank_phases(const pb_pred_work *w, const pb_pred_net *net, double 
 {
     *thr = rank_threads(net, per_node, *thr);
     pb_pred_single_phases(w, rows, *thr, p);
-    double k = share(per_node, *thr, net->cores_per_node);
-    return k > 1 ? k * pb_pred_shared_pace(w, rows) : k;
+    return paced_share(w, per_node, *thr, net->cores_per_node, rows);
 }
 
 /* Whether the devices leave cores free for the communication's own work
@@ -907,7 +916,8 @@ static void pipe_schedule(const pb_pred_work *w, const pb_pred_net *net, const p
                 if (step - st >= 0 && step - st < m) af++, fm = fmax(fm, fslot[st]);
                 if (step - (p - 1 - st) >= 0 && step - (p - 1 - st) < m) ab++, bm = fmax(bm, bslot[st]);
             }
-            waves += fm * share(af, thr, net->cores_per_node) + bm * share(ab, thr, net->cores_per_node);
+            waves += fm * paced_share(w, af, thr, net->cores_per_node, rows) +
+                     bm * paced_share(w, ab, thr, net->cores_per_node, rows);
         }
         if (waves > r->step_ms) r->step_ms = waves;
     }
@@ -978,7 +988,9 @@ static void predict_mesh_pp(const pb_pred_work *w, const pb_pred_net *net, const
     }
     const char *tsrc = src;
     r->p2p_bytes = 0;
-    pipe_parts pp = {.part = &part, .batch = rows, .f = node, .comm = comm, .tp_ms = tp_ms, .after_ms = after};
+    /* the stages' compute at the node's pace; its collectives by share alone */
+    double node_pace = paced_share(w, per_node, thr, net->cores_per_node, rows);
+    pipe_parts pp = {.part = &part, .batch = rows, .f = node_pace, .comm = comm, .tp_ms = tp_ms, .after_ms = after};
     pipe_schedule(w, net, t, P, thr, &pp, r);
     r->p2p_bytes /= P - 1;
     double tp_sum = 0;

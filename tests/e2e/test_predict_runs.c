@@ -86,8 +86,8 @@ static void test_validation_quick_share(void **state)
     pb_csv_free(&c);
     assert_non_null(strstr(f->res.out, "median |error|"));
     /* the 1-minute load before the script (its own runs raise it after):
-     * one other busy process already slows 2 ddp ranks on 2 cores 3x while
-     * the 1-thread single inputs run on the free core (measured here) */
+     * one other busy process already slowed 2 ddp ranks on 2 cores 3x
+     * while it left the single inputs alone (measured here) */
     /* step times are judged only when asked (make predict-validate's
      * machine, PB_PREDICT_STRICT=1) and the machine is quiet: on a CI
      * runner of unknown cores and load, shared with other jobs, they are
@@ -433,9 +433,6 @@ static void test_bad_input_is_a_usage_error(void **state)
     assert_non_null(strstr(f->res.out, "example:"));
 }
 
-/* --step: the summary says which step was judged; on the mean step, runs
- * whose mean is well above their median are noted (stalls), and --step
- * median judges step_ms_p50 instead; a bad --step is a usage error */
 /* --single-shared takes single rows at 1 thread of --single's workload */
 static void test_single_shared_inputs(void **state)
 {
@@ -461,12 +458,25 @@ static void test_single_shared_inputs(void **state)
     assert_int_equal(f->res.exit_code, 2);
     assert_non_null(strstr(f->res.err, "no ok row of strategy single at 1 thread"));
     assert_false(file_exists(f->out));
+    /* a pace needs the 1-thread --single row at the same rows */
+    char rows16[600];
+    snprintf(rows16, sizeof rows16, "%s/rows16.csv", f->dir);
+    run_bench(&f->res, (char *[]){"--quiet", "--workload", "mlp-s", "--batch", "16", "--iters", "2", "--warmup", "0",
+                                  "--threads", "1", "--out", rows16, NULL});
+    assert_int_equal(f->res.exit_code, 0);
+    run_bench(&f->res, (char *[]){"predict", "--single", mlp, "--single-shared", rows16, "--out", f->out, NULL});
+    assert_int_equal(f->res.exit_code, 2);
+    assert_non_null(strstr(f->res.err, "its row at 16 rows has no --single row at 1 thread and 16 rows"));
+    assert_false(file_exists(f->out));
     /* its own rows: taken (single alone needs no collective figures) */
     run_bench(&f->res, (char *[]){"predict", "--single", mlp, "--single-shared", mlp, "--strategies", "single",
                                   "--devices", "1", "--out", f->out, "--quiet", NULL});
     if (f->res.exit_code != 0) fail_msg("exit %d\n%s", f->res.exit_code, f->res.err);
 }
 
+/* --step: the summary says which step was judged; on the mean step, runs
+ * whose mean is well above their median are noted (stalls), and --step
+ * median judges step_ms_p50 instead; a bad --step is a usage error */
 static void test_which_step_is_judged(void **state)
 {
     files *f = *state;

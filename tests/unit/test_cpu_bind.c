@@ -48,8 +48,9 @@ static void test_shares(void **state)
     pthread_mutex_lock(&mu);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, idle_thread, &mu), 0);
-    /* 1 device, one per CPU, one more than the CPUs, twice the CPUs */
-    int counts[] = {1, nallowed, nallowed + 1, 2 * nallowed};
+    /* 1 device, one per CPU, one more than the CPUs, twice the CPUs, and
+     * a count that leaves CPUs over (3 CPUs or more: n/2 + 1) */
+    int counts[] = {1, nallowed, nallowed + 1, 2 * nallowed, nallowed >= 3 ? nallowed / 2 + 1 : 1};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
         for (int index = 0; index < counts[i]; index++) {
             assert_true(pb_cpu_bind_thread(t, index, counts[i]));

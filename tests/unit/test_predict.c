@@ -644,10 +644,13 @@ static void test_shared_cores_pace(void **state)
     assert_float_equal(alone4.compute_ms, 2 * (10 + 20 + 2), 1e-6);
     assert_float_equal(r.compute_ms, 1.25 * alone4.compute_ms, 1e-6);
     assert_float_equal(r.step_ms - r.compute_ms, alone4.step_ms - alone4.compute_ms, 1e-9);
-    /* dp's 4 devices of 1 thread take turns too: slower than without */
+    /* dp's 4 devices of 1 thread take turns too: fwd + bwd at the node's
+     * capacity, 4 x 18 / 30 = 2.4 x their 30 ms alone, times the pace;
+     * the optimizer (2) on device 0 as before */
     t.strategy = PB_PRED_DP;
     assert_int_equal(pb_predict_one(&w, &net, &t, &r), PB_OK);
-    assert_true(r.compute_ms > dp4.compute_ms * 1.1);
+    assert_float_equal(dp4.compute_ms, 2.4 * 30 + 2, 1e-6);
+    assert_float_equal(r.compute_ms, 2.4 * 30 * 1.25 + 2, 1e-6);
     /* 2 ranks on 2 cores: a core each, nothing shared */
     t.strategy = PB_PRED_DDP;
     t.devices = 2;
@@ -666,6 +669,26 @@ static void test_shared_cores_pace(void **state)
     w.shared[0].step_ms = 80;
     w.shared[0].batch = 64;
     assert_float_equal(pb_pred_shared_pace(&w, 100), 1, 0);
+
+    /* mp's waves: 4 stages on 2 cores put two on a core in a full slot,
+     * at the pace of their microbatch's rows */
+    pb_pred_work w4;
+    make_work(&w4, 4, 100, 100, 10, 20, 2);
+    snprintf(w4.backend, sizeof w4.backend, "cpu");
+    w4.single[0].step_ms = 32;
+    pb_pred_target mt = {.strategy = PB_PRED_MP, .devices = 4, .batch_global = 400, .microbatches = 4, .threads = 1};
+    pb_pred_result plain, paced;
+    assert_int_equal(pb_predict_one(&w4, &net, &mt, &plain), PB_OK);
+    w4.nshared = 1;
+    w4.shared[0] = (pb_pred_single){.threads = 1, .batch = 100, .step_ms = 80};
+    assert_int_equal(pb_predict_one(&w4, &net, &mt, &paced), PB_OK);
+    assert_true(paced.step_ms > plain.step_ms);
+    /* 1 microbatch: one stage at a time, none shares its core */
+    mt.microbatches = 1;
+    assert_int_equal(pb_predict_one(&w4, &net, &mt, &paced), PB_OK);
+    w4.nshared = 0;
+    assert_int_equal(pb_predict_one(&w4, &net, &mt, &plain), PB_OK);
+    assert_float_equal(paced.step_ms, plain.step_ms, 1e-12);
 }
 
 static void test_repeats_pool_by_median(void **state)
