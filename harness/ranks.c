@@ -22,14 +22,12 @@ void pb_ranks_free(pb_ranks *rk)
     memset(rk, 0, sizeof *rk);
 }
 
-enum { MAX_CPUS = PB_CPU_MAX };
-
 void pb_ranks_cpulist(char *buf, size_t len)
 {
     if (len == 0) return;
     buf[0] = '\0';
-    cpu_set_t *set = CPU_ALLOC(MAX_CPUS);
-    size_t bytes = CPU_ALLOC_SIZE(MAX_CPUS);
+    cpu_set_t *set = CPU_ALLOC(PB_CPU_MAX);
+    size_t bytes = CPU_ALLOC_SIZE(PB_CPU_MAX);
     if (!set) return;
     /* the process's, not this thread's: a one-process strategy binds its
      * device threads, the main thread among them (cpu_bind.h) */
@@ -38,10 +36,10 @@ void pb_ranks_cpulist(char *buf, size_t len)
         return;
     }
     size_t used = 0;
-    for (int c = 0; c < MAX_CPUS; c++) {
+    for (int c = 0; c < PB_CPU_MAX; c++) {
         if (!CPU_ISSET_S(c, bytes, set)) continue;
         int last = c;
-        while (last + 1 < MAX_CPUS && CPU_ISSET_S(last + 1, bytes, set)) last++;
+        while (last + 1 < PB_CPU_MAX && CPU_ISSET_S(last + 1, bytes, set)) last++;
         char one[32];
         int m = last > c ? snprintf(one, sizeof one, "%s%d-%d", used ? "," : "", c, last)
                          : snprintf(one, sizeof one, "%s%d", used ? "," : "", c);
@@ -118,7 +116,7 @@ static const char *cpus_of(const pb_ranks *rk, int r) { return rk->cpus + (size_
  * names no CPU it can read. */
 static bool cpulist_bits(const char *s, unsigned char *bits)
 {
-    memset(bits, 0, MAX_CPUS / 8);
+    memset(bits, 0, PB_CPU_MAX / 8);
     bool any = false;
     while (*s) {
         char *end;
@@ -129,7 +127,7 @@ static bool cpulist_bits(const char *s, unsigned char *bits)
             b = strtol(t, &end, 10);
             if (end == t) break;
         }
-        for (long c = a < 0 ? 0 : a; c <= b && c < MAX_CPUS; c++) {
+        for (long c = a < 0 ? 0 : a; c <= b && c < PB_CPU_MAX; c++) {
             bits[c / 8] |= (unsigned char)(1u << (c % 8));
             any = true;
         }
@@ -141,7 +139,7 @@ static bool cpulist_bits(const char *s, unsigned char *bits)
 
 bool pb_ranks_cpulists_overlap(const char *a, const char *b)
 {
-    unsigned char x[MAX_CPUS / 8], y[MAX_CPUS / 8];
+    unsigned char x[PB_CPU_MAX / 8], y[PB_CPU_MAX / 8];
     if (!cpulist_bits(a, x) || !cpulist_bits(b, y)) return false;
     for (size_t i = 0; i < sizeof x; i++)
         if (x[i] & y[i]) return true;

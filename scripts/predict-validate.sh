@@ -71,16 +71,15 @@ CPUS=("${CPUS[@]:0:4}")
 # single at 1 thread, K copies pinned on each CPU at once (unpinned alone
 # without taskset, and then no K = 2)
 corun() {
-    local k=$1 c j p rc=0 pids=()
+    local k=$1 c j p rc=0 pids=() pins=("${CPUS[@]}")
     shift
-    if [ "${#CPUS[@]}" -eq 0 ]; then
+    if [ "${#pins[@]}" -eq 0 ]; then
         [ "$k" -eq 1 ] || return 0
-        "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 --strategy single --gpus 1 --threads 1 "$@"
-        return
+        pins=("") # one copy, where the scheduler puts it
     fi
-    for c in "${CPUS[@]}"; do
+    for c in "${pins[@]}"; do
         for ((j = 0; j < k; j++)); do
-            taskset -c "$c" "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 --strategy single \
+            ${c:+taskset -c "$c"} "$BIN" --quiet --workload "$WL" --iters "$ITERS" --warmup 3 --strategy single \
                 --gpus 1 --threads 1 "$@" &
             pids+=($!)
         done
@@ -107,22 +106,26 @@ dp() { run --strategy dp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measure
 zero() { run --strategy zero --gpus 2 --threads "$(thr 2)" --zero-stage "$1" --out "$OUT/measured.csv"; }
 tp() { run --strategy tp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv"; }
 mesh() { run --strategy mesh --gpus $(($1 * $2)) --dp "$1" --tp "$2" --threads "$(thr $(($1 * $2)))" --out "$OUT/measured.csv"; }
-# the gpt workload: its own inputs and runs (bench predict takes one workload)
-# gpt-xs's inputs (as the MLP's: inputs below), before and after its runs
-gpt_inputs() {
-    WL=$GPT run1 --out "$OUT/gpt/single.csv"
-    [ "$CORES" -gt 1 ] && WL=$GPT run --strategy single --gpus 1 --threads "$CORES" --out "$OUT/gpt/single.csv"
-    for rows in $GPT_ROWS; do
-        WL=$GPT run1 --batch "$rows" --out "$OUT/gpt/single.csv"
+# inputs DIR ROWS SHARED_ROWS, of workload WL into DIR/single.csv: a single
+# device at 1 thread and at every core, and at 1 thread on the ROWS a
+# device of the runs below gets (a GEMM on fewer rows costs more a row:
+# docs/predict.md "Compute"); two to a core on SHARED_ROWS into
+# DIR/single-shared.csv (an empty list: none)
+inputs() {
+    local rows
+    run1 --out "$1/single.csv"
+    [ "$CORES" -gt 1 ] && run --strategy single --gpus 1 --threads "$CORES" --out "$1/single.csv"
+    for rows in $2; do
+        run1 --batch "$rows" --out "$1/single.csv"
     done
-    if [ "$SHARED" = 1 ]; then
-        for rows in $GPT_SHARED_ROWS; do
-            WL=$GPT corun 2 --batch "$rows" --out "$OUT/gpt/single-shared.csv"
-        done
-    fi
+    [ "$SHARED" = 1 ] || return 0
+    for rows in $3; do
+        corun 2 --batch "$rows" --out "$1/single-shared.csv"
+    done
 }
+# the gpt workload: its own inputs and runs (bench predict takes one workload)
 gpt() {
-    gpt_inputs
+    WL=$GPT inputs "$OUT/gpt" "$GPT_ROWS" "$GPT_SHARED_ROWS"
     WL=$GPT run --strategy tp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
     WL=$GPT run --strategy mesh --gpus 4 --dp 2 --tp 2 --threads "$(thr 4)" --out "$OUT/gpt/measured.csv"
     [ "$MODE" = all ] || return 0
@@ -131,7 +134,7 @@ gpt() {
     done
     WL=$GPT run --strategy dp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
     WL=$GPT run --strategy mp --gpus 2 --threads "$(thr 2)" --out "$OUT/gpt/measured.csv"
-    gpt_inputs
+    WL=$GPT inputs "$OUT/gpt" "$GPT_ROWS" "$GPT_SHARED_ROWS"
 }
 # the strategies that landed after ddp, dp and mp
 later() {
@@ -145,20 +148,10 @@ later() {
 }
 mp() { run --strategy mp --gpus "$1" --threads "$(thr "$1")" --out "$OUT/measured.csv" "${@:2}"; }
 
-# inputs: a single device at 1 thread and at every core, and at 1 thread
-# on the rows a device of the runs below gets (a GEMM on fewer rows costs
-# more a row: docs/predict.md "Compute")
-inputs() {
-    run1 --out "$OUT/single.csv"
-    [ "$CORES" -gt 1 ] && run --strategy single --gpus 1 --threads "$CORES" --out "$OUT/single.csv"
-    for rows in $([ "$MODE" = quick ] && echo 128 || echo "$ROWS"); do
-        run1 --batch "$rows" --out "$OUT/single.csv"
-    done
-    if [ "$SHARED" = 1 ] && [ "$MODE" != quick ]; then
-        for rows in $SHARED_ROWS; do
-            corun 2 --batch "$rows" --out "$OUT/single-shared.csv"
-        done
-    fi
+
+# the MLP's (quick: at 128 rows alone, none two to a core)
+mlp_inputs() {
+    if [ "$MODE" = quick ]; then inputs "$OUT" 128 ""; else inputs "$OUT" "$ROWS" "$SHARED_ROWS"; fi
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -166,7 +159,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     # the inputs before and after the round's runs (A B A): a machine
     # that drifts during the round moves the pooled inputs as it moves
     # the runs between them (one side alone read 8% fast in one pass)
-    inputs
+    mlp_inputs
     if [ "$MODE" = quick ]; then
         comm --comm mpi --ranks 2 --collectives all_reduce
         comm --comm local --ranks 2 --collectives all_reduce,broadcast,sendrecv
@@ -179,7 +172,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         comm --comm mpi --ranks 2 --collectives all_reduce,reduce_scatter,all_gather
         later
         ddp 2
-        inputs
+        mlp_inputs
         continue
     fi
     later
@@ -200,7 +193,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         ddp "$n" --no-overlap
         mp "$n" --microbatches 4
     done
-    inputs
+    mlp_inputs
 done
 [ "${PB_PREDICT_MEASURE_ONLY:-0}" = 1 ] && exit 0
 # SH: --single-shared DIR/single-shared.csv where measured

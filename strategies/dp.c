@@ -231,7 +231,6 @@ static void dp_destroy(void *state)
     /* a stuck worker would never join, and may still use its device: all
      * is left as it is for the process's exit, which the failed run goes to */
     if (s->stuck) return;
-    if (s->bind_tried) pb_cpu_unbind_self();
     if (s->sync_ready) {
         pthread_mutex_lock(&s->mu);
         s->job = DP_JOB_QUIT;

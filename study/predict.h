@@ -192,6 +192,8 @@ pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_step wh
  * backend or precision than w's, when none is at 1 thread, or when one
  * has no 1-thread --single row at its rows. */
 pb_status pb_pred_read_shared(const pb_csv *c, const char *path, pb_pred_step which, pb_pred_work *w);
+/* w's single row at exactly (threads, batch), or NULL. */
+const pb_pred_single *pb_pred_single_row(const pb_pred_work *w, int threads, double batch);
 /* A device's pace at `rows` rows on a core it takes turns on, as a factor
  * over its exact share (a core's k devices take k x pace its time alone):
  * the nearest --single-shared row's step over twice the 1-thread single

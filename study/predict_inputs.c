@@ -142,10 +142,7 @@ pb_status pb_pred_read_single(const pb_csv *c, const char *path, pb_pred_step wh
     /* repeats of one (threads, batch): each phase their median, so one run
      * slowed by a neighbour does not move the inputs */
     for (size_t i = 0; st == PB_OK && i < n; i++) {
-        bool seen = false;
-        for (int k = 0; k < w->nsingle; k++)
-            seen = seen || (w->single[k].threads == all[i].threads && w->single[k].batch == all[i].batch);
-        if (seen || w->nsingle == PB_PRED_MAX_SINGLE) continue;
+        if (pb_pred_single_row(w, all[i].threads, all[i].batch) || w->nsingle == PB_PRED_MAX_SINGLE) continue;
         pb_pred_single *s = &w->single[w->nsingle++];
         *s = all[i];
         s->load_ms = pooled(all, n, s, offsetof(pb_pred_single, load_ms));
@@ -186,15 +183,11 @@ pb_status pb_pred_read_shared(const pb_csv *c, const char *path, pb_pred_step wh
                             "--threads 1, two to a core",
                             path);
     /* each pace is a ratio to --single's 1-thread row at the same rows */
-    for (int i = 0; st == PB_OK && i < w->nshared; i++) {
-        bool paired = false;
-        for (int k = 0; k < w->nsingle && !paired; k++)
-            paired = w->single[k].threads == 1 && w->single[k].batch == w->shared[i].batch;
-        if (!paired)
+    for (int i = 0; st == PB_OK && i < w->nshared; i++)
+        if (!pb_pred_single_row(w, 1, w->shared[i].batch))
             st = pb_usage_error("%s: its row at %g rows has no --single row at 1 thread and %g rows to compare "
                                 "with: measure single at those rows too",
                                 path, w->shared[i].batch, w->shared[i].batch);
-    }
     free(tmp);
     return st;
 }

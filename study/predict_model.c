@@ -324,6 +324,13 @@ static double share(int active, int threads, int cores)
     return want > cores ? ceil(want / cores) : 1;
 }
 
+const pb_pred_single *pb_pred_single_row(const pb_pred_work *w, int threads, double batch)
+{
+    for (int i = 0; i < w->nsingle; i++)
+        if (w->single[i].threads == threads && w->single[i].batch == batch) return &w->single[i];
+    return NULL;
+}
+
 /* Two devices taking turns on a core each take more than twice their time
  * alone: two mlp-s single runs at 64 rows on one core took 32.4 ms a step
  * against 14.3 for one alone (x2.27), as each evicts the other's working
@@ -334,14 +341,10 @@ double pb_pred_shared_pace(const pb_pred_work *w, double rows)
     const pb_pred_single *sh = NULL;
     for (int i = 0; i < w->nshared; i++)
         if (!sh || log_dist(w->shared[i].batch, rows) < log_dist(sh->batch, rows)) sh = &w->shared[i];
-    if (!sh) return 1;
-    for (int i = 0; i < w->nsingle; i++) {
-        const pb_pred_single *s = &w->single[i];
-        if (s->threads != 1 || s->batch != sh->batch || !(s->step_ms > 0)) continue;
-        double pace = sh->step_ms / (2 * s->step_ms);
-        return pace > 1 ? pace : 1;
-    }
-    return 1;
+    const pb_pred_single *alone = sh ? pb_pred_single_row(w, 1, sh->batch) : NULL;
+    if (!alone || !(alone->step_ms > 0)) return 1;
+    double pace = sh->step_ms / (2 * alone->step_ms);
+    return pace > 1 ? pace : 1;
 }
 
 /* share() for compute at `rows` rows: 1-thread devices that take turns on

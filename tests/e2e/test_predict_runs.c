@@ -433,41 +433,48 @@ static void test_bad_input_is_a_usage_error(void **state)
     assert_non_null(strstr(f->res.out, "example:"));
 }
 
-/* --single-shared takes single rows at 1 thread of --single's workload */
+/* a single run of `workload` at `batch` rows (0: its own) and `threads`
+ * into `out`, 2 steps */
+static void single_into(files *f, const char *workload, const char *batch, const char *threads, const char *out)
+{
+    char *args[16] = {"--quiet", "--workload", (char *)workload, "--iters", "2", "--warmup", "0", "--threads",
+                      (char *)threads, "--out", (char *)out, NULL};
+    if (batch) {
+        args[11] = "--batch";
+        args[12] = (char *)batch;
+    }
+    run_bench(&f->res, args);
+    assert_int_equal(f->res.exit_code, 0);
+}
+
+/* predict --single single --single-shared shared: exit 2, one line saying
+ * `says`, no file */
+static void shared_refused(files *f, char *single, char *shared, const char *says)
+{
+    run_bench(&f->res, (char *[]){"predict", "--single", single, "--single-shared", shared, "--out", f->out, NULL});
+    if (f->res.exit_code != 2 || !strstr(f->res.err, says))
+        fail_msg("exit %d, wanted 2 and '%s' in:\n%s", f->res.exit_code, says, f->res.err);
+    assert_int_equal(count_lines(f->res.err), 1);
+    assert_false(file_exists(f->out));
+}
+
+/* --single-shared takes single rows at 1 thread of --single's workload,
+ * each at rows --single has a 1-thread row for */
 static void test_single_shared_inputs(void **state)
 {
     files *f = *state;
-    char mlp[600], gpt[600], two[600];
+    char mlp[600], gpt[600], two[600], rows16[600];
     snprintf(mlp, sizeof mlp, "%s/mlp.csv", f->dir);
     snprintf(gpt, sizeof gpt, "%s/gpt.csv", f->dir);
     snprintf(two, sizeof two, "%s/two.csv", f->dir);
-    run_bench(&f->res, (char *[]){"--quiet", "--workload", "mlp-s", "--batch", "8", "--iters", "2", "--warmup", "0",
-                                  "--threads", "1", "--out", mlp, NULL});
-    assert_int_equal(f->res.exit_code, 0);
-    run_bench(&f->res, (char *[]){"--quiet", "--workload", "gpt-xs", "--iters", "2", "--warmup", "0", "--threads",
-                                  "1", "--out", gpt, NULL});
-    assert_int_equal(f->res.exit_code, 0);
-    run_bench(&f->res, (char *[]){"--quiet", "--workload", "mlp-s", "--batch", "8", "--iters", "2", "--warmup", "0",
-                                  "--threads", "2", "--out", two, NULL});
-    assert_int_equal(f->res.exit_code, 0);
-    run_bench(&f->res, (char *[]){"predict", "--single", mlp, "--single-shared", gpt, "--out", f->out, NULL});
-    assert_int_equal(f->res.exit_code, 2);
-    assert_non_null(strstr(f->res.err, "--single-shared rows are gpt-xs on cpu in fp32; --single's are mlp-s"));
-    assert_int_equal(count_lines(f->res.err), 1);
-    run_bench(&f->res, (char *[]){"predict", "--single", mlp, "--single-shared", two, "--out", f->out, NULL});
-    assert_int_equal(f->res.exit_code, 2);
-    assert_non_null(strstr(f->res.err, "no ok row of strategy single at 1 thread"));
-    assert_false(file_exists(f->out));
-    /* a pace needs the 1-thread --single row at the same rows */
-    char rows16[600];
     snprintf(rows16, sizeof rows16, "%s/rows16.csv", f->dir);
-    run_bench(&f->res, (char *[]){"--quiet", "--workload", "mlp-s", "--batch", "16", "--iters", "2", "--warmup", "0",
-                                  "--threads", "1", "--out", rows16, NULL});
-    assert_int_equal(f->res.exit_code, 0);
-    run_bench(&f->res, (char *[]){"predict", "--single", mlp, "--single-shared", rows16, "--out", f->out, NULL});
-    assert_int_equal(f->res.exit_code, 2);
-    assert_non_null(strstr(f->res.err, "its row at 16 rows has no --single row at 1 thread and 16 rows"));
-    assert_false(file_exists(f->out));
+    single_into(f, "mlp-s", "8", "1", mlp);
+    single_into(f, "gpt-xs", NULL, "1", gpt);
+    single_into(f, "mlp-s", "8", "2", two);
+    single_into(f, "mlp-s", "16", "1", rows16);
+    shared_refused(f, mlp, gpt, "--single-shared rows are gpt-xs on cpu in fp32; --single's are mlp-s");
+    shared_refused(f, mlp, two, "no ok row of strategy single at 1 thread");
+    shared_refused(f, mlp, rows16, "its row at 16 rows has no --single row at 1 thread and 16 rows");
     /* its own rows: taken (single alone needs no collective figures) */
     run_bench(&f->res, (char *[]){"predict", "--single", mlp, "--single-shared", mlp, "--strategies", "single",
                                   "--devices", "1", "--out", f->out, "--quiet", NULL});
